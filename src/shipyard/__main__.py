@@ -1,0 +1,3 @@
+from shipyard.interfaces.cli.app import main
+
+main()

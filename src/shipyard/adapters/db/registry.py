@@ -1,0 +1,148 @@
+"""The model registry in SQL: atomic version numbers, immutable versions, audited aliases."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from shipyard.adapters.db import schema as t
+from shipyard.adapters.db.base import SqlBase
+from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
+from shipyard.errors import ConflictError, ImmutableError, NotFoundError
+
+mv = t.model_versions.c
+rm = t.registered_models.c
+al = t.aliases.c
+
+
+class SqlRegistry(SqlBase):
+    def register_version(self, new: NewVersion) -> ModelVersion:
+        now = time.time()
+        with self.write() as conn:
+            conn.execute(self.upsert(t.registered_models)
+                         .values(name=new.model, last_version=0, created_at=now)
+                         .on_conflict_do_nothing(index_elements=[rm.name]))
+            # the row lock (PostgreSQL) or the write lock (SQLite) serializes numbering per model
+            last = conn.execute(
+                sa.select(rm.last_version).where(rm.name == new.model).with_for_update()
+            ).scalar_one()
+            version = last + 1
+            if new.requested_version is not None and new.requested_version != version:
+                if new.requested_version <= last:
+                    raise ImmutableError(
+                        f"{new.model}@{new.requested_version} is already registered and can never change; "
+                        f"register a new version instead (the next is {version})"
+                    )
+                raise ConflictError(
+                    f"cannot register {new.model}@{new.requested_version}: versions are numbered in order "
+                    f"and the next is {version}"
+                )
+            conn.execute(t.registered_models.update().where(rm.name == new.model).values(last_version=version))
+            conn.execute(t.model_versions.insert().values(
+                model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
+                size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
+                examples_digest=new.examples_digest, metrics=new.metrics, params=new.params,
+                description=new.description, created_at=now, created_by=new.created_by,
+            ))
+            self._audit(conn, new.created_by, "version.register", new.model, str(version), None,
+                        new.manifest_digest, new.description, now)
+        return self._version_from(
+            dict(model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
+                 size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
+                 examples_digest=new.examples_digest, metrics=new.metrics, params=new.params,
+                 description=new.description, created_at=now, created_by=new.created_by), ())
+
+    def get_version(self, model: str, version: int | None) -> ModelVersion:
+        with self.read() as conn:
+            q = sa.select(t.model_versions).where(mv.model == model)
+            q = q.where(mv.version == version) if version is not None else q.order_by(mv.version.desc())
+            row = conn.execute(q.limit(1)).first()
+            if row is None:
+                raise NotFoundError(self._missing(conn, model, version))
+            aliases = conn.execute(
+                sa.select(al.alias).where(al.model == model, al.version == row.version).order_by(al.alias)
+            ).scalars().all()
+            return self._version_from(row._asdict(), tuple(aliases))
+
+    def _missing(self, conn: sa.Connection, model: str, version: int | None) -> str:
+        last = conn.execute(sa.select(rm.last_version).where(rm.name == model)).scalar()
+        if last is None:
+            return f"model {model!r} not found; `shipyard models list` shows registered models"
+        return f"{model}@{version} not found: {model} has versions 1..{last}"
+
+    def resolve_alias(self, model: str, alias: str) -> int:
+        with self.read() as conn:
+            version = conn.execute(
+                sa.select(al.version).where(al.model == model, al.alias == alias)
+            ).scalar()
+            if version is None:
+                if conn.execute(sa.select(rm.name).where(rm.name == model)).first() is None:
+                    raise NotFoundError(f"model {model!r} not found; `shipyard models list` shows registered models")
+                known = conn.execute(sa.select(al.alias).where(al.model == model).order_by(al.alias)).scalars().all()
+                hint = f"its aliases are: {', '.join(known)}" if known else "it has no aliases yet"
+                raise NotFoundError(f"{model} has no alias {alias!r}; {hint} (set one with `shipyard alias set`)")
+            return int(version)
+
+    def list_models(self) -> list[ModelSummary]:
+        with self.read() as conn:
+            rows = conn.execute(sa.select(t.registered_models).order_by(rm.name)).all()
+            alias_rows = conn.execute(sa.select(al.model, al.alias, al.version)).all()
+        by_model: dict[str, dict[str, int]] = {}
+        for a in alias_rows:
+            by_model.setdefault(a.model, {})[a.alias] = a.version
+        return [ModelSummary(r.name, r.last_version, r.created_at, by_model.get(r.name, {})) for r in rows]
+
+    def list_versions(self, model: str) -> list[ModelVersion]:
+        with self.read() as conn:
+            rows = conn.execute(sa.select(t.model_versions).where(mv.model == model).order_by(mv.version)).all()
+            if not rows:
+                raise NotFoundError(self._missing(conn, model, None))
+            aliases: dict[int, list[str]] = {}
+            for a in conn.execute(sa.select(al.alias, al.version).where(al.model == model).order_by(al.alias)):
+                aliases.setdefault(a.version, []).append(a.alias)
+        return [self._version_from(r._asdict(), tuple(aliases.get(r.version, ()))) for r in rows]
+
+    def set_alias(self, model: str, alias: str, version: int, actor: str, reason: str) -> AuditEvent:
+        now = time.time()
+        with self.write() as conn:
+            exists = conn.execute(
+                sa.select(mv.version).where(mv.model == model, mv.version == version)
+            ).first()
+            if exists is None:
+                raise NotFoundError(self._missing(conn, model, version))
+            old = conn.execute(sa.select(al.version).where(al.model == model, al.alias == alias)).scalar()
+            stmt = self.upsert(t.aliases).values(model=model, alias=alias, version=version, updated_at=now)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[al.model, al.alias], set_={"version": version, "updated_at": now}))
+            return self._audit(conn, actor, "alias.set", model, alias,
+                               None if old is None else str(old), str(version), reason, now)
+
+    def remove_alias(self, model: str, alias: str, actor: str, reason: str) -> AuditEvent:
+        now = time.time()
+        with self.write() as conn:
+            old = conn.execute(sa.select(al.version).where(al.model == model, al.alias == alias)).scalar()
+            if old is None:
+                raise NotFoundError(f"{model} has no alias {alias!r}; nothing was changed")
+            conn.execute(t.aliases.delete().where(al.model == model, al.alias == alias))
+            return self._audit(conn, actor, "alias.remove", model, alias, str(old), None, reason, now)
+
+    def audit_events(self, model: str | None) -> list[AuditEvent]:
+        q = sa.select(t.audit_events).order_by(t.audit_events.c.id)
+        if model is not None:
+            q = q.where(t.audit_events.c.model == model)
+        with self.read() as conn:
+            return [AuditEvent(**r._asdict()) for r in conn.execute(q)]
+
+    @staticmethod
+    def _audit(conn: sa.Connection, actor: str, action: str, model: str, name: str, old: str | None,
+               new: str | None, reason: str, at: float) -> AuditEvent:
+        event_id = conn.execute(t.audit_events.insert().values(
+            at=at, actor=actor, action=action, model=model, name=name, old=old, new=new, reason=reason,
+        )).inserted_primary_key[0]  # type: ignore[index]
+        return AuditEvent(int(event_id), at, actor, action, model, name, old, new, reason)
+
+    @staticmethod
+    def _version_from(row: dict[str, Any], aliases: tuple[str, ...]) -> ModelVersion:
+        return ModelVersion(aliases=aliases, **row)

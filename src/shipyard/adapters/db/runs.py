@@ -1,0 +1,212 @@
+"""Runs in SQL: params, metrics (history and latest), tags, artifacts, search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from shipyard.adapters.db import schema as t
+from shipyard.adapters.db.base import SqlBase
+from shipyard.core.lineage.records import ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus
+from shipyard.core.lineage.search import Condition
+from shipyard.errors import ConflictError, InvalidInputError, NotFoundError
+
+_CHUNK = 500
+_OPS = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
+_ORDER_FIELDS = {"start_time": t.runs.c.start_time, "name": t.runs.c.name, "end_time": t.runs.c.end_time}
+
+
+class SqlRuns(SqlBase):
+    def create_run(self, run: RunRecord) -> None:
+        code = run.code
+        with self.write() as conn:
+            conn.execute(t.runs.insert().values(
+                id=run.id, name=run.name, experiment=run.experiment, status=str(run.status),
+                start_time=run.start_time, end_time=run.end_time, user=run.user, host=run.host,
+                pid=run.pid, git_commit=code.commit, git_branch=code.branch, git_dirty=code.dirty,
+                git_diff_digest=code.diff_digest, git_repo=code.repo, env_digest=run.env_digest,
+                parent_id=run.parent_id,
+            ))
+            if run.tags:
+                conn.execute(t.tags.insert(), [{"run_id": run.id, "key": k, "value": v}
+                                               for k, v in run.tags.items()])
+
+    def end_run(self, run_id: str, status: RunStatus, end_time: float) -> None:
+        with self.write() as conn:
+            done = conn.execute(
+                t.runs.update().where(t.runs.c.id == run_id, t.runs.c.status == str(RunStatus.RUNNING))
+                .values(status=str(status), end_time=end_time)
+            ).rowcount
+            if not done:
+                current = conn.execute(sa.select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
+                if current is None:
+                    raise NotFoundError(f"run {run_id} not found")
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        with self.write() as conn:
+            existing = dict(conn.execute(
+                sa.select(t.params.c.key, t.params.c.value)
+                .where(t.params.c.run_id == run_id, t.params.c.key.in_(list(params)))
+            ).all())
+            clashes = [k for k, v in params.items() if k in existing and existing[k] != v]
+            if clashes:
+                k = clashes[0]
+                raise ConflictError(
+                    f"param {k!r} of run {run_id[:8]} is already {existing[k]!r}; params are write-once: "
+                    "log the new value under another key or in a new run"
+                )
+            rows = [{"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing]
+            if rows:
+                conn.execute(t.params.insert(), rows)
+
+    def log_metrics(self, run_id: str, metrics: Sequence[Metric]) -> None:
+        latest: dict[str, Metric] = {}
+        for m in metrics:
+            cur = latest.get(m.key)
+            if cur is None or (m.step, m.timestamp) >= (cur.step, cur.timestamp):
+                latest[m.key] = m
+        stmt = self.upsert(t.latest_metrics)
+        ex = stmt.excluded
+        lm = t.latest_metrics.c
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[lm.run_id, lm.key],
+            set_={"value": ex.value, "step": ex.step, "timestamp": ex.timestamp},
+            where=sa.or_(ex.step > lm.step, sa.and_(ex.step == lm.step, ex.timestamp >= lm.timestamp)),
+        )
+        with self.write() as conn:
+            conn.execute(t.metrics.insert(), [
+                {"run_id": run_id, "key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
+                for m in metrics
+            ])
+            conn.execute(stmt, [
+                {"run_id": run_id, "key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
+                for m in latest.values()
+            ])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        stmt = self.upsert(t.tags)
+        stmt = stmt.on_conflict_do_update(index_elements=[t.tags.c.run_id, t.tags.c.key],
+                                          set_={"value": stmt.excluded.value})
+        with self.write() as conn:
+            conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+
+    def add_artifact(self, run_id: str, artifact: ArtifactRecord) -> None:
+        ra = t.run_artifacts.c
+        with self.write() as conn:
+            current = conn.execute(
+                sa.select(ra.digest).where(ra.run_id == run_id, ra.path == artifact.path)
+            ).scalar()
+            if current == artifact.digest:
+                return
+            if current is not None:
+                raise ConflictError(
+                    f"run {run_id[:8]} already has an artifact {artifact.path!r} with other content "
+                    f"({current}); nothing is overwritten: log it under another name"
+                )
+            conn.execute(t.run_artifacts.insert().values(
+                run_id=run_id, path=artifact.path, digest=artifact.digest, size=artifact.size,
+                is_dir=artifact.is_dir,
+            ))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        if len(run_id) < 4 or not run_id.isalnum():
+            raise InvalidInputError(f"run id {run_id!r} is too short or malformed: give at least 4 characters")
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(t.runs).where(t.runs.c.id.startswith(run_id.lower(), autoescape=True)).limit(2)
+            ).all()
+            if not rows:
+                raise NotFoundError(f"run {run_id!r} not found; `shipyard runs list` shows recorded runs")
+            if len(rows) > 1:
+                raise InvalidInputError(f"run id prefix {run_id!r} matches several runs: give more characters")
+            return self._hydrate(conn, rows)[0]
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        m = t.metrics.c
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(m.key, m.value, m.step, m.timestamp)
+                .where(m.run_id == run_id, m.key == key).order_by(m.step, m.timestamp, m.id)
+            ).all()
+        return [Metric(*r) for r in rows]
+
+    def search_runs(self, conditions: Sequence[Condition], limit: int,
+                    order_by: str | None) -> list[RunRecord]:
+        query = sa.select(t.runs)
+        for cond in conditions:
+            query = query.where(_condition(cond))
+        query = query.order_by(*_order(order_by)).limit(limit)
+        with self.read() as conn:
+            return self._hydrate(conn, conn.execute(query).all())
+
+    def _hydrate(self, conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord]:
+        ids = [r.id for r in rows]
+        params = _grouped(conn, t.params, ids, lambda r: (r.key, r.value))
+        tags = _grouped(conn, t.tags, ids, lambda r: (r.key, r.value))
+        metrics = _grouped(conn, t.latest_metrics, ids, lambda r: (r.key, r.value))
+        arts = _grouped(conn, t.run_artifacts, ids,
+                        lambda r: (r.path, ArtifactRecord(r.path, r.digest, r.size, bool(r.is_dir))))
+        return [
+            RunRecord(
+                id=r.id, name=r.name, experiment=r.experiment, status=RunStatus(r.status),
+                start_time=r.start_time, end_time=r.end_time, user=r.user, host=r.host, pid=r.pid,
+                code=CodeVersion(r.git_commit, r.git_branch, bool(r.git_dirty), r.git_diff_digest, r.git_repo),
+                env_digest=r.env_digest, parent_id=r.parent_id,
+                params=dict(params.get(r.id, ())), metrics=dict(metrics.get(r.id, ())),
+                tags=dict(tags.get(r.id, ())),
+                artifacts=tuple(a for _, a in sorted(arts.get(r.id, ()))),
+            )
+            for r in rows
+        ]
+
+    def referenced_digests(self) -> Iterable[str]:
+        mv = t.model_versions.c
+        queries = [
+            sa.select(t.run_artifacts.c.digest),
+            sa.select(t.runs.c.env_digest).where(t.runs.c.env_digest.is_not(None)),
+            sa.select(t.runs.c.git_diff_digest).where(t.runs.c.git_diff_digest.is_not(None)),
+            sa.select(mv.manifest_digest),
+            sa.select(mv.env_digest).where(mv.env_digest.is_not(None)),
+            sa.select(mv.examples_digest).where(mv.examples_digest.is_not(None)),
+        ]
+        with self.read() as conn:
+            return {d for q in queries for d in conn.execute(q).scalars()}
+
+
+def _grouped(conn: sa.Connection, table: sa.Table, ids: list[str], pick: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for i in range(0, len(ids), _CHUNK):
+        for row in conn.execute(sa.select(table).where(table.c.run_id.in_(ids[i:i + _CHUNK]))):
+            out.setdefault(row.run_id, []).append(pick(row))
+    return out
+
+
+def _condition(cond: Condition) -> sa.ColumnElement[bool]:
+    if cond.field == "attr":
+        return getattr(t.runs.c[cond.key], _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
+    table = {"metrics": t.latest_metrics, "params": t.params, "tags": t.tags}[cond.field]
+    match = getattr(table.c.value, _OPS[cond.op])(cond.value)
+    if cond.op == "!=":  # a run without the key also differs from the value
+        absent = ~sa.exists().where(table.c.run_id == t.runs.c.id, table.c.key == cond.key)
+        present = sa.exists().where(table.c.run_id == t.runs.c.id, table.c.key == cond.key, match)
+        return sa.or_(present, absent)
+    return sa.exists().where(table.c.run_id == t.runs.c.id, table.c.key == cond.key, match)
+
+
+def _order(order_by: str | None) -> list[sa.ColumnElement[Any]]:
+    if not order_by:
+        return [t.runs.c.start_time.desc()]
+    key, _, direction = order_by.strip().partition(" ")
+    desc = direction.strip().lower() != "asc"
+    if key.startswith("metrics."):
+        lm = t.latest_metrics
+        col: sa.ColumnElement[Any] = (
+            sa.select(lm.c.value).where(lm.c.run_id == t.runs.c.id, lm.c.key == key[8:]).scalar_subquery()
+        )
+    elif key in _ORDER_FIELDS:
+        col = _ORDER_FIELDS[key]
+    else:
+        raise InvalidInputError(f"cannot order by {key!r}: use start_time, end_time, name or metrics.KEY")
+    return [col.desc().nulls_last() if desc else col.asc().nulls_last(), t.runs.c.id]

@@ -1,0 +1,10 @@
+"""``SqlMetadataStore``: the MetadataStore port over SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from shipyard.adapters.db.registry import SqlRegistry
+from shipyard.adapters.db.runs import SqlRuns
+
+
+class SqlMetadataStore(SqlRuns, SqlRegistry):
+    """Runs and the registry in one database; open with a SQLAlchemy URL."""

@@ -1,0 +1,47 @@
+"""The git state of a working tree: commit, branch, and a digest of any uncommitted diff."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from shipyard.core.lineage.records import NO_CODE_VERSION, CodeVersion
+from shipyard.ports import ObjectStore
+
+GIT_TIMEOUT = 10
+
+
+def find_repo(start: Path) -> Path | None:
+    for folder in (start.resolve(), *start.resolve().parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=GIT_TIMEOUT,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else None
+
+
+def code_version(start: Path, store: ObjectStore) -> CodeVersion:
+    """Commit and branch of the repository around ``start``; a dirty diff is stored as an object."""
+    repo = find_repo(start)
+    if repo is None:
+        return NO_CODE_VERSION
+    commit = _git(repo, "rev-parse", "--verify", "-q", "HEAD")
+    branch = _git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    dirty = bool(status and status.strip())
+    diff_digest = None
+    if dirty and commit:
+        diff = _git(repo, "diff", "HEAD", "--binary")
+        if diff:
+            diff_digest = str(store.put_bytes(diff.encode()))
+    return CodeVersion(
+        commit=commit.strip() if commit else None, branch=branch.strip() if branch else None,
+        dirty=dirty, diff_digest=diff_digest, repo=str(repo),
+    )

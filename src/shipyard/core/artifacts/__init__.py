@@ -1,0 +1,1 @@
+"""Content addressing: digests, manifests (a folder is one digest), verification and gc."""

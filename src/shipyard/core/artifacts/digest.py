@@ -1,0 +1,58 @@
+"""``Digest``: the only identity of stored content (``sha256:<hex>``)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from shipyard.errors import InvalidInputError
+
+ALGORITHM = "sha256"
+CHUNK_SIZE = 1024 * 1024
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """The SHA-256 of an object's bytes."""
+
+    hex: str
+
+    def __post_init__(self) -> None:
+        if not _HEX.match(self.hex):
+            raise InvalidInputError(f"not a sha256 digest: {self.hex!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Read ``sha256:<hex>`` (or a bare 64-character hex string)."""
+        algo, sep, hexpart = text.partition(":")
+        if not sep:
+            algo, hexpart = ALGORITHM, text
+        if algo != ALGORITHM:
+            raise InvalidInputError(f"unsupported digest algorithm {algo!r} in {text!r}; expected sha256:<hex>")
+        return cls(hexpart.lower())
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Digest:
+        return cls(hashlib.sha256(data).hexdigest())
+
+    @classmethod
+    def of_chunks(cls, chunks: Iterable[bytes]) -> Digest:
+        h = hashlib.sha256()
+        for chunk in chunks:
+            h.update(chunk)
+        return cls(h.hexdigest())
+
+    @classmethod
+    def of_stream(cls, stream: BinaryIO) -> Digest:
+        return cls(hashlib.file_digest(stream, ALGORITHM).hexdigest())
+
+    def __str__(self) -> str:
+        return f"{ALGORITHM}:{self.hex}"
+
+    @property
+    def short(self) -> str:
+        return self.hex[:12]

@@ -1,0 +1,130 @@
+"""``verify`` re-hashes every object; ``gc`` removes unreferenced objects past a grace period."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.manifest import Manifest
+from shipyard.errors import IntegrityError, NotFoundError
+from shipyard.ports import ObjectStore, Progress, no_progress
+
+DEFAULT_GRACE_SECONDS = 24 * 3600.0
+_HEAD = 64
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    bytes: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # referenced but absent
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt and not self.missing
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "checked": self.checked, "bytes": self.bytes,
+                "corrupt": self.corrupt, "missing": self.missing}
+
+
+@dataclass
+class GcReport:
+    kept: int = 0
+    removed: list[str] = field(default_factory=list)
+    removed_bytes: int = 0
+    young_unreferenced: int = 0
+    temp_removed: int = 0
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kept": self.kept, "removed": self.removed, "removed_bytes": self.removed_bytes,
+                "young_unreferenced": self.young_unreferenced, "temp_removed": self.temp_removed,
+                "dry_run": self.dry_run}
+
+
+def _rehash(store: ObjectStore, digest: Digest) -> bool:
+    h = hashlib.sha256()
+    with store.open(digest) as f:
+        while chunk := f.read(CHUNK_SIZE):
+            h.update(chunk)
+    return h.hexdigest() == digest.hex
+
+
+def reachable(store: ObjectStore, roots: Iterable[str]) -> tuple[set[Digest], set[Digest]]:
+    """Every digest reachable from ``roots`` through manifests, and those that are missing."""
+    seen: set[Digest] = set()
+    missing: set[Digest] = set()
+    stack = [Digest.parse(r) for r in roots]
+    while stack:
+        d = stack.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        if not store.has(d):
+            missing.add(d)
+            continue
+        with store.open(d) as f:
+            head = f.read(_HEAD)
+            if Manifest.looks_like(head):
+                try:
+                    manifest = Manifest.from_bytes(head + f.read())
+                except IntegrityError:
+                    continue
+                stack.extend(e.digest for e in manifest)
+    return seen, missing
+
+
+def verify(store: ObjectStore, roots: Iterable[str], progress: Progress = no_progress,
+           workers: int = 4) -> VerifyReport:
+    report = VerifyReport()
+    objects = list(store.iter_objects())
+
+    def check(item: tuple[Digest, int, float]) -> tuple[Digest, int, bool]:
+        digest, size, _ = item
+        try:
+            return digest, size, _rehash(store, digest)
+        except NotFoundError:
+            return digest, size, True  # removed while we looked: not corruption
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for digest, size, good in pool.map(check, objects):
+            report.checked += 1
+            report.bytes += size
+            if not good:
+                report.corrupt.append(str(digest))
+            progress(size)
+    _, missing = reachable(store, roots)
+    report.missing = sorted(str(d) for d in missing)
+    report.corrupt.sort()
+    return report
+
+
+def gc(store: ObjectStore, roots: Iterable[str], grace_seconds: float = DEFAULT_GRACE_SECONDS,
+       dry_run: bool = False, now: float | None = None) -> GcReport:
+    """Delete objects nothing references that are older than ``grace_seconds``.
+
+    The grace period protects objects a writer has stored but not yet recorded in metadata.
+    """
+    now = time.time() if now is None else now
+    live, _ = reachable(store, roots)
+    report = GcReport(dry_run=dry_run)
+    for digest, size, mtime in store.iter_objects():
+        if digest in live:
+            report.kept += 1
+        elif now - mtime < grace_seconds:
+            report.young_unreferenced += 1
+            report.kept += 1
+        else:
+            report.removed.append(str(digest))
+            report.removed_bytes += size
+            if not dry_run:
+                store.delete(digest)
+    if not dry_run:
+        report.temp_removed = store.clean_temp(grace_seconds)
+    return report

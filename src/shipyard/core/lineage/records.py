@@ -1,0 +1,84 @@
+"""Immutable records of runs: what ran, with which inputs, and what it produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    KILLED = "killed"  # the process died without ending the run (SIGKILL, OOM, power loss)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeVersion:
+    """The git state a run started from; ``diff_digest`` names the uncommitted diff, if any."""
+
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool = False
+    diff_digest: str | None = None
+    repo: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"commit": self.commit, "branch": self.branch, "dirty": self.dirty,
+                "diff_digest": self.diff_digest, "repo": self.repo}
+
+
+NO_CODE_VERSION = CodeVersion()
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str
+    value: float
+    step: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    path: str  # the name under the run, e.g. "report.txt" or "plots/"
+    digest: str  # sha256:..., of the file or of the folder's manifest
+    size: int
+    is_dir: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    name: str
+    experiment: str
+    status: RunStatus
+    start_time: float
+    end_time: float | None
+    user: str
+    host: str
+    pid: int
+    code: CodeVersion = NO_CODE_VERSION
+    env_digest: str | None = None
+    parent_id: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # latest value of each key
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: tuple[ArtifactRecord, ...] = ()
+
+    def effective_status(self, this_host: str, pid_alive: bool) -> RunStatus:
+        """A run still marked running whose process is gone on this host was killed."""
+        if self.status is RunStatus.RUNNING and self.host == this_host and not pid_alive:
+            return RunStatus.KILLED
+        return self.status
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id, "name": self.name, "experiment": self.experiment, "status": str(self.status),
+            "start_time": self.start_time, "end_time": self.end_time, "user": self.user,
+            "host": self.host, "pid": self.pid, "code": self.code.to_dict(), "env_digest": self.env_digest,
+            "parent_id": self.parent_id, "params": dict(self.params), "metrics": dict(self.metrics),
+            "tags": dict(self.tags),
+            "artifacts": [{"path": a.path, "digest": a.digest, "size": a.size, "is_dir": a.is_dir}
+                          for a in self.artifacts],
+        }

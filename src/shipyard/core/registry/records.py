@@ -1,0 +1,88 @@
+"""Immutable records of the registry: model versions, aliases and the audit trail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """What a registration asks for; the store assigns the number."""
+
+    model: str
+    manifest_digest: str
+    flavor: str
+    size: int
+    run_id: str | None
+    env_digest: str | None
+    signature: dict[str, object] = field(default_factory=dict)
+    examples_digest: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    created_by: str = ""
+    requested_version: int | None = None  # only to detect an attempt to re-use a number
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    model: str
+    version: int
+    manifest_digest: str
+    flavor: str
+    size: int
+    run_id: str | None
+    env_digest: str | None
+    signature: dict[str, object]
+    examples_digest: str | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    description: str
+    created_at: float
+    created_by: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}@{self.version}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model, "version": self.version, "manifest_digest": self.manifest_digest,
+            "flavor": self.flavor, "size": self.size, "run_id": self.run_id, "env_digest": self.env_digest,
+            "signature": self.signature, "examples_digest": self.examples_digest, "metrics": self.metrics,
+            "params": self.params, "description": self.description, "created_at": self.created_at,
+            "created_by": self.created_by, "aliases": list(self.aliases),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    name: str
+    latest_version: int
+    created_at: float
+    aliases: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "latest_version": self.latest_version, "created_at": self.created_at,
+                "aliases": dict(self.aliases)}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Append-only: who did what, when, from which target to which, and why."""
+
+    id: int
+    at: float
+    actor: str
+    action: str  # "alias.set", "alias.remove", "version.register"
+    model: str
+    name: str  # the alias name, or the version number as text
+    old: str | None
+    new: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "at": self.at, "actor": self.actor, "action": self.action,
+                "model": self.model, "name": self.name, "old": self.old, "new": self.new,
+                "reason": self.reason}

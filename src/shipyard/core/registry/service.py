@@ -1,0 +1,134 @@
+"""The registry service: register folders as immutable versions, resolve references, move aliases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.tree import materialize, put_path, read_verified
+from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
+from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name
+from shipyard.errors import InvalidInputError, NotFoundError
+from shipyard.ports import Flavor, MetadataStore, ObjectStore, Progress, no_progress
+
+MODEL_FILE = "shipyard-model.json"
+EXAMPLES_FILE = "examples.json"
+MODEL_FORMAT = "shipyard.model/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class SavedModel:
+    """What ``shipyard-model.json`` in a saved model folder says."""
+
+    flavor: str
+    flavor_meta: dict[str, Any]
+    signature: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"format": MODEL_FORMAT, "flavor": self.flavor, "flavor_meta": self.flavor_meta,
+                           "signature": self.signature}, indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def read(cls, folder: Path) -> SavedModel:
+        path = folder / MODEL_FILE
+        try:
+            body = json.loads(path.read_bytes())
+            if body.get("format") != MODEL_FORMAT:
+                raise ValueError(f"format is {body.get('format')!r}")
+            return cls(str(body["flavor"]), dict(body.get("flavor_meta", {})), dict(body.get("signature", {})))
+        except FileNotFoundError:
+            raise InvalidInputError(f"{folder} is not a saved model: it has no {MODEL_FILE}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInputError(f"{path} is not a Shipyard model description: {exc}") from exc
+
+
+class Registry:
+    def __init__(self, meta: MetadataStore, store: ObjectStore, flavors: Callable[[str], Flavor],
+                 actor: str, env_digest: Callable[[], str | None] = lambda: None) -> None:
+        self.meta = meta
+        self.store = store
+        self.flavors = flavors
+        self.actor = actor
+        self._env_digest = env_digest
+
+    def register(self, name: str, folder: Path, run_id: str | None = None,
+                 metrics: Mapping[str, float] | None = None, params: Mapping[str, str] | None = None,
+                 description: str = "", version: int | None = None,
+                 progress: Progress = no_progress) -> ModelVersion:
+        """Store ``folder`` (a saved model) and record it as the next version of ``name``.
+
+        The objects are stored first and the version row is written in one transaction after,
+        so a crash leaves at most unreferenced objects (collected by gc), never half a version.
+        """
+        check_model_name(name)
+        saved = SavedModel.read(folder)
+        self.flavors(saved.flavor)  # an unknown flavor fails before anything is stored
+        stored = put_path(self.store, folder, progress)
+        examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
+        return self.meta.register_version(NewVersion(
+            model=name, manifest_digest=str(stored.digest), flavor=saved.flavor, size=stored.size,
+            run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
+            examples_digest=str(examples.digest) if examples else None, metrics=dict(metrics or {}),
+            params=dict(params or {}), description=description, created_by=self.actor,
+            requested_version=version,
+        ))
+
+    def resolve(self, ref: str | ModelRef) -> ModelVersion:
+        r = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        version = r.version
+        if r.alias is not None:
+            version = self.meta.resolve_alias(r.name, r.alias)
+        return self.meta.get_version(r.name, version)
+
+    def load(self, ref: str | ModelRef) -> Any:
+        """The model object behind ``ref``, its bytes re-hashed against the store before loading."""
+        mv = self.resolve(ref)
+        flavor = self.flavors(mv.flavor)
+        with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
+            folder = Path(tmp)
+            materialize(self.store, Digest.parse(mv.manifest_digest), folder)
+            saved = SavedModel.read(folder)
+            return flavor.load(folder, saved.flavor_meta)
+
+    def export(self, ref: str | ModelRef, dest: Path) -> ModelVersion:
+        mv = self.resolve(ref)
+        if dest.exists() and any(dest.iterdir()):
+            raise InvalidInputError(f"{dest} is not empty; export into a new or empty folder")
+        try:
+            materialize(self.store, Digest.parse(mv.manifest_digest), dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        return mv
+
+    def examples(self, mv: ModelVersion) -> dict[str, Any] | None:
+        if mv.examples_digest is None:
+            return None
+        return dict(json.loads(read_verified(self.store, Digest.parse(mv.examples_digest))))
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        return self.meta.list_versions(check_model_name(name))
+
+    def models(self) -> list[ModelSummary]:
+        return self.meta.list_models()
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AuditEvent:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInputError(f"version must be a positive integer, not {version!r}")
+        return self.meta.set_alias(check_model_name(name), check_alias(alias), version, self.actor, reason)
+
+    def remove_alias(self, name: str, alias: str, reason: str = "") -> AuditEvent:
+        return self.meta.remove_alias(check_model_name(name), check_alias(alias), self.actor, reason)
+
+    def history(self, name: str | None = None) -> list[AuditEvent]:
+        if name is not None:
+            check_model_name(name)
+            if not any(m.name == name for m in self.meta.list_models()):
+                raise NotFoundError(f"model {name!r} not found; `shipyard models list` shows registered models")
+        return self.meta.audit_events(name)

@@ -1,0 +1,96 @@
+"""The one error tree of Shipyard.
+
+Every error a user can cause or fix derives from ``ShipyardError`` and carries a message that
+says what to do next. Interfaces map these classes to exit codes and HTTP statuses; nothing
+else does.
+
+    ShipyardError
+    ├── ConfigError                  bad configuration or environment value
+    ├── NotFoundError (LookupError)  unknown run, model, version, alias or object
+    ├── InvalidReferenceError (ValueError)  a malformed reference such as ``iris@@``
+    ├── InvalidInputError (ValueError)      a bad argument: filter, param, path
+    ├── ImmutableError               an attempt to change something write-once
+    ├── ConflictError                a write that clashes with what is recorded
+    ├── IntegrityError               stored bytes do not match their digest
+    ├── BackendUnavailableError      a store or database cannot be reached or written
+    └── MissingExtraError (ImportError)     an optional dependency is not installed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConfigError",
+    "ConflictError",
+    "ImmutableError",
+    "IntegrityError",
+    "InvalidInputError",
+    "InvalidReferenceError",
+    "MissingExtraError",
+    "NotFoundError",
+    "ShipyardError",
+]
+
+
+class ShipyardError(Exception):
+    """Base of every error Shipyard raises on purpose; ``str(err)`` is the user's message."""
+
+    exit_code = 1
+
+
+class ConfigError(ShipyardError):
+    """Configuration or an environment variable has a value Shipyard cannot use."""
+
+    exit_code = 2
+
+
+class NotFoundError(ShipyardError, LookupError):
+    """A run, model, version, alias or object that does not exist."""
+
+    exit_code = 3
+
+
+class InvalidReferenceError(ShipyardError, ValueError):
+    """A model reference that is not ``NAME``, ``NAME@N`` or ``NAME@ALIAS``."""
+
+    exit_code = 2
+
+
+class InvalidInputError(ShipyardError, ValueError):
+    """An argument that cannot be used as given."""
+
+    exit_code = 2
+
+
+class ImmutableError(ShipyardError):
+    """An attempt to change something that is write-once (a model version, a logged param)."""
+
+    exit_code = 4
+
+
+class ConflictError(ShipyardError):
+    """A write that clashes with what is already recorded."""
+
+    exit_code = 4
+
+
+class IntegrityError(ShipyardError):
+    """Stored bytes whose SHA-256 no longer matches their name."""
+
+    exit_code = 5
+
+
+class BackendUnavailableError(ShipyardError):
+    """The object store or metadata database cannot be reached or written."""
+
+    exit_code = 6
+
+
+class MissingExtraError(ShipyardError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    exit_code = 7
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs an optional dependency: pip install 'shipyard[{extra}]'")
+        self.extra = extra

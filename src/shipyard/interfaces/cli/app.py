@@ -1,0 +1,64 @@
+"""The ``shipyard`` command: Typer app, command groups, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from shipyard import __version__
+from shipyard.errors import ShipyardError
+from shipyard.interfaces.cli import alias, models, runs, store
+from shipyard.interfaces.cli import output as out
+
+app = typer.Typer(
+    name="shipyard",
+    help="The DevOps backbone of AI: tracked runs, content-addressed artifacts, an immutable model registry.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(alias.app, name="alias")
+app.add_typer(store.app, name="store")
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"shipyard {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Data and model versions with lineage, run tracking, and a registry whose versions never change.
+
+    Data lives in the project's .shipyard/ folder (SQLite + object store) unless SHIPYARD_HOME,
+    SHIPYARD_DB_URL (e.g. postgresql://user@host/db) or SHIPYARD_STORE say otherwise.
+    """
+
+
+@app.command()
+def demo(
+    name: str = typer.Option("iris", "--name", help="Model name to register."),
+) -> None:
+    """Train a scikit-learn model on iris, record the run, register it, alias it staging, load and predict."""
+    from shipyard.interfaces.cli.demo import run_demo
+
+    run_demo(name)
+
+
+def main() -> None:
+    try:
+        app()
+    except ShipyardError as exc:
+        out.error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        sys.exit(130)

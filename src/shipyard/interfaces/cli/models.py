@@ -1,0 +1,104 @@
+"""``shipyard models``: registered models, their versions, and registering a saved folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+app = typer.Typer(help="Registered models and their immutable versions.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models(as_json: bool = out.JSON_OPTION) -> None:
+    """List registered models with their latest version and aliases."""
+    models = out.services().registry.models()
+    if as_json:
+        out.print_json([m.to_dict() for m in models])
+        return
+    if not models:
+        out.console().print("no models registered yet: try `shipyard demo`")
+        return
+    out.table(None, ["model", "latest", "aliases", "created"],
+              ((m.name, m.latest_version, ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())) or "-",
+                out.when(m.created_at)) for m in models))
+
+
+@app.command("versions")
+def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool = out.JSON_OPTION) -> None:
+    """List every version of a model."""
+    rows = out.services().registry.versions(name)
+    if as_json:
+        out.print_json([v.to_dict() for v in rows])
+        return
+    keys = sorted({k for v in rows for k in v.metrics})[:3]
+    out.table(f"{name}: {len(rows)} version(s)",
+              ["version", "aliases", "flavor", "artifacts", "run", "registered", *keys],
+              ((v.version, ", ".join(v.aliases) or "-", v.flavor, out.short(v.manifest_digest),
+                (v.run_id or "-")[:8], out.when(v.created_at),
+                *(out.number(v.metrics[k]) if k in v.metrics else "" for k in keys)) for v in rows))
+
+
+@app.command("show")
+def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
+         as_json: bool = out.JSON_OPTION) -> None:
+    """Show one model version: artifacts digest, lineage, signature, metrics."""
+    mv = out.services().registry.resolve(ref)
+    if as_json:
+        out.print_json(mv.to_dict())
+        return
+    out.console().print(f"[bold]{mv.ref}[/bold]  {mv.description}")
+    out.table(None, ["field", "value"], [
+        ("aliases", ", ".join(mv.aliases) or "-"), ("flavor", mv.flavor), ("artifacts", mv.manifest_digest),
+        ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),
+        ("golden examples", mv.examples_digest or "-"), ("registered", f"{out.when(mv.created_at)} by {mv.created_by}"),
+        ("signature", _signature(mv.signature)),
+    ])
+    if mv.metrics:
+        out.table("metrics at registration", ["key", "value"],
+                  ((k, out.number(v)) for k, v in sorted(mv.metrics.items())))
+    if mv.params:
+        out.table("params", ["key", "value"], sorted(mv.params.items()))
+
+
+def _signature(sig: dict[str, object]) -> str:
+    if not sig:
+        return "-"
+    parts = []
+    for side in ("inputs", "outputs"):
+        spec = sig.get(side)
+        if isinstance(spec, dict):
+            parts.append(f"{side}: {spec.get('dtype')} {spec.get('shape')}")
+    return "; ".join(parts)
+
+
+@app.command("register")
+def register(
+    folder: Path = typer.Argument(..., help="A folder written by shipyard.save_model()."),
+    name: str = typer.Option(..., "--name", help="Model name to register under."),
+    version: int = typer.Option(None, "--version",
+                                help="Expected version number; fails if it exists (versions never change)."),
+    description: str = typer.Option("", "--description", "-d"),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Register a saved model folder as the next version of NAME."""
+    mv = out.services().registry.register(name, folder, description=description, version=version)
+    if as_json:
+        out.print_json(mv.to_dict())
+    else:
+        out.console().print(f"registered [bold]{mv.ref}[/bold] ({out.short(mv.manifest_digest)})")
+
+
+@app.command("history")
+def history(name: str = typer.Argument(None, help="Model name (all models if omitted)."),
+            as_json: bool = out.JSON_OPTION) -> None:
+    """The audit trail: registrations and every alias move (who, when, from, to, why)."""
+    events = out.services().registry.history(name)
+    if as_json:
+        out.print_json([e.to_dict() for e in events])
+        return
+    out.table(None, ["when", "who", "action", "model", "name", "from", "to", "reason"],
+              ((out.when(e.at), e.actor, e.action, e.model, e.name, out.short(e.old), out.short(e.new), e.reason)
+               for e in events))

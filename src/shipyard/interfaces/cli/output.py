@@ -1,0 +1,88 @@
+"""Formatting for the CLI: Rich tables for people, ``--json`` for scripts, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shipyard.wiring import Services
+
+PIPE_WIDTH = 160
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def services() -> Services:
+    from shipyard.wiring import from_environment
+
+    return from_environment()
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output is read by people later (logs, CI): don't squeeze it to 80 columns
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A Rich table; only the last column wraps, the others keep their values on one line."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for i, col in enumerate(columns):
+        last = i == len(columns) - 1
+        t.add_column(col, overflow="fold" if last else "ellipsis", no_wrap=not last, min_width=min(len(col), 12))
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    console().print(t)
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def duration(start: float, end: float | None) -> str:
+    if end is None:
+        return "-"
+    secs = end - start
+    return f"{secs * 1000:.0f} ms" if secs < 1 else f"{secs:.1f} s" if secs < 120 else f"{secs / 60:.1f} min"
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def short(digest: str | None) -> str:
+    """The first 12 hex digits of a ``sha256:...`` digest; other text as it is."""
+    if not digest:
+        return "-"
+    return digest[7:19] if digest.startswith("sha256:") else digest
+
+
+def number(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def error(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")

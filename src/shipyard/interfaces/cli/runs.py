@@ -1,0 +1,72 @@
+"""``shipyard runs``: list, search and inspect recorded runs."""
+
+from __future__ import annotations
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+app = typer.Typer(help="List, search and inspect recorded runs.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_runs(
+    where: str = typer.Option(None, "--where", "-w",
+                              help="Filter, e.g. \"metrics.accuracy > 0.9 and params.C = '1.0'\"."),
+    order_by: str = typer.Option(None, "--order-by", help="start_time, end_time, name or metrics.KEY; "
+                                                          "add ' asc' for ascending (default descending)."),
+    limit: int = typer.Option(50, "--limit", "-n", help="Show at most this many runs."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """List runs, newest first."""
+    svc = out.services()
+    runs = svc.tracker.search(where, limit, order_by)
+    if as_json:
+        out.print_json([{**r.to_dict(), "status": str(svc.tracker.status_of(r))} for r in runs])
+        return
+    if not runs:
+        out.console().print("no runs match" if where else "no runs recorded yet: try `shipyard demo`")
+        return
+    metric_keys = sorted({k for r in runs for k in r.metrics})[:4]
+    out.table(
+        None,
+        ["run", "name", "status", "started", "duration", *metric_keys],
+        ([r.id[:8], r.name, str(svc.tracker.status_of(r)), out.when(r.start_time),
+          out.duration(r.start_time, r.end_time),
+          *(out.number(r.metrics[k]) if k in r.metrics else "" for k in metric_keys)] for r in runs),
+    )
+
+
+@app.command("show")
+def show_run(
+    run_id: str = typer.Argument(..., help="A run id or a unique prefix of one (at least 4 characters)."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Show one run: params, metrics, artifacts, code version and environment."""
+    svc = out.services()
+    run = svc.tracker.get_run(run_id)
+    status = svc.tracker.status_of(run)
+    if as_json:
+        out.print_json({**run.to_dict(), "status": str(status)})
+        return
+    c = out.console()
+    c.print(f"[bold]{run.name}[/bold]  {run.id}")
+    code = run.code
+    commit = (f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}" if code.commit
+              else "no commit yet" if code.repo else "not in a git repository")
+    out.table(None, ["field", "value"], [
+        ("status", status), ("experiment", run.experiment), ("started", out.when(run.start_time)),
+        ("duration", out.duration(run.start_time, run.end_time)), ("user", run.user),
+        ("host / pid", f"{run.host} / {run.pid}"), ("git commit", commit),
+        ("environment", out.short(run.env_digest)), ("parent run", run.parent_id or "-"),
+    ])
+    if run.params:
+        out.table("params", ["key", "value"], sorted(run.params.items()))
+    if run.metrics:
+        out.table("metrics (latest)", ["key", "value"], ((k, out.number(v)) for k, v in sorted(run.metrics.items())))
+    if run.tags:
+        out.table("tags", ["key", "value"], sorted(run.tags.items()))
+    if run.artifacts:
+        out.table("artifacts", ["path", "digest", "size"],
+                  ((a.path + ("/" if a.is_dir else ""), out.short(a.digest), out.size(a.size))
+                   for a in run.artifacts))

@@ -1,0 +1,69 @@
+"""``shipyard store``: verify every object's digest; collect unreferenced objects."""
+
+from __future__ import annotations
+
+import re
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+app = typer.Typer(help="Check and clean the content-addressed object store.", no_args_is_help=True)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise typer.BadParameter(f"{text!r}: use a number with s, m, h or d, e.g. 24h")
+    return float(m[1]) * _UNITS[m[2] or "s"]
+
+
+@app.command("verify")
+def verify(as_json: bool = out.JSON_OPTION) -> None:
+    """Re-hash every object and name any that is corrupt or referenced but missing."""
+    from shipyard.core.artifacts.maintenance import verify as run_verify
+
+    svc = out.services()
+    roots = list(svc.meta.referenced_digests())
+    total = sum(size for _, size, _ in svc.store.iter_objects())
+    if as_json:
+        report = run_verify(svc.store, roots)
+    else:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        with Progress("verifying", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      console=out.console(stderr=True), transient=True) as bar:
+            task = bar.add_task("verify", total=total)
+            report = run_verify(svc.store, roots, lambda n: bar.advance(task, n))
+    if as_json:
+        out.print_json(report.to_dict())
+    else:
+        for d in report.corrupt:
+            out.console().print(f"[red]corrupt[/red] {d}")
+        for d in report.missing:
+            out.console().print(f"[red]missing[/red] {d}")
+        verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
+        out.console().print(f"{verdict}: {report.checked} objects, {out.size(report.bytes)} re-hashed; "
+                            f"{len(report.corrupt)} corrupt, {len(report.missing)} missing")
+    if not report.ok:
+        raise typer.Exit(5)
+
+
+@app.command("gc")
+def gc(
+    grace: str = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be removed."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Remove objects no run or model version references, older than the grace period."""
+    from shipyard.core.artifacts.maintenance import gc as run_gc
+
+    svc = out.services()
+    report = run_gc(svc.store, svc.meta.referenced_digests(), _seconds(grace), dry_run=dry_run)
+    if as_json:
+        out.print_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.console().print(f"{verb} {len(report.removed)} objects ({out.size(report.removed_bytes)}); kept "
+                        f"{report.kept} ({report.young_unreferenced} unreferenced but within the grace period)")
