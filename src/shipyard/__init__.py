@@ -32,8 +32,22 @@ __all__ = [
 
 if TYPE_CHECKING:
     from shipyard.interfaces.api import (
-        ActiveRun, active_run, end_run, get_model_version, get_run, load_model, log_artifact, log_metric,
-        log_metrics, log_model, log_param, log_params, save_model, search_runs, set_alias, set_tags,
+        ActiveRun,
+        active_run,
+        end_run,
+        get_model_version,
+        get_run,
+        load_model,
+        log_artifact,
+        log_metric,
+        log_metrics,
+        log_model,
+        log_param,
+        log_params,
+        save_model,
+        search_runs,
+        set_alias,
+        set_tags,
         start_run,
     )
 

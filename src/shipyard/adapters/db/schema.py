@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -114,8 +124,8 @@ audit_events = Table(
     Column("action", String(64), nullable=False),
     Column("model", String(128), nullable=False, index=True),
     Column("name", String(64), nullable=False),
-    Column("old", String(64)),
-    Column("new", String(64)),
+    Column("old", String(80)),
+    Column("new", String(80)),
     Column("reason", Text, nullable=False),
 )
 

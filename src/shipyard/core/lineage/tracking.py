@@ -12,7 +12,12 @@ from typing import Any
 
 from shipyard.core.artifacts.tree import put_path
 from shipyard.core.lineage.records import (
-    NO_CODE_VERSION, ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus,
+    NO_CODE_VERSION,
+    ArtifactRecord,
+    CodeVersion,
+    Metric,
+    RunRecord,
+    RunStatus,
 )
 from shipyard.core.lineage.search import parse_filter
 from shipyard.errors import ImmutableError, InvalidInputError

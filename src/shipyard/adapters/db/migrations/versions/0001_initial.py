@@ -110,8 +110,8 @@ def upgrade() -> None:
         sa.Column("action", sa.String(64), nullable=False),
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
-        sa.Column("old", sa.String(64)),
-        sa.Column("new", sa.String(64)),
+        sa.Column("old", sa.String(80)),
+        sa.Column("new", sa.String(80)),
         sa.Column("reason", sa.Text, nullable=False),
     )
     op.create_index("ix_audit_events_model", "audit_events", ["model"])

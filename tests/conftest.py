@@ -1,0 +1,82 @@
+"""Fixtures: a fresh project per test, and a metadata database on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.config import Settings
+from shipyard.wiring import Services, build
+
+PG_URL = os.environ.get("SHIPYARD_TEST_PG_URL")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _pg_admin():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty metadata database: a SQLite file, or a fresh database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("SHIPYARD_TEST_PG_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    name = f"shipyard_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = PG_URL.rpartition("/")
+    yield f"{base}/{name}"
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    home = tmp_path / ".shipyard"
+    return Settings(home=home, db_url=db_url, store_path=home / "objects", actor="tester@ci")
+
+
+@pytest.fixture
+def services(settings: Settings, tmp_path: Path) -> Iterator[Services]:
+    svc = build(settings, tmp_path)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder the public API and the CLI use (through SHIPYARD_HOME), SQLite metadata."""
+    home = tmp_path / "proj" / ".shipyard"
+    for key in ("SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_RUN_ID", "SHIPYARD_ACTOR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SHIPYARD_HOME", str(home))
+    (tmp_path / "proj").mkdir()
+    monkeypatch.chdir(tmp_path / "proj")
+    return tmp_path / "proj"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_") or k == "SHIPYARD_TEST_PG_URL"}
+    env.update(extra)
+    return env
+
+
+def shipyard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real ``shipyard`` command in a subprocess."""
+    done = subprocess.run([sys.executable, "-m", "shipyard", *args], capture_output=True, text=True,
+                          env=env if env is not None else dict(os.environ), cwd=cwd, timeout=120, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"shipyard {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done

@@ -1,0 +1,124 @@
+"""The ObjectStore contract, with verify and gc on top of it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.maintenance import gc, verify
+from shipyard.core.artifacts.tree import copy_verified, put_path, read_verified
+from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalObjectStore:
+    return LocalObjectStore(tmp_path / "objects")
+
+
+def _objects(store: LocalObjectStore) -> list[Digest]:
+    return [d for d, _, _ in store.iter_objects()]
+
+
+def test_objects_are_named_by_sha256_and_stored_once(store: LocalObjectStore, tmp_path: Path) -> None:
+    f = tmp_path / "data.bin"
+    f.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    d1 = store.put_file(f)
+    d2 = store.put_file(f)
+    d3 = store.put_bytes(f.read_bytes())
+    assert d1 == d2 == d3 == Digest.of_bytes(f.read_bytes())
+    assert _objects(store) == [d1]
+    assert read_verified(store, d1) == f.read_bytes()
+    assert list((store.root / "tmp").iterdir()) == []  # no temp file left behind
+
+
+def test_stored_objects_are_read_only(store: LocalObjectStore) -> None:
+    d = store.put_bytes(b"weights")
+    assert store.local_path(d).stat().st_mode & 0o222 == 0
+
+
+def test_a_missing_object_is_a_clear_error(store: LocalObjectStore) -> None:
+    with pytest.raises(NotFoundError, match="store verify"):
+        store.open(Digest.of_bytes(b"never stored"))
+
+
+def test_store_under_a_file_is_not_writable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BackendUnavailableError, match="SHIPYARD_STORE"):
+        LocalObjectStore(tmp_path / "file" / "objects")
+
+
+def _corrupt(store: LocalObjectStore, digest: Digest, data: bytes) -> None:
+    path = store.local_path(digest)
+    path.chmod(0o644)
+    path.write_bytes(data)
+
+
+def test_verify_names_corrupt_and_missing_objects(store: LocalObjectStore, tmp_path: Path) -> None:
+    good = store.put_bytes(b"good")
+    bad = store.put_bytes(b"will rot")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a").write_text("a")
+    (folder / "b").write_text("b")
+    tree = put_path(store, folder)
+    assert verify(store, [str(good), str(bad), str(tree.digest)]).ok
+
+    _corrupt(store, bad, b"bit rot")
+    gone = Digest.of_bytes(b"b")
+    store.delete(gone)
+    report = verify(store, [str(good), str(bad), str(tree.digest)])
+    assert not report.ok
+    assert report.corrupt == [str(bad)]
+    assert report.missing == [str(gone)]  # found through the folder's manifest
+    with pytest.raises(IntegrityError):
+        read_verified(store, bad)
+    with pytest.raises(IntegrityError):
+        copy_verified(store, bad, tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()
+
+
+def _age(store: LocalObjectStore, digest: Digest, seconds: float) -> None:
+    past = time.time() - seconds
+    os.utime(store.local_path(digest), (past, past))
+
+
+def test_gc_removes_only_old_unreferenced_objects(store: LocalObjectStore, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w" * 100)
+    tree = put_path(store, folder)
+    child = Digest.of_bytes(b"w" * 100)
+    old_orphan = store.put_bytes(b"old orphan")
+    young_orphan = store.put_bytes(b"young orphan")
+    for d in (tree.digest, child, old_orphan):
+        _age(store, d, 7200)
+
+    dry = gc(store, [str(tree.digest)], grace_seconds=3600, dry_run=True)
+    assert dry.removed == [str(old_orphan)] and store.has(old_orphan)
+
+    report = gc(store, [str(tree.digest)], grace_seconds=3600)
+    assert report.removed == [str(old_orphan)]
+    assert report.young_unreferenced == 1
+    assert not store.has(old_orphan)
+    assert store.has(young_orphan) and store.has(tree.digest) and store.has(child)
+
+
+def test_reusing_an_old_object_restarts_its_grace_period(store: LocalObjectStore) -> None:
+    d = store.put_bytes(b"shared")
+    _age(store, d, 7200)
+    assert store.put_bytes(b"shared") == d  # a new writer is about to reference it
+    assert gc(store, [], grace_seconds=3600).removed == []
+    assert store.has(d)
+
+
+def test_gc_cleans_temp_files_of_killed_writers(store: LocalObjectStore) -> None:
+    leftover = store.root / "tmp" / "w-123-abc"
+    leftover.write_bytes(b"partial")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    report = gc(store, [], grace_seconds=3600)
+    assert report.temp_removed == 1 and not leftover.exists()

@@ -1,0 +1,69 @@
+"""Invariant 3: concurrent registrations from many processes never lose or duplicate a version."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROCESSES = 8
+PER_PROCESS = 50
+
+WORKER = r"""
+import json, os, sys, time
+from pathlib import Path
+from shipyard.wiring import from_environment
+from shipyard.core.registry.service import MODEL_FILE, SavedModel
+
+proc, count, start_at = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+svc = from_environment()
+base = Path(os.environ["WORK"]) / f"p{proc}"
+got = []
+while time.time() < start_at:
+    time.sleep(0.005)
+for i in range(count):
+    folder = base / str(i)
+    folder.mkdir(parents=True)
+    (folder / MODEL_FILE).write_bytes(SavedModel("sklearn", {}, {}).to_bytes())
+    (folder / "weights.txt").write_text(f"{proc}-{i}")
+    mv = svc.registry.register("shared", folder, description=f"{proc}-{i}")
+    got.append(mv.version)
+print(json.dumps(got))
+"""
+
+
+def test_parallel_registrations_number_versions_1_to_n(db_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "SHIPYARD_DB_URL": db_url, "SHIPYARD_HOME": str(tmp_path / ".shipyard"),
+           "WORK": str(tmp_path / "work")}
+    env.pop("SHIPYARD_STORE", None)
+    # create the schema once, so the race is on registration, not on migration
+    subprocess.run([sys.executable, "-c", "from shipyard.wiring import from_environment; from_environment()"],
+                   env=env, check=True, timeout=60)
+    start_at = time.time() + 2.0
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(p), str(PER_PROCESS), str(start_at)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(PROCESSES)]
+    claimed: list[int] = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        claimed.extend(json.loads(out))
+
+    total = PROCESSES * PER_PROCESS
+    assert sorted(claimed) == list(range(1, total + 1))
+
+    from shipyard.adapters.db.store import SqlMetadataStore
+
+    meta = SqlMetadataStore(db_url)
+    try:
+        versions = meta.list_versions("shared")
+        assert [v.version for v in versions] == list(range(1, total + 1))
+        assert len({v.description for v in versions}) == total  # each registration is its own row
+        assert len({v.manifest_digest for v in versions}) == total
+        assert meta.list_models()[0].latest_version == total
+    finally:
+        meta.close()
+

@@ -1,0 +1,24 @@
+"""The public API surface is deliberate: this list changes only on purpose."""
+
+from __future__ import annotations
+
+import shipyard
+
+
+def test_exported_members() -> None:
+    assert shipyard.__all__ == sorted(shipyard.__all__)
+    assert set(shipyard.__all__) == {
+        "ActiveRun", "__version__", "active_run", "end_run", "get_model_version", "get_run", "load_model",
+        "log_artifact", "log_metric", "log_metrics", "log_model", "log_param", "log_params", "save_model",
+        "search_runs", "set_alias", "set_tags", "start_run",
+    }
+    for name in shipyard.__all__:
+        assert getattr(shipyard, name) is not None
+
+
+def test_errors_share_one_root() -> None:
+    from shipyard import errors
+
+    classes = [getattr(errors, n) for n in errors.__all__]
+    assert all(issubclass(c, errors.ShipyardError) for c in classes)
+    assert all(c.exit_code > 0 for c in classes)
