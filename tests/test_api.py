@@ -127,3 +127,14 @@ def test_search_runs_filters_on_metrics(project) -> None:  # type: ignore[no-unt
             shipyard.log_param("even", i % 2 == 0)
     assert sorted(r.name for r in shipyard.search_runs("metrics.acc >= 0.5 and params.even = 'True'")) == ["r2", "r4"]
     assert [r.name for r in shipyard.search_runs(order_by="metrics.acc desc", limit=2)] == ["r4", "r3"]
+
+
+def test_log_batch_writes_history_and_latest_values(project) -> None:  # type: ignore[no-untyped-def]
+    with shipyard.start_run() as run:
+        shipyard.log_batch(metrics=[("loss", 1.0 / (s + 1), s) for s in range(100)], params={"epochs": 100})
+        with pytest.raises(InvalidInputError):
+            shipyard.log_batch(metrics=[("ok", 1.0, 0), ("bad", float("nan"), 0)])
+    rec = shipyard.get_run(run.id)
+    assert rec.metrics == {"loss": pytest.approx(0.01)} and rec.params == {"epochs": "100"}
+    svc = shipyard.interfaces.api._svc()  # type: ignore[attr-defined]
+    assert len(svc.meta.metric_history(run.id, "loss")) == 100

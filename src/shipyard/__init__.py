@@ -18,6 +18,7 @@ __all__ = [
     "get_run",
     "load_model",
     "log_artifact",
+    "log_batch",
     "log_metric",
     "log_metrics",
     "log_model",

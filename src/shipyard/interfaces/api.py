@@ -11,12 +11,13 @@ import atexit
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from shipyard.core.lineage.records import ArtifactRecord, RunRecord, RunStatus
+from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
 from shipyard.core.registry.records import ModelVersion
 from shipyard.wiring import Services, from_environment
 
@@ -142,6 +143,21 @@ def log_metric(key: str, value: float, step: int | None = None) -> None:
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     _current().log_metrics(metrics, step)
+
+
+def log_batch(metrics: Iterable[tuple[str, float, int]] = (), params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None) -> None:
+    """Log many values at once: ``metrics`` as ``(key, value, step)`` tuples, written in one transaction."""
+    run = _current()
+    tracker = run._svc.tracker
+    if params:
+        tracker.log_params(run.id, params)
+    if tags:
+        tracker.set_tags(run.id, tags)
+    now = time.time()
+    batch = [Metric(key, value, step, now) for key, value, step in metrics]
+    if batch:
+        tracker.log_metric_batch(run.id, batch)
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:

@@ -19,6 +19,18 @@ _ORDER_FIELDS = {"start_time": t.runs.c.start_time, "name": t.runs.c.name, "end_
 
 
 class SqlRuns(SqlBase):
+    def __init__(self, url: str, engine: sa.Engine | None = None) -> None:
+        super().__init__(url, engine)
+        # built once: constructing statements costs more than running them on the per-call logging path
+        self._metric_insert = t.metrics.insert()
+        upsert = self.upsert(t.latest_metrics)
+        ex, lm = upsert.excluded, t.latest_metrics.c
+        self._latest_upsert = upsert.on_conflict_do_update(
+            index_elements=[lm.run_id, lm.key],
+            set_={"value": ex.value, "step": ex.step, "timestamp": ex.timestamp},
+            where=sa.or_(ex.step > lm.step, sa.and_(ex.step == lm.step, ex.timestamp >= lm.timestamp)),
+        )
+
     def create_run(self, run: RunRecord) -> None:
         code = run.code
         with self.write() as conn:
@@ -67,20 +79,11 @@ class SqlRuns(SqlBase):
             cur = latest.get(m.key)
             if cur is None or (m.step, m.timestamp) >= (cur.step, cur.timestamp):
                 latest[m.key] = m
-        stmt = self.upsert(t.latest_metrics)
-        ex = stmt.excluded
-        lm = t.latest_metrics.c
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[lm.run_id, lm.key],
-            set_={"value": ex.value, "step": ex.step, "timestamp": ex.timestamp},
-            where=sa.or_(ex.step > lm.step, sa.and_(ex.step == lm.step, ex.timestamp >= lm.timestamp)),
-        )
+        rows = [{"run_id": run_id, "key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
+                for m in metrics]
         with self.write() as conn:
-            conn.execute(t.metrics.insert(), [
-                {"run_id": run_id, "key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
-                for m in metrics
-            ])
-            conn.execute(stmt, [
+            conn.execute(self._metric_insert, rows)
+            conn.execute(self._latest_upsert, rows if len(latest) == len(rows) else [
                 {"run_id": run_id, "key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
                 for m in latest.values()
             ])
@@ -143,20 +146,23 @@ class SqlRuns(SqlBase):
 
     def _hydrate(self, conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord]:
         ids = [r.id for r in rows]
-        params = _grouped(conn, t.params, ids, lambda r: (r.key, r.value))
-        tags = _grouped(conn, t.tags, ids, lambda r: (r.key, r.value))
-        metrics = _grouped(conn, t.latest_metrics, ids, lambda r: (r.key, r.value))
-        arts = _grouped(conn, t.run_artifacts, ids,
-                        lambda r: (r.path, ArtifactRecord(r.path, r.digest, r.size, bool(r.is_dir))))
+        params = _pairs(conn, t.params, ids)
+        tags = _pairs(conn, t.tags, ids)
+        metrics = _pairs(conn, t.latest_metrics, ids)
+        arts: dict[str, list[ArtifactRecord]] = {}
+        ra = t.run_artifacts.c
+        for i in range(0, len(ids), _CHUNK):
+            q = sa.select(ra.run_id, ra.path, ra.digest, ra.size, ra.is_dir).where(ra.run_id.in_(ids[i:i + _CHUNK]))
+            for run_id, path, digest, size, is_dir in conn.execute(q.order_by(ra.run_id, ra.path)).all():
+                arts.setdefault(run_id, []).append(ArtifactRecord(path, digest, size, bool(is_dir)))
         return [
             RunRecord(
                 id=r.id, name=r.name, experiment=r.experiment, status=RunStatus(r.status),
                 start_time=r.start_time, end_time=r.end_time, user=r.user, host=r.host, pid=r.pid,
                 code=CodeVersion(r.git_commit, r.git_branch, bool(r.git_dirty), r.git_diff_digest, r.git_repo),
                 env_digest=r.env_digest, parent_id=r.parent_id,
-                params=dict(params.get(r.id, ())), metrics=dict(metrics.get(r.id, ())),
-                tags=dict(tags.get(r.id, ())),
-                artifacts=tuple(a for _, a in sorted(arts.get(r.id, ()))),
+                params=params.get(r.id, {}), metrics=metrics.get(r.id, {}), tags=tags.get(r.id, {}),
+                artifacts=tuple(arts.get(r.id, ())),
             )
             for r in rows
         ]
@@ -175,11 +181,17 @@ class SqlRuns(SqlBase):
             return {d for q in queries for d in conn.execute(q).scalars()}
 
 
-def _grouped(conn: sa.Connection, table: sa.Table, ids: list[str], pick: Any) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
+def _pairs(conn: sa.Connection, table: sa.Table, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``{run_id: {key: value}}`` for a key/value table, fetched in chunks of run ids."""
+    out: dict[str, dict[str, Any]] = {}
+    c = table.c
     for i in range(0, len(ids), _CHUNK):
-        for row in conn.execute(sa.select(table).where(table.c.run_id.in_(ids[i:i + _CHUNK]))):
-            out.setdefault(row.run_id, []).append(pick(row))
+        q = sa.select(c.run_id, c.key, c.value).where(c.run_id.in_(ids[i:i + _CHUNK]))
+        for run_id, key, value in conn.execute(q).all():
+            d = out.get(run_id)
+            if d is None:
+                d = out[run_id] = {}
+            d[key] = value
     return out
 
 
