@@ -133,6 +133,9 @@ def main() -> None:
           f"MLflow {m['log_metric_2000_calls_s'] / 2:.3f} ms")
     print(f"per registered version: Shipyard {s['register_50_s'] / 50 * 1000:.1f} ms, "
           f"MLflow {m['register_50_s'] / 50 * 1000:.0f} ms (MLflow measured on {int(m['register_versions_measured'])})")
+    print(f"environment capture (Shipyard, done once per process): {s['env_capture_s'] * 1000:.1f} ms; "
+          f"re-captured for every version it would be "
+          f"{(s['register_50_s'] / 50 + s['env_capture_s']) * 1000:.1f} ms per version")
     print(f"search matches: Shipyard {int(s['search_200_matches'])}, MLflow {int(m['search_200_matches'])}")
     if "search_big_s" in s:
         print(f"search at {int(s['search_big_runs'])} runs (Shipyard): {s['search_big_s'] * 1000:.1f} ms for "

@@ -67,3 +67,35 @@ def test_parallel_registrations_number_versions_1_to_n(db_url: str, tmp_path: Pa
     finally:
         meta.close()
 
+
+
+FIRST_USE = r"""
+import sys, time
+from pathlib import Path
+from shipyard.wiring import from_environment
+from shipyard.core.registry.service import MODEL_FILE, SavedModel
+
+proc, start_at = sys.argv[1], float(sys.argv[2])
+while time.time() < start_at:
+    time.sleep(0.002)
+svc = from_environment()  # creates (migrates) the schema if nobody has yet
+folder = Path(sys.argv[3]) / proc
+folder.mkdir(parents=True)
+(folder / MODEL_FILE).write_bytes(SavedModel("sklearn", {}, {}).to_bytes())
+(folder / "w").write_text(proc)
+print(svc.registry.register("first", folder).version)
+"""
+
+
+def test_processes_racing_to_create_the_schema_all_succeed(db_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "SHIPYARD_DB_URL": db_url, "SHIPYARD_HOME": str(tmp_path / ".shipyard")}
+    start_at = time.time() + 1.5
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_USE, str(p), str(start_at), str(tmp_path / "w")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(6)]
+    versions = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        versions.append(int(out))
+    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
