@@ -69,7 +69,7 @@ def test_bad_values_are_refused_and_change_nothing(project) -> None:  # type: ig
     assert rec.params == {"lr": "0.1"} and rec.metrics == {}
 
 
-def test_log_model_registers_versions_that_never_change(project, iris) -> None:  # type: ignore[no-untyped-def]
+def test_log_model_registers_versions_that_never_change(project, iris, tmp_path) -> None:  # type: ignore[no-untyped-def]
     x, y = iris
     with shipyard.start_run(name="v1") as run1:
         shipyard.log_metric("acc", 0.9)
@@ -79,6 +79,12 @@ def test_log_model_registers_versions_that_never_change(project, iris) -> None: 
 
     with shipyard.start_run(name="v2"):
         v2 = shipyard.log_model(DecisionTreeClassifier(max_depth=1).fit(x, y), "iris")
+        # what MLflow 3.17 let through: new files and metrics on the producing run after registration
+        shipyard.save_model(DecisionTreeClassifier().fit(x, y), tmp_path / "other")
+        shipyard.log_artifact(tmp_path / "other", name="model")
+        shipyard.log_metric("acc", 0.1)
+        assert shipyard.get_model_version("iris@2").manifest_digest == v2.manifest_digest
+        assert shipyard.get_model_version("iris@2").metrics == {}
         with pytest.raises(ImmutableError, match="iris@1 is already registered"):
             shipyard.log_model(DecisionTreeClassifier().fit(x, y), "iris", version=1)
     assert (v1.version, v2.version) == (1, 2)
@@ -118,6 +124,8 @@ def test_unknown_references_raise_not_found(project) -> None:  # type: ignore[no
         shipyard.load_model("ghost@production")
     with pytest.raises(InvalidReferenceError):
         shipyard.load_model("ghost@@")
+    with pytest.raises(InvalidInputError, match="run name"):
+        shipyard.start_run(name="x" * 300)
 
 
 def test_search_runs_filters_on_metrics(project) -> None:  # type: ignore[no-untyped-def]

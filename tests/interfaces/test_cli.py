@@ -93,6 +93,10 @@ def test_unwritable_store_and_unreachable_database(tmp_path: Path) -> None:
     assert bad_store.returncode == 6 and "is not writable" in bad_store.stderr
     assert len(bad_store.stderr.strip().splitlines()) == 1
 
+    bad_home = run_cli("runs", "list", env=cli_env(SHIPYARD_HOME=str(tmp_path / "a-file" / "home")), check=False)
+    assert bad_home.returncode == 6 and "writable" in bad_home.stderr
+    assert len(bad_home.stderr.strip().splitlines()) == 1
+
     bad_db = run_cli("runs", "list", env=cli_env(SHIPYARD_HOME=str(tmp_path / "h"),
                                                  SHIPYARD_DB_URL="postgresql://nobody@127.0.0.1:1/none"),
                      check=False)

@@ -10,7 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from shipyard.errors import BackendUnavailableError, ConfigError, ImmutableError, MissingExtraError
+from shipyard.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ConflictError,
+    ImmutableError,
+    InvalidInputError,
+    MissingExtraError,
+)
 
 HEAD_REVISION = "0001"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -43,7 +50,13 @@ def create(url: str) -> sa.Engine:
             raise MissingExtraError("PostgreSQL metadata", "postgres") from e
     elif parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BackendUnavailableError(
+                    f"cannot create the metadata database at {parsed.database} ({e.strerror or e}); "
+                    "set SHIPYARD_HOME or SHIPYARD_DB_URL to a writable place"
+                ) from e
         engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_setup(engine)
     else:
@@ -106,10 +119,14 @@ def translate(url: str) -> Iterator[None]:
             raise ImmutableError(
                 "registered model versions and audit records are immutable: register a new version instead"
             ) from e
+        first = text.strip().splitlines()[0] if text.strip() else type(e.orig).__name__
         if isinstance(e, exc.OperationalError | exc.InterfaceError):
-            first = text.strip().splitlines()[0] if text.strip() else type(e.orig).__name__
             raise BackendUnavailableError(
                 f"cannot use the metadata database at {redact(url)}: {first}; "
                 "check SHIPYARD_DB_URL and that the server is running"
             ) from e
+        if isinstance(e, exc.IntegrityError):
+            raise ConflictError(f"the metadata database refused the write: {first}") from e
+        if isinstance(e, exc.DataError):
+            raise InvalidInputError(f"the metadata database refused a value: {first}") from e
         raise

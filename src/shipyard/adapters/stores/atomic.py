@@ -41,5 +41,9 @@ def publish(tmp: Path, fd: int, target: Path) -> bool:
         os.link(tmp, target)
     except FileExistsError:
         return False
+    except OSError:  # a filesystem without hard links: rename, unless someone got there first
+        if target.exists():
+            return False
+        os.replace(tmp, target)
     fsync_dir(target.parent)
     return True

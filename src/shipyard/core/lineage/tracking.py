@@ -26,6 +26,7 @@ from shipyard.ports import MetadataStore, ObjectStore, Progress, no_progress
 DEFAULT_EXPERIMENT = "default"
 DEFAULT_SEARCH_LIMIT = 1000
 MAX_KEY = 250
+MAX_NAME = 255
 MAX_PARAM_VALUE = 6000
 
 
@@ -55,7 +56,8 @@ class Tracker:
                   tags: Mapping[str, Any] | None = None, parent_id: str | None = None) -> RunRecord:
         run_id = uuid.uuid4().hex
         run = RunRecord(
-            id=run_id, name=name or f"run-{run_id[:8]}", experiment=experiment or DEFAULT_EXPERIMENT,
+            id=run_id, name=_name(name or f"run-{run_id[:8]}", "run name"),
+            experiment=_name(experiment or DEFAULT_EXPERIMENT, "experiment"),
             status=RunStatus.RUNNING, start_time=time.time(), end_time=None, user=self.origin.user,
             host=self.origin.host, pid=self.origin.pid, code=self._code_version(),
             env_digest=self._env_digest(), parent_id=parent_id,
@@ -133,6 +135,12 @@ def _key(key: Any) -> str:
     if not k or len(k) > MAX_KEY or k.strip() != k or any(c in k for c in "\n\r\t"):
         raise InvalidInputError(f"invalid key {k!r}: use 1-{MAX_KEY} characters without surrounding spaces")
     return k
+
+
+def _name(text: str, what: str) -> str:
+    if len(text) > MAX_NAME or not text.strip() or any(c in text for c in "\n\r\t"):
+        raise InvalidInputError(f"invalid {what} {text[:40]!r}: use 1-{MAX_NAME} characters on one line")
+    return text
 
 
 def _param_value(key: Any, value: Any) -> str:
