@@ -18,10 +18,10 @@ class SqlBase:
         self._reader = self.engine.execution_options(**engines.READ)
         self.dialect = self.engine.dialect.name
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects import postgresql as dialect
         else:
-            from sqlalchemy.dialects.sqlite import insert
-        self._insert = insert
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
+        self._insert = dialect.insert
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from shipyard.errors import InvalidInputError
 
@@ -39,20 +37,5 @@ class Digest:
     def of_bytes(cls, data: bytes) -> Digest:
         return cls(hashlib.sha256(data).hexdigest())
 
-    @classmethod
-    def of_chunks(cls, chunks: Iterable[bytes]) -> Digest:
-        h = hashlib.sha256()
-        for chunk in chunks:
-            h.update(chunk)
-        return cls(h.hexdigest())
-
-    @classmethod
-    def of_stream(cls, stream: BinaryIO) -> Digest:
-        return cls(hashlib.file_digest(stream, ALGORITHM).hexdigest())
-
     def __str__(self) -> str:
         return f"{ALGORITHM}:{self.hex}"
-
-    @property
-    def short(self) -> str:
-        return self.hex[:12]

@@ -42,7 +42,7 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress) -
 
 
 def _walk(root: Path) -> list[Path]:
-    files = []
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         files.extend(Path(dirpath) / f for f in filenames if not Path(dirpath, f).is_symlink())

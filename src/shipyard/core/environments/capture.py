@@ -21,7 +21,7 @@ def capture() -> dict[str, Any]:
     """
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]
         if name:
             packages[_normalize(name)] = dist.version
     frameworks = {}
