@@ -1,25 +1,44 @@
-"""The local object store: ``objects/sha256/ab/cdef...`` with two-character fan-out."""
+"""The local object store: ``objects/sha256/ab/cdef...`` with two-character fan-out.
+
+A write goes to ``tmp/`` first, is copied with the fastest call the filesystem offers
+(``copy_file_range``, which reflinks where the filesystem can, or a hard link when asked),
+hashed from the copy (so an object always matches its name, even if the source changes
+meanwhile), made durable, and only then linked into place read-only. Many objects written
+together share one ``syncfs`` instead of an ``fsync`` each.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from shipyard.adapters.stores.atomic import publish, temp_file
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.errors import BackendUnavailableError, NotFoundError
+from shipyard.core.workspace.atomic import fsync_dir
+from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
 from shipyard.ports import Progress, no_progress
+
+SMALL = 1024 * 1024  # read whole, hash in memory
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(folder: Path) -> None:
+    """Flush every dirty page of the filesystem holding ``folder`` (one call for many files)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if getattr(_libc, "syncfs", None) is None or _libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 class LocalObjectStore:
-    """Objects are written to ``tmp/``, fsync'd, then linked into place read-only."""
-
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.objects = self.root / "sha256"
@@ -38,41 +57,111 @@ class LocalObjectStore:
     def _path(self, digest: Digest) -> Path:
         return self.objects / digest.hex[:2] / digest.hex[2:]
 
-    def put_file(self, path: Path, progress: Progress = no_progress) -> Digest:
-        with open(path, "rb") as src, temp_file(self.tmp) as (tmp, fd):
-            h = hashlib.sha256()
-            buf = bytearray(CHUNK_SIZE)
-            view = memoryview(buf)
-            while n := src.readinto(buf):
-                h.update(view[:n])
-                _write_all(fd, view[:n])
-                progress(n)
-            digest = Digest(h.hexdigest())
-            self._publish(tmp, fd, digest)
-        return digest
+    # -- writing -------------------------------------------------------------------------------
+    def put_file(self, path: Path, progress: Progress = no_progress, expect: Digest | None = None) -> Digest:
+        return self.put_many([str(path)], progress=progress, expect=[expect])[0]
+
+    def put_many(self, paths: Sequence[str], known: Sequence[str | None] | None = None, hardlink: bool = False,
+                 progress: Progress = no_progress, expect: Sequence[Digest | None] | None = None) -> list[Digest]:
+        """Store many files at once; ``known`` digests (hex) that are already stored cost nothing.
+
+        ``expect``: the digest each file must have (downloads); a mismatch stores nothing.
+        ``hardlink``: link the files into the store instead of copying (they become read-only).
+        """
+        digests: list[Digest | None] = [None] * len(paths)
+        staged: list[tuple[int, Path, Digest]] = []
+        try:
+            for i, path in enumerate(paths):
+                hint = known[i] if known else None
+                if hint is not None and self._reuse(Digest(hint)):
+                    digests[i] = Digest(hint)
+                    progress(0)
+                    continue
+                tmp, digest, size = self._stage(path, hardlink)
+                staged.append((i, tmp, digest))
+                want = expect[i] if expect else None
+                if want is not None and digest != want:
+                    raise IntegrityError(f"{path} has digest {digest}, expected {want}; nothing was stored")
+                progress(size)
+            if staged:
+                if len(staged) == 1 and not hardlink:
+                    _fsync_file(staged[0][1])
+                else:
+                    syncfs(self.tmp)
+                for i, tmp, digest in staged:
+                    self._publish(tmp, digest)
+                    digests[i] = digest
+                for parent in {self._path(d).parent for _, _, d in staged}:
+                    fsync_dir(parent)
+        finally:
+            for _, tmp, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        return [d for d in digests if d is not None]
+
+    def _stage(self, path: str, hardlink: bool) -> tuple[Path, Digest, int]:
+        tmp = self.tmp / f"w-{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            if hardlink:
+                os.link(path, tmp)
+                return tmp, Digest(_hash_path(tmp)), tmp.stat().st_size
+            with open(path, "rb") as src:
+                size = os.fstat(src.fileno()).st_size
+                if size <= SMALL:
+                    data = src.read()
+                    with open(tmp, "xb") as out:
+                        out.write(data)
+                    return tmp, Digest(hashlib.sha256(data).hexdigest()), len(data)
+                with open(tmp, "xb") as out:
+                    _copy_range(src, out)
+            return tmp, Digest(_hash_path(tmp)), size
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def _publish(self, tmp: Path, digest: Digest) -> None:
+        target = self._path(digest)
+        target.parent.mkdir(exist_ok=True)
+        try:
+            os.link(tmp, target)  # fails if present: a concurrent writer never clobbers an object
+        except FileExistsError:
+            self._touch(digest)
+            return
+        except OSError:  # a filesystem without hard links
+            if target.exists():
+                return
+            os.replace(tmp, target)
+        os.chmod(target, 0o444)
+
+    def _reuse(self, digest: Digest) -> bool:
+        # a re-used object is "new" again, so gc's grace period covers the writer about to reference it
+        try:
+            os.utime(self._path(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
+    _touch = _reuse
 
     def put_bytes(self, data: bytes) -> Digest:
         digest = Digest.of_bytes(data)
-        if self.has(digest):
-            self._touch(digest)
+        if self._reuse(digest):
             return digest
-        with temp_file(self.tmp) as (tmp, fd):
-            _write_all(fd, memoryview(data))
-            self._publish(tmp, fd, digest)
+        tmp = self.tmp / f"w-{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            with open(tmp, "xb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            self._publish(tmp, digest)
+            fsync_dir(self._path(digest).parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         return digest
 
-    def _publish(self, tmp: Path, fd: int, digest: Digest) -> None:
-        target = self._path(digest)
-        if publish(tmp, fd, target):
-            os.chmod(target, 0o444)
-        else:
-            self._touch(digest)
-
-    def _touch(self, digest: Digest) -> None:
-        # a re-used object is "new" again, so gc's grace period covers the writer about to reference it
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(self._path(digest))
-
+    # -- reading and maintenance -----------------------------------------------------------------
     def has(self, digest: Digest) -> bool:
         return self._path(digest).is_file()
 
@@ -110,6 +199,27 @@ class LocalObjectStore:
         return removed
 
 
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        view = view[os.write(fd, view):]
+def _copy_range(src: BinaryIO, out: BinaryIO) -> None:
+    """Copy with copy_file_range (in-kernel; a reflink where the filesystem supports it)."""
+    fin, fout = src.fileno(), out.fileno()
+    try:
+        while os.copy_file_range(fin, fout, 1 << 30):
+            pass
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        while chunk := src.read(CHUNK_SIZE):
+            out.write(chunk)
+
+
+def _hash_path(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

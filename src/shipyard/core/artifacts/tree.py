@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
-from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
-from shipyard.ports import ObjectStore, Progress, no_progress
+from shipyard.core.artifacts.manifest import Manifest
+from shipyard.errors import IntegrityError, NotFoundError
+from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,31 +21,26 @@ class Stored:
     manifest: Manifest | None = None
 
 
-def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress) -> Stored:
-    """Store ``path``: a file as one object, a folder as its files plus a manifest object."""
+def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
+             state: StateCache | None = None, hardlink: bool = False) -> Stored:
+    """Store ``path``: a file as one object, a folder as its files plus a manifest object.
+
+    With a ``state`` cache, files it vouches for whose objects are already stored are not read.
+    """
+    from shipyard.core.workspace.scan import known_digests, manifest_of, stat_path
+
     path = Path(path)
+    files = stat_path(path)
+    known = known_digests(files, state) if state is not None else {}
+    digests = store.put_many([f.path for f in files], [known.get(f.path) for f in files], hardlink, progress)
+    by_path = {f.path: d.hex for f, d in zip(files, digests, strict=True)}
+    if state is not None:
+        state.remember((f.path, f.inode, f.size, f.mtime_ns, by_path[f.path]) for f in files
+                       if f.path not in known)
     if path.is_file():
-        digest = store.put_file(path, progress)
-        return Stored(digest, path.stat().st_size, is_dir=False)
-    if path.is_dir():
-        entries = []
-        for file in sorted(_walk(path)):
-            st = file.stat()
-            entries.append(ManifestEntry(
-                file.relative_to(path).as_posix(), store.put_file(file, progress), st.st_size,
-                0o755 if st.st_mode & stat.S_IXUSR else 0o644,
-            ))
-        manifest = Manifest.of(entries)
-        return Stored(store.put_bytes(manifest.to_bytes()), manifest.size, is_dir=True, manifest=manifest)
-    raise InvalidInputError(f"{path} does not exist or is not a regular file or folder")
-
-
-def _walk(root: Path) -> list[Path]:
-    files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        files.extend(Path(dirpath) / f for f in filenames if not Path(dirpath, f).is_symlink())
-    return files
+        return Stored(digests[0], files[0].size, is_dir=False)
+    manifest = manifest_of(files, by_path)
+    return Stored(store.put_bytes(manifest.to_bytes()), manifest.size, is_dir=True, manifest=manifest)
 
 
 def load_manifest(store: ObjectStore, digest: Digest) -> Manifest:

@@ -1,0 +1,64 @@
+"""The stat cache in a small SQLite file beside the store (stdlib sqlite3: fast to open)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from shipyard.errors import BackendUnavailableError
+
+_CHUNK = 900  # below SQLite's default limit of bound variables
+
+
+class SqliteStateCache:
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = OFF")  # a lost entry only costs a re-hash
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, inode INTEGER, size INTEGER, "
+                "mtime_ns INTEGER, digest TEXT) WITHOUT ROWID"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise BackendUnavailableError(f"cannot open the stat cache {path}: {exc}") from exc
+
+    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, str]]:
+        wanted = list(paths)
+        out: dict[str, tuple[int, int, int, str]] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for path, inode, size, mtime, digest in self._db.execute(
+                f"SELECT path, inode, size, mtime_ns, digest FROM state WHERE path IN ({marks})", chunk
+            ):
+                out[path] = (inode, size, mtime, digest)
+        return out
+
+    def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
+        rows = list(entries)
+        if not rows:
+            return
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError:  # a busy cache is skipped, never fatal: it only saves re-hashing
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class NoStateCache:
+    """The null cache: every file is hashed."""
+
+    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, str]]:
+        return {}
+
+    def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
+        return None

@@ -1,0 +1,84 @@
+"""What ``shipyard.yaml`` may say: remotes, the executor, and the pipeline's stages."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class RemoteSpec(_Strict):
+    """Where objects are pushed to and pulled from: a folder, or S3-compatible storage."""
+
+    url: str = Field(description="s3://bucket/prefix, a folder path, or file:///folder")
+    endpoint_url: str | None = Field(None, description="S3 endpoint for non-AWS storage, e.g. http://127.0.0.1:9000")
+    region: str | None = None
+    profile: str | None = None
+    allow_http: bool = False
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+
+class ExecutorSpec(_Strict):
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray head address (host:port), for kind: ray")
+    num_cpus: float = 1.0
+
+
+class StageSpec(_Strict):
+    cmd: str
+    deps: tuple[str, ...] = ()
+    params: tuple[str, ...] = Field((), description="dotted keys in the params file; FILE:key for another file")
+    outs: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = Field((), description="JSON or YAML files of numbers the stage writes")
+    env: tuple[str, ...] = Field((), description="environment variables whose values are part of the fingerprint")
+    wdir: str = "."
+
+    @field_validator("deps", "params", "outs", "metrics", "env", mode="before")
+    @classmethod
+    def _listify(cls, v: object) -> object:
+        if isinstance(v, str):
+            return (v,)
+        if isinstance(v, list):
+            return tuple(v)
+        return v
+
+    @field_validator("cmd")
+    @classmethod
+    def _cmd(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("cmd is empty")
+        return v
+
+
+class ProjectConfig(_Strict):
+    version: Literal[1] = 1
+    params: str = DEFAULT_PARAMS_FILE
+    default_remote: str | None = None
+    remotes: dict[str, RemoteSpec] = {}
+    executor: ExecutorSpec = ExecutorSpec()
+    stages: dict[str, StageSpec] = {}
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, v: dict[str, StageSpec]) -> dict[str, StageSpec]:
+        for name in v:
+            if not STAGE_NAME.match(name):
+                raise ValueError(f"invalid stage name {name!r}: letters, digits, '_', '.', '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _default_remote_exists(self) -> ProjectConfig:
+        if self.default_remote is not None and self.default_remote not in self.remotes:
+            raise ValueError(f"default_remote {self.default_remote!r} is not one of the remotes")
+        return self

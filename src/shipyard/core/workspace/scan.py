@@ -1,0 +1,96 @@
+"""Walk a workspace path and learn each file's digest, re-hashing only what the stat cache can't vouch for."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
+from shipyard.errors import InvalidInputError
+from shipyard.ports import Progress, StateCache, no_progress
+
+IGNORED_NAMES = frozenset({".git", ".shipyard", "__pycache__", ".DS_Store"})
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    rel: str  # POSIX path relative to the scanned root (the file's own name for a single file)
+    path: str  # absolute path
+    inode: int
+    size: int
+    mtime_ns: int
+    executable: bool
+
+
+def _stat(rel: str, path: str, st: os.stat_result) -> FileStat:
+    return FileStat(rel, path, st.st_ino, st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR))
+
+
+def walk(root: Path) -> Iterator[FileStat]:
+    """Every regular file under ``root`` (symlinks and ignored names skipped), in no set order."""
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name in IGNORED_NAMES or entry.is_symlink():
+                    continue
+                rel = f"{prefix}{entry.name}"
+                if entry.is_dir():
+                    stack.append((entry.path, rel + "/"))
+                elif entry.is_file():
+                    yield _stat(rel, entry.path, entry.stat())
+
+
+def stat_path(path: Path) -> list[FileStat]:
+    """The files of ``path``: itself if a file, its tree if a folder."""
+    if path.is_symlink():
+        raise InvalidInputError(f"{path} is a symbolic link; track the file or folder it points to")
+    if path.is_file():
+        return [_stat(path.name, str(path), path.stat())]
+    if path.is_dir():
+        return list(walk(path))
+    raise InvalidInputError(f"{path} does not exist")
+
+
+def hash_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def known_digests(files: list[FileStat], state: StateCache) -> dict[str, str]:
+    """Digests (hex) the stat cache still vouches for: same inode, size and mtime."""
+    cached = state.lookup(f.path for f in files)
+    out = {}
+    for f in files:
+        hit = cached.get(f.path)
+        if hit is not None and hit[:3] == (f.inode, f.size, f.mtime_ns):
+            out[f.path] = hit[3]
+    return out
+
+
+def digests_of(files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> dict[str, str]:
+    """Digest (hex) of every file, hashing only those the cache doesn't know, and teaching it those."""
+    known = known_digests(files, state)
+    fresh = []
+    for f in files:
+        if f.path not in known:
+            known[f.path] = hash_file(f.path)
+            fresh.append((f.path, f.inode, f.size, f.mtime_ns, known[f.path]))
+            progress(f.size)
+    state.remember(fresh)
+    return known
+
+
+def manifest_of(files: list[FileStat], digests: dict[str, str]) -> Manifest:
+    return Manifest.of(
+        ManifestEntry(f.rel, Digest(digests[f.path]), f.size, 0o755 if f.executable else 0o644) for f in files
+    )
