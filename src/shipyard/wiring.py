@@ -13,7 +13,10 @@ from shipyard.config import Settings, load_settings
 from shipyard.core.lineage.records import CodeVersion
 from shipyard.core.lineage.tracking import Origin, Tracker
 from shipyard.core.registry.service import Registry
+from shipyard.core.workspace.data import Workspace
 from shipyard.ports import MetadataStore, ObjectStore
+
+STATE_FILE = "state.db"
 
 
 @dataclass
@@ -38,6 +41,13 @@ def open_metadata(settings: Settings) -> MetadataStore:
     from shipyard.adapters.db.store import SqlMetadataStore
 
     return SqlMetadataStore(settings.db_url)
+
+
+def open_workspace(settings: Settings) -> Workspace:
+    """Store, stat cache and project root: all the data commands need (no metadata database)."""
+    from shipyard.adapters.state.sqlite import SqliteStateCache
+
+    return Workspace(settings.project_root, open_store(settings), SqliteStateCache(settings.home / STATE_FILE))
 
 
 def build(settings: Settings, cwd: Path | None = None) -> Services:
@@ -65,6 +75,10 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     return Services(settings, store, meta, tracker, registry)
 
 
+def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    return load_settings(os.environ if environ is None else environ, cwd or Path.cwd())
+
+
 def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Services:
     here = cwd or Path.cwd()
-    return build(load_settings(os.environ if environ is None else environ, here), here)
+    return build(settings_from_environment(environ, here), here)

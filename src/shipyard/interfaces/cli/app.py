@@ -8,7 +8,7 @@ import typer
 
 from shipyard import __version__
 from shipyard.errors import ShipyardError
-from shipyard.interfaces.cli import alias, models, runs, store
+from shipyard.interfaces.cli import alias, data, models, project, runs, store
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -23,6 +23,8 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(alias.app, name="alias")
 app.add_typer(store.app, name="store")
+app.add_typer(data.app, name="data")
+app.command("init")(project.init)
 
 
 def _version(value: bool) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -82,6 +83,20 @@ def short(digest: str | None) -> str:
 
 def number(v: float) -> str:
     return f"{v:.6g}"
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A transfer bar on stderr (hidden for --json and when stderr is not a terminal); yields advance(n)."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(label, BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console(stderr=True),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda n: bar.advance(task, n)
 
 
 def error(message: str) -> None:

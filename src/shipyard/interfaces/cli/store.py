@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import typer
 
 from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.wiring import Services
 
 app = typer.Typer(help="Check and clean the content-addressed object store.", no_args_is_help=True)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -19,13 +23,20 @@ def _seconds(text: str) -> float:
     return float(m[1]) * _UNITS[m[2] or "s"]
 
 
+def referenced(svc: Services) -> set[str]:
+    """What must be kept: everything the metadata database and the project's shipyard.lock reference."""
+    from shipyard.core.workspace.lockfile import load_lock
+
+    return set(svc.meta.referenced_digests()) | load_lock(svc.settings.project_root).digests()
+
+
 @app.command("verify")
 def verify(as_json: bool = out.JSON_OPTION) -> None:
     """Re-hash every object and name any that is corrupt or referenced but missing."""
     from shipyard.core.artifacts.maintenance import verify as run_verify
 
     svc = out.services()
-    roots = list(svc.meta.referenced_digests())
+    roots = referenced(svc)
     total = sum(size for _, size, _ in svc.store.iter_objects())
     if as_json:
         report = run_verify(svc.store, roots)
@@ -60,7 +71,7 @@ def gc(
     from shipyard.core.artifacts.maintenance import gc as run_gc
 
     svc = out.services()
-    report = run_gc(svc.store, svc.meta.referenced_digests(), _seconds(grace), dry_run=dry_run)
+    report = run_gc(svc.store, referenced(svc), _seconds(grace), dry_run=dry_run)
     if as_json:
         out.print_json(report.to_dict())
         return

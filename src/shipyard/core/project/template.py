@@ -1,0 +1,41 @@
+"""The annotated ``shipyard.yaml`` that ``shipyard init`` writes."""
+
+TEMPLATE = """\
+# shipyard.yaml: the project's pipeline, remotes and executor. Validated on every command;
+# an unknown key or a wrong type is an error naming this file, the line and the key.
+version: 1
+
+# Parameters file that stages read dotted keys from (as in DVC).
+params: params.yaml
+
+# Where `shipyard data push/pull` send and fetch objects. A folder or S3-compatible storage:
+# remotes:
+#   origin:
+#     url: s3://my-bucket/shipyard        # or /mnt/shared/shipyard, or file:///srv/shipyard
+#     endpoint_url: http://127.0.0.1:9000 # for MinIO, Ceph, ...; omit for AWS
+#     region: us-east-1
+# default_remote: origin
+
+# Where stages run: local subprocesses, or tasks on a Ray cluster.
+executor:
+  kind: local
+  # kind: ray
+  # address: 127.0.0.1:6379
+
+# The pipeline. `shipyard run` runs what is out of date, in dependency order; a stage whose
+# fingerprint (cmd + dependency digests + params + declared env) was seen before is restored
+# from the cache instead of run.
+stages: {}
+#   prepare:
+#     cmd: python src/prepare.py
+#     deps: [data/raw, src/prepare.py]
+#     params: [prepare.test_size]          # keys in params.yaml; other.yaml:key for another file
+#     outs: [data/prepared]
+#   train:
+#     cmd: python src/train.py
+#     deps: [data/prepared, src/train.py]
+#     params: [train.C]
+#     outs: [models/model.skops]
+#     metrics: [metrics/train.json]        # numbers recorded as the stage run's metrics
+#     env: [PYTHONHASHSEED]                # environment variables that are part of the fingerprint
+"""

@@ -1,0 +1,189 @@
+"""Versioned data: add paths to the store and the lock, tell what changed, restore recorded versions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.manifest import ManifestEntry
+from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path
+from shipyard.core.workspace.lockfile import Lock, PathEntry
+from shipyard.core.workspace.paths import project_path
+from shipyard.core.workspace.scan import FileStat, digests_of, stat_path
+from shipyard.errors import ConflictError, NotFoundError
+from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
+
+MAX_LISTED = 10
+
+
+@dataclass
+class Workspace:
+    root: Path
+    store: ObjectStore
+    state: StateCache
+
+    def abs(self, rel: str) -> Path:
+        return self.root / rel
+
+
+@dataclass
+class PathStatus:
+    path: str
+    state: str  # "unchanged", "modified", "missing", "not-in-store"
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "state": self.state, "added": self.added, "modified": self.modified,
+                "deleted": self.deleted}
+
+
+def add(ws: Workspace, lock: Lock, path: str | Path, hardlink: bool = False,
+        progress: Progress = no_progress) -> tuple[str, PathEntry]:
+    """Store ``path`` and record its digest in the lock (the caller saves the lock)."""
+    rel = project_path(ws.root, path, "data path")
+    stored = put_path(ws.store, ws.abs(rel), progress, state=ws.state, hardlink=hardlink)
+    entry = PathEntry(str(stored.digest), stored.size, len(stored.manifest) if stored.manifest else None)
+    lock.data[rel] = entry
+    return rel, entry
+
+
+def recorded_entries(ws: Workspace, entry: PathEntry, name: str) -> dict[str, ManifestEntry]:
+    """``{relative file path: entry}`` of a recorded version ('' for a single file)."""
+    digest = Digest.parse(entry.digest)
+    if not entry.is_dir:
+        return {"": ManifestEntry(name, digest, entry.size, 0o644)}
+    if not ws.store.has(digest):
+        raise NotFoundError(f"the recorded version of {name} is not in the local store: run `shipyard data pull`")
+    return {e.path: e for e in load_manifest(ws.store, digest)}
+
+
+def current_files(ws: Workspace, rel: str,
+                  progress: Progress = no_progress) -> tuple[dict[str, FileStat], dict[str, str]]:
+    """The files now at ``rel`` keyed like ``recorded_entries``, and their digests by absolute path."""
+    target = ws.abs(rel)
+    if not target.exists():
+        return {}, {}
+    files = stat_path(target)
+    # keyed by path inside a folder, or '' for a file: a folder replaced by a file (or the reverse) differs wholly
+    keyed = {(f.rel if target.is_dir() else ""): f for f in files}
+    return keyed, digests_of(files, ws.state, progress)
+
+
+def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[PathStatus]:
+    out = []
+    for rel, entry in sorted(lock.data.items()):
+        try:
+            recorded = recorded_entries(ws, entry, rel)
+        except NotFoundError:
+            out.append(PathStatus(rel, "not-in-store"))
+            continue
+        now, digests = current_files(ws, rel, progress)
+        if not now:
+            out.append(PathStatus(rel, "missing"))
+            continue
+        st = PathStatus(rel, "unchanged")
+        for key, f in now.items():
+            rec = recorded.get(key)
+            if rec is None:
+                st.added.append(key or rel)
+            elif rec.digest.hex != digests[f.path]:
+                st.modified.append(key or rel)
+        st.deleted = [k or rel for k in recorded if k not in now]
+        for names in (st.added, st.modified, st.deleted):
+            names.sort()
+        if st.added or st.modified or st.deleted:
+            st.state = "modified"
+        out.append(st)
+    return out
+
+
+def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: bool = False,
+             progress: Progress = no_progress) -> dict[str, int]:
+    """Make the working tree match the lock for ``paths`` (all tracked paths by default).
+
+    A file whose current content is not in the store is a change nobody recorded: unless
+    ``force``, nothing at all is changed and the error names those files.
+    """
+    wanted = _select(ws, lock, paths)
+    plans = []
+    unsaved: list[str] = []
+    for rel in wanted:
+        entry = lock.data[rel]
+        recorded = recorded_entries(ws, entry, rel)
+        missing = [e.path for e in recorded.values() if not ws.store.has(e.digest)]
+        if missing:
+            raise NotFoundError(f"{len(missing)} file(s) of {rel} are not in the local store "
+                                f"(e.g. {missing[0]}): run `shipyard data pull`")
+        now, digests = current_files(ws, rel)
+        write = [k for k, e in recorded.items() if k not in now or digests[now[k].path] != e.digest.hex]
+        delete = [k for k in now if k not in recorded]
+        for k in [*write, *delete]:
+            f = now.get(k)
+            if f is not None and not ws.store.has(Digest(digests[f.path])):
+                unsaved.append(f"{rel}/{k}" if k else rel)
+        plans.append((rel, entry, recorded, now, write, delete))
+    if unsaved and not force:
+        listed = ", ".join(sorted(unsaved)[:MAX_LISTED]) + (" ..." if len(unsaved) > MAX_LISTED else "")
+        raise ConflictError(
+            f"{len(unsaved)} file(s) have changes that are not in the store and would be lost: {listed}; "
+            "`shipyard data add` them to keep them, or pass --force to overwrite"
+        )
+    written = deleted = 0
+    remembered = []
+    for rel, entry, recorded, now, write, delete in plans:
+        target = ws.abs(rel)
+        if entry.is_dir and target.exists() and not target.is_dir():
+            target.unlink()
+        elif not entry.is_dir and target.is_dir():
+            shutil.rmtree(target)
+            now = {}
+        for k in delete:
+            os.unlink(now[k].path)
+            deleted += 1
+        for k in write:
+            dest = target / k if k else target
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            e = recorded[k]
+            copy_verified(ws.store, e.digest, dest, e.mode)
+            st = dest.stat()
+            remembered.append((str(dest), st.st_ino, st.st_size, st.st_mtime_ns, e.digest.hex))
+            progress(e.size)
+            written += 1
+        if entry.is_dir:
+            _prune_empty(target)
+    ws.state.remember(remembered)
+    return {"written": written, "deleted": deleted, "paths": len(plans)}
+
+
+def _select(ws: Workspace, lock: Lock, paths: list[str] | None) -> list[str]:
+    if not paths:
+        return sorted(lock.data)
+    out = []
+    for p in paths:
+        rel = project_path(ws.root, p, "data path")
+        if rel not in lock.data:
+            raise NotFoundError(f"{rel} is not tracked; `shipyard data status` lists tracked paths")
+        out.append(rel)
+    return out
+
+
+def _prune_empty(folder: Path) -> None:
+    for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
+        if Path(dirpath) != folder:
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
+
+
+def manifest_files(ws: Workspace, entry: PathEntry) -> list[Digest]:
+    """Every object a recorded path needs: the manifest and its files, or the one file."""
+    digest = Digest.parse(entry.digest)
+    if not entry.is_dir:
+        return [digest]
+    return [digest, *(e.digest for e in load_manifest(ws.store, digest))]
+

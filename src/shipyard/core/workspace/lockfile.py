@@ -1,0 +1,104 @@
+"""``shipyard.lock``: the digests that pin a commit's data and its stages' results (diff-friendly YAML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shipyard.core.workspace.atomic import write_atomic
+from shipyard.errors import ConfigError
+
+LOCK_FILE = "shipyard.lock"
+HEADER = ("# shipyard.lock: written by shipyard, commit it with your code.\n"
+          "# It pins each tracked path and each stage's inputs and outputs by digest.\n")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+@dataclass(frozen=True, slots=True)
+class PathEntry:
+    """One tracked path: a file's digest, or a folder's manifest digest."""
+
+    digest: str
+    size: int
+    files: int | None = None  # None for a single file
+
+    @property
+    def is_dir(self) -> bool:
+        return self.files is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"digest": self.digest, "size": self.size}
+        if self.files is not None:
+            d["files"] = self.files
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PathEntry:
+        return cls(str(d["digest"]), int(d["size"]), None if d.get("files") is None else int(d["files"]))
+
+
+@dataclass(frozen=True, slots=True)
+class StageEntry:
+    fingerprint: str
+    run: str | None
+    cmd: str
+    deps: dict[str, str]
+    params: dict[str, Any]
+    outs: dict[str, PathEntry]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "run": self.run, "cmd": self.cmd, "deps": dict(self.deps),
+                "params": dict(self.params), "outs": {k: v.to_dict() for k, v in self.outs.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageEntry:
+        return cls(str(d["fingerprint"]), d.get("run"), str(d.get("cmd", "")), dict(d.get("deps") or {}),
+                   dict(d.get("params") or {}),
+                   {k: PathEntry.from_dict(v) for k, v in (d.get("outs") or {}).items()})
+
+
+@dataclass
+class Lock:
+    data: dict[str, PathEntry] = field(default_factory=dict)
+    stages: dict[str, StageEntry] = field(default_factory=dict)
+
+    def to_yaml(self) -> str:
+        body = {
+            "version": 1,
+            "data": {k: self.data[k].to_dict() for k in sorted(self.data)},
+            "stages": {k: self.stages[k].to_dict() for k in sorted(self.stages)},
+        }
+        return HEADER + str(yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False))
+
+    def digests(self) -> set[str]:
+        """Every digest the lock references: what gc must keep and push must send."""
+        out = {e.digest for e in self.data.values()}
+        for stage in self.stages.values():
+            out.update(e.digest for e in stage.outs.values())
+            out.update(stage.deps.values())
+        return out
+
+
+def load_lock(root: Path) -> Lock:
+    path = root / LOCK_FILE
+    try:
+        body = yaml.load(path.read_text(), Loader=_Loader) or {}
+    except FileNotFoundError:
+        return Lock()
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {LOCK_FILE}: {exc}; restore it from git") from exc
+    try:
+        return Lock(
+            data={k: PathEntry.from_dict(v) for k, v in (body.get("data") or {}).items()},
+            stages={k: StageEntry.from_dict(v) for k, v in (body.get("stages") or {}).items()},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{LOCK_FILE} is damaged ({exc!r}); restore it from git") from exc
+
+
+def save_lock(root: Path, lock: Lock) -> None:
+    write_atomic(root / LOCK_FILE, lock.to_yaml().encode())

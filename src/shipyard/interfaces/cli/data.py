@@ -1,0 +1,107 @@
+"""``shipyard data``: version files and folders by digest, see what changed, restore, sync with remotes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.core.workspace.data import PathStatus, Workspace
+
+app = typer.Typer(help="Version datasets (files and folders) by content digest, pinned in shipyard.lock.",
+                  no_args_is_help=True)
+
+
+def workspace() -> Workspace:
+    from shipyard.wiring import open_workspace, settings_from_environment
+
+    return open_workspace(settings_from_environment())
+
+
+@app.command("add")
+def add(
+    paths: list[Path] = typer.Argument(..., help="Files or folders inside the project."),
+    hardlink: bool = typer.Option(False, "--hardlink", help="Link files into the store instead of copying "
+                                  "(fast, no extra space; the files become read-only)."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Store PATHS by content and record their digests in shipyard.lock (commit it to pin the data)."""
+    from shipyard.core.workspace import data
+    from shipyard.core.workspace.lockfile import load_lock, save_lock
+    from shipyard.interfaces.cli.gitignore import ignore
+
+    ws = workspace()
+    lock = load_lock(ws.root)
+    added = []
+    with out.progress_bar("adding", as_json) as advance:
+        for p in paths:
+            added.append(data.add(ws, lock, p, hardlink=hardlink, progress=advance))
+    save_lock(ws.root, lock)
+    for rel, _ in added:
+        ignore(ws.root, rel)
+    if as_json:
+        out.print_json({rel: e.to_dict() for rel, e in added})
+        return
+    for rel, e in added:
+        what = f"{e.files} files" if e.files is not None else "1 file"
+        out.console().print(f"{rel}: {what}, {out.size(e.size)} → {out.short(e.digest)}")
+    out.console().print("recorded in shipyard.lock; commit it with `git add shipyard.lock .gitignore`")
+
+
+@app.command("status")
+def status(as_json: bool = out.JSON_OPTION) -> None:
+    """What changed in each tracked path since it was recorded: added, modified, deleted files."""
+    from shipyard.core.workspace import data
+    from shipyard.core.workspace.lockfile import load_lock
+
+    ws = workspace()
+    report = data.status(ws, load_lock(ws.root))
+    if as_json:
+        out.print_json([s.to_dict() for s in report])
+    else:
+        _print_status(report)
+
+
+def _print_status(report: list[PathStatus]) -> None:
+    c = out.console()
+    if not report:
+        c.print("no tracked data: `shipyard data add PATH` to start")
+    for s in report:
+        if s.state == "unchanged":
+            c.print(f"[green]unchanged[/green] {s.path}")
+        elif s.state == "missing":
+            c.print(f"[red]missing[/red]   {s.path} (restore with `shipyard data checkout {s.path}`)")
+        elif s.state == "not-in-store":
+            c.print(f"[yellow]not in store[/yellow] {s.path} (run `shipyard data pull`)")
+        else:
+            c.print(f"[yellow]modified[/yellow]  {s.path}: {len(s.added)} added, {len(s.modified)} modified, "
+                    f"{len(s.deleted)} deleted")
+            for label, names in (("added", s.added), ("modified", s.modified), ("deleted", s.deleted)):
+                for name in names[:20]:
+                    c.print(f"    {label}: {name}")
+                if len(names) > 20:
+                    c.print(f"    ... {len(names) - 20} more {label}")
+
+
+@app.command("checkout")
+def checkout(
+    paths: list[Path] = typer.Argument(None, help="Tracked paths to restore (all by default)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite local changes that are not in the store."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Restore the versions recorded in shipyard.lock into the working tree."""
+    from shipyard.core.workspace import data
+    from shipyard.core.workspace.lockfile import load_lock
+
+    ws = workspace()
+    with out.progress_bar("restoring", as_json) as advance:
+        report = data.checkout(ws, load_lock(ws.root), [str(p) for p in paths or []], force, advance)
+    if as_json:
+        out.print_json(report)
+    else:
+        out.console().print(f"{report['paths']} path(s): {report['written']} file(s) written, "
+                            f"{report['deleted']} deleted")

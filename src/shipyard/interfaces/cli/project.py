@@ -1,0 +1,33 @@
+"""``shipyard init``: make a folder a Shipyard project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+
+def init(
+    folder: Path = typer.Argument(Path("."), help="The project folder (default: here)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing shipyard.yaml."),
+) -> None:
+    """Write an annotated shipyard.yaml and create .shipyard/ (kept out of git)."""
+    from shipyard.core.project.loader import CONFIG_FILE, parse_config
+    from shipyard.core.project.template import TEMPLATE
+    from shipyard.core.workspace.atomic import write_atomic
+    from shipyard.errors import ConflictError, InvalidInputError
+    from shipyard.interfaces.cli.gitignore import ignore
+
+    if not folder.is_dir():
+        raise InvalidInputError(f"{folder} is not a folder")
+    target = folder / CONFIG_FILE
+    if target.exists() and not force:
+        raise ConflictError(f"{target} already exists; nothing was changed (use --force to replace it)")
+    parse_config(TEMPLATE)  # the template is always valid
+    write_atomic(target, TEMPLATE.encode())
+    (folder / ".shipyard").mkdir(exist_ok=True)
+    ignore(folder, ".shipyard")
+    out.console().print(f"wrote {target}; next: `shipyard data add PATH`, then stages in {CONFIG_FILE} "
+                        "and `shipyard run`")
