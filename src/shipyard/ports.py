@@ -37,6 +37,25 @@ class ObjectStore(Protocol):
     def clean_temp(self, older_than: float) -> int: ...
 
 
+class Remote(Protocol):
+    """Objects (and small named refs) kept elsewhere: a folder or S3-compatible storage."""
+
+    url: str
+
+    def missing(self, digests: Sequence[Digest]) -> list[Digest]:
+        """Those of ``digests`` the remote does not hold."""
+        ...
+
+    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None: ...
+
+    def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress) -> None:
+        """Fetch into ``store``; every object is re-hashed before it enters the store."""
+        ...
+
+    def get_ref(self, name: str) -> bytes | None: ...
+    def put_ref(self, name: str, data: bytes) -> None: ...
+
+
 class StateCache(Protocol):
     """Remembers (inode, size, mtime) -> digest for workspace files, so unchanged files are not re-hashed."""
 

@@ -113,7 +113,7 @@ class LocalObjectStore:
                         out.write(data)
                     return tmp, Digest(hashlib.sha256(data).hexdigest()), len(data)
                 with open(tmp, "xb") as out:
-                    _copy_range(src, out)
+                    copy_range(src, out)
             return tmp, Digest(_hash_path(tmp)), size
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -199,7 +199,7 @@ class LocalObjectStore:
         return removed
 
 
-def _copy_range(src: BinaryIO, out: BinaryIO) -> None:
+def copy_range(src: BinaryIO, out: BinaryIO) -> None:
     """Copy with copy_file_range (in-kernel; a reflink where the filesystem supports it)."""
     fin, fout = src.fileno(), out.fileno()
     try:

@@ -11,6 +11,7 @@ from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
     from shipyard.core.workspace.data import PathStatus, Workspace
+    from shipyard.ports import Remote
 
 app = typer.Typer(help="Version datasets (files and folders) by content digest, pinned in shipyard.lock.",
                   no_args_is_help=True)
@@ -105,3 +106,76 @@ def checkout(
     else:
         out.console().print(f"{report['paths']} path(s): {report['written']} file(s) written, "
                             f"{report['deleted']} deleted")
+
+
+def _remote(name: str | None) -> Remote:
+    from shipyard.adapters.remotes import open_remote
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import ConfigError
+    from shipyard.wiring import settings_from_environment
+
+    root = settings_from_environment().project_root
+    config = load_config(root)
+    chosen = name or config.default_remote or (next(iter(config.remotes)) if len(config.remotes) == 1 else None)
+    if chosen is None:
+        raise ConfigError("no remote chosen: add one under `remotes:` in shipyard.yaml (and set default_remote), "
+                          "or pass --remote NAME")
+    if chosen not in config.remotes:
+        known = ", ".join(sorted(config.remotes)) or "none"
+        raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
+    return open_remote(config.remotes[chosen], root)
+
+
+REMOTE_OPTION = typer.Option(None, "--remote", "-r", help="Remote name from shipyard.yaml (default: default_remote).")
+
+
+@app.command("push")
+def push(remote: str = REMOTE_OPTION, as_json: bool = out.JSON_OPTION) -> None:
+    """Send the objects shipyard.lock references (data and stage outputs) to a remote."""
+    from shipyard.core.workspace import sync
+    from shipyard.core.workspace.lockfile import load_lock
+
+    ws = workspace()
+    target = _remote(remote)
+    with out.progress_bar("pushing", as_json) as advance:
+        report = sync.push(ws, load_lock(ws.root), target, advance)
+    if as_json:
+        out.print_json(report.to_dict())
+    else:
+        out.console().print(f"pushed {report.transferred} object(s) to {target.url}; "
+                            f"{report.objects - report.transferred} were already there")
+
+
+@app.command("pull")
+def pull(
+    remote: str = REMOTE_OPTION,
+    force: bool = typer.Option(False, "--force", help="Overwrite local changes that are not in the store."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Fetch the objects shipyard.lock references from a remote, then check the data out."""
+    from shipyard.core.workspace import data, sync
+    from shipyard.core.workspace.lockfile import load_lock
+
+    ws = workspace()
+    lock = load_lock(ws.root)
+    source = _remote(remote)
+    with out.progress_bar("pulling", as_json) as advance:
+        report = sync.pull(ws, lock, source, advance)
+        restored = data.checkout(ws, lock, None, force, advance)
+    if as_json:
+        out.print_json({**report.to_dict(), **restored})
+    else:
+        out.console().print(f"fetched {report.transferred} object(s) from {source.url}; "
+                            f"{restored['written']} file(s) written, {restored['deleted']} deleted")
+
+
+@app.command("gc")
+def gc(
+    grace: str = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be removed."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Remove stored data that neither shipyard.lock nor any run or model version references."""
+    from shipyard.interfaces.cli.store import gc as store_gc
+
+    store_gc(grace, dry_run, as_json)

@@ -1,0 +1,25 @@
+"""Remotes by URL: a folder (``/path``, ``file:///path``) or S3-compatible storage (``s3://bucket/prefix``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipyard.core.project.schema import RemoteSpec
+from shipyard.errors import ConfigError, MissingExtraError
+from shipyard.ports import Remote
+
+
+def open_remote(spec: RemoteSpec, project_root: Path) -> Remote:
+    url = spec.url
+    if url.startswith("s3://"):
+        try:
+            from shipyard.adapters.remotes.s3 import S3Remote
+        except ModuleNotFoundError as exc:
+            raise MissingExtraError("S3 remotes", "s3") from exc
+        return S3Remote(spec)
+    if "://" in url and not url.startswith("file://"):
+        raise ConfigError(f"unsupported remote URL {url!r}: use s3://bucket/prefix or a folder path")
+    from shipyard.adapters.remotes.folder import FolderRemote
+
+    path = Path(url.removeprefix("file://"))
+    return FolderRemote(path if path.is_absolute() else project_root / path)
