@@ -10,7 +10,7 @@ from pathlib import Path
 from shipyard.adapters.stores.local import copy_range, syncfs
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.workspace.atomic import write_atomic
-from shipyard.errors import BackendUnavailableError
+from shipyard.errors import BackendUnavailableError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
 
@@ -50,8 +50,12 @@ class FolderRemote:
                     tmp.unlink()
 
     def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress) -> None:
-        if digests:
+        if not digests:
+            return
+        try:
             store.put_many([str(self._path(d)) for d in digests], progress=progress, expect=list(digests))
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"an object is not on remote {self.url}: {exc.filename}") from exc
 
     def get_ref(self, name: str) -> bytes | None:
         try:

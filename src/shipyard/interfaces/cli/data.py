@@ -42,7 +42,7 @@ def add(
         for p in paths:
             added.append(data.add(ws, lock, p, hardlink=hardlink, progress=advance))
     save_lock(ws.root, lock)
-    for rel, _ in added:
+    for rel in [".shipyard", *(rel for rel, _ in added)]:  # the store itself never goes into git either
         ignore(ws.root, rel)
     if as_json:
         out.print_json({rel: e.to_dict() for rel, e in added})
