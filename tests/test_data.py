@@ -113,9 +113,12 @@ def test_push_then_pull_into_a_fresh_clone(proj: Path, tmp_path: Path, kind: str
         assert (clone / "data" / "raw" / f.name).read_bytes() == f.read_bytes()
 
 
+TRAIN = "version: 1\nstages:\n  train:\n    cmd: python t.py\n"
+
+
 @pytest.mark.parametrize(("yaml_text", "message"), [
-    ("version: 1\nstages:\n  train:\n    cmd: python t.py\n    outz: [m]\n", "shipyard.yaml:5: stages.train.outz: unknown key"),
-    ("version: 1\nstages:\n  train:\n    cmd: python t.py\n    deps: 3\n", "shipyard.yaml:5: stages.train.deps: should be a list"),
+    (TRAIN + "    outz: [m]\n", "shipyard.yaml:5: stages.train.outz: unknown key"),
+    (TRAIN + "    deps: 3\n", "shipyard.yaml:5: stages.train.deps: should be a list"),
     ("version: 1\nstages:\n  train:\n    deps: [a]\n", "shipyard.yaml:3: stages.train.cmd: Field required"),
     ("version: 1\nremotes: [\n", "shipyard.yaml:3: not valid YAML"),
     ("version: 2\n", "shipyard.yaml:1: version"),
