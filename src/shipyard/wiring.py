@@ -8,13 +8,19 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipyard.config import Settings, load_settings
 from shipyard.core.lineage.records import CodeVersion
 from shipyard.core.lineage.tracking import Origin, Tracker
 from shipyard.core.registry.service import Registry
 from shipyard.core.workspace.data import Workspace
-from shipyard.ports import MetadataStore, ObjectStore
+from shipyard.ports import Executor, MetadataStore, ObjectStore, Remote
+
+if TYPE_CHECKING:
+    from shipyard.core.pipelines.jobs import Events
+    from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.project.schema import ExecutorSpec
 
 STATE_FILE = "state.db"
 
@@ -48,6 +54,49 @@ def open_workspace(settings: Settings) -> Workspace:
     from shipyard.adapters.state.sqlite import SqliteStateCache
 
     return Workspace(settings.project_root, open_store(settings), SqliteStateCache(settings.home / STATE_FILE))
+
+
+def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events | None = None) -> PipelineRunner:
+    """The pipeline of the project's shipyard.yaml, ready to check or run.
+
+    The metadata database and the remote are opened only when a stage really runs or misses the
+    local cache, so checking an up-to-date pipeline stays fast.
+    """
+    from shipyard.core.pipelines import dag
+    from shipyard.core.pipelines.params import ParamFiles
+    from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.project.loader import load_config
+    from shipyard.core.workspace.lockfile import load_lock
+
+    root = settings.project_root
+    config = load_config(root)
+    pipeline = dag.build(config, root)
+    ws = open_workspace(settings)
+
+    @functools.cache
+    def tracker() -> Tracker:
+        return build(settings, root).tracker
+
+    @functools.cache
+    def remote() -> Remote | None:
+        if not config.default_remote:
+            return None
+        from shipyard.adapters.remotes import open_remote
+
+        return open_remote(config.remotes[config.default_remote], root)
+
+    return PipelineRunner(pipeline, ws, load_lock(root), ParamFiles(root, config.params), environ,
+                          open_executor(config.executor), tracker, remote, events)
+
+
+def open_executor(spec: ExecutorSpec) -> Executor:
+    if spec.kind == "ray":
+        from shipyard.adapters.executors.ray import RayExecutor
+
+        return RayExecutor(spec)
+    from shipyard.adapters.executors.local import LocalExecutor
+
+    return LocalExecutor()
 
 
 def build(settings: Settings, cwd: Path | None = None) -> Services:

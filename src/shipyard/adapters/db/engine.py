@@ -19,7 +19,7 @@ from shipyard.errors import (
     MissingExtraError,
 )
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
 READ = {"shipyard_read": True}

@@ -113,6 +113,21 @@ class SqlRuns(SqlBase):
                 is_dir=artifact.is_dir,
             ))
 
+    def add_inputs(self, run_id: str, inputs: Mapping[str, str]) -> None:
+        if inputs:
+            with self.write() as conn:
+                conn.execute(t.run_inputs.insert(), [{"run_id": run_id, "path": p, "digest": d}
+                                                     for p, d in inputs.items()])
+
+    def producers(self, digest: str) -> list[RunRecord]:
+        """Finished runs that recorded ``digest`` among their outputs, newest first."""
+        ra = t.run_artifacts.c
+        q = (sa.select(t.runs).join(t.run_artifacts, ra.run_id == t.runs.c.id)
+             .where(ra.digest == digest, t.runs.c.status == str(RunStatus.FINISHED))
+             .order_by(t.runs.c.start_time.desc()).limit(5))
+        with self.read() as conn:
+            return self._hydrate(conn, conn.execute(q).all())
+
     def get_run(self, run_id: str) -> RunRecord:
         if len(run_id) < 4 or not run_id.isalnum():
             raise InvalidInputError(f"run id {run_id!r} is too short or malformed: give at least 4 characters")
@@ -149,6 +164,7 @@ class SqlRuns(SqlBase):
         params = _pairs(conn, t.params, ids)
         tags = _pairs(conn, t.tags, ids)
         metrics = _pairs(conn, t.latest_metrics, ids)
+        inputs = _pairs(conn, t.run_inputs, ids, value="digest", key="path")
         arts: dict[str, list[ArtifactRecord]] = {}
         ra = t.run_artifacts.c
         for i in range(0, len(ids), _CHUNK):
@@ -162,7 +178,7 @@ class SqlRuns(SqlBase):
                 code=CodeVersion(r.git_commit, r.git_branch, bool(r.git_dirty), r.git_diff_digest, r.git_repo),
                 env_digest=r.env_digest, parent_id=r.parent_id,
                 params=params.get(r.id, {}), metrics=metrics.get(r.id, {}), tags=tags.get(r.id, {}),
-                artifacts=tuple(arts.get(r.id, ())),
+                artifacts=tuple(arts.get(r.id, ())), inputs=inputs.get(r.id, {}),
             )
             for r in rows
         ]
@@ -176,17 +192,19 @@ class SqlRuns(SqlBase):
             sa.select(mv.manifest_digest),
             sa.select(mv.env_digest).where(mv.env_digest.is_not(None)),
             sa.select(mv.examples_digest).where(mv.examples_digest.is_not(None)),
+            sa.select(t.run_inputs.c.digest),
         ]
         with self.read() as conn:
             return {d for q in queries for d in conn.execute(q).scalars()}
 
 
-def _pairs(conn: sa.Connection, table: sa.Table, ids: list[str]) -> dict[str, dict[str, Any]]:
+def _pairs(conn: sa.Connection, table: sa.Table, ids: list[str], key: str = "key",
+           value: str = "value") -> dict[str, dict[str, Any]]:
     """``{run_id: {key: value}}`` for a key/value table, fetched in chunks of run ids."""
     out: dict[str, dict[str, Any]] = {}
     c = table.c
     for i in range(0, len(ids), _CHUNK):
-        q = sa.select(c.run_id, c.key, c.value).where(c.run_id.in_(ids[i:i + _CHUNK]))
+        q = sa.select(c.run_id, c[key], c[value]).where(c.run_id.in_(ids[i:i + _CHUNK]))
         for run_id, key, value in conn.execute(q).all():
             d = out.get(run_id)
             if d is None:

@@ -81,6 +81,15 @@ run_artifacts = Table(
     Column("digest", String(80), nullable=False),
     Column("size", Integer, nullable=False),
     Column("is_dir", Boolean, nullable=False),
+    Index("ix_run_artifacts_digest", "digest"),
+)
+
+# what a run read: the digests of its inputs (lineage walks from outputs back through these)
+run_inputs = Table(
+    "run_inputs", metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("digest", String(80), nullable=False, index=True),
 )
 
 registered_models = Table(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.core.workspace.atomic import fsync_dir
+from shipyard.core.workspace.atomic import fsync_dir, write_atomic
 from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
 from shipyard.ports import Progress, no_progress
 
@@ -187,6 +187,15 @@ class LocalObjectStore:
     def delete(self, digest: Digest) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(digest).unlink()
+
+    def get_ref(self, name: str) -> bytes | None:
+        try:
+            return (self.root / "refs" / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put_ref(self, name: str, data: bytes) -> None:
+        write_atomic(self.root / "refs" / name, data)
 
     def clean_temp(self, older_than: float) -> int:
         """Remove temp files left by killed writers, older than ``older_than`` seconds."""

@@ -65,6 +65,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)  # latest value of each key
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: tuple[ArtifactRecord, ...] = ()
+    inputs: dict[str, str] = field(default_factory=dict)  # path -> digest of what the run read
 
     def effective_status(self, this_host: str, pid_alive: bool) -> RunStatus:
         """A run still marked running whose process is gone on this host was killed."""
@@ -81,4 +82,5 @@ class RunRecord:
             "tags": dict(self.tags),
             "artifacts": [{"path": a.path, "digest": a.digest, "size": a.size, "is_dir": a.is_dir}
                           for a in self.artifacts],
+            "inputs": dict(self.inputs),
         }

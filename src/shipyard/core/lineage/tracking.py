@@ -115,6 +115,15 @@ class Tracker:
         self.meta.add_artifact(run_id, record)
         return record
 
+    def record_inputs(self, run_id: str, inputs: Mapping[str, str]) -> None:
+        self._writable(run_id)
+        self.meta.add_inputs(run_id, inputs)
+
+    def record_output(self, run_id: str, path: str, digest: str, size: int, is_dir: bool) -> None:
+        """Record an output already in the store (a stage's declared outs) on the run."""
+        self._writable(run_id)
+        self.meta.add_artifact(run_id, ArtifactRecord(_artifact_name(path), digest, size, is_dir))
+
     def get_run(self, run_id: str) -> RunRecord:
         return self.meta.get_run(run_id)
 

@@ -13,7 +13,7 @@ from shipyard.core.artifacts.manifest import ManifestEntry
 from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path
 from shipyard.core.workspace.lockfile import Lock, PathEntry
 from shipyard.core.workspace.paths import project_path
-from shipyard.core.workspace.scan import FileStat, digests_of, stat_path
+from shipyard.core.workspace.scan import FileStat, digests_of, manifest_of, stat_path
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
@@ -187,3 +187,16 @@ def manifest_files(ws: Workspace, entry: PathEntry) -> list[Digest]:
         return [digest]
     return [digest, *(e.digest for e in load_manifest(ws.store, digest))]
 
+
+
+def describe(ws: Workspace, rel: str) -> PathEntry | None:
+    """The digest a path would have if added now (nothing stored), or None if it does not exist."""
+    target = ws.abs(rel)
+    if not target.exists():
+        return None
+    files = stat_path(target)
+    digests = digests_of(files, ws.state)
+    if target.is_file():
+        return PathEntry(f"sha256:{digests[files[0].path]}", files[0].size)
+    manifest = manifest_of(files, digests)
+    return PathEntry(str(manifest.digest), manifest.size, len(manifest))

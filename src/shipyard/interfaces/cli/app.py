@@ -8,7 +8,7 @@ import typer
 
 from shipyard import __version__
 from shipyard.errors import ShipyardError
-from shipyard.interfaces.cli import alias, data, models, project, runs, store
+from shipyard.interfaces.cli import alias, data, models, pipeline, project, runs, store
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.add_typer(alias.app, name="alias")
 app.add_typer(store.app, name="store")
 app.add_typer(data.app, name="data")
 app.command("init")(project.init)
+app.command("run")(pipeline.run)
+app.command("status")(pipeline.status)
 
 
 def _version(value: bool) -> None:

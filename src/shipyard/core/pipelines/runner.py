@@ -1,0 +1,256 @@
+"""Run a pipeline: what is out of date, in dependency order, in parallel, from cache where possible.
+
+A stage's results enter the store, the stage cache and the lock only after it succeeded and its
+outputs were stored, so a failure or a kill leaves nothing half-cached: the next run redoes it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.tree import load_manifest, put_path
+from shipyard.core.lineage.records import RunStatus
+from shipyard.core.lineage.tracking import Tracker
+from shipyard.core.pipelines.dag import Pipeline, Stage
+from shipyard.core.pipelines.jobs import Events, NoEvents, StageJob
+from shipyard.core.pipelines.params import ParamFiles
+from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
+from shipyard.core.workspace import data
+from shipyard.core.workspace.data import Workspace
+from shipyard.core.workspace.lockfile import Lock, PathEntry, StageEntry, save_lock
+from shipyard.errors import ShipyardError
+from shipyard.ports import Executor, Remote
+
+CACHE_PREFIX = "stage-cache/"
+
+
+@dataclass
+class Outcome:
+    stage: str
+    result: str  # "ran", "cached", "up-to-date", "failed", "skipped", "killed"
+    seconds: float = 0.0
+    detail: str = ""
+    run_id: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"stage": self.stage, "result": self.result, "seconds": round(self.seconds, 3),
+                "detail": self.detail, "run": self.run_id}
+
+
+@dataclass
+class RunReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.result in ("ran", "cached", "up-to-date") for o in self.outcomes)
+
+
+class StageFailed(ShipyardError):
+    exit_code = 8
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def cache_entry(entry: StageEntry, stage: str) -> bytes:
+    return json.dumps({"stage": stage, "run": entry.run, "outs": {k: v.to_dict() for k, v in entry.outs.items()}},
+                      sort_keys=True).encode()
+
+
+class PipelineRunner:
+    def __init__(self, pipeline: Pipeline, ws: Workspace, lock: Lock, params: ParamFiles,
+                 environ: Mapping[str, str], executor: Executor, tracker: Callable[[], Tracker],
+                 remote: Callable[[], Remote | None] = lambda: None, events: Events | None = None) -> None:
+        self.pipeline = pipeline
+        self.ws = ws
+        self.lock = lock
+        self.params = params
+        self.environ = environ
+        self.executor = executor
+        self._tracker = tracker  # opened only if a stage really runs: a no-op run touches no database
+        self._remote = remote
+        self.events = events or NoEvents()
+        self._mutex = threading.Lock()
+
+    def status(self, targets: list[str] | None = None, force: bool = False) -> list[StageStatus]:
+        names = self.pipeline.select(targets)
+        return check(self.pipeline, names, self.ws, self.lock, self.params, self.environ, force)
+
+    def run(self, targets: list[str] | None = None, jobs: int = 1, force: bool = False) -> RunReport:
+        names = self.pipeline.select(targets)
+        selected = set(names)
+        report = RunReport()
+        done: set[str] = set()
+        failed: set[str] = set()
+        pending = list(names)
+        running: dict[Future[Outcome], str] = {}
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            while pending or running:
+                for name in list(pending):
+                    ups = self.pipeline.stages[name].upstream & selected
+                    if ups & failed:
+                        pending.remove(name)
+                        failed.add(name)
+                        report.outcomes.append(Outcome(name, "skipped", detail="an upstream stage failed"))
+                    elif ups <= done and len(running) < max(1, jobs):
+                        pending.remove(name)
+                        running[pool.submit(self._stage, self.pipeline.stages[name], force)] = name
+                if not running:
+                    if pending:  # cannot happen in a valid DAG; never spin
+                        raise StageFailed(f"cannot schedule {', '.join(pending)}")
+                    continue
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    name = running.pop(fut)
+                    outcome = fut.result()
+                    report.outcomes.append(outcome)
+                    (done if outcome.result in ("ran", "cached", "up-to-date") else failed).add(name)
+        except KeyboardInterrupt:
+            self.executor.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return report
+
+    # -- one stage -------------------------------------------------------------------------------
+    def _stage(self, stage: Stage, force: bool) -> Outcome:
+        start = time.monotonic()
+        now = inputs_of(self.ws, stage, self.params, self.environ)
+        fp = now.fingerprint(stage)
+        recorded = self.lock.stages.get(stage.name)
+        if not force and not explain(stage, now, fp, recorded, self.ws):
+            return Outcome(stage.name, "up-to-date", run_id=recorded.run if recorded else None)
+        try:
+            if not force:
+                entry = self._from_cache(stage, fp, now)
+                if entry is not None:
+                    self._commit(stage.name, entry)
+                    took = time.monotonic() - start
+                    self.events.finished(stage.name, "cached", took)
+                    return Outcome(stage.name, "cached", took, run_id=entry.run)
+            return self._execute(stage, fp, now, start)
+        except ShipyardError as exc:
+            took = time.monotonic() - start
+            self.events.finished(stage.name, "failed", took, str(exc))
+            return Outcome(stage.name, "failed", took, str(exc), getattr(exc, "run_id", None))
+
+    def _from_cache(self, stage: Stage, fp: str, now: Inputs) -> StageEntry | None:
+        key = CACHE_PREFIX + fp.removeprefix("sha256:")
+        raw = self.ws.store.get_ref(key)
+        remote = None
+        if raw is None:
+            remote = self._remote()
+            raw = remote.get_ref(key) if remote is not None else None
+            if raw is None:
+                return None
+        body = json.loads(raw)
+        outs = {k: PathEntry.from_dict(v) for k, v in body["outs"].items()}
+        if set(outs) != set(stage.produced):
+            return None
+        self.events.started(stage.name, "restoring from cache")
+        if not self._have(outs, remote):
+            return None
+        tmp = Lock(data=outs)
+        data.checkout(self.ws, tmp, [str(self.ws.abs(p)) for p in outs], force=False)
+        if remote is not None:
+            self.ws.store.put_ref(key, raw)
+        return StageEntry(fp, body.get("run"), stage.spec.cmd, now.deps, now.params, outs)
+
+    def _have(self, outs: dict[str, PathEntry], remote: Remote | None) -> bool:
+        """Whether every object of ``outs`` is in the local store, fetching from ``remote`` if given."""
+        store = self.ws.store
+        tops = [Digest.parse(e.digest) for e in outs.values()]
+        if remote is not None:
+            remote.download([d for d in tops if not store.has(d)], store)
+        if not all(store.has(d) for d in tops):
+            return False
+        files = [e.digest for o in outs.values() if o.is_dir for e in load_manifest(store, Digest.parse(o.digest))]
+        absent = [d for d in files if not store.has(d)]
+        if absent and remote is not None:
+            remote.download(absent, store)
+            absent = [d for d in absent if not store.has(d)]
+        return not absent
+
+    def _execute(self, stage: Stage, fp: str, now: Inputs, start: float) -> Outcome:
+        tracker = self._tracker()
+        run = tracker.start_run(name=stage.name, experiment="pipeline",
+                                tags={"shipyard.stage": stage.name, "shipyard.fingerprint": fp})
+        self.events.started(stage.name, f"running (run {run.id[:8]})")
+        status = RunStatus.FAILED
+        try:
+            if now.params:
+                tracker.log_params(run.id, {k: _text(v) for k, v in now.params.items()})
+            tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d})
+            job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
+                           {"SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
+            code = self.executor.run(job, lambda text: self.events.line(stage.name, text))
+            if code != 0:
+                status = RunStatus.KILLED if code < 0 else RunStatus.FAILED
+                raise StageFailed(f"stage '{stage.name}' {'was killed' if code < 0 else f'exited with {code}'}; "
+                                  "nothing was cached", run.id)
+            missing = [p for p in stage.produced if not self.ws.abs(p).exists()]
+            if missing:
+                raise StageFailed(f"stage '{stage.name}' did not produce {', '.join(missing)}; nothing was cached",
+                                  run.id)
+            outs = {}
+            for path in stage.produced:
+                stored = put_path(self.ws.store, self.ws.abs(path), state=self.ws.state)
+                outs[path] = PathEntry(str(stored.digest), stored.size,
+                                       len(stored.manifest) if stored.manifest else None)
+                tracker.record_output(run.id, path, str(stored.digest), stored.size, stored.is_dir)
+            metrics = {}
+            for path in stage.metrics:
+                metrics.update(read_metrics(self.ws.abs(path).read_text(), path))
+            if metrics:
+                tracker.log_metrics(run.id, metrics)
+            entry = StageEntry(fp, run.id, stage.spec.cmd, now.deps, now.params, outs)
+            self.ws.store.put_ref(CACHE_PREFIX + fp.removeprefix("sha256:"), cache_entry(entry, stage.name))
+            self._commit(stage.name, entry)
+            status = RunStatus.FINISHED
+        finally:
+            tracker.end_run(run.id, status)
+        took = time.monotonic() - start
+        self.events.finished(stage.name, "ran", took)
+        return Outcome(stage.name, "ran", took, run_id=run.id)
+
+    def _commit(self, name: str, entry: StageEntry) -> None:
+        with self._mutex:
+            self.lock.stages[name] = entry
+            save_lock(self.ws.root, self.lock)
+
+
+def read_metrics(text: str, source: str) -> dict[str, float]:
+    """Numbers from a JSON or YAML metrics file, nested keys joined with dots."""
+    try:
+        body = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise StageFailed(f"metrics file {source} is not valid JSON/YAML: {exc}") from exc
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(node, bool):
+            return
+        elif isinstance(node, int | float):
+            out[prefix] = float(node)
+
+    walk("", body)
+    return out
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)

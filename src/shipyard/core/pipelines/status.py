@@ -1,0 +1,106 @@
+"""Why a stage would run: fingerprints (cmd + dependency digests + params + declared env) against the lock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.core.pipelines.dag import Pipeline, Stage
+from shipyard.core.pipelines.params import ParamFiles
+from shipyard.core.workspace.data import Workspace, describe
+from shipyard.core.workspace.lockfile import Lock, StageEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    deps: dict[str, str]  # path -> digest ("" while an upstream stage has yet to produce it)
+    params: dict[str, Any]
+    env: dict[str, str]
+
+    def fingerprint(self, stage: Stage) -> str:
+        body = {"cmd": stage.spec.cmd, "wdir": stage.spec.wdir, "deps": self.deps, "params": self.params,
+                "env": self.env, "outs": list(stage.outs), "metrics": list(stage.metrics)}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class StageStatus:
+    name: str
+    state: str  # "up-to-date", "changed", "never-run", "forced"
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def must_run(self) -> bool:
+        return self.state != "up-to-date"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"stage": self.name, "state": self.state, "reasons": self.reasons}
+
+
+def inputs_of(ws: Workspace, stage: Stage, params: ParamFiles, environ: Mapping[str, str]) -> Inputs:
+    deps = {}
+    for dep in stage.deps:
+        entry = describe(ws, dep)
+        deps[dep] = entry.digest if entry else ""
+    return Inputs(deps, params.values(stage.name, stage.spec.params),
+                  {k: environ.get(k, "") for k in stage.spec.env})
+
+
+def explain(stage: Stage, now: Inputs, fingerprint: str, recorded: StageEntry | None,
+            ws: Workspace) -> list[str]:
+    """Reasons the stage is out of date; empty when its recorded result still holds."""
+    if recorded is None:
+        return ["never run"]
+    reasons = []
+    if recorded.fingerprint != fingerprint:
+        if recorded.cmd != stage.spec.cmd:
+            reasons.append("command changed")
+        for path, digest in now.deps.items():
+            old = recorded.deps.get(path)
+            if old is None:
+                reasons.append(f"new dependency {path}")
+            elif old != digest:
+                reasons.append(f"dependency {path} changed")
+        reasons.extend(f"dependency {p} removed" for p in recorded.deps if p not in now.deps)
+        for key, value in now.params.items():
+            if key not in recorded.params:
+                reasons.append(f"new param {key} = {value!r}")
+            elif recorded.params[key] != value:
+                reasons.append(f"param {key} changed: {recorded.params[key]!r} -> {value!r}")
+        if not reasons:
+            reasons.append("outputs, metrics, env or working directory changed")
+    for path in stage.produced:
+        entry = describe(ws, path)
+        kept = recorded.outs.get(path)
+        if entry is None:
+            reasons.append(f"output {path} is missing")
+        elif kept is None or kept.digest != entry.digest:
+            reasons.append(f"output {path} was modified")
+    return reasons
+
+
+def check(pipeline: Pipeline, names: list[str], ws: Workspace, lock: Lock, params: ParamFiles,
+          environ: Mapping[str, str], force: bool = False) -> list[StageStatus]:
+    """The status of each stage in ``names`` (run order), as `shipyard status` shows it."""
+    out = []
+    will_run: set[str] = set()
+    for name in names:
+        stage = pipeline.stages[name]
+        if force:
+            st = StageStatus(name, "forced", ["--force"])
+        elif stage.upstream & will_run:
+            st = StageStatus(name, "changed", [f"upstream stage {u} will run"
+                                               for u in sorted(stage.upstream & will_run)])
+        else:
+            now = inputs_of(ws, stage, params, environ)
+            reasons = explain(stage, now, now.fingerprint(stage), lock.stages.get(name), ws)
+            state = "up-to-date" if not reasons else "never-run" if reasons == ["never run"] else "changed"
+            st = StageStatus(name, state, reasons)
+        if st.must_run:
+            will_run.add(name)
+        out.append(st)
+    return out
