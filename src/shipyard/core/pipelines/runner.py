@@ -26,11 +26,9 @@ from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
-from shipyard.core.workspace.lockfile import Lock, PathEntry, StageEntry, save_lock
+from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, save_lock
 from shipyard.errors import ShipyardError
 from shipyard.ports import Executor, Remote
-
-CACHE_PREFIX = "stage-cache/"
 
 
 @dataclass
@@ -61,11 +59,6 @@ class StageFailed(ShipyardError):
     def __init__(self, message: str, run_id: str | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
-
-
-def cache_entry(entry: StageEntry, stage: str) -> bytes:
-    return json.dumps({"stage": stage, "run": entry.run, "outs": {k: v.to_dict() for k, v in entry.outs.items()}},
-                      sort_keys=True).encode()
 
 
 class PipelineRunner:
@@ -147,7 +140,7 @@ class PipelineRunner:
             return Outcome(stage.name, "failed", took, str(exc), getattr(exc, "run_id", None))
 
     def _from_cache(self, stage: Stage, fp: str, now: Inputs) -> StageEntry | None:
-        key = CACHE_PREFIX + fp.removeprefix("sha256:")
+        key = STAGE_CACHE_PREFIX + fp.removeprefix("sha256:")
         raw = self.ws.store.get_ref(key)
         remote = None
         if raw is None:
@@ -185,13 +178,17 @@ class PipelineRunner:
 
     def _execute(self, stage: Stage, fp: str, now: Inputs, start: float) -> Outcome:
         tracker = self._tracker()
-        run = tracker.start_run(name=stage.name, experiment="pipeline",
-                                tags={"shipyard.stage": stage.name, "shipyard.fingerprint": fp})
+        run = tracker.start_run(name=stage.name, experiment="pipeline", tags={
+            "shipyard.stage": stage.name, "shipyard.fingerprint": fp, "shipyard.cmd": stage.spec.cmd,
+            "shipyard.wdir": stage.spec.wdir, "shipyard.outs": json.dumps(list(stage.produced)),
+        })
         self.events.started(stage.name, f"running (run {run.id[:8]})")
         status = RunStatus.FAILED
         try:
             if now.params:
                 tracker.log_params(run.id, {k: _text(v) for k, v in now.params.items()})
+            for dep in stage.deps:  # keep the inputs' bytes too (code is small; data is mostly stored already)
+                put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
             tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d})
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
                            {"SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
@@ -216,7 +213,7 @@ class PipelineRunner:
             if metrics:
                 tracker.log_metrics(run.id, metrics)
             entry = StageEntry(fp, run.id, stage.spec.cmd, now.deps, now.params, outs)
-            self.ws.store.put_ref(CACHE_PREFIX + fp.removeprefix("sha256:"), cache_entry(entry, stage.name))
+            self.ws.store.put_ref(entry.cache_key(), entry.cache_bytes(stage.name))
             self._commit(stage.name, entry)
             status = RunStatus.FINISHED
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from shipyard.core.workspace.atomic import write_atomic
 from shipyard.errors import ConfigError
 
 LOCK_FILE = "shipyard.lock"
+STAGE_CACHE_PREFIX = "stage-cache/"
 HEADER = ("# shipyard.lock: written by shipyard, commit it with your code.\n"
           "# It pins each tracked path and each stage's inputs and outputs by digest.\n")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -53,6 +55,14 @@ class StageEntry:
     def to_dict(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "run": self.run, "cmd": self.cmd, "deps": dict(self.deps),
                 "params": dict(self.params), "outs": {k: v.to_dict() for k, v in self.outs.items()}}
+
+    def cache_key(self) -> str:
+        """Where the stage cache keeps this result: one named ref per fingerprint."""
+        return STAGE_CACHE_PREFIX + self.fingerprint.removeprefix("sha256:")
+
+    def cache_bytes(self, stage: str) -> bytes:
+        return json.dumps({"stage": stage, "run": self.run, "outs": {k: v.to_dict() for k, v in self.outs.items()}},
+                          sort_keys=True).encode()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageEntry:

@@ -38,6 +38,8 @@ def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_prog
             wanted.update((e.digest, None) for e in load_manifest(ws.store, top))
     absent = [d for d in remote.missing(list(wanted)) if ws.store.has(d)]
     remote.upload(ws.store, absent, progress)
+    for name, stage in lock.stages.items():  # so a clone elsewhere restores these stages instead of running them
+        remote.put_ref(stage.cache_key(), stage.cache_bytes(name))
     return SyncReport(len(wanted), len(absent))
 
 

@@ -102,3 +102,34 @@ def history(name: str = typer.Argument(None, help="Model name (all models if omi
     out.table(None, ["when", "who", "action", "model", "name", "from", "to", "reason"],
               ((out.when(e.at), e.actor, e.action, e.model, e.name, out.short(e.old), out.short(e.new), e.reason)
                for e in events))
+
+
+@app.command("lineage")
+def lineage(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
+            as_json: bool = out.JSON_OPTION) -> None:
+    """The chain behind a version: its run, the runs that made that run's inputs, back to raw data digests."""
+    from rich.tree import Tree
+
+    from shipyard.core.lineage.graph import Node
+    from shipyard.core.lineage.graph import lineage as build_lineage
+    from shipyard.core.workspace.lockfile import load_lock
+
+    svc = out.services()
+    mv = svc.registry.resolve(ref)
+    tracked = {e.digest: path for path, e in load_lock(svc.settings.project_root).data.items()}
+    root = build_lineage(svc.meta, mv, tracked)
+    if as_json:
+        out.print_json(root.to_dict())
+        return
+
+    def grow(tree: Tree, node: Node) -> None:
+        style = {"model": "bold", "run": "cyan", "raw": "green"}.get(node.kind, "")
+        text = node.label + (f"  {out.short(node.digest)}" if node.digest else "")
+        branch = tree.add(f"[{style}]{text}[/{style}]" if style else text)
+        for child in node.children:
+            grow(branch, child)
+
+    top = Tree(f"[bold]{root.label}[/bold]  {out.short(root.digest)}")
+    for child in root.children:
+        grow(top, child)
+    out.console().print(top)

@@ -1,0 +1,193 @@
+"""Pipelines from the command line: DAG order, caching, status reasons, failures, kills, parallelism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, shipyard
+
+SCRIPTS = {
+    "prepare.py": "import pathlib, yaml\n"
+                  "p = yaml.safe_load(open('params.yaml'))['prepare']\n"
+                  "pathlib.Path('work').mkdir(exist_ok=True)\n"
+                  "pathlib.Path('work/prepared.txt').write_text(open('data/raw.txt').read().upper() * p['times'])\n",
+    "train.py": "import pathlib, yaml\n"
+                "c = yaml.safe_load(open('params.yaml'))['train']['c']\n"
+                "pathlib.Path('model').mkdir(exist_ok=True)\n"
+                "pathlib.Path('model/weights.txt').write_text(f'{c}:' + open('work/prepared.txt').read())\n",
+    "evaluate.py": "import json\n"
+                   "w = open('model/weights.txt').read()\n"
+                   "json.dump({'score': len(w), 'nested': {'c': float(w.split(':')[0])}}, open('metrics.json', 'w'))\n",
+    "side.py": "import os, pathlib, time\n"
+               "pathlib.Path('side.pid').write_text(str(os.getpid()))\n"
+               "pathlib.Path('side.txt').write_text('half')\n"
+               "time.sleep(float(os.environ.get('SIDE_SLEEP', '0')))\n"
+               "pathlib.Path('side.txt').write_text('independent')\n"
+               "os.remove('side.pid')\n",
+}
+CONFIG = """\
+version: 1
+stages:
+  prepare:
+    cmd: python prepare.py
+    deps: [data/raw.txt, prepare.py]
+    params: [prepare.times]
+    outs: [work/prepared.txt]
+  train:
+    cmd: python train.py
+    deps: [work/prepared.txt, train.py]
+    params: [train.c]
+    outs: [model]
+  evaluate:
+    cmd: python evaluate.py
+    deps: [model, evaluate.py]
+    metrics: [metrics.json]
+  side:
+    cmd: python side.py
+    deps: [side.py]
+    outs: [side.txt]
+"""
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "raw.txt").write_text("hello ")
+    (root / "params.yaml").write_text("prepare:\n  times: 2\ntrain:\n  c: 1.0\n")
+    (root / "shipyard.yaml").write_text(CONFIG)
+    for name, text in SCRIPTS.items():
+        (root / name).write_text(text)
+    return root
+
+
+def sy(proj: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return shipyard(*args, env=cli_env(SHIPYARD_HOME=str(proj / ".shipyard")), cwd=proj, check=check)
+
+
+def results(proj: Path, *args: str) -> dict[str, str]:
+    return {o["stage"]: o["result"] for o in json.loads(sy(proj, "run", "--json", *args).stdout)}
+
+
+def reasons(proj: Path) -> dict[str, list[str]]:
+    return {s["stage"]: s["reasons"] for s in json.loads(sy(proj, "status", "--json").stdout)}
+
+
+def test_runs_in_order_then_up_to_date_then_from_cache(proj: Path) -> None:
+    assert results(proj) == {"prepare": "ran", "train": "ran", "evaluate": "ran", "side": "ran"}
+    assert (proj / "model" / "weights.txt").read_text() == "1.0:HELLO HELLO "
+    assert results(proj) == dict.fromkeys(("prepare", "train", "evaluate", "side"), "up-to-date")
+    assert reasons(proj) == {"prepare": [], "train": [], "evaluate": [], "side": []}
+
+    for out in ("work", "model", "metrics.json", "side.txt"):
+        path = proj / out
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    assert "output work/prepared.txt is missing" in reasons(proj)["prepare"]
+    assert results(proj) == dict.fromkeys(("prepare", "train", "evaluate", "side"), "cached")
+    assert (proj / "model" / "weights.txt").read_text() == "1.0:HELLO HELLO "
+    assert json.loads((proj / "metrics.json").read_text())["score"] == 16
+
+    runs = json.loads(sy(proj, "runs", "list", "--json").stdout)
+    assert len(runs) == 4  # restored stages are not new runs
+    evaluate = next(r for r in runs if r["name"] == "evaluate")
+    assert evaluate["metrics"] == {"score": 16.0, "nested.c": 1.0}
+    assert set(evaluate["inputs"]) == {"model", "evaluate.py"}
+
+
+def test_a_param_change_reruns_only_what_depends_on_it(proj: Path) -> None:
+    results(proj)
+    (proj / "params.yaml").write_text("prepare:\n  times: 2\ntrain:\n  c: 0.5\n")
+    why = reasons(proj)
+    assert why["prepare"] == [] and why["side"] == []
+    assert why["train"] == ["param train.c changed: 1.0 -> 0.5"]
+    assert why["evaluate"] == ["upstream stage train will run"]
+    assert results(proj) == {"prepare": "up-to-date", "train": "ran", "evaluate": "ran", "side": "up-to-date"}
+    (proj / "data" / "raw.txt").write_text("changed ")
+    assert reasons(proj)["prepare"] == ["dependency data/raw.txt changed"]
+    (proj / "params.yaml").write_text("prepare:\n  times: 2\ntrain:\n  c: 1.0\n")
+    (proj / "data" / "raw.txt").write_text("hello ")
+    assert results(proj, "evaluate") == {"prepare": "up-to-date", "train": "cached", "evaluate": "cached"}
+
+
+def test_a_failing_stage_records_a_failed_run_and_caches_nothing(proj: Path) -> None:
+    (proj / "evaluate.py").write_text(SCRIPTS["evaluate.py"].replace("w.split(':')[0]", "w.split(':')[9]"))
+    done = sy(proj, "run", check=False)
+    assert done.returncode == 8
+    assert "evaluate" in done.stderr and "IndexError" in done.stdout
+    lock = (proj / "shipyard.lock").read_text()
+    assert "prepare:" in lock and "evaluate:" not in lock
+    failed = [r for r in json.loads(sy(proj, "runs", "list", "--json").stdout) if r["name"] == "evaluate"]
+    assert [r["status"] for r in failed] == ["failed"]
+    assert reasons(proj)["evaluate"] == ["never run"]
+    (proj / "evaluate.py").write_text(SCRIPTS["evaluate.py"])
+    assert results(proj)["evaluate"] == "ran"
+
+
+def test_a_stage_killed_midway_leaves_no_cache_entry(proj: Path) -> None:
+    slow = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"), SIDE_SLEEP="60")
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        proc = subprocess.Popen([sys.executable, "-m", "shipyard", "run", "side"], cwd=proj, env=slow,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not (proj / "side.pid").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(proc.pid, sig)
+        proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        if sig == signal.SIGKILL:  # nobody was left to stop the stage: do it as the OS would
+            os.kill(int((proj / "side.pid").read_text()), signal.SIGKILL)
+        (proj / "side.pid").unlink(missing_ok=True)
+        assert (proj / "side.txt").read_text() == "half"
+        refs = proj / ".shipyard" / "objects" / "refs" / "stage-cache"
+        assert not refs.exists() or list(refs.iterdir()) == []
+        assert not (proj / "shipyard.lock").exists() or "side:" not in (proj / "shipyard.lock").read_text()
+        assert reasons(proj)["side"] == ["never run"]
+    statuses = [r["status"] for r in json.loads(sy(proj, "runs", "list", "--json").stdout)]
+    assert statuses == ["killed", "killed"]  # Ctrl-C ended it as killed; after SIGKILL its process is gone
+    assert results(proj, "side") == {"side": "ran"}
+    assert (proj / "side.txt").read_text() == "independent"
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("stages:\n  a:\n    cmd: x\n    deps: [b.txt]\n    outs: [a.txt]\n  b:\n    cmd: x\n    deps: [a.txt]\n"
+     "    outs: [b.txt]\n", "the stages form a cycle"),
+    ("stages:\n  a:\n    cmd: x\n    deps: [nowhere.csv]\n", "stage 'a' depends on nowhere.csv, which does not exist"),
+    ("stages:\n  a:\n    cmd: x\n    outs: [out]\n  b:\n    cmd: x\n    outs: [out/part]\n",
+     "stages 'a' and 'b' both claim output out"),
+    ("stages:\n  a:\n    cmd: x\n    outs: [../escape.txt]\n", "stage 'a' output '../escape.txt' is outside the project"),
+    ("stages:\n  a:\n    cmd: x\n    params: [nope.key]\n", "stage 'a' uses param 'nope.key'"),
+])
+def test_bad_pipelines_are_refused_before_anything_runs(proj: Path, config: str, message: str) -> None:
+    (proj / "shipyard.yaml").write_text("version: 1\n" + config)
+    done = sy(proj, "run", check=False)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (proj / ".shipyard" / "shipyard.db").exists() or json.loads(
+        sy(proj, "runs", "list", "--json").stdout) == []
+
+
+def test_independent_stages_run_in_parallel(proj: Path) -> None:
+    script = "import sys, time, pathlib\ns = time.time(); time.sleep(1.5)\n" \
+             "pathlib.Path(sys.argv[1] + '.txt').write_text(f'{s} {time.time()}')\n"
+    (proj / "span.py").write_text(script)
+    config = "version: 1\nstages:\n" + "".join(
+        f"  {n}:\n    cmd: python span.py {n}\n    outs: [{n}.txt]\n" for n in ("left", "right"))
+    (proj / "shipyard.yaml").write_text(config)
+    results(proj, "-j", "2")
+    (s1, e1), (s2, e2) = ((float(x) for x in (proj / f"{n}.txt").read_text().split()) for n in ("left", "right"))
+    assert s1 < e2 and s2 < e1  # their run times overlap
+
+
+def test_dry_run_changes_nothing(proj: Path) -> None:
+    out = sy(proj, "run", "--dry-run").stdout
+    assert "prepare would run: never run" in out
+    assert not (proj / "work").exists() and not (proj / "shipyard.lock").exists()
