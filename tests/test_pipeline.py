@@ -163,7 +163,8 @@ def test_a_stage_killed_midway_leaves_no_cache_entry(proj: Path) -> None:
     ("stages:\n  a:\n    cmd: x\n    deps: [nowhere.csv]\n", "stage 'a' depends on nowhere.csv, which does not exist"),
     ("stages:\n  a:\n    cmd: x\n    outs: [out]\n  b:\n    cmd: x\n    outs: [out/part]\n",
      "stages 'a' and 'b' both claim output out"),
-    ("stages:\n  a:\n    cmd: x\n    outs: [../escape.txt]\n", "stage 'a' output '../escape.txt' is outside the project"),
+    ("stages:\n  a:\n    cmd: x\n    outs: [../escape.txt]\n",
+     "stage 'a' output '../escape.txt' is outside the project"),
     ("stages:\n  a:\n    cmd: x\n    params: [nope.key]\n", "stage 'a' uses param 'nope.key'"),
 ])
 def test_bad_pipelines_are_refused_before_anything_runs(proj: Path, config: str, message: str) -> None:
