@@ -192,3 +192,39 @@ def test_dry_run_changes_nothing(proj: Path) -> None:
     out = sy(proj, "run", "--dry-run").stdout
     assert "prepare would run: never run" in out
     assert not (proj / "work").exists() and not (proj / "shipyard.lock").exists()
+
+
+def test_a_clone_restores_stages_from_the_remote_cache(proj: Path, tmp_path: Path) -> None:
+    remote = f"remotes:\n  origin:\n    url: {tmp_path / 'remote'}\ndefault_remote: origin\n"
+    (proj / "shipyard.yaml").write_text(CONFIG + remote)
+    sy(proj, "data", "add", "data/raw.txt")
+    results(proj)
+    sy(proj, "data", "push")
+
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("shipyard.yaml", "shipyard.lock", "params.yaml", *SCRIPTS):
+        (clone / name).write_text((proj / name).read_text())
+    sy(clone, "data", "pull")
+    assert (clone / "data" / "raw.txt").read_text() == "hello "
+    assert results(clone) == dict.fromkeys(("prepare", "train", "evaluate", "side"), "cached")
+    assert (clone / "model" / "weights.txt").read_text() == (proj / "model" / "weights.txt").read_text()
+    assert json.loads(sy(clone, "runs", "list", "--json").stdout) == []  # nothing ran in the clone
+
+
+def test_a_model_logged_in_a_stage_has_lineage_back_to_raw_data(proj: Path) -> None:
+    (proj / "train.py").write_text(
+        SCRIPTS["train.py"] + "from sklearn.dummy import DummyClassifier\nimport shipyard\n"
+        "shipyard.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), 'tiny')\n")
+    sy(proj, "data", "add", "data/raw.txt")
+    results(proj, "train")
+    tree = json.loads(sy(proj, "models", "lineage", "tiny@1", "--json").stdout)
+    train = tree["children"][0]
+    assert train["kind"] == "run" and " train " in train["label"]
+    prepared = next(c for c in train["children"] if c["label"] == "work/prepared.txt")
+    prepare = prepared["children"][0]
+    assert " prepare " in prepare["label"]
+    raw = next(c for c in prepare["children"] if c["label"].startswith("data/raw.txt"))
+    assert raw["kind"] == "raw" and "tracked data" in raw["label"]
+    lock_digest = (proj / "shipyard.lock").read_text().split("data/raw.txt:\n    digest: ")[1].split()[0]
+    assert raw["digest"] == lock_digest
