@@ -18,14 +18,15 @@ STORE_DIR = "objects"
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    home: Path  # the project's .shipyard folder
+    home: Path  # Shipyard's data: by default the project's .shipyard folder
     db_url: str
     store_path: Path
     actor: str
+    root: Path | None = None  # the project (shipyard.yaml, shipyard.lock); default: home's parent
 
     @property
     def project_root(self) -> Path:
-        return self.home.parent
+        return self.root if self.root is not None else self.home.parent
 
 
 def find_project_root(start: Path) -> Path:
@@ -39,14 +40,16 @@ def find_project_root(start: Path) -> Path:
 
 def load_settings(environ: Mapping[str, str], cwd: Path) -> Settings:
     """Read ``SHIPYARD_HOME``, ``SHIPYARD_DB_URL``, ``SHIPYARD_STORE`` and ``SHIPYARD_ACTOR``."""
-    home = Path(environ["SHIPYARD_HOME"]) if environ.get("SHIPYARD_HOME") else find_project_root(cwd) / HOME_DIR
+    root = find_project_root(cwd)
+    home = Path(environ["SHIPYARD_HOME"]) if environ.get("SHIPYARD_HOME") else root / HOME_DIR
     home = home if home.is_absolute() else cwd / home
     if home.exists() and not home.is_dir():
         raise ConfigError(f"{home} is a file, not a folder; set SHIPYARD_HOME to a folder for Shipyard's data")
     db_url = environ.get("SHIPYARD_DB_URL") or f"sqlite:///{home / DB_FILE}"
     store = Path(environ["SHIPYARD_STORE"]) if environ.get("SHIPYARD_STORE") else home / STORE_DIR
     actor = environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}"
-    return Settings(home=home, db_url=db_url, store_path=store if store.is_absolute() else cwd / store, actor=actor)
+    return Settings(home=home, db_url=db_url, store_path=store if store.is_absolute() else cwd / store, actor=actor,
+                    root=root)
 
 
 def _user() -> str:

@@ -85,8 +85,10 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
 
         return open_remote(config.remotes[config.default_remote], root)
 
+    child_env = {"SHIPYARD_HOME": str(settings.home), "SHIPYARD_DB_URL": settings.db_url,
+                 "SHIPYARD_STORE": str(settings.store_path), "SHIPYARD_ACTOR": settings.actor}
     return PipelineRunner(pipeline, ws, load_lock(root), ParamFiles(root, config.params), environ,
-                          open_executor(config.executor), tracker, remote, events)
+                          open_executor(config.executor), tracker, remote, events, child_env)
 
 
 def open_executor(spec: ExecutorSpec) -> Executor:

@@ -28,13 +28,17 @@ def test_demo_twice_makes_a_new_version_and_leaves_the_old_one(env: dict[str, st
     first = run_cli("demo", env=env, cwd=tmp_path)
     assert "iris@1" in first.stdout and "iris@staging" in first.stdout
     v1 = json.loads(run_cli("models", "show", "iris@1", "--json", env=env).stdout)
-    run_cli("demo", env=env, cwd=tmp_path)
+    second = run_cli("demo", env=env, cwd=tmp_path)
+    assert "restored from cache" in second.stdout  # part 2: the example pipeline, seen before
     versions = json.loads(run_cli("models", "versions", "iris", "--json", env=env).stdout)
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[0] == {**v1, "aliases": []}  # only the alias moved away from version 1
     assert versions[1]["aliases"] == ["staging"]
-    runs = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
-    assert len(runs) == 2 and {r["status"] for r in runs} == {"finished"}
+    everything = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
+    assert {r["status"] for r in everything} == {"finished"}
+    assert sorted({r["name"] for r in everything if r["experiment"] == "pipeline"}) == ["evaluate", "prepare", "train"]
+    runs = [r for r in everything if r["experiment"] == "demo"]
+    assert len(runs) == 2
     assert runs[0]["metrics"]["accuracy"] > 0.8
     shown = json.loads(run_cli("runs", "show", runs[0]["id"][:8], "--json", env=env).stdout)
     assert shown["artifacts"][0]["path"] == "confusion_matrix.json"

@@ -64,7 +64,8 @@ class StageFailed(ShipyardError):
 class PipelineRunner:
     def __init__(self, pipeline: Pipeline, ws: Workspace, lock: Lock, params: ParamFiles,
                  environ: Mapping[str, str], executor: Executor, tracker: Callable[[], Tracker],
-                 remote: Callable[[], Remote | None] = lambda: None, events: Events | None = None) -> None:
+                 remote: Callable[[], Remote | None] = lambda: None, events: Events | None = None,
+                 child_env: Mapping[str, str] | None = None) -> None:
         self.pipeline = pipeline
         self.ws = ws
         self.lock = lock
@@ -75,6 +76,7 @@ class PipelineRunner:
         self._remote = remote
         self.events = events or NoEvents()
         self._mutex = threading.Lock()
+        self.child_env = dict(child_env or {})  # so a stage's own shipyard calls reach the same store and runs
 
     def status(self, targets: list[str] | None = None, force: bool = False) -> list[StageStatus]:
         names = self.pipeline.select(targets)
@@ -191,7 +193,7 @@ class PipelineRunner:
                 put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
             tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d})
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
-                           {"SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
+                           {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
             code = self.executor.run(job, lambda text: self.events.line(stage.name, text))
             if code != 0:
                 status = RunStatus.KILLED if code < 0 else RunStatus.FAILED

@@ -1,15 +1,20 @@
-"""``shipyard demo``: the whole foundation in one go, on scikit-learn's bundled iris data."""
+"""``shipyard demo``: the foundation and the pipeline in one go, on scikit-learn's bundled iris data."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import shipyard
 from shipyard.errors import MissingExtraError
 from shipyard.interfaces.cli import output as out
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-pipeline"
 
 
 def run_demo(name: str) -> None:
@@ -24,6 +29,7 @@ def run_demo(name: str) -> None:
         raise MissingExtraError("the demo", "sklearn") from exc
 
     c = out.console()
+    c.rule("[bold]1. Track a run, register the model, load it back by alias")
     started = time.perf_counter()
     data = load_iris()
     x_train, x_test, y_train, y_test = train_test_split(
@@ -51,7 +57,6 @@ def run_demo(name: str) -> None:
     loaded = shipyard.load_model(f"{name}@staging")
     sample = x_test[:3]
     answers = loaded.predict(sample)
-    elapsed = time.perf_counter() - started
 
     out.table(f"run {run.id[:8]} ({run.name})", ["what", "value"], [
         ("params", ", ".join(f"{k}={v}" for k, v in params.items())),
@@ -64,5 +69,45 @@ def run_demo(name: str) -> None:
     out.table(f"{name}@staging predicts", ["input (sepal/petal length, width)", "predicted", "true"],
               ((", ".join(f"{v:.1f}" for v in row), data.target_names[p], data.target_names[t])
                for row, p, t in zip(sample, answers, y_test[:3], strict=True)))
-    c.print(f"done in {elapsed:.2f} s. Next: `shipyard runs list`, `shipyard models versions {name}`, "
-            f"`shipyard models show {name}@staging`, `shipyard store verify`.")
+    c.print(f"part 1 done in {time.perf_counter() - started:.2f} s\n")
+    run_pipeline_demo()
+    c.print(f"Next: `shipyard runs list`, `shipyard models versions {name}`, `shipyard models show {name}@staging`, "
+            "`shipyard models lineage iris-pipeline`, `shipyard store verify`.")
+
+
+def run_pipeline_demo() -> None:
+    """Part 2: the example pipeline, run, restored from cache, then partly re-run after a param change."""
+    from shipyard.core.workspace import data
+    from shipyard.core.workspace.lockfile import load_lock, save_lock
+    from shipyard.interfaces.cli.pipeline import ConsoleEvents
+    from shipyard.wiring import open_pipeline, open_workspace, settings_from_environment
+
+    c = out.console()
+    settings = settings_from_environment()
+    folder = settings.home / "demo" / "iris-pipeline"
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(EXAMPLE, folder)
+    local = replace(settings, root=folder)
+    ws = open_workspace(local)
+    lock = load_lock(folder)
+    data.add(ws, lock, folder / "data" / "raw")
+    save_lock(folder, lock)
+
+    def run(title: str) -> None:
+        c.rule(f"[bold]{title}")
+        report = open_pipeline(local, os.environ, ConsoleEvents()).run()
+        out.table(None, ["stage", "result", "time"],
+                  ((o.stage, o.result, f"{o.seconds:.2f} s") for o in report.outcomes))
+
+    c.print(f"example project copied to {folder}; data/raw recorded in its shipyard.lock")
+    run("2. Run the pipeline (prepare → train → evaluate); stages seen before come from the cache")
+    for produced in ("data/prepared", "models", "metrics"):
+        shutil.rmtree(folder / produced, ignore_errors=True)
+    run("3. Outputs deleted (as in a fresh clone): everything comes back from the cache")
+    params = folder / "params.yaml"
+    params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
+    for status in open_pipeline(local, os.environ).status():
+        if status.must_run:
+            c.print(f"[yellow]{status.name}[/yellow] will run: {'; '.join(status.reasons)}")
+    run("4. train.C changed to 0.5: prepare stays, train and evaluate re-run (or come from the cache)")
