@@ -228,3 +228,48 @@ def test_a_model_logged_in_a_stage_has_lineage_back_to_raw_data(proj: Path) -> N
     assert raw["kind"] == "raw" and "tracked data" in raw["label"]
     lock_digest = (proj / "shipyard.lock").read_text().split("data/raw.txt:\n    digest: ")[1].split()[0]
     assert raw["digest"] == lock_digest
+
+
+def test_reproduce_reruns_from_the_record_not_the_workspace(proj: Path) -> None:
+    (proj / "train.py").write_text(
+        SCRIPTS["train.py"] + "from sklearn.tree import DecisionTreeClassifier\nimport shipyard\n"
+        "x = [[float(c)], [2.0], [3.0], [4.0]]\n"
+        "shipyard.log_model(DecisionTreeClassifier(random_state=0).fit(x, [0, 1, 0, 1]), 'tiny', examples=x)\n")
+    sy(proj, "data", "add", "data/raw.txt")
+    results(proj, "train")
+    # the workspace moves on; the record of tiny@1 does not
+    (proj / "data" / "raw.txt").write_text("something else entirely ")
+    (proj / "params.yaml").write_text("prepare:\n  times: 7\ntrain:\n  c: 9.0\n")
+    report = json.loads(sy(proj, "reproduce", "tiny@1", "--json").stdout)
+    assert report["reproduced"] is True
+    assert report["stages"] == ["prepare", "train"]
+    verdicts = {c["path"]: c["verdict"] for c in report["outputs"]}
+    assert verdicts["work/prepared.txt"] == "identical"
+    assert verdicts["model"] == "identical"
+    assert verdicts["tiny (golden examples)"] == "same predictions"
+    assert [v["version"] for v in json.loads(sy(proj, "models", "versions", "tiny", "--json").stdout)] == [1]
+
+
+def test_reproduce_names_what_came_out_different(proj: Path) -> None:
+    (proj / "train.py").write_text(
+        SCRIPTS["train.py"] + "import time, pathlib\npathlib.Path('model/stamp.txt').write_text(str(time.time()))\n"
+        "from sklearn.dummy import DummyClassifier\nimport shipyard\n"
+        "shipyard.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), 'stamped')\n")
+    results(proj, "train")
+    done = sy(proj, "reproduce", "stamped@1", "--json", check=False)
+    assert done.returncode == 9
+    report = json.loads(done.stdout)
+    model = next(c for c in report["outputs"] if c["path"] == "model")
+    assert model["verdict"] == "different" and model["detail"] == "files: stamp.txt"
+
+
+def test_reproduce_refuses_a_model_not_made_by_a_stage(proj: Path) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    import shipyard as api
+
+    folder = proj / "saved"
+    api.save_model(DummyClassifier().fit([[0], [1]], [0, 1]), folder)
+    sy(proj, "models", "register", str(folder), "--name", "manual")
+    done = sy(proj, "reproduce", "manual@1", check=False)
+    assert done.returncode == 2 and "registered without a run" in done.stderr

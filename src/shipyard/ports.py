@@ -85,6 +85,16 @@ class StateCache(Protocol):
         ...
 
 
+class NoStateCache:
+    """The null stat cache: every file is hashed."""
+
+    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, str]]:
+        return {}
+
+    def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
+        return None
+
+
 class MetadataStore(Protocol):
     """Runs, model versions, aliases and the audit trail, with atomic version numbering."""
 

@@ -52,13 +52,3 @@ class SqliteStateCache:
 
     def close(self) -> None:
         self._db.close()
-
-
-class NoStateCache:
-    """The null cache: every file is hashed."""
-
-    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, str]]:
-        return {}
-
-    def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
-        return None

@@ -183,6 +183,7 @@ class PipelineRunner:
         run = tracker.start_run(name=stage.name, experiment="pipeline", tags={
             "shipyard.stage": stage.name, "shipyard.fingerprint": fp, "shipyard.cmd": stage.spec.cmd,
             "shipyard.wdir": stage.spec.wdir, "shipyard.outs": json.dumps(list(stage.produced)),
+            "shipyard.metrics": json.dumps(list(stage.metrics)),
         })
         self.events.started(stage.name, f"running (run {run.id[:8]})")
         status = RunStatus.FAILED

@@ -27,6 +27,7 @@ app.add_typer(data.app, name="data")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
+app.command("reproduce")(pipeline.reproduce)
 
 
 def _version(value: bool) -> None:

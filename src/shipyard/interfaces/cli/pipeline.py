@@ -11,7 +11,11 @@ import typer
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.registry.records import ModelVersion
+    from shipyard.wiring import Services
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red")
 
@@ -96,3 +100,82 @@ def status(
             out.console().print(f"[yellow]{s.name}[/yellow] would run: {'; '.join(s.reasons)}")
         else:
             out.console().print(f"[green]{s.name}[/green] is up to date")
+
+
+def reproduce(
+    ref: str = typer.Argument(..., help="The model version to reproduce: NAME@VERSION, NAME@ALIAS or NAME."),
+    tolerance: float = typer.Option(1e-6, "--tolerance", help="Relative tolerance for metrics that differ in bytes."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the scratch folder and print where it is."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Restore the data and params recorded for a version, re-run its stages, and compare every output.
+
+    Exit code 0 when every output is identical or its metrics agree within --tolerance, 9 otherwise.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from shipyard.core.pipelines.reproduce import reproduce as run_reproduction
+    from shipyard.wiring import open_executor
+
+    svc = out.services()
+    mv = svc.registry.resolve(ref)
+    scratch = Path(tempfile.mkdtemp(prefix="shipyard-reproduce-"))
+    home = scratch / ".shipyard-reproduce"  # models the stages register go here, not into your registry
+    env = {"SHIPYARD_HOME": str(home), "SHIPYARD_DB_URL": f"sqlite:///{home / 'shipyard.db'}",
+           "SHIPYARD_STORE": str(home / "objects"), "SHIPYARD_ACTOR": svc.settings.actor}
+    from shipyard.core.project.loader import load_config
+
+    executor = open_executor(load_config(svc.settings.project_root).executor)
+    work = scratch / "workspace"
+    work.mkdir()
+    def golden() -> tuple[bool, str]:
+        return _golden_check(svc, mv, home, tolerance)
+
+    try:
+        result = run_reproduction(svc.meta, svc.store, mv, work, executor, env,
+                                  None if as_json else ConsoleEvents(), tolerance, golden)
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if as_json:
+        out.print_json(result.to_dict())
+    else:
+        out.table(f"reproducing {mv.ref}: stages {' → '.join(result.stages)}", ["stage", "output", "verdict", "detail"],
+                  ((c.stage, c.path, c.verdict, c.detail) for c in result.checks))
+        out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
+                            + (f"; scratch folder kept at {work}" if keep else ""))
+    if not result.reproduced:
+        raise typer.Exit(9)
+
+
+def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float) -> tuple[bool, str]:
+    """Load the model the re-run registered (in the scratch registry) and predict the golden examples."""
+    import math
+
+    from shipyard.adapters.flavors import get_flavor
+    from shipyard.config import Settings
+    from shipyard.errors import ShipyardError
+    from shipyard.wiring import build
+
+    golden = svc.registry.examples(mv)
+    if golden is None:
+        return False, f"{mv.ref} has no golden examples to compare predictions on"
+    scratch = build(Settings(home=home, db_url=f"sqlite:///{home / 'shipyard.db'}", store_path=home / "objects",
+                             actor=svc.settings.actor))
+    try:
+        model = scratch.registry.load(mv.model)
+        flavor = get_flavor(mv.flavor)
+        import numpy as np
+
+        predicted = flavor.to_json(flavor.predict(model, np.asarray(golden["inputs"])))
+    except ShipyardError as exc:
+        return False, f"the re-run registered no usable {mv.model}: {exc}"
+    finally:
+        scratch.close()
+    flat_new, flat_old = np.ravel(predicted).tolist(), np.ravel(golden["outputs"]).tolist()
+    same = len(flat_new) == len(flat_old) and all(
+        a == b or (isinstance(a, float) and math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance))
+        for a, b in zip(flat_new, flat_old, strict=True))
+    return same, f"{len(golden['inputs'])} golden example(s): " + ("all agree" if same else "predictions differ")
