@@ -8,7 +8,9 @@ line by line when it ends.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -36,8 +38,9 @@ class RayExecutor:
         self._spec = spec
         self._refs: set[Any] = set()
         if not ray.is_initialized():
+            _reachable(spec.address)
             try:
-                ray.init(address=spec.address, log_to_driver=False, logging_level="ERROR")
+                ray.init(address=spec.address, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise BackendUnavailableError(f"cannot reach the Ray cluster at {spec.address}: {exc}") from exc
         self._task = ray.remote(num_cpus=spec.num_cpus)(_run_command)
@@ -61,3 +64,13 @@ class RayExecutor:
     def cancel(self) -> None:
         for ref in list(self._refs):
             self._ray.cancel(ref, force=True)
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast: ray.init would otherwise keep retrying an address nobody listens on."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise BackendUnavailableError(f"cannot reach the Ray cluster at {address}: {exc}; start it with "
+                                      "`ray start --head` or fix executor.address in shipyard.yaml") from exc

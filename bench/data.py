@@ -1,0 +1,176 @@
+"""Data versioning and pipelines: Shipyard vs DVC on the same work, in one run, with ratios.
+
+    python bench/data.py [--dvc PATH] [--big-mib 1024] [--files 20000] [--stages 50]
+
+DVC is installed into bench/.venvs/dvc on first use. Each tool works in its own fresh git
+repository under one scratch folder; every step is a real CLI invocation, timed from outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DVC_SPEC = "dvc==3.67.1"
+
+
+def dvc_exe(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    venv = HERE / ".venvs" / "dvc"
+    exe = venv / "bin" / "dvc"
+    if not exe.exists():
+        print(f"installing {DVC_SPEC} into {venv} (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", DVC_SPEC],
+                       check=True)
+    return str(exe)
+
+
+def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return took
+
+
+def best(cmd: list[str], cwd: Path, env: dict[str, str], repeats: int = 5) -> float:
+    return statistics.median(sh(cmd, cwd, env) for _ in range(repeats))
+
+
+def git_repo(path: Path, env: dict[str, str]) -> Path:
+    path.mkdir(parents=True)
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "b@example.com"],
+                ["git", "config", "user.name", "bench"]):
+        sh(cmd, path, env)
+    return path
+
+
+def make_big(path: Path, mib: int) -> None:
+    chunk = os.urandom(1024 * 1024)
+    with open(path, "wb") as f:
+        for i in range(mib):
+            f.write(chunk[i % 7:] + chunk[:i % 7])  # distinct-ish content, fast to produce
+
+
+def make_files(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        sub = folder / f"d{i % 100:02d}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{i:05d}.bin").write_bytes(i.to_bytes(4, "little") * 1024)
+
+
+def chain(stages: int, tool: str) -> str:
+    lines = ["stages:"] if tool == "dvc" else ["version: 1", "stages:"]
+    for i in range(stages):
+        lines += [f"  s{i}:",
+                  f"    cmd: python -c \"import shutil; shutil.copy('f{i}.txt', 'f{i + 1}.txt')\"",
+                  f"    deps: [f{i}.txt]",
+                  f"    outs: [f{i + 1}.txt]"]
+    return "\n".join(lines) + "\n"
+
+
+def run_tool(tool: str, exe: str, work: Path, src: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
+    r: dict[str, float] = {}
+    repo = git_repo(work / tool, env)
+    init = [exe, "init", "-q"] if tool == "dvc" else [exe, "init"]
+    sh(init, repo, env)
+    if tool == "dvc":
+        sh([exe, "config", "core.autostage", "false"], repo, env)
+        sh([exe, "config", "core.analytics", "false"], repo, env)
+
+    add = [exe, "add", "-q"] if tool == "dvc" else [exe, "data", "add"]
+    shutil.copytree(src / "files", repo / "files")
+    r["add_files_s"] = sh([*add, "files"], repo, env)
+    status = [exe, "status"] if tool == "dvc" else [exe, "data", "status"]
+    r["status_clean_s"] = best(status, repo, env)
+    (repo / "files" / "d07" / "f00007.bin").write_bytes(b"changed")
+    r["status_one_changed_s"] = best(status, repo, env)
+    (repo / "files" / "d07" / "f00007.bin").write_bytes((7).to_bytes(4, "little") * 1024)
+
+    remote = work / f"{tool}-remote"  # pushed while the folder is all the repository tracks
+    if tool == "dvc":
+        sh([exe, "remote", "add", "-d", "local", str(remote)], repo, env)
+    else:
+        (repo / "shipyard.yaml").write_text(f"version: 1\nremotes:\n  local:\n    url: {remote}\n"
+                                            "default_remote: local\n")
+    r["push_s"] = sh([exe, "push", "-q"] if tool == "dvc" else [exe, "data", "push"], repo, env)
+
+    shutil.copyfile(src / "big.bin", repo / "big.bin")
+    r["add_big_s"] = sh([*add, "big.bin"], repo, env)
+
+    pipe = git_repo(work / f"{tool}-pipe", env)
+    sh(init, pipe, env)
+    (pipe / "f0.txt").write_text("start\n")
+    (pipe / ("dvc.yaml" if tool == "dvc" else "shipyard.yaml")).write_text(chain(args.stages, tool))
+    run = [exe, "repro", "-q"] if tool == "dvc" else [exe, "run"]
+    r["pipeline_first_s"] = sh(run, pipe, env)
+    r["pipeline_noop_s"] = best(run, pipe, env)
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dvc", help="path of an existing dvc executable")
+    ap.add_argument("--big-mib", type=int, default=1024)
+    ap.add_argument("--files", type=int, default=20000)
+    ap.add_argument("--stages", type=int, default=50)
+    args = ap.parse_args()
+    dvc = dvc_exe(args.dvc)
+    shipyard = str(Path(sys.executable).parent / "shipyard")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "DVC_"))}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["DVC_NO_ANALYTICS"] = "1"
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-data-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        work = Path(tmp)
+        src = work / "src"
+        src.mkdir()
+        print(f"making a {args.big_mib} MiB file and {args.files} files of 4 KiB...", flush=True)
+        make_big(src / "big.bin", args.big_mib)
+        make_files(src / "files", args.files)
+        for tool, exe in (("shipyard", shipyard), ("dvc", dvc)):
+            print(f"running {tool}...", flush=True)
+            results[tool] = run_tool(tool, exe, work, src, args, env)
+
+    s, d = results["shipyard"], results["dvc"]
+    mib = args.big_mib
+    version = subprocess.run([dvc, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    print(f"\n{{'date': '{time.strftime('%Y-%m-%d')}', 'machine': '{platform.machine()}, {os.cpu_count()} cores', "
+          f"'python': '{platform.python_version()}', 'dvc': '{version}'}}\n")
+    rows = [
+        ("add_big_s", f"add one {mib} MiB file", 4),
+        ("add_files_s", f"add {args.files} files of 4 KiB", 3),
+        ("status_clean_s", "status, nothing changed", 5),
+        ("status_one_changed_s", "status, one file changed", 5),
+        ("push_s", f"push the {args.files} files to a local-folder remote", 2),
+        ("pipeline_first_s", f"first run of a {args.stages}-stage chain", None),
+        ("pipeline_noop_s", f"no-op run of the {args.stages}-stage chain", 5),
+    ]
+    print("| work | Shipyard | DVC | DVC / Shipyard | target |")
+    print("|---|---|---|---|---|")
+    for key, label, target in rows:
+        ratio = d[key] / s[key]
+        verdict = "" if target is None else f">= {target}x: {'met' if ratio >= target else 'MISSED'}"
+        print(f"| {label} | {s[key]:.3g} s | {d[key]:.3g} s | {ratio:.1f}x | {verdict} |")
+    print(f"\nadding the big file: Shipyard {mib / s['add_big_s']:.0f} MiB/s, DVC {mib / d['add_big_s']:.0f} MiB/s")
+    out = HERE / ".work"
+    out.mkdir(exist_ok=True)
+    (out / "data.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
