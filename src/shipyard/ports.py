@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from shipyard.core.artifacts.digest import Digest
-from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
-from shipyard.core.lineage.search import Condition
-from shipyard.core.pipelines.jobs import StageJob
-from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
+if TYPE_CHECKING:  # annotations only: importing ports must stay cheap, it is on every command's path
+    from pathlib import Path
+
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
+    from shipyard.core.lineage.search import Condition
+    from shipyard.core.pipelines.jobs import StageJob
+    from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
 
 Progress = Callable[[int], None]
 """Called with a number of bytes (or items) just processed; interfaces draw progress bars with it."""
@@ -80,9 +82,19 @@ class StateCache(Protocol):
         """``{path: (inode, size, mtime_ns, digest)}`` for the paths it knows."""
         ...
 
+    def under(self, folder: str) -> dict[str, tuple[int, int, int, str]]:
+        """Everything it knows below ``folder`` (one range scan instead of many lookups)."""
+        ...
+
     def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
         """Record ``(path, inode, size, mtime_ns, digest)`` entries."""
         ...
+
+    def tree(self, folder: str) -> tuple[str, str] | None:
+        """``(signature, digest)`` last recorded for a folder: its stat signature and manifest digest."""
+        ...
+
+    def remember_tree(self, folder: str, signature: str, digest: str) -> None: ...
 
 
 class NoStateCache:
@@ -91,7 +103,16 @@ class NoStateCache:
     def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, str]]:
         return {}
 
+    def under(self, folder: str) -> dict[str, tuple[int, int, int, str]]:
+        return {}
+
     def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
+        return None
+
+    def tree(self, folder: str) -> tuple[str, str] | None:
+        return None
+
+    def remember_tree(self, folder: str, signature: str, digest: str) -> None:
         return None
 
 

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shipyard.config import Settings, load_settings
-from shipyard.core.lineage.records import CodeVersion
-from shipyard.core.lineage.tracking import Origin, Tracker
-from shipyard.core.registry.service import Registry
-from shipyard.core.workspace.data import Workspace
-from shipyard.ports import Executor, MetadataStore, ObjectStore, Remote
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
+    from shipyard.core.lineage.records import CodeVersion
+    from shipyard.core.lineage.tracking import Tracker
     from shipyard.core.pipelines.jobs import Events
     from shipyard.core.pipelines.runner import PipelineRunner
     from shipyard.core.project.schema import ExecutorSpec
+    from shipyard.core.registry.service import Registry
+    from shipyard.core.workspace.data import Workspace
+    from shipyard.ports import Executor, MetadataStore, ObjectStore, Remote
 
 STATE_FILE = "state.db"
 
@@ -52,6 +52,7 @@ def open_metadata(settings: Settings) -> MetadataStore:
 def open_workspace(settings: Settings) -> Workspace:
     """Store, stat cache and project root: all the data commands need (no metadata database)."""
     from shipyard.adapters.state.sqlite import SqliteStateCache
+    from shipyard.core.workspace.data import Workspace
 
     return Workspace(settings.project_root, open_store(settings), SqliteStateCache(settings.home / STATE_FILE))
 
@@ -106,6 +107,8 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     from shipyard.adapters.process import pid_alive
     from shipyard.adapters.vcs.git import code_version
     from shipyard.core.environments.capture import capture, to_bytes
+    from shipyard.core.lineage.tracking import Origin, Tracker
+    from shipyard.core.registry.service import Registry
 
     store = open_store(settings)
     meta = open_metadata(settings)

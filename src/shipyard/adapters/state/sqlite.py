@@ -23,6 +23,9 @@ class SqliteStateCache:
                 "CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, inode INTEGER, size INTEGER, "
                 "mtime_ns INTEGER, digest TEXT) WITHOUT ROWID"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS trees (path TEXT PRIMARY KEY, signature TEXT, digest TEXT) WITHOUT ROWID"
+            )
         except (OSError, sqlite3.Error) as exc:
             raise BackendUnavailableError(f"cannot open the stat cache {path}: {exc}") from exc
 
@@ -38,6 +41,11 @@ class SqliteStateCache:
                 out[path] = (inode, size, mtime, digest)
         return out
 
+    def under(self, folder: str) -> dict[str, tuple[int, int, int, str]]:
+        low, high = folder.rstrip("/") + "/", folder.rstrip("/") + "0"  # '0' sorts right after '/'
+        return {path: (inode, size, mtime, digest) for path, inode, size, mtime, digest in self._db.execute(
+            "SELECT path, inode, size, mtime_ns, digest FROM state WHERE path >= ? AND path < ?", (low, high))}
+
     def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
         rows = list(entries)
         if not rows:
@@ -49,6 +57,14 @@ class SqliteStateCache:
         except sqlite3.OperationalError:  # a busy cache is skipped, never fatal: it only saves re-hashing
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
+
+    def tree(self, folder: str) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT signature, digest FROM trees WHERE path = ?", (folder,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def remember_tree(self, folder: str, signature: str, digest: str) -> None:
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?)", (folder, signature, digest))
 
     def close(self) -> None:
         self._db.close()

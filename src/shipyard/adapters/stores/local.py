@@ -43,6 +43,8 @@ class LocalObjectStore:
         self.root = Path(root)
         self.objects = self.root / "sha256"
         self.tmp = self.root / "tmp"
+        self._made: set[str] = set()
+        self._objects = str(self.objects)
         try:
             self.objects.mkdir(parents=True, exist_ok=True)
             self.tmp.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,11 @@ class LocalObjectStore:
             ) from exc
 
     def _path(self, digest: Digest) -> Path:
-        return self.objects / digest.hex[:2] / digest.hex[2:]
+        return Path(self._name(digest))
+
+    def _name(self, digest: Digest) -> str:
+        # plain strings on the per-object paths: pathlib costs more than the syscalls here
+        return f"{self._objects}/{digest.hex[:2]}/{digest.hex[2:]}"
 
     # -- writing -------------------------------------------------------------------------------
     def put_file(self, path: Path, progress: Progress = no_progress, expect: Digest | None = None) -> Digest:
@@ -68,81 +74,92 @@ class LocalObjectStore:
         ``expect``: the digest each file must have (downloads); a mismatch stores nothing.
         ``hardlink``: link the files into the store instead of copying (they become read-only).
         """
-        digests: list[Digest | None] = [None] * len(paths)
-        staged: list[tuple[int, Path, Digest]] = []
+        digests: list[Digest] = []
+        staged: list[tuple[str, Digest]] = []
         try:
             for i, path in enumerate(paths):
                 hint = known[i] if known else None
                 if hint is not None and self._reuse(Digest(hint)):
-                    digests[i] = Digest(hint)
+                    digests.append(Digest(hint))
                     progress(0)
                     continue
                 tmp, digest, size = self._stage(path, hardlink)
-                staged.append((i, tmp, digest))
                 want = expect[i] if expect else None
                 if want is not None and digest != want:
+                    if tmp is not None:
+                        staged.append((tmp, digest))
                     raise IntegrityError(f"{path} has digest {digest}, expected {want}; nothing was stored")
+                if tmp is not None:
+                    staged.append((tmp, digest))
+                digests.append(digest)
                 progress(size)
             if staged:
                 if len(staged) == 1 and not hardlink:
-                    _fsync_file(staged[0][1])
+                    _fsync_file(staged[0][0])
                 else:
-                    syncfs(self.tmp)
-                for i, tmp, digest in staged:
+                    syncfs(self.tmp)  # one durability barrier for the batch
+                while staged:
+                    tmp, digest = staged[-1]
                     self._publish(tmp, digest)
-                    digests[i] = digest
-                for parent in {self._path(d).parent for _, _, d in staged}:
-                    fsync_dir(parent)
+                    staged.pop()
+                for parent in {d.hex[:2] for d in digests}:
+                    fsync_dir(Path(self._objects, parent))
         finally:
-            for _, tmp, _ in staged:
+            for tmp, _ in staged:  # only what was not published
                 with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-        return [d for d in digests if d is not None]
+                    os.unlink(tmp)
+        return digests
 
-    def _stage(self, path: str, hardlink: bool) -> tuple[Path, Digest, int]:
-        tmp = self.tmp / f"w-{os.getpid()}-{os.urandom(6).hex()}"
+    def _stage(self, path: str, hardlink: bool) -> tuple[str | None, Digest, int]:
+        """Copy (or link) ``path`` to a temp file and hash the copy; (None, digest) if already stored."""
+        tmp = f"{self.tmp}/w-{os.getpid()}-{os.urandom(6).hex()}"
         try:
             if hardlink:
                 os.link(path, tmp)
-                return tmp, Digest(_hash_path(tmp)), tmp.stat().st_size
-            with open(path, "rb") as src:
-                size = os.fstat(src.fileno()).st_size
+                return tmp, Digest(_hash_path(tmp)), os.stat(tmp).st_size
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
                 if size <= SMALL:
-                    data = src.read()
-                    with open(tmp, "xb") as out:
-                        out.write(data)
-                    return tmp, Digest(hashlib.sha256(data).hexdigest()), len(data)
-                with open(tmp, "xb") as out:
-                    copy_range(src, out)
+                    data = os.read(fd, size + 1)
+                    while len(data) <= size and (more := os.read(fd, SMALL)):
+                        data += more
+                    digest = Digest(hashlib.sha256(data).hexdigest())
+                    if self._reuse(digest):
+                        return None, digest, len(data)
+                    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                    try:
+                        _write_all(out, memoryview(data))
+                    finally:
+                        os.close(out)
+                    return tmp, digest, len(data)
+                with open(tmp, "xb") as dst, os.fdopen(os.dup(fd), "rb") as src:
+                    copy_range(src, dst)
+            finally:
+                os.close(fd)
             return tmp, Digest(_hash_path(tmp)), size
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise
 
-    def _publish(self, tmp: Path, digest: Digest) -> None:
-        target = self._path(digest)
-        target.parent.mkdir(exist_ok=True)
-        try:
-            os.link(tmp, target)  # fails if present: a concurrent writer never clobbers an object
-        except FileExistsError:
-            self._touch(digest)
-            return
-        except OSError:  # a filesystem without hard links
-            if target.exists():
-                return
-            os.replace(tmp, target)
-        os.chmod(target, 0o444)
+    def _publish(self, tmp: str, digest: Digest) -> None:
+        target = self._name(digest)
+        parent = target[: -len(digest.hex) + 1]
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+        os.chmod(tmp, 0o444)
+        # Same bytes under the same name: replacing an existing copy is harmless, and rename is atomic.
+        os.replace(tmp, target)
 
     def _reuse(self, digest: Digest) -> bool:
         # a re-used object is "new" again, so gc's grace period covers the writer about to reference it
         try:
-            os.utime(self._path(digest))
+            os.utime(self._name(digest))
         except FileNotFoundError:
             return False
         return True
-
-    _touch = _reuse
 
     def put_bytes(self, data: bytes) -> Digest:
         digest = Digest.of_bytes(data)
@@ -154,7 +171,7 @@ class LocalObjectStore:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            self._publish(tmp, digest)
+            self._publish(str(tmp), digest)
             fsync_dir(self._path(digest).parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -221,14 +238,19 @@ def copy_range(src: BinaryIO, out: BinaryIO) -> None:
             out.write(chunk)
 
 
-def _hash_path(path: Path) -> str:
+def _hash_path(path: str | Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync_file(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view):]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.errors import IntegrityError
@@ -24,8 +25,11 @@ class ManifestEntry:
         return {"path": self.path, "digest": str(self.digest), "size": self.size, "mode": self.mode}
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> ManifestEntry:
-        return cls(str(d["path"]), Digest.parse(str(d["digest"])), int(d["size"]), int(d["mode"]))  # type: ignore[call-overload]
+    def from_dict(cls, d: dict[str, Any]) -> ManifestEntry:
+        digest = d["digest"]
+        if not (isinstance(digest, str) and digest.startswith("sha256:") and len(digest) == 71):
+            raise ValueError(f"bad digest {digest!r}")
+        return cls(d["path"], Digest.trusted(digest[7:]), int(d["size"]), int(d["mode"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +51,15 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
+        """Parse a stored manifest; its entries were written sorted and unique by ``to_bytes``."""
         try:
             body = json.loads(data)
             if body.get("kind") != KIND:
                 raise ValueError(body.get("kind"))
-            return cls.of(ManifestEntry.from_dict(e) for e in body["entries"])
+            entries = tuple(ManifestEntry.from_dict(e) for e in body["entries"])
+            if any(entries[i].path >= entries[i + 1].path for i in range(len(entries) - 1)):
+                raise ValueError("entries are not sorted and unique")
+            return cls(entries)
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"object is not a Shipyard manifest: {exc}") from exc
 

@@ -27,7 +27,7 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
 
     With a ``state`` cache, files it vouches for whose objects are already stored are not read.
     """
-    from shipyard.core.workspace.scan import known_digests, manifest_of, stat_path
+    from shipyard.core.workspace.scan import known_digests, manifest_of, signature, stat_path
 
     path = Path(path)
     files = stat_path(path)
@@ -40,7 +40,10 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
     if path.is_file():
         return Stored(digests[0], files[0].size, is_dir=False)
     manifest = manifest_of(files, by_path)
-    return Stored(store.put_bytes(manifest.to_bytes()), manifest.size, is_dir=True, manifest=manifest)
+    digest = store.put_bytes(manifest.to_bytes())
+    if state is not None:
+        state.remember_tree(str(path), signature(files), str(digest))
+    return Stored(digest, manifest.size, is_dir=True, manifest=manifest)
 
 
 def load_manifest(store: ObjectStore, digest: Digest) -> Manifest:

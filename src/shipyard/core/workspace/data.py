@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -10,10 +11,10 @@ from pathlib import Path
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import ManifestEntry
-from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path
+from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path, read_verified
 from shipyard.core.workspace.lockfile import Lock, PathEntry
 from shipyard.core.workspace.paths import project_path
-from shipyard.core.workspace.scan import FileStat, digests_of, manifest_of, stat_path
+from shipyard.core.workspace.scan import FileStat, digests_of, folder_digest, signature, stat_path
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
@@ -76,31 +77,52 @@ def current_files(ws: Workspace, rel: str,
 
 
 def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[PathStatus]:
+    """Per tracked path: unchanged, or which files were added, modified or deleted."""
     out = []
     for rel, entry in sorted(lock.data.items()):
+        target = ws.abs(rel)
+        if not target.exists():
+            out.append(PathStatus(rel, "missing"))
+            continue
+        files = stat_path(target)
+        keyed = {(f.rel if target.is_dir() else ""): f for f in files}
+        if entry.is_dir and target.is_dir():
+            known = ws.state.tree(str(target))
+            if known is not None and known == (signature(files), entry.digest):
+                out.append(PathStatus(rel, "unchanged"))  # no file's stat moved since it was this version
+                continue
         try:
-            recorded = recorded_entries(ws, entry, rel)
+            recorded = _recorded_index(ws, entry, rel)
         except NotFoundError:
             out.append(PathStatus(rel, "not-in-store"))
             continue
-        now, digests = current_files(ws, rel, progress)
-        if not now:
-            out.append(PathStatus(rel, "missing"))
-            continue
+        digests = digests_of(files, ws.state, progress)
         st = PathStatus(rel, "unchanged")
-        for key, f in now.items():
-            rec = recorded.get(key)
-            if rec is None:
+        for key, f in keyed.items():
+            old = recorded.get(key)
+            if old is None:
                 st.added.append(key or rel)
-            elif rec.digest.hex != digests[f.path]:
+            elif old != digests[f.path]:
                 st.modified.append(key or rel)
-        st.deleted = [k or rel for k in recorded if k not in now]
-        for names in (st.added, st.modified, st.deleted):
-            names.sort()
+        st.deleted = sorted(k or rel for k in recorded if k not in keyed)
+        st.added.sort()
+        st.modified.sort()
         if st.added or st.modified or st.deleted:
             st.state = "modified"
+        elif entry.is_dir and target.is_dir():
+            ws.state.remember_tree(str(target), signature(files), entry.digest)
         out.append(st)
     return out
+
+
+def _recorded_index(ws: Workspace, entry: PathEntry, name: str) -> dict[str, str]:
+    """``{file: hex digest}`` of a recorded version, straight from the manifest's JSON."""
+    if not entry.is_dir:
+        return {"": Digest.parse(entry.digest).hex}
+    digest = Digest.parse(entry.digest)
+    if not ws.store.has(digest):
+        raise NotFoundError(f"the recorded version of {name} is not in the local store: run `shipyard data pull`")
+    return {e["path"]: e["digest"][7:] for e in json.loads(read_verified(ws.store, digest))["entries"]}
 
 
 def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: bool = False,
@@ -195,8 +217,6 @@ def describe(ws: Workspace, rel: str) -> PathEntry | None:
     if not target.exists():
         return None
     files = stat_path(target)
-    digests = digests_of(files, ws.state)
     if target.is_file():
-        return PathEntry(f"sha256:{digests[files[0].path]}", files[0].size)
-    manifest = manifest_of(files, digests)
-    return PathEntry(str(manifest.digest), manifest.size, len(manifest))
+        return PathEntry(f"sha256:{digests_of(files, ws.state)[files[0].path]}", files[0].size)
+    return PathEntry(folder_digest(target, files, ws.state), sum(f.size for f in files), len(files))

@@ -34,17 +34,19 @@ def _stat(rel: str, path: str, st: os.stat_result) -> FileStat:
 def walk(root: Path) -> Iterator[FileStat]:
     """Every regular file under ``root`` (symlinks and ignored names skipped), in no set order."""
     stack = [(str(root), "")]
+    make = FileStat
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
             for entry in it:
-                if entry.name in IGNORED_NAMES or entry.is_symlink():
-                    continue
-                rel = f"{prefix}{entry.name}"
-                if entry.is_dir():
-                    stack.append((entry.path, rel + "/"))
-                elif entry.is_file():
-                    yield _stat(rel, entry.path, entry.stat())
+                name = entry.name
+                if entry.is_file(follow_symlinks=False):
+                    if name not in IGNORED_NAMES:
+                        st = entry.stat(follow_symlinks=False)
+                        yield make(prefix + name, entry.path, st.st_ino, st.st_size, st.st_mtime_ns,
+                                   bool(st.st_mode & stat.S_IXUSR))
+                elif entry.is_dir(follow_symlinks=False) and name not in IGNORED_NAMES:
+                    stack.append((entry.path, f"{prefix}{name}/"))
 
 
 def stat_path(path: Path) -> list[FileStat]:
@@ -68,7 +70,11 @@ def hash_file(path: str) -> str:
 
 def known_digests(files: list[FileStat], state: StateCache) -> dict[str, str]:
     """Digests (hex) the stat cache still vouches for: same inode, size and mtime."""
-    cached = state.lookup(f.path for f in files)
+    if len(files) > 64:  # a folder: one range scan of the cache beats many lookups
+        first = files[0]
+        cached = state.under(first.path[: len(first.path) - len(first.rel)])
+    else:
+        cached = state.lookup(f.path for f in files)
     out = {}
     for f in files:
         hit = cached.get(f.path)
@@ -88,6 +94,25 @@ def digests_of(files: list[FileStat], state: StateCache, progress: Progress = no
             progress(f.size)
     state.remember(fresh)
     return known
+
+
+def signature(files: list[FileStat]) -> str:
+    """A digest of every file's (path, inode, size, mtime, mode): equal signatures mean nothing was touched."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.rel}\0{f.inode}\0{f.size}\0{f.mtime_ns}\0{int(f.executable)}\n".encode())
+    return h.hexdigest()
+
+
+def folder_digest(root: Path, files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> str:
+    """The manifest digest of a folder, from the tree cache when no file's stat changed."""
+    sig = signature(files)
+    known = state.tree(str(root))
+    if known is not None and known[0] == sig:
+        return known[1]
+    digest = str(manifest_of(files, digests_of(files, state, progress)).digest)
+    state.remember_tree(str(root), sig, digest)
+    return digest
 
 
 def manifest_of(files: list[FileStat], digests: dict[str, str]) -> Manifest:
