@@ -136,3 +136,16 @@ def test_data_outside_the_project_is_refused(proj: Path, tmp_path: Path) -> None
     done = sy(proj, "data", "add", str(tmp_path / "elsewhere.txt"), check=False)
     assert done.returncode == 2 and "outside the project" in done.stderr
     assert not (proj / "shipyard.lock").exists()
+
+
+def test_data_gc_keeps_what_the_lock_references(proj: Path) -> None:
+    sy(proj, "data", "add", "data/raw")
+    (proj / "data" / "raw" / "part-0.csv").write_text("second version\n")
+    sy(proj, "data", "add", "data/raw")  # the first version is now referenced by nothing
+    dry = json.loads(sy(proj, "data", "gc", "--grace", "0s", "--dry-run", "--json").stdout)
+    assert len(dry["removed"]) == 2  # the old manifest and the old part-0.csv
+    sy(proj, "data", "gc", "--grace", "0s")
+    assert {s["state"] for s in status(proj).values()} == {"unchanged"}
+    (proj / "data" / "raw" / "part-1.csv").unlink()
+    sy(proj, "data", "checkout")  # everything the lock needs is still there
+    assert (proj / "data" / "raw" / "part-1.csv").read_text() == "id,value\n1,1\n"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the data commands import this module: keep what they don't 
     from shipyard.core.lineage.tracking import Tracker
     from shipyard.core.pipelines.jobs import Events
     from shipyard.core.pipelines.runner import PipelineRunner
-    from shipyard.core.project.schema import ExecutorSpec
+    from shipyard.core.project.model import Executor as ExecutorSpec
     from shipyard.core.registry.service import Registry
     from shipyard.core.workspace.data import Workspace
     from shipyard.ports import Executor, MetadataStore, ObjectStore, Remote

@@ -10,7 +10,7 @@ import pytest
 from shipyard.adapters.remotes import open_remote
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
-from shipyard.core.project.schema import RemoteSpec
+from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.errors import IntegrityError, NotFoundError
 from shipyard.ports import Remote
 from tests.conftest import make_bucket

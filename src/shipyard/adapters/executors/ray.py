@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shipyard.core.pipelines.jobs import StageJob
-from shipyard.core.project.schema import ExecutorSpec
+from shipyard.core.project.model import Executor as ExecutorSpec
 from shipyard.errors import BackendUnavailableError, ConfigError, MissingExtraError
 
 

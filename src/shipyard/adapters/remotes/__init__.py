@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shipyard.core.project.schema import RemoteSpec
+from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.errors import ConfigError, MissingExtraError
 from shipyard.ports import Remote
 

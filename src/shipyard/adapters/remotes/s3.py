@@ -15,7 +15,7 @@ import obstore.exceptions
 from obstore.store import S3Store
 
 from shipyard.core.artifacts.digest import Digest
-from shipyard.core.project.schema import RemoteSpec
+from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.errors import BackendUnavailableError, ConfigError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
 

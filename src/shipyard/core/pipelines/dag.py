@@ -6,7 +6,8 @@ import graphlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.core.project.schema import ProjectConfig, StageSpec
+from shipyard.core.project.model import Project as ProjectConfig
+from shipyard.core.project.model import StageDef as StageSpec
 from shipyard.core.workspace.paths import declared_path, overlaps
 from shipyard.errors import ConfigError, InvalidInputError, NotFoundError
 

@@ -12,14 +12,13 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import load_manifest, put_path
 from shipyard.core.lineage.records import RunStatus
-from shipyard.core.lineage.tracking import Tracker
 from shipyard.core.pipelines.dag import Pipeline, Stage
 from shipyard.core.pipelines.jobs import Events, NoEvents, StageJob
 from shipyard.core.pipelines.params import ParamFiles
@@ -29,6 +28,9 @@ from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, save_lock
 from shipyard.errors import ShipyardError
 from shipyard.ports import Executor, Remote
+
+if TYPE_CHECKING:
+    from shipyard.core.lineage.tracking import Tracker
 
 
 @dataclass

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
 
-from shipyard.core.project.schema import ProjectConfig
+from shipyard import __version__
+from shipyard.core.project.model import Project
+from shipyard.core.workspace.atomic import write_atomic
 from shipyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shipyard.core.project.schema import ProjectConfig
 
 CONFIG_FILE = "shipyard.yaml"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -29,6 +36,11 @@ def _lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | i
 
 
 def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
+    """Validate ``text`` (pydantic); errors name the file, the line and the key."""
+    from pydantic import ValidationError
+
+    from shipyard.core.project.schema import ProjectConfig
+
     try:
         node = yaml.compose(text, Loader=_Loader)
         data: Any = yaml.load(text, Loader=_Loader) if node is not None else {}
@@ -67,13 +79,33 @@ def _nearest_line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int,
     return 1
 
 
-def load_config(root: Path) -> ProjectConfig:
-    """The project's configuration; an absent ``shipyard.yaml`` means all defaults."""
+CACHE_FILE = ".shipyard/config-cache.json"
+
+
+def load_config(root: Path) -> Project:
+    """The project's configuration; an absent ``shipyard.yaml`` means all defaults.
+
+    A file validated before (same bytes, same Shipyard) is read from a small cache instead.
+    """
     path = root / CONFIG_FILE
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
+        text = raw.decode()
     except FileNotFoundError:
-        return ProjectConfig()
+        return Project()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    return parse_config(text, str(path.relative_to(root) if path.is_relative_to(root) else path))
+    key = f"{__version__}:{hashlib.sha256(raw).hexdigest()}"
+    cache = root / CACHE_FILE
+    try:
+        cached = json.loads(cache.read_bytes())
+        if cached.get("key") == key:
+            return Project.from_dict(cached["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    validated = parse_config(text, str(path.relative_to(root) if path.is_relative_to(root) else path))
+    project = Project.from_dict(validated.model_dump())
+    if cache.parent.is_dir():
+        with contextlib.suppress(OSError):  # an unwritable cache only costs the next command a validation
+            write_atomic(cache, json.dumps({"key": key, "config": project.to_dict()}).encode())
+    return project

@@ -14,7 +14,14 @@ from shipyard.core.artifacts.manifest import ManifestEntry
 from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path, read_verified
 from shipyard.core.workspace.lockfile import Lock, PathEntry
 from shipyard.core.workspace.paths import project_path
-from shipyard.core.workspace.scan import FileStat, digests_of, folder_digest, signature, stat_path
+from shipyard.core.workspace.scan import (
+    FileStat,
+    digests_of,
+    folder_digest,
+    signature,
+    stat_path,
+    walk_signature,
+)
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
@@ -84,13 +91,13 @@ def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[
         if not target.exists():
             out.append(PathStatus(rel, "missing"))
             continue
-        files = stat_path(target)
-        keyed = {(f.rel if target.is_dir() else ""): f for f in files}
         if entry.is_dir and target.is_dir():
             known = ws.state.tree(str(target))
-            if known is not None and known == (signature(files), entry.digest):
+            if known is not None and known == (walk_signature(target), entry.digest):
                 out.append(PathStatus(rel, "unchanged"))  # no file's stat moved since it was this version
                 continue
+        files = stat_path(target)
+        keyed = {(f.rel if target.is_dir() else ""): f for f in files}
         try:
             recorded = _recorded_index(ws, entry, rel)
         except NotFoundError:

@@ -104,6 +104,26 @@ def signature(files: list[FileStat]) -> str:
     return h.hexdigest()
 
 
+def walk_signature(root: Path) -> str:
+    """``signature(stat_path(root))`` without building the file list: the fast "did anything change?"."""
+    h = hashlib.sha256()
+    update = h.update
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                name = entry.name
+                if entry.is_file(follow_symlinks=False):
+                    if name not in IGNORED_NAMES:
+                        st = entry.stat(follow_symlinks=False)
+                        update(f"{prefix}{name}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0"
+                               f"{int(bool(st.st_mode & stat.S_IXUSR))}\n".encode())
+                elif entry.is_dir(follow_symlinks=False) and name not in IGNORED_NAMES:
+                    stack.append((entry.path, f"{prefix}{name}/"))
+    return h.hexdigest()
+
+
 def folder_digest(root: Path, files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> str:
     """The manifest digest of a folder, from the tree cache when no file's stat changed."""
     sig = signature(files)

@@ -75,9 +75,14 @@ def run(
     if as_json:
         out.print_json([o.to_dict() for o in report.outcomes])
     else:
-        out.table(None, ["stage", "result", "time", "run", "detail"],
-                  ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:8], o.detail)
-                   for o in report.outcomes))
+        acted = [o for o in report.outcomes if o.result != "up-to-date"]
+        if acted:
+            out.table(None, ["stage", "result", "time", "run", "detail"],
+                      ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:8], o.detail) for o in acted))
+        fresh = len(report.outcomes) - len(acted)
+        if fresh:
+            out.console().print(f"{fresh} stage(s) up to date" if acted else
+                                f"all {fresh} stage(s) up to date: nothing to run")
     if not report.ok:
         failed = [o.stage for o in report.outcomes if o.result == "failed"]
         out.error(f"stage(s) failed: {', '.join(failed) or 'see above'}; nothing of theirs was cached")

@@ -1,0 +1,68 @@
+"""The project configuration as plain frozen values: what the rest of Shipyard reads.
+
+``schema.py`` (pydantic) validates shipyard.yaml and produces these; a validated configuration is
+cached by the file's digest, so commands that only read it never pay for building the validator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    allow_http: bool = False
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+
+@dataclass(frozen=True, slots=True)
+class Executor:
+    kind: str = "local"
+    address: str | None = None
+    num_cpus: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageDef:
+    cmd: str
+    deps: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    outs: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    wdir: str = "."
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    version: int = 1
+    params: str = "params.yaml"
+    default_remote: str | None = None
+    remotes: dict[str, Remote] = field(default_factory=dict)
+    executor: Executor = field(default_factory=Executor)
+    stages: dict[str, StageDef] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Project:
+        return cls(
+            version=d["version"], params=d["params"], default_remote=d.get("default_remote"),
+            remotes={k: Remote(**v) for k, v in d["remotes"].items()},
+            executor=Executor(**d["executor"]),
+            stages={k: _stage(v) for k, v in d["stages"].items()},
+        )
+
+
+def _stage(d: dict[str, Any]) -> StageDef:
+    return StageDef(cmd=d["cmd"], deps=tuple(d["deps"]), params=tuple(d["params"]), outs=tuple(d["outs"]),
+                    metrics=tuple(d["metrics"]), env=tuple(d["env"]), wdir=d["wdir"])
