@@ -24,6 +24,7 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(PY) bench/tracking.py
+	$(PY) bench/data.py
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache .ruff_cache
