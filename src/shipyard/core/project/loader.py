@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from shipyard import __version__
+from shipyard._version import __version__
 from shipyard.core.project.model import Project
 from shipyard.core.workspace.atomic import write_atomic
 from shipyard.errors import ConfigError
