@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,17 +75,27 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
     pipeline = dag.build(config, root)
     ws = open_workspace(settings)
 
+    guard = threading.Lock()  # stages start in parallel threads (-j): open each service once
+
     @functools.cache
-    def tracker() -> Tracker:
+    def _tracker() -> Tracker:
         return build(settings, root).tracker
 
     @functools.cache
-    def remote() -> Remote | None:
+    def _remote() -> Remote | None:
         if not config.default_remote:
             return None
         from shipyard.adapters.remotes import open_remote
 
         return open_remote(config.remotes[config.default_remote], root)
+
+    def tracker() -> Tracker:
+        with guard:
+            return _tracker()
+
+    def remote() -> Remote | None:
+        with guard:
+            return _remote()
 
     child_env = {"SHIPYARD_HOME": str(settings.home), "SHIPYARD_DB_URL": settings.db_url,
                  "SHIPYARD_STORE": str(settings.store_path), "SHIPYARD_ACTOR": settings.actor}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shipyard.adapters.stores.local import copy_range, syncfs
 from shipyard.core.artifacts.digest import Digest
-from shipyard.core.workspace.atomic import write_atomic
+from shipyard.core.workspace.atomic import read_ref, write_atomic
 from shipyard.errors import BackendUnavailableError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
@@ -58,10 +58,7 @@ class FolderRemote:
             raise NotFoundError(f"an object is not on remote {self.url}: {exc.filename}") from exc
 
     def get_ref(self, name: str) -> bytes | None:
-        try:
-            return (self.root / "refs" / name).read_bytes()
-        except FileNotFoundError:
-            return None
+        return read_ref(self.root / "refs", name)
 
     def put_ref(self, name: str, data: bytes) -> None:
         write_atomic(self.root / "refs" / name, data)

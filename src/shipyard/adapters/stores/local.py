@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.core.workspace.atomic import fsync_dir, write_atomic
+from shipyard.core.workspace.atomic import fsync_dir, fsync_path, read_ref, write_atomic
 from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
 from shipyard.ports import Progress, no_progress
 
@@ -95,7 +95,7 @@ class LocalObjectStore:
                 progress(size)
             if staged:
                 if len(staged) == 1 and not hardlink:
-                    _fsync_file(staged[0][0])
+                    fsync_path(staged[0][0])
                 else:
                     syncfs(self.tmp)  # one durability barrier for the batch
                 while staged:
@@ -206,10 +206,7 @@ class LocalObjectStore:
             self._path(digest).unlink()
 
     def get_ref(self, name: str) -> bytes | None:
-        try:
-            return (self.root / "refs" / name).read_bytes()
-        except FileNotFoundError:
-            return None
+        return read_ref(self.root / "refs", name)
 
     def put_ref(self, name: str, data: bytes) -> None:
         write_atomic(self.root / "refs" / name, data)
@@ -242,13 +239,6 @@ def _hash_path(path: str | Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
-
-def _fsync_file(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, view: memoryview) -> None:

@@ -7,13 +7,24 @@ import os
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a folder's entries (a rename, a new link) durable."""
+def fsync_path(path: str | Path) -> None:
+    """fsync a file, or a folder (which makes its entries, e.g. a rename, durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path
+
+
+def read_ref(folder: Path, name: str) -> bytes | None:
+    """A small named value kept as a file under ``folder`` (stores and folder remotes keep refs so)."""
+    try:
+        return (folder / name).read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def write_atomic(target: Path, data: bytes) -> None:

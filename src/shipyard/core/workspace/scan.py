@@ -31,10 +31,10 @@ def _stat(rel: str, path: str, st: os.stat_result) -> FileStat:
     return FileStat(rel, path, st.st_ino, st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR))
 
 
-def walk(root: Path) -> Iterator[FileStat]:
-    """Every regular file under ``root`` (symlinks and ignored names skipped), in no set order."""
+def _files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, absolute path, stat) of every regular file under ``root``, symlinks and ignored
+    names skipped, in directory order: `walk` and `walk_signature` must see files in the same order."""
     stack = [(str(root), "")]
-    make = FileStat
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
@@ -42,11 +42,16 @@ def walk(root: Path) -> Iterator[FileStat]:
                 name = entry.name
                 if entry.is_file(follow_symlinks=False):
                     if name not in IGNORED_NAMES:
-                        st = entry.stat(follow_symlinks=False)
-                        yield make(prefix + name, entry.path, st.st_ino, st.st_size, st.st_mtime_ns,
-                                   bool(st.st_mode & stat.S_IXUSR))
+                        yield prefix + name, entry.path, entry.stat(follow_symlinks=False)
                 elif entry.is_dir(follow_symlinks=False) and name not in IGNORED_NAMES:
                     stack.append((entry.path, f"{prefix}{name}/"))
+
+
+def walk(root: Path) -> Iterator[FileStat]:
+    """Every regular file under ``root`` (symlinks and ignored names skipped), in no set order."""
+    make = FileStat
+    for rel, path, st in _files(root):
+        yield make(rel, path, st.st_ino, st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR))
 
 
 def stat_path(path: Path) -> list[FileStat]:
@@ -108,19 +113,8 @@ def walk_signature(root: Path) -> str:
     """``signature(stat_path(root))`` without building the file list: the fast "did anything change?"."""
     h = hashlib.sha256()
     update = h.update
-    stack = [(str(root), "")]
-    while stack:
-        folder, prefix = stack.pop()
-        with os.scandir(folder) as it:
-            for entry in it:
-                name = entry.name
-                if entry.is_file(follow_symlinks=False):
-                    if name not in IGNORED_NAMES:
-                        st = entry.stat(follow_symlinks=False)
-                        update(f"{prefix}{name}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0"
-                               f"{int(bool(st.st_mode & stat.S_IXUSR))}\n".encode())
-                elif entry.is_dir(follow_symlinks=False) and name not in IGNORED_NAMES:
-                    stack.append((entry.path, f"{prefix}{name}/"))
+    for rel, _, st in _files(root):
+        update(f"{rel}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{int(bool(st.st_mode & stat.S_IXUSR))}\n".encode())
     return h.hexdigest()
 
 

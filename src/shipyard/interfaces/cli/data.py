@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from shipyard.interfaces.cli import output as out
+from shipyard.interfaces.cli import store
 
 if TYPE_CHECKING:
     from shipyard.core.workspace.data import PathStatus, Workspace
@@ -170,12 +171,6 @@ def pull(
 
 
 @app.command("gc")
-def gc(
-    grace: str = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be removed."),
-    as_json: bool = out.JSON_OPTION,
-) -> None:
+def gc(grace: str = store.GRACE_OPTION, dry_run: bool = store.DRY_RUN_OPTION, as_json: bool = out.JSON_OPTION) -> None:
     """Remove stored data that neither shipyard.lock nor any run or model version references."""
-    from shipyard.interfaces.cli.store import gc as store_gc
-
-    store_gc(grace, dry_run, as_json)
+    store.gc(grace, dry_run, as_json)

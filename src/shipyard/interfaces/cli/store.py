@@ -61,12 +61,12 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
         raise typer.Exit(5)
 
 
+GRACE_OPTION = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h).")
+DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Only report what would be removed.")
+
+
 @app.command("gc")
-def gc(
-    grace: str = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be removed."),
-    as_json: bool = out.JSON_OPTION,
-) -> None:
+def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, as_json: bool = out.JSON_OPTION) -> None:
     """Remove objects no run or model version references, older than the grace period."""
     from shipyard.core.artifacts.maintenance import gc as run_gc
 
