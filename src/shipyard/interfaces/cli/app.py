@@ -8,7 +8,7 @@ import typer
 
 from shipyard import __version__
 from shipyard.errors import ShipyardError
-from shipyard.interfaces.cli import alias, data, models, pipeline, project, runs, store
+from shipyard.interfaces.cli import alias, data, models, pipeline, project, runs, serve, store
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
 app.command("reproduce")(pipeline.reproduce)
+app.command("serve")(serve.serve)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,123 @@
+"""Open Inference Protocol v2 payloads: read infer requests, write infer responses (no I/O, no numpy).
+
+A request's tensors arrive as JSON (`{"name", "shape", "datatype", "data"}`); a wrong field is an
+``InvalidInputError`` whose message names it (``inputs[0].shape``), which the server answers 400.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from shipyard.errors import InvalidInputError
+
+DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                       "FP16", "FP32", "FP64", "BYTES"})
+MAX_ELEMENTS = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    datatype: str
+    data: list[Any]  # flat, row-major
+
+    def rows(self) -> list[list[Any]]:
+        """The tensor as rows (first dimension) of flat features: what tabular models take."""
+        if len(self.shape) == 1:
+            return [[v] for v in self.data]
+        width = math.prod(self.shape[1:])
+        return [self.data[i * width:(i + 1) * width] for i in range(self.shape[0])]
+
+
+def parse_infer(body: Any) -> tuple[str | None, list[Tensor]]:
+    """(request id, input tensors) of an OIP v2 infer request body."""
+    if not isinstance(body, dict):
+        raise InvalidInputError("request body: expected a JSON object with an 'inputs' list")
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInputError("id: must be a string")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInputError("inputs: must be a non-empty list of tensors")
+    return request_id, [_tensor(t, i) for i, t in enumerate(inputs)]
+
+
+def _tensor(t: Any, i: int) -> Tensor:
+    where = f"inputs[{i}]"
+    if not isinstance(t, dict):
+        raise InvalidInputError(f"{where}: must be an object with name, shape, datatype and data")
+    name, shape, datatype, data = t.get("name"), t.get("shape"), t.get("datatype"), t.get("data")
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{where}.name: must be a non-empty string")
+    if (not isinstance(shape, list) or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise InvalidInputError(f"{where}.shape: must be a non-empty list of non-negative integers")
+    if datatype not in DATATYPES:
+        raise InvalidInputError(f"{where}.datatype: must be one of {', '.join(sorted(DATATYPES))}")
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise InvalidInputError(f"{where}.shape: {count} elements is more than the limit of {MAX_ELEMENTS}")
+    if not isinstance(data, list):
+        raise InvalidInputError(f"{where}.data: must be a list")
+    flat = _flatten(data, where)
+    if len(flat) != count:
+        raise InvalidInputError(f"{where}.data: has {len(flat)} elements but shape {shape} needs {count}")
+    check = _CHECKS.get(datatype)
+    if check is not None and not all(check(v) for v in flat):
+        raise InvalidInputError(f"{where}.data: every element must be {datatype}")
+    return Tensor(name, tuple(shape), datatype, flat)
+
+
+def _flatten(data: list[Any], where: str) -> list[Any]:
+    if not data or not isinstance(data[0], list):
+        if any(isinstance(v, list | dict) for v in data):
+            raise InvalidInputError(f"{where}.data: mixes nested lists and values")
+        return data
+    out: list[Any] = []
+    for row in data:
+        if not isinstance(row, list):
+            raise InvalidInputError(f"{where}.data: mixes nested lists and values")
+        out.extend(_flatten(row, where))
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_CHECKS = {
+    "BOOL": lambda v: isinstance(v, bool),
+    "BYTES": lambda v: isinstance(v, str),
+    **dict.fromkeys(("FP16", "FP32", "FP64"), _number),
+    **dict.fromkeys(("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"), _integer),
+}
+
+
+def output_tensor(name: str, values: list[Any]) -> dict[str, Any]:
+    """One output tensor from a model's predictions (a list, or a list of lists)."""
+    if values and isinstance(values[0], list):
+        flat = [v for row in values for v in row]
+        shape = [len(values), len(values[0])]
+    else:
+        flat, shape = values, [len(values)]
+    return {"name": name, "shape": shape, "datatype": datatype_of(flat), "data": flat}
+
+
+def datatype_of(flat: list[Any]) -> str:
+    if not flat:
+        return "FP64"
+    v = flat[0]
+    if isinstance(v, bool):
+        return "BOOL"
+    if isinstance(v, int):
+        return "INT64"
+    if isinstance(v, float):
+        return "FP64"
+    return "BYTES"

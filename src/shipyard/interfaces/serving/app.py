@@ -1,0 +1,183 @@
+"""The model server: Open Inference Protocol v2 and plain JSON ``/predict`` over Starlette.
+
+Errors are mapped here and only here: bad payloads get 400 with the field named, unknown models
+404, a model that raises 500 with the request id, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shipyard import __version__
+from shipyard.core.serving import oip
+from shipyard.errors import InvalidInputError
+from shipyard.interfaces.serving.model import ServedModel
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Prometheus metrics of one server, named by Prometheus conventions."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("shipyard_inference_requests", "Inference requests by outcome",
+                                ["model", "version", "outcome"], registry=self.registry)
+        self.latency = Histogram("shipyard_inference_request_duration_seconds", "Time to answer an inference request",
+                                 ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch = Histogram("shipyard_inference_batch_size", "Rows per predict call", ["model", "version"],
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+        self.in_flight = Gauge("shipyard_inference_in_flight", "Requests being answered", registry=self.registry)
+        self.load_seconds = Gauge("shipyard_model_load_seconds", "Time to load and verify the model",
+                                  ["model", "version"], registry=self.registry)
+
+
+def _error(status: int, message: str, request_id: str) -> JSONResponse:
+    return JSONResponse({"error": message, "request_id": request_id}, status_code=status,
+                        headers={"x-request-id": request_id})
+
+
+def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette:
+    """A server for one model version."""
+    metrics = Metrics()
+    name, version = served.name, str(served.version.version)
+    metrics.load_seconds.labels(name, version).set(served.load_seconds)
+    headers = {"x-model-name": name, "x-model-version": version}
+
+    async def body_of(request: Request, request_id: str) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            raise _TooLarge
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise _TooLarge
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+
+    async def answer(request: Request, rows_of: Any, respond: Any, model_name: str | None = None,
+                     model_version: str | None = None) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if model_name is not None and model_name != name:
+            return _error(404, f"unknown model {model_name!r}; this server serves {name!r}", request_id)
+        if model_version is not None and model_version != version:
+            return _error(404, f"{name} version {model_version} is not served here (version {version} is)",
+                          request_id)
+        start = time.perf_counter()
+        metrics.in_flight.inc()
+        outcome = "ok"
+        try:
+            try:
+                body = await body_of(request, request_id)
+                rid, rows = rows_of(body)
+            except _TooLarge:
+                outcome = "rejected"
+                return _error(413, f"request body is larger than {max_body} bytes", request_id)
+            except InvalidInputError as exc:
+                outcome = "rejected"
+                return _error(400, str(exc), request_id)
+            try:
+                predictions = served.predict_rows(rows)
+            except Exception as exc:
+                outcome = "error"
+                return _error(500, f"the model failed on this input ({type(exc).__name__}: {exc})", request_id)
+            metrics.batch.labels(name, version).observe(len(rows))
+            return JSONResponse(respond(predictions, rid or request_id),
+                                headers={**headers, "x-request-id": request_id})
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.labels(name, version, outcome).inc()
+            metrics.latency.labels(name, version).observe(time.perf_counter() - start)
+
+    def oip_rows(body: Any) -> tuple[str | None, list[list[Any]]]:
+        rid, tensors = oip.parse_infer(body)
+        if len(tensors) != 1:
+            raise InvalidInputError("inputs: this model takes exactly one input tensor")
+        return rid, tensors[0].rows()
+
+    def oip_response(predictions: list[Any], rid: str) -> dict[str, Any]:
+        return {"model_name": name, "model_version": version, "id": rid,
+                "outputs": [oip.output_tensor("predict", predictions)]}
+
+    async def infer(request: Request) -> Response:
+        return await answer(request, oip_rows, oip_response, request.path_params["name"],
+                            request.path_params.get("version"))
+
+    def plain_rows(body: Any) -> tuple[None, list[list[Any]]]:
+        rows = body.get("instances", body.get("inputs")) if isinstance(body, dict) else body
+        if not isinstance(rows, list) or not rows:
+            raise InvalidInputError('instances: send {"instances": [[feature, ...], ...]} (one list per row)')
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or not all(oip._number(v) for v in row):
+                raise InvalidInputError(f"instances[{i}]: must be a list of numbers")
+        if len({len(r) for r in rows}) != 1:
+            raise InvalidInputError("instances: every row must have the same number of features")
+        return None, rows
+
+    async def predict(request: Request) -> Response:
+        return await answer(request, plain_rows,
+                            lambda predictions, rid: {"predictions": predictions, "model": name, "version": version})
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def model_metadata(request: Request) -> Response:
+        if request.path_params["name"] != name:
+            return _error(404, f"unknown model {request.path_params['name']!r}", uuid.uuid4().hex)
+        sig = served.version.signature
+        raw = sig.get("inputs")
+        inputs: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        return JSONResponse({
+            "name": name, "versions": [version], "platform": served.version.flavor,
+            "inputs": [{"name": "input-0", "datatype": _dtype(inputs), "shape": inputs.get("shape", [-1, -1])}],
+            "outputs": [{"name": "predict", "datatype": "BYTES", "shape": [-1]}],
+        }, headers=headers)
+
+    async def model_ready(request: Request) -> Response:
+        if request.path_params["name"] != name:
+            return _error(404, f"unknown model {request.path_params['name']!r}", uuid.uuid4().hex)
+        return JSONResponse({"name": name, "ready": True}, headers=headers)
+
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse({"name": "shipyard", "version": __version__, "extensions": []})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/v2", server_metadata),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2/models/{name}", model_metadata),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/predict", predict, methods=["POST"]),
+        Route("/metrics", prometheus),
+    ]
+    app = Starlette(routes=routes)
+    app.state.metrics = metrics
+    return app
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _dtype(spec: dict[str, Any]) -> str:
+    return {"float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32"}.get(
+        str(spec.get("dtype")), "FP64")

@@ -1,0 +1,122 @@
+"""The model server over real HTTP on 127.0.0.1: OIP v2, /predict, errors, metrics."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from tests.conftest import cli_env, free_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("serve") / ".shipyard"
+    env = cli_env(SHIPYARD_HOME=str(home))
+    script = ("import shipyard\nfrom sklearn.datasets import load_iris\n"
+              "from sklearn.linear_model import LogisticRegression\n"
+              "x, y = load_iris(return_X_y=True)\nwith shipyard.start_run():\n"
+              "    v = shipyard.log_model(LogisticRegression(max_iter=300).fit(x, y), 'iris', examples=x[:5])\n"
+              "shipyard.set_alias('iris', 'production', v.version)\n")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "iris@production", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"the server did not come up: {proc.communicate()[1]}")
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+
+
+def _rows(n: int = 3) -> list[list[float]]:
+    x, _ = load_iris(return_X_y=True)
+    return x[:n].tolist()
+
+
+def _expected(n: int = 3) -> list[int]:
+    x, y = load_iris(return_X_y=True)
+    return LogisticRegression(max_iter=300).fit(x, y).predict(x[:n]).tolist()
+
+
+def test_health_and_metadata(server: str) -> None:
+    assert httpx.get(f"{server}/v2/health/live").json() == {"live": True}
+    assert httpx.get(f"{server}/v2/models/iris/ready").json() == {"name": "iris", "ready": True}
+    meta = httpx.get(f"{server}/v2/models/iris").json()
+    assert meta["name"] == "iris" and meta["versions"] == ["1"] and meta["inputs"][0]["shape"] == [-1, 4]
+    assert httpx.get(f"{server}/v2/models/other").status_code == 404
+
+
+def test_oip_infer_matches_the_model(server: str) -> None:
+    rows = _rows()
+    body = {"id": "r1", "inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64", "data": rows}]}
+    r = httpx.post(f"{server}/v2/models/iris/infer", json=body)
+    assert r.status_code == 200 and r.headers["x-model-version"] == "1"
+    out = r.json()
+    assert out["id"] == "r1" and out["model_name"] == "iris"
+    assert out["outputs"][0]["shape"] == [3] and out["outputs"][0]["data"] == _expected()
+    flat = {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64", "data": [v for row in rows for v in row]}]}
+    assert httpx.post(f"{server}/v2/models/iris/versions/1/infer", json=flat).json()["outputs"] == out["outputs"]
+    assert httpx.post(f"{server}/v2/models/iris/versions/7/infer", json=flat).status_code == 404
+
+
+def test_plain_predict(server: str) -> None:
+    r = httpx.post(f"{server}/predict", json={"instances": _rows(2)})
+    assert r.status_code == 200
+    assert r.json() == {"predictions": _expected(2), "model": "iris", "version": "1"}
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/predict", {"instances": []}, "instances"),
+    ("/predict", {"instances": [[1, 2, 3, 4], [1, 2]]}, "same number of features"),
+    ("/predict", {"instances": [["a", 2, 3, 4]]}, "instances[0]"),
+    ("/v2/models/iris/infer", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2]}]},
+     "inputs[0].data"),
+    ("/v2/models/iris/infer", {"inputs": [{"name": "x", "shape": "1x4", "datatype": "FP64", "data": [1]}]},
+     "inputs[0].shape"),
+    ("/v2/models/iris/infer", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP128", "data": [1, 2, 3, 4]}]},
+     "inputs[0].datatype"),
+    ("/v2/models/iris/infer", [1, 2], "request body"),
+])
+def test_bad_payloads_get_400_naming_the_field(server: str, path: str, body: object, field: str) -> None:
+    r = httpx.post(f"{server}{path}", json=body)
+    assert r.status_code == 400 and field in r.json()["error"]
+    assert httpx.get(f"{server}/v2/health/ready").status_code == 200  # still serving
+
+
+def test_a_prediction_that_raises_fails_only_that_request(server: str) -> None:
+    r = httpx.post(f"{server}/predict", json={"instances": [[1.0, 2.0]]}, headers={"x-request-id": "abc"})
+    assert r.status_code == 500 and r.json()["request_id"] == "abc"
+    assert httpx.post(f"{server}/predict", json={"instances": _rows(1)}).status_code == 200
+
+
+def test_not_json_and_too_large(server: str) -> None:
+    assert httpx.post(f"{server}/predict", content=b"{nope").status_code == 400
+    big = b'{"instances": [' + b"[1.0, 2.0, 3.0, 4.0]," * 900_000 + b"[1,2,3,4]]}"
+    assert httpx.post(f"{server}/predict", content=big, timeout=30).status_code == 413
+
+
+def test_metrics_count_requests_by_outcome(server: str) -> None:
+    httpx.post(f"{server}/predict", json={"instances": _rows(1)})
+    text = httpx.get(f"{server}/metrics").text
+    ok = [line for line in text.splitlines()
+          if line.startswith('shipyard_inference_requests_total{model="iris",outcome="ok",version="1"}')]
+    assert ok and float(ok[0].split()[-1]) >= 1
+    assert "shipyard_inference_request_duration_seconds_bucket" in text
+    assert 'shipyard_model_load_seconds{model="iris",version="1"}' in text
