@@ -84,7 +84,7 @@ def _flatten(data: list[Any], where: str) -> list[Any]:
     return out
 
 
-def _number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -95,7 +95,7 @@ def _integer(v: Any) -> bool:
 _CHECKS = {
     "BOOL": lambda v: isinstance(v, bool),
     "BYTES": lambda v: isinstance(v, str),
-    **dict.fromkeys(("FP16", "FP32", "FP64"), _number),
+    **dict.fromkeys(("FP16", "FP32", "FP64"), is_number),
     **dict.fromkeys(("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"), _integer),
 }
 

@@ -1,4 +1,4 @@
-"""``shipyard serve``: answer inference requests for one model version."""
+"""``shipyard serve``: answer inference requests for one model, with canary, shadow and hot swap."""
 
 from __future__ import annotations
 
@@ -8,37 +8,62 @@ from shipyard.interfaces.cli import output as out
 
 
 def serve(
-    ref: str = typer.Argument(..., help="The version to serve: NAME@ALIAS, NAME@VERSION or NAME (latest)."),
+    ref: str = typer.Argument(..., help="NAME@ALIAS (followed as it moves), NAME@VERSION or NAME (latest)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8080, "--port", "-p", help="Port to listen on."),
+    canary: str = typer.Option(None, "--canary", help="REF=PERCENT: send that share of requests to REF (iris@4=10)."),
+    shadow: str = typer.Option(None, "--shadow", help="REF: mirror requests to REF; its answers are only compared."),
+    sticky_header: str = typer.Option("x-request-id", "--sticky-header",
+                                      help="Header whose value keeps a caller on the same side of the canary split."),
+    poll: float = typer.Option(2.0, "--poll", help="Seconds between checks of the alias (0: don't follow it)."),
+    batching: bool = typer.Option(True, "--batching/--no-batching",
+                                  help="Merge requests that arrive while the model is busy into one predict call."),
+    max_batch: int = typer.Option(64, "--max-batch", help="Most rows in one predict call."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request is answered 504."),
 ) -> None:
     """Serve a model: Open Inference Protocol v2 (/v2/...), plain JSON /predict, Prometheus /metrics.
 
-    The model's files are re-hashed against the registered digests before it is loaded.
+    Every version's files are re-hashed against the registered digests before it is loaded, and
+    warmed on its golden examples before it answers.
     """
     import gc
-    import time
 
     try:
         import uvicorn
 
         from shipyard.interfaces.serving.app import create_app
-        from shipyard.interfaces.serving.model import ServedModel
+        from shipyard.interfaces.serving.loading import follower, load_slot
+        from shipyard.interfaces.serving.router import Router
     except ModuleNotFoundError as exc:
         from shipyard.errors import MissingExtraError
 
         raise MissingExtraError("the model server", "serve") from exc
-    from shipyard.adapters.flavors import get_flavor
+    from shipyard.core.registry.refs import ModelRef
+    from shipyard.core.serving.routing import parse_canary
+    from shipyard.errors import InvalidInputError
 
     svc = out.services()
-    start = time.perf_counter()
-    version = svc.registry.resolve(ref)
-    model = svc.registry.load(f"{version.model}@{version.version}")
-    served = ServedModel(version, get_flavor(version.flavor), model, time.perf_counter() - start)
-    svc.close()
-    app = create_app(served)
+    primary = svc.registry.resolve(ref)
+    router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
+    for other, what in ((parse_canary(canary).ref if canary else None, "--canary"), (shadow, "--shadow")):
+        if other is not None and ModelRef.parse(other).name != primary.model:
+            raise InvalidInputError(f"{what} {other} is not a version of {primary.model}")
+    if canary:
+        spec = parse_canary(canary)
+        router.canary = load_slot(svc.registry, svc.registry.resolve(spec.ref), batching, max_batch)
+        router.canary_percent = spec.percent
+    if shadow:
+        router.shadow = load_slot(svc.registry, svc.registry.resolve(shadow), batching, max_batch)
+    follow = ModelRef.parse(ref).alias is not None and poll > 0
+    background = follower(svc.registry, ref, poll, batching, max_batch) if follow else None
+    app = create_app(router, timeout=timeout, background=background)
     gc.collect()
-    gc.freeze()  # the loaded model is long-lived: keep it out of every later collection (shorter pauses)
-    out.console(stderr=True).print(f"serving {version.ref} ({version.flavor}) on http://{host}:{port} "
-                                   f"(loaded and verified in {served.load_seconds * 1000:.0f} ms)")
+    gc.freeze()  # loaded models are long-lived: keep them out of every later collection (shorter pauses)
+    extras = [f"canary {router.canary.served.version.ref} {router.canary_percent:g}%" if router.canary else "",
+              f"shadow {router.shadow.served.version.ref}" if router.shadow else "",
+              f"following {ref} every {poll:g} s" if follow else ""]
+    out.console(stderr=True).print(
+        f"serving {primary.ref} ({primary.flavor}) on http://{host}:{port} "
+        f"(loaded and verified in {router.primary.served.load_seconds * 1000:.0f} ms)"
+        + "".join(f"; {e}" for e in extras if e))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

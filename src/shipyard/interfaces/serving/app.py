@@ -1,14 +1,17 @@
 """The model server: Open Inference Protocol v2 and plain JSON ``/predict`` over Starlette.
 
 Errors are mapped here and only here: bad payloads get 400 with the field named, unknown models
-404, a model that raises 500 with the request id, and the server keeps serving.
+or versions 404, a model that raises 500 with the request id, and the server keeps serving.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -19,8 +22,9 @@ from starlette.routing import Route
 
 from shipyard import __version__
 from shipyard.core.serving import oip
+from shipyard.core.serving.routing import agree
 from shipyard.errors import InvalidInputError
-from shipyard.interfaces.serving.model import ServedModel
+from shipyard.interfaces.serving.router import Router
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -30,16 +34,21 @@ class Metrics:
     """Prometheus metrics of one server, named by Prometheus conventions."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = r = CollectorRegistry()
+        labels = ["model", "version"]
         self.requests = Counter("shipyard_inference_requests", "Inference requests by outcome",
-                                ["model", "version", "outcome"], registry=self.registry)
+                                [*labels, "outcome"], registry=r)
         self.latency = Histogram("shipyard_inference_request_duration_seconds", "Time to answer an inference request",
-                                 ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch = Histogram("shipyard_inference_batch_size", "Rows per predict call", ["model", "version"],
-                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
-        self.in_flight = Gauge("shipyard_inference_in_flight", "Requests being answered", registry=self.registry)
-        self.load_seconds = Gauge("shipyard_model_load_seconds", "Time to load and verify the model",
-                                  ["model", "version"], registry=self.registry)
+                                 labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.batch = Histogram("shipyard_inference_batch_size", "Rows per predict call", labels,
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.in_flight = Gauge("shipyard_inference_in_flight", "Requests being answered", registry=r)
+        self.load_seconds = Gauge("shipyard_model_load_seconds", "Time to load and verify a model", labels,
+                                  registry=r)
+        self.shadow = Counter("shipyard_shadow_comparisons", "Shadow answers compared with the primary's",
+                              [*labels, "result"], registry=r)
+        self.swaps = Counter("shipyard_model_swaps", "Primary version changes after an alias moved", ["model"],
+                             registry=r)
 
 
 def _error(status: int, message: str, request_id: str) -> JSONResponse:
@@ -47,14 +56,21 @@ def _error(status: int, message: str, request_id: str) -> JSONResponse:
                         headers={"x-request-id": request_id})
 
 
-def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette:
-    """A server for one model version."""
-    metrics = Metrics()
-    name, version = served.name, str(served.version.version)
-    metrics.load_seconds.labels(name, version).set(served.load_seconds)
-    headers = {"x-model-name": name, "x-model-version": version}
+class _TooLarge(Exception):
+    pass
 
-    async def body_of(request: Request, request_id: str) -> Any:
+
+def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 30.0,
+               background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None) -> Starlette:
+    """A server for one model: its primary version, and optionally a canary and a shadow."""
+    metrics = Metrics()
+    for slot in (router.primary, router.canary, router.shadow):
+        if slot is not None:
+            metrics.load_seconds.labels(slot.served.name, slot.version).set(slot.served.load_seconds)
+            if slot.batcher is not None:
+                slot.batcher._observe = metrics.batch.labels(slot.served.name, slot.version).observe
+
+    async def body_of(request: Request) -> Any:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body:
             raise _TooLarge
@@ -69,18 +85,22 @@ def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette
     async def answer(request: Request, rows_of: Any, respond: Any, model_name: str | None = None,
                      model_version: str | None = None) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        name = router.name
         if model_name is not None and model_name != name:
             return _error(404, f"unknown model {model_name!r}; this server serves {name!r}", request_id)
-        if model_version is not None and model_version != version:
-            return _error(404, f"{name} version {model_version} is not served here (version {version} is)",
-                          request_id)
+        if model_version is not None:
+            slot = router.by_version(model_version)
+            if slot is None:
+                return _error(404, f"{name} version {model_version} is not served here", request_id)
+        else:
+            slot = router.pick(request.headers.get(router.sticky_header) or request_id)
+        version = slot.version
         start = time.perf_counter()
         metrics.in_flight.inc()
         outcome = "ok"
         try:
             try:
-                body = await body_of(request, request_id)
-                rid, rows = rows_of(body)
+                rid, rows = rows_of(await body_of(request))
             except _TooLarge:
                 outcome = "rejected"
                 return _error(413, f"request body is larger than {max_body} bytes", request_id)
@@ -88,13 +108,24 @@ def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette
                 outcome = "rejected"
                 return _error(400, str(exc), request_id)
             try:
-                predictions = served.predict_rows(rows)
+                predictions = await asyncio.wait_for(slot.predict(rows), timeout)
+            except TimeoutError:
+                outcome = "timeout"
+                return _error(504, f"the model did not answer within {timeout:g} s", request_id)
             except Exception as exc:
                 outcome = "error"
                 return _error(500, f"the model failed on this input ({type(exc).__name__}: {exc})", request_id)
-            metrics.batch.labels(name, version).observe(len(rows))
-            return JSONResponse(respond(predictions, rid or request_id),
-                                headers={**headers, "x-request-id": request_id})
+            if router.shadow is not None and slot is not router.shadow:
+                shadow_version = router.shadow.version
+
+                def record(result: str, out: list[Any] | None) -> None:
+                    if result == "compared":
+                        result = "agree" if agree(out, predictions) else "disagree"
+                    metrics.shadow.labels(name, shadow_version, result).inc()
+
+                router.mirror(rows, predictions, record)
+            return JSONResponse(respond(predictions, rid or request_id, version), headers={
+                "x-model-name": name, "x-model-version": version, "x-request-id": request_id})
         finally:
             metrics.in_flight.dec()
             metrics.requests.labels(name, version, outcome).inc()
@@ -106,8 +137,8 @@ def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette
             raise InvalidInputError("inputs: this model takes exactly one input tensor")
         return rid, tensors[0].rows()
 
-    def oip_response(predictions: list[Any], rid: str) -> dict[str, Any]:
-        return {"model_name": name, "model_version": version, "id": rid,
+    def oip_response(predictions: list[Any], rid: str, version: str) -> dict[str, Any]:
+        return {"model_name": router.name, "model_version": version, "id": rid,
                 "outputs": [oip.output_tensor("predict", predictions)]}
 
     async def infer(request: Request) -> Response:
@@ -119,15 +150,15 @@ def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette
         if not isinstance(rows, list) or not rows:
             raise InvalidInputError('instances: send {"instances": [[feature, ...], ...]} (one list per row)')
         for i, row in enumerate(rows):
-            if not isinstance(row, list) or not all(oip._number(v) for v in row):
-                raise InvalidInputError(f"instances[{i}]: must be a list of numbers")
+            if not isinstance(row, list) or not row or not all(oip.is_number(v) for v in row):
+                raise InvalidInputError(f"instances[{i}]: must be a non-empty list of numbers")
         if len({len(r) for r in rows}) != 1:
             raise InvalidInputError("instances: every row must have the same number of features")
         return None, rows
 
     async def predict(request: Request) -> Response:
-        return await answer(request, plain_rows,
-                            lambda predictions, rid: {"predictions": predictions, "model": name, "version": version})
+        return await answer(request, plain_rows, lambda predictions, rid, version: {
+            "predictions": predictions, "model": router.name, "version": version})
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -135,28 +166,45 @@ def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette
     async def ready(request: Request) -> Response:
         return JSONResponse({"ready": True})
 
-    async def model_metadata(request: Request) -> Response:
-        if request.path_params["name"] != name:
+    def unknown(request: Request) -> Response | None:
+        if request.path_params["name"] != router.name:
             return _error(404, f"unknown model {request.path_params['name']!r}", uuid.uuid4().hex)
-        sig = served.version.signature
-        raw = sig.get("inputs")
+        return None
+
+    async def model_metadata(request: Request) -> Response:
+        if (missing := unknown(request)) is not None:
+            return missing
+        served = router.primary.served
+        raw = served.version.signature.get("inputs")
         inputs: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        versions = [s.version for s in (router.primary, router.canary, router.shadow) if s is not None]
         return JSONResponse({
-            "name": name, "versions": [version], "platform": served.version.flavor,
+            "name": router.name, "versions": versions, "platform": served.version.flavor,
             "inputs": [{"name": "input-0", "datatype": _dtype(inputs), "shape": inputs.get("shape", [-1, -1])}],
             "outputs": [{"name": "predict", "datatype": "BYTES", "shape": [-1]}],
-        }, headers=headers)
+        }, headers={"x-model-version": router.primary.version})
 
     async def model_ready(request: Request) -> Response:
-        if request.path_params["name"] != name:
-            return _error(404, f"unknown model {request.path_params['name']!r}", uuid.uuid4().hex)
-        return JSONResponse({"name": name, "ready": True}, headers=headers)
+        if (missing := unknown(request)) is not None:
+            return missing
+        return JSONResponse({"name": router.name, "ready": True})
 
     async def server_metadata(request: Request) -> Response:
         return JSONResponse({"name": "shipyard", "version": __version__, "extensions": []})
 
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(background(router, metrics)) if background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     routes = [
         Route("/v2", server_metadata),
@@ -169,13 +217,9 @@ def create_app(served: ServedModel, max_body: int = MAX_BODY_BYTES) -> Starlette
         Route("/predict", predict, methods=["POST"]),
         Route("/metrics", prometheus),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     return app
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _dtype(spec: dict[str, Any]) -> str:

@@ -1,0 +1,67 @@
+"""Adaptive micro-batching: requests that arrive while a predict call runs go together in the next.
+
+No request ever waits for a timer: when the model is idle, a request's rows are predicted at once
+(so latency at low load is unchanged); under load, everything queued while a call was running is
+merged into one call (up to ``max_batch`` rows) and split back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_MAX_BATCH = 64
+
+
+class Batcher:
+    def __init__(self, predict: Callable[[list[list[Any]]], list[Any]], max_batch: int = DEFAULT_MAX_BATCH,
+                 observe: Callable[[int], None] = lambda n: None) -> None:
+        self._predict = predict
+        self._max = max_batch
+        self._observe = observe
+        self._queue: list[tuple[list[list[Any]], asyncio.Future[list[Any]]]] = []
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def predict(self, rows: list[list[Any]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        self._queue.append((rows, fut))
+        if not self._running:
+            self._running = True
+            self._task = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch: list[tuple[list[list[Any]], asyncio.Future[list[Any]]]] = []
+                rows = 0
+                while self._queue and (not batch or rows + len(self._queue[0][0]) <= self._max):
+                    item = self._queue.pop(0)
+                    batch.append(item)
+                    rows += len(item[0])
+                merged = [r for item_rows, _ in batch for r in item_rows]
+                try:
+                    # one batch can hold rows of different widths only if a caller erred: then split
+                    out = await asyncio.to_thread(self._predict, merged) if len(batch) > 1 else \
+                        await asyncio.to_thread(self._predict, batch[0][0])
+                except Exception as exc:
+                    if len(batch) == 1:
+                        batch[0][1].set_exception(exc)
+                    else:
+                        for item_rows, fut in batch:  # retry alone, so one bad input fails only itself
+                            try:
+                                fut.set_result(await asyncio.to_thread(self._predict, item_rows))
+                            except Exception as alone:
+                                fut.set_exception(alone)
+                    continue
+                self._observe(rows)
+                start = 0
+                for item_rows, fut in batch:
+                    if not fut.done():
+                        fut.set_result(out[start:start + len(item_rows)])
+                    start += len(item_rows)
+        finally:
+            self._running = False

@@ -1,0 +1,60 @@
+"""Load versions for serving, warm them on their golden examples, and follow an alias as it moves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from shipyard.core.registry.refs import ModelRef
+from shipyard.errors import ShipyardError
+from shipyard.interfaces.serving.batching import Batcher
+from shipyard.interfaces.serving.model import ServedModel
+from shipyard.interfaces.serving.router import Router, Slot
+
+if TYPE_CHECKING:
+    from shipyard.core.registry.records import ModelVersion
+    from shipyard.core.registry.service import Registry
+    from shipyard.interfaces.serving.app import Metrics
+
+log = logging.getLogger("shipyard.serve")
+
+
+def load_slot(registry: Registry, version: ModelVersion, batching: bool = True, max_batch: int = 64) -> Slot:
+    """Load ``version`` (its files re-hashed first) and warm it on its golden examples."""
+    from shipyard.adapters.flavors import get_flavor
+
+    start = time.perf_counter()
+    model = registry.load(f"{version.model}@{version.version}")
+    served = ServedModel(version, get_flavor(version.flavor), model, time.perf_counter() - start)
+    golden = registry.examples(version)
+    if golden is not None:
+        served.predict_rows(golden["inputs"])  # warm: the first real request pays no first-call costs
+    batcher = Batcher(served.predict_rows, max_batch) if batching else None
+    return Slot(served, batcher)
+
+
+def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, max_batch: int) -> Any:
+    """A background task that moves the primary when ``ref``'s alias moves (after loading and warming)."""
+    alias = ModelRef.parse(ref)
+
+    async def follow(router: Router, metrics: Metrics) -> None:
+        while True:
+            await asyncio.sleep(poll_seconds)
+            try:
+                current = await asyncio.to_thread(registry.resolve, alias)
+                if str(current.version) == router.primary.version:
+                    continue
+                slot = await asyncio.to_thread(load_slot, registry, current, batching, max_batch)
+            except ShipyardError as exc:
+                log.warning("keeping %s: %s", router.primary.served.version.ref, exc)
+                continue
+            metrics.load_seconds.labels(router.name, slot.version).set(slot.served.load_seconds)
+            if slot.batcher is not None:
+                slot.batcher._observe = metrics.batch.labels(router.name, slot.version).observe
+            router.swap(slot)
+            metrics.swaps.labels(router.name).inc()
+            log.warning("%s now answers with version %s", ref, slot.version)
+
+    return follow
