@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -100,10 +101,52 @@ def test_bad_payloads_get_400_naming_the_field(server: str, path: str, body: obj
     assert httpx.get(f"{server}/v2/health/ready").status_code == 200  # still serving
 
 
-def test_a_prediction_that_raises_fails_only_that_request(server: str) -> None:
-    r = httpx.post(f"{server}/predict", json={"instances": [[1.0, 2.0]]}, headers={"x-request-id": "abc"})
-    assert r.status_code == 500 and r.json()["request_id"] == "abc"
-    assert httpx.post(f"{server}/predict", json={"instances": _rows(1)}).status_code == 200
+def test_rows_of_the_wrong_width_get_422(server: str) -> None:
+    r = httpx.post(f"{server}/predict", json={"instances": [[1.0, 2.0]]})
+    assert r.status_code == 422 and "the model takes 4" in r.json()["error"]
+    body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}
+    r = httpx.post(f"{server}/v2/models/iris/infer", json=body)
+    assert r.status_code == 422 and r.json()["error"].startswith("inputs[0].shape")
+
+
+FLAKY = """
+class Flaky:
+    def load(self, folder):
+        self.loaded_from = folder.name
+
+    def predict(self, rows):
+        if rows[0][0] < 0:
+            raise ValueError("negative input")
+        return [row[0] * 2 for row in rows]
+"""
+
+
+def test_a_python_model_that_raises_fails_only_that_request(tmp_path: Path) -> None:
+    (tmp_path / "flaky.py").write_text(FLAKY)
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"), PYTHONPATH=str(tmp_path))
+    register = ("import shipyard, flaky\nwith shipyard.start_run():\n"
+                "    shipyard.log_model(flaky.Flaky(), 'flaky', flavor='python', examples=[[1.0, 2.0]])\n")
+    subprocess.run([sys.executable, "-c", register], env=env, check=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "flaky", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/v2/health/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        ok = httpx.post(f"{url}/predict", json={"instances": [[1.5, 0.0]]})
+        assert ok.status_code == 200 and ok.json()["predictions"] == [3.0]
+        bad = httpx.post(f"{url}/predict", json={"instances": [[-1.0, 0.0]]}, headers={"x-request-id": "abc"})
+        assert bad.status_code == 500 and bad.json()["request_id"] == "abc"
+        assert "negative input" in bad.json()["error"]
+        assert httpx.post(f"{url}/predict", json={"instances": [[2.0, 0.0]]}).json()["predictions"] == [4.0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
 
 
 def test_not_json_and_too_large(server: str) -> None:

@@ -10,6 +10,7 @@ from shipyard.ports import Flavor
 # name -> (module, class, extra that provides its libraries)
 FLAVORS: dict[str, tuple[str, str, str]] = {
     "sklearn": ("shipyard.adapters.flavors.sklearn", "SklearnFlavor", "sklearn"),
+    "python": ("shipyard.adapters.flavors.python", "PythonFlavor", "serve"),
 }
 _loaded: dict[str, Flavor] = {}
 

@@ -60,6 +60,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _WrongShape(Exception):
+    pass
+
+
 def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 30.0,
                background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None) -> Starlette:
     """A server for one model: its primary version, and optionally a canary and a shadow."""
@@ -101,6 +105,13 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
         try:
             try:
                 rid, rows = rows_of(await body_of(request))
+                width = slot.served.width
+                if width is not None and len(rows[0]) != width:
+                    raise _WrongShape(f"{'inputs[0].shape' if rid is not None or model_name else 'instances[0]'}: "
+                                      f"rows have {len(rows[0])} features, the model takes {width}")
+            except _WrongShape as exc:
+                outcome = "rejected"
+                return _error(422, str(exc), request_id)
             except _TooLarge:
                 outcome = "rejected"
                 return _error(413, f"request body is larger than {max_body} bytes", request_id)

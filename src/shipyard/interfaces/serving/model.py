@@ -20,6 +20,15 @@ class ServedModel:
     def name(self) -> str:
         return self.version.model
 
+    @property
+    def width(self) -> int | None:
+        """Features per row, from the signature recorded at registration (None if unknown)."""
+        inputs = self.version.signature.get("inputs")
+        shape = inputs.get("shape") if isinstance(inputs, dict) else None
+        if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0:
+            return shape[1]
+        return None
+
     def predict_rows(self, rows: list[list[Any]]) -> list[Any]:
         import numpy as np
 

@@ -1,0 +1,50 @@
+"""Any Python object with ``predict(inputs)`` (and optionally ``load(folder)``): the flavor for everything else.
+
+The object is pickled; Registry.load re-hashes every file against the registered digests before
+this flavor unpickles it. Its class must be importable where it is loaded (like MLflow's pyfunc).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from shipyard.errors import InvalidInputError
+
+FILE = "model.pkl"
+
+
+class PythonFlavor:
+    name = "python"
+
+    def save(self, model: Any, folder: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+        if not callable(getattr(model, "predict", None)):
+            raise InvalidInputError(f"a {type(model).__name__} has no predict(inputs) method")
+        try:
+            (folder / FILE).write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise InvalidInputError(f"cannot pickle the {type(model).__name__}: {exc}") from exc
+        cls = type(model)
+        return {"file": FILE, "class": f"{cls.__module__}.{cls.__qualname__}"}
+
+    def load(self, folder: Path, meta: Mapping[str, Any]) -> Any:
+        try:
+            model = pickle.loads((folder / str(meta.get("file", FILE))).read_bytes())
+        except (ModuleNotFoundError, AttributeError) as exc:
+            raise InvalidInputError(f"cannot load {meta.get('class')}: {exc}; make its module importable") from exc
+        if callable(getattr(model, "load", None)):
+            model.load(folder)
+        return model
+
+    def predict(self, model: Any, inputs: Any) -> Any:
+        return model.predict(inputs)
+
+    def to_json(self, data: Any) -> Any:
+        return data.tolist() if hasattr(data, "tolist") else list(data)
+
+    def schema(self, data: Any) -> dict[str, Any]:
+        rows = self.to_json(data)
+        width = len(rows[0]) if rows and isinstance(rows[0], list) else None
+        return {"dtype": "float64", "shape": [-1, width] if width is not None else [-1]}
