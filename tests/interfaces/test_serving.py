@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -163,3 +164,45 @@ def test_metrics_count_requests_by_outcome(server: str) -> None:
     assert ok and float(ok[0].split()[-1]) >= 1
     assert "shipyard_inference_request_duration_seconds_bucket" in text
     assert 'shipyard_model_load_seconds{model="iris",version="1"}' in text
+
+
+def test_inference_log_lands_in_the_store_and_api_key_is_required(tmp_path: Path) -> None:
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"), SERVE_KEY="s3cret")
+    register = ("import shipyard\nfrom sklearn.dummy import DummyClassifier\nwith shipyard.start_run():\n"
+                "    shipyard.log_model(DummyClassifier(strategy='constant', constant=7).fit([[0, 0]] * 2, [7, 7]),"
+                " 'logged', examples=[[0.0, 0.0]])\n")
+    subprocess.run([sys.executable, "-c", register], env=env, check=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "logged", "--port", str(port),
+                             "--log-payloads", "--api-key", "env:SERVE_KEY"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/v2/health/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert httpx.post(f"{url}/predict", json={"instances": [[1.0, 2.0]]}).status_code == 401
+        wrong = httpx.post(f"{url}/predict", json={"instances": [[1.0, 2.0]]}, headers={"x-api-key": "nope"})
+        assert wrong.status_code == 401
+        for i in range(5):
+            r = httpx.post(f"{url}/predict", json={"instances": [[float(i), 2.0]]},
+                           headers={"authorization": "Bearer s3cret", "x-request-id": f"req-{i}"})
+            assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    runs = json.loads(subprocess.run([sys.executable, "-m", "shipyard", "runs", "list", "--json"], env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+    serving = next(r for r in runs if r["experiment"] == "serving")
+    assert serving["status"] == "finished"
+    logs = [a for a in serving["artifacts"] if a["path"].startswith("inference-logs/")]
+    assert len(logs) == 1
+    digest = logs[0]["digest"]
+    blob = (tmp_path / ".shipyard" / "objects" / "sha256" / digest[7:9] / digest[9:]).read_text()
+    records = [json.loads(line) for line in blob.splitlines()]
+    ok = [r for r in records if r["outcome"] == "ok"]
+    assert [r["request_id"] for r in ok] == [f"req-{i}" for i in range(5)]
+    assert ok[3]["inputs"] == [[3.0, 2.0]] and ok[3]["outputs"] == [7] and ok[3]["version"] == "1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from shipyard.interfaces.cli import output as out
@@ -20,6 +22,10 @@ def serve(
                                   help="Merge requests that arrive while the model is busy into one predict call."),
     max_batch: int = typer.Option(64, "--max-batch", help="Most rows in one predict call."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request is answered 504."),
+    log: bool = typer.Option(True, "--log/--no-log", help="Keep an inference log (rotated into the store)."),
+    log_sample: float = typer.Option(1.0, "--log-sample", help="Share of requests logged, 0 to 1."),
+    log_payloads: bool = typer.Option(False, "--log-payloads", help="Also log each request's inputs and outputs."),
+    api_key: str = typer.Option(None, "--api-key", help="env:NAME: require this key (Authorization: Bearer KEY)."),
 ) -> None:
     """Serve a model: Open Inference Protocol v2 (/v2/...), plain JSON /predict, Prometheus /metrics.
 
@@ -56,7 +62,27 @@ def serve(
         router.shadow = load_slot(svc.registry, svc.registry.resolve(shadow), batching, max_batch)
     follow = ModelRef.parse(ref).alias is not None and poll > 0
     background = follower(svc.registry, ref, poll, batching, max_batch) if follow else None
-    app = create_app(router, timeout=timeout, background=background)
+    key = _secret(api_key) if api_key else None
+    if not 0 <= log_sample <= 1:
+        raise InvalidInputError(f"--log-sample must be between 0 and 1, not {log_sample:g}")
+    run = svc.tracker.start_run(name=f"serve {ref}", experiment="serving",
+                                tags={"shipyard.serve": ref, "shipyard.model": primary.model})
+    inference_log = None
+    if log:
+        from shipyard.interfaces.serving.logs import InferenceLog
+
+        def publish(path: Path) -> None:
+            svc.tracker.log_artifact(run.id, path, name=f"inference-logs/{path.name}")
+            path.unlink()
+
+        inference_log = InferenceLog(svc.settings.home / "inference-logs" / run.id, publish, log_sample, log_payloads)
+    def finish() -> None:
+        from shipyard.core.lineage.records import RunStatus
+
+        svc.tracker.end_run(run.id, RunStatus.FINISHED)
+
+    app = create_app(router, timeout=timeout, background=background, log=inference_log, api_key=key,
+                     on_shutdown=finish)
     gc.collect()
     gc.freeze()  # loaded models are long-lived: keep them out of every later collection (shorter pauses)
     extras = [f"canary {router.canary.served.version.ref} {router.canary_percent:g}%" if router.canary else "",
@@ -67,3 +93,18 @@ def serve(
         f"(loaded and verified in {router.primary.served.load_seconds * 1000:.0f} ms)"
         + "".join(f"; {e}" for e in extras if e))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _secret(reference: str) -> str:
+    """Resolve a secret reference; only ``env:NAME`` so far (secrets are never passed as plain values)."""
+    import os
+
+    from shipyard.errors import ConfigError
+
+    kind, _, name = reference.partition(":")
+    if kind != "env" or not name:
+        raise ConfigError(f"--api-key takes a reference like env:NAME, not {reference!r}")
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"--api-key {reference}: the environment variable {name} is not set")
+    return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import time
 import uuid
@@ -24,6 +25,7 @@ from shipyard import __version__
 from shipyard.core.serving import oip
 from shipyard.core.serving.routing import agree
 from shipyard.errors import InvalidInputError
+from shipyard.interfaces.serving.logs import InferenceLog
 from shipyard.interfaces.serving.router import Router
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -65,8 +67,14 @@ class _WrongShape(Exception):
 
 
 def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 30.0,
-               background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None) -> Starlette:
-    """A server for one model: its primary version, and optionally a canary and a shadow."""
+               background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None,
+               log: InferenceLog | None = None, api_key: str | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> Starlette:
+    """A server for one model: its primary version, and optionally a canary and a shadow.
+
+    ``log`` receives a sampled record per inference request; ``api_key``, when set, must come in
+    an ``Authorization: Bearer KEY`` or ``x-api-key`` header on every inference request.
+    """
     metrics = Metrics()
     for slot in (router.primary, router.canary, router.shadow):
         if slot is not None:
@@ -89,6 +97,8 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
     async def answer(request: Request, rows_of: Any, respond: Any, model_name: str | None = None,
                      model_version: str | None = None) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if api_key is not None and not _authorized(request, api_key):
+            return _error(401, "missing or wrong API key: send Authorization: Bearer KEY", request_id)
         name = router.name
         if model_name is not None and model_name != name:
             return _error(404, f"unknown model {model_name!r}; this server serves {name!r}", request_id)
@@ -102,6 +112,8 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
         start = time.perf_counter()
         metrics.in_flight.inc()
         outcome = "ok"
+        rows: list[list[Any]] | None = None
+        predictions: list[Any] | None = None
         try:
             try:
                 rid, rows = rows_of(await body_of(request))
@@ -138,9 +150,17 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
             return JSONResponse(respond(predictions, rid or request_id, version), headers={
                 "x-model-name": name, "x-model-version": version, "x-request-id": request_id})
         finally:
+            took = time.perf_counter() - start
             metrics.in_flight.dec()
             metrics.requests.labels(name, version, outcome).inc()
-            metrics.latency.labels(name, version).observe(time.perf_counter() - start)
+            metrics.latency.labels(name, version).observe(took)
+            if log is not None and log.wants():
+                entry: dict[str, Any] = {"request_id": request_id, "time": time.time(), "model": name,
+                                         "version": version, "latency_ms": round(took * 1000, 3),
+                                         "outcome": outcome}
+                if log.with_payloads:
+                    entry["inputs"], entry["outputs"] = rows, predictions
+                log.record(entry)
 
     def oip_rows(body: Any) -> tuple[str | None, list[list[Any]]]:
         rid, tensors = oip.parse_infer(body)
@@ -216,6 +236,10 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if log is not None:
+                await asyncio.to_thread(log.close)
+            if on_shutdown is not None:  # uvicorn re-raises SIGTERM after this: later code would not run
+                await asyncio.to_thread(on_shutdown)
 
     routes = [
         Route("/v2", server_metadata),
@@ -231,6 +255,11 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     return app
+
+
+def _authorized(request: Request, key: str) -> bool:
+    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    return hmac.compare_digest(given.encode(), key.encode())
 
 
 def _dtype(spec: dict[str, Any]) -> str:
