@@ -117,3 +117,11 @@ def make_bucket(endpoint: str) -> str:
     name = f"b-{uuid.uuid4().hex[:10]}"
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{name}", method="PUT"), timeout=10).close()
     return name
+
+
+def register_constant(env: dict[str, str], name: str, constant: int = 1) -> None:
+    """Register a model that predicts ``constant`` for two-feature rows, in a separate process."""
+    code = ("import shipyard\nfrom sklearn.dummy import DummyClassifier\nwith shipyard.start_run():\n"
+            f"    m = DummyClassifier(strategy='constant', constant={constant}).fit([[0, 0]] * 2, [{constant}] * 2)\n"
+            f"    shipyard.log_model(m, {name!r}, examples=[[0.0, 0.0]])\n")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)

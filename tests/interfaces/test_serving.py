@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.conftest import cli_env, free_port
+from tests.conftest import cli_env, free_port, register_constant
 
 
 @pytest.fixture(scope="module")
@@ -168,10 +168,7 @@ def test_metrics_count_requests_by_outcome(server: str) -> None:
 
 def test_inference_log_lands_in_the_store_and_api_key_is_required(tmp_path: Path) -> None:
     env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"), SERVE_KEY="s3cret")
-    register = ("import shipyard\nfrom sklearn.dummy import DummyClassifier\nwith shipyard.start_run():\n"
-                "    shipyard.log_model(DummyClassifier(strategy='constant', constant=7).fit([[0, 0]] * 2, [7, 7]),"
-                " 'logged', examples=[[0.0, 0.0]])\n")
-    subprocess.run([sys.executable, "-c", register], env=env, check=True, timeout=60)
+    register_constant(env, "logged", 7)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "logged", "--port", str(port),
                              "--log-payloads", "--api-key", "env:SERVE_KEY"], env=env,
