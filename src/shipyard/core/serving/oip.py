@@ -57,6 +57,8 @@ def _tensor(t: Any, i: int) -> Tensor:
         raise InvalidInputError(f"{where}.shape: must be a non-empty list of non-negative integers")
     if datatype not in DATATYPES:
         raise InvalidInputError(f"{where}.datatype: must be one of {', '.join(sorted(DATATYPES))}")
+    if shape[0] < 1 or (len(shape) > 1 and math.prod(shape[1:]) < 1):
+        raise InvalidInputError(f"{where}.shape: needs at least one row of at least one value, not {shape}")
     count = math.prod(shape)
     if count > MAX_ELEMENTS:
         raise InvalidInputError(f"{where}.shape: {count} elements is more than the limit of {MAX_ELEMENTS}")

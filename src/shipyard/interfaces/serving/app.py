@@ -26,6 +26,7 @@ from shipyard.core.serving import oip
 from shipyard.core.serving.routing import agree
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.serving.logs import InferenceLog
+from shipyard.interfaces.serving.openapi import document
 from shipyard.interfaces.serving.router import Router
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -223,6 +224,11 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
     async def server_metadata(request: Request) -> Response:
         return JSONResponse({"name": "shipyard", "version": __version__, "extensions": []})
 
+    spec = document(router.name)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(spec)
+
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -251,8 +257,14 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/predict", predict, methods=["POST"]),
         Route("/metrics", prometheus),
+        Route("/openapi.json", openapi),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        # the one outermost 500: a bug answers as JSON with a request id, and the server keeps serving
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        return _error(500, f"internal error ({type(exc).__name__}); request id {request_id}", request_id)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed})
     app.state.metrics = metrics
     return app
 

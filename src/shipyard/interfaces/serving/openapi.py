@@ -1,0 +1,67 @@
+"""The server's OpenAPI 3.1 document: what clients (and the property-based tests) build requests from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard import __version__
+from shipyard.core.serving.oip import DATATYPES
+
+TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "shape": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": sorted(DATATYPES)},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
+}
+INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "minItems": 1, "items": TENSOR},
+                   "outputs": {"type": "array"}, "parameters": {"type": "object"}},
+}
+PREDICT_REQUEST = {
+    "type": "object",
+    "required": ["instances"],
+    "properties": {"instances": {"type": "array", "minItems": 1,
+                                 "items": {"type": "array", "minItems": 1, "items": {"type": "number"}}}},
+}
+ERROR = {"type": "object", "properties": {"error": {"type": "string"}, "request_id": {"type": "string"}}}
+
+
+def document(model: str) -> dict[str, Any]:
+    def post(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
+        errors = {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}}}
+                  for code, text in ((400, "malformed payload; the message names the field"),
+                                     (401, "missing or wrong API key"), (404, "unknown model or version"),
+                                     (413, "body too large"), (422, "rows of the wrong shape"),
+                                     (500, "the model failed on this input"), (504, "the model took too long"))}
+        return {"post": {"summary": summary, "requestBody": {"required": True, "content": {
+            "application/json": {"schema": schema}}}, "responses": {"200": {"description": "predictions"}, **errors}}}
+
+    def get(summary: str) -> dict[str, Any]:
+        return {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+
+    name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    version_param = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"Shipyard model server: {model}", "version": __version__},
+        "paths": {
+            "/v2": get("server metadata"),
+            "/v2/health/live": get("liveness"),
+            "/v2/health/ready": get("readiness"),
+            "/v2/models/{name}": {**get("model metadata"), "parameters": [name_param]},
+            "/v2/models/{name}/ready": {**get("model readiness"), "parameters": [name_param]},
+            "/v2/models/{name}/infer": {**post("infer (Open Inference Protocol v2)", INFER_REQUEST),
+                                        "parameters": [name_param]},
+            "/v2/models/{name}/versions/{version}/infer": {
+                **post("infer with a given version", INFER_REQUEST), "parameters": [name_param, version_param]},
+            "/predict": post("plain JSON rows", PREDICT_REQUEST),
+            "/metrics": get("Prometheus metrics"),
+        },
+    }
