@@ -42,7 +42,7 @@ class Batcher:
                     item = self._queue.pop(0)
                     batch.append(item)
                     rows += len(item[0])
-                merged = [r for item_rows, _ in batch for r in item_rows]
+                merged = _merge([item_rows for item_rows, _ in batch])
                 try:
                     # one batch can hold rows of different widths only if a caller erred: then split
                     out = await asyncio.to_thread(self._predict, merged) if len(batch) > 1 else \
@@ -65,3 +65,15 @@ class Batcher:
                     start += len(item_rows)
         finally:
             self._running = False
+
+
+def _merge(parts: list[Any]) -> Any:
+    """Rows of several requests as one: arrays are stacked, lists concatenated."""
+    import numpy as np
+
+    if all(isinstance(p, np.ndarray) for p in parts):
+        try:
+            return np.concatenate(parts)
+        except ValueError:  # widths differ: the predict call fails and each request is retried alone
+            return [r for p in parts for r in p.tolist()]
+    return [r for p in parts for r in (p.tolist() if isinstance(p, np.ndarray) else p)]

@@ -29,8 +29,9 @@ class ServedModel:
             return shape[1]
         return None
 
-    def predict_rows(self, rows: list[list[Any]]) -> list[Any]:
+    def predict_rows(self, rows: Any) -> list[Any]:
+        """Predictions for a 2-D array (or list) of rows, as plain JSON-ready values."""
         import numpy as np
 
-        result = self.flavor.predict(self.model, np.asarray(rows))
+        result = self.flavor.predict(self.model, rows if isinstance(rows, np.ndarray) else np.asarray(rows))
         return list(np.asarray(result).tolist())

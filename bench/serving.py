@@ -1,0 +1,183 @@
+"""Serving: Shipyard vs a bare Starlette app, BentoML and `mlflow models serve`, same model, same load, one run.
+
+    python bench/serving.py [--duration 8] [--only shipyard,bare]
+
+Each server is pinned to core 0 and wrk to core 1 (taskset), all on 127.0.0.1. BentoML and MLflow
+are installed into bench/.venvs/ by the script on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SERVING = HERE / "serving"
+VENVS = HERE / ".venvs"
+SPECS = {"mlflow": ["mlflow==3.17.2", "scikit-learn"], "bentoml": ["bentoml", "scikit-learn"]}
+
+
+def venv_python(name: str) -> str:
+    py = VENVS / name / "bin" / "python"
+    if not py.exists() or subprocess.run([str(py), "-c", f"import {name}"], capture_output=True).returncode:
+        print(f"installing {name} into {VENVS / name} (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *SPECS[name]], check=True)
+    return str(py)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: bytes, timeout: float = 2.0) -> bool:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text())[1])  # type: ignore[index]
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            pids.extend(int(c) for c in children)
+        except (OSError, TypeError):
+            continue
+    return total / 1024
+
+
+def wrk(url: str, body: str, connections: int, duration: int) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms)."""
+    env = {**os.environ, "BENCH_BODY": body}
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+                          "-s", str(SERVING / "post.lua"), url], env=env, capture_output=True, text=True, check=True)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)[1])  # type: ignore[index]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out.stdout)
+        if m is None:
+            return float("nan")
+        return float(m[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m[2]]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+    if non2xx:
+        raise SystemExit(f"{url}: {non2xx[1]} failed responses under load:\n{out.stdout}")
+    return rps, pct("50"), pct("99")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--only", default="bare,shipyard,shipyard-nobatch,bentoml,mlflow")
+    args = ap.parse_args()
+    if not shutil.which("wrk") or not shutil.which("taskset"):
+        raise SystemExit("needs wrk and taskset (apt-get install wrk util-linux)")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    one = json.dumps({"instances": x[:1].tolist()})
+    hundred = json.dumps({"instances": (x.tolist() * 2)[:100]})
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        t = Path(tmp)
+        (t / "model.pkl").write_bytes(pickle.dumps(model))
+        home = t / ".shipyard"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+        reg = ("import pickle, shipyard\nm = pickle.load(open('model.pkl', 'rb'))\nwith shipyard.start_run():\n"
+               "    v = shipyard.log_model(m, 'iris', examples=[[5.1, 3.5, 1.4, 0.2]])\n"
+               "shipyard.set_alias('iris', 'production', v.version)\n")
+        subprocess.run([sys.executable, "-c", reg], cwd=t, env={**env, "SHIPYARD_HOME": str(home)}, check=True)
+        servers = {
+            "bare": lambda port: ([sys.executable, str(SERVING / "bare_app.py"), str(t / "model.pkl"), str(port)],
+                                  env, f"http://127.0.0.1:{port}/predict"),
+            "shipyard": lambda port: ([str(Path(sys.executable).parent / "shipyard"), "serve", "iris@production",
+                                       "--port", str(port)], {**env, "SHIPYARD_HOME": str(home)},
+                                      f"http://127.0.0.1:{port}/predict"),
+            "shipyard-nobatch": lambda port: ([str(Path(sys.executable).parent / "shipyard"), "serve",
+                                               "iris@production", "--port", str(port), "--no-batching"],
+                                              {**env, "SHIPYARD_HOME": str(home)}, f"http://127.0.0.1:{port}/predict"),
+            "bentoml": lambda port: ([str(Path(venv_python("bentoml")).parent / "bentoml"), "serve",
+                                      "bento_service:Iris", "--port", str(port), "--host", "127.0.0.1"],
+                                     {**env, "BENCH_MODEL": str(t / "model.pkl"), "BENTOML_DO_NOT_TRACK": "True"},
+                                     f"http://127.0.0.1:{port}/predict"),
+            "mlflow": lambda port: mlflow_server(t, port, env),
+        }
+        for name in args.only.split(","):
+            port = free_port()
+            cmd, server_env, url = servers[name](port)
+            start = time.perf_counter()
+            proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=SERVING, env=server_env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            while not post(url, one.encode()):
+                if proc.poll() is not None or time.perf_counter() - start > 120:
+                    raise SystemExit(f"{name} did not start: {proc.communicate()[1].decode()[-2000:]}")
+                time.sleep(0.05)
+            ready = time.perf_counter() - start
+            print(f"{name}: ready in {ready:.2f} s; loading...", flush=True)
+            r: dict[str, float] = {"ready_s": ready}
+            r["rps8"], r["p50_8"], r["p99_8"] = wrk(url, one, 8, args.duration)
+            r["rps64"], r["p50_64"], r["p99_64"] = wrk(url, one, 64, args.duration)
+            r["rps100rows"], _, r["p99_100rows"] = wrk(url, hundred, 8, args.duration)
+            r["rps1"], r["p50_1"], r["p99_1"] = wrk(url, one, 1, args.duration)
+            r["rss_mib"] = rss_mib(proc.pid)
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+            results[name] = r
+    base = results.get("bare")
+    print("\n| server | req/s (8 conn) | p50 / p99 ms (8) | req/s (64) | p99 ms (64) | req/s 100 rows | "
+          "p50 ms (1 conn) | RSS MiB | ready s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        rel = f" ({r['rps8'] / base['rps8']:.2f}x)" if base and name != "bare" else ""
+        print(f"| {name} | {r['rps8']:.0f}{rel} | {r['p50_8']:.2f} / {r['p99_8']:.2f} | {r['rps64']:.0f} | "
+              f"{r['p99_64']:.1f} | {r['rps100rows']:.0f} | {r['p50_1']:.2f} | {r['rss_mib']:.0f} | "
+              f"{r['ready_s']:.2f} |")
+    out = HERE / ".work"
+    out.mkdir(exist_ok=True)
+    (out / "serving.json").write_text(json.dumps(results, indent=2))
+
+
+def mlflow_server(t: Path, port: int, env: dict[str, str]) -> tuple[list[str], dict[str, str], str]:
+    py = venv_python("mlflow")
+    uri = f"sqlite:///{t / 'mlflow.db'}"
+    code = ("import pickle, mlflow, mlflow.sklearn\nm = pickle.load(open('model.pkl', 'rb'))\n"
+            "with mlflow.start_run() as r:\n    mlflow.sklearn.log_model(m, name='model')\n"
+            "print(f'runs:/{r.info.run_id}/model')\n")
+    menv = {**env, "MLFLOW_TRACKING_URI": uri, "GIT_PYTHON_REFRESH": "quiet"}
+    model_uri = subprocess.run([py, "-c", code], cwd=t, env=menv, capture_output=True, text=True,
+                               check=True).stdout.strip().splitlines()[-1]
+    exe = str(Path(py).parent / "mlflow")
+    return ([exe, "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
+             "-p", str(port), "-w", "1"], menv, f"http://127.0.0.1:{port}/invocations")
+
+
+if __name__ == "__main__":
+    main()
