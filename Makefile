@@ -25,6 +25,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(PY) bench/tracking.py
 	$(PY) bench/data.py
+	$(PY) bench/serving.py
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache .ruff_cache

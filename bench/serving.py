@@ -171,7 +171,8 @@ def mlflow_server(t: Path, port: int, env: dict[str, str]) -> tuple[list[str], d
     code = ("import pickle, mlflow, mlflow.sklearn\nm = pickle.load(open('model.pkl', 'rb'))\n"
             "with mlflow.start_run() as r:\n    mlflow.sklearn.log_model(m, name='model')\n"
             "print(f'runs:/{r.info.run_id}/model')\n")
-    menv = {**env, "MLFLOW_TRACKING_URI": uri, "GIT_PYTHON_REFRESH": "quiet"}
+    menv = {**env, "MLFLOW_TRACKING_URI": uri, "GIT_PYTHON_REFRESH": "quiet",
+            "PATH": os.pathsep.join([str(Path(py).parent), env.get("PATH", "")])}  # it execs its own uvicorn
     model_uri = subprocess.run([py, "-c", code], cwd=t, env=menv, capture_output=True, text=True,
                                check=True).stdout.strip().splitlines()[-1]
     exe = str(Path(py).parent / "mlflow")
