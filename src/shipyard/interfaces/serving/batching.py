@@ -2,7 +2,8 @@
 
 No request ever waits for a timer: when the model is idle, a request's rows are predicted at once
 (so latency at low load is unchanged); under load, everything queued while a call was running is
-merged into one call (up to ``max_batch`` rows) and split back.
+merged into one call (up to ``max_batch`` rows) and split back. A request that fills a batch by
+itself is predicted inline, without the worker thread.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ class Batcher:
         self._running = False
         self._task: asyncio.Task[None] | None = None
 
-    async def predict(self, rows: list[list[Any]]) -> list[Any]:
+    async def predict(self, rows: Any) -> list[Any]:
+        if len(rows) >= self._max and not self._running:
+            # a request that fills a batch by itself gains nothing from waiting: answer it inline
+            self._observe(len(rows))
+            return self._predict(rows)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((rows, fut))
