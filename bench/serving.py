@@ -91,7 +91,7 @@ def wrk(url: str, body: str, connections: int, duration: int) -> tuple[float, fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=8)
-    ap.add_argument("--only", default="bare,shipyard,shipyard-nobatch,bentoml,mlflow")
+    ap.add_argument("--only", default="bare,shipyard,shipyard-nobatch,bentoml,mlflow,fixed,fixed-nobatch")
     args = ap.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         raise SystemExit("needs wrk and taskset (apt-get install wrk util-linux)")
@@ -112,6 +112,10 @@ def main() -> None:
                "    v = shipyard.log_model(m, 'iris', examples=[[5.1, 3.5, 1.4, 0.2]])\n"
                "shipyard.set_alias('iris', 'production', v.version)\n")
         subprocess.run([sys.executable, "-c", reg], cwd=t, env={**env, "SHIPYARD_HOME": str(home)}, check=True)
+        fixed_env = {**env, "SHIPYARD_HOME": str(home), "PYTHONPATH": str(SERVING)}
+        subprocess.run([sys.executable, "-c", "import shipyard, fixed_cost\nwith shipyard.start_run():\n"
+                        "    shipyard.log_model(fixed_cost.FixedCost(), 'fixed', flavor='python')\n"],
+                       cwd=t, env=fixed_env, check=True)
         servers = {
             "bare": lambda port: ([sys.executable, str(SERVING / "bare_app.py"), str(t / "model.pkl"), str(port)],
                                   env, f"http://127.0.0.1:{port}/predict"),
@@ -126,6 +130,11 @@ def main() -> None:
                                      {**env, "BENCH_MODEL": str(t / "model.pkl"), "BENTOML_DO_NOT_TRACK": "True"},
                                      f"http://127.0.0.1:{port}/predict"),
             "mlflow": lambda port: mlflow_server(t, port, env),
+            # the batching case: a model whose every predict call costs 3 ms however many rows it gets
+            "fixed": lambda port: ([str(Path(sys.executable).parent / "shipyard"), "serve", "fixed", "--port",
+                                    str(port)], fixed_env, f"http://127.0.0.1:{port}/predict"),
+            "fixed-nobatch": lambda port: ([str(Path(sys.executable).parent / "shipyard"), "serve", "fixed", "--port",
+                                            str(port), "--no-batching"], fixed_env, f"http://127.0.0.1:{port}/predict"),
         }
         for name in args.only.split(","):
             port = free_port()
@@ -160,6 +169,11 @@ def main() -> None:
         print(f"| {name} | {r['rps8']:.0f}{rel} | {r['p50_8']:.2f} / {r['p99_8']:.2f} | {r['rps64']:.0f} | "
               f"{r['p99_64']:.1f} | {r['rps100rows']:.0f} | {r['p50_1']:.2f} | {r['rss_mib']:.0f} | "
               f"{r['ready_s']:.2f} |")
+    if "fixed" in results and "fixed-nobatch" in results:
+        f, n = results["fixed"], results["fixed-nobatch"]
+        print(f"\nbatching on a 3 ms-per-call model: {f['rps64']:.0f} vs {n['rps64']:.0f} req/s at 64 connections "
+              f"({f['rps64'] / n['rps64']:.1f}x); p50 at 1 connection {f['p50_1']:.2f} vs {n['p50_1']:.2f} ms "
+              f"(+{f['p50_1'] - n['p50_1']:.2f} ms)")
     out = HERE / ".work"
     out.mkdir(exist_ok=True)
     (out / "serving.json").write_text(json.dumps(results, indent=2))
