@@ -11,6 +11,7 @@ from shipyard.ports import Flavor
 FLAVORS: dict[str, tuple[str, str, str]] = {
     "sklearn": ("shipyard.adapters.flavors.sklearn", "SklearnFlavor", "sklearn"),
     "python": ("shipyard.adapters.flavors.python", "PythonFlavor", "serve"),
+    "torch": ("shipyard.adapters.flavors.torch", "TorchFlavor", "torch"),
 }
 _loaded: dict[str, Flavor] = {}
 

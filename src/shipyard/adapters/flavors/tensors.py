@@ -19,3 +19,10 @@ def schema(data: Any) -> dict[str, Any]:
     if hasattr(data, "columns"):
         entry["columns"] = [str(c) for c in data.columns]
     return entry
+
+
+def as_array(data: Any) -> Any:
+    """numpy view of lists, arrays or tensors."""
+    if hasattr(data, "detach"):
+        return data.detach().numpy()
+    return np.asarray(data, dtype=np.float32) if not isinstance(data, np.ndarray) else data
