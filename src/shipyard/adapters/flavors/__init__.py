@@ -12,6 +12,7 @@ FLAVORS: dict[str, tuple[str, str, str]] = {
     "sklearn": ("shipyard.adapters.flavors.sklearn", "SklearnFlavor", "sklearn"),
     "python": ("shipyard.adapters.flavors.python", "PythonFlavor", "serve"),
     "torch": ("shipyard.adapters.flavors.torch", "TorchFlavor", "torch"),
+    "onnx": ("shipyard.adapters.flavors.onnx", "OnnxFlavor", "onnx"),
 }
 _loaded: dict[str, Flavor] = {}
 

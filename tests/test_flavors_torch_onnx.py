@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -77,3 +78,21 @@ def test_a_torch_model_is_served(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_an_onnx_export_is_registered_loaded_and_served_by_onnxruntime(project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    net = _net()
+    path = tmp_path / "tiny.onnx"
+    with warnings.catch_warnings():  # the TorchScript-based exporter needs no onnxscript; torch calls it legacy
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.zeros(1, 4),), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+    with shipyard.start_run():
+        v = shipyard.log_model(path, "tiny-onnx", flavor="onnx", examples=X[:2])
+    session = shipyard.load_model(f"tiny-onnx@{v.version}")
+    got = session.run(None, {"x": X})[0]
+    np.testing.assert_allclose(got, net(torch.as_tensor(X)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    with shipyard.start_run(), pytest.raises(InvalidInputError, match="onnxruntime cannot load"):
+        shipyard.log_model(b"not a model", "broken-onnx", flavor="onnx")
