@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +128,31 @@ def register_constant(env: dict[str, str], name: str, constant: int = 1) -> None
             f"    m = DummyClassifier(strategy='constant', constant={constant}).fit([[0, 0]] * 2, [{constant}] * 2)\n"
             f"    shipyard.log_model(m, {name!r}, examples=[[0.0, 0.0]])\n")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], *args: str) -> Iterator[str]:
+    """Run ``shipyard serve ARGS`` on a free port of 127.0.0.1; yield its URL once it is ready; SIGTERM after."""
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", *args, "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError(f"shipyard serve did not come up: {proc.communicate()[1].decode()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 import shipyard
 from shipyard.errors import InvalidInputError
-from tests.conftest import cli_env, free_port
+from tests.conftest import cli_env, serving
 
 torch = pytest.importorskip("torch")
 from tests.torch_models import TinyNet  # noqa: E402
@@ -57,17 +55,7 @@ def test_a_torch_model_is_served(tmp_path: Path) -> None:
             "with shipyard.start_run():\n"
             "    shipyard.log_model(TinyNet(), 'served-torch', flavor='torch', examples=np.zeros((1, 4), 'float32'))\n")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "served-torch", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                httpx.get(f"{url}/v2/health/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serving(env, "served-torch") as url:
         r = httpx.post(f"{url}/v2/models/served-torch/infer", json={"inputs": [
             {"name": "x", "shape": [2, 4], "datatype": "FP32", "data": X[:2].tolist()}]})
         assert r.status_code == 200, r.text
@@ -75,9 +63,6 @@ def test_a_torch_model_is_served(tmp_path: Path) -> None:
         assert out["shape"] == [2, 3]
         np.testing.assert_allclose(np.asarray(out["data"]).reshape(2, 3),
                                    _net()(torch.as_tensor(X[:2])).detach().numpy(), rtol=1e-5)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
 
 
 def test_an_onnx_export_is_registered_loaded_and_served_by_onnxruntime(project, tmp_path) -> None:  # type: ignore[no-untyped-def]

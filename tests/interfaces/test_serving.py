@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.conftest import cli_env, free_port, register_constant
+from tests.conftest import cli_env, register_constant, serving
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +26,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
               "    v = shipyard.log_model(LogisticRegression(max_iter=300).fit(x, y), 'iris', examples=x[:5])\n"
               "shipyard.set_alias('iris', 'production', v.version)\n")
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "iris@production", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"the server did not come up: {proc.communicate()[1]}")
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    with serving(env, "iris@production") as url:
+        yield url
 
 
 def _rows(n: int = 3) -> list[list[float]]:
@@ -128,26 +111,13 @@ def test_a_python_model_that_raises_fails_only_that_request(tmp_path: Path) -> N
     register = ("import shipyard, flaky\nwith shipyard.start_run():\n"
                 "    shipyard.log_model(flaky.Flaky(), 'flaky', flavor='python', examples=[[1.0, 2.0]])\n")
     subprocess.run([sys.executable, "-c", register], env=env, check=True, timeout=60)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "flaky", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{url}/v2/health/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serving(env, "flaky") as url:
         ok = httpx.post(f"{url}/predict", json={"instances": [[1.5, 0.0]]})
         assert ok.status_code == 200 and ok.json()["predictions"] == [3.0]
         bad = httpx.post(f"{url}/predict", json={"instances": [[-1.0, 0.0]]}, headers={"x-request-id": "abc"})
         assert bad.status_code == 500 and bad.json()["request_id"] == "abc"
         assert "negative input" in bad.json()["error"]
         assert httpx.post(f"{url}/predict", json={"instances": [[2.0, 0.0]]}).json()["predictions"] == [4.0]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
 
 
 def test_not_json_and_too_large(server: str) -> None:
@@ -169,18 +139,7 @@ def test_metrics_count_requests_by_outcome(server: str) -> None:
 def test_inference_log_lands_in_the_store_and_api_key_is_required(tmp_path: Path) -> None:
     env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"), SERVE_KEY="s3cret")
     register_constant(env, "logged", 7)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "logged", "--port", str(port),
-                             "--log-payloads", "--api-key", "env:SERVE_KEY"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{url}/v2/health/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serving(env, "logged", "--log-payloads", "--api-key", "env:SERVE_KEY") as url:
         assert httpx.post(f"{url}/predict", json={"instances": [[1.0, 2.0]]}).status_code == 401
         wrong = httpx.post(f"{url}/predict", json={"instances": [[1.0, 2.0]]}, headers={"x-api-key": "nope"})
         assert wrong.status_code == 401
@@ -188,14 +147,11 @@ def test_inference_log_lands_in_the_store_and_api_key_is_required(tmp_path: Path
             r = httpx.post(f"{url}/predict", json={"instances": [[float(i), 2.0]]},
                            headers={"authorization": "Bearer s3cret", "x-request-id": f"req-{i}"})
             assert r.status_code == 200
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
     runs = json.loads(subprocess.run([sys.executable, "-m", "shipyard", "runs", "list", "--json"], env=env,
                                      capture_output=True, text=True, check=True).stdout)
-    serving = next(r for r in runs if r["experiment"] == "serving")
-    assert serving["status"] == "finished"
-    logs = [a for a in serving["artifacts"] if a["path"].startswith("inference-logs/")]
+    serve_run = next(r for r in runs if r["experiment"] == "serving")
+    assert serve_run["status"] == "finished"
+    logs = [a for a in serve_run["artifacts"] if a["path"].startswith("inference-logs/")]
     assert len(logs) == 1
     digest = logs[0]["digest"]
     blob = (tmp_path / ".shipyard" / "objects" / "sha256" / digest[7:9] / digest[9:]).read_text()

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import cli_env, free_port, register_constant
+from tests.conftest import cli_env, register_constant, serving
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -49,22 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     home = tmp_path_factory.mktemp("props") / ".shipyard"
     env = cli_env(SHIPYARD_HOME=str(home))
     register_constant(env, "prop")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "prop", "--port", str(port), "--no-log"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            spec = httpx.get(f"{url}/openapi.json", timeout=1).json()
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(proc.communicate()[1].decode())
-    yield url, spec
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    with serving(env, "prop", "--no-log") as url:
+        yield url, httpx.get(f"{url}/openapi.json").json()
 
 
 def _schema(spec: dict[str, Any], path: str) -> dict[str, Any]:

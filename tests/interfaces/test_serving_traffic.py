@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import cli_env, free_port
+from tests.conftest import cli_env, serving
 
 # three versions that are easy to tell apart: each predicts its own constant
 REGISTER = """
@@ -37,28 +36,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-def _serve(home: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", *args, "--port", str(port)],
-                            env=cli_env(SHIPYARD_HOME=str(home)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"the server did not come up: {proc.communicate()[1].decode()}")
-
-
 @pytest.fixture
 def served(home: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    proc, url = _serve(home, *request.param)
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    with serving(cli_env(SHIPYARD_HOME=str(home)), *request.param) as url:
+        yield url
 
 
 ROW = {"instances": [[0.0, 0.0]]}
