@@ -1,31 +1,35 @@
-"""Model flavors by name; each lives in its own module, imported on first use."""
+"""Model flavors by name: ``shipyard.adapters.flavors.<name>`` defines ``FLAVOR``, a class.
+
+Adding a flavor is adding one module here; its heavy library is imported when the flavor is first
+used, and a missing one becomes "pip install 'shipyard[<name>]'".
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import re
 
 from shipyard.errors import InvalidInputError, MissingExtraError
 from shipyard.ports import Flavor
 
-# name -> (module, class, extra that provides its libraries)
-FLAVORS: dict[str, tuple[str, str, str]] = {
-    "sklearn": ("shipyard.adapters.flavors.sklearn", "SklearnFlavor", "sklearn"),
-    "python": ("shipyard.adapters.flavors.python", "PythonFlavor", "serve"),
-    "torch": ("shipyard.adapters.flavors.torch", "TorchFlavor", "torch"),
-    "onnx": ("shipyard.adapters.flavors.onnx", "OnnxFlavor", "onnx"),
-}
+_NOT_FLAVORS = {"tensors"}
 _loaded: dict[str, Flavor] = {}
+
+
+def available() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_FLAVORS)
 
 
 def get_flavor(name: str) -> Flavor:
     if name in _loaded:
         return _loaded[name]
-    if name not in FLAVORS:
-        raise InvalidInputError(f"unknown model flavor {name!r}; available: {', '.join(sorted(FLAVORS))}")
-    module, cls, extra = FLAVORS[name]
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in _NOT_FLAVORS or name not in available():
+        raise InvalidInputError(f"unknown model flavor {name!r}; available: {', '.join(available())}")
     try:
-        flavor: Flavor = getattr(importlib.import_module(module), cls)()
+        module = importlib.import_module(f"{__name__}.{name}")
+        flavor: Flavor = module.FLAVOR()
     except ModuleNotFoundError as exc:
-        raise MissingExtraError(f"the {name} flavor", extra) from exc
+        raise MissingExtraError(f"the {name} flavor", name) from exc
     _loaded[name] = flavor
     return flavor

@@ -67,3 +67,5 @@ class OnnxFlavor:
 
     def schema(self, data: Any) -> dict[str, Any]:
         return tensors.schema(data)
+
+FLAVOR = OnnxFlavor

@@ -48,3 +48,5 @@ class PythonFlavor:
         rows = self.to_json(data)
         width = len(rows[0]) if rows and isinstance(rows[0], list) else None
         return {"dtype": "float64", "shape": [-1, width] if width is not None else [-1]}
+
+FLAVOR = PythonFlavor

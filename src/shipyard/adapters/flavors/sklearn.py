@@ -82,3 +82,5 @@ def _skops() -> Any:
     except ModuleNotFoundError as exc:
         raise MissingExtraError("saving scikit-learn models with skops", "sklearn") from exc
     return sio
+
+FLAVOR = SklearnFlavor

@@ -74,3 +74,5 @@ class TorchFlavor:
 
     def schema(self, data: Any) -> dict[str, Any]:
         return tensors.schema(data.detach().numpy() if hasattr(data, "detach") else data)
+
+FLAVOR = TorchFlavor

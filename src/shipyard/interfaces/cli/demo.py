@@ -71,6 +71,7 @@ def run_demo(name: str) -> None:
                for row, p, t in zip(sample, answers, y_test[:3], strict=True)))
     c.print(f"part 1 done in {time.perf_counter() - started:.2f} s\n")
     run_pipeline_demo()
+    serve_demo(f"{name}@staging", [row.tolist() for row in x_test[:3]])
     c.print(f"Next: `shipyard runs list`, `shipyard models versions {name}`, `shipyard models show {name}@staging`, "
             "`shipyard models lineage iris-pipeline`, `shipyard store verify`.")
 
@@ -111,3 +112,49 @@ def run_pipeline_demo() -> None:
         if status.must_run:
             c.print(f"[yellow]{status.name}[/yellow] will run: {'; '.join(status.reasons)}")
     run("4. train.C changed to 0.5: prepare stays, train and evaluate re-run (or come from the cache)")
+
+
+def serve_demo(ref: str, rows: list[list[float]]) -> None:
+    """Part 5: serve the registered model on 127.0.0.1 and send it a few requests."""
+    import socket
+    import threading
+    import urllib.request
+
+    c = out.console()
+    c.rule(f"[bold]5. Serve {ref} and ask it")
+    try:
+        import uvicorn
+
+        from shipyard.interfaces.serving.app import create_app
+        from shipyard.interfaces.serving.loading import load_slot
+        from shipyard.interfaces.serving.router import Router
+    except ModuleNotFoundError:
+        c.print("skipped: the model server needs `pip install 'shipyard[serve]'`")
+        return
+    svc = out.services()
+    version = svc.registry.resolve(ref)
+    app = create_app(Router(load_slot(svc.registry, version)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.02)
+        c.print(f"serving {version.ref} on http://127.0.0.1:{port} (Open Inference Protocol v2 and /predict)")
+        answers = []
+        for row in rows:
+            body = json.dumps({"instances": [row]}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = json.loads(response.read())
+                answers.append((row, answer["predictions"][0], response.headers["x-model-version"]))
+        out.table("POST /predict", ["instances", "prediction", "answered by version"],
+                  ((json.dumps(r), p, v) for r, p, v in answers))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        svc.close()
