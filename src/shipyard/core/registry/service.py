@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -95,17 +94,6 @@ class Registry:
             materialize(self.store, Digest.parse(mv.manifest_digest), folder)
             saved = SavedModel.read(folder)
             return flavor.load(folder, saved.flavor_meta)
-
-    def export(self, ref: str | ModelRef, dest: Path) -> ModelVersion:
-        mv = self.resolve(ref)
-        if dest.exists() and any(dest.iterdir()):
-            raise InvalidInputError(f"{dest} is not empty; export into a new or empty folder")
-        try:
-            materialize(self.store, Digest.parse(mv.manifest_digest), dest)
-        except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
-        return mv
 
     def examples(self, mv: ModelVersion) -> dict[str, Any] | None:
         if mv.examples_digest is None:

@@ -209,15 +209,6 @@ def _prune_empty(folder: Path) -> None:
                 os.rmdir(dirpath)
 
 
-def manifest_files(ws: Workspace, entry: PathEntry) -> list[Digest]:
-    """Every object a recorded path needs: the manifest and its files, or the one file."""
-    digest = Digest.parse(entry.digest)
-    if not entry.is_dir:
-        return [digest]
-    return [digest, *(e.digest for e in load_manifest(ws.store, digest))]
-
-
-
 def describe(ws: Workspace, rel: str) -> PathEntry | None:
     """The digest a path would have if added now (nothing stored), or None if it does not exist."""
     target = ws.abs(rel)
