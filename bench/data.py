@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from venvs import tool_python
+
 HERE = Path(__file__).resolve().parent
 DVC_SPEC = "dvc==3.67.1"
 
@@ -27,14 +29,7 @@ DVC_SPEC = "dvc==3.67.1"
 def dvc_exe(explicit: str | None) -> str:
     if explicit:
         return explicit
-    venv = HERE / ".venvs" / "dvc"
-    exe = venv / "bin" / "dvc"
-    if not exe.exists():
-        print(f"installing {DVC_SPEC} into {venv} (first run only)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", DVC_SPEC],
-                       check=True)
-    return str(exe)
+    return str(Path(tool_python("dvc", [DVC_SPEC])).parent / "dvc")
 
 
 def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:

@@ -22,19 +22,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+from venvs import tool_python
+
 HERE = Path(__file__).resolve().parent
 SERVING = HERE / "serving"
-VENVS = HERE / ".venvs"
 SPECS = {"mlflow": ["mlflow==3.17.2", "scikit-learn"], "bentoml": ["bentoml", "scikit-learn"]}
 
 
 def venv_python(name: str) -> str:
-    py = VENVS / name / "bin" / "python"
-    if not py.exists() or subprocess.run([str(py), "-c", f"import {name}"], capture_output=True).returncode:
-        print(f"installing {name} into {VENVS / name} (first run only)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *SPECS[name]], check=True)
-    return str(py)
+    return tool_python(name, SPECS[name])
 
 
 def free_port() -> int:

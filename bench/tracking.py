@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from venvs import tool_python
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MLFLOW_SPEC = "mlflow==3.17.2"
@@ -39,16 +41,7 @@ ROWS = [
 
 
 def mlflow_python(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    venv = HERE / ".venvs" / "mlflow"
-    py = venv / "bin" / "python"
-    if not py.exists():
-        print(f"installing {MLFLOW_SPEC} into {venv} (first run only)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", MLFLOW_SPEC,
-                        "scikit-learn"], check=True)
-    return str(py)
+    return explicit or tool_python("mlflow", [MLFLOW_SPEC, "scikit-learn"])
 
 
 def run_workload(python: str, script: str, env: dict[str, str], cwd: Path) -> dict[str, float]:

@@ -9,12 +9,21 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+from typing import Any
 
 from shipyard.errors import InvalidInputError, MissingExtraError
 from shipyard.ports import Flavor
 
 _NOT_FLAVORS = {"tensors"}
 _loaded: dict[str, Flavor] = {}
+
+
+def require(module: str, feature: str, extra: str) -> Any:
+    """Import a flavor's library on first use; a missing one says which extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(feature, extra) from exc
 
 
 def available() -> list[str]:

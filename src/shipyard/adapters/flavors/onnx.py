@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import tensors
-from shipyard.errors import InvalidInputError, MissingExtraError
+from shipyard.adapters.flavors import require, tensors
+from shipyard.errors import InvalidInputError
 
 FILE = "model.onnx"
 _DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
@@ -15,11 +15,7 @@ _DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int6
 
 
 def _ort() -> Any:
-    try:
-        import onnxruntime
-    except ModuleNotFoundError as exc:
-        raise MissingExtraError("ONNX models", "onnx") from exc
-    return onnxruntime
+    return require("onnxruntime", "ONNX models", "onnx")
 
 
 class OnnxFlavor:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import tensors
-from shipyard.errors import IntegrityError, InvalidInputError, MissingExtraError
+from shipyard.adapters.flavors import require, tensors
+from shipyard.errors import IntegrityError, InvalidInputError
 
 SERIALIZERS = ("skops", "pickle", "joblib")
 FILES = {"skops": "model.skops", "pickle": "model.pkl", "joblib": "model.joblib"}
@@ -77,10 +77,6 @@ class SklearnFlavor:
 
 
 def _skops() -> Any:
-    try:
-        import skops.io as sio
-    except ModuleNotFoundError as exc:
-        raise MissingExtraError("saving scikit-learn models with skops", "sklearn") from exc
-    return sio
+    return require("skops.io", "saving scikit-learn models with skops", "sklearn")
 
 FLAVOR = SklearnFlavor

@@ -13,19 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import tensors
-from shipyard.errors import InvalidInputError, MissingExtraError
+from shipyard.adapters.flavors import require, tensors
+from shipyard.errors import InvalidInputError
 
 SCRIPT_FILE = "model.pt"
 WEIGHTS_FILE = "state_dict.pt"
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ModuleNotFoundError as exc:
-        raise MissingExtraError("PyTorch models", "torch") from exc
-    return torch
+    return require("torch", "PyTorch models", "torch")
 
 
 class TorchFlavor:
