@@ -151,6 +151,23 @@ def _check_sqlite_file(path: Path) -> None:
             f"the metadata database {path} is not a SQLite database: restore it from a backup, or move it "
             "away to start a new, empty one"
         )
+    # read-only, before our connections switch it to WAL: another program's database is left as it was
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            ours = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise _classify(str(path), e) from e
+    if ours is None:
+        raise BackendUnavailableError(
+            f"{path} is a SQLite database without Shipyard's tables: point SHIPYARD_DB_URL at the "
+            "project's database, or move this file away to start a new, empty one"
+        )
 
 
 def _sqlite_setup(engine: sa.Engine) -> None:
