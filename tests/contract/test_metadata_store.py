@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -321,3 +322,41 @@ def test_an_existing_database_is_upgraded_to_the_guarded_schema(db_url: str) -> 
         assert store.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64
     finally:
         store.close()
+
+
+def test_concurrent_alias_moves_leave_an_unbroken_history(db_url: str) -> None:
+    """Moves from several connections at once: each audit event's ``old`` is the previous ``new``."""
+    import threading
+
+    first = SqlMetadataStore(db_url)
+    for _ in range(3):
+        first.register_version(_new())
+    failures: list[BaseException] = []
+
+    def mover(k: int) -> None:
+        store = SqlMetadataStore(db_url)
+        try:
+            for i in range(10):
+                if i % 4 == 3:
+                    with contextlib.suppress(NotFoundError):
+                        store.remove_alias("iris", "production", f"w{k}", "")
+                else:
+                    store.set_alias("iris", "production", (i + k) % 3 + 1, f"w{k}", "")
+        except BaseException as e:  # reported below, in the test's thread
+            failures.append(e)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=mover, args=(k,)) for k in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    try:
+        assert failures == []
+        moves = [(e.old, e.new) for e in first.audit_events("iris") if e.action.startswith("alias.")]
+        assert len(moves) >= 3 * 7
+        assert all(old == prev_new for (old, _), (_, prev_new) in zip(moves[1:], moves, strict=False))
+        assert moves[0][0] is None
+    finally:
+        first.close()
