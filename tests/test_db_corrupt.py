@@ -169,3 +169,15 @@ def test_cli_on_a_damaged_database_says_one_line(project: Path, corruption: str,
         assert done.returncode == BackendUnavailableError.exit_code, done.stderr
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
         assert "would remove" not in done.stdout
+
+
+def test_cli_on_a_read_only_database_reads_and_refuses_writes_in_one_line(project: Path) -> None:
+    home = project / ".shipyard"
+    home.mkdir()
+    _healthy(home / "shipyard.db")
+    env = cli_env(SHIPYARD_HOME=str(home), SHIPYARD_DB_URL=f"sqlite:///file:{home / 'shipyard.db'}?mode=ro&uri=true")
+    listed = shipyard("models", "list", env=env, cwd=project, check=False)
+    assert listed.returncode == 0 and "iris" in listed.stdout, listed.stderr
+    moved = shipyard("alias", "set", "iris", "production", "1", "-m", "release", env=env, cwd=project, check=False)
+    assert moved.returncode == BackendUnavailableError.exit_code, moved.stderr
+    assert moved.stderr.count("\n") == 1 and "read-only" in moved.stderr and "Traceback" not in moved.stderr
