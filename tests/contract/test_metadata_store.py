@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -104,10 +105,12 @@ def test_the_database_itself_refuses_to_change_a_version(meta: SqlMetadataStore)
     meta.register_version(_new(metrics={"acc": 0.9}))
     from shipyard.adapters.db.engine import translate
 
+    rewrite = _statement("truncate" if meta.dialect == "postgresql" else "insert_or_replace", "model_versions")
     for sql in ("UPDATE model_versions SET manifest_digest = 'sha256:evil' WHERE version = 1",
                 "UPDATE model_versions SET metrics = '{\"acc\": 1.0}'",
                 "DELETE FROM model_versions",
-                "DELETE FROM audit_events"):
+                "DELETE FROM audit_events",
+                rewrite):  # the engine tells the refusal by its code (SQLSTATE, SQLite extended code)
         with pytest.raises(ImmutableError), translate(meta.url), meta.engine.begin() as conn:
             conn.execute(sa.text(sql))
     mv = meta.get_version("iris", 1)
@@ -161,3 +164,201 @@ def test_migrations_create_exactly_the_declared_schema(meta: SqlMetadataStore) -
     with meta.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+# --- The database itself refuses every statement that would rewrite history (issue 7, finding 3). ---
+# Each statement goes through the driver directly (sqlite3 / psycopg), the way any other client would.
+
+_EVIL = "sha256:" + "e" * 64
+_VERSION_COLS = "(model, version, manifest_digest, flavor, size, signature, metrics, params, description, " \
+                "created_at, created_by)"
+_VERSION_ROW = f"('iris', 1, '{_EVIL}', 'sklearn', 1, '{{}}', '{{}}', '{{}}', '', 0, 'mallory')"
+_AUDIT_COLS = "(id, at, actor, action, model, name, old, new, reason)"
+_AUDIT_ROW = f"(1, 0, 'mallory', 'version.register', 'iris', '1', NULL, '{_EVIL}', '')"
+_ALIAS_ROW = "('iris', 'production', 2, 0)"
+_MODEL_ROW = "('iris', 0, 0)"
+_TABLES = {
+    "model_versions": (_VERSION_COLS, _VERSION_ROW, "(model, version)", "manifest_digest = excluded.manifest_digest",
+                       f"manifest_digest = '{_EVIL}'"),
+    "audit_events": (_AUDIT_COLS, _AUDIT_ROW, "(id)", "new = excluded.new", f"new = '{_EVIL}'"),
+    "aliases": ("", _ALIAS_ROW, "(model, alias)", "version = excluded.version", "version = 2"),
+    "registered_models": ("", _MODEL_ROW, "(name)", "last_version = excluded.last_version", "last_version = 0"),
+}
+_GUARD_CODES = {"SQLITE_CONSTRAINT_TRIGGER", "SY001", "SY002"}  # what the triggers of migration 0003 raise
+_KINDS = {  # the statements each dialect has
+    "sqlite": ("insert_or_replace", "replace_into", "upsert", "update", "delete"),
+    "postgresql": ("upsert", "update", "delete", "truncate", "truncate_cascade"),
+}
+
+
+def _statement(kind: str, table: str) -> str:
+    cols, row, key, upsert_set, update_set = _TABLES[table]
+    return {
+        "insert_or_replace": f"INSERT OR REPLACE INTO {table} {cols} VALUES {row}",
+        "replace_into": f"REPLACE INTO {table} {cols} VALUES {row}",
+        "upsert": f"INSERT INTO {table} {cols} VALUES {row} ON CONFLICT {key} DO UPDATE SET {upsert_set}",
+        "update": f"UPDATE {table} SET {update_set}",
+        "delete": f"DELETE FROM {table}",
+        "truncate": f"TRUNCATE {table}",
+        "truncate_cascade": f"TRUNCATE {table} CASCADE",
+    }[kind]
+
+
+def _raw_sql(url: str, sql: str) -> None:
+    """Run ``sql`` through the bare driver, outside Shipyard, committing if the database lets it."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(str(parsed.database), isolation_level=None)
+        try:
+            conn.execute(sql)
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+                         autocommit=True) as pg:
+        pg.execute(sql)
+
+
+def _refused_code(url: str, sql: str) -> str:
+    """The error code the database answers ``sql`` with (it must refuse it)."""
+    try:
+        _raw_sql(url, sql)
+    except Exception as e:  # the driver's own error class: sqlite3.Error or psycopg.Error
+        code = getattr(e, "sqlite_errorname", None) or getattr(getattr(e, "diag", None), "sqlstate", None)
+        return str(code)
+    raise AssertionError(f"the database accepted: {sql}")
+
+
+def _history(meta: SqlMetadataStore) -> tuple[object, ...]:
+    return (meta.get_version("iris", 1), meta.get_version("iris", 2), meta.list_models(),
+            meta.audit_events(None), meta.resolve_alias("iris", "production"))
+
+
+@pytest.mark.parametrize("table", sorted(_TABLES))
+@pytest.mark.parametrize("kind", ["insert_or_replace", "replace_into", "upsert", "update", "delete", "truncate",
+                                  "truncate_cascade"])
+def test_the_database_refuses_every_statement_that_rewrites_history(meta: SqlMetadataStore, kind: str,
+                                                                   table: str) -> None:
+    if kind not in _KINDS[meta.dialect]:
+        pytest.skip(f"{meta.dialect} has no {kind.replace('_', ' ').upper()} statement")
+    meta.register_version(_new())
+    meta.register_version(_new(digest="sha256:" + "b" * 64))
+    meta.set_alias("iris", "production", 1, "alice", "first release")
+    before = _history(meta)
+    sql = _statement(kind, table)
+    if meta.dialect == "sqlite" and table == "registered_models" and kind not in ("update", "delete"):
+        _raw_sql(meta.url, sql)  # a second insert of a name is skipped, never replaced nor updated
+    else:
+        expected = {"sqlite": {"SQLITE_CONSTRAINT_TRIGGER"}, "postgresql": {"SY001", "SY002"}}[meta.dialect]
+        if kind == "truncate" and table == "registered_models":
+            expected = {"0A000"}  # PostgreSQL refuses to truncate a table other tables reference
+        assert _refused_code(meta.url, sql) in expected
+    assert _history(meta) == before
+    assert meta.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64  # still loads the same model
+    assert meta.register_version(_new()).version == 3  # numbering goes on where it was
+
+
+def test_an_alias_moves_only_with_its_audit_event_and_to_an_existing_version(meta: SqlMetadataStore) -> None:
+    meta.register_version(_new())
+    meta.register_version(_new(digest="sha256:" + "b" * 64))
+    meta.register_version(_new(model="other"))
+    meta.set_alias("iris", "production", 1, "alice", "first release")
+    refused = ["INSERT INTO aliases VALUES ('iris', 'canary', 1, 0)",  # a new alias without its event
+               "UPDATE aliases SET version = 2",
+               "UPDATE aliases SET model = 'other'",
+               "DELETE FROM aliases"]
+    for sql in refused:
+        assert _refused_code(meta.url, sql) in _GUARD_CODES, sql
+    assert meta.resolve_alias("iris", "production") == 1
+    # a move recorded in the append-only audit first is a move like Shipyard's own ...
+    _raw_sql(meta.url, "INSERT INTO audit_events (at, actor, action, model, name, old, new, reason) "
+                       "VALUES (0, 'mallory', 'alias.set', 'iris', 'production', '1', '2', 'by hand')")
+    _raw_sql(meta.url, "UPDATE aliases SET version = 2")
+    assert meta.resolve_alias("iris", "production") == 2
+    assert meta.audit_events("iris")[-1].actor == "mallory"  # ... and can never be erased
+    # ... but only to a version of the alias's own model
+    _raw_sql(meta.url, "INSERT INTO audit_events (at, actor, action, model, name, old, new, reason) "
+                       "VALUES (0, 'mallory', 'alias.set', 'iris', 'production', '2', '9', '')")
+    assert _refused_code(meta.url, "UPDATE aliases SET version = 9") in _GUARD_CODES
+    assert meta.resolve_alias("iris", "production") == 2
+
+
+def test_shipyard_moves_aliases_through_the_guarded_tables(meta: SqlMetadataStore) -> None:
+    """Shipyard's own writes pass the triggers: new alias, move, same version again, remove, set again."""
+    meta.register_version(_new())
+    meta.register_version(_new())
+    for version in (1, 2, 2):
+        meta.set_alias("iris", "production", version, "alice", "")
+    meta.remove_alias("iris", "production", "bob", "")
+    meta.set_alias("iris", "production", 1, "carol", "")
+    assert meta.resolve_alias("iris", "production") == 1
+    assert [(e.old, e.new) for e in meta.audit_events("iris")][2:] == [
+        (None, "1"), ("1", "2"), ("2", "2"), ("2", None), (None, "1")]
+
+
+def test_an_existing_database_is_upgraded_to_the_guarded_schema(db_url: str) -> None:
+    """A database made by the previous release (revision 0002) gets the triggers when it is opened."""
+    from alembic import command
+    from alembic.config import Config
+
+    from shipyard.adapters.db import engine as engines
+
+    engine = sa.create_engine(sa.engine.make_url(db_url).set(
+        drivername="postgresql+psycopg" if db_url.startswith("postgresql") else "sqlite"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(engines._MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    engine.dispose()
+    store = SqlMetadataStore(db_url)
+    try:
+        store.register_version(_new())
+        assert _refused_code(db_url, "DELETE FROM model_versions") in _GUARD_CODES
+        sql = _statement("truncate" if store.dialect == "postgresql" else "insert_or_replace", "model_versions")
+        assert _refused_code(db_url, sql) in _GUARD_CODES
+        assert store.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64
+    finally:
+        store.close()
+
+
+def test_concurrent_alias_moves_leave_an_unbroken_history(db_url: str) -> None:
+    """Moves from several connections at once: each audit event's ``old`` is the previous ``new``."""
+    import threading
+
+    first = SqlMetadataStore(db_url)
+    for _ in range(3):
+        first.register_version(_new())
+    failures: list[BaseException] = []
+
+    def mover(k: int) -> None:
+        store = SqlMetadataStore(db_url)
+        try:
+            for i in range(10):
+                if i % 4 == 3:
+                    with contextlib.suppress(NotFoundError):
+                        store.remove_alias("iris", "production", f"w{k}", "")
+                else:
+                    store.set_alias("iris", "production", (i + k) % 3 + 1, f"w{k}", "")
+        except BaseException as e:  # reported below, in the test's thread
+            failures.append(e)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=mover, args=(k,)) for k in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    try:
+        assert failures == []
+        moves = [(e.old, e.new) for e in first.audit_events("iris") if e.action.startswith("alias.")]
+        assert len(moves) >= 3 * 7
+        assert all(old == prev_new for (old, _), (_, prev_new) in zip(moves[1:], moves, strict=False))
+        assert moves[0][0] is None
+    finally:
+        first.close()

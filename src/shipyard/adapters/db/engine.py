@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,14 @@ from shipyard.errors import (
     ImmutableError,
     InvalidInputError,
     MissingExtraError,
+    ShipyardError,
 )
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
+REVISIONS = ("0001", "0002", "0003")
+SQLSTATE_IMMUTABLE = "SY001"  # raised by the triggers of migration 0003 (PostgreSQL)
+SQLSTATE_UNAUDITED = "SY002"
+SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
 READ = {"shipyard_read": True}
@@ -33,13 +41,20 @@ def redact(url: str) -> str:
 
 
 def create(url: str) -> sa.Engine:
-    """An engine for ``url``; the schema is migrated to head on first use."""
+    """An engine for ``url``; the schema is migrated to head on first use.
+
+    A SQLite file that does not exist yet is created (built beside its place, then linked in, so a
+    half-made file never carries the database's name). A file that exists must be a Shipyard
+    database: an empty file, garbage or a SQLite file without Shipyard's tables is refused, never
+    silently replaced by a new, empty database.
+    """
     try:
         parsed = sa.engine.make_url(url)
     except exc.ArgumentError as e:
         raise ConfigError(
             f"cannot read database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
         ) from e
+    existing = True
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -48,22 +63,111 @@ def create(url: str) -> sa.Engine:
                                       connect_args={"connect_timeout": 5})
         except ModuleNotFoundError as e:
             raise MissingExtraError("PostgreSQL metadata", "postgres") from e
+        existing = False  # an empty database on a server is how a team starts: migrate it
     elif parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if _is_file(parsed):
+            path = Path(str(parsed.database))
             try:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise BackendUnavailableError(
-                    f"cannot create the metadata database at {parsed.database} ({e.strerror or e}); "
+                    f"cannot create the metadata database at {path} ({e.strerror or e}); "
                     "set SHIPYARD_HOME or SHIPYARD_DB_URL to a writable place"
                 ) from e
-        engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        _sqlite_setup(engine)
+            if not os.path.lexists(path):
+                _create_sqlite_file(parsed, path, url)
+            _check_sqlite_file(path)
+        else:
+            existing = False
+        engine = _sqlite_engine(parsed)
     else:
         raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
-    with translate(url):
-        _migrate(engine)
+    try:
+        with translate(url):
+            _migrate(engine, redact(url), existing)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
+
+
+def _is_file(parsed: sa.URL) -> bool:
+    """A plain SQLite file path (not memory, not a ``file:`` URI with its own open mode)."""
+    return bool(parsed.database) and parsed.database != ":memory:" and "uri" not in parsed.query
+
+
+def _sqlite_engine(parsed: sa.URL) -> sa.Engine:
+    engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    _sqlite_setup(engine)
+    return engine
+
+
+def _create_sqlite_file(parsed: sa.URL, path: Path, url: str) -> None:
+    """Create a new database at ``path``: migrate it under a temporary name, then link it into place."""
+    tmp = path.with_name(f".{path.name[:32]}.{secrets.token_hex(6)}.new")
+    engine = _sqlite_engine(parsed.set(database=str(tmp)))
+    try:
+        with translate(url):
+            _migrate(engine, str(path), existing=False)
+            raw = engine.raw_connection()  # outside a transaction: fold the WAL into the file, which is linked
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+            finally:
+                raw.close()
+        engine.dispose()
+        try:
+            os.link(tmp, path)  # fails if another process created it meanwhile: then theirs is used
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not os.path.lexists(path):
+                os.replace(tmp, path)
+    except OSError as e:
+        raise BackendUnavailableError(
+            f"cannot create the metadata database at {path} ({e.strerror or e}); "
+            "set SHIPYARD_HOME or SHIPYARD_DB_URL to a writable place"
+        ) from e
+    finally:
+        engine.dispose()
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a file that cannot be a SQLite database before SQLite quietly treats it as a new one."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise BackendUnavailableError(f"cannot read the metadata database {path}: {e.strerror or e}") from e
+    if not head:
+        raise BackendUnavailableError(
+            f"the metadata database {path} is empty (0 bytes), not a Shipyard database: restore it from a "
+            "backup, or move it away to start a new, empty one"
+        )
+    if head != SQLITE_HEADER:
+        raise BackendUnavailableError(
+            f"the metadata database {path} is not a SQLite database: restore it from a backup, or move it "
+            "away to start a new, empty one"
+        )
+    # read-only, before our connections switch it to WAL: another program's database is left as it was
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            ours = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise _classify(str(path), e) from e
+    if ours is None:
+        raise BackendUnavailableError(
+            f"{path} is a SQLite database without Shipyard's tables: point SHIPYARD_DB_URL at the "
+            "project's database, or move this file away to start a new, empty one"
+        )
 
 
 def _sqlite_setup(engine: sa.Engine) -> None:
@@ -90,10 +194,21 @@ def _current_revision(conn: sa.Connection) -> str | None:
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
-def _migrate(engine: sa.Engine) -> None:
+def _migrate(engine: sa.Engine, where: str, existing: bool) -> None:
     with engine.connect().execution_options(**READ) as conn:
-        if _current_revision(conn) == HEAD_REVISION:
+        current = _current_revision(conn)
+        if current == HEAD_REVISION:
             return
+        if current is None and existing:
+            raise BackendUnavailableError(
+                f"{where} is a SQLite database without Shipyard's tables: point SHIPYARD_DB_URL at the "
+                "project's database, or move this file away to start a new, empty one"
+            )
+    if current is not None and current not in REVISIONS:
+        raise BackendUnavailableError(
+            f"the metadata database at {where} has schema revision {current!r}, which this Shipyard does not "
+            "know: upgrade Shipyard"
+        )
     from alembic import command  # imported only when the schema needs work
     from alembic.config import Config
 
@@ -110,23 +225,54 @@ def _migrate(engine: sa.Engine) -> None:
 
 @contextlib.contextmanager
 def translate(url: str) -> Iterator[None]:
-    """Turn database library errors into Shipyard errors a user can act on."""
+    """Turn every database library error into a one-line Shipyard error a user can act on.
+
+    Errors are told apart by their codes (SQLSTATE on PostgreSQL, the extended result code on
+    SQLite), never by their text.
+    """
     try:
         yield
     except exc.DBAPIError as e:
-        text = str(e.orig) if e.orig is not None else str(e)
-        if "immutable" in text:
-            raise ImmutableError(
-                "registered model versions and audit records are immutable: register a new version instead"
-            ) from e
-        first = text.strip().splitlines()[0] if text.strip() else type(e.orig).__name__
-        if isinstance(e, exc.OperationalError | exc.InterfaceError):
-            raise BackendUnavailableError(
-                f"cannot use the metadata database at {redact(url)}: {first}; "
-                "check SHIPYARD_DB_URL and that the server is running"
-            ) from e
-        if isinstance(e, exc.IntegrityError):
-            raise ConflictError(f"the metadata database refused the write: {first}") from e
-        if isinstance(e, exc.DataError):
-            raise InvalidInputError(f"the metadata database refused a value: {first}") from e
-        raise
+        raise _classify(url, e.orig if e.orig is not None else e) from e
+    except exc.SQLAlchemyError as e:
+        raise _unavailable(url, _first_line(e)) from e
+    except sqlite3.Error as e:  # raised by the driver outside a SQLAlchemy call
+        raise _classify(url, e) from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _unavailable(url: str, detail: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"cannot use the metadata database at {redact(url)}: {detail}; "
+        "check SHIPYARD_DB_URL and that the server is running"
+    )
+
+
+def _classify(url: str, orig: BaseException) -> ShipyardError:
+    diag = getattr(orig, "diag", None)
+    sqlstate: str = getattr(diag, "sqlstate", None) or ""
+    name: str = getattr(orig, "sqlite_errorname", None) or ""
+    first = _first_line(orig)
+    if sqlstate in (SQLSTATE_IMMUTABLE, SQLSTATE_UNAUDITED) or name == "SQLITE_CONSTRAINT_TRIGGER":
+        return ImmutableError(
+            f"the metadata database refused to rewrite history ({first.removeprefix('shipyard: ')}): model "
+            "versions and audit records never change; register a new version, move aliases with `shipyard alias`"
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or sqlstate == "XX001":
+        return BackendUnavailableError(
+            f"the metadata database at {redact(url)} is damaged ({first}): restore it from a backup"
+        )
+    if name.startswith("SQLITE_READONLY") or sqlstate == "25006":
+        return BackendUnavailableError(
+            f"the metadata database at {redact(url)} is read-only ({first}): make it writable, or set "
+            "SHIPYARD_DB_URL to a writable database"
+        )
+    if name.startswith("SQLITE_CONSTRAINT") or sqlstate.startswith("23"):
+        return ConflictError(f"the metadata database refused the write: {first}")
+    if name in ("SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE") or sqlstate.startswith("22"):
+        return InvalidInputError(f"the metadata database refused a value: {first}")
+    return _unavailable(url, first)

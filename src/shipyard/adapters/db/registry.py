@@ -107,26 +107,36 @@ class SqlRegistry(SqlBase):
     def set_alias(self, model: str, alias: str, version: int, actor: str, reason: str) -> AuditEvent:
         now = time.time()
         with self.write() as conn:
+            self._lock_model(conn, model)
             exists = conn.execute(
                 sa.select(mv.version).where(mv.model == model, mv.version == version)
             ).first()
             if exists is None:
                 raise NotFoundError(self._missing(conn, model, version))
             old = conn.execute(sa.select(al.version).where(al.model == model, al.alias == alias)).scalar()
+            # the audit event first: the database refuses an alias move that has no event recording it
+            event = self._audit(conn, actor, "alias.set", model, alias,
+                                None if old is None else str(old), str(version), reason, now)
             stmt = self.upsert(t.aliases).values(model=model, alias=alias, version=version, updated_at=now)
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[al.model, al.alias], set_={"version": version, "updated_at": now}))
-            return self._audit(conn, actor, "alias.set", model, alias,
-                               None if old is None else str(old), str(version), reason, now)
+            return event
 
     def remove_alias(self, model: str, alias: str, actor: str, reason: str) -> AuditEvent:
         now = time.time()
         with self.write() as conn:
+            self._lock_model(conn, model)
             old = conn.execute(sa.select(al.version).where(al.model == model, al.alias == alias)).scalar()
             if old is None:
                 raise NotFoundError(f"{model} has no alias {alias!r}; nothing was changed")
+            event = self._audit(conn, actor, "alias.remove", model, alias, str(old), None, reason, now)
             conn.execute(t.aliases.delete().where(al.model == model, al.alias == alias))
-            return self._audit(conn, actor, "alias.remove", model, alias, str(old), None, reason, now)
+            return event
+
+    @staticmethod
+    def _lock_model(conn: sa.Connection, model: str) -> None:
+        """Serialize alias moves of one model (PostgreSQL row lock), so each audit event's ``old`` is exact."""
+        conn.execute(sa.select(rm.name).where(rm.name == model).with_for_update())
 
     def audit_events(self, model: str | None) -> list[AuditEvent]:
         q = sa.select(t.audit_events).order_by(t.audit_events.c.id)

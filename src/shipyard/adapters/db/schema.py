@@ -138,6 +138,7 @@ audit_events = Table(
     Column("reason", Text, nullable=False),
 )
 
-# Tables whose rows are write-once: the database itself refuses UPDATE and DELETE on them.
+# Tables whose rows are write-once: the database itself refuses UPDATE, DELETE, REPLACE and TRUNCATE on
+# them (triggers of migrations 0001 and 0003; 0003 also guards registered_models and audits aliases).
 IMMUTABLE_TABLES = ("model_versions", "audit_events")
 IMMUTABLE_MESSAGE = "shipyard: rows of this table are immutable"

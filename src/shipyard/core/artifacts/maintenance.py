@@ -23,14 +23,15 @@ class VerifyReport:
     bytes: int = 0
     corrupt: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # referenced but absent
+    tampered: list[str] = field(default_factory=list)  # model versions that no longer match their record
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing
+        return not self.corrupt and not self.missing and not self.tampered
 
     def to_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "checked": self.checked, "bytes": self.bytes,
-                "corrupt": self.corrupt, "missing": self.missing}
+                "corrupt": self.corrupt, "missing": self.missing, "tampered": self.tampered}
 
 
 @dataclass

@@ -47,6 +47,9 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
                       console=out.console(stderr=True), transient=True) as bar:
             task = bar.add_task("verify", total=total)
             report = run_verify(svc.store, roots, lambda n: bar.advance(task, n))
+    from shipyard.core.registry.integrity import check_versions
+
+    report.tampered = check_versions(svc.meta, svc.store)
     if as_json:
         out.print_json(report.to_dict())
     else:
@@ -54,9 +57,14 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
             out.console().print(f"[red]corrupt[/red] {d}")
         for d in report.missing:
             out.console().print(f"[red]missing[/red] {d}")
+        from rich.markup import escape
+
+        for line in report.tampered:
+            out.console().print(f"[red]tampered[/red] {escape(line)}")
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
         out.console().print(f"{verdict}: {report.checked} objects, {out.size(report.bytes)} re-hashed; "
-                            f"{len(report.corrupt)} corrupt, {len(report.missing)} missing")
+                            f"{len(report.corrupt)} corrupt, {len(report.missing)} missing"
+                            + (f", {len(report.tampered)} model version(s) tampered" if report.tampered else ""))
     if not report.ok:
         raise typer.Exit(5)
 
