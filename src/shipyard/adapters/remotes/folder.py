@@ -10,6 +10,7 @@ from pathlib import Path
 from shipyard.adapters.stores.local import copy_range, syncfs
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.workspace.atomic import read_ref, write_atomic
+from shipyard.core.workspace.paths import Confined, safe_relpath
 from shipyard.errors import BackendUnavailableError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
@@ -58,7 +59,8 @@ class FolderRemote:
             raise NotFoundError(f"an object is not on remote {self.url}: {exc.filename}") from exc
 
     def get_ref(self, name: str) -> bytes | None:
-        return read_ref(self.root / "refs", name)
+        return read_ref(self.root / "refs", safe_relpath(name, "ref name"))
 
     def put_ref(self, name: str, data: bytes) -> None:
-        write_atomic(self.root / "refs" / name, data)
+        (self.root / "refs").mkdir(exist_ok=True)
+        write_atomic(Confined(self.root / "refs").target(safe_relpath(name, "ref name")), data)

@@ -16,6 +16,7 @@ from obstore.store import S3Store
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.project.model import Remote as RemoteSpec
+from shipyard.core.workspace.paths import safe_relpath
 from shipyard.errors import BackendUnavailableError, ConfigError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
@@ -113,10 +114,10 @@ class S3Remote:
     def get_ref(self, name: str) -> bytes | None:
         with _translated("reading", self.url):
             try:
-                return bytes(obstore.get(self._store, f"refs/{name}").bytes())
+                return bytes(obstore.get(self._store, f"refs/{safe_relpath(name, 'ref name')}").bytes())
             except FileNotFoundError:
                 return None
 
     def put_ref(self, name: str, data: bytes) -> None:
         with _translated("writing", self.url):
-            obstore.put(self._store, f"refs/{name}", data)
+            obstore.put(self._store, f"refs/{safe_relpath(name, 'ref name')}", data)

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
 from shipyard.core.workspace.atomic import fsync_dir, fsync_path, read_ref, write_atomic
+from shipyard.core.workspace.paths import Confined, safe_relpath
 from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
 from shipyard.ports import Progress, no_progress
 
@@ -206,10 +207,11 @@ class LocalObjectStore:
             self._path(digest).unlink()
 
     def get_ref(self, name: str) -> bytes | None:
-        return read_ref(self.root / "refs", name)
+        return read_ref(self.root / "refs", safe_relpath(name, "ref name"))
 
     def put_ref(self, name: str, data: bytes) -> None:
-        write_atomic(self.root / "refs" / name, data)
+        (self.root / "refs").mkdir(exist_ok=True)
+        write_atomic(Confined(self.root / "refs").target(safe_relpath(name, "ref name")), data)
 
     def clean_temp(self, older_than: float) -> int:
         """Remove temp files left by killed writers, older than ``older_than`` seconds."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
 from shipyard.core.artifacts.manifest import Manifest
+from shipyard.core.workspace.atomic import as_atomic
+from shipyard.core.workspace.paths import Confined
 from shipyard.errors import IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
@@ -59,33 +60,32 @@ def read_verified(store: ObjectStore, digest: Digest) -> bytes:
 
 
 def copy_verified(store: ObjectStore, digest: Digest, dest: Path, mode: int = 0o644) -> None:
-    """Copy one object to ``dest`` through a temp name, re-hashing it on the way."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    """Copy one object to ``dest`` through a short temp name beside it, re-hashing it on the way.
+
+    ``dest`` is replaced by a rename, so a link at ``dest`` is replaced, never written through;
+    its folder must already be checked (``Confined``) by the caller when the name is untrusted.
+    """
     h = hashlib.sha256()
-    try:
-        with store.open(digest) as src, open(tmp, "wb") as out:
+    with as_atomic(dest, durable=False, mode=0o755 if mode & 0o100 else 0o644) as tmp:
+        with store.open(digest) as src, open(tmp, "xb") as out:
             while chunk := src.read(CHUNK_SIZE):
                 h.update(chunk)
                 out.write(chunk)
         if h.hexdigest() != digest.hex:
             raise IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Manifest:
-    """Write the folder named by ``manifest_digest`` into the empty or new folder ``dest``."""
+    """Write the folder named by ``manifest_digest`` into the empty or new folder ``dest``.
+
+    Every path goes through ``Confined``: nothing is written outside ``dest`` or through a link.
+    """
     manifest = load_manifest(store, manifest_digest)
     dest.mkdir(parents=True, exist_ok=True)
+    confined = Confined(dest)
     for entry in manifest:
-        target = (dest / entry.path).resolve()
-        if not target.is_relative_to(dest.resolve()):
-            raise IntegrityError(f"manifest {manifest_digest} names a path outside its folder: {entry.path}")
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target = confined.target(entry.path, f"manifest {manifest_digest} entry")
             copy_verified(store, entry.digest, target, entry.mode)
         except NotFoundError as exc:
             raise NotFoundError(f"{entry.path} of {manifest_digest}: {exc}") from exc
