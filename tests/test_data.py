@@ -100,7 +100,7 @@ def test_push_then_pull_into_a_fresh_clone(proj: Path, tmp_path: Path, kind: str
     (proj / "shipyard.yaml").write_text(f"version: 1\n{remote}default_remote: origin\n")
     sy(proj, "data", "add", "data/raw")
     pushed = json.loads(sy(proj, "data", "push", "--json").stdout)
-    assert pushed == {"objects": 6, "transferred": 6}
+    assert pushed == {"objects": 6, "transferred": 6, "replaced": 0, "verified": False}
     assert json.loads(sy(proj, "data", "push", "--json").stdout)["transferred"] == 0
 
     clone = tmp_path / "clone"

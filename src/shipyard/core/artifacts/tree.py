@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,27 @@ def read_verified(store: ObjectStore, digest: Digest) -> bytes:
     if Digest.of_bytes(data) != digest:
         raise IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
     return data
+
+
+def verified_chunks(store: ObjectStore, digest: Digest, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The object's bytes in chunks, re-hashed as they stream: IntegrityError after the last chunk if they
+    do not hash to ``digest`` (a writer that has not committed yet can then throw its copy away)."""
+    h = hashlib.sha256()
+    with store.open(digest) as src:
+        while chunk := src.read(chunk_size):
+            h.update(chunk)
+            yield chunk
+    if h.hexdigest() != digest.hex:
+        raise IntegrityError(f"local object {digest} is corrupt (its bytes no longer hash to its name); "
+                             "nothing was sent: restore it with `shipyard data pull` or add the data again")
+
+
+def hash_chunks(chunks: Iterable[bytes]) -> Digest:
+    """The digest of a stream of bytes."""
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    return Digest(h.hexdigest())
 
 
 def copy_verified(store: ObjectStore, digest: Digest, dest: Path, mode: int = 0o644) -> None:
