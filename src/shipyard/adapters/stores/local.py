@@ -22,10 +22,11 @@ from typing import BinaryIO
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
 from shipyard.core.workspace.atomic import fsync_dir, fsync_path, read_ref, write_atomic
 from shipyard.core.workspace.paths import Confined, safe_relpath
-from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
+from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Progress, no_progress
 
 SMALL = 1024 * 1024  # read whole, hash in memory
+CAP_DAC_OVERRIDE = 1  # linux/capability.h
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -73,8 +74,15 @@ class LocalObjectStore:
         """Store many files at once; ``known`` digests (hex) that are already stored cost nothing.
 
         ``expect``: the digest each file must have (downloads); a mismatch stores nothing.
-        ``hardlink``: link the files into the store instead of copying (they become read-only).
+        ``hardlink``: link the files into the store instead of copying (they become read-only). Refused
+        when this process can write through a read-only file (root, or CAP_DAC_OVERRIDE): an edit in
+        place would then corrupt the only stored copy.
         """
+        if hardlink and paths and can_override_modes():
+            raise InvalidInputError(
+                "--hardlink is refused when running as root (or with CAP_DAC_OVERRIDE): an edit of the linked "
+                "file would corrupt the stored copy despite its read-only mode; add without --hardlink (copy mode)"
+            )
         digests: list[Digest] = []
         staged: list[tuple[str, Digest]] = []
         try:
@@ -222,6 +230,20 @@ class LocalObjectStore:
                     os.unlink(entry.path)
                     removed += 1
         return removed
+
+
+def can_override_modes() -> bool:
+    """Whether this process can write to a file whose mode forbids it (root, or CAP_DAC_OVERRIDE)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << CAP_DAC_OVERRIDE))
+    except OSError:
+        pass
+    return False
 
 
 def copy_range(src: BinaryIO, out: BinaryIO) -> None:
