@@ -170,3 +170,27 @@ def test_hardlink_as_an_ordinary_user_links_read_only() -> None:
         assert done.returncode == 0, done.stderr
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_gc_stops_on_a_manifest_it_cannot_read_and_removes_nothing(store: LocalObjectStore, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w" * 100)
+    tree = put_path(store, folder)
+    child = Digest.of_bytes(b"w" * 100)
+    orphan = store.put_bytes(b"old orphan")
+    lookalike = store.put_bytes(b'{"entries": not a manifest, just data')  # an intact data file: no reason to stop
+    for d in (tree.digest, child, orphan, lookalike):
+        _age(store, d, 7200)
+    raw = store.local_path(tree.digest).read_bytes()
+    _corrupt(store, tree.digest, raw.replace(b'"entries":[', b'"entries":[,', 1))  # one comma added
+    _age(store, tree.digest, 7200)
+
+    with pytest.raises(IntegrityError, match=f"manifest {tree.digest} is corrupt.*nothing was removed"):
+        gc(store, [str(tree.digest), str(lookalike)], grace_seconds=0)
+    assert store.has(child) and store.has(orphan)  # gc ran nothing at all
+    assert not verify(store, [str(tree.digest)]).ok  # verify still reports instead of stopping
+
+    _corrupt(store, tree.digest, raw)  # restored: gc proceeds and keeps what the manifest lists
+    assert gc(store, [str(tree.digest), str(lookalike)], grace_seconds=0).removed == [str(orphan)]
+    assert store.has(child)

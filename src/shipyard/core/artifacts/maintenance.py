@@ -56,8 +56,16 @@ def _rehash(store: ObjectStore, digest: Digest) -> bool:
     return h.hexdigest() == digest.hex
 
 
-def reachable(store: ObjectStore, roots: Iterable[str]) -> tuple[set[Digest], set[Digest]]:
-    """Every digest reachable from ``roots`` through manifests, and those that are missing."""
+def reachable(store: ObjectStore, roots: Iterable[str],
+              strict: bool = True) -> tuple[set[Digest], set[Digest]]:
+    """Every digest reachable from ``roots`` through manifests, and those that are missing.
+
+    An object that starts like a manifest is re-hashed before it is followed. If its bytes no
+    longer match its name, what it references cannot be known: with ``strict`` (gc) that is an
+    IntegrityError naming it, so nothing is deleted on a guess; without (verify, which reports
+    the corruption itself) it is skipped. An intact object that merely starts like a manifest
+    (a data file) references nothing.
+    """
     seen: set[Digest] = set()
     missing: set[Digest] = set()
     stack = [Digest.parse(r) for r in roots]
@@ -71,12 +79,17 @@ def reachable(store: ObjectStore, roots: Iterable[str]) -> tuple[set[Digest], se
             continue
         with store.open(d) as f:
             head = f.read(_HEAD)
-            if Manifest.looks_like(head):
-                try:
-                    manifest = Manifest.from_bytes(head + f.read())
-                except IntegrityError:
-                    continue
-                stack.extend(e.digest for e in manifest)
+            if not Manifest.looks_like(head):
+                continue
+            raw = head + f.read()
+        if Digest.of_bytes(raw) != d:
+            if strict:
+                raise IntegrityError(
+                    f"manifest {d} is corrupt, so what it references is unknown; nothing was removed: restore it "
+                    "(`shipyard data pull`, or add the data again) and run gc again"
+                )
+            continue
+        stack.extend(Manifest.referenced(raw))
     return seen, missing
 
 
@@ -99,7 +112,7 @@ def verify(store: ObjectStore, roots: Iterable[str], progress: Progress = no_pro
             if not good:
                 report.corrupt.append(str(digest))
             progress(size)
-    _, missing = reachable(store, roots)
+    _, missing = reachable(store, roots, strict=False)
     report.missing = sorted(str(d) for d in missing)
     report.corrupt.sort()
     return report

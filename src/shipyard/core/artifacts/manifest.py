@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.workspace.paths import safe_relpath
-from shipyard.errors import IntegrityError, InvalidInputError
+from shipyard.errors import IntegrityError, InvalidInputError, ShipyardError
 
 KIND = "shipyard.manifest/v1"
 _MODES = (0o644, 0o755)
@@ -88,6 +89,22 @@ class Manifest:
             if isinstance(exc, InvalidInputError):
                 raise IntegrityError(f"manifest refused: {exc}") from None
             raise IntegrityError(f"object is not a Shipyard manifest: {str(exc)[:200]}") from exc
+
+    @staticmethod
+    def referenced(data: bytes) -> list[Digest]:
+        """The digests a manifest lists, read leniently (paths unchecked): what gc must keep.
+        Empty for bytes that are not a Shipyard manifest."""
+        try:
+            body = json.loads(data)
+            if not isinstance(body, dict) or body.get("kind") != KIND:
+                return []
+            out = []
+            for e in body["entries"]:
+                with contextlib.suppress(ShipyardError, TypeError, KeyError, AttributeError):
+                    out.append(Digest.parse(e["digest"]))
+            return out
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return []
 
     @staticmethod
     def looks_like(head: bytes) -> bool:
