@@ -27,6 +27,12 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
              state: StateCache | None = None, hardlink: bool = False) -> Stored:
     """Store ``path``: a file as one object, a folder as its files plus a manifest object.
 
+    ``path`` itself must not be a symbolic link. Inside a folder, symbolic links (to files or
+    folders) are skipped: they are not followed, not stored and not restored, so a version never
+    holds bytes from outside the folder; a checkout refuses to write through a link that sits
+    where a recorded folder should be. A file name that is not UTF-8 is refused.
+    ``hardlink``: see ``ObjectStore.put_many`` (refused where the process can write through
+    read-only files).
     With a ``state`` cache, files it vouches for whose objects are already stored are not read.
     """
     from shipyard.core.workspace.scan import known_digests, manifest_of, signature, stat_path
