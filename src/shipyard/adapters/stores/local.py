@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.core.workspace.atomic import fsync_dir, fsync_path, read_ref, write_atomic
+from shipyard.core.workspace.atomic import as_atomic, fsync_dir, fsync_path, read_ref, temp_name, write_atomic
 from shipyard.core.workspace.paths import Confined, safe_relpath
 from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Progress, no_progress
@@ -121,7 +121,7 @@ class LocalObjectStore:
 
     def _stage(self, path: str, hardlink: bool) -> tuple[str | None, Digest, int]:
         """Copy (or link) ``path`` to a temp file and hash the copy; (None, digest) if already stored."""
-        tmp = f"{self.tmp}/w-{os.getpid()}-{os.urandom(6).hex()}"
+        tmp = temp_name(self.tmp)
         try:
             if hardlink:
                 os.link(path, tmp)
@@ -152,12 +152,17 @@ class LocalObjectStore:
                 os.unlink(tmp)
             raise
 
-    def _publish(self, tmp: str, digest: Digest) -> None:
-        target = self._name(digest)
+    def _parent(self, target: str, digest: Digest) -> None:
         parent = target[: -len(digest.hex) + 1]
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
+
+    def _publish(self, tmp: str, digest: Digest) -> None:
+        """Rename a staged temp file into place: the batch half of ``as_atomic``, whose target is only
+        known once the bytes are hashed (``put_many`` syncs the whole batch once, before the renames)."""
+        target = self._name(digest)
+        self._parent(target, digest)
         os.chmod(tmp, 0o444)
         # Same bytes under the same name: replacing an existing copy is harmless, and rename is atomic.
         os.replace(tmp, target)
@@ -174,17 +179,10 @@ class LocalObjectStore:
         digest = Digest.of_bytes(data)
         if self._reuse(digest):
             return digest
-        tmp = self.tmp / f"w-{os.getpid()}-{os.urandom(6).hex()}"
-        try:
-            with open(tmp, "xb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            self._publish(str(tmp), digest)
-            fsync_dir(self._path(digest).parent)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        target = self._name(digest)
+        self._parent(target, digest)
+        with as_atomic(target, temp_dir=self.tmp, mode=0o444) as tmp, open(tmp, "xb") as out:
+            out.write(data)
         return digest
 
     # -- reading and maintenance -----------------------------------------------------------------
