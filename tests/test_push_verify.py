@@ -53,6 +53,8 @@ def put_on_remote(remote: Remote, d: Digest, body: bytes) -> None:
     if isinstance(remote, FolderRemote):
         path = remote.root / "sha256" / d.hex[:2] / d.hex[2:]
         path.parent.mkdir(exist_ok=True)
+        if path.exists():
+            path.chmod(0o644)  # published objects are read-only
         path.write_bytes(body)
     else:
         import obstore

@@ -14,7 +14,7 @@ import obstore
 import obstore.exceptions
 from obstore.store import S3Store
 
-from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.digest import OBJECTS, Digest, object_key
 from shipyard.core.artifacts.tree import verified_chunks
 from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.core.workspace.paths import safe_relpath
@@ -59,7 +59,7 @@ class S3Remote:
 
     @staticmethod
     def _key(d: Digest) -> str:
-        return f"sha256/{d.hex[:2]}/{d.hex[2:]}"
+        return object_key(d)
 
     def _parallel(self, fn: Callable[[Digest], T], digests: Sequence[Digest]) -> list[T]:
         with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
@@ -74,7 +74,7 @@ class S3Remote:
             return {}
         with _translated("listing objects", self.url):
             if len(digests) > 200:  # one listing beats thousands of HEAD requests
-                listed = {o["path"]: int(o["size"]) for batch in obstore.list(self._store, prefix="sha256/")
+                listed = {o["path"]: int(o["size"]) for batch in obstore.list(self._store, prefix=f"{OBJECTS}/")
                           for o in batch}
                 return {d: listed[self._key(d)] for d in digests if self._key(d) in listed}
 

@@ -15,11 +15,11 @@ import errno
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.digest import CHUNK_SIZE, OBJECTS, Digest, object_key
 from shipyard.core.workspace.atomic import as_atomic, fsync_dir, fsync_path, read_ref, temp_name, write_atomic
 from shipyard.core.workspace.paths import Confined, safe_relpath
 from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
@@ -41,16 +41,17 @@ def syncfs(folder: Path) -> None:
 
 
 class LocalObjectStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, must_write: bool = True) -> None:
         self.root = Path(root)
-        self.objects = self.root / "sha256"
+        self.objects = self.root / OBJECTS
         self.tmp = self.root / "tmp"
         self._made: set[str] = set()
         self._objects = str(self.objects)
+        self._root = str(self.root)
         try:
             self.objects.mkdir(parents=True, exist_ok=True)
             self.tmp.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.tmp, os.W_OK):
+            if must_write and not os.access(self.tmp, os.W_OK):
                 raise PermissionError(errno.EACCES, "permission denied", str(self.tmp))
         except OSError as exc:
             raise BackendUnavailableError(
@@ -63,7 +64,7 @@ class LocalObjectStore:
 
     def _name(self, digest: Digest) -> str:
         # plain strings on the per-object paths: pathlib costs more than the syscalls here
-        return f"{self._objects}/{digest.hex[:2]}/{digest.hex[2:]}"
+        return f"{self._root}/{object_key(digest)}"
 
     # -- writing -------------------------------------------------------------------------------
     def put_file(self, path: Path, progress: Progress = no_progress, expect: Digest | None = None) -> Digest:
@@ -102,22 +103,56 @@ class LocalObjectStore:
                     staged.append((tmp, digest))
                 digests.append(digest)
                 progress(size)
-            if staged:
-                if len(staged) == 1 and not hardlink:
-                    fsync_path(staged[0][0])
-                else:
-                    syncfs(self.tmp)  # one durability barrier for the batch
-                while staged:
-                    tmp, digest = staged[-1]
-                    self._publish(tmp, digest)
-                    staged.pop()
-                for parent in {d.hex[:2] for d in digests}:
-                    fsync_dir(Path(self._objects, parent))
+            self._commit(staged, one_fsync=not hardlink)
         finally:
             for tmp, _ in staged:  # only what was not published
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         return digests
+
+    def put_streams(self, items: Iterable[tuple[Digest, Iterable[bytes]]], progress: Progress = no_progress,
+                    source: str = "incoming") -> None:
+        """Store objects received as streams of bytes under the names given, each re-hashed as it is
+        written; one that does not hash to its name stops the batch and nothing of it is stored.
+        An object already present is replaced (the caller sends one only when it is absent or damaged)."""
+        staged: list[tuple[str, Digest]] = []
+        try:
+            for digest, chunks in items:
+                tmp = temp_name(self.tmp)
+                h = hashlib.sha256()
+                with open(tmp, "xb") as out:
+                    staged.append((tmp, digest))
+                    for chunk in chunks:
+                        h.update(chunk)
+                        out.write(chunk)
+                    size = out.tell()
+                if h.hexdigest() != digest.hex:
+                    raise IntegrityError(f"{source} object {digest} is corrupt (its bytes no longer hash to its "
+                                         "name); nothing was sent: restore it with `shipyard data pull` or add "
+                                         "the data again")
+                progress(size)
+            self._commit(staged, one_fsync=True)
+        finally:
+            for tmp, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _commit(self, staged: list[tuple[str, Digest]], one_fsync: bool) -> None:
+        """Publish staged temp files: one durability barrier for the batch, then each rename (popped
+        from ``staged`` as it is done, so the caller removes only what was not published)."""
+        if not staged:
+            return
+        if len(staged) == 1 and one_fsync:
+            fsync_path(staged[0][0])
+        else:
+            syncfs(self.tmp)
+        parents = {d.hex[:2] for _, d in staged}
+        while staged:
+            tmp, digest = staged[-1]
+            self._publish(tmp, digest)
+            staged.pop()
+        for parent in parents:
+            fsync_dir(Path(self._objects, parent))
 
     def _stage(self, path: str, hardlink: bool) -> tuple[str | None, Digest, int]:
         """Copy (or link) ``path`` to a temp file and hash the copy; (None, digest) if already stored."""

@@ -11,6 +11,14 @@ from shipyard.errors import InvalidInputError
 ALGORITHM = "sha256"
 CHUNK_SIZE = 1024 * 1024
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+OBJECTS = ALGORITHM  # the folder (or key prefix) every object database keeps its objects under
+
+
+def object_key(digest: Digest) -> str:
+    """Where an object lives in every object database (local store, folder and S3 remotes):
+    ``sha256/ab/cdef...``, two-character fan-out."""
+    h = digest.hex
+    return f"{OBJECTS}/{h[:2]}/{h[2:]}"
 
 
 @dataclass(frozen=True, slots=True)
