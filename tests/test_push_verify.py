@@ -12,8 +12,7 @@ import pytest
 from shipyard.adapters.remotes import open_remote
 from shipyard.adapters.remotes.folder import FolderRemote
 from shipyard.adapters.stores.local import LocalObjectStore
-from shipyard.core.artifacts.digest import Digest
-from shipyard.core.artifacts.tree import hash_chunks
+from shipyard.core.artifacts.digest import Digest, hash_chunks
 from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.core.workspace import data, sync
 from shipyard.core.workspace.data import Workspace

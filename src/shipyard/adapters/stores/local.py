@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, OBJECTS, Digest, object_key
+from shipyard.core.artifacts.digest import CHUNK_SIZE, OBJECTS, Digest, hash_stream, object_key, verified
 from shipyard.core.workspace.atomic import as_atomic, fsync_dir, fsync_path, read_ref, temp_name, write_atomic
 from shipyard.core.workspace.paths import Confined, safe_relpath
 from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
@@ -119,17 +118,16 @@ class LocalObjectStore:
         try:
             for digest, chunks in items:
                 tmp = temp_name(self.tmp)
-                h = hashlib.sha256()
+                def corrupt(d: Digest = digest) -> IntegrityError:
+                    return IntegrityError(f"{source} object {d} is corrupt (its bytes no longer hash to its "
+                                          "name); nothing was sent: restore it with `shipyard data pull` or add "
+                                          "the data again")
+
                 with open(tmp, "xb") as out:
                     staged.append((tmp, digest))
-                    for chunk in chunks:
-                        h.update(chunk)
+                    for chunk in verified(chunks, digest, corrupt):
                         out.write(chunk)
                     size = out.tell()
-                if h.hexdigest() != digest.hex:
-                    raise IntegrityError(f"{source} object {digest} is corrupt (its bytes no longer hash to its "
-                                         "name); nothing was sent: restore it with `shipyard data pull` or add "
-                                         "the data again")
                 progress(size)
             self._commit(staged, one_fsync=True)
         finally:
@@ -168,7 +166,7 @@ class LocalObjectStore:
                     data = os.read(fd, size + 1)
                     while len(data) <= size and (more := os.read(fd, SMALL)):
                         data += more
-                    digest = Digest(hashlib.sha256(data).hexdigest())
+                    digest = Digest.of_bytes(data)
                     if self._reuse(digest):
                         return None, digest, len(data)
                     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
@@ -294,7 +292,7 @@ def copy_range(src: BinaryIO, out: BinaryIO) -> None:
 
 def _hash_path(path: str | Path) -> str:
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        return hash_stream(f).hex
 
 
 

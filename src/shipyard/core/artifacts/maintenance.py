@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.digest import Digest, hash_stream
 from shipyard.core.artifacts.manifest import Manifest
 from shipyard.errors import IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
@@ -49,11 +48,8 @@ class GcReport:
 
 
 def _rehash(store: ObjectStore, digest: Digest) -> bool:
-    h = hashlib.sha256()
     with store.open(digest) as f:
-        while chunk := f.read(CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest() == digest.hex
+        return hash_stream(f) == digest
 
 
 def reachable(store: ObjectStore, roots: Iterable[str],

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest, read_chunks, verified
 from shipyard.core.artifacts.manifest import Manifest
 from shipyard.core.workspace.atomic import as_atomic
 from shipyard.core.workspace.paths import Confined
@@ -66,25 +65,16 @@ def read_verified(store: ObjectStore, digest: Digest) -> bytes:
     return data
 
 
+def local_corrupt(digest: Digest) -> IntegrityError:
+    return IntegrityError(f"local object {digest} is corrupt (its bytes no longer hash to its name); "
+                          "nothing was sent: restore it with `shipyard data pull` or add the data again")
+
+
 def verified_chunks(store: ObjectStore, digest: Digest, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """The object's bytes in chunks, re-hashed as they stream: IntegrityError after the last chunk if they
     do not hash to ``digest`` (a writer that has not committed yet can then throw its copy away)."""
-    h = hashlib.sha256()
     with store.open(digest) as src:
-        while chunk := src.read(chunk_size):
-            h.update(chunk)
-            yield chunk
-    if h.hexdigest() != digest.hex:
-        raise IntegrityError(f"local object {digest} is corrupt (its bytes no longer hash to its name); "
-                             "nothing was sent: restore it with `shipyard data pull` or add the data again")
-
-
-def hash_chunks(chunks: Iterable[bytes]) -> Digest:
-    """The digest of a stream of bytes."""
-    h = hashlib.sha256()
-    for chunk in chunks:
-        h.update(chunk)
-    return Digest(h.hexdigest())
+        yield from verified(read_chunks(src, chunk_size), digest, lambda: local_corrupt(digest))
 
 
 def copy_verified(store: ObjectStore, digest: Digest, dest: Path, mode: int = 0o644) -> None:
@@ -93,14 +83,13 @@ def copy_verified(store: ObjectStore, digest: Digest, dest: Path, mode: int = 0o
     ``dest`` is replaced by a rename, so a link at ``dest`` is replaced, never written through;
     its folder must already be checked (``Confined``) by the caller when the name is untrusted.
     """
-    h = hashlib.sha256()
-    with as_atomic(dest, durable=False, mode=0o755 if mode & 0o100 else 0o644) as tmp:
-        with store.open(digest) as src, open(tmp, "xb") as out:
-            while chunk := src.read(CHUNK_SIZE):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != digest.hex:
-            raise IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
+    def corrupt() -> IntegrityError:
+        return IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
+
+    with (as_atomic(dest, durable=False, mode=0o755 if mode & 0o100 else 0o644) as tmp,
+          store.open(digest) as src, open(tmp, "xb") as out):
+        for chunk in verified(read_chunks(src), digest, corrupt):
+            out.write(chunk)
 
 
 def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Manifest:

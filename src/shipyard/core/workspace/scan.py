@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.digest import Digest, hash_stream
 from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
 from shipyard.errors import InvalidInputError
 from shipyard.ports import Progress, StateCache, no_progress
@@ -83,11 +83,8 @@ def stat_path(path: Path) -> list[FileStat]:
 
 
 def hash_file(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest()
+        return hash_stream(f).hex
 
 
 def known_digests(files: list[FileStat], state: StateCache) -> dict[str, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.digest import Digest, hash_chunks
 from shipyard.core.artifacts.manifest import Manifest
-from shipyard.core.artifacts.tree import hash_chunks, load_manifest, read_verified
+from shipyard.core.artifacts.tree import load_manifest, read_verified
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import Lock, PathEntry
 from shipyard.errors import NotFoundError
