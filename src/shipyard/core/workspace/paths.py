@@ -132,7 +132,8 @@ class Confined:
 
     def _refuse(self, st: os.stat_result, done: str, what: str) -> None:
         if stat.S_ISLNK(st.st_mode):
-            raise InvalidInputError(f"{done} is a symbolic link inside a tracked folder; Shipyard never writes "
-                                    f"through links: remove it (it is not part of any version) and run again")
+            raise InvalidInputError(f"{done} is a symbolic link where {what} needs a folder; Shipyard never "
+                                    "writes through links (one could lead outside the project): replace it with "
+                                    "a real folder (links are not part of any version) and run again")
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidInputError(f"{done} is a file where {what} needs a folder; move it away and run again")
