@@ -100,7 +100,7 @@ def test_push_then_pull_into_a_fresh_clone(proj: Path, tmp_path: Path, kind: str
     (proj / "shipyard.yaml").write_text(f"version: 1\n{remote}default_remote: origin\n")
     sy(proj, "data", "add", "data/raw")
     pushed = json.loads(sy(proj, "data", "push", "--json").stdout)
-    assert pushed == {"objects": 6, "transferred": 6}
+    assert pushed == {"objects": 6, "transferred": 6, "replaced": 0, "verified": False}
     assert json.loads(sy(proj, "data", "push", "--json").stdout)["transferred"] == 0
 
     clone = tmp_path / "clone"
@@ -149,3 +149,16 @@ def test_data_gc_keeps_what_the_lock_references(proj: Path) -> None:
     (proj / "data" / "raw" / "part-1.csv").unlink()
     sy(proj, "data", "checkout")  # everything the lock needs is still there
     assert (proj / "data" / "raw" / "part-1.csv").read_text() == "id,value\n1,1\n"
+
+
+def test_data_gc_stops_with_one_line_when_a_manifest_is_damaged(proj: Path) -> None:
+    sy(proj, "data", "add", "data/raw")
+    digest = (proj / "shipyard.lock").read_text().split("digest: sha256:")[1].split()[0]
+    manifest = proj / ".shipyard" / "objects" / "sha256" / digest[:2] / digest[2:]
+    manifest.chmod(0o644)
+    manifest.write_bytes(manifest.read_bytes().replace(b'"entries":[', b'"entries":[,', 1))
+    before = sorted(p.name for p in (proj / ".shipyard" / "objects" / "sha256").rglob("*") if p.is_file())
+    done = sy(proj, "data", "gc", "--grace", "0s", check=False)
+    assert done.returncode == 5 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"manifest sha256:{digest} is corrupt" in done.stderr
+    assert sorted(p.name for p in (proj / ".shipyard" / "objects" / "sha256").rglob("*") if p.is_file()) == before

@@ -53,7 +53,22 @@ class Remote(Protocol):
         """Those of ``digests`` the remote does not hold."""
         ...
 
-    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None: ...
+    def sizes(self, digests: Sequence[Digest]) -> dict[Digest, int]:
+        """The size of each of ``digests`` the remote holds (absent ones are left out)."""
+        ...
+
+    def read(self, digest: Digest) -> Iterator[bytes]:
+        """An object's bytes as the remote holds them, in chunks (NotFoundError if absent)."""
+        ...
+
+    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+        """Send objects, re-hashing each as it streams: a corrupt local object raises IntegrityError and
+        is never published on the remote."""
+        ...
+
+    def clean_temp(self, older_than: float) -> int:
+        """Remove what interrupted uploads left, older than ``older_than`` seconds; return how many."""
+        ...
 
     def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress) -> None:
         """Fetch into ``store``; every object is re-hashed before it enters the store."""

@@ -12,7 +12,7 @@ from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.maintenance import gc, verify
 from shipyard.core.artifacts.tree import copy_verified, put_path, read_verified
-from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
+from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 
 
 @pytest.fixture
@@ -122,3 +122,75 @@ def test_gc_cleans_temp_files_of_killed_writers(store: LocalObjectStore) -> None
     os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     report = gc(store, [], grace_seconds=3600)
     assert report.temp_removed == 1 and not leftover.exists()
+
+
+def test_hardlink_is_refused_when_the_process_can_write_through_read_only_files(
+        store: LocalObjectStore, tmp_path: Path) -> None:
+    from shipyard.adapters.stores.local import can_override_modes
+    from shipyard.core.artifacts.tree import put_path
+
+    if not can_override_modes():
+        pytest.skip("needs root or CAP_DAC_OVERRIDE (the non-root case runs in the next test)")
+    f = tmp_path / "data.csv"
+    f.write_text("the only copy\n")
+    with pytest.raises(InvalidInputError, match="add without --hardlink"):
+        put_path(store, f, hardlink=True)
+    assert _objects(store) == [] and f.stat().st_mode & 0o200  # nothing stored, the file left writable
+    assert put_path(store, f).digest == Digest.of_bytes(b"the only copy\n")  # copy mode works
+
+
+def test_hardlink_as_an_ordinary_user_links_read_only() -> None:
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="sy-hardlink-"))  # under /tmp, which an ordinary user can traverse
+    try:
+        folder.chmod(0o777)
+        code = (
+            "import os, sys\n"
+            "from pathlib import Path\n"
+            "from shipyard.adapters.stores.local import LocalObjectStore, can_override_modes\n"
+            "if os.geteuid() == 0:\n"
+            "    os.setgid(65534); os.setuid(65534)  # drop root (and with it CAP_DAC_OVERRIDE)\n"
+            "assert not can_override_modes()\n"
+            f"root = Path({str(folder)!r})\n"
+            "(root / 'data.csv').write_bytes(b'linked')\n"
+            "store = LocalObjectStore(root / 'objects')\n"
+            "d = store.put_many([str(root / 'data.csv')], hardlink=True)[0]\n"
+            "assert store.local_path(d).stat().st_ino == (root / 'data.csv').stat().st_ino\n"
+            "try:\n"
+            "    open(root / 'data.csv', 'a').write('edit')\n"
+            "    sys.exit('an edit went through the read-only link')\n"
+            "except PermissionError:\n"
+            "    pass\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_gc_stops_on_a_manifest_it_cannot_read_and_removes_nothing(store: LocalObjectStore, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w" * 100)
+    tree = put_path(store, folder)
+    child = Digest.of_bytes(b"w" * 100)
+    orphan = store.put_bytes(b"old orphan")
+    lookalike = store.put_bytes(b'{"entries": not a manifest, just data')  # an intact data file: no reason to stop
+    for d in (tree.digest, child, orphan, lookalike):
+        _age(store, d, 7200)
+    raw = store.local_path(tree.digest).read_bytes()
+    _corrupt(store, tree.digest, raw.replace(b'"entries":[', b'"entries":[,', 1))  # one comma added
+    _age(store, tree.digest, 7200)
+
+    with pytest.raises(IntegrityError, match=f"manifest {tree.digest} is corrupt.*nothing was removed"):
+        gc(store, [str(tree.digest), str(lookalike)], grace_seconds=0)
+    assert store.has(child) and store.has(orphan)  # gc ran nothing at all
+    assert not verify(store, [str(tree.digest)]).ok  # verify still reports instead of stopping
+
+    _corrupt(store, tree.digest, raw)  # restored: gc proceeds and keeps what the manifest lists
+    assert gc(store, [str(tree.digest), str(lookalike)], grace_seconds=0).removed == [str(orphan)]
+    assert store.has(child)

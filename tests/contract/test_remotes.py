@@ -57,6 +57,7 @@ def test_a_tampered_remote_object_never_enters_the_store(remote: Remote, tmp_pat
     # put the poisoned bytes under the real name on the remote
     if hasattr(remote, "root"):
         target = remote.root / "sha256" / d.hex[:2] / d.hex[2:]
+        target.chmod(0o644)  # published objects are read-only
         target.write_bytes(b"poisoned weights")
     else:
         import obstore

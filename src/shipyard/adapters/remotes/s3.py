@@ -14,9 +14,11 @@ import obstore
 import obstore.exceptions
 from obstore.store import S3Store
 
-from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.digest import OBJECTS, Digest, object_key
+from shipyard.core.artifacts.tree import verified_chunks
 from shipyard.core.project.model import Remote as RemoteSpec
-from shipyard.errors import BackendUnavailableError, ConfigError, NotFoundError
+from shipyard.core.workspace.paths import safe_relpath
+from shipyard.errors import BackendUnavailableError, ConfigError, NotFoundError, ShipyardError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
 CONCURRENCY = 32
@@ -28,7 +30,7 @@ T = TypeVar("T")
 def _translated(what: str, url: str) -> Iterator[None]:
     try:
         yield
-    except FileNotFoundError:
+    except (FileNotFoundError, ShipyardError):
         raise
     except (OSError, RuntimeError, ValueError, obstore.exceptions.BaseError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -57,38 +59,62 @@ class S3Remote:
 
     @staticmethod
     def _key(d: Digest) -> str:
-        return f"sha256/{d.hex[:2]}/{d.hex[2:]}"
+        return object_key(d)
 
     def _parallel(self, fn: Callable[[Digest], T], digests: Sequence[Digest]) -> list[T]:
         with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
             return list(pool.map(fn, digests))
 
     def missing(self, digests: Sequence[Digest]) -> list[Digest]:
+        present = self.sizes(digests)
+        return [d for d in digests if d not in present]
+
+    def sizes(self, digests: Sequence[Digest]) -> dict[Digest, int]:
         if not digests:
-            return []
+            return {}
         with _translated("listing objects", self.url):
             if len(digests) > 200:  # one listing beats thousands of HEAD requests
-                present = {o["path"] for batch in obstore.list(self._store, prefix="sha256/") for o in batch}
-                return [d for d in digests if self._key(d) not in present]
+                listed = {o["path"]: int(o["size"]) for batch in obstore.list(self._store, prefix=f"{OBJECTS}/")
+                          for o in batch}
+                return {d: listed[self._key(d)] for d in digests if self._key(d) in listed}
 
-            def absent(d: Digest) -> bool:
+            def size(d: Digest) -> int | None:
                 try:
-                    obstore.head(self._store, self._key(d))
+                    return int(obstore.head(self._store, self._key(d))["size"])
                 except FileNotFoundError:
-                    return True
-                return False
+                    return None
 
-            return [d for d, gone in zip(digests, self._parallel(absent, digests), strict=True) if gone]
+            return {d: n for d, n in zip(digests, self._parallel(size, digests), strict=True) if n is not None}
+
+    def read(self, digest: Digest) -> Iterator[bytes]:
+        with _translated("reading", self.url):
+            try:
+                result = obstore.get(self._store, self._key(digest))
+            except FileNotFoundError as exc:
+                raise NotFoundError(f"object {digest} is not on remote {self.url}") from exc
+            for chunk in result.stream(min_chunk_size=SMALL):
+                yield bytes(chunk)
 
     def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+        """Send each object, re-hashed as it streams: a corrupt local object raises before the put completes,
+        so the remote never holds it (an S3 put is atomic; an aborted multipart upload leaves no object)."""
         def send(d: Digest) -> None:
             with store.open(d) as f:
                 size = os.fstat(f.fileno()).st_size
-                obstore.put(self._store, self._key(d), f.read() if size <= SMALL else f)
+            if size <= SMALL:
+                body = b"".join(verified_chunks(store, d))
+                obstore.put(self._store, self._key(d), body)
+            else:
+                obstore.put(self._store, self._key(d), verified_chunks(store, d, SMALL), use_multipart=True)
             progress(size)
 
         with _translated("uploading", self.url):
             self._parallel(send, digests)
+
+    def clean_temp(self, older_than: float) -> int:
+        """Nothing to remove: a put is atomic and writes no temp object. The parts of a multipart upload
+        killed midway are invisible and removed by the bucket's AbortIncompleteMultipartUpload rule."""
+        return 0
 
     def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress) -> None:
         """Fetch into a temp folder, then into the store in one batch (re-hashed there, one sync)."""
@@ -113,10 +139,10 @@ class S3Remote:
     def get_ref(self, name: str) -> bytes | None:
         with _translated("reading", self.url):
             try:
-                return bytes(obstore.get(self._store, f"refs/{name}").bytes())
+                return bytes(obstore.get(self._store, f"refs/{safe_relpath(name, 'ref name')}").bytes())
             except FileNotFoundError:
                 return None
 
     def put_ref(self, name: str, data: bytes) -> None:
         with _translated("writing", self.url):
-            obstore.put(self._store, f"refs/{name}", data)
+            obstore.put(self._store, f"refs/{safe_relpath(name, 'ref name')}", data)

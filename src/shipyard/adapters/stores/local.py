@@ -12,19 +12,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.core.workspace.atomic import fsync_dir, fsync_path, read_ref, write_atomic
-from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
+from shipyard.core.artifacts.digest import CHUNK_SIZE, OBJECTS, Digest, hash_stream, object_key, verified
+from shipyard.core.workspace.atomic import as_atomic, fsync_dir, fsync_path, read_ref, temp_name, write_atomic
+from shipyard.core.workspace.paths import Confined, safe_relpath
+from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Progress, no_progress
 
 SMALL = 1024 * 1024  # read whole, hash in memory
+CAP_DAC_OVERRIDE = 1  # linux/capability.h
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -39,16 +40,17 @@ def syncfs(folder: Path) -> None:
 
 
 class LocalObjectStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, must_write: bool = True) -> None:
         self.root = Path(root)
-        self.objects = self.root / "sha256"
+        self.objects = self.root / OBJECTS
         self.tmp = self.root / "tmp"
         self._made: set[str] = set()
         self._objects = str(self.objects)
+        self._root = str(self.root)
         try:
             self.objects.mkdir(parents=True, exist_ok=True)
             self.tmp.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.tmp, os.W_OK):
+            if must_write and not os.access(self.tmp, os.W_OK):
                 raise PermissionError(errno.EACCES, "permission denied", str(self.tmp))
         except OSError as exc:
             raise BackendUnavailableError(
@@ -61,7 +63,7 @@ class LocalObjectStore:
 
     def _name(self, digest: Digest) -> str:
         # plain strings on the per-object paths: pathlib costs more than the syscalls here
-        return f"{self._objects}/{digest.hex[:2]}/{digest.hex[2:]}"
+        return f"{self._root}/{object_key(digest)}"
 
     # -- writing -------------------------------------------------------------------------------
     def put_file(self, path: Path, progress: Progress = no_progress, expect: Digest | None = None) -> Digest:
@@ -72,8 +74,15 @@ class LocalObjectStore:
         """Store many files at once; ``known`` digests (hex) that are already stored cost nothing.
 
         ``expect``: the digest each file must have (downloads); a mismatch stores nothing.
-        ``hardlink``: link the files into the store instead of copying (they become read-only).
+        ``hardlink``: link the files into the store instead of copying (they become read-only). Refused
+        when this process can write through a read-only file (root, or CAP_DAC_OVERRIDE): an edit in
+        place would then corrupt the only stored copy.
         """
+        if hardlink and paths and can_override_modes():
+            raise InvalidInputError(
+                "--hardlink is refused when running as root (or with CAP_DAC_OVERRIDE): an edit of the linked "
+                "file would corrupt the stored copy despite its read-only mode; add without --hardlink (copy mode)"
+            )
         digests: list[Digest] = []
         staged: list[tuple[str, Digest]] = []
         try:
@@ -93,26 +102,59 @@ class LocalObjectStore:
                     staged.append((tmp, digest))
                 digests.append(digest)
                 progress(size)
-            if staged:
-                if len(staged) == 1 and not hardlink:
-                    fsync_path(staged[0][0])
-                else:
-                    syncfs(self.tmp)  # one durability barrier for the batch
-                while staged:
-                    tmp, digest = staged[-1]
-                    self._publish(tmp, digest)
-                    staged.pop()
-                for parent in {d.hex[:2] for d in digests}:
-                    fsync_dir(Path(self._objects, parent))
+            self._commit(staged, one_fsync=not hardlink)
         finally:
             for tmp, _ in staged:  # only what was not published
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         return digests
 
+    def put_streams(self, items: Iterable[tuple[Digest, Iterable[bytes]]], progress: Progress = no_progress,
+                    source: str = "incoming") -> None:
+        """Store objects received as streams of bytes under the names given, each re-hashed as it is
+        written; one that does not hash to its name stops the batch and nothing of it is stored.
+        An object already present is replaced (the caller sends one only when it is absent or damaged)."""
+        staged: list[tuple[str, Digest]] = []
+        try:
+            for digest, chunks in items:
+                tmp = temp_name(self.tmp)
+                def corrupt(d: Digest = digest) -> IntegrityError:
+                    return IntegrityError(f"{source} object {d} is corrupt (its bytes no longer hash to its "
+                                          "name); nothing was sent: restore it with `shipyard data pull` or add "
+                                          "the data again")
+
+                with open(tmp, "xb") as out:
+                    staged.append((tmp, digest))
+                    for chunk in verified(chunks, digest, corrupt):
+                        out.write(chunk)
+                    size = out.tell()
+                progress(size)
+            self._commit(staged, one_fsync=True)
+        finally:
+            for tmp, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _commit(self, staged: list[tuple[str, Digest]], one_fsync: bool) -> None:
+        """Publish staged temp files: one durability barrier for the batch, then each rename (popped
+        from ``staged`` as it is done, so the caller removes only what was not published)."""
+        if not staged:
+            return
+        if len(staged) == 1 and one_fsync:
+            fsync_path(staged[0][0])
+        else:
+            syncfs(self.tmp)
+        parents = {d.hex[:2] for _, d in staged}
+        while staged:
+            tmp, digest = staged[-1]
+            self._publish(tmp, digest)
+            staged.pop()
+        for parent in parents:
+            fsync_dir(Path(self._objects, parent))
+
     def _stage(self, path: str, hardlink: bool) -> tuple[str | None, Digest, int]:
         """Copy (or link) ``path`` to a temp file and hash the copy; (None, digest) if already stored."""
-        tmp = f"{self.tmp}/w-{os.getpid()}-{os.urandom(6).hex()}"
+        tmp = temp_name(self.tmp)
         try:
             if hardlink:
                 os.link(path, tmp)
@@ -124,7 +166,7 @@ class LocalObjectStore:
                     data = os.read(fd, size + 1)
                     while len(data) <= size and (more := os.read(fd, SMALL)):
                         data += more
-                    digest = Digest(hashlib.sha256(data).hexdigest())
+                    digest = Digest.of_bytes(data)
                     if self._reuse(digest):
                         return None, digest, len(data)
                     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
@@ -143,12 +185,17 @@ class LocalObjectStore:
                 os.unlink(tmp)
             raise
 
-    def _publish(self, tmp: str, digest: Digest) -> None:
-        target = self._name(digest)
+    def _parent(self, target: str, digest: Digest) -> None:
         parent = target[: -len(digest.hex) + 1]
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
+
+    def _publish(self, tmp: str, digest: Digest) -> None:
+        """Rename a staged temp file into place: the batch half of ``as_atomic``, whose target is only
+        known once the bytes are hashed (``put_many`` syncs the whole batch once, before the renames)."""
+        target = self._name(digest)
+        self._parent(target, digest)
         os.chmod(tmp, 0o444)
         # Same bytes under the same name: replacing an existing copy is harmless, and rename is atomic.
         os.replace(tmp, target)
@@ -165,17 +212,10 @@ class LocalObjectStore:
         digest = Digest.of_bytes(data)
         if self._reuse(digest):
             return digest
-        tmp = self.tmp / f"w-{os.getpid()}-{os.urandom(6).hex()}"
-        try:
-            with open(tmp, "xb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            self._publish(str(tmp), digest)
-            fsync_dir(self._path(digest).parent)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        target = self._name(digest)
+        self._parent(target, digest)
+        with as_atomic(target, temp_dir=self.tmp, mode=0o444) as tmp, open(tmp, "xb") as out:
+            out.write(data)
         return digest
 
     # -- reading and maintenance -----------------------------------------------------------------
@@ -206,10 +246,11 @@ class LocalObjectStore:
             self._path(digest).unlink()
 
     def get_ref(self, name: str) -> bytes | None:
-        return read_ref(self.root / "refs", name)
+        return read_ref(self.root / "refs", safe_relpath(name, "ref name"))
 
     def put_ref(self, name: str, data: bytes) -> None:
-        write_atomic(self.root / "refs" / name, data)
+        (self.root / "refs").mkdir(exist_ok=True)
+        write_atomic(Confined(self.root / "refs").target(safe_relpath(name, "ref name")), data)
 
     def clean_temp(self, older_than: float) -> int:
         """Remove temp files left by killed writers, older than ``older_than`` seconds."""
@@ -220,6 +261,20 @@ class LocalObjectStore:
                     os.unlink(entry.path)
                     removed += 1
         return removed
+
+
+def can_override_modes() -> bool:
+    """Whether this process can write to a file whose mode forbids it (root, or CAP_DAC_OVERRIDE)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << CAP_DAC_OVERRIDE))
+    except OSError:
+        pass
+    return False
 
 
 def copy_range(src: BinaryIO, out: BinaryIO) -> None:
@@ -237,7 +292,7 @@ def copy_range(src: BinaryIO, out: BinaryIO) -> None:
 
 def _hash_path(path: str | Path) -> str:
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        return hash_stream(f).hex
 
 
 

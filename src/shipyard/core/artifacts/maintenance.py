@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.digest import Digest, hash_stream
 from shipyard.core.artifacts.manifest import Manifest
 from shipyard.errors import IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
@@ -50,15 +49,20 @@ class GcReport:
 
 
 def _rehash(store: ObjectStore, digest: Digest) -> bool:
-    h = hashlib.sha256()
     with store.open(digest) as f:
-        while chunk := f.read(CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest() == digest.hex
+        return hash_stream(f) == digest
 
 
-def reachable(store: ObjectStore, roots: Iterable[str]) -> tuple[set[Digest], set[Digest]]:
-    """Every digest reachable from ``roots`` through manifests, and those that are missing."""
+def reachable(store: ObjectStore, roots: Iterable[str],
+              strict: bool = True) -> tuple[set[Digest], set[Digest]]:
+    """Every digest reachable from ``roots`` through manifests, and those that are missing.
+
+    An object that starts like a manifest is re-hashed before it is followed. If its bytes no
+    longer match its name, what it references cannot be known: with ``strict`` (gc) that is an
+    IntegrityError naming it, so nothing is deleted on a guess; without (verify, which reports
+    the corruption itself) it is skipped. An intact object that merely starts like a manifest
+    (a data file) references nothing.
+    """
     seen: set[Digest] = set()
     missing: set[Digest] = set()
     stack = [Digest.parse(r) for r in roots]
@@ -72,12 +76,17 @@ def reachable(store: ObjectStore, roots: Iterable[str]) -> tuple[set[Digest], se
             continue
         with store.open(d) as f:
             head = f.read(_HEAD)
-            if Manifest.looks_like(head):
-                try:
-                    manifest = Manifest.from_bytes(head + f.read())
-                except IntegrityError:
-                    continue
-                stack.extend(e.digest for e in manifest)
+            if not Manifest.looks_like(head):
+                continue
+            raw = head + f.read()
+        if Digest.of_bytes(raw) != d:
+            if strict:
+                raise IntegrityError(
+                    f"manifest {d} is corrupt, so what it references is unknown; nothing was removed: restore it "
+                    "(`shipyard data pull`, or add the data again) and run gc again"
+                )
+            continue
+        stack.extend(Manifest.referenced(raw))
     return seen, missing
 
 
@@ -100,7 +109,7 @@ def verify(store: ObjectStore, roots: Iterable[str], progress: Progress = no_pro
             if not good:
                 report.corrupt.append(str(digest))
             progress(size)
-    _, missing = reachable(store, roots)
+    _, missing = reachable(store, roots, strict=False)
     report.missing = sorted(str(d) for d in missing)
     report.corrupt.sort()
     return report

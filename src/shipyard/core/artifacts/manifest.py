@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from shipyard.core.artifacts.digest import Digest
-from shipyard.errors import IntegrityError
+from shipyard.core.workspace.paths import safe_relpath
+from shipyard.errors import IntegrityError, InvalidInputError, ShipyardError
 
 KIND = "shipyard.manifest/v1"
+_MODES = (0o644, 0o755)
 _PREFIX = b'{"entries":'
 
 
@@ -26,10 +29,26 @@ class ManifestEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ManifestEntry:
-        digest = d["digest"]
+        digest, size, mode = d["digest"], d["size"], d["mode"]
         if not (isinstance(digest, str) and digest.startswith("sha256:") and len(digest) == 71):
             raise ValueError(f"bad digest {digest!r}")
-        return cls(d["path"], Digest.trusted(digest[7:]), int(d["size"]), int(d["mode"]))
+        if type(size) is not int or size < 0:
+            raise ValueError(f"bad size {size!r}")
+        if mode not in _MODES:
+            raise ValueError(f"bad mode {mode!r}: only 0o644 and 0o755 are recorded")
+        return cls(safe_relpath(d["path"], "manifest entry"), Digest(digest[7:]), size, mode)
+
+
+def _no_file_is_a_folder(entries: tuple[ManifestEntry, ...]) -> None:
+    files = {e.path for e in entries}
+    folders: set[str] = set()
+    for e in entries:
+        folder = e.path.rpartition("/")[0]
+        while folder and folder not in folders:
+            if folder in files:
+                raise ValueError(f"{folder!r} is listed as a file and as a folder")
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +70,12 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
-        """Parse a stored manifest; its entries were written sorted and unique by ``to_bytes``."""
+        """Parse a manifest, which may come from anywhere (a remote, a registered folder).
+
+        Refused with IntegrityError: a path that is absolute, has a ``..``, ``.`` or empty
+        component, a NUL, non-UTF-8 text or an overlong name; a path listed twice; a path that
+        is both a file and a folder; entries not in the order ``to_bytes`` writes.
+        """
         try:
             body = json.loads(data)
             if body.get("kind") != KIND:
@@ -59,9 +83,28 @@ class Manifest:
             entries = tuple(ManifestEntry.from_dict(e) for e in body["entries"])
             if any(entries[i].path >= entries[i + 1].path for i in range(len(entries) - 1)):
                 raise ValueError("entries are not sorted and unique")
+            _no_file_is_a_folder(entries)
             return cls(entries)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"object is not a Shipyard manifest: {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            if isinstance(exc, InvalidInputError):
+                raise IntegrityError(f"manifest refused: {exc}") from None
+            raise IntegrityError(f"object is not a Shipyard manifest: {str(exc)[:200]}") from exc
+
+    @staticmethod
+    def referenced(data: bytes) -> list[Digest]:
+        """The digests a manifest lists, read leniently (paths unchecked): what gc must keep.
+        Empty for bytes that are not a Shipyard manifest."""
+        try:
+            body = json.loads(data)
+            if not isinstance(body, dict) or body.get("kind") != KIND:
+                return []
+            out = []
+            for e in body["entries"]:
+                with contextlib.suppress(ShipyardError, TypeError, KeyError, AttributeError):
+                    out.append(Digest.parse(e["digest"]))
+            return out
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return []
 
     @staticmethod
     def looks_like(head: bytes) -> bool:

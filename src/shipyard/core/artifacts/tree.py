@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest, read_chunks, verified
 from shipyard.core.artifacts.manifest import Manifest
+from shipyard.core.workspace.atomic import as_atomic
+from shipyard.core.workspace.paths import Confined
 from shipyard.errors import IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
@@ -25,6 +26,12 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
              state: StateCache | None = None, hardlink: bool = False) -> Stored:
     """Store ``path``: a file as one object, a folder as its files plus a manifest object.
 
+    ``path`` itself must not be a symbolic link. Inside a folder, symbolic links (to files or
+    folders) are skipped: they are not followed, not stored and not restored, so a version never
+    holds bytes from outside the folder; a checkout refuses to write through a link that sits
+    where a recorded folder should be. A file name that is not UTF-8 is refused.
+    ``hardlink``: see ``ObjectStore.put_many`` (refused where the process can write through
+    read-only files).
     With a ``state`` cache, files it vouches for whose objects are already stored are not read.
     """
     from shipyard.core.workspace.scan import known_digests, manifest_of, signature, stat_path
@@ -58,34 +65,44 @@ def read_verified(store: ObjectStore, digest: Digest) -> bytes:
     return data
 
 
+def local_corrupt(digest: Digest) -> IntegrityError:
+    return IntegrityError(f"local object {digest} is corrupt (its bytes no longer hash to its name); "
+                          "nothing was sent: restore it with `shipyard data pull` or add the data again")
+
+
+def verified_chunks(store: ObjectStore, digest: Digest, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The object's bytes in chunks, re-hashed as they stream: IntegrityError after the last chunk if they
+    do not hash to ``digest`` (a writer that has not committed yet can then throw its copy away)."""
+    with store.open(digest) as src:
+        yield from verified(read_chunks(src, chunk_size), digest, lambda: local_corrupt(digest))
+
+
 def copy_verified(store: ObjectStore, digest: Digest, dest: Path, mode: int = 0o644) -> None:
-    """Copy one object to ``dest`` through a temp name, re-hashing it on the way."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    h = hashlib.sha256()
-    try:
-        with store.open(digest) as src, open(tmp, "wb") as out:
-            while chunk := src.read(CHUNK_SIZE):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != digest.hex:
-            raise IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Copy one object to ``dest`` through a short temp name beside it, re-hashing it on the way.
+
+    ``dest`` is replaced by a rename, so a link at ``dest`` is replaced, never written through;
+    its folder must already be checked (``Confined``) by the caller when the name is untrusted.
+    """
+    def corrupt() -> IntegrityError:
+        return IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
+
+    with (as_atomic(dest, durable=False, mode=0o755 if mode & 0o100 else 0o644) as tmp,
+          store.open(digest) as src, open(tmp, "xb") as out):
+        for chunk in verified(read_chunks(src), digest, corrupt):
+            out.write(chunk)
 
 
 def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Manifest:
-    """Write the folder named by ``manifest_digest`` into the empty or new folder ``dest``."""
+    """Write the folder named by ``manifest_digest`` into the empty or new folder ``dest``.
+
+    Every path goes through ``Confined``: nothing is written outside ``dest`` or through a link.
+    """
     manifest = load_manifest(store, manifest_digest)
     dest.mkdir(parents=True, exist_ok=True)
+    confined = Confined(dest)
     for entry in manifest:
-        target = (dest / entry.path).resolve()
-        if not target.is_relative_to(dest.resolve()):
-            raise IntegrityError(f"manifest {manifest_digest} names a path outside its folder: {entry.path}")
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target = confined.target(entry.path, f"manifest {manifest_digest} entry")
             copy_verified(store, entry.digest, target, entry.mode)
         except NotFoundError as exc:
             raise NotFoundError(f"{entry.path} of {manifest_digest}: {exc}") from exc

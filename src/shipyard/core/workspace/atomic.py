@@ -1,10 +1,18 @@
-"""Atomic file primitives: a reader sees the old file or the new one, never a mix."""
+"""Atomic file primitives: a reader sees the old file or the new one, never a mix.
+
+``as_atomic`` is the one write-to-temp-then-rename in Shipyard. Its temp names are short and
+never derived from the target's name, so a 255-byte file name cannot overflow them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+TEMP_PREFIX = ".sy-"
+TEMP_SUFFIX = ".tmp"
 
 
 def fsync_path(path: str | Path) -> None:
@@ -19,6 +27,37 @@ def fsync_path(path: str | Path) -> None:
 fsync_dir = fsync_path
 
 
+def temp_name(folder: str | Path) -> str:
+    """A fresh, short temp file name in ``folder`` (at most 24 characters, whatever the target's name)."""
+    return f"{folder}/{TEMP_PREFIX}{os.getpid() % 100000:05d}-{os.urandom(5).hex()}{TEMP_SUFFIX}"
+
+
+@contextlib.contextmanager
+def as_atomic(target: str | Path, *, durable: bool = True, temp_dir: str | Path | None = None,
+              mode: int | None = None) -> Iterator[str]:
+    """Yield a temp path to write; on success it is renamed over ``target``.
+
+    The temp file lives beside ``target`` (or in ``temp_dir``, on the same filesystem). With
+    ``durable`` it is fsync'd before the rename and the folder after it. ``mode`` is applied
+    before the rename. On any exception, Ctrl-C included, the temp file is removed and
+    ``target`` is left as it was.
+    """
+    target = str(target)
+    tmp = temp_name(temp_dir if temp_dir is not None else os.path.dirname(target) or ".")
+    try:
+        yield tmp
+        if durable:
+            fsync_path(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+        if durable:
+            fsync_dir(os.path.dirname(target) or ".")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def read_ref(folder: Path, name: str) -> bytes | None:
     """A small named value kept as a file under ``folder`` (stores and folder remotes keep refs so)."""
     try:
@@ -30,14 +69,5 @@ def read_ref(folder: Path, name: str) -> bytes | None:
 def write_atomic(target: Path, data: bytes) -> None:
     """Replace ``target`` with ``data``: written beside it, fsync'd, renamed over it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with as_atomic(target) as tmp, open(tmp, "xb") as f:
+        f.write(data)

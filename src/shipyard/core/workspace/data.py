@@ -12,8 +12,8 @@ from pathlib import Path
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import ManifestEntry
 from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path, read_verified
-from shipyard.core.workspace.lockfile import Lock, PathEntry
-from shipyard.core.workspace.paths import project_path
+from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry
+from shipyard.core.workspace.paths import Confined, project_path, safe_relpath
 from shipyard.core.workspace.scan import (
     FileStat,
     digests_of,
@@ -87,7 +87,7 @@ def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[
     """Per tracked path: unchanged, or which files were added, modified or deleted."""
     out = []
     for rel, entry in sorted(lock.data.items()):
-        target = ws.abs(rel)
+        target = ws.abs(safe_relpath(rel, f"{LOCK_FILE} entry"))
         if not target.exists():
             out.append(PathStatus(rel, "missing"))
             continue
@@ -138,12 +138,18 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
 
     A file whose current content is not in the store is a change nobody recorded: unless
     ``force``, nothing at all is changed and the error names those files.
+
+    The lock and the manifests are untrusted: every path goes through ``Confined``, so nothing
+    is written, replaced or deleted outside the project, and no symbolic link inside a tracked
+    folder is written through (the command stops before any change and names the link).
     """
     wanted = _select(ws, lock, paths)
+    confined = Confined(ws.root)
     plans = []
     unsaved: list[str] = []
     for rel in wanted:
         entry = lock.data[rel]
+        confined.check(rel, "tracked path")
         recorded = recorded_entries(ws, entry, rel)
         missing = [e.path for e in recorded.values() if not ws.store.has(e.digest)]
         if missing:
@@ -152,6 +158,9 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
         now, digests = current_files(ws, rel)
         write = [k for k, e in recorded.items() if k not in now or digests[now[k].path] != e.digest.hex]
         delete = [k for k in now if k not in recorded]
+        for k in write:
+            if k:
+                confined.check(f"{rel}/{k}", "tracked path")  # a link on the way stops us before any change
         for k in [*write, *delete]:
             f = now.get(k)
             if f is not None and not ws.store.has(Digest(digests[f.path])):
@@ -166,18 +175,18 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
     written = deleted = 0
     remembered = []
     for rel, entry, recorded, now, write, delete in plans:
-        target = ws.abs(rel)
+        target = confined.target(rel, "tracked path")
         if entry.is_dir and target.exists() and not target.is_dir():
             target.unlink()
-        elif not entry.is_dir and target.is_dir():
-            shutil.rmtree(target)
-            now = {}
+        elif not entry.is_dir and target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # a folder where the lock has a file (its files were checked above)
+            deleted += len(delete)
+            now, delete = {}, []
         for k in delete:
             os.unlink(now[k].path)
             deleted += 1
         for k in write:
-            dest = target / k if k else target
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest = confined.target(f"{rel}/{k}", "tracked path") if k else target
             e = recorded[k]
             copy_verified(ws.store, e.digest, dest, e.mode)
             st = dest.stat()
@@ -192,7 +201,7 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
 
 def _select(ws: Workspace, lock: Lock, paths: list[str] | None) -> list[str]:
     if not paths:
-        return sorted(lock.data)
+        return [safe_relpath(rel, f"{LOCK_FILE} entry") for rel in sorted(lock.data)]
     out = []
     for p in paths:
         rel = project_path(ws.root, p, "data path")

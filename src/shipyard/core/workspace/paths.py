@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import InvalidInputError
@@ -34,3 +36,104 @@ def declared_path(path: str, what: str) -> str:
 def overlaps(a: str, b: str) -> bool:
     """True if one path is the other or inside it."""
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+# -- confinement: the one check every place that writes a path from a file goes through ----------
+
+NAME_MAX = 255  # bytes in one path component (Linux, macOS)
+PATH_MAX = 4096
+
+
+def safe_relpath(path: object, what: str = "path") -> str:
+    """``path`` if it is a clean relative POSIX path that stays inside its folder, else InvalidInputError.
+
+    Paths from locks, manifests, remotes and refs are untrusted. Refused: a non-string, an empty
+    path, an absolute one, a ``..``, ``.`` or empty component, a NUL, a name that is not UTF-8,
+    a component over 255 bytes or a path over 4096.
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidInputError(f"{what} {path!r} is not a relative path")
+    if path[0] == "/" or "\0" in path:
+        raise InvalidInputError(f"{what} {path!r} is outside its folder: only relative paths are allowed")
+    try:
+        size = len(path.encode())
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{what} {path!r} is not valid UTF-8; rename it") from None
+    if size > PATH_MAX:
+        raise InvalidInputError(f"{what} {path[:60]!r}... is longer than {PATH_MAX} bytes")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidInputError(f"{what} {path!r} is outside its folder or not normalized: "
+                                    "a '..', '.' or empty component is not allowed")
+        if len(part) > NAME_MAX // 4 and len(part.encode()) > NAME_MAX:
+            raise InvalidInputError(f"{what} {path[:60]!r}... has a name longer than {NAME_MAX} bytes")
+    return path
+
+
+class Confined:
+    """Writes below ``root`` that can never land outside it.
+
+    ``target(rel)`` checks ``rel`` with ``safe_relpath``, then makes sure no folder between
+    ``root`` and the file is a symbolic link (a link is never followed out of the tree: the
+    command stops and names it), creating missing folders as real folders. The file itself
+    may be a link: it is replaced by a rename, which never writes through it. Folders already
+    checked are remembered, so many files cost one ``lstat`` per folder.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+        self._real: set[str] = {""}
+
+    def target(self, rel: str, what: str = "path") -> Path:
+        safe_relpath(rel, what)
+        folder, _, _ = rel.rpartition("/")
+        if folder not in self._real:
+            self._folder(folder, what)
+        return Path(f"{self.root}/{rel}")
+
+    def folder(self, rel: str, what: str = "path") -> Path:
+        """``rel`` as a real folder below ``root`` (created if missing), with no link on the way."""
+        safe_relpath(rel, what)
+        if rel not in self._real:
+            self._folder(rel, what)
+        return Path(f"{self.root}/{rel}")
+
+    def check(self, rel: str, what: str = "path") -> Path:
+        """Like ``target`` but creates nothing: raises if a link or a file sits where a folder must be."""
+        safe_relpath(rel, what)
+        done = ""
+        for part in rel.split("/")[:-1]:
+            done = f"{done}/{part}" if done else part
+            if done in self._real:
+                continue
+            try:
+                st = os.lstat(f"{self.root}/{done}")
+            except FileNotFoundError:
+                break
+            self._refuse(st, done, what)
+            self._real.add(done)
+        return Path(f"{self.root}/{rel}")
+
+    def _folder(self, rel: str, what: str) -> None:
+        done = ""
+        for part in rel.split("/"):
+            done = f"{done}/{part}" if done else part
+            if done in self._real:
+                continue
+            path = f"{self.root}/{done}"
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path)
+                st = os.lstat(path)
+            self._refuse(st, done, what)
+            self._real.add(done)
+
+    def _refuse(self, st: os.stat_result, done: str, what: str) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidInputError(f"{done} is a symbolic link where {what} needs a folder; Shipyard never "
+                                    "writes through links (one could lead outside the project): replace it with "
+                                    "a real folder (links are not part of any version) and run again")
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidInputError(f"{done} is a file where {what} needs a folder; move it away and run again")

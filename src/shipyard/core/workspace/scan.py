@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
+from shipyard.core.artifacts.digest import Digest, hash_stream
 from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
 from shipyard.errors import InvalidInputError
 from shipyard.ports import Progress, StateCache, no_progress
@@ -32,19 +32,35 @@ def _stat(rel: str, path: str, st: os.stat_result) -> FileStat:
 
 
 def _files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, absolute path, stat) of every regular file under ``root``, symlinks and ignored
-    names skipped, in directory order: `walk` and `walk_signature` must see files in the same order."""
+    """(relative path, absolute path, stat) of every regular file under ``root``, in directory order:
+    `walk` and `walk_signature` must see files in the same order.
+
+    Symbolic links inside a tracked folder (to files or folders) are skipped: never followed,
+    never stored, never restored; checkout refuses to write through one. Ignored names are
+    skipped too. A name that is not UTF-8 stops the walk with an error naming it."""
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
             for entry in it:
                 name = entry.name
+                if not name.isascii():
+                    _utf8(entry.path)
                 if entry.is_file(follow_symlinks=False):
                     if name not in IGNORED_NAMES:
                         yield prefix + name, entry.path, entry.stat(follow_symlinks=False)
                 elif entry.is_dir(follow_symlinks=False) and name not in IGNORED_NAMES:
                     stack.append((entry.path, f"{prefix}{name}/"))
+
+
+def _utf8(path: str) -> None:
+    """Refuse a name that is not UTF-8: paths are recorded as UTF-8 text in locks and manifests."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise InvalidInputError(f"{shown}: the file name is not valid UTF-8; rename it (Shipyard records "
+                                "paths as UTF-8 text), then run the command again") from None
 
 
 def walk(root: Path) -> Iterator[FileStat]:
@@ -56,6 +72,7 @@ def walk(root: Path) -> Iterator[FileStat]:
 
 def stat_path(path: Path) -> list[FileStat]:
     """The files of ``path``: itself if a file, its tree if a folder."""
+    _utf8(str(path))
     if path.is_symlink():
         raise InvalidInputError(f"{path} is a symbolic link; track the file or folder it points to")
     if path.is_file():
@@ -66,11 +83,8 @@ def stat_path(path: Path) -> list[FileStat]:
 
 
 def hash_file(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest()
+        return hash_stream(f).hex
 
 
 def known_digests(files: list[FileStat], state: StateCache) -> dict[str, str]:

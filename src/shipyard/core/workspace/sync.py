@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shipyard.core.artifacts.digest import Digest
-from shipyard.core.artifacts.tree import load_manifest
+from shipyard.core.artifacts.digest import Digest, hash_chunks
+from shipyard.core.artifacts.manifest import Manifest
+from shipyard.core.artifacts.tree import load_manifest, read_verified
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import Lock, PathEntry
 from shipyard.errors import NotFoundError
@@ -16,31 +17,63 @@ from shipyard.ports import Progress, Remote, no_progress
 class SyncReport:
     objects: int  # referenced by the lock
     transferred: int
+    replaced: int = 0  # of those transferred: the remote held a damaged copy (wrong size, or hash with verify)
+    verified: bool = False  # push re-hashed every object already on the remote
 
-    def to_dict(self) -> dict[str, int]:
-        return {"objects": self.objects, "transferred": self.transferred}
+    def to_dict(self) -> dict[str, int | bool]:
+        return {"objects": self.objects, "transferred": self.transferred, "replaced": self.replaced,
+                "verified": self.verified}
 
 
 def _entries(lock: Lock) -> list[PathEntry]:
     return [*lock.data.values(), *(e for s in lock.stages.values() for e in s.outs.values())]
 
 
-def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_progress) -> SyncReport:
-    """Send every object the lock needs (folders' manifests and files) that the remote lacks."""
-    wanted: dict[Digest, None] = {}
-    for entry in _entries(lock):
+def _named_entries(lock: Lock) -> list[tuple[str, PathEntry]]:
+    return [*lock.data.items(), *((p, e) for s in lock.stages.values() for p, e in s.outs.items())]
+
+
+def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_progress,
+         verify: bool = False) -> SyncReport:
+    """Send every object the lock needs (folders' manifests and files) that the remote lacks or holds damaged.
+
+    Checked before anything is sent: every object is in the local store (else NotFoundError naming
+    them). An object on the remote counts as present only if its size is right, and with
+    ``verify`` only if its bytes hash to its name; otherwise it is sent again. Every object sent is
+    re-hashed as it streams up, so a corrupt local object is refused, never uploaded.
+    """
+    wanted: dict[Digest, int] = {}  # digest -> the size it must have
+    names: dict[Digest, str] = {}
+    absent_here: list[Digest] = []
+    for rel, entry in _named_entries(lock):
         top = Digest.parse(entry.digest)
+        names.setdefault(top, rel)
         if not ws.store.has(top):
-            raise NotFoundError(f"{entry.digest} is in shipyard.lock but not in the local store; "
-                                "run `shipyard data pull` from where it was added")
-        wanted[top] = None
-        if entry.is_dir:
-            wanted.update((e.digest, None) for e in load_manifest(ws.store, top))
-    absent = [d for d in remote.missing(list(wanted)) if ws.store.has(d)]
-    remote.upload(ws.store, absent, progress)
+            absent_here.append(top)
+            continue
+        if not entry.is_dir:
+            wanted[top] = entry.size
+            continue
+        raw = read_verified(ws.store, top)
+        wanted[top] = len(raw)
+        for e in Manifest.from_bytes(raw):
+            wanted.setdefault(e.digest, e.size)
+            names.setdefault(e.digest, f"{rel}/{e.path}")
+    absent_here += [d for d in wanted if not ws.store.has(d)]
+    if absent_here:
+        listed = ", ".join(f"{names[d]} ({d})" for d in absent_here[:3]) + (" ..." if len(absent_here) > 3 else "")
+        raise NotFoundError(f"{len(absent_here)} object(s) shipyard.lock needs are not in the local store: {listed}; "
+                            "nothing was pushed: `shipyard data pull` them from where they were added, or add "
+                            "the data again")
+    there = remote.sizes(list(wanted))
+    damaged = [d for d, size in there.items() if size != wanted[d]]
+    if verify:
+        damaged += [d for d, size in there.items() if size == wanted[d] and hash_chunks(remote.read(d)) != d]
+    send = [d for d in wanted if d not in there or d in damaged]
+    remote.upload(ws.store, send, progress)
     for name, stage in lock.stages.items():  # so a clone elsewhere restores these stages instead of running them
         remote.put_ref(stage.cache_key(), stage.cache_bytes(name))
-    return SyncReport(len(wanted), len(absent))
+    return SyncReport(len(wanted), len(send), len(damaged), verify)
 
 
 def pull(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_progress) -> SyncReport:

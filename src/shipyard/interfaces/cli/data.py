@@ -131,7 +131,12 @@ REMOTE_OPTION = typer.Option(None, "--remote", "-r", help="Remote name from ship
 
 
 @app.command("push")
-def push(remote: str = REMOTE_OPTION, as_json: bool = out.JSON_OPTION) -> None:
+def push(
+    remote: str = REMOTE_OPTION,
+    verify: bool = typer.Option(False, "--verify", help="Re-hash every object already on the remote; "
+                                "send again any whose bytes do not match (sizes are always checked)."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
     """Send the objects shipyard.lock references (data and stage outputs) to a remote."""
     from shipyard.core.workspace import sync
     from shipyard.core.workspace.lockfile import load_lock
@@ -139,12 +144,15 @@ def push(remote: str = REMOTE_OPTION, as_json: bool = out.JSON_OPTION) -> None:
     ws = workspace()
     target = _remote(remote)
     with out.progress_bar("pushing", as_json) as advance:
-        report = sync.push(ws, load_lock(ws.root), target, advance)
+        report = sync.push(ws, load_lock(ws.root), target, advance, verify=verify)
     if as_json:
         out.print_json(report.to_dict())
-    else:
-        out.console().print(f"pushed {report.transferred} object(s) to {target.url}; "
-                            f"{report.objects - report.transferred} were already there")
+        return
+    present = report.objects - report.transferred
+    checked = "size and hash" if report.verified else "size"
+    replaced = f" ({report.replaced} replaced a damaged copy)" if report.replaced else ""
+    out.console().print(f"pushed {report.transferred} object(s) to {target.url}{replaced}; "
+                        f"{present} already there ({checked} checked)")
 
 
 @app.command("pull")
@@ -171,6 +179,24 @@ def pull(
 
 
 @app.command("gc")
-def gc(grace: str = store.GRACE_OPTION, dry_run: bool = store.DRY_RUN_OPTION, as_json: bool = out.JSON_OPTION) -> None:
+def gc(
+    grace: str = store.GRACE_OPTION,
+    dry_run: bool = store.DRY_RUN_OPTION,
+    on_remote: bool = typer.Option(False, "--remote", help="Only remove what interrupted uploads left on the "
+                                   "default remote (older than the grace period); the local store is untouched."),
+    remote: str = typer.Option(None, "--remote-name", help="With --remote: the remote to clean (default: "
+                               "default_remote)."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
     """Remove stored data that neither shipyard.lock nor any run or model version references."""
-    store.gc(grace, dry_run, as_json)
+    if not on_remote:
+        store.gc(grace, dry_run, as_json)
+        return
+    target = _remote(remote)
+    removed = 0 if dry_run else target.clean_temp(store.seconds(grace))
+    if as_json:
+        out.print_json({"remote": target.url, "temp_removed": removed, "dry_run": dry_run})
+    elif dry_run:
+        out.console().print(f"dry run: nothing removed from {target.url}")
+    else:
+        out.console().print(f"removed {removed} temp file(s) of interrupted uploads from {target.url}")

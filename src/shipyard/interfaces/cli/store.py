@@ -16,7 +16,7 @@ app = typer.Typer(help="Check and clean the content-addressed object store.", no
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not m:
         raise typer.BadParameter(f"{text!r}: use a number with s, m, h or d, e.g. 24h")
@@ -79,7 +79,7 @@ def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, as_json: bool 
     from shipyard.core.artifacts.maintenance import gc as run_gc
 
     svc = out.services()
-    report = run_gc(svc.store, referenced(svc), _seconds(grace), dry_run=dry_run)
+    report = run_gc(svc.store, referenced(svc), seconds(grace), dry_run=dry_run)
     if as_json:
         out.print_json(report.to_dict())
         return
