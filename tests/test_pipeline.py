@@ -273,3 +273,20 @@ def test_reproduce_refuses_a_model_not_made_by_a_stage(proj: Path) -> None:
     sy(proj, "models", "register", str(folder), "--name", "manual")
     done = sy(proj, "reproduce", "manual@1", check=False)
     assert done.returncode == 2 and "registered without a run" in done.stderr
+
+
+def test_a_long_stage_blocks_neither_status_nor_a_run_of_another_stage(proj: Path) -> None:
+    slow = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"), SIDE_SLEEP="60")
+    long_run = subprocess.Popen([sys.executable, "-m", "shipyard", "run", "side"], cwd=proj, env=slow,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (proj / "side.pid").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert (proj / "side.pid").exists()
+        assert reasons(proj)["side"] == ["never run"]
+        assert results(proj, "evaluate") == dict.fromkeys(("prepare", "train", "evaluate"), "ran")
+        assert (proj / "side.pid").exists() and long_run.poll() is None  # all that while the side stage ran
+    finally:
+        long_run.send_signal(signal.SIGINT)
+        long_run.communicate(timeout=60)

@@ -2,6 +2,11 @@
 
 A stage's results enter the store, the stage cache and the lock only after it succeeded and its
 outputs were stored, so a failure or a kill leaves nothing half-cached: the next run redoes it.
+
+Several ``shipyard run`` may work on one project at once: each records a stage's result under the
+project lock, re-reading ``shipyard.lock`` first, so no run loses another's entry. The lock is held
+for that read-modify-write only, never while a stage's command runs, so ``shipyard status`` and
+runs of other stages go on meanwhile.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
-from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, save_lock
+from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, load_lock, save_lock
+from shipyard.core.workspace.projectlock import project_lock
 from shipyard.errors import ShipyardError
 from shipyard.ports import Executor, Remote
 
@@ -131,9 +137,10 @@ class PipelineRunner:
             return Outcome(stage.name, "up-to-date", run_id=recorded.run if recorded else None)
         try:
             if not force:
-                entry = self._from_cache(stage, fp, now)
-                if entry is not None:
-                    self._commit(stage.name, entry)
+                cached = self._from_cache(stage, fp, now)
+                if cached is not None:
+                    entry, fetched = cached
+                    self._commit(stage.name, entry, fetched)
                     took = time.monotonic() - start
                     self.events.finished(stage.name, "cached", took)
                     return Outcome(stage.name, "cached", took, run_id=entry.run)
@@ -143,7 +150,9 @@ class PipelineRunner:
             self.events.finished(stage.name, "failed", took, str(exc))
             return Outcome(stage.name, "failed", took, str(exc), getattr(exc, "run_id", None))
 
-    def _from_cache(self, stage: Stage, fp: str, now: Inputs) -> StageEntry | None:
+    def _from_cache(self, stage: Stage, fp: str, now: Inputs) -> tuple[StageEntry, bytes | None] | None:
+        """The cached result for ``fp``, restored into the working tree, and the ref's bytes if they came
+        from the remote (to keep in the local cache); None on a miss."""
         key = STAGE_CACHE_PREFIX + fp.removeprefix("sha256:")
         raw = self.ws.store.get_ref(key)
         remote = None
@@ -161,9 +170,8 @@ class PipelineRunner:
             return None
         tmp = Lock(data=outs)
         data.checkout(self.ws, tmp, [str(self.ws.abs(p)) for p in outs], force=False)
-        if remote is not None:
-            self.ws.store.put_ref(key, raw)
-        return StageEntry(fp, body.get("run"), stage.spec.cmd, now.deps, now.params, outs)
+        entry = StageEntry(fp, body.get("run"), stage.spec.cmd, now.deps, now.params, outs)
+        return entry, (raw if remote is not None else None)
 
     def _have(self, outs: dict[str, PathEntry], remote: Remote | None) -> bool:
         """Whether every object of ``outs`` is in the local store, fetching from ``remote`` if given."""
@@ -218,8 +226,7 @@ class PipelineRunner:
             if metrics:
                 tracker.log_metrics(run.id, metrics)
             entry = StageEntry(fp, run.id, stage.spec.cmd, now.deps, now.params, outs)
-            self.ws.store.put_ref(entry.cache_key(), entry.cache_bytes(stage.name))
-            self._commit(stage.name, entry)
+            self._commit(stage.name, entry, entry.cache_bytes(stage.name))
             status = RunStatus.FINISHED
         finally:
             tracker.end_run(run.id, status)
@@ -227,10 +234,16 @@ class PipelineRunner:
         self.events.finished(stage.name, "ran", took)
         return Outcome(stage.name, "ran", took, run_id=run.id)
 
-    def _commit(self, name: str, entry: StageEntry) -> None:
-        with self._mutex:
-            self.lock.stages[name] = entry
-            save_lock(self.ws.root, self.lock)
+    def _commit(self, name: str, entry: StageEntry, cache_ref: bytes | None = None) -> None:
+        """Record ``entry`` in the stage cache (``cache_ref``, if new) and in shipyard.lock, re-read under
+        the project lock so entries other commands recorded meanwhile are kept."""
+        with self._mutex, project_lock(self.ws.root):
+            if cache_ref is not None:
+                self.ws.store.put_ref(entry.cache_key(), cache_ref)
+            fresh = load_lock(self.ws.root)
+            fresh.stages[name] = entry
+            save_lock(self.ws.root, fresh)
+            self.lock = fresh
 
 
 def read_metrics(text: str, source: str) -> dict[str, float]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from shipyard.core.workspace.data import Workspace, store_path
 from shipyard.core.workspace.lockfile import PathEntry, load_lock, save_lock
+from shipyard.core.workspace.projectlock import project_lock
 from shipyard.ports import Progress, no_progress
 
 
@@ -14,10 +15,13 @@ def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
         progress: Progress = no_progress) -> list[tuple[str, PathEntry]]:
     """Store every path of ``paths``, then record them all in ``shipyard.lock``; return what was recorded.
 
-    Nothing is recorded unless every path was stored.
+    Storing (hashing, copying) is the slow part and runs unlocked; recording re-reads the lock
+    under the project lock, so entries other commands recorded meanwhile are kept. Nothing is
+    recorded unless every path was stored.
     """
     added = [store_path(ws, p, hardlink=hardlink, progress=progress) for p in paths]
-    lock = load_lock(ws.root)
-    lock.data.update(added)
-    save_lock(ws.root, lock)
+    with project_lock(ws.root):
+        lock = load_lock(ws.root)
+        lock.data.update(added)
+        save_lock(ws.root, lock)
     return added

@@ -1,0 +1,50 @@
+"""The project lock: one writer of shipyard.lock at a time, released when its holder dies however it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shipyard.core.workspace.projectlock import project_lock
+from shipyard.errors import BackendUnavailableError
+
+HOLDER = r"""
+import sys, time
+from pathlib import Path
+from shipyard.core.workspace.projectlock import project_lock
+with project_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_held_lock_makes_others_wait_and_dies_with_its_holder(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        notices: list[str] = []
+        with pytest.raises(BackendUnavailableError, match=f"pid {holder.pid}") as caught, \
+                project_lock(tmp_path, waiting=notices.append, notice_after=0.0, wait_limit=0.3):
+            pass
+        assert len(str(caught.value).splitlines()) == 1
+        assert len(notices) == 1 and f"pid {holder.pid}" in notices[0] and "waiting" in notices[0]
+        os.kill(holder.pid, signal.SIGKILL)  # no cleanup code runs: the kernel releases the lock
+        holder.wait(timeout=30)
+        with project_lock(tmp_path, waiting=notices.append, notice_after=60.0, wait_limit=30.0):
+            assert (tmp_path / ".shipyard" / "project.lock").read_text() == f"{os.getpid()}\n"
+        assert len(notices) == 1
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+
+
+def test_taking_the_lock_twice_in_one_thread_is_refused_not_a_deadlock(tmp_path: Path) -> None:
+    with project_lock(tmp_path), pytest.raises(RuntimeError, match="not reentrant"), project_lock(tmp_path):
+        pass
+    with project_lock(tmp_path):  # and it was released
+        pass
