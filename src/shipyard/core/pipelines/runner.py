@@ -19,10 +19,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import load_manifest, put_path
+from shipyard.core.boundedyaml import load_yaml
 from shipyard.core.lineage.records import RunStatus
 from shipyard.core.pipelines.dag import Pipeline, Stage
 from shipyard.core.pipelines.jobs import Events, NoEvents, StageJob
@@ -32,7 +31,7 @@ from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, load_lock, save_lock
 from shipyard.core.workspace.projectlock import project_lock
-from shipyard.errors import ShipyardError
+from shipyard.errors import ConfigError, ShipyardError
 from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
@@ -249,9 +248,11 @@ class PipelineRunner:
 def read_metrics(text: str, source: str) -> dict[str, float]:
     """Numbers from a JSON or YAML metrics file, nested keys joined with dots."""
     try:
-        body = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise StageFailed(f"metrics file {source} is not valid JSON/YAML: {exc}") from exc
+        body = json.loads(text) if source.endswith(".json") else load_yaml(text, source)
+    except ConfigError as exc:
+        raise StageFailed(f"metrics file {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise StageFailed(f"metrics file {source} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
     out: dict[str, float] = {}
 
     def walk(prefix: str, node: Any) -> None:
