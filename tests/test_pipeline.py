@@ -290,3 +290,17 @@ def test_a_long_stage_blocks_neither_status_nor_a_run_of_another_stage(proj: Pat
     finally:
         long_run.send_signal(signal.SIGINT)
         long_run.communicate(timeout=60)
+
+
+def test_a_damaged_stage_cache_entry_is_a_miss_with_a_warning(proj: Path) -> None:
+    sy(proj, "run", "prepare")
+    refs = list((proj / ".shipyard" / "objects" / "refs" / "stage-cache").iterdir())
+    assert len(refs) == 1
+    good = refs[0].read_bytes()
+    refs[0].write_bytes(b'{"outs": {"work/prepared.txt": ')  # a torn or tampered ref
+    (proj / "shipyard.lock").unlink()
+    done = sy(proj, "run", "--json", "prepare")
+    assert {o["stage"]: o["result"] for o in json.loads(done.stdout)} == {"prepare": "ran"}
+    assert done.stderr.strip() == f"stage cache entry stage-cache/{refs[0].name} in the local store is damaged; " \
+                                  "ignored (the stage runs again and replaces it)"
+    assert json.loads(refs[0].read_bytes())["outs"] == json.loads(good)["outs"]

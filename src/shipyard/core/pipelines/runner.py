@@ -12,6 +12,7 @@ runs of other stages go on meanwhile.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,8 @@ from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
     from shipyard.core.lineage.tracking import Tracker
+
+log = logging.getLogger("shipyard")
 
 
 @dataclass
@@ -154,14 +157,17 @@ class PipelineRunner:
         from the remote (to keep in the local cache); None on a miss."""
         key = STAGE_CACHE_PREFIX + fp.removeprefix("sha256:")
         raw = self.ws.store.get_ref(key)
+        found = None if raw is None else read_cache_ref(raw, key, "the local store")
         remote = None
-        if raw is None:
+        if found is None:
             remote = self._remote()
             raw = remote.get_ref(key) if remote is not None else None
-            if raw is None:
+            if remote is None or raw is None:
                 return None
-        body = json.loads(raw)
-        outs = {k: PathEntry.from_dict(v) for k, v in body["outs"].items()}
+            found = read_cache_ref(raw, key, f"remote {remote.url}")
+            if found is None:
+                return None
+        run_id, outs = found
         if set(outs) != set(stage.produced):
             return None
         self.events.started(stage.name, "restoring from cache")
@@ -169,7 +175,7 @@ class PipelineRunner:
             return None
         tmp = Lock(data=outs)
         data.checkout(self.ws, tmp, [str(self.ws.abs(p)) for p in outs], force=False)
-        entry = StageEntry(fp, body.get("run"), stage.spec.cmd, now.deps, now.params, outs)
+        entry = StageEntry(fp, run_id, stage.spec.cmd, now.deps, now.params, outs)
         return entry, (raw if remote is not None else None)
 
     def _have(self, outs: dict[str, PathEntry], remote: Remote | None) -> bool:
@@ -243,6 +249,27 @@ class PipelineRunner:
             fresh.stages[name] = entry
             save_lock(self.ws.root, fresh)
             self.lock = fresh
+
+
+def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[str, PathEntry]] | None:
+    """The run id and outputs a stage-cache ref records, or None if the ref is damaged.
+
+    A damaged ref (not JSON, missing fields, a bad digest) is a cache miss, not an error: a warning
+    names it, the stage runs again, and its new result replaces the ref.
+    """
+    try:
+        body = json.loads(raw)
+        outs = {str(k): PathEntry.from_dict(v) for k, v in body["outs"].items()}
+        for e in outs.values():
+            Digest.parse(e.digest)
+        run_id = body.get("run")
+        if run_id is not None and not isinstance(run_id, str):
+            raise TypeError("run is not a string")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        log.warning("stage cache entry %s in %s is damaged; ignored (the stage runs again and replaces it)",
+                    key, where)
+        return None
+    return run_id, outs
 
 
 def read_metrics(text: str, source: str) -> dict[str, float]:
