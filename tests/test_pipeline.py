@@ -258,6 +258,8 @@ def test_reproduce_names_what_came_out_different(proj: Path) -> None:
     results(proj, "train")
     done = sy(proj, "reproduce", "stamped@1", "--json", check=False)
     assert done.returncode == 9
+    assert done.stderr.startswith("error: stamped@1 was not reproduced: train: model")
+    assert len(done.stderr.strip().splitlines()) == 1
     report = json.loads(done.stdout)
     model = next(c for c in report["outputs"] if c["path"] == "model")
     assert model["verdict"] == "different" and model["detail"] == "files: stamp.txt"

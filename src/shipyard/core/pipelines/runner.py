@@ -32,7 +32,7 @@ from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, load_lock, save_lock
 from shipyard.core.workspace.projectlock import project_lock
-from shipyard.errors import ConfigError, ShipyardError
+from shipyard.errors import ConfigError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
@@ -61,14 +61,6 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return all(o.result in ("ran", "cached", "up-to-date") for o in self.outcomes)
-
-
-class StageFailed(ShipyardError):
-    exit_code = 8
-
-    def __init__(self, message: str, run_id: str | None = None) -> None:
-        super().__init__(message)
-        self.run_id = run_id
 
 
 class PipelineRunner:

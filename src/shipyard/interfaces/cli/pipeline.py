@@ -84,9 +84,10 @@ def run(
             out.console().print(f"{fresh} stage(s) up to date" if acted else
                                 f"all {fresh} stage(s) up to date: nothing to run")
     if not report.ok:
+        from shipyard.errors import StageFailed
+
         failed = [o.stage for o in report.outcomes if o.result == "failed"]
-        out.error(f"stage(s) failed: {', '.join(failed) or 'see above'}; nothing of theirs was cached")
-        raise typer.Exit(8)
+        raise StageFailed(f"stage(s) failed: {', '.join(failed) or 'see above'}; nothing of theirs was cached")
 
 
 def status(
@@ -152,7 +153,11 @@ def reproduce(
         out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
                             + (f"; scratch folder kept at {work}" if keep else ""))
     if not result.reproduced:
-        raise typer.Exit(9)
+        from shipyard.errors import NotReproducedError
+
+        differ = [f"{c.stage}: {c.path}" for c in result.checks if c.verdict in ("different", "missing")]
+        raise NotReproducedError(f"{mv.ref} was not reproduced: {', '.join(differ[:5]) or 'see above'} "
+                                 f"{'differ' if len(differ) > 1 else 'differs'} from the record")
 
 
 def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float) -> tuple[bool, str]:
