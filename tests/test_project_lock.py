@@ -6,16 +6,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from shipyard.core.workspace.lockfile import PathEntry, editing_lock, load_lock
 from shipyard.core.workspace.projectlock import project_lock
 from shipyard.errors import BackendUnavailableError
 
 HOLDER = r"""
 import sys, time
 from pathlib import Path
+from shipyard.core.workspace.lockfile import PathEntry, editing_lock, load_lock
 from shipyard.core.workspace.projectlock import project_lock
 with project_lock(Path(sys.argv[1])):
     print("held", flush=True)
@@ -48,3 +51,24 @@ def test_taking_the_lock_twice_in_one_thread_is_refused_not_a_deadlock(tmp_path:
         pass
     with project_lock(tmp_path):  # and it was released
         pass
+
+
+def test_edits_from_many_threads_all_land(tmp_path: Path) -> None:
+    def edit(thread: int) -> None:
+        for i in range(20):
+            with editing_lock(tmp_path) as lock:
+                lock.data[f"t{thread}/{i}"] = PathEntry("sha256:" + "0" * 64, i)
+
+    threads = [threading.Thread(target=edit, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(load_lock(tmp_path).data) == 8 * 20
+
+
+def test_an_edit_that_fails_saves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="boom"), editing_lock(tmp_path) as lock:
+        lock.data["x"] = PathEntry("sha256:" + "0" * 64, 1)
+        raise ValueError("boom")
+    assert not (tmp_path / "shipyard.lock").exists()

@@ -30,8 +30,7 @@ from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
-from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, load_lock, save_lock
-from shipyard.core.workspace.projectlock import project_lock
+from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, editing_lock
 from shipyard.errors import ConfigError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
@@ -234,12 +233,11 @@ class PipelineRunner:
     def _commit(self, name: str, entry: StageEntry, cache_ref: bytes | None = None) -> None:
         """Record ``entry`` in the stage cache (``cache_ref``, if new) and in shipyard.lock, re-read under
         the project lock so entries other commands recorded meanwhile are kept."""
-        with self._mutex, project_lock(self.ws.root):
-            if cache_ref is not None:
-                self.ws.store.put_ref(entry.cache_key(), cache_ref)
-            fresh = load_lock(self.ws.root)
-            fresh.stages[name] = entry
-            save_lock(self.ws.root, fresh)
+        with self._mutex:
+            with editing_lock(self.ws.root) as fresh:
+                if cache_ref is not None:
+                    self.ws.store.put_ref(entry.cache_key(), cache_ref)
+                fresh.stages[name] = entry
             self.lock = fresh
 
 

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shipyard.core.workspace.data import Workspace, store_path
-from shipyard.core.workspace.lockfile import PathEntry, load_lock, save_lock
-from shipyard.core.workspace.projectlock import project_lock
+from shipyard.core.workspace.lockfile import PathEntry, editing_lock
 from shipyard.ports import Progress, no_progress
 
 
@@ -20,8 +19,6 @@ def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
     recorded unless every path was stored.
     """
     added = [store_path(ws, p, hardlink=hardlink, progress=progress) for p in paths]
-    with project_lock(ws.root):
-        lock = load_lock(ws.root)
+    with editing_lock(ws.root) as lock:
         lock.data.update(added)
-        save_lock(ws.root, lock)
     return added

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import yaml
 
 from shipyard.core.boundedyaml import load_yaml, read_bounded
 from shipyard.core.workspace.atomic import write_atomic
+from shipyard.core.workspace.projectlock import project_lock
 from shipyard.errors import ConfigError
 
 LOCK_FILE = "shipyard.lock"
@@ -111,4 +114,18 @@ def load_lock(root: Path) -> Lock:
 
 
 def save_lock(root: Path, lock: Lock) -> None:
+    """Write ``lock`` over shipyard.lock; only under the project lock, after re-reading it (see ``editing_lock``)."""
     write_atomic(root / LOCK_FILE, lock.to_yaml().encode())
+
+
+@contextlib.contextmanager
+def editing_lock(root: Path) -> Iterator[Lock]:
+    """Hold the project lock; yield shipyard.lock as it is now; save it if the block ends without an error.
+
+    The one way to change shipyard.lock: re-reading under the lock keeps what other commands
+    recorded meanwhile. Keep the block short (no hashing, no stage commands): others wait on it.
+    """
+    with project_lock(root):
+        lock = load_lock(root)
+        yield lock
+        save_lock(root, lock)
