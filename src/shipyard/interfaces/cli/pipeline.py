@@ -164,7 +164,6 @@ def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float)
     """Load the model the re-run registered (in the scratch registry) and predict the golden examples."""
     import math
 
-    from shipyard.adapters.flavors import get_flavor
     from shipyard.config import Settings
     from shipyard.errors import ShipyardError
     from shipyard.wiring import build
@@ -176,7 +175,7 @@ def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float)
                              actor=svc.settings.actor))
     try:
         model = scratch.registry.load(mv.model)
-        flavor = get_flavor(mv.flavor)
+        flavor = scratch.registry.flavors(mv.flavor)  # the wiring's flavors: no adapter import here
         import numpy as np
 
         predicted = flavor.to_json(flavor.predict(model, np.asarray(golden["inputs"])))
