@@ -13,7 +13,7 @@ import pytest
 from shipyard.core.boundedyaml import MAX_ALIAS_NODES, MAX_BYTES, load_yaml
 from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.project.loader import load_config, parse_config
-from shipyard.core.workspace.lockfile import load_lock
+from shipyard.core.workspace.lockfile import Lock, StageEntry, load_lock, save_lock
 from shipyard.errors import ConfigError
 from tests.conftest import cli_env, shipyard
 
@@ -96,3 +96,12 @@ def test_ordinary_anchors_and_merge_keys_still_work() -> None:
 def test_line_numbers_survive_in_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"^shipyard.yaml:4: stages.a.cmd: "):
         parse_config("version: 1\nstages:\n  a:\n    cmd: [1, 2]\n")
+
+
+def test_shipyard_lock_is_written_without_aliases(tmp_path: Path) -> None:
+    shared = {"lr": 0.1, "layers": [8, 4]}  # two stages reading the same params mapping
+    lock = Lock(stages={s: StageEntry("sha256:" + "0" * 64, None, "x", {}, {"train": shared}, {}) for s in "ab"})
+    save_lock(tmp_path, lock)
+    text = (tmp_path / "shipyard.lock").read_text()
+    assert "&" not in text and "*" not in text
+    assert load_lock(tmp_path).stages["b"].params == {"train": shared}

@@ -21,7 +21,13 @@ RESTORE = "restore it from git"
 STAGE_CACHE_PREFIX = "stage-cache/"
 HEADER = ("# shipyard.lock: written by shipyard, commit it with your code.\n"
           "# It pins each tracked path and each stage's inputs and outputs by digest.\n")
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Writes every value in full: no ``&id001`` anchors when two stages share a params mapping (diff-friendly)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
