@@ -132,6 +132,7 @@ def test_concurrent_data_adds_and_stage_runs_keep_every_entry(db_url: str, tmp_p
     lock = load_lock(root)
     assert sorted(lock.data) == sorted(f"d{i}" for i in range(WRITERS))
     assert sorted(lock.stages) == sorted(f"s{i}" for i in range(WRITERS))
+    assert {f"/d{i}" for i in range(WRITERS)} <= set((root / ".gitignore").read_text().splitlines())
     refs = root / ".shipyard" / "objects" / "refs"
     for entry in lock.stages.values():
         assert (refs / entry.cache_key()).is_file()
