@@ -14,6 +14,7 @@ import pytest
 from shipyard.core.workspace.lockfile import PathEntry, editing_lock, load_lock
 from shipyard.core.workspace.projectlock import project_lock
 from shipyard.errors import BackendUnavailableError
+from tests.conftest import cli_env
 
 HOLDER = r"""
 import sys, time
@@ -22,12 +23,16 @@ from shipyard.core.workspace.lockfile import PathEntry, editing_lock, load_lock
 from shipyard.core.workspace.projectlock import project_lock
 with project_lock(Path(sys.argv[1])):
     print("held", flush=True)
-    time.sleep(120)
+    if sys.argv[2] == "until-told":
+        sys.stdin.readline()
+    else:
+        time.sleep(float(sys.argv[2]))
 """
 
 
 def test_a_held_lock_makes_others_wait_and_dies_with_its_holder(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), "120"], stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         notices: list[str] = []
@@ -72,3 +77,28 @@ def test_an_edit_that_fails_saves_nothing(tmp_path: Path) -> None:
         lock.data["x"] = PathEntry("sha256:" + "0" * 64, 1)
         raise ValueError("boom")
     assert not (tmp_path / "shipyard.lock").exists()
+
+
+def test_a_waiting_data_add_says_so_then_records(tmp_path: Path) -> None:
+    (tmp_path / "data.txt").write_text("x")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), "until-told"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    adding = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        adding = subprocess.Popen([sys.executable, "-m", "shipyard", "data", "add", "data.txt"], cwd=tmp_path,
+                                  env=cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard")), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        assert adding.stderr is not None
+        notice = adding.stderr.readline()  # it waits, and says so, until the holder lets go
+        assert notice == (f"waiting for another shipyard command (pid {holder.pid}) to finish with shipyard.lock "
+                          f"(project lock {tmp_path / '.shipyard' / 'project.lock'})\n")
+        holder.communicate("go\n", timeout=30)
+        out, err = adding.communicate(timeout=60)
+        assert adding.returncode == 0 and err == "" and "recorded in shipyard.lock" in out
+        assert "data.txt" in load_lock(tmp_path).data
+    finally:
+        for proc in (holder, adding):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
