@@ -47,14 +47,18 @@ def project_lock(root: Path, *, waiting: Callable[[str], None] = _notice,
     key = (threading.get_ident(), str(path))
     if key in _held:
         raise RuntimeError(f"the project lock {path} is already held by this thread (it is not reentrant)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:  # a project's first writing command
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         _acquire(fd, path, waiting, notice_after, wait_limit)
         _held.add(key)
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it: named if another command waits long
+            # who holds it, named if another command waits long; fixed width, written in place: no truncation,
+            # which would cost a block allocation (about 100 us) on every acquisition
+            os.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
             yield
         finally:
             _held.discard(key)
