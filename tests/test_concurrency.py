@@ -99,3 +99,43 @@ def test_processes_racing_to_create_the_schema_all_succeed(db_url: str, tmp_path
         assert p.returncode == 0, err
         versions.append(int(out))
     assert sorted(versions) == [1, 2, 3, 4, 5, 6]
+
+
+WRITERS = 8
+
+
+def test_concurrent_data_adds_and_stage_runs_keep_every_entry(db_url: str, tmp_path: Path) -> None:
+    """Invariant 8: 8 processes each `data add` their own path and `run` their own stage at once; none is lost."""
+    root = tmp_path / "proj"
+    stages = []
+    for i in range(WRITERS):
+        (root / f"d{i}").mkdir(parents=True)
+        (root / f"d{i}" / "x.txt").write_text(f"data {i}\n")
+        (root / f"in{i}.txt").write_text(f"input {i}\n")
+        stages.append(f"  s{i}:\n    cmd: cp in{i}.txt out{i}.txt\n    deps: [in{i}.txt]\n    outs: [out{i}.txt]\n")
+    (root / "shipyard.yaml").write_text("version: 1\nstages:\n" + "".join(stages))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(SHIPYARD_DB_URL=db_url, SHIPYARD_HOME=str(root / ".shipyard"))
+    subprocess.run([sys.executable, "-c", "from shipyard.wiring import from_environment; from_environment()"],
+                   env=env, cwd=root, check=True, timeout=60)  # the schema exists: the race is on the lock
+    cli = f"{sys.executable} -m shipyard"
+    procs = [subprocess.Popen(["sh", "-c", f"{cli} data add d{i} && {cli} run s{i}"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(WRITERS)]
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, out + err
+        assert "recorded in shipyard.lock" in out
+
+    from shipyard.core.workspace.lockfile import load_lock
+
+    lock = load_lock(root)
+    assert sorted(lock.data) == sorted(f"d{i}" for i in range(WRITERS))
+    assert sorted(lock.stages) == sorted(f"s{i}" for i in range(WRITERS))
+    assert {f"/d{i}" for i in range(WRITERS)} <= set((root / ".gitignore").read_text().splitlines())
+    refs = root / ".shipyard" / "objects" / "refs"
+    for entry in lock.stages.values():
+        assert (refs / entry.cache_key()).is_file()
+    status = subprocess.run([sys.executable, "-m", "shipyard", "status", "--json"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert all(s["state"] == "up-to-date" for s in json.loads(status.stdout))

@@ -258,6 +258,8 @@ def test_reproduce_names_what_came_out_different(proj: Path) -> None:
     results(proj, "train")
     done = sy(proj, "reproduce", "stamped@1", "--json", check=False)
     assert done.returncode == 9
+    assert done.stderr.startswith("error: stamped@1 was not reproduced: train: model")
+    assert len(done.stderr.strip().splitlines()) == 1
     report = json.loads(done.stdout)
     model = next(c for c in report["outputs"] if c["path"] == "model")
     assert model["verdict"] == "different" and model["detail"] == "files: stamp.txt"
@@ -273,3 +275,34 @@ def test_reproduce_refuses_a_model_not_made_by_a_stage(proj: Path) -> None:
     sy(proj, "models", "register", str(folder), "--name", "manual")
     done = sy(proj, "reproduce", "manual@1", check=False)
     assert done.returncode == 2 and "registered without a run" in done.stderr
+
+
+def test_a_long_stage_blocks_neither_status_nor_a_run_of_another_stage(proj: Path) -> None:
+    slow = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"), SIDE_SLEEP="60")
+    long_run = subprocess.Popen([sys.executable, "-m", "shipyard", "run", "side"], cwd=proj, env=slow,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (proj / "side.pid").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert (proj / "side.pid").exists()
+        assert reasons(proj)["side"] == ["never run"]
+        assert results(proj, "evaluate") == dict.fromkeys(("prepare", "train", "evaluate"), "ran")
+        assert (proj / "side.pid").exists() and long_run.poll() is None  # all that while the side stage ran
+    finally:
+        long_run.send_signal(signal.SIGINT)
+        long_run.communicate(timeout=60)
+
+
+def test_a_damaged_stage_cache_entry_is_a_miss_with_a_warning(proj: Path) -> None:
+    sy(proj, "run", "prepare")
+    refs = list((proj / ".shipyard" / "objects" / "refs" / "stage-cache").iterdir())
+    assert len(refs) == 1
+    good = refs[0].read_bytes()
+    refs[0].write_bytes(b'{"outs": {"work/prepared.txt": ')  # a torn or tampered ref
+    (proj / "shipyard.lock").unlink()
+    done = sy(proj, "run", "--json", "prepare")
+    assert {o["stage"]: o["result"] for o in json.loads(done.stdout)} == {"prepare": "ran"}
+    assert done.stderr.strip() == f"stage cache entry stage-cache/{refs[0].name} in the local store is damaged; " \
+                                  "ignored (the stage runs again and replaces it)"
+    assert json.loads(refs[0].read_bytes())["outs"] == json.loads(good)["outs"]

@@ -13,7 +13,9 @@ else does.
     ├── ConflictError                a write that clashes with what is recorded
     ├── IntegrityError               stored bytes do not match their digest
     ├── BackendUnavailableError      a store or database cannot be reached or written
-    └── MissingExtraError (ImportError)     an optional dependency is not installed
+    ├── MissingExtraError (ImportError)     an optional dependency is not installed
+    ├── StageFailed                  a pipeline stage failed or was killed; nothing of it was cached
+    └── NotReproducedError           a re-run of a version's stages did not give back its outputs
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ __all__ = [
     "InvalidReferenceError",
     "MissingExtraError",
     "NotFoundError",
+    "NotReproducedError",
     "ShipyardError",
+    "StageFailed",
 ]
 
 
@@ -94,3 +98,19 @@ class MissingExtraError(ShipyardError, ImportError):
     def __init__(self, feature: str, extra: str) -> None:
         super().__init__(f"{feature} needs an optional dependency: pip install 'shipyard[{extra}]'")
         self.extra = extra
+
+
+class StageFailed(ShipyardError):
+    """A pipeline stage exited non-zero, was killed, or did not produce its outputs; nothing of it was cached."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class NotReproducedError(ShipyardError):
+    """``shipyard reproduce`` re-ran a version's stages and some output differs from the record."""
+
+    exit_code = 9

@@ -6,11 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from shipyard.core.boundedyaml import load_yaml, read_bounded
 from shipyard.errors import ConfigError
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ParamFiles:
@@ -23,15 +20,17 @@ class ParamFiles:
 
     def _load(self, name: str) -> Any:
         if name not in self._files:
-            path = self.root / name
             try:
-                text = path.read_text()
+                raw = read_bounded(self.root / name, name)
             except FileNotFoundError:
                 raise ConfigError(f"params file {name} does not exist") from None
-            try:
-                self._files[name] = json.loads(text) if name.endswith(".json") else yaml.load(text, Loader=_Loader)
-            except (ValueError, yaml.YAMLError) as exc:
-                raise ConfigError(f"cannot read params file {name}: {exc}") from exc
+            if not name.endswith(".json"):
+                self._files[name] = load_yaml(raw, name)
+            else:
+                try:
+                    self._files[name] = json.loads(raw)
+                except (ValueError, RecursionError) as exc:
+                    raise ConfigError(f"cannot read params file {name}: {' '.join(str(exc).split())[:200]}") from None
         return self._files[name]
 
     def values(self, stage: str, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -2,11 +2,17 @@
 
 A stage's results enter the store, the stage cache and the lock only after it succeeded and its
 outputs were stored, so a failure or a kill leaves nothing half-cached: the next run redoes it.
+
+Several ``shipyard run`` may work on one project at once: each records a stage's result under the
+project lock, re-reading ``shipyard.lock`` first, so no run loses another's entry. The lock is held
+for that read-modify-write only, never while a stage's command runs, so ``shipyard status`` and
+runs of other stages go on meanwhile.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -14,10 +20,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import load_manifest, put_path
+from shipyard.core.boundedyaml import load_yaml
 from shipyard.core.lineage.records import RunStatus
 from shipyard.core.pipelines.dag import Pipeline, Stage
 from shipyard.core.pipelines.jobs import Events, NoEvents, StageJob
@@ -25,12 +30,14 @@ from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
-from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, save_lock
-from shipyard.errors import ShipyardError
+from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, editing_lock
+from shipyard.errors import ConfigError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
     from shipyard.core.lineage.tracking import Tracker
+
+log = logging.getLogger("shipyard")
 
 
 @dataclass
@@ -53,14 +60,6 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return all(o.result in ("ran", "cached", "up-to-date") for o in self.outcomes)
-
-
-class StageFailed(ShipyardError):
-    exit_code = 8
-
-    def __init__(self, message: str, run_id: str | None = None) -> None:
-        super().__init__(message)
-        self.run_id = run_id
 
 
 class PipelineRunner:
@@ -131,9 +130,10 @@ class PipelineRunner:
             return Outcome(stage.name, "up-to-date", run_id=recorded.run if recorded else None)
         try:
             if not force:
-                entry = self._from_cache(stage, fp, now)
-                if entry is not None:
-                    self._commit(stage.name, entry)
+                cached = self._from_cache(stage, fp, now)
+                if cached is not None:
+                    entry, fetched = cached
+                    self._commit(stage.name, entry, fetched)
                     took = time.monotonic() - start
                     self.events.finished(stage.name, "cached", took)
                     return Outcome(stage.name, "cached", took, run_id=entry.run)
@@ -143,17 +143,22 @@ class PipelineRunner:
             self.events.finished(stage.name, "failed", took, str(exc))
             return Outcome(stage.name, "failed", took, str(exc), getattr(exc, "run_id", None))
 
-    def _from_cache(self, stage: Stage, fp: str, now: Inputs) -> StageEntry | None:
+    def _from_cache(self, stage: Stage, fp: str, now: Inputs) -> tuple[StageEntry, bytes | None] | None:
+        """The cached result for ``fp``, restored into the working tree, and the ref's bytes if they came
+        from the remote (to keep in the local cache); None on a miss."""
         key = STAGE_CACHE_PREFIX + fp.removeprefix("sha256:")
         raw = self.ws.store.get_ref(key)
+        found = None if raw is None else read_cache_ref(raw, key, "the local store")
         remote = None
-        if raw is None:
+        if found is None:
             remote = self._remote()
             raw = remote.get_ref(key) if remote is not None else None
-            if raw is None:
+            if remote is None or raw is None:
                 return None
-        body = json.loads(raw)
-        outs = {k: PathEntry.from_dict(v) for k, v in body["outs"].items()}
+            found = read_cache_ref(raw, key, f"remote {remote.url}")
+            if found is None:
+                return None
+        run_id, outs = found
         if set(outs) != set(stage.produced):
             return None
         self.events.started(stage.name, "restoring from cache")
@@ -161,9 +166,8 @@ class PipelineRunner:
             return None
         tmp = Lock(data=outs)
         data.checkout(self.ws, tmp, [str(self.ws.abs(p)) for p in outs], force=False)
-        if remote is not None:
-            self.ws.store.put_ref(key, raw)
-        return StageEntry(fp, body.get("run"), stage.spec.cmd, now.deps, now.params, outs)
+        entry = StageEntry(fp, run_id, stage.spec.cmd, now.deps, now.params, outs)
+        return entry, (raw if remote is not None else None)
 
     def _have(self, outs: dict[str, PathEntry], remote: Remote | None) -> bool:
         """Whether every object of ``outs`` is in the local store, fetching from ``remote`` if given."""
@@ -218,8 +222,7 @@ class PipelineRunner:
             if metrics:
                 tracker.log_metrics(run.id, metrics)
             entry = StageEntry(fp, run.id, stage.spec.cmd, now.deps, now.params, outs)
-            self.ws.store.put_ref(entry.cache_key(), entry.cache_bytes(stage.name))
-            self._commit(stage.name, entry)
+            self._commit(stage.name, entry, entry.cache_bytes(stage.name))
             status = RunStatus.FINISHED
         finally:
             tracker.end_run(run.id, status)
@@ -227,18 +230,46 @@ class PipelineRunner:
         self.events.finished(stage.name, "ran", took)
         return Outcome(stage.name, "ran", took, run_id=run.id)
 
-    def _commit(self, name: str, entry: StageEntry) -> None:
+    def _commit(self, name: str, entry: StageEntry, cache_ref: bytes | None = None) -> None:
+        """Record ``entry`` in the stage cache (``cache_ref``, if new) and in shipyard.lock, re-read under
+        the project lock so entries other commands recorded meanwhile are kept."""
         with self._mutex:
-            self.lock.stages[name] = entry
-            save_lock(self.ws.root, self.lock)
+            with editing_lock(self.ws.root) as fresh:
+                if cache_ref is not None:
+                    self.ws.store.put_ref(entry.cache_key(), cache_ref)
+                fresh.stages[name] = entry
+            self.lock = fresh
+
+
+def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[str, PathEntry]] | None:
+    """The run id and outputs a stage-cache ref records, or None if the ref is damaged.
+
+    A damaged ref (not JSON, missing fields, a bad digest) is a cache miss, not an error: a warning
+    names it, the stage runs again, and its new result replaces the ref.
+    """
+    try:
+        body = json.loads(raw)
+        outs = {str(k): PathEntry.from_dict(v) for k, v in body["outs"].items()}
+        for e in outs.values():
+            Digest.parse(e.digest)
+        run_id = body.get("run")
+        if run_id is not None and not isinstance(run_id, str):
+            raise TypeError("run is not a string")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        log.warning("stage cache entry %s in %s is damaged; ignored (the stage runs again and replaces it)",
+                    key, where)
+        return None
+    return run_id, outs
 
 
 def read_metrics(text: str, source: str) -> dict[str, float]:
     """Numbers from a JSON or YAML metrics file, nested keys joined with dots."""
     try:
-        body = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise StageFailed(f"metrics file {source} is not valid JSON/YAML: {exc}") from exc
+        body = json.loads(text) if source.endswith(".json") else load_yaml(text, source)
+    except ConfigError as exc:
+        raise StageFailed(f"metrics file {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise StageFailed(f"metrics file {source} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
     out: dict[str, float] = {}
 
     def walk(prefix: str, node: Any) -> None:

@@ -6,11 +6,12 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from shipyard._version import __version__
+from shipyard.core.boundedyaml import load_yaml_node, read_bounded
 from shipyard.core.project.model import Project
 from shipyard.core.workspace.atomic import write_atomic
 from shipyard.errors import ConfigError
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from shipyard.core.project.schema import ProjectConfig
 
 CONFIG_FILE = "shipyard.yaml"
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
@@ -41,14 +41,7 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
 
     from shipyard.core.project.schema import ProjectConfig
 
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        data: Any = yaml.load(text, Loader=_Loader) if node is not None else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
+    data, node = load_yaml_node(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -89,7 +82,7 @@ def load_config(root: Path) -> Project:
     """
     path = root / CONFIG_FILE
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, str(path))
         text = raw.decode()
     except FileNotFoundError:
         return Project()

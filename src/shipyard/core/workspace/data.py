@@ -51,14 +51,15 @@ class PathStatus:
                 "deleted": self.deleted}
 
 
-def add(ws: Workspace, lock: Lock, path: str | Path, hardlink: bool = False,
-        progress: Progress = no_progress) -> tuple[str, PathEntry]:
-    """Store ``path`` and record its digest in the lock (the caller saves the lock)."""
+def store_path(ws: Workspace, path: str | Path, hardlink: bool = False,
+               progress: Progress = no_progress) -> tuple[str, PathEntry]:
+    """Store ``path``'s content; return its project-relative name and the entry to record (nothing recorded).
+
+    ``shipyard.core.workspace.add.add`` is the use case that also records it in the lock.
+    """
     rel = project_path(ws.root, path, "data path")
     stored = put_path(ws.store, ws.abs(rel), progress, state=ws.state, hardlink=hardlink)
-    entry = PathEntry(str(stored.digest), stored.size, len(stored.manifest) if stored.manifest else None)
-    lock.data[rel] = entry
-    return rel, entry
+    return rel, PathEntry(str(stored.digest), stored.size, len(stored.manifest) if stored.manifest else None)
 
 
 def recorded_entries(ws: Workspace, entry: PathEntry, name: str) -> dict[str, ManifestEntry]:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from shipyard.core.boundedyaml import load_yaml, read_bounded
 from shipyard.core.workspace.atomic import write_atomic
+from shipyard.core.workspace.projectlock import project_lock
 from shipyard.errors import ConfigError
 
 LOCK_FILE = "shipyard.lock"
+RESTORE = "restore it from git"
 STAGE_CACHE_PREFIX = "stage-cache/"
 HEADER = ("# shipyard.lock: written by shipyard, commit it with your code.\n"
           "# It pins each tracked path and each stage's inputs and outputs by digest.\n")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Writes every value in full: no ``&id001`` anchors when two stages share a params mapping (diff-friendly)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +104,34 @@ class Lock:
 
 
 def load_lock(root: Path) -> Lock:
-    path = root / LOCK_FILE
     try:
-        body = yaml.load(path.read_text(), Loader=_Loader) or {}
+        body = load_yaml(read_bounded(root / LOCK_FILE, LOCK_FILE, RESTORE), LOCK_FILE, RESTORE) or {}
     except FileNotFoundError:
         return Lock()
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {LOCK_FILE}: {exc}; restore it from git") from exc
+    if not isinstance(body, dict):
+        raise ConfigError(f"{LOCK_FILE} is damaged (not a mapping); {RESTORE}")
     try:
         return Lock(
             data={k: PathEntry.from_dict(v) for k, v in (body.get("data") or {}).items()},
             stages={k: StageEntry.from_dict(v) for k, v in (body.get("stages") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{LOCK_FILE} is damaged ({exc!r}); restore it from git") from exc
+        raise ConfigError(f"{LOCK_FILE} is damaged ({' '.join(repr(exc).split())[:200]}); {RESTORE}") from exc
 
 
 def save_lock(root: Path, lock: Lock) -> None:
+    """Write ``lock`` over shipyard.lock; only under the project lock, after re-reading it (see ``editing_lock``)."""
     write_atomic(root / LOCK_FILE, lock.to_yaml().encode())
+
+
+@contextlib.contextmanager
+def editing_lock(root: Path) -> Iterator[Lock]:
+    """Hold the project lock; yield shipyard.lock as it is now; save it if the block ends without an error.
+
+    The one way to change shipyard.lock: re-reading under the lock keeps what other commands
+    recorded meanwhile. Keep the block short (no hashing, no stage commands): others wait on it.
+    """
+    with project_lock(root):
+        lock = load_lock(root)
+        yield lock
+        save_lock(root, lock)

@@ -32,17 +32,12 @@ def add(
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """Store PATHS by content and record their digests in shipyard.lock (commit it to pin the data)."""
-    from shipyard.core.workspace import data
-    from shipyard.core.workspace.lockfile import load_lock, save_lock
+    from shipyard.core.workspace.add import add as add_paths
     from shipyard.interfaces.cli.gitignore import ignore
 
     ws = workspace()
-    lock = load_lock(ws.root)
-    added = []
     with out.progress_bar("adding", as_json) as advance:
-        for p in paths:
-            added.append(data.add(ws, lock, p, hardlink=hardlink, progress=advance))
-    save_lock(ws.root, lock)
+        added = add_paths(ws, paths, hardlink=hardlink, progress=advance)
     for rel in [".shipyard", *(rel for rel, _ in added)]:  # the store itself never goes into git either
         ignore(ws.root, rel)
     if as_json:

@@ -78,8 +78,7 @@ def run_demo(name: str) -> None:
 
 def run_pipeline_demo() -> None:
     """Part 2: the example pipeline, run, restored from cache, then partly re-run after a param change."""
-    from shipyard.core.workspace import data
-    from shipyard.core.workspace.lockfile import load_lock, save_lock
+    from shipyard.core.workspace.add import add
     from shipyard.interfaces.cli.pipeline import ConsoleEvents
     from shipyard.wiring import open_pipeline, open_workspace, settings_from_environment
 
@@ -90,10 +89,7 @@ def run_pipeline_demo() -> None:
         shutil.rmtree(folder)
     shutil.copytree(EXAMPLE, folder)
     local = replace(settings, root=folder)
-    ws = open_workspace(local)
-    lock = load_lock(folder)
-    data.add(ws, lock, folder / "data" / "raw")
-    save_lock(folder, lock)
+    add(open_workspace(local), [folder / "data" / "raw"])
 
     def run(title: str) -> None:
         c.rule(f"[bold]{title}")

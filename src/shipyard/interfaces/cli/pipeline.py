@@ -84,9 +84,10 @@ def run(
             out.console().print(f"{fresh} stage(s) up to date" if acted else
                                 f"all {fresh} stage(s) up to date: nothing to run")
     if not report.ok:
+        from shipyard.errors import StageFailed
+
         failed = [o.stage for o in report.outcomes if o.result == "failed"]
-        out.error(f"stage(s) failed: {', '.join(failed) or 'see above'}; nothing of theirs was cached")
-        raise typer.Exit(8)
+        raise StageFailed(f"stage(s) failed: {', '.join(failed) or 'see above'}; nothing of theirs was cached")
 
 
 def status(
@@ -152,14 +153,17 @@ def reproduce(
         out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
                             + (f"; scratch folder kept at {work}" if keep else ""))
     if not result.reproduced:
-        raise typer.Exit(9)
+        from shipyard.errors import NotReproducedError
+
+        differ = [f"{c.stage}: {c.path}" for c in result.checks if c.verdict in ("different", "missing")]
+        raise NotReproducedError(f"{mv.ref} was not reproduced: {', '.join(differ[:5]) or 'see above'} "
+                                 f"{'differ' if len(differ) > 1 else 'differs'} from the record")
 
 
 def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float) -> tuple[bool, str]:
     """Load the model the re-run registered (in the scratch registry) and predict the golden examples."""
     import math
 
-    from shipyard.adapters.flavors import get_flavor
     from shipyard.config import Settings
     from shipyard.errors import ShipyardError
     from shipyard.wiring import build
@@ -171,7 +175,7 @@ def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float)
                              actor=svc.settings.actor))
     try:
         model = scratch.registry.load(mv.model)
-        flavor = get_flavor(mv.flavor)
+        flavor = scratch.registry.flavors(mv.flavor)  # the wiring's flavors: no adapter import here
         import numpy as np
 
         predicted = flavor.to_json(flavor.predict(model, np.asarray(golden["inputs"])))

@@ -1,0 +1,150 @@
+"""Bounded YAML: every YAML file Shipyard reads (shipyard.yaml, shipyard.lock, params, metrics) goes through here.
+
+YAML files are untrusted input (invariant 7). A few hundred bytes of nested aliases ("billion
+laughs") describe billions of nodes to whoever walks the result, so limits are checked while the
+document is composed, before anything is built:
+
+- a file over ``MAX_BYTES`` is refused before it is read whole;
+- aliases may add at most ``MAX_ALIAS_NODES`` nodes in all when expanded (each alias counts the
+  nodes under its anchor, aliases inside included); plain files without aliases are never limited;
+- an alias to a node that contains it (a cycle) is refused;
+- nesting deeper than ``MAX_DEPTH`` is refused.
+
+Every refusal, like every syntax error, is one ``ConfigError`` line naming the file and the line.
+Parsing uses libyaml when it is installed; composing is PyYAML's, with the counting added.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.resolver import Resolver
+
+from shipyard.errors import ConfigError
+
+MAX_BYTES = 8 * 1024 * 1024
+MAX_ALIAS_NODES = 10_000
+MAX_DEPTH = 100
+
+
+class _Refused(yaml.MarkedYAMLError):  # type: ignore[misc]
+    """A document that is valid YAML but over one of the limits."""
+
+
+class _BoundedComposer(Composer):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes under it, aliases expanded
+        self._alias_nodes = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                size = self._sizes.get(id(target))
+                if size is None:
+                    raise _Refused(None, None, f"alias *{event.anchor} refers to a node that contains it",
+                                   event.start_mark)
+                self._alias_nodes += size
+                if self._alias_nodes > MAX_ALIAS_NODES:
+                    raise _Refused(None, None, f"aliases expand to more than {MAX_ALIAS_NODES} nodes",
+                                   event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, SequenceNode):
+            size = 1 + sum(self._sizes[id(child)] for child in node.value)
+        elif isinstance(node, MappingNode):
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return node
+
+
+try:
+    from yaml._yaml import CParser
+
+    class _Loader(_BoundedComposer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
+        def __init__(self, stream: str | bytes) -> None:
+            CParser.__init__(self, stream)
+            _BoundedComposer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+except ImportError:  # no libyaml: the pure-Python parser, same limits
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Loader(Reader, Scanner, Parser, _BoundedComposer, SafeConstructor, Resolver):  # type: ignore[no-redef,misc]
+        def __init__(self, stream: str | bytes) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            _BoundedComposer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+
+def read_bounded(path: Path, source: str, hint: str = "") -> bytes:
+    """The bytes of ``path``, refused (one line) if over ``MAX_BYTES``; ``FileNotFoundError`` passes through."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read {source}: {exc.strerror or exc}{_hint(hint)}") from exc
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{source}: refused: larger than the {MAX_BYTES // (1024 * 1024)} MiB Shipyard reads "
+                          f"from a YAML or JSON file{_hint(hint)}")
+    return raw
+
+
+def load_yaml(text: str | bytes, source: str, hint: str = "") -> Any:
+    """The data of the YAML document ``text`` (None if empty); ``source`` names the file in errors."""
+    return load_yaml_node(text, source, hint)[0]
+
+
+def load_yaml_node(text: str | bytes, source: str, hint: str = "") -> tuple[Any, Node | None]:
+    """The data of ``text`` and its node tree (for line numbers); errors are one line naming ``source``."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{source}: refused: larger than the {MAX_BYTES // (1024 * 1024)} MiB Shipyard reads "
+                          f"from a YAML file{_hint(hint)}")
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(_describe(exc, source) + _hint(hint)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: refused: nested too deeply{_hint(hint)}") from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+def _describe(exc: yaml.YAMLError, source: str) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}" if mark is not None else source
+    what = "refused" if isinstance(exc, _Refused) else "not valid YAML"
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unreadable"])[0]
+    return f"{where}: {what}: {' '.join(str(problem).split())[:200]}"
+
+
+def _hint(hint: str) -> str:
+    return f"; {hint}" if hint else ""

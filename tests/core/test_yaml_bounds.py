@@ -1,0 +1,107 @@
+"""Invariant 7: a tiny YAML file cannot make Shipyard use memory or time out of proportion (issue 7, finding 6).
+
+Each hostile file is a "billion laughs": nine levels of nine aliases, a few hundred bytes that
+describe 9**9 nodes to whoever walks them. Every place Shipyard reads YAML refuses it with one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipyard.core.boundedyaml import MAX_ALIAS_NODES, MAX_BYTES, load_yaml
+from shipyard.core.pipelines.params import ParamFiles
+from shipyard.core.project.loader import load_config, parse_config
+from shipyard.core.workspace.lockfile import Lock, StageEntry, load_lock, save_lock
+from shipyard.errors import ConfigError
+from tests.conftest import cli_env, shipyard
+
+
+def laughs(indent: str = "") -> str:
+    """Nine anchored lists, each holding nine aliases of the one before: 9**9 leaves once expanded."""
+    lines = [f'{indent}l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{indent}l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE_CONFIG = "version: 1\nx-defaults:\n" + laughs("  ")
+HOSTILE_PARAMS = "train:\n" + laughs("  ") + "  c: *l8\n"
+HOSTILE_LOCK = "version: 1\ndata:\n  big:\n    digest: sha256:00\n    size: 1\n    extra:\n" + laughs("      ")
+
+
+def assert_refused(exc: pytest.ExceptionInfo[ConfigError], source: str) -> None:
+    message = str(exc.value)
+    assert message.startswith(f"{source}:") and "refused: aliases expand to more than" in message
+    assert len(message.splitlines()) == 1 and len(message) < 300
+
+
+def test_hostile_shipyard_yaml_is_refused(tmp_path: Path) -> None:
+    assert len(HOSTILE_CONFIG) < 600
+    (tmp_path / "shipyard.yaml").write_text(HOSTILE_CONFIG)
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path)
+    assert_refused(exc, "shipyard.yaml")
+
+
+def test_hostile_params_yaml_is_refused_when_a_stage_uses_it(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(HOSTILE_PARAMS)
+    with pytest.raises(ConfigError) as exc:
+        ParamFiles(tmp_path, "params.yaml").values("train", ("train.c",))
+    assert_refused(exc, "params.yaml")
+
+
+def test_hostile_shipyard_lock_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "shipyard.lock").write_text(HOSTILE_LOCK)
+    with pytest.raises(ConfigError) as exc:
+        load_lock(tmp_path)
+    assert_refused(exc, "shipyard.lock")
+    assert str(exc.value).endswith("restore it from git")
+
+
+def test_the_cli_says_one_line_for_a_hostile_config(tmp_path: Path) -> None:
+    (tmp_path / "shipyard.yaml").write_text(HOSTILE_CONFIG)
+    done = shipyard("status", env=cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard")), cwd=tmp_path, check=False)
+    assert done.returncode == 2
+    assert "shipyard.yaml:" in done.stderr and "refused" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("a: &a [*a]\n", "refers to a node that contains it"),
+    ("[" * 500 + "]" * 500, "nested more than"),
+    ("a: [1,\n", "not valid YAML"),
+])
+def test_cycles_depth_and_syntax_errors_are_one_line(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as exc:
+        load_yaml(text, "f.yaml")
+    assert str(exc.value).startswith("f.yaml:") and len(str(exc.value).splitlines()) == 1
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    (tmp_path / "shipyard.lock").write_bytes(b"# padding\n" * (MAX_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=r"^shipyard\.lock: refused: larger than"):
+        load_lock(tmp_path)
+
+
+def test_ordinary_anchors_and_merge_keys_still_work() -> None:
+    text = "base: &base {cmd: python x.py, deps: [a, b]}\n" \
+           "stages:\n" + "".join(f"  s{i}:\n    <<: *base\n    outs: [o{i}]\n" for i in range(50))
+    data = load_yaml(text, "shipyard.yaml")
+    assert data["stages"]["s49"] == {"cmd": "python x.py", "deps": ["a", "b"], "outs": ["o49"]}
+    wide = "a: &a [" + ",".join(["1"] * 100) + "]\nb: [" + ",".join(["*a"] * (MAX_ALIAS_NODES // 101)) + "]\n"
+    assert len(load_yaml(wide, "params.yaml")["b"]) == MAX_ALIAS_NODES // 101
+
+
+def test_line_numbers_survive_in_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"^shipyard.yaml:4: stages.a.cmd: "):
+        parse_config("version: 1\nstages:\n  a:\n    cmd: [1, 2]\n")
+
+
+def test_shipyard_lock_is_written_without_aliases(tmp_path: Path) -> None:
+    shared = {"lr": 0.1, "layers": [8, 4]}  # two stages reading the same params mapping
+    lock = Lock(stages={s: StageEntry("sha256:" + "0" * 64, None, "x", {}, {"train": shared}, {}) for s in "ab"})
+    save_lock(tmp_path, lock)
+    text = (tmp_path / "shipyard.lock").read_text()
+    assert "&" not in text and "*" not in text
+    assert load_lock(tmp_path).stages["b"].params == {"train": shared}
