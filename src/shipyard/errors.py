@@ -13,7 +13,8 @@ else does.
     ├── ConflictError                a write that clashes with what is recorded
     ├── IntegrityError               stored bytes do not match their digest
     ├── BackendUnavailableError      a store or database cannot be reached or written
-    └── MissingExtraError (ImportError)     an optional dependency is not installed
+    ├── MissingExtraError (ImportError)     an optional dependency is not installed
+    └── UntrustedModelError          loading a model version would run code nobody trusted for it
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "MissingExtraError",
     "NotFoundError",
     "ShipyardError",
+    "UntrustedModelError",
 ]
 
 
@@ -94,3 +96,12 @@ class MissingExtraError(ShipyardError, ImportError):
     def __init__(self, feature: str, extra: str) -> None:
         super().__init__(f"{feature} needs an optional dependency: pip install 'shipyard[{extra}]'")
         self.extra = extra
+
+
+class UntrustedModelError(ShipyardError):
+    """Loading a model version would run code (a pickle, a class, stored code) nobody trusted for it.
+
+    The message names the version, what is untrusted, and the ``shipyard models trust`` command.
+    """
+
+    exit_code = 10
