@@ -73,7 +73,7 @@ class Registry:
             raise InvalidInputError(f"--version must be a positive integer (versions start at 1), not {version!r}")
         saved = SavedModel.read(folder)
         flavor = self.flavors(saved.flavor)  # an unknown flavor fails before anything is stored
-        needed = self._requires(str(folder), flavor, folder, saved)  # a folder nothing could load is refused
+        needed = self._requires(str(folder), flavor, folder, saved) if trust_as_registrant else TrustSet()
         stored = put_path(self.store, folder, progress)
         examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
         mv = self.meta.register_version(NewVersion(
@@ -83,7 +83,7 @@ class Registry:
             params=dict(params or {}), description=description, created_by=self.actor,
             requested_version=version,
         ))
-        if trust_as_registrant and needed:
+        if needed:
             self.meta.record_trust(mv.model, mv.version, needed.items(), self.actor, IN_PROCESS_REASON)
         return mv
 

@@ -101,14 +101,22 @@ def register(
     stored code, skops types beyond scikit-learn/NumPy/SciPy), this says what, and the version loads
     only after `shipyard models trust`.
     """
+    from shipyard.core.registry.trust import TrustSet
+    from shipyard.errors import InvalidInputError
+
     registry = out.services().registry
     mv = registry.register(name, folder, description=description, version=version)
-    needed = registry.requirements(folder)
+    try:
+        needed, unloadable = registry.requirements(folder), None
+    except InvalidInputError as exc:
+        needed, unloadable = TrustSet(), str(exc)
     if as_json:
-        out.print_json({**mv.to_dict(), "needs_trust": needed.items()})
+        out.print_json({**mv.to_dict(), "needs_trust": needed.items(), "unloadable": unloadable})
         return
     out.console().print(f"registered [bold]{mv.ref}[/bold] ({out.short(mv.manifest_digest)})")
-    if needed:
+    if unloadable:
+        out.console().print(f"[yellow]{mv.ref} cannot be loaded[/yellow]: {unloadable}", soft_wrap=True)
+    elif needed:
         out.console().print(f"[yellow]{mv.ref} will not load until trusted[/yellow]: it contains "
                             f"{needed.describe()}; if you trust its author: "
                             f"shipyard models trust {mv.ref} {needed.flags()} -m REASON", soft_wrap=True)
