@@ -162,6 +162,16 @@ def test_torch_imports_only_trusted_classes(services: Services, tmp_path: Path) 
     x = torch.as_tensor(X[:3], dtype=torch.float32)
     np.testing.assert_allclose(loaded(x).detach().numpy(), net(x).detach().numpy(), rtol=1e-6)
 
+    # a trusted class does not make its weights trusted: they load with weights_only
+    poisoned = _folder(tmp_path / "poisoned", "torch",
+                       {"kind": "state_dict", "file": "state_dict.pt", "class": "tests.torch_models:TinyNet",
+                        "init_kwargs": {}}, {"state_dict.pt": pickle.dumps(PickleBomb(marker))})
+    services.registry.register("poisoned", poisoned)
+    services.registry.trust("poisoned@1", TrustSet.of(classes=["tests.torch_models:TinyNet"]), "our class")
+    with pytest.raises(InvalidInputError, match=r"^torch cannot load the weights in state_dict\.pt"):
+        services.registry.load("poisoned@1")
+    assert not marker.exists()
+
     script = tmp_path / "script"
     save_model(get_flavor("torch"), torch.jit.script(net), script)
     services.registry.register("script", script)

@@ -36,6 +36,12 @@ def model_file(folder: Path, meta: Mapping[str, Any], default: str) -> Path:
     return folder / name
 
 
+def first_line(exc: BaseException) -> str:
+    """A library's error message cut to one short line, for a one-line ShipyardError."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 def available() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_FLAVORS)
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import model_file, require, tensors
+from shipyard.adapters.flavors import first_line, model_file, require, tensors
 from shipyard.core.registry.trust import TrustSet, refuse_untrusted
 from shipyard.errors import InvalidInputError
 
@@ -65,7 +65,10 @@ class SklearnFlavor:
         if serializer == "skops":
             found = _skops_types(path)
             refuse_untrusted(path.name, TrustSet.of(types=(t for t in found if not allowed(t))), trusted)
-            return _skops().load(path, trusted=found)
+            try:
+                return _skops().load(path, trusted=found)
+            except Exception as exc:  # skops raises its own and builtin errors for files it cannot rebuild
+                raise InvalidInputError(f"skops cannot load {path.name}: {first_line(exc)}") from exc
         refuse_untrusted(path.name, TrustSet(pickle=True), trusted)
         if serializer == "joblib":
             import joblib
@@ -96,7 +99,8 @@ def _skops_types(path: Path) -> list[str]:
     try:
         return sorted(_skops().get_untrusted_types(file=path))
     except Exception as exc:  # a hostile file can fail skops' reader in many ways; none of them is a bug here
-        raise InvalidInputError(f"{path.name} is not a readable skops file: {str(exc)[:200]}") from exc
+        raise InvalidInputError(f"{path.name} is not a readable skops file: {first_line(exc)}") from exc
+
 
 
 def _skops() -> Any:

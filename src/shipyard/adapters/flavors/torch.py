@@ -13,11 +13,12 @@ imported only if it was trusted, and a TorchScript program (``--code``) runs onl
 from __future__ import annotations
 
 import importlib
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import model_file, require, tensors
+from shipyard.adapters.flavors import first_line, model_file, require, tensors
 from shipyard.core.registry.trust import TrustSet, refuse_untrusted
 from shipyard.errors import InvalidInputError
 
@@ -61,13 +62,21 @@ class TorchFlavor:
         torch = _torch()
         path = _path(folder, meta)
         if meta.get("kind") == "torchscript":
-            model = torch.jit.load(str(path), map_location="cpu")
+            try:
+                model = torch.jit.load(str(path), map_location="cpu")
+            except RuntimeError as exc:
+                raise InvalidInputError(f"torch cannot load {path.name}: {first_line(exc)}") from exc
         else:
             kwargs = meta.get("init_kwargs", {})
             if not isinstance(kwargs, dict):
                 raise InvalidInputError("init_kwargs in the model description is not a mapping")
             model = _import(str(meta["class"]))(**kwargs)
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            if not isinstance(model, torch.nn.Module):
+                raise InvalidInputError(f"{meta['class']} did not build a torch.nn.Module")
+            try:  # weights_only: the unpickler refuses anything but tensors and plain containers
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+                raise InvalidInputError(f"torch cannot load the weights in {path.name}: {first_line(exc)}") from exc
         model.eval()
         return model
 
@@ -82,6 +91,7 @@ class TorchFlavor:
 
     def schema(self, data: Any) -> dict[str, Any]:
         return tensors.schema(data.detach().numpy() if hasattr(data, "detach") else data)
+
 
 
 def _path(folder: Path, meta: Mapping[str, Any]) -> Path:
