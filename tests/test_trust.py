@@ -165,7 +165,7 @@ def test_torch_imports_only_trusted_classes(services: Services, tmp_path: Path) 
     # a trusted class does not make its weights trusted: they load with weights_only
     poisoned = _folder(tmp_path / "poisoned", "torch",
                        {"kind": "state_dict", "file": "state_dict.pt", "class": "tests.torch_models:TinyNet",
-                        "init_kwargs": {}}, {"state_dict.pt": pickle.dumps(PickleBomb(marker))})
+                        "init_kwargs": {}}, {"state_dict.pt": pickle.dumps(PickleBomb(marker), protocol=2)})
     services.registry.register("poisoned", poisoned)
     services.registry.trust("poisoned@1", TrustSet.of(classes=["tests.torch_models:TinyNet"]), "our class")
     with pytest.raises(InvalidInputError, match=r"^torch cannot load the weights in state_dict\.pt"):
