@@ -70,7 +70,7 @@ class Registry:
         """
         check_model_name(name)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-            raise InvalidInputError(f"--version must be a positive integer (versions start at 1), not {version!r}")
+            raise InvalidInputError(f"version must be a positive integer (versions start at 1), not {version!r}")
         saved = SavedModel.read(folder)
         flavor = self.flavors(saved.flavor)  # an unknown flavor fails before anything is stored
         needed = self._requires(str(folder), flavor, folder, saved) if trust_as_registrant else TrustSet()

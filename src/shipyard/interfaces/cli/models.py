@@ -72,7 +72,9 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
 def _trust(event: AuditEvent | None) -> str:
     if event is None or not event.trusted:
         return "nothing beyond the allowlist" + ("" if event is None else f" ({out.when(event.at)} by {event.actor})")
-    return f"{', '.join(event.trusted)} ({out.when(event.at)} by {event.actor}: {event.reason})"
+    from rich.markup import escape
+
+    return escape(f"{', '.join(event.trusted)} ({out.when(event.at)} by {event.actor}: {event.reason})")
 
 
 def _signature(sig: dict[str, object]) -> str:
@@ -101,6 +103,8 @@ def register(
     stored code, skops types beyond scikit-learn/NumPy/SciPy), this says what, and the version loads
     only after `shipyard models trust`.
     """
+    from rich.markup import escape
+
     from shipyard.core.registry.trust import TrustSet
     from shipyard.errors import InvalidInputError
 
@@ -115,11 +119,11 @@ def register(
         return
     out.console().print(f"registered [bold]{mv.ref}[/bold] ({out.short(mv.manifest_digest)})")
     if unloadable:
-        out.console().print(f"[yellow]{mv.ref} cannot be loaded[/yellow]: {unloadable}", soft_wrap=True)
+        out.console().print(f"[yellow]{mv.ref} cannot be loaded[/yellow]: {escape(unloadable)}", soft_wrap=True)
     elif needed:
         out.console().print(f"[yellow]{mv.ref} will not load until trusted[/yellow]: it contains "
-                            f"{needed.describe()}; if you trust its author: "
-                            f"shipyard models trust {mv.ref} {needed.flags()} -m REASON", soft_wrap=True)
+                            f"{escape(needed.describe())}; if you trust its author: "
+                            f"shipyard models trust {mv.ref} {escape(needed.flags())} -m REASON", soft_wrap=True)
 
 
 @app.command("trust")
@@ -152,7 +156,8 @@ def trust(
     elif revoke:
         out.console().print(f"{event.model}@{event.name} now trusts nothing beyond the allowlist (audited)")
     else:
-        out.console().print(f"{event.model}@{event.name} may now load {items.describe()} (audited)", soft_wrap=True)
+        out.console().print(f"{event.model}@{event.name} may now load {items.describe()} (audited)",
+                            markup=False, soft_wrap=True)
 
 
 @app.command("history")
