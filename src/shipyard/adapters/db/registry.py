@@ -51,6 +51,9 @@ class SqlRegistry(SqlBase):
             ))
             self._audit(conn, new.created_by, "version.register", new.model, str(version), None,
                         new.manifest_digest, new.description, now)
+            if new.trusted:  # in the same transaction: no version is ever seen without the trust it came with
+                self._audit(conn, new.created_by, TRUST_ACTION, new.model, str(version), None,
+                            _summary(new.trusted), _trust_body(new.trust_reason, new.trusted), now)
         return self._version_from(
             dict(model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
                  size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
@@ -141,7 +144,7 @@ class SqlRegistry(SqlBase):
     def record_trust(self, model: str, version: int, items: Sequence[str], actor: str, reason: str) -> AuditEvent:
         """A "trust" event; its items go in the reason column as JSON (the columns are short and fixed)."""
         now = time.time()
-        body = json.dumps({"reason": reason, "trusted": list(items)}, sort_keys=True)
+        body = _trust_body(reason, items)
         with self.write() as conn:
             if conn.execute(sa.select(mv.version).where(mv.model == model, mv.version == version)).first() is None:
                 raise NotFoundError(self._missing(conn, model, version))
@@ -186,6 +189,10 @@ def _event_from(row: dict[str, Any]) -> AuditEvent:
     except (ValueError, KeyError, TypeError):  # not written by record_trust: it trusts nothing
         row = {**row, "trusted": ()}
     return AuditEvent(**row)
+
+
+def _trust_body(reason: str, items: Sequence[str]) -> str:
+    return json.dumps({"reason": reason, "trusted": list(items)}, sort_keys=True)
 
 
 def _summary(items: Sequence[str]) -> str:

@@ -22,6 +22,8 @@ class NewVersion:
     description: str = ""
     created_by: str = ""
     requested_version: int | None = None  # only to detect an attempt to re-use a number
+    trusted: tuple[str, ...] = ()  # log_model: what the registrant trusts, audited with the registration
+    trust_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,8 @@ class Registry:
         The objects are stored first and the version row is written in one transaction after,
         so a crash leaves at most unreferenced objects (collected by gc), never half a version.
         ``trust_as_registrant`` (``log_model``: the folder was just written from an object of this
-        program) also trusts what loading it needs, as an audit event by this actor.
+        program) also trusts what loading it needs: a "trust" audit event by this actor, written in
+        the registration's transaction.
         """
         check_model_name(name)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
@@ -76,16 +77,13 @@ class Registry:
         needed = self._requires(str(folder), flavor, folder, saved) if trust_as_registrant else TrustSet()
         stored = put_path(self.store, folder, progress)
         examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
-        mv = self.meta.register_version(NewVersion(
+        return self.meta.register_version(NewVersion(
             model=name, manifest_digest=str(stored.digest), flavor=saved.flavor, size=stored.size,
             run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
             examples_digest=str(examples.digest) if examples else None, metrics=dict(metrics or {}),
             params=dict(params or {}), description=description, created_by=self.actor,
-            requested_version=version,
+            requested_version=version, trusted=tuple(needed.items()), trust_reason=IN_PROCESS_REASON,
         ))
-        if needed:
-            self.meta.record_trust(mv.model, mv.version, needed.items(), self.actor, IN_PROCESS_REASON)
-        return mv
 
     def requirements(self, folder: Path) -> TrustSet:
         """What loading the saved model in ``folder`` would need trusted (it reads files, runs nothing)."""
