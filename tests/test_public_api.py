@@ -10,7 +10,7 @@ def test_exported_members() -> None:
     assert set(shipyard.__all__) == {
         "ActiveRun", "__version__", "active_run", "end_run", "get_model_version", "get_run", "load_model",
         "log_artifact", "log_batch", "log_metric", "log_metrics", "log_model", "log_param", "log_params", "save_model",
-        "search_runs", "set_alias", "set_tags", "start_run",
+        "search_runs", "set_alias", "set_tags", "start_run", "trust_model",
     }
     for name in shipyard.__all__:
         assert getattr(shipyard, name) is not None

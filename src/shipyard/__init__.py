@@ -29,6 +29,7 @@ __all__ = [
     "set_alias",
     "set_tags",
     "start_run",
+    "trust_model",
 ]
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         set_alias,
         set_tags,
         start_run,
+        trust_model,
     )
 
 

@@ -15,7 +15,8 @@ else does.
     ├── BackendUnavailableError      a store or database cannot be reached or written
     ├── MissingExtraError (ImportError)     an optional dependency is not installed
     ├── StageFailed                  a pipeline stage failed or was killed; nothing of it was cached
-    └── NotReproducedError           a re-run of a version's stages did not give back its outputs
+    ├── NotReproducedError           a re-run of a version's stages did not give back its outputs
+    └── UntrustedModelError          loading a model version would run code nobody trusted for it
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "NotReproducedError",
     "ShipyardError",
     "StageFailed",
+    "UntrustedModelError",
 ]
 
 
@@ -114,3 +116,12 @@ class NotReproducedError(ShipyardError):
     """``shipyard reproduce`` re-ran a version's stages and some output differs from the record."""
 
     exit_code = 9
+
+
+class UntrustedModelError(ShipyardError):
+    """Loading a model version would run code (a pickle, a class, stored code) nobody trusted for it.
+
+    The message names the version, what is untrusted, and the ``shipyard models trust`` command.
+    """
+
+    exit_code = 10

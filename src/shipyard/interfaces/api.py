@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
-from shipyard.core.registry.records import ModelVersion
+from shipyard.core.registry.records import AuditEvent, ModelVersion
 from shipyard.wiring import Services, from_environment
 
 _ENV_KEYS = ("SHIPYARD_HOME", "SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_ACTOR")
@@ -198,12 +198,33 @@ def log_model(model: Any, name: str, flavor: str = "sklearn", examples: Any = No
         save_model(model, folder, flavor, examples, **options)
         current = svc.tracker.get_run(run.id)
         return svc.registry.register(name, folder, run_id=run.id, metrics=current.metrics,
-                                     params=current.params, description=description, version=version)
+                                     params=current.params, description=description, version=version,
+                                     trust_as_registrant=True)
 
 
 def load_model(ref: str) -> Any:
-    """The model behind ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``, verified against its digests."""
+    """The model behind ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``, verified against its digests.
+
+    A version that needs code run to load (a pickle, a class to import, stored code, skops types
+    outside scikit-learn/NumPy/SciPy) loads only if that was trusted for it: ``log_model`` trusts
+    what it saved itself; anything else needs ``trust_model`` (or ``shipyard models trust``).
+    """
     return _svc().registry.load(ref)
+
+
+def trust_model(ref: str, reason: str, *, pickle: bool = False, code: bool = False,
+                types: Iterable[str] = (), classes: Iterable[str] = ()) -> AuditEvent:
+    """Trust what loading ``ref``'s version may run, and say why; the decision goes in the audit log.
+
+    ``pickle``: unpickle its files; ``code``: run its stored program (TorchScript); ``types``: skops
+    types beyond scikit-learn, NumPy and SciPy (``"mypackage.MyTransformer"``); ``classes``: classes to
+    import and build (``"mypackage.nets:TinyNet"``). Each call replaces the version's earlier decision:
+    name everything it needs. Only trust a version whose author you trust.
+    """
+    from shipyard.core.registry.trust import TrustSet
+
+    items = TrustSet.of(pickle, code, types, classes)
+    return _svc().registry.trust(ref, items, reason)
 
 
 def get_model_version(ref: str) -> ModelVersion:

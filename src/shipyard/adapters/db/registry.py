@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 from shipyard.adapters.db import schema as t
 from shipyard.adapters.db.base import SqlBase
 from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
+from shipyard.core.registry.trust import TRUST_ACTION
 from shipyard.errors import ConflictError, ImmutableError, NotFoundError
 
 mv = t.model_versions.c
@@ -48,6 +51,9 @@ class SqlRegistry(SqlBase):
             ))
             self._audit(conn, new.created_by, "version.register", new.model, str(version), None,
                         new.manifest_digest, new.description, now)
+            if new.trusted:  # in the same transaction: no version is ever seen without the trust it came with
+                self._audit(conn, new.created_by, TRUST_ACTION, new.model, str(version), None,
+                            _summary(new.trusted), _trust_body(new.trust_reason, new.trusted), now)
         return self._version_from(
             dict(model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
                  size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
@@ -143,7 +149,32 @@ class SqlRegistry(SqlBase):
         if model is not None:
             q = q.where(t.audit_events.c.model == model)
         with self.read() as conn:
-            return [AuditEvent(**r._asdict()) for r in conn.execute(q)]
+            return [_event_from(r._asdict()) for r in conn.execute(q)]
+
+    def record_trust(self, model: str, version: int, items: Sequence[str], actor: str, reason: str) -> AuditEvent:
+        """A "trust" event; its items go in the reason column as JSON (the columns are short and fixed)."""
+        now = time.time()
+        body = _trust_body(reason, items)
+        with self.write() as conn:
+            if conn.execute(sa.select(mv.version).where(mv.model == model, mv.version == version)).first() is None:
+                raise NotFoundError(self._missing(conn, model, version))
+            before = self._latest_trust(conn, model, version)
+            event = self._audit(conn, actor, TRUST_ACTION, model, str(version),
+                                None if before is None else before.new, _summary(items), body, now)
+        return AuditEvent(event.id, now, actor, TRUST_ACTION, model, str(version), event.old, event.new, reason,
+                          tuple(items))
+
+    def latest_trust(self, model: str, version: int) -> AuditEvent | None:
+        with self.read() as conn:
+            return self._latest_trust(conn, model, version)
+
+    @staticmethod
+    def _latest_trust(conn: sa.Connection, model: str, version: int) -> AuditEvent | None:
+        ae = t.audit_events.c
+        row = conn.execute(sa.select(t.audit_events).where(
+            ae.model == model, ae.action == TRUST_ACTION, ae.name == str(version)).order_by(ae.id.desc()).limit(1)
+        ).first()
+        return None if row is None else _event_from(row._asdict())
 
     @staticmethod
     def _audit(conn: sa.Connection, actor: str, action: str, model: str, name: str, old: str | None,
@@ -156,3 +187,30 @@ class SqlRegistry(SqlBase):
     @staticmethod
     def _version_from(row: dict[str, Any], aliases: tuple[str, ...]) -> ModelVersion:
         return ModelVersion(aliases=aliases, **row)
+
+
+def _event_from(row: dict[str, Any]) -> AuditEvent:
+    """An audit row; a "trust" row carries ``{"reason": ..., "trusted": [...]}`` in its reason column."""
+    if row["action"] != TRUST_ACTION:
+        return AuditEvent(**row)
+    try:
+        body = json.loads(row["reason"])
+        row = {**row, "reason": str(body["reason"]), "trusted": tuple(str(i) for i in body["trusted"])}
+    except (ValueError, KeyError, TypeError):  # not written by record_trust: it trusts nothing
+        row = {**row, "trusted": ()}
+    return AuditEvent(**row)
+
+
+def _trust_body(reason: str, items: Sequence[str]) -> str:
+    return json.dumps({"reason": reason, "trusted": list(items)}, sort_keys=True)
+
+
+def _summary(items: Sequence[str]) -> str:
+    """What the ``new`` column shows (80 characters at most): ``pickle, 2 type(s), 1 class(es)``."""
+    if not items:
+        return "nothing"
+    kinds = [i for i in items if ":" not in i]
+    types = sum(1 for i in items if i.startswith("type:"))
+    classes = sum(1 for i in items if i.startswith("class:"))
+    parts = [*kinds, *([f"{types} type(s)"] if types else []), *([f"{classes} class(es)"] if classes else [])]
+    return ", ".join(parts)[:80]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from shipyard.errors import InvalidInputError, MissingExtraError
@@ -24,6 +26,20 @@ def require(module: str, feature: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         raise MissingExtraError(feature, extra) from exc
+
+
+def model_file(folder: Path, meta: Mapping[str, Any], default: str) -> Path:
+    """The file ``meta`` names inside ``folder``: a plain file name, never a path that leaves it."""
+    name = str(meta.get("file", default))
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or len(name) > 255:
+        raise InvalidInputError(f"the model description names {name[:80]!r} as its file: not a file name")
+    return folder / name
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's error message cut to one short line, for a one-line ShipyardError."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def available() -> list[str]:

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import require, tensors
+from shipyard.adapters.flavors import model_file, require, tensors
+from shipyard.core.registry.trust import TrustSet
 from shipyard.errors import InvalidInputError
 
 FILE = "model.onnx"
@@ -48,8 +49,12 @@ class OnnxFlavor:
         except Exception as exc:  # onnxruntime raises its own untyped errors for invalid models
             raise InvalidInputError(f"onnxruntime cannot load this model: {str(exc).splitlines()[0]}") from exc
 
-    def load(self, folder: Path, meta: Mapping[str, Any]) -> Any:
-        return self._session(folder / str(meta.get("file", FILE)))
+    def requires(self, folder: Path, meta: Mapping[str, Any]) -> TrustSet:
+        model_file(folder, meta, FILE)
+        return TrustSet()  # an ONNX graph carries no code: nothing to trust
+
+    def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
+        return self._session(model_file(folder, meta, FILE))
 
     def predict(self, model: Any, inputs: Any) -> Any:
         if not hasattr(model, "get_inputs"):  # the object given to save_model, before it became a session

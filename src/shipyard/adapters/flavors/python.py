@@ -1,7 +1,9 @@
 """Any Python object with ``predict(inputs)`` (and optionally ``load(folder)``): the flavor for everything else.
 
-The object is pickled; Registry.load re-hashes every file against the registered digests before
-this flavor unpickles it. Its class must be importable where it is loaded (like MLflow's pyfunc).
+The object is pickled, and a pickle runs any code it names: a version loads only when it is
+trusted with ``--pickle`` (``log_model`` trusts what it pickled itself), and Registry.load re-hashes
+every file against the registered digests before this flavor unpickles it. Its class must be
+importable where it is loaded (like MLflow's pyfunc).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters.flavors import model_file
+from shipyard.core.registry.trust import TrustSet, refuse_untrusted
 from shipyard.errors import InvalidInputError
 
 FILE = "model.pkl"
@@ -29,9 +33,14 @@ class PythonFlavor:
         cls = type(model)
         return {"file": FILE, "class": f"{cls.__module__}.{cls.__qualname__}"}
 
-    def load(self, folder: Path, meta: Mapping[str, Any]) -> Any:
+    def requires(self, folder: Path, meta: Mapping[str, Any]) -> TrustSet:
+        model_file(folder, meta, FILE)
+        return TrustSet(pickle=True)
+
+    def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
+        refuse_untrusted("this pickled model", TrustSet(pickle=True), trusted)
         try:
-            model = pickle.loads((folder / str(meta.get("file", FILE))).read_bytes())
+            model = pickle.loads(model_file(folder, meta, FILE).read_bytes())
         except (ModuleNotFoundError, AttributeError) as exc:
             raise InvalidInputError(f"cannot load {meta.get('class')}: {exc}; make its module importable") from exc
         if callable(getattr(model, "load", None)):

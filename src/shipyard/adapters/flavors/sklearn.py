@@ -1,7 +1,11 @@
-"""scikit-learn models: skops by default (safe to load); pickle/joblib only after digest checks.
+"""scikit-learn models: skops by default (safe to load); pickle/joblib only when trusted.
 
-Registry.load re-hashes every file against the store before a flavor sees it, so a pickle is
-only ever unpickled from bytes whose digest matches the registered version.
+skops loads only the types of Shipyard's allowlist (anything from scikit-learn, NumPy or SciPy
+that skops itself does not already trust) plus the types a user trusted for the version. The
+list is computed here from the file; nothing the model folder says about its own types is used.
+A pickle or joblib file runs any code it names, so it loads only when the version is trusted
+with ``--pickle`` (``log_model`` does that for what it saved itself), and only after Registry.load
+has re-hashed it against the registered digests.
 """
 
 from __future__ import annotations
@@ -11,11 +15,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import require, tensors
-from shipyard.errors import IntegrityError, InvalidInputError
+from shipyard.adapters.flavors import first_line, model_file, require, tensors
+from shipyard.core.registry.trust import TrustSet, refuse_untrusted
+from shipyard.errors import InvalidInputError
 
 SERIALIZERS = ("skops", "pickle", "joblib")
 FILES = {"skops": "model.skops", "pickle": "model.pkl", "joblib": "model.joblib"}
+ALLOWED_ROOTS = frozenset({"sklearn", "numpy", "scipy"})
+"""Top-level packages whose types a skops file may use without the user trusting them."""
+
+
+def allowed(type_name: str) -> bool:
+    """Whether ``type_name`` (as skops reports it) is on Shipyard's allowlist."""
+    return type_name.partition(".")[0] in ALLOWED_ROOTS
 
 
 class SklearnFlavor:
@@ -30,10 +42,7 @@ class SklearnFlavor:
         path = folder / FILES[serializer]
         meta: dict[str, Any] = {"serializer": serializer, "file": path.name}
         if serializer == "skops":
-            sio = _skops()
-            data = sio.dumps(model)
-            path.write_bytes(data)
-            meta["trusted_types"] = sorted(sio.get_untrusted_types(data=data))
+            path.write_bytes(_skops().dumps(model))
         elif serializer == "joblib":
             import joblib
 
@@ -45,26 +54,28 @@ class SklearnFlavor:
         meta["sklearn_version"] = sklearn.__version__
         return meta
 
-    def load(self, folder: Path, meta: Mapping[str, Any]) -> Any:
-        serializer = meta.get("serializer", "skops")
-        path = folder / str(meta.get("file", FILES.get(serializer, "")))
+    def requires(self, folder: Path, meta: Mapping[str, Any]) -> TrustSet:
+        serializer, path = _file(folder, meta)
+        if serializer != "skops":
+            return TrustSet(pickle=True)
+        return TrustSet.of(types=(t for t in _skops_types(path) if not allowed(t)))
+
+    def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
+        serializer, path = _file(folder, meta)
         if serializer == "skops":
-            sio = _skops()
-            found = set(sio.get_untrusted_types(file=path))
-            unexpected = found - set(meta.get("trusted_types", ()))
-            if unexpected:
-                raise IntegrityError(
-                    f"{path.name} contains types that were not recorded at registration: {sorted(unexpected)}"
-                )
-            return sio.load(path, trusted=sorted(found))
+            found = _skops_types(path)
+            refuse_untrusted(path.name, TrustSet.of(types=(t for t in found if not allowed(t))), trusted)
+            try:
+                return _skops().load(path, trusted=found)
+            except Exception as exc:  # skops raises its own and builtin errors for files it cannot rebuild
+                raise InvalidInputError(f"skops cannot load {path.name}: {first_line(exc)}") from exc
+        refuse_untrusted(path.name, TrustSet(pickle=True), trusted)
         if serializer == "joblib":
             import joblib
 
             return joblib.load(path)
-        if serializer == "pickle":
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        raise InvalidInputError(f"unknown serializer {serializer!r} in the model description")
+        with open(path, "rb") as f:
+            return pickle.load(f)
 
     def predict(self, model: Any, inputs: Any) -> Any:
         return model.predict(inputs)
@@ -74,6 +85,22 @@ class SklearnFlavor:
 
     def schema(self, data: Any) -> dict[str, Any]:
         return tensors.schema(data)
+
+
+def _file(folder: Path, meta: Mapping[str, Any]) -> tuple[str, Path]:
+    serializer = meta.get("serializer", "skops")
+    if serializer not in SERIALIZERS:
+        raise InvalidInputError(f"unknown serializer {str(serializer)[:40]!r} in the model description")
+    return str(serializer), model_file(folder, meta, FILES[serializer])
+
+
+def _skops_types(path: Path) -> list[str]:
+    """The types skops would have to trust to load ``path``: read from its schema, nothing imported."""
+    try:
+        return sorted(_skops().get_untrusted_types(file=path))
+    except Exception as exc:  # a hostile file can fail skops' reader in many ways; none of them is a bug here
+        raise InvalidInputError(f"{path.name} is not a readable skops file: {first_line(exc)}") from exc
+
 
 
 def _skops() -> Any:

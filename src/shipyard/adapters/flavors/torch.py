@@ -1,19 +1,25 @@
 """PyTorch models: TorchScript, or a state_dict plus the model's class (loaded with ``weights_only``).
 
 A ``torch.jit.ScriptModule`` is saved as TorchScript. Any other ``nn.Module`` is saved as its
-state_dict; loading imports its class (``module.Class``, which must be importable), builds it with
+state_dict; loading imports its class (``module:Class``, which must be importable), builds it with
 the ``init_kwargs`` given at save time, and loads the weights with ``torch.load(weights_only=True)``,
 which refuses arbitrary pickled objects.
+
+Both run code the model names, so both need trust for the version: the class (``--class``) is
+imported only if it was trusted, and a TorchScript program (``--code``) runs only if its code was.
+``log_model`` trusts what it saved from the object it was given; a registered folder trusts nothing.
 """
 
 from __future__ import annotations
 
 import importlib
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.adapters.flavors import require, tensors
+from shipyard.adapters.flavors import first_line, model_file, require, tensors
+from shipyard.core.registry.trust import TrustSet, refuse_untrusted
 from shipyard.errors import InvalidInputError
 
 SCRIPT_FILE = "model.pt"
@@ -42,20 +48,35 @@ class TorchFlavor:
         return {"kind": "state_dict", "file": WEIGHTS_FILE, "class": f"{cls.__module__}:{cls.__qualname__}",
                 "init_kwargs": dict(options.get("init_kwargs", {})), "torch_version": torch.__version__}
 
-    def load(self, folder: Path, meta: Mapping[str, Any]) -> Any:
+    def requires(self, folder: Path, meta: Mapping[str, Any]) -> TrustSet:
+        kind = meta.get("kind")
+        _path(folder, meta)
+        if kind == "torchscript":
+            return TrustSet(code=True)  # a TorchScript program: PyTorch says to treat it as code
+        if kind == "state_dict":
+            return TrustSet.of(classes=[str(meta.get("class", ""))])
+        raise InvalidInputError(f"unknown kind {str(kind)[:40]!r} of PyTorch model in the model description")
+
+    def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
+        refuse_untrusted("this PyTorch model", self.requires(folder, meta), trusted)  # before any import
         torch = _torch()
+        path = _path(folder, meta)
         if meta.get("kind") == "torchscript":
-            model = torch.jit.load(str(folder / str(meta["file"])), map_location="cpu")
-        else:
-            module_name, _, qualname = str(meta["class"]).partition(":")
             try:
-                cls: Any = importlib.import_module(module_name)
-                for part in qualname.split("."):
-                    cls = getattr(cls, part)
-            except (ImportError, AttributeError) as exc:
-                raise InvalidInputError(f"cannot import {meta['class']} to rebuild the model: {exc}") from exc
-            model = cls(**meta.get("init_kwargs", {}))
-            model.load_state_dict(torch.load(folder / str(meta["file"]), map_location="cpu", weights_only=True))
+                model = torch.jit.load(str(path), map_location="cpu")
+            except RuntimeError as exc:
+                raise InvalidInputError(f"torch cannot load {path.name}: {first_line(exc)}") from exc
+        else:
+            kwargs = meta.get("init_kwargs", {})
+            if not isinstance(kwargs, dict):
+                raise InvalidInputError("init_kwargs in the model description is not a mapping")
+            model = _import(str(meta["class"]))(**kwargs)
+            if not isinstance(model, torch.nn.Module):
+                raise InvalidInputError(f"{meta['class']} did not build a torch.nn.Module")
+            try:  # weights_only: the unpickler refuses anything but tensors and plain containers
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+                raise InvalidInputError(f"torch cannot load the weights in {path.name}: {first_line(exc)}") from exc
         model.eval()
         return model
 
@@ -70,5 +91,24 @@ class TorchFlavor:
 
     def schema(self, data: Any) -> dict[str, Any]:
         return tensors.schema(data.detach().numpy() if hasattr(data, "detach") else data)
+
+
+
+def _path(folder: Path, meta: Mapping[str, Any]) -> Path:
+    return model_file(folder, meta, SCRIPT_FILE if meta.get("kind") == "torchscript" else WEIGHTS_FILE)
+
+
+def _import(name: str) -> Any:
+    """The class ``module:Qual.Name`` (trusted by the caller), refusing anything that is not a class."""
+    module_name, _, qualname = name.partition(":")
+    try:
+        cls: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot import {name} to rebuild the model: {exc}") from exc
+    if not isinstance(cls, type):
+        raise InvalidInputError(f"{name} is not a class: a state_dict model is rebuilt from an nn.Module class")
+    return cls
 
 FLAVOR = TorchFlavor

@@ -22,6 +22,8 @@ class NewVersion:
     description: str = ""
     created_by: str = ""
     requested_version: int | None = None  # only to detect an attempt to re-use a number
+    trusted: tuple[str, ...] = ()  # log_model: what the registrant trusts, audited with the registration
+    trust_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +77,18 @@ class AuditEvent:
     id: int
     at: float
     actor: str
-    action: str  # "alias.set", "alias.remove", "version.register"
+    action: str  # "alias.set", "alias.remove", "version.register", "trust"
     model: str
     name: str  # the alias name, or the version number as text
     old: str | None
     new: str | None
     reason: str
+    trusted: tuple[str, ...] = ()  # a "trust" event: every item trusted for the version (see registry.trust)
 
     def to_dict(self) -> dict[str, object]:
-        return {"id": self.id, "at": self.at, "actor": self.actor, "action": self.action,
-                "model": self.model, "name": self.name, "old": self.old, "new": self.new,
-                "reason": self.reason}
+        body: dict[str, object] = {"id": self.id, "at": self.at, "actor": self.actor, "action": self.action,
+                                   "model": self.model, "name": self.name, "old": self.old, "new": self.new,
+                                   "reason": self.reason}
+        if self.action == "trust":
+            body["trusted"] = list(self.trusted)
+        return body

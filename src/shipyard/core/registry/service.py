@@ -13,7 +13,8 @@ from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
 from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name
-from shipyard.errors import InvalidInputError, NotFoundError
+from shipyard.core.registry.trust import IN_PROCESS_REASON, TrustSet, require_trusted
+from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Flavor, MetadataStore, ObjectStore, Progress, no_progress
 
 MODEL_FILE = "shipyard-model.json"
@@ -59,15 +60,21 @@ class Registry:
     def register(self, name: str, folder: Path, run_id: str | None = None,
                  metrics: Mapping[str, float] | None = None, params: Mapping[str, str] | None = None,
                  description: str = "", version: int | None = None,
-                 progress: Progress = no_progress) -> ModelVersion:
+                 progress: Progress = no_progress, trust_as_registrant: bool = False) -> ModelVersion:
         """Store ``folder`` (a saved model) and record it as the next version of ``name``.
 
         The objects are stored first and the version row is written in one transaction after,
         so a crash leaves at most unreferenced objects (collected by gc), never half a version.
+        ``trust_as_registrant`` (``log_model``: the folder was just written from an object of this
+        program) also trusts what loading it needs: a "trust" audit event by this actor, written in
+        the registration's transaction.
         """
         check_model_name(name)
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise InvalidInputError(f"version must be a positive integer (versions start at 1), not {version!r}")
         saved = SavedModel.read(folder)
-        self.flavors(saved.flavor)  # an unknown flavor fails before anything is stored
+        flavor = self.flavors(saved.flavor)  # an unknown flavor fails before anything is stored
+        needed = self._requires(str(folder), flavor, folder, saved) if trust_as_registrant else TrustSet()
         stored = put_path(self.store, folder, progress)
         examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
         return self.meta.register_version(NewVersion(
@@ -75,8 +82,39 @@ class Registry:
             run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
             examples_digest=str(examples.digest) if examples else None, metrics=dict(metrics or {}),
             params=dict(params or {}), description=description, created_by=self.actor,
-            requested_version=version,
+            requested_version=version, trusted=tuple(needed.items()), trust_reason=IN_PROCESS_REASON,
         ))
+
+    def requirements(self, folder: Path) -> TrustSet:
+        """What loading the saved model in ``folder`` would need trusted (it reads files, runs nothing)."""
+        saved = SavedModel.read(folder)
+        return self._requires(str(folder), self.flavors(saved.flavor), folder, saved)
+
+    def trust(self, ref: str | ModelRef, items: TrustSet, reason: str) -> AuditEvent:
+        """Record that loading ``ref``'s version may run ``items`` (replacing any earlier decision)."""
+        if not reason.strip():
+            raise InvalidInputError("say why you trust this version (-m REASON): the reason goes in the audit log")
+        mv = self.resolve(ref)
+        return self.meta.record_trust(mv.model, mv.version, items.items(), self.actor, reason.strip())
+
+    def trust_event(self, mv: ModelVersion) -> AuditEvent | None:
+        """The decision in force for ``mv``: the newest "trust" audit event, or None."""
+        return self.meta.latest_trust(mv.model, mv.version)
+
+    def trusted(self, mv: ModelVersion) -> TrustSet:
+        event = self.trust_event(mv)
+        if event is None:
+            return TrustSet()
+        try:
+            return TrustSet.from_items(event.trusted)
+        except InvalidInputError:  # not a decision Shipyard wrote: it trusts nothing
+            return TrustSet()
+
+    def _requires(self, where: str, flavor: Flavor, folder: Path, saved: SavedModel) -> TrustSet:
+        try:
+            return flavor.requires(folder, saved.flavor_meta)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where} cannot be loaded: {exc}") from exc
 
     def resolve(self, ref: str | ModelRef) -> ModelVersion:
         r = ModelRef.parse(ref) if isinstance(ref, str) else ref
@@ -86,14 +124,23 @@ class Registry:
         return self.meta.get_version(r.name, version)
 
     def load(self, ref: str | ModelRef) -> Any:
-        """The model object behind ``ref``, its bytes re-hashed against the store before loading."""
+        """The model object behind ``ref``, its bytes re-hashed against the store before loading.
+
+        Anything beyond the flavor's allowlist (a pickle, a class to import, stored code, other
+        skops types) must have been trusted for this version (``trust``), or nothing is loaded.
+        """
         mv = self.resolve(ref)
         flavor = self.flavors(mv.flavor)
+        granted = self.trusted(mv)
         with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
             folder = Path(tmp)
             materialize(self.store, Digest.parse(mv.manifest_digest), folder)
             saved = SavedModel.read(folder)
-            return flavor.load(folder, saved.flavor_meta)
+            if saved.flavor != mv.flavor:
+                raise IntegrityError(f"{mv.ref} was registered as {mv.flavor} but its files say {saved.flavor}")
+            needed = self._requires(mv.ref, flavor, folder, saved)
+            require_trusted(mv.ref, needed, granted)
+            return flavor.load(folder, saved.flavor_meta, needed)
 
     def examples(self, mv: ModelVersion) -> dict[str, Any] | None:
         if mv.examples_digest is None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.core.registry.records import AuditEvent
 
 app = typer.Typer(help="Registered models and their immutable versions.", no_args_is_help=True)
 
@@ -45,22 +49,32 @@ def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool 
 def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
          as_json: bool = out.JSON_OPTION) -> None:
     """Show one model version: artifacts digest, lineage, signature, metrics."""
-    mv = out.services().registry.resolve(ref)
+    registry = out.services().registry
+    mv = registry.resolve(ref)
+    decision = registry.trust_event(mv)
     if as_json:
-        out.print_json(mv.to_dict())
+        out.print_json({**mv.to_dict(), "trust": None if decision is None else decision.to_dict()})
         return
     out.console().print(f"[bold]{mv.ref}[/bold]  {mv.description}")
     out.table(None, ["field", "value"], [
         ("aliases", ", ".join(mv.aliases) or "-"), ("flavor", mv.flavor), ("artifacts", mv.manifest_digest),
         ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),
         ("golden examples", mv.examples_digest or "-"), ("registered", f"{out.when(mv.created_at)} by {mv.created_by}"),
-        ("signature", _signature(mv.signature)),
+        ("signature", _signature(mv.signature)), ("trusted", _trust(decision)),
     ])
     if mv.metrics:
         out.table("metrics at registration", ["key", "value"],
                   ((k, out.number(v)) for k, v in sorted(mv.metrics.items())))
     if mv.params:
         out.table("params", ["key", "value"], sorted(mv.params.items()))
+
+
+def _trust(event: AuditEvent | None) -> str:
+    if event is None or not event.trusted:
+        return "nothing beyond the allowlist" + ("" if event is None else f" ({out.when(event.at)} by {event.actor})")
+    from rich.markup import escape
+
+    return escape(f"{', '.join(event.trusted)} ({out.when(event.at)} by {event.actor}: {event.reason})")
 
 
 def _signature(sig: dict[str, object]) -> str:
@@ -83,18 +97,73 @@ def register(
     description: str = typer.Option("", "--description", "-d"),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Register a saved model folder as the next version of NAME."""
-    mv = out.services().registry.register(name, folder, description=description, version=version)
+    """Register a saved model folder as the next version of NAME.
+
+    A folder from anywhere is untrusted: if loading it would run code (a pickle, a class to import,
+    stored code, skops types beyond scikit-learn/NumPy/SciPy), this says what, and the version loads
+    only after `shipyard models trust`.
+    """
+    from rich.markup import escape
+
+    from shipyard.core.registry.trust import TrustSet
+    from shipyard.errors import InvalidInputError
+
+    registry = out.services().registry
+    mv = registry.register(name, folder, description=description, version=version)
+    try:
+        needed, unloadable = registry.requirements(folder), None
+    except InvalidInputError as exc:
+        needed, unloadable = TrustSet(), str(exc)
     if as_json:
-        out.print_json(mv.to_dict())
+        out.print_json({**mv.to_dict(), "needs_trust": needed.items(), "unloadable": unloadable})
+        return
+    out.console().print(f"registered [bold]{mv.ref}[/bold] ({out.short(mv.manifest_digest)})")
+    if unloadable:
+        out.console().print(f"[yellow]{mv.ref} cannot be loaded[/yellow]: {escape(unloadable)}", soft_wrap=True)
+    elif needed:
+        out.console().print(f"[yellow]{mv.ref} will not load until trusted[/yellow]: it contains "
+                            f"{escape(needed.describe())}; if you trust its author: "
+                            f"shipyard models trust {mv.ref} {escape(needed.flags())} -m REASON", soft_wrap=True)
+
+
+@app.command("trust")
+def trust(
+    ref: str = typer.Argument(..., help="NAME@VERSION (an alias is resolved to its version now)."),
+    reason: str = typer.Option(..., "--reason", "-m", help="Why you trust it; kept in the audit log."),
+    pickle: bool = typer.Option(False, "--pickle", help="Allow unpickling its files (pickle, joblib)."),
+    code: bool = typer.Option(False, "--code", help="Allow running its stored program (TorchScript)."),
+    types: list[str] = typer.Option([], "--type", help="A skops type to allow, e.g. mypackage.MyTransformer."),
+    classes: list[str] = typer.Option([], "--class", help="A class to import and build, e.g. mypackage.nets:Net."),
+    revoke: bool = typer.Option(False, "--revoke", help="Trust nothing beyond the allowlist from now on."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Trust what loading one version may run (audited). Each decision replaces the version's last one.
+
+    Only trust a version whose author you trust: a pickle or a class runs code on the machine that
+    loads or serves it. `shipyard models show` shows the decision in force.
+    """
+    from shipyard.core.registry.trust import TrustSet
+    from shipyard.errors import InvalidInputError
+
+    items = TrustSet.of(pickle, code, types, classes)
+    if revoke == bool(items):
+        raise InvalidInputError("name what to trust (--pickle, --code, --type T, --class module:Class), "
+                                "or give --revoke alone")
+    registry = out.services().registry
+    event = registry.trust(ref, items, reason)
+    if as_json:
+        out.print_json(event.to_dict())
+    elif revoke:
+        out.console().print(f"{event.model}@{event.name} now trusts nothing beyond the allowlist (audited)")
     else:
-        out.console().print(f"registered [bold]{mv.ref}[/bold] ({out.short(mv.manifest_digest)})")
+        out.console().print(f"{event.model}@{event.name} may now load {items.describe()} (audited)",
+                            markup=False, soft_wrap=True)
 
 
 @app.command("history")
 def history(name: str = typer.Argument(None, help="Model name (all models if omitted)."),
             as_json: bool = out.JSON_OPTION) -> None:
-    """The audit trail: registrations and every alias move (who, when, from, to, why)."""
+    """The audit trail: registrations, alias moves and trust decisions (who, when, from, to, why)."""
     events = out.services().registry.history(name)
     if as_json:
         out.print_json([e.to_dict() for e in events])
