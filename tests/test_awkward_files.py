@@ -27,7 +27,7 @@ def test_a_tracked_file_replaced_by_a_folder_is_restored(ws: Workspace) -> None:
     f = ws.root / "data" / "labels.txt"
     f.write_text("a\nb\n")
     lock = Lock()
-    data.add(ws, lock, f)
+    lock.data.update([data.store_path(ws, f)])
     f.unlink()
     f.mkdir()
     (f / "unsaved.txt").write_text("mine")
@@ -45,8 +45,8 @@ def test_a_255_byte_file_name_round_trips(ws: Workspace) -> None:
     (ws.root / "data" / "sub" / name).write_text("long\n")
     (ws.root / "data" / name).write_text("single\n")
     lock = Lock()
-    data.add(ws, lock, ws.root / "data" / "sub")
-    data.add(ws, lock, ws.root / "data" / name)
+    lock.data.update([data.store_path(ws, ws.root / "data" / "sub")])
+    lock.data.update([data.store_path(ws, ws.root / "data" / name)])
     (ws.root / "data" / "sub" / name).unlink()
     (ws.root / "data" / name).unlink()
     assert data.checkout(ws, lock)["written"] == 2
@@ -71,4 +71,4 @@ def test_walking_a_folder_with_a_non_utf8_name_is_refused(ws: Workspace) -> None
     with open(os.path.join(os.fsencode(ws.root / "data"), b"\xff"), "wb") as f:
         f.write(b"x")
     with pytest.raises(InvalidInputError, match="not valid UTF-8"):
-        data.add(ws, Lock(), ws.root / "data")
+        data.store_path(ws, ws.root / "data")

@@ -122,7 +122,7 @@ def test_a_symlinked_folder_inside_a_tracked_path_is_not_written_through(tmp_pat
         (raw / "sub" / "victim.txt").write_text("recorded")
         (raw / "top.txt").write_text("top")
         lock = Lock()
-        data.add(ws, lock, raw)
+        lock.data.update([data.store_path(ws, raw)])
         for f in (raw / "sub").iterdir():
             f.unlink()
         (raw / "sub").rmdir()
@@ -230,7 +230,7 @@ def test_conflicts_still_protect_unsaved_work() -> None:
     with sandbox() as (_base, ws):
         (ws.root / "data" / "f.txt").write_text("v1")
         lock = Lock()
-        data.add(ws, lock, ws.root / "data" / "f.txt")
+        lock.data.update([data.store_path(ws, ws.root / "data" / "f.txt")])
         (ws.root / "data" / "f.txt").write_text("unsaved")
         with pytest.raises(ConflictError):
             data.checkout(ws, lock)

@@ -43,7 +43,7 @@ def ws(tmp_path: Path) -> Workspace:
 
 def tracked(ws: Workspace) -> Lock:
     lock = Lock()
-    data.add(ws, lock, ws.root / "data")
+    lock.data.update([data.store_path(ws, ws.root / "data")])
     return lock
 
 
