@@ -19,9 +19,10 @@ if TYPE_CHECKING:  # the data commands import this module: keep what they don't 
     from shipyard.core.pipelines.jobs import Events
     from shipyard.core.pipelines.runner import PipelineRunner
     from shipyard.core.project.model import Executor as ExecutorSpec
+    from shipyard.core.project.model import Project
     from shipyard.core.registry.service import Registry
     from shipyard.core.workspace.data import Workspace
-    from shipyard.ports import Executor, MetadataStore, ObjectStore, Remote
+    from shipyard.ports import Executor, Flavor, MetadataStore, ObjectStore, Remote
 
 STATE_FILE = "state.db"
 
@@ -83,11 +84,7 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
 
     @functools.cache
     def _remote() -> Remote | None:
-        if not config.default_remote:
-            return None
-        from shipyard.adapters.remotes import open_remote
-
-        return open_remote(config.remotes[config.default_remote], root)
+        return open_named_remote(config, root, None) if config.default_remote else None
 
     def tracker() -> Tracker:
         with guard:
@@ -103,6 +100,28 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
                           open_executor(config.executor), tracker, remote, events, child_env)
 
 
+def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
+    """The remote ``name`` of shipyard.yaml; by default ``default_remote``, or the only one declared."""
+    from shipyard.adapters.remotes import open_remote
+    from shipyard.errors import ConfigError
+
+    chosen = name or config.default_remote or (next(iter(config.remotes)) if len(config.remotes) == 1 else None)
+    if chosen is None:
+        raise ConfigError("no remote chosen: add one under `remotes:` in shipyard.yaml (and set default_remote), "
+                          "or pass --remote NAME")
+    if chosen not in config.remotes:
+        known = ", ".join(sorted(config.remotes)) or "none"
+        raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
+    return open_remote(config.remotes[chosen], root)
+
+
+def flavor(name: str) -> Flavor:
+    """The flavor adapter called ``name`` (sklearn, torch, onnx, python), imported on first use."""
+    from shipyard.adapters.flavors import get_flavor
+
+    return get_flavor(name)
+
+
 def open_executor(spec: ExecutorSpec) -> Executor:
     if spec.kind == "ray":
         from shipyard.adapters.executors.ray import RayExecutor
@@ -114,7 +133,6 @@ def open_executor(spec: ExecutorSpec) -> Executor:
 
 
 def build(settings: Settings, cwd: Path | None = None) -> Services:
-    from shipyard.adapters.flavors import get_flavor
     from shipyard.adapters.process import pid_alive
     from shipyard.adapters.vcs.git import code_version
     from shipyard.core.environments.capture import capture, to_bytes
@@ -136,7 +154,7 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
 
     origin = Origin(user=settings.actor, host=socket.gethostname(), pid=os.getpid())
     tracker = Tracker(meta, store, origin, code_version=code, env_digest=env_digest, pid_alive=pid_alive)
-    registry = Registry(meta, store, get_flavor, settings.actor, env_digest=env_digest)
+    registry = Registry(meta, store, flavor, settings.actor, env_digest=env_digest)
     return Services(settings, store, meta, tracker, registry)
 
 

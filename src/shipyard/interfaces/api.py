@@ -174,8 +174,8 @@ def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> Artif
 def save_model(model: Any, path: str | os.PathLike[str], flavor: str = "sklearn", examples: Any = None,
                **options: Any) -> Path:
     """Write ``model`` into a new folder that ``shipyard models register`` or ``log_model`` accepts."""
-    from shipyard.adapters.flavors import get_flavor
     from shipyard.core.registry.saving import save_model as _save
+    from shipyard.wiring import flavor as get_flavor
 
     _save(get_flavor(flavor), model, Path(path), examples, options)
     return Path(path)

@@ -105,21 +105,11 @@ def checkout(
 
 
 def _remote(name: str | None) -> Remote:
-    from shipyard.adapters.remotes import open_remote
     from shipyard.core.project.loader import load_config
-    from shipyard.errors import ConfigError
-    from shipyard.wiring import settings_from_environment
+    from shipyard.wiring import open_named_remote, settings_from_environment
 
     root = settings_from_environment().project_root
-    config = load_config(root)
-    chosen = name or config.default_remote or (next(iter(config.remotes)) if len(config.remotes) == 1 else None)
-    if chosen is None:
-        raise ConfigError("no remote chosen: add one under `remotes:` in shipyard.yaml (and set default_remote), "
-                          "or pass --remote NAME")
-    if chosen not in config.remotes:
-        known = ", ".join(sorted(config.remotes)) or "none"
-        raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
-    return open_remote(config.remotes[chosen], root)
+    return open_named_remote(load_config(root), root, name)
 
 
 REMOTE_OPTION = typer.Option(None, "--remote", "-r", help="Remote name from shipyard.yaml (default: default_remote).")

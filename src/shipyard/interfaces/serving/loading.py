@@ -23,11 +23,9 @@ log = logging.getLogger("shipyard.serve")
 
 def load_slot(registry: Registry, version: ModelVersion, batching: bool = True, max_batch: int = 64) -> Slot:
     """Load ``version`` (its files re-hashed first) and warm it on its golden examples."""
-    from shipyard.adapters.flavors import get_flavor
-
     start = time.perf_counter()
     model = registry.load(f"{version.model}@{version.version}")
-    served = ServedModel(version, get_flavor(version.flavor), model, time.perf_counter() - start)
+    served = ServedModel(version, registry.flavors(version.flavor), model, time.perf_counter() - start)
     golden = registry.examples(version)
     if golden is not None:
         served.predict_rows(golden["inputs"])  # warm: the first real request pays no first-call costs
