@@ -24,6 +24,7 @@ from shipyard.core.pipelines.jobs import Events, NoEvents, StageJob
 from shipyard.core.pipelines.runner import read_metrics
 from shipyard.core.registry.records import ModelVersion
 from shipyard.core.workspace.data import Workspace, describe
+from shipyard.core.workspace.paths import Confined
 from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.ports import Executor, MetadataStore, NoStateCache, ObjectStore
 
@@ -103,7 +104,9 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
     for run in runs:
         name = run.tags["shipyard.stage"]
         sink.started(name, f"re-running (recorded as run {run.id[:8]})")
-        job = StageJob(name, run.tags["shipyard.cmd"], scratch / run.tags.get("shipyard.wdir", "."),
+        wdir = run.tags.get("shipyard.wdir", ".")
+        cwd = scratch if wdir == "." else Confined(scratch).folder(wdir, f"working folder of stage {name}")
+        job = StageJob(name, run.tags["shipyard.cmd"], cwd,
                        {**child_env, "SHIPYARD_STAGE": name})
 
         def relay(text: str, stage: str = name) -> None:
@@ -133,7 +136,7 @@ def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[str
         for path, digest in run.inputs.items():
             if digest in produced:
                 continue  # made again by re-running its stage
-            target = scratch / path
+            target = Confined(scratch).target(path, f"recorded input of stage {run.name}")
             if target.exists():
                 continue
             d = Digest.parse(digest)
@@ -142,7 +145,6 @@ def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[str
                                     "`shipyard data pull` it first")
             with store.open(d) as f:
                 head = f.read(64)
-            target.parent.mkdir(parents=True, exist_ok=True)
             if Manifest.looks_like(head):
                 materialize(store, d, target)
             else:
@@ -160,9 +162,8 @@ def _write_params(runs: list[RunRecord], scratch: Path) -> None:
                 tree = tree.setdefault(part, {})
             tree[leaf] = _value(text)
     for name, tree in files.items():
-        path = scratch / name
+        path = Confined(scratch).target(name, "recorded params file")
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(tree) if name.endswith(".json") else yaml.safe_dump(tree, sort_keys=True))
 
 
@@ -175,6 +176,7 @@ def _value(text: str) -> Any:
 
 def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path: str, digest: str,
              scratch: Path, tolerance: float) -> OutputCheck:
+    Confined(scratch).check(path, f"recorded output of stage {stage}")
     now = describe(ws, path)
     if now is None:
         return OutputCheck(stage, path, "missing", "the re-run did not produce it")
