@@ -119,5 +119,5 @@ def test_store_verify_fails_on_a_corrupt_object(env: dict[str, str], tmp_path: P
     victim.chmod(0o644)
     victim.write_bytes(victim.read_bytes() + b"!")
     done = run_cli("store", "verify", env=env, check=False)
-    assert done.returncode == 5
+    assert done.returncode == 5 and "failed verification (1 corrupt" in done.stderr
     assert f"corrupt sha256:{victim.parent.name}{victim.name}" in done.stdout

@@ -66,7 +66,11 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
                             f"{len(report.corrupt)} corrupt, {len(report.missing)} missing"
                             + (f", {len(report.tampered)} model version(s) tampered" if report.tampered else ""))
     if not report.ok:
-        raise typer.Exit(5)
+        from shipyard.errors import IntegrityError
+
+        raise IntegrityError(f"the store failed verification ({len(report.corrupt)} corrupt, {len(report.missing)} "
+                             f"missing object(s), {len(report.tampered)} tampered version(s)): restore the objects "
+                             "from a remote with `shipyard data pull`, or from a backup of the store")
 
 
 GRACE_OPTION = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h).")
