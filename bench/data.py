@@ -22,6 +22,8 @@ from pathlib import Path
 
 from venvs import tool_python
 
+from shipyard.adapters.stores.local import can_override_modes
+
 HERE = Path(__file__).resolve().parent
 DVC_SPEC = "dvc==3.67.1"
 
@@ -131,6 +133,13 @@ def run_tool(tool: str, exe: str, work: Path, src: Path, args: argparse.Namespac
     return r
 
 
+def without_dac_override() -> None:
+    """Re-run this script without CAP_DAC_OVERRIDE: Shipyard refuses --hardlink to a process that could
+    write through the read-only links (root keeps that power unless it is dropped)."""
+    print("running without CAP_DAC_OVERRIDE (root may not add with --hardlink)", flush=True)
+    os.execvp("setpriv", ["setpriv", "--bounding-set", "-dac_override", "--", sys.executable, *sys.argv])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dvc", help="path of an existing dvc executable")
@@ -139,6 +148,8 @@ def main() -> None:
     ap.add_argument("--stages", type=int, default=50)
     args = ap.parse_args()
     dvc = dvc_exe(args.dvc)
+    if can_override_modes():
+        without_dac_override()
     shipyard = str(Path(sys.executable).parent / "shipyard")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "DVC_"))}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

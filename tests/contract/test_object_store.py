@@ -139,12 +139,17 @@ def test_hardlink_is_refused_when_the_process_can_write_through_read_only_files(
     assert put_path(store, f).digest == Digest.of_bytes(b"the only copy\n")  # copy mode works
 
 
-def test_hardlink_as_an_ordinary_user_links_read_only() -> None:
+@pytest.mark.parametrize("drop", ["setuid", "setpriv"])
+def test_hardlink_without_the_power_to_override_modes_links_read_only(drop: str) -> None:
+    """An ordinary user, or root without CAP_DAC_OVERRIDE, may link: the read-only mode then holds."""
+    import os
     import shutil
     import subprocess
     import sys
     import tempfile
 
+    if drop == "setpriv" and (os.geteuid() != 0 or shutil.which("setpriv") is None):
+        pytest.skip("needs root and setpriv (util-linux)")
     folder = Path(tempfile.mkdtemp(prefix="sy-hardlink-"))  # under /tmp, which an ordinary user can traverse
     try:
         folder.chmod(0o777)
@@ -152,7 +157,7 @@ def test_hardlink_as_an_ordinary_user_links_read_only() -> None:
             "import os, sys\n"
             "from pathlib import Path\n"
             "from shipyard.adapters.stores.local import LocalObjectStore, can_override_modes\n"
-            "if os.geteuid() == 0:\n"
+            "if os.geteuid() == 0 and sys.argv[1] == 'setuid':\n"
             "    os.setgid(65534); os.setuid(65534)  # drop root (and with it CAP_DAC_OVERRIDE)\n"
             "assert not can_override_modes()\n"
             f"root = Path({str(folder)!r})\n"
@@ -166,7 +171,9 @@ def test_hardlink_as_an_ordinary_user_links_read_only() -> None:
             "except PermissionError:\n"
             "    pass\n"
         )
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+        prefix = ["setpriv", "--bounding-set", "-dac_override", "--"] if drop == "setpriv" else []
+        done = subprocess.run([*prefix, sys.executable, "-c", code, drop], capture_output=True, text=True, timeout=60,
+                              check=False)
         assert done.returncode == 0, done.stderr
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -80,8 +80,9 @@ class LocalObjectStore:
         """
         if hardlink and paths and can_override_modes():
             raise InvalidInputError(
-                "--hardlink is refused when running as root (or with CAP_DAC_OVERRIDE): an edit of the linked "
-                "file would corrupt the stored copy despite its read-only mode; add without --hardlink (copy mode)"
+                "--hardlink is refused when running as root (with CAP_DAC_OVERRIDE): an edit of the linked file "
+                "would corrupt the stored copy despite its read-only mode; add without --hardlink (copy mode), "
+                "or drop the capability (setpriv --bounding-set -dac_override -- shipyard ...)"
             )
         digests: list[Digest] = []
         staged: list[tuple[str, Digest]] = []
@@ -264,9 +265,8 @@ class LocalObjectStore:
 
 
 def can_override_modes() -> bool:
-    """Whether this process can write to a file whose mode forbids it (root, or CAP_DAC_OVERRIDE)."""
-    if os.geteuid() == 0:
-        return True
+    """Whether this process can write to a file whose mode forbids it: CAP_DAC_OVERRIDE, which root has
+    unless it was dropped (``setpriv --bounding-set -dac_override``); root where capabilities can't be read."""
     try:
         with open("/proc/self/status", "rb") as f:
             for line in f:
@@ -274,7 +274,7 @@ def can_override_modes() -> bool:
                     return bool(int(line.split()[1], 16) & (1 << CAP_DAC_OVERRIDE))
     except OSError:
         pass
-    return False
+    return os.geteuid() == 0
 
 
 def copy_range(src: BinaryIO, out: BinaryIO) -> None:

@@ -28,7 +28,8 @@ def workspace() -> Workspace:
 def add(
     paths: list[Path] = typer.Argument(..., help="Files or folders inside the project."),
     hardlink: bool = typer.Option(False, "--hardlink", help="Link files into the store instead of copying "
-                                  "(fast, no extra space; the files become read-only)."),
+                                  "(fast, no extra space; the files become read-only). Refused as root with "
+                                  "CAP_DAC_OVERRIDE, which could write through the read-only links."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """Store PATHS by content and record their digests in shipyard.lock (commit it to pin the data)."""
