@@ -85,6 +85,29 @@ def shipyard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
     return done
 
 
+def raw_sql(url: str, *statements: str) -> None:
+    """Statements through the bare driver, outside Shipyard, as any client with the password could run them."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(str(parsed.database), isolation_level=None)
+        try:
+            for sql in statements:
+                conn.execute(sql)
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+                         autocommit=True) as pg:
+        for sql in statements:
+            pg.execute(sql)  # type: ignore[call-overload]
+
+
 def free_port() -> int:
     import socket
 

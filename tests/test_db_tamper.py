@@ -10,14 +10,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sklearn.dummy import DummyClassifier
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.registry.integrity import check_versions
 from shipyard.core.registry.saving import save_model
 from shipyard.wiring import Services
-from tests.conftest import cli_env, register_constant, shipyard
+from tests.conftest import cli_env, raw_sql, register_constant, shipyard
 
 
 def _register(services: Services, tmp_path: Path, name: str, constant: int) -> str:
@@ -27,25 +26,6 @@ def _register(services: Services, tmp_path: Path, name: str, constant: int) -> s
     folder = tmp_path / f"{name}-saved"
     save_model(get_flavor("sklearn"), model, folder)
     return services.registry.register(name, folder).manifest_digest
-
-
-def _sql(url: str, *statements: str) -> None:
-    """Statements through the bare driver, as any client with the database's password could run them."""
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        conn = sqlite3.connect(str(parsed.database), isolation_level=None)
-        try:
-            for sql in statements:
-                conn.execute(sql)
-        finally:
-            conn.close()
-        return
-    import psycopg
-
-    with psycopg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
-                         autocommit=True) as pg:
-        for sql in statements:
-            pg.execute(sql)  # type: ignore[call-overload]
 
 
 def test_sql_cannot_swap_a_version_for_another_model(services: Services, tmp_path: Path) -> None:
@@ -68,7 +48,7 @@ def test_sql_cannot_swap_a_version_for_another_model(services: Services, tmp_pat
                 "DELETE FROM model_versions WHERE model = 'iris'"]
     for sql in attacks:
         with pytest.raises((sqlite3.DatabaseError, psycopg.Error)):
-            _sql(url, sql)
+            raw_sql(url, sql)
     assert list(services.registry.load("iris@1").predict([[0, 0]])) == [1]
     assert services.registry.resolve("iris@1").manifest_digest != other
     assert check_versions(services.meta, services.store) == []
@@ -77,16 +57,16 @@ def test_sql_cannot_swap_a_version_for_another_model(services: Services, tmp_pat
 def _disable_guards(url: str) -> None:
     """What only the database's owner can do: switch the triggers off (and then tamper below Shipyard)."""
     if url.startswith("sqlite"):
-        _sql(url, "DROP TRIGGER model_versions_no_update")
+        raw_sql(url, "DROP TRIGGER model_versions_no_update")
     else:
-        _sql(url, "ALTER TABLE model_versions DISABLE TRIGGER USER")
+        raw_sql(url, "ALTER TABLE model_versions DISABLE TRIGGER USER")
 
 
 def test_verify_names_a_version_pointing_to_another_manifest(services: Services, tmp_path: Path) -> None:
     registered = _register(services, tmp_path, "iris", 1)
     other = _register(services, tmp_path, "other", 2)
     _disable_guards(services.settings.db_url)
-    _sql(services.settings.db_url, f"UPDATE model_versions SET manifest_digest = '{other}' WHERE model = 'iris'")
+    raw_sql(services.settings.db_url, f"UPDATE model_versions SET manifest_digest = '{other}' WHERE model = 'iris'")
     assert check_versions(services.meta, services.store) == [
         f"iris@1: points to manifest {other}, but was registered with {registered}"]
 
