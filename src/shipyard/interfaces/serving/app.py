@@ -22,7 +22,7 @@ from shipyard.interfaces.serving.errors import HANDLERS
 from shipyard.interfaces.serving.inference import Serving
 from shipyard.interfaces.serving.logs import InferenceLog
 from shipyard.interfaces.serving.middleware.auth import APIKeyMiddleware
-from shipyard.interfaces.serving.middleware.limits import MAX_BODY_BYTES, LimitsMiddleware
+from shipyard.interfaces.serving.middleware.limits import DEFAULT_TIMEOUT, MAX_BODY_BYTES, LimitsMiddleware
 from shipyard.interfaces.serving.middleware.metrics import Metrics, MetricsMiddleware
 from shipyard.interfaces.serving.router import Router
 
@@ -47,12 +47,14 @@ def _inference_only(path: str) -> bool:
     return not (path == "/predict" or path.endswith("/infer"))
 
 
-def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 30.0,
+def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = DEFAULT_TIMEOUT,
                background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None,
                log: InferenceLog | None = None, api_key: str | None = None,
                on_shutdown: Callable[[], None] | None = None) -> Starlette:
     """A server for one model: its primary version, and optionally a canary and a shadow.
 
+    ``max_body`` bytes is the most a request body may hold (counted as it streams); ``timeout``
+    seconds is the most one request may take, from its head to its answer (504 past it);
     ``log`` receives a sampled record per inference request; ``api_key``, when set, must come in
     an ``Authorization: Bearer KEY`` or ``x-api-key`` header on every inference request;
     ``background`` runs for the server's lifetime (it follows an alias); ``on_shutdown`` runs last.
@@ -82,8 +84,8 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log)]
     if api_key is not None:
         middleware.append(Middleware(APIKeyMiddleware, key=api_key, public=_inference_only))
-    middleware.append(Middleware(LimitsMiddleware, max_body=max_body))
+    middleware.append(Middleware(LimitsMiddleware, max_body=max_body, timeout=timeout))
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)
-    app.state.serving = Serving(router, metrics, max_body, timeout)
+    app.state.serving = Serving(router, metrics)
     app.state.metrics = metrics
     return app

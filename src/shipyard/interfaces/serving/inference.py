@@ -31,10 +31,11 @@ class Serving:
 
     router: Router
     metrics: Metrics
-    max_body: int
-    timeout: float
 
 
+# below these sizes the work takes less than a hop to a worker thread: it stays on the event loop
+INLINE_BYTES = 64 * 1024
+INLINE_ROWS = 4096
 Rows = Callable[[Any], tuple[str | None, Any]]
 
 
@@ -73,25 +74,27 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
         slot = router.pick(request.headers.get(router.sticky_header) or rid)
     seen = Observation(router.name, slot.version, rid)
     request.scope.setdefault("state", {})[OBSERVED] = seen
-    raw = await request.body()
-    if len(raw) > serving.max_body:
-        raise Refused(413, f"request body is larger than {serving.max_body} bytes")
-    given_id, rows = rows_of(parse_json(raw))
+    raw = await request.body()  # the limits middleware refuses a body past the limit as it streams
+    if len(raw) > INLINE_BYTES:  # parsing a big body on the loop would stall every other request
+        given_id, rows = await asyncio.to_thread(lambda: rows_of(parse_json(raw)))
+    else:
+        given_id, rows = rows_of(parse_json(raw))
     width = slot.served.width
     if width is not None and len(rows[0]) != width:
         raise Refused(422, f"{width_field}: rows have {len(rows[0])} features, the model takes {width}")
     seen.rows = rows
     try:
-        predictions = await asyncio.wait_for(slot.predict(rows), serving.timeout)
-    except TimeoutError:
-        raise Refused(504, f"the model did not answer within {serving.timeout:g} s") from None
+        predictions = await slot.predict(rows)  # in a worker thread; the limits middleware times it out
     except Exception as exc:
         raise Refused(500, f"the model failed on this input ({type(exc).__name__}: {exc})") from exc
     seen.predictions = predictions
     if router.shadow is not None and slot is not router.shadow:
         mirror(router, serving.metrics, rows, predictions)
-    return JSONResponse(respond(predictions, given_id or rid, slot.version), headers={
-        "x-model-name": router.name, "x-model-version": slot.version, "x-request-id": rid})
+    content = respond(predictions, given_id or rid, slot.version)
+    headers = {"x-model-name": router.name, "x-model-version": slot.version, "x-request-id": rid}
+    if len(predictions) > INLINE_ROWS:
+        return await asyncio.to_thread(JSONResponse, content, headers=headers)
+    return JSONResponse(content, headers=headers)
 
 
 def mirror(router: Router, metrics: Metrics, rows: Any, predictions: list[Any]) -> None:
