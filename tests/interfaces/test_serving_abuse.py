@@ -132,3 +132,67 @@ def test_timeout_covers_the_whole_request(env: dict[str, str]) -> None:
         assert httpx.post(f"{url}/predict", json={"instances": [[3.0, 1.0]]}).json()["predictions"] == [3.0]
         metrics = httpx.get(f"{url}/metrics").text
         assert 'shipyard_inference_requests_total{model="slow",outcome="timeout",version="1"} 2.0' in metrics
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    """Whether the server has closed ``s`` (read EOF or reset); waits at most the socket's timeout."""
+    try:
+        return s.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_a_stalled_request_head_is_closed_and_others_are_answered(env: dict[str, str]) -> None:
+    """--header-timeout 1: half a request line, nothing at all, or a head sent a byte at a time get closed."""
+    with serving(env, "const", "--no-log", "--header-timeout", "1") as url:
+        address = _address(url)
+        with socket.create_connection(address, timeout=20) as half, \
+                socket.create_connection(address, timeout=20) as silent:
+            half.sendall(b"GET /v2/hea")
+            assert httpx.get(f"{url}/v2/health/live").status_code == 200  # others are answered meanwhile
+            assert _closed_by_server(half)
+            assert _closed_by_server(silent)
+        with socket.create_connection(address, timeout=20) as trickle:
+            closed = False
+            for byte in b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 100:
+                try:
+                    trickle.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                if select.select([trickle], [], [], 0.1)[0]:
+                    closed = _closed_by_server(trickle)
+                    break
+            assert closed  # the deadline is for the whole head, not reset by each byte
+        with socket.create_connection(address, timeout=20) as reused:  # after one answer, half a second head
+            reused.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+            answer = b""
+            while b'{"live":true}' not in answer:
+                answer += reused.recv(1024)
+            reused.sendall(b"GET /v2/hea")
+            assert _closed_by_server(reused)
+        assert httpx.post(f"{url}/predict", json={"instances": [[1.0, 2.0]]}).json()["predictions"] == [1]
+
+
+def test_many_idle_connections_neither_lock_out_a_client_nor_flood_the_log(env: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    """300 idle connections against --max-connections 50: a real request is still answered, the log stays short."""
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as err, serving_process(env, "const", "--no-log", "--max-connections", "50",
+                                                stderr=err) as (url, _):
+        idle: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                idle.append(socket.create_connection(_address(url), timeout=10))
+            r = httpx.post(f"{url}/predict", json={"instances": [[1.0, 2.0]]}, timeout=10)
+            assert r.status_code == 200 and r.json()["predictions"] == [1]
+            assert sum(_closed_by_server(s) for s in idle[:100]) == 100  # the oldest idle ones made room
+        finally:
+            for s in idle:
+                s.close()
+        assert httpx.get(f"{url}/v2/health/live").status_code == 200
+    lines = log.read_text().splitlines()
+    assert len(lines) < 20, lines[:40]
+    assert any("closed an idle connection" in line for line in lines)

@@ -21,7 +21,15 @@ def serve(
     batching: bool = typer.Option(True, "--batching/--no-batching",
                                   help="Merge requests that arrive while the model is busy into one predict call."),
     max_batch: int = typer.Option(64, "--max-batch", help="Most rows in one predict call."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request is answered 504."),
+    timeout: float = typer.Option(30.0, "--timeout",
+                                  help="Seconds a request may take, from its head to its answer (504 past it)."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout",
+                                         help="Seconds a client has to send a request's line and headers "
+                                              "before its connection is closed."),
+    keep_alive: float = typer.Option(5.0, "--keep-alive", help="Seconds an idle keep-alive connection stays open."),
+    max_connections: int = typer.Option(1000, "--max-connections",
+                                        help="Most open connections; past it the oldest idle one is closed "
+                                             "(or the new one, when none is idle)."),
     log: bool = typer.Option(True, "--log/--no-log", help="Keep an inference log (rotated into the store)."),
     log_sample: float = typer.Option(1.0, "--log-sample", help="Share of requests logged, 0 to 1."),
     log_payloads: bool = typer.Option(False, "--log-payloads", help="Also log each request's inputs and outputs."),
@@ -35,11 +43,11 @@ def serve(
     import gc
 
     try:
-        import uvicorn
-
         from shipyard.interfaces.serving.app import create_app
         from shipyard.interfaces.serving.loading import follower, load_slot
         from shipyard.interfaces.serving.router import Router
+        from shipyard.interfaces.serving.server import ConnectionLimits
+        from shipyard.interfaces.serving.server import run as run_server
     except ModuleNotFoundError as exc:
         from shipyard.errors import MissingExtraError
 
@@ -48,6 +56,9 @@ def serve(
     from shipyard.core.serving.routing import parse_canary
     from shipyard.errors import InvalidInputError
 
+    limits = ConnectionLimits(header_timeout, keep_alive, max_connections)
+    if timeout <= 0:
+        raise InvalidInputError(f"--timeout must be more than 0 seconds, not {timeout:g}")
     svc = out.services()
     primary = svc.registry.resolve(ref)
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
@@ -92,7 +103,7 @@ def serve(
         f"serving {primary.ref} ({primary.flavor}) on http://{host}:{port} "
         f"(loaded and verified in {router.primary.served.load_seconds * 1000:.0f} ms)"
         + "".join(f"; {e}" for e in extras if e))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    run_server(app, host, port, limits)
 
 
 def _secret(reference: str) -> str:
