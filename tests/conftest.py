@@ -152,7 +152,7 @@ def serving_process(env: dict[str, str], *args: str,
         deadline = time.time() + 90
         while True:
             try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code in (200, 401):  # 401: needs a key
                     break
             except httpx.TransportError:
                 pass

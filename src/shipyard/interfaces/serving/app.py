@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from shipyard.errors import ConfigError
 from shipyard.interfaces.serving import endpoints, inference
 from shipyard.interfaces.serving.errors import HANDLERS
 from shipyard.interfaces.serving.inference import Serving
@@ -26,7 +28,7 @@ from shipyard.interfaces.serving.middleware.limits import DEFAULT_TIMEOUT, MAX_B
 from shipyard.interfaces.serving.middleware.metrics import Metrics, MetricsMiddleware
 from shipyard.interfaces.serving.router import Router
 
-__all__ = ["MAX_BODY_BYTES", "Metrics", "create_app"]
+__all__ = ["DEFAULT_PUBLIC", "MAX_BODY_BYTES", "PUBLIC_GROUPS", "Metrics", "create_app", "parse_public"]
 
 ROUTES = [
     Route("/v2", endpoints.server_metadata),
@@ -42,21 +44,43 @@ ROUTES = [
 ]
 
 
-def _inference_only(path: str) -> bool:
-    """Whether ``path`` needs no key: everything but the inference routes."""
-    return not (path == "/predict" or path.endswith("/infer"))
+# what ``--public`` can leave open when an API key is set; inference always needs the key
+PUBLIC_GROUPS = {
+    "health": re.compile(r"/v2/health/(live|ready)|/v2/models/[^/]+/ready"),
+    "metrics": re.compile(r"/metrics"),
+    "metadata": re.compile(r"/v2|/v2/models/[^/]+|/openapi\.json"),
+}
+DEFAULT_PUBLIC = frozenset({"health", "metrics"})
+
+
+def parse_public(text: str) -> frozenset[str]:
+    """``health,metrics`` as a set of group names; ``none`` (or nothing) for none."""
+    names = frozenset(n.strip().lower() for n in text.split(",") if n.strip()) - {"none"}
+    unknown = names - PUBLIC_GROUPS.keys()
+    if unknown:
+        raise ConfigError(f"--public {text!r}: unknown {', '.join(sorted(unknown))}; "
+                          f"choose from {', '.join(PUBLIC_GROUPS)} (comma-separated), or none")
+    return names
+
+
+def public_paths(groups: frozenset[str]) -> Callable[[str], bool]:
+    """Whether a path is open without the key: it belongs to one of ``groups``."""
+    patterns = [PUBLIC_GROUPS[g] for g in sorted(groups)]
+    return lambda path: any(p.fullmatch(path) for p in patterns)
 
 
 def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = DEFAULT_TIMEOUT,
                background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None,
                log: InferenceLog | None = None, api_key: str | None = None,
-               on_shutdown: Callable[[], None] | None = None) -> Starlette:
+               on_shutdown: Callable[[], None] | None = None,
+               public: frozenset[str] = DEFAULT_PUBLIC) -> Starlette:
     """A server for one model: its primary version, and optionally a canary and a shadow.
 
     ``max_body`` bytes is the most a request body may hold (counted as it streams); ``timeout``
     seconds is the most one request may take, from its head to its answer (504 past it);
     ``log`` receives a sampled record per inference request; ``api_key``, when set, must come in
-    an ``Authorization: Bearer KEY`` or ``x-api-key`` header on every inference request;
+    an ``Authorization: Bearer KEY`` or ``x-api-key`` header on every request except those of the
+    ``public`` groups (``PUBLIC_GROUPS``: health, metrics, metadata; inference is never public);
     ``background`` runs for the server's lifetime (it follows an alias); ``on_shutdown`` runs last.
     """
     metrics = Metrics()
@@ -83,7 +107,7 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log)]
     if api_key is not None:
-        middleware.append(Middleware(APIKeyMiddleware, key=api_key, public=_inference_only))
+        middleware.append(Middleware(APIKeyMiddleware, key=api_key, public=public_paths(public)))
     middleware.append(Middleware(LimitsMiddleware, max_body=max_body, timeout=timeout))
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)
     app.state.serving = Serving(router, metrics)

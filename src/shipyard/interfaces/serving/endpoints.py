@@ -42,7 +42,7 @@ async def model_metadata(request: Request) -> Response:
     versions = [s.version for s in (router.primary, router.canary, router.shadow) if s is not None]
     return JSONResponse({
         "name": router.name, "versions": versions, "platform": served.version.flavor,
-        "inputs": [{"name": "input-0", "datatype": _dtype(inputs), "shape": inputs.get("shape", [-1, -1])}],
+        "inputs": [{"name": "input-0", "datatype": served.datatype, "shape": inputs.get("shape", [-1, -1])}],
         "outputs": [{"name": "predict", "datatype": "BYTES", "shape": [-1]}],
     }, headers={"x-model-version": router.primary.version})
 
@@ -60,7 +60,3 @@ async def prometheus(request: Request) -> Response:
     serving: Serving = request.app.state.serving
     return Response(generate_latest(serving.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-
-def _dtype(spec: dict[str, Any]) -> str:
-    return {"float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32"}.get(
-        str(spec.get("dtype")), "FP64")

@@ -22,6 +22,7 @@ from shipyard.core.serving.routing import agree
 from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.interfaces.serving.errors import Refused, request_id
 from shipyard.interfaces.serving.middleware.metrics import OBSERVED, Metrics, Observation
+from shipyard.interfaces.serving.model import ServedModel
 from shipyard.interfaces.serving.router import Router, Slot
 
 
@@ -36,7 +37,7 @@ class Serving:
 # below these sizes the work takes less than a hop to a worker thread: it stays on the event loop
 INLINE_BYTES = 64 * 1024
 INLINE_ROWS = 4096
-Rows = Callable[[Any], tuple[str | None, Any]]
+Rows = Callable[[Any, ServedModel], tuple[str | None, Any]]
 
 
 async def infer(request: Request) -> Response:
@@ -76,9 +77,9 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
     request.scope.setdefault("state", {})[OBSERVED] = seen
     raw = await request.body()  # the limits middleware refuses a body past the limit as it streams
     if len(raw) > INLINE_BYTES:  # parsing a big body on the loop would stall every other request
-        given_id, rows = await asyncio.to_thread(lambda: rows_of(parse_json(raw)))
+        given_id, rows = await asyncio.to_thread(lambda: rows_of(parse_json(raw), slot.served))
     else:
-        given_id, rows = rows_of(parse_json(raw))
+        given_id, rows = rows_of(parse_json(raw), slot.served)
     width = slot.served.width
     if width is not None and len(rows[0]) != width:
         raise Refused(422, f"{width_field}: rows have {len(rows[0])} features, the model takes {width}")
@@ -115,20 +116,25 @@ def mirror(router: Router, metrics: Metrics, rows: Any, predictions: list[Any]) 
 def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
+    except RecursionError:  # the parser's own bound on nesting, which no valid payload comes near
+        raise InvalidInputError("request body: JSON nested too deeply; tensors are a few lists deep") from None
     except ValueError as exc:
         raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
 
 
-def oip_rows(body: Any) -> tuple[str | None, Any]:
+def oip_rows(body: Any, served: ServedModel) -> tuple[str | None, Any]:
     rid, tensors = oip.parse_infer(body)
     if len(tensors) != 1:
         raise InvalidInputError("inputs: this model takes exactly one input tensor")
     t = tensors[0]
+    if t.datatype == "BYTES" and not served.takes_strings:
+        raise InvalidInputError(f"inputs[0].datatype: BYTES is not supported by {served.name}, which takes "
+                                f"{served.datatype}; send numbers")
     data = np.asarray(t.data, dtype=object if t.datatype == "BYTES" else None)
     return rid, data.reshape(t.shape[0], -1)
 
 
-def plain_rows(body: Any) -> tuple[None, Any]:
+def plain_rows(body: Any, served: ServedModel) -> tuple[None, Any]:
     rows = body.get("instances", body.get("inputs")) if isinstance(body, dict) else body
     if not isinstance(rows, list) or not rows:
         raise InvalidInputError('instances: send {"instances": [[feature, ...], ...]} (one list per row)')
@@ -136,7 +142,7 @@ def plain_rows(body: Any) -> tuple[None, Any]:
         array = np.asarray(rows, dtype=np.float64)
         if array.ndim == 2 and array.shape[1] > 0 and np.isfinite(array).all():
             return None, array
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         pass
     for i, row in enumerate(rows):  # slow path, only to name the field that is wrong
         if not isinstance(row, list) or not row or not all(oip.is_number(v) for v in row):

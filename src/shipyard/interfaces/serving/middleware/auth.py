@@ -1,4 +1,7 @@
-"""API-key authentication: every request whose path is not public needs the key."""
+"""API-key authentication: every request whose path is not public needs the key.
+
+Which paths are public is the app's choice (``--public``); inference is never public.
+"""
 
 from __future__ import annotations
 
@@ -28,5 +31,18 @@ class APIKeyMiddleware:
         await self.app(scope, receive, send)
 
     def authorized(self, headers: Headers) -> bool:
-        given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
-        return hmac.compare_digest(given.encode(), self.key)
+        given = presented_key(headers)
+        return given is not None and hmac.compare_digest(given.encode(), self.key)
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The key in ``x-api-key``, or in ``Authorization: Bearer KEY`` (the scheme in any case, RFC 9110).
+
+    A bare ``Authorization: KEY`` without a scheme is not a key: it is refused like a wrong one.
+    """
+    if (key := headers.get("x-api-key")) is not None:
+        return key
+    scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
