@@ -196,3 +196,14 @@ def test_many_idle_connections_neither_lock_out_a_client_nor_flood_the_log(env: 
     lines = log.read_text().splitlines()
     assert len(lines) < 20, lines[:40]
     assert any("closed an idle connection" in line for line in lines)
+
+
+@pytest.mark.parametrize("open_files", [64, 256, 1024, 4096, 1 << 20])
+def test_the_connection_cap_leaves_room_for_what_asyncio_accepts_at_once(open_files: int) -> None:
+    """1,100 connections against 1,024 open files once ran the server out of them; the cap now fits any limit."""
+    from shipyard.interfaces.serving.connections import OPEN_FILES_RESERVE
+    from shipyard.interfaces.serving.server import fit_open_files
+
+    cap, backlog = fit_open_files(1000, open_files)
+    assert 1 <= cap <= 1000 and backlog >= 4
+    assert cap + 2 * backlog + OPEN_FILES_RESERVE <= max(open_files, 16 + OPEN_FILES_RESERVE)

@@ -23,7 +23,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 HEAD_TIMEOUT = 10.0
 KEEP_ALIVE = 5.0
 MAX_CONNECTIONS = 1000
-BACKLOG = 2048
+BACKLOG = 256  # also how many connections asyncio accepts in one go, before any of them can be checked
 MAX_HEAD_BYTES = 16 * 1024  # h11's own default, set explicitly: a longer request head is answered 400
 OPEN_FILES_RESERVE = 64  # descriptors kept for the store, the database, logs and imports
 LOG_INTERVAL = 10.0

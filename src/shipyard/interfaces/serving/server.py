@@ -39,14 +39,25 @@ def run(app: ASGIApp, host: str, port: int, limits: ConnectionLimits = Connectio
     """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM."""
     import uvicorn
 
-    open_files = raise_open_files_limit()
-    cap = limits.max_connections
-    if open_files and cap > open_files - OPEN_FILES_RESERVE:
-        cap = max(1, open_files - OPEN_FILES_RESERVE)
-        log.warning("--max-connections lowered to %d: this process may open %d files", cap, open_files)
+    cap, backlog = fit_open_files(limits.max_connections, raise_open_files_limit())
+    if cap < limits.max_connections:
+        log.warning("--max-connections lowered to %d: this process may open few files (ulimit -n)", cap)
     guard = Guard(head_timeout=limits.head_timeout, max_connections=cap)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             http=protocol_class(guard), timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]
-                            backlog=BACKLOG, h11_max_incomplete_event_size=MAX_HEAD_BYTES)
+                            backlog=backlog, h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     limit_logging()  # after uvicorn.Config, which configures logging
     uvicorn.Server(config).run()
+
+
+def fit_open_files(max_connections: int, open_files: int) -> tuple[int, int]:
+    """(connection cap, listen backlog) that can never run the process out of open files.
+
+    asyncio accepts up to ``backlog`` connections in one go, twice before the first of them is
+    checked against the cap: so the cap leaves room for two backlogs and a reserve (0: no limit known).
+    """
+    if not open_files:
+        return max_connections, BACKLOG
+    room = max(open_files - OPEN_FILES_RESERVE, 16)
+    backlog = min(BACKLOG, max(room // 4, 4))
+    return max(1, min(max_connections, room - 2 * backlog)), backlog
