@@ -207,3 +207,23 @@ def test_the_connection_cap_leaves_room_for_what_asyncio_accepts_at_once(open_fi
     cap, backlog = fit_open_files(1000, open_files)
     assert 1 <= cap <= 1000 and backlog >= 4
     assert cap + 2 * backlog + OPEN_FILES_RESERVE <= max(open_files, 16 + OPEN_FILES_RESERVE)
+
+
+def test_an_answer_before_the_body_closes_the_connection(env: dict[str, str]) -> None:
+    """A 404 for an endless chunked body: the server answers and closes, rather than reading on."""
+    with serving(env, "const", "--no-log") as url, socket.create_connection(_address(url), timeout=20) as s:
+        s.sendall(b"POST /v2/models/nope/infer HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                  b"5\r\n[1,2,\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 404") and b"connection: close" in answer.lower()
+        for _ in range(100):  # keep sending: the server no longer reads
+            try:
+                s.sendall(b"5\r\n1,2,3\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([s], [], [], 0.05)[0] and _closed_by_server(s):
+                break
+        else:
+            raise AssertionError("the server kept reading the body of a request it had answered")

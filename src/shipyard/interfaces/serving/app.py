@@ -105,10 +105,12 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
             if on_shutdown is not None:  # uvicorn re-raises SIGTERM after this: later code would not run
                 await asyncio.to_thread(on_shutdown)
 
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log)]
+    # outermost first: metrics see every final status (a 413 or 504 included); limits close the
+    # connection of any answer given before its body was read (a 401 included)
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log),
+                  Middleware(LimitsMiddleware, max_body=max_body, timeout=timeout)]
     if api_key is not None:
         middleware.append(Middleware(APIKeyMiddleware, key=api_key, public=public_paths(public)))
-    middleware.append(Middleware(LimitsMiddleware, max_body=max_body, timeout=timeout))
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)
     app.state.serving = Serving(router, metrics)
     app.state.metrics = metrics

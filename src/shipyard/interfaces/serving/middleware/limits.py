@@ -2,8 +2,9 @@
 
 A body is refused with 413 as soon as it passes the limit, whether or not it declared a
 Content-Length (a chunked body is never buffered past the limit), and the connection is closed so
-the rest is never read. The timeout covers reading the body, parsing, predicting and writing the
-answer: past it the request is answered 504 and its connection closed.
+the rest is never read; so is any connection answered before its body was read to the end. The
+timeout covers reading the body, parsing, predicting and writing the answer: past it the request
+is answered 504 and its connection closed.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ class LimitsMiddleware:
         limit = self.max_body
         length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         declared = int(length) if length.isdigit() else 0
+        chunked = any(k == b"transfer-encoding" for k, _ in scope["headers"])
+        unread = declared > 0 or chunked  # a body is coming that no one has read to its end yet
         received = 0
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, unread
             if declared > limit:
                 raise Refused(413, f"request body is larger than {limit} bytes", close=True)
             message = await receive()
@@ -44,13 +47,17 @@ class LimitsMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise Refused(413, f"request body is larger than {limit} bytes", close=True)
+                unread = unread and bool(message.get("more_body", False))
             return message
 
         started = False
 
         async def watch(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if unread:  # answered before the body was read (404, 401...): close rather than drain the rest
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
         deadline = asyncio.timeout(self.timeout)
