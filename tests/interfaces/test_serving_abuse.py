@@ -227,3 +227,24 @@ def test_an_answer_before_the_body_closes_the_connection(env: dict[str, str]) ->
                 break
         else:
             raise AssertionError("the server kept reading the body of a request it had answered")
+
+
+def test_a_flood_of_one_error_is_logged_once_per_interval_with_a_count() -> None:
+    import logging
+
+    from shipyard.interfaces.serving.connections import RateLimited
+
+    logger = logging.getLogger("shipyard.test.flood")
+    logger.propagate = False
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.addFilter(RateLimited(interval=0.2))
+    for i in range(10_000):
+        logger.error("Too many open files (%d)", i)
+    logger.error("another kind of error")
+    time.sleep(0.25)
+    logger.error("Too many open files (%d)", 10_000)
+    assert seen[:2] == ["Too many open files (0)", "another kind of error"] and len(seen) == 3
+    assert seen[2].startswith("Too many open files (10000) (9999 more like this in the last")

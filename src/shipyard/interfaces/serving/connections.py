@@ -28,7 +28,7 @@ MAX_HEAD_BYTES = 16 * 1024  # h11's own default, set explicitly: a longer reques
 OPEN_FILES_RESERVE = 64  # descriptors kept for the store, the database, logs and imports
 LOG_INTERVAL = 10.0
 
-log = logging.getLogger("shipyard.serve")
+log = logging.getLogger("shipyard.serve.connections")
 
 
 @dataclass
@@ -125,7 +125,7 @@ class RateLimited(logging.Filter):
         self._last: dict[tuple[str, Any], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
+        key = (record.name, str(record.msg).split("\n", 1)[0][:80])  # asyncio's messages differ past line one
         now = time.monotonic()
         last, held = self._last.get(key, (-self.interval - 1.0, 0))
         if now - last < self.interval:
@@ -137,7 +137,7 @@ class RateLimited(logging.Filter):
         return True
 
 
-RATE_LIMITED_LOGGERS = ("uvicorn.error", "asyncio", "shipyard.serve")
+RATE_LIMITED_LOGGERS = ("uvicorn.error", "asyncio", "shipyard.serve.connections")
 
 
 def limit_logging(interval: float = LOG_INTERVAL) -> RateLimited:
