@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,25 +157,34 @@ def register_constant(env: dict[str, str], name: str, constant: int = 1) -> None
 @contextlib.contextmanager
 def serving(env: dict[str, str], *args: str) -> Iterator[str]:
     """Run ``shipyard serve ARGS`` on a free port of 127.0.0.1; yield its URL once it is ready; SIGTERM after."""
+    with serving_process(env, *args) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serving_process(env: dict[str, str], *args: str,
+                    stderr: Any = subprocess.PIPE) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``serving``, also yielding the server's process (its pid, and its stderr sent to ``stderr``)."""
     import httpx
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", *args, "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
         while True:
             try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code in (200, 401):  # 401: needs a key
                     break
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise AssertionError(f"shipyard serve did not come up: {proc.communicate()[1].decode()[-2000:]}")
+                err = proc.communicate()[1] or b"(stderr not captured)"
+                raise AssertionError(f"shipyard serve did not come up: {err.decode()[-2000:]}")
             time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -48,3 +48,26 @@ def test_canary_split_is_deterministic_and_near_its_weight() -> None:
 def test_agreement_compares_numbers_with_tolerance() -> None:
     assert agree([1, 2.0], [1, 2.0 + 1e-12]) and not agree([1, 2], [1, 3]) and not agree([1], [1, 1])
     assert agree(["a"], ["a"]) and not agree(["a"], ["b"])
+
+
+@pytest.mark.parametrize(("datatype", "value", "ok"), [
+    ("INT8", 127, True), ("INT8", 128, False), ("INT8", -129, False), ("UINT8", -5, False), ("UINT8", 255, True),
+    ("INT64", 2**63 - 1, True), ("INT64", 2**70, False), ("UINT64", 2**64 - 1, True), ("UINT64", 2**64, False),
+    ("INT32", 1.0, False), ("INT16", True, False), ("FP16", 70000.0, False), ("FP32", 1e39, False),
+    ("FP64", 10**400, False), ("FP64", 2**70, True), ("BOOL", 1, False), ("BYTES", "a", True),
+], ids=lambda v: repr(v)[:12])
+def test_elements_must_fit_their_declared_datatype(datatype: str, value: object, ok: bool) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": datatype, "data": [value]}]}
+    if ok:
+        assert parse_infer(body)[1][0].data == [value]
+    else:
+        with pytest.raises(InvalidInputError, match=r"^inputs\[0\]\.data\[0\]: .*" + datatype):
+            parse_infer(body)
+
+
+def test_tensor_data_nested_past_the_bound_is_refused() -> None:
+    data: object = [1.0]
+    for _ in range(40):
+        data = [data]
+    with pytest.raises(InvalidInputError, match="nested deeper than"):
+        parse_infer({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": data}]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -159,3 +160,53 @@ def test_inference_log_lands_in_the_store_and_api_key_is_required(tmp_path: Path
     ok = [r for r in records if r["outcome"] == "ok"]
     assert [r["request_id"] for r in ok] == [f"req-{i}" for i in range(5)]
     assert ok[3]["inputs"] == [[3.0, 2.0]] and ok[3]["outputs"] == [7] and ok[3]["version"] == "1"
+
+
+def _tensor(datatype: str, data: list[object], shape: list[int] | None = None) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "shape": shape or [1, 4], "datatype": datatype, "data": data}]}
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/predict", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ("/v2/models/iris/infer", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    ("/v2/models/iris/infer", json.dumps(_tensor("FP64", [functools.reduce(lambda v, _: [v], range(200), 1.0)],
+                                                 [1, 1])).encode(), "nested deeper than 32 levels"),
+    ("/v2/models/iris/infer", json.dumps(_tensor("BYTES", ["a", "b", "c", "d"])).encode(),
+     "BYTES is not supported by iris"),
+    ("/v2/models/iris/infer", json.dumps(_tensor("INT8", [100000, 1, 2, 3])).encode(), "inputs[0].data[0]"),
+    ("/v2/models/iris/infer", json.dumps(_tensor("UINT8", [1, -5, 2, 3])).encode(), "inputs[0].data[1]"),
+    ("/v2/models/iris/infer", json.dumps(_tensor("INT64", [1, 2, 2**70, 3])).encode(), "out of range for INT64"),
+    ("/v2/models/iris/infer", b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", '
+                              b'"data": [1, 2, 3, 1' + b"0" * 400 + b"]}]}", "out of range for FP64"),
+    ("/predict", b'{"instances": [[1, 2, 3, 1' + b"0" * 400 + b"]]}", "instances[0]"),
+], ids=["deep-predict", "deep-infer", "deep-tensor", "bytes", "int8", "uint8", "int64", "fp64", "huge-predict"])
+def test_input_edges_get_400_naming_the_problem(server: str, path: str, body: bytes, field: str) -> None:
+    r = httpx.post(f"{server}{path}", content=body, timeout=30)
+    assert r.status_code == 400 and field in r.json()["error"], r.text
+    assert httpx.get(f"{server}/v2/health/live").status_code == 200
+
+
+def test_api_key_scheme_and_what_it_guards(tmp_path: Path) -> None:
+    """Bearer in any case or x-api-key; no bare key; metadata and /openapi.json behind the key; --public opens."""
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"), SERVE_KEY="s3cret")
+    register_constant(env, "guarded", 7)
+    row = {"instances": [[1.0, 2.0]]}
+    with serving(env, "guarded", "--no-log", "--api-key", "env:SERVE_KEY") as url:
+        for header in ("Bearer s3cret", "bearer s3cret", "BEARER  s3cret"):
+            assert httpx.post(f"{url}/predict", json=row, headers={"authorization": header}).status_code == 200
+        assert httpx.post(f"{url}/predict", json=row, headers={"x-api-key": "s3cret"}).status_code == 200
+        for header in ("s3cret", "Basic s3cret", "Bearer", "Bearer wrong", "Token s3cret"):
+            assert httpx.post(f"{url}/predict", json=row, headers={"authorization": header}).status_code == 401
+        for path in ("/v2", "/v2/models/guarded", "/openapi.json", "/v2/models/guarded/versions/1/infer"):
+            r = httpx.get(f"{url}{path}")
+            assert r.status_code == 401 and "API key" in r.json()["error"], path
+        assert httpx.get(f"{url}/v2/models/guarded", headers={"authorization": "Bearer s3cret"}).status_code == 200
+        for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/guarded/ready", "/metrics"):
+            assert httpx.get(f"{url}{path}").status_code == 200, path
+    with serving(env, "guarded", "--no-log", "--api-key", "env:SERVE_KEY", "--public", "none") as url:
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        assert httpx.get(f"{url}/v2/health/live").status_code == 401
+        assert httpx.get(f"{url}/v2/health/live", headers={"x-api-key": "s3cret"}).status_code == 200
+    refused = subprocess.run([sys.executable, "-m", "shipyard", "serve", "guarded", "--public", "health,secrets"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "unknown secrets" in refused.stderr and "Traceback" not in refused.stderr

@@ -15,6 +15,10 @@ from shipyard.errors import InvalidInputError
 DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
                        "FP16", "FP32", "FP64", "BYTES"})
 MAX_ELEMENTS = 10_000_000
+MAX_DEPTH = 32  # nested lists in a tensor's data: more than any real shape, far less than a stack overflow
+INT_RANGES = {f"{kind}{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if kind == "INT" else (0, 2 ** bits - 1)
+              for kind in ("INT", "UINT") for bits in (8, 16, 32, 64)}
+FLOAT_MAX = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": 1.7976931348623157e308}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,39 +71,62 @@ def _tensor(t: Any, i: int) -> Tensor:
     flat = _flatten(data, where)
     if len(flat) != count:
         raise InvalidInputError(f"{where}.data: has {len(flat)} elements but shape {shape} needs {count}")
-    check = _CHECKS.get(datatype)
-    if check is not None and not all(check(v) for v in flat):
-        raise InvalidInputError(f"{where}.data: every element must be {datatype}")
+    check = _CHECKS[datatype]
+    if not all(check(v) for v in flat):
+        bad = next(i for i, v in enumerate(flat) if not check(v))
+        raise InvalidInputError(f"{where}.data[{bad}]: {_why(flat[bad], datatype)}")
     return Tensor(name, tuple(shape), datatype, flat)
 
 
-def _flatten(data: list[Any], where: str) -> list[Any]:
+def _flatten(data: list[Any], where: str, depth: int = 1) -> list[Any]:
     if not data or not isinstance(data[0], list):
         if any(isinstance(v, list | dict) for v in data):
             raise InvalidInputError(f"{where}.data: mixes nested lists and values")
         return data
+    if depth >= MAX_DEPTH:
+        raise InvalidInputError(f"{where}.data: nested deeper than {MAX_DEPTH} levels")
     out: list[Any] = []
     for row in data:
         if not isinstance(row, list):
             raise InvalidInputError(f"{where}.data: mixes nested lists and values")
-        out.extend(_flatten(row, where))
+        out.extend(_flatten(row, where, depth + 1))
     return out
 
 
-def is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def is_number(v: Any, limit: float = FLOAT_MAX["FP64"]) -> bool:
+    """A JSON number (not a bool) whose magnitude a float of range ``limit`` can hold."""
+    if type(v) is float:
+        return -limit <= v <= limit  # false for nan and infinities too
+    return type(v) is int and -limit <= v <= limit
 
 
-def _integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _integer_in(low: int, high: int) -> Any:
+    return lambda v: type(v) is int and low <= v <= high
 
 
-_CHECKS = {
+def _float_within(limit: float) -> Any:
+    return lambda v: is_number(v, limit)
+
+
+_CHECKS: dict[str, Any] = {
     "BOOL": lambda v: isinstance(v, bool),
     "BYTES": lambda v: isinstance(v, str),
-    **dict.fromkeys(("FP16", "FP32", "FP64"), is_number),
-    **dict.fromkeys(("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"), _integer),
+    **{dtype: _float_within(limit) for dtype, limit in FLOAT_MAX.items()},
+    **{dtype: _integer_in(low, high) for dtype, (low, high) in INT_RANGES.items()},
 }
+
+
+def _why(value: Any, datatype: str) -> str:
+    """Why ``value`` is not a ``datatype`` element, in words."""
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+    if datatype in INT_RANGES and type(value) is int:
+        low, high = INT_RANGES[datatype]
+        return f"{shown} is out of range for {datatype} ({low} to {high})"
+    if datatype in FLOAT_MAX and type(value) in (int, float) and value == value:
+        return f"{shown} is out of range for {datatype} (finite, at most {FLOAT_MAX[datatype]:.6g} in magnitude)"
+    kind = {"BOOL": "true or false", "BYTES": "a string"}.get(
+        datatype, "an integer" if datatype in INT_RANGES else "a finite number")
+    return f"{shown} is not {datatype} ({kind})"
 
 
 def output_tensor(name: str, values: list[Any]) -> dict[str, Any]:

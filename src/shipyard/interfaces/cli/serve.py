@@ -21,25 +21,42 @@ def serve(
     batching: bool = typer.Option(True, "--batching/--no-batching",
                                   help="Merge requests that arrive while the model is busy into one predict call."),
     max_batch: int = typer.Option(64, "--max-batch", help="Most rows in one predict call."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request is answered 504."),
+    timeout: float = typer.Option(30.0, "--timeout",
+                                  help="Seconds a request may take, from its head to its answer (504 past it)."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout",
+                                         help="Seconds a client has to send a request's line and headers "
+                                              "before its connection is closed."),
+    keep_alive: float = typer.Option(5.0, "--keep-alive", help="Seconds an idle keep-alive connection stays open."),
+    max_connections: int = typer.Option(1000, "--max-connections",
+                                        help="Most open connections; past it the oldest idle one is closed "
+                                             "(or the new one, when none is idle)."),
     log: bool = typer.Option(True, "--log/--no-log", help="Keep an inference log (rotated into the store)."),
     log_sample: float = typer.Option(1.0, "--log-sample", help="Share of requests logged, 0 to 1."),
     log_payloads: bool = typer.Option(False, "--log-payloads", help="Also log each request's inputs and outputs."),
-    api_key: str = typer.Option(None, "--api-key", help="env:NAME: require this key (Authorization: Bearer KEY)."),
+    api_key: str = typer.Option(None, "--api-key",
+                                help="env:NAME: require this key (Authorization: Bearer KEY, or x-api-key: KEY) "
+                                     "on inference, model metadata and /openapi.json."),
+    public: str = typer.Option("health,metrics", "--public",
+                               help="With --api-key, what stays open without it: any of health "
+                                    "(/v2/health/*, /v2/models/NAME/ready), metrics (/metrics), metadata "
+                                    "(/v2, /v2/models/NAME, /openapi.json), comma-separated, or none."),
 ) -> None:
     """Serve a model: Open Inference Protocol v2 (/v2/...), plain JSON /predict, Prometheus /metrics.
 
     Every version's files are re-hashed against the registered digests before it is loaded, and
-    warmed on its golden examples before it answers.
+    warmed on its golden examples before it answers. With --api-key, every request needs the key
+    except those --public leaves open (health and metrics by default). One client cannot exhaust
+    the server: a body past 16 MiB is refused (413) as it streams, a request past --timeout gets
+    504, a request head must arrive within --header-timeout, and at most --max-connections stay open.
     """
     import gc
 
     try:
-        import uvicorn
-
-        from shipyard.interfaces.serving.app import create_app
+        from shipyard.interfaces.serving.app import create_app, parse_public
         from shipyard.interfaces.serving.loading import follower, load_slot
         from shipyard.interfaces.serving.router import Router
+        from shipyard.interfaces.serving.server import ConnectionLimits
+        from shipyard.interfaces.serving.server import run as run_server
     except ModuleNotFoundError as exc:
         from shipyard.errors import MissingExtraError
 
@@ -48,6 +65,10 @@ def serve(
     from shipyard.core.serving.routing import parse_canary
     from shipyard.errors import InvalidInputError
 
+    limits = ConnectionLimits(header_timeout, keep_alive, max_connections)
+    open_groups = parse_public(public)
+    if timeout <= 0:
+        raise InvalidInputError(f"--timeout must be more than 0 seconds, not {timeout:g}")
     svc = out.services()
     primary = svc.registry.resolve(ref)
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
@@ -82,7 +103,7 @@ def serve(
         svc.tracker.end_run(run.id, RunStatus.FINISHED)
 
     app = create_app(router, timeout=timeout, background=background, log=inference_log, api_key=key,
-                     on_shutdown=finish)
+                     on_shutdown=finish, public=open_groups)
     gc.collect()
     gc.freeze()  # loaded models are long-lived: keep them out of every later collection (shorter pauses)
     extras = [f"canary {router.canary.served.version.ref} {router.canary_percent:g}%" if router.canary else "",
@@ -92,7 +113,7 @@ def serve(
         f"serving {primary.ref} ({primary.flavor}) on http://{host}:{port} "
         f"(loaded and verified in {router.primary.served.load_seconds * 1000:.0f} ms)"
         + "".join(f"; {e}" for e in extras if e))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    run_server(app, host, port, limits)
 
 
 def _secret(reference: str) -> str:

@@ -3,7 +3,8 @@
 No request ever waits for a timer: when the model is idle, a request's rows are predicted at once
 (so latency at low load is unchanged); under load, everything queued while a call was running is
 merged into one call (up to ``max_batch`` rows) and split back. A request that fills a batch by
-itself is predicted inline, without the worker thread.
+itself is predicted alone. Every predict call runs in a worker thread, never on the event loop; a
+caller that stops waiting (its request timed out) leaves the others' answers untouched.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Batcher:
         if len(rows) >= self._max and not self._running:
             # a request that fills a batch by itself gains nothing from waiting: answer it inline
             self._observe(len(rows))
-            return self._predict(rows)
+            return await asyncio.to_thread(self._predict, rows)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((rows, fut))
@@ -45,8 +46,12 @@ class Batcher:
                 rows = 0
                 while self._queue and (not batch or rows + len(self._queue[0][0]) <= self._max):
                     item = self._queue.pop(0)
+                    if item[1].done():  # its caller gave up while it waited
+                        continue
                     batch.append(item)
                     rows += len(item[0])
+                if not batch:
+                    continue
                 merged = _merge([item_rows for item_rows, _ in batch])
                 try:
                     # one batch can hold rows of different widths only if a caller erred: then split
@@ -54,22 +59,33 @@ class Batcher:
                         await asyncio.to_thread(self._predict, batch[0][0])
                 except Exception as exc:
                     if len(batch) == 1:
-                        batch[0][1].set_exception(exc)
+                        _settle(batch[0][1], exc=exc)
                     else:
                         for item_rows, fut in batch:  # retry alone, so one bad input fails only itself
+                            if fut.done():  # its caller gave up
+                                continue
                             try:
-                                fut.set_result(await asyncio.to_thread(self._predict, item_rows))
+                                _settle(fut, await asyncio.to_thread(self._predict, item_rows))
                             except Exception as alone:
-                                fut.set_exception(alone)
+                                _settle(fut, exc=alone)
                     continue
                 self._observe(rows)
                 start = 0
                 for item_rows, fut in batch:
-                    if not fut.done():
-                        fut.set_result(out[start:start + len(item_rows)])
+                    _settle(fut, out[start:start + len(item_rows)])
                     start += len(item_rows)
         finally:
             self._running = False
+
+
+def _settle(fut: asyncio.Future[list[Any]], result: list[Any] | None = None, exc: Exception | None = None) -> None:
+    """Answer a waiting caller; one that was cancelled (timed out) is skipped."""
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result if result is not None else [])
 
 
 def _merge(parts: list[Any]) -> Any:

@@ -38,13 +38,15 @@ def document(model: str) -> dict[str, Any]:
         errors = {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}}}
                   for code, text in ((400, "malformed payload; the message names the field"),
                                      (401, "missing or wrong API key"), (404, "unknown model or version"),
-                                     (413, "body too large"), (422, "rows of the wrong shape"),
-                                     (500, "the model failed on this input"), (504, "the model took too long"))}
+                                     (413, "body too large (counted as it streams)"), (422, "rows of the wrong shape"),
+                                     (500, "the model failed on this input"), (504, "longer than --timeout"))}
         return {"post": {"summary": summary, "requestBody": {"required": True, "content": {
             "application/json": {"schema": schema}}}, "responses": {"200": {"description": "predictions"}, **errors}}}
 
     def get(summary: str) -> dict[str, Any]:
-        return {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+        return {"get": {"summary": summary, "responses": {"200": {"description": "OK"}, "401": {
+            "description": "missing or wrong API key (with --api-key, unless --public opens this route)",
+            "content": {"application/json": {"schema": ERROR}}}}}}
 
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     version_param = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -64,4 +66,8 @@ def document(model: str) -> dict[str, Any]:
             "/predict": post("plain JSON rows", PREDICT_REQUEST),
             "/metrics": get("Prometheus metrics"),
         },
+        "components": {"securitySchemes": {  # what --api-key requires: either header
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        }},
     }

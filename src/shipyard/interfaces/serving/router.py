@@ -23,10 +23,11 @@ class Slot:
     def version(self) -> str:
         return str(self.served.version.version)
 
-    async def predict(self, rows: list[list[Any]]) -> list[Any]:
+    async def predict(self, rows: Any) -> list[Any]:
+        """The model's answer for ``rows``, computed in a worker thread: the event loop keeps serving."""
         if self.batcher is not None:
             return await self.batcher.predict(rows)
-        return self.served.predict_rows(rows)
+        return await asyncio.to_thread(self.served.predict_rows, rows)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""ASGI middleware of the model server, one per module: metrics (outermost), auth, limits."""

@@ -1,0 +1,104 @@
+"""Prometheus metrics and the inference log, recorded once per inference request as it finishes.
+
+An endpoint that has picked the version to answer puts an ``Observation`` in the request state; this
+middleware counts the request by its final status (so a 413 or a 504 raised anywhere below is counted
+too) and hands a sampled record to the inference log.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shipyard.interfaces.serving.logs import InferenceLog
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+OBSERVED = "shipyard.observed"
+
+
+class Metrics:
+    """Prometheus metrics of one server, named by Prometheus conventions."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        labels = ["model", "version"]
+        self.requests = Counter("shipyard_inference_requests", "Inference requests by outcome",
+                                [*labels, "outcome"], registry=r)
+        self.latency = Histogram("shipyard_inference_request_duration_seconds", "Time to answer an inference request",
+                                 labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.batch = Histogram("shipyard_inference_batch_size", "Rows per predict call", labels,
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.in_flight = Gauge("shipyard_inference_in_flight", "Requests being answered", registry=r)
+        self.load_seconds = Gauge("shipyard_model_load_seconds", "Time to load and verify a model", labels,
+                                  registry=r)
+        self.shadow = Counter("shipyard_shadow_comparisons", "Shadow answers compared with the primary's",
+                              [*labels, "result"], registry=r)
+        self.swaps = Counter("shipyard_model_swaps", "Primary version changes after an alias moved", ["model"],
+                             registry=r)
+
+
+@dataclass
+class Observation:
+    """What an inference endpoint learned about its request: the version it picked, the rows, the answer."""
+
+    model: str
+    version: str
+    request_id: str
+    rows: Any = None
+    predictions: list[Any] | None = None
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 504:
+        return "timeout"
+    return "error" if status >= 500 else "rejected"
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, log: InferenceLog | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":  # only inference requests are POSTs
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        start = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self.metrics.in_flight.dec()
+            seen: Observation | None = state.get(OBSERVED)
+            if seen is not None:
+                self._record(seen, outcome_of(status), time.perf_counter() - start)
+
+    def _record(self, seen: Observation, outcome: str, took: float) -> None:
+        self.metrics.requests.labels(seen.model, seen.version, outcome).inc()
+        self.metrics.latency.labels(seen.model, seen.version).observe(took)
+        log = self.log
+        if log is not None and log.wants():
+            entry: dict[str, Any] = {"request_id": seen.request_id, "time": time.time(), "model": seen.model,
+                                     "version": seen.version, "latency_ms": round(took * 1000, 3),
+                                     "outcome": outcome}
+            if log.with_payloads:
+                rows = seen.rows
+                entry["inputs"] = rows.tolist() if hasattr(rows, "tolist") else rows
+                entry["outputs"] = seen.predictions
+            log.record(entry)
