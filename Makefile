@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(PY) bench/tracking.py
 	$(PY) bench/data.py
 	$(PY) bench/serving.py
+	$(PY) bench/serving_abuse.py
+	$(PY) bench/guards.py
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache .ruff_cache
