@@ -27,7 +27,6 @@ HEAD_REVISION = "0003"
 REVISIONS = ("0001", "0002", "0003")
 SQLSTATE_IMMUTABLE = "SY001"  # raised by the triggers of migration 0003 (PostgreSQL)
 SQLSTATE_UNAUDITED = "SY002"
-SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
 READ = {"shipyard_read": True}
@@ -135,21 +134,20 @@ def _create_sqlite_file(parsed: sa.URL, path: Path, url: str) -> None:
 
 
 def _check_sqlite_file(path: Path) -> None:
-    """Refuse a file that cannot be a SQLite database before SQLite quietly treats it as a new one."""
+    """Refuse a file that cannot be a SQLite database before SQLite quietly treats it as a new one.
+
+    Only SQLite itself opens the file: closing any other descriptor of it would drop every POSIX lock
+    this process's SQLite connections hold on it (a rule of fcntl locks), and another process would
+    then take itself for the last user and remove the WAL under them ("disk I/O error").
+    """
     try:
-        with path.open("rb") as f:
-            head = f.read(len(SQLITE_HEADER))
+        size = path.stat().st_size
     except OSError as e:
         raise BackendUnavailableError(f"cannot read the metadata database {path}: {e.strerror or e}") from e
-    if not head:
+    if size == 0:
         raise BackendUnavailableError(
             f"the metadata database {path} is empty (0 bytes), not a Shipyard database: restore it from a "
             "backup, or move it away to start a new, empty one"
-        )
-    if head != SQLITE_HEADER:
-        raise BackendUnavailableError(
-            f"the metadata database {path} is not a SQLite database: restore it from a backup, or move it "
-            "away to start a new, empty one"
         )
     # read-only, before our connections switch it to WAL: another program's database is left as it was
     try:
