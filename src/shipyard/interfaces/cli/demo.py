@@ -96,6 +96,11 @@ def run_pipeline_demo() -> None:
         report = open_pipeline(local, os.environ, ConsoleEvents()).run()
         out.table(None, ["stage", "result", "time"],
                   ((o.stage, o.result, f"{o.seconds:.2f} s") for o in report.outcomes))
+        failed = [o.stage for o in report.outcomes if o.result in ("failed", "skipped", "killed")]
+        if failed:
+            from shipyard.errors import StageFailed
+
+            raise StageFailed(f"the demo pipeline did not complete ({', '.join(failed)}): see the stage output above")
 
     c.print(f"example project copied to {folder}; data/raw recorded in its shipyard.lock")
     run("2. Run the pipeline (prepare → train → evaluate); stages seen before come from the cache")
