@@ -207,6 +207,9 @@ def test_api_key_scheme_and_what_it_guards(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/metrics").status_code == 401
         assert httpx.get(f"{url}/v2/health/live").status_code == 401
         assert httpx.get(f"{url}/v2/health/live", headers={"x-api-key": "s3cret"}).status_code == 200
-    refused = subprocess.run([sys.executable, "-m", "shipyard", "serve", "guarded", "--public", "health,secrets"],
-                             env=env, capture_output=True, text=True, timeout=60)
+    refused = subprocess.run([sys.executable, "-m", "shipyard", "serve", "guarded", "--api-key", "env:SERVE_KEY",
+                              "--public", "health,secrets"], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "unknown secrets" in refused.stderr and "Traceback" not in refused.stderr
+    keyless = subprocess.run([sys.executable, "-m", "shipyard", "serve", "guarded", "--public", "none"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert keyless.returncode == 2 and "there is no key" in keyless.stderr and "Traceback" not in keyless.stderr

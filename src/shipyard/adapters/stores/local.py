@@ -81,8 +81,7 @@ class LocalObjectStore:
         if hardlink and paths and can_override_modes():
             raise InvalidInputError(
                 "--hardlink is refused when running as root (with CAP_DAC_OVERRIDE): an edit of the linked file "
-                "would corrupt the stored copy despite its read-only mode; add without --hardlink (copy mode), "
-                "or drop the capability (setpriv --bounding-set -dac_override -- shipyard ...)"
+                "would corrupt the stored copy despite its read-only mode; add without --hardlink (copy mode)"
             )
         digests: list[Digest] = []
         staged: list[tuple[str, Digest]] = []

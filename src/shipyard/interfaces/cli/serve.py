@@ -36,10 +36,11 @@ def serve(
     api_key: str = typer.Option(None, "--api-key",
                                 help="env:NAME: require this key (Authorization: Bearer KEY, or x-api-key: KEY) "
                                      "on inference, model metadata and /openapi.json."),
-    public: str = typer.Option("health,metrics", "--public",
+    public: str = typer.Option(None, "--public",
                                help="With --api-key, what stays open without it: any of health "
                                     "(/v2/health/*, /v2/models/NAME/ready), metrics (/metrics), metadata "
-                                    "(/v2, /v2/models/NAME, /openapi.json), comma-separated, or none."),
+                                    "(/v2, /v2/models/NAME, /openapi.json), comma-separated, or none "
+                                    "[default: health,metrics]. Without --api-key everything is open."),
 ) -> None:
     """Serve a model: Open Inference Protocol v2 (/v2/...), plain JSON /predict, Prometheus /metrics.
 
@@ -66,7 +67,10 @@ def serve(
     from shipyard.errors import InvalidInputError
 
     limits = ConnectionLimits(header_timeout, keep_alive, max_connections)
-    open_groups = parse_public(public)
+    if public is not None and api_key is None:
+        raise InvalidInputError("--public only says what stays open without the key, and there is no key: every "
+                                "endpoint is open; add --api-key env:NAME, or drop --public")
+    open_groups = parse_public(public or "health,metrics")
     if timeout <= 0:
         raise InvalidInputError(f"--timeout must be more than 0 seconds, not {timeout:g}")
     svc = out.services()
