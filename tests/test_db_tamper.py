@@ -2,6 +2,11 @@
 
 Issue 7, finding 3: SQL that would swap a version for another model is refused by the database
 (SQLite and PostgreSQL). Tampering below SQL is named by ``store verify``.
+
+Attack report, finding 6: the table's owner can rename a guarded table away and put an unguarded copy
+in its place, append a forged registration event, or change fields other than the manifest. Verify
+names the missing triggers, holds each version to its FIRST registration event (a second one is
+forged), and checks a digest of the whole row recorded in that event.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from shipyard.core.artifacts.digest import Digest
-from shipyard.core.registry.integrity import check_versions
+from shipyard.core.registry.integrity import check_versions, legacy_versions
 from shipyard.core.registry.saving import save_model
 from shipyard.wiring import Services
 from tests.conftest import cli_env, raw_sql, register_constant, shipyard
@@ -67,8 +72,12 @@ def test_verify_names_a_version_pointing_to_another_manifest(services: Services,
     other = _register(services, tmp_path, "other", 2)
     _disable_guards(services.settings.db_url)
     raw_sql(services.settings.db_url, f"UPDATE model_versions SET manifest_digest = '{other}' WHERE model = 'iris'")
-    assert check_versions(services.meta, services.store) == [
-        f"iris@1: points to manifest {other}, but was registered with {registered}"]
+    problems = check_versions(services.meta, services.store)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(("database: the database's immutability triggers are missing",
+                                   "database: the database's immutability triggers are disabled"))
+    assert "on model_versions" in problems[0]
+    assert problems[1] == f"iris@1: points to manifest {other}, but was registered with {registered}"
 
 
 def _object_file(services: Services, digest: str) -> Path:
@@ -107,3 +116,80 @@ def test_store_verify_fails_on_a_tampered_version(project: Path) -> None:
     assert done.returncode == 5, done.stdout + done.stderr
     assert f"tampered iris@1: points to manifest {other}" in done.stdout
     assert "FAILED" in done.stdout and "Traceback" not in done.stderr
+
+
+def _rename_and_copy(url: str, change: str) -> None:
+    """The attack report's bypass: no trigger is dropped, the guarded table is replaced by a copy."""
+    if url.startswith("sqlite"):
+        raw_sql(url, "PRAGMA foreign_keys = OFF", "BEGIN", "ALTER TABLE model_versions RENAME TO mv_old",
+                "CREATE TABLE model_versions AS SELECT * FROM mv_old", "DROP TABLE mv_old", change, "COMMIT")
+    else:
+        raw_sql(url, "ALTER TABLE model_versions RENAME TO mvx",
+                "CREATE TABLE model_versions (LIKE mvx INCLUDING ALL)",
+                "INSERT INTO model_versions SELECT * FROM mvx", change)
+
+
+def test_verify_names_a_table_replaced_by_an_unguarded_copy(services: Services, tmp_path: Path) -> None:
+    _register(services, tmp_path, "iris", 1)
+    _rename_and_copy(services.settings.db_url,
+                     """UPDATE model_versions SET metrics = '{"accuracy": 0.999}' WHERE model = 'iris'""")
+    assert services.registry.resolve("iris@1").metrics == {"accuracy": 0.999}  # the bypass worked
+    problems = check_versions(services.meta, services.store)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("database: the database's immutability triggers are missing (dropped or the "
+                                  "table was replaced): ")
+    expected = ("model_versions_no_update on model_versions" if services.meta.dialect == "sqlite"  # type: ignore[attr-defined]
+                else "model_versions_immutable on model_versions")
+    assert expected in problems[0]
+    assert "on audit_events" not in problems[0] and "on aliases" not in problems[0]
+    assert problems[1].startswith("iris@1: its record (flavor, metrics, params, signature, lineage ...) is not "
+                                  "the one registered")
+
+
+def test_verify_catches_every_field_of_the_row_not_only_the_manifest(services: Services, tmp_path: Path) -> None:
+    _register(services, tmp_path, "iris", 1)
+    _register(services, tmp_path, "other", 2)
+    _disable_guards(services.settings.db_url)
+    changes = {"iris": "flavor = 'pickle'", "other": "run_id = NULL, description = 'forged', size = size + 1"}
+    for model, change in changes.items():
+        raw_sql(services.settings.db_url, f"UPDATE model_versions SET {change} WHERE model = '{model}'")
+    problems = [p for p in check_versions(services.meta, services.store) if not p.startswith("database:")]
+    assert [p.split(":")[0] for p in problems] == ["iris@1", "other@1"]
+    assert all("is not the one registered" in p for p in problems)
+
+
+def test_a_forged_registration_event_does_not_make_verify_pass(services: Services, tmp_path: Path) -> None:
+    registered = _register(services, tmp_path, "iris", 1)
+    other = _register(services, tmp_path, "other", 2)
+    url = services.settings.db_url
+    forged = ("INSERT INTO audit_events (at, actor, action, model, name, old, new, reason) "
+              f"VALUES (0, 'ci', 'version.register', 'iris', '1', NULL, '{other}', '')")
+    raw_sql(url, forged)  # the audit trail takes inserts by design: alone, it is named
+    assert check_versions(services.meta, services.store)[0].startswith(
+        "iris@1: has 2 registration events in the audit trail")
+    _rename_and_copy(url, f"UPDATE model_versions SET manifest_digest = '{other}' WHERE model = 'iris'")
+    raw_sql(url, forged)
+    problems = check_versions(services.meta, services.store)
+    assert any(p.startswith("iris@1: has 3 registration events in the audit trail") for p in problems), problems
+    # the first event still speaks for the version: what it recorded is the truth
+    first = next(e for e in services.meta.audit_events("iris") if e.action == "version.register")
+    assert first.new == registered and first.record is not None
+
+
+def test_versions_registered_before_record_digests_are_checked_on_their_manifest(
+        services: Services, tmp_path: Path) -> None:
+    digest = _register(services, tmp_path, "iris", 1)
+    # what an older Shipyard wrote: the registration event's reason is the bare description
+    raw_sql(services.settings.db_url,
+            "INSERT INTO registered_models (name, last_version, created_at) VALUES ('old', 1, 0)",
+            "INSERT INTO model_versions (model, version, manifest_digest, flavor, size, signature, metrics, params, "
+            f"description, created_at, created_by) VALUES ('old', 1, '{digest}', 'sklearn', 1, '{{}}', '{{}}', "
+            "'{}', 'first', 0, 'alice')",
+            "INSERT INTO audit_events (at, actor, action, model, name, old, new, reason) "
+            f"VALUES (0, 'alice', 'version.register', 'old', '1', NULL, '{digest}', 'first')")
+    assert check_versions(services.meta, services.store) == []
+    assert legacy_versions(services.meta) == ["old@1"]
+    (event,) = [e for e in services.meta.audit_events("old") if e.action == "version.register"]
+    assert event.reason == "first" and event.record is None
+    (new,) = [e for e in services.meta.audit_events("iris") if e.action == "version.register"]
+    assert new.reason == "" and new.record == services.registry.resolve("iris@1").record_digest()
