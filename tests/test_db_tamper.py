@@ -193,3 +193,59 @@ def test_versions_registered_before_record_digests_are_checked_on_their_manifest
     assert event.reason == "first" and event.record is None
     (new,) = [e for e in services.meta.audit_events("iris") if e.action == "version.register"]
     assert new.reason == "" and new.record == services.registry.resolve("iris@1").record_digest()
+
+
+# what README's Security model tells a team to run (as the owner, after Shipyard created the tables)
+APP_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT UPDATE ON runs, tags, latest_metrics, registered_models, aliases TO {role}",
+    "GRANT DELETE ON aliases TO {role}",
+    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_role_that_does_not_own_the_tables_works_but_cannot_remove_the_guards(db_url: str) -> None:
+    import uuid
+
+    import psycopg
+    import sqlalchemy as sa
+
+    from shipyard.adapters.db.store import SqlMetadataStore
+    from shipyard.core.lineage.records import Metric, RunRecord, RunStatus
+    from shipyard.core.registry.records import NewVersion
+
+    SqlMetadataStore(db_url).close()  # the owner creates the tables (migrations run once, as the owner)
+    role = f"shipyard_app_{uuid.uuid4().hex[:8]}"
+    raw_sql(db_url, f"CREATE ROLE {role} LOGIN", *(g.format(role=role) for g in APP_GRANTS))
+    app_url = sa.engine.make_url(db_url).set(username=role, password=None).render_as_string(hide_password=False)
+    try:
+        meta = SqlMetadataStore(app_url)
+        try:  # everything Shipyard does, with only those grants
+            meta.create_run(RunRecord(id="a" * 32, name="r", experiment="e", status=RunStatus.RUNNING,
+                                      start_time=1.0, end_time=None, user="u", host="h", pid=1))
+            meta.log_params("a" * 32, {"lr": "0.1"})
+            meta.log_metrics("a" * 32, [Metric("acc", 0.5, 0, 1.0)])
+            meta.log_metrics("a" * 32, [Metric("acc", 0.9, 1, 2.0)])
+            meta.set_tags("a" * 32, {"k": "1"})
+            meta.set_tags("a" * 32, {"k": "2"})
+            meta.end_run("a" * 32, RunStatus.FINISHED, 3.0)
+            for _ in range(2):
+                meta.register_version(NewVersion(model="iris", manifest_digest="sha256:" + "a" * 64, flavor="sklearn",
+                                                 size=1, run_id="a" * 32, env_digest=None, created_by="app"))
+            meta.set_alias("iris", "production", 1, "app", "")
+            meta.set_alias("iris", "production", 2, "app", "")
+            meta.remove_alias("iris", "production", "app", "")
+            meta.record_trust("iris", 1, ["pickle"], "app", "ours")
+            assert meta.immutability_problems() == []
+        finally:
+            meta.close()
+        for attack in ("ALTER TABLE model_versions RENAME TO mvx",
+                       "DROP TRIGGER model_versions_immutable ON model_versions",
+                       "ALTER TABLE audit_events DISABLE TRIGGER USER", "DROP TABLE aliases",
+                       "UPDATE model_versions SET metrics = '{}'", "DELETE FROM audit_events"):
+            with pytest.raises(psycopg.Error):
+                raw_sql(app_url, attack)
+    finally:
+        raw_sql(db_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
