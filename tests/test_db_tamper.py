@@ -11,6 +11,7 @@ forged), and checks a digest of the whole row recorded in that event.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -249,3 +250,28 @@ def test_a_role_that_does_not_own_the_tables_works_but_cannot_remove_the_guards(
                 raw_sql(app_url, attack)
     finally:
         raw_sql(db_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+def test_store_verify_says_which_versions_it_checks_on_their_manifest_only(project: Path) -> None:
+    env = cli_env(SHIPYARD_HOME=str(project / ".shipyard"))
+    register_constant(env, "iris", 1)
+    db = project / ".shipyard" / "shipyard.db"
+    digest = sqlite3.connect(db).execute("SELECT manifest_digest FROM model_versions").fetchone()[0]
+    raw_sql(f"sqlite:///{db}",  # a version as an older Shipyard registered it: no record digest in its event
+            "INSERT INTO registered_models (name, last_version, created_at) VALUES ('old', 1, 0)",
+            "INSERT INTO model_versions (model, version, manifest_digest, flavor, size, signature, metrics, params, "
+            f"description, created_at, created_by) VALUES ('old', 1, '{digest}', 'sklearn', 1, '{{}}', '{{}}', "
+            "'{}', '', 0, 'alice')",
+            "INSERT INTO audit_events (at, actor, action, model, name, old, new, reason) "
+            f"VALUES (0, 'alice', 'version.register', 'old', '1', NULL, '{digest}', '')")
+    done = shipyard("store", "verify", env=env, cwd=project)
+    assert "note: 1 version(s) registered before versions carried a record digest are checked on their manifest " \
+           "only, e.g. old@1" in " ".join(done.stdout.split())
+    assert json.loads(shipyard("store", "verify", "--json", env=env, cwd=project).stdout)["manifest_only"] == ["old@1"]
+
+
+def test_verify_names_a_registry_table_that_was_altered(services: Services, tmp_path: Path) -> None:
+    _register(services, tmp_path, "iris", 1)
+    raw_sql(services.settings.db_url, "ALTER TABLE model_versions DROP COLUMN description")  # the owner may
+    (problem,) = check_versions(services.meta, services.store)
+    assert problem.startswith("database: the registry's tables cannot be read (altered?): ")

@@ -32,8 +32,12 @@ DATABASE = "database"
 def check_versions(meta: MetadataStore, store: ObjectStore) -> list[str]:
     """One line per problem, each naming the version (``iris@3: ...``) or ``database:``; empty when all is well."""
     problems = [f"{DATABASE}: {p}" for p in meta.immutability_problems()]
-    events = _register_events(meta)
-    for mv in _versions(meta):
+    try:
+        events = _register_events(meta)
+        versions = _versions(meta)
+    except ShipyardError as e:  # e.g. a column dropped: the rows themselves can no longer be read
+        return [*problems, f"{DATABASE}: the registry's tables cannot be read (altered?): {e}"]
+    for mv in versions:
         problem = _check_record(mv, events.get((mv.model, str(mv.version)), [])) or _check_files(
             store, mv.manifest_digest)
         if problem:
