@@ -378,6 +378,13 @@ def test_the_immutability_triggers_of_a_new_database_are_all_there(meta: SqlMeta
         assert meta.immutability_problems() == [
             "the database's immutability triggers are missing (dropped or the table was replaced): "
             "audit_events_no_replace on audit_events, aliases_audited_delete on aliases"]
+        # a look-alike that guards nothing, under the same name
+        raw_sql(meta.url, "DROP TRIGGER model_versions_no_update",
+                "CREATE TRIGGER model_versions_no_update BEFORE UPDATE ON model_versions WHEN 0 "
+                "BEGIN SELECT RAISE(ABORT, 'shipyard: rows of this table are immutable (model_versions)'); END")
+        assert meta.immutability_problems()[1] == (
+            "the database's immutability triggers were replaced by others of the same name: "
+            "model_versions_no_update on model_versions")
     else:
         raw_sql(meta.url, "ALTER TABLE aliases DISABLE TRIGGER aliases_audited",
                 "DROP TRIGGER audit_events_no_truncate ON audit_events")

@@ -9,19 +9,14 @@ is named instead of going unnoticed.
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
-# (trigger, table) as the migrations create them, per dialect
-SQLITE_TRIGGERS = (
-    *((f"{table}_no_{event}", table) for table in ("model_versions", "audit_events")
-      for event in ("update", "delete", "replace")),
-    ("registered_models_no_replace", "registered_models"),
-    ("registered_models_forward_only", "registered_models"),
-    ("registered_models_no_delete", "registered_models"),
-    ("aliases_audited_insert", "aliases"),
-    ("aliases_audited_update", "aliases"),
-    ("aliases_audited_delete", "aliases"),
-)
+from shipyard.adapters.db.engine import migrate_new
+
+# (trigger, table) as the migrations create them on PostgreSQL; on SQLite, verify compares each
+# trigger's SQL with that of a new in-memory database migrated by the same code
 POSTGRESQL_TRIGGERS = (
     ("model_versions_immutable", "model_versions"),
     ("audit_events_immutable", "audit_events"),
@@ -31,6 +26,7 @@ POSTGRESQL_TRIGGERS = (
 )
 MISSING = "the database's immutability triggers are missing (dropped or the table was replaced): "
 DISABLED = "the database's immutability triggers are disabled: "
+CHANGED = "the database's immutability triggers were replaced by others of the same name: "
 
 _PG_TRIGGERS = """
 SELECT t.tgname, c.relname, t.tgenabled, p.prosrc
@@ -41,23 +37,39 @@ WHERE NOT t.tgisinternal AND n.nspname = current_schema()
 
 
 def trigger_problems(conn: sa.Connection) -> list[str]:
-    """One line per kind of problem (missing, disabled), naming each trigger and its table; empty when intact."""
+    """One line per kind of problem (missing, disabled, changed), naming each trigger and its table."""
     if conn.dialect.name == "postgresql":
         rows = conn.exec_driver_sql(_PG_TRIGGERS).all()
         found = {(r[0], r[1]) for r in rows}
         # 'D' = disabled; a trigger whose function no longer raises guards nothing either
-        disabled = sorted({(r[0], r[1]) for r in rows if r[2] == "D" or "RAISE EXCEPTION" not in r[3]})
+        disabled = {(r[0], r[1]) for r in rows if r[2] == "D" or "RAISE EXCEPTION" not in r[3]}
         expected = POSTGRESQL_TRIGGERS
+        changed: set[tuple[str, str]] = set()
     else:
-        found = {(r[0], r[1]) for r in conn.exec_driver_sql(
-            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%RAISE(%'")}
-        disabled = []
-        expected = SQLITE_TRIGGERS
-    missing = [pair for pair in expected if pair not in found]
+        want = _sqlite_triggers()
+        have = {r[0]: (r[1], r[2]) for r in conn.exec_driver_sql(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")}
+        found = {(name, have[name][0]) for name in have}
+        expected = tuple((name, table) for name, (table, _) in want.items())
+        changed = {(name, table) for name, (table, sql) in want.items() if name in have and have[name] != (table, sql)}
+        disabled = set()
     problems = []
-    if missing:
-        problems.append(MISSING + ", ".join(f"{name} on {table}" for name, table in missing))
-    wanted = [pair for pair in disabled if pair in expected]
-    if wanted:
-        problems.append(DISABLED + ", ".join(f"{name} on {table}" for name, table in wanted))
+    for heading, bad in ((MISSING, [p for p in expected if p not in found]),
+                         (DISABLED, [p for p in expected if p in disabled]),
+                         (CHANGED, [p for p in expected if p in changed and p in found])):
+        if bad:
+            problems.append(heading + ", ".join(f"{name} on {table}" for name, table in bad))
     return problems
+
+
+@functools.cache
+def _sqlite_triggers() -> dict[str, tuple[str, str]]:
+    """name -> (table, SQL) of every trigger in a new database, migrated in memory by this Shipyard."""
+    engine = sa.create_engine("sqlite://")
+    try:
+        migrate_new(engine)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'").all()
+    finally:
+        engine.dispose()
+    return {r[0]: (r[1], r[2]) for r in rows}
