@@ -14,6 +14,7 @@ HOME_DIR = ".shipyard"
 PROJECT_MARKERS = ("shipyard.yaml", HOME_DIR)
 DB_FILE = "shipyard.db"
 STORE_DIR = "objects"
+ACTOR_MAX = 255  # the audit log's actor column
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +48,20 @@ def load_settings(environ: Mapping[str, str], cwd: Path) -> Settings:
         raise ConfigError(f"{home} is a file, not a folder; set SHIPYARD_HOME to a folder for Shipyard's data")
     db_url = environ.get("SHIPYARD_DB_URL") or f"sqlite:///{home / DB_FILE}"
     store = Path(environ["SHIPYARD_STORE"]) if environ.get("SHIPYARD_STORE") else home / STORE_DIR
-    actor = environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}"
+    actor = _check_actor(environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}")
     return Settings(home=home, db_url=db_url, store_path=store if store.is_absolute() else cwd / store, actor=actor,
                     root=root)
+
+
+def _check_actor(actor: str) -> str:
+    """The actor goes into every audit event (a 255-character column): one printable line."""
+    if len(actor) > ACTOR_MAX:
+        raise ConfigError(f"SHIPYARD_ACTOR is {len(actor)} characters long; the limit is {ACTOR_MAX}: "
+                          "use a short name such as alice@laptop")
+    if not actor.isprintable():
+        raise ConfigError(f"SHIPYARD_ACTOR {actor[:40]!r} holds a newline or another control character: "
+                          "use one printable line such as alice@laptop")
+    return actor
 
 
 def _user() -> str:

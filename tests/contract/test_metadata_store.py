@@ -340,3 +340,55 @@ def test_concurrent_alias_moves_leave_an_unbroken_history(db_url: str) -> None:
         assert moves[0][0] is None
     finally:
         first.close()
+
+
+def test_an_over_long_value_is_refused_naming_its_field(meta: SqlMetadataStore) -> None:
+    """Attack report 13: a 300-character actor gave PostgreSQL's "value too long for type character
+    varying(255)", naming no field (and SQLite stored it). Every user-supplied text now gets one line
+    naming the field and its limit, before anything is written, on both databases."""
+    run = _run(meta, "a" * 32)
+    long = "x" * 300
+    cases = [
+        (lambda: meta.register_version(NewVersion(model="iris", manifest_digest="sha256:" + "a" * 64, flavor="sklearn",
+                                                  size=1, run_id=None, env_digest=None, created_by=long)),
+         "SHIPYARD_ACTOR (the actor recorded in the audit"),
+        (lambda: meta.set_tags(run, {long: "v"}), "a tag key is 300 characters long; the limit is 255"),
+        (lambda: meta.log_params(run, {long: "v"}), "a param key is 300"),
+        (lambda: meta.log_metrics(run, [Metric(long, 1.0, 0, 0.0)]), "a metric key is 300"),
+        (lambda: meta.register_version(_new(model="m" * 129)),
+         "the model name is 129 characters long; the limit is 128"),
+        (lambda: _run(meta, "b" * 32, name=long), "the run name is 300"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
+            call()
+    meta.register_version(_new())
+    with pytest.raises(InvalidInputError, match="the alias name is 65 characters long; the limit is 64"):
+        meta.set_alias("iris", "a" * 65, 1, "tester", "")
+    with pytest.raises(InvalidInputError, match="SHIPYARD_ACTOR"):
+        meta.set_alias("iris", "prod", 1, long, "")
+    assert meta.list_models()[0].latest_version == 1 and meta.get_version("iris", 1).aliases == ()
+    assert [e.action for e in meta.audit_events(None)] == ["version.register"]  # nothing half-written
+
+
+def test_the_immutability_triggers_of_a_new_database_are_all_there(meta: SqlMetadataStore) -> None:
+    assert meta.immutability_problems() == []
+    if meta.dialect == "sqlite":
+        raw_sql(meta.url, "DROP TRIGGER aliases_audited_delete", "DROP TRIGGER audit_events_no_replace")
+        assert meta.immutability_problems() == [
+            "the database's immutability triggers are missing (dropped or the table was replaced): "
+            "audit_events_no_replace on audit_events, aliases_audited_delete on aliases"]
+        # a look-alike that guards nothing, under the same name
+        raw_sql(meta.url, "DROP TRIGGER model_versions_no_update",
+                "CREATE TRIGGER model_versions_no_update BEFORE UPDATE ON model_versions WHEN 0 "
+                "BEGIN SELECT RAISE(ABORT, 'shipyard: rows of this table are immutable (model_versions)'); END")
+        assert meta.immutability_problems()[1] == (
+            "the database's immutability triggers were replaced by others of the same name: "
+            "model_versions_no_update on model_versions")
+    else:
+        raw_sql(meta.url, "ALTER TABLE aliases DISABLE TRIGGER aliases_audited",
+                "DROP TRIGGER audit_events_no_truncate ON audit_events")
+        assert meta.immutability_problems() == [
+            "the database's immutability triggers are missing (dropped or the table was replaced): "
+            "audit_events_no_truncate on audit_events",
+            "the database's immutability triggers are disabled: aliases_audited on aliases"]

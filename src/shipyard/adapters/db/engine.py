@@ -192,6 +192,11 @@ def _current_revision(conn: sa.Connection) -> str | None:
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
+def migrate_new(engine: sa.Engine) -> None:
+    """Bring a new, empty database to head (``store verify`` builds one in memory to compare with)."""
+    _migrate(engine, "memory", existing=False)
+
+
 def _migrate(engine: sa.Engine, where: str, existing: bool) -> None:
     with engine.connect().execution_options(**READ) as conn:
         current = _current_revision(conn)

@@ -10,8 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from shipyard.adapters.db import schema as t
-from shipyard.adapters.db.base import SqlBase
-from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
+from shipyard.adapters.db.base import SqlBase, fits
+from shipyard.adapters.db.guards import trigger_problems
+from shipyard.core.registry.records import REGISTER_ACTION, AuditEvent, ModelSummary, ModelVersion, NewVersion
 from shipyard.core.registry.trust import TRUST_ACTION
 from shipyard.errors import ConflictError, ImmutableError, NotFoundError
 
@@ -25,7 +26,7 @@ class SqlRegistry(SqlBase):
         now = time.time()
         with self.write() as conn:
             conn.execute(self.upsert(t.registered_models)
-                         .values(name=new.model, last_version=0, created_at=now)
+                         .values(**fits(t.registered_models, dict(name=new.model, last_version=0, created_at=now)))
                          .on_conflict_do_nothing(index_elements=[rm.name]))
             # the row lock (PostgreSQL) or the write lock (SQLite) serializes numbering per model
             last = conn.execute(
@@ -43,22 +44,21 @@ class SqlRegistry(SqlBase):
                     f"and the next is {version}"
                 )
             conn.execute(t.registered_models.update().where(rm.name == new.model).values(last_version=version))
-            conn.execute(t.model_versions.insert().values(
-                model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
-                size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
-                examples_digest=new.examples_digest, metrics=new.metrics, params=new.params,
-                description=new.description, created_at=now, created_by=new.created_by,
-            ))
-            self._audit(conn, new.created_by, "version.register", new.model, str(version), None,
-                        new.manifest_digest, new.description, now)
+            created = self._version_from(
+                dict(model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
+                     size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
+                     examples_digest=new.examples_digest, metrics=new.metrics, params=new.params,
+                     description=new.description, created_at=now, created_by=new.created_by), ())
+            row = created.to_dict()
+            del row["aliases"]
+            conn.execute(t.model_versions.insert().values(**fits(t.model_versions, row)))
+            # the event carries the digest of the whole row: `store verify` recomputes it
+            self._audit(conn, new.created_by, REGISTER_ACTION, new.model, str(version), None,
+                        new.manifest_digest, _register_body(new.description, created.record_digest()), now)
             if new.trusted:  # in the same transaction: no version is ever seen without the trust it came with
                 self._audit(conn, new.created_by, TRUST_ACTION, new.model, str(version), None,
                             _summary(new.trusted), _trust_body(new.trust_reason, new.trusted), now)
-        return self._version_from(
-            dict(model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
-                 size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
-                 examples_digest=new.examples_digest, metrics=new.metrics, params=new.params,
-                 description=new.description, created_at=now, created_by=new.created_by), ())
+        return created
 
     def get_version(self, model: str, version: int | None) -> ModelVersion:
         with self.read() as conn:
@@ -123,7 +123,8 @@ class SqlRegistry(SqlBase):
             # the audit event first: the database refuses an alias move that has no event recording it
             event = self._audit(conn, actor, "alias.set", model, alias,
                                 None if old is None else str(old), str(version), reason, now)
-            stmt = self.upsert(t.aliases).values(model=model, alias=alias, version=version, updated_at=now)
+            stmt = self.upsert(t.aliases).values(**fits(t.aliases, dict(model=model, alias=alias, version=version,
+                                                                         updated_at=now)))
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[al.model, al.alias], set_={"version": version, "updated_at": now}))
             return event
@@ -150,6 +151,11 @@ class SqlRegistry(SqlBase):
             q = q.where(t.audit_events.c.model == model)
         with self.read() as conn:
             return [_event_from(r._asdict()) for r in conn.execute(q)]
+
+    def immutability_problems(self) -> list[str]:
+        """What is wrong with the triggers that keep versions, audit events and aliases from being rewritten."""
+        with self.read() as conn:
+            return trigger_problems(conn)
 
     def record_trust(self, model: str, version: int, items: Sequence[str], actor: str, reason: str) -> AuditEvent:
         """A "trust" event; its items go in the reason column as JSON (the columns are short and fixed)."""
@@ -179,9 +185,9 @@ class SqlRegistry(SqlBase):
     @staticmethod
     def _audit(conn: sa.Connection, actor: str, action: str, model: str, name: str, old: str | None,
                new: str | None, reason: str, at: float) -> AuditEvent:
-        event_id = conn.execute(t.audit_events.insert().values(
+        event_id = conn.execute(t.audit_events.insert().values(**fits(t.audit_events, dict(
             at=at, actor=actor, action=action, model=model, name=name, old=old, new=new, reason=reason,
-        )).inserted_primary_key[0]  # type: ignore[index]
+        )))).inserted_primary_key[0]  # type: ignore[index]
         return AuditEvent(int(event_id), at, actor, action, model, name, old, new, reason)
 
     @staticmethod
@@ -190,7 +196,10 @@ class SqlRegistry(SqlBase):
 
 
 def _event_from(row: dict[str, Any]) -> AuditEvent:
-    """An audit row; a "trust" row carries ``{"reason": ..., "trusted": [...]}`` in its reason column."""
+    """An audit row; a "trust" row carries ``{"reason": ..., "trusted": [...]}`` in its reason column,
+    a "version.register" row ``{"reason": ..., "record": "sha256:..."}`` (plain text before the record digest)."""
+    if row["action"] == REGISTER_ACTION:
+        return AuditEvent(**_register_fields(row))
     if row["action"] != TRUST_ACTION:
         return AuditEvent(**row)
     try:
@@ -199,6 +208,20 @@ def _event_from(row: dict[str, Any]) -> AuditEvent:
     except (ValueError, KeyError, TypeError):  # not written by record_trust: it trusts nothing
         row = {**row, "trusted": ()}
     return AuditEvent(**row)
+
+
+def _register_body(reason: str, record: str) -> str:
+    return json.dumps({"reason": reason, "record": record}, sort_keys=True)
+
+
+def _register_fields(row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        body = json.loads(row["reason"])
+    except ValueError:
+        return row  # registered before versions carried a record digest: the reason is the description
+    if isinstance(body, dict) and set(body) == {"reason", "record"} and all(isinstance(v, str) for v in body.values()):
+        return {**row, "reason": body["reason"], "record": body["record"]}
+    return row
 
 
 def _trust_body(reason: str, items: Sequence[str]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shipyard.adapters.db import schema as t
-from shipyard.adapters.db.base import SqlBase
+from shipyard.adapters.db.base import SqlBase, fits
 from shipyard.core.lineage.records import ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import Condition
 from shipyard.errors import ConflictError, InvalidInputError, NotFoundError
@@ -34,15 +34,15 @@ class SqlRuns(SqlBase):
     def create_run(self, run: RunRecord) -> None:
         code = run.code
         with self.write() as conn:
-            conn.execute(t.runs.insert().values(
+            conn.execute(t.runs.insert().values(**fits(t.runs, dict(
                 id=run.id, name=run.name, experiment=run.experiment, status=str(run.status),
                 start_time=run.start_time, end_time=run.end_time, user=run.user, host=run.host,
                 pid=run.pid, git_commit=code.commit, git_branch=code.branch, git_dirty=code.dirty,
                 git_diff_digest=code.diff_digest, git_repo=code.repo, env_digest=run.env_digest,
                 parent_id=run.parent_id,
-            ))
+            ))))
             if run.tags:
-                conn.execute(t.tags.insert(), [{"run_id": run.id, "key": k, "value": v}
+                conn.execute(t.tags.insert(), [fits(t.tags, {"run_id": run.id, "key": k, "value": v})
                                                for k, v in run.tags.items()])
 
     def end_run(self, run_id: str, status: RunStatus, end_time: float) -> None:
@@ -69,7 +69,8 @@ class SqlRuns(SqlBase):
                     f"param {k!r} of run {run_id[:8]} is already {existing[k]!r}; params are write-once: "
                     "log the new value under another key or in a new run"
                 )
-            rows = [{"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing]
+            rows = [fits(t.params, {"run_id": run_id, "key": k, "value": v})
+                    for k, v in params.items() if k not in existing]
             if rows:
                 conn.execute(t.params.insert(), rows)
 
@@ -79,8 +80,8 @@ class SqlRuns(SqlBase):
             cur = latest.get(m.key)
             if cur is None or (m.step, m.timestamp) >= (cur.step, cur.timestamp):
                 latest[m.key] = m
-        rows = [{"run_id": run_id, "key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
-                for m in metrics]
+        rows = [fits(t.metrics, {"run_id": run_id, "key": m.key, "value": m.value, "step": m.step,
+                                 "timestamp": m.timestamp}) for m in metrics]
         with self.write() as conn:
             conn.execute(self._metric_insert, rows)
             conn.execute(self._latest_upsert, rows if len(latest) == len(rows) else [
@@ -93,7 +94,7 @@ class SqlRuns(SqlBase):
         stmt = stmt.on_conflict_do_update(index_elements=[t.tags.c.run_id, t.tags.c.key],
                                           set_={"value": stmt.excluded.value})
         with self.write() as conn:
-            conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+            conn.execute(stmt, [fits(t.tags, {"run_id": run_id, "key": k, "value": v}) for k, v in tags.items()])
 
     def add_artifact(self, run_id: str, artifact: ArtifactRecord) -> None:
         ra = t.run_artifacts.c
@@ -108,15 +109,15 @@ class SqlRuns(SqlBase):
                     f"run {run_id[:8]} already has an artifact {artifact.path!r} with other content "
                     f"({current}); nothing is overwritten: log it under another name"
                 )
-            conn.execute(t.run_artifacts.insert().values(
+            conn.execute(t.run_artifacts.insert().values(**fits(t.run_artifacts, dict(
                 run_id=run_id, path=artifact.path, digest=artifact.digest, size=artifact.size,
                 is_dir=artifact.is_dir,
-            ))
+            ))))
 
     def add_inputs(self, run_id: str, inputs: Mapping[str, str]) -> None:
         if inputs:
             with self.write() as conn:
-                conn.execute(t.run_inputs.insert(), [{"run_id": run_id, "path": p, "digest": d}
+                conn.execute(t.run_inputs.insert(), [fits(t.run_inputs, {"run_id": run_id, "path": p, "digest": d})
                                                      for p, d in inputs.items()])
 
     def producers(self, digest: str) -> list[RunRecord]:

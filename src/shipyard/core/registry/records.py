@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+
+from shipyard.core.artifacts.digest import Digest
+
+REGISTER_ACTION = "version.register"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,17 @@ class ModelVersion:
             "created_by": self.created_by, "aliases": list(self.aliases),
         }
 
+    def record_digest(self) -> str:
+        """The digest of everything the immutable row holds (aliases move, so they are left out).
+
+        Written into the version's registration event, so ``store verify`` can tell whether any
+        field of the row (metrics, params, signature, lineage ...) changed after registration.
+        """
+        body = self.to_dict()
+        del body["aliases"]
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return str(Digest.of_bytes(canonical.encode()))
+
 
 @dataclass(frozen=True, slots=True)
 class ModelSummary:
@@ -84,6 +100,7 @@ class AuditEvent:
     new: str | None
     reason: str
     trusted: tuple[str, ...] = ()  # a "trust" event: every item trusted for the version (see registry.trust)
+    record: str | None = None  # a "version.register" event: the version's record_digest (None before it existed)
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"id": self.id, "at": self.at, "actor": self.actor, "action": self.action,
@@ -91,4 +108,6 @@ class AuditEvent:
                                    "reason": self.reason}
         if self.action == "trust":
             body["trusted"] = list(self.trusted)
+        if self.record is not None:
+            body["record"] = self.record
         return body

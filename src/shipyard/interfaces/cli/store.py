@@ -47,11 +47,12 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
                       console=out.console(stderr=True), transient=True) as bar:
             task = bar.add_task("verify", total=total)
             report = run_verify(svc.store, roots, lambda n: bar.advance(task, n))
-    from shipyard.core.registry.integrity import check_versions
+    from shipyard.core.registry.integrity import check_versions, legacy_versions
 
     report.tampered = check_versions(svc.meta, svc.store)
+    legacy = legacy_versions(svc.meta)
     if as_json:
-        out.print_json(report.to_dict())
+        out.print_json({**report.to_dict(), "manifest_only": legacy})
     else:
         for d in report.corrupt:
             out.console().print(f"[red]corrupt[/red] {d}")
@@ -61,15 +62,18 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
 
         for line in report.tampered:
             out.console().print(f"[red]tampered[/red] {escape(line)}")
+        if legacy:
+            out.console().print(f"note: {len(legacy)} version(s) registered before versions carried a record "
+                                f"digest are checked on their manifest only, e.g. {escape(legacy[0])}")
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
         out.console().print(f"{verdict}: {report.checked} objects, {out.size(report.bytes)} re-hashed; "
                             f"{len(report.corrupt)} corrupt, {len(report.missing)} missing"
-                            + (f", {len(report.tampered)} model version(s) tampered" if report.tampered else ""))
+                            + (f", {len(report.tampered)} registry problem(s)" if report.tampered else ""))
     if not report.ok:
         from shipyard.errors import IntegrityError
 
         raise IntegrityError(f"the store failed verification ({len(report.corrupt)} corrupt, {len(report.missing)} "
-                             f"missing object(s), {len(report.tampered)} tampered version(s)): restore the objects "
+                             f"missing object(s), {len(report.tampered)} registry problem(s)): restore the objects "
                              "from a remote with `shipyard data pull`, or from a backup of the store")
 
 
