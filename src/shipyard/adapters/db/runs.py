@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from shipyard.adapters.db import schema as t
 from shipyard.adapters.db.base import SqlBase
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import Condition
 from shipyard.errors import ConflictError, InvalidInputError, NotFoundError
@@ -183,7 +184,7 @@ class SqlRuns(SqlBase):
             for r in rows
         ]
 
-    def referenced_digests(self) -> Iterable[str]:
+    def referenced_digests(self) -> Iterable[Digest]:
         mv = t.model_versions.c
         queries = [
             sa.select(t.run_artifacts.c.digest),
@@ -195,7 +196,7 @@ class SqlRuns(SqlBase):
             sa.select(t.run_inputs.c.digest),
         ]
         with self.read() as conn:
-            return {d for q in queries for d in conn.execute(q).scalars()}
+            return {Digest.parse(d) for q in queries for d in conn.execute(q).scalars()}
 
 
 def _pairs(conn: sa.Connection, table: sa.Table, ids: list[str], key: str = "key",

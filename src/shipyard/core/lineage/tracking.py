@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import put_path
 from shipyard.core.lineage.records import (
     NO_CODE_VERSION,
@@ -115,14 +116,14 @@ class Tracker:
         self.meta.add_artifact(run_id, record)
         return record
 
-    def record_inputs(self, run_id: str, inputs: Mapping[str, str]) -> None:
+    def record_inputs(self, run_id: str, inputs: Mapping[str, Digest]) -> None:
         self._writable(run_id)
-        self.meta.add_inputs(run_id, inputs)
+        self.meta.add_inputs(run_id, {path: str(d) for path, d in inputs.items()})
 
-    def record_output(self, run_id: str, path: str, digest: str, size: int, is_dir: bool) -> None:
+    def record_output(self, run_id: str, path: str, digest: Digest, size: int, is_dir: bool) -> None:
         """Record an output already in the store (a stage's declared outs) on the run."""
         self._writable(run_id)
-        self.meta.add_artifact(run_id, ArtifactRecord(_artifact_name(path), digest, size, is_dir))
+        self.meta.add_artifact(run_id, ArtifactRecord(_artifact_name(path), str(digest), size, is_dir))
 
     def get_run(self, run_id: str) -> RunRecord:
         return self.meta.get_run(run_id)

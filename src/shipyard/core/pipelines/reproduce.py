@@ -178,7 +178,8 @@ def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path
     now = describe(ws, path)
     if now is None:
         return OutputCheck(stage, path, "missing", "the re-run did not produce it")
-    if now.digest == digest:
+    recorded = Digest.parse(digest)  # the run's record (a database row) spells it as text
+    if now.digest == recorded:
         return OutputCheck(stage, path, "identical")
     metrics_files = json.loads(run.tags.get("shipyard.metrics", "[]"))
     if path in metrics_files or (not now.is_dir and path.endswith((".json", ".yaml", ".yml")) and run.metrics):
@@ -194,8 +195,7 @@ def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path
         if drift:
             return OutputCheck(stage, path, "different", "; ".join(drift))
     if now.is_dir:
-        old = {e.path: e.digest for e in load_manifest(store, Digest.parse(digest))} if store.has(
-            Digest.parse(digest)) else {}
+        old = {e.path: e.digest for e in load_manifest(store, recorded)} if store.has(recorded) else {}
         new = {e.path: e.digest for e in _manifest_now(ws, path)}
         changed = sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
         return OutputCheck(stage, path, "different", "files: " + ", ".join(changed[:10]))
