@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from shipyard.adapters.db.store import SqlMetadataStore
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import parse_filter
 from shipyard.core.registry.records import NewVersion
@@ -35,8 +36,9 @@ def _run(meta: SqlMetadataStore, run_id: str, name: str = "r") -> str:
 
 
 def _new(model: str = "iris", digest: str = "sha256:" + "a" * 64, **kw: object) -> NewVersion:
-    return NewVersion(model=model, manifest_digest=digest, flavor="sklearn", size=10, run_id=None,
-                      env_digest=None, created_by="tester", **kw)  # type: ignore[arg-type]
+    kw.setdefault("env_digest", None)
+    return NewVersion(model=model, manifest_digest=Digest.parse(digest), flavor="sklearn", size=10, run_id=None,
+                      created_by="tester", **kw)  # type: ignore[arg-type]
 
 
 def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStore) -> None:
@@ -96,9 +98,22 @@ def test_versions_are_numbered_in_order_and_never_reused(meta: SqlMetadataStore)
         meta.register_version(_new(digest="sha256:" + "c" * 64, requested_version=1))
     with pytest.raises(ConflictError, match="the next is 3"):
         meta.register_version(_new(requested_version=7))
-    assert meta.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64
+    assert meta.get_version("iris", 1).manifest_digest == Digest("a" * 64)
     assert meta.get_version("iris", None).version == 2
     assert meta.register_version(_new(requested_version=3)).version == 3
+
+
+def test_a_version_carries_digests_and_its_row_keeps_the_sha256_text(meta: SqlMetadataStore) -> None:
+    meta.register_version(_new(env_digest=Digest("e" * 64), examples_digest=Digest("f" * 64)))
+    mv = meta.get_version("iris", 1)
+    assert (mv.manifest_digest, mv.env_digest, mv.examples_digest) == (Digest("a" * 64), Digest("e" * 64),
+                                                                       Digest("f" * 64))
+    with meta.read() as conn:
+        row = conn.execute(sa.text("SELECT manifest_digest, env_digest, examples_digest FROM model_versions")).one()
+    assert tuple(row) == ("sha256:" + "a" * 64, "sha256:" + "e" * 64, "sha256:" + "f" * 64)
+    assert (mv.to_dict()["manifest_digest"], mv.to_dict()["env_digest"]) == ("sha256:" + "a" * 64, "sha256:" + "e" * 64)
+    assert "sha256:" + "a" * 64 in {e.new for e in meta.audit_events("iris")}
+    assert {Digest(x * 64) for x in "aef"} <= set(meta.referenced_digests())
 
 
 def test_the_database_itself_refuses_to_change_a_version(meta: SqlMetadataStore) -> None:
@@ -114,7 +129,7 @@ def test_the_database_itself_refuses_to_change_a_version(meta: SqlMetadataStore)
         with pytest.raises(ImmutableError), translate(meta.url), meta.engine.begin() as conn:
             conn.execute(sa.text(sql))
     mv = meta.get_version("iris", 1)
-    assert mv.manifest_digest == "sha256:" + "a" * 64 and mv.metrics == {"acc": 0.9}
+    assert mv.manifest_digest == Digest("a" * 64) and mv.metrics == {"acc": 0.9}
     assert len(meta.audit_events("iris")) == 1
 
 
@@ -258,7 +273,7 @@ def test_the_database_refuses_every_statement_that_rewrites_history(meta: SqlMet
             expected = {"0A000"}  # PostgreSQL refuses to truncate a table other tables reference
         assert _refused_code(meta.url, sql) in expected
     assert _history(meta) == before
-    assert meta.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64  # still loads the same model
+    assert meta.get_version("iris", 1).manifest_digest == Digest("a" * 64)  # still loads the same model
     assert meta.register_version(_new()).version == 3  # numbering goes on where it was
 
 
@@ -321,7 +336,7 @@ def test_an_existing_database_is_upgraded_to_the_guarded_schema(db_url: str) -> 
         assert _refused_code(db_url, "DELETE FROM model_versions") in _GUARD_CODES
         sql = _statement("truncate" if store.dialect == "postgresql" else "insert_or_replace", "model_versions")
         assert _refused_code(db_url, sql) in _GUARD_CODES
-        assert store.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64
+        assert store.get_version("iris", 1).manifest_digest == Digest("a" * 64)
     finally:
         store.close()
 

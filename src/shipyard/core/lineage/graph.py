@@ -32,7 +32,7 @@ class Node:
 def lineage(meta: MetadataStore, version: ModelVersion, tracked: Mapping[str, str] | None = None) -> Node:
     """The chain behind ``version``; ``tracked`` maps digests to paths recorded by `shipyard data add`."""
     tracked = tracked or {}
-    root = Node("model", f"{version.ref} ({version.flavor})", version.manifest_digest)
+    root = Node("model", f"{version.ref} ({version.flavor})", str(version.manifest_digest))
     if version.run_id is None:
         root.children.append(Node("raw", "registered without a run: no lineage recorded"))
         return root

@@ -43,7 +43,7 @@ class Origin:
 class Tracker:
     def __init__(self, meta: MetadataStore, store: ObjectStore, origin: Origin,
                  code_version: Callable[[], CodeVersion] = lambda: NO_CODE_VERSION,
-                 env_digest: Callable[[], str | None] = lambda: None,
+                 env_digest: Callable[[], Digest | None] = lambda: None,
                  pid_alive: Callable[[int], bool] = lambda pid: True) -> None:
         self.meta = meta
         self.store = store
@@ -61,7 +61,7 @@ class Tracker:
             experiment=_name(experiment or DEFAULT_EXPERIMENT, "experiment"),
             status=RunStatus.RUNNING, start_time=time.time(), end_time=None, user=self.origin.user,
             host=self.origin.host, pid=self.origin.pid, code=self._code_version(),
-            env_digest=self._env_digest(), parent_id=parent_id,
+            env_digest=_text(self._env_digest()), parent_id=parent_id,
             tags={_key(k): str(v) for k, v in (tags or {}).items()},
         )
         self.meta.create_run(run)
@@ -184,3 +184,7 @@ def _artifact_name(name: str) -> str:
     if not posix or any(part in ("", ".", "..") for part in posix.split("/")):
         raise InvalidInputError(f"invalid artifact name {name!r}: use a relative path without '..'")
     return posix
+
+
+def _text(digest: Digest | None) -> str | None:
+    return None if digest is None else str(digest)
