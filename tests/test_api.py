@@ -40,9 +40,9 @@ def test_runs_record_params_metrics_artifacts_and_environment(project, tmp_path)
     assert rec.metrics == {"loss": pytest.approx(1 / 3)}
     assert rec.tags == {"team": "ml"}
     assert rec.artifacts[0].path == "report.txt"
-    assert rec.artifacts[0].digest == str(Digest.of_bytes(b"fine"))
+    assert rec.artifacts[0].digest == Digest.of_bytes(b"fine")
     assert rec.env_digest is not None
-    env_object = project / ".shipyard" / "objects" / "sha256" / rec.env_digest[7:9] / rec.env_digest[9:]
+    env_object = project / ".shipyard" / "objects" / "sha256" / rec.env_digest.hex[:2] / rec.env_digest.hex[2:]
     assert b'"packages"' in env_object.read_bytes()
 
 

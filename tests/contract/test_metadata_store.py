@@ -46,7 +46,7 @@ def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStor
     meta.log_params(rid, {"lr": "0.1", "layers": "3"})
     meta.log_metrics(rid, [Metric("loss", 1.0, 0, 1.0), Metric("loss", 0.5, 1, 2.0), Metric("loss", 0.9, 0, 3.0)])
     meta.set_tags(rid, {"team": "vision"})
-    meta.add_artifact(rid, ArtifactRecord("report.txt", "sha256:" + "b" * 64, 5, False))
+    meta.add_artifact(rid, ArtifactRecord("report.txt", Digest("b" * 64), 5, False))
     meta.end_run(rid, RunStatus.FINISHED, time.time())
     run = meta.get_run(rid[:6])
     assert run.params == {"lr": "0.1", "layers": "3"}
@@ -54,6 +54,21 @@ def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStor
     assert run.tags == {"team": "vision"}
     assert run.status is RunStatus.FINISHED
     assert [m.value for m in meta.metric_history(rid, "loss")] == [1.0, 0.9, 0.5]
+
+
+def test_a_run_carries_digests_and_its_rows_keep_the_sha256_text(meta: SqlMetadataStore) -> None:
+    made, read = _run(meta, "d" * 32, "prepare"), _run(meta, "e" * 32, "train")
+    meta.add_artifact(made, ArtifactRecord("features", Digest("1" * 64), 5, True))
+    meta.end_run(made, RunStatus.FINISHED, time.time())
+    meta.add_inputs(read, {"features": Digest("1" * 64)})
+    run = meta.get_run(read)
+    assert run.inputs == {"features": Digest("1" * 64)}
+    assert [r.id for r in meta.producers(run.inputs["features"])] == [made]
+    assert meta.get_run(made).artifacts[0].digest == Digest("1" * 64)
+    assert run.to_dict()["inputs"] == {"features": "sha256:" + "1" * 64}
+    with meta.read() as conn:
+        texts = conn.execute(sa.text("SELECT digest FROM run_artifacts UNION ALL SELECT digest FROM run_inputs")).all()
+    assert [tuple(r) for r in texts] == [("sha256:" + "1" * 64,)] * 2
 
 
 def test_params_are_write_once(meta: SqlMetadataStore) -> None:
@@ -67,10 +82,10 @@ def test_params_are_write_once(meta: SqlMetadataStore) -> None:
 
 def test_an_artifact_name_is_never_overwritten(meta: SqlMetadataStore) -> None:
     rid = _run(meta, "c" * 32)
-    meta.add_artifact(rid, ArtifactRecord("model.bin", "sha256:" + "1" * 64, 5, False))
+    meta.add_artifact(rid, ArtifactRecord("model.bin", Digest("1" * 64), 5, False))
     with pytest.raises(ConflictError, match="nothing is overwritten"):
-        meta.add_artifact(rid, ArtifactRecord("model.bin", "sha256:" + "2" * 64, 5, False))
-    assert meta.get_run(rid).artifacts[0].digest == "sha256:" + "1" * 64
+        meta.add_artifact(rid, ArtifactRecord("model.bin", Digest("2" * 64), 5, False))
+    assert meta.get_run(rid).artifacts[0].digest == Digest("1" * 64)
 
 
 def test_search_filters_on_metrics_params_and_status(meta: SqlMetadataStore) -> None:

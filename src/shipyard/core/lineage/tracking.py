@@ -61,7 +61,7 @@ class Tracker:
             experiment=_name(experiment or DEFAULT_EXPERIMENT, "experiment"),
             status=RunStatus.RUNNING, start_time=time.time(), end_time=None, user=self.origin.user,
             host=self.origin.host, pid=self.origin.pid, code=self._code_version(),
-            env_digest=_text(self._env_digest()), parent_id=parent_id,
+            env_digest=self._env_digest(), parent_id=parent_id,
             tags={_key(k): str(v) for k, v in (tags or {}).items()},
         )
         self.meta.create_run(run)
@@ -112,18 +112,18 @@ class Tracker:
         if not path.exists():
             raise InvalidInputError(f"cannot log artifact {path}: no such file or folder")
         stored = put_path(self.store, path, progress)
-        record = ArtifactRecord(_artifact_name(name or path.name), str(stored.digest), stored.size, stored.is_dir)
+        record = ArtifactRecord(_artifact_name(name or path.name), stored.digest, stored.size, stored.is_dir)
         self.meta.add_artifact(run_id, record)
         return record
 
     def record_inputs(self, run_id: str, inputs: Mapping[str, Digest]) -> None:
         self._writable(run_id)
-        self.meta.add_inputs(run_id, {path: str(d) for path, d in inputs.items()})
+        self.meta.add_inputs(run_id, inputs)
 
     def record_output(self, run_id: str, path: str, digest: Digest, size: int, is_dir: bool) -> None:
         """Record an output already in the store (a stage's declared outs) on the run."""
         self._writable(run_id)
-        self.meta.add_artifact(run_id, ArtifactRecord(_artifact_name(path), str(digest), size, is_dir))
+        self.meta.add_artifact(run_id, ArtifactRecord(_artifact_name(path), digest, size, is_dir))
 
     def get_run(self, run_id: str) -> RunRecord:
         return self.meta.get_run(run_id)
@@ -184,7 +184,3 @@ def _artifact_name(name: str) -> str:
     if not posix or any(part in ("", ".", "..") for part in posix.split("/")):
         raise InvalidInputError(f"invalid artifact name {name!r}: use a relative path without '..'")
     return posix
-
-
-def _text(digest: Digest | None) -> str | None:
-    return None if digest is None else str(digest)

@@ -128,7 +128,7 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
     return result
 
 
-def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[str], scratch: Path) -> None:
+def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[Digest], scratch: Path) -> None:
     for run in runs:
         for path, digest in run.inputs.items():
             if digest in produced:
@@ -136,17 +136,16 @@ def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[str
             target = scratch / path
             if target.exists():
                 continue
-            d = Digest.parse(digest)
-            if not store.has(d):
+            if not store.has(digest):
                 raise NotFoundError(f"input {path} ({digest}) of stage {run.name} is not in the store; "
                                     "`shipyard data pull` it first")
-            with store.open(d) as f:
+            with store.open(digest) as f:
                 head = f.read(64)
             target.parent.mkdir(parents=True, exist_ok=True)
             if Manifest.looks_like(head):
-                materialize(store, d, target)
+                materialize(store, digest, target)
             else:
-                copy_verified(store, d, target)
+                copy_verified(store, digest, target)
 
 
 def _write_params(runs: list[RunRecord], scratch: Path) -> None:
@@ -173,12 +172,11 @@ def _value(text: str) -> Any:
         return text
 
 
-def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path: str, digest: str,
+def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path: str, recorded: Digest,
              scratch: Path, tolerance: float) -> OutputCheck:
     now = describe(ws, path)
     if now is None:
         return OutputCheck(stage, path, "missing", "the re-run did not produce it")
-    recorded = Digest.parse(digest)  # the run's record (a database row) spells it as text
     if now.digest == recorded:
         return OutputCheck(stage, path, "identical")
     metrics_files = json.loads(run.tags.get("shipyard.metrics", "[]"))

@@ -185,7 +185,7 @@ def lineage(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIA
 
     svc = out.services()
     mv = svc.registry.resolve(ref)
-    tracked = {str(e.digest): path for path, e in load_lock(svc.settings.project_root).data.items()}
+    tracked = {e.digest: path for path, e in load_lock(svc.settings.project_root).data.items()}
     root = build_lineage(svc.meta, mv, tracked)
     if as_json:
         out.print_json(root.to_dict())
