@@ -64,6 +64,7 @@ def test_the_stat_cache_gives_digests_and_a_damaged_row_costs_a_rehash(tmp_path:
     st = data.stat()
     state.remember([(str(data), st.st_ino, st.st_size, st.st_mtime_ns, Digest.of_bytes(b"a,b\n"))])
     assert state.lookup([str(data)]) == {str(data): (st.st_ino, st.st_size, st.st_mtime_ns, Digest.of_bytes(b"a,b\n"))}
+    assert state.under(str(tmp_path)) == state.lookup([str(data)])
     with sqlite3.connect(state_file) as db:  # a row cut short: not a digest, so not believed
         db.execute("UPDATE state SET digest = 'deadbeef'")
     assert state.lookup([str(data)]) == {}

@@ -53,10 +53,11 @@ class SqliteStateCache:
 
     def under(self, folder: str) -> dict[str, tuple[int, int, int, Digest]]:
         low, high = folder.rstrip("/") + "/", folder.rstrip("/") + "0"  # '0' sorts right after '/'
-        trusted = Digest.trusted
-        return {path: (inode, size, mtime, trusted(digest)) for path, inode, size, mtime, digest in self._db.execute(
+        rows = self._db.execute(
             f"SELECT path, inode, size, mtime_ns, digest FROM state WHERE path >= ? AND path < ? AND {_VALID}",
-            (low, high))}
+            (low, high)).fetchall()
+        digests = Digest.trusted_many([row[4] for row in rows])
+        return {path: (inode, size, mtime, d) for (path, inode, size, mtime, _), d in zip(rows, digests, strict=True)}
 
     def remember(self, entries: Iterable[tuple[str, int, int, int, Digest]]) -> None:
         rows = [(path, inode, size, mtime, digest.hex) for path, inode, size, mtime, digest in entries]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, BinaryIO, cast
 
 from shipyard.errors import InvalidInputError
@@ -64,6 +66,14 @@ class Digest:
         d = _new(cls)
         _set_hex(d, hexdigest)
         return d
+
+    @classmethod
+    def trusted_many(cls, hexdigests: Iterable[str]) -> list[Digest]:
+        """``trusted`` for many at once, the loop run in C (``data status`` reads 20,000 at a time)."""
+        hexes = list(hexdigests)
+        out = list(map(_new, repeat(cls, len(hexes))))
+        deque(map(_set_hex, out, hexes), maxlen=0)
+        return out
 
     @classmethod
     def of_bytes(cls, data: bytes) -> Digest:
