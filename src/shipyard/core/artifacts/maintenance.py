@@ -53,7 +53,7 @@ def _rehash(store: ObjectStore, digest: Digest) -> bool:
         return hash_stream(f) == digest
 
 
-def reachable(store: ObjectStore, roots: Iterable[str],
+def reachable(store: ObjectStore, roots: Iterable[Digest],
               strict: bool = True) -> tuple[set[Digest], set[Digest]]:
     """Every digest reachable from ``roots`` through manifests, and those that are missing.
 
@@ -65,7 +65,7 @@ def reachable(store: ObjectStore, roots: Iterable[str],
     """
     seen: set[Digest] = set()
     missing: set[Digest] = set()
-    stack = [Digest.parse(r) for r in roots]
+    stack = list(roots)
     while stack:
         d = stack.pop()
         if d in seen:
@@ -90,7 +90,7 @@ def reachable(store: ObjectStore, roots: Iterable[str],
     return seen, missing
 
 
-def verify(store: ObjectStore, roots: Iterable[str], progress: Progress = no_progress,
+def verify(store: ObjectStore, roots: Iterable[Digest], progress: Progress = no_progress,
            workers: int = 4) -> VerifyReport:
     report = VerifyReport()
     objects = list(store.iter_objects())
@@ -115,7 +115,7 @@ def verify(store: ObjectStore, roots: Iterable[str], progress: Progress = no_pro
     return report
 
 
-def gc(store: ObjectStore, roots: Iterable[str], grace_seconds: float = DEFAULT_GRACE_SECONDS,
+def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAULT_GRACE_SECONDS,
        dry_run: bool = False, now: float | None = None) -> GcReport:
     """Delete objects nothing references that are older than ``grace_seconds``.
 

@@ -70,7 +70,7 @@ def _check_record(mv: ModelVersion, events: list[AuditEvent]) -> str | None:
     if len(events) > 1:
         return (f"has {len(events)} registration events in the audit trail (ids "
                 f"{', '.join(str(e.id) for e in events)}): every one after the first was added by hand")
-    if first.new != mv.manifest_digest:
+    if first.new != str(mv.manifest_digest):  # as the audit trail spells it
         return f"points to manifest {mv.manifest_digest}, but was registered with {first.new}"
     if first.record is not None and first.record != mv.record_digest():
         return (f"its record (flavor, metrics, params, signature, lineage ...) is not the one registered: "
@@ -78,9 +78,9 @@ def _check_record(mv: ModelVersion, events: list[AuditEvent]) -> str | None:
     return None
 
 
-def _check_files(store: ObjectStore, recorded: str) -> str | None:
+def _check_files(store: ObjectStore, digest: Digest) -> str | None:
+    recorded = str(digest)
     try:
-        digest = Digest.parse(recorded)
         if not store.has(digest):
             return f"manifest {recorded} is missing from the store"
         with store.open(digest) as f:

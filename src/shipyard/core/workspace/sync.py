@@ -46,7 +46,7 @@ def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_prog
     names: dict[Digest, str] = {}
     absent_here: list[Digest] = []
     for rel, entry in _named_entries(lock):
-        top = Digest.parse(entry.digest)
+        top = entry.digest
         names.setdefault(top, rel)
         if not ws.store.has(top):
             absent_here.append(top)
@@ -78,13 +78,13 @@ def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_prog
 
 def pull(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_progress) -> SyncReport:
     """Fetch every object the lock needs that the local store lacks (manifests first, then files)."""
-    tops = list(dict.fromkeys(Digest.parse(e.digest) for e in _entries(lock)))
+    tops = list(dict.fromkeys(e.digest for e in _entries(lock)))
     fetched = [d for d in tops if not ws.store.has(d)]
     _fetch(remote, ws, fetched, progress)
     files: dict[Digest, None] = {}
     for entry in _entries(lock):
         if entry.is_dir:
-            files.update((e.digest, None) for e in load_manifest(ws.store, Digest.parse(entry.digest)))
+            files.update((e.digest, None) for e in load_manifest(ws.store, entry.digest))
     need = [d for d in files if not ws.store.has(d)]
     _fetch(remote, ws, need, progress)
     return SyncReport(len(tops) + len(files), len(fetched) + len(need))

@@ -10,6 +10,7 @@ import typer
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
+    from shipyard.core.artifacts.digest import Digest
     from shipyard.wiring import Services
 
 app = typer.Typer(help="Check and clean the content-addressed object store.", no_args_is_help=True)
@@ -23,7 +24,7 @@ def seconds(text: str) -> float:
     return float(m[1]) * _UNITS[m[2] or "s"]
 
 
-def referenced(svc: Services) -> set[str]:
+def referenced(svc: Services) -> set[Digest]:
     """What must be kept: everything the metadata database and the project's shipyard.lock reference."""
     from shipyard.core.workspace.lockfile import load_lock
 
