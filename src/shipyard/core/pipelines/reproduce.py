@@ -185,7 +185,7 @@ def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path
     metrics_files = json.loads(run.tags.get("shipyard.metrics", "[]"))
     if path in metrics_files or (not now.is_dir and path.endswith((".json", ".yaml", ".yml")) and run.metrics):
         try:
-            fresh = read_metrics((scratch / path).read_text(), path)
+            fresh = read_metrics(scratch / path, path)
         except Exception:
             fresh = {}
         drift = [f"{k}: {run.metrics[k]:g} -> {fresh.get(k, float('nan')):g}" for k in sorted(fresh)

@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import load_manifest, put_path
-from shipyard.core.boundedyaml import load_yaml
+from shipyard.core.boundedyaml import load_json, load_yaml, read_bounded
 from shipyard.core.lineage.records import RunStatus
 from shipyard.core.pipelines.dag import Pipeline, Stage
 from shipyard.core.pipelines.jobs import Events, NoEvents, StageJob
@@ -218,7 +219,7 @@ class PipelineRunner:
                 tracker.record_output(run.id, path, str(stored.digest), stored.size, stored.is_dir)
             metrics = {}
             for path in stage.metrics:
-                metrics.update(read_metrics(self.ws.abs(path).read_text(), path))
+                metrics.update(read_metrics(self.ws.abs(path), path))
             if metrics:
                 tracker.log_metrics(run.id, metrics)
             entry = StageEntry(fp, run.id, stage.spec.cmd, now.deps, now.params, outs)
@@ -262,14 +263,19 @@ def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[s
     return run_id, outs
 
 
-def read_metrics(text: str, source: str) -> dict[str, float]:
-    """Numbers from a JSON or YAML metrics file, nested keys joined with dots."""
+def read_metrics(file: Path, source: str) -> dict[str, float]:
+    """Numbers from a JSON or YAML metrics file, nested keys joined with dots.
+
+    The file goes through the bounded reader, like every YAML or JSON file Shipyard reads: one over
+    the size limit fails the stage with one line instead of taking the memory of a huge parse.
+    """
     try:
-        body = json.loads(text) if source.endswith(".json") else load_yaml(text, source)
+        raw = read_bounded(file, source)
+        body = load_json(raw, source) if source.endswith(".json") else load_yaml(raw, source)
     except ConfigError as exc:
         raise StageFailed(f"metrics file {exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise StageFailed(f"metrics file {source} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
+    except (FileNotFoundError, UnicodeDecodeError) as exc:
+        raise StageFailed(f"metrics file {source} cannot be read: {' '.join(str(exc).split())[:200]}") from None
     out: dict[str, float] = {}
 
     def walk(prefix: str, node: Any) -> None:
