@@ -166,6 +166,8 @@ def test_a_stage_killed_midway_leaves_no_cache_entry(proj: Path) -> None:
     ("stages:\n  a:\n    cmd: x\n    outs: [../escape.txt]\n",
      "stage 'a' output '../escape.txt' is outside the project"),
     ("stages:\n  a:\n    cmd: x\n    params: [nope.key]\n", "stage 'a' uses param 'nope.key'"),
+    ("stages:\n  a:\n    cmd: x\n    params: ['/etc/hostname:a']\n",
+     "shipyard.yaml:5: stages.a.params: params file '/etc/hostname' is outside the project"),
 ])
 def test_bad_pipelines_are_refused_before_anything_runs(proj: Path, config: str, message: str) -> None:
     (proj / "shipyard.yaml").write_text("version: 1\n" + config)
@@ -306,3 +308,10 @@ def test_a_damaged_stage_cache_entry_is_a_miss_with_a_warning(proj: Path) -> Non
     assert done.stderr.strip() == f"stage cache entry stage-cache/{refs[0].name} in the local store is damaged; " \
                                   "ignored (the stage runs again and replaces it)"
     assert json.loads(refs[0].read_bytes())["outs"] == json.loads(good)["outs"]
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "nan"])
+def test_reproduce_refuses_a_negative_or_nan_tolerance(proj: Path, tolerance: str) -> None:
+    done = sy(proj, "reproduce", "tiny@1", f"--tolerance={tolerance}", check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: --tolerance must be a finite number >= 0, not {float(tolerance)!r}"

@@ -58,6 +58,14 @@ class Reproduction:
                 "outputs": [c.to_dict() for c in self.checks]}
 
 
+def check_tolerance(tolerance: float) -> float:
+    """``tolerance`` if it is a finite number >= 0; a negative or NaN one would make every comparison fail or pass."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not math.isfinite(tolerance) \
+            or tolerance < 0:
+        raise InvalidInputError(f"--tolerance must be a finite number >= 0, not {tolerance!r}")
+    return float(tolerance)
+
+
 def stage_runs(meta: MetadataStore, version: ModelVersion) -> list[RunRecord]:
     """The stage runs behind ``version``, producers first."""
     if version.run_id is None:
@@ -94,6 +102,7 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
     it agrees, outputs of the registering stage that differ only in bytes (serializers that stamp
     times) count as the same model.
     """
+    tolerance = check_tolerance(tolerance)
     sink = events or NoEvents()
     runs = stage_runs(meta, version)
     produced = {a.digest for r in runs for a in r.artifacts}
