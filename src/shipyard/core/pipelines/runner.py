@@ -31,7 +31,16 @@ from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
-from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, editing_lock
+from shipyard.core.workspace.lockfile import (
+    STAGE_CACHE_PREFIX,
+    BadEntry,
+    Lock,
+    PathEntry,
+    StageEntry,
+    check_run_id,
+    editing_lock,
+    outs_from_dict,
+)
 from shipyard.errors import ConfigError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
@@ -242,23 +251,32 @@ class PipelineRunner:
             self.lock = fresh
 
 
+MAX_REF_BYTES = 1024 * 1024  # a ref lists a stage's outputs: kilobytes; anything larger is not one Shipyard wrote
+
+
 def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[str, PathEntry]] | None:
     """The run id and outputs a stage-cache ref records, or None if the ref is damaged.
 
-    A damaged ref (not JSON, missing fields, a bad digest) is a cache miss, not an error: a warning
-    names it, the stage runs again, and its new result replaces the ref.
+    A ref may come from a shared remote, so every field is checked before any is used: the run id
+    is one the tracker makes, each output path passes ``safe_relpath``, each digest parses and each
+    size is a whole number. A damaged ref (too large, not JSON, a bad or missing field) is a cache
+    miss, not an error: one warning line names it and what is wrong, the stage runs again, and its
+    new result replaces the ref.
     """
     try:
+        if len(raw) > MAX_REF_BYTES:
+            raise BadEntry(f"{len(raw)} bytes, more than a ref holds")
         body = json.loads(raw)
-        outs = {str(k): PathEntry.from_dict(v) for k, v in body["outs"].items()}
-        for e in outs.values():
-            Digest.parse(e.digest)
-        run_id = body.get("run")
-        if run_id is not None and not isinstance(run_id, str):
-            raise TypeError("run is not a string")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        log.warning("stage cache entry %s in %s is damaged; ignored (the stage runs again and replaces it)",
-                    key, where)
+        if not isinstance(body, dict):
+            raise BadEntry("not a JSON object")
+        if "outs" not in body:
+            raise BadEntry("no outs")
+        run_id = check_run_id(body.get("run"))
+        outs = outs_from_dict(body["outs"])
+    except (ValueError, RecursionError) as exc:  # BadEntry and JSON errors are ValueErrors
+        problem = str(exc) if isinstance(exc, BadEntry) else "not valid JSON"
+        log.warning("stage cache entry %s in %s is damaged (%s); ignored (the stage runs again and replaces it)",
+                    key, where, " ".join(problem.split())[:200])
         return None
     return run_id, outs
 
