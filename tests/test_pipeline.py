@@ -343,3 +343,15 @@ def test_a_hostile_ref_on_the_remote_is_a_miss_and_never_reaches_the_lock(proj: 
     assert "RRRR" not in lock and len(lock) < 2000
     local_ref = clone / ".shipyard" / "objects" / "refs" / "stage-cache" / ref.name
     assert "RRRR" not in local_ref.read_text()
+
+
+def test_a_bad_digest_in_a_stage_of_the_lock_is_one_line_naming_the_lock_and_the_stage(proj: Path) -> None:
+    results(proj, "prepare")
+    lock = (proj / "shipyard.lock").read_text()
+    (proj / "shipyard.lock").write_text(lock.replace("digest: sha256:", "digest: sha256:zz", 1))
+    for command in (("store", "gc", "--dry-run"), ("store", "verify"), ("status",)):
+        done = sy(proj, *command, check=False)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: shipyard.lock is damaged: stage 'prepare': output 'work/prepared.txt' "
+                                      "digest 'sha256:zz")
+        assert len(done.stderr.strip().splitlines()) == 1

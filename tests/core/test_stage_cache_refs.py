@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from shipyard.core.pipelines.runner import MAX_REF_BYTES, read_cache_ref
-from shipyard.core.workspace.lockfile import Lock, PathEntry, StageEntry, load_lock, save_lock
+from shipyard.core.pipelines.runner import read_cache_ref
+from shipyard.core.workspace.lockfile import MAX_REF_BYTES, Lock, PathEntry, StageEntry, load_lock, save_lock
 from shipyard.errors import ConfigError
 
 DIGEST = "sha256:" + "ab" * 32

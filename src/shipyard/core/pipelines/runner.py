@@ -32,6 +32,7 @@ from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, 
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import (
+    MAX_REF_BYTES,
     STAGE_CACHE_PREFIX,
     BadEntry,
     Lock,
@@ -249,9 +250,6 @@ class PipelineRunner:
                     self.ws.store.put_ref(entry.cache_key(), cache_ref)
                 fresh.stages[name] = entry
             self.lock = fresh
-
-
-MAX_REF_BYTES = 1024 * 1024  # a ref lists a stage's outputs: kilobytes; anything larger is not one Shipyard wrote
 
 
 def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[str, PathEntry]] | None:

@@ -22,6 +22,7 @@ from shipyard.errors import ConfigError, InvalidInputError
 LOCK_FILE = "shipyard.lock"
 RESTORE = "restore it from git"
 STAGE_CACHE_PREFIX = "stage-cache/"
+MAX_REF_BYTES = 1024 * 1024  # a stage-cache ref lists a stage's outputs: kilobytes; larger is not one Shipyard wrote
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # what the tracker generates (uuid4().hex)
 HEADER = ("# shipyard.lock: written by shipyard, commit it with your code.\n"
           "# It pins each tracked path and each stage's inputs and outputs by digest.\n")
