@@ -42,9 +42,15 @@ def test_a_params_file_outside_the_project_is_refused_at_config_load(config: str
     assert "Value error" not in message and len(message.splitlines()) == 1
 
 
+@pytest.mark.parametrize("wdir", ["..", "/tmp", "sub/../../x"])
+def test_a_working_folder_outside_the_project_is_refused_at_config_load(wdir: str) -> None:
+    with pytest.raises(ConfigError, match=r"^shipyard.yaml:4: stages.s.wdir: working folder .* is outside the project"):
+        parse_config(f"version: 1\nstages:\n  s:\n    wdir: '{wdir}'\n    cmd: x\n")
+
+
 def test_params_files_inside_the_project_are_accepted() -> None:
     config = parse_config("version: 1\nparams: conf/p.yaml\nstages:\n  s:\n    cmd: x\n"
-                          "    params: [a.b, 'conf/other.json:c', './x.yaml:d']\n")
+                          "    params: [a.b, 'conf/other.json:c', './x.yaml:d']\n    wdir: ./sub/\n")
     assert config.stages["s"].params == ("a.b", "conf/other.json:c", "./x.yaml:d")
 
 

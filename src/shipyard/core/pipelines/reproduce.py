@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +114,7 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
     for run in runs:
         name = run.tags["shipyard.stage"]
         sink.started(name, f"re-running (recorded as run {run.id[:8]})")
-        wdir = run.tags.get("shipyard.wdir", ".")
+        wdir = posixpath.normpath(run.tags.get("shipyard.wdir", "."))  # as written in shipyard.yaml: "./sub" too
         cwd = scratch if wdir == "." else Confined(scratch).folder(wdir, f"working folder of stage {name}")
         job = StageJob(name, run.tags["shipyard.cmd"], cwd,
                        {**child_env, "SHIPYARD_STAGE": name})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Literal
 
@@ -73,6 +74,16 @@ class StageSpec(_Strict):
                 params_file(name)
             if not key:
                 raise ValueError(f"param {spec!r} names no key: use KEY or FILE:KEY")
+        return v
+
+    @field_validator("wdir")
+    @classmethod
+    def _wdir(cls, v: str) -> str:
+        if posixpath.normpath(v) != ".":
+            try:
+                declared_path(v, "working folder")
+            except InvalidInputError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @field_validator("cmd")
