@@ -48,38 +48,54 @@ class _BoundedComposer(Composer):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        self._sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, scalar characters) under it, expanded
+        self._done: set[int] = set()  # id() of anchored nodes composed to the end (an alias to another is a cycle)
+        self._sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (nodes, scalar characters), expanded
         self._alias_nodes = 0
         self._alias_chars = 0
         self._depth = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if self.check_event(AliasEvent):
-            event = self.peek_event()
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
             target = self.anchors.get(event.anchor)
             if target is not None:
-                self._charge(event, self._sizes.get(id(target)))
+                if id(target) not in self._done:
+                    raise _Refused(None, None, f"alias *{event.anchor} refers to a node that contains it",
+                                   event.start_mark)
+                self._charge(event, self._size(target))
             return super().compose_node(parent, index)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if event.anchor is not None:  # sizes are computed only for anchors that are used: plain files pay nothing
+            self._done.add(id(node))
+        return node
+
+    def _size(self, node: Node) -> tuple[int, int]:
+        """Nodes and scalar characters under ``node``, aliases expanded; each anchored node is walked once."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
         if isinstance(node, ScalarNode):
-            self._sizes[id(node)] = (1, len(node.value))
+            size = (1, len(node.value))
         else:
             children = node.value if isinstance(node, SequenceNode) else \
                 [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else []
-            sizes = [self._sizes[id(child)] for child in children]
-            self._sizes[id(node)] = (1 + sum(n for n, _ in sizes), sum(c for _, c in sizes))
-        return node
+            nodes, chars = 1, 0
+            for child in children:
+                n, c = self._size(child)
+                nodes, chars = nodes + n, chars + c
+            size = (nodes, chars)
+        if id(node) in self._done:
+            self._sizes[id(node)] = size
+        return size
 
-    def _charge(self, event: AliasEvent, size: tuple[int, int] | None) -> None:
+    def _charge(self, event: AliasEvent, size: tuple[int, int]) -> None:
         """Count what the alias ``event`` adds once expanded; refuse past the limits."""
-        if size is None:
-            raise _Refused(None, None, f"alias *{event.anchor} refers to a node that contains it", event.start_mark)
         self._alias_nodes += size[0]
         self._alias_chars += size[1]
         if self._alias_nodes > MAX_ALIAS_NODES:
