@@ -33,7 +33,8 @@ def check_alias(alias: str) -> str:
 def check_version(version: object) -> int:
     """``version`` if it is a version number Shipyard can store (1 to ``MAX_VERSION``), else InvalidReferenceError."""
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
-        shown = repr(version) if not isinstance(version, int) or version.bit_length() < 64 else "a larger number"
+        shown = repr(version)[:40] if not isinstance(version, int) or version.bit_length() < 128 else \
+            f"of {len(str(version)) if version.bit_length() < 10_000 else 'thousands of'} digits"
         raise InvalidReferenceError(f"invalid version {shown}: versions run from 1 to {MAX_VERSION}")
     return version
 
