@@ -166,6 +166,8 @@ def test_a_stage_killed_midway_leaves_no_cache_entry(proj: Path) -> None:
     ("stages:\n  a:\n    cmd: x\n    outs: [../escape.txt]\n",
      "stage 'a' output '../escape.txt' is outside the project"),
     ("stages:\n  a:\n    cmd: x\n    params: [nope.key]\n", "stage 'a' uses param 'nope.key'"),
+    ("stages:\n  a:\n    cmd: x\n    params: ['/etc/hostname:a']\n",
+     "shipyard.yaml:5: stages.a.params: params file '/etc/hostname' is outside the project"),
 ])
 def test_bad_pipelines_are_refused_before_anything_runs(proj: Path, config: str, message: str) -> None:
     (proj / "shipyard.yaml").write_text("version: 1\n" + config)
@@ -303,6 +305,53 @@ def test_a_damaged_stage_cache_entry_is_a_miss_with_a_warning(proj: Path) -> Non
     (proj / "shipyard.lock").unlink()
     done = sy(proj, "run", "--json", "prepare")
     assert {o["stage"]: o["result"] for o in json.loads(done.stdout)} == {"prepare": "ran"}
-    assert done.stderr.strip() == f"stage cache entry stage-cache/{refs[0].name} in the local store is damaged; " \
-                                  "ignored (the stage runs again and replaces it)"
+    assert done.stderr.strip() == f"stage cache entry stage-cache/{refs[0].name} in the local store is damaged " \
+                                  "(not valid JSON); ignored (the stage runs again and replaces it)"
     assert json.loads(refs[0].read_bytes())["outs"] == json.loads(good)["outs"]
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "nan"])
+def test_reproduce_refuses_a_negative_or_nan_tolerance(proj: Path, tolerance: str) -> None:
+    done = sy(proj, "reproduce", "tiny@1", f"--tolerance={tolerance}", check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: --tolerance must be a finite number >= 0, not {float(tolerance)!r}"
+
+
+def test_a_hostile_ref_on_the_remote_is_a_miss_and_never_reaches_the_lock(proj: Path, tmp_path: Path) -> None:
+    """Attack finding 10b: a remote ref whose run id is megabytes long was copied into shipyard.lock."""
+    remote = f"remotes:\n  origin:\n    url: {tmp_path / 'remote'}\ndefault_remote: origin\n"
+    (proj / "shipyard.yaml").write_text(CONFIG + remote)
+    sy(proj, "data", "add", "data/raw.txt")
+    results(proj, "prepare")
+    sy(proj, "data", "push")
+    [ref] = (tmp_path / "remote" / "refs" / "stage-cache").iterdir()
+    body = json.loads(ref.read_bytes())
+    ref.write_text(json.dumps({**body, "run": "R" * 100_000}))
+
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("shipyard.yaml", "params.yaml", *SCRIPTS):
+        (clone / name).write_text((proj / name).read_text())
+    (clone / "shipyard.lock").write_text((proj / "shipyard.lock").read_text().split("stages:")[0])
+    sy(clone, "data", "pull")
+    done = sy(clone, "run", "--json", "prepare")
+    assert {o["stage"]: o["result"] for o in json.loads(done.stdout)} == {"prepare": "ran"}
+    assert done.stderr.strip() == f"stage cache entry stage-cache/{ref.name} in remote {tmp_path / 'remote'} is " \
+                                  f"damaged (run '{'R' * 49}... (100002 characters) is not a run id); ignored " \
+                                  "(the stage runs again and replaces it)"
+    lock = (clone / "shipyard.lock").read_text()
+    assert "RRRR" not in lock and len(lock) < 2000
+    local_ref = clone / ".shipyard" / "objects" / "refs" / "stage-cache" / ref.name
+    assert "RRRR" not in local_ref.read_text()
+
+
+def test_a_bad_digest_in_a_stage_of_the_lock_is_one_line_naming_the_lock_and_the_stage(proj: Path) -> None:
+    results(proj, "prepare")
+    lock = (proj / "shipyard.lock").read_text()
+    (proj / "shipyard.lock").write_text(lock.replace("digest: sha256:", "digest: sha256:zz", 1))
+    for command in (("store", "gc", "--dry-run"), ("store", "verify"), ("status",)):
+        done = sy(proj, *command, check=False)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: shipyard.lock is damaged: stage 'prepare': output 'work/prepared.txt' "
+                                      "digest 'sha256:zz")
+        assert len(done.stderr.strip().splitlines()) == 1

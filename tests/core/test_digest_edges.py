@@ -19,6 +19,7 @@ from shipyard.core.workspace.lockfile import LOCK_FILE, load_lock
 from shipyard.errors import IntegrityError
 
 A, B, C, D = ("sha256:" + x * 64 for x in "abcd")
+RUN = "0123456789abcdef0123456789abcdef"
 # a shipyard.lock as the version before this change wrote it
 OLD_LOCK = (
     "# shipyard.lock: written by shipyard, commit it with your code.\n"
@@ -26,7 +27,7 @@ OLD_LOCK = (
     "version: 1\ndata:\n"
     f"  data/raw:\n    digest: {A}\n    size: 10\n    files: 2\n"
     f"  notes.txt:\n    digest: {B}\n    size: 3\n"
-    f"stages:\n  train:\n    fingerprint: {C}\n    run: r1\n    cmd: python train.py\n"
+    f"stages:\n  train:\n    fingerprint: {C}\n    run: {RUN}\n    cmd: python train.py\n"
     f"    deps:\n      data/raw: {A}\n      prep/out: ''\n    params:\n      lr: 0.1\n"
     f"    outs:\n      model:\n        digest: {D}\n        size: 5\n"
 )
@@ -43,7 +44,7 @@ def test_a_lock_reads_as_digests_and_is_written_back_byte_for_byte(tmp_path: Pat
     assert lock.digests() == {Digest(x * 64) for x in "abd"}
     assert lock.to_yaml() == OLD_LOCK
     assert stage.cache_key() == "stage-cache/" + "c" * 64
-    assert json.loads(stage.cache_bytes("train")) == {"outs": {"model": {"digest": D, "size": 5}}, "run": "r1",
+    assert json.loads(stage.cache_bytes("train")) == {"outs": {"model": {"digest": D, "size": 5}}, "run": RUN,
                                                       "stage": "train"}
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard.core.registry.refs import ModelRef, check_alias
+from shipyard.core.registry.refs import MAX_VERSION, ModelRef, check_alias, check_version
 from shipyard.errors import InvalidReferenceError
 
 
@@ -27,3 +27,23 @@ def test_malformed_references_are_refused_with_a_hint(text: str) -> None:
 def test_an_alias_cannot_look_like_a_version() -> None:
     with pytest.raises(InvalidReferenceError):
         check_alias("3")
+
+
+@pytest.mark.parametrize("text", ["iris@99999999999999999999999", f"iris@{2**31}", "iris@" + "9" * 5000,
+                                  "iris@" + "0" * 5000 + "1" * 11])
+def test_a_version_too_large_to_store_is_refused_not_an_overflow(text: str) -> None:
+    with pytest.raises(InvalidReferenceError, match=f"versions run from 1 to {MAX_VERSION}") as exc:
+        ModelRef.parse(text)
+    assert len(str(exc.value).splitlines()) == 1 and len(str(exc.value)) < 200
+
+
+def test_the_largest_version_and_leading_zeros_still_parse() -> None:
+    assert ModelRef.parse(f"iris@{MAX_VERSION}").version == 2**31 - 1
+    assert ModelRef.parse("iris@007").version == 7
+
+
+@pytest.mark.parametrize("version", [0, -1, 2**31, 10**30, True, "3", 1.0])
+def test_check_version_refuses_what_cannot_be_stored(version: object) -> None:
+    with pytest.raises(InvalidReferenceError, match="versions run from 1 to"):
+        check_version(version)
+    assert check_version(MAX_VERSION) == MAX_VERSION

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.core.boundedyaml import MAX_ALIAS_NODES, MAX_BYTES, load_yaml
+from shipyard.core.boundedyaml import MAX_ALIAS_CHARS, MAX_ALIAS_NODES, MAX_BYTES, load_json, load_yaml
 from shipyard.core.pipelines.params import ParamFiles
+from shipyard.core.pipelines.runner import read_metrics
 from shipyard.core.project.loader import load_config, parse_config
 from shipyard.core.workspace.lockfile import Lock, StageEntry, load_lock, save_lock
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, StageFailed
 from tests.conftest import cli_env, shipyard
 
 
@@ -105,3 +106,60 @@ def test_shipyard_lock_is_written_without_aliases(tmp_path: Path) -> None:
     text = (tmp_path / "shipyard.lock").read_text()
     assert "&" not in text and "*" not in text
     assert load_lock(tmp_path).stages["b"].params == {"train": shared}
+
+
+def test_aliases_are_charged_by_the_characters_they_expand_to(tmp_path: Path) -> None:
+    """Attack finding 7: few aliases (far under the node limit) of one long string are a huge string.
+
+    The attack's 83 KB params.yaml (20,000 characters, 9,000 aliases) described 180 MB; this one is
+    7 KB for 1.2 MB, refused at the alias that crosses the bound, before anything is built.
+    """
+    aliases = MAX_ALIAS_CHARS // 2000 + 100
+    assert aliases < MAX_ALIAS_NODES
+    (tmp_path / "params.yaml").write_text("big: &b " + "A" * 2000 + "\np:\n" + "  - *b\n" * aliases)
+    with pytest.raises(ConfigError) as exc:
+        ParamFiles(tmp_path, "params.yaml").values("s", ("p",))
+    message = str(exc.value)
+    assert message.startswith(f"params.yaml:{MAX_ALIAS_CHARS // 2000 + 3}: refused: aliases expand to more than")
+    assert f"{MAX_ALIAS_CHARS} characters" in message and len(message.splitlines()) == 1
+
+
+def test_characters_are_counted_through_nested_aliases_and_mapping_keys() -> None:
+    key = "k" * 1000
+    text = f"a: &a {{{key}: v}}\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [" + ", ".join(["*b"] * 100) + "]\n"
+    with pytest.raises(ConfigError, match="characters"):  # 1,000 expansions of a 1,001-character mapping
+        load_yaml(text, "f.yaml")
+
+
+def test_aliases_may_add_as_much_as_a_large_document_holds() -> None:
+    padding = "x" * (MAX_ALIAS_CHARS + 100_000)
+    text = f"pad: {padding}\nbig: &b {'B' * 100_000}\nuse: [" + ", ".join(["*b"] * 10) + "]\n"
+    assert len(load_yaml(text, "params.yaml")["use"]) == 10  # 1,000,000 added: under the document's own size
+    with pytest.raises(ConfigError, match="characters"):
+        load_yaml(text.replace(", ".join(["*b"] * 10), ", ".join(["*b"] * 14)), "params.yaml")
+
+
+def test_a_metrics_file_over_the_size_limit_fails_the_stage_in_one_line(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.json"
+    with open(metrics, "wb") as f:  # sparse: costs no disk, and no memory beyond the bounded read
+        f.truncate(MAX_BYTES + 1)
+    with pytest.raises(StageFailed) as exc:
+        read_metrics(metrics, "metrics.json")
+    assert str(exc.value).startswith("metrics file metrics.json: refused: larger than the 8 MiB")
+    assert len(str(exc.value).splitlines()) == 1
+
+
+def test_metrics_files_under_the_limit_are_read(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text('{"acc": 0.5, "nested": {"loss": 2}, "flag": true, "name": "x"}')
+    (tmp_path / "m.yaml").write_text("acc: 0.25\n")
+    assert read_metrics(tmp_path / "m.json", "m.json") == {"acc": 0.5, "nested.loss": 2.0}
+    assert read_metrics(tmp_path / "m.yaml", "m.yaml") == {"acc": 0.25}
+    (tmp_path / "bad.json").write_text("{1: 2}")
+    with pytest.raises(StageFailed, match=r"^metrics file bad.json: not valid JSON: "):
+        read_metrics(tmp_path / "bad.json", "bad.json")
+
+
+def test_json_has_the_size_bound_of_yaml() -> None:
+    with pytest.raises(ConfigError, match=r"^p.json: refused: larger than"):
+        load_json(b" " * (MAX_BYTES + 1), "p.json")
+    assert load_json(b'{"a": [1]}', "p.json") == {"a": [1]}

@@ -1,21 +1,26 @@
 """Bounded YAML: every YAML file Shipyard reads (shipyard.yaml, shipyard.lock, params, metrics) goes through here.
 
 YAML files are untrusted input (invariant 7). A few hundred bytes of nested aliases ("billion
-laughs") describe billions of nodes to whoever walks the result, so limits are checked while the
+laughs") describe billions of nodes to whoever walks the result, and a few aliases of one long
+string describe a string thousands of times the file's size. So limits are checked while the
 document is composed, before anything is built:
 
 - a file over ``MAX_BYTES`` is refused before it is read whole;
-- aliases may add at most ``MAX_ALIAS_NODES`` nodes in all when expanded (each alias counts the
-  nodes under its anchor, aliases inside included); plain files without aliases are never limited;
+- each alias is charged what it expands to: the nodes under its anchor and the characters of
+  every scalar there (aliases inside included, computed once per anchor). In all, aliases may add
+  at most ``MAX_ALIAS_NODES`` nodes, and at most ``MAX_ALIAS_CHARS`` characters or the document's
+  own length, whichever is larger; plain files without aliases are never limited;
 - an alias to a node that contains it (a cycle) is refused;
 - nesting deeper than ``MAX_DEPTH`` is refused.
 
+JSON files (metrics, params) get the same size bound through ``load_json``.
 Every refusal, like every syntax error, is one ``ConfigError`` line naming the file and the line.
 Parsing uses libyaml when it is installed; composing is PyYAML's, with the counting added.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +28,14 @@ import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from shipyard.errors import ConfigError
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_ALIAS_NODES = 10_000
+MAX_ALIAS_CHARS = 1_000_000  # or the document's length, if larger: aliases at most double a big file
 MAX_DEPTH = 100
 
 
@@ -38,41 +44,65 @@ class _Refused(yaml.MarkedYAMLError):  # type: ignore[misc]
 
 
 class _BoundedComposer(Composer):  # type: ignore[misc]
+    max_alias_chars = MAX_ALIAS_CHARS
+
     def __init__(self) -> None:
         super().__init__()
-        self._sizes: dict[int, int] = {}  # id(node) -> nodes under it, aliases expanded
+        self._done: set[int] = set()  # id() of anchored nodes composed to the end (an alias to another is a cycle)
+        self._sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (nodes, scalar characters), expanded
         self._alias_nodes = 0
+        self._alias_chars = 0
         self._depth = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if self.check_event(AliasEvent):
-            event = self.peek_event()
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
             target = self.anchors.get(event.anchor)
             if target is not None:
-                size = self._sizes.get(id(target))
-                if size is None:
+                if id(target) not in self._done:
                     raise _Refused(None, None, f"alias *{event.anchor} refers to a node that contains it",
                                    event.start_mark)
-                self._alias_nodes += size
-                if self._alias_nodes > MAX_ALIAS_NODES:
-                    raise _Refused(None, None, f"aliases expand to more than {MAX_ALIAS_NODES} nodes",
-                                   event.start_mark)
+                self._charge(event, self._size(target))
             return super().compose_node(parent, index)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        if isinstance(node, SequenceNode):
-            size = 1 + sum(self._sizes[id(child)] for child in node.value)
-        elif isinstance(node, MappingNode):
-            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
-        else:
-            size = 1
-        self._sizes[id(node)] = size
+        if event.anchor is not None:  # sizes are computed only for anchors that are used: plain files pay nothing
+            self._done.add(id(node))
         return node
+
+    def _size(self, node: Node) -> tuple[int, int]:
+        """Nodes and scalar characters under ``node``, aliases expanded; each anchored node is walked once."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, ScalarNode):
+            size = (1, len(node.value))
+        else:
+            children = node.value if isinstance(node, SequenceNode) else \
+                [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else []
+            nodes, chars = 1, 0
+            for child in children:
+                n, c = self._size(child)
+                nodes, chars = nodes + n, chars + c
+            size = (nodes, chars)
+        if id(node) in self._done:
+            self._sizes[id(node)] = size
+        return size
+
+    def _charge(self, event: AliasEvent, size: tuple[int, int]) -> None:
+        """Count what the alias ``event`` adds once expanded; refuse past the limits."""
+        self._alias_nodes += size[0]
+        self._alias_chars += size[1]
+        if self._alias_nodes > MAX_ALIAS_NODES:
+            raise _Refused(None, None, f"aliases expand to more than {MAX_ALIAS_NODES} nodes", event.start_mark)
+        if self._alias_chars > self.max_alias_chars:
+            raise _Refused(None, None, f"aliases expand to more than {self.max_alias_chars} characters",
+                           event.start_mark)
 
 
 try:
@@ -126,6 +156,7 @@ def load_yaml_node(text: str | bytes, source: str, hint: str = "") -> tuple[Any,
         raise ConfigError(f"{source}: refused: larger than the {MAX_BYTES // (1024 * 1024)} MiB Shipyard reads "
                           f"from a YAML file{_hint(hint)}")
     loader = _Loader(text)
+    loader.max_alias_chars = max(MAX_ALIAS_CHARS, len(text))
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -136,6 +167,17 @@ def load_yaml_node(text: str | bytes, source: str, hint: str = "") -> tuple[Any,
     finally:
         loader.dispose()
     return data, node
+
+
+def load_json(raw: str | bytes, source: str, hint: str = "") -> Any:
+    """The data of the JSON document ``raw``, bounded like YAML; errors are one line naming ``source``."""
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{source}: refused: larger than the {MAX_BYTES // (1024 * 1024)} MiB Shipyard reads "
+                          f"from a JSON file{_hint(hint)}")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{source}: not valid JSON: {' '.join(str(exc).split())[:200]}{_hint(hint)}") from None
 
 
 def _describe(exc: yaml.YAMLError, source: str) -> str:

@@ -1,13 +1,21 @@
-"""Stage params: dotted keys read from params.yaml (or ``FILE:key`` from another file), as in DVC."""
+"""Stage params: dotted keys read from params.yaml (or ``FILE:key`` from another file), as in DVC.
+
+A params file is read only from inside the project: its name must be a relative path without
+``..`` (checked when shipyard.yaml is loaded, and again here), and a symbolic link on the way that
+leads outside the project is refused, so no value from elsewhere (``/etc``, a kubeconfig) can end up
+in shipyard.lock or a run's params. Files go through the bounded reader like every YAML file.
+"""
 
 from __future__ import annotations
 
-import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from shipyard.core.boundedyaml import load_yaml, read_bounded
-from shipyard.errors import ConfigError
+from shipyard.core.boundedyaml import load_json, load_yaml, read_bounded
+from shipyard.core.workspace.paths import declared_path
+from shipyard.errors import ConfigError, InvalidInputError
 
 
 class ParamFiles:
@@ -18,27 +26,44 @@ class ParamFiles:
         self.default_file = default_file
         self._files: dict[str, Any] = {}
 
-    def _load(self, name: str) -> Any:
+    def _load(self, name: str, stage: str) -> Any:
         if name not in self._files:
+            path = self._inside(name, stage)
             try:
-                raw = read_bounded(self.root / name, name)
+                raw = read_bounded(path, name)
             except FileNotFoundError:
                 raise ConfigError(f"params file {name} does not exist") from None
-            if not name.endswith(".json"):
-                self._files[name] = load_yaml(raw, name)
-            else:
-                try:
-                    self._files[name] = json.loads(raw)
-                except (ValueError, RecursionError) as exc:
-                    raise ConfigError(f"cannot read params file {name}: {' '.join(str(exc).split())[:200]}") from None
+            self._files[name] = load_json(raw, name) if name.endswith(".json") else load_yaml(raw, name)
         return self._files[name]
+
+    def _inside(self, name: str, stage: str) -> Path:
+        """``root/name``, refused unless it is a regular file (or absent) inside the project, links resolved."""
+        what = f"stage '{stage}' params file"
+        try:
+            declared_path(name, what)
+        except InvalidInputError as exc:
+            raise ConfigError(str(exc)) from None
+        path = self.root / name
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        if not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise ConfigError(f"{what} {name!r} leads outside the project (through a symbolic link); "
+                              "Shipyard reads params only from files inside it")
+        try:
+            st = os.stat(real)
+        except FileNotFoundError:
+            return path
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {name!r} is not a regular file")
+        return path
 
     def values(self, stage: str, keys: tuple[str, ...]) -> dict[str, Any]:
         out = {}
         for spec in keys:
             name, sep, key = spec.rpartition(":")
             name = name if sep else self.default_file
-            node: Any = self._load(name)
+            node: Any = self._load(name, stage)
             for part in key.split("."):
                 if not isinstance(node, dict) or part not in node:
                     raise ConfigError(f"stage '{stage}' uses param {key!r}, which {name} does not define")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,14 @@ class Reproduction:
                 "outputs": [c.to_dict() for c in self.checks]}
 
 
+def check_tolerance(tolerance: float) -> float:
+    """``tolerance`` if it is a finite number >= 0; a negative or NaN one would make every comparison fail or pass."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not math.isfinite(tolerance) \
+            or tolerance < 0:
+        raise InvalidInputError(f"--tolerance must be a finite number >= 0, not {tolerance!r}")
+    return float(tolerance)
+
+
 def stage_runs(meta: MetadataStore, version: ModelVersion) -> list[RunRecord]:
     """The stage runs behind ``version``, producers first."""
     if version.run_id is None:
@@ -94,6 +103,7 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
     it agrees, outputs of the registering stage that differ only in bytes (serializers that stamp
     times) count as the same model.
     """
+    tolerance = check_tolerance(tolerance)
     sink = events or NoEvents()
     runs = stage_runs(meta, version)
     produced = {a.digest for r in runs for a in r.artifacts}
@@ -104,7 +114,7 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
     for run in runs:
         name = run.tags["shipyard.stage"]
         sink.started(name, f"re-running (recorded as run {run.id[:8]})")
-        wdir = run.tags.get("shipyard.wdir", ".")
+        wdir = posixpath.normpath(run.tags.get("shipyard.wdir", "."))  # as written in shipyard.yaml: "./sub" too
         cwd = scratch if wdir == "." else Confined(scratch).folder(wdir, f"working folder of stage {name}")
         job = StageJob(name, run.tags["shipyard.cmd"], cwd,
                        {**child_env, "SHIPYARD_STAGE": name})
@@ -184,7 +194,7 @@ def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path
     metrics_files = json.loads(run.tags.get("shipyard.metrics", "[]"))
     if path in metrics_files or (not now.is_dir and path.endswith((".json", ".yaml", ".yml")) and run.metrics):
         try:
-            fresh = read_metrics((scratch / path).read_text(), path)
+            fresh = read_metrics(scratch / path, path)
         except Exception:
             fresh = {}
         drift = [f"{k}: {run.metrics[k]:g} -> {fresh.get(k, float('nan')):g}" for k in sorted(fresh)

@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import load_manifest, put_path
-from shipyard.core.boundedyaml import load_yaml
+from shipyard.core.boundedyaml import load_json, load_yaml, read_bounded
 from shipyard.core.lineage.records import RunStatus
 from shipyard.core.pipelines.dag import Pipeline, Stage
 from shipyard.core.pipelines.jobs import Events, NoEvents, StageJob
@@ -30,7 +31,17 @@ from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
-from shipyard.core.workspace.lockfile import Lock, PathEntry, StageEntry, cache_key, editing_lock
+from shipyard.core.workspace.lockfile import (
+    MAX_REF_BYTES,
+    BadEntry,
+    Lock,
+    PathEntry,
+    StageEntry,
+    cache_key,
+    check_run_id,
+    editing_lock,
+    outs_from_dict,
+)
 from shipyard.errors import ConfigError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
@@ -218,7 +229,7 @@ class PipelineRunner:
                 tracker.record_output(run.id, path, stored.digest, stored.size, stored.is_dir)
             metrics = {}
             for path in stage.metrics:
-                metrics.update(read_metrics(self.ws.abs(path).read_text(), path))
+                metrics.update(read_metrics(self.ws.abs(path), path))
             if metrics:
                 tracker.log_metrics(run.id, metrics)
             entry = StageEntry(fp, run.id, stage.spec.cmd, now.deps, now.params, outs)
@@ -244,30 +255,43 @@ class PipelineRunner:
 def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[str, PathEntry]] | None:
     """The run id and outputs a stage-cache ref records, or None if the ref is damaged.
 
-    A damaged ref (not JSON, missing fields, a bad digest) is a cache miss, not an error: a warning
-    names it, the stage runs again, and its new result replaces the ref.
+    A ref may come from a shared remote, so every field is checked before any is used: the run id
+    is one the tracker makes, each output path passes ``safe_relpath``, each digest parses and each
+    size is a whole number. A damaged ref (too large, not JSON, a bad or missing field) is a cache
+    miss, not an error: one warning line names it and what is wrong, the stage runs again, and its
+    new result replaces the ref.
     """
     try:
+        if len(raw) > MAX_REF_BYTES:
+            raise BadEntry(f"{len(raw)} bytes, more than a ref holds")
         body = json.loads(raw)
-        outs = {str(k): PathEntry.from_dict(v) for k, v in body["outs"].items()}  # a bad digest: ValueError
-        run_id = body.get("run")
-        if run_id is not None and not isinstance(run_id, str):
-            raise TypeError("run is not a string")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        log.warning("stage cache entry %s in %s is damaged; ignored (the stage runs again and replaces it)",
-                    key, where)
+        if not isinstance(body, dict):
+            raise BadEntry("not a JSON object")
+        if "outs" not in body:
+            raise BadEntry("no outs")
+        run_id = check_run_id(body.get("run"))
+        outs = outs_from_dict(body["outs"])
+    except (ValueError, RecursionError) as exc:  # BadEntry and JSON errors are ValueErrors
+        problem = str(exc) if isinstance(exc, BadEntry) else "not valid JSON"
+        log.warning("stage cache entry %s in %s is damaged (%s); ignored (the stage runs again and replaces it)",
+                    key, where, " ".join(problem.split())[:200])
         return None
     return run_id, outs
 
 
-def read_metrics(text: str, source: str) -> dict[str, float]:
-    """Numbers from a JSON or YAML metrics file, nested keys joined with dots."""
+def read_metrics(file: Path, source: str) -> dict[str, float]:
+    """Numbers from a JSON or YAML metrics file, nested keys joined with dots.
+
+    The file goes through the bounded reader, like every YAML or JSON file Shipyard reads: one over
+    the size limit fails the stage with one line instead of taking the memory of a huge parse.
+    """
     try:
-        body = json.loads(text) if source.endswith(".json") else load_yaml(text, source)
+        raw = read_bounded(file, source)
+        body = load_json(raw, source) if source.endswith(".json") else load_yaml(raw, source)
     except ConfigError as exc:
         raise StageFailed(f"metrics file {exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise StageFailed(f"metrics file {source} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
+    except (FileNotFoundError, UnicodeDecodeError) as exc:
+        raise StageFailed(f"metrics file {source} cannot be read: {' '.join(str(exc).split())[:200]}") from None
     out: dict[str, float] = {}
 
     def walk(prefix: str, node: Any) -> None:

@@ -56,7 +56,7 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tuple["))))
         line = _nearest_line(lines, loc)
         key = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"].startswith("tuple"):
             msg = "should be a list of strings (or one string)"
         if err["type"] == "extra_forbidden":
@@ -73,6 +73,7 @@ def _nearest_line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int,
 
 
 CACHE_FILE = ".shipyard/config-cache.json"
+SCHEMA_REVISION = 2  # bump when validation gets stricter, so a file cached as valid before is checked again
 
 
 def load_config(root: Path) -> Project:
@@ -88,7 +89,7 @@ def load_config(root: Path) -> Project:
         return Project()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    key = f"{__version__}:{Digest.of_bytes(raw).hex}"
+    key = f"{__version__}:{SCHEMA_REVISION}:{Digest.of_bytes(raw).hex}"
     cache = root / CACHE_FILE
     try:
         cached = json.loads(cache.read_bytes())

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shipyard.core.workspace.paths import declared_path
+from shipyard.errors import InvalidInputError
+
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+def params_file(name: str) -> str:
+    """``name`` if it is a params file inside the project; Shipyard never reads params from elsewhere."""
+    try:
+        return declared_path(name, "params file")
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class _Strict(BaseModel):
@@ -53,6 +65,27 @@ class StageSpec(_Strict):
             return tuple(v)
         return v
 
+    @field_validator("params")
+    @classmethod
+    def _params_files(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in v:
+            name, sep, key = spec.rpartition(":")
+            if sep:
+                params_file(name)
+            if not key:
+                raise ValueError(f"param {spec!r} names no key: use KEY or FILE:KEY")
+        return v
+
+    @field_validator("wdir")
+    @classmethod
+    def _wdir(cls, v: str) -> str:
+        if posixpath.normpath(v) != ".":
+            try:
+                declared_path(v, "working folder")
+            except InvalidInputError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
     @field_validator("cmd")
     @classmethod
     def _cmd(cls, v: str) -> str:
@@ -68,6 +101,12 @@ class ProjectConfig(_Strict):
     remotes: dict[str, RemoteSpec] = {}
     executor: ExecutorSpec = ExecutorSpec()
     stages: dict[str, StageSpec] = {}
+
+    @field_validator("params")
+    @classmethod
+    def _params_file(cls, v: str) -> str:
+        params_file(v)
+        return v
 
     @field_validator("stages")
     @classmethod

@@ -9,6 +9,7 @@ from shipyard.errors import InvalidReferenceError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+MAX_VERSION = 2**31 - 1  # versions are counted from 1; the database column is a 32-bit INTEGER on every backend
 _HINT = "use NAME, NAME@VERSION (e.g. iris@3) or NAME@ALIAS (e.g. iris@production)"
 
 
@@ -29,6 +30,15 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def check_version(version: object) -> int:
+    """``version`` if it is a version number Shipyard can store (1 to ``MAX_VERSION``), else InvalidReferenceError."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        shown = repr(version)[:40] if not isinstance(version, int) or version.bit_length() < 128 else \
+            f"of {len(str(version)) if version.bit_length() < 10_000 else 'thousands of'} digits"
+        raise InvalidReferenceError(f"invalid version {shown}: versions run from 1 to {MAX_VERSION}")
+    return version
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRef:
     name: str
@@ -44,8 +54,12 @@ class ModelRef:
             return cls(_name(name, text))
         if not target or "@" in target:
             raise InvalidReferenceError(f"malformed model reference {text!r}: {_HINT}")
-        if target.isdigit():
-            version = int(target)
+        if target.isascii() and target.isdigit():
+            digits = target.lstrip("0") or "0"  # int() of thousands of digits is itself an error: length first
+            if len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
+                raise InvalidReferenceError(f"malformed model reference {text[:80]!r}: "
+                                            f"versions run from 1 to {MAX_VERSION}")
+            version = int(digits)
             if version < 1:
                 raise InvalidReferenceError(f"malformed model reference {text!r}: versions start at 1")
             return cls(_name(name, text), version=version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +15,62 @@ import yaml
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.boundedyaml import load_yaml, read_bounded
 from shipyard.core.workspace.atomic import write_atomic
+from shipyard.core.workspace.paths import safe_relpath
 from shipyard.core.workspace.projectlock import project_lock
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, InvalidInputError
 
 LOCK_FILE = "shipyard.lock"
 RESTORE = "restore it from git"
 STAGE_CACHE_PREFIX = "stage-cache/"
+MAX_REF_BYTES = 1024 * 1024  # a stage-cache ref lists a stage's outputs: kilobytes; larger is not one Shipyard wrote
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # what the tracker generates (uuid4().hex)
 HEADER = ("# shipyard.lock: written by shipyard, commit it with your code.\n"
           "# It pins each tracked path and each stage's inputs and outputs by digest.\n")
+
+
+class BadEntry(ValueError):
+    """One field of a lock entry or stage-cache ref that is not what Shipyard writes; the message says which."""
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
+def check_digest(value: object, what: str) -> Digest:
+    """``value`` read as a digest if it is a ``sha256:<hex>`` string."""
+    if not isinstance(value, str):
+        raise BadEntry(f"{what} {_shown(value)} is not a digest")
+    try:
+        return Digest.parse(value)
+    except InvalidInputError:
+        raise BadEntry(f"{what} {_shown(value)} is not a sha256 digest") from None
+
+
+def check_run_id(value: object, what: str = "run") -> str | None:
+    """``value`` if it is None or a run id as the tracker makes them (32 lowercase hex characters)."""
+    if value is not None and not (isinstance(value, str) and RUN_ID.fullmatch(value)):
+        raise BadEntry(f"{what} {_shown(value)} is not a run id")
+    return value
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadEntry(f"{what} {_shown(value)} is not a whole number >= 0")
+    return value
+
+
+def _mapping(value: object, what: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise BadEntry(f"{what} is not a mapping")
+    return value
+
+
+def _relpath(value: object, what: str) -> str:
+    try:
+        return safe_relpath(value, what)
+    except InvalidInputError as exc:
+        raise BadEntry(str(exc)[:200]) from None
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
@@ -50,17 +99,18 @@ class PathEntry:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PathEntry:
-        return cls(Digest.parse(d["digest"]), int(d["size"]), None if d.get("files") is None else int(d["files"]))
+    def from_dict(cls, d: object, what: str = "") -> PathEntry:
+        """Every field checked: a digest that parses, whole-number sizes (``BadEntry`` names the bad one)."""
+        d = _mapping(d, what or "the entry")
+        files = d.get("files")
+        of = f"{what} " if what else ""
+        return cls(check_digest(d.get("digest"), f"{of}digest"), _count(d.get("size"), f"{of}size"),
+                   None if files is None else _count(files, f"{of}file count"))
 
 
 def deps_to_dict(deps: dict[str, Digest | None]) -> dict[str, str]:
     """Dependency digests as the lock (and the fingerprint) spell them: "" for one not produced yet."""
     return {k: "" if d is None else str(d) for k, d in deps.items()}
-
-
-def _deps_from_dict(d: dict[str, Any]) -> dict[str, Digest | None]:
-    return {str(k): Digest.parse(v) if v else None for k, v in d.items()}
 
 
 def cache_key(fingerprint: Digest) -> str:
@@ -91,11 +141,23 @@ class StageEntry:
                           sort_keys=True).encode()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StageEntry:
-        return cls(Digest.parse(d["fingerprint"]), d.get("run"), str(d.get("cmd", "")),
-                   _deps_from_dict(d.get("deps") or {}),
-                   dict(d.get("params") or {}),
-                   {k: PathEntry.from_dict(v) for k, v in (d.get("outs") or {}).items()})
+    def from_dict(cls, d: object) -> StageEntry:
+        """Every field checked like a stage-cache ref's: digests parse, the run id is one, output paths are clean."""
+        d = _mapping(d, "the entry")
+        cmd = d.get("cmd", "")
+        if not isinstance(cmd, str):
+            raise BadEntry("cmd is not a string")
+        deps: dict[str, Digest | None] = {}
+        for path, digest in _mapping(d.get("deps") or {}, "deps").items():
+            deps[str(path)] = None if digest == "" else check_digest(digest, f"dependency {_shown(path)} digest")
+        return cls(check_digest(d.get("fingerprint"), "fingerprint"), check_run_id(d.get("run")), cmd, deps,
+                   dict(_mapping(d.get("params") or {}, "params")), outs_from_dict(d.get("outs") or {}))
+
+
+def outs_from_dict(body: object) -> dict[str, PathEntry]:
+    """A stage's outputs (in the lock or a stage-cache ref): clean relative paths to checked entries."""
+    return {_relpath(path, "output"): PathEntry.from_dict(entry, f"output {_shown(path)}")
+            for path, entry in _mapping(body, "outs").items()}
 
 
 @dataclass
@@ -127,13 +189,21 @@ def load_lock(root: Path) -> Lock:
         return Lock()
     if not isinstance(body, dict):
         raise ConfigError(f"{LOCK_FILE} is damaged (not a mapping); {RESTORE}")
-    try:
-        return Lock(
-            data={k: PathEntry.from_dict(v) for k, v in (body.get("data") or {}).items()},
-            stages={k: StageEntry.from_dict(v) for k, v in (body.get("stages") or {}).items()},
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{LOCK_FILE} is damaged ({' '.join(repr(exc).split())[:200]}); {RESTORE}") from exc
+    lock = Lock()
+    for section, kind in (("data", "path"), ("stages", "stage")):
+        entries = body.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{LOCK_FILE} is damaged: {section} is not a mapping; {RESTORE}")
+        for name, entry in entries.items():
+            try:
+                if section == "data":
+                    lock.data[name] = PathEntry.from_dict(entry)
+                else:
+                    lock.stages[name] = StageEntry.from_dict(entry)
+            except (BadEntry, TypeError, AttributeError) as exc:
+                raise ConfigError(f"{LOCK_FILE} is damaged: {kind} {_shown(name)}: "
+                                  f"{' '.join(str(exc).split())[:300]}; {RESTORE}") from None
+    return lock
 
 
 def save_lock(root: Path, lock: Lock) -> None:

@@ -122,9 +122,11 @@ def reproduce(
     import tempfile
     from pathlib import Path
 
+    from shipyard.core.pipelines.reproduce import check_tolerance
     from shipyard.core.pipelines.reproduce import reproduce as run_reproduction
     from shipyard.wiring import open_executor
 
+    tolerance = check_tolerance(tolerance)
     svc = out.services()
     mv = svc.registry.resolve(ref)
     scratch = Path(tempfile.mkdtemp(prefix="shipyard-reproduce-"))
