@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -19,11 +20,12 @@ from sklearn.linear_model import LogisticRegression
 
 import shipyard
 from shipyard.adapters.flavors import get_flavor
+from shipyard.config import load_settings
 from shipyard.core.registry.saving import save_model
 from shipyard.core.registry.service import MODEL_FILE, SavedModel
 from shipyard.core.registry.trust import IN_PROCESS_REASON, TrustSet
-from shipyard.errors import InvalidInputError, UntrustedModelError
-from shipyard.wiring import Services
+from shipyard.errors import ConfigError, InvalidInputError, UntrustedModelError
+from shipyard.wiring import Services, build
 from tests.conftest import cli_env, free_port, serving
 from tests.conftest import shipyard as run_cli
 from tests.hostile_models import Doubler, PickleBomb, SetsMarker
@@ -236,3 +238,52 @@ def test_cli_reports_refuses_serving_and_trusts(tmp_path: Path) -> None:
     with serving(env, "legit@1") as url:
         r = httpx.post(f"{url}/predict", json={"instances": X[:2].tolist()})
         assert r.status_code == 200, r.text
+
+
+def _as(services: Services, actor: str, reviewers: tuple[str, ...] = ()) -> Services:
+    """Another user of the same registry (a shared database and store), with their own reviewers."""
+    return build(dataclasses.replace(services.settings, actor=actor, trusted_actors=reviewers))
+
+
+def test_trust_counts_only_for_its_actor_and_their_reviewers(services: Services, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    bomb = _folder(tmp_path / "bomb", "python", {"file": "model.pkl"}, {"model.pkl": pickle.dumps(PickleBomb(marker))})
+    mallory = _as(services, "mallory@evil")
+    alice = services.registry  # tester@ci
+    try:
+        # what log_model does: the registrant trusts what it saved; that covers the registrant only
+        mallory.registry.register("shared", bomb, trust_as_registrant=True)
+        message = _refused(services, "shared@1")
+        assert "trusted by mallory@evil, who is not you or a listed reviewer" in message
+        assert not marker.exists()
+
+        legit = tmp_path / "legit"
+        model = LogisticRegression(max_iter=300).fit(X, Y)
+        save_model(get_flavor("sklearn"), model, legit, options={"serializer": "pickle"})
+        mallory.registry.register("shared", legit, trust_as_registrant=True)
+        assert mallory.registry.load("shared@2").predict(X[:2]).shape == (2,)
+        _refused(services, "shared@2")
+        assert alice.trust_event(alice.resolve("shared@2")) is None
+
+        reviewing = _as(services, "tester@ci", reviewers=("mallory@evil",))  # Alice lists Mallory as a reviewer
+        try:
+            assert reviewing.registry.load("shared@2").predict(X[:2]).shape == (2,)
+        finally:
+            reviewing.close()
+
+        alice.trust("shared@2", TrustSet(pickle=True), "reviewed it myself")
+        mallory.registry.trust("shared@2", TrustSet(), "revoked, for me")  # counts for Mallory only
+        assert alice.load("shared@2").predict(X[:2]).shape == (2,)
+        with pytest.raises(UntrustedModelError, match=r"^shared@2 is not trusted to load: it contains a pickle"):
+            mallory.registry.load("shared@2")
+        assert not marker.exists()
+    finally:
+        mallory.close()
+
+
+def test_trusted_actors_come_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings({"SHIPYARD_TRUSTED_ACTORS": " ci@build, alice@laptop,,ci@build "}, tmp_path)
+    assert settings.trusted_actors == ("ci@build", "alice@laptop")
+    assert load_settings({}, tmp_path).trusted_actors == ()
+    with pytest.raises(ConfigError, match=r"^SHIPYARD_TRUSTED_ACTORS: 'a\\nb' is not an actor name"):
+        load_settings({"SHIPYARD_TRUSTED_ACTORS": "a\nb"}, tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
 from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name
-from shipyard.core.registry.trust import IN_PROCESS_REASON, TrustSet, require_trusted
+from shipyard.core.registry.trust import IN_PROCESS_REASON, TRUST_ACTION, TrustSet, untrusted_error
 from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Flavor, MetadataStore, ObjectStore, Progress, no_progress
 
@@ -49,12 +49,21 @@ class SavedModel:
 
 
 class Registry:
+    """Versions, aliases and trust, as seen by ``actor``.
+
+    A trust decision counts only for the actor who made it and for those who list that actor among
+    their ``reviewers``: someone else's decision (a teammate's ``models trust``, or the automatic one
+    of their ``log_model``) never makes this actor's process run their pickle.
+    """
+
     def __init__(self, meta: MetadataStore, store: ObjectStore, flavors: Callable[[str], Flavor],
-                 actor: str, env_digest: Callable[[], str | None] = lambda: None) -> None:
+                 actor: str, env_digest: Callable[[], str | None] = lambda: None,
+                 reviewers: Iterable[str] = ()) -> None:
         self.meta = meta
         self.store = store
         self.flavors = flavors
         self.actor = actor
+        self.reviewers = frozenset(reviewers)
         self._env_digest = env_digest
 
     def register(self, name: str, folder: Path, run_id: str | None = None,
@@ -97,18 +106,29 @@ class Registry:
         mv = self.resolve(ref)
         return self.meta.record_trust(mv.model, mv.version, items.items(), self.actor, reason.strip())
 
+    def accepts(self, actor: str) -> bool:
+        """Whether ``actor``'s trust decisions count here: this actor's own, or a listed reviewer's."""
+        return actor == self.actor or actor in self.reviewers
+
     def trust_event(self, mv: ModelVersion) -> AuditEvent | None:
-        """The decision in force for ``mv``: the newest "trust" audit event, or None."""
-        return self.meta.latest_trust(mv.model, mv.version)
+        """The decision in force for this actor: the newest "trust" event by it or a reviewer, or None."""
+        latest = self.meta.latest_trust(mv.model, mv.version)
+        if latest is None or self.accepts(latest.actor):
+            return latest  # the common case: one query
+        return next((e for e in reversed(self._trust_events(mv)) if self.accepts(e.actor)), None)
+
+    def others_trust(self, mv: ModelVersion) -> AuditEvent | None:
+        """The newest trust decision for ``mv`` by someone whose decisions do not count here, or None."""
+        latest = self.meta.latest_trust(mv.model, mv.version)
+        if latest is None or not self.accepts(latest.actor):
+            return latest
+        return next((e for e in reversed(self._trust_events(mv)) if not self.accepts(e.actor)), None)
+
+    def _trust_events(self, mv: ModelVersion) -> list[AuditEvent]:
+        return [e for e in self.meta.audit_events(mv.model) if e.action == TRUST_ACTION and e.name == str(mv.version)]
 
     def trusted(self, mv: ModelVersion) -> TrustSet:
-        event = self.trust_event(mv)
-        if event is None:
-            return TrustSet()
-        try:
-            return TrustSet.from_items(event.trusted)
-        except InvalidInputError:  # not a decision Shipyard wrote: it trusts nothing
-            return TrustSet()
+        return _items(self.trust_event(mv))
 
     def _requires(self, where: str, flavor: Flavor, folder: Path, saved: SavedModel) -> TrustSet:
         try:
@@ -139,7 +159,10 @@ class Registry:
             if saved.flavor != mv.flavor:
                 raise IntegrityError(f"{mv.ref} was registered as {mv.flavor} but its files say {saved.flavor}")
             needed = self._requires(mv.ref, flavor, folder, saved)
-            require_trusted(mv.ref, needed, granted)
+            if needed - granted:
+                other = self.others_trust(mv)
+                by = other.actor if other is not None and not (needed - granted - _items(other)) else None
+                raise untrusted_error(mv.ref, needed, granted, by=by)
             return flavor.load(folder, saved.flavor_meta, needed)
 
     def examples(self, mv: ModelVersion) -> dict[str, Any] | None:
@@ -167,3 +190,12 @@ class Registry:
             if not any(m.name == name for m in self.meta.list_models()):
                 raise NotFoundError(f"model {name!r} not found; `shipyard models list` shows registered models")
         return self.meta.audit_events(name)
+
+
+def _items(event: AuditEvent | None) -> TrustSet:
+    if event is None:
+        return TrustSet()
+    try:
+        return TrustSet.from_items(event.trusted)
+    except InvalidInputError:  # not a decision Shipyard wrote: it trusts nothing
+        return TrustSet()

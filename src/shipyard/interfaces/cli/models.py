@@ -52,8 +52,10 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
     registry = out.services().registry
     mv = registry.resolve(ref)
     decision = registry.trust_event(mv)
+    other = registry.others_trust(mv)
     if as_json:
-        out.print_json({**mv.to_dict(), "trust": None if decision is None else decision.to_dict()})
+        out.print_json({**mv.to_dict(), "trust": None if decision is None else decision.to_dict(),
+                        "trust_by_others": None if other is None else other.to_dict()})
         return
     out.console().print(f"[bold]{mv.ref}[/bold]  {mv.description}")
     out.table(None, ["field", "value"], [
@@ -61,6 +63,8 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
         ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),
         ("golden examples", mv.examples_digest or "-"), ("registered", f"{out.when(mv.created_at)} by {mv.created_by}"),
         ("signature", _signature(mv.signature)), ("trusted", _trust(decision)),
+        *([("trusted by others", _trust(other) + " (does not count for you: not you or a listed reviewer)")]
+          if other is not None else []),
     ])
     if mv.metrics:
         out.table("metrics at registration", ["key", "value"],
@@ -70,10 +74,11 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
 
 
 def _trust(event: AuditEvent | None) -> str:
-    if event is None or not event.trusted:
-        return "nothing beyond the allowlist" + ("" if event is None else f" ({out.when(event.at)} by {event.actor})")
     from rich.markup import escape
 
+    if event is None or not event.trusted:
+        return "nothing beyond the allowlist" + ("" if event is None else
+                                                 escape(f" ({out.when(event.at)} by {event.actor})"))
     return escape(f"{', '.join(event.trusted)} ({out.when(event.at)} by {event.actor}: {event.reason})")
 
 
