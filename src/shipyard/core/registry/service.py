@@ -20,6 +20,8 @@ from shipyard.ports import Flavor, MetadataStore, ObjectStore, Progress, no_prog
 MODEL_FILE = "shipyard-model.json"
 EXAMPLES_FILE = "examples.json"
 MODEL_FORMAT = "shipyard.model/v1"
+MAX_DESCRIPTION_BYTES = 1024 * 1024
+MAX_DESCRIPTION_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +38,52 @@ class SavedModel:
 
     @classmethod
     def read(cls, folder: Path) -> SavedModel:
+        """Parse ``shipyard-model.json``: bounded in size and nesting, its shape checked; one-line errors."""
         path = folder / MODEL_FILE
         try:
-            body = json.loads(path.read_bytes())
-            if body.get("format") != MODEL_FORMAT:
-                raise ValueError(f"format is {body.get('format')!r}")
-            return cls(str(body["flavor"]), dict(body.get("flavor_meta", {})), dict(body.get("signature", {})))
+            with open(path, "rb") as f:
+                raw = f.read(MAX_DESCRIPTION_BYTES + 1)
         except FileNotFoundError:
             raise InvalidInputError(f"{folder} is not a saved model: it has no {MODEL_FILE}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidInputError(f"{path} is not a Shipyard model description: {exc}") from exc
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            if len(raw) > MAX_DESCRIPTION_BYTES:
+                raise ValueError(f"larger than {MAX_DESCRIPTION_BYTES // 1024} KiB")
+            body = json.loads(raw)
+            if _depth(body) > MAX_DESCRIPTION_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DESCRIPTION_DEPTH} levels")
+            if not isinstance(body, dict):
+                raise ValueError(f"a JSON {type(body).__name__}, not an object")
+            if body.get("format") != MODEL_FORMAT:
+                raise ValueError(f"format is {str(body.get('format'))[:40]!r}, not {MODEL_FORMAT!r}")
+            flavor, meta, signature = body.get("flavor"), body.get("flavor_meta", {}), body.get("signature", {})
+            if not isinstance(flavor, str):
+                raise ValueError("flavor is not a string")
+            if not isinstance(meta, dict) or not isinstance(signature, dict):
+                raise ValueError("flavor_meta and signature must be JSON objects")
+            return cls(flavor, meta, signature)
+        except RecursionError:
+            raise InvalidInputError(f"{path} is not a Shipyard model description: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+            raise InvalidInputError(f"{path} is not a Shipyard model description: {_first_line(exc)}") from exc
+
+
+def _depth(value: object) -> int:
+    """How deeply ``value`` nests lists and objects, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DESCRIPTION_DEPTH:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 class Registry:
@@ -76,14 +114,17 @@ class Registry:
         so a crash leaves at most unreferenced objects (collected by gc), never half a version.
         ``trust_as_registrant`` (``log_model``: the folder was just written from an object of this
         program) also trusts what loading it needs: a "trust" audit event by this actor, written in
-        the registration's transaction.
+        the registration's transaction. A folder that could never load (an unknown flavor or
+        serializer, a missing or linked model file) is refused before anything is stored.
         """
         check_model_name(name)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise InvalidInputError(f"version must be a positive integer (versions start at 1), not {version!r}")
         saved = SavedModel.read(folder)
         flavor = self.flavors(saved.flavor)  # an unknown flavor fails before anything is stored
-        needed = self._requires(str(folder), flavor, folder, saved) if trust_as_registrant else TrustSet()
+        # so does a folder that could never load (unknown serializer, missing or linked model file)
+        needed = self._requires(str(folder), flavor, folder, saved)
+        trusted = needed if trust_as_registrant else TrustSet()
         stored = put_path(self.store, folder, progress)
         examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
         return self.meta.register_version(NewVersion(
@@ -91,7 +132,7 @@ class Registry:
             run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
             examples_digest=str(examples.digest) if examples else None, metrics=dict(metrics or {}),
             params=dict(params or {}), description=description, created_by=self.actor,
-            requested_version=version, trusted=tuple(needed.items()), trust_reason=IN_PROCESS_REASON,
+            requested_version=version, trusted=tuple(trusted.items()), trust_reason=IN_PROCESS_REASON,
         ))
 
     def requirements(self, folder: Path) -> TrustSet:

@@ -24,20 +24,20 @@ TYPE_PREFIX = "type:"
 CLASS_PREFIX = "class:"
 IN_PROCESS_REASON = "logged in-process with shipyard.log_model (the model object came from this program)"
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-TYPE_RE = re.compile(rf"^{_DOTTED}$")
-CLASS_RE = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+TYPE_RE = re.compile(_DOTTED)  # always used with fullmatch: "$" would let a final newline through
+CLASS_RE = re.compile(rf"{_DOTTED}:{_DOTTED}")
 _MAX_NAME = 256
 _MAX_SHOWN = 10  # items named in an error line; more than that is itself a reason to look closer
 
 
 def check_type_name(name: str) -> str:
-    if len(name) > _MAX_NAME or not TYPE_RE.match(name) or "." not in name:
+    if len(name) > _MAX_NAME or not TYPE_RE.fullmatch(name) or "." not in name:
         raise InvalidInputError(f"invalid type name {name[:80]!r}: use the dotted name, e.g. mypackage.MyTransformer")
     return name
 
 
 def check_class_name(name: str) -> str:
-    if len(name) > _MAX_NAME or not CLASS_RE.match(name):
+    if len(name) > _MAX_NAME or not CLASS_RE.fullmatch(name):
         raise InvalidInputError(f"invalid class {name[:80]!r}: use module:Class, e.g. mypackage.nets:TinyNet")
     return name
 

@@ -105,27 +105,19 @@ def register(
     """Register a saved model folder as the next version of NAME.
 
     A folder from anywhere is untrusted: if loading it would run code (a pickle, a class to import,
-    stored code, skops types beyond scikit-learn/NumPy/SciPy), this says what, and the version loads
-    only after `shipyard models trust`.
+    stored code, skops types beyond Shipyard's allowlist), this says what, and the version loads
+    only after `shipyard models trust`. A folder that could never load is refused (exit 2).
     """
     from rich.markup import escape
 
-    from shipyard.core.registry.trust import TrustSet
-    from shipyard.errors import InvalidInputError
-
     registry = out.services().registry
-    mv = registry.register(name, folder, description=description, version=version)
-    try:
-        needed, unloadable = registry.requirements(folder), None
-    except InvalidInputError as exc:
-        needed, unloadable = TrustSet(), str(exc)
+    mv = registry.register(name, folder, description=description, version=version)  # refuses what can never load
+    needed = registry.requirements(folder)
     if as_json:
-        out.print_json({**mv.to_dict(), "needs_trust": needed.items(), "unloadable": unloadable})
+        out.print_json({**mv.to_dict(), "needs_trust": needed.items()})
         return
     out.console().print(f"registered [bold]{mv.ref}[/bold] ({out.short(mv.manifest_digest)})")
-    if unloadable:
-        out.console().print(f"[yellow]{mv.ref} cannot be loaded[/yellow]: {escape(unloadable)}", soft_wrap=True)
-    elif needed:
+    if needed:
         out.console().print(f"[yellow]{mv.ref} will not load until trusted[/yellow]: it contains "
                             f"{escape(needed.describe())}; if you trust its author: "
                             f"shipyard models trust {mv.ref} {escape(needed.flags())} -m REASON", soft_wrap=True)
