@@ -64,7 +64,9 @@ def test_registering_over_an_existing_version_is_refused(env: dict[str, str], tm
     shipyard.save_model(DummyClassifier().fit([[0], [1]], [0, 1]), folder)
     assert "iris@1" in run_cli("models", "register", str(folder), "--name", "iris", env=env).stdout
     before = run_cli("models", "show", "iris@1", "--json", env=env).stdout
-    (folder / "model.skops").write_bytes(b"replaced weights")
+    import skops.io as sio  # other weights, still loadable: register refuses a folder that could never load
+
+    (folder / "model.skops").write_bytes(sio.dumps(DummyClassifier(strategy="prior").fit([[0], [1]], [1, 1])))
     done = run_cli("models", "register", str(folder), "--name", "iris", "--version", "1", env=env, check=False)
     assert done.returncode == 4
     assert done.stderr.strip() == ("error: iris@1 is already registered and can never change; "
