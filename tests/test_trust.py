@@ -301,6 +301,9 @@ def test_cli_reports_refuses_serving_and_trusts(tmp_path: Path) -> None:
     run_cli("models", "trust", "legit@1", "--pickle", "-m", "trained by our CI", env=env)
     shown = json.loads(run_cli("models", "show", "legit@1", "--json", env=env).stdout)
     assert shown["trust"]["trusted"] == ["pickle"] and shown["trust"]["reason"] == "trained by our CI"
+    other = json.loads(run_cli("models", "show", "legit@1", "--json", env={**env, "SHIPYARD_ACTOR": "bob@elsewhere"}
+                               ).stdout)
+    assert other["trust"] is None and other["trust_by_others"]["actor"] == shown["trust"]["actor"]
     history = json.loads(run_cli("models", "history", "legit", "--json", env=env).stdout)
     assert history[-1]["action"] == "trust" and history[-1]["name"] == "1" and history[-1]["trusted"] == ["pickle"]
     with serving(env, "legit@1") as url:

@@ -129,15 +129,16 @@ def trust(
     reason: str = typer.Option(..., "--reason", "-m", help="Why you trust it; kept in the audit log."),
     pickle: bool = typer.Option(False, "--pickle", help="Allow unpickling its files (pickle, joblib)."),
     code: bool = typer.Option(False, "--code", help="Allow running its stored program (TorchScript)."),
-    types: list[str] = typer.Option([], "--type", help="A skops type to allow, e.g. mypackage.MyTransformer."),
+    types: list[str] = typer.Option([], "--type", help="A skops type or function to allow, e.g. mypkg.MyTransformer."),
     classes: list[str] = typer.Option([], "--class", help="A class to import and build, e.g. mypackage.nets:Net."),
     revoke: bool = typer.Option(False, "--revoke", help="Trust nothing beyond the allowlist from now on."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Trust what loading one version may run (audited). Each decision replaces the version's last one.
+    """Trust what loading one version may run (audited). Each decision replaces your last one.
 
     Only trust a version whose author you trust: a pickle or a class runs code on the machine that
-    loads or serves it. `shipyard models show` shows the decision in force.
+    loads or serves it. The decision counts for you (SHIPYARD_ACTOR) and for those who list you in
+    SHIPYARD_TRUSTED_ACTORS. `shipyard models show` shows the decision in force for you.
     """
     from shipyard.core.registry.trust import TrustSet
     from shipyard.errors import InvalidInputError
