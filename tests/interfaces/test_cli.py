@@ -33,6 +33,7 @@ def test_demo_twice_makes_a_new_version_and_leaves_the_old_one(env: dict[str, st
     versions = json.loads(run_cli("models", "versions", "iris", "--json", env=env).stdout)
     assert [v["version"] for v in versions] == [1, 2]
     assert v1.pop("trust") is None  # show adds the trust decision in force: none, scikit-learn types only
+    assert v1.pop("trust_by_others") is None  # and the newest decision of others, which does not count
     assert versions[0] == {**v1, "aliases": []}  # only the alias moved away from version 1
     assert versions[1]["aliases"] == ["staging"]
     everything = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
