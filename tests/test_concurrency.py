@@ -27,7 +27,7 @@ while time.time() < start_at:
 for i in range(count):
     folder = base / str(i)
     folder.mkdir(parents=True)
-    (folder / MODEL_FILE).write_bytes(SavedModel("sklearn", {}, {}).to_bytes())
+    (folder / MODEL_FILE).write_bytes(SavedModel("onnx", {"file": "weights.txt"}, {}).to_bytes())
     (folder / "weights.txt").write_text(f"{proc}-{i}")
     mv = svc.registry.register("shared", folder, description=f"{proc}-{i}")
     got.append(mv.version)
@@ -81,7 +81,7 @@ while time.time() < start_at:
 svc = from_environment()  # creates (migrates) the schema if nobody has yet
 folder = Path(sys.argv[3]) / proc
 folder.mkdir(parents=True)
-(folder / MODEL_FILE).write_bytes(SavedModel("sklearn", {}, {}).to_bytes())
+(folder / MODEL_FILE).write_bytes(SavedModel("onnx", {"file": "w"}, {}).to_bytes())
 (folder / "w").write_text(proc)
 print(svc.registry.register("first", folder).version)
 """

@@ -36,7 +36,7 @@ with shipyard.start_run(name="crashy") as run:
 def _kill_mid_write(project: Path, mode: str) -> str:
     folder = project / "bigmodel"
     folder.mkdir()
-    (folder / MODEL_FILE).write_bytes(SavedModel("sklearn", {}, {}).to_bytes())
+    (folder / MODEL_FILE).write_bytes(SavedModel("onnx", {"file": "weights.bin"}, {}).to_bytes())
     with open(folder / "weights.bin", "wb") as f:
         f.truncate(BIG)
     env = cli_env(SHIPYARD_HOME=str(project / ".shipyard"))

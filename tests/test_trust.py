@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -19,11 +20,12 @@ from sklearn.linear_model import LogisticRegression
 
 import shipyard
 from shipyard.adapters.flavors import get_flavor
+from shipyard.config import load_settings
 from shipyard.core.registry.saving import save_model
 from shipyard.core.registry.service import MODEL_FILE, SavedModel
 from shipyard.core.registry.trust import IN_PROCESS_REASON, TrustSet
-from shipyard.errors import InvalidInputError, UntrustedModelError
-from shipyard.wiring import Services
+from shipyard.errors import ConfigError, InvalidInputError, UntrustedModelError
+from shipyard.wiring import Services, build
 from tests.conftest import cli_env, free_port, serving
 from tests.conftest import shipyard as run_cli
 from tests.hostile_models import Doubler, PickleBomb, SetsMarker
@@ -180,11 +182,74 @@ def test_torch_imports_only_trusted_classes(services: Services, tmp_path: Path) 
     assert services.registry.load("script@1")(x).shape == (3, 3)
 
 
-def test_a_model_file_outside_the_folder_is_refused(services: Services, tmp_path: Path) -> None:
-    outside = _folder(tmp_path / "outside", "onnx", {"file": "/etc/passwd"}, {})
-    services.registry.register("outside", outside)
-    with pytest.raises(InvalidInputError, match=r"^outside@1 cannot be loaded: .*'/etc/passwd' .*not a file name"):
-        services.registry.load("outside@1")
+@pytest.mark.parametrize(("meta", "files", "why"), [
+    ({"file": "/etc/passwd"}, {}, r"'/etc/passwd' .*not a file name"),
+    ({"file": "model.onnx"}, {}, r"no regular file by that name"),
+    ({"file": "model.onnx"}, {"link": b""}, r"no regular file by that name"),  # model.onnx -> link, below
+])
+def test_a_folder_that_could_never_load_is_not_registered(services: Services, tmp_path: Path, meta: dict[str, Any],
+                                                          files: dict[str, bytes], why: str) -> None:
+    folder = _folder(tmp_path / "bad", "onnx", meta, files)
+    if files:
+        (folder / "model.onnx").symlink_to(folder / "link")  # a link is not stored: the version could never load
+    with pytest.raises(InvalidInputError, match=rf"^{folder} cannot be loaded: .*{why}"):
+        services.registry.register("bad", folder)
+    assert services.registry.models() == []
+    serializer = _folder(tmp_path / "serializer", "sklearn", {"serializer": "marshal"}, {"model.pkl": b"x"})
+    with pytest.raises(InvalidInputError, match="unknown serializer 'marshal'"):
+        services.registry.register("bad", serializer)
+    assert services.registry.models() == []
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+    (b"[1]", "a JSON list, not an object"),
+    (json.dumps({"format": "shipyard.model/v1", "flavor": "onnx", "flavor_meta": [1]}).encode(), "must be JSON obj"),
+    (json.dumps({"format": "shipyard.model/v1", "flavor": ["onnx"]}).encode(), "flavor is not a string"),
+    (json.dumps({"format": "shipyard.model/v1", "flavor": "onnx", "signature": {"a": _nested(40)}}).encode(),
+     "nested deeper than 32 levels"),
+    (b'{"format": "' + b"x" * (1024 * 1024) + b'"}', "larger than 1024 KiB"),
+    (b"\xff\xfe", "is not a Shipyard model description: "),
+])
+def test_a_hostile_model_description_gets_one_line(services: Services, tmp_path: Path, body: bytes, why: str) -> None:
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / MODEL_FILE).write_bytes(body)
+    with pytest.raises(InvalidInputError) as caught:
+        services.registry.register("hostile", folder)
+    assert why in str(caught.value) and "\n" not in str(caught.value)
+    assert services.registry.models() == []
+
+
+def test_trust_names_must_match_whole_without_a_final_newline() -> None:
+    for bad in ("evil.x\n", "evil.x\nmore"):
+        with pytest.raises(InvalidInputError, match="invalid type name"):
+            TrustSet.of(types=[bad])
+    with pytest.raises(InvalidInputError, match="invalid class"):
+        TrustSet.of(classes=["os:system\n"])
+    assert TrustSet.of(types=["a.B"], classes=["m.n:C"]).items() == ["type:a.B", "class:m.n:C"]
+
+
+def test_torch_checks_a_trusted_class_is_a_module_before_calling_it(services: Services, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "pwned"
+    weights = tmp_path / "w.pt"
+    torch.save({}, weights)
+    popen = _folder(tmp_path / "popen", "torch",
+                    {"kind": "state_dict", "file": "state_dict.pt", "class": "subprocess:Popen",
+                     "init_kwargs": {"args": ["touch", str(marker)]}}, {"state_dict.pt": weights.read_bytes()})
+    services.registry.register("popen", popen)
+    services.registry.trust("popen@1", TrustSet.of(classes=["subprocess:Popen"]), "testing the subclass check")
+    with pytest.raises(InvalidInputError, match=r"^subprocess:Popen is not a torch.nn.Module class: nothing was built"):
+        services.registry.load("popen@1")
+    assert not marker.exists()
 
 
 def test_log_model_trusts_what_it_saved_itself(project: Path) -> None:
@@ -213,7 +278,12 @@ def test_cli_reports_refuses_serving_and_trusts(tmp_path: Path) -> None:
     hostile = _folder(tmp_path / "hostile", "sklearn", {"serializer": "pickle", "file": "model.pkl"},
                       {"model.pkl": pickle.dumps(PickleBomb(marker))})
     zero = run_cli("models", "register", str(hostile), "--name", "hostile", "--version", "0", env=env, check=False)
-    assert zero.returncode == 2 and "versions start at 1" in zero.stderr and len(zero.stderr.strip().splitlines()) == 1
+    assert zero.returncode == 2 and "versions run from 1" in zero.stderr and len(zero.stderr.strip().splitlines()) == 1
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / MODEL_FILE).write_text("[1]")
+    broken = run_cli("models", "register", str(tmp_path / "broken"), "--name", "broken", env=env, check=False)
+    assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1, broken.stderr
+    assert "not an object" in broken.stderr
 
     out = run_cli("models", "register", str(hostile), "--name", "hostile", env=env).stdout
     assert "hostile@1 will not load until trusted" in out
@@ -231,8 +301,60 @@ def test_cli_reports_refuses_serving_and_trusts(tmp_path: Path) -> None:
     run_cli("models", "trust", "legit@1", "--pickle", "-m", "trained by our CI", env=env)
     shown = json.loads(run_cli("models", "show", "legit@1", "--json", env=env).stdout)
     assert shown["trust"]["trusted"] == ["pickle"] and shown["trust"]["reason"] == "trained by our CI"
+    other = json.loads(run_cli("models", "show", "legit@1", "--json", env={**env, "SHIPYARD_ACTOR": "bob@elsewhere"}
+                               ).stdout)
+    assert other["trust"] is None and other["trust_by_others"]["actor"] == shown["trust"]["actor"]
     history = json.loads(run_cli("models", "history", "legit", "--json", env=env).stdout)
     assert history[-1]["action"] == "trust" and history[-1]["name"] == "1" and history[-1]["trusted"] == ["pickle"]
     with serving(env, "legit@1") as url:
         r = httpx.post(f"{url}/predict", json={"instances": X[:2].tolist()})
         assert r.status_code == 200, r.text
+
+
+def _as(services: Services, actor: str, reviewers: tuple[str, ...] = ()) -> Services:
+    """Another user of the same registry (a shared database and store), with their own reviewers."""
+    return build(dataclasses.replace(services.settings, actor=actor, trusted_actors=reviewers))
+
+
+def test_trust_counts_only_for_its_actor_and_their_reviewers(services: Services, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    bomb = _folder(tmp_path / "bomb", "python", {"file": "model.pkl"}, {"model.pkl": pickle.dumps(PickleBomb(marker))})
+    mallory = _as(services, "mallory@evil")
+    alice = services.registry  # tester@ci
+    try:
+        # what log_model does: the registrant trusts what it saved; that covers the registrant only
+        mallory.registry.register("shared", bomb, trust_as_registrant=True)
+        message = _refused(services, "shared@1")
+        assert "trusted by mallory@evil, who is not you or a listed reviewer" in message
+        assert not marker.exists()
+
+        legit = tmp_path / "legit"
+        model = LogisticRegression(max_iter=300).fit(X, Y)
+        save_model(get_flavor("sklearn"), model, legit, options={"serializer": "pickle"})
+        mallory.registry.register("shared", legit, trust_as_registrant=True)
+        assert mallory.registry.load("shared@2").predict(X[:2]).shape == (2,)
+        _refused(services, "shared@2")
+        assert alice.trust_event(alice.resolve("shared@2")) is None
+
+        reviewing = _as(services, "tester@ci", reviewers=("mallory@evil",))  # Alice lists Mallory as a reviewer
+        try:
+            assert reviewing.registry.load("shared@2").predict(X[:2]).shape == (2,)
+        finally:
+            reviewing.close()
+
+        alice.trust("shared@2", TrustSet(pickle=True), "reviewed it myself")
+        mallory.registry.trust("shared@2", TrustSet(), "revoked, for me")  # counts for Mallory only
+        assert alice.load("shared@2").predict(X[:2]).shape == (2,)
+        with pytest.raises(UntrustedModelError, match=r"^shared@2 is not trusted to load: it contains a pickle"):
+            mallory.registry.load("shared@2")
+        assert not marker.exists()
+    finally:
+        mallory.close()
+
+
+def test_trusted_actors_come_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings({"SHIPYARD_TRUSTED_ACTORS": " ci@build, alice@laptop,,ci@build "}, tmp_path)
+    assert settings.trusted_actors == ("ci@build", "alice@laptop")
+    assert load_settings({}, tmp_path).trusted_actors == ()
+    with pytest.raises(ConfigError, match=r"^SHIPYARD_TRUSTED_ACTORS: 'a\\nb' is not an actor name"):
+        load_settings({"SHIPYARD_TRUSTED_ACTORS": "a\nb"}, tmp_path)

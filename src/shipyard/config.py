@@ -24,6 +24,7 @@ class Settings:
     store_path: Path
     actor: str
     root: Path | None = None  # the project (shipyard.yaml, shipyard.lock); default: home's parent
+    trusted_actors: tuple[str, ...] = ()  # reviewers whose trust decisions count as this actor's own
 
     @property
     def project_root(self) -> Path:
@@ -40,7 +41,8 @@ def find_project_root(start: Path) -> Path:
 
 
 def load_settings(environ: Mapping[str, str], cwd: Path) -> Settings:
-    """Read ``SHIPYARD_HOME``, ``SHIPYARD_DB_URL``, ``SHIPYARD_STORE`` and ``SHIPYARD_ACTOR``."""
+    """Read ``SHIPYARD_HOME``, ``SHIPYARD_DB_URL``, ``SHIPYARD_STORE``, ``SHIPYARD_ACTOR`` and
+    ``SHIPYARD_TRUSTED_ACTORS`` (comma-separated actors whose trust decisions you accept)."""
     root = find_project_root(cwd)
     home = Path(environ["SHIPYARD_HOME"]) if environ.get("SHIPYARD_HOME") else root / HOME_DIR
     home = home if home.is_absolute() else cwd / home
@@ -50,7 +52,18 @@ def load_settings(environ: Mapping[str, str], cwd: Path) -> Settings:
     store = Path(environ["SHIPYARD_STORE"]) if environ.get("SHIPYARD_STORE") else home / STORE_DIR
     actor = _check_actor(environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}")
     return Settings(home=home, db_url=db_url, store_path=store if store.is_absolute() else cwd / store, actor=actor,
-                    root=root)
+                    root=root, trusted_actors=parse_actors(environ.get("SHIPYARD_TRUSTED_ACTORS", "")))
+
+
+def parse_actors(text: str) -> tuple[str, ...]:
+    """``"alice@laptop, ci@build"`` -> the actor names, in order, without blanks or repeats."""
+    names = (n.strip() for n in text.split(","))
+    actors = tuple(dict.fromkeys(n for n in names if n))
+    for name in actors:
+        if len(name) > 255 or not name.isprintable():
+            raise ConfigError(f"SHIPYARD_TRUSTED_ACTORS: {name[:80]!r} is not an actor name (printable, "
+                              "at most 255 characters, separated by commas)")
+    return actors
 
 
 def _check_actor(actor: str) -> str:

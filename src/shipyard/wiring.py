@@ -155,7 +155,8 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
 
     origin = Origin(user=settings.actor, host=socket.gethostname(), pid=os.getpid())
     tracker = Tracker(meta, store, origin, code_version=code, env_digest=env_digest, pid_alive=pid_alive)
-    registry = Registry(meta, store, flavor, settings.actor, env_digest=env_digest)
+    registry = Registry(meta, store, flavor, settings.actor, env_digest=env_digest,
+                        reviewers=settings.trusted_actors)
     return Services(settings, store, meta, tracker, registry)
 
 

@@ -33,6 +33,7 @@ def test_demo_twice_makes_a_new_version_and_leaves_the_old_one(env: dict[str, st
     versions = json.loads(run_cli("models", "versions", "iris", "--json", env=env).stdout)
     assert [v["version"] for v in versions] == [1, 2]
     assert v1.pop("trust") is None  # show adds the trust decision in force: none, scikit-learn types only
+    assert v1.pop("trust_by_others") is None  # and the newest decision of others, which does not count
     assert versions[0] == {**v1, "aliases": []}  # only the alias moved away from version 1
     assert versions[1]["aliases"] == ["staging"]
     everything = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
@@ -64,7 +65,9 @@ def test_registering_over_an_existing_version_is_refused(env: dict[str, str], tm
     shipyard.save_model(DummyClassifier().fit([[0], [1]], [0, 1]), folder)
     assert "iris@1" in run_cli("models", "register", str(folder), "--name", "iris", env=env).stdout
     before = run_cli("models", "show", "iris@1", "--json", env=env).stdout
-    (folder / "model.skops").write_bytes(b"replaced weights")
+    import skops.io as sio  # other weights, still loadable: register refuses a folder that could never load
+
+    (folder / "model.skops").write_bytes(sio.dumps(DummyClassifier(strategy="prior").fit([[0], [1]], [1, 1])))
     done = run_cli("models", "register", str(folder), "--name", "iris", "--version", "1", env=env, check=False)
     assert done.returncode == 4
     assert done.stderr.strip() == ("error: iris@1 is already registered and can never change; "

@@ -206,8 +206,10 @@ def load_model(ref: str) -> Any:
     """The model behind ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``, verified against its digests.
 
     A version that needs code run to load (a pickle, a class to import, stored code, skops types
-    outside scikit-learn/NumPy/SciPy) loads only if that was trusted for it: ``log_model`` trusts
-    what it saved itself; anything else needs ``trust_model`` (or ``shipyard models trust``).
+    beyond Shipyard's allowlist, functions included) loads only if that was trusted for it, by you
+    (``SHIPYARD_ACTOR``) or a reviewer you list in ``SHIPYARD_TRUSTED_ACTORS``: ``log_model`` trusts
+    what it saved itself, for its own actor; anything else needs ``trust_model`` (or
+    ``shipyard models trust``).
     """
     return _svc().registry.load(ref)
 
@@ -217,9 +219,10 @@ def trust_model(ref: str, reason: str, *, pickle: bool = False, code: bool = Fal
     """Trust what loading ``ref``'s version may run, and say why; the decision goes in the audit log.
 
     ``pickle``: unpickle its files; ``code``: run its stored program (TorchScript); ``types``: skops
-    types beyond scikit-learn, NumPy and SciPy (``"mypackage.MyTransformer"``); ``classes``: classes to
-    import and build (``"mypackage.nets:TinyNet"``). Each call replaces the version's earlier decision:
-    name everything it needs. Only trust a version whose author you trust.
+    types and functions beyond Shipyard's allowlist (``"mypackage.MyTransformer"``, ``"numpy.sort"``);
+    ``classes``: classes to import and build (``"mypackage.nets:TinyNet"``). Each call replaces your
+    earlier decision for the version: name everything it needs. The decision counts for you and for
+    those who list you in ``SHIPYARD_TRUSTED_ACTORS``. Only trust a version whose author you trust.
     """
     from shipyard.core.registry.trust import TrustSet
 

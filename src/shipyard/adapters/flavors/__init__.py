@@ -29,11 +29,16 @@ def require(module: str, feature: str, extra: str) -> Any:
 
 
 def model_file(folder: Path, meta: Mapping[str, Any], default: str) -> Path:
-    """The file ``meta`` names inside ``folder``: a plain file name, never a path that leaves it."""
+    """The file ``meta`` names inside ``folder``: a plain file name (never a path that leaves it) of a
+    regular file there."""
     name = str(meta.get("file", default))
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or len(name) > 255:
         raise InvalidInputError(f"the model description names {name[:80]!r} as its file: not a file name")
-    return folder / name
+    path = folder / name
+    if path.is_symlink() or not path.is_file():  # a link is not stored with the version: it would never load
+        raise InvalidInputError(f"the model description names {name!r} as its file, but the folder has no "
+                                "regular file by that name")
+    return path
 
 
 def first_line(exc: BaseException) -> str:

@@ -1,8 +1,9 @@
 """scikit-learn models: skops by default (safe to load); pickle/joblib only when trusted.
 
-skops loads only the types of Shipyard's allowlist (anything from scikit-learn, NumPy or SciPy
-that skops itself does not already trust) plus the types a user trusted for the version. The
-list is computed here from the file; nothing the model folder says about its own types is used.
+skops loads only the types it trusts itself, those of Shipyard's allowlist (scikit-learn classes
+deriving from ``SKLEARN_BASES``, and a curated list of NumPy/SciPy data types: never a function,
+never a whole package) and the types a user trusted for the version. The list is computed here
+from the file; nothing the model folder says about its own types is used.
 A pickle or joblib file runs any code it names, so it loads only when the version is trusted
 with ``--pickle`` (``log_model`` does that for what it saved itself), and only after Registry.load
 has re-hashed it against the registered digests.
@@ -10,6 +11,8 @@ has re-hashed it against the registered digests.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,13 +24,73 @@ from shipyard.errors import InvalidInputError
 
 SERIALIZERS = ("skops", "pickle", "joblib")
 FILES = {"skops": "model.skops", "pickle": "model.pkl", "joblib": "model.joblib"}
-ALLOWED_ROOTS = frozenset({"sklearn", "numpy", "scipy"})
-"""Top-level packages whose types a skops file may use without the user trusting them."""
+SKLEARN_BASES = (
+    "sklearn.base:BaseEstimator", "sklearn.model_selection._split:BaseCrossValidator",
+    "sklearn.model_selection._split:BaseShuffleSplit", "sklearn.metrics._dist_metrics:DistanceMetric",
+    "sklearn.neural_network._stochastic_optimizers:BaseOptimizer", "sklearn.metrics._scorer:_BaseScorer",
+    "sklearn.metrics._scorer:_PassthroughScorer", "sklearn.tree._tree:Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor", "sklearn.neighbors._kd_tree:KDTree",
+    "sklearn.neighbors._ball_tree:BallTree", "sklearn.utils._bunch:Bunch", "sklearn.calibration:_CalibratedClassifier",
+)
+"""Classes of scikit-learn a skops file may name without trust: estimators, and their plain data parts
+(tree storage, neighbor trees, distance metrics, CV splitters, optimizers, scorers). Only classes:
+any function, method or other callable needs ``--type``, because a file can call what it names."""
+_NO_IMPORT = frozenset({"externals", "tests", "conftest", "__main__"})
+"""Module name parts never imported to check a name (test helpers, vendored code that imports torch)."""
 
 
 def allowed(type_name: str) -> bool:
-    """Whether ``type_name`` (as skops reports it) is on Shipyard's allowlist."""
-    return type_name.partition(".")[0] in ALLOWED_ROOTS
+    """Whether ``type_name`` (as skops reports it) is on Shipyard's allowlist: a NumPy/SciPy data type
+    of the curated list, or a scikit-learn class deriving from one of ``SKLEARN_BASES``."""
+    if type_name in _data_types():
+        return True
+    cls = _sklearn_class(type_name)
+    return cls is not None and issubclass(cls, _sklearn_bases())
+
+
+@functools.cache
+def _data_types() -> frozenset[str]:
+    """NumPy and SciPy types that hold data: arrays, dtypes, scalars, random states, sparse matrices.
+
+    Never a whole package: ``numpy.memmap`` opens files, and NumPy's functions include ``exec`` wrappers.
+    """
+    import numpy as np
+    import scipy.sparse as sp  # type: ignore[import-untyped]
+
+    types: set[type] = {np.ndarray, np.ma.MaskedArray, np.dtype, np.random.RandomState, np.random.Generator}
+    types.update(t for t in np.sctypeDict.values() if isinstance(t, type) and t.__module__ == "numpy")
+    types.update(type(np.dtype(t)) for t in set(np.sctypeDict.values()))
+    sparse_bases = tuple(b for b in (getattr(sp, "spmatrix", None), getattr(sp, "sparray", None)) if b is not None)
+    types.update(obj for obj in vars(sp).values() if isinstance(obj, type) and issubclass(obj, sparse_bases))
+    return frozenset(f"{t.__module__}.{t.__name__}" for t in types if not issubclass(t, np.memmap))
+
+
+@functools.cache
+def _sklearn_bases() -> tuple[type, ...]:
+    bases = []
+    for spec in SKLEARN_BASES:
+        module_name, _, name = spec.partition(":")
+        try:
+            bases.append(getattr(importlib.import_module(module_name), name))
+        except (ImportError, AttributeError):  # another scikit-learn version: that base does not exist there
+            continue
+    return tuple(b for b in bases if isinstance(b, type))
+
+
+def _sklearn_class(type_name: str) -> type | None:
+    """The scikit-learn class ``type_name`` names, found by importing its module (nothing is called), or None."""
+    parts = type_name.split(".")
+    if len(parts) < 2 or parts[0] != "sklearn" or any(p in _NO_IMPORT or p.startswith("test") for p in parts):
+        return None
+    module_name, name = ".".join(parts[:-1]), parts[-1]
+    try:
+        obj = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    # the name must be where the class is defined: skops imports that same path to rebuild it
+    if not isinstance(obj, type) or f"{obj.__module__}.{obj.__name__}" != type_name:
+        return None
+    return obj
 
 
 class SklearnFlavor:
@@ -65,8 +128,8 @@ class SklearnFlavor:
         if serializer == "skops":
             found = _skops_types(path)
             refuse_untrusted(path.name, TrustSet.of(types=(t for t in found if not allowed(t))), trusted)
-            try:
-                return _skops().load(path, trusted=found)
+            try:  # skops gets only what the allowlist and the user trust, never the file's own list
+                return _skops().load(path, trusted=[t for t in found if t in trusted.types or allowed(t)])
             except Exception as exc:  # skops raises its own and builtin errors for files it cannot rebuild
                 raise InvalidInputError(f"skops cannot load {path.name}: {first_line(exc)}") from exc
         refuse_untrusted(path.name, TrustSet(pickle=True), trusted)

@@ -70,7 +70,10 @@ class TorchFlavor:
             kwargs = meta.get("init_kwargs", {})
             if not isinstance(kwargs, dict):
                 raise InvalidInputError("init_kwargs in the model description is not a mapping")
-            model = _import(str(meta["class"]))(**kwargs)
+            cls = _import(str(meta["class"]))
+            if not issubclass(cls, torch.nn.Module):  # before the call: a trusted name is not yet a model class
+                raise InvalidInputError(f"{meta['class']} is not a torch.nn.Module class: nothing was built")
+            model = cls(**kwargs)
             if not isinstance(model, torch.nn.Module):
                 raise InvalidInputError(f"{meta['class']} did not build a torch.nn.Module")
             try:  # weights_only: the unpickler refuses anything but tensors and plain containers

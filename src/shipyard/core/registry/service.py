@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,14 +12,16 @@ from typing import Any
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
-from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name
-from shipyard.core.registry.trust import IN_PROCESS_REASON, TrustSet, require_trusted
+from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_version
+from shipyard.core.registry.trust import IN_PROCESS_REASON, TRUST_ACTION, TrustSet, untrusted_error
 from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Flavor, MetadataStore, ObjectStore, Progress, no_progress
 
 MODEL_FILE = "shipyard-model.json"
 EXAMPLES_FILE = "examples.json"
 MODEL_FORMAT = "shipyard.model/v1"
+MAX_DESCRIPTION_BYTES = 1024 * 1024
+MAX_DESCRIPTION_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +38,70 @@ class SavedModel:
 
     @classmethod
     def read(cls, folder: Path) -> SavedModel:
+        """Parse ``shipyard-model.json``: bounded in size and nesting, its shape checked; one-line errors."""
         path = folder / MODEL_FILE
         try:
-            body = json.loads(path.read_bytes())
-            if body.get("format") != MODEL_FORMAT:
-                raise ValueError(f"format is {body.get('format')!r}")
-            return cls(str(body["flavor"]), dict(body.get("flavor_meta", {})), dict(body.get("signature", {})))
+            with open(path, "rb") as f:
+                raw = f.read(MAX_DESCRIPTION_BYTES + 1)
         except FileNotFoundError:
             raise InvalidInputError(f"{folder} is not a saved model: it has no {MODEL_FILE}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidInputError(f"{path} is not a Shipyard model description: {exc}") from exc
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            if len(raw) > MAX_DESCRIPTION_BYTES:
+                raise ValueError(f"larger than {MAX_DESCRIPTION_BYTES // 1024} KiB")
+            body = json.loads(raw)
+            if _depth(body) > MAX_DESCRIPTION_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DESCRIPTION_DEPTH} levels")
+            if not isinstance(body, dict):
+                raise ValueError(f"a JSON {type(body).__name__}, not an object")
+            if body.get("format") != MODEL_FORMAT:
+                raise ValueError(f"format is {str(body.get('format'))[:40]!r}, not {MODEL_FORMAT!r}")
+            flavor, meta, signature = body.get("flavor"), body.get("flavor_meta", {}), body.get("signature", {})
+            if not isinstance(flavor, str):
+                raise ValueError("flavor is not a string")
+            if not isinstance(meta, dict) or not isinstance(signature, dict):
+                raise ValueError("flavor_meta and signature must be JSON objects")
+            return cls(flavor, meta, signature)
+        except RecursionError:
+            raise InvalidInputError(f"{path} is not a Shipyard model description: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+            raise InvalidInputError(f"{path} is not a Shipyard model description: {_first_line(exc)}") from exc
+
+
+def _depth(value: object) -> int:
+    """How deeply ``value`` nests lists and objects, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DESCRIPTION_DEPTH:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 class Registry:
+    """Versions, aliases and trust, as seen by ``actor``.
+
+    A trust decision counts only for the actor who made it and for those who list that actor among
+    their ``reviewers``: someone else's decision (a teammate's ``models trust``, or the automatic one
+    of their ``log_model``) never makes this actor's process run their pickle.
+    """
+
     def __init__(self, meta: MetadataStore, store: ObjectStore, flavors: Callable[[str], Flavor],
-                 actor: str, env_digest: Callable[[], Digest | None] = lambda: None) -> None:
+                 actor: str, env_digest: Callable[[], Digest | None] = lambda: None,
+                 reviewers: Iterable[str] = ()) -> None:
         self.meta = meta
         self.store = store
         self.flavors = flavors
         self.actor = actor
+        self.reviewers = frozenset(reviewers)
         self._env_digest = env_digest
 
     def register(self, name: str, folder: Path, run_id: str | None = None,
@@ -67,14 +114,17 @@ class Registry:
         so a crash leaves at most unreferenced objects (collected by gc), never half a version.
         ``trust_as_registrant`` (``log_model``: the folder was just written from an object of this
         program) also trusts what loading it needs: a "trust" audit event by this actor, written in
-        the registration's transaction.
+        the registration's transaction. A folder that could never load (an unknown flavor or
+        serializer, a missing or linked model file) is refused before anything is stored.
         """
         check_model_name(name)
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-            raise InvalidInputError(f"version must be a positive integer (versions start at 1), not {version!r}")
+        if version is not None:
+            check_version(version)
         saved = SavedModel.read(folder)
         flavor = self.flavors(saved.flavor)  # an unknown flavor fails before anything is stored
-        needed = self._requires(str(folder), flavor, folder, saved) if trust_as_registrant else TrustSet()
+        # so does a folder that could never load (unknown serializer, missing or linked model file)
+        needed = self._requires(str(folder), flavor, folder, saved)
+        trusted = needed if trust_as_registrant else TrustSet()
         stored = put_path(self.store, folder, progress)
         examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
         return self.meta.register_version(NewVersion(
@@ -82,7 +132,7 @@ class Registry:
             run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
             examples_digest=examples.digest if examples else None, metrics=dict(metrics or {}),
             params=dict(params or {}), description=description, created_by=self.actor,
-            requested_version=version, trusted=tuple(needed.items()), trust_reason=IN_PROCESS_REASON,
+            requested_version=version, trusted=tuple(trusted.items()), trust_reason=IN_PROCESS_REASON,
         ))
 
     def requirements(self, folder: Path) -> TrustSet:
@@ -97,18 +147,29 @@ class Registry:
         mv = self.resolve(ref)
         return self.meta.record_trust(mv.model, mv.version, items.items(), self.actor, reason.strip())
 
+    def accepts(self, actor: str) -> bool:
+        """Whether ``actor``'s trust decisions count here: this actor's own, or a listed reviewer's."""
+        return actor == self.actor or actor in self.reviewers
+
     def trust_event(self, mv: ModelVersion) -> AuditEvent | None:
-        """The decision in force for ``mv``: the newest "trust" audit event, or None."""
-        return self.meta.latest_trust(mv.model, mv.version)
+        """The decision in force for this actor: the newest "trust" event by it or a reviewer, or None."""
+        latest = self.meta.latest_trust(mv.model, mv.version)
+        if latest is None or self.accepts(latest.actor):
+            return latest  # the common case: one query
+        return next((e for e in reversed(self._trust_events(mv)) if self.accepts(e.actor)), None)
+
+    def others_trust(self, mv: ModelVersion) -> AuditEvent | None:
+        """The newest trust decision for ``mv`` by someone whose decisions do not count here, or None."""
+        latest = self.meta.latest_trust(mv.model, mv.version)
+        if latest is None or not self.accepts(latest.actor):
+            return latest
+        return next((e for e in reversed(self._trust_events(mv)) if not self.accepts(e.actor)), None)
+
+    def _trust_events(self, mv: ModelVersion) -> list[AuditEvent]:
+        return [e for e in self.meta.audit_events(mv.model) if e.action == TRUST_ACTION and e.name == str(mv.version)]
 
     def trusted(self, mv: ModelVersion) -> TrustSet:
-        event = self.trust_event(mv)
-        if event is None:
-            return TrustSet()
-        try:
-            return TrustSet.from_items(event.trusted)
-        except InvalidInputError:  # not a decision Shipyard wrote: it trusts nothing
-            return TrustSet()
+        return _items(self.trust_event(mv))
 
     def _requires(self, where: str, flavor: Flavor, folder: Path, saved: SavedModel) -> TrustSet:
         try:
@@ -139,7 +200,10 @@ class Registry:
             if saved.flavor != mv.flavor:
                 raise IntegrityError(f"{mv.ref} was registered as {mv.flavor} but its files say {saved.flavor}")
             needed = self._requires(mv.ref, flavor, folder, saved)
-            require_trusted(mv.ref, needed, granted)
+            if needed - granted:
+                other = self.others_trust(mv)
+                by = other.actor if other is not None and not (needed - granted - _items(other)) else None
+                raise untrusted_error(mv.ref, needed, granted, by=by)
             return flavor.load(folder, saved.flavor_meta, needed)
 
     def examples(self, mv: ModelVersion) -> dict[str, Any] | None:
@@ -154,9 +218,8 @@ class Registry:
         return self.meta.list_models()
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AuditEvent:
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InvalidInputError(f"version must be a positive integer, not {version!r}")
-        return self.meta.set_alias(check_model_name(name), check_alias(alias), version, self.actor, reason)
+        return self.meta.set_alias(check_model_name(name), check_alias(alias), check_version(version), self.actor,
+                                   reason)
 
     def remove_alias(self, name: str, alias: str, reason: str = "") -> AuditEvent:
         return self.meta.remove_alias(check_model_name(name), check_alias(alias), self.actor, reason)
@@ -167,3 +230,12 @@ class Registry:
             if not any(m.name == name for m in self.meta.list_models()):
                 raise NotFoundError(f"model {name!r} not found; `shipyard models list` shows registered models")
         return self.meta.audit_events(name)
+
+
+def _items(event: AuditEvent | None) -> TrustSet:
+    if event is None:
+        return TrustSet()
+    try:
+        return TrustSet.from_items(event.trusted)
+    except InvalidInputError:  # not a decision Shipyard wrote: it trusts nothing
+        return TrustSet()

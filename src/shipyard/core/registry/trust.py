@@ -3,8 +3,10 @@
 A saved model can carry code: a pickle, a TorchScript program, the name of a class to import
 and call, or skops types outside scikit-learn, NumPy and SciPy. A flavor says what a folder
 needs (``Flavor.requires``); a user trusts those items for one version, and the decision is an
-audit event (who, when, what, why), never something read from the model's own files. The latest
-decision for a version is the one that counts; a version is immutable, its trust is not.
+audit event (who, when, what, why), never something read from the model's own files. A decision
+counts only for the actor who made it and for actors who list that one as a reviewer
+(``SHIPYARD_TRUSTED_ACTORS``); among those, the latest one counts. A version is immutable, its
+trust is not.
 """
 
 from __future__ import annotations
@@ -22,20 +24,20 @@ TYPE_PREFIX = "type:"
 CLASS_PREFIX = "class:"
 IN_PROCESS_REASON = "logged in-process with shipyard.log_model (the model object came from this program)"
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-TYPE_RE = re.compile(rf"^{_DOTTED}$")
-CLASS_RE = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+TYPE_RE = re.compile(_DOTTED)  # always used with fullmatch: "$" would let a final newline through
+CLASS_RE = re.compile(rf"{_DOTTED}:{_DOTTED}")
 _MAX_NAME = 256
 _MAX_SHOWN = 10  # items named in an error line; more than that is itself a reason to look closer
 
 
 def check_type_name(name: str) -> str:
-    if len(name) > _MAX_NAME or not TYPE_RE.match(name) or "." not in name:
+    if len(name) > _MAX_NAME or not TYPE_RE.fullmatch(name) or "." not in name:
         raise InvalidInputError(f"invalid type name {name[:80]!r}: use the dotted name, e.g. mypackage.MyTransformer")
     return name
 
 
 def check_class_name(name: str) -> str:
-    if len(name) > _MAX_NAME or not CLASS_RE.match(name):
+    if len(name) > _MAX_NAME or not CLASS_RE.fullmatch(name):
         raise InvalidInputError(f"invalid class {name[:80]!r}: use module:Class, e.g. mypackage.nets:TinyNet")
     return name
 
@@ -120,20 +122,25 @@ def _shown(names: list[str]) -> str:
     return ", ".join(names[:_MAX_SHOWN]) + f", … ({len(names) - _MAX_SHOWN} more)"
 
 
-def untrusted_error(ref: str, needed: TrustSet, granted: TrustSet) -> UntrustedModelError:
-    """The one-line refusal: which version, what is untrusted, and the command that trusts it."""
+def untrusted_error(ref: str, needed: TrustSet, granted: TrustSet, by: str | None = None) -> UntrustedModelError:
+    """The one-line refusal: which version, what is untrusted, and the command that trusts it.
+
+    ``by``: the actor whose decision would have covered it, had it been this actor or a reviewer.
+    """
     missing = needed - granted
+    whose = "" if by is None else (f", trusted by {printable(by)}, who is not you or a listed reviewer "
+                                   "(SHIPYARD_TRUSTED_ACTORS)")
     if len(needed) > _MAX_SHOWN:
         how = (f"it needs {len(needed)} items, an unusual number: review the model before trusting any of it "
                f"(`shipyard models trust {ref} --help`)")
     else:
         how = f"if you trust its author, run: shipyard models trust {ref} {needed.flags()} -m REASON"
-    return UntrustedModelError(f"{ref} is not trusted to load: it contains {missing.describe()}; {how}")
+    return UntrustedModelError(f"{ref} is not trusted to load: it contains {missing.describe()}{whose}; {how}")
 
 
-def require_trusted(ref: str, needed: TrustSet, granted: TrustSet) -> None:
-    if needed - granted:
-        raise untrusted_error(ref, needed, granted)
+def printable(text: str, limit: int = 80) -> str:
+    """``text`` (an actor name from the database, say) on one short line: control characters become ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def refuse_untrusted(what: str, needed: TrustSet, granted: TrustSet) -> None:

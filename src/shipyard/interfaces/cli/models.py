@@ -52,8 +52,10 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
     registry = out.services().registry
     mv = registry.resolve(ref)
     decision = registry.trust_event(mv)
+    other = registry.others_trust(mv)
     if as_json:
-        out.print_json({**mv.to_dict(), "trust": None if decision is None else decision.to_dict()})
+        out.print_json({**mv.to_dict(), "trust": None if decision is None else decision.to_dict(),
+                        "trust_by_others": None if other is None else other.to_dict()})
         return
     out.console().print(f"[bold]{mv.ref}[/bold]  {mv.description}")
     out.table(None, ["field", "value"], [
@@ -61,6 +63,8 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
         ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),
         ("golden examples", mv.examples_digest or "-"), ("registered", f"{out.when(mv.created_at)} by {mv.created_by}"),
         ("signature", _signature(mv.signature)), ("trusted", _trust(decision)),
+        *([("trusted by others", _trust(other) + " (does not count for you: not you or a listed reviewer)")]
+          if other is not None else []),
     ])
     if mv.metrics:
         out.table("metrics at registration", ["key", "value"],
@@ -70,10 +74,11 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
 
 
 def _trust(event: AuditEvent | None) -> str:
-    if event is None or not event.trusted:
-        return "nothing beyond the allowlist" + ("" if event is None else f" ({out.when(event.at)} by {event.actor})")
     from rich.markup import escape
 
+    if event is None or not event.trusted:
+        return "nothing beyond the allowlist" + ("" if event is None else
+                                                 escape(f" ({out.when(event.at)} by {event.actor})"))
     return escape(f"{', '.join(event.trusted)} ({out.when(event.at)} by {event.actor}: {event.reason})")
 
 
@@ -100,27 +105,19 @@ def register(
     """Register a saved model folder as the next version of NAME.
 
     A folder from anywhere is untrusted: if loading it would run code (a pickle, a class to import,
-    stored code, skops types beyond scikit-learn/NumPy/SciPy), this says what, and the version loads
-    only after `shipyard models trust`.
+    stored code, skops types beyond Shipyard's allowlist), this says what, and the version loads
+    only after `shipyard models trust`. A folder that could never load is refused (exit 2).
     """
     from rich.markup import escape
 
-    from shipyard.core.registry.trust import TrustSet
-    from shipyard.errors import InvalidInputError
-
     registry = out.services().registry
-    mv = registry.register(name, folder, description=description, version=version)
-    try:
-        needed, unloadable = registry.requirements(folder), None
-    except InvalidInputError as exc:
-        needed, unloadable = TrustSet(), str(exc)
+    mv = registry.register(name, folder, description=description, version=version)  # refuses what can never load
+    needed = registry.requirements(folder)
     if as_json:
-        out.print_json({**mv.to_dict(), "needs_trust": needed.items(), "unloadable": unloadable})
+        out.print_json({**mv.to_dict(), "needs_trust": needed.items()})
         return
     out.console().print(f"registered [bold]{mv.ref}[/bold] ({out.short(mv.manifest_digest)})")
-    if unloadable:
-        out.console().print(f"[yellow]{mv.ref} cannot be loaded[/yellow]: {escape(unloadable)}", soft_wrap=True)
-    elif needed:
+    if needed:
         out.console().print(f"[yellow]{mv.ref} will not load until trusted[/yellow]: it contains "
                             f"{escape(needed.describe())}; if you trust its author: "
                             f"shipyard models trust {mv.ref} {escape(needed.flags())} -m REASON", soft_wrap=True)
@@ -132,15 +129,16 @@ def trust(
     reason: str = typer.Option(..., "--reason", "-m", help="Why you trust it; kept in the audit log."),
     pickle: bool = typer.Option(False, "--pickle", help="Allow unpickling its files (pickle, joblib)."),
     code: bool = typer.Option(False, "--code", help="Allow running its stored program (TorchScript)."),
-    types: list[str] = typer.Option([], "--type", help="A skops type to allow, e.g. mypackage.MyTransformer."),
+    types: list[str] = typer.Option([], "--type", help="A skops type or function to allow, e.g. mypkg.MyTransformer."),
     classes: list[str] = typer.Option([], "--class", help="A class to import and build, e.g. mypackage.nets:Net."),
     revoke: bool = typer.Option(False, "--revoke", help="Trust nothing beyond the allowlist from now on."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Trust what loading one version may run (audited). Each decision replaces the version's last one.
+    """Trust what loading one version may run (audited). Each decision replaces your last one.
 
     Only trust a version whose author you trust: a pickle or a class runs code on the machine that
-    loads or serves it. `shipyard models show` shows the decision in force.
+    loads or serves it. The decision counts for you (SHIPYARD_ACTOR) and for those who list you in
+    SHIPYARD_TRUSTED_ACTORS. `shipyard models show` shows the decision in force for you.
     """
     from shipyard.core.registry.trust import TrustSet
     from shipyard.errors import InvalidInputError
