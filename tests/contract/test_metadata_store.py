@@ -106,6 +106,19 @@ def test_search_filters_on_metrics_params_and_status(meta: SqlMetadataStore) -> 
         meta.search_runs((), 10, "nonsense")
 
 
+def test_search_returns_every_runs_params_and_tags_past_one_chunk_of_ids(meta: SqlMetadataStore) -> None:
+    from shipyard.adapters.db.runs import _CHUNK
+
+    count = _CHUNK + 3  # the runs' params, tags and metrics are fetched in chunks of run ids
+    for i in range(count):
+        rid = _run(meta, f"{i:032x}", name=f"r{i}")
+        meta.log_params(rid, {f"p{i % 7}": str(i)})
+        meta.set_tags(rid, {"t": str(i)})
+    found = meta.search_runs((), count + 10, None)
+    assert len(found) == count
+    assert all(r.params == {f"p{int(r.name[1:]) % 7}": r.name[1:]} and r.tags == {"t": r.name[1:]} for r in found)
+
+
 def test_versions_are_numbered_in_order_and_never_reused(meta: SqlMetadataStore) -> None:
     v1 = meta.register_version(_new())
     v2 = meta.register_version(_new(digest="sha256:" + "b" * 64))

@@ -209,11 +209,11 @@ def _pairs(conn: sa.Connection, table: sa.Table, ids: list[str], key: str = "key
     c = table.c
     for i in range(0, len(ids), _CHUNK):
         q = sa.select(c.run_id, c[key], c[value]).where(c.run_id.in_(ids[i:i + _CHUNK]))
-        for run_id, key, value in conn.execute(q).all():
+        for run_id, k, v in conn.execute(q).all():
             d = out.get(run_id)
             if d is None:
                 d = out[run_id] = {}
-            d[key] = value
+            d[k] = v
     return out
 
 
