@@ -13,7 +13,7 @@ from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import ManifestEntry
 from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path, read_verified
 from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry
-from shipyard.core.workspace.paths import Confined, project_path, safe_relpath
+from shipyard.core.workspace.paths import Confined, project_path, refuse_reserved, safe_relpath
 from shipyard.core.workspace.scan import (
     FileStat,
     digests_of,
@@ -87,8 +87,10 @@ def current_files(ws: Workspace, rel: str,
 def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[PathStatus]:
     """Per tracked path: unchanged, or which files were added, modified or deleted."""
     out = []
+    confined = Confined(ws.root, project=True)
     for rel, entry in sorted(lock.data.items()):
-        target = ws.abs(safe_relpath(rel, f"{LOCK_FILE} entry"))
+        # no link on the way: status never hashes (and so never tells about) files outside the project
+        target = confined.check(rel, f"{LOCK_FILE} entry")
         if not target.exists():
             out.append(PathStatus(rel, "missing"))
             continue
@@ -145,7 +147,7 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
     folder is written through (the command stops before any change and names the link).
     """
     wanted = _select(ws, lock, paths)
-    confined = Confined(ws.root)
+    confined = Confined(ws.root, project=True)
     plans = []
     unsaved: list[str] = []
     for rel in wanted:
@@ -159,8 +161,11 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
         now, digests = current_files(ws, rel)
         write = [k for k, e in recorded.items() if k not in now or digests[now[k].path] != e.digest.hex]
         delete = [k for k in now if k not in recorded]
+        # a file where the version has a folder: the file itself is replaced (it is in `delete`, so its
+        # content must be in the store, or --force); the folders below it are then new, nothing to check
+        replace_top = entry.is_dir and "" in now
         for k in write:
-            if k:
+            if k and not replace_top:
                 confined.check(f"{rel}/{k}", "tracked path")  # a link on the way stops us before any change
         for k in [*write, *delete]:
             f = now.get(k)
@@ -177,8 +182,10 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
     remembered = []
     for rel, entry, recorded, now, write, delete in plans:
         target = confined.target(rel, "tracked path")
-        if entry.is_dir and target.exists() and not target.is_dir():
-            target.unlink()
+        if entry.is_dir and _is_file(target):
+            target.unlink()  # a file where the version has a folder (its content was checked above)
+            deleted += 1
+            now, delete = {}, []
         elif not entry.is_dir and target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)  # a folder where the lock has a file (its files were checked above)
             deleted += len(delete)
@@ -200,9 +207,17 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
     return {"written": written, "deleted": deleted, "paths": len(plans)}
 
 
+def _is_file(path: Path) -> bool:
+    """A regular file (not a link) at ``path``."""
+    return not path.is_symlink() and path.is_file()
+
+
 def _select(ws: Workspace, lock: Lock, paths: list[str] | None) -> list[str]:
     if not paths:
-        return [safe_relpath(rel, f"{LOCK_FILE} entry") for rel in sorted(lock.data)]
+        out = [safe_relpath(rel, f"{LOCK_FILE} entry") for rel in sorted(lock.data)]
+        for rel in out:
+            refuse_reserved(rel, f"{LOCK_FILE} entry")
+        return out
     out = []
     for p in paths:
         rel = project_path(ws.root, p, "data path")

@@ -21,7 +21,12 @@ def project_path(root: Path, path: str | Path, what: str = "path") -> str:
         raise InvalidInputError(f"{what} {path} is outside the project {root}") from None
     if not rel.parts:
         raise InvalidInputError(f"{what} {path} is the project folder itself; name a file or folder inside it")
-    return rel.as_posix()
+    out = rel.as_posix()
+    refuse_reserved(out, what)
+    why = _venv_reason(str(root), out + "/")
+    if why is not None:
+        raise InvalidInputError(f"{what} {out!r} is refused: {why}; Shipyard never tracks or writes there")
+    return out
 
 
 def declared_path(path: str, what: str) -> str:
@@ -42,6 +47,46 @@ def overlaps(a: str, b: str) -> bool:
 
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 PATH_MAX = 4096
+RESERVED_TOP = frozenset({".git", ".shipyard", ".hg", ".svn"})  # a tool's own state: never data
+PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})  # what Python imports (a .pth there runs at start)
+VENV_MARK = "pyvenv.cfg"
+
+
+def reserved_reason(rel: str, project: bool = True) -> str | None:
+    """Why a project-relative path must never be tracked, written or deleted, or None.
+
+    Its first component is a version-control or Shipyard folder (``.git``, ``.shipyard``, ``.hg``,
+    ``.svn``: writing there can run code, e.g. git's ``core.fsmonitor``), or one of its folders is
+    a Python package folder (``site-packages``/``dist-packages``: a ``.pth`` file there runs on the
+    next interpreter start). A virtualenv (a folder holding ``pyvenv.cfg``) is checked on disk by
+    ``Confined`` and ``project_path``.
+    """
+    parts = rel.split("/")
+    if project and parts[0] in RESERVED_TOP:
+        owner = "Shipyard" if parts[0] == ".shipyard" else "version control"
+        return f"it is inside {parts[0]}/, which belongs to {owner}"
+    for part in parts:
+        if part in PACKAGE_DIRS:
+            return f"it is inside a Python package folder ({part}/), where a file can run code at interpreter start"
+    return None
+
+
+def refuse_reserved(rel: str, what: str = "path", project: bool = True) -> None:
+    """InvalidInputError if ``rel`` names a path Shipyard never touches (see ``reserved_reason``)."""
+    why = reserved_reason(rel, project)
+    if why is not None:
+        raise InvalidInputError(f"{what} {rel!r} is refused: {why}; Shipyard never tracks or writes such paths "
+                                "(track your data elsewhere, or fix the entry)")
+
+
+def _venv_reason(root: str, rel: str) -> str | None:
+    """Why ``rel`` (under ``root``) passes through a Python virtualenv, checking the folders on disk."""
+    done = ""
+    for part in rel.split("/")[:-1] if "/" in rel else []:
+        done = f"{done}/{part}" if done else part
+        if os.path.lexists(f"{root}/{done}/{VENV_MARK}"):
+            return f"{done}/ is a Python virtualenv (it holds {VENV_MARK}), where a file can run code"
+    return None
 
 
 def safe_relpath(path: object, what: str = "path") -> str:
@@ -78,14 +123,23 @@ class Confined:
     command stops and names it), creating missing folders as real folders. The file itself
     may be a link: it is replaced by a rename, which never writes through it. Folders already
     checked are remembered, so many files cost one ``lstat`` per folder.
+
+    Never written either (``reserved_reason``): a Python package folder or a virtualenv on the
+    way, and with ``project`` (``root`` is the project) the ``.git``/``.shipyard``/``.hg``/``.svn``
+    folders.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, project: bool = False) -> None:
         self.root = str(root)
+        self.project = project
         self._real: set[str] = {""}
 
-    def target(self, rel: str, what: str = "path") -> Path:
+    def _safe(self, rel: str, what: str) -> None:
         safe_relpath(rel, what)
+        refuse_reserved(rel, what, self.project)
+
+    def target(self, rel: str, what: str = "path") -> Path:
+        self._safe(rel, what)
         folder, _, _ = rel.rpartition("/")
         if folder not in self._real:
             self._folder(folder, what)
@@ -93,14 +147,14 @@ class Confined:
 
     def folder(self, rel: str, what: str = "path") -> Path:
         """``rel`` as a real folder below ``root`` (created if missing), with no link on the way."""
-        safe_relpath(rel, what)
+        self._safe(rel, what)
         if rel not in self._real:
             self._folder(rel, what)
         return Path(f"{self.root}/{rel}")
 
     def check(self, rel: str, what: str = "path") -> Path:
         """Like ``target`` but creates nothing: raises if a link or a file sits where a folder must be."""
-        safe_relpath(rel, what)
+        self._safe(rel, what)
         done = ""
         for part in rel.split("/")[:-1]:
             done = f"{done}/{part}" if done else part
@@ -131,6 +185,10 @@ class Confined:
             self._real.add(done)
 
     def _refuse(self, st: os.stat_result, done: str, what: str) -> None:
+        if stat.S_ISDIR(st.st_mode) and os.path.lexists(f"{self.root}/{done}/{VENV_MARK}"):
+            raise InvalidInputError(f"{what} under {done}/ is refused: {done}/ is a Python virtualenv (it holds "
+                                    f"{VENV_MARK}), where a file can run code; Shipyard never writes there (fix the "
+                                    "entry)")
         if stat.S_ISLNK(st.st_mode):
             raise InvalidInputError(f"{done} is a symbolic link where {what} needs a folder; Shipyard never "
                                     "writes through links (one could lead outside the project): replace it with "

@@ -1,0 +1,151 @@
+"""Regression tests for the storage side of issue 7's second attack report (findings 2, 4, 4b, 5, 9, 9b,
+10c, 11, 12 and the FIFO message). Real files, real stores, no mocks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.core.workspace import data
+from shipyard.core.workspace.add import add
+from shipyard.core.workspace.data import Workspace
+from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry, load_lock, save_lock
+from shipyard.errors import ConfigError, ConflictError, InvalidInputError
+from shipyard.ports import NoStateCache
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    return Workspace(proj, LocalObjectStore(proj / ".shipyard" / "objects"), NoStateCache())
+
+
+def one_file_lock(ws: Workspace, key: str, content: bytes = b"import os\n") -> Lock:
+    d = ws.store.put_bytes(content)
+    return Lock(data={key: PathEntry(str(d), len(content))})
+
+
+# -- finding 2: .git, .shipyard, virtualenvs and package folders are never written -----------------
+
+@pytest.mark.parametrize("key", [".git/config", ".shipyard/shipyard.db", ".hg/hgrc", ".svn/x",
+                                 "lib/python3.11/site-packages/zz.pth", "x/dist-packages/zz.pth"])
+def test_a_lock_key_in_a_reserved_folder_is_refused(ws: Workspace, key: str) -> None:
+    (ws.root / ".git").mkdir()
+    (ws.root / ".git" / "config").write_text("[core]\n")
+    for force in (False, True):
+        with pytest.raises(InvalidInputError, match="refused"):
+            data.checkout(ws, one_file_lock(ws, key), force=force)
+    assert (ws.root / ".git" / "config").read_text() == "[core]\n"
+    assert not (ws.root / "lib").exists() and not (ws.root / "x").exists()
+
+
+def test_a_lock_key_inside_a_virtualenv_is_refused(ws: Workspace) -> None:
+    venv = ws.root / ".venv"
+    (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    for key in (".venv/lib/python3.11/site-packages/zz.pth", ".venv/lib/zz.pth"):
+        with pytest.raises(InvalidInputError, match="refused"):
+            data.checkout(ws, one_file_lock(ws, key), force=True)
+    assert list(venv.rglob("zz.pth")) == []
+
+
+def test_the_conflict_message_never_points_at_a_reserved_path(ws: Workspace) -> None:
+    """Without --force, an unsaved .git/config is not a 'pass --force' conflict: the path itself is refused."""
+    (ws.root / ".git").mkdir()
+    (ws.root / ".git" / "config").write_text("local edits\n")
+    with pytest.raises(InvalidInputError, match=r"\.git/") as info:
+        data.checkout(ws, one_file_lock(ws, ".git/config"))
+    assert "--force" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", [".git", ".shipyard", ".shipyard/shipyard.db", ".venv", ".venv/lib/x.pth"])
+def test_data_add_refuses_reserved_paths(ws: Workspace, name: str) -> None:
+    (ws.root / ".git").mkdir()
+    (ws.root / ".venv" / "lib").mkdir(parents=True)
+    (ws.root / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (ws.root / ".venv" / "lib" / "x.pth").write_text("import os\n")
+    (ws.root / ".shipyard" / "shipyard.db").write_text("db")
+    with pytest.raises(InvalidInputError, match="refused"):
+        add(ws, [ws.root / name])
+    assert not (ws.root / LOCK_FILE).exists()
+
+
+# -- finding 9: a file in one version, a folder in the next -----------------------------------------
+
+def test_a_file_replaced_by_a_folder_version_checks_out(ws: Workspace) -> None:
+    (ws.root / "data").mkdir()
+    (ws.root / "data" / "a.txt").write_text("a")
+    folder = dict(add(ws, [ws.root / "data"]))
+    (ws.root / "data" / "a.txt").unlink()
+    (ws.root / "data").rmdir()
+    (ws.root / "data").write_text("f")
+    add(ws, [ws.root / "data"])  # now a file, whose content is in the store
+    result = data.checkout(ws, Lock(data=folder))
+    assert result["written"] == 1
+    assert (ws.root / "data" / "a.txt").read_text() == "a"
+
+
+def test_an_unsaved_file_where_a_folder_goes_needs_force(ws: Workspace) -> None:
+    (ws.root / "data").mkdir()
+    (ws.root / "data" / "a.txt").write_text("a")
+    folder = Lock(data=dict(add(ws, [ws.root / "data"])))
+    (ws.root / "data" / "a.txt").unlink()
+    (ws.root / "data").rmdir()
+    (ws.root / "data").write_text("never stored")
+    with pytest.raises(ConflictError, match="data"):
+        data.checkout(ws, folder)
+    assert (ws.root / "data").read_text() == "never stored"
+    data.checkout(ws, folder, force=True)
+    assert (ws.root / "data" / "a.txt").read_text() == "a"
+
+
+# -- finding 9b: overlapping tracked paths ----------------------------------------------------------
+
+def test_data_add_refuses_a_path_overlapping_a_tracked_one(ws: Workspace) -> None:
+    (ws.root / "data" / "sub").mkdir(parents=True)
+    (ws.root / "data" / "sub" / "f").write_text("1")
+    (ws.root / "data" / "g").write_text("2")
+    add(ws, [ws.root / "data" / "sub"])
+    with pytest.raises(InvalidInputError, match="overlaps"):
+        add(ws, [ws.root / "data"])
+    with pytest.raises(InvalidInputError, match="overlaps"):
+        add(ws, [ws.root / "data" / "g", ws.root / "data" / "sub" / "f"])
+    assert set(load_lock(ws.root).data) == {"data/sub"}
+
+
+def test_a_lock_with_overlapping_keys_is_refused_on_load(ws: Workspace) -> None:
+    entry = PathEntry("sha256:" + "0" * 64, 1)
+    save_lock(ws.root, Lock(data={"data": PathEntry(entry.digest, 1, 1), "data-x": entry, "data/a.txt/x": entry}))
+    with pytest.raises(ConfigError, match="inside the tracked 'data'"):
+        load_lock(ws.root)
+
+
+# -- finding 12: status through a symlinked parent; a FIFO -----------------------------------------
+
+def test_status_does_not_read_through_a_symlinked_parent(ws: Workspace, tmp_path: Path) -> None:
+    outside = tmp_path / "outside" / "inner"
+    outside.mkdir(parents=True)
+    (outside / "secret.txt").write_text("guess me")
+    (ws.root / "sub" / "inner").mkdir(parents=True)
+    (ws.root / "sub" / "inner" / "secret.txt").write_text("guess me")
+    lock = Lock(data=dict(add(ws, [ws.root / "sub" / "inner"])))
+    (ws.root / "sub" / "inner" / "secret.txt").unlink()
+    (ws.root / "sub" / "inner").rmdir()
+    (ws.root / "sub").rmdir()
+    (ws.root / "sub").symlink_to(tmp_path / "outside")
+    with pytest.raises(InvalidInputError, match="symbolic link"):
+        data.status(ws, lock)
+
+
+def test_a_fifo_is_not_a_regular_file_not_a_missing_one(ws: Workspace) -> None:
+    (ws.root / "data").mkdir()
+    (ws.root / "data" / "a.txt").write_text("a")
+    os.mkfifo(ws.root / "fifo1")
+    os.mkfifo(ws.root / "data" / "pipe")
+    for path in (ws.root / "fifo1", ws.root / "data"):
+        with pytest.raises(InvalidInputError, match=r"is not a regular file \(a FIFO\): remove it or move it out"):
+            add(ws, [path])
