@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.workspace import data
 from shipyard.core.workspace.add import add
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry, load_lock, save_lock
 from shipyard.errors import ConfigError, ConflictError, InvalidInputError
 from shipyard.ports import NoStateCache
+from tests.conftest import cli_env, register_constant, shipyard
 
 
 @pytest.fixture
@@ -149,3 +152,95 @@ def test_a_fifo_is_not_a_regular_file_not_a_missing_one(ws: Workspace) -> None:
     for path in (ws.root / "fifo1", ws.root / "data"):
         with pytest.raises(InvalidInputError, match=r"is not a regular file \(a FIFO\): remove it or move it out"):
             add(ws, [path])
+
+
+# -- finding 4: a root known to be a manifest is read as one, whatever its first byte ----------------
+
+def test_gc_stops_when_a_known_manifest_has_a_damaged_head(ws: Workspace) -> None:
+    from shipyard.core.artifacts.maintenance import gc
+    from shipyard.errors import IntegrityError
+
+    (ws.root / "model").mkdir()
+    (ws.root / "model" / "model.bin").write_bytes(b"weights")
+    (_, entry), = add(ws, [ws.root / "model"])
+    path = ws.store.local_path(Digest.parse(entry.digest))  # type: ignore[attr-defined]
+    path.chmod(0o644)
+    path.write_bytes(b" " + path.read_bytes()[1:])
+    before = sorted(str(d) for d, _, _ in ws.store.iter_objects())
+    with pytest.raises(IntegrityError, match=f"manifest {entry.digest} is corrupt"):
+        gc(ws.store, [entry.digest], 0, manifests=[entry.digest], now=time.time() + 10)
+    assert sorted(str(d) for d, _, _ in ws.store.iter_objects()) == before
+
+
+# -- finding 5: an empty metadata database does not make everything garbage ---------------------------
+
+def test_gc_refuses_an_empty_database_while_the_store_holds_old_objects(ws: Workspace) -> None:
+    from shipyard.core.artifacts.maintenance import gc
+
+    kept = ws.store.put_bytes(b"a model file only the database knew")
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=r"the database at sqlite:///x records no runs .*--allow-empty-db"):
+            gc(ws.store, [], 0, dry_run=dry_run, records=0, metadata="the database at sqlite:///x",
+               now=time.time() + 10)
+    assert ws.store.has(kept)
+    assert gc(ws.store, [], 3600, records=0).removed == []  # nothing old enough to go: no reason to stop
+    assert gc(ws.store, [], 0, records=1, now=time.time() + 10).removed == [str(kept)]
+
+
+def test_store_gc_with_a_missing_database_removes_nothing(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    env = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"))
+    register_constant(env, "victim")
+    store = LocalObjectStore(proj / ".shipyard" / "objects")
+    count = len(list(store.iter_objects()))
+    for db in (proj / ".shipyard").glob("shipyard.db*"):
+        db.unlink()
+    typo = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"), SHIPYARD_DB_URL=f"sqlite:///{tmp_path}/typo.db")
+    for e in (env, typo):
+        done = shipyard("store", "gc", "--grace", "0s", "--dry-run", env=e, cwd=proj, check=False)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "check SHIPYARD_DB_URL" in done.stderr
+    assert len(list(store.iter_objects())) == count
+
+
+# -- finding 4b: clean-up never deletes through a linked tmp folder --------------------------------
+
+def test_clean_temp_never_follows_a_linked_tmp(tmp_path: Path) -> None:
+    from shipyard.adapters.remotes.folder import FolderRemote
+    from shipyard.core.workspace.atomic import temp_name
+    from shipyard.errors import IntegrityError
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("important")
+    Path(temp_name(victim)).write_text("looks like ours")
+    old = time.time() - 3 * 86400
+    for p in victim.iterdir():
+        os.utime(p, (old, old))
+    for root in (tmp_path / "store", tmp_path / "remote"):
+        store = LocalObjectStore(root)
+        remote = FolderRemote(root)
+        (root / "tmp").rmdir()
+        (root / "tmp").symlink_to(victim)  # swapped in after the store was opened
+        for clean in (store.clean_temp, remote.clean_temp):
+            with pytest.raises(IntegrityError, match="symbolic link"):
+                clean(0)
+        with pytest.raises(IntegrityError, match="symbolic link"):
+            LocalObjectStore(root)
+    assert len(list(victim.iterdir())) == 2
+
+
+def test_clean_temp_removes_only_its_own_temp_files(tmp_path: Path) -> None:
+    from shipyard.core.workspace.atomic import temp_name
+
+    store = LocalObjectStore(tmp_path / "store")
+    ours = Path(temp_name(store.tmp))
+    ours.write_text("killed upload")
+    (store.tmp / "notes.txt").write_text("someone's file")
+    os.mkfifo(store.tmp / ".sy-00001-0000000000.tmp")
+    old = time.time() - 3 * 86400
+    for p in store.tmp.iterdir():
+        os.utime(p, (old, old))
+    assert store.clean_temp(3600) == 1
+    assert sorted(p.name for p in store.tmp.iterdir()) == [".sy-00001-0000000000.tmp", "notes.txt"]
