@@ -244,3 +244,21 @@ def test_clean_temp_removes_only_its_own_temp_files(tmp_path: Path) -> None:
         os.utime(p, (old, old))
     assert store.clean_temp(3600) == 1
     assert sorted(p.name for p in store.tmp.iterdir()) == [".sy-00001-0000000000.tmp", "notes.txt"]
+
+
+# -- finding 11: a .shipyard that is a symbolic link is not followed -----------------------------------
+
+def test_a_symlinked_shipyard_folder_is_refused_unless_home_is_set(tmp_path: Path) -> None:
+    from shipyard.config import load_settings
+
+    proj, elsewhere = tmp_path / "proj", tmp_path / "other-project-home"
+    proj.mkdir()
+    elsewhere.mkdir()
+    (proj / ".shipyard").symlink_to(elsewhere)
+    (proj / "data.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"symbolic link .*SHIPYARD_HOME"):
+        load_settings({}, proj)
+    done = shipyard("data", "add", "data.txt", env=cli_env(), cwd=proj, check=False)
+    assert done.returncode == 2 and "symbolic link" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert list(elsewhere.iterdir()) == []
+    assert load_settings({"SHIPYARD_HOME": str(proj / ".shipyard")}, proj).home == proj / ".shipyard"
