@@ -262,3 +262,40 @@ def test_a_symlinked_shipyard_folder_is_refused_unless_home_is_set(tmp_path: Pat
     assert done.returncode == 2 and "symbolic link" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert list(elsewhere.iterdir()) == []
     assert load_settings({"SHIPYARD_HOME": str(proj / ".shipyard")}, proj).home == proj / ".shipyard"
+
+
+# -- finding 8: a link swapped in after the check is never written through ------------------------------
+
+def test_a_link_swapped_in_after_the_check_is_refused_at_the_write(ws: Workspace, tmp_path: Path) -> None:
+    from shipyard.core.artifacts.tree import copy_verified_at
+    from shipyard.core.workspace.paths import Confined
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws.root / "data" / "sub").mkdir(parents=True)
+    d = ws.store.put_bytes(b"payload")
+    with Confined(ws.root, project=True) as confined:
+        confined.check("data/sub/f")  # the planning step: data/sub is a real folder now
+        (ws.root / "data" / "sub").rename(ws.root / "data" / "subx")
+        (ws.root / "data" / "sub").symlink_to(outside)
+        with pytest.raises(InvalidInputError, match="symbolic link"):
+            copy_verified_at(ws.store, d, confined, "data/sub/f")
+    assert list(outside.iterdir()) == []
+
+
+def test_a_folder_swapped_for_a_link_after_it_was_opened_keeps_the_write_inside(ws: Workspace,
+                                                                                tmp_path: Path) -> None:
+    from shipyard.core.artifacts.tree import copy_verified_at
+    from shipyard.core.workspace.paths import Confined
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws.root / "data" / "sub").mkdir(parents=True)
+    d = ws.store.put_bytes(b"payload")
+    with Confined(ws.root, project=True) as confined:
+        copy_verified_at(ws.store, d, confined, "data/sub/a")  # data/sub is now held open
+        (ws.root / "data" / "sub").rename(ws.root / "data" / "subx")
+        (ws.root / "data" / "sub").symlink_to(outside)
+        copy_verified_at(ws.store, d, confined, "data/sub/b")
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in (ws.root / "data" / "subx").iterdir()) == ["a", "b"]

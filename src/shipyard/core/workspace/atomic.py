@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from shipyard.errors import IntegrityError
 
@@ -68,6 +69,26 @@ MAX_REF_BYTES = 1024 * 1024  # a ref is a small JSON value; anything larger is d
 def ref_too_large(name: str, where: str) -> IntegrityError:
     return IntegrityError(f"ref {name} in {where} is larger than {MAX_REF_BYTES // 1024} KiB or not a regular file: "
                           "it is damaged or hostile; remove it (a stage-cache ref is re-created by the next run)")
+
+
+@contextlib.contextmanager
+def as_atomic_at(dir_fd: int, name: str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """``as_atomic`` relative to an open folder: yield a new temp file in it; on success it gets ``mode``
+    and is renamed over ``name`` in the same folder (not durable: no fsync, as checkouts write).
+
+    Nothing is resolved by path, so a link swapped in for the folder or one above it after the folder
+    was opened changes nothing: the file lands in the folder that was opened (``Confined.parent_fd``).
+    """
+    tmp = os.path.basename(temp_name(""))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            os.fchmod(out.fileno(), mode)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
 
 
 def read_ref(folder: Path, name: str) -> bytes | None:

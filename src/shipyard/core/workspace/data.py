@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import ManifestEntry
-from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path, read_verified
+from shipyard.core.artifacts.tree import copy_verified_at, load_manifest, put_path, read_verified
 from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry
 from shipyard.core.workspace.paths import Confined, project_path, refuse_reserved, safe_relpath
 from shipyard.core.workspace.scan import (
@@ -190,17 +190,21 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
             shutil.rmtree(target)  # a folder where the lock has a file (its files were checked above)
             deleted += len(delete)
             now, delete = {}, []
-        for k in delete:
-            os.unlink(now[k].path)
-            deleted += 1
-        for k in write:
-            dest = confined.target(f"{rel}/{k}", "tracked path") if k else target
-            e = recorded[k]
-            copy_verified(ws.store, e.digest, dest, e.mode)
-            st = dest.stat()
-            remembered.append((str(dest), st.st_ino, st.st_size, st.st_mtime_ns, e.digest.hex))
-            progress(e.size)
-            written += 1
+        try:  # by folder descriptor from here: a link swapped in meanwhile is refused, never followed
+            for k in delete:
+                folder, name = confined.parent_fd(f"{rel}/{k}" if k else rel, "tracked path")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=folder)
+                deleted += 1
+            for k in write:
+                dest = f"{rel}/{k}" if k else rel
+                e = recorded[k]
+                st = copy_verified_at(ws.store, e.digest, confined, dest, e.mode, "tracked path")
+                remembered.append((str(ws.abs(dest)), st.st_ino, st.st_size, st.st_mtime_ns, e.digest.hex))
+                progress(e.size)
+                written += 1
+        finally:
+            confined.close()
         if entry.is_dir:
             _prune_empty(target)
     ws.state.remember(remembered)

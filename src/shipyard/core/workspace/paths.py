@@ -115,6 +115,10 @@ def safe_relpath(path: object, what: str = "path") -> str:
     return path
 
 
+MAX_OPEN_FOLDERS = 256  # descriptors ``Confined`` keeps open before it starts over
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
 class Confined:
     """Writes below ``root`` that can never land outside it.
 
@@ -133,6 +137,67 @@ class Confined:
         self.root = str(root)
         self.project = project
         self._real: set[str] = {""}
+        self._fds: dict[str, int] = {}
+
+    # -- race-free writes: folders held open, each opened from its parent without following a link ----
+    def parent_fd(self, rel: str, what: str = "path") -> tuple[int, str]:
+        """An open descriptor of ``rel``'s folder (created if missing) and ``rel``'s own name in it.
+
+        Every folder from ``root`` down is opened relative to its parent with ``O_NOFOLLOW``, so a link
+        swapped in after a check (finding 8 of the attack report) is refused, never followed; writes and
+        renames relative to the descriptor land in that very folder whatever happens to its path later.
+        The descriptor belongs to this object: ``close()`` releases them all.
+        """
+        self._safe(rel, what)
+        folder, _, name = rel.rpartition("/")
+        return self._dir_fd(folder, what), name
+
+    def _dir_fd(self, folder: str, what: str) -> int:
+        fd = self._fds.get(folder)
+        if fd is not None:
+            return fd
+        if len(self._fds) >= MAX_OPEN_FOLDERS:
+            self.close()
+        if not folder:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        else:
+            up, _, part = folder.rpartition("/")
+            parent = self._dir_fd(up, what)
+            try:
+                fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=parent)
+                fd = self._open_below(parent, part, folder, what)
+            except OSError:
+                fd = self._open_below(parent, part, folder, what)
+            try:
+                os.stat(VENV_MARK, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                os.close(fd)
+                raise _in_venv(folder, what)
+        self._fds[folder] = fd
+        return fd
+
+    def _open_below(self, parent: int, part: str, folder: str, what: str) -> int:
+        try:
+            return os.open(part, _DIR_FLAGS, dir_fd=parent)
+        except OSError:
+            self._refuse(os.stat(part, dir_fd=parent, follow_symlinks=False), folder, what)
+            raise
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> Confined:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _safe(self, rel: str, what: str) -> None:
         safe_relpath(rel, what)
@@ -186,12 +251,15 @@ class Confined:
 
     def _refuse(self, st: os.stat_result, done: str, what: str) -> None:
         if stat.S_ISDIR(st.st_mode) and os.path.lexists(f"{self.root}/{done}/{VENV_MARK}"):
-            raise InvalidInputError(f"{what} under {done}/ is refused: {done}/ is a Python virtualenv (it holds "
-                                    f"{VENV_MARK}), where a file can run code; Shipyard never writes there (fix the "
-                                    "entry)")
+            raise _in_venv(done, what)
         if stat.S_ISLNK(st.st_mode):
             raise InvalidInputError(f"{done} is a symbolic link where {what} needs a folder; Shipyard never "
                                     "writes through links (one could lead outside the project): replace it with "
                                     "a real folder (links are not part of any version) and run again")
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidInputError(f"{done} is a file where {what} needs a folder; move it away and run again")
+
+
+def _in_venv(folder: str, what: str) -> InvalidInputError:
+    return InvalidInputError(f"{what} under {folder}/ is refused: {folder}/ is a Python virtualenv (it holds "
+                             f"{VENV_MARK}), where a file can run code; Shipyard never writes there (fix the entry)")
