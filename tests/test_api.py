@@ -40,9 +40,9 @@ def test_runs_record_params_metrics_artifacts_and_environment(project, tmp_path)
     assert rec.metrics == {"loss": pytest.approx(1 / 3)}
     assert rec.tags == {"team": "ml"}
     assert rec.artifacts[0].path == "report.txt"
-    assert rec.artifacts[0].digest == str(Digest.of_bytes(b"fine"))
+    assert rec.artifacts[0].digest == Digest.of_bytes(b"fine")
     assert rec.env_digest is not None
-    env_object = project / ".shipyard" / "objects" / "sha256" / rec.env_digest[7:9] / rec.env_digest[9:]
+    env_object = project / ".shipyard" / "objects" / "sha256" / rec.env_digest.hex[:2] / rec.env_digest.hex[2:]
     assert b'"packages"' in env_object.read_bytes()
 
 
@@ -105,11 +105,11 @@ def test_pickled_models_load_only_if_their_digest_matches(project, iris) -> None
     with shipyard.start_run():
         mv = shipyard.log_model(LogisticRegression(max_iter=300).fit(x, y), "pickled", serializer="pickle")
     assert shipyard.load_model("pickled@1").predict(x[:2]).shape == (2,)
-    manifest = shipyard.get_model_version("pickled@1").manifest_digest
+    manifest = shipyard.get_model_version("pickled@1").manifest_digest.hex
     import json
 
     objects = project / ".shipyard" / "objects" / "sha256"
-    entries = json.loads((objects / manifest[7:9] / manifest[9:]).read_bytes())["entries"]
+    entries = json.loads((objects / manifest[:2] / manifest[2:]).read_bytes())["entries"]
     pkl = next(e["digest"] for e in entries if e["path"] == "model.pkl")
     target = objects / pkl[7:9] / pkl[9:]
     target.chmod(0o644)

@@ -75,7 +75,7 @@ def hostile_manifest(ws: Workspace, paths: list[str], content: bytes = b"evil") 
 
 def file_lock(ws: Workspace, key: str, content: bytes = b"evil") -> Lock:
     d = ws.store.put_bytes(content)
-    return Lock(data={key: PathEntry(str(d), len(content))})
+    return Lock(data={key: PathEntry(d, len(content))})
 
 
 # -- one regression test per bullet of finding 1 -------------------------------------------------
@@ -107,7 +107,7 @@ def test_a_remote_manifest_cannot_drop_a_file_outside(tmp_path: Path) -> None:
         top = hostile_manifest(Workspace(tmp_path, evil_store, NoStateCache()), [pth])
         remote = FolderRemote(tmp_path / "remote")
         remote.upload(evil_store, [d for d, _, _ in evil_store.iter_objects()])
-        lock = Lock(data={"data/raw": PathEntry(str(top), 4, 1)})
+        lock = Lock(data={"data/raw": PathEntry(top, 4, 1)})
         with pytest.raises(IntegrityError, match="outside its folder"):
             sync.pull(ws, lock, remote)
         with pytest.raises(IntegrityError):
@@ -215,7 +215,7 @@ def test_hostile_paths_never_touch_anything_outside(keys: list[str], inner: list
             inner = [str(base / "outside" / p) for p in inner]
         top = hostile_manifest(ws, inner)
         content = Digest.of_bytes(b"evil")
-        lock = Lock(data={k: (PathEntry(str(top), 4, len(inner)) if i % 2 else PathEntry(str(content), 4))
+        lock = Lock(data={k: (PathEntry(top, 4, len(inner)) if i % 2 else PathEntry(content, 4))
                           for i, k in enumerate(keys)})
         for action in (lambda: data.checkout(ws, lock, force=force),
                        lambda: data.status(ws, lock),

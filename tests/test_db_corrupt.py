@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.adapters.db.store import SqlMetadataStore
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import RunRecord, RunStatus
 from shipyard.core.registry.records import NewVersion
 from shipyard.errors import BackendUnavailableError, ShipyardError
@@ -29,7 +30,7 @@ def _healthy(path: Path) -> None:
             store.create_run(RunRecord(id=f"{i:032x}", name=f"run {i} " + "x" * 200, experiment="e",
                                        status=RunStatus.FINISHED, start_time=time.time(), end_time=None,
                                        user="u", host="h", pid=1))
-        store.register_version(NewVersion(model="iris", manifest_digest="sha256:" + "a" * 64, flavor="sklearn",
+        store.register_version(NewVersion(model="iris", manifest_digest=Digest("a" * 64), flavor="sklearn",
                                           size=1, run_id=None, env_digest=None, created_by="t"))
     finally:
         store.close()
@@ -96,7 +97,7 @@ def _use(url: str) -> None:
         store.list_models()
         store.referenced_digests()
         store.search_runs((), 1000, None)
-        store.register_version(NewVersion(model="new", manifest_digest="sha256:" + "b" * 64, flavor="sklearn",
+        store.register_version(NewVersion(model="new", manifest_digest=Digest("b" * 64), flavor="sklearn",
                                           size=1, run_id=None, env_digest=None, created_by="t"))
     finally:
         store.close()
@@ -135,7 +136,7 @@ def test_a_read_only_database_reads_and_refuses_writes_in_one_line(tmp_path: Pat
     try:
         assert [m.name for m in store.list_models()] == ["iris"]
         with pytest.raises(BackendUnavailableError, match="read-only"):
-            store.register_version(NewVersion(model="iris", manifest_digest="sha256:" + "c" * 64, flavor="sklearn",
+            store.register_version(NewVersion(model="iris", manifest_digest=Digest("c" * 64), flavor="sklearn",
                                               size=1, run_id=None, env_digest=None, created_by="t"))
     finally:
         store.close()
@@ -146,7 +147,7 @@ def test_a_missing_database_is_created_and_concurrent_creators_agree(tmp_path: P
     first = SqlMetadataStore(f"sqlite:///{db}")
     second = SqlMetadataStore(f"sqlite:///{db}")  # opens the one the first made
     try:
-        first.register_version(NewVersion(model="iris", manifest_digest="sha256:" + "a" * 64, flavor="sklearn",
+        first.register_version(NewVersion(model="iris", manifest_digest=Digest("a" * 64), flavor="sklearn",
                                           size=1, run_id=None, env_digest=None, created_by="t"))
         assert [m.name for m in second.list_models()] == ["iris"]
     finally:

@@ -25,7 +25,7 @@ def _register(services: Services, tmp_path: Path, name: str, constant: int) -> s
     model = DummyClassifier(strategy="constant", constant=constant).fit([[0, 0]] * 2, [constant] * 2)
     folder = tmp_path / f"{name}-saved"
     save_model(get_flavor("sklearn"), model, folder)
-    return services.registry.register(name, folder).manifest_digest
+    return str(services.registry.register(name, folder).manifest_digest)
 
 
 def test_sql_cannot_swap_a_version_for_another_model(services: Services, tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_sql_cannot_swap_a_version_for_another_model(services: Services, tmp_pat
         with pytest.raises((sqlite3.DatabaseError, psycopg.Error)):
             raw_sql(url, sql)
     assert list(services.registry.load("iris@1").predict([[0, 0]])) == [1]
-    assert services.registry.resolve("iris@1").manifest_digest != other
+    assert str(services.registry.resolve("iris@1").manifest_digest) != other
     assert check_versions(services.meta, services.store) == []
 
 

@@ -29,7 +29,7 @@ def ws(tmp_path: Path) -> Workspace:
 
 def one_file_lock(ws: Workspace, key: str, content: bytes = b"import os\n") -> Lock:
     d = ws.store.put_bytes(content)
-    return Lock(data={key: PathEntry(str(d), len(content))})
+    return Lock(data={key: PathEntry(d, len(content))})
 
 
 # -- finding 2: .git, .shipyard, virtualenvs and package folders are never written -----------------
@@ -121,7 +121,7 @@ def test_data_add_refuses_a_path_overlapping_a_tracked_one(ws: Workspace) -> Non
 
 
 def test_a_lock_with_overlapping_keys_is_refused_on_load(ws: Workspace) -> None:
-    entry = PathEntry("sha256:" + "0" * 64, 1)
+    entry = PathEntry(Digest("0" * 64), 1)
     save_lock(ws.root, Lock(data={"data": PathEntry(entry.digest, 1, 1), "data-x": entry, "data/a.txt/x": entry}))
     with pytest.raises(ConfigError, match="inside the tracked 'data'"):
         load_lock(ws.root)
@@ -163,7 +163,7 @@ def test_gc_stops_when_a_known_manifest_has_a_damaged_head(ws: Workspace) -> Non
     (ws.root / "model").mkdir()
     (ws.root / "model" / "model.bin").write_bytes(b"weights")
     (_, entry), = add(ws, [ws.root / "model"])
-    path = ws.store.local_path(Digest.parse(entry.digest))  # type: ignore[attr-defined]
+    path = ws.store.local_path(entry.digest)  # type: ignore[attr-defined]
     path.chmod(0o644)
     path.write_bytes(b" " + path.read_bytes()[1:])
     before = sorted(str(d) for d, _, _ in ws.store.iter_objects())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.workspace.lockfile import PathEntry, editing_lock, load_lock
 from shipyard.core.workspace.projectlock import project_lock
 from shipyard.errors import BackendUnavailableError
@@ -62,7 +63,7 @@ def test_edits_from_many_threads_all_land(tmp_path: Path) -> None:
     def edit(thread: int) -> None:
         for i in range(20):
             with editing_lock(tmp_path) as lock:
-                lock.data[f"t{thread}/{i}"] = PathEntry("sha256:" + "0" * 64, i)
+                lock.data[f"t{thread}/{i}"] = PathEntry(Digest("0" * 64), i)
 
     threads = [threading.Thread(target=edit, args=(t,)) for t in range(8)]
     for t in threads:
@@ -74,7 +75,7 @@ def test_edits_from_many_threads_all_land(tmp_path: Path) -> None:
 
 def test_an_edit_that_fails_saves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="boom"), editing_lock(tmp_path) as lock:
-        lock.data["x"] = PathEntry("sha256:" + "0" * 64, 1)
+        lock.data["x"] = PathEntry(Digest("0" * 64), 1)
         raise ValueError("boom")
     assert not (tmp_path / "shipyard.lock").exists()
 

@@ -27,7 +27,7 @@ class ObjectStore(Protocol):
     """Write-once bytes named by their SHA-256."""
 
     def put_file(self, path: Path, progress: Progress = no_progress, expect: Digest | None = None) -> Digest: ...
-    def put_many(self, paths: Sequence[str], known: Sequence[str | None] | None = None, hardlink: bool = False,
+    def put_many(self, paths: Sequence[str], known: Sequence[Digest | None] | None = None, hardlink: bool = False,
                  progress: Progress = no_progress, expect: Sequence[Digest | None] | None = None) -> list[Digest]:
         """Store many files with one durability barrier; ``known`` digests already stored are skipped."""
         ...
@@ -97,41 +97,41 @@ class Executor(Protocol):
 class StateCache(Protocol):
     """Remembers (inode, size, mtime) -> digest for workspace files, so unchanged files are not re-hashed."""
 
-    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, str]]:
+    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, Digest]]:
         """``{path: (inode, size, mtime_ns, digest)}`` for the paths it knows."""
         ...
 
-    def under(self, folder: str) -> dict[str, tuple[int, int, int, str]]:
+    def under(self, folder: str) -> dict[str, tuple[int, int, int, Digest]]:
         """Everything it knows below ``folder`` (one range scan instead of many lookups)."""
         ...
 
-    def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
+    def remember(self, entries: Iterable[tuple[str, int, int, int, Digest]]) -> None:
         """Record ``(path, inode, size, mtime_ns, digest)`` entries."""
         ...
 
-    def tree(self, folder: str) -> tuple[str, str] | None:
+    def tree(self, folder: str) -> tuple[str, Digest] | None:
         """``(signature, digest)`` last recorded for a folder: its stat signature and manifest digest."""
         ...
 
-    def remember_tree(self, folder: str, signature: str, digest: str) -> None: ...
+    def remember_tree(self, folder: str, signature: str, digest: Digest) -> None: ...
 
 
 class NoStateCache:
     """The null stat cache: every file is hashed."""
 
-    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, str]]:
+    def lookup(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, Digest]]:
         return {}
 
-    def under(self, folder: str) -> dict[str, tuple[int, int, int, str]]:
+    def under(self, folder: str) -> dict[str, tuple[int, int, int, Digest]]:
         return {}
 
-    def remember(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
+    def remember(self, entries: Iterable[tuple[str, int, int, int, Digest]]) -> None:
         return None
 
-    def tree(self, folder: str) -> tuple[str, str] | None:
+    def tree(self, folder: str) -> tuple[str, Digest] | None:
         return None
 
-    def remember_tree(self, folder: str, signature: str, digest: str) -> None:
+    def remember_tree(self, folder: str, signature: str, digest: Digest) -> None:
         return None
 
 
@@ -146,8 +146,8 @@ class MetadataStore(Protocol):
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
     def add_artifact(self, run_id: str, artifact: ArtifactRecord) -> None: ...
     def get_run(self, run_id: str) -> RunRecord: ...
-    def add_inputs(self, run_id: str, inputs: Mapping[str, str]) -> None: ...
-    def producers(self, digest: str) -> list[RunRecord]: ...
+    def add_inputs(self, run_id: str, inputs: Mapping[str, Digest]) -> None: ...
+    def producers(self, digest: Digest) -> list[RunRecord]: ...
     def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
     def search_runs(self, conditions: Sequence[Condition], limit: int, order_by: str | None) -> list[RunRecord]: ...
     # registry
@@ -166,7 +166,10 @@ class MetadataStore(Protocol):
         """The newest "trust" event of ``model@version`` (its ``trusted`` items), or None."""
         ...
     # store maintenance
-    def referenced_digests(self) -> Iterable[str]: ...
+    def referenced_digests(self) -> Iterable[Digest]:
+        """Every object digest the metadata references: what gc must keep."""
+        ...
+
     def close(self) -> None: ...
 
 

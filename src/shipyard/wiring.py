@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from shipyard.config import Settings, load_settings
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
+    from shipyard.core.artifacts.digest import Digest
     from shipyard.core.lineage.records import CodeVersion
     from shipyard.core.lineage.tracking import Tracker
     from shipyard.core.pipelines.jobs import Events
@@ -145,8 +146,8 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
 
     # Captured once per process: the interpreter and its packages do not change under a running program.
     @functools.cache
-    def env_digest() -> str:
-        return str(store.put_bytes(to_bytes(capture())))
+    def env_digest() -> Digest:
+        return store.put_bytes(to_bytes(capture()))
 
     @functools.cache
     def code() -> CodeVersion:

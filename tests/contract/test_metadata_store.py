@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from shipyard.adapters.db.store import SqlMetadataStore
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import parse_filter
 from shipyard.core.registry.records import NewVersion
@@ -36,8 +37,9 @@ def _run(meta: SqlMetadataStore, run_id: str, name: str = "r") -> str:
 
 
 def _new(model: str = "iris", digest: str = "sha256:" + "a" * 64, **kw: object) -> NewVersion:
-    return NewVersion(model=model, manifest_digest=digest, flavor="sklearn", size=10, run_id=None,
-                      env_digest=None, created_by="tester", **kw)  # type: ignore[arg-type]
+    kw.setdefault("env_digest", None)
+    return NewVersion(model=model, manifest_digest=Digest.parse(digest), flavor="sklearn", size=10, run_id=None,
+                      created_by="tester", **kw)  # type: ignore[arg-type]
 
 
 def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStore) -> None:
@@ -45,7 +47,7 @@ def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStor
     meta.log_params(rid, {"lr": "0.1", "layers": "3"})
     meta.log_metrics(rid, [Metric("loss", 1.0, 0, 1.0), Metric("loss", 0.5, 1, 2.0), Metric("loss", 0.9, 0, 3.0)])
     meta.set_tags(rid, {"team": "vision"})
-    meta.add_artifact(rid, ArtifactRecord("report.txt", "sha256:" + "b" * 64, 5, False))
+    meta.add_artifact(rid, ArtifactRecord("report.txt", Digest("b" * 64), 5, False))
     meta.end_run(rid, RunStatus.FINISHED, time.time())
     run = meta.get_run(rid[:6])
     assert run.params == {"lr": "0.1", "layers": "3"}
@@ -53,6 +55,21 @@ def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStor
     assert run.tags == {"team": "vision"}
     assert run.status is RunStatus.FINISHED
     assert [m.value for m in meta.metric_history(rid, "loss")] == [1.0, 0.9, 0.5]
+
+
+def test_a_run_carries_digests_and_its_rows_keep_the_sha256_text(meta: SqlMetadataStore) -> None:
+    made, read = _run(meta, "d" * 32, "prepare"), _run(meta, "e" * 32, "train")
+    meta.add_artifact(made, ArtifactRecord("features", Digest("1" * 64), 5, True))
+    meta.end_run(made, RunStatus.FINISHED, time.time())
+    meta.add_inputs(read, {"features": Digest("1" * 64)})
+    run = meta.get_run(read)
+    assert run.inputs == {"features": Digest("1" * 64)}
+    assert [r.id for r in meta.producers(run.inputs["features"])] == [made]
+    assert meta.get_run(made).artifacts[0].digest == Digest("1" * 64)
+    assert run.to_dict()["inputs"] == {"features": "sha256:" + "1" * 64}
+    with meta.read() as conn:
+        texts = conn.execute(sa.text("SELECT digest FROM run_artifacts UNION ALL SELECT digest FROM run_inputs")).all()
+    assert [tuple(r) for r in texts] == [("sha256:" + "1" * 64,)] * 2
 
 
 def test_params_are_write_once(meta: SqlMetadataStore) -> None:
@@ -66,10 +83,10 @@ def test_params_are_write_once(meta: SqlMetadataStore) -> None:
 
 def test_an_artifact_name_is_never_overwritten(meta: SqlMetadataStore) -> None:
     rid = _run(meta, "c" * 32)
-    meta.add_artifact(rid, ArtifactRecord("model.bin", "sha256:" + "1" * 64, 5, False))
+    meta.add_artifact(rid, ArtifactRecord("model.bin", Digest("1" * 64), 5, False))
     with pytest.raises(ConflictError, match="nothing is overwritten"):
-        meta.add_artifact(rid, ArtifactRecord("model.bin", "sha256:" + "2" * 64, 5, False))
-    assert meta.get_run(rid).artifacts[0].digest == "sha256:" + "1" * 64
+        meta.add_artifact(rid, ArtifactRecord("model.bin", Digest("2" * 64), 5, False))
+    assert meta.get_run(rid).artifacts[0].digest == Digest("1" * 64)
 
 
 def test_search_filters_on_metrics_params_and_status(meta: SqlMetadataStore) -> None:
@@ -97,9 +114,22 @@ def test_versions_are_numbered_in_order_and_never_reused(meta: SqlMetadataStore)
         meta.register_version(_new(digest="sha256:" + "c" * 64, requested_version=1))
     with pytest.raises(ConflictError, match="the next is 3"):
         meta.register_version(_new(requested_version=7))
-    assert meta.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64
+    assert meta.get_version("iris", 1).manifest_digest == Digest("a" * 64)
     assert meta.get_version("iris", None).version == 2
     assert meta.register_version(_new(requested_version=3)).version == 3
+
+
+def test_a_version_carries_digests_and_its_row_keeps_the_sha256_text(meta: SqlMetadataStore) -> None:
+    meta.register_version(_new(env_digest=Digest("e" * 64), examples_digest=Digest("f" * 64)))
+    mv = meta.get_version("iris", 1)
+    assert (mv.manifest_digest, mv.env_digest, mv.examples_digest) == (Digest("a" * 64), Digest("e" * 64),
+                                                                       Digest("f" * 64))
+    with meta.read() as conn:
+        row = conn.execute(sa.text("SELECT manifest_digest, env_digest, examples_digest FROM model_versions")).one()
+    assert tuple(row) == ("sha256:" + "a" * 64, "sha256:" + "e" * 64, "sha256:" + "f" * 64)
+    assert (mv.to_dict()["manifest_digest"], mv.to_dict()["env_digest"]) == ("sha256:" + "a" * 64, "sha256:" + "e" * 64)
+    assert "sha256:" + "a" * 64 in {e.new for e in meta.audit_events("iris")}
+    assert {Digest(x * 64) for x in "aef"} <= set(meta.referenced_digests())
 
 
 def test_the_database_itself_refuses_to_change_a_version(meta: SqlMetadataStore) -> None:
@@ -115,7 +145,7 @@ def test_the_database_itself_refuses_to_change_a_version(meta: SqlMetadataStore)
         with pytest.raises(ImmutableError), translate(meta.url), meta.engine.begin() as conn:
             conn.execute(sa.text(sql))
     mv = meta.get_version("iris", 1)
-    assert mv.manifest_digest == "sha256:" + "a" * 64 and mv.metrics == {"acc": 0.9}
+    assert mv.manifest_digest == Digest("a" * 64) and mv.metrics == {"acc": 0.9}
     assert len(meta.audit_events("iris")) == 1
 
 
@@ -236,7 +266,7 @@ def test_the_database_refuses_every_statement_that_rewrites_history(meta: SqlMet
                 expected = {"0A000"}  # PostgreSQL refuses to truncate a table other tables reference
             assert _refused_code(meta.url, sql) in expected, sql
         assert _history(meta) == before, sql
-    assert meta.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64  # still loads the same model
+    assert meta.get_version("iris", 1).manifest_digest == Digest("a" * 64)  # still loads the same model
     assert meta.register_version(_new()).version == 3  # numbering goes on where it was
 
 
@@ -299,7 +329,7 @@ def test_an_existing_database_is_upgraded_to_the_guarded_schema(db_url: str) -> 
         assert _refused_code(db_url, "DELETE FROM model_versions") in _GUARD_CODES
         sql = _statement("truncate" if store.dialect == "postgresql" else "insert_or_replace", "model_versions")
         assert _refused_code(db_url, sql) in _GUARD_CODES
-        assert store.get_version("iris", 1).manifest_digest == "sha256:" + "a" * 64
+        assert store.get_version("iris", 1).manifest_digest == Digest("a" * 64)
     finally:
         store.close()
 

@@ -66,12 +66,12 @@ def test_verify_names_corrupt_and_missing_objects(store: LocalObjectStore, tmp_p
     (folder / "a").write_text("a")
     (folder / "b").write_text("b")
     tree = put_path(store, folder)
-    assert verify(store, [str(good), str(bad), str(tree.digest)]).ok
+    assert verify(store, [good, bad, tree.digest]).ok
 
     _corrupt(store, bad, b"bit rot")
     gone = Digest.of_bytes(b"b")
     store.delete(gone)
-    report = verify(store, [str(good), str(bad), str(tree.digest)])
+    report = verify(store, [good, bad, tree.digest])
     assert not report.ok
     assert report.corrupt == [str(bad)]
     assert report.missing == [str(gone)]  # found through the folder's manifest
@@ -98,10 +98,10 @@ def test_gc_removes_only_old_unreferenced_objects(store: LocalObjectStore, tmp_p
     for d in (tree.digest, child, old_orphan):
         _age(store, d, 7200)
 
-    dry = gc(store, [str(tree.digest)], grace_seconds=3600, dry_run=True)
+    dry = gc(store, [tree.digest], grace_seconds=3600, dry_run=True)
     assert dry.removed == [str(old_orphan)] and store.has(old_orphan)
 
-    report = gc(store, [str(tree.digest)], grace_seconds=3600)
+    report = gc(store, [tree.digest], grace_seconds=3600)
     assert report.removed == [str(old_orphan)]
     assert report.young_unreferenced == 1
     assert not store.has(old_orphan)
@@ -196,10 +196,10 @@ def test_gc_stops_on_a_manifest_it_cannot_read_and_removes_nothing(store: LocalO
     _age(store, tree.digest, 7200)
 
     with pytest.raises(IntegrityError, match=f"manifest {tree.digest} is corrupt.*nothing was removed"):
-        gc(store, [str(tree.digest), str(lookalike)], grace_seconds=0)
+        gc(store, [tree.digest, lookalike], grace_seconds=0)
     assert store.has(child) and store.has(orphan)  # gc ran nothing at all
-    assert not verify(store, [str(tree.digest)]).ok  # verify still reports instead of stopping
+    assert not verify(store, [tree.digest]).ok  # verify still reports instead of stopping
 
     _corrupt(store, tree.digest, raw)  # restored: gc proceeds and keeps what the manifest lists
-    assert gc(store, [str(tree.digest), str(lookalike)], grace_seconds=0).removed == [str(orphan)]
+    assert gc(store, [tree.digest, lookalike], grace_seconds=0).removed == [str(orphan)]
     assert store.has(child)

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 from shipyard.adapters.db import schema as t
 from shipyard.adapters.db.base import SqlBase
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
 from shipyard.core.registry.trust import TRUST_ACTION
-from shipyard.errors import ConflictError, ImmutableError, NotFoundError
+from shipyard.errors import ConflictError, ImmutableError, IntegrityError, NotFoundError, ShipyardError
 
 mv = t.model_versions.c
 rm = t.registered_models.c
@@ -43,22 +44,17 @@ class SqlRegistry(SqlBase):
                     f"and the next is {version}"
                 )
             conn.execute(t.registered_models.update().where(rm.name == new.model).values(last_version=version))
-            conn.execute(t.model_versions.insert().values(
-                model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
-                size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
-                examples_digest=new.examples_digest, metrics=new.metrics, params=new.params,
-                description=new.description, created_at=now, created_by=new.created_by,
-            ))
+            row = dict(model=new.model, version=version, manifest_digest=str(new.manifest_digest),
+                       flavor=new.flavor, size=new.size, run_id=new.run_id, env_digest=_text(new.env_digest),
+                       signature=new.signature, examples_digest=_text(new.examples_digest), metrics=new.metrics,
+                       params=new.params, description=new.description, created_at=now, created_by=new.created_by)
+            conn.execute(t.model_versions.insert().values(**row))
             self._audit(conn, new.created_by, "version.register", new.model, str(version), None,
-                        new.manifest_digest, new.description, now)
+                        str(new.manifest_digest), new.description, now)
             if new.trusted:  # in the same transaction: no version is ever seen without the trust it came with
                 self._audit(conn, new.created_by, TRUST_ACTION, new.model, str(version), None,
                             _summary(new.trusted), _trust_body(new.trust_reason, new.trusted), now)
-        return self._version_from(
-            dict(model=new.model, version=version, manifest_digest=new.manifest_digest, flavor=new.flavor,
-                 size=new.size, run_id=new.run_id, env_digest=new.env_digest, signature=new.signature,
-                 examples_digest=new.examples_digest, metrics=new.metrics, params=new.params,
-                 description=new.description, created_at=now, created_by=new.created_by), ())
+        return self._version_from(row, ())
 
     def get_version(self, model: str, version: int | None) -> ModelVersion:
         with self.read() as conn:
@@ -186,7 +182,14 @@ class SqlRegistry(SqlBase):
 
     @staticmethod
     def _version_from(row: dict[str, Any], aliases: tuple[str, ...]) -> ModelVersion:
-        return ModelVersion(aliases=aliases, **row)
+        """A version row; its digest columns hold ``sha256:<hex>`` text, read here into ``Digest``."""
+        try:
+            digests = {k: None if row[k] is None else Digest.parse(row[k])
+                       for k in ("manifest_digest", "env_digest", "examples_digest")}
+        except (ShipyardError, AttributeError) as exc:
+            raise IntegrityError(f"{row['model']}@{row['version']}: a digest column of its database row is "
+                                 f"damaged ({exc}); restore the database from a backup") from None
+        return ModelVersion(aliases=aliases, **{**row, **digests})
 
 
 def _event_from(row: dict[str, Any]) -> AuditEvent:
@@ -214,3 +217,7 @@ def _summary(items: Sequence[str]) -> str:
     classes = sum(1 for i in items if i.startswith("class:"))
     parts = [*kinds, *([f"{types} type(s)"] if types else []), *([f"{classes} class(es)"] if classes else [])]
     return ", ".join(parts)[:80]
+
+
+def _text(digest: Digest | None) -> str | None:
+    return None if digest is None else str(digest)

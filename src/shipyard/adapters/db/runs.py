@@ -9,9 +9,10 @@ import sqlalchemy as sa
 
 from shipyard.adapters.db import schema as t
 from shipyard.adapters.db.base import SqlBase
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import Condition
-from shipyard.errors import ConflictError, InvalidInputError, NotFoundError
+from shipyard.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ShipyardError
 
 _CHUNK = 500
 _OPS = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
@@ -38,7 +39,7 @@ class SqlRuns(SqlBase):
                 id=run.id, name=run.name, experiment=run.experiment, status=str(run.status),
                 start_time=run.start_time, end_time=run.end_time, user=run.user, host=run.host,
                 pid=run.pid, git_commit=code.commit, git_branch=code.branch, git_dirty=code.dirty,
-                git_diff_digest=code.diff_digest, git_repo=code.repo, env_digest=run.env_digest,
+                git_diff_digest=_text(code.diff_digest), git_repo=code.repo, env_digest=_text(run.env_digest),
                 parent_id=run.parent_id,
             ))
             if run.tags:
@@ -101,7 +102,7 @@ class SqlRuns(SqlBase):
             current = conn.execute(
                 sa.select(ra.digest).where(ra.run_id == run_id, ra.path == artifact.path)
             ).scalar()
-            if current == artifact.digest:
+            if current == str(artifact.digest):
                 return
             if current is not None:
                 raise ConflictError(
@@ -109,21 +110,21 @@ class SqlRuns(SqlBase):
                     f"({current}); nothing is overwritten: log it under another name"
                 )
             conn.execute(t.run_artifacts.insert().values(
-                run_id=run_id, path=artifact.path, digest=artifact.digest, size=artifact.size,
+                run_id=run_id, path=artifact.path, digest=str(artifact.digest), size=artifact.size,
                 is_dir=artifact.is_dir,
             ))
 
-    def add_inputs(self, run_id: str, inputs: Mapping[str, str]) -> None:
+    def add_inputs(self, run_id: str, inputs: Mapping[str, Digest]) -> None:
         if inputs:
             with self.write() as conn:
-                conn.execute(t.run_inputs.insert(), [{"run_id": run_id, "path": p, "digest": d}
+                conn.execute(t.run_inputs.insert(), [{"run_id": run_id, "path": p, "digest": str(d)}
                                                      for p, d in inputs.items()])
 
-    def producers(self, digest: str) -> list[RunRecord]:
+    def producers(self, digest: Digest) -> list[RunRecord]:
         """Finished runs that recorded ``digest`` among their outputs, newest first."""
         ra = t.run_artifacts.c
         q = (sa.select(t.runs).join(t.run_artifacts, ra.run_id == t.runs.c.id)
-             .where(ra.digest == digest, t.runs.c.status == str(RunStatus.FINISHED))
+             .where(ra.digest == str(digest), t.runs.c.status == str(RunStatus.FINISHED))
              .order_by(t.runs.c.start_time.desc()).limit(5))
         with self.read() as conn:
             return self._hydrate(conn, conn.execute(q).all())
@@ -164,26 +165,28 @@ class SqlRuns(SqlBase):
         params = _pairs(conn, t.params, ids)
         tags = _pairs(conn, t.tags, ids)
         metrics = _pairs(conn, t.latest_metrics, ids)
-        inputs = _pairs(conn, t.run_inputs, ids, value="digest", key="path")
+        inputs = {run_id: {path: _digest(d, run_id) for path, d in pairs.items()}
+                  for run_id, pairs in _pairs(conn, t.run_inputs, ids, value="digest", key="path").items()}
         arts: dict[str, list[ArtifactRecord]] = {}
         ra = t.run_artifacts.c
         for i in range(0, len(ids), _CHUNK):
             q = sa.select(ra.run_id, ra.path, ra.digest, ra.size, ra.is_dir).where(ra.run_id.in_(ids[i:i + _CHUNK]))
             for run_id, path, digest, size, is_dir in conn.execute(q.order_by(ra.run_id, ra.path)).all():
-                arts.setdefault(run_id, []).append(ArtifactRecord(path, digest, size, bool(is_dir)))
+                arts.setdefault(run_id, []).append(ArtifactRecord(path, _digest(digest, run_id), size, bool(is_dir)))
         return [
             RunRecord(
                 id=r.id, name=r.name, experiment=r.experiment, status=RunStatus(r.status),
                 start_time=r.start_time, end_time=r.end_time, user=r.user, host=r.host, pid=r.pid,
-                code=CodeVersion(r.git_commit, r.git_branch, bool(r.git_dirty), r.git_diff_digest, r.git_repo),
-                env_digest=r.env_digest, parent_id=r.parent_id,
+                code=CodeVersion(r.git_commit, r.git_branch, bool(r.git_dirty), _maybe(r.git_diff_digest, r.id),
+                                 r.git_repo),
+                env_digest=_maybe(r.env_digest, r.id), parent_id=r.parent_id,
                 params=params.get(r.id, {}), metrics=metrics.get(r.id, {}), tags=tags.get(r.id, {}),
                 artifacts=tuple(arts.get(r.id, ())), inputs=inputs.get(r.id, {}),
             )
             for r in rows
         ]
 
-    def referenced_digests(self) -> Iterable[str]:
+    def referenced_digests(self) -> Iterable[Digest]:
         mv = t.model_versions.c
         queries = [
             sa.select(t.run_artifacts.c.digest),
@@ -195,7 +198,7 @@ class SqlRuns(SqlBase):
             sa.select(t.run_inputs.c.digest),
         ]
         with self.read() as conn:
-            return {d for q in queries for d in conn.execute(q).scalars()}
+            return {Digest.parse(d) for q in queries for d in conn.execute(q).scalars()}
 
 
 def _pairs(conn: sa.Connection, table: sa.Table, ids: list[str], key: str = "key",
@@ -240,3 +243,20 @@ def _order(order_by: str | None) -> list[sa.ColumnElement[Any]]:
     else:
         raise InvalidInputError(f"cannot order by {key!r}: use start_time, end_time, name or metrics.KEY")
     return [col.desc().nulls_last() if desc else col.asc().nulls_last(), t.runs.c.id]
+
+
+def _text(digest: Digest | None) -> str | None:
+    return None if digest is None else str(digest)
+
+
+def _digest(text: str, run_id: str) -> Digest:
+    """A digest column (``sha256:<hex>`` text) read into a ``Digest``."""
+    try:
+        return Digest.parse(text)
+    except (ShipyardError, AttributeError) as exc:
+        raise IntegrityError(f"run {run_id[:8]}: a digest column of its database rows is damaged ({exc}); "
+                             "restore the database from a backup") from None
+
+
+def _maybe(text: str | None, run_id: str) -> Digest | None:
+    return None if text is None else _digest(text, run_id)

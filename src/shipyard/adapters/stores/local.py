@@ -81,9 +81,9 @@ class LocalObjectStore:
     def put_file(self, path: Path, progress: Progress = no_progress, expect: Digest | None = None) -> Digest:
         return self.put_many([str(path)], progress=progress, expect=[expect])[0]
 
-    def put_many(self, paths: Sequence[str], known: Sequence[str | None] | None = None, hardlink: bool = False,
+    def put_many(self, paths: Sequence[str], known: Sequence[Digest | None] | None = None, hardlink: bool = False,
                  progress: Progress = no_progress, expect: Sequence[Digest | None] | None = None) -> list[Digest]:
-        """Store many files at once; ``known`` digests (hex) that are already stored cost nothing.
+        """Store many files at once; ``known`` digests that are already stored cost nothing.
 
         ``expect``: the digest each file must have (downloads); a mismatch stores nothing.
         ``hardlink``: link the files into the store instead of copying (they become read-only). Refused
@@ -101,8 +101,8 @@ class LocalObjectStore:
         try:
             for i, path in enumerate(paths):
                 hint = known[i] if known else None
-                if hint is not None and self._reuse(Digest(hint)):
-                    digests.append(Digest(hint))
+                if hint is not None and self._reuse(hint):
+                    digests.append(hint)
                     progress(0)
                     continue
                 tmp, digest, size = self._stage(path, hardlink)
@@ -171,7 +171,7 @@ class LocalObjectStore:
         try:
             if hardlink:
                 os.link(path, tmp)
-                return tmp, Digest(_hash_path(tmp)), os.stat(tmp).st_size
+                return tmp, _hash_path(tmp), os.stat(tmp).st_size
             fd = os.open(path, os.O_RDONLY)
             try:
                 size = os.fstat(fd).st_size
@@ -192,7 +192,7 @@ class LocalObjectStore:
                     copy_range(src, dst)
             finally:
                 os.close(fd)
-            return tmp, Digest(_hash_path(tmp)), size
+            return tmp, _hash_path(tmp), size
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -329,9 +329,9 @@ def copy_range(src: BinaryIO, out: BinaryIO) -> None:
             out.write(chunk)
 
 
-def _hash_path(path: str | Path) -> str:
+def _hash_path(path: str | Path) -> Digest:
     with open(path, "rb") as f:
-        return hash_stream(f).hex
+        return hash_stream(f)
 
 
 

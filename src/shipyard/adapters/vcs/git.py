@@ -40,7 +40,7 @@ def code_version(start: Path, store: ObjectStore) -> CodeVersion:
     if dirty and commit:
         diff = _git(repo, "diff", "HEAD", "--binary")
         if diff:
-            diff_digest = str(store.put_bytes(diff.encode()))
+            diff_digest = store.put_bytes(diff.encode())
     return CodeVersion(
         commit=commit.strip() if commit else None, branch=branch.strip() if branch else None,
         dirty=dirty, diff_digest=diff_digest, repo=str(repo),

@@ -1,11 +1,18 @@
-"""``Digest``: the only identity of stored content (``sha256:<hex>``)."""
+"""``Digest``: the only identity of stored content, and the one place content is hashed.
+
+Inside the code a digest is always a ``Digest``. Text spellings exist only at the edges:
+``str(d)`` / ``Digest.parse`` for ``sha256:<hex>`` (lock files, manifests, database rows,
+CLI and HTTP output), ``d.hex`` / ``Digest(hex)`` for bare hex (object names, the stat cache).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, BinaryIO, cast
 
 from shipyard.errors import InvalidInputError
@@ -13,6 +20,8 @@ from shipyard.errors import InvalidInputError
 ALGORITHM = "sha256"
 CHUNK_SIZE = 1024 * 1024
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+PREFIX = f"{ALGORITHM}:"  # how files and rows spell a digest: ``sha256:<64 lowercase hex digits>``
+TEXT_LEN = len(PREFIX) + 64
 OBJECTS = ALGORITHM  # the folder (or key prefix) every object database keeps its objects under
 
 
@@ -44,18 +53,42 @@ class Digest:
         return cls(hexpart.lower())
 
     @classmethod
+    def from_text(cls, text: str) -> Digest:
+        """Read ``sha256:<hex>`` exactly as Shipyard writes it (manifests), nothing looser."""
+        if not (isinstance(text, str) and text.startswith(PREFIX)):
+            raise InvalidInputError(f"not a sha256:<hex> digest: {text!r}")
+        return cls(text[len(PREFIX):])
+
+    @classmethod
     def trusted(cls, hexdigest: str) -> Digest:
-        """A digest read from bytes already verified by hash (a manifest): skips re-validation."""
-        d = object.__new__(cls)
-        object.__setattr__(d, "hex", hexdigest)
+        """A digest from hex that is known good (hashlib's output, a stat cache row checked by its
+        query): no re-validation, a quarter of the cost, for loops over thousands of files."""
+        d = _new(cls)
+        _set_hex(d, hexdigest)
         return d
 
     @classmethod
+    def trusted_many(cls, hexdigests: Iterable[str]) -> list[Digest]:
+        """``trusted`` for many at once, the loop run in C (``data status`` reads 20,000 at a time)."""
+        hexes = list(hexdigests)
+        out = list(map(_new, repeat(cls, len(hexes))))
+        deque(map(_set_hex, out, hexes), maxlen=0)
+        return out
+
+    @classmethod
     def of_bytes(cls, data: bytes) -> Digest:
-        return cls(hashlib.sha256(data).hexdigest())
+        return cls.trusted(hashlib.sha256(data).hexdigest())
 
     def __str__(self) -> str:
-        return f"{ALGORITHM}:{self.hex}"
+        return PREFIX + self.hex
+
+    def short(self) -> str:
+        """The first 12 hex digits, for tables meant for people."""
+        return self.hex[:12]
+
+
+_new = object.__new__
+_set_hex: Callable[[Digest, str], None] = vars(Digest)["hex"].__set__  # the slot's setter (frozen guards setattr)
 
 
 # -- the one place content is hashed -------------------------------------------------------------
@@ -64,7 +97,7 @@ def hash_stream(f: BinaryIO) -> Digest:
     """The digest of everything left in ``f`` (``hashlib.file_digest``: large reads, no GIL)."""
     if not hasattr(f, "readinto"):
         return hash_chunks(read_chunks(f))
-    return Digest(hashlib.file_digest(cast(Any, f), ALGORITHM).hexdigest())
+    return Digest.trusted(hashlib.file_digest(cast(Any, f), ALGORITHM).hexdigest())
 
 
 def hash_chunks(chunks: Iterable[bytes]) -> Digest:
@@ -72,7 +105,7 @@ def hash_chunks(chunks: Iterable[bytes]) -> Digest:
     h = hashlib.sha256()
     for chunk in chunks:
         h.update(chunk)
-    return Digest(h.hexdigest())
+    return Digest.trusted(h.hexdigest())
 
 
 def verified(chunks: Iterable[bytes], digest: Digest, error: Callable[[], Exception]) -> Iterator[bytes]:

@@ -53,8 +53,8 @@ def _rehash(store: ObjectStore, digest: Digest) -> bool:
         return hash_stream(f) == digest
 
 
-def reachable(store: ObjectStore, roots: Iterable[str], strict: bool = True,
-              manifests: Iterable[str] = ()) -> tuple[set[Digest], set[Digest]]:
+def reachable(store: ObjectStore, roots: Iterable[Digest], strict: bool = True,
+              manifests: Iterable[Digest] = ()) -> tuple[set[Digest], set[Digest]]:
     """Every digest reachable from ``roots`` and ``manifests`` through manifests, and those that are missing.
 
     ``manifests`` are roots known to be manifests (a model version's, a tracked folder's): each is
@@ -66,8 +66,8 @@ def reachable(store: ObjectStore, roots: Iterable[str], strict: bool = True,
     """
     seen: set[Digest] = set()
     missing: set[Digest] = set()
-    known = {Digest.parse(m) for m in manifests}
-    stack = [*known, *(Digest.parse(r) for r in roots)]
+    known = set(manifests)
+    stack = [*known, *roots]
     while stack:
         d = stack.pop()
         if d in seen:
@@ -92,8 +92,8 @@ def reachable(store: ObjectStore, roots: Iterable[str], strict: bool = True,
     return seen, missing
 
 
-def verify(store: ObjectStore, roots: Iterable[str], progress: Progress = no_progress,
-           workers: int = 4, manifests: Iterable[str] = ()) -> VerifyReport:
+def verify(store: ObjectStore, roots: Iterable[Digest], progress: Progress = no_progress,
+           workers: int = 4, manifests: Iterable[Digest] = ()) -> VerifyReport:
     report = VerifyReport()
     objects = list(store.iter_objects())
 
@@ -117,8 +117,8 @@ def verify(store: ObjectStore, roots: Iterable[str], progress: Progress = no_pro
     return report
 
 
-def gc(store: ObjectStore, roots: Iterable[str], grace_seconds: float = DEFAULT_GRACE_SECONDS,
-       dry_run: bool = False, now: float | None = None, manifests: Iterable[str] = (),
+def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAULT_GRACE_SECONDS,
+       dry_run: bool = False, now: float | None = None, manifests: Iterable[Digest] = (),
        records: int | None = None, metadata: str = "the metadata database") -> GcReport:
     """Delete objects nothing references that are older than ``grace_seconds``.
 

@@ -41,7 +41,7 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
     files = stat_path(path)
     known = known_digests(files, state) if state is not None else {}
     digests = store.put_many([f.path for f in files], [known.get(f.path) for f in files], hardlink, progress)
-    by_path = {f.path: d.hex for f, d in zip(files, digests, strict=True)}
+    by_path = dict(zip([f.path for f in files], digests, strict=True))
     if state is not None:
         state.remember((f.path, f.inode, f.size, f.mtime_ns, by_path[f.path]) for f in files
                        if f.path not in known)
@@ -50,7 +50,7 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
     manifest = manifest_of(files, by_path)
     digest = store.put_bytes(manifest.to_bytes())
     if state is not None:
-        state.remember_tree(str(path), signature(files), str(digest))
+        state.remember_tree(str(path), signature(files), digest)
     return Stored(digest, manifest.size, is_dir=True, manifest=manifest)
 
 

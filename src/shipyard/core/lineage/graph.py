@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.registry.records import ModelVersion
 from shipyard.ports import MetadataStore
 
@@ -15,11 +16,11 @@ MAX_DEPTH = 50
 class Node:
     kind: str  # "model", "run", "input", "raw"
     label: str
-    digest: str | None = None
+    digest: Digest | None = None
     children: list[Node] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "label": self.label, "digest": self.digest,
+        return {"kind": self.kind, "label": self.label, "digest": None if self.digest is None else str(self.digest),
                 "children": [c.to_dict() for c in self.children]}
 
     def raw_inputs(self) -> list[Node]:
@@ -29,7 +30,7 @@ class Node:
         return [leaf for c in self.children for leaf in c.raw_inputs()]
 
 
-def lineage(meta: MetadataStore, version: ModelVersion, tracked: Mapping[str, str] | None = None) -> Node:
+def lineage(meta: MetadataStore, version: ModelVersion, tracked: Mapping[Digest, str] | None = None) -> Node:
     """The chain behind ``version``; ``tracked`` maps digests to paths recorded by `shipyard data add`."""
     tracked = tracked or {}
     root = Node("model", f"{version.ref} ({version.flavor})", version.manifest_digest)
@@ -40,7 +41,7 @@ def lineage(meta: MetadataStore, version: ModelVersion, tracked: Mapping[str, st
     return root
 
 
-def _run_node(meta: MetadataStore, run_id: str, tracked: Mapping[str, str], seen: set[str], depth: int) -> Node:
+def _run_node(meta: MetadataStore, run_id: str, tracked: Mapping[Digest, str], seen: set[str], depth: int) -> Node:
     run = meta.get_run(run_id)
     node = Node("run", f"run {run.id[:8]} {run.name} ({run.status})")
     if run.id in seen or depth > MAX_DEPTH:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from shipyard.core.artifacts.digest import Digest
+
 
 class RunStatus(StrEnum):
     RUNNING = "running"
@@ -20,12 +22,12 @@ class CodeVersion:
     commit: str | None = None
     branch: str | None = None
     dirty: bool = False
-    diff_digest: str | None = None
+    diff_digest: Digest | None = None
     repo: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"commit": self.commit, "branch": self.branch, "dirty": self.dirty,
-                "diff_digest": self.diff_digest, "repo": self.repo}
+                "diff_digest": _text(self.diff_digest), "repo": self.repo}
 
 
 NO_CODE_VERSION = CodeVersion()
@@ -42,7 +44,7 @@ class Metric:
 @dataclass(frozen=True, slots=True)
 class ArtifactRecord:
     path: str  # the name under the run, e.g. "report.txt" or "plots/"
-    digest: str  # sha256:..., of the file or of the folder's manifest
+    digest: Digest  # of the file or of the folder's manifest
     size: int
     is_dir: bool
 
@@ -59,13 +61,13 @@ class RunRecord:
     host: str
     pid: int
     code: CodeVersion = NO_CODE_VERSION
-    env_digest: str | None = None
+    env_digest: Digest | None = None
     parent_id: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # latest value of each key
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: tuple[ArtifactRecord, ...] = ()
-    inputs: dict[str, str] = field(default_factory=dict)  # path -> digest of what the run read
+    inputs: dict[str, Digest] = field(default_factory=dict)  # path -> digest of what the run read
 
     def effective_status(self, this_host: str, pid_alive: bool) -> RunStatus:
         """A run still marked running whose process is gone on this host was killed."""
@@ -77,10 +79,14 @@ class RunRecord:
         return {
             "id": self.id, "name": self.name, "experiment": self.experiment, "status": str(self.status),
             "start_time": self.start_time, "end_time": self.end_time, "user": self.user,
-            "host": self.host, "pid": self.pid, "code": self.code.to_dict(), "env_digest": self.env_digest,
+            "host": self.host, "pid": self.pid, "code": self.code.to_dict(), "env_digest": _text(self.env_digest),
             "parent_id": self.parent_id, "params": dict(self.params), "metrics": dict(self.metrics),
             "tags": dict(self.tags),
-            "artifacts": [{"path": a.path, "digest": a.digest, "size": a.size, "is_dir": a.is_dir}
+            "artifacts": [{"path": a.path, "digest": str(a.digest), "size": a.size, "is_dir": a.is_dir}
                           for a in self.artifacts],
-            "inputs": dict(self.inputs),
+            "inputs": {path: str(d) for path, d in self.inputs.items()},
         }
+
+
+def _text(digest: Digest | None) -> str | None:
+    return None if digest is None else str(digest)

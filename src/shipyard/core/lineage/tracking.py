@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import put_path
 from shipyard.core.lineage.records import (
     NO_CODE_VERSION,
@@ -42,7 +43,7 @@ class Origin:
 class Tracker:
     def __init__(self, meta: MetadataStore, store: ObjectStore, origin: Origin,
                  code_version: Callable[[], CodeVersion] = lambda: NO_CODE_VERSION,
-                 env_digest: Callable[[], str | None] = lambda: None,
+                 env_digest: Callable[[], Digest | None] = lambda: None,
                  pid_alive: Callable[[int], bool] = lambda pid: True) -> None:
         self.meta = meta
         self.store = store
@@ -111,15 +112,15 @@ class Tracker:
         if not path.exists():
             raise InvalidInputError(f"cannot log artifact {path}: no such file or folder")
         stored = put_path(self.store, path, progress)
-        record = ArtifactRecord(_artifact_name(name or path.name), str(stored.digest), stored.size, stored.is_dir)
+        record = ArtifactRecord(_artifact_name(name or path.name), stored.digest, stored.size, stored.is_dir)
         self.meta.add_artifact(run_id, record)
         return record
 
-    def record_inputs(self, run_id: str, inputs: Mapping[str, str]) -> None:
+    def record_inputs(self, run_id: str, inputs: Mapping[str, Digest]) -> None:
         self._writable(run_id)
         self.meta.add_inputs(run_id, inputs)
 
-    def record_output(self, run_id: str, path: str, digest: str, size: int, is_dir: bool) -> None:
+    def record_output(self, run_id: str, path: str, digest: Digest, size: int, is_dir: bool) -> None:
         """Record an output already in the store (a stage's declared outs) on the run."""
         self._writable(run_id)
         self.meta.add_artifact(run_id, ArtifactRecord(_artifact_name(path), digest, size, is_dir))

@@ -131,7 +131,7 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
     return result
 
 
-def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[str], scratch: Path) -> None:
+def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[Digest], scratch: Path) -> None:
     for run in runs:
         for path, digest in run.inputs.items():
             if digest in produced:
@@ -139,16 +139,15 @@ def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[str
             target = Confined(scratch).target(path, f"recorded input of stage {run.name}")
             if target.exists():
                 continue
-            d = Digest.parse(digest)
-            if not store.has(d):
+            if not store.has(digest):
                 raise NotFoundError(f"input {path} ({digest}) of stage {run.name} is not in the store; "
                                     "`shipyard data pull` it first")
-            with store.open(d) as f:
+            with store.open(digest) as f:
                 head = f.read(64)
             if Manifest.looks_like(head):
-                materialize(store, d, target)
+                materialize(store, digest, target)
             else:
-                copy_verified(store, d, target)
+                copy_verified(store, digest, target)
 
 
 def _write_params(runs: list[RunRecord], scratch: Path) -> None:
@@ -174,13 +173,13 @@ def _value(text: str) -> Any:
         return text
 
 
-def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path: str, digest: str,
+def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path: str, recorded: Digest,
              scratch: Path, tolerance: float) -> OutputCheck:
     Confined(scratch).check(path, f"recorded output of stage {stage}")
     now = describe(ws, path)
     if now is None:
         return OutputCheck(stage, path, "missing", "the re-run did not produce it")
-    if now.digest == digest:
+    if now.digest == recorded:
         return OutputCheck(stage, path, "identical")
     metrics_files = json.loads(run.tags.get("shipyard.metrics", "[]"))
     if path in metrics_files or (not now.is_dir and path.endswith((".json", ".yaml", ".yml")) and run.metrics):
@@ -196,8 +195,7 @@ def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path
         if drift:
             return OutputCheck(stage, path, "different", "; ".join(drift))
     if now.is_dir:
-        old = {e.path: e.digest for e in load_manifest(store, Digest.parse(digest))} if store.has(
-            Digest.parse(digest)) else {}
+        old = {e.path: e.digest for e in load_manifest(store, recorded)} if store.has(recorded) else {}
         new = {e.path: e.digest for e in _manifest_now(ws, path)}
         changed = sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))
         return OutputCheck(stage, path, "different", "files: " + ", ".join(changed[:10]))

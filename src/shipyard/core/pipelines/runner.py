@@ -30,7 +30,7 @@ from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.pipelines.status import Inputs, StageStatus, check, explain, inputs_of
 from shipyard.core.workspace import data
 from shipyard.core.workspace.data import Workspace
-from shipyard.core.workspace.lockfile import STAGE_CACHE_PREFIX, Lock, PathEntry, StageEntry, editing_lock
+from shipyard.core.workspace.lockfile import Lock, PathEntry, StageEntry, cache_key, editing_lock
 from shipyard.errors import ConfigError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
@@ -143,10 +143,10 @@ class PipelineRunner:
             self.events.finished(stage.name, "failed", took, str(exc))
             return Outcome(stage.name, "failed", took, str(exc), getattr(exc, "run_id", None))
 
-    def _from_cache(self, stage: Stage, fp: str, now: Inputs) -> tuple[StageEntry, bytes | None] | None:
+    def _from_cache(self, stage: Stage, fp: Digest, now: Inputs) -> tuple[StageEntry, bytes | None] | None:
         """The cached result for ``fp``, restored into the working tree, and the ref's bytes if they came
         from the remote (to keep in the local cache); None on a miss."""
-        key = STAGE_CACHE_PREFIX + fp.removeprefix("sha256:")
+        key = cache_key(fp)
         raw = self.ws.store.get_ref(key)
         found = None if raw is None else read_cache_ref(raw, key, "the local store")
         remote = None
@@ -172,22 +172,22 @@ class PipelineRunner:
     def _have(self, outs: dict[str, PathEntry], remote: Remote | None) -> bool:
         """Whether every object of ``outs`` is in the local store, fetching from ``remote`` if given."""
         store = self.ws.store
-        tops = [Digest.parse(e.digest) for e in outs.values()]
+        tops = [e.digest for e in outs.values()]
         if remote is not None:
             remote.download([d for d in tops if not store.has(d)], store)
         if not all(store.has(d) for d in tops):
             return False
-        files = [e.digest for o in outs.values() if o.is_dir for e in load_manifest(store, Digest.parse(o.digest))]
+        files = [e.digest for o in outs.values() if o.is_dir for e in load_manifest(store, o.digest)]
         absent = [d for d in files if not store.has(d)]
         if absent and remote is not None:
             remote.download(absent, store)
             absent = [d for d in absent if not store.has(d)]
         return not absent
 
-    def _execute(self, stage: Stage, fp: str, now: Inputs, start: float) -> Outcome:
+    def _execute(self, stage: Stage, fp: Digest, now: Inputs, start: float) -> Outcome:
         tracker = self._tracker()
         run = tracker.start_run(name=stage.name, experiment="pipeline", tags={
-            "shipyard.stage": stage.name, "shipyard.fingerprint": fp, "shipyard.cmd": stage.spec.cmd,
+            "shipyard.stage": stage.name, "shipyard.fingerprint": str(fp), "shipyard.cmd": stage.spec.cmd,
             "shipyard.wdir": stage.spec.wdir, "shipyard.outs": json.dumps(list(stage.produced)),
             "shipyard.metrics": json.dumps(list(stage.metrics)),
         })
@@ -198,7 +198,7 @@ class PipelineRunner:
                 tracker.log_params(run.id, {k: _text(v) for k, v in now.params.items()})
             for dep in stage.deps:  # keep the inputs' bytes too (code is small; data is mostly stored already)
                 put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
-            tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d})
+            tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d is not None})
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
                            {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
             code = self.executor.run(job, lambda text: self.events.line(stage.name, text))
@@ -213,9 +213,9 @@ class PipelineRunner:
             outs = {}
             for path in stage.produced:
                 stored = put_path(self.ws.store, self.ws.abs(path), state=self.ws.state)
-                outs[path] = PathEntry(str(stored.digest), stored.size,
+                outs[path] = PathEntry(stored.digest, stored.size,
                                        len(stored.manifest) if stored.manifest else None)
-                tracker.record_output(run.id, path, str(stored.digest), stored.size, stored.is_dir)
+                tracker.record_output(run.id, path, stored.digest, stored.size, stored.is_dir)
             metrics = {}
             for path in stage.metrics:
                 metrics.update(read_metrics(self.ws.abs(path).read_text(), path))
@@ -249,9 +249,7 @@ def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[s
     """
     try:
         body = json.loads(raw)
-        outs = {str(k): PathEntry.from_dict(v) for k, v in body["outs"].items()}
-        for e in outs.values():
-            Digest.parse(e.digest)
+        outs = {str(k): PathEntry.from_dict(v) for k, v in body["outs"].items()}  # a bad digest: ValueError
         run_id = body.get("run")
         if run_id is not None and not isinstance(run_id, str):
             raise TypeError("run is not a string")

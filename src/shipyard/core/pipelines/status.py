@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.pipelines.dag import Pipeline, Stage
 from shipyard.core.pipelines.params import ParamFiles
 from shipyard.core.workspace.data import Workspace, describe
-from shipyard.core.workspace.lockfile import Lock, StageEntry
+from shipyard.core.workspace.lockfile import Lock, StageEntry, deps_to_dict
 
 
 @dataclass(frozen=True, slots=True)
 class Inputs:
-    deps: dict[str, str]  # path -> digest ("" while an upstream stage has yet to produce it)
+    deps: dict[str, Digest | None]  # path -> digest (None while an upstream stage has yet to produce it)
     params: dict[str, Any]
     env: dict[str, str]
 
-    def fingerprint(self, stage: Stage) -> str:
-        body = {"cmd": stage.spec.cmd, "wdir": stage.spec.wdir, "deps": self.deps, "params": self.params,
-                "env": self.env, "outs": list(stage.outs), "metrics": list(stage.metrics)}
+    def fingerprint(self, stage: Stage) -> Digest:
+        body = {"cmd": stage.spec.cmd, "wdir": stage.spec.wdir, "deps": deps_to_dict(self.deps),
+                "params": self.params, "env": self.env, "outs": list(stage.outs), "metrics": list(stage.metrics)}
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return Digest.of_bytes(canonical.encode())
 
 
 @dataclass
@@ -42,15 +42,15 @@ class StageStatus:
 
 
 def inputs_of(ws: Workspace, stage: Stage, params: ParamFiles, environ: Mapping[str, str]) -> Inputs:
-    deps = {}
+    deps: dict[str, Digest | None] = {}
     for dep in stage.deps:
         entry = describe(ws, dep)
-        deps[dep] = entry.digest if entry else ""
+        deps[dep] = entry.digest if entry else None
     return Inputs(deps, params.values(stage.name, stage.spec.params),
                   {k: environ.get(k, "") for k in stage.spec.env})
 
 
-def explain(stage: Stage, now: Inputs, fingerprint: str, recorded: StageEntry | None,
+def explain(stage: Stage, now: Inputs, fingerprint: Digest, recorded: StageEntry | None,
             ws: Workspace) -> list[str]:
     """Reasons the stage is out of date; empty when its recorded result still holds."""
     if recorded is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from shipyard._version import __version__
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.boundedyaml import load_yaml_node, read_bounded
 from shipyard.core.project.model import Project
 from shipyard.core.workspace.atomic import write_atomic
@@ -88,7 +88,7 @@ def load_config(root: Path) -> Project:
         return Project()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    key = f"{__version__}:{hashlib.sha256(raw).hexdigest()}"
+    key = f"{__version__}:{Digest.of_bytes(raw).hex}"
     cache = root / CACHE_FILE
     try:
         cached = json.loads(cache.read_bytes())

@@ -32,13 +32,13 @@ def check_versions(meta: MetadataStore, store: ObjectStore) -> list[str]:
     return problems
 
 
-def _check(store: ObjectStore, recorded: str, at_registration: str | None, has_event: bool) -> str | None:
+def _check(store: ObjectStore, digest: Digest, at_registration: str | None, has_event: bool) -> str | None:
+    recorded = str(digest)  # as the audit trail spells it
     if not has_event:
         return f"has no registration event in the audit trail (manifest {recorded})"
     if at_registration != recorded:
         return f"points to manifest {recorded}, but was registered with {at_registration}"
     try:
-        digest = Digest.parse(recorded)
         if not store.has(digest):
             return f"manifest {recorded} is missing from the store"
         with store.open(digest) as f:

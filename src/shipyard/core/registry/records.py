@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shipyard.core.artifacts.digest import Digest
+
 
 @dataclass(frozen=True, slots=True)
 class NewVersion:
     """What a registration asks for; the store assigns the number."""
 
     model: str
-    manifest_digest: str
+    manifest_digest: Digest
     flavor: str
     size: int
     run_id: str | None
-    env_digest: str | None
+    env_digest: Digest | None
     signature: dict[str, object] = field(default_factory=dict)
-    examples_digest: str | None = None
+    examples_digest: Digest | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     description: str = ""
@@ -30,13 +32,13 @@ class NewVersion:
 class ModelVersion:
     model: str
     version: int
-    manifest_digest: str
+    manifest_digest: Digest
     flavor: str
     size: int
     run_id: str | None
-    env_digest: str | None
+    env_digest: Digest | None
     signature: dict[str, object]
-    examples_digest: str | None
+    examples_digest: Digest | None
     metrics: dict[str, float]
     params: dict[str, str]
     description: str
@@ -50,9 +52,9 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "model": self.model, "version": self.version, "manifest_digest": self.manifest_digest,
-            "flavor": self.flavor, "size": self.size, "run_id": self.run_id, "env_digest": self.env_digest,
-            "signature": self.signature, "examples_digest": self.examples_digest, "metrics": self.metrics,
+            "model": self.model, "version": self.version, "manifest_digest": str(self.manifest_digest),
+            "flavor": self.flavor, "size": self.size, "run_id": self.run_id, "env_digest": _text(self.env_digest),
+            "signature": self.signature, "examples_digest": _text(self.examples_digest), "metrics": self.metrics,
             "params": self.params, "description": self.description, "created_at": self.created_at,
             "created_by": self.created_by, "aliases": list(self.aliases),
         }
@@ -92,3 +94,7 @@ class AuditEvent:
         if self.action == "trust":
             body["trusted"] = list(self.trusted)
         return body
+
+
+def _text(digest: Digest | None) -> str | None:
+    return None if digest is None else str(digest)

@@ -50,7 +50,7 @@ class SavedModel:
 
 class Registry:
     def __init__(self, meta: MetadataStore, store: ObjectStore, flavors: Callable[[str], Flavor],
-                 actor: str, env_digest: Callable[[], str | None] = lambda: None) -> None:
+                 actor: str, env_digest: Callable[[], Digest | None] = lambda: None) -> None:
         self.meta = meta
         self.store = store
         self.flavors = flavors
@@ -78,9 +78,9 @@ class Registry:
         stored = put_path(self.store, folder, progress)
         examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
         return self.meta.register_version(NewVersion(
-            model=name, manifest_digest=str(stored.digest), flavor=saved.flavor, size=stored.size,
+            model=name, manifest_digest=stored.digest, flavor=saved.flavor, size=stored.size,
             run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
-            examples_digest=str(examples.digest) if examples else None, metrics=dict(metrics or {}),
+            examples_digest=examples.digest if examples else None, metrics=dict(metrics or {}),
             params=dict(params or {}), description=description, created_by=self.actor,
             requested_version=version, trusted=tuple(needed.items()), trust_reason=IN_PROCESS_REASON,
         ))
@@ -134,7 +134,7 @@ class Registry:
         granted = self.trusted(mv)
         with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
             folder = Path(tmp)
-            materialize(self.store, Digest.parse(mv.manifest_digest), folder)
+            materialize(self.store, mv.manifest_digest, folder)
             saved = SavedModel.read(folder)
             if saved.flavor != mv.flavor:
                 raise IntegrityError(f"{mv.ref} was registered as {mv.flavor} but its files say {saved.flavor}")
@@ -145,7 +145,7 @@ class Registry:
     def examples(self, mv: ModelVersion) -> dict[str, Any] | None:
         if mv.examples_digest is None:
             return None
-        return dict(json.loads(read_verified(self.store, Digest.parse(mv.examples_digest))))
+        return dict(json.loads(read_verified(self.store, mv.examples_digest)))
 
     def versions(self, name: str) -> list[ModelVersion]:
         return self.meta.list_versions(check_model_name(name))

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.boundedyaml import load_yaml, read_bounded
 from shipyard.core.workspace.atomic import write_atomic
 from shipyard.core.workspace.projectlock import project_lock
@@ -35,7 +36,7 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[mi
 class PathEntry:
     """One tracked path: a file's digest, or a folder's manifest digest."""
 
-    digest: str
+    digest: Digest
     size: int
     files: int | None = None  # None for a single file
 
@@ -44,32 +45,47 @@ class PathEntry:
         return self.files is not None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"digest": self.digest, "size": self.size}
+        d: dict[str, Any] = {"digest": str(self.digest), "size": self.size}
         if self.files is not None:
             d["files"] = self.files
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PathEntry:
-        return cls(str(d["digest"]), int(d["size"]), None if d.get("files") is None else int(d["files"]))
+        return cls(Digest.parse(d["digest"]), int(d["size"]), None if d.get("files") is None else int(d["files"]))
+
+
+def deps_to_dict(deps: dict[str, Digest | None]) -> dict[str, str]:
+    """Dependency digests as the lock (and the fingerprint) spell them: "" for one not produced yet."""
+    return {k: "" if d is None else str(d) for k, d in deps.items()}
+
+
+def _deps_from_dict(d: dict[str, Any]) -> dict[str, Digest | None]:
+    return {str(k): Digest.parse(v) if v else None for k, v in d.items()}
+
+
+def cache_key(fingerprint: Digest) -> str:
+    """Where the stage cache keeps a stage's result: one named ref per fingerprint."""
+    return STAGE_CACHE_PREFIX + fingerprint.hex
 
 
 @dataclass(frozen=True, slots=True)
 class StageEntry:
-    fingerprint: str
+    fingerprint: Digest
     run: str | None
     cmd: str
-    deps: dict[str, str]
+    deps: dict[str, Digest | None]  # None while an upstream stage has yet to produce it
     params: dict[str, Any]
     outs: dict[str, PathEntry]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "run": self.run, "cmd": self.cmd, "deps": dict(self.deps),
-                "params": dict(self.params), "outs": {k: v.to_dict() for k, v in self.outs.items()}}
+        return {"fingerprint": str(self.fingerprint), "run": self.run, "cmd": self.cmd,
+                "deps": deps_to_dict(self.deps), "params": dict(self.params),
+                "outs": {k: v.to_dict() for k, v in self.outs.items()}}
 
     def cache_key(self) -> str:
         """Where the stage cache keeps this result: one named ref per fingerprint."""
-        return STAGE_CACHE_PREFIX + self.fingerprint.removeprefix("sha256:")
+        return cache_key(self.fingerprint)
 
     def cache_bytes(self, stage: str) -> bytes:
         return json.dumps({"stage": stage, "run": self.run, "outs": {k: v.to_dict() for k, v in self.outs.items()}},
@@ -77,7 +93,8 @@ class StageEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageEntry:
-        return cls(str(d["fingerprint"]), d.get("run"), str(d.get("cmd", "")), dict(d.get("deps") or {}),
+        return cls(Digest.parse(d["fingerprint"]), d.get("run"), str(d.get("cmd", "")),
+                   _deps_from_dict(d.get("deps") or {}),
                    dict(d.get("params") or {}),
                    {k: PathEntry.from_dict(v) for k, v in (d.get("outs") or {}).items()})
 
@@ -95,12 +112,12 @@ class Lock:
         }
         return HEADER + str(yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False))
 
-    def digests(self) -> set[str]:
+    def digests(self) -> set[Digest]:
         """Every digest the lock references: what gc must keep and push must send."""
         out = {e.digest for e in self.data.values()}
         for stage in self.stages.values():
             out.update(e.digest for e in stage.outs.values())
-            out.update(stage.deps.values())
+            out.update(d for d in stage.deps.values() if d is not None)
         return out
 
 

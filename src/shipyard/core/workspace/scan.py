@@ -100,19 +100,19 @@ def stat_path(path: Path) -> list[FileStat]:
     raise not_regular(str(path), mode)
 
 
-def hash_file(path: str) -> str:
+def hash_file(path: str) -> Digest:
     with open(path, "rb") as f:
-        return hash_stream(f).hex
+        return hash_stream(f)
 
 
-def known_digests(files: list[FileStat], state: StateCache) -> dict[str, str]:
-    """Digests (hex) the stat cache still vouches for: same inode, size and mtime."""
+def known_digests(files: list[FileStat], state: StateCache) -> dict[str, Digest]:
+    """Digests the stat cache still vouches for: same inode, size and mtime."""
     if len(files) > 64:  # a folder: one range scan of the cache beats many lookups
         first = files[0]
         cached = state.under(first.path[: len(first.path) - len(first.rel)])
     else:
         cached = state.lookup(f.path for f in files)
-    out = {}
+    out: dict[str, Digest] = {}
     for f in files:
         hit = cached.get(f.path)
         if hit is not None and hit[:3] == (f.inode, f.size, f.mtime_ns):
@@ -120,8 +120,8 @@ def known_digests(files: list[FileStat], state: StateCache) -> dict[str, str]:
     return out
 
 
-def digests_of(files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> dict[str, str]:
-    """Digest (hex) of every file, hashing only those the cache doesn't know, and teaching it those."""
+def digests_of(files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> dict[str, Digest]:
+    """Digest of every file, hashing only those the cache doesn't know, and teaching it those."""
     known = known_digests(files, state)
     fresh = []
     for f in files:
@@ -150,18 +150,18 @@ def walk_signature(root: Path) -> str:
     return h.hexdigest()
 
 
-def folder_digest(root: Path, files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> str:
+def folder_digest(root: Path, files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> Digest:
     """The manifest digest of a folder, from the tree cache when no file's stat changed."""
     sig = signature(files)
     known = state.tree(str(root))
     if known is not None and known[0] == sig:
         return known[1]
-    digest = str(manifest_of(files, digests_of(files, state, progress)).digest)
+    digest = manifest_of(files, digests_of(files, state, progress)).digest
     state.remember_tree(str(root), sig, digest)
     return digest
 
 
-def manifest_of(files: list[FileStat], digests: dict[str, str]) -> Manifest:
+def manifest_of(files: list[FileStat], digests: dict[str, Digest]) -> Manifest:
     return Manifest.of(
-        ManifestEntry(f.rel, Digest(digests[f.path]), f.size, 0o755 if f.executable else 0o644) for f in files
+        ManifestEntry(f.rel, digests[f.path], f.size, 0o755 if f.executable else 0o644) for f in files
     )

@@ -48,7 +48,7 @@ def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_prog
     names: dict[Digest, str] = {}
     absent_here: list[Digest] = []
     for rel, entry in _named_entries(lock):
-        top = Digest.parse(entry.digest)
+        top = entry.digest
         names.setdefault(top, rel)
         if not ws.store.has(top):
             absent_here.append(top)
@@ -82,14 +82,13 @@ def pull(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_prog
     """Fetch every object the lock needs that the local store lacks (manifests first, then files)."""
     tops: dict[Digest, int] = {}  # the most bytes each may have: a file's recorded size, or a manifest's cap
     for entry in _entries(lock):
-        d = Digest.parse(entry.digest)
-        tops[d] = max(tops.get(d, 0), MAX_MANIFEST_BYTES if entry.is_dir else entry.size)
+        tops[entry.digest] = max(tops.get(entry.digest, 0), MAX_MANIFEST_BYTES if entry.is_dir else entry.size)
     fetched = [d for d in tops if not ws.store.has(d)]
     _fetch(remote, ws, fetched, progress, tops)
     files: dict[Digest, int] = {}
     for entry in _entries(lock):
         if entry.is_dir:
-            files.update((e.digest, e.size) for e in load_manifest(ws.store, Digest.parse(entry.digest)))
+            files.update((e.digest, e.size) for e in load_manifest(ws.store, entry.digest))
     need = [d for d in files if not ws.store.has(d)]
     _fetch(remote, ws, need, progress, files)
     return SyncReport(len(tops) + len(files), len(fetched) + len(need))

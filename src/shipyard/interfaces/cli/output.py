@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from shipyard.core.artifacts.digest import Digest
+from shipyard.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -74,11 +77,16 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
-def short(digest: str | None) -> str:
-    """The first 12 hex digits of a ``sha256:...`` digest; other text as it is."""
+def short(digest: Digest | str | None) -> str:
+    """The first 12 hex digits of a digest (a ``Digest``, or a ``sha256:...`` record); other text as it is."""
     if not digest:
         return "-"
-    return digest[7:19] if digest.startswith("sha256:") else digest
+    if isinstance(digest, Digest):
+        return digest.short()
+    try:
+        return Digest.from_text(digest).short()
+    except InvalidInputError:
+        return digest
 
 
 def number(v: float) -> str:

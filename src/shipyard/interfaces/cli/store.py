@@ -10,6 +10,7 @@ import typer
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
+    from shipyard.core.artifacts.digest import Digest
     from shipyard.wiring import Services
 
 app = typer.Typer(help="Check and clean the content-addressed object store.", no_args_is_help=True)
@@ -23,7 +24,7 @@ def seconds(text: str) -> float:
     return float(m[1]) * _UNITS[m[2] or "s"]
 
 
-def referenced(svc: Services) -> set[str]:
+def referenced(svc: Services) -> set[Digest]:
     """What must be kept: everything the metadata database and the project's shipyard.lock reference."""
     from shipyard.core.workspace.lockfile import load_lock
 
@@ -33,7 +34,7 @@ def referenced(svc: Services) -> set[str]:
 ALL_RUNS = 2**62  # search_runs' limit when every run is wanted
 
 
-def known_manifests(svc: Services) -> tuple[set[str], int]:
+def known_manifests(svc: Services) -> tuple[set[Digest], int]:
     """Roots known to be manifests (model versions, tracked folders, folder artifacts of runs), and how many
     runs and model versions the metadata database records (0: it may not be the store's database)."""
     from shipyard.core.workspace.lockfile import load_lock
