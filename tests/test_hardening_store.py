@@ -299,3 +299,20 @@ def test_a_folder_swapped_for_a_link_after_it_was_opened_keeps_the_write_inside(
         copy_verified_at(ws.store, d, confined, "data/sub/b")
     assert list(outside.iterdir()) == []
     assert sorted(p.name for p in (ws.root / "data" / "subx").iterdir()) == ["a", "b"]
+
+
+def test_checkout_of_more_folders_than_it_keeps_open(ws: Workspace) -> None:
+    from shipyard.core.workspace.paths import MAX_OPEN_FOLDERS
+
+    root = ws.root / "data"
+    for i in range(MAX_OPEN_FOLDERS + 20):
+        (root / f"d{i}" / "x").mkdir(parents=True)
+        (root / f"d{i}" / "x" / "f").write_text(str(i))
+    lock = Lock(data=dict(add(ws, [root])))
+    for i in range(0, MAX_OPEN_FOLDERS + 20, 2):
+        (root / f"d{i}" / "x" / "f").unlink()
+    (root / "d1" / "x" / "extra").write_text("not recorded")
+    (root / "empty" / "deep").mkdir(parents=True)
+    assert data.checkout(ws, lock, force=True)["written"] == (MAX_OPEN_FOLDERS + 20) // 2
+    assert all((root / f"d{i}" / "x" / "f").read_text() == str(i) for i in range(MAX_OPEN_FOLDERS + 20))
+    assert not (root / "d1" / "x" / "extra").exists() and not (root / "empty").exists()

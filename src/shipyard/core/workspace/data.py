@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,16 +180,17 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
     written = deleted = 0
     remembered = []
     for rel, entry, recorded, now, write, delete in plans:
-        target = confined.target(rel, "tracked path")
-        if entry.is_dir and _is_file(target):
-            target.unlink()  # a file where the version has a folder (its content was checked above)
-            deleted += 1
-            now, delete = {}, []
-        elif not entry.is_dir and target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)  # a folder where the lock has a file (its files were checked above)
-            deleted += len(delete)
-            now, delete = {}, []
         try:  # by folder descriptor from here: a link swapped in meanwhile is refused, never followed
+            top, top_name = confined.parent_fd(rel, "tracked path")
+            st = _lstat_at(top, top_name)
+            if entry.is_dir and st is not None and stat.S_ISREG(st.st_mode):
+                os.unlink(top_name, dir_fd=top)  # a file where the version has a folder (content checked above)
+                deleted += 1
+                now, delete = {}, []
+            elif not entry.is_dir and st is not None and stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(top_name, dir_fd=top)  # a folder where the lock has a file (files checked above)
+                deleted += len(delete)
+                now, delete = {}, []
             for k in delete:
                 folder, name = confined.parent_fd(f"{rel}/{k}" if k else rel, "tracked path")
                 with contextlib.suppress(FileNotFoundError):
@@ -201,17 +203,19 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
                 remembered.append((str(ws.abs(dest)), st.st_ino, st.st_size, st.st_mtime_ns, e.digest))
                 progress(e.size)
                 written += 1
+            if entry.is_dir:  # (again: the descriptor may have been recycled among many folders)
+                _prune_empty(*confined.parent_fd(rel, "tracked path"))
         finally:
             confined.close()
-        if entry.is_dir:
-            _prune_empty(target)
     ws.state.remember(remembered)
     return {"written": written, "deleted": deleted, "paths": len(plans)}
 
 
-def _is_file(path: Path) -> bool:
-    """A regular file (not a link) at ``path``."""
-    return not path.is_symlink() and path.is_file()
+def _lstat_at(folder: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 def _select(ws: Workspace, lock: Lock, paths: list[str] | None) -> list[str]:
@@ -229,11 +233,14 @@ def _select(ws: Workspace, lock: Lock, paths: list[str] | None) -> list[str]:
     return out
 
 
-def _prune_empty(folder: Path) -> None:
-    for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
-        if Path(dirpath) != folder:
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)
+def _prune_empty(top: int, name: str) -> None:
+    """Remove the empty folders below ``name`` in the open folder ``top``, bottom-up, never through a link
+    (``os.fwalk`` checks that each folder it opens is the one it listed)."""
+    with contextlib.suppress(OSError):
+        for _, dirs, _, fd in os.fwalk(name, topdown=False, dir_fd=top):
+            for d in dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(d, dir_fd=fd)
 
 
 def describe(ws: Workspace, rel: str) -> PathEntry | None:
