@@ -46,6 +46,10 @@ def load_settings(environ: Mapping[str, str], cwd: Path) -> Settings:
     root = find_project_root(cwd)
     home = Path(environ["SHIPYARD_HOME"]) if environ.get("SHIPYARD_HOME") else root / HOME_DIR
     home = home if home.is_absolute() else cwd / home
+    if not environ.get("SHIPYARD_HOME") and home.is_symlink():
+        # a cloned repo could commit .shipyard as a link and redirect the store, the database and the lock
+        raise ConfigError(f"{home} is a symbolic link (to {_target(home)}); Shipyard does not follow it: replace it "
+                          "with a real folder, or set SHIPYARD_HOME to the folder you mean to use")
     if home.exists() and not home.is_dir():
         raise ConfigError(f"{home} is a file, not a folder; set SHIPYARD_HOME to a folder for Shipyard's data")
     db_url = environ.get("SHIPYARD_DB_URL") or f"sqlite:///{home / DB_FILE}"
@@ -75,6 +79,13 @@ def _check_actor(actor: str) -> str:
         raise ConfigError(f"SHIPYARD_ACTOR {actor[:40]!r} holds a newline or another control character: "
                           "use one printable line such as alice@laptop")
     return actor
+
+
+def _target(link: Path) -> str:
+    try:
+        return str(link.readlink())
+    except OSError:
+        return "?"
 
 
 def _user() -> str:

@@ -71,8 +71,11 @@ class Remote(Protocol):
         """Remove what interrupted uploads left, older than ``older_than`` seconds; return how many."""
         ...
 
-    def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress) -> None:
-        """Fetch into ``store``; every object is re-hashed before it enters the store."""
+    def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress,
+                 sizes: Mapping[Digest, int] | None = None) -> None:
+        """Fetch into ``store``; every object is re-hashed before it enters the store. ``sizes``: the most
+        bytes each object may have (from the lock or a verified manifest); a larger one is refused as soon
+        as the excess shows, before it fills the disk (IntegrityError)."""
         ...
 
     def get_ref(self, name: str) -> bytes | None: ...

@@ -117,7 +117,9 @@ def test_reusing_an_old_object_restarts_its_grace_period(store: LocalObjectStore
 
 
 def test_gc_cleans_temp_files_of_killed_writers(store: LocalObjectStore) -> None:
-    leftover = store.root / "tmp" / "w-123-abc"
+    from shipyard.core.workspace.atomic import temp_name
+
+    leftover = Path(temp_name(store.root / "tmp"))  # only the store's own temp names are ever removed
     leftover.write_bytes(b"partial")
     os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     report = gc(store, [], grace_seconds=3600)

@@ -76,3 +76,65 @@ def test_missing_objects_are_reported(remote: Remote, tmp_path: Path) -> None:
     assert remote.missing([ghost]) == [ghost]
     with pytest.raises(NotFoundError):
         remote.download([ghost], there)
+
+
+def _replace_on_remote(remote: Remote, key: str, body: bytes, sparse: int = 0) -> None:
+    """Put ``body`` (or a sparse file of ``sparse`` bytes on a folder) under ``key``, as a hostile writer would."""
+    if hasattr(remote, "root"):
+        target = remote.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target.chmod(0o644)
+        with open(target, "wb") as f:
+            f.write(body)
+            if sparse:
+                f.truncate(sparse)
+    else:
+        import obstore
+
+        obstore.put(remote._store, key, body + b"\0" * sparse)  # type: ignore[attr-defined]
+
+
+def test_an_oversized_remote_object_is_refused_before_it_is_copied(remote: Remote, tmp_path: Path) -> None:
+    """Finding 10c: the download stops at the expected size, so a hostile remote cannot fill the disk."""
+    here = LocalObjectStore(tmp_path / "here")
+    d = here.put_bytes(b"6bytes")
+    remote.upload(here, [d])
+    big = 200 * 1024 * 1024 if hasattr(remote, "root") else 3 * 1024 * 1024
+    _replace_on_remote(remote, f"sha256/{d.hex[:2]}/{d.hex[2:]}", b"", sparse=big)
+    there = LocalObjectStore(tmp_path / "there")
+    with pytest.raises(IntegrityError, match="at most 6"):
+        remote.download([d], there, sizes={d: 6})
+    assert not there.has(d)
+    assert list((tmp_path / "there" / "tmp").iterdir()) == []
+
+
+def test_a_folder_remote_never_follows_a_link_for_an_object_or_a_ref(tmp_path: Path) -> None:
+    remote = open_remote(RemoteSpec(url=str(tmp_path / "remote")), tmp_path)
+    here = LocalObjectStore(tmp_path / "here")
+    d = here.put_bytes(b"6bytes")
+    remote.upload(here, [d])
+    obj = tmp_path / "remote" / "sha256" / d.hex[:2] / d.hex[2:]
+    obj.unlink()
+    obj.symlink_to("/dev/zero")
+    there = LocalObjectStore(tmp_path / "there")
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        remote.download([d], there)  # without a size bound too: the link itself is refused
+    assert remote.sizes([d]) == {d: -1}  # so push sends it again, replacing the link
+    remote.upload(here, [d])
+    remote.download([d], there, sizes={d: 6})
+    assert there.has(d)
+    (tmp_path / "remote" / "refs" / "stage-cache").mkdir(parents=True)
+    (tmp_path / "remote" / "refs" / "stage-cache" / "abc").symlink_to("/dev/zero")
+    with pytest.raises(IntegrityError, match="ref stage-cache/abc"):
+        remote.get_ref("stage-cache/abc")
+
+
+def test_a_huge_ref_is_refused_with_one_line(remote: Remote) -> None:
+    """Finding 10: a ref is small; a remote (or store) ref over 1 MiB is damaged or hostile, never read whole."""
+    _replace_on_remote(remote, "refs/stage-cache/big", b"{", sparse=2 * 1024 * 1024)
+    with pytest.raises(IntegrityError, match="larger than 1024 KiB") as info:
+        remote.get_ref("stage-cache/big")
+    assert "\n" not in str(info.value)
+    remote.put_ref("stage-cache/ok", b"x" * 1024 * 1024)  # exactly the limit is fine
+    assert remote.get_ref("stage-cache/ok") == b"x" * 1024 * 1024

@@ -7,14 +7,18 @@ this class only adds the remote's verbs: which objects are there, upload, downlo
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Iterator, Sequence
+import stat
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.errors import BackendUnavailableError, NotFoundError
+from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
+
+BATCH = 256  # objects open at once during a download (each holds a file descriptor)
 
 
 class FolderRemote:
@@ -35,16 +39,14 @@ class FolderRemote:
         out = {}
         for d in digests:
             with contextlib.suppress(FileNotFoundError):
-                out[d] = os.stat(self.db.local_path(d)).st_size
+                st = os.lstat(self.db.local_path(d))  # a link is never an object: its size is wrong, so it is replaced
+                out[d] = st.st_size if stat.S_ISREG(st.st_mode) else -1
         return out
 
     def read(self, digest: Digest) -> Iterator[bytes]:
-        try:
-            with open(self.db.local_path(digest), "rb") as f:
-                while chunk := f.read(CHUNK_SIZE):
-                    yield chunk
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"object {digest} is not on remote {self.url}") from exc
+        with os.fdopen(self._open_object(digest, None), "rb") as f:
+            while chunk := f.read(CHUNK_SIZE):
+                yield chunk
 
     def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
         """Stream each object into the remote's database, re-hashed as it goes; one sync for the batch.
@@ -53,13 +55,57 @@ class FolderRemote:
         """
         self.db.put_streams(((d, _chunks(store, d)) for d in digests), progress, source="local")
 
-    def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress) -> None:
-        if not digests:
-            return
+    def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress,
+                 sizes: Mapping[Digest, int] | None = None) -> None:
+        """Copy objects into ``store`` (re-hashed there), a batch at a time.
+
+        Each object is opened without following a link and must be a regular file no larger than
+        ``sizes`` says: a link (say to ``/dev/zero``), a FIFO, a device or an oversized file is refused
+        before a byte is copied. The store then reads the very file that was checked (``/dev/fd/N``).
+        """
+        for start in range(0, len(digests), BATCH):
+            batch = digests[start:start + BATCH]
+            fds: list[int] = []
+            names: dict[str, str] = {}
+            try:
+                for d in batch:
+                    fds.append(self._open_object(d, None if sizes is None else sizes.get(d)))
+                    names[f"/dev/fd/{fds[-1]}"] = str(self.db.local_path(d))
+                try:
+                    store.put_many(list(names), progress=progress, expect=list(batch))
+                except IntegrityError as exc:
+                    message = str(exc)
+                    for fd_path, real in names.items():
+                        message = message.replace(fd_path + " ", real + " ")
+                    raise IntegrityError(f"remote {self.url}: {message}") from exc
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+    def _open_object(self, digest: Digest, most: int | None) -> int:
+        path = self.db.local_path(digest)
         try:
-            store.put_many([str(self.db.local_path(d)) for d in digests], progress=progress, expect=list(digests))
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as exc:
-            raise NotFoundError(f"an object is not on remote {self.url}: {exc.filename}") from exc
+            raise NotFoundError(f"object {digest} is not on remote {self.url}") from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise IntegrityError(f"object {digest} on remote {self.url} is a symbolic link; Shipyard never "
+                                     f"follows one out of a remote: remove {path} and push it again") from exc
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise IntegrityError(f"object {digest} on remote {self.url} is not a regular file; remove {path} "
+                                     "and push it again")
+            if most is not None and st.st_size > most:
+                raise IntegrityError(f"object {digest} on remote {self.url} is {st.st_size} bytes where at most "
+                                     f"{most} are expected: it is damaged or hostile, nothing was copied; remove "
+                                     f"{path} and push it again")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def clean_temp(self, older_than: float) -> int:
         """Remove temp files of interrupted uploads older than ``older_than`` seconds."""

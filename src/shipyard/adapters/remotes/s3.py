@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -17,8 +17,9 @@ from obstore.store import S3Store
 from shipyard.core.artifacts.digest import OBJECTS, Digest, object_key
 from shipyard.core.artifacts.tree import verified_chunks
 from shipyard.core.project.model import Remote as RemoteSpec
+from shipyard.core.workspace.atomic import MAX_REF_BYTES, ref_too_large
 from shipyard.core.workspace.paths import safe_relpath
-from shipyard.errors import BackendUnavailableError, ConfigError, NotFoundError, ShipyardError
+from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError, ShipyardError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
 CONCURRENCY = 32
@@ -35,6 +36,11 @@ def _translated(what: str, url: str) -> Iterator[None]:
     except (OSError, RuntimeError, ValueError, obstore.exceptions.BaseError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendUnavailableError(f"{what} on remote {url} failed: {first[:300]}") from exc
+
+
+def _oversized(digest: Digest, url: str, got: int, most: int) -> IntegrityError:
+    return IntegrityError(f"object {digest} on remote {url} has {got} bytes or more where at most {most} are "
+                          "expected: it is damaged or hostile, nothing was stored; push it again from a good copy")
 
 
 class S3Remote:
@@ -116,19 +122,31 @@ class S3Remote:
         killed midway are invisible and removed by the bucket's AbortIncompleteMultipartUpload rule."""
         return 0
 
-    def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress) -> None:
-        """Fetch into a temp folder, then into the store in one batch (re-hashed there, one sync)."""
+    def download(self, digests: Sequence[Digest], store: ObjectStore, progress: Progress = no_progress,
+                 sizes: Mapping[Digest, int] | None = None) -> None:
+        """Fetch into a temp folder, then into the store in one batch (re-hashed there, one sync).
+
+        With ``sizes``, an object larger than its size is refused from its header, or as soon as more
+        bytes than that have streamed in (an endless body never fills the disk)."""
         if not digests:
             return
         with tempfile.TemporaryDirectory(prefix="shipyard-pull-") as tmp:
             def fetch(d: Digest) -> str:
                 path = os.path.join(tmp, d.hex)
+                most = None if sizes is None else sizes.get(d)
                 try:
                     result = obstore.get(self._store, self._key(d))
                 except FileNotFoundError as exc:
                     raise NotFoundError(f"object {d} is not on remote {self.url}") from exc
+                announced = int(result.meta.get("size") or 0)
+                if most is not None and announced > most:
+                    raise _oversized(d, self.url, announced, most)
+                got = 0
                 with open(path, "wb") as out:
-                    for chunk in result.stream(min_chunk_size=SMALL):
+                    for chunk in result.stream(min_chunk_size=min(SMALL, (most or SMALL) + 1)):
+                        got += len(chunk)
+                        if most is not None and got > most:
+                            raise _oversized(d, self.url, got, most)
                         out.write(chunk)
                 return path
 
@@ -137,11 +155,21 @@ class S3Remote:
             store.put_many(paths, progress=progress, expect=list(digests))
 
     def get_ref(self, name: str) -> bytes | None:
+        """A ref of at most ``MAX_REF_BYTES``; a larger one is refused from its header or as it streams."""
+        key = f"refs/{safe_relpath(name, 'ref name')}"
         with _translated("reading", self.url):
             try:
-                return bytes(obstore.get(self._store, f"refs/{safe_relpath(name, 'ref name')}").bytes())
+                result = obstore.get(self._store, key)
             except FileNotFoundError:
                 return None
+            if int(result.meta.get("size") or 0) > MAX_REF_BYTES:
+                raise ref_too_large(key, self.url)
+            data = bytearray()
+            for chunk in result.stream(min_chunk_size=64 * 1024):
+                data += chunk
+                if len(data) > MAX_REF_BYTES:
+                    raise ref_too_large(key, self.url)
+            return bytes(data)
 
     def put_ref(self, name: str, data: bytes) -> None:
         with _translated("writing", self.url):

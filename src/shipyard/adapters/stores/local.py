@@ -13,13 +13,23 @@ import contextlib
 import ctypes
 import errno
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, OBJECTS, Digest, hash_stream, object_key, verified
-from shipyard.core.workspace.atomic import as_atomic, fsync_dir, fsync_path, read_ref, temp_name, write_atomic
+from shipyard.core.workspace.atomic import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    as_atomic,
+    fsync_dir,
+    fsync_path,
+    read_ref,
+    temp_name,
+    write_atomic,
+)
 from shipyard.core.workspace.paths import Confined, safe_relpath
 from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Progress, no_progress
@@ -47,6 +57,8 @@ class LocalObjectStore:
         self._made: set[str] = set()
         self._objects = str(self.objects)
         self._root = str(self.root)
+        if self.tmp.is_symlink():  # temp files would be written (and cleaned) wherever it points
+            raise linked_tmp(self.tmp)
         try:
             self.objects.mkdir(parents=True, exist_ok=True)
             self.tmp.mkdir(parents=True, exist_ok=True)
@@ -253,14 +265,41 @@ class LocalObjectStore:
         write_atomic(Confined(self.root / "refs").target(safe_relpath(name, "ref name")), data)
 
     def clean_temp(self, older_than: float) -> int:
-        """Remove temp files left by killed writers, older than ``older_than`` seconds."""
+        """Remove temp files left by killed writers, older than ``older_than`` seconds.
+
+        Only the store's own temp names (``.sy-*.tmp``), only regular files, and never through a link:
+        a ``tmp`` that is a symbolic link (a cloned repo, or anyone who can write a shared remote, could
+        point it at another folder) stops the clean-up with an error naming it. The folder is opened
+        with ``O_NOFOLLOW`` and every entry is removed relative to that descriptor, so swapping ``tmp``
+        for a link meanwhile changes nothing.
+        """
         removed, cutoff = 0, time.time() - older_than
-        for entry in os.scandir(self.tmp):
-            with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
+        try:
+            fd = os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise linked_tmp(self.tmp) from exc
+            raise
+        try:
+            for entry in os.scandir(fd):
+                name = entry.name
+                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        os.unlink(name, dir_fd=fd)
+                        removed += 1
+        finally:
+            os.close(fd)
         return removed
+
+
+def linked_tmp(tmp: Path) -> IntegrityError:
+    return IntegrityError(f"{tmp} is a symbolic link or not a folder; Shipyard never writes or deletes through a "
+                          "link there: remove it (`rm` the link, then `mkdir` it) and run again")
 
 
 def can_override_modes() -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from shipyard.core.artifacts.digest import Digest, hash_stream
 from shipyard.core.artifacts.manifest import Manifest
-from shipyard.errors import IntegrityError, NotFoundError
+from shipyard.errors import ConfigError, IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
@@ -53,19 +53,21 @@ def _rehash(store: ObjectStore, digest: Digest) -> bool:
         return hash_stream(f) == digest
 
 
-def reachable(store: ObjectStore, roots: Iterable[Digest],
-              strict: bool = True) -> tuple[set[Digest], set[Digest]]:
-    """Every digest reachable from ``roots`` through manifests, and those that are missing.
+def reachable(store: ObjectStore, roots: Iterable[Digest], strict: bool = True,
+              manifests: Iterable[Digest] = ()) -> tuple[set[Digest], set[Digest]]:
+    """Every digest reachable from ``roots`` and ``manifests`` through manifests, and those that are missing.
 
-    An object that starts like a manifest is re-hashed before it is followed. If its bytes no
-    longer match its name, what it references cannot be known: with ``strict`` (gc) that is an
-    IntegrityError naming it, so nothing is deleted on a guess; without (verify, which reports
-    the corruption itself) it is skipped. An intact object that merely starts like a manifest
-    (a data file) references nothing.
+    ``manifests`` are roots known to be manifests (a model version's, a tracked folder's): each is
+    read whole and re-hashed, whatever its first bytes say. Any other object that starts like a
+    manifest is re-hashed before it is followed. If a manifest's bytes no longer match its name,
+    what it references cannot be known: with ``strict`` (gc) that is an IntegrityError naming it,
+    so nothing is deleted on a guess; without (verify, which reports the corruption itself) it is
+    skipped. An intact object that merely starts like a manifest (a data file) references nothing.
     """
     seen: set[Digest] = set()
     missing: set[Digest] = set()
-    stack = list(roots)
+    known = set(manifests)
+    stack = [*known, *roots]
     while stack:
         d = stack.pop()
         if d in seen:
@@ -76,7 +78,7 @@ def reachable(store: ObjectStore, roots: Iterable[Digest],
             continue
         with store.open(d) as f:
             head = f.read(_HEAD)
-            if not Manifest.looks_like(head):
+            if d not in known and not Manifest.looks_like(head):
                 continue
             raw = head + f.read()
         if Digest.of_bytes(raw) != d:
@@ -91,7 +93,7 @@ def reachable(store: ObjectStore, roots: Iterable[Digest],
 
 
 def verify(store: ObjectStore, roots: Iterable[Digest], progress: Progress = no_progress,
-           workers: int = 4) -> VerifyReport:
+           workers: int = 4, manifests: Iterable[Digest] = ()) -> VerifyReport:
     report = VerifyReport()
     objects = list(store.iter_objects())
 
@@ -109,21 +111,27 @@ def verify(store: ObjectStore, roots: Iterable[Digest], progress: Progress = no_
             if not good:
                 report.corrupt.append(str(digest))
             progress(size)
-    _, missing = reachable(store, roots, strict=False)
+    _, missing = reachable(store, roots, strict=False, manifests=manifests)
     report.missing = sorted(str(d) for d in missing)
     report.corrupt.sort()
     return report
 
 
 def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAULT_GRACE_SECONDS,
-       dry_run: bool = False, now: float | None = None) -> GcReport:
+       dry_run: bool = False, now: float | None = None, manifests: Iterable[Digest] = (),
+       records: int | None = None, metadata: str = "the metadata database") -> GcReport:
     """Delete objects nothing references that are older than ``grace_seconds``.
 
     The grace period protects objects a writer has stored but not yet recorded in metadata.
+    ``records``: how many runs and model versions the metadata database holds. When it holds
+    none yet gc would remove objects, the database is most likely not the one the store belongs
+    to (deleted and re-created empty, or a mistyped URL): gc stops with a ConfigError naming
+    ``metadata`` and removes nothing, dry run or not. None skips the check (``--allow-empty-db``).
     """
     now = time.time() if now is None else now
-    live, _ = reachable(store, roots)
+    live, _ = reachable(store, roots, manifests=manifests)
     report = GcReport(dry_run=dry_run)
+    doomed: list[Digest] = []
     for digest, size, mtime in store.iter_objects():
         if digest in live:
             report.kept += 1
@@ -131,10 +139,17 @@ def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAU
             report.young_unreferenced += 1
             report.kept += 1
         else:
+            doomed.append(digest)
             report.removed.append(str(digest))
             report.removed_bytes += size
-            if not dry_run:
-                store.delete(digest)
+    if records == 0 and doomed:
+        raise ConfigError(
+            f"{metadata} records no runs or model versions, but gc would remove {len(doomed)} of the store's "
+            f"{report.kept + len(doomed)} objects: check SHIPYARD_DB_URL (a deleted or mistyped database is "
+            "created empty); nothing was removed; pass --allow-empty-db to collect anyway"
+        )
     if not dry_run:
+        for digest in doomed:
+            store.delete(digest)
         report.temp_removed = store.clean_temp(grace_seconds)
     return report

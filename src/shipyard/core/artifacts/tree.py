@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest, read_chunks, verified
 from shipyard.core.artifacts.manifest import Manifest
-from shipyard.core.workspace.atomic import as_atomic
+from shipyard.core.workspace.atomic import as_atomic, as_atomic_at
 from shipyard.core.workspace.paths import Confined
 from shipyard.errors import IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
@@ -92,18 +93,34 @@ def copy_verified(store: ObjectStore, digest: Digest, dest: Path, mode: int = 0o
             out.write(chunk)
 
 
+def copy_verified_at(store: ObjectStore, digest: Digest, confined: Confined, rel: str, mode: int = 0o644,
+                     what: str = "path") -> os.stat_result:
+    """``copy_verified`` to ``rel`` below ``confined``'s root, through folder descriptors opened without
+    following links (``Confined.parent_fd``): a link swapped in mid-way is refused or harmless, never
+    written through. Returns the written file's stat."""
+    def corrupt() -> IntegrityError:
+        return IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
+
+    folder, name = confined.parent_fd(rel, what)
+    with (as_atomic_at(folder, name, 0o755 if mode & 0o100 else 0o644) as out, store.open(digest) as src):
+        for chunk in verified(read_chunks(src), digest, corrupt):
+            out.write(chunk)
+    return os.stat(name, dir_fd=folder, follow_symlinks=False)
+
+
 def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Manifest:
     """Write the folder named by ``manifest_digest`` into the empty or new folder ``dest``.
 
-    Every path goes through ``Confined``: nothing is written outside ``dest`` or through a link.
+    Every path goes through ``Confined``: nothing is written outside ``dest`` or through a link,
+    even one swapped in while the files are written (folder descriptors, see ``copy_verified_at``).
     """
     manifest = load_manifest(store, manifest_digest)
     dest.mkdir(parents=True, exist_ok=True)
-    confined = Confined(dest)
-    for entry in manifest:
-        try:
-            target = confined.target(entry.path, f"manifest {manifest_digest} entry")
-            copy_verified(store, entry.digest, target, entry.mode)
-        except NotFoundError as exc:
-            raise NotFoundError(f"{entry.path} of {manifest_digest}: {exc}") from exc
+    with Confined(dest) as confined:
+        for entry in manifest:
+            try:
+                copy_verified_at(store, entry.digest, confined, entry.path, entry.mode,
+                                 f"manifest {manifest_digest} entry")
+            except NotFoundError as exc:
+                raise NotFoundError(f"{entry.path} of {manifest_digest}: {exc}") from exc
     return manifest

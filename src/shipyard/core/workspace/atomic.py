@@ -7,9 +7,14 @@ never derived from the target's name, so a 255-byte file name cannot overflow th
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+from shipyard.errors import IntegrityError
 
 TEMP_PREFIX = ".sy-"
 TEMP_SUFFIX = ".tmp"
@@ -58,12 +63,57 @@ def as_atomic(target: str | Path, *, durable: bool = True, temp_dir: str | Path 
             os.unlink(tmp)
 
 
-def read_ref(folder: Path, name: str) -> bytes | None:
-    """A small named value kept as a file under ``folder`` (stores and folder remotes keep refs so)."""
+MAX_REF_BYTES = 1024 * 1024  # a ref is a small JSON value; anything larger is damaged or hostile
+
+
+def ref_too_large(name: str, where: str) -> IntegrityError:
+    return IntegrityError(f"ref {name} in {where} is larger than {MAX_REF_BYTES // 1024} KiB or not a regular file: "
+                          "it is damaged or hostile; remove it (a stage-cache ref is re-created by the next run)")
+
+
+@contextlib.contextmanager
+def as_atomic_at(dir_fd: int, name: str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """``as_atomic`` relative to an open folder: yield a new temp file in it; on success it gets ``mode``
+    and is renamed over ``name`` in the same folder (not durable: no fsync, as checkouts write).
+
+    Nothing is resolved by path, so a link swapped in for the folder or one above it after the folder
+    was opened changes nothing: the file lands in the folder that was opened (``Confined.parent_fd``).
+    """
+    tmp = os.path.basename(temp_name(""))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
     try:
-        return (folder / name).read_bytes()
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            os.fchmod(out.fileno(), mode)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+
+
+def read_ref(folder: Path, name: str) -> bytes | None:
+    """A small named value kept as a file under ``folder`` (stores and folder remotes keep refs so).
+
+    Read without following a link, and only a regular file of at most ``MAX_REF_BYTES``: a ref that
+    is a link (say to ``/dev/zero``), a FIFO or a huge file is an IntegrityError, never read whole.
+    """
+    path = folder / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ref_too_large(name, str(folder)) from exc
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_REF_BYTES:
+            raise ref_too_large(name, str(folder))
+        data = f.read(MAX_REF_BYTES + 1)
+    if len(data) > MAX_REF_BYTES:
+        raise ref_too_large(name, str(folder))
+    return data
 
 
 def write_atomic(target: Path, data: bytes) -> None:

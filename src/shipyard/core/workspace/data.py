@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
-from shipyard.core.artifacts.tree import copy_verified, load_manifest, put_path, read_verified
+from shipyard.core.artifacts.tree import copy_verified_at, load_manifest, put_path, read_verified
 from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry
-from shipyard.core.workspace.paths import Confined, project_path, safe_relpath
+from shipyard.core.workspace.paths import Confined, project_path, refuse_reserved, safe_relpath
 from shipyard.core.workspace.scan import (
     FileStat,
     digests_of,
@@ -86,8 +87,10 @@ def current_files(ws: Workspace, rel: str,
 def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[PathStatus]:
     """Per tracked path: unchanged, or which files were added, modified or deleted."""
     out = []
+    confined = Confined(ws.root, project=True)
     for rel, entry in sorted(lock.data.items()):
-        target = ws.abs(safe_relpath(rel, f"{LOCK_FILE} entry"))
+        # no link on the way: status never hashes (and so never tells about) files outside the project
+        target = confined.check(rel, f"{LOCK_FILE} entry")
         if not target.exists():
             out.append(PathStatus(rel, "missing"))
             continue
@@ -143,7 +146,7 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
     folder is written through (the command stops before any change and names the link).
     """
     wanted = _select(ws, lock, paths)
-    confined = Confined(ws.root)
+    confined = Confined(ws.root, project=True)
     plans = []
     unsaved: list[str] = []
     for rel in wanted:
@@ -157,8 +160,11 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
         now, digests = current_files(ws, rel)
         write = [k for k, e in recorded.items() if k not in now or digests[now[k].path] != e.digest]
         delete = [k for k in now if k not in recorded]
+        # a file where the version has a folder: the file itself is replaced (it is in `delete`, so its
+        # content must be in the store, or --force); the folders below it are then new, nothing to check
+        replace_top = entry.is_dir and "" in now
         for k in write:
-            if k:
+            if k and not replace_top:
                 confined.check(f"{rel}/{k}", "tracked path")  # a link on the way stops us before any change
         for k in [*write, *delete]:
             f = now.get(k)
@@ -174,33 +180,50 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
     written = deleted = 0
     remembered = []
     for rel, entry, recorded, now, write, delete in plans:
-        target = confined.target(rel, "tracked path")
-        if entry.is_dir and target.exists() and not target.is_dir():
-            target.unlink()
-        elif not entry.is_dir and target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)  # a folder where the lock has a file (its files were checked above)
-            deleted += len(delete)
-            now, delete = {}, []
-        for k in delete:
-            os.unlink(now[k].path)
-            deleted += 1
-        for k in write:
-            dest = confined.target(f"{rel}/{k}", "tracked path") if k else target
-            e = recorded[k]
-            copy_verified(ws.store, e.digest, dest, e.mode)
-            st = dest.stat()
-            remembered.append((str(dest), st.st_ino, st.st_size, st.st_mtime_ns, e.digest))
-            progress(e.size)
-            written += 1
-        if entry.is_dir:
-            _prune_empty(target)
+        try:  # by folder descriptor from here: a link swapped in meanwhile is refused, never followed
+            top, top_name = confined.parent_fd(rel, "tracked path")
+            st = _lstat_at(top, top_name)
+            if entry.is_dir and st is not None and stat.S_ISREG(st.st_mode):
+                os.unlink(top_name, dir_fd=top)  # a file where the version has a folder (content checked above)
+                deleted += 1
+                now, delete = {}, []
+            elif not entry.is_dir and st is not None and stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(top_name, dir_fd=top)  # a folder where the lock has a file (files checked above)
+                deleted += len(delete)
+                now, delete = {}, []
+            for k in delete:
+                folder, name = confined.parent_fd(f"{rel}/{k}" if k else rel, "tracked path")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=folder)
+                deleted += 1
+            for k in write:
+                dest = f"{rel}/{k}" if k else rel
+                e = recorded[k]
+                st = copy_verified_at(ws.store, e.digest, confined, dest, e.mode, "tracked path")
+                remembered.append((str(ws.abs(dest)), st.st_ino, st.st_size, st.st_mtime_ns, e.digest))
+                progress(e.size)
+                written += 1
+            if entry.is_dir:  # (again: the descriptor may have been recycled among many folders)
+                _prune_empty(*confined.parent_fd(rel, "tracked path"))
+        finally:
+            confined.close()
     ws.state.remember(remembered)
     return {"written": written, "deleted": deleted, "paths": len(plans)}
 
 
+def _lstat_at(folder: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
 def _select(ws: Workspace, lock: Lock, paths: list[str] | None) -> list[str]:
     if not paths:
-        return [safe_relpath(rel, f"{LOCK_FILE} entry") for rel in sorted(lock.data)]
+        out = [safe_relpath(rel, f"{LOCK_FILE} entry") for rel in sorted(lock.data)]
+        for rel in out:
+            refuse_reserved(rel, f"{LOCK_FILE} entry")
+        return out
     out = []
     for p in paths:
         rel = project_path(ws.root, p, "data path")
@@ -210,11 +233,14 @@ def _select(ws: Workspace, lock: Lock, paths: list[str] | None) -> list[str]:
     return out
 
 
-def _prune_empty(folder: Path) -> None:
-    for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
-        if Path(dirpath) != folder:
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)
+def _prune_empty(top: int, name: str) -> None:
+    """Remove the empty folders below ``name`` in the open folder ``top``, bottom-up, never through a link
+    (``os.fwalk`` checks that each folder it opens is the one it listed)."""
+    with contextlib.suppress(OSError):
+        for _, dirs, _, fd in os.fwalk(name, topdown=False, dir_fd=top):
+            for d in dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(d, dir_fd=fd)
 
 
 def describe(ws: Workspace, rel: str) -> PathEntry | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,20 @@ def load_lock(root: Path) -> Lock:
             except (BadEntry, TypeError, AttributeError) as exc:
                 raise ConfigError(f"{LOCK_FILE} is damaged: {kind} {_shown(name)}: "
                                   f"{' '.join(str(exc).split())[:300]}; {RESTORE}") from None
+    clash = overlapping(lock.data)
+    if clash is not None:
+        raise ConfigError(f"{LOCK_FILE} tracks {clash[1]!r} inside the tracked {clash[0]!r}: a checkout could restore "
+                          f"either copy; remove one of the two entries (e.g. by hand, or {RESTORE})")
     return lock
+
+
+def overlapping(paths: Iterable[object]) -> tuple[str, str] | None:
+    """Two of ``paths`` where the second is the first or inside it, or None (one sort, adjacent pairs)."""
+    keys = sorted((p for p in paths if isinstance(p, str)), key=lambda p: p.split("/"))
+    for a, b in itertools.pairwise(keys):
+        if b == a or b.startswith(a + "/"):
+            return a, b
+    return None
 
 
 def save_lock(root: Path, lock: Lock) -> None:

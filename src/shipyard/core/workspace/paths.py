@@ -21,7 +21,12 @@ def project_path(root: Path, path: str | Path, what: str = "path") -> str:
         raise InvalidInputError(f"{what} {path} is outside the project {root}") from None
     if not rel.parts:
         raise InvalidInputError(f"{what} {path} is the project folder itself; name a file or folder inside it")
-    return rel.as_posix()
+    out = rel.as_posix()
+    refuse_reserved(out, what)
+    why = _venv_reason(str(root), out + "/")
+    if why is not None:
+        raise InvalidInputError(f"{what} {out!r} is refused: {why}; Shipyard never tracks or writes there")
+    return out
 
 
 def declared_path(path: str, what: str) -> str:
@@ -42,6 +47,46 @@ def overlaps(a: str, b: str) -> bool:
 
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 PATH_MAX = 4096
+RESERVED_TOP = frozenset({".git", ".shipyard", ".hg", ".svn"})  # a tool's own state: never data
+PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})  # what Python imports (a .pth there runs at start)
+VENV_MARK = "pyvenv.cfg"
+
+
+def reserved_reason(rel: str, project: bool = True) -> str | None:
+    """Why a project-relative path must never be tracked, written or deleted, or None.
+
+    Its first component is a version-control or Shipyard folder (``.git``, ``.shipyard``, ``.hg``,
+    ``.svn``: writing there can run code, e.g. git's ``core.fsmonitor``), or one of its folders is
+    a Python package folder (``site-packages``/``dist-packages``: a ``.pth`` file there runs on the
+    next interpreter start). A virtualenv (a folder holding ``pyvenv.cfg``) is checked on disk by
+    ``Confined`` and ``project_path``.
+    """
+    parts = rel.split("/")
+    if project and parts[0] in RESERVED_TOP:
+        owner = "Shipyard" if parts[0] == ".shipyard" else "version control"
+        return f"it is inside {parts[0]}/, which belongs to {owner}"
+    for part in parts:
+        if part in PACKAGE_DIRS:
+            return f"it is inside a Python package folder ({part}/), where a file can run code at interpreter start"
+    return None
+
+
+def refuse_reserved(rel: str, what: str = "path", project: bool = True) -> None:
+    """InvalidInputError if ``rel`` names a path Shipyard never touches (see ``reserved_reason``)."""
+    why = reserved_reason(rel, project)
+    if why is not None:
+        raise InvalidInputError(f"{what} {rel!r} is refused: {why}; Shipyard never tracks or writes such paths "
+                                "(track your data elsewhere, or fix the entry)")
+
+
+def _venv_reason(root: str, rel: str) -> str | None:
+    """Why ``rel`` (under ``root``) passes through a Python virtualenv, checking the folders on disk."""
+    done = ""
+    for part in rel.split("/")[:-1] if "/" in rel else []:
+        done = f"{done}/{part}" if done else part
+        if os.path.lexists(f"{root}/{done}/{VENV_MARK}"):
+            return f"{done}/ is a Python virtualenv (it holds {VENV_MARK}), where a file can run code"
+    return None
 
 
 def safe_relpath(path: object, what: str = "path") -> str:
@@ -70,6 +115,10 @@ def safe_relpath(path: object, what: str = "path") -> str:
     return path
 
 
+MAX_OPEN_FOLDERS = 256  # descriptors ``Confined`` keeps open before it starts over
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
 class Confined:
     """Writes below ``root`` that can never land outside it.
 
@@ -78,14 +127,84 @@ class Confined:
     command stops and names it), creating missing folders as real folders. The file itself
     may be a link: it is replaced by a rename, which never writes through it. Folders already
     checked are remembered, so many files cost one ``lstat`` per folder.
+
+    Never written either (``reserved_reason``): a Python package folder or a virtualenv on the
+    way, and with ``project`` (``root`` is the project) the ``.git``/``.shipyard``/``.hg``/``.svn``
+    folders.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, project: bool = False) -> None:
         self.root = str(root)
+        self.project = project
         self._real: set[str] = {""}
+        self._fds: dict[str, int] = {}
+
+    # -- race-free writes: folders held open, each opened from its parent without following a link ----
+    def parent_fd(self, rel: str, what: str = "path") -> tuple[int, str]:
+        """An open descriptor of ``rel``'s folder (created if missing) and ``rel``'s own name in it.
+
+        Every folder from ``root`` down is opened relative to its parent with ``O_NOFOLLOW``, so a link
+        swapped in after a check (finding 8 of the attack report) is refused, never followed; writes and
+        renames relative to the descriptor land in that very folder whatever happens to its path later.
+        The descriptor belongs to this object: ``close()`` releases them all.
+        """
+        self._safe(rel, what)
+        folder, _, name = rel.rpartition("/")
+        return self._dir_fd(folder, what), name
+
+    def _dir_fd(self, folder: str, what: str) -> int:
+        fd = self._fds.get(folder)
+        if fd is not None:
+            return fd
+        if len(self._fds) >= MAX_OPEN_FOLDERS:
+            self.close()
+        if not folder:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        else:
+            up, _, part = folder.rpartition("/")
+            parent = self._dir_fd(up, what)
+            try:
+                fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=parent)
+                fd = self._open_below(parent, part, folder, what)
+            except OSError:
+                fd = self._open_below(parent, part, folder, what)
+            try:
+                os.stat(VENV_MARK, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                os.close(fd)
+                raise _in_venv(folder, what)
+        self._fds[folder] = fd
+        return fd
+
+    def _open_below(self, parent: int, part: str, folder: str, what: str) -> int:
+        try:
+            return os.open(part, _DIR_FLAGS, dir_fd=parent)
+        except OSError:
+            self._refuse(os.stat(part, dir_fd=parent, follow_symlinks=False), folder, what)
+            raise
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> Confined:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _safe(self, rel: str, what: str) -> None:
+        safe_relpath(rel, what)
+        refuse_reserved(rel, what, self.project)
 
     def target(self, rel: str, what: str = "path") -> Path:
-        safe_relpath(rel, what)
+        self._safe(rel, what)
         folder, _, _ = rel.rpartition("/")
         if folder not in self._real:
             self._folder(folder, what)
@@ -93,14 +212,14 @@ class Confined:
 
     def folder(self, rel: str, what: str = "path") -> Path:
         """``rel`` as a real folder below ``root`` (created if missing), with no link on the way."""
-        safe_relpath(rel, what)
+        self._safe(rel, what)
         if rel not in self._real:
             self._folder(rel, what)
         return Path(f"{self.root}/{rel}")
 
     def check(self, rel: str, what: str = "path") -> Path:
         """Like ``target`` but creates nothing: raises if a link or a file sits where a folder must be."""
-        safe_relpath(rel, what)
+        self._safe(rel, what)
         done = ""
         for part in rel.split("/")[:-1]:
             done = f"{done}/{part}" if done else part
@@ -131,9 +250,16 @@ class Confined:
             self._real.add(done)
 
     def _refuse(self, st: os.stat_result, done: str, what: str) -> None:
+        if stat.S_ISDIR(st.st_mode) and os.path.lexists(f"{self.root}/{done}/{VENV_MARK}"):
+            raise _in_venv(done, what)
         if stat.S_ISLNK(st.st_mode):
             raise InvalidInputError(f"{done} is a symbolic link where {what} needs a folder; Shipyard never "
                                     "writes through links (one could lead outside the project): replace it with "
                                     "a real folder (links are not part of any version) and run again")
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidInputError(f"{done} is a file where {what} needs a folder; move it away and run again")
+
+
+def _in_venv(folder: str, what: str) -> InvalidInputError:
+    return InvalidInputError(f"{what} under {folder}/ is refused: {folder}/ is a Python virtualenv (it holds "
+                             f"{VENV_MARK}), where a file can run code; Shipyard never writes there (fix the entry)")

@@ -49,8 +49,22 @@ def _files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
                 if entry.is_file(follow_symlinks=False):
                     if name not in IGNORED_NAMES:
                         yield prefix + name, entry.path, entry.stat(follow_symlinks=False)
-                elif entry.is_dir(follow_symlinks=False) and name not in IGNORED_NAMES:
-                    stack.append((entry.path, f"{prefix}{name}/"))
+                elif entry.is_dir(follow_symlinks=False):
+                    if name not in IGNORED_NAMES:
+                        stack.append((entry.path, f"{prefix}{name}/"))
+                elif not entry.is_symlink():
+                    raise not_regular(entry.path, entry.stat(follow_symlinks=False).st_mode)
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def not_regular(path: str, mode: int) -> InvalidInputError:
+    """The error for a FIFO, socket or device where data must be a regular file or a folder."""
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file or folder")
+    return InvalidInputError(f"{path} is not a regular file ({kind}): remove it or move it out of the tracked "
+                             "folder, then run the command again")
 
 
 def _utf8(path: str) -> None:
@@ -79,7 +93,11 @@ def stat_path(path: Path) -> list[FileStat]:
         return [_stat(path.name, str(path), path.stat())]
     if path.is_dir():
         return list(walk(path))
-    raise InvalidInputError(f"{path} does not exist")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path} does not exist") from None
+    raise not_regular(str(path), mode)
 
 
 def hash_file(path: str) -> Digest:

@@ -12,6 +12,8 @@ from shipyard.core.workspace.lockfile import Lock, PathEntry
 from shipyard.errors import NotFoundError
 from shipyard.ports import Progress, Remote, no_progress
 
+MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # about 3 million files; a larger "manifest" is refused as it downloads
+
 
 @dataclass
 class SyncReport:
@@ -78,23 +80,26 @@ def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_prog
 
 def pull(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_progress) -> SyncReport:
     """Fetch every object the lock needs that the local store lacks (manifests first, then files)."""
-    tops = list(dict.fromkeys(e.digest for e in _entries(lock)))
+    tops: dict[Digest, int] = {}  # the most bytes each may have: a file's recorded size, or a manifest's cap
+    for entry in _entries(lock):
+        tops[entry.digest] = max(tops.get(entry.digest, 0), MAX_MANIFEST_BYTES if entry.is_dir else entry.size)
     fetched = [d for d in tops if not ws.store.has(d)]
-    _fetch(remote, ws, fetched, progress)
-    files: dict[Digest, None] = {}
+    _fetch(remote, ws, fetched, progress, tops)
+    files: dict[Digest, int] = {}
     for entry in _entries(lock):
         if entry.is_dir:
-            files.update((e.digest, None) for e in load_manifest(ws.store, entry.digest))
+            files.update((e.digest, e.size) for e in load_manifest(ws.store, entry.digest))
     need = [d for d in files if not ws.store.has(d)]
-    _fetch(remote, ws, need, progress)
+    _fetch(remote, ws, need, progress, files)
     return SyncReport(len(tops) + len(files), len(fetched) + len(need))
 
 
-def _fetch(remote: Remote, ws: Workspace, digests: list[Digest], progress: Progress) -> None:
+def _fetch(remote: Remote, ws: Workspace, digests: list[Digest], progress: Progress,
+           sizes: dict[Digest, int]) -> None:
     if not digests:
         return
     gone = remote.missing(digests)
     if gone:
         raise NotFoundError(f"{len(gone)} object(s) are on neither the local store nor remote {remote.url} "
                             f"(e.g. {gone[0]}); push them from where they were added")
-    remote.download(digests, ws.store, progress)
+    remote.download(digests, ws.store, progress, sizes)

@@ -173,10 +173,11 @@ def gc(
     remote: str = typer.Option(None, "--remote-name", help="With --remote: the remote to clean (default: "
                                "default_remote)."),
     as_json: bool = out.JSON_OPTION,
+    allow_empty_db: bool = store.ALLOW_EMPTY_DB_OPTION,
 ) -> None:
     """Remove stored data that neither shipyard.lock nor any run or model version references."""
     if not on_remote:
-        store.gc(grace, dry_run, as_json)
+        store.gc(grace, dry_run, as_json, allow_empty_db)
         return
     target = _remote(remote)
     removed = 0 if dry_run else target.clean_temp(store.seconds(grace))

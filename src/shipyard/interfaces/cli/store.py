@@ -31,6 +31,24 @@ def referenced(svc: Services) -> set[Digest]:
     return set(svc.meta.referenced_digests()) | load_lock(svc.settings.project_root).digests()
 
 
+ALL_RUNS = 2**62  # search_runs' limit when every run is wanted
+
+
+def known_manifests(svc: Services) -> tuple[set[Digest], int]:
+    """Roots known to be manifests (model versions, tracked folders, folder artifacts of runs), and how many
+    runs and model versions the metadata database records (0: it may not be the store's database)."""
+    from shipyard.core.workspace.lockfile import load_lock
+
+    lock = load_lock(svc.settings.project_root)
+    manifests = {e.digest for e in lock.data.values() if e.is_dir}
+    manifests.update(e.digest for st in lock.stages.values() for e in st.outs.values() if e.is_dir)
+    versions = [mv for m in svc.meta.list_models() for mv in svc.meta.list_versions(m.name)]
+    manifests.update(mv.manifest_digest for mv in versions)
+    runs = svc.meta.search_runs([], ALL_RUNS, None)
+    manifests.update(a.digest for r in runs for a in r.artifacts if a.is_dir)
+    return manifests, len(versions) + len(runs)
+
+
 @app.command("verify")
 def verify(as_json: bool = out.JSON_OPTION) -> None:
     """Re-hash every object and name any that is corrupt or referenced but missing."""
@@ -38,16 +56,17 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
 
     svc = out.services()
     roots = referenced(svc)
+    manifests, _ = known_manifests(svc)
     total = sum(size for _, size, _ in svc.store.iter_objects())
     if as_json:
-        report = run_verify(svc.store, roots)
+        report = run_verify(svc.store, roots, manifests=manifests)
     else:
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         with Progress("verifying", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                       console=out.console(stderr=True), transient=True) as bar:
             task = bar.add_task("verify", total=total)
-            report = run_verify(svc.store, roots, lambda n: bar.advance(task, n))
+            report = run_verify(svc.store, roots, lambda n: bar.advance(task, n), manifests=manifests)
     from shipyard.core.registry.integrity import check_versions, legacy_versions
 
     report.tampered = check_versions(svc.meta, svc.store)
@@ -80,18 +99,39 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
 
 GRACE_OPTION = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h).")
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Only report what would be removed.")
+ALLOW_EMPTY_DB_OPTION = typer.Option(False, "--allow-empty-db", help="Collect even though the metadata database "
+                                     "records no runs or model versions (by default gc then stops: the database "
+                                     "may be missing or the wrong one).")
 
 
 @app.command("gc")
-def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, as_json: bool = out.JSON_OPTION) -> None:
+def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, as_json: bool = out.JSON_OPTION,
+       allow_empty_db: bool = ALLOW_EMPTY_DB_OPTION) -> None:
     """Remove objects no run or model version references, older than the grace period."""
     from shipyard.core.artifacts.maintenance import gc as run_gc
 
     svc = out.services()
-    report = run_gc(svc.store, referenced(svc), seconds(grace), dry_run=dry_run)
+    manifests, records = known_manifests(svc)
+    report = run_gc(svc.store, referenced(svc), seconds(grace), dry_run=dry_run, manifests=manifests,
+                    records=None if allow_empty_db else records, metadata=f"the database at {_shown(svc)}")
     if as_json:
         out.print_json(report.to_dict())
         return
     verb = "would remove" if dry_run else "removed"
+    temp = f"; {report.temp_removed} temp file(s) of interrupted writes removed" if report.temp_removed else ""
     out.console().print(f"{verb} {len(report.removed)} objects ({out.size(report.removed_bytes)}); kept "
-                        f"{report.kept} ({report.young_unreferenced} unreferenced but within the grace period)")
+                        f"{report.kept} ({report.young_unreferenced} unreferenced but within the grace period)"
+                        + temp)
+
+
+def _shown(svc: Services) -> str:
+    """The database URL without a password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = svc.settings.db_url
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")))
+    return url
