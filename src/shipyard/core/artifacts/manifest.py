@@ -20,6 +20,8 @@ _PREFIX = b'{"entries":'
 _HEX_PART = operator.itemgetter(slice(len(PREFIX), None))  # "sha256:<hex>" -> "<hex>"
 
 
+MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # about 3 million files; a larger "manifest" is refused as it downloads
+
 @dataclass(frozen=True, slots=True)
 class ManifestEntry:
     path: str  # POSIX, relative to the folder

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.manifest import MAX_MANIFEST_BYTES
 from shipyard.core.artifacts.tree import load_manifest, put_path
 from shipyard.core.boundedyaml import load_json, load_yaml, read_bounded
 from shipyard.core.lineage.records import RunStatus
@@ -183,15 +184,16 @@ class PipelineRunner:
     def _have(self, outs: dict[str, PathEntry], remote: Remote | None) -> bool:
         """Whether every object of ``outs`` is in the local store, fetching from ``remote`` if given."""
         store = self.ws.store
-        tops = [e.digest for e in outs.values()]
+        # the most bytes each object may have (a ref is untrusted): a larger one is refused as it streams
+        tops = {e.digest: MAX_MANIFEST_BYTES if e.is_dir else e.size for e in outs.values()}
         if remote is not None:
-            remote.download([d for d in tops if not store.has(d)], store)
+            remote.download([d for d in tops if not store.has(d)], store, sizes=tops)
         if not all(store.has(d) for d in tops):
             return False
-        files = [e.digest for o in outs.values() if o.is_dir for e in load_manifest(store, o.digest)]
+        files = {e.digest: e.size for o in outs.values() if o.is_dir for e in load_manifest(store, o.digest)}
         absent = [d for d in files if not store.has(d)]
         if absent and remote is not None:
-            remote.download(absent, store)
+            remote.download(absent, store, sizes=files)
             absent = [d for d in absent if not store.has(d)]
         return not absent
 

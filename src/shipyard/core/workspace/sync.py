@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shipyard.core.artifacts.digest import Digest, hash_chunks
-from shipyard.core.artifacts.manifest import Manifest
+from shipyard.core.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest
 from shipyard.core.artifacts.tree import load_manifest, read_verified
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import Lock, PathEntry
 from shipyard.errors import NotFoundError
 from shipyard.ports import Progress, Remote, no_progress
-
-MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # about 3 million files; a larger "manifest" is refused as it downloads
 
 
 @dataclass
