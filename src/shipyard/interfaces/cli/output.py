@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from shipyard.core.artifacts.digest import Digest
 from shipyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from shipyard.core.artifacts.digest import Digest
     from shipyard.wiring import Services
 
 PIPE_WIDTH = 160
@@ -81,8 +81,10 @@ def short(digest: Digest | str | None) -> str:
     """The first 12 hex digits of a digest (a ``Digest``, or a ``sha256:...`` record); other text as it is."""
     if not digest:
         return "-"
-    if isinstance(digest, Digest):
+    if not isinstance(digest, str):
         return digest.short()
+    from shipyard.core.artifacts.digest import Digest  # hashlib is not for --help to load
+
     try:
         return Digest.from_text(digest).short()
     except InvalidInputError:
