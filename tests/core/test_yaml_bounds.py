@@ -163,3 +163,22 @@ def test_json_has_the_size_bound_of_yaml() -> None:
     with pytest.raises(ConfigError, match=r"^p.json: refused: larger than"):
         load_json(b" " * (MAX_BYTES + 1), "p.json")
     assert load_json(b'{"a": [1]}', "p.json") == {"a": [1]}
+
+
+@pytest.mark.parametrize("deep", [
+    "x: " + "[" * 150 + "]" * 150,  # flow collections
+    "- " * 150 + "x\n",  # compact sequences on one line
+    "".join(f"{'  ' * i}k{i}:\n" for i in range(150)) + "  " * 150 + "v\n",  # indentation
+])
+def test_no_fast_path_for_what_could_nest_deeply(deep: str) -> None:
+    assert "&" not in deep  # nothing to expand: only the nesting can stop it
+    with pytest.raises(ConfigError, match="levels deep"):
+        load_yaml(deep, "params.yaml")
+
+
+def test_plain_documents_load_the_same_either_way() -> None:
+    plain = "a: 1\nb: [x, y]\nc:\n  d: 'q & r'\n  e: {f: 2}\n"  # the & in a string takes the counting path
+    assert load_yaml(plain, "p.yaml") == load_yaml(plain.replace(" & ", " and "), "p.yaml") | {
+        "c": {"d": "q & r", "e": {"f": 2}}}
+    with pytest.raises(ConfigError, match="undefined alias"):
+        load_yaml("a: *nothing\n", "p.yaml")

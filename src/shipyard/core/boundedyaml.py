@@ -21,6 +21,7 @@ Parsing uses libyaml when it is installed; composing is PyYAML's, with the count
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,25 @@ def read_bounded(path: Path, source: str, hint: str = "") -> bytes:
 
 def load_yaml(text: str | bytes, source: str, hint: str = "") -> Any:
     """The data of the YAML document ``text`` (None if empty); ``source`` names the file in errors."""
+    if len(text) <= MAX_BYTES and _plain(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+        try:  # nothing to count: libyaml builds it whole (shipyard.lock on every command)
+            return yaml.load(text, Loader=_FAST)  # a safe loader (CSafeLoader)
+        except yaml.YAMLError as exc:
+            raise ConfigError(_describe(exc, source) + _hint(hint)) from None
     return load_yaml_node(text, source, hint)[0]
+
+
+_FAST = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# what could nest a document deeply: a deep indentation, or a long run of "- - - ..." on one line
+_DEEP = re.compile(rf"^ {{{MAX_DEPTH // 4},}}|(?:-[ \t]+){{{MAX_DEPTH // 4},}}", re.M)
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` can neither expand (no ``&`` anywhere, so no anchor, so no alias) nor nest past
+    about ``MAX_DEPTH`` levels (shallow indentation, few flow brackets, no long dash runs): then the
+    counting composer has nothing to count. Anything else, even an ``&`` inside a string, takes it."""
+    return ("&" not in text and text.count("[") + text.count("{") < MAX_DEPTH // 4
+            and _DEEP.search(text) is None)
 
 
 def load_yaml_node(text: str | bytes, source: str, hint: str = "") -> tuple[Any, Node | None]:
