@@ -131,25 +131,27 @@ def test_skops_uses_the_allowlist_and_trusted_types_never_a_list_from_the_folder
                                                   "our own code")]
 
 
+def _torch_folder(torch: Any, tmp_path: Path, name: str, cls: str, init_kwargs: dict[str, Any]) -> Path:
+    """A torch state_dict folder (empty weights) naming ``cls`` to build with ``init_kwargs``."""
+    weights = tmp_path / f"{name}.pt"
+    torch.save({}, weights)
+    return _folder(tmp_path / name, "torch", {"kind": "state_dict", "file": "state_dict.pt", "class": cls,
+                                              "init_kwargs": init_kwargs}, {"state_dict.pt": weights.read_bytes()})
+
+
 def test_torch_imports_only_trusted_classes(services: Services, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from tests.torch_models import TinyNet
 
     marker = tmp_path / "pwned"
-    weights = tmp_path / "w.pt"
-    torch.save({}, weights)
-    system = _folder(tmp_path / "system", "torch",
-                     {"kind": "state_dict", "file": "state_dict.pt", "class": "os:system",
-                      "init_kwargs": {"command": f"touch {marker}"}}, {"state_dict.pt": weights.read_bytes()})
+    system = _torch_folder(torch, tmp_path, "system", "os:system", {"command": f"touch {marker}"})
     services.registry.register("system", system)
     assert "class os:system;" in _refused(services, "system@1")
     services.registry.trust("system@1", TrustSet.of(classes=["os:system"]), "testing the class check")
     with pytest.raises(InvalidInputError, match="os:system is not a class"):
         services.registry.load("system@1")
 
-    builder = _folder(tmp_path / "builder", "torch",
-                      {"kind": "state_dict", "file": "state_dict.pt", "class": "tests.hostile_models:MarkerOnInit",
-                       "init_kwargs": {"marker": str(marker)}}, {"state_dict.pt": weights.read_bytes()})
+    builder = _torch_folder(torch, tmp_path, "builder", "tests.hostile_models:MarkerOnInit", {"marker": str(marker)})
     services.registry.register("builder", builder)
     assert "--class tests.hostile_models:MarkerOnInit -m REASON" in _refused(services, "builder@1")
     assert not marker.exists()
@@ -240,11 +242,7 @@ def test_trust_names_must_match_whole_without_a_final_newline() -> None:
 def test_torch_checks_a_trusted_class_is_a_module_before_calling_it(services: Services, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     marker = tmp_path / "pwned"
-    weights = tmp_path / "w.pt"
-    torch.save({}, weights)
-    popen = _folder(tmp_path / "popen", "torch",
-                    {"kind": "state_dict", "file": "state_dict.pt", "class": "subprocess:Popen",
-                     "init_kwargs": {"args": ["touch", str(marker)]}}, {"state_dict.pt": weights.read_bytes()})
+    popen = _torch_folder(torch, tmp_path, "popen", "subprocess:Popen", {"args": ["touch", str(marker)]})
     services.registry.register("popen", popen)
     services.registry.trust("popen@1", TrustSet.of(classes=["subprocess:Popen"]), "testing the subclass check")
     with pytest.raises(InvalidInputError, match=r"^subprocess:Popen is not a torch.nn.Module class: nothing was built"):

@@ -11,7 +11,7 @@ import pytest
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.maintenance import gc, verify
-from shipyard.core.artifacts.tree import copy_verified, put_path, read_verified
+from shipyard.core.artifacts.tree import Stored, copy_verified, put_path, read_verified
 from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 
 
@@ -87,12 +87,16 @@ def _age(store: LocalObjectStore, digest: Digest, seconds: float) -> None:
     os.utime(store.local_path(digest), (past, past))
 
 
-def test_gc_removes_only_old_unreferenced_objects(store: LocalObjectStore, tmp_path: Path) -> None:
+def _stored_model(store: LocalObjectStore, tmp_path: Path) -> tuple[Stored, Digest]:
+    """A one-file model folder in ``store``: its manifest, and the digest of its one file."""
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "weights.bin").write_bytes(b"w" * 100)
-    tree = put_path(store, folder)
-    child = Digest.of_bytes(b"w" * 100)
+    return put_path(store, folder), Digest.of_bytes(b"w" * 100)
+
+
+def test_gc_removes_only_old_unreferenced_objects(store: LocalObjectStore, tmp_path: Path) -> None:
+    tree, child = _stored_model(store, tmp_path)
     old_orphan = store.put_bytes(b"old orphan")
     young_orphan = store.put_bytes(b"young orphan")
     for d in (tree.digest, child, old_orphan):
@@ -182,11 +186,7 @@ def test_hardlink_without_the_power_to_override_modes_links_read_only(drop: str)
 
 
 def test_gc_stops_on_a_manifest_it_cannot_read_and_removes_nothing(store: LocalObjectStore, tmp_path: Path) -> None:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "weights.bin").write_bytes(b"w" * 100)
-    tree = put_path(store, folder)
-    child = Digest.of_bytes(b"w" * 100)
+    tree, child = _stored_model(store, tmp_path)
     orphan = store.put_bytes(b"old orphan")
     lookalike = store.put_bytes(b'{"entries": not a manifest, just data')  # an intact data file: no reason to stop
     for d in (tree.digest, child, orphan, lookalike):
