@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the data commands import this module: keep what they don't 
     from shipyard.core.project.model import Project
     from shipyard.core.registry.service import Registry
     from shipyard.core.workspace.data import Workspace
+    from shipyard.core.workspace.history import LockHistory
     from shipyard.ports import Executor, Flavor, MetadataStore, ObjectStore, Remote
 
 STATE_FILE = "state.db"
@@ -114,6 +115,13 @@ def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
         known = ", ".join(sorted(config.remotes)) or "none"
         raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
     return open_remote(config.remotes[chosen], root)
+
+
+def lock_history(root: Path) -> LockHistory:
+    """Every version of the project's shipyard.lock that git holds (for gc); none outside a repository."""
+    from shipyard.adapters.vcs.history import lock_history as read
+
+    return read(root)
 
 
 def flavor(name: str) -> Flavor:

@@ -168,16 +168,20 @@ def pull(
 def gc(
     grace: str = store.GRACE_OPTION,
     dry_run: bool = store.DRY_RUN_OPTION,
-    on_remote: bool = typer.Option(False, "--remote", help="Only remove what interrupted uploads left on the "
-                                   "default remote (older than the grace period); the local store is untouched."),
-    remote: str = typer.Option(None, "--remote-name", help="With --remote: the remote to clean (default: "
-                               "default_remote)."),
+    workspace_only: bool = store.WORKSPACE_ONLY_OPTION,
+    remote: str = typer.Option(None, "--remote", "-r", help="Remote name from shipyard.yaml (default: "
+                               "default_remote): where the removed objects are looked up, so gc can say whether "
+                               "this store held their only copy; with --remote-temp, the remote to clean."),
+    remote_temp: bool = typer.Option(False, "--remote-temp", help="Instead: only remove what interrupted uploads "
+                                     "left on the remote (older than the grace period); the local store is "
+                                     "untouched."),
     as_json: bool = out.JSON_OPTION,
     allow_empty_db: bool = store.ALLOW_EMPTY_DB_OPTION,
 ) -> None:
-    """Remove stored data that neither shipyard.lock nor any run or model version references."""
-    if not on_remote:
-        store.gc(grace, dry_run, as_json, allow_empty_db)
+    """Remove stored data that no shipyard.lock in git history (any commit, branch, tag, stash or reflog entry),
+    run or model version references, older than the grace period. Prints what it removes and why that is safe."""
+    if not remote_temp:
+        store.collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote)
         return
     target = _remote(remote)
     removed = 0 if dry_run else target.clean_temp(store.seconds(grace))
