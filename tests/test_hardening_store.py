@@ -176,7 +176,6 @@ def test_gc_stops_when_a_known_manifest_has_a_damaged_head(ws: Workspace) -> Non
 
 def test_gc_refuses_an_empty_database_while_the_store_holds_old_objects(ws: Workspace) -> None:
     from shipyard.core.artifacts.maintenance import gc
-
     from shipyard.core.environments.capture import capture, to_bytes
 
     kept = ws.store.put_bytes(b"a model file only the database knew")

@@ -155,7 +155,7 @@ def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = Fal
     c = out.console()
     for line in report.warnings:
         c.print(f"[yellow]warning:[/yellow] {escape(line)}")
-    c.print(escape(describe(report)))
+    c.print(escape(describe(report)), soft_wrap=True)
 
 
 def _lookup_remote(root: Path, name: str | None, report: GcReport) -> Remote | None:
