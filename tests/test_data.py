@@ -107,10 +107,20 @@ def test_push_then_pull_into_a_fresh_clone(proj: Path, tmp_path: Path, kind: str
     clone.mkdir()
     for name in ("shipyard.yaml", "shipyard.lock"):
         (clone / name).write_text((proj / name).read_text())
+    # nothing in the clone's store: status points at `data pull`, never at a checkout that cannot work
+    told = sy(clone, "data", "status").stdout
+    assert "shipyard data pull" in told and "data checkout" not in told, told
+    st = status(clone)["data/raw"]
+    assert (st["state"], st["in_store"]) == ("missing", False)
     pulled = json.loads(sy(clone, "data", "pull", "--json").stdout)
     assert pulled["transferred"] == 6 and pulled["written"] == 5
     for f in (proj / "data" / "raw").iterdir():
         assert (clone / "data" / "raw" / f.name).read_bytes() == f.read_bytes()
+    assert status(clone)["data/raw"]["state"] == "unchanged"
+    (clone / "data" / "raw" / "part-0.csv").unlink()
+    (clone / "data" / "raw").rename(clone / "elsewhere")
+    assert status(clone)["data/raw"]["in_store"] is True  # now the store has it: checkout is the fix
+    assert "shipyard data checkout data/raw" in sy(clone, "data", "status").stdout
 
 
 TRAIN = "version: 1\nstages:\n  train:\n    cmd: python t.py\n"

@@ -71,6 +71,9 @@ def _print_status(report: list[PathStatus]) -> None:
     for s in report:
         if s.state == "unchanged":
             c.print(f"[green]unchanged[/green] {s.path}")
+        elif s.state == "missing" and not s.in_store:
+            c.print(f"[red]missing[/red]   {s.path} (not in the local store either: `shipyard data pull` fetches "
+                    "and restores it)")
         elif s.state == "missing":
             c.print(f"[red]missing[/red]   {s.path} (restore with `shipyard data checkout {s.path}`)")
         elif s.state == "not-in-store":
