@@ -22,7 +22,7 @@ from shipyard.core.workspace.scan import (
     stat_path,
     walk_signature,
 )
-from shipyard.errors import ConflictError, NotFoundError, ShipyardError
+from shipyard.errors import ConflictError, InvalidInputError, NotFoundError, ShipyardError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
 MAX_LISTED = 10
@@ -52,13 +52,30 @@ class PathStatus:
                 "deleted": self.deleted, "in_store": self.in_store}
 
 
+def tracked_path(root: Path, path: str | Path) -> str:
+    """``path`` as a project-relative data path (``project_path``), with no symbolic link among its folders.
+
+    A linked folder on the way could lead anywhere: into ``.shipyard/`` (``ln -s .shipyard s; data add
+    s/objects``) or out of the project (``ln -s /etc e; data add e/passwd``); the name recorded would
+    then not be where the data lives. The path itself being a link is refused when it is stored.
+    """
+    rel = project_path(root, path, "data path")
+    done = ""
+    for part in rel.split("/")[:-1]:
+        done = f"{done}/{part}" if done else part
+        if os.path.islink(root / done):
+            raise InvalidInputError(f"data path {rel} is refused: {done} is a symbolic link (it could lead into "
+                                    ".shipyard/ or out of the project); name the real path of the data")
+    return rel
+
+
 def store_path(ws: Workspace, path: str | Path, hardlink: bool = False,
                progress: Progress = no_progress) -> tuple[str, PathEntry]:
     """Store ``path``'s content; return its project-relative name and the entry to record (nothing recorded).
 
     ``shipyard.core.workspace.add.add`` is the use case that also records it in the lock.
     """
-    rel = project_path(ws.root, path, "data path")
+    rel = tracked_path(ws.root, path)
     stored = put_path(ws.store, ws.abs(rel), progress, state=ws.state, hardlink=hardlink)
     return rel, PathEntry(stored.digest, stored.size, len(stored.manifest) if stored.manifest else None)
 

@@ -35,10 +35,13 @@ def add(
     """Store PATHS by content and record their digests in shipyard.lock (commit it to pin the data)."""
     from shipyard.core.workspace.add import add as add_paths
     from shipyard.interfaces.cli.gitignore import ignore
+    from shipyard.wiring import settings_from_environment
 
     ws = workspace()
+    settings = settings_from_environment()
     with out.progress_bar("adding", as_json) as advance:
-        added = add_paths(ws, paths, hardlink=hardlink, progress=advance)
+        added = add_paths(ws, paths, hardlink=hardlink, progress=advance,
+                          private=(settings.home, settings.store_path))
     for rel in [".shipyard", *(rel for rel, _ in added)]:  # the store itself never goes into git either
         ignore(ws.root, rel)
     if as_json:
