@@ -183,3 +183,18 @@ def test_outside_git_gc_says_there_is_no_history(tmp_path: Path) -> None:
     sy(root, "data", "add", "data/f.txt")
     done = sy(root, "data", "gc", "--dry-run")
     assert "no git repository" in done.stdout
+
+
+def test_a_long_history_is_read_whole(repo: Path) -> None:
+    """2,000 commits, 50 distinct locks: every version found (three git processes, not one per commit)."""
+    digests = [Digest.of_bytes(f"v{j}".encode()) for j in range(50)]
+    stream = []
+    for i in range(2000):
+        lock = f"version: 1\ndata:\n  f.txt:\n    digest: {digests[i // 40]}\n    size: 2\n".encode()
+        stream.append(f"commit refs/heads/main\ncommitter t <t@example.com> {1700000000 + i} +0000\n"
+                      f"data 2\nc\nM 100644 inline shipyard.lock\ndata {len(lock)}\n".encode() + lock + b"\n")
+    subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet"], input=b"".join(stream), check=True,
+                   capture_output=True)
+    history = lock_history(repo)
+    found = history_roots(history)
+    assert history.commits == 2000 and found.locks == 50 and set(digests) <= found.digests
