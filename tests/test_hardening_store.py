@@ -187,6 +187,11 @@ def test_gc_refuses_an_empty_database_while_the_store_holds_old_objects(ws: Work
                now=time.time() + 10)
     assert ws.store.has(kept)
     assert gc(ws.store, [], 3600, records=0).removed == []  # nothing old enough to go: no reason to stop
+    kept = ws.store.put_bytes(b"another model file")
+    old = time.time() - 3600  # the capture re-used a minute ago, the model file an hour old: still refused
+    os.utime(ws.store.local_path(kept), (old, old))  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="records no runs"):
+        gc(ws.store, [], 600, dry_run=True, records=0)
     assert str(kept) in gc(ws.store, [], 0, records=1, now=time.time() + 10).removed
 
 

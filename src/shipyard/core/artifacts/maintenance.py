@@ -157,10 +157,12 @@ def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAU
     report = report if report is not None else GcReport()
     report.dry_run = dry_run
     doomed: list[Digest] = []
+    young: list[Digest] = []
     for digest, size, mtime in store.iter_objects():
         if digest in live:
             report.kept += 1
         elif now - mtime < grace_seconds:
+            young.append(digest)
             report.young_unreferenced += 1
             report.kept += 1
         else:
@@ -168,7 +170,8 @@ def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAU
             report.removed.append(str(digest))
             report.removed_bytes += size
     if records == 0 and doomed:
-        captures = sum(1 for d in doomed if _environment_capture(store, d))
+        # young ones too: a capture re-used by a recent process is young while the objects of its runs are old
+        captures = sum(1 for d in [*doomed, *young] if _environment_capture(store, d))
         if captures:
             raise ConfigError(
                 f"{metadata} records no runs or model versions, but the store holds {captures} environment "
