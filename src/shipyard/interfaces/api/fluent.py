@@ -116,9 +116,10 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None, run_n
 
 def end_run(status: str = "FINISHED") -> None:
     """End the innermost run of this thread or task (MLflow's ``"FINISHED"``, ``"FAILED"``, ``"KILLED"``)."""
+    chosen = shapes.status(status)
     stack = [r for r in _runs.get() if not r.ended]
     if stack:
-        stack.pop().end(status)
+        stack.pop().end(chosen)
         _runs.set(tuple(stack))
 
 

@@ -14,14 +14,14 @@ RUNS_URI = "runs:/"
 
 
 def status(value: RunStatus | str | None) -> RunStatus:
-    """``"FINISHED"`` (MLflow) or ``"finished"`` -> RunStatus.FINISHED; None means finished."""
+    """The status a run ends with: ``"FINISHED"`` (MLflow) or ``"finished"`` -> RunStatus.FINISHED; None: finished."""
     if value is None:
         return RunStatus.FINISHED
-    try:
-        return RunStatus(str(value).lower())
-    except ValueError:
+    chosen = next((s for s in RunStatus if s.value == str(value).lower()), None)
+    if chosen is None or chosen is RunStatus.RUNNING:
         known = ", ".join(s.value for s in RunStatus if s is not RunStatus.RUNNING)
-        raise InvalidInputError(f"unknown run status {value!r}: end a run as one of {known}") from None
+        raise InvalidInputError(f"cannot end a run as {value!r}: use one of {known}")
+    return chosen
 
 
 def seconds(timestamp_ms: float | None) -> float | None:
