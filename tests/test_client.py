@@ -185,3 +185,22 @@ def test_outside_a_project_the_api_records_in_the_working_folder_and_says_so_onc
                             text=True, timeout=120, check=True)
     assert inside.stderr == f"shipyard: recording in {project / '.shipyard'} (project {project})\n"
     assert not (project / "src" / ".shipyard").exists()
+
+
+def test_a_client_on_either_database_takes_runs_from_several_threads(tmp_path: Path, db_url: str) -> None:
+    with shipyard.Client(tmp_path, tracking_uri=db_url) as client:
+        runs = [client.start_run(f"worker-{i}") for i in range(3)]
+
+        def work(run: shipyard.ActiveRun, value: float) -> None:
+            for step in range(4):
+                run.log_metric("loss", value, step=step)
+
+        threads = [threading.Thread(target=work, args=(run, float(i))) for i, run in enumerate(runs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for i, run in enumerate(runs):
+            run.end()
+            assert [m.value for m in client.services.meta.metric_history(run.id, "loss")] == [float(i)] * 4
+        assert {r.status for r in client.search_runs()} == {"finished"}
