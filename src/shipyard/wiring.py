@@ -175,3 +175,61 @@ def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Pat
 def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Services:
     here = cwd or Path.cwd()
     return build(settings_from_environment(environ, here), here)
+
+
+# --- The Python API's services (interfaces/api/client.py) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    services: Services
+    note: str | None  # where a new .shipyard folder will be made, said once by the API; None if nothing to say
+
+
+def open_api(project: Path | None = None, tracking_uri: str | None = None,
+             environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> ApiServices:
+    """Services for a ``shipyard.Client``.
+
+    ``project``: its folder (its ``.shipyard`` holds the store, and the database unless ``tracking_uri``
+    names one); explicit arguments beat ``SHIPYARD_HOME``/``SHIPYARD_STORE``/``SHIPYARD_DB_URL``.
+    Without ``project``, the environment and the project found at or above ``cwd`` decide, and outside
+    any project the API records in ``cwd/.shipyard``, as MLflow records in ``./mlruns``.
+    """
+    from dataclasses import replace
+
+    from shipyard.config import HOME_DIR
+
+    env = dict(os.environ if environ is None else environ)
+    here = (cwd or Path.cwd()).resolve()
+    note = None
+    if project is not None:
+        root = Path(project).resolve()
+        for key in ("SHIPYARD_HOME", "SHIPYARD_STORE", "SHIPYARD_DB_URL"):
+            env.pop(key, None)
+        env["SHIPYARD_HOME"] = str(root / HOME_DIR)
+        here = root
+    elif not env.get("SHIPYARD_HOME"):
+        found = _api_project_root(here)
+        home = (found or here) / HOME_DIR
+        if not home.exists():
+            where = f"project {found}" if found else f"no shipyard.yaml found above {here}"
+            note = f"shipyard: recording in {home} ({where})"
+    if tracking_uri is not None:
+        env["SHIPYARD_DB_URL"] = tracking_uri
+    settings = settings_from_environment(env, here)
+    if project is not None:
+        settings = replace(settings, root=Path(project).resolve())
+    return ApiServices(build(settings, here), note)
+
+
+def _api_project_root(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` holding shipyard.yaml or .shipyard, or None.
+
+    A local lookup until core/project has git-like discovery: swap in its function then.
+    """
+    from shipyard.config import PROJECT_MARKERS
+
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return None
