@@ -81,6 +81,29 @@ def test_the_readme_grants_are_those_the_tamper_test_checks() -> None:
     assert grants and all(f'"{g}"' in source for g in grants), grants
 
 
+def test_the_runner_carries_state_and_names_the_failing_line(tmp_path: Path) -> None:
+    text = ("```bash\nmkdir sub && cd sub\nexport GREETING=hi\nsleep 300 &\n```\n"  # the job is killed at the end
+            "<!-- readme-test: file notes.txt -->\n```yaml\na: 1\n```\n"
+            "```python\nimport os\nprint(os.environ['GREETING'], open('notes.txt').read().strip())\n```\n"
+            "```console\n$ echo one; echo two >&2\none\ntwo\n```\n"
+            "```bash\ntrue\necho before\nfalse\necho after\n```\n")
+    session = Session(tmp_path, tmp_path, dict(os.environ), timeout=60)
+    first, write, python, console, failing = parse(text)
+    session.run(first)
+    assert session.cwd == tmp_path / "sub" and session.env["GREETING"] == "hi"
+    session.run(write)
+    assert session.run(python) == "hi a: 1\n"
+    session.run(console)
+    with pytest.raises(AssertionError) as failed:
+        session.run(failing)
+    message = str(failed.value)
+    assert "README.md line 19, the ```bash block starting `true`: exit status 1" in message
+    output = message.split("--- output ---")[1]
+    assert output == "\nbefore\nREADME.md line 22: exit 1 from: false\n"
+    with pytest.raises(AssertionError, match="printed something else than the README shows"):
+        session.run(parse("```console\n$ echo three\nfour\n```\n")[0])
+
+
 def _clone(home: Path) -> Path:
     """The repository as `git clone` would give it, with the working tree's versions of its tracked files."""
     clone = home / "shipyard"
