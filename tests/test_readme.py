@@ -40,6 +40,7 @@ def test_every_block_is_runnable_or_explicitly_excluded() -> None:
     kinds = [(b.kind(), b.first.split("  #")[0].strip()) for b in blocks]  # raises for a block the test could not run
     assert {k for k in kinds if k[0] in ("skip", "instead")} == EXPECTED_NOT_AS_WRITTEN
     assert sum(k[0] not in ("skip", "instead") for k in kinds) >= 10
+    assert f"--port {PORT} &" in README.read_text()  # the port the test checks is free is the one the README uses
 
 
 def test_parse_finds_markers_indented_blocks_and_unclosed_fences() -> None:
@@ -138,7 +139,7 @@ def test_the_readme_runs_top_to_bottom(tmp_path: Path) -> None:
     env["HOME"] = str(home)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if Path(p).resolve() != (Path(sys.prefix) / "bin").resolve())
-    session = Session(tmp_path, _clone(home), env, timeout=120)
+    session = Session(tmp_path, _clone(home), env, timeout=240)  # per block; a stage takes 2-20 s
     ran = []
     for block in _blocks():
         session.run(block)
