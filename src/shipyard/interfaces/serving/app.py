@@ -36,6 +36,8 @@ ROUTES = [
     Route("/v2/health/ready", endpoints.ready),
     Route("/v2/models/{name}", endpoints.model_metadata),
     Route("/v2/models/{name}/ready", endpoints.model_ready),
+    Route("/v2/models/{name}/versions/{version}", endpoints.model_metadata),
+    Route("/v2/models/{name}/versions/{version}/ready", endpoints.model_ready),
     Route("/v2/models/{name}/infer", inference.infer, methods=["POST"]),
     Route("/v2/models/{name}/versions/{version}/infer", inference.infer, methods=["POST"]),
     Route("/predict", inference.predict, methods=["POST"]),
@@ -46,9 +48,9 @@ ROUTES = [
 
 # what ``--public`` can leave open when an API key is set; inference always needs the key
 PUBLIC_GROUPS = {
-    "health": re.compile(r"/v2/health/(live|ready)|/v2/models/[^/]+/ready"),
+    "health": re.compile(r"/v2/health/(live|ready)|/v2/models/[^/]+(/versions/[^/]+)?/ready"),
     "metrics": re.compile(r"/metrics"),
-    "metadata": re.compile(r"/v2|/v2/models/[^/]+|/openapi\.json"),
+    "metadata": re.compile(r"/v2|/v2/models/[^/]+(/versions/[^/]+)?|/openapi\.json"),
 }
 DEFAULT_PUBLIC = frozenset({"health", "metrics"})
 

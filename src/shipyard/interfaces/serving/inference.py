@@ -50,9 +50,9 @@ async def infer(request: Request) -> Response:
     if version is not None and slot is None:
         raise NotFoundError(f"{router.name} version {version} is not served here")
 
-    def respond(predictions: list[Any], rid: str, version: str) -> dict[str, Any]:
-        return {"model_name": router.name, "model_version": version, "id": rid,
-                "outputs": [oip.output_tensor("predict", predictions)]}
+    def respond(predictions: list[Any], rid: str, answered: Slot) -> dict[str, Any]:
+        return {"model_name": router.name, "model_version": answered.version, "id": rid,
+                "outputs": [oip.output_tensor(oip.OUTPUT_NAME, predictions, answered.served.output_datatype)]}
 
     return await answer(request, serving, slot, oip_rows, respond, "inputs[0].shape")
 
@@ -61,14 +61,14 @@ async def predict(request: Request) -> Response:
     serving: Serving = request.app.state.serving
     name = serving.router.name
 
-    def respond(predictions: list[Any], rid: str, version: str) -> dict[str, Any]:
-        return {"predictions": predictions, "model": name, "version": version}
+    def respond(predictions: list[Any], rid: str, answered: Slot) -> dict[str, Any]:
+        return {"predictions": predictions, "model": name, "version": answered.version}
 
     return await answer(request, serving, None, plain_rows, respond, "instances[0]")
 
 
 async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of: Rows,
-                 respond: Callable[[list[Any], str, str], dict[str, Any]], width_field: str) -> Response:
+                 respond: Callable[[list[Any], str, Slot], dict[str, Any]], width_field: str) -> Response:
     router = serving.router
     rid = request_id(request.scope)
     if slot is None:
@@ -91,7 +91,7 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
     seen.predictions = predictions
     if router.shadow is not None and slot is not router.shadow:
         mirror(router, serving.metrics, rows, predictions)
-    content = respond(predictions, given_id or rid, slot.version)
+    content = respond(predictions, given_id or rid, slot)
     headers = {"x-model-name": router.name, "x-model-version": slot.version, "x-request-id": rid}
     if len(predictions) > INLINE_ROWS:
         return await asyncio.to_thread(JSONResponse, content, headers=headers)

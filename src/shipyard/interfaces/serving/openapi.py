@@ -59,6 +59,10 @@ def document(model: str) -> dict[str, Any]:
             "/v2/health/ready": get("readiness"),
             "/v2/models/{name}": {**get("model metadata"), "parameters": [name_param]},
             "/v2/models/{name}/ready": {**get("model readiness"), "parameters": [name_param]},
+            "/v2/models/{name}/versions/{version}": {**get("metadata of a given version"),
+                                                     "parameters": [name_param, version_param]},
+            "/v2/models/{name}/versions/{version}/ready": {**get("readiness of a given version"),
+                                                           "parameters": [name_param, version_param]},
             "/v2/models/{name}/infer": {**post("infer (Open Inference Protocol v2)", INFER_REQUEST),
                                         "parameters": [name_param]},
             "/v2/models/{name}/versions/{version}/infer": {
