@@ -2,8 +2,9 @@
 
 Built the way Starlette is: endpoints at module level (``endpoints``, ``inference``), metrics, API-key
 auth and size limits as middleware (``middleware/``), and one table that maps each error class to its
-HTTP status (``errors``). Bad payloads get 400 with the field named, unknown models or versions 404,
-a model that raises 500 with the request id, and the server keeps serving.
+HTTP status (``errors.STATUS``): malformed payloads get 400 with the field named, valid ones the model
+cannot take 422, unknown models or versions 404, a model that raises 500 with the request id, and the
+server keeps serving.
 """
 
 from __future__ import annotations
