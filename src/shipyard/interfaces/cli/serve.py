@@ -88,8 +88,6 @@ def serve(
     canary_version = _resolve(svc, spec.ref, "--canary ") if spec else None
     shadow_version = _resolve(svc, shadow, "--shadow ") if shadow else None
 
-    loading = [v.ref for v in (primary, canary_version, shadow_version) if v is not None]
-    out.console(stderr=True).print(f"loading {', '.join(loading)} ({primary.flavor}) ...")
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
     if spec is not None and canary_version is not None:
         router.canary = load_slot(svc.registry, canary_version, batching, max_batch)
