@@ -16,6 +16,8 @@ DEMO_EXTRAS := sklearn,serve
 # $(call install,EXTRAS): Shipyard in editable mode with EXTRAS, printing each step. uv is used when .venv
 # (or PATH) has it, and looks where pip's configuration looks (its find-links: a machine may keep wheels on
 # disk, such as the CPU build of torch that the dev extras pin, where PyPI's build pulls GBs of CUDA).
+# uv compiles the bytecode as pip does: left to each process, every stage of the demo would compile thousands of
+# scikit-learn and SciPy modules again where .pyc files are not written (PYTHONDONTWRITEBYTECODE, read-only venvs).
 # pip, with its progress bar, is the fallback.
 define install
 	@uv=$$(command -v $(VENV)/bin/uv || command -v uv || true); \
@@ -23,7 +25,7 @@ define install
 	  flags=$$($(PY) -m pip config list 2>/dev/null | sed -n "s/^.*find-links='\(.*\)'$$/\1/p" | tr ' ' '\n' \
 	           | sort -u | sed '/^$$/d; s/^/--find-links /' | paste -sd ' '); \
 	  echo "==> installing shipyard[$(1)] with uv $${flags:+($$flags)}"; \
-	  $$uv pip install --python $(PY) $$flags -e ".[$(1)]" && exit 0; \
+	  $$uv pip install --python $(PY) --compile-bytecode $$flags -e ".[$(1)]" && exit 0; \
 	  echo "==> uv failed: installing with pip instead"; \
 	fi; \
 	echo "==> installing shipyard[$(1)] with pip"; \
