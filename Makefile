@@ -24,7 +24,7 @@ define install
 	if [ -n "$$uv" ]; then \
 	  flags=$$($(PY) -m pip config list 2>/dev/null | sed -n "s/^.*find-links='\(.*\)'$$/\1/p" | tr ' ' '\n' \
 	           | sort -u | sed '/^$$/d; s/^/--find-links /' | paste -sd ' '); \
-	  echo "==> installing shipyard[$(1)] with uv $${flags:+($$flags)}"; \
+	  echo "==> installing shipyard[$(1)] with uv$${flags:+ ($$flags)}"; \
 	  $$uv pip install --python $(PY) --compile-bytecode $$flags -e ".[$(1)]" && exit 0; \
 	  echo "==> uv failed: installing with pip instead"; \
 	fi; \
