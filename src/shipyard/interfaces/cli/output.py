@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
 
 from shipyard.errors import InvalidInputError
@@ -111,3 +112,31 @@ def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int], No
 
 def error(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")
+
+
+def usage_message(exc: click.ClickException) -> str:
+    """One line for a Click usage error: what was wrong, one suggestion at most, and where help is.
+
+    Click and Typer each add their own "Did you mean" to an unknown command; this builds the line
+    from the exception's fields instead, with the single closest match.
+    """
+    from difflib import get_close_matches
+
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.exceptions.NoSuchCommand | click.exceptions.NoSuchOption):
+        what, name = (("command", exc.command_name) if isinstance(exc, click.exceptions.NoSuchCommand)
+                      else ("option", exc.option_name))
+        known: list[str] = []
+        if ctx is not None:
+            if what == "command" and isinstance(ctx.command, click.Group):
+                known = ctx.command.list_commands(ctx)
+            else:
+                known = [o for p in ctx.command.get_params(ctx) for o in (*p.opts, *p.secondary_opts)]
+        close = get_close_matches(name, known, n=1)
+        text = f"no such {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    else:
+        text = " ".join(exc.format_message().split()).rstrip(".")
+        text = text[:1].lower() + text[1:]
+    if ctx is not None and isinstance(exc, click.UsageError):
+        text += f"; see `{ctx.command_path} --help`"
+    return text
