@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.pipelines.status import StageStatus
     from shipyard.core.registry.records import ModelVersion
     from shipyard.wiring import Services
 
@@ -58,7 +59,9 @@ def _runner(events: ConsoleEvents | None = None) -> PipelineRunner:
 def run(
     stages: list[str] = typer.Argument(None, help="Stages to bring up to date (and what they depend on); default all."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Run up to N independent stages at once."),
-    force: bool = typer.Option(False, "--force", "-f", help="Run the stages even if up to date (skips the cache)."),
+    force: bool = typer.Option(False, "--force", "-f",
+                               help="Run the named stages (all, if none is named) even if up to date, skipping the "
+                                    "cache; their upstream stages still run only if out of date."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would run and why."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
@@ -68,7 +71,7 @@ def run(
     if jobs < 1:
         raise InvalidInputError(f"--jobs must be at least 1, not {jobs}")
     if dry_run:
-        status(stages, as_json)
+        _show_status(_runner().status(stages or None, force), as_json)
         return
     runner = _runner(None if as_json else ConsoleEvents())
     report = runner.run(stages or None, jobs=jobs, force=force)
@@ -95,7 +98,10 @@ def status(
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """For each stage: up to date, or why it would run (which dependency, param or output changed)."""
-    report = _runner().status(stages or None)
+    _show_status(_runner().status(stages or None), as_json)
+
+
+def _show_status(report: list[StageStatus], as_json: bool) -> None:
     if as_json:
         out.print_json([s.to_dict() for s in report])
         return
