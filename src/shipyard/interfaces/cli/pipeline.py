@@ -24,14 +24,18 @@ COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red")
 class ConsoleEvents:
     """Streams each stage's output, prefixed with its name, and says when stages start and end."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch: bool = False) -> None:
         self.console = out.console()
         self._colors: dict[str, str] = {}
         self._lock = threading.Lock()
+        # a re-run in a scratch folder: what its stages say (e.g. "registered iris@1") is not about your registry
+        self._suffix = " [dim](scratch)[/dim]" if scratch else ""
 
     def _tag(self, stage: str) -> str:
+        from rich.markup import escape
+
         color = self._colors.setdefault(stage, COLORS[len(self._colors) % len(COLORS)])
-        return f"[{color}]{stage}[/{color}]"
+        return f"[{color}]{escape(stage)}[/{color}]{self._suffix}"
 
     def started(self, stage: str, how: str) -> None:
         with self._lock:
@@ -147,16 +151,20 @@ def reproduce(
     def golden() -> tuple[bool, str]:
         return _golden_check(svc, mv, home, tolerance)
 
+    if not as_json:
+        out.console().print(f"reproducing [bold]{mv.ref}[/bold] in a scratch folder: its stages re-run from the "
+                            "record, and what they register goes to a scratch registry, deleted afterwards",
+                            soft_wrap=True)
     try:
         result = run_reproduction(svc.meta, svc.store, mv, work, executor, env,
-                                  None if as_json else ConsoleEvents(), tolerance, golden)
+                                  None if as_json else ConsoleEvents(scratch=True), tolerance, golden)
     finally:
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
     if as_json:
         out.print_json(result.to_dict())
     else:
-        out.table(f"reproducing {mv.ref}: stages {' → '.join(result.stages)}", ["stage", "output", "verdict", "detail"],
+        out.table(f"{mv.ref}: stages {' → '.join(result.stages)}", ["stage", "output", "verdict", "detail"],
                   ((c.stage, c.path, c.verdict, c.detail) for c in result.checks))
         out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
                             + (f"; scratch folder kept at {work}" if keep else ""))

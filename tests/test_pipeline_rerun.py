@@ -1,4 +1,5 @@
-"""``run --force STAGE``, in-process on the core runner: only the named stages are forced, as DVC's ``repro -f``."""
+"""Re-running stages: ``run --force STAGE`` (in-process on the core runner: only the named stages are forced, as
+DVC's ``repro -f``), and what ``reproduce`` prints while it re-runs a version's stages in a scratch folder."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from shipyard.core.pipelines.runner import PipelineRunner
 from shipyard.wiring import open_pipeline, settings_from_environment
+from tests.conftest import cli_env, shipyard
 from tests.test_pipeline import CONFIG, SCRIPTS
 
 
@@ -48,3 +50,17 @@ def test_force_still_runs_an_out_of_date_upstream_stage_and_without_targets_forc
     (root / "params.yaml").write_text("prepare:\n  times: 3\ntrain:\n  c: 1.0\n")
     assert _results(root, ["train"], force=True) == {"prepare": "ran", "train": "ran"}
     assert set(_results(root, None, force=True).values()) == {"ran"}
+
+
+def test_reproduce_prints_its_header_first_and_labels_the_scratch_stages(root: Path) -> None:
+    (root / "train.py").write_text(
+        SCRIPTS["train.py"] + "from sklearn.dummy import DummyClassifier\nimport shipyard\n"
+        "v = shipyard.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), 'tiny', examples=[[0.0], [1.0]])\n"
+        "print(f'registered {v.ref}')\n")
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"))
+    shipyard("run", "train", env=env, cwd=root)
+    lines = shipyard("reproduce", "tiny@1", env=env, cwd=root).stdout.splitlines()
+    assert lines[0].startswith("reproducing tiny@1 in a scratch folder")
+    assert "train (scratch) │ registered tiny@1" in lines  # the scratch registry's, not yours
+    assert not [line for line in lines if "│ registered" in line and "(scratch)" not in line]
+    assert any(line.startswith("train (scratch) ✔ done in ") for line in lines)
