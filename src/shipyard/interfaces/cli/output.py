@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -34,8 +36,8 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # piped output is read by people later (logs, CI): don't squeeze it to 80 columns
-    width = None if stream.isatty() else PIPE_WIDTH
+    # piped output is read by people later (logs, CI): don't squeeze it to 80 columns, unless COLUMNS says so
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
@@ -43,17 +45,64 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A Rich table; only the last column wraps, the others keep their values on one line."""
+@dataclass(frozen=True)
+class Col:
+    """A table column. An ``ident`` (a run id, a version, a name to type back) is never cut or wrapped;
+    other columns wrap. When the table is wider than the terminal, columns with ``drop`` > 0 are
+    hidden, highest first (the rightmost of equals first), and a line says which."""
+
+    header: str
+    ident: bool = False
+    drop: int = 0
+
+
+TEXT_MIN_WIDTH = 10  # a wrapping column is not squeezed below this (a timestamp wraps at its space)
+
+
+def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequence[Any]]) -> None:
+    """A Rich table that fits the terminal without losing identifiers: low-value columns go first, then text wraps."""
     from rich.table import Table
 
+    cols = [c if isinstance(c, Col) else Col(c) for c in columns]
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    natural = [max([len(c.header), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
+    least = [n if c.ident else min(n, TEXT_MIN_WIDTH) for c, n in zip(cols, natural, strict=True)]
+    shown = list(range(len(cols)))
+    c = console()
+    hidden = []
+    while sum(least[i] for i in shown) + 3 * len(shown) + 1 > c.width:  # 3 = a border and two spaces a column
+        candidates = [i for i in shown if cols[i].drop > 0]
+        if not candidates:
+            break
+        victim = max(candidates, key=lambda i: (cols[i].drop, i))
+        shown.remove(victim)
+        hidden.append(cols[victim].header)
     t = Table(title=title, title_justify="left", header_style="bold")
-    for i, col in enumerate(columns):
-        last = i == len(columns) - 1
-        t.add_column(col, overflow="fold" if last else "ellipsis", no_wrap=not last, min_width=min(len(col), 12))
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
-    console().print(t)
+    for i in shown:
+        col = cols[i]
+        if col.ident:
+            t.add_column(col.header, no_wrap=True, width=natural[i])
+        else:
+            t.add_column(col.header, overflow="fold", min_width=least[i])
+    for row in cells:
+        t.add_row(*(row[i] for i in shown))
+    c.print(t)
+    if hidden:
+        c.print(f"[dim](hidden to fit {c.width} columns: {', '.join(hidden)}; --json shows all)[/dim]", soft_wrap=True)
+
+
+def id_width(ids: Iterable[str], minimum: int = 8) -> int:
+    """How many leading characters tell ``ids`` apart: the shortest unique prefix, at least ``minimum``."""
+    distinct = set(ids)
+    width = minimum
+    while len({i[:width] for i in distinct}) < len(distinct):
+        width += 1
+    return width
+
+
+def series(last: float, count: int) -> str:
+    """A metric's value for a table cell: the number, or the last of several logged values, marked as such."""
+    return number(last) if count <= 1 else f"{number(last)} (last of {count})"
 
 
 def when(ts: float | None) -> str:

@@ -84,8 +84,10 @@ def run(
     else:
         acted = [o for o in report.outcomes if o.result != "up-to-date"]
         if acted:
-            out.table(None, ["stage", "result", "time", "run", "detail"],
-                      ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:8], o.detail) for o in acted))
+            width = out.id_width(o.run_id for o in acted if o.run_id)
+            out.table(None, [out.Col("stage", ident=True), out.Col("result", ident=True), out.Col("time", drop=1),
+                             out.Col("run", ident=True), "detail"],
+                      ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:width], o.detail) for o in acted))
         fresh = len(report.outcomes) - len(acted)
         if fresh:
             out.console().print(f"{fresh} stage(s) up to date" if acted else
@@ -164,7 +166,8 @@ def reproduce(
     if as_json:
         out.print_json(result.to_dict())
     else:
-        out.table(f"{mv.ref}: stages {' → '.join(result.stages)}", ["stage", "output", "verdict", "detail"],
+        out.table(f"{mv.ref}: stages {' → '.join(result.stages)}",
+                  [out.Col("stage", ident=True), "output", "verdict", "detail"],
                   ((c.stage, c.path, c.verdict, c.detail) for c in result.checks))
         out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
                             + (f"; scratch folder kept at {work}" if keep else ""))
