@@ -35,8 +35,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
             svc.tracker.end_run(run.id)
         folder = root / "saved"
         shipyard.save_model(DummyClassifier().fit([[0], [1]], [0, 1]), folder)
-        svc.registry.register("iris-classifier", folder, run_id=run.id)
-        svc.registry.register("iris-classifier", folder, run_id=run.id)
+        metrics = svc.tracker.get_run(run.id).metrics  # as log_model records them: the run's latest values
+        svc.registry.register("iris-classifier", folder, run_id=run.id, metrics=metrics)
+        svc.registry.register("iris-classifier", folder, run_id=run.id, metrics=metrics)
         svc.registry.set_alias("iris-classifier", "production", 1, REASON)
     finally:
         svc.close()
@@ -79,6 +80,7 @@ def test_a_metric_logged_at_several_steps_is_marked_as_a_series(home: Path) -> N
     shown = sy(home, 200, "runs", "show", evaluate["id"])
     row = next(line for line in shown.splitlines() if "cv_accuracy" in line)
     assert [c.strip() for c in row.strip("│ ").split("│")] == ["cv_accuracy", "1", "0.95", "1", "5"]
+    assert "1 (series of 5)" in sy(home, 200, "models", "versions", "iris-classifier")  # its metrics come from that run
 
 
 def test_the_history_keeps_its_reason_column_at_80_columns(home: Path) -> None:

@@ -34,11 +34,13 @@ def list_models(as_json: bool = out.JSON_OPTION) -> None:
 @app.command("versions")
 def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool = out.JSON_OPTION) -> None:
     """List every version of a model."""
-    rows = out.services().registry.versions(name)
+    svc = out.services()
+    rows = svc.registry.versions(name)
     if as_json:
         out.print_json([v.to_dict() for v in rows])
         return
     keys = sorted({k for v in rows for k in v.metrics})[:3]
+    counts = svc.meta.metric_counts([v.run_id for v in rows if v.run_id])
     width = out.id_width(v.run_id for v in rows if v.run_id)
     out.table(f"{name}: {len(rows)} version(s)",
               [out.Col("version", ident=True), "aliases", out.Col("flavor", ident=True),
@@ -46,14 +48,16 @@ def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool 
                *(out.Col(k, drop=2) for k in keys)],
               ((v.version, ", ".join(v.aliases) or "-", v.flavor, out.short(v.manifest_digest),
                 (v.run_id or "-")[:width], out.when(v.created_at),
-                *(out.number(v.metrics[k]) if k in v.metrics else "" for k in keys)) for v in rows))
+                *(_metric(v.metrics[k], counts.get(v.run_id or "", {}).get(k, 1)) if k in v.metrics else ""
+                  for k in keys)) for v in rows))
 
 
 @app.command("show")
 def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
          as_json: bool = out.JSON_OPTION) -> None:
     """Show one model version: artifacts digest, lineage, signature, metrics."""
-    registry = out.services().registry
+    svc = out.services()
+    registry = svc.registry
     mv = registry.resolve(ref)
     decision = registry.trust_event(mv)
     other = registry.others_trust(mv)
@@ -71,10 +75,16 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
           if other is not None else []),
     ])
     if mv.metrics:
+        counts = svc.meta.metric_counts([mv.run_id]).get(mv.run_id, {}) if mv.run_id else {}
         out.table("metrics at registration", ["key", "value"],
-                  ((k, out.number(v)) for k, v in sorted(mv.metrics.items())))
+                  ((k, _metric(v, counts.get(k, 1))) for k, v in sorted(mv.metrics.items())))
     if mv.params:
         out.table("params", ["key", "value"], sorted(mv.params.items()))
+
+
+def _metric(value: float, count: int) -> str:
+    """A version's metric: the run's latest value when it was registered, marked when the run logged a series."""
+    return out.number(value) if count <= 1 else f"{out.number(value)} (series of {count})"
 
 
 def _trust(event: AuditEvent | None) -> str:
@@ -172,7 +182,7 @@ def history(name: str = typer.Argument(None, help="Model name (all models if omi
         return
     # model@name is the reference the event is about (iris@3, iris@production); the reason is never dropped
     out.table(None, ["when", out.Col("who", drop=2), out.Col("action", ident=True), out.Col("ref", ident=True),
-                     out.Col("change", drop=1), "reason"],
+                     out.Col("change", drop=1), out.Col("reason", least=out.TEXT_MIN_WIDTH)],
               ((out.when(e.at), e.actor, e.action, f"{e.model}@{e.name}", f"{out.short(e.old)} → {out.short(e.new)}",
                 e.reason or "-") for e in events))
 

@@ -54,9 +54,11 @@ class Col:
     header: str
     ident: bool = False
     drop: int = 0
+    least: int | None = None  # the narrowest a wrapping column may get (default: see TEXT_MIN_WIDTH)
 
 
 TEXT_MIN_WIDTH = 10  # a wrapping column is not squeezed below this (a timestamp wraps at its space)
+WORD_MAX_WIDTH = 16  # ... nor below its longest word, if that is shorter than this
 
 
 def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequence[Any]]) -> None:
@@ -66,7 +68,10 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
     cols = [c if isinstance(c, Col) else Col(c) for c in columns]
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     natural = [max([len(c.header), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
-    least = [n if c.ident else min(n, TEXT_MIN_WIDTH) for c, n in zip(cols, natural, strict=True)]
+    # a wrapping column keeps room for its longest word, up to a point (a digest folds anyway)
+    words = [max([len(w) for r in cells for w in r[i].split()] or [0]) for i in range(len(cols))]
+    least = [n if c.ident else min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH)))
+             for c, n, w in zip(cols, natural, words, strict=True)]
     shown = list(range(len(cols)))
     c = console()
     hidden = []
@@ -77,18 +82,39 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
         victim = max(candidates, key=lambda i: (cols[i].drop, i))
         shown.remove(victim)
         hidden.append(cols[victim].header)
+    widths = _fit(shown, [c.ident for c in cols], natural, least, c.width - 3 * len(shown) - 1)
     t = Table(title=title, title_justify="left", header_style="bold")
     for i in shown:
-        col = cols[i]
-        if col.ident:
-            t.add_column(col.header, no_wrap=True, width=natural[i])
-        else:
-            t.add_column(col.header, overflow="fold", min_width=least[i])
+        t.add_column(cols[i].header, width=widths[i], no_wrap=cols[i].ident, overflow="fold")
     for row in cells:
         t.add_row(*(row[i] for i in shown))
     c.print(t)
     if hidden:
         c.print(f"[dim](hidden to fit {c.width} columns: {', '.join(hidden)}; --json shows all)[/dim]", soft_wrap=True)
+
+
+def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[int], room: int) -> dict[int, int]:
+    """Each shown column's width: identifiers as they are, the room left shared by the wrapping columns
+    in proportion to what they would like beyond their least."""
+    widths = {i: natural[i] for i in shown}
+    text = [i for i in shown if not ident[i]]
+    left = room - sum(natural[i] for i in shown if ident[i])
+    if sum(natural[i] for i in text) <= left:
+        return widths
+    for i in text:
+        widths[i] = least[i]
+    extra = left - sum(least[i] for i in text)
+    wants = sum(natural[i] - least[i] for i in text)
+    if extra <= 0 or wants <= 0:
+        return widths
+    for i in text:
+        widths[i] += (natural[i] - least[i]) * extra // wants
+    spare = left - sum(widths[i] for i in text)
+    for i in text:  # what rounding left over, to the first that still want it
+        give = min(spare, natural[i] - widths[i])
+        widths[i] += give
+        spare -= give
+    return widths
 
 
 def id_width(ids: Iterable[str], minimum: int = 8) -> int:
