@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.config import Settings, load_settings
+from shipyard.config import Settings, default_db_url, load_settings
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
     from shipyard.core.artifacts.digest import Digest
@@ -49,6 +49,8 @@ def open_store(settings: Settings) -> ObjectStore:
 def open_metadata(settings: Settings) -> MetadataStore:
     from shipyard.adapters.db.store import SqlMetadataStore
 
+    if settings.db_url == default_db_url(settings.home):
+        make_home(settings)  # the database folder is Shipyard's own; any other must exist already
     return SqlMetadataStore(settings.db_url)
 
 
@@ -113,7 +115,7 @@ def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
     if chosen not in config.remotes:
         known = ", ".join(sorted(config.remotes)) or "none"
         raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
-    return open_remote(config.remotes[chosen], root)
+    return open_remote(config.remotes[chosen], root, chosen)
 
 
 def flavor(name: str) -> Flavor:
@@ -160,10 +162,25 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     return Services(settings, store, meta, tracker, registry)
 
 
-def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
-    return load_settings(os.environ if environ is None else environ, cwd or Path.cwd())
+def make_home(settings: Settings) -> None:
+    """Create Shipyard's data folder (``.shipyard``) if missing; its parent is checked by ``load_settings``."""
+    from shipyard.errors import BackendUnavailableError
+
+    try:
+        settings.home.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot create {settings.home} ({exc.strerror or exc}); "
+                                      "set SHIPYARD_HOME to a writable folder") from exc
 
 
-def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Services:
+def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None, *,
+                              anywhere: bool = False) -> Settings:
+    """The settings of the project around ``cwd``; outside any project a ConfigError naming
+    `shipyard init`, unless ``anywhere`` (the tracking API: then ``cwd/.shipyard``)."""
+    return load_settings(os.environ if environ is None else environ, cwd or Path.cwd(), anywhere=anywhere)
+
+
+def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None, *,
+                     anywhere: bool = False) -> Services:
     here = cwd or Path.cwd()
-    return build(settings_from_environment(environ, here), here)
+    return build(settings_from_environment(environ, here, anywhere=anywhere), here)

@@ -34,7 +34,7 @@ def _svc() -> Services:
         with _lock:
             svc = _services.get(key)
             if svc is None:
-                svc = _services[key] = from_environment()
+                svc = _services[key] = from_environment(anywhere=True)
     return svc
 
 
