@@ -98,7 +98,7 @@ def load_settings(environ: Mapping[str, str], cwd: Path, *, anywhere: bool = Fal
     db_url = environ.get("SHIPYARD_DB_URL") or default_db_url(home)
     store = Path(environ["SHIPYARD_STORE"]) if environ.get("SHIPYARD_STORE") else home / STORE_DIR
     store = store if store.is_absolute() else cwd / store
-    if environ.get("SHIPYARD_STORE"):
+    if environ.get("SHIPYARD_STORE") and store.parent != home:  # inside the home, it is Shipyard's to make
         _parent_exists(store, "SHIPYARD_STORE")
     actor = _check_actor(environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}")
     return Settings(home=home, db_url=db_url, store_path=store, actor=actor,
@@ -113,7 +113,7 @@ def default_db_url(home: Path) -> str:
 def _parent_exists(folder: Path, variable: str) -> None:
     """A mistyped path in the environment must not become a new tree of folders: only its last part is made."""
     parent = folder.parent
-    if not parent.is_dir():
+    if not os.path.lexists(parent):  # a file there is left to the store's own message (not writable)
         raise ConfigError(f"{variable}={folder}: folder {parent} does not exist; create it (mkdir -p {parent}) "
                           f"or fix {variable}")
 

@@ -189,7 +189,7 @@ def load_config(root: Path) -> Project:
             return Project.from_dict(cached["config"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    validated = parse_config(text, _shown(path))
+    validated = parse_config(text, _shown(path, root))
     project = Project.from_dict(validated.model_dump())
     if cache.parent.is_dir():
         with contextlib.suppress(OSError):  # an unwritable cache only costs the next command a validation
@@ -197,9 +197,12 @@ def load_config(root: Path) -> Project:
     return project
 
 
-def _shown(path: Path) -> str:
-    """``path`` as the user sees it from where they are (``../shipyard.yaml`` from a subfolder), as git shows paths."""
+def _shown(path: Path, root: Path) -> str:
+    """``path`` as the user sees it from where they are (``../shipyard.yaml`` from a subfolder, as git shows
+    paths); from outside the project (a program using the library), relative to the project."""
     try:
-        return os.path.relpath(path, Path.cwd())
-    except (OSError, ValueError):  # the current folder was removed
-        return str(path)
+        here = Path.cwd()
+    except OSError:  # the current folder was removed
+        here = root
+    inside = here.is_relative_to(root.resolve()) or here.is_relative_to(root)
+    return os.path.relpath(path, here) if inside else str(path.relative_to(root))
