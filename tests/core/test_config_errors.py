@@ -69,6 +69,7 @@ def test_a_default_remote_without_any_remote_says_so() -> None:
      "shipyard.yaml:5: remotes.o.allow_http: should be true or false"),
     ("version: 1\nstages: []\n", "shipyard.yaml:2: stages: should be a mapping"),
     ("version: 1\nstages:\n  a:\n    cmd: [1, 2]\n", "shipyard.yaml:4: stages.a.cmd: should be text"),
+    ("version: 1\nstages:\n  1:\n    cmd: x\n", "shipyard.yaml:3: stages: the name 1 should be text; quote it"),
     ("version: 1\nstages:\n  a:\n    cmd: x\n    deps: 3\n",
      "shipyard.yaml:5: stages.a.deps: should be a list of strings"),
 ])

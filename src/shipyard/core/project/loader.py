@@ -130,8 +130,12 @@ _TYPE_WORDS = {
 
 def _plain(err: Any, loc: tuple[str | int, ...]) -> str:
     """One error of pydantic as ``key: what is wrong`` in Shipyard's words."""
-    key = ".".join(str(p) for p in loc) or "(top level)"
     kind = err["type"]
+    if "[key]" in loc:  # a name (of a remote, a stage) that YAML read as a number, a boolean or null
+        at = loc.index("[key]")
+        section = ".".join(str(p) for p in loc[:at - 1]) or "the top level"
+        return f"{section}: the name {loc[at - 1]!s} should be text; quote it"
+    key = ".".join(str(p) for p in loc) or "(top level)"
     if kind == "missing" and loc:
         parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
         return f"{parent}: missing key {str(loc[-1])!r}"
@@ -161,6 +165,9 @@ def _nearest_line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int,
     for n in range(len(loc), -1, -1):
         if loc[:n] in lines:
             return lines[loc[:n]]
+        as_text = tuple(str(p) for p in loc[:n])  # a mapping key YAML read as a number
+        if as_text in lines:
+            return lines[as_text]
     return 1
 
 
