@@ -149,3 +149,12 @@ def test_commands_from_a_subfolder_work_on_the_project(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == ("error: ../../shipyard.yaml:4: unknown key 'command' in stages.train "
                            "(did you mean 'cmd'?)\n")
+
+
+def test_run_in_a_project_without_shipyard_yaml_says_there_is_no_pipeline(tmp_path: Path) -> None:
+    (tmp_path / ".shipyard").mkdir()  # what the tracking API leaves in a folder that was no project
+    done = shipyard("run", env=cli_env(), cwd=tmp_path, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (f"error: no shipyard.yaml in the project {tmp_path}, so there is no pipeline: run "
+                           "`shipyard init` to write one, then declare stages in it\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".shipyard"]

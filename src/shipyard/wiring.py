@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.config import Settings, default_db_url, load_settings
+from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
     from shipyard.core.artifacts.digest import Digest
@@ -75,6 +75,11 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
     from shipyard.core.workspace.lockfile import load_lock
 
     root = settings.project_root
+    if not os.path.lexists(root / CONFIG_FILE):  # a project the tracking API made holds only .shipyard/
+        from shipyard.errors import ConfigError
+
+        raise ConfigError(f"no {CONFIG_FILE} in the project {root}, so there is no pipeline: run `shipyard init` "
+                          "to write one, then declare stages in it")
     config = load_config(root)
     pipeline = dag.build(config, root)
     ws = open_workspace(settings)
