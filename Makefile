@@ -1,28 +1,70 @@
 # `make demo` and `make test` are all a fresh machine needs (Python 3.11+ as python3).
+#   make demo       .venv with Shipyard and the demo's extras only (sklearn, serve), then `shipyard demo`
+#   make test       adds the dev extras (tests, linters, every flavor) to .venv, then lint, typecheck, pytest
+#   make lint       ruff and import-linter        make typecheck   mypy (strict)
+#   make bench      the benchmarks (bench/)       make clean       removes .venv and caches
+# Installs use uv (installed into .venv from PyPI: seconds instead of minutes) and fall back to pip.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+DEV_STAMP := $(VENV)/.installed-dev
+DEMO_EXTRAS := sklearn,serve
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-	touch $(STAMP)
+# $(call install,EXTRAS): Shipyard in editable mode with EXTRAS, printing each step. uv is used when .venv
+# (or PATH) has it, and looks where pip's configuration looks (its find-links: a machine may keep wheels on
+# disk, such as the CPU build of torch that the dev extras pin, where PyPI's build pulls GBs of CUDA).
+# uv compiles the bytecode as pip does: left to each process, every stage of the demo would compile thousands of
+# scikit-learn and SciPy modules again where .pyc files are not written (PYTHONDONTWRITEBYTECODE, read-only venvs).
+# pip, with its progress bar, is the fallback.
+define install
+	@uv=$$(command -v $(VENV)/bin/uv || command -v uv || true); \
+	if [ -n "$$uv" ]; then \
+	  flags=$$($(PY) -m pip config list 2>/dev/null | sed -n "s/^.*find-links='\(.*\)'$$/\1/p" | tr ' ' '\n' \
+	           | sort -u | sed '/^$$/d; s/^/--find-links /' | paste -sd ' '); \
+	  echo "==> installing shipyard[$(1)] with uv$${flags:+ ($$flags)}"; \
+	  $$uv pip install --python $(PY) --compile-bytecode $$flags -e ".[$(1)]" && exit 0; \
+	  echo "==> uv failed: installing with pip instead"; \
+	fi; \
+	echo "==> installing shipyard[$(1)] with pip"; \
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e ".[$(1)]"
+endef
 
-demo: $(STAMP)
-	$(VENV)/bin/shipyard demo
+$(PY):
+	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV) || { echo "$(PYTHON) -m venv failed (on Debian/Ubuntu: apt install python3-venv)"; exit 1; }
+	@if ! command -v uv >/dev/null; then \
+	  echo "==> installing uv into $(VENV) (a fast installer; pip is the fallback)"; \
+	  $(PY) -m pip install --disable-pip-version-check --progress-bar on uv \
+	    || echo "==> uv could not be installed: pip will install Shipyard (slower)"; \
+	fi
 
-lint: $(STAMP)
+# The demo's extras only; the dev install (a superset) marks them installed too.
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	$(call install,$(DEMO_EXTRAS))
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(call install,dev)
+	@touch $@ $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	@echo "==> shipyard demo"
+	@$(VENV)/bin/shipyard demo
+
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports
+
+typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint
+test: lint typecheck
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) bench/tracking.py
 	$(PY) bench/data.py
 	$(PY) bench/serving.py

@@ -144,5 +144,5 @@ def test_log_batch_writes_history_and_latest_values(project) -> None:  # type: i
             shipyard.log_batch(metrics=[("ok", 1.0, 0), ("bad", float("nan"), 0)])
     rec = shipyard.get_run(run.id)
     assert rec.metrics == {"loss": pytest.approx(0.01)} and rec.params == {"epochs": "100"}
-    svc = shipyard.interfaces.api._svc()  # type: ignore[attr-defined]
+    svc = shipyard.interfaces.api.default_client().services  # type: ignore[attr-defined]
     assert len(svc.meta.metric_history(run.id, "loss")) == 100

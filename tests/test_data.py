@@ -109,10 +109,20 @@ def test_push_then_pull_into_a_fresh_clone(proj: Path, tmp_path: Path, kind: str
     clone.mkdir()
     for name in ("shipyard.yaml", "shipyard.lock"):
         (clone / name).write_text((proj / name).read_text())
+    # nothing in the clone's store: status points at `data pull`, never at a checkout that cannot work
+    told = sy(clone, "data", "status").stdout
+    assert "shipyard data pull" in told and "data checkout" not in told, told
+    st = status(clone)["data/raw"]
+    assert (st["state"], st["in_store"]) == ("missing", False)
     pulled = json.loads(sy(clone, "data", "pull", "--json").stdout)
     assert pulled["transferred"] == 6 and pulled["written"] == 5
     for f in (proj / "data" / "raw").iterdir():
         assert (clone / "data" / "raw" / f.name).read_bytes() == f.read_bytes()
+    assert status(clone)["data/raw"]["state"] == "unchanged"
+    (clone / "data" / "raw" / "part-0.csv").unlink()
+    (clone / "data" / "raw").rename(clone / "elsewhere")
+    assert status(clone)["data/raw"]["in_store"] is True  # now the store has it: checkout is the fix
+    assert "shipyard data checkout data/raw" in sy(clone, "data", "status").stdout
 
 
 TRAIN = "version: 1\nstages:\n  train:\n    cmd: python t.py\n"
@@ -144,13 +154,10 @@ def test_data_gc_keeps_what_the_lock_references(proj: Path) -> None:
     sy(proj, "data", "add", "data/raw")
     (proj / "data" / "raw" / "part-0.csv").write_text("second version\n")
     sy(proj, "data", "add", "data/raw")  # the first version is now referenced by nothing
-    # no run or model version recorded: gc cannot tell this database from a missing or mistyped one
-    refused = sy(proj, "data", "gc", "--grace", "0s", "--dry-run", check=False)
-    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    assert "records no runs or model versions" in refused.stderr and "--allow-empty-db" in refused.stderr
-    dry = json.loads(sy(proj, "data", "gc", "--grace", "0s", "--dry-run", "--json", "--allow-empty-db").stdout)
+    # a data-only project: no run or model version, and no --allow-empty-db needed (no commit pins the first version)
+    dry = json.loads(sy(proj, "data", "gc", "--grace", "0s", "--dry-run", "--json").stdout)
     assert len(dry["removed"]) == 2  # the old manifest and the old part-0.csv
-    sy(proj, "data", "gc", "--grace", "0s", "--allow-empty-db")
+    sy(proj, "data", "gc", "--grace", "0s")
     assert {s["state"] for s in status(proj).values()} == {"unchanged"}
     (proj / "data" / "raw" / "part-1.csv").unlink()
     sy(proj, "data", "checkout")  # everything the lock needs is still there

@@ -176,15 +176,23 @@ def test_gc_stops_when_a_known_manifest_has_a_damaged_head(ws: Workspace) -> Non
 
 def test_gc_refuses_an_empty_database_while_the_store_holds_old_objects(ws: Workspace) -> None:
     from shipyard.core.artifacts.maintenance import gc
+    from shipyard.core.environments.capture import capture, to_bytes
 
     kept = ws.store.put_bytes(b"a model file only the database knew")
+    assert gc(ws.store, [], 0, dry_run=True, records=0, now=time.time() + 10).removed == [str(kept)]  # data only
+    ws.store.put_bytes(to_bytes(capture()))  # what every run and model version writes
     for dry_run in (True, False):
         with pytest.raises(ConfigError, match=r"the database at sqlite:///x records no runs .*--allow-empty-db"):
             gc(ws.store, [], 0, dry_run=dry_run, records=0, metadata="the database at sqlite:///x",
                now=time.time() + 10)
     assert ws.store.has(kept)
     assert gc(ws.store, [], 3600, records=0).removed == []  # nothing old enough to go: no reason to stop
-    assert gc(ws.store, [], 0, records=1, now=time.time() + 10).removed == [str(kept)]
+    kept = ws.store.put_bytes(b"another model file")
+    old = time.time() - 3600  # the capture re-used a minute ago, the model file an hour old: still refused
+    os.utime(ws.store.local_path(kept), (old, old))  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="records no runs"):
+        gc(ws.store, [], 600, dry_run=True, records=0)
+    assert str(kept) in gc(ws.store, [], 0, records=1, now=time.time() + 10).removed
 
 
 def test_store_gc_with_a_missing_database_removes_nothing(tmp_path: Path) -> None:

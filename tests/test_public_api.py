@@ -8,9 +8,11 @@ import shipyard
 def test_exported_members() -> None:
     assert shipyard.__all__ == sorted(shipyard.__all__)
     assert set(shipyard.__all__) == {
-        "ActiveRun", "__version__", "active_run", "end_run", "get_model_version", "get_run", "load_model",
-        "log_artifact", "log_batch", "log_metric", "log_metrics", "log_model", "log_param", "log_params", "save_model",
-        "search_runs", "set_alias", "set_tags", "start_run", "trust_model",
+        "ActiveRun", "Client", "MlflowClient", "__version__", "active_run", "delete_registered_model_alias",
+        "end_run", "get_model_version", "get_model_version_by_alias", "get_run", "load_model", "log_artifact",
+        "log_artifacts", "log_batch", "log_metric", "log_metrics", "log_model", "log_param", "log_params",
+        "register_model", "save_model", "search_runs", "set_alias", "set_experiment", "set_registered_model_alias",
+        "set_tag", "set_tags", "sklearn", "start_run", "trust_model",
     }
     for name in shipyard.__all__:
         assert getattr(shipyard, name) is not None

@@ -123,7 +123,7 @@ def test_data_gc_remote_removes_what_interrupted_uploads_left(tmp_path: Path) ->
     for f in (old, young):
         f.write_bytes(b"half an upload")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
-    done = shipyard("data", "gc", "--remote", "--grace", "1h", "--json", env=cli_env(), cwd=proj)
+    done = shipyard("data", "gc", "--remote-temp", "--grace", "1h", "--json", env=cli_env(), cwd=proj)
     assert json.loads(done.stdout)["temp_removed"] == 1
     assert not old.exists() and young.exists()
 

@@ -1,6 +1,8 @@
 """Shipyard: versioned artifacts, tracked runs and an immutable model registry.
 
-The public API is imported lazily so that ``import shipyard`` stays fast.
+The public API is imported lazily so that ``import shipyard`` stays fast. ``Client`` owns its
+services; the module functions keep a current run per thread and task on a default client, and
+accept MLflow's call forms (``import shipyard as mlflow`` runs a plain MLflow tracking script).
 """
 
 from __future__ import annotations
@@ -11,23 +13,33 @@ from shipyard._version import __version__
 
 __all__ = [
     "ActiveRun",
+    "Client",
+    "MlflowClient",
     "__version__",
     "active_run",
+    "delete_registered_model_alias",
     "end_run",
     "get_model_version",
+    "get_model_version_by_alias",
     "get_run",
     "load_model",
     "log_artifact",
+    "log_artifacts",
     "log_batch",
     "log_metric",
     "log_metrics",
     "log_model",
     "log_param",
     "log_params",
+    "register_model",
     "save_model",
     "search_runs",
     "set_alias",
+    "set_experiment",
+    "set_registered_model_alias",
+    "set_tag",
     "set_tags",
+    "sklearn",
     "start_run",
     "trust_model",
 ]
@@ -35,27 +47,43 @@ __all__ = [
 if TYPE_CHECKING:
     from shipyard.interfaces.api import (
         ActiveRun,
+        Client,
+        MlflowClient,
         active_run,
+        delete_registered_model_alias,
         end_run,
         get_model_version,
+        get_model_version_by_alias,
         get_run,
         load_model,
         log_artifact,
+        log_artifacts,
+        log_batch,
         log_metric,
         log_metrics,
         log_model,
         log_param,
         log_params,
+        register_model,
         save_model,
         search_runs,
         set_alias,
+        set_experiment,
+        set_registered_model_alias,
+        set_tag,
         set_tags,
+        sklearn,
         start_run,
         trust_model,
     )
 
 
 def __getattr__(name: str) -> Any:
+    if name == "sklearn":
+        from shipyard.interfaces.api import sklearn as module
+
+        globals()[name] = module
+        return module
     if name in __all__:
         from shipyard.interfaces import api
 

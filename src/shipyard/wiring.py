@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the data commands import this module: keep what they don't 
     from shipyard.core.project.model import Project
     from shipyard.core.registry.service import Registry
     from shipyard.core.workspace.data import Workspace
+    from shipyard.core.workspace.history import LockHistory
     from shipyard.ports import Executor, Flavor, MetadataStore, ObjectStore, Remote
 
 STATE_FILE = "state.db"
@@ -123,6 +124,13 @@ def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
     return open_remote(config.remotes[chosen], root, chosen)
 
 
+def lock_history(root: Path) -> LockHistory:
+    """Every version of the project's shipyard.lock that git holds (for gc); none outside a repository."""
+    from shipyard.adapters.vcs.history import lock_history as read
+
+    return read(root)
+
+
 def flavor(name: str) -> Flavor:
     """The flavor adapter called ``name`` (sklearn, torch, onnx, python), imported on first use."""
     from shipyard.adapters.flavors import get_flavor
@@ -189,3 +197,48 @@ def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None 
                      anywhere: bool = False) -> Services:
     here = cwd or Path.cwd()
     return build(settings_from_environment(environ, here, anywhere=anywhere), here)
+
+
+# --- The Python API's services (interfaces/api/client.py) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    services: Services
+    note: str | None  # where a new .shipyard folder will be made, said once by the API; None if nothing to say
+
+
+def open_api(project: Path | None = None, tracking_uri: str | None = None,
+             environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> ApiServices:
+    """Services for a ``shipyard.Client``.
+
+    ``project``: its folder (its ``.shipyard`` holds the store, and the database unless ``tracking_uri``
+    names one); explicit arguments beat ``SHIPYARD_HOME``/``SHIPYARD_STORE``/``SHIPYARD_DB_URL``.
+    Without ``project``, the environment and the project found at or above ``cwd`` decide, and outside
+    any project the API records in ``cwd/.shipyard``, as MLflow records in ``./mlruns``.
+    """
+    from dataclasses import replace
+
+    from shipyard.config import HOME_DIR, find_project_root
+
+    env = dict(os.environ if environ is None else environ)
+    here = (cwd or Path.cwd()).resolve()
+    note = None
+    if project is not None:
+        root = Path(project).resolve()
+        for key in ("SHIPYARD_HOME", "SHIPYARD_STORE", "SHIPYARD_DB_URL"):
+            env.pop(key, None)
+        env["SHIPYARD_HOME"] = str(root / HOME_DIR)
+        here = root
+    elif not env.get("SHIPYARD_HOME"):
+        found = find_project_root(here)
+        home = (found or here) / HOME_DIR
+        if not home.exists():
+            where = f"project {found}" if found else f"no shipyard.yaml found above {here}"
+            note = f"shipyard: recording in {home} ({where})"
+    if tracking_uri is not None:
+        env["SHIPYARD_DB_URL"] = tracking_uri
+    settings = settings_from_environment(env, here, anywhere=True)
+    if project is not None:
+        settings = replace(settings, root=Path(project).resolve())
+    return ApiServices(build(settings, here), note)

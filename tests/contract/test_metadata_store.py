@@ -57,6 +57,15 @@ def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStor
     assert [m.value for m in meta.metric_history(rid, "loss")] == [1.0, 0.9, 0.5]
 
 
+def test_metric_counts_say_which_metrics_are_series(meta: SqlMetadataStore) -> None:
+    series, single, empty = _run(meta, "a" * 32), _run(meta, "b" * 32), _run(meta, "c" * 32)
+    meta.log_metrics(series, [Metric("cv", v, step, 1.0) for step, v in enumerate((0.9, 0.8, 1.0))])
+    meta.log_metrics(series, [Metric("acc", 0.7, 0, 1.0)])
+    meta.log_metrics(single, [Metric("cv", 0.5, 0, 1.0)])
+    assert meta.metric_counts([series, single, empty]) == {series: {"cv": 3, "acc": 1}, single: {"cv": 1}}
+    assert meta.metric_counts([]) == {}
+
+
 def test_a_run_carries_digests_and_its_rows_keep_the_sha256_text(meta: SqlMetadataStore) -> None:
     made, read = _run(meta, "d" * 32, "prepare"), _run(meta, "e" * 32, "train")
     meta.add_artifact(made, ArtifactRecord("features", Digest("1" * 64), 5, True))

@@ -124,3 +124,19 @@ def test_store_verify_fails_on_a_corrupt_object(env: dict[str, str], tmp_path: P
     done = run_cli("store", "verify", env=env, check=False)
     assert done.returncode == 5 and "failed verification (1 corrupt" in done.stderr
     assert f"corrupt sha256:{victim.parent.name}{victim.name}" in done.stdout
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["modles"], "error: no such command 'modles' (did you mean 'models'?); see `shipyard --help`"),
+    (["models", "lst"], "error: no such command 'lst' (did you mean 'list'?); see `shipyard models --help`"),
+    (["runs", "list", "--limt", "3"],
+     "error: no such option '--limt' (did you mean '--limit'?); see `shipyard runs list --help`"),
+    (["alias", "set", "iris"], "error: missing argument 'ALIAS'; see `shipyard alias set --help`"),
+    (["alias", "set", "iris", "prod", "one"],
+     "error: invalid value for 'VERSION': 'one' is not a valid integer; see `shipyard alias set --help`"),
+])
+def test_usage_errors_are_one_line_with_one_suggestion(env: dict[str, str], args: list[str], line: str) -> None:
+    done = run_cli(*args, env=env, check=False)
+    assert done.returncode == 2  # as Click's own
+    assert done.stderr == line + "\n"
+    assert done.stdout == ""

@@ -171,15 +171,13 @@ def _tensor(datatype: str, data: list[object], shape: list[int] | None = None) -
     ("/v2/models/iris/infer", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     ("/v2/models/iris/infer", json.dumps(_tensor("FP64", [functools.reduce(lambda v, _: [v], range(200), 1.0)],
                                                  [1, 1])).encode(), "nested deeper than 32 levels"),
-    ("/v2/models/iris/infer", json.dumps(_tensor("BYTES", ["a", "b", "c", "d"])).encode(),
-     "BYTES is not supported by iris"),
     ("/v2/models/iris/infer", json.dumps(_tensor("INT8", [100000, 1, 2, 3])).encode(), "inputs[0].data[0]"),
     ("/v2/models/iris/infer", json.dumps(_tensor("UINT8", [1, -5, 2, 3])).encode(), "inputs[0].data[1]"),
     ("/v2/models/iris/infer", json.dumps(_tensor("INT64", [1, 2, 2**70, 3])).encode(), "out of range for INT64"),
     ("/v2/models/iris/infer", b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", '
                               b'"data": [1, 2, 3, 1' + b"0" * 400 + b"]}]}", "out of range for FP64"),
     ("/predict", b'{"instances": [[1, 2, 3, 1' + b"0" * 400 + b"]]}", "instances[0]"),
-], ids=["deep-predict", "deep-infer", "deep-tensor", "bytes", "int8", "uint8", "int64", "fp64", "huge-predict"])
+], ids=["deep-predict", "deep-infer", "deep-tensor", "int8", "uint8", "int64", "fp64", "huge-predict"])
 def test_input_edges_get_400_naming_the_problem(server: str, path: str, body: bytes, field: str) -> None:
     r = httpx.post(f"{server}{path}", content=body, timeout=30)
     assert r.status_code == 400 and field in r.json()["error"], r.text
@@ -213,3 +211,41 @@ def test_api_key_scheme_and_what_it_guards(tmp_path: Path) -> None:
     keyless = subprocess.run([sys.executable, "-m", "shipyard", "serve", "guarded", "--public", "none"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert keyless.returncode == 2 and "there is no key" in keyless.stderr and "Traceback" not in keyless.stderr
+
+
+_X4 = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "says"), [
+    ("POST", "/v2/models/iris/infer", b"{nope", 400, "not valid JSON"),
+    ("POST", "/v2/models/iris/infer", b'{"id": "r1"}', 400, "inputs: must be a non-empty list"),
+    ("POST", "/v2/models/iris/infer", json.dumps({"inputs": [{**_X4, "shape": [2, 4]}]}).encode(), 400,
+     "inputs[0].data: has 4 elements but shape [2, 4] needs 8"),
+    ("POST", "/v2/models/iris/infer", json.dumps({"inputs": [{**_X4, "datatype": "FP128"}]}).encode(), 400,
+     "inputs[0].datatype"),
+    ("POST", "/v2/models/iris/infer", json.dumps({"inputs": [{**_X4, "datatype": "INT64"}]}).encode(), 400,
+     "inputs[0].data[0]"),
+    ("POST", "/predict", b'{"instances": [[1, 2, 3, 4], [1, 2]]}', 400, "same number of features"),
+    ("POST", "/v2/models/iris/infer", json.dumps({"inputs": [{**_X4, "shape": [1, 3], "data": [1, 2, 3]}]}).encode(),
+     422, "rows have 3 features, the model takes 4"),
+    ("POST", "/predict", b'{"instances": [[1.0, 2.0]]}', 422, "the model takes 4"),
+    ("POST", "/v2/models/iris/infer", json.dumps({"inputs": [_X4, _X4]}).encode(), 422,
+     "iris takes exactly one input tensor, not 2"),
+    ("POST", "/v2/models/iris/infer", json.dumps(_tensor("BYTES", ["a", "b", "c", "d"])).encode(), 422,
+     "BYTES is not supported by iris"),
+    ("POST", "/v2/models/other/infer", json.dumps({"inputs": [_X4]}).encode(), 404, "unknown model 'other'"),
+    ("POST", "/v2/models/iris/versions/7/infer", json.dumps({"inputs": [_X4]}).encode(), 404, "version 7"),
+    ("GET", "/v2/models/iris/versions/7", b"", 404, "version 7"),
+    ("GET", "/v2/nowhere", b"", 404, "Not Found"),
+    ("GET", "/v2/models/iris/infer", b"", 405, "Method Not Allowed"),
+], ids=["not-json", "no-inputs", "data-vs-shape", "unknown-datatype", "data-vs-datatype", "ragged-rows",
+        "wrong-width", "wrong-width-predict", "two-tensors", "bytes-for-numbers", "unknown-model",
+        "unknown-version", "unknown-version-metadata", "unknown-path", "wrong-method"])
+def test_each_kind_of_bad_request_gets_its_status_and_a_json_error(server: str, method: str, path: str,
+                                                                    body: bytes, status: int, says: str) -> None:
+    """The table the README gives: 400 malformed, 422 valid but not for this model, 404, 405, 413."""
+    r = httpx.request(method, f"{server}{path}", content=body or None, headers={"x-request-id": "bad-1"})
+    assert r.status_code == status and says in r.json()["error"], r.text
+    assert r.json()["request_id"] == "bad-1"
+    if status == 405:
+        assert "POST" in r.headers["allow"]

@@ -19,6 +19,9 @@ _OPS = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt
 _ORDER_FIELDS = {"start_time": t.runs.c.start_time, "name": t.runs.c.name, "end_time": t.runs.c.end_time}
 
 
+_SHOWN_MATCHES = 5  # run ids an ambiguous prefix error lists
+
+
 class SqlRuns(SqlBase):
     def __init__(self, url: str, engine: sa.Engine | None = None) -> None:
         super().__init__(url, engine)
@@ -135,12 +138,16 @@ class SqlRuns(SqlBase):
             raise InvalidInputError(f"run id {run_id!r} is too short or malformed: give at least 4 characters")
         with self.read() as conn:
             rows = conn.execute(
-                sa.select(t.runs).where(t.runs.c.id.startswith(run_id.lower(), autoescape=True)).limit(2)
+                sa.select(t.runs).where(t.runs.c.id.startswith(run_id.lower(), autoescape=True))
+                .order_by(t.runs.c.id).limit(_SHOWN_MATCHES + 1)
             ).all()
             if not rows:
                 raise NotFoundError(f"run {run_id!r} not found; `shipyard runs list` shows recorded runs")
             if len(rows) > 1:
-                raise InvalidInputError(f"run id prefix {run_id!r} matches several runs: give more characters")
+                some = ", ".join(r.id[:12] for r in rows[:_SHOWN_MATCHES]) + (", ..." if len(rows) > _SHOWN_MATCHES
+                                                                               else "")
+                raise InvalidInputError(f"run id prefix {run_id!r} matches several runs ({some}): "
+                                        "give more characters")
             return self._hydrate(conn, rows)[0]
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
@@ -151,6 +158,19 @@ class SqlRuns(SqlBase):
                 .where(m.run_id == run_id, m.key == key).order_by(m.step, m.timestamp, m.id)
             ).all()
         return [Metric(*r) for r in rows]
+
+    def metric_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """``{run_id: {key: number of values logged}}``: which metrics are series, not single scores."""
+        m = t.metrics.c
+        out: dict[str, dict[str, int]] = {}
+        ids = list(run_ids)
+        with self.read() as conn:
+            for i in range(0, len(ids), _CHUNK):
+                q = (sa.select(m.run_id, m.key, sa.func.count()).where(m.run_id.in_(ids[i:i + _CHUNK]))
+                     .group_by(m.run_id, m.key))
+                for run_id, key, n in conn.execute(q).all():
+                    out.setdefault(run_id, {})[key] = int(n)
+        return out
 
     def search_runs(self, conditions: Sequence[Condition], limit: int,
                     order_by: str | None) -> list[RunRecord]:

@@ -54,8 +54,25 @@ class PythonFlavor:
         return data.tolist() if hasattr(data, "tolist") else list(data)
 
     def schema(self, data: Any) -> dict[str, Any]:
-        rows = self.to_json(data)
-        width = len(rows[0]) if rows and isinstance(rows[0], list) else None
-        return {"dtype": "float64", "shape": [-1, width] if width is not None else [-1]}
+        """The dtype and shape numpy reads from ``data`` (what the server reports and answers with)."""
+        try:
+            import numpy as np
+
+            array = np.asarray(data)
+        except (ImportError, ValueError, TypeError):  # no numpy, or ragged rows: describe the rows by hand
+            rows = self.to_json(data)
+            width = len(rows[0]) if rows and isinstance(rows[0], list) else None
+            return {"dtype": _dtype(rows), "shape": [-1, width] if width is not None else [-1]}
+        return {"dtype": str(array.dtype), "shape": [-1, *array.shape[1:]]}
+
+
+def _dtype(rows: list[Any]) -> str:
+    """The numpy name of the type of the first value in ``rows`` (lists of values, or values)."""
+    first = rows[0] if rows else 0.0
+    while isinstance(first, list) and first:
+        first = first[0]
+    if isinstance(first, bool):
+        return "bool"
+    return {int: "int64", float: "float64"}.get(type(first), "object")
 
 FLAVOR = PythonFlavor

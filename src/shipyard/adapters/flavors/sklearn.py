@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.abc
 import pickle
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from shipyard.adapters.flavors import first_line, model_file, require, tensors
@@ -165,8 +168,37 @@ def _skops_types(path: Path) -> list[str]:
         raise InvalidInputError(f"{path.name} is not a readable skops file: {first_line(exc)}") from exc
 
 
-
 def _skops() -> Any:
-    return require("skops.io", "saving scikit-learn models with skops", "sklearn")
+    """``skops.io``, imported without the array libraries scikit-learn can dispatch to (torch, CuPy, Dask...).
+
+    Importing ``skops.io`` calls scikit-learn's ``all_estimators()``, whose ``pkgutil.walk_packages``
+    imports every scikit-learn *package* to list its modules, vendored ones included:
+    ``sklearn.externals.array_api_compat.torch`` imports torch (over a second, and several hundred MB)
+    wherever torch is installed. While skops is imported, those backend packages are refused, so
+    ``walk_packages`` skips them (it ignores an ImportError); no estimator lives there. The refusal
+    leaves nothing in ``sys.modules`` and is removed once skops is in, so scikit-learn still imports
+    them if a program enables its array API dispatch.
+    """
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    refuse = _RefuseArrayBackends()
+    sys.meta_path.insert(0, refuse)
+    try:
+        return require("skops.io", "saving scikit-learn models with skops", "sklearn")
+    finally:
+        sys.meta_path.remove(refuse)
+
+
+class _RefuseArrayBackends(importlib.abc.MetaPathFinder):
+    """Refuses ``sklearn.externals.array_api_compat.<backend>`` for every backend but NumPy (see ``_skops``)."""
+
+    PREFIX = "sklearn.externals.array_api_compat."
+    KEEP = frozenset({"numpy", "common", "_internal"})
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> None:
+        if fullname.startswith(self.PREFIX) and fullname[len(self.PREFIX):].split(".")[0] not in self.KEEP:
+            raise ModuleNotFoundError(f"{fullname} is not imported while skops.io loads", name=fullname)
+        return None
+
 
 FLAVOR = SklearnFlavor

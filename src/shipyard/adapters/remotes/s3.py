@@ -27,6 +27,79 @@ SMALL = 8 * 1024 * 1024
 T = TypeVar("T")
 
 
+HOW_TO_AUTHENTICATE = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary "
+                       "keys), or name a profile of ~/.aws/credentials with AWS_PROFILE or `profile:` under the "
+                       "remote in shipyard.yaml")
+WEB_IDENTITY = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI")  # EKS/ECS roles: obstore reads these itself
+EC2_MARKS = (("/sys/class/dmi/id/sys_vendor", "Amazon EC2"), ("/sys/class/dmi/id/board_vendor", "Amazon EC2"),
+             ("/sys/hypervisor/uuid", "ec2"))  # where an instance role (the metadata endpoint) can answer
+
+
+def credentials(spec: RemoteSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The credential options for ``spec``, found without any network call; ConfigError if there are none.
+
+    In order: keys in the environment (obstore reads them), the profile of ``spec.profile`` or
+    ``AWS_PROFILE`` read from the shared credentials file, an EKS/ECS role, and last, on an EC2 machine,
+    the instance role. Anywhere else the client would probe the instance metadata endpoint
+    (169.254.169.254): a raw 403 behind a proxy, or a slow timeout on a laptop. That is refused up front
+    in one line saying how to provide credentials.
+    """
+    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        return {}
+    profile = spec.profile or environ.get("AWS_PROFILE")
+    if profile:
+        return _profile_keys(spec.url, profile, environ)
+    if spec.endpoint_url is None and (any(environ.get(k) for k in WEB_IDENTITY) or _on_ec2()):
+        return {}
+    where = f" at {spec.endpoint_url}" if spec.endpoint_url else ""
+    raise ConfigError(f"remote {spec.url}{where}: no AWS credentials found: {HOW_TO_AUTHENTICATE}")
+
+
+def _profile_keys(url: str, profile: str, environ: Mapping[str, str]) -> dict[str, str]:
+    import configparser
+
+    path = environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser("~/.aws/credentials")
+    parser = configparser.RawConfigParser()
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError:
+        raise ConfigError(f"remote {url}: AWS profile {profile!r} is named, but {path} does not exist: "
+                          f"{HOW_TO_AUTHENTICATE}") from None
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError(f"remote {url}: cannot read {path}: {' '.join(str(exc).split())[:200]}") from None
+    if not parser.has_section(profile):
+        raise ConfigError(f"remote {url}: AWS profile {profile!r} is not in {path} (SSO and role profiles of "
+                          f"~/.aws/config are not read: `aws configure export-credentials --profile {profile} "
+                          "--format env` gives keys to set)")
+    section = parser[profile]
+    key, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
+    if not key or not secret:
+        raise ConfigError(f"remote {url}: AWS profile {profile!r} in {path} has no aws_access_key_id and "
+                          "aws_secret_access_key")
+    found = {"access_key_id": key.strip(), "secret_access_key": secret.strip()}
+    token = section.get("aws_session_token")
+    if token:
+        found["session_token"] = token.strip()
+    return found
+
+
+def _on_ec2() -> bool:
+    for path, mark in EC2_MARKS:
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                if f.read(64).strip().lower().startswith(mark.lower()):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+CREDENTIAL_SIGNS = ("169.254.169.254", "credential", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                    "ExpiredToken")
+
+
 @contextlib.contextmanager
 def _translated(what: str, url: str) -> Iterator[None]:
     try:
@@ -34,7 +107,11 @@ def _translated(what: str, url: str) -> Iterator[None]:
     except (FileNotFoundError, ShipyardError):
         raise
     except (OSError, RuntimeError, ValueError, obstore.exceptions.BaseError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        if any(sign.lower() in text.lower() for sign in CREDENTIAL_SIGNS):
+            raise ConfigError(f"{what} on remote {url} failed: the credentials were missing or refused "
+                              f"({first[:120]}): {HOW_TO_AUTHENTICATE}") from exc
         raise BackendUnavailableError(f"{what} on remote {url} failed: {first[:300]}") from exc
 
 
@@ -53,10 +130,7 @@ class S3Remote:
             options["virtual_hosted_style_request"] = False
         if spec.region:
             options["region"] = spec.region
-        if spec.endpoint_url and not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
-            # without this, the client would go looking for cloud instance credentials
-            raise ConfigError(f"remote {spec.url} at {spec.endpoint_url} needs credentials: set AWS_ACCESS_KEY_ID "
-                              "and AWS_SECRET_ACCESS_KEY")
+        options.update(credentials(spec, os.environ))
         client: Any = {"allow_http": True} if spec.allow_http or (spec.endpoint_url or "").startswith("http://") else {}
         retry: Any = {"max_retries": 3, "retry_timeout": timedelta(seconds=30)}
         with _translated("connecting", self.url):

@@ -51,7 +51,7 @@ class Tracker:
         self._code_version = code_version
         self._env_digest = env_digest
         self._pid_alive = pid_alive
-        self._open: set[str] = set()  # runs this process started and has not ended
+        self._open: set[str] = set()  # runs this process started (or adopted) and has not ended
 
     def start_run(self, name: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
                   tags: Mapping[str, Any] | None = None, parent_id: str | None = None) -> RunRecord:
@@ -71,6 +71,18 @@ class Tracker:
     def end_run(self, run_id: str, status: RunStatus = RunStatus.FINISHED) -> None:
         self.meta.end_run(run_id, status, time.time())
         self._open.discard(run_id)
+
+    def adopt(self, run_id: str) -> RunRecord:
+        """Take over a run started by another process (a pipeline stage's run, handed to the stage).
+
+        The run is looked up and checked once; later writes to it skip the lookup, as for a run this
+        process started. Its end stays with the process that started it.
+        """
+        run = self.meta.get_run(run_id)
+        if run.status is not RunStatus.RUNNING:
+            raise ImmutableError(f"run {run.id[:8]} is {run.status}; its record is closed: start a new run")
+        self._open.add(run.id)
+        return run
 
     def _writable(self, run_id: str) -> None:
         if run_id in self._open:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,8 +123,9 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
         def relay(text: str, stage: str = name) -> None:
             sink.line(stage, text)
 
+        began = time.monotonic()
         code = executor.run(job, relay)
-        sink.finished(name, "ran" if code == 0 else "failed", 0.0)
+        sink.finished(name, "ran" if code == 0 else "failed", time.monotonic() - began)
         if code != 0:
             result.checks.append(OutputCheck(name, "-", "different", f"the command exited with {code}"))
             break

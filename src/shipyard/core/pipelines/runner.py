@@ -93,11 +93,18 @@ class PipelineRunner:
 
     def status(self, targets: list[str] | None = None, force: bool = False) -> list[StageStatus]:
         names = self.pipeline.select(targets)
-        return check(self.pipeline, names, self.ws, self.lock, self.params, self.environ, force)
+        return check(self.pipeline, names, self.ws, self.lock, self.params, self.environ,
+                     _forced(targets, names, force))
 
     def run(self, targets: list[str] | None = None, jobs: int = 1, force: bool = False) -> RunReport:
+        """Bring ``targets`` (all stages by default) and what they depend on up to date.
+
+        ``force`` runs the targets even if up to date, skipping the stage cache, as DVC's ``repro -f``
+        does; their upstream stages still run only if out of date. Without targets, every stage is forced.
+        """
         names = self.pipeline.select(targets)
         selected = set(names)
+        forced = _forced(targets, names, force)
         report = RunReport()
         done: set[str] = set()
         failed: set[str] = set()
@@ -114,7 +121,7 @@ class PipelineRunner:
                         report.outcomes.append(Outcome(name, "skipped", detail="an upstream stage failed"))
                     elif ups <= done and len(running) < max(1, jobs):
                         pending.remove(name)
-                        running[pool.submit(self._stage, self.pipeline.stages[name], force)] = name
+                        running[pool.submit(self._stage, self.pipeline.stages[name], name in forced)] = name
                 if not running:
                     if pending:  # cannot happen in a valid DAG; never spin
                         raise StageFailed(f"cannot schedule {', '.join(pending)}")
@@ -252,6 +259,13 @@ class PipelineRunner:
                     self.ws.store.put_ref(entry.cache_key(), cache_ref)
                 fresh.stages[name] = entry
             self.lock = fresh
+
+
+def _forced(targets: list[str] | None, names: list[str], force: bool) -> set[str]:
+    """The stages ``--force`` applies to: the named targets, or every stage when none is named."""
+    if not force:
+        return set()
+    return set(targets) if targets else set(names)
 
 
 def read_cache_ref(raw: bytes, key: str, where: str) -> tuple[str | None, dict[str, PathEntry]] | None:

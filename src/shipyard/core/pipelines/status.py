@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,13 +84,13 @@ def explain(stage: Stage, now: Inputs, fingerprint: Digest, recorded: StageEntry
 
 
 def check(pipeline: Pipeline, names: list[str], ws: Workspace, lock: Lock, params: ParamFiles,
-          environ: Mapping[str, str], force: bool = False) -> list[StageStatus]:
-    """The status of each stage in ``names`` (run order), as `shipyard status` shows it."""
+          environ: Mapping[str, str], forced: Collection[str] = ()) -> list[StageStatus]:
+    """The status of each stage in ``names`` (run order), as `shipyard status` shows it; ``forced`` would run anyway."""
     out = []
     will_run: set[str] = set()
     for name in names:
         stage = pipeline.stages[name]
-        if force:
+        if name in forced:
             st = StageStatus(name, "forced", ["--force"])
         elif stage.upstream & will_run:
             st = StageStatus(name, "changed", [f"upstream stage {u} will run"

@@ -1,4 +1,4 @@
-"""Model references: ``NAME`` (latest), ``NAME@N`` (a version), ``NAME@ALIAS``."""
+"""Model references: ``NAME`` or ``NAME@latest`` (the newest version), ``NAME@N`` (a version), ``NAME@ALIAS``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from shipyard.errors import InvalidReferenceError
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 MAX_VERSION = 2**31 - 1  # versions are counted from 1; the database column is a 32-bit INTEGER on every backend
+LATEST = "latest"  # built in: never an alias, or NAME@latest and NAME would disagree
 _HINT = "use NAME, NAME@VERSION (e.g. iris@3) or NAME@ALIAS (e.g. iris@production)"
 
 
@@ -27,6 +28,15 @@ def check_alias(alias: str) -> str:
             f"invalid alias {alias!r}: start with a letter, then letters, digits, '_' or '-' "
             "(numbers name versions, not aliases)"
         )
+    return alias
+
+
+def check_new_alias(alias: str) -> str:
+    """``alias`` if it may be set: a valid alias that is not reserved (``latest`` always means the newest version)."""
+    check_alias(alias)
+    if alias.lower() == LATEST:
+        raise InvalidReferenceError(f"alias {alias!r} is reserved: NAME and NAME@latest always mean the newest "
+                                    "version; choose another name, e.g. champion")
     return alias
 
 
@@ -65,6 +75,8 @@ class ModelRef:
             return cls(_name(name, text), version=version)
         if not ALIAS_RE.match(target):
             raise InvalidReferenceError(f"malformed model reference {text!r}: {_HINT}")
+        if target.lower() == LATEST:
+            return cls(_name(name, text))
         return cls(_name(name, text), alias=target)
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
-from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_version
+from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_new_alias, check_version
 from shipyard.core.registry.trust import IN_PROCESS_REASON, TRUST_ACTION, TrustSet, untrusted_error
 from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
 from shipyard.ports import Flavor, MetadataStore, ObjectStore, Progress, no_progress
@@ -218,7 +218,7 @@ class Registry:
         return self.meta.list_models()
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AuditEvent:
-        return self.meta.set_alias(check_model_name(name), check_alias(alias), check_version(version), self.actor,
+        return self.meta.set_alias(check_model_name(name), check_new_alias(alias), check_version(version), self.actor,
                                    reason)
 
     def remove_alias(self, name: str, alias: str, reason: str = "") -> AuditEvent:

@@ -129,17 +129,82 @@ def _why(value: Any, datatype: str) -> str:
     return f"{shown} is not {datatype} ({kind})"
 
 
-def output_tensor(name: str, values: list[Any]) -> dict[str, Any]:
-    """One output tensor from a model's predictions (a list, or a list of lists)."""
-    if values and isinstance(values[0], list):
-        flat = [v for row in values for v in row]
-        shape = [len(values), len(values[0])]
-    else:
-        flat, shape = values, [len(values)]
-    return {"name": name, "shape": shape, "datatype": datatype_of(flat), "data": flat}
+INPUT_NAME = "input-0"  # the name metadata gives the one input tensor (a request may name it as it likes)
+OUTPUT_NAME = "predict"  # the name of the one output tensor, in metadata and in every response
+_NUMPY = {"bool": "BOOL", "float16": "FP16", "float32": "FP32", "float64": "FP64",
+          **{f"{kind.lower()}{bits}": f"{kind}{bits}" for kind in ("INT", "UINT") for bits in (8, 16, 32, 64)}}
+_KINDS: dict[str, Any] = {"BOOL": (bool,), "BYTES": (str,), **{d: (int,) for d in INT_RANGES},
+                          **{d: (float, int) for d in FLOAT_MAX}}
+
+
+def datatype(dtype: object) -> str | None:
+    """The OIP datatype of a signature's numpy dtype name (``int64`` -> ``INT64``); None if there is none.
+
+    The one mapping from signatures to OIP: model metadata and inference responses both go through it.
+    Strings and Python objects (``<U6``, ``object``, ``str``) are BYTES.
+    """
+    if not isinstance(dtype, str) or not dtype:
+        return None
+    name = dtype.lstrip("<>|=")
+    if name in ("object", "str", "O") or name.startswith(("U", "S", "str")):
+        return "BYTES"
+    return _NUMPY.get(name)
+
+
+def signature_datatype(entry: object) -> str | None:
+    """The OIP datatype of a signature entry (``{"dtype": ..., "shape": ...}``), None if it records none."""
+    return datatype(entry.get("dtype")) if isinstance(entry, dict) else None
+
+
+def signature_shape(entry: object, default: list[int]) -> list[int]:
+    """The shape a signature entry records (-1 for the batch dimension), or ``default``."""
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    if isinstance(shape, list) and shape and all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        return list(shape)
+    return default
+
+
+def model_metadata(name: str, versions: list[str], platform: str, signature: dict[str, object],
+                   input_datatype: str) -> dict[str, Any]:
+    """OIP model metadata (``GET /v2/models/NAME``), from the signature recorded at registration.
+
+    A version registered without examples has no signature: its output is then reported as FP64 of
+    shape [-1], and responses carry the datatype of the values the model returns.
+    """
+    inputs, outputs = signature.get("inputs"), signature.get("outputs")
+    return {
+        "name": name, "versions": versions, "platform": platform,
+        "inputs": [{"name": INPUT_NAME, "datatype": input_datatype, "shape": signature_shape(inputs, [-1, -1])}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": signature_datatype(outputs) or "FP64",
+                     "shape": signature_shape(outputs, [-1])}],
+    }
+
+
+def output_tensor(name: str, values: list[Any], declared: str | None = None) -> dict[str, Any]:
+    """One output tensor from a model's predictions (nested lists, one per row).
+
+    ``declared`` is the datatype the signature gives the output (see ``datatype``): the tensor carries
+    it when the values are of its kind, else the datatype of the values themselves.
+    """
+    shape, flat = _shape_and_flat(values)
+    if declared is None or (flat and not isinstance(flat[0], _KINDS.get(declared, ()))) \
+            or (flat and isinstance(flat[0], bool) and declared != "BOOL"):
+        declared = datatype_of(flat)
+    return {"name": name, "shape": shape, "datatype": declared, "data": flat}
+
+
+def _shape_and_flat(values: list[Any]) -> tuple[list[int], list[Any]]:
+    """The shape of nested lists (as deep as the first element goes) and their values, row-major."""
+    shape = [len(values)]
+    flat = values
+    while flat and isinstance(flat[0], list):
+        shape.append(len(flat[0]))
+        flat = [v for row in flat for v in row]
+    return shape, flat
 
 
 def datatype_of(flat: list[Any]) -> str:
+    """The datatype of values the signature says nothing about, read from the first one."""
     if not flat:
         return "FP64"
     v = flat[0]

@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from shipyard.core.workspace.data import Workspace, store_path
+from shipyard.core.workspace.data import Workspace, store_path, tracked_path
 from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry, editing_lock, load_lock
-from shipyard.core.workspace.paths import overlaps, project_path
+from shipyard.core.workspace.paths import overlaps
 from shipyard.errors import InvalidInputError
 from shipyard.ports import Progress, no_progress
 
 
 def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
-        progress: Progress = no_progress) -> list[tuple[str, PathEntry]]:
+        progress: Progress = no_progress, private: Sequence[Path] = ()) -> list[tuple[str, PathEntry]]:
     """Store every path of ``paths``, then record them all in ``shipyard.lock``; return what was recorded.
 
     Storing (hashing, copying) is the slow part and runs unlocked; recording re-reads the lock
     under the project lock, so entries other commands recorded meanwhile are kept. Nothing is
-    recorded unless every path was stored.
+    recorded unless every path was stored. ``private``: Shipyard's own folders (its home, the store),
+    wherever settings put them: a path that is one, holds one or is inside one is refused.
     """
-    _refuse_overlaps([project_path(ws.root, p, "data path") for p in paths], load_lock(ws.root))
+    rels = [tracked_path(ws.root, p) for p in paths]
+    _refuse_private(ws.root, rels, private)
+    _refuse_overlaps(rels, load_lock(ws.root))
     added = [store_path(ws, p, hardlink=hardlink, progress=progress) for p in paths]
     with editing_lock(ws.root) as lock:
         _refuse_overlaps([rel for rel, _ in added], lock)  # again: another command may have recorded one meanwhile
         lock.data.update(added)
     return added
+
+
+def _refuse_private(root: Path, rels: list[str], private: Sequence[Path]) -> None:
+    top = os.path.realpath(root)
+    for folder in private:
+        mine = os.path.relpath(os.path.realpath(folder), top)
+        if mine == ".." or mine.startswith("../"):
+            continue  # outside the project: no project path can reach it
+        for rel in rels:
+            if overlaps(rel, Path(mine).as_posix()):
+                raise InvalidInputError(f"data path {rel!r} is refused: {mine}/ is Shipyard's own folder (its "
+                                        "home or object store), never data; track your data elsewhere")
 
 
 def _refuse_overlaps(rels: list[str], lock: Lock) -> None:

@@ -22,7 +22,7 @@ from shipyard.core.workspace.scan import (
     stat_path,
     walk_signature,
 )
-from shipyard.errors import ConflictError, NotFoundError
+from shipyard.errors import ConflictError, InvalidInputError, NotFoundError, ShipyardError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
 
 MAX_LISTED = 10
@@ -45,10 +45,28 @@ class PathStatus:
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    in_store: bool = True  # whether the local store holds the recorded version (else `data pull` restores it)
 
     def to_dict(self) -> dict[str, object]:
         return {"path": self.path, "state": self.state, "added": self.added, "modified": self.modified,
-                "deleted": self.deleted}
+                "deleted": self.deleted, "in_store": self.in_store}
+
+
+def tracked_path(root: Path, path: str | Path) -> str:
+    """``path`` as a project-relative data path (``project_path``), with no symbolic link among its folders.
+
+    A linked folder on the way could lead anywhere: into ``.shipyard/`` (``ln -s .shipyard s; data add
+    s/objects``) or out of the project (``ln -s /etc e; data add e/passwd``); the name recorded would
+    then not be where the data lives. The path itself being a link is refused when it is stored.
+    """
+    rel = project_path(root, path, "data path")
+    done = ""
+    for part in rel.split("/")[:-1]:
+        done = f"{done}/{part}" if done else part
+        if os.path.islink(root / done):
+            raise InvalidInputError(f"data path {rel} is refused: {done} is a symbolic link (it could lead into "
+                                    ".shipyard/ or out of the project); name the real path of the data")
+    return rel
 
 
 def store_path(ws: Workspace, path: str | Path, hardlink: bool = False,
@@ -57,7 +75,7 @@ def store_path(ws: Workspace, path: str | Path, hardlink: bool = False,
 
     ``shipyard.core.workspace.add.add`` is the use case that also records it in the lock.
     """
-    rel = project_path(ws.root, path, "data path")
+    rel = tracked_path(ws.root, path)
     stored = put_path(ws.store, ws.abs(rel), progress, state=ws.state, hardlink=hardlink)
     return rel, PathEntry(stored.digest, stored.size, len(stored.manifest) if stored.manifest else None)
 
@@ -91,8 +109,8 @@ def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[
     for rel, entry in sorted(lock.data.items()):
         # no link on the way: status never hashes (and so never tells about) files outside the project
         target = confined.check(rel, f"{LOCK_FILE} entry")
-        if not target.exists():
-            out.append(PathStatus(rel, "missing"))
+        if not target.exists():  # restorable by `data checkout` only if the store holds the version (a fresh clone
+            out.append(PathStatus(rel, "missing", in_store=_in_store(ws, entry)))  # does not: `data pull`)
             continue
         if entry.is_dir and target.is_dir():
             known = ws.state.tree(str(target))
@@ -104,7 +122,7 @@ def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[
         try:
             recorded = _recorded_index(ws, entry, rel)
         except NotFoundError:
-            out.append(PathStatus(rel, "not-in-store"))
+            out.append(PathStatus(rel, "not-in-store", in_store=False))
             continue
         digests = digests_of(files, ws.state, progress)
         st = PathStatus(rel, "unchanged")
@@ -123,6 +141,19 @@ def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[
             ws.state.remember_tree(str(target), signature(files), entry.digest)
         out.append(st)
     return out
+
+
+def _in_store(ws: Workspace, entry: PathEntry) -> bool:
+    """Whether the local store holds every object of a recorded version (a folder: its manifest and each file)."""
+    if not ws.store.has(entry.digest):
+        return False
+    if not entry.is_dir:
+        return True
+    try:
+        index = Manifest.index(read_verified(ws.store, entry.digest))
+    except ShipyardError:
+        return False  # a damaged manifest: what a pull fetches again
+    return all(ws.store.has(d) for d in set(index.values()))
 
 
 def _recorded_index(ws: Workspace, entry: PathEntry, name: str) -> dict[str, Digest]:

@@ -185,16 +185,23 @@ class Lock:
 
 def load_lock(root: Path) -> Lock:
     try:
-        body = load_yaml(read_bounded(root / LOCK_FILE, LOCK_FILE, RESTORE), LOCK_FILE, RESTORE) or {}
+        raw = read_bounded(root / LOCK_FILE, LOCK_FILE, RESTORE)
     except FileNotFoundError:
         return Lock()
+    return parse_lock(raw)
+
+
+def parse_lock(raw: bytes, source: str = LOCK_FILE, hint: str = RESTORE) -> Lock:
+    """A lock from its bytes (bounded parsing, every entry checked): one ConfigError naming ``source`` if it is
+    not one Shipyard could have written. Used for the file on disk and for the versions in git history."""
+    body = load_yaml(raw, source, hint) or {}
     if not isinstance(body, dict):
-        raise ConfigError(f"{LOCK_FILE} is damaged (not a mapping); {RESTORE}")
+        raise ConfigError(f"{source} is damaged (not a mapping); {hint}")
     lock = Lock()
     for section, kind in (("data", "path"), ("stages", "stage")):
         entries = body.get(section) or {}
         if not isinstance(entries, dict):
-            raise ConfigError(f"{LOCK_FILE} is damaged: {section} is not a mapping; {RESTORE}")
+            raise ConfigError(f"{source} is damaged: {section} is not a mapping; {hint}")
         for name, entry in entries.items():
             try:
                 if section == "data":
@@ -202,12 +209,12 @@ def load_lock(root: Path) -> Lock:
                 else:
                     lock.stages[name] = StageEntry.from_dict(entry)
             except (BadEntry, TypeError, AttributeError) as exc:
-                raise ConfigError(f"{LOCK_FILE} is damaged: {kind} {_shown(name)}: "
-                                  f"{' '.join(str(exc).split())[:300]}; {RESTORE}") from None
+                raise ConfigError(f"{source} is damaged: {kind} {_shown(name)}: "
+                                  f"{' '.join(str(exc).split())[:300]}; {hint}") from None
     clash = overlapping(lock.data)
     if clash is not None:
-        raise ConfigError(f"{LOCK_FILE} tracks {clash[1]!r} inside the tracked {clash[0]!r}: a checkout could restore "
-                          f"either copy; remove one of the two entries (e.g. by hand, or {RESTORE})")
+        raise ConfigError(f"{source} tracks {clash[1]!r} inside the tracked {clash[0]!r}: a checkout could restore "
+                          f"either copy; remove one of the two entries (e.g. by hand, or {hint})")
     return lock
 
 

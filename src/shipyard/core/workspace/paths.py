@@ -55,16 +55,19 @@ VENV_MARK = "pyvenv.cfg"
 def reserved_reason(rel: str, project: bool = True) -> str | None:
     """Why a project-relative path must never be tracked, written or deleted, or None.
 
-    Its first component is a version-control or Shipyard folder (``.git``, ``.shipyard``, ``.hg``,
-    ``.svn``: writing there can run code, e.g. git's ``core.fsmonitor``), or one of its folders is
-    a Python package folder (``site-packages``/``dist-packages``: a ``.pth`` file there runs on the
-    next interpreter start). A virtualenv (a folder holding ``pyvenv.cfg``) is checked on disk by
-    ``Confined`` and ``project_path``.
+    One of its components is a version-control or Shipyard folder (``.git``, ``.shipyard``, ``.hg``,
+    ``.svn``: writing there can run code, e.g. git's ``core.fsmonitor``; at any depth, since a nested
+    repository or another project's store is no data either, and a folder scan skips them), or one of
+    its folders is a Python package folder (``site-packages``/``dist-packages``: a ``.pth`` file there
+    runs on the next interpreter start). A virtualenv (a folder holding ``pyvenv.cfg``) is checked on
+    disk by ``Confined`` and ``project_path``.
     """
     parts = rel.split("/")
-    if project and parts[0] in RESERVED_TOP:
-        owner = "Shipyard" if parts[0] == ".shipyard" else "version control"
-        return f"it is inside {parts[0]}/, which belongs to {owner}"
+    if project:
+        for i, part in enumerate(parts):
+            if part in RESERVED_TOP:
+                owner = "Shipyard" if part == ".shipyard" else "version control"
+                return f"it is inside {'/'.join(parts[:i + 1])}/, which belongs to {owner}"
     for part in parts:
         if part in PACKAGE_DIRS:
             return f"it is inside a Python package folder ({part}/), where a file can run code at interpreter start"

@@ -62,11 +62,22 @@ def demo(
 
 
 def main() -> None:
+    import click
+
     try:
-        app()
+        code = app(prog_name="shipyard", standalone_mode=False)  # usage errors come here: one line each
+    except click.exceptions.NoArgsIsHelpError as exc:  # the help is already printed
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        out.error(out.usage_message(exc))
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        out.error("aborted")
+        sys.exit(1)
     except ShipyardError as exc:
         out.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         out.error("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -35,10 +35,13 @@ def add(
     """Store PATHS by content and record their digests in shipyard.lock (commit it to pin the data)."""
     from shipyard.core.workspace.add import add as add_paths
     from shipyard.interfaces.cli.gitignore import ignore
+    from shipyard.wiring import settings_from_environment
 
     ws = workspace()
+    settings = settings_from_environment()
     with out.progress_bar("adding", as_json) as advance:
-        added = add_paths(ws, paths, hardlink=hardlink, progress=advance)
+        added = add_paths(ws, paths, hardlink=hardlink, progress=advance,
+                          private=(settings.home, settings.store_path))
     for rel in [".shipyard", *(rel for rel, _ in added)]:  # the store itself never goes into git either
         ignore(ws.root, rel)
     if as_json:
@@ -71,6 +74,9 @@ def _print_status(report: list[PathStatus]) -> None:
     for s in report:
         if s.state == "unchanged":
             c.print(f"[green]unchanged[/green] {s.path}")
+        elif s.state == "missing" and not s.in_store:
+            c.print(f"[red]missing[/red]   {s.path} (not in the local store either: `shipyard data pull` fetches "
+                    "and restores it)")
         elif s.state == "missing":
             c.print(f"[red]missing[/red]   {s.path} (restore with `shipyard data checkout {s.path}`)")
         elif s.state == "not-in-store":
@@ -168,16 +174,20 @@ def pull(
 def gc(
     grace: str = store.GRACE_OPTION,
     dry_run: bool = store.DRY_RUN_OPTION,
-    on_remote: bool = typer.Option(False, "--remote", help="Only remove what interrupted uploads left on the "
-                                   "default remote (older than the grace period); the local store is untouched."),
-    remote: str = typer.Option(None, "--remote-name", help="With --remote: the remote to clean (default: "
-                               "default_remote)."),
+    workspace_only: bool = store.WORKSPACE_ONLY_OPTION,
+    remote: str = typer.Option(None, "--remote", "-r", help="Remote name from shipyard.yaml (default: "
+                               "default_remote): where the removed objects are looked up, so gc can say whether "
+                               "this store held their only copy; with --remote-temp, the remote to clean."),
+    remote_temp: bool = typer.Option(False, "--remote-temp", help="Instead: only remove what interrupted uploads "
+                                     "left on the remote (older than the grace period); the local store is "
+                                     "untouched."),
     as_json: bool = out.JSON_OPTION,
     allow_empty_db: bool = store.ALLOW_EMPTY_DB_OPTION,
 ) -> None:
-    """Remove stored data that neither shipyard.lock nor any run or model version references."""
-    if not on_remote:
-        store.gc(grace, dry_run, as_json, allow_empty_db)
+    """Remove stored data that no shipyard.lock in git history (any commit, branch, tag, stash or reflog entry),
+    run or model version references, older than the grace period. Prints what it removes and why that is safe."""
+    if not remote_temp:
+        store.collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote)
         return
     target = _remote(remote)
     removed = 0 if dry_run else target.clean_temp(store.seconds(grace))

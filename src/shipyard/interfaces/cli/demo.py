@@ -1,4 +1,8 @@
-"""``shipyard demo``: the foundation and the pipeline in one go, on scikit-learn's bundled iris data."""
+"""``shipyard demo``: the foundation, the pipeline and the model server in one go, on scikit-learn's iris data.
+
+Three parts, each under its own heading: 1/3 tracking and the registry, 2/3 a pipeline (three runs of it,
+each under a sub-heading), 3/3 serving. The README's tour names them the same way.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from rich.markup import escape
+
 import shipyard
 from shipyard.errors import MissingExtraError
 from shipyard.interfaces.cli import output as out
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-pipeline"
+PARTS = ("Part 1/3 · tracking and registry: track a run, register the model, load it back by alias",
+         "Part 2/3 · pipeline: prepare → train → evaluate, cached stage by stage",
+         "Part 3/3 · serving: serve {ref} and ask it")
+STEPS = ("2a. First run: stages run (or come from the cache if the demo ran before)",
+         "2b. Outputs deleted, as in a fresh clone: every stage comes back from the cache",
+         "2c. train.C changed to 0.5: prepare stays; train and evaluate re-run (or come from the cache)")
 
 
 def run_demo(name: str) -> None:
@@ -29,7 +41,7 @@ def run_demo(name: str) -> None:
         raise MissingExtraError("the demo", "sklearn") from exc
 
     c = out.console()
-    c.rule("[bold]1. Track a run, register the model, load it back by alias")
+    c.rule(f"[bold]{PARTS[0]}")
     started = time.perf_counter()
     data = load_iris()
     x_train, x_test, y_train, y_test = train_test_split(
@@ -39,8 +51,10 @@ def run_demo(name: str) -> None:
     with shipyard.start_run(name="demo-iris", experiment="demo") as run, tempfile.TemporaryDirectory() as tmp:
         shipyard.log_params(params)
         model = make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=params["max_iter"]))
-        for fold, score in enumerate(cross_val_score(model, x_train, y_train, cv=5)):
-            shipyard.log_metric("cv_accuracy", float(score), step=fold)
+        folds = cross_val_score(model, x_train, y_train, cv=5)
+        for fold, score in enumerate(folds):  # one value per fold, as steps; cv_accuracy is their mean
+            shipyard.log_metric("fold_accuracy", float(score), step=fold)
+        shipyard.log_metric("cv_accuracy", float(folds.mean()))
         model.fit(x_train, y_train)
         predicted = model.predict(x_test)
         metrics = {"accuracy": accuracy_score(y_test, predicted),
@@ -60,6 +74,7 @@ def run_demo(name: str) -> None:
 
     out.table(f"run {run.id[:8]} ({run.name})", ["what", "value"], [
         ("params", ", ".join(f"{k}={v}" for k, v in params.items())),
+        ("cv accuracy", f"{folds.mean():.3f} (mean of {len(folds)} folds)"),
         ("accuracy", f"{metrics['accuracy']:.3f}"),
         ("f1 (macro)", f"{metrics['f1_macro']:.3f}"),
         ("registered", f"{version.ref}  (artifacts {out.short(version.manifest_digest)}, "
@@ -70,14 +85,18 @@ def run_demo(name: str) -> None:
               ((", ".join(f"{v:.1f}" for v in row), data.target_names[p], data.target_names[t])
                for row, p, t in zip(sample, answers, y_test[:3], strict=True)))
     c.print(f"part 1 done in {time.perf_counter() - started:.2f} s\n")
+    started = time.perf_counter()
     run_pipeline_demo()
-    serve_demo(f"{name}@staging", [row.tolist() for row in x_test[:3]])
+    c.print(f"part 2 done in {time.perf_counter() - started:.2f} s\n")
+    started = time.perf_counter()
+    if serve_demo(f"{name}@staging", [row.tolist() for row in x_test[:3]], [str(n) for n in data.target_names]):
+        c.print(f"part 3 done in {time.perf_counter() - started:.2f} s\n")
     c.print(f"Next: `shipyard runs list`, `shipyard models versions {name}`, `shipyard models show {name}@staging`, "
             "`shipyard models lineage iris-pipeline`, `shipyard store verify`.")
 
 
 def run_pipeline_demo() -> None:
-    """Part 2: the example pipeline, run, restored from cache, then partly re-run after a param change."""
+    """Part 2/3: the example pipeline, run, restored from cache, then partly re-run after a param change."""
     from shipyard.core.workspace.add import add
     from shipyard.interfaces.cli.pipeline import ConsoleEvents
     from shipyard.wiring import open_pipeline, open_workspace, settings_from_environment
@@ -91,8 +110,7 @@ def run_pipeline_demo() -> None:
     local = replace(settings, root=folder)
     add(open_workspace(local), [folder / "data" / "raw"])
 
-    def run(title: str) -> None:
-        c.rule(f"[bold]{title}")
+    def run() -> None:
         report = open_pipeline(local, os.environ, ConsoleEvents()).run()
         out.table(None, ["stage", "result", "time"],
                   ((o.stage, o.result, f"{o.seconds:.2f} s") for o in report.outcomes))
@@ -102,27 +120,31 @@ def run_pipeline_demo() -> None:
 
             raise StageFailed(f"the demo pipeline did not complete ({', '.join(failed)}): see the stage output above")
 
+    c.rule(f"[bold]{PARTS[1]}")
     c.print(f"example project copied to {folder}; data/raw recorded in its shipyard.lock")
-    run("2. Run the pipeline (prepare → train → evaluate); stages seen before come from the cache")
+    c.print(f"\n[bold]{STEPS[0]}")
+    run()
     for produced in ("data/prepared", "models", "metrics"):
         shutil.rmtree(folder / produced, ignore_errors=True)
-    run("3. Outputs deleted (as in a fresh clone): everything comes back from the cache")
+    c.print(f"\n[bold]{STEPS[1]}")
+    run()
     params = folder / "params.yaml"
     params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
+    c.print(f"\n[bold]{STEPS[2]}")
     for status in open_pipeline(local, os.environ).status():
         if status.must_run:
-            c.print(f"[yellow]{status.name}[/yellow] will run: {'; '.join(status.reasons)}")
-    run("4. train.C changed to 0.5: prepare stays, train and evaluate re-run (or come from the cache)")
+            c.print(f"[yellow]{status.name}[/yellow] will run: {escape('; '.join(status.reasons))}")
+    run()
 
 
-def serve_demo(ref: str, rows: list[list[float]]) -> None:
-    """Part 5: serve the registered model on 127.0.0.1 and send it a few requests."""
+def serve_demo(ref: str, rows: list[list[float]], classes: list[str]) -> bool:
+    """Part 3/3: serve the registered model on 127.0.0.1 and send it a few requests; False if skipped."""
     import socket
     import threading
     import urllib.request
 
     c = out.console()
-    c.rule(f"[bold]5. Serve {ref} and ask it")
+    c.rule(f"[bold]{PARTS[2].format(ref=ref)}")
     try:
         import uvicorn
 
@@ -130,8 +152,8 @@ def serve_demo(ref: str, rows: list[list[float]]) -> None:
         from shipyard.interfaces.serving.loading import load_slot
         from shipyard.interfaces.serving.router import Router
     except ModuleNotFoundError:
-        c.print("skipped: the model server needs `pip install 'shipyard[serve]'`")
-        return
+        c.print(escape("skipped: the model server needs `pip install 'shipyard[serve]'`"))
+        return False
     svc = out.services()
     version = svc.registry.resolve(ref)
     app = create_app(Router(load_slot(svc.registry, version)))
@@ -153,8 +175,10 @@ def serve_demo(ref: str, rows: list[list[float]]) -> None:
             with urllib.request.urlopen(request, timeout=10) as response:
                 answer = json.loads(response.read())
                 answers.append((row, answer["predictions"][0], response.headers["x-model-version"]))
-        out.table("POST /predict", ["instances", "prediction", "answered by version"],
-                  ((json.dumps(r), p, v) for r, p, v in answers))
+        # the server answers class indices, as the model predicts them; shown by name, as in part 1
+        out.table("POST /predict", ["instances", "predicted", "answered by version"],
+                  ((json.dumps(r), classes[p], v) for r, p, v in answers))
+        return True
     finally:
         server.should_exit = True
         thread.join(timeout=10)

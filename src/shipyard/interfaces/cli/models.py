@@ -25,7 +25,8 @@ def list_models(as_json: bool = out.JSON_OPTION) -> None:
     if not models:
         out.console().print("no models registered yet: try `shipyard demo`")
         return
-    out.table(None, ["model", "latest", "aliases", "created"],
+    out.table(None, [out.Col("model", ident=True), out.Col("latest", ident=True), "aliases",
+                     out.Col("created", drop=1)],
               ((m.name, m.latest_version, ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())) or "-",
                 out.when(m.created_at)) for m in models))
 
@@ -33,23 +34,30 @@ def list_models(as_json: bool = out.JSON_OPTION) -> None:
 @app.command("versions")
 def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool = out.JSON_OPTION) -> None:
     """List every version of a model."""
-    rows = out.services().registry.versions(name)
+    svc = out.services()
+    rows = svc.registry.versions(name)
     if as_json:
         out.print_json([v.to_dict() for v in rows])
         return
     keys = sorted({k for v in rows for k in v.metrics})[:3]
+    counts = svc.meta.metric_counts([v.run_id for v in rows if v.run_id])
+    width = out.id_width(v.run_id for v in rows if v.run_id)
     out.table(f"{name}: {len(rows)} version(s)",
-              ["version", "aliases", "flavor", "artifacts", "run", "registered", *keys],
+              [out.Col("version", ident=True), "aliases", out.Col("flavor", ident=True),
+               out.Col("artifacts", ident=True, drop=4), out.Col("run", ident=True), out.Col("registered", drop=3),
+               *(out.Col(k, drop=2) for k in keys)],
               ((v.version, ", ".join(v.aliases) or "-", v.flavor, out.short(v.manifest_digest),
-                (v.run_id or "-")[:8], out.when(v.created_at),
-                *(out.number(v.metrics[k]) if k in v.metrics else "" for k in keys)) for v in rows))
+                (v.run_id or "-")[:width], out.when(v.created_at),
+                *(_metric(v.metrics[k], counts.get(v.run_id or "", {}).get(k, 1)) if k in v.metrics else ""
+                  for k in keys)) for v in rows))
 
 
 @app.command("show")
 def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
          as_json: bool = out.JSON_OPTION) -> None:
     """Show one model version: artifacts digest, lineage, signature, metrics."""
-    registry = out.services().registry
+    svc = out.services()
+    registry = svc.registry
     mv = registry.resolve(ref)
     decision = registry.trust_event(mv)
     other = registry.others_trust(mv)
@@ -58,7 +66,7 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
                         "trust_by_others": None if other is None else other.to_dict()})
         return
     out.console().print(f"[bold]{mv.ref}[/bold]  {mv.description}")
-    out.table(None, ["field", "value"], [
+    out.table(None, [out.Col("field", ident=True), "value"], [
         ("aliases", ", ".join(mv.aliases) or "-"), ("flavor", mv.flavor), ("artifacts", mv.manifest_digest),
         ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),
         ("golden examples", mv.examples_digest or "-"), ("registered", f"{out.when(mv.created_at)} by {mv.created_by}"),
@@ -67,10 +75,16 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
           if other is not None else []),
     ])
     if mv.metrics:
+        counts = svc.meta.metric_counts([mv.run_id]).get(mv.run_id, {}) if mv.run_id else {}
         out.table("metrics at registration", ["key", "value"],
-                  ((k, out.number(v)) for k, v in sorted(mv.metrics.items())))
+                  ((k, _metric(v, counts.get(k, 1))) for k, v in sorted(mv.metrics.items())))
     if mv.params:
         out.table("params", ["key", "value"], sorted(mv.params.items()))
+
+
+def _metric(value: float, count: int) -> str:
+    """A version's metric: the run's latest value when it was registered, marked when the run logged a series."""
+    return out.number(value) if count <= 1 else f"{out.number(value)} (series of {count})"
 
 
 def _trust(event: AuditEvent | None) -> str:
@@ -166,9 +180,11 @@ def history(name: str = typer.Argument(None, help="Model name (all models if omi
     if as_json:
         out.print_json([e.to_dict() for e in events])
         return
-    out.table(None, ["when", "who", "action", "model", "name", "from", "to", "reason"],
-              ((out.when(e.at), e.actor, e.action, e.model, e.name, out.short(e.old), out.short(e.new), e.reason)
-               for e in events))
+    # model@name is the reference the event is about (iris@3, iris@production); the reason is never dropped
+    out.table(None, ["when", out.Col("who", drop=2), out.Col("action", ident=True), out.Col("ref", ident=True),
+                     out.Col("change", drop=1), out.Col("reason", least=out.TEXT_MIN_WIDTH)],
+              ((out.when(e.at), e.actor, e.action, f"{e.model}@{e.name}", f"{out.short(e.old)} → {out.short(e.new)}",
+                e.reason or "-") for e in events))
 
 
 @app.command("lineage")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
 
 from shipyard.errors import InvalidInputError
@@ -33,8 +36,8 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # piped output is read by people later (logs, CI): don't squeeze it to 80 columns
-    width = None if stream.isatty() else PIPE_WIDTH
+    # piped output is read by people later (logs, CI): don't squeeze it to 80 columns, unless COLUMNS says so
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
@@ -42,17 +45,90 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A Rich table; only the last column wraps, the others keep their values on one line."""
+@dataclass(frozen=True)
+class Col:
+    """A table column. An ``ident`` (a run id, a version, a name to type back) is never cut or wrapped;
+    other columns wrap. When the table is wider than the terminal, columns with ``drop`` > 0 are
+    hidden, highest first (the rightmost of equals first), and a line says which."""
+
+    header: str
+    ident: bool = False
+    drop: int = 0
+    least: int | None = None  # the narrowest a wrapping column may get (default: see TEXT_MIN_WIDTH)
+
+
+TEXT_MIN_WIDTH = 10  # a wrapping column is not squeezed below this (a timestamp wraps at its space)
+WORD_MAX_WIDTH = 16  # ... nor below its longest word, if that is shorter than this
+
+
+def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequence[Any]]) -> None:
+    """A Rich table that fits the terminal without losing identifiers: low-value columns go first, then text wraps."""
     from rich.table import Table
 
+    cols = [c if isinstance(c, Col) else Col(c) for c in columns]
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    natural = [max([len(c.header), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
+    # a wrapping column keeps room for its longest word, up to a point (a digest folds anyway)
+    words = [max([len(w) for r in cells for w in r[i].split()] or [0]) for i in range(len(cols))]
+    least = [n if c.ident else min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH)))
+             for c, n, w in zip(cols, natural, words, strict=True)]
+    shown = list(range(len(cols)))
+    c = console()
+    hidden = []
+    while sum(least[i] for i in shown) + 3 * len(shown) + 1 > c.width:  # 3 = a border and two spaces a column
+        candidates = [i for i in shown if cols[i].drop > 0]
+        if not candidates:
+            break
+        victim = max(candidates, key=lambda i: (cols[i].drop, i))
+        shown.remove(victim)
+        hidden.append(cols[victim].header)
+    widths = _fit(shown, [c.ident for c in cols], natural, least, c.width - 3 * len(shown) - 1)
     t = Table(title=title, title_justify="left", header_style="bold")
-    for i, col in enumerate(columns):
-        last = i == len(columns) - 1
-        t.add_column(col, overflow="fold" if last else "ellipsis", no_wrap=not last, min_width=min(len(col), 12))
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
-    console().print(t)
+    for i in shown:
+        t.add_column(cols[i].header, width=widths[i], no_wrap=cols[i].ident, overflow="fold")
+    for row in cells:
+        t.add_row(*(row[i] for i in shown))
+    c.print(t)
+    if hidden:
+        c.print(f"[dim](hidden to fit {c.width} columns: {', '.join(hidden)}; --json shows all)[/dim]", soft_wrap=True)
+
+
+def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[int], room: int) -> dict[int, int]:
+    """Each shown column's width: identifiers as they are, the room left shared by the wrapping columns
+    in proportion to what they would like beyond their least."""
+    widths = {i: natural[i] for i in shown}
+    text = [i for i in shown if not ident[i]]
+    left = room - sum(natural[i] for i in shown if ident[i])
+    if sum(natural[i] for i in text) <= left:
+        return widths
+    for i in text:
+        widths[i] = least[i]
+    extra = left - sum(least[i] for i in text)
+    wants = sum(natural[i] - least[i] for i in text)
+    if extra <= 0 or wants <= 0:
+        return widths
+    for i in text:
+        widths[i] += (natural[i] - least[i]) * extra // wants
+    spare = left - sum(widths[i] for i in text)
+    for i in text:  # what rounding left over, to the first that still want it
+        give = min(spare, natural[i] - widths[i])
+        widths[i] += give
+        spare -= give
+    return widths
+
+
+def id_width(ids: Iterable[str], minimum: int = 8) -> int:
+    """How many leading characters tell ``ids`` apart: the shortest unique prefix, at least ``minimum``."""
+    distinct = set(ids)
+    width = minimum
+    while len({i[:width] for i in distinct}) < len(distinct):
+        width += 1
+    return width
+
+
+def series(last: float, count: int) -> str:
+    """A metric's value for a table cell: the number, or the last of several logged values, marked as such."""
+    return number(last) if count <= 1 else f"{number(last)} (last of {count})"
 
 
 def when(ts: float | None) -> str:
@@ -111,3 +187,31 @@ def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int], No
 
 def error(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")
+
+
+def usage_message(exc: click.ClickException) -> str:
+    """One line for a Click usage error: what was wrong, one suggestion at most, and where help is.
+
+    Click and Typer each add their own "Did you mean" to an unknown command; this builds the line
+    from the exception's fields instead, with the single closest match.
+    """
+    from difflib import get_close_matches
+
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.exceptions.NoSuchCommand | click.exceptions.NoSuchOption):
+        what, name = (("command", exc.command_name) if isinstance(exc, click.exceptions.NoSuchCommand)
+                      else ("option", exc.option_name))
+        known: list[str] = []
+        if ctx is not None:
+            if what == "command" and isinstance(ctx.command, click.Group):
+                known = ctx.command.list_commands(ctx)
+            else:
+                known = [o for p in ctx.command.get_params(ctx) for o in (*p.opts, *p.secondary_opts)]
+        close = get_close_matches(name, known, n=1)
+        text = f"no such {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    else:
+        text = " ".join(exc.format_message().split()).rstrip(".")
+        text = text[:1].lower() + text[1:]
+    if ctx is not None and isinstance(exc, click.UsageError):
+        text += f"; see `{ctx.command_path} --help`"
+    return text

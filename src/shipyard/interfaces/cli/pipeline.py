@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.pipelines.status import StageStatus
     from shipyard.core.registry.records import ModelVersion
     from shipyard.wiring import Services
 
@@ -23,14 +24,18 @@ COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red")
 class ConsoleEvents:
     """Streams each stage's output, prefixed with its name, and says when stages start and end."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch: bool = False) -> None:
         self.console = out.console()
         self._colors: dict[str, str] = {}
         self._lock = threading.Lock()
+        # a re-run in a scratch folder: what its stages say (e.g. "registered iris@1") is not about your registry
+        self._suffix = " [dim](scratch)[/dim]" if scratch else ""
 
     def _tag(self, stage: str) -> str:
+        from rich.markup import escape
+
         color = self._colors.setdefault(stage, COLORS[len(self._colors) % len(COLORS)])
-        return f"[{color}]{stage}[/{color}]"
+        return f"[{color}]{escape(stage)}[/{color}]{self._suffix}"
 
     def started(self, stage: str, how: str) -> None:
         with self._lock:
@@ -58,7 +63,9 @@ def _runner(events: ConsoleEvents | None = None) -> PipelineRunner:
 def run(
     stages: list[str] = typer.Argument(None, help="Stages to bring up to date (and what they depend on); default all."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Run up to N independent stages at once."),
-    force: bool = typer.Option(False, "--force", "-f", help="Run the stages even if up to date (skips the cache)."),
+    force: bool = typer.Option(False, "--force", "-f",
+                               help="Run the named stages (all, if none is named) even if up to date, skipping the "
+                                    "cache; their upstream stages still run only if out of date."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would run and why."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
@@ -68,7 +75,7 @@ def run(
     if jobs < 1:
         raise InvalidInputError(f"--jobs must be at least 1, not {jobs}")
     if dry_run:
-        status(stages, as_json)
+        _show_status(_runner().status(stages or None, force), as_json)
         return
     runner = _runner(None if as_json else ConsoleEvents())
     report = runner.run(stages or None, jobs=jobs, force=force)
@@ -77,8 +84,10 @@ def run(
     else:
         acted = [o for o in report.outcomes if o.result != "up-to-date"]
         if acted:
-            out.table(None, ["stage", "result", "time", "run", "detail"],
-                      ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:8], o.detail) for o in acted))
+            width = out.id_width(o.run_id for o in acted if o.run_id)
+            out.table(None, [out.Col("stage", ident=True), out.Col("result", ident=True), out.Col("time", drop=1),
+                             out.Col("run", ident=True), "detail"],
+                      ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:width], o.detail) for o in acted))
         fresh = len(report.outcomes) - len(acted)
         if fresh:
             out.console().print(f"{fresh} stage(s) up to date" if acted else
@@ -95,7 +104,10 @@ def status(
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """For each stage: up to date, or why it would run (which dependency, param or output changed)."""
-    report = _runner().status(stages or None)
+    _show_status(_runner().status(stages or None), as_json)
+
+
+def _show_status(report: list[StageStatus], as_json: bool) -> None:
     if as_json:
         out.print_json([s.to_dict() for s in report])
         return
@@ -141,16 +153,21 @@ def reproduce(
     def golden() -> tuple[bool, str]:
         return _golden_check(svc, mv, home, tolerance)
 
+    if not as_json:
+        out.console().print(f"reproducing [bold]{mv.ref}[/bold] in a scratch folder: its stages re-run from the "
+                            "record, and what they register goes to a scratch registry, deleted afterwards",
+                            soft_wrap=True)
     try:
         result = run_reproduction(svc.meta, svc.store, mv, work, executor, env,
-                                  None if as_json else ConsoleEvents(), tolerance, golden)
+                                  None if as_json else ConsoleEvents(scratch=True), tolerance, golden)
     finally:
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
     if as_json:
         out.print_json(result.to_dict())
     else:
-        out.table(f"reproducing {mv.ref}: stages {' → '.join(result.stages)}", ["stage", "output", "verdict", "detail"],
+        out.table(f"{mv.ref}: stages {' → '.join(result.stages)}",
+                  [out.Col("stage", ident=True), "output", "verdict", "detail"],
                   ((c.stage, c.path, c.verdict, c.detail) for c in result.checks))
         out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
                             + (f"; scratch folder kept at {work}" if keep else ""))

@@ -28,12 +28,17 @@ def list_runs(
         out.console().print("no runs match" if where else "no runs recorded yet: try `shipyard demo`")
         return
     metric_keys = sorted({k for r in runs for k in r.metrics})[:4]
+    counts = svc.meta.metric_counts([r.id for r in runs])
+    width = out.id_width(r.id for r in runs)
     out.table(
         None,
-        ["run", "name", "status", "started", "duration", *metric_keys],
-        ([r.id[:8], r.name, str(svc.tracker.status_of(r)), out.when(r.start_time),
+        [out.Col("run", ident=True), "name", out.Col("status", ident=True), out.Col("started", drop=2),
+         out.Col("duration", ident=True, drop=4),
+         *(out.Col(k, drop=1 if i == 0 else 3) for i, k in enumerate(metric_keys))],
+        ([r.id[:width], r.name, str(svc.tracker.status_of(r)), out.when(r.start_time),
           out.duration(r.start_time, r.end_time),
-          *(out.number(r.metrics[k]) if k in r.metrics else "" for k in metric_keys)] for r in runs),
+          *(out.series(r.metrics[k], counts.get(r.id, {}).get(k, 1)) if k in r.metrics else ""
+            for k in metric_keys)] for r in runs),
     )
 
 
@@ -54,7 +59,7 @@ def show_run(
     code = run.code
     commit = (f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}" if code.commit
               else "no commit yet" if code.repo else "not in a git repository")
-    out.table(None, ["field", "value"], [
+    out.table(None, [out.Col("field", ident=True), "value"], [
         ("status", status), ("experiment", run.experiment), ("started", out.when(run.start_time)),
         ("duration", out.duration(run.start_time, run.end_time)), ("user", run.user),
         ("host / pid", f"{run.host} / {run.pid}"), ("git commit", commit),
@@ -63,7 +68,15 @@ def show_run(
     if run.params:
         out.table("params", ["key", "value"], sorted(run.params.items()))
     if run.metrics:
-        out.table("metrics (latest)", ["key", "value"], ((k, out.number(v)) for k, v in sorted(run.metrics.items())))
+        rows = []
+        for key, last in sorted(run.metrics.items()):
+            values = [m.value for m in svc.meta.metric_history(run.id, key)] or [last]
+            rows.append((key, out.number(last), *((out.number(min(values)), out.number(max(values)), len(values))
+                                                  if len(values) > 1 else ("", "", 1))))
+        series = any(r[-1] != 1 for r in rows)
+        out.table("metrics" + (" (a series shows its last value)" if series else ""),
+                  ["key", "value", *(["min", "max", "values"] if series else [])],
+                  (r if series else r[:2] for r in rows))
     if run.tags:
         out.table("tags", ["key", "value"], sorted(run.tags.items()))
     if run.artifacts:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.core.registry.records import ModelVersion
+    from shipyard.wiring import Services
 
 
 def serve(
@@ -53,7 +58,7 @@ def serve(
     import gc
 
     try:
-        from shipyard.interfaces.serving.app import create_app, parse_public
+        from shipyard.interfaces.serving.app import create_app
         from shipyard.interfaces.serving.loading import follower, load_slot
         from shipyard.interfaces.serving.router import Router
         from shipyard.interfaces.serving.server import ConnectionLimits
@@ -66,30 +71,31 @@ def serve(
     from shipyard.core.serving.routing import parse_canary
     from shipyard.errors import InvalidInputError
 
+    # every option is checked, and every reference resolved, before any model is loaded (seconds)
     limits = ConnectionLimits(header_timeout, keep_alive, max_connections)
-    if public is not None and api_key is None:
-        raise InvalidInputError("--public only says what stays open without the key, and there is no key: every "
-                                "endpoint is open; add --api-key env:NAME, or drop --public")
-    open_groups = parse_public(public or "health,metrics")
-    if timeout <= 0:
-        raise InvalidInputError(f"--timeout must be more than 0 seconds, not {timeout:g}")
+    open_groups = _check_options(public, api_key, timeout, log_sample, max_batch, header_timeout, keep_alive,
+                                 max_connections, poll)
+    spec = parse_canary(canary) if canary else None
+    name = ModelRef.parse(ref).name
+    for other, what in ((spec.ref if spec else None, "--canary"), (shadow, "--shadow")):
+        if other is not None and ModelRef.parse(other).name != name:
+            raise InvalidInputError(f"{what} {other} is not a version of {name}; give a version of it, "
+                                    f"like {name}@2")
+    key = _secret(api_key) if api_key else None
+    _check_port(host, port)
     svc = out.services()
-    primary = svc.registry.resolve(ref)
+    primary = _resolve(svc, ref, "")
+    canary_version = _resolve(svc, spec.ref, "--canary ") if spec else None
+    shadow_version = _resolve(svc, shadow, "--shadow ") if shadow else None
+
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
-    for other, what in ((parse_canary(canary).ref if canary else None, "--canary"), (shadow, "--shadow")):
-        if other is not None and ModelRef.parse(other).name != primary.model:
-            raise InvalidInputError(f"{what} {other} is not a version of {primary.model}")
-    if canary:
-        spec = parse_canary(canary)
-        router.canary = load_slot(svc.registry, svc.registry.resolve(spec.ref), batching, max_batch)
+    if spec is not None and canary_version is not None:
+        router.canary = load_slot(svc.registry, canary_version, batching, max_batch)
         router.canary_percent = spec.percent
-    if shadow:
-        router.shadow = load_slot(svc.registry, svc.registry.resolve(shadow), batching, max_batch)
+    if shadow_version is not None:
+        router.shadow = load_slot(svc.registry, shadow_version, batching, max_batch)
     follow = ModelRef.parse(ref).alias is not None and poll > 0
     background = follower(svc.registry, ref, poll, batching, max_batch) if follow else None
-    key = _secret(api_key) if api_key else None
-    if not 0 <= log_sample <= 1:
-        raise InvalidInputError(f"--log-sample must be between 0 and 1, not {log_sample:g}")
     run = svc.tracker.start_run(name=f"serve {ref}", experiment="serving",
                                 tags={"shipyard.serve": ref, "shipyard.model": primary.model})
     inference_log = None
@@ -118,6 +124,78 @@ def serve(
         f"(loaded and verified in {router.primary.served.load_seconds * 1000:.0f} ms)"
         + "".join(f"; {e}" for e in extras if e))
     run_server(app, host, port, limits)
+
+
+def _check_options(public: str | None, api_key: str | None, timeout: float, log_sample: float, max_batch: int,
+                   header_timeout: float, keep_alive: float, max_connections: int, poll: float) -> frozenset[str]:
+    """Refuse option values the server cannot use, in one line each; the groups ``--public`` leaves open."""
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.serving.app import parse_public
+
+    if public is not None and api_key is None:
+        raise InvalidInputError("--public only says what stays open without the key, and there is no key: every "
+                                "endpoint is open; add --api-key env:NAME, or drop --public")
+    open_groups = parse_public(public or "health,metrics")
+    for option, value in (("--timeout", timeout), ("--header-timeout", header_timeout)):
+        if not value > 0:
+            raise InvalidInputError(f"{option} must be more than 0 seconds, not {value:g}")
+    for option, value in (("--keep-alive", keep_alive), ("--poll", poll)):
+        if not value >= 0:
+            raise InvalidInputError(f"{option} must be 0 seconds or more, not {value:g}")
+    if not 0 <= log_sample <= 1:
+        raise InvalidInputError(f"--log-sample must be between 0 and 1, not {log_sample:g}")
+    for option, count in (("--max-batch", max_batch), ("--max-connections", max_connections)):
+        if count < 1:
+            raise InvalidInputError(f"{option} must be at least 1, not {count}")
+    return open_groups
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port the server could not listen on (out of range, or taken), before any model loads."""
+    import socket
+
+    from shipyard.errors import InvalidInputError
+
+    if not 0 < port < 65536:
+        raise InvalidInputError(f"--port must be between 1 and 65535, not {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as exc:
+        raise InvalidInputError(f"--host {host!r}: not an address this machine can listen on ({exc})") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                                    "choose another --port or stop what holds it") from exc
+
+
+def _resolve(svc: Services, ref: str, option: str) -> ModelVersion:
+    """The version ``ref`` names; not found, the one-line error names the registry it looked in."""
+    from shipyard.errors import NotFoundError
+
+    try:
+        return svc.registry.resolve(ref)
+    except NotFoundError as exc:
+        what, _, hint = str(exc).partition("; ")
+        if "shipyard models list" not in hint:
+            hint = f"{hint}; `shipyard models list` shows what it holds" if hint else \
+                "`shipyard models list` shows what it holds"
+        raise NotFoundError(f"{option}{what} (registry {registry_of(svc.settings.db_url)}); {hint}") from exc
+
+
+def registry_of(db_url: str) -> str:
+    """Where a registry lives, for messages: a SQLite file's folder, or the database URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if db_url.startswith("sqlite:///"):
+        return f"in {Path(db_url.removeprefix('sqlite:///')).parent}"
+    parts = urlsplit(db_url)
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        db_url = urlunsplit(parts._replace(netloc=netloc))
+    return f"at {db_url}"
 
 
 def _secret(reference: str) -> str:

@@ -10,7 +10,11 @@ import typer
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.artifacts.maintenance import GcReport
+    from shipyard.ports import Remote
     from shipyard.wiring import Services
 
 app = typer.Typer(help="Check and clean the content-addressed object store.", no_args_is_help=True)
@@ -34,19 +38,18 @@ def referenced(svc: Services) -> set[Digest]:
 ALL_RUNS = 2**62  # search_runs' limit when every run is wanted
 
 
-def known_manifests(svc: Services) -> tuple[set[Digest], int]:
+def known_manifests(svc: Services) -> tuple[set[Digest], int, int]:
     """Roots known to be manifests (model versions, tracked folders, folder artifacts of runs), and how many
-    runs and model versions the metadata database records (0: it may not be the store's database)."""
+    runs and model versions the metadata database records (none at all: it may not be the store's database)."""
+    from shipyard.core.workspace.history import lock_roots
     from shipyard.core.workspace.lockfile import load_lock
 
-    lock = load_lock(svc.settings.project_root)
-    manifests = {e.digest for e in lock.data.values() if e.is_dir}
-    manifests.update(e.digest for st in lock.stages.values() for e in st.outs.values() if e.is_dir)
+    _, manifests = lock_roots(load_lock(svc.settings.project_root))
     versions = [mv for m in svc.meta.list_models() for mv in svc.meta.list_versions(m.name)]
     manifests.update(mv.manifest_digest for mv in versions)
     runs = svc.meta.search_runs([], ALL_RUNS, None)
     manifests.update(a.digest for r in runs for a in r.artifacts if a.is_dir)
-    return manifests, len(versions) + len(runs)
+    return manifests, len(runs), len(versions)
 
 
 @app.command("verify")
@@ -56,7 +59,7 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
 
     svc = out.services()
     roots = referenced(svc)
-    manifests, _ = known_manifests(svc)
+    manifests, _, _ = known_manifests(svc)
     total = sum(size for _, size, _ in svc.store.iter_objects())
     if as_json:
         report = run_verify(svc.store, roots, manifests=manifests)
@@ -98,30 +101,107 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
 
 
 GRACE_OPTION = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h).")
-DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Only report what would be removed.")
+DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Only report what would be removed, and why that is safe.")
 ALLOW_EMPTY_DB_OPTION = typer.Option(False, "--allow-empty-db", help="Collect even though the metadata database "
-                                     "records no runs or model versions (by default gc then stops: the database "
-                                     "may be missing or the wrong one).")
+                                     "records no runs or model versions while the store holds what runs write "
+                                     "(by default gc then stops: the database may be missing or the wrong one).")
+WORKSPACE_ONLY_OPTION = typer.Option(False, "--workspace-only", help="DANGEROUS: ignore git history; keep only "
+                                     "what the current shipyard.lock, runs and model versions reference. Data "
+                                     "pinned only by older commits, other branches or tags is removed.")
+REMOTE_OPTION = typer.Option(None, "--remote", "-r", help="Remote name from shipyard.yaml to look the removed "
+                             "objects up on (default: default_remote).")
 
 
 @app.command("gc")
-def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, as_json: bool = out.JSON_OPTION,
+def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, workspace_only: bool = WORKSPACE_ONLY_OPTION,
+       remote: str = REMOTE_OPTION, as_json: bool = out.JSON_OPTION,
        allow_empty_db: bool = ALLOW_EMPTY_DB_OPTION) -> None:
-    """Remove objects no run or model version references, older than the grace period."""
+    """Remove objects that no lock in git history, run or model version references, older than the grace period."""
+    collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote)
+
+
+def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = False, workspace_only: bool = False,
+            remote_name: str | None = None) -> None:
+    """gc of the local store, keeping what the workspace, every lock in git history, runs and versions reference."""
+    from shipyard.core.artifacts.maintenance import GcReport
     from shipyard.core.artifacts.maintenance import gc as run_gc
+    from shipyard.core.workspace.history import history_roots, require_complete
 
     svc = out.services()
-    manifests, records = known_manifests(svc)
-    report = run_gc(svc.store, referenced(svc), seconds(grace), dry_run=dry_run, manifests=manifests,
-                    records=None if allow_empty_db else records, metadata=f"the database at {_shown(svc)}")
+    root = svc.settings.project_root
+    manifests, runs, versions = known_manifests(svc)
+    roots = referenced(svc)
+    report = GcReport(runs=runs, versions=versions)
+    if workspace_only:
+        report.history = "not searched (--workspace-only)"
+    else:
+        from shipyard.wiring import lock_history
+
+        history = lock_history(root)
+        require_complete(history)
+        found = history_roots(history)
+        roots |= found.digests
+        manifests |= found.manifests
+        report.history = "git" if history.repo is not None else "no git repository"
+        report.commits, report.locks, report.warnings = history.commits, found.locks, found.warnings
+    report = run_gc(svc.store, roots, seconds(grace), dry_run=dry_run, manifests=manifests,
+                    records=None if allow_empty_db else runs + versions, metadata=f"the database at {_shown(svc)}",
+                    remote=_lookup_remote(root, remote_name, report), report=report)
     if as_json:
         out.print_json(report.to_dict())
         return
-    verb = "would remove" if dry_run else "removed"
+    from rich.markup import escape
+
+    c = out.console()
+    for line in report.warnings:
+        c.print(f"[yellow]warning:[/yellow] {escape(line)}")
+    c.print(escape(describe(report)), soft_wrap=True)
+
+
+def _lookup_remote(root: Path, name: str | None, report: GcReport) -> Remote | None:
+    """The remote to look removed objects up on: the one named, else the default; None if none is declared."""
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import ShipyardError
+    from shipyard.wiring import open_named_remote
+
+    config = load_config(root)
+    if name is None and not config.remotes:
+        return None
+    try:
+        return open_named_remote(config, root, name)
+    except ShipyardError as exc:
+        if name is not None:
+            raise
+        report.remote_problem = " ".join(str(exc).split())[:300]
+        return None
+
+
+def describe(report: GcReport) -> str:
+    """What gc removed (or would), and why that is safe: what was searched for references, where copies are."""
+    searched = "the workspace's lock"
+    if report.history == "git":
+        searched += f", the locks of {report.commits} commit(s) ({report.locks} distinct version(s))"
+    searched += f", {report.runs} run(s), {report.versions} model version(s)"
+    if report.history == "no git repository":
+        searched += " (no git repository: no history to search)"
+    elif report.history.startswith("not searched"):
+        searched += " (git history NOT searched: --workspace-only)"
+    kept = f"kept {report.kept} ({report.young_unreferenced} unreferenced but within the grace period)"
     temp = f"; {report.temp_removed} temp file(s) of interrupted writes removed" if report.temp_removed else ""
-    out.console().print(f"{verb} {len(report.removed)} objects ({out.size(report.removed_bytes)}); kept "
-                        f"{report.kept} ({report.young_unreferenced} unreferenced but within the grace period)"
-                        + temp)
+    n = len(report.removed)
+    if not n:
+        return f"nothing to remove, {kept}; searched {searched}{temp}"
+    verb = "would remove" if report.dry_run else "removed"
+    head = f"{verb} {n} object(s) ({out.size(report.removed_bytes)}) referenced by none of: {searched}"
+    if report.not_on_remote == 0:
+        head += f"; all are on remote {report.remote}"
+    elif report.not_on_remote is not None:
+        head += f"; {report.not_on_remote} of them are not on remote {report.remote}: this store holds their only copy"
+    elif report.remote_problem:
+        head += f"; whether a remote holds them is unknown ({report.remote_problem})"
+    else:
+        head += "; no remote is declared: this store holds their only copy"
+    return f"{head}; {kept}{temp}"
 
 
 def _shown(svc: Services) -> str:

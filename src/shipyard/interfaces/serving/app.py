@@ -2,8 +2,9 @@
 
 Built the way Starlette is: endpoints at module level (``endpoints``, ``inference``), metrics, API-key
 auth and size limits as middleware (``middleware/``), and one table that maps each error class to its
-HTTP status (``errors``). Bad payloads get 400 with the field named, unknown models or versions 404,
-a model that raises 500 with the request id, and the server keeps serving.
+HTTP status (``errors.STATUS``): malformed payloads get 400 with the field named, valid ones the model
+cannot take 422, unknown models or versions 404, a model that raises 500 with the request id, and the
+server keeps serving.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ ROUTES = [
     Route("/v2/health/ready", endpoints.ready),
     Route("/v2/models/{name}", endpoints.model_metadata),
     Route("/v2/models/{name}/ready", endpoints.model_ready),
+    Route("/v2/models/{name}/versions/{version}", endpoints.model_metadata),
+    Route("/v2/models/{name}/versions/{version}/ready", endpoints.model_ready),
     Route("/v2/models/{name}/infer", inference.infer, methods=["POST"]),
     Route("/v2/models/{name}/versions/{version}/infer", inference.infer, methods=["POST"]),
     Route("/predict", inference.predict, methods=["POST"]),
@@ -46,9 +49,9 @@ ROUTES = [
 
 # what ``--public`` can leave open when an API key is set; inference always needs the key
 PUBLIC_GROUPS = {
-    "health": re.compile(r"/v2/health/(live|ready)|/v2/models/[^/]+/ready"),
+    "health": re.compile(r"/v2/health/(live|ready)|/v2/models/[^/]+(/versions/[^/]+)?/ready"),
     "metrics": re.compile(r"/metrics"),
-    "metadata": re.compile(r"/v2|/v2/models/[^/]+|/openapi\.json"),
+    "metadata": re.compile(r"/v2|/v2/models/[^/]+(/versions/[^/]+)?|/openapi\.json"),
 }
 DEFAULT_PUBLIC = frozenset({"health", "metrics"})
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,7 +10,7 @@ from shipyard import __version__
 from shipyard.errors import NotFoundError
 from shipyard.interfaces.serving.inference import Serving
 from shipyard.interfaces.serving.openapi import document
-from shipyard.interfaces.serving.router import Router
+from shipyard.interfaces.serving.router import Router, Slot
 
 
 async def live(request: Request) -> Response:
@@ -34,20 +32,27 @@ def _router(request: Request) -> Router:
     return router
 
 
+def _slot(request: Request) -> Slot:
+    """The slot a metadata or readiness request is about: the primary, or the version it names."""
+    router = _router(request)
+    version = request.path_params.get("version")
+    if version is None:
+        return router.primary
+    slot = router.by_version(version)
+    if slot is None:
+        raise NotFoundError(f"{router.name} version {version} is not served here")
+    return slot
+
+
 async def model_metadata(request: Request) -> Response:
     router = _router(request)
-    served = router.primary.served
-    raw = served.version.signature.get("inputs")
-    inputs: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    slot = _slot(request)
     versions = [s.version for s in (router.primary, router.canary, router.shadow) if s is not None]
-    return JSONResponse({
-        "name": router.name, "versions": versions, "platform": served.version.flavor,
-        "inputs": [{"name": "input-0", "datatype": served.datatype, "shape": inputs.get("shape", [-1, -1])}],
-        "outputs": [{"name": "predict", "datatype": "BYTES", "shape": [-1]}],
-    }, headers={"x-model-version": router.primary.version})
+    return JSONResponse(slot.served.metadata(versions), headers={"x-model-version": slot.version})
 
 
 async def model_ready(request: Request) -> Response:
+    _slot(request)
     return JSONResponse({"name": _router(request).name, "ready": True})
 
 

@@ -1,8 +1,23 @@
-"""Errors to HTTP answers, in one table: a ``ShipyardError`` gets the status of the nearest class in its MRO.
+"""Errors to HTTP answers, in one table: every error gets the status of the nearest class in its MRO.
 
-``Refused`` is the server's own refusal that carries its status (401, 413, 422, 504, a model's failure).
+``STATUS`` is the one place a status is chosen. ``ShipyardError`` classes come from the library;
+``Refused`` classes are the server's own refusals (a missing key, a body too large, tensors that do
+not fit the model, a model that raised, a request past the timeout). What a client sees:
+
+    400  the request is not a valid one: not JSON, a missing or malformed field, data that does not
+         match its own shape or datatype (``InvalidInputError``; the message names the field)
+    401  a missing or wrong API key                    (``Unauthorized``)
+    404  an unknown model, version or path             (``NotFoundError``)
+    405  a method the path does not take (GET on infer)
+    413  a body past the limit, counted as it streams  (``TooLarge``; the connection is closed)
+    422  a valid request the model cannot take: rows of the wrong width, more than one input
+         tensor, BYTES for a model of numbers          (``DoesNotFit``)
+    500  the model raised on this input, or a bug      (``ModelFailed``; the request id is in the answer)
+    503  the registry's database or store is unreachable
+    504  not answered within --timeout                 (``TimedOut``; the connection is closed)
+
 Anything else is a bug: ``crashed`` is the one outermost 500, a JSON answer with a request id, and the
-server keeps serving.
+server keeps serving. Every error answer is ``{"error": MESSAGE, "request_id": ID}``.
 """
 
 from __future__ import annotations
@@ -11,6 +26,7 @@ import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -27,7 +43,39 @@ from shipyard.errors import (
     ShipyardError,
 )
 
-STATUS: dict[type[ShipyardError], int] = {
+
+class Refused(Exception):
+    """A request the server refuses on its own account; its class's ``STATUS`` entry is the answer's status.
+
+    ``close`` also ends the connection (the rest of the body is never read).
+    """
+
+    def __init__(self, message: str, close: bool = False) -> None:
+        super().__init__(message)
+        self.close = close
+
+
+class Unauthorized(Refused):
+    """No API key, or a wrong one."""
+
+
+class TooLarge(Refused):
+    """A request body past the limit."""
+
+
+class DoesNotFit(Refused):
+    """A valid request whose tensors the model cannot take (their width, their count, their datatype)."""
+
+
+class ModelFailed(Refused):
+    """The model raised on this input."""
+
+
+class TimedOut(Refused):
+    """The request was not answered within the timeout."""
+
+
+STATUS: dict[type[Exception], int] = {
     ShipyardError: 500,
     ConfigError: 500,
     NotFoundError: 404,
@@ -38,23 +86,33 @@ STATUS: dict[type[ShipyardError], int] = {
     IntegrityError: 500,
     BackendUnavailableError: 503,
     MissingExtraError: 500,
+    Refused: 400,
+    Unauthorized: 401,
+    TooLarge: 413,
+    DoesNotFit: 422,
+    ModelFailed: 500,
+    TimedOut: 504,
+}
+# what each status of an inference request means, as the OpenAPI document tells clients
+MEANING = {
+    400: "malformed request: not JSON, a missing or malformed field, data that does not match its own shape "
+         "or datatype; the message names the field",
+    401: "missing or wrong API key",
+    404: "unknown model or version",
+    413: "body too large (counted as it streams)",
+    422: "a valid request the model cannot take: rows of the wrong width, more than one input tensor, "
+         "BYTES for a model of numbers",
+    500: "the model failed on this input",
+    503: "the registry's database or store cannot be reached",
+    504: "longer than --timeout",
 }
 REQUEST_ID = "shipyard.request_id"
 
 
-class Refused(Exception):
-    """A request the server answers with ``status`` and a message; ``close`` also ends the connection."""
-
-    def __init__(self, status: int, message: str, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close
-
-
 def status_of(exc: BaseException) -> int:
-    """The HTTP status for ``exc``: its own for ``Refused``, else the table's entry nearest in the MRO."""
-    if isinstance(exc, Refused):
-        return exc.status
+    """The HTTP status for ``exc``: the table's entry nearest in its MRO (500 for anything it does not name)."""
+    if isinstance(exc, HTTPException):  # Starlette's own: an unknown path (404), a wrong method (405)
+        return exc.status_code
     for cls in type(exc).__mro__:
         status = STATUS.get(cls)
         if status is not None:
@@ -79,8 +137,17 @@ def error_response(status: int, message: str, rid: str, close: bool = False) -> 
     return JSONResponse({"error": message, "request_id": rid}, status_code=status, headers=headers)
 
 
+def refusal(exc: Exception, scope: MutableMapping[str, Any]) -> JSONResponse:
+    """The answer to an expected error: its status from ``STATUS``, its message, the request id."""
+    if isinstance(exc, HTTPException):
+        answer = error_response(exc.status_code, exc.detail, request_id(scope))
+        answer.headers.update(exc.headers or {})  # a 405's Allow
+        return answer
+    return error_response(status_of(exc), str(exc), request_id(scope), getattr(exc, "close", False))
+
+
 async def expected(request: Request, exc: Exception) -> Response:
-    return error_response(status_of(exc), str(exc), request_id(request.scope), getattr(exc, "close", False))
+    return refusal(exc, request.scope)
 
 
 async def crashed(request: Request, exc: Exception) -> Response:
@@ -88,4 +155,4 @@ async def crashed(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error ({type(exc).__name__}); request id {rid}", rid)
 
 
-HANDLERS: dict[Any, Any] = {ShipyardError: expected, Refused: expected, Exception: crashed}
+HANDLERS: dict[Any, Any] = {ShipyardError: expected, Refused: expected, HTTPException: expected, Exception: crashed}

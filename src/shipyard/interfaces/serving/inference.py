@@ -1,8 +1,9 @@
 """The two inference endpoints: OIP v2 ``infer`` and plain JSON ``/predict``.
 
 Each picks the version that answers, reads the body into rows, asks the model and writes the answer.
-Bad payloads raise ``InvalidInputError`` (400, the field named), rows of the wrong width ``Refused``
-422, a model that raises ``Refused`` 500 with its message; the error table turns them into answers.
+Malformed payloads raise ``InvalidInputError`` (400, the field named), valid ones the model cannot
+take ``DoesNotFit`` (422), a model that raises ``ModelFailed`` (500, with its message); the one table
+in ``errors`` turns them into answers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from shipyard.core.serving import oip
 from shipyard.core.serving.routing import agree
 from shipyard.errors import InvalidInputError, NotFoundError
-from shipyard.interfaces.serving.errors import Refused, request_id
+from shipyard.interfaces.serving.errors import DoesNotFit, ModelFailed, request_id
 from shipyard.interfaces.serving.middleware.metrics import OBSERVED, Metrics, Observation
 from shipyard.interfaces.serving.model import ServedModel
 from shipyard.interfaces.serving.router import Router, Slot
@@ -50,9 +51,9 @@ async def infer(request: Request) -> Response:
     if version is not None and slot is None:
         raise NotFoundError(f"{router.name} version {version} is not served here")
 
-    def respond(predictions: list[Any], rid: str, version: str) -> dict[str, Any]:
-        return {"model_name": router.name, "model_version": version, "id": rid,
-                "outputs": [oip.output_tensor("predict", predictions)]}
+    def respond(predictions: list[Any], rid: str, answered: Slot) -> dict[str, Any]:
+        return {"model_name": router.name, "model_version": answered.version, "id": rid,
+                "outputs": [oip.output_tensor(oip.OUTPUT_NAME, predictions, answered.served.output_datatype)]}
 
     return await answer(request, serving, slot, oip_rows, respond, "inputs[0].shape")
 
@@ -61,14 +62,14 @@ async def predict(request: Request) -> Response:
     serving: Serving = request.app.state.serving
     name = serving.router.name
 
-    def respond(predictions: list[Any], rid: str, version: str) -> dict[str, Any]:
-        return {"predictions": predictions, "model": name, "version": version}
+    def respond(predictions: list[Any], rid: str, answered: Slot) -> dict[str, Any]:
+        return {"predictions": predictions, "model": name, "version": answered.version}
 
     return await answer(request, serving, None, plain_rows, respond, "instances[0]")
 
 
 async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of: Rows,
-                 respond: Callable[[list[Any], str, str], dict[str, Any]], width_field: str) -> Response:
+                 respond: Callable[[list[Any], str, Slot], dict[str, Any]], width_field: str) -> Response:
     router = serving.router
     rid = request_id(request.scope)
     if slot is None:
@@ -82,16 +83,16 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
         given_id, rows = rows_of(parse_json(raw), slot.served)
     width = slot.served.width
     if width is not None and len(rows[0]) != width:
-        raise Refused(422, f"{width_field}: rows have {len(rows[0])} features, the model takes {width}")
+        raise DoesNotFit(f"{width_field}: rows have {len(rows[0])} features, the model takes {width}")
     seen.rows = rows
     try:
         predictions = await slot.predict(rows)  # in a worker thread; the limits middleware times it out
     except Exception as exc:
-        raise Refused(500, f"the model failed on this input ({type(exc).__name__}: {exc})") from exc
+        raise ModelFailed(f"the model failed on this input ({type(exc).__name__}: {exc})") from exc
     seen.predictions = predictions
     if router.shadow is not None and slot is not router.shadow:
         mirror(router, serving.metrics, rows, predictions)
-    content = respond(predictions, given_id or rid, slot.version)
+    content = respond(predictions, given_id or rid, slot)
     headers = {"x-model-name": router.name, "x-model-version": slot.version, "x-request-id": rid}
     if len(predictions) > INLINE_ROWS:
         return await asyncio.to_thread(JSONResponse, content, headers=headers)
@@ -125,10 +126,10 @@ def parse_json(raw: bytes) -> Any:
 def oip_rows(body: Any, served: ServedModel) -> tuple[str | None, Any]:
     rid, tensors = oip.parse_infer(body)
     if len(tensors) != 1:
-        raise InvalidInputError("inputs: this model takes exactly one input tensor")
+        raise DoesNotFit(f"inputs: {served.name} takes exactly one input tensor, not {len(tensors)}")
     t = tensors[0]
     if t.datatype == "BYTES" and not served.takes_strings:
-        raise InvalidInputError(f"inputs[0].datatype: BYTES is not supported by {served.name}, which takes "
+        raise DoesNotFit(f"inputs[0].datatype: BYTES is not supported by {served.name}, which takes "
                                 f"{served.datatype}; send numbers")
     data = np.asarray(t.data, dtype=object if t.datatype == "BYTES" else None)
     return rid, data.reshape(t.shape[0], -1)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.core.registry.records import ModelVersion
+from shipyard.core.serving import oip
 from shipyard.ports import Flavor
 
 
@@ -32,19 +33,21 @@ class ServedModel:
     @property
     def datatype(self) -> str:
         """The OIP datatype of the inputs recorded at registration (FP64 if unknown)."""
-        inputs = self.version.signature.get("inputs")
-        dtype = str(inputs.get("dtype")) if isinstance(inputs, dict) else ""
-        if self.takes_strings:
-            return "BYTES"
-        return {"float64": "FP64", "float32": "FP32", "float16": "FP16", "int64": "INT64", "int32": "INT32",
-                "int16": "INT16", "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}.get(dtype, "FP64")
+        return oip.signature_datatype(self.version.signature.get("inputs")) or "FP64"
+
+    @property
+    def output_datatype(self) -> str | None:
+        """The OIP datatype of the outputs recorded at registration (None if unknown)."""
+        return oip.signature_datatype(self.version.signature.get("outputs"))
 
     @property
     def takes_strings(self) -> bool:
         """Whether the model was registered with string (or object) inputs, so BYTES tensors can reach it."""
-        inputs = self.version.signature.get("inputs")
-        dtype = str(inputs.get("dtype")) if isinstance(inputs, dict) else ""
-        return dtype in ("object", "str") or dtype.lstrip("<>|=").startswith(("U", "S"))
+        return self.datatype == "BYTES"
+
+    def metadata(self, versions: list[str]) -> dict[str, Any]:
+        """This version's OIP model metadata, read from its signature (``oip.model_metadata``)."""
+        return oip.model_metadata(self.name, versions, self.version.flavor, self.version.signature, self.datatype)
 
     def predict_rows(self, rows: Any) -> list[Any]:
         """Predictions for a 2-D array (or list) of rows, as plain JSON-ready values."""

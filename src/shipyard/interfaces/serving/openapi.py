@@ -6,6 +6,7 @@ from typing import Any
 
 from shipyard import __version__
 from shipyard.core.serving.oip import DATATYPES
+from shipyard.interfaces.serving.errors import MEANING
 
 TENSOR = {
     "type": "object",
@@ -36,10 +37,7 @@ ERROR = {"type": "object", "properties": {"error": {"type": "string"}, "request_
 def document(model: str) -> dict[str, Any]:
     def post(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
         errors = {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}}}
-                  for code, text in ((400, "malformed payload; the message names the field"),
-                                     (401, "missing or wrong API key"), (404, "unknown model or version"),
-                                     (413, "body too large (counted as it streams)"), (422, "rows of the wrong shape"),
-                                     (500, "the model failed on this input"), (504, "longer than --timeout"))}
+                  for code, text in MEANING.items()}
         return {"post": {"summary": summary, "requestBody": {"required": True, "content": {
             "application/json": {"schema": schema}}}, "responses": {"200": {"description": "predictions"}, **errors}}}
 
@@ -59,6 +57,10 @@ def document(model: str) -> dict[str, Any]:
             "/v2/health/ready": get("readiness"),
             "/v2/models/{name}": {**get("model metadata"), "parameters": [name_param]},
             "/v2/models/{name}/ready": {**get("model readiness"), "parameters": [name_param]},
+            "/v2/models/{name}/versions/{version}": {**get("metadata of a given version"),
+                                                     "parameters": [name_param, version_param]},
+            "/v2/models/{name}/versions/{version}/ready": {**get("readiness of a given version"),
+                                                           "parameters": [name_param, version_param]},
             "/v2/models/{name}/infer": {**post("infer (Open Inference Protocol v2)", INFER_REQUEST),
                                         "parameters": [name_param]},
             "/v2/models/{name}/versions/{version}/infer": {

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shipyard.interfaces.serving.errors import error_response, request_id
+from shipyard.interfaces.serving.errors import Unauthorized, refusal
 
 UNAUTHORIZED = "missing or wrong API key: send Authorization: Bearer KEY"
 
@@ -26,7 +26,7 @@ class APIKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.public(scope["path"]) and not self.authorized(Headers(scope=scope)):
-            await error_response(401, UNAUTHORIZED, request_id(scope))(scope, receive, send)
+            await refusal(Unauthorized(UNAUTHORIZED), scope)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

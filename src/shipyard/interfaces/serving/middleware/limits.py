@@ -13,7 +13,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shipyard.interfaces.serving.errors import Refused, error_response, request_id
+from shipyard.interfaces.serving.errors import TimedOut, TooLarge, refusal
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
@@ -41,12 +41,12 @@ class LimitsMiddleware:
         async def counted() -> Message:
             nonlocal received, unread
             if declared > limit:
-                raise Refused(413, f"request body is larger than {limit} bytes", close=True)
+                raise TooLarge(f"request body is larger than {limit} bytes", close=True)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise Refused(413, f"request body is larger than {limit} bytes", close=True)
+                    raise TooLarge(f"request body is larger than {limit} bytes", close=True)
                 unread = unread and bool(message.get("more_body", False))
             return message
 
@@ -68,6 +68,6 @@ class LimitsMiddleware:
             if not deadline.expired():
                 raise
             if not started:  # else the answer is half written: uvicorn closes the connection
-                answer = error_response(504, f"the request was not answered within {self.timeout:g} s",
-                                        request_id(scope), close=True)
+                answer = refusal(TimedOut(f"the request was not answered within {self.timeout:g} s", close=True),
+                                 scope)
                 await answer(scope, receive, send)

@@ -1,0 +1,114 @@
+"""Every version of the project's ``shipyard.lock`` that git holds: for gc, which keeps what they reference.
+
+Three git processes whatever the history's length: ``rev-list`` names the commits (every ref, the
+stash, and the reflog: a commit amended or reset away is still restorable until git expires it),
+one ``cat-file --batch-check`` maps each commit's lock to its blob (most commits share a few), and
+one ``cat-file --batch`` streams each distinct blob once. The bytes are untrusted: a blob larger than
+the YAML bound is not read at all, and parsing is the core's (``core.workspace.history``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from shipyard.core.boundedyaml import MAX_BYTES
+from shipyard.core.workspace.history import NO_HISTORY, LockHistory
+from shipyard.core.workspace.lockfile import LOCK_FILE
+from shipyard.errors import BackendUnavailableError
+
+GIT_TIMEOUT = 600  # rev-list and batch-check over a very long history; local reads, no network
+INDEX = "the index (staged)"
+
+
+def lock_history(project_root: Path) -> LockHistory:
+    """The lock versions of the git repository around ``project_root``; ``NO_HISTORY`` outside one."""
+    root = project_root.resolve()
+    if not any((folder / ".git").exists() for folder in (root, *root.parents)):
+        return NO_HISTORY
+    top = _git(root, "rev-parse", "--show-toplevel").decode().strip()
+    rel = os.path.relpath(root, Path(top).resolve())
+    path = LOCK_FILE if rel == "." else f"{Path(rel).as_posix()}/{LOCK_FILE}"
+    shallow = _git(root, "rev-parse", "--is-shallow-repository").decode().strip() == "true"
+    commits = _git(root, "rev-list", "--all", "--reflog").decode().split()
+    names = [f"{c}:{path}" for c in commits] + [f":{path}"]
+    found = _git(root, "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+                 stdin="".join(f"{n}\n" for n in names).encode()).decode().splitlines()
+    where: dict[str, str] = {}
+    skipped: list[str] = []
+    for name, line in zip(names, found, strict=False):
+        parts = line.split()
+        if len(parts) != 3 or parts[1] != "blob" or parts[0] in where:
+            continue  # "missing": no lock in that commit; a lock already seen in another commit
+        label = INDEX if name.startswith(":") else f"commit {name[:12]}"
+        if int(parts[2]) > MAX_BYTES:
+            skipped.append(f"{LOCK_FILE} in {label} is larger than {MAX_BYTES // (1024 * 1024)} MiB; skipped")
+            where[parts[0]] = ""
+            continue
+        where[parts[0]] = label
+    blobs = {oid: label for oid, label in where.items() if label}
+    return LockHistory(repo=top, commits=len(commits), shallow=shallow, locks=_blobs(root, blobs),
+                       skipped=tuple(skipped))
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True,
+                              timeout=GIT_TIMEOUT, check=False)
+    except FileNotFoundError as exc:
+        raise BackendUnavailableError(
+            f"{repo} is in a git repository but git is not installed, so the locks in its history cannot be "
+            "read; nothing was removed: install git, or pass --workspace-only to keep only what the workspace, "
+            "runs and model versions reference") from exc
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _failed(repo, args, str(exc)) from exc
+    if done.returncode != 0:
+        raise _failed(repo, args, done.stderr.decode(errors="replace"))
+    return done.stdout
+
+
+def _failed(repo: Path, args: tuple[str, ...], why: str) -> BackendUnavailableError:
+    first = next((line.strip() for line in why.splitlines() if line.strip()), "no message")
+    return BackendUnavailableError(
+        f"reading the git history of {repo} failed (git {args[0]}: {first[:200]}), so the locks of older commits "
+        "are unknown; nothing was removed: fix the repository, or pass --workspace-only to keep only what the "
+        "workspace, runs and model versions reference")
+
+
+def _blobs(repo: Path, blobs: dict[str, str]) -> Iterator[tuple[str, bytes]]:
+    """Each blob of ``blobs`` as ``(label, bytes)``, streamed from one ``git cat-file --batch``."""
+    if not blobs:
+        return
+    proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    stdin, stdout = proc.stdin, proc.stdout
+    if stdin is None or stdout is None:  # never: both are pipes
+        raise _failed(repo, ("cat-file",), "no pipe")
+
+    def feed() -> None:  # a thread, so a long list never deadlocks against a full stdout pipe
+        try:
+            with stdin:
+                for oid in blobs:
+                    stdin.write(f"{oid}\n".encode())
+        except (BrokenPipeError, ValueError):
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        for oid, label in blobs.items():
+            header = stdout.readline().split()
+            if len(header) != 3 or header[0].decode() != oid:
+                raise _failed(repo, ("cat-file",), f"unexpected answer for {oid}: {b' '.join(header)[:80]!r}")
+            size = int(header[2])
+            data = stdout.read(size)
+            stdout.read(1)  # the newline after each object
+            yield label, data
+    finally:
+        stdout.close()
+        proc.kill()
+        proc.wait()
+        writer.join()

@@ -1,0 +1,70 @@
+"""The Python API: ``Client`` (explicit, owns its services) and the module functions (a current run
+per thread and task, on a default client). ``shipyard/__init__.py`` re-exports the public names."""
+
+from __future__ import annotations
+
+from shipyard.interfaces.api.client import ActiveRun, Client
+from shipyard.interfaces.api.fluent import (
+    _svc,
+    active_run,
+    default_client,
+    delete_registered_model_alias,
+    end_run,
+    get_model_version,
+    get_model_version_by_alias,
+    get_run,
+    load_model,
+    log_artifact,
+    log_artifacts,
+    log_batch,
+    log_metric,
+    log_metrics,
+    log_model,
+    log_param,
+    log_params,
+    register_model,
+    save_model,
+    search_runs,
+    set_alias,
+    set_experiment,
+    set_registered_model_alias,
+    set_tag,
+    set_tags,
+    start_run,
+    trust_model,
+)
+
+MlflowClient = Client  # MLflow's name, so `import shipyard as mlflow; mlflow.MlflowClient()` works
+
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "MlflowClient",
+    "_svc",
+    "active_run",
+    "default_client",
+    "delete_registered_model_alias",
+    "end_run",
+    "get_model_version",
+    "get_model_version_by_alias",
+    "get_run",
+    "load_model",
+    "log_artifact",
+    "log_artifacts",
+    "log_batch",
+    "log_metric",
+    "log_metrics",
+    "log_model",
+    "log_param",
+    "log_params",
+    "register_model",
+    "save_model",
+    "search_runs",
+    "set_alias",
+    "set_experiment",
+    "set_registered_model_alias",
+    "set_tag",
+    "set_tags",
+    "start_run",
+    "trust_model",
+]

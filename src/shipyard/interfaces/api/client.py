@@ -1,0 +1,343 @@
+"""``shipyard.Client``: one project's tracking and registry, owned and closed like ``httpx.Client``.
+
+A client holds no "current run": its methods name the run they write to, in MlflowClient's shapes
+(``client.log_metric(run_id, key, value, timestamp=None, step=None)``). The module functions
+(``shipyard.log_metric(key, value)``) keep the current run per thread and task, and delegate to a
+default client.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from shipyard.core.lineage.records import ArtifactRecord, RunRecord, RunStatus
+from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
+from shipyard.core.registry.records import AuditEvent, ModelVersion
+from shipyard.errors import InvalidInputError, NotFoundError
+from shipyard.interfaces.api import shapes
+from shipyard.wiring import ApiServices, Services, open_api
+
+PathLike = str | os.PathLike[str]
+
+
+class Client:
+    """Runs and models of one project, through services this object opens and closes.
+
+    ``project``: the project folder (default: the project found at or above the working folder, or
+    the working folder itself outside any project); ``tracking_uri``: a database URL
+    (``sqlite:///…``, ``postgresql://…``) for runs and models instead of the project's own.
+    Use it in a ``with`` block, or call ``close()``: it releases the database connections.
+    """
+
+    def __init__(self, project: PathLike | None = None, *, tracking_uri: str | None = None) -> None:
+        self._setup(open_api(Path(project) if project is not None else None, tracking_uri))
+
+    @classmethod
+    def _opened(cls, opened: ApiServices) -> Client:
+        client = cls.__new__(cls)
+        client._setup(opened)
+        return client
+
+    def _setup(self, opened: ApiServices) -> None:
+        self._svc: Services | None = opened.services
+        self.note = opened.note  # where a new .shipyard folder is made, for the default client to say once
+        self._lock = threading.Lock()
+        self._adopted: dict[str, ActiveRun] = {}
+
+    # -- lifetime --------------------------------------------------------------------------------------------
+
+    @property
+    def services(self) -> Services:
+        if self._svc is None:
+            raise RuntimeError("this shipyard.Client is closed: open a new one")
+        return self._svc
+
+    @property
+    def closed(self) -> bool:
+        return self._svc is None
+
+    def close(self) -> None:
+        """Release the database connections; later calls raise. Closing twice is harmless."""
+        svc, self._svc = self._svc, None
+        if svc is not None:
+            svc.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._svc is None:
+            return "<shipyard.Client closed>"
+        return f"<shipyard.Client home={self._svc.settings.home}>"
+
+    # -- runs ------------------------------------------------------------------------------------------------
+
+    def start_run(self, run_name: str | None = None, experiment: str | None = None,
+                  tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> ActiveRun:
+        """Start a run and return it; use it as a context manager to end it (failed if an error escapes)."""
+        record = self.services.tracker.start_run(name=run_name, experiment=experiment or DEFAULT_EXPERIMENT,
+                                                 tags=tags, parent_id=parent_run_id)
+        return ActiveRun(record, self)
+
+    def adopt_run(self, run_id: str, owned: bool = False) -> ActiveRun:
+        """A run started elsewhere and still running (a pipeline stage's), looked up once.
+
+        Later writes to it skip the lookup. ``owned``: this program ends it (MLflow's resumed run).
+        """
+        with self._lock:
+            run = self._adopted.get(run_id)
+            if run is None or run.ended:
+                run = ActiveRun(self.services.tracker.adopt(run_id), self, owned=owned)
+                self._adopted[run_id] = self._adopted[run.id] = run
+            return run
+
+    def create_run(self, experiment_id: str | None = None, start_time: int | None = None,
+                   tags: Mapping[str, Any] | None = None, run_name: str | None = None) -> RunRecord:
+        """MlflowClient's form: start a run; end it with ``set_terminated``. Experiments are named, not numbered."""
+        if start_time is not None:
+            raise InvalidInputError("start_time cannot be set: Shipyard records when it starts the run")
+        return self.start_run(run_name, experiment_id, tags).record
+
+    def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
+        """End a run (``"FINISHED"`` by default, or ``"FAILED"``/``"KILLED"``); its record is closed after."""
+        if end_time is not None:
+            raise InvalidInputError("end_time cannot be set: Shipyard records when it ends the run")
+        self.services.tracker.end_run(run_id, shapes.status(status))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self.services.tracker.get_run(run_id)
+
+    def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
+        self.services.tracker.log_params(run_id, {key: value})
+        return value
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self.services.tracker.log_params(run_id, params)
+
+    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None,
+                   synchronous: bool | None = None) -> None:
+        """``timestamp`` in milliseconds since the epoch, as MLflow's (default: now)."""
+        self.services.tracker.log_metrics(run_id, {key: value}, step, shapes.seconds(timestamp))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None,
+                    timestamp: int | None = None) -> None:
+        self.services.tracker.log_metrics(run_id, metrics, step, shapes.seconds(timestamp))
+
+    def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
+        self.services.tracker.set_tags(run_id, {key: value})
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.services.tracker.set_tags(run_id, tags)
+
+    def log_batch(self, run_id: str, metrics: Iterable[Any] = (), params: Mapping[str, Any] | Iterable[Any] = (),
+                  tags: Mapping[str, Any] | Iterable[Any] = (), synchronous: bool | None = None) -> None:
+        """Metrics as ``(key, value, step)`` tuples or MLflow ``Metric`` objects; params and tags as
+        mappings or ``Param``/``RunTag`` objects. The metrics are written in one transaction."""
+        tracker = self.services.tracker
+        if values := shapes.pairs(params):
+            tracker.log_params(run_id, values)
+        if values := shapes.pairs(tags):
+            tracker.set_tags(run_id, values)
+        batch = shapes.metrics(metrics, time.time())
+        if batch:
+            tracker.log_metric_batch(run_id, batch)
+
+    def log_artifact(self, run_id: str, local_path: PathLike, artifact_path: str | None = None, *,
+                     name: str | None = None) -> ArtifactRecord:
+        """Store a file or folder and record it on the run: as ``artifact_path/BASENAME`` (MLflow's
+        folder within the run), or exactly as ``name``."""
+        path = Path(local_path)
+        return self.services.tracker.log_artifact(run_id, path, name or shapes.artifact_name(path.name, artifact_path))
+
+    def log_artifacts(self, run_id: str, local_dir: PathLike, artifact_path: str | None = None) -> ArtifactRecord:
+        """Store a folder as one artifact, named ``artifact_path`` (default: the folder's name)."""
+        folder = Path(local_dir)
+        if not folder.is_dir():
+            raise InvalidInputError(f"cannot log artifacts from {folder}: not a folder (log_artifact takes a file)")
+        return self.services.tracker.log_artifact(run_id, folder, artifact_path or folder.resolve().name)
+
+    def search_runs(self, experiment_ids: Sequence[str] | str | None = None, filter_string: str = "",
+                    run_view_type: int | None = None, max_results: int = DEFAULT_SEARCH_LIMIT,
+                    order_by: Sequence[str] | str | None = None, page_token: str | None = None) -> list[RunRecord]:
+        """Runs matching ``filter_string`` (``"metrics.acc > 0.9 and params.C = '1.0'"``), newest first.
+
+        ``experiment_ids``: one experiment's name (Shipyard names experiments); ``order_by``: one key,
+        e.g. ``["metrics.acc DESC"]``. All results come in one page.
+        """
+        if page_token:
+            raise InvalidInputError("search_runs returns every match in one page: there is no next page token")
+        return self.services.tracker.search(_with_experiment(filter_string, experiment_ids), max_results,
+                                            _one_order(order_by))
+
+    # -- models ----------------------------------------------------------------------------------------------
+
+    def log_model(self, run_id: str, model: Any, name: str, flavor: str = "sklearn", examples: Any = None,
+                  description: str = "", version: int | None = None, artifact_path: str | None = None,
+                  **options: Any) -> ModelVersion:
+        """Save ``model``, keep it on the run (as ``artifact_path``, if given) and register it as the
+        next version of ``name``, with the run's params and metrics."""
+        from shipyard.core.registry.refs import check_model_name
+        from shipyard.core.registry.saving import save_model as _save
+        from shipyard.wiring import flavor as get_flavor
+
+        check_model_name(name)
+        svc = self.services
+        with tempfile.TemporaryDirectory(prefix="shipyard-save-") as tmp:
+            folder = Path(tmp) / "model"
+            _save(get_flavor(flavor), model, folder, examples, options)
+            if artifact_path:
+                svc.tracker.log_artifact(run_id, folder, artifact_path)
+            current = svc.tracker.get_run(run_id)
+            return svc.registry.register(name, folder, run_id=current.id, metrics=current.metrics,
+                                         params=current.params, description=description, version=version,
+                                         trust_as_registrant=True)
+
+    def register_model(self, model_uri: PathLike, name: str) -> ModelVersion:
+        """Register the saved model at ``runs:/RUN_ID/PATH`` (logged on a run) or in a local folder."""
+        from shipyard.core.artifacts.tree import materialize
+
+        svc = self.services
+        text = os.fspath(model_uri)
+        if not text.startswith(shapes.RUNS_URI):
+            return svc.registry.register(name, Path(text))
+        run_id, path = shapes.run_artifact(text)
+        run = svc.tracker.get_run(run_id)
+        logged = next((a for a in run.artifacts if a.path == path.strip("/")), None)
+        if logged is None or not logged.is_dir:
+            raise NotFoundError(f"run {run.id[:8]} has no saved model at {path!r}: log one with "
+                                "log_model(..., artifact_path=PATH)")
+        with tempfile.TemporaryDirectory(prefix="shipyard-register-") as tmp:
+            folder = Path(tmp) / "model"
+            materialize(svc.store, logged.digest, folder)
+            return svc.registry.register(name, folder, run_id=run.id, metrics=run.metrics, params=run.params)
+
+    def load_model(self, model_uri: str) -> Any:
+        """The model behind ``iris@3``, ``iris@champion``, ``models:/iris/3`` or ``models:/iris@champion``."""
+        return self.services.registry.load(shapes.model_ref(model_uri))
+
+    def get_model_version(self, name: str, version: int | str) -> ModelVersion:
+        return self.services.registry.resolve(shapes.version_ref(name, version))
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        return self.services.registry.resolve(shapes.alias_ref(name, alias))
+
+    def set_registered_model_alias(self, name: str, alias: str, version: int | str, reason: str = "") -> AuditEvent:
+        """Point ``name@alias`` at ``version``; the move is written to the audit log."""
+        return self.services.registry.set_alias(name, alias, shapes.version_number(version), reason)
+
+    def delete_registered_model_alias(self, name: str, alias: str, reason: str = "") -> AuditEvent:
+        return self.services.registry.remove_alias(name, alias, reason)
+
+    def trust_model(self, ref: str, reason: str, *, pickle: bool = False, code: bool = False,
+                    types: Iterable[str] = (), classes: Iterable[str] = ()) -> AuditEvent:
+        """Trust what loading ``ref``'s version may run, and say why (see ``shipyard.trust_model``)."""
+        from shipyard.core.registry.trust import TrustSet
+
+        return self.services.registry.trust(shapes.model_ref(ref), TrustSet.of(pickle, code, types, classes), reason)
+
+
+class ActiveRun:
+    """A run being recorded; use it as a context manager to end it (failed if an error escapes).
+
+    Its methods write to this run from any thread: hand the object (or its ``id``) to worker threads.
+    """
+
+    def __init__(self, record: RunRecord, client: Client, owned: bool = True) -> None:
+        self.record = record
+        self.client = client
+        self._owned = owned
+        self.ended = False
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def run_id(self) -> str:
+        return self.record.id
+
+    @property
+    def info(self) -> ActiveRun:
+        """MLflow's ``run.info.run_id`` and ``run.info.run_name`` read here too."""
+        return self
+
+    @property
+    def run_name(self) -> str:
+        return self.record.name
+
+    def log_param(self, key: str, value: Any) -> Any:
+        return self.client.log_param(self.id, key, value)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.client.log_params(self.id, params)
+
+    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+        self.client.log_metric(self.id, key, value, timestamp, step)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
+        self.client.log_metrics(self.id, metrics, step, timestamp)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.client.set_tag(self.id, key, value)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.set_tags(self.id, tags)
+
+    def log_artifact(self, local_path: PathLike, artifact_path: str | None = None, *,
+                     name: str | None = None) -> ArtifactRecord:
+        return self.client.log_artifact(self.id, local_path, artifact_path, name=name)
+
+    def end(self, status: RunStatus | str = RunStatus.FINISHED) -> None:
+        """End the run (once); a run handed over by a pipeline is ended by the pipeline, not here."""
+        if self.ended:
+            return
+        self.ended = True
+        if self._owned:
+            self.client.services.tracker.end_run(self.id, shapes.status(status))
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.end(RunStatus.FINISHED)
+        else:
+            self.end(RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED)
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun {self.name} id={self.id[:8]}>"
+
+
+def _with_experiment(filter_string: str | None, experiment_ids: Sequence[str] | str | None) -> str | None:
+    names = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids or ())
+    if len(names) > 1:
+        raise InvalidInputError(f"search one experiment at a time (or all, with none), not {len(names)}")
+    if not names:
+        return filter_string or None
+    if "'" in names[0]:
+        raise InvalidInputError(f"invalid experiment name {names[0]!r}: it holds a quote")
+    condition = f"experiment = '{names[0]}'"
+    return f"{filter_string} and {condition}" if filter_string and filter_string.strip() else condition
+
+
+def _one_order(order_by: Sequence[str] | str | None) -> str | None:
+    keys = [order_by] if isinstance(order_by, str) else list(order_by or ())
+    if len(keys) > 1:
+        raise InvalidInputError(f"order runs by one key, not {len(keys)}: e.g. ['metrics.acc DESC']")
+    return keys[0] if keys else None

@@ -1,0 +1,102 @@
+"""MLflow's argument forms turned into Shipyard's: status names, millisecond timestamps, version strings, URIs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shipyard.core.lineage.records import Metric, RunStatus
+from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_version
+from shipyard.errors import InvalidInputError, InvalidReferenceError
+
+MODELS_URI = "models:/"
+RUNS_URI = "runs:/"
+
+
+def status(value: RunStatus | str | None) -> RunStatus:
+    """The status a run ends with: ``"FINISHED"`` (MLflow) or ``"finished"`` -> RunStatus.FINISHED; None: finished."""
+    if value is None:
+        return RunStatus.FINISHED
+    chosen = next((s for s in RunStatus if s.value == str(value).lower()), None)
+    if chosen is None or chosen is RunStatus.RUNNING:
+        known = ", ".join(s.value for s in RunStatus if s is not RunStatus.RUNNING)
+        raise InvalidInputError(f"cannot end a run as {value!r}: use one of {known}")
+    return chosen
+
+
+def seconds(timestamp_ms: float | None) -> float | None:
+    """MLflow timestamps are integer milliseconds since the epoch; Shipyard records seconds."""
+    return None if timestamp_ms is None else float(timestamp_ms) / 1000.0
+
+
+def version_number(version: int | str) -> int:
+    """MLflow passes versions as strings (``"1"``); Shipyard stores integers."""
+    if isinstance(version, str) and version.strip().isascii() and version.strip().isdigit():
+        return check_version(int(version.strip()))
+    return check_version(version)
+
+
+def version_ref(name: str, version: int | str) -> ModelRef:
+    return ModelRef(check_model_name(name), version=version_number(version))
+
+
+def alias_ref(name: str, alias: str) -> ModelRef:
+    return ModelRef(check_model_name(name), alias=check_alias(alias))
+
+
+def model_ref(uri: str) -> str:
+    """``models:/iris/3``, ``models:/iris@champion``, ``models:/iris/latest`` or Shipyard's ``iris@3``
+    -> Shipyard's reference text."""
+    if not isinstance(uri, str):
+        raise InvalidReferenceError(f"a model reference is text such as iris@3 or models:/iris/3, not {uri!r}")
+    if uri.startswith(RUNS_URI):
+        raise InvalidReferenceError(f"{uri} names a model logged on a run, not a registered version: register it "
+                                    "with register_model(uri, NAME), then load NAME@VERSION")
+    if not uri.startswith(MODELS_URI):
+        return uri
+    rest = uri[len(MODELS_URI):].strip("/")
+    name, sep, target = rest.partition("/")
+    if not sep:
+        return rest  # models:/iris@champion or models:/iris
+    if target == "latest":
+        return name
+    if target.isascii() and target.isdigit():
+        return f"{name}@{target}"
+    raise InvalidReferenceError(f"cannot read model URI {uri!r}: use models:/NAME/VERSION or models:/NAME@ALIAS "
+                                "(Shipyard has aliases, not stages)")
+
+
+def run_artifact(uri: str) -> tuple[str, str]:
+    """``runs:/RUN_ID/PATH`` -> (RUN_ID, PATH)."""
+    run_id, _, path = uri[len(RUNS_URI):].strip("/").partition("/")
+    if not uri.startswith(RUNS_URI) or not run_id or not path:
+        raise InvalidReferenceError(f"cannot read {uri!r}: use runs:/RUN_ID/ARTIFACT_PATH")
+    return run_id, path
+
+
+def artifact_name(file_name: str, artifact_path: str | None) -> str:
+    """MLflow's ``artifact_path`` is the folder the file goes in, within the run's artifacts."""
+    return f"{artifact_path.strip('/')}/{file_name}" if artifact_path and artifact_path.strip("/") else file_name
+
+
+def metrics(items: Iterable[Any], default_time: float) -> list[Metric]:
+    """``(key, value, step)`` tuples or MLflow ``Metric`` objects (key, value, timestamp in ms, step)."""
+    out = []
+    for item in items:
+        if isinstance(item, tuple):
+            key, value, step = item
+            out.append(Metric(key, value, step, default_time))
+        else:
+            stamp = seconds(getattr(item, "timestamp", None))
+            out.append(Metric(item.key, item.value, getattr(item, "step", 0) or 0,
+                              default_time if stamp is None else stamp))
+    return out
+
+
+def pairs(items: Mapping[str, Any] | Iterable[Any] | None) -> dict[str, Any]:
+    """A mapping, or MLflow ``Param``/``RunTag`` objects (``.key``, ``.value``)."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    return {getattr(item, "key"): getattr(item, "value") for item in items}  # noqa: B009 (any object with both)

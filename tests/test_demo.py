@@ -1,0 +1,69 @@
+"""``shipyard demo``: headings in order and coherent (three parts, the pipeline's three steps under part 2),
+each line under its heading, class names everywhere, per-fold scores logged as steps of their own metric."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shipyard.interfaces.cli.demo import PARTS, STEPS
+from shipyard.wiring import from_environment
+from tests.conftest import cli_env
+from tests.conftest import shipyard as run_cli
+
+CLASSES = ("setosa", "versicolor", "virginica")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"))
+
+
+def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[str, str], tmp_path: Path) -> None:
+    lines = run_cli("demo", env=env, cwd=tmp_path).stdout.splitlines()
+
+    def at(text: str) -> int:
+        found = [i for i, line in enumerate(lines) if text in line]
+        assert len(found) == 1, (text, found)
+        return found[0]
+
+    headings = [at(PARTS[0]), at(PARTS[1]), *(at(s) for s in STEPS), at(PARTS[2].format(ref="iris@staging"))]
+    assert headings == sorted(headings)
+    assert len([line for line in lines if line.startswith("──")]) == 3  # one rule per part, no more
+    # what the param change re-runs is said under its own heading, before the stages run
+    will_run = [i for i, line in enumerate(lines) if " will run: " in line]
+    first_run_after = next(i for i, line in enumerate(lines) if i > headings[4] and "▶ running" in line)
+    assert [lines[i].split()[0] for i in will_run] == ["train", "evaluate"]
+    assert all(headings[4] < i < first_run_after for i in will_run)
+    # predictions are class names in part 1 and in part 3, never bare indices
+    for start, end in ((headings[0], headings[1]), (headings[-1], len(lines))):
+        rows = [[c.strip() for c in line.split("│")] for line in lines[start:end] if line.startswith("│")]
+        predicted = [cells[2] for cells in rows if re.fullmatch(r"\[?[0-9., ]+\]?", cells[1])]
+        assert len(predicted) == 3 and set(predicted) <= set(CLASSES), predicted
+
+    # per-fold scores are steps of their own metric; cv_accuracy is their mean, logged once
+    run = next(r for r in json.loads(run_cli("runs", "list", "--json", env=env).stdout) if r["experiment"] == "demo")
+    svc = from_environment(env, tmp_path)
+    try:
+        folds = svc.meta.metric_history(run["id"], "fold_accuracy")
+        cv = svc.meta.metric_history(run["id"], "cv_accuracy")
+    finally:
+        svc.close()
+    assert [m.step for m in folds] == [0, 1, 2, 3, 4]
+    assert len(cv) == 1 and cv[0].value == pytest.approx(sum(m.value for m in folds) / 5)
+
+
+def test_the_install_hint_keeps_its_extra(tmp_path: Path) -> None:
+    """Without the serve extra the demo names it; Rich must not read ``[serve]`` as markup."""
+    code = ("import sys\nsys.modules['uvicorn'] = None  # as if the serve extra were not installed\n"
+            "from shipyard.interfaces.cli.demo import serve_demo\n"
+            "assert serve_demo('iris@staging', [], []) is False\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env=cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard")), check=False)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'shipyard[serve]'" in done.stdout

@@ -1,0 +1,200 @@
+"""gc keeps what any shipyard.lock in git history references: real git repositories, branches, tags, amends, stashes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.adapters.vcs.history import lock_history
+from shipyard.core.artifacts.digest import Digest
+from shipyard.core.workspace.add import add
+from shipyard.core.workspace.data import Workspace
+from shipyard.core.workspace.history import history_roots
+from shipyard.ports import NoStateCache
+from tests.conftest import cli_env, shipyard
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                          env={**cli_env(), **GIT_ENV})
+    return done.stdout
+
+
+def sy(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return shipyard(*args, env=cli_env(), cwd=root, check=check)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / ".gitignore").write_text("/.shipyard\n/data\n")
+    return root
+
+
+def version(ws: Workspace, text: str) -> Digest:
+    """Write data/f.txt, add it (the lock records it); the digest recorded."""
+    (ws.root / "data").mkdir(exist_ok=True)
+    (ws.root / "data" / "f.txt").write_text(text)
+    ((_, entry),) = add(ws, [ws.root / "data" / "f.txt"])
+    return entry.digest
+
+
+def commit(root: Path, message: str, *flags: str) -> None:
+    git(root, "add", "shipyard.lock", ".gitignore")
+    git(root, "commit", "-q", "-m", message, *flags)
+
+
+def test_every_lock_version_in_history_is_found(repo: Path) -> None:
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    on_main = version(ws, "main\n")
+    commit(repo, "main")
+    git(repo, "checkout", "-q", "-b", "feature")
+    on_branch = version(ws, "feature branch\n")
+    commit(repo, "feature")
+    git(repo, "checkout", "-q", "-b", "gone")
+    tagged = version(ws, "tagged only\n")
+    commit(repo, "tagged")
+    git(repo, "tag", "v1")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "branch", "-q", "-D", "gone")  # reachable from the tag alone
+    amended = version(ws, "amended away\n")
+    commit(repo, "to be amended")
+    version(ws, "after the amend\n")
+    commit(repo, "amended", "--amend")  # the first commit lives on in the reflog only
+    stashed = version(ws, "stashed\n")
+    git(repo, "stash", "-q")
+    staged = version(ws, "staged, not committed\n")
+    git(repo, "add", "shipyard.lock")
+
+    history = lock_history(repo)
+    assert history.repo == str(repo.resolve()) and not history.shallow
+    found = history_roots(history)
+    assert {on_main, on_branch, tagged, amended, stashed, staged} <= found.digests
+    assert found.warnings == []
+
+
+def test_a_project_in_a_subfolder_reads_its_own_lock(repo: Path) -> None:
+    sub = repo / "ml"
+    sub.mkdir()
+    ws = Workspace(sub, LocalObjectStore(sub / ".shipyard" / "objects"), NoStateCache())
+    first = version(ws, "one\n")
+    git(repo, "add", "ml/shipyard.lock")
+    git(repo, "commit", "-q", "-m", "ml")
+    assert first in history_roots(lock_history(sub)).digests
+
+
+def test_no_repository_means_no_history(tmp_path: Path) -> None:
+    history = lock_history(tmp_path)
+    assert history.repo is None and history.commits == 0 and list(history.locks) == []
+
+
+def test_damaged_and_hostile_locks_in_history_are_skipped_with_a_warning(repo: Path) -> None:
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    (repo / "shipyard.lock").write_text("data: [unclosed\n")
+    commit(repo, "broken")
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    (repo / "shipyard.lock").write_text(laughs)
+    commit(repo, "billion laughs")
+    (repo / "shipyard.lock").write_text("version: 1\ndata:\n  x:\n    digest: sha256:nothex\n    size: 1\n")
+    commit(repo, "bad digest")
+    (repo / "shipyard.lock").unlink()
+    good = version(ws, "good\n")
+    commit(repo, "good")
+
+    found = history_roots(lock_history(repo))
+    assert good in found.digests and found.locks == 1
+    assert len(found.warnings) == 3 and all("skipped" in w and "\n" not in w for w in found.warnings)
+
+    done = sy(repo, "data", "gc", "--grace", "0s", "--dry-run")  # never a crash: warnings, then the report
+    assert done.stdout.count("warning:") == 3 and "nothing to remove" in done.stdout
+
+
+def test_gc_keeps_data_committed_but_never_pushed(repo: Path) -> None:
+    """The observation: `data gc --grace 0s` removed a committed version; restoring it found no copy."""
+    (repo / "data").mkdir()
+    (repo / "data" / "f.txt").write_text("committed, never pushed\n")
+    sy(repo, "data", "add", "data/f.txt")
+    commit(repo, "v1")
+    (repo / "data" / "f.txt").write_text("second version\n")
+    sy(repo, "data", "add", "data/f.txt")
+    commit(repo, "v2")
+    (repo / "data" / "f.txt").write_text("never committed\n")
+    sy(repo, "data", "add", "data/f.txt")
+    (repo / "data" / "f.txt").write_text("the current one\n")
+    sy(repo, "data", "add", "data/f.txt")
+
+    done = sy(repo, "data", "gc", "--grace", "0s")
+    assert "removed 1 object(s)" in done.stdout
+    assert "the locks of 2 commit(s) (2 distinct version(s))" in done.stdout
+    assert "no remote is declared: this store holds their only copy" in done.stdout
+    git(repo, "checkout", "-q", "HEAD~1", "--", "shipyard.lock")
+    sy(repo, "data", "checkout", "--force")
+    assert (repo / "data" / "f.txt").read_text() == "committed, never pushed\n"
+
+    # --workspace-only is the explicit way to drop what only history references
+    dry = json.loads(sy(repo, "data", "gc", "--grace", "0s", "--workspace-only", "--dry-run", "--json").stdout)
+    assert len(dry["removed"]) == 2 and dry["searched"]["history"].startswith("not searched")
+
+
+def test_gc_says_whether_the_remote_holds_what_it_removes(repo: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (repo / "shipyard.yaml").write_text(f"version: 1\nremotes:\n  origin:\n    url: {remote}\n"
+                                        "default_remote: origin\n")
+    (repo / "data").mkdir()
+    for text in ("one\n", "two\n"):
+        (repo / "data" / "f.txt").write_text(text)
+        sy(repo, "data", "add", "data/f.txt")
+        sy(repo, "data", "push", "-r", "origin")
+    done = sy(repo, "data", "gc", "--grace", "0s", "--dry-run", "--remote", "origin")
+    assert "would remove 1 object(s)" in done.stdout and f"all are on remote {remote}" in done.stdout
+
+
+def test_a_shallow_clone_is_refused_unless_workspace_only(repo: Path, tmp_path: Path) -> None:
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    for text in ("one\n", "two\n"):
+        version(ws, text)
+        commit(repo, text)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(clone)], check=True,
+                   capture_output=True)
+    assert lock_history(clone).shallow
+    done = sy(clone, "data", "gc", "--dry-run", check=False)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "shallow clone" in done.stderr and "--workspace-only" in done.stderr
+    sy(clone, "data", "gc", "--dry-run", "--workspace-only")
+
+
+def test_outside_git_gc_says_there_is_no_history(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "f.txt").write_text("x\n")
+    sy(root, "data", "add", "data/f.txt")
+    done = sy(root, "data", "gc", "--dry-run")
+    assert "no git repository" in done.stdout
+
+
+def test_a_long_history_is_read_whole(repo: Path) -> None:
+    """2,000 commits, 50 distinct locks: every version found (three git processes, not one per commit)."""
+    digests = [Digest.of_bytes(f"v{j}".encode()) for j in range(50)]
+    stream = []
+    for i in range(2000):
+        lock = f"version: 1\ndata:\n  f.txt:\n    digest: {digests[i // 40]}\n    size: 2\n".encode()
+        stream.append(f"commit refs/heads/main\ncommitter t <t@example.com> {1700000000 + i} +0000\n"
+                      f"data 2\nc\nM 100644 inline shipyard.lock\ndata {len(lock)}\n".encode() + lock + b"\n")
+    subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet"], input=b"".join(stream), check=True,
+                   capture_output=True)
+    history = lock_history(repo)
+    found = history_roots(history)
+    assert history.commits == 2000 and found.locks == 50 and set(digests) <= found.digests

@@ -1,0 +1,60 @@
+"""The Makefile's plans (``make -n``, nothing run): the demo installs only its extras, the tests add the dev
+extras, each install says what it does, and the stamps keep one from redoing the other."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def plan(target: str, venv: Path) -> str:
+    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout
+
+
+def fake_venv(tmp_path: Path, *stamps: str) -> Path:
+    """A venv folder as an earlier make left it: an interpreter, and stamps newer than pyproject.toml."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+    newer = (ROOT / "pyproject.toml").stat().st_mtime + 10
+    for stamp in stamps:
+        (venv / stamp).touch()
+        os.utime(venv / stamp, (newer, newer))
+    return venv
+
+
+def test_a_fresh_demo_installs_only_its_extras_and_says_so(tmp_path: Path) -> None:
+    demo = plan("demo", tmp_path / "none")
+    assert "-m venv" in demo and "install" in demo
+    assert '-e ".[sklearn,serve]"' in demo and "[dev]" not in demo
+    assert "echo \"==> installing shipyard[sklearn,serve]" in demo  # a line per step
+    assert demo.rstrip().endswith("shipyard demo")
+
+
+def test_tests_add_the_dev_extras_then_lint_typecheck_and_pytest(tmp_path: Path) -> None:
+    test = plan("test", fake_venv(tmp_path, ".installed-demo"))
+    assert '-e ".[dev]"' in test and "-m venv" not in test
+    steps = [line.split()[0].rsplit("/", 1)[-1] for line in test.splitlines()[-5:]]
+    assert steps[-4:] == ["ruff", "lint-imports", "mypy", "python"] and test.rstrip().endswith("-m pytest")
+
+
+def test_lint_is_ruff_and_import_linter_and_typecheck_is_mypy(tmp_path: Path) -> None:
+    venv = fake_venv(tmp_path, ".installed-demo", ".installed-dev")
+    lint = plan("lint", venv)
+    assert "ruff check" in lint and "lint-imports" in lint and "mypy" not in lint
+    assert plan("typecheck", venv).strip() == f"{venv}/bin/mypy"
+
+
+def test_the_demo_after_the_tests_installs_nothing(tmp_path: Path) -> None:
+    venv = fake_venv(tmp_path, ".installed-demo", ".installed-dev")
+    assert "install" not in plan("demo", venv)

@@ -1,0 +1,116 @@
+"""Where Shipyard borrows MLflow's names, MLflow's call forms work too."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import shipyard
+from shipyard.errors import InvalidInputError, InvalidReferenceError, NotFoundError
+from tests.conftest import cli_env
+
+# A plain MLflow 3 tracking script (checked against MLflow itself), run with one change: its import line.
+MLFLOW_SCRIPT = """\
+import mlflow
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+X, y = load_iris(return_X_y=True)
+mlflow.set_experiment("iris-demo")
+with mlflow.start_run(run_name="logreg") as run:
+    params = {"C": 0.5, "max_iter": 300}
+    mlflow.log_params(params)
+    mlflow.log_param("solver", "lbfgs")
+    model = LogisticRegression(**params).fit(X, y)
+    for epoch in range(3):
+        mlflow.log_metric("loss", 1.0 / (epoch + 1), step=epoch)
+    mlflow.log_metric("accuracy", model.score(X, y))
+    mlflow.set_tag("team", "ml")
+    mlflow.set_tags({"stage": "dev"})
+    info = mlflow.sklearn.log_model(model, name="model", registered_model_name="iris", input_example=X[:3])
+
+client = mlflow.MlflowClient()
+mv = client.get_model_version("iris", 1)
+client.set_registered_model_alias("iris", "champion", 1)
+champion = client.get_model_version_by_alias("iris", "champion")
+loaded = mlflow.sklearn.load_model("models:/iris@champion")
+again = mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris")
+client.delete_registered_model_alias("iris", "champion")
+print(run.info.run_id, mv.run_id == run.info.run_id, champion.version == mv.version, again.version,
+      [int(p) for p in loaded.predict(X[:3])])
+"""
+
+
+def test_an_mlflow_script_runs_with_only_its_import_changed(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "shipyard.yaml").write_text("stages: {}\n")
+    script = MLFLOW_SCRIPT.replace("import mlflow\n", "import shipyard as mlflow\n", 1)
+    assert script.count("\n") == MLFLOW_SCRIPT.count("\n") and script != MLFLOW_SCRIPT
+    done = subprocess.run([sys.executable, "-c", script], cwd=scratch, env=cli_env(), capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    run_id, same_run, same_version, second, predicted = done.stdout.split(" ", 4)
+    assert (same_run, same_version, second, predicted.strip()) == ("True", "True", "2", "[0, 0, 0]")
+
+    with shipyard.Client(scratch) as client:
+        rec = client.get_run(run_id)
+        assert (rec.name, rec.experiment, rec.status) == ("logreg", "iris-demo", "finished")
+        assert rec.params == {"C": "0.5", "max_iter": "300", "solver": "lbfgs"}
+        assert rec.tags == {"team": "ml", "stage": "dev"}
+        assert [m.step for m in client.services.meta.metric_history(run_id, "loss")] == [0, 1, 2]
+        v1, v2 = client.get_model_version("iris", "1"), client.get_model_version("iris", 2)
+        assert v1.manifest_digest == v2.manifest_digest and v2.run_id == run_id  # the same saved folder
+        assert v1.aliases == ()  # the alias was deleted
+        assert [r.id for r in client.search_runs(["iris-demo"], "metrics.accuracy > 0.5")] == [run_id]
+
+
+def test_module_functions_take_mlflow_positional_and_keyword_forms(project: Path, tmp_path: Path) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    report = tmp_path / "report.txt"
+    report.write_text("ok")
+    with shipyard.start_run(None, "exp", "fit", tags={"k": "v"}, description="first try") as run:
+        shipyard.log_param("lr", 0.1, None)
+        shipyard.log_params({"depth": 3}, None, run.id)
+        shipyard.log_metric("loss", 0.5, 2, None, 1_700_000_000_000)  # key, value, step, synchronous, timestamp
+        shipyard.log_metrics({"acc": 0.9}, 1, None, run.id)
+        shipyard.set_tag("team", "ml")
+        shipyard.log_artifact(report, "reports")  # MLflow's artifact_path: the folder within the run
+        shipyard.log_artifact(report, name="exact.txt")  # Shipyard's name: the whole path
+        shipyard.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), "tiny")
+    rec = shipyard.get_run(run.id)
+    assert (rec.name, rec.experiment) == ("fit", "exp")
+    assert rec.tags == {"k": "v", "description": "first try", "team": "ml"}
+    assert sorted(a.path for a in rec.artifacts) == ["exact.txt", "reports/report.txt"]
+    assert rec.metrics == {"loss": 0.5, "acc": 0.9} and rec.params == {"lr": "0.1", "depth": "3"}
+
+    assert shipyard.get_model_version("tiny", 1) == shipyard.get_model_version("tiny@1") \
+        == shipyard.get_model_version("tiny", "1") == shipyard.get_model_version(name="tiny", version=1)
+    shipyard.set_registered_model_alias("tiny", "champion", "1")
+    assert shipyard.get_model_version_by_alias("tiny", "champion").version == 1
+    assert shipyard.load_model("models:/tiny/1").predict([[1]]).tolist() == [0]
+    assert shipyard.load_model("models:/tiny@champion") is not None and shipyard.load_model("models:/tiny/latest")
+    shipyard.delete_registered_model_alias("tiny", "champion")
+    with pytest.raises(NotFoundError):
+        shipyard.get_model_version_by_alias("tiny", "champion")
+    with pytest.raises(InvalidReferenceError, match="versions run from 1"):
+        shipyard.get_model_version("tiny", "0")
+    with pytest.raises(InvalidReferenceError, match="register it"):
+        shipyard.load_model(f"runs:/{run.id}/model")
+
+    with shipyard.start_run(run_name="bad"):
+        shipyard.log_metric("acc", 0.1)
+        shipyard.end_run("FAILED")  # MLflow's upper-case status
+    assert [r.status for r in shipyard.search_runs(filter_string="metrics.acc < 0.5")] == ["failed"]
+    assert [r.name for r in shipyard.search_runs(["exp"], max_results=5, order_by=["metrics.acc DESC"])] == ["fit"]
+    assert [r.name for r in shipyard.search_runs("metrics.acc > 0.5", limit=1)] == ["fit"]  # Shipyard's form
+    with pytest.raises(InvalidInputError, match="list"):
+        shipyard.search_runs(output_format="pandas")
+    with pytest.raises(InvalidInputError, match="cannot end a run as 'DONE'"):
+        shipyard.end_run("DONE")
+    with pytest.raises(InvalidInputError, match="cannot end a run as 'RUNNING'"):
+        shipyard.end_run("RUNNING")

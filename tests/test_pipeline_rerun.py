@@ -1,0 +1,66 @@
+"""Re-running stages: ``run --force STAGE`` (in-process on the core runner: only the named stages are forced, as
+DVC's ``repro -f``), and what ``reproduce`` prints while it re-runs a version's stages in a scratch folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shipyard.core.pipelines.runner import PipelineRunner
+from shipyard.wiring import open_pipeline, settings_from_environment
+from tests.conftest import cli_env, shipyard
+from tests.test_pipeline import CONFIG, SCRIPTS
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "raw.txt").write_text("hello ")
+    (root / "params.yaml").write_text("prepare:\n  times: 2\ntrain:\n  c: 1.0\n")
+    (root / "shipyard.yaml").write_text(CONFIG)
+    for name, text in SCRIPTS.items():
+        (root / name).write_text(text)
+    return root
+
+
+def _runner(root: Path) -> PipelineRunner:
+    environ = {**os.environ, "SHIPYARD_HOME": str(root / ".shipyard")}
+    return open_pipeline(settings_from_environment(environ, root), environ)
+
+
+def _results(root: Path, targets: list[str] | None, force: bool) -> dict[str, str]:
+    report = _runner(root).run(targets, force=force)
+    assert report.ok
+    return {o.stage: o.result for o in report.outcomes}
+
+
+def test_force_reruns_the_target_and_leaves_up_to_date_upstream_stages_alone(root: Path) -> None:
+    _results(root, None, force=False)
+    assert _results(root, ["evaluate"], force=True) == {"prepare": "up-to-date", "train": "up-to-date",
+                                                         "evaluate": "ran"}
+    forced = _runner(root).status(["train"], force=True)
+    assert [(s.name, s.state) for s in forced] == [("prepare", "up-to-date"), ("train", "forced")]
+
+
+def test_force_still_runs_an_out_of_date_upstream_stage_and_without_targets_forces_all(root: Path) -> None:
+    _results(root, None, force=False)
+    (root / "params.yaml").write_text("prepare:\n  times: 3\ntrain:\n  c: 1.0\n")
+    assert _results(root, ["train"], force=True) == {"prepare": "ran", "train": "ran"}
+    assert set(_results(root, None, force=True).values()) == {"ran"}
+
+
+def test_reproduce_prints_its_header_first_and_labels_the_scratch_stages(root: Path) -> None:
+    (root / "train.py").write_text(
+        SCRIPTS["train.py"] + "from sklearn.dummy import DummyClassifier\nimport shipyard\n"
+        "v = shipyard.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), 'tiny', examples=[[0.0], [1.0]])\n"
+        "print(f'registered {v.ref}')\n")
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"))
+    shipyard("run", "train", env=env, cwd=root)
+    lines = shipyard("reproduce", "tiny@1", env=env, cwd=root).stdout.splitlines()
+    assert lines[0].startswith("reproducing tiny@1 in a scratch folder")
+    assert "train (scratch) │ registered tiny@1" in lines  # the scratch registry's, not yours
+    assert not [line for line in lines if "│ registered" in line and "(scratch)" not in line]
+    assert any(line.startswith("train (scratch) ✔ done in ") for line in lines)
