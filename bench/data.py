@@ -102,6 +102,7 @@ def run_tool(tool: str, exe: str, work: Path, src: Path, args: argparse.Namespac
     (repo / "files" / "d07" / "f00007.bin").write_bytes((7).to_bytes(4, "little") * 1024)
 
     remote = work / f"{tool}-remote"  # pushed while the folder is all the repository tracks
+    remote.mkdir()  # Shipyard never makes a folder remote from a (possibly mistyped) path
     if tool == "dvc":
         sh([exe, "remote", "add", "-d", "local", str(remote)], repo, env)
     else:

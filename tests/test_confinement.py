@@ -105,6 +105,7 @@ def test_a_remote_manifest_cannot_drop_a_file_outside(tmp_path: Path) -> None:
         pth = "../../../.venv/lib/python3.11/site-packages/x.pth"
         evil_store = LocalObjectStore(tmp_path / "evil")
         top = hostile_manifest(Workspace(tmp_path, evil_store, NoStateCache()), [pth])
+        (tmp_path / "remote").mkdir()
         remote = FolderRemote(tmp_path / "remote")
         remote.upload(evil_store, [d for d, _, _ in evil_store.iter_objects()])
         lock = Lock(data={"data/raw": PathEntry(top, 4, 1)})
@@ -147,6 +148,7 @@ def test_materialize_refuses_a_manifest_that_leaves_its_folder() -> None:
 
 def test_ref_names_are_confined(tmp_path: Path) -> None:
     with sandbox() as (_base, ws):
+        (ws.root / "remote").mkdir()
         remote = FolderRemote(ws.root / "remote")
         for target in (ws.store, remote):
             for name in ("../../../outside/x.pth", "/abs", "stage-cache/../../x", ""):

@@ -19,6 +19,7 @@ def proj(tmp_path: Path) -> Path:
         (root / "data" / "raw" / f"part-{i}.csv").write_text(f"id,value\n{i},{i * i}\n")
     (root / "data" / "labels.txt").write_text("a\nb\n")
     subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / ".shipyard").mkdir()  # a project (what `shipyard init` makes); test_init runs init itself
     return root
 
 
@@ -93,6 +94,7 @@ def test_checkout_switches_versions_with_git_and_never_loses_changes(proj: Path)
 def test_push_then_pull_into_a_fresh_clone(proj: Path, tmp_path: Path, kind: str,
                                            request: pytest.FixtureRequest) -> None:
     if kind == "folder":
+        (tmp_path / "remote").mkdir()  # a folder remote is made by the user, never by a typo
         remote = f"remotes:\n  origin:\n    url: {tmp_path / 'remote'}\n"
     else:
         endpoint = request.getfixturevalue("s3_endpoint")
@@ -127,9 +129,9 @@ TRAIN = "version: 1\nstages:\n  train:\n    cmd: python t.py\n"
 
 
 @pytest.mark.parametrize(("yaml_text", "message"), [
-    (TRAIN + "    outz: [m]\n", "shipyard.yaml:5: stages.train.outz: unknown key"),
+    (TRAIN + "    outz: [m]\n", "shipyard.yaml:5: unknown key 'outz' in stages.train (did you mean 'outs'?)"),
     (TRAIN + "    deps: 3\n", "shipyard.yaml:5: stages.train.deps: should be a list"),
-    ("version: 1\nstages:\n  train:\n    deps: [a]\n", "shipyard.yaml:3: stages.train.cmd: Field required"),
+    ("version: 1\nstages:\n  train:\n    deps: [a]\n", "shipyard.yaml:3: stages.train: missing key 'cmd'"),
     ("version: 1\nremotes: [\n", "shipyard.yaml:3: not valid YAML"),
     ("version: 2\n", "shipyard.yaml:1: version"),
 ])

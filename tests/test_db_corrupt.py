@@ -144,6 +144,7 @@ def test_a_read_only_database_reads_and_refuses_writes_in_one_line(tmp_path: Pat
 
 def test_a_missing_database_is_created_and_concurrent_creators_agree(tmp_path: Path) -> None:
     db = tmp_path / "new" / "deeper" / "shipyard.db"
+    db.parent.mkdir(parents=True)  # the folder is the user's to make (test_discovery: a missing one is refused)
     first = SqlMetadataStore(f"sqlite:///{db}")
     second = SqlMetadataStore(f"sqlite:///{db}")  # opens the one the first made
     try:

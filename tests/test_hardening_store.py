@@ -227,7 +227,7 @@ def test_clean_temp_never_follows_a_linked_tmp(tmp_path: Path) -> None:
     for p in victim.iterdir():
         os.utime(p, (old, old))
     for root in (tmp_path / "store", tmp_path / "remote"):
-        store = LocalObjectStore(root)
+        store = LocalObjectStore(root)  # made by the store: the remote opens the same, existing folder
         remote = FolderRemote(root)
         (root / "tmp").rmdir()
         (root / "tmp").symlink_to(victim)  # swapped in after the store was opened

@@ -197,6 +197,7 @@ def test_dry_run_changes_nothing(proj: Path) -> None:
 
 
 def test_a_clone_restores_stages_from_the_remote_cache(proj: Path, tmp_path: Path) -> None:
+    (tmp_path / "remote").mkdir()
     remote = f"remotes:\n  origin:\n    url: {tmp_path / 'remote'}\ndefault_remote: origin\n"
     (proj / "shipyard.yaml").write_text(CONFIG + remote)
     sy(proj, "data", "add", "data/raw.txt")
@@ -319,6 +320,7 @@ def test_reproduce_refuses_a_negative_or_nan_tolerance(proj: Path, tolerance: st
 
 def test_a_hostile_ref_on_the_remote_is_a_miss_and_never_reaches_the_lock(proj: Path, tmp_path: Path) -> None:
     """Attack finding 10b: a remote ref whose run id is megabytes long was copied into shipyard.lock."""
+    (tmp_path / "remote").mkdir()
     remote = f"remotes:\n  origin:\n    url: {tmp_path / 'remote'}\ndefault_remote: origin\n"
     (proj / "shipyard.yaml").write_text(CONFIG + remote)
     sy(proj, "data", "add", "data/raw.txt")

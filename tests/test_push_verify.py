@@ -27,6 +27,7 @@ BIG = 9 * 1024 * 1024  # above the S3 remote's single-put size: streamed as a mu
 @pytest.fixture(params=["folder", "s3"])
 def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
     if request.param == "folder":
+        (tmp_path / "remote").mkdir()
         return open_remote(RemoteSpec(url=str(tmp_path / "remote")), tmp_path)
     endpoint = request.getfixturevalue("s3_endpoint")
     return open_remote(RemoteSpec(url=f"s3://{make_bucket(endpoint)}/p", endpoint_url=endpoint), tmp_path)
@@ -115,6 +116,7 @@ def test_data_gc_remote_removes_what_interrupted_uploads_left(tmp_path: Path) ->
     proj.mkdir()
     (proj / "shipyard.yaml").write_text(f"version: 1\nremotes:\n  origin:\n    url: {tmp_path / 'remote'}\n"
                                         "default_remote: origin\n")
+    (tmp_path / "remote").mkdir()
     FolderRemote(tmp_path / "remote")
     old = tmp_path / "remote" / "tmp" / ".sy-00001-0123456789.tmp"
     young = tmp_path / "remote" / "tmp" / ".sy-00002-0123456789.tmp"
@@ -130,6 +132,7 @@ def test_push_cli_reports_a_missing_object_in_one_line(tmp_path: Path) -> None:
     proj = tmp_path / "proj"
     (proj / "data").mkdir(parents=True)
     (proj / "data" / "a.csv").write_text("a\n")
+    (tmp_path / "remote").mkdir()
     (proj / "shipyard.yaml").write_text(f"version: 1\nremotes:\n  origin:\n    url: {tmp_path / 'remote'}\n"
                                         "default_remote: origin\n")
     shipyard("data", "add", "data", env=cli_env(), cwd=proj)

@@ -351,6 +351,7 @@ def test_trust_counts_only_for_its_actor_and_their_reviewers(services: Services,
 
 
 def test_trusted_actors_come_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / ".shipyard").mkdir()  # settings are a project's
     settings = load_settings({"SHIPYARD_TRUSTED_ACTORS": " ci@build, alice@laptop,,ci@build "}, tmp_path)
     assert settings.trusted_actors == ("ci@build", "alice@laptop")
     assert load_settings({}, tmp_path).trusted_actors == ()

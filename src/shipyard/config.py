@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from pathlib import Path
 from shipyard.errors import ConfigError
 
 HOME_DIR = ".shipyard"
-PROJECT_MARKERS = ("shipyard.yaml", HOME_DIR)
+CONFIG_FILE = "shipyard.yaml"
+PROJECT_MARKERS = (CONFIG_FILE, HOME_DIR)
 DB_FILE = "shipyard.db"
 STORE_DIR = "objects"
 ACTOR_MAX = 255  # the audit log's actor column
@@ -31,32 +33,89 @@ class Settings:
         return self.root if self.root is not None else self.home.parent
 
 
-def find_project_root(start: Path) -> Path:
-    """The nearest folder at or above ``start`` holding shipyard.yaml or .shipyard, else ``start``."""
+def find_project_root(start: Path) -> Path | None:
+    """The project ``start`` is in: the nearest folder at or above it holding ``shipyard.yaml`` or
+    ``.shipyard``, else None. Nothing is created.
+
+    As git does with ``.git``, the search stops at the first marker, whatever it is: a ``.shipyard``
+    that is a file or a link is found here and refused by ``load_settings`` with a message, never
+    skipped for a project further up. Unlike git, the search crosses mount points up to the
+    filesystem root: a project's data folder is often a mounted disk, and Shipyard does not run in
+    shell prompts, where git avoids touching slow automounted folders.
+
+    A marker in a folder *above* ``start`` that belongs to another user (not you, not root) is
+    refused (ConfigError), as git refuses a repository of another owner since CVE-2022-24765:
+    anyone can write ``/tmp/shipyard.yaml``, and its stages would run as you in any folder under
+    /tmp. Running from that folder itself is the explicit way to use it.
+    """
     start = start.resolve()
     for folder in (start, *start.parents):
-        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+        for marker in PROJECT_MARKERS:
+            try:
+                st = (folder / marker).lstat()
+            except OSError:  # absent, or a folder we may not read: not a project we can use
+                continue
+            if folder != start and st.st_uid not in (os.geteuid(), 0):
+                raise ConfigError(
+                    f"{folder / marker} belongs to another user (uid {st.st_uid}), so Shipyard does not treat "
+                    f"{folder} as your project: run from {folder} itself if you trust it, or `shipyard init` "
+                    "to make this folder a project")
             return folder
-    return start
+    return None
 
 
-def load_settings(environ: Mapping[str, str], cwd: Path) -> Settings:
+def not_a_project(cwd: Path) -> ConfigError:
+    """The one-line error of a command that needs a project, run outside any."""
+    return ConfigError(f"not in a Shipyard project: no {CONFIG_FILE} or {HOME_DIR}/ in {cwd} or any folder above it; "
+                       "run `shipyard init` to make this folder one, or cd into a project")
+
+
+def load_settings(environ: Mapping[str, str], cwd: Path, *, anywhere: bool = False) -> Settings:
     """Read ``SHIPYARD_HOME``, ``SHIPYARD_DB_URL``, ``SHIPYARD_STORE``, ``SHIPYARD_ACTOR`` and
-    ``SHIPYARD_TRUSTED_ACTORS`` (comma-separated actors whose trust decisions you accept)."""
-    root = find_project_root(cwd)
-    home = Path(environ["SHIPYARD_HOME"]) if environ.get("SHIPYARD_HOME") else root / HOME_DIR
+    ``SHIPYARD_TRUSTED_ACTORS`` (comma-separated actors whose trust decisions you accept).
+
+    The project is found with ``find_project_root``. Outside any project, and with no
+    ``SHIPYARD_HOME``, this raises ``not_a_project`` unless ``anywhere`` (the tracking API,
+    which records in ``cwd/.shipyard`` as MLflow records in ``./mlruns``). Nothing is created
+    here; a folder named by the environment must already exist, or at least its parent (Shipyard
+    makes its own home and store folders, never the folders above them).
+    """
+    found = find_project_root(cwd)
+    explicit_home = bool(environ.get("SHIPYARD_HOME"))
+    if found is None and not explicit_home and not anywhere:
+        raise not_a_project(cwd)
+    root = found if found is not None else cwd.resolve()
+    home = Path(environ["SHIPYARD_HOME"]) if explicit_home else root / HOME_DIR
     home = home if home.is_absolute() else cwd / home
-    if not environ.get("SHIPYARD_HOME") and home.is_symlink():
+    if not explicit_home and home.is_symlink():
         # a cloned repo could commit .shipyard as a link and redirect the store, the database and the lock
         raise ConfigError(f"{home} is a symbolic link (to {_target(home)}); Shipyard does not follow it: replace it "
                           "with a real folder, or set SHIPYARD_HOME to the folder you mean to use")
     if home.exists() and not home.is_dir():
         raise ConfigError(f"{home} is a file, not a folder; set SHIPYARD_HOME to a folder for Shipyard's data")
-    db_url = environ.get("SHIPYARD_DB_URL") or f"sqlite:///{home / DB_FILE}"
+    if explicit_home:
+        _parent_exists(home, "SHIPYARD_HOME")
+    db_url = environ.get("SHIPYARD_DB_URL") or default_db_url(home)
     store = Path(environ["SHIPYARD_STORE"]) if environ.get("SHIPYARD_STORE") else home / STORE_DIR
+    store = store if store.is_absolute() else cwd / store
+    if environ.get("SHIPYARD_STORE") and store.parent != home:  # inside the home, it is Shipyard's to make
+        _parent_exists(store, "SHIPYARD_STORE")
     actor = _check_actor(environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}")
-    return Settings(home=home, db_url=db_url, store_path=store if store.is_absolute() else cwd / store, actor=actor,
+    return Settings(home=home, db_url=db_url, store_path=store, actor=actor,
                     root=root, trusted_actors=parse_actors(environ.get("SHIPYARD_TRUSTED_ACTORS", "")))
+
+
+def default_db_url(home: Path) -> str:
+    """The project's own SQLite database, inside its home folder."""
+    return f"sqlite:///{home / DB_FILE}"
+
+
+def _parent_exists(folder: Path, variable: str) -> None:
+    """A mistyped path in the environment must not become a new tree of folders: only its last part is made."""
+    parent = folder.parent
+    if not os.path.lexists(parent):  # a file there is left to the store's own message (not writable)
+        raise ConfigError(f"{variable}={folder}: folder {parent} does not exist; create it (mkdir -p {parent}) "
+                          f"or fix {variable}")
 
 
 def parse_actors(text: str) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.config import Settings, load_settings
+from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
     from shipyard.core.artifacts.digest import Digest
@@ -50,6 +50,8 @@ def open_store(settings: Settings) -> ObjectStore:
 def open_metadata(settings: Settings) -> MetadataStore:
     from shipyard.adapters.db.store import SqlMetadataStore
 
+    if settings.db_url == default_db_url(settings.home):
+        make_home(settings)  # the database folder is Shipyard's own; any other must exist already
     return SqlMetadataStore(settings.db_url)
 
 
@@ -74,6 +76,11 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
     from shipyard.core.workspace.lockfile import load_lock
 
     root = settings.project_root
+    if not os.path.lexists(root / CONFIG_FILE):  # a project the tracking API made holds only .shipyard/
+        from shipyard.errors import ConfigError
+
+        raise ConfigError(f"no {CONFIG_FILE} in the project {root}, so there is no pipeline: run `shipyard init` "
+                          "to write one, then declare stages in it")
     config = load_config(root)
     pipeline = dag.build(config, root)
     ws = open_workspace(settings)
@@ -114,7 +121,7 @@ def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
     if chosen not in config.remotes:
         known = ", ".join(sorted(config.remotes)) or "none"
         raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
-    return open_remote(config.remotes[chosen], root)
+    return open_remote(config.remotes[chosen], root, chosen)
 
 
 def lock_history(root: Path) -> LockHistory:
@@ -168,13 +175,28 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     return Services(settings, store, meta, tracker, registry)
 
 
-def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
-    return load_settings(os.environ if environ is None else environ, cwd or Path.cwd())
+def make_home(settings: Settings) -> None:
+    """Create Shipyard's data folder (``.shipyard``) if missing; its parent is checked by ``load_settings``."""
+    from shipyard.errors import BackendUnavailableError
+
+    try:
+        settings.home.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot create {settings.home} ({exc.strerror or exc}); "
+                                      "set SHIPYARD_HOME to a writable folder") from exc
 
 
-def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Services:
+def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None, *,
+                              anywhere: bool = False) -> Settings:
+    """The settings of the project around ``cwd``; outside any project a ConfigError naming
+    `shipyard init`, unless ``anywhere`` (the tracking API: then ``cwd/.shipyard``)."""
+    return load_settings(os.environ if environ is None else environ, cwd or Path.cwd(), anywhere=anywhere)
+
+
+def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None, *,
+                     anywhere: bool = False) -> Services:
     here = cwd or Path.cwd()
-    return build(settings_from_environment(environ, here), here)
+    return build(settings_from_environment(environ, here, anywhere=anywhere), here)
 
 
 # --- The Python API's services (interfaces/api/client.py) -------------------------------------------------------
@@ -197,7 +219,7 @@ def open_api(project: Path | None = None, tracking_uri: str | None = None,
     """
     from dataclasses import replace
 
-    from shipyard.config import HOME_DIR
+    from shipyard.config import HOME_DIR, find_project_root
 
     env = dict(os.environ if environ is None else environ)
     here = (cwd or Path.cwd()).resolve()
@@ -209,27 +231,14 @@ def open_api(project: Path | None = None, tracking_uri: str | None = None,
         env["SHIPYARD_HOME"] = str(root / HOME_DIR)
         here = root
     elif not env.get("SHIPYARD_HOME"):
-        found = _api_project_root(here)
+        found = find_project_root(here)
         home = (found or here) / HOME_DIR
         if not home.exists():
             where = f"project {found}" if found else f"no shipyard.yaml found above {here}"
             note = f"shipyard: recording in {home} ({where})"
     if tracking_uri is not None:
         env["SHIPYARD_DB_URL"] = tracking_uri
-    settings = settings_from_environment(env, here)
+    settings = settings_from_environment(env, here, anywhere=True)
     if project is not None:
         settings = replace(settings, root=Path(project).resolve())
     return ApiServices(build(settings, here), note)
-
-
-def _api_project_root(start: Path) -> Path | None:
-    """The nearest folder at or above ``start`` holding shipyard.yaml or .shipyard, or None.
-
-    A local lookup until core/project has git-like discovery: swap in its function then.
-    """
-    from shipyard.config import PROJECT_MARKERS
-
-    for folder in (start, *start.parents):
-        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
-            return folder
-    return None

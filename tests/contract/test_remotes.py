@@ -19,6 +19,7 @@ from tests.conftest import make_bucket
 @pytest.fixture(params=["folder", "s3"])
 def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
     if request.param == "folder":
+        (tmp_path / "remote").mkdir()
         return open_remote(RemoteSpec(url=str(tmp_path / "remote")), tmp_path)
     endpoint = request.getfixturevalue("s3_endpoint")
     return open_remote(RemoteSpec(url=f"s3://{make_bucket(endpoint)}/team/project", endpoint_url=endpoint),
@@ -110,6 +111,7 @@ def test_an_oversized_remote_object_is_refused_before_it_is_copied(remote: Remot
 
 
 def test_a_folder_remote_never_follows_a_link_for_an_object_or_a_ref(tmp_path: Path) -> None:
+    (tmp_path / "remote").mkdir()
     remote = open_remote(RemoteSpec(url=str(tmp_path / "remote")), tmp_path)
     here = LocalObjectStore(tmp_path / "here")
     d = here.put_bytes(b"6bytes")

@@ -43,7 +43,8 @@ def create(url: str) -> sa.Engine:
     """An engine for ``url``; the schema is migrated to head on first use.
 
     A SQLite file that does not exist yet is created (built beside its place, then linked in, so a
-    half-made file never carries the database's name). A file that exists must be a Shipyard
+    half-made file never carries the database's name); its folder must exist (the wiring makes the
+    project's own ``.shipyard``; any other folder is the user's to make). A file that exists must be a Shipyard
     database: an empty file, garbage or a SQLite file without Shipyard's tables is refused, never
     silently replaced by a new, empty database.
     """
@@ -66,13 +67,11 @@ def create(url: str) -> sa.Engine:
     elif parsed.get_backend_name() == "sqlite":
         if _is_file(parsed):
             path = Path(str(parsed.database))
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise BackendUnavailableError(
-                    f"cannot create the metadata database at {path} ({e.strerror or e}); "
-                    "set SHIPYARD_HOME or SHIPYARD_DB_URL to a writable place"
-                ) from e
+            if not path.parent.is_dir():  # a mistyped URL must not become a new tree of folders
+                raise ConfigError(
+                    f"database {redact(url)}: folder {path.parent} does not exist; create it "
+                    f"(mkdir -p {path.parent}) or fix SHIPYARD_DB_URL"
+                )
             if not os.path.lexists(path):
                 _create_sqlite_file(parsed, path, url)
             _check_sqlite_file(path)

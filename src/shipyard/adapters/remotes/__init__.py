@@ -9,7 +9,8 @@ from shipyard.errors import ConfigError, MissingExtraError
 from shipyard.ports import Remote
 
 
-def open_remote(spec: RemoteSpec, project_root: Path) -> Remote:
+def open_remote(spec: RemoteSpec, project_root: Path, name: str | None = None) -> Remote:
+    """The remote ``spec`` describes (``name`` is its key in shipyard.yaml, for messages)."""
     url = spec.url
     if url.startswith("s3://"):
         try:
@@ -22,4 +23,4 @@ def open_remote(spec: RemoteSpec, project_root: Path) -> Remote:
     from shipyard.adapters.remotes.folder import FolderRemote
 
     path = Path(url.removeprefix("file://"))
-    return FolderRemote(path if path.is_absolute() else project_root / path)
+    return FolderRemote(path if path.is_absolute() else project_root / path, name)

@@ -15,16 +15,24 @@ from pathlib import Path
 
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
-from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
+from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
 BATCH = 256  # objects open at once during a download (each holds a file descriptor)
 
 
 class FolderRemote:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, name: str | None = None) -> None:
+        """The remote at the folder ``root``, which must exist: a mistyped path in shipyard.yaml is an error,
+        never a new folder (``mkdir`` it once to start an empty remote)."""
         self.root = root
         self.url = str(root)
+        if not root.is_dir():
+            what = f"remote {name!r}" if name else "remote"
+            fix = f"remotes.{name}.url" if name else "the remote's url"
+            state = "is not a folder" if os.path.lexists(root) else "does not exist"
+            raise ConfigError(f"{what}: folder {root} {state}; create it (mkdir -p {root}) or fix {fix} in "
+                              "shipyard.yaml")
         try:
             self.db = LocalObjectStore(root, must_write=False)
         except BackendUnavailableError as exc:

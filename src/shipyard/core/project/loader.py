@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -36,7 +38,12 @@ def _lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | i
 
 
 def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
-    """Validate ``text`` (pydantic); errors name the file, the line and the key."""
+    """Validate ``text``; an error names the file, the line and the key, in Shipyard's words.
+
+    Unknown keys and a ``default_remote`` that names no remote are checked here first, so they are
+    reported at their own line with a suggestion; what pydantic finds after that is put in plain
+    words by ``_plain``, and pydantic's own wording never reaches the user.
+    """
     from pydantic import ValidationError
 
     from shipyard.core.project.schema import ProjectConfig
@@ -49,26 +56,118 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
     lines: dict[tuple[str | int, ...], int] = {}
     if node is not None:
         _lines(node, (), lines)
+    _check_keys(data, lines, source)
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tuple["))))
         line = _nearest_line(lines, loc)
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"].startswith("tuple"):
-            msg = "should be a list of strings (or one string)"
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; `shipyard init --help` shows an annotated example)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}:{line}: {key}: {msg}{more}") from exc
+        more = exc.error_count() - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"{source}:{line}: {_plain(err, loc)}{tail}") from exc
+
+
+# Words other tools use for a stage's keys (GitHub Actions, Makefiles, MLflow projects, DVC's long forms).
+SYNONYMS = {"command": "cmd", "run": "cmd", "script": "cmd", "dependencies": "deps", "inputs": "deps",
+            "outputs": "outs", "parameters": "params", "environment": "env", "workdir": "wdir",
+            "working_dir": "wdir", "cwd": "wdir", "remote": "default_remote"}
+
+
+def _check_keys(data: dict[object, object], lines: dict[tuple[str | int, ...], int], source: str) -> None:
+    """Refuse the first unknown key (with one suggestion) and a ``default_remote`` that names no remote."""
+    from shipyard.core.project.schema import ExecutorSpec, ProjectConfig, RemoteSpec, StageSpec
+
+    sections: list[tuple[tuple[str | int, ...], dict[object, object], list[str], str]] = [
+        ((), data, list(ProjectConfig.model_fields), "shipyard.yaml's top level")]
+    executor = data.get("executor")
+    if isinstance(executor, dict):
+        sections.append((("executor",), executor, list(ExecutorSpec.model_fields), "executor"))
+    for section, model in (("remotes", RemoteSpec), ("stages", StageSpec)):
+        entries = data.get(section)
+        if isinstance(entries, dict):
+            for name, entry in entries.items():
+                if isinstance(entry, dict):
+                    sections.append(((section, str(name)), entry, list(model.model_fields), f"{section}.{name}"))
+    for path, mapping, known, where in sections:
+        for key in mapping:
+            if key in known:
+                continue
+            guess = suggest(str(key), known)
+            hint = f"did you mean {guess!r}?" if guess else f"known keys: {', '.join(known)}"
+            line = _nearest_line(lines, (*path, str(key)))
+            raise ConfigError(f"{source}:{line}: unknown key {str(key)!r} in {where} ({hint})")
+    chosen, remotes = data.get("default_remote"), data.get("remotes", {})
+    if isinstance(chosen, str) and isinstance(remotes, dict) and chosen not in remotes:
+        line = _nearest_line(lines, ("default_remote",))
+        if remotes:
+            guess = suggest(chosen, [str(r) for r in remotes])
+            hint = f"did you mean {guess!r}? " if guess else ""
+            defined = ", ".join(str(r) for r in remotes)
+            raise ConfigError(f"{source}:{line}: default_remote {chosen!r} is not one of the remotes defined under "
+                              f"remotes: ({defined}); {hint}fix default_remote or add remotes.{chosen}")
+        raise ConfigError(f"{source}:{line}: default_remote {chosen!r} names a remote, but no remotes are defined: "
+                          f"add remotes.{chosen} with a url, or remove default_remote")
+
+
+def suggest(word: str, known: list[str]) -> str | None:
+    """The one known word ``word`` was most likely meant to be, or None."""
+    synonym = SYNONYMS.get(word.lower())
+    if synonym in known:
+        return synonym
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+# The help shown for a missing key or a wrong type, by pydantic's error type.
+_TYPE_WORDS = {
+    "string_type": "should be text", "bool_type": "should be true or false", "float_type": "should be a number",
+    "int_type": "should be a whole number", "dict_type": "should be a mapping (key: value lines)",
+    "model_type": "should be a mapping (key: value lines)", "model_attributes_type": "should be a mapping "
+    "(key: value lines)", "none_required": "should be empty",
+}
+
+
+def _plain(err: Any, loc: tuple[str | int, ...]) -> str:
+    """One error of pydantic as ``key: what is wrong`` in Shipyard's words."""
+    kind = err["type"]
+    if "[key]" in loc:  # a name (of a remote, a stage) that YAML read as a number, a boolean or null
+        at = loc.index("[key]")
+        section = ".".join(str(p) for p in loc[:at - 1]) or "the top level"
+        return f"{section}: the name {loc[at - 1]!s} should be text; quote it"
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if kind == "missing" and loc:
+        parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
+        return f"{parent}: missing key {str(loc[-1])!r}"
+    if kind == "value_error":
+        return f"{key}: {str(err['msg']).removeprefix('Value error, ')}"
+    if kind.startswith(("tuple", "list")):
+        return f"{key}: should be a list of strings (or one string)"
+    if kind == "literal_error":
+        expected = str(err.get("ctx", {}).get("expected", ""))
+        return f"{key}: should be {expected}" if expected else f"{key}: is not one of the allowed values"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    words = _TYPE_WORDS.get(kind)
+    if words is None:
+        words = "has a value Shipyard cannot use here"
+    got = err.get("input")
+    shown = f" (got {type(got).__name__} {_brief(got)})" if got is not None and kind in _TYPE_WORDS else ""
+    return f"{key}: {words}{shown}"
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _nearest_line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:
     for n in range(len(loc), -1, -1):
         if loc[:n] in lines:
             return lines[loc[:n]]
+        as_text = tuple(str(p) for p in loc[:n])  # a mapping key YAML read as a number
+        if as_text in lines:
+            return lines[as_text]
     return 1
 
 
@@ -97,9 +196,20 @@ def load_config(root: Path) -> Project:
             return Project.from_dict(cached["config"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    validated = parse_config(text, str(path.relative_to(root) if path.is_relative_to(root) else path))
+    validated = parse_config(text, _shown(path, root))
     project = Project.from_dict(validated.model_dump())
     if cache.parent.is_dir():
         with contextlib.suppress(OSError):  # an unwritable cache only costs the next command a validation
             write_atomic(cache, json.dumps({"key": key, "config": project.to_dict()}).encode())
     return project
+
+
+def _shown(path: Path, root: Path) -> str:
+    """``path`` as the user sees it from where they are (``../shipyard.yaml`` from a subfolder, as git shows
+    paths); from outside the project (a program using the library), relative to the project."""
+    try:
+        here = Path.cwd()
+    except OSError:  # the current folder was removed
+        here = root
+    inside = here.is_relative_to(root.resolve()) or here.is_relative_to(root)
+    return os.path.relpath(path, here) if inside else str(path.relative_to(root))

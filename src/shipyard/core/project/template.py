@@ -8,7 +8,8 @@ version: 1
 # Parameters file that stages read dotted keys from (as in DVC).
 params: params.yaml
 
-# Where `shipyard data push/pull` send and fetch objects. A folder or S3-compatible storage:
+# Where `shipyard data push/pull` send and fetch objects. A folder or S3-compatible storage.
+# A folder remote must exist (`mkdir -p` it once): a mistyped path is an error, never a new folder.
 # remotes:
 #   origin:
 #     url: s3://my-bucket/shipyard        # or /mnt/shared/shipyard, or file:///srv/shipyard

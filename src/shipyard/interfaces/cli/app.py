@@ -44,8 +44,10 @@ def root(
 ) -> None:
     """Data and model versions with lineage, run tracking, and a registry whose versions never change.
 
-    Data lives in the project's .shipyard/ folder (SQLite + object store) unless SHIPYARD_HOME,
-    SHIPYARD_DB_URL (e.g. postgresql://user@host/db) or SHIPYARD_STORE say otherwise.
+    Commands work on the project around the current folder: the nearest folder at or above it that
+    holds shipyard.yaml or .shipyard/ (`shipyard init` makes one). Data lives in the project's
+    .shipyard/ folder (SQLite + object store) unless SHIPYARD_HOME, SHIPYARD_DB_URL (e.g.
+    postgresql://user@host/db) or SHIPYARD_STORE say otherwise.
     """
 
 
