@@ -64,3 +64,25 @@ def test_reproduce_prints_its_header_first_and_labels_the_scratch_stages(root: P
     assert "train (scratch) │ registered tiny@1" in lines  # the scratch registry's, not yours
     assert not [line for line in lines if "│ registered" in line and "(scratch)" not in line]
     assert any(line.startswith("train (scratch) ✔ done in ") for line in lines)
+
+
+def test_run_keeps_stage_outputs_out_of_git_and_never_writes_through_a_linked_gitignore(root: Path) -> None:
+    (root / ".gitignore").write_text("*.pyc")  # no final newline: the entries still go on lines of their own
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"))
+    first = shipyard("run", "prepare", env=env, cwd=root)
+    assert first.returncode == 0, first.stderr
+    assert "added work/prepared.txt to .gitignore" in first.stdout
+    assert (root / ".gitignore").read_text() == "*.pyc\n/.shipyard\n/work/prepared.txt\n"
+    again = shipyard("run", env=env, cwd=root)
+    assert again.returncode == 0, again.stderr
+    lines = (root / ".gitignore").read_text().splitlines()
+    assert lines[:3] == ["*.pyc", "/.shipyard", "/work/prepared.txt"]
+    assert sorted(lines[3:]) == ["/metrics.json", "/model", "/side.txt"]
+
+    outside = root.parent / "bashrc"
+    outside.write_text("echo hi\n")
+    (root / ".gitignore").unlink()
+    (root / ".gitignore").symlink_to(outside)
+    linked = shipyard("run", "train", "--force", env=env, cwd=root)
+    assert linked.returncode == 0, linked.stderr
+    assert outside.read_text() == "echo hi\n" and "gitignore" not in linked.stdout

@@ -79,6 +79,7 @@ def run(
         return
     runner = _runner(None if as_json else ConsoleEvents())
     report = runner.run(stages or None, jobs=jobs, force=force)
+    ignored = _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
     if as_json:
         out.print_json([o.to_dict() for o in report.outcomes])
     else:
@@ -92,11 +93,24 @@ def run(
         if fresh:
             out.console().print(f"{fresh} stage(s) up to date" if acted else
                                 f"all {fresh} stage(s) up to date: nothing to run")
+        if ignored:
+            out.console().print(f"added {', '.join(ignored)} to .gitignore: commit shipyard.lock, which pins "
+                                "them by digest, rather than the outputs")
     if not report.ok:
         from shipyard.errors import StageFailed
 
         failed = [o.stage for o in report.outcomes if o.result == "failed"]
         raise StageFailed(f"stage(s) failed: {', '.join(failed) or 'see above'}; nothing of theirs was cached")
+
+
+def _ignore_outputs(runner: PipelineRunner, stages: list[str]) -> list[str]:
+    """Keep the outputs of ``stages`` out of git, as ``data add`` keeps tracked data out (and DVC its outs):
+    shipyard.lock pins them by digest and the store restores them. Returns the paths newly ignored."""
+    from shipyard.interfaces.cli.gitignore import ignore
+
+    root = runner.ws.root
+    paths = [p for name in stages for p in runner.pipeline.stages[name].produced]
+    return [p for p in [".shipyard", *paths] if ignore(root, p) and p != ".shipyard"]
 
 
 def status(
