@@ -198,3 +198,14 @@ def test_a_long_history_is_read_whole(repo: Path) -> None:
     history = lock_history(repo)
     found = history_roots(history)
     assert history.commits == 2000 and found.locks == 50 and set(digests) <= found.digests
+
+
+def test_a_grace_period_without_its_unit_is_refused_before_anything_is_read(repo: Path) -> None:
+    """`--grace 24` once meant 24 seconds: gc removed what the user meant to keep for a day."""
+    for command in (("data", "gc"), ("store", "gc")):
+        done = sy(repo, *command, "--grace", "24", check=False)
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines() == [
+            "error: invalid value for --grace: '24': give a number with its unit, s, m, h or d (e.g. 24h or 90s); "
+            f"see `shipyard {' '.join(command)} --help`"]
+    assert sy(repo, "data", "gc", "--grace", "0", "--dry-run").returncode == 0  # 0 is 0 in every unit

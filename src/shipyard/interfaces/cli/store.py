@@ -22,9 +22,12 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def seconds(text: str) -> float:
+    """A grace period: a number with its unit (``30m``, ``24h``); a bare number other than 0 is refused, since
+    ``--grace 24`` read as seconds would let gc remove what the user meant to keep for a day."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not m:
-        raise typer.BadParameter(f"{text!r}: use a number with s, m, h or d, e.g. 24h")
+    if not m or (not m[2] and float(m[1]) != 0):
+        raise typer.BadParameter(f"{text!r}: give a number with its unit, s, m, h or d (e.g. 24h or 90s)",
+                                 param_hint="--grace")
     return float(m[1]) * _UNITS[m[2] or "s"]
 
 
@@ -123,6 +126,7 @@ def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, workspace_only
 def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = False, workspace_only: bool = False,
             remote_name: str | None = None) -> None:
     """gc of the local store, keeping what the workspace, every lock in git history, runs and versions reference."""
+    grace_seconds = seconds(grace)  # a bad period stops gc before it reads anything
     from shipyard.core.artifacts.maintenance import GcReport
     from shipyard.core.artifacts.maintenance import gc as run_gc
     from shipyard.core.workspace.history import history_roots, require_complete
@@ -144,7 +148,7 @@ def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = Fal
         manifests |= found.manifests
         report.history = "git" if history.repo is not None else "no git repository"
         report.commits, report.locks, report.warnings = history.commits, found.locks, found.warnings
-    report = run_gc(svc.store, roots, seconds(grace), dry_run=dry_run, manifests=manifests,
+    report = run_gc(svc.store, roots, grace_seconds, dry_run=dry_run, manifests=manifests,
                     records=None if allow_empty_db else runs + versions, metadata=f"the database at {_shown(svc)}",
                     remote=_lookup_remote(root, remote_name, report), report=report)
     if as_json:
