@@ -202,6 +202,7 @@ def test_a_long_history_is_read_whole(repo: Path) -> None:
 
 def test_a_grace_period_without_its_unit_is_refused_before_anything_is_read(repo: Path) -> None:
     """`--grace 24` once meant 24 seconds: gc removed what the user meant to keep for a day."""
+    (repo / ".shipyard").mkdir(exist_ok=True)
     for command in (("data", "gc"), ("store", "gc")):
         done = sy(repo, *command, "--grace", "24", check=False)
         assert done.returncode == 2
