@@ -25,7 +25,10 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[str, str], tmp_path: Path) -> None:
-    lines = run_cli("demo", env=env, cwd=tmp_path).stdout.splitlines()
+    done = run_cli("demo", env={**env, "COLUMNS": "80"}, cwd=tmp_path)  # every heading whole on 80 columns
+    assert "recording in" not in done.stderr  # the demo says where it records, in its own words
+    lines = done.stdout.splitlines()
+    assert "".join(done.stdout.split()).startswith(f"everythingthedemorecordsgoesto{tmp_path / '.shipyard'}")
 
     def at(text: str) -> int:
         found = [i for i, line in enumerate(lines) if text in line]

@@ -55,7 +55,7 @@ def root(
 def demo(
     name: str = typer.Option("iris", "--name", help="Model name to register."),
 ) -> None:
-    """Train a scikit-learn model on iris, record the run, register it, alias it staging, load and predict."""
+    """The tour in three parts: track and register an iris model, run the example pipeline (cached), serve it."""
     from shipyard.interfaces.cli.demo import run_demo
 
     run_demo(name)

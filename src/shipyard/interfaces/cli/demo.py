@@ -21,12 +21,13 @@ from shipyard.errors import MissingExtraError
 from shipyard.interfaces.cli import output as out
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-pipeline"
-PARTS = ("Part 1/3 · tracking and registry: track a run, register the model, load it back by alias",
-         "Part 2/3 · pipeline: prepare → train → evaluate, cached stage by stage",
+# each heading fits an 80-column terminal (a Rich rule cuts what does not)
+PARTS = ("Part 1/3 · tracking and registry: a run, a version, an alias",
+         "Part 2/3 · pipeline: prepare → train → evaluate, cached",
          "Part 3/3 · serving: serve {ref} and ask it")
-STEPS = ("2a. First run: stages run (or come from the cache if the demo ran before)",
-         "2b. Outputs deleted, as in a fresh clone: every stage comes back from the cache",
-         "2c. train.C changed to 0.5: prepare stays; train and evaluate re-run (or come from the cache)")
+STEPS = ("2a. First run: every stage runs (or comes from the cache of an earlier demo)",
+         "2b. Outputs deleted, as in a fresh clone: all restored from the cache",
+         "2c. train.C set to 0.5: train and evaluate re-run (or come from the cache)")
 
 
 def run_demo(name: str) -> None:
@@ -40,7 +41,12 @@ def run_demo(name: str) -> None:
     except ModuleNotFoundError as exc:
         raise MissingExtraError("the demo", "sklearn") from exc
 
+    from shipyard.wiring import make_home, settings_from_environment
+
+    settings = settings_from_environment(anywhere=True)  # the demo makes its project here, as `init` would
+    make_home(settings)
     c = out.console()
+    c.print(f"[dim]everything the demo records goes to {escape(str(settings.home))}[/dim]")
     c.rule(f"[bold]{PARTS[0]}")
     started = time.perf_counter()
     data = load_iris()
