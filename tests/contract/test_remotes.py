@@ -140,3 +140,10 @@ def test_a_huge_ref_is_refused_with_one_line(remote: Remote) -> None:
     assert "\n" not in str(info.value)
     remote.put_ref("stage-cache/ok", b"x" * 1024 * 1024)  # exactly the limit is fine
     assert remote.get_ref("stage-cache/ok") == b"x" * 1024 * 1024
+
+
+def test_a_relative_folder_remote_is_named_plainly_in_messages(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "shared").mkdir()
+    remote = open_remote(RemoteSpec(url="../shared"), tmp_path / "proj", "origin")
+    assert remote.url == str((tmp_path / "shared").resolve())

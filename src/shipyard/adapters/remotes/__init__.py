@@ -23,4 +23,5 @@ def open_remote(spec: RemoteSpec, project_root: Path, name: str | None = None) -
     from shipyard.adapters.remotes.folder import FolderRemote
 
     path = Path(url.removeprefix("file://"))
-    return FolderRemote(path if path.is_absolute() else project_root / path, name)
+    # resolved as the kernel would (a linked project folder included), so messages name the folder plainly
+    return FolderRemote((path if path.is_absolute() else project_root / path).resolve(), name)

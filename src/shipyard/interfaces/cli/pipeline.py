@@ -142,7 +142,8 @@ def reproduce(
 ) -> None:
     """Restore the data and params recorded for a version, re-run its stages, and compare every output.
 
-    Exit code 0 when every output is identical or its metrics agree within --tolerance, 9 otherwise.
+    Exit code 0 when every output is identical, gives the same predictions, or has metrics within --tolerance;
+    9 otherwise.
     """
     import shutil
     import tempfile
