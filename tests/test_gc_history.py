@@ -37,6 +37,7 @@ def repo(tmp_path: Path) -> Path:
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     (root / ".gitignore").write_text("/.shipyard\n/data\n")
+    (root / "shipyard.yaml").write_text("version: 1\n")  # a project, committed as a user's is
     return root
 
 
@@ -49,7 +50,7 @@ def version(ws: Workspace, text: str) -> Digest:
 
 
 def commit(root: Path, message: str, *flags: str) -> None:
-    git(root, "add", "shipyard.lock", ".gitignore")
+    git(root, "add", "shipyard.lock", ".gitignore", "shipyard.yaml")
     git(root, "commit", "-q", "-m", message, *flags)
 
 
@@ -180,6 +181,7 @@ def test_outside_git_gc_says_there_is_no_history(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     (root / "data").mkdir(parents=True)
     (root / "data" / "f.txt").write_text("x\n")
+    (root / "shipyard.yaml").write_text("version: 1\n")
     sy(root, "data", "add", "data/f.txt")
     done = sy(root, "data", "gc", "--dry-run")
     assert "no git repository" in done.stdout
