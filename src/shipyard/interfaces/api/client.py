@@ -13,11 +13,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from shipyard.core.lineage.records import ArtifactRecord, RunRecord, RunStatus
+from shipyard.core.lineage.records import ArtifactRecord, RunData, RunInfo, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
 from shipyard.errors import InvalidInputError, NotFoundError
@@ -116,7 +117,15 @@ class Client:
         self.services.tracker.end_run(run_id, shapes.status(status))
 
     def get_run(self, run_id: str) -> RunRecord:
-        return self.services.tracker.get_run(run_id)
+        """The run (an id or a unique prefix), with the status ``shipyard runs`` shows: a run recorded as
+        running whose process is gone is killed. MLflow's ``run.info`` and ``run.data`` read on it."""
+        return self._shown(self.services.tracker.get_run(run_id))
+
+    def _shown(self, run: RunRecord) -> RunRecord:
+        if run.status is not RunStatus.RUNNING:
+            return run
+        status = self.services.tracker.status_of(run)
+        return run if status is run.status else replace(run, status=status)
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
         self.services.tracker.log_params(run_id, {key: value})
@@ -172,13 +181,17 @@ class Client:
                     order_by: Sequence[str] | str | None = None, page_token: str | None = None) -> list[RunRecord]:
         """Runs matching ``filter_string`` (``"metrics.acc > 0.9 and params.C = '1.0'"``), newest first.
 
+        ``status = 'killed'`` (or MLflow's ``attributes.status = 'KILLED'``) matches the status runs are
+        shown with: a run recorded as running whose process is gone is killed.
+
         ``experiment_ids``: one experiment's name (Shipyard names experiments); ``order_by``: one key,
         e.g. ``["metrics.acc DESC"]``. All results come in one page.
         """
         if page_token:
             raise InvalidInputError("search_runs returns every match in one page: there is no next page token")
-        return self.services.tracker.search(_with_experiment(filter_string, experiment_ids), max_results,
-                                            _one_order(order_by))
+        found = self.services.tracker.search(_with_experiment(filter_string, experiment_ids), max_results,
+                                             _one_order(order_by))
+        return [self._shown(r) for r in found]
 
     # -- models ----------------------------------------------------------------------------------------------
 
@@ -272,9 +285,14 @@ class ActiveRun:
         return self.record.id
 
     @property
-    def info(self) -> ActiveRun:
-        """MLflow's ``run.info.run_id`` and ``run.info.run_name`` read here too."""
-        return self
+    def info(self) -> RunInfo:
+        """MLflow's ``run.info`` (``run_id``, ``run_name``, ``status``...), as when the run started."""
+        return self.record.info
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``run.data``, as when the run started; ``shipyard.get_run(run.id).data`` reads it now."""
+        return self.record.data
 
     @property
     def run_name(self) -> str:
