@@ -39,8 +39,11 @@ champion = client.get_model_version_by_alias("iris", "champion")
 loaded = mlflow.sklearn.load_model("models:/iris@champion")
 again = mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris")
 client.delete_registered_model_alias("iris", "champion")
+fetched = mlflow.get_run(run.info.run_id)
 print(run.info.run_id, mv.run_id == run.info.run_id, champion.version == mv.version, again.version,
-      [int(p) for p in loaded.predict(X[:3])])
+      f"{mv.name}@{mv.version}", int(mv.version) + 1, fetched.info.run_id == run.info.run_id, fetched.info.status,
+      fetched.info.end_time >= fetched.info.start_time > 1e12, round(fetched.data.metrics["loss"], 3),
+      fetched.data.params["C"], fetched.data.tags["team"], [int(p) for p in loaded.predict(X[:3])])
 """
 
 
@@ -53,8 +56,9 @@ def test_an_mlflow_script_runs_with_only_its_import_changed(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-c", script], cwd=scratch, env=cli_env(), capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    run_id, same_run, same_version, second, predicted = done.stdout.split(" ", 4)
-    assert (same_run, same_version, second, predicted.strip()) == ("True", "True", "2", "[0, 0, 0]")
+    run_id, *said = done.stdout.split(" ", 12)
+    assert [s.strip() for s in said] == ["True", "True", "2", "iris@1", "2", "True", "FINISHED", "True", "0.333",
+                                         "0.5", "ml", "[0, 0, 0]"]
 
     with shipyard.Client(scratch) as client:
         rec = client.get_run(run_id)
