@@ -26,6 +26,9 @@ from shipyard.interfaces.api import shapes
 from shipyard.wiring import ApiServices, Services, open_api
 
 PathLike = str | os.PathLike[str]
+# set_tracking_uri's choice (project folder, database URL), for the whole process as MLflow's tracking
+# URI: the default of Client() and of the module functions
+TRACKING: list[tuple[Path | None, str | None]] = []
 
 
 class Client:
@@ -33,11 +36,15 @@ class Client:
 
     ``project``: the project folder (default: the project found at or above the working folder, or
     the working folder itself outside any project); ``tracking_uri``: a database URL
-    (``sqlite:///…``, ``postgresql://…``) for runs and models instead of the project's own.
+    (``sqlite:///…``, ``postgresql://…``) for runs and models instead of the project's own. With
+    neither, what ``shipyard.set_tracking_uri`` chose, if anything, as ``MlflowClient()`` does.
     Use it in a ``with`` block, or call ``close()``: it releases the database connections.
     """
 
     def __init__(self, project: PathLike | None = None, *, tracking_uri: str | None = None) -> None:
+        if project is None and tracking_uri is None and TRACKING:
+            chosen, tracking_uri = TRACKING[-1]
+            project = chosen
         self._setup(open_api(Path(project) if project is not None else None, tracking_uri))
 
     @classmethod
@@ -244,6 +251,31 @@ class Client:
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         return self.services.registry.resolve(shapes.alias_ref(name, alias))
+
+    def search_model_versions(self, filter_string: str | None = None, max_results: int = DEFAULT_SEARCH_LIMIT,
+                              order_by: Sequence[str] | None = None,
+                              page_token: str | None = None) -> list[ModelVersion]:
+        """Versions matching MLflow's ``"name = 'iris'"`` or ``"run_id = '…'"`` (joined with ``and``),
+        newest first, in one page."""
+        if page_token:
+            raise InvalidInputError("search_model_versions returns every match in one page: there is no next "
+                                    "page token")
+        if order_by:
+            raise InvalidInputError("search_model_versions lists versions newest first; it takes no order_by")
+        wanted = shapes.version_filter(filter_string)
+        registry = self.services.registry
+        names = [m.name for m in registry.models() if m.name == wanted.get("name", m.name)]
+        found = [mv for name in names for mv in registry.versions(name)
+                 if "run_id" not in wanted or mv.run_id == wanted["run_id"]]
+        found.sort(key=lambda mv: (mv.created_at, mv.model, mv.version), reverse=True)
+        return found[:max_results]
+
+    def get_latest_versions(self, name: str, stages: Sequence[str] | None = None) -> list[ModelVersion]:
+        """MLflow's deprecated form: the latest version, in a list. Shipyard has aliases, not stages."""
+        if stages:
+            raise InvalidInputError(f"model versions have no stages in Shipyard (asked for {', '.join(stages)}): "
+                                    f"use get_model_version_by_alias({name!r}, ALIAS)")
+        return [self.services.registry.resolve(shapes.model_ref(name))]
 
     def set_registered_model_alias(self, name: str, alias: str, version: int | str, reason: str = "") -> AuditEvent:
         """Point ``name@alias`` at ``version``; the move is written to the audit log."""
