@@ -19,6 +19,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 X, y = load_iris(return_X_y=True)
+mlflow.set_tracking_uri("sqlite:///mlflow.db")
 mlflow.set_experiment("iris-demo")
 with mlflow.start_run(run_name="logreg") as run:
     params = {"C": 0.5, "max_iter": 300}
@@ -39,7 +40,14 @@ champion = client.get_model_version_by_alias("iris", "champion")
 loaded = mlflow.sklearn.load_model("models:/iris@champion")
 again = mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris")
 client.delete_registered_model_alias("iris", "champion")
+fetched = mlflow.get_run(run.info.run_id)
+versions = sorted(int(v.version) for v in client.search_model_versions("name='iris'"))
+by_source = mlflow.pyfunc.load_model(mv.source)
 print(run.info.run_id, mv.run_id == run.info.run_id, champion.version == mv.version, again.version,
+      f"{mv.name}@{mv.version}", int(mv.version) + 1, fetched.info.run_id == run.info.run_id, fetched.info.status,
+      fetched.info.end_time >= fetched.info.start_time > 1e12, round(fetched.data.metrics["loss"], 3),
+      fetched.data.params["C"], fetched.data.tags["team"], versions == [1, 2],
+      [int(p) for p in loaded.predict(X[:3])] == [int(p) for p in by_source.predict(X[:3])],
       [int(p) for p in loaded.predict(X[:3])])
 """
 
@@ -53,10 +61,12 @@ def test_an_mlflow_script_runs_with_only_its_import_changed(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-c", script], cwd=scratch, env=cli_env(), capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    run_id, same_run, same_version, second, predicted = done.stdout.split(" ", 4)
-    assert (same_run, same_version, second, predicted.strip()) == ("True", "True", "2", "[0, 0, 0]")
+    run_id, *said = done.stdout.split(" ", 14)
+    assert [s.strip() for s in said] == ["True", "True", "2", "iris@1", "2", "True", "FINISHED", "True", "0.333",
+                                         "0.5", "ml", "True", "True", "[0, 0, 0]"]
+    assert not (scratch / ".shipyard" / "shipyard.db").exists()  # set_tracking_uri chose the database
 
-    with shipyard.Client(scratch) as client:
+    with shipyard.Client(scratch, tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}") as client:
         rec = client.get_run(run_id)
         assert (rec.name, rec.experiment, rec.status) == ("logreg", "iris-demo", "finished")
         assert rec.params == {"C": "0.5", "max_iter": "300", "solver": "lbfgs"}
@@ -114,3 +124,33 @@ def test_module_functions_take_mlflow_positional_and_keyword_forms(project: Path
         shipyard.end_run("DONE")
     with pytest.raises(InvalidInputError, match="cannot end a run as 'RUNNING'"):
         shipyard.end_run("RUNNING")
+
+
+def test_set_tracking_uri_search_model_versions_and_their_refusals(project: Path, tmp_path: Path) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shipyard.set_tracking_uri(f"file://{other}")  # a folder: its .shipyard records everything
+    try:
+        with shipyard.start_run(run_name="there"):
+            shipyard.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), "tiny")
+        assert (other / ".shipyard").is_dir() and not (project / ".shipyard" / "shipyard.db").exists()
+        with shipyard.MlflowClient() as client:  # MlflowClient() follows set_tracking_uri, as in MLflow
+            assert [(v.name, v.version) for v in client.search_model_versions("name = 'tiny'")] == [("tiny", 1)]
+            assert client.search_model_versions("name='absent'") == []
+            assert [v.version for v in client.get_latest_versions("tiny")] == [1]
+            with pytest.raises(InvalidInputError, match=r"no stages in Shipyard.*get_model_version_by_alias"):
+                client.get_latest_versions("tiny", stages=["Production"])
+            with pytest.raises(InvalidInputError, match="cannot read model version filter"):
+                client.search_model_versions("tags.x = 'y'")
+        run_id = shipyard.search_model_versions(filter_string="name = 'tiny'")[0].run_id
+        assert run_id is not None and shipyard.get_run(run_id).info.run_name == "there"
+        assert shipyard.pyfunc.load_model("models:/tiny/1").predict([[1]]).tolist() == [0]
+        assert shipyard.get_tracking_uri() == f"sqlite:///{other / '.shipyard' / 'shipyard.db'}"
+        for refused in ("http://localhost:5000", "databricks", str(tmp_path / "missing")):
+            with pytest.raises(InvalidInputError):
+                shipyard.set_tracking_uri(refused)
+    finally:
+        shipyard.set_tracking_uri(None)
+    assert shipyard.get_tracking_uri() == f"sqlite:///{project / '.shipyard' / 'shipyard.db'}"

@@ -13,6 +13,8 @@ def test_exported_members() -> None:
         "log_artifacts", "log_batch", "log_metric", "log_metrics", "log_model", "log_param", "log_params",
         "register_model", "save_model", "search_runs", "set_alias", "set_experiment", "set_registered_model_alias",
         "set_tag", "set_tags", "sklearn", "start_run", "trust_model",
+        # MLflow's names, added on purpose (issue 8)
+        "get_tracking_uri", "pyfunc", "search_model_versions", "set_tracking_uri",
     }
     for name in shipyard.__all__:
         assert getattr(shipyard, name) is not None

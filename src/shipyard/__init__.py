@@ -22,6 +22,7 @@ __all__ = [
     "get_model_version",
     "get_model_version_by_alias",
     "get_run",
+    "get_tracking_uri",
     "load_model",
     "log_artifact",
     "log_artifacts",
@@ -31,14 +32,17 @@ __all__ = [
     "log_model",
     "log_param",
     "log_params",
+    "pyfunc",
     "register_model",
     "save_model",
+    "search_model_versions",
     "search_runs",
     "set_alias",
     "set_experiment",
     "set_registered_model_alias",
     "set_tag",
     "set_tags",
+    "set_tracking_uri",
     "sklearn",
     "start_run",
     "trust_model",
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
         get_model_version,
         get_model_version_by_alias,
         get_run,
+        get_tracking_uri,
         load_model,
         log_artifact,
         log_artifacts,
@@ -64,14 +69,17 @@ if TYPE_CHECKING:
         log_model,
         log_param,
         log_params,
+        pyfunc,
         register_model,
         save_model,
+        search_model_versions,
         search_runs,
         set_alias,
         set_experiment,
         set_registered_model_alias,
         set_tag,
         set_tags,
+        set_tracking_uri,
         sklearn,
         start_run,
         trust_model,
@@ -79,9 +87,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "sklearn":
-        from shipyard.interfaces.api import sklearn as module
+    if name in ("sklearn", "pyfunc"):
+        import importlib
 
+        module = importlib.import_module(f"shipyard.interfaces.api.{name}")
         globals()[name] = module
         return module
     if name in __all__:

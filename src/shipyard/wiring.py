@@ -171,8 +171,21 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     origin = Origin(user=settings.actor, host=socket.gethostname(), pid=os.getpid())
     tracker = Tracker(meta, store, origin, code_version=code, env_digest=env_digest, pid_alive=pid_alive)
     registry = Registry(meta, store, flavor, settings.actor, env_digest=env_digest,
-                        reviewers=settings.trusted_actors)
+                        reviewers=settings.trusted_actors, where=registry_of(settings.db_url))
     return Services(settings, store, meta, tracker, registry)
+
+
+def registry_of(db_url: str) -> str:
+    """Where a registry lives, for messages: a SQLite file's folder, or the database URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if db_url.startswith("sqlite:///"):
+        return f"in {Path(db_url.removeprefix('sqlite:///')).parent}"
+    parts = urlsplit(db_url)
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        db_url = urlunsplit(parts._replace(netloc=netloc))
+    return f"at {db_url}"
 
 
 def make_home(settings: Settings) -> None:

@@ -22,3 +22,14 @@ def test_parses_conditions_joined_with_and() -> None:
 def test_unreadable_filters_say_how_to_write_them(bad: str) -> None:
     with pytest.raises(InvalidInputError):
         parse_filter(bad)
+
+
+def test_status_is_one_of_the_run_statuses_in_any_case() -> None:
+    assert parse_filter("status = 'KILLED'") == (Condition("attr", "status", "=", "killed"),)
+    assert parse_filter("attributes.status != 'FINISHED' and attributes.run_name = 'fit'") == (
+        Condition("attr", "status", "!=", "finished"), Condition("attr", "name", "=", "fit"))
+    with pytest.raises(InvalidInputError, match="unknown run status 'bogus' in filter: use one of "
+                                                "running, finished, failed, killed"):
+        parse_filter("status = 'bogus'")
+    with pytest.raises(InvalidInputError, match="unknown run status 'done'"):
+        parse_filter("attributes.status = 'done'")

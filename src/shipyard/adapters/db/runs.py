@@ -238,6 +238,9 @@ def _pairs(conn: sa.Connection, table: sa.Table, ids: list[str], key: str = "key
 
 
 def _condition(cond: Condition) -> sa.ColumnElement[bool]:
+    if cond.field == "attr" and cond.key == "status":
+        shown = _shown_status(str(cond.value), cond.dead)
+        return shown if cond.op == "=" else ~shown
     if cond.field == "attr":
         return getattr(t.runs.c[cond.key], _OPS[cond.op])(cond.value)  # type: ignore[no-any-return]
     table = {"metrics": t.latest_metrics, "params": t.params, "tags": t.tags}[cond.field]
@@ -247,6 +250,17 @@ def _condition(cond: Condition) -> sa.ColumnElement[bool]:
         present = sa.exists().where(table.c.run_id == t.runs.c.id, table.c.key == cond.key, match)
         return sa.or_(present, absent)
     return sa.exists().where(table.c.run_id == t.runs.c.id, table.c.key == cond.key, match)
+
+
+def _shown_status(status: str, dead: Sequence[str]) -> sa.ColumnElement[bool]:
+    """Runs shown with ``status``: those recorded as running in ``dead`` are shown as killed."""
+    c = t.runs.c
+    if not dead or status not in (RunStatus.RUNNING, RunStatus.KILLED):
+        return c.status == status
+    is_dead = sa.or_(*(c.id.in_(dead[i:i + _CHUNK]) for i in range(0, len(dead), _CHUNK)))
+    if status == RunStatus.KILLED:
+        return sa.or_(c.status == status, sa.and_(c.status == RunStatus.RUNNING.value, is_dead))
+    return sa.and_(c.status == status, ~is_dead)
 
 
 def _order(order_by: str | None) -> list[sa.ColumnElement[Any]]:

@@ -69,6 +69,18 @@ class RunRecord:
     artifacts: tuple[ArtifactRecord, ...] = ()
     inputs: dict[str, Digest] = field(default_factory=dict)  # path -> digest of what the run read
 
+    @property
+    def info(self) -> RunInfo:
+        """MLflow's ``run.info`` (``run_id``, ``run_name``, ``status`` in upper case, times in ms), read-only."""
+        return RunInfo(run_id=self.id, run_name=self.name, experiment_id=self.experiment, user_id=self.user,
+                       status=self.status.value.upper(), start_time=_ms(self.start_time),
+                       end_time=None if self.end_time is None else _ms(self.end_time))
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``run.data``: the latest value of each metric, the params and the tags (copies)."""
+        return RunData(metrics=dict(self.metrics), params=dict(self.params), tags=dict(self.tags))
+
     def effective_status(self, this_host: str, pid_alive: bool) -> RunStatus:
         """A run still marked running whose process is gone on this host was killed."""
         if self.status is RunStatus.RUNNING and self.host == this_host and not pid_alive:
@@ -86,6 +98,36 @@ class RunRecord:
                           for a in self.artifacts],
             "inputs": {path: str(d) for path, d in self.inputs.items()},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run's identity and state in MLflow's names (``RunRecord.info``); experiments are named, not numbered."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str  # the experiment's name
+    user_id: str
+    status: str  # "RUNNING", "FINISHED", "FAILED" or "KILLED", as MLflow spells them
+    start_time: int  # milliseconds since the epoch, as MLflow's
+    end_time: int | None
+
+    @property
+    def run_uuid(self) -> str:
+        return self.run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunData:
+    """A run's values in MLflow's shape (``RunRecord.data``)."""
+
+    metrics: dict[str, float]  # the latest value of each key
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _text(digest: Digest | None) -> str | None:

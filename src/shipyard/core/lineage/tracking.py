@@ -6,7 +6,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from shipyard.core.lineage.records import (
     RunRecord,
     RunStatus,
 )
-from shipyard.core.lineage.search import parse_filter
+from shipyard.core.lineage.search import Condition, parse_filter
 from shipyard.errors import ImmutableError, InvalidInputError
 from shipyard.ports import MetadataStore, ObjectStore, Progress, no_progress
 
@@ -29,6 +29,7 @@ DEFAULT_SEARCH_LIMIT = 1000
 MAX_KEY = 250
 MAX_NAME = 255
 MAX_PARAM_VALUE = 6000
+_ALL = 2**31 - 1  # a search limit that keeps every match
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,18 @@ class Tracker:
                order_by: str | None = None) -> list[RunRecord]:
         if limit < 1:
             raise InvalidInputError(f"limit must be at least 1, not {limit}")
-        return self.meta.search_runs(parse_filter(filter), limit, order_by)
+        conditions = parse_filter(filter)
+        if any(c.needs_liveness for c in conditions):
+            dead = self._dead_runs()
+            conditions = tuple(replace(c, dead=dead) if c.needs_liveness else c for c in conditions)
+        return self.meta.search_runs(conditions, limit, order_by)
+
+    def _dead_runs(self) -> tuple[str, ...]:
+        """The runs recorded as running that ``status_of`` shows as killed: their process is gone."""
+        here = (Condition("attr", "status", "=", RunStatus.RUNNING.value),
+                Condition("attr", "host", "=", self.origin.host))
+        running = self.meta.search_runs(here, _ALL, None)
+        return tuple(sorted(r.id for r in running if self.status_of(r) is RunStatus.KILLED))
 
     def status_of(self, run: RunRecord) -> RunStatus:
         """The run's status, with a run whose process died on this host shown as killed."""

@@ -53,6 +53,27 @@ class ModelVersion:
     def ref(self) -> str:
         return f"{self.model}@{self.version}"
 
+    # MLflow's names for the same fields, read-only (``version`` stays an int: ``int(mv.version)`` and
+    # f-strings work as with MLflow's string, ``mv.version == "1"`` does not)
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    @property
+    def source(self) -> str:
+        """Where the version's files load from: ``models:/NAME/VERSION``, which ``load_model`` accepts."""
+        return f"models:/{self.model}/{self.version}"
+
+    @property
+    def creation_timestamp(self) -> int:
+        """``created_at`` in milliseconds since the epoch, as MLflow's."""
+        return round(self.created_at * 1000)
+
+    @property
+    def user_id(self) -> str:
+        return self.created_by
+
     def to_dict(self) -> dict[str, object]:
         return {
             "model": self.model, "version": self.version, "manifest_digest": str(self.manifest_digest),

@@ -96,8 +96,9 @@ class Registry:
 
     def __init__(self, meta: MetadataStore, store: ObjectStore, flavors: Callable[[str], Flavor],
                  actor: str, env_digest: Callable[[], Digest | None] = lambda: None,
-                 reviewers: Iterable[str] = ()) -> None:
+                 reviewers: Iterable[str] = (), where: str = "") -> None:
         self.meta = meta
+        self.where = where  # "in /path/.shipyard" or "at postgresql://...", for not-found messages
         self.store = store
         self.flavors = flavors
         self.actor = actor
@@ -178,11 +179,18 @@ class Registry:
             raise InvalidInputError(f"{where} cannot be loaded: {exc}") from exc
 
     def resolve(self, ref: str | ModelRef) -> ModelVersion:
+        """The version ``ref`` names; not found, the one-line error names the registry it looked in
+        (every caller says the same: ``load_model``, ``get_model_version``, ``serve``, ``models show``)."""
         r = ModelRef.parse(ref) if isinstance(ref, str) else ref
-        version = r.version
-        if r.alias is not None:
-            version = self.meta.resolve_alias(r.name, r.alias)
-        return self.meta.get_version(r.name, version)
+        try:
+            version = r.version
+            if r.alias is not None:
+                version = self.meta.resolve_alias(r.name, r.alias)
+            return self.meta.get_version(r.name, version)
+        except NotFoundError as exc:
+            if not self.where:
+                raise
+            raise NotFoundError(not_found_in(str(exc), self.where)) from exc
 
     def load(self, ref: str | ModelRef) -> Any:
         """The model object behind ``ref``, its bytes re-hashed against the store before loading.
@@ -230,6 +238,15 @@ class Registry:
             if not any(m.name == name for m in self.meta.list_models()):
                 raise NotFoundError(f"model {name!r} not found; `shipyard models list` shows registered models")
         return self.meta.audit_events(name)
+
+
+def not_found_in(message: str, where: str) -> str:
+    """``model 'x' not found; HINT`` -> ``model 'x' not found (registry WHERE); HINT``, naming `models list`."""
+    what, _, hint = message.partition("; ")
+    if "shipyard models list" not in hint:
+        hint = f"{hint}; `shipyard models list` shows what it holds" if hint else \
+            "`shipyard models list` shows what it holds"
+    return f"{what} (registry {where}); {hint}"
 
 
 def _items(event: AuditEvent | None) -> TrustSet:

@@ -13,11 +13,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from shipyard.core.lineage.records import ArtifactRecord, RunRecord, RunStatus
+from shipyard.core.lineage.records import ArtifactRecord, RunData, RunInfo, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
 from shipyard.errors import InvalidInputError, NotFoundError
@@ -25,6 +26,9 @@ from shipyard.interfaces.api import shapes
 from shipyard.wiring import ApiServices, Services, open_api
 
 PathLike = str | os.PathLike[str]
+# set_tracking_uri's choice (project folder, database URL), for the whole process as MLflow's tracking
+# URI: the default of Client() and of the module functions
+TRACKING: list[tuple[Path | None, str | None]] = []
 
 
 class Client:
@@ -32,11 +36,15 @@ class Client:
 
     ``project``: the project folder (default: the project found at or above the working folder, or
     the working folder itself outside any project); ``tracking_uri``: a database URL
-    (``sqlite:///…``, ``postgresql://…``) for runs and models instead of the project's own.
+    (``sqlite:///…``, ``postgresql://…``) for runs and models instead of the project's own. With
+    neither, what ``shipyard.set_tracking_uri`` chose, if anything, as ``MlflowClient()`` does.
     Use it in a ``with`` block, or call ``close()``: it releases the database connections.
     """
 
     def __init__(self, project: PathLike | None = None, *, tracking_uri: str | None = None) -> None:
+        if project is None and tracking_uri is None and TRACKING:
+            chosen, tracking_uri = TRACKING[-1]
+            project = chosen
         self._setup(open_api(Path(project) if project is not None else None, tracking_uri))
 
     @classmethod
@@ -116,7 +124,15 @@ class Client:
         self.services.tracker.end_run(run_id, shapes.status(status))
 
     def get_run(self, run_id: str) -> RunRecord:
-        return self.services.tracker.get_run(run_id)
+        """The run (an id or a unique prefix), with the status ``shipyard runs`` shows: a run recorded as
+        running whose process is gone is killed. MLflow's ``run.info`` and ``run.data`` read on it."""
+        return self._shown(self.services.tracker.get_run(run_id))
+
+    def _shown(self, run: RunRecord) -> RunRecord:
+        if run.status is not RunStatus.RUNNING:
+            return run
+        status = self.services.tracker.status_of(run)
+        return run if status is run.status else replace(run, status=status)
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
         self.services.tracker.log_params(run_id, {key: value})
@@ -172,13 +188,17 @@ class Client:
                     order_by: Sequence[str] | str | None = None, page_token: str | None = None) -> list[RunRecord]:
         """Runs matching ``filter_string`` (``"metrics.acc > 0.9 and params.C = '1.0'"``), newest first.
 
+        ``status = 'killed'`` (or MLflow's ``attributes.status = 'KILLED'``) matches the status runs are
+        shown with: a run recorded as running whose process is gone is killed.
+
         ``experiment_ids``: one experiment's name (Shipyard names experiments); ``order_by``: one key,
         e.g. ``["metrics.acc DESC"]``. All results come in one page.
         """
         if page_token:
             raise InvalidInputError("search_runs returns every match in one page: there is no next page token")
-        return self.services.tracker.search(_with_experiment(filter_string, experiment_ids), max_results,
-                                            _one_order(order_by))
+        found = self.services.tracker.search(_with_experiment(filter_string, experiment_ids), max_results,
+                                             _one_order(order_by))
+        return [self._shown(r) for r in found]
 
     # -- models ----------------------------------------------------------------------------------------------
 
@@ -232,6 +252,31 @@ class Client:
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         return self.services.registry.resolve(shapes.alias_ref(name, alias))
 
+    def search_model_versions(self, filter_string: str | None = None, max_results: int = DEFAULT_SEARCH_LIMIT,
+                              order_by: Sequence[str] | None = None,
+                              page_token: str | None = None) -> list[ModelVersion]:
+        """Versions matching MLflow's ``"name = 'iris'"`` or ``"run_id = '…'"`` (joined with ``and``),
+        newest first, in one page."""
+        if page_token:
+            raise InvalidInputError("search_model_versions returns every match in one page: there is no next "
+                                    "page token")
+        if order_by:
+            raise InvalidInputError("search_model_versions lists versions newest first; it takes no order_by")
+        wanted = shapes.version_filter(filter_string)
+        registry = self.services.registry
+        names = [m.name for m in registry.models() if m.name == wanted.get("name", m.name)]
+        found = [mv for name in names for mv in registry.versions(name)
+                 if "run_id" not in wanted or mv.run_id == wanted["run_id"]]
+        found.sort(key=lambda mv: (mv.created_at, mv.model, mv.version), reverse=True)
+        return found[:max_results]
+
+    def get_latest_versions(self, name: str, stages: Sequence[str] | None = None) -> list[ModelVersion]:
+        """MLflow's deprecated form: the latest version, in a list. Shipyard has aliases, not stages."""
+        if stages:
+            raise InvalidInputError(f"model versions have no stages in Shipyard (asked for {', '.join(stages)}): "
+                                    f"use get_model_version_by_alias({name!r}, ALIAS)")
+        return [self.services.registry.resolve(shapes.model_ref(name))]
+
     def set_registered_model_alias(self, name: str, alias: str, version: int | str, reason: str = "") -> AuditEvent:
         """Point ``name@alias`` at ``version``; the move is written to the audit log."""
         return self.services.registry.set_alias(name, alias, shapes.version_number(version), reason)
@@ -272,9 +317,14 @@ class ActiveRun:
         return self.record.id
 
     @property
-    def info(self) -> ActiveRun:
-        """MLflow's ``run.info.run_id`` and ``run.info.run_name`` read here too."""
-        return self
+    def info(self) -> RunInfo:
+        """MLflow's ``run.info`` (``run_id``, ``run_name``, ``status``...), as when the run started."""
+        return self.record.info
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``run.data``, as when the run started; ``shipyard.get_run(run.id).data`` reads it now."""
+        return self.record.data
 
     @property
     def run_name(self) -> str:

@@ -28,7 +28,7 @@ from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LI
 from shipyard.core.registry.records import AuditEvent, ModelVersion
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.api import shapes
-from shipyard.interfaces.api.client import ActiveRun, Client, PathLike
+from shipyard.interfaces.api.client import TRACKING, ActiveRun, Client, PathLike
 from shipyard.wiring import Services, open_api
 
 HANDED_RUN = "SHIPYARD_RUN_ID"  # set by the pipeline runner (core/pipelines/runner.py) for a stage's process
@@ -44,7 +44,8 @@ _experiment: list[str] = []  # set_experiment's choice, for the whole process as
 
 def default_client() -> Client:
     """The client the module functions use, for the current environment and working folder."""
-    key = (*(os.environ.get(k) for k in _ENV_KEYS), os.getcwd())
+    project, tracking_uri = TRACKING[-1] if TRACKING else (None, None)
+    key = (*(os.environ.get(k) for k in _ENV_KEYS), os.getcwd(), str(project), tracking_uri)
     client = _clients.get(key)
     if client is None:
         with _lock:
@@ -52,7 +53,7 @@ def default_client() -> Client:
             if client is None:
                 if not _clients:
                     atexit.register(_close_clients)
-                client = _clients[key] = Client._opened(open_api())
+                client = _clients[key] = Client._opened(open_api(project, tracking_uri))
                 if client.note and client.note not in _said:
                     # a library does not print: a warning reaches stderr through logging's last-resort
                     # handler when the program set up no logging, and follows its handlers when it did
@@ -130,6 +131,19 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
         raise InvalidInputError("set_experiment needs an experiment name")
     _experiment[:] = [chosen]
     return chosen
+
+
+def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
+    """Where the module functions record from now on, for the whole process as in MLflow: a database
+    URL (``sqlite:///…``, ``postgresql://…``) for runs and models, or an existing project folder (a
+    path or ``file://`` URI; its ``.shipyard`` holds them). None or "" goes back to the environment."""
+    chosen = shapes.tracking_target(uri) if uri is not None and os.fspath(uri).strip() else None
+    TRACKING[:] = [chosen] if chosen else []
+
+
+def get_tracking_uri() -> str:
+    """The database URL the module functions record in."""
+    return default_client().services.settings.db_url
 
 
 def _current(run_id: str | None = None) -> tuple[Client, str]:
@@ -273,6 +287,12 @@ def get_model_version(name: str, version: int | str | None = None) -> ModelVersi
 
 def get_model_version_by_alias(name: str, alias: str) -> ModelVersion:
     return default_client().get_model_version_by_alias(name, alias)
+
+
+def search_model_versions(max_results: int | None = None, filter_string: str | None = None,
+                          order_by: Sequence[str] | None = None) -> list[ModelVersion]:
+    """Versions matching ``"name = 'iris'"`` or ``"run_id = '…'"``, newest first (MLflow's form)."""
+    return default_client().search_model_versions(filter_string, max_results or DEFAULT_SEARCH_LIMIT, order_by)
 
 
 def set_registered_model_alias(name: str, alias: str, version: int | str) -> None:

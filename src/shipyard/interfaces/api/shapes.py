@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from shipyard.core.lineage.records import Metric, RunStatus
 from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_version
 from shipyard.errors import InvalidInputError, InvalidReferenceError
 
+_VERSION_CONDITION = re.compile(r"""^\s*(name|run_id)\s*==?\s*(?:'([^']*)'|"([^"]*)")\s*$""")
+_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
 MODELS_URI = "models:/"
 RUNS_URI = "runs:/"
 
@@ -100,3 +105,37 @@ def pairs(items: Mapping[str, Any] | Iterable[Any] | None) -> dict[str, Any]:
     if isinstance(items, Mapping):
         return dict(items)
     return {getattr(item, "key"): getattr(item, "value") for item in items}  # noqa: B009 (any object with both)
+
+
+def version_filter(text: str | None) -> dict[str, str]:
+    """MLflow's model version filter, ``name = 'iris' and run_id = '…'`` -> ``{"name": ..., "run_id": ...}``."""
+    wanted: dict[str, str] = {}
+    for part in _AND.split(text.strip()) if text and text.strip() else ():
+        m = _VERSION_CONDITION.match(part)
+        if m is None:
+            raise InvalidInputError(f"cannot read model version filter {part.strip()!r}: use name = 'NAME' "
+                                    "and/or run_id = 'RUN_ID'")
+        wanted[m[1]] = m[2] if m[2] is not None else m[3]
+    if "name" in wanted:
+        check_model_name(wanted["name"])
+    return wanted
+
+
+def tracking_target(uri: str | os.PathLike[str]) -> tuple[Path | None, str | None]:
+    """``set_tracking_uri``'s argument -> (project folder, database URL); one of them is None."""
+    text = os.fspath(uri).strip()
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme.startswith(("sqlite", "postgresql", "postgres")):
+        return None, text
+    if scheme in ("http", "https", "databricks", "uc") or text.startswith("databricks"):
+        raise InvalidInputError(f"Shipyard has no tracking server ({text}): set a database URL (sqlite:///…, "
+                                "postgresql://…) or a project folder")
+    if scheme == "file":
+        text = text[len("file://"):]
+    elif scheme:
+        raise InvalidInputError(f"cannot track at {text}: use a database URL (sqlite:///…, postgresql://…) "
+                                "or a project folder")
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise InvalidInputError(f"cannot track in {folder}: no such folder (create it, or use a database URL)")
+    return folder.resolve(), None

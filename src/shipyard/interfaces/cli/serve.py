@@ -172,30 +172,16 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _resolve(svc: Services, ref: str, option: str) -> ModelVersion:
-    """The version ``ref`` names; not found, the one-line error names the registry it looked in."""
+    """The version ``ref`` names; not found, the registry's one-line error (naming where it looked),
+    prefixed with the option that named it."""
     from shipyard.errors import NotFoundError
 
     try:
         return svc.registry.resolve(ref)
     except NotFoundError as exc:
-        what, _, hint = str(exc).partition("; ")
-        if "shipyard models list" not in hint:
-            hint = f"{hint}; `shipyard models list` shows what it holds" if hint else \
-                "`shipyard models list` shows what it holds"
-        raise NotFoundError(f"{option}{what} (registry {registry_of(svc.settings.db_url)}); {hint}") from exc
-
-
-def registry_of(db_url: str) -> str:
-    """Where a registry lives, for messages: a SQLite file's folder, or the database URL without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if db_url.startswith("sqlite:///"):
-        return f"in {Path(db_url.removeprefix('sqlite:///')).parent}"
-    parts = urlsplit(db_url)
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-        db_url = urlunsplit(parts._replace(netloc=netloc))
-    return f"at {db_url}"
+        if not option:
+            raise
+        raise NotFoundError(f"{option}{exc}") from exc
 
 
 def _secret(reference: str) -> str:
