@@ -59,6 +59,11 @@ stages:
 
 @pytest.fixture
 def proj(tmp_path: Path) -> Path:
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path: Path) -> Path:
+    """The three-stage test pipeline (prepare -> train -> evaluate, plus side) in ``tmp_path/proj``."""
     root = tmp_path / "proj"
     (root / "data").mkdir(parents=True)
     (root / "data" / "raw.txt").write_text("hello ")

@@ -11,19 +11,12 @@ import pytest
 from shipyard.core.pipelines.runner import PipelineRunner
 from shipyard.wiring import open_pipeline, settings_from_environment
 from tests.conftest import cli_env, shipyard
-from tests.test_pipeline import CONFIG, SCRIPTS
+from tests.test_pipeline import SCRIPTS, make_project
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "raw.txt").write_text("hello ")
-    (root / "params.yaml").write_text("prepare:\n  times: 2\ntrain:\n  c: 1.0\n")
-    (root / "shipyard.yaml").write_text(CONFIG)
-    for name, text in SCRIPTS.items():
-        (root / name).write_text(text)
-    return root
+    return make_project(tmp_path)
 
 
 def _runner(root: Path) -> PipelineRunner:
