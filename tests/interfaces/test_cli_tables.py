@@ -168,6 +168,8 @@ def test_metric_picks_the_metric_columns_in_its_order(home: Path) -> None:
                    check=False)
     assert done.returncode == 2
     assert done.stderr == "error: no listed run logged a metric 'fold_acc' (did you mean 'fold_accuracy'?)\n"
+    versions = sy(home, 80, "models", "versions", "iris-classifier", "--metric", "fold_accuracy")
+    assert headers(versions)[-1] == "fold_accuracy" and "accuracy" not in headers(versions)
 
 
 @pytest.mark.parametrize("columns", [80, 100, 120, 200])

@@ -32,14 +32,18 @@ def list_models(as_json: bool = out.JSON_OPTION) -> None:
 
 
 @app.command("versions")
-def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool = out.JSON_OPTION) -> None:
+def versions(name: str = typer.Argument(..., help="Model name."),
+             metric: list[str] = typer.Option(None, "--metric", "-m",
+                                              help="A metric column to show (repeatable), in this order; by default "
+                                                   "every metric, the ones most versions have first, as many as fit."),
+             as_json: bool = out.JSON_OPTION) -> None:
     """List every version of a model."""
     svc = out.services()
     rows = svc.registry.versions(name)
     if as_json:
         out.print_json([v.to_dict() for v in rows])
         return
-    keys = out.metric_columns(v.metrics for v in rows)
+    keys = out.metric_columns((v.metrics for v in rows), metric, "version")
     counts = svc.meta.metric_counts([v.run_id for v in rows if v.run_id])
     width = out.id_width(v.run_id for v in rows if v.run_id)
     out.table(f"{name}: {out.plural(len(rows), 'version')}",
@@ -50,7 +54,8 @@ def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool 
               ((v.version, ", ".join(v.aliases) or "-", v.flavor, out.short(v.manifest_digest),
                 (v.run_id or "-")[:width], out.when(v.created_at),
                 *(out.series(v.metrics[k], counts.get(v.run_id or "", {}).get(k, 1)) if k in v.metrics else ""
-                  for k in keys)) for v in rows))
+                  for k in keys)) for v in rows),
+              hint="--metric KEY picks the metric columns, --json shows all")
 
 
 @app.command("show")

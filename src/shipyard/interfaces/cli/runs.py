@@ -42,7 +42,7 @@ def list_runs(
           out.duration(r.start_time, r.end_time),
           *(out.series(r.metrics[k], counts.get(r.id, {}).get(k, 1)) if k in r.metrics else ""
             for k in metric_keys)] for r in runs),
-        hint="`--metric KEY` picks the metric columns, --json shows all",
+        hint="--metric KEY picks the metric columns, --json shows all",
     )
 
 
