@@ -47,7 +47,7 @@ def run_demo(name: str) -> None:
     make_home(settings)
     c = out.console()
     c.print(f"[dim]everything the demo records goes to {escape(str(settings.home))}[/dim]")
-    c.rule(f"[bold]{PARTS[0]}")
+    out.heading(PARTS[0])
     started = time.perf_counter()
     data = load_iris()
     x_train, x_test, y_train, y_test = train_test_split(
@@ -104,7 +104,7 @@ def run_demo(name: str) -> None:
 def run_pipeline_demo() -> None:
     """Part 2/3: the example pipeline, run, restored from cache, then partly re-run after a param change."""
     from shipyard.core.workspace.add import add
-    from shipyard.interfaces.cli.pipeline import ConsoleEvents
+    from shipyard.interfaces.cli.pipeline import ConsoleEvents, show_outcomes
     from shipyard.wiring import open_pipeline, open_workspace, settings_from_environment
 
     c = out.console()
@@ -118,15 +118,14 @@ def run_pipeline_demo() -> None:
 
     def run() -> None:
         report = open_pipeline(local, os.environ, ConsoleEvents()).run()
-        out.table(None, ["stage", "result", "time"],
-                  ((o.stage, o.result, f"{o.seconds:.2f} s") for o in report.outcomes))
+        show_outcomes(report.outcomes)
         failed = [o.stage for o in report.outcomes if o.result in ("failed", "skipped", "killed")]
         if failed:
             from shipyard.errors import StageFailed
 
             raise StageFailed(f"the demo pipeline did not complete ({', '.join(failed)}): see the stage output above")
 
-    c.rule(f"[bold]{PARTS[1]}")
+    out.heading(PARTS[1])
     c.print(f"example project copied to {folder}; data/raw recorded in its shipyard.lock")
     c.print(f"\n[bold]{STEPS[0]}")
     run()
@@ -150,7 +149,7 @@ def serve_demo(ref: str, rows: list[list[float]], classes: list[str]) -> bool:
     import urllib.request
 
     c = out.console()
-    c.rule(f"[bold]{PARTS[2].format(ref=ref)}")
+    out.heading(PARTS[2].format(ref=ref))
     try:
         import uvicorn
 

@@ -11,9 +11,10 @@ import typer
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
-    from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.pipelines.runner import Outcome, PipelineRunner
     from shipyard.core.pipelines.status import StageStatus
     from shipyard.core.registry.records import ModelVersion
     from shipyard.wiring import Services
@@ -83,16 +84,7 @@ def run(
     if as_json:
         out.print_json([o.to_dict() for o in report.outcomes])
     else:
-        acted = [o for o in report.outcomes if o.result != "up-to-date"]
-        if acted:
-            width = out.id_width(o.run_id for o in acted if o.run_id)
-            out.table(None, [out.Col("stage", ident=True), out.Col("result", ident=True), out.Col("time", drop=1),
-                             out.Col("run", ident=True), "detail"],
-                      ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:width], o.detail) for o in acted))
-        fresh = len(report.outcomes) - len(acted)
-        if fresh:
-            out.console().print(f"{fresh} stage(s) up to date" if acted else
-                                f"all {fresh} stage(s) up to date: nothing to run")
+        show_outcomes(report.outcomes)
         if ignored:
             out.console().print(f"added {', '.join(ignored)} to .gitignore: commit shipyard.lock, which pins "
                                 "them by digest, rather than the outputs")
@@ -111,6 +103,23 @@ def _ignore_outputs(runner: PipelineRunner, stages: list[str]) -> list[str]:
     root = runner.ws.root
     paths = [p for name in stages for p in runner.pipeline.stages[name].produced]
     return [p for p in [".shipyard", *paths] if ignore(root, p) and p != ".shipyard"]
+
+
+def show_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """A pipeline run's summary, the same for ``shipyard run`` and the demo: a table of the stages that ran (or
+    came from the cache, or failed), then one line counting those that were up to date."""
+    acted = [o for o in outcomes if o.result != "up-to-date"]
+    if acted:
+        width = out.id_width(o.run_id for o in acted if o.run_id)
+        out.table(None, [out.Col("stage", ident=True), out.Col("result", ident=True), out.Col("time", drop=1),
+                         out.Col("run", ident=True), "detail"],
+                  ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:width], o.detail) for o in acted))
+    fresh = len(outcomes) - len(acted)
+    if fresh:
+        names = ", ".join(o.stage for o in outcomes if o.result == "up-to-date")
+        counted = out.plural(fresh, "stage")
+        out.console().print(f"{counted} up to date ({names})" if acted else
+                            f"{'' if fresh == 1 else 'all '}{counted} up to date ({names}): nothing to run")
 
 
 def status(
@@ -182,7 +191,7 @@ def reproduce(
         out.print_json(result.to_dict())
     else:
         out.table(f"{mv.ref}: stages {' → '.join(result.stages)}",
-                  [out.Col("stage", ident=True), "output", "verdict", "detail"],
+                  [out.Col("stage", ident=True), "output", out.Col("verdict", ident=True), "detail"],
                   ((c.stage, c.path, c.verdict, c.detail) for c in result.checks))
         out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
                             + (f"; scratch folder kept at {work}" if keep else ""))
