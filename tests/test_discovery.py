@@ -158,3 +158,21 @@ def test_run_in_a_project_without_shipyard_yaml_says_there_is_no_pipeline(tmp_pa
     assert done.stderr == (f"error: no shipyard.yaml in the project {tmp_path}, so there is no pipeline: run "
                            "`shipyard init` to write one, then declare stages in it\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".shipyard"]
+
+
+@pytest.mark.parametrize("kind", ["file", "link", "dangling link"])
+def test_init_over_a_shipyard_file_or_link_refuses_before_writing_anything(tmp_path: Path, kind: str) -> None:
+    """It wrote shipyard.yaml, then died with FileExistsError's traceback (file, dangling link) or
+    accepted a link that every later command refuses."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    home = folder / ".shipyard"
+    if kind == "file":
+        home.write_text("x")
+    else:
+        home.symlink_to(elsewhere if kind == "link" else tmp_path / "nowhere")
+    done = shipyard("init", env=cli_env(), cwd=folder, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nothing was changed" in done.stderr, done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [".shipyard"] and list(elsewhere.iterdir()) == []
