@@ -204,3 +204,33 @@ def test_a_client_on_either_database_takes_runs_from_several_threads(tmp_path: P
             run.end()
             assert [m.value for m in client.services.meta.metric_history(run.id, "loss")] == [float(i)] * 4
         assert {r.status for r in client.search_runs()} == {"finished"}
+
+
+FORK_SCRIPT = """
+import os, sys, shipyard
+with shipyard.start_run(run_name="parent") as run:
+    shipyard.log_metric("before", 1.0)
+    pid = os.fork()
+    if pid == 0:  # a worker: logs to the inherited run, then exits normally (atexit and the `with` run)
+        shipyard.log_metric("child", 2.0)
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    shipyard.log_metric("after", 3.0)
+print(run.id)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX")
+def test_a_forked_child_neither_breaks_the_parents_connection_nor_ends_its_run(tmp_path: Path,
+                                                                               db_url: str) -> None:
+    """The child used, then closed at exit, the parent's pooled PostgreSQL connection: the parent's next
+    write failed ("server closed the connection"); and the child's `with` block ended the parent's run."""
+    import subprocess
+
+    (tmp_path / ".shipyard").mkdir()
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], cwd=tmp_path, env=cli_env(SHIPYARD_DB_URL=db_url),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    with shipyard.Client(tmp_path, tracking_uri=db_url) as client:
+        run = client.get_run(done.stdout.strip())
+    assert run.metrics == {"before": 1.0, "child": 2.0, "after": 3.0} and run.status == "finished"
