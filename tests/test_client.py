@@ -234,3 +234,17 @@ def test_a_forked_child_neither_breaks_the_parents_connection_nor_ends_its_run(t
     with shipyard.Client(tmp_path, tracking_uri=db_url) as client:
         run = client.get_run(done.stdout.strip())
     assert run.metrics == {"before": 1.0, "child": 2.0, "after": 3.0} and run.status == "finished"
+
+
+def test_a_run_started_without_with_or_end_run_ends_finished_at_exit(tmp_path: Path) -> None:
+    """MLflow ends the active run when the program exits; Shipyard's looked killed (status "killed")."""
+    import subprocess
+
+    (tmp_path / ".shipyard").mkdir()
+    script = ("import shipyard\nrun = shipyard.start_run(run_name='open')\nshipyard.log_metric('m', 1.0)\n"
+              "with shipyard.start_run(run_name='closed'):\n    pass\nprint(run.id)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=120, check=True)
+    with shipyard.Client(tmp_path) as client:
+        assert client.get_run(done.stdout.strip()).status == "finished"
+        assert {r.name: r.status for r in client.search_runs()} == {"open": "finished", "closed": "finished"}

@@ -40,6 +40,7 @@ _clients: dict[tuple[str | None, ...], Client] = {}
 _said: set[str] = set()
 _runs: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar("shipyard_runs", default=())
 _experiment: list[str] = []  # set_experiment's choice, for the whole process as in MLflow
+_started: list[ActiveRun] = []  # runs start_run began and nothing ended yet: ended at exit, as MLflow does
 
 
 def default_client() -> Client:
@@ -111,7 +112,25 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None, run_n
         chosen = experiment_id or experiment or (_experiment[-1] if _experiment else DEFAULT_EXPERIMENT)
         run = client.start_run(run_name or name, chosen, all_tags, parent)
     _runs.set((*_runs.get(), run))
+    with _lock:
+        if not _started:  # registered after the default client's closing, so it runs before it
+            atexit.register(_end_started_runs)
+        _started[:] = [r for r in _started if not r.ended]
+        _started.append(run)
     return run
+
+
+def _end_started_runs() -> None:
+    """At exit, end as finished the runs the program started and left open (MLflow's habit: a script
+    without ``end_run()`` leaves a finished run, not one that looks killed)."""
+    with _lock:
+        runs = _started[::-1]
+        _started.clear()
+    for run in runs:
+        try:
+            run.end(RunStatus.FINISHED)
+        except Exception:  # at exit, one run that cannot be ended must not stop the others
+            log.warning("shipyard: could not end run %s at exit", run.id[:8])
 
 
 def end_run(status: str = "FINISHED") -> None:
@@ -139,8 +158,7 @@ def _current(run_id: str | None = None) -> tuple[Client, str]:
         return default_client(), run_id
     run = active_run()
     if run is None:
-        run = start_run()
-        atexit.register(run.end, RunStatus.FINISHED)
+        run = start_run()  # ended when the program exits, if nothing ends it before
     return run.client, run.id
 
 
