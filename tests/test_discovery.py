@@ -137,7 +137,9 @@ def test_commands_from_a_subfolder_work_on_the_project(tmp_path: Path) -> None:
     (sub / "a.csv").write_text("a\n")
     (tmp_path / "labels.txt").write_text("x\n")
     env = cli_env()
-    shipyard("data", "add", "a.csv", "../../labels.txt", env=env, cwd=sub)  # paths relative to where you are
+    added = shipyard("data", "add", "a.csv", "../../labels.txt", env=env, cwd=sub)  # paths relative to here
+    assert "recorded in ../../shipyard.lock; commit it with `git add ../../shipyard.lock ../../.gitignore`" \
+        in added.stdout  # a command to paste where you are
     lock = (tmp_path / "shipyard.lock").read_text()
     assert "data/raw/a.csv:" in lock and "labels.txt:" in lock and not (sub / "shipyard.lock").exists()
     assert sorted(p.name for p in sub.iterdir()) == ["a.csv"]  # no .shipyard, no lock, no .gitignore here
