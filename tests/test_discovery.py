@@ -178,3 +178,17 @@ def test_init_over_a_shipyard_file_or_link_refuses_before_writing_anything(tmp_p
     done = shipyard("init", env=cli_env(), cwd=folder, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nothing was changed" in done.stderr, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == [".shipyard"] and list(elsewhere.iterdir()) == []
+
+
+def test_a_current_folder_that_was_deleted_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m shipyard runs list'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=cli_env(), timeout=120,
+                          check=False)
+    assert done.returncode == 2 and done.stderr == (
+        "error: the current folder no longer exists (it was deleted or moved): cd into a folder that exists, "
+        "then run the command again\n")

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shipyard.config import working_folder
 from shipyard.core.lineage.records import ArtifactRecord, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
@@ -45,7 +46,7 @@ _started: list[ActiveRun] = []  # runs start_run began and nothing ended yet: en
 
 def default_client() -> Client:
     """The client the module functions use, for the current environment and working folder."""
-    key = (*(os.environ.get(k) for k in _ENV_KEYS), os.getcwd())
+    key = (*(os.environ.get(k) for k in _ENV_KEYS), str(working_folder()))
     client = _clients.get(key)
     if client is None:
         with _lock:
