@@ -248,3 +248,18 @@ def test_a_run_started_without_with_or_end_run_ends_finished_at_exit(tmp_path: P
     with shipyard.Client(tmp_path) as client:
         assert client.get_run(done.stdout.strip()).status == "finished"
         assert {r.name: r.status for r in client.search_runs()} == {"open": "finished", "closed": "finished"}
+
+
+def test_resuming_the_handed_over_run_mlflow_style_leaves_its_end_to_the_pipeline(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`with start_run(run_id=os.environ[...])`, MLflow's habit with MLFLOW_RUN_ID, ended the stage's run
+    inside the stage: the runner then recorded the outputs on a finished run, with the stage's end time."""
+    runner = from_environment()
+    stage = runner.tracker.start_run(name="train", experiment="pipeline")
+    monkeypatch.setenv("SHIPYARD_RUN_ID", stage.id)
+    with shipyard.start_run(run_id=stage.id):
+        shipyard.log_metric("acc", 0.5)
+    assert shipyard.get_run(stage.id).status == "running"
+    runner.tracker.end_run(stage.id)
+    assert shipyard.get_run(stage.id).status == "finished"
+    runner.close()

@@ -104,8 +104,8 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None, run_n
     the ``description`` tag). ``name=`` and ``experiment=`` are Shipyard's spellings.
     """
     client = default_client()
-    if run_id is not None:
-        run = client.adopt_run(run_id, owned=True)
+    if run_id is not None:  # MLflow's resumed run: this program ends it, unless the pipeline handed it over
+        run = client.adopt_run(run_id, owned=run_id != os.environ.get(HANDED_RUN))
     else:
         current = active_run()
         parent = parent_run_id or (current.id if current else None)
