@@ -48,7 +48,7 @@ def add(
         out.print_json({rel: e.to_dict() for rel, e in added})
         return
     for rel, e in added:
-        what = out.plural(e.files if e.files is not None else 1, "file")
+        what = f"{e.files} files" if e.files is not None else "1 file"
         out.console().print(f"{rel}: {what}, {out.size(e.size)} → {out.short(e.digest)}")
     import os
     import shlex

@@ -26,7 +26,7 @@ def list_models(as_json: bool = out.JSON_OPTION) -> None:
         out.console().print("no models registered yet: try `shipyard demo`")
         return
     out.table(None, [out.Col("model", ident=True), out.Col("latest", ident=True), "aliases",
-                     out.Col("created", ident=True, drop=1)],
+                     out.Col("created", drop=1)],
               ((m.name, m.latest_version, ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())) or "-",
                 out.when(m.created_at)) for m in models))
 
@@ -39,17 +39,16 @@ def versions(name: str = typer.Argument(..., help="Model name."), as_json: bool 
     if as_json:
         out.print_json([v.to_dict() for v in rows])
         return
-    keys = out.metric_columns(v.metrics for v in rows)
+    keys = sorted({k for v in rows for k in v.metrics})[:3]
     counts = svc.meta.metric_counts([v.run_id for v in rows if v.run_id])
     width = out.id_width(v.run_id for v in rows if v.run_id)
-    out.table(f"{name}: {out.plural(len(rows), 'version')}",
+    out.table(f"{name}: {len(rows)} version(s)",
               [out.Col("version", ident=True), "aliases", out.Col("flavor", ident=True),
-               out.Col("artifacts", ident=True, drop=4), out.Col("run", ident=True),
-               out.Col("registered", ident=True, drop=3),
-               *(out.Col(k, drop=1 if i == 0 else 2) for i, k in enumerate(keys))],
+               out.Col("artifacts", ident=True, drop=4), out.Col("run", ident=True), out.Col("registered", drop=3),
+               *(out.Col(k, drop=2) for k in keys)],
               ((v.version, ", ".join(v.aliases) or "-", v.flavor, out.short(v.manifest_digest),
                 (v.run_id or "-")[:width], out.when(v.created_at),
-                *(out.series(v.metrics[k], counts.get(v.run_id or "", {}).get(k, 1)) if k in v.metrics else ""
+                *(_metric(v.metrics[k], counts.get(v.run_id or "", {}).get(k, 1)) if k in v.metrics else ""
                   for k in keys)) for v in rows))
 
 
@@ -70,8 +69,7 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
     out.table(None, [out.Col("field", ident=True), "value"], [
         ("aliases", ", ".join(mv.aliases) or "-"), ("flavor", mv.flavor), ("artifacts", mv.manifest_digest),
         ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),
-        ("golden examples", mv.examples_digest or "-"),
-        ("registered", f"{out.when(mv.created_at, seconds=True)} by {mv.created_by}"),
+        ("golden examples", mv.examples_digest or "-"), ("registered", f"{out.when(mv.created_at)} by {mv.created_by}"),
         ("signature", _signature(mv.signature)), ("trusted", _trust(decision)),
         *([("trusted by others", _trust(other) + " (does not count for you: not you or a listed reviewer)")]
           if other is not None else []),
@@ -79,9 +77,14 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
     if mv.metrics:
         counts = svc.meta.metric_counts([mv.run_id]).get(mv.run_id, {}) if mv.run_id else {}
         out.table("metrics at registration", ["key", "value"],
-                  ((k, out.series(v, counts.get(k, 1))) for k, v in sorted(mv.metrics.items())))
+                  ((k, _metric(v, counts.get(k, 1))) for k, v in sorted(mv.metrics.items())))
     if mv.params:
         out.table("params", ["key", "value"], sorted(mv.params.items()))
+
+
+def _metric(value: float, count: int) -> str:
+    """A version's metric: the run's latest value when it was registered, marked when the run logged a series."""
+    return out.number(value) if count <= 1 else f"{out.number(value)} (series of {count})"
 
 
 def _trust(event: AuditEvent | None) -> str:
@@ -177,10 +180,9 @@ def history(name: str = typer.Argument(None, help="Model name (all models if omi
     if as_json:
         out.print_json([e.to_dict() for e in events])
         return
-    # model@name is the reference the event is about (iris@3, iris@production); the reason is never dropped,
-    # and keeps its words whole: who, change and then when are hidden to make room for it
-    out.table(None, [out.Col("when", ident=True, drop=1), out.Col("who", drop=3), out.Col("action", ident=True),
-                     out.Col("ref", ident=True), out.Col("change", drop=2), "reason"],
+    # model@name is the reference the event is about (iris@3, iris@production); the reason is never dropped
+    out.table(None, ["when", out.Col("who", drop=2), out.Col("action", ident=True), out.Col("ref", ident=True),
+                     out.Col("change", drop=1), out.Col("reason", least=out.TEXT_MIN_WIDTH)],
               ((out.when(e.at), e.actor, e.action, f"{e.model}@{e.name}", f"{out.short(e.old)} → {out.short(e.new)}",
                 e.reason or "-") for e in events))
 

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +47,9 @@ def print_json(data: Any) -> None:
 
 @dataclass(frozen=True)
 class Col:
-    """A table column. An ``ident`` (a run id, a version, a timestamp, a short status word) is never cut
-    or wrapped; other columns wrap at spaces, and break a word only when it is longer than the column.
-    A header is never split: its width is the column's minimum. When the table is wider than the
-    terminal, columns with ``drop`` > 0 are hidden, highest first (the rightmost of equals first), and
-    a line names them. A column empty in every row is left out."""
+    """A table column. An ``ident`` (a run id, a version, a name to type back) is never cut or wrapped;
+    other columns wrap. When the table is wider than the terminal, columns with ``drop`` > 0 are
+    hidden, highest first (the rightmost of equals first), and a line says which."""
 
     header: str
     ident: bool = False
@@ -59,27 +57,22 @@ class Col:
     least: int | None = None  # the narrowest a wrapping column may get (default: see TEXT_MIN_WIDTH)
 
 
-TEXT_MIN_WIDTH = 10  # a wrapping column is not squeezed below this (or its header)
-WORD_MAX_WIDTH = 24  # ... nor below its longest word, if that is shorter than this (a digest folds anyway)
+TEXT_MIN_WIDTH = 10  # a wrapping column is not squeezed below this (a timestamp wraps at its space)
+WORD_MAX_WIDTH = 16  # ... nor below its longest word, if that is shorter than this
 
 
-def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequence[Any]],
-          hint: str = "--json shows all") -> None:
-    """A Rich table that fits the terminal without losing identifiers: low-value columns go first, then text wraps.
-
-    ``hint`` ends the line that names the hidden columns (what to do to see them).
-    """
+def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequence[Any]]) -> None:
+    """A Rich table that fits the terminal without losing identifiers: low-value columns go first, then text wraps."""
     from rich.table import Table
 
     cols = [c if isinstance(c, Col) else Col(c) for c in columns]
     cells = [["" if v is None else str(v) for v in row] for row in rows]
-    natural = [max([len(c.header), *(len(line) for r in cells for line in r[i].splitlines())])
-               for i, c in enumerate(cols)]
-    # a wrapping column keeps room for its longest word, up to a point, and always for its header
-    words = [max([len(c.header), *(len(w) for r in cells for w in r[i].split())]) for i, c in enumerate(cols)]
-    least = [n if c.ident else max(len(c.header), min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH))))
+    natural = [max([len(c.header), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
+    # a wrapping column keeps room for its longest word, up to a point (a digest folds anyway)
+    words = [max([len(w) for r in cells for w in r[i].split()] or [0]) for i in range(len(cols))]
+    least = [n if c.ident else min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH)))
              for c, n, w in zip(cols, natural, words, strict=True)]
-    shown = [i for i in range(len(cols)) if not cells or any(r[i] for r in cells)]
+    shown = list(range(len(cols)))
     c = console()
     hidden = []
     while sum(least[i] for i in shown) + 3 * len(shown) + 1 > c.width:  # 3 = a border and two spaces a column
@@ -88,9 +81,8 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
             break
         victim = max(candidates, key=lambda i: (cols[i].drop, i))
         shown.remove(victim)
-        hidden.append(victim)
-    whole = [min(w, n, WORD_MAX_WIDTH) for w, n in zip(words, natural, strict=True)]  # room to keep words whole
-    widths = _fit(shown, [c.ident for c in cols], natural, least, whole, c.width - 3 * len(shown) - 1)
+        hidden.append(cols[victim].header)
+    widths = _fit(shown, [c.ident for c in cols], natural, least, c.width - 3 * len(shown) - 1)
     t = Table(title=title, title_justify="left", header_style="bold")
     for i in shown:
         t.add_column(cols[i].header, width=widths[i], no_wrap=cols[i].ident, overflow="fold")
@@ -98,14 +90,12 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
         t.add_row(*(row[i] for i in shown))
     c.print(t)
     if hidden:
-        names = ", ".join(cols[i].header for i in sorted(hidden))  # in the table's order
-        c.print(f"[dim](hidden to fit {c.width} columns: {names}; {hint})[/dim]")
+        c.print(f"[dim](hidden to fit {c.width} columns: {', '.join(hidden)}; --json shows all)[/dim]", soft_wrap=True)
 
 
-def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[int], words: list[int],
-         room: int) -> dict[int, int]:
-    """Each shown column's width: identifiers as they are; the room left goes to the wrapping columns,
-    first so that no word is broken (narrowest need first), then in proportion to what they would like."""
+def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[int], room: int) -> dict[int, int]:
+    """Each shown column's width: identifiers as they are, the room left shared by the wrapping columns
+    in proportion to what they would like beyond their least."""
     widths = {i: natural[i] for i in shown}
     text = [i for i in shown if not ident[i]]
     left = room - sum(natural[i] for i in shown if ident[i])
@@ -113,60 +103,18 @@ def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[in
         return widths
     for i in text:
         widths[i] = least[i]
-    spare = left - sum(least[i] for i in text)
-    for i in sorted(text, key=lambda i: words[i] - widths[i]):  # whole words first
-        give = max(0, min(spare, words[i] - widths[i]))
-        widths[i] += give
-        spare -= give
-    wants = sum(natural[i] - widths[i] for i in text)
-    if spare <= 0 or wants <= 0:
+    extra = left - sum(least[i] for i in text)
+    wants = sum(natural[i] - least[i] for i in text)
+    if extra <= 0 or wants <= 0:
         return widths
-    share = {i: (natural[i] - widths[i]) * spare // wants for i in text}
     for i in text:
-        widths[i] += share[i]
-    spare -= sum(share.values())
+        widths[i] += (natural[i] - least[i]) * extra // wants
+    spare = left - sum(widths[i] for i in text)
     for i in text:  # what rounding left over, to the first that still want it
         give = min(spare, natural[i] - widths[i])
         widths[i] += give
         spare -= give
     return widths
-
-
-def heading(text: str) -> None:
-    """A section heading: a rule with the title in it when it fits, else a rule over the title, wrapped."""
-    from rich.markup import escape
-
-    c = console()
-    if len(text) + 6 <= c.width:
-        c.rule(f"[bold]{escape(text)}")
-    else:
-        c.rule()
-        c.print(f"[bold]{escape(text)}[/bold]")
-
-
-def metric_columns(metrics: Iterable[Mapping[str, float]], chosen: Sequence[str] | None = None,
-                   rows: str = "run") -> list[str]:
-    """Which metric keys a table shows, in order: ``chosen`` as given (each must be logged by some row),
-    else every key, the ones most rows have first (then by name)."""
-    from collections import Counter
-
-    have = Counter(k for m in metrics for k in m)
-    if chosen:
-        for key in chosen:
-            if key not in have:
-                from difflib import get_close_matches
-
-                close = get_close_matches(key, list(have), n=1)
-                raise InvalidInputError(f"no listed {rows} logged a metric {key!r}"
-                                        + (f" (did you mean {close[0]!r}?)" if close else
-                                           f"; they have {', '.join(sorted(have)) or 'none'}"))
-        return list(dict.fromkeys(chosen))
-    return sorted(have, key=lambda k: (-have[k], k))
-
-
-def plural(n: int, noun: str, many: str | None = None) -> str:
-    """``1 file``, ``3 files``: a count and its noun, agreed."""
-    return f"{n} {noun if n == 1 else many or noun + 's'}"
 
 
 def id_width(ids: Iterable[str], minimum: int = 8) -> int:
@@ -179,16 +127,14 @@ def id_width(ids: Iterable[str], minimum: int = 8) -> int:
 
 
 def series(last: float, count: int) -> str:
-    """A metric's value for a table cell: the number, or the last of several logged values, marked as such.
-    The one wording for a series everywhere (runs, models)."""
+    """A metric's value for a table cell: the number, or the last of several logged values, marked as such."""
     return number(last) if count <= 1 else f"{number(last)} (last of {count})"
 
 
-def when(ts: float | None, seconds: bool = False) -> str:
-    """A local timestamp, to the minute for tables (``2026-11-29 16:02``, it never wraps); ``seconds`` for details."""
+def when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.localtime(ts))
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def duration(start: float, end: float | None) -> str:

@@ -90,9 +90,8 @@ def run(
                       ((o.stage, o.result, f"{o.seconds:.2f} s", (o.run_id or "-")[:width], o.detail) for o in acted))
         fresh = len(report.outcomes) - len(acted)
         if fresh:
-            counted = out.plural(fresh, "stage")
-            out.console().print(f"{counted} up to date" if acted else
-                                f"{'' if fresh == 1 else 'all '}{counted} up to date: nothing to run")
+            out.console().print(f"{fresh} stage(s) up to date" if acted else
+                                f"all {fresh} stage(s) up to date: nothing to run")
     if not report.ok:
         from shipyard.errors import StageFailed
 
@@ -168,7 +167,7 @@ def reproduce(
         out.print_json(result.to_dict())
     else:
         out.table(f"{mv.ref}: stages {' → '.join(result.stages)}",
-                  [out.Col("stage", ident=True), "output", out.Col("verdict", ident=True), "detail"],
+                  [out.Col("stage", ident=True), "output", "verdict", "detail"],
                   ((c.stage, c.path, c.verdict, c.detail) for c in result.checks))
         out.console().print(("[green]reproduced[/green]" if result.reproduced else "[red]not reproduced[/red]")
                             + (f"; scratch folder kept at {work}" if keep else ""))

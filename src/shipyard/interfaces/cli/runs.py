@@ -16,9 +16,6 @@ def list_runs(
     order_by: str = typer.Option(None, "--order-by", help="start_time, end_time, name or metrics.KEY; "
                                                           "add ' asc' for ascending (default descending)."),
     limit: int = typer.Option(50, "--limit", "-n", help="Show at most this many runs."),
-    metric: list[str] = typer.Option(None, "--metric", "-m",
-                                     help="A metric column to show (repeatable), in this order; by default every "
-                                          "metric, the ones most runs have first, as many as fit."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """List runs, newest first."""
@@ -30,19 +27,18 @@ def list_runs(
     if not runs:
         out.console().print("no runs match" if where else "no runs recorded yet: try `shipyard demo`")
         return
-    metric_keys = out.metric_columns((r.metrics for r in runs), metric)
+    metric_keys = sorted({k for r in runs for k in r.metrics})[:4]
     counts = svc.meta.metric_counts([r.id for r in runs])
     width = out.id_width(r.id for r in runs)
     out.table(
         None,
-        [out.Col("run", ident=True), "name", out.Col("status", ident=True), out.Col("started", ident=True, drop=3),
-         out.Col("duration", ident=True, drop=5),  # hidden first; then metrics beyond the first two, then started
-         *(out.Col(k, drop=1 if i == 0 else 2 if i == 1 else 4) for i, k in enumerate(metric_keys))],
+        [out.Col("run", ident=True), "name", out.Col("status", ident=True), out.Col("started", drop=2),
+         out.Col("duration", ident=True, drop=4),
+         *(out.Col(k, drop=1 if i == 0 else 3) for i, k in enumerate(metric_keys))],
         ([r.id[:width], r.name, str(svc.tracker.status_of(r)), out.when(r.start_time),
           out.duration(r.start_time, r.end_time),
           *(out.series(r.metrics[k], counts.get(r.id, {}).get(k, 1)) if k in r.metrics else ""
             for k in metric_keys)] for r in runs),
-        hint="`--metric KEY` picks the metric columns, --json shows all",
     )
 
 
@@ -64,7 +60,7 @@ def show_run(
     commit = (f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}" if code.commit
               else "no commit yet" if code.repo else "not in a git repository")
     out.table(None, [out.Col("field", ident=True), "value"], [
-        ("status", status), ("experiment", run.experiment), ("started", out.when(run.start_time, seconds=True)),
+        ("status", status), ("experiment", run.experiment), ("started", out.when(run.start_time)),
         ("duration", out.duration(run.start_time, run.end_time)), ("user", run.user),
         ("host / pid", f"{run.host} / {run.pid}"), ("git commit", commit),
         ("environment", out.short(run.env_digest)), ("parent run", run.parent_id or "-"),

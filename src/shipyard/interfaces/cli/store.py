@@ -155,8 +155,7 @@ def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = Fal
     c = out.console()
     for line in report.warnings:
         c.print(f"[yellow]warning:[/yellow] {escape(line)}")
-    for line in describe(report):
-        c.print(escape(line))  # wrapped to the terminal at spaces
+    c.print(escape(describe(report)), soft_wrap=True)
 
 
 def _lookup_remote(root: Path, name: str | None, report: GcReport) -> Remote | None:
@@ -177,9 +176,8 @@ def _lookup_remote(root: Path, name: str | None, report: GcReport) -> Remote | N
         return None
 
 
-def describe(report: GcReport) -> list[str]:
-    """What gc removed (or would), and why that is safe: what was searched for references, where copies are.
-    A few short lines (each wrapped to the terminal), not one long one."""
+def describe(report: GcReport) -> str:
+    """What gc removed (or would), and why that is safe: what was searched for references, where copies are."""
     searched = "the workspace's lock"
     if report.history == "git":
         searched += f", the locks of {report.commits} commit(s) ({report.locks} distinct version(s))"
@@ -189,22 +187,21 @@ def describe(report: GcReport) -> list[str]:
     elif report.history.startswith("not searched"):
         searched += " (git history NOT searched: --workspace-only)"
     kept = f"kept {report.kept} ({report.young_unreferenced} unreferenced but within the grace period)"
-    temp = [f"{report.temp_removed} temp file(s) of interrupted writes removed"] if report.temp_removed else []
+    temp = f"; {report.temp_removed} temp file(s) of interrupted writes removed" if report.temp_removed else ""
     n = len(report.removed)
     if not n:
-        return [f"nothing to remove, {kept}", f"searched {searched}", *temp]
+        return f"nothing to remove, {kept}; searched {searched}{temp}"
     verb = "would remove" if report.dry_run else "removed"
-    lines = [f"{verb} {n} object(s) ({out.size(report.removed_bytes)}) referenced by none of: {searched}"]
+    head = f"{verb} {n} object(s) ({out.size(report.removed_bytes)}) referenced by none of: {searched}"
     if report.not_on_remote == 0:
-        lines.append(f"all are on remote {report.remote}")
+        head += f"; all are on remote {report.remote}"
     elif report.not_on_remote is not None:
-        lines.append(f"{report.not_on_remote} of them are not on remote {report.remote}: "
-                     "this store holds their only copy")
+        head += f"; {report.not_on_remote} of them are not on remote {report.remote}: this store holds their only copy"
     elif report.remote_problem:
-        lines.append(f"whether a remote holds them is unknown ({report.remote_problem})")
+        head += f"; whether a remote holds them is unknown ({report.remote_problem})"
     else:
-        lines.append("no remote is declared: this store holds their only copy")
-    return [*lines, kept, *temp]
+        head += "; no remote is declared: this store holds their only copy"
+    return f"{head}; {kept}{temp}"
 
 
 def _shown(svc: Services) -> str:
