@@ -123,6 +123,9 @@ def test_a_handed_over_run_that_ended_is_refused(project: Path, monkeypatch: pyt
     monkeypatch.setenv("SHIPYARD_RUN_ID", stage.id)
     with pytest.raises(ImmutableError, match="closed"):
         shipyard.log_metric("late", 1.0)
+    # a stale id left in a shell: the message says where it came from and how to be rid of it
+    with pytest.raises(ImmutableError, match=rf"^SHIPYARD_RUN_ID={stage.id} .*unset SHIPYARD_RUN_ID$"):
+        shipyard.log_metric("late", 1.0)
     runner.close()
 
 

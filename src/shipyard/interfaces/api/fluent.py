@@ -27,7 +27,7 @@ from shipyard.config import working_folder
 from shipyard.core.lineage.records import ArtifactRecord, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
-from shipyard.errors import InvalidInputError
+from shipyard.errors import ImmutableError, InvalidInputError, NotFoundError
 from shipyard.interfaces.api import shapes
 from shipyard.interfaces.api.client import ActiveRun, Client, PathLike
 from shipyard.wiring import Services, open_api
@@ -88,7 +88,11 @@ def active_run() -> ActiveRun | None:
         return stack[-1]
     handed = os.environ.get(HANDED_RUN)
     if handed:
-        return default_client().adopt_run(handed)
+        try:
+            return default_client().adopt_run(handed)
+        except (NotFoundError, ImmutableError, InvalidInputError) as exc:  # say where the run id came from
+            raise type(exc)(f"{HANDED_RUN}={handed[:40]} (set by `shipyard run` for a stage): {exc}; outside "
+                            f"a pipeline stage, unset {HANDED_RUN}") from exc
     return None
 
 
