@@ -32,9 +32,11 @@ define install
 	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e ".[$(1)]"
 endef
 
+# A failed venv (Debian without python3-venv makes bin/python, then fails at ensurepip) is removed: left
+# there, the next make would take it for done and install into an interpreter without pip.
 $(PY):
 	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
-	@$(PYTHON) -m venv $(VENV) || { echo "$(PYTHON) -m venv failed (on Debian/Ubuntu: apt install python3-venv)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "$(PYTHON) -m venv failed (on Debian/Ubuntu: apt install python3-venv)"; exit 1; }
 	@if ! command -v uv >/dev/null; then \
 	  echo "==> installing uv into $(VENV) (a fast installer; pip is the fallback)"; \
 	  $(PY) -m pip install --disable-pip-version-check --progress-bar on uv \

@@ -74,3 +74,14 @@ def test_cli_refuses_data_add_shipyard_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "belongs to Shipyard" in done.stderr
     assert not (root / "shipyard.lock").exists()
+
+
+@pytest.mark.parametrize("name", ["shipyard.yaml", "shipyard.lock", "./data/../shipyard.lock"])
+def test_the_projects_own_files_are_refused(ws: Workspace, name: str) -> None:
+    """`data add shipyard.lock` was accepted: the lock tracked itself and went into .gitignore, so git
+    stopped versioning it (shipyard.yaml likewise)."""
+    for own in ("shipyard.yaml", "shipyard.lock"):
+        (ws.root / own).write_text("version: 1\n")
+    with pytest.raises(InvalidInputError, match="the project's own file"):
+        add(ws, [name])
+    assert not (ws.root / ".gitignore").exists() and (ws.root / "shipyard.lock").read_text() == "version: 1\n"

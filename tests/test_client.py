@@ -123,6 +123,9 @@ def test_a_handed_over_run_that_ended_is_refused(project: Path, monkeypatch: pyt
     monkeypatch.setenv("SHIPYARD_RUN_ID", stage.id)
     with pytest.raises(ImmutableError, match="closed"):
         shipyard.log_metric("late", 1.0)
+    # a stale id left in a shell: the message says where it came from and how to be rid of it
+    with pytest.raises(ImmutableError, match=rf"^SHIPYARD_RUN_ID={stage.id} .*unset SHIPYARD_RUN_ID$"):
+        shipyard.log_metric("late", 1.0)
     runner.close()
 
 
@@ -204,3 +207,62 @@ def test_a_client_on_either_database_takes_runs_from_several_threads(tmp_path: P
             run.end()
             assert [m.value for m in client.services.meta.metric_history(run.id, "loss")] == [float(i)] * 4
         assert {r.status for r in client.search_runs()} == {"finished"}
+
+
+FORK_SCRIPT = """
+import os, sys, shipyard
+with shipyard.start_run(run_name="parent") as run:
+    shipyard.log_metric("before", 1.0)
+    pid = os.fork()
+    if pid == 0:  # a worker: logs to the inherited run, then exits normally (atexit and the `with` run)
+        shipyard.log_metric("child", 2.0)
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    shipyard.log_metric("after", 3.0)
+print(run.id)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX")
+def test_a_forked_child_neither_breaks_the_parents_connection_nor_ends_its_run(tmp_path: Path,
+                                                                               db_url: str) -> None:
+    """The child used, then closed at exit, the parent's pooled PostgreSQL connection: the parent's next
+    write failed ("server closed the connection"); and the child's `with` block ended the parent's run."""
+    import subprocess
+
+    (tmp_path / ".shipyard").mkdir()
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], cwd=tmp_path, env=cli_env(SHIPYARD_DB_URL=db_url),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    with shipyard.Client(tmp_path, tracking_uri=db_url) as client:
+        run = client.get_run(done.stdout.strip())
+    assert run.metrics == {"before": 1.0, "child": 2.0, "after": 3.0} and run.status == "finished"
+
+
+def test_a_run_started_without_with_or_end_run_ends_finished_at_exit(tmp_path: Path) -> None:
+    """MLflow ends the active run when the program exits; Shipyard's looked killed (status "killed")."""
+    import subprocess
+
+    (tmp_path / ".shipyard").mkdir()
+    script = ("import shipyard\nrun = shipyard.start_run(run_name='open')\nshipyard.log_metric('m', 1.0)\n"
+              "with shipyard.start_run(run_name='closed'):\n    pass\nprint(run.id)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=120, check=True)
+    with shipyard.Client(tmp_path) as client:
+        assert client.get_run(done.stdout.strip()).status == "finished"
+        assert {r.name: r.status for r in client.search_runs()} == {"open": "finished", "closed": "finished"}
+
+
+def test_resuming_the_handed_over_run_mlflow_style_leaves_its_end_to_the_pipeline(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`with start_run(run_id=os.environ[...])`, MLflow's habit with MLFLOW_RUN_ID, ended the stage's run
+    inside the stage: the runner then recorded the outputs on a finished run, with the stage's end time."""
+    runner = from_environment()
+    stage = runner.tracker.start_run(name="train", experiment="pipeline")
+    monkeypatch.setenv("SHIPYARD_RUN_ID", stage.id)
+    with shipyard.start_run(run_id=stage.id):
+        shipyard.log_metric("acc", 0.5)
+    assert shipyard.get_run(stage.id).status == "running"
+    runner.tracker.end_run(stage.id)
+    assert shipyard.get_run(stage.id).status == "finished"
+    runner.close()

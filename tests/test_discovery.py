@@ -137,7 +137,9 @@ def test_commands_from_a_subfolder_work_on_the_project(tmp_path: Path) -> None:
     (sub / "a.csv").write_text("a\n")
     (tmp_path / "labels.txt").write_text("x\n")
     env = cli_env()
-    shipyard("data", "add", "a.csv", "../../labels.txt", env=env, cwd=sub)  # paths relative to where you are
+    added = shipyard("data", "add", "a.csv", "../../labels.txt", env=env, cwd=sub)  # paths relative to here
+    assert "recorded in ../../shipyard.lock; commit it with `git add ../../shipyard.lock ../../.gitignore`" \
+        in added.stdout  # a command to paste where you are
     lock = (tmp_path / "shipyard.lock").read_text()
     assert "data/raw/a.csv:" in lock and "labels.txt:" in lock and not (sub / "shipyard.lock").exists()
     assert sorted(p.name for p in sub.iterdir()) == ["a.csv"]  # no .shipyard, no lock, no .gitignore here
@@ -158,3 +160,35 @@ def test_run_in_a_project_without_shipyard_yaml_says_there_is_no_pipeline(tmp_pa
     assert done.stderr == (f"error: no shipyard.yaml in the project {tmp_path}, so there is no pipeline: run "
                            "`shipyard init` to write one, then declare stages in it\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".shipyard"]
+
+
+@pytest.mark.parametrize("kind", ["file", "link", "dangling link"])
+def test_init_over_a_shipyard_file_or_link_refuses_before_writing_anything(tmp_path: Path, kind: str) -> None:
+    """It wrote shipyard.yaml, then died with FileExistsError's traceback (file, dangling link) or
+    accepted a link that every later command refuses."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    home = folder / ".shipyard"
+    if kind == "file":
+        home.write_text("x")
+    else:
+        home.symlink_to(elsewhere if kind == "link" else tmp_path / "nowhere")
+    done = shipyard("init", env=cli_env(), cwd=folder, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nothing was changed" in done.stderr, done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [".shipyard"] and list(elsewhere.iterdir()) == []
+
+
+def test_a_current_folder_that_was_deleted_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m shipyard runs list'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=cli_env(), timeout=120,
+                          check=False)
+    assert done.returncode == 2 and done.stderr == (
+        "error: the current folder no longer exists (it was deleted or moved): cd into a folder that exists, "
+        "then run the command again\n")

@@ -38,6 +38,7 @@ def repo(tmp_path: Path) -> Path:
     git(root, "init", "-q", "-b", "main")
     (root / ".gitignore").write_text("/.shipyard\n/data\n")
     (root / "shipyard.yaml").write_text("version: 1\n")  # a project, committed as a user's is
+    (root / ".shipyard").mkdir()  # a project: commands outside one refuse to run
     return root
 
 
@@ -171,6 +172,7 @@ def test_a_shallow_clone_is_refused_unless_workspace_only(repo: Path, tmp_path: 
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(clone)], check=True,
                    capture_output=True)
     assert lock_history(clone).shallow
+    (clone / ".shipyard").mkdir()  # not committed (.gitignore); a clone with shipyard.yaml would not need it
     done = sy(clone, "data", "gc", "--dry-run", check=False)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "shallow clone" in done.stderr and "--workspace-only" in done.stderr
@@ -180,6 +182,7 @@ def test_a_shallow_clone_is_refused_unless_workspace_only(repo: Path, tmp_path: 
 def test_outside_git_gc_says_there_is_no_history(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     (root / "data").mkdir(parents=True)
+    (root / ".shipyard").mkdir()
     (root / "data" / "f.txt").write_text("x\n")
     (root / "shipyard.yaml").write_text("version: 1\n")
     sy(root, "data", "add", "data/f.txt")
@@ -204,7 +207,6 @@ def test_a_long_history_is_read_whole(repo: Path) -> None:
 
 def test_a_grace_period_without_its_unit_is_refused_before_anything_is_read(repo: Path) -> None:
     """`--grace 24` once meant 24 seconds: gc removed what the user meant to keep for a day."""
-    (repo / ".shipyard").mkdir(exist_ok=True)
     for command in (("data", "gc"), ("store", "gc")):
         done = sy(repo, *command, "--grace", "24", check=False)
         assert done.returncode == 2
@@ -212,3 +214,35 @@ def test_a_grace_period_without_its_unit_is_refused_before_anything_is_read(repo
             "error: invalid value for --grace: '24': give a number with its unit, s, m, h or d (e.g. 24h or 90s); "
             f"see `shipyard {' '.join(command)} --help`"]
     assert sy(repo, "data", "gc", "--grace", "0", "--dry-run").returncode == 0  # 0 is 0 in every unit
+def test_a_replaced_commit_still_counts_with_its_own_lock(repo: Path) -> None:
+    """`git replace` makes a commit read as another; the lock it really holds must still be kept."""
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    first = version(ws, "first\n")
+    commit(repo, "first")
+    version(ws, "second\n")
+    commit(repo, "second")
+    empty = git(repo, "hash-object", "-t", "tree", "-w", "/dev/null").strip()  # the empty tree
+    stand_in = git(repo, "commit-tree", empty, "-m", "stand-in").strip()
+    git(repo, "replace", git(repo, "rev-parse", "HEAD~1").strip(), stand_in)
+    assert first in history_roots(lock_history(repo)).digests
+
+
+def test_git_variables_of_the_caller_do_not_redirect_the_history(repo: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GIT_DIR left in the environment (a hook, a script) must not make gc read another repository."""
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    committed = version(ws, "committed\n")
+    commit(repo, "v1")
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    for name, value in (("GIT_DIR", str(other / ".git")), ("GIT_NAMESPACE", "elsewhere")):
+        monkeypatch.setenv(name, value)
+        assert committed in history_roots(lock_history(repo)).digests, name
+        monkeypatch.delenv(name)
+
+    # a project in no repository of its own while GIT_DIR names one: unknown, so gc refuses
+    alone = tmp_path / "alone"
+    (alone / ".shipyard").mkdir(parents=True)
+    done = shipyard("data", "gc", "--dry-run", env=cli_env(GIT_DIR=str(repo / ".git")), cwd=alone, check=False)
+    assert done.returncode != 0 and "GIT_DIR is set" in done.stderr and "nothing was removed" in done.stderr

@@ -58,3 +58,19 @@ def test_lint_is_ruff_and_import_linter_and_typecheck_is_mypy(tmp_path: Path) ->
 def test_the_demo_after_the_tests_installs_nothing(tmp_path: Path) -> None:
     venv = fake_venv(tmp_path, ".installed-demo", ".installed-dev")
     assert "install" not in plan("demo", venv)
+
+
+def test_a_venv_that_failed_halfway_is_removed_so_the_next_make_starts_over(tmp_path: Path) -> None:
+    """Debian's python3 without python3-venv makes VENV/bin/python, then fails at ensurepip. Left there, the
+    next `make demo` (after `apt install python3-venv`) skipped the venv and ran pip in a venv without pip."""
+    fake = tmp_path / "python3"
+    fake.write_text('#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "venv" ]; then mkdir -p "$3/bin"; '
+                    'ln -s /bin/true "$3/bin/python"; echo "ensurepip is not available" >&2; exit 1; fi\n'
+                    'echo "Python 3.11.0"\n')
+    fake.chmod(0o755)
+    venv = tmp_path / "venv"
+    done = subprocess.run(["make", "demo", f"PYTHON={fake}", f"VENV={venv}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "apt install python3-venv" in done.stdout + done.stderr
+    assert not venv.exists()
+    assert "-m venv" in plan("demo", venv)  # the next make creates it again

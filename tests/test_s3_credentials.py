@@ -53,3 +53,15 @@ def test_a_profile_of_the_shared_credentials_file_is_used(tmp_path: Path, s3_end
     env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
     done = shipyard("data", "push", env=env, cwd=root, check=False)
     assert done.returncode == 2 and "AWS profile 'team' is not in" in done.stderr
+
+
+def test_the_default_profile_is_used_without_naming_it(tmp_path: Path, s3_endpoint: str) -> None:
+    """`aws configure` writes [default] in ~/.aws/credentials, which every AWS SDK reads unasked; Shipyard
+    said "no AWS credentials found" unless AWS_PROFILE named it."""
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "credentials").write_text("[default]\naws_access_key_id = testing\n"
+                                                   "aws_secret_access_key = testing\n")
+    root = project(tmp_path / "proj", f"    url: s3://{make_bucket(s3_endpoint)}/p\n    endpoint_url: {s3_endpoint}\n")
+    env = no_aws(HOME=str(tmp_path), AWS_DEFAULT_REGION="us-east-1")
+    shipyard("data", "add", "data", env=env, cwd=root)
+    assert json.loads(shipyard("data", "push", "--json", env=env, cwd=root).stdout)["transferred"] == 2

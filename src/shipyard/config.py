@@ -64,6 +64,15 @@ def find_project_root(start: Path) -> Path | None:
     return None
 
 
+def working_folder() -> Path:
+    """The current folder; a ConfigError if it no longer exists (deleted or moved away under this process)."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise ConfigError("the current folder no longer exists (it was deleted or moved): cd into a folder that "
+                          "exists, then run the command again") from None
+
+
 def not_a_project(cwd: Path) -> ConfigError:
     """The one-line error of a command that needs a project, run outside any."""
     return ConfigError(f"not in a Shipyard project: no {CONFIG_FILE} or {HOME_DIR}/ in {cwd} or any folder above it; "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings
+from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings, working_folder
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
     from shipyard.core.artifacts.digest import Digest
@@ -157,7 +157,7 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
 
     store = open_store(settings)
     meta = open_metadata(settings)
-    here = cwd or Path.cwd()
+    here = cwd or working_folder()
 
     # Captured once per process: the interpreter and its packages do not change under a running program.
     @functools.cache
@@ -203,12 +203,12 @@ def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Pat
                               anywhere: bool = False) -> Settings:
     """The settings of the project around ``cwd``; outside any project a ConfigError naming
     `shipyard init`, unless ``anywhere`` (the tracking API: then ``cwd/.shipyard``)."""
-    return load_settings(os.environ if environ is None else environ, cwd or Path.cwd(), anywhere=anywhere)
+    return load_settings(os.environ if environ is None else environ, cwd or working_folder(), anywhere=anywhere)
 
 
 def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None, *,
                      anywhere: bool = False) -> Services:
-    here = cwd or Path.cwd()
+    here = cwd or working_folder()
     return build(settings_from_environment(environ, here, anywhere=anywhere), here)
 
 
@@ -235,7 +235,7 @@ def open_api(project: Path | None = None, tracking_uri: str | None = None,
     from shipyard.config import HOME_DIR, find_project_root
 
     env = dict(os.environ if environ is None else environ)
-    here = (cwd or Path.cwd()).resolve()
+    here = (cwd or working_folder()).resolve()
     note = None
     if project is not None:
         root = Path(project).resolve()

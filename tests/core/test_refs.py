@@ -47,3 +47,19 @@ def test_check_version_refuses_what_cannot_be_stored(version: object) -> None:
     with pytest.raises(InvalidReferenceError, match="versions run from 1 to"):
         check_version(version)
     assert check_version(MAX_VERSION) == MAX_VERSION
+
+
+def test_a_final_newline_is_not_part_of_any_name() -> None:
+    """`$` matches before a final newline: an alias 'prod\\n' was stored, listed, and unreachable by any ref."""
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.project.loader import parse_config
+    from shipyard.core.registry.refs import check_model_name, check_new_alias
+    from shipyard.errors import ConfigError, InvalidInputError
+
+    for check, text in ((check_alias, "prod\n"), (check_new_alias, "prod\n"), (check_model_name, "iris\n")):
+        with pytest.raises(InvalidReferenceError):
+            check(text)
+    with pytest.raises(InvalidInputError):
+        Digest("0" * 64 + "\n")
+    with pytest.raises(ConfigError):
+        parse_config('version: 1\nstages:\n  "train\\n":\n    cmd: echo hi\n')

@@ -71,3 +71,13 @@ def test_tensor_data_nested_past_the_bound_is_refused() -> None:
         data = [data]
     with pytest.raises(InvalidInputError, match="nested deeper than"):
         parse_infer({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": data}]})
+
+
+@pytest.mark.parametrize("shape", [
+    [1] * 33,  # valid JSON for one value, but more dimensions than any tensor has
+    [3] * 200_000,  # multiplying these out took seconds of CPU under the GIL; 16 MiB of them, hours
+    [10**5000, 1],  # its element count has too many digits to print: a ValueError, a 500
+])
+def test_shapes_too_long_or_too_large_are_refused_before_they_are_multiplied(shape: list[int]) -> None:
+    with pytest.raises(InvalidInputError, match=r"^inputs\[0\]\.shape: "):
+        parse_infer({"inputs": [{"name": "x", "shape": shape, "datatype": "FP64", "data": [1.0]}]})

@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,22 @@ SQLSTATE_UNAUDITED = "SY002"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
 READ = {"shipyard_read": True}
+
+
+# A process forked while an engine is open (multiprocessing's default on Linux, a data loader's workers)
+# inherits its pooled connections: the same PostgreSQL socket or SQLite handle as the parent. Used or
+# closed in the child, they break the parent's (a child exiting closes the socket under it). So the
+# child starts each engine with an empty pool, leaving the parent's connections alone (SQLAlchemy's
+# recipe: dispose(close=False) after fork).
+_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def _fresh_pools_after_fork() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_fresh_pools_after_fork)
 
 
 def redact(url: str) -> str:
@@ -86,6 +103,7 @@ def create(url: str) -> sa.Engine:
     except BaseException:
         engine.dispose()
         raise
+    _ENGINES.add(engine)
     return engine
 
 

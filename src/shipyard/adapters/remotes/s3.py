@@ -28,8 +28,8 @@ T = TypeVar("T")
 
 
 HOW_TO_AUTHENTICATE = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary "
-                       "keys), or name a profile of ~/.aws/credentials with AWS_PROFILE or `profile:` under the "
-                       "remote in shipyard.yaml")
+                       "keys), or put keys in ~/.aws/credentials under [default] (`aws configure`) or another "
+                       "profile, named with AWS_PROFILE or `profile:` under the remote in shipyard.yaml")
 WEB_IDENTITY = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI")  # EKS/ECS roles: obstore reads these itself
 EC2_MARKS = (("/sys/class/dmi/id/sys_vendor", "Amazon EC2"), ("/sys/class/dmi/id/board_vendor", "Amazon EC2"),
@@ -50,16 +50,35 @@ def credentials(spec: RemoteSpec, environ: Mapping[str, str]) -> dict[str, str]:
     profile = spec.profile or environ.get("AWS_PROFILE")
     if profile:
         return _profile_keys(spec.url, profile, environ)
+    if _has_default_profile(environ):  # what `aws configure` writes, and every AWS SDK reads unasked
+        return _profile_keys(spec.url, "default", environ)
     if spec.endpoint_url is None and (any(environ.get(k) for k in WEB_IDENTITY) or _on_ec2()):
         return {}
     where = f" at {spec.endpoint_url}" if spec.endpoint_url else ""
     raise ConfigError(f"remote {spec.url}{where}: no AWS credentials found: {HOW_TO_AUTHENTICATE}")
 
 
+def _has_default_profile(environ: Mapping[str, str]) -> bool:
+    """Whether the shared credentials file holds a ``[default]`` profile with keys (if unreadable: no)."""
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    try:
+        with open(_credentials_file(environ), encoding="utf-8") as f:
+            parser.read_file(f)
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return False
+    return parser.has_section("default") and bool(parser["default"].get("aws_access_key_id"))
+
+
+def _credentials_file(environ: Mapping[str, str]) -> str:
+    return environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser("~/.aws/credentials")
+
+
 def _profile_keys(url: str, profile: str, environ: Mapping[str, str]) -> dict[str, str]:
     import configparser
 
-    path = environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser("~/.aws/credentials")
+    path = _credentials_file(environ)
     parser = configparser.RawConfigParser()
     try:
         with open(path, encoding="utf-8") as f:

@@ -22,12 +22,28 @@ from shipyard.errors import BackendUnavailableError
 
 GIT_TIMEOUT = 600  # rev-list and batch-check over a very long history; local reads, no network
 INDEX = "the index (staged)"
+# Variables that make git read another repository, another index, a namespace of the refs, or replaced
+# objects. gc must read the history of the repository that holds the project's lock, found from the
+# project's folder, as git itself does with no variables set (git clears the same ones for submodules).
+REDIRECTING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+               "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_REPLACE_REF_BASE",
+               "GIT_NO_REPLACE_OBJECTS", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+               "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE", "GIT_QUARANTINE_PATH")
+# `git replace` (and grafts) make a commit read as another: its own lock would be hidden. The replacements
+# stay reachable through refs/replace/, so reading without them sees every lock, replaced or replacing.
+GIT = ("git", "--no-replace-objects")
 
 
 def lock_history(project_root: Path) -> LockHistory:
     """The lock versions of the git repository around ``project_root``; ``NO_HISTORY`` outside one."""
     root = project_root.resolve()
     if not any((folder / ".git").exists() for folder in (root, *root.parents)):
+        if os.environ.get("GIT_DIR"):  # a repository kept elsewhere (a bare "dotfiles" repo) may hold the lock
+            raise BackendUnavailableError(
+                f"GIT_DIR is set but {root} is in no git repository of its own, so whether the repository at "
+                f"{os.environ['GIT_DIR']} holds its shipyard.lock is unknown; nothing was removed: pass "
+                "--workspace-only to keep only what the workspace, runs and model versions reference, or unset "
+                "GIT_DIR if no repository holds the lock")
         return NO_HISTORY
     top = _git(root, "rev-parse", "--show-toplevel").decode().strip()
     rel = os.path.relpath(root, Path(top).resolve())
@@ -56,8 +72,8 @@ def lock_history(project_root: Path) -> LockHistory:
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True,
-                              timeout=GIT_TIMEOUT, check=False)
+        done = subprocess.run([*GIT, "-C", str(repo), *args], input=stdin, capture_output=True,
+                              timeout=GIT_TIMEOUT, check=False, env=_environment())
     except FileNotFoundError as exc:
         raise BackendUnavailableError(
             f"{repo} is in a git repository but git is not installed, so the locks in its history cannot be "
@@ -68,6 +84,10 @@ def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     if done.returncode != 0:
         raise _failed(repo, args, done.stderr.decode(errors="replace"))
     return done.stdout
+
+
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in REDIRECTING}
 
 
 def _failed(repo: Path, args: tuple[str, ...], why: str) -> BackendUnavailableError:
@@ -82,8 +102,8 @@ def _blobs(repo: Path, blobs: dict[str, str]) -> Iterator[tuple[str, bytes]]:
     """Each blob of ``blobs`` as ``(label, bytes)``, streamed from one ``git cat-file --batch``."""
     if not blobs:
         return
-    proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*GIT, "-C", str(repo), "cat-file", "--batch"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_environment())
     stdin, stdout = proc.stdin, proc.stdout
     if stdin is None or stdout is None:  # never: both are pipes
         raise _failed(repo, ("cat-file",), "no pipe")

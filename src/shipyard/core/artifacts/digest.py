@@ -19,7 +19,7 @@ from shipyard.errors import InvalidInputError
 
 ALGORITHM = "sha256"
 CHUNK_SIZE = 1024 * 1024
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]{64}\Z")  # \Z: "$" would let a final newline through
 PREFIX = f"{ALGORITHM}:"  # how files and rows spell a digest: ``sha256:<64 lowercase hex digits>``
 TEXT_LEN = len(PREFIX) + 64
 OBJECTS = ALGORITHM  # the folder (or key prefix) every object database keeps its objects under

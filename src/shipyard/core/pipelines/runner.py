@@ -234,7 +234,7 @@ class PipelineRunner:
             for path in stage.produced:
                 stored = put_path(self.ws.store, self.ws.abs(path), state=self.ws.state)
                 outs[path] = PathEntry(stored.digest, stored.size,
-                                       len(stored.manifest) if stored.manifest else None)
+                                       len(stored.manifest) if stored.manifest is not None else None)
                 tracker.record_output(run.id, path, stored.digest, stored.size, stored.is_dir)
             metrics = {}
             for path in stage.metrics:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
 
-STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" would let a final newline through
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 

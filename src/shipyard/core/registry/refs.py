@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from shipyard.errors import InvalidReferenceError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z: "$" would let a final newline through
+ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 MAX_VERSION = 2**31 - 1  # versions are counted from 1; the database column is a 32-bit INTEGER on every backend
 LATEST = "latest"  # built in: never an alias, or NAME@latest and NAME would disagree
 _HINT = "use NAME, NAME@VERSION (e.g. iris@3) or NAME@ALIAS (e.g. iris@production)"

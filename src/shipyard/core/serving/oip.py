@@ -16,6 +16,8 @@ DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "I
                        "FP16", "FP32", "FP64", "BYTES"})
 MAX_ELEMENTS = 10_000_000
 MAX_DEPTH = 32  # nested lists in a tensor's data: more than any real shape, far less than a stack overflow
+MAX_DIMS = MAX_DEPTH  # a shape's length (numpy's own limit is 32 or 64): multiplying out a few million
+# dimensions costs minutes of CPU under the GIL, and a product past 4,300 digits cannot even be printed
 INT_RANGES = {f"{kind}{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if kind == "INT" else (0, 2 ** bits - 1)
               for kind in ("INT", "UINT") for bits in (8, 16, 32, 64)}
 FLOAT_MAX = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": 1.7976931348623157e308}
@@ -59,6 +61,10 @@ def _tensor(t: Any, i: int) -> Tensor:
     if (not isinstance(shape, list) or not shape
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise InvalidInputError(f"{where}.shape: must be a non-empty list of non-negative integers")
+    if len(shape) > MAX_DIMS:
+        raise InvalidInputError(f"{where}.shape: has {len(shape)} dimensions; the limit is {MAX_DIMS}")
+    if max(shape) > MAX_ELEMENTS:
+        raise InvalidInputError(f"{where}.shape: a dimension is larger than the limit of {MAX_ELEMENTS} elements")
     if datatype not in DATATYPES:
         raise InvalidInputError(f"{where}.datatype: must be one of {', '.join(sorted(DATATYPES))}")
     if shape[0] < 1 or (len(shape) > 1 and math.prod(shape[1:]) < 1):

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from shipyard.core.project.loader import CONFIG_FILE
 from shipyard.core.workspace.data import Workspace, store_path, tracked_path
 from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry, editing_lock, load_lock
 from shipyard.core.workspace.paths import overlaps
@@ -23,6 +24,7 @@ def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
     wherever settings put them: a path that is one, holds one or is inside one is refused.
     """
     rels = [tracked_path(ws.root, p) for p in paths]
+    _refuse_project_files(rels)
     _refuse_private(ws.root, rels, private)
     _refuse_overlaps(rels, load_lock(ws.root))
     added = [store_path(ws, p, hardlink=hardlink, progress=progress) for p in paths]
@@ -30,6 +32,15 @@ def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
         _refuse_overlaps([rel for rel, _ in added], lock)  # again: another command may have recorded one meanwhile
         lock.data.update(added)
     return added
+
+
+def _refuse_project_files(rels: list[str]) -> None:
+    """shipyard.yaml and shipyard.lock are the project's own files, committed to git: tracked as data they
+    would be added to .gitignore (so git stops versioning them) and overwritten by `data checkout`."""
+    for rel in rels:
+        if rel in (CONFIG_FILE, LOCK_FILE):
+            raise InvalidInputError(f"data path {rel!r} is refused: it is the project's own file, committed with "
+                                    "your code; Shipyard tracks data, never its own configuration or lock")
 
 
 def _refuse_private(root: Path, rels: list[str], private: Sequence[Path]) -> None:

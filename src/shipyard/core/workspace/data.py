@@ -77,7 +77,8 @@ def store_path(ws: Workspace, path: str | Path, hardlink: bool = False,
     """
     rel = tracked_path(ws.root, path)
     stored = put_path(ws.store, ws.abs(rel), progress, state=ws.state, hardlink=hardlink)
-    return rel, PathEntry(stored.digest, stored.size, len(stored.manifest) if stored.manifest else None)
+    # an empty folder has an empty manifest (falsy), and is still a folder
+    return rel, PathEntry(stored.digest, stored.size, len(stored.manifest) if stored.manifest is not None else None)
 
 
 def recorded_entries(ws: Workspace, entry: PathEntry, name: str) -> dict[str, ManifestEntry]:
@@ -189,6 +190,8 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
             raise NotFoundError(f"{len(missing)} file(s) of {rel} are not in the local store "
                                 f"(e.g. {missing[0]}): run `shipyard data pull`")
         now, digests = current_files(ws, rel)
+        if not entry.is_dir:
+            _refuse_unscanned(ws.abs(rel), rel)
         write = [k for k, e in recorded.items() if k not in now or digests[now[k].path] != e.digest]
         delete = [k for k in now if k not in recorded]
         # a file where the version has a folder: the file itself is replaced (it is in `delete`, so its
@@ -235,11 +238,31 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
                 progress(e.size)
                 written += 1
             if entry.is_dir:  # (again: the descriptor may have been recycled among many folders)
+                confined.folder(rel, "tracked path")  # a version with no files is still a folder
                 _prune_empty(*confined.parent_fd(rel, "tracked path"))
         finally:
             confined.close()
     ws.state.remember(remembered)
     return {"written": written, "deleted": deleted, "paths": len(plans)}
+
+
+KEPT_OUT = (".git", ".shipyard")  # skipped by the scan, so never in the store: a repository, a project's data
+
+
+def _refuse_unscanned(target: Path, rel: str) -> None:
+    """A folder where the lock has a file is removed whole; refuse if it holds what no scan sees, so no
+    store copy can bring back: a nested repository or Shipyard folder, or a symbolic link."""
+    if target.is_symlink() or not target.is_dir():
+        return
+    for folder, dirs, files in os.walk(target):
+        for name in [*dirs, *files]:
+            path = os.path.join(folder, name)
+            if name in KEPT_OUT or os.path.islink(path):
+                shown = os.path.relpath(path, target)
+                raise ConflictError(
+                    f"{rel} is a folder but the lock records a file there, and replacing the folder would delete "
+                    f"{rel}/{shown}, which Shipyard never stores; nothing was changed: move it out of {rel}, "
+                    "then check out again")
 
 
 def _lstat_at(folder: int, name: str) -> os.stat_result | None:

@@ -302,6 +302,7 @@ class ActiveRun:
         self.record = record
         self.client = client
         self._owned = owned
+        self._pid = os.getpid()  # a forked child inherits the object (and its `with` block), not the run
         self.ended = False
 
     @property
@@ -353,11 +354,12 @@ class ActiveRun:
         return self.client.log_artifact(self.id, local_path, artifact_path, name=name)
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> None:
-        """End the run (once); a run handed over by a pipeline is ended by the pipeline, not here."""
+        """End the run (once); a run handed over by a pipeline is ended by the pipeline, not here, and a
+        run is ended by the process that started it, never by a child it forked."""
         if self.ended:
             return
         self.ended = True
-        if self._owned:
+        if self._owned and os.getpid() == self._pid:
             self.client.services.tracker.end_run(self.id, shapes.status(status))
 
     def __enter__(self) -> ActiveRun:

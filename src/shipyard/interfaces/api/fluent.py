@@ -23,10 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shipyard.config import working_folder
 from shipyard.core.lineage.records import ArtifactRecord, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
-from shipyard.errors import InvalidInputError
+from shipyard.errors import ImmutableError, InvalidInputError, NotFoundError
 from shipyard.interfaces.api import shapes
 from shipyard.interfaces.api.client import TRACKING, ActiveRun, Client, PathLike
 from shipyard.wiring import Services, open_api
@@ -40,12 +41,13 @@ _clients: dict[tuple[str | None, ...], Client] = {}
 _said: set[str] = set()
 _runs: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar("shipyard_runs", default=())
 _experiment: list[str] = []  # set_experiment's choice, for the whole process as in MLflow
+_started: list[ActiveRun] = []  # runs start_run began and nothing ended yet: ended at exit, as MLflow does
 
 
 def default_client() -> Client:
     """The client the module functions use, for the current environment and working folder."""
     project, tracking_uri = TRACKING[-1] if TRACKING else (None, None)
-    key = (*(os.environ.get(k) for k in _ENV_KEYS), os.getcwd(), str(project), tracking_uri)
+    key = (*(os.environ.get(k) for k in _ENV_KEYS), str(working_folder()), str(project), tracking_uri)
     client = _clients.get(key)
     if client is None:
         with _lock:
@@ -87,7 +89,11 @@ def active_run() -> ActiveRun | None:
         return stack[-1]
     handed = os.environ.get(HANDED_RUN)
     if handed:
-        return default_client().adopt_run(handed)
+        try:
+            return default_client().adopt_run(handed)
+        except (NotFoundError, ImmutableError, InvalidInputError) as exc:  # say where the run id came from
+            raise type(exc)(f"{HANDED_RUN}={handed[:40]} (set by `shipyard run` for a stage): {exc}; outside "
+                            f"a pipeline stage, unset {HANDED_RUN}") from exc
     return None
 
 
@@ -103,8 +109,8 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None, run_n
     the ``description`` tag). ``name=`` and ``experiment=`` are Shipyard's spellings.
     """
     client = default_client()
-    if run_id is not None:
-        run = client.adopt_run(run_id, owned=True)
+    if run_id is not None:  # MLflow's resumed run: this program ends it, unless the pipeline handed it over
+        run = client.adopt_run(run_id, owned=run_id != os.environ.get(HANDED_RUN))
     else:
         current = active_run()
         parent = parent_run_id or (current.id if current else None)
@@ -112,7 +118,25 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None, run_n
         chosen = experiment_id or experiment or (_experiment[-1] if _experiment else DEFAULT_EXPERIMENT)
         run = client.start_run(run_name or name, chosen, all_tags, parent)
     _runs.set((*_runs.get(), run))
+    with _lock:
+        if not _started:  # registered after the default client's closing, so it runs before it
+            atexit.register(_end_started_runs)
+        _started[:] = [r for r in _started if not r.ended]
+        _started.append(run)
     return run
+
+
+def _end_started_runs() -> None:
+    """At exit, end as finished the runs the program started and left open (MLflow's habit: a script
+    without ``end_run()`` leaves a finished run, not one that looks killed)."""
+    with _lock:
+        runs = _started[::-1]
+        _started.clear()
+    for run in runs:
+        try:
+            run.end(RunStatus.FINISHED)
+        except Exception:  # at exit, one run that cannot be ended must not stop the others
+            log.warning("shipyard: could not end run %s at exit", run.id[:8])
 
 
 def end_run(status: str = "FINISHED") -> None:
@@ -153,8 +177,7 @@ def _current(run_id: str | None = None) -> tuple[Client, str]:
         return default_client(), run_id
     run = active_run()
     if run is None:
-        run = start_run()
-        atexit.register(run.end, RunStatus.FINISHED)
+        run = start_run()  # ended when the program exits, if nothing ends it before
     return run.client, run.id
 
 

@@ -50,7 +50,15 @@ def add(
     for rel, e in added:
         what = out.plural(e.files if e.files is not None else 1, "file")
         out.console().print(f"{rel}: {what}, {out.size(e.size)} → {out.short(e.digest)}")
-    out.console().print("recorded in shipyard.lock; commit it with `git add shipyard.lock .gitignore`")
+    import os
+    import shlex
+
+    from rich.markup import escape
+
+    # named from where you are: from a subfolder, `git add shipyard.lock` would find no such file
+    lock, ignored = (os.path.relpath(ws.root / name) for name in ("shipyard.lock", ".gitignore"))
+    out.console().print(escape(f"recorded in {lock}; commit it with `git add {shlex.quote(lock)} "
+                               f"{shlex.quote(ignored)}`"))
 
 
 @app.command("status")

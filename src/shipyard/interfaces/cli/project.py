@@ -17,17 +17,22 @@ def init(
     from shipyard.core.project.loader import CONFIG_FILE, parse_config
     from shipyard.core.project.template import TEMPLATE
     from shipyard.core.workspace.atomic import write_atomic
-    from shipyard.errors import ConflictError, InvalidInputError
+    from shipyard.errors import ConfigError, ConflictError, InvalidInputError
     from shipyard.interfaces.cli.gitignore import ignore
 
     if not folder.is_dir():
         raise InvalidInputError(f"{folder} is not a folder")
     target = folder / CONFIG_FILE
+    home = folder / ".shipyard"
+    if home.is_symlink() or (home.exists() and not home.is_dir()):  # checked first: nothing half-written
+        what = "a symbolic link" if home.is_symlink() else "a file"
+        raise ConfigError(f"{home} is {what}, not a folder, so Shipyard cannot keep its data there; nothing was "
+                          "changed: move it away and run `shipyard init` again")
     if target.exists() and not force:
         raise ConflictError(f"{target} already exists; nothing was changed (use --force to replace it)")
     parse_config(TEMPLATE)  # the template is always valid
     write_atomic(target, TEMPLATE.encode())
-    (folder / ".shipyard").mkdir(exist_ok=True)
+    home.mkdir(exist_ok=True)
     ignore(folder, ".shipyard")
     out.console().print(f"wrote {target}; next: `shipyard data add PATH`, then stages in {CONFIG_FILE} "
                         "and `shipyard run`")
