@@ -26,9 +26,23 @@ def test_the_nearest_folder_with_a_marker_is_the_project(tmp_path: Path) -> None
     deep.mkdir(parents=True)
     (tmp_path / "outer" / "shipyard.yaml").write_text("version: 1\n")
     assert find_project_root(deep) == tmp_path / "outer"
-    (tmp_path / "outer" / "inner" / ".shipyard").mkdir()  # a nested project wins, as a nested git repository
-    assert find_project_root(deep) == tmp_path / "outer" / "inner"
+    (tmp_path / "outer" / "inner" / ".shipyard").mkdir()  # the API's folder, made by a script run there:
+    assert find_project_root(deep) == tmp_path / "outer"  # it marks a project for its own folder only
+    assert find_project_root(tmp_path / "outer" / "inner") == tmp_path / "outer" / "inner"
+    (tmp_path / "outer" / "inner" / "shipyard.yaml").write_text("version: 1\n")  # a nested project wins,
+    assert find_project_root(deep) == tmp_path / "outer" / "inner"  # as a nested git repository does
     assert find_project_root(tmp_path / "outer") == tmp_path / "outer"
+
+
+def test_a_shipyard_folder_in_home_does_not_capture_the_folders_below(tmp_path: Path) -> None:
+    """A script run once in ~ makes ~/.shipyard (MLflow's ./mlruns habit); ~/code/new is not its project."""
+    (tmp_path / ".shipyard").mkdir()
+    new = tmp_path / "code" / "new"
+    new.mkdir(parents=True)
+    assert find_project_root(new) is None
+    with pytest.raises(ConfigError, match=r"^not in a Shipyard project"):
+        load_settings({}, new)
+    assert find_project_root(tmp_path) == tmp_path
 
 
 def test_outside_any_project_there_is_no_root_and_settings_name_shipyard_init(tmp_path: Path) -> None:
@@ -44,6 +58,7 @@ def test_a_shipyard_file_or_link_stops_the_search_and_is_refused(tmp_path: Path)
     (tmp_path / "shipyard.yaml").write_text("version: 1\n")  # a project further up must not be used instead
     sub = tmp_path / "sub"
     (sub / "src").mkdir(parents=True)
+    (sub / "shipyard.yaml").write_text("version: 1\n")
     (sub / ".shipyard").write_text("not a folder")
     assert find_project_root(sub / "src") == sub
     with pytest.raises(ConfigError, match=r"\.shipyard is a file, not a folder"):
@@ -53,6 +68,10 @@ def test_a_shipyard_file_or_link_stops_the_search_and_is_refused(tmp_path: Path)
     assert find_project_root(sub / "src") == sub
     with pytest.raises(ConfigError, match=r"symbolic link"):
         load_settings({}, sub / "src")
+    (sub / "shipyard.yaml").unlink()  # a lone .shipyard marks its own folder only, and is refused there
+    assert find_project_root(sub) == sub
+    with pytest.raises(ConfigError, match=r"symbolic link"):
+        load_settings({}, sub)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")

@@ -34,8 +34,12 @@ class Settings:
 
 
 def find_project_root(start: Path) -> Path | None:
-    """The project ``start`` is in: the nearest folder at or above it holding ``shipyard.yaml`` or
-    ``.shipyard``, else None. Nothing is created.
+    """The project ``start`` is in: ``start`` itself if it holds ``shipyard.yaml`` or ``.shipyard``, else
+    the nearest folder above it holding ``shipyard.yaml``; None if there is none. Nothing is created.
+
+    A ``.shipyard`` with no ``shipyard.yaml`` beside it (the Python API makes one wherever a script
+    runs, as MLflow makes ``./mlruns``) marks a project only for its own folder: a script run once in
+    your home folder must not make every folder below it part of one project.
 
     As git does with ``.git``, the search stops at the first marker, whatever it is: a ``.shipyard``
     that is a file or a link is found here and refused by ``load_settings`` with a message, never
@@ -50,7 +54,7 @@ def find_project_root(start: Path) -> Path | None:
     """
     start = start.resolve()
     for folder in (start, *start.parents):
-        for marker in PROJECT_MARKERS:
+        for marker in PROJECT_MARKERS if folder == start else (CONFIG_FILE,):
             try:
                 st = (folder / marker).lstat()
             except OSError:  # absent, or a folder we may not read: not a project we can use
