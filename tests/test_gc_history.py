@@ -246,3 +246,24 @@ def test_git_variables_of_the_caller_do_not_redirect_the_history(repo: Path, tmp
     (alone / ".shipyard").mkdir(parents=True)
     done = shipyard("data", "gc", "--dry-run", env=cli_env(GIT_DIR=str(repo / ".git")), cwd=alone, check=False)
     assert done.returncode != 0 and "GIT_DIR is set" in done.stderr and "nothing was removed" in done.stderr
+
+
+def test_a_lock_committed_before_the_project_moved_still_counts(tmp_path: Path) -> None:
+    """A project folder renamed in git (`git mv old new`): the locks committed under old/ pin data too."""
+    top = tmp_path / "mono"
+    (top / "old").mkdir(parents=True)
+    git(top, "init", "-q", "-b", "main")
+    ws = Workspace(top / "old", LocalObjectStore(tmp_path / "store"), NoStateCache())
+    first = version(ws, "under the old name\n")
+    git(top, "add", "old/shipyard.lock")
+    git(top, "commit", "-q", "-m", "v0")
+    version(ws, "still under the old name\n")
+    git(top, "commit", "-q", "-am", "v0.1")  # so the first lock exists only at old/shipyard.lock
+    git(top, "mv", "old", "new")
+    git(top, "commit", "-q", "-m", "renamed")
+    moved = Workspace(top / "new", LocalObjectStore(tmp_path / "store"), NoStateCache())
+    second = version(moved, "under the new name\n")
+    git(top, "add", "new/shipyard.lock")
+    git(top, "commit", "-q", "-m", "v1")
+    found = history_roots(lock_history(top / "new")).digests
+    assert {first, second} <= found

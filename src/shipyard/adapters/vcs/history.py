@@ -1,15 +1,19 @@
 """Every version of the project's ``shipyard.lock`` that git holds: for gc, which keeps what they reference.
 
-Three git processes whatever the history's length: ``rev-list`` names the commits (every ref, the
-stash, and the reflog: a commit amended or reset away is still restorable until git expires it),
-one ``cat-file --batch-check`` maps each commit's lock to its blob (most commits share a few), and
-one ``cat-file --batch`` streams each distinct blob once. The bytes are untrusted: a blob larger than
-the YAML bound is not read at all, and parsing is the core's (``core.workspace.history``).
+A few git processes whatever the history's length. ``log`` names every commit that wrote a
+``shipyard.lock`` at any path (every ref, the stash, and the reflog: a commit amended or reset away is
+still restorable until git expires it; merges and side branches included, nothing simplified away),
+so a lock committed before the project folder moved or was renamed still counts; ``ls-files`` adds
+the staged locks; one ``cat-file --batch-check`` maps each to its blob (most share a few), and one
+``cat-file --batch`` streams each distinct blob once. Keeping what a lock at another path references
+(another project of a monorepo, say) only keeps more. The bytes are untrusted: a blob larger than the
+YAML bound is not read at all, and parsing is the core's (``core.workspace.history``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -32,6 +36,8 @@ REDIRECTING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "
 # `git replace` (and grafts) make a commit read as another: its own lock would be hidden. The replacements
 # stay reachable through refs/replace/, so reading without them sees every lock, replaced or replacing.
 GIT = ("git", "--no-replace-objects")
+LOCK_PATHSPEC = f":(glob)**/{LOCK_FILE}"  # the lock at the top and in any folder
+COMMIT_LINE = re.compile(r"commit [0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1 or SHA-256 object names
 
 
 def lock_history(project_root: Path) -> LockHistory:
@@ -46,11 +52,9 @@ def lock_history(project_root: Path) -> LockHistory:
                 "GIT_DIR if no repository holds the lock")
         return NO_HISTORY
     top = _git(root, "rev-parse", "--show-toplevel").decode().strip()
-    rel = os.path.relpath(root, Path(top).resolve())
-    path = LOCK_FILE if rel == "." else f"{Path(rel).as_posix()}/{LOCK_FILE}"
     shallow = _git(root, "rev-parse", "--is-shallow-repository").decode().strip() == "true"
-    commits = _git(root, "rev-list", "--all", "--reflog").decode().split()
-    names = [f"{c}:{path}" for c in commits] + [f":{path}"]
+    commits = int(_git(root, "rev-list", "--count", "--all", "--reflog").decode().strip() or 0)
+    names = [*_committed_locks(Path(top)), *(f":{p}" for p in _staged_locks(Path(top)))]
     found = _git(root, "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
                  stdin="".join(f"{n}\n" for n in names).encode()).decode().splitlines()
     where: dict[str, str] = {}
@@ -60,14 +64,44 @@ def lock_history(project_root: Path) -> LockHistory:
         if len(parts) != 3 or parts[1] != "blob" or parts[0] in where:
             continue  # "missing": no lock in that commit; a lock already seen in another commit
         label = INDEX if name.startswith(":") else f"commit {name[:12]}"
+        if not name.startswith(":") and not name.endswith(f":{LOCK_FILE}"):
+            label += f" ({name.split(':', 1)[1]})"
         if int(parts[2]) > MAX_BYTES:
             skipped.append(f"{LOCK_FILE} in {label} is larger than {MAX_BYTES // (1024 * 1024)} MiB; skipped")
             where[parts[0]] = ""
             continue
         where[parts[0]] = label
     blobs = {oid: label for oid, label in where.items() if label}
-    return LockHistory(repo=top, commits=len(commits), shallow=shallow, locks=_blobs(root, blobs),
+    return LockHistory(repo=top, commits=commits, shallow=shallow, locks=_blobs(root, blobs),
                        skipped=tuple(skipped))
+
+
+def _committed_locks(top: Path) -> list[str]:
+    """``COMMIT:PATH`` of each lock version a commit wrote, at any path, in any commit git holds."""
+    out = _git(top, "log", "--all", "--reflog", "--full-history", "-m", "--no-renames", "--diff-filter=AM",
+               "--format=commit %H", "--name-only", "-z", "--", LOCK_PATHSPEC).decode(errors="surrogateescape")
+    names: list[str] = []
+    commit = ""
+    for field in out.split("\0"):  # "commit H", then "\nPATH", "PATH"... (-z: paths exactly as stored)
+        if COMMIT_LINE.fullmatch(field):
+            commit = field.removeprefix("commit ")
+        elif field and commit:
+            names.append(f"{commit}:{field.removeprefix(chr(10))}")
+    return _askable(top, list(dict.fromkeys(names)))
+
+
+def _askable(top: Path, names: list[str]) -> list[str]:
+    """``names`` for cat-file's line protocol: a lock path with a line break cannot be asked for, and a lock
+    that cannot be read might pin data, so gc stops rather than drop what it references."""
+    odd = next((n for n in names if "\n" in n or "\r" in n), None)
+    if odd is not None:
+        raise _failed(top, ("cat-file",), f"a {LOCK_FILE} path with a line break ({odd[:80]!r})")
+    return names
+
+
+def _staged_locks(top: Path) -> list[str]:
+    staged = _git(top, "ls-files", "-z", "--", LOCK_PATHSPEC).decode(errors="surrogateescape").split("\0")
+    return _askable(top, [p for p in staged if p])
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
