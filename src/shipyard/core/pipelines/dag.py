@@ -8,6 +8,7 @@ from pathlib import Path
 
 from shipyard.core.project.model import Project as ProjectConfig
 from shipyard.core.project.model import StageDef as StageSpec
+from shipyard.core.workspace.add import refuse_project_files
 from shipyard.core.workspace.paths import declared_path, overlaps
 from shipyard.errors import ConfigError, InvalidInputError, NotFoundError
 
@@ -96,6 +97,7 @@ def _paths(name: str, spec: StageSpec) -> tuple[tuple[str, ...], tuple[str, ...]
         deps = tuple(declared_path(d, f"stage '{name}' dependency") for d in spec.deps)
         outs = tuple(declared_path(o, f"stage '{name}' output") for o in spec.outs)
         metrics = tuple(declared_path(m, f"stage '{name}' metrics file") for m in spec.metrics)
+        refuse_project_files((*outs, *metrics), f"stage '{name}' output")
     except InvalidInputError as exc:
         raise ConfigError(str(exc)) from exc
     return deps, outs, metrics

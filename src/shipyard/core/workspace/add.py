@@ -24,7 +24,7 @@ def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
     wherever settings put them: a path that is one, holds one or is inside one is refused.
     """
     rels = [tracked_path(ws.root, p) for p in paths]
-    _refuse_project_files(rels)
+    refuse_project_files(rels)
     _refuse_private(ws.root, rels, private)
     _refuse_overlaps(rels, load_lock(ws.root))
     added = [store_path(ws, p, hardlink=hardlink, progress=progress) for p in paths]
@@ -34,12 +34,13 @@ def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
     return added
 
 
-def _refuse_project_files(rels: list[str]) -> None:
-    """shipyard.yaml and shipyard.lock are the project's own files, committed to git: tracked as data they
-    would be added to .gitignore (so git stops versioning them) and overwritten by `data checkout`."""
+def refuse_project_files(rels: Sequence[str], what: str = "data path") -> None:
+    """shipyard.yaml and shipyard.lock are the project's own files, committed to git: tracked as data (or
+    declared a stage's output) they would be added to .gitignore (so git stops versioning them) and
+    overwritten by `data checkout` or a cache restore."""
     for rel in rels:
         if rel in (CONFIG_FILE, LOCK_FILE):
-            raise InvalidInputError(f"data path {rel!r} is refused: it is the project's own file, committed with "
+            raise InvalidInputError(f"{what} {rel!r} is refused: it is the project's own file, committed with "
                                     "your code; Shipyard tracks data, never its own configuration or lock")
 
 
