@@ -57,6 +57,19 @@ def test_run_round_trip_with_params_metrics_tags_artifacts(meta: SqlMetadataStor
     assert [m.value for m in meta.metric_history(rid, "loss")] == [1.0, 0.9, 0.5]
 
 
+def test_a_run_ended_elsewhere_takes_no_more_metrics(meta: SqlMetadataStore) -> None:
+    """The API skips the run lookup for a run it holds open; the store still refuses a write to a run another
+    process ended meanwhile, keeping nothing of the call (a batch included)."""
+    rid = _run(meta, "f" * 32)
+    meta.log_metrics(rid, [Metric("loss", 1.0, 0, 1.0)])
+    meta.end_run(rid, RunStatus.FINISHED, time.time())
+    for batch in ([Metric("loss", 0.5, 1, 2.0)], [Metric("loss", 0.4, 2, 3.0), Metric("acc", 0.9, 2, 3.0)]):
+        with pytest.raises(ImmutableError, match="no longer running"):
+            meta.log_metrics(rid, batch)
+    assert [m.value for m in meta.metric_history(rid, "loss")] == [1.0]
+    assert meta.get_run(rid).metrics == {"loss": 1.0}
+
+
 def test_metric_counts_say_which_metrics_are_series(meta: SqlMetadataStore) -> None:
     series, single, empty = _run(meta, "a" * 32), _run(meta, "b" * 32), _run(meta, "c" * 32)
     meta.log_metrics(series, [Metric("cv", v, step, 1.0) for step, v in enumerate((0.9, 0.8, 1.0))])

@@ -12,7 +12,14 @@ from shipyard.adapters.db.base import SqlBase, fits
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import Condition
-from shipyard.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ShipyardError
+from shipyard.errors import (
+    ConflictError,
+    ImmutableError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    ShipyardError,
+)
 
 _CHUNK = 500
 _OPS = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
@@ -25,7 +32,17 @@ _SHOWN_MATCHES = 5  # run ids an ambiguous prefix error lists
 class SqlRuns(SqlBase):
     def __init__(self, url: str, engine: sa.Engine | None = None) -> None:
         super().__init__(url, engine)
-        # built once: constructing statements costs more than running them on the per-call logging path
+        # built once: constructing statements costs more than running them on the per-call logging path.
+        # A metric row is inserted only while its run is running, in the same statement: a process that holds
+        # a run open (its own, or one handed over by the pipeline) skips the lookup, and a run another process
+        # ended in the meantime still refuses the write (see log_metrics).
+        m = t.metrics.c
+        cols = ("run_id", "key", "value", "step", "timestamp")
+        params = [sa.bindparam(c, type_=m[c].type) for c in cols]
+        running = sa.exists().where(t.runs.c.id == sa.bindparam("run_id", type_=m.run_id.type),
+                                    t.runs.c.status == RunStatus.RUNNING.value)
+        self._guarded_insert = (t.metrics.insert().from_select(list(cols), sa.select(*params).where(running))
+                                .execution_options(preserve_rowcount=True))  # SQLAlchemy keeps it for UPDATE only
         self._metric_insert = t.metrics.insert()
         upsert = self.upsert(t.latest_metrics)
         ex, lm = upsert.excluded, t.latest_metrics.c
@@ -86,8 +103,15 @@ class SqlRuns(SqlBase):
                 latest[m.key] = m
         rows = [fits(t.metrics, {"run_id": run_id, "key": m.key, "value": m.value, "step": m.step,
                                  "timestamp": m.timestamp}) for m in metrics]
+        if not rows:
+            return
         with self.write() as conn:
-            conn.execute(self._metric_insert, rows)
+            # one row through the guard, executed alone (a driver's executemany may not sum its row counts); the
+            # rest in the same transaction
+            if conn.execute(self._guarded_insert, rows[0]).rowcount != 1:  # the run was ended: keep nothing
+                raise ImmutableError(f"run {run_id[:8]} is no longer running; its record is closed: start a new run")
+            if len(rows) > 1:
+                conn.execute(self._metric_insert, rows[1:])
             conn.execute(self._latest_upsert, rows if len(latest) == len(rows) else [
                 {"run_id": run_id, "key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
                 for m in latest.values()
