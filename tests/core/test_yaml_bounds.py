@@ -182,3 +182,18 @@ def test_plain_documents_load_the_same_either_way() -> None:
         "c": {"d": "q & r", "e": {"f": 2}}}
     with pytest.raises(ConfigError, match="undefined alias"):
         load_yaml("a: *nothing\n", "p.yaml")
+
+
+@pytest.mark.parametrize("text", [
+    "stages:\n  a:\n    cmd: x\nparams: p.yaml\nstages:\n  b:\n    cmd: y\n",  # a block appended below
+    "x: &k {a: 1}\ny: {a: 2, a: 3}\n",  # the counting path (an anchor) as well as libyaml's
+])
+def test_a_key_given_twice_is_refused_at_its_line(text: str) -> None:
+    """PyYAML keeps the last of two equal keys: a second `stages:` silently replaced the pipeline."""
+    with pytest.raises(ConfigError, match=r"^f\.yaml:\d+: not valid YAML: key '(stages|a)' is given twice"):
+        load_yaml(text, "f.yaml")
+
+
+def test_a_merge_key_may_still_be_overridden() -> None:
+    assert load_yaml("base: &b {x: 1, y: 1}\nm:\n  <<: *b\n  x: 2\n", "f.yaml") == {
+        "base": {"x": 1, "y": 1}, "m": {"x": 2, "y": 1}}

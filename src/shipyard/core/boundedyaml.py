@@ -11,7 +11,9 @@ document is composed, before anything is built:
   at most ``MAX_ALIAS_NODES`` nodes, and at most ``MAX_ALIAS_CHARS`` characters or the document's
   own length, whichever is larger; plain files without aliases are never limited;
 - an alias to a node that contains it (a cycle) is refused;
-- nesting deeper than ``MAX_DEPTH`` is refused.
+- nesting deeper than ``MAX_DEPTH`` is refused;
+- a key given twice in one mapping is refused (YAML says keys are unique; PyYAML would keep the last,
+  so a second ``stages:`` appended to shipyard.yaml silently replaced the first).
 
 JSON files (metrics, params) get the same size bound through ``load_json``.
 Every refusal, like every syntax error, is one ``ConfigError`` line naming the file and the line.
@@ -27,7 +29,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
@@ -106,14 +108,40 @@ class _BoundedComposer(Composer):  # type: ignore[misc]
                            event.start_mark)
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _UniqueKeys(SafeConstructor):  # type: ignore[misc]
+    """SafeConstructor that refuses a key written twice in one mapping (``<<`` merges may still be overridden)."""
+
+    def construct_mapping(self, node: Node, deep: bool = False) -> Any:
+        if isinstance(node, MappingNode):
+            seen: dict[tuple[str, str], Node] = {}
+            for key, _ in node.value:
+                if isinstance(key, ScalarNode) and key.tag != MERGE_TAG:
+                    first = seen.setdefault((key.tag, key.value), key)
+                    if first is not key:
+                        raise ConstructorError(None, None, f"key {key.value!r} is given twice in one mapping (first "
+                                               f"at line {first.start_mark.line + 1}): keep one", key.start_mark)
+        return super().construct_mapping(node, deep)
+
+
 try:
     from yaml._yaml import CParser
 
-    class _Loader(_BoundedComposer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
+    class _Loader(_BoundedComposer, CParser, _UniqueKeys, Resolver):  # type: ignore[misc]
         def __init__(self, stream: str | bytes) -> None:
             CParser.__init__(self, stream)
             _BoundedComposer.__init__(self)
-            SafeConstructor.__init__(self)
+            _UniqueKeys.__init__(self)
+            Resolver.__init__(self)
+
+    class _Fast(CParser, _UniqueKeys, Resolver):  # type: ignore[misc]
+        """libyaml builds the whole document (as yaml.CSafeLoader), with unique keys."""
+
+        def __init__(self, stream: str | bytes) -> None:
+            CParser.__init__(self, stream)
+            _UniqueKeys.__init__(self)
             Resolver.__init__(self)
 
 except ImportError:  # no libyaml: the pure-Python parser, same limits
@@ -121,14 +149,16 @@ except ImportError:  # no libyaml: the pure-Python parser, same limits
     from yaml.reader import Reader
     from yaml.scanner import Scanner
 
-    class _Loader(Reader, Scanner, Parser, _BoundedComposer, SafeConstructor, Resolver):  # type: ignore[no-redef,misc]
+    class _Loader(Reader, Scanner, Parser, _BoundedComposer, _UniqueKeys, Resolver):  # type: ignore[no-redef,misc]
         def __init__(self, stream: str | bytes) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
             Parser.__init__(self)
             _BoundedComposer.__init__(self)
-            SafeConstructor.__init__(self)
+            _UniqueKeys.__init__(self)
             Resolver.__init__(self)
+
+    _Fast = _Loader  # type: ignore[misc]
 
 
 def read_bounded(path: Path, source: str, hint: str = "") -> bytes:
@@ -150,13 +180,12 @@ def load_yaml(text: str | bytes, source: str, hint: str = "") -> Any:
     """The data of the YAML document ``text`` (None if empty); ``source`` names the file in errors."""
     if len(text) <= MAX_BYTES and _plain(text if isinstance(text, str) else text.decode("utf-8", "replace")):
         try:  # nothing to count: libyaml builds it whole (shipyard.lock on every command)
-            return yaml.load(text, Loader=_FAST)  # a safe loader (CSafeLoader)
+            return yaml.load(text, Loader=_Fast)  # a safe loader (CSafeLoader's parts)
         except yaml.YAMLError as exc:
             raise ConfigError(_describe(exc, source) + _hint(hint)) from None
     return load_yaml_node(text, source, hint)[0]
 
 
-_FAST = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # what could nest a document deeply: a deep indentation, or a long run of "- - - ..." on one line
 _DEEP = re.compile(rf"^ {{{MAX_DEPTH // 4},}}|(?:-[ \t]+){{{MAX_DEPTH // 4},}}", re.M)
 
