@@ -43,11 +43,13 @@ client.delete_registered_model_alias("iris", "champion")
 fetched = mlflow.get_run(run.info.run_id)
 versions = sorted(int(v.version) for v in client.search_model_versions("name='iris'"))
 by_source = mlflow.pyfunc.load_model(mv.source)
+from_info = mlflow.sklearn.load_model(info.model_uri)  # the URI log_model handed back loads
 print(run.info.run_id, mv.run_id == run.info.run_id, champion.version == mv.version, again.version,
       f"{mv.name}@{mv.version}", int(mv.version) + 1, fetched.info.run_id == run.info.run_id, fetched.info.status,
       fetched.info.end_time >= fetched.info.start_time > 1e12, round(fetched.data.metrics["loss"], 3),
       fetched.data.params["C"], fetched.data.tags["team"], versions == [1, 2],
-      [int(p) for p in loaded.predict(X[:3])] == [int(p) for p in by_source.predict(X[:3])],
+      [int(p) for p in loaded.predict(X[:3])] == [int(p) for p in by_source.predict(X[:3])]
+      == [int(p) for p in from_info.predict(X[:3])],
       [int(p) for p in loaded.predict(X[:3])])
 """
 
@@ -145,6 +147,8 @@ def test_set_tracking_uri_search_model_versions_and_their_refusals(project: Path
             with pytest.raises(InvalidInputError, match="cannot read model version filter"):
                 client.search_model_versions("tags.x = 'y'")
         run_id = shipyard.search_model_versions(filter_string="name = 'tiny'")[0].run_id
+        # the module function takes max_results first in MLflow; a filter written first is read as the filter
+        assert [v.run_id for v in shipyard.search_model_versions("name = 'tiny'")] == [run_id]
         assert run_id is not None and shipyard.get_run(run_id).info.run_name == "there"
         assert shipyard.pyfunc.load_model("models:/tiny/1").predict([[1]]).tolist() == [0]
         assert shipyard.get_tracking_uri() == f"sqlite:///{other / '.shipyard' / 'shipyard.db'}"

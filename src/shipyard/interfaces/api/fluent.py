@@ -312,9 +312,17 @@ def get_model_version_by_alias(name: str, alias: str) -> ModelVersion:
     return default_client().get_model_version_by_alias(name, alias)
 
 
-def search_model_versions(max_results: int | None = None, filter_string: str | None = None,
+def search_model_versions(max_results: int | str | None = None, filter_string: str | None = None,
                           order_by: Sequence[str] | None = None) -> list[ModelVersion]:
-    """Versions matching ``"name = 'iris'"`` or ``"run_id = '…'"``, newest first (MLflow's form)."""
+    """Versions matching ``"name = 'iris'"`` or ``"run_id = '…'"``, newest first (MLflow's form).
+
+    MLflow's module function takes ``max_results`` first, while ``MlflowClient``'s takes the filter first:
+    a string in first place is read as the filter, so both habits work."""
+    if isinstance(max_results, str):
+        if filter_string is not None:
+            raise InvalidInputError("search_model_versions: give the filter once (filter_string=), and "
+                                    "max_results as a number")
+        max_results, filter_string = None, max_results
     return default_client().search_model_versions(filter_string, max_results or DEFAULT_SEARCH_LIMIT, order_by)
 
 

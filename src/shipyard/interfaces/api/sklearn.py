@@ -16,7 +16,8 @@ SERIALIZERS = {"skops": "skops", "pickle": "pickle", "cloudpickle": "pickle"}
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What ``log_model`` logged: ``model_uri`` (``runs:/RUN_ID/PATH``) and, if registered, the version."""
+    """What ``log_model`` logged: ``model_uri`` (``models:/NAME/VERSION`` once registered, which ``load_model``
+    takes; else ``runs:/RUN_ID/PATH``) and, if registered, the version."""
 
     run_id: str
     artifact_path: str
@@ -52,7 +53,8 @@ def log_model(sk_model: Any, artifact_path: str | None = None, *, name: str | No
         return ModelInfo(rid, path, f"runs:/{rid}/{path}")
     mv = client.log_model(rid, sk_model, registered_model_name, "sklearn", input_example, artifact_path=path,
                           **options)
-    return ModelInfo(rid, path, f"runs:/{rid}/{path}", mv.version, mv)
+    # registered: a URI load_model takes (MLflow 3 also hands back a models:/ URI), not the run folder
+    return ModelInfo(rid, path, f"models:/{mv.model}/{mv.version}", mv.version, mv)
 
 
 def save_model(sk_model: Any, path: PathLike, *, input_example: Any = None) -> None:
