@@ -92,3 +92,14 @@ def test_from_a_subfolder_the_file_is_named_as_seen_from_there(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"^shipyard\.yaml:4: "):
         load_config(tmp_path)
+
+
+def test_the_template_s_example_stages_are_valid_once_uncommented() -> None:
+    """The template once said `stages: {}` above its commented examples: uncommenting them was a YAML error."""
+    from shipyard.core.project.loader import parse_config
+    from shipyard.core.project.template import TEMPLATE
+
+    assert parse_config(TEMPLATE).stages == {}
+    head, tail = TEMPLATE.split("\nstages:\n")
+    uncommented = "\n".join(line.replace("  # ", "  ", 1) for line in tail.splitlines())
+    assert sorted(parse_config(f"{head}\nstages:\n{uncommented}\n").stages) == ["prepare", "train"]

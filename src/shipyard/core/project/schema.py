@@ -108,6 +108,11 @@ class ProjectConfig(_Strict):
         params_file(v)
         return v
 
+    @field_validator("stages", "remotes", mode="before")
+    @classmethod
+    def _empty_section(cls, v: object) -> object:
+        return {} if v is None else v  # `stages:` with its entries commented out, as the template shows them
+
     @field_validator("stages")
     @classmethod
     def _stage_names(cls, v: dict[str, StageSpec]) -> dict[str, StageSpec]:

@@ -25,18 +25,18 @@ executor:
 
 # The pipeline. `shipyard run` runs what is out of date, in dependency order; a stage whose
 # fingerprint (cmd + dependency digests + params + declared env) was seen before is restored
-# from the cache instead of run.
-stages: {}
-#   prepare:
-#     cmd: python src/prepare.py
-#     deps: [data/raw, src/prepare.py]
-#     params: [prepare.test_size]          # keys in params.yaml; other.yaml:key for another file
-#     outs: [data/prepared]
-#   train:
-#     cmd: python src/train.py
-#     deps: [data/prepared, src/train.py]
-#     params: [train.C]
-#     outs: [models/model.skops]
-#     metrics: [metrics/train.json]        # numbers recorded as the stage run's metrics
-#     env: [PYTHONHASHSEED]                # environment variables that are part of the fingerprint
+# from the cache instead of run. Uncomment and edit these lines (from "prepare:" down) to start.
+stages:
+  # prepare:
+  #   cmd: python src/prepare.py
+  #   deps: [data/raw, src/prepare.py]
+  #   params: [prepare.test_size]          # keys in params.yaml; other.yaml:key for another file
+  #   outs: [data/prepared]
+  # train:
+  #   cmd: python src/train.py
+  #   deps: [data/prepared, src/train.py]
+  #   params: [train.C]
+  #   outs: [models/model.skops]
+  #   metrics: [metrics/train.json]        # numbers recorded as the stage run's metrics
+  #   env: [PYTHONHASHSEED]                # environment variables that are part of the fingerprint
 """
