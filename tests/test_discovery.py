@@ -144,8 +144,9 @@ def test_commands_outside_a_project_say_so_in_one_line_and_create_nothing(tmp_pa
                                                                          command: list[str]) -> None:
     done = shipyard(*command, env=cli_env(), cwd=tmp_path, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr == (f"error: not in a Shipyard project: no shipyard.yaml or .shipyard/ in {tmp_path} or any "
-                           "folder above it; run `shipyard init` to make this folder one, or cd into a project\n")
+    assert done.stderr == (f"error: not in a Shipyard project: no shipyard.yaml in {tmp_path} or any folder above "
+                           "it (nor a .shipyard/ here); run `shipyard init` to make this folder one, or cd into a "
+                           "project\n")
     assert done.stdout == "" and tree(tmp_path) == []
 
 

@@ -166,6 +166,8 @@ def test_a_stage_killed_midway_leaves_no_cache_entry(proj: Path) -> None:
     ("stages:\n  a:\n    cmd: x\n    deps: [b.txt]\n    outs: [a.txt]\n  b:\n    cmd: x\n    deps: [a.txt]\n"
      "    outs: [b.txt]\n", "the stages form a cycle"),
     ("stages:\n  a:\n    cmd: x\n    deps: [nowhere.csv]\n", "stage 'a' depends on nowhere.csv, which does not exist"),
+    ("stages:\n  a:\n    cmd: x\n    outs: [data/prepared]\n  b:\n    cmd: x\n    deps: [data/prepard]\n",
+     "stage 'b' depends on data/prepard, which does not exist and no stage produces it (did you mean data/prepared?)"),
     ("stages:\n  a:\n    cmd: x\n    outs: [out]\n  b:\n    cmd: x\n    outs: [out/part]\n",
      "stages 'a' and 'b' both claim output out"),
     ("stages:\n  a:\n    cmd: x\n    outs: [../escape.txt]\n",

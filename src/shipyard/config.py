@@ -79,8 +79,8 @@ def working_folder() -> Path:
 
 def not_a_project(cwd: Path) -> ConfigError:
     """The one-line error of a command that needs a project, run outside any."""
-    return ConfigError(f"not in a Shipyard project: no {CONFIG_FILE} or {HOME_DIR}/ in {cwd} or any folder above it; "
-                       "run `shipyard init` to make this folder one, or cd into a project")
+    return ConfigError(f"not in a Shipyard project: no {CONFIG_FILE} in {cwd} or any folder above it (nor a "
+                       f"{HOME_DIR}/ here); run `shipyard init` to make this folder one, or cd into a project")
 
 
 def load_settings(environ: Mapping[str, str], cwd: Path, *, anywhere: bool = False) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import graphlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def build(config: ProjectConfig, root: Path) -> Pipeline:
             if producers:
                 upstream |= producers
             elif not (root / dep).exists():
-                raise ConfigError(f"stage '{name}' depends on {dep}, which does not exist and no stage produces")
+                raise ConfigError(f"shipyard.yaml: stage '{name}' depends on {dep}, which does not exist and no stage "
+                                  f"produces it{_near(root, dep, [out for _, out in owners])}")
         if name in upstream:
             raise ConfigError(f"stage '{name}' depends on its own output")
         graph[name] = upstream
@@ -101,3 +103,13 @@ def _paths(name: str, spec: StageSpec) -> tuple[tuple[str, ...], tuple[str, ...]
     except InvalidInputError as exc:
         raise ConfigError(str(exc)) from exc
     return deps, outs, metrics
+
+
+def _near(root: Path, dep: str, outs: list[str]) -> str:
+    """A suggestion for a mistyped dependency: the closest existing sibling path or stage output."""
+    import difflib
+
+    parent = (root / dep).parent
+    siblings = [str((parent / n).relative_to(root)) for n in (sorted(os.listdir(parent)) if parent.is_dir() else [])]
+    match = difflib.get_close_matches(dep, [*outs, *siblings], n=1, cutoff=0.75)
+    return f" (did you mean {match[0]}?)" if match else ""

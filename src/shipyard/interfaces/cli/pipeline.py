@@ -86,8 +86,9 @@ def run(
     else:
         show_outcomes(report.outcomes)
         if ignored:
+            them = "it" if len(ignored) == 1 else "them"
             out.console().print(f"added {', '.join(ignored)} to .gitignore: commit shipyard.lock, which pins "
-                                "them by digest, rather than the outputs")
+                                f"{them} by digest, rather than the outputs")
     if not report.ok:
         from shipyard.errors import StageFailed
 
