@@ -136,10 +136,13 @@ def test_gc_keeps_data_committed_but_never_pushed(repo: Path) -> None:
     (repo / "data" / "f.txt").write_text("the current one\n")
     sy(repo, "data", "add", "data/f.txt")
 
+    dry = sy(repo, "data", "gc", "--grace", "0s", "--dry-run").stdout
+    doomed = json.loads(sy(repo, "data", "gc", "--grace", "0s", "--dry-run", "--json").stdout)["removed"]
+    assert len(doomed) == 1 and f"  {doomed[0].removeprefix('sha256:')[:12]} (--json lists every digest)" in dry
     done = sy(repo, "data", "gc", "--grace", "0s")
     assert "removed 1 object(s)" in done.stdout
-    assert "the locks of 2 commit(s) (2 distinct version(s))" in done.stdout
-    assert "no remote is declared: this store holds their only copy" in done.stdout
+    assert "the locks of 2 commit(s) (2 distinct lock version(s))" in done.stdout
+    assert "no remote is declared: no other stored copy exists" in done.stdout
     git(repo, "checkout", "-q", "HEAD~1", "--", "shipyard.lock")
     sy(repo, "data", "checkout", "--force")
     assert (repo / "data" / "f.txt").read_text() == "committed, never pushed\n"

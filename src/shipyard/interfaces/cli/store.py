@@ -181,12 +181,15 @@ def _lookup_remote(root: Path, name: str | None, report: GcReport) -> Remote | N
         return None
 
 
+SHOWN_OBJECTS = 10  # digests a dry run names in the text output
+
+
 def describe(report: GcReport) -> list[str]:
     """What gc removed (or would), and why that is safe: what was searched for references, where copies are.
     A few short lines (each wrapped to the terminal), not one long one."""
     searched = "the workspace's lock"
     if report.history == "git":
-        searched += f", the locks of {report.commits} commit(s) ({report.locks} distinct version(s))"
+        searched += f", the locks of {report.commits} commit(s) ({report.locks} distinct lock version(s))"
     searched += f", {report.runs} run(s), {report.versions} model version(s)"
     if report.history == "no git repository":
         searched += " (no git repository: no history to search)"
@@ -199,15 +202,19 @@ def describe(report: GcReport) -> list[str]:
         return [f"nothing to remove, {kept}", f"searched {searched}", *temp]
     verb = "would remove" if report.dry_run else "removed"
     lines = [f"{verb} {n} object(s) ({out.size(report.removed_bytes)}) referenced by none of: {searched}"]
+    if report.dry_run:
+        shown = ", ".join(out.short(d) for d in report.removed[:SHOWN_OBJECTS])
+        more = f" and {n - SHOWN_OBJECTS} more" if n > SHOWN_OBJECTS else ""
+        lines.append(f"  {shown}{more} (--json lists every digest)")
     if report.not_on_remote == 0:
         lines.append(f"all are on remote {report.remote}")
     elif report.not_on_remote is not None:
         lines.append(f"{report.not_on_remote} of them are not on remote {report.remote}: "
-                     "this store holds their only copy")
+                     "no other stored copy exists")
     elif report.remote_problem:
         lines.append(f"whether a remote holds them is unknown ({report.remote_problem})")
     else:
-        lines.append("no remote is declared: this store holds their only copy")
+        lines.append("no remote is declared: no other stored copy exists")
     return [*lines, kept, *temp]
 
 
