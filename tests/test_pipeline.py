@@ -242,6 +242,10 @@ def test_a_model_logged_in_a_stage_has_lineage_back_to_raw_data(proj: Path) -> N
     assert raw["kind"] == "raw" and "tracked data" in raw["label"]
     lock_digest = (proj / "shipyard.lock").read_text().split("data/raw.txt:\n    digest: ")[1].split()[0]
     assert raw["digest"] == lock_digest
+    # runs show names what the stage read, by digest, as the lineage does
+    run_id = next(r["id"] for r in json.loads(sy(proj, "runs", "list", "--json").stdout) if r["name"] == "train")
+    shown = sy(proj, "runs", "show", run_id).stdout
+    assert "inputs" in shown and "work/prepared.txt" in shown
 
 
 def test_reproduce_reruns_from_the_record_not_the_workspace(proj: Path) -> None:

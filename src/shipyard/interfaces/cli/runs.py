@@ -51,7 +51,7 @@ def show_run(
     run_id: str = typer.Argument(..., help="A run id or a unique prefix of one (at least 4 characters)."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Show one run: params, metrics, artifacts, code version and environment."""
+    """Show one run: params, metrics, inputs, artifacts, code version and environment."""
     svc = out.services()
     run = svc.tracker.get_run(run_id)
     status = svc.tracker.status_of(run)
@@ -83,6 +83,9 @@ def show_run(
                   (r if series else r[:2] for r in rows))
     if run.tags:
         out.table("tags", ["key", "value"], sorted(run.tags.items()))
+    if run.inputs:  # what a stage read, by digest (its dependencies)
+        out.table("inputs", [out.Col("path", ident=True), out.Col("digest", ident=True)],
+                  ((path, out.short(d)) for path, d in sorted(run.inputs.items())))
     if run.artifacts:
         out.table("artifacts", ["path", "digest", "size"],
                   ((a.path + ("/" if a.is_dir else ""), out.short(a.digest), out.size(a.size))
