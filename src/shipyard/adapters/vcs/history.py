@@ -37,6 +37,12 @@ REDIRECTING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "
 # stay reachable through refs/replace/, so reading without them sees every lock, replaced or replacing.
 GIT = ("git", "--no-replace-objects")
 LOCK_PATHSPEC = f":(glob)**/{LOCK_FILE}"  # the lock at the top and in any folder
+# Every commit that wrote a lock, whatever the user's configuration: --root lists the root commit's files
+# (log.showRoot=false hides them), --no-show-signature keeps signature checks out of the output
+# (log.showSignature), --no-follow keeps log.follow from turning the glob into one followed file, and
+# --diff-filter=d counts every version but a deletion, a lock that was a link and became a file included.
+LOG_OPTIONS = ("--all", "--reflog", "--full-history", "-m", "--root", "--no-show-signature", "--no-follow",
+               "--no-renames", "--diff-filter=d")
 COMMIT_LINE = re.compile(r"commit [0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1 or SHA-256 object names
 
 
@@ -78,8 +84,8 @@ def lock_history(project_root: Path) -> LockHistory:
 
 def _committed_locks(top: Path) -> list[str]:
     """``COMMIT:PATH`` of each lock version a commit wrote, at any path, in any commit git holds."""
-    out = _git(top, "log", "--all", "--reflog", "--full-history", "-m", "--no-renames", "--diff-filter=AM",
-               "--format=commit %H", "--name-only", "-z", "--", LOCK_PATHSPEC).decode(errors="surrogateescape")
+    out = _git(top, "log", *LOG_OPTIONS, "--format=commit %H", "--name-only", "-z", "--",
+               LOCK_PATHSPEC).decode(errors="surrogateescape")
     names: list[str] = []
     commit = ""
     for field in out.split("\0"):  # "commit H", then "\nPATH", "PATH"... (-z: paths exactly as stored)
