@@ -267,3 +267,19 @@ def test_a_long_heading_is_wrapped_not_cut(monkeypatch: pytest.MonkeyPatch, caps
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= columns
     assert title in " ".join(line.strip("─ ") for line in text.splitlines()).strip()
     assert "─" in text
+
+
+def test_a_name_or_key_with_rich_markup_is_shown_as_written(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A run named ``oops [/bold]`` made every ``runs list`` a MarkupError traceback; ``[bold]x[/]`` showed as x."""
+    from rich.cells import cell_len
+
+    from shipyard.interfaces.cli import output as out
+
+    monkeypatch.setenv("COLUMNS", "40")
+    out.table(None, [out.Col("run", ident=True), "name", out.Col("[/dim]", drop=1), out.Col("漢字漢字", ident=True)],
+              [("1", "oops [/bold]", "x", "名前"), ("2", "[bold]evil[/]", "y", "名前名前")])
+    text = capsys.readouterr().out
+    assert "oops [/bold]" in text and "[bold]evil[/]" in text and "[/dim]" in text
+    assert max(cell_len(line) for line in text.splitlines()) <= 40  # a wide character takes two cells
+    assert "名前名前" in text  # an identifier in wide characters is measured in cells, never folded

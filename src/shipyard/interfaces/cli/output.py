@@ -69,15 +69,19 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
 
     ``hint`` ends the line that names the hidden columns (what to do to see them).
     """
+    from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text
 
     cols = [c if isinstance(c, Col) else Col(c) for c in columns]
     cells = [["" if v is None else str(v) for v in row] for row in rows]
-    natural = [max([len(c.header), *(len(line) for r in cells for line in r[i].splitlines())])
+    # widths in terminal cells: a CJK character takes two
+    natural = [max([cell_len(c.header), *(cell_len(line) for r in cells for line in r[i].splitlines())])
                for i, c in enumerate(cols)]
     # a wrapping column keeps room for its longest word, up to a point, and always for its header
-    words = [max([len(c.header), *(len(w) for r in cells for w in r[i].split())]) for i, c in enumerate(cols)]
-    least = [n if c.ident else max(len(c.header), min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH))))
+    words = [max([cell_len(c.header), *(cell_len(w) for r in cells for w in r[i].split())])
+             for i, c in enumerate(cols)]
+    least = [n if c.ident else max(cell_len(c.header), min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH))))
              for c, n, w in zip(cols, natural, words, strict=True)]
     shown = [i for i in range(len(cols)) if not cells or any(r[i] for r in cells)]
     c = console()
@@ -92,14 +96,15 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
     whole = [min(w, n, WORD_MAX_WIDTH) for w, n in zip(words, natural, strict=True)]  # room to keep words whole
     widths = _fit(shown, [c.ident for c in cols], natural, least, whole, c.width - 3 * len(shown) - 1)
     t = Table(title=title, title_justify="left", header_style="bold")
+    # cells and headers are data (a run name, a metric key), never Rich markup: "[/bold]" in a name broke the table
     for i in shown:
-        t.add_column(cols[i].header, width=widths[i], no_wrap=cols[i].ident, overflow="fold")
+        t.add_column(Text(cols[i].header), width=widths[i], no_wrap=cols[i].ident, overflow="fold")
     for row in cells:
-        t.add_row(*(row[i] for i in shown))
+        t.add_row(*(Text(row[i]) for i in shown))
     c.print(t)
     if hidden:
         names = ", ".join(cols[i].header for i in sorted(hidden))  # in the table's order
-        c.print(f"[dim](hidden to fit {c.width} columns: {names}; {hint})[/dim]")
+        c.print(Text(f"(hidden to fit {c.width} columns: {names}; {hint})", style="dim"))
 
 
 def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[int], words: list[int],
