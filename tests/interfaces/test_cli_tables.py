@@ -283,3 +283,21 @@ def test_a_name_or_key_with_rich_markup_is_shown_as_written(monkeypatch: pytest.
     assert "oops [/bold]" in text and "[bold]evil[/]" in text and "[/dim]" in text
     assert max(cell_len(line) for line in text.splitlines()) <= 40  # a wide character takes two cells
     assert "名前名前" in text  # an identifier in wide characters is measured in cells, never folded
+
+
+def test_runs_show_and_data_add_print_a_name_with_markup_as_written(tmp_path: Path) -> None:
+    """``runs show`` of a run named ``oops [/bold]`` and ``data add '[/x]'`` (a file ``x]`` in a folder ``[``)
+    were MarkupError tracebacks."""
+    home = tmp_path / ".shipyard"
+    svc = build(Settings(home=home, db_url=f"sqlite:///{home / 'shipyard.db'}", store_path=home / "objects",
+                         actor="tester@ci"), tmp_path)
+    try:
+        run = svc.tracker.start_run(name="oops [/bold]")
+        svc.tracker.end_run(run.id)
+    finally:
+        svc.close()
+    assert sy(home, 80, "runs", "show", run.id).splitlines()[0] == f"oops [/bold]  {run.id}"
+    (tmp_path / "[").mkdir()
+    (tmp_path / "[" / "x]").write_text("1\n")
+    added = run_cli("data", "add", "[/x]", env=cli_env(SHIPYARD_HOME=str(home)), cwd=tmp_path)
+    assert added.stdout.startswith("[/x]: 1 file")

@@ -41,6 +41,14 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
+def plain(text: str) -> str:
+    """``text`` (a name, a path, a description: data) escaped for an f-string given to ``console().print``, so
+    that ``[/bold]`` in it reads as written rather than as Rich markup (which raised MarkupError)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -86,8 +86,9 @@ def run(
     else:
         show_outcomes(report.outcomes)
         if ignored:
-            out.console().print(f"added {', '.join(ignored)} to .gitignore: commit shipyard.lock, which pins "
-                                "them by digest, rather than the outputs")
+            names = out.plain(", ".join(ignored))
+            out.console().print(f"added {names} to .gitignore: commit shipyard.lock, which pins them by digest, "
+                                "rather than the outputs")
     if not report.ok:
         from shipyard.errors import StageFailed
 
