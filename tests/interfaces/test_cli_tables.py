@@ -301,3 +301,14 @@ def test_runs_show_and_data_add_print_a_name_with_markup_as_written(tmp_path: Pa
     (tmp_path / "[" / "x]").write_text("1\n")
     added = run_cli("data", "add", "[/x]", env=cli_env(SHIPYARD_HOME=str(home)), cwd=tmp_path)
     assert added.stdout.startswith("[/x]: 1 file")
+
+
+def test_an_unknown_metric_names_at_most_ten_keys() -> None:
+    """--metric with a key no run logged listed every key: 200 of them in one error line."""
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.cli.output import metric_columns
+
+    with pytest.raises(InvalidInputError) as caught:
+        metric_columns([{f"m{i:03}": 1.0 for i in range(200)}], ["[/x]"])
+    assert str(caught.value) == ("no listed run logged a metric '[/x]'; they have m000, m001, m002, m003, m004, m005, "
+                                 "m006, m007, m008, m009 and 190 more (--json lists them)")

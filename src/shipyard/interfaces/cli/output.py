@@ -157,6 +157,9 @@ def heading(text: str) -> None:
         c.print(f"[bold]{escape(text)}[/bold]")
 
 
+MAX_NAMED = 10  # metric keys an error names, the most common first
+
+
 def metric_columns(metrics: Iterable[Mapping[str, float]], chosen: Sequence[str] | None = None,
                    rows: str = "run") -> list[str]:
     """Which metric keys a table shows, in order: ``chosen`` as given (each must be logged by some row),
@@ -170,9 +173,12 @@ def metric_columns(metrics: Iterable[Mapping[str, float]], chosen: Sequence[str]
                 from difflib import get_close_matches
 
                 close = get_close_matches(key, list(have), n=1)
+                names = sorted(have, key=lambda k: (-have[k], k))  # one line: 200 keys made a screenful
+                listed = ", ".join(names[:MAX_NAMED]) + (f" and {len(names) - MAX_NAMED} more (--json lists them)"
+                                                         if len(names) > MAX_NAMED else "")
                 raise InvalidInputError(f"no listed {rows} logged a metric {key!r}"
                                         + (f" (did you mean {close[0]!r}?)" if close else
-                                           f"; they have {', '.join(sorted(have)) or 'none'}"))
+                                           f"; they have {listed or 'none'}"))
         return list(dict.fromkeys(chosen))
     return sorted(have, key=lambda k: (-have[k], k))
 
