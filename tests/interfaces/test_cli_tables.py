@@ -312,3 +312,14 @@ def test_an_unknown_metric_names_at_most_ten_keys() -> None:
         metric_columns([{f"m{i:03}": 1.0 for i in range(200)}], ["[/x]"])
     assert str(caught.value) == ("no listed run logged a metric '[/x]'; they have m000, m001, m002, m003, m004, m005, "
                                  "m006, m007, m008, m009 and 190 more (--json lists them)")
+
+
+def test_columns_zero_still_prints(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """COLUMNS=0 made Rich's width 0: every table and message vanished and the command still succeeded."""
+    from shipyard.interfaces.cli import output as out
+
+    monkeypatch.setenv("COLUMNS", "0")
+    out.table(None, [out.Col("run", ident=True), "name"], [("abc12345", "kept")])
+    out.console().print("recorded in shipyard.lock")
+    text = capsys.readouterr().out
+    assert "abc12345" in text and "kept" in text and "recorded in shipyard.lock" in text

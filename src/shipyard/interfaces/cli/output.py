@@ -38,7 +38,10 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # piped output is read by people later (logs, CI): don't squeeze it to 80 columns, unless COLUMNS says so
     width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    c = Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    if c.width < 1:  # COLUMNS=0 (or a terminal that reports no size): Rich printed nothing at all, silently
+        c = Console(stderr=stderr, highlight=False, soft_wrap=False, width=PIPE_WIDTH)
+    return c
 
 
 def plain(text: str) -> str:
