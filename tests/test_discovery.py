@@ -212,3 +212,16 @@ def test_a_current_folder_that_was_deleted_is_one_line_not_a_traceback(tmp_path:
     assert done.returncode == 2 and done.stderr == (
         "error: the current folder no longer exists (it was deleted or moved): cd into a folder that exists, "
         "then run the command again\n")
+
+
+def test_outside_a_project_below_a_lone_shipyard_folder_the_error_names_it(tmp_path: Path) -> None:
+    """A script run in a folder made .shipyard/ there (no shipyard.yaml); from a subfolder, the error said there
+    was no .shipyard/ in any folder above, and did not say how to use the one there is."""
+    (tmp_path / ".shipyard").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    done = shipyard("runs", "list", env=cli_env(), cwd=tmp_path / "notebooks", check=False)
+    assert done.returncode == 2
+    assert done.stderr == (f"error: not in a Shipyard project: {tmp_path} has a .shipyard/ but no shipyard.yaml, so "
+                           f"it is a project only when you run from there: cd {tmp_path}, or run `shipyard init "
+                           f"{tmp_path}` to make its subfolders part of it, or `shipyard init` to make this folder "
+                           "a project\n")

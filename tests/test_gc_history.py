@@ -270,3 +270,52 @@ def test_a_lock_committed_before_the_project_moved_still_counts(tmp_path: Path) 
     git(top, "commit", "-q", "-m", "v1")
     found = history_roots(lock_history(top / "new")).digests
     assert {first, second} <= found
+
+
+@pytest.mark.parametrize("setting", ["log.showRoot=false", "log.showSignature=true", "log.follow=true"])
+def test_the_users_git_configuration_does_not_hide_a_lock(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          setting: str) -> None:
+    """log.showRoot=false hid the root commit's lock (its data was removed); log.follow made git fail."""
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    first = version(ws, "in the root commit only\n")
+    commit(repo, "root")
+    version(ws, "second\n")
+    commit(repo, "second")
+    key, value = setting.split("=")
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", key)
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", value)
+    assert first in history_roots(lock_history(repo)).digests
+
+
+def test_a_signed_commit_is_read_with_log_show_signature(repo: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With log.showSignature, git printed the signature check into the commit list: gc refused to run."""
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (tmp_path / "allowed").write_text(f"* {' '.join(key.with_suffix('.pub').read_text().split()[:2])}\n")
+    git(repo, "config", "gpg.format", "ssh")
+    git(repo, "config", "user.signingkey", str(key.with_suffix(".pub")))
+    git(repo, "config", "gpg.ssh.allowedSignersFile", str(tmp_path / "allowed"))
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    version(ws, "first\n")
+    commit(repo, "first")
+    signed = version(ws, "signed\n")
+    commit(repo, "signed", "-S")
+    version(ws, "later\n")
+    commit(repo, "later")
+    git(repo, "config", "log.showSignature", "true")
+    assert signed in history_roots(lock_history(repo)).digests
+
+
+def test_a_lock_that_was_a_link_then_a_file_counts(repo: Path) -> None:
+    """A type change (link to file) is neither an addition nor a modification: its lock was skipped."""
+    (repo / "shipyard.lock").symlink_to("elsewhere")
+    commit(repo, "a link")
+    (repo / "shipyard.lock").unlink()
+    ws = Workspace(repo, LocalObjectStore(repo / ".shipyard" / "objects"), NoStateCache())
+    typed = version(ws, "a file again\n")
+    commit(repo, "a file")
+    version(ws, "later\n")
+    commit(repo, "later")
+    assert typed in history_roots(lock_history(repo)).digests

@@ -146,13 +146,18 @@ def test_set_tracking_uri_search_model_versions_and_their_refusals(project: Path
                 client.get_latest_versions("tiny", stages=["Production"])
             with pytest.raises(InvalidInputError, match="cannot read model version filter"):
                 client.search_model_versions("tags.x = 'y'")
+            # the second name won: tiny's versions were listed for a filter no version matches
+            with pytest.raises(InvalidInputError, match="two values of name"):
+                client.search_model_versions("name = 'absent' and name = 'tiny'")
+            with pytest.raises(InvalidInputError, match="max_results must be at least 1"):
+                client.search_model_versions("name = 'tiny'", max_results=-1)  # listed all but the oldest
         run_id = shipyard.search_model_versions(filter_string="name = 'tiny'")[0].run_id
         # the module function takes max_results first in MLflow; a filter written first is read as the filter
         assert [v.run_id for v in shipyard.search_model_versions("name = 'tiny'")] == [run_id]
         assert run_id is not None and shipyard.get_run(run_id).info.run_name == "there"
         assert shipyard.pyfunc.load_model("models:/tiny/1").predict([[1]]).tolist() == [0]
         assert shipyard.get_tracking_uri() == f"sqlite:///{other / '.shipyard' / 'shipyard.db'}"
-        for refused in ("http://localhost:5000", "databricks", str(tmp_path / "missing")):
+        for refused in ("http://localhost:5000", "databricks", str(tmp_path / "missing"), "~no-such-user-xyz/x"):
             with pytest.raises(InvalidInputError):
                 shipyard.set_tracking_uri(refused)
     finally:

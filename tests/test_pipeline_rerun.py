@@ -79,3 +79,13 @@ def test_run_keeps_stage_outputs_out_of_git_and_never_writes_through_a_linked_gi
     linked = shipyard("run", "train", "--force", env=env, cwd=root)
     assert linked.returncode == 0, linked.stderr
     assert outside.read_text() == "echo hi\n" and "gitignore" not in linked.stdout
+
+
+def test_a_failure_quoting_a_path_with_markup_is_printed_as_written(tmp_path: Path) -> None:
+    """A stage that did not produce its output '[/x]' made `shipyard run` a MarkupError traceback."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text("version: 1\nstages:\n  s:\n    cmd: \"true\"\n    outs: [\"[/x]\"]\n")
+    done = shipyard("run", env=cli_env(SHIPYARD_HOME=str(root / ".shipyard")), cwd=root, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "s ✘ failed in" in done.stdout and "did not produce [/x]" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +79,24 @@ def working_folder() -> Path:
 
 
 def not_a_project(cwd: Path) -> ConfigError:
-    """The one-line error of a command that needs a project, run outside any."""
+    """The one-line error of a command that needs a project, run outside any. A ``.shipyard`` above ``cwd``
+    with no ``shipyard.yaml`` beside it marks only its own folder (``find_project_root``): it is named, so
+    that "no .shipyard/ in any folder above" is never said of a folder that has one."""
+    lone = next((f for f in cwd.resolve().parents if _own_folder(f / HOME_DIR)), None)
+    if lone is not None:
+        return ConfigError(f"not in a Shipyard project: {lone} has a {HOME_DIR}/ but no {CONFIG_FILE}, so it is a "
+                           f"project only when you run from there: cd {lone}, or run `shipyard init {lone}` to make "
+                           "its subfolders part of it, or `shipyard init` to make this folder a project")
     return ConfigError(f"not in a Shipyard project: no {CONFIG_FILE} in {cwd} or any folder above it (nor a "
                        f"{HOME_DIR}/ here); run `shipyard init` to make this folder one, or cd into a project")
+
+
+def _own_folder(path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
 
 
 def load_settings(environ: Mapping[str, str], cwd: Path, *, anywhere: bool = False) -> Settings:

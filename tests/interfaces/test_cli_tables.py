@@ -267,3 +267,59 @@ def test_a_long_heading_is_wrapped_not_cut(monkeypatch: pytest.MonkeyPatch, caps
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= columns
     assert title in " ".join(line.strip("─ ") for line in text.splitlines()).strip()
     assert "─" in text
+
+
+def test_a_name_or_key_with_rich_markup_is_shown_as_written(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A run named ``oops [/bold]`` made every ``runs list`` a MarkupError traceback; ``[bold]x[/]`` showed as x."""
+    from rich.cells import cell_len
+
+    from shipyard.interfaces.cli import output as out
+
+    monkeypatch.setenv("COLUMNS", "40")
+    out.table(None, [out.Col("run", ident=True), "name", out.Col("[/dim]", drop=1), out.Col("漢字漢字", ident=True)],
+              [("1", "oops [/bold]", "x", "名前"), ("2", "[bold]evil[/]", "y", "名前名前")])
+    text = capsys.readouterr().out
+    assert "oops [/bold]" in text and "[bold]evil[/]" in text and "[/dim]" in text
+    assert max(cell_len(line) for line in text.splitlines()) <= 40  # a wide character takes two cells
+    assert "名前名前" in text  # an identifier in wide characters is measured in cells, never folded
+
+
+def test_runs_show_and_data_add_print_a_name_with_markup_as_written(tmp_path: Path) -> None:
+    """``runs show`` of a run named ``oops [/bold]`` and ``data add '[/x]'`` (a file ``x]`` in a folder ``[``)
+    were MarkupError tracebacks."""
+    home = tmp_path / ".shipyard"
+    svc = build(Settings(home=home, db_url=f"sqlite:///{home / 'shipyard.db'}", store_path=home / "objects",
+                         actor="tester@ci"), tmp_path)
+    try:
+        run = svc.tracker.start_run(name="oops [/bold]")
+        svc.tracker.end_run(run.id)
+    finally:
+        svc.close()
+    assert sy(home, 80, "runs", "show", run.id).splitlines()[0] == f"oops [/bold]  {run.id}"
+    (tmp_path / "[").mkdir()
+    (tmp_path / "[" / "x]").write_text("1\n")
+    added = run_cli("data", "add", "[/x]", env=cli_env(SHIPYARD_HOME=str(home)), cwd=tmp_path)
+    assert added.stdout.startswith("[/x]: 1 file")
+
+
+def test_an_unknown_metric_names_at_most_ten_keys() -> None:
+    """--metric with a key no run logged listed every key: 200 of them in one error line."""
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.cli.output import metric_columns
+
+    with pytest.raises(InvalidInputError) as caught:
+        metric_columns([{f"m{i:03}": 1.0 for i in range(200)}], ["[/x]"])
+    assert str(caught.value) == ("no listed run logged a metric '[/x]'; they have m000, m001, m002, m003, m004, m005, "
+                                 "m006, m007, m008, m009 and 190 more (--json lists them)")
+
+
+def test_columns_zero_still_prints(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """COLUMNS=0 made Rich's width 0: every table and message vanished and the command still succeeded."""
+    from shipyard.interfaces.cli import output as out
+
+    monkeypatch.setenv("COLUMNS", "0")
+    out.table(None, [out.Col("run", ident=True), "name"], [("abc12345", "kept")])
+    out.console().print("recorded in shipyard.lock")
+    text = capsys.readouterr().out
+    assert "abc12345" in text and "kept" in text and "recorded in shipyard.lock" in text

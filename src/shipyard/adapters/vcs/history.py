@@ -37,6 +37,13 @@ REDIRECTING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "
 # stay reachable through refs/replace/, so reading without them sees every lock, replaced or replacing.
 GIT = ("git", "--no-replace-objects")
 LOCK_PATHSPEC = f":(glob)**/{LOCK_FILE}"  # the lock at the top and in any folder
+# Every commit that wrote a lock, whatever the user's configuration: the three settings that change what
+# `git log` lists are set back to git's defaults (-c, which any git accepts and which beats the user's files
+# and GIT_CONFIG_*): log.showRoot=false hid the root commit's files, log.showSignature put signature checks
+# into the output, and log.follow turned the glob into one followed file (a git BUG on 2.39).
+# --diff-filter=d counts every version but a deletion, a lock that was a link and became a file included.
+LOG_CONFIG = ("-c", "log.showRoot=true", "-c", "log.showSignature=false", "-c", "log.follow=false")
+LOG_OPTIONS = ("--all", "--reflog", "--full-history", "-m", "--root", "--no-renames", "--diff-filter=d")
 COMMIT_LINE = re.compile(r"commit [0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1 or SHA-256 object names
 
 
@@ -78,8 +85,8 @@ def lock_history(project_root: Path) -> LockHistory:
 
 def _committed_locks(top: Path) -> list[str]:
     """``COMMIT:PATH`` of each lock version a commit wrote, at any path, in any commit git holds."""
-    out = _git(top, "log", "--all", "--reflog", "--full-history", "-m", "--no-renames", "--diff-filter=AM",
-               "--format=commit %H", "--name-only", "-z", "--", LOCK_PATHSPEC).decode(errors="surrogateescape")
+    out = _git(top, *LOG_CONFIG, "log", *LOG_OPTIONS, "--format=commit %H", "--name-only", "-z", "--",
+               LOCK_PATHSPEC).decode(errors="surrogateescape")
     names: list[str] = []
     commit = ""
     for field in out.split("\0"):  # "commit H", then "\nPATH", "PATH"... (-z: paths exactly as stored)
@@ -126,8 +133,9 @@ def _environment() -> dict[str, str]:
 
 def _failed(repo: Path, args: tuple[str, ...], why: str) -> BackendUnavailableError:
     first = next((line.strip() for line in why.splitlines() if line.strip()), "no message")
+    command = next((a for a in args if not a.startswith("-") and "=" not in a), "")  # past the -c settings
     return BackendUnavailableError(
-        f"reading the git history of {repo} failed (git {args[0]}: {first[:200]}), so the locks of older commits "
+        f"reading the git history of {repo} failed (git {command}: {first[:200]}), so the locks of older commits "
         "are unknown; nothing was removed: fix the repository, or pass --workspace-only to keep only what the "
         "workspace, runs and model versions reference")
 

@@ -262,6 +262,8 @@ class Client:
                                     "page token")
         if order_by:
             raise InvalidInputError("search_model_versions lists versions newest first; it takes no order_by")
+        if max_results < 1:  # as search_runs: -1 listed every version but the oldest
+            raise InvalidInputError(f"max_results must be at least 1, not {max_results}")
         wanted = shapes.version_filter(filter_string)
         registry = self.services.registry
         names = [m.name for m in registry.models() if m.name == wanted.get("name", m.name)]

@@ -115,7 +115,11 @@ def version_filter(text: str | None) -> dict[str, str]:
         if m is None:
             raise InvalidInputError(f"cannot read model version filter {part.strip()!r}: use name = 'NAME' "
                                     "and/or run_id = 'RUN_ID'")
-        wanted[m[1]] = m[2] if m[2] is not None else m[3]
+        value = m[2] if m[2] is not None else m[3]
+        if wanted.get(m[1], value) != value:  # two names match no version (MLflow: none); the last one won
+            raise InvalidInputError(f"model version filter {part.strip()!r} asks for two values of {m[1]}: a "
+                                    f"version has one {m[1]}, so give it once")
+        wanted[m[1]] = value
     if "name" in wanted:
         check_model_name(wanted["name"])
     return wanted
@@ -135,7 +139,10 @@ def tracking_target(uri: str | os.PathLike[str]) -> tuple[Path | None, str | Non
     elif scheme:
         raise InvalidInputError(f"cannot track at {text}: use a database URL (sqlite:///…, postgresql://…) "
                                 "or a project folder")
-    folder = Path(text).expanduser()
+    try:
+        folder = Path(text).expanduser()
+    except RuntimeError:  # ~name of no user: a traceback before
+        raise InvalidInputError(f"cannot track in {text}: {text.split('/')[0]} names no user's home folder") from None
     if not folder.is_dir():
         raise InvalidInputError(f"cannot track in {folder}: no such folder (create it, or use a database URL)")
     return folder.resolve(), None

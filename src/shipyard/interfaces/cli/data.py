@@ -49,7 +49,7 @@ def add(
         return
     for rel, e in added:
         what = out.plural(e.files if e.files is not None else 1, "file")
-        out.console().print(f"{rel}: {what}, {out.size(e.size)} → {out.short(e.digest)}")
+        out.console().print(f"{out.plain(rel)}: {what}, {out.size(e.size)} → {out.short(e.digest)}")
     import os
     import shlex
 
@@ -80,21 +80,22 @@ def _print_status(report: list[PathStatus]) -> None:
     if not report:
         c.print("no tracked data: `shipyard data add PATH` to start")
     for s in report:
+        path = out.plain(s.path)  # a path is data, never markup
         if s.state == "unchanged":
-            c.print(f"[green]unchanged[/green] {s.path}")
+            c.print(f"[green]unchanged[/green] {path}")
         elif s.state == "missing" and not s.in_store:
-            c.print(f"[red]missing[/red]   {s.path} (not in the local store either: `shipyard data pull` fetches "
+            c.print(f"[red]missing[/red]   {path} (not in the local store either: `shipyard data pull` fetches "
                     "and restores it)")
         elif s.state == "missing":
-            c.print(f"[red]missing[/red]   {s.path} (restore with `shipyard data checkout {s.path}`)")
+            c.print(f"[red]missing[/red]   {path} (restore with `shipyard data checkout {path}`)")
         elif s.state == "not-in-store":
-            c.print(f"[yellow]not in store[/yellow] {s.path} (run `shipyard data pull`)")
+            c.print(f"[yellow]not in store[/yellow] {path} (run `shipyard data pull`)")
         else:
-            c.print(f"[yellow]modified[/yellow]  {s.path}: {len(s.added)} added, {len(s.modified)} modified, "
+            c.print(f"[yellow]modified[/yellow]  {path}: {len(s.added)} added, {len(s.modified)} modified, "
                     f"{len(s.deleted)} deleted")
             for label, names in (("added", s.added), ("modified", s.modified), ("deleted", s.deleted)):
                 for name in names[:20]:
-                    c.print(f"    {label}: {name}")
+                    c.print(f"    {label}: {out.plain(name)}")
                 if len(names) > 20:
                     c.print(f"    ... {len(names) - 20} more {label}")
 

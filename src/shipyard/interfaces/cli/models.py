@@ -71,7 +71,7 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
         out.print_json({**mv.to_dict(), "trust": None if decision is None else decision.to_dict(),
                         "trust_by_others": None if other is None else other.to_dict()})
         return
-    out.console().print(f"[bold]{mv.ref}[/bold]  {mv.description}")
+    out.console().print(f"[bold]{mv.ref}[/bold]  {out.plain(mv.description)}")
     out.table(None, [out.Col("field", ident=True), "value"], [
         ("aliases", ", ".join(mv.aliases) or "-"), ("flavor", mv.flavor), ("artifacts", mv.manifest_digest),
         ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),

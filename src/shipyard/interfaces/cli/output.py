@@ -38,7 +38,18 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # piped output is read by people later (logs, CI): don't squeeze it to 80 columns, unless COLUMNS says so
     width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    c = Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    if c.width < 1:  # COLUMNS=0 (or a terminal that reports no size): Rich printed nothing at all, silently
+        c = Console(stderr=stderr, highlight=False, soft_wrap=False, width=PIPE_WIDTH)
+    return c
+
+
+def plain(text: str) -> str:
+    """``text`` (a name, a path, a description: data) escaped for an f-string given to ``console().print``, so
+    that ``[/bold]`` in it reads as written rather than as Rich markup (which raised MarkupError)."""
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def print_json(data: Any) -> None:
@@ -69,15 +80,19 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
 
     ``hint`` ends the line that names the hidden columns (what to do to see them).
     """
+    from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text
 
     cols = [c if isinstance(c, Col) else Col(c) for c in columns]
     cells = [["" if v is None else str(v) for v in row] for row in rows]
-    natural = [max([len(c.header), *(len(line) for r in cells for line in r[i].splitlines())])
+    # widths in terminal cells: a CJK character takes two
+    natural = [max([cell_len(c.header), *(cell_len(line) for r in cells for line in r[i].splitlines())])
                for i, c in enumerate(cols)]
     # a wrapping column keeps room for its longest word, up to a point, and always for its header
-    words = [max([len(c.header), *(len(w) for r in cells for w in r[i].split())]) for i, c in enumerate(cols)]
-    least = [n if c.ident else max(len(c.header), min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH))))
+    words = [max([cell_len(c.header), *(cell_len(w) for r in cells for w in r[i].split())])
+             for i, c in enumerate(cols)]
+    least = [n if c.ident else max(cell_len(c.header), min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH))))
              for c, n, w in zip(cols, natural, words, strict=True)]
     shown = [i for i in range(len(cols)) if not cells or any(r[i] for r in cells)]
     c = console()
@@ -92,14 +107,15 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
     whole = [min(w, n, WORD_MAX_WIDTH) for w, n in zip(words, natural, strict=True)]  # room to keep words whole
     widths = _fit(shown, [c.ident for c in cols], natural, least, whole, c.width - 3 * len(shown) - 1)
     t = Table(title=title, title_justify="left", header_style="bold")
+    # cells and headers are data (a run name, a metric key), never Rich markup: "[/bold]" in a name broke the table
     for i in shown:
-        t.add_column(cols[i].header, width=widths[i], no_wrap=cols[i].ident, overflow="fold")
+        t.add_column(Text(cols[i].header), width=widths[i], no_wrap=cols[i].ident, overflow="fold")
     for row in cells:
-        t.add_row(*(row[i] for i in shown))
+        t.add_row(*(Text(row[i]) for i in shown))
     c.print(t)
     if hidden:
         names = ", ".join(cols[i].header for i in sorted(hidden))  # in the table's order
-        c.print(f"[dim](hidden to fit {c.width} columns: {names}; {hint})[/dim]")
+        c.print(Text(f"(hidden to fit {c.width} columns: {names}; {hint})", style="dim"))
 
 
 def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[int], words: list[int],
@@ -144,6 +160,9 @@ def heading(text: str) -> None:
         c.print(f"[bold]{escape(text)}[/bold]")
 
 
+MAX_NAMED = 10  # metric keys an error names, the most common first
+
+
 def metric_columns(metrics: Iterable[Mapping[str, float]], chosen: Sequence[str] | None = None,
                    rows: str = "run") -> list[str]:
     """Which metric keys a table shows, in order: ``chosen`` as given (each must be logged by some row),
@@ -157,9 +176,12 @@ def metric_columns(metrics: Iterable[Mapping[str, float]], chosen: Sequence[str]
                 from difflib import get_close_matches
 
                 close = get_close_matches(key, list(have), n=1)
+                names = sorted(have, key=lambda k: (-have[k], k))  # one line: 200 keys made a screenful
+                listed = ", ".join(names[:MAX_NAMED]) + (f" and {len(names) - MAX_NAMED} more (--json lists them)"
+                                                         if len(names) > MAX_NAMED else "")
                 raise InvalidInputError(f"no listed {rows} logged a metric {key!r}"
                                         + (f" (did you mean {close[0]!r}?)" if close else
-                                           f"; they have {', '.join(sorted(have)) or 'none'}"))
+                                           f"; they have {listed or 'none'}"))
         return list(dict.fromkeys(chosen))
     return sorted(have, key=lambda k: (-have[k], k))
 

@@ -52,7 +52,9 @@ class ConsoleEvents:
         mark = {"ran": "[green]✔ done[/green]", "cached": "[green]✔ restored from cache[/green]",
                 "failed": "[red]✘ failed[/red]"}.get(outcome, outcome)
         with self._lock:
-            self.console.print(f"{self._tag(stage)} {mark} in {seconds:.2f} s" + (f": {detail}" if detail else ""))
+            # the detail is an error's text, which may quote a path or a command: data, never markup
+            said = f": {out.plain(detail)}" if detail else ""
+            self.console.print(f"{self._tag(stage)} {mark} in {seconds:.2f} s{said}")
 
 
 def _runner(events: ConsoleEvents | None = None) -> PipelineRunner:
@@ -86,9 +88,10 @@ def run(
     else:
         show_outcomes(report.outcomes)
         if ignored:
+            names = out.plain(", ".join(ignored))
             them = "it" if len(ignored) == 1 else "them"
-            out.console().print(f"added {', '.join(ignored)} to .gitignore: commit shipyard.lock, which pins "
-                                f"{them} by digest, rather than the outputs")
+            out.console().print(f"added {names} to .gitignore: commit shipyard.lock, which pins {them} by digest, "
+                                "rather than the outputs")
     if not report.ok:
         from shipyard.errors import StageFailed
 

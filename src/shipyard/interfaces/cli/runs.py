@@ -59,7 +59,7 @@ def show_run(
         out.print_json({**run.to_dict(), "status": str(status)})
         return
     c = out.console()
-    c.print(f"[bold]{run.name}[/bold]  {run.id}")
+    c.print(f"[bold]{out.plain(run.name)}[/bold]  {run.id}")  # a name is data, never markup
     code = run.code
     commit = (f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}" if code.commit
               else "no commit yet" if code.repo else "not in a git repository")
