@@ -175,8 +175,9 @@ def test_gc_stops_when_a_known_manifest_has_a_damaged_head(ws: Workspace) -> Non
 # -- finding 5: an empty metadata database does not make everything garbage ---------------------------
 
 def test_gc_refuses_an_empty_database_while_the_store_holds_old_objects(ws: Workspace) -> None:
+    from shipyard.adapters.environments.probe import capture
     from shipyard.core.artifacts.maintenance import gc
-    from shipyard.core.environments.capture import capture, to_bytes
+    from shipyard.core.environments.capture import to_bytes
 
     kept = ws.store.put_bytes(b"a model file only the database knew")
     assert gc(ws.store, [], 0, dry_run=True, records=0, now=time.time() + 10).removed == [str(kept)]  # data only

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings, working_folder
 
@@ -151,7 +151,7 @@ def open_executor(spec: ExecutorSpec) -> Executor:
 def build(settings: Settings, cwd: Path | None = None) -> Services:
     from shipyard.adapters.process import pid_alive
     from shipyard.adapters.vcs.git import code_version
-    from shipyard.core.environments.capture import capture, to_bytes
+    from shipyard.core.environments.capture import to_bytes
     from shipyard.core.lineage.tracking import Origin, Tracker
     from shipyard.core.registry.service import Registry
 
@@ -162,7 +162,7 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     # Captured once per process: the interpreter and its packages do not change under a running program.
     @functools.cache
     def env_digest() -> Digest:
-        return store.put_bytes(to_bytes(capture()))
+        return store.put_bytes(to_bytes(current_environment(settings)))
 
     @functools.cache
     def code() -> CodeVersion:
@@ -173,6 +173,13 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     registry = Registry(meta, store, flavor, settings.actor, env_digest=env_digest,
                         reviewers=settings.trusted_actors, where=registry_of(settings.db_url))
     return Services(settings, store, meta, tracker, registry)
+
+
+def current_environment(settings: Settings) -> dict[str, Any]:
+    """This process's environment record, its slow part cached in the project's data folder."""
+    from shipyard.adapters.environments.probe import capture
+
+    return capture(settings.home if settings.home.is_dir() else None)
 
 
 def registry_of(db_url: str) -> str:

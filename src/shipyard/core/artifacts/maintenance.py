@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from shipyard.core.artifacts.digest import Digest, hash_stream
 from shipyard.core.artifacts.manifest import Manifest
-from shipyard.core.environments.capture import SCHEMA
+from shipyard.core.environments.capture import SCHEMAS
 from shipyard.errors import ConfigError, IntegrityError, NotFoundError, ShipyardError
 from shipyard.ports import ObjectStore, Progress, Remote, no_progress
 
@@ -204,8 +204,8 @@ def _environment_capture(store: ObjectStore, digest: Digest) -> bool:
             raw = f.read(MAX_CAPTURE)
     except NotFoundError:
         return False
-    return _CAPTURE_SCHEMA in raw
+    return any(schema in raw for schema in _CAPTURE_SCHEMAS)
 
 
 _CAPTURE_HEAD = b'{"cpu":'
-_CAPTURE_SCHEMA = json.dumps({"schema": SCHEMA}, separators=(",", ":"))[1:-1].encode()
+_CAPTURE_SCHEMAS = tuple(json.dumps({"schema": s}, separators=(",", ":"))[1:-1].encode() for s in SCHEMAS)

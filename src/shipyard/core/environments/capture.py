@@ -1,71 +1,244 @@
-"""Capture the environment a run or model version was made in, as canonical JSON."""
+"""The environment record a run or model version references: schema, pure parsers, diff (no I/O here).
+
+The live environment is read by ``adapters.environments.probe``; this module only shapes and compares
+what it read. A record is canonical JSON (keys sorted), stored content-addressed, so runs made in the
+same environment share one. Version 1 records (``shipyard.environment/v1``) still display and diff.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import platform
-import sys
-from importlib import metadata
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-SCHEMA = "shipyard.environment/v1"
+SCHEMA_V1 = "shipyard.environment/v1"
+SCHEMA = "shipyard.environment/v2"
+SCHEMAS = (SCHEMA_V1, SCHEMA)
 FRAMEWORKS = ("torch", "tensorflow", "jax", "sklearn", "xgboost", "lightgbm", "onnxruntime", "numpy")
+NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,compute_cap,memory.total",
+                    "--format=csv,noheader")
+
+# Packages whose version changes what a model computes or whether it loads at all: listed first in a diff.
+CRITICAL_PACKAGES = frozenset({
+    "torch", "torchvision", "torchaudio", "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "keras", "jax",
+    "jaxlib", "numpy", "scipy", "scikit-learn", "transformers", "onnxruntime", "onnxruntime-gpu", "onnx",
+    "xgboost", "lightgbm", "triton", "pandas", "safetensors", "tokenizers",
+})
 
 
-def capture() -> dict[str, Any]:
-    """Python, OS, installed distributions and the builds of frameworks already imported.
-
-    Never imports a framework itself: an environment is read, not changed, by looking at it.
-    """
-    packages: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            packages[_normalize(name)] = dist.version
-    frameworks = {}
-    for mod in FRAMEWORKS:
-        loaded = sys.modules.get(mod)
-        if loaded is not None:
-            frameworks[mod] = {"version": str(getattr(loaded, "__version__", "")), **_build_info(mod, loaded)}
-    return {
-        "schema": SCHEMA,
-        "python": {
-            "version": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "executable": sys.executable,
-        },
-        "os": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
-               "libc": "-".join(platform.libc_ver()).strip("-")},
-        "cpu": {"count": os.cpu_count()},
-        "packages": dict(sorted(packages.items())),
-        "frameworks": frameworks,
-    }
+def normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _build_info(name: str, module: Any) -> dict[str, Any]:
-    if name != "torch":
-        return {}
-    version = getattr(module, "version", None)
-    cuda = getattr(version, "cuda", None)
-    info: dict[str, Any] = {"cuda": cuda}
-    with contextlib.suppress(Exception):  # a broken driver must not break a run
-        if cuda and module.cuda.is_available():
-            info["gpu"] = module.cuda.get_device_name(0)
-    return info
+def is_critical_package(name: str) -> bool:
+    name = normalize(name)
+    return name in CRITICAL_PACKAGES or name.startswith(("nvidia-", "cuda-", "jax-cuda", "cupy"))
 
 
-def _normalize(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
+# -- parsers: each takes what a tool prints or a framework returns, as documented -----------------------
+
+def _na(value: str) -> str | None:
+    value = value.strip()
+    return None if not value or value.startswith("[") or value in ("N/A", "Not Supported") else value
 
 
-def to_bytes(env: dict[str, Any]) -> bytes:
+def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
+    """``nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader``: one
+    line per GPU, e.g. ``NVIDIA H100 80GB HBM3, 535.129.03, 9.0, 81559 MiB``; ``[N/A]`` stays unknown."""
+    gpus = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 4:
+            raise ValueError(f"unexpected nvidia-smi line {line!r}: expected name, driver, compute_cap, memory")
+        name, driver, cap, memory = ", ".join(parts[:-3]), *parts[-3:]
+        mem = _na(memory)
+        mib = int(mem.split()[0]) if mem and mem.split()[0].isdigit() else None
+        gpus.append({"name": _na(name), "driver": _na(driver), "compute_capability": _na(cap), "memory_mib": mib})
+    return gpus
+
+
+def gpu_section(gpus: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The record's ``gpu`` section from parsed ``nvidia-smi`` lines."""
+    drivers = sorted({g["driver"] for g in gpus if g.get("driver")})
+    return {"source": "nvidia-smi", "driver": drivers[0] if len(drivers) == 1 else (drivers or None),
+            "count": len(gpus), "devices": [dict(g) for g in gpus]}
+
+
+def cudnn_version(code: int | None) -> str | None:
+    """``torch.backends.cudnn.version()``: 90100 → "9.1.0" (cuDNN 9: M*10000+m*100+p), 8902 → "8.9.2"."""
+    if not code:
+        return None
+    major, rest = (code // 10000, code % 10000) if code >= 10000 else (code // 1000, code % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def nccl_version(value: Sequence[int] | int | None) -> str | None:
+    """``torch.cuda.nccl.version()``: a tuple (2, 21, 5) in recent builds, an int code (2708) in old ones."""
+    if value is None or value == 0:
+        return None
+    if isinstance(value, int):
+        major, rest = (value // 10000, value % 10000) if value >= 10000 else (value // 1000, value % 1000)
+        return f"{major}.{rest // 100}.{rest % 100}"
+    return ".".join(str(int(v)) for v in value)
+
+
+def arch_list(archs: Iterable[str] | None) -> list[str]:
+    """``torch.cuda.get_arch_list()``: e.g. ["sm_80", "sm_90", "compute_90"], de-duplicated and sorted."""
+    return sorted({a.strip() for a in archs or () if a and a.strip()},
+                  key=lambda a: (a.split("_")[0], int(re.sub(r"\D", "", a) or 0), a))
+
+
+def local_tag(version: str) -> str | None:
+    """The build tag after '+': ``2.3.0+cu121`` → "cu121", ``2.3.0+cpu`` → "cpu", ``2.3.0`` → None."""
+    return version.split("+", 1)[1] or None if "+" in version else None
+
+
+def parse_cpuinfo(text: str) -> dict[str, Any]:
+    """Linux ``/proc/cpuinfo``: the first processor's model name and flags (x86 ``flags``, ARM ``Features``)."""
+    model = flags = None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip()
+        if model is None and key in ("model name", "Model", "cpu model", "Processor"):
+            model = value.strip()
+        elif flags is None and key in ("flags", "Features"):
+            flags = value.split()
+        if model is not None and flags is not None:
+            break
+    return {"model": model, "flags": sorted(set(flags or ()))}
+
+
+def direct_url_source(text: str | None) -> dict[str, Any]:
+    """A distribution's source from its PEP 610 ``direct_url.json`` (None: installed from an index)."""
+    if not text:
+        return {"kind": "index"}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {"kind": "unknown"}
+    url = str(data.get("url", ""))
+    if "vcs_info" in data:
+        vcs = data["vcs_info"]
+        return {"kind": "vcs", "url": url, "vcs": vcs.get("vcs"), "commit": vcs.get("commit_id")}
+    if url.startswith("file:"):
+        return {"kind": "local path", "url": url, "editable": bool(data.get("dir_info", {}).get("editable"))}
+    return {"kind": "url", "url": url}
+
+
+# -- reading a record, any version ------------------------------------------------------------------
+
+def to_bytes(env: Mapping[str, Any]) -> bytes:
     return json.dumps(env, sort_keys=True, separators=(",", ":")).encode()
 
 
-def summary(env: dict[str, Any]) -> str:
+def packages_of(env: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """name → {"version", "source"}; a v1 record's plain versions become entries of unknown source."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in (env.get("packages") or {}).items():
+        out[name] = dict(value) if isinstance(value, Mapping) else {"version": value, "source": None}
+    return out
+
+
+def source_text(source: Mapping[str, Any] | None) -> str:
+    if not source:
+        return "-"
+    kind = str(source.get("kind", "-"))
+    if kind == "vcs":
+        return f"{source.get('url')}@{source.get('commit')}"
+    if kind in ("local path", "url"):
+        return f"{kind} {source.get('url')}" + (" (editable)" if source.get("editable") else "")
+    return kind
+
+
+def summary(env: Mapping[str, Any]) -> str:
     py = env.get("python", {})
     osinfo = env.get("os", {})
+    gpu = env.get("gpu")
+    gpus = f", {gpu.get('count')} GPU" if isinstance(gpu, Mapping) and gpu.get("count") else ""
     return f"Python {py.get('version')} on {osinfo.get('system')} {osinfo.get('machine')}, " \
-           f"{len(env.get('packages', {}))} packages"
+           f"{len(env.get('packages', {}))} packages{gpus}"
+
+
+# -- diff --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between two records: ``a``/``b`` are None where one side lacks the entry."""
+
+    what: str  # "python", "gpu driver", "torch cuda", "package numpy", ...
+    a: str | None
+    b: str | None
+    critical: bool
+
+    @property
+    def kind(self) -> str:
+        return "added" if self.a is None else "removed" if self.b is None else "changed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": self.kind}
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == [] or value == {}:
+        return None
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def facts(env: Mapping[str, Any]) -> dict[str, tuple[str | None, bool]]:
+    """Everything a diff compares, flattened: label → (value, ML-critical)."""
+    py, osinfo, cpu = env.get("python") or {}, env.get("os") or {}, env.get("cpu") or {}
+    out: dict[str, tuple[str | None, bool]] = {
+        "python": (_text(py.get("version")), True),
+        "python implementation": (_text(py.get("implementation")), True),
+        "os": (_text(osinfo.get("system")), False), "os release": (_text(osinfo.get("release")), False),
+        "architecture": (_text(osinfo.get("machine")), True), "libc": (_text(osinfo.get("libc")), False),
+        "cpu model": (_text(cpu.get("model")), False), "cpu count": (_text(cpu.get("count")), False),
+    }
+    if env.get("schema") != SCHEMA_V1:  # v1 never looked for a GPU: absent there is unknown, not "none"
+        gpu = env.get("gpu")
+        devices = gpu.get("devices", []) if isinstance(gpu, Mapping) else []
+        out["gpu driver"] = (_text(gpu.get("driver")) if isinstance(gpu, Mapping) else "none", True)
+        out["gpu count"] = (_text(len(devices)), True)
+        out["gpu model"] = (_text(sorted({str(d.get("name")) for d in devices})), True)
+        out["gpu compute capability"] = (_text(sorted({str(d.get("compute_capability")) for d in devices})), True)
+        flags = cpu.get("flags")
+        out["cpu flags"] = (_text(flags), False)
+    for name, fw in sorted((env.get("frameworks") or {}).items()):
+        for key, value in sorted(fw.items()):
+            if key != "version":  # the version is the package's; the build facts are the framework's own
+                out[f"{name} {key}"] = (_text(value), True)
+    for name, pkg in packages_of(env).items():
+        out[f"package {name}"] = (_text(pkg.get("version")), is_critical_package(name))
+    return out
+
+
+def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
+    """What differs from ``a`` to ``b``: ML-critical changes first, then the rest, each group in order."""
+    fa, fb = facts(a), facts(b)
+    # A framework is looked at only when the program imported it: one side not looking is not a change.
+    only = set(a.get("frameworks") or {}) ^ set(b.get("frameworks") or {})
+    fa = {k: v for k, v in fa.items() if k.split(" ", 1)[0] not in only or k.startswith("package ")}
+    fb = {k: v for k, v in fb.items() if k.split(" ", 1)[0] not in only or k.startswith("package ")}
+    changes = []
+    for label in list(fa) + [k for k in fb if k not in fa]:
+        va, ca = fa.get(label, (None, False))
+        vb, cb = fb.get(label, (None, False))
+        if va != vb:
+            changes.append(Change(label, va, vb, ca or cb))
+    # A change of source with the same version (index → local path) still changes what runs.
+    pa, pb = packages_of(a), packages_of(b)
+    for name in sorted(set(pa) & set(pb)):
+        sa, sb = pa[name].get("source"), pb[name].get("source")
+        if sa and sb and sa != sb and pa[name].get("version") == pb[name].get("version"):
+            changes.append(Change(f"package {name} source", source_text(sa), source_text(sb),
+                                  is_critical_package(name)))
+    return sorted(changes, key=lambda c: not c.critical)  # stable: each group keeps its order

@@ -8,7 +8,7 @@ import typer
 
 from shipyard import __version__
 from shipyard.errors import ShipyardError
-from shipyard.interfaces.cli import alias, data, models, pipeline, project, runs, serve, store
+from shipyard.interfaces.cli import alias, data, env, models, pipeline, project, runs, serve, store
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(alias.app, name="alias")
 app.add_typer(store.app, name="store")
 app.add_typer(data.app, name="data")
+app.add_typer(env.app, name="env")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)

@@ -1,0 +1,1 @@
+"""Reading the live environment: interpreter, installed distributions, CPU, GPU, framework builds."""

@@ -1,0 +1,179 @@
+"""Read the environment this process runs in, as a ``core.environments.capture`` record (schema v2).
+
+Only the standard library is imported here, so the probe also runs in a bare virtual environment.
+A framework is looked at only if the program already imported it: looking never changes an environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from shipyard.core.environments.capture import (
+    FRAMEWORKS,
+    NVIDIA_SMI_QUERY,
+    SCHEMA,
+    arch_list,
+    cudnn_version,
+    direct_url_source,
+    gpu_section,
+    local_tag,
+    nccl_version,
+    normalize,
+    parse_cpuinfo,
+    parse_nvidia_smi,
+)
+
+NVIDIA_SMI_TIMEOUT = 5.0
+DRIVER_VERSION_FILE = "/proc/driver/nvidia/version"
+CACHE_NAME = "environment-cache.json"
+
+
+def capture(cache_dir: Path | None = None) -> dict[str, Any]:
+    """The record of this environment. With ``cache_dir``, the slow part (packages, CPU, GPU) is reused
+    while the key below is unchanged; the frameworks already imported are always read live."""
+    static = _cached_static(cache_dir) if cache_dir is not None else _static()
+    return {**static, "frameworks": frameworks()}
+
+
+def cache_key() -> dict[str, Any]:
+    """What the cached part depends on: the interpreter, each folder on sys.path and every distribution's
+    metadata folder in it (installing, upgrading or removing a package changes them), and the NVIDIA
+    driver (its version file changes when the driver does; nvidia-smi appearing or leaving PATH too)."""
+    folders = []
+    for entry in sys.path:
+        try:
+            st = os.stat(entry or ".")
+        except OSError:
+            continue
+        if not os.path.isdir(entry or "."):
+            continue
+        dists = []
+        with contextlib.suppress(OSError), os.scandir(entry or ".") as it:
+            for e in it:
+                if e.name.endswith((".dist-info", ".egg-info", ".egg-link", ".pth")):
+                    s = e.stat()
+                    dists.append([e.name, s.st_mtime_ns, s.st_ino])
+        folders.append([os.path.abspath(entry or "."), st.st_mtime_ns, st.st_ino, sorted(dists)])
+    driver: list[Any] | None = None
+    with contextlib.suppress(OSError):
+        d = os.stat(DRIVER_VERSION_FILE)
+        driver = [d.st_mtime_ns, d.st_ino]
+    return {"schema": SCHEMA, "prefix": sys.prefix, "executable": sys.executable, "version": sys.version,
+            "path": folders, "driver": driver, "nvidia-smi": shutil.which("nvidia-smi")}
+
+
+def _cached_static(cache_dir: Path) -> dict[str, Any]:
+    key = cache_key()
+    path = cache_dir / CACHE_NAME
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        entry = json.loads(path.read_text())
+        if entry.get("key") == key:
+            return dict(entry["record"])
+    record = _static()
+    with contextlib.suppress(OSError):  # a read-only project still captures, only without the cache
+        tmp = path.with_name(f".{CACHE_NAME}.{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "record": record}, sort_keys=True))
+        os.replace(tmp, path)
+    return record
+
+
+def _static() -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                   "executable": sys.executable, "prefix": sys.prefix},
+        "os": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
+               "libc": "-".join(platform.libc_ver()).strip("-") or None},
+        "cpu": cpu(),
+        **gpu(),
+        "packages": packages(),
+    }
+
+
+def packages() -> dict[str, dict[str, Any]]:
+    """Every distribution importable here, as ``import`` finds it: the first on sys.path wins."""
+    found: dict[str, dict[str, Any]] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name or normalize(name) in found:
+            continue
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            direct = dist.read_text("direct_url.json")
+        found[normalize(name)] = {"version": dist.version, "source": direct_url_source(direct)}
+    return dict(sorted(found.items()))
+
+
+def cpu() -> dict[str, Any]:
+    info: dict[str, Any] = {"model": None, "flags": []}
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        info = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    if not info.get("model"):
+        info["model"] = platform.processor() or None
+    return {**info, "count": os.cpu_count()}
+
+
+def gpu() -> dict[str, Any]:
+    """``{"gpu": facts from nvidia-smi}``; without it, or when it fails, ``{"gpu": None, "gpu_absent": why}``:
+    recorded as absent, never guessed."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return {"gpu": None, "gpu_absent": "nvidia-smi is not on PATH"}
+    try:
+        done = subprocess.run([smi, *NVIDIA_SMI_QUERY[1:]], capture_output=True, text=True,
+                              timeout=NVIDIA_SMI_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"gpu": None, "gpu_absent": f"nvidia-smi failed: {exc}"}
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip()[:200]
+        return {"gpu": None, "gpu_absent": f"nvidia-smi exited {done.returncode}: {why}"}
+    try:
+        return {"gpu": gpu_section(parse_nvidia_smi(done.stdout)), "gpu_absent": None}
+    except ValueError as exc:
+        return {"gpu": None, "gpu_absent": str(exc)}
+
+
+def frameworks() -> dict[str, dict[str, Any]]:
+    found = {}
+    for mod in FRAMEWORKS:
+        loaded = sys.modules.get(mod)
+        if loaded is not None:
+            version = str(getattr(loaded, "__version__", ""))
+            found[mod] = {"version": version, "tag": local_tag(version), **_build_info(mod, loaded)}
+    return found
+
+
+def _build_info(name: str, module: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    with contextlib.suppress(Exception):  # a broken driver or a partial build must not break a run
+        if name == "torch":
+            info["cuda"] = getattr(module.version, "cuda", None)
+            info["cudnn"] = cudnn_version(module.backends.cudnn.version()) if info["cuda"] else None
+            info["nccl"] = nccl_version(module.cuda.nccl.version()) if info["cuda"] else None
+            info["arch"] = arch_list(module.cuda.get_arch_list())
+            if info["cuda"] and module.cuda.is_available():
+                count = module.cuda.device_count()
+                info["devices"] = [{"name": module.cuda.get_device_name(i),
+                                    "capability": ".".join(map(str, module.cuda.get_device_capability(i)))}
+                                   for i in range(count)]
+        elif name == "tensorflow":
+            build = module.sysconfig.get_build_info()
+            info["cuda"], info["cudnn"] = build.get("cuda_version"), build.get("cudnn_version")
+            info["arch"] = arch_list(str(build.get("cuda_compute_capabilities", "")).split(",")
+                                     if isinstance(build.get("cuda_compute_capabilities"), str)
+                                     else build.get("cuda_compute_capabilities"))
+        elif name == "jax":
+            info["backend"] = module.default_backend()
+    return info
+
+
+if __name__ == "__main__":  # ``python -m shipyard.adapters.environments.probe``: the record as JSON
+    sys.stdout.write(json.dumps(capture(), sort_keys=True, indent=1) + "\n")

@@ -1,0 +1,128 @@
+"""``shipyard env``: the environment a run or model version was made in, and what differs between two."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.wiring import Services
+
+app = typer.Typer(help="Environment fingerprints: Python, OS, CPU, GPU, framework builds, packages.",
+                  no_args_is_help=True)
+
+REF_HELP = "A run id (or a unique prefix of one), a model version NAME@V / NAME@ALIAS, or `current`."
+
+
+def load(ref: str, svc: Services | None = None) -> tuple[str, dict[str, Any]]:
+    """(what it is, its environment record) for ``ref``."""
+    from shipyard.errors import NotFoundError
+
+    if ref == "current":
+        from shipyard.wiring import current_environment, settings_from_environment
+
+        return "the current environment", current_environment(settings_from_environment(anywhere=True))
+    svc = svc or out.services()
+    if "@" in ref:
+        mv = svc.registry.resolve(ref)
+        label, digest = f"{mv.name}@{mv.version}", mv.env_digest
+    else:
+        try:
+            run = svc.tracker.get_run(ref)
+        except NotFoundError:
+            try:
+                mv = svc.registry.resolve(ref)
+            except NotFoundError:
+                raise NotFoundError(f"no run or model {ref!r}: give a run id (`shipyard runs list`), "
+                                    "NAME@VERSION (`shipyard models list`) or `current`") from None
+            label, digest = f"{mv.name}@{mv.version}", mv.env_digest
+        else:
+            label, digest = f"run {run.id}", run.env_digest
+    if digest is None:
+        raise NotFoundError(f"{label} recorded no environment")
+    with svc.store.open(digest) as f:
+        record: dict[str, Any] = json.loads(f.read())
+    return label, record
+
+
+@app.command("show")
+def show(
+    ref: str = typer.Argument(..., help=REF_HELP),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Show an environment: Python, OS, CPU, GPU, framework builds and every package with its source."""
+    from shipyard.core.environments.capture import packages_of, source_text
+
+    label, env = load(ref)
+    if as_json:
+        out.print_json(env)
+        return
+    c = out.console()
+    c.print(f"[bold]{out.plain(label)}[/bold]  {out.plain(str(env.get('schema')))}")
+    py, osinfo, cpu = env.get("python") or {}, env.get("os") or {}, env.get("cpu") or {}
+    rows: list[tuple[str, Any]] = [
+        ("python", f"{py.get('version')} ({py.get('implementation')})"),
+        ("os", f"{osinfo.get('system')} {osinfo.get('release')} {osinfo.get('machine')}, libc {osinfo.get('libc')}"),
+        ("cpu", f"{cpu.get('model') or '-'} x {cpu.get('count')}"
+                + (f", {len(cpu['flags'])} flags" if cpu.get("flags") else "")),
+    ]
+    if "gpu" in env:
+        gpu = env["gpu"]
+        if isinstance(gpu, dict):
+            models = ", ".join(sorted({f"{d.get('name')} (sm {d.get('compute_capability') or '?'})"
+                                       for d in gpu.get("devices", [])}))
+            rows.append(("gpu", f"{gpu.get('count')} x {models}, driver {gpu.get('driver')}"))
+        else:
+            rows.append(("gpu", f"none ({env.get('gpu_absent') or 'not found'})"))
+    else:
+        rows.append(("gpu", "not recorded (an older record)"))
+    out.table(None, [out.Col("field", ident=True), "value"], [(k, out.plain(str(v))) for k, v in rows])
+    frameworks = env.get("frameworks") or {}
+    if frameworks:
+        out.table("frameworks", ["framework", "version", "build"], [
+            (name, out.plain(str(fw.get("version"))),
+             out.plain(", ".join(f"{k} {_value(v)}" for k, v in sorted(fw.items())
+                                 if k != "version" and v not in (None, [], {}))))
+            for name, fw in sorted(frameworks.items())])
+    packages = packages_of(env)
+    out.table(f"packages ({len(packages)})", [out.Col("package", ident=True), "version", "source"],
+              [(out.plain(n), out.plain(str(p.get("version"))), out.plain(source_text(p.get("source"))))
+               for n, p in packages.items()])
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, list):
+        return " ".join(d.get("name", str(d)) if isinstance(d, dict) else str(d) for d in v)
+    return str(v)
+
+
+@app.command("diff")
+def diff(
+    a: str = typer.Argument(..., help=REF_HELP),
+    b: str = typer.Argument(..., help=REF_HELP),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """What differs from A to B, ML-critical changes (Python, CUDA, GPU, torch, numpy, ...) first, marked `!`."""
+    from shipyard.core.environments.capture import diff as env_diff
+
+    svc = None if a == b == "current" else out.services()
+    label_a, env_a = load(a, svc)
+    label_b, env_b = load(b, svc)
+    changes = env_diff(env_a, env_b)
+    if as_json:
+        out.print_json({"a": label_a, "b": label_b, "changes": [ch.to_dict() for ch in changes]})
+        return
+    c = out.console()
+    if not changes:
+        c.print(f"{out.plain(label_a)} and {out.plain(label_b)}: the same environment")
+        return
+    critical = sum(ch.critical for ch in changes)
+    c.print(f"{out.plain(label_a)} → {out.plain(label_b)}: {out.plural(len(changes), 'difference')}, "
+            f"{critical} ML-critical (!)")
+    out.table(None, ["", out.Col("what", ident=True), "A", "B"], [
+        ("!" if ch.critical else "", out.plain(ch.what), out.plain(ch.a or "-"), out.plain(ch.b or "-"))
+        for ch in changes])
