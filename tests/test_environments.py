@@ -183,14 +183,16 @@ def test_the_cache_is_reused_until_a_package_is_installed_or_removed(tmp_path: P
         first = probe.capture(cache)
         stored = json.loads((cache / probe.CACHE_NAME).read_text())
         # mark the cached copy: a second capture that re-read the environment would not carry the mark
-        stored["record"]["os"]["marker"] = "from the cache"
+        stored["record"]["cpu"]["marker"] = "from the cache"
         (cache / probe.CACHE_NAME).write_text(json.dumps(stored))
-        assert probe.capture(cache)["os"]["marker"] == "from the cache"
+        assert probe.capture(cache)["cpu"]["marker"] == "from the cache"
+        (site / "outputs.csv").write_text("a run writing beside its script does not change the packages\n")
+        assert probe.capture(cache)["cpu"]["marker"] == "from the cache"
         dist = site / "late_pkg-0.1.dist-info"
         dist.mkdir()
         (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: late-pkg\nVersion: 0.1\n")
         after = probe.capture(cache)
-        assert "marker" not in after["os"] and after["packages"]["late-pkg"]["version"] == "0.1"
+        assert "marker" not in after["cpu"] and after["packages"]["late-pkg"]["version"] == "0.1"
         assert "late-pkg" not in first["packages"]
         for f in dist.iterdir():
             f.unlink()

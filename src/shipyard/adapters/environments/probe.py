@@ -38,22 +38,30 @@ CACHE_NAME = "environment-cache.json"
 
 
 def capture(cache_dir: Path | None = None) -> dict[str, Any]:
-    """The record of this environment. With ``cache_dir``, the slow part (packages, CPU, GPU) is reused
-    while the key below is unchanged; the frameworks already imported are always read live."""
+    """The record of this environment. With ``cache_dir``, the slow part (packages, CPU model and flags,
+    GPU) is reused while ``cache_key`` is unchanged; the rest is cheap and always read live."""
     static = _cached_static(cache_dir) if cache_dir is not None else _static()
-    return {**static, "frameworks": frameworks()}
+    return {**static, "schema": SCHEMA, "python": python(), "os": os_info(),
+            "cpu": {**static["cpu"], "count": os.cpu_count()}, "frameworks": frameworks()}
+
+
+def python() -> dict[str, Any]:
+    return {"version": platform.python_version(), "implementation": platform.python_implementation(),
+            "executable": sys.executable, "prefix": sys.prefix}
+
+
+def os_info() -> dict[str, Any]:
+    return {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
+            "libc": "-".join(platform.libc_ver()).strip("-") or None}
 
 
 def cache_key() -> dict[str, Any]:
-    """What the cached part depends on: the interpreter, each folder on sys.path and every distribution's
-    metadata folder in it (installing, upgrading or removing a package changes them), and the NVIDIA
-    driver (its version file changes when the driver does; nvidia-smi appearing or leaving PATH too)."""
+    """What the cached part depends on: the interpreter, every distribution's metadata folder (and .pth
+    file) in each folder on sys.path, with its mtime and inode (installing, upgrading, reinstalling or
+    removing a package changes them), and the NVIDIA driver (its version file changes when the driver
+    does; nvidia-smi appearing on or leaving PATH too). Python, OS and CPU count are read live."""
     folders = []
     for entry in sys.path:
-        try:
-            st = os.stat(entry or ".")
-        except OSError:
-            continue
         if not os.path.isdir(entry or "."):
             continue
         dists = []
@@ -62,7 +70,9 @@ def cache_key() -> dict[str, Any]:
                 if e.name.endswith((".dist-info", ".egg-info", ".egg-link", ".pth")):
                     s = e.stat()
                     dists.append([e.name, s.st_mtime_ns, s.st_ino])
-        folders.append([os.path.abspath(entry or "."), st.st_mtime_ns, st.st_ino, sorted(dists)])
+        # the entries, not the folder's own mtime: a script's folder (sys.path[0]) changes with every file
+        # a run writes there, which must not throw the cache away
+        folders.append([os.path.abspath(entry or "."), sorted(dists)])
     driver: list[Any] | None = None
     with contextlib.suppress(OSError):
         d = os.stat(DRIVER_VERSION_FILE)
@@ -87,16 +97,7 @@ def _cached_static(cache_dir: Path) -> dict[str, Any]:
 
 
 def _static() -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
-                   "executable": sys.executable, "prefix": sys.prefix},
-        "os": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
-               "libc": "-".join(platform.libc_ver()).strip("-") or None},
-        "cpu": cpu(),
-        **gpu(),
-        "packages": packages(),
-    }
+    return {"cpu": cpu(), **gpu(), "packages": packages()}
 
 
 def packages() -> dict[str, dict[str, Any]]:
@@ -118,7 +119,7 @@ def cpu() -> dict[str, Any]:
         info = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     if not info.get("model"):
         info["model"] = platform.processor() or None
-    return {**info, "count": os.cpu_count()}
+    return info
 
 
 def gpu() -> dict[str, Any]:
