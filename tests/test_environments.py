@@ -221,6 +221,8 @@ def test_env_show_and_diff_on_two_runs(tmp_path: Path) -> None:
     assert changes["changes"] == []  # numpy was imported in one only: not looked at in the other
     missing = shipyard("env", "show", "nope", env=env, cwd=tmp_path, check=False)
     assert missing.returncode != 0 and missing.stderr.count("\n") == 1 and "no run or model 'nope'" in missing.stderr
+    missing = shipyard("env", "show", "ab", env=env, cwd=tmp_path, check=False)  # neither a run prefix nor a model
+    assert missing.returncode == 3 and "no run or model 'ab'" in missing.stderr
     missing = shipyard("env", "diff", "ghost@1", "current", env=env, cwd=tmp_path, check=False)
     assert missing.returncode != 0 and "model 'ghost' not found" in missing.stderr
 

@@ -20,7 +20,7 @@ REF_HELP = "A run id (or a unique prefix of one), a model version NAME@V / NAME@
 
 def load(ref: str, svc: Services | None = None) -> tuple[str, dict[str, Any]]:
     """(what it is, its environment record) for ``ref``."""
-    from shipyard.errors import NotFoundError
+    from shipyard.errors import InvalidInputError, InvalidReferenceError, NotFoundError
 
     if ref == "current":
         from shipyard.wiring import current_environment, settings_from_environment
@@ -33,10 +33,12 @@ def load(ref: str, svc: Services | None = None) -> tuple[str, dict[str, Any]]:
     else:
         try:
             run = svc.tracker.get_run(ref)
-        except NotFoundError:
+        except (NotFoundError, InvalidInputError) as run_error:  # "iris" or "ir": a model name, perhaps
             try:
                 mv = svc.registry.resolve(ref)
-            except NotFoundError:
+            except (NotFoundError, InvalidReferenceError):
+                if isinstance(run_error, InvalidInputError) and len(ref) >= 4 and ref.isalnum():  # ambiguous
+                    raise run_error from None
                 raise NotFoundError(f"no run or model {ref!r}: give a run id (`shipyard runs list`), "
                                     "NAME@VERSION (`shipyard models list`) or `current`") from None
             label, digest = f"{mv.name}@{mv.version}", mv.env_digest
