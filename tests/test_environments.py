@@ -114,7 +114,16 @@ def test_old_v1_records_still_diff() -> None:
           "os": {"system": "Linux", "release": "6.1", "machine": "x86_64", "libc": "glibc-2.36"},
           "cpu": {"count": 8}, "packages": {"torch": "2.3.0+cu121", "rich": "13.0"}, "frameworks": {}}
     whats = {c.what for c in diff(v1, _record())}
-    assert "package torch" not in whats and "package rich" not in whats and "cpu model" in whats
+    assert "package torch" not in whats and "package rich" not in whats
+    # what v1 never looked at (GPU, CPU model and flags) is unknown there, not a change
+    assert not [w for w in whats if w.startswith(("gpu", "cpu model", "cpu flags"))], whats
+
+
+def test_cpu_flags_differ_by_the_flags_only_one_side_has() -> None:
+    a = _record(cpu={"model": "Xeon", "flags": ["avx2", "avx512f", "sse4_2"], "count": 8})
+    b = _record(cpu={"model": "Xeon", "flags": ["avx2", "sse4_2", "amx_tile"], "count": 8})
+    (change,) = diff(a, b)
+    assert (change.what, change.a, change.b) == ("cpu flags (only on one side)", "avx512f", "amx_tile")
 
 
 # -- the probe, for real --------------------------------------------------------------------------------

@@ -221,6 +221,9 @@ def facts(env: Mapping[str, Any]) -> dict[str, tuple[str | None, bool]]:
     return out
 
 
+V2_ONLY = ("gpu ", "cpu flags", "cpu model")  # what a v1 record never looked at
+
+
 def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
     """What differs from ``a`` to ``b``: ML-critical changes first, then the rest, each group in order."""
     fa, fb = facts(a), facts(b)
@@ -228,10 +231,16 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
     only = set(a.get("frameworks") or {}) ^ set(b.get("frameworks") or {})
     fa = {k: v for k, v in fa.items() if k.split(" ", 1)[0] not in only or k.startswith("package ")}
     fb = {k: v for k, v in fb.items() if k.split(" ", 1)[0] not in only or k.startswith("package ")}
+    if SCHEMA_V1 in (a.get("schema"), b.get("schema")):  # facts v1 never recorded: unknown on one side, not changed
+        fa, fb = ({k: v for k, v in f.items() if not k.startswith(V2_ONLY)} for f in (fa, fb))
     changes = []
     for label in list(fa) + [k for k in fb if k not in fa]:
         va, ca = fa.get(label, (None, False))
         vb, cb = fb.get(label, (None, False))
+        if label == "cpu flags" and va and vb:  # a long list: say only which flags each side lacks
+            left, right = set(va.split()), set(vb.split())
+            va, vb = " ".join(sorted(left - right)) or None, " ".join(sorted(right - left)) or None
+            label = "cpu flags (only on one side)"
         if va != vb:
             changes.append(Change(label, va, vb, ca or cb))
     # A change of source with the same version (index → local path) still changes what runs.
