@@ -163,7 +163,10 @@ def test_a_venv_fingerprint_lists_exactly_that_venvs_packages(tmp_path: Path) ->
             version = url
         expected[name.strip().lower().replace("_", "-")] = version
     packages = record["packages"]
-    assert set(packages) == set(expected)
+    # the test put Shipyard's src/ on sys.path; an editable install leaves its metadata there, which the probe
+    # rightly sees as one more distribution of that interpreter
+    injected = {"shipyard"} if any(SRC.glob("shipyard.*-info")) else set()
+    assert set(packages) - injected == set(expected)
     assert "tiny-pkg" in packages
     for name, version in expected.items():
         if version.startswith("file:"):
