@@ -261,3 +261,15 @@ def test_env_show_displays_an_old_v1_record(tmp_path: Path) -> None:
     changes = json.loads(shipyard("env", "diff", run_id, "current", "--json", env=env, cwd=tmp_path).stdout)
     assert changes["changes"][0] == {"what": "python", "a": "3.10.1", "b": changes["changes"][0]["b"],
                                      "critical": True, "kind": "changed"}
+
+
+def test_a_hostile_cache_file_is_a_miss_never_a_hang(tmp_path: Path) -> None:
+    """The cache lives in .shipyard, which a clone may carry: a FIFO, a link or garbage there is only a miss."""
+    from shipyard.adapters.environments.probe import CACHE_NAME, capture
+
+    os.mkfifo(tmp_path / CACHE_NAME)  # opened plainly, a read would wait for a writer forever
+    assert capture(tmp_path)["packages"]
+    for bad in (b"[1, 2]", b"\xff" * 10, b"{" * 100_000):
+        (tmp_path / CACHE_NAME).unlink()
+        (tmp_path / CACHE_NAME).write_bytes(bad)
+        assert capture(tmp_path)["packages"]

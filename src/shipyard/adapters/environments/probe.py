@@ -31,10 +31,12 @@ from shipyard.core.environments.capture import (
     parse_cpuinfo,
     parse_nvidia_smi,
 )
+from shipyard.core.workspace.atomic import as_atomic
 
 NVIDIA_SMI_TIMEOUT = 5.0
 DRIVER_VERSION_FILE = "/proc/driver/nvidia/version"
 CACHE_NAME = "environment-cache.json"
+MAX_CACHE_BYTES = 16 * 1024 * 1024  # thousands of distributions fit; a larger file is damaged or hostile
 
 
 def capture(cache_dir: Path | None = None) -> dict[str, Any]:
@@ -84,15 +86,18 @@ def cache_key() -> dict[str, Any]:
 def _cached_static(cache_dir: Path) -> dict[str, Any]:
     key = cache_key()
     path = cache_dir / CACHE_NAME
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        entry = json.loads(path.read_text())
+    # the cache is a file like any other in the project: read within a bound (the standard library only, so no
+    # boundedyaml), anything odd is a miss
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError), \
+            os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+        raw = f.read(MAX_CACHE_BYTES + 1)
+        entry = json.loads(raw) if len(raw) <= MAX_CACHE_BYTES else {}
         if entry.get("key") == key:
             return dict(entry["record"])
     record = _static()
-    with contextlib.suppress(OSError):  # a read-only project still captures, only without the cache
-        tmp = path.with_name(f".{CACHE_NAME}.{os.getpid()}")
-        tmp.write_text(json.dumps({"key": key, "record": record}, sort_keys=True))
-        os.replace(tmp, path)
+    # a read-only project still captures, only without the cache; no fsync: a lost cache is only a miss
+    with contextlib.suppress(OSError), as_atomic(path, durable=False) as tmp, open(tmp, "x") as f:
+        f.write(json.dumps({"key": key, "record": record}, sort_keys=True))
     return record
 
 
