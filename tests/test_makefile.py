@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Under `make test` the outer make's flags reach a make the tests start (MAKELEVEL makes it print "Entering
+# directory"); each plan here is a top-level make's, as a user typing it would see.
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 
 def plan(target: str, venv: Path) -> str:
-    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, check=True)
+    done = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=ROOT, env=MAKE_ENV,
+                          capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
 
 
@@ -69,8 +72,8 @@ def test_a_venv_that_failed_halfway_is_removed_so_the_next_make_starts_over(tmp_
                     'echo "Python 3.11.0"\n')
     fake.chmod(0o755)
     venv = tmp_path / "venv"
-    done = subprocess.run(["make", "demo", f"PYTHON={fake}", f"VENV={venv}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(["make", "demo", f"PYTHON={fake}", f"VENV={venv}"], cwd=ROOT, env=MAKE_ENV,
+                          capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0 and "apt install python3-venv" in done.stdout + done.stderr
     assert not venv.exists()
     assert "-m venv" in plan("demo", venv)  # the next make creates it again
