@@ -166,6 +166,12 @@ class MetadataStore(Protocol):
     def record_trust(self, model: str, version: int, items: Sequence[str], actor: str, reason: str) -> AuditEvent:
         """Append a "trust" audit event: ``items`` are all that loading ``model@version`` may run."""
         ...
+    def record_result(self, model: str, version: int, action: str, record: Digest, actor: str,
+                      summary: str) -> AuditEvent:
+        """An audit event for a check of the version (``verify``, ``build``) whose record is the object
+        ``record``; ``summary`` is one line for the audit log."""
+        ...
+
     def latest_trust(self, model: str, version: int) -> AuditEvent | None:
         """The newest "trust" event of ``model@version`` (its ``trusted`` items), or None."""
         ...

@@ -457,3 +457,14 @@ def test_the_immutability_triggers_of_a_new_database_are_all_there(meta: SqlMeta
             "the database's immutability triggers are missing (dropped or the table was replaced): "
             "audit_events_no_truncate on audit_events",
             "the database's immutability triggers are disabled: aliases_audited on aliases"]
+
+
+def test_a_check_of_a_version_is_an_audit_event_whose_record_gc_keeps(meta: SqlMetadataStore) -> None:
+    meta.register_version(_new())
+    record = Digest("d" * 64)
+    event = meta.record_result("iris", 1, "verify", record, "ci", "pass in venv")
+    assert (event.action, event.name, event.new, event.reason) == ("verify", "1", str(record), "pass in venv")
+    assert meta.audit_events("iris")[-1] == event
+    assert record in set(meta.referenced_digests())
+    with pytest.raises(NotFoundError, match="iris"):
+        meta.record_result("iris", 2, "verify", record, "ci", "pass")

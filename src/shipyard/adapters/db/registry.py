@@ -169,6 +169,15 @@ class SqlRegistry(SqlBase):
         return AuditEvent(event.id, now, actor, TRUST_ACTION, model, str(version), event.old, event.new, reason,
                           tuple(items))
 
+    def record_result(self, model: str, version: int, action: str, record: Digest, actor: str,
+                      summary: str) -> AuditEvent:
+        """A check's result for a version ("verify", "build"): its record is an object, named in ``new``."""
+        now = time.time()
+        with self.write() as conn:
+            if conn.execute(sa.select(mv.version).where(mv.model == model, mv.version == version)).first() is None:
+                raise NotFoundError(self._missing(conn, model, version))
+            return self._audit(conn, actor, action, model, str(version), None, str(record), summary, now)
+
     def latest_trust(self, model: str, version: int) -> AuditEvent | None:
         with self.read() as conn:
             return self._latest_trust(conn, model, version)

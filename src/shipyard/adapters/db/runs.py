@@ -12,6 +12,7 @@ from shipyard.adapters.db.base import SqlBase, fits
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import Condition
+from shipyard.core.registry.records import RESULT_ACTIONS
 from shipyard.errors import (
     ConflictError,
     ImmutableError,
@@ -241,6 +242,9 @@ class SqlRuns(SqlBase):
             sa.select(mv.env_digest).where(mv.env_digest.is_not(None)),
             sa.select(mv.examples_digest).where(mv.examples_digest.is_not(None)),
             sa.select(t.run_inputs.c.digest),
+            # the records of a version's checks (verify, build): named by their audit events
+            sa.select(t.audit_events.c.new).where(t.audit_events.c.action.in_(RESULT_ACTIONS),
+                                                  t.audit_events.c.new.like("sha256:%")),
         ]
         with self.read() as conn:
             return {Digest.parse(d) for q in queries for d in conn.execute(q).scalars()}

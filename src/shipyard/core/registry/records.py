@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from shipyard.core.artifacts.digest import Digest
 
 REGISTER_ACTION = "version.register"
+VERIFY_ACTION = "verify"  # a check of a version's golden examples somewhere (a venv, an image)
+BUILD_ACTION = "build"  # an image built for a version
+RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION)  # checks whose audit event names a record object
 
 
 @dataclass(frozen=True, slots=True)

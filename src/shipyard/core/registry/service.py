@@ -11,7 +11,7 @@ from typing import Any
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
-from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
+from shipyard.core.registry.records import RESULT_ACTIONS, AuditEvent, ModelSummary, ModelVersion, NewVersion
 from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_new_alias, check_version
 from shipyard.core.registry.trust import IN_PROCESS_REASON, TRUST_ACTION, TrustSet, untrusted_error
 from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
@@ -213,6 +213,28 @@ class Registry:
                 by = other.actor if other is not None and not (needed - granted - _items(other)) else None
                 raise untrusted_error(mv.ref, needed, granted, by=by)
             return flavor.load(folder, saved.flavor_meta, needed)
+
+    def record_result(self, mv: ModelVersion, action: str, record: Mapping[str, Any], summary: str) -> AuditEvent:
+        """Record a check of ``mv`` (``verify``, ``build``): ``record`` is stored as an object and named by
+        an audit event, so "did this version pass verify in the image we deploy?" has an answer that
+        no one can rewrite later."""
+        if action not in RESULT_ACTIONS:
+            raise ValueError(f"not a check: {action!r}")
+        digest = self.store.put_bytes(json.dumps(dict(record), sort_keys=True, separators=(",", ":")).encode())
+        return self.meta.record_result(mv.model, mv.version, action, digest, self.actor, summary[:500])
+
+    def results(self, mv: ModelVersion, action: str) -> list[tuple[AuditEvent, dict[str, Any]]]:
+        """The recorded checks of ``mv`` of one kind, oldest first, each with its record (re-hashed on read)."""
+        out = []
+        for event in self.meta.audit_events(mv.model):
+            if event.action == action and event.name == str(mv.version) and event.new:
+                try:
+                    body = json.loads(read_verified(self.store, Digest.parse(event.new)))
+                except (InvalidInputError, NotFoundError, ValueError):
+                    continue  # collected or never ours: the event alone still says what happened
+                if isinstance(body, dict):
+                    out.append((event, body))
+        return out
 
     def examples(self, mv: ModelVersion) -> dict[str, Any] | None:
         if mv.examples_digest is None:
