@@ -63,8 +63,12 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
+# Two workers: most tests wait on a subprocess, a server or a database, so two keep both cores busy (tests that
+# share a heavy fixture, such as the container daemon, are one xdist group and run on one worker).
+TEST_WORKERS ?= 2
+
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(DEV_STAMP)
 	$(PY) bench/tracking.py

@@ -19,6 +19,9 @@ from shipyard.config import Settings
 from shipyard.wiring import Services, build
 
 PG_URL = os.environ.get("SHIPYARD_TEST_PG_URL")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # xdist sets 80 columns in its workers; the CLI's piped output is
+    for _name in ("COLUMNS", "LINES"):     # what tests read, as a user piping it would (output.console)
+        os.environ.pop(_name, None)
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 

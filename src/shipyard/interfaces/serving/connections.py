@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,14 +120,15 @@ class RateLimited(logging.Filter):
     per interval instead of filling the disk.
     """
 
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+    def __init__(self, interval: float = LOG_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.interval = interval
+        self._clock = clock
         self._last: dict[tuple[str, Any], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = (record.name, str(record.msg).split("\n", 1)[0][:80])  # asyncio's messages differ past line one
-        now = time.monotonic()
+        now = self._clock()
         last, held = self._last.get(key, (-self.interval - 1.0, 0))
         if now - last < self.interval:
             self._last[key] = (last, held + 1)
