@@ -17,7 +17,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from shipyard.core.environments.capture import normalize, packages_of
+from shipyard.core.environments.capture import is_name, normalize, packages_of
 from shipyard.errors import InvalidInputError
 
 # What a lock never pins: Shipyard itself is installed by whoever serves the model (the image, verify).
@@ -25,18 +25,12 @@ NEVER_PINNED = frozenset({"shipyard"})
 MAX_OVERRIDE_CHARS = 500
 MAX_OVERRIDES = 100
 MAX_REQUIRES = 2000  # per package: more is a damaged or hostile record
-_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")  # PEP 508 names, bounded
 _LEGACY_VERSION = re.compile(r"[A-Za-z0-9.+!_-]{1,100}")
 _SAFE_URL = re.compile(r"[A-Za-z0-9+.-]+://[!-~]{1,2000}")  # printable ASCII, no whitespace: one line
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 
 # (name, version) -> the normalized names of its dependencies, or None when they are not known
 RequiresOf = Callable[[str, str], Sequence[str] | None]
-
-
-def is_name(name: str) -> bool:
-    """A PEP 508 distribution name (letters, digits, ``.``, ``_``, ``-``; at most 200 characters)."""
-    return bool(_NAME.fullmatch(name))
 
 
 @dataclass(frozen=True)
