@@ -112,8 +112,9 @@ class Lock:
         if self.unclosed:
             head.append("# not closed (the record predates dependency capture and this environment does not "
                         f"have the same versions): {' '.join(self.unclosed)}; their dependencies are not pinned")
-        if self.missing:
-            head.append(f"# MISSING from the record, not pinned: {' '.join(self.missing)}")
+        missing = [name for name in self.missing if name not in parsed]
+        if missing:
+            head.append(f"# MISSING from the record, not pinned: {' '.join(missing)}")
         body = []
         for pin in self.pins:
             comment = pin.comment()
@@ -155,8 +156,9 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
         try:
             req = Requirement(spec)
         except InvalidRequirement as exc:
-            raise InvalidInputError(f"override {spec[:60]!r} is not a valid requirement ({str(exc)[:120]}); "
-                                    "write it as NAME==VERSION, NAME>=VERSION or NAME @ URL") from None
+            why = str(exc).splitlines()[0][:120]
+            raise InvalidInputError(f"override {spec[:60]!r} is not a valid requirement ({why}); write it as "
+                                    " NAME==VERSION, NAME>=VERSION or NAME @ URL") from None
         if req.url and not _SAFE_URL.fullmatch(req.url):
             raise InvalidInputError(f"override {spec[:60]!r} has a URL with spaces or control characters")
         name = normalize(req.name)
