@@ -158,7 +158,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
         except InvalidRequirement as exc:
             why = str(exc).splitlines()[0][:120]
             raise InvalidInputError(f"override {spec[:60]!r} is not a valid requirement ({why}); write it as "
-                                    " NAME==VERSION, NAME>=VERSION or NAME @ URL") from None
+                                    "NAME==VERSION, NAME>=VERSION or NAME @ URL") from None
         if req.url and not _SAFE_URL.fullmatch(req.url):
             raise InvalidInputError(f"override {spec[:60]!r} has a URL with spaces or control characters")
         name = normalize(req.name)
