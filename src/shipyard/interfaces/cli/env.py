@@ -1,4 +1,5 @@
-"""``shipyard env``: the environment a run or model version was made in, and what differs between two."""
+"""``shipyard env``: the environment a run or model version was made in, what differs between two, a model's
+lock (its pinned requirements) and whether a target environment can run it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from shipyard.interfaces.cli import output as out
 if TYPE_CHECKING:
     from shipyard.wiring import Services
 
-app = typer.Typer(help="Environment fingerprints: Python, OS, CPU, GPU, framework builds, packages.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Environment fingerprints (Python, OS, CPU, GPU, framework builds, packages); a model's "
+                       "lock, and whether a target can run it.", no_args_is_help=True)
 
 REF_HELP = "A run id (or a unique prefix of one), a model version NAME@V / NAME@ALIAS, or `current`."
 
@@ -141,8 +142,10 @@ def lock(
                                     "package, or is added: e.g. torch==2.3.1 (repeatable)."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """A pinned requirements file for serving a model version: only what its flavor and its own code need,
-    at the versions it was registered with. pip and uv both install it (`uv pip install -r FILE`)."""
+    """A pinned requirements file for serving a model version (pip and uv install it).
+
+    Only what its flavor and its own code need, at the versions it was registered with:
+    `uv pip install -r FILE` or `pip install -r FILE`."""
     from shipyard.wiring import model_lock
 
     svc = out.services()
@@ -202,8 +205,10 @@ def check(
     target: str = typer.Option("current", "--target", help=TARGET_HELP),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Can TARGET run the model? The NVIDIA driver for its CUDA build, the GPU architecture, Python, the
-    machine and the ML-critical packages it pins; one line per mismatch, saying what to change. Exits 1 on any."""
+    """Can TARGET run the model? One line per mismatch, saying what to change; exits 1 on any.
+
+    Checks the NVIDIA driver for its CUDA build, the GPU architecture, Python, the machine and the
+    ML-critical packages its lock pins."""
     from shipyard.core.environments.check import check as env_check
     from shipyard.wiring import model_lock, version_environment
 
