@@ -262,3 +262,41 @@ def open_api(project: Path | None = None, tracking_uri: str | None = None,
     if project is not None:
         settings = replace(settings, root=Path(project).resolve())
     return ApiServices(build(settings, here), note)
+
+
+# --- Container images (shipyard build, verify --image) ------------------------------------------------------
+
+_FLAVOR_ROOTS = {"sklearn": ("scikit-learn", "skops", "numpy"), "torch": ("torch", "safetensors", "numpy"),
+                 "onnx": ("onnxruntime", "numpy"), "python": ("numpy",)}  # until the lock's own wiring lands
+
+
+def image_lock(svc: Services, mv: Any) -> Any:
+    """The model's lock for its image: complete, or refused naming the package it lacks."""
+    from shipyard.adapters.images.build import environment_of
+    from shipyard.core.environments.lock import lock_of
+
+    env = environment_of(svc.registry, mv)
+    lock = lock_of(env, _FLAVOR_ROOTS.get(mv.flavor, ()), label=mv.ref, env_digest=str(mv.env_digest))
+    return lock.complete(f"build {mv.ref}")
+
+
+def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: str | None = None,
+                tag: str | None = None, output: Path | None = None, push: str | None = None,
+                engine: bool = True) -> Any:
+    """``shipyard build``: the lock checked, the context written (``output``, or the project's
+    ``.shipyard/images/NAME-V``), built and recorded where an engine answers, pushed on request."""
+    import shutil
+
+    from shipyard.adapters.images import build as images
+    from shipyard.adapters.images.engine import detect
+
+    mv = svc.registry.resolve(ref)
+    env = images.environment_of(svc.registry, mv)
+    lock = image_lock(svc, mv)  # refused here, before anything is written
+    found = detect(environ) if engine else None
+    if output is None:
+        output = svc.settings.home / "images" / f"{mv.model}-{mv.version}"
+        if output.exists():
+            shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
+    return images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
+                              site_cache=svc.settings.home / "cache" / "image-site", base=base, tag=tag, push=push)

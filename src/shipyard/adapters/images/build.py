@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard import __version__
+from shipyard._version import __version__
 from shipyard.adapters.images.context import Context, shipyard_runtime, write_context
 from shipyard.adapters.images.engine import Engine
 from shipyard.adapters.images.registry import write_registry

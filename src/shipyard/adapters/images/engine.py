@@ -76,7 +76,7 @@ class Engine:
         out = self.run(["push", destination], f"push {destination}", PUSH_TIMEOUT)
         found = re.findall(r"digest: (sha256:[0-9a-f]{64})", out)
         if found:
-            return found[-1]
+            return str(found[-1])
         repo = destination.rsplit(":", 1)[0] if ":" in destination.rsplit("/", 1)[-1] else destination
         for ref in json.loads(self.run(["image", "inspect", "--format", "{{json .RepoDigests}}", destination],
                                        f"read the digest of {destination}")) or []:

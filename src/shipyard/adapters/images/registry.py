@@ -47,6 +47,8 @@ def write_registry(folder: Path, source: Registry, mv: ModelVersion) -> None:
     reason = "" if event is None else f"imported into the image: trusted by {event.actor} ({event.reason})"[:500]
     meta = SqlMetadataStore(f"sqlite:///{home / DB_FILE}")
     try:
+        if mv.run_id is not None:  # the producing run's record (its lineage) comes along: the version names it
+            meta.create_run(source.meta.get_run(mv.run_id))
         meta.import_version(mv, needed.items() if needed else [], IMAGE_ACTOR, reason)
     finally:
         meta.close()
