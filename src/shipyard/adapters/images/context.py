@@ -122,9 +122,9 @@ def _link_tree(src: Path, dest: Path) -> None:
 
 def copy_shipyard(dest: Path) -> None:
     """Shipyard's package (this very code) into ``dest/shipyard``, without caches."""
-    import shipyard
+    from shipyard import _version
 
-    source = Path(shipyard.__file__).resolve().parent
+    source = Path(_version.__file__).resolve().parent
     shutil.copytree(source, dest / "shipyard", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
