@@ -451,3 +451,39 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
         return replace(ran, reason=f"{what}: {result.error}")
     verdict = compare(examples["outputs"], result.outputs, tolerance)
     return replace(ran, status=PASS if verdict.passed else FAIL, verdict=verdict)
+
+
+def verify_image(svc: Services, ref: str | ModelVersion, image: str, environ: Mapping[str, str],
+                 ready_timeout: float | None = None, record: bool = True) -> tuple[ModelVersion, Check]:
+    """``verify --image``: the golden examples posted to the image's ``/v2/models/NAME/infer`` in a throwaway
+    container, the answers compared with the stored outputs; the outcome recorded with the version."""
+    from shipyard._version import __version__
+    from shipyard.adapters.images.probe import READY_TIMEOUT, ContainerFailed, run_in_image
+    from shipyard.core.environments.golden import FAIL, PASS, Check, Tolerance, compare
+    from shipyard.core.environments.image import answer_outputs, check_image_name, infer_request
+    from shipyard.errors import InvalidInputError, NotFoundError
+
+    try:
+        check_image_name(image, "--image")
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
+    examples = svc.registry.examples(mv)
+    if not examples or "inputs" not in examples or "outputs" not in examples:
+        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
+                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
+    request = infer_request(examples["inputs"], mv.signature)
+    try:
+        answer = run_in_image(image, mv.model, request, environ, ready_timeout or READY_TIMEOUT)
+        got = answer_outputs(answer.body)
+    except ContainerFailed as exc:
+        check = Check("image", FAIL, image, None, reason=exc.reason)
+    except ValueError as exc:
+        check = Check("image", FAIL, image, None, reason=f"the answer is not what the model returns: {exc}")
+    else:
+        verdict = compare(examples["outputs"], got, Tolerance.of(examples))
+        check = Check("image", PASS if verdict.passed else FAIL, f"{image} {answer.image_id}", None, verdict=verdict)
+    if record:
+        svc.registry.record_result(mv, "verify", {**check.to_record(__version__), "image": image},
+                                   check.summary())
+    return mv, check

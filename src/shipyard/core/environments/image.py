@@ -204,3 +204,35 @@ def default_tag(model: str, version: int) -> str:
     """``shipyard/iris:3``: a repository name is lowercase, so is the tag made from the model's name."""
     repo = re.sub(r"[^a-z0-9._-]+", "-", model.lower()).strip("._-") or "model"
     return f"shipyard/{repo}:{version}"
+
+
+# -- verify --image: the request production sends, and the answer read back as the stored outputs ----------
+
+def infer_request(inputs: list[Any], signature: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Open Inference Protocol request for the golden inputs (one tensor, one row per example)."""
+    from shipyard.core.serving.oip import INPUT_NAME, output_tensor, signature_datatype
+
+    declared = signature_datatype((signature or {}).get("inputs"))
+    return {"inputs": [output_tensor(INPUT_NAME, list(inputs), declared)]}
+
+
+def answer_outputs(body: Mapping[str, Any]) -> list[Any]:
+    """The first output tensor of an OIP answer, nested back into rows by its shape (as the examples store
+    them); ValueError when the answer is not a well-formed tensor."""
+    outputs = body.get("outputs")
+    if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], Mapping):
+        raise ValueError("the answer has no output tensor")
+    shape, data = outputs[0].get("shape"), outputs[0].get("data")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError(f"the output tensor's shape is {str(shape)[:60]}")
+    if not isinstance(data, list):
+        raise ValueError("the output tensor has no data list")
+    total = 1
+    for d in shape:
+        total *= d
+    if total != len(data):
+        raise ValueError(f"the output tensor's shape {shape} does not hold its {len(data)} values")
+    nested: list[Any] = list(data)
+    for d in reversed(shape[1:]):
+        nested = [nested[i:i + d] for i in range(0, len(nested), d)]
+    return nested

@@ -28,6 +28,10 @@ def verify(
     current: bool = typer.Option(False, "--current", help="Check in this environment, in-process: no new one."),
     every: bool = typer.Option(False, "--all", help="Check every registered model's latest (or --alias) version."),
     alias: str | None = typer.Option(None, "--alias", help="With --all: the version each model's alias names."),
+    image: str | None = typer.Option(None, "--image", metavar="IMAGE",
+                                     help="Check inside this container image (`shipyard build` makes one): run "
+                                          "it as a throwaway container and post the examples to its HTTP "
+                                          "endpoint, as production will."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """Run a model version's golden examples in an environment built from its lock (plus --with overrides)
@@ -46,13 +50,19 @@ def verify(
     if current and (overrides or python or find_links):
         raise InvalidInputError("--current checks this environment as it is: --with, --python and --find-links "
                                 "build another one, so they cannot go with it")
+    if image is not None and (current or every or overrides or python or find_links):
+        raise InvalidInputError("--image checks the image as it was built: --current, --all, --with, --python "
+                                "and --find-links cannot go with it")
     for folder in find_links:
         if not folder.is_dir():
             raise InvalidInputError(f"--find-links {folder}: not a folder")
     request = VerifyRequest(check_overrides(overrides), python, tuple(find_links), current)
     svc = out.services()
     try:
-        if every:
+        if image is not None:
+            assert ref is not None
+            failed = _verify_image(svc, ref, image, as_json)
+        elif every:
             failed = _verify_all(svc, request, alias, as_json)
         else:
             assert ref is not None
@@ -94,6 +104,26 @@ def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool) 
     return not check.passed
 
 
+def _verify_image(svc: Services, ref: str, image: str, as_json: bool) -> bool:
+    import os
+
+    from shipyard.wiring import verify_image
+
+    mv = svc.registry.resolve(ref)
+    if not as_json:
+        out.console(stderr=True).print(f"verifying {out.plain(mv.ref)} in the image {out.plain(image)} "
+                                       "(a throwaway container, through its HTTP endpoint)")
+    start = time.perf_counter()
+    _, check = verify_image(svc, mv, image, os.environ)
+    seconds = time.perf_counter() - start
+    if as_json:
+        out.print_json({"model": mv.model, "version": mv.version, "seconds": round(seconds, 3), "image": image,
+                        **check.to_record(_version())})
+    else:
+        _show(mv, check, seconds)
+    return not check.passed
+
+
 def _version() -> str:
     from shipyard import __version__
 
@@ -103,6 +133,8 @@ def _version() -> str:
 def _show(mv: ModelVersion, check: Check, seconds: float) -> None:
     c = out.console()
     where = {"venv": "venv", "current": "the current environment"}.get(check.target, check.target)
+    if check.target == "image" and check.environment:
+        where = f"image {check.environment.split()[0]}"
     if check.target == "venv" and check.environment:
         where += f" {out.short(check.environment)}" + (" (cached)" if check.reused else " (new)")
     facts = ", ".join(x for x in (f"python {check.python}" if check.python else "",
