@@ -301,7 +301,8 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
         if output.exists():
             shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
     return images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
-                              site_cache=svc.settings.home / "cache" / "image-site", base=base, tag=tag, push=push)
+                              site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
+                              push=push)
 # --- verify: a version's golden examples in another environment -------------------------------------------------
 
 FLAVOR_PACKAGES = {

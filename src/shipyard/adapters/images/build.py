@@ -34,19 +34,22 @@ class BuildResult:
     base: image.Base
     tag: str
     site_cached: bool
-    command: list[str]  # what builds the context by hand
+    deps_image: str
+    commands: list[list[str]]  # what builds the context by hand: deps/, then the model's image
     engine: str | None = None
     image_id: str | None = None
     size: int | None = None
     pushed: str | None = None  # REGISTRY/REPO@sha256:...
+    deps_built: bool | None = None  # whether the dependencies image had to be built (None: no engine)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "context": str(self.context),
                 "base": self.base.image, "base_reason": self.base.reason, "notes": list(self.base.notes),
                 "tag": self.tag, "engine": self.engine, "image_id": self.image_id, "size": self.size,
-                "pushed": self.pushed, "built": self.image_id is not None, "command": self.command,
-                "dependencies_cached": self.site_cached, "seconds": self.seconds}
+                "pushed": self.pushed, "built": self.image_id is not None, "commands": self.commands,
+                "dependencies_cached": self.site_cached, "deps_image": self.deps_image,
+                "deps_built": self.deps_built, "seconds": self.seconds}
 
 
 def environment_of(registry: Registry, mv: ModelVersion) -> dict[str, Any]:
@@ -95,17 +98,19 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
     except BaseException:
         shutil.rmtree(context_dir, ignore_errors=True)
         raise
-    result = BuildResult(mv.model, mv.version, context_dir, chosen, tag, ctx.site_cached,
-                         image.docker_build_command(str(context_dir), tag, engine.name if engine else "docker"),
+    result = BuildResult(mv.model, mv.version, context_dir, chosen, tag, ctx.site_cached, ctx.deps_image,
+                         image.build_commands(str(context_dir), tag, ctx.deps_image,
+                                              engine.name if engine else "docker"),
                          seconds={"context": round(time.perf_counter() - clock, 3)})
     if engine is None:
         return result
     clock = time.perf_counter()
-    built = engine.build(context_dir, tag)
+    built, result.deps_built = engine.build(context_dir, tag, ctx.deps_image)
     result.seconds["build"] = round(time.perf_counter() - clock, 3)
     result.engine, result.image_id, result.size = engine.name, built.image_id, built.size
     record: dict[str, Any] = {"image": tag, "image_id": built.image_id, "engine": engine.name,
                               "base": chosen.image, "size": built.size, "dependencies": ctx.site_digest,
+                              "deps_image": ctx.deps_image,
                               "labels": built.labels}
     if push:
         clock = time.perf_counter()

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +37,7 @@ class Context:
     runtime: tuple[str, ...]  # Shipyard's own serving requirements, pinned
     site_digest: str  # what the dependency layer installs (python, platform, both requirement lists)
     site_cached: bool
+    deps_image: str  # the local tag of deps/ built
 
 
 def shipyard_runtime(exclude: Sequence[str] = ("uv",)) -> list[str]:
@@ -75,7 +76,8 @@ def install_site(dest: Path, requirements: str, runtime: Sequence[str], python: 
     """Install ``requirements`` and ``runtime`` for ``python`` on ``machine`` into ``dest`` (from the cache when
     the same set was installed before). Returns the set's digest and whether the cache had it."""
     platform = f"{'aarch64' if machine in ('aarch64', 'arm64') else 'x86_64'}-manylinux_2_28"
-    key = hashlib.sha256("\0".join([SITE_CACHE_FORMAT, python, platform, requirements, *runtime]).encode())
+    pins = [ln.strip() for ln in requirements.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    key = hashlib.sha256("\0".join([SITE_CACHE_FORMAT, python, platform, *pins, "", *runtime]).encode())
     digest = f"sha256:{key.hexdigest()}"
     cached = cache / key.hexdigest()[:32]
     hit = cached.is_dir()
@@ -129,28 +131,29 @@ def copy_shipyard(dest: Path) -> None:
 
 
 def write_context(dest: Path, spec: image.ImageSpec, requirements: str, runtime: Sequence[str], machine: str,
-                  site_cache: Path, write_model: object) -> Context:
-    """The build context in ``dest`` (new or empty): Dockerfile, requirements, site/, app/, model/.
-
-    ``write_model(folder)`` writes the one-version registry into ``folder`` (``model/``).
-    """
+                  site_cache: Path, write_model: Callable[[Path], None]) -> Context:
+    """The build context in ``dest`` (new or empty): ``deps/`` (its Dockerfile and site/), ``app/``,
+    ``model/`` (``write_model(folder)`` writes the one-version registry there), the Dockerfile."""
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise IntegrityError(f"{dest} is not empty: give --output a new or empty folder")
     (dest / "requirements.txt").write_text(requirements)
     (dest / "shipyard-requirements.txt").write_text("\n".join(runtime) + "\n")
-    digest, hit = install_site(dest / "site", requirements, runtime, spec.python, machine, site_cache)
+    deps = dest / "deps"
+    digest, hit = install_site(deps / "site", requirements, runtime, spec.python, machine, site_cache)
+    (deps / "Dockerfile").write_text(image.deps_dockerfile(spec.base, digest))
+    deps_image = image.deps_tag(digest, spec.base.image)
     app = dest / "app"
     app.mkdir()
     copy_shipyard(app)
     (app / "entrypoint.py").write_text(image.ENTRYPOINT)
     model = dest / "model"
     model.mkdir()
-    write_model(model)  # type: ignore[operator]
-    text = image.dockerfile(spec)
+    write_model(model)
+    text = image.dockerfile(spec, deps_image)
     (dest / "Dockerfile").write_text(text)
-    (dest / ".dockerignore").write_text("requirements.txt\nshipyard-requirements.txt\n")
-    return Context(dest, text, requirements, tuple(runtime), digest, hit)
+    (dest / ".dockerignore").write_text("deps\nrequirements.txt\nshipyard-requirements.txt\n")
+    return Context(dest, text, requirements, tuple(runtime), digest, hit, deps_image)
 
 
 def check_same(expected: str, actual: str, what: str) -> None:

@@ -53,10 +53,22 @@ class Engine:
             raise BackendUnavailableError(f"{self.name} could not {what}: {last_words(done.stderr or done.stdout)}")
         return done.stdout
 
-    def build(self, context: Path, tag: str) -> Built:
-        """Build ``context`` without network (it carries everything), tagged ``tag``."""
+    def build(self, context: Path, tag: str, deps_image: str) -> tuple[Built, bool]:
+        """Build ``context`` without network (it carries everything), tagged ``tag``: first its ``deps/``
+        as ``deps_image`` unless the engine has it already. Returns the image and whether deps/ was built."""
+        built_deps = not self.has(deps_image)
+        if built_deps:
+            self.run(["build", "--network", "none", "-t", deps_image, str(context / "deps")],
+                     f"build {context / 'deps'}", BUILD_TIMEOUT)
         self.run(["build", "--network", "none", "-t", tag, str(context)], f"build {context}", BUILD_TIMEOUT)
-        return self.inspect(tag)
+        return self.inspect(tag), built_deps
+
+    def has(self, image: str) -> bool:
+        try:
+            self.run(["image", "inspect", "--format", "{{.Id}}", image], f"find {image}")
+        except BackendUnavailableError:
+            return False
+        return True
 
     def inspect(self, image: str) -> Built:
         text = self.run(["image", "inspect", image], f"find the image {image}")

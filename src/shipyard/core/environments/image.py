@@ -1,14 +1,17 @@
 """A model version's container image, as text: the base image, the Dockerfile, its labels (no I/O here).
 
-The build context (``adapters.images.context``) holds four things, copied in this order so that a new
-version of the same model rebuilds only the last layer: ``site/`` (the locked dependencies, installed
-for the image's Python), ``app/`` (Shipyard itself, the entrypoint and the health check), then
-``model/`` (the version's files by digest in a one-version registry). Labels and the model's reference
-come after the copies: they change with every build and would otherwise invalidate the cache.
+The build context (``adapters.images.context``) holds, in the order its layers stack so that a new
+version of the same model rebuilds only the last one: ``deps/`` (the base image and the locked
+dependencies in ``deps/site``: an image of its own, built once per lock and base and shared), ``app/``
+(Shipyard itself and the entrypoint), then ``model/`` (the version's files by digest in a one-version
+registry). The dependencies are a separate image so that a rebuild sends the engine only Shipyard and
+the model, not hundreds of megabytes it would re-hash only to find them cached. Labels and the model's
+reference come after the copies: they change with every build and would otherwise invalidate the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -150,25 +153,39 @@ def healthcheck_command(port_variable: str = PORT_VARIABLE) -> list[str]:
     return ["python3", "-c", code]
 
 
-def dockerfile(spec: ImageSpec) -> str:
-    """The Dockerfile of the build context: dependencies, Shipyard, then the model, as a non-root user."""
-    lines = [
-        f"# Rendered by Shipyard {spec.shipyard_version} for {spec.ref} ({spec.base.reason}).",
-        "# Self-contained: nothing is downloaded while it builds. Build it with: docker build -t IMAGE .",
-        f"FROM {spec.base.image}",
-    ]
-    if spec.base.install_python:
+def deps_tag(dependencies: str, base_image: str) -> str:
+    """The local tag of the dependency image: named by what it installs and what it starts from, so every
+    version (and every model) with the same lock and base shares it, and it is built once."""
+    key = hashlib.sha256(f"{dependencies}\0{base_image}".encode()).hexdigest()[:20]
+    return f"shipyard/deps:{key}"
+
+
+def deps_dockerfile(base: Base, dependencies: str) -> str:
+    """``deps/Dockerfile``: the base image and the locked dependencies, the layers every version shares."""
+    lines = [f"# Rendered by Shipyard: the dependencies layer ({base.reason}), shared by every image with the same",
+             "# lock and base. Self-contained: nothing is downloaded while it builds.",
+             f"FROM {base.image}"]
+    if base.install_python:
         lines.append("RUN apt-get update && apt-get install -y --no-install-recommends python3 "
                      "&& rm -rf /var/lib/apt/lists/*")
-    lines += [
+    lines += [f"LABEL {LABEL_PREFIX}.dependencies={_quoted(dependencies)}",
+              f"COPY site/ {SITE_DIR}/"]
+    return "\n".join(lines) + "\n"
+
+
+def dockerfile(spec: ImageSpec, deps_image: str) -> str:
+    """The Dockerfile of the build context: on the dependencies image (``deps/``), Shipyard, then the
+    model, as a non-root user."""
+    lines = [
+        f"# Rendered by Shipyard {spec.shipyard_version} for {spec.ref} ({spec.base.reason}).",
+        "# Self-contained: nothing is downloaded while it builds. Build deps/ first (tagged as below), then this.",
+        f"FROM {deps_image}",
         f"ENV PYTHONPATH={SITE_DIR}:{APP_DIR} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\",
         f"    {PORT_VARIABLE}={DEFAULT_PORT} HOME={SERVE_DIR} SHIPYARD_HOME={IMAGE_HOME} "
         f"SHIPYARD_ACTOR={IMAGE_ACTOR}",
-        "# 1. the locked dependencies (changes when the lock does)",
-        f"COPY site/ {SITE_DIR}/",
-        "# 2. Shipyard, its entrypoint and health check (changes with Shipyard)",
+        "# Shipyard, its entrypoint (changes with Shipyard)",
         f"COPY app/ {APP_DIR}/",
-        "# 3. the model version: its files by digest in a one-version registry (changes with every version)",
+        "# the model version: its files by digest in a one-version registry (changes with every version)",
         f"COPY --chown={USER_ID}:{USER_ID} model/ {SERVE_DIR}/",
         f"ENV SHIPYARD_MODEL={spec.ref}",
         "LABEL " + " \\\n      ".join(f"{k}={_quoted(v)}" for k, v in labels(spec).items()),
@@ -195,9 +212,10 @@ main()
 '''
 
 
-def docker_build_command(context: str, tag: str | None, engine: str = "docker") -> list[str]:
-    """What builds the context by hand; no network is needed (the context carries everything)."""
-    return [engine, "build", "--network", "none", *(["-t", tag] if tag else []), context]
+def build_commands(context: str, tag: str, deps_image: str, engine: str = "docker") -> list[list[str]]:
+    """What builds the context by hand: the dependencies image, then the model's; no network is needed."""
+    return [[engine, "build", "--network", "none", "-t", deps_image, f"{context.rstrip('/')}/deps"],
+            [engine, "build", "--network", "none", "-t", tag, context]]
 
 
 def default_tag(model: str, version: int) -> str:

@@ -59,10 +59,12 @@ def build(
             from shipyard.errors import BackendUnavailableError
 
             raise BackendUnavailableError("no container engine answers, so nothing was pushed: build the "
-                                          f"context with `{shlex.join(result.command)}` and push it yourself")
+                                          f"context with `{' && '.join(map(shlex.join, result.commands))}` and "
+                                          "push it yourself")
         con.print("no container engine answers here (Docker at DOCKER_HOST or /var/run/docker.sock, or "
                   "podman); build it with:")
-        con.print(f"  {shlex.join(result.command)}", soft_wrap=True)
+        for command in result.commands:
+            con.print(f"  {shlex.join(command)}", soft_wrap=True)
         return
     con.print(f"built {result.tag} ({result.image_id[:19]}, {out.size(result.size or 0)}) with {result.engine} "
               f"in {result.seconds.get('build', 0):.1f} s; recorded with {ref_text}")
