@@ -164,6 +164,10 @@ def test_build_run_verify_push_and_pull_by_digest(project: Project, daemon: Daem
     finally:
         svc.close()
 
+    # env check --target IMAGE: the record captured inside the image, compared with the version's
+    checked = project.run("env", "check", "iris@1", "--target", result["tag"], "--json")
+    assert json.loads(checked.stdout)["ok"] and json.loads(checked.stdout)["target"] == f"the image {result['tag']}"
+
     # 4. pushed to the registry; pulled back by digest after the local copies are gone
     repo, digest = result["pushed"].split("@")
     assert repo == built.pushed_to.rsplit(":", 1)[0] and digest.startswith("sha256:")

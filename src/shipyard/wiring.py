@@ -16,6 +16,7 @@ from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.environments.golden import Check, Tolerance
+    from shipyard.core.environments.lock import Lock
     from shipyard.core.lineage.records import CodeVersion
     from shipyard.core.lineage.tracking import Tracker
     from shipyard.core.pipelines.jobs import Events
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # the data commands import this module: keep what they don't 
     from shipyard.core.project.model import Executor as ExecutorSpec
     from shipyard.core.project.model import Project
     from shipyard.core.registry.records import ModelVersion
-    from shipyard.core.registry.service import Registry
+    from shipyard.core.registry.service import Registry, SavedModel
     from shipyard.core.workspace.data import Workspace
     from shipyard.core.workspace.history import LockHistory
     from shipyard.ports import Executor, Flavor, MetadataStore, ObjectStore, Remote
@@ -184,6 +185,67 @@ def current_environment(settings: Settings) -> dict[str, Any]:
     return capture(settings.home if settings.home.is_dir() else None)
 
 
+MAX_ENV_RECORD_BYTES = 16 * 1024 * 1024  # as the probe's cache: thousands of distributions fit
+
+
+def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str, Any]:
+    """The environment record ``mv`` was registered from, re-hashed against its digest and read within a
+    bound; a version registered without one is a NotFoundError saying so."""
+    import json
+
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.errors import IntegrityError, NotFoundError
+
+    store = svc.store
+    if mv.env_digest is None:
+        raise NotFoundError(f"{mv.ref} was registered without an environment record: register it again "
+                            "(log_model or `shipyard models register`) to lock or check it")
+    with store.open(mv.env_digest) as f:
+        raw = f.read(MAX_ENV_RECORD_BYTES + 1)
+    if len(raw) > MAX_ENV_RECORD_BYTES or Digest.of_bytes(raw) != mv.env_digest:
+        raise IntegrityError(f"the environment record {mv.env_digest} of {mv.ref} is corrupt (its bytes no "
+                             "longer hash to its name); restore the project's store from a backup")
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"the environment record of {mv.ref} is not JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise IntegrityError(f"the environment record of {mv.ref} is not a JSON object")
+    return record
+
+
+def saved_model(svc: Services | Registry, mv: ModelVersion) -> SavedModel:
+    """``mv``'s ``shipyard-model.json``, read from its manifest (re-hashed), without materializing the model."""
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.artifacts.tree import load_manifest
+    from shipyard.core.registry.service import MAX_DESCRIPTION_BYTES, MODEL_FILE, SavedModel
+    from shipyard.errors import IntegrityError
+
+    store = svc.store
+    entry = next((e for e in load_manifest(store, mv.manifest_digest).entries if e.path == MODEL_FILE), None)
+    if entry is None:
+        raise IntegrityError(f"{mv.ref} has no {MODEL_FILE} in its stored files")
+    with store.open(entry.digest) as f:
+        raw = f.read(MAX_DESCRIPTION_BYTES + 1)
+    if len(raw) <= MAX_DESCRIPTION_BYTES and Digest.of_bytes(raw) != entry.digest:
+        raise IntegrityError(f"{mv.ref}'s {MODEL_FILE} ({entry.digest}) is corrupt (its bytes no longer hash to "
+                             "its name); restore the project's store from a backup")
+    return SavedModel.parse(raw, f"{mv.ref}'s {MODEL_FILE}")
+
+
+def model_lock(svc: Services | Registry, mv: ModelVersion) -> Lock:
+    """The lock of ``mv``: what its flavor and its own code need, pinned as in the environment it was
+    registered from (a record captured before dependencies were recorded closes through the current
+    environment's same versions, and says what it could not close)."""
+    from shipyard.adapters.environments.probe import requires_of
+    from shipyard.core.environments.lock import lock_of
+
+    record = version_environment(svc, mv)
+    saved = saved_model(svc, mv)
+    roots = (*flavor(saved.flavor).packages(saved.flavor_meta), *saved.requirements)
+    return lock_of(record, roots, requires_of=requires_of, label=mv.ref, env_digest=str(mv.env_digest))
+
+
 def registry_of(db_url: str) -> str:
     """Where a registry lives, for messages: a SQLite file's folder, or the database URL without its password."""
     from urllib.parse import urlsplit, urlunsplit
@@ -268,18 +330,9 @@ def open_api(project: Path | None = None, tracking_uri: str | None = None,
 
 # --- Container images (shipyard build, verify --image) ------------------------------------------------------
 
-_FLAVOR_ROOTS = {"sklearn": ("scikit-learn", "skops", "numpy"), "torch": ("torch", "safetensors", "numpy"),
-                 "onnx": ("onnxruntime", "numpy"), "python": ("numpy",)}  # until the lock's own wiring lands
-
-
-def image_lock(svc: Services, mv: Any) -> Any:
+def image_lock(svc: Services, mv: ModelVersion) -> Lock:
     """The model's lock for its image: complete, or refused naming the package it lacks."""
-    from shipyard.adapters.images.build import environment_of
-    from shipyard.core.environments.lock import lock_of
-
-    env = environment_of(svc.registry, mv)
-    lock = lock_of(env, _FLAVOR_ROOTS.get(mv.flavor, ()), label=mv.ref, env_digest=str(mv.env_digest))
-    return lock.complete(f"build {mv.ref}")
+    return model_lock(svc, mv).complete(f"build {mv.ref}")
 
 
 def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: str | None = None,
@@ -293,7 +346,7 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
     from shipyard.adapters.images.engine import detect
 
     mv = svc.registry.resolve(ref)
-    env = images.environment_of(svc.registry, mv)
+    env = version_environment(svc, mv)
     lock = image_lock(svc, mv)  # refused here, before anything is written
     found = detect(environ) if engine else None
     if output is None:
@@ -452,6 +505,19 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
         return replace(ran, reason=f"{what}: {result.error}")
     verdict = compare(examples["outputs"], result.outputs, tolerance)
     return replace(ran, status=PASS if verdict.passed else FAIL, verdict=verdict)
+
+
+def image_environment(image: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The environment record inside a container image (`env check --target IMAGE`), captured there."""
+    from shipyard.adapters.images.engine import engine_for
+    from shipyard.core.environments.image import check_image_name
+    from shipyard.errors import InvalidInputError
+
+    try:
+        check_image_name(image, "--target")
+    except ValueError as exc:
+        raise InvalidInputError(f"{exc}, nor `current` or an environment record file") from None
+    return engine_for(environ).environment(image)
 
 
 def verify_image(svc: Services, ref: str | ModelVersion, image: str, environ: Mapping[str, str],

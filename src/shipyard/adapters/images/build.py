@@ -7,7 +7,6 @@ recorded with the version, and pushed.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Mapping
@@ -19,7 +18,6 @@ from shipyard._version import __version__
 from shipyard.adapters.images.context import Context, shipyard_runtime, write_context
 from shipyard.adapters.images.engine import Engine
 from shipyard.adapters.images.registry import write_registry
-from shipyard.core.artifacts.tree import read_verified
 from shipyard.core.environments import image
 from shipyard.core.registry.records import BUILD_ACTION, ModelVersion
 from shipyard.core.registry.service import Registry
@@ -50,17 +48,6 @@ class BuildResult:
                 "pushed": self.pushed, "built": self.image_id is not None, "commands": self.commands,
                 "dependencies_cached": self.site_cached, "deps_image": self.deps_image,
                 "deps_built": self.deps_built, "seconds": self.seconds}
-
-
-def environment_of(registry: Registry, mv: ModelVersion) -> dict[str, Any]:
-    """The version's environment record (what it was registered from), re-hashed as it is read."""
-    if mv.env_digest is None:
-        raise NotFoundError(f"{mv.ref} was registered without an environment record, so there is nothing to "
-                            "build its image from; register it again with a current Shipyard")
-    body = json.loads(read_verified(registry.store, mv.env_digest))
-    if not isinstance(body, dict):
-        raise InvalidInputError(f"the environment record of {mv.ref} is not a JSON object")
-    return body
 
 
 def revision_of(registry: Registry, mv: ModelVersion) -> tuple[str | None, str | None]:

@@ -21,6 +21,7 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 PROBE_TIMEOUT = 10
 BUILD_TIMEOUT = 1800
 PUSH_TIMEOUT = 900
+MAX_RECORD_CHARS = 16 * 1024 * 1024
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DESTINATION = re.compile(r"[a-z0-9][a-z0-9._:/-]{0,250}", re.IGNORECASE)
 
@@ -62,6 +63,23 @@ class Engine:
                      f"build {context / 'deps'}", BUILD_TIMEOUT)
         self.run(["build", "--network", "none", "-t", tag, str(context)], f"build {context}", BUILD_TIMEOUT)
         return self.inspect(tag), built_deps
+
+    def environment(self, image: str, timeout: float = PROBE_TIMEOUT * 12) -> dict[str, object]:
+        """The environment record captured inside ``image`` by Shipyard's own probe (entrypoint overridden,
+        no network): what `env check --target IMAGE` compares with the model's."""
+        out = self.run(["run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "python3", image, "-m",
+                        "shipyard.adapters.environments.probe"], f"capture the environment inside {image} (an "
+                       "image `shipyard build` made carries Shipyard's probe)", timeout)
+        if len(out) > MAX_RECORD_CHARS:
+            raise BackendUnavailableError(f"the environment record {image} printed is larger than "
+                                          f"{MAX_RECORD_CHARS // 1024 // 1024} MiB")
+        try:
+            record = json.loads(out)
+        except (ValueError, RecursionError) as exc:
+            raise BackendUnavailableError(f"{image} printed no environment record ({exc})") from None
+        if not isinstance(record, dict):
+            raise BackendUnavailableError(f"{image} printed no environment record (not a JSON object)")
+        return record
 
     def has(self, image: str) -> bool:
         try:
