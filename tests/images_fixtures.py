@@ -81,6 +81,7 @@ def start_dockerd(tmp: Path) -> Iterator[Daemon]:
     dockerd = shutil.which("dockerd")
     if dockerd is None or shutil.which("docker") is None:
         pytest.fail("the Docker daemon is not installed (apt-get install docker.io): the container tests need it")
+    tmp.mkdir(parents=True, exist_ok=True)
     sock = tmp / "docker.sock"
     log = open(tmp / "dockerd.log", "wb")  # noqa: SIM115 - open for the daemon's lifetime
     proc = subprocess.Popen([dockerd, "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",

@@ -177,7 +177,7 @@ def test_build_run_verify_push_and_pull_by_digest(project: Project, daemon: Daem
     assert pulled_id == result["image_id"]
 
 
-def test_context_is_self_contained_and_ordered_for_the_cache(built: Built) -> None:
+def test_context_is_self_contained_and_ordered_for_the_cache(project: Project, built: Built) -> None:
     ctx = built.context
     text = (ctx / "Dockerfile").read_text()
     assert f"FROM {built.result['deps_image']}" in text and "COPY site/" in (ctx / "deps" / "Dockerfile").read_text()
@@ -185,7 +185,18 @@ def test_context_is_self_contained_and_ordered_for_the_cache(built: Built) -> No
     assert (ctx / "deps" / "site" / "sklearn").is_dir() and (ctx / "app" / "shipyard" / "__main__.py").is_file()
     assert "scikit-learn==" in (ctx / "requirements.txt").read_text()
     assert not (ctx / "deps" / "site" / "uv").exists()  # the server never builds environments
-    assert (ctx / "model" / ".shipyard" / "shipyard.db").is_file()
+    # the image's one-version registry: the same version, number and record
+    from shipyard.adapters.db.store import SqlMetadataStore
+
+    meta = SqlMetadataStore(f"sqlite:///{ctx / 'model' / '.shipyard' / 'shipyard.db'}")
+    svc = project.services()
+    try:
+        here, there = svc.registry.resolve("iris@1"), meta.get_version("iris", 1)
+        assert there.record_digest() == here.record_digest() and [m.version for m in meta.list_versions("iris")] == [1]
+        assert meta.latest_trust("iris", 1) is None  # skops' allowlist covers it: nothing needs trusting there
+    finally:
+        meta.close()
+        svc.close()
 
 
 def test_new_version_rebuilds_only_the_model_layer(project: Project, daemon: Daemon, built: Built,
