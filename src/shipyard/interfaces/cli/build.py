@@ -61,8 +61,8 @@ def build(
             raise BackendUnavailableError("no container engine answers, so nothing was pushed: build the "
                                           f"context with `{' && '.join(map(shlex.join, result.commands))}` and "
                                           "push it yourself")
-        con.print("no container engine answers here (Docker at DOCKER_HOST or /var/run/docker.sock, or "
-                  "podman); build it with:")
+        con.print("build it with:" if context_only else "no container engine answers here (Docker at "
+                  "DOCKER_HOST or /var/run/docker.sock, or podman); build it with:")
         for command in result.commands:
             con.print(f"  {shlex.join(command)}", soft_wrap=True)
         return
