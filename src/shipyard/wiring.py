@@ -6,7 +6,7 @@ import functools
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
     from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.environments.golden import Check, Tolerance
     from shipyard.core.environments.lock import Lock
     from shipyard.core.lineage.records import CodeVersion
     from shipyard.core.lineage.tracking import Tracker
@@ -325,3 +326,231 @@ def open_api(project: Path | None = None, tracking_uri: str | None = None,
     if project is not None:
         settings = replace(settings, root=Path(project).resolve())
     return ApiServices(build(settings, here), note)
+
+
+# --- Container images (shipyard build, verify --image) ------------------------------------------------------
+
+def image_lock(svc: Services, mv: ModelVersion) -> Lock:
+    """The model's lock for its image: complete, or refused naming the package it lacks."""
+    return model_lock(svc, mv).complete(f"build {mv.ref}")
+
+
+def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: str | None = None,
+                tag: str | None = None, output: Path | None = None, push: str | None = None,
+                engine: bool = True) -> Any:
+    """``shipyard build``: the lock checked, the context written (``output``, or the project's
+    ``.shipyard/images/NAME-V``), built and recorded where an engine answers, pushed on request."""
+    import shutil
+
+    from shipyard.adapters.images import build as images
+    from shipyard.adapters.images.engine import detect
+
+    mv = svc.registry.resolve(ref)
+    env = version_environment(svc, mv)
+    lock = image_lock(svc, mv)  # refused here, before anything is written
+    found = detect(environ) if engine else None
+    if output is None:
+        output = svc.settings.home / "images" / f"{mv.model}-{mv.version}"
+        if output.exists():
+            shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
+    return images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
+                              site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
+                              push=push)
+# --- verify: a version's golden examples in another environment -------------------------------------------------
+
+FLAVOR_PACKAGES = {
+    "sklearn": ("scikit-learn", "skops", "numpy", "scipy", "joblib", "threadpoolctl"),
+    "python": ("numpy",),
+    "onnx": ("onnxruntime", "numpy"),
+    "torch": ("torch", "numpy"),
+}
+
+
+def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where verify keeps its environments: ``$SHIPYARD_CACHE_DIR/envs``, else the user's cache folder
+    (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/shipyard/envs``."""
+    env = os.environ if environ is None else environ
+    if env.get("SHIPYARD_CACHE_DIR"):
+        return Path(env["SHIPYARD_CACHE_DIR"]).expanduser() / "envs"
+    base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "shipyard" / "envs"
+
+
+def model_requirements(svc: Services, mv: ModelVersion, flavor_meta: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """(the Python version, the requirement lines) a version's environment is built from.
+
+    Until the lock lands: the flavor's packages (and the package of a python model's class) at the
+    versions its registration environment recorded.
+    """
+    import platform
+
+    from shipyard.core.environments.capture import normalize, packages_of
+
+    record: dict[str, Any] = {}
+    if mv.env_digest is not None:
+        import json
+
+        with svc.store.open(mv.env_digest) as f:
+            record = json.loads(f.read(64 * 1024 * 1024))
+    version = str((record.get("python") or {}).get("version") or platform.python_version())
+    python = ".".join(version.split(".")[:2])
+    packages = packages_of(record)
+    wanted = list(FLAVOR_PACKAGES.get(mv.flavor, ()))
+    if mv.flavor == "python":  # the distribution of the model's class, where its top module names one
+        wanted.append(str(flavor_meta.get("class", "")).split(".")[0])
+    lines = [f"{name}=={packages[name]['version']}" for name in map(normalize, wanted) if name in packages]
+    return python, lines
+
+
+def check_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``--with`` values, each checked as a PEP 508 requirement (a one-line error otherwise)."""
+    from shipyard.adapters.environments.venvs import requirement_name
+
+    for line in overrides:
+        requirement_name(line)
+    return tuple(o.strip() for o in overrides)
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    overrides: tuple[str, ...] = ()
+    python: str | None = None
+    find_links: tuple[Path, ...] = ()
+    current: bool = False
+
+
+def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyRequest,
+                   on_line: Callable[[str], None] = lambda _: None, environ: Mapping[str, str] | None = None,
+                   record: bool = True) -> tuple[ModelVersion, Check]:
+    """Run ``ref``'s golden examples in a fresh environment (or the current one) and record the outcome."""
+    from shipyard._version import __version__
+    from shipyard.core.environments.golden import Tolerance
+    from shipyard.errors import NotFoundError
+
+    mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
+    examples = svc.registry.examples(mv)
+    if not examples or "inputs" not in examples or "outputs" not in examples:
+        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
+                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
+    tolerance = Tolerance.of(examples)
+    if request.current:
+        check = _verify_current(svc, mv, examples, tolerance)
+    else:
+        check = _verify_venv(svc, mv, examples, tolerance, request, on_line, environ)
+    if record:
+        svc.registry.record_result(mv, "verify", check.to_record(__version__), check.summary())
+    return mv, check
+
+
+def _verify_current(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], tolerance: Tolerance) -> Check:
+    import platform
+
+    from shipyard.adapters.environments.child import as_inputs
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.environments.capture import to_bytes
+    from shipyard.core.environments.golden import FAIL, PASS, Check, compare
+
+    env = Digest.of_bytes(to_bytes(current_environment(svc.settings)))
+    model = svc.registry.load(mv.ref)  # trust-checked, re-hashed: an untrusted version raises here
+    flavor_ = svc.registry.flavors(mv.flavor)
+    where = str(env)
+    try:
+        got = flavor_.to_json(flavor_.predict(model, as_inputs(examples["inputs"])))
+    except Exception as exc:  # the model's own failure is the verdict, not a crash of verify
+        from shipyard.adapters.flavors import first_line
+
+        return Check("current", FAIL, where, platform.python_version(),
+                     reason=f"the model failed to answer: {type(exc).__name__}: {first_line(exc)}")
+    verdict = compare(examples["outputs"], got, tolerance)
+    return Check("current", PASS if verdict.passed else FAIL, where, platform.python_version(), verdict=verdict)
+
+
+def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], tolerance: Tolerance,
+                 request: VerifyRequest, on_line: Callable[[str], None], environ: Mapping[str, str] | None) -> Check:
+    import tempfile
+    from dataclasses import replace
+
+    from shipyard.adapters.environments.venvs import EnvCache, EnvSpec, NotInstalled, run_child, with_overrides
+    from shipyard.core.artifacts.tree import materialize
+    from shipyard.core.environments.golden import FAIL, NOT_INSTALLED, PASS, Check, compare
+    from shipyard.core.registry.service import SavedModel
+    from shipyard.core.registry.trust import untrusted_error
+    from shipyard.errors import IntegrityError
+
+    with tempfile.TemporaryDirectory(prefix="shipyard-verify-model-") as tmp:
+        folder = Path(tmp) / "model"
+        materialize(svc.store, mv.manifest_digest, folder)  # every file re-hashed against its digest
+        saved = SavedModel.read(folder)
+        if saved.flavor != mv.flavor:
+            raise IntegrityError(f"{mv.ref} was registered as {mv.flavor} but its files say {saved.flavor}")
+        # Trust is decided here, by the registry's rules; the child gets exactly that set and its flavor
+        # refuses anything outside it before deserializing (what the version needs is read there, where
+        # the flavor's libraries are imported anyway: the same check Registry.load makes)
+        granted = svc.registry.trusted(mv)
+        python, lines = model_requirements(svc, mv, saved.flavor_meta)
+        python = request.python or python
+        spec = EnvSpec(python, tuple(with_overrides(lines, request.overrides)), request.overrides,
+                       tuple(p.resolve() for p in request.find_links))
+        env = EnvCache(verify_cache_dir(environ)).ensure(spec, on_line)
+        if isinstance(env, NotInstalled):
+            return Check("venv", NOT_INSTALLED, env.key, python, request.overrides, reason=env.reason)
+        result = run_child(env.python, folder, saved.flavor, saved.flavor_meta, granted.items(), examples["inputs"])
+        if result.untrusted:  # the message that names the trust command, as Registry.load gives it
+            raise untrusted_error(mv.ref, svc.registry.requirements(folder), granted)
+    ran = Check("venv", FAIL, env.key, env.python_version, request.overrides, reused=env.reused,
+                packages=dict(result.packages or {}))
+    if not result.ok:
+        what = {"load": "the model did not load", "predict": "the model failed to answer",
+                "import": "the flavor did not import"}.get(result.stage, "the model failed")
+        return replace(ran, reason=f"{what}: {result.error}")
+    verdict = compare(examples["outputs"], result.outputs, tolerance)
+    return replace(ran, status=PASS if verdict.passed else FAIL, verdict=verdict)
+
+
+def image_environment(image: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The environment record inside a container image (`env check --target IMAGE`), captured there."""
+    from shipyard.adapters.images.engine import engine_for
+    from shipyard.core.environments.image import check_image_name
+    from shipyard.errors import InvalidInputError
+
+    try:
+        check_image_name(image, "--target")
+    except ValueError as exc:
+        raise InvalidInputError(f"{exc}, nor `current` or an environment record file") from None
+    return engine_for(environ).environment(image)
+
+
+def verify_image(svc: Services, ref: str | ModelVersion, image: str, environ: Mapping[str, str],
+                 ready_timeout: float | None = None, record: bool = True) -> tuple[ModelVersion, Check]:
+    """``verify --image``: the golden examples posted to the image's ``/v2/models/NAME/infer`` in a throwaway
+    container, the answers compared with the stored outputs; the outcome recorded with the version."""
+    from shipyard._version import __version__
+    from shipyard.adapters.images.probe import READY_TIMEOUT, ContainerFailed, run_in_image
+    from shipyard.core.environments.golden import FAIL, PASS, Check, Tolerance, compare
+    from shipyard.core.environments.image import answer_outputs, check_image_name, infer_request
+    from shipyard.errors import InvalidInputError, NotFoundError
+
+    try:
+        check_image_name(image, "--image")
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
+    examples = svc.registry.examples(mv)
+    if not examples or "inputs" not in examples or "outputs" not in examples:
+        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
+                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
+    request = infer_request(examples["inputs"], mv.signature)
+    try:
+        answer = run_in_image(image, mv.model, request, environ, ready_timeout or READY_TIMEOUT)
+        got = answer_outputs(answer.body)
+    except ContainerFailed as exc:
+        check = Check("image", FAIL, image, None, reason=exc.reason)
+    except ValueError as exc:
+        check = Check("image", FAIL, image, None, reason=f"the answer is not what the model returns: {exc}")
+    else:
+        verdict = compare(examples["outputs"], got, Tolerance.of(examples))
+        check = Check("image", PASS if verdict.passed else FAIL, f"{image} {answer.image_id}", None, verdict=verdict)
+    if record:
+        svc.registry.record_result(mv, "verify", {**check.to_record(__version__), "image": image},
+                                   check.summary())
+    return mv, check

@@ -59,6 +59,24 @@ class SqlRegistry(SqlBase):
                             _summary(new.trusted), _trust_body(new.trust_reason, new.trusted), now)
         return created
 
+    def import_version(self, version: ModelVersion, trusted: Sequence[str], actor: str, reason: str) -> ModelVersion:
+        """Record ``version`` as registered elsewhere, its number and fields unchanged (an image's
+        one-version registry); only into a registry that does not hold the model yet."""
+        with self.write() as conn:
+            if conn.execute(sa.select(rm.name).where(rm.name == version.model)).first() is not None:
+                raise ConflictError(f"cannot import {version.ref}: this registry already holds {version.model}")
+            conn.execute(t.registered_models.insert().values(**fits(t.registered_models, dict(
+                name=version.model, last_version=version.version, created_at=version.created_at))))
+            row = {k: v for k, v in version.to_dict().items() if k != "aliases"}
+            conn.execute(t.model_versions.insert().values(**fits(t.model_versions, row)))
+            self._audit(conn, version.created_by, REGISTER_ACTION, version.model, str(version.version), None,
+                        str(version.manifest_digest), _register_body(version.description, version.record_digest()),
+                        version.created_at)
+            if trusted:
+                self._audit(conn, actor, TRUST_ACTION, version.model, str(version.version), None,
+                            _summary(trusted), _trust_body(reason, trusted), time.time())
+        return self._version_from(row, ())
+
     def get_version(self, model: str, version: int | None) -> ModelVersion:
         with self.read() as conn:
             q = sa.select(t.model_versions).where(mv.model == model)

@@ -8,7 +8,7 @@ import typer
 
 from shipyard import __version__
 from shipyard.errors import ShipyardError
-from shipyard.interfaces.cli import alias, data, env, models, pipeline, project, runs, serve, store
+from shipyard.interfaces.cli import alias, build, data, env, models, pipeline, project, runs, serve, store, verify
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -30,6 +30,8 @@ app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
 app.command("reproduce")(pipeline.reproduce)
 app.command("serve")(serve.serve)
+app.command("build")(build.build)
+app.command("verify")(verify.verify)
 
 
 def _version(value: bool) -> None:

@@ -169,7 +169,8 @@ def lock(
                                    f"{out.plain(mv.ref)}; install with `uv pip install -r {where}`")
 
 
-TARGET_HELP = "`current` (this environment) or an environment record file (JSON, as `shipyard env show --json` writes)."
+TARGET_HELP = ("`current` (this environment), an environment record file (JSON, as `shipyard env show --json` "
+               "writes), or a container image (`shipyard build` makes one): its environment is captured inside it.")
 MAX_TARGET_BYTES = 16 * 1024 * 1024
 
 
@@ -181,6 +182,12 @@ def target_environment(target: str) -> tuple[str, dict[str, Any]]:
     if target == "current":
         return load("current")
     path = Path(target)
+    if not path.exists() and not target.endswith(".json"):  # not a record file: a container image
+        import os
+
+        from shipyard.wiring import image_environment
+
+        return f"the image {target}", image_environment(target, os.environ)
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_TARGET_BYTES + 1)

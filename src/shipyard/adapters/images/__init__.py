@@ -1,0 +1,1 @@
+"""Container images of model versions: build context, engine, the image's one-version registry."""

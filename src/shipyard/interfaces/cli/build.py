@@ -1,0 +1,74 @@
+"""``shipyard build``: a model version's container image (or its build context, where no engine answers)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+
+def build(
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@ALIAS or NAME (latest)."),
+    base: str = typer.Option(None, "--base",
+                             help="Base image to build on [default: from the version's environment: "
+                                  "python:X.Y-slim, or a CUDA runtime image for a GPU build]."),
+    tag: str = typer.Option(None, "--tag", "-t", help="Image tag [default: shipyard/NAME:VERSION]."),
+    output: Path = typer.Option(None, "--output", "-o",
+                                help="Write the build context into this new or empty folder (kept) "
+                                     "[default: .shipyard/images/NAME-VERSION]."),
+    push: str = typer.Option(None, "--push", help="REGISTRY/REPO[:TAG]: push the image there after building."),
+    context_only: bool = typer.Option(False, "--context-only",
+                                      help="Only write the context and print the command that builds it."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Build a container image that serves a model version: `shipyard serve` on port $PORT (8080).
+
+    The context is self-contained (the model's locked requirements installed for the image's Python,
+    Shipyard, and the version's files by digest in a one-version registry), so the build downloads
+    nothing. The image runs as a non-root user, has a HEALTHCHECK on /v2/health/ready and OCI labels.
+    Where Docker (DOCKER_HOST or its default socket) or podman answers, the image is built and its id
+    recorded with the version; otherwise the command that builds the context is printed.
+    """
+    from shipyard.wiring import build_image
+
+    if push and context_only:
+        from shipyard.errors import InvalidInputError
+
+        raise InvalidInputError("--push needs an image: drop --context-only")
+    svc = out.services()
+    try:
+        result = build_image(svc, ref, os.environ, base=base, tag=tag, output=output, push=push,
+                             engine=not context_only)
+    finally:
+        svc.close()
+    if as_json:
+        out.print_json(result.to_dict())
+        return
+    con = out.console()
+    ref_text = f"{result.model}@{result.version}"
+    con.print(f"context for {ref_text} in {result.context} (base {result.base.image}: {result.base.reason}"
+              f"{'; dependencies from the cache' if result.site_cached else ''})")
+    for note in result.base.notes:
+        con.print(f"note: {note}")
+    if result.image_id is None:
+        if push:
+            from shipyard.errors import BackendUnavailableError
+
+            raise BackendUnavailableError("no container engine answers, so nothing was pushed: build the "
+                                          f"context with `{' && '.join(map(shlex.join, result.commands))}` and "
+                                          "push it yourself")
+        con.print("build it with:" if context_only else "no container engine answers here (Docker at "
+                  "DOCKER_HOST or /var/run/docker.sock, or podman); build it with:")
+        for command in result.commands:
+            con.print(f"  {shlex.join(command)}", soft_wrap=True)
+        return
+    con.print(f"built {result.tag} ({result.image_id[:19]}, {out.size(result.size or 0)}) with {result.engine} "
+              f"in {result.seconds.get('build', 0):.1f} s; recorded with {ref_text}")
+    if result.pushed:
+        con.print(f"pushed {result.pushed}")
+    con.print(f"run it:    docker run --rm -p 8080:8080 {result.tag}")
+    con.print(f"verify it: shipyard verify {ref_text} --image {result.tag}")
