@@ -26,7 +26,7 @@ from shipyard.errors import InvalidInputError
 from tests.conftest import cli_env, shipyard
 from tests.images_fixtures import Daemon, free_port, import_base, start_dockerd, start_registry
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("images")]  # one daemon, one shared image: one worker
 
 TRAIN = """
 import shipyard

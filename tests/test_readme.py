@@ -28,6 +28,7 @@ EXPECTED_NOT_AS_WRITTEN = {
     ("skip", "# for example (each names a version that needs it; the refusal prints the exact command):"),
     ("skip", "CREATE ROLE shipyard_app LOGIN PASSWORD '...';"),
     ("skip", "src/shipyard/"),
+    ("skip", "shipyard build iris@1 --base local/debian-python:bookworm"),  # needs Docker: tests/test_images.py
 }
 
 

@@ -14,12 +14,12 @@ from shipyard.interfaces.cli import output as out
 def build(
     ref: str = typer.Argument(..., help="NAME@VERSION, NAME@ALIAS or NAME (latest)."),
     base: str = typer.Option(None, "--base",
-                             help="Base image to build on [default: from the version's environment: "
-                                  "python:X.Y-slim, or a CUDA runtime image for a GPU build]."),
-    tag: str = typer.Option(None, "--tag", "-t", help="Image tag [default: shipyard/NAME:VERSION]."),
+                             help="Base image to build on (default: from the version's environment: "
+                                  "python:X.Y-slim, or a CUDA runtime image for a GPU build)."),
+    tag: str = typer.Option(None, "--tag", "-t", help="Image tag (default: shipyard/NAME:VERSION)."),
     output: Path = typer.Option(None, "--output", "-o",
                                 help="Write the build context into this new or empty folder (kept) "
-                                     "[default: .shipyard/images/NAME-VERSION]."),
+                                     "(default: .shipyard/images/NAME-VERSION)."),
     push: str = typer.Option(None, "--push", help="REGISTRY/REPO[:TAG]: push the image there after building."),
     context_only: bool = typer.Option(False, "--context-only",
                                       help="Only write the context and print the command that builds it."),

@@ -45,7 +45,7 @@ def serve(
                                help="With --api-key, what stays open without it: any of health "
                                     "(/v2/health/*, /v2/models/NAME/ready), metrics (/metrics), metadata "
                                     "(/v2, /v2/models/NAME, /openapi.json), comma-separated, or none "
-                                    "[default: health,metrics]. Without --api-key everything is open."),
+                                    "(default: health,metrics). Without --api-key everything is open."),
 ) -> None:
     """Serve a model: Open Inference Protocol v2 (/v2/...), plain JSON /predict, Prometheus /metrics.
 
