@@ -405,13 +405,20 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
         if isinstance(env, NotInstalled):
             return Check("venv", NOT_INSTALLED, env.key, python, request.overrides, reason=env.reason)
         result = run_child(env.python, folder, saved.flavor, saved.flavor_meta, granted.items(), examples["inputs"])
-        if result.untrusted:  # the message that names the trust command, as Registry.load gives it
-            raise untrusted_error(mv.ref, svc.registry.requirements(folder), granted)
+        if result.untrusted:  # refused there: is it untrusted here too (then say how to trust it, as load does)?
+            needed = svc.registry.requirements(folder)
+            if needed - granted:
+                raise untrusted_error(mv.ref, needed, granted)
+            # trusted by this registry's rules, refused by the flavor there: that environment cannot read it
+            found = ", ".join(f"{k} {v}" for k, v in (result.packages or {}).items() if k != "python")
+            result = replace(result, stage="refused", error=f"the {saved.flavor} flavor there ({found}) does not "
+                             f"accept what this registry trusts: {result.error}")
     ran = Check("venv", FAIL, env.key, env.python_version, request.overrides, reused=env.reused,
                 packages=dict(result.packages or {}))
     if not result.ok:
         what = {"load": "the model did not load", "predict": "the model failed to answer",
-                "import": "the flavor did not import"}.get(result.stage, "the model failed")
+                "import": "the flavor did not import", "refused": "the model did not load"}.get(result.stage,
+                                                                                                "the model failed")
         return replace(ran, reason=f"{what}: {result.error}")
     verdict = compare(examples["outputs"], result.outputs, tolerance)
     return replace(ran, status=PASS if verdict.passed else FAIL, verdict=verdict)

@@ -97,7 +97,8 @@ def uv_version() -> str:
 def find_links_state(folder: Path) -> list[list[Any]]:
     """The files of a --find-links folder as (name, size, mtime): a rebuilt wheel is a new environment."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        with os.scandir(folder) as found:
+            entries = sorted(found, key=lambda e: e.name)
     except OSError as exc:
         raise InvalidInputError(f"cannot read --find-links {folder}: {exc.strerror or exc}") from exc
     out = []
@@ -239,9 +240,12 @@ def _stream(argv: Sequence[str], on_line: Lines, deadline: float) -> tuple[int, 
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         _kill(proc)
+        code = 124
+        tail.append(f"error: uv took longer than {INSTALL_TIMEOUT:.0f} s and was stopped")
+    finally:
         reader.join(5)
-        return 124, [*tail, f"error: uv took longer than {INSTALL_TIMEOUT:.0f} s and was stopped"]
-    reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
     return code, tail
 
 
@@ -257,7 +261,7 @@ def _reason(tail: Sequence[str]) -> str:
     start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "\u00d7", "x "))), None)
     picked = lines[start:] if start is not None else lines[-3:]
     text = " ".join(line.lstrip("\u00d7╰─▶│├ ").strip() for line in picked if not line.startswith("hint:"))
-    text = " ".join(text.split())
+    text = " ".join(text.split()).removeprefix("error: ").replace(" cause: ", ": ")
     return (text[:400] + "…") if len(text) > 400 else (text or "uv failed without saying why")
 
 
