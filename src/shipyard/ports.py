@@ -196,6 +196,11 @@ class Flavor(Protocol):
         """What loading ``folder`` would run beyond Shipyard's allowlist; reads files, runs nothing."""
         ...
 
+    def packages(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
+        """The distributions (PEP 503 names) that loading and predicting with files saved as ``meta`` says
+        need installed; a model's own code declares the rest (``log_model(requirements=...)``)."""
+        ...
+
     def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
         """Load the model, running nothing outside the allowlist and ``trusted`` (refuse otherwise)."""
         ...

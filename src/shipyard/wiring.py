@@ -16,6 +16,7 @@ from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.environments.golden import Check, Tolerance
+    from shipyard.core.environments.lock import Lock
     from shipyard.core.lineage.records import CodeVersion
     from shipyard.core.lineage.tracking import Tracker
     from shipyard.core.pipelines.jobs import Events
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # the data commands import this module: keep what they don't 
     from shipyard.core.project.model import Executor as ExecutorSpec
     from shipyard.core.project.model import Project
     from shipyard.core.registry.records import ModelVersion
-    from shipyard.core.registry.service import Registry
+    from shipyard.core.registry.service import Registry, SavedModel
     from shipyard.core.workspace.data import Workspace
     from shipyard.core.workspace.history import LockHistory
     from shipyard.ports import Executor, Flavor, MetadataStore, ObjectStore, Remote
@@ -184,6 +185,67 @@ def current_environment(settings: Settings) -> dict[str, Any]:
     return capture(settings.home if settings.home.is_dir() else None)
 
 
+MAX_ENV_RECORD_BYTES = 16 * 1024 * 1024  # as the probe's cache: thousands of distributions fit
+
+
+def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str, Any]:
+    """The environment record ``mv`` was registered from, re-hashed against its digest and read within a
+    bound; a version registered without one is a NotFoundError saying so."""
+    import json
+
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.errors import IntegrityError, NotFoundError
+
+    store = svc.store
+    if mv.env_digest is None:
+        raise NotFoundError(f"{mv.ref} was registered without an environment record: register it again "
+                            "(log_model or `shipyard models register`) to lock or check it")
+    with store.open(mv.env_digest) as f:
+        raw = f.read(MAX_ENV_RECORD_BYTES + 1)
+    if len(raw) > MAX_ENV_RECORD_BYTES or Digest.of_bytes(raw) != mv.env_digest:
+        raise IntegrityError(f"the environment record {mv.env_digest} of {mv.ref} is corrupt (its bytes no "
+                             "longer hash to its name); restore the project's store from a backup")
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"the environment record of {mv.ref} is not JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise IntegrityError(f"the environment record of {mv.ref} is not a JSON object")
+    return record
+
+
+def saved_model(svc: Services | Registry, mv: ModelVersion) -> SavedModel:
+    """``mv``'s ``shipyard-model.json``, read from its manifest (re-hashed), without materializing the model."""
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.artifacts.tree import load_manifest
+    from shipyard.core.registry.service import MAX_DESCRIPTION_BYTES, MODEL_FILE, SavedModel
+    from shipyard.errors import IntegrityError
+
+    store = svc.store
+    entry = next((e for e in load_manifest(store, mv.manifest_digest).entries if e.path == MODEL_FILE), None)
+    if entry is None:
+        raise IntegrityError(f"{mv.ref} has no {MODEL_FILE} in its stored files")
+    with store.open(entry.digest) as f:
+        raw = f.read(MAX_DESCRIPTION_BYTES + 1)
+    if len(raw) <= MAX_DESCRIPTION_BYTES and Digest.of_bytes(raw) != entry.digest:
+        raise IntegrityError(f"{mv.ref}'s {MODEL_FILE} ({entry.digest}) is corrupt (its bytes no longer hash to "
+                             "its name); restore the project's store from a backup")
+    return SavedModel.parse(raw, f"{mv.ref}'s {MODEL_FILE}")
+
+
+def model_lock(svc: Services | Registry, mv: ModelVersion) -> Lock:
+    """The lock of ``mv``: what its flavor and its own code need, pinned as in the environment it was
+    registered from (a record captured before dependencies were recorded closes through the current
+    environment's same versions, and says what it could not close)."""
+    from shipyard.adapters.environments.probe import requires_of
+    from shipyard.core.environments.lock import lock_of
+
+    record = version_environment(svc, mv)
+    saved = saved_model(svc, mv)
+    roots = (*flavor(saved.flavor).packages(saved.flavor_meta), *saved.requirements)
+    return lock_of(record, roots, requires_of=requires_of, label=mv.ref, env_digest=str(mv.env_digest))
+
+
 def registry_of(db_url: str) -> str:
     """Where a registry lives, for messages: a SQLite file's folder, or the database URL without its password."""
     from urllib.parse import urlsplit, urlunsplit
@@ -268,14 +330,6 @@ def open_api(project: Path | None = None, tracking_uri: str | None = None,
 
 # --- verify: a version's golden examples in another environment -------------------------------------------------
 
-FLAVOR_PACKAGES = {
-    "sklearn": ("scikit-learn", "skops", "numpy", "scipy", "joblib", "threadpoolctl"),
-    "python": ("numpy",),
-    "onnx": ("onnxruntime", "numpy"),
-    "torch": ("torch", "numpy"),
-}
-
-
 def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where verify keeps its environments: ``$SHIPYARD_CACHE_DIR/envs``, else the user's cache folder
     (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/shipyard/envs``."""
@@ -286,38 +340,11 @@ def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return base / "shipyard" / "envs"
 
 
-def model_requirements(svc: Services, mv: ModelVersion, flavor_meta: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """(the Python version, the requirement lines) a version's environment is built from.
-
-    Until the lock lands: the flavor's packages (and the package of a python model's class) at the
-    versions its registration environment recorded.
-    """
-    import platform
-
-    from shipyard.core.environments.capture import normalize, packages_of
-
-    record: dict[str, Any] = {}
-    if mv.env_digest is not None:
-        import json
-
-        with svc.store.open(mv.env_digest) as f:
-            record = json.loads(f.read(64 * 1024 * 1024))
-    version = str((record.get("python") or {}).get("version") or platform.python_version())
-    python = ".".join(version.split(".")[:2])
-    packages = packages_of(record)
-    wanted = list(FLAVOR_PACKAGES.get(mv.flavor, ()))
-    if mv.flavor == "python":  # the distribution of the model's class, where its top module names one
-        wanted.append(str(flavor_meta.get("class", "")).split(".")[0])
-    lines = [f"{name}=={packages[name]['version']}" for name in map(normalize, wanted) if name in packages]
-    return python, lines
-
-
 def check_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``--with`` values, each checked as a PEP 508 requirement (a one-line error otherwise)."""
-    from shipyard.adapters.environments.venvs import requirement_name
+    from shipyard.core.environments.lock import parse_overrides
 
-    for line in overrides:
-        requirement_name(line)
+    parse_overrides(overrides)
     return tuple(o.strip() for o in overrides)
 
 
@@ -377,10 +404,11 @@ def _verify_current(svc: Services, mv: ModelVersion, examples: Mapping[str, Any]
 
 def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], tolerance: Tolerance,
                  request: VerifyRequest, on_line: Callable[[str], None], environ: Mapping[str, str] | None) -> Check:
+    import platform
     import tempfile
     from dataclasses import replace
 
-    from shipyard.adapters.environments.venvs import EnvCache, EnvSpec, NotInstalled, run_child, with_overrides
+    from shipyard.adapters.environments.venvs import EnvCache, EnvSpec, NotInstalled, run_child
     from shipyard.core.artifacts.tree import materialize
     from shipyard.core.environments.golden import FAIL, NOT_INSTALLED, PASS, Check, compare
     from shipyard.core.registry.service import SavedModel
@@ -397,9 +425,10 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
         # refuses anything outside it before deserializing (what the version needs is read there, where
         # the flavor's libraries are imported anyway: the same check Registry.load makes)
         granted = svc.registry.trusted(mv)
-        python, lines = model_requirements(svc, mv, saved.flavor_meta)
-        python = request.python or python
-        spec = EnvSpec(python, tuple(with_overrides(lines, request.overrides)), request.overrides,
+        lock = model_lock(svc, mv).complete(f"verify {mv.ref}", request.overrides)
+        python = request.python or (".".join(lock.python.split(".")[:2]) if lock.python[:1].isdigit()
+                                    else platform.python_version())
+        spec = EnvSpec(python, tuple(lock.requirements(request.overrides)), request.overrides,
                        tuple(p.resolve() for p in request.find_links))
         env = EnvCache(verify_cache_dir(environ)).ensure(spec, on_line)
         if isinstance(env, NotInstalled):

@@ -1,6 +1,7 @@
 """Read the environment this process runs in, as a ``core.environments.capture`` record (schema v2).
 
-Only the standard library is imported here, so the probe also runs in a bare virtual environment.
+Only the standard library is imported here (``packaging`` if present, for each package's dependencies),
+so the probe also runs in a bare virtual environment.
 A framework is looked at only if the program already imported it: looking never changes an environment.
 """
 
@@ -13,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from shipyard.core.workspace.atomic import as_atomic
 NVIDIA_SMI_TIMEOUT = 5.0
 DRIVER_VERSION_FILE = "/proc/driver/nvidia/version"
 CACHE_NAME = "environment-cache.json"
+CACHE_VERSION = 2  # what the probe records changed (2: each package's "requires"): an older cache is a miss
 MAX_CACHE_BYTES = 16 * 1024 * 1024  # thousands of distributions fit; a larger file is damaged or hostile
 
 
@@ -79,8 +82,8 @@ def cache_key() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         d = os.stat(DRIVER_VERSION_FILE)
         driver = [d.st_mtime_ns, d.st_ino]
-    return {"schema": SCHEMA, "prefix": sys.prefix, "executable": sys.executable, "version": sys.version,
-            "path": folders, "driver": driver, "nvidia-smi": shutil.which("nvidia-smi")}
+    return {"schema": SCHEMA, "probe": CACHE_VERSION, "prefix": sys.prefix, "executable": sys.executable,
+            "version": sys.version, "path": folders, "driver": driver, "nvidia-smi": shutil.which("nvidia-smi")}
 
 
 def _cached_static(cache_dir: Path) -> dict[str, Any]:
@@ -106,16 +109,64 @@ def _static() -> dict[str, Any]:
 
 
 def packages() -> dict[str, dict[str, Any]]:
-    """Every distribution importable here, as ``import`` finds it: the first on sys.path wins."""
+    """Every distribution importable here, as ``import`` finds it: the first on sys.path wins. Each lists
+    in ``requires`` the distributions it depends on here (markers evaluated, extras left out); without
+    ``packaging`` (a bare environment) ``requires`` is left out, never guessed."""
+    requires = _requires_reader()
     found: dict[str, dict[str, Any]] = {}
     for dist in metadata.distributions():
-        name = dist.metadata["Name"]
+        meta = dist.metadata
+        name = meta["Name"]
         if not name or normalize(name) in found:
             continue
+        direct = None
         with contextlib.suppress(OSError, UnicodeDecodeError):
             direct = dist.read_text("direct_url.json")
-        found[normalize(name)] = {"version": dist.version, "source": direct_url_source(direct)}
+        entry: dict[str, Any] = {"version": meta["Version"], "source": direct_url_source(direct)}
+        if requires is not None:
+            entry["requires"] = requires(meta.get_all("Requires-Dist") or [])
+        found[normalize(name)] = entry
     return dict(sorted(found.items()))
+
+
+def requires_of(name: str, version: str) -> list[str] | None:
+    """The dependencies (as in ``packages``) of distribution ``name`` if this environment has it at
+    ``version``; else None. A lock of a record captured before ``requires`` existed asks this."""
+    requires = _requires_reader()
+    if requires is None:
+        return None
+    try:
+        dist = metadata.distribution(name)
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    if dist.version != version:
+        return None
+    return requires(dist.metadata.get_all("Requires-Dist") or [])
+
+
+def _requires_reader() -> Callable[[list[str]], list[str]] | None:
+    try:
+        from packaging.markers import default_environment
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:
+        return None
+    here = {**{k: str(v) for k, v in default_environment().items()}, "extra": ""}  # ``extra == "x"`` never holds
+    parsed: dict[str, str | None] = {}
+
+    def names(lines: list[str]) -> list[str]:
+        out = set()
+        for line in lines:
+            if line not in parsed:
+                parsed[line] = None
+                with contextlib.suppress(InvalidRequirement, ValueError, KeyError):  # an odd line is left out
+                    req = Requirement(line)
+                    if req.marker is None or req.marker.evaluate(here):
+                        parsed[line] = normalize(req.name)
+            if parsed[line]:
+                out.add(parsed[line])
+        return sorted(n for n in out if n)
+
+    return names
 
 
 def cpu() -> dict[str, Any]:

@@ -16,7 +16,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -319,33 +318,3 @@ def run_child(python: Path, folder: Path, flavor: str, flavor_meta: Mapping[str,
         return ChildResult(True, outputs=body.get("outputs"), packages=packages)
     return ChildResult(False, error=str(body.get("error"))[:500], stage=str(body.get("stage"))[:20],
                        packages=packages, untrusted=body.get("untrusted") is True)
-
-
-# -- overrides ----------------------------------------------------------------------------------------------
-
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-_VERSION = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
-_REQUIREMENT = re.compile(rf"\s*({_NAME})\s*(\[\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\])?\s*"
-                          rf"({_VERSION}(?:\s*,\s*{_VERSION})*)?\s*(;[^\n\r]*)?")
-
-
-def requirement_name(text: str) -> str:
-    """The normalized name of a PEP 508 requirement such as ``scikit-learn==1.5.2`` (no URLs, no options);
-    anything else is a one-line InvalidInputError."""
-    match = _REQUIREMENT.fullmatch(text) if len(text) <= 500 else None
-    if match is None:
-        raise InvalidInputError(f"--with {text[:80]!r} is not a requirement: give NAME==VERSION "
-                                "(any PEP 508 specifier, e.g. 'scikit-learn==1.5.2' or 'numpy<2')")
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
-
-
-def with_overrides(lines: Sequence[str], overrides: Sequence[str]) -> list[str]:
-    """``lines`` with every package an override names replaced by that override (overrides last)."""
-    replaced = {requirement_name(o) for o in overrides}
-    kept = [line for line in lines if _line_name(line) not in replaced]
-    return kept + list(overrides)
-
-
-def _line_name(line: str) -> str | None:
-    match = re.match(rf"\s*({_NAME})", line)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None

@@ -53,6 +53,9 @@ class OnnxFlavor:
         model_file(folder, meta, FILE)
         return TrustSet()  # an ONNX graph carries no code: nothing to trust
 
+    def packages(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("onnxruntime", "numpy")
+
     def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
         return self._session(model_file(folder, meta, FILE))
 

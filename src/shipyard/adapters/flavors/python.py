@@ -37,6 +37,9 @@ class PythonFlavor:
         model_file(folder, meta, FILE)
         return TrustSet(pickle=True)
 
+    def packages(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
+        return ()  # a pickle needs only its class's code: the model's own requirements say what that is
+
     def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
         refuse_untrusted("this pickled model", TrustSet(pickle=True), trusted)
         try:

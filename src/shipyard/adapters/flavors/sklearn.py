@@ -126,6 +126,12 @@ class SklearnFlavor:
             return TrustSet(pickle=True)
         return TrustSet.of(types=(t for t in _skops_types(path) if not allowed(t)))
 
+    def packages(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
+        serializer = meta.get("serializer", "skops")
+        if serializer not in SERIALIZERS:
+            raise InvalidInputError(f"unknown serializer {str(serializer)[:40]!r} in the model description")
+        return ("scikit-learn", "numpy", "scipy", *{"skops": ("skops",), "joblib": ("joblib",)}.get(serializer, ()))
+
     def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
         serializer, path = _file(folder, meta)
         if serializer == "skops":

@@ -57,6 +57,14 @@ class TorchFlavor:
             return TrustSet.of(classes=[str(meta.get("class", ""))])
         raise InvalidInputError(f"unknown kind {str(kind)[:40]!r} of PyTorch model in the model description")
 
+    def packages(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
+        # TorchScript and a state_dict both load with torch alone; predict hands numpy arrays in and out.
+        # A state_dict's class is the model's own code: its distribution is one of the model's requirements.
+        if meta.get("kind") not in ("torchscript", "state_dict"):
+            raise InvalidInputError(f"unknown kind {str(meta.get('kind'))[:40]!r} of PyTorch model in the model "
+                                    "description")
+        return ("torch", "numpy")
+
     def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
         refuse_untrusted("this PyTorch model", self.requires(folder, meta), trusted)  # before any import
         torch = _torch()

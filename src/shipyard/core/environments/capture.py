@@ -33,6 +33,14 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+_DIST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
+
+
+def is_name(name: str) -> bool:
+    """A PEP 508 distribution name (letters, digits, ``.``, ``_``, ``-``), at most 200 characters."""
+    return bool(_DIST_NAME.fullmatch(name))
+
+
 def is_critical_package(name: str) -> bool:
     name = normalize(name)
     return name in CRITICAL_PACKAGES or name.startswith(("nvidia-", "cuda-", "jax-cuda", "cupy"))

@@ -11,6 +11,7 @@ from typing import Any
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
+from shipyard.core.environments.capture import is_name, normalize
 from shipyard.core.registry.records import RESULT_ACTIONS, AuditEvent, ModelSummary, ModelVersion, NewVersion
 from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_new_alias, check_version
 from shipyard.core.registry.trust import IN_PROCESS_REASON, TRUST_ACTION, TrustSet, untrusted_error
@@ -22,6 +23,25 @@ EXAMPLES_FILE = "examples.json"
 MODEL_FORMAT = "shipyard.model/v1"
 MAX_DESCRIPTION_BYTES = 1024 * 1024
 MAX_DESCRIPTION_DEPTH = 32
+MAX_REQUIREMENTS = 200  # distribution names a model's own code needs (``log_model(requirements=...)``)
+
+
+def check_requirements(names: Iterable[Any]) -> tuple[str, ...]:
+    """The distribution names a model's code needs, PEP 503-normalized, each once, in order; anything that is
+    not a plain PEP 508 name (a version or a URL belongs in the lock, not here) is refused."""
+    if isinstance(names, str):
+        raise InvalidInputError(f"requirements is a list of package names, not the string {names[:60]!r}")
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not is_name(name):
+            raise InvalidInputError(f"requirement {str(name)[:60]!r} is not a package name: give names "
+                                    "only (e.g. \"pandas\"): versions come from the environment it is registered from")
+        norm = normalize(name)
+        if norm not in out:
+            out.append(norm)
+        if len(out) > MAX_REQUIREMENTS:
+            raise InvalidInputError(f"more than {MAX_REQUIREMENTS} requirements: list what the model's code imports")
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +51,14 @@ class SavedModel:
     flavor: str
     flavor_meta: dict[str, Any]
     signature: dict[str, Any]
+    requirements: tuple[str, ...] = ()  # distributions the model's own code needs, beyond its flavor's
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"format": MODEL_FORMAT, "flavor": self.flavor, "flavor_meta": self.flavor_meta,
-                           "signature": self.signature}, indent=2, sort_keys=True).encode()
+        body = {"format": MODEL_FORMAT, "flavor": self.flavor, "flavor_meta": self.flavor_meta,
+                "signature": self.signature}
+        if self.requirements:  # left out when empty: a model saved before requirements existed reads the same
+            body["requirements"] = list(self.requirements)
+        return json.dumps(body, indent=2, sort_keys=True).encode()
 
     @classmethod
     def read(cls, folder: Path) -> SavedModel:
@@ -47,6 +71,11 @@ class SavedModel:
             raise InvalidInputError(f"{folder} is not a saved model: it has no {MODEL_FILE}") from None
         except OSError as exc:
             raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return cls.parse(raw, str(path))
+
+    @classmethod
+    def parse(cls, raw: bytes, path: str) -> SavedModel:
+        """``shipyard-model.json``'s bytes (read within ``MAX_DESCRIPTION_BYTES + 1``), from ``path``."""
         try:
             if len(raw) > MAX_DESCRIPTION_BYTES:
                 raise ValueError(f"larger than {MAX_DESCRIPTION_BYTES // 1024} KiB")
@@ -62,7 +91,14 @@ class SavedModel:
                 raise ValueError("flavor is not a string")
             if not isinstance(meta, dict) or not isinstance(signature, dict):
                 raise ValueError("flavor_meta and signature must be JSON objects")
-            return cls(flavor, meta, signature)
+            requirements = body.get("requirements", [])
+            if not isinstance(requirements, list):
+                raise ValueError("requirements must be a JSON list of package names")
+            try:
+                names = check_requirements(requirements)
+            except InvalidInputError as exc:
+                raise ValueError(str(exc)) from None
+            return cls(flavor, meta, signature, names)
         except RecursionError:
             raise InvalidInputError(f"{path} is not a Shipyard model description: nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included

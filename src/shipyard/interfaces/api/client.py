@@ -203,10 +203,13 @@ class Client:
     # -- models ----------------------------------------------------------------------------------------------
 
     def log_model(self, run_id: str, model: Any, name: str, flavor: str = "sklearn", examples: Any = None,
-                  description: str = "", version: int | None = None, artifact_path: str | None = None,
+                  description: str = "", version: int | None = None, artifact_path: str | None = None, *,
+                  requirements: Sequence[str] = (), tolerance: Mapping[str, float] | None = None,
                   **options: Any) -> ModelVersion:
         """Save ``model``, keep it on the run (as ``artifact_path``, if given) and register it as the
-        next version of ``name``, with the run's params and metrics."""
+        next version of ``name``, with the run's params and metrics. ``requirements``: the packages the
+        model's own code needs (names; the lock pins them); ``tolerance``: ``{"rtol", "atol"}`` for
+        its golden examples."""
         from shipyard.core.registry.refs import check_model_name
         from shipyard.core.registry.saving import save_model as _save
         from shipyard.wiring import flavor as get_flavor
@@ -215,7 +218,8 @@ class Client:
         svc = self.services
         with tempfile.TemporaryDirectory(prefix="shipyard-save-") as tmp:
             folder = Path(tmp) / "model"
-            _save(get_flavor(flavor), model, folder, examples, options)
+            _save(get_flavor(flavor), model, folder, examples, options, requirements=requirements,
+                  tolerance=tolerance)
             if artifact_path:
                 svc.tracker.log_artifact(run_id, folder, artifact_path)
             current = svc.tracker.get_run(run_id)

@@ -241,27 +241,33 @@ def log_artifacts(local_dir: PathLike, artifact_path: str | None = None, run_id:
 # -- models --------------------------------------------------------------------------------------------------
 
 
-def save_model(model: Any, path: PathLike, flavor: str = "sklearn", examples: Any = None,
+def save_model(model: Any, path: PathLike, flavor: str = "sklearn", examples: Any = None, *,
+               requirements: Sequence[str] = (), tolerance: Mapping[str, float] | None = None,
                **options: Any) -> Path:
     """Write ``model`` into a new folder that ``shipyard models register`` or ``register_model`` accepts."""
     from shipyard.core.registry.saving import save_model as _save
     from shipyard.wiring import flavor as get_flavor
 
-    _save(get_flavor(flavor), model, Path(path), examples, options)
+    _save(get_flavor(flavor), model, Path(path), examples, options, requirements=requirements, tolerance=tolerance)
     return Path(path)
 
 
 def log_model(model: Any, name: str, flavor: str = "sklearn", examples: Any = None,
               description: str = "", version: int | None = None, *, artifact_path: str | None = None,
-              run_id: str | None = None, **options: Any) -> ModelVersion:
+              run_id: str | None = None, requirements: Sequence[str] = (),
+              tolerance: Mapping[str, float] | None = None, **options: Any) -> ModelVersion:
     """Save ``model`` and register it as the next version of ``name``, linked to the current run.
 
-    ``examples`` (a few inputs) are kept with the model's outputs on them as golden examples.
+    ``examples`` (a few inputs) are kept with the model's outputs on them as golden examples, compared
+    within ``tolerance`` (``{"rtol": 1e-6, "atol": 0.0}`` by default; labels exactly) by ``verify``.
+    ``requirements``: the packages the model's own code imports (names, e.g. ``["pandas"]``), pinned in
+    its lock (``shipyard env lock``) beside what its flavor needs.
     ``version`` is only a check: naming a version that exists fails, versions never change.
     ``artifact_path``: also keep the saved folder on the run under that name (``runs:/RUN_ID/PATH``).
     """
     client, rid = _current(run_id)
-    return client.log_model(rid, model, name, flavor, examples, description, version, artifact_path, **options)
+    return client.log_model(rid, model, name, flavor, examples, description, version, artifact_path,
+                            requirements=requirements, tolerance=tolerance, **options)
 
 
 def register_model(model_uri: PathLike, name: str, await_registration_for: int | None = None, *,

@@ -1,8 +1,11 @@
-"""``shipyard env``: the environment a run or model version was made in, and what differs between two."""
+"""``shipyard env``: the environment a run or model version was made in, what differs between two, a model's
+lock (its pinned requirements) and whether a target environment can run it."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -12,8 +15,8 @@ from shipyard.interfaces.cli import output as out
 if TYPE_CHECKING:
     from shipyard.wiring import Services
 
-app = typer.Typer(help="Environment fingerprints: Python, OS, CPU, GPU, framework builds, packages.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Environment fingerprints (Python, OS, CPU, GPU, framework builds, packages); a model's "
+                       "lock, and whether a target can run it.", no_args_is_help=True)
 
 REF_HELP = "A run id (or a unique prefix of one), a model version NAME@V / NAME@ALIAS, or `current`."
 
@@ -128,3 +131,103 @@ def diff(
     out.table(None, ["", out.Col("what", ident=True), "A", "B"], [
         ("!" if ch.critical else "", out.plain(ch.what), out.plain(ch.a or "-"), out.plain(ch.b or "-"))
         for ch in changes])
+
+
+@app.command("lock")
+def lock(
+    ref: str = typer.Argument(..., help="A model version NAME@V or NAME@ALIAS."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write the requirements file here "
+                                       "instead of printing it."),
+    with_: list[str] = typer.Option([], "--with", help="A requirement that replaces the pin of the same "
+                                    "package, or is added: e.g. torch==2.3.1 (repeatable)."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """A pinned requirements file for serving a model version (pip and uv install it).
+
+    Only what its flavor and its own code need, at the versions it was registered with:
+    `uv pip install -r FILE` or `pip install -r FILE`."""
+    from shipyard.wiring import model_lock
+
+    svc = out.services()
+    mv = svc.registry.resolve(ref)
+    locked = model_lock(svc, mv).complete(f"lock {mv.ref}", with_)
+    if as_json:
+        out.print_json(locked.to_dict(with_))
+        return
+    text = locked.text(with_)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        from shipyard.errors import InvalidInputError
+
+        raise InvalidInputError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    where = out.plain(str(output))
+    out.console(stderr=True).print(f"wrote {where}: {out.plural(len(locked.requirements(with_)), 'pin')} for "
+                                   f"{out.plain(mv.ref)}; install with `uv pip install -r {where}`")
+
+
+TARGET_HELP = "`current` (this environment) or an environment record file (JSON, as `shipyard env show --json` writes)."
+MAX_TARGET_BYTES = 16 * 1024 * 1024
+
+
+def target_environment(target: str) -> tuple[str, dict[str, Any]]:
+    """(what it is, its environment record) for ``--target``: `current`, or a record file."""
+    from shipyard.core.environments.capture import SCHEMAS
+    from shipyard.errors import InvalidInputError
+
+    if target == "current":
+        return load("current")
+    path = Path(target)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TARGET_BYTES + 1)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the target {target!r} ({exc.strerror or exc}): give `current` or an "
+                                "environment record file (`shipyard env show current --json > env.json`)") from exc
+    try:
+        if len(raw) > MAX_TARGET_BYTES:
+            raise ValueError(f"larger than {MAX_TARGET_BYTES // 1024 // 1024} MiB")
+        record = json.loads(raw)
+        if not isinstance(record, dict) or record.get("schema") not in SCHEMAS:
+            raise ValueError(f"not an environment record (schema {', '.join(SCHEMAS)})")
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"{target} is not an environment record: {str(exc).splitlines()[0][:160]}; write one "
+                                "with `shipyard env show current --json`") from None
+    return str(path), record
+
+
+@app.command("check")
+def check(
+    ref: str = typer.Argument(..., help="A model version NAME@V or NAME@ALIAS."),
+    target: str = typer.Option("current", "--target", help=TARGET_HELP),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Can TARGET run the model? One line per mismatch, saying what to change; exits 1 on any.
+
+    Checks the NVIDIA driver for its CUDA build, the GPU architecture, Python, the machine and the
+    ML-critical packages its lock pins."""
+    from shipyard.core.environments.check import check as env_check
+    from shipyard.wiring import model_lock, version_environment
+
+    svc = out.services()
+    mv = svc.registry.resolve(ref)
+    model_env = version_environment(svc, mv)
+    pinned = [p.name for p in model_lock(svc, mv).pins]
+    label, target_env = target_environment(target)
+    mismatches = env_check(model_env, target_env, pinned)
+    if as_json:
+        out.print_json({"model": mv.ref, "target": label, "ok": not mismatches,
+                        "mismatches": [m.to_dict() for m in mismatches]})
+    elif not mismatches:
+        out.console().print(f"{out.plain(label)} can run {out.plain(mv.ref)}")
+    else:
+        c = out.console()
+        c.print(f"{out.plain(label)} cannot run {out.plain(mv.ref)} as registered: "
+                f"{out.plural(len(mismatches), 'mismatch', 'mismatches')}")
+        for m in mismatches:
+            c.print(f"  {out.plain(m.line())}", soft_wrap=True)
+    if mismatches:
+        raise typer.Exit(1)
