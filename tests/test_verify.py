@@ -141,7 +141,9 @@ def test_verify_current_checks_this_environment_in_process(lab: Lab) -> None:
 
 
 def test_an_upgrade_of_the_models_own_package_that_changes_its_answers_fails(lab: Lab) -> None:
-    assert lab.verify("tiny@1").status == "pass"  # tinypkg 1.0 from the lock, found in --find-links
+    clean = lab.verify("tiny@1")  # tinypkg 1.0 from the lock, found in --find-links
+    assert clean.status == "pass", clean.describe()
+    assert "scikit-learn" not in clean.packages  # only the lock is there: nothing of this process leaked in
 
     check = lab.verify("tiny@1", "tinypkg==2.0")
     assert check.status == "fail" and check.verdict is not None
@@ -154,6 +156,17 @@ def test_an_upgrade_of_the_models_own_package_that_changes_its_answers_fails(lab
     assert done.returncode == 1, done.stderr
     assert "FAIL tiny@1" in done.stdout and "3 of 3 golden examples differ" in done.stdout
     assert "example 1" in done.stdout and "11.75" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_verify_all_gives_one_row_per_model_and_fails_if_any_fails(lab: Lab) -> None:
+    done = shipyard("verify", "--all", "--with", "tinypkg==2.0", "--find-links", str(lab.wheels), "--json",
+                    env=lab.cli_env(), cwd=lab.root, check=False)
+    assert done.returncode == 1, done.stderr
+    body = json.loads(done.stdout)
+    rows = {r["model"]: r for r in body["models"]}
+    assert body["overrides"] == ["tinypkg==2.0"] and not body["passed"]
+    assert rows["iris"]["status"] == "pass"  # the upgrade does not touch it
+    assert rows["tiny"]["status"] == "fail" and "example 1" in rows["tiny"]["detail"]
 
 
 def test_an_older_scikit_learn_that_cannot_read_the_artifact_fails_with_the_reason(lab: Lab) -> None:

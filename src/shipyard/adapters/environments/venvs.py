@@ -167,7 +167,11 @@ class EnvCache:
         code, tail = _stream([uv_bin(), "venv", "--relocatable", "--no-project", "--python", spec.python, str(venv)],
                              on_line, deadline)
         if code != 0:
-            return NotInstalled(key, f"no Python {spec.python}: {_reason(tail)}", installer)
+            why = _reason(tail)
+            if "download" in why.lower():  # offline, or the download host is out of reach: the URL helps no one
+                why = "uv found none here and could not download one"
+            return NotInstalled(key, f"no Python {spec.python}: {why}; install it, or pass --python /path/to/python",
+                                installer)
         wanted = "".join(f"{line}\n" for line in spec.requirements)  # the overrides are in them already
         (tmp / "shipyard-requirements.txt").write_text(wanted)
         links = [arg for f in spec.find_links for arg in ("--find-links", str(f))]

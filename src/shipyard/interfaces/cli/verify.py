@@ -103,8 +103,9 @@ def _version() -> str:
 def _show(mv: ModelVersion, check: Check, seconds: float) -> None:
     c = out.console()
     where = {"venv": "venv", "current": "the current environment"}.get(check.target, check.target)
-    if check.target == "venv" and check.environment and check.reused is not None:
-        where += f" {out.short(check.environment)}" + (" (cached)" if check.reused else " (new)")
+    if check.target == "venv" and check.environment:
+        where += f" {out.short(check.environment)}"
+        where += "" if check.reused is None else " (cached)" if check.reused else " (new)"
     facts = ", ".join(x for x in (f"python {check.python}" if check.python else "",
                                   " ".join(check.overrides), f"{seconds:.1f} s") if x)
     mark = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]"}.get(check.status, f"[red]{check.status}[/red]")
