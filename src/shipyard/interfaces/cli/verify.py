@@ -112,7 +112,7 @@ def _show(mv: ModelVersion, check: Check, seconds: float) -> None:
     c.print(f"{mark} {out.plain(mv.ref)} in {out.plain(where)} ({out.plain(facts)})")
     c.print(f"  {out.plain(check.describe())}")
     if check.verdict is not None and check.verdict.worst:
-        out.table("worst differences", [out.Col("example", ident=True), "expected", "got", "error"], [
+        out.table("worst differences", [out.Col("example", ident=True), "expected", "got", "relative error"], [
             (out.plain(d.where), out.plain(_text(d.expected)), out.plain(_text(d.got)),
              f"{d.error:.3g}" if d.error is not None else d.reason)
             for d in check.verdict.worst])
