@@ -34,7 +34,7 @@ def verify(
     and compare the answers with the stored ones: labels exactly, floats within the version's tolerance.
 
     Exits non-zero when an answer differs, the model does not load, or the environment cannot be installed.
-    The outcome is recorded with the version (`shipyard models show` lists it).
+    The outcome is recorded with the version (`shipyard models history NAME` lists it).
     """
     from shipyard.errors import InvalidInputError
     from shipyard.wiring import VerifyRequest, check_overrides
