@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.adapters.environments.venvs import EnvCache, Environment, EnvSpec
+from shipyard.adapters.environments.venvs import EnvCache, Environment, EnvSpec, early, remember
 from shipyard.config import Settings
 from shipyard.core.environments.golden import Check, Tolerance, compare
 from shipyard.core.registry.saving import save_model
@@ -200,9 +200,24 @@ def test_the_outcome_is_recorded_with_the_version(lab: Lab) -> None:
     assert record["verdict"]["worst"][0]["example"] == 1 and record["shipyard"]
     assert event.actor == "tester@ci" and event.reason.startswith("fail in venv")
 
-    done = shipyard("verify", "tiny@1", "--find-links", str(lab.wheels), "--json", env=lab.cli_env(), cwd=lab.root)
-    assert json.loads(done.stdout)["status"] == "pass"
-    assert lab.svc.registry.results(mv, "verify")[-1][1]["status"] == "pass"
+    for _ in range(2):  # the second run's model process starts early, in the environment the first one used
+        done = shipyard("verify", "tiny@1", "--find-links", str(lab.wheels), "--json", env=lab.cli_env(), cwd=lab.root)
+        assert json.loads(done.stdout)["status"] == "pass"
+        assert lab.svc.registry.results(mv, "verify")[-1][1]["status"] == "pass"
+
+
+def test_a_process_started_early_in_another_environment_is_not_used(lab: Lab) -> None:
+    tiny = lab.verify("tiny@1")
+    root = Path(lab.environ["SHIPYARD_CACHE_DIR"]) / "envs"
+    remember(root, "a guess", tiny.environment or "", "sklearn")  # as if iris had run in tiny's environment
+    child = early(root, "a guess")
+    assert child is not None and child.key == tiny.environment
+    try:
+        request = VerifyRequest(find_links=(lab.wheels,))
+        _, check = verify_version(lab.svc, "iris@1", request, environ=lab.environ, early=child)
+    finally:
+        child.close()
+    assert check.status == "pass" and check.environment != tiny.environment
 
 
 def test_a_with_that_is_not_a_requirement_is_one_line(lab: Lab) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings, working_folder
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
+    from shipyard.adapters.environments.venvs import Child
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.environments.golden import Check, Tolerance
     from shipyard.core.environments.lock import Lock
@@ -356,10 +357,30 @@ class VerifyRequest:
     current: bool = False
 
 
+def verify_early(ref: str, request: VerifyRequest, environ: Mapping[str, str] | None = None
+                 ) -> tuple[str, Child | None]:
+    """(the hint of this request, a model process started in the environment it used last time, or None).
+
+    Started before the registry is opened, so the flavor's imports (seconds for scikit-learn) overlap with
+    opening it; ``verify_version`` uses it only if the environment it computes is that one.
+    """
+    import json
+
+    from shipyard.adapters.environments.venvs import early
+
+    settings = settings_from_environment(environ)
+    hint = json.dumps([settings.db_url, str(settings.store_path), settings.actor, ref, list(request.overrides),
+                       request.python, [str(p.resolve()) for p in request.find_links]])
+    return hint, None if request.current else early(verify_cache_dir(environ), hint)
+
+
 def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyRequest,
                    on_line: Callable[[str], None] = lambda _: None, environ: Mapping[str, str] | None = None,
-                   record: bool = True) -> tuple[ModelVersion, Check]:
-    """Run ``ref``'s golden examples in a fresh environment (or the current one) and record the outcome."""
+                   record: bool = True, early: Child | None = None, hint: str | None = None
+                   ) -> tuple[ModelVersion, Check]:
+    """Run ``ref``'s golden examples in a fresh environment (or the current one) and record the outcome.
+
+    ``early`` and ``hint``: from ``verify_early`` (the caller closes ``early``)."""
     from shipyard._version import __version__
     from shipyard.core.environments.golden import Tolerance
     from shipyard.errors import NotFoundError
@@ -373,7 +394,7 @@ def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyReques
     if request.current:
         check = _verify_current(svc, mv, examples, tolerance)
     else:
-        check = _verify_venv(svc, mv, examples, tolerance, request, on_line, environ)
+        check = _verify_venv(svc, mv, examples, tolerance, request, on_line, environ, early, hint)
     if record:
         svc.registry.record_result(mv, "verify", check.to_record(__version__), check.summary())
     return mv, check
@@ -403,12 +424,13 @@ def _verify_current(svc: Services, mv: ModelVersion, examples: Mapping[str, Any]
 
 
 def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], tolerance: Tolerance,
-                 request: VerifyRequest, on_line: Callable[[str], None], environ: Mapping[str, str] | None) -> Check:
+                 request: VerifyRequest, on_line: Callable[[str], None], environ: Mapping[str, str] | None,
+                 early: Child | None = None, hint: str | None = None) -> Check:
     import platform
     import tempfile
     from dataclasses import replace
 
-    from shipyard.adapters.environments.venvs import EnvCache, EnvSpec, NotInstalled, run_child
+    from shipyard.adapters.environments.venvs import Child, EnvCache, EnvSpec, NotInstalled, remember
     from shipyard.core.artifacts.tree import materialize
     from shipyard.core.environments.golden import FAIL, NOT_INSTALLED, PASS, Check, compare
     from shipyard.core.registry.service import SavedModel
@@ -430,10 +452,15 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
                                     else platform.python_version())
         spec = EnvSpec(python, tuple(lock.requirements(request.overrides)), request.overrides,
                        tuple(p.resolve() for p in request.find_links))
-        env = EnvCache(verify_cache_dir(environ)).ensure(spec, on_line)
+        root = verify_cache_dir(environ)
+        env = EnvCache(root).ensure(spec, on_line)
         if isinstance(env, NotInstalled):
             return Check("venv", NOT_INSTALLED, env.key, python, request.overrides, reason=env.reason)
-        result = run_child(env.python, folder, saved.flavor, saved.flavor_meta, granted.items(), examples["inputs"])
+        if hint is not None:
+            remember(root, hint, env.key, saved.flavor)
+        warm = early is not None and early.key == env.key and early.flavor == saved.flavor
+        with early if warm and early is not None else Child(env.python, env.key, saved.flavor) as child:
+            result = child.answer(folder, saved.flavor_meta, granted.items(), examples["inputs"])
         if result.untrusted:  # refused there: is it untrusted here too (then say how to trust it, as load does)?
             needed = svc.registry.requirements(folder)
             if needed - granted:

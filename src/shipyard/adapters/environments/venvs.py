@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,7 +37,7 @@ MAX_RESULT_BYTES = 256 * 1024 * 1024
 _TAIL = 40  # lines of uv's output kept for a failure's reason
 _CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
-         "from shipyard.adapters.environments.child import main; sys.exit(main(sys.argv[2]))")
+         "from shipyard.adapters.environments.child import main; sys.exit(main(sys.argv[2]))")  # argv[2]: the flavor
 
 Lines = Callable[[str], None]
 
@@ -281,44 +282,116 @@ class ChildResult:
     untrusted: bool = False  # the flavor refused: loading needs something the trust set did not hold
 
 
-def run_child(python: Path, folder: Path, flavor: str, flavor_meta: Mapping[str, Any], trusted: Sequence[str],
-              inputs: Any, timeout: float = CHILD_TIMEOUT) -> ChildResult:
-    """Load the model in ``folder`` with ``python`` and answer ``inputs``; nothing of this process leaks in.
+class Child:
+    """A model process in an environment: started (importing the flavor's libraries), then given one request.
 
-    The child runs isolated (``-I``: no user site, no PYTHON* variables, no script folder on sys.path),
-    its environment stripped to a few variables; its sys.path gains one folder holding only a link
-    named ``shipyard`` to this Shipyard package, so it imports the flavor loaders and nothing else of
-    ours. It loads only what ``trusted`` allows (decided here, by the registry's trust rules).
+    It runs isolated (``-I``: no user site, no PYTHON* variables, no script folder on sys.path), its
+    environment stripped to a few variables; its sys.path gains one folder holding only a link named
+    ``shipyard`` to this Shipyard package, so it imports the flavor loaders and nothing else of ours.
+    Until it gets a request it has loaded no model and read no file of one: started early (``early``),
+    it only imports the flavor's libraries while this process opens the registry.
     """
-    package = Path(__file__).resolve().parents[2]  # shipyard/adapters/environments/venvs.py
-    with tempfile.TemporaryDirectory(prefix="shipyard-verify-") as tmp:
-        shim = Path(tmp) / "path"
+
+    def __init__(self, python: Path, key: str, flavor: str) -> None:
+        self.key = key
+        self.flavor = flavor
+        self._tmp = tempfile.TemporaryDirectory(prefix="shipyard-verify-")
+        self.folder = Path(self._tmp.name)
+        shim = self.folder / "path"
         shim.mkdir()
-        (shim / "shipyard").symlink_to(package, target_is_directory=True)
-        request = Path(tmp) / "request.json"
-        result = Path(tmp) / "result.json"
-        request.write_text(json.dumps({"folder": str(folder), "flavor": flavor, "flavor_meta": dict(flavor_meta),
-                                       "trusted": list(trusted), "inputs": inputs, "result": str(result)}))
+        (shim / "shipyard").symlink_to(Path(__file__).resolve().parents[2], target_is_directory=True)
         env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ}
         try:
-            done = subprocess.run([str(python), "-I", "-c", _BOOT, str(shim), str(request)], capture_output=True,
-                                  text=True, errors="replace", timeout=timeout, env=env, cwd=tmp,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return ChildResult(False, error=f"the model did not answer within {timeout:.0f} s", stage="predict")
+            self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+                [str(python), "-I", "-c", _BOOT, str(shim), flavor], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True, errors="replace", env=env, cwd=self.folder, start_new_session=True)
+            self.failed = ""
         except OSError as exc:
-            return ChildResult(False, error=f"cannot start {python}: {exc.strerror or exc}", stage="import")
+            self.proc = None
+            self.failed = f"cannot start {python}: {exc.strerror or exc}"
+
+    def answer(self, folder: Path, flavor_meta: Mapping[str, Any], trusted: Sequence[str], inputs: Any,
+               timeout: float = CHILD_TIMEOUT) -> ChildResult:
+        """Load the model in ``folder`` (only what ``trusted`` allows: decided here, by the registry's trust
+        rules) and answer ``inputs``."""
+        if self.proc is None:
+            return ChildResult(False, error=self.failed, stage="import")
+        request, result = self.folder / "request.json", self.folder / "result.json"
+        request.write_text(json.dumps({"folder": str(folder), "flavor": self.flavor, "flavor_meta": dict(flavor_meta),
+                                       "trusted": list(trusted), "inputs": inputs, "result": str(result)}))
+        try:
+            _, stderr = self.proc.communicate(f"{request}\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return ChildResult(False, error=f"the model did not answer within {timeout:.0f} s", stage="predict")
+        except OSError:  # it is gone already (its stdin closed): its stderr says why
+            stderr = ""
         try:
             with open(result, "rb") as f:
                 body = json.loads(f.read(MAX_RESULT_BYTES))
         except (OSError, ValueError):
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            why = lines[-1].strip()[:300] if lines else f"exit status {done.returncode}"
+            lines = [line for line in (stderr or "").splitlines() if line.strip()]
+            why = lines[-1].strip()[:300] if lines else f"exit status {self.proc.returncode}"
             return ChildResult(False, error=f"the model's process failed: {why}", stage="import")
-    if not isinstance(body, dict):
-        return ChildResult(False, error="the model's process wrote no result", stage="import")
-    packages = body.get("packages") if isinstance(body.get("packages"), dict) else None
-    if body.get("ok") is True:
-        return ChildResult(True, outputs=body.get("outputs"), packages=packages)
-    return ChildResult(False, error=str(body.get("error"))[:500], stage=str(body.get("stage"))[:20],
-                       packages=packages, untrusted=body.get("untrusted") is True)
+        if not isinstance(body, dict):
+            return ChildResult(False, error="the model's process wrote no result", stage="import")
+        packages = body.get("packages") if isinstance(body.get("packages"), dict) else None
+        if body.get("ok") is True:
+            return ChildResult(True, outputs=body.get("outputs"), packages=packages)
+        return ChildResult(False, error=str(body.get("error"))[:500], stage=str(body.get("stage"))[:20],
+                           packages=packages, untrusted=body.get("untrusted") is True)
+
+    def close(self) -> None:
+        """Stop the process (if it still runs) and remove its folder; closing twice is harmless."""
+        if self.proc is not None and self.proc.poll() is None:
+            _kill(self.proc)
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def run_child(python: Path, folder: Path, flavor: str, flavor_meta: Mapping[str, Any], trusted: Sequence[str],
+              inputs: Any, timeout: float = CHILD_TIMEOUT) -> ChildResult:
+    """Load the model in ``folder`` with ``python`` and answer ``inputs``, in a new ``Child``."""
+    with Child(python, "", flavor) as child:
+        return child.answer(folder, flavor_meta, trusted, inputs, timeout)
+
+
+# -- starting early: the environment a request used last time ------------------------------------------------
+
+
+def remember(root: Path, hint: str, key: str, flavor: str) -> None:
+    """Note that the request ``hint`` (a reference, its options, the registry) ran in ``key`` with ``flavor``."""
+    with contextlib.suppress(OSError):
+        folder = root / "hints"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / hashlib.sha256(hint.encode()).hexdigest()[:40]
+        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"key": key, "flavor": flavor}))
+        os.replace(tmp, target)
+
+
+def early(root: Path, hint: str) -> Child | None:
+    """A ``Child`` started in the environment ``hint`` ran in last time, if the cache still holds it complete.
+
+    Only a guess: the caller uses it when the key it computes is the same, and closes it otherwise.
+    """
+    try:
+        with open(root / "hints" / hashlib.sha256(hint.encode()).hexdigest()[:40], "rb") as f:
+            noted = json.loads(f.read(4096))
+        key, flavor = str(noted["key"]), str(noted["flavor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", flavor):
+        return None
+    env = _complete(EnvCache(root).folder(key), key, "")
+    return Child(env.python, key, flavor) if env is not None else None

@@ -37,7 +37,7 @@ def verify(
     The outcome is recorded with the version (`shipyard models history NAME` lists it).
     """
     from shipyard.errors import InvalidInputError
-    from shipyard.wiring import VerifyRequest, check_overrides
+    from shipyard.wiring import VerifyRequest, check_overrides, verify_early
 
     if every == (ref is not None):
         raise InvalidInputError("give a version to verify (NAME@V), or --all for every registered model")
@@ -50,14 +50,23 @@ def verify(
         if not folder.is_dir():
             raise InvalidInputError(f"--find-links {folder}: not a folder")
     request = VerifyRequest(check_overrides(overrides), python, tuple(find_links), current)
-    svc = out.services()
+    # one version in a venv: its model process starts now, in the environment it used last time (if any)
+    hint, early = verify_early(ref, request) if ref is not None and not every else ("", None)
+    try:
+        svc = out.services()
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     try:
         if every:
             failed = _verify_all(svc, request, alias, as_json)
         else:
             assert ref is not None
-            failed = _verify_one(svc, ref, request, as_json)
+            failed = _verify_one(svc, ref, request, as_json, early, hint)
     finally:
+        if early is not None:
+            early.close()
         svc.close()
     if failed:
         raise typer.Exit(1)
@@ -75,7 +84,9 @@ def _progress(as_json: bool) -> Any:
     return show
 
 
-def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool) -> bool:
+def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool, early: Any = None,
+                hint: str | None = None) -> bool:
+    """``early``: the model process ``verify_early`` started (a venvs.Child, which this layer does not import)."""
     from shipyard.wiring import verify_version
 
     mv = svc.registry.resolve(ref)
@@ -84,7 +95,7 @@ def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool) 
         extra = (" with " + " ".join(request.overrides)) if request.overrides else ""
         out.console(stderr=True).print(f"verifying {out.plain(mv.ref)} in {where}{out.plain(extra)}")
     start = time.perf_counter()
-    _, check = verify_version(svc, mv, request, _progress(as_json))
+    _, check = verify_version(svc, mv, request, _progress(as_json), early=early, hint=hint)
     seconds = time.perf_counter() - start
     if as_json:
         out.print_json({"model": mv.model, "version": mv.version, "seconds": round(seconds, 3),
