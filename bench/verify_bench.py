@@ -6,7 +6,7 @@ environment in a temp folder on every call and only checks that the model runs; 
 version's lock once, keeps the environment by its key, and compares the answers with the golden ones.
 uv's own download cache is warm for both (this machine's packages), as on a developer's laptop.
 
-    python bench/verify_bench.py [--runs 2]
+    python bench/verify_bench.py [--runs 2]   (each run: a fresh verify, an MLflow call, two cached verifies)
 
 Targets (issue 9): first verify >= 3x faster than MLflow's call; a cached verify < 2 s end to end and >= 10x.
 """
@@ -91,34 +91,37 @@ def main() -> None:
         proj.mkdir()
         env = {**base, "PYTHONPATH": str(ROOT / "src")}
         timed([sys.executable, "-c", SHIPYARD_LOG], proj, env)
-        firsts, cached = [], []
-        for i in range(args.runs):
-            run_env = {**env, "SHIPYARD_CACHE_DIR": str(t / f"cache-{i}")}
-            firsts.append(timed([sys.executable, "-m", "shipyard", "verify", "iris@1"], proj, run_env)[0])
-        for _ in range(3):
-            cached.append(timed([sys.executable, "-m", "shipyard", "verify", "iris@1"], proj, run_env)[0])
-        # MLflow: the same model, logged with MLflow, predicted through its CLI in a uv environment
         ml = t / "mlflow"
         ml.mkdir()
         ml_env = {**base, "MLFLOW_TRACKING_URI": f"sqlite:///{ml / 'mlflow.db'}"}
         _, out = timed([str(mlpy), "-c", MLFLOW_LOG], ml, ml_env)
         uri = out.strip().splitlines()[-1]
-        mlflow_times = []
-        for _ in range(args.runs):
-            seconds, answer = timed([str(mlpy), "-m", "mlflow", "models", "predict", "-m", uri, "-i", "input.json",
-                                     "-t", "json", "--env-manager", "uv"], ml, ml_env)
+        predict = [str(mlpy), "-m", "mlflow", "models", "predict", "-m", uri, "-i", "input.json", "-t", "json",
+                   "--env-manager", "uv"]
+        verify = [sys.executable, "-m", "shipyard", "verify", "iris@1"]
+        load_before = os.getloadavg()[0]
+        # interleaved, so that a machine shared with other work weighs on both sides alike
+        firsts, cached, mlflow_times = [], [], []
+        for i in range(args.runs):
+            run_env = {**env, "SHIPYARD_CACHE_DIR": str(t / f"cache-{i}")}
+            firsts.append(timed(verify, proj, run_env)[0])  # an empty environment cache
+            seconds, answer = timed(predict, ml, ml_env)
             mlflow_times.append(seconds)
+            for _ in range(2):
+                cached.append(timed(verify, proj, run_env)[0])
         predictions = answer.strip().splitlines()[-1] if answer.strip() else "(nothing)"
+        load_after = os.getloadavg()[0]
 
     first, warm, theirs = statistics.median(firsts), statistics.median(cached), statistics.median(mlflow_times)
     report = {
         "shipyard_first_s": [round(s, 2) for s in firsts], "shipyard_cached_s": [round(s, 2) for s in cached],
         "mlflow_predict_uv_s": [round(s, 2) for s in mlflow_times],
         "first_speedup": round(theirs / first, 1), "cached_speedup": round(theirs / warm, 1),
-        "mlflow_answer": predictions[:120],
+        "mlflow_answer": predictions[:120], "load_average_before_after": [load_before, load_after],
     }
     print(json.dumps(report, indent=2))
-    print(f"\nverify, iris (LogisticRegression), median of {args.runs} fresh / 3 cached / {args.runs} MLflow calls")
+    print(f"\nverify, iris (LogisticRegression), medians of {args.runs} fresh / {len(cached)} cached verifies and "
+          f"{args.runs} MLflow calls, interleaved (1-min load average {load_before:.1f} -> {load_after:.1f})")
     print(f"  shipyard verify, fresh environment cache : {first:6.2f} s   ({theirs / first:.1f}x faster; target >= 3x)")
     print(f"  shipyard verify, cached environment      : {warm:6.2f} s   ({theirs / warm:.1f}x faster; "
           f"target < 2 s and >= 10x)")
