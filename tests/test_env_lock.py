@@ -76,7 +76,7 @@ def test_overrides_replace_or_add_and_anything_but_one_requirement_line_is_refus
     assert reqs == ["joblib @ git+https://github.com/joblib/joblib.git@0123456789abcdef0123456789abcdef01234567",
                     "NumPy>=2.2", "scikit_learn==1.6.1", "scipy==1.14.1", "threadpoolctl==3.5.0", "tinypkg==2"]
     for bad in ["numpy==1\n--index-url http://evil", "-e .", "--extra-index-url=http://x", "numpy===", "x; rm -rf",
-                "a" * 600, "pkg @ http://host/a b.whl"]:
+                "a" * 600, "pkg @ http://host/a b.whl", 'numpy; python_version == "3\u2028-e ."', "numpy==1\x0b-e ."]:
         with pytest.raises(InvalidInputError) as err:
             parse_overrides([bad])
         assert "\n" not in str(err.value)
@@ -107,6 +107,18 @@ def test_complete_names_the_missing_packages_and_what_to_do() -> None:
                               "--with NAME==VERSION")
     assert lock.complete("build iris@3", ["pandas==2.2.3", "polars==1.0"]) is lock
     assert lock_of(RECORD, ["numpy"]).complete("x") == lock_of(RECORD, ["numpy"])
+
+
+def test_a_hostile_record_never_adds_a_line_to_the_file() -> None:
+    vcs = {"kind": "vcs", "vcs": "git", "url": "https://h/x.git\n--index-url http://evil", "commit": "abcdef12"}
+    pin = Pin("x", "1.0", vcs)
+    assert pin.requirement() == "x==1.0"  # a VCS source that is not one clean URL is pinned by version
+    assert pin.comment() == ("x was installed from vcs (an unprintable URL); pinned by version: publish it to an "
+                             "index, or pass --with NAME @ URL")
+    record = {"python": {"version": "3.11\n-e ."}, "packages": {"A_Pkg": {"version": "1", "requires": []}}}
+    lock = lock_of(record, ["a-pkg"], label="m@1\n-e .", env_digest="sha256:1\r-e .")
+    assert lock.python == "unknown" and lock.requirements() == ["a-pkg==1"]  # a v1-style name, normalized
+    assert not any(line.startswith("-") for line in lock.text().splitlines())
 
 
 def test_a_hostile_record_is_refused_in_one_line() -> None:

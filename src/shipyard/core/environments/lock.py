@@ -28,6 +28,7 @@ MAX_REQUIRES = 2000  # per package: more is a damaged or hostile record
 _LEGACY_VERSION = re.compile(r"[A-Za-z0-9.+!_-]{1,100}")
 _SAFE_URL = re.compile(r"[A-Za-z0-9+.-]+://[!-~]{1,2000}")  # printable ASCII, no whitespace: one line
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
+_PYTHON_VERSION = re.compile(r"[0-9A-Za-z.+]{1,40}")
 
 # (name, version) -> the normalized names of its dependencies, or None when they are not known
 RequiresOf = Callable[[str, str], Sequence[str] | None]
@@ -103,9 +104,9 @@ class Lock:
     def text(self, overrides: Sequence[str] = ()) -> str:
         """A requirements file both pip and uv install (``pip install -r``, ``uv pip install -r``)."""
         parsed = parse_overrides(overrides)
-        head = [f"# Locked by Shipyard for {self.label or 'a model version'}: what its flavor and code need, "
-                "pinned as in the environment it was registered from",
-                f"# environment {self.env_digest or '(unknown)'}, Python {self.python}",
+        head = [f"# Locked by Shipyard for {_printable(self.label) or 'a model version'}: what its flavor and code "
+                "need, pinned as in the environment it was registered from",
+                f"# environment {_printable(self.env_digest) or '(unknown)'}, Python {_printable(self.python)}",
                 f"# roots: {' '.join(self.roots) or '(none)'}"]
         if parsed:
             head.append(f"# overrides: {' ; '.join(parsed.values())}")
@@ -144,6 +145,11 @@ class Lock:
                 "requirements": self.requirements(overrides)}
 
 
+def _printable(text: str) -> str:
+    """``text`` without what could end a line of the file (a header line holds exactly one line)."""
+    return "".join(c for c in text if c.isprintable())[:200]
+
+
 def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
     """Normalized name -> the override as one canonical requirement line. Untrusted: anything that is not
     a single valid PEP 508 requirement is refused."""
@@ -151,7 +157,8 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
         raise InvalidInputError(f"{len(overrides)} overrides: at most {MAX_OVERRIDES}")
     out: dict[str, str] = {}
     for spec in overrides:
-        if len(spec) > MAX_OVERRIDE_CHARS or any(c in spec for c in "\r\n\0") or spec.strip().startswith("-"):
+        # not printable covers every line break pip or uv might split on (\n, \r, \v, \f, \x1c-\x1e, \x85, \u2028...)
+        if len(spec) > MAX_OVERRIDE_CHARS or not spec.isprintable() or spec.strip().startswith("-"):
             raise InvalidInputError(f"override {spec[:60]!r} is not one requirement line; write it as NAME==VERSION")
         try:
             req = Requirement(spec)
@@ -173,9 +180,12 @@ def lock_of(record: Mapping[str, Any], roots: Sequence[str], *, requires_of: Req
     """The lock of ``roots`` in ``record``: each root and, transitively, what it requires there.
     ``requires_of`` is asked only for packages the record has no ``requires`` for (records captured
     before it existed); without it, or when it answers None, the package's dependencies stay open."""
-    packages = packages_of(record)
+    # a v1 record kept the names as given
+    packages = {normalize(name): entry for name, entry in packages_of(record).items()}
     python = record.get("python")
     version = str(python.get("version") if isinstance(python, Mapping) else python or "unknown")
+    if not _PYTHON_VERSION.fullmatch(version):  # it goes into the file's header: one printable line
+        version = "unknown"
     wanted = []
     for root in roots:
         if not is_name(root):
