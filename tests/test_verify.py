@@ -30,6 +30,9 @@ from shipyard.errors import InvalidInputError
 from shipyard.wiring import Services, VerifyRequest, build, check_overrides, flavor, verify_version
 from tests.conftest import cli_env, shipyard
 
+# one worker runs them all (pytest -n 2 --dist loadgroup): the registry and the environment cache are built once
+pytestmark = pytest.mark.xdist_group("verify")
+
 TINY = '''FACTOR = {factor}
 
 
