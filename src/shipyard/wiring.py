@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings, working_folder
 
 if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
+    from shipyard.adapters.environments.venvs import Child
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.environments.golden import Check, Tolerance
     from shipyard.core.environments.lock import Lock
@@ -358,14 +359,6 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
                               push=push)
 # --- verify: a version's golden examples in another environment -------------------------------------------------
 
-FLAVOR_PACKAGES = {
-    "sklearn": ("scikit-learn", "skops", "numpy", "scipy", "joblib", "threadpoolctl"),
-    "python": ("numpy",),
-    "onnx": ("onnxruntime", "numpy"),
-    "torch": ("torch", "numpy"),
-}
-
-
 def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where verify keeps its environments: ``$SHIPYARD_CACHE_DIR/envs``, else the user's cache folder
     (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/shipyard/envs``."""
@@ -376,38 +369,11 @@ def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return base / "shipyard" / "envs"
 
 
-def model_requirements(svc: Services, mv: ModelVersion, flavor_meta: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """(the Python version, the requirement lines) a version's environment is built from.
-
-    Until the lock lands: the flavor's packages (and the package of a python model's class) at the
-    versions its registration environment recorded.
-    """
-    import platform
-
-    from shipyard.core.environments.capture import normalize, packages_of
-
-    record: dict[str, Any] = {}
-    if mv.env_digest is not None:
-        import json
-
-        with svc.store.open(mv.env_digest) as f:
-            record = json.loads(f.read(64 * 1024 * 1024))
-    version = str((record.get("python") or {}).get("version") or platform.python_version())
-    python = ".".join(version.split(".")[:2])
-    packages = packages_of(record)
-    wanted = list(FLAVOR_PACKAGES.get(mv.flavor, ()))
-    if mv.flavor == "python":  # the distribution of the model's class, where its top module names one
-        wanted.append(str(flavor_meta.get("class", "")).split(".")[0])
-    lines = [f"{name}=={packages[name]['version']}" for name in map(normalize, wanted) if name in packages]
-    return python, lines
-
-
 def check_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``--with`` values, each checked as a PEP 508 requirement (a one-line error otherwise)."""
-    from shipyard.adapters.environments.venvs import requirement_name
+    from shipyard.core.environments.lock import parse_overrides
 
-    for line in overrides:
-        requirement_name(line)
+    parse_overrides(overrides)
     return tuple(o.strip() for o in overrides)
 
 
@@ -419,10 +385,30 @@ class VerifyRequest:
     current: bool = False
 
 
+def verify_early(ref: str, request: VerifyRequest, environ: Mapping[str, str] | None = None
+                 ) -> tuple[str, Child | None]:
+    """(the hint of this request, a model process started in the environment it used last time, or None).
+
+    Started before the registry is opened, so the flavor's imports (seconds for scikit-learn) overlap with
+    opening it; ``verify_version`` uses it only if the environment it computes is that one.
+    """
+    import json
+
+    from shipyard.adapters.environments.venvs import early
+
+    settings = settings_from_environment(environ)
+    hint = json.dumps([settings.db_url, str(settings.store_path), settings.actor, ref, list(request.overrides),
+                       request.python, [str(p.resolve()) for p in request.find_links]])
+    return hint, None if request.current else early(verify_cache_dir(environ), hint)
+
+
 def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyRequest,
                    on_line: Callable[[str], None] = lambda _: None, environ: Mapping[str, str] | None = None,
-                   record: bool = True) -> tuple[ModelVersion, Check]:
-    """Run ``ref``'s golden examples in a fresh environment (or the current one) and record the outcome."""
+                   record: bool = True, early: Child | None = None, hint: str | None = None
+                   ) -> tuple[ModelVersion, Check]:
+    """Run ``ref``'s golden examples in a fresh environment (or the current one) and record the outcome.
+
+    ``early`` and ``hint``: from ``verify_early`` (the caller closes ``early``)."""
     from shipyard._version import __version__
     from shipyard.core.environments.golden import Tolerance
     from shipyard.errors import NotFoundError
@@ -436,7 +422,7 @@ def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyReques
     if request.current:
         check = _verify_current(svc, mv, examples, tolerance)
     else:
-        check = _verify_venv(svc, mv, examples, tolerance, request, on_line, environ)
+        check = _verify_venv(svc, mv, examples, tolerance, request, on_line, environ, early, hint)
     if record:
         svc.registry.record_result(mv, "verify", check.to_record(__version__), check.summary())
     return mv, check
@@ -466,11 +452,13 @@ def _verify_current(svc: Services, mv: ModelVersion, examples: Mapping[str, Any]
 
 
 def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], tolerance: Tolerance,
-                 request: VerifyRequest, on_line: Callable[[str], None], environ: Mapping[str, str] | None) -> Check:
+                 request: VerifyRequest, on_line: Callable[[str], None], environ: Mapping[str, str] | None,
+                 early: Child | None = None, hint: str | None = None) -> Check:
+    import platform
     import tempfile
     from dataclasses import replace
 
-    from shipyard.adapters.environments.venvs import EnvCache, EnvSpec, NotInstalled, run_child, with_overrides
+    from shipyard.adapters.environments.venvs import Child, EnvCache, EnvSpec, NotInstalled, remember
     from shipyard.core.artifacts.tree import materialize
     from shipyard.core.environments.golden import FAIL, NOT_INSTALLED, PASS, Check, compare
     from shipyard.core.registry.service import SavedModel
@@ -487,21 +475,34 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
         # refuses anything outside it before deserializing (what the version needs is read there, where
         # the flavor's libraries are imported anyway: the same check Registry.load makes)
         granted = svc.registry.trusted(mv)
-        python, lines = model_requirements(svc, mv, saved.flavor_meta)
-        python = request.python or python
-        spec = EnvSpec(python, tuple(with_overrides(lines, request.overrides)), request.overrides,
+        lock = model_lock(svc, mv).complete(f"verify {mv.ref}", request.overrides)
+        python = request.python or (".".join(lock.python.split(".")[:2]) if lock.python[:1].isdigit()
+                                    else platform.python_version())
+        spec = EnvSpec(python, tuple(lock.requirements(request.overrides)), request.overrides,
                        tuple(p.resolve() for p in request.find_links))
-        env = EnvCache(verify_cache_dir(environ)).ensure(spec, on_line)
+        root = verify_cache_dir(environ)
+        env = EnvCache(root).ensure(spec, on_line)
         if isinstance(env, NotInstalled):
             return Check("venv", NOT_INSTALLED, env.key, python, request.overrides, reason=env.reason)
-        result = run_child(env.python, folder, saved.flavor, saved.flavor_meta, granted.items(), examples["inputs"])
-        if result.untrusted:  # the message that names the trust command, as Registry.load gives it
-            raise untrusted_error(mv.ref, svc.registry.requirements(folder), granted)
+        if hint is not None:
+            remember(root, hint, env.key, saved.flavor)
+        warm = early is not None and early.key == env.key and early.flavor == saved.flavor
+        with early if warm and early is not None else Child(env.python, env.key, saved.flavor) as child:
+            result = child.answer(folder, saved.flavor_meta, granted.items(), examples["inputs"])
+        if result.untrusted:  # refused there: is it untrusted here too (then say how to trust it, as load does)?
+            needed = svc.registry.requirements(folder)
+            if needed - granted:
+                raise untrusted_error(mv.ref, needed, granted)
+            # trusted by this registry's rules, refused by the flavor there: that environment cannot read it
+            found = ", ".join(f"{k} {v}" for k, v in (result.packages or {}).items() if k != "python")
+            result = replace(result, stage="refused", error=f"the {saved.flavor} flavor there ({found}) does not "
+                             f"accept what this registry trusts: {result.error}")
     ran = Check("venv", FAIL, env.key, env.python_version, request.overrides, reused=env.reused,
                 packages=dict(result.packages or {}))
     if not result.ok:
         what = {"load": "the model did not load", "predict": "the model failed to answer",
-                "import": "the flavor did not import"}.get(result.stage, "the model failed")
+                "import": "the flavor did not import", "refused": "the model did not load"}.get(result.stage,
+                                                                                                "the model failed")
         return replace(ran, reason=f"{what}: {result.error}")
     verdict = compare(examples["outputs"], result.outputs, tolerance)
     return replace(ran, status=PASS if verdict.passed else FAIL, verdict=verdict)

@@ -55,25 +55,46 @@ def _line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
 
-def main(request_path: str) -> int:
+def _preload(flavor: str) -> None:
+    """Import the flavor and its libraries before the request comes (nothing of a model is read here)."""
+    try:
+        from shipyard.adapters.flavors import get_flavor
+
+        get_flavor(flavor)
+        if flavor == "sklearn":  # skops.io and the allowlist's types are most of what loading takes
+            from shipyard.adapters.flavors.sklearn import _data_types, _sklearn_bases, _skops
+
+            _skops()
+            _data_types()
+            _sklearn_bases()
+    except Exception:  # the request reports any failure with its stage; this only warms the imports
+        return
+
+
+def main(flavor: str) -> int:
+    """Import ``flavor``, then read a request's path on stdin (none: exit), answer it, write the result."""
+    _preload(flavor)
+    packages = _packages()
+    request_path = sys.stdin.readline().strip()
+    if not request_path:
+        return 0
     with open(request_path, "rb") as f:
         request = json.loads(f.read(MAX_REQUEST_BYTES))
     out: dict[str, Any] = {"ok": False}
-    stage = "load"
+    stage = "import"
     try:
         from shipyard.adapters.flavors import get_flavor
         from shipyard.core.registry.trust import TrustSet
 
-        stage = "import"
-        flavor = get_flavor(request["flavor"])
+        flavor_ = get_flavor(request["flavor"])
         stage = "load"
-        model = flavor.load(Path(request["folder"]), request["flavor_meta"], TrustSet.from_items(request["trusted"]))
+        model = flavor_.load(Path(request["folder"]), request["flavor_meta"], TrustSet.from_items(request["trusted"]))
         stage = "predict"
-        out = {"ok": True, "outputs": flavor.to_json(flavor.predict(model, as_inputs(request["inputs"])))}
+        out = {"ok": True, "outputs": flavor_.to_json(flavor_.predict(model, as_inputs(request["inputs"])))}
     except Exception as exc:  # any library's error: reported as one line, the parent decides
         out = {"ok": False, "stage": stage, "error": _line(exc),
                "untrusted": type(exc).__name__ == "UntrustedModelError"}
-    out["packages"] = _packages()
+    out["packages"] = packages
     with open(request["result"], "w") as f:
         try:
             json.dump(out, f, allow_nan=True)

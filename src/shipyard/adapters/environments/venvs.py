@@ -37,7 +37,7 @@ MAX_RESULT_BYTES = 256 * 1024 * 1024
 _TAIL = 40  # lines of uv's output kept for a failure's reason
 _CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
-         "from shipyard.adapters.environments.child import main; sys.exit(main(sys.argv[2]))")
+         "from shipyard.adapters.environments.child import main; sys.exit(main(sys.argv[2]))")  # argv[2]: the flavor
 
 Lines = Callable[[str], None]
 
@@ -97,7 +97,8 @@ def uv_version() -> str:
 def find_links_state(folder: Path) -> list[list[Any]]:
     """The files of a --find-links folder as (name, size, mtime): a rebuilt wheel is a new environment."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        with os.scandir(folder) as found:
+            entries = sorted(found, key=lambda e: e.name)
     except OSError as exc:
         raise InvalidInputError(f"cannot read --find-links {folder}: {exc.strerror or exc}") from exc
     out = []
@@ -167,7 +168,11 @@ class EnvCache:
         code, tail = _stream([uv_bin(), "venv", "--relocatable", "--no-project", "--python", spec.python, str(venv)],
                              on_line, deadline)
         if code != 0:
-            return NotInstalled(key, f"no Python {spec.python}: {_reason(tail)}", installer)
+            why = _reason(tail)
+            if "download" in why.lower():  # offline, or the download host is out of reach: the URL helps no one
+                why = "uv found none here and could not download one"
+            return NotInstalled(key, f"no Python {spec.python}: {why}; install it, or pass --python /path/to/python",
+                                installer)
         wanted = "".join(f"{line}\n" for line in spec.requirements)  # the overrides are in them already
         (tmp / "shipyard-requirements.txt").write_text(wanted)
         links = [arg for f in spec.find_links for arg in ("--find-links", str(f))]
@@ -239,9 +244,12 @@ def _stream(argv: Sequence[str], on_line: Lines, deadline: float) -> tuple[int, 
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         _kill(proc)
+        code = 124
+        tail.append(f"error: uv took longer than {INSTALL_TIMEOUT:.0f} s and was stopped")
+    finally:
         reader.join(5)
-        return 124, [*tail, f"error: uv took longer than {INSTALL_TIMEOUT:.0f} s and was stopped"]
-    reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
     return code, tail
 
 
@@ -257,7 +265,7 @@ def _reason(tail: Sequence[str]) -> str:
     start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "\u00d7", "x "))), None)
     picked = lines[start:] if start is not None else lines[-3:]
     text = " ".join(line.lstrip("\u00d7╰─▶│├ ").strip() for line in picked if not line.startswith("hint:"))
-    text = " ".join(text.split())
+    text = " ".join(text.split()).removeprefix("error: ").replace(" cause: ", ": ")
     return (text[:400] + "…") if len(text) > 400 else (text or "uv failed without saying why")
 
 
@@ -274,74 +282,116 @@ class ChildResult:
     untrusted: bool = False  # the flavor refused: loading needs something the trust set did not hold
 
 
-def run_child(python: Path, folder: Path, flavor: str, flavor_meta: Mapping[str, Any], trusted: Sequence[str],
-              inputs: Any, timeout: float = CHILD_TIMEOUT) -> ChildResult:
-    """Load the model in ``folder`` with ``python`` and answer ``inputs``; nothing of this process leaks in.
+class Child:
+    """A model process in an environment: started (importing the flavor's libraries), then given one request.
 
-    The child runs isolated (``-I``: no user site, no PYTHON* variables, no script folder on sys.path),
-    its environment stripped to a few variables; its sys.path gains one folder holding only a link
-    named ``shipyard`` to this Shipyard package, so it imports the flavor loaders and nothing else of
-    ours. It loads only what ``trusted`` allows (decided here, by the registry's trust rules).
+    It runs isolated (``-I``: no user site, no PYTHON* variables, no script folder on sys.path), its
+    environment stripped to a few variables; its sys.path gains one folder holding only a link named
+    ``shipyard`` to this Shipyard package, so it imports the flavor loaders and nothing else of ours.
+    Until it gets a request it has loaded no model and read no file of one: started early (``early``),
+    it only imports the flavor's libraries while this process opens the registry.
     """
-    package = Path(__file__).resolve().parents[2]  # shipyard/adapters/environments/venvs.py
-    with tempfile.TemporaryDirectory(prefix="shipyard-verify-") as tmp:
-        shim = Path(tmp) / "path"
+
+    def __init__(self, python: Path, key: str, flavor: str) -> None:
+        self.key = key
+        self.flavor = flavor
+        self._tmp = tempfile.TemporaryDirectory(prefix="shipyard-verify-")
+        self.folder = Path(self._tmp.name)
+        shim = self.folder / "path"
         shim.mkdir()
-        (shim / "shipyard").symlink_to(package, target_is_directory=True)
-        request = Path(tmp) / "request.json"
-        result = Path(tmp) / "result.json"
-        request.write_text(json.dumps({"folder": str(folder), "flavor": flavor, "flavor_meta": dict(flavor_meta),
-                                       "trusted": list(trusted), "inputs": inputs, "result": str(result)}))
+        (shim / "shipyard").symlink_to(Path(__file__).resolve().parents[2], target_is_directory=True)
         env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ}
         try:
-            done = subprocess.run([str(python), "-I", "-c", _BOOT, str(shim), str(request)], capture_output=True,
-                                  text=True, errors="replace", timeout=timeout, env=env, cwd=tmp,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return ChildResult(False, error=f"the model did not answer within {timeout:.0f} s", stage="predict")
+            self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+                [str(python), "-I", "-c", _BOOT, str(shim), flavor], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True, errors="replace", env=env, cwd=self.folder, start_new_session=True)
+            self.failed = ""
         except OSError as exc:
-            return ChildResult(False, error=f"cannot start {python}: {exc.strerror or exc}", stage="import")
+            self.proc = None
+            self.failed = f"cannot start {python}: {exc.strerror or exc}"
+
+    def answer(self, folder: Path, flavor_meta: Mapping[str, Any], trusted: Sequence[str], inputs: Any,
+               timeout: float = CHILD_TIMEOUT) -> ChildResult:
+        """Load the model in ``folder`` (only what ``trusted`` allows: decided here, by the registry's trust
+        rules) and answer ``inputs``."""
+        if self.proc is None:
+            return ChildResult(False, error=self.failed, stage="import")
+        request, result = self.folder / "request.json", self.folder / "result.json"
+        request.write_text(json.dumps({"folder": str(folder), "flavor": self.flavor, "flavor_meta": dict(flavor_meta),
+                                       "trusted": list(trusted), "inputs": inputs, "result": str(result)}))
+        try:
+            _, stderr = self.proc.communicate(f"{request}\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return ChildResult(False, error=f"the model did not answer within {timeout:.0f} s", stage="predict")
+        except OSError:  # it is gone already (its stdin closed): its stderr says why
+            stderr = ""
         try:
             with open(result, "rb") as f:
                 body = json.loads(f.read(MAX_RESULT_BYTES))
         except (OSError, ValueError):
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            why = lines[-1].strip()[:300] if lines else f"exit status {done.returncode}"
+            lines = [line for line in (stderr or "").splitlines() if line.strip()]
+            why = lines[-1].strip()[:300] if lines else f"exit status {self.proc.returncode}"
             return ChildResult(False, error=f"the model's process failed: {why}", stage="import")
-    if not isinstance(body, dict):
-        return ChildResult(False, error="the model's process wrote no result", stage="import")
-    packages = body.get("packages") if isinstance(body.get("packages"), dict) else None
-    if body.get("ok") is True:
-        return ChildResult(True, outputs=body.get("outputs"), packages=packages)
-    return ChildResult(False, error=str(body.get("error"))[:500], stage=str(body.get("stage"))[:20],
-                       packages=packages, untrusted=body.get("untrusted") is True)
+        if not isinstance(body, dict):
+            return ChildResult(False, error="the model's process wrote no result", stage="import")
+        packages = body.get("packages") if isinstance(body.get("packages"), dict) else None
+        if body.get("ok") is True:
+            return ChildResult(True, outputs=body.get("outputs"), packages=packages)
+        return ChildResult(False, error=str(body.get("error"))[:500], stage=str(body.get("stage"))[:20],
+                           packages=packages, untrusted=body.get("untrusted") is True)
+
+    def close(self) -> None:
+        """Stop the process (if it still runs) and remove its folder; closing twice is harmless."""
+        if self.proc is not None and self.proc.poll() is None:
+            _kill(self.proc)
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
-# -- overrides ----------------------------------------------------------------------------------------------
-
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-_VERSION = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
-_REQUIREMENT = re.compile(rf"\s*({_NAME})\s*(\[\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\])?\s*"
-                          rf"({_VERSION}(?:\s*,\s*{_VERSION})*)?\s*(;[^\n\r]*)?")
-
-
-def requirement_name(text: str) -> str:
-    """The normalized name of a PEP 508 requirement such as ``scikit-learn==1.5.2`` (no URLs, no options);
-    anything else is a one-line InvalidInputError."""
-    match = _REQUIREMENT.fullmatch(text) if len(text) <= 500 else None
-    if match is None:
-        raise InvalidInputError(f"--with {text[:80]!r} is not a requirement: give NAME==VERSION "
-                                "(any PEP 508 specifier, e.g. 'scikit-learn==1.5.2' or 'numpy<2')")
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+def run_child(python: Path, folder: Path, flavor: str, flavor_meta: Mapping[str, Any], trusted: Sequence[str],
+              inputs: Any, timeout: float = CHILD_TIMEOUT) -> ChildResult:
+    """Load the model in ``folder`` with ``python`` and answer ``inputs``, in a new ``Child``."""
+    with Child(python, "", flavor) as child:
+        return child.answer(folder, flavor_meta, trusted, inputs, timeout)
 
 
-def with_overrides(lines: Sequence[str], overrides: Sequence[str]) -> list[str]:
-    """``lines`` with every package an override names replaced by that override (overrides last)."""
-    replaced = {requirement_name(o) for o in overrides}
-    kept = [line for line in lines if _line_name(line) not in replaced]
-    return kept + list(overrides)
+# -- starting early: the environment a request used last time ------------------------------------------------
 
 
-def _line_name(line: str) -> str | None:
-    match = re.match(rf"\s*({_NAME})", line)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
+def remember(root: Path, hint: str, key: str, flavor: str) -> None:
+    """Note that the request ``hint`` (a reference, its options, the registry) ran in ``key`` with ``flavor``."""
+    with contextlib.suppress(OSError):
+        folder = root / "hints"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / hashlib.sha256(hint.encode()).hexdigest()[:40]
+        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"key": key, "flavor": flavor}))
+        os.replace(tmp, target)
+
+
+def early(root: Path, hint: str) -> Child | None:
+    """A ``Child`` started in the environment ``hint`` ran in last time, if the cache still holds it complete.
+
+    Only a guess: the caller uses it when the key it computes is the same, and closes it otherwise.
+    """
+    try:
+        with open(root / "hints" / hashlib.sha256(hint.encode()).hexdigest()[:40], "rb") as f:
+            noted = json.loads(f.read(4096))
+        key, flavor = str(noted["key"]), str(noted["flavor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", flavor):
+        return None
+    env = _complete(EnvCache(root).folder(key), key, "")
+    return Child(env.python, key, flavor) if env is not None else None

@@ -38,10 +38,10 @@ def verify(
     and compare the answers with the stored ones: labels exactly, floats within the version's tolerance.
 
     Exits non-zero when an answer differs, the model does not load, or the environment cannot be installed.
-    The outcome is recorded with the version (`shipyard models show` lists it).
+    The outcome is recorded with the version (`shipyard models history NAME` lists it).
     """
     from shipyard.errors import InvalidInputError
-    from shipyard.wiring import VerifyRequest, check_overrides
+    from shipyard.wiring import VerifyRequest, check_overrides, verify_early
 
     if every == (ref is not None):
         raise InvalidInputError("give a version to verify (NAME@V), or --all for every registered model")
@@ -57,7 +57,14 @@ def verify(
         if not folder.is_dir():
             raise InvalidInputError(f"--find-links {folder}: not a folder")
     request = VerifyRequest(check_overrides(overrides), python, tuple(find_links), current)
-    svc = out.services()
+    # one version in a venv: its model process starts now, in the environment it used last time (if any)
+    hint, early = verify_early(ref, request) if ref is not None and not every else ("", None)
+    try:
+        svc = out.services()
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     try:
         if image is not None:
             assert ref is not None
@@ -66,8 +73,10 @@ def verify(
             failed = _verify_all(svc, request, alias, as_json)
         else:
             assert ref is not None
-            failed = _verify_one(svc, ref, request, as_json)
+            failed = _verify_one(svc, ref, request, as_json, early, hint)
     finally:
+        if early is not None:
+            early.close()
         svc.close()
     if failed:
         raise typer.Exit(1)
@@ -85,7 +94,9 @@ def _progress(as_json: bool) -> Any:
     return show
 
 
-def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool) -> bool:
+def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool, early: Any = None,
+                hint: str | None = None) -> bool:
+    """``early``: the model process ``verify_early`` started (a venvs.Child, which this layer does not import)."""
     from shipyard.wiring import verify_version
 
     mv = svc.registry.resolve(ref)
@@ -94,7 +105,7 @@ def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool) 
         extra = (" with " + " ".join(request.overrides)) if request.overrides else ""
         out.console(stderr=True).print(f"verifying {out.plain(mv.ref)} in {where}{out.plain(extra)}")
     start = time.perf_counter()
-    _, check = verify_version(svc, mv, request, _progress(as_json))
+    _, check = verify_version(svc, mv, request, _progress(as_json), early=early, hint=hint)
     seconds = time.perf_counter() - start
     if as_json:
         out.print_json({"model": mv.model, "version": mv.version, "seconds": round(seconds, 3),
@@ -136,14 +147,15 @@ def _show(mv: ModelVersion, check: Check, seconds: float) -> None:
     if check.target == "image" and check.environment:
         where = f"image {check.environment.split()[0]}"
     if check.target == "venv" and check.environment:
-        where += f" {out.short(check.environment)}" + (" (cached)" if check.reused else " (new)")
+        where += f" {out.short(check.environment)}"
+        where += "" if check.reused is None else " (cached)" if check.reused else " (new)"
     facts = ", ".join(x for x in (f"python {check.python}" if check.python else "",
                                   " ".join(check.overrides), f"{seconds:.1f} s") if x)
     mark = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]"}.get(check.status, f"[red]{check.status}[/red]")
     c.print(f"{mark} {out.plain(mv.ref)} in {out.plain(where)} ({out.plain(facts)})")
     c.print(f"  {out.plain(check.describe())}")
     if check.verdict is not None and check.verdict.worst:
-        out.table("worst differences", [out.Col("example", ident=True), "expected", "got", "error"], [
+        out.table("worst differences", [out.Col("example", ident=True), "expected", "got", "relative error"], [
             (out.plain(d.where), out.plain(_text(d.expected)), out.plain(_text(d.got)),
              f"{d.error:.3g}" if d.error is not None else d.reason)
             for d in check.verdict.worst])
