@@ -1,4 +1,4 @@
-"""``shipyard demo``: headings in order and coherent (three parts, the pipeline's three steps under part 2),
+"""``shipyard demo``: headings in order and coherent (four parts, the pipeline's three steps under part 2),
 each line under its heading, class names everywhere, per-fold scores logged as steps of their own metric."""
 
 from __future__ import annotations
@@ -35,22 +35,27 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[s
         assert len(found) == 1, (text, found)
         return found[0]
 
-    headings = [at(PARTS[0]), at(PARTS[1]), *(at(s) for s in STEPS), at(PARTS[2].format(ref="iris@staging"))]
-    assert headings == sorted(headings)
-    assert len([line for line in lines if line.startswith("──")]) == 3  # one rule per part, no more
+    headings = [at(PARTS[0]), at(PARTS[1]), *(at(s) for s in STEPS[:3]), at(PARTS[2].format(ref="iris@staging"))]
+    part4 = [at(PARTS[3].format(ref="iris@staging")), at(STEPS[3].format(ref="iris@staging")), at(STEPS[4])]
+    assert headings + part4 == sorted(headings + part4)
+    assert len([line for line in lines if line.startswith("──")]) == 4  # one rule per part, no more
+    # part 4: the iris version passes in a new environment; the scaler passes, then fails with tinypkg 2.0
+    verdicts = [line.split()[0] for line in lines[part4[0]:] if line.startswith(("pass ", "FAIL "))]
+    assert verdicts == ["pass", "pass", "FAIL"]
+    assert "3 of 3 golden examples differ" in done.stdout and "shipyard build iris@staging" in done.stdout
     # what the param change re-runs is said under its own heading, before the stages run
     will_run = [i for i, line in enumerate(lines) if " will run: " in line]
     first_run_after = next(i for i, line in enumerate(lines) if i > headings[4] and "▶ running" in line)
     assert [lines[i].split()[0] for i in will_run] == ["train", "evaluate"]
     assert all(headings[4] < i < first_run_after for i in will_run)
     # predictions are class names in part 1 and in part 3, never bare indices
-    for start, end in ((headings[0], headings[1]), (headings[-1], len(lines))):
+    for start, end in ((headings[0], headings[1]), (headings[-1], part4[0])):
         rows = [[c.strip() for c in line.split("│")] for line in lines[start:end] if line.startswith("│")]
         predicted = [cells[2] for cells in rows if re.fullmatch(r"\[?[0-9., ]+\]?", cells[1])]
         assert len(predicted) == 3 and set(predicted) <= set(CLASSES), predicted
 
     # per-fold scores are steps of their own metric; cv_accuracy is their mean, logged once
-    run = next(r for r in json.loads(run_cli("runs", "list", "--json", env=env).stdout) if r["experiment"] == "demo")
+    run = next(r for r in json.loads(run_cli("runs", "list", "--json", env=env).stdout) if r["name"] == "demo-iris")
     svc = from_environment(env, tmp_path)
     try:
         folds = svc.meta.metric_history(run["id"], "fold_accuracy")

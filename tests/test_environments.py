@@ -24,6 +24,7 @@ from shipyard.core.environments.capture import (
     parse_cpuinfo,
     parse_nvidia_smi,
 )
+from shipyard.wiring import Services
 from tests.conftest import cli_env, shipyard
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -273,3 +274,19 @@ def test_a_hostile_cache_file_is_a_miss_never_a_hang(tmp_path: Path) -> None:
         (tmp_path / CACHE_NAME).unlink()
         (tmp_path / CACHE_NAME).write_bytes(bad)
         assert capture(tmp_path)["packages"]
+
+
+def test_a_package_put_on_sys_path_mid_process_is_in_the_next_record(services: Services, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook's `%pip install` (here: a folder with a distribution put on sys.path) after a first run:
+    the next registration records it (the demo registers a model of a package it adds this way)."""
+    first = services.registry._env_digest()
+    assert services.registry._env_digest() == first  # unchanged: the same record
+    dist = tmp_path / "site" / "latepkg-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: latepkg\nVersion: 1.0\n")
+    monkeypatch.syspath_prepend(str(dist.parent))
+    second = services.registry._env_digest()
+    assert second != first
+    with services.store.open(second) as f:
+        assert json.loads(f.read())["packages"]["latepkg"]["version"] == "1.0"

@@ -8,8 +8,6 @@ each is built once.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib
 import json
 import math
@@ -27,6 +25,7 @@ from shipyard.config import Settings
 from shipyard.core.environments.golden import Check, Tolerance, compare
 from shipyard.core.registry.saving import save_model
 from shipyard.errors import InvalidInputError
+from shipyard.interfaces.cli.demo import tiny_wheel
 from shipyard.wiring import Services, VerifyRequest, build, check_overrides, flavor, verify_version
 from tests.conftest import cli_env, shipyard
 
@@ -46,25 +45,7 @@ class Scaler:
 
 
 def _wheel(folder: Path, version: str, factor: float) -> Path:
-    """A pure-Python wheel of ``tinypkg``, written by hand as the wheel spec (PEP 427) says."""
-    info = f"tinypkg-{version}.dist-info"
-    files = {
-        "tinypkg/__init__.py": TINY.format(factor=factor).encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: tinypkg\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{info}/top_level.txt": b"tinypkg\n",
-    }
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    path = folder / f"tinypkg-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
-    return path
+    return tiny_wheel(folder, version, TINY.format(factor=factor))
 
 
 @dataclass

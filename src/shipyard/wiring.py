@@ -163,10 +163,17 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     meta = open_metadata(settings)
     here = cwd or working_folder()
 
-    # Captured once per process: the interpreter and its packages do not change under a running program.
-    @functools.cache
+    # Read at each run and registration (cheap: the probe caches the slow part by the state of sys.path), so a
+    # notebook's `%pip install`, a folder put on sys.path or a framework imported since makes a new record;
+    # the same record is stored once.
+    stored: dict[bytes, Digest] = {}
+
     def env_digest() -> Digest:
-        return store.put_bytes(to_bytes(current_environment(settings)))
+        data = to_bytes(current_environment(settings))
+        if data not in stored:
+            stored.clear()
+            stored[data] = store.put_bytes(data)
+        return stored[data]
 
     @functools.cache
     def code() -> CodeVersion:

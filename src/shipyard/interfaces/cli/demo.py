@@ -1,7 +1,7 @@
 """``shipyard demo``: the foundation, the pipeline and the model server in one go, on scikit-learn's iris data.
 
-Three parts, each under its own heading: 1/3 tracking and the registry, 2/3 a pipeline (three runs of it,
-each under a sub-heading), 3/3 serving. The README's tour names them the same way.
+Four parts, each under its own heading: 1/4 tracking and the registry, 2/4 a pipeline (three runs of it,
+each under a sub-heading), 3/4 serving, 4/4 environments (verify). The README's tour names them the same way.
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from shipyard.interfaces.cli import output as out
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-pipeline"
 # each heading fits an 80-column terminal (a Rich rule cuts what does not)
-PARTS = ("Part 1/3 · tracking and registry: a run, a version, an alias",
-         "Part 2/3 · pipeline: prepare → train → evaluate, cached",
-         "Part 3/3 · serving: serve {ref} and ask it")
+PARTS = ("Part 1/4 · tracking and registry: a run, a version, an alias",
+         "Part 2/4 · pipeline: prepare → train → evaluate, cached",
+         "Part 3/4 · serving: serve {ref} and ask it",
+         "Part 4/4 · environments: verify {ref} elsewhere, and an upgrade")
 STEPS = ("2a. First run: every stage runs (or comes from the cache of an earlier demo)",
          "2b. Outputs deleted, as in a fresh clone: all restored from the cache",
-         "2c. train.C set to 0.5: train and evaluate re-run (or come from the cache)")
+         "2c. train.C set to 0.5: train and evaluate re-run (or come from the cache)",
+         "4a. {ref}'s golden examples in a new environment built from its lock",
+         "4b. A model built on your team's package: verified, then with its next release")
 
 
 def run_demo(name: str) -> None:
@@ -97,8 +100,12 @@ def run_demo(name: str) -> None:
     started = time.perf_counter()
     if serve_demo(f"{name}@staging", [row.tolist() for row in x_test[:3]], [str(n) for n in data.target_names]):
         c.print(f"part 3 done in {time.perf_counter() - started:.2f} s\n")
-    c.print(f"Next: `shipyard runs list`, `shipyard models versions {name}`, `shipyard models show {name}@staging`, "
-            "`shipyard models lineage iris-pipeline`, `shipyard store verify`.")
+    started = time.perf_counter()
+    verify_demo(f"{name}@staging")
+    c.print(f"part 4 done in {time.perf_counter() - started:.2f} s\n")
+    c.print(f"Next: `shipyard build {name}@staging` (its container image: the build context, and the image where "
+            f"Docker runs), `shipyard runs list`, `shipyard models history {name}`, "
+            f"`shipyard models lineage iris-pipeline`, `shipyard store verify`.")
 
 
 def run_pipeline_demo() -> None:
@@ -187,4 +194,74 @@ def serve_demo(ref: str, rows: list[list[float]], classes: list[str]) -> bool:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        svc.close()
+
+
+TINYPKG = "FACTOR = {factor}\n\n\nclass Scaler:\n    def predict(self, rows):\n" \
+          "        return [round(sum(row) * FACTOR, 6) for row in rows]\n"
+
+
+def tiny_wheel(folder: Path, version: str, source: str) -> Path:
+    """A one-module wheel (PEP 427) of ``tinypkg`` whose ``__init__.py`` is ``source``, standing in for a
+    team's own package. Written byte for byte the same each time, so a second demo reuses its environments."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"tinypkg-{version}.dist-info"
+    files = {"tinypkg/__init__.py": source.encode(),
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: tinypkg\nVersion: {version}\n".encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: shipyard-demo\nRoot-Is-Purelib: true\n"
+                              b"Tag: py3-none-any\n"}
+    record = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}"
+              for n, d in files.items()] + [f"{info}/RECORD,,"]
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = folder / f"tinypkg-{version}-py3-none-any.whl"
+    if not path.exists():
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in files.items():
+                zf.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
+    return path
+
+
+def verify_demo(ref: str) -> None:
+    """Part 4/4: ``verify`` of the iris version in a new environment, then a team package's upgrade that
+    changes a model's answers, caught by ``verify --with``."""
+    import importlib
+    import sys
+    import zipfile
+
+    from shipyard.interfaces.cli.verify import verify_one
+    from shipyard.wiring import VerifyRequest, settings_from_environment
+
+    c = out.console()
+    out.heading(PARTS[3].format(ref=ref))
+    folder = settings_from_environment().home / "demo" / "environments"
+    wheels = folder / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    shown = os.path.relpath(wheels) if wheels.is_relative_to(Path.cwd()) else str(wheels)  # as a user types it
+    v1 = tiny_wheel(wheels, "1.0", TINYPKG.format(factor=1.0))
+    tiny_wheel(wheels, "2.0", TINYPKG.format(factor=1.1))  # the next release multiplies by 1.1: every answer changes
+    c.print(f"\n[bold]{escape(STEPS[3].format(ref=ref))}")
+    svc = out.services()
+    try:
+        verify_one(svc, ref, VerifyRequest(), as_json=False)
+        site = folder / "site"  # tinypkg 1.0 "installed" for this process: importable, and in its fingerprint
+        if not (site / "tinypkg").exists():
+            zipfile.ZipFile(v1).extractall(site)
+        sys.path.insert(0, str(site))
+        importlib.invalidate_caches()
+        tinypkg = importlib.import_module("tinypkg")
+        with shipyard.start_run(name="demo-scaler", experiment="demo"):
+            scaler = shipyard.log_model(tinypkg.Scaler(), "scaler", flavor="python", requirements=["tinypkg"],
+                                        examples=[[1.0, 2.0], [3.0, 4.5], [0.5, 0.25]])
+        c.print(f"\n[bold]{escape(STEPS[4])}")
+        c.print(f"registered {scaler.ref}: tinypkg.Scaler (tinypkg 1.0; 1.0 and 2.0 are wheels in {escape(shown)})")
+        for overrides in ((), ("tinypkg==2.0",)):
+            c.print(f"$ shipyard verify {scaler.ref} {''.join(f'--with {o} ' for o in overrides)}"
+                    f"--find-links {escape(shown)}")
+            verify_one(svc, scaler.ref, VerifyRequest(overrides, find_links=(wheels,)), as_json=False)
+        c.print("tinypkg 2.0 changes what the model answers: `verify --with` caught it before any deploy "
+                "(in CI, its exit code 1 stops the upgrade)")
+    finally:
         svc.close()

@@ -73,7 +73,7 @@ def verify(
             failed = _verify_all(svc, request, alias, as_json)
         else:
             assert ref is not None
-            failed = _verify_one(svc, ref, request, as_json, early, hint)
+            failed = verify_one(svc, ref, request, as_json, early, hint)
     finally:
         if early is not None:
             early.close()
@@ -82,19 +82,23 @@ def verify(
         raise typer.Exit(1)
 
 
+# uv's lines about the interpreter and the temp folder it builds in: what was installed is what matters
+UV_CHATTER = ("Using CPython", "Using Python", "Creating virtual environment", "Activate with")
+
+
 def _progress(as_json: bool) -> Any:
     if as_json:
         return lambda _: None
     err = out.console(stderr=True)
 
     def show(line: str) -> None:
-        if line.strip():
+        if line.strip() and not line.lstrip().startswith(UV_CHATTER):
             err.print(f"[dim]  uv: {out.plain(line.strip())}[/dim]")
 
     return show
 
 
-def _verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool, early: Any = None,
+def verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool, early: Any = None,
                 hint: str | None = None) -> bool:
     """``early``: the model process ``verify_early`` started (a venvs.Child, which this layer does not import)."""
     from shipyard.wiring import verify_version
