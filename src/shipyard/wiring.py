@@ -193,6 +193,7 @@ def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str,
     import json
 
     from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.environments.capture import record_problem
     from shipyard.errors import IntegrityError, NotFoundError
 
     store = svc.store
@@ -201,16 +202,22 @@ def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str,
                             "(log_model or `shipyard models register`) to lock or check it")
     with store.open(mv.env_digest) as f:
         raw = f.read(MAX_ENV_RECORD_BYTES + 1)
-    if len(raw) > MAX_ENV_RECORD_BYTES or Digest.of_bytes(raw) != mv.env_digest:
+    if len(raw) > MAX_ENV_RECORD_BYTES:
+        raise IntegrityError(f"the environment record {mv.env_digest} of {mv.ref} is larger than "
+                             f"{MAX_ENV_RECORD_BYTES // 1024 // 1024} MiB: Shipyard never writes one that large; "
+                             "register the model again from its environment")
+    if Digest.of_bytes(raw) != mv.env_digest:
         raise IntegrityError(f"the environment record {mv.env_digest} of {mv.ref} is corrupt (its bytes no "
                              "longer hash to its name); restore the project's store from a backup")
     try:
         record = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"the environment record of {mv.ref} is not JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise IntegrityError(f"the environment record of {mv.ref} is not a JSON object")
-    return record
+        raise IntegrityError(f"the environment record of {mv.ref} is not JSON: {str(exc)[:160]}") from None
+    problem = record_problem(record)
+    if problem is not None:
+        raise IntegrityError(f"the environment record of {mv.ref} is not one Shipyard wrote ({problem}); "
+                             "register the model again from its environment")
+    return dict(record)
 
 
 def saved_model(svc: Services | Registry, mv: ModelVersion) -> SavedModel:

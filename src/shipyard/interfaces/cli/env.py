@@ -175,15 +175,16 @@ MAX_TARGET_BYTES = 16 * 1024 * 1024
 
 def target_environment(target: str) -> tuple[str, dict[str, Any]]:
     """(what it is, its environment record) for ``--target``: `current`, or a record file."""
-    from shipyard.core.environments.capture import SCHEMAS
+    from shipyard.core.environments.capture import SCHEMAS, record_problem
     from shipyard.errors import InvalidInputError
 
     if target == "current":
         return load("current")
+    if not target.strip():
+        raise InvalidInputError("--target is empty: give `current` or an environment record file")
     path = Path(target)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_TARGET_BYTES + 1)
+        raw = _read_target(path)
     except OSError as exc:
         raise InvalidInputError(f"cannot read the target {target!r} ({exc.strerror or exc}): give `current` or an "
                                 "environment record file (`shipyard env show current --json > env.json`)") from exc
@@ -193,10 +194,25 @@ def target_environment(target: str) -> tuple[str, dict[str, Any]]:
         record = json.loads(raw)
         if not isinstance(record, dict) or record.get("schema") not in SCHEMAS:
             raise ValueError(f"not an environment record (schema {', '.join(SCHEMAS)})")
+        problem = record_problem(record)
+        if problem is not None:
+            raise ValueError(problem)
     except (ValueError, RecursionError) as exc:
         raise InvalidInputError(f"{target} is not an environment record: {str(exc).splitlines()[0][:160]}; write one "
                                 "with `shipyard env show current --json`") from None
     return str(path), record
+
+
+def _read_target(path: Path) -> bytes:
+    """A record file's bytes, within ``MAX_TARGET_BYTES + 1``. A named pipe with no writer reads as empty
+    instead of waiting for one forever; a pipe being written (``--target <(ssh prod shipyard env show current
+    --json)``) is read to its end."""
+    import os
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        os.set_blocking(fd, True)
+        return f.read(MAX_TARGET_BYTES + 1)
 
 
 @app.command("check")
