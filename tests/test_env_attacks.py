@@ -207,6 +207,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services
         "fwlist": to_bytes({**here, "frameworks": ["torch"]}),
         "newline": to_bytes({**here, "packages": {"numpy": {"version": "\n\n1.26.4", "requires": []}}}),
         "large": b" " * (MAX_ENV_RECORD_BYTES + 1),
+        "escape": to_bytes({**here, "gpu": None, "gpu_absent": ESCAPE,
+                            "frameworks": {"torch": {"version": "2.3.0", "cuda": ESCAPE}}}),
     }
     for name, raw in records.items():
         registry = Registry(svc.meta, svc.store, flavor, "tester@ci",
@@ -247,6 +249,19 @@ def test_env_check_and_lock_answer_a_hostile_target_or_record_in_one_line(projec
         assert failed.returncode != 0 and message in failed.stderr, failed.stderr
         assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr and failed.stdout == ""
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_env_show_never_sends_a_records_escape_sequence_to_the_terminal(project: tuple[Services, Path]) -> None:
+    from shipyard.interfaces.cli.output import plain
+
+    assert plain("a\x1b[31mb\x07c\td\ne [x]") == "a\\x1b[31mb\\x07c\td\ne \\[x]"
+    _, root = project
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"), COLUMNS="200")
+    shown = shipyard("env", "show", "escape@1", env=env, cwd=root).stdout
+    assert "\x1b" not in shown and "\x07" not in shown and "\\x1b[31mRED" in shown
+    failed = shipyard("env", "show", "fwlist@1", env=env, cwd=root, check=False)
+    assert failed.returncode != 0 and failed.stderr.count("\n") == 1
+    assert "its frameworks is a JSON array" in failed.stderr
 
 
 # -- log_model(tolerance=...) --------------------------------------------------------------------------------

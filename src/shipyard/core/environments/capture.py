@@ -178,6 +178,9 @@ def record_problem(record: Any) -> str | None:
     for name, value in (record.get("packages") or {}).items():
         if not isinstance(value, (dict, str)):  # v2: an object; v1: the version
             return f"its package {name[:60]!r} is a JSON {_json_type(value)}"
+    devices = (record.get("gpu") or {}).get("devices")
+    if devices is not None and (not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices)):
+        return "its gpu devices are not a JSON array of objects"
     for name, value in (record.get("frameworks") or {}).items():
         if not isinstance(value, dict):
             return f"its framework {name[:60]!r} is a JSON {_json_type(value)}, not an object"

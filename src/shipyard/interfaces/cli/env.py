@@ -49,9 +49,9 @@ def load(ref: str, svc: Services | None = None) -> tuple[str, dict[str, Any]]:
             label, digest = f"run {run.id}", run.env_digest
     if digest is None:
         raise NotFoundError(f"{label} recorded no environment")
-    with svc.store.open(digest) as f:
-        record: dict[str, Any] = json.loads(f.read())
-    return label, record
+    from shipyard.wiring import stored_environment
+
+    return label, stored_environment(svc.store, digest, label)
 
 
 @app.command("show")
