@@ -264,6 +264,22 @@ def test_env_show_never_sends_a_records_escape_sequence_to_the_terminal(project:
     assert "its frameworks is a JSON array" in failed.stderr
 
 
+def test_env_lock_replaces_a_file_whole_and_writes_a_pipe_as_it_is(project: tuple[Services, Path],
+                                                                   tmp_path: Path) -> None:
+    _, root = project
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"))
+    real, link = tmp_path / "real.txt", tmp_path / "requirements.txt"
+    real.write_text("old\n")
+    real.chmod(0o600)
+    link.symlink_to(real)
+    shipyard("env", "lock", "ok@1", "-o", str(link), env=env, cwd=root)
+    assert link.is_symlink() and real.read_text().endswith("\nnumpy==1.26.4\n")  # through the link
+    assert real.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([real.name, link.name])  # no temp file left
+    piped = shipyard("env", "lock", "ok@1", "-o", "/dev/stdout", env=env, cwd=root)
+    assert piped.stdout.endswith("\nnumpy==1.26.4\n")
+
+
 # -- log_model(tolerance=...) --------------------------------------------------------------------------------
 
 def test_a_tolerance_is_any_real_number_and_anything_else_is_one_line() -> None:
