@@ -133,6 +133,28 @@ def diff(
         for ch in changes])
 
 
+def _write(output: Path, text: str) -> None:
+    """``-o FILE``: a file (new, or through a link) is replaced whole, with the mode it had, so a failed
+    write (a full disk) leaves it as it was; anything else (``/dev/stdout``, a pipe) is written as it is."""
+    import os
+    import stat
+
+    from shipyard.core.workspace.atomic import as_atomic
+
+    try:
+        st = os.stat(output)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(output, "w") as f:
+            f.write(text)
+        return
+    target = output.resolve() if output.is_symlink() else output
+    with as_atomic(target, durable=False, mode=None if st is None else stat.S_IMODE(st.st_mode)) as tmp, \
+            open(tmp, "x") as f:
+        f.write(text)
+
+
 @app.command("lock")
 def lock(
     ref: str = typer.Argument(..., help="A model version NAME@V or NAME@ALIAS."),
@@ -167,28 +189,6 @@ def lock(
     where = out.plain(str(output))
     out.console(stderr=True).print(f"wrote {where}: {out.plural(len(locked.requirements(with_)), 'pin')} for "
                                    f"{out.plain(mv.ref)}; install with `uv pip install -r {where}`")
-
-
-def _write(output: Path, text: str) -> None:
-    """``-o FILE``: a file (new, or through a link) is replaced whole, with the mode it had, so a failed
-    write (a full disk) leaves it as it was; anything else (``/dev/stdout``, a pipe) is written as it is."""
-    import os
-    import stat
-
-    from shipyard.core.workspace.atomic import as_atomic
-
-    try:
-        st = os.stat(output)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        with open(output, "w") as f:
-            f.write(text)
-        return
-    target = output.resolve() if output.is_symlink() else output
-    with as_atomic(target, durable=False, mode=None if st is None else stat.S_IMODE(st.st_mode)) as tmp, \
-            open(tmp, "x") as f:
-        f.write(text)
 
 
 TARGET_HELP = "`current` (this environment) or an environment record file (JSON, as `shipyard env show --json` writes)."
