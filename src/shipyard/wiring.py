@@ -199,27 +199,45 @@ MAX_ENV_RECORD_BYTES = 16 * 1024 * 1024  # as the probe's cache: thousands of di
 def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str, Any]:
     """The environment record ``mv`` was registered from, re-hashed against its digest and read within a
     bound; a version registered without one is a NotFoundError saying so."""
-    import json
+    from shipyard.errors import NotFoundError
 
-    from shipyard.core.artifacts.digest import Digest
-    from shipyard.errors import IntegrityError, NotFoundError
-
-    store = svc.store
     if mv.env_digest is None:
         raise NotFoundError(f"{mv.ref} was registered without an environment record: register it again "
                             "(log_model or `shipyard models register`) to lock or check it")
-    with store.open(mv.env_digest) as f:
+    return stored_environment(svc.store, mv.env_digest, mv.ref)
+
+
+def stored_environment(store: ObjectStore, digest: Digest, label: str) -> dict[str, Any]:
+    """The environment record ``digest`` (of ``label``: "iris@3", "run 0a1b..."), read within a bound,
+    re-hashed, and of the shape its readers expect; an IntegrityError in one line otherwise."""
+    import json
+
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.environments.capture import record_problem
+    from shipyard.errors import IntegrityError
+
+    with store.open(digest) as f:
         raw = f.read(MAX_ENV_RECORD_BYTES + 1)
-    if len(raw) > MAX_ENV_RECORD_BYTES or Digest.of_bytes(raw) != mv.env_digest:
-        raise IntegrityError(f"the environment record {mv.env_digest} of {mv.ref} is corrupt (its bytes no "
+    if len(raw) > MAX_ENV_RECORD_BYTES:
+        raise IntegrityError(f"the environment record {digest} of {label} is larger than "
+                             f"{MAX_ENV_RECORD_BYTES // 1024 // 1024} MiB: Shipyard never writes one that large; "
+                             f"{_record_again(label)}")
+    if Digest.of_bytes(raw) != digest:
+        raise IntegrityError(f"the environment record {digest} of {label} is corrupt (its bytes no "
                              "longer hash to its name); restore the project's store from a backup")
     try:
         record = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"the environment record of {mv.ref} is not JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise IntegrityError(f"the environment record of {mv.ref} is not a JSON object")
-    return record
+        raise IntegrityError(f"the environment record of {label} is not JSON: {str(exc)[:160]}") from None
+    problem = record_problem(record)
+    if problem is not None:
+        raise IntegrityError(f"the environment record of {label} is not one Shipyard wrote ({problem}); "
+                             f"{_record_again(label)}")
+    return dict(record)
+
+
+def _record_again(label: str) -> str:
+    return "start the run again" if label.startswith("run ") else "register the model again from its environment"
 
 
 def saved_model(svc: Services | Registry, mv: ModelVersion) -> SavedModel:

@@ -38,7 +38,9 @@ from shipyard.core.workspace.atomic import as_atomic
 NVIDIA_SMI_TIMEOUT = 5.0
 DRIVER_VERSION_FILE = "/proc/driver/nvidia/version"
 CACHE_NAME = "environment-cache.json"
-CACHE_VERSION = 2  # what the probe records changed (2: each package's "requires"): an older cache is a miss
+# what the probe records changed (2: each package's "requires"; 3: a VCS source's subdirectory): an older cache
+# is a miss
+CACHE_VERSION = 3
 MAX_CACHE_BYTES = 16 * 1024 * 1024  # thousands of distributions fit; a larger file is damaged or hostile
 
 

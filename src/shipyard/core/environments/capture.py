@@ -124,19 +124,28 @@ def parse_cpuinfo(text: str) -> dict[str, Any]:
 
 
 def direct_url_source(text: str | None) -> dict[str, Any]:
-    """A distribution's source from its PEP 610 ``direct_url.json`` (None: installed from an index)."""
+    """A distribution's source from its PEP 610 ``direct_url.json`` (None: installed from an index); a VCS
+    install from a folder of its repository keeps that ``subdirectory``. Anything that is not that shape
+    (a file any installer, or anyone, may have written) is a source of kind "unknown"."""
     if not text:
         return {"kind": "index"}
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"kind": "unknown"}
-    url = str(data.get("url", ""))
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return {"kind": "unknown"}
+    url = data["url"]
     if "vcs_info" in data:
-        vcs = data["vcs_info"]
-        return {"kind": "vcs", "url": url, "vcs": vcs.get("vcs"), "commit": vcs.get("commit_id")}
+        vcs = data["vcs_info"] if isinstance(data["vcs_info"], dict) else {}
+        found = {"kind": "vcs", "url": url, "vcs": vcs.get("vcs"), "commit": vcs.get("commit_id")}
+        if isinstance(data.get("subdirectory"), str):
+            found["subdirectory"] = data["subdirectory"]
+        return found
     if url.startswith("file:"):
-        return {"kind": "local path", "url": url, "editable": bool(data.get("dir_info", {}).get("editable"))}
+        dir_info = data.get("dir_info")
+        return {"kind": "local path", "url": url,
+                "editable": isinstance(dir_info, dict) and dir_info.get("editable") is True}
     return {"kind": "url", "url": url}
 
 
@@ -146,10 +155,45 @@ def to_bytes(env: Mapping[str, Any]) -> bytes:
     return json.dumps(env, sort_keys=True, separators=(",", ":")).encode()
 
 
+SECTIONS = ("python", "os", "cpu", "gpu", "frameworks", "packages")  # each a JSON object (gpu: or null)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
+
+
+def record_problem(record: Any) -> str | None:
+    """What makes ``record`` (JSON read from a file or the store: untrusted) not an environment record's
+    shape, in a few words; None when its sections are what the readers expect (their values may still be
+    anything: each reader takes only what it understands)."""
+    if not isinstance(record, dict):
+        return f"a JSON {_json_type(record)}, not an object"
+    if "schema" in record and record["schema"] not in SCHEMAS:
+        return f"schema {str(record['schema'])[:40]!r}, not one of {', '.join(SCHEMAS)}"
+    for section in SECTIONS:
+        value = record.get(section)
+        if value is not None and not isinstance(value, dict):
+            return f"its {section} is a JSON {_json_type(value)}, not an object"
+    for name, value in (record.get("packages") or {}).items():
+        if not isinstance(value, (dict, str)):  # v2: an object; v1: the version
+            return f"its package {name[:60]!r} is a JSON {_json_type(value)}"
+    devices = (record.get("gpu") or {}).get("devices")
+    if devices is not None and (not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices)):
+        return "its gpu devices are not a JSON array of objects"
+    for name, value in (record.get("frameworks") or {}).items():
+        if not isinstance(value, dict):
+            return f"its framework {name[:60]!r} is a JSON {_json_type(value)}, not an object"
+    return None
+
+
 def packages_of(env: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """name → {"version", "source"}; a v1 record's plain versions become entries of unknown source."""
     out: dict[str, dict[str, Any]] = {}
-    for name, value in (env.get("packages") or {}).items():
+    packages = env.get("packages")
+    if not isinstance(packages, Mapping):  # a damaged record: readers that need it say so (``record_problem``)
+        return out
+    for name, value in packages.items():
         out[name] = dict(value) if isinstance(value, Mapping) else {"version": value, "source": None}
     return out
 

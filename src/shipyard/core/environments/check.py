@@ -28,8 +28,14 @@ MIN_DRIVER_BY_RELEASE = {(10, 2): "440.33", (10, 1): "418.39", (10, 0): "410.48"
 # the distribution whose version says a framework's build (``frameworks`` in a record is keyed by module)
 FRAMEWORK_PACKAGES = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jaxlib"}
 MACHINE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
-_ARCH = re.compile(r"(sm|compute)_(\d+)(\d)([af]?)")
-_CU_TAG = re.compile(r"cu(\d+)(\d)")
+# Both records are untrusted (a target file, a pulled model's record): a value is read only when it has the
+# shape these patterns give, numbers of a few digits (int() of thousands of digits raises), text of one line.
+_ARCH = re.compile(r"(sm|compute)_(\d{1,3})(\d)([af]?)")
+_CU_TAG = re.compile(r"cu(\d{1,3})(\d)")
+_DRIVER = re.compile(r"\d{1,6}(\.\d{1,6}){0,3}")
+_CAPABILITY = re.compile(r"(\d{1,3})\.(\d{1,3})")
+MAX_TEXT = 100  # a value quoted in a mismatch line
+MAX_ARCHS = 64  # torch.cuda.get_arch_list() names about ten
 
 
 @dataclass(frozen=True)
@@ -58,12 +64,24 @@ def check(model_env: Mapping[str, Any], target_env: Mapping[str, Any],
     found = [*_python(model_env, target_env), *_machine(model_env, target_env)]
     found += _gpu(model_env, target_env, wanted)
     for name in sorted(n for n in wanted if is_critical_package(n) and n in model_pkgs):
-        want, have = str(model_pkgs[name].get("version")), target_pkgs.get(name, {}).get("version")
+        want = _text(model_pkgs[name].get("version"))
+        have = _text(target_pkgs[name].get("version")) if name in target_pkgs else None
+        if want is None:
+            continue  # the model's record says no version: nothing to compare
         if have is None:
-            found.append(Mismatch(f"package {name}", want, None, f"install {name}=={want}"))
-        elif str(have) != want:
-            found.append(Mismatch(f"package {name}", want, str(have), f"install {name}=={want} there"))
+            found.append(Mismatch(f"package {_text(name)}", want, None, f"install {_text(name)}=={want}"))
+        elif have != want:
+            found.append(Mismatch(f"package {_text(name)}", want, have, f"install {_text(name)}=={want} there"))
     return found
+
+
+def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
+    """A scalar of a record as one printable line of at most ``limit`` characters (no line break or escape
+    sequence reaches the terminal); None for what is absent or not a string or number."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = "".join(c for c in str(value) if c.isprintable()).strip()
+    return (text if len(text) <= limit else text[:limit - 3] + "...") or None
 
 
 def _python(model_env: Mapping[str, Any], target_env: Mapping[str, Any]) -> list[Mismatch]:
@@ -86,7 +104,7 @@ def _gpu(model_env: Mapping[str, Any], target_env: Mapping[str, Any], wanted: Co
     """Driver and architecture checks for each CUDA build among the model's frameworks."""
     found = []
     target_gpu = target_env.get("gpu")
-    devices = target_gpu.get("devices") or [] if isinstance(target_gpu, Mapping) else []
+    devices = _devices(target_gpu)
     driver = _driver(target_gpu)
     for module, build in sorted(cuda_builds(model_env).items()):
         if FRAMEWORK_PACKAGES[module] not in wanted:
@@ -96,7 +114,7 @@ def _gpu(model_env: Mapping[str, Any], target_env: Mapping[str, Any], wanted: Co
         driver_text = need or f"for CUDA {cuda}"
         if not devices:
             if used_gpu(model_env):  # trained on a GPU: on the CPU it would be another model in practice
-                why = target_env.get("gpu_absent") or "no GPU was recorded"
+                why = _text(target_env.get("gpu_absent"), 200) or "no GPU was recorded"
                 found.append(Mismatch(f"{module} GPU", f"CUDA {cuda}", f"no NVIDIA GPU ({why})",
                                       f"run it on a machine with an NVIDIA GPU and driver >= {driver_text}"))
             continue
@@ -107,7 +125,8 @@ def _gpu(model_env: Mapping[str, Any], target_env: Mapping[str, Any], wanted: Co
             found.append(Mismatch(f"{module} CUDA driver", f"CUDA {cuda} (needs driver >= {need})", f"driver {driver}",
                                   f"upgrade the NVIDIA driver to >= {need}, or use a {module} build for an older CUDA"))
         if archs:
-            for cap in sorted({str(d.get("compute_capability")) for d in devices if d.get("compute_capability")}):
+            caps = {_text(d.get("compute_capability")) for d in devices}
+            for cap in sorted(c for c in caps if c is not None and _CAPABILITY.fullmatch(c)):
                 if not runs_on(archs, cap):
                     sm = f"sm_{cap.replace('.', '')}"
                     found.append(Mismatch(
@@ -121,15 +140,18 @@ def cuda_builds(env: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """module -> {"cuda": "12.1", "arch": [...]} for each framework built for CUDA: as the record's framework
     section says, else from the package's local version tag (``2.3.0+cu121``; no architectures then)."""
     out: dict[str, dict[str, Any]] = {}
-    frameworks = env.get("frameworks") or {}
+    frameworks = env.get("frameworks")
+    frameworks = frameworks if isinstance(frameworks, Mapping) else {}
     pkgs = packages_of(env)
     for module, package in FRAMEWORK_PACKAGES.items():
         fw = frameworks.get(module)
-        if isinstance(fw, Mapping) and fw.get("cuda"):
+        cuda = _text(fw.get("cuda"), 20) if isinstance(fw, Mapping) else None
+        if isinstance(fw, Mapping) and cuda:
             arch = fw.get("arch")
-            out[module] = {"cuda": str(fw["cuda"]), "arch": [str(a) for a in arch] if isinstance(arch, list) else []}
+            archs = [a for a in (_text(a, 20) for a in arch[:MAX_ARCHS]) if a] if isinstance(arch, list) else []
+            out[module] = {"cuda": cuda, "arch": archs}
             continue
-        tag = local_tag(str(pkgs.get(package, {}).get("version") or ""))
+        tag = local_tag(_text(pkgs.get(package, {}).get("version")) or "")
         m = _CU_TAG.fullmatch(tag or "")
         if m:
             out[module] = {"cuda": f"{int(m.group(1))}.{m.group(2)}", "arch": []}
@@ -138,15 +160,16 @@ def cuda_builds(env: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def used_gpu(env: Mapping[str, Any]) -> bool:
     """Whether the environment had a GPU: nvidia-smi listed one, or a framework saw a device."""
-    gpu = env.get("gpu")
-    if isinstance(gpu, Mapping) and gpu.get("devices"):
+    if _devices(env.get("gpu")):
         return True
-    return any(isinstance(fw, Mapping) and fw.get("devices") for fw in (env.get("frameworks") or {}).values())
+    frameworks = env.get("frameworks")
+    return isinstance(frameworks, Mapping) and any(isinstance(fw, Mapping) and isinstance(fw.get("devices"), list)
+                                                   and fw["devices"] for fw in frameworks.values())
 
 
 def min_driver(cuda: str) -> str | None:
     """The oldest Linux driver CUDA runtime ``cuda`` ("12.1") runs on; None for a release this table lacks."""
-    m = re.match(r"(\d+)\.(\d+)", cuda)
+    m = re.match(r"(\d{1,4})\.(\d{1,4})", cuda)
     if not m:
         return None
     major, minor = int(m.group(1)), int(m.group(2))
@@ -158,7 +181,7 @@ def runs_on(archs: Collection[str], capability: str) -> bool:
     ``capability`` ("8.6"): a cubin ``sm_XY`` runs on X.Z for Z >= Y (an ``sm_XYa`` only on X.Y), and PTX
     ``compute_XY`` is compiled by the driver for any capability >= X.Y (CUDA C++ Programming Guide, "Binary
     Compatibility" and "PTX Compatibility")."""
-    m = re.fullmatch(r"(\d+)\.(\d+)", capability.strip())
+    m = _CAPABILITY.fullmatch(capability.strip())
     if not m:
         return True  # an unknown capability is not a mismatch to report
     major, minor = int(m.group(1)), int(m.group(2))
@@ -174,28 +197,33 @@ def runs_on(archs: Collection[str], capability: str) -> bool:
     return False
 
 
+def _devices(gpu: Any) -> list[Mapping[str, Any]]:
+    """The GPUs of a record's ``gpu`` section (nvidia-smi's lines): only entries that are objects."""
+    devices = gpu.get("devices") if isinstance(gpu, Mapping) else None
+    return [d for d in devices if isinstance(d, Mapping)] if isinstance(devices, list) else []
+
+
 def _driver(gpu: Any) -> str | None:
+    """The driver version, "535.129.03"; None when unknown (absent, "N/A", or not a version)."""
     if not isinstance(gpu, Mapping):
         return None
     driver = gpu.get("driver")
-    if isinstance(driver, list):  # several drivers: the oldest decides
-        driver = min(driver, key=_version) if driver else None
-    return str(driver) if driver else None
+    found = [_text(d) for d in (driver if isinstance(driver, list) else [driver])]
+    versions = [d for d in found if d is not None and _DRIVER.fullmatch(d)]
+    return min(versions, key=_version) if versions else None  # several drivers: the oldest decides
 
 
 def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:4])
+    return tuple(int(p) for p in re.findall(r"\d{1,9}", text)[:4])
 
 
 def _get(env: Mapping[str, Any], section: str, key: str) -> str | None:
     value = env.get(section)
-    if isinstance(value, Mapping):
-        value = value.get(key)
-    return str(value) if value else None
+    return _text(value.get(key)) if isinstance(value, Mapping) else None
 
 
 def _minor(version: str | None) -> str | None:
-    m = re.match(r"(\d+)\.(\d+)", version or "")
+    m = re.match(r"(\d{1,4})\.(\d{1,4})", version or "")
     return f"{m.group(1)}.{m.group(2)}" if m else None
 
 

@@ -10,12 +10,13 @@ before ``requires`` existed still locks: its dependencies come from a function t
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from shipyard.core.environments.capture import is_name, normalize, packages_of
 from shipyard.errors import InvalidInputError
@@ -26,7 +27,12 @@ MAX_OVERRIDE_CHARS = 500
 MAX_OVERRIDES = 100
 MAX_REQUIRES = 2000  # per package: more is a damaged or hostile record
 _LEGACY_VERSION = re.compile(r"[A-Za-z0-9.+!_-]{1,100}")
-_SAFE_URL = re.compile(r"[A-Za-z0-9+.-]+://[!-~]{1,2000}")  # printable ASCII, no whitespace: one line
+# printable ASCII without whitespace or a backslash (pip and uv join a line ending in one with the next): one line
+_SAFE_URL = re.compile(r"[A-Za-z0-9+.-]+://[!-\[\]-~]{1,2000}")
+_SUBDIRECTORY = re.compile(r"[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){0,20}")
+# what pip reads in a requirement line as something else: a comment (whitespace then #), an option (whitespace
+# then -), or a continuation (a backslash at the end)
+_NOT_ONE_REQUIREMENT = re.compile(r"\s#|\s-|\\$")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 _PYTHON_VERSION = re.compile(r"[0-9A-Za-z.+]{1,40}")
 
@@ -48,13 +54,15 @@ class Pin:
         vcs = self._vcs()
         if vcs is not None:
             return f"{self.name} @ {vcs}"
+        # packaging reads a version with whitespace around it (" 1.0", "\n1.0"): written as given, that would
+        # split the pin over lines, so only the characters of a version are taken
+        if not _LEGACY_VERSION.fullmatch(self.version):
+            raise InvalidInputError(f"the environment record gives {self.name} the version "
+                                    f"{self.version[:60]!r}, which no installer can pin; "
+                                    f"pass --with {self.name}==VERSION")
         try:
             Version(self.version)
-        except InvalidVersion:
-            if not _LEGACY_VERSION.fullmatch(self.version):
-                raise InvalidInputError(f"the environment record gives {self.name} the version "
-                                        f"{self.version[:60]!r}, which no installer can pin; "
-                                        f"pass --with {self.name}==VERSION") from None
+        except ValueError:  # InvalidVersion, or a number too long for int()
             return f"{self.name}==={self.version}"
         return f"{self.name}=={self.version}"
 
@@ -75,10 +83,17 @@ class Pin:
         if source.get("kind") != "vcs":
             return None
         vcs, url, commit = str(source.get("vcs") or ""), str(source.get("url") or ""), str(source.get("commit") or "")
+        subdirectory = source.get("subdirectory")
+        # a '#' or '?' in the URL would take the "@COMMIT" after it as part of a fragment or query: the pin
+        # would install the default branch, so such a URL is pinned by version
         if vcs not in ("git", "hg", "svn", "bzr") or not _SAFE_URL.fullmatch(url) or not _COMMIT.fullmatch(commit) \
-                or "@" in url.split("://", 1)[1].split("/", 1)[-1]:
+                or "@" in url.split("://", 1)[1].split("/", 1)[-1] or "#" in url or "?" in url:
             return None
-        return f"{url if url.startswith(vcs + '+') else vcs + '+' + url}@{commit}"
+        if subdirectory is not None and (not isinstance(subdirectory, str) or not _SUBDIRECTORY.fullmatch(subdirectory)
+                                         or ".." in subdirectory.split("/")):
+            return None
+        fragment = f"#subdirectory={subdirectory}" if subdirectory else ""
+        return f"{url if url.startswith(vcs + '+') else vcs + '+' + url}@{commit}{fragment}"
 
 
 @dataclass(frozen=True)
@@ -167,11 +182,16 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
             raise InvalidInputError(f"override {spec[:60]!r} is not a valid requirement ({why}); write it as "
                                     "NAME==VERSION, NAME>=VERSION or NAME @ URL") from None
         if req.url and not _SAFE_URL.fullmatch(req.url):
-            raise InvalidInputError(f"override {spec[:60]!r} has a URL with spaces or control characters")
+            raise InvalidInputError(f"override {spec[:60]!r} has a URL with spaces, a backslash or control characters")
+        line = str(req)
+        if _NOT_ONE_REQUIREMENT.search(line):
+            raise InvalidInputError(f"override {spec[:60]!r} would not be one requirement for pip (a space before "
+                                    "'#' or '-' starts a comment or an option, a final backslash joins the next "
+                                    "line); write it as NAME==VERSION")
         name = normalize(req.name)
         if name in out:
             raise InvalidInputError(f"two overrides name {name}; give one")
-        out[name] = str(req)
+        out[name] = line
     return out
 
 
@@ -192,16 +212,14 @@ def lock_of(record: Mapping[str, Any], roots: Sequence[str], *, requires_of: Req
             raise InvalidInputError(f"{root[:60]!r} is not a package name")
         if normalize(root) not in wanted:
             wanted.append(normalize(root))
-    seen: set[str] = set()
     pins: dict[str, Pin] = {}
     missing: list[str] = []
     unclosed: list[str] = []
-    queue = [name for name in wanted if name not in NEVER_PINNED]
+    # each name enters the queue once: the work is linear in the record's size, whatever its requires say
+    queue = deque(name for name in wanted if name not in NEVER_PINNED)
+    seen = set(queue)
     while queue:
-        name = queue.pop(0)
-        if name in seen:
-            continue
-        seen.add(name)
+        name = queue.popleft()
         entry = packages.get(name)
         if entry is None or not entry.get("version"):
             missing.append(name)
@@ -222,6 +240,7 @@ def lock_of(record: Mapping[str, Any], roots: Sequence[str], *, requires_of: Req
                                         f"{name}: not a package name")
             dep = normalize(dep)
             if dep not in seen and dep not in NEVER_PINNED:
+                seen.add(dep)
                 queue.append(dep)
     return Lock(python=version, pins=tuple(pins[n] for n in sorted(pins)), roots=tuple(wanted),
                 missing=tuple(sorted(missing)), unclosed=tuple(sorted(unclosed)), label=label,

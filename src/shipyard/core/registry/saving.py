@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,35 @@ def check_tolerance(tolerance: Any) -> dict[str, float]:
         return dict(DEFAULT_TOLERANCE)
     if not isinstance(tolerance, Mapping):
         raise InvalidInputError('tolerance is a mapping such as {"rtol": 1e-6, "atol": 0.0}')
-    unknown = sorted(str(k)[:40] for k in tolerance if k not in DEFAULT_TOLERANCE)
+    unknown = sorted(_shown(k) for k in tolerance if k not in DEFAULT_TOLERANCE)
     if unknown:
-        raise InvalidInputError(f"tolerance has {', '.join(map(repr, unknown))}: only rtol and atol are known")
+        raise InvalidInputError(f"tolerance has {', '.join(unknown)}: only rtol and atol are known")
     out = dict(DEFAULT_TOLERANCE)
     for key, value in tolerance.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise InvalidInputError(f"tolerance {key}={str(value)[:40]} is not a finite number >= 0")
-        out[key] = float(value)
+        number = _real(value)
+        if number is None or not math.isfinite(number) or number < 0:
+            raise InvalidInputError(f"tolerance {key}={_shown(value)} is not a finite number >= 0")
+        out[key] = number + 0.0  # -0.0 is 0.0
     return out
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message: its repr, cut (an int of thousands of digits has none: its type then)."""
+    try:
+        return repr(value)[:40]
+    except ValueError:
+        return type(value).__name__
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (numpy's float32 and int64 included, a bool not); None for
+    anything else, or an integer too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
 
 
 def save_model(flavor: Flavor, model: Any, folder: Path, examples: Any = None,

@@ -49,9 +49,9 @@ def load(ref: str, svc: Services | None = None) -> tuple[str, dict[str, Any]]:
             label, digest = f"run {run.id}", run.env_digest
     if digest is None:
         raise NotFoundError(f"{label} recorded no environment")
-    with svc.store.open(digest) as f:
-        record: dict[str, Any] = json.loads(f.read())
-    return label, record
+    from shipyard.wiring import stored_environment
+
+    return label, stored_environment(svc.store, digest, label)
 
 
 @app.command("show")
@@ -133,6 +133,28 @@ def diff(
         for ch in changes])
 
 
+def _write(output: Path, text: str) -> None:
+    """``-o FILE``: a file (new, or through a link) is replaced whole, with the mode it had, so a failed
+    write (a full disk) leaves it as it was; anything else (``/dev/stdout``, a pipe) is written as it is."""
+    import os
+    import stat
+
+    from shipyard.core.workspace.atomic import as_atomic
+
+    try:
+        st = os.stat(output)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(output, "w") as f:
+            f.write(text)
+        return
+    target = output.resolve() if output.is_symlink() else output
+    with as_atomic(target, durable=False, mode=None if st is None else stat.S_IMODE(st.st_mode)) as tmp, \
+            open(tmp, "x") as f:
+        f.write(text)
+
+
 @app.command("lock")
 def lock(
     ref: str = typer.Argument(..., help="A model version NAME@V or NAME@ALIAS."),
@@ -159,7 +181,7 @@ def lock(
         sys.stdout.write(text)
         return
     try:
-        output.write_text(text)
+        _write(output, text)
     except OSError as exc:
         from shipyard.errors import InvalidInputError
 
@@ -176,11 +198,13 @@ MAX_TARGET_BYTES = 16 * 1024 * 1024
 
 def target_environment(target: str) -> tuple[str, dict[str, Any]]:
     """(what it is, its environment record) for ``--target``: `current`, or a record file."""
-    from shipyard.core.environments.capture import SCHEMAS
+    from shipyard.core.environments.capture import SCHEMAS, record_problem
     from shipyard.errors import InvalidInputError
 
     if target == "current":
         return load("current")
+    if not target.strip():
+        raise InvalidInputError("--target is empty: give `current` or an environment record file")
     path = Path(target)
     if not path.exists() and not target.endswith(".json"):  # not a record file: a container image
         import os
@@ -189,8 +213,7 @@ def target_environment(target: str) -> tuple[str, dict[str, Any]]:
 
         return f"the image {target}", image_environment(target, os.environ)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_TARGET_BYTES + 1)
+        raw = _read_target(path)
     except OSError as exc:
         raise InvalidInputError(f"cannot read the target {target!r} ({exc.strerror or exc}): give `current` or an "
                                 "environment record file (`shipyard env show current --json > env.json`)") from exc
@@ -200,10 +223,25 @@ def target_environment(target: str) -> tuple[str, dict[str, Any]]:
         record = json.loads(raw)
         if not isinstance(record, dict) or record.get("schema") not in SCHEMAS:
             raise ValueError(f"not an environment record (schema {', '.join(SCHEMAS)})")
+        problem = record_problem(record)
+        if problem is not None:
+            raise ValueError(problem)
     except (ValueError, RecursionError) as exc:
         raise InvalidInputError(f"{target} is not an environment record: {str(exc).splitlines()[0][:160]}; write one "
                                 "with `shipyard env show current --json`") from None
     return str(path), record
+
+
+def _read_target(path: Path) -> bytes:
+    """A record file's bytes, within ``MAX_TARGET_BYTES + 1``. A named pipe with no writer reads as empty
+    instead of waiting for one forever; a pipe being written (``--target <(ssh prod shipyard env show current
+    --json)``) is read to its end."""
+    import os
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        os.set_blocking(fd, True)
+        return f.read(MAX_TARGET_BYTES + 1)
 
 
 @app.command("check")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,12 +45,17 @@ def console(stderr: bool = False) -> Console:
     return c
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but a line break and a tab
+
+
 def plain(text: str) -> str:
     """``text`` (a name, a path, a description: data) escaped for an f-string given to ``console().print``, so
-    that ``[/bold]`` in it reads as written rather than as Rich markup (which raised MarkupError)."""
+    that ``[/bold]`` in it reads as written rather than as Rich markup (which raised MarkupError), and a control
+    character (an escape sequence from a record someone else wrote) is shown as ``\x1b``, never sent to the
+    terminal."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(_CONTROL.sub(lambda m: repr(m.group())[1:-1], text))
 
 
 def print_json(data: Any) -> None:
