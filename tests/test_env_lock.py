@@ -74,7 +74,9 @@ def test_overrides_replace_or_add_and_anything_but_one_requirement_line_is_refus
     lock = lock_of(RECORD, ["scikit-learn"])
     reqs = lock.requirements(["NumPy>=2.2", "tinypkg==2", "scikit_learn==1.6.1"])
     assert reqs == ["joblib @ git+https://github.com/joblib/joblib.git@0123456789abcdef0123456789abcdef01234567",
-                    "NumPy>=2.2", "scikit_learn==1.6.1", "scipy==1.14.1", "threadpoolctl==3.5.0", "tinypkg==2"]
+                    "numpy>=2.2", "scikit-learn==1.6.1", "scipy==1.14.1", "threadpoolctl==3.5.0", "tinypkg==2"]
+    # one requirement however its name is spelled: one line, so verify builds one environment for it
+    assert lock.requirements(["NumPy>=2.2"]) == lock.requirements(["numpy>=2.2"])
     for bad in ["numpy==1\n--index-url http://evil", "-e .", "--extra-index-url=http://x", "numpy===", "x; rm -rf",
                 "a" * 600, "pkg @ http://host/a b.whl", 'numpy; python_version == "3\u2028-e ."', "numpy==1\x0b-e ."]:
         with pytest.raises(InvalidInputError) as err:

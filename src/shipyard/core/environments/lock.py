@@ -183,12 +183,13 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
                                     "NAME==VERSION, NAME>=VERSION or NAME @ URL") from None
         if req.url and not _SAFE_URL.fullmatch(req.url):
             raise InvalidInputError(f"override {spec[:60]!r} has a URL with spaces, a backslash or control characters")
+        name = normalize(req.name)
+        req.name = name  # NumPy==2 and numpy==2 are one requirement: one line, one environment for verify
         line = str(req)
         if _NOT_ONE_REQUIREMENT.search(line):
             raise InvalidInputError(f"override {spec[:60]!r} would not be one requirement for pip (a space before "
                                     "'#' or '-' starts a comment or an option, a final backslash joins the next "
                                     "line); write it as NAME==VERSION")
-        name = normalize(req.name)
         if name in out:
             raise InvalidInputError(f"two overrides name {name}; give one")
         out[name] = line
