@@ -61,6 +61,34 @@ def revision_of(registry: Registry, mv: ModelVersion) -> tuple[str | None, str |
     return run.code.commit, run.code.repo
 
 
+def claim_folder(folder: Path) -> bool:
+    """Make sure ``folder`` is ours to write: new (made here: True) or an existing empty folder (False);
+    anything else (a file, a link, a folder with anything in it) is refused before a byte is written."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise InvalidInputError(f"{folder} is not a folder: give --output a new or empty folder")
+    if folder.is_dir():
+        if any(folder.iterdir()):
+            raise InvalidInputError(f"{folder} is not empty: give --output a new or empty folder")
+        return False
+    folder.mkdir(parents=True)
+    return True
+
+
+def release_folder(folder: Path, created: bool) -> None:
+    """Undo a failed write into a folder ``claim_folder`` claimed: only what was written into it goes (the
+    folder too when it was made here). Never more: the folder was checked empty, and it is not a link."""
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    if created:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env: Mapping[str, Any],
                 engine: Engine | None, context_dir: Path, site_cache: Path, base: str | None = None,
                 tag: str | None = None, push: str | None = None) -> BuildResult:
@@ -79,11 +107,12 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
         shipyard_version=__version__, revision=revision, source=source)
     machine = str((env.get("os") or {}).get("machine") or "x86_64")
     tag = tag or image.default_tag(mv.model, mv.version)
+    created = claim_folder(context_dir)
     try:
         ctx: Context = write_context(context_dir, spec, requirements, shipyard_runtime(), machine, site_cache,
                                      lambda folder: write_registry(folder, registry, mv))
     except BaseException:
-        shutil.rmtree(context_dir, ignore_errors=True)
+        release_folder(context_dir, created)
         raise
     result = BuildResult(mv.model, mv.version, context_dir, chosen, tag, ctx.site_cached, ctx.deps_image,
                          image.build_commands(str(context_dir), tag, ctx.deps_image,
