@@ -377,7 +377,9 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
     found = detect(environ) if engine else None
     if output is None:
         output = svc.settings.home / "images" / f"{mv.model}-{mv.version}"
-        if output.exists():
+        if output.is_symlink():  # not Shipyard's: never follow it
+            output.unlink()
+        elif output.exists():
             shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
     return images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
                               site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
