@@ -79,11 +79,25 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
         shipyard_version=__version__, revision=revision, source=source)
     machine = str((env.get("os") or {}).get("machine") or "x86_64")
     tag = tag or image.default_tag(mv.model, mv.version)
+    try:  # checked before anything is written: a failure below removes only what this call wrote
+        existing = next(context_dir.iterdir(), None) if context_dir.is_dir() else None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read --output {context_dir}: {exc.strerror or exc}") from None
+    if existing is not None:
+        raise InvalidInputError(f"{context_dir} is not empty: give --output a new or empty folder")
+    created = not context_dir.exists()
     try:
         ctx: Context = write_context(context_dir, spec, requirements, shipyard_runtime(), machine, site_cache,
                                      lambda folder: write_registry(folder, registry, mv))
     except BaseException:
-        shutil.rmtree(context_dir, ignore_errors=True)
+        if created:
+            shutil.rmtree(context_dir, ignore_errors=True)
+        elif not context_dir.is_symlink():  # it was empty: empty it again, never follow a link out
+            for child in context_dir.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
         raise
     result = BuildResult(mv.model, mv.version, context_dir, chosen, tag, ctx.site_cached, ctx.deps_image,
                          image.build_commands(str(context_dir), tag, ctx.deps_image,
