@@ -263,6 +263,33 @@ def test_a_package_the_lock_lacks_is_refused_before_anything_is_built(tmp_path: 
         svc.close()
 
 
+def test_an_output_folder_that_is_not_empty_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """`build --output DIR` on a folder holding files: refused before anything is written, nothing removed
+    (the clean-up of a failed build once emptied it: `--output /etc` emptied /etc)."""
+    from shipyard.config import Settings
+    from shipyard.wiring import build, build_image
+
+    home = tmp_path / ".shipyard"
+    svc = build(Settings(home=home, db_url=f"sqlite:///{tmp_path / 'meta.db'}", store_path=home / "objects",
+                         actor="tester@ci"), tmp_path)
+    try:
+        from sklearn.linear_model import LogisticRegression
+
+        from shipyard.interfaces.api.fluent import save_model
+
+        save_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), tmp_path / "m")
+        svc.registry.register("kept", tmp_path / "m", trust_as_registrant=True)
+        mine = tmp_path / "mine"
+        (mine / "sub").mkdir(parents=True)
+        (mine / "precious.txt").write_text("keep me")
+        (mine / "sub" / "more.txt").write_text("and me")
+        with pytest.raises(InvalidInputError, match="not empty"):
+            build_image(svc, "kept@1", {"PATH": ""}, output=mine)
+        assert sorted(str(p.relative_to(mine)) for p in mine.rglob("*")) == ["precious.txt", "sub", "sub/more.txt"]
+    finally:
+        svc.close()
+
+
 def test_without_an_engine_the_context_is_written_and_the_command_printed(project: Project, built: Built) -> None:
     env = {k: v for k, v in project.env.items() if k != "DOCKER_HOST"}
     done = shipyard("build", "iris@1", "--context-only", env=env, cwd=project.root)

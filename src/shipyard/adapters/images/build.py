@@ -67,8 +67,11 @@ def claim_folder(folder: Path) -> bool:
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise InvalidInputError(f"{folder} is not a folder: give --output a new or empty folder")
     if folder.is_dir():
-        if any(folder.iterdir()):
-            raise InvalidInputError(f"{folder} is not empty: give --output a new or empty folder")
+        try:
+            if next(folder.iterdir(), None) is not None:
+                raise InvalidInputError(f"{folder} is not empty: give --output a new or empty folder")
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read --output {folder}: {exc.strerror or exc}") from None
         return False
     folder.mkdir(parents=True)
     return True

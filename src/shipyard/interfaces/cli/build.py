@@ -22,8 +22,10 @@ def build(
                                      "(default: .shipyard/images/NAME-VERSION)."),
     push: str = typer.Option(None, "--push", help="REGISTRY/REPO[:TAG]: push the image there after building."),
     context_only: bool = typer.Option(False, "--context-only",
-                                      help="Only write the context and print the command that builds it."),
-    as_json: bool = out.JSON_OPTION,
+                                      help="Only write the context and print the two `docker build` commands "
+                                           "that build it."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print the result as JSON (context, build commands, image id, push digest)."),
 ) -> None:
     """Build a container image that serves a model version: `shipyard serve` on port $PORT (8080).
 

@@ -162,7 +162,7 @@ def lock(
                                        "instead of printing it."),
     with_: list[str] = typer.Option([], "--with", help="A requirement that replaces the pin of the same "
                                     "package, or is added: e.g. torch==2.3.1 (repeatable)."),
-    as_json: bool = out.JSON_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the pins as JSON instead of the requirements file."),
 ) -> None:
     """A pinned requirements file for serving a model version (pip and uv install it).
 
@@ -248,7 +248,7 @@ def _read_target(path: Path) -> bytes:
 def check(
     ref: str = typer.Argument(..., help="A model version NAME@V or NAME@ALIAS."),
     target: str = typer.Option("current", "--target", help=TARGET_HELP),
-    as_json: bool = out.JSON_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict and each mismatch as JSON."),
 ) -> None:
     """Can TARGET run the model? One line per mismatch, saying what to change; exits 1 on any.
 

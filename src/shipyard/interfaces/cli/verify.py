@@ -22,7 +22,8 @@ def verify(
                                         help="Install this instead of the locked version (repeatable): "
                                              "test an upgrade before it breaks CI."),
     python: str | None = typer.Option(None, "--python", metavar="3.X",
-                                      help="The Python to build the environment with (uv finds or fetches it)."),
+                                      help="The Python to build the environment with: 3.X (uv finds or fetches it) "
+                                           "or a path to a Python."),
     find_links: list[Path] = typer.Option([], "--find-links", metavar="DIR",
                                           help="A folder of wheels to install from as well (private packages)."),
     current: bool = typer.Option(False, "--current", help="Check in this environment, in-process: no new one."),
