@@ -33,3 +33,13 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
     for path, cmd in _commands(root):
         assert (cmd.help or "").strip(), f"`shipyard {path}` has no help text"
         assert f"shipyard {path}" in README, f"`shipyard {path}` is not in the README"
+
+
+def test_every_argument_says_what_it_is_in_help() -> None:
+    """click 8.5 reset an argument's help after typer set it: every REF showed no text in --help."""
+    root = typer.main.get_command(app)
+    arguments = [(path, p) for path, cmd in _commands(root) for p in getattr(cmd, "params", ())
+                 if p.param_type_name == "argument"]
+    assert len(arguments) >= 10
+    for path, param in arguments:
+        assert (getattr(param, "help", None) or "").strip(), f"`shipyard {path}`: {param.name} has no help"
