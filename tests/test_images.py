@@ -213,6 +213,11 @@ def test_new_version_rebuilds_only_the_model_layer(project: Project, daemon: Dae
     one, two = layers(built.result["tag"]), layers(second["tag"])
     assert len(one) == len(two)
     assert one[:-1] == two[:-1] and one[-1] != two[-1]  # base, dependencies and Shipyard are shared
+    # version 2's image says nothing about version 1: refused, nothing recorded for iris@1
+    before = project.run("models", "history", "iris", "--json").stdout
+    wrong = project.run("verify", "iris@1", "--image", second["tag"], check=False)
+    assert wrong.returncode == 2 and "serves iris@2, not iris@1" in wrong.stderr, wrong.stderr
+    assert project.run("models", "history", "iris", "--json").stdout == before
 
 
 def test_broken_image_fails_verify_with_the_reason(project: Project, daemon: Daemon, built: Built) -> None:

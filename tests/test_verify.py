@@ -253,3 +253,12 @@ def test_golden_comparison_labels_exact_floats_within_tolerance_nan_and_shapes()
     worst = compare([1.0, 100.0, 10.0], [1.5, 100.1, 10.0]).worst
     assert [d.example for d in worst] == [0, 1] and worst[0].error == pytest.approx(0.5)
     assert Tolerance.of({"tolerance": -1}) == Tolerance() and Tolerance.of({"tolerance": "x"}) == Tolerance()
+
+
+def test_a_model_that_does_not_load_here_fails_verify_current_with_the_reason(lab: Lab) -> None:
+    """tinypkg is importable in this test process only: in a fresh `shipyard` process the model cannot load,
+    and that is the verdict (exit 1, recorded), not an error (exit 2) as if the request were wrong."""
+    done = shipyard("verify", "tiny@1", "--current", "--json", env=lab.cli_env(), check=False)
+    assert done.returncode == 1, done.stderr
+    body = json.loads(done.stdout)
+    assert body["status"] == "fail" and "did not load" in body["reason"] and "tinypkg" in body["reason"]

@@ -462,11 +462,15 @@ def _verify_current(svc: Services, mv: ModelVersion, examples: Mapping[str, Any]
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.environments.capture import to_bytes
     from shipyard.core.environments.golden import FAIL, PASS, Check, compare
+    from shipyard.errors import InvalidInputError, MissingExtraError
 
     env = Digest.of_bytes(to_bytes(current_environment(svc.settings)))
-    model = svc.registry.load(mv.ref)  # trust-checked, re-hashed: an untrusted version raises here
-    flavor_ = svc.registry.flavors(mv.flavor)
     where = str(env)
+    try:
+        model = svc.registry.load(mv.ref)  # trust-checked, re-hashed: an untrusted version raises here
+    except (InvalidInputError, MissingExtraError) as exc:  # does not load here (a module missing): the verdict
+        return Check("current", FAIL, where, platform.python_version(), reason=f"the model did not load: {exc}")
+    flavor_ = svc.registry.flavors(mv.flavor)
     try:
         got = flavor_.to_json(flavor_.predict(model, as_inputs(examples["inputs"])))
     except Exception as exc:  # the model's own failure is the verdict, not a crash of verify
@@ -576,6 +580,10 @@ def verify_image(svc: Services, ref: str | ModelVersion, image: str, environ: Ma
     except ValueError as exc:
         check = Check("image", FAIL, image, None, reason=f"the answer is not what the model returns: {exc}")
     else:
+        served = f"{answer.body.get('model_name')}@{answer.body.get('model_version')}"
+        if served != mv.ref:  # another version's image: its answers say nothing about this one
+            raise InvalidInputError(f"the image {image} serves {served[:80]}, not {mv.ref}: verify {served[:80]} "
+                                    f"--image {image}, or build {mv.ref} (`shipyard build {mv.ref}`)")
         verdict = compare(examples["outputs"], got, Tolerance.of(examples))
         check = Check("image", PASS if verdict.passed else FAIL, f"{image} {answer.image_id}", None, verdict=verdict)
     if record:

@@ -241,7 +241,10 @@ class Check:
 
     def summary(self) -> str:
         """The audit event's line: ``pass in venv 3f2a…(python 3.11.9) with scikit-learn==1.5.2``."""
-        where = self.target + (f" {self.environment.removeprefix('sha256:')[:12]}" if self.environment else "")
+        where = self.target
+        if self.environment:  # a venv's key or an environment digest, cut short; an image's name, whole
+            where += " " + (self.environment if self.target == "image" else
+                            self.environment.removeprefix("sha256:")[:12])
         text = f"{self.status} in {where}" + (f" (python {self.python})" if self.python else "")
         if self.overrides:
             text += " with " + " ".join(self.overrides)

@@ -74,7 +74,7 @@ def verify(
             failed = _verify_all(svc, request, alias, as_json)
         else:
             assert ref is not None
-            failed = verify_one(svc, ref, request, as_json, early, hint)
+            failed = not verify_one(svc, ref, request, as_json, early, hint).passed
     finally:
         if early is not None:
             early.close()
@@ -100,7 +100,7 @@ def _progress(as_json: bool) -> Any:
 
 
 def verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool, early: Any = None,
-                hint: str | None = None) -> bool:
+                hint: str | None = None) -> Check:
     """``early``: the model process ``verify_early`` started (a venvs.Child, which this layer does not import)."""
     from shipyard.wiring import verify_version
 
@@ -115,9 +115,9 @@ def verify_one(svc: Services, ref: str, request: VerifyRequest, as_json: bool, e
     if as_json:
         out.print_json({"model": mv.model, "version": mv.version, "seconds": round(seconds, 3),
                         **check.to_record(_version())})
-        return not check.passed
+        return check
     _show(mv, check, seconds)
-    return not check.passed
+    return check
 
 
 def _verify_image(svc: Services, ref: str, image: str, as_json: bool) -> bool:
