@@ -123,6 +123,9 @@ def test_python_machine_and_pinned_critical_packages_each_say_what_to_change() -
     del target["packages"]["numpy"]
     assert "package numpy: the model has 1.26.4, the target none; install numpy==1.26.4" in \
         [m.line() for m in check(model, target, ["numpy"])]
+    # what the model's own code declared (a root of its lock) is compared though it is not ML-critical
+    assert "package requests: the model has 2.31.0, the target 2.32.0; install requests==2.31.0 there" in \
+        [m.line() for m in check(model, target, ["torch", "requests"], roots=["requests"])]
 
 
 def test_a_model_whose_lock_has_no_gpu_framework_gets_no_gpu_checks() -> None:

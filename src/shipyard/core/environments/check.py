@@ -55,15 +55,17 @@ class Mismatch:
 
 
 def check(model_env: Mapping[str, Any], target_env: Mapping[str, Any],
-          packages: Collection[str] | None = None) -> list[Mismatch]:
+          packages: Collection[str] | None = None, roots: Collection[str] = ()) -> list[Mismatch]:
     """What keeps ``target_env`` from running a model registered from ``model_env``. ``packages``: the names
     the model's lock pins (its ML-critical ones are compared; GPU checks are made for a framework among
-    them); None compares every ML-critical package of ``model_env``."""
+    them); None compares every ML-critical package of ``model_env``. ``roots``: what the model's flavor and
+    its own code need (the lock's roots), compared whether ML-critical or not."""
     model_pkgs, target_pkgs = packages_of(model_env), packages_of(target_env)
     wanted = set(model_pkgs) if packages is None else set(packages)
     found = [*_python(model_env, target_env), *_machine(model_env, target_env)]
     found += _gpu(model_env, target_env, wanted)
-    for name in sorted(n for n in wanted if is_critical_package(n) and n in model_pkgs):
+    compared = {n for n in wanted if is_critical_package(n)} | set(roots)
+    for name in sorted(n for n in compared if n in model_pkgs):
         want = _text(model_pkgs[name].get("version"))
         have = _text(target_pkgs[name].get("version")) if name in target_pkgs else None
         if want is None:

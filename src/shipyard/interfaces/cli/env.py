@@ -252,17 +252,17 @@ def check(
 ) -> None:
     """Can TARGET run the model? One line per mismatch, saying what to change; exits 1 on any.
 
-    Checks the NVIDIA driver for its CUDA build, the GPU architecture, Python, the machine and the
-    ML-critical packages its lock pins."""
+    Checks the NVIDIA driver for its CUDA build, the GPU architecture, Python, the machine, the
+    ML-critical packages its lock pins and the packages its flavor and its own code need."""
     from shipyard.core.environments.check import check as env_check
     from shipyard.wiring import model_lock, version_environment
 
     svc = out.services()
     mv = svc.registry.resolve(ref)
     model_env = version_environment(svc, mv)
-    pinned = [p.name for p in model_lock(svc, mv).pins]
+    lock = model_lock(svc, mv)
     label, target_env = target_environment(target)
-    mismatches = env_check(model_env, target_env, pinned)
+    mismatches = env_check(model_env, target_env, [p.name for p in lock.pins], lock.roots)
     if as_json:
         out.print_json({"model": mv.ref, "target": label, "ok": not mismatches,
                         "mismatches": [m.to_dict() for m in mismatches]})
