@@ -47,3 +47,13 @@ def test_a_failed_write_takes_back_only_what_it_wrote(tmp_path: Path, existed: b
     (tmp_path / "other").write_text("x")
     with pytest.raises(InvalidInputError, match="not empty"):
         claim_folder(tmp_path)
+
+
+def test_a_bad_tag_or_push_target_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"))
+    register_constant(env, "iris")
+    for option in (["--tag", "Bad Tag"], ["--tag", "x\nRUN rm -rf /"], ["--push", "127.0.0.1:5000/iris 1"]):
+        done = shipyard("build", "iris@1", *option, "--output", str(tmp_path / "ctx"), env=env, cwd=tmp_path,
+                        check=False)
+        assert done.returncode == 2 and "is not an image reference" in done.stderr, done.stderr
+        assert not (tmp_path / "ctx").exists()

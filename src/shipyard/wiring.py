@@ -363,7 +363,7 @@ def image_lock(svc: Services, mv: ModelVersion) -> Lock:
 
 def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: str | None = None,
                 tag: str | None = None, output: Path | None = None, push: str | None = None,
-                engine: bool = True) -> Any:
+                engine: bool = True, progress: Callable[[str], None] = lambda _: None) -> Any:
     """``shipyard build``: the lock checked, the context written (``output``, or the project's
     ``.shipyard/images/NAME-V``), built and recorded where an engine answers, pushed on request."""
     import shutil
@@ -383,7 +383,7 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
             shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
     return images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
                               site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
-                              push=push)
+                              push=push, progress=progress)
 # --- verify: a version's golden examples in another environment -------------------------------------------------
 
 def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,23 +94,30 @@ def release_folder(folder: Path, created: bool) -> None:
 
 def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env: Mapping[str, Any],
                 engine: Engine | None, context_dir: Path, site_cache: Path, base: str | None = None,
-                tag: str | None = None, push: str | None = None) -> BuildResult:
+                tag: str | None = None, push: str | None = None,
+                progress: Callable[[str], None] = lambda _: None) -> BuildResult:
     """Write ``mv``'s context into ``context_dir`` (new or empty) and build it with ``engine`` (None: only
-    the context). ``requirements`` is the model's complete lock, as text."""
+    the context). ``requirements`` is the model's complete lock, as text. ``progress`` hears each step."""
     clock = time.perf_counter()
     try:
         chosen = image.choose_base(env, base)
+        for name, what in ((tag, "--tag"), (push, "--push")):  # before anything is written or built
+            if name is not None:
+                image.check_image_name(name, what)
     except ValueError as exc:
         raise InvalidInputError(f"cannot build {mv.ref}: {exc}") from exc
     revision, source = revision_of(registry, mv)
     spec = image.ImageSpec(
         model=mv.model, version=mv.version, manifest_digest=str(mv.manifest_digest),
         env_digest=None if mv.env_digest is None else str(mv.env_digest), flavor=mv.flavor,
-        python=image.python_minor(env), base=chosen, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        python=image.python_minor(env), base=chosen,
+        # the version's registration time, not now: a rebuild of the same version gives the same image
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mv.created_at)),
         shipyard_version=__version__, revision=revision, source=source)
     machine = str((env.get("os") or {}).get("machine") or "x86_64")
     tag = tag or image.default_tag(mv.model, mv.version)
     created = claim_folder(context_dir)
+    progress(f"writing the build context in {context_dir} (dependencies installed for Python {spec.python})")
     try:
         ctx: Context = write_context(context_dir, spec, requirements, shipyard_runtime(), machine, site_cache,
                                      lambda folder: write_registry(folder, registry, mv))
@@ -124,6 +131,7 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
     if engine is None:
         return result
     clock = time.perf_counter()
+    progress(f"building {tag} with {engine.name} (the dependencies image {ctx.deps_image} first, once per lock)")
     built, result.deps_built = engine.build(context_dir, tag, ctx.deps_image)
     result.seconds["build"] = round(time.perf_counter() - clock, 3)
     result.engine, result.image_id, result.size = engine.name, built.image_id, built.size
@@ -133,6 +141,7 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
                               "labels": built.labels}
     if push:
         clock = time.perf_counter()
+        progress(f"pushing {tag} to {push}")
         digest = engine.push(tag, push)
         result.seconds["push"] = round(time.perf_counter() - clock, 3)
         repo = push.rsplit(":", 1)[0] if ":" in push.rsplit("/", 1)[-1] else push

@@ -43,8 +43,14 @@ def build(
         raise InvalidInputError("--push needs an image: drop --context-only")
     svc = out.services()
     try:
+        err = out.console(stderr=True)
+
+        def step(text: str) -> None:
+            if not as_json:
+                err.print(f"[dim]{out.plain(text)}[/dim]")
+
         result = build_image(svc, ref, os.environ, base=base, tag=tag, output=output, push=push,
-                             engine=not context_only)
+                             engine=not context_only, progress=step)
     finally:
         svc.close()
     if as_json:
