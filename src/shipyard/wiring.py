@@ -377,7 +377,9 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
     found = detect(environ) if engine else None
     if output is None:
         output = svc.settings.home / "images" / f"{mv.model}-{mv.version}"
-        if output.exists():
+        if output.is_symlink() or output.is_file():  # not what Shipyard writes there: replaced, never followed
+            output.unlink()
+        elif output.exists():
             shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
     return images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
                               site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
@@ -427,6 +429,22 @@ def verify_early(ref: str, request: VerifyRequest, environ: Mapping[str, str] | 
     return hint, None if request.current else early(verify_cache_dir(environ), hint)
 
 
+def golden_examples(svc: Services, mv: ModelVersion) -> dict[str, Any]:
+    """``mv``'s golden examples (re-hashed), read as untrusted: a file that is not JSON, nested past the
+    parser's bound, or not an object with ``inputs`` and ``outputs`` is one line, never a traceback."""
+    from shipyard.errors import IntegrityError, NotFoundError
+
+    try:
+        examples = svc.registry.examples(mv)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise IntegrityError(f"the golden examples of {mv.ref} are not a JSON object Shipyard wrote "
+                             f"({type(exc).__name__}: {str(exc)[:120]}); register the model again") from None
+    if not examples or "inputs" not in examples or "outputs" not in examples:
+        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
+                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
+    return examples
+
+
 def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyRequest,
                    on_line: Callable[[str], None] = lambda _: None, environ: Mapping[str, str] | None = None,
                    record: bool = True, early: Child | None = None, hint: str | None = None
@@ -436,13 +454,9 @@ def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyReques
     ``early`` and ``hint``: from ``verify_early`` (the caller closes ``early``)."""
     from shipyard._version import __version__
     from shipyard.core.environments.golden import Tolerance
-    from shipyard.errors import NotFoundError
 
     mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
-    examples = svc.registry.examples(mv)
-    if not examples or "inputs" not in examples or "outputs" not in examples:
-        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
-                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
+    examples = golden_examples(svc, mv)
     tolerance = Tolerance.of(examples)
     if request.current:
         check = _verify_current(svc, mv, examples, tolerance)
@@ -554,18 +568,19 @@ def verify_image(svc: Services, ref: str | ModelVersion, image: str, environ: Ma
     from shipyard.adapters.images.probe import READY_TIMEOUT, ContainerFailed, run_in_image
     from shipyard.core.environments.golden import FAIL, PASS, Check, Tolerance, compare
     from shipyard.core.environments.image import answer_outputs, check_image_name, infer_request
-    from shipyard.errors import InvalidInputError, NotFoundError
+    from shipyard.errors import InvalidInputError
 
     try:
         check_image_name(image, "--image")
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
-    examples = svc.registry.examples(mv)
-    if not examples or "inputs" not in examples or "outputs" not in examples:
-        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
-                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
-    request = infer_request(examples["inputs"], mv.signature)
+    examples = golden_examples(svc, mv)
+    try:
+        request = infer_request(examples["inputs"], mv.signature)
+    except (TypeError, ValueError) as exc:  # ragged rows, a table: not one tensor
+        raise InvalidInputError(f"the golden inputs of {mv.ref} cannot be sent as one tensor ({exc}); "
+                                "verify it without --image") from None
     try:
         answer = run_in_image(image, mv.model, request, environ, ready_timeout or READY_TIMEOUT)
         got = answer_outputs(answer.body)

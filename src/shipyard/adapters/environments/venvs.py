@@ -35,6 +35,7 @@ INSTALL_TIMEOUT = 1800.0  # seconds for uv to create and fill an environment
 CHILD_TIMEOUT = 600.0  # seconds for the model to load and answer its golden examples
 MAX_RESULT_BYTES = 256 * 1024 * 1024
 _TAIL = 40  # lines of uv's output kept for a failure's reason
+_STDERR_KEPT = 64 * 1024  # characters of the model process's stderr kept for a failure's reason
 _CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from shipyard.adapters.environments.child import main; sys.exit(main(sys.argv[2]))")  # argv[2]: the flavor
@@ -301,14 +302,24 @@ class Child:
         shim.mkdir()
         (shim / "shipyard").symlink_to(Path(__file__).resolve().parents[2], target_is_directory=True)
         env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ}
+        self._stderr = ""  # the last _STDERR_KEPT characters it wrote: a chatty library never fills memory
+        self._reader: threading.Thread | None = None
         try:
             self.proc: subprocess.Popen[str] | None = subprocess.Popen(
                 [str(python), "-I", "-c", _BOOT, str(shim), flavor], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, text=True, errors="replace", env=env, cwd=self.folder, start_new_session=True)
             self.failed = ""
+            self._reader = threading.Thread(target=self._drain, daemon=True)
+            self._reader.start()
         except OSError as exc:
             self.proc = None
             self.failed = f"cannot start {python}: {exc.strerror or exc}"
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := self.proc.stderr.read(65536):
+                self._stderr = (self._stderr + chunk)[-_STDERR_KEPT:]
 
     def answer(self, folder: Path, flavor_meta: Mapping[str, Any], trusted: Sequence[str], inputs: Any,
                timeout: float = CHILD_TIMEOUT) -> ChildResult:
@@ -319,19 +330,25 @@ class Child:
         request, result = self.folder / "request.json", self.folder / "result.json"
         request.write_text(json.dumps({"folder": str(folder), "flavor": self.flavor, "flavor_meta": dict(flavor_meta),
                                        "trusted": list(trusted), "inputs": inputs, "result": str(result)}))
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # it is gone already (its stdin closed): its stderr says why
+            self.proc.stdin.write(f"{request}\n")
+            self.proc.stdin.close()
         try:
-            _, stderr = self.proc.communicate(f"{request}\n", timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.close()
             return ChildResult(False, error=f"the model did not answer within {timeout:.0f} s", stage="predict")
-        except OSError:  # it is gone already (its stdin closed): its stderr says why
-            stderr = ""
+        if self._reader is not None:
+            self._reader.join(5)
         try:
             with open(result, "rb") as f:
                 body = json.loads(f.read(MAX_RESULT_BYTES))
-        except (OSError, ValueError):
-            lines = [line for line in (stderr or "").splitlines() if line.strip()]
-            why = lines[-1].strip()[:300] if lines else f"exit status {self.proc.returncode}"
+        except (OSError, ValueError, RecursionError):
+            lines = [line for line in self._stderr.splitlines() if line.strip()]
+            code = self.proc.returncode
+            status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            why = lines[-1].strip()[:300] if lines else f"{status}, without an answer"
             return ChildResult(False, error=f"the model's process failed: {why}", stage="import")
         if not isinstance(body, dict):
             return ChildResult(False, error="the model's process wrote no result", stage="import")

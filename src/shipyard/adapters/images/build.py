@@ -7,6 +7,8 @@ recorded with the version, and pushed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -61,6 +63,37 @@ def revision_of(registry: Registry, mv: ModelVersion) -> tuple[str | None, str |
     return run.code.commit, run.code.repo
 
 
+def _new_or_empty(folder: Path) -> bool:
+    """Check that ``folder`` is new or an empty folder (never a link, a file or a folder holding anything:
+    a failed build removes what it wrote there, and only that). True when it does not exist yet."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise InvalidInputError(f"--output {folder} is not a folder: give a new or empty folder")
+    if not folder.exists():
+        return True
+    try:
+        with os.scandir(folder) as found:
+            if next(found, None) is not None:
+                raise InvalidInputError(f"--output {folder} is not empty: give a new or empty folder")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read --output {folder}: {exc.strerror or exc}") from exc
+    return False
+
+
+def _undo(folder: Path, created: bool) -> None:
+    """Remove what a failed build wrote into ``folder``: the folder itself where it made it, else its contents
+    (it was empty)."""
+    if created:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError), os.scandir(folder) as found:
+        for entry in list(found):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
 def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env: Mapping[str, Any],
                 engine: Engine | None, context_dir: Path, site_cache: Path, base: str | None = None,
                 tag: str | None = None, push: str | None = None) -> BuildResult:
@@ -79,11 +112,12 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
         shipyard_version=__version__, revision=revision, source=source)
     machine = str((env.get("os") or {}).get("machine") or "x86_64")
     tag = tag or image.default_tag(mv.model, mv.version)
+    created = _new_or_empty(context_dir)
     try:
         ctx: Context = write_context(context_dir, spec, requirements, shipyard_runtime(), machine, site_cache,
                                      lambda folder: write_registry(folder, registry, mv))
     except BaseException:
-        shutil.rmtree(context_dir, ignore_errors=True)
+        _undo(context_dir, created)
         raise
     result = BuildResult(mv.model, mv.version, context_dir, chosen, tag, ctx.site_cached, ctx.deps_image,
                          image.build_commands(str(context_dir), tag, ctx.deps_image,

@@ -136,7 +136,7 @@ def infer(url: str, model: str, request: Mapping[str, Any], timeout: float = REQ
         raise ContainerFailed(f"the answer is larger than {MAX_ANSWER_BYTES // 1024 // 1024} MiB")
     try:
         answer = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ContainerFailed(f"the answer is not JSON ({exc})") from exc
     if not isinstance(answer, dict):
         raise ContainerFailed("the answer is not a JSON object")
