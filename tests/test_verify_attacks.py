@@ -107,3 +107,43 @@ def test_an_image_answer_or_golden_inputs_of_the_wrong_form_are_value_errors() -
             answer_outputs(body)
     with pytest.raises(TypeError):
         infer_request([[1.0, 2.0], 3.0], None)  # ragged: verify --image says it cannot send them as one tensor
+
+
+def test_python_values_that_are_options_or_several_words_are_refused() -> None:
+    from shipyard.errors import InvalidInputError
+    from shipyard.wiring import check_python
+
+    for bad in ("--version", "-I", "3.11\nx", "3.11 --x", "", "\x1b[2J"):
+        with pytest.raises(InvalidInputError, match="--python"):
+            check_python(bad)
+    assert check_python("3.12") == "3.12" and check_python("/usr/bin/python3") == "/usr/bin/python3"
+
+
+def test_a_relative_cache_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.wiring import verify_cache_dir
+
+    monkeypatch.chdir(tmp_path)  # the model's process runs in a folder of its own: a relative path breaks there
+    assert verify_cache_dir({"SHIPYARD_CACHE_DIR": "rel"}) == tmp_path / "rel" / "envs"
+    assert verify_cache_dir({"XDG_CACHE_HOME": "xdg"}) == tmp_path / "xdg" / "shipyard" / "envs"
+
+
+def test_a_link_planted_under_a_key_with_a_forged_marker_is_never_used(tmp_path: Path) -> None:
+    from shipyard.adapters.environments.venvs import MARKER, EnvCache, Environment, EnvSpec, environment_key, uv_version
+    from shipyard.interfaces.cli.demo import tiny_wheel
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    tiny_wheel(wheels, "1.0", "X = 1\n")
+    cache = EnvCache(tmp_path / "envs")
+    spec = EnvSpec(f"{sys.version_info[0]}.{sys.version_info[1]}", ("tinypkg==1.0",), find_links=(wheels,))
+    key = environment_key(spec, uv_version())
+    forged = tmp_path / "forged"
+    (forged / "bin").mkdir(parents=True)
+    (forged / "bin" / "python").write_text("#!/bin/sh\ntouch pwned\n")
+    (forged / MARKER).write_text(json.dumps({"key": key}))
+    cache.root.mkdir()
+    cache.folder(key).symlink_to(forged, target_is_directory=True)
+    env = cache.ensure(spec)
+    assert isinstance(env, Environment) and env.reused is False, env
+    assert not env.path.is_symlink() and env.python.resolve() != forged / "bin" / "python"
+    assert (forged / MARKER).exists()  # the link was removed, not what it pointed to

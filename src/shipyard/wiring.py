@@ -390,10 +390,10 @@ def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where verify keeps its environments: ``$SHIPYARD_CACHE_DIR/envs``, else the user's cache folder
     (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/shipyard/envs``."""
     env = os.environ if environ is None else environ
-    if env.get("SHIPYARD_CACHE_DIR"):
-        return Path(env["SHIPYARD_CACHE_DIR"]).expanduser() / "envs"
+    if env.get("SHIPYARD_CACHE_DIR"):  # absolute: the model's process runs in a folder of its own
+        return Path(env["SHIPYARD_CACHE_DIR"]).expanduser().absolute() / "envs"
     base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "shipyard" / "envs"
+    return base.absolute() / "shipyard" / "envs"
 
 
 def check_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -402,6 +402,17 @@ def check_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
     parse_overrides(overrides)
     return tuple(o.strip() for o in overrides)
+
+
+def check_python(python: str | None) -> str | None:
+    """A ``--python`` value: a version (``3.12``), an interpreter name or a path; never an option, an empty
+    word or one with whitespace or control characters (it is passed to uv and shown in one-line reasons)."""
+    from shipyard.errors import InvalidInputError
+
+    if python is not None and (not python or python.startswith("-") or len(python) > 255
+                               or any(c.isspace() or not c.isprintable() for c in python)):
+        raise InvalidInputError(f"--python {python[:80]!r}: give a version like 3.12, or the path of a Python")
+    return python
 
 
 @dataclass(frozen=True)
@@ -515,7 +526,7 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
         # the flavor's libraries are imported anyway: the same check Registry.load makes)
         granted = svc.registry.trusted(mv)
         lock = model_lock(svc, mv).complete(f"verify {mv.ref}", request.overrides)
-        python = request.python or (".".join(lock.python.split(".")[:2]) if lock.python[:1].isdigit()
+        python = check_python(request.python) or (".".join(lock.python.split(".")[:2]) if lock.python[:1].isdigit()
                                     else platform.python_version())
         spec = EnvSpec(python, tuple(lock.requirements(request.overrides)), request.overrides,
                        tuple(p.resolve() for p in request.find_links))

@@ -148,7 +148,9 @@ class EnvCache:
             found = _complete(final, key, installer)
             if found is not None:
                 return found
-            if final.exists():  # not ours, or damaged after the fact: never reused
+            if final.is_symlink() or (final.exists() and not final.is_dir()):  # never followed, never reused
+                final.unlink()
+            elif final.exists():  # not ours, or damaged after the fact: never reused
                 shutil.rmtree(final, ignore_errors=True)
             for stale in self.root.glob(f".build-{final.name}-*"):  # a build killed halfway (we hold its lock)
                 shutil.rmtree(stale, ignore_errors=True)
@@ -166,7 +168,7 @@ class EnvCache:
     def _build(self, spec: EnvSpec, tmp: Path, key: str, installer: str, on_line: Lines) -> NotInstalled | None:
         deadline = time.monotonic() + self.timeout
         venv = tmp  # uv makes a venv in an empty folder; --relocatable: it still works once renamed
-        code, tail = _stream([uv_bin(), "venv", "--relocatable", "--no-project", "--python", spec.python, str(venv)],
+        code, tail = _stream([uv_bin(), "venv", "--relocatable", "--no-project", f"--python={spec.python}", str(venv)],
                              on_line, deadline)
         if code != 0:
             why = _reason(tail)
@@ -192,6 +194,8 @@ class EnvCache:
 
 
 def _complete(folder: Path, key: str, installer: str) -> Environment | None:
+    if folder.is_symlink():  # the cache makes folders, never links: one planted there is not an environment
+        return None
     try:
         with open(folder / MARKER, "rb") as f:
             marker = json.loads(f.read(1024 * 1024))
