@@ -5,6 +5,7 @@ out of the Dockerfile (a newline starting an instruction, ``$`` expanded by Dock
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,80 @@ def test_output_that_is_not_a_new_or_empty_folder_is_refused_and_left_as_it_was(
             build_image(services, "m@1", environ, output=output, engine=False)
     assert (full / "keep.txt").read_text() == "mine" and file.read_text() == "mine" and link.is_symlink()
     assert not any((tmp_path / "empty").iterdir())
+
+
+# -- with a real Docker daemon: a label read back by Docker's own parser; verify --image against images that
+# answer garbage, are never ready, exit at once, or do not exist (never pulled) ------------------------------
+
+SERVER = '''
+import http.server, os, sys
+mode = sys.argv[1]
+if mode == "exit":
+    print("boom: this image has the wrong Python", flush=True)
+    sys.exit(3)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503 if mode == "never" else 200)
+        self.end_headers()
+    def do_POST(self):
+        body = {"garbage": b"not json{", "deep": b"[" * 100000,
+                "bad": b'{"outputs": [{"shape": [3], "data": [1]}]}'}[mode]
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+'''
+
+
+@pytest.fixture(scope="module")
+def hostile_images(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.images_fixtures import import_base, start_dockerd
+
+    daemons = start_dockerd(tmp_path_factory.mktemp("dockerd-attacks", numbered=True))
+    daemon = next(daemons)
+    try:
+        base = import_base(daemon)
+        ctx = tmp_path_factory.mktemp("hostile-ctx")
+        (ctx / "server.py").write_text(SERVER)
+        for mode in ("garbage", "deep", "bad", "never", "exit"):
+            (ctx / "Dockerfile").write_text(f'FROM {base}\nCOPY server.py /server.py\n'
+                                            f'LABEL evil={image._quoted(EVIL)}\n'
+                                            f'ENTRYPOINT ["python3", "/server.py", "{mode}"]\n')
+            daemon.docker("build", "--network", "none", "-t", f"hostile/{mode}:1", str(ctx))
+        yield daemon
+    finally:
+        next(daemons, None)  # stops the daemon
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("images")
+def test_docker_reads_a_hostile_label_back_as_its_text(hostile_images: Any) -> None:
+    done = hostile_images.docker("image", "inspect", "--format", "{{json .Config.Labels}}", "hostile/exit:1")
+    assert json.loads(done.stdout)["evil"] == 'x" RUN touch /pwned #  ${HOME:?boom} $(id) \\'
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("images")
+def test_verify_image_against_images_that_misbehave_fails_with_the_reason(services: Any,
+                                                                         hostile_images: Any) -> None:
+    from shipyard.errors import NotFoundError
+    from shipyard.wiring import verify_image
+
+    environ = hostile_images.env
+
+    def reason(mode: str) -> str:
+        _, check = verify_image(services, "m@1", f"hostile/{mode}:1", environ, ready_timeout=3, record=False)
+        assert check.status == "fail" and "\n" not in check.reason, check
+        return check.reason
+
+    assert reason("garbage").startswith("the answer is not JSON")
+    assert reason("deep").startswith("the answer is not JSON")
+    assert reason("bad").startswith("the answer is not what the model returns")
+    assert reason("never").startswith("the container was not ready within 3 s")
+    assert reason("exit") == ("the container exited (status 3) before it was ready: "
+                              "boom: this image has the wrong Python")
+    with pytest.raises(NotFoundError, match="no image 'hostile/absent:1' in the Docker daemon"):
+        verify_image(services, "m@1", "hostile/absent:1", environ, ready_timeout=3, record=False)
+    left = hostile_images.docker("ps", "-aq").stdout.split()
+    assert not left  # every throwaway container was removed
