@@ -147,3 +147,22 @@ def test_a_link_planted_under_a_key_with_a_forged_marker_is_never_used(tmp_path:
     assert isinstance(env, Environment) and env.reused is False, env
     assert not env.path.is_symlink() and env.python.resolve() != forged / "bin" / "python"
     assert (forged / MARKER).exists()  # the link was removed, not what it pointed to
+
+
+def test_a_hint_whose_key_is_a_path_starts_nothing(tmp_path: Path) -> None:
+    import hashlib
+
+    from shipyard.adapters.environments.venvs import MARKER, early
+
+    evil = "../../outside"
+    outside = tmp_path / "outside"  # root/<key> with key "../../outside" lands here
+    (outside / "bin").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (outside / "bin" / "python").write_text(f"#!/bin/sh\ntouch {marker}\n")
+    (outside / "bin" / "python").chmod(0o755)
+    (outside / MARKER).write_text(json.dumps({"key": evil}))
+    root = tmp_path / "cache" / "envs"
+    (root / "hints").mkdir(parents=True)
+    (root / "hints" / hashlib.sha256(b"hint").hexdigest()[:40]).write_text(json.dumps({"key": evil,
+                                                                                      "flavor": "python"}))
+    assert early(root, "hint") is None and not marker.exists()

@@ -412,7 +412,7 @@ def early(root: Path, hint: str) -> Child | None:
         key, flavor = str(noted["key"]), str(noted["flavor"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", flavor):
-        return None
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", flavor) or not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
+        return None  # a hint is a file like any other: its key names a folder of the cache, never a path
     env = _complete(EnvCache(root).folder(key), key, "")
     return Child(env.python, key, flavor) if env is not None else None
