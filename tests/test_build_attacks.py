@@ -94,6 +94,10 @@ def test_output_that_is_not_a_new_or_empty_folder_is_refused_and_left_as_it_was(
     for output, why in ((full, "not empty"), (link, "not a folder"), (file, "not a folder")):
         with pytest.raises(InvalidInputError, match=why):
             build_image(services, "m@1", environ, output=output, engine=False)
+    for tag in ("--network=host", "x;rm -rf /", "a\nb"):  # refused before a context is written
+        with pytest.raises(InvalidInputError, match="--tag"):
+            build_image(services, "m@1", environ, output=tmp_path / "new", tag=tag, engine=False)
+    assert not (tmp_path / "new").exists()
     assert (full / "keep.txt").read_text() == "mine" and file.read_text() == "mine" and link.is_symlink()
     assert not any((tmp_path / "empty").iterdir())
 
@@ -137,6 +141,11 @@ def hostile_images(tmp_path_factory: pytest.TempPathFactory) -> Any:
                                             f'LABEL evil={image._quoted(EVIL)}\n'
                                             f'ENTRYPOINT ["python3", "/server.py", "{mode}"]\n')
             daemon.docker("build", "--network", "none", "-t", f"hostile/{mode}:1", str(ctx))
+        hang = tmp_path_factory.mktemp("hang-ctx")  # a python3 that never returns: env check's probe hangs
+        (hang / "python3").write_text("#!/bin/sh\nexec sleep 600\n")
+        (hang / "python3").chmod(0o755)
+        (hang / "Dockerfile").write_text(f"FROM {base}\nCOPY python3 /usr/local/bin/python3\n")
+        daemon.docker("build", "--network", "none", "-t", "hostile/hang:1", str(hang))
         yield daemon
     finally:
         next(daemons, None)  # stops the daemon
@@ -169,6 +178,13 @@ def test_verify_image_against_images_that_misbehave_fails_with_the_reason(servic
     assert reason("never").startswith("the container was not ready within 3 s")
     assert reason("exit") == ("the container exited (status 3) before it was ready: "
                               "boom: this image has the wrong Python")
+    from shipyard.adapters.images.engine import engine_for
+    from shipyard.errors import BackendUnavailableError
+
+    engine = engine_for(environ)  # env check --target IMAGE: a probe that hangs is stopped, its container removed
+    with pytest.raises(BackendUnavailableError, match=r"did not capture the environment inside hostile/hang:1 .* "
+                                                      r"within 3 s"):
+        engine.environment("hostile/hang:1", timeout=3)
     with pytest.raises(NotFoundError, match="no image 'hostile/absent:1' in the Docker daemon"):
         verify_image(services, "m@1", "hostile/absent:1", environ, ready_timeout=3, record=False)
     left = hostile_images.docker("ps", "-aq").stdout.split()

@@ -112,6 +112,10 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
         shipyard_version=__version__, revision=revision, source=source)
     machine = str((env.get("os") or {}).get("machine") or "x86_64")
     tag = tag or image.default_tag(mv.model, mv.version)
+    try:
+        image.check_image_name(tag, "--tag")  # before a context is written: the engine would refuse it after
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
     created = _new_or_empty(context_dir)
     try:
         ctx: Context = write_context(context_dir, spec, requirements, shipyard_runtime(), machine, site_cache,

@@ -6,6 +6,7 @@ carry the engine's own last words.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -67,9 +68,17 @@ class Engine:
     def environment(self, image: str, timeout: float = PROBE_TIMEOUT * 12) -> dict[str, object]:
         """The environment record captured inside ``image`` by Shipyard's own probe (entrypoint overridden,
         no network): what `env check --target IMAGE` compares with the model's."""
-        out = self.run(["run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "python3", image, "-m",
-                        "shipyard.adapters.environments.probe"], f"capture the environment inside {image} (an "
-                       "image `shipyard build` made carries Shipyard's probe)", timeout)
+        name = f"shipyard-probe-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            out = self.run(["run", "--rm", "--name", name, "--pull", "never", "--network", "none", "--entrypoint",
+                            "python3", image, "-m", "shipyard.adapters.environments.probe"],
+                           f"capture the environment inside {image} (an image `shipyard build` made carries "
+                           "Shipyard's probe)", timeout)
+        except BackendUnavailableError:
+            # killing the client on a timeout leaves its container running: remove it (gone already is fine)
+            with contextlib.suppress(BackendUnavailableError):
+                self.run(["rm", "--force", name], f"remove the container {name}")
+            raise
         if len(out) > MAX_RECORD_CHARS:
             raise BackendUnavailableError(f"the environment record {image} printed is larger than "
                                           f"{MAX_RECORD_CHARS // 1024 // 1024} MiB")
