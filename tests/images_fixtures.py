@@ -111,8 +111,20 @@ def start_dockerd(tmp: Path) -> Iterator[Daemon]:
             proc.kill()
             proc.wait(timeout=10)
         log.close()
-        subprocess.run(["umount", "-R", str(tmp / "dd")], capture_output=True, check=False)
+        for mounted in _mounts_under(tmp):  # de/netns/default stays mounted after dockerd stops: tmp would stay
+            subprocess.run(["umount", "-l", mounted], capture_output=True, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    """The mount points below ``folder`` (from /proc/mounts), deepest first."""
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    prefix = str(folder.resolve()) + "/"
+    points = [line.split()[1] for line in lines if len(line.split()) > 1 and line.split()[1].startswith(prefix)]
+    return sorted(points, key=len, reverse=True)
 
 
 def import_base(daemon: Daemon) -> str:

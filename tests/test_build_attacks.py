@@ -141,6 +141,8 @@ def hostile_images(tmp_path_factory: pytest.TempPathFactory) -> Any:
                                             f'LABEL evil={image._quoted(EVIL)}\n'
                                             f'ENTRYPOINT ["python3", "/server.py", "{mode}"]\n')
             daemon.docker("build", "--network", "none", "-t", f"hostile/{mode}:1", str(ctx))
+        (ctx / "Dockerfile").write_text(f'FROM {base}\nENTRYPOINT ["/no/such/server"]\n')
+        daemon.docker("build", "--network", "none", "-t", "hostile/noentry:1", str(ctx))
         hang = tmp_path_factory.mktemp("hang-ctx")  # a python3 that never returns: env check's probe hangs
         (hang / "python3").write_text("#!/bin/sh\nexec sleep 600\n")
         (hang / "python3").chmod(0o755)
@@ -178,6 +180,7 @@ def test_verify_image_against_images_that_misbehave_fails_with_the_reason(servic
     assert reason("never").startswith("the container was not ready within 3 s")
     assert reason("exit") == ("the container exited (status 3) before it was ready: "
                               "boom: this image has the wrong Python")
+    assert reason("noentry").startswith("the container did not start: ")
     from shipyard.adapters.images.engine import engine_for
     from shipyard.errors import BackendUnavailableError
 
