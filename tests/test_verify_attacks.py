@@ -105,8 +105,11 @@ def test_an_image_answer_or_golden_inputs_of_the_wrong_form_are_value_errors() -
                  {"outputs": "garbage"}):
         with pytest.raises(ValueError):
             answer_outputs(body)
-    with pytest.raises(TypeError):
-        infer_request([[1.0, 2.0], 3.0], None)  # ragged: verify --image says it cannot send them as one tensor
+    for inputs in ([[1.0, 2.0], 3.0], "rows", {"columns": ["a"]}):  # verify --image: cannot send them as one tensor
+        with pytest.raises(TypeError):
+            infer_request(inputs, None)
+    table = infer_request({"columns": ["a", "b"], "data": [[1.0, 2.0], [3.0, 4.0]]}, None)  # a DataFrame's examples
+    assert table["inputs"][0]["shape"] == [2, 2] and table["inputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_python_values_that_are_options_or_several_words_are_refused() -> None:

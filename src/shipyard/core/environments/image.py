@@ -240,12 +240,17 @@ def default_tag(model: str, version: int) -> str:
 
 # -- verify --image: the request production sends, and the answer read back as the stored outputs ----------
 
-def infer_request(inputs: list[Any], signature: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The Open Inference Protocol request for the golden inputs (one tensor, one row per example)."""
+def infer_request(inputs: Any, signature: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Open Inference Protocol request for the golden inputs (one tensor, one row per example); a table's
+    examples (``{"columns", "data"}``, from a DataFrame) are sent as their rows, as production sends them.
+    TypeError when they are not rows of values."""
     from shipyard.core.serving.oip import INPUT_NAME, output_tensor, signature_datatype
 
+    rows = inputs["data"] if isinstance(inputs, Mapping) and "data" in inputs else inputs
+    if not isinstance(rows, list):
+        raise TypeError(f"the golden inputs are a JSON {type(rows).__name__}, not a list of rows")
     declared = signature_datatype((signature or {}).get("inputs"))
-    return {"inputs": [output_tensor(INPUT_NAME, list(inputs), declared)]}
+    return {"inputs": [output_tensor(INPUT_NAME, list(rows), declared)]}
 
 
 def answer_outputs(body: Mapping[str, Any]) -> list[Any]:
