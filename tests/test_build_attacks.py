@@ -192,3 +192,28 @@ def test_verify_image_against_images_that_misbehave_fails_with_the_reason(servic
         verify_image(services, "m@1", "hostile/absent:1", environ, ready_timeout=3, record=False)
     left = hostile_images.docker("ps", "-aq").stdout.split()
     assert not left  # every throwaway container was removed
+
+
+def test_golden_examples_that_are_not_what_shipyard_writes_are_one_line(services: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import shipyard.wiring
+    from shipyard.errors import IntegrityError, NotFoundError
+    from shipyard.wiring import golden_examples
+
+    mv = services.registry.resolve("m@1")
+
+    def read(raw: bytes) -> Any:
+        return golden_examples(services, dataclasses.replace(mv, examples_digest=services.store.put_bytes(raw)))
+
+    for raw, why in ((b"[" * 100_000, "not JSON"), (b"not json", "not JSON"), (b"[1, 2]", "a JSON list"),
+                     (b'"x"', "a JSON str")):
+        with pytest.raises(IntegrityError, match=why):
+            read(raw)
+    with pytest.raises(NotFoundError, match="no golden examples"):
+        read(b'{"inputs": [[1.0]]}')
+    monkeypatch.setattr(shipyard.wiring, "MAX_EXAMPLES_BYTES", 1000)  # the bound, made small for the test
+    with pytest.raises(IntegrityError, match="larger than"):
+        read(json.dumps({"inputs": [[0.5] * 500], "outputs": [1]}).encode())
+    assert read(b'{"inputs": [[1.0]], "outputs": [1]}')["outputs"] == [1]

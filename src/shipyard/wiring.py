@@ -194,6 +194,7 @@ def current_environment(settings: Settings) -> dict[str, Any]:
 
 
 MAX_ENV_RECORD_BYTES = 16 * 1024 * 1024  # as the probe's cache: thousands of distributions fit
+MAX_EXAMPLES_BYTES = 256 * 1024 * 1024  # golden examples verify reads (as much as the model's process may answer)
 
 
 def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str, Any]:
@@ -443,17 +444,33 @@ def verify_early(ref: str, request: VerifyRequest, environ: Mapping[str, str] | 
 def golden_examples(svc: Services, mv: ModelVersion) -> dict[str, Any]:
     """``mv``'s golden examples (re-hashed), read as untrusted: a file that is not JSON, nested past the
     parser's bound, or not an object with ``inputs`` and ``outputs`` is one line, never a traceback."""
+    import json
+
+    from shipyard.core.artifacts.digest import Digest
     from shipyard.errors import IntegrityError, NotFoundError
 
-    try:
-        examples = svc.registry.examples(mv)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise IntegrityError(f"the golden examples of {mv.ref} are not a JSON object Shipyard wrote "
-                             f"({type(exc).__name__}: {str(exc)[:120]}); register the model again") from None
+    examples: Any = None
+    if mv.examples_digest is not None:
+        with svc.store.open(mv.examples_digest) as f:
+            raw = f.read(MAX_EXAMPLES_BYTES + 1)
+        if len(raw) > MAX_EXAMPLES_BYTES:
+            raise IntegrityError(f"the golden examples of {mv.ref} are larger than "
+                                 f"{MAX_EXAMPLES_BYTES // 1024 // 1024} MiB: register it with fewer examples")
+        if Digest.of_bytes(raw) != mv.examples_digest:
+            raise IntegrityError(f"the golden examples {mv.examples_digest} of {mv.ref} are corrupt (their bytes "
+                                 "no longer hash to their name); restore the project's store from a backup")
+        try:
+            examples = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise IntegrityError(f"the golden examples of {mv.ref} are not JSON Shipyard wrote "
+                                 f"({type(exc).__name__}: {str(exc)[:120]}); register the model again") from None
+        if not isinstance(examples, dict):
+            raise IntegrityError(f"the golden examples of {mv.ref} are a JSON {type(examples).__name__}, not "
+                                 "the object Shipyard writes; register the model again")
     if not examples or "inputs" not in examples or "outputs" not in examples:
         raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
                             "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
-    return examples
+    return dict(examples)
 
 
 def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyRequest,
