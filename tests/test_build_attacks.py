@@ -188,6 +188,8 @@ def test_verify_image_against_images_that_misbehave_fails_with_the_reason(servic
     with pytest.raises(BackendUnavailableError, match=r"did not capture the environment inside hostile/hang:1 .* "
                                                       r"within 3 s"):
         engine.environment("hostile/hang:1", timeout=3)
+    with pytest.raises(BackendUnavailableError, match=r"could not push 127.0.0.1:9/x/y:1: .*connection refused"):
+        engine.push("hostile/exit:1", "127.0.0.1:9/x/y:1")  # a registry nothing listens on: one line, at once
     with pytest.raises(NotFoundError, match="no image 'hostile/absent:1' in the Docker daemon"):
         verify_image(services, "m@1", "hostile/absent:1", environ, ready_timeout=3, record=False)
     left = hostile_images.docker("ps", "-aq").stdout.split()
