@@ -94,6 +94,9 @@ def test_output_that_is_not_a_new_or_empty_folder_is_refused_and_left_as_it_was(
     for output, why in ((full, "not empty"), (link, "not a folder"), (file, "not a folder")):
         with pytest.raises(InvalidInputError, match=why):
             build_image(services, "m@1", environ, output=output, engine=False)
+    with pytest.raises(InvalidInputError, match="inside the object store"):
+        build_image(services, "m@1", environ, output=services.settings.store_path / "ctx", engine=False)
+    assert not (services.settings.store_path / "ctx").exists()
     for tag in ("--network=host", "x;rm -rf /", "a\nb"):  # refused before a context is written
         with pytest.raises(InvalidInputError, match="--tag"):
             build_image(services, "m@1", environ, output=tmp_path / "new", tag=tag, engine=False)

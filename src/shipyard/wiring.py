@@ -376,6 +376,13 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
     env = version_environment(svc, mv)
     lock = image_lock(svc, mv)  # refused here, before anything is written
     found = detect(environ) if engine else None
+    if output is not None:
+        store = svc.settings.store_path.resolve()
+        if output.resolve() == store or store in output.resolve().parents:
+            from shipyard.errors import InvalidInputError
+
+            raise InvalidInputError(f"--output {output} is inside the object store {store}: give a folder "
+                                    "outside it (the store holds only objects named by their digest)")
     if output is None:
         output = svc.settings.home / "images" / f"{mv.model}-{mv.version}"
         if output.is_symlink() or output.is_file():  # not what Shipyard writes there: replaced, never followed
