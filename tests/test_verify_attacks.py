@@ -169,3 +169,17 @@ def test_a_hint_whose_key_is_a_path_starts_nothing(tmp_path: Path) -> None:
     (root / "hints" / hashlib.sha256(b"hint").hexdigest()[:40]).write_text(json.dumps({"key": evil,
                                                                                       "flavor": "python"}))
     assert early(root, "hint") is None and not marker.exists()
+
+
+def test_a_cache_whose_lock_is_a_link_is_one_line(tmp_path: Path) -> None:
+    from shipyard.adapters.environments.venvs import EnvCache, EnvSpec, environment_key, uv_version
+    from shipyard.errors import BackendUnavailableError
+
+    cache = EnvCache(tmp_path / "envs")
+    spec = EnvSpec("3.11", ("tinypkg==1.0",))
+    cache.root.mkdir()
+    lock = cache.root / f"{cache.folder(environment_key(spec, uv_version())).name}.lock"
+    lock.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(BackendUnavailableError, match=r"cannot build in the environment cache .*SHIPYARD_CACHE_DIR"):
+        cache.ensure(spec)
+    assert not (tmp_path / "elsewhere").exists()

@@ -144,6 +144,15 @@ class EnvCache:
             raise BackendUnavailableError(f"cannot create the environment cache {self.root} "
                                           f"({exc.strerror or exc}); set SHIPYARD_CACHE_DIR to a writable folder"
                                           ) from exc
+        try:
+            return self._ensure_locked(spec, key, installer, final, on_line)
+        except OSError as exc:  # a lock that is a link, a cache folder that is read-only or full, ...
+            raise BackendUnavailableError(f"cannot build in the environment cache {self.root} "
+                                          f"({exc.strerror or exc}: {exc.filename or ''}); set SHIPYARD_CACHE_DIR "
+                                          "to a writable folder") from exc
+
+    def _ensure_locked(self, spec: EnvSpec, key: str, installer: str, final: Path,
+                       on_line: Lines) -> Environment | NotInstalled:
         with _locked(self.root / f"{final.name}.lock"):
             found = _complete(final, key, installer)
             if found is not None:
