@@ -222,3 +222,26 @@ def test_golden_examples_that_are_not_what_shipyard_writes_are_one_line(services
     with pytest.raises(IntegrityError, match="larger than"):
         read(json.dumps({"inputs": [[0.5] * 500], "outputs": [1]}).encode())
     assert read(b'{"inputs": [[1.0]], "outputs": [1]}')["outputs"] == [1]
+
+
+def test_two_builds_installing_the_same_dependencies_at_once_share_them(tmp_path: Path) -> None:
+    import threading
+
+    from shipyard.adapters.images.context import install_site
+
+    cache = tmp_path / "site-cache"
+    results: list[Any] = []
+
+    def one(n: int) -> None:
+        try:
+            results.append(install_site(tmp_path / f"dest{n}", "six==1.16.0", [], "3.11", "x86_64", cache))
+        except Exception as exc:  # the test reports what the thread raised
+            results.append(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert len(results) == 2 and all(isinstance(r, tuple) for r in results), results
+    assert results[0][0] == results[1][0] and (tmp_path / "dest1" / "six.py").exists()
