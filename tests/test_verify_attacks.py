@@ -81,6 +81,18 @@ def test_an_answer_nested_past_the_parsers_bound_is_one_line(tmp_path: Path) -> 
     finally:
         child.close()
     assert _one_line(deep).startswith("the model's process failed")
+    # a result forged by what ran there: a multi-line error and odd package names are one line each
+    child = Child(Path(sys.executable), "", "python")
+    try:
+        forged = json.dumps({"ok": False, "stage": "load\nx", "error": "a\nb\x1b[2J", "untrusted": False,
+                             "packages": {"numpy\nevil": ["1"] * 1000}})
+        code = f"import os; open({str(child.folder / 'result.json')!r}, 'w').write({forged!r}); os._exit(1)"
+        (folder / "model.pkl").write_bytes(pickle.dumps(_Runs(code)))
+        odd = child.answer(folder, {"file": "model.pkl"}, ["pickle"], [[1.0]], 60)
+    finally:
+        child.close()
+    assert _one_line(odd) == "a b\x1b[2J" and odd.stage == "load x" and odd.packages is not None
+    assert all("\n" not in k + v and len(v) <= 100 for k, v in odd.packages.items())
 
 
 def test_golden_differences_of_deep_or_huge_values_stay_short() -> None:

@@ -365,10 +365,12 @@ class Child:
             return ChildResult(False, error=f"the model's process failed: {why}", stage="import")
         if not isinstance(body, dict):
             return ChildResult(False, error="the model's process wrote no result", stage="import")
-        packages = body.get("packages") if isinstance(body.get("packages"), dict) else None
+        found = body.get("packages")  # written by whatever ran there: kept only as short one-line names
+        packages = {_flat(k, 100): _flat(v, 100) for k, v in list(found.items())[:50]} \
+            if isinstance(found, dict) else None
         if body.get("ok") is True:
             return ChildResult(True, outputs=body.get("outputs"), packages=packages)
-        return ChildResult(False, error=str(body.get("error"))[:500], stage=str(body.get("stage"))[:20],
+        return ChildResult(False, error=_flat(body.get("error"), 500), stage=_flat(body.get("stage"), 20),
                            packages=packages, untrusted=body.get("untrusted") is True)
 
     def close(self) -> None:
@@ -387,6 +389,11 @@ class Child:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _flat(value: Any, limit: int) -> str:
+    """One line of at most ``limit`` characters, whatever ``value`` is."""
+    return " ".join(str(value).split())[:limit]
 
 
 def run_child(python: Path, folder: Path, flavor: str, flavor_meta: Mapping[str, Any], trusted: Sequence[str],
