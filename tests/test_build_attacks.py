@@ -119,6 +119,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(503 if mode == "never" else 200)
         self.end_headers()
     def do_POST(self):
+        if mode == "err":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"Traceback (most recent call last):\\n  boom\\nValueError: bad\\n")
+            return
         body = {"garbage": b"not json{", "deep": b"[" * 100000,
                 "bad": b'{"outputs": [{"shape": [3], "data": [1]}]}'}[mode]
         self.send_response(200)
@@ -139,7 +144,7 @@ def hostile_images(tmp_path_factory: pytest.TempPathFactory) -> Any:
         base = import_base(daemon)
         ctx = tmp_path_factory.mktemp("hostile-ctx")
         (ctx / "server.py").write_text(SERVER)
-        for mode in ("garbage", "deep", "bad", "never", "exit"):
+        for mode in ("garbage", "deep", "bad", "never", "exit", "err"):
             (ctx / "Dockerfile").write_text(f'FROM {base}\nCOPY server.py /server.py\n'
                                             f'LABEL evil={image._quoted(EVIL)}\n'
                                             f'ENTRYPOINT ["python3", "/server.py", "{mode}"]\n')
@@ -183,6 +188,7 @@ def test_verify_image_against_images_that_misbehave_fails_with_the_reason(servic
     assert reason("never").startswith("the container was not ready within 3 s")
     assert reason("exit") == ("the container exited (status 3) before it was ready: "
                               "boom: this image has the wrong Python")
+    assert reason("err") == "the server answered 500: Traceback (most recent call last): boom ValueError: bad"
     assert reason("noentry").startswith("the container did not start: ")
     from shipyard.adapters.images.engine import engine_for
     from shipyard.errors import BackendUnavailableError

@@ -133,7 +133,7 @@ def infer(url: str, model: str, request: Mapping[str, Any], timeout: float = REQ
         with urllib.request.urlopen(req, timeout=timeout) as response:
             raw = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        detail = exc.read(2000).decode(errors="replace")
+        detail = " ".join(exc.read(2000).decode(errors="replace").split())  # one line, whatever it sent
         raise ContainerFailed(f"the server answered {exc.code}: {detail[:500]}") from exc
     except OSError as exc:
         raise ContainerFailed(f"the server did not answer within {timeout:g} s ({exc})") from exc
