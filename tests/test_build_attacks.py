@@ -156,6 +156,8 @@ def hostile_images(tmp_path_factory: pytest.TempPathFactory) -> Any:
         (hang / "python3").chmod(0o755)
         (hang / "Dockerfile").write_text(f"FROM {base}\nCOPY python3 /usr/local/bin/python3\n")
         daemon.docker("build", "--network", "none", "-t", "hostile/hang:1", str(hang))
+        (hang / "python3").write_text("#!/bin/sh\nexec head -c 40000000 /dev/zero\n")  # prints 40 MB
+        daemon.docker("build", "--network", "none", "-t", "hostile/flood:1", str(hang))
         yield daemon
     finally:
         next(daemons, None)  # stops the daemon
@@ -197,6 +199,8 @@ def test_verify_image_against_images_that_misbehave_fails_with_the_reason(servic
     with pytest.raises(BackendUnavailableError, match=r"did not capture the environment inside hostile/hang:1 .* "
                                                       r"within 3 s"):
         engine.environment("hostile/hang:1", timeout=3)
+    with pytest.raises(BackendUnavailableError, match="printed more than 16 MiB"):
+        engine.environment("hostile/flood:1", timeout=60)
     with pytest.raises(BackendUnavailableError, match=r"could not push 127.0.0.1:9/x/y:1: .*connection refused"):
         engine.push("hostile/exit:1", "127.0.0.1:9/x/y:1")  # a registry nothing listens on: one line, at once
     with pytest.raises(NotFoundError, match="no image 'hostile/absent:1' in the Docker daemon"):
