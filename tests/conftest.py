@@ -18,6 +18,7 @@ import pytest
 from shipyard.config import Settings
 from shipyard.wiring import Services, build
 
+pytest_plugins = ["tests.images_fixtures"]  # the container tests' session fixtures: one daemon for all
 PG_URL = os.environ.get("SHIPYARD_TEST_PG_URL")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # xdist sets 80 columns in its workers; the CLI's piped output is
     for _name in ("COLUMNS", "LINES"):     # what tests read, as a user piping it would (output.console)

@@ -111,8 +111,20 @@ def start_dockerd(tmp: Path) -> Iterator[Daemon]:
             proc.kill()
             proc.wait(timeout=10)
         log.close()
-        subprocess.run(["umount", "-R", str(tmp / "dd")], capture_output=True, check=False)
+        for mounted in _mounts_under(tmp):  # de/netns/default stays mounted after dockerd stops: tmp would stay
+            subprocess.run(["umount", "-l", mounted], capture_output=True, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    """The mount points below ``folder`` (from /proc/mounts), deepest first."""
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    prefix = str(folder.resolve()) + "/"
+    points = [line.split()[1] for line in lines if len(line.split()) > 1 and line.split()[1].startswith(prefix)]
+    return sorted(points, key=len, reverse=True)
 
 
 def import_base(daemon: Daemon) -> str:
@@ -165,3 +177,21 @@ def _tail(path: Path) -> str:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-4:])[-800:]
     except OSError:
         return "(no log)"
+
+
+# Session fixtures, one set per test session (per xdist worker; the container tests are one xdist group):
+# tests/conftest.py loads this module as a plugin, so every test module shares one daemon and one base image.
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    yield from start_dockerd(tmp_path_factory.mktemp("dockerd", numbered=True))
+
+
+@pytest.fixture(scope="session")
+def base_image(daemon: Daemon) -> str:
+    return import_base(daemon)
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from start_registry(tmp_path_factory.mktemp("registry"))

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from shipyard.core.environments import image
 from shipyard.errors import InvalidInputError
 from tests.conftest import cli_env, shipyard
-from tests.images_fixtures import Daemon, free_port, import_base, start_dockerd, start_registry
+from tests.images_fixtures import Daemon, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("images")]  # one daemon, one shared image: one worker
 
@@ -36,21 +35,6 @@ x, y = load_iris(return_X_y=True)
 model = LogisticRegression(max_iter={iters}).fit(x, y)
 print(shipyard.log_model(model, "iris", examples=x[:5]).ref)
 """
-
-
-@pytest.fixture(scope="session")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    yield from start_dockerd(tmp_path_factory.mktemp("dockerd", numbered=True))
-
-
-@pytest.fixture(scope="session")
-def base_image(daemon: Daemon) -> str:
-    return import_base(daemon)
-
-
-@pytest.fixture(scope="session")
-def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from start_registry(tmp_path_factory.mktemp("registry"))
 
 
 @dataclass

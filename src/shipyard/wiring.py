@@ -194,6 +194,7 @@ def current_environment(settings: Settings) -> dict[str, Any]:
 
 
 MAX_ENV_RECORD_BYTES = 16 * 1024 * 1024  # as the probe's cache: thousands of distributions fit
+MAX_EXAMPLES_BYTES = 256 * 1024 * 1024  # golden examples verify reads (as much as the model's process may answer)
 
 
 def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str, Any]:
@@ -375,9 +376,16 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
     env = version_environment(svc, mv)
     lock = image_lock(svc, mv)  # refused here, before anything is written
     found = detect(environ) if engine else None
+    if output is not None:
+        store = svc.settings.store_path.resolve()
+        if output.resolve() == store or store in output.resolve().parents:
+            from shipyard.errors import InvalidInputError
+
+            raise InvalidInputError(f"--output {output} is inside the object store {store}: give a folder "
+                                    "outside it (the store holds only objects named by their digest)")
     if output is None:
         output = svc.settings.home / "images" / f"{mv.model}-{mv.version}"
-        if output.is_symlink():  # not Shipyard's: never follow it
+        if output.is_symlink() or output.is_file():  # not what Shipyard writes there: replaced, never followed
             output.unlink()
         elif output.exists():
             shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
@@ -390,10 +398,10 @@ def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where verify keeps its environments: ``$SHIPYARD_CACHE_DIR/envs``, else the user's cache folder
     (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/shipyard/envs``."""
     env = os.environ if environ is None else environ
-    if env.get("SHIPYARD_CACHE_DIR"):
-        return Path(env["SHIPYARD_CACHE_DIR"]).expanduser() / "envs"
+    if env.get("SHIPYARD_CACHE_DIR"):  # absolute: the model's process runs in a folder of its own
+        return Path(env["SHIPYARD_CACHE_DIR"]).expanduser().absolute() / "envs"
     base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "shipyard" / "envs"
+    return base.absolute() / "shipyard" / "envs"
 
 
 def check_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -402,6 +410,17 @@ def check_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
     parse_overrides(overrides)
     return tuple(o.strip() for o in overrides)
+
+
+def check_python(python: str | None) -> str | None:
+    """A ``--python`` value: a version (``3.12``), an interpreter name or a path; never an option, an empty
+    word or one with whitespace or control characters (it is passed to uv and shown in one-line reasons)."""
+    from shipyard.errors import InvalidInputError
+
+    if python is not None and (not python or python.startswith("-") or len(python) > 255
+                               or any(c.isspace() or not c.isprintable() for c in python)):
+        raise InvalidInputError(f"--python {python[:80]!r}: give a version like 3.12, or the path of a Python")
+    return python
 
 
 @dataclass(frozen=True)
@@ -429,6 +448,38 @@ def verify_early(ref: str, request: VerifyRequest, environ: Mapping[str, str] | 
     return hint, None if request.current else early(verify_cache_dir(environ), hint)
 
 
+def golden_examples(svc: Services, mv: ModelVersion) -> dict[str, Any]:
+    """``mv``'s golden examples (re-hashed), read as untrusted: a file that is not JSON, nested past the
+    parser's bound, or not an object with ``inputs`` and ``outputs`` is one line, never a traceback."""
+    import json
+
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.errors import IntegrityError, NotFoundError
+
+    examples: Any = None
+    if mv.examples_digest is not None:
+        with svc.store.open(mv.examples_digest) as f:
+            raw = f.read(MAX_EXAMPLES_BYTES + 1)
+        if len(raw) > MAX_EXAMPLES_BYTES:
+            raise IntegrityError(f"the golden examples of {mv.ref} are larger than "
+                                 f"{MAX_EXAMPLES_BYTES // 1024 // 1024} MiB: register it with fewer examples")
+        if Digest.of_bytes(raw) != mv.examples_digest:
+            raise IntegrityError(f"the golden examples {mv.examples_digest} of {mv.ref} are corrupt (their bytes "
+                                 "no longer hash to their name); restore the project's store from a backup")
+        try:
+            examples = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise IntegrityError(f"the golden examples of {mv.ref} are not JSON Shipyard wrote "
+                                 f"({type(exc).__name__}: {str(exc)[:120]}); register the model again") from None
+        if not isinstance(examples, dict):
+            raise IntegrityError(f"the golden examples of {mv.ref} are a JSON {type(examples).__name__}, not "
+                                 "the object Shipyard writes; register the model again")
+    if not examples or "inputs" not in examples or "outputs" not in examples:
+        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
+                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
+    return dict(examples)
+
+
 def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyRequest,
                    on_line: Callable[[str], None] = lambda _: None, environ: Mapping[str, str] | None = None,
                    record: bool = True, early: Child | None = None, hint: str | None = None
@@ -438,13 +489,9 @@ def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyReques
     ``early`` and ``hint``: from ``verify_early`` (the caller closes ``early``)."""
     from shipyard._version import __version__
     from shipyard.core.environments.golden import Tolerance
-    from shipyard.errors import NotFoundError
 
     mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
-    examples = svc.registry.examples(mv)
-    if not examples or "inputs" not in examples or "outputs" not in examples:
-        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
-                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
+    examples = golden_examples(svc, mv)
     tolerance = Tolerance.of(examples)
     if request.current:
         check = _verify_current(svc, mv, examples, tolerance)
@@ -507,7 +554,7 @@ def _verify_venv(svc: Services, mv: ModelVersion, examples: Mapping[str, Any], t
         # the flavor's libraries are imported anyway: the same check Registry.load makes)
         granted = svc.registry.trusted(mv)
         lock = model_lock(svc, mv).complete(f"verify {mv.ref}", request.overrides)
-        python = request.python or (".".join(lock.python.split(".")[:2]) if lock.python[:1].isdigit()
+        python = check_python(request.python) or (".".join(lock.python.split(".")[:2]) if lock.python[:1].isdigit()
                                     else platform.python_version())
         spec = EnvSpec(python, tuple(lock.requirements(request.overrides)), request.overrides,
                        tuple(p.resolve() for p in request.find_links))
@@ -560,18 +607,19 @@ def verify_image(svc: Services, ref: str | ModelVersion, image: str, environ: Ma
     from shipyard.adapters.images.probe import READY_TIMEOUT, ContainerFailed, run_in_image
     from shipyard.core.environments.golden import FAIL, PASS, Check, Tolerance, compare
     from shipyard.core.environments.image import answer_outputs, check_image_name, infer_request
-    from shipyard.errors import InvalidInputError, NotFoundError
+    from shipyard.errors import InvalidInputError
 
     try:
         check_image_name(image, "--image")
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
-    examples = svc.registry.examples(mv)
-    if not examples or "inputs" not in examples or "outputs" not in examples:
-        raise NotFoundError(f"{mv.ref} has no golden examples to verify: register it with "
-                            "log_model(..., examples=X[:5]) (its outputs on them are stored as the expected answers)")
-    request = infer_request(examples["inputs"], mv.signature)
+    examples = golden_examples(svc, mv)
+    try:
+        request = infer_request(examples["inputs"], mv.signature)
+    except (TypeError, ValueError) as exc:  # ragged rows, a table: not one tensor
+        raise InvalidInputError(f"the golden inputs of {mv.ref} cannot be sent as one tensor ({exc}); "
+                                "verify it without --image") from None
     try:
         answer = run_in_image(image, mv.model, request, environ, ready_timeout or READY_TIMEOUT)
         got = answer_outputs(answer.body)

@@ -98,7 +98,7 @@ def main(flavor: str) -> int:
     with open(request["result"], "w") as f:
         try:
             json.dump(out, f, allow_nan=True)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             f.seek(0)
             f.truncate()
             json.dump({"ok": False, "stage": "predict", "error": f"the answers are not JSON: {_line(exc)}"}, f)

@@ -35,6 +35,7 @@ INSTALL_TIMEOUT = 1800.0  # seconds for uv to create and fill an environment
 CHILD_TIMEOUT = 600.0  # seconds for the model to load and answer its golden examples
 MAX_RESULT_BYTES = 256 * 1024 * 1024
 _TAIL = 40  # lines of uv's output kept for a failure's reason
+_STDERR_KEPT = 64 * 1024  # characters of the model process's stderr kept for a failure's reason
 _CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from shipyard.adapters.environments.child import main; sys.exit(main(sys.argv[2]))")  # argv[2]: the flavor
@@ -143,11 +144,22 @@ class EnvCache:
             raise BackendUnavailableError(f"cannot create the environment cache {self.root} "
                                           f"({exc.strerror or exc}); set SHIPYARD_CACHE_DIR to a writable folder"
                                           ) from exc
+        try:
+            return self._ensure_locked(spec, key, installer, final, on_line)
+        except OSError as exc:  # a lock that is a link, a cache folder that is read-only or full, ...
+            raise BackendUnavailableError(f"cannot build in the environment cache {self.root} "
+                                          f"({exc.strerror or exc}: {exc.filename or ''}); set SHIPYARD_CACHE_DIR "
+                                          "to a writable folder") from exc
+
+    def _ensure_locked(self, spec: EnvSpec, key: str, installer: str, final: Path,
+                       on_line: Lines) -> Environment | NotInstalled:
         with _locked(self.root / f"{final.name}.lock"):
             found = _complete(final, key, installer)
             if found is not None:
                 return found
-            if final.exists():  # not ours, or damaged after the fact: never reused
+            if final.is_symlink() or (final.exists() and not final.is_dir()):  # never followed, never reused
+                final.unlink()
+            elif final.exists():  # not ours, or damaged after the fact: never reused
                 shutil.rmtree(final, ignore_errors=True)
             for stale in self.root.glob(f".build-{final.name}-*"):  # a build killed halfway (we hold its lock)
                 shutil.rmtree(stale, ignore_errors=True)
@@ -165,7 +177,7 @@ class EnvCache:
     def _build(self, spec: EnvSpec, tmp: Path, key: str, installer: str, on_line: Lines) -> NotInstalled | None:
         deadline = time.monotonic() + self.timeout
         venv = tmp  # uv makes a venv in an empty folder; --relocatable: it still works once renamed
-        code, tail = _stream([uv_bin(), "venv", "--relocatable", "--no-project", "--python", spec.python, str(venv)],
+        code, tail = _stream([uv_bin(), "venv", "--relocatable", "--no-project", f"--python={spec.python}", str(venv)],
                              on_line, deadline)
         if code != 0:
             why = _reason(tail)
@@ -191,6 +203,8 @@ class EnvCache:
 
 
 def _complete(folder: Path, key: str, installer: str) -> Environment | None:
+    if folder.is_symlink():  # the cache makes folders, never links: one planted there is not an environment
+        return None
     try:
         with open(folder / MARKER, "rb") as f:
             marker = json.loads(f.read(1024 * 1024))
@@ -301,14 +315,24 @@ class Child:
         shim.mkdir()
         (shim / "shipyard").symlink_to(Path(__file__).resolve().parents[2], target_is_directory=True)
         env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ}
+        self._stderr = ""  # the last _STDERR_KEPT characters it wrote: a chatty library never fills memory
+        self._reader: threading.Thread | None = None
         try:
             self.proc: subprocess.Popen[str] | None = subprocess.Popen(
                 [str(python), "-I", "-c", _BOOT, str(shim), flavor], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, text=True, errors="replace", env=env, cwd=self.folder, start_new_session=True)
             self.failed = ""
+            self._reader = threading.Thread(target=self._drain, daemon=True)
+            self._reader.start()
         except OSError as exc:
             self.proc = None
             self.failed = f"cannot start {python}: {exc.strerror or exc}"
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := self.proc.stderr.read(65536):
+                self._stderr = (self._stderr + chunk)[-_STDERR_KEPT:]
 
     def answer(self, folder: Path, flavor_meta: Mapping[str, Any], trusted: Sequence[str], inputs: Any,
                timeout: float = CHILD_TIMEOUT) -> ChildResult:
@@ -319,26 +343,34 @@ class Child:
         request, result = self.folder / "request.json", self.folder / "result.json"
         request.write_text(json.dumps({"folder": str(folder), "flavor": self.flavor, "flavor_meta": dict(flavor_meta),
                                        "trusted": list(trusted), "inputs": inputs, "result": str(result)}))
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # it is gone already (its stdin closed): its stderr says why
+            self.proc.stdin.write(f"{request}\n")
+            self.proc.stdin.close()
         try:
-            _, stderr = self.proc.communicate(f"{request}\n", timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.close()
             return ChildResult(False, error=f"the model did not answer within {timeout:.0f} s", stage="predict")
-        except OSError:  # it is gone already (its stdin closed): its stderr says why
-            stderr = ""
+        if self._reader is not None:
+            self._reader.join(5)
         try:
             with open(result, "rb") as f:
                 body = json.loads(f.read(MAX_RESULT_BYTES))
-        except (OSError, ValueError):
-            lines = [line for line in (stderr or "").splitlines() if line.strip()]
-            why = lines[-1].strip()[:300] if lines else f"exit status {self.proc.returncode}"
+        except (OSError, ValueError, RecursionError):
+            lines = [line for line in self._stderr.splitlines() if line.strip()]
+            code = self.proc.returncode
+            status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            why = lines[-1].strip()[:300] if lines else f"{status}, without an answer"
             return ChildResult(False, error=f"the model's process failed: {why}", stage="import")
         if not isinstance(body, dict):
             return ChildResult(False, error="the model's process wrote no result", stage="import")
-        packages = body.get("packages") if isinstance(body.get("packages"), dict) else None
+        found = body.get("packages")  # written by whatever ran there: kept only as short one-line names
+        packages = {_flat(k, 100): _flat(v, 100) for k, v in list(found.items())[:50]} \
+            if isinstance(found, dict) else None
         if body.get("ok") is True:
             return ChildResult(True, outputs=body.get("outputs"), packages=packages)
-        return ChildResult(False, error=str(body.get("error"))[:500], stage=str(body.get("stage"))[:20],
+        return ChildResult(False, error=_flat(body.get("error"), 500), stage=_flat(body.get("stage"), 20),
                            packages=packages, untrusted=body.get("untrusted") is True)
 
     def close(self) -> None:
@@ -357,6 +389,11 @@ class Child:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _flat(value: Any, limit: int) -> str:
+    """One line of at most ``limit`` characters, whatever ``value`` is."""
+    return " ".join(str(value).split())[:limit]
 
 
 def run_child(python: Path, folder: Path, flavor: str, flavor_meta: Mapping[str, Any], trusted: Sequence[str],
@@ -391,7 +428,7 @@ def early(root: Path, hint: str) -> Child | None:
         key, flavor = str(noted["key"]), str(noted["flavor"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", flavor):
-        return None
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", flavor) or not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
+        return None  # a hint is a file like any other: its key names a folder of the cache, never a path
     env = _complete(EnvCache(root).folder(key), key, "")
     return Child(env.python, key, flavor) if env is not None else None

@@ -95,7 +95,11 @@ def install_site(dest: Path, requirements: str, runtime: Sequence[str], python: 
             _run(cmd, "install the image's dependencies")
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(target / "bin")  # console scripts name this machine's interpreter
-            os.rename(target, cached)
+            try:
+                os.rename(target, cached)
+            except OSError:  # another build of the same set finished first: its copy is the same
+                if not cached.is_dir():
+                    raise
     _link_tree(cached, dest)
     return digest, hit
 

@@ -6,13 +6,16 @@ carry the engine's own last words.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
 
 from shipyard.errors import BackendUnavailableError, InvalidInputError
@@ -54,6 +57,49 @@ class Engine:
             raise BackendUnavailableError(f"{self.name} could not {what}: {last_words(done.stderr or done.stdout)}")
         return done.stdout
 
+    def run_bounded(self, args: Sequence[str], what: str, timeout: float, limit: int) -> str:
+        """``run``, reading at most ``limit`` bytes of what the command prints (an image's own program prints
+        there): more stops it, as the timeout does."""
+        try:
+            proc = subprocess.Popen([self.cli, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, env=dict(self.env))
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot run {self.cli}: {exc.strerror or exc}") from exc
+        out, err, over = bytearray(), bytearray(), threading.Event()
+
+        def pump(stream: BufferedReader, buf: bytearray, cap: int, stop: bool) -> None:
+            with contextlib.suppress(OSError, ValueError):
+                while chunk := stream.read1(65536):
+                    buf += chunk
+                    if len(buf) > cap and stop:
+                        over.set()
+                        proc.kill()
+                        return
+                    del buf[:-cap]  # the last words are what a failure shows
+
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [threading.Thread(target=pump, args=(proc.stdout, out, limit, True), daemon=True),
+                 threading.Thread(target=pump, args=(proc.stderr, err, 65536, False), daemon=True)]
+        for t in pumps:
+            t.start()
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BackendUnavailableError(f"{self.name} did not {what} within {timeout:g} s") from None
+        finally:
+            for t in pumps:
+                t.join(5)
+            proc.stdout.close()
+            proc.stderr.close()
+        if over.is_set():
+            raise BackendUnavailableError(f"{self.name} printed more than {limit // 1024 // 1024} MiB when asked "
+                                          f"to {what}")
+        if code != 0:
+            raise BackendUnavailableError(f"{self.name} could not {what}: {last_words(err.decode(errors='replace'))}")
+        return out.decode(errors="replace")
+
     def build(self, context: Path, tag: str, deps_image: str) -> tuple[Built, bool]:
         """Build ``context`` without network (it carries everything), tagged ``tag``: first its ``deps/``
         as ``deps_image`` unless the engine has it already. Returns the image and whether deps/ was built."""
@@ -67,9 +113,17 @@ class Engine:
     def environment(self, image: str, timeout: float = PROBE_TIMEOUT * 12) -> dict[str, object]:
         """The environment record captured inside ``image`` by Shipyard's own probe (entrypoint overridden,
         no network): what `env check --target IMAGE` compares with the model's."""
-        out = self.run(["run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "python3", image, "-m",
-                        "shipyard.adapters.environments.probe"], f"capture the environment inside {image} (an "
-                       "image `shipyard build` made carries Shipyard's probe)", timeout)
+        name = f"shipyard-probe-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            out = self.run_bounded(["run", "--rm", "--name", name, "--pull", "never", "--network", "none",
+                                    "--entrypoint", "python3", image, "-m", "shipyard.adapters.environments.probe"],
+                                   f"capture the environment inside {image} (an image `shipyard build` made "
+                                   "carries Shipyard's probe)", timeout, MAX_RECORD_CHARS)
+        except BackendUnavailableError:
+            # killing the client on a timeout leaves its container running: remove it (gone already is fine)
+            with contextlib.suppress(BackendUnavailableError):
+                self.run(["rm", "--force", name], f"remove the container {name}")
+            raise
         if len(out) > MAX_RECORD_CHARS:
             raise BackendUnavailableError(f"the environment record {image} printed is larger than "
                                           f"{MAX_RECORD_CHARS // 1024 // 1024} MiB")

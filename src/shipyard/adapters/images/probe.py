@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import time
 import urllib.error
@@ -80,7 +81,8 @@ def running(image: str, environ: Mapping[str, str],
         where = environ.get("DOCKER_HOST") or "the default socket"
         raise BackendUnavailableError(f"cannot reach the Docker daemon at {where}: "
                                       f"{str(exc).splitlines()[0][:300]}") from exc
-    container = DockerContainer(image, docker_client_kw={"environment": dict(environ), "timeout": 30})
+    name = f"shipyard-verify-{os.getpid()}-{os.urandom(4).hex()}"
+    container = DockerContainer(image, docker_client_kw={"environment": dict(environ), "timeout": 30}).with_name(name)
     if bridged:
         container = container.with_env(PORT_VARIABLE, "8080").with_exposed_ports(8080)
     else:
@@ -89,7 +91,10 @@ def running(image: str, environ: Mapping[str, str],
     start = time.monotonic()
     try:
         container.start()
-    except DockerException as exc:
+    except DockerException as exc:  # created, then not started (its entrypoint is missing...): removed too
+        with contextlib.suppress(DockerException):
+            client.containers.get(name).remove(force=True, v=True)
+        client.close()
         raise ContainerFailed(f"the container did not start: {str(exc).splitlines()[0][:500]}") from exc
     try:
         url = f"http://127.0.0.1:{container.get_exposed_port(8080) if bridged else port}"
@@ -128,7 +133,7 @@ def infer(url: str, model: str, request: Mapping[str, Any], timeout: float = REQ
         with urllib.request.urlopen(req, timeout=timeout) as response:
             raw = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        detail = exc.read(2000).decode(errors="replace")
+        detail = " ".join(exc.read(2000).decode(errors="replace").split())  # one line, whatever it sent
         raise ContainerFailed(f"the server answered {exc.code}: {detail[:500]}") from exc
     except OSError as exc:
         raise ContainerFailed(f"the server did not answer within {timeout:g} s ({exc})") from exc
@@ -136,7 +141,7 @@ def infer(url: str, model: str, request: Mapping[str, Any], timeout: float = REQ
         raise ContainerFailed(f"the answer is larger than {MAX_ANSWER_BYTES // 1024 // 1024} MiB")
     try:
         answer = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ContainerFailed(f"the answer is not JSON ({exc})") from exc
     if not isinstance(answer, dict):
         raise ContainerFailed("the answer is not a JSON object")

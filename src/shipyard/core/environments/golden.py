@@ -9,6 +9,7 @@ where the shapes part. The verdict keeps the worst differences, each naming its 
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,8 +197,12 @@ def _shown(value: Any) -> Any:
     """A value kept in a difference: numbers and short labels as they are, anything else cut short."""
     if value is None or isinstance(value, bool | int | float):
         return value if not (isinstance(value, float) and not math.isfinite(value)) else str(value)
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else _REPR.repr(value)  # bounded: a deep or huge list is cut short
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 4, 8, 8, _SHOWN, _SHOWN
 
 
 # -- a verify's outcome, as recorded with the version --------------------------------------------------------

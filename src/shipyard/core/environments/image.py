@@ -32,6 +32,13 @@ CUDA_PATCH = {"11.8": "11.8.0", "12.1": "12.1.1", "12.4": "12.4.1", "12.6": "12.
               "12.9": "12.9.1", "13.0": "13.0.1"}  # nvidia/cuda tags carry the patch release
 _PYTHON_RE = re.compile(r"3\.\d{1,2}")
 _IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}", re.IGNORECASE)
+_CUDA_RE = re.compile(r"\d{1,3}\.\d{1,3}(\.\d{1,4})?")
+_NOT_PRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    """Text from an untrusted record made safe for a Dockerfile comment: one line, no control characters."""
+    return _NOT_PRINTABLE.sub(" ", text)[:limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +88,19 @@ def choose_base(env: Mapping[str, Any], override: str | None = None) -> Base:
     if build is None:
         return Base(f"python:{py}-slim", f"CPU model, Python {py}")
     cuda = str(build["cuda"])
+    if not _CUDA_RE.fullmatch(cuda):  # the record is untrusted: this text goes into FROM
+        raise ValueError(f"the environment record's CUDA version {cuda[:40]!r} is not a version like 12.1; "
+                         "pass --base the image to build on")
     minor = ".".join(cuda.split(".")[:2])
     full = CUDA_PATCH.get(minor, f"{minor}.0")
-    cudnn = str(build.get("cudnn") or "")
+    cudnn = _one_line(str(build.get("cudnn") or ""))
     cudnn_tag = "cudnn8" if cudnn.startswith("8.") else "cudnn"  # since cuDNN 9 the tags name no major
     ubuntu = "22.04" if py == "3.10" else "24.04"
     notes: tuple[str, ...] = ()
     if py not in ("3.10", "3.12"):
         notes = (f"the model was trained on Python {py}, and CUDA images ship Ubuntu's Python "
                  f"({'3.12' if ubuntu == '24.04' else '3.10'}): pass --base an image with Python {py}",)
-    tag = f" ({build['framework']} {build.get('version')})" if build.get("version") else ""
+    tag = f" ({build['framework']} {_one_line(str(build.get('version')))})" if build.get("version") else ""
     return Base(f"nvidia/cuda:{full}-{cudnn_tag}-runtime-ubuntu{ubuntu}",
                 f"GPU model: CUDA {cuda}, cuDNN {cudnn or 'unknown'}{tag}", gpu=True, install_python=True,
                 notes=notes)
@@ -141,8 +151,11 @@ def labels(spec: ImageSpec) -> dict[str, str]:
 
 
 def _quoted(value: str) -> str:
-    """A Dockerfile double-quoted string: JSON's escaping, which Docker's parser reads back."""
-    return json.dumps(value.replace("\n", " "))
+    """A Dockerfile double-quoted string. Inside double quotes Docker's parser reads ``\\"``, ``\\\\`` and
+    ``\\$`` as escapes and expands ``$VAR`` / ``${VAR:?...}``: a label from an untrusted record (a git remote)
+    keeps its ``$`` as text, never a variable or an error; control characters become spaces."""
+    text = _NOT_PRINTABLE.sub(" ", value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
 def healthcheck_command(port_variable: str = PORT_VARIABLE) -> list[str]:
@@ -162,7 +175,8 @@ def deps_tag(dependencies: str, base_image: str) -> str:
 
 def deps_dockerfile(base: Base, dependencies: str) -> str:
     """``deps/Dockerfile``: the base image and the locked dependencies, the layers every version shares."""
-    lines = [f"# Rendered by Shipyard: the dependencies layer ({base.reason}), shared by every image with the same",
+    lines = [f"# Rendered by Shipyard: the dependencies layer ({_one_line(base.reason, 200)}), shared by every "
+             "image with the same",
              "# lock and base. Self-contained: nothing is downloaded while it builds.",
              f"FROM {base.image}"]
     if base.install_python:
@@ -177,7 +191,7 @@ def dockerfile(spec: ImageSpec, deps_image: str) -> str:
     """The Dockerfile of the build context: on the dependencies image (``deps/``), Shipyard, then the
     model, as a non-root user."""
     lines = [
-        f"# Rendered by Shipyard {spec.shipyard_version} for {spec.ref} ({spec.base.reason}).",
+        f"# Rendered by Shipyard {spec.shipyard_version} for {spec.ref} ({_one_line(spec.base.reason, 200)}).",
         "# Self-contained: nothing is downloaded while it builds. Build deps/ first (tagged as below), then this.",
         f"FROM {deps_image}",
         f"ENV PYTHONPATH={SITE_DIR}:{APP_DIR} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\",
@@ -226,12 +240,17 @@ def default_tag(model: str, version: int) -> str:
 
 # -- verify --image: the request production sends, and the answer read back as the stored outputs ----------
 
-def infer_request(inputs: list[Any], signature: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The Open Inference Protocol request for the golden inputs (one tensor, one row per example)."""
+def infer_request(inputs: Any, signature: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Open Inference Protocol request for the golden inputs (one tensor, one row per example); a table's
+    examples (``{"columns", "data"}``, from a DataFrame) are sent as their rows, as production sends them.
+    TypeError when they are not rows of values."""
     from shipyard.core.serving.oip import INPUT_NAME, output_tensor, signature_datatype
 
+    rows = inputs["data"] if isinstance(inputs, Mapping) and "data" in inputs else inputs
+    if not isinstance(rows, list):
+        raise TypeError(f"the golden inputs are a JSON {type(rows).__name__}, not a list of rows")
     declared = signature_datatype((signature or {}).get("inputs"))
-    return {"inputs": [output_tensor(INPUT_NAME, list(inputs), declared)]}
+    return {"inputs": [output_tensor(INPUT_NAME, list(rows), declared)]}
 
 
 def answer_outputs(body: Mapping[str, Any]) -> list[Any]:
@@ -241,7 +260,8 @@ def answer_outputs(body: Mapping[str, Any]) -> list[Any]:
     if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], Mapping):
         raise ValueError("the answer has no output tensor")
     shape, data = outputs[0].get("shape"), outputs[0].get("data")
-    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not 0 < len(shape) <= 32 or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise ValueError(f"the output tensor's shape is {str(shape)[:60]}")
     if not isinstance(data, list):
         raise ValueError("the output tensor has no data list")

@@ -42,7 +42,7 @@ def verify(
     The outcome is recorded with the version (`shipyard models history NAME` lists it).
     """
     from shipyard.errors import InvalidInputError
-    from shipyard.wiring import VerifyRequest, check_overrides, verify_early
+    from shipyard.wiring import VerifyRequest, check_overrides, check_python, verify_early
 
     if every == (ref is not None):
         raise InvalidInputError("give a version to verify (NAME@V), or --all for every registered model")
@@ -57,7 +57,7 @@ def verify(
     for folder in find_links:
         if not folder.is_dir():
             raise InvalidInputError(f"--find-links {folder}: not a folder")
-    request = VerifyRequest(check_overrides(overrides), python, tuple(find_links), current)
+    request = VerifyRequest(check_overrides(overrides), check_python(python), tuple(find_links), current)
     # one version in a venv: its model process starts now, in the environment it used last time (if any)
     hint, early = verify_early(ref, request) if ref is not None and not every else ("", None)
     try:
