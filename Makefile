@@ -76,6 +76,8 @@ bench: $(DEV_STAMP)
 	$(PY) bench/serving.py
 	$(PY) bench/serving_abuse.py
 	$(PY) bench/guards.py
+	$(PY) bench/verify_bench.py
+	$(PY) bench/image_bench.py
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache .ruff_cache
