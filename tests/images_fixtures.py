@@ -104,12 +104,7 @@ def start_dockerd(tmp: Path) -> Iterator[Daemon]:
             time.sleep(0.2)
         yield daemon
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc, 20)
         log.close()
         for mounted in _mounts_under(tmp):  # de/netns/default stays mounted after dockerd stops: tmp would stay
             subprocess.run(["umount", "-l", mounted], capture_output=True, check=False)
@@ -163,13 +158,18 @@ def start_registry(tmp: Path) -> Iterator[str]:
                 time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc, 10)
         log.close()
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL past ``grace`` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _tail(path: Path) -> str:
