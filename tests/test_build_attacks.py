@@ -206,7 +206,7 @@ def test_golden_examples_that_are_not_what_shipyard_writes_are_one_line(services
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import shipyard.wiring
+    import shipyard.wiring.environments
     from shipyard.errors import IntegrityError, NotFoundError
     from shipyard.wiring import golden_examples
 
@@ -221,7 +221,7 @@ def test_golden_examples_that_are_not_what_shipyard_writes_are_one_line(services
             read(raw)
     with pytest.raises(NotFoundError, match="no golden examples"):
         read(b'{"inputs": [[1.0]]}')
-    monkeypatch.setattr(shipyard.wiring, "MAX_EXAMPLES_BYTES", 1000)  # the bound, made small for the test
+    monkeypatch.setattr(shipyard.wiring.environments, "MAX_EXAMPLES_BYTES", 1000)  # the bound, made small for the test
     with pytest.raises(IntegrityError, match="larger than"):
         read(json.dumps({"inputs": [[0.5] * 500], "outputs": [1]}).encode())
     assert read(b'{"inputs": [[1.0]], "outputs": [1]}')["outputs"] == [1]

@@ -1,0 +1,421 @@
+"""The composition root: settings -> adapters -> core services. The only module that sees both sides."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipyard.config import CONFIG_FILE, Settings, default_db_url, load_settings, working_folder
+
+if TYPE_CHECKING:  # the data commands import this module: keep what they don't use out of their way
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.environments.lock import Lock
+    from shipyard.core.lineage.records import CodeVersion
+    from shipyard.core.lineage.tracking import Tracker
+    from shipyard.core.pipelines.jobs import Events
+    from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.project.model import Executor as ExecutorSpec
+    from shipyard.core.project.model import Project
+    from shipyard.core.registry.records import ModelVersion
+    from shipyard.core.registry.service import Registry, SavedModel
+    from shipyard.core.workspace.data import Workspace
+    from shipyard.core.workspace.history import LockHistory
+    from shipyard.ports import Executor, Flavor, MetadataStore, ObjectStore, Remote
+    from shipyard.wiring.environments import (
+        VerifyRequest as VerifyRequest,
+    )
+    from shipyard.wiring.environments import (
+        build_image as build_image,
+    )
+    from shipyard.wiring.environments import (
+        check_overrides as check_overrides,
+    )
+    from shipyard.wiring.environments import (
+        check_python as check_python,
+    )
+    from shipyard.wiring.environments import (
+        golden_examples as golden_examples,
+    )
+    from shipyard.wiring.environments import (
+        image_environment as image_environment,
+    )
+    from shipyard.wiring.environments import (
+        image_lock as image_lock,
+    )
+    from shipyard.wiring.environments import (
+        verify_cache_dir as verify_cache_dir,
+    )
+    from shipyard.wiring.environments import (
+        verify_early as verify_early,
+    )
+    from shipyard.wiring.environments import (
+        verify_image as verify_image,
+    )
+    from shipyard.wiring.environments import (
+        verify_version as verify_version,
+    )
+
+STATE_FILE = "state.db"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: ObjectStore
+    meta: MetadataStore
+    tracker: Tracker
+    registry: Registry
+
+    def close(self) -> None:
+        self.meta.close()
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    from shipyard.adapters.stores.local import LocalObjectStore
+
+    return LocalObjectStore(settings.store_path)
+
+
+def open_metadata(settings: Settings) -> MetadataStore:
+    from shipyard.adapters.db.store import SqlMetadataStore
+
+    if settings.db_url == default_db_url(settings.home):
+        make_home(settings)  # the database folder is Shipyard's own; any other must exist already
+    return SqlMetadataStore(settings.db_url)
+
+
+def open_workspace(settings: Settings) -> Workspace:
+    """Store, stat cache and project root: all the data commands need (no metadata database)."""
+    from shipyard.adapters.state.sqlite import SqliteStateCache
+    from shipyard.core.workspace.data import Workspace
+
+    return Workspace(settings.project_root, open_store(settings), SqliteStateCache(settings.home / STATE_FILE))
+
+
+def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events | None = None) -> PipelineRunner:
+    """The pipeline of the project's shipyard.yaml, ready to check or run.
+
+    The metadata database and the remote are opened only when a stage really runs or misses the
+    local cache, so checking an up-to-date pipeline stays fast.
+    """
+    from shipyard.core.pipelines import dag
+    from shipyard.core.pipelines.params import ParamFiles
+    from shipyard.core.pipelines.runner import PipelineRunner
+    from shipyard.core.project.loader import load_config
+    from shipyard.core.workspace.lockfile import load_lock
+
+    root = settings.project_root
+    if not os.path.lexists(root / CONFIG_FILE):  # a project the tracking API made holds only .shipyard/
+        from shipyard.errors import ConfigError
+
+        raise ConfigError(f"no {CONFIG_FILE} in the project {root}, so there is no pipeline: run `shipyard init` "
+                          "to write one, then declare stages in it")
+    config = load_config(root)
+    pipeline = dag.build(config, root)
+    ws = open_workspace(settings)
+
+    guard = threading.Lock()  # stages start in parallel threads (-j): open each service once
+
+    @functools.cache
+    def _tracker() -> Tracker:
+        return build(settings, root).tracker
+
+    @functools.cache
+    def _remote() -> Remote | None:
+        return open_named_remote(config, root, None) if config.default_remote else None
+
+    def tracker() -> Tracker:
+        with guard:
+            return _tracker()
+
+    def remote() -> Remote | None:
+        with guard:
+            return _remote()
+
+    child_env = {"SHIPYARD_HOME": str(settings.home), "SHIPYARD_DB_URL": settings.db_url,
+                 "SHIPYARD_STORE": str(settings.store_path), "SHIPYARD_ACTOR": settings.actor}
+    return PipelineRunner(pipeline, ws, load_lock(root), ParamFiles(root, config.params), environ,
+                          open_executor(config.executor), tracker, remote, events, child_env)
+
+
+def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
+    """The remote ``name`` of shipyard.yaml; by default ``default_remote``, or the only one declared."""
+    from shipyard.adapters.remotes import open_remote
+    from shipyard.errors import ConfigError
+
+    chosen = name or config.default_remote or (next(iter(config.remotes)) if len(config.remotes) == 1 else None)
+    if chosen is None:
+        raise ConfigError("no remote chosen: add one under `remotes:` in shipyard.yaml (and set default_remote), "
+                          "or pass --remote NAME")
+    if chosen not in config.remotes:
+        known = ", ".join(sorted(config.remotes)) or "none"
+        raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
+    return open_remote(config.remotes[chosen], root, chosen)
+
+
+def lock_history(root: Path) -> LockHistory:
+    """Every version of the project's shipyard.lock that git holds (for gc); none outside a repository."""
+    from shipyard.adapters.vcs.history import lock_history as read
+
+    return read(root)
+
+
+def flavor(name: str) -> Flavor:
+    """The flavor adapter called ``name`` (sklearn, torch, onnx, python), imported on first use."""
+    from shipyard.adapters.flavors import get_flavor
+
+    return get_flavor(name)
+
+
+def open_executor(spec: ExecutorSpec) -> Executor:
+    if spec.kind == "ray":
+        from shipyard.adapters.executors.ray import RayExecutor
+
+        return RayExecutor(spec)
+    from shipyard.adapters.executors.local import LocalExecutor
+
+    return LocalExecutor()
+
+
+def build(settings: Settings, cwd: Path | None = None) -> Services:
+    from shipyard.adapters.process import pid_alive
+    from shipyard.adapters.vcs.git import code_version
+    from shipyard.core.environments.capture import to_bytes
+    from shipyard.core.lineage.tracking import Origin, Tracker
+    from shipyard.core.registry.service import Registry
+
+    store = open_store(settings)
+    meta = open_metadata(settings)
+    here = cwd or working_folder()
+
+    # Read again at a run or registration (cheap: the probe caches the slow part by the state of sys.path), so a
+    # notebook's `%pip install`, a folder put on sys.path or a framework imported since makes a new record.
+    # Within a second of the last look, with the same sys.path and frameworks, the last answer stands: the
+    # distributions' stat calls (~2 ms with 300 of them) are not paid by every run of a loop.
+    last: dict[str, Any] = {"quick": None, "at": float("-inf"), "key": None, "digest": None}
+
+    def env_digest() -> Digest:
+        from shipyard.adapters.environments.probe import cache_key
+        from shipyard.core.environments.capture import FRAMEWORKS
+
+        quick = (tuple(sys.path), tuple(m for m in FRAMEWORKS if m in sys.modules))
+        now = time.monotonic()
+        if last["digest"] is not None and quick == last["quick"] and now - last["at"] < ENV_RECHECK_SECONDS:
+            return last["digest"]  # type: ignore[no-any-return]
+        key = json.dumps([cache_key(), quick[1]], sort_keys=True)
+        if key != last["key"]:
+            last["key"], last["digest"] = key, store.put_bytes(to_bytes(current_environment(settings)))
+        last["quick"], last["at"] = quick, now
+        return last["digest"]  # type: ignore[no-any-return]
+
+    @functools.cache
+    def code() -> CodeVersion:
+        return code_version(here, store)
+
+    origin = Origin(user=settings.actor, host=socket.gethostname(), pid=os.getpid())
+    tracker = Tracker(meta, store, origin, code_version=code, env_digest=env_digest, pid_alive=pid_alive)
+    registry = Registry(meta, store, flavor, settings.actor, env_digest=env_digest,
+                        reviewers=settings.trusted_actors, where=registry_of(settings.db_url))
+    return Services(settings, store, meta, tracker, registry)
+
+
+def current_environment(settings: Settings) -> dict[str, Any]:
+    """This process's environment record, its slow part cached in the project's data folder."""
+    from shipyard.adapters.environments.probe import capture
+
+    return capture(settings.home if settings.home.is_dir() else None)
+
+
+ENV_RECHECK_SECONDS = 1.0  # how long a process trusts its last look at its own environment (see build)
+MAX_ENV_RECORD_BYTES = 16 * 1024 * 1024  # as the probe's cache: thousands of distributions fit
+
+
+def version_environment(svc: Services | Registry, mv: ModelVersion) -> dict[str, Any]:
+    """The environment record ``mv`` was registered from, re-hashed against its digest and read within a
+    bound; a version registered without one is a NotFoundError saying so."""
+    from shipyard.errors import NotFoundError
+
+    if mv.env_digest is None:
+        raise NotFoundError(f"{mv.ref} was registered without an environment record: register it again "
+                            "(log_model or `shipyard models register`) to lock or check it")
+    return stored_environment(svc.store, mv.env_digest, mv.ref)
+
+
+def stored_environment(store: ObjectStore, digest: Digest, label: str) -> dict[str, Any]:
+    """The environment record ``digest`` (of ``label``: "iris@3", "run 0a1b..."), read within a bound,
+    re-hashed, and of the shape its readers expect; an IntegrityError in one line otherwise."""
+    import json
+
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.environments.capture import record_problem
+    from shipyard.errors import IntegrityError
+
+    with store.open(digest) as f:
+        raw = f.read(MAX_ENV_RECORD_BYTES + 1)
+    if len(raw) > MAX_ENV_RECORD_BYTES:
+        raise IntegrityError(f"the environment record {digest} of {label} is larger than "
+                             f"{MAX_ENV_RECORD_BYTES // 1024 // 1024} MiB: Shipyard never writes one that large; "
+                             f"{_record_again(label)}")
+    if Digest.of_bytes(raw) != digest:
+        raise IntegrityError(f"the environment record {digest} of {label} is corrupt (its bytes no "
+                             "longer hash to its name); restore the project's store from a backup")
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"the environment record of {label} is not JSON: {str(exc)[:160]}") from None
+    problem = record_problem(record)
+    if problem is not None:
+        raise IntegrityError(f"the environment record of {label} is not one Shipyard wrote ({problem}); "
+                             f"{_record_again(label)}")
+    return dict(record)
+
+
+def _record_again(label: str) -> str:
+    return "start the run again" if label.startswith("run ") else "register the model again from its environment"
+
+
+def saved_model(svc: Services | Registry, mv: ModelVersion) -> SavedModel:
+    """``mv``'s ``shipyard-model.json``, read from its manifest (re-hashed), without materializing the model."""
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.artifacts.tree import load_manifest
+    from shipyard.core.registry.service import MAX_DESCRIPTION_BYTES, MODEL_FILE, SavedModel
+    from shipyard.errors import IntegrityError
+
+    store = svc.store
+    entry = next((e for e in load_manifest(store, mv.manifest_digest).entries if e.path == MODEL_FILE), None)
+    if entry is None:
+        raise IntegrityError(f"{mv.ref} has no {MODEL_FILE} in its stored files")
+    with store.open(entry.digest) as f:
+        raw = f.read(MAX_DESCRIPTION_BYTES + 1)
+    if len(raw) <= MAX_DESCRIPTION_BYTES and Digest.of_bytes(raw) != entry.digest:
+        raise IntegrityError(f"{mv.ref}'s {MODEL_FILE} ({entry.digest}) is corrupt (its bytes no longer hash to "
+                             "its name); restore the project's store from a backup")
+    return SavedModel.parse(raw, f"{mv.ref}'s {MODEL_FILE}")
+
+
+def model_lock(svc: Services | Registry, mv: ModelVersion) -> Lock:
+    """The lock of ``mv``: what its flavor and its own code need, pinned as in the environment it was
+    registered from (a record captured before dependencies were recorded closes through the current
+    environment's same versions, and says what it could not close)."""
+    from shipyard.adapters.environments.probe import requires_of
+    from shipyard.core.environments.lock import lock_of
+
+    record = version_environment(svc, mv)
+    saved = saved_model(svc, mv)
+    roots = (*flavor(saved.flavor).packages(saved.flavor_meta), *saved.requirements)
+    return lock_of(record, roots, requires_of=requires_of, label=mv.ref, env_digest=str(mv.env_digest))
+
+
+def registry_of(db_url: str) -> str:
+    """Where a registry lives, for messages: a SQLite file's folder, or the database URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if db_url.startswith("sqlite:///"):
+        return f"in {Path(db_url.removeprefix('sqlite:///')).parent}"
+    parts = urlsplit(db_url)
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        db_url = urlunsplit(parts._replace(netloc=netloc))
+    return f"at {db_url}"
+
+
+def make_home(settings: Settings) -> None:
+    """Create Shipyard's data folder (``.shipyard``) if missing; its parent is checked by ``load_settings``."""
+    from shipyard.errors import BackendUnavailableError
+
+    try:
+        settings.home.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot create {settings.home} ({exc.strerror or exc}); "
+                                      "set SHIPYARD_HOME to a writable folder") from exc
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None, *,
+                              anywhere: bool = False) -> Settings:
+    """The settings of the project around ``cwd``; outside any project a ConfigError naming
+    `shipyard init`, unless ``anywhere`` (the tracking API: then ``cwd/.shipyard``)."""
+    return load_settings(os.environ if environ is None else environ, cwd or working_folder(), anywhere=anywhere)
+
+
+def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None, *,
+                     anywhere: bool = False) -> Services:
+    here = cwd or working_folder()
+    return build(settings_from_environment(environ, here, anywhere=anywhere), here)
+
+
+# --- The Python API's services (interfaces/api/client.py) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    services: Services
+    note: str | None  # where a new .shipyard folder will be made, said once by the API; None if nothing to say
+
+
+def open_api(project: Path | None = None, tracking_uri: str | None = None,
+             environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> ApiServices:
+    """Services for a ``shipyard.Client``.
+
+    ``project``: its folder (its ``.shipyard`` holds the store, and the database unless ``tracking_uri``
+    names one); explicit arguments beat ``SHIPYARD_HOME``/``SHIPYARD_STORE``/``SHIPYARD_DB_URL``.
+    Without ``project``, the environment and the project found at or above ``cwd`` decide, and outside
+    any project the API records in ``cwd/.shipyard``, as MLflow records in ``./mlruns``.
+    """
+    from dataclasses import replace
+
+    from shipyard.config import HOME_DIR, find_project_root
+
+    env = dict(os.environ if environ is None else environ)
+    here = (cwd or working_folder()).resolve()
+    note = None
+    if project is not None:
+        root = Path(project).resolve()
+        for key in ("SHIPYARD_HOME", "SHIPYARD_STORE", "SHIPYARD_DB_URL"):
+            env.pop(key, None)
+        env["SHIPYARD_HOME"] = str(root / HOME_DIR)
+        here = root
+    elif not env.get("SHIPYARD_HOME"):
+        found = find_project_root(here)
+        home = (found or here) / HOME_DIR
+        if not home.exists():
+            where = f"project {found}" if found else f"no shipyard.yaml found above {here}"
+            note = f"shipyard: recording in {home} ({where})"
+    if tracking_uri is not None:
+        env["SHIPYARD_DB_URL"] = tracking_uri
+    settings = settings_from_environment(env, here, anywhere=True)
+    if project is not None:
+        settings = replace(settings, root=Path(project).resolve())
+    return ApiServices(build(settings, here), note)
+
+
+# verify and build: shipyard.wiring.environments, loaded on first use (the data commands never pay for it)
+_ENVIRONMENTS = frozenset({
+    "image_lock",
+    "build_image",
+    "verify_cache_dir",
+    "check_overrides",
+    "check_python",
+    "VerifyRequest",
+    "verify_early",
+    "golden_examples",
+    "verify_version",
+    "image_environment",
+    "verify_image",
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENVIRONMENTS:
+        from shipyard.wiring import environments
+
+        return getattr(environments, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
