@@ -255,19 +255,12 @@ def stored_environment(store: ObjectStore, digest: Digest, label: str) -> dict[s
     re-hashed, and of the shape its readers expect; an IntegrityError in one line otherwise."""
     import json
 
-    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.artifacts.tree import read_verified
     from shipyard.core.environments.capture import record_problem
     from shipyard.errors import IntegrityError
 
-    with store.open(digest) as f:
-        raw = f.read(MAX_ENV_RECORD_BYTES + 1)
-    if len(raw) > MAX_ENV_RECORD_BYTES:
-        raise IntegrityError(f"the environment record {digest} of {label} is larger than "
-                             f"{MAX_ENV_RECORD_BYTES // 1024 // 1024} MiB: Shipyard never writes one that large; "
-                             f"{_record_again(label)}")
-    if Digest.of_bytes(raw) != digest:
-        raise IntegrityError(f"the environment record {digest} of {label} is corrupt (its bytes no "
-                             "longer hash to its name); restore the project's store from a backup")
+    raw = read_verified(store, digest, limit=MAX_ENV_RECORD_BYTES, what=f"the environment record {digest} of {label}",
+                        too_large=f": Shipyard never writes one that large; {_record_again(label)}")
     try:
         record = json.loads(raw)
     except (ValueError, RecursionError) as exc:

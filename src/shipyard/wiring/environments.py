@@ -125,19 +125,14 @@ def golden_examples(svc: Services, mv: ModelVersion) -> dict[str, Any]:
     parser's bound, or not an object with ``inputs`` and ``outputs`` is one line, never a traceback."""
     import json
 
-    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.artifacts.tree import read_verified
     from shipyard.errors import IntegrityError, NotFoundError
 
     examples: Any = None
     if mv.examples_digest is not None:
-        with svc.store.open(mv.examples_digest) as f:
-            raw = f.read(MAX_EXAMPLES_BYTES + 1)
-        if len(raw) > MAX_EXAMPLES_BYTES:
-            raise IntegrityError(f"the golden examples of {mv.ref} are larger than "
-                                 f"{MAX_EXAMPLES_BYTES // 1024 // 1024} MiB: register it with fewer examples")
-        if Digest.of_bytes(raw) != mv.examples_digest:
-            raise IntegrityError(f"the golden examples {mv.examples_digest} of {mv.ref} are corrupt (their bytes "
-                                 "no longer hash to their name); restore the project's store from a backup")
+        raw = read_verified(svc.store, mv.examples_digest, limit=MAX_EXAMPLES_BYTES,
+                            what=f"the golden examples {mv.examples_digest} of {mv.ref}",
+                            too_large=": register it with fewer examples")
         try:
             examples = json.loads(raw)
         except (ValueError, RecursionError) as exc:

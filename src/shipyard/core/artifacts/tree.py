@@ -58,10 +58,19 @@ def load_manifest(store: ObjectStore, digest: Digest) -> Manifest:
     return Manifest.from_bytes(read_verified(store, digest))
 
 
-def read_verified(store: ObjectStore, digest: Digest) -> bytes:
+def read_verified(store: ObjectStore, digest: Digest, *, limit: int | None = None, what: str = "",
+                  too_large: str = "") -> bytes:
+    """The object's bytes, re-hashed. With ``limit`` (bytes), at most one byte more is read: a larger object
+    is an IntegrityError ("WHAT is larger than N MiB" + ``too_large``, what to do). ``what`` names the
+    object in the errors ("the golden examples of iris@3"); a corrupt one then says how to restore it."""
     with store.open(digest) as f:
-        data = f.read()
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise IntegrityError(f"{what or f'object {digest}'} is larger than {limit // 1024 // 1024} MiB{too_large}")
     if Digest.of_bytes(data) != digest:
+        if what:
+            raise IntegrityError(f"{what} is corrupt (its bytes no longer hash to its name); restore the "
+                                 "project's store from a backup")
         raise IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
     return data
 
