@@ -266,8 +266,8 @@ class Registry:
             if event.action == action and event.name == str(mv.version) and event.new:
                 try:
                     body = json.loads(read_verified(self.store, Digest.parse(event.new)))
-                except (InvalidInputError, NotFoundError, ValueError):
-                    continue  # collected or never ours: the event alone still says what happened
+                except (IntegrityError, InvalidInputError, NotFoundError, ValueError):
+                    continue  # collected, damaged or never ours: the event alone still says what happened
                 if isinstance(body, dict):
                     out.append((event, body))
         return out
