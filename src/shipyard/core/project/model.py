@@ -49,6 +49,8 @@ class Project:
     remotes: dict[str, Remote] = field(default_factory=dict)
     executor: Executor = field(default_factory=Executor)
     stages: dict[str, StageDef] = field(default_factory=dict)
+    deploy: dict[str, Any] = field(default_factory=dict)  # validated; core.deploy.config.deploy_config reads it
+    ci: dict[str, Any] = field(default_factory=dict)  # validated; core.deploy.config.ci_config reads it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +62,7 @@ class Project:
             remotes={k: Remote(**v) for k, v in d["remotes"].items()},
             executor=Executor(**d["executor"]),
             stages={k: _stage(v) for k, v in d["stages"].items()},
+            deploy=d.get("deploy") or {}, ci=d.get("ci") or {},
         )
 
 

@@ -1,4 +1,4 @@
-"""What ``shipyard.yaml`` may say: remotes, the executor, and the pipeline's stages."""
+"""What ``shipyard.yaml`` may say: remotes, the executor, the pipeline's stages, delivery and CI."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shipyard.core.deploy.config import CISpec, DeploySpec
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
 
@@ -101,6 +102,8 @@ class ProjectConfig(_Strict):
     remotes: dict[str, RemoteSpec] = {}
     executor: ExecutorSpec = ExecutorSpec()
     stages: dict[str, StageSpec] = {}
+    deploy: DeploySpec = DeploySpec()
+    ci: CISpec = CISpec()
 
     @field_validator("params")
     @classmethod
