@@ -1,0 +1,312 @@
+"""The GitOps repository, through the ``git`` command: a private clone, a commit of rendered files, a push.
+
+The clone lives in the project's data folder (never the user's working tree or index) and is fetched and
+reset to the remote branch before each change, under a file lock, so concurrent promotions serialize and
+each one commits on top of the last. A push refused as not fast-forward (someone pushed in between) is
+retried on a fresh fetch, a bounded number of times.
+
+The repository's content was written by someone else: no hook of it runs (``core.hooksPath=/dev/null``,
+``--no-verify``), and files are written without following a link out of the clone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+from shipyard.errors import BackendUnavailableError, ConfigError, ConflictError, InvalidInputError
+
+GIT_TIMEOUT = 120.0  # one git command (a fetch or push over a slow link)
+LOCK_TIMEOUT = 600.0  # waiting for another promotion of the same repository
+PUSH_ATTEMPTS = 5  # a push refused as not fast-forward: fetch, re-render, commit and push again
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_UNREACHABLE = ("could not resolve host", "connection refused", "unable to connect", "could not read from remote",
+                "does not appear to be a git repository", "repository not found", "connection timed out",
+                "network is unreachable", "no route to host", "not found", "unable to access",
+                "connection reset", "remote end hung up")
+_AUTH = ("authentication failed", "permission denied", "terminal prompts disabled", "could not read username",
+         "could not read password", "access denied", "403", "401")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Published:
+    """What ``publish`` did: the commit on the remote (None when nothing changed), where, and which files."""
+
+    url: str
+    branch: str
+    commit: str | None
+    changed: bool
+    files: tuple[str, ...] = ()
+    attempts: int = 1
+    head: str | None = None  # the branch's commit on the remote after this (== commit when one was made)
+
+
+class GitFailed(Exception):
+    def __init__(self, args: tuple[str, ...], code: int, stderr: str) -> None:
+        super().__init__(f"git {' '.join(args[:2])} exited {code}")
+        self.args_ = args
+        self.code = code
+        self.stderr = stderr
+
+
+def check_branch(name: str, what: str = "--branch") -> str:
+    if not _BRANCH.match(name) or name.endswith(".lock"):
+        raise InvalidInputError(f"{what} {name[:80]!r} is not a branch name git accepts (letters, digits, '.', "
+                                "'_', '-', '/')")
+    return name
+
+
+def check_url(url: str) -> str:
+    if not url or url.startswith("-") or any(c.isspace() for c in url) or not url.isprintable() \
+            or url.lower().startswith("ext::"):
+        raise ConfigError(f"deploy.repo {url[:80]!r} is not a git URL: give e.g. https://git.example.com/team/"
+                          "gitops.git, git@host:team/gitops.git or a path")
+    return url
+
+
+def first_line(text: str, limit: int = 160) -> str:
+    """The line of git's output that says what went wrong (``fatal:``/``error:`` first), as one short line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    pick = next((ln for ln in lines if ln.lower().startswith(("fatal:", "error:", "remote: error", "! ["))),
+                lines[-1] if lines else "")
+    return _CONTROL.sub(" ", pick)[:limit]
+
+
+class GitOpsRepo:
+    """A remote GitOps repository, worked on through a private clone in ``workdir``."""
+
+    def __init__(self, url: str, workdir: Path, branch: str = "main", *, timeout: float = GIT_TIMEOUT,
+                 lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self.url = check_url(url)
+        self.branch = check_branch(branch, "deploy.branch")
+        key = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.clone = workdir / key
+        self.lock_path = workdir / f"{key}.lock"
+        self.timeout = timeout
+        self.lock_timeout = lock_timeout
+
+    # --- git -----------------------------------------------------------------------------------------------
+
+    def _env(self, author: str | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in (
+            "GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS", "GIT_SSL_CAINFO", "GIT_SSL_NO_VERIFY")}
+        env.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        if author is not None:
+            name = re.sub(r"[<>\n]", "", author) or "shipyard"
+            email = name if "@" in name else f"{name}@shipyard"
+            env.update(GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_NAME=name,
+                       GIT_COMMITTER_EMAIL=email)
+        return env
+
+    def _git(self, *args: str, author: str | None = None, stdin: str | None = None, check: bool = True
+             ) -> subprocess.CompletedProcess[str]:
+        cmd = ["git", "-C", str(self.clone), "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+               "-c", "protocol.ext.allow=never", "-c", "core.symlinks=true", "-c", "advice.detachedHead=false",
+               "-c", "commit.gpgSign=false", "-c", "core.autocrlf=false", *args]
+        try:
+            done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, errors="replace",
+                                  timeout=self.timeout, env=self._env(author), check=False)
+        except FileNotFoundError:
+            raise BackendUnavailableError("git is not installed: install it (e.g. apt-get install git) to "
+                                          "promote through a GitOps repository") from None
+        except subprocess.TimeoutExpired:
+            raise BackendUnavailableError(f"git {args[0]} with the GitOps repository {self.url} took more than "
+                                          f"{self.timeout:.0f} s: check the network and the remote") from None
+        if check and done.returncode != 0:
+            raise GitFailed(args, done.returncode, done.stderr)
+        return done
+
+    def _remote_error(self, exc: GitFailed, doing: str) -> Exception:
+        low = exc.stderr.lower()
+        detail = first_line(exc.stderr)
+        if any(w in low for w in _AUTH):
+            return BackendUnavailableError(f"the GitOps repository {self.url} refused access while {doing} "
+                                           f"({detail}): check your git credentials for it")
+        if any(w in low for w in _UNREACHABLE):
+            return BackendUnavailableError(f"cannot reach the GitOps repository {self.url} while {doing} "
+                                           f"({detail}): check deploy.repo in shipyard.yaml and that the server "
+                                           "is up")
+        return BackendUnavailableError(f"git failed while {doing} with {self.url} ({detail})")
+
+    # --- the clone -----------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the clone: one promotion at a time per repository (across processes)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise ConflictError(f"another promotion has held {self.lock_path} for over "
+                                            f"{self.lock_timeout:.0f} s: wait for it, or remove the file if "
+                                            "no shipyard process is running") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _ensure_clone(self) -> None:
+        if (self.clone / ".git").is_dir() and not (self.clone / ".git").is_symlink():
+            got = self._git("config", "--get", "remote.origin.url", check=False).stdout.strip()
+            if got == self.url:
+                return
+        if self.clone.is_symlink() or self.clone.is_file():
+            self.clone.unlink()
+        elif self.clone.exists():
+            shutil.rmtree(self.clone)
+        self.clone.mkdir(parents=True)
+        self._git("init", "-q")
+        self._git("remote", "add", "origin", self.url)
+
+    def _fetch(self) -> str | None:
+        """Fetch the branch; its commit on the remote, or None when the remote has no such branch yet."""
+        try:
+            self._git("fetch", "-q", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head", "origin",
+                      f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
+        except GitFailed as exc:
+            if "couldn't find remote ref" in exc.stderr.lower():  # a new, empty repository: the first commit
+                return None
+            raise self._remote_error(exc, "fetching") from None
+        return self._git("rev-parse", f"refs/remotes/origin/{self.branch}").stdout.strip()
+
+    def _reset(self, head: str | None) -> None:
+        """The working tree exactly as the remote branch (or empty, for a remote without it)."""
+        if head is None:
+            self._git("symbolic-ref", "HEAD", "refs/heads/shipyard-work")
+            self._git("update-ref", "-d", "refs/heads/shipyard-work", check=False)
+            self._git("read-tree", "--empty")
+        else:
+            self._git("checkout", "-q", "-f", "-B", "shipyard-work", head)
+            self._git("reset", "-q", "--hard", head)
+        self._git("clean", "-q", "-ffdx")
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    def _write(self, folder: str, files: Mapping[str, bytes]) -> tuple[str, ...]:
+        """Write ``files`` (paths relative to ``folder`` inside the clone); never through a link."""
+        base = _safe_parts(folder, "deploy.folder") if folder not in ("", ".") else ()
+        written = []
+        for rel, data in sorted(files.items()):
+            if len(data) > MAX_FILE_BYTES:
+                raise InvalidInputError(f"the rendered file {rel[:80]} is over {MAX_FILE_BYTES} bytes")
+            parts = (*base, *_safe_parts(rel, "a rendered file"))
+            where = self.clone
+            for part in parts[:-1]:
+                where = where / part
+                if where.is_symlink():
+                    shown = "/".join(where.relative_to(self.clone).parts)
+                    raise ConflictError(f"the GitOps repository {self.url} holds a symbolic link at {shown}: "
+                                        "Shipyard never writes through links; replace it with a folder there")
+                if where.exists() and not where.is_dir():
+                    where.unlink()
+                where.mkdir(exist_ok=True)
+            target = where / parts[-1]
+            if target.is_symlink() or target.is_file():
+                target.unlink()  # a link is replaced, never followed
+            elif target.exists():
+                shutil.rmtree(target)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            written.append("/".join(parts))
+        return tuple(written)
+
+    # --- the one public operation ----------------------------------------------------------------------------
+
+    def publish(self, render: Callable[[], Mapping[str, bytes]], message: str, author: str, *,
+                folder: str = "deploy", branch: str | None = None,
+                on_pushed: Callable[[Published], T] | None = None) -> tuple[Published, T | None]:
+        """Commit what ``render()`` gives (paths relative to ``folder``) on top of the remote branch and push it.
+
+        ``branch``: push to that review branch instead (made from the remote branch). ``on_pushed`` runs after
+        a successful push (or when nothing changed), still holding the lock: an alias move there follows the
+        pushes in their order. A push refused as not fast-forward is tried again on a fresh fetch, with
+        ``render`` called again; ``PUSH_ATTEMPTS`` refusals in a row are a ConflictError.
+        """
+        target = check_branch(branch) if branch is not None else self.branch
+        with self.locked():
+            self._ensure_clone()
+            for attempt in range(1, PUSH_ATTEMPTS + 1):
+                head = self._fetch()
+                self._reset(head)
+                written = self._write(folder, render())
+                self._git("add", "-A", "--", *(written or ["."]))
+                if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
+                    done = Published(self.url, target, None, False, written, attempt, head)
+                    return done, on_pushed(done) if on_pushed else None
+                self._git("commit", "-q", "--no-verify", "-F", "-", author=author, stdin=message)
+                commit = self._git("rev-parse", "HEAD").stdout.strip()
+                pushed = self._git("push", "--porcelain", "--no-verify", "origin",
+                                   f"HEAD:refs/heads/{target}", check=False)
+                if pushed.returncode == 0:
+                    done = Published(self.url, target, commit, True, written, attempt, commit)
+                    return done, on_pushed(done) if on_pushed else None
+                text = pushed.stdout + "\n" + pushed.stderr
+                if not _non_fast_forward(text):
+                    raise self._push_error(GitFailed(("push",), pushed.returncode, text), target)
+                if target != self.branch:
+                    raise ConflictError(f"the branch {target} already exists in {self.url} with other commits: "
+                                        "choose another --branch name")
+            raise ConflictError(f"the push to {self.branch} of {self.url} was refused {PUSH_ATTEMPTS} times as not "
+                                "fast-forward (others keep pushing): run the promotion again")
+
+    def _push_error(self, exc: GitFailed, target: str) -> Exception:
+        low = exc.stderr.lower()
+        if any(w in low for w in _AUTH) or any(w in low for w in _UNREACHABLE):
+            return self._remote_error(exc, f"pushing to {target}")
+        detail = first_line(exc.stderr)
+        return ConflictError(f"the GitOps repository {self.url} refused the push to {target} ({detail}): push a "
+                             "branch for review with --branch NAME, or ask its owners to allow the push")
+
+
+def _non_fast_forward(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in ("non-fast-forward", "fetch first", "[rejected]", "stale info",
+                                  "cannot lock ref", "failed to update ref"))
+
+
+def _safe_parts(path: str, what: str) -> tuple[str, ...]:
+    """``path`` (relative, '/'-separated) as its parts; an absolute path, '..', or '.git' is refused."""
+    p = PurePosixPath(path)
+    parts = tuple(x for x in p.parts if x not in ("", "."))
+    if not parts or p.is_absolute() or "\\" in path or any(x == ".." or x.lower() == ".git" for x in parts) \
+            or any(_CONTROL.search(x) for x in parts):
+        raise InvalidInputError(f"{what} {path[:80]!r} is not a relative path inside the GitOps repository")
+    return parts
+
+
+def origin_url(project: Path) -> str | None:
+    """The ``origin`` remote of the git repository holding ``project`` (read only), or None."""
+    try:
+        done = subprocess.run(["git", "-C", str(project), "remote", "get-url", "origin"], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    url = done.stdout.strip()
+    return url if done.returncode == 0 and url else None
+
+
+__all__ = ["GitOpsRepo", "Published", "check_branch", "origin_url"]
