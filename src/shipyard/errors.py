@@ -16,7 +16,8 @@ else does.
     ├── MissingExtraError (ImportError)     an optional dependency is not installed
     ├── StageFailed                  a pipeline stage failed or was killed; nothing of it was cached
     ├── NotReproducedError           a re-run of a version's stages did not give back its outputs
-    └── UntrustedModelError          loading a model version would run code nobody trusted for it
+    ├── UntrustedModelError          loading a model version would run code nobody trusted for it
+    └── PolicyDeniedError            a promotion's gates refused it (no pinned image, a failed verify, a policy)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "MissingExtraError",
     "NotFoundError",
     "NotReproducedError",
+    "PolicyDeniedError",
     "ShipyardError",
     "StageFailed",
     "UntrustedModelError",
@@ -125,3 +127,9 @@ class UntrustedModelError(ShipyardError):
     """
 
     exit_code = 10
+
+
+class PolicyDeniedError(ShipyardError):
+    """A promotion was refused by its gates; the message gives each gate's reason and what to do."""
+
+    exit_code = 11

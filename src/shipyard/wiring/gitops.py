@@ -1,0 +1,209 @@
+"""The composition root's part for promotion: ``shipyard promote`` and ``shipyard rollback``.
+
+Gates (core.deploy.promotion) over the registry's records, the environment rendered (wiring.deploy), committed
+and pushed to the GitOps repository (adapters.deploy.gitops), and only then the environment's alias moved,
+with a reason naming the commit: the alias never says a version is in an environment that git does not hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shipyard.wiring import Services
+
+if TYPE_CHECKING:
+    from shipyard.adapters.deploy.gitops import GitOpsRepo
+    from shipyard.core.deploy.config import DeploySpec, EnvironmentSpec
+    from shipyard.core.deploy.promotion import Decision, Facts
+    from shipyard.core.registry.records import ModelVersion
+
+GITOPS_FOLDER = "gitops"  # the private clones, in the project's data folder (.shipyard/gitops/)
+Render = Callable[[Services, str, str, str], Mapping[str, bytes]]  # (svc, ref, env, image) -> files
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What ``promote`` (or ``rollback``) did."""
+
+    model: str
+    version: int
+    env: str
+    alias: str
+    image: str
+    repo: str
+    branch: str
+    commit: str | None  # the commit made and pushed; None when git already held this
+    head: str | None  # the branch's commit now
+    alias_was: int | None
+    alias_moved: bool
+    reverts: str | None
+    decision: Decision
+    files: tuple[str, ...]
+    review: bool = False  # pushed to a review branch: the environment and its alias are unchanged
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "env": self.env, "alias": self.alias,
+                "image": self.image, "repo": self.repo, "branch": self.branch, "commit": self.commit,
+                "head": self.head, "changed": self.commit is not None, "alias_was": self.alias_was,
+                "alias_moved": self.alias_moved, "review": self.review, "reverts": self.reverts,
+                "gates": self.decision.to_dict(), "files": list(self.files)}
+
+
+def deploy_spec(svc: Services) -> DeploySpec:
+    """shipyard.yaml's ``deploy:`` section (all defaults without one)."""
+    from shipyard.core.deploy.config import deploy_config
+    from shipyard.core.project.loader import load_config
+
+    return deploy_config(load_config(svc.settings.project_root).deploy)
+
+
+def environment(spec: DeploySpec, env: str) -> tuple[EnvironmentSpec, str]:
+    """(the environment ``env``, the alias that follows it); an unknown one names those there are."""
+    from shipyard.errors import InvalidInputError
+
+    try:
+        chosen = spec.environment(env)
+    except ValueError as exc:
+        raise InvalidInputError(f"{str(exc)[:300]}: add it under deploy.environments, or pick one of those") from None
+    return chosen, chosen.alias or env
+
+
+def gitops_repo(svc: Services, spec: DeploySpec) -> GitOpsRepo:
+    """The GitOps repository: ``deploy.repo``, else the ``origin`` remote of the project's own repository."""
+    from shipyard.adapters.deploy.gitops import GitOpsRepo, origin_url
+    from shipyard.errors import ConfigError
+
+    root = svc.settings.project_root
+    url = spec.repo or origin_url(root)
+    if url is None:
+        raise ConfigError("no GitOps repository to push to: set deploy.repo in shipyard.yaml, or add an `origin` "
+                          f"remote to the project's git repository ({root})")
+    if url.startswith(("./", "../")):  # a path beside the project, written relative to it
+        url = str((root / url).resolve())
+    return GitOpsRepo(url, svc.settings.home / GITOPS_FOLDER, spec.branch)
+
+
+def gate_facts(svc: Services, mv: ModelVersion, env: str, image: str | None) -> Facts:
+    """What the gates look at: the pushed image (``--image`` or the newest ``build --push``), its other names,
+    and the version's ``verify --image`` results."""
+    from shipyard.core.deploy.promotion import Facts, pushed_image, verify_fact
+    from shipyard.core.registry.records import BUILD_ACTION, VERIFY_ACTION
+
+    builds = [record for _, record in svc.registry.results(mv, BUILD_ACTION)]
+    verified = tuple(f for f in (verify_fact(record, event.reason)
+                                 for event, record in svc.registry.results(mv, VERIFY_ACTION)) if f is not None)
+    if image is None:
+        image, known = pushed_image(builds)
+        return Facts(mv.ref, env, image, "build", known, verified)
+    known = frozenset(str(r[k]) for r in builds if r.get("pushed") == image for k in ("image", "image_id")
+                      if isinstance(r.get(k), str))
+    return Facts(mv.ref, env, image, "--image", known, verified)
+
+
+def check_gates(svc: Services, mv: ModelVersion, env: str, image: str | None) -> tuple[Decision, str]:
+    """(every gate's verdict on promoting ``mv`` to ``env``, the pinned image); refused, a PolicyDeniedError
+    with each reason."""
+    from shipyard.core.deploy.promotion import decide
+    from shipyard.errors import PolicyDeniedError
+
+    facts = gate_facts(svc, mv, env, image)
+    decision = decide(facts)
+    if not decision.allowed or facts.image is None:
+        raise PolicyDeniedError(f"cannot promote {mv.ref} to {env}: " + "; ".join(decision.reasons))
+    return decision, facts.image
+
+
+def record_digest(svc: Services, mv: ModelVersion) -> str | None:
+    """The digest of ``mv``'s registration record (its "version.register" audit event names it)."""
+    for event in svc.registry.history(mv.model):
+        if event.action == "version.register" and event.name == str(mv.version):
+            return event.record
+    return None
+
+
+def _rendered_files(svc: Services, ref: str, env: str, image: str) -> Mapping[str, bytes]:
+    from shipyard.wiring.deploy import render_environment
+
+    return render_environment(svc, ref, env, image=image).files
+
+
+def _alias_version(svc: Services, model: str, alias: str) -> int | None:
+    from shipyard.errors import NotFoundError
+
+    try:
+        return svc.registry.resolve(f"{model}@{alias}").version
+    except NotFoundError:
+        return None
+
+
+def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, image: str | None = None,
+            reason: str = "", reverts: str | None = None, render: Render | None = None) -> Promotion:
+    """``shipyard promote REF --env ENV``: gates, then the rendered environment committed and pushed, then the
+    environment's alias moved (not with ``branch``: that pushes a review branch and changes nothing else).
+
+    ``reverts`` (a rollback): the reference this promotion returns from, named in the commit and the alias move.
+    """
+    from shipyard.adapters.deploy.gitops import Published, check_branch
+    from shipyard.core.deploy.promotion import alias_reason, commit_message
+
+    spec = deploy_spec(svc)
+    _, alias = environment(spec, env)
+    if branch is not None:
+        check_branch(branch)
+    mv = svc.registry.resolve(ref)
+    decision, chosen = check_gates(svc, mv, env, image)
+    repo = gitops_repo(svc, spec)
+    message = commit_message(mv.model, mv.version, env, record=record_digest(svc, mv), image=chosen,
+                             actor=svc.settings.actor, reverts=reverts, reason=reason)
+    draw = render or _rendered_files
+    was = _alias_version(svc, mv.model, alias)
+
+    def move_alias(pushed: Published) -> bool:
+        """Run after the push, still holding the repository's lock: alias moves follow the pushes' order."""
+        if branch is not None:
+            return False
+        now = _alias_version(svc, mv.model, alias)
+        if now == mv.version:
+            return False
+        svc.registry.set_alias(mv.model, alias, mv.version,
+                               alias_reason(env, pushed.head or "?", chosen, reverts=reverts, note=reason))
+        return True
+
+    published, moved = repo.publish(lambda: draw(svc, mv.ref, env, chosen), message, svc.settings.actor,
+                                    folder=spec.folder, branch=branch, on_pushed=move_alias)
+    return Promotion(mv.model, mv.version, env, alias, chosen, repo.url, published.branch, published.commit,
+                     published.head, was, bool(moved), reverts, decision, published.files,
+                     review=branch is not None)
+
+
+def rollback(svc: Services, env: str, model: str | None = None, *, reason: str = "",
+             render: Render | None = None) -> Promotion:
+    """``shipyard rollback --env ENV [MODEL]``: promote again the version the environment had before this one
+    (from the alias's audit history), with the image it was promoted with then."""
+    from shipyard.core.deploy.promotion import previous_version, promoted_image
+    from shipyard.errors import InvalidInputError, NotFoundError
+
+    spec = deploy_spec(svc)
+    _, alias = environment(spec, env)
+    if model is None:
+        having = sorted(m.name for m in svc.registry.models() if alias in m.aliases)
+        if len(having) != 1:
+            listed = ", ".join(having[:10]) if having else "none"
+            raise InvalidInputError(f"name the model to roll back in {env} (models with the alias {alias!r}: "
+                                    f"{listed}): shipyard rollback --env {env} MODEL")
+        model = having[0]
+    current = svc.registry.resolve(f"{model}@{alias}")
+    events = svc.registry.history(model)
+    previous = previous_version(events, model, alias)
+    if previous is None:
+        raise NotFoundError(f"{model}@{alias} has no earlier promoted version to roll back to "
+                            f"(`shipyard models history {model}` shows its moves)")
+    return promote(svc, f"{model}@{previous}", env, image=promoted_image(events, model, alias, previous),
+                   reason=reason, reverts=current.ref, render=render)
+

@@ -1,0 +1,287 @@
+"""Promotion is a git commit: ``promote`` and ``rollback`` push to a real bare repository served by ``git daemon``
+on 127.0.0.1, and the environment's alias moves only once the push succeeded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from sklearn.dummy import DummyClassifier
+
+import shipyard
+from shipyard.adapters.deploy.gitops import GitOpsRepo
+from shipyard.config import Settings
+from shipyard.core.deploy import promotion as p
+from shipyard.errors import BackendUnavailableError, ConflictError, NotFoundError, PolicyDeniedError
+from shipyard.wiring import Services, build
+from shipyard.wiring.gitops import promote, rollback
+from tests.conftest import cli_env, free_port
+from tests.conftest import shipyard as run_cli
+
+DIGESTS = {v: f"sha256:{(str(v) * 64)[:64]}" for v in range(1, 5)}
+
+
+def image(v: int) -> str:
+    return f"registry.example.com/team/m@{DIGESTS[v]}"
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``git daemon --enable=receive-pack`` on a free port of 127.0.0.1: (git://127.0.0.1:PORT, its base path)."""
+    base = tmp_path_factory.mktemp("git")
+    port = free_port()
+    pid = base / "daemon.pid"
+    subprocess.run(["git", "daemon", f"--base-path={base}", "--export-all", "--enable=receive-pack", "--reuseaddr",
+                    "--listen=127.0.0.1", f"--port={port}", f"--pid-file={pid}", "--detach"], check=True, timeout=30)
+    url = f"git://127.0.0.1:{port}"
+    for _ in range(200):  # answers once it listens
+        if subprocess.run(["git", "ls-remote", f"{url}/none.git"], capture_output=True, timeout=30).returncode \
+                == 128 and pid.exists():
+            break
+    yield url, base
+    os.kill(int(pid.read_text()), signal.SIGTERM)
+
+
+def bare(daemon: tuple[str, Path]) -> str:
+    """A new, empty bare repository the daemon serves: its git:// URL."""
+    url, base = daemon
+    name = f"{uuid.uuid4().hex[:10]}.git"
+    git("init", "-q", "--bare", "-b", "main", str(base / name))
+    return f"{url}/{name}"
+
+
+def make_project(root: Path, repo: str) -> Settings:
+    root.mkdir(parents=True)
+    (root / "shipyard.yaml").write_text(f"deploy:\n  repo: {repo}\n  environments:\n    staging: {{}}\n"
+                                        "    production:\n      alias: prod\n")
+    home = root / ".shipyard"
+    return Settings(home=home, db_url=f"sqlite:///{root / 'meta.db'}", store_path=home / "objects",
+                    actor="alice@laptop", root=root)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("saved") / "m"
+    shipyard.save_model(DummyClassifier().fit([[0], [1]], [0, 1]), folder)
+    return folder
+
+
+@pytest.fixture
+def svc(tmp_path: Path, daemon: tuple[str, Path], saved: Path) -> Iterator[Services]:
+    """A project whose deploy.repo is a fresh repository on the daemon, with m@1..3, each built and pushed."""
+    services = build(make_project(tmp_path / "proj", bare(daemon)), tmp_path / "proj")
+    for v in (1, 2, 3):
+        mv = services.registry.register("m", saved)
+        services.registry.record_result(mv, "build", {  # as `shipyard build --push` records it
+            "image": f"shipyard/m:{v}", "image_id": f"sha256:{str(v) * 64}", "engine": "docker",
+            "pushed": image(v)}, f"image shipyard/m:{v}, pushed {image(v)}")
+    yield services
+    services.close()
+
+
+def clone(url: str, where: Path) -> Path:
+    if where.exists():
+        git("-C", str(where), "pull", "-q", "--ff-only")
+    else:
+        git("clone", "-q", url, str(where))
+    return where
+
+
+def overlay_text(folder: Path) -> str:
+    return "\n".join(f.read_text() for f in sorted((folder / "deploy").rglob("*.yaml")))
+
+
+def alias_events(svc: Services, alias: str = "staging") -> list[str]:
+    return [f"{e.old}->{e.new}: {e.reason}" for e in svc.registry.history("m")
+            if e.action == "alias.set" and e.name == alias]
+
+
+# --- the whole path, against the daemon -----------------------------------------------------------------------
+
+def test_promote_pushes_a_commit_a_fresh_clone_shows_then_moves_the_alias(svc: Services, tmp_path: Path) -> None:
+    done = promote(svc, "m@2", "staging", reason="weekly retrain")
+    assert done.commit and done.alias_moved and done.alias_was is None
+    work = clone(done.repo, tmp_path / "c")
+    assert git("rev-parse", "HEAD", cwd=work).strip() == done.commit
+    message = git("log", "-1", "--format=%B", cwd=work)
+    trailers = dict(line.split(": ", 1) for line in message.splitlines() if line.startswith("Shipyard-"))
+    assert message.startswith("promote m@2 to staging\n\nweekly retrain\n")
+    assert trailers["Shipyard-Model"] == "m" and trailers["Shipyard-Version"] == "2"
+    assert trailers["Shipyard-Image"] == image(2) and trailers["Shipyard-Actor"] == "alice@laptop"
+    assert trailers["Shipyard-Record"].startswith("sha256:")
+    assert git("log", "-1", "--format=%an <%ae>", cwd=work).strip() == "alice@laptop <alice@laptop>"
+    text = overlay_text(work)
+    assert image(2) in text and "kind: Application" in text
+    assert svc.registry.resolve("m@staging").version == 2
+    [event] = alias_events(svc)
+    assert event.startswith(f"None->2: promote to staging: commit {done.commit} (image {image(2)})")
+
+    again = promote(svc, "m@2", "staging")  # nothing changes: no empty commit, no alias event
+    assert again.commit is None and not again.alias_moved
+    assert git("ls-remote", done.repo, "refs/heads/main").split()[0] == done.commit
+    assert len(alias_events(svc)) == 1
+
+
+def test_a_failed_push_leaves_the_alias_where_it_was(svc: Services, tmp_path: Path, daemon: tuple[str, Path]
+                                                     ) -> None:
+    first = promote(svc, "m@1", "staging")
+    base = daemon[1]
+    hook = base / first.repo.rsplit("/", 1)[1] / "hooks" / "pre-receive"  # the server refuses every push now
+    hook.write_text("#!/bin/sh\necho 'protected branch: changes go through review' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(ConflictError) as refused:
+        promote(svc, "m@2", "staging")
+    assert len(str(refused.value).splitlines()) == 1 and "refused the push to main" in str(refused.value)
+    assert "--branch" in str(refused.value)
+    assert svc.registry.resolve("m@staging").version == 1 and len(alias_events(svc)) == 1
+    hook.unlink()
+
+    port = free_port()  # nothing listens there: the daemon is down
+    (svc.settings.project_root / "shipyard.yaml").write_text(
+        f"deploy:\n  repo: git://127.0.0.1:{port}/gone.git\n")
+    with pytest.raises(BackendUnavailableError) as down:
+        promote(svc, "m@2", "staging")
+    assert len(str(down.value).splitlines()) == 1 and "cannot reach the GitOps repository" in str(down.value)
+    assert svc.registry.resolve("m@staging").version == 1 and len(alias_events(svc)) == 1
+
+
+def test_a_review_branch_is_pushed_and_the_alias_stays(svc: Services, tmp_path: Path) -> None:
+    promote(svc, "m@1", "production")
+    done = promote(svc, "m@2", "production", branch="review/m-2")
+    assert done.review and done.commit and not done.alias_moved
+    heads = git("ls-remote", "--heads", done.repo)
+    assert f"{done.commit}\trefs/heads/review/m-2" in heads
+    assert svc.registry.resolve("m@prod").version == 1  # production's alias is `prod` (shipyard.yaml)
+
+
+def test_rollback_returns_to_the_previous_version_and_both_are_in_models_history(svc: Services,
+                                                                                tmp_path: Path) -> None:
+    promote(svc, "m@1", "staging")
+    promote(svc, "m@2", "staging", image=image(4))  # deployed with another image than its build's
+    promote(svc, "m@3", "staging")
+    back = rollback(svc, "staging", reason="p99 doubled")
+    assert (back.version, back.reverts, back.image) == (2, "m@3", image(4))  # the image it ran with then
+    work = clone(back.repo, tmp_path / "c")
+    assert git("log", "-1", "--format=%s", cwd=work).strip() == "rollback staging to m@2 (from m@3)"
+    assert "Shipyard-Reverts: m@3" in git("log", "-1", "--format=%B", cwd=work)
+    assert image(4) in overlay_text(work)
+    assert rollback(svc, "staging", "m").version == 1  # twice: two versions back, not a flip to 3
+    with pytest.raises(NotFoundError, match="no earlier promoted version"):
+        rollback(svc, "staging")
+    env = cli_env(SHIPYARD_HOME=str(svc.settings.home), SHIPYARD_DB_URL=svc.settings.db_url)
+    history = json.loads(run_cli("models", "history", "m", "--json", env=env).stdout)
+    moves = [(e["old"], e["new"], e["reason"].split(":")[0]) for e in history if e["action"] == "alias.set"]
+    assert moves == [(None, "1", "promote to staging"), ("1", "2", "promote to staging"),
+                     ("2", "3", "promote to staging"), ("3", "2", "rollback of staging from m@3"),
+                     ("2", "1", "rollback of staging from m@2")]
+    assert all("commit " in e["reason"] for e in history if e["action"] == "alias.set")
+
+
+def test_two_promotions_at_once_both_land(svc: Services, tmp_path: Path) -> None:
+    other = build(svc.settings, svc.settings.project_root)
+    errors: list[BaseException] = []
+
+    def go(s: Services, ref: str, env: str) -> None:
+        try:
+            promote(s, ref, env)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(svc, "m@1", "staging")),
+               threading.Thread(target=go, args=(other, "m@2", "production"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert not errors
+    work = clone(promote(svc, "m@1", "staging").repo, tmp_path / "c")
+    subjects = git("log", "--format=%s", cwd=work).splitlines()
+    assert sorted(subjects) == ["promote m@1 to staging", "promote m@2 to production"]
+    assert (svc.registry.resolve("m@staging").version, svc.registry.resolve("m@prod").version) == (1, 2)
+
+
+def test_clones_racing_from_two_places_retry_and_lose_no_commit(daemon: tuple[str, Path], tmp_path: Path) -> None:
+    url = bare(daemon)
+    repos = [GitOpsRepo(url, tmp_path / f"w{i}") for i in range(2)]  # two machines: two clones, two locks
+
+    def go(i: int) -> None:
+        for n in range(3):
+            files = {f"e{i}/n.yaml": f"n: {n}\n".encode()}
+            repos[i].publish(lambda files=files: files, f"c{i}-{n}", "bot")
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    work = clone(url, tmp_path / "c")
+    assert sorted(git("log", "--format=%s", cwd=work).split()) == [f"c{i}-{n}" for i in range(2) for n in range(3)]
+
+
+def test_a_link_in_the_repository_is_never_written_through(daemon: tuple[str, Path], tmp_path: Path) -> None:
+    url = bare(daemon)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    seed = clone(url, tmp_path / "seed")
+    (seed / "deploy").mkdir()
+    (seed / "deploy" / "overlays").symlink_to(outside)
+    git("add", "-A", cwd=seed)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "a link", cwd=seed)
+    git("push", "-q", "origin", "HEAD:main", cwd=seed)
+    with pytest.raises(ConflictError, match="symbolic link at deploy/overlays"):
+        GitOpsRepo(url, tmp_path / "w").publish(lambda: {"overlays/staging/x.yaml": b"x\n"}, "x", "bot")
+    assert list(outside.iterdir()) == []
+
+
+# --- the gates and the history, pure -------------------------------------------------------------------------
+
+def test_the_gates() -> None:
+    facts = p.Facts("m@1", "staging", None, "build")
+    assert p.decide(facts).reasons[0].startswith("m@1 has no pushed image: run `shipyard build m@1 --push")
+    tagged = p.decide(p.Facts("m@1", "staging", "registry.example.com/m:1", "--image"))
+    assert not tagged.allowed and "not pinned by digest" in tagged.reasons[0]
+    verified = (p.VerifyFact("shipyard/m:1", None, False, "fail in image"), p.VerifyFact(image(1), None, True))
+    assert p.decide(p.Facts("m@1", "staging", image(1), "build", frozenset({"shipyard/m:1"}), verified)).allowed
+    failed = (*verified, p.VerifyFact("x", "sha256:" + "1" * 64, False, "fail in image x"))  # the same image id
+    denied = p.decide(p.Facts("m@1", "staging", image(1), "build", frozenset({"sha256:" + "1" * 64}), failed))
+    assert not denied.allowed and "failed its newest verify in the image x" in denied.reasons[0]
+    other = (p.VerifyFact("another/image:2", None, False),)  # another image's failure does not count
+    assert p.decide(p.Facts("m@1", "staging", image(1), "build", frozenset(), other)).allowed
+
+
+def test_the_previous_version_follows_promotions_and_rollbacks() -> None:
+    def ev(new: int | None, reason: str = "promote", action: str = "alias.set") -> SimpleNamespace:
+        return SimpleNamespace(model="m", name="staging", action=action, new=None if new is None else str(new),
+                               reason=reason)
+
+    events = [ev(1), ev(2), ev(2), ev(3), ev(2, "rollback of staging from m@3: commit x")]
+    assert p.promoted_versions(events, "m", "staging") == [1, 2]
+    assert p.previous_version(events, "m", "staging") == 1
+    assert p.previous_version([*events, ev(1, "rollback of staging from m@2")], "m", "staging") is None
+    assert p.previous_version([*events, ev(None, action="alias.remove"), ev(3)], "m", "staging") is None
+    assert p.previous_version([ev(1), SimpleNamespace(model="m", name="prod", action="alias.set", new="5",
+                                                      reason="")], "m", "staging") is None
+
+
+def test_promote_from_the_cli_says_one_line_when_refused(svc: Services, tmp_path: Path) -> None:
+    env = cli_env(SHIPYARD_HOME=str(svc.settings.home), SHIPYARD_DB_URL=svc.settings.db_url,
+                  SHIPYARD_ACTOR="bob@ci")
+    denied = run_cli("promote", "m@1", "--env", "staging", "--image", "registry.example.com/m:latest", env=env,
+                     cwd=svc.settings.project_root, check=False)
+    assert denied.returncode == PolicyDeniedError.exit_code
+    assert denied.stderr.count("\n") == 1 and "not pinned by digest" in denied.stderr
+    done = run_cli("promote", "m@1", "--env", "staging", env=env, cwd=svc.settings.project_root)
+    assert "promoted m@1 to staging: commit " in done.stdout and "alias  m@staging -> 1" in done.stdout
