@@ -20,7 +20,13 @@ import shipyard
 from shipyard.adapters.deploy.gitops import GitOpsRepo
 from shipyard.config import Settings
 from shipyard.core.deploy import promotion as p
-from shipyard.errors import BackendUnavailableError, ConflictError, NotFoundError, PolicyDeniedError
+from shipyard.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    NotFoundError,
+    PolicyDeniedError,
+    ShipyardError,
+)
 from shipyard.wiring import Services, build
 from shipyard.wiring.gitops import promote, rollback
 from tests.conftest import cli_env, free_port
@@ -99,8 +105,13 @@ def clone(url: str, where: Path) -> Path:
     return where
 
 
-def overlay_text(folder: Path) -> str:
-    return "\n".join(f.read_text() for f in sorted((folder / "deploy").rglob("*.yaml")))
+def overlay_text(folder: Path, env: str = "staging") -> str:
+    """The environment as Argo CD applies it: its overlay built by ``kubectl kustomize``."""
+    return git_free("kubectl", "kustomize", str(folder / "deploy" / "overlays" / env))
+
+
+def git_free(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def alias_events(svc: Services, alias: str = "staging") -> list[str]:
@@ -122,8 +133,9 @@ def test_promote_pushes_a_commit_a_fresh_clone_shows_then_moves_the_alias(svc: S
     assert trailers["Shipyard-Image"] == image(2) and trailers["Shipyard-Actor"] == "alice@laptop"
     assert trailers["Shipyard-Record"].startswith("sha256:")
     assert git("log", "-1", "--format=%an <%ae>", cwd=work).strip() == "alice@laptop <alice@laptop>"
-    text = overlay_text(work)
-    assert image(2) in text and "kind: Application" in text
+    assert f"image: {image(2)}" in overlay_text(work)
+    application = (work / "deploy" / "argocd" / "staging.yaml").read_text()
+    assert "kind: Application" in application and f"repoURL: {done.repo}" in application
     assert svc.registry.resolve("m@staging").version == 2
     [event] = alias_events(svc)
     assert event.startswith(f"None->2: promote to staging: commit {done.commit} (image {image(2)})")
@@ -219,8 +231,7 @@ def test_clones_racing_from_two_places_retry_and_lose_no_commit(daemon: tuple[st
 
     def go(i: int) -> None:
         for n in range(3):
-            files = {f"e{i}/n.yaml": f"n: {n}\n".encode()}
-            repos[i].publish(lambda files=files: files, f"c{i}-{n}", "bot")
+            repos[i].publish(lambda d, n=n: put(d, f"e{i}.yaml", f"n: {n}\n"), f"c{i}-{n}", "bot")
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
     for t in threads:
@@ -231,19 +242,29 @@ def test_clones_racing_from_two_places_retry_and_lose_no_commit(daemon: tuple[st
     assert sorted(git("log", "--format=%s", cwd=work).split()) == [f"c{i}-{n}" for i in range(2) for n in range(3)]
 
 
-def test_a_link_in_the_repository_is_never_written_through(daemon: tuple[str, Path], tmp_path: Path) -> None:
-    url = bare(daemon)
+def put(folder: Path, name: str, text: str) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return [name]
+
+
+@pytest.mark.parametrize("link", ["deploy", "deploy/overlays"])
+def test_a_link_in_the_repository_is_never_written_through(svc: Services, tmp_path: Path, link: str) -> None:
+    """The repository's content is someone else's: a link where the GitOps folder (or a folder in it) goes
+    is refused, and nothing is written where it points."""
+    url = promote(svc, "m@1", "staging").repo
     outside = tmp_path / "outside"
     outside.mkdir()
     seed = clone(url, tmp_path / "seed")
-    (seed / "deploy").mkdir()
-    (seed / "deploy" / "overlays").symlink_to(outside)
+    git("rm", "-rq", link, cwd=seed)
+    (seed / link).symlink_to(outside)
     git("add", "-A", cwd=seed)
     git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "a link", cwd=seed)
     git("push", "-q", "origin", "HEAD:main", cwd=seed)
-    with pytest.raises(ConflictError, match="symbolic link at deploy/overlays"):
-        GitOpsRepo(url, tmp_path / "w").publish(lambda: {"overlays/staging/x.yaml": b"x\n"}, "x", "bot")
+    with pytest.raises(ShipyardError, match="link"):
+        promote(svc, "m@2", "staging")
     assert list(outside.iterdir()) == []
+    assert svc.registry.resolve("m@staging").version == 1
 
 
 # --- the gates and the history, pure -------------------------------------------------------------------------

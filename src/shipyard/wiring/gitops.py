@@ -7,8 +7,8 @@ with a reason naming the commit: the alias never says a version is in an environ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.wiring import Services
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from shipyard.core.registry.records import ModelVersion
 
 GITOPS_FOLDER = "gitops"  # the private clones, in the project's data folder (.shipyard/gitops/)
-Render = Callable[[Services, str, str, str], Mapping[str, bytes]]  # (svc, ref, env, image) -> files
 
 
 @dataclass(frozen=True)
@@ -55,14 +54,6 @@ class Promotion:
                 "gates": self.decision.to_dict(), "files": list(self.files)}
 
 
-def deploy_spec(svc: Services) -> DeploySpec:
-    """shipyard.yaml's ``deploy:`` section (all defaults without one)."""
-    from shipyard.core.deploy.config import deploy_config
-    from shipyard.core.project.loader import load_config
-
-    return deploy_config(load_config(svc.settings.project_root).deploy)
-
-
 def environment(spec: DeploySpec, env: str) -> tuple[EnvironmentSpec, str]:
     """(the environment ``env``, the alias that follows it); an unknown one names those there are."""
     from shipyard.errors import InvalidInputError
@@ -74,19 +65,17 @@ def environment(spec: DeploySpec, env: str) -> tuple[EnvironmentSpec, str]:
     return chosen, chosen.alias or env
 
 
-def gitops_repo(svc: Services, spec: DeploySpec) -> GitOpsRepo:
-    """The GitOps repository: ``deploy.repo``, else the ``origin`` remote of the project's own repository."""
-    from shipyard.adapters.deploy.gitops import GitOpsRepo, origin_url
-    from shipyard.errors import ConfigError
+def gitops_repo(svc: Services, spec: DeploySpec) -> tuple[GitOpsRepo, str]:
+    """(the GitOps repository, the GitOps folder's path in it): ``deploy.repo`` and ``deploy.folder``, else the
+    project's own ``origin`` and the folder's place in its working tree (where Argo CD reads it)."""
+    from shipyard.adapters.deploy.gitops import GitOpsRepo
+    from shipyard.wiring.deploy import source
 
-    root = svc.settings.project_root
-    url = spec.repo or origin_url(root)
-    if url is None:
-        raise ConfigError("no GitOps repository to push to: set deploy.repo in shipyard.yaml, or add an `origin` "
-                          f"remote to the project's git repository ({root})")
+    where = source(svc, spec, None)
+    url = where.repo_url
     if url.startswith(("./", "../")):  # a path beside the project, written relative to it
-        url = str((root / url).resolve())
-    return GitOpsRepo(url, svc.settings.home / GITOPS_FOLDER, spec.branch)
+        url = str((svc.settings.project_root / url).resolve())
+    return GitOpsRepo(url, svc.settings.home / GITOPS_FOLDER, spec.branch), where.folder
 
 
 def gate_facts(svc: Services, mv: ModelVersion, env: str, image: str | None) -> Facts:
@@ -119,20 +108,6 @@ def check_gates(svc: Services, mv: ModelVersion, env: str, image: str | None) ->
     return decision, facts.image
 
 
-def record_digest(svc: Services, mv: ModelVersion) -> str | None:
-    """The digest of ``mv``'s registration record (its "version.register" audit event names it)."""
-    for event in svc.registry.history(mv.model):
-        if event.action == "version.register" and event.name == str(mv.version):
-            return event.record
-    return None
-
-
-def _rendered_files(svc: Services, ref: str, env: str, image: str) -> Mapping[str, bytes]:
-    from shipyard.wiring.deploy import render_environment
-
-    return render_environment(svc, ref, env, image=image).files
-
-
 def _alias_version(svc: Services, model: str, alias: str) -> int | None:
     from shipyard.errors import NotFoundError
 
@@ -143,7 +118,7 @@ def _alias_version(svc: Services, model: str, alias: str) -> int | None:
 
 
 def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, image: str | None = None,
-            reason: str = "", reverts: str | None = None, render: Render | None = None) -> Promotion:
+            reason: str = "", reverts: str | None = None) -> Promotion:
     """``shipyard promote REF --env ENV``: gates, then the rendered environment committed and pushed, then the
     environment's alias moved (not with ``branch``: that pushes a review branch and changes nothing else).
 
@@ -151,6 +126,7 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
     """
     from shipyard.adapters.deploy.gitops import Published, check_branch
     from shipyard.core.deploy.promotion import alias_reason, commit_message
+    from shipyard.wiring.deploy import deploy_spec, render_environment
 
     spec = deploy_spec(svc)
     _, alias = environment(spec, env)
@@ -158,10 +134,9 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
         check_branch(branch)
     mv = svc.registry.resolve(ref)
     decision, chosen = check_gates(svc, mv, env, image)
-    repo = gitops_repo(svc, spec)
-    message = commit_message(mv.model, mv.version, env, record=record_digest(svc, mv), image=chosen,
+    repo, folder = gitops_repo(svc, spec)
+    message = commit_message(mv.model, mv.version, env, record=mv.record_digest(), image=chosen,
                              actor=svc.settings.actor, reverts=reverts, reason=reason)
-    draw = render or _rendered_files
     was = _alias_version(svc, mv.model, alias)
 
     def move_alias(pushed: Published) -> bool:
@@ -175,19 +150,22 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
                                alias_reason(env, pushed.head or "?", chosen, reverts=reverts, note=reason))
         return True
 
-    published, moved = repo.publish(lambda: draw(svc, mv.ref, env, chosen), message, svc.settings.actor,
-                                    folder=spec.folder, branch=branch, on_pushed=move_alias)
+    def write(where: Path) -> list[str]:  # rendered afresh on each try: the stable version may have moved
+        return render_environment(svc, mv.ref, env, image=chosen).write(where)
+
+    published, moved = repo.publish(write, message, svc.settings.actor, folder=folder, branch=branch,
+                                    on_pushed=move_alias)
     return Promotion(mv.model, mv.version, env, alias, chosen, repo.url, published.branch, published.commit,
                      published.head, was, bool(moved), reverts, decision, published.files,
                      review=branch is not None)
 
 
-def rollback(svc: Services, env: str, model: str | None = None, *, reason: str = "",
-             render: Render | None = None) -> Promotion:
+def rollback(svc: Services, env: str, model: str | None = None, *, reason: str = "") -> Promotion:
     """``shipyard rollback --env ENV [MODEL]``: promote again the version the environment had before this one
     (from the alias's audit history), with the image it was promoted with then."""
     from shipyard.core.deploy.promotion import previous_version, promoted_image
     from shipyard.errors import InvalidInputError, NotFoundError
+    from shipyard.wiring.deploy import deploy_spec
 
     spec = deploy_spec(svc)
     _, alias = environment(spec, env)
@@ -205,5 +183,5 @@ def rollback(svc: Services, env: str, model: str | None = None, *, reason: str =
         raise NotFoundError(f"{model}@{alias} has no earlier promoted version to roll back to "
                             f"(`shipyard models history {model}` shows its moves)")
     return promote(svc, f"{model}@{previous}", env, image=promoted_image(events, model, alias, previous),
-                   reason=reason, reverts=current.ref, render=render)
+                   reason=reason, reverts=current.ref)
 

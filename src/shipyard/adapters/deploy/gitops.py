@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
@@ -30,7 +30,6 @@ from shipyard.errors import BackendUnavailableError, ConfigError, ConflictError,
 GIT_TIMEOUT = 120.0  # one git command (a fetch or push over a slow link)
 LOCK_TIMEOUT = 600.0  # waiting for another promotion of the same repository
 PUSH_ATTEMPTS = 5  # a push refused as not fast-forward: fetch, re-render, commit and push again
-MAX_FILE_BYTES = 16 * 1024 * 1024
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _UNREACHABLE = ("could not resolve host", "connection refused", "unable to connect", "could not read from remote",
@@ -205,46 +204,33 @@ class GitOpsRepo:
 
     # --- writing -------------------------------------------------------------------------------------------
 
-    def _write(self, folder: str, files: Mapping[str, bytes]) -> tuple[str, ...]:
-        """Write ``files`` (paths relative to ``folder`` inside the clone); never through a link."""
-        base = _safe_parts(folder, "deploy.folder") if folder not in ("", ".") else ()
-        written = []
-        for rel, data in sorted(files.items()):
-            if len(data) > MAX_FILE_BYTES:
-                raise InvalidInputError(f"the rendered file {rel[:80]} is over {MAX_FILE_BYTES} bytes")
-            parts = (*base, *_safe_parts(rel, "a rendered file"))
-            where = self.clone
-            for part in parts[:-1]:
-                where = where / part
-                if where.is_symlink():
-                    shown = "/".join(where.relative_to(self.clone).parts)
-                    raise ConflictError(f"the GitOps repository {self.url} holds a symbolic link at {shown}: "
-                                        "Shipyard never writes through links; replace it with a folder there")
-                if where.exists() and not where.is_dir():
-                    where.unlink()
-                where.mkdir(exist_ok=True)
-            target = where / parts[-1]
-            if target.is_symlink() or target.is_file():
-                target.unlink()  # a link is replaced, never followed
-            elif target.exists():
-                shutil.rmtree(target)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            written.append("/".join(parts))
-        return tuple(written)
+    def _folder(self, folder: str) -> Path:
+        """The GitOps folder inside the clone; a link on the way there (the repository's content) is refused."""
+        where = self.clone
+        for part in _safe_parts(folder, "deploy.folder") if folder not in ("", ".") else ():
+            where = where / part
+            if where.is_symlink():
+                shown = "/".join(where.relative_to(self.clone).parts)
+                raise ConflictError(f"the GitOps repository {self.url} holds a symbolic link at {shown}: Shipyard "
+                                    "never writes through links; replace it with a folder there")
+            if where.exists() and not where.is_dir():
+                shown = "/".join(where.relative_to(self.clone).parts)
+                raise ConflictError(f"the GitOps repository {self.url} holds a file at {shown}, where the GitOps "
+                                    "folder goes: move it, or set deploy.folder in shipyard.yaml")
+        return where
 
     # --- the one public operation ----------------------------------------------------------------------------
 
-    def publish(self, render: Callable[[], Mapping[str, bytes]], message: str, author: str, *,
+    def publish(self, write: Callable[[Path], Sequence[str]], message: str, author: str, *,
                 folder: str = "deploy", branch: str | None = None,
                 on_pushed: Callable[[Published], T] | None = None) -> tuple[Published, T | None]:
-        """Commit what ``render()`` gives (paths relative to ``folder``) on top of the remote branch and push it.
+        """Let ``write(path)`` write the GitOps folder (``folder`` in the repository; it returns the paths it
+        changed) on top of the remote branch, commit what changed and push it.
 
         ``branch``: push to that review branch instead (made from the remote branch). ``on_pushed`` runs after
         a successful push (or when nothing changed), still holding the lock: an alias move there follows the
         pushes in their order. A push refused as not fast-forward is tried again on a fresh fetch, with
-        ``render`` called again; ``PUSH_ATTEMPTS`` refusals in a row are a ConflictError.
+        ``write`` called again (the files rendered afresh); ``PUSH_ATTEMPTS`` refusals in a row are a ConflictError.
         """
         target = check_branch(branch) if branch is not None else self.branch
         with self.locked():
@@ -252,8 +238,9 @@ class GitOpsRepo:
             for attempt in range(1, PUSH_ATTEMPTS + 1):
                 head = self._fetch()
                 self._reset(head)
-                written = self._write(folder, render())
-                self._git("add", "-A", "--", *(written or ["."]))
+                where = self._folder(folder)
+                written = tuple(write(where))
+                self._git("add", "-A", "--", str(where.relative_to(self.clone)) if where != self.clone else ".")
                 if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
                     done = Published(self.url, target, None, False, written, attempt, head)
                     return done, on_pushed(done) if on_pushed else None
@@ -298,15 +285,4 @@ def _safe_parts(path: str, what: str) -> tuple[str, ...]:
     return parts
 
 
-def origin_url(project: Path) -> str | None:
-    """The ``origin`` remote of the git repository holding ``project`` (read only), or None."""
-    try:
-        done = subprocess.run(["git", "-C", str(project), "remote", "get-url", "origin"], capture_output=True,
-                              text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    url = done.stdout.strip()
-    return url if done.returncode == 0 and url else None
-
-
-__all__ = ["GitOpsRepo", "Published", "check_branch", "origin_url"]
+__all__ = ["GitOpsRepo", "Published", "check_branch"]
