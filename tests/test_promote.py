@@ -17,7 +17,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 import shipyard
-from shipyard.adapters.deploy.gitops import GitOpsRepo
+from shipyard.adapters.deploy.gitops import GitOpsRepo, Published
 from shipyard.config import Settings
 from shipyard.core.deploy import promotion as p
 from shipyard.errors import (
@@ -227,11 +227,18 @@ def test_two_promotions_at_once_both_land(svc: Services, tmp_path: Path) -> None
 
 def test_clones_racing_from_two_places_retry_and_lose_no_commit(daemon: tuple[str, Path], tmp_path: Path) -> None:
     url = bare(daemon)
+    served = daemon[1] / url.rsplit("/", 1)[1]
     repos = [GitOpsRepo(url, tmp_path / f"w{i}") for i in range(2)]  # two machines: two clones, two locks
+    on_server: list[bool] = []
+
+    def pushed(done: Published) -> None:  # what runs after the push (the alias move) sees it on the server
+        on_server.append(subprocess.run(["git", "-C", str(served), "cat-file", "-e", f"{done.commit}^{{commit}}"],
+                                        check=False).returncode == 0)
 
     def go(i: int) -> None:
         for n in range(3):
-            repos[i].publish(lambda d, n=n: put(d, f"e{i}.yaml", f"n: {n}\n"), f"c{i}-{n}", "bot")
+            repos[i].publish(lambda d, n=n: put(d, f"e{i}.yaml", f"n: {n}\n"), f"c{i}-{n}", "bot",
+                             on_pushed=pushed)
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
     for t in threads:
@@ -240,6 +247,7 @@ def test_clones_racing_from_two_places_retry_and_lose_no_commit(daemon: tuple[st
         t.join()
     work = clone(url, tmp_path / "c")
     assert sorted(git("log", "--format=%s", cwd=work).split()) == [f"c{i}-{n}" for i in range(2) for n in range(3)]
+    assert on_server == [True] * 6
 
 
 def put(folder: Path, name: str, text: str) -> list[str]:
@@ -306,3 +314,6 @@ def test_promote_from_the_cli_says_one_line_when_refused(svc: Services, tmp_path
     assert denied.stderr.count("\n") == 1 and "not pinned by digest" in denied.stderr
     done = run_cli("promote", "m@1", "--env", "staging", env=env, cwd=svc.settings.project_root)
     assert "promoted m@1 to staging: commit " in done.stdout and "alias  m@staging -> 1" in done.stdout
+    again = json.loads(run_cli("promote", "m@1", "--env", "staging", "--json", env=env,
+                               cwd=svc.settings.project_root).stdout)
+    assert (again["changed"], again["alias_moved"], again["gates"]["allowed"]) == (False, False, True)
