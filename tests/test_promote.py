@@ -317,3 +317,31 @@ def test_promote_from_the_cli_says_one_line_when_refused(svc: Services, tmp_path
     again = json.loads(run_cli("promote", "m@1", "--env", "staging", "--json", env=env,
                                cwd=svc.settings.project_root).stdout)
     assert (again["changed"], again["alias_moved"], again["gates"]["allowed"]) == (False, False, True)
+
+
+def test_without_deploy_repo_the_projects_origin_is_used_and_its_working_tree_left_alone(
+        daemon: tuple[str, Path], tmp_path: Path, saved: Path) -> None:
+    url = bare(daemon)
+    work = clone(url, tmp_path / "app")
+    (work / "README").write_text("app\n")
+    git("add", "README", cwd=work)
+    git("-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "init", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    settings = make_project(work / "ml", url)
+    (work / "ml" / "shipyard.yaml").write_text("deploy: {}\n")
+    (work / "ml" / "notes.txt").write_text("uncommitted\n")
+    git("add", "ml/notes.txt", cwd=work)  # something staged in the user's index
+    (work / ".git" / "info" / "exclude").write_text("ml/.shipyard/\nml/meta.db\n")  # Shipyard's own data
+    before = (git("status", "--porcelain", cwd=work), git("rev-parse", "HEAD", cwd=work))
+    svc = build(settings, work / "ml")
+    try:
+        mv = svc.registry.register("m", saved)
+        done = promote(svc, "m@1", "staging", image=image(1))
+    finally:
+        svc.close()
+    assert mv.version == 1 and done.repo == url
+    assert (git("status", "--porcelain", cwd=work), git("rev-parse", "HEAD", cwd=work)) == before
+    git("fetch", "-q", cwd=work)
+    assert "ml/deploy/overlays/staging/kustomization.yaml" in git("ls-tree", "-r", "--name-only", "origin/main",
+                                                                  cwd=work)
+    assert "path: ml/deploy/overlays/staging" in git("show", "origin/main:ml/deploy/argocd/staging.yaml", cwd=work)
