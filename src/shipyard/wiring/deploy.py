@@ -37,13 +37,12 @@ class Rendered:
     format: str = "kubernetes"
     strategy: str = "deployment"
     stable_version: int | None = None
+    objects: tuple[dict[str, Any], ...] = ()  # the environment's objects as `kubectl kustomize` builds them
 
     def documents(self) -> list[dict[str, Any]]:
-        """The complete Kubernetes objects among the files (what ``--apply`` sends; no kustomizations or
-        patches: ``kubectl kustomize`` of the overlay gives the applied form)."""
-        from shipyard.core.deploy.layout import documents
-
-        return documents(self.files)
+        """The objects the overlay builds to (patch merged, image pinned, namespace set): what ``--apply``
+        sends; the Argo CD Application is not among them (it goes to Argo CD's namespace, once)."""
+        return [dict(o) for o in self.objects]
 
     def write(self, folder: Path) -> list[str]:
         """Write the files under ``folder`` (created if missing) and remove the files an earlier render
@@ -210,7 +209,7 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
     by ``shipyard build --push``; ``options`` are the flags' overrides; ``folder`` where the files will be
     written when not deploy.folder (it sets the Application's path in the repository)."""
     from shipyard.core.deploy.analysis import analysis_template
-    from shipyard.core.deploy.layout import render_tree
+    from shipyard.core.deploy.layout import applied_objects, render_tree
     from shipyard.core.deploy.manifests import Target, pinned_image, plan
 
     spec = deploy_spec(svc)
@@ -236,5 +235,6 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
     files = render_tree(current, source(svc, spec, folder), analysis_template, others)
     return Rendered(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=target.record_digest,
                     files=files, format=current.format, strategy=current.strategy,
-                    stable_version=target.stable_version)
+                    stable_version=target.stable_version,
+                    objects=tuple(applied_objects(current, analysis_template)))
 
