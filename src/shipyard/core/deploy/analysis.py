@@ -138,8 +138,8 @@ def promql(model: str, spec: AnalysisSpec) -> dict[str, str]:
     disagreement = (f'(sum(increase({compared},result="disagree"}}[{w}])) or vector(0))\n'
                     f'/ (sum(increase({compared},result=~"agree|disagree"}}[{w}])) >= {spec.min_requests})')
 
-    def counts(version: str) -> str:
-        return f"sum by (bucket) (increase({PREDICTIONS}{sel(version)}[{w}]))"
+    def counts(version: str) -> str:  # the buckets the version answered in within the window
+        return f"(sum by (bucket) (increase({PREDICTIONS}{sel(version)}[{w}])) > 0)"
 
     def shares(one: str, other: str) -> str:  # every bucket either side saw, smoothed, as shares of one side
         smoothed = f"(({one}) or ({other}) * 0) + {_number(SMOOTHING)}"
