@@ -37,13 +37,12 @@ class Rendered:
     format: str = "kubernetes"
     strategy: str = "deployment"
     stable_version: int | None = None
+    objects: tuple[dict[str, Any], ...] = ()  # the environment's objects as `kubectl kustomize` builds them
 
     def documents(self) -> list[dict[str, Any]]:
-        """The complete Kubernetes objects among the files (what ``--apply`` sends; no kustomizations or
-        patches: ``kubectl kustomize`` of the overlay gives the applied form)."""
-        from shipyard.core.deploy.layout import documents
-
-        return documents(self.files)
+        """The objects the overlay builds to (patch merged, image pinned, namespace set): what ``--apply``
+        sends; the Argo CD Application is not among them (it goes to Argo CD's namespace, once)."""
+        return [dict(o) for o in self.objects]
 
     def write(self, folder: Path) -> list[str]:
         """Write the files under ``folder`` (created if missing) and remove the files an earlier render
@@ -190,7 +189,10 @@ def source(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
 
     if spec.repo:
         return Source(spec.repo, declared_path(spec.folder, "deploy.folder"), spec.branch)
-    where = folder if folder is not None else gitops_folder(svc, spec)
+    default = gitops_folder(svc, spec)
+    where = folder if folder is not None else default
+    if folder is not None and (not folder.exists() or toplevel(folder) is None):
+        where = default  # written outside any repository (a look at --output): named as deploy.folder would be
     start = where if where.exists() else svc.settings.project_root
     url, top = remote_url(start), toplevel(start)
     if url is None or top is None:
@@ -210,7 +212,7 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
     by ``shipyard build --push``; ``options`` are the flags' overrides; ``folder`` where the files will be
     written when not deploy.folder (it sets the Application's path in the repository)."""
     from shipyard.core.deploy.analysis import analysis_template
-    from shipyard.core.deploy.layout import render_tree
+    from shipyard.core.deploy.layout import applied_objects, render_tree
     from shipyard.core.deploy.manifests import Target, pinned_image, plan
 
     spec = deploy_spec(svc)
@@ -236,5 +238,6 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
     files = render_tree(current, source(svc, spec, folder), analysis_template, others)
     return Rendered(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=target.record_digest,
                     files=files, format=current.format, strategy=current.strategy,
-                    stable_version=target.stable_version)
+                    stable_version=target.stable_version,
+                    objects=tuple(applied_objects(current, analysis_template)))
 

@@ -17,7 +17,7 @@ import yaml
 
 from shipyard.core.deploy import argocd, kserve
 from shipyard.core.deploy import manifests as m
-from shipyard.core.deploy.config import AnalysisSpec
+from shipyard.core.deploy.config import AnalysisSpec, CanaryStep
 from shipyard.core.deploy.manifests import Object, Plan
 
 KUSTOMIZE_API = "kustomize.config.k8s.io/v1beta1"
@@ -124,3 +124,63 @@ def documents(files: dict[str, bytes]) -> list[Object]:
             continue
         out.extend(d for d in yaml.safe_load_all(data) if d)
     return out
+
+
+def applied_objects(p: Plan, analysis: AnalysisTemplate) -> list[Object]:
+    """The objects of ``p``'s environment as ``kubectl kustomize overlays/<env>`` builds them (patch merged,
+    image pinned, namespace and annotations set): what ``shipyard deploy --apply`` sends."""
+    if p.format == "kserve":
+        objs = [kserve.inference_service(p), *m.external_secrets(p)]
+    else:
+        work = m.deployment(p)
+        patch = m.deployment_patch(p)["spec"]
+        spec, template = work["spec"], work["spec"]["template"]
+        if "replicas" in patch:
+            work["spec"] = spec = {"replicas": patch["replicas"], **spec}
+        template["metadata"]["labels"].update(patch["template"]["metadata"]["labels"])
+        box = template["spec"]["containers"][0]
+        box["image"] = p.target.image
+        box.update({k: v for k, v in patch["template"]["spec"]["containers"][0].items() if k != "name"})
+        template["spec"].update({k: v for k, v in patch["template"]["spec"].items() if k != "containers"})
+        objs = [docs[0] for name, docs in sorted(base_files(p).items()) if name != "kustomization.yaml"]
+        objs = [work if o["kind"] == "Deployment" else o for o in objs]
+        objs.extend(docs[0] for name, docs in sorted(overlay_files(p, analysis).items())
+                    if name not in ("kustomization.yaml", "deployment-patch.yaml"))
+    for obj in objs:
+        obj["metadata"]["namespace"] = p.namespace
+        obj["metadata"]["annotations"] = {**obj["metadata"].get("annotations", {}), **p.annotations()}
+        template = obj.get("spec", {}).get("template") if obj["kind"] == "Deployment" else None
+        if template is not None:
+            template["metadata"]["annotations"] = {**template["metadata"].get("annotations", {}), **p.annotations()}
+    return objs
+
+
+STEP = re.compile(r"^(?:(?P<weight>\d{1,3})|pause=(?P<pause>\S+)|(?P<analysis>analysis))\Z")
+
+
+def parse_steps(text: str) -> tuple[CanaryStep, ...]:
+    """``10,pause=30s,analysis,50,analysis`` (``--steps``) as canary steps; a ValueError in one line."""
+    steps = []
+    for part in (s.strip() for s in text.split(",")):
+        match = STEP.match(part)
+        if not match:
+            raise ValueError(f"--steps: {part[:40]!r} is not a step: write a weight (10), pause=30s or analysis, "
+                             "separated by commas")
+        try:
+            if match["weight"]:
+                steps.append(CanaryStep(weight=int(match["weight"])))
+            elif match["pause"]:
+                steps.append(CanaryStep(pause=match["pause"]))
+            else:
+                steps.append(CanaryStep(analysis=True))
+        except ValueError as exc:  # pydantic's ValidationError: a weight over 100, a bad duration
+            raise ValueError(f"--steps: {part!r}: {_first_error(exc)}") from None
+    return tuple(steps)
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first.get("msg", exc)).removeprefix("Value error, ")
+    return str(exc)

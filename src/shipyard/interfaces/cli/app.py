@@ -17,11 +17,13 @@ from shipyard.interfaces.cli import (
     pipeline,
     project,
     promote,
+    rollout,
     runs,
     serve,
     store,
     verify,
 )
+from shipyard.interfaces.cli import deploy as deploy_cli
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -45,6 +47,8 @@ app.command("reproduce")(pipeline.reproduce)
 app.command("serve")(serve.serve)
 app.command("build")(build.build)
 app.command("verify")(verify.verify)
+app.command("deploy")(deploy_cli.deploy)
+app.command("rollout")(rollout.rollout)
 app.command("promote")(promote.promote)
 app.command("rollback")(promote.rollback)
 
