@@ -23,12 +23,13 @@ def promote(
     reason: str = typer.Option("", "--reason", "-m", help="Why, for the commit and the audit log."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Promote a version to an environment: check the gates, commit the rendered manifests to the GitOps
-    repository and push, then move the environment's alias (only once the push succeeded).
+    """Promote a version to an environment: check the gates, commit the rendered manifests to
+    the GitOps repository and push, then move the environment's alias (only after the push).
 
-    Gates: the version has an image pinned by digest, and where `verify --image` results are recorded for
-    that image, the newest one passed. The GitOps repository is deploy.repo in shipyard.yaml, or else the
-    project's own `origin`; Shipyard works in a private clone under .shipyard/gitops/.
+    Gates: the version has an image pinned by digest, and where `verify --image` results are
+    recorded for that image, the newest one passed. The GitOps repository is deploy.repo in
+    shipyard.yaml, or else the project's own `origin`; Shipyard works in a private clone
+    under .shipyard/gitops/ and never touches your working tree.
     """
     from shipyard.wiring.gitops import promote as run
 
@@ -47,8 +48,12 @@ def rollback(
     reason: str = typer.Option("", "--reason", "-m", help="Why, for the commit and the audit log."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Return an environment to the version it had before the current one, the way promote does it: a commit
-    pushed to the GitOps repository, then the alias moved; both recorded in `shipyard models history`."""
+    """Return an environment to the version it had before the current one, as promote does it:
+    a commit pushed to the GitOps repository, then the alias moved (see `shipyard models history`).
+
+    The version comes back with the image it was promoted with then. Rolling back twice goes two
+    promotions back.
+    """
     from shipyard.wiring.gitops import rollback as run
 
     svc = out.services()
