@@ -137,27 +137,24 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
     repo, folder = gitops_repo(svc, spec)
     message = commit_message(mv.model, mv.version, env, record=mv.record_digest(), image=chosen,
                              actor=svc.settings.actor, reverts=reverts, reason=reason)
-    was = _alias_version(svc, mv.model, alias)
-
-    def move_alias(pushed: Published) -> bool:
-        """Run after the push, still holding the repository's lock: alias moves follow the pushes' order."""
-        if branch is not None:
-            return False
-        now = _alias_version(svc, mv.model, alias)
-        if now == mv.version:
-            return False
+    def move_alias(pushed: Published) -> tuple[int | None, bool]:
+        """(where the alias was, whether it moved). Run after the push, still holding the repository's lock, so
+        alias moves follow the pushes' order."""
+        was = _alias_version(svc, mv.model, alias)
+        if branch is not None or was == mv.version:
+            return was, False
         svc.registry.set_alias(mv.model, alias, mv.version,
                                alias_reason(env, pushed.head or "?", chosen, reverts=reverts, note=reason))
-        return True
+        return was, True
 
     def write(where: Path) -> list[str]:  # rendered afresh on each try: the stable version may have moved
         return render_environment(svc, mv.ref, env, image=chosen).write(where)
 
-    published, moved = repo.publish(write, message, svc.settings.actor, folder=folder, branch=branch,
+    published, after = repo.publish(write, message, svc.settings.actor, folder=folder, branch=branch,
                                     on_pushed=move_alias)
+    was, moved = after if after is not None else (None, False)
     return Promotion(mv.model, mv.version, env, alias, chosen, repo.url, published.branch, published.commit,
-                     published.head, was, bool(moved), reverts, decision, published.files,
-                     review=branch is not None)
+                     published.head, was, moved, reverts, decision, published.files, review=branch is not None)
 
 
 def rollback(svc: Services, env: str, model: str | None = None, *, reason: str = "") -> Promotion:

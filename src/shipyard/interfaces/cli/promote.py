@@ -72,6 +72,9 @@ def _report(done: Promotion, as_json: bool) -> None:
     what = f"rolled back {done.env} to {done.ref} (from {done.reverts})" if done.reverts else \
         f"promoted {done.ref} to {done.env}"
     where = f"{out.plain(done.branch)} of {out.plain(done.repo)}"
+    if done.commit is None and done.review:
+        con.print(f"nothing to push for review: {out.plain(done.repo)} already deploys {done.ref} to {done.env}")
+        return
     if done.commit is None:
         head = (done.head or "?")[:12]
         con.print(f"{done.ref} is already what {where} holds for {done.env} (commit {head}): nothing to commit")
