@@ -169,6 +169,13 @@ def test_a_failed_push_leaves_the_alias_where_it_was(svc: Services, tmp_path: Pa
     assert svc.registry.resolve("m@staging").version == 1 and len(alias_events(svc)) == 1
 
 
+def test_a_damaged_clone_is_made_again(svc: Services) -> None:
+    promote(svc, "m@1", "staging")
+    [index] = (svc.settings.home / "gitops").glob("*/.git/index")
+    index.write_bytes(b"not an index")  # an interrupted git, a full disk
+    assert promote(svc, "m@2", "staging").alias_moved
+
+
 def test_a_review_branch_is_pushed_and_the_alias_stays(svc: Services, tmp_path: Path) -> None:
     promote(svc, "m@1", "production")
     done = promote(svc, "m@2", "production", branch="review/m-2")

@@ -172,10 +172,7 @@ class GitOpsRepo:
             got = self._git("config", "--get", "remote.origin.url", check=False).stdout.strip()
             if got == self.url:
                 return
-        if self.clone.is_symlink() or self.clone.is_file():
-            self.clone.unlink()
-        elif self.clone.exists():
-            shutil.rmtree(self.clone)
+        self._remove_clone()
         self.clone.mkdir(parents=True)
         self._git("init", "-q")
         self._git("remote", "add", "origin", self.url)
@@ -234,31 +231,50 @@ class GitOpsRepo:
         """
         target = check_branch(branch) if branch is not None else self.branch
         with self.locked():
-            self._ensure_clone()
-            for attempt in range(1, PUSH_ATTEMPTS + 1):
-                head = self._fetch()
-                self._reset(head)
-                where = self._folder(folder)
-                written = tuple(write(where))
-                self._git("add", "-A", "--", str(where.relative_to(self.clone)) if where != self.clone else ".")
-                if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
-                    done = Published(self.url, target, None, False, written, attempt, head)
-                    return done, on_pushed(done) if on_pushed else None
-                self._git("commit", "-q", "--no-verify", "-F", "-", author=author, stdin=message)
-                commit = self._git("rev-parse", "HEAD").stdout.strip()
-                pushed = self._git("push", "--porcelain", "--no-verify", "origin",
-                                   f"HEAD:refs/heads/{target}", check=False)
-                if pushed.returncode == 0:
-                    done = Published(self.url, target, commit, True, written, attempt, commit)
-                    return done, on_pushed(done) if on_pushed else None
-                text = pushed.stdout + "\n" + pushed.stderr
-                if not _non_fast_forward(text):
-                    raise self._push_error(GitFailed(("push",), pushed.returncode, text), target)
-                if target != self.branch:
-                    raise ConflictError(f"the branch {target} already exists in {self.url} with other commits: "
-                                        "choose another --branch name")
-            raise ConflictError(f"the push to {self.branch} of {self.url} was refused {PUSH_ATTEMPTS} times as not "
-                                "fast-forward (others keep pushing): run the promotion again")
+            try:
+                return self._publish(write, message, author, folder, target, on_pushed)
+            except GitFailed:  # a local step failed: the clone is damaged (an interrupted git, a full disk)
+                self._remove_clone()
+            try:
+                return self._publish(write, message, author, folder, target, on_pushed)
+            except GitFailed as exc:
+                raise BackendUnavailableError(f"git failed in Shipyard's clone {self.clone} of {self.url} "
+                                              f"({first_line(exc.stderr)}): remove that folder and run the "
+                                              "promotion again") from None
+
+    def _remove_clone(self) -> None:
+        if self.clone.is_symlink() or self.clone.is_file():
+            self.clone.unlink()
+        elif self.clone.exists():
+            shutil.rmtree(self.clone)
+
+    def _publish(self, write: Callable[[Path], Sequence[str]], message: str, author: str, folder: str, target: str,
+                 on_pushed: Callable[[Published], T] | None) -> tuple[Published, T | None]:
+        self._ensure_clone()
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            head = self._fetch()
+            self._reset(head)
+            where = self._folder(folder)
+            written = tuple(write(where))
+            self._git("add", "-A", "--", str(where.relative_to(self.clone)) if where != self.clone else ".")
+            if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
+                done = Published(self.url, target, None, False, written, attempt, head)
+                return done, on_pushed(done) if on_pushed else None
+            self._git("commit", "-q", "--no-verify", "-F", "-", author=author, stdin=message)
+            commit = self._git("rev-parse", "HEAD").stdout.strip()
+            pushed = self._git("push", "--porcelain", "--no-verify", "origin",
+                               f"HEAD:refs/heads/{target}", check=False)
+            if pushed.returncode == 0:
+                done = Published(self.url, target, commit, True, written, attempt, commit)
+                return done, on_pushed(done) if on_pushed else None
+            text = pushed.stdout + "\n" + pushed.stderr
+            if not _non_fast_forward(text):
+                raise self._push_error(GitFailed(("push",), pushed.returncode, text), target)
+            if target != self.branch:
+                raise ConflictError(f"the branch {target} already exists in {self.url} with other commits: "
+                                    "choose another --branch name")
+        raise ConflictError(f"the push to {self.branch} of {self.url} was refused {PUSH_ATTEMPTS} times as not "
+                            "fast-forward (others keep pushing): run the promotion again")
 
     def _push_error(self, exc: GitFailed, target: str) -> Exception:
         low = exc.stderr.lower()
