@@ -156,6 +156,7 @@ def test_a_failed_push_leaves_the_alias_where_it_was(svc: Services, tmp_path: Pa
     with pytest.raises(ConflictError) as refused:
         promote(svc, "m@2", "staging")
     assert len(str(refused.value).splitlines()) == 1 and "refused the push to main" in str(refused.value)
+    assert "(protected branch: changes go through review: pre-receive hook declined)" in str(refused.value)
     assert "--branch" in str(refused.value)
     assert svc.registry.resolve("m@staging").version == 1 and len(alias_events(svc)) == 1
     hook.unlink()
@@ -166,6 +167,7 @@ def test_a_failed_push_leaves_the_alias_where_it_was(svc: Services, tmp_path: Pa
     with pytest.raises(BackendUnavailableError) as down:
         promote(svc, "m@2", "staging")
     assert len(str(down.value).splitlines()) == 1 and "cannot reach the GitOps repository" in str(down.value)
+    assert "Connection refused" in str(down.value)
     assert svc.registry.resolve("m@staging").version == 1 and len(alias_events(svc)) == 1
 
 

@@ -80,8 +80,11 @@ def check_url(url: str) -> str:
 def first_line(text: str, limit: int = 160) -> str:
     """The line of git's output that says what went wrong (``fatal:``/``error:`` first), as one short line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    pick = next((ln for ln in lines if ln.lower().startswith(("fatal:", "error:", "remote: error", "! ["))),
-                lines[-1] if lines else "")
+    at = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("fatal:", "error:", "remote: error",
+                                                                          "! ["))), len(lines) - 1)
+    pick = lines[at] if lines else ""
+    if pick.endswith(":") and at + 1 < len(lines):  # "fatal: unable to connect to HOST:" and the reason below
+        pick = f"{pick} {lines[at + 1]}"
     return _CONTROL.sub(" ", pick)[:limit]
 
 
@@ -280,9 +283,20 @@ class GitOpsRepo:
         low = exc.stderr.lower()
         if any(w in low for w in _AUTH) or any(w in low for w in _UNREACHABLE):
             return self._remote_error(exc, f"pushing to {target}")
-        detail = first_line(exc.stderr)
-        return ConflictError(f"the GitOps repository {self.url} refused the push to {target} ({detail}): push a "
+        return ConflictError(f"the GitOps repository {self.url} refused the push to {target} "
+                             f"({_refusal(exc.stderr)}): push a "
                              "branch for review with --branch NAME, or ask its owners to allow the push")
+
+
+def _refusal(text: str) -> str:
+    """Why the server refused a push: its own message (``remote: ...``), else the reason git gives."""
+    said = [ln.strip()[len("remote:"):].strip() for ln in text.splitlines() if ln.strip().startswith("remote:")]
+    said = [ln for ln in said if ln]
+    reason = re.search(r"\[remote rejected\][^(\n]*\(([^)\n]{1,200})\)", text)
+    parts = [said[0]] if said else []
+    if reason:
+        parts.append(reason.group(1))
+    return _CONTROL.sub(" ", ": ".join(parts))[:200] if parts else first_line(text)
 
 
 def _non_fast_forward(text: str) -> bool:
