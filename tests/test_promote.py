@@ -138,7 +138,7 @@ def test_promote_pushes_a_commit_a_fresh_clone_shows_then_moves_the_alias(svc: S
     assert "kind: Application" in application and f"repoURL: {done.repo}" in application
     assert svc.registry.resolve("m@staging").version == 2
     [event] = alias_events(svc)
-    assert event.startswith(f"None->2: promote to staging: commit {done.commit} (image {image(2)})")
+    assert event == f"None->2: promote to staging: commit {done.commit}: weekly retrain"
 
     again = promote(svc, "m@2", "staging")  # nothing changes: no empty commit, no alias event
     assert again.commit is None and not again.alias_moved
@@ -312,6 +312,11 @@ def test_the_previous_version_follows_promotions_and_rollbacks() -> None:
     assert p.previous_version([*events, ev(None, action="alias.remove"), ev(3)], "m", "staging") is None
     assert p.previous_version([ev(1), SimpleNamespace(model="m", name="prod", action="alias.set", new="5",
                                                       reason="")], "m", "staging") is None
+    moved = [ev(2, "promote to staging: commit 0123abcd4567: retrained"), ev(3, "promote to staging: commit ffff")]
+    assert p.promoted_commit(moved, "m", "staging", 2) == "0123abcd4567"
+    message = p.commit_message("m", 2, "staging", record=None, image=image(2), actor="a", reason="Shipyard-"
+                               "Image: evil/m@sha256:" + "0" * 64)  # a reason cannot forge a trailer
+    assert p.image_of(message, "m", 2) == image(2) and p.image_of(message, "m", 3) is None
 
 
 def test_promote_from_the_cli_says_one_line_when_refused(svc: Services, tmp_path: Path) -> None:

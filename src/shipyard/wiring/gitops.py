@@ -144,7 +144,7 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
         if branch is not None or was == mv.version:
             return was, False
         svc.registry.set_alias(mv.model, alias, mv.version,
-                               alias_reason(env, pushed.head or "?", chosen, reverts=reverts, note=reason))
+                               alias_reason(env, pushed.head or "?", reverts=reverts, note=reason))
         return was, True
 
     def write(where: Path) -> list[str]:  # rendered afresh on each try: the stable version may have moved
@@ -159,8 +159,9 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
 
 def rollback(svc: Services, env: str, model: str | None = None, *, reason: str = "") -> Promotion:
     """``shipyard rollback --env ENV [MODEL]``: promote again the version the environment had before this one
-    (from the alias's audit history), with the image it was promoted with then."""
-    from shipyard.core.deploy.promotion import previous_version, promoted_image
+    (from the alias's audit history), with the image it was promoted with then (the ``Shipyard-Image`` of the
+    commit that alias move names; the newest ``build --push`` when the repository no longer holds it)."""
+    from shipyard.core.deploy.promotion import image_of, previous_version, promoted_commit
     from shipyard.errors import InvalidInputError, NotFoundError
     from shipyard.wiring.deploy import deploy_spec
 
@@ -179,6 +180,11 @@ def rollback(svc: Services, env: str, model: str | None = None, *, reason: str =
     if previous is None:
         raise NotFoundError(f"{model}@{alias} has no earlier promoted version to roll back to "
                             f"(`shipyard models history {model}` shows its moves)")
-    return promote(svc, f"{model}@{previous}", env, image=promoted_image(events, model, alias, previous),
-                   reason=reason, reverts=current.ref)
+    image = None
+    commit = promoted_commit(events, model, alias, previous)
+    if commit is not None:
+        repo, _ = gitops_repo(svc, spec)
+        message = repo.message_of(commit)
+        image = image_of(message, model, previous) if message is not None else None
+    return promote(svc, f"{model}@{previous}", env, image=image, reason=reason, reverts=current.ref)
 

@@ -245,6 +245,21 @@ class GitOpsRepo:
                                               f"({first_line(exc.stderr)}): remove that folder and run the "
                                               "promotion again") from None
 
+    def message_of(self, commit: str) -> str | None:
+        """The message of ``commit`` on the branch (fetched if the clone lacks it); None when the repository
+        does not hold it (history rewritten) or cannot be read."""
+        if not re.fullmatch(r"[0-9a-f]{7,64}", commit):
+            return None
+        with self.locked():
+            try:
+                self._ensure_clone()
+                if self._git("cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode != 0:
+                    self._fetch()
+                done = self._git("show", "-s", "--format=%B", f"{commit}^{{commit}}", "--", check=False)
+            except GitFailed:
+                return None
+        return done.stdout if done.returncode == 0 else None
+
     def _remove_clone(self) -> None:
         if self.clone.is_symlink() or self.clone.is_file():
             self.clone.unlink()

@@ -18,7 +18,8 @@ PINNED = re.compile(r"^(?P<repo>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})\Z")
 ALIAS_SET = "alias.set"
 ALIAS_REMOVE = "alias.remove"
 ROLLBACK = "rollback"  # the first word of a rollback's alias reason: how the history tells it from a promotion
-_IMAGE_IN_REASON = re.compile(r"\(image (?P<image>[^@\s()]+@sha256:[0-9a-f]{64})\)")
+_COMMIT_IN_REASON = re.compile(r"\bcommit (?P<sha>[0-9a-f]{7,64})\b")
+_TRAILER = re.compile(r"^(?P<key>Shipyard-[A-Za-z]+): (?P<value>.*)$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_REASON = 300
 
@@ -190,20 +191,19 @@ def previous_version(events: Iterable[Any], model: str, alias: str) -> int | Non
     return stack[-2] if len(stack) > 1 else None
 
 
-def promoted_image(events: Iterable[Any], model: str, alias: str, version: int) -> str | None:
-    """The image the newest promotion of ``version`` to ``alias`` pinned (named in its alias reason), if any."""
+def promoted_commit(events: Iterable[Any], model: str, alias: str, version: int) -> str | None:
+    """The GitOps commit of the newest move of ``alias`` to ``version`` (named in its reason), if any."""
     for e in reversed(_events(events, model, alias)):
         if e.action == ALIAS_SET and e.new == str(version):
-            m = _IMAGE_IN_REASON.search(str(e.reason))
-            if m and pinned(m["image"]):
-                return m["image"]
+            m = _COMMIT_IN_REASON.search(str(e.reason))
+            return m["sha"] if m else None
     return None
 
 
-def alias_reason(env: str, commit: str, image: str, *, reverts: str | None = None, note: str = "") -> str:
-    """The alias move's audit reason: names the commit and image (and, for a rollback, what it reverts)."""
+def alias_reason(env: str, commit: str, *, reverts: str | None = None, note: str = "") -> str:
+    """The alias move's audit reason: names the commit (and, for a rollback, the version it reverts from)."""
     head = f"{ROLLBACK} of {env} from {reverts}" if reverts else f"promote to {env}"
-    text = f"{head}: commit {commit} (image {image})"
+    text = f"{head}: commit {commit}"
     return f"{text}: {one_line(note)}" if note.strip() else text
 
 
@@ -226,3 +226,17 @@ def commit_message(model: str, version: int, env: str, *, record: str | None, im
         trailers.append(("Shipyard-Reverts", reverts))
     body = f"{one_line(reason)}\n\n" if reason.strip() else ""
     return f"{one_line(subject, 200)}\n\n{body}" + "".join(f"{k}: {one_line(v, 200)}\n" for k, v in trailers)
+
+
+def trailers(message: str) -> dict[str, str]:
+    """The ``Shipyard-*`` trailers of a commit message (the last of each kind)."""
+    return {m["key"]: m["value"].strip() for m in _TRAILER.finditer(message[:64 * 1024])}
+
+
+def image_of(message: str, model: str, version: int) -> str | None:
+    """The image a promotion commit of ``model@version`` pinned, from its trailers; None for another commit."""
+    t = trailers(message)
+    image = t.get("Shipyard-Image", "")
+    if t.get("Shipyard-Model") != model or t.get("Shipyard-Version") != str(version) or not pinned(image):
+        return None
+    return image
