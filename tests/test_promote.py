@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,12 +53,16 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     pid = base / "daemon.pid"
     subprocess.run(["git", "daemon", f"--base-path={base}", "--export-all", "--enable=receive-pack", "--reuseaddr",
                     "--listen=127.0.0.1", f"--port={port}", f"--pid-file={pid}", "--detach"], check=True, timeout=30)
-    url = f"git://127.0.0.1:{port}"
-    for _ in range(200):  # answers once it listens
-        if subprocess.run(["git", "ls-remote", f"{url}/none.git"], capture_output=True, timeout=30).returncode \
-                == 128 and pid.exists():
+    deadline = time.monotonic() + 30
+    while True:  # --detach returns before the daemon listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
-    yield url, base
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    yield f"git://127.0.0.1:{port}", base
     os.kill(int(pid.read_text()), signal.SIGTERM)
 
 
