@@ -24,6 +24,8 @@ from shipyard.wiring import Services
 from tests.conftest import cli_env, shipyard
 from tests.k8s_validators import K8sValidator, k8s_validator  # noqa: F401
 
+pytestmark = pytest.mark.xdist_group("deploy")  # one worker: the project and the validators' installs are shared
+
 IMAGE = "registry.example.com/team/iris@sha256:" + "ab" * 32
 ORIGIN = "https://git.example.com/team/iris.git"
 ENVS = ("production", "qa", "staging")
