@@ -228,6 +228,11 @@ def test_gpu_model_and_application_set(k8s_validator: K8sValidator) -> None:  # 
     k8s_validator.validate([deployment, appset])
 
 
+def test_namespace_is_a_dns_label() -> None:  # it is written into the KEDA trigger's PromQL, too
+    with pytest.raises(ValueError, match="invalid namespace"):
+        deploy_config({"environments": {"prod": {"namespace": 'p",job="x'}}})
+
+
 def test_steps_flag() -> None:
     steps = parse_steps("10,pause=30s,analysis,50,analysis")
     assert [s.model_dump(exclude_none=True) for s in steps] == [
