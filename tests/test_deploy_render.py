@@ -24,6 +24,8 @@ from shipyard.wiring import Services
 from tests.conftest import cli_env, shipyard
 from tests.k8s_validators import K8sValidator, k8s_validator  # noqa: F401
 
+pytestmark = pytest.mark.xdist_group("deploy")  # one worker: the project and the validators' installs are shared
+
 IMAGE = "registry.example.com/team/iris@sha256:" + "ab" * 32
 ORIGIN = "https://git.example.com/team/iris.git"
 ENVS = ("production", "qa", "staging")
@@ -224,6 +226,11 @@ def test_gpu_model_and_application_set(k8s_validator: K8sValidator) -> None:  # 
     appset = yaml.safe_load(files["argocd/applicationset.yaml"])
     assert [e["env"] for e in appset["spec"]["generators"][0]["list"]["elements"]] == ["production", "staging"]
     k8s_validator.validate([deployment, appset])
+
+
+def test_namespace_is_a_dns_label() -> None:  # it is written into the KEDA trigger's PromQL, too
+    with pytest.raises(ValueError, match="invalid namespace"):
+        deploy_config({"environments": {"prod": {"namespace": 'p",job="x'}}})
 
 
 def test_steps_flag() -> None:

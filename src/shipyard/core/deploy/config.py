@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?\Z")  # a DNS label: it names namespaces and objects
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # a namespace
 DURATION = re.compile(r"^(?P<n>\d+)(?P<unit>ms|s|m|h)\Z")
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?\Z")
 DEFAULT_FOLDER = "deploy"
@@ -127,6 +128,13 @@ class EnvironmentSpec(_Strict):
     resources: Resources | None = None
     cluster: str = Field("https://kubernetes.default.svc", description="Argo CD destination server")
     approval: bool = Field(False, description="CI asks a reviewer before promoting here (GitHub environment)")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_LABEL.match(v):
+            raise ValueError(f"invalid namespace {v[:70]!r}: lowercase letters, digits and '-', at most 63")
+        return v
 
 
 class ArgoCDSpec(_Strict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -50,8 +50,7 @@ def deploy(
     changed = rendered.write(folder)
     applied: list[str] = []
     if apply:
-        from shipyard.wiring.cluster import apply as apply_objects  # type: ignore[import-not-found,unused-ignore]
-
+        apply_objects = _cluster_apply(folder, env)
         result = apply_objects(rendered.documents(), kubeconfig=None, context=None, dry_run=False)
         applied = [str(r) for r in result] if isinstance(result, list | tuple) else []
     if as_json:
@@ -93,3 +92,17 @@ def _options(fmt: str | None, strategy: str | None, replicas: int | None, cpu: s
         raise InvalidInputError(str(exc)) from None
     return Options(format=fmt, strategy=strategy, replicas=replicas, cpu=cpu, memory=memory,  # type: ignore[arg-type]
                    gpu=gpu, steps=parsed)
+
+
+def _cluster_apply(folder: Path, env: str) -> Any:
+    """``shipyard.wiring.cluster.apply``, imported on first use (the kubernetes client is an extra)."""
+    try:
+        from shipyard.wiring.cluster import apply  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        from shipyard.errors import BackendUnavailableError, MissingExtraError
+
+        if (exc.name or "").split(".")[0] == "kubernetes":
+            raise MissingExtraError("shipyard deploy --apply", "k8s") from exc
+        raise BackendUnavailableError(f"--apply is not available in this installation: the files are written; "
+                                      f"apply them with kubectl apply -k {folder}/overlays/{env}") from exc
+    return apply
