@@ -8,7 +8,7 @@ import typer
 
 from shipyard import __version__
 from shipyard.errors import ShipyardError
-from shipyard.interfaces.cli import alias, build, data, env, models, pipeline, project, runs, serve, store, verify
+from shipyard.interfaces.cli import alias, build, ci, data, env, models, pipeline, project, runs, serve, store, verify
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(alias.app, name="alias")
 app.add_typer(store.app, name="store")
 app.add_typer(data.app, name="data")
 app.add_typer(env.app, name="env")
+app.add_typer(ci.app, name="ci")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
