@@ -103,7 +103,7 @@ def markdown(d: MetricsDiff) -> str:
             lines += [f"| {md(r.key)} | {number(r.new)} |" for r in d.metrics[:MAX_ROWS]]
         else:
             lines += [f"| metric | {md(d.base.label)} | {md(d.head.label)} | change |", "| --- | ---: | ---: | ---: |"]
-            lines += [f"| {md(r.key)} | {number(r.old)} | {number(r.new)} | {md(r.change_text())} |"
+            lines += [f"| {md(r.key)} | {number(r.old)} | {number(r.new)} | {r.change_text()} |"
                       for r in d.metrics[:MAX_ROWS]]
         if len(d.metrics) > MAX_ROWS:
             lines.append(f"\n{len(d.metrics) - MAX_ROWS} more metrics not shown.")

@@ -96,13 +96,12 @@ def _emit(kind: str, default: str, output: Path | None, force: bool, show: bool,
 
 def dump(doc: dict[str, Any]) -> str:
     """YAML as people write it: keys in order, no anchors (a reader of a workflow should not chase ``*id001``)."""
+    import json
+
     import yaml
 
-    class Plain(yaml.SafeDumper):
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
-
-    return yaml.dump(doc, Dumper=Plain, sort_keys=False, width=120, allow_unicode=True)
+    unshared = json.loads(json.dumps(doc))  # every list and dict its own copy: nothing for yaml to alias
+    return str(yaml.safe_dump(unshared, sort_keys=False, width=120, allow_unicode=True))
 
 
 def plan_for(root: Path, model: str | None, registry: str | None) -> CIPlan:
