@@ -45,3 +45,17 @@ def code_version(start: Path, store: ObjectStore) -> CodeVersion:
         commit=commit.strip() if commit else None, branch=branch.strip() if branch else None,
         dirty=dirty, diff_digest=diff_digest, repo=str(repo),
     )
+
+
+def remote_url(start: Path, name: str = "origin") -> str | None:
+    """The URL of the remote ``name`` of the repository around ``start``; None without one."""
+    repo = find_repo(start)
+    url = _git(repo, "remote", "get-url", name) if repo is not None else None
+    return url.strip() or None if url else None
+
+
+def toplevel(start: Path) -> Path | None:
+    """The root of the git working tree around ``start``; None outside one."""
+    repo = find_repo(start)
+    top = _git(repo, "rev-parse", "--show-toplevel") if repo is not None else None
+    return Path(top.strip()) if top and top.strip() else None

@@ -113,6 +113,7 @@ class SecretRef(_Strict):
     key: str
     external: bool = Field(False, description="render an ExternalSecret (external-secrets.io) that fills the Secret")
     remote_key: str | None = Field(None, description="for external: the path in the secret store")
+    store: str = Field("default", description="for external: the ClusterSecretStore that holds it")
 
 
 class EnvironmentSpec(_Strict):

@@ -10,7 +10,8 @@ from shipyard.core.artifacts.digest import Digest
 REGISTER_ACTION = "version.register"
 VERIFY_ACTION = "verify"  # a check of a version's golden examples somewhere (a venv, an image)
 BUILD_ACTION = "build"  # an image built for a version
-RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION)  # checks whose audit event names a record object
+ROLLOUT_ACTION = "rollout"  # a local progressive rollout of a version: promoted or rolled back, and why
+RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION, ROLLOUT_ACTION)  # checks whose audit event names a record object
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,22 @@ import typer
 
 from shipyard import __version__
 from shipyard.errors import ShipyardError
-from shipyard.interfaces.cli import alias, build, ci, data, env, models, pipeline, project, runs, serve, store, verify
+from shipyard.interfaces.cli import (
+    alias,
+    build,
+    ci,
+    data,
+    env,
+    models,
+    pipeline,
+    project,
+    rollout,
+    runs,
+    serve,
+    store,
+    verify,
+)
+from shipyard.interfaces.cli import deploy as deploy_cli
 from shipyard.interfaces.cli import output as out
 
 app = typer.Typer(
@@ -33,6 +48,8 @@ app.command("reproduce")(pipeline.reproduce)
 app.command("serve")(serve.serve)
 app.command("build")(build.build)
 app.command("verify")(verify.verify)
+app.command("deploy")(deploy_cli.deploy)
+app.command("rollout")(rollout.rollout)
 
 
 def _version(value: bool) -> None:

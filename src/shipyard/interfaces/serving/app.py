@@ -27,6 +27,7 @@ from shipyard.interfaces.serving.logs import InferenceLog
 from shipyard.interfaces.serving.middleware.auth import APIKeyMiddleware
 from shipyard.interfaces.serving.middleware.limits import DEFAULT_TIMEOUT, MAX_BODY_BYTES, LimitsMiddleware
 from shipyard.interfaces.serving.middleware.metrics import Metrics, MetricsMiddleware
+from shipyard.interfaces.serving.quality import Comparisons, PredictionCounter
 from shipyard.interfaces.serving.router import Router
 
 __all__ = ["DEFAULT_PUBLIC", "MAX_BODY_BYTES", "PUBLIC_GROUPS", "Metrics", "create_app", "parse_public"]
@@ -110,11 +111,11 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
 
     # outermost first: metrics see every final status (a 413 or 504 included); limits close the
     # connection of any answer given before its body was read (a 401 included)
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log),
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log, count=PredictionCounter(metrics).count),
                   Middleware(LimitsMiddleware, max_body=max_body, timeout=timeout)]
     if api_key is not None:
         middleware.append(Middleware(APIKeyMiddleware, key=api_key, public=public_paths(public)))
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)
-    app.state.serving = Serving(router, metrics)
+    app.state.serving = Serving(router, metrics, Comparisons(metrics))
     app.state.metrics = metrics
     return app

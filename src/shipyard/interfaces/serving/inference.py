@@ -24,6 +24,7 @@ from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.interfaces.serving.errors import DoesNotFit, ModelFailed, request_id
 from shipyard.interfaces.serving.middleware.metrics import OBSERVED, Metrics, Observation
 from shipyard.interfaces.serving.model import ServedModel
+from shipyard.interfaces.serving.quality import Comparisons
 from shipyard.interfaces.serving.router import Router, Slot
 
 
@@ -33,6 +34,7 @@ class Serving:
 
     router: Router
     metrics: Metrics
+    comparisons: Comparisons
 
 
 # below these sizes the work takes less than a hop to a worker thread: it stays on the event loop
@@ -92,6 +94,8 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
     seen.predictions = predictions
     if router.shadow is not None and slot is not router.shadow:
         mirror(router, serving.metrics, rows, predictions)
+    if slot is router.canary:
+        serving.comparisons.compare(router, slot, rows, predictions)
     content = respond(predictions, given_id or rid, slot)
     headers = {"x-model-name": router.name, "x-model-version": slot.version, "x-request-id": rid}
     if len(predictions) > INLINE_ROWS:

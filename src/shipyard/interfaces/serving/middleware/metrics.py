@@ -8,6 +8,7 @@ too) and hands a sampled record to the inference log.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,14 @@ class Metrics:
                                   registry=r)
         self.shadow = Counter("shipyard_shadow_comparisons", "Shadow answers compared with the primary's",
                               [*labels, "result"], registry=r)
+        self.predictions = Counter("shipyard_predictions", "Predictions by bucket (a class, or a value range)",
+                                   [*labels, "bucket"], registry=r)
+        self.comparisons = Counter("shipyard_canary_comparisons",
+                                   "Canary predictions compared with the primary's on the same rows",
+                                   [*labels, "result"], registry=r)
+        self.comparisons_dropped = Counter("shipyard_canary_comparisons_dropped",
+                                           "Canary requests left uncompared: too many comparisons pending",
+                                           labels, registry=r)
         self.swaps = Counter("shipyard_model_swaps", "Primary version changes after an alias moved", ["model"],
                              registry=r)
 
@@ -61,10 +70,12 @@ def outcome_of(status: int) -> str:
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, log: InferenceLog | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, log: InferenceLog | None = None,
+                 count: Callable[[str, str, list[Any]], None] | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.log = log
+        self.count = count  # counts the predictions of an answered request by bucket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":  # only inference requests are POSTs
@@ -92,6 +103,8 @@ class MetricsMiddleware:
     def _record(self, seen: Observation, outcome: str, took: float) -> None:
         self.metrics.requests.labels(seen.model, seen.version, outcome).inc()
         self.metrics.latency.labels(seen.model, seen.version).observe(took)
+        if self.count is not None and outcome == "ok" and seen.predictions:
+            self.count(seen.model, seen.version, seen.predictions)
         log = self.log
         if log is not None and log.wants():
             entry: dict[str, Any] = {"request_id": seen.request_id, "time": time.time(), "model": seen.model,

@@ -1,0 +1,95 @@
+"""``shipyard deploy``: render a version's Kubernetes manifests for one environment into the GitOps folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from shipyard.errors import InvalidInputError
+from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.core.deploy.manifests import Options
+
+FORMATS = ("kubernetes", "kserve")
+STRATEGIES = ("deployment", "rollout")
+
+
+def deploy(
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@ALIAS or NAME (latest)."),
+    env: str = typer.Option(..., "--env", "-e", help="The environment (shipyard.yaml's deploy.environments)."),
+    output: Path = typer.Option(None, "--output", "-o",
+                                help="Write into this folder instead of the project's deploy.folder (deploy/)."),
+    fmt: str = typer.Option(None, "--format", help="kubernetes (Deployment or Argo Rollout) or kserve "
+                                                   "(InferenceService); default: deploy.format."),
+    strategy: str = typer.Option(None, "--strategy", help="deployment or rollout (Argo Rollouts canary)."),
+    image: str = typer.Option(None, "--image", help="REPO@sha256:... (default: the image `shipyard build --push` "
+                                                    "recorded for the version)."),
+    replicas: int = typer.Option(None, "--replicas", min=0, help="Replicas (ignored when an autoscaler owns them)."),
+    cpu: str = typer.Option(None, "--cpu", help="CPU request, e.g. 500m."),
+    memory: str = typer.Option(None, "--memory", help="Memory request and limit, e.g. 1Gi."),
+    gpu: int = typer.Option(None, "--gpu", min=0, help="nvidia.com/gpu per pod (default: 1 for a GPU model)."),
+    steps: str = typer.Option(None, "--steps", help="Canary steps, e.g. 10,pause=30s,analysis,50,analysis."),
+    as_json: bool = out.JSON_OPTION,
+    apply: bool = typer.Option(False, "--apply", help="Also apply the objects to the current kubectl context's "
+                                                      "cluster (needs shipyard[k8s])."),
+) -> None:
+    """Render MODEL@REF's manifests for one environment as kustomize (base/ + overlays/ENV/) with its Argo CD
+    Application (argocd/ENV.yaml), the image pinned by digest. Commit the folder, and Argo CD syncs it."""
+    from shipyard.wiring.deploy import gitops_folder, render_environment
+
+    options = _options(fmt, strategy, replicas, cpu, memory, gpu, steps)
+    svc = out.services()
+    try:
+        folder = output if output is not None else gitops_folder(svc)
+        rendered = render_environment(svc, ref, env, image=image, options=options, folder=folder)
+    finally:
+        svc.close()
+    changed = rendered.write(folder)
+    applied: list[str] = []
+    if apply:
+        from shipyard.wiring.cluster import apply as apply_objects  # type: ignore[import-not-found,unused-ignore]
+
+        result = apply_objects(rendered.documents(), kubeconfig=None, context=None, dry_run=False)
+        applied = [str(r) for r in result] if isinstance(result, list | tuple) else []
+    if as_json:
+        out.print_json({"model": rendered.model, "version": rendered.version, "env": rendered.env,
+                        "image": rendered.image, "record_digest": rendered.record_digest, "folder": str(folder),
+                        "format": rendered.format, "strategy": rendered.strategy,
+                        "stable_version": rendered.stable_version, "files": sorted(rendered.files),
+                        "changed": changed, "applied": applied})
+        return
+    con = out.console()
+    con.print(f"rendered {out.plain(rendered.model)}@{rendered.version} for {out.plain(env)} "
+              f"({rendered.format}, {rendered.strategy}) into {out.plain(str(folder))}/", soft_wrap=True)
+    con.print(f"image {out.plain(rendered.image)}", soft_wrap=True)
+    for path in sorted(set(rendered.files) | set(changed)):
+        mark = "removed" if path not in rendered.files else "written" if path in changed else "unchanged"
+        con.print(f"  {out.plain(path):<52} {mark}")
+    if not changed:
+        con.print("nothing changed")
+    if apply:
+        con.print(f"applied {out.plural(len(rendered.documents()), 'object')}")
+
+
+def _options(fmt: str | None, strategy: str | None, replicas: int | None, cpu: str | None, memory: str | None,
+             gpu: int | None, steps: str | None) -> Options:
+    from shipyard.core.deploy.config import QUANTITY
+    from shipyard.core.deploy.layout import parse_steps
+    from shipyard.core.deploy.manifests import Options
+
+    if fmt is not None and fmt not in FORMATS:
+        raise InvalidInputError(f"--format {fmt!r}: use kubernetes or kserve")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise InvalidInputError(f"--strategy {strategy!r}: use deployment or rollout")
+    for flag, value in (("--cpu", cpu), ("--memory", memory)):
+        if value is not None and not QUANTITY.match(value):
+            raise InvalidInputError(f"{flag} {value!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)")
+    try:
+        parsed = parse_steps(steps) if steps is not None else None
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    return Options(format=fmt, strategy=strategy, replicas=replicas, cpu=cpu, memory=memory,  # type: ignore[arg-type]
+                   gpu=gpu, steps=parsed)

@@ -1,0 +1,205 @@
+"""``shipyard rollout MODEL@NEW --from MODEL@STABLE``: a canary rollout on one machine, judged by the same
+rules as the rendered AnalysisTemplate, promoted (alias moved) or rolled back by itself."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from shipyard.core.deploy.config import AnalysisSpec, CanaryStep
+    from shipyard.core.deploy.rollout import Plan
+    from shipyard.interfaces.serving.rollout import Tick
+
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
+
+
+def rollout(
+    new: str = typer.Argument(..., help="The version to roll out: NAME@V or NAME@ALIAS."),
+    stable: str = typer.Option(..., "--from", metavar="REF", help="The version serving now (NAME@V or NAME@ALIAS)."),
+    steps: str | None = typer.Option(None, "--steps", metavar="STEPS",
+                                     help="Canary steps, e.g. 10,analysis,50,pause=5s,analysis (default: "
+                                          "shipyard.yaml's deploy.canary)."),
+    interval: str | None = typer.Option(None, "--interval", metavar="DURATION",
+                                        help="Analysis interval, e.g. 2s (default: deploy.analysis.interval)."),
+    count: int | None = typer.Option(None, "--count", min=1, help="Measurements per analysis step."),
+    min_requests: int | None = typer.Option(None, "--min-requests", min=1,
+                                            help="Fewer requests to a version in an interval: inconclusive."),
+    alias: str | None = typer.Option(None, "--alias", help="The alias to move when every step passes "
+                                                           "[default: production]."),
+    env: str | None = typer.Option(None, "--env", metavar="ENV",
+                                   help="Move this environment's alias (shipyard.yaml deploy.environments)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Where the model server listens."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Its port (0: any free one)."),
+    replay: Path | None = typer.Option(None, "--replay", metavar="LOGS",
+                                       help="Drive traffic from recorded inference logs (`shipyard serve --log "
+                                            "--log-payloads`): a .jsonl file or a folder of them."),
+    rate: float = typer.Option(200.0, "--rate", min=1.0, help="With --replay: requests a second."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Roll NEW out against STABLE on the local model server: the weight steps up, every interval the
+    analysis (error rate, p99 against stable, prediction disagreement, drift) is measured on the server's
+    metrics, and the alias moves to NEW when every step passes. A failing rule rolls back at once (weight 0)
+    and the verdict, with the failing metric and its value, is recorded in `shipyard models history`.
+
+    Traffic comes from clients of http://HOST:PORT, or from --replay. Exits 1 unless promoted.
+    """
+    try:
+        from shipyard.interfaces.serving.rollout import replay_rows, run_rollout
+    except ModuleNotFoundError as exc:
+        from shipyard.errors import MissingExtraError
+
+        raise MissingExtraError("the model server", "serve") from exc
+    from shipyard.core.deploy.rollout import Plan, describe
+    from shipyard.core.registry.refs import ModelRef
+    from shipyard.errors import ConfigError, InvalidInputError
+
+    if ModelRef.parse(new).name != ModelRef.parse(stable).name:
+        raise InvalidInputError(f"--from {stable} is not a version of {ModelRef.parse(new).name}")
+    svc = out.services()
+    try:
+        plan_steps, spec, target = _configure(svc.settings.project_root, steps, interval, count, min_requests, alias,
+                                              env)
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    new_mv, stable_mv = svc.registry.resolve(new), svc.registry.resolve(stable)
+    if new_mv.version == stable_mv.version:
+        raise InvalidInputError(f"{new} and {stable} are the same version ({new_mv.ref}): nothing to roll out")
+    batches = replay_rows(replay) if replay is not None else None
+    plan = Plan.of(plan_steps, spec)
+    view = _View(plan, spec, new_mv.ref, stable_mv.ref, quiet=as_json)
+    ticks: list[dict[str, Any]] = []
+
+    def on_tick(tick: Tick) -> None:
+        ticks.append({"at": round(tick.elapsed, 3), "step": tick.state.step, "weight": tick.state.weight,
+                      "measurements": [m.to_dict() for m in tick.measured]})
+        view.update(tick)
+
+    def on_ready(bound: int) -> None:
+        view.note(f"serving {stable_mv.ref} (stable) and {new_mv.ref} (canary) on http://{host}:{bound}; steps "
+                  f"{', '.join(describe(s) for s in plan.steps)}; every {spec.interval}"
+                  + (f"; replaying {len(batches)} logged requests" if batches else ""))
+
+    with view:
+        state = run_rollout(svc.registry, new_mv, stable_mv, plan, spec, port, host, batches, rate, on_tick,
+                            on_ready)
+    summary = _conclude(svc.registry, new_mv, stable_mv, state, target, plan, spec)
+    if as_json:
+        out.print_json({"model": new_mv.model, "version": new_mv.version, "from": stable_mv.version,
+                        "status": state.status, "why": state.why, "alias": target if state.status == "promoted"
+                        else None, "ticks": ticks})
+    else:
+        style = "green" if state.status == "promoted" else "bold red"
+        out.console().print(f"[{style}]{state.status}[/{style}]: {out.plain(summary)}")
+    svc.close()
+    if state.status != "promoted":
+        raise typer.Exit(1)
+
+
+def _conclude(registry: Any, new: Any, stable: Any, state: Any, alias: str, plan: Plan, spec: AnalysisSpec) -> str:
+    from shipyard.core.deploy.rollout import describe
+    from shipyard.interfaces.serving.rollout import conclude
+
+    return conclude(registry, new, stable, state, alias, {
+        "steps": [describe(s) for s in plan.steps], "interval": spec.interval, "count": spec.count,
+        "failure_limit": spec.failure_limit, "min_requests": spec.min_requests})
+
+
+def _configure(root: Path, steps: str | None, interval: str | None, count: int | None, min_requests: int | None,
+               alias: str | None, env: str | None) -> tuple[tuple[CanaryStep, ...], AnalysisSpec, str]:
+    """(steps, analysis spec, alias to move) from shipyard.yaml's deploy section, then the flags."""
+    from shipyard.core.deploy.config import deploy_config, seconds
+    from shipyard.core.deploy.rollout import parse_steps
+    from shipyard.core.project.loader import load_config
+
+    deploy = deploy_config(load_config(root).deploy)
+    changes: dict[str, Any] = {}
+    if interval is not None:
+        seconds(interval)
+        changes["interval"] = interval
+    if count is not None:
+        changes["count"] = count
+    if min_requests is not None:
+        changes["min_requests"] = min_requests
+    spec = deploy.analysis.model_copy(update=changes)
+    if alias is not None and env is not None:
+        raise ValueError("give --alias or --env, not both")
+    target = alias or (deploy.environment(env).alias or env if env is not None else "production")
+    return (parse_steps(steps) if steps is not None else deploy.canary), spec, target
+
+
+class _View:
+    """The progress view: a Rich Live table on a terminal, one plain line per interval otherwise."""
+
+    def __init__(self, plan: Plan, spec: AnalysisSpec, new: str, stable: str, quiet: bool) -> None:
+        self.plan, self.spec, self.new, self.stable, self.quiet = plan, spec, new, stable, quiet
+        self.console = out.console(stderr=True)
+        self.live: Any = None
+        self.tick: Tick | None = None
+
+    def __enter__(self) -> _View:
+        if not self.quiet and sys.stderr.isatty():
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.__exit__(None, None, None)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(out.plain(text))
+
+    def update(self, tick: Tick) -> None:
+        self.tick = tick
+        if self.live is not None:
+            self.live.update(self._render())
+        elif not self.quiet:
+            self.console.print(out.plain(self._line(tick)))
+
+    def _step(self, tick: Tick) -> str:
+        from shipyard.core.deploy.rollout import describe
+
+        s = tick.state
+        where = describe(self.plan.steps[s.step]) if s.step < len(self.plan.steps) else "done"
+        return f"step {min(s.step + 1, len(self.plan.steps))}/{len(self.plan.steps)} ({where})"
+
+    def _line(self, tick: Tick) -> str:
+        parts = [f"{tick.elapsed:6.1f}s", self._step(tick), f"weight {tick.state.weight}%"]
+        parts += [f"{m.rule} {_value(m.value)}/{m.limit:g} {m.verdict}" for m in tick.measured]
+        if tick.state.done:
+            parts.append(f"=> {tick.state.status}: {tick.state.why}")
+        return " | ".join(parts)
+
+    def _render(self) -> RenderableType:
+        from rich.table import Table
+
+        tick = self.tick
+        title = f"rollout {self.new} (from {self.stable})"
+        if tick is not None:
+            title += f" · {self._step(tick)} · weight {tick.state.weight}% · {tick.elapsed:.1f}s"
+        table = Table(title=title, title_justify="left")
+        for col in ("rule", "value", "limit", "verdict", "note"):
+            table.add_column(col)
+        for m in tick.measured if tick else ():
+            style = VERDICT_STYLE[m.verdict]
+            table.add_row(m.rule, _value(m.value), f"{m.limit:g}", f"[{style}]{m.verdict}[/{style}]",
+                          out.plain(m.note))
+        if tick is not None and tick.state.done:
+            table.caption = f"{tick.state.status}: {tick.state.why}"
+        return table
+
+
+def _value(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"

@@ -1,0 +1,237 @@
+"""A progressive rollout on one machine: the model server in this process (stable primary, the new version
+as canary at weight 0), the analysis taken from its own /metrics every interval, the weight set from the
+step machine's answer (``core.deploy.rollout``). Traffic comes from outside, or from ``Traffic``: rows sent
+to /predict at a steady rate (recorded inference logs with ``replay_rows``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipyard.core.deploy.config import AnalysisSpec
+from shipyard.core.deploy.measure import Measurement, evaluate, parse_scrape
+from shipyard.core.deploy.rollout import Plan, State, advance, start
+from shipyard.errors import InvalidInputError
+from shipyard.interfaces.serving.app import create_app
+from shipyard.interfaces.serving.loading import load_slot
+from shipyard.interfaces.serving.router import Router
+
+if TYPE_CHECKING:
+    from shipyard.core.registry.records import ModelVersion
+    from shipyard.core.registry.service import Registry
+
+MAX_METRICS_BYTES = 16 * 1024 * 1024
+MAX_REPLAY_BYTES = 64 * 1024 * 1024
+MAX_REPLAY_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What the rollout did at one interval, for a progress view."""
+
+    elapsed: float
+    state: State
+    measured: tuple[Measurement, ...]
+
+
+@dataclass
+class LocalServer:
+    """The model server on ``host:port`` in a thread of this process, with its router at hand."""
+
+    router: Router
+    host: str = "127.0.0.1"
+    port: int = 0
+    _server: Any = None
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> LocalServer:
+        import socket
+
+        import uvicorn
+
+        if not self.port:
+            with socket.socket() as s:
+                s.bind((self.host, 0))
+                self.port = s.getsockname()[1]
+        app = create_app(self.router)
+        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="error"))
+        self._thread = threading.Thread(target=self._server.run, name="rollout-server", daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise InvalidInputError(f"the model server could not start on {self.host}:{self.port} "
+                                        "(is the port taken? choose another with --port)")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def scrape(self) -> str:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            body = conn.getresponse().read(MAX_METRICS_BYTES + 1)
+        finally:
+            conn.close()
+        if len(body) > MAX_METRICS_BYTES:
+            raise InvalidInputError(f"the server's /metrics is over {MAX_METRICS_BYTES} bytes")
+        return body.decode()
+
+
+@dataclass
+class Traffic:
+    """Sends ``batches`` (each a list of rows) to /predict in turn, ``rate`` requests a second, until stopped."""
+
+    port: int
+    batches: Sequence[list[Any]]
+    rate: float = 200.0
+    host: str = "127.0.0.1"
+    sent: int = 0
+    failed: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Traffic:
+        if not self.batches:
+            raise InvalidInputError("no rows to send: the replayed logs hold no inputs")
+        self._thread = threading.Thread(target=self._run, name="rollout-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        gap, due, i = 1.0 / self.rate, time.monotonic(), 0
+        while not self._stop.is_set():
+            body = json.dumps({"instances": self.batches[i % len(self.batches)]})
+            i += 1
+            try:
+                conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                self.sent += 1
+                self.failed += response.status >= 500
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+                self.failed += 1
+            due += gap
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)
+            elif wait < -1.0:
+                due = time.monotonic()  # fell behind: do not burst to catch up
+        conn.close()
+
+
+def replay_rows(path: Path) -> list[list[Any]]:
+    """The inputs recorded in inference logs (``shipyard serve --log --log-payloads``): a .jsonl file, or a
+    folder of them; one batch per logged request, at most ``MAX_REPLAY_ROWS`` rows in all."""
+    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise InvalidInputError(f"--replay {path}: no .jsonl inference logs there")
+    batches: list[list[Any]] = []
+    rows = 0
+    for file in files:
+        try:
+            with file.open("rb") as f:
+                data = f.read(MAX_REPLAY_BYTES + 1)
+        except OSError as exc:
+            raise InvalidInputError(f"--replay: cannot read {file}: {exc}") from exc
+        if len(data) > MAX_REPLAY_BYTES:
+            data = data[:data.rfind(b"\n", 0, MAX_REPLAY_BYTES) + 1]  # whole lines only
+        for line in data.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a torn last line of a log that was being written
+            inputs = entry.get("inputs") if isinstance(entry, dict) else None
+            if isinstance(inputs, list) and inputs and all(isinstance(r, list) for r in inputs):
+                batches.append(inputs)
+                rows += len(inputs)
+                if rows >= MAX_REPLAY_ROWS:
+                    return batches
+    if not batches:
+        raise InvalidInputError(f"--replay {path}: the logs hold no inputs; record them with "
+                                "`shipyard serve --log --log-payloads`")
+    return batches
+
+
+def run_rollout(registry: Registry, new: ModelVersion, stable: ModelVersion, plan: Plan, spec: AnalysisSpec,
+                port: int = 0, host: str = "127.0.0.1", traffic: Sequence[list[Any]] | None = None,
+                rate: float = 200.0, on_tick: Callable[[Tick], None] = lambda tick: None,
+                on_ready: Callable[[int], None] = lambda port: None) -> State:
+    """Run the rollout of ``new`` against ``stable`` to its verdict; the weight ends at 0 or 100."""
+    router = Router(load_slot(registry, stable), canary=load_slot(registry, new), canary_percent=0.0)
+    with LocalServer(router, host, port) as server, _maybe(traffic, server.port, rate):
+        on_ready(server.port)
+        return drive(server, router, new, stable, plan, spec, on_tick)
+
+
+def drive(server: LocalServer, router: Router, new: ModelVersion, stable: ModelVersion, plan: Plan,
+          spec: AnalysisSpec, on_tick: Callable[[Tick], None]) -> State:
+    state = start(plan)
+    router.canary_percent = float(state.weight)
+    began = time.monotonic()
+    on_tick(Tick(0.0, state, ()))
+    before = parse_scrape(server.scrape())
+    due = began
+    while not state.done:
+        due += plan.interval_s
+        time.sleep(max(0.0, due - time.monotonic()))
+        after = parse_scrape(server.scrape())
+        measured = evaluate(before, after, new.model, str(new.version), str(stable.version), spec) \
+            if state.weight > 0 else ()
+        before = after
+        state = advance(plan, state, measured)
+        router.canary_percent = float(state.weight)
+        on_tick(Tick(time.monotonic() - began, state, measured))
+    return state
+
+
+class _maybe:
+    """``Traffic`` when there are rows to send, else nothing."""
+
+    def __init__(self, batches: Sequence[list[Any]] | None, port: int, rate: float) -> None:
+        self.traffic = Traffic(port, batches, rate) if batches else None
+
+    def __enter__(self) -> Traffic | None:
+        return self.traffic.__enter__() if self.traffic else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.traffic:
+            self.traffic.__exit__()
+
+
+def conclude(registry: Registry, new: ModelVersion, stable: ModelVersion, state: State, alias: str | None,
+             detail: dict[str, Any]) -> str:
+    """Record the verdict on ``new`` (``models history`` shows it) and, when promoted, move ``alias`` to it;
+    the summary recorded."""
+    from shipyard.core.registry.records import ROLLOUT_ACTION
+
+    failed = next((m for m in state.last if m.verdict == "fail"), None) if state.status == "rolled back" else None
+    if state.status == "promoted":
+        summary = f"promoted from {stable.ref}" + (f"; {alias} -> {new.version}" if alias else "")
+    else:
+        summary = f"{state.status} (stable {stable.ref}): {state.why}"
+    record = {"from": stable.ref, "status": state.status, "why": state.why, "alias": alias,
+              "failed": failed.to_dict() if failed else None,
+              "measurements": [m.to_dict() for m in state.last], **detail}
+    registry.record_result(new, ROLLOUT_ACTION, record, summary)
+    if state.status == "promoted" and alias:
+        registry.set_alias(new.model, alias, new.version, reason=f"rollout from {stable.ref}: every step passed")
+    return summary

@@ -1,0 +1,240 @@
+"""``shipyard deploy`` (and ``shipyard promote``'s render): a registered version's manifests for one
+environment, from the registry (version, pushed image, fingerprint, the alias's stable version), the
+project's ``deploy:`` section and git (the repository Argo CD reads), written confined to the GitOps folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipyard.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from shipyard.core.deploy.argocd import Source
+    from shipyard.core.deploy.config import DeploySpec
+    from shipyard.core.deploy.manifests import Options
+    from shipyard.core.registry.records import ModelVersion
+    from shipyard.wiring import Services
+
+HEAD_BYTES = 256  # enough of a file to read its generated-by header
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One environment's files, by path relative to the GitOps folder's root, and what they deploy."""
+
+    model: str
+    version: int
+    env: str
+    image: str
+    record_digest: str
+    files: dict[str, bytes]
+    format: str = "kubernetes"
+    strategy: str = "deployment"
+    stable_version: int | None = None
+    objects: tuple[dict[str, Any], ...] = ()  # the environment's objects as `kubectl kustomize` builds them
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The objects the overlay builds to (patch merged, image pinned, namespace set): what ``--apply``
+        sends; the Argo CD Application is not among them (it goes to Argo CD's namespace, once)."""
+        return [dict(o) for o in self.objects]
+
+    def write(self, folder: Path) -> list[str]:
+        """Write the files under ``folder`` (created if missing) and remove the files an earlier render
+        generated there that this one no longer has (in the overlay, the base, ``argocd/``); returns the
+        paths that changed on disk (written with new bytes, or removed), sorted: empty when nothing did.
+
+        Each file is written to a temp name and renamed; no folder on the way may be a link, and no path
+        leaves ``folder``. Files of another model (by their header) are a ConflictError: one GitOps folder
+        holds one model."""
+        from shipyard.core.deploy.layout import ARGOCD, BASE, overlay_dir
+        from shipyard.core.workspace.atomic import as_atomic_at
+        from shipyard.core.workspace.paths import Confined
+
+        folder.mkdir(parents=True, exist_ok=True)
+        changed: list[str] = []
+        with Confined(folder) as box:
+            for rel in self.files:
+                fd, name = box.parent_fd(rel, "a rendered file")
+                self._check_owner(fd, name, rel, folder)
+            for rel, data in sorted(self.files.items()):
+                fd, name = box.parent_fd(rel, "a rendered file")
+                if _read(fd, name, len(data) + 1) == data:
+                    continue
+                with as_atomic_at(fd, name) as out:
+                    out.write(data)
+                changed.append(rel)
+            dirs = {overlay_dir(self.env), ARGOCD}
+            if any(p.startswith(f"{BASE}/") for p in self.files):
+                dirs.add(BASE)
+            for d in sorted(dirs):
+                fd, _ = box.parent_fd(f"{d}/x", "a rendered folder")
+                changed.extend(self._remove_stale(fd, d))
+        return sorted(changed)
+
+    def _check_owner(self, fd: int, name: str, rel: str, folder: Path) -> None:
+        from shipyard.core.deploy.layout import generated_by
+
+        head = _read(fd, name, HEAD_BYTES)
+        if head is None:
+            return
+        owner = generated_by(head)
+        if owner is None:
+            raise ConflictError(f"{folder / rel} exists and shipyard deploy did not write it: move it away, or "
+                                "render into another folder (--output, or deploy.folder in shipyard.yaml)")
+        if owner != self.model:
+            raise ConflictError(f"{folder} holds the manifests of model {owner!r}, not {self.model!r}: one GitOps "
+                                "folder holds one model; render into another (--output, or deploy.folder)")
+
+    def _remove_stale(self, fd: int, d: str) -> list[str]:
+        from shipyard.core.deploy.argocd import APPSET_FILE
+        from shipyard.core.deploy.layout import ARGOCD, generated_by
+
+        removed = []
+        with os.scandir(fd) as entries:
+            names = sorted(e.name for e in entries if e.name.endswith(".yaml") and e.is_file(follow_symlinks=False))
+        appset = f"{ARGOCD}/{APPSET_FILE}" in self.files
+        for name in names:
+            rel = f"{d}/{name}"
+            if rel in self.files:
+                continue
+            if d == ARGOCD and not appset and name != APPSET_FILE:
+                continue  # another environment's Application: not this render's to remove
+            head = _read(fd, name, HEAD_BYTES)
+            if head is not None and generated_by(head) == self.model:
+                os.unlink(name, dir_fd=fd)
+                removed.append(rel)
+        return removed
+
+
+def _read(fd: int, name: str, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of the regular file ``name`` in folder ``fd``; None if absent. A link or a
+    non-regular file where a rendered file goes is refused."""
+    try:
+        f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidInputError(f"{name} is a symbolic link where shipyard deploy writes a file: remove it "
+                                    "(a link could lead outside the GitOps folder)") from None
+        raise
+    with os.fdopen(f, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(f).st_mode):
+            raise InvalidInputError(f"{name} is not a regular file where shipyard deploy writes one: remove it")
+        return fh.read(limit)
+
+
+def deploy_spec(svc: Services) -> DeploySpec:
+    from shipyard.core.deploy.config import deploy_config
+    from shipyard.core.project.loader import load_config
+
+    return deploy_config(load_config(svc.settings.project_root).deploy)
+
+
+def gitops_folder(svc: Services, spec: DeploySpec | None = None) -> Path:
+    """Where ``shipyard deploy`` writes by default: deploy.folder, in the project (a separate ``deploy.repo``
+    is cloned and written by ``shipyard promote``)."""
+    from shipyard.core.workspace.paths import declared_path
+
+    spec = spec or deploy_spec(svc)
+    return svc.settings.project_root / declared_path(spec.folder, "deploy.folder")
+
+
+def pushed_image(svc: Services, mv: ModelVersion) -> str:
+    """The newest pushed, digest-pinned image recorded by ``shipyard build --push`` for ``mv``."""
+    from shipyard.core.deploy.manifests import PINNED
+
+    for _event, record in reversed(svc.registry.results(mv, "build")):
+        pushed = record.get("pushed")
+        if isinstance(pushed, str) and PINNED.match(pushed):
+            return pushed
+    raise NotFoundError(f"no pushed image is recorded for {mv.ref}: run `shipyard build {mv.ref} --push "
+                        "REGISTRY/REPO` (it records the digest), or pass --image REPO@sha256:...")
+
+
+def is_gpu(svc: Services, mv: ModelVersion) -> bool:
+    """Whether ``mv`` was registered from a CUDA build of its framework (its environment fingerprint)."""
+    from shipyard.core.environments.image import gpu_build
+    from shipyard.wiring import version_environment
+
+    try:
+        return gpu_build(version_environment(svc, mv)) is not None
+    except NotFoundError:  # registered without a record: nothing says it needs a GPU
+        return False
+
+
+def stable_version(svc: Services, model: str, alias: str) -> int | None:
+    """The version at ``alias`` now, or None (no such alias yet: a first deploy)."""
+    from shipyard.core.registry.refs import ALIAS_RE
+
+    if not ALIAS_RE.match(alias):
+        return None
+    try:
+        return svc.registry.resolve(f"{model}@{alias}").version
+    except NotFoundError:
+        return None
+
+
+def source(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
+    """Where Argo CD reads the folder: deploy.repo, or the project's git ``origin`` and the folder's path in it."""
+    from shipyard.adapters.vcs.git import remote_url, toplevel
+    from shipyard.core.deploy.argocd import Source
+    from shipyard.core.workspace.paths import declared_path
+
+    if spec.repo:
+        return Source(spec.repo, declared_path(spec.folder, "deploy.folder"), spec.branch)
+    where = folder if folder is not None else gitops_folder(svc, spec)
+    start = where if where.exists() else svc.settings.project_root
+    url, top = remote_url(start), toplevel(start)
+    if url is None or top is None:
+        raise ConfigError("the Argo CD Application needs the GitOps repository's URL: set deploy.repo in "
+                          "shipyard.yaml, or add a git remote: git remote add origin URL")
+    try:
+        rel = Path(os.path.abspath(where)).resolve().relative_to(top.resolve()).as_posix()
+    except ValueError:
+        raise ConfigError(f"{where} is not inside the git repository {top}: set deploy.repo in shipyard.yaml "
+                          "to the repository Argo CD reads") from None
+    return Source(url, rel, spec.branch)
+
+
+def render_environment(svc: Services, ref: str, env: str, *, image: str | None = None,
+                       options: Options | None = None, folder: Path | None = None) -> Rendered:
+    """Render ``ref`` (NAME@V, NAME@ALIAS) for ``env``: ``image`` (REPO@sha256:...) or the pushed one recorded
+    by ``shipyard build --push``; ``options`` are the flags' overrides; ``folder`` where the files will be
+    written when not deploy.folder (it sets the Application's path in the repository)."""
+    from shipyard.core.deploy.analysis import analysis_template
+    from shipyard.core.deploy.layout import applied_objects, render_tree
+    from shipyard.core.deploy.manifests import Target, pinned_image, plan
+
+    spec = deploy_spec(svc)
+    try:
+        env_spec = spec.environment(env)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    mv = svc.registry.resolve(ref)
+    if image is not None:
+        try:
+            pinned_image(image)
+        except ValueError as exc:
+            raise InvalidInputError(f"--image: {exc}") from None
+    chosen = image or pushed_image(svc, mv)
+    target = Target(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=mv.record_digest(),
+                    gpu=is_gpu(svc, mv), stable_version=stable_version(svc, mv.model, env_spec.alias or env))
+    try:
+        current = plan(spec, target, options)
+        others = [plan(spec, replace(target, env=e)) for e in sorted(spec.environments) if e != env] \
+            if spec.argocd.application_set else []
+    except ValueError as exc:
+        raise InvalidInputError(str(exc).splitlines()[0]) from None
+    files = render_tree(current, source(svc, spec, folder), analysis_template, others)
+    return Rendered(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=target.record_digest,
+                    files=files, format=current.format, strategy=current.strategy,
+                    stable_version=target.stable_version,
+                    objects=tuple(applied_objects(current, analysis_template)))
+
