@@ -170,8 +170,8 @@ class K8sValidator:
         try:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            where = "/".join(str(p) for p in exc.caused_by.absolute_path)
-            return f"{where}: {exc.caused_by.message}"[:400]
+            where = "/".join(str(p) for p in exc.absolute_path)
+            return f"{where}: {exc.message}"[:400]
         except kubernetes_validate.SchemaNotFoundError as exc:
             return f"no Kubernetes schema: {exc}"
         return None

@@ -189,7 +189,10 @@ def source(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
 
     if spec.repo:
         return Source(spec.repo, declared_path(spec.folder, "deploy.folder"), spec.branch)
-    where = folder if folder is not None else gitops_folder(svc, spec)
+    default = gitops_folder(svc, spec)
+    where = folder if folder is not None else default
+    if folder is not None and (not folder.exists() or toplevel(folder) is None):
+        where = default  # written outside any repository (a look at --output): named as deploy.folder would be
     start = where if where.exists() else svc.settings.project_root
     url, top = remote_url(start), toplevel(start)
     if url is None or top is None:
