@@ -206,7 +206,7 @@ class Cluster:
                 response = self._call(ref, "read", _request_timeout=TIMEOUT)
         except (NotFoundError, ConfigError):
             return None
-        data = response.data if hasattr(response, "data") else response
+        data = _data(response)
         if isinstance(data, dict):
             return data
         result: dict[str, Any] = self._api.sanitize_for_serialization(data)
@@ -248,8 +248,13 @@ class Cluster:
 
 
 def _status_code(response: Any) -> int:
-    code = getattr(response, "status_code", None)
+    """The HTTP status of a ``*_with_http_info`` call: a (data, status, headers) tuple, or an ApiResponse."""
+    code = response[1] if isinstance(response, tuple) else getattr(response, "status_code", None)
     return int(code) if isinstance(code, int) else 200
+
+
+def _data(response: Any) -> Any:
+    return response[0] if isinstance(response, tuple) else getattr(response, "data", response)
 
 
 def _reason(exc: BaseException) -> str:
