@@ -29,6 +29,8 @@ from shipyard.core.deploy import workflows
 from shipyard.core.registry.diff import Side, diff, markdown
 from tests.conftest import cli_env, shipyard
 
+pytestmark = pytest.mark.xdist_group("ci-workflows")  # one origin project for the module
+
 EXAMPLE = Path(__file__).parent.parent / "src" / "shipyard" / "examples" / "iris-pipeline"
 MODEL = "iris-pipeline"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -177,6 +179,7 @@ class Runner:
             assert action in (workflows.CHECKOUT, workflows.DOWNLOAD), f"unmapped action {action}"
 
 
+@pytest.mark.slow
 def test_every_run_step_of_the_github_workflow_passes_in_a_fresh_clone_of_a_pull_request(
         origin: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, env = origin

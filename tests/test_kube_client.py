@@ -9,6 +9,7 @@ models through tests/k8s_validators.py). Unreachable, 403 and 422 answers become
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -65,8 +66,18 @@ def _status(code: int, reason: str, message: str, causes: list[dict[str, str]] |
             "reason": reason, "details": {"causes": causes or []}, "code": code}
 
 
+pytestmark = pytest.mark.xdist_group("kube-client")  # one loopback API server and one CRD validator install
+
+
 @pytest.fixture(scope="module")
 def api() -> Iterator[FakeAPI]:
+    with serve_api() as state:
+        yield state
+
+
+@contextlib.contextmanager
+def serve_api() -> Iterator[FakeAPI]:
+    """The loopback API server, on a free port of 127.0.0.1, until the block ends."""
     state = FakeAPI("")
 
     class Handler(BaseHTTPRequestHandler):

@@ -80,7 +80,7 @@ def number(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # what makes markup in a table cell
 
 
 def md(text: str) -> str:

@@ -242,9 +242,9 @@ def diff(base: str = typer.Argument(..., help="The version to compare against: N
         raise InvalidInputError("--markdown or --json, not both")
     svc = out.services()
     try:
-        new = _side(svc, svc.registry.resolve(head))
+        new = _side(svc, svc.registry.resolve(head), head)
         try:
-            old = _side(svc, svc.registry.resolve(base))
+            old = _side(svc, svc.registry.resolve(base), base)
         except NotFoundError:
             if not missing_ok:
                 raise
@@ -274,8 +274,9 @@ def diff(base: str = typer.Argument(..., help="The version to compare against: N
                       ((k, a or "-", b or "-") for k, a, b in result.params))
 
 
-def _side(svc: Services, mv: ModelVersion) -> Side:
-    """A version's metrics: those recorded with it, and its producing run's (a later value of a series wins)."""
+def _side(svc: Services, mv: ModelVersion, given: str) -> Side:
+    """A version's metrics: those recorded with it, and its producing run's (a later value of a series wins);
+    labelled ``iris@1 (production)`` when named by an alias."""
     from shipyard.core.registry.diff import Side
     from shipyard.errors import NotFoundError
 
@@ -288,4 +289,6 @@ def _side(svc: Services, mv: ModelVersion) -> Side:
         else:
             metrics.update(run.metrics)
             params = {**run.params, **params}
-    return Side(mv.ref, metrics, params)
+    alias = given.partition("@")[2]
+    label = mv.ref if alias in ("", str(mv.version)) else f"{mv.ref} ({alias})"
+    return Side(label, metrics, params)
