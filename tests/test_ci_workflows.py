@@ -2,7 +2,9 @@
 and every ``run:`` step of the GitHub workflow runs, in order, in a fresh clone of the demo's iris pipeline.
 
 The clone is a pull request: its params differ from main's, so ``shipyard run`` restores the unchanged stage
-from the folder remote's stage cache and runs the others. Each ``uses:`` step is mapped to what it does here:
+from the folder remote's stage cache and runs the others, and the jobs after it ship the version it made. A
+second pull request changes no stage: everything comes from the cache, and the later jobs are skipped.
+Each ``uses:`` step is mapped to what it does here:
 checkout is the clone, setup-python is this interpreter (its version and the cache's lock files are checked),
 the artifact steps are the clone's own ``.shipyard/``, and the comment action checks its Markdown file. The
 registry secret (``SHIPYARD_DB_URL``) is the team registry the main branch filled, as the CI's secret store
@@ -12,7 +14,6 @@ image engine in this test; tests/test_images.py builds images for real).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -112,49 +113,64 @@ class Runner:
         self.root, self.env, self.secrets, self.event = root, env, secrets, event
         self.sha = git(root, "rev-parse", "HEAD")
         self.ran: list[str] = []
+        self.jobs: dict[str, dict[str, str] | None] = {}  # job -> its outputs (None: skipped)
 
-    def expr(self, text: str, matrix: dict[str, str], outputs: dict[str, dict[str, str]]) -> str:
-        def value(m: re.Match[str]) -> str:
-            e = m.group(1)
-            if e.startswith("matrix."):
-                return matrix[e.removeprefix("matrix.")]
-            if e.startswith("secrets."):
-                return self.secrets.get(e.removeprefix("secrets."), "")
-            if e.startswith("steps.") and e.endswith(".outputs.version"):
-                return outputs[e.split(".")[1]]["version"]
-            known = {"github.sha": self.sha, "github.actor": "octocat", "github.ref": "refs/pull/1/merge",
-                     "github.repository": "octo/iris", "github.event_name == 'pull_request'": "true"}
-            if e not in known:
-                raise AssertionError(f"the workflow uses an expression this test does not know: {e}")
-            return known[e]
+    def value(self, e: str, matrix: dict[str, str], steps: dict[str, dict[str, str]]) -> str:
+        if e.startswith("matrix."):
+            return matrix[e.removeprefix("matrix.")]
+        if e.startswith("secrets."):
+            return self.secrets.get(e.removeprefix("secrets."), "")
+        if e.startswith("steps.") and ".outputs." in e:
+            step, _, key = e.removeprefix("steps.").partition(".outputs.")
+            return steps[step][key]
+        if e.startswith("needs.") and ".outputs." in e:
+            job, _, key = e.removeprefix("needs.").partition(".outputs.")
+            return (self.jobs[job] or {})[key]
+        known = {"github.sha": self.sha, "github.actor": "octocat", "github.ref": "refs/pull/1/merge",
+                 "github.repository": "octo/iris", "github.event_name == 'pull_request'": "true"}
+        if e not in known:
+            raise AssertionError(f"the workflow uses an expression this test does not know: {e}")
+        return known[e]
 
-        return EXPRESSION.sub(value, text)
+    def expr(self, text: str, matrix: dict[str, str], steps: dict[str, dict[str, str]]) -> str:
+        return EXPRESSION.sub(lambda m: self.value(m.group(1), matrix, steps), text)
 
-    def runs(self, condition: str | None) -> bool:
-        if condition is None:
-            return True
-        return {workflows.ON_PR: self.event == "pull_request", workflows.ON_MAIN: self.event == "push"}.get(
-            condition, False) if not condition.startswith(workflows.ON_MAIN) else self.event == "push"
+    def holds(self, condition: str | None) -> bool:
+        """A job's or step's ``if:``: the terms the generator writes, joined by &&."""
+        for term in (condition or "").split(" && ") if condition else []:
+            if term == workflows.ON_PR:
+                ok = self.event == "pull_request"
+            elif term == workflows.ON_MAIN or term.startswith("github.ref == "):
+                ok = self.event == "push"
+            elif term == workflows.MADE_CONDITION:
+                ok = self.value("needs.pipeline.outputs.version", {}, {}) != ""
+            else:
+                raise AssertionError(f"the workflow has a condition this test does not know: {term}")
+            if not ok:
+                return False
+        return True
 
     def job(self, doc: dict[str, Any], name: str, adjust: dict[str, str]) -> None:
         job = doc["jobs"][name]
-        if not self.runs(job.get("if")):
+        needs = [job["needs"]] if isinstance(job.get("needs"), str) else job.get("needs", [])
+        if any(self.jobs.get(n) is None for n in needs) or not self.holds(job.get("if")):
+            self.jobs[name] = None  # skipped, as are the jobs that need it
             return
-        include = job.get("strategy", {}).get("matrix", {}).get("include", [{}])
-        for matrix in include:
-            outputs: dict[str, dict[str, str]] = {}
+        steps: dict[str, dict[str, str]] = {}
+        for matrix in job.get("strategy", {}).get("matrix", {}).get("include", [{}]):
+            steps = {}
             for step in job["steps"]:
-                if not self.runs(step.get("if")):
+                if not self.holds(step.get("if")):
                     continue
                 if "uses" in step:
                     self.uses(step)
                     continue
-                env = {**self.env, **{k: self.expr(str(v), matrix, outputs)
+                env = {**self.env, **{k: self.expr(str(v), matrix, steps)
                                       for k, v in {**doc.get("env", {}), **step.get("env", {})}.items()}}
                 out_file = self.root.parent / "github_output"
                 out_file.write_text("")
                 env["GITHUB_OUTPUT"] = str(out_file)
-                script = self.expr(step["run"], matrix, outputs)
+                script = self.expr(step["run"], matrix, steps)
                 for old, new in adjust.items():
                     script = script.replace(old, new)
                 done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
@@ -163,7 +179,8 @@ class Runner:
                 assert done.returncode == 0, f"{name}: {step['name']}: {script}\n{done.stdout}\n{done.stderr}"
                 self.ran.append(script)
                 if "id" in step:
-                    outputs[step["id"]] = dict(line.split("=", 1) for line in out_file.read_text().splitlines())
+                    steps[step["id"]] = dict(line.split("=", 1) for line in out_file.read_text().splitlines())
+        self.jobs[name] = {k: self.expr(v, {}, steps) for k, v in job.get("outputs", {}).items()}
 
     def uses(self, step: dict[str, Any]) -> None:
         action, given = step["uses"], step.get("with", {})
@@ -179,33 +196,69 @@ class Runner:
             assert action in (workflows.CHECKOUT, workflows.DOWNLOAD), f"unmapped action {action}"
 
 
+def pull_request(origin: Path, tmp_path: Path, branch: str, params: dict[str, Any] | None) -> Path:
+    """A branch of ``origin`` (with ``params`` changed, or only its README), cloned afresh."""
+    git(origin, "checkout", "-q", "-b", branch)
+    if params is not None:
+        (origin / "params.yaml").write_text(yaml.safe_dump(params))
+    else:
+        (origin / "README.md").write_text("words only\n")
+        git(origin, "add", "README.md")
+    git(origin, "commit", "-q", "-am", f"{branch}")
+    git(origin, "checkout", "-q", "main")
+    clone = tmp_path / branch
+    git(tmp_path, "clone", "-q", "--branch", branch, str(origin), str(clone))
+    assert not (clone / ".shipyard").exists() and not (clone / "data" / "raw").exists()
+    return clone
+
+
+def ci_runner(clone: Path, origin: Path, env: dict[str, str]) -> Runner:
+    ci_env = {**env, "SHIPYARD_ACTOR": "", "PIP_NO_INDEX": "1", "PIP_DRY_RUN": "1",  # pip may change nothing here
+              "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    team_db = f"sqlite:///{origin / '.shipyard' / 'shipyard.db'}"
+    return Runner(clone, ci_env, {"SHIPYARD_DB_URL": team_db, "GITHUB_TOKEN": "unused"}, "pull_request")
+
+
 @pytest.mark.slow
 def test_every_run_step_of_the_github_workflow_passes_in_a_fresh_clone_of_a_pull_request(
         origin: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, env = origin
-    git(root, "checkout", "-q", "-b", "pr")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["C"] = 0.25
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    git(root, "commit", "-q", "-am", "a smaller C")
-    git(root, "checkout", "-q", "main")
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", "--branch", "pr", str(root), str(clone))
-    assert not (clone / ".shipyard").exists() and not (clone / "data" / "raw").exists()
+    clone = pull_request(root, tmp_path, "smaller-c", params)
     doc = yaml.safe_load((clone / workflows.GITHUB_PATH).read_text())
-    ci_env = {**env, "SHIPYARD_ACTOR": "", "PIP_NO_INDEX": "1", "PIP_DRY_RUN": "1",  # pip may change nothing here
-              "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    team_db = f"sqlite:///{root / '.shipyard' / 'shipyard.db'}"
-    runner = Runner(clone, ci_env, {"SHIPYARD_DB_URL": team_db, "GITHUB_TOKEN": "unused"}, "pull_request")
+    runner = ci_runner(clone, root, env)
     for name in doc["jobs"]:
         runner.job(doc, name, {"shipyard build ": "shipyard build --context-only "})
     assert any(s.startswith("python -m pip install") and f"=={__version__}" in s for s in runner.ran)
-    assert sum(s.startswith("shipyard verify") for s in runner.ran) == 2  # the lock, and the matrix's pin
-    assert not any("promote" in s for s in runner.ran)  # main only
-    # the pull request trained version 2 into the team registry; its metrics against production's
+    # the pull request trained version 2 (into the team registry): verified, built and compared as that
+    assert runner.jobs["pipeline"] == {"version": "2"}
+    assert [s for s in runner.ran if s.startswith("shipyard verify")] == [
+        f"shipyard verify {MODEL}@2 ", f"shipyard verify {MODEL}@2 --with scikit-learn==" + _sklearn()]
+    assert f"shipyard build --context-only {MODEL}@2" in runner.ran
+    assert runner.jobs["promote-staging"] is None and runner.jobs["promote-production"] is None  # main only
     comment = (clone / workflows.DIFF_FILE).read_text()
-    assert f"{MODEL}@2" in comment and f"{MODEL}@1" in comment and "| train.C | 1.0 | 0.25 |" in comment
-    assert json.loads((clone / workflows.BUILD_JSON).read_text())["version"] == 2
+    assert f"{MODEL}@2" in comment and f"{MODEL}@1 (production)" in comment and "| train.C | 1.0 | 0.25 |" in comment
+
+
+def _sklearn() -> str:
+    import sklearn
+
+    return str(sklearn.__version__)
+
+
+def test_a_pull_request_that_changes_no_stage_ships_nothing(origin: tuple[Path, dict[str, str]],
+                                                             tmp_path: Path) -> None:
+    root, env = origin
+    clone = pull_request(root, tmp_path, "docs-only", None)
+    doc = yaml.safe_load((clone / workflows.GITHUB_PATH).read_text())
+    runner = ci_runner(clone, root, env)
+    for name in doc["jobs"]:
+        runner.job(doc, name, {})
+    # every stage came from the remote's stage cache: no version made here, so verify, image and comment skip
+    assert runner.jobs["pipeline"] == {"version": ""}
+    assert all(runner.jobs[j] is None for j in doc["jobs"] if j != "pipeline")
+    assert (clone / "models" / "model.skops").is_file()  # restored from the cache, not trained
 
 
 def test_metrics_diff_markdown_escapes_and_marks_what_is_new() -> None:

@@ -11,9 +11,12 @@ Both workflows do the same work:
 - on the default branch: the same, the image pushed, then ``shipyard promote MODEL@V --env staging`` through
   the GitOps repository, and production behind an approval (a GitHub environment; a manual GitLab job).
 
-The registry a job fills (``.shipyard/``: metadata and objects) travels to the next job as a CI artifact, so
-the version verified is the version built and promoted. Secrets are named, never written: ``${{ secrets.X }}``
-on GitHub, CI/CD variables on GitLab.
+The pipeline job names the version its run made (``shipyard ci version``: a stage run in shipyard.lock
+registered it and its files are in the job's store); the later jobs verify, build, compare and promote
+``MODEL@THAT`` and are skipped when there is none (every stage came from the cache: nothing new to ship).
+The registry the job filled (``.shipyard/``: metadata and objects) travels to the next jobs as a CI
+artifact, so the version verified is the version built and promoted. Secrets are named, never written:
+``${{ secrets.X }}`` on GitHub, CI/CD variables on GitLab.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ GITLAB_PATH = ".gitlab-ci.yml"
 DIFF_FILE = "metrics-diff.md"
 HOME_ARTIFACT = "shipyard-home"
 BUILT_ARTIFACT = "shipyard-built"
-BUILD_JSON = "build.json"
 # actions by their major version tag (each is maintained by GitHub, or is the most used sticky-comment action)
 CHECKOUT = "actions/checkout@v4"
 SETUP_PYTHON = "actions/setup-python@v5"
@@ -38,6 +40,8 @@ COMMENT = "marocchino/sticky-pull-request-comment@v2"
 ON_PR = "github.event_name == 'pull_request'"
 ON_MAIN = "github.event_name == 'push'"
 S3_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+MADE = "${{ needs.pipeline.outputs.version }}"  # the version the pipeline job made (`shipyard ci version`)
+MADE_CONDITION = "needs.pipeline.outputs.version != ''"
 REGISTRY_SECRET = "SHIPYARD_DB_URL"  # a team registry (PostgreSQL); unset: the job's own, passed on as artifact
 
 
@@ -105,21 +109,26 @@ def _shipyard_env(plan: CIPlan) -> dict[str, str]:
 def github(plan: CIPlan) -> dict[str, Any]:
     """The GitHub Actions workflow (``.github/workflows/shipyard.yml``)."""
     model = shlex.quote(plan.model)
+    ref = f"{plan.model}@{MADE}"
     image = plan.registry or "ghcr.io/${{ github.repository }}"
     jobs: dict[str, Any] = {
         "pipeline": {
             "name": "Data and pipeline",
             "runs-on": "ubuntu-latest",
             "timeout-minutes": 60,
+            "outputs": {"version": "${{ steps.made.outputs.version }}"},
             "steps": [*_steps_setup(plan, None),
                       {"name": "Pull the data", "run": "shipyard data pull"},
                       {"name": "Run the pipeline (unchanged stages from the stage cache)", "run": "shipyard run"},
+                      {"name": "The version this pipeline made (none: every stage came from the cache)", "id": "made",
+                       "run": f'echo "version=$(shipyard ci version {model})" >> "$GITHUB_OUTPUT"'},
                       {"name": "Keep the registry for the next jobs", "uses": UPLOAD,
                        "with": {"name": HOME_ARTIFACT, "path": ".shipyard/", "include-hidden-files": True,
                                 "retention-days": 5, "if-no-files-found": "error"}}],
         },
         "verify": {
             "name": "Verify (${{ matrix.pin }})",
+            "if": MADE_CONDITION,
             "needs": "pipeline",
             "runs-on": "ubuntu-latest",
             "timeout-minutes": 60,
@@ -127,35 +136,30 @@ def github(plan: CIPlan) -> dict[str, Any]:
                          "matrix": {"include": [{"pin": name, "args": args} for name, args in plan.pins()]}},
             "steps": [*_steps_setup(plan, HOME_ARTIFACT),
                       {"name": "Golden examples in a fresh environment",
-                       "run": f"shipyard verify {model} ${{{{ matrix.args }}}}"}],
+                       "run": f"shipyard verify {ref} ${{{{ matrix.args }}}}"}],
         },
         "image": {
             "name": "Image",
+            "if": MADE_CONDITION,
             "needs": "pipeline",
             "runs-on": "ubuntu-latest",
             "timeout-minutes": 60,
             "permissions": {"contents": "read", "packages": "write"},
-            "outputs": {"version": "${{ steps.built.outputs.version }}"},
             "steps": [*_steps_setup(plan, HOME_ARTIFACT),
-                      {"name": "Build the image", "if": ON_PR,
-                       "run": f"shipyard build {model} --json > {BUILD_JSON}"},
+                      {"name": "Build the image", "if": ON_PR, "run": f"shipyard build {ref}"},
                       {"name": "Log in to the image registry", "if": ON_MAIN,
                        "env": {"REGISTRY_USER": "${{ github.actor }}", "REGISTRY_TOKEN": "${{ secrets.GITHUB_TOKEN }}"},
                        "run": f'echo "$REGISTRY_TOKEN" | docker login {image.split("/")[0]} -u "$REGISTRY_USER" '
                               "--password-stdin"},
                       {"name": "Build and push the image", "if": ON_MAIN,
-                       "run": f"shipyard build {model} --push {image}/{plan.model}:${{{{ github.sha }}}} "
-                              f"--json > {BUILD_JSON}"},
-                      {"name": "Version built", "id": "built",
-                       "run": "python -c \"import json; print('version=%s' % json.load(open('"
-                              f"{BUILD_JSON}'))['version'])\" >> \"$GITHUB_OUTPUT\""},
+                       "run": f"shipyard build {ref} --push {image}/{plan.model}:${{{{ github.sha }}}}"},
                       {"name": "Keep the registry with the image recorded", "uses": UPLOAD,
                        "with": {"name": BUILT_ARTIFACT, "path": ".shipyard/", "include-hidden-files": True,
                                 "retention-days": 5, "if-no-files-found": "error"}}],
         },
         "report": {
             "name": "Metrics diff",
-            "if": ON_PR,
+            "if": f"{ON_PR} && {MADE_CONDITION}",
             "needs": "pipeline",
             "runs-on": "ubuntu-latest",
             "timeout-minutes": 15,
@@ -163,14 +167,14 @@ def github(plan: CIPlan) -> dict[str, Any]:
             "steps": [*_steps_setup(plan, HOME_ARTIFACT),
                       {"name": "Metrics against production",
                        "run": f"shipyard models diff {shlex.quote(f'{plan.model}@{plan.production or plan.staging}')} "
-                              f"{model} --markdown --missing-ok --output {DIFF_FILE}"},
+                              f"{ref} --markdown --missing-ok --output {DIFF_FILE}"},
                       {"name": "Comment on the pull request", "uses": COMMENT,
                        "with": {"header": "shipyard-metrics", "path": DIFF_FILE}}],
         },
-        "promote-staging": _github_promote(plan, plan.staging, ["verify", "image"]),
+        "promote-staging": _github_promote(plan, plan.staging, ["pipeline", "verify", "image"]),
     }
     if plan.production:
-        jobs["promote-production"] = _github_promote(plan, plan.production, ["image", "promote-staging"])
+        jobs["promote-production"] = _github_promote(plan, plan.production, ["pipeline", "image", "promote-staging"])
     return {
         "name": "shipyard",
         "on": {"pull_request": {}, "push": {"branches": [plan.branch]}},
@@ -192,12 +196,11 @@ def _github_promote(plan: CIPlan, env: str, needs: list[str]) -> dict[str, Any]:
                       "env": {"GITOPS_TOKEN": "${{ secrets.GITOPS_TOKEN }}"},
                       "run": 'git config --global url."https://x-access-token:${GITOPS_TOKEN}@github.com/"'
                              '.insteadOf "https://github.com/"'})
-    ref = f"{plan.model}@${{{{ needs.image.outputs.version }}}}"
     steps.append({"name": f"Promote to {env} (a commit in the GitOps repository)",
-                  "run": f"shipyard promote {ref} --env {env}"})
+                  "run": f"shipyard promote {plan.model}@{MADE} --env {env}"})
     return {
         "name": f"Promote to {env}",
-        "if": f"{ON_MAIN} && github.ref == 'refs/heads/{plan.branch}'",
+        "if": f"{ON_MAIN} && github.ref == 'refs/heads/{plan.branch}' && {MADE_CONDITION}",
         "needs": needs,
         "runs-on": "ubuntu-latest",
         "timeout-minutes": 15,
@@ -214,13 +217,22 @@ GITLAB_MR = '$CI_PIPELINE_SOURCE == "merge_request_event"'
 GITLAB_MAIN = '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE == "push"'
 
 
+def _when_made(plan: CIPlan, what: str) -> str:
+    """A script line that ends the job with success when the pipeline made no version ($VERSION from the
+    run-pipeline job's dotenv report is empty)."""
+    return (f'if [ -z "$VERSION" ]; then echo "no new version of {plan.model} was made (every stage came from the '
+            f'cache): nothing to {what}"; exit 0; fi')
+
+
 def gitlab(plan: CIPlan) -> dict[str, Any]:
     """The GitLab CI pipeline (``.gitlab-ci.yml``)."""
     model = shlex.quote(plan.model)
+    ref = f'"{plan.model}@$VERSION"'
     image = plan.registry or "$CI_REGISTRY_IMAGE"
     both = [{"if": GITLAB_MR}, {"if": GITLAB_MAIN}]
     setup = [plan.install()]
     pins = plan.pins()
+    base = shlex.quote(f"{plan.model}@{plan.production or plan.staging}")
     doc: dict[str, Any] = {
         "workflow": {"rules": both,
                      "auto_cancel": {"on_new_commit": "interruptible"}},
@@ -231,36 +243,38 @@ def gitlab(plan: CIPlan) -> dict[str, Any]:
         "variables": {"PIP_CACHE_DIR": "$CI_PROJECT_DIR/.cache/pip",
                       "SHIPYARD_ACTOR": "$GITLAB_USER_LOGIN@gitlab-ci"},
         "run-pipeline": {"stage": "pipeline", "rules": both,
-                     "script": ["shipyard data pull", "shipyard run"],
-                     "artifacts": {"paths": [".shipyard/"], "expire_in": "5 days"}},
+                         "script": ["shipyard data pull", "shipyard run",
+                                    f'echo "VERSION=$(shipyard ci version {model})" > version.env'],
+                         "artifacts": {"paths": [".shipyard/"], "reports": {"dotenv": "version.env"},
+                                       "expire_in": "5 days"}},
         "verify": {"stage": "verify", "rules": both, "needs": ["run-pipeline"],
                    "parallel": {"matrix": [{"SHIPYARD_VERIFY": [name for name, _ in pins]}]},
-                   "script": ['if [ "$SHIPYARD_VERIFY" = locked ]; then shipyard verify ' + model
-                              + '; else shipyard verify ' + model + ' --with "$SHIPYARD_VERIFY"; fi']},
+                   "script": [_when_made(plan, "verify"),
+                              f'if [ "$SHIPYARD_VERIFY" = locked ]; then shipyard verify {ref}; '
+                              f'else shipyard verify {ref} --with "$SHIPYARD_VERIFY"; fi']},
         "build-image": {"stage": "image", "rules": both, "needs": ["run-pipeline"],
-                  "services": ["docker:27-dind"],
-                  "variables": {"DOCKER_HOST": "tcp://docker:2375", "DOCKER_TLS_CERTDIR": ""},
-                  "before_script": [*setup, "apt-get update && apt-get install -y --no-install-recommends docker.io"],
-                  "script": [
-                      f'if [ "$CI_PIPELINE_SOURCE" = push ]; then echo "$CI_REGISTRY_PASSWORD" | docker login '
-                      f'"$CI_REGISTRY" -u "$CI_REGISTRY_USER" --password-stdin && shipyard build {model} --push '
-                      f'"{image}/{plan.model}:$CI_COMMIT_SHA" --json > {BUILD_JSON}; '
-                      f"else shipyard build {model} --json > {BUILD_JSON}; fi",
-                      "python -c \"import json; print('VERSION=%s' % json.load(open('"
-                      f"{BUILD_JSON}'))['version'])\" > version.env"],
-                  "artifacts": {"paths": [".shipyard/", BUILD_JSON], "reports": {"dotenv": "version.env"},
-                                "expire_in": "5 days"}},
+                        "services": ["docker:27-dind"],
+                        "variables": {"DOCKER_HOST": "tcp://docker:2375", "DOCKER_TLS_CERTDIR": ""},
+                        "before_script": [*setup, "apt-get update && apt-get install -y --no-install-recommends "
+                                                  "docker.io"],
+                        "script": [
+                            _when_made(plan, "build"),
+                            f'if [ "$CI_PIPELINE_SOURCE" = push ]; then echo "$CI_REGISTRY_PASSWORD" | docker login '
+                            f'"$CI_REGISTRY" -u "$CI_REGISTRY_USER" --password-stdin && shipyard build {ref} --push '
+                            f'"{image}/{plan.model}:$CI_COMMIT_SHA"; else shipyard build {ref}; fi'],
+                        "artifacts": {"paths": [".shipyard/"], "expire_in": "5 days"}},
         "metrics-diff": {"stage": "report", "rules": [{"if": GITLAB_MR}], "needs": ["run-pipeline"],
-                   "script": [
-                       f"shipyard models diff {shlex.quote(f'{plan.model}@{plan.production or plan.staging}')} "
-                       f"{model} --markdown --missing-ok --output {DIFF_FILE}",
-                       # a note on the merge request, with a project access token kept as a masked CI/CD variable
-                       'python -c "import json,sys; print(json.dumps({\'body\': open(sys.argv[1]).read()}))" '
-                       f"{DIFF_FILE} > note.json",
-                       'curl --fail --silent --show-error --request POST --header "PRIVATE-TOKEN: $SHIPYARD_NOTE_TOKEN"'
-                       ' --header "Content-Type: application/json" --data @note.json '
-                       '"$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes"'],
-                   "artifacts": {"paths": [DIFF_FILE], "expire_in": "5 days"}},
+                         "script": [
+                             _when_made(plan, "compare"),
+                             f"shipyard models diff {base} {ref} --markdown --missing-ok --output {DIFF_FILE}",
+                             # a note on the merge request, with a project access token kept as a masked variable
+                             'python -c "import json,sys; print(json.dumps({\'body\': open(sys.argv[1]).read()}))" '
+                             f"{DIFF_FILE} > note.json",
+                             'curl --fail --silent --show-error --request POST --header '
+                             '"PRIVATE-TOKEN: $SHIPYARD_NOTE_TOKEN" --header "Content-Type: application/json" '
+                             '--data @note.json '
+                             '"$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes"'],
+                         "artifacts": {"paths": [DIFF_FILE], "expire_in": "5 days"}},
         "promote-staging": _gitlab_promote(plan, plan.staging, manual=False),
     }
     if plan.production:
@@ -272,10 +286,15 @@ def _gitlab_promote(plan: CIPlan, env: str, manual: bool) -> dict[str, Any]:
     rule: dict[str, Any] = {"if": GITLAB_MAIN}
     if manual:
         rule["when"] = "manual"  # a person starts it; protect the environment to say who may
-    needs = ["verify", "build-image"] if not manual else ["build-image", "promote-staging"]
+    needs = ["run-pipeline", "verify", "build-image"] if not manual else \
+        ["run-pipeline", "build-image", "promote-staging"]
     return {"stage": "promote", "rules": [rule], "needs": needs, "interruptible": False,
             "resource_group": f"shipyard-{env}",  # one promotion to an environment at a time
             "environment": {"name": env},
-            "script": ['git config --global user.name "shipyard-ci"',
+            "script": [_when_made(plan, "promote"),
+                       'git config --global user.name "shipyard-ci"',
                        'git config --global user.email "shipyard-ci@$CI_SERVER_HOST"',
+                       # a project access token that may push to the GitOps repository (masked CI/CD variable)
+                       'git config --global url."https://oauth2:${GITOPS_TOKEN}@${CI_SERVER_HOST}/".insteadOf '
+                       '"https://${CI_SERVER_HOST}/"',
                        f'shipyard promote "{plan.model}@$VERSION" --env {env}']}

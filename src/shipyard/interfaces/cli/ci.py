@@ -143,3 +143,50 @@ def plan_for(root: Path, model: str | None, registry: str | None) -> CIPlan:
                   lock_files=locks, s3_remote=any(r.is_s3 for r in config.remotes.values()),
                   staging=staging, production=gated[0] if gated else None, registry=registry or ci.registry,
                   gitops_repo=deploy.repo)
+
+
+@app.command("version")
+def version(model: str = typer.Argument(None, help="The model (default: ci.model, or the only one registered)."),
+            as_json: bool = out.JSON_OPTION) -> None:
+    """Print the version of MODEL this checkout's pipeline made (a stage run in shipyard.lock registered it, and
+    its files are in this store), or nothing: CI verifies, builds and promotes that version, and skips those
+    jobs when every stage came from the cache and no version was made here."""
+    from shipyard.core.workspace.lockfile import load_lock
+    from shipyard.errors import NotFoundError
+
+    svc = out.services()
+    try:
+        name = model or _model_name(svc)
+        runs = {s.run for s in load_lock(svc.settings.project_root).stages.values() if s.run}
+        try:
+            versions = svc.registry.versions(name)
+        except NotFoundError:
+            versions = []
+        made = [v for v in versions if v.run_id in runs and svc.store.has(v.manifest_digest)]
+        found = max(made, key=lambda v: v.version) if made else None
+    finally:
+        svc.close()
+    if as_json:
+        out.print_json({"model": name, "version": None if found is None else found.version})
+        return
+    import sys
+
+    sys.stdout.write(f"{found.version}\n" if found is not None else "\n")
+    if found is None:
+        out.console(stderr=True).print(f"no version of {out.plain(name)} was made by this checkout's pipeline "
+                                       "(its stages came from the cache, or it registers none): nothing to ship")
+
+
+def _model_name(svc: Any) -> str:
+    from shipyard.core.deploy.config import ci_config
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import ConfigError
+
+    named = ci_config(load_config(svc.settings.project_root).ci).model
+    if named:
+        return named
+    models = svc.registry.models()
+    if len(models) != 1:
+        raise ConfigError("which model does CI ship? set ci.model in shipyard.yaml or name it (registered: "
+                          f"{', '.join(m.name for m in models) or 'none yet'})")
+    return str(models[0].name)
