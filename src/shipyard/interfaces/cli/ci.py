@@ -101,7 +101,7 @@ def dump(doc: dict[str, Any]) -> str:
     import yaml
 
     unshared = json.loads(json.dumps(doc))  # every list and dict its own copy: nothing for yaml to alias
-    return str(yaml.safe_dump(unshared, sort_keys=False, width=120, allow_unicode=True))
+    return str(yaml.safe_dump(unshared, sort_keys=False, width=4096, allow_unicode=True))  # a command on one line
 
 
 def plan_for(root: Path, model: str | None, registry: str | None) -> CIPlan:
