@@ -82,11 +82,12 @@ def _emit(kind: str, default: str, output: Path | None, force: bool, show: bool,
     secrets = ["SHIPYARD_DB_URL (optional: a team registry)"]
     if plan.s3_remote:
         secrets += list(workflows.S3_SECRETS)
-    if plan.gitops_repo:
-        secrets.append("GITOPS_TOKEN")
-    where = "repository secrets" if kind == "github" else "masked CI/CD variables"
     if kind == "gitlab":
-        secrets.append("SHIPYARD_NOTE_TOKEN (a project access token that may comment)")
+        secrets += ["GITOPS_TOKEN (a project access token that may push to the GitOps repository)",
+                    "SHIPYARD_NOTE_TOKEN (one that may comment on merge requests)"]
+    elif plan.gitops_repo:
+        secrets.append("GITOPS_TOKEN (a token that may push to the GitOps repository)")
+    where = "repository secrets" if kind == "github" else "masked CI/CD variables"
     out.console().print(f"set as {where}: {', '.join(secrets)}", soft_wrap=True, markup=False)
     if plan.production:
         hint = ("add required reviewers to the `production` environment (Settings > Environments)"
