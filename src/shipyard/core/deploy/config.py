@@ -194,6 +194,8 @@ class CISpec(_Strict):
     matrix: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="package -> versions `shipyard verify --with` is run against in CI")
     model: str | None = Field(None, description="the model CI verifies, builds and promotes (default: the only one)")
+    registry: str | None = Field(None, description="image repository CI pushes to (default: ghcr.io/OWNER/REPO "
+                                                   "on GitHub, $CI_REGISTRY_IMAGE on GitLab)")
 
     @field_validator("matrix", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from shipyard.errors import ShipyardError
 from shipyard.interfaces.cli import (
     alias,
     build,
+    ci,
     data,
     env,
     models,
@@ -40,6 +41,7 @@ app.add_typer(alias.app, name="alias")
 app.add_typer(store.app, name="store")
 app.add_typer(data.app, name="data")
 app.add_typer(env.app, name="env")
+app.add_typer(ci.app, name="ci")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)

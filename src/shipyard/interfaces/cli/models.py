@@ -10,7 +10,9 @@ import typer
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
-    from shipyard.core.registry.records import AuditEvent
+    from shipyard.core.registry.diff import Side
+    from shipyard.core.registry.records import AuditEvent, ModelVersion
+    from shipyard.wiring import Services
 
 app = typer.Typer(help="Registered models and their immutable versions.", no_args_is_help=True)
 
@@ -219,3 +221,74 @@ def lineage(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIA
     for child in root.children:
         grow(top, child)
     out.console().print(top)
+
+
+@app.command("diff")
+def diff(base: str = typer.Argument(..., help="The version to compare against: NAME@ALIAS, NAME@V or NAME."),
+         head: str = typer.Argument(..., help="The new version: NAME@V, NAME@ALIAS or NAME (its latest)."),
+         markdown: bool = typer.Option(False, "--markdown", help="Print Markdown (a pull request's comment)."),
+         missing_ok: bool = typer.Option(False, "--missing-ok",
+                                         help="If BASE does not exist yet (no such alias), show HEAD's metrics alone "
+                                              "instead of failing."),
+         output: Path = typer.Option(None, "--output", "-o", help="Write to this file instead of printing."),
+         as_json: bool = out.JSON_OPTION) -> None:
+    """Metrics of two versions' producing runs side by side, with the change, and the params that differ."""
+    import json
+
+    from shipyard.core.registry import diff as metrics_diff
+    from shipyard.errors import InvalidInputError, NotFoundError
+
+    if markdown and as_json:
+        raise InvalidInputError("--markdown or --json, not both")
+    svc = out.services()
+    try:
+        new = _side(svc, svc.registry.resolve(head), head)
+        try:
+            old = _side(svc, svc.registry.resolve(base), base)
+        except NotFoundError:
+            if not missing_ok:
+                raise
+            old = metrics_diff.Side(base, None)
+    finally:
+        svc.close()
+    result = metrics_diff.diff(old, new)
+    text = (metrics_diff.markdown(result) if markdown
+            else json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n" if as_json or output else None)
+    if text is not None and output is not None:
+        from shipyard.core.workspace.atomic import write_atomic
+
+        write_atomic(output, text.encode())
+        out.console(stderr=True).print(f"wrote {out.plain(str(output))}")
+    elif text is not None:
+        import sys
+
+        sys.stdout.write(text)
+    else:
+        if old.metrics is None:
+            out.console().print(f"{out.plain(old.label)} does not exist yet: {out.plain(new.label)} alone")
+        out.table(f"{old.label} → {new.label}", [out.Col("metric", ident=True), old.label, new.label, "change"],
+                  ((r.key, metrics_diff.number(r.old), metrics_diff.number(r.new), r.change_text())
+                   for r in result.metrics))
+        if result.params:
+            out.table("params that differ", ["param", old.label, new.label],
+                      ((k, a or "-", b or "-") for k, a, b in result.params))
+
+
+def _side(svc: Services, mv: ModelVersion, given: str) -> Side:
+    """A version's metrics: those recorded with it, and its producing run's (a later value of a series wins);
+    labelled ``iris@1 (production)`` when named by an alias."""
+    from shipyard.core.registry.diff import Side
+    from shipyard.errors import NotFoundError
+
+    metrics, params = dict(mv.metrics), dict(mv.params)
+    if mv.run_id:
+        try:
+            run = svc.meta.get_run(mv.run_id)
+        except NotFoundError:
+            pass
+        else:
+            metrics.update(run.metrics)
+            params = {**run.params, **params}
+    alias = given.partition("@")[2]
+    label = mv.ref if alias in ("", str(mv.version)) else f"{mv.ref} ({alias})"
+    return Side(label, metrics, params)

@@ -128,9 +128,16 @@ def show_outcomes(outcomes: Sequence[Outcome]) -> None:
 
 def status(
     stages: list[str] = typer.Argument(None, help="Stages to check (with what they depend on); all by default."),
+    env: str = typer.Option(None, "--env", help="Instead: what runs in this deploy environment (workload, rollout, "
+                                                "Argo CD), read from the kubeconfig's current context's cluster."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """For each stage: up to date, or why it would run (which dependency, param or output changed)."""
+    if env is not None:
+        from shipyard.interfaces.cli.cluster import env_status
+
+        env_status(env, stages, as_json)
+        return
     _show_status(_runner().status(stages or None), as_json)
 
 
