@@ -160,7 +160,9 @@ def test_the_server_caps_classes_per_version() -> None:
     from shipyard.interfaces.serving.quality import PredictionCounter
 
     metrics = Metrics()
-    PredictionCounter(metrics).count("clf", "1", [f"class-{i}" for i in range(MAX_CLASSES + 30)])
+    counter = PredictionCounter(metrics)
+    for i in range(MAX_CLASSES + 30):
+        counter.count("clf", "1", [f"class-{i}"])
     labels = {s.labels["bucket"] for f in metrics.predictions.collect() for s in f.samples
               if s.name.endswith("_total")}
     assert len(labels) == MAX_CLASSES + 1 and "other" in labels
