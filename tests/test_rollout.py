@@ -228,7 +228,7 @@ def test_a_version_that_raises_on_5_percent_is_rolled_back(registry: Any) -> Non
     assert state.why.startswith("error-rate ")
     failed = next(m for m in state.last if m.rule == ERROR_RATE)
     assert failed.verdict == "fail" and failed.value is not None and failed.value > LOAD_SPEC.max_error_rate
-    assert _history(registry, 3).startswith(f"rolled back (stable clf@1): error-rate {failed.value:.4g} > 0.02")
+    assert _history(registry, 3).startswith(f"rolled back: error-rate {failed.value:.4g} > 0.02")
 
 
 def test_shifted_predictions_with_no_errors_are_rolled_back_by_the_model_rules(registry: Any) -> None:
@@ -239,7 +239,7 @@ def test_shifted_predictions_with_no_errors_are_rolled_back_by_the_model_rules(r
     # an HTTP-only analysis would have passed it: no error-rate measurement ever failed
     errors = [m for t in ticks for m in t.measured if m.rule == ERROR_RATE]
     assert errors and all(m.verdict == "pass" and m.value == 0 for m in errors)
-    assert _history(registry, 4).startswith(f"rolled back (stable clf@1): {rule} ")
+    assert _history(registry, 4).startswith(f"rolled back: {rule} ")
 
 
 def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, tmp_path: Path) -> None:
@@ -262,4 +262,4 @@ def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, 
     assert result["why"].split()[0] in (DISAGREEMENT, PSI)
     history = shipyard("models", "history", "clf", "--json", env=env, cwd=registry.settings.project_root).stdout
     reasons = [e["reason"] for e in json.loads(history) if e["action"] == "rollout"]
-    assert any(r.startswith("rolled back (stable clf@1): " + result["why"].split()[0]) for r in reasons)
+    assert any(r.startswith("rolled back: " + result["why"].split()[0]) for r in reasons)

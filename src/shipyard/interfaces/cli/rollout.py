@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from shipyard.core.deploy.rollout import Plan
     from shipyard.interfaces.serving.rollout import Tick
 
+SHORT = {"pass": "ok", "fail": "FAIL", "inconclusive": "?"}
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
 
 
@@ -97,7 +98,7 @@ def rollout(
                         else None, "ticks": ticks})
     else:
         style = "green" if state.status == "promoted" else "bold red"
-        out.console().print(f"[{style}]{state.status}[/{style}]: {out.plain(summary)}")
+        out.console().print(f"[{style}]{out.plain(summary)}[/{style}]")
     svc.close()
     if state.status != "promoted":
         raise typer.Exit(1)
@@ -166,21 +167,10 @@ class _View:
         if self.live is not None:
             self.live.update(self._render())
         elif not self.quiet:
-            self.console.print(out.plain(self._line(tick)))
+            self.console.print(out.plain(tick_line(self.plan, tick)))
 
     def _step(self, tick: Tick) -> str:
-        from shipyard.core.deploy.rollout import describe
-
-        s = tick.state
-        where = describe(self.plan.steps[s.step]) if s.step < len(self.plan.steps) else "done"
-        return f"step {min(s.step + 1, len(self.plan.steps))}/{len(self.plan.steps)} ({where})"
-
-    def _line(self, tick: Tick) -> str:
-        parts = [f"{tick.elapsed:6.1f}s", self._step(tick), f"weight {tick.state.weight}%"]
-        parts += [f"{m.rule} {_value(m.value)}/{m.limit:g} {m.verdict}" for m in tick.measured]
-        if tick.state.done:
-            parts.append(f"=> {tick.state.status}: {tick.state.why}")
-        return " | ".join(parts)
+        return step_text(self.plan, tick)
 
     def _render(self) -> RenderableType:
         from rich.table import Table
@@ -199,6 +189,21 @@ class _View:
         if tick is not None and tick.state.done:
             table.caption = f"{tick.state.status}: {tick.state.why}"
         return table
+
+
+def step_text(plan: Plan, tick: Tick) -> str:
+    from shipyard.core.deploy.rollout import describe
+
+    s = tick.state
+    where = describe(plan.steps[s.step]) if s.step < len(plan.steps) else "done"
+    return f"step {min(s.step + 1, len(plan.steps))}/{len(plan.steps)} {where}"
+
+
+def tick_line(plan: Plan, tick: Tick) -> str:
+    """One interval as a line: the step, the weight, each rule's value against its limit, the verdict."""
+    parts = [f"{tick.elapsed:4.1f}s", step_text(plan, tick), f"weight {tick.state.weight:3d}%"]
+    parts += [f"{m.rule} {_value(m.value)}/{m.limit:g} {SHORT[m.verdict]}" for m in tick.measured]
+    return " | ".join(parts)
 
 
 def _value(v: float | None) -> str:

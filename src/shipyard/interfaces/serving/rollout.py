@@ -225,9 +225,9 @@ def conclude(registry: Registry, new: ModelVersion, stable: ModelVersion, state:
 
     failed = next((m for m in state.last if m.verdict == "fail"), None) if state.status == "rolled back" else None
     if state.status == "promoted":
-        summary = f"promoted from {stable.ref}" + (f"; {alias} -> {new.version}" if alias else "")
+        summary = f"promoted from {stable.ref}" + (f"; {new.model}@{alias} -> {new.ref}" if alias else "")
     else:
-        summary = f"{state.status} (stable {stable.ref}): {state.why}"
+        summary = f"{state.status}: {state.why}; stable {stable.ref}"
     record = {"from": stable.ref, "status": state.status, "why": state.why, "alias": alias,
               "failed": failed.to_dict() if failed else None,
               "measurements": [m.to_dict() for m in state.last], **detail}
