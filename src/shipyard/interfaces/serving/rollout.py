@@ -10,7 +10,7 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,14 +144,23 @@ def replay_rows(path: Path) -> list[list[Any]]:
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     if not files:
         raise InvalidInputError(f"--replay {path}: no .jsonl inference logs there")
-    batches: list[list[Any]] = []
-    rows = 0
-    for file in files:
+
+    def read(file: Path) -> bytes:
         try:
             with file.open("rb") as f:
-                data = f.read(MAX_REPLAY_BYTES + 1)
+                return f.read(MAX_REPLAY_BYTES + 1)
         except OSError as exc:
             raise InvalidInputError(f"--replay: cannot read {file}: {exc}") from exc
+
+    return logged_rows((read(f) for f in files), f"--replay {path}")
+
+
+def logged_rows(logs: Iterable[bytes], what: str) -> list[list[Any]]:
+    """The request inputs in inference log contents (JSON lines), at most ``MAX_REPLAY_ROWS`` rows in all; a
+    log past ``MAX_REPLAY_BYTES`` is read up to its last whole line there."""
+    batches: list[list[Any]] = []
+    rows = 0
+    for data in logs:
         if len(data) > MAX_REPLAY_BYTES:
             data = data[:data.rfind(b"\n", 0, MAX_REPLAY_BYTES) + 1]  # whole lines only
         for line in data.splitlines():
@@ -166,7 +175,7 @@ def replay_rows(path: Path) -> list[list[Any]]:
                 if rows >= MAX_REPLAY_ROWS:
                     return batches
     if not batches:
-        raise InvalidInputError(f"--replay {path}: the logs hold no inputs; record them with "
+        raise InvalidInputError(f"{what}: the logs hold no inputs; record them with "
                                 "`shipyard serve --log --log-payloads`")
     return batches
 
