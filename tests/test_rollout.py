@@ -263,3 +263,20 @@ def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, 
     history = shipyard("models", "history", "clf", "--json", env=env, cwd=registry.settings.project_root).stdout
     reasons = [e["reason"] for e in json.loads(history) if e["action"] == "rollout"]
     assert any(r.startswith("rolled back: " + result["why"].split()[0]) for r in reasons)
+
+
+def test_replay_reads_a_serve_runs_inference_logs(registry: Any, tmp_path: Path) -> None:
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.cli.rollout import _replayed
+
+    log = tmp_path / "20261129T000000-1.jsonl"
+    log.write_text('{"request_id": "a", "inputs": [[0.1, 0.2]]}\n{"request_id": "b"}\n'
+                   '{"request_id": "c", "inputs": [[0.3, 0.4], [0.5, 0.6]]}\n{"torn')
+    tracker = registry.tracker
+    served = tracker.start_run(name="serve clf@1", experiment="serving")
+    tracker.log_artifact(served.id, log, name=f"inference-logs/{log.name}")
+    assert _replayed(registry, served.id[:8]) == [[[0.1, 0.2]], [[0.3, 0.4], [0.5, 0.6]]]
+    other = tracker.start_run(name="train")
+    with pytest.raises(InvalidInputError, match="recorded no inference logs"):
+        _replayed(registry, other.id)
+    assert _replayed(registry, str(log)) == _replayed(registry, served.id)  # a file reads the same

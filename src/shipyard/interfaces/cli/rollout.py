@@ -73,6 +73,10 @@ def rollout(
     new_mv, stable_mv = svc.registry.resolve(new), svc.registry.resolve(stable)
     if new_mv.version == stable_mv.version:
         raise InvalidInputError(f"{new} and {stable} are the same version ({new_mv.ref}): nothing to roll out")
+    if port:  # a taken port is said before any model loads (seconds)
+        from shipyard.interfaces.cli.serve import _check_port
+
+        _check_port(host, port)
     batches = _replayed(svc, replay) if replay is not None else None
     plan = Plan.of(plan_steps, spec)
     view = _View(plan, spec, new_mv.ref, stable_mv.ref, quiet=as_json)

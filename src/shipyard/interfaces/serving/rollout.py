@@ -61,7 +61,7 @@ class LocalServer:
                 s.bind((self.host, 0))
                 self.port = s.getsockname()[1]
         app = create_app(self.router)
-        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="error"))
+        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="critical"))
         self._thread = threading.Thread(target=self._server.run, name="rollout-server", daemon=True)
         self._thread.start()
         while not self._server.started:
