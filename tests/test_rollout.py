@@ -280,3 +280,21 @@ def test_replay_reads_a_serve_runs_inference_logs(registry: Any, tmp_path: Path)
     with pytest.raises(InvalidInputError, match="recorded no inference logs"):
         _replayed(registry, other.id)
     assert _replayed(registry, str(log)) == _replayed(registry, served.id)  # a file reads the same
+
+
+def test_steps_limits_and_alias_come_from_shipyard_yaml_then_flags(tmp_path: Path) -> None:
+    from shipyard.interfaces.cli.rollout import _configure
+
+    (tmp_path / "shipyard.yaml").write_text(
+        "deploy:\n  canary:\n    - weight: 5\n    - analysis: true\n  analysis:\n    interval: 10s\n"
+        "    max_psi: 0.3\n  environments:\n    prod:\n      alias: live\n    staging: {}\n")
+    steps, spec, alias = _configure(tmp_path, None, None, None, None, None, "prod")
+    assert (steps, spec.interval, spec.max_psi, alias) == (parse_steps("5,analysis"), "10s", 0.3, "live")
+    assert _configure(tmp_path, None, None, None, None, None, "staging")[2] == "staging"  # no alias: its name
+    steps, spec, alias = _configure(tmp_path, "50,analysis", "500ms", 4, 7, None, None)
+    assert (steps, spec.interval, spec.count, spec.min_requests, alias) == (
+        parse_steps("50,analysis"), "500ms", 4, 7, "production")
+    with pytest.raises(ValueError, match="no environment 'qa'"):
+        _configure(tmp_path, None, None, None, None, None, "qa")
+    with pytest.raises(ValueError, match="not a duration"):
+        _configure(tmp_path, None, "2 seconds", None, None, None, None)

@@ -34,7 +34,7 @@ def rollout(
     min_requests: int | None = typer.Option(None, "--min-requests", min=1,
                                             help="Fewer requests to a version in an interval: inconclusive."),
     alias: str | None = typer.Option(None, "--alias", help="The alias to move when every step passes "
-                                                           "[default: production]."),
+                                                           "(default: production)."),
     env: str | None = typer.Option(None, "--env", metavar="ENV",
                                    help="Move this environment's alias (shipyard.yaml deploy.environments)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Where the model server listens."),
