@@ -136,7 +136,7 @@ def test_prometheus_computes_what_the_local_rollout_computes(tmp_path: Path) -> 
     from shipyard.interfaces.serving.router import Router
     from shipyard.wiring import build, settings_from_environment
     from tests.conftest import free_port
-    from tests.rollout_models import Shifted, Threshold, rows
+    from tests.rollout_models import Flaky, Threshold, rows
 
     spec = AnalysisSpec(min_requests=10, latency_slack_ms=1.0)
     home = tmp_path / ".shipyard"
@@ -146,7 +146,7 @@ def test_prometheus_computes_what_the_local_rollout_computes(tmp_path: Path) -> 
         mp.setenv("SHIPYARD_HOME", str(home))
         mp.chdir(tmp_path)
         with api.start_run(name="models"):
-            for model in (Threshold(), Shifted(1.3)):
+            for model in (Threshold(), Flaky(cut=1.3)):  # the new version errs on 5% and answers otherwise
                 api.log_model(model, "prom", flavor="python", examples=[[0.25, 0.3]])
         svc = build(settings_from_environment(), tmp_path)
     router = Router(load_slot(svc.registry, svc.registry.resolve("prom@1")),
@@ -156,8 +156,9 @@ def test_prometheus_computes_what_the_local_rollout_computes(tmp_path: Path) -> 
         base = f"http://127.0.0.1:{server.port}"
         for weight in (100.0, 0.0):  # every series the traffic will touch, before Prometheus first looks
             router.canary_percent = weight
-            for row in ([0.1, 0.1], [0.6, 0.6], [0.9, 0.9]):
-                assert httpx.post(f"{base}/predict", json={"instances": [row]}).status_code == 200
+            for row in ([0.15, 0.1], [0.65, 0.6], [0.95, 0.9], [0.002, 0.9]):  # the last one trips Flaky
+                expected = 500 if weight and row[0] == 0.002 else 200
+                assert httpx.post(f"{base}/predict", json={"instances": [row]}).status_code == expected
         before = settled(server)  # the background comparisons done
         config = tmp_path / "prometheus.yml"
         config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shipyard\n"
@@ -206,7 +207,8 @@ def test_prometheus_computes_what_the_local_rollout_computes(tmp_path: Path) -> 
                 expected = local[name].value
                 assert expected is not None, local[name]
                 assert value == pytest.approx(expected, rel=1e-3), (name, value, local[name])
-            assert local[DISAGREEMENT].verdict == "fail"  # Shifted(1.3) answers otherwise on a quarter of rows
+            assert local[DISAGREEMENT].verdict == "fail"  # a cut at 1.3 answers otherwise on a quarter of rows
+            assert local[ERROR_RATE].value is not None and local[ERROR_RATE].value > 0
             # no traffic to a version that does not exist: an empty vector, which the conditions call inconclusive
             idle = promql("prom", spec)[ERROR_RATE].replace("{{args.canary-version}}", "9")
             assert query(idle) == []

@@ -6,6 +6,7 @@ to /predict at a steady rate (recorded inference logs with ``replay_rows``).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
@@ -186,7 +187,8 @@ def run_rollout(registry: Registry, new: ModelVersion, stable: ModelVersion, pla
                 on_ready: Callable[[int], None] = lambda port: None) -> State:
     """Run the rollout of ``new`` against ``stable`` to its verdict; the weight ends at 0 or 100."""
     router = Router(load_slot(registry, stable), canary=load_slot(registry, new), canary_percent=0.0)
-    with LocalServer(router, host, port) as server, _maybe(traffic, server.port, rate):
+    with LocalServer(router, host, port) as server, \
+            (Traffic(server.port, traffic, rate) if traffic else contextlib.nullcontext()):
         on_ready(server.port)
         return drive(server, router, new, stable, plan, spec, on_tick)
 
@@ -210,20 +212,6 @@ def drive(server: LocalServer, router: Router, new: ModelVersion, stable: ModelV
         router.canary_percent = float(state.weight)
         on_tick(Tick(time.monotonic() - began, state, measured))
     return state
-
-
-class _maybe:
-    """``Traffic`` when there are rows to send, else nothing."""
-
-    def __init__(self, batches: Sequence[list[Any]] | None, port: int, rate: float) -> None:
-        self.traffic = Traffic(port, batches, rate) if batches else None
-
-    def __enter__(self) -> Traffic | None:
-        return self.traffic.__enter__() if self.traffic else None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.traffic:
-            self.traffic.__exit__()
 
 
 def conclude(registry: Registry, new: ModelVersion, stable: ModelVersion, state: State, alias: str | None,
