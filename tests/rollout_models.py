@@ -42,3 +42,19 @@ def rows(n: int = 400, seed: int = 7) -> list[list[list[float]]]:
     """``n`` one-row batches of two features in [0, 1)."""
     rng = random.Random(seed)
     return [[[round(rng.random(), 4), round(rng.random(), 4)]] for _ in range(n)]
+
+
+class StartsFailing(Threshold):
+    """Answers as ``Threshold``, then raises on every other input once ``FAIL_FLAG`` exists (set by the bench
+    at a moment it notes), so the onset of failures is known to the millisecond."""
+
+    def __init__(self, flag: str, cut: float = 1.0) -> None:
+        super().__init__(cut)
+        self.flag = flag
+
+    def predict(self, rows: Any) -> list[str]:
+        import os
+
+        if os.path.exists(self.flag) and any(_key(row) % 2 == 0 for row in rows):
+            raise ValueError("this version started failing")
+        return super().predict(rows)

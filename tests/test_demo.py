@@ -1,4 +1,4 @@
-"""``shipyard demo``: headings in order and coherent (four parts, the pipeline's three steps under part 2),
+"""``shipyard demo``: headings in order and coherent (five parts, the pipeline's three steps under part 2),
 each line under its heading, class names everywhere, per-fold scores logged as steps of their own metric."""
 
 from __future__ import annotations
@@ -37,10 +37,16 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[s
 
     headings = [at(PARTS[0]), at(PARTS[1]), *(at(s) for s in STEPS[:3]), at(PARTS[2].format(ref="iris@staging"))]
     part4 = [at(PARTS[3].format(ref="iris@staging")), at(STEPS[3].format(ref="iris@staging")), at(STEPS[4])]
-    assert headings + part4 == sorted(headings + part4)
-    assert len([line for line in lines if line.startswith("──")]) == 4  # one rule per part, no more
+    part5 = at(PARTS[4].format(ref="iris@staging"))
+    assert [*headings, *part4, part5] == sorted([*headings, *part4, part5])
+    assert len([line for line in lines if line.startswith("──")]) == 5  # one rule per part, no more
+    # part 5: the bad version rolled back by a model rule (it never errs), the good one promoted
+    verdicts = [line.split(":")[0] for line in lines[part5:] if line.startswith(("rolled back:", "promoted "))]
+    assert verdicts == ["rolled back", "promoted from iris@1; iris@production -> iris@3"]
+    why = next(line for line in lines[part5:] if line.startswith("rolled back:")).split()[2]
+    assert why in ("disagreement", "psi")
     # part 4: the iris version passes in a new environment; the scaler passes, then fails with tinypkg 2.0
-    verdicts = [line.split()[0] for line in lines[part4[0]:] if line.startswith(("pass ", "FAIL "))]
+    verdicts = [line.split()[0] for line in lines[part4[0]:part5] if line.startswith(("pass ", "FAIL "))]
     assert verdicts == ["pass", "pass", "FAIL"]
     assert "3 of 3 golden examples differ" in done.stdout and "shipyard build iris@staging" in done.stdout
     # what the param change re-runs is said under its own heading, before the stages run

@@ -31,11 +31,13 @@ def test_demo_twice_makes_a_new_version_and_leaves_the_old_one(env: dict[str, st
     second = run_cli("demo", env=env, cwd=tmp_path)
     assert "restored from cache" in second.stdout  # part 2: the example pipeline, seen before
     versions = json.loads(run_cli("models", "versions", "iris", "--json", env=env).stdout)
-    assert [v["version"] for v in versions] == [1, 2]
+    # each demo registers one version in part 1 (staging) and two in part 5 (rolled out: one rolled back,
+    # one promoted to production)
+    assert [v["version"] for v in versions] == [1, 2, 3, 4, 5, 6]
     assert v1.pop("trust") is None  # show adds the trust decision in force: none, scikit-learn types only
     assert v1.pop("trust_by_others") is None  # and the newest decision of others, which does not count
     assert versions[0] == {**v1, "aliases": []}  # only the alias moved away from version 1
-    assert versions[1]["aliases"] == ["staging"]
+    assert [v["aliases"] for v in versions] == [[], [], [], ["staging"], [], ["production"]]
     everything = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
     assert {r["status"] for r in everything} == {"finished"}
     assert sorted({r["name"] for r in everything if r["experiment"] == "pipeline"}) == ["evaluate", "prepare", "train"]

@@ -12,7 +12,9 @@ Four rules, each on one analysis interval:
   new version runs as a shadow) where the new version's answer differs from the stable one's;
 - ``psi``: the population stability index of the new version's prediction distribution against the stable
   one's, over the server's bounded prediction buckets, each share smoothed by half a count so that a bucket
-  seen on one side only adds a large but finite term instead of vanishing from the sum.
+  seen on one side only adds a large but finite term instead of vanishing from the sum; less the PSI two
+  samples of one distribution show by chance, ``(buckets - 1) * (1/n_canary + 1/n_stable)``, and at least 0
+  (small samples, as a canary at a low weight gets, otherwise read as drift).
 
 Every measurement is guarded: fewer than ``min_requests`` requests to a version in the window (no traffic)
 makes the query return an empty vector, and the conditions are written so that neither success nor
@@ -145,8 +147,10 @@ def promql(model: str, spec: AnalysisSpec) -> dict[str, str]:
         smoothed = f"(({one}) or ({other}) * 0) + {_number(SMOOTHING)}"
         return f"(({smoothed}) / on() group_left sum({smoothed}))"
 
-    p, q = shares(counts(CANARY), counts(STABLE)), shares(counts(STABLE), counts(CANARY))
-    psi = (f"sum(({p} - {q}) * ln({p} / {q}))\n"
+    cc, sc = counts(CANARY), counts(STABLE)
+    p, q = shares(cc, sc), shares(sc, cc)
+    bias = f"(count(({cc}) or ({sc}) * 0) - 1) * (1 / sum({cc}) + 1 / sum({sc}))"  # measure.psi_bias
+    psi = (f"clamp_min(sum(({p} - {q}) * ln({p} / {q}))\n- {bias}, 0)\n"
            f"and on() {traffic(CANARY)}\nand on() {traffic(STABLE)}")
     return {ERROR_RATE: error_rate, LATENCY_P99: latency, DISAGREEMENT: disagreement, PSI: psi}
 

@@ -123,15 +123,25 @@ def evaluate(before: Scrape, after: Scrape, model: str, canary: str, stable: str
 
 
 def psi(canary: Mapping[str, float], stable: Mapping[str, float]) -> tuple[float, int]:
-    """(PSI of ``canary`` against ``stable``, buckets compared): every bucket either side saw, each count
-    smoothed by ``SMOOTHING`` so one seen on one side only adds a large but finite term."""
+    """(PSI of ``canary`` against ``stable``, buckets compared), as ``analysis.promql`` computes it: over every
+    bucket either side saw, each count smoothed by ``SMOOTHING`` (so one seen on one side only adds a large
+    but finite term), less the PSI two samples of one distribution show by chance, and at least 0."""
     names = set(canary) | set(stable)
-    if not names:
-        return math.nan, 0
+    n_canary, n_stable = sum(canary.values()), sum(stable.values())
+    if n_canary <= 0 or n_stable <= 0:
+        return math.nan, len(names)
     c = {b: canary.get(b, 0.0) + SMOOTHING for b in names}
     s = {b: stable.get(b, 0.0) + SMOOTHING for b in names}
     ct, st = sum(c.values()), sum(s.values())
-    return sum((c[b] / ct - s[b] / st) * math.log((c[b] / ct) / (s[b] / st)) for b in names), len(names)
+    raw = sum((c[b] / ct - s[b] / st) * math.log((c[b] / ct) / (s[b] / st)) for b in names)
+    return max(0.0, raw - psi_bias(len(names), n_canary, n_stable)), len(names)
+
+
+def psi_bias(buckets: int, n_canary: float, n_stable: float) -> float:
+    """What PSI averages between two samples of one distribution: ``(buckets - 1) (1/n1 + 1/n2)`` (PSI is
+    close to a chi-squared statistic over the effective sample size). Subtracted, a few dozen requests at a
+    low canary weight do not read as drift, while thousands (a cluster's window) leave PSI as it is."""
+    return (buckets - 1) * (1 / n_canary + 1 / n_stable)
 
 
 def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:

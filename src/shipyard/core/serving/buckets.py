@@ -17,6 +17,7 @@ needs no state and no data:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -53,6 +54,10 @@ def value_range(x: float) -> str:
         return "0"
     if a >= 10 ** (HIGH / PER_DECADE):
         return ">=1e12" if x > 0 else "<=-1e12"
-    k = min(max(math.floor(PER_DECADE * math.log10(a)), LOW), HIGH - 1)
+    return _grid(min(max(math.floor(PER_DECADE * math.log10(a)), LOW), HIGH - 1), x > 0)
+
+
+@functools.lru_cache(maxsize=2 * (HIGH - LOW))
+def _grid(k: int, positive: bool) -> str:
     lo, hi = 10 ** (k / PER_DECADE), 10 ** ((k + 1) / PER_DECADE)
-    return f"[{lo:.3g},{hi:.3g})" if x > 0 else f"({-hi:.3g},{-lo:.3g}]"
+    return f"[{lo:.3g},{hi:.3g})" if positive else f"({-hi:.3g},{-lo:.3g}]"

@@ -79,7 +79,8 @@ def root(
 def demo(
     name: str = typer.Option("iris", "--name", help="Model name to register."),
 ) -> None:
-    """The tour in three parts: track and register an iris model, run the example pipeline (cached), serve it."""
+    """The tour in five parts: track and register an iris model, run the example pipeline (cached), serve it,
+    verify it elsewhere, and roll new versions out (one rolled back by itself, one promoted)."""
     from shipyard.interfaces.cli.demo import run_demo
 
     run_demo(name)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from shipyard.core.deploy.rollout import Plan
     from shipyard.interfaces.serving.rollout import Tick
 
+SHORT = {"pass": "ok", "fail": "FAIL", "inconclusive": "?"}
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
 
 
@@ -33,14 +34,14 @@ def rollout(
     min_requests: int | None = typer.Option(None, "--min-requests", min=1,
                                             help="Fewer requests to a version in an interval: inconclusive."),
     alias: str | None = typer.Option(None, "--alias", help="The alias to move when every step passes "
-                                                           "[default: production]."),
+                                                           "(default: production)."),
     env: str | None = typer.Option(None, "--env", metavar="ENV",
                                    help="Move this environment's alias (shipyard.yaml deploy.environments)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Where the model server listens."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Its port (0: any free one)."),
-    replay: Path | None = typer.Option(None, "--replay", metavar="LOGS",
-                                       help="Drive traffic from recorded inference logs (`shipyard serve --log "
-                                            "--log-payloads`): a .jsonl file or a folder of them."),
+    replay: str | None = typer.Option(None, "--replay", metavar="LOGS",
+                                      help="Drive traffic from recorded inference logs (`shipyard serve --log "
+                                           "--log-payloads`): the serve run's id, a .jsonl file or a folder."),
     rate: float = typer.Option(200.0, "--rate", min=1.0, help="With --replay: requests a second."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
@@ -52,7 +53,7 @@ def rollout(
     Traffic comes from clients of http://HOST:PORT, or from --replay. Exits 1 unless promoted.
     """
     try:
-        from shipyard.interfaces.serving.rollout import replay_rows, run_rollout
+        from shipyard.interfaces.serving.rollout import run_rollout
     except ModuleNotFoundError as exc:
         from shipyard.errors import MissingExtraError
 
@@ -72,7 +73,11 @@ def rollout(
     new_mv, stable_mv = svc.registry.resolve(new), svc.registry.resolve(stable)
     if new_mv.version == stable_mv.version:
         raise InvalidInputError(f"{new} and {stable} are the same version ({new_mv.ref}): nothing to roll out")
-    batches = replay_rows(replay) if replay is not None else None
+    if port:  # a taken port is said before any model loads (seconds)
+        from shipyard.interfaces.cli.serve import _check_port
+
+        _check_port(host, port)
+    batches = _replayed(svc, replay) if replay is not None else None
     plan = Plan.of(plan_steps, spec)
     view = _View(plan, spec, new_mv.ref, stable_mv.ref, quiet=as_json)
     ticks: list[dict[str, Any]] = []
@@ -97,10 +102,29 @@ def rollout(
                         else None, "ticks": ticks})
     else:
         style = "green" if state.status == "promoted" else "bold red"
-        out.console().print(f"[{style}]{state.status}[/{style}]: {out.plain(summary)}")
+        out.console().print(f"[{style}]{out.plain(summary)}[/{style}]")
     svc.close()
     if state.status != "promoted":
         raise typer.Exit(1)
+
+
+def _replayed(svc: Any, logs: str) -> list[Any]:
+    """The request inputs of ``logs``: a path, or the id of a ``serve --log`` run (its inference-log artifacts)."""
+    from shipyard.core.artifacts.tree import read_verified
+    from shipyard.interfaces.serving.rollout import MAX_REPLAY_BYTES, logged_rows, replay_rows
+
+    if Path(logs).exists():
+        return replay_rows(Path(logs))
+    run = svc.tracker.get_run(logs)
+    found = [a for a in run.artifacts if a.path.startswith("inference-logs/") and not a.is_dir]
+    if not found:
+        from shipyard.errors import InvalidInputError
+
+        raise InvalidInputError(f"--replay {logs}: run {run.id[:8]} ({run.name}) recorded no inference logs; give "
+                                "the run of `shipyard serve --log --log-payloads`, or a .jsonl file")
+    return logged_rows((read_verified(svc.store, a.digest, limit=MAX_REPLAY_BYTES, what=f"inference log {a.path}",
+                                      too_large="; replay a part of it from a file")
+                        for a in found), f"--replay {logs}")
 
 
 def _conclude(registry: Any, new: Any, stable: Any, state: Any, alias: str, plan: Plan, spec: AnalysisSpec) -> str:
@@ -166,21 +190,10 @@ class _View:
         if self.live is not None:
             self.live.update(self._render())
         elif not self.quiet:
-            self.console.print(out.plain(self._line(tick)))
+            self.console.print(out.plain(tick_line(self.plan, tick)))
 
     def _step(self, tick: Tick) -> str:
-        from shipyard.core.deploy.rollout import describe
-
-        s = tick.state
-        where = describe(self.plan.steps[s.step]) if s.step < len(self.plan.steps) else "done"
-        return f"step {min(s.step + 1, len(self.plan.steps))}/{len(self.plan.steps)} ({where})"
-
-    def _line(self, tick: Tick) -> str:
-        parts = [f"{tick.elapsed:6.1f}s", self._step(tick), f"weight {tick.state.weight}%"]
-        parts += [f"{m.rule} {_value(m.value)}/{m.limit:g} {m.verdict}" for m in tick.measured]
-        if tick.state.done:
-            parts.append(f"=> {tick.state.status}: {tick.state.why}")
-        return " | ".join(parts)
+        return step_text(self.plan, tick)
 
     def _render(self) -> RenderableType:
         from rich.table import Table
@@ -188,7 +201,7 @@ class _View:
         tick = self.tick
         title = f"rollout {self.new} (from {self.stable})"
         if tick is not None:
-            title += f" · {self._step(tick)} · weight {tick.state.weight}% · {tick.elapsed:.1f}s"
+            title += f" · step {self._step(tick)} · weight {tick.state.weight}% · {tick.elapsed:.1f}s"
         table = Table(title=title, title_justify="left")
         for col in ("rule", "value", "limit", "verdict", "note"):
             table.add_column(col)
@@ -201,5 +214,20 @@ class _View:
         return table
 
 
+def step_text(plan: Plan, tick: Tick) -> str:
+    from shipyard.core.deploy.rollout import describe
+
+    s = tick.state
+    where = describe(plan.steps[s.step]) if s.step < len(plan.steps) else "done"
+    return f"{min(s.step + 1, len(plan.steps))}/{len(plan.steps)} {where}"
+
+
+def tick_line(plan: Plan, tick: Tick) -> str:
+    """One interval as a line: the step, the weight, each rule's value against its limit, the verdict."""
+    parts = [f"{tick.elapsed:4.1f}s {step_text(plan, tick)} {tick.state.weight:3d}%"]
+    parts += [f"{m.rule} {_value(m.value)}/{m.limit:g} {SHORT[m.verdict]}" for m in tick.measured]
+    return " | ".join(parts)
+
+
 def _value(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4g}"
+    return "-" if v is None else f"{v:.3g}"

@@ -3,7 +3,8 @@ version's predictions (``shipyard_predictions_total``) and how often the canary'
 primary's on the same rows (``shipyard_canary_comparisons_total``).
 
 Both stay off the request path: predictions are counted once the answer has gone (at most
-``MAX_COUNTED_ROWS`` rows of a request, so a big batch costs no more than a small one), and the primary's
+``MAX_COUNTED_ROWS`` rows of a request, evenly spread, so a big batch costs no more than a small one: the
+rules compare shares, which a sample keeps), and the primary's
 answer for a canary request is computed in the background, at most ``MAX_PENDING`` at a time; past that a
 comparison is dropped and counted (``shipyard_canary_comparisons_dropped_total``), never queued.
 """
@@ -19,7 +20,7 @@ from shipyard.core.serving.routing import agree
 from shipyard.interfaces.serving.middleware.metrics import Metrics
 from shipyard.interfaces.serving.router import Router, Slot
 
-MAX_COUNTED_ROWS = 256
+MAX_COUNTED_ROWS = 8
 MAX_PENDING = 32
 
 
@@ -29,11 +30,23 @@ class PredictionCounter:
     def __init__(self, metrics: Metrics) -> None:
         self._counter = metrics.predictions
         self._classes: dict[tuple[str, str], set[str]] = {}
+        self._children: dict[tuple[str, str, str], Any] = {}  # bounded, as the labels are
 
     def count(self, model: str, version: str, predictions: list[Any]) -> None:
-        seen = Counter(self._label(model, version, p) for p in predictions[:MAX_COUNTED_ROWS])
+        if len(predictions) == 1:
+            self._child(model, version, self._label(model, version, predictions[0])).inc()
+            return
+        step = -(-len(predictions) // MAX_COUNTED_ROWS)
+        seen = Counter(self._label(model, version, p) for p in predictions[::step])
         for label, n in seen.items():
-            self._counter.labels(model, version, label).inc(n)
+            self._child(model, version, label).inc(n)
+
+    def _child(self, model: str, version: str, label: str) -> Any:
+        key = (model, version, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._counter.labels(model, version, label)
+        return child
 
     def _label(self, model: str, version: str, prediction: Any) -> str:
         label, is_class = bucket(prediction)

@@ -6,11 +6,12 @@ to /predict at a steady rate (recorded inference logs with ``replay_rows``).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,7 @@ class LocalServer:
                 s.bind((self.host, 0))
                 self.port = s.getsockname()[1]
         app = create_app(self.router)
-        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="error"))
+        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="critical"))
         self._thread = threading.Thread(target=self._server.run, name="rollout-server", daemon=True)
         self._thread.start()
         while not self._server.started:
@@ -144,14 +145,23 @@ def replay_rows(path: Path) -> list[list[Any]]:
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     if not files:
         raise InvalidInputError(f"--replay {path}: no .jsonl inference logs there")
-    batches: list[list[Any]] = []
-    rows = 0
-    for file in files:
+
+    def read(file: Path) -> bytes:
         try:
             with file.open("rb") as f:
-                data = f.read(MAX_REPLAY_BYTES + 1)
+                return f.read(MAX_REPLAY_BYTES + 1)
         except OSError as exc:
             raise InvalidInputError(f"--replay: cannot read {file}: {exc}") from exc
+
+    return logged_rows((read(f) for f in files), f"--replay {path}")
+
+
+def logged_rows(logs: Iterable[bytes], what: str) -> list[list[Any]]:
+    """The request inputs in inference log contents (JSON lines), at most ``MAX_REPLAY_ROWS`` rows in all; a
+    log past ``MAX_REPLAY_BYTES`` is read up to its last whole line there."""
+    batches: list[list[Any]] = []
+    rows = 0
+    for data in logs:
         if len(data) > MAX_REPLAY_BYTES:
             data = data[:data.rfind(b"\n", 0, MAX_REPLAY_BYTES) + 1]  # whole lines only
         for line in data.splitlines():
@@ -166,7 +176,7 @@ def replay_rows(path: Path) -> list[list[Any]]:
                 if rows >= MAX_REPLAY_ROWS:
                     return batches
     if not batches:
-        raise InvalidInputError(f"--replay {path}: the logs hold no inputs; record them with "
+        raise InvalidInputError(f"{what}: the logs hold no inputs; record them with "
                                 "`shipyard serve --log --log-payloads`")
     return batches
 
@@ -177,7 +187,8 @@ def run_rollout(registry: Registry, new: ModelVersion, stable: ModelVersion, pla
                 on_ready: Callable[[int], None] = lambda port: None) -> State:
     """Run the rollout of ``new`` against ``stable`` to its verdict; the weight ends at 0 or 100."""
     router = Router(load_slot(registry, stable), canary=load_slot(registry, new), canary_percent=0.0)
-    with LocalServer(router, host, port) as server, _maybe(traffic, server.port, rate):
+    with LocalServer(router, host, port) as server, \
+            (Traffic(server.port, traffic, rate) if traffic else contextlib.nullcontext()):
         on_ready(server.port)
         return drive(server, router, new, stable, plan, spec, on_tick)
 
@@ -203,20 +214,6 @@ def drive(server: LocalServer, router: Router, new: ModelVersion, stable: ModelV
     return state
 
 
-class _maybe:
-    """``Traffic`` when there are rows to send, else nothing."""
-
-    def __init__(self, batches: Sequence[list[Any]] | None, port: int, rate: float) -> None:
-        self.traffic = Traffic(port, batches, rate) if batches else None
-
-    def __enter__(self) -> Traffic | None:
-        return self.traffic.__enter__() if self.traffic else None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.traffic:
-            self.traffic.__exit__()
-
-
 def conclude(registry: Registry, new: ModelVersion, stable: ModelVersion, state: State, alias: str | None,
              detail: dict[str, Any]) -> str:
     """Record the verdict on ``new`` (``models history`` shows it) and, when promoted, move ``alias`` to it;
@@ -225,9 +222,9 @@ def conclude(registry: Registry, new: ModelVersion, stable: ModelVersion, state:
 
     failed = next((m for m in state.last if m.verdict == "fail"), None) if state.status == "rolled back" else None
     if state.status == "promoted":
-        summary = f"promoted from {stable.ref}" + (f"; {alias} -> {new.version}" if alias else "")
+        summary = f"promoted from {stable.ref}" + (f"; {new.model}@{alias} -> {new.ref}" if alias else "")
     else:
-        summary = f"{state.status} (stable {stable.ref}): {state.why}"
+        summary = f"{state.status}: {state.why}; stable {stable.ref}"
     record = {"from": stable.ref, "status": state.status, "why": state.why, "alias": alias,
               "failed": failed.to_dict() if failed else None,
               "measurements": [m.to_dict() for m in state.last], **detail}
