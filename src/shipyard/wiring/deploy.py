@@ -207,15 +207,17 @@ def source(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
 
 
 def render_environment(svc: Services, ref: str, env: str, *, image: str | None = None,
-                       options: Options | None = None, folder: Path | None = None) -> Rendered:
+                       options: Options | None = None, folder: Path | None = None,
+                       spec: DeploySpec | None = None) -> Rendered:
     """Render ``ref`` (NAME@V, NAME@ALIAS) for ``env``: ``image`` (REPO@sha256:...) or the pushed one recorded
     by ``shipyard build --push``; ``options`` are the flags' overrides; ``folder`` where the files will be
-    written when not deploy.folder (it sets the Application's path in the repository)."""
+    written when not deploy.folder (it sets the Application's path in the repository); ``spec`` the deploy
+    configuration when not shipyard.yaml's (the demo's)."""
     from shipyard.core.deploy.analysis import analysis_template
     from shipyard.core.deploy.layout import applied_objects, render_tree
     from shipyard.core.deploy.manifests import Target, pinned_image, plan
 
-    spec = deploy_spec(svc)
+    spec = spec or deploy_spec(svc)
     try:
         env_spec = spec.environment(env)
     except ValueError as exc:

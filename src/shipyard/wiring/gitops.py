@@ -78,6 +78,19 @@ def gitops_repo(svc: Services, spec: DeploySpec) -> tuple[GitOpsRepo, str]:
     return GitOpsRepo(url, svc.settings.home / GITOPS_FOLDER, spec.branch), where.folder
 
 
+def local_repository(path: Path) -> str:
+    """A bare git repository at ``path`` on this machine (made if absent), as the URL ``deploy.repo`` takes."""
+    from shipyard.adapters.deploy.gitops import init_bare
+
+    return init_bare(path)
+
+
+def commit_message(svc: Services, spec: DeploySpec, commit: str) -> str | None:
+    """The message of ``commit`` in the GitOps repository; None when it does not hold it."""
+    repo, _ = gitops_repo(svc, spec)
+    return repo.message_of(commit)
+
+
 def gate_facts(svc: Services, mv: ModelVersion, env: str, image: str | None) -> Facts:
     """What the gates look at: the pushed image (``--image`` or the newest ``build --push``), its other names,
     and the version's ``verify --image`` results."""
@@ -118,17 +131,18 @@ def _alias_version(svc: Services, model: str, alias: str) -> int | None:
 
 
 def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, image: str | None = None,
-            reason: str = "", reverts: str | None = None) -> Promotion:
+            reason: str = "", reverts: str | None = None, spec: DeploySpec | None = None) -> Promotion:
     """``shipyard promote REF --env ENV``: gates, then the rendered environment committed and pushed, then the
     environment's alias moved (not with ``branch``: that pushes a review branch and changes nothing else).
 
     ``reverts`` (a rollback): the reference this promotion returns from, named in the commit and the alias move.
+    ``spec``: the deploy configuration when not shipyard.yaml's (the demo's).
     """
     from shipyard.adapters.deploy.gitops import Published, check_branch
     from shipyard.core.deploy.promotion import alias_reason, commit_message
     from shipyard.wiring.deploy import deploy_spec, render_environment
 
-    spec = deploy_spec(svc)
+    spec = spec or deploy_spec(svc)
     _, alias = environment(spec, env)
     if branch is not None:
         check_branch(branch)
@@ -148,7 +162,7 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
         return was, True
 
     def write(where: Path) -> list[str]:  # rendered afresh on each try: the stable version may have moved
-        return render_environment(svc, mv.ref, env, image=chosen).write(where)
+        return render_environment(svc, mv.ref, env, image=chosen, spec=spec).write(where)
 
     published, after = repo.publish(write, message, svc.settings.actor, folder=folder, branch=branch,
                                     on_pushed=move_alias)

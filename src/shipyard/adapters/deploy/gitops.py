@@ -88,6 +88,23 @@ def first_line(text: str, limit: int = 160) -> str:
     return _CONTROL.sub(" ", pick)[:limit]
 
 
+def init_bare(path: Path, branch: str = "main") -> str:
+    """A bare repository at ``path`` (made if absent; its HEAD names ``branch``), as a file:// URL: a GitOps
+    repository on this machine, such as the demo's."""
+    if not (path / "HEAD").is_file():
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run(["git", "init", "-q", "--bare", f"--initial-branch={check_branch(branch)}",
+                                   str(path)], capture_output=True, text=True, errors="replace", timeout=GIT_TIMEOUT,
+                                  check=False)
+        except FileNotFoundError:
+            raise BackendUnavailableError("git is not installed: install it (e.g. apt-get install git) to "
+                                          "promote through a GitOps repository") from None
+        if done.returncode != 0:
+            raise BackendUnavailableError(f"cannot make a git repository at {path}: {first_line(done.stderr)}")
+    return path.resolve().as_uri()
+
+
 class GitOpsRepo:
     """A remote GitOps repository, worked on through a private clone in ``workdir``."""
 

@@ -113,6 +113,7 @@ def run_demo(name: str) -> None:
         c.print(f"part 5 done in {time.perf_counter() - started:.2f} s\n")
     c.print(f"Next: `shipyard build {name}@staging` (its container image: the build context, and the image where "
             f"Docker runs), `shipyard runs list`, `shipyard models history {name}`, "
+            f"`git clone .shipyard/demo/gitops.git` (the GitOps commit), "
             f"`shipyard models lineage iris-pipeline`, `shipyard store verify`.")
 
 

@@ -1,11 +1,15 @@
 """The demo's last part: a local rollout of a new iris version against the one in staging, as
 ``shipyard rollout`` runs it. First a deliberately bad version (trained with half its versicolor and
 virginica labels swapped: no error, only other answers), rolled back by the disagreement rule; then a
-good one (C=1.2), promoted: ``production`` moves to it. Both verdicts land in ``models history``."""
+good one (C=1.2), promoted: ``production`` moves to it. Both verdicts land in ``models history``. Last, the
+promoted version goes to production the GitOps way, as ``shipyard promote`` does: its manifests rendered,
+committed and pushed to a git repository (a bare one in the demo's folder, standing in for the team's)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from rich.markup import escape
 
 from shipyard.interfaces.cli import output as out
 
@@ -53,6 +57,7 @@ def rollout_demo(name: str, stable_ref: str, x_train: Any, y_train: Any, x_test:
     svc = out.services()
     try:
         stable = svc.registry.resolve(stable_ref)
+        promoted = None
         for label, version in (("a deliberately bad version", bad), ("a good version", good)):
             c.print(f"\n[bold]{label}[/bold]: {out.plain(version.description or '')}")
             c.print(out.plain(f"$ shipyard rollout {version.ref} --from {stable_ref} --steps {STEPS} "
@@ -62,11 +67,54 @@ def rollout_demo(name: str, stable_ref: str, x_train: Any, y_train: Any, x_test:
                                 on_tick=lambda tick: c.print(out.plain(tick_line(plan, tick))))
             summary = conclude(svc.registry, new, stable, state, "production",
                                {"steps": [describe(s) for s in plan.steps], "interval": spec.interval})
+            if state.status == "promoted":
+                promoted = new
             style = "green" if state.status == "promoted" else "bold red"
             c.print(f"[{style}]{out.plain(summary)}[/{style}]")
         events = [e for e in svc.registry.history(name) if e.action in ("rollout", "alias.set")][-3:]
         out.table(f"shipyard models history {name} (last rollout events)", ["action", "ref", "reason"],
                   ((e.action, f"{name}@{e.name}", e.reason) for e in events))
+        if promoted is not None:
+            gitops_demo(svc, promoted.ref)
         return True
     finally:
         svc.close()
+
+
+def gitops_demo(svc: Any, ref: str) -> None:
+    """``shipyard promote REF --env production`` into a bare repository in the demo's folder, and the commit."""
+    import hashlib
+
+    from shipyard.core.deploy.config import DeploySpec, EnvironmentSpec
+    from shipyard.errors import ShipyardError
+    from shipyard.wiring.gitops import commit_message, local_repository, promote
+
+    c = out.console()
+    folder = svc.settings.home / "demo" / "gitops.git"
+    mv = svc.registry.resolve(ref)
+    # No container engine is assumed here, so no image was pushed: a stand-in digest takes the place of the one
+    # `shipyard build REF --push REGISTRY/REPO` records (and promote then finds by itself).
+    image = f"registry.example.com/demo/{mv.model}@sha256:{hashlib.sha256(mv.record_digest().encode()).hexdigest()}"
+    c.print(f"\n[bold]to production, the GitOps way[/bold]: {out.plain(ref)}'s manifests committed to a git repository "
+            "that Argo CD would sync")
+    c.print(out.plain(f"$ shipyard promote {ref} --env production --image {image[:52]}…"))
+    c.print(f"[dim]deploy.repo: {escape(str(folder))}; the image digest stands in for the one "
+            "`shipyard build --push` records where Docker runs[/dim]")
+    try:
+        spec = DeploySpec(repo=local_repository(folder), environments={"production": EnvironmentSpec()})
+        done = promote(svc, ref, "production", image=image, reason="demo: passed its local rollout", spec=spec)
+    except ShipyardError as exc:  # no git here: the rest of the demo stands
+        c.print(out.plain(f"skipped: {exc}"))
+        return
+    if done.commit is None:
+        c.print(out.plain(f"{ref} is already in production (commit {(done.head or '?')[:12]}): nothing to commit"))
+        return
+    c.print(out.plain(f"commit {done.commit[:12]} pushed to {done.branch} of {done.repo}"))
+    message = commit_message(svc, spec, done.commit) or ""
+    for line in message.strip().splitlines():
+        c.print(out.plain(f"    {line}"))
+    groups: dict[str, list[str]] = {}
+    for path in done.files:
+        top, _, rest = path.rpartition("/")
+        groups.setdefault(top, []).append(rest)
+    c.print(out.plain("  " + "; ".join(f"{top}/: {', '.join(names)}" for top, names in sorted(groups.items()))))
