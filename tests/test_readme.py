@@ -29,6 +29,7 @@ EXPECTED_NOT_AS_WRITTEN = {
     ("skip", "CREATE ROLE shipyard_app LOGIN PASSWORD '...';"),
     ("skip", "src/shipyard/"),
     ("skip", "shipyard build iris@1 --base local/debian-python:bookworm"),  # needs Docker: tests/test_images.py
+    ("skip", "shipyard deploy iris-pipeline@2 --env staging --image \"$image\" --apply"),  # needs a cluster
 }
 
 
