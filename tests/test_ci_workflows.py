@@ -63,8 +63,11 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
                    "ci": {"matrix": {"scikit-learn": [sklearn.__version__]}}})
     (root / "shipyard.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (base / "remote").mkdir()
+    # setup-python's equivalent: this venv's python, pip and shipyard come first on PATH (as under `make test`,
+    # which runs .venv/bin/python without activating the venv)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = cli_env(SHIPYARD_ACTOR="dev@laptop", PYTHONPATH=os.pathsep.join(sys.path),
-                  SHIPYARD_CACHE_DIR=str(base / "envs"))
+                  SHIPYARD_CACHE_DIR=str(base / "envs"), PATH=path)
     git(root, "init", "-q", "-b", "main")
     for args in (("data", "add", "data/raw"), ("run",), ("data", "push"),
                  ("alias", "set", MODEL, "production", "1"), ("ci", "github"), ("ci", "gitlab")):
