@@ -19,12 +19,14 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 import shipyard
-from shipyard.adapters.deploy.gitops import GitOpsRepo, Published
+from shipyard.adapters.deploy.gitops import GitOpsRepo, Published, check_branch, check_url
 from shipyard.config import Settings
 from shipyard.core.deploy import promotion as p
 from shipyard.errors import (
     BackendUnavailableError,
+    ConfigError,
     ConflictError,
+    InvalidInputError,
     NotFoundError,
     PolicyDeniedError,
     ShipyardError,
@@ -365,3 +367,55 @@ def test_without_deploy_repo_the_projects_origin_is_used_and_its_working_tree_le
     assert "ml/deploy/overlays/staging/kustomization.yaml" in git("ls-tree", "-r", "--name-only", "origin/main",
                                                                   cwd=work)
     assert "path: ml/deploy/overlays/staging" in git("show", "origin/main:ml/deploy/argocd/staging.yaml", cwd=work)
+
+
+# --- branch names, transports, credentials -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["refs/heads/main", "HEAD", "FETCH_HEAD", "@", "@x", "heads/main", "tags/v1",
+                                  "remotes/origin/main", "a/.b", ".a", "x.lock/y", "a..b", "a b", "-x", "a/",
+                                  "0123456789abcdef0123456789abcdef01234567"])
+def test_a_branch_name_git_could_read_as_another_ref_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        check_branch(name)
+    assert len(str(refused.value).splitlines()) == 1 and "--branch" in str(refused.value)
+
+
+def test_plain_branch_names_are_accepted() -> None:
+    for name in ("main", "review/m-2", "release-1.2", "user/HEADline", "ahead"):
+        assert check_branch(name) == name
+
+
+def test_promote_refuses_a_ref_as_branch_before_pushing(svc: Services) -> None:
+    for name in ("refs/heads/main", "HEAD"):
+        with pytest.raises(InvalidInputError, match="reads as another git ref"):
+            promote(svc, "m@2", "staging", branch=name)
+    repo = (svc.settings.project_root / "shipyard.yaml").read_text().split("repo: ", 1)[1].split()[0]
+    assert git("ls-remote", repo) == ""  # nothing pushed
+
+
+def test_a_remote_ref_that_makes_the_push_ambiguous_is_named(svc: Services, daemon: tuple[str, Path]) -> None:
+    first = promote(svc, "m@1", "staging")
+    served = daemon[1] / first.repo.rsplit("/", 1)[1]  # a hostile (or damaged) repository
+    git("-C", str(served), "update-ref", "refs/heads/refs/heads/main", str(first.commit))
+    with pytest.raises(ConflictError) as refused:
+        promote(svc, "m@2", "staging")
+    said = str(refused.value)
+    assert len(said.splitlines()) == 1 and "holds refs/heads/refs/heads/main" in said
+    assert "--delete refs/heads/refs/heads/main" in said and "--branch" not in said
+    assert svc.registry.resolve("m@staging").version == 1
+
+
+@pytest.mark.parametrize("url", ["fd::17", "ext::sh -c touch% /tmp/pwned", "foo::bar", "FD::3", "svn://h/r",
+                                 "rsync://h/r", "myhelper://x", "-uhost:x", "a b:c"])
+def test_only_known_transports_are_allowed(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        check_url(url)
+    assert "is not a git URL Shipyard uses" in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["https://git.example.com/t/g.git", "http://127.0.0.1:8080/g.git",
+                                 "ssh://git@host:22/t/g.git", "git://127.0.0.1:9418/g.git", "file:///tmp/g.git",
+                                 "git@github.com:team/gitops.git", "host:path/g.git", "/srv/git/g.git",
+                                 "../gitops.git", "./g", "git+ssh://git@host/g.git"])
+def test_the_usual_git_urls_are_accepted(url: str) -> None:
+    assert check_url(url) == url
