@@ -19,7 +19,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 import shipyard
-from shipyard.adapters.deploy.gitops import GitOpsRepo, Published, check_branch, check_url
+from shipyard.adapters.deploy.gitops import GitOpsRepo, Published, check_branch, check_url, redact, redact_text
 from shipyard.config import Settings
 from shipyard.core.deploy import promotion as p
 from shipyard.errors import (
@@ -32,6 +32,7 @@ from shipyard.errors import (
     ShipyardError,
 )
 from shipyard.wiring import Services, build
+from shipyard.wiring.deploy import render_environment
 from shipyard.wiring.gitops import promote, rollback
 from tests.conftest import cli_env, free_port
 from tests.conftest import shipyard as run_cli
@@ -419,3 +420,30 @@ def test_only_known_transports_are_allowed(url: str) -> None:
                                  "../gitops.git", "./g", "git+ssh://git@host/g.git"])
 def test_the_usual_git_urls_are_accepted(url: str) -> None:
     assert check_url(url) == url
+
+
+def test_credentials_in_a_url_are_removed_wherever_it_is_shown() -> None:
+    assert redact("https://gitlab-ci-token:SECRET123@gitlab.example.com/g/p.git") == "https://gitlab.example.com/g/p.git"
+    assert redact("http://u@h/g.git") == "http://h/g.git"
+    assert redact("ssh://git:pw@h/g.git") == "ssh://git@h/g.git"  # the ssh user stays: Argo CD needs it
+    for kept in ("ssh://git@h/g.git", "git@github.com:t/g.git", "/srv/g.git", "https://h/g.git"):
+        assert redact(kept) == kept
+    said = "fatal: unable to access 'http://u:SECRET123@h/g.git/': and https://x:y@other/ too"
+    assert "SECRET123" not in redact_text(said, "http://u:SECRET123@h/g.git") and ":y@" not in redact_text(said, "")
+
+
+def test_the_origins_credentials_stay_out_of_the_manifests_and_messages(svc: Services) -> None:
+    root = svc.settings.project_root
+    git("init", "-q", cwd=root)
+    git("remote", "add", "origin", "https://gitlab-ci-token:SECRET123@gitlab.example.com/g/p.git", cwd=root)
+    (root / "shipyard.yaml").write_text("deploy: {}\n")  # GitLab CI's own clone URL form, as origin
+    rendered = render_environment(svc, "m@1", "staging")
+    application = rendered.files["argocd/staging.yaml"].decode()
+    assert "repoURL: https://gitlab.example.com/g/p.git" in application
+    assert not any(b"SECRET123" in data for data in rendered.files.values())
+
+    port = free_port()  # nothing listens: git's own message names the URL
+    (root / "shipyard.yaml").write_text(f"deploy:\n  repo: http://u:SECRET123@127.0.0.1:{port}/g/p.git\n")
+    with pytest.raises(BackendUnavailableError) as down:
+        promote(svc, "m@1", "staging")
+    assert "SECRET123" not in str(down.value) and f"http://127.0.0.1:{port}/g/p.git" in str(down.value)

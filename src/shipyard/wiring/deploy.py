@@ -182,7 +182,17 @@ def stable_version(svc: Services, model: str, alias: str) -> int | None:
 
 
 def source(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
-    """Where Argo CD reads the folder: deploy.repo, or the project's git ``origin`` and the folder's path in it."""
+    """Where Argo CD reads the folder: deploy.repo, or the project's git ``origin`` and the folder's path in it.
+    The URL is named without the credentials it may carry (GitLab CI's clone URL holds a token): it goes into
+    committed manifests."""
+    from shipyard.adapters.deploy.gitops import redact
+
+    where = git_location(svc, spec, folder)
+    return replace(where, repo_url=redact(where.repo_url))
+
+
+def git_location(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
+    """As ``source``, with the URL as written (credentials and all): what git itself is given to push to."""
     from shipyard.adapters.vcs.git import remote_url, toplevel
     from shipyard.core.deploy.argocd import Source
     from shipyard.core.workspace.paths import declared_path

@@ -69,9 +69,9 @@ def gitops_repo(svc: Services, spec: DeploySpec) -> tuple[GitOpsRepo, str]:
     """(the GitOps repository, the GitOps folder's path in it): ``deploy.repo`` and ``deploy.folder``, else the
     project's own ``origin`` and the folder's place in its working tree (where Argo CD reads it)."""
     from shipyard.adapters.deploy.gitops import GitOpsRepo
-    from shipyard.wiring.deploy import source
+    from shipyard.wiring.deploy import git_location
 
-    where = source(svc, spec, None)
+    where = git_location(svc, spec, None)
     url = where.repo_url
     if url.startswith(("./", "../")):  # a path beside the project, written relative to it
         url = str((svc.settings.project_root / url).resolve())
@@ -167,7 +167,7 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
     published, after = repo.publish(write, message, svc.settings.actor, folder=folder, branch=branch,
                                     on_pushed=move_alias)
     was, moved = after if after is not None else (None, False)
-    return Promotion(mv.model, mv.version, env, alias, chosen, repo.url, published.branch, published.commit,
+    return Promotion(mv.model, mv.version, env, alias, chosen, repo.shown, published.branch, published.commit,
                      published.head, was, moved, reverts, decision, published.files, review=branch is not None)
 
 
