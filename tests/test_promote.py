@@ -447,3 +447,16 @@ def test_the_origins_credentials_stay_out_of_the_manifests_and_messages(svc: Ser
     with pytest.raises(BackendUnavailableError) as down:
         promote(svc, "m@1", "staging")
     assert "SECRET123" not in str(down.value) and f"http://127.0.0.1:{port}/g/p.git" in str(down.value)
+
+
+@pytest.mark.parametrize("environments", ["staging: {alias: 'Bad Alias!'}", "latest: {}", "'1': {}"])
+def test_an_alias_the_registry_refuses_stops_the_promotion_before_the_push(svc: Services, environments: str
+                                                                            ) -> None:
+    yaml = svc.settings.project_root / "shipyard.yaml"
+    repo = yaml.read_text().split("repo: ", 1)[1].split()[0]
+    yaml.write_text(f"deploy:\n  repo: {repo}\n  environments:\n    {environments}\n")
+    env = environments.split(":", 1)[0].strip("'")
+    with pytest.raises(ShipyardError) as refused:
+        promote(svc, "m@1", env)
+    assert "alias" in str(refused.value) and len(str(refused.value).splitlines()) == 1
+    assert git("ls-remote", repo) == ""  # the GitOps repository is untouched

@@ -55,14 +55,23 @@ class Promotion:
 
 
 def environment(spec: DeploySpec, env: str) -> tuple[EnvironmentSpec, str]:
-    """(the environment ``env``, the alias that follows it); an unknown one names those there are."""
-    from shipyard.errors import InvalidInputError
+    """(the environment ``env``, the alias that follows it); an unknown one names those there are. An alias the
+    registry would refuse to set is a ConfigError here, before anything is pushed."""
+    from shipyard.core.registry.refs import check_new_alias
+    from shipyard.errors import ConfigError, InvalidInputError
 
     try:
         chosen = spec.environment(env)
     except ValueError as exc:
         raise InvalidInputError(f"{str(exc)[:300]}: add it under deploy.environments, or pick one of those") from None
-    return chosen, chosen.alias or env
+    alias = chosen.alias or env
+    try:
+        check_new_alias(alias)
+    except ValueError as exc:
+        key = f"deploy.environments.{env}.alias" if chosen.alias else \
+            f"deploy.environments.{env} (with no alias, its name is the alias)"
+        raise ConfigError(f"{key[:120]}: {exc}; set a valid alias in shipyard.yaml") from None
+    return chosen, alias
 
 
 def gitops_repo(svc: Services, spec: DeploySpec) -> tuple[GitOpsRepo, str]:
