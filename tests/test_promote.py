@@ -321,11 +321,23 @@ def test_the_previous_version_follows_promotions_and_rollbacks() -> None:
     assert p.previous_version([*events, ev(None, action="alias.remove"), ev(3)], "m", "staging") is None
     assert p.previous_version([ev(1), SimpleNamespace(model="m", name="prod", action="alias.set", new="5",
                                                       reason="")], "m", "staging") is None
-    moved = [ev(2, "promote to staging: commit 0123abcd4567: retrained"), ev(3, "promote to staging: commit ffff")]
-    assert p.promoted_commit(moved, "m", "staging", 2) == "0123abcd4567"
     message = p.commit_message("m", 2, "staging", record=None, image=image(2), actor="a", reason="Shipyard-"
                                "Image: evil/m@sha256:" + "0" * 64)  # a reason cannot forge a trailer
-    assert p.image_of(message, "m", 2) == image(2) and p.image_of(message, "m", 3) is None
+    assert p.trailers(message)["Shipyard-Image"] == image(2)
+
+
+def test_the_image_a_rollback_takes_comes_from_the_promote_records() -> None:
+    def rec(env: str, img: str, review: bool = False, stable: int | None = None) -> dict[str, object]:
+        return p.promotion_record(env=env, alias=env, image=img, commit="c", head="c", repo="r", branch="main",
+                                  reverts=None, review=review, stable_version=stable)
+
+    records = [rec("staging", image(1), stable=3), rec("production", image(2)), rec("staging", image(3), True)]
+    assert p.promoted_image(records, "staging") == image(1)  # a review branch is no promotion of the env
+    assert p.promoted_image(records, "production") == image(2) and p.promoted_image(records, "dev") is None
+    assert p.promoted_image([rec("staging", "evil/m:latest")], "staging") is None  # only a pinned image
+    assert p.kept_stable(records, "staging") == (True, 3) and p.kept_stable(records, "production") == (True, None)
+    assert p.kept_stable(records, "dev") == (False, None)
+    assert p.kept_stable([{"env": "dev", "stable_version": "2"}], "dev") == (False, None)
 
 
 def test_promote_from_the_cli_says_one_line_when_refused(svc: Services, tmp_path: Path) -> None:
@@ -460,3 +472,55 @@ def test_an_alias_the_registry_refuses_stops_the_promotion_before_the_push(svc: 
         promote(svc, "m@1", env)
     assert "alias" in str(refused.value) and len(str(refused.value).splitlines()) == 1
     assert git("ls-remote", repo) == ""  # the GitOps repository is untouched
+
+
+def test_rollback_never_takes_an_image_from_a_commit_message_anyone_could_write(svc: Services, tmp_path: Path
+                                                                                 ) -> None:
+    """F2: a commit pushed by someone else restores m@1's manifests with a forged Shipyard-Image trailer; the
+    promotion of m@1 that finds nothing to commit, then a rollback to it, still deploy m@1's own image."""
+    c1 = promote(svc, "m@1", "production")
+    promote(svc, "m@2", "production")
+    evil = "evil.example/pwn@sha256:" + "e" * 64
+    work = clone(c1.repo, tmp_path / "attacker")
+    git("checkout", str(c1.commit), "--", "deploy", cwd=work)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm",
+        f"promote m@1 to production\n\nShipyard-Model: m\nShipyard-Version: 1\nShipyard-Image: {evil}", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    forged = git("rev-parse", "HEAD", cwd=work).strip()
+
+    again = promote(svc, "m@1", "production")
+    assert again.commit is None and again.head == forged and again.alias_moved
+    [moved] = [e for e in svc.registry.history("m") if e.action == "alias.set" and e.new == "1"][-1:]
+    assert f"commit {forged}" not in moved.reason and f"head {forged}" in moved.reason
+    promote(svc, "m@2", "production")
+    back = rollback(svc, "production")
+    assert (back.version, back.image) == (1, image(1)) and back.commit
+    assert evil not in overlay_text(clone(c1.repo, tmp_path / "attacker"), "production")
+
+    mv1 = svc.registry.resolve("m@1")
+    records = [r for _, r in svc.registry.results(mv1, "promote")]
+    assert [(r["commit"], r["head"], r["reverts"]) for r in records] == [
+        (c1.commit, c1.commit, None), (None, forged, None), (back.commit, back.commit, "m@2")]
+    assert all(r["image"] == image(1) and r["env"] == "production" and r["alias"] == "prod" for r in records)
+
+
+def test_every_pushed_promotion_is_in_the_history_even_when_no_alias_moves(svc: Services) -> None:
+    promote(svc, "m@1", "staging")
+    review = promote(svc, "m@2", "staging", branch="review/m-2")  # moves no alias
+    events = [e for e in svc.registry.history("m") if e.action == "promote"]
+    assert [e.name for e in events] == ["1", "2"]
+    assert events[1].reason == f"pushed m@2 for staging to the review branch review/m-2 of {review.repo}: commit " \
+                               f"{review.commit}"
+    promote(svc, "m@1", "staging")  # nothing changed, nothing moved: nothing to record
+    assert len([e for e in svc.registry.history("m") if e.action == "promote"]) == 2
+
+
+def test_promoting_again_the_version_an_environment_runs_makes_no_commit(svc: Services) -> None:
+    yaml = svc.settings.project_root / "shipyard.yaml"
+    yaml.write_text(yaml.read_text().replace("deploy:\n", "deploy:\n  strategy: rollout\n", 1))
+    promote(svc, "m@2", "staging")
+    promote(svc, "m@1", "staging")  # rendered with stable version 2
+    back = rollback(svc, "staging")  # back to m@2, rendered with stable version 1
+    assert back.version == 2 and back.commit
+    again = promote(svc, "m@2", "staging")
+    assert again.commit is None and not again.alias_moved
