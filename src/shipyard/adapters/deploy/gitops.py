@@ -382,8 +382,8 @@ class GitOpsRepo:
         others = sorted(n for n in names if n in rules)[:3] or [f"refs/heads/{full}"]
         shown = ", ".join(_CONTROL.sub(" ", n)[:120] for n in others)
         return ConflictError(f"the GitOps repository {self.shown} holds {shown}, which git cannot tell from "
-                             f"the branch {target}, so the push is ambiguous: delete it there (git push "
-                             f"{self.shown} --delete {others[0]}) and run the promotion again")
+                             f"the branch {target}, so the push is ambiguous: delete it there (in a clone of it: "
+                             f"git push origin --delete {others[0]}) and run the promotion again")
 
 
 def _refusal(text: str) -> str:
