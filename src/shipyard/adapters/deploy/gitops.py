@@ -39,8 +39,9 @@ _TRANSPORTS = ("https", "http", "ssh", "git", "file", "git+ssh", "ssh+git")
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _HELPER = re.compile(r"^[A-Za-z0-9+.-]+::")  # git's <transport>::<address>: a remote helper runs
 _SCP = re.compile(r"^(?:[A-Za-z0-9._~-]+@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?!:)")
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/?#@]*)@(?P<rest>.*)\Z", re.DOTALL)
-_CREDENTIALS = re.compile(r"\b(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://[^/\s@'\"]*:[^/\s@'\"]*@")
+# the user-info runs to the authority's last '@' (a password may hold one): https://a@b:pw@host -> https://host
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/?#]*)@(?P<rest>.*)\Z", re.DOTALL)
+_CREDENTIALS = re.compile(r"\b(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/?#\s'\"]*)@")
 _UNREACHABLE = ("could not resolve host", "connection refused", "unable to connect", "could not read from remote",
                 "does not appear to be a git repository", "repository not found", "connection timed out",
                 "network is unreachable", "no route to host", "not found", "unable to access",
@@ -110,19 +111,20 @@ def redact(url: str) -> str:
     becomes ``https://host`` (git still gets the URL as written); an ssh user name (``ssh://git@host``,
     ``git@host:path``) is kept, since it is no secret and Argo CD needs it."""
     m = _USERINFO.match(url)
-    if m is None:
-        return url
-    if m["scheme"].lower() in ("ssh", "git+ssh", "ssh+git"):
-        user = m["userinfo"].split(":", 1)[0]
-        return f"{m['scheme']}://{user}@{m['rest']}" if user else f"{m['scheme']}://{m['rest']}"
-    return f"{m['scheme']}://{m['rest']}"
+    return url if m is None else _kept(m["scheme"], m["userinfo"]) + m["rest"]
+
+
+def _kept(scheme: str, userinfo: str) -> str:
+    """``SCHEME://`` and what of the user-info may be shown: the user name of an ssh URL, nothing else."""
+    user = userinfo.split(":", 1)[0] if scheme.lower() in ("ssh", "git+ssh", "ssh+git") else ""
+    return f"{scheme}://{user}@" if user else f"{scheme}://"
 
 
 def redact_text(text: str, url: str) -> str:
-    """``text`` (git's output) with ``url``'s credentials, and any other ``scheme://user:password@``, removed."""
+    """``text`` (git's output) with ``url``'s credentials, and any other URL's, removed (as ``redact`` does)."""
     if url != redact(url):
         text = text.replace(url, redact(url))
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}://", text)
+    return _CREDENTIALS.sub(lambda m: _kept(m["scheme"], m["userinfo"]), text)
 
 
 def first_line(text: str, limit: int = 160) -> str:
