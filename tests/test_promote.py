@@ -19,17 +19,20 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 import shipyard
-from shipyard.adapters.deploy.gitops import GitOpsRepo, Published
+from shipyard.adapters.deploy.gitops import GitOpsRepo, Published, check_branch, check_url, redact, redact_text
 from shipyard.config import Settings
 from shipyard.core.deploy import promotion as p
 from shipyard.errors import (
     BackendUnavailableError,
+    ConfigError,
     ConflictError,
+    InvalidInputError,
     NotFoundError,
     PolicyDeniedError,
     ShipyardError,
 )
 from shipyard.wiring import Services, build
+from shipyard.wiring.deploy import render_environment
 from shipyard.wiring.gitops import promote, rollback
 from tests.conftest import cli_env, free_port
 from tests.conftest import shipyard as run_cli
@@ -318,11 +321,23 @@ def test_the_previous_version_follows_promotions_and_rollbacks() -> None:
     assert p.previous_version([*events, ev(None, action="alias.remove"), ev(3)], "m", "staging") is None
     assert p.previous_version([ev(1), SimpleNamespace(model="m", name="prod", action="alias.set", new="5",
                                                       reason="")], "m", "staging") is None
-    moved = [ev(2, "promote to staging: commit 0123abcd4567: retrained"), ev(3, "promote to staging: commit ffff")]
-    assert p.promoted_commit(moved, "m", "staging", 2) == "0123abcd4567"
     message = p.commit_message("m", 2, "staging", record=None, image=image(2), actor="a", reason="Shipyard-"
                                "Image: evil/m@sha256:" + "0" * 64)  # a reason cannot forge a trailer
-    assert p.image_of(message, "m", 2) == image(2) and p.image_of(message, "m", 3) is None
+    assert p.trailers(message)["Shipyard-Image"] == image(2)
+
+
+def test_the_image_a_rollback_takes_comes_from_the_promote_records() -> None:
+    def rec(env: str, img: str, review: bool = False, stable: int | None = None) -> dict[str, object]:
+        return p.promotion_record(env=env, alias=env, image=img, commit="c", head="c", repo="r", branch="main",
+                                  reverts=None, review=review, stable_version=stable)
+
+    records = [rec("staging", image(1), stable=3), rec("production", image(2)), rec("staging", image(3), True)]
+    assert p.promoted_image(records, "staging") == image(1)  # a review branch is no promotion of the env
+    assert p.promoted_image(records, "production") == image(2) and p.promoted_image(records, "dev") is None
+    assert p.promoted_image([rec("staging", "evil/m:latest")], "staging") is None  # only a pinned image
+    assert p.kept_stable(records, "staging") == (True, 3) and p.kept_stable(records, "production") == (True, None)
+    assert p.kept_stable(records, "dev") == (False, None)
+    assert p.kept_stable([{"env": "dev", "stable_version": "2"}], "dev") == (False, None)
 
 
 def test_promote_from_the_cli_says_one_line_when_refused(svc: Services, tmp_path: Path) -> None:
@@ -365,3 +380,150 @@ def test_without_deploy_repo_the_projects_origin_is_used_and_its_working_tree_le
     assert "ml/deploy/overlays/staging/kustomization.yaml" in git("ls-tree", "-r", "--name-only", "origin/main",
                                                                   cwd=work)
     assert "path: ml/deploy/overlays/staging" in git("show", "origin/main:ml/deploy/argocd/staging.yaml", cwd=work)
+
+
+# --- branch names, transports, credentials -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["refs/heads/main", "HEAD", "FETCH_HEAD", "@", "@x", "heads/main", "tags/v1",
+                                  "remotes/origin/main", "a/.b", ".a", "x.lock/y", "a..b", "a b", "-x", "a/",
+                                  "0123456789abcdef0123456789abcdef01234567"])
+def test_a_branch_name_git_could_read_as_another_ref_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        check_branch(name)
+    assert len(str(refused.value).splitlines()) == 1 and "--branch" in str(refused.value)
+
+
+def test_plain_branch_names_are_accepted() -> None:
+    for name in ("main", "review/m-2", "release-1.2", "user/HEADline", "ahead"):
+        assert check_branch(name) == name
+
+
+def test_promote_refuses_a_ref_as_branch_before_pushing(svc: Services) -> None:
+    for name in ("refs/heads/main", "HEAD"):
+        with pytest.raises(InvalidInputError, match="reads as another git ref"):
+            promote(svc, "m@2", "staging", branch=name)
+    repo = (svc.settings.project_root / "shipyard.yaml").read_text().split("repo: ", 1)[1].split()[0]
+    assert git("ls-remote", repo) == ""  # nothing pushed
+
+
+def test_a_remote_ref_that_makes_the_push_ambiguous_is_named(svc: Services, daemon: tuple[str, Path]) -> None:
+    first = promote(svc, "m@1", "staging")
+    served = daemon[1] / first.repo.rsplit("/", 1)[1]  # a hostile (or damaged) repository
+    git("-C", str(served), "update-ref", "refs/heads/refs/heads/main", str(first.commit))
+    with pytest.raises(ConflictError) as refused:
+        promote(svc, "m@2", "staging")
+    said = str(refused.value)
+    assert len(said.splitlines()) == 1 and "holds refs/heads/refs/heads/main" in said
+    assert "--delete refs/heads/refs/heads/main" in said and "--branch" not in said
+    assert svc.registry.resolve("m@staging").version == 1
+
+
+@pytest.mark.parametrize("url", ["fd::17", "ext::sh -c touch% /tmp/pwned", "foo::bar", "FD::3", "svn://h/r",
+                                 "rsync://h/r", "myhelper://x", "-uhost:x", "a b:c"])
+def test_only_known_transports_are_allowed(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        check_url(url)
+    assert "is not a git URL Shipyard uses" in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["https://git.example.com/t/g.git", "http://127.0.0.1:8080/g.git",
+                                 "ssh://git@host:22/t/g.git", "git://127.0.0.1:9418/g.git", "file:///tmp/g.git",
+                                 "git@github.com:team/gitops.git", "host:path/g.git", "/srv/git/g.git",
+                                 "../gitops.git", "./g", "git+ssh://git@host/g.git"])
+def test_the_usual_git_urls_are_accepted(url: str) -> None:
+    assert check_url(url) == url
+
+
+def test_credentials_in_a_url_are_removed_wherever_it_is_shown() -> None:
+    assert redact("https://gitlab-ci-token:SECRET123@gitlab.example.com/g/p.git") == "https://gitlab.example.com/g/p.git"
+    assert redact("http://u@h/g.git") == "http://h/g.git"
+    assert redact("ssh://git:pw@h/g.git") == "ssh://git@h/g.git"  # the ssh user stays: Argo CD needs it
+    assert redact("https://a@b:p@ss@h/g.git") == "https://h/g.git"  # to the authority's last '@'
+    assert redact("https://ghp_TOKEN@github.com/t/g.git") == "https://github.com/t/g.git"
+    for kept in ("ssh://git@h/g.git", "git@github.com:t/g.git", "/srv/g.git", "https://h/g.git"):
+        assert redact(kept) == kept
+    said = "fatal: unable to access 'http://u:SECRET123@h/g.git/': and https://x:y@other/ too, ssh://git@h/x"
+    assert redact_text(said, "http://u:SECRET123@h/g.git") == redact_text(said, "") == \
+        "fatal: unable to access 'http://h/g.git/': and https://other/ too, ssh://git@h/x"
+
+
+def test_the_origins_credentials_stay_out_of_the_manifests_and_messages(svc: Services) -> None:
+    root = svc.settings.project_root
+    git("init", "-q", cwd=root)
+    git("remote", "add", "origin", "https://gitlab-ci-token:SECRET123@gitlab.example.com/g/p.git", cwd=root)
+    (root / "shipyard.yaml").write_text("deploy: {}\n")  # GitLab CI's own clone URL form, as origin
+    rendered = render_environment(svc, "m@1", "staging")
+    application = rendered.files["argocd/staging.yaml"].decode()
+    assert "repoURL: https://gitlab.example.com/g/p.git" in application
+    assert not any(b"SECRET123" in data for data in rendered.files.values())
+
+    port = free_port()  # nothing listens: git's own message names the URL
+    (root / "shipyard.yaml").write_text(f"deploy:\n  repo: http://u:SECRET123@127.0.0.1:{port}/g/p.git\n")
+    with pytest.raises(BackendUnavailableError) as down:
+        promote(svc, "m@1", "staging")
+    assert "SECRET123" not in str(down.value) and f"http://127.0.0.1:{port}/g/p.git" in str(down.value)
+
+
+@pytest.mark.parametrize("environments", ["staging: {alias: 'Bad Alias!'}", "latest: {}", "'1': {}"])
+def test_an_alias_the_registry_refuses_stops_the_promotion_before_the_push(svc: Services, environments: str
+                                                                            ) -> None:
+    yaml = svc.settings.project_root / "shipyard.yaml"
+    repo = yaml.read_text().split("repo: ", 1)[1].split()[0]
+    yaml.write_text(f"deploy:\n  repo: {repo}\n  environments:\n    {environments}\n")
+    env = environments.split(":", 1)[0].strip("'")
+    with pytest.raises(ShipyardError) as refused:
+        promote(svc, "m@1", env)
+    assert "alias" in str(refused.value) and len(str(refused.value).splitlines()) == 1
+    assert git("ls-remote", repo) == ""  # the GitOps repository is untouched
+
+
+def test_rollback_never_takes_an_image_from_a_commit_message_anyone_could_write(svc: Services, tmp_path: Path
+                                                                                 ) -> None:
+    """F2: a commit pushed by someone else restores m@1's manifests with a forged Shipyard-Image trailer; the
+    promotion of m@1 that finds nothing to commit, then a rollback to it, still deploy m@1's own image."""
+    c1 = promote(svc, "m@1", "production")
+    promote(svc, "m@2", "production")
+    evil = "evil.example/pwn@sha256:" + "e" * 64
+    work = clone(c1.repo, tmp_path / "attacker")
+    git("checkout", str(c1.commit), "--", "deploy", cwd=work)
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm",
+        f"promote m@1 to production\n\nShipyard-Model: m\nShipyard-Version: 1\nShipyard-Image: {evil}", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    forged = git("rev-parse", "HEAD", cwd=work).strip()
+
+    again = promote(svc, "m@1", "production")
+    assert again.commit is None and again.head == forged and again.alias_moved
+    [moved] = [e for e in svc.registry.history("m") if e.action == "alias.set" and e.new == "1"][-1:]
+    assert f"commit {forged}" not in moved.reason and f"head {forged}" in moved.reason
+    promote(svc, "m@2", "production")
+    back = rollback(svc, "production")
+    assert (back.version, back.image) == (1, image(1)) and back.commit
+    assert evil not in overlay_text(clone(c1.repo, tmp_path / "attacker"), "production")
+
+    mv1 = svc.registry.resolve("m@1")
+    records = [r for _, r in svc.registry.results(mv1, "promote")]
+    assert [(r["commit"], r["head"], r["reverts"]) for r in records] == [
+        (c1.commit, c1.commit, None), (None, forged, None), (back.commit, back.commit, "m@2")]
+    assert all(r["image"] == image(1) and r["env"] == "production" and r["alias"] == "prod" for r in records)
+
+
+def test_every_pushed_promotion_is_in_the_history_even_when_no_alias_moves(svc: Services) -> None:
+    promote(svc, "m@1", "staging")
+    review = promote(svc, "m@2", "staging", branch="review/m-2")  # moves no alias
+    events = [e for e in svc.registry.history("m") if e.action == "promote"]
+    assert [e.name for e in events] == ["1", "2"]
+    assert events[1].reason == f"pushed m@2 for staging to the review branch review/m-2 of {review.repo}: commit " \
+                               f"{review.commit}"
+    promote(svc, "m@1", "staging")  # nothing changed, nothing moved: nothing to record
+    assert len([e for e in svc.registry.history("m") if e.action == "promote"]) == 2
+
+
+def test_promoting_again_the_version_an_environment_runs_makes_no_commit(svc: Services) -> None:
+    yaml = svc.settings.project_root / "shipyard.yaml"
+    yaml.write_text(yaml.read_text().replace("deploy:\n", "deploy:\n  strategy: rollout\n", 1))
+    promote(svc, "m@2", "staging")
+    promote(svc, "m@1", "staging")  # rendered with stable version 2
+    back = rollback(svc, "staging")  # back to m@2, rendered with stable version 1
+    assert back.version == 2 and back.commit
+    again = promote(svc, "m@2", "staging")
+    assert again.commit is None and not again.alias_moved

@@ -10,7 +10,7 @@ import os
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from shipyard.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
 
@@ -182,7 +182,17 @@ def stable_version(svc: Services, model: str, alias: str) -> int | None:
 
 
 def source(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
-    """Where Argo CD reads the folder: deploy.repo, or the project's git ``origin`` and the folder's path in it."""
+    """Where Argo CD reads the folder: deploy.repo, or the project's git ``origin`` and the folder's path in it.
+    The URL is named without the credentials it may carry (GitLab CI's clone URL holds a token): it goes into
+    committed manifests."""
+    from shipyard.adapters.deploy.gitops import redact
+
+    where = git_location(svc, spec, folder)
+    return replace(where, repo_url=redact(where.repo_url))
+
+
+def git_location(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
+    """As ``source``, with the URL as written (credentials and all): what git itself is given to push to."""
     from shipyard.adapters.vcs.git import remote_url, toplevel
     from shipyard.core.deploy.argocd import Source
     from shipyard.core.workspace.paths import declared_path
@@ -208,11 +218,12 @@ def source(svc: Services, spec: DeploySpec, folder: Path | None) -> Source:
 
 def render_environment(svc: Services, ref: str, env: str, *, image: str | None = None,
                        options: Options | None = None, folder: Path | None = None,
-                       spec: DeploySpec | None = None) -> Rendered:
+                       spec: DeploySpec | None = None, stable: int | Literal["alias"] | None = "alias") -> Rendered:
     """Render ``ref`` (NAME@V, NAME@ALIAS) for ``env``: ``image`` (REPO@sha256:...) or the pushed one recorded
     by ``shipyard build --push``; ``options`` are the flags' overrides; ``folder`` where the files will be
     written when not deploy.folder (it sets the Application's path in the repository); ``spec`` the deploy
-    configuration when not shipyard.yaml's (the demo's)."""
+    configuration when not shipyard.yaml's (the demo's); ``stable`` the stable version to render with, by
+    default the one the environment's alias names now (a re-promotion keeps the one it was rendered with)."""
     from shipyard.core.deploy.analysis import analysis_template
     from shipyard.core.deploy.layout import applied_objects, render_tree
     from shipyard.core.deploy.manifests import Target, pinned_image, plan
@@ -230,7 +241,8 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
             raise InvalidInputError(f"--image: {exc}") from None
     chosen = image or pushed_image(svc, mv)
     target = Target(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=mv.record_digest(),
-                    gpu=is_gpu(svc, mv), stable_version=stable_version(svc, mv.model, env_spec.alias or env))
+                    gpu=is_gpu(svc, mv), stable_version=stable_version(svc, mv.model, env_spec.alias or env)
+                    if stable == "alias" else stable)
     try:
         current = plan(spec, target, options)
         others = [plan(spec, replace(target, env=e)) for e in sorted(spec.environments) if e != env] \

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from shipyard.wiring import Services
 
@@ -55,23 +55,32 @@ class Promotion:
 
 
 def environment(spec: DeploySpec, env: str) -> tuple[EnvironmentSpec, str]:
-    """(the environment ``env``, the alias that follows it); an unknown one names those there are."""
-    from shipyard.errors import InvalidInputError
+    """(the environment ``env``, the alias that follows it); an unknown one names those there are. An alias the
+    registry would refuse to set is a ConfigError here, before anything is pushed."""
+    from shipyard.core.registry.refs import check_new_alias
+    from shipyard.errors import ConfigError, InvalidInputError
 
     try:
         chosen = spec.environment(env)
     except ValueError as exc:
         raise InvalidInputError(f"{str(exc)[:300]}: add it under deploy.environments, or pick one of those") from None
-    return chosen, chosen.alias or env
+    alias = chosen.alias or env
+    try:
+        check_new_alias(alias)
+    except ValueError as exc:
+        key = f"deploy.environments.{env}.alias" if chosen.alias else \
+            f"deploy.environments.{env} (with no alias, its name is the alias)"
+        raise ConfigError(f"{key[:120]}: {exc}; set a valid alias in shipyard.yaml") from None
+    return chosen, alias
 
 
 def gitops_repo(svc: Services, spec: DeploySpec) -> tuple[GitOpsRepo, str]:
     """(the GitOps repository, the GitOps folder's path in it): ``deploy.repo`` and ``deploy.folder``, else the
     project's own ``origin`` and the folder's place in its working tree (where Argo CD reads it)."""
     from shipyard.adapters.deploy.gitops import GitOpsRepo
-    from shipyard.wiring.deploy import source
+    from shipyard.wiring.deploy import git_location
 
-    where = source(svc, spec, None)
+    where = git_location(svc, spec, None)
     url = where.repo_url
     if url.startswith(("./", "../")):  # a path beside the project, written relative to it
         url = str((svc.settings.project_root / url).resolve())
@@ -135,11 +144,20 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
     """``shipyard promote REF --env ENV``: gates, then the rendered environment committed and pushed, then the
     environment's alias moved (not with ``branch``: that pushes a review branch and changes nothing else).
 
-    ``reverts`` (a rollback): the reference this promotion returns from, named in the commit and the alias move.
-    ``spec``: the deploy configuration when not shipyard.yaml's (the demo's).
+    Each promotion that pushed a commit or moved the alias is recorded (``Registry.record_result(mv,
+    "promote", ...)``: environment, image, commit, repository, branch): ``models history`` lists it, and a
+    rollback takes the image from these records. ``reverts`` (a rollback): the reference this promotion returns
+    from, named in the commit and the alias move. ``spec``: the deploy configuration when not shipyard.yaml's.
     """
     from shipyard.adapters.deploy.gitops import Published, check_branch
-    from shipyard.core.deploy.promotion import alias_reason, commit_message
+    from shipyard.core.deploy.promotion import (
+        alias_reason,
+        commit_message,
+        kept_stable,
+        promotion_record,
+        promotion_summary,
+    )
+    from shipyard.core.registry.records import PROMOTE_ACTION
     from shipyard.wiring.deploy import deploy_spec, render_environment
 
     spec = spec or deploy_spec(svc)
@@ -151,31 +169,48 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
     repo, folder = gitops_repo(svc, spec)
     message = commit_message(mv.model, mv.version, env, record=mv.record_digest(), image=chosen,
                              actor=svc.settings.actor, reverts=reverts, reason=reason)
-    def move_alias(pushed: Published) -> tuple[int | None, bool]:
+    rendered_with: list[int | None] = []
+
+    def after_push(pushed: Published) -> tuple[int | None, bool]:
         """(where the alias was, whether it moved). Run after the push, still holding the repository's lock, so
-        alias moves follow the pushes' order."""
+        records and alias moves follow the pushes' order: the record first, then the alias."""
         was = _alias_version(svc, mv.model, alias)
-        if branch is not None or was == mv.version:
+        moves = branch is None and was != mv.version
+        if pushed.commit is None and not moves:
+            return was, False  # nothing happened: nothing to record
+        record = promotion_record(env=env, alias=alias, image=chosen, commit=pushed.commit, head=pushed.head,
+                                  repo=repo.shown, branch=pushed.branch, reverts=reverts, review=branch is not None,
+                                  stable_version=rendered_with[-1] if rendered_with else None)
+        svc.registry.record_result(mv, PROMOTE_ACTION, record, promotion_summary(mv.ref, record))
+        if not moves:
             return was, False
         svc.registry.set_alias(mv.model, alias, mv.version,
-                               alias_reason(env, pushed.head or "?", reverts=reverts, note=reason))
+                               alias_reason(env, pushed.commit, head=pushed.head, reverts=reverts, note=reason))
         return was, True
 
     def write(where: Path) -> list[str]:  # rendered afresh on each try: the stable version may have moved
-        return render_environment(svc, mv.ref, env, image=chosen, spec=spec).write(where)
+        stable: int | Literal["alias"] | None = "alias"
+        if branch is None and _alias_version(svc, mv.model, alias) == mv.version:
+            known, kept = kept_stable((r for _, r in svc.registry.results(mv, PROMOTE_ACTION)), env)
+            stable = kept if known else "alias"  # the environment runs mv already: render it as it was
+        rendered = render_environment(svc, mv.ref, env, image=chosen, spec=spec, stable=stable)
+        rendered_with.append(rendered.stable_version)
+        return rendered.write(where)
 
     published, after = repo.publish(write, message, svc.settings.actor, folder=folder, branch=branch,
-                                    on_pushed=move_alias)
+                                    on_pushed=after_push)
     was, moved = after if after is not None else (None, False)
-    return Promotion(mv.model, mv.version, env, alias, chosen, repo.url, published.branch, published.commit,
+    return Promotion(mv.model, mv.version, env, alias, chosen, repo.shown, published.branch, published.commit,
                      published.head, was, moved, reverts, decision, published.files, review=branch is not None)
 
 
 def rollback(svc: Services, env: str, model: str | None = None, *, reason: str = "") -> Promotion:
     """``shipyard rollback --env ENV [MODEL]``: promote again the version the environment had before this one
-    (from the alias's audit history), with the image it was promoted with then (the ``Shipyard-Image`` of the
-    commit that alias move names; the newest ``build --push`` when the repository no longer holds it)."""
-    from shipyard.core.deploy.promotion import image_of, previous_version, promoted_commit
+    (from the alias's audit history), with the image Shipyard recorded promoting it with to that environment
+    (its ``promote`` records; never a commit's text, which anyone who can push writes), else the newest
+    ``build --push``; the gates check that image again."""
+    from shipyard.core.deploy.promotion import previous_version, promoted_image
+    from shipyard.core.registry.records import PROMOTE_ACTION
     from shipyard.errors import InvalidInputError, NotFoundError
     from shipyard.wiring.deploy import deploy_spec
 
@@ -189,16 +224,10 @@ def rollback(svc: Services, env: str, model: str | None = None, *, reason: str =
                                     f"{listed}): shipyard rollback --env {env} MODEL")
         model = having[0]
     current = svc.registry.resolve(f"{model}@{alias}")
-    events = svc.registry.history(model)
-    previous = previous_version(events, model, alias)
+    previous = previous_version(svc.registry.history(model), model, alias)
     if previous is None:
         raise NotFoundError(f"{model}@{alias} has no earlier promoted version to roll back to "
                             f"(`shipyard models history {model}` shows its moves)")
-    image = None
-    commit = promoted_commit(events, model, alias, previous)
-    if commit is not None:
-        repo, _ = gitops_repo(svc, spec)
-        message = repo.message_of(commit)
-        image = image_of(message, model, previous) if message is not None else None
-    return promote(svc, f"{model}@{previous}", env, image=image, reason=reason, reverts=current.ref)
-
+    back = svc.registry.resolve(f"{model}@{previous}")
+    image = promoted_image((r for _, r in svc.registry.results(back, PROMOTE_ACTION)), env)
+    return promote(svc, back.ref, env, image=image, reason=reason, reverts=current.ref)

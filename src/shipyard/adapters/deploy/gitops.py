@@ -32,12 +32,24 @@ LOCK_TIMEOUT = 600.0  # waiting for another promotion of the same repository
 PUSH_ATTEMPTS = 5  # a push refused as not fast-forward: fetch, re-render, commit and push again
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_REF_PREFIXES = ("refs", "heads", "tags", "remotes")
+_SYMBOLIC = re.compile(r"^(?:[A-Z_]*_)?HEAD\Z")  # HEAD, FETCH_HEAD, ORIG_HEAD, MERGE_HEAD...
+_COMMIT_ID = re.compile(r"^[0-9a-fA-F]{40}(?:[0-9a-fA-F]{24})?\Z")
+_TRANSPORTS = ("https", "http", "ssh", "git", "file", "git+ssh", "ssh+git")
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_HELPER = re.compile(r"^[A-Za-z0-9+.-]+::")  # git's <transport>::<address>: a remote helper runs
+_SCP = re.compile(r"^(?:[A-Za-z0-9._~-]+@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?!:)")
+# the user-info runs to the authority's last '@' (a password may hold one): https://a@b:pw@host -> https://host
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/?#]*)@(?P<rest>.*)\Z", re.DOTALL)
+_CREDENTIALS = re.compile(r"\b(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/?#\s'\"]*)@")
 _UNREACHABLE = ("could not resolve host", "connection refused", "unable to connect", "could not read from remote",
                 "does not appear to be a git repository", "repository not found", "connection timed out",
                 "network is unreachable", "no route to host", "not found", "unable to access",
                 "connection reset", "remote end hung up")
 _AUTH = ("authentication failed", "permission denied", "terminal prompts disabled", "could not read username",
          "could not read password", "access denied", "403", "401")
+_PROTOCOLS = ("-c", "protocol.allow=never",
+              *(x for t in ("https", "http", "ssh", "git", "file") for x in ("-c", f"protocol.{t}.allow=always")))
 T = TypeVar("T")
 
 
@@ -63,18 +75,56 @@ class GitFailed(Exception):
 
 
 def check_branch(name: str, what: str = "--branch") -> str:
-    if not _BRANCH.match(name) or name.endswith(".lock"):
+    """``name`` if it is a branch name git accepts and no other ref name could be confused with: a name git
+    would read as a full ref (``refs/...``), a ref's short form (``heads/``, ``tags/``, ``remotes/``), a
+    symbolic ref (``HEAD``, ``FETCH_HEAD``), ``@`` or a commit id would make later pushes ambiguous."""
+    parts = name.split("/")
+    if not _BRANCH.match(name) or any(p.startswith(".") or p.endswith(".lock") for p in parts):
         raise InvalidInputError(f"{what} {name[:80]!r} is not a branch name git accepts (letters, digits, '.', "
-                                "'_', '-', '/')")
+                                "'_', '-', '/'; no part starts with '.' or ends with '.lock')")
+    if parts[0] in _REF_PREFIXES or _SYMBOLIC.match(parts[0]) or name.startswith("@") \
+            or _COMMIT_ID.match(name):
+        raise InvalidInputError(f"{what} {name[:80]!r} reads as another git ref (refs/..., heads/..., HEAD, @, a "
+                                "commit id), which would make pushes to the branch ambiguous: give a plain branch "
+                                "name, e.g. main or review/m-2")
     return name
 
 
 def check_url(url: str) -> str:
-    if not url or url.startswith("-") or any(c.isspace() for c in url) or not url.isprintable() \
-            or url.lower().startswith("ext::"):
-        raise ConfigError(f"deploy.repo {url[:80]!r} is not a git URL: give e.g. https://git.example.com/team/"
-                          "gitops.git, git@host:team/gitops.git or a path")
+    """``url`` if git reaches it with a transport Shipyard allows: https, http, ssh, git, file, the scp-like
+    ``[user@]host:path``, or a path. Remote helpers (``ext::CMD``, ``fd::N``, any ``X::ADDRESS``) and other
+    ``SCHEME://`` forms are refused: they run commands or wait on file descriptors."""
+    scheme = _SCHEME.match(url)
+    bad = not url or url.startswith("-") or any(c.isspace() for c in url) or not url.isprintable() \
+        or _HELPER.match(url) is not None \
+        or (scheme is not None and scheme["scheme"].lower() not in _TRANSPORTS) \
+        or (scheme is None and ":" in url.split("/", 1)[0] and not _SCP.match(url))
+    if bad:
+        raise ConfigError(f"deploy.repo {redact(url)[:80]!r} is not a git URL Shipyard uses: give https://, "
+                          "http://, ssh://, git:// or file:// (e.g. https://git.example.com/team/gitops.git), "
+                          "git@host:team/gitops.git or a path")
     return url
+
+
+def redact(url: str) -> str:
+    """``url`` without the credentials it may carry, for manifests, messages and records: ``https://user:TOKEN@host``
+    becomes ``https://host`` (git still gets the URL as written); an ssh user name (``ssh://git@host``,
+    ``git@host:path``) is kept, since it is no secret and Argo CD needs it."""
+    m = _USERINFO.match(url)
+    return url if m is None else _kept(m["scheme"], m["userinfo"]) + m["rest"]
+
+
+def _kept(scheme: str, userinfo: str) -> str:
+    """``SCHEME://`` and what of the user-info may be shown: the user name of an ssh URL, nothing else."""
+    user = userinfo.split(":", 1)[0] if scheme.lower() in ("ssh", "git+ssh", "ssh+git") else ""
+    return f"{scheme}://{user}@" if user else f"{scheme}://"
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (git's output) with ``url``'s credentials, and any other URL's, removed (as ``redact`` does)."""
+    if url != redact(url):
+        text = text.replace(url, redact(url))
+    return _CREDENTIALS.sub(lambda m: _kept(m["scheme"], m["userinfo"]), text)
 
 
 def first_line(text: str, limit: int = 160) -> str:
@@ -110,7 +160,8 @@ class GitOpsRepo:
 
     def __init__(self, url: str, workdir: Path, branch: str = "main", *, timeout: float = GIT_TIMEOUT,
                  lock_timeout: float = LOCK_TIMEOUT) -> None:
-        self.url = check_url(url)
+        self.url = check_url(url)  # what git gets, credentials and all
+        self.shown = redact(url)  # what any message, record or manifest names
         self.branch = check_branch(branch, "deploy.branch")
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.clone = workdir / key
@@ -135,7 +186,7 @@ class GitOpsRepo:
     def _git(self, *args: str, author: str | None = None, stdin: str | None = None, check: bool = True
              ) -> subprocess.CompletedProcess[str]:
         cmd = ["git", "-C", str(self.clone), "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
-               "-c", "protocol.ext.allow=never", "-c", "core.symlinks=true", "-c", "advice.detachedHead=false",
+               *_PROTOCOLS, "-c", "core.symlinks=true", "-c", "advice.detachedHead=false",
                "-c", "commit.gpgSign=false", "-c", "core.autocrlf=false", *args]
         try:
             done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, errors="replace",
@@ -144,7 +195,7 @@ class GitOpsRepo:
             raise BackendUnavailableError("git is not installed: install it (e.g. apt-get install git) to "
                                           "promote through a GitOps repository") from None
         except subprocess.TimeoutExpired:
-            raise BackendUnavailableError(f"git {args[0]} with the GitOps repository {self.url} took more than "
+            raise BackendUnavailableError(f"git {args[0]} with the GitOps repository {self.shown} took more than "
                                           f"{self.timeout:.0f} s: check the network and the remote") from None
         if check and done.returncode != 0:
             raise GitFailed(args, done.returncode, done.stderr)
@@ -152,15 +203,15 @@ class GitOpsRepo:
 
     def _remote_error(self, exc: GitFailed, doing: str) -> Exception:
         low = exc.stderr.lower()
-        detail = first_line(exc.stderr)
+        detail = first_line(redact_text(exc.stderr, self.url))
         if any(w in low for w in _AUTH):
-            return BackendUnavailableError(f"the GitOps repository {self.url} refused access while {doing} "
+            return BackendUnavailableError(f"the GitOps repository {self.shown} refused access while {doing} "
                                            f"({detail}): check your git credentials for it")
         if any(w in low for w in _UNREACHABLE):
-            return BackendUnavailableError(f"cannot reach the GitOps repository {self.url} while {doing} "
+            return BackendUnavailableError(f"cannot reach the GitOps repository {self.shown} while {doing} "
                                            f"({detail}): check deploy.repo in shipyard.yaml and that the server "
                                            "is up")
-        return BackendUnavailableError(f"git failed while {doing} with {self.url} ({detail})")
+        return BackendUnavailableError(f"git failed while {doing} with {self.shown} ({detail})")
 
     # --- the clone -----------------------------------------------------------------------------------------
 
@@ -228,11 +279,11 @@ class GitOpsRepo:
             where = where / part
             if where.is_symlink():
                 shown = "/".join(where.relative_to(self.clone).parts)
-                raise ConflictError(f"the GitOps repository {self.url} holds a symbolic link at {shown}: Shipyard "
+                raise ConflictError(f"the GitOps repository {self.shown} holds a symbolic link at {shown}: Shipyard "
                                     "never writes through links; replace it with a folder there")
             if where.exists() and not where.is_dir():
                 shown = "/".join(where.relative_to(self.clone).parts)
-                raise ConflictError(f"the GitOps repository {self.url} holds a file at {shown}, where the GitOps "
+                raise ConflictError(f"the GitOps repository {self.shown} holds a file at {shown}, where the GitOps "
                                     "folder goes: move it, or set deploy.folder in shipyard.yaml")
         return where
 
@@ -258,8 +309,9 @@ class GitOpsRepo:
             try:
                 return self._publish(write, message, author, folder, target, on_pushed)
             except GitFailed as exc:
-                raise BackendUnavailableError(f"git failed in Shipyard's clone {self.clone} of {self.url} "
-                                              f"({first_line(exc.stderr)}): remove that folder and run the "
+                raise BackendUnavailableError(f"git failed in Shipyard's clone {self.clone} of {self.shown} "
+                                              f"({first_line(redact_text(exc.stderr, self.url))}): remove "
+                                              "that folder and run the "
                                               "promotion again") from None
 
     def message_of(self, commit: str) -> str | None:
@@ -293,31 +345,47 @@ class GitOpsRepo:
             written = tuple(write(where))
             self._git("add", "-A", "--", str(where.relative_to(self.clone)) if where != self.clone else ".")
             if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
-                done = Published(self.url, target, None, False, written, attempt, head)
+                done = Published(self.shown, target, None, False, written, attempt, head)
                 return done, on_pushed(done) if on_pushed else None
             self._git("commit", "-q", "--no-verify", "-F", "-", author=author, stdin=message)
             commit = self._git("rev-parse", "HEAD").stdout.strip()
             pushed = self._git("push", "--porcelain", "--no-verify", "origin",
                                f"HEAD:refs/heads/{target}", check=False)
             if pushed.returncode == 0:
-                done = Published(self.url, target, commit, True, written, attempt, commit)
+                done = Published(self.shown, target, commit, True, written, attempt, commit)
                 return done, on_pushed(done) if on_pushed else None
             text = pushed.stdout + "\n" + pushed.stderr
             if not _non_fast_forward(text):
                 raise self._push_error(GitFailed(("push",), pushed.returncode, text), target)
             if target != self.branch:
-                raise ConflictError(f"the branch {target} already exists in {self.url} with other commits: "
+                raise ConflictError(f"the branch {target} already exists in {self.shown} with other commits: "
                                     "choose another --branch name")
-        raise ConflictError(f"the push to {self.branch} of {self.url} was refused {PUSH_ATTEMPTS} times as not "
+        raise ConflictError(f"the push to {self.branch} of {self.shown} was refused {PUSH_ATTEMPTS} times as not "
                             "fast-forward (others keep pushing): run the promotion again")
 
     def _push_error(self, exc: GitFailed, target: str) -> Exception:
         low = exc.stderr.lower()
+        if "matches more than one" in low:
+            return self._ambiguous(target)
         if any(w in low for w in _AUTH) or any(w in low for w in _UNREACHABLE):
             return self._remote_error(exc, f"pushing to {target}")
-        return ConflictError(f"the GitOps repository {self.url} refused the push to {target} "
-                             f"({_refusal(exc.stderr)}): push a "
+        return ConflictError(f"the GitOps repository {self.shown} refused the push to {target} "
+                             f"({_refusal(redact_text(exc.stderr, self.url))}): push a "
                              "branch for review with --branch NAME, or ask its owners to allow the push")
+
+    def _ambiguous(self, target: str) -> Exception:
+        """The push to ``target`` is ambiguous: the remote holds another ref that git also reads as it (such as
+        ``refs/heads/refs/heads/main``); name it, and how to remove it."""
+        full = f"refs/heads/{target}"
+        done = self._git("ls-remote", "origin", check=False)
+        names = {ln.split("\t", 1)[1] for ln in done.stdout.splitlines() if "\t" in ln}
+        rules = (f"refs/{full}", f"refs/tags/{full}", f"refs/heads/{full}", f"refs/remotes/{full}",
+                 f"refs/remotes/{full}/HEAD")
+        others = sorted(n for n in names if n in rules)[:3] or [f"refs/heads/{full}"]
+        shown = ", ".join(_CONTROL.sub(" ", n)[:120] for n in others)
+        return ConflictError(f"the GitOps repository {self.shown} holds {shown}, which git cannot tell from "
+                             f"the branch {target}, so the push is ambiguous: delete it there (in a clone of it: "
+                             f"git push origin --delete {others[0]}) and run the promotion again")
 
 
 def _refusal(text: str) -> str:

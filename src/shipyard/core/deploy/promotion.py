@@ -1,4 +1,5 @@
-"""Promotion as a decision over facts: the gates, the version a rollback returns to, the commit's message.
+"""Promotion as a decision over facts: the gates, the version a rollback returns to and the image it takes
+(from Shipyard's own ``promote`` records), the commit's message.
 
 Pure: the wiring gathers the facts (the version's recorded ``build`` and ``verify`` results, the alias's audit
 events) and the adapter does the git work. A gate is anything with a ``name`` and ``check(facts)``; the
@@ -18,7 +19,6 @@ PINNED = re.compile(r"^(?P<repo>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})\Z")
 ALIAS_SET = "alias.set"
 ALIAS_REMOVE = "alias.remove"
 ROLLBACK = "rollback"  # the first word of a rollback's alias reason: how the history tells it from a promotion
-_COMMIT_IN_REASON = re.compile(r"\bcommit (?P<sha>[0-9a-f]{7,64})\b")
 _TRAILER = re.compile(r"^(?P<key>Shipyard-[A-Za-z]+): (?P<value>.*)$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_REASON = 300
@@ -191,19 +191,60 @@ def previous_version(events: Iterable[Any], model: str, alias: str) -> int | Non
     return stack[-2] if len(stack) > 1 else None
 
 
-def promoted_commit(events: Iterable[Any], model: str, alias: str, version: int) -> str | None:
-    """The GitOps commit of the newest move of ``alias`` to ``version`` (named in its reason), if any."""
-    for e in reversed(_events(events, model, alias)):
-        if e.action == ALIAS_SET and e.new == str(version):
-            m = _COMMIT_IN_REASON.search(str(e.reason))
-            return m["sha"] if m else None
-    return None
+def promotion_record(*, env: str, alias: str, image: str, commit: str | None, head: str | None, repo: str,
+                     branch: str, reverts: str | None, review: bool, stable_version: int | None) -> dict[str, Any]:
+    """What Shipyard records of a promotion it pushed (``Registry.record_result(mv, "promote", ...)``): the
+    image it gated and rendered, the commit it made (None when git already held those bytes; ``head`` is then
+    the branch's commit, whoever wrote it), and the stable version the manifests were rendered with."""
+    return {"env": env, "alias": alias, "image": image, "commit": commit, "head": head, "repo": repo,
+            "branch": branch, "reverts": reverts, "review": review, "stable_version": stable_version}
 
 
-def alias_reason(env: str, commit: str, *, reverts: str | None = None, note: str = "") -> str:
-    """The alias move's audit reason: names the commit (and, for a rollback, the version it reverts from)."""
-    head = f"{ROLLBACK} of {env} from {reverts}" if reverts else f"promote to {env}"
-    text = f"{head}: commit {commit}"
+def promotion_summary(ref: str, record: Mapping[str, Any]) -> str:
+    """The history's line for a promotion record."""
+    env = record.get("env")
+    where = f"{record.get('branch')} of {record.get('repo')}"
+    if record.get("review"):
+        return f"pushed {ref} for {env} to the review branch {where}: commit {record.get('commit')}"
+    what = f"rollback of {env} to {ref} (from {record.get('reverts')})" if record.get("reverts") else \
+        f"promote {ref} to {env}"
+    if record.get("commit") is None:
+        return f"{what}: nothing to commit, {where} already held it (head {record.get('head')})"
+    return f"{what}: commit {record.get('commit')} pushed to {where}"
+
+
+def last_promotion(records: Iterable[Mapping[str, Any]], env: str) -> Mapping[str, Any] | None:
+    """The newest record (of records oldest first) of a promotion to ``env`` itself, not a review branch."""
+    found: list[Mapping[str, Any]] = [r for r in records if r.get("env") == env and not r.get("review")]
+    return found[-1] if found else None
+
+
+def promoted_image(records: Iterable[Mapping[str, Any]], env: str) -> str | None:
+    """The pinned image a version was last promoted to ``env`` with, from Shipyard's own promote records
+    (never from a commit's text, which anyone with push access writes); None when none is recorded."""
+    record = last_promotion(records, env)
+    image = record.get("image") if record is not None else None
+    return image if isinstance(image, str) and pinned(image) else None
+
+
+def kept_stable(records: Iterable[Mapping[str, Any]], env: str) -> tuple[bool, int | None]:
+    """(whether one is recorded, the stable version) the version's last promotion to ``env`` rendered with:
+    re-promoting the version an environment already runs renders the same bytes, hence no commit."""
+    record = last_promotion(records, env)
+    if record is None or "stable_version" not in record:
+        return False, None
+    stable = record["stable_version"]
+    if stable is None or (isinstance(stable, int) and not isinstance(stable, bool) and stable > 0):
+        return True, stable
+    return False, None
+
+
+def alias_reason(env: str, commit: str | None, *, head: str | None = None, reverts: str | None = None,
+                 note: str = "") -> str:
+    """The alias move's audit reason: names the commit Shipyard pushed (and, for a rollback, the version it
+    reverts from); when git already held the change, the branch's head, as a head, not as Shipyard's commit."""
+    what = f"{ROLLBACK} of {env} from {reverts}" if reverts else f"promote to {env}"
+    text = f"{what}: commit {commit}" if commit else f"{what}: nothing to commit (git already held it, head {head})"
     return f"{text}: {one_line(note)}" if note.strip() else text
 
 
@@ -231,12 +272,3 @@ def commit_message(model: str, version: int, env: str, *, record: str | None, im
 def trailers(message: str) -> dict[str, str]:
     """The ``Shipyard-*`` trailers of a commit message (the last of each kind)."""
     return {m["key"]: m["value"].strip() for m in _TRAILER.finditer(message[:64 * 1024])}
-
-
-def image_of(message: str, model: str, version: int) -> str | None:
-    """The image a promotion commit of ``model@version`` pinned, from its trailers; None for another commit."""
-    t = trailers(message)
-    image = t.get("Shipyard-Image", "")
-    if t.get("Shipyard-Model") != model or t.get("Shipyard-Version") != str(version) or not pinned(image):
-        return None
-    return image

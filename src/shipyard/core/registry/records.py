@@ -11,7 +11,8 @@ REGISTER_ACTION = "version.register"
 VERIFY_ACTION = "verify"  # a check of a version's golden examples somewhere (a venv, an image)
 BUILD_ACTION = "build"  # an image built for a version
 ROLLOUT_ACTION = "rollout"  # a local progressive rollout of a version: promoted or rolled back, and why
-RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION, ROLLOUT_ACTION)  # checks whose audit event names a record object
+PROMOTE_ACTION = "promote"  # a promotion pushed to a GitOps repository: environment, image, commit
+RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION, ROLLOUT_ACTION, PROMOTE_ACTION)  # audit events naming a record object
 
 
 @dataclass(frozen=True, slots=True)

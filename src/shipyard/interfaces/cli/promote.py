@@ -77,7 +77,7 @@ def _report(done: Promotion, as_json: bool) -> None:
         return
     if done.commit is None:
         head = (done.head or "?")[:12]
-        con.print(f"{done.ref} is already in {done.env} (commit {head} on {where}): nothing to commit")
+        con.print(f"{done.ref} is already in {done.env} ({where} at {head}): nothing to commit")
     elif done.review:
         con.print(f"pushed {done.ref} for {done.env} to the review branch {where}: commit {done.commit[:12]}")
         con.print(f"{done.env} and its alias {done.alias!r} are unchanged until that branch is merged and promoted")
