@@ -41,9 +41,11 @@ def test_steps_parse_as_argo_writes_them() -> None:
     expected = (CanaryStep(weight=20), CanaryStep(analysis=True), CanaryStep(weight=50), CanaryStep(pause="2s"),
                 CanaryStep(analysis=True))
     assert parse_steps("20, analysis,50,pause:2s,analysis") == expected
-    for bad in ("", "20,analyse", "150", "pause=soon"):
-        with pytest.raises(ValueError, match="--steps"):
+    for bad in ("", "20,analyse", "pause=soon"):
+        with pytest.raises(ValueError, match="--steps: cannot read"):
             parse_steps(bad)
+    with pytest.raises(ValueError, match="--steps: weight 150 is over 100"):
+        parse_steps("150,analysis")
 
 
 def test_passing_measurements_walk_every_step_to_promotion() -> None:
