@@ -180,10 +180,11 @@ EXAMPLES = [[0.25, 0.3], [0.95, 0.8]]  # none of them trips Flaky
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """clf@1 (stable), @2 good, @3 raises on 5% of inputs, @4 shifted answers with no errors."""
+    """clf@1 (stable), @2 good, @3 raises on 5% of inputs, @4 shifted answers with no errors, @5 raises on its
+    golden examples once the file ``broken`` exists beside the project."""
     import shipyard as api
     from shipyard.wiring import build, settings_from_environment
-    from tests.rollout_models import Flaky, Shifted, Threshold
+    from tests.rollout_models import Flaky, Shifted, StartsFailing, Threshold
 
     home = tmp_path_factory.mktemp("rollout") / ".shipyard"
     with pytest.MonkeyPatch.context() as mp:
@@ -192,7 +193,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         mp.setenv("SHIPYARD_HOME", str(home))
         mp.chdir(home.parent)
         with api.start_run(name="rollout-models"):
-            for model in (Threshold(), Threshold(), Flaky(), Shifted(1.3)):
+            for model in (Threshold(), Threshold(), Flaky(), Shifted(1.3), StartsFailing(str(home.parent / "broken"))):
                 api.log_model(model, "clf", flavor="python", examples=EXAMPLES)
         svc = build(settings_from_environment(), home.parent)
     yield svc
@@ -242,6 +243,23 @@ def test_shifted_predictions_with_no_errors_are_rolled_back_by_the_model_rules(r
     errors = [m for t in ticks for m in t.measured if m.rule == ERROR_RATE]
     assert errors and all(m.verdict == "pass" and m.value == 0 for m in errors)
     assert _history(registry, 4).startswith(f"rolled back: {rule} ")
+
+
+def test_a_version_failing_its_golden_examples_is_rolled_back_in_one_line(registry: Any) -> None:
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.serving.loading import load_slot
+
+    (registry.settings.project_root / "broken").touch()
+    try:
+        with pytest.raises(InvalidInputError, match=r"^clf@5 fails on its golden examples: ValueError: this version "
+                                                     r"started failing$"):
+            load_slot(registry.registry, registry.registry.resolve("clf@5"))  # what `shipyard serve` says
+        state, ticks = _roll(registry, 5)
+    finally:
+        (registry.settings.project_root / "broken").unlink()
+    assert (state.status, state.weight, ticks) == ("rolled back", 0, [])  # before any traffic
+    assert _history(registry, 5) == ("rolled back: clf@5 fails on its golden examples: ValueError: this version "
+                                     "started failing; stable clf@1")
 
 
 def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, tmp_path: Path) -> None:

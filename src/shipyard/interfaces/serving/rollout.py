@@ -21,7 +21,7 @@ from shipyard.core.deploy.measure import Measurement, evaluate, parse_scrape
 from shipyard.core.deploy.rollout import Plan, State, advance, start
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.serving.app import create_app
-from shipyard.interfaces.serving.loading import load_slot
+from shipyard.interfaces.serving.loading import load_served, load_slot, slot_of, warm
 from shipyard.interfaces.serving.router import Router
 
 if TYPE_CHECKING:
@@ -185,8 +185,15 @@ def run_rollout(registry: Registry, new: ModelVersion, stable: ModelVersion, pla
                 port: int = 0, host: str = "127.0.0.1", traffic: Sequence[list[Any]] | None = None,
                 rate: float = 200.0, on_tick: Callable[[Tick], None] = lambda tick: None,
                 on_ready: Callable[[int], None] = lambda port: None) -> State:
-    """Run the rollout of ``new`` against ``stable`` to its verdict; the weight ends at 0 or 100."""
-    router = Router(load_slot(registry, stable), canary=load_slot(registry, new), canary_percent=0.0)
+    """Run the rollout of ``new`` against ``stable`` to its verdict; the weight ends at 0 or 100. A new version
+    that raises on its golden examples is rolled back before it takes any traffic, with that reason."""
+    primary = load_slot(registry, stable)
+    served = load_served(registry, new)
+    try:
+        warm(registry, served)
+    except InvalidInputError as exc:
+        return State(step=0, weight=0, status="rolled back", why=str(exc))
+    router = Router(primary, canary=slot_of(served), canary_percent=0.0)
     with LocalServer(router, host, port) as server, \
             (Traffic(server.port, traffic, rate) if traffic else contextlib.nullcontext()):
         on_ready(server.port)
