@@ -302,6 +302,30 @@ def test_replay_reads_a_serve_runs_inference_logs(registry: Any, tmp_path: Path)
     assert _replayed(registry, str(log)) == _replayed(registry, served.id)  # a file reads the same
 
 
+def test_replayed_logs_are_bounded_in_depth_width_and_total_bytes() -> None:
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.serving.rollout import MAX_DEPTH, MAX_REPLAY_BYTES, MAX_ROW_VALUES, logged_rows
+
+    def log(inputs: bytes) -> bytes:
+        return b'{"inputs": ' + inputs + b'}\n'
+
+    deep = 200_000
+    with pytest.raises(InvalidInputError, match=f"line 1\\) is nested deeper than {MAX_DEPTH} lists"):
+        logged_rows([log(b"[" * deep + b"]" * deep)], "--replay x")  # a RecursionError in json before
+    with pytest.raises(InvalidInputError, match=f"nested deeper than {MAX_DEPTH} lists"):
+        logged_rows([log(b"[" * 40 + b"]" * 40)], "--replay x")
+    with pytest.raises(InvalidInputError, match=f"has a row of over {MAX_ROW_VALUES} values"):
+        logged_rows([log(json.dumps([[0] * (MAX_ROW_VALUES + 1)]).encode())], "--replay x")
+    with pytest.raises(InvalidInputError, match="holds over 1000000 values"):
+        logged_rows([log(b"[[" + b"0," * 1_000_001 + b"0]]")], "--replay x")
+
+    def logs() -> Iterator[bytes]:  # the first log fills the budget: the second is never read
+        yield log(b"[[1.0]]") + b'{"pad": "' + b"x" * MAX_REPLAY_BYTES + b'"}\n'
+        raise AssertionError("read past the byte budget")
+
+    assert logged_rows(logs(), "--replay x") == [[[1.0]]]
+
+
 def test_steps_limits_and_alias_come_from_shipyard_yaml_then_flags(tmp_path: Path) -> None:
     from shipyard.interfaces.cli.rollout import _configure
 

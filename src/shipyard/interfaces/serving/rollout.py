@@ -29,8 +29,12 @@ if TYPE_CHECKING:
     from shipyard.core.registry.service import Registry
 
 MAX_METRICS_BYTES = 16 * 1024 * 1024
-MAX_REPLAY_BYTES = 64 * 1024 * 1024
+MAX_REPLAY_BYTES = 64 * 1024 * 1024  # read from the replayed logs, all of them together
 MAX_REPLAY_ROWS = 100_000
+MAX_REPLAY_VALUES = 2_000_000  # values (a row's leaves) kept in all: what the replay holds in memory
+MAX_ROW_VALUES = 100_000
+MAX_LINE_VALUES = 1_000_000  # commas on one log line, counted before it is parsed
+MAX_DEPTH = 32  # nested lists in a row
 
 
 @dataclass(frozen=True)
@@ -157,28 +161,61 @@ def replay_rows(path: Path) -> list[list[Any]]:
 
 
 def logged_rows(logs: Iterable[bytes], what: str) -> list[list[Any]]:
-    """The request inputs in inference log contents (JSON lines), at most ``MAX_REPLAY_ROWS`` rows in all; a
-    log past ``MAX_REPLAY_BYTES`` is read up to its last whole line there."""
+    """The request inputs in inference log contents (JSON lines), bounded: ``MAX_REPLAY_BYTES`` read over all the
+    logs (a log is read up to its last whole line there, and later ones not at all), at most ``MAX_REPLAY_ROWS``
+    rows and ``MAX_REPLAY_VALUES`` values in all; a request of over ``MAX_ROW_VALUES`` values in a row, or nested
+    deeper than ``MAX_DEPTH``, is refused in one line."""
     batches: list[list[Any]] = []
-    rows = 0
+    rows = values = read = 0
     for data in logs:
-        if len(data) > MAX_REPLAY_BYTES:
-            data = data[:data.rfind(b"\n", 0, MAX_REPLAY_BYTES) + 1]  # whole lines only
-        for line in data.splitlines():
+        full = read + len(data) >= MAX_REPLAY_BYTES
+        if full:
+            data = data[:data.rfind(b"\n", 0, MAX_REPLAY_BYTES - read) + 1]  # whole lines only
+        read += len(data)
+        for number, line in enumerate(data.splitlines(), 1):
+            if line.count(b",") > MAX_LINE_VALUES:  # said before parsing it: its values would take the memory
+                raise InvalidInputError(f"{what}: a logged request (line {number}) holds over {MAX_LINE_VALUES} "
+                                        "values; replay logs of smaller requests")
             try:
                 entry = json.loads(line)
+            except RecursionError:
+                raise InvalidInputError(f"{what}: a logged request (line {number}) is nested deeper than "
+                                        f"{MAX_DEPTH} lists; replay other logs") from None
             except ValueError:
                 continue  # a torn last line of a log that was being written
             inputs = entry.get("inputs") if isinstance(entry, dict) else None
             if isinstance(inputs, list) and inputs and all(isinstance(r, list) for r in inputs):
+                values += sum(_width(row, f"{what}: a logged request (line {number})") for row in inputs)
+                if values > MAX_REPLAY_VALUES:
+                    break
                 batches.append(inputs)
                 rows += len(inputs)
                 if rows >= MAX_REPLAY_ROWS:
                     return batches
+        if full or values > MAX_REPLAY_VALUES:
+            break
     if not batches:
         raise InvalidInputError(f"{what}: the logs hold no inputs; record them with "
                                 "`shipyard serve --log --log-payloads`")
     return batches
+
+
+def _width(row: list[Any], what: str) -> int:
+    """The values in ``row`` (its leaves), refusing a row over ``MAX_ROW_VALUES`` values or ``MAX_DEPTH`` deep."""
+    count, stack = 0, [(row, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"{what} is nested deeper than {MAX_DEPTH} lists; replay other logs")
+        for v in item:
+            if isinstance(v, list):
+                stack.append((v, depth + 1))
+            else:
+                count += 1
+        if count > MAX_ROW_VALUES:
+            raise InvalidInputError(f"{what} has a row of over {MAX_ROW_VALUES} values; replay logs of smaller "
+                                    "requests")
+    return count
 
 
 def run_rollout(registry: Registry, new: ModelVersion, stable: ModelVersion, plan: Plan, spec: AnalysisSpec,
