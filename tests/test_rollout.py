@@ -262,6 +262,36 @@ def test_a_version_failing_its_golden_examples_is_rolled_back_in_one_line(regist
                                      "started failing; stable clf@1")
 
 
+def test_a_passing_rollout_to_an_environment_promotes_through_git(registry: Any, tmp_path: Path) -> None:
+    """rollout --env: the verdict recorded, then the environment rendered, committed and pushed, and only then its
+    alias moved (its reason names the commit); a refused gate is one error after the verdict is recorded."""
+    import subprocess
+
+    from shipyard.core.deploy.config import DeploySpec, EnvironmentSpec
+    from shipyard.core.deploy.rollout import State
+    from shipyard.errors import PolicyDeniedError
+    from shipyard.interfaces.cli.rollout import Target, finish
+    from shipyard.wiring.gitops import local_repository
+
+    reg = registry.registry
+    new, stable = reg.resolve("clf@2"), reg.resolve("clf@1")
+    deploy = DeploySpec(repo=local_repository(tmp_path / "gitops.git"),
+                        environments={"prod": EnvironmentSpec(alias="live")})
+    passed = State(step=4, weight=100, status="promoted", why="every step passed")
+    with pytest.raises(PolicyDeniedError, match="cannot promote clf@2 to prod"):  # no image pinned, none pushed
+        finish(registry, new, stable, passed, Target("live", "prod"), {}, spec=deploy)
+    assert [e.action for e in reg.history("clf")][-1] == "rollout"  # the verdict stands; no alias moved
+    image = "registry.example.com/t/clf@sha256:" + "ab" * 32
+    summary, done = finish(registry, new, stable, passed, Target("live", "prod"), {}, image=image, spec=deploy)
+    assert done is not None and done.commit is not None and done.alias_moved
+    assert summary == f"promoted from clf@1; committed {done.commit[:12]} to main of {done.repo}; clf@live -> clf@2"
+    log = subprocess.run(["git", "-C", str(tmp_path / "gitops.git"), "log", "-1", "--format=%H%n%B"],
+                         capture_output=True, text=True, check=True).stdout
+    assert log.startswith(done.commit) and f"Shipyard-Image: {image}" in log
+    moved = [e for e in reg.history("clf") if e.action == "alias.set" and e.name == "live"]
+    assert reg.resolve("clf@live").version == 2 and done.commit in moved[-1].reason
+
+
 def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, tmp_path: Path) -> None:
     from tests.rollout_models import rows
 
@@ -327,18 +357,34 @@ def test_replayed_logs_are_bounded_in_depth_width_and_total_bytes() -> None:
 
 
 def test_steps_limits_and_alias_come_from_shipyard_yaml_then_flags(tmp_path: Path) -> None:
-    from shipyard.interfaces.cli.rollout import _configure
+    from shipyard.interfaces.cli.rollout import Target, _configure
 
     (tmp_path / "shipyard.yaml").write_text(
         "deploy:\n  canary:\n    - weight: 5\n    - analysis: true\n  analysis:\n    interval: 10s\n"
         "    max_psi: 0.3\n  environments:\n    prod:\n      alias: live\n    staging: {}\n")
-    steps, spec, alias = _configure(tmp_path, None, None, None, None, None, "prod")
-    assert (steps, spec.interval, spec.max_psi, alias) == (parse_steps("5,analysis"), "10s", 0.3, "live")
-    assert _configure(tmp_path, None, None, None, None, None, "staging")[2] == "staging"  # no alias: its name
-    steps, spec, alias = _configure(tmp_path, "50,analysis", "500ms", 4, 7, None, None)
-    assert (steps, spec.interval, spec.count, spec.min_requests, alias) == (
-        parse_steps("50,analysis"), "500ms", 4, 7, "production")
+    steps, spec, target = _configure(tmp_path, None, None, None, None, None, "prod")
+    assert (steps, spec.interval, spec.max_psi, target) == (parse_steps("5,analysis"), "10s", 0.3,
+                                                            Target("live", "prod"))
+    assert _configure(tmp_path, None, None, None, None, None, "staging")[2] == Target("staging", "staging")
+    steps, spec, target = _configure(tmp_path, "50,analysis", "500ms", 4, 7, None, None)
+    assert (steps, spec.interval, spec.count, spec.min_requests, target) == (
+        parse_steps("50,analysis"), "500ms", 4, 7, Target("production"))
+    assert _configure(tmp_path, None, None, None, None, "live", None)[2] == Target("live")  # no deploy.repo
     with pytest.raises(ValueError, match="no environment 'qa'"):
         _configure(tmp_path, None, None, None, None, None, "qa")
     with pytest.raises(ValueError, match="not a duration"):
         _configure(tmp_path, None, "2 seconds", None, None, None, None)
+
+
+def test_with_a_gitops_repository_an_environments_alias_moves_only_through_env(tmp_path: Path) -> None:
+    from shipyard.interfaces.cli.rollout import Target, _configure
+
+    (tmp_path / "shipyard.yaml").write_text("deploy:\n  repo: https://git.example.com/ops.git\n")
+    with pytest.raises(ValueError, match=r"^--alias production \(the default\) is the alias of deploy environment "
+                                         r"'production', .*: use --env production \(commits, then moves it\), or "
+                                         r"another --alias$"):
+        _configure(tmp_path, None, None, None, None, None, None)
+    with pytest.raises(ValueError, match=r"^--alias staging is the alias of deploy environment 'staging'"):
+        _configure(tmp_path, None, None, None, None, "staging", None)
+    assert _configure(tmp_path, None, None, None, None, "candidate", None)[2] == Target("candidate")
+    assert _configure(tmp_path, None, None, None, None, None, "production")[2] == Target("production", "production")
