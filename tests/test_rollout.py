@@ -315,6 +315,18 @@ def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, 
     assert any(r.startswith("rolled back: " + result["why"].split()[0]) for r in reasons)
 
 
+def test_a_rollout_with_no_traffic_says_where_to_send_it_and_exits_inconclusive(registry: Any) -> None:
+    env = cli_env(SHIPYARD_HOME=str(registry.settings.home),
+                  PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    done = shipyard("rollout", "clf@2", "--from", "clf@1", "--steps", "50,analysis", "--interval", "200ms",
+                    "--count", "1", "--port", "0", env=env, cwd=registry.settings.project_root, check=False)
+    assert done.returncode == 12, done.stderr  # not 1: nothing was judged, nothing rolled back
+    assert done.stdout.startswith("inconclusive: 4 inconclusive measurements at step 2")
+    hints = [line for line in done.stderr.splitlines() if "no requests reached http://127.0.0.1:" in line]
+    # once after the first idle interval, and again with the verdict
+    assert len(hints) == 2 and hints[-1].startswith("no verdict: ") and "--replay RUN" in hints[0], done.stderr
+
+
 def test_replay_reads_a_serve_runs_inference_logs(registry: Any, tmp_path: Path) -> None:
     from shipyard.errors import InvalidInputError
     from shipyard.interfaces.cli.rollout import _replayed

@@ -97,13 +97,30 @@ def rollout(
     plan = Plan.of(plan_steps, spec)
     view = _View(plan, spec, new_mv.ref, stable_mv.ref, quiet=as_json)
     ticks: list[dict[str, Any]] = []
+    where: list[int] = [port]
+    idle = [0]  # intervals in a row with no request at all
+
+    def hint(some: bool = False) -> str:
+        url = f"http://{host}:{where[0]}"
+        if replay is not None:
+            return f"{'too few' if some else 'no'} replayed requests reached {url}: raise --rate, or replay more logs"
+        if some:
+            return (f"too few requests reached {url} (fewer than {spec.min_requests} to a version in an interval): "
+                    "send more, or lower --min-requests")
+        return (f"no requests reached {url}: send traffic there (POST /predict), or use --replay RUN (the id of a "
+                "`shipyard serve --log --log-payloads` run, or its .jsonl logs)")
 
     def on_tick(tick: Tick) -> None:
         ticks.append({"at": round(tick.elapsed, 3), "step": tick.state.step, "weight": tick.state.weight,
-                      "measurements": [m.to_dict() for m in tick.measured]})
+                      "requests": tick.requests, "measurements": [m.to_dict() for m in tick.measured]})
         view.update(tick)
+        if tick.elapsed > 0:
+            idle[0] = idle[0] + 1 if tick.requests == 0 else 0
+            if idle[0] == 1 and not tick.state.done:  # said early, once per idle stretch
+                view.note(hint())
 
     def on_ready(bound: int) -> None:
+        where[0] = bound
         view.note(f"serving {stable_mv.ref} (stable) and {new_mv.ref} (canary) on http://{host}:{bound}; steps "
                   f"{', '.join(describe(s) for s in plan.steps)}; every {spec.interval}"
                   + (f"; replaying {len(batches)} logged requests" if batches else ""))
@@ -120,6 +137,8 @@ def rollout(
     else:
         style = "green" if state.status == "promoted" else "bold red"
         out.console().print(f"[{style}]{out.plain(summary)}[/{style}]")
+        if state.status == "inconclusive":
+            out.console(stderr=True).print(out.plain(f"no verdict: {hint(some=not idle[0])}"))
     svc.close()
     if state.status != "promoted":
         raise typer.Exit(EXIT_INCONCLUSIVE if state.status == "inconclusive" else 1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.deploy.config import AnalysisSpec
-from shipyard.core.deploy.measure import Measurement, evaluate, parse_scrape
+from shipyard.core.deploy.measure import Measurement, evaluate, parse_scrape, requests
 from shipyard.core.deploy.rollout import Plan, State, advance, start
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.serving.app import create_app
@@ -44,6 +44,7 @@ class Tick:
     elapsed: float
     state: State
     measured: tuple[Measurement, ...]
+    requests: float = 0.0  # to either version in the interval
 
 
 @dataclass
@@ -251,10 +252,11 @@ def drive(server: LocalServer, router: Router, new: ModelVersion, stable: ModelV
         after = parse_scrape(server.scrape())
         measured = evaluate(before, after, new.model, str(new.version), str(stable.version), spec) \
             if state.weight > 0 else ()
+        served = requests(before, after, new.model, str(new.version), str(stable.version))
         before = after
         state = advance(plan, state, measured)
         router.canary_percent = float(state.weight)
-        on_tick(Tick(time.monotonic() - began, state, measured))
+        on_tick(Tick(time.monotonic() - began, state, measured, served))
     return state
 
 
