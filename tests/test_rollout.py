@@ -181,10 +181,11 @@ EXAMPLES = [[0.25, 0.3], [0.95, 0.8]]  # none of them trips Flaky
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """clf@1 (stable), @2 good, @3 raises on 5% of inputs, @4 shifted answers with no errors, @5 raises on its
-    golden examples once the file ``broken`` exists beside the project."""
+    golden examples once the file ``broken`` exists beside the project, @6 takes 1.5 s over each answer once the file
+    ``slow`` exists."""
     import shipyard as api
     from shipyard.wiring import build, settings_from_environment
-    from tests.rollout_models import Flaky, Shifted, StartsFailing, Threshold
+    from tests.rollout_models import Flaky, Hangs, Shifted, StartsFailing, Threshold
 
     home = tmp_path_factory.mktemp("rollout") / ".shipyard"
     with pytest.MonkeyPatch.context() as mp:
@@ -193,7 +194,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         mp.setenv("SHIPYARD_HOME", str(home))
         mp.chdir(home.parent)
         with api.start_run(name="rollout-models"):
-            for model in (Threshold(), Threshold(), Flaky(), Shifted(1.3), StartsFailing(str(home.parent / "broken"))):
+            for model in (Threshold(), Threshold(), Flaky(), Shifted(1.3), StartsFailing(str(home.parent / "broken")),
+                          Hangs(str(home.parent / "slow"), 1.5, EXAMPLES)):
                 api.log_model(model, "clf", flavor="python", examples=EXAMPLES)
         svc = build(settings_from_environment(), home.parent)
     yield svc
@@ -243,6 +245,18 @@ def test_shifted_predictions_with_no_errors_are_rolled_back_by_the_model_rules(r
     errors = [m for t in ticks for m in t.measured if m.rule == ERROR_RATE]
     assert errors and all(m.verdict == "pass" and m.value == 0 for m in errors)
     assert _history(registry, 4).startswith(f"rolled back: {rule} ")
+
+
+def test_a_version_that_hangs_fails_a_rule_while_stable_keeps_its_traffic(registry: Any) -> None:
+    (registry.settings.project_root / "slow").touch()
+    try:
+        state, ticks = _roll(registry, 6)
+    finally:
+        (registry.settings.project_root / "slow").unlink()
+    # the replay's senders are not all held by the slow version: the analysis measures, and fails it
+    assert (state.status, state.weight) == ("rolled back", 0), state.why
+    assert state.why.split()[0] in (ERROR_RATE, LATENCY_P99), state.why
+    assert any(m.verdict == "fail" for t in ticks for m in t.measured)
 
 
 def test_a_version_failing_its_golden_examples_is_rolled_back_in_one_line(registry: Any) -> None:
