@@ -292,7 +292,8 @@ def test_a_passing_rollout_to_an_environment_promotes_through_git(registry: Any,
     deploy = DeploySpec(repo=local_repository(tmp_path / "gitops.git"),
                         environments={"prod": EnvironmentSpec(alias="live")})
     passed = State(step=4, weight=100, status="promoted", why="every step passed")
-    with pytest.raises(PolicyDeniedError, match="cannot promote clf@2 to prod"):  # no image pinned, none pushed
+    with pytest.raises(PolicyDeniedError, match=r"^clf@2 passed every step \(its verdict is in `shipyard models "
+                                                r"history clf`\), but cannot promote clf@2 to prod: "):  # no image
         finish(registry, new, stable, passed, Target("live", "prod"), {}, spec=deploy)
     assert [e.action for e in reg.history("clf")][-1] == "rollout"  # the verdict stands; no alias moved
     image = "registry.example.com/t/clf@sha256:" + "ab" * 32

@@ -186,10 +186,15 @@ def finish(svc: Any, new: ModelVersion, stable: ModelVersion, state: State, targ
                        {**detail, "env": target.env})
     if state.status != "promoted" or target.env is None:
         return summary, None
+    from shipyard.errors import PolicyDeniedError
     from shipyard.wiring.gitops import promote
 
-    done = promote(svc, new.ref, target.env, image=image, spec=spec,
-                   reason=f"rollout from {stable.ref}: every step passed")
+    try:
+        done = promote(svc, new.ref, target.env, image=image, spec=spec,
+                       reason=f"rollout from {stable.ref}: every step passed")
+    except PolicyDeniedError as exc:
+        raise PolicyDeniedError(f"{new.ref} passed every step (its verdict is in `shipyard models history "
+                                f"{new.model}`), but {exc}") from None
     if done.commit is None:
         summary += f"; {target.env} already holds it in git (commit {(done.head or '?')[:12]})"
     else:
