@@ -1,5 +1,6 @@
 """``shipyard rollout MODEL@NEW --from MODEL@STABLE``: a canary rollout on one machine, judged by the same
-rules as the rendered AnalysisTemplate, promoted (alias moved) or rolled back by itself."""
+rules as the rendered AnalysisTemplate, promoted (an alias moved, or with ``--env`` a GitOps promotion: commit,
+push, then the environment's alias) or rolled back by itself."""
 
 from __future__ import annotations
 
@@ -55,11 +56,14 @@ def rollout(
 ) -> None:
     """Roll NEW out against STABLE on the local model server: the weight steps up, every interval the
     analysis (error rate, p99 against stable, prediction disagreement, drift) is measured on the server's
-    metrics, and the alias moves to NEW when every step passes. A failing rule rolls back at once (weight 0)
-    and the verdict, with the failing metric and its value, is recorded in `shipyard models history`.
+    metrics, and when every step passes the alias moves to NEW (with --env, NEW is promoted as `shipyard
+    promote` does: committed and pushed to the GitOps repository, then the environment's alias moved). A failing
+    rule rolls back at once (weight 0); the verdict, with the failing metric and its value, is recorded in
+    `shipyard models history`.
 
-    Traffic comes from clients of http://HOST:PORT, or from --replay. Exits 0 when promoted, 1 when rolled
-    back, 12 when inconclusive (no verdict: too little traffic); a refused promotion gate (--env) exits 11.
+    Traffic comes from clients of http://HOST:PORT, or from --replay; a request not answered within one
+    interval is a timeout. Exits 0 when promoted, 1 when rolled back, 12 when inconclusive (no verdict: too
+    little traffic); a refused promotion gate (--env) exits 11.
     """
     try:
         from shipyard.interfaces.serving.rollout import run_rollout
