@@ -181,7 +181,7 @@ EXAMPLES = [[0.25, 0.3], [0.95, 0.8]]  # none of them trips Flaky
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """clf@1 (stable), @2 good, @3 raises on 5% of inputs, @4 shifted answers with no errors, @5 raises on its
-    golden examples once the file ``broken`` exists beside the project, @6 takes 1.5 s over each answer once the file
+    golden examples once the file ``broken`` exists beside the project, @6 takes 1.2 s over each answer once the file
     ``slow`` exists."""
     import shipyard as api
     from shipyard.wiring import build, settings_from_environment
@@ -195,20 +195,21 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         mp.chdir(home.parent)
         with api.start_run(name="rollout-models"):
             for model in (Threshold(), Threshold(), Flaky(), Shifted(1.3), StartsFailing(str(home.parent / "broken")),
-                          Hangs(str(home.parent / "slow"), 1.5, EXAMPLES)):
+                          Hangs(str(home.parent / "slow"), 1.2, EXAMPLES)):
                 api.log_model(model, "clf", flavor="python", examples=EXAMPLES)
         svc = build(settings_from_environment(), home.parent)
     yield svc
     svc.close()
 
 
-def _roll(svc: Any, version: int) -> tuple[State, list[Any]]:
+def _roll(svc: Any, version: int, steps: tuple[CanaryStep, ...] = LOAD_STEPS,
+          spec: AnalysisSpec = LOAD_SPEC) -> tuple[State, list[Any]]:
     from shipyard.interfaces.serving.rollout import conclude, run_rollout
     from tests.rollout_models import rows
 
     ticks: list[Any] = []
     new, stable = svc.registry.resolve(f"clf@{version}"), svc.registry.resolve("clf@1")
-    state = run_rollout(svc.registry, new, stable, Plan.of(LOAD_STEPS, LOAD_SPEC), LOAD_SPEC,
+    state = run_rollout(svc.registry, new, stable, Plan.of(steps, spec), spec,
                         traffic=rows(), rate=250, on_tick=ticks.append)
     conclude(svc.registry, new, stable, state, "production", {})
     return state, ticks
@@ -250,7 +251,8 @@ def test_shifted_predictions_with_no_errors_are_rolled_back_by_the_model_rules(r
 def test_a_version_that_hangs_fails_a_rule_while_stable_keeps_its_traffic(registry: Any) -> None:
     (registry.settings.project_root / "slow").touch()
     try:
-        state, ticks = _roll(registry, 6)
+        # the first failed measurement rolls back: a request times out after one interval (1 s)
+        state, ticks = _roll(registry, 6, parse_steps("50,analysis"), LOAD_SPEC.model_copy(update={"failure_limit": 0}))
     finally:
         (registry.settings.project_root / "slow").unlink()
     # the replay's senders are not all held by the slow version: the analysis measures, and fails it
