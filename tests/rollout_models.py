@@ -58,3 +58,22 @@ class StartsFailing(Threshold):
         if os.path.exists(self.flag) and any(_key(row) % 2 == 0 for row in rows):
             raise ValueError("this version started failing")
         return super().predict(rows)
+
+
+class Hangs(Threshold):
+    """Answers as ``Threshold``, but takes ``seconds`` over every answer but its golden examples' (``golden``: the
+    warm-up is quick) once the file ``flag`` exists."""
+
+    def __init__(self, flag: str, seconds: float, golden: list[list[float]], cut: float = 1.0) -> None:
+        super().__init__(cut)
+        self.flag = flag
+        self.seconds = seconds
+        self.golden = golden
+
+    def predict(self, rows: Any) -> list[str]:
+        import os
+        import time
+
+        if os.path.exists(self.flag) and [[float(v) for v in row] for row in rows] != self.golden:
+            time.sleep(self.seconds)
+        return super().predict(rows)

@@ -27,11 +27,14 @@ SPEC = AnalysisSpec(interval="2m", count=4, min_requests=50, max_error_rate=0.01
                     inconclusive_limit=5, prometheus="http://prom:9090")
 
 
-def test_template_has_the_four_rules_with_the_spec_limits() -> None:
+def test_template_has_the_rules_with_the_spec_limits() -> None:
     t = analysis_template("iris-analysis", "iris", SPEC)
     assert (t["apiVersion"], t["kind"], t["metadata"]["name"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate",
                                                                     "iris-analysis")
     assert [a["name"] for a in t["spec"]["args"]] == list(TEMPLATE_ARGS)
+    # canary pods serve one version and cannot compare with stable: disagreement only when asked for
+    assert {m["name"] for m in t["spec"]["metrics"]} == {ERROR_RATE, LATENCY_P99, PSI}
+    t = analysis_template("iris-analysis", "iris", SPEC.model_copy(update={"cluster_disagreement": True}))
     metrics = {m["name"]: m for m in t["spec"]["metrics"]}
     assert set(metrics) == {ERROR_RATE, LATENCY_P99, DISAGREEMENT, PSI}
     for m in metrics.values():

@@ -41,8 +41,13 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[s
     assert [*headings, *part4, part5] == sorted([*headings, *part4, part5])
     assert len([line for line in lines if line.startswith("──")]) == 5  # one rule per part, no more
     # part 5: the bad version rolled back by a model rule (it never errs), the good one promoted
-    verdicts = [line.split(":")[0] for line in lines[part5:] if line.startswith(("rolled back:", "promoted "))]
-    assert verdicts == ["rolled back", "promoted from iris@1; iris@production -> iris@3"]
+    verdicts = [line.split(";")[0] for line in lines[part5:] if line.startswith(("rolled back:", "promoted "))]
+    assert [v.split(":")[0] for v in verdicts] == ["rolled back", "promoted from iris@1"]
+    # the good one goes to production through git: committed and pushed, then the alias moved
+    tail = "".join("".join(lines[part5:]).split())  # long lines wrap on 80 columns
+    assert re.search(r"promotedfromiris@1;committed[0-9a-f]{12}tomainof\S+gitops\.git;iris@production->iris@3",
+                     tail), tail
+    assert "Shipyard-Version:3" in tail and "Shipyard-Model:iris" in tail
     why = next(line for line in lines[part5:] if line.startswith("rolled back:")).split()[2]
     assert why in ("disagreement", "psi")
     # part 4: the iris version passes in a new environment; the scaler passes, then fails with tinypkg 2.0

@@ -41,9 +41,11 @@ def test_steps_parse_as_argo_writes_them() -> None:
     expected = (CanaryStep(weight=20), CanaryStep(analysis=True), CanaryStep(weight=50), CanaryStep(pause="2s"),
                 CanaryStep(analysis=True))
     assert parse_steps("20, analysis,50,pause:2s,analysis") == expected
-    for bad in ("", "20,analyse", "150", "pause=soon"):
-        with pytest.raises(ValueError, match="--steps"):
+    for bad in ("", "20,analyse", "pause=soon"):
+        with pytest.raises(ValueError, match="--steps: cannot read"):
             parse_steps(bad)
+    with pytest.raises(ValueError, match="--steps: weight 150 is over 100"):
+        parse_steps("150,analysis")
 
 
 def test_passing_measurements_walk_every_step_to_promotion() -> None:
@@ -178,10 +180,12 @@ EXAMPLES = [[0.25, 0.3], [0.95, 0.8]]  # none of them trips Flaky
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """clf@1 (stable), @2 good, @3 raises on 5% of inputs, @4 shifted answers with no errors."""
+    """clf@1 (stable), @2 good, @3 raises on 5% of inputs, @4 shifted answers with no errors, @5 raises on its
+    golden examples once the file ``broken`` exists beside the project, @6 takes 1.2 s over each answer once the file
+    ``slow`` exists."""
     import shipyard as api
     from shipyard.wiring import build, settings_from_environment
-    from tests.rollout_models import Flaky, Shifted, Threshold
+    from tests.rollout_models import Flaky, Hangs, Shifted, StartsFailing, Threshold
 
     home = tmp_path_factory.mktemp("rollout") / ".shipyard"
     with pytest.MonkeyPatch.context() as mp:
@@ -190,20 +194,22 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         mp.setenv("SHIPYARD_HOME", str(home))
         mp.chdir(home.parent)
         with api.start_run(name="rollout-models"):
-            for model in (Threshold(), Threshold(), Flaky(), Shifted(1.3)):
+            for model in (Threshold(), Threshold(), Flaky(), Shifted(1.3), StartsFailing(str(home.parent / "broken")),
+                          Hangs(str(home.parent / "slow"), 1.2, EXAMPLES)):
                 api.log_model(model, "clf", flavor="python", examples=EXAMPLES)
         svc = build(settings_from_environment(), home.parent)
     yield svc
     svc.close()
 
 
-def _roll(svc: Any, version: int) -> tuple[State, list[Any]]:
+def _roll(svc: Any, version: int, steps: tuple[CanaryStep, ...] = LOAD_STEPS,
+          spec: AnalysisSpec = LOAD_SPEC) -> tuple[State, list[Any]]:
     from shipyard.interfaces.serving.rollout import conclude, run_rollout
     from tests.rollout_models import rows
 
     ticks: list[Any] = []
     new, stable = svc.registry.resolve(f"clf@{version}"), svc.registry.resolve("clf@1")
-    state = run_rollout(svc.registry, new, stable, Plan.of(LOAD_STEPS, LOAD_SPEC), LOAD_SPEC,
+    state = run_rollout(svc.registry, new, stable, Plan.of(steps, spec), spec,
                         traffic=rows(), rate=250, on_tick=ticks.append)
     conclude(svc.registry, new, stable, state, "production", {})
     return state, ticks
@@ -242,6 +248,67 @@ def test_shifted_predictions_with_no_errors_are_rolled_back_by_the_model_rules(r
     assert _history(registry, 4).startswith(f"rolled back: {rule} ")
 
 
+def test_a_version_that_hangs_fails_a_rule_while_stable_keeps_its_traffic(registry: Any) -> None:
+    (registry.settings.project_root / "slow").touch()
+    try:
+        # the first failed measurement rolls back: a request times out after one interval (1 s)
+        state, ticks = _roll(registry, 6, parse_steps("50,analysis"), LOAD_SPEC.model_copy(update={"failure_limit": 0}))
+    finally:
+        (registry.settings.project_root / "slow").unlink()
+    # the replay's senders are not all held by the slow version: the analysis measures, and fails it
+    assert (state.status, state.weight) == ("rolled back", 0), state.why
+    assert state.why.split()[0] in (ERROR_RATE, LATENCY_P99), state.why
+    assert any(m.verdict == "fail" for t in ticks for m in t.measured)
+
+
+def test_a_version_failing_its_golden_examples_is_rolled_back_in_one_line(registry: Any) -> None:
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.serving.loading import load_slot
+
+    (registry.settings.project_root / "broken").touch()
+    try:
+        with pytest.raises(InvalidInputError, match=r"^clf@5 fails on its golden examples: ValueError: this version "
+                                                     r"started failing$"):
+            load_slot(registry.registry, registry.registry.resolve("clf@5"))  # what `shipyard serve` says
+        state, ticks = _roll(registry, 5)
+    finally:
+        (registry.settings.project_root / "broken").unlink()
+    assert (state.status, state.weight, ticks) == ("rolled back", 0, [])  # before any traffic
+    assert _history(registry, 5) == ("rolled back: clf@5 fails on its golden examples: ValueError: this version "
+                                     "started failing; stable clf@1")
+
+
+def test_a_passing_rollout_to_an_environment_promotes_through_git(registry: Any, tmp_path: Path) -> None:
+    """rollout --env: the verdict recorded, then the environment rendered, committed and pushed, and only then its
+    alias moved (its reason names the commit); a refused gate is one error after the verdict is recorded."""
+    import subprocess
+
+    from shipyard.core.deploy.config import DeploySpec, EnvironmentSpec
+    from shipyard.core.deploy.rollout import State
+    from shipyard.errors import PolicyDeniedError
+    from shipyard.interfaces.cli.rollout import Target, finish
+    from shipyard.wiring.gitops import local_repository
+
+    reg = registry.registry
+    new, stable = reg.resolve("clf@2"), reg.resolve("clf@1")
+    deploy = DeploySpec(repo=local_repository(tmp_path / "gitops.git"),
+                        environments={"prod": EnvironmentSpec(alias="live")})
+    passed = State(step=4, weight=100, status="promoted", why="every step passed")
+    with pytest.raises(PolicyDeniedError, match=r"^clf@2 passed every step \(its verdict is in `shipyard models "
+                                                r"history clf`\), but cannot promote clf@2 to prod: "):  # no image
+        finish(registry, new, stable, passed, Target("live", "prod"), {}, spec=deploy)
+    assert [e.action for e in reg.history("clf")][-1] == "rollout"  # the verdict stands; no alias moved
+    image = "registry.example.com/t/clf@sha256:" + "ab" * 32
+    summary, done = finish(registry, new, stable, passed, Target("live", "prod"), {}, image=image, spec=deploy)
+    assert done is not None and done.commit is not None and done.alias_moved
+    assert summary == f"promoted from clf@1; committed {done.commit[:12]} to main of {done.repo}; clf@live -> clf@2"
+    log = subprocess.run(["git", "-C", str(tmp_path / "gitops.git"), "log", "-1", "--format=%H%n%B"],
+                         capture_output=True, text=True, check=True).stdout
+    assert log.startswith(done.commit) and f"Shipyard-Image: {image}" in log
+    moved = [e for e in reg.history("clf") if e.action == "alias.set" and e.name == "live"]
+    assert reg.resolve("clf@live").version == 2 and done.commit in moved[-1].reason
+
+
 def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, tmp_path: Path) -> None:
     from tests.rollout_models import rows
 
@@ -265,6 +332,18 @@ def test_cli_rolls_back_from_replayed_logs_and_history_shows_why(registry: Any, 
     assert any(r.startswith("rolled back: " + result["why"].split()[0]) for r in reasons)
 
 
+def test_a_rollout_with_no_traffic_says_where_to_send_it_and_exits_inconclusive(registry: Any) -> None:
+    env = cli_env(SHIPYARD_HOME=str(registry.settings.home),
+                  PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    done = shipyard("rollout", "clf@2", "--from", "clf@1", "--steps", "50,analysis", "--interval", "200ms",
+                    "--count", "1", "--port", "0", env=env, cwd=registry.settings.project_root, check=False)
+    assert done.returncode == 12, done.stderr  # not 1: nothing was judged, nothing rolled back
+    assert done.stdout.startswith("inconclusive: 4 inconclusive measurements at step 2")
+    hints = [line for line in done.stderr.splitlines() if "no requests reached http://127.0.0.1:" in line]
+    # once after the first idle interval, and again with the verdict
+    assert len(hints) == 2 and hints[-1].startswith("no verdict: ") and "--replay RUN" in hints[0], done.stderr
+
+
 def test_replay_reads_a_serve_runs_inference_logs(registry: Any, tmp_path: Path) -> None:
     from shipyard.errors import InvalidInputError
     from shipyard.interfaces.cli.rollout import _replayed
@@ -282,19 +361,59 @@ def test_replay_reads_a_serve_runs_inference_logs(registry: Any, tmp_path: Path)
     assert _replayed(registry, str(log)) == _replayed(registry, served.id)  # a file reads the same
 
 
+def test_replayed_logs_are_bounded_in_depth_width_and_total_bytes() -> None:
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.serving.rollout import MAX_DEPTH, MAX_REPLAY_BYTES, MAX_ROW_VALUES, logged_rows
+
+    def log(inputs: bytes) -> bytes:
+        return b'{"inputs": ' + inputs + b'}\n'
+
+    deep = 200_000
+    with pytest.raises(InvalidInputError, match=f"line 1\\) is nested deeper than {MAX_DEPTH} lists"):
+        logged_rows([log(b"[" * deep + b"]" * deep)], "--replay x")  # a RecursionError in json before
+    with pytest.raises(InvalidInputError, match=f"nested deeper than {MAX_DEPTH} lists"):
+        logged_rows([log(b"[" * 40 + b"]" * 40)], "--replay x")
+    with pytest.raises(InvalidInputError, match=f"has a row of over {MAX_ROW_VALUES} values"):
+        logged_rows([log(json.dumps([[0] * (MAX_ROW_VALUES + 1)]).encode())], "--replay x")
+    with pytest.raises(InvalidInputError, match="holds over 1000000 values"):
+        logged_rows([log(b"[[" + b"0," * 1_000_001 + b"0]]")], "--replay x")
+
+    def logs() -> Iterator[bytes]:  # the first log fills the budget: the second is never read
+        yield log(b"[[1.0]]") + b'{"pad": "' + b"x" * MAX_REPLAY_BYTES + b'"}\n'
+        raise AssertionError("read past the byte budget")
+
+    assert logged_rows(logs(), "--replay x") == [[[1.0]]]
+
+
 def test_steps_limits_and_alias_come_from_shipyard_yaml_then_flags(tmp_path: Path) -> None:
-    from shipyard.interfaces.cli.rollout import _configure
+    from shipyard.interfaces.cli.rollout import Target, _configure
 
     (tmp_path / "shipyard.yaml").write_text(
         "deploy:\n  canary:\n    - weight: 5\n    - analysis: true\n  analysis:\n    interval: 10s\n"
         "    max_psi: 0.3\n  environments:\n    prod:\n      alias: live\n    staging: {}\n")
-    steps, spec, alias = _configure(tmp_path, None, None, None, None, None, "prod")
-    assert (steps, spec.interval, spec.max_psi, alias) == (parse_steps("5,analysis"), "10s", 0.3, "live")
-    assert _configure(tmp_path, None, None, None, None, None, "staging")[2] == "staging"  # no alias: its name
-    steps, spec, alias = _configure(tmp_path, "50,analysis", "500ms", 4, 7, None, None)
-    assert (steps, spec.interval, spec.count, spec.min_requests, alias) == (
-        parse_steps("50,analysis"), "500ms", 4, 7, "production")
+    steps, spec, target = _configure(tmp_path, None, None, None, None, None, "prod")
+    assert (steps, spec.interval, spec.max_psi, target) == (parse_steps("5,analysis"), "10s", 0.3,
+                                                            Target("live", "prod"))
+    assert _configure(tmp_path, None, None, None, None, None, "staging")[2] == Target("staging", "staging")
+    steps, spec, target = _configure(tmp_path, "50,analysis", "500ms", 4, 7, None, None)
+    assert (steps, spec.interval, spec.count, spec.min_requests, target) == (
+        parse_steps("50,analysis"), "500ms", 4, 7, Target("production"))
+    assert _configure(tmp_path, None, None, None, None, "live", None)[2] == Target("live")  # no deploy.repo
     with pytest.raises(ValueError, match="no environment 'qa'"):
         _configure(tmp_path, None, None, None, None, None, "qa")
     with pytest.raises(ValueError, match="not a duration"):
         _configure(tmp_path, None, "2 seconds", None, None, None, None)
+
+
+def test_with_a_gitops_repository_an_environments_alias_moves_only_through_env(tmp_path: Path) -> None:
+    from shipyard.interfaces.cli.rollout import Target, _configure
+
+    (tmp_path / "shipyard.yaml").write_text("deploy:\n  repo: https://git.example.com/ops.git\n")
+    with pytest.raises(ValueError, match=r"^--alias production \(the default\) is the alias of deploy environment "
+                                         r"'production', .*: use --env production \(commits, then moves it\), or "
+                                         r"another --alias$"):
+        _configure(tmp_path, None, None, None, None, None, None)
+    with pytest.raises(ValueError, match=r"^--alias staging is the alias of deploy environment 'staging'"):
+        _configure(tmp_path, None, None, None, None, "staging", None)
+    assert _configure(tmp_path, None, None, None, None, "candidate", None)[2] == Target("candidate")
+    assert _configure(tmp_path, None, None, None, None, None, "production")[2] == Target("production", "production")

@@ -2,7 +2,8 @@
 AnalysisTemplate (PromQL over the server's series) and evaluated by ``shipyard rollout`` on one machine
 (``core.deploy.measure`` computes them from two scrapes of the server's /metrics).
 
-Four rules, each on one analysis interval:
+Four rules, each on one analysis interval (a cluster's AnalysisTemplate leaves ``disagreement`` out unless
+``analysis.cluster_disagreement`` is set: see ``cluster_rules``):
 
 - ``error-rate``: the new version's failed answers (5xx and timeouts) over its requests;
 - ``latency-p99``: the new version's p99 against the stable one's, as a ratio with slack: the value is
@@ -68,6 +69,13 @@ def rules(spec: AnalysisSpec) -> tuple[Rule, ...]:
     )
 
 
+def cluster_rules(spec: AnalysisSpec) -> tuple[Rule, ...]:
+    """The rules a cluster's AnalysisTemplate holds: disagreement only with ``cluster_disagreement``, as a canary
+    pod serves the new version alone and has no stable answer to compare with (the rule would stay inconclusive
+    and pause every Rollout); the local rollout, whose server holds both, applies all of ``rules``."""
+    return tuple(r for r in rules(spec) if r.name != DISAGREEMENT or spec.cluster_disagreement)
+
+
 def analysis_template(name: str, model: str, spec: AnalysisSpec) -> dict[str, Any]:
     """The AnalysisTemplate (argoproj.io/v1alpha1) named ``name`` that judges ``model``'s canary version.
 
@@ -76,7 +84,7 @@ def analysis_template(name: str, model: str, spec: AnalysisSpec) -> dict[str, An
     """
     queries = promql(model, spec)
     metrics = []
-    for rule in rules(spec):
+    for rule in cluster_rules(spec):
         metrics.append({
             "name": rule.name,
             "interval": spec.interval,

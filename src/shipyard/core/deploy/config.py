@@ -69,6 +69,10 @@ class AnalysisSpec(_Strict):
     max_psi: float = Field(0.2, ge=0, description="prediction-distribution drift (PSI) against stable")
     failure_limit: int = Field(1, ge=0, description="failed measurements tolerated before the step fails")
     inconclusive_limit: int = Field(3, ge=0, description="inconclusive measurements before the step pauses")
+    cluster_disagreement: bool = Field(
+        False, description="render the disagreement rule into the AnalysisTemplate too; it gets data only where "
+                           "a pod serves both versions (canary pods run one version, so the rule stays inconclusive "
+                           "and pauses the Rollout); `shipyard rollout` always applies it")
     prometheus: str = Field("http://prometheus-operated.monitoring.svc:9090",
                             description="Prometheus that Argo Rollouts and KEDA query")
 

@@ -122,6 +122,12 @@ def evaluate(before: Scrape, after: Scrape, model: str, canary: str, stable: str
     return tuple(out)
 
 
+def requests(before: Scrape, after: Scrape, model: str, *versions: str) -> float:
+    """Requests to ``model``'s ``versions`` between two scrapes, whatever their outcome."""
+    d = _Deltas(before, after, model)
+    return sum(d.total(REQUESTS, v) for v in versions)
+
+
 def psi(canary: Mapping[str, float], stable: Mapping[str, float]) -> tuple[float, int]:
     """(PSI of ``canary`` against ``stable``, buckets compared), as ``analysis.promql`` computes it: over every
     bucket either side saw, each count smoothed by ``SMOOTHING`` (so one seen on one side only adds a large

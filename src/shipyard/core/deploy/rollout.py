@@ -69,16 +69,22 @@ def parse_steps(text: str) -> tuple[CanaryStep, ...]:
     """``10,analysis,50,pause=5s,analysis``: weights, ``analysis`` and ``pause=DURATION`` (or ``pause:``)."""
     out = []
     for raw in (p.strip() for p in text.split(",")):
+        unreadable = ValueError(f"--steps: cannot read {raw!r}: write weights (10), `analysis` and `pause=30s`, "
+                                "comma-separated, e.g. 10,analysis,50,analysis")
+        if raw == "analysis":
+            out.append(CanaryStep(analysis=True))
+            continue
         try:
-            if raw == "analysis":
-                out.append(CanaryStep(analysis=True))
-            elif raw.startswith(("pause=", "pause:")):
+            if raw.startswith(("pause=", "pause:")):
                 out.append(CanaryStep(pause=raw[6:].strip()))
-            else:
-                out.append(CanaryStep(weight=int(raw)))
+                continue
+            weight = int(raw)
         except ValueError:
-            raise ValueError(f"--steps: cannot read {raw!r}: write weights (10), `analysis` and `pause=30s`, "
-                             "comma-separated, e.g. 10,analysis,50,analysis") from None
+            raise unreadable from None
+        if not 0 <= weight <= 100:
+            raise ValueError(f"--steps: weight {weight} is {'over 100' if weight > 100 else 'below 0'}: a weight is "
+                             "the percent of traffic to the new version, 0 to 100")
+        out.append(CanaryStep(weight=weight))
     if not out:
         raise ValueError("--steps: give at least one step, e.g. 10,analysis,50,analysis")
     return tuple(out)

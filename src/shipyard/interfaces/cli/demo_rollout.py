@@ -1,17 +1,24 @@
 """The demo's last part: a local rollout of a new iris version against the one in staging, as
-``shipyard rollout`` runs it. First a deliberately bad version (trained with half its versicolor and
-virginica labels swapped: no error, only other answers), rolled back by the disagreement rule; then a
-good one (C=1.2), promoted: ``production`` moves to it. Both verdicts land in ``models history``. Last, the
-promoted version goes to production the GitOps way, as ``shipyard promote`` does: its manifests rendered,
-committed and pushed to a git repository (a bare one in the demo's folder, standing in for the team's)."""
+``shipyard rollout --env production`` runs it. First a deliberately bad version (trained with half its versicolor
+and virginica labels swapped: no error, only other answers), rolled back by the disagreement rule; then a good
+one (C=1.2), which passes and goes to production the GitOps way, as ``shipyard promote`` does: its manifests
+rendered, committed and pushed to a git repository (a bare one in the demo's folder, standing in for the team's
+that Argo CD syncs), and only then ``production`` moved to it. Both verdicts and the commit land in
+``models history``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from shipyard.errors import ShipyardError
 from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.core.deploy.config import DeploySpec
+    from shipyard.interfaces.cli.rollout import Target
+    from shipyard.wiring.gitops import Promotion
 
 STEPS = "25,analysis,75,analysis"
 INTERVAL = "1s"
@@ -29,13 +36,13 @@ def rollout_demo(name: str, stable_ref: str, x_train: Any, y_train: Any, x_test:
 
     c = out.console()
     try:
-        from shipyard.interfaces.serving.rollout import conclude, run_rollout
+        from shipyard.interfaces.serving.rollout import run_rollout
     except ModuleNotFoundError:
         c.print(out.plain("skipped: the model server needs `pip install 'shipyard[serve]'`"))
         return False
     from shipyard.core.deploy.config import AnalysisSpec
     from shipyard.core.deploy.rollout import Plan, describe, parse_steps
-    from shipyard.interfaces.cli.rollout import tick_line
+    from shipyard.interfaces.cli.rollout import finish, tick_line
 
     rng = np.random.default_rng(0)
     swapped = y_train.copy()
@@ -57,60 +64,63 @@ def rollout_demo(name: str, stable_ref: str, x_train: Any, y_train: Any, x_test:
     svc = out.services()
     try:
         stable = svc.registry.resolve(stable_ref)
-        promoted = None
+        deploy, target = gitops(svc)
+        c.print(f"[dim]deploy.repo: {escape(str(deploy.repo if deploy else 'none (no git here)'))}; the image "
+                "digest stands in for the one `shipyard build --push` records where Docker runs[/dim]")
         for label, version in (("a deliberately bad version", bad), ("a good version", good)):
+            new = svc.registry.resolve(version.ref)
+            image = stand_in_image(new)
             c.print(f"\n[bold]{label}[/bold]: {out.plain(version.description or '')}")
             c.print(out.plain(f"$ shipyard rollout {version.ref} --from {stable_ref} --steps {STEPS} "
-                              f"--interval {INTERVAL}"))
-            new = svc.registry.resolve(version.ref)
+                              f"--interval {INTERVAL} --env production --image {image[:44]}…"))
             state = run_rollout(svc.registry, new, stable, plan, spec, traffic=traffic, rate=RATE,
                                 on_tick=lambda tick: c.print(out.plain(tick_line(plan, tick))))
-            summary = conclude(svc.registry, new, stable, state, "production",
-                               {"steps": [describe(s) for s in plan.steps], "interval": spec.interval})
-            if state.status == "promoted":
-                promoted = new
+            try:
+                summary, done = finish(svc, new, stable, state, target, {"steps": [describe(s) for s in plan.steps],
+                                                                         "interval": spec.interval},
+                                       image=image, spec=deploy)
+            except ShipyardError as exc:  # the push failed: the verdict stands, recorded
+                summary, done = f"promoted from {stable.ref}; not committed: {exc}", None
             style = "green" if state.status == "promoted" else "bold red"
             c.print(f"[{style}]{out.plain(summary)}[/{style}]")
+            if done is not None and done.commit is not None and deploy is not None:
+                show_commit(svc, deploy, done)
         events = [e for e in svc.registry.history(name) if e.action in ("rollout", "alias.set")][-3:]
         out.table(f"shipyard models history {name} (last rollout events)", ["action", "ref", "reason"],
                   ((e.action, f"{name}@{e.name}", e.reason) for e in events))
-        if promoted is not None:
-            gitops_demo(svc, promoted.ref)
         return True
     finally:
         svc.close()
 
 
-def gitops_demo(svc: Any, ref: str) -> None:
-    """``shipyard promote REF --env production`` into a bare repository in the demo's folder, and the commit."""
+def gitops(svc: Any) -> tuple[DeploySpec | None, Target]:
+    """The demo's deploy configuration: production in a bare repository in the demo's folder (made here); with
+    no git, none, and a passing rollout moves the alias directly."""
+    from shipyard.core.deploy.config import DeploySpec, EnvironmentSpec
+    from shipyard.interfaces.cli.rollout import Target
+    from shipyard.wiring.gitops import local_repository
+
+    try:
+        repo = local_repository(svc.settings.home / "demo" / "gitops.git")
+    except ShipyardError:
+        return None, Target("production")
+    return DeploySpec(repo=repo, environments={"production": EnvironmentSpec()}), Target("production", "production")
+
+
+def stand_in_image(mv: Any) -> str:
+    """No container engine is assumed here, so no image was pushed: a stand-in digest takes the place of the one
+    ``shipyard build REF --push REGISTRY/REPO`` records (and promote then finds by itself)."""
     import hashlib
 
-    from shipyard.core.deploy.config import DeploySpec, EnvironmentSpec
-    from shipyard.errors import ShipyardError
-    from shipyard.wiring.gitops import commit_message, local_repository, promote
+    return f"registry.example.com/demo/{mv.model}@sha256:{hashlib.sha256(mv.record_digest().encode()).hexdigest()}"
+
+
+def show_commit(svc: Any, deploy: DeploySpec, done: Promotion) -> None:
+    """The promotion commit's message and the files it holds, by folder."""
+    from shipyard.wiring.gitops import commit_message
 
     c = out.console()
-    folder = svc.settings.home / "demo" / "gitops.git"
-    mv = svc.registry.resolve(ref)
-    # No container engine is assumed here, so no image was pushed: a stand-in digest takes the place of the one
-    # `shipyard build REF --push REGISTRY/REPO` records (and promote then finds by itself).
-    image = f"registry.example.com/demo/{mv.model}@sha256:{hashlib.sha256(mv.record_digest().encode()).hexdigest()}"
-    c.print(f"\n[bold]to production, the GitOps way[/bold]: {out.plain(ref)}'s manifests committed to a git repository "
-            "that Argo CD would sync")
-    c.print(out.plain(f"$ shipyard promote {ref} --env production --image {image[:52]}…"))
-    c.print(f"[dim]deploy.repo: {escape(str(folder))}; the image digest stands in for the one "
-            "`shipyard build --push` records where Docker runs[/dim]")
-    try:
-        spec = DeploySpec(repo=local_repository(folder), environments={"production": EnvironmentSpec()})
-        done = promote(svc, ref, "production", image=image, reason="demo: passed its local rollout", spec=spec)
-    except ShipyardError as exc:  # no git here: the rest of the demo stands
-        c.print(out.plain(f"skipped: {exc}"))
-        return
-    if done.commit is None:
-        c.print(out.plain(f"{ref} is already in production (commit {(done.head or '?')[:12]}): nothing to commit"))
-        return
-    c.print(out.plain(f"commit {done.commit[:12]} pushed to {done.branch} of {done.repo}"))
-    message = commit_message(svc, spec, done.commit) or ""
+    message = commit_message(svc, deploy, done.commit or "") or ""
     for line in message.strip().splitlines():
         c.print(out.plain(f"    {line}"))
     groups: dict[str, list[str]] = {}

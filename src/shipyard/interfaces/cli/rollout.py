@@ -1,9 +1,11 @@
 """``shipyard rollout MODEL@NEW --from MODEL@STABLE``: a canary rollout on one machine, judged by the same
-rules as the rendered AnalysisTemplate, promoted (alias moved) or rolled back by itself."""
+rules as the rendered AnalysisTemplate, promoted (an alias moved, or with ``--env`` a GitOps promotion: commit,
+push, then the environment's alias) or rolled back by itself."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +16,11 @@ from shipyard.interfaces.cli import output as out
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from shipyard.core.deploy.config import AnalysisSpec, CanaryStep
-    from shipyard.core.deploy.rollout import Plan
+    from shipyard.core.deploy.config import AnalysisSpec, CanaryStep, DeploySpec
+    from shipyard.core.deploy.rollout import Plan, State
+    from shipyard.core.registry.records import ModelVersion
     from shipyard.interfaces.serving.rollout import Tick
+    from shipyard.wiring.gitops import Promotion
 
 SHORT = {"pass": "ok", "fail": "FAIL", "inconclusive": "?"}
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
@@ -34,9 +38,14 @@ def rollout(
     min_requests: int | None = typer.Option(None, "--min-requests", min=1,
                                             help="Fewer requests to a version in an interval: inconclusive."),
     alias: str | None = typer.Option(None, "--alias", help="The alias to move when every step passes "
-                                                           "(default: production)."),
+                                                           "(default: production). Not a deploy environment's "
+                                                           "alias when deploy.repo is set: use --env."),
     env: str | None = typer.Option(None, "--env", metavar="ENV",
-                                   help="Move this environment's alias (shipyard.yaml deploy.environments)."),
+                                   help="When every step passes, promote to this environment (shipyard.yaml "
+                                        "deploy.environments) as `shipyard promote --env` does: rendered, "
+                                        "committed and pushed to the GitOps repository, then its alias moved."),
+    image: str | None = typer.Option(None, "--image", metavar="REPO@sha256:DIGEST",
+                                     help="With --env: the image to pin (default: the newest `build --push`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Where the model server listens."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Its port (0: any free one)."),
     replay: str | None = typer.Option(None, "--replay", metavar="LOGS",
@@ -47,10 +56,14 @@ def rollout(
 ) -> None:
     """Roll NEW out against STABLE on the local model server: the weight steps up, every interval the
     analysis (error rate, p99 against stable, prediction disagreement, drift) is measured on the server's
-    metrics, and the alias moves to NEW when every step passes. A failing rule rolls back at once (weight 0)
-    and the verdict, with the failing metric and its value, is recorded in `shipyard models history`.
+    metrics, and when every step passes the alias moves to NEW (with --env, NEW is promoted as `shipyard
+    promote` does: committed and pushed to the GitOps repository, then the environment's alias moved). A failing
+    rule rolls back at once (weight 0); the verdict, with the failing metric and its value, is recorded in
+    `shipyard models history`.
 
-    Traffic comes from clients of http://HOST:PORT, or from --replay. Exits 1 unless promoted.
+    Traffic comes from clients of http://HOST:PORT, or from --replay; a request not answered within one
+    interval is a timeout. Exits 0 when promoted, 1 when rolled back, 12 when inconclusive (no verdict: too
+    little traffic); a refused promotion gate (--env) exits 11.
     """
     try:
         from shipyard.interfaces.serving.rollout import run_rollout
@@ -64,12 +77,19 @@ def rollout(
 
     if ModelRef.parse(new).name != ModelRef.parse(stable).name:
         raise InvalidInputError(f"--from {stable} is not a version of {ModelRef.parse(new).name}")
+    if image is not None and env is None:
+        raise InvalidInputError("--image is the image to promote with: give it with --env ENV")
     svc = out.services()
     try:
         plan_steps, spec, target = _configure(svc.settings.project_root, steps, interval, count, min_requests, alias,
                                               env)
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
+    if target.env is not None:  # no GitOps repository to promote to (no deploy.repo, no origin): said before
+        from shipyard.wiring.deploy import deploy_spec
+        from shipyard.wiring.gitops import gitops_repo
+
+        gitops_repo(svc, deploy_spec(svc))
     new_mv, stable_mv = svc.registry.resolve(new), svc.registry.resolve(stable)
     if new_mv.version == stable_mv.version:
         raise InvalidInputError(f"{new} and {stable} are the same version ({new_mv.ref}): nothing to roll out")
@@ -81,13 +101,30 @@ def rollout(
     plan = Plan.of(plan_steps, spec)
     view = _View(plan, spec, new_mv.ref, stable_mv.ref, quiet=as_json)
     ticks: list[dict[str, Any]] = []
+    where: list[int] = [port]
+    idle = [0]  # intervals in a row with no request at all
+
+    def hint(some: bool = False) -> str:
+        url = f"http://{host}:{where[0]}"
+        if replay is not None:
+            return f"{'too few' if some else 'no'} replayed requests reached {url}: raise --rate, or replay more logs"
+        if some:
+            return (f"too few requests reached {url} (fewer than {spec.min_requests} to a version in an interval): "
+                    "send more, or lower --min-requests")
+        return (f"no requests reached {url}: send traffic there (POST /predict), or use --replay RUN (the id of a "
+                "`shipyard serve --log --log-payloads` run, or its .jsonl logs)")
 
     def on_tick(tick: Tick) -> None:
         ticks.append({"at": round(tick.elapsed, 3), "step": tick.state.step, "weight": tick.state.weight,
-                      "measurements": [m.to_dict() for m in tick.measured]})
+                      "requests": tick.requests, "measurements": [m.to_dict() for m in tick.measured]})
         view.update(tick)
+        if tick.elapsed > 0:
+            idle[0] = idle[0] + 1 if tick.requests == 0 else 0
+            if idle[0] == 1 and not tick.state.done:  # said early, once per idle stretch
+                view.note(hint())
 
     def on_ready(bound: int) -> None:
+        where[0] = bound
         view.note(f"serving {stable_mv.ref} (stable) and {new_mv.ref} (canary) on http://{host}:{bound}; steps "
                   f"{', '.join(describe(s) for s in plan.steps)}; every {spec.interval}"
                   + (f"; replaying {len(batches)} logged requests" if batches else ""))
@@ -95,17 +132,20 @@ def rollout(
     with view:
         state = run_rollout(svc.registry, new_mv, stable_mv, plan, spec, port, host, batches, rate, on_tick,
                             on_ready)
-    summary = _conclude(svc.registry, new_mv, stable_mv, state, target, plan, spec)
+    summary, promoted = finish(svc, new_mv, stable_mv, state, target, _detail(plan, spec), image=image)
     if as_json:
         out.print_json({"model": new_mv.model, "version": new_mv.version, "from": stable_mv.version,
-                        "status": state.status, "why": state.why, "alias": target if state.status == "promoted"
-                        else None, "ticks": ticks})
+                        "status": state.status, "why": state.why, "env": target.env,
+                        "alias": target.alias if state.status == "promoted" else None,
+                        "commit": promoted.commit if promoted else None, "ticks": ticks})
     else:
         style = "green" if state.status == "promoted" else "bold red"
         out.console().print(f"[{style}]{out.plain(summary)}[/{style}]")
+        if state.status == "inconclusive":
+            out.console(stderr=True).print(out.plain(f"no verdict: {hint(some=not idle[0])}"))
     svc.close()
     if state.status != "promoted":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INCONCLUSIVE if state.status == "inconclusive" else 1)
 
 
 def _replayed(svc: Any, logs: str) -> list[Any]:
@@ -127,18 +167,57 @@ def _replayed(svc: Any, logs: str) -> list[Any]:
                         for a in found), f"--replay {logs}")
 
 
-def _conclude(registry: Any, new: Any, stable: Any, state: Any, alias: str, plan: Plan, spec: AnalysisSpec) -> str:
-    from shipyard.core.deploy.rollout import describe
+EXIT_INCONCLUSIVE = 12  # no verdict: the new version got too little traffic to judge (rolled back: 1)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a passing rollout moves: ``alias`` directly, or with ``env`` a promotion through git (its alias)."""
+
+    alias: str
+    env: str | None = None
+
+
+def finish(svc: Any, new: ModelVersion, stable: ModelVersion, state: State, target: Target,
+           detail: dict[str, Any], *, image: str | None = None, spec: DeploySpec | None = None,
+           ) -> tuple[str, Promotion | None]:
+    """Record the verdict on ``new`` (``models history``), then, when it passed, move ``target``: an alias at once,
+    an environment as ``shipyard promote`` does (commit and push, then its alias). (summary, the promotion).
+    A refused gate or a failed push raises after the verdict is recorded."""
     from shipyard.interfaces.serving.rollout import conclude
 
-    return conclude(registry, new, stable, state, alias, {
-        "steps": [describe(s) for s in plan.steps], "interval": spec.interval, "count": spec.count,
-        "failure_limit": spec.failure_limit, "min_requests": spec.min_requests})
+    summary = conclude(svc.registry, new, stable, state, target.alias if target.env is None else None,
+                       {**detail, "env": target.env})
+    if state.status != "promoted" or target.env is None:
+        return summary, None
+    from shipyard.errors import PolicyDeniedError
+    from shipyard.wiring.gitops import promote
+
+    try:
+        done = promote(svc, new.ref, target.env, image=image, spec=spec,
+                       reason=f"rollout from {stable.ref}: every step passed")
+    except PolicyDeniedError as exc:
+        raise PolicyDeniedError(f"{new.ref} passed every step (its verdict is in `shipyard models history "
+                                f"{new.model}`), but {exc}") from None
+    if done.commit is None:
+        summary += f"; {target.env} already holds it in git (commit {(done.head or '?')[:12]})"
+    else:
+        summary += f"; committed {done.commit[:12]} to {done.branch} of {done.repo}"
+    if done.alias_moved:
+        summary += f"; {new.model}@{done.alias} -> {new.ref}"
+    return summary, done
+
+
+def _detail(plan: Plan, spec: AnalysisSpec) -> dict[str, Any]:
+    from shipyard.core.deploy.rollout import describe
+
+    return {"steps": [describe(s) for s in plan.steps], "interval": spec.interval, "count": spec.count,
+            "failure_limit": spec.failure_limit, "min_requests": spec.min_requests}
 
 
 def _configure(root: Path, steps: str | None, interval: str | None, count: int | None, min_requests: int | None,
-               alias: str | None, env: str | None) -> tuple[tuple[CanaryStep, ...], AnalysisSpec, str]:
-    """(steps, analysis spec, alias to move) from shipyard.yaml's deploy section, then the flags."""
+               alias: str | None, env: str | None) -> tuple[tuple[CanaryStep, ...], AnalysisSpec, Target]:
+    """(steps, analysis spec, what a pass moves) from shipyard.yaml's deploy section, then the flags."""
     from shipyard.core.deploy.config import deploy_config, seconds
     from shipyard.core.deploy.rollout import parse_steps
     from shipyard.core.project.loader import load_config
@@ -155,7 +234,15 @@ def _configure(root: Path, steps: str | None, interval: str | None, count: int |
     spec = deploy.analysis.model_copy(update=changes)
     if alias is not None and env is not None:
         raise ValueError("give --alias or --env, not both")
-    target = alias or (deploy.environment(env).alias or env if env is not None else "production")
+    if env is not None:
+        target = Target(deploy.environment(env).alias or env, env)
+    else:
+        target = Target(alias or "production")
+        followed = [e for e, s in sorted(deploy.environments.items()) if (s.alias or e) == target.alias]
+        if deploy.repo and followed:  # that alias says what the GitOps repository runs: it moves with a commit
+            raise ValueError(f"--alias {target.alias}{' (the default)' if alias is None else ''} is the alias of "
+                             f"deploy environment {followed[0]!r}, which moves only with a commit to deploy.repo: "
+                             f"use --env {followed[0]} (commits, then moves it), or another --alias")
     return (parse_steps(steps) if steps is not None else deploy.canary), spec, target
 
 

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.registry.refs import ModelRef
-from shipyard.errors import ShipyardError
+from shipyard.errors import InvalidInputError, ShipyardError
 from shipyard.interfaces.serving.batching import Batcher
 from shipyard.interfaces.serving.model import ServedModel
 from shipyard.interfaces.serving.router import Router, Slot
@@ -21,16 +21,39 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipyard.serve")
 
 
+def failure(exc: BaseException) -> str:
+    """``exc`` as one short line: its class and the first line of its message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
 def load_slot(registry: Registry, version: ModelVersion, batching: bool = True, max_batch: int = 64) -> Slot:
-    """Load ``version`` (its files re-hashed first) and warm it on its golden examples."""
+    """Load ``version`` (its files re-hashed first) and warm it on its golden examples (``warm``)."""
+    served = load_served(registry, version)
+    warm(registry, served)
+    return slot_of(served, batching, max_batch)
+
+
+def load_served(registry: Registry, version: ModelVersion) -> ServedModel:
     start = time.perf_counter()
     model = registry.load(f"{version.model}@{version.version}")
-    served = ServedModel(version, registry.flavors(version.flavor), model, time.perf_counter() - start)
-    golden = registry.examples(version)
-    if golden is not None:
-        served.predict_rows(golden["inputs"])  # warm: the first real request pays no first-call costs
-    batcher = Batcher(served.predict_rows, max_batch) if batching else None
-    return Slot(served, batcher)
+    return ServedModel(version, registry.flavors(version.flavor), model, time.perf_counter() - start)
+
+
+def warm(registry: Registry, served: ServedModel) -> None:
+    """Predict ``served``'s golden examples once, so that the first real request pays no first-call costs; a
+    version that raises on them cannot serve: an InvalidInputError naming it and the error, in one line."""
+    golden = registry.examples(served.version)
+    if golden is None:
+        return
+    try:
+        served.predict_rows(golden["inputs"])
+    except Exception as exc:  # the model's own code: whatever it raises is its failure
+        raise InvalidInputError(f"{served.version.ref} fails on its golden examples: {failure(exc)}") from None
+
+
+def slot_of(served: ServedModel, batching: bool = True, max_batch: int = 64) -> Slot:
+    return Slot(served, Batcher(served.predict_rows, max_batch) if batching else None)
 
 
 def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, max_batch: int) -> Any:
