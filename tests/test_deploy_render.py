@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -253,3 +254,21 @@ def test_cli_deploy(lab: Lab) -> None:
     bad = shipyard("deploy", "iris@2", "--env", "qa", "--strategy", "bluegreen", env=env, cwd=lab.root, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "deployment or rollout" in bad.stderr
     assert os.path.isdir(lab.root / "deploy" / "base")
+
+
+def test_image_references_follow_the_distribution_grammar(lab: Lab) -> None:
+    from shipyard.core.deploy.manifests import image_repo, pinned_image
+
+    digest = "@sha256:" + "ab" * 32
+    for bad, says in (("r.io/a/../../b", "'..' is not a repository path component"),
+                      ("r.io:99999/a", "port 99999 is not between 1 and 65535"),
+                      ("r.io/A", "must be lowercase ('A')"), ("r.io//a", "empty component"),
+                      ("r.io/a:-x", "'-x' is not a tag"), ("r.io/a;id", "is not a repository path component")):
+        with pytest.raises(InvalidInputError, match=re.escape(says)):
+            _render(lab, "qa", image=bad + digest)
+    with pytest.raises(ValueError, match="not a digest"):
+        pinned_image("r.io/a@sha256:" + "AB" * 32)
+    with pytest.raises(ValueError, match="not pinned by digest"):
+        pinned_image("r.io/a:1")
+    assert image_repo("localhost:5000/team/iris:v1" + digest) == "localhost:5000/team/iris"  # the digest pins it
+    assert image_repo("Registry.Example.com:443/a__b/c-d.e" + digest) == "Registry.Example.com:443/a__b/c-d.e"
