@@ -272,3 +272,49 @@ def test_image_references_follow_the_distribution_grammar(lab: Lab) -> None:
         pinned_image("r.io/a:1")
     assert image_repo("localhost:5000/team/iris:v1" + digest) == "localhost:5000/team/iris"  # the digest pins it
     assert image_repo("Registry.Example.com:443/a__b/c-d.e" + digest) == "Registry.Example.com:443/a__b/c-d.e"
+
+
+BAD_DEPLOY = (  # (deploy: section, the key and the words of the one-line error)
+    ("environments: {staging: {alias: 'Bad Alias!'}}", r"deploy\.environments\.staging\.alias: invalid alias"),
+    ("environments: {latest: {}}", r"deploy\.environments: environment 'latest' needs `alias: NAME`.*reserved"),
+    ("environments: {'1': {}}", r"deploy\.environments: environment '1' needs `alias: NAME`"),
+    ("environments: {a: {alias: live}, b: {alias: live}}",
+     r"deploy\.environments: environments 'a' and 'b' both follow the alias 'live'"),
+    ("secrets: {X: {secret: ../../x, key: k}}", r"deploy\.secrets\.X\.secret: '\.\./\.\./x' is not a Kubernetes"),
+    ("secrets: {X: {secret: sub/x, key: k}}", r"deploy\.secrets\.X\.secret: 'sub/x' is not"),
+    ("secrets: {A-B: {secret: x, key: k}}", r"deploy\.secrets: 'A-B' is not an environment variable name"),
+    ("secrets: {PORT: {secret: x, key: k}}", r"deploy\.secrets: PORT is set by Shipyard"),
+    ("secrets: {A: {secret: x, key: k/1}}", r"deploy\.secrets\.A\.key: 'k/1' is not a Secret key"),
+    ("argocd: {namespace: 'argo cd'}", r"deploy\.argocd\.namespace: invalid namespace"),
+    ("argocd: {project: 'a\"b'}", r"deploy\.argocd\.project: .* is not an Argo CD project name"),
+    ("environments: {s: {cluster: 'file:///etc'}}", r"deploy\.environments\.s\.cluster: .*http\(s\)://HOST"),
+    ("environments: {s: {cluster: 'https://u:pw@k8s:6443'}}",
+     r"deploy\.environments\.s\.cluster: .*no user or password in it"),
+    ("node_selector: {'a b': x}", r"deploy\.node_selector: 'a b' is not a label key"),
+    ("node_selector: {gpu: 'x y'}", r"deploy\.node_selector: 'gpu': 'x y' is not a label value"),
+    ("tolerations: [{key: x, operator: Maybe}]", r"deploy\.tolerations: toleration operator 'Maybe'"),
+    ("tolerations: [{key: x, effect: Now}]", r"deploy\.tolerations: toleration effect 'Now'"),
+    ("analysis: {prometheus: 'http://prom:9090\"}'}", r"deploy\.analysis\.prometheus: Prometheus URL"),
+    ("folder: .git/hooks", r"deploy\.folder: '\.git/hooks' is refused: it is inside \.git/"),
+    ("folder: .git/refs/heads", r"deploy\.folder: .*inside \.git/"),
+    ("folder: .shipyard/objects", r"deploy\.folder: .*inside \.shipyard/, which belongs to Shipyard"),
+    ("folder: sub/../.GIT", r"deploy\.folder: .*inside \.git/"),
+    ("branch: refs/heads/main", r"deploy\.branch: branch 'refs/heads/main'.*not HEAD or refs/"),
+)
+
+
+def test_deploy_values_written_into_manifests_are_checked_when_shipyard_yaml_loads(tmp_path: Path) -> None:
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import ConfigError
+
+    for section, says in BAD_DEPLOY:
+        (tmp_path / "shipyard.yaml").write_text(f"version: 1\ndeploy:\n  {section}\n")
+        with pytest.raises(ConfigError, match=r"^shipyard\.yaml:[23]: " + says) as caught:
+            load_config(tmp_path)
+        assert "\n" not in str(caught.value), section
+    (tmp_path / "shipyard.yaml").write_text(
+        "deploy:\n  folder: gitops/deploy\n  branch: release/1.2\n  environments: {prod: {alias: live}, qa: {}}\n"
+        "  secrets: {DB_URL: {secret: db.creds, key: .url, external: true, remote_key: team/db url}}\n"
+        "  tolerations: [{operator: Exists}, {key: example.com/gpu, value: a100, effect: NoExecute}]\n"
+        "  analysis: {prometheus: 'https://prom.example.com:9443/prometheus'}\n")
+    assert deploy_config(load_config(tmp_path).deploy).environments["prod"].alias == "live"
