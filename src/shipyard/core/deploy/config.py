@@ -299,7 +299,7 @@ class CISpec(_Strict):
                                                   "(shipyard==0.1.0), a URL (git+https://host/shipyard@v0.1.0) "
                                                   "or a path in the checkout; default: shipyard==VERSION from PyPI")
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
     def _no_expressions(cls, v: object) -> object:
         """GitHub expands ``${{ }}`` in a workflow before any shell sees it: no value may carry one."""
@@ -393,14 +393,14 @@ def check_install(install: str) -> str:
     return install
 
 
-def _expression_in(value: object, where: str = "the section") -> str | None:
-    """The key path of the first string (key or value) in ``value`` holding ``${{``, or None."""
+def _expression_in(value: object, where: str = "the value") -> str | None:
+    """Where in ``value`` (a string, or keys and values of a mapping or list) ``${{`` is, or None."""
     if isinstance(value, str):
         return where if "${{" in value else None
     if isinstance(value, dict):
         for k, x in value.items():
-            at = f"{k}" if where == "the section" else f"{where}.{k}"
-            found = _expression_in(k, f"a key of {where}") or _expression_in(x, at)
+            at = f"{k}" if where == "the value" else f"{where}.{k}"
+            found = _expression_in(k, "a key") or _expression_in(x, at)
             if found is not None:
                 return found
     elif isinstance(value, list | tuple):
