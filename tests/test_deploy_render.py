@@ -140,8 +140,12 @@ def test_every_manifest_and_overlay_is_valid(lab: Lab, tmp_path: Path, k8s_valid
 
 
 def test_kserve_inference_service(lab: Lab, tmp_path: Path, k8s_validator: K8sValidator) -> None:  # noqa: F811
+    from shipyard.interfaces.cli.deploy import kind
+
     rendered = _render(lab, "staging", options=Options(format="kserve"), folder=tmp_path)
     rendered.write(tmp_path)
+    assert kind(rendered) == "kserve InferenceService"  # no Rollout is rendered: the CLI does not say one is
+    assert kind(_render(lab, "staging")) == "kubernetes, Argo Rollout"
     isvc = next(d for d in rendered.documents() if d["kind"] == "InferenceService")
     predictor = isvc["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 20  # staging is at version 1: version 2 starts as a canary
@@ -318,3 +322,26 @@ def test_deploy_values_written_into_manifests_are_checked_when_shipyard_yaml_loa
         "  tolerations: [{operator: Exists}, {key: example.com/gpu, value: a100, effect: NoExecute}]\n"
         "  analysis: {prometheus: 'https://prom.example.com:9443/prometheus'}\n")
     assert deploy_config(load_config(tmp_path).deploy).environments["prod"].alias == "live"
+
+
+def test_help_texts_keep_their_brackets() -> None:
+    """Typer shows help through Rich markup, where ``shipyard[k8s]`` loses ``[k8s]``: every help text of every
+    command and option renders as written (``\\[`` for a literal bracket)."""
+    import click
+    import typer
+    from rich.text import Text
+
+    from shipyard.interfaces.cli.app import app
+
+    def texts(cmd: click.Command, path: str) -> Iterator[tuple[str, str]]:
+        yield path, cmd.help or ""
+        for param in cmd.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from texts(sub, f"{path} {name}")
+
+    seen = dict(texts(typer.main.get_command(app), "shipyard"))
+    assert "needs shipyard\\[k8s]" in seen["shipyard deploy apply"]
+    eaten = {where: text for where, text in seen.items() if Text.from_markup(text).plain != text.replace("\\[", "[")}
+    assert eaten == {}
