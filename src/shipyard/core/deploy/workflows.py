@@ -98,8 +98,8 @@ def header(command: str, body: str) -> str:
     """The first line of a generated file: whose it is, and the digest of ``body`` (what follows the line), so
     that a later ``shipyard ci`` can tell a file someone edited from one it may regenerate."""
     digest = hashlib.sha256(body.encode()).hexdigest()
-    return (f"# {GENERATED_MARK} {command}` (body sha256:{digest}): regenerate it rather than editing it; "
-            "once edited, `shipyard ci` leaves it alone unless given --force.\n")
+    return (f"# {GENERATED_MARK} {command}` (body sha256:{digest}): regenerate rather than edit it "
+            "(an edited file is kept unless --force)\n")
 
 
 def edited(text: str) -> bool | None:
