@@ -261,7 +261,7 @@ def test_cli_deploy(lab: Lab) -> None:
 
 
 def test_image_references_follow_the_distribution_grammar(lab: Lab) -> None:
-    from shipyard.core.deploy.manifests import image_repo, pinned_image
+    from shipyard.core.deploy.manifests import PINNED, image_repo, pinned_image
 
     digest = "@sha256:" + "ab" * 32
     for bad, says in (("r.io/a/../../b", "'..' is not a repository path component"),
@@ -270,12 +270,14 @@ def test_image_references_follow_the_distribution_grammar(lab: Lab) -> None:
                       ("r.io/a:-x", "'-x' is not a tag"), ("r.io/a;id", "is not a repository path component")):
         with pytest.raises(InvalidInputError, match=re.escape(says)):
             _render(lab, "qa", image=bad + digest)
+        assert not PINNED.match(bad + digest)  # what `build --push` recorded is held to the same grammar
     with pytest.raises(ValueError, match="not a digest"):
         pinned_image("r.io/a@sha256:" + "AB" * 32)
     with pytest.raises(ValueError, match="not pinned by digest"):
         pinned_image("r.io/a:1")
     assert image_repo("localhost:5000/team/iris:v1" + digest) == "localhost:5000/team/iris"  # the digest pins it
     assert image_repo("Registry.Example.com:443/a__b/c-d.e" + digest) == "Registry.Example.com:443/a__b/c-d.e"
+    assert PINNED.match("localhost:5000/team/iris:v1" + digest) and PINNED.match(IMAGE)
 
 
 BAD_DEPLOY = (  # (deploy: section, the key and the words of the one-line error)

@@ -22,6 +22,10 @@ DOMAIN = re.compile(rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::(?P<port
 PATH_COMPONENT = re.compile(rf"{_PATH_COMPONENT}\Z")
 TAG = re.compile(r"\w[\w.-]{0,127}\Z", re.ASCII)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
+# the whole grammar for a pinned reference in one expression (a port's range is checked by ``parse`` only)
+PINNED = re.compile(rf"^(?P<repo>(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]{{1,5}})?/)?"
+                    rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)(?::\w[\w.-]{{0,127}})?@sha256:[0-9a-f]{{64}}\Z",
+                    re.ASCII)
 MAX_NAME = 255
 MAX_TEXT = 512  # a name, a tag and a digest fit well within this; anything longer is not looked at
 _PATH_RULE = "lowercase letters and digits, joined by '.', '_', '__' or '-'"

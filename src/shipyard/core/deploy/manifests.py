@@ -29,7 +29,7 @@ CONTAINER = "server"
 USER_ID = 10001  # the image's non-root user (core.environments.image.USER_ID)
 PLACEHOLDER_REGISTRY = "shipyard"  # the base's image name (``shipyard/NAME``); each overlay pins it by digest
 ANNOTATION = "shipyard.dev"
-PINNED = re.compile(r"^(?P<repo>[a-z0-9][a-z0-9._\-/:]{0,250})@sha256:[0-9a-f]{64}\Z")
+PINNED = imageref.PINNED  # REPO[:TAG]@sha256:<64 hex> by distribution's grammar; pinned_image says what is wrong
 MAX_NAME = 40  # leaves room for suffixes (-canary, -metrics, -production) within a 63-character DNS label
 
 
