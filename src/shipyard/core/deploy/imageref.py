@@ -22,8 +22,9 @@ DOMAIN = re.compile(rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::(?P<port
 PATH_COMPONENT = re.compile(rf"{_PATH_COMPONENT}\Z")
 TAG = re.compile(r"\w[\w.-]{0,127}\Z", re.ASCII)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
-# the whole grammar for a pinned reference in one expression (a port's range is checked by ``parse`` only)
-PINNED = re.compile(rf"^(?P<repo>(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]{{1,5}})?/)?"
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"  # 1-65535
+# the whole grammar for a pinned reference in one expression (``parse`` says what is wrong with one)
+PINNED = re.compile(rf"^(?P<repo>(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::{_PORT})?/)?"
                     rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)(?::\w[\w.-]{{0,127}})?@sha256:[0-9a-f]{{64}}\Z",
                     re.ASCII)
 MAX_NAME = 255
