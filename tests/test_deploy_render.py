@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,8 +140,12 @@ def test_every_manifest_and_overlay_is_valid(lab: Lab, tmp_path: Path, k8s_valid
 
 
 def test_kserve_inference_service(lab: Lab, tmp_path: Path, k8s_validator: K8sValidator) -> None:  # noqa: F811
+    from shipyard.interfaces.cli.deploy import kind
+
     rendered = _render(lab, "staging", options=Options(format="kserve"), folder=tmp_path)
     rendered.write(tmp_path)
+    assert kind(rendered) == "kserve InferenceService"  # no Rollout is rendered: the CLI does not say one is
+    assert kind(_render(lab, "staging")) == "kubernetes, Argo Rollout"
     isvc = next(d for d in rendered.documents() if d["kind"] == "InferenceService")
     predictor = isvc["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 20  # staging is at version 1: version 2 starts as a canary
@@ -253,3 +258,92 @@ def test_cli_deploy(lab: Lab) -> None:
     bad = shipyard("deploy", "iris@2", "--env", "qa", "--strategy", "bluegreen", env=env, cwd=lab.root, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "deployment or rollout" in bad.stderr
     assert os.path.isdir(lab.root / "deploy" / "base")
+
+
+def test_image_references_follow_the_distribution_grammar(lab: Lab) -> None:
+    from shipyard.core.deploy.manifests import PINNED, image_repo, pinned_image
+
+    digest = "@sha256:" + "ab" * 32
+    for bad, says in (("r.io/a/../../b", "'..' is not a repository path component"),
+                      ("r.io:99999/a", "port 99999 is not between 1 and 65535"),
+                      ("r.io/A", "must be lowercase ('A')"), ("r.io//a", "empty component"),
+                      ("r.io/a:-x", "'-x' is not a tag"), ("r.io/a;id", "is not a repository path component")):
+        with pytest.raises(InvalidInputError, match=re.escape(says)):
+            _render(lab, "qa", image=bad + digest)
+        assert not PINNED.match(bad + digest)  # what `build --push` recorded is held to the same grammar
+    with pytest.raises(ValueError, match="not a digest"):
+        pinned_image("r.io/a@sha256:" + "AB" * 32)
+    with pytest.raises(ValueError, match="not pinned by digest"):
+        pinned_image("r.io/a:1")
+    assert image_repo("localhost:5000/team/iris:v1" + digest) == "localhost:5000/team/iris"  # the digest pins it
+    assert image_repo("Registry.Example.com:443/a__b/c-d.e" + digest) == "Registry.Example.com:443/a__b/c-d.e"
+    assert PINNED.match("localhost:5000/team/iris:v1" + digest) and PINNED.match(IMAGE)
+
+
+BAD_DEPLOY = (  # (deploy: section, the key and the words of the one-line error)
+    ("environments: {staging: {alias: 'Bad Alias!'}}", r"deploy\.environments\.staging\.alias: invalid alias"),
+    ("environments: {latest: {}}", r"deploy\.environments: environment 'latest' needs `alias: NAME`.*reserved"),
+    ("environments: {'1': {}}", r"deploy\.environments: environment '1' needs `alias: NAME`"),
+    ("environments: {a: {alias: live}, b: {alias: live}}",
+     r"deploy\.environments: environments 'a' and 'b' both follow the alias 'live'"),
+    ("secrets: {X: {secret: ../../x, key: k}}", r"deploy\.secrets\.X\.secret: '\.\./\.\./x' is not a Kubernetes"),
+    ("secrets: {X: {secret: sub/x, key: k}}", r"deploy\.secrets\.X\.secret: 'sub/x' is not"),
+    ("secrets: {A-B: {secret: x, key: k}}", r"deploy\.secrets: 'A-B' is not an environment variable name"),
+    ("secrets: {PORT: {secret: x, key: k}}", r"deploy\.secrets: PORT is set by Shipyard"),
+    ("secrets: {A: {secret: x, key: k/1}}", r"deploy\.secrets\.A\.key: 'k/1' is not a Secret key"),
+    ("argocd: {namespace: 'argo cd'}", r"deploy\.argocd\.namespace: invalid namespace"),
+    ("argocd: {project: 'a\"b'}", r"deploy\.argocd\.project: .* is not an Argo CD project name"),
+    ("environments: {s: {cluster: 'file:///etc'}}", r"deploy\.environments\.s\.cluster: .*http\(s\)://HOST"),
+    ("environments: {s: {cluster: 'https://u:pw@k8s:6443'}}",
+     r"deploy\.environments\.s\.cluster: .*no user or password in it"),
+    ("node_selector: {'a b': x}", r"deploy\.node_selector: 'a b' is not a label key"),
+    ("node_selector: {gpu: 'x y'}", r"deploy\.node_selector: 'gpu': 'x y' is not a label value"),
+    ("tolerations: [{key: x, operator: Maybe}]", r"deploy\.tolerations: toleration operator 'Maybe'"),
+    ("tolerations: [{key: x, effect: Now}]", r"deploy\.tolerations: toleration effect 'Now'"),
+    ("analysis: {prometheus: 'http://prom:9090\"}'}", r"deploy\.analysis\.prometheus: Prometheus URL"),
+    ("folder: .git/hooks", r"deploy\.folder: '\.git/hooks' is refused: it is inside \.git/"),
+    ("folder: .git/refs/heads", r"deploy\.folder: .*inside \.git/"),
+    ("folder: .shipyard/objects", r"deploy\.folder: .*inside \.shipyard/, which belongs to Shipyard"),
+    ("folder: sub/../.GIT", r"deploy\.folder: .*inside \.git/"),
+    ("branch: refs/heads/main", r"deploy\.branch: branch 'refs/heads/main'.*not HEAD or refs/"),
+)
+
+
+def test_deploy_values_written_into_manifests_are_checked_when_shipyard_yaml_loads(tmp_path: Path) -> None:
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import ConfigError
+
+    for section, says in BAD_DEPLOY:
+        (tmp_path / "shipyard.yaml").write_text(f"version: 1\ndeploy:\n  {section}\n")
+        with pytest.raises(ConfigError, match=r"^shipyard\.yaml:[23]: " + says) as caught:
+            load_config(tmp_path)
+        assert "\n" not in str(caught.value), section
+    (tmp_path / "shipyard.yaml").write_text(
+        "deploy:\n  folder: gitops/deploy\n  branch: release/1.2\n  environments: {prod: {alias: live}, qa: {}}\n"
+        "  secrets: {DB_URL: {secret: db.creds, key: .url, external: true, remote_key: team/db url}}\n"
+        "  tolerations: [{operator: Exists}, {key: example.com/gpu, value: a100, effect: NoExecute}]\n"
+        "  analysis: {prometheus: 'https://prom.example.com:9443/prometheus'}\n")
+    assert deploy_config(load_config(tmp_path).deploy).environments["prod"].alias == "live"
+
+
+def test_help_texts_keep_their_brackets() -> None:
+    """Typer shows help through Rich markup, where ``shipyard[k8s]`` loses ``[k8s]``: every help text of every
+    command and option renders as written (``\\[`` for a literal bracket)."""
+    import click
+    import typer
+    from rich.text import Text
+
+    from shipyard.interfaces.cli.app import app
+
+    def texts(cmd: click.Command, path: str) -> Iterator[tuple[str, str]]:
+        yield path, cmd.help or ""
+        for param in cmd.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from texts(sub, f"{path} {name}")
+
+    seen = dict(texts(typer.main.get_command(app), "shipyard"))
+    assert "needs shipyard\\[k8s]" in seen["shipyard deploy apply"]
+    eaten = {where: text for where, text in seen.items() if Text.from_markup(text).plain != text.replace("\\[", "[")}
+    assert eaten == {}

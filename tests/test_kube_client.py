@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -218,13 +219,14 @@ def test_status_reads_workload_rollout_and_application(api: FakeAPI, tmp_path: P
                               "aborted": False}
     assert result.application == {"name": "iris-staging", "sync": "Synced", "health": "Suspended",
                                    "revision": "a" * 40}
-    # the CLI: one line per part, from the project's shipyard.yaml and the kubeconfig in $KUBECONFIG
+    # the CLI: one line per part, from the project's shipyard.yaml and the kubeconfig in $KUBECONFIG; the model
+    # named on the command line (no ci.model, and none registered here: the cluster's is asked about)
     project = tmp_path / "proj"
     project.mkdir()
-    (project / "shipyard.yaml").write_text(yaml.safe_dump({"version": 1, "ci": {"model": "iris"}, "deploy": SPEC}))
+    (project / "shipyard.yaml").write_text(yaml.safe_dump({"version": 1, "deploy": SPEC}))
     env = cli_env(KUBECONFIG=kubeconfig(tmp_path, api.url), SHIPYARD_HOME=str(project / ".shipyard"))
     (project / ".shipyard").mkdir()
-    shown = shipyard("status", "--env", "staging", env=env, cwd=project).stdout
+    shown = shipyard("status", "iris", "--env", "staging", env=env, cwd=project).stdout
     assert "rollout: Paused, step 2/3, canary weight 20%" in shown
     assert "Argo CD iris-staging: sync Synced, health Suspended" in shown
     # production: nothing there yet, and a missing Application is said, not an error
@@ -253,3 +255,19 @@ def test_api_errors_are_one_line_each(api: FakeAPI, tmp_path: Path, monkeypatch:
     monkeypatch.setitem(sys.modules, "kubernetes", None)  # as if the k8s extra were not installed
     with pytest.raises(MissingExtraError, match=r"shipyard\[k8s\]"):
         cluster.apply([deployment], kubeconfig=config)
+
+
+def test_a_missing_kubeconfig_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.errors import ConfigError
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # a home with no .kube/config
+    with pytest.raises(ConfigError, match=r"^no kubeconfig: ~/\.kube/config does not exist and \$KUBECONFIG is "
+                                          r"not set: put your cluster's kubeconfig there"):
+        cluster.connect()
+    gone = str(tmp_path / "gone.yaml")
+    monkeypatch.setenv("KUBECONFIG", gone)
+    with pytest.raises(ConfigError, match=rf"^no kubeconfig: {re.escape(gone)} \(\$KUBECONFIG\) does not exist"):
+        cluster.connect()
+    with pytest.raises(ConfigError, match=r"\(the kubeconfig\) does not exist"):
+        cluster.connect(str(tmp_path / "other.yaml"))

@@ -14,6 +14,7 @@ resource, a 422 naming the field, a 409 naming the field manager that owns the f
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from shipyard.errors import (
 FIELD_MANAGER = "shipyard"
 APPLY_PATCH = "application/apply-patch+yaml"
 TIMEOUT = (5.0, 60.0)  # connect, read (seconds)
+DEFAULT_KUBECONFIG = "~/.kube/config"
 
 # built-in kinds: (apiVersion, kind) -> (typed API class, method suffix, namespaced)
 BUILTIN: dict[tuple[str, str], tuple[str, str, bool]] = {
@@ -138,6 +140,22 @@ def _client_module() -> Any:
     return kubernetes
 
 
+def missing_kubeconfig(given: str | None, environ: str | None) -> None:
+    """ConfigError when no kubeconfig file the client would read exists (``given``, else $KUBECONFIG's paths,
+    else ~/.kube/config): the client itself says only "Invalid kube-config file. No configuration found."."""
+    source = given or environ
+    paths = [p for p in source.split(os.pathsep) if p] if source else [DEFAULT_KUBECONFIG]
+    if any(os.path.exists(os.path.expanduser(p)) for p in paths):
+        return
+    hint = "(`kubectl config view` shows the one kubectl uses)"
+    if source:
+        where = "$KUBECONFIG" if given is None or given == environ else "the kubeconfig"
+        raise ConfigError(f"no kubeconfig: {', '.join(paths)[:300]} ({where}) does not exist: point $KUBECONFIG at "
+                          f"your cluster's kubeconfig {hint}")
+    raise ConfigError(f"no kubeconfig: {DEFAULT_KUBECONFIG} does not exist and $KUBECONFIG is not set: put your "
+                      f"cluster's kubeconfig there or point $KUBECONFIG at it {hint}")
+
+
 class Cluster:
     """One cluster, as a kubeconfig (file and context) names it."""
 
@@ -150,6 +168,7 @@ class Cluster:
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
         """The kubeconfig's ``context`` (default: its current one; the file: $KUBECONFIG or ~/.kube/config)."""
         k8s = _client_module()
+        missing_kubeconfig(kubeconfig, os.environ.get("KUBECONFIG"))
         from kubernetes.config.config_exception import ConfigException
 
         try:

@@ -14,11 +14,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shipyard.core.deploy import k8s_rules as rules
+from shipyard.core.deploy.imageref import check_repository
+from shipyard.core.registry.refs import check_model_name, check_new_alias
+from shipyard.errors import ShipyardError
+
 ENV_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?\Z")  # a DNS label: it names namespaces and objects
-DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # a namespace
+DNS_LABEL = rules.DNS_LABEL  # a namespace
 DURATION = re.compile(r"^(?P<n>\d+)(?P<unit>ms|s|m|h)\Z")
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?\Z")
 DEFAULT_FOLDER = "deploy"
+PYTHON_VERSION = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?\Z")  # setup-python's python-version, GitLab's python:TAG
+PEP508_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
+INSTALL = re.compile(r"^[A-Za-z0-9._~:/?#@!+,=%\[\]-]{1,500}\Z")  # a requirement, URL or path: no shell syntax
+MAX_MATRIX = 32  # verify jobs per workflow run
 
 
 def seconds(duration: str) -> float:
@@ -82,6 +91,11 @@ class AnalysisSpec(_Strict):
         seconds(v)
         return v
 
+    @field_validator("prometheus")
+    @classmethod
+    def _prometheus(cls, v: str) -> str:
+        return rules.check_url(v, "Prometheus URL")
+
 
 class Resources(_Strict):
     cpu: str | None = Field(None, description="CPU request, e.g. 500m")
@@ -120,6 +134,21 @@ class SecretRef(_Strict):
     remote_key: str | None = Field(None, description="for external: the path in the secret store")
     store: str = Field("default", description="for external: the ClusterSecretStore that holds it")
 
+    @field_validator("secret", "store")
+    @classmethod
+    def _object_name(cls, v: str) -> str:
+        return rules.check_subdomain(v, "a Kubernetes object name")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        return rules.check_secret_key(v)
+
+    @field_validator("remote_key")
+    @classmethod
+    def _remote_key(cls, v: str | None) -> str | None:
+        return None if v is None else rules.check_printable(v, "remote_key", 512)
+
 
 class EnvironmentSpec(_Strict):
     """One environment (staging, production, ...): what differs from the defaults above it."""
@@ -136,9 +165,25 @@ class EnvironmentSpec(_Strict):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, v: str | None) -> str | None:
-        if v is not None and not DNS_LABEL.match(v):
-            raise ValueError(f"invalid namespace {v[:70]!r}: lowercase letters, digits and '-', at most 63")
-        return v
+        return None if v is None else rules.check_namespace(v)
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, v: str | None) -> str | None:
+        return None if v is None else _registry_alias(v)
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, v: str) -> str:
+        return rules.check_url(v, "cluster (the API server's URL)")
+
+
+def _registry_alias(alias: str) -> str:
+    """``alias`` by the registry's own rules (core.registry.refs.check_new_alias), as a ValueError."""
+    try:
+        return check_new_alias(alias)
+    except ShipyardError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class ArgoCDSpec(_Strict):
@@ -146,6 +191,16 @@ class ArgoCDSpec(_Strict):
     project: str = "default"
     application_set: bool = Field(False, description="one ApplicationSet over the environments instead of one "
                                                        "Application each")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return rules.check_namespace(v)
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        return rules.check_subdomain(v, "an Argo CD project name")
 
 
 class DeploySpec(_Strict):
@@ -177,10 +232,54 @@ class DeploySpec(_Strict):
     @field_validator("environments")
     @classmethod
     def _env_names(cls, v: dict[str, EnvironmentSpec]) -> dict[str, EnvironmentSpec]:
-        for name in v:
+        followed: dict[str, str] = {}
+        for name, env in v.items():
             if not ENV_NAME.match(name):
                 raise ValueError(f"invalid environment name {name!r}: lowercase letters, digits and '-' "
                                  "(it names Kubernetes objects)")
+            if env.alias is None:  # the environment's name is its alias: it must be one the registry can set
+                try:
+                    check_new_alias(name)
+                except ShipyardError as exc:
+                    raise ValueError(f"environment {name!r} needs `alias: NAME` (its name is not an alias the "
+                                     f"registry can set: {exc})") from None
+            alias = env.alias or name
+            if alias in followed:
+                raise ValueError(f"environments {followed[alias]!r} and {name!r} both follow the alias {alias!r}: "
+                                 "give each its own `alias:`")
+            followed[alias] = name
+        return v
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str) -> str:
+        return rules.check_folder(v)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        return rules.check_branch(v)
+
+    @field_validator("node_selector")
+    @classmethod
+    def _node_selector(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            rules.check_label_key(key)
+            rules.check_label_value(value, f"{key!r}")
+        return v
+
+    @field_validator("tolerations")
+    @classmethod
+    def _tolerations(cls, v: tuple[dict[str, str], ...]) -> tuple[dict[str, str], ...]:
+        for toleration in v:
+            rules.check_toleration(toleration)
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_vars(cls, v: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for var in v:
+            rules.check_env_var(var)
         return v
 
     def environment(self, name: str) -> EnvironmentSpec:
@@ -200,6 +299,19 @@ class CISpec(_Strict):
     model: str | None = Field(None, description="the model CI verifies, builds and promotes (default: the only one)")
     registry: str | None = Field(None, description="image repository CI pushes to (default: ghcr.io/OWNER/REPO "
                                                    "on GitHub, $CI_REGISTRY_IMAGE on GitLab)")
+    install: str | None = Field(None, description="what CI installs Shipyard from: a requirement "
+                                                  "(shipyard==0.1.0), a URL (git+https://host/shipyard@v0.1.0) "
+                                                  "or a path in the checkout; default: shipyard==VERSION from PyPI")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_expressions(cls, v: object) -> object:
+        """GitHub expands ``${{ }}`` in a workflow before any shell sees it: no value may carry one."""
+        found = _expression_in(v)
+        if found is not None:
+            raise ValueError(f"{found} holds '${{{{': a GitHub Actions expression would be expanded in the "
+                             "workflow; write the value itself")
+        return v
 
     @field_validator("matrix", mode="before")
     @classmethod
@@ -207,6 +319,100 @@ class CISpec(_Strict):
         if isinstance(v, dict):
             return {k: tuple(x) if isinstance(x, list) else x for k, x in v.items()}
         return v
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        from packaging.version import InvalidVersion, Version
+
+        if sum(len(versions) for versions in v.values()) > MAX_MATRIX:
+            raise ValueError(f"at most {MAX_MATRIX} versions in all: each is a CI job")
+        for package, versions in v.items():
+            if not PEP508_NAME.match(package):
+                raise ValueError(f"{package[:80]!r} is not a package name (PEP 508: letters, digits, '.', '_', "
+                                 "'-', starting and ending with a letter or digit)")
+            for version in versions:
+                try:
+                    Version(version)
+                except InvalidVersion:
+                    raise ValueError(f"{package}: {version[:80]!r} is not a version (PEP 440, e.g. 1.7.2 or "
+                                     "2.5.0rc1)") from None
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, v: str) -> str:
+        if not PYTHON_VERSION.match(v):
+            raise ValueError(f"{v[:80]!r} is not a Python version: write e.g. '3.11' (quoted, or YAML reads 3.10 "
+                             "as 3.1)")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            return check_model_name(v)
+        except ShipyardError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, v: str | None) -> str | None:
+        return None if v is None else check_registry(v)
+
+    @field_validator("install")
+    @classmethod
+    def _install(cls, v: str | None) -> str | None:
+        return None if v is None else check_install(v)
+
+
+def check_registry(registry: str, what: str = "registry") -> str:
+    """An image repository CI pushes to, with the registry's host first (what `docker login` is given)."""
+    check_repository(registry, what)
+    host = registry.split("/", 1)[0]
+    if "/" not in registry or not ("." in host or ":" in host or host == "localhost"):
+        raise ValueError(f"{what} {registry[:80]!r} names no registry host: write HOST/REPOSITORY, e.g. "
+                         "ghcr.io/acme/iris or registry.example.com:5000/team")
+    return registry
+
+
+def check_install(install: str) -> str:
+    """What CI installs Shipyard from, written into a shell line: a requirement, a URL or a path, with no
+    spaces, quotes or shell syntax."""
+    if not INSTALL.match(install):
+        raise ValueError(f"{install[:80]!r} is not a requirement, URL or path CI can install (letters, digits "
+                         "and . _ ~ : / ? # @ ! + , = % [ ] -; no spaces, quotes or shell syntax)")
+    if install.startswith("-"):
+        raise ValueError(f"{install[:80]!r} is an option, not what to install")
+    if "://" not in install and not install.startswith((".", "/")):
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        try:
+            Requirement(install)
+        except InvalidRequirement as exc:
+            raise ValueError(f"{install[:80]!r} is not a requirement ({str(exc).splitlines()[0][:120]}): write "
+                             "e.g. shipyard==0.1.0, git+https://host/shipyard@v0.1.0 or ./vendor/shipyard") from None
+    return install
+
+
+def _expression_in(value: object, where: str = "the value") -> str | None:
+    """Where in ``value`` (a string, or keys and values of a mapping or list) ``${{`` is, or None."""
+    if isinstance(value, str):
+        return where if "${{" in value else None
+    if isinstance(value, dict):
+        for k, x in value.items():
+            at = f"{k}" if where == "the value" else f"{where}.{k}"
+            found = _expression_in(k, "a key") or _expression_in(x, at)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, x in enumerate(value):
+            found = _expression_in(x, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def deploy_config(raw: dict[str, Any] | None) -> DeploySpec:

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shipyard.core.deploy import imageref
 from shipyard.core.deploy.analysis import IN_FLIGHT, TEMPLATE_ARGS
 from shipyard.core.deploy.config import Autoscaling, CanaryStep, DeploySpec, EnvironmentSpec, Resources
 
@@ -28,13 +29,15 @@ CONTAINER = "server"
 USER_ID = 10001  # the image's non-root user (core.environments.image.USER_ID)
 PLACEHOLDER_REGISTRY = "shipyard"  # the base's image name (``shipyard/NAME``); each overlay pins it by digest
 ANNOTATION = "shipyard.dev"
-PINNED = re.compile(r"^(?P<repo>[a-z0-9][a-z0-9._\-/:]{0,250})@sha256:[0-9a-f]{64}\Z")
+PINNED = imageref.PINNED  # REPO[:TAG]@sha256:<64 hex> by distribution's grammar; pinned_image says what is wrong
 MAX_NAME = 40  # leaves room for suffixes (-canary, -metrics, -production) within a 63-character DNS label
 
 
 def pinned_image(image: str) -> str:
-    """``image`` if it is ``REPO@sha256:<64 hex>``; a ValueError in one line that says how to get one."""
-    if not PINNED.match(image):
+    """``image`` if it is a reference (distribution's grammar: core.deploy.imageref) pinned by digest,
+    ``REPO[:TAG]@sha256:<64 hex>``; a ValueError in one line that says what is wrong, or how to get one."""
+    ref = imageref.parse(image)
+    if ref.digest is None:
         raise ValueError(f"image {image[:120]!r} is not pinned by digest (a tag can move under a running "
                          "deployment): run `shipyard build MODEL@V --push REGISTRY/REPO` or pass "
                          "`--image REPO@sha256:...`")
@@ -42,7 +45,9 @@ def pinned_image(image: str) -> str:
 
 
 def image_repo(image: str) -> str:
-    return pinned_image(image).split("@", 1)[0]
+    """The repository of a pinned image (a tag beside the digest is dropped: the digest names the content)."""
+    pinned_image(image)
+    return imageref.parse(image).name
 
 
 def image_digest(image: str) -> str:

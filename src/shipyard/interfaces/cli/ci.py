@@ -56,7 +56,8 @@ def _emit(kind: str, default: str, output: Path | None, force: bool, show: bool,
     root = settings_from_environment().project_root
     plan = plan_for(root, model, registry)
     doc = workflows.github(plan) if kind == "github" else workflows.gitlab(plan)
-    text = workflows.header(kind) + dump(doc)
+    body = dump(doc)
+    text = workflows.header(kind, body) + body
     if show:
         import sys
 
@@ -64,13 +65,19 @@ def _emit(kind: str, default: str, output: Path | None, force: bool, show: bool,
         return
     target = output if output is not None else root / default
     if target.exists() and not force:
+        from shipyard.core.boundedyaml import read_bounded
+
         try:
-            first = target.read_text(errors="replace").split("\n", 1)[0]
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read {target}: {exc.strerror or exc}") from None
-        if workflows.GENERATED_MARK not in first:
+            edited = workflows.edited(read_bounded(target, str(target)).decode(errors="replace"))
+        except FileNotFoundError:
+            edited = False  # removed meanwhile: nothing of anyone's to keep
+        if edited is None:
             raise ConflictError(f"{target} exists and was not written by `shipyard ci`: pass --force to replace "
                                 "it, or --output another file")
+        if edited:
+            raise ConflictError(f"{target} was written by `shipyard ci` and edited since (its body no longer "
+                                "matches the digest in its first line): pass --force to replace your edits, or "
+                                "--output another file")
     from shipyard.core.workspace.atomic import write_atomic
 
     write_atomic(target, text.encode())
@@ -109,13 +116,21 @@ def plan_for(root: Path, model: str | None, registry: str | None) -> CIPlan:
     """The project's CI facts: the model (flag, ci.model, or the only one registered), its flavor's extra,
     the verify matrix, the lock files that exist, the remote's kind, the environments."""
     from shipyard import __version__
-    from shipyard.core.deploy.config import ci_config, deploy_config
+    from shipyard.core.deploy.config import check_registry, ci_config, deploy_config
     from shipyard.core.deploy.workflows import CIPlan
     from shipyard.core.project.loader import load_config
-    from shipyard.errors import ConfigError, NotFoundError
+    from shipyard.core.registry.refs import check_model_name
+    from shipyard.errors import ConfigError, InvalidInputError, NotFoundError
 
     config = load_config(root)
     ci, deploy = ci_config(config.ci), deploy_config(config.deploy)
+    if model is not None:
+        check_model_name(model)
+    if registry is not None:
+        try:
+            check_registry(registry, "--registry")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
     name = model or ci.model
     svc = out.services()
     try:
@@ -143,7 +158,7 @@ def plan_for(root: Path, model: str | None, registry: str | None) -> CIPlan:
     return CIPlan(model=name, version=__version__, extras=tuple(extras), python=ci.python, matrix=dict(ci.matrix),
                   lock_files=locks, s3_remote=any(r.is_s3 for r in config.remotes.values()),
                   staging=staging, production=gated[0] if gated else None, registry=registry or ci.registry,
-                  gitops_repo=deploy.repo)
+                  gitops_repo=deploy.repo, install_from=ci.install)
 
 
 @app.command("version")

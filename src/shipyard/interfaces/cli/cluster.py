@@ -7,23 +7,28 @@ import os
 from shipyard.interfaces.cli import output as out
 
 
-def env_status(env: str, stages: list[str] | None, as_json: bool) -> None:
+def env_status(env: str, names: list[str] | None, as_json: bool) -> None:
+    """``shipyard status [MODEL] --env ENV``: the positional argument, which names stages without --env, names
+    the model here (default: ci.model, or the registry's only model)."""
     from shipyard.core.deploy.config import ci_config, deploy_config
     from shipyard.core.project.loader import load_config
+    from shipyard.core.registry.refs import check_model_name
     from shipyard.errors import ConfigError, InvalidInputError
     from shipyard.wiring.cluster import status
 
-    if stages:
-        raise InvalidInputError("--env shows an environment: name no stages with it")
+    if names and len(names) > 1:
+        raise InvalidInputError(f"--env shows one model in an environment: name one (shipyard status MODEL --env "
+                                f"{env}), not {len(names)}")
+    model = check_model_name(names[0]) if names else None
     svc = out.services()
     try:
         config = load_config(svc.settings.project_root)
-        model = ci_config(config.ci).model
+        model = model or ci_config(config.ci).model
         if model is None:
             models = svc.registry.models()
             if len(models) != 1:
-                raise ConfigError("which model? set ci.model in shipyard.yaml (registered: "
-                                  f"{', '.join(m.name for m in models) or 'none'})")
+                raise ConfigError(f"which model? name it (shipyard status MODEL --env {env}) or set ci.model in "
+                                  f"shipyard.yaml (registered: {', '.join(m.name for m in models) or 'none'})")
             model = models[0].name
         spec = deploy_config(config.deploy)
     finally:

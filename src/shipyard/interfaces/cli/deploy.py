@@ -34,7 +34,7 @@ def deploy(
     steps: str = typer.Option(None, "--steps", help="Canary steps, e.g. 10,pause=30s,analysis,50,analysis."),
     as_json: bool = out.JSON_OPTION,
     apply: bool = typer.Option(False, "--apply", help="Also apply the objects to the current kubectl context's "
-                                                      "cluster (needs shipyard[k8s])."),
+                                                      "cluster (needs shipyard\\[k8s])."),
 ) -> None:
     """Render MODEL@REF's manifests for one environment as kustomize (base/ + overlays/ENV/) with its Argo CD
     Application (argocd/ENV.yaml), the image pinned by digest. Commit the folder, and Argo CD syncs it."""
@@ -56,13 +56,13 @@ def deploy(
     if as_json:
         out.print_json({"model": rendered.model, "version": rendered.version, "env": rendered.env,
                         "image": rendered.image, "record_digest": rendered.record_digest, "folder": str(folder),
-                        "format": rendered.format, "strategy": rendered.strategy,
+                        "format": rendered.format, "strategy": _strategy(rendered),
                         "stable_version": rendered.stable_version, "files": sorted(rendered.files),
                         "changed": changed, "applied": applied})
         return
     con = out.console()
     con.print(f"rendered {out.plain(rendered.model)}@{rendered.version} for {out.plain(env)} "
-              f"({rendered.format}, {rendered.strategy}) into {out.plain(str(folder))}/", soft_wrap=True)
+              f"({kind(rendered)}) into {out.plain(str(folder))}/", soft_wrap=True)
     con.print(f"image {out.plain(rendered.image)}", soft_wrap=True)
     for path in sorted(set(rendered.files) | set(changed)):
         mark = "removed" if path not in rendered.files else "written" if path in changed else "unchanged"
@@ -71,6 +71,18 @@ def deploy(
         con.print("nothing changed")
     if apply:
         con.print(f"applied {out.plural(len(rendered.documents()), 'object')}")
+
+
+def _strategy(rendered: Any) -> str | None:
+    """The workload's strategy; none for an InferenceService (KServe runs its own canary)."""
+    return None if rendered.format == "kserve" else str(rendered.strategy)
+
+
+def kind(rendered: Any) -> str:
+    """What was rendered, in the words of its objects: ``kubernetes, rollout`` or ``kserve InferenceService``."""
+    if rendered.format == "kserve":
+        return "kserve InferenceService"
+    return f"{rendered.format}, {'Argo Rollout' if rendered.strategy == 'rollout' else 'Deployment'}"
 
 
 def _options(fmt: str | None, strategy: str | None, replicas: int | None, cpu: str | None, memory: str | None,

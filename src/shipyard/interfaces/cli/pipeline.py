@@ -127,7 +127,8 @@ def show_outcomes(outcomes: Sequence[Outcome]) -> None:
 
 
 def status(
-    stages: list[str] = typer.Argument(None, help="Stages to check (with what they depend on); all by default."),
+    stages: list[str] = typer.Argument(None, help="Stages to check (with what they depend on); all by default. "
+                                                  "With --env: the model (default: ci.model, or the only one)."),
     env: str = typer.Option(None, "--env", help="Instead: what runs in this deploy environment (workload, rollout, "
                                                 "Argo CD), read from the kubeconfig's current context's cluster."),
     as_json: bool = out.JSON_OPTION,
