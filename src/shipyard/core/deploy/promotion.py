@@ -13,9 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shipyard.core.environments.image import check_image_name
+from shipyard.core.deploy.imageref import PINNED
 
-PINNED = re.compile(r"^(?P<repo>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})\Z")
 ALIAS_SET = "alias.set"
 ALIAS_REMOVE = "alias.remove"
 ROLLBACK = "rollback"  # the first word of a rollback's alias reason: how the history tells it from a promotion
@@ -25,14 +24,9 @@ MAX_REASON = 300
 
 
 def pinned(image: str) -> bool:
-    """Whether ``image`` names its content by digest (``repo@sha256:<64 hex>``), so it can never move."""
-    if not PINNED.match(image):
-        return False
-    try:
-        check_image_name(image, "image")
-    except ValueError:
-        return False
-    return True
+    """Whether ``image`` names its content by digest (``repo@sha256:<64 hex>``, by the registries' reference
+    grammar), so it can never move."""
+    return PINNED.match(image) is not None
 
 
 @dataclass(frozen=True)
