@@ -121,6 +121,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_prometheus(folder: Path, target_port: int, port: int) -> subprocess.Popen[bytes]:
+    """A real Prometheus (Debian's) on 127.0.0.1:``port`` scraping 127.0.0.1:``target_port`` every second, its
+    config and TSDB in ``folder``; the caller stops it (SIGTERM)."""
+    config = folder / "prometheus.yml"
+    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shipyard\n"
+                      f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n")
+    return subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3-API server (moto) on 127.0.0.1, with credentials in the environment."""

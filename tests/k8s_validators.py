@@ -121,7 +121,12 @@ def install_crd_models() -> tuple[Path | None, str]:
 
 def install_kserve() -> tuple[Path | None, str]:
     """The python of a cached venv holding the kserve SDK's models, or None and why not."""
-    uv = shutil.which("uv")
+    try:  # Shipyard depends on uv (the verify environments): its binary is in the package, on PATH or not
+        from uv import find_uv_bin
+
+        uv: str | None = find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        uv = shutil.which("uv")
     if uv is None:
         return None, "uv is not installed here: the kserve SDK cannot be installed"
     folder = CACHE / f"kserve-{_key(KSERVE_PACKAGES, KSERVE_MODEL_DEPS, sys.version_info[:2])}"

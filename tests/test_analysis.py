@@ -138,7 +138,7 @@ def test_prometheus_computes_what_the_local_rollout_computes(tmp_path: Path) -> 
     from shipyard.interfaces.serving.rollout import LocalServer, Traffic
     from shipyard.interfaces.serving.router import Router
     from shipyard.wiring import build, settings_from_environment
-    from tests.conftest import free_port
+    from tests.conftest import free_port, start_prometheus
     from tests.rollout_models import Flaky, Threshold, rows
 
     spec = AnalysisSpec(min_requests=10, latency_slack_ms=1.0)
@@ -163,12 +163,7 @@ def test_prometheus_computes_what_the_local_rollout_computes(tmp_path: Path) -> 
                 expected = 500 if weight and row[0] == 0.002 else 200
                 assert httpx.post(f"{base}/predict", json={"instances": [row]}).status_code == expected
         before = settled(server)  # the background comparisons done
-        config = tmp_path / "prometheus.yml"
-        config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shipyard\n"
-                          f"    static_configs:\n      - targets: ['127.0.0.1:{server.port}']\n")
-        prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                 f"--web.listen-address=127.0.0.1:{prom_port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        prom = start_prometheus(tmp_path, server.port, prom_port)
         api_url = f"http://127.0.0.1:{prom_port}/api/v1/query"
 
         def query(q: str) -> list[dict[str, object]]:

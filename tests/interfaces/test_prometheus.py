@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import cli_env, free_port, register_constant
+from tests.conftest import cli_env, free_port, register_constant, start_prometheus
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
                                 reason="Debian's prometheus is not installed (.ci/run installs it)")
@@ -37,12 +37,7 @@ def test_prometheus_scrapes_the_request_counter(tmp_path: Path) -> None:
     port, prom_port = free_port(), free_port()
     server = subprocess.Popen([sys.executable, "-m", "shipyard", "serve", "scraped", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shipyard\n"
-                      f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
-    prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    prom = start_prometheus(tmp_path, port, prom_port)
     try:
         _wait(f"http://127.0.0.1:{port}/v2/health/ready", server)
         for _ in range(25):

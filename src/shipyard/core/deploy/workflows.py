@@ -114,6 +114,13 @@ def edited(text: str) -> bool | None:
     return hashlib.sha256(body.encode()).hexdigest() != m["hex"]
 
 
+def _keep_registry(title: str, artifact: str) -> dict[str, Any]:
+    """The step that uploads the job's ``.shipyard/`` (the registry the later jobs read) as ``artifact``."""
+    return {"name": title, "uses": UPLOAD,
+            "with": {"name": artifact, "path": ".shipyard/", "include-hidden-files": True, "retention-days": 5,
+                     "if-no-files-found": "error"}}
+
+
 def _steps_setup(plan: CIPlan, download: str | None) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = [
         {"name": "Check out", "uses": CHECKOUT},
@@ -157,9 +164,7 @@ def github(plan: CIPlan) -> dict[str, Any]:
                       {"name": "Run the pipeline (unchanged stages from the stage cache)", "run": "shipyard run"},
                       {"name": "The version this pipeline made (none: every stage came from the cache)", "id": "made",
                        "run": f'echo "version=$(shipyard ci version {model})" >> "$GITHUB_OUTPUT"'},
-                      {"name": "Keep the registry for the next jobs", "uses": UPLOAD,
-                       "with": {"name": HOME_ARTIFACT, "path": ".shipyard/", "include-hidden-files": True,
-                                "retention-days": 5, "if-no-files-found": "error"}}],
+                      _keep_registry("Keep the registry for the next jobs", HOME_ARTIFACT)],
         },
         "verify": {
             "name": "Verify (${{ matrix.pin }})",
@@ -188,9 +193,7 @@ def github(plan: CIPlan) -> dict[str, Any]:
                               "--password-stdin"},
                       {"name": "Build and push the image", "if": ON_MAIN,
                        "run": f"shipyard build {ref} --push {image}/{plan.model}:${{{{ github.sha }}}}"},
-                      {"name": "Keep the registry with the image recorded", "uses": UPLOAD,
-                       "with": {"name": BUILT_ARTIFACT, "path": ".shipyard/", "include-hidden-files": True,
-                                "retention-days": 5, "if-no-files-found": "error"}}],
+                      _keep_registry("Keep the registry with the image recorded", BUILT_ARTIFACT)],
         },
         "report": {
             "name": "Metrics diff",
