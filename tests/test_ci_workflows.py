@@ -343,3 +343,12 @@ def test_ci_values_are_checked_when_shipyard_yaml_loads(tmp_path: Path) -> None:
     assert load_config(tmp_path).ci["registry"] == "registry.example.com:5000/team"
     with pytest.raises(InvalidInputError, match=r"--registry .* is not a repository path component"):
         plan_for(tmp_path, None, "ghcr.io/x/y $(curl evil)")  # the flags are held to the same rules
+
+
+def test_ci_install_refuses_credentials() -> None:
+    """ci.install goes into the committed workflow: a token in its URL is refused (secrets are references)."""
+    from shipyard.core.deploy.config import check_install
+
+    with pytest.raises(ValueError, match="holds credentials"):
+        check_install("git+https://tok:SECRET@github.com/acme/shipyard@v0.1.0")
+    assert check_install("git+ssh://git@github.com/acme/shipyard@v0.1.0").startswith("git+ssh://")

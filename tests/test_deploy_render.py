@@ -347,3 +347,29 @@ def test_help_texts_keep_their_brackets() -> None:
     assert "needs shipyard\\[k8s]" in seen["shipyard deploy apply"]
     eaten = {where: text for where, text in seen.items() if Text.from_markup(text).plain != text.replace("\\[", "[")}
     assert eaten == {}
+
+
+def test_deploy_writes_nowhere_a_link_or_output_would_make_dangerous(lab: Lab, tmp_path: Path) -> None:
+    """deploy.folder and --output are checked as they resolve: a link to .git/ or .shipyard/, an --output into
+    Shipyard's data, and a deploy.folder leading out of the project are refused before anything is written."""
+    from shipyard.errors import ConfigError
+    from shipyard.wiring.deploy import write_target
+
+    config = (lab.root / "shipyard.yaml").read_text()
+    (lab.root / ".git").mkdir(exist_ok=True)
+    (lab.root / "gitlink").symlink_to(".git")
+    (lab.root / "away").symlink_to(tmp_path)
+    try:
+        for folder in ("gitlink/hooks", "away/deploy"):
+            (lab.root / "shipyard.yaml").write_text(f"deploy:\n  folder: {folder}\n")
+            with pytest.raises(ConfigError, match=r"^deploy.folder .*: it is (inside /.*/\.git/|outside the project)"):
+                write_target(lab.svc, None)
+        (lab.root / "shipyard.yaml").write_text(config)
+        for output in (lab.root / ".git" / "hooks", lab.svc.settings.home / "objects", lab.root / "gitlink"):
+            with pytest.raises(ConfigError, match=r"^--output .*: it is inside "):
+                write_target(lab.svc, output)
+        assert write_target(lab.svc, tmp_path / "look") == tmp_path / "look"
+    finally:
+        for link in ("gitlink", "away"):
+            (lab.root / link).unlink()
+        (lab.root / "shipyard.yaml").write_text(config)

@@ -336,7 +336,7 @@ def test_a_rollout_with_no_traffic_says_where_to_send_it_and_exits_inconclusive(
     env = cli_env(SHIPYARD_HOME=str(registry.settings.home),
                   PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     done = shipyard("rollout", "clf@2", "--from", "clf@1", "--steps", "50,analysis", "--interval", "200ms",
-                    "--count", "1", "--port", "0", env=env, cwd=registry.settings.project_root, check=False)
+                    "--count", "2", "--port", "0", env=env, cwd=registry.settings.project_root, check=False)
     assert done.returncode == 12, done.stderr  # not 1: nothing was judged, nothing rolled back
     assert done.stdout.startswith("inconclusive: 4 inconclusive measurements at step 2")
     hints = [line for line in done.stderr.splitlines() if "no requests reached http://127.0.0.1:" in line]
@@ -417,3 +417,59 @@ def test_with_a_gitops_repository_an_environments_alias_moves_only_through_env(t
         _configure(tmp_path, None, None, None, None, "staging", None)
     assert _configure(tmp_path, None, None, None, None, "candidate", None)[2] == Target("candidate")
     assert _configure(tmp_path, None, None, None, None, None, "production")[2] == Target("production", "production")
+
+
+def test_a_step_must_take_more_measurements_than_the_failures_it_tolerates(tmp_path: Path) -> None:
+    """count 1 with failure_limit 1 would pass a step whose only measurement failed: refused, in the yaml and the
+    flag alike."""
+    from shipyard.core.deploy.config import AnalysisSpec
+    from shipyard.interfaces.cli.rollout import _configure
+
+    with pytest.raises(ValueError, match=r"failure_limit \(1\) must be below count \(1\)"):
+        AnalysisSpec(count=1)
+    assert AnalysisSpec(count=1, failure_limit=0).count == 1
+    with pytest.raises(ValueError, match=r"^--count 1: .*use --count 2 or more$"):
+        _configure(tmp_path, None, None, 1, None, "candidate", None)
+
+
+def test_an_environments_alias_needs_a_commit_when_the_project_has_an_origin(tmp_path: Path) -> None:
+    """No deploy.repo, but promote would commit to the project's origin: the environment's alias moves only through
+    --env there too."""
+    import subprocess
+
+    from shipyard.interfaces.cli.rollout import Target, _configure
+
+    (tmp_path / "shipyard.yaml").write_text("deploy: {}\n")
+    assert _configure(tmp_path, None, None, None, None, None, None)[2] == Target("production")  # no repository
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", "https://git.example.com/p.git"],
+                   check=True)
+    with pytest.raises(ValueError, match=r"^--alias production \(the default\) is the alias of deploy environment "
+                                         r"'production', which moves only with a commit to its GitOps repository "
+                                         r"\(this project's origin\)"):
+        _configure(tmp_path, None, None, None, None, None, None)
+
+
+def test_a_logged_request_is_bounded_in_bytes_whatever_its_values() -> None:
+    """One long string or one big dict is one "value": the bytes of the line bound it before it is parsed."""
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.serving.rollout import MAX_LINE_BYTES, logged_rows
+
+    big = b'{"inputs": [["' + b"A" * MAX_LINE_BYTES + b'"]]}\n'
+    with pytest.raises(InvalidInputError, match=f"line 1\\) is over {MAX_LINE_BYTES} bytes"):
+        logged_rows([big], "--replay x")
+
+
+def test_a_version_that_exits_on_its_golden_examples_is_refused_in_one_line(registry: Any) -> None:
+    """SystemExit from the model's predict is its failure too, not the server's exit."""
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.serving.loading import warm
+
+    class Exits:
+        version = registry.registry.resolve("clf@1")
+
+        def predict_rows(self, rows: Any) -> Any:
+            raise SystemExit(3)
+
+    with pytest.raises(InvalidInputError, match=r"^clf@1 fails on its golden examples: SystemExit: 3$"):
+        warm(registry.registry, Exits())  # type: ignore[arg-type]

@@ -137,6 +137,35 @@ def deploy_spec(svc: Services) -> DeploySpec:
     return deploy_config(load_config(svc.settings.project_root).deploy)
 
 
+def has_gitops_repository(root: Path, spec: DeploySpec) -> bool:
+    """Whether ``promote`` has a GitOps repository to commit to: ``deploy.repo``, or the project's git origin."""
+    from shipyard.adapters.vcs.git import remote_url
+
+    return bool(spec.repo) or remote_url(root) is not None
+
+
+def write_target(svc: Services, output: Path | None) -> Path:
+    """Where ``shipyard deploy`` writes: ``output``, or deploy.folder in the project; either checked as it resolves
+    (through links): never inside a ``.git``/``.shipyard``-like folder or a Python package folder, never the store
+    or Shipyard's data, and deploy.folder never outside the project."""
+    from shipyard.core.workspace.paths import reserved_reason
+
+    folder = output if output is not None else gitops_folder(svc)
+    where = "--output" if output is not None else "deploy.folder"
+    resolved = Path(os.path.abspath(folder)).resolve()
+    reason = reserved_reason(resolved.as_posix())  # every component, from the root: "inside /x/.git/"
+    for place, owner in ((svc.settings.home, "Shipyard's data"), (svc.settings.store_path, "the object store")):
+        if reason is None and resolved.is_relative_to(Path(os.path.abspath(place)).resolve()):
+            reason = f"it is inside {owner} ({place})"
+    root = svc.settings.project_root.resolve()
+    if reason is None and output is None and not resolved.is_relative_to(root):
+        reason = f"it is outside the project {root} (a link?)"
+    if reason is not None:
+        shown = f"{folder} (= {resolved})" if resolved != Path(os.path.abspath(folder)) else str(folder)
+        raise ConfigError(f"{where} {shown}: {reason}: write the manifests to a folder of their own")
+    return folder
+
+
 def gitops_folder(svc: Services, spec: DeploySpec | None = None) -> Path:
     """Where ``shipyard deploy`` writes by default: deploy.folder, in the project (a separate ``deploy.repo``
     is cloned and written by ``shipyard promote``)."""

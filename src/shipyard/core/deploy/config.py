@@ -96,6 +96,13 @@ class AnalysisSpec(_Strict):
     def _prometheus(cls, v: str) -> str:
         return rules.check_url(v, "Prometheus URL")
 
+    @model_validator(mode="after")
+    def _limits(self) -> AnalysisSpec:
+        if self.failure_limit >= self.count:
+            raise ValueError(f"failure_limit ({self.failure_limit}) must be below count ({self.count}): else a step "
+                             "passes with every measurement failing")
+        return self
+
 
 class Resources(_Strict):
     cpu: str | None = Field(None, description="CPU request, e.g. 500m")
@@ -386,6 +393,10 @@ def check_install(install: str) -> str:
                          "and . _ ~ : / ? # @ ! + , = % [ ] -; no spaces, quotes or shell syntax)")
     if install.startswith("-"):
         raise ValueError(f"{install[:80]!r} is an option, not what to install")
+    if re.search(r"://[^/@]*@", install) and not re.search(r"://git@", install):
+        raise ValueError("ci.install holds credentials (user:token@ in its URL) and goes into the committed "
+                         "workflow: give the URL without them, and the token as a CI secret (e.g. a git credential "
+                         "helper step)")
     if "://" not in install and not install.startswith((".", "/")):
         from packaging.requirements import InvalidRequirement, Requirement
 

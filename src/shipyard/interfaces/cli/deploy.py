@@ -38,12 +38,12 @@ def deploy(
 ) -> None:
     """Render MODEL@REF's manifests for one environment as kustomize (base/ + overlays/ENV/) with its Argo CD
     Application (argocd/ENV.yaml), the image pinned by digest. Commit the folder, and Argo CD syncs it."""
-    from shipyard.wiring.deploy import gitops_folder, render_environment
+    from shipyard.wiring.deploy import render_environment, write_target
 
     options = _options(fmt, strategy, replicas, cpu, memory, gpu, steps)
     svc = out.services()
     try:
-        folder = output if output is not None else gitops_folder(svc)
+        folder = write_target(svc, output)
         rendered = render_environment(svc, ref, env, image=image, options=options, folder=folder)
     finally:
         svc.close()

@@ -221,6 +221,7 @@ def _configure(root: Path, steps: str | None, interval: str | None, count: int |
     from shipyard.core.deploy.config import deploy_config, seconds
     from shipyard.core.deploy.rollout import parse_steps
     from shipyard.core.project.loader import load_config
+    from shipyard.wiring.deploy import has_gitops_repository
 
     deploy = deploy_config(load_config(root).deploy)
     changes: dict[str, Any] = {}
@@ -232,6 +233,10 @@ def _configure(root: Path, steps: str | None, interval: str | None, count: int |
     if min_requests is not None:
         changes["min_requests"] = min_requests
     spec = deploy.analysis.model_copy(update=changes)
+    if spec.failure_limit >= spec.count:
+        raise ValueError(f"--count {spec.count}: a step takes more measurements than the failures it tolerates "
+                         f"(deploy.analysis.failure_limit is {spec.failure_limit}), or it would pass with every "
+                         f"measurement failing: use --count {spec.failure_limit + 1} or more")
     if alias is not None and env is not None:
         raise ValueError("give --alias or --env, not both")
     if env is not None:
@@ -239,9 +244,12 @@ def _configure(root: Path, steps: str | None, interval: str | None, count: int |
     else:
         target = Target(alias or "production")
         followed = [e for e, s in sorted(deploy.environments.items()) if (s.alias or e) == target.alias]
-        if deploy.repo and followed:  # that alias says what the GitOps repository runs: it moves with a commit
+        # that alias says what the GitOps repository (deploy.repo, or the project's origin) runs: it moves with a
+        # commit, never by itself
+        if followed and has_gitops_repository(root, deploy):
             raise ValueError(f"--alias {target.alias}{' (the default)' if alias is None else ''} is the alias of "
-                             f"deploy environment {followed[0]!r}, which moves only with a commit to deploy.repo: "
+                             f"deploy environment {followed[0]!r}, which moves only with a commit to its GitOps "
+                             f"repository ({'deploy.repo' if deploy.repo else 'this project' + chr(39) + 's origin'}): "
                              f"use --env {followed[0]} (commits, then moves it), or another --alias")
     return (parse_steps(steps) if steps is not None else deploy.canary), spec, target
 

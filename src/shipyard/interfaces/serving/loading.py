@@ -48,7 +48,7 @@ def warm(registry: Registry, served: ServedModel) -> None:
         return
     try:
         served.predict_rows(golden["inputs"])
-    except Exception as exc:  # the model's own code: whatever it raises is its failure
+    except (Exception, SystemExit) as exc:  # the model's own code: whatever it raises (even exit) is its failure
         raise InvalidInputError(f"{served.version.ref} fails on its golden examples: {failure(exc)}") from None
 
 

@@ -37,6 +37,7 @@ MAX_REPLAY_VALUES = 2_000_000  # values (a row's leaves) kept in all: what the r
 MAX_ROW_VALUES = 100_000
 MAX_LINE_VALUES = 1_000_000  # commas on one log line, counted before it is parsed
 MAX_DEPTH = 32  # nested lists in a row
+MAX_LINE_BYTES = 1024 * 1024  # one logged request: a string or a dict in it is one value, so bytes bound it too
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,9 @@ def logged_rows(logs: Iterable[bytes], what: str) -> list[list[Any]]:
             if line.count(b",") > MAX_LINE_VALUES:  # said before parsing it: its values would take the memory
                 raise InvalidInputError(f"{what}: a logged request (line {number}) holds over {MAX_LINE_VALUES} "
                                         "values; replay logs of smaller requests")
+            if len(line) > MAX_LINE_BYTES:  # said before parsing it: a long string or a big dict is one "value"
+                raise InvalidInputError(f"{what}: a logged request (line {number}) is over {MAX_LINE_BYTES} bytes; "
+                                        "replay logs of smaller requests")
             try:
                 entry = json.loads(line)
             except RecursionError:
