@@ -527,3 +527,24 @@ def test_promoting_again_the_version_an_environment_runs_makes_no_commit(svc: Se
     assert back.version == 2 and back.commit
     again = promote(svc, "m@2", "staging")
     assert again.commit is None and not again.alias_moved
+
+
+def test_moving_an_environments_alias_by_hand_says_what_still_runs(tmp_path: Path, saved: Path) -> None:
+    """`alias set` stays the manual repair path, but on a deploy environment's alias it says that git (Argo CD) still
+    runs what was last promoted, and how to change that."""
+    from tests.conftest import cli_env
+    from tests.conftest import shipyard as cli
+
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"))
+    (tmp_path / "shipyard.yaml").write_text(f"deploy:\n  repo: file://{tmp_path}/gitops.git\n")
+    cli("models", "register", str(saved), "--name", "m", env=env, cwd=tmp_path)
+    quiet = cli("alias", "set", "m", "staging", "1", env=env, cwd=tmp_path)
+    assert "note:" not in quiet.stderr  # never promoted through git: the alias is all there is
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "gitops.git")], check=True)
+    image = "registry.example.com/m@sha256:" + "a" * 64
+    cli("promote", "m@1", "--env", "production", "--image", image, env=env, cwd=tmp_path)
+    moved = cli("alias", "set", "m", "staging", "1", env=env, cwd=tmp_path)
+    assert "note: m@staging follows deploy environment 'staging'" in moved.stderr
+    assert "shipyard promote m@V --env staging" in moved.stderr
+    other = cli("alias", "set", "m", "candidate", "1", env=env, cwd=tmp_path)
+    assert "note:" not in other.stderr  # an alias no environment follows: nothing to say

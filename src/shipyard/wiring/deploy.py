@@ -144,6 +144,23 @@ def has_gitops_repository(root: Path, spec: DeploySpec) -> bool:
     return bool(spec.repo) or remote_url(root) is not None
 
 
+def environment_of_alias(svc: Services, model: str, alias: str) -> str | None:
+    """The deploy environment whose alias ``alias`` is, when ``model`` has been promoted through git (``promote``
+    moves that alias only after a push); None otherwise, or when shipyard.yaml cannot be read."""
+    from shipyard.core.registry.records import PROMOTE_ACTION
+    from shipyard.errors import ShipyardError
+
+    try:
+        if not any(e.action == PROMOTE_ACTION for e in svc.registry.history(model)):
+            return None
+        spec = deploy_spec(svc)
+        root = svc.settings.project_root
+        followed = [e for e, s in sorted(spec.environments.items()) if (s.alias or e) == alias]
+        return followed[0] if followed and has_gitops_repository(root, spec) else None
+    except (ShipyardError, OSError, ValueError):
+        return None
+
+
 def write_target(svc: Services, output: Path | None) -> Path:
     """Where ``shipyard deploy`` writes: ``output``, or deploy.folder in the project; either checked as it resolves
     (through links): never inside a ``.git``/``.shipyard``-like folder or a Python package folder, never the store
