@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,22 +152,22 @@ class K8sValidator:
     """Validates objects by kind; each CRD/KServe check runs one subprocess for all the objects given."""
 
     def __init__(self) -> None:
-        self._crd: tuple[Path | None, str] | None = None
-        self._kserve: tuple[Path | None, str] | None = None
+        self._installed: dict[str, tuple[Path | None, str]] = {}
+
+    def _install(self, name: str, install: Callable[[], tuple[Path | None, str]]) -> Path:
+        """``install()``'s path, installed once per session; the tests that need it skip, saying why, without it."""
+        if name not in self._installed:
+            self._installed[name] = install()
+        path, why = self._installed[name]
+        if path is None:
+            pytest.skip(why)
+        return path
 
     def crd_folder(self) -> Path:
-        if self._crd is None:
-            self._crd = install_crd_models()
-        if self._crd[0] is None:
-            pytest.skip(self._crd[1])
-        return self._crd[0]
+        return self._install("crd", install_crd_models)
 
     def kserve_python(self) -> Path:
-        if self._kserve is None:
-            self._kserve = install_kserve()
-        if self._kserve[0] is None:
-            pytest.skip(self._kserve[1])
-        return self._kserve[0]
+        return self._install("kserve", install_kserve)
 
     def builtin(self, doc: dict[str, Any]) -> str | None:
         import kubernetes_validate

@@ -194,12 +194,12 @@ def gitops_folder(svc: Services, spec: DeploySpec | None = None) -> Path:
 
 def pushed_image(svc: Services, mv: ModelVersion) -> str:
     """The newest pushed, digest-pinned image recorded by ``shipyard build --push`` for ``mv``."""
-    from shipyard.core.deploy.manifests import PINNED
+    from shipyard.core.deploy.promotion import pushed_image as newest_pushed
+    from shipyard.core.registry.records import BUILD_ACTION
 
-    for _event, record in reversed(svc.registry.results(mv, "build")):
-        pushed = record.get("pushed")
-        if isinstance(pushed, str) and PINNED.match(pushed):
-            return pushed
+    pushed, _ = newest_pushed(record for _, record in svc.registry.results(mv, BUILD_ACTION))
+    if pushed is not None:
+        return pushed
     raise NotFoundError(f"no pushed image is recorded for {mv.ref}: run `shipyard build {mv.ref} --push "
                         "REGISTRY/REPO` (it records the digest), or pass --image REPO@sha256:...")
 

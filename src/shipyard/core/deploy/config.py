@@ -10,9 +10,10 @@ Names follow the rest of shipyard.yaml (snake_case); the canary steps read as Ar
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipyard.core.deploy import k8s_rules as rules
 from shipyard.core.deploy.imageref import check_repository
@@ -28,6 +29,17 @@ PYTHON_VERSION = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?\Z")  # setup-python's pyth
 PEP508_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
 INSTALL = re.compile(r"^[A-Za-z0-9._~:/?#@!+,=%\[\]-]{1,500}\Z")  # a requirement, URL or path: no shell syntax
 MAX_MATRIX = 32  # verify jobs per workflow run
+
+
+# A value written into a manifest, held to the rule Kubernetes (or git) applies to it when shipyard.yaml loads.
+Namespace = Annotated[str, AfterValidator(rules.check_namespace)]
+ObjectName = Annotated[str, AfterValidator(partial(rules.check_subdomain, what="a Kubernetes object name"))]
+ProjectName = Annotated[str, AfterValidator(partial(rules.check_subdomain, what="an Argo CD project name"))]
+SecretKey = Annotated[str, AfterValidator(rules.check_secret_key)]
+ClusterURL = Annotated[str, AfterValidator(partial(rules.check_url, what="cluster (the API server's URL)"))]
+PrometheusURL = Annotated[str, AfterValidator(partial(rules.check_url, what="Prometheus URL"))]
+Folder = Annotated[str, AfterValidator(rules.check_folder)]
+Branch = Annotated[str, AfterValidator(rules.check_branch)]
 
 
 def seconds(duration: str) -> float:
@@ -82,7 +94,7 @@ class AnalysisSpec(_Strict):
         False, description="render the disagreement rule into the AnalysisTemplate too; it gets data only where "
                            "a pod serves both versions (canary pods run one version, so the rule stays inconclusive "
                            "and pauses the Rollout); `shipyard rollout` always applies it")
-    prometheus: str = Field("http://prometheus-operated.monitoring.svc:9090",
+    prometheus: PrometheusURL = Field("http://prometheus-operated.monitoring.svc:9090",
                             description="Prometheus that Argo Rollouts and KEDA query")
 
     @field_validator("interval")
@@ -90,11 +102,6 @@ class AnalysisSpec(_Strict):
     def _interval(cls, v: str) -> str:
         seconds(v)
         return v
-
-    @field_validator("prometheus")
-    @classmethod
-    def _prometheus(cls, v: str) -> str:
-        return rules.check_url(v, "Prometheus URL")
 
     @model_validator(mode="after")
     def _limits(self) -> AnalysisSpec:
@@ -135,21 +142,11 @@ class SecretRef(_Strict):
     """An environment variable of the server, read from a Kubernetes Secret (or an ExternalSecret that
     makes one): ``secret`` names it, ``key`` the entry. The value never appears in git."""
 
-    secret: str
-    key: str
+    secret: ObjectName
+    key: SecretKey
     external: bool = Field(False, description="render an ExternalSecret (external-secrets.io) that fills the Secret")
     remote_key: str | None = Field(None, description="for external: the path in the secret store")
-    store: str = Field("default", description="for external: the ClusterSecretStore that holds it")
-
-    @field_validator("secret", "store")
-    @classmethod
-    def _object_name(cls, v: str) -> str:
-        return rules.check_subdomain(v, "a Kubernetes object name")
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        return rules.check_secret_key(v)
+    store: ObjectName = Field("default", description="for external: the ClusterSecretStore that holds it")
 
     @field_validator("remote_key")
     @classmethod
@@ -160,29 +157,19 @@ class SecretRef(_Strict):
 class EnvironmentSpec(_Strict):
     """One environment (staging, production, ...): what differs from the defaults above it."""
 
-    namespace: str | None = None
+    namespace: Namespace | None = None
     alias: str | None = Field(None, description="the registry alias that follows this environment (default: its name)")
     replicas: int | None = Field(None, ge=0)
     strategy: Literal["deployment", "rollout"] | None = None
     autoscaling: Autoscaling | None = None
     resources: Resources | None = None
-    cluster: str = Field("https://kubernetes.default.svc", description="Argo CD destination server")
+    cluster: ClusterURL = Field("https://kubernetes.default.svc", description="Argo CD destination server")
     approval: bool = Field(False, description="CI asks a reviewer before promoting here (GitHub environment)")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str | None) -> str | None:
-        return None if v is None else rules.check_namespace(v)
 
     @field_validator("alias")
     @classmethod
     def _alias(cls, v: str | None) -> str | None:
         return None if v is None else _registry_alias(v)
-
-    @field_validator("cluster")
-    @classmethod
-    def _cluster(cls, v: str) -> str:
-        return rules.check_url(v, "cluster (the API server's URL)")
 
 
 def _registry_alias(alias: str) -> str:
@@ -194,26 +181,16 @@ def _registry_alias(alias: str) -> str:
 
 
 class ArgoCDSpec(_Strict):
-    namespace: str = "argocd"
-    project: str = "default"
+    namespace: Namespace = "argocd"
+    project: ProjectName = "default"
     application_set: bool = Field(False, description="one ApplicationSet over the environments instead of one "
                                                        "Application each")
 
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str) -> str:
-        return rules.check_namespace(v)
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, v: str) -> str:
-        return rules.check_subdomain(v, "an Argo CD project name")
-
 
 class DeploySpec(_Strict):
-    folder: str = Field(DEFAULT_FOLDER, description="the GitOps folder in the project, or inside `repo`")
+    folder: Folder = Field(DEFAULT_FOLDER, description="the GitOps folder in the project, or inside `repo`")
     repo: str | None = Field(None, description="a separate GitOps repository (git URL); default: this project's")
-    branch: str = "main"
+    branch: Branch = "main"
     format: Literal["kubernetes", "kserve"] = "kubernetes"
     strategy: Literal["deployment", "rollout"] = "deployment"
     port: int = Field(8080, ge=1, le=65535)
@@ -256,16 +233,6 @@ class DeploySpec(_Strict):
                                  "give each its own `alias:`")
             followed[alias] = name
         return v
-
-    @field_validator("folder")
-    @classmethod
-    def _folder(cls, v: str) -> str:
-        return rules.check_folder(v)
-
-    @field_validator("branch")
-    @classmethod
-    def _branch(cls, v: str) -> str:
-        return rules.check_branch(v)
 
     @field_validator("node_selector")
     @classmethod
