@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shipyard.core.project.model import Remote
 
 HOME_DIR = ".shipyard"
 CONFIG_FILE = "shipyard.yaml"
 PROJECT_MARKERS = (CONFIG_FILE, HOME_DIR)
 DB_FILE = "shipyard.db"
 STORE_DIR = "objects"
+CACHE_DIR = "cache"  # the local read-through cache of a store that lives in S3
 ACTOR_MAX = 255  # the audit log's actor column
 
 
@@ -28,6 +34,19 @@ class Settings:
     actor: str
     root: Path | None = None  # the project (shipyard.yaml, shipyard.lock); default: home's parent
     trusted_actors: tuple[str, ...] = ()  # reviewers whose trust decisions count as this actor's own
+    store_remote: Remote | None = None  # the primary store when it lives in S3; store_path is then its cache
+
+    def store_environ(self) -> dict[str, str]:
+        """The variables that give a child process (a stage, a verify run) this same store."""
+        spec = self.store_remote
+        if spec is None:
+            return {"SHIPYARD_STORE": str(self.store_path)}
+        env = {"SHIPYARD_STORE": spec.url, "SHIPYARD_STORE_CACHE": str(self.store_path)}
+        for key, value in (("AWS_ENDPOINT_URL", spec.endpoint_url), ("AWS_REGION", spec.region),
+                           ("AWS_PROFILE", spec.profile)):
+            if value:
+                env[key] = value
+        return env
 
     @property
     def project_root(self) -> Path:
@@ -125,13 +144,63 @@ def load_settings(environ: Mapping[str, str], cwd: Path, *, anywhere: bool = Fal
     if explicit_home:
         _parent_exists(home, "SHIPYARD_HOME")
     db_url = environ.get("SHIPYARD_DB_URL") or default_db_url(home)
-    store = Path(environ["SHIPYARD_STORE"]) if environ.get("SHIPYARD_STORE") else home / STORE_DIR
-    store = store if store.is_absolute() else cwd / store
-    if environ.get("SHIPYARD_STORE") and store.parent != home:  # inside the home, it is Shipyard's to make
-        _parent_exists(store, "SHIPYARD_STORE")
+    store, remote = _store_location(environ, root, home, cwd)
     actor = _check_actor(environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}")
-    return Settings(home=home, db_url=db_url, store_path=store, actor=actor,
-                    root=root, trusted_actors=parse_actors(environ.get("SHIPYARD_TRUSTED_ACTORS", "")))
+    return Settings(home=home, db_url=db_url, store_path=store, actor=actor, root=root,
+                    trusted_actors=parse_actors(environ.get("SHIPYARD_TRUSTED_ACTORS", "")), store_remote=remote)
+
+
+_STORE_KEY = re.compile(rb"(?m)^store[ \t]*:")
+
+
+def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Path) -> tuple[Path, Remote | None]:
+    """The local store folder, and the S3 store it caches if the store lives there.
+
+    ``SHIPYARD_STORE`` (a folder, or ``s3://bucket/prefix`` with ``AWS_ENDPOINT_URL`` for a non-AWS
+    endpoint) beats ``store:`` in shipyard.yaml; neither: the project's ``.shipyard/objects``. An S3
+    store's cache is ``SHIPYARD_STORE_CACHE``, else ``.shipyard/cache``.
+    """
+    from shipyard.core.project.model import Remote
+
+    text = environ.get("SHIPYARD_STORE") or ""
+    spec: Remote | None = None
+    if text:
+        spec = Remote(url=text, endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+                      or None)
+        where = "SHIPYARD_STORE"
+    else:
+        spec = _configured_store(root)
+        where = "store: in shipyard.yaml"
+    if spec is not None and "://" in spec.url and not spec.url.startswith("file://"):
+        if not spec.url.startswith("s3://") or not spec.url.removeprefix("s3://").strip("/"):
+            raise ConfigError(f"{where}: {spec.url!r} is not a store location: give s3://bucket/prefix or a folder")
+        cache = Path(environ["SHIPYARD_STORE_CACHE"]) if environ.get("SHIPYARD_STORE_CACHE") else home / CACHE_DIR
+        cache = cache if cache.is_absolute() else cwd / cache
+        if environ.get("SHIPYARD_STORE_CACHE") and cache.parent != home:
+            _parent_exists(cache, "SHIPYARD_STORE_CACHE")
+        return cache, spec
+    if spec is None:
+        return home / STORE_DIR, None
+    store = Path(spec.url.removeprefix("file://"))
+    store = store if store.is_absolute() else (cwd if text else root) / store
+    if store.parent != home:  # inside the home, it is Shipyard's to make
+        _parent_exists(store, "SHIPYARD_STORE" if text else "store (shipyard.yaml)")
+    return store, None
+
+
+def _configured_store(root: Path) -> Remote | None:
+    """``store:`` of the project's shipyard.yaml; the file is validated only when it has that key, so a
+    project without one pays nothing here (and a broken file is left to the commands that read it)."""
+    try:
+        with open(root / CONFIG_FILE, "rb") as f:
+            head = f.read(1024 * 1024)
+    except OSError:
+        return None
+    if not _STORE_KEY.search(head):
+        return None
+    from shipyard.core.project.loader import load_config
+
+    return load_config(root).store
 
 
 def default_db_url(home: Path) -> str:

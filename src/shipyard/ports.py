@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing ports must stay cheap, it is on every command's path
@@ -43,6 +44,15 @@ class ObjectStore(Protocol):
         """A small named value kept beside the objects (e.g. a stage-cache entry)."""
         ...
     def put_ref(self, name: str, data: bytes) -> None: ...
+    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+        """Make ``digests`` readable here before a batch of ``open`` calls: a read-through store downloads the
+        ones it lacks, in parallel, each re-hashed as it enters its cache; a store holding everything itself
+        does nothing. An absent object is left for ``open`` to report."""
+        ...
+    def refetch(self, digest: Digest) -> bool:
+        """A copy of ``digest`` read from here failed verification: replace it from another copy and return
+        True (the reader then reads again), or return False when there is no other copy to take."""
+        ...
 
 
 class Remote(Protocol):
@@ -80,6 +90,18 @@ class Remote(Protocol):
 
     def get_ref(self, name: str) -> bytes | None: ...
     def put_ref(self, name: str, data: bytes) -> None: ...
+
+    def stats(self, digests: Sequence[Digest]) -> dict[Digest, tuple[int, float]]:
+        """``(size, last modified)`` of each of ``digests`` the remote holds (absent ones are left out)."""
+        ...
+
+    def iter_objects(self) -> Iterator[tuple[Digest, int, float]]:
+        """Every object the remote holds as (digest, size, last modified); other keys are skipped."""
+        ...
+
+    def delete(self, digest: Digest) -> None:
+        """Remove one object (absent: nothing to do)."""
+        ...
 
 
 class Executor(Protocol):
@@ -182,6 +204,16 @@ class MetadataStore(Protocol):
     # store maintenance
     def referenced_digests(self) -> Iterable[Digest]:
         """Every object digest the metadata references: what gc must keep."""
+        ...
+
+    def writers_lock(self, exclusive: bool = False) -> AbstractContextManager[None]:
+        """A lock every machine using this database sees: held shared by a writer from storing objects
+        to recording them, exclusive by gc while it re-reads the references and deletes."""
+        ...
+
+    def gc_lock(self) -> AbstractContextManager[None]:
+        """Held by one gc at a time across every machine using this database; ConflictError if another
+        holds it."""
         ...
 
     def close(self) -> None: ...

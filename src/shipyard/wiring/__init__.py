@@ -80,9 +80,31 @@ class Services:
 
 
 def open_store(settings: Settings) -> ObjectStore:
+    """The project's object store: the local folder; or, when the store lives in S3, that bucket read through
+    the local folder as a bounded cache; or, with a default remote in shipyard.yaml, the local folder with
+    the remote filling what it lacks on a read (a version registered on another machine, data not pulled)."""
     from shipyard.adapters.stores.local import LocalObjectStore
+    from shipyard.adapters.stores.shared import ReadThroughStore, cache_limit
 
-    return LocalObjectStore(settings.store_path)
+    local = LocalObjectStore(settings.store_path)
+    spec = settings.store_remote
+    if spec is not None:
+        from shipyard.adapters.remotes import open_remote
+
+        return ReadThroughStore(local, lambda: open_remote(spec, settings.project_root), primary=True,
+                                max_bytes=cache_limit(settings.store_path))
+    return ReadThroughStore(local, lambda: default_remote(settings.project_root), primary=False)
+
+
+def default_remote(root: Path) -> Remote | None:
+    """The remote a read-through store falls back on: shipyard.yaml's default remote, or its only one; None
+    when there is none (or no shipyard.yaml)."""
+    from shipyard.core.project.loader import load_config
+
+    config = load_config(root)
+    if not config.remotes or (config.default_remote is None and len(config.remotes) > 1):
+        return None
+    return open_named_remote(config, root, None)
 
 
 def open_metadata(settings: Settings) -> MetadataStore:
@@ -142,7 +164,7 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
             return _remote()
 
     child_env = {"SHIPYARD_HOME": str(settings.home), "SHIPYARD_DB_URL": settings.db_url,
-                 "SHIPYARD_STORE": str(settings.store_path), "SHIPYARD_ACTOR": settings.actor}
+                 **settings.store_environ(), "SHIPYARD_ACTOR": settings.actor}
     return PipelineRunner(pipeline, ws, load_lock(root), ParamFiles(root, config.params), environ,
                           open_executor(config.executor), tracker, remote, events, child_env)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from shipyard.adapters.db.locks import SqlLocks
 from shipyard.adapters.db.registry import SqlRegistry
 from shipyard.adapters.db.runs import SqlRuns
 
 
-class SqlMetadataStore(SqlRuns, SqlRegistry):
+class SqlMetadataStore(SqlRuns, SqlRegistry, SqlLocks):
     """Runs and the registry in one database; open with a SQLAlchemy URL."""

@@ -51,6 +51,21 @@ class FolderRemote:
                 out[d] = st.st_size if stat.S_ISREG(st.st_mode) else -1
         return out
 
+    def stats(self, digests: Sequence[Digest]) -> dict[Digest, tuple[int, float]]:
+        out = {}
+        for d in digests:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(self.db.local_path(d))
+                if stat.S_ISREG(st.st_mode):  # a link or a FIFO is not an object: absent, so it is replaced
+                    out[d] = (st.st_size, st.st_mtime)
+        return out
+
+    def iter_objects(self) -> Iterator[tuple[Digest, int, float]]:
+        return self.db.iter_objects()
+
+    def delete(self, digest: Digest) -> None:
+        self.db.delete(digest)
+
     def read(self, digest: Digest) -> Iterator[bytes]:
         with os.fdopen(self._open_object(digest, None), "rb") as f:
             while chunk := f.read(CHUNK_SIZE):

@@ -169,21 +169,42 @@ class S3Remote:
         return [d for d in digests if d not in present]
 
     def sizes(self, digests: Sequence[Digest]) -> dict[Digest, int]:
+        return {d: size for d, (size, _) in self.stats(digests).items()}
+
+    def stats(self, digests: Sequence[Digest]) -> dict[Digest, tuple[int, float]]:
         if not digests:
             return {}
         with _translated("listing objects", self.url):
             if len(digests) > 200:  # one listing beats thousands of HEAD requests
-                listed = {o["path"]: int(o["size"]) for batch in obstore.list(self._store, prefix=f"{OBJECTS}/")
-                          for o in batch}
+                listed = {key: (size, mtime) for key, size, mtime in self._listing()}
                 return {d: listed[self._key(d)] for d in digests if self._key(d) in listed}
 
-            def size(d: Digest) -> int | None:
+            def head(d: Digest) -> tuple[int, float] | None:
                 try:
-                    return int(obstore.head(self._store, self._key(d))["size"])
+                    meta = obstore.head(self._store, self._key(d))
                 except FileNotFoundError:
                     return None
+                return int(meta["size"]), meta["last_modified"].timestamp()
 
-            return {d: n for d, n in zip(digests, self._parallel(size, digests), strict=True) if n is not None}
+            return {d: st for d, st in zip(digests, self._parallel(head, digests), strict=True) if st is not None}
+
+    def _listing(self) -> Iterator[tuple[str, int, float]]:
+        for batch in obstore.list(self._store, prefix=f"{OBJECTS}/"):
+            for o in batch:
+                yield o["path"], int(o["size"]), o["last_modified"].timestamp()
+
+    def iter_objects(self) -> Iterator[tuple[Digest, int, float]]:
+        """Every object under ``sha256/``; a key that is not ``sha256/ab/<62 hex>`` is not one and is skipped."""
+        with _translated("listing objects", self.url):
+            for key, size, mtime in self._listing():
+                before, _, name = key.partition(f"{OBJECTS}/")
+                if not before and len(name) == 65 and name[2] == "/":
+                    with contextlib.suppress(ShipyardError):
+                        yield Digest(name[:2] + name[3:]), size, mtime
+
+    def delete(self, digest: Digest) -> None:
+        with _translated("deleting", self.url):
+            obstore.delete(self._store, self._key(digest))  # S3 answers a delete of an absent key with success
 
     def read(self, digest: Digest) -> Iterator[bytes]:
         with _translated("reading", self.url):

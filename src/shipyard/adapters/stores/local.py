@@ -243,6 +243,13 @@ class LocalObjectStore:
     def local_path(self, digest: Digest) -> Path:
         return self._path(digest)
 
+    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+        """Nothing to fetch: every object this store has is here."""
+
+    def refetch(self, digest: Digest) -> bool:
+        """No other copy to take: a corrupt object is the reader's error (restore it from a remote)."""
+        return False
+
     def iter_objects(self) -> Iterator[tuple[Digest, int, float]]:
         for fan in sorted(os.scandir(self.objects), key=lambda e: e.name):
             if not fan.is_dir():

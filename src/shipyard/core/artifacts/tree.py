@@ -62,7 +62,17 @@ def read_verified(store: ObjectStore, digest: Digest, *, limit: int | None = Non
                   too_large: str = "") -> bytes:
     """The object's bytes, re-hashed. With ``limit`` (bytes), at most one byte more is read: a larger object
     is an IntegrityError ("WHAT is larger than N MiB" + ``too_large``, what to do). ``what`` names the
-    object in the errors ("the golden examples of iris@3"); a corrupt one then says how to restore it."""
+    object in the errors ("the golden examples of iris@3"); a corrupt one then says how to restore it.
+    A corrupt copy the store can replace (a cached one) is replaced and read again, once."""
+    try:
+        return _read_verified(store, digest, limit, what, too_large)
+    except IntegrityError:
+        if not store.refetch(digest):
+            raise
+    return _read_verified(store, digest, limit, what, too_large)
+
+
+def _read_verified(store: ObjectStore, digest: Digest, limit: int | None, what: str, too_large: str) -> bytes:
     with store.open(digest) as f:
         data = f.read() if limit is None else f.read(limit + 1)
     if limit is not None and len(data) > limit:
@@ -106,7 +116,18 @@ def copy_verified_at(store: ObjectStore, digest: Digest, confined: Confined, rel
                      what: str = "path") -> os.stat_result:
     """``copy_verified`` to ``rel`` below ``confined``'s root, through folder descriptors opened without
     following links (``Confined.parent_fd``): a link swapped in mid-way is refused or harmless, never
-    written through. Returns the written file's stat."""
+    written through. Returns the written file's stat. A corrupt copy the store can replace (a cached one)
+    is replaced and copied again, once."""
+    try:
+        return _copy_verified_at(store, digest, confined, rel, mode, what)
+    except IntegrityError:
+        if not store.refetch(digest):
+            raise
+    return _copy_verified_at(store, digest, confined, rel, mode, what)
+
+
+def _copy_verified_at(store: ObjectStore, digest: Digest, confined: Confined, rel: str, mode: int,
+                      what: str) -> os.stat_result:
     def corrupt() -> IntegrityError:
         return IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
 
@@ -124,6 +145,7 @@ def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Mani
     even one swapped in while the files are written (folder descriptors, see ``copy_verified_at``).
     """
     manifest = load_manifest(store, manifest_digest)
+    store.fetch([entry.digest for entry in manifest])  # a read-through store downloads them all at once
     dest.mkdir(parents=True, exist_ok=True)
     with Confined(dest) as confined:
         for entry in manifest:

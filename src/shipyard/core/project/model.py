@@ -47,6 +47,7 @@ class Project:
     params: str = "params.yaml"
     default_remote: str | None = None
     remotes: dict[str, Remote] = field(default_factory=dict)
+    store: Remote | None = None  # the team's primary object store; None: the project's own folder
     executor: Executor = field(default_factory=Executor)
     stages: dict[str, StageDef] = field(default_factory=dict)
     deploy: dict[str, Any] = field(default_factory=dict)  # validated; core.deploy.config.deploy_config reads it
@@ -60,6 +61,7 @@ class Project:
         return cls(
             version=d["version"], params=d["params"], default_remote=d.get("default_remote"),
             remotes={k: Remote(**v) for k, v in d["remotes"].items()},
+            store=Remote(**d["store"]) if d.get("store") else None,
             executor=Executor(**d["executor"]),
             stages={k: _stage(v) for k, v in d["stages"].items()},
             deploy=d.get("deploy") or {}, ci=d.get("ci") or {},

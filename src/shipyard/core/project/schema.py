@@ -100,6 +100,9 @@ class ProjectConfig(_Strict):
     params: str = DEFAULT_PARAMS_FILE
     default_remote: str | None = None
     remotes: dict[str, RemoteSpec] = {}
+    store: RemoteSpec | None = Field(None, description="the team's primary object store: s3://bucket/prefix (with "
+                                     "endpoint_url, region, profile as for a remote) or a folder on a shared mount; "
+                                     "default: the project's .shipyard/objects")
     executor: ExecutorSpec = ExecutorSpec()
     stages: dict[str, StageSpec] = {}
     deploy: DeploySpec = DeploySpec()
@@ -110,6 +113,11 @@ class ProjectConfig(_Strict):
     def _params_file(cls, v: str) -> str:
         params_file(v)
         return v
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, v: object) -> object:
+        return {"url": v} if isinstance(v, str) else v  # `store: s3://bucket/prefix`, the short form
 
     @field_validator("stages", "remotes", mode="before")
     @classmethod
