@@ -17,6 +17,11 @@ params: params.yaml
 #     region: us-east-1
 # default_remote: origin
 
+# The team's one object store, when machines share a registry (SHIPYARD_DB_URL on one PostgreSQL):
+# every machine writes and reads the objects there, through a bounded local cache (.shipyard/cache).
+# Default: this project's .shipyard/objects. SHIPYARD_STORE, when set, wins.
+# store: s3://my-bucket/shipyard-store    # or, as for a remote: {url: ..., endpoint_url: ..., region: ...}
+
 # Where stages run: local subprocesses, or tasks on a Ray cluster.
 executor:
   kind: local
