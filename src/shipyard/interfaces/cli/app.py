@@ -71,7 +71,8 @@ def root(
     Commands work on the project around the current folder: the nearest folder at or above it that
     holds shipyard.yaml or .shipyard/ (`shipyard init` makes one). Data lives in the project's
     .shipyard/ folder (SQLite + object store) unless SHIPYARD_HOME, SHIPYARD_DB_URL (e.g.
-    postgresql://user@host/db) or SHIPYARD_STORE say otherwise.
+    postgresql://user@host/db) or SHIPYARD_STORE (a folder, or s3://bucket/prefix: a team's store, read
+    through a local cache) say otherwise.
     """
 
 
