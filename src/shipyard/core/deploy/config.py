@@ -190,7 +190,8 @@ class RegistrySource(_Strict):
     region: str | None = Field(None, description="AWS_REGION; default: the project's store: region")
     credentials: AwsCredentials | None = Field(None, description="the Secret with the S3 keys; none: the pod's "
                                                                  "own identity (IRSA, workload identity)")
-    cache_size: str = Field("20Gi", description="size limit of the emptyDir holding SHIPYARD_HOME and the cache")
+    cache_size: str = Field("25Gi", description="size limit of the emptyDir holding SHIPYARD_HOME: the store's "
+                                                "cache (bounded at 20 GiB by default) and the inference logs")
     trusted_actors: tuple[str, ...] = Field((), description="SHIPYARD_TRUSTED_ACTORS: whose trust decisions "
                                                             "the server accepts")
 
