@@ -38,6 +38,7 @@ class Rendered:
     strategy: str = "deployment"
     stable_version: int | None = None
     objects: tuple[dict[str, Any], ...] = ()  # the environment's objects as `kubectl kustomize` builds them
+    model_source: str = "baked"  # registry: the server loads the version from the registry (no model in the image)
 
     def documents(self) -> list[dict[str, Any]]:
         """The objects the overlay builds to (patch merged, image pinned, namespace set): what ``--apply``
@@ -204,6 +205,132 @@ def pushed_image(svc: Services, mv: ModelVersion) -> str:
                         "REGISTRY/REPO` (it records the digest), or pass --image REPO@sha256:...")
 
 
+# --- registry mode: the environment image, once per lock ------------------------------------------------------
+
+def environment_key(svc: Services, mv: ModelVersion, base: str | None = None) -> tuple[str, str]:
+    """(the digest of ``mv``'s lock, the key of the environment image it runs in: lock, base and Shipyard)."""
+    from shipyard._version import __version__
+    from shipyard.core.deploy import envimage
+    from shipyard.core.environments import image
+    from shipyard.wiring import version_environment
+    from shipyard.wiring.environments import image_lock
+
+    env = version_environment(svc, mv)
+    try:
+        python, chosen = image.python_minor(env), image.choose_base(env, base)
+    except ValueError as exc:
+        raise InvalidInputError(f"{mv.ref}: {exc}") from None
+    lock = envimage.lock_digest(python, image_lock(svc, mv).requirements())
+    return lock, envimage.env_key(lock, chosen.image, __version__)
+
+
+def earlier_env_image(svc: Services, key: str) -> tuple[str, dict[str, Any]] | None:
+    """(NAME@V, its record) of the newest environment image recorded for ``key`` by any version, preferring a
+    pushed one; found by the build events' summaries, then read (re-hashed) from the store."""
+    from shipyard.core.deploy import envimage
+    from shipyard.core.registry.records import BUILD_ACTION
+
+    found: list[tuple[str, dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+    for event in svc.registry.meta.audit_events(None):
+        if event.action != BUILD_ACTION or not str(event.reason).startswith(envimage.SUMMARY) \
+                or (event.model, event.name) in seen or not str(event.name).isdigit():
+            continue
+        seen.add((event.model, event.name))
+        try:
+            mv = svc.registry.resolve(f"{event.model}@{event.name}")
+        except NotFoundError:
+            continue
+        for _, record in svc.registry.results(mv, BUILD_ACTION):
+            if record.get("env_key") == key:
+                found.append((mv.ref, record))
+    best = envimage.same_environment([r for _, r in found], key)
+    for ref, record in reversed(found):
+        if record is best:
+            return ref, record
+    return None
+
+
+def pushed_env_image(svc: Services, mv: ModelVersion) -> tuple[str | None, frozenset[str]]:
+    """The pushed environment image a registry-mode ``mv`` runs in: recorded for ``mv`` itself, else for
+    another version with the same lock (and base and Shipyard); (None, {}) when none was pushed."""
+    from shipyard.core.deploy.promotion import pushed_image as newest_pushed
+    from shipyard.core.registry.records import BUILD_ACTION
+
+    pushed, known = newest_pushed((r for _, r in svc.registry.results(mv, BUILD_ACTION)), "registry")
+    if pushed is not None:
+        return pushed, known
+    try:
+        _, key = environment_key(svc, mv)
+    except (NotFoundError, InvalidInputError):
+        return None, frozenset()
+    found = earlier_env_image(svc, key)
+    return newest_pushed([found[1]], "registry") if found is not None else (None, frozenset())
+
+
+def build_env_image(svc: Services, ref: str, environ: Any, *, base: str | None = None, output: Path | None = None,
+                    push: str | None = None, engine: bool = True, progress: Any = lambda _: None) -> Any:
+    """``shipyard build REF --model-source registry``: the environment image of the version's lock (context in
+    ``output``, or ``.shipyard/images/env-KEY``), reused when a version with the same lock built it already."""
+    import shutil
+
+    from shipyard.adapters.images import build as images
+    from shipyard.adapters.images.engine import detect
+    from shipyard.core.environments import image
+    from shipyard.wiring import version_environment
+    from shipyard.wiring.environments import image_lock, verify_cache_dir
+
+    mv = svc.registry.resolve(ref)
+    env = version_environment(svc, mv)
+    lock = image_lock(svc, mv)  # refused here (a package the flavor needs is not pinned), before anything is written
+    try:
+        python = image.python_minor(env)
+    except ValueError as exc:
+        raise InvalidInputError(f"cannot build the environment image of {mv.ref}: {exc}") from None
+    found = detect(environ) if engine else None
+    if output is not None:
+        store = svc.settings.store_path.resolve()
+        if output.resolve() == store or store in output.resolve().parents:
+            raise InvalidInputError(f"--output {output} is inside the object store {store}: give a folder "
+                                    "outside it (the store holds only objects named by their digest)")
+    else:
+        _, key = environment_key(svc, mv, base)
+        output = svc.settings.home / "images" / f"env-{key[:12]}"
+        if output.is_symlink() or output.is_file():  # not what Shipyard writes there: replaced, never followed
+            output.unlink()
+        elif output.exists():
+            shutil.rmtree(output)  # Shipyard's own folder: the last context written for this environment
+    return images.build_env_image(svc.registry, mv, python, lock.requirements(), env=env, engine=found,
+                                  context_dir=output, site_cache=verify_cache_dir(environ).parent / "image-site",
+                                  base=base, push=push, earlier=lambda key: earlier_env_image(svc, key),
+                                  reuse=engine, progress=progress)
+
+
+def with_store(svc: Services, spec: DeploySpec) -> DeploySpec:
+    """``spec`` with deploy.registry's store, endpoint and region taken from the project's ``store:`` where it
+    does not name them (an S3 store only: a folder means nothing inside a pod)."""
+    from shipyard.core.project.loader import load_config
+
+    reg = spec.registry
+    if reg is None or reg.store is not None:
+        return spec
+    store = load_config(svc.settings.project_root).store
+    if store is None or not store.url.startswith("s3://"):
+        return spec
+    fill = {"store": store.url, "endpoint_url": reg.endpoint_url or store.endpoint_url,
+            "region": reg.region or store.region}
+    return spec.model_copy(update={"registry": reg.model_copy(update=fill)})
+
+
+def env_image(svc: Services, mv: ModelVersion) -> str:
+    """The pushed environment image a registry-mode server of ``mv`` runs (its own, or its lock's)."""
+    pushed, _ = pushed_env_image(svc, mv)
+    if pushed is not None:
+        return pushed
+    raise NotFoundError(f"no pushed environment image is recorded for {mv.ref}'s lock: run `shipyard build "
+                        f"{mv.ref} --model-source registry --push REGISTRY/REPO`, or pass --image REPO@sha256:...")
+
+
 def is_gpu(svc: Services, mv: ModelVersion) -> bool:
     """Whether ``mv`` was registered from a CUDA build of its framework (its environment fingerprint)."""
     from shipyard.core.environments.image import gpu_build
@@ -285,7 +412,11 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
             pinned_image(image)
         except ValueError as exc:
             raise InvalidInputError(f"--image: {exc}") from None
-    chosen = image or pushed_image(svc, mv)
+    registry_mode = (options.model_source if options is not None and options.model_source else
+                     spec.model_source_of(env)) == "registry"
+    if registry_mode:
+        spec = with_store(svc, spec)
+    chosen = image or (env_image(svc, mv) if registry_mode else pushed_image(svc, mv))
     target = Target(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=mv.record_digest(),
                     gpu=is_gpu(svc, mv), stable_version=stable_version(svc, mv.model, env_spec.alias or env)
                     if stable == "alias" else stable)
@@ -298,6 +429,6 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
     files = render_tree(current, source(svc, spec, folder), analysis_template, others)
     return Rendered(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=target.record_digest,
                     files=files, format=current.format, strategy=current.strategy,
-                    stable_version=target.stable_version,
+                    stable_version=target.stable_version, model_source=current.model_source,
                     objects=tuple(applied_objects(current, analysis_template)))
 

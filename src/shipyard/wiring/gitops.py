@@ -100,30 +100,34 @@ def commit_message(svc: Services, spec: DeploySpec, commit: str) -> str | None:
     return repo.message_of(commit)
 
 
-def gate_facts(svc: Services, mv: ModelVersion, env: str, image: str | None) -> Facts:
-    """What the gates look at: the pushed image (``--image`` or the newest ``build --push``), its other names,
-    and the version's ``verify --image`` results."""
+def gate_facts(svc: Services, mv: ModelVersion, env: str, image: str | None,
+               model_source: str = "baked") -> Facts:
+    """What the gates look at: the pushed image (``--image`` or the newest ``build --push``; in registry mode
+    the environment image pushed for ``mv``'s lock, by ``mv`` or another version with the same lock), its other
+    names, and the version's ``verify --image`` results."""
     from shipyard.core.deploy.promotion import Facts, pushed_image, verify_fact
     from shipyard.core.registry.records import BUILD_ACTION, VERIFY_ACTION
+    from shipyard.wiring.deploy import pushed_env_image
 
     builds = [record for _, record in svc.registry.results(mv, BUILD_ACTION)]
     verified = tuple(f for f in (verify_fact(record, event.reason)
                                  for event, record in svc.registry.results(mv, VERIFY_ACTION)) if f is not None)
     if image is None:
-        image, known = pushed_image(builds)
-        return Facts(mv.ref, env, image, "build", known, verified)
+        image, known = pushed_env_image(svc, mv) if model_source == "registry" else pushed_image(builds)
+        return Facts(mv.ref, env, image, "build", known, verified, model_source=model_source)
     known = frozenset(str(r[k]) for r in builds if r.get("pushed") == image for k in ("image", "image_id")
                       if isinstance(r.get(k), str))
-    return Facts(mv.ref, env, image, "--image", known, verified)
+    return Facts(mv.ref, env, image, "--image", known, verified, model_source=model_source)
 
 
-def check_gates(svc: Services, mv: ModelVersion, env: str, image: str | None) -> tuple[Decision, str]:
+def check_gates(svc: Services, mv: ModelVersion, env: str, image: str | None,
+                model_source: str = "baked") -> tuple[Decision, str]:
     """(every gate's verdict on promoting ``mv`` to ``env``, the pinned image); refused, a PolicyDeniedError
     with each reason."""
     from shipyard.core.deploy.promotion import decide
     from shipyard.errors import PolicyDeniedError
 
-    facts = gate_facts(svc, mv, env, image)
+    facts = gate_facts(svc, mv, env, image, model_source)
     decision = decide(facts)
     if not decision.allowed or facts.image is None:
         raise PolicyDeniedError(f"cannot promote {mv.ref} to {env}: " + "; ".join(decision.reasons))
@@ -165,7 +169,7 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
     if branch is not None:
         check_branch(branch)
     mv = svc.registry.resolve(ref)
-    decision, chosen = check_gates(svc, mv, env, image)
+    decision, chosen = check_gates(svc, mv, env, image, spec.model_source_of(env))
     repo, folder = gitops_repo(svc, spec)
     message = commit_message(mv.model, mv.version, env, record=mv.record_digest(), image=chosen,
                              actor=svc.settings.actor, reverts=reverts, reason=reason)

@@ -40,13 +40,15 @@ class Context:
     deps_image: str  # the local tag of deps/ built
 
 
-def shipyard_runtime(exclude: Sequence[str] = ("uv",)) -> list[str]:
-    """Shipyard's own requirements for serving (its core plus the ``serve`` extra), pinned at the versions
-    installed here. ``uv`` is left out: the server never builds environments."""
+def shipyard_runtime(exclude: Sequence[str] = ("uv",), extras: Sequence[str] = ("serve",)) -> list[str]:
+    """Shipyard's own requirements for serving (its core plus the ``extras``: ``serve``; a registry-mode image
+    adds ``postgres`` and ``s3``), pinned at the versions installed here. ``uv`` is left out: the server never
+    builds environments."""
     out: dict[str, str] = {}
+    wanted = {f'extra=="{e}"' for e in extras}
     for line in metadata.requires("shipyard") or ():
         spec, _, marker = line.partition(";")
-        if marker.strip() and marker.replace(" ", "").replace("'", '"') != 'extra=="serve"':
+        if marker.strip() and marker.replace(" ", "").replace("'", '"') not in wanted:
             continue
         match = _REQ_NAME.match(spec.strip())
         if match is None:
@@ -54,8 +56,10 @@ def shipyard_runtime(exclude: Sequence[str] = ("uv",)) -> list[str]:
         name = match.group(0).lower().replace("_", "-")
         if name in exclude:
             continue
+        rest = spec.strip()[match.end():].lstrip()
+        features = rest[:rest.index("]") + 1] if rest.startswith("[") and "]" in rest else ""  # psycopg[binary]
         try:
-            out[name] = f"{name}=={metadata.version(name)}"
+            out[name] = f"{name}{features}=={metadata.version(name)}"
         except metadata.PackageNotFoundError:
             out[name] = spec.strip()
     return [out[k] for k in sorted(out)]
@@ -71,15 +75,24 @@ def _uv() -> str:
                                       "image's dependencies with it)") from exc
 
 
+def site_platform(machine: str) -> str:
+    return f"{'aarch64' if machine in ('aarch64', 'arm64') else 'x86_64'}-manylinux_2_28"
+
+
+def site_digest(requirements: str, runtime: Sequence[str], python: str, machine: str) -> str:
+    """What a dependency folder installs (its cache key): Python, platform, the pins and Shipyard's runtime."""
+    pins = [ln.strip() for ln in requirements.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    key = hashlib.sha256("\0".join([SITE_CACHE_FORMAT, python, site_platform(machine), *pins, "", *runtime]).encode())
+    return f"sha256:{key.hexdigest()}"
+
+
 def install_site(dest: Path, requirements: str, runtime: Sequence[str], python: str, machine: str,
                  cache: Path) -> tuple[str, bool]:
     """Install ``requirements`` and ``runtime`` for ``python`` on ``machine`` into ``dest`` (from the cache when
     the same set was installed before). Returns the set's digest and whether the cache had it."""
-    platform = f"{'aarch64' if machine in ('aarch64', 'arm64') else 'x86_64'}-manylinux_2_28"
-    pins = [ln.strip() for ln in requirements.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    key = hashlib.sha256("\0".join([SITE_CACHE_FORMAT, python, platform, *pins, "", *runtime]).encode())
-    digest = f"sha256:{key.hexdigest()}"
-    cached = cache / key.hexdigest()[:32]
+    platform = site_platform(machine)
+    digest = site_digest(requirements, runtime, python, machine)
+    cached = cache / digest.removeprefix("sha256:")[:32]
     hit = cached.is_dir()
     if not hit:
         cache.mkdir(parents=True, exist_ok=True)
@@ -155,6 +168,31 @@ def write_context(dest: Path, spec: image.ImageSpec, requirements: str, runtime:
     model.mkdir()
     write_model(model)
     text = image.dockerfile(spec, deps_image)
+    (dest / "Dockerfile").write_text(text)
+    (dest / ".dockerignore").write_text("deps\nrequirements.txt\nshipyard-requirements.txt\n")
+    return Context(dest, text, requirements, tuple(runtime), digest, hit, deps_image)
+
+
+def write_env_context(dest: Path, python: str, requirements: str, runtime: Sequence[str], machine: str,
+                      site_cache: Path, base: image.Base, lock: str, key: str) -> Context:
+    """The context of an environment image in ``dest`` (new or empty): ``deps/`` (as a model image's: the
+    same dependencies image serves both), ``app/`` (Shipyard) and the Dockerfile; no model."""
+    from shipyard import _version
+    from shipyard.core.deploy import envimage
+
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise IntegrityError(f"{dest} is not empty: give --output a new or empty folder")
+    (dest / "requirements.txt").write_text(requirements)
+    (dest / "shipyard-requirements.txt").write_text("\n".join(runtime) + "\n")
+    deps = dest / "deps"
+    digest, hit = install_site(deps / "site", requirements, runtime, python, machine, site_cache)
+    (deps / "Dockerfile").write_text(image.deps_dockerfile(base, digest))
+    deps_image = image.deps_tag(digest, base.image)
+    app = dest / "app"
+    app.mkdir()
+    copy_shipyard(app)
+    text = envimage.dockerfile(deps_image, lock, key, base.image, _version.__version__)
     (dest / "Dockerfile").write_text(text)
     (dest / ".dockerignore").write_text("deps\nrequirements.txt\nshipyard-requirements.txt\n")
     return Context(dest, text, requirements, tuple(runtime), digest, hit, deps_image)

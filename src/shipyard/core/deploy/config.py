@@ -154,10 +154,105 @@ class SecretRef(_Strict):
         return None if v is None else rules.check_printable(v, "remote_key", 512)
 
 
+ModelSource = Literal["baked", "registry"]
+S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/-]{0,900})?\Z")
+REGION = re.compile(r"^[a-z0-9-]{1,40}\Z")
+
+
+def check_store_url(url: str) -> str:
+    """The S3 store the server reads: ``s3://bucket[/prefix]``, with nothing that could carry a credential."""
+    if not S3_URL.match(url):
+        raise ValueError(f"{url[:120]!r} is not an S3 store: write s3://bucket/prefix (a bucket name, then "
+                         "an optional path; no credentials, query or spaces)")
+    return url
+
+
+StoreURL = Annotated[str, AfterValidator(check_store_url)]
+EndpointURL = Annotated[str, AfterValidator(partial(rules.check_url, what="endpoint_url"))]
+
+
+class AwsCredentials(_Strict):
+    """The S3 keys, read from one Kubernetes Secret (never written in shipyard.yaml)."""
+
+    secret: ObjectName
+    access_key_id: SecretKey = "AWS_ACCESS_KEY_ID"
+    secret_access_key: SecretKey = "AWS_SECRET_ACCESS_KEY"
+
+
+class RegistrySource(_Strict):
+    """``model_source: registry``: the server loads its version from the team's registry (PostgreSQL and the
+    S3 store) when it starts, so the image holds no model. Credentials are Secret references only."""
+
+    database: SecretRef = Field(description="the Secret entry holding the database URL (SHIPYARD_DB_URL)")
+    store: StoreURL | None = Field(None, description="s3://bucket/prefix; default: the project's store:")
+    endpoint_url: EndpointURL | None = Field(None, description="S3 endpoint (AWS_ENDPOINT_URL) for non-AWS storage; "
+                                                               "default: the project's store: endpoint_url")
+    region: str | None = Field(None, description="AWS_REGION; default: the project's store: region")
+    credentials: AwsCredentials | None = Field(None, description="the Secret with the S3 keys; none: the pod's "
+                                                                 "own identity (IRSA, workload identity)")
+    cache_size: str = Field("25Gi", description="size limit of the emptyDir holding SHIPYARD_HOME: the store's "
+                                                "cache (bounded at 20 GiB by default) and the inference logs")
+    trusted_actors: tuple[str, ...] = Field((), description="SHIPYARD_TRUSTED_ACTORS: whose trust decisions "
+                                                            "the server accepts")
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _no_literal(cls, v: object) -> object:
+        if isinstance(v, str):
+            from urllib.parse import urlsplit
+
+            try:
+                secret = urlsplit(v).password is not None
+            except ValueError:
+                secret = False
+            what = "holds a password" if secret else "is a literal value"
+            raise ValueError(f"the database URL {what}, and shipyard.yaml goes into git: put it in a Kubernetes "
+                             "Secret and write `database: {secret: NAME, key: KEY}`")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not REGION.match(v):
+            raise ValueError(f"region {v[:60]!r}: write an S3 region such as us-east-1")
+        return v
+
+    @field_validator("cache_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not QUANTITY.match(v):
+            raise ValueError(f"cache_size {v[:60]!r} is not a Kubernetes quantity (e.g. 10Gi)")
+        return v
+
+    @field_validator("trusted_actors", mode="before")
+    @classmethod
+    def _actors(cls, v: object) -> object:
+        if isinstance(v, list):
+            v = tuple(v)
+        if isinstance(v, tuple):
+            for actor in v:
+                if not isinstance(actor, str) or "," in actor:
+                    raise ValueError("trusted_actors: a list of actors (no commas)")
+                rules.check_printable(actor, "an actor", 255)
+        return v
+
+    def secret_refs(self) -> list[tuple[str, SecretRef]]:
+        """The server's variables read from Secrets, by variable."""
+        refs = [("SHIPYARD_DB_URL", self.database)]
+        if self.credentials is not None:
+            c = self.credentials
+            refs += [("AWS_ACCESS_KEY_ID", SecretRef(secret=c.secret, key=c.access_key_id)),
+                     ("AWS_SECRET_ACCESS_KEY", SecretRef(secret=c.secret, key=c.secret_access_key))]
+        return refs
+
+
 class EnvironmentSpec(_Strict):
     """One environment (staging, production, ...): what differs from the defaults above it."""
 
     namespace: Namespace | None = None
+    model_source: ModelSource | None = Field(None, description="baked (the model in the image) or registry "
+                                                               "(loaded from PostgreSQL and S3); default: "
+                                                               "deploy.model_source")
     alias: str | None = Field(None, description="the registry alias that follows this environment (default: its name)")
     replicas: int | None = Field(None, ge=0)
     strategy: Literal["deployment", "rollout"] | None = None
@@ -193,6 +288,9 @@ class DeploySpec(_Strict):
     branch: Branch = "main"
     format: Literal["kubernetes", "kserve"] = "kubernetes"
     strategy: Literal["deployment", "rollout"] = "deployment"
+    model_source: ModelSource = Field("baked", description="baked: the image holds the version; registry: the "
+                                                            "server loads it from the registry (deploy.registry)")
+    registry: RegistrySource | None = Field(None, description="where a registry-mode server reads the registry")
     port: int = Field(8080, ge=1, le=65535)
     replicas: int = Field(2, ge=0)
     autoscaling: Autoscaling = Autoscaling()
@@ -212,6 +310,20 @@ class DeploySpec(_Strict):
     @classmethod
     def _listify(cls, v: object) -> object:
         return tuple(v) if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _registry_given(self) -> DeploySpec:
+        wants = [n for n, e in sorted(self.environments.items()) if e.model_source == "registry"]
+        if self.registry is None and (self.model_source == "registry" or wants):
+            who = "model_source: registry" if self.model_source == "registry" else \
+                f"environment {wants[0]!r} has model_source: registry"
+            raise ValueError(f"{who}, but there is no `registry:` section: add deploy.registry with "
+                             "`database: {secret: NAME, key: KEY}` (the Secret holding the database URL)")
+        return self
+
+    def model_source_of(self, env: str) -> ModelSource:
+        e = self.environments.get(env)
+        return e.model_source if e is not None and e.model_source is not None else self.model_source
 
     @field_validator("environments")
     @classmethod

@@ -16,6 +16,8 @@ from shipyard.core.deploy.manifests import (
     Plan,
     container,
     meta,
+    registry_container,
+    registry_volumes,
     resources,
     scheduling,
 )
@@ -38,7 +40,9 @@ def inference_service(p: Plan) -> Object:
     box["name"] = KSERVE_CONTAINER
     box["image"] = p.target.image
     box["ports"] = [{"containerPort": port, "protocol": "TCP"}]  # Knative: one port, no name
-    box["env"] = [*box["env"], {"name": PROTOCOL_VARIABLE, "value": "v2"}]
+    extra = registry_container(p)
+    box.update({k: v for k, v in extra.items() if k != "env"})
+    box["env"] = [*box["env"], {"name": PROTOCOL_VARIABLE, "value": "v2"}, *extra.get("env", [])]
     for probe, path in (("readinessProbe", READY_PATH), ("livenessProbe", LIVE_PATH), ("startupProbe", LIVE_PATH)):
         box[probe]["httpGet"] = {"path": path, "port": port}
     res = resources(p)
@@ -56,6 +60,9 @@ def inference_service(p: Plan) -> Object:
         predictor["canaryTrafficPercent"] = percent
     predictor["containers"] = [box]
     predictor.update(scheduling(p))
+    volumes = registry_volumes(p)
+    if volumes:
+        predictor["volumes"] = volumes
     labels = {"app.kubernetes.io/version": str(p.target.version)}
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {**meta(p, p.name, labels), "annotations": p.annotations()},

@@ -76,6 +76,8 @@ def overlay_files(p: Plan, analysis: AnalysisTemplate) -> dict[str, list[Object]
     scaler = m.autoscaler(p)
     if scaler is not None:
         files["hpa.yaml" if scaler["kind"] == "HorizontalPodAutoscaler" else "scaledobject.yaml"] = [scaler]
+    for secret in m.external_secrets(p, registry=True):
+        files[f"externalsecret-{secret['metadata']['name']}.yaml"] = [secret]
     files["deployment-patch.yaml"] = [m.deployment_patch(p)]
     resources = [f"../../{BASE}", *sorted(f for f in files if f != "deployment-patch.yaml")]
     files["kustomization.yaml"] = [kustomization(
@@ -91,7 +93,7 @@ def kserve_overlay_files(p: Plan) -> dict[str, list[Object]]:
     """The environment's overlay for ``--format kserve``: the InferenceService (image pinned in it) on its
     own, without the base (which holds a Deployment)."""
     files: dict[str, list[Object]] = {"inferenceservice.yaml": [kserve.inference_service(p)]}
-    for secret in m.external_secrets(p):
+    for secret in [*m.external_secrets(p), *m.external_secrets(p, registry=True)]:
         files[f"externalsecret-{secret['metadata']['name']}.yaml"] = [secret]
     files["kustomization.yaml"] = [kustomization(namespace=p.namespace, resources=sorted(files),
                                                  commonAnnotations=p.annotations())]
@@ -130,7 +132,7 @@ def applied_objects(p: Plan, analysis: AnalysisTemplate) -> list[Object]:
     """The objects of ``p``'s environment as ``kubectl kustomize overlays/<env>`` builds them (patch merged,
     image pinned, namespace and annotations set): what ``shipyard deploy --apply`` sends."""
     if p.format == "kserve":
-        objs = [kserve.inference_service(p), *m.external_secrets(p)]
+        objs = [kserve.inference_service(p), *m.external_secrets(p), *m.external_secrets(p, registry=True)]
     else:
         work = m.deployment(p)
         patch = m.deployment_patch(p)["spec"]
@@ -140,7 +142,9 @@ def applied_objects(p: Plan, analysis: AnalysisTemplate) -> list[Object]:
         template["metadata"]["labels"].update(patch["template"]["metadata"]["labels"])
         box = template["spec"]["containers"][0]
         box["image"] = p.target.image
-        box.update({k: v for k, v in patch["template"]["spec"]["containers"][0].items() if k != "name"})
+        patched = patch["template"]["spec"]["containers"][0]
+        box.update({k: v for k, v in patched.items() if k not in ("name", "env")})
+        box["env"] = _merged(box["env"], patched.get("env", []))
         template["spec"].update({k: v for k, v in patch["template"]["spec"].items() if k != "containers"})
         objs = [docs[0] for name, docs in sorted(base_files(p).items()) if name != "kustomization.yaml"]
         objs = [work if o["kind"] == "Deployment" else o for o in objs]
@@ -153,6 +157,13 @@ def applied_objects(p: Plan, analysis: AnalysisTemplate) -> list[Object]:
         if template is not None:
             template["metadata"]["annotations"] = {**template["metadata"].get("annotations", {}), **p.annotations()}
     return objs
+
+
+def _merged(env: list[Object], patch: list[Object]) -> list[Object]:
+    """A strategic merge of a container's ``env`` (keyed by name), in the order ``kubectl kustomize`` gives:
+    the patch's variables first, then the base's it does not name."""
+    named = {e["name"] for e in patch}
+    return [*patch, *(e for e in env if e["name"] not in named)]
 
 
 STEP = re.compile(r"^(?:(?P<weight>\d{1,3})|pause=(?P<pause>\S+)|(?P<analysis>analysis))\Z")

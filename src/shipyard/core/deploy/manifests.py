@@ -18,7 +18,16 @@ from typing import Any, Literal
 
 from shipyard.core.deploy import imageref
 from shipyard.core.deploy.analysis import IN_FLIGHT, TEMPLATE_ARGS
-from shipyard.core.deploy.config import Autoscaling, CanaryStep, DeploySpec, EnvironmentSpec, Resources
+from shipyard.core.deploy.config import (
+    Autoscaling,
+    CanaryStep,
+    DeploySpec,
+    EnvironmentSpec,
+    ModelSource,
+    RegistrySource,
+    Resources,
+    SecretRef,
+)
 
 Object = dict[str, Any]
 
@@ -30,6 +39,8 @@ USER_ID = 10001  # the image's non-root user (core.environments.image.USER_ID)
 PLACEHOLDER_REGISTRY = "shipyard"  # the base's image name (``shipyard/NAME``); each overlay pins it by digest
 ANNOTATION = "shipyard.dev"
 PINNED = imageref.PINNED  # REPO[:TAG]@sha256:<64 hex> by distribution's grammar; pinned_image says what is wrong
+DATA_VOLUME = "shipyard-data"  # registry mode: SHIPYARD_HOME and the store's cache, on an emptyDir
+DATA_DIR = "/var/lib/shipyard"
 MAX_NAME = 40  # leaves room for suffixes (-canary, -metrics, -production) within a 63-character DNS label
 
 
@@ -90,6 +101,7 @@ class Options:
     memory: str | None = None
     gpu: int | None = None
     steps: tuple[CanaryStep, ...] | None = None
+    model_source: ModelSource | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,12 @@ class Plan:
     gpus: int
     steps: tuple[CanaryStep, ...]
     labels: dict[str, str] = field(default_factory=dict)
+    model_source: ModelSource = "baked"
+
+    @property
+    def registry(self) -> RegistrySource | None:
+        """Where the server reads the registry (registry mode), None for a baked image."""
+        return self.spec.registry if self.model_source == "registry" else None
 
     @property
     def workload_kind(self) -> str:
@@ -142,11 +160,19 @@ def plan(spec: DeploySpec, target: Target, options: Options | None = None) -> Pl
     replicas = opts.replicas if opts.replicas is not None else env.replicas if env.replicas is not None \
         else spec.replicas
     name = k8s_name(target.model)
+    source = opts.model_source or spec.model_source_of(target.env)
+    if source == "registry":
+        if spec.registry is None:
+            raise ValueError("--model-source registry needs deploy.registry in shipyard.yaml: at least `database: "
+                             "{secret: NAME, key: KEY}` (the Secret holding the database URL)")
+        if spec.registry.store is None:
+            raise ValueError("the server reads the store from S3, and the project's store is not in S3: set "
+                             "deploy.registry.store (s3://bucket/prefix) or store: in shipyard.yaml")
     return Plan(spec=spec, target=target, env=env, name=name, namespace=env.namespace or target.env,
                 format=opts.format or spec.format, strategy=opts.strategy or env.strategy or spec.strategy,
                 replicas=None if auto.kind != "none" else replicas, autoscaling=auto, resources=res, gpus=gpus,
                 steps=opts.steps if opts.steps is not None else spec.canary,
-                labels={"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name})
+                labels={"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}, model_source=source)
 
 
 def _merge_resources(base: Resources, env: Resources | None, opts: Options) -> Resources:
@@ -190,6 +216,42 @@ def container(p: Plan) -> Object:
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                             "runAsNonRoot": True, "runAsUser": USER_ID},
     }
+
+
+def _secret_env(var: str, ref: SecretRef) -> Object:
+    return {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+
+
+def registry_container(p: Plan) -> Object:
+    """Registry mode: what the server's container adds (empty for a baked image). It runs ``shipyard serve
+    MODEL@VERSION`` (the number, never an alias: git says what runs) against the team's registry: the database
+    URL and the S3 keys from Secrets, the store, and Shipyard's home and cache on an emptyDir."""
+    reg = p.registry
+    if reg is None:
+        return {}
+    refs = dict(reg.secret_refs())
+    env: list[Object] = [_secret_env("SHIPYARD_DB_URL", refs["SHIPYARD_DB_URL"]),
+                         {"name": "SHIPYARD_STORE", "value": str(reg.store)},
+                         {"name": "SHIPYARD_HOME", "value": DATA_DIR},
+                         {"name": "SHIPYARD_STORE_CACHE", "value": f"{DATA_DIR}/cache"}]
+    if reg.endpoint_url:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": reg.endpoint_url})
+    if reg.region:
+        env.append({"name": "AWS_REGION", "value": reg.region})
+    env += [_secret_env(var, refs[var]) for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if var in refs]
+    if reg.trusted_actors:
+        env.append({"name": "SHIPYARD_TRUSTED_ACTORS", "value": ",".join(reg.trusted_actors)})
+    ref = f"{p.target.model}@{p.target.version}"
+    return {"command": ["python3", "-m", "shipyard"],
+            "args": ["serve", ref, "--host", "0.0.0.0", "--port", str(p.spec.port), "--poll", "0"],
+            "env": env, "volumeMounts": [{"name": DATA_VOLUME, "mountPath": DATA_DIR}]}
+
+
+def registry_volumes(p: Plan) -> list[Object]:
+    reg = p.registry
+    if reg is None:
+        return []
+    return [{"name": DATA_VOLUME, "emptyDir": {"sizeLimit": reg.cache_size}}]
 
 
 def deployment(p: Plan) -> Object:
@@ -246,11 +308,14 @@ def deployment_patch(p: Plan) -> Object:
         spec["replicas"] = 0  # the Rollout runs the pods from this template (workloadRef)
     elif p.replicas is not None:
         spec["replicas"] = p.replicas
-    box: Object = {"name": CONTAINER}
+    box: Object = {"name": CONTAINER, **registry_container(p)}
     res = resources(p)
     if res:
         box["resources"] = res
     pod: Object = {"containers": [box], **scheduling(p)}
+    volumes = registry_volumes(p)
+    if volumes:
+        pod["volumes"] = volumes
     spec["template"] = {"metadata": {"labels": {"app.kubernetes.io/version": str(p.target.version)}}, "spec": pod}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": p.name}, "spec": spec}
 
@@ -336,12 +401,17 @@ def autoscaler(p: Plan) -> Object | None:
 
 # -- credentials -------------------------------------------------------------------------------------------
 
-def external_secrets(p: Plan) -> list[Object]:
+def external_secrets(p: Plan, registry: bool = False) -> list[Object]:
     """One ExternalSecret (external-secrets.io) per Secret that ``external: true`` entries fill; values
-    stay in the secret store, only their paths are written."""
+    stay in the secret store, only their paths are written. ``registry``: those of deploy.registry's references
+    instead (in the overlay of a registry-mode environment), less the Secrets deploy.secrets already fills."""
     by_secret: dict[str, list[Object]] = {}
     store: dict[str, str] = {}
-    for _var, ref in sorted(p.spec.secrets.items()):
+    refs = sorted(p.spec.secrets.items())
+    if registry:
+        filled = {ref.secret for _, ref in refs if ref.external}
+        refs = [(v, r) for v, r in p.registry.secret_refs() if r.secret not in filled] if p.registry else []
+    for _var, ref in refs:
         if not ref.external:
             continue
         entry = {"secretKey": ref.key, "remoteRef": {"key": ref.remote_key or f"{ref.secret}/{ref.key}"}}

@@ -50,6 +50,7 @@ class Facts:
     known_as: frozenset[str] = frozenset()  # other names of that image: the build's tag and local image id
     verified: tuple[VerifyFact, ...] = ()  # oldest first
     extra: Mapping[str, Any] = field(default_factory=dict)  # for gates plugged in later (policy input)
+    model_source: str = "baked"  # registry: the image is the environment image of the version's lock
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,10 @@ class ImagePinned:
 
     def check(self, facts: Facts) -> Verdict:
         if facts.image is None:
-            return Verdict(self.name, False, f"{facts.ref} has no pushed image: run `shipyard build {facts.ref} "
-                                             "--push REGISTRY/REPO`, or pass --image REPO@sha256:DIGEST")
+            mode = " --model-source registry" if facts.model_source == "registry" else ""
+            what = "environment image (for its lock)" if mode else "image"
+            return Verdict(self.name, False, f"{facts.ref} has no pushed {what}: run `shipyard build {facts.ref}"
+                                             f"{mode} --push REGISTRY/REPO`, or pass --image REPO@sha256:DIGEST")
         if not pinned(facts.image):
             return Verdict(self.name, False, f"the image {facts.image[:120]!r} is not pinned by digest: give "
                                              "REPO@sha256:<64 hex> (a tag can move after it was checked)")
@@ -126,10 +129,15 @@ def decide(facts: Facts, gates: Sequence[Gate] = DEFAULT_GATES) -> Decision:
 
 # --- Facts from the records ---------------------------------------------------------------------------------
 
-def pushed_image(builds: Iterable[Mapping[str, Any]]) -> tuple[str | None, frozenset[str]]:
+def pushed_image(builds: Iterable[Mapping[str, Any]],
+                 model_source: str = "baked") -> tuple[str | None, frozenset[str]]:
     """(the newest pushed, digest-pinned image of the ``build`` records (oldest first), the other names of that
-    image: its tag and local image id); (None, {}) when no build was pushed."""
+    image: its tag and local image id); (None, {}) when no build was pushed. ``model_source``: the images that
+    hold the version (baked), or the environment images a registry-mode server runs (registry): neither ever
+    stands for the other."""
     for record in reversed(list(builds)):
+        if (record.get("model_source") or "baked") != model_source:
+            continue
         pushed = record.get("pushed")
         if isinstance(pushed, str) and pinned(pushed):
             others = {str(record[k]) for k in ("image", "image_id") if isinstance(record.get(k), str)}

@@ -24,6 +24,11 @@ def build(
     context_only: bool = typer.Option(False, "--context-only",
                                       help="Only write the context and print the two `docker build` commands "
                                            "that build it."),
+    model_source: str = typer.Option("baked", "--model-source",
+                                     help="baked (the version's files in the image) or registry (the environment "
+                                          "image of the version's lock: its dependencies and Shipyard, no model, "
+                                          "tagged shipyard/env:KEY; built once per lock, reused by every version "
+                                          "with the same lock; the server loads the model from the registry)."),
     as_json: bool = typer.Option(False, "--json",
                                  help="Print the result as JSON (context, build commands, image id, push digest)."),
 ) -> None:
@@ -41,6 +46,13 @@ def build(
         from shipyard.errors import InvalidInputError
 
         raise InvalidInputError("--push needs an image: drop --context-only")
+    if model_source not in ("baked", "registry"):
+        from shipyard.errors import InvalidInputError
+
+        raise InvalidInputError(f"--model-source {model_source!r}: use baked or registry")
+    if model_source == "registry":
+        _build_env(ref, base, tag, output, push, context_only, as_json)
+        return
     svc = out.services()
     try:
         err = out.console(stderr=True)
@@ -80,3 +92,55 @@ def build(
         con.print(f"pushed {result.pushed}")
     con.print(f"run it:    docker run --rm -p 8080:8080 {result.tag}")
     con.print(f"verify it: shipyard verify {ref_text} --image {result.tag}")
+
+
+def _build_env(ref: str, base: str | None, tag: str | None, output: Path | None, push: str | None,
+               context_only: bool, as_json: bool) -> None:
+    """``--model-source registry``: the environment image of the version's lock."""
+    from shipyard.errors import BackendUnavailableError, InvalidInputError
+    from shipyard.wiring.deploy import build_env_image
+
+    if tag is not None:
+        raise InvalidInputError("--tag: an environment image is named by its lock (shipyard/env:KEY); drop --tag")
+    svc = out.services()
+    try:
+        err = out.console(stderr=True)
+
+        def step(text: str) -> None:
+            if not as_json:
+                err.print(f"[dim]{out.plain(text)}[/dim]")
+
+        result = build_env_image(svc, ref, os.environ, base=base, output=output, push=push,
+                                 engine=not context_only, progress=step)
+    finally:
+        svc.close()
+    if as_json:
+        out.print_json(result.to_dict())
+        return
+    con = out.console()
+    ref_text = f"{result.model}@{result.version}"
+    if result.reused_from is not None:
+        con.print(f"environment image {result.tag} (lock {result.lock[:19]}) was built for {result.reused_from} "
+                  f"with the same lock: reused, nothing built; recorded with {ref_text}")
+        if result.pushed:
+            con.print(f"pushed {result.pushed}")
+        return
+    con.print(f"context for the environment image of {ref_text} (lock {result.lock[:19]}, no model) in "
+              f"{result.context} (base {result.base.image}: {result.base.reason}"
+              f"{'; dependencies from the cache' if result.site_cached else ''})")
+    if result.image_id is None:
+        if push:
+            raise BackendUnavailableError("no container engine answers, so nothing was pushed: build the "
+                                          f"context with `{' && '.join(map(shlex.join, result.commands))}` and "
+                                          "push it yourself")
+        con.print("build it with:" if context_only else "no container engine answers here (Docker at "
+                  "DOCKER_HOST or /var/run/docker.sock, or podman); build it with:")
+        for command in result.commands:
+            con.print(f"  {shlex.join(command)}", soft_wrap=True)
+        return
+    con.print(f"built {result.tag} ({result.image_id[:19]}, {out.size(result.size or 0)}) with {result.engine} "
+              f"in {result.seconds.get('build', 0):.1f} s; recorded with {ref_text} (every version with this lock "
+              "runs in it)")
+    if result.pushed:
+        con.print(f"pushed {result.pushed}")
+    con.print(f"deploy it: shipyard deploy {ref_text} --env ENV --model-source registry")

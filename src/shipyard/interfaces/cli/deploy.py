@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("kubernetes", "kserve")
 STRATEGIES = ("deployment", "rollout")
+MODEL_SOURCES = ("baked", "registry")
 
 
 def deploy(
@@ -27,6 +28,10 @@ def deploy(
     strategy: str = typer.Option(None, "--strategy", help="deployment or rollout (Argo Rollouts canary)."),
     image: str = typer.Option(None, "--image", help="REPO@sha256:... (default: the image `shipyard build --push` "
                                                     "recorded for the version)."),
+    model_source: str = typer.Option(None, "--model-source",
+                                     help="baked (the image holds the version) or registry (the server loads it "
+                                          "from PostgreSQL and S3, deploy.registry; the image is the environment "
+                                          "image of its lock); default: deploy.model_source."),
     replicas: int = typer.Option(None, "--replicas", min=0, help="Replicas (ignored when an autoscaler owns them)."),
     cpu: str = typer.Option(None, "--cpu", help="CPU request, e.g. 500m."),
     memory: str = typer.Option(None, "--memory", help="Memory request and limit, e.g. 1Gi."),
@@ -40,7 +45,7 @@ def deploy(
     Application (argocd/ENV.yaml), the image pinned by digest. Commit the folder, and Argo CD syncs it."""
     from shipyard.wiring.deploy import render_environment, write_target
 
-    options = _options(fmt, strategy, replicas, cpu, memory, gpu, steps)
+    options = _options(fmt, strategy, replicas, cpu, memory, gpu, steps, model_source)
     svc = out.services()
     try:
         folder = write_target(svc, output)
@@ -57,13 +62,16 @@ def deploy(
         out.print_json({"model": rendered.model, "version": rendered.version, "env": rendered.env,
                         "image": rendered.image, "record_digest": rendered.record_digest, "folder": str(folder),
                         "format": rendered.format, "strategy": _strategy(rendered),
-                        "stable_version": rendered.stable_version, "files": sorted(rendered.files),
+                        "stable_version": rendered.stable_version, "model_source": rendered.model_source,
+                        "files": sorted(rendered.files),
                         "changed": changed, "applied": applied})
         return
     con = out.console()
     con.print(f"rendered {out.plain(rendered.model)}@{rendered.version} for {out.plain(env)} "
               f"({kind(rendered)}) into {out.plain(str(folder))}/", soft_wrap=True)
-    con.print(f"image {out.plain(rendered.image)}", soft_wrap=True)
+    con.print(f"image {out.plain(rendered.image)}" + (f" (environment image: {out.plain(rendered.model)}@"
+              f"{rendered.version} is loaded from the registry)" if rendered.model_source == "registry" else ""),
+              soft_wrap=True)
     for path in sorted(set(rendered.files) | set(changed)):
         mark = "removed" if path not in rendered.files else "written" if path in changed else "unchanged"
         con.print(f"  {out.plain(path):<52} {mark}")
@@ -86,13 +94,15 @@ def kind(rendered: Any) -> str:
 
 
 def _options(fmt: str | None, strategy: str | None, replicas: int | None, cpu: str | None, memory: str | None,
-             gpu: int | None, steps: str | None) -> Options:
+             gpu: int | None, steps: str | None, model_source: str | None = None) -> Options:
     from shipyard.core.deploy.config import QUANTITY
     from shipyard.core.deploy.layout import parse_steps
     from shipyard.core.deploy.manifests import Options
 
     if fmt is not None and fmt not in FORMATS:
         raise InvalidInputError(f"--format {fmt!r}: use kubernetes or kserve")
+    if model_source is not None and model_source not in MODEL_SOURCES:
+        raise InvalidInputError(f"--model-source {model_source!r}: use baked or registry")
     if strategy is not None and strategy not in STRATEGIES:
         raise InvalidInputError(f"--strategy {strategy!r}: use deployment or rollout")
     for flag, value in (("--cpu", cpu), ("--memory", memory)):
@@ -103,7 +113,7 @@ def _options(fmt: str | None, strategy: str | None, replicas: int | None, cpu: s
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     return Options(format=fmt, strategy=strategy, replicas=replicas, cpu=cpu, memory=memory,  # type: ignore[arg-type]
-                   gpu=gpu, steps=parsed)
+                   gpu=gpu, steps=parsed, model_source=model_source)  # type: ignore[arg-type]
 
 
 def _cluster_apply(folder: Path, env: str) -> Any:
