@@ -18,6 +18,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from shipyard.adapters.executors.local import LocalExecutor
+from shipyard.adapters.remotes.folder import FolderRemote
 from shipyard.config import Settings, load_settings
 from shipyard.core.artifacts.digest import Digest, object_key
 from shipyard.core.artifacts.manifest import Manifest
@@ -210,11 +211,45 @@ def test_reproduce_on_b_restores_the_runs_inputs_from_the_default_remote(two: tu
                                                       f"{remote.resolve()}")):
         reproduce(b.meta, b.store, mv, scratch, LocalExecutor(), {})
 
-    open_named_remote_of(a).upload(a.store, [data])  # what `data push` does on A for this input
-    objects.push(a.store, a.meta, mv, open_named_remote_of(a))
+    pushed = objects.push(a.store, a.meta, mv, open_named_remote_of(a))  # the run's inputs go with the version
+    assert remote_path(remote, data).is_file() and not pushed.unavailable
     result = reproduce(b.meta, b.store, mv, scratch, LocalExecutor(), {})
     assert (scratch / "data" / "train.csv").read_bytes() == b"x,y\n1,2\n"
     assert result.stages == ["train"] and data in stored(b)
+
+
+def test_pull_with_inputs_takes_a_folder_input_and_its_files(two: tuple[Services, Services, Path],
+                                                             tmp_path: Path) -> None:
+    """`models pull --inputs`: what reproduce restores, a folder input's files included (bounded by its
+    manifest); without it only the version's own objects come. A push from a machine that lacks an input
+    says so instead of failing: the version itself loads without it."""
+    from shipyard.core.artifacts.tree import put_path
+
+    a, b, remote = two
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("1\n")
+    (tmp_path / "raw" / "b.csv").write_text("2\n")
+    folder = put_path(a.store, tmp_path / "raw")
+    run = a.tracker.start_run(name="train")
+    a.meta.add_inputs(run.id, {"data/raw": folder.digest})
+    mv = register(a, tmp_path, run_id=run.id, constant=4)
+    a.tracker.end_run(run.id)
+    files = {e.digest for e in folder.manifest or ()}
+    assert len(files) == 2
+
+    pushed = objects.push(a.store, a.meta, mv, open_named_remote_of(a))
+    assert all(remote_path(remote, d).is_file() for d in {folder.digest, *files})
+    plain = objects.pull(b.store, b.meta, mv, open_named_remote_of(b))
+    assert folder.digest not in stored(b) and plain.objects < pushed.objects
+    full = objects.pull(b.store, b.meta, mv, open_named_remote_of(b), inputs=True)
+    assert {folder.digest, *files} <= stored(b) and full.transferred == 3 and full.objects == pushed.objects
+
+    other = tmp_path / "remote2"
+    other.mkdir()
+    b.store.delete(folder.digest)  # B lacks the folder's manifest now, and remote2 has nothing
+    partial = objects.push(b.store, b.meta, mv, FolderRemote(other))
+    assert partial.unavailable == [f"input data/raw of run {run.id[:8]} (train)"]
+    assert (other / object_key(mv.manifest_digest)).is_file()
 
 
 @pytest.fixture

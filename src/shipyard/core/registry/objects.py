@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest
@@ -78,6 +78,44 @@ def version_objects(store: ObjectStore, meta: MetadataStore, mv: ModelVersion) -
     return _unique([*named, *entries(Manifest.from_bytes(raw), mv)])
 
 
+def run_inputs(meta: MetadataStore, mv: ModelVersion) -> list[VersionObject]:
+    """The inputs of the runs behind ``mv`` (its run, and the stage runs that made that run's inputs, back to
+    raw data and code) that none of those runs made: what ``shipyard reproduce`` restores. Their sizes are
+    not in the metadata (``most`` is 0: a remote's answer bounds them); a folder's files are listed from
+    its manifest once it is in a store (``folder_entries``)."""
+    out: list[VersionObject] = []
+    produced: set[Digest] = set()
+    seen: set[str] = set()
+    queue = [mv.run_id] if mv.run_id is not None else []
+    while queue:
+        run_id = queue.pop()
+        if run_id in seen:
+            continue
+        seen.add(run_id)
+        try:
+            run = meta.get_run(run_id)
+        except NotFoundError:
+            continue
+        produced.update(a.digest for a in run.artifacts)
+        for path, digest in sorted(run.inputs.items()):
+            out.append(VersionObject(digest, f"input {path} of run {run.id[:8]} ({run.name})", 0))
+            queue.extend(p.id for p in meta.producers(digest) if p.id != run.id and "shipyard.cmd" in p.tags)
+    return _unique(o for o in out if o.digest not in produced)
+
+
+def folder_entries(store: ObjectStore, tops: Iterable[VersionObject]) -> list[VersionObject]:
+    """The files of those of ``tops`` (held by ``store``) that are folders' manifests, each bounded by its size."""
+    out: list[VersionObject] = []
+    for top in tops:
+        with store.open(top.digest) as f:
+            head = f.read(64)
+        if Manifest.looks_like(head):
+            raw = read_verified(store, top.digest, limit=MAX_MANIFEST_BYTES, what=top.what)
+            out.extend(VersionObject(e.digest, f"{e.path} of {top.what}", e.size, exact=True)
+                       for e in Manifest.from_bytes(raw))
+    return _unique(out)
+
+
 def _unique(objects: Iterable[VersionObject]) -> list[VersionObject]:
     seen: dict[Digest, VersionObject] = {}
     for o in objects:
@@ -99,51 +137,62 @@ class Transfer:
     transferred: int
     bytes: int
     replaced: int = 0  # push: the remote held a copy of the wrong size, sent again
+    unavailable: list[str] = field(default_factory=list)  # push: run inputs neither here nor on the remote
 
     @property
     def already(self) -> int:
-        return self.objects - self.transferred
+        return self.objects - self.transferred - len(self.unavailable)
 
     def to_dict(self) -> dict[str, object]:
         return {"ref": self.ref, "remote": self.remote, "objects": self.objects, "transferred": self.transferred,
-                "bytes": self.bytes, "already_there": self.already, "replaced": self.replaced}
+                "bytes": self.bytes, "already_there": self.already, "replaced": self.replaced,
+                "unavailable_inputs": self.unavailable}
 
 
 def push(store: ObjectStore, meta: MetadataStore, mv: ModelVersion, remote: Remote,
          progress: Progress = no_progress) -> Transfer:
     """Upload every object of ``mv`` that ``remote`` lacks or holds at a wrong size, re-hashed as it streams
-    (a corrupt local object is refused, never uploaded).
+    (a corrupt local object is refused, never uploaded), and the inputs of the runs behind it that this
+    store holds (what reproduce restores elsewhere).
 
-    Checked before anything is sent: the objects to send are all in ``store`` (else NotFoundError naming
-    one). The manifest goes last, so a reader on another machine never finds it before its files.
+    Checked before anything is sent: the version's own objects to send are all in ``store`` (else
+    NotFoundError naming one). A run input in neither place is listed in ``unavailable``, not an error: the
+    version loads without it. The manifest goes last, so a reader elsewhere never finds it before its files.
     """
-    objects = version_objects(store, meta, mv)
+    own = version_objects(store, meta, mv)
+    tops = [o for o in run_inputs(meta, mv) if o.digest not in {x.digest for x in own}]
+    here = [o for o in tops if store.has(o.digest)]
+    inputs = _unique([*here, *folder_entries(store, here), *(o for o in tops if o not in here)])
+    objects = _unique([*own, *inputs])
     there = remote.sizes([o.digest for o in objects])
     damaged = [o for o in objects if o.exact and o.digest in there and there[o.digest] != o.most]
     send = [o for o in objects if o.digest not in there or o in damaged]
-    absent = [o for o in send if not store.has(o.digest)]
-    if absent:
-        first = absent[0]
-        more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+    absent = {o.digest for o in send if not store.has(o.digest)}
+    missing = [o for o in own if o.digest in absent]
+    if missing:
+        first = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise NotFoundError(f"{first.what} ({first.digest}){more} is in neither the local store nor remote "
                             f"{remote.url}; nothing was pushed: push {mv.ref} from the machine that registered it")
     count = _Counter(progress)
-    files = [o.digest for o in send if not o.manifest]
+    files = [o.digest for o in send if not o.manifest and o.digest not in absent]
     manifests = [o.digest for o in send if o.manifest]
     for batch in (files, manifests):
         if batch:
             remote.upload(store, batch, count)
-    return Transfer(mv.ref, remote.url, len(objects), len(send), count.total, len(damaged))
+    return Transfer(mv.ref, remote.url, len(objects), len(files) + len(manifests), count.total, len(damaged),
+                    [o.what for o in send if o.digest in absent])
 
 
 def pull(store: ObjectStore, meta: MetadataStore, mv: ModelVersion, remote: Remote,
-         progress: Progress = no_progress) -> Transfer:
+         progress: Progress = no_progress, inputs: bool = False) -> Transfer:
     """Download every object of ``mv`` that ``store`` lacks, re-hashed as each enters it, none larger than
-    the verified manifest (a file) or its bound (a record) allows.
+    the verified manifest (a file) or its bound (a record) allows; with ``inputs``, the inputs of the runs
+    behind it too (what reproduce restores), none larger than the remote says.
 
     The manifest is read first (from the store, or from the remote into memory, re-hashed); then every
-    missing object must be on the remote, else NotFoundError naming one, and nothing is written; the
-    manifest is stored last.
+    missing object must be on the remote, else NotFoundError naming one, and nothing is written (a folder
+    input's files are known, and checked, once its manifest is in); the manifest is stored last.
     """
     tops = records(meta, mv)
     what = tops[0].what
@@ -155,15 +204,25 @@ def pull(store: ObjectStore, meta: MetadataStore, mv: ModelVersion, remote: Remo
         raw = _read_remote(remote, mv.manifest_digest, MAX_MANIFEST_BYTES, what)
     objects = _unique([*tops[1:], *entries(Manifest.from_bytes(raw), mv)])
     need = [o for o in objects if o.digest != mv.manifest_digest and not store.has(o.digest)]
-    _require(remote, mv, need)
+    given = run_inputs(meta, mv) if inputs else []
+    wanted = [o for o in given if not store.has(o.digest) and o.digest not in {x.digest for x in need}]
+    _require(remote, mv, [*need, *wanted])
+    announced = remote.sizes([o.digest for o in wanted])
+    need += [VersionObject(o.digest, o.what, announced[o.digest]) for o in wanted if o.digest in announced]
     count = _Counter(progress)
     if need:
         remote.download([o.digest for o in need], store, count, {o.digest: o.most for o in need})
+    files = [o for o in folder_entries(store, given) if o.digest not in {x.digest for x in objects}]
+    later = [o for o in files if not store.has(o.digest)]
+    _require(remote, mv, later)
+    if later:
+        remote.download([o.digest for o in later], store, count, {o.digest: o.most for o in later})
     if not stored:
         if store.put_bytes(raw) != mv.manifest_digest:  # re-hashed on the way in: it cannot differ
             raise IntegrityError(f"{what} changed while it was stored; pull it again")
         count(len(raw))
-    return Transfer(mv.ref, remote.url, len(objects) + 1, len(need) + (not stored), count.total)
+    total = len(_unique([*objects, *given, *files])) + 1
+    return Transfer(mv.ref, remote.url, total, len(need) + len(later) + (0 if stored else 1), count.total)
 
 
 class _Counter:
@@ -188,7 +247,7 @@ def _require(remote: Remote, mv: ModelVersion, objects: list[VersionObject]) -> 
         more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
         raise NotFoundError(f"{first.what} ({first.digest}){more} is not on remote {remote.url}; nothing was "
                             f"pulled: push it from the machine that registered {mv.ref} "
-                            f"(`shipyard models push {mv.ref}`)")
+                            f"(`shipyard models push {mv.ref}` there)")
 
 
 def _read_remote(remote: Remote, digest: Digest, most: int, what: str) -> bytes:

@@ -29,22 +29,28 @@ REMOTE_OPTION = typer.Option(None, "--remote", "-r", help="Remote name from ship
 
 
 def push(ref: str = REF_ARGUMENT, remote: str | None = REMOTE_OPTION, as_json: bool = out.JSON_OPTION) -> None:
-    """Upload a version's files (and its environment and check records) that the remote lacks.
+    """Upload a version's files, records and run inputs that the remote lacks.
 
-    Another machine sharing the metadata database can then load, serve, verify and pull it."""
+    Another machine sharing the metadata database can then load, serve, verify, reproduce and pull it. The
+    inputs of the runs behind it (data, code: what reproduce restores) go too when this store holds them."""
     from shipyard.core.registry import objects
 
     _transfer("push", ref, remote, as_json, objects.push)
 
 
-def pull(ref: str = REF_ARGUMENT, remote: str | None = REMOTE_OPTION, as_json: bool = out.JSON_OPTION) -> None:
+def pull(ref: str = REF_ARGUMENT, remote: str | None = REMOTE_OPTION,
+         inputs: bool = typer.Option(False, "--inputs", help="Also the inputs of the runs behind it (data, code): "
+                                     "what `shipyard reproduce` restores."),
+         as_json: bool = out.JSON_OPTION) -> None:
     """Download a version's files that the local store lacks, each re-hashed as it arrives.
 
     Needed only to fetch ahead of time (a machine about to go offline, a warm server): load_model, serve,
-    verify and reproduce fetch a version's missing files from the default remote by themselves."""
+    verify and reproduce fetch what they lack from the default remote by themselves."""
+    from functools import partial
+
     from shipyard.core.registry import objects
 
-    _transfer("pull", ref, remote, as_json, objects.pull)
+    _transfer("pull", ref, remote, as_json, partial(objects.pull, inputs=inputs))
 
 
 def _transfer(verb: str, ref: str, remote: str | None, as_json: bool, move: Move) -> None:
@@ -72,6 +78,12 @@ def _transfer(verb: str, ref: str, remote: str | None, as_json: bool, move: Move
     out.console().print(out.plain(f"{done} {report.ref} {where} {report.remote}: "
                                   f"{out.plural(report.transferred, 'object')}, {out.size(report.bytes)}{replaced}; "
                                   f"{report.already} of {report.objects} {there}"), soft_wrap=True)
+    if report.unavailable:
+        first, more = report.unavailable[0], len(report.unavailable) - 1
+        out.console().print(out.plain(f"note: {first}{f' and {more} more' if more else ''} of the runs behind "
+                                      f"{report.ref} are neither here nor on the remote: it loads and serves, but "
+                                      "reproducing it elsewhere needs them (`shipyard data push` where they are)"),
+                            soft_wrap=True)
 
 
 def _remote(settings: Settings, name: str | None) -> Remote:
