@@ -85,11 +85,11 @@ def test_push_then_pull_moves_every_object_of_a_version(tmp_path: Path, db_url: 
     a = build(machine(a_root, db_url, folder_remote(remote)))
     b_settings = machine(b_root, db_url, folder_remote(remote))
     mv = register(a, tmp_path)
-    a.registry.record_result(mv, "verify", {"status": "pass"}, "passed")
+    check = a.registry.record_result(mv, "verify", {"status": "pass"}, "passed")
     a.registry.set_alias("iris", "production", 1)
     needed = {o.digest for o in objects.version_objects(a.store, a.meta, mv)}
-    assert mv.manifest_digest in needed and mv.env_digest in needed and mv.examples_digest in needed
-    assert len(needed) >= 5  # manifest, 3 files, environment record, the verify record
+    assert {mv.manifest_digest, mv.env_digest, mv.examples_digest, Digest.parse(check.new or "")} <= needed
+    assert len(needed) == 6  # the manifest, 3 files (model, description, examples), environment, verify record
     a.close()
 
     def env(home: Path) -> dict[str, str]:

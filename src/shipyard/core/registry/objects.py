@@ -99,7 +99,8 @@ def run_inputs(meta: MetadataStore, mv: ModelVersion) -> list[VersionObject]:
         produced.update(a.digest for a in run.artifacts)
         for path, digest in sorted(run.inputs.items()):
             out.append(VersionObject(digest, f"input {path} of run {run.id[:8]} ({run.name})", 0))
-            queue.extend(p.id for p in meta.producers(digest) if p.id != run.id and "shipyard.cmd" in p.tags)
+            stages = [p for p in meta.producers(digest) if p.id != run.id and "shipyard.cmd" in p.tags]
+            queue.extend(p.id for p in stages[:1])  # the newest, the one reproduce follows (``stage_runs``)
     return _unique(o for o in out if o.digest not in produced)
 
 
