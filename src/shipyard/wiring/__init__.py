@@ -107,6 +107,23 @@ def default_remote(root: Path) -> Remote | None:
     return open_named_remote(config, root, None)
 
 
+def store_source(settings: Settings) -> tuple[Workspace, Remote] | None:
+    """When the store lives in S3: the workspace over its local cache alone, and the store read as a remote, so
+    `data pull` fills the cache straight from it (each object's size bounded, re-hashed) and checks out from
+    the cache; None for a local store (it pulls from a remote)."""
+    spec = settings.store_remote
+    if spec is None:
+        return None
+    from shipyard.adapters.remotes import open_remote
+    from shipyard.adapters.state.sqlite import SqliteStateCache
+    from shipyard.adapters.stores.local import LocalObjectStore
+    from shipyard.core.workspace.data import Workspace
+
+    cache = LocalObjectStore(settings.store_path)
+    ws = Workspace(settings.project_root, cache, SqliteStateCache(settings.home / STATE_FILE))
+    return ws, open_remote(spec, settings.project_root)
+
+
 def open_metadata(settings: Settings) -> MetadataStore:
     from shipyard.adapters.db.store import SqlMetadataStore
 

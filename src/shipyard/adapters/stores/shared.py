@@ -165,8 +165,8 @@ class ReadThroughStore:
             remote = self._fallback()
             if remote is None:
                 return self.cache.open(digest)  # its own message
-            raise NotFoundError(f"object {digest} is missing from the store and not on remote {remote.url}; run "
-                                "`shipyard store verify`")
+            raise NotFoundError(f"object {digest} is in neither the local store nor remote {remote.url}: push it "
+                                "from the machine that wrote it (`shipyard models push NAME@V`, `shipyard data push`)")
         raise NotFoundError(f"object {digest} is missing from the store {self.url}: run `shipyard store verify`")
 
     def refetch(self, digest: Digest) -> bool:

@@ -144,22 +144,27 @@ def reproduce(meta: MetadataStore, store: ObjectStore, version: ModelVersion, sc
 
 
 def _restore_inputs(store: ObjectStore, runs: list[RunRecord], produced: set[Digest], scratch: Path) -> None:
+    """Write the recorded inputs the stages do not make into ``scratch``. A read-through store (one in S3, or
+    a local one with a default remote) fetches them all at once first; one that neither holds is named."""
+    wanted: list[tuple[RunRecord, str, Digest, Path]] = []
     for run in runs:
         for path, digest in run.inputs.items():
-            if digest in produced:
-                continue  # made again by re-running its stage
-            target = Confined(scratch).target(path, f"recorded input of stage {run.name}")
-            if target.exists():
-                continue
-            if not store.has(digest):
-                raise NotFoundError(f"input {path} ({digest}) of stage {run.name} is not in the store; "
-                                    "`shipyard data pull` it first")
+            if digest not in produced:  # else made again by re-running its stage
+                target = Confined(scratch).target(path, f"recorded input of stage {run.name}")
+                wanted.append((run, path, digest, target))
+    store.fetch(list(dict.fromkeys(d for _, _, d, _ in wanted)))
+    for run, path, digest, target in wanted:
+        if target.exists():
+            continue
+        try:
             with store.open(digest) as f:
                 head = f.read(64)
-            if Manifest.looks_like(head):
-                materialize(store, digest, target)
-            else:
-                copy_verified(store, digest, target)
+        except NotFoundError as exc:
+            raise NotFoundError(f"input {path} of stage {run.name} cannot be restored: {exc}") from exc
+        if Manifest.looks_like(head):
+            materialize(store, digest, target)
+        else:
+            copy_verified(store, digest, target)
 
 
 def _write_params(runs: list[RunRecord], scratch: Path) -> None:
@@ -207,6 +212,7 @@ def _compare(store: ObjectStore, ws: Workspace, run: RunRecord, stage: str, path
         if drift:
             return OutputCheck(stage, path, "different", "; ".join(drift))
     if now.is_dir:
+        store.fetch([recorded])  # a read-through store: the recorded manifest may be upstream only
         old = {e.path: e.digest for e in load_manifest(store, recorded)} if store.has(recorded) else {}
         new = {e.path: e.digest for e in _manifest_now(ws, path)}
         changed = sorted(p for p in old.keys() | new.keys() if old.get(p) != new.get(p))

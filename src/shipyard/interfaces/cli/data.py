@@ -162,13 +162,15 @@ def pull(
     force: bool = typer.Option(False, "--force", help="Overwrite local changes that are not in the store."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Fetch the objects shipyard.lock references from a remote, then check the data out."""
+    """Fetch the objects shipyard.lock references from a remote (from the store itself when it lives in S3 and
+    no --remote is given), then check the data out."""
     from shipyard.core.workspace import data, sync
     from shipyard.core.workspace.lockfile import load_lock
+    from shipyard.wiring import settings_from_environment, store_source
 
-    ws = workspace()
+    from_store = None if remote else store_source(settings_from_environment())
+    ws, source = from_store or (workspace(), _remote(remote))
     lock = load_lock(ws.root)
-    source = _remote(remote)
     with out.progress_bar("pulling", as_json) as advance:
         report = sync.pull(ws, lock, source, advance)
         restored = data.checkout(ws, lock, None, force, advance)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from shipyard.interfaces.cli import models_sync
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
@@ -292,3 +293,7 @@ def _side(svc: Services, mv: ModelVersion, given: str) -> Side:
     alias = given.partition("@")[2]
     label = mv.ref if alias in ("", str(mv.version)) else f"{mv.ref} ({alias})"
     return Side(label, metrics, params)
+
+
+app.command("push")(models_sync.push)  # a version's files to and from a remote (models_sync.py)
+app.command("pull")(models_sync.pull)
