@@ -19,10 +19,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +32,6 @@ from tests.conftest import PG_URL, _pg_admin, cli_env, free_port, make_bucket, s
 
 pytestmark = pytest.mark.postgres
 PREFIX = "store"
-S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com"}
 TRAIN = """\
@@ -131,33 +130,28 @@ def team(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     _drop_database(db_url)
 
 
-# -- the bucket as any S3 client sees it -------------------------------------------------------------------------
-def _s3_get(url: str) -> bytes:
-    """An unsigned GET (moto answers its bucket listings without a signature)."""
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return bytes(r.read())
+# -- the bucket as any other S3 client sees it (boto3, which moto brings) ---------------------------------------
+def _s3(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
-def _uploads_in_progress(endpoint: str, bucket: str) -> list[str]:
-    """Keys of multipart uploads begun and neither completed nor aborted."""
-    root = ET.fromstring(_s3_get(f"{endpoint}/{bucket}?uploads"))
-    return [u.findtext(f"{S3_NS}Key") or "" for u in root.iter(f"{S3_NS}Upload")]
+def _uploading(s3: Any, bucket: str) -> bool:
+    """Whether a multipart upload under the prefix has begun and has parts on the server, not yet completed."""
+    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=f"{PREFIX}/").get("Uploads", [])
+    return any(s3.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts") for u in uploads)
 
 
-def _objects_hash_to_their_names(endpoint: str, bucket: str) -> list[str]:
-    """Every content object under the prefix, read with a real S3 client and checked: its bytes hash to the
-    digest its key names."""
-    import obstore
-    from obstore.store import S3Store
-
-    s3 = S3Store(bucket, endpoint=endpoint, region="us-east-1", client_options={"allow_http": True})
-    keys = [o["path"] for batch in obstore.list(s3, prefix=f"{PREFIX}/") for o in batch]
+def _objects_hash_to_their_names(s3: Any, bucket: str) -> None:
+    """Every object under the prefix is a ref or a content object whose bytes hash to the digest its key names."""
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{PREFIX}/")
+            for o in page.get("Contents", [])]
     objects = [k for k in keys if k.startswith(f"{PREFIX}/sha256/")]
     assert objects and all(k.startswith((f"{PREFIX}/sha256/", f"{PREFIX}/refs/")) for k in keys), keys
     for key in objects:
         name = key.removeprefix(f"{PREFIX}/sha256/").replace("/", "")
-        assert hashlib.sha256(obstore.get(s3, key).bytes()).hexdigest() == name, key
-    return objects
+        assert hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest() == name, key
 
 
 # -- the tests -----------------------------------------------------------------------------------------------
@@ -229,26 +223,21 @@ def test_registrations_from_both_machines_at_once_are_numbered_exactly(team: Tea
 def test_an_upload_killed_on_a_leaves_b_nothing_partial_and_verify_clean(team: Team) -> None:
     proc = subprocess.Popen([sys.executable, "-c", REGISTER_BIG], cwd=team.a, env=team.env_a,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed_key = ""
+    s3 = _s3(team.endpoint)
     try:
         deadline = time.monotonic() + 120
-        while not killed_key:  # the big object's multipart upload has begun: kill A there
+        while not _uploading(s3, team.bucket):  # the big object's parts are arriving: kill A there
             if proc.poll() is not None:
                 pytest.fail(f"the upload ended before it could be killed: {proc.communicate()[1].decode()[-2000:]}")
             assert time.monotonic() < deadline, "no upload of the big model began within 120 s"
-            started = [k for k in _uploads_in_progress(team.endpoint, team.bucket) if k.startswith(f"{PREFIX}/")]
-            if started:
-                proc.send_signal(signal.SIGKILL)
-                killed_key = started[0]
-            else:
-                time.sleep(0.01)
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    objects = _objects_hash_to_their_names(team.endpoint, team.bucket)  # no half object under any name
-    assert killed_key not in objects
+    _objects_hash_to_their_names(s3, team.bucket)  # nothing half-written under any name
     svc = team.machine(team.b)
     try:
         assert [m.name for m in svc.registry.models() if m.name == "big"] == []  # no version was registered
@@ -268,7 +257,7 @@ def _moto_process(port: int) -> Iterator[subprocess.Popen[bytes]]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                _s3_get(f"http://127.0.0.1:{port}/")
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
