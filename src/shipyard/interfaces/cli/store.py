@@ -112,45 +112,78 @@ WORKSPACE_ONLY_OPTION = typer.Option(False, "--workspace-only", help="DANGEROUS:
                                      "what the current shipyard.lock, runs and model versions reference. Data "
                                      "pinned only by older commits, other branches or tags is removed.")
 REMOTE_OPTION = typer.Option(None, "--remote", "-r", help="Remote name from shipyard.yaml to look the removed "
-                             "objects up on (default: default_remote).")
+                             "objects up on (default: default_remote; none when the store itself lives in S3).")
+FORCE_SHORT_GRACE_OPTION = typer.Option(
+    False, "--force-short-grace", help="On a shared store (in S3, or a folder other machines or projects write "
+    "to), allow a --grace shorter than 24h. Another machine's run may store objects and record them only "
+    "minutes or hours later (a pipeline stage's outputs, `data add` before its lock is committed), and an "
+    "object a writer re-uses is refreshed in the store only once it is 12h old: below 24h gc may delete what "
+    "such a run is about to reference.")
+SHARED_MIN_GRACE = 24 * 3600.0  # see FORCE_SHORT_GRACE_OPTION
 
 
 @app.command("gc")
 def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, workspace_only: bool = WORKSPACE_ONLY_OPTION,
        remote: str = REMOTE_OPTION, as_json: bool = out.JSON_OPTION,
-       allow_empty_db: bool = ALLOW_EMPTY_DB_OPTION) -> None:
-    """Remove objects that no lock in git history, run or model version references, older than the grace period."""
-    collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote)
+       allow_empty_db: bool = ALLOW_EMPTY_DB_OPTION, force_short_grace: bool = FORCE_SHORT_GRACE_OPTION) -> None:
+    """Remove objects that no lock in git history, run or model version references, older than the grace period.
+
+    On a shared store (in S3, or a folder others write to) gc searches every run and model version of the
+    shared database (every machine's), and this project's lock history; it holds a database-wide lock, so
+    two machines never collect at once, and deletes only after in-flight registrations have been recorded.
+    """
+    collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote, force_short_grace)
 
 
 def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = False, workspace_only: bool = False,
-            remote_name: str | None = None) -> None:
-    """gc of the local store, keeping what the workspace, every lock in git history, runs and versions reference."""
+            remote_name: str | None = None, force_short_grace: bool = False) -> None:
+    """gc of the store, keeping what the workspace, every lock in git history, runs and versions reference."""
     grace_seconds = seconds(grace)  # a bad period stops gc before it reads anything
     from shipyard.core.artifacts.maintenance import GcReport
     from shipyard.core.artifacts.maintenance import gc as run_gc
     from shipyard.core.workspace.history import history_roots, require_complete
+    from shipyard.wiring import object_stats, store_is_shared
 
     svc = out.services()
-    root = svc.settings.project_root
-    manifests, runs, versions = known_manifests(svc)
-    roots = referenced(svc)
-    report = GcReport(runs=runs, versions=versions)
-    if workspace_only:
-        report.history = "not searched (--workspace-only)"
-    else:
-        from shipyard.wiring import lock_history
+    shared = store_is_shared(svc.settings)
+    if shared and grace_seconds < SHARED_MIN_GRACE and not force_short_grace:
+        from shipyard.errors import InvalidInputError
 
-        history = lock_history(root)
-        require_complete(history)
-        found = history_roots(history)
-        roots |= found.digests
-        manifests |= found.manifests
-        report.history = "git" if history.repo is not None else "no git repository"
-        report.commits, report.locks, report.warnings = history.commits, found.locks, found.warnings
-    report = run_gc(svc.store, roots, grace_seconds, dry_run=dry_run, manifests=manifests,
-                    records=None if allow_empty_db else runs + versions, metadata=f"the database at {_shown(svc)}",
-                    remote=_lookup_remote(root, remote_name, report), report=report)
+        raise InvalidInputError(f"--grace {grace} is shorter than 24h on the shared store {_where(svc)}: another "
+                                "machine's run may not have recorded what it stored yet; nothing was removed; "
+                                "pass --force-short-grace if no one else is writing")
+    root = svc.settings.project_root
+    with svc.meta.gc_lock():  # before anything is read: a second gc stops here, in one line
+        manifests, runs, versions = known_manifests(svc)
+        roots = referenced(svc)
+        report = GcReport(runs=runs, versions=versions)
+        if shared:
+            report.store = _where(svc)
+            report.database = _shown(svc)
+        if workspace_only:
+            report.history = "not searched (--workspace-only)"
+        else:
+            from shipyard.wiring import lock_history
+
+            history = lock_history(root)
+            require_complete(history)
+            found = history_roots(history)
+            roots |= found.digests
+            manifests |= found.manifests
+            report.history = "git" if history.repo is not None else "no git repository"
+            report.commits, report.locks, report.warnings = history.commits, found.locks, found.warnings
+
+        def again() -> tuple[set[Digest], set[Digest]]:
+            """What the database and the workspace reference now (the history did not move)."""
+            return referenced(svc), known_manifests(svc)[0]
+
+        in_s3 = svc.settings.store_remote is not None
+        lookup = None if in_s3 and remote_name is None else _lookup_remote(root, remote_name, report)
+        report = run_gc(svc.store, roots, grace_seconds, dry_run=dry_run, manifests=manifests,
+                        records=None if allow_empty_db else runs + versions,
+                        metadata=f"the database at {_shown(svc)}", remote=lookup, report=report,
+                        writers_lock=svc.meta.writers_lock, references=again, stats=object_stats(svc.store))
+        report.locked = shared
     if as_json:
         out.print_json(report.to_dict())
         return
@@ -188,15 +221,25 @@ def describe(report: GcReport) -> list[str]:
     """What gc removed (or would), and why that is safe: what was searched for references, where copies are.
     A few short lines (each wrapped to the terminal), not one long one."""
     searched = "the workspace's lock"
+    if report.store is not None:
+        searched = "this project's workspace lock"
     if report.history == "git":
         searched += f", the locks of {report.commits} commit(s) ({report.locks} distinct lock version(s))"
-    searched += f", {report.runs} run(s), {report.versions} model version(s)"
     if report.history == "no git repository":
         searched += " (no git repository: no history to search)"
     elif report.history.startswith("not searched"):
         searched += " (git history NOT searched: --workspace-only)"
+    if report.store is not None:
+        searched = (f"every machine's {report.runs} run(s) and {report.versions} model version(s) in the shared "
+                    f"database at {report.database}, and {searched}")
+    else:
+        searched += f", {report.runs} run(s), {report.versions} model version(s)"
     kept = f"kept {report.kept} ({report.young_unreferenced} unreferenced but within the grace period)"
     temp = [f"{report.temp_removed} temp file(s) of interrupted writes removed"] if report.temp_removed else []
+    if report.locked:
+        temp.append(f"held the database-wide gc lock on {report.store}: no other gc ran meanwhile, and "
+                    + ("objects were looked at again after in-flight writers recorded theirs"
+                       if report.dry_run else "writers waited while objects were deleted"))
     n = len(report.removed)
     if not n:
         return [f"nothing to remove, {kept}", f"searched {searched}", *temp]
@@ -213,9 +256,18 @@ def describe(report: GcReport) -> list[str]:
                      "no other stored copy exists")
     elif report.remote_problem:
         lines.append(f"whether a remote holds them is unknown ({report.remote_problem})")
+    elif report.store is not None and report.store.startswith("s3://"):
+        lines.append(f"the store is itself in S3 ({report.store}): no remote was looked up (--remote NAME "
+                     "checks a backup)")
     else:
         lines.append("no remote is declared: no other stored copy exists")
     return [*lines, kept, *temp]
+
+
+def _where(svc: Services) -> str:
+    """The store's location: its S3 URL, or its folder."""
+    spec = svc.settings.store_remote
+    return spec.url if spec is not None else str(svc.settings.store_path)
 
 
 def _shown(svc: Services) -> str:
