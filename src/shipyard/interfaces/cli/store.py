@@ -92,7 +92,10 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
             out.console().print(f"note: {len(legacy)} version(s) registered before versions carried a record "
                                 f"digest are checked on their manifest only, e.g. {escape(legacy[0])}")
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
-        out.console().print(f"{verdict}: {report.checked} objects, {out.size(report.bytes)} re-hashed; "
+        from shipyard.wiring import store_is_shared
+
+        where = f" in {escape(_where(svc))}" if store_is_shared(svc.settings) else ""
+        out.console().print(f"{verdict}: {report.checked} objects{where}, {out.size(report.bytes)} re-hashed; "
                             f"{len(report.corrupt)} corrupt, {len(report.missing)} missing"
                             + (f", {len(report.tampered)} registry problem(s)" if report.tampered else ""))
     if not report.ok:
@@ -153,7 +156,12 @@ def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = Fal
                                 "machine's run may not have recorded what it stored yet; nothing was removed; "
                                 "pass --force-short-grace if no one else is writing")
     root = svc.settings.project_root
-    with svc.meta.gc_lock():  # before anything is read: a second gc stops here, in one line
+    # a store of this project's own has no other writers and no other gc (machines sharing only the database
+    # collect their own stores): it takes no lock, as before stores were shared
+    from shipyard.core.artifacts.maintenance import no_lock, no_writers_lock
+
+    gc_lock, writers_lock = (svc.meta.gc_lock, svc.meta.writers_lock) if shared else (no_lock, no_writers_lock)
+    with gc_lock():  # before anything is read: a second gc stops here, in one line
         manifests, runs, versions = known_manifests(svc)
         roots = referenced(svc)
         report = GcReport(runs=runs, versions=versions)
@@ -182,7 +190,7 @@ def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = Fal
         report = run_gc(svc.store, roots, grace_seconds, dry_run=dry_run, manifests=manifests,
                         records=None if allow_empty_db else runs + versions,
                         metadata=f"the database at {_shown(svc)}", remote=lookup, report=report,
-                        writers_lock=svc.meta.writers_lock, references=again, stats=object_stats(svc.store))
+                        writers_lock=writers_lock, references=again, stats=object_stats(svc.store))
         report.locked = shared
     if as_json:
         out.print_json(report.to_dict())
@@ -220,26 +228,27 @@ SHOWN_OBJECTS = 10  # digests a dry run names in the text output
 def describe(report: GcReport) -> list[str]:
     """What gc removed (or would), and why that is safe: what was searched for references, where copies are.
     A few short lines (each wrapped to the terminal), not one long one."""
-    searched = "the workspace's lock"
-    if report.store is not None:
-        searched = "this project's workspace lock"
+    lock = "the workspace's lock" if report.store is None else "this project's shipyard.lock"
     if report.history == "git":
-        searched += f", the locks of {report.commits} commit(s) ({report.locks} distinct lock version(s))"
+        lock += f", the locks of {report.commits} commit(s) ({report.locks} distinct lock version(s))"
+    records = f"{report.runs} run(s), {report.versions} model version(s)"
+    note = ""
     if report.history == "no git repository":
-        searched += " (no git repository: no history to search)"
+        note = " (no git repository: no history to search)"
     elif report.history.startswith("not searched"):
-        searched += " (git history NOT searched: --workspace-only)"
-    if report.store is not None:
-        searched = (f"every machine's {report.runs} run(s) and {report.versions} model version(s) in the shared "
-                    f"database at {report.database}, and {searched}")
+        note = " (git history NOT searched: --workspace-only)"
+    if report.store is not None:  # a shared store: whose records were searched, and this project's history
+        searched = (f"every machine's {records.replace(', ', ' and ')} in the shared database at "
+                    f"{report.database}, and {lock}{note}")
     else:
-        searched += f", {report.runs} run(s), {report.versions} model version(s)"
+        searched = f"{lock}, {records}{note}"
     kept = f"kept {report.kept} ({report.young_unreferenced} unreferenced but within the grace period)"
     temp = [f"{report.temp_removed} temp file(s) of interrupted writes removed"] if report.temp_removed else []
     if report.locked:
-        temp.append(f"held the database-wide gc lock on {report.store}: no other gc ran meanwhile, and "
-                    + ("objects were looked at again after in-flight writers recorded theirs"
-                       if report.dry_run else "writers waited while objects were deleted"))
+        temp.append("held the database-wide gc lock: no other machine collected meanwhile; "
+                    + ("a run without --dry-run also waits for in-flight writers to record what they stored"
+                       if report.dry_run else "in-flight writers recorded what they stored before anything "
+                       "was deleted, and new ones waited"))
     n = len(report.removed)
     if not n:
         return [f"nothing to remove, {kept}", f"searched {searched}", *temp]
