@@ -134,6 +134,8 @@ def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, workspace_only
     On a shared store (in S3, or a folder others write to) gc searches every run and model version of the
     shared database (every machine's), and this project's lock history; it holds a database-wide lock, so
     two machines never collect at once, and deletes only after in-flight registrations have been recorded.
+    Data that only a shipyard.lock in another clone references (commits this checkout has not fetched) is
+    protected by the grace period alone: fetch every branch before collecting a shared store.
     """
     collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote, force_short_grace)
 
