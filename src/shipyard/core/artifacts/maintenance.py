@@ -17,6 +17,8 @@ from shipyard.errors import ConfigError, IntegrityError, NotFoundError, Shipyard
 from shipyard.ports import ObjectStore, Progress, Remote, no_progress
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
+MTIME_SLACK = 1.0  # a listing's times may carry milliseconds where a HEAD request's are whole seconds (S3): a
+# candidate counts as written again since it was listed only when its time moved on by more than this
 _HEAD = 64
 
 
@@ -255,7 +257,7 @@ def _second_look(store: ObjectStore, candidates: Mapping[Digest, tuple[int, floa
             st = current.get(d)
             if st is None:
                 vanished += 1
-            elif st[1] != candidates[d][1] or now - st[1] < grace_seconds:
+            elif st[1] > candidates[d][1] + MTIME_SLACK or now - st[1] < grace_seconds:
                 refreshed += 1
             else:
                 still.append(d)
