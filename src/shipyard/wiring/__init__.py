@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -9,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,6 +95,39 @@ def open_store(settings: Settings) -> ObjectStore:
         return ReadThroughStore(local, lambda: open_remote(spec, settings.project_root), primary=True,
                                 max_bytes=cache_limit(settings.store_path))
     return ReadThroughStore(local, lambda: default_remote(settings.project_root), primary=False)
+
+
+def store_is_shared(settings: Settings) -> bool:
+    """Whether other machines or projects may write to this store while gc runs: one in S3, or a folder
+    that is not this project's own ``.shipyard/objects`` (a shared mount). Writers then hold the database's
+    writers lock from storing objects to recording them; a project's own store needs no lock."""
+    from shipyard.config import STORE_DIR
+
+    return settings.store_remote is not None or settings.store_path != settings.home / STORE_DIR
+
+
+def object_stats(store: ObjectStore) -> Callable[[Sequence[Digest]], dict[Digest, tuple[int, float]]] | None:
+    """How gc looks at its candidates again before deleting them: (size, last modified) from where the
+    objects live (S3 for a store there, the folder otherwise); None for a store that cannot say."""
+    from shipyard.adapters.stores.local import LocalObjectStore
+    from shipyard.adapters.stores.shared import ReadThroughStore
+
+    if isinstance(store, ReadThroughStore):
+        if store.primary:
+            return store.upstream.stats
+        store = store.cache
+    if isinstance(store, LocalObjectStore):
+        return functools.partial(_local_stats, store)
+    return None
+
+
+def _local_stats(store: Any, digests: Sequence[Digest]) -> dict[Digest, tuple[int, float]]:
+    out = {}
+    for d in digests:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(store.local_path(d))
+            out[d] = (st.st_size, st.st_mtime)
+    return out
 
 
 def default_remote(root: Path) -> Remote | None:
@@ -261,9 +295,11 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
         return code_version(here, store)
 
     origin = Origin(user=settings.actor, host=socket.gethostname(), pid=os.getpid())
-    tracker = Tracker(meta, store, origin, code_version=code, env_digest=env_digest, pid_alive=pid_alive)
+    writing = meta.writers_lock if store_is_shared(settings) else contextlib.nullcontext
+    tracker = Tracker(meta, store, origin, code_version=code, env_digest=env_digest, pid_alive=pid_alive,
+                      writing=writing)
     registry = Registry(meta, store, flavor, settings.actor, env_digest=env_digest,
-                        reviewers=settings.trusted_actors, where=registry_of(settings.db_url))
+                        reviewers=settings.trusted_actors, where=registry_of(settings.db_url), writing=writing)
     return Services(settings, store, meta, tracker, registry)
 
 

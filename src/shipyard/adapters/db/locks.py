@@ -8,6 +8,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,26 @@ GC_KEY = 0x5368697079474321  # "ShipyGC!"
 class SqlLocks(SqlBase):
     @contextlib.contextmanager
     def writers_lock(self, exclusive: bool = False) -> Iterator[None]:
+        """Re-entrant within a thread: a registration inside a tracked write (``log_model`` in a run) takes it
+        once. Taking it twice from one thread would deadlock on PostgreSQL as soon as gc queues for it
+        exclusively between the two (a new shared request waits behind a waiting exclusive one)."""
+        held = _held(self)
+        if held.depth:
+            held.depth += 1
+            try:
+                yield
+            finally:
+                held.depth -= 1
+            return
+        with self._writers_lock(exclusive):
+            held.depth = 1
+            try:
+                yield
+            finally:
+                held.depth = 0
+
+    @contextlib.contextmanager
+    def _writers_lock(self, exclusive: bool) -> Iterator[None]:
         if self.dialect == "postgresql":
             kind = "" if exclusive else "_shared"
             with self._session() as conn:
@@ -67,6 +88,22 @@ class SqlLocks(SqlBase):
         if not database or database == ":memory:":
             return None
         return Path(f"{database}.{name}-lock")
+
+
+class _Held(threading.local):
+    depth = 0
+
+
+_HELD_LOCK = threading.Lock()
+
+
+def _held(locks: SqlLocks) -> _Held:
+    """This thread's count of ``locks``' writers lock, made on first use (the mixin has no ``__init__``)."""
+    held: _Held | None = locks.__dict__.get("_writers_held")
+    if held is None:
+        with _HELD_LOCK:
+            held = locks.__dict__.setdefault("_writers_held", _Held())
+    return held
 
 
 @contextlib.contextmanager

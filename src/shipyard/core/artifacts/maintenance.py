@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from shipyard.core.artifacts.digest import Digest, hash_stream
@@ -15,6 +17,8 @@ from shipyard.errors import ConfigError, IntegrityError, NotFoundError, Shipyard
 from shipyard.ports import ObjectStore, Progress, Remote, no_progress
 
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
+MTIME_SLACK = 1.0  # a listing's times may carry milliseconds where a HEAD request's are whole seconds (S3): a
+# candidate counts as written again since it was listed only when its time moved on by more than this
 _HEAD = 64
 
 
@@ -53,6 +57,9 @@ class GcReport:
     remote: str | None = None  # the remote the removed objects were looked up on
     not_on_remote: int | None = None  # how many removed objects it lacks (None: not checked)
     remote_problem: str | None = None
+    store: str | None = None  # a shared store's URL (others write to it); None: this project's own
+    database: str | None = None  # the shared database searched (its URL without a password)
+    locked: bool = False  # the database-wide gc lock was held, and the writers lock while deleting
 
     def to_dict(self) -> dict[str, object]:
         return {"kept": self.kept, "removed": self.removed, "removed_bytes": self.removed_bytes,
@@ -61,7 +68,8 @@ class GcReport:
                                                       "history": self.history, "commits": self.commits,
                                                       "lock_versions": self.locks},
                 "warnings": self.warnings, "remote": self.remote, "not_on_remote": self.not_on_remote,
-                "remote_problem": self.remote_problem}
+                "remote_problem": self.remote_problem, "shared_store": self.store, "shared_database": self.database,
+                "locked": self.locked}
 
 
 def _rehash(store: ObjectStore, digest: Digest) -> bool:
@@ -133,10 +141,30 @@ def verify(store: ObjectStore, roots: Iterable[Digest], progress: Progress = no_
     return report
 
 
+References = Callable[[], tuple[Iterable[Digest], Iterable[Digest]]]
+"""Reads the references again, as ``(roots, manifests)``: what the metadata database (and the workspace)
+reference now, for gc's second look under the writers lock."""
+Stats = Callable[[Sequence[Digest]], Mapping[Digest, tuple[int, float]]]
+"""``(size, last modified)`` of each of the digests the store still holds (absent ones left out)."""
+
+
+@contextlib.contextmanager
+def no_lock() -> Iterator[None]:
+    """The null lock: one process, one store, nobody to wait for."""
+    yield
+
+
+@contextlib.contextmanager
+def no_writers_lock(exclusive: bool = False) -> Iterator[None]:
+    yield
+
+
 def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAULT_GRACE_SECONDS,
        dry_run: bool = False, now: float | None = None, manifests: Iterable[Digest] = (),
        records: int | None = None, metadata: str = "the metadata database", remote: Remote | None = None,
-       report: GcReport | None = None) -> GcReport:
+       report: GcReport | None = None, *, gc_lock: Callable[[], AbstractContextManager[None]] = no_lock,
+       writers_lock: Callable[[bool], AbstractContextManager[None]] = no_writers_lock,
+       references: References | None = None, stats: Stats | None = None) -> GcReport:
     """Delete objects nothing references that are older than ``grace_seconds``.
 
     ``roots``/``manifests``: everything to keep (the caller gathers the workspace's lock, every lock in
@@ -144,6 +172,14 @@ def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAU
     stored but not yet recorded anywhere. ``remote``: the doomed objects are looked up there, so the
     report can say whether this store held their only copy (a remote that cannot be reached is noted,
     never fatal). ``report``: pre-filled with what was searched (counts, warnings).
+
+    A store shared by many machines is collected in two phases. Phase 1, under ``gc_lock()`` (one gc at
+    a time; it raises ConflictError when another holds it) and without blocking anyone: list the
+    objects and pick the candidates, unreferenced and older than the grace period. Phase 2, under
+    ``writers_lock(True)``, which waits for every writer holding it shared (from storing objects to
+    recording them) and holds off new ones: ``references()`` is read again, ``stats`` looks at each
+    candidate again, and only those still unreferenced, still old and unchanged since phase 1 are
+    deleted. A dry run changes nothing, so it reads again without blocking writers.
 
     ``records``: how many runs and model versions the metadata database holds. A database that holds
     none while the store holds environment captures, which only runs and model versions write, is most
@@ -153,43 +189,80 @@ def gc(store: ObjectStore, roots: Iterable[Digest], grace_seconds: float = DEFAU
     check (``--allow-empty-db``).
     """
     now = time.time() if now is None else now
-    live, _ = reachable(store, roots, manifests=manifests)
     report = report if report is not None else GcReport()
     report.dry_run = dry_run
-    doomed: list[Digest] = []
-    young: list[Digest] = []
-    for digest, size, mtime in store.iter_objects():
-        if digest in live:
-            report.kept += 1
-        elif now - mtime < grace_seconds:
-            young.append(digest)
-            report.young_unreferenced += 1
-            report.kept += 1
-        else:
-            doomed.append(digest)
-            report.removed.append(str(digest))
-            report.removed_bytes += size
-    if records == 0 and doomed:
-        # young ones too: a capture re-used by a recent process is young while the objects of its runs are old
-        captures = sum(1 for d in [*doomed, *young] if _environment_capture(store, d))
-        if captures:
-            raise ConfigError(
-                f"{metadata} records no runs or model versions, but the store holds {captures} environment "
-                f"capture(s) that only runs and model versions write, and gc would remove {len(doomed)} of its "
-                f"{report.kept + len(doomed)} objects: check SHIPYARD_DB_URL (a deleted or mistyped database is "
-                "created empty); nothing was removed; pass --allow-empty-db to collect anyway"
-            )
+    with gc_lock():
+        live, _ = reachable(store, roots, manifests=manifests)
+        candidates: dict[Digest, tuple[int, float]] = {}
+        young: list[Digest] = []
+        listed = 0
+        for digest, size, mtime in store.iter_objects():
+            listed += 1
+            if digest in live:
+                continue
+            if now - mtime < grace_seconds:
+                young.append(digest)
+            else:
+                candidates[digest] = (size, mtime)
+        if records == 0 and candidates:
+            # young ones too: a capture re-used by a recent process is young while the objects of its runs are old
+            captures = sum(1 for d in [*candidates, *young] if _environment_capture(store, d))
+            if captures:
+                raise ConfigError(
+                    f"{metadata} records no runs or model versions, but the store holds {captures} environment "
+                    f"capture(s) that only runs and model versions write, and gc would remove {len(candidates)} of "
+                    f"its {listed} objects: check SHIPYARD_DB_URL (a deleted or mistyped database is created "
+                    "empty); nothing was removed; pass --allow-empty-db to collect anyway"
+                )
+        with contextlib.nullcontext() if dry_run else writers_lock(True):
+            doomed, refreshed, vanished = _second_look(store, candidates, live, grace_seconds, now, references,
+                                                       stats)
+            if not dry_run:
+                for digest in doomed:
+                    store.delete(digest)
+                report.temp_removed = store.clean_temp(grace_seconds)
+    report.kept = listed - len(doomed) - vanished
+    report.young_unreferenced = len(young) + refreshed
+    report.removed = [str(d) for d in doomed]
+    report.removed_bytes = sum(candidates[d][0] for d in doomed)
     if remote is not None and doomed:
         report.remote = remote.url
         try:
             report.not_on_remote = len(remote.missing(doomed))
         except ShipyardError as exc:
             report.remote_problem = " ".join(str(exc).split())[:300]
-    if not dry_run:
-        for digest in doomed:
-            store.delete(digest)
-        report.temp_removed = store.clean_temp(grace_seconds)
     return report
+
+
+def _second_look(store: ObjectStore, candidates: Mapping[Digest, tuple[int, float]], live: set[Digest],
+                 grace_seconds: float, now: float, references: References | None,
+                 stats: Stats | None) -> tuple[list[Digest], int, int]:
+    """Of phase 1's ``candidates``, those still to delete: not referenced by what ``references()`` reads now
+    (only new roots are followed: a manifest never changes, so what ``live`` holds was followed already),
+    and, where ``stats`` can tell, still present, still old and not written again since they were listed.
+    Also how many became young again (a writer re-used them) and how many are gone already."""
+    doomed = list(candidates)
+    if references is not None and doomed:
+        roots, manifests = references()
+        new_manifests = set(manifests) - live
+        new_roots = set(roots) - live
+        if new_roots or new_manifests:
+            now_live, _ = reachable(store, new_roots, manifests=new_manifests)
+            doomed = [d for d in doomed if d not in now_live]
+    refreshed = vanished = 0
+    if stats is not None and doomed:
+        current = stats(doomed)
+        still = []
+        for d in doomed:
+            st = current.get(d)
+            if st is None:
+                vanished += 1
+            elif st[1] > candidates[d][1] + MTIME_SLACK or now - st[1] < grace_seconds:
+                refreshed += 1
+            else:
+                still.append(d)
+        doomed = still
+    return doomed, refreshed, vanished
 
 
 MAX_CAPTURE = 4 * 1024 * 1024  # an environment capture lists packages: kilobytes

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,8 +47,12 @@ class Tracker:
     def __init__(self, meta: MetadataStore, store: ObjectStore, origin: Origin,
                  code_version: Callable[[], CodeVersion] = lambda: NO_CODE_VERSION,
                  env_digest: Callable[[], Digest | None] = lambda: None,
-                 pid_alive: Callable[[int], bool] = lambda pid: True) -> None:
+                 pid_alive: Callable[[int], bool] = lambda pid: True,
+                 writing: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext) -> None:
         self.meta = meta
+        # held from storing objects to recording them on a run, so gc on a shared store never deletes them in
+        # between (``MetadataStore.writers_lock``); a store of this project's own needs none
+        self.writing = writing
         self.store = store
         self.origin = origin
         self._code_version = code_version
@@ -57,15 +63,16 @@ class Tracker:
     def start_run(self, name: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
                   tags: Mapping[str, Any] | None = None, parent_id: str | None = None) -> RunRecord:
         run_id = uuid.uuid4().hex
-        run = RunRecord(
-            id=run_id, name=_name(name or f"run-{run_id[:8]}", "run name"),
-            experiment=_name(experiment or DEFAULT_EXPERIMENT, "experiment"),
-            status=RunStatus.RUNNING, start_time=time.time(), end_time=None, user=self.origin.user,
-            host=self.origin.host, pid=self.origin.pid, code=self._code_version(),
-            env_digest=self._env_digest(), parent_id=parent_id,
-            tags={_key(k): str(v) for k, v in (tags or {}).items()},
-        )
-        self.meta.create_run(run)
+        tags = {_key(k): str(v) for k, v in (tags or {}).items()}
+        with self.writing():  # the code's diff and the environment capture are stored, then recorded
+            run = RunRecord(
+                id=run_id, name=_name(name or f"run-{run_id[:8]}", "run name"),
+                experiment=_name(experiment or DEFAULT_EXPERIMENT, "experiment"),
+                status=RunStatus.RUNNING, start_time=time.time(), end_time=None, user=self.origin.user,
+                host=self.origin.host, pid=self.origin.pid, code=self._code_version(),
+                env_digest=self._env_digest(), parent_id=parent_id, tags=tags,
+            )
+            self.meta.create_run(run)
         self._open.add(run_id)
         return run
 
@@ -124,9 +131,11 @@ class Tracker:
         path = Path(path)
         if not path.exists():
             raise InvalidInputError(f"cannot log artifact {path}: no such file or folder")
-        stored = put_path(self.store, path, progress)
-        record = ArtifactRecord(_artifact_name(name or path.name), stored.digest, stored.size, stored.is_dir)
-        self.meta.add_artifact(run_id, record)
+        artifact = _artifact_name(name or path.name)
+        with self.writing():
+            stored = put_path(self.store, path, progress)
+            record = ArtifactRecord(artifact, stored.digest, stored.size, stored.is_dir)
+            self.meta.add_artifact(run_id, record)
         return record
 
     def record_inputs(self, run_id: str, inputs: Mapping[str, Digest]) -> None:

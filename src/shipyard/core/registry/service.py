@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,8 +134,12 @@ class Registry:
 
     def __init__(self, meta: MetadataStore, store: ObjectStore, flavors: Callable[[str], Flavor],
                  actor: str, env_digest: Callable[[], Digest | None] = lambda: None,
-                 reviewers: Iterable[str] = (), where: str = "") -> None:
+                 reviewers: Iterable[str] = (), where: str = "",
+                 writing: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext) -> None:
         self.meta = meta
+        # held from storing a version's objects to recording it, so gc on a shared store never deletes them
+        # in between (``MetadataStore.writers_lock``); a store of this project's own needs none
+        self.writing = writing
         self.where = where  # "in /path/.shipyard" or "at postgresql://...", for not-found messages
         self.store = store
         self.flavors = flavors
@@ -162,15 +168,16 @@ class Registry:
         # so does a folder that could never load (unknown serializer, missing or linked model file)
         needed = self._requires(str(folder), flavor, folder, saved)
         trusted = needed if trust_as_registrant else TrustSet()
-        stored = put_path(self.store, folder, progress)
-        examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
-        return self.meta.register_version(NewVersion(
-            model=name, manifest_digest=stored.digest, flavor=saved.flavor, size=stored.size,
-            run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
-            examples_digest=examples.digest if examples else None, metrics=dict(metrics or {}),
-            params=dict(params or {}), description=description, created_by=self.actor,
-            requested_version=version, trusted=tuple(trusted.items()), trust_reason=IN_PROCESS_REASON,
-        ))
+        with self.writing():
+            stored = put_path(self.store, folder, progress)
+            examples = next((e for e in stored.manifest or () if e.path == EXAMPLES_FILE), None)
+            return self.meta.register_version(NewVersion(
+                model=name, manifest_digest=stored.digest, flavor=saved.flavor, size=stored.size,
+                run_id=run_id, env_digest=self._env_digest(), signature=saved.signature,
+                examples_digest=examples.digest if examples else None, metrics=dict(metrics or {}),
+                params=dict(params or {}), description=description, created_by=self.actor,
+                requested_version=version, trusted=tuple(trusted.items()), trust_reason=IN_PROCESS_REASON,
+            ))
 
     def requirements(self, folder: Path) -> TrustSet:
         """What loading the saved model in ``folder`` would need trusted (it reads files, runs nothing)."""
@@ -256,8 +263,9 @@ class Registry:
         no one can rewrite later."""
         if action not in RESULT_ACTIONS:
             raise ValueError(f"not a check: {action!r}")
-        digest = self.store.put_bytes(json.dumps(dict(record), sort_keys=True, separators=(",", ":")).encode())
-        return self.meta.record_result(mv.model, mv.version, action, digest, self.actor, summary[:500])
+        with self.writing():
+            digest = self.store.put_bytes(json.dumps(dict(record), sort_keys=True, separators=(",", ":")).encode())
+            return self.meta.record_result(mv.model, mv.version, action, digest, self.actor, summary[:500])
 
     def results(self, mv: ModelVersion, action: str) -> list[tuple[AuditEvent, dict[str, Any]]]:
         """The recorded checks of ``mv`` of one kind, oldest first, each with its record (re-hashed on read)."""

@@ -194,11 +194,12 @@ def gc(
                                      "untouched."),
     as_json: bool = out.JSON_OPTION,
     allow_empty_db: bool = store.ALLOW_EMPTY_DB_OPTION,
+    force_short_grace: bool = store.FORCE_SHORT_GRACE_OPTION,
 ) -> None:
     """Remove stored data that no shipyard.lock in git history (any commit, branch, tag, stash or reflog entry),
     run or model version references, older than the grace period. Prints what it removes and why that is safe."""
     if not remote_temp:
-        store.collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote)
+        store.collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote, force_short_grace)
         return
     target = _remote(remote)
     removed = 0 if dry_run else target.clean_temp(store.seconds(grace))

@@ -92,7 +92,10 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
             out.console().print(f"note: {len(legacy)} version(s) registered before versions carried a record "
                                 f"digest are checked on their manifest only, e.g. {escape(legacy[0])}")
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
-        out.console().print(f"{verdict}: {report.checked} objects, {out.size(report.bytes)} re-hashed; "
+        from shipyard.wiring import store_is_shared
+
+        where = f" in {escape(_where(svc))}" if store_is_shared(svc.settings) else ""
+        out.console().print(f"{verdict}: {report.checked} objects{where}, {out.size(report.bytes)} re-hashed; "
                             f"{len(report.corrupt)} corrupt, {len(report.missing)} missing"
                             + (f", {len(report.tampered)} registry problem(s)" if report.tampered else ""))
     if not report.ok:
@@ -112,45 +115,85 @@ WORKSPACE_ONLY_OPTION = typer.Option(False, "--workspace-only", help="DANGEROUS:
                                      "what the current shipyard.lock, runs and model versions reference. Data "
                                      "pinned only by older commits, other branches or tags is removed.")
 REMOTE_OPTION = typer.Option(None, "--remote", "-r", help="Remote name from shipyard.yaml to look the removed "
-                             "objects up on (default: default_remote).")
+                             "objects up on (default: default_remote; none when the store itself lives in S3).")
+FORCE_SHORT_GRACE_OPTION = typer.Option(
+    False, "--force-short-grace", help="On a shared store (in S3, or a folder other machines or projects write "
+    "to), allow a --grace shorter than 24h. Another machine's run may store objects and record them only "
+    "minutes or hours later (a pipeline stage's outputs, `data add` before its lock is committed), and an "
+    "object a writer re-uses is refreshed in the store only once it is 12h old: below 24h gc may delete what "
+    "such a run is about to reference.")
+SHARED_MIN_GRACE = 24 * 3600.0  # see FORCE_SHORT_GRACE_OPTION
 
 
 @app.command("gc")
 def gc(grace: str = GRACE_OPTION, dry_run: bool = DRY_RUN_OPTION, workspace_only: bool = WORKSPACE_ONLY_OPTION,
        remote: str = REMOTE_OPTION, as_json: bool = out.JSON_OPTION,
-       allow_empty_db: bool = ALLOW_EMPTY_DB_OPTION) -> None:
-    """Remove objects that no lock in git history, run or model version references, older than the grace period."""
-    collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote)
+       allow_empty_db: bool = ALLOW_EMPTY_DB_OPTION, force_short_grace: bool = FORCE_SHORT_GRACE_OPTION) -> None:
+    """Remove objects that no lock in git history, run or model version references, older than the grace period.
+
+    On a shared store (in S3, or a folder others write to) gc searches every run and model version of the
+    shared database (every machine's), and this project's lock history; it holds a database-wide lock, so
+    two machines never collect at once, and deletes only after in-flight registrations have been recorded.
+    Data that only a shipyard.lock in another clone references (commits this checkout has not fetched) is
+    protected by the grace period alone: fetch every branch before collecting a shared store.
+    """
+    collect(grace, dry_run, as_json, allow_empty_db, workspace_only, remote, force_short_grace)
 
 
 def collect(grace: str, dry_run: bool, as_json: bool, allow_empty_db: bool = False, workspace_only: bool = False,
-            remote_name: str | None = None) -> None:
-    """gc of the local store, keeping what the workspace, every lock in git history, runs and versions reference."""
+            remote_name: str | None = None, force_short_grace: bool = False) -> None:
+    """gc of the store, keeping what the workspace, every lock in git history, runs and versions reference."""
     grace_seconds = seconds(grace)  # a bad period stops gc before it reads anything
     from shipyard.core.artifacts.maintenance import GcReport
     from shipyard.core.artifacts.maintenance import gc as run_gc
     from shipyard.core.workspace.history import history_roots, require_complete
+    from shipyard.wiring import object_stats, store_is_shared
 
     svc = out.services()
-    root = svc.settings.project_root
-    manifests, runs, versions = known_manifests(svc)
-    roots = referenced(svc)
-    report = GcReport(runs=runs, versions=versions)
-    if workspace_only:
-        report.history = "not searched (--workspace-only)"
-    else:
-        from shipyard.wiring import lock_history
+    shared = store_is_shared(svc.settings)
+    if shared and grace_seconds < SHARED_MIN_GRACE and not force_short_grace:
+        from shipyard.errors import InvalidInputError
 
-        history = lock_history(root)
-        require_complete(history)
-        found = history_roots(history)
-        roots |= found.digests
-        manifests |= found.manifests
-        report.history = "git" if history.repo is not None else "no git repository"
-        report.commits, report.locks, report.warnings = history.commits, found.locks, found.warnings
-    report = run_gc(svc.store, roots, grace_seconds, dry_run=dry_run, manifests=manifests,
-                    records=None if allow_empty_db else runs + versions, metadata=f"the database at {_shown(svc)}",
-                    remote=_lookup_remote(root, remote_name, report), report=report)
+        raise InvalidInputError(f"--grace {grace} is shorter than 24h on the shared store {_where(svc)}: another "
+                                "machine's run may not have recorded what it stored yet; nothing was removed; "
+                                "pass --force-short-grace if no one else is writing")
+    root = svc.settings.project_root
+    # a store of this project's own has no other writers and no other gc (machines sharing only the database
+    # collect their own stores): it takes no lock, as before stores were shared
+    from shipyard.core.artifacts.maintenance import no_lock, no_writers_lock
+
+    gc_lock, writers_lock = (svc.meta.gc_lock, svc.meta.writers_lock) if shared else (no_lock, no_writers_lock)
+    with gc_lock():  # before anything is read: a second gc stops here, in one line
+        manifests, runs, versions = known_manifests(svc)
+        roots = referenced(svc)
+        report = GcReport(runs=runs, versions=versions)
+        if shared:
+            report.store = _where(svc)
+            report.database = _shown(svc)
+        if workspace_only:
+            report.history = "not searched (--workspace-only)"
+        else:
+            from shipyard.wiring import lock_history
+
+            history = lock_history(root)
+            require_complete(history)
+            found = history_roots(history)
+            roots |= found.digests
+            manifests |= found.manifests
+            report.history = "git" if history.repo is not None else "no git repository"
+            report.commits, report.locks, report.warnings = history.commits, found.locks, found.warnings
+
+        def again() -> tuple[set[Digest], set[Digest]]:
+            """What the database and the workspace reference now (the history did not move)."""
+            return referenced(svc), known_manifests(svc)[0]
+
+        in_s3 = svc.settings.store_remote is not None
+        lookup = None if in_s3 and remote_name is None else _lookup_remote(root, remote_name, report)
+        report = run_gc(svc.store, roots, grace_seconds, dry_run=dry_run, manifests=manifests,
+                        records=None if allow_empty_db else runs + versions,
+                        metadata=f"the database at {_shown(svc)}", remote=lookup, report=report,
+                        writers_lock=writers_lock, references=again, stats=object_stats(svc.store))
+        report.locked = shared
     if as_json:
         out.print_json(report.to_dict())
         return
@@ -187,16 +230,27 @@ SHOWN_OBJECTS = 10  # digests a dry run names in the text output
 def describe(report: GcReport) -> list[str]:
     """What gc removed (or would), and why that is safe: what was searched for references, where copies are.
     A few short lines (each wrapped to the terminal), not one long one."""
-    searched = "the workspace's lock"
+    lock = "the workspace's lock" if report.store is None else "this project's shipyard.lock"
     if report.history == "git":
-        searched += f", the locks of {report.commits} commit(s) ({report.locks} distinct lock version(s))"
-    searched += f", {report.runs} run(s), {report.versions} model version(s)"
+        lock += f", the locks of {report.commits} commit(s) ({report.locks} distinct lock version(s))"
+    records = f"{report.runs} run(s), {report.versions} model version(s)"
+    note = ""
     if report.history == "no git repository":
-        searched += " (no git repository: no history to search)"
+        note = " (no git repository: no history to search)"
     elif report.history.startswith("not searched"):
-        searched += " (git history NOT searched: --workspace-only)"
+        note = " (git history NOT searched: --workspace-only)"
+    if report.store is not None:  # a shared store: whose records were searched, and this project's history
+        searched = (f"every machine's {records.replace(', ', ' and ')} in the shared database at "
+                    f"{report.database}, and {lock}{note}")
+    else:
+        searched = f"{lock}, {records}{note}"
     kept = f"kept {report.kept} ({report.young_unreferenced} unreferenced but within the grace period)"
     temp = [f"{report.temp_removed} temp file(s) of interrupted writes removed"] if report.temp_removed else []
+    if report.locked:
+        temp.append("held the database-wide gc lock: no other machine collected meanwhile; "
+                    + ("a run without --dry-run also waits for in-flight writers to record what they stored"
+                       if report.dry_run else "in-flight writers recorded what they stored before anything "
+                       "was deleted, and new ones waited"))
     n = len(report.removed)
     if not n:
         return [f"nothing to remove, {kept}", f"searched {searched}", *temp]
@@ -213,9 +267,18 @@ def describe(report: GcReport) -> list[str]:
                      "no other stored copy exists")
     elif report.remote_problem:
         lines.append(f"whether a remote holds them is unknown ({report.remote_problem})")
+    elif report.store is not None and report.store.startswith("s3://"):
+        lines.append(f"the store is itself in S3 ({report.store}): no remote was looked up (--remote NAME "
+                     "checks a backup)")
     else:
         lines.append("no remote is declared: no other stored copy exists")
     return [*lines, kept, *temp]
+
+
+def _where(svc: Services) -> str:
+    """The store's location: its S3 URL, or its folder."""
+    spec = svc.settings.store_remote
+    return spec.url if spec is not None else str(svc.settings.store_path)
 
 
 def _shown(svc: Services) -> str:
