@@ -44,7 +44,7 @@ def test_a_damaged_check_record_is_left_out_of_results_and_the_rest_still_read(s
     mv = services.registry.register("m", folder)
     damaged = services.registry.record_result(mv, "verify", {"status": "pass", "n": 1}, "pass")
     services.registry.record_result(mv, "verify", {"status": "fail", "n": 2}, "fail")
-    path = services.store._path(Digest.parse(damaged.new or ""))  # type: ignore[attr-defined]
+    path = services.store.local_path(Digest.parse(damaged.new or ""))  # type: ignore[attr-defined]
     path.chmod(0o644)
     path.write_bytes(b'{"status": "pass", "n": 3}')
     assert [body["n"] for _, body in services.registry.results(mv, "verify")] == [2]
