@@ -216,9 +216,10 @@ class PipelineRunner:
         try:
             if now.params:
                 tracker.log_params(run.id, {k: _text(v) for k, v in now.params.items()})
-            for dep in stage.deps:  # keep the inputs' bytes too (code is small; data is mostly stored already)
-                put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
-            tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d is not None})
+            with tracker.writing():  # on a shared store, gc waits until what is stored is recorded
+                for dep in stage.deps:  # keep the inputs' bytes too (code is small; data is mostly stored already)
+                    put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
+                tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d is not None})
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
                            {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
             code = self.executor.run(job, lambda text: self.events.line(stage.name, text))
@@ -232,10 +233,11 @@ class PipelineRunner:
                                   run.id)
             outs = {}
             for path in stage.produced:
-                stored = put_path(self.ws.store, self.ws.abs(path), state=self.ws.state)
+                with tracker.writing():
+                    stored = put_path(self.ws.store, self.ws.abs(path), state=self.ws.state)
+                    tracker.record_output(run.id, path, stored.digest, stored.size, stored.is_dir)
                 outs[path] = PathEntry(stored.digest, stored.size,
                                        len(stored.manifest) if stored.manifest is not None else None)
-                tracker.record_output(run.id, path, stored.digest, stored.size, stored.is_dir)
             metrics = {}
             for path in stage.metrics:
                 metrics.update(read_metrics(self.ws.abs(path), path))
