@@ -152,11 +152,11 @@ class ReadThroughStore:
         """Download the ones the cache lacks, straight from upstream into the cache, each re-hashed as it is
         written: one that does not hash to its name never enters the cache (IntegrityError naming it). The
         others count as just used. An object absent upstream is left for ``open`` to report. A batch is one
-        read: none of its objects is evicted until the next batch."""
+        read: none of its objects is evicted until the next fetch downloads (so a batch larger than the
+        bound is still read whole; the cache shrinks back to its bound on the next download)."""
         wanted = list(dict.fromkeys(digests))
         need = [d for d in wanted if not (self._touch(d) if self.primary else self.cache.has(d))]
-        if len(wanted) > 1:
-            self._reading = frozenset(wanted)
+        self._reading = frozenset(wanted)
         if not need or (not self.primary and self._fallback() is None):
             return
         with self._reaching():
