@@ -230,16 +230,17 @@ class S3Remote:
                 yield bytes(chunk)
 
     def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress,
-               replace: bool = False) -> None:
+               replace: bool = True) -> None:
         """Send each object, re-hashed as it streams: a corrupt local object raises before the put completes,
         so the remote never holds it.
 
-        Another reader never sees half an object. Up to ``SMALL`` bytes an object goes in one PUT with
-        ``If-None-Match: *`` (obstore's "create" mode): an object already there under that name is the same
-        bytes, so "already exists" is success; a service that refuses the header gets a plain PUT from then
-        on. A larger object is a multipart upload, which S3 publishes only when it completes: one killed
-        midway leaves no object (obstore's conditional put would hold the whole object in memory).
-        ``replace``: overwrite what is there (a re-used object made young again for gc's grace period)."""
+        Another reader never sees half an object: a PUT is atomic, and a multipart upload (above ``SMALL``
+        bytes) is published only when it completes, so one killed midway leaves no object. ``replace``
+        (the default): overwrite what is there (a damaged copy, or an old one made young again for gc).
+        Otherwise, up to ``SMALL`` bytes, one PUT with ``If-None-Match: *`` (obstore's "create" mode): an
+        object already there is the same bytes under its name, so "already exists" is success; a service
+        that refuses the header gets plain PUTs from then on. (obstore's conditional put holds the whole
+        object in memory and sends one PUT, so a larger object stays a multipart upload.)"""
         def send(d: Digest) -> None:
             with store.open(d) as f:
                 size = os.fstat(f.fileno()).st_size

@@ -128,9 +128,9 @@ class ReadThroughStore:
                 absent = [d for d in wanted if d not in present]
                 old = [d for d in wanted if d in present and present[d][1] < cutoff]
                 if absent:
-                    self.upstream.upload(self.cache, absent)
+                    self.upstream.upload(self.cache, absent, replace=False)
                 if old:
-                    self.upstream.upload(self.cache, old, replace=True)
+                    self.upstream.upload(self.cache, old)
             self._known.update(wanted)
         self._count(digests)
         self._evict(keep=set(digests))
