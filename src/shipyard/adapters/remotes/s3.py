@@ -24,12 +24,13 @@ from shipyard.ports import ObjectStore, Progress, no_progress
 
 CONCURRENCY = 32
 SMALL = 8 * 1024 * 1024  # up to this, an object is sent in one conditional PUT; above, as a streamed multipart upload
+PART = 5 * 1024 * 1024  # chunks of a multipart upload as read: obstore's part size, so no part is assembled twice
 # An unreachable endpoint fails in seconds, not after minutes of retries: each connection attempt gives up after
 # CONNECT, retries stop RETRY_FOR after the first attempt. A transfer may take as long as its size needs (the
 # client's default caps a whole request, body included, at 30 s); a stalled one fails once nothing arrives
 # for STALLED.
 CONNECT = timedelta(seconds=2)
-STALLED = timedelta(seconds=30)
+STALLED = timedelta(seconds=10)
 RETRY_FOR = timedelta(seconds=5)
 CLIENT: dict[str, Any] = {"connect_timeout": CONNECT, "read_timeout": STALLED, "timeout": timedelta(days=1)}
 RETRY: dict[str, Any] = {"max_retries": 3, "retry_timeout": RETRY_FOR,
@@ -247,7 +248,7 @@ class S3Remote:
             if size <= SMALL:
                 self._put_small(self._key(d), b"".join(verified_chunks(store, d)), replace)
             else:
-                obstore.put(self._store, self._key(d), verified_chunks(store, d, SMALL), use_multipart=True)
+                obstore.put(self._store, self._key(d), verified_chunks(store, d, PART), use_multipart=True)
             progress(size)
 
         with _translated("uploading", self.url):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import os
 import queue
@@ -31,6 +32,7 @@ from typing import BinaryIO
 from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, evict
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
+from shipyard.core.workspace.atomic import temp_name
 from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError, ShipyardError
 from shipyard.ports import Progress, Remote, no_progress
 
@@ -171,16 +173,33 @@ class ReadThroughStore:
 
     def _download(self, remote: Remote, digest: Digest, progress: Progress) -> bool:
         """One object into the cache (False if upstream lacks it): streamed into a temp file of the cache,
-        hashed as it is written, renamed into place only if it hashes to its name."""
+        hashed as it is written, renamed into place read-only only if it hashes to its name.
+
+        Not fsync'd: the cache is a copy, and every read re-hashes what it reads, so an object torn by a
+        crash is found and fetched again (``refetch``), as a corrupt one is."""
+        tmp = temp_name(self.cache.tmp)
         try:
-            self.cache.put_streams([(digest, _prefetched(remote.read(digest)))], progress, source="downloaded")
+            with open(tmp, "xb") as out:
+                h = hashlib.sha256()
+                for chunk in _prefetched(remote.read(digest)):
+                    h.update(chunk)
+                    out.write(chunk)
+                size = out.tell()
+            if h.hexdigest() != digest.hex:
+                where = f"the store {remote.url}" if self.primary else f"remote {remote.url}"
+                raise IntegrityError(f"object {digest} in {where} is corrupt (its bytes do not hash to its name): "
+                                     "it was not loaded and nothing entered the cache; replace it from a good copy "
+                                     "(`shipyard store verify` names every corrupt object)")
+            os.chmod(tmp, 0o444)
+            target = self.cache.local_path(digest)
+            target.parent.mkdir(exist_ok=True)
+            os.replace(tmp, target)
         except NotFoundError:
             return False
-        except IntegrityError as exc:
-            where = f"the store {remote.url}" if self.primary else f"remote {remote.url}"
-            raise IntegrityError(f"object {digest} in {where} is corrupt (its bytes do not hash to its name): it "
-                                 "was not loaded and nothing entered the cache; replace it from a good copy (`shipyard "
-                                 "store verify` names every corrupt object)") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        progress(size)
         return True
 
     def _count(self, digests: Sequence[Digest]) -> None:
