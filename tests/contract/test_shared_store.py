@@ -326,3 +326,79 @@ def test_store_cache_shows_bounds_and_clears_the_cache_never_the_store(s3_endpoi
     assert all(up.holds(d) for d in digests)  # the store itself is whole
     local = shipyard("store", "cache", env=cli_env(SHIPYARD_HOME=str(project / ".shipyard")), cwd=project)
     assert local.stdout.startswith("no cache: the store is local") and len(local.stdout.splitlines()) == 1
+
+
+# -- a service that refuses conditional puts ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _refusing_if_none_match(endpoint: str) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP front for ``endpoint`` that answers a PUT carrying ``If-None-Match`` with 501 NotImplemented,
+    as S3-compatible services without conditional writes do, and passes every other request through."""
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    target = urlsplit(endpoint)
+    refused: list[str] = []
+
+    class Front(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def relay(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.command == "PUT" and self.headers.get("If-None-Match"):
+                refused.append(self.path)
+                status, headers = 501, [("Content-Type", "application/xml")]
+                payload = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A '
+                           b"header you provided implies functionality that is not implemented</Message></Error>")
+            else:
+                conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
+                conn.request(self.command, self.path, body, headers=dict(self.headers))
+                answer = conn.getresponse()
+                payload = answer.read()
+                status = answer.status
+                headers = [(k, v) for k, v in answer.getheaders()
+                           if k.lower() not in ("transfer-encoding", "connection", "content-length")]
+                conn.close()
+            self.send_response(status)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = relay
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Front)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", refused
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_service_that_refuses_conditional_puts_gets_plain_ones(s3_endpoint: str, tmp_path: Path) -> None:
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    with _refusing_if_none_match(s3_endpoint) as (front, refused):
+        up.spec = RemoteSpec(url=up.spec.url, endpoint_url=front)
+        a = up.machine("a")
+        digests = [a.put_bytes(f"object {i}".encode()) for i in range(3)]
+        assert len(refused) >= 1 and len({path for path in refused}) == 1  # asked once, then plain puts
+        b = up.machine("b")
+        assert [read_verified(b, d) for d in digests] == [f"object {i}".encode() for i in range(3)]
+
+
+def test_a_conditional_put_of_an_object_already_there_is_success(s3_endpoint: str, tmp_path: Path) -> None:
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    a, b = up.machine("a"), up.machine("b")
+    d = a.put_bytes(b"written by a")
+    b.cache.put_bytes(b"written by a")
+    before = a.upstream.stats([d])
+    b.upstream.upload(b.cache, [d], replace=False)  # b had seen it absent: moto answers 412, which is success
+    assert a.upstream.stats([d]) == before  # and it was not written again
