@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import io
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +29,7 @@ from typing import BinaryIO
 
 from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, evict
 from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.adapters.stores.streams import prefetched, upstream_reader
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.workspace.atomic import temp_name
 from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError, ShipyardError
@@ -42,7 +41,6 @@ REFRESH_AFTER = 12 * 3600.0  # an upstream object re-used by a write is uploaded
 # gc removes unreferenced objects older than its grace period (24 h by default), so a writer about to
 # reference an old object makes it young again, as the local store does with utime
 DOWNLOADS = 8  # objects downloaded at once
-AHEAD = 2  # chunks a download receives ahead of the one being hashed and written
 
 
 class ReadThroughStore:
@@ -61,6 +59,7 @@ class ReadThroughStore:
         self._used: int | None = None  # bytes in the cache: counted when it may be over, else added to (an upper bound)
         self._known: set[Digest] = set()  # upstream was seen holding these (young enough) in this process
         self._reading: frozenset[Digest] = frozenset()  # the objects of the read in progress: never evicted
+        self._absent: set[Digest] = set()  # what the last download found missing upstream
         self._direct = False  # ``verifying()``: read upstream's bytes, not the cache's
         self._listed: set[Digest] | None = None  # ... and what its last full listing held
 
@@ -169,6 +168,7 @@ class ReadThroughStore:
                 with ThreadPoolExecutor(max_workers=min(DOWNLOADS, len(need))) as pool:
                     got = list(pool.map(lambda d: self._download(remote, d, progress), need))
         self._count([d for d, ok in zip(need, got, strict=True) if ok])
+        self._absent = {d for d, ok in zip(need, got, strict=True) if not ok}
         self._evict(keep=set(wanted))
 
     def _download(self, remote: Remote, digest: Digest, progress: Progress) -> bool:
@@ -181,7 +181,7 @@ class ReadThroughStore:
         try:
             with open(tmp, "xb") as out:
                 h = hashlib.sha256()
-                for chunk in _prefetched(remote.read(digest)):
+                for chunk in prefetched(remote.read(digest)):
                     h.update(chunk)
                     out.write(chunk)
                 size = out.tell()
@@ -217,15 +217,16 @@ class ReadThroughStore:
     def open(self, digest: Digest) -> BinaryIO:
         if self._direct:
             with self._reaching():
-                return _upstream_reader(self.upstream, digest)
+                return upstream_reader(self.upstream, digest)
         if not self.primary:
             with contextlib.suppress(NotFoundError):
                 return self.cache.open(digest)  # the common case: no remote is opened
         for _ in range(3):  # another process may evict it between our download and our open
+            self._absent = set()
             self.fetch([digest])
             with contextlib.suppress(NotFoundError):
                 return self.cache.open(digest)
-            if not self.primary:
+            if not self.primary or digest in self._absent:
                 break
         if not self.primary:
             remote = self._fallback()
@@ -313,80 +314,3 @@ class ReadThroughStore:
         with self._reaching():
             self.upstream.put_ref(name, data)
 
-
-class _Chunks(io.RawIOBase):
-    """A read-only file over a stream of chunks (an upstream object read without a local copy)."""
-
-    def __init__(self, chunks: Iterator[bytes], first: bytes) -> None:
-        self._chunks = chunks
-        self._left = memoryview(first)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._left:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._left = memoryview(chunk)
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-        super().close()
-
-
-def _upstream_reader(remote: Remote, digest: Digest) -> BinaryIO:
-    """``digest``'s bytes as upstream holds them (NotFoundError now, before any read, if it is absent)."""
-    chunks = iter(remote.read(digest))
-    first = next(chunks, b"")
-    return io.BufferedReader(_Chunks(chunks, first), buffer_size=1024 * 1024)
-
-
-def _prefetched(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """``chunks``, received by another thread while this one hashes and writes the previous ones: the network
-    and the hashing overlap (each releases the GIL), so a download costs about the slower of the two."""
-    ready: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(AHEAD)
-    stop = threading.Event()
-
-    def pump() -> None:
-        item: tuple[bytes | None, BaseException | None] = (None, None)
-        try:
-            for chunk in chunks:
-                if not _offer(ready, (chunk, None), stop):
-                    return
-        except BaseException as exc:  # handed to the reader, raised there
-            item = (None, exc)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None and stop.is_set():
-                close()
-        _offer(ready, item, stop)
-
-    threading.Thread(target=pump, name="shipyard-download", daemon=True).start()
-    try:
-        while True:
-            chunk, error = ready.get()
-            if error is not None:
-                raise error
-            if chunk is None:
-                return
-            yield chunk
-    finally:
-        stop.set()
-
-
-def _offer(ready: queue.Queue[tuple[bytes | None, BaseException | None]],
-           item: tuple[bytes | None, BaseException | None], stop: threading.Event) -> bool:
-    """Put ``item`` once there is room; False if the reader stopped meanwhile."""
-    while not stop.is_set():
-        with contextlib.suppress(queue.Full):
-            ready.put(item, timeout=0.1)
-            return True
-    return False
