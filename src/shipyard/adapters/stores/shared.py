@@ -4,10 +4,12 @@ Two shapes, one class:
 
 - **Primary upstream** (``store: s3://bucket/prefix``): the objects live upstream, in the same layout as
   a remote (``sha256/ab/cdef...``, ``refs/``), and every machine reads and writes there. A write is
-  hashed into the local cache first, then uploaded (re-hashed as it streams; an S3 put is atomic, a
-  folder's is a temp file renamed into place), so another machine never sees half an object. A read
-  is served from the cache; a miss is downloaded and re-hashed as it enters the cache. The cache is
-  bounded (least recently used objects go first); listing, deleting and refs are upstream's.
+  hashed into the local cache first, then uploaded (re-hashed as it streams: a conditional PUT, or a
+  multipart upload S3 publishes only once complete; a folder's is a temp file renamed into place), so
+  another machine never sees half an object. A read is served from the cache; a miss is streamed
+  straight into it and hashed as it is written (one pass; a GET, no HEAD first). The cache is bounded
+  (``cache.py``: least recently used objects go first); listing, deleting and refs are upstream's, and
+  ``verifying()`` reads upstream's bytes for ``store verify``. An unreachable store is one line.
 - **Fallback upstream** (a local store with a default remote): the local store stays the store; an
   object it lacks when a version is loaded, served or reproduced is downloaded from the remote.
 
