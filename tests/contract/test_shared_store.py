@@ -98,6 +98,10 @@ def test_objects_are_written_once_named_by_sha256(upstream: Upstream, tmp_path: 
     assert {d: size for d, size, _ in b.iter_objects()} == {Digest.of_bytes(data): len(data),
                                                              Digest.of_bytes(b"small"): 5}
     assert read_verified(b, Digest.of_bytes(data)) == data
+    (tmp_path / "g").write_bytes(b"not what was expected")
+    with pytest.raises(IntegrityError, match="expected"):
+        a.put_file(tmp_path / "g", expect=Digest.of_bytes(b"something else"))
+    assert not upstream.holds(Digest.of_bytes(b"not what was expected"))
 
 
 def test_a_second_machine_loads_what_the_first_wrote_and_refs_are_shared(upstream: Upstream, tmp_path: Path) -> None:

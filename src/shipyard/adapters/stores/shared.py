@@ -43,6 +43,12 @@ REFRESH_AFTER = 12 * 3600.0  # an upstream object re-used by a write is uploaded
 # gc removes unreferenced objects older than its grace period (24 h by default), so a writer about to
 # reference an old object makes it young again, as the local store does with utime
 DOWNLOADS = 8  # objects downloaded at once
+STAGE_CHUNK = 4 * 1024 * 1024
+
+
+def _write_all(out: BinaryIO, view: memoryview) -> None:
+    while view:
+        view = view[out.write(view) or 0:]
 
 
 class ReadThroughStore:
@@ -109,9 +115,47 @@ class ReadThroughStore:
 
     def put_many(self, paths: Sequence[str], known: Sequence[Digest | None] | None = None, hardlink: bool = False,
                  progress: Progress = no_progress, expect: Sequence[Digest | None] | None = None) -> list[Digest]:
-        digests = self.cache.put_many(paths, known, hardlink, progress, expect)
+        if not self.primary or hardlink:
+            digests = self.cache.put_many(paths, known, hardlink, progress, expect)
+        else:
+            digests = [self._stage(path, known[i] if known else None, expect[i] if expect else None, progress)
+                       for i, path in enumerate(paths)]
         self._publish(digests)
         return digests
+
+    def _stage(self, path: str, hint: Digest | None, want: Digest | None, progress: Progress) -> Digest:
+        """Copy one file into the cache in one pass, hashing the very bytes written (so the copy matches its
+        name even if the source changes meanwhile), renamed in read-only. Not fsync'd: the upload that
+        follows re-hashes it, and a cached copy is only a copy (every read re-hashes what it reads)."""
+        if hint is not None and self._touch(hint):
+            progress(0)
+            return hint
+        tmp = temp_name(self.cache.tmp)
+        try:
+            h, buffer = hashlib.sha256(), bytearray(STAGE_CHUNK)
+            view = memoryview(buffer)
+            with open(path, "rb", buffering=0) as src, open(tmp, "xb", buffering=0) as out:
+                while n := src.readinto(buffer):
+                    h.update(view[:n])
+                    _write_all(out, view[:n])
+                size = out.tell()
+            digest = Digest.trusted(h.hexdigest())
+            if want is not None and digest != want:
+                raise IntegrityError(f"{path} has digest {digest}, expected {want}; nothing was stored")
+            if not self._touch(digest):
+                self._place(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        progress(size)
+        return digest
+
+    def _place(self, tmp: str, digest: Digest) -> None:
+        """A finished temp file of the cache under its name, read-only (a rename: readers see all or nothing)."""
+        os.chmod(tmp, 0o444)
+        target = self.cache.local_path(digest)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(tmp, target)
 
     def put_bytes(self, data: bytes) -> Digest:
         digest = self.cache.put_bytes(data)
@@ -192,10 +236,7 @@ class ReadThroughStore:
                 raise IntegrityError(f"object {digest} in {where} is corrupt (its bytes do not hash to its name): "
                                      "it was not loaded and nothing entered the cache; replace it from a good copy "
                                      "(`shipyard store verify` names every corrupt object)")
-            os.chmod(tmp, 0o444)
-            target = self.cache.local_path(digest)
-            target.parent.mkdir(exist_ok=True)
-            os.replace(tmp, target)
+            self._place(tmp, digest)
         except NotFoundError:
             return False
         finally:
