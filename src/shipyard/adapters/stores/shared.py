@@ -158,7 +158,18 @@ class ReadThroughStore:
         os.replace(tmp, target)
 
     def put_bytes(self, data: bytes) -> Digest:
-        digest = self.cache.put_bytes(data)
+        if not self.primary:
+            return self.cache.put_bytes(data)
+        digest = Digest.of_bytes(data)
+        if not self._touch(digest):  # into the cache as ``_stage`` does: a temp file renamed, no sync
+            tmp = temp_name(self.cache.tmp)
+            try:
+                with open(tmp, "xb") as out:
+                    out.write(data)
+                self._place(tmp, digest)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         self._publish([digest])
         return digest
 
