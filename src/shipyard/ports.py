@@ -72,9 +72,12 @@ class Remote(Protocol):
         """An object's bytes as the remote holds them, in chunks (NotFoundError if absent)."""
         ...
 
-    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress,
+               replace: bool = True) -> None:
         """Send objects, re-hashing each as it streams: a corrupt local object raises IntegrityError and
-        is never published on the remote."""
+        is never published on the remote; a reader never sees half an object. ``replace``: an object the
+        remote holds already is written again (a damaged copy is mended, an old one becomes new for gc's
+        grace period); False: for objects believed absent, it may be left as it is (a conditional put)."""
         ...
 
     def clean_temp(self, older_than: float) -> int:
