@@ -44,10 +44,12 @@ class ObjectStore(Protocol):
         """A small named value kept beside the objects (e.g. a stage-cache entry)."""
         ...
     def put_ref(self, name: str, data: bytes) -> None: ...
-    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress,
+              sizes: Mapping[Digest, int] | None = None) -> None:
         """Make ``digests`` readable here before a batch of ``open`` calls: a read-through store downloads the
         ones it lacks, in parallel, each re-hashed as it enters its cache; a store holding everything itself
-        does nothing. An absent object is left for ``open`` to report."""
+        does nothing. An absent object is left for ``open`` to report. ``sizes``: the most bytes each may
+        have (a verified manifest's sizes); a larger one is refused as soon as the excess shows."""
         ...
     def refetch(self, digest: Digest) -> bool:
         """A copy of ``digest`` read from here failed verification: replace it from another copy and return

@@ -129,6 +129,33 @@ def test_an_object_altered_upstream_is_an_integrity_error_and_never_enters_the_c
         b.fetch([d])
 
 
+def test_an_object_larger_upstream_than_its_manifest_says_stops_as_the_excess_shows(upstream: Upstream,
+                                                                                    tmp_path: Path) -> None:
+    a, b = upstream.machine("a"), upstream.machine("b")
+    stored = put_path(a, _folder(tmp_path / "model", {"weights.bin": b"w" * 1000}))
+    weights = next(e for e in stored.manifest or () if e.path == "weights.bin")
+    upstream.replace(weights.digest, b"w" * 3 * MIB)  # endless, as far as the manifest is concerned
+    with pytest.raises(IntegrityError, match="more than the 1000 bytes its manifest records") as failed:
+        materialize(b, stored.digest, tmp_path / "loaded")
+    assert len(str(failed.value).splitlines()) == 1
+    assert weights.digest not in _cached(b) and list(b.cache.tmp.iterdir()) == []
+
+
+def test_a_long_lived_writer_looks_upstream_again_once_what_it_saw_there_may_have_been_collected(
+        upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.adapters.stores import shared
+
+    a, gc_machine = upstream.machine("a"), upstream.machine("gc")
+    d = a.put_bytes(b"features v1")
+    gc_machine.delete(d)  # another machine's gc, once the object was old and unreferenced
+    a.put_bytes(b"features v1")  # within the same hour: a trusts what it saw (no request)
+    assert not upstream.holds(d)
+    later = time.time() + shared.REFRESH_AFTER + 1
+    monkeypatch.setattr(shared.time, "time", lambda: later)
+    a.put_bytes(b"features v1")  # half a day on, in the same process (a notebook, a server)
+    assert upstream.holds(d)
+
+
 def test_verify_rehashes_the_shared_store_itself_not_the_cache(upstream: Upstream) -> None:
     a = upstream.machine("a")
     blobs = [os.urandom(n) for n in (10, 70_000, 2 * MIB)]

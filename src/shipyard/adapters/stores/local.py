@@ -15,7 +15,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -243,7 +243,8 @@ class LocalObjectStore:
     def local_path(self, digest: Digest) -> Path:
         return self._path(digest)
 
-    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress,
+              sizes: Mapping[Digest, int] | None = None) -> None:
         """Nothing to fetch: every object this store has is here."""
 
     def refetch(self, digest: Digest) -> bool:

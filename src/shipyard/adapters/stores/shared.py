@@ -24,7 +24,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -65,7 +65,9 @@ class ReadThroughStore:
         self._opened = False
         self._guard = threading.Lock()
         self._used: int | None = None  # bytes in the cache: counted when it may be over, else added to (an upper bound)
-        self._known: set[Digest] = set()  # upstream was seen holding these (young enough) in this process
+        # upstream was seen holding these, young enough, in this process: digest -> when (time.time()) it was
+        # seen or sent; a long-lived process (a notebook, a server) looks again once that is REFRESH_AFTER old
+        self._known: dict[Digest, float] = {}
         self._reading: frozenset[Digest] = frozenset()  # the objects of the read in progress: never evicted
         self._absent: set[Digest] = set()  # what the last download found missing upstream
         self._direct = False  # ``verifying()``: read upstream's bytes, not the cache's
@@ -178,7 +180,8 @@ class ReadThroughStore:
         REFRESH_AFTER), with one look at upstream (``stats``) for the batch."""
         if not self.primary:
             return
-        wanted = list(dict.fromkeys(d for d in digests if d not in self._known))
+        now = time.time()
+        wanted = list(dict.fromkeys(d for d in digests if now - self._known.get(d, -REFRESH_AFTER) >= REFRESH_AFTER))
         if wanted:
             with self._reaching():
                 present = self.upstream.stats(wanted)
@@ -189,7 +192,8 @@ class ReadThroughStore:
                     self.upstream.upload(self.cache, absent, replace=False)
                 if old:
                     self.upstream.upload(self.cache, old)
-            self._known.update(wanted)
+            # a young copy upstream is trusted until it is REFRESH_AFTER old; one just sent, from now
+            self._known.update((d, present[d][1] if d in present and d not in old else now) for d in wanted)
         self._count(digests)
         self._evict(keep=set(digests))
 
@@ -201,12 +205,13 @@ class ReadThroughStore:
             return True
         if not self.primary:
             return False
-        if digest in self._known:
+        if time.time() - self._known.get(digest, -REFRESH_AFTER) < REFRESH_AFTER:
             return True
         with self._reaching():
             return bool(self.upstream.stats([digest]))
 
-    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+    def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress,
+              sizes: Mapping[Digest, int] | None = None) -> None:
         """Download the ones the cache lacks, straight from upstream into the cache, each re-hashed as it is
         written: one that does not hash to its name never enters the cache (IntegrityError naming it). The
         others count as just used. An object absent upstream is left for ``open`` to report. A batch is one
@@ -219,16 +224,19 @@ class ReadThroughStore:
             return
         with self._reaching():
             remote = self.upstream
+            def one(d: Digest) -> bool:
+                return self._download(remote, d, progress, None if sizes is None else sizes.get(d))
+
             if len(need) == 1:
-                got = [self._download(remote, need[0], progress)]
+                got = [one(need[0])]
             else:
                 with ThreadPoolExecutor(max_workers=min(DOWNLOADS, len(need))) as pool:
-                    got = list(pool.map(lambda d: self._download(remote, d, progress), need))
+                    got = list(pool.map(one, need))
         self._count([d for d, ok in zip(need, got, strict=True) if ok])
         self._absent = {d for d, ok in zip(need, got, strict=True) if not ok}
         self._evict(keep=set(wanted))
 
-    def _download(self, remote: Remote, digest: Digest, progress: Progress) -> bool:
+    def _download(self, remote: Remote, digest: Digest, progress: Progress, most: int | None = None) -> bool:
         """One object into the cache (False if upstream lacks it): streamed into a temp file of the cache,
         hashed as it is written, renamed into place read-only only if it hashes to its name.
 
@@ -238,14 +246,18 @@ class ReadThroughStore:
         try:
             with open(tmp, "xb") as out:
                 h = hashlib.sha256()
+                size = 0
                 for chunk in prefetched(remote.read(digest)):
+                    size += len(chunk)
+                    if most is not None and size > most:
+                        raise IntegrityError(f"object {digest} in {self._where(remote)} has more than the {most} "
+                                             "bytes its manifest records: it is damaged or hostile; nothing entered "
+                                             "the cache (`shipyard store verify` names every corrupt object)")
                     h.update(chunk)
                     out.write(chunk)
-                size = out.tell()
             if h.hexdigest() != digest.hex:
-                where = f"the store {remote.url}" if self.primary else f"remote {remote.url}"
-                raise IntegrityError(f"object {digest} in {where} is corrupt (its bytes do not hash to its name): "
-                                     "it was not loaded and nothing entered the cache; replace it from a good copy "
+                raise IntegrityError(f"object {digest} in {self._where(remote)} is corrupt (its bytes do not hash to "
+                                     "its name): it was not loaded and nothing entered the cache; replace it from a good copy "
                                      "(`shipyard store verify` names every corrupt object)")
             self._place(tmp, digest)
         except NotFoundError:
@@ -255,6 +267,9 @@ class ReadThroughStore:
                 os.unlink(tmp)
         progress(size)
         return True
+
+    def _where(self, remote: Remote) -> str:
+        return f"the store {remote.url}" if self.primary else f"remote {remote.url}"
 
     def _count(self, digests: Sequence[Digest]) -> None:
         """Add what may have entered the cache (objects there already are counted again: an upper bound that
@@ -348,7 +363,7 @@ class ReadThroughStore:
         if self.primary:
             with self._reaching():
                 self.upstream.delete(digest)
-            self._known.discard(digest)
+            self._known.pop(digest, None)
         self.cache.delete(digest)
 
     def clean_temp(self, older_than: float) -> int:

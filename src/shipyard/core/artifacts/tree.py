@@ -145,7 +145,8 @@ def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Mani
     even one swapped in while the files are written (folder descriptors, see ``copy_verified_at``).
     """
     manifest = load_manifest(store, manifest_digest)
-    store.fetch([entry.digest for entry in manifest])  # a read-through store downloads them all at once
+    # a read-through store downloads them all at once, none larger than the (re-hashed) manifest says
+    store.fetch([entry.digest for entry in manifest], sizes={entry.digest: entry.size for entry in manifest})
     dest.mkdir(parents=True, exist_ok=True)
     with Confined(dest) as confined:
         for entry in manifest:
