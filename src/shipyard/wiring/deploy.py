@@ -278,7 +278,7 @@ def build_env_image(svc: Services, ref: str, environ: Any, *, base: str | None =
     from shipyard.adapters.images.engine import detect
     from shipyard.core.environments import image
     from shipyard.wiring import version_environment
-    from shipyard.wiring.environments import image_lock, verify_cache_dir
+    from shipyard.wiring.environments import image_lock, outside_store, verify_cache_dir
 
     mv = svc.registry.resolve(ref)
     env = version_environment(svc, mv)
@@ -289,10 +289,7 @@ def build_env_image(svc: Services, ref: str, environ: Any, *, base: str | None =
         raise InvalidInputError(f"cannot build the environment image of {mv.ref}: {exc}") from None
     found = detect(environ) if engine else None
     if output is not None:
-        store = svc.settings.store_path.resolve()
-        if output.resolve() == store or store in output.resolve().parents:
-            raise InvalidInputError(f"--output {output} is inside the object store {store}: give a folder "
-                                    "outside it (the store holds only objects named by their digest)")
+        outside_store(svc, output)
     else:
         _, key = environment_key(svc, mv, base)
         output = svc.settings.home / "images" / f"env-{key[:12]}"

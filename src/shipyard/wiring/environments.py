@@ -34,6 +34,16 @@ def image_lock(svc: Services, mv: ModelVersion) -> Lock:
     return model_lock(svc, mv).complete(f"build {mv.ref}")
 
 
+def outside_store(svc: Services, output: Path) -> None:
+    """Refuse a build context ``--output`` inside the object store (or its cache): it holds only objects."""
+    store = svc.settings.store_path.resolve()
+    if output.resolve() == store or store in output.resolve().parents:
+        from shipyard.errors import InvalidInputError
+
+        raise InvalidInputError(f"--output {output} is inside the object store {store}: give a folder "
+                                "outside it (the store holds only objects named by their digest)")
+
+
 def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: str | None = None,
                 tag: str | None = None, output: Path | None = None, push: str | None = None,
                 engine: bool = True, progress: Callable[[str], None] = lambda _: None) -> Any:
@@ -49,12 +59,7 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
     lock = image_lock(svc, mv)  # refused here, before anything is written
     found = detect(environ) if engine else None
     if output is not None:
-        store = svc.settings.store_path.resolve()
-        if output.resolve() == store or store in output.resolve().parents:
-            from shipyard.errors import InvalidInputError
-
-            raise InvalidInputError(f"--output {output} is inside the object store {store}: give a folder "
-                                    "outside it (the store holds only objects named by their digest)")
+        outside_store(svc, output)
     if output is None:
         output = svc.settings.home / "images" / f"{mv.model}-{mv.version}"
         if output.is_symlink() or output.is_file():  # not what Shipyard writes there: replaced, never followed

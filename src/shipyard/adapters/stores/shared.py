@@ -256,9 +256,9 @@ class ReadThroughStore:
                     h.update(chunk)
                     out.write(chunk)
             if h.hexdigest() != digest.hex:
-                raise IntegrityError(f"object {digest} in {self._where(remote)} is corrupt (its bytes do not hash to "
-                                     "its name): it was not loaded and nothing entered the cache; replace it from a good copy "
-                                     "(`shipyard store verify` names every corrupt object)")
+                raise IntegrityError(f"object {digest} in {self._where(remote)} is corrupt (its bytes do not hash "
+                                     "to its name): it was not loaded and nothing entered the cache; replace it from "
+                                     "a good copy (`shipyard store verify` names every corrupt object)")
             self._place(tmp, digest)
         except NotFoundError:
             return False

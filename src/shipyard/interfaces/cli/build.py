@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -74,30 +75,15 @@ def build(
               f"{'; dependencies from the cache' if result.site_cached else ''})")
     for note in result.base.notes:
         con.print(f"note: {note}")
-    if result.image_id is None:
-        if push:
-            from shipyard.errors import BackendUnavailableError
-
-            raise BackendUnavailableError("no container engine answers, so nothing was pushed: build the "
-                                          f"context with `{' && '.join(map(shlex.join, result.commands))}` and "
-                                          "push it yourself")
-        con.print("build it with:" if context_only else "no container engine answers here (Docker at "
-                  "DOCKER_HOST or /var/run/docker.sock, or podman); build it with:")
-        for command in result.commands:
-            con.print(f"  {shlex.join(command)}", soft_wrap=True)
-        return
-    con.print(f"built {result.tag} ({result.image_id[:19]}, {out.size(result.size or 0)}) with {result.engine} "
-              f"in {result.seconds.get('build', 0):.1f} s; recorded with {ref_text}")
-    if result.pushed:
-        con.print(f"pushed {result.pushed}")
-    con.print(f"run it:    docker run --rm -p 8080:8080 {result.tag}")
+    if _built(result, ref_text, push, context_only):
+        con.print(f"run it:    docker run --rm -p 8080:8080 {result.tag}")
     con.print(f"verify it: shipyard verify {ref_text} --image {result.tag}")
 
 
 def _build_env(ref: str, base: str | None, tag: str | None, output: Path | None, push: str | None,
                context_only: bool, as_json: bool) -> None:
     """``--model-source registry``: the environment image of the version's lock."""
-    from shipyard.errors import BackendUnavailableError, InvalidInputError
+    from shipyard.errors import InvalidInputError
     from shipyard.wiring.deploy import build_env_image
 
     if tag is not None:
@@ -128,8 +114,18 @@ def _build_env(ref: str, base: str | None, tag: str | None, output: Path | None,
     con.print(f"context for the environment image of {ref_text} (lock {result.lock[:19]}, no model) in "
               f"{result.context} (base {result.base.image}: {result.base.reason}"
               f"{'; dependencies from the cache' if result.site_cached else ''})")
+    _built(result, ref_text, push, context_only, " (every version with this lock runs in it)")
+    con.print(f"deploy it: shipyard deploy {ref_text} --env ENV --model-source registry")
+
+
+def _built(result: Any, ref_text: str, push: str | None, context_only: bool, note: str = "") -> bool:
+    """Say what was built and pushed (True), or, with no engine, how to build the context (False): the same
+    lines for a version's image and for an environment image."""
+    con = out.console()
     if result.image_id is None:
         if push:
+            from shipyard.errors import BackendUnavailableError
+
             raise BackendUnavailableError("no container engine answers, so nothing was pushed: build the "
                                           f"context with `{' && '.join(map(shlex.join, result.commands))}` and "
                                           "push it yourself")
@@ -137,10 +133,9 @@ def _build_env(ref: str, base: str | None, tag: str | None, output: Path | None,
                   "DOCKER_HOST or /var/run/docker.sock, or podman); build it with:")
         for command in result.commands:
             con.print(f"  {shlex.join(command)}", soft_wrap=True)
-        return
+        return False
     con.print(f"built {result.tag} ({result.image_id[:19]}, {out.size(result.size or 0)}) with {result.engine} "
-              f"in {result.seconds.get('build', 0):.1f} s; recorded with {ref_text} (every version with this lock "
-              "runs in it)")
+              f"in {result.seconds.get('build', 0):.1f} s; recorded with {ref_text}{note}")
     if result.pushed:
         con.print(f"pushed {result.pushed}")
-    con.print(f"deploy it: shipyard deploy {ref_text} --env ENV --model-source registry")
+    return True
