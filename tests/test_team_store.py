@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shipyard.errors import ShipyardError
 from shipyard.wiring import Services, from_environment
-from tests.conftest import PG_URL, _pg_admin, cli_env, free_port, make_bucket, serving, shipyard
+from tests.conftest import PG_URL, _pg_admin, cli_env, free_port, make_bucket, serving, serving_process, shipyard
 
 pytestmark = pytest.mark.postgres
 PREFIX = "store"
@@ -305,6 +306,12 @@ def test_with_s3_offline_b_loads_what_it_cached_and_says_so_in_one_line_otherwis
         finally:
             svc.close()
         assert len(str(failed.value).splitlines()) == 1 and store in str(failed.value)
+        with serving_process(machines["b"], "cached@1", stderr=subprocess.PIPE) as (url, proc):  # and serves it
+            answer = httpx.post(f"{url}/predict", json={"instances": [[0.0, 0.0]]}, timeout=30)
+            assert answer.json()["predictions"] == [3]
+            proc.terminate()
+            warned = (proc.communicate(timeout=60)[1] or b"").decode()
+        assert "serving without a run" in warned and "Traceback" not in warned
         served = shipyard("serve", "uncached@1", env=machines["b"], cwd=tmp_path / "b", check=False)
         assert served.returncode != 0
         assert served.stderr.startswith("error: ") and len(served.stderr.strip().splitlines()) == 1

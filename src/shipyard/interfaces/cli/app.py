@@ -87,9 +87,31 @@ def demo(
     run_demo(name)
 
 
+def reflow(doc: str) -> str:
+    """A docstring as help text: the lines of each paragraph joined, so Rich wraps them to the terminal
+    (it keeps the line breaks of every paragraph after the first); a paragraph with an indented or a
+    ``-`` line (a list, an example) is kept as written."""
+    paragraphs = doc.split("\n\n")
+    return "\n\n".join(p if any(ln.startswith((" ", "-")) for ln in p.splitlines()) else " ".join(p.split("\n"))
+                       for p in paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    import inspect
+
+    for info in typer_app.registered_commands:
+        doc = inspect.getdoc(info.callback) if info.help is None and info.callback is not None else None
+        if doc:
+            info.help = reflow(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
 def main() -> None:
     import click
 
+    _reflow_help(app)
     try:
         code = app(prog_name="shipyard", standalone_mode=False)  # usage errors come here: one line each
     except click.exceptions.NoArgsIsHelpError as exc:  # the help is already printed

@@ -96,21 +96,38 @@ def serve(
         router.shadow = load_slot(svc.registry, shadow_version, batching, max_batch)
     follow = ModelRef.parse(ref).alias is not None and poll > 0
     background = follower(svc.registry, ref, poll, batching, max_batch) if follow else None
-    run = svc.tracker.start_run(name=f"serve {ref}", experiment="serving",
-                                tags={"shipyard.serve": ref, "shipyard.model": primary.model})
+    from shipyard.errors import BackendUnavailableError, ShipyardError
+
+    warn = out.console(stderr=True)
+    try:
+        run = svc.tracker.start_run(name=f"serve {ref}", experiment="serving",
+                                    tags={"shipyard.serve": ref, "shipyard.model": primary.model})
+    except BackendUnavailableError as exc:  # a store in S3 that is down: the models are loaded, serve them
+        run = None
+        warn.print(f"warning: serving without a run (its inference logs stay on this machine): {exc}",
+                   markup=False, soft_wrap=True)
     inference_log = None
     if log:
         from shipyard.interfaces.serving.logs import InferenceLog
 
         def publish(path: Path) -> None:
-            svc.tracker.log_artifact(run.id, path, name=f"inference-logs/{path.name}")
+            if run is None:
+                return
+            try:
+                svc.tracker.log_artifact(run.id, path, name=f"inference-logs/{path.name}")
+            except ShipyardError as exc:  # kept on disk; the server goes on logging and answering
+                warn.print(f"warning: inference log {path} kept on this machine, not recorded: {exc}",
+                           markup=False, soft_wrap=True)
+                return
             path.unlink()
 
-        inference_log = InferenceLog(svc.settings.home / "inference-logs" / run.id, publish, log_sample, log_payloads)
+        folder = svc.settings.home / "inference-logs" / (run.id if run is not None else "unrecorded")
+        inference_log = InferenceLog(folder, publish, log_sample, log_payloads)
     def finish() -> None:
         from shipyard.core.lineage.records import RunStatus
 
-        svc.tracker.end_run(run.id, RunStatus.FINISHED)
+        if run is not None:
+            svc.tracker.end_run(run.id, RunStatus.FINISHED)
 
     app = create_app(router, timeout=timeout, background=background, log=inference_log, api_key=key,
                      on_shutdown=finish, public=open_groups)
