@@ -28,7 +28,7 @@ from shipyard.core.artifacts.maintenance import verify
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
-from tests.conftest import cli_env, free_port, make_bucket, shipyard
+from tests.conftest import cli_env, free_port, make_bucket, register_constant, shipyard
 
 MIB = 1024 * 1024
 Machine = Callable[..., ReadThroughStore]
@@ -357,6 +357,27 @@ def test_store_cache_shows_bounds_and_clears_the_cache_never_the_store(s3_endpoi
     assert all(up.holds(d) for d in digests)  # the store itself is whole
     local = shipyard("store", "cache", env=cli_env(SHIPYARD_HOME=str(project / ".shipyard")), cwd=project)
     assert local.stdout.startswith("no cache: the store is local") and len(local.stdout.splitlines()) == 1
+
+
+def test_verify_repair_uploads_this_machines_intact_cached_copies(s3_endpoint: str, tmp_path: Path) -> None:
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    project = tmp_path / "project"
+    (project / ".shipyard").mkdir(parents=True)
+    env = cli_env(SHIPYARD_HOME=str(project / ".shipyard"), SHIPYARD_STORE=up.spec.url, AWS_ENDPOINT_URL=s3_endpoint)
+    register_constant(env, "lost")  # its objects are in the bucket and in this machine's cache
+    mine = ReadThroughStore(LocalObjectStore(project / ".shipyard" / "cache"), lambda: open_remote(up.spec, project),
+                            primary=True)
+    cached = sorted(_cached(mine), key=lambda d: -_cached(mine)[d])
+    gone, damaged = cached[0], cached[1]
+    mine.upstream.delete(gone)  # lost from the bucket (a bad lifecycle rule, a mistaken delete)
+    up.replace(damaged, b"not what it was")
+    failed = shipyard("store", "verify", env=env, cwd=project, check=False)
+    assert failed.returncode != 0 and "store verify --repair" in failed.stderr
+    repaired = shipyard("store", "verify", "--repair", env=env, cwd=project, check=False)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "repaired 2 object(s) from this machine's cache" in repaired.stdout
+    assert up.holds(gone) and read_verified(up.machine("other"), damaged)  # whole again, for every machine
+    assert shipyard("store", "verify", env=env, cwd=project).returncode == 0
 
 
 # -- a service that refuses conditional puts ---------------------------------------------------------------------------

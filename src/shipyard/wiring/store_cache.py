@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from shipyard.config import Settings
+    from shipyard.core.artifacts.digest import Digest
     from shipyard.ports import ObjectStore
 
 
@@ -67,3 +69,24 @@ def verifiable(store: ObjectStore) -> ObjectStore:
     from shipyard.adapters.stores.shared import ReadThroughStore
 
     return store.verifying() if isinstance(store, ReadThroughStore) else store
+
+
+def repair_from_cache(store: ObjectStore, digests: Sequence[Digest]) -> list[Digest]:
+    """Upload to a store in S3 the intact copies this machine's cache holds of ``digests`` (missing or corrupt
+    there): each cached copy is re-hashed first, and again as it streams. Returns the ones repaired; none for
+    a store that is not in S3 (it has no other copy here)."""
+    from shipyard.adapters.stores.shared import ReadThroughStore
+    from shipyard.core.artifacts.digest import hash_stream
+
+    if not isinstance(store, ReadThroughStore) or not store.primary:
+        return []
+    good = []
+    for digest in dict.fromkeys(digests):
+        if not store.cache.has(digest):
+            continue
+        with store.cache.open(digest) as f:
+            if hash_stream(f) == digest:
+                good.append(digest)
+    if good:
+        store.upstream.upload(store.cache, good)  # replaces a corrupt copy there
+    return good

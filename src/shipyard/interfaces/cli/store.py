@@ -56,11 +56,16 @@ def known_manifests(svc: Services) -> tuple[set[Digest], int, int]:
     return manifests, len(runs), len(versions)
 
 
+REPAIR_OPTION = typer.Option(False, "--repair", help="With the store in S3: upload this machine's cached copy of "
+                             "each corrupt or missing object (re-hashed first), then check again.")
+
+
 @app.command("verify")
-def verify(as_json: bool = out.JSON_OPTION) -> None:
+def verify(repair: bool = REPAIR_OPTION, as_json: bool = out.JSON_OPTION) -> None:
     """Re-hash every object and name any that is corrupt or referenced but missing."""
+    from shipyard.core.artifacts.digest import Digest
     from shipyard.core.artifacts.maintenance import verify as run_verify
-    from shipyard.wiring.store_cache import verifiable
+    from shipyard.wiring.store_cache import repair_from_cache, verifiable
 
     svc = out.services()
     store = verifiable(svc.store)  # a store in S3: its bytes there, not the local cache's
@@ -79,6 +84,13 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
     from shipyard.core.registry.integrity import check_versions, legacy_versions
 
     report.tampered = check_versions(svc.meta, store)
+    repaired = repair_from_cache(svc.store, [*map(Digest.parse, report.corrupt), *map(Digest.parse, report.missing)]
+                                 ) if repair and not report.ok else []
+    if repaired:
+        fixed = {str(d) for d in repaired}
+        report.corrupt = [d for d in report.corrupt if d not in fixed]
+        report.missing = [d for d in report.missing if d not in fixed]
+        report.tampered = check_versions(svc.meta, verifiable(svc.store))  # a fresh listing
     legacy = legacy_versions(svc.meta)
     if as_json:
         out.print_json({**report.to_dict(), "manifest_only": legacy})
@@ -94,6 +106,9 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
         if legacy:
             out.console().print(f"note: {len(legacy)} version(s) registered before versions carried a record "
                                 f"digest are checked on their manifest only, e.g. {escape(legacy[0])}")
+        if repair:
+            out.console().print(f"repaired {len(repaired)} object(s) from this machine's cache"
+                                if store is not svc.store else "--repair: the store is local, no other copy is here")
         verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
         from shipyard.wiring import store_is_shared
 
@@ -104,9 +119,11 @@ def verify(as_json: bool = out.JSON_OPTION) -> None:
     if not report.ok:
         from shipyard.errors import IntegrityError
 
+        how = ("run `shipyard store verify --repair` on a machine whose cache holds them (it uploads them), or "
+               "restore them from a backup of the bucket") if store is not svc.store else (
+               "restore the objects from a remote with `shipyard data pull`, or from a backup of the store")
         raise IntegrityError(f"the store failed verification ({len(report.corrupt)} corrupt, {len(report.missing)} "
-                             f"missing object(s), {len(report.tampered)} registry problem(s)): restore the objects "
-                             "from a remote with `shipyard data pull`, or from a backup of the store")
+                             f"missing object(s), {len(report.tampered)} registry problem(s)): {how}")
 
 
 GRACE_OPTION = typer.Option("24h", "--grace", help="Keep unreferenced objects younger than this (e.g. 30m, 24h).")
