@@ -12,6 +12,7 @@ from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
     from shipyard.core.deploy.manifests import Options
+    from shipyard.wiring import Services
 
 FORMATS = ("kubernetes", "kserve")
 STRATEGIES = ("deployment", "rollout")
@@ -50,6 +51,7 @@ def deploy(
     try:
         folder = write_target(svc, output)
         rendered = render_environment(svc, ref, env, image=image, options=options, folder=folder)
+        local = _local_registry(svc) if rendered.model_source == "registry" else None
     finally:
         svc.close()
     changed = rendered.write(folder)
@@ -72,6 +74,10 @@ def deploy(
     con.print(f"image {out.plain(rendered.image)}" + (f" (environment image: {out.plain(rendered.model)}@"
               f"{rendered.version} is loaded from the registry)" if rendered.model_source == "registry" else ""),
               soft_wrap=True)
+    if local:
+        con.print(f"note: {out.plain(rendered.model)}@{rendered.version} is registered {local} on this machine; "
+                  "the pods load it from the database and the store deploy.registry names: they must hold it "
+                  "(register into the team's PostgreSQL and S3 store)", soft_wrap=True)
     for path in sorted(set(rendered.files) | set(changed)):
         mark = "removed" if path not in rendered.files else "written" if path in changed else "unchanged"
         con.print(f"  {out.plain(path):<52} {mark}")
@@ -128,3 +134,14 @@ def _cluster_apply(folder: Path, env: str) -> Any:
         raise BackendUnavailableError(f"--apply is not available in this installation: the files are written; "
                                       f"apply them with kubectl apply -k {folder}/overlays/{env}") from exc
     return apply
+
+
+def _local_registry(svc: Services) -> str | None:
+    """Where this machine's registry is, when pods could not read it (a SQLite file, or a store that is not in
+    S3); None when it is shared."""
+    settings = svc.settings
+    if settings.db_url.startswith("sqlite"):
+        return "in a SQLite database"
+    if settings.store_remote is None:
+        return f"with its files in the local store {settings.store_path}"
+    return None
