@@ -225,6 +225,8 @@ def report(meta: dict[str, Any], s: dict[str, float], m: dict[str, float], repea
     row("load on B, cold", s["cold_s"], "raw obstore download to memory", s["raw_download_memory_s"], None)
     row("load on B, cold, less the skops deserialization", s["cold_s"] - s["deserialize_s"],
         "raw obstore download to a file", s["raw_download_file_s"], None)
+    row("what a miss adds: cold less warm", s["cold_s"] - s["warm_s"], "raw obstore download to a file",
+        s["raw_download_file_s"], None)
     row("load on B, warm (cached)", s["warm_s"], "load from a local store", s["local_s"], 1.1)
     row("register a version to the S3 store", s["register_s"], "raw obstore upload", s["raw_upload_s"], 1.3)
     row("register, less the skops serialization", s["register_s"] - s["serialize_s"], "raw obstore upload",
