@@ -72,9 +72,11 @@ class Remote(Protocol):
         """An object's bytes as the remote holds them, in chunks (NotFoundError if absent)."""
         ...
 
-    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress,
+               replace: bool = False) -> None:
         """Send objects, re-hashing each as it streams: a corrupt local object raises IntegrityError and
-        is never published on the remote."""
+        is never published on the remote; a reader never sees half an object. ``replace``: write objects
+        the remote already holds again (so they count as new for gc's grace period)."""
         ...
 
     def clean_temp(self, older_than: float) -> int:

@@ -23,7 +23,19 @@ from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError
 from shipyard.ports import ObjectStore, Progress, no_progress
 
 CONCURRENCY = 32
-SMALL = 8 * 1024 * 1024
+SMALL = 8 * 1024 * 1024  # up to this, an object is sent in one conditional PUT; above, as a streamed multipart upload
+# An unreachable endpoint fails in seconds, not after minutes of retries: each connection attempt gives up after
+# CONNECT, retries stop RETRY_FOR after the first attempt. A transfer may take as long as its size needs (the
+# client's default caps a whole request, body included, at 30 s); a stalled one fails once nothing arrives
+# for STALLED.
+CONNECT = timedelta(seconds=2)
+STALLED = timedelta(seconds=30)
+RETRY_FOR = timedelta(seconds=5)
+CLIENT: dict[str, Any] = {"connect_timeout": CONNECT, "read_timeout": STALLED, "timeout": timedelta(days=1)}
+RETRY: dict[str, Any] = {"max_retries": 3, "retry_timeout": RETRY_FOR,
+                         "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=1),
+                                     "base": 2}}
+REFUSED_CONDITION = ("NotImplemented", "not implemented", " 501 ")  # a service without If-None-Match on PUT
 T = TypeVar("T")
 
 
@@ -150,11 +162,13 @@ class S3Remote:
         if spec.region:
             options["region"] = spec.region
         options.update(credentials(spec, os.environ))
-        client: Any = {"allow_http": True} if spec.allow_http or (spec.endpoint_url or "").startswith("http://") else {}
-        retry: Any = {"max_retries": 3, "retry_timeout": timedelta(seconds=30)}
+        client: Any = dict(CLIENT)
+        if spec.allow_http or (spec.endpoint_url or "").startswith("http://"):
+            client["allow_http"] = True
+        self._conditional = True  # the service honours If-None-Match (a "create" put); False once it refused it
         with _translated("connecting", self.url):
-            self._store = S3Store(bucket, prefix=prefix.strip("/") or None, client_options=client or None,
-                                  retry_config=retry, **options)
+            self._store = S3Store(bucket, prefix=prefix.strip("/") or None, client_options=client,
+                                  retry_config=dict(RETRY), **options)  # type: ignore[arg-type]
 
     @staticmethod
     def _key(d: Digest) -> str:
@@ -215,21 +229,44 @@ class S3Remote:
             for chunk in result.stream(min_chunk_size=SMALL):
                 yield bytes(chunk)
 
-    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
+    def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress,
+               replace: bool = False) -> None:
         """Send each object, re-hashed as it streams: a corrupt local object raises before the put completes,
-        so the remote never holds it (an S3 put is atomic; an aborted multipart upload leaves no object)."""
+        so the remote never holds it.
+
+        Another reader never sees half an object. Up to ``SMALL`` bytes an object goes in one PUT with
+        ``If-None-Match: *`` (obstore's "create" mode): an object already there under that name is the same
+        bytes, so "already exists" is success; a service that refuses the header gets a plain PUT from then
+        on. A larger object is a multipart upload, which S3 publishes only when it completes: one killed
+        midway leaves no object (obstore's conditional put would hold the whole object in memory).
+        ``replace``: overwrite what is there (a re-used object made young again for gc's grace period)."""
         def send(d: Digest) -> None:
             with store.open(d) as f:
                 size = os.fstat(f.fileno()).st_size
             if size <= SMALL:
-                body = b"".join(verified_chunks(store, d))
-                obstore.put(self._store, self._key(d), body)
+                self._put_small(self._key(d), b"".join(verified_chunks(store, d)), replace)
             else:
                 obstore.put(self._store, self._key(d), verified_chunks(store, d, SMALL), use_multipart=True)
             progress(size)
 
         with _translated("uploading", self.url):
             self._parallel(send, digests)
+
+    def _put_small(self, key: str, body: bytes, replace: bool) -> None:
+        if replace or not self._conditional:
+            obstore.put(self._store, key, body)
+            return
+        try:
+            obstore.put(self._store, key, body, mode="create")
+        except obstore.exceptions.AlreadyExistsError:
+            return  # the same bytes, named by their digest, are there already
+        except obstore.exceptions.BaseError as exc:
+            text = str(exc)
+            if not (isinstance(exc, obstore.exceptions.NotSupportedError)
+                    or any(sign in text for sign in REFUSED_CONDITION)):
+                raise
+            self._conditional = False
+            obstore.put(self._store, key, body)
 
     def clean_temp(self, older_than: float) -> int:
         """Nothing to remove: a put is atomic and writes no temp object. The parts of a multipart upload

@@ -17,34 +17,30 @@ A cached copy that fails verification on read is dropped and downloaded again (`
 from __future__ import annotations
 
 import contextlib
-import json
+import copy
+import io
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
+from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, evict
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
-from shipyard.errors import NotFoundError, ShipyardError
+from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError, ShipyardError
 from shipyard.ports import Progress, Remote, no_progress
 
-DEFAULT_CACHE_BYTES = 20 * 1024**3
-LIMITS_FILE = "cache.json"  # {"max_bytes": N} beside the cached objects, set by `shipyard store cache --max`
+__all__ = ["DEFAULT_CACHE_BYTES", "LIMITS_FILE", "ReadThroughStore", "cache_limit"]
+
 REFRESH_AFTER = 12 * 3600.0  # an upstream object re-used by a write is uploaded again once older than this:
 # gc removes unreferenced objects older than its grace period (24 h by default), so a writer about to
 # reference an old object makes it young again, as the local store does with utime
-
-
-def cache_limit(cache_root: Path) -> int:
-    """The cache's bound in bytes: ``cache.json`` in the cache folder, else ``DEFAULT_CACHE_BYTES``."""
-    try:
-        with open(cache_root / LIMITS_FILE, "rb") as f:
-            value = json.loads(f.read(4096)).get("max_bytes")
-    except (OSError, ValueError, AttributeError):
-        return DEFAULT_CACHE_BYTES
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else DEFAULT_CACHE_BYTES
+DOWNLOADS = 8  # objects downloaded at once
+AHEAD = 2  # chunks a download receives ahead of the one being hashed and written
 
 
 class ReadThroughStore:
@@ -60,8 +56,11 @@ class ReadThroughStore:
         self._upstream: Remote | None = None
         self._opened = False
         self._guard = threading.Lock()
-        self._used: int | None = None  # bytes in the cache, counted once per process, then kept up to date
+        self._used: int | None = None  # bytes in the cache: counted when it may be over, else added to (an upper bound)
         self._known: set[Digest] = set()  # upstream was seen holding these (young enough) in this process
+        self._reading: frozenset[Digest] = frozenset()  # the objects of the read in progress: never evicted
+        self._direct = False  # ``verifying()``: read upstream's bytes, not the cache's
+        self._listed: set[Digest] | None = None  # ... and what its last full listing held
 
     @property
     def upstream(self) -> Remote:
@@ -87,6 +86,20 @@ class ReadThroughStore:
     def url(self) -> str:
         return self.upstream.url if self.primary else str(self.cache.root)
 
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """The primary store could not be reached: one line that says so, what still works and what to check."""
+        try:
+            yield
+        except BackendUnavailableError as exc:
+            if not self.primary:
+                raise
+            why = " ".join(str(exc).split()).rpartition(" - ")[2][-160:]  # obstore's last word: the cause
+            raise BackendUnavailableError(
+                f"the store {self.url} is unreachable ({why}): objects cached on this machine still load, others "
+                "cannot be read or written until it answers; check the network, that the service is up, and the "
+                "store's endpoint (AWS_ENDPOINT_URL, or endpoint_url under store: in shipyard.yaml)") from exc
+
     # -- writing ---------------------------------------------------------------------------------------
     def put_file(self, path: Path, progress: Progress = no_progress, expect: Digest | None = None) -> Digest:
         return self.put_many([str(path)], progress=progress, expect=[expect])[0]
@@ -103,45 +116,76 @@ class ReadThroughStore:
         return digest
 
     def _publish(self, digests: Sequence[Digest]) -> None:
-        """Upload what upstream lacks, or holds but old enough for gc to take (see REFRESH_AFTER)."""
+        """Upload what upstream lacks, and again what it holds but old enough for gc to take (see
+        REFRESH_AFTER), with one look at upstream (``stats``) for the batch."""
         if not self.primary:
             return
         wanted = list(dict.fromkeys(d for d in digests if d not in self._known))
         if wanted:
-            present = self.upstream.stats(wanted)
-            cutoff = time.time() - REFRESH_AFTER
-            send = [d for d in wanted if d not in present or present[d][1] < cutoff]
-            if send:
-                self.upstream.upload(self.cache, send)
+            with self._reaching():
+                present = self.upstream.stats(wanted)
+                cutoff = time.time() - REFRESH_AFTER
+                absent = [d for d in wanted if d not in present]
+                old = [d for d in wanted if d in present and present[d][1] < cutoff]
+                if absent:
+                    self.upstream.upload(self.cache, absent)
+                if old:
+                    self.upstream.upload(self.cache, old, replace=True)
             self._known.update(wanted)
+        self._count(digests)
         self._evict(keep=set(digests))
 
     # -- reading -----------------------------------------------------------------------------------------
     def has(self, digest: Digest) -> bool:
-        if self.cache.has(digest):
+        if self._direct and self._listed is not None:
+            return digest in self._listed
+        if self.cache.has(digest) and not self._direct:
             return True
         if not self.primary:
             return False
-        return digest in self._known or bool(self.upstream.stats([digest]))
+        if digest in self._known:
+            return True
+        with self._reaching():
+            return bool(self.upstream.stats([digest]))
 
     def fetch(self, digests: Sequence[Digest], progress: Progress = no_progress) -> None:
-        """Download the ones the cache lacks (re-hashed as they enter it); the others count as just used."""
-        need = []
-        for d in dict.fromkeys(digests):
-            if not (self._touch(d) if self.primary else self.cache.has(d)):  # a store's own mtimes are gc's
-                need.append(d)
+        """Download the ones the cache lacks, straight from upstream into the cache, each re-hashed as it is
+        written: one that does not hash to its name never enters the cache (IntegrityError naming it). The
+        others count as just used. An object absent upstream is left for ``open`` to report. A batch is one
+        read: none of its objects is evicted until the next batch."""
+        wanted = list(dict.fromkeys(digests))
+        need = [d for d in wanted if not (self._touch(d) if self.primary else self.cache.has(d))]
+        if len(wanted) > 1:
+            self._reading = frozenset(wanted)
         if not need or (not self.primary and self._fallback() is None):
             return
-        try:
-            self._download(need, progress)
-        except NotFoundError:  # one of them is absent upstream: take the others, leave it to ``open`` to report
-            for d in need:
-                with contextlib.suppress(NotFoundError):
-                    self._download([d], progress)
-        self._evict(keep=set(digests))
+        with self._reaching():
+            remote = self.upstream
+            if len(need) == 1:
+                got = [self._download(remote, need[0], progress)]
+            else:
+                with ThreadPoolExecutor(max_workers=min(DOWNLOADS, len(need))) as pool:
+                    got = list(pool.map(lambda d: self._download(remote, d, progress), need))
+        self._count([d for d, ok in zip(need, got, strict=True) if ok])
+        self._evict(keep=set(wanted))
 
-    def _download(self, digests: Sequence[Digest], progress: Progress) -> None:
-        self.upstream.download(digests, self.cache, progress)
+    def _download(self, remote: Remote, digest: Digest, progress: Progress) -> bool:
+        """One object into the cache (False if upstream lacks it): streamed into a temp file of the cache,
+        hashed as it is written, renamed into place only if it hashes to its name."""
+        try:
+            self.cache.put_streams([(digest, _prefetched(remote.read(digest)))], progress, source="downloaded")
+        except NotFoundError:
+            return False
+        except IntegrityError as exc:
+            where = f"the store {remote.url}" if self.primary else f"remote {remote.url}"
+            raise IntegrityError(f"object {digest} in {where} is corrupt (its bytes do not hash to its name): it "
+                                 "was not loaded and nothing entered the cache; replace it from a good copy (`shipyard "
+                                 "store verify` names every corrupt object)") from exc
+        return True
+
+    def _count(self, digests: Sequence[Digest]) -> None:
+        """Add what may have entered the cache (objects there already are counted again: an upper bound that
+        only makes ``_evict`` count sooner)."""
         if self._used is not None:
             self._used += sum(size for size, _ in self._cached_stats(digests))
 
@@ -152,6 +196,9 @@ class ReadThroughStore:
                 yield st.st_size, st.st_mtime
 
     def open(self, digest: Digest) -> BinaryIO:
+        if self._direct:
+            with self._reaching():
+                return _upstream_reader(self.upstream, digest)
         if not self.primary:
             with contextlib.suppress(NotFoundError):
                 return self.cache.open(digest)  # the common case: no remote is opened
@@ -170,12 +217,13 @@ class ReadThroughStore:
         raise NotFoundError(f"object {digest} is missing from the store {self.url}: run `shipyard store verify`")
 
     def refetch(self, digest: Digest) -> bool:
-        """Drop the cached copy that failed verification and download it again."""
-        if (not self.primary and self._fallback() is None) or not self.upstream.stats([digest]):
+        """Drop the cached copy that failed verification and download it again (a primary store's cache is
+        only a copy; a local store's object is dropped only once the remote is known to hold it)."""
+        if not self.primary and (self._fallback() is None or not self.upstream.stats([digest])):
             return False
         self.cache.delete(digest)
         self.fetch([digest])
-        return True
+        return self.cache.has(digest)
 
     def local_path(self, digest: Digest) -> Path:
         """Where the local copy is (or would be)."""
@@ -190,26 +238,42 @@ class ReadThroughStore:
         return True
 
     def _evict(self, keep: set[Digest]) -> None:
-        """Remove least recently used cached objects until the cache fits ``max_bytes``; never one of ``keep``."""
+        """Remove least recently used cached objects until the cache fits ``max_bytes``; never one of ``keep``
+        or of the read in progress."""
         if self.max_bytes is None:
             return
         if self._used is None or self._used > self.max_bytes:
-            entries = sorted(self.cache.iter_objects(), key=lambda e: e[2])
-            self._used = sum(size for _, size, _ in entries)
-            for digest, size, _ in entries:
-                if self._used <= self.max_bytes:
-                    break
-                if digest not in keep:
-                    self.cache.delete(digest)
-                    self._used -= size
+            _, self._used = evict(self.cache, self.max_bytes, keep | self._reading)
 
     # -- the store as a whole: upstream's when it is the primary -----------------------------------------
+    def verifying(self) -> ReadThroughStore:
+        """This store as ``store verify`` must read it: a primary store's objects straight from upstream, not
+        from the cache (an object altered upstream after it was cached is found), and without filling the
+        cache; ``has`` answers from upstream's listing once ``iter_objects`` has run. A store whose objects are
+        local is itself."""
+        if not self.primary:
+            return self
+        view = copy.copy(self)
+        view._direct, view._listed = True, None
+        return view
+
     def iter_objects(self) -> Iterator[tuple[Digest, int, float]]:
-        return self.upstream.iter_objects() if self.primary else self.cache.iter_objects()
+        if not self.primary:
+            return self.cache.iter_objects()
+        return self._upstream_objects()
+
+    def _upstream_objects(self) -> Iterator[tuple[Digest, int, float]]:
+        listed: set[Digest] = set()
+        with self._reaching():
+            for digest, size, mtime in self.upstream.iter_objects():
+                listed.add(digest)
+                yield digest, size, mtime
+        self._listed = listed
 
     def delete(self, digest: Digest) -> None:
         if self.primary:
-            self.upstream.delete(digest)
+            with self._reaching():
+                self.upstream.delete(digest)
             self._known.discard(digest)
         self.cache.delete(digest)
 
@@ -218,10 +282,92 @@ class ReadThroughStore:
         return removed + self.upstream.clean_temp(older_than) if self.primary else removed
 
     def get_ref(self, name: str) -> bytes | None:
-        return self.upstream.get_ref(name) if self.primary else self.cache.get_ref(name)
+        if not self.primary:
+            return self.cache.get_ref(name)
+        with self._reaching():
+            return self.upstream.get_ref(name)
 
     def put_ref(self, name: str, data: bytes) -> None:
-        if self.primary:
-            self.upstream.put_ref(name, data)
-        else:
+        if not self.primary:
             self.cache.put_ref(name, data)
+            return
+        with self._reaching():
+            self.upstream.put_ref(name, data)
+
+
+class _Chunks(io.RawIOBase):
+    """A read-only file over a stream of chunks (an upstream object read without a local copy)."""
+
+    def __init__(self, chunks: Iterator[bytes], first: bytes) -> None:
+        self._chunks = chunks
+        self._left = memoryview(first)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._left:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._left = memoryview(chunk)
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
+
+def _upstream_reader(remote: Remote, digest: Digest) -> BinaryIO:
+    """``digest``'s bytes as upstream holds them (NotFoundError now, before any read, if it is absent)."""
+    chunks = iter(remote.read(digest))
+    first = next(chunks, b"")
+    return io.BufferedReader(_Chunks(chunks, first), buffer_size=1024 * 1024)
+
+
+def _prefetched(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, received by another thread while this one hashes and writes the previous ones: the network
+    and the hashing overlap (each releases the GIL), so a download costs about the slower of the two."""
+    ready: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(AHEAD)
+    stop = threading.Event()
+
+    def pump() -> None:
+        item: tuple[bytes | None, BaseException | None] = (None, None)
+        try:
+            for chunk in chunks:
+                if not _offer(ready, (chunk, None), stop):
+                    return
+        except BaseException as exc:  # handed to the reader, raised there
+            item = (None, exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None and stop.is_set():
+                close()
+        _offer(ready, item, stop)
+
+    threading.Thread(target=pump, name="shipyard-download", daemon=True).start()
+    try:
+        while True:
+            chunk, error = ready.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+
+
+def _offer(ready: queue.Queue[tuple[bytes | None, BaseException | None]],
+           item: tuple[bytes | None, BaseException | None], stop: threading.Event) -> bool:
+    """Put ``item`` once there is room; False if the reader stopped meanwhile."""
+    while not stop.is_set():
+        with contextlib.suppress(queue.Full):
+            ready.put(item, timeout=0.1)
+            return True
+    return False
