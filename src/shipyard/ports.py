@@ -73,10 +73,11 @@ class Remote(Protocol):
         ...
 
     def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress,
-               replace: bool = False) -> None:
+               replace: bool = True) -> None:
         """Send objects, re-hashing each as it streams: a corrupt local object raises IntegrityError and
-        is never published on the remote; a reader never sees half an object. ``replace``: write objects
-        the remote already holds again (so they count as new for gc's grace period)."""
+        is never published on the remote; a reader never sees half an object. ``replace``: an object the
+        remote holds already is written again (a damaged copy is mended, an old one becomes new for gc's
+        grace period); False: for objects believed absent, it may be left as it is (a conditional put)."""
         ...
 
     def clean_temp(self, older_than: float) -> int:

@@ -72,13 +72,13 @@ class FolderRemote:
                 yield chunk
 
     def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress,
-               replace: bool = False) -> None:
+               replace: bool = True) -> None:
         """Stream each object into the remote's database, re-hashed as it goes; one sync for the batch.
 
         Each is written to a temp file in the remote's ``tmp/`` and renamed into place, so a reader never
         sees half an object (a writer killed midway leaves only a temp file, which ``clean_temp`` removes).
         A corrupt local object stops the batch: nothing of it is published, its temp files are removed.
-        An object already there is replaced by the same bytes, which makes it young again (``replace``).
+        An object already there is replaced (``replace`` or not): mended if damaged, and young again.
         """
         self.db.put_streams(((d, _chunks(store, d)) for d in digests), progress, source="local")
 

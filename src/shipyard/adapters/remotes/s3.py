@@ -24,12 +24,13 @@ from shipyard.ports import ObjectStore, Progress, no_progress
 
 CONCURRENCY = 32
 SMALL = 8 * 1024 * 1024  # up to this, an object is sent in one conditional PUT; above, as a streamed multipart upload
+PART = 5 * 1024 * 1024  # chunks of a multipart upload as read: obstore's part size, so no part is assembled twice
 # An unreachable endpoint fails in seconds, not after minutes of retries: each connection attempt gives up after
 # CONNECT, retries stop RETRY_FOR after the first attempt. A transfer may take as long as its size needs (the
 # client's default caps a whole request, body included, at 30 s); a stalled one fails once nothing arrives
 # for STALLED.
 CONNECT = timedelta(seconds=2)
-STALLED = timedelta(seconds=30)
+STALLED = timedelta(seconds=10)
 RETRY_FOR = timedelta(seconds=5)
 CLIENT: dict[str, Any] = {"connect_timeout": CONNECT, "read_timeout": STALLED, "timeout": timedelta(days=1)}
 RETRY: dict[str, Any] = {"max_retries": 3, "retry_timeout": RETRY_FOR,
@@ -230,23 +231,24 @@ class S3Remote:
                 yield bytes(chunk)
 
     def upload(self, store: ObjectStore, digests: Sequence[Digest], progress: Progress = no_progress,
-               replace: bool = False) -> None:
+               replace: bool = True) -> None:
         """Send each object, re-hashed as it streams: a corrupt local object raises before the put completes,
         so the remote never holds it.
 
-        Another reader never sees half an object. Up to ``SMALL`` bytes an object goes in one PUT with
-        ``If-None-Match: *`` (obstore's "create" mode): an object already there under that name is the same
-        bytes, so "already exists" is success; a service that refuses the header gets a plain PUT from then
-        on. A larger object is a multipart upload, which S3 publishes only when it completes: one killed
-        midway leaves no object (obstore's conditional put would hold the whole object in memory).
-        ``replace``: overwrite what is there (a re-used object made young again for gc's grace period)."""
+        Another reader never sees half an object: a PUT is atomic, and a multipart upload (above ``SMALL``
+        bytes) is published only when it completes, so one killed midway leaves no object. ``replace``
+        (the default): overwrite what is there (a damaged copy, or an old one made young again for gc).
+        Otherwise, up to ``SMALL`` bytes, one PUT with ``If-None-Match: *`` (obstore's "create" mode): an
+        object already there is the same bytes under its name, so "already exists" is success; a service
+        that refuses the header gets plain PUTs from then on. (obstore's conditional put holds the whole
+        object in memory and sends one PUT, so a larger object stays a multipart upload.)"""
         def send(d: Digest) -> None:
             with store.open(d) as f:
                 size = os.fstat(f.fileno()).st_size
             if size <= SMALL:
                 self._put_small(self._key(d), b"".join(verified_chunks(store, d)), replace)
             else:
-                obstore.put(self._store, self._key(d), verified_chunks(store, d, SMALL), use_multipart=True)
+                obstore.put(self._store, self._key(d), verified_chunks(store, d, PART), use_multipart=True)
             progress(size)
 
         with _translated("uploading", self.url):

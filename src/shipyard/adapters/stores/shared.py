@@ -4,10 +4,12 @@ Two shapes, one class:
 
 - **Primary upstream** (``store: s3://bucket/prefix``): the objects live upstream, in the same layout as
   a remote (``sha256/ab/cdef...``, ``refs/``), and every machine reads and writes there. A write is
-  hashed into the local cache first, then uploaded (re-hashed as it streams; an S3 put is atomic, a
-  folder's is a temp file renamed into place), so another machine never sees half an object. A read
-  is served from the cache; a miss is downloaded and re-hashed as it enters the cache. The cache is
-  bounded (least recently used objects go first); listing, deleting and refs are upstream's.
+  hashed into the local cache first, then uploaded (re-hashed as it streams: a conditional PUT, or a
+  multipart upload S3 publishes only once complete; a folder's is a temp file renamed into place), so
+  another machine never sees half an object. A read is served from the cache; a miss is streamed
+  straight into it and hashed as it is written (one pass; a GET, no HEAD first). The cache is bounded
+  (``cache.py``: least recently used objects go first); listing, deleting and refs are upstream's, and
+  ``verifying()`` reads upstream's bytes for ``store verify``. An unreachable store is one line.
 - **Fallback upstream** (a local store with a default remote): the local store stays the store; an
   object it lacks when a version is loaded, served or reproduced is downloaded from the remote.
 
@@ -18,9 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
+import hashlib
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,9 @@ from typing import BinaryIO
 
 from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, evict
 from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.adapters.stores.streams import prefetched, upstream_reader
 from shipyard.core.artifacts.digest import Digest
+from shipyard.core.workspace.atomic import temp_name
 from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError, ShipyardError
 from shipyard.ports import Progress, Remote, no_progress
 
@@ -40,7 +43,12 @@ REFRESH_AFTER = 12 * 3600.0  # an upstream object re-used by a write is uploaded
 # gc removes unreferenced objects older than its grace period (24 h by default), so a writer about to
 # reference an old object makes it young again, as the local store does with utime
 DOWNLOADS = 8  # objects downloaded at once
-AHEAD = 2  # chunks a download receives ahead of the one being hashed and written
+STAGE_CHUNK = 4 * 1024 * 1024
+
+
+def _write_all(out: BinaryIO, view: memoryview) -> None:
+    while view:
+        view = view[out.write(view) or 0:]
 
 
 class ReadThroughStore:
@@ -59,6 +67,7 @@ class ReadThroughStore:
         self._used: int | None = None  # bytes in the cache: counted when it may be over, else added to (an upper bound)
         self._known: set[Digest] = set()  # upstream was seen holding these (young enough) in this process
         self._reading: frozenset[Digest] = frozenset()  # the objects of the read in progress: never evicted
+        self._absent: set[Digest] = set()  # what the last download found missing upstream
         self._direct = False  # ``verifying()``: read upstream's bytes, not the cache's
         self._listed: set[Digest] | None = None  # ... and what its last full listing held
 
@@ -106,12 +115,61 @@ class ReadThroughStore:
 
     def put_many(self, paths: Sequence[str], known: Sequence[Digest | None] | None = None, hardlink: bool = False,
                  progress: Progress = no_progress, expect: Sequence[Digest | None] | None = None) -> list[Digest]:
-        digests = self.cache.put_many(paths, known, hardlink, progress, expect)
+        if not self.primary or hardlink:
+            digests = self.cache.put_many(paths, known, hardlink, progress, expect)
+        else:
+            digests = [self._stage(path, known[i] if known else None, expect[i] if expect else None, progress)
+                       for i, path in enumerate(paths)]
         self._publish(digests)
         return digests
 
+    def _stage(self, path: str, hint: Digest | None, want: Digest | None, progress: Progress) -> Digest:
+        """Copy one file into the cache in one pass, hashing the very bytes written (so the copy matches its
+        name even if the source changes meanwhile), renamed in read-only. Not fsync'd: the upload that
+        follows re-hashes it, and a cached copy is only a copy (every read re-hashes what it reads)."""
+        if hint is not None and self._touch(hint):
+            progress(0)
+            return hint
+        tmp = temp_name(self.cache.tmp)
+        try:
+            h, buffer = hashlib.sha256(), bytearray(STAGE_CHUNK)
+            view = memoryview(buffer)
+            with open(path, "rb", buffering=0) as src, open(tmp, "xb", buffering=0) as out:
+                while n := src.readinto(buffer):
+                    h.update(view[:n])
+                    _write_all(out, view[:n])
+                size = out.tell()
+            digest = Digest.trusted(h.hexdigest())
+            if want is not None and digest != want:
+                raise IntegrityError(f"{path} has digest {digest}, expected {want}; nothing was stored")
+            if not self._touch(digest):
+                self._place(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        progress(size)
+        return digest
+
+    def _place(self, tmp: str, digest: Digest) -> None:
+        """A finished temp file of the cache under its name, read-only (a rename: readers see all or nothing)."""
+        os.chmod(tmp, 0o444)
+        target = self.cache.local_path(digest)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(tmp, target)
+
     def put_bytes(self, data: bytes) -> Digest:
-        digest = self.cache.put_bytes(data)
+        if not self.primary:
+            return self.cache.put_bytes(data)
+        digest = Digest.of_bytes(data)
+        if not self._touch(digest):  # into the cache as ``_stage`` does: a temp file renamed, no sync
+            tmp = temp_name(self.cache.tmp)
+            try:
+                with open(tmp, "xb") as out:
+                    out.write(data)
+                self._place(tmp, digest)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         self._publish([digest])
         return digest
 
@@ -128,9 +186,9 @@ class ReadThroughStore:
                 absent = [d for d in wanted if d not in present]
                 old = [d for d in wanted if d in present and present[d][1] < cutoff]
                 if absent:
-                    self.upstream.upload(self.cache, absent)
+                    self.upstream.upload(self.cache, absent, replace=False)
                 if old:
-                    self.upstream.upload(self.cache, old, replace=True)
+                    self.upstream.upload(self.cache, old)
             self._known.update(wanted)
         self._count(digests)
         self._evict(keep=set(digests))
@@ -152,11 +210,11 @@ class ReadThroughStore:
         """Download the ones the cache lacks, straight from upstream into the cache, each re-hashed as it is
         written: one that does not hash to its name never enters the cache (IntegrityError naming it). The
         others count as just used. An object absent upstream is left for ``open`` to report. A batch is one
-        read: none of its objects is evicted until the next batch."""
+        read: none of its objects is evicted until the next fetch downloads (so a batch larger than the
+        bound is still read whole; the cache shrinks back to its bound on the next download)."""
         wanted = list(dict.fromkeys(digests))
         need = [d for d in wanted if not (self._touch(d) if self.primary else self.cache.has(d))]
-        if len(wanted) > 1:
-            self._reading = frozenset(wanted)
+        self._reading = frozenset(wanted)
         if not need or (not self.primary and self._fallback() is None):
             return
         with self._reaching():
@@ -167,20 +225,35 @@ class ReadThroughStore:
                 with ThreadPoolExecutor(max_workers=min(DOWNLOADS, len(need))) as pool:
                     got = list(pool.map(lambda d: self._download(remote, d, progress), need))
         self._count([d for d, ok in zip(need, got, strict=True) if ok])
+        self._absent = {d for d, ok in zip(need, got, strict=True) if not ok}
         self._evict(keep=set(wanted))
 
     def _download(self, remote: Remote, digest: Digest, progress: Progress) -> bool:
         """One object into the cache (False if upstream lacks it): streamed into a temp file of the cache,
-        hashed as it is written, renamed into place only if it hashes to its name."""
+        hashed as it is written, renamed into place read-only only if it hashes to its name.
+
+        Not fsync'd: the cache is a copy, and every read re-hashes what it reads, so an object torn by a
+        crash is found and fetched again (``refetch``), as a corrupt one is."""
+        tmp = temp_name(self.cache.tmp)
         try:
-            self.cache.put_streams([(digest, _prefetched(remote.read(digest)))], progress, source="downloaded")
+            with open(tmp, "xb") as out:
+                h = hashlib.sha256()
+                for chunk in prefetched(remote.read(digest)):
+                    h.update(chunk)
+                    out.write(chunk)
+                size = out.tell()
+            if h.hexdigest() != digest.hex:
+                where = f"the store {remote.url}" if self.primary else f"remote {remote.url}"
+                raise IntegrityError(f"object {digest} in {where} is corrupt (its bytes do not hash to its name): "
+                                     "it was not loaded and nothing entered the cache; replace it from a good copy "
+                                     "(`shipyard store verify` names every corrupt object)")
+            self._place(tmp, digest)
         except NotFoundError:
             return False
-        except IntegrityError as exc:
-            where = f"the store {remote.url}" if self.primary else f"remote {remote.url}"
-            raise IntegrityError(f"object {digest} in {where} is corrupt (its bytes do not hash to its name): it "
-                                 "was not loaded and nothing entered the cache; replace it from a good copy (`shipyard "
-                                 "store verify` names every corrupt object)") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        progress(size)
         return True
 
     def _count(self, digests: Sequence[Digest]) -> None:
@@ -198,15 +271,16 @@ class ReadThroughStore:
     def open(self, digest: Digest) -> BinaryIO:
         if self._direct:
             with self._reaching():
-                return _upstream_reader(self.upstream, digest)
+                return upstream_reader(self.upstream, digest)
         if not self.primary:
             with contextlib.suppress(NotFoundError):
                 return self.cache.open(digest)  # the common case: no remote is opened
         for _ in range(3):  # another process may evict it between our download and our open
+            self._absent = set()
             self.fetch([digest])
             with contextlib.suppress(NotFoundError):
                 return self.cache.open(digest)
-            if not self.primary:
+            if not self.primary or digest in self._absent:
                 break
         if not self.primary:
             remote = self._fallback()
@@ -294,80 +368,3 @@ class ReadThroughStore:
         with self._reaching():
             self.upstream.put_ref(name, data)
 
-
-class _Chunks(io.RawIOBase):
-    """A read-only file over a stream of chunks (an upstream object read without a local copy)."""
-
-    def __init__(self, chunks: Iterator[bytes], first: bytes) -> None:
-        self._chunks = chunks
-        self._left = memoryview(first)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._left:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._left = memoryview(chunk)
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-        super().close()
-
-
-def _upstream_reader(remote: Remote, digest: Digest) -> BinaryIO:
-    """``digest``'s bytes as upstream holds them (NotFoundError now, before any read, if it is absent)."""
-    chunks = iter(remote.read(digest))
-    first = next(chunks, b"")
-    return io.BufferedReader(_Chunks(chunks, first), buffer_size=1024 * 1024)
-
-
-def _prefetched(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """``chunks``, received by another thread while this one hashes and writes the previous ones: the network
-    and the hashing overlap (each releases the GIL), so a download costs about the slower of the two."""
-    ready: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(AHEAD)
-    stop = threading.Event()
-
-    def pump() -> None:
-        item: tuple[bytes | None, BaseException | None] = (None, None)
-        try:
-            for chunk in chunks:
-                if not _offer(ready, (chunk, None), stop):
-                    return
-        except BaseException as exc:  # handed to the reader, raised there
-            item = (None, exc)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None and stop.is_set():
-                close()
-        _offer(ready, item, stop)
-
-    threading.Thread(target=pump, name="shipyard-download", daemon=True).start()
-    try:
-        while True:
-            chunk, error = ready.get()
-            if error is not None:
-                raise error
-            if chunk is None:
-                return
-            yield chunk
-    finally:
-        stop.set()
-
-
-def _offer(ready: queue.Queue[tuple[bytes | None, BaseException | None]],
-           item: tuple[bytes | None, BaseException | None], stop: threading.Event) -> bool:
-    """Put ``item`` once there is room; False if the reader stopped meanwhile."""
-    while not stop.is_set():
-        with contextlib.suppress(queue.Full):
-            ready.put(item, timeout=0.1)
-            return True
-    return False

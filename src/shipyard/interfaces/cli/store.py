@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from shipyard.interfaces.cli import output as out
+from shipyard.interfaces.cli import store_cache
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,23 +60,25 @@ def known_manifests(svc: Services) -> tuple[set[Digest], int, int]:
 def verify(as_json: bool = out.JSON_OPTION) -> None:
     """Re-hash every object and name any that is corrupt or referenced but missing."""
     from shipyard.core.artifacts.maintenance import verify as run_verify
+    from shipyard.wiring.store_cache import verifiable
 
     svc = out.services()
+    store = verifiable(svc.store)  # a store in S3: its bytes there, not the local cache's
     roots = referenced(svc)
     manifests, _, _ = known_manifests(svc)
-    total = sum(size for _, size, _ in svc.store.iter_objects())
+    total = sum(size for _, size, _ in store.iter_objects())
     if as_json:
-        report = run_verify(svc.store, roots, manifests=manifests)
+        report = run_verify(store, roots, manifests=manifests)
     else:
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         with Progress("verifying", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                       console=out.console(stderr=True), transient=True) as bar:
             task = bar.add_task("verify", total=total)
-            report = run_verify(svc.store, roots, lambda n: bar.advance(task, n), manifests=manifests)
+            report = run_verify(store, roots, lambda n: bar.advance(task, n), manifests=manifests)
     from shipyard.core.registry.integrity import check_versions, legacy_versions
 
-    report.tampered = check_versions(svc.meta, svc.store)
+    report.tampered = check_versions(svc.meta, store)
     legacy = legacy_versions(svc.meta)
     if as_json:
         out.print_json({**report.to_dict(), "manifest_only": legacy})
@@ -229,3 +232,6 @@ def _shown(svc: Services) -> str:
         user = parts.username or ""
         return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")))
     return url
+
+
+app.command("cache")(store_cache.cache)  # the local cache of a store in S3 (store_cache.py)

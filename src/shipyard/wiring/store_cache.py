@@ -1,0 +1,69 @@
+"""The local cache of a store that lives in S3, for ``shipyard store cache``, and the store as verify reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from shipyard.config import Settings
+    from shipyard.ports import ObjectStore
+
+
+@dataclass(frozen=True)
+class CacheState:
+    folder: Path
+    objects: int
+    bytes: int
+    max_bytes: int
+    store: str  # the primary store's URL
+    endpoint: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"folder": str(self.folder), "objects": self.objects, "bytes": self.bytes,
+                "max_bytes": self.max_bytes, "store": self.store, "endpoint": self.endpoint}
+
+
+def cache_state(settings: Settings) -> CacheState | None:
+    """What the cache holds and its bound; None when the store is local (it has no cache). Nothing is created."""
+    from shipyard.adapters.stores.cache import cache_limit, usage
+    from shipyard.adapters.stores.local import LocalObjectStore
+
+    spec = settings.store_remote
+    if spec is None:
+        return None
+    folder = settings.store_path
+    objects = used = 0
+    if folder.is_dir():
+        objects, used = usage(LocalObjectStore(folder))
+    return CacheState(folder, objects, used, cache_limit(folder), spec.url, spec.endpoint_url)
+
+
+def limit_cache(settings: Settings, max_bytes: int) -> int:
+    """Set the cache's bound (``cache.json``) and evict least recently used objects down to it at once;
+    returns how many were evicted. The store must live in S3 (``cache_state`` is not None)."""
+    from shipyard.adapters.stores.cache import evict, set_cache_limit
+    from shipyard.adapters.stores.local import LocalObjectStore
+
+    set_cache_limit(settings.store_path, max_bytes)
+    return evict(LocalObjectStore(settings.store_path), max_bytes)[0]
+
+
+def clear_cache(settings: Settings) -> tuple[int, int]:
+    """Remove every cached object (never one of the primary store's); (objects, bytes) removed."""
+    from shipyard.adapters.stores.cache import clear
+    from shipyard.adapters.stores.local import LocalObjectStore
+
+    if not settings.store_path.is_dir():
+        return 0, 0
+    return clear(LocalObjectStore(settings.store_path))
+
+
+def verifiable(store: ObjectStore) -> ObjectStore:
+    """``store`` as ``store verify`` reads it: a store in S3 re-hashes the bytes there, not its local cache's,
+    and leaves the cache as it was."""
+    from shipyard.adapters.stores.shared import ReadThroughStore
+
+    return store.verifying() if isinstance(store, ReadThroughStore) else store
