@@ -250,3 +250,24 @@ def test_refused_configuration_is_one_line(tmp_path: Path, lab: Lab) -> None:
     _pushed_env_image(lab)
     lab.svc.registry.register("pear", lab.root / "m", trust_as_registrant=True)
     assert _render(lab, "staging", ref="pear@1").image == ENV_IMAGE
+
+
+@pytest.mark.parametrize("store", ['{url: s3://team/store, endpoint_url: "http://minio:TOPSECRET@minio.svc:9000"}',
+                                   '"s3://AKIAX:TOPSECRET@team/st ore"'])
+def test_the_project_store_goes_into_manifests_only_once_checked_as_deploy_registry(tmp_path: Path,
+                                                                                    store: str) -> None:
+    from shipyard.core.deploy.config import deploy_config
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import ConfigError
+    from shipyard.wiring import from_environment
+    from shipyard.wiring.deploy import with_store
+
+    (tmp_path / "shipyard.yaml").write_text(CONFIG.replace(CONFIG.splitlines()[0], f"store: {store}"))
+    with pytest.raises(ConfigError) as refused:  # at load, or when deploy takes it: never into a manifest
+        svc = from_environment({"SHIPYARD_ACTOR": "tester@ci", "SHIPYARD_STORE": str(tmp_path / "objects")},
+                               tmp_path)
+        try:
+            with_store(svc, deploy_config(load_config(tmp_path).deploy))
+        finally:
+            svc.close()
+    assert "TOPSECRET" not in str(refused.value) and "\n" not in str(refused.value)

@@ -316,7 +316,20 @@ def with_store(svc: Services, spec: DeploySpec) -> DeploySpec:
         return spec
     fill = {"store": store.url, "endpoint_url": reg.endpoint_url or store.endpoint_url,
             "region": reg.region or store.region}
-    return spec.model_copy(update={"registry": reg.model_copy(update=fill)})
+    from pydantic import ValidationError
+
+    from shipyard.core.deploy.config import RegistrySource
+    from shipyard.errors import ConfigError
+
+    try:  # validated as if written under deploy.registry: what goes into a manifest is checked the same way
+        filled = RegistrySource.model_validate({**reg.model_dump(), **fill})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem.get("loc", ())) or "store"
+        raise ConfigError(f"shipyard.yaml: store: cannot go into deploy.registry ({where}: "
+                          f"{str(problem.get('msg', 'invalid')).removeprefix('Value error, ')}); fix store:, or give "
+                          "deploy.registry.store and endpoint_url") from None
+    return spec.model_copy(update={"registry": filled})
 
 
 def env_image(svc: Services, mv: ModelVersion) -> str:

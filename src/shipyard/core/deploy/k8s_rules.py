@@ -32,6 +32,15 @@ def _show(value: str) -> str:
     return repr(value if len(value) <= 80 else value[:77] + "...")
 
 
+USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def show_url(url: str) -> str:
+    """A URL for a message: its user and password (``scheme://USER:PASS@``) shown as ``***@``, so a refused
+    credential is never echoed into a terminal, a log or CI output."""
+    return _show(USERINFO.sub(r"\1***@", url))
+
+
 def check_namespace(value: str) -> str:
     if not DNS_LABEL.match(value):
         raise ValueError(f"invalid namespace {_show(value)}: lowercase letters, digits and '-', at most 63")
@@ -127,7 +136,7 @@ def check_url(url: str, what: str) -> str:
         elif parts.query or parts.fragment or "#" in url:
             problem = "no query or fragment"
     if problem is not None:
-        raise ValueError(f"{what} {_show(url)}: {problem}")
+        raise ValueError(f"{what} {show_url(url)}: {problem}")
     return url
 
 
