@@ -162,8 +162,8 @@ REGION = re.compile(r"^[a-z0-9-]{1,40}\Z")
 def check_store_url(url: str) -> str:
     """The S3 store the server reads: ``s3://bucket[/prefix]``, with nothing that could carry a credential."""
     if not S3_URL.match(url):
-        raise ValueError(f"{rules.show_url(url[:120])} is not an S3 store: write s3://bucket/prefix (a bucket name, then "
-                         "an optional path; no credentials, query or spaces)")
+        raise ValueError(f"{rules.show_url(url[:120])} is not an S3 store: write s3://bucket/prefix (a bucket "
+                         "name, then an optional path; no credentials, query or spaces)")
     return url
 
 
