@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.abc
+import os
 import pickle
 import sys
 from collections.abc import Mapping, Sequence
@@ -166,12 +167,26 @@ def _file(folder: Path, meta: Mapping[str, Any]) -> tuple[str, Path]:
     return str(serializer), model_file(folder, meta, FILES[serializer])
 
 
+_TYPES_SEEN: dict[tuple[int, ...], list[str]] = {}  # by file identity: `requires` then `load` read the zip once
+
+
 def _skops_types(path: Path) -> list[str]:
-    """The types skops would have to trust to load ``path``: read from its schema, nothing imported."""
+    """The types skops would have to trust to load ``path``: read from its schema, nothing imported.
+
+    skops reads and checks the whole file for this (a 100 MiB model: 0.13 s), so the answer is kept for the
+    same file, as long as nothing changed it (device, inode, size, mtime and ctime: a write changes ctime)."""
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _TYPES_SEEN:
+        return list(_TYPES_SEEN[key])
     try:
-        return sorted(_skops().get_untrusted_types(file=path))
+        found = sorted(_skops().get_untrusted_types(file=path))
     except Exception as exc:  # a hostile file can fail skops' reader in many ways; none of them is a bug here
         raise InvalidInputError(f"{path.name} is not a readable skops file: {first_line(exc)}") from exc
+    if len(_TYPES_SEEN) >= 16:
+        _TYPES_SEEN.clear()
+    _TYPES_SEEN[key] = found
+    return list(found)
 
 
 def _skops() -> Any:
