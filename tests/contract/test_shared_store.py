@@ -222,6 +222,22 @@ def test_a_corrupted_cached_object_is_detected_and_fetched_again(upstream: Upstr
     assert read_verified(b, stored.digest) == read_verified(a, stored.digest)
 
 
+def test_a_cached_object_replaced_by_a_link_or_a_fifo_is_dropped_and_fetched_again(tmp_path: Path) -> None:
+    up = Upstream("folder", tmp_path, None)
+    files = {"weights.bin": os.urandom(MIB), "meta.json": b'{"flavor": "sklearn"}'}
+    stored = put_path(up.machine("a"), _folder(tmp_path / "model", files))
+    b = up.machine("b")
+    materialize(b, stored.digest, tmp_path / "first")
+    weights, meta = (next(e.digest for e in stored.manifest or () if e.path == n) for n in ("weights.bin", "meta.json"))
+    b.local_path(weights).unlink()
+    b.local_path(weights).symlink_to("/dev/zero")  # read through, it would stream zeros without end
+    b.local_path(meta).unlink()
+    os.mkfifo(b.local_path(meta))  # opened for reading, it would block
+    materialize(b, stored.digest, tmp_path / "second")
+    assert {n: (tmp_path / "second" / n).read_bytes() for n in files} == files
+    assert b.local_path(weights).is_file() and not b.local_path(weights).is_symlink()
+
+
 # -- S3 offline ------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
