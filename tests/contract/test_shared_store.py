@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from shipyard.adapters.remotes import open_remote
+from shipyard.adapters.remotes.folder import FolderRemote
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.adapters.stores.shared import ReadThroughStore
+from shipyard.core.artifacts import tree
 from shipyard.core.artifacts.digest import Digest, object_key
 from shipyard.core.artifacts.maintenance import verify
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
@@ -135,10 +137,40 @@ def test_an_object_larger_upstream_than_its_manifest_says_stops_as_the_excess_sh
     stored = put_path(a, _folder(tmp_path / "model", {"weights.bin": b"w" * 1000}))
     weights = next(e for e in stored.manifest or () if e.path == "weights.bin")
     upstream.replace(weights.digest, b"w" * 3 * MIB)  # endless, as far as the manifest is concerned
-    with pytest.raises(IntegrityError, match="more than the 1000 bytes its manifest records") as failed:
+    with pytest.raises(IntegrityError, match="more than the 1000 bytes it may have") as failed:
         materialize(b, stored.digest, tmp_path / "loaded")
     assert len(str(failed.value).splitlines()) == 1
     assert weights.digest not in _cached(b) and list(b.cache.tmp.iterdir()) == []
+
+
+class _CountingFolder(FolderRemote):
+    """A real folder remote that counts the objects read from it."""
+
+    reads: list[Digest]
+
+    def read(self, digest: Digest) -> Iterator[bytes]:
+        self.reads.append(digest)
+        return super().read(digest)
+
+
+def test_a_manifest_or_bounded_read_stops_at_its_bound_as_it_downloads_and_only_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    up = Upstream("folder", tmp_path, None)
+    stored = put_path(up.machine("a"), _folder(tmp_path / "model", {"weights.bin": b"w" * 1000}))
+    remote = _CountingFolder(tmp_path / "shared")
+    remote.reads = []
+    b = ReadThroughStore(LocalObjectStore(tmp_path / "b"), lambda: remote, primary=True, max_bytes=1024**3)
+    up.replace(stored.digest, b"{" * 3 * MIB)  # a huge (or endless) object under the manifest's name
+    monkeypatch.setattr(tree, "MAX_MANIFEST_BYTES", 4096)
+    with pytest.raises(IntegrityError, match=f"{stored.digest} in the store .* more than the 4096 bytes") as failed:
+        materialize(b, stored.digest, tmp_path / "loaded")
+    assert len(str(failed.value).splitlines()) == 1
+    assert remote.reads == [stored.digest]  # not downloaded a second time by the retry of a corrupt copy
+    assert _cached(b) == {} and list(b.cache.tmp.iterdir()) == []
+    other = up.machine("a").put_bytes(b"x" * 5000)
+    with pytest.raises(IntegrityError, match="more than the 100 bytes"):
+        read_verified(b, other, limit=100)
+    assert remote.reads.count(other) == 1 and other not in _cached(b)
 
 
 def test_a_long_lived_writer_looks_upstream_again_once_what_it_saw_there_may_have_been_collected(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest, read_chunks, verified
-from shipyard.core.artifacts.manifest import Manifest
+from shipyard.core.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest
 from shipyard.core.workspace.atomic import as_atomic, as_atomic_at
 from shipyard.core.workspace.paths import Confined
 from shipyard.errors import IntegrityError, NotFoundError
@@ -55,7 +55,8 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
 
 
 def load_manifest(store: ObjectStore, digest: Digest) -> Manifest:
-    return Manifest.from_bytes(read_verified(store, digest))
+    """The manifest ``digest``, re-hashed, and bounded by ``MAX_MANIFEST_BYTES`` (also as it downloads)."""
+    return Manifest.from_bytes(read_verified(store, digest, limit=MAX_MANIFEST_BYTES))
 
 
 def read_verified(store: ObjectStore, digest: Digest, *, limit: int | None = None, what: str = "",
@@ -73,6 +74,8 @@ def read_verified(store: ObjectStore, digest: Digest, *, limit: int | None = Non
 
 
 def _read_verified(store: ObjectStore, digest: Digest, limit: int | None, what: str, too_large: str) -> bytes:
+    if limit is not None:  # a read-through store downloads it bounded: a huge or endless object stops at the limit
+        store.fetch([digest], sizes={digest: limit})
     with store.open(digest) as f:
         data = f.read() if limit is None else f.read(limit + 1)
     if limit is not None and len(data) > limit:
