@@ -22,6 +22,7 @@ import pytest
 
 from shipyard.adapters.remotes import open_remote
 from shipyard.adapters.remotes.folder import FolderRemote
+from shipyard.adapters.stores.cache import evict
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.adapters.stores.shared import ReadThroughStore
 from shipyard.core.artifacts import tree
@@ -29,7 +30,7 @@ from shipyard.core.artifacts.digest import Digest, object_key
 from shipyard.core.artifacts.maintenance import verify
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.project.model import Remote as RemoteSpec
-from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
+from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError
 from tests.conftest import cli_env, free_port, make_bucket, register_constant, shipyard
 
 MIB = 1024 * 1024
@@ -405,6 +406,30 @@ def test_store_cache_shows_bounds_and_clears_the_cache_never_the_store(s3_endpoi
     assert all(up.holds(d) for d in digests)  # the store itself is whole
     local = shipyard("store", "cache", env=cli_env(SHIPYARD_HOME=str(project / ".shipyard")), cwd=project)
     assert local.stdout.startswith("no cache: the store is local") and len(local.stdout.splitlines()) == 1
+
+
+def test_a_folder_of_objects_not_marked_as_a_cache_is_never_evicted_or_cleared(s3_endpoint: str,
+                                                                               tmp_path: Path) -> None:
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    project = tmp_path / "project"
+    store = LocalObjectStore(project / ".shipyard" / "objects")  # a project's local store: the only copies
+    only = store.put_bytes(b"never uploaded")
+    env = cli_env(SHIPYARD_HOME=str(project / ".shipyard"), SHIPYARD_STORE=up.spec.url, AWS_ENDPOINT_URL=s3_endpoint,
+                  SHIPYARD_STORE_CACHE=str(store.root))
+    for option in ("--clear", "--max=0"):
+        done = shipyard("store", "cache", option, env=env, cwd=project, check=False)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "is not a Shipyard cache" in done.stderr and "SHIPYARD_STORE_CACHE" in done.stderr
+    with pytest.raises(ConfigError, match="nothing was deleted"):
+        ReadThroughStore(store, lambda: open_remote(up.spec, project), primary=True, max_bytes=0)
+    with pytest.raises(ConfigError, match="not a Shipyard cache"):
+        evict(store, 0)
+    assert store.has(only) and not (store.root / "cache.json").exists()
+    fresh = up.machine("fresh", max_bytes=0)  # a new folder is marked as a cache, and evicted from
+    assert (tmp_path / "fresh" / ".shipyard-cache").is_file()
+    fresh.put_bytes(b"a copy")
+    assert evict(fresh.cache, 0) == (1, 0)
 
 
 def test_verify_repair_uploads_this_machines_intact_cached_copies(s3_endpoint: str, tmp_path: Path) -> None:

@@ -7,18 +7,57 @@ used go first when the cache is over its bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Collection
 from pathlib import Path
 
 from shipyard.adapters.stores.local import LocalObjectStore
-from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.digest import OBJECTS, Digest
 from shipyard.core.workspace.atomic import write_atomic
+from shipyard.errors import ConfigError
 
 DEFAULT_CACHE_BYTES = 20 * 1024**3
 LIMITS_FILE = "cache.json"  # {"max_bytes": N} beside the cached objects, set by `shipyard store cache --max`
 MAX_LIMITS_FILE = 4096
 TEMP_GRACE = 60.0
+MARKER = ".shipyard-cache"  # written when Shipyard first uses a folder as a cache: only such a folder is evicted from
+
+
+def check_cache(root: Path) -> None:
+    """Refuse a folder that holds objects but was never marked as a cache (``MARKER``): it may be a store (a
+    project's ``.shipyard/objects``, a team's folder), whose objects clearing or eviction would destroy."""
+    if os.path.lexists(root / MARKER):
+        return
+    holds = False
+    with contextlib.suppress(OSError), os.scandir(root / OBJECTS) as fans:
+        for fan in fans:
+            if fan.is_dir(follow_symlinks=False) and _any(fan.path):
+                holds = True
+                break
+    if holds:
+        raise ConfigError(
+            f"{root} holds objects but is not a Shipyard cache (no {MARKER} file in it): it may be a store, whose "
+            "objects a cache would evict, so nothing was deleted; set SHIPYARD_STORE_CACHE to a new or empty folder "
+            f"(or, if it is only a cache, create {root / MARKER})")
+
+
+def _any(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as inside:
+            return next(inside, None) is not None
+    except OSError:
+        return False
+
+
+def claim_cache(root: Path) -> None:
+    """Mark ``root`` as a cache (creating it), after ``check_cache``: a folder of objects unmarked is refused."""
+    check_cache(root)
+    if not os.path.lexists(root / MARKER):
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / MARKER, "a") as f:
+            f.write("This folder is a Shipyard cache: its objects may be deleted at any time.\n")
 
 
 def cache_limit(cache_root: Path) -> int:
@@ -49,6 +88,7 @@ def usage(cache: LocalObjectStore) -> tuple[int, int]:
 def evict(cache: LocalObjectStore, max_bytes: int, keep: Collection[Digest] = ()) -> tuple[int, int]:
     """Remove least recently used objects until the cache holds at most ``max_bytes``, never one of ``keep``
     (the objects of a read in progress). Returns (objects removed, bytes now used)."""
+    check_cache(cache.root)
     entries = sorted(cache.iter_objects(), key=lambda e: e[2])
     used = sum(size for _, size, _ in entries)
     removed = 0
@@ -64,6 +104,7 @@ def evict(cache: LocalObjectStore, max_bytes: int, keep: Collection[Digest] = ()
 
 def clear(cache: LocalObjectStore) -> tuple[int, int]:
     """Remove every cached object and temp file; (objects, bytes) removed. Only this folder is touched."""
+    check_cache(cache.root)
     count = freed = 0
     for digest, size, _ in list(cache.iter_objects()):
         cache.delete(digest)

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, evict
+from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, claim_cache, evict
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.adapters.stores.streams import prefetched, upstream_reader
 from shipyard.core.artifacts.digest import Digest
@@ -59,6 +59,8 @@ class ReadThroughStore:
                  max_bytes: int | None = None) -> None:
         self.cache = cache
         self.primary = primary
+        if primary:  # its objects are only copies: evicted, cleared (a folder of objects not marked so is refused)
+            claim_cache(cache.root)
         self.max_bytes = max_bytes if primary else None
         self._open_upstream = upstream
         self._upstream: Remote | None = None
