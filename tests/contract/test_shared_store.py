@@ -32,6 +32,7 @@ from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError
 from tests.conftest import cli_env, free_port, make_bucket, register_constant, shipyard
+from tests.contract.test_object_store import _within
 
 MIB = 1024 * 1024
 Machine = Callable[..., ReadThroughStore]
@@ -527,3 +528,35 @@ def test_a_conditional_put_of_an_object_already_there_is_success(s3_endpoint: st
     before = a.upstream.stats([d])
     b.upstream.upload(b.cache, [d], replace=False)  # b had seen it absent: moto answers 412, which is success
     assert a.upstream.stats([d]) == before  # and it was not written again
+
+
+# -- hostile or mistaken settings: one line each, no secret printed ---------------------------------------------------
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_cache_json_that_is_a_fifo_or_a_folder_is_one_line_and_never_hangs(tmp_path: Path, kind: str) -> None:
+    from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, cache_limit, set_cache_limit
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    if kind == "fifo":
+        os.mkfifo(root / "cache.json")
+    else:
+        (root / "cache.json").mkdir()
+    with _within(10):
+        assert cache_limit(root) == DEFAULT_CACHE_BYTES
+        with pytest.raises(ConfigError, match=f"cannot write the cache's bound to {root / 'cache.json'}.*rm -r"):
+            set_cache_limit(root, MIB)
+
+
+def test_a_bound_of_zero_empties_the_cache_and_a_huge_one_is_refused(tmp_path: Path) -> None:
+    import typer
+
+    from shipyard.interfaces.cli.store_cache import size_bytes
+
+    cache = Upstream("folder", tmp_path, None).machine("m")
+    cache.put_bytes(b"")
+    cache.put_bytes(b"data")
+    assert evict(cache.cache, 0) == (2, 0) and _cached(cache) == {}
+    assert size_bytes("1024T") == 1024**5
+    for text in ("99999999999999999999999", "1025T"):
+        with pytest.raises(typer.BadParameter, match="more than 1 PiB"):
+            size_bytes(text)

@@ -8,8 +8,10 @@ used go first when the cache is over its bound.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 from collections.abc import Collection
 from pathlib import Path
 
@@ -62,18 +64,32 @@ def claim_cache(root: Path) -> None:
 
 def cache_limit(cache_root: Path) -> int:
     """The cache's bound in bytes: ``cache.json`` in the cache folder, else ``DEFAULT_CACHE_BYTES``."""
+    try:  # never through a link, never blocking on a FIFO: anything but a small regular file reads as no bound set
+        fd = os.open(cache_root / LIMITS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return DEFAULT_CACHE_BYTES
     try:
-        with open(cache_root / LIMITS_FILE, "rb") as f:
-            value = json.loads(f.read(MAX_LIMITS_FILE)).get("max_bytes")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return DEFAULT_CACHE_BYTES
+        value = json.loads(os.read(fd, MAX_LIMITS_FILE)).get("max_bytes")
     except (OSError, ValueError, AttributeError):
         return DEFAULT_CACHE_BYTES
+    finally:
+        os.close(fd)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else DEFAULT_CACHE_BYTES
 
 
 def set_cache_limit(cache_root: Path, max_bytes: int) -> None:
     """Write the bound to ``cache.json`` (a temp file renamed into place: a reader sees the old or the new)."""
-    cache_root.mkdir(parents=True, exist_ok=True)
-    write_atomic(cache_root / LIMITS_FILE, json.dumps({"max_bytes": max_bytes}).encode() + b"\n")
+    path = cache_root / LIMITS_FILE
+    try:
+        cache_root.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        write_atomic(path, json.dumps({"max_bytes": max_bytes}).encode() + b"\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the cache's bound to {path} ({exc.strerror or exc}): remove it (`rm -r "
+                          f"{path}`) and run again") from exc
 
 
 def usage(cache: LocalObjectStore) -> tuple[int, int]:
@@ -93,7 +109,7 @@ def evict(cache: LocalObjectStore, max_bytes: int, keep: Collection[Digest] = ()
     used = sum(size for _, size, _ in entries)
     removed = 0
     for digest, size, _ in entries:
-        if used <= max_bytes:
+        if used <= max_bytes and max_bytes > 0:  # a bound of 0 empties the cache, empty objects too
             break
         if digest not in keep:
             cache.delete(digest)
