@@ -560,3 +560,49 @@ def test_a_bound_of_zero_empties_the_cache_and_a_huge_one_is_refused(tmp_path: P
     for text in ("99999999999999999999999", "1025T"):
         with pytest.raises(typer.BadParameter, match="more than 1 PiB"):
             size_bytes(text)
+
+
+@pytest.mark.parametrize(("environ", "said"), [
+    ({"SHIPYARD_STORE": "s3://AKIAFAKE:supersecret@team/x"},
+     "SHIPYARD_STORE: the store URL s3://\\*\\*\\*@team/x holds"),
+    ({"SHIPYARD_STORE": "s3://team/x", "AWS_ENDPOINT_URL": "http://minio:supersecret@127.0.0.1:9"},
+     "AWS_ENDPOINT_URL: the store's endpoint http://\\*\\*\\*@127.0.0.1:9 holds a user name or password"),
+    ({"SHIPYARD_STORE": "s3://team/x", "AWS_ENDPOINT_URL": "ftp://minio"}, "is not an http:// or https:// URL"),
+    ({"yaml": 'store: {url: "s3://u:supersecret@team/x"}'}, "store: in shipyard.yaml: the store URL s3://\\*\\*\\*@"),
+    ({"yaml": 'store: {url: s3://team/x, endpoint_url: "http://u:supersecret@h"}'},
+     "endpoint http://\\*\\*\\*@h holds"),
+    ({"yaml": 'store: {url: s3://team/x, endpoint_url: "ftp://h"}'}, "endpoint_url: should be an http:// or https://"),
+    ({"yaml": "store: 42"}, "store: should be a URL string .* or a mapping"),
+    ({"yaml": 'store: ""'}, "store: is empty: give s3://bucket/prefix"),
+])
+def test_a_store_url_with_credentials_or_of_a_wrong_kind_is_refused_in_one_line(
+        tmp_path: Path, environ: dict[str, str], said: str) -> None:
+    from shipyard.config import load_settings
+
+    yaml = environ.pop("yaml", "")
+    (tmp_path / "shipyard.yaml").write_text(yaml + "\n")
+    with pytest.raises(ConfigError, match=said) as refused:
+        load_settings({**environ, "SHIPYARD_HOME": str(tmp_path / ".shipyard")}, tmp_path)
+    assert "supersecret" not in str(refused.value) and len(str(refused.value).splitlines()) == 1
+
+
+def test_a_missing_bucket_a_damaged_download_and_credentials_are_named_plainly(s3_endpoint: str,
+                                                                                tmp_path: Path) -> None:
+    from shipyard.adapters.remotes.s3 import S3Remote
+
+    absent = S3Remote(RemoteSpec(url="s3://no-such-bucket/x", endpoint_url=s3_endpoint))
+    for attempt in (lambda: list(absent.iter_objects()), lambda: list(absent.read(Digest.of_bytes(b"x")))):
+        with pytest.raises(ConfigError) as refused:
+            attempt()
+        assert str(refused.value) == (f"bucket no-such-bucket does not exist at {s3_endpoint}: create it or fix the "
+                                      "store URL (or the remote's url in shipyard.yaml)")
+    assert S3Remote(RemoteSpec(url="s3://AK:supersecret@b/x", endpoint_url=s3_endpoint)).url == "s3://***@b/x"
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    remote = open_remote(up.spec, tmp_path)
+    good = up.machine("a").put_bytes(b"the model")
+    up.replace(good, b"the modeL")
+    mine = LocalObjectStore(tmp_path / "mine")
+    with pytest.raises(IntegrityError) as damaged:
+        remote.download([good], mine)
+    assert str(damaged.value).startswith(f"object {good} on remote {up.spec.url} is corrupt")
+    assert "/tmp" not in str(damaged.value) and "models push" in str(damaged.value) and not mine.has(good)

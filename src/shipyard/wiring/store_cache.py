@@ -30,6 +30,7 @@ class CacheState:
 
 def cache_state(settings: Settings) -> CacheState | None:
     """What the cache holds and its bound; None when the store is local (it has no cache). Nothing is created."""
+    from shipyard.adapters.remotes import redact
     from shipyard.adapters.stores.cache import cache_limit, check_cache, usage
     from shipyard.adapters.stores.local import LocalObjectStore
 
@@ -41,7 +42,8 @@ def cache_state(settings: Settings) -> CacheState | None:
     if folder.is_dir():
         check_cache(folder)
         objects, used = usage(LocalObjectStore(folder))
-    return CacheState(folder, objects, used, cache_limit(folder), spec.url, spec.endpoint_url)
+    endpoint = None if spec.endpoint_url is None else redact(spec.endpoint_url)
+    return CacheState(folder, objects, used, cache_limit(folder), redact(spec.url), endpoint)
 
 
 def limit_cache(settings: Settings, max_bytes: int) -> int:
