@@ -175,6 +175,17 @@ def test_a_manifest_or_bounded_read_stops_at_its_bound_as_it_downloads_and_only_
     assert remote.reads.count(other) == 1 and other not in _cached(b)
 
 
+def test_a_damaged_object_of_a_fallback_remote_says_to_push_it_again(tmp_path: Path) -> None:
+    up = Upstream("folder", tmp_path, None)
+    good = up.machine("a").put_bytes(b"the model")
+    up.replace(good, b"the modeL")
+    local = ReadThroughStore(LocalObjectStore(tmp_path / "local"), lambda: FolderRemote(tmp_path / "shared"),
+                             primary=False)
+    with pytest.raises(IntegrityError, match="push it again from a machine with a good copy") as damaged:
+        read_verified(local, good)
+    assert "store verify" not in str(damaged.value) and not local.cache.has(good)
+
+
 def test_a_long_lived_writer_looks_upstream_again_once_what_it_saw_there_may_have_been_collected(
         upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
     from shipyard.adapters.stores import shared
