@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from shipyard.errors import ConfigError
 
@@ -173,7 +174,9 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
         where = "store: in shipyard.yaml"
     if spec is not None and "://" in spec.url and not spec.url.startswith("file://"):
         if not spec.url.startswith("s3://") or not spec.url.removeprefix("s3://").strip("/"):
-            raise ConfigError(f"{where}: {spec.url!r} is not a store location: give s3://bucket/prefix or a folder")
+            raise ConfigError(f"{where}: {_masked(spec.url)!r} is not a store location: give s3://bucket/prefix "
+                              "or a folder")
+        _check_s3_store(spec, where, "AWS_ENDPOINT_URL" if text else where)
         cache = Path(environ["SHIPYARD_STORE_CACHE"]) if environ.get("SHIPYARD_STORE_CACHE") else home / CACHE_DIR
         cache = cache if cache.is_absolute() else cwd / cache
         if environ.get("SHIPYARD_STORE_CACHE") and cache.parent != home:
@@ -186,6 +189,34 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
     if store.parent != home:  # inside the home, it is Shipyard's to make
         _parent_exists(store, "SHIPYARD_STORE" if text else "store (shipyard.yaml)")
     return store, None
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def _masked(url: str) -> str:
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def _check_s3_store(spec: Remote, where: str, endpoint_where: str) -> None:
+    """A store URL or endpoint with a user name or password in it is refused (it would be printed, and handed to
+    child processes and deploy manifests): credentials come from the environment or a profile, as for remotes.
+    The endpoint must be an http(s) URL."""
+    how = ("pass credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile (profile: under "
+           "store: in shipyard.yaml)")
+    if _USERINFO.match(spec.url):
+        raise ConfigError(f"{where}: the store URL {_masked(spec.url)} holds a user name or password: give "
+                          f"s3://bucket/prefix and {how}")
+    endpoint = spec.endpoint_url
+    if endpoint is None:
+        return
+    parts = urlsplit(endpoint)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{endpoint_where}: the store's endpoint {_masked(endpoint)!r} is not an http:// or "
+                          "https:// URL: give one such as http://127.0.0.1:9000")
+    if "@" in parts.netloc:
+        raise ConfigError(f"{endpoint_where}: the store's endpoint {_masked(endpoint)} holds a user name or "
+                          f"password: give it without them and {how}")
 
 
 def _configured_store(root: Path) -> Remote | None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,8 @@ import pytest
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.maintenance import gc, verify
-from shipyard.core.artifacts.tree import Stored, copy_verified, put_path, read_verified
+from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
+from shipyard.core.artifacts.tree import Stored, copy_verified, materialize, put_path, read_verified
 from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 
 
@@ -203,3 +207,51 @@ def test_gc_stops_on_a_manifest_it_cannot_read_and_removes_nothing(store: LocalO
     _corrupt(store, tree.digest, raw)  # restored: gc proceeds and keeps what the manifest lists
     assert gc(store, [tree.digest, lookalike], grace_seconds=0).removed == [str(orphan)]
     assert store.has(child)
+
+
+@contextlib.contextmanager
+def _within(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: a blocked ``open`` is interrupted by the alarm."""
+    def stop(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["link to /dev/zero", "link to a copy", "fifo", "folder"])
+def test_an_object_that_is_not_a_regular_file_is_refused_without_reading_it(store: LocalObjectStore,
+                                                                            tmp_path: Path, kind: str) -> None:
+    d = store.put_bytes(b"weights")
+    path = store.local_path(d)
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "link to a copy":  # the right bytes, but through a link: still refused
+        (tmp_path / "copy").write_bytes(b"weights")
+        path.symlink_to(tmp_path / "copy")
+    else:
+        path.symlink_to("/dev/zero")
+    with _within(10), pytest.raises(IntegrityError, match=f"{path} is not a regular file.*rm {path}"):
+        read_verified(store, d, limit=1024)  # bounded: an unfixed store would read /dev/zero without end
+    if kind != "link to /dev/zero":
+        with _within(10), pytest.raises(IntegrityError, match="not a regular file"):
+            copy_verified(store, d, tmp_path / "out")
+
+
+def test_materialize_never_writes_more_than_the_manifest_entry_records(store: LocalObjectStore,
+                                                                        tmp_path: Path) -> None:
+    big = store.put_bytes(os.urandom(3 * 1024 * 1024))  # intact, but the manifest says 10 bytes
+    manifest = Manifest.of([ManifestEntry("weights.bin", big, 10, 0o644)])
+    digest = store.put_bytes(manifest.to_bytes())
+    dest = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="more than the 10 bytes its manifest records"):
+        materialize(store, digest, dest)
+    assert list(dest.iterdir()) == []  # the temp file is gone, nothing written

@@ -21,14 +21,18 @@ from pathlib import Path
 import pytest
 
 from shipyard.adapters.remotes import open_remote
+from shipyard.adapters.remotes.folder import FolderRemote
+from shipyard.adapters.stores.cache import evict
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.adapters.stores.shared import ReadThroughStore
+from shipyard.core.artifacts import tree
 from shipyard.core.artifacts.digest import Digest, object_key
 from shipyard.core.artifacts.maintenance import verify
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.project.model import Remote as RemoteSpec
-from shipyard.errors import BackendUnavailableError, IntegrityError, NotFoundError
+from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError
 from tests.conftest import cli_env, free_port, make_bucket, register_constant, shipyard
+from tests.contract.test_object_store import _within
 
 MIB = 1024 * 1024
 Machine = Callable[..., ReadThroughStore]
@@ -135,10 +139,51 @@ def test_an_object_larger_upstream_than_its_manifest_says_stops_as_the_excess_sh
     stored = put_path(a, _folder(tmp_path / "model", {"weights.bin": b"w" * 1000}))
     weights = next(e for e in stored.manifest or () if e.path == "weights.bin")
     upstream.replace(weights.digest, b"w" * 3 * MIB)  # endless, as far as the manifest is concerned
-    with pytest.raises(IntegrityError, match="more than the 1000 bytes its manifest records") as failed:
+    with pytest.raises(IntegrityError, match="more than the 1000 bytes it may have") as failed:
         materialize(b, stored.digest, tmp_path / "loaded")
     assert len(str(failed.value).splitlines()) == 1
     assert weights.digest not in _cached(b) and list(b.cache.tmp.iterdir()) == []
+
+
+class _CountingFolder(FolderRemote):
+    """A real folder remote that counts the objects read from it."""
+
+    reads: list[Digest]
+
+    def read(self, digest: Digest) -> Iterator[bytes]:
+        self.reads.append(digest)
+        return super().read(digest)
+
+
+def test_a_manifest_or_bounded_read_stops_at_its_bound_as_it_downloads_and_only_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    up = Upstream("folder", tmp_path, None)
+    stored = put_path(up.machine("a"), _folder(tmp_path / "model", {"weights.bin": b"w" * 1000}))
+    remote = _CountingFolder(tmp_path / "shared")
+    remote.reads = []
+    b = ReadThroughStore(LocalObjectStore(tmp_path / "b"), lambda: remote, primary=True, max_bytes=1024**3)
+    up.replace(stored.digest, b"{" * 3 * MIB)  # a huge (or endless) object under the manifest's name
+    monkeypatch.setattr(tree, "MAX_MANIFEST_BYTES", 4096)
+    with pytest.raises(IntegrityError, match=f"{stored.digest} in the store .* more than the 4096 bytes") as failed:
+        materialize(b, stored.digest, tmp_path / "loaded")
+    assert len(str(failed.value).splitlines()) == 1
+    assert remote.reads == [stored.digest]  # not downloaded a second time by the retry of a corrupt copy
+    assert _cached(b) == {} and list(b.cache.tmp.iterdir()) == []
+    other = up.machine("a").put_bytes(b"x" * 5000)
+    with pytest.raises(IntegrityError, match="more than the 100 bytes"):
+        read_verified(b, other, limit=100)
+    assert remote.reads.count(other) == 1 and other not in _cached(b)
+
+
+def test_a_damaged_object_of_a_fallback_remote_says_to_push_it_again(tmp_path: Path) -> None:
+    up = Upstream("folder", tmp_path, None)
+    good = up.machine("a").put_bytes(b"the model")
+    up.replace(good, b"the modeL")
+    local = ReadThroughStore(LocalObjectStore(tmp_path / "local"), lambda: FolderRemote(tmp_path / "shared"),
+                             primary=False)
+    with pytest.raises(IntegrityError, match="push it again from a machine with a good copy") as damaged:
+        read_verified(local, good)
+    assert "store verify" not in str(damaged.value) and not local.cache.has(good)
 
 
 def test_a_long_lived_writer_looks_upstream_again_once_what_it_saw_there_may_have_been_collected(
@@ -220,6 +265,22 @@ def test_a_corrupted_cached_object_is_detected_and_fetched_again(upstream: Upstr
     manifest.chmod(0o644)
     manifest.write_bytes(manifest.read_bytes()[::-1])
     assert read_verified(b, stored.digest) == read_verified(a, stored.digest)
+
+
+def test_a_cached_object_replaced_by_a_link_or_a_fifo_is_dropped_and_fetched_again(tmp_path: Path) -> None:
+    up = Upstream("folder", tmp_path, None)
+    files = {"weights.bin": os.urandom(MIB), "meta.json": b'{"flavor": "sklearn"}'}
+    stored = put_path(up.machine("a"), _folder(tmp_path / "model", files))
+    b = up.machine("b")
+    materialize(b, stored.digest, tmp_path / "first")
+    weights, meta = (next(e.digest for e in stored.manifest or () if e.path == n) for n in ("weights.bin", "meta.json"))
+    b.local_path(weights).unlink()
+    b.local_path(weights).symlink_to("/dev/zero")  # read through, it would stream zeros without end
+    b.local_path(meta).unlink()
+    os.mkfifo(b.local_path(meta))  # opened for reading, it would block
+    materialize(b, stored.digest, tmp_path / "second")
+    assert {n: (tmp_path / "second" / n).read_bytes() for n in files} == files
+    assert b.local_path(weights).is_file() and not b.local_path(weights).is_symlink()
 
 
 # -- S3 offline ------------------------------------------------------------------------------------------------------
@@ -359,6 +420,30 @@ def test_store_cache_shows_bounds_and_clears_the_cache_never_the_store(s3_endpoi
     assert local.stdout.startswith("no cache: the store is local") and len(local.stdout.splitlines()) == 1
 
 
+def test_a_folder_of_objects_not_marked_as_a_cache_is_never_evicted_or_cleared(s3_endpoint: str,
+                                                                               tmp_path: Path) -> None:
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    project = tmp_path / "project"
+    store = LocalObjectStore(project / ".shipyard" / "objects")  # a project's local store: the only copies
+    only = store.put_bytes(b"never uploaded")
+    env = cli_env(SHIPYARD_HOME=str(project / ".shipyard"), SHIPYARD_STORE=up.spec.url, AWS_ENDPOINT_URL=s3_endpoint,
+                  SHIPYARD_STORE_CACHE=str(store.root))
+    for option in ("--clear", "--max=0"):
+        done = shipyard("store", "cache", option, env=env, cwd=project, check=False)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "is not a Shipyard cache" in done.stderr and "SHIPYARD_STORE_CACHE" in done.stderr
+    with pytest.raises(ConfigError, match="nothing was deleted"):
+        ReadThroughStore(store, lambda: open_remote(up.spec, project), primary=True, max_bytes=0)
+    with pytest.raises(ConfigError, match="not a Shipyard cache"):
+        evict(store, 0)
+    assert store.has(only) and not (store.root / "cache.json").exists()
+    fresh = up.machine("fresh", max_bytes=0)  # a new folder is marked as a cache, and evicted from
+    assert (tmp_path / "fresh" / ".shipyard-cache").is_file()
+    fresh.put_bytes(b"a copy")
+    assert evict(fresh.cache, 0) == (1, 0)
+
+
 def test_verify_repair_uploads_this_machines_intact_cached_copies(s3_endpoint: str, tmp_path: Path) -> None:
     up = Upstream("s3", tmp_path, s3_endpoint)
     project = tmp_path / "project"
@@ -454,3 +539,81 @@ def test_a_conditional_put_of_an_object_already_there_is_success(s3_endpoint: st
     before = a.upstream.stats([d])
     b.upstream.upload(b.cache, [d], replace=False)  # b had seen it absent: moto answers 412, which is success
     assert a.upstream.stats([d]) == before  # and it was not written again
+
+
+# -- hostile or mistaken settings: one line each, no secret printed ---------------------------------------------------
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_cache_json_that_is_a_fifo_or_a_folder_is_one_line_and_never_hangs(tmp_path: Path, kind: str) -> None:
+    from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, cache_limit, set_cache_limit
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    if kind == "fifo":
+        os.mkfifo(root / "cache.json")
+    else:
+        (root / "cache.json").mkdir()
+    with _within(10):
+        assert cache_limit(root) == DEFAULT_CACHE_BYTES
+        with pytest.raises(ConfigError, match=f"cannot write the cache's bound to {root / 'cache.json'}.*rm -r"):
+            set_cache_limit(root, MIB)
+
+
+def test_a_bound_of_zero_empties_the_cache_and_a_huge_one_is_refused(tmp_path: Path) -> None:
+    import typer
+
+    from shipyard.interfaces.cli.store_cache import size_bytes
+
+    cache = Upstream("folder", tmp_path, None).machine("m")
+    cache.put_bytes(b"")
+    cache.put_bytes(b"data")
+    assert evict(cache.cache, 0) == (2, 0) and _cached(cache) == {}
+    assert size_bytes("1024T") == 1024**5
+    for text in ("99999999999999999999999", "1025T"):
+        with pytest.raises(typer.BadParameter, match="more than 1 PiB"):
+            size_bytes(text)
+
+
+@pytest.mark.parametrize(("environ", "said"), [
+    ({"SHIPYARD_STORE": "s3://AKIAFAKE:supersecret@team/x"},
+     "SHIPYARD_STORE: the store URL s3://\\*\\*\\*@team/x holds"),
+    ({"SHIPYARD_STORE": "s3://team/x", "AWS_ENDPOINT_URL": "http://minio:supersecret@127.0.0.1:9"},
+     "AWS_ENDPOINT_URL: the store's endpoint http://\\*\\*\\*@127.0.0.1:9 holds a user name or password"),
+    ({"SHIPYARD_STORE": "s3://team/x", "AWS_ENDPOINT_URL": "ftp://minio"}, "is not an http:// or https:// URL"),
+    ({"yaml": 'store: {url: "s3://u:supersecret@team/x"}'}, "store: in shipyard.yaml: the store URL s3://\\*\\*\\*@"),
+    ({"yaml": 'store: {url: s3://team/x, endpoint_url: "http://u:supersecret@h"}'},
+     "endpoint http://\\*\\*\\*@h holds"),
+    ({"yaml": 'store: {url: s3://team/x, endpoint_url: "ftp://h"}'}, "endpoint_url: should be an http:// or https://"),
+    ({"yaml": "store: 42"}, "store: should be a URL string .* or a mapping"),
+    ({"yaml": 'store: ""'}, "store: is empty: give s3://bucket/prefix"),
+])
+def test_a_store_url_with_credentials_or_of_a_wrong_kind_is_refused_in_one_line(
+        tmp_path: Path, environ: dict[str, str], said: str) -> None:
+    from shipyard.config import load_settings
+
+    yaml = environ.pop("yaml", "")
+    (tmp_path / "shipyard.yaml").write_text(yaml + "\n")
+    with pytest.raises(ConfigError, match=said) as refused:
+        load_settings({**environ, "SHIPYARD_HOME": str(tmp_path / ".shipyard")}, tmp_path)
+    assert "supersecret" not in str(refused.value) and len(str(refused.value).splitlines()) == 1
+
+
+def test_a_missing_bucket_a_damaged_download_and_credentials_are_named_plainly(s3_endpoint: str,
+                                                                                tmp_path: Path) -> None:
+    from shipyard.adapters.remotes.s3 import S3Remote
+
+    absent = S3Remote(RemoteSpec(url="s3://no-such-bucket/x", endpoint_url=s3_endpoint))
+    for attempt in (lambda: list(absent.iter_objects()), lambda: list(absent.read(Digest.of_bytes(b"x")))):
+        with pytest.raises(ConfigError) as refused:
+            attempt()
+        assert str(refused.value) == (f"bucket no-such-bucket does not exist at {s3_endpoint}: create it or fix the "
+                                      "store URL (or the remote's url in shipyard.yaml)")
+    assert S3Remote(RemoteSpec(url="s3://AK:supersecret@b/x", endpoint_url=s3_endpoint)).url == "s3://***@b/x"
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    remote = open_remote(up.spec, tmp_path)
+    good = up.machine("a").put_bytes(b"the model")
+    up.replace(good, b"the modeL")
+    mine = LocalObjectStore(tmp_path / "mine")
+    with pytest.raises(IntegrityError) as damaged:
+        remote.download([good], mine)
+    assert str(damaged.value).startswith(f"object {good} on remote {up.spec.url} is corrupt")
+    assert "/tmp" not in str(damaged.value) and "models push" in str(damaged.value) and not mine.has(good)

@@ -150,9 +150,11 @@ def store_source(settings: Settings) -> tuple[Workspace, Remote] | None:
         return None
     from shipyard.adapters.remotes import open_remote
     from shipyard.adapters.state.sqlite import SqliteStateCache
+    from shipyard.adapters.stores.cache import claim_cache
     from shipyard.adapters.stores.local import LocalObjectStore
     from shipyard.core.workspace.data import Workspace
 
+    claim_cache(settings.store_path)
     cache = LocalObjectStore(settings.store_path)
     ws = Workspace(settings.project_root, cache, SqliteStateCache(settings.home / STATE_FILE))
     return ws, open_remote(spec, settings.project_root)

@@ -30,7 +30,8 @@ class CacheState:
 
 def cache_state(settings: Settings) -> CacheState | None:
     """What the cache holds and its bound; None when the store is local (it has no cache). Nothing is created."""
-    from shipyard.adapters.stores.cache import cache_limit, usage
+    from shipyard.adapters.remotes import redact
+    from shipyard.adapters.stores.cache import cache_limit, check_cache, usage
     from shipyard.adapters.stores.local import LocalObjectStore
 
     spec = settings.store_remote
@@ -39,16 +40,19 @@ def cache_state(settings: Settings) -> CacheState | None:
     folder = settings.store_path
     objects = used = 0
     if folder.is_dir():
+        check_cache(folder)
         objects, used = usage(LocalObjectStore(folder))
-    return CacheState(folder, objects, used, cache_limit(folder), spec.url, spec.endpoint_url)
+    endpoint = None if spec.endpoint_url is None else redact(spec.endpoint_url)
+    return CacheState(folder, objects, used, cache_limit(folder), redact(spec.url), endpoint)
 
 
 def limit_cache(settings: Settings, max_bytes: int) -> int:
     """Set the cache's bound (``cache.json``) and evict least recently used objects down to it at once;
     returns how many were evicted. The store must live in S3 (``cache_state`` is not None)."""
-    from shipyard.adapters.stores.cache import evict, set_cache_limit
+    from shipyard.adapters.stores.cache import claim_cache, evict, set_cache_limit
     from shipyard.adapters.stores.local import LocalObjectStore
 
+    claim_cache(settings.store_path)
     set_cache_limit(settings.store_path, max_bytes)
     return evict(LocalObjectStore(settings.store_path), max_bytes)[0]
 

@@ -14,6 +14,7 @@ import obstore
 import obstore.exceptions
 from obstore.store import S3Store
 
+from shipyard.adapters.remotes import redact
 from shipyard.core.artifacts.digest import OBJECTS, Digest, object_key
 from shipyard.core.artifacts.tree import verified_chunks
 from shipyard.core.project.model import Remote as RemoteSpec
@@ -62,13 +63,13 @@ def credentials(spec: RemoteSpec, environ: Mapping[str, str]) -> dict[str, str]:
         return {}
     profile = spec.profile or environ.get("AWS_PROFILE")
     if profile:
-        return _profile_keys(spec.url, profile, environ)
+        return _profile_keys(redact(spec.url), profile, environ)
     if _has_default_profile(environ):  # what `aws configure` writes, and every AWS SDK reads unasked
-        return _profile_keys(spec.url, "default", environ)
+        return _profile_keys(redact(spec.url), "default", environ)
     if spec.endpoint_url is None and (any(environ.get(k) for k in WEB_IDENTITY) or _on_ec2()):
         return {}
-    where = f" at {spec.endpoint_url}" if spec.endpoint_url else ""
-    raise ConfigError(f"remote {spec.url}{where}: no AWS credentials found: {HOW_TO_AUTHENTICATE}")
+    where = f" at {redact(spec.endpoint_url)}" if spec.endpoint_url else ""
+    raise ConfigError(f"remote {redact(spec.url)}{where}: no AWS credentials found: {HOW_TO_AUTHENTICATE}")
 
 
 def _has_default_profile(environ: Mapping[str, str]) -> bool:
@@ -133,18 +134,31 @@ CREDENTIAL_SIGNS = ("169.254.169.254", "credential", "InvalidAccessKeyId", "Sign
 
 
 @contextlib.contextmanager
-def _translated(what: str, url: str) -> Iterator[None]:
+def _translated(what: str, url: str, endpoint: str | None = None) -> Iterator[None]:
     try:
         yield
-    except (FileNotFoundError, ShipyardError):
+    except ShipyardError:
         raise
     except (OSError, RuntimeError, ValueError, obstore.exceptions.BaseError) as exc:
-        text = str(exc)
+        if (missing := _no_bucket(exc, url, endpoint)) is not None:
+            raise missing from exc
+        if isinstance(exc, FileNotFoundError):
+            raise
+        text = redact(str(exc))
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         if any(sign.lower() in text.lower() for sign in CREDENTIAL_SIGNS):
             raise ConfigError(f"{what} on remote {url} failed: the credentials were missing or refused "
                               f"({first[:120]}): {HOW_TO_AUTHENTICATE}") from exc
         raise BackendUnavailableError(f"{what} on remote {url} failed: {first[:300]}") from exc
+
+
+def _no_bucket(exc: BaseException, url: str, endpoint: str | None) -> ConfigError | None:
+    """The service's answer that the bucket itself does not exist, as one line (not an XML fragment)."""
+    if "<Code>NoSuchBucket</Code>" not in str(exc):
+        return None
+    bucket = url.removeprefix("s3://").partition("/")[0]
+    return ConfigError(f"bucket {bucket} does not exist at {redact(endpoint or 'AWS S3')}: create it or fix the "
+                       "store URL (or the remote's url in shipyard.yaml)")
 
 
 def _oversized(digest: Digest, url: str, got: int, most: int) -> IntegrityError:
@@ -155,7 +169,8 @@ def _oversized(digest: Digest, url: str, got: int, most: int) -> IntegrityError:
 class S3Remote:
     def __init__(self, spec: RemoteSpec) -> None:
         bucket, _, prefix = spec.url.removeprefix("s3://").partition("/")
-        self.url = spec.url
+        self.url = redact(spec.url)  # for messages: a user name or password in it is never printed
+        self._endpoint = spec.endpoint_url
         options: dict[str, Any] = {}
         if spec.endpoint_url:
             options["endpoint"] = spec.endpoint_url
@@ -167,7 +182,7 @@ class S3Remote:
         if spec.allow_http or (spec.endpoint_url or "").startswith("http://"):
             client["allow_http"] = True
         self._conditional = True  # the service honours If-None-Match (a "create" put); False once it refused it
-        with _translated("connecting", self.url):
+        with _translated("connecting", self.url, self._endpoint):
             self._store = S3Store(bucket, prefix=prefix.strip("/") or None, client_options=client,
                                   retry_config=dict(RETRY), **options)  # type: ignore[arg-type]
 
@@ -189,7 +204,7 @@ class S3Remote:
     def stats(self, digests: Sequence[Digest]) -> dict[Digest, tuple[int, float]]:
         if not digests:
             return {}
-        with _translated("listing objects", self.url):
+        with _translated("listing objects", self.url, self._endpoint):
             if len(digests) > 200:  # one listing beats thousands of HEAD requests
                 listed = {key: (size, mtime) for key, size, mtime in self._listing()}
                 return {d: listed[self._key(d)] for d in digests if self._key(d) in listed}
@@ -210,7 +225,7 @@ class S3Remote:
 
     def iter_objects(self) -> Iterator[tuple[Digest, int, float]]:
         """Every object under ``sha256/``; a key that is not ``sha256/ab/<62 hex>`` is not one and is skipped."""
-        with _translated("listing objects", self.url):
+        with _translated("listing objects", self.url, self._endpoint):
             for key, size, mtime in self._listing():
                 before, _, name = key.partition(f"{OBJECTS}/")
                 if not before and len(name) == 65 and name[2] == "/":
@@ -218,15 +233,16 @@ class S3Remote:
                         yield Digest(name[:2] + name[3:]), size, mtime
 
     def delete(self, digest: Digest) -> None:
-        with _translated("deleting", self.url):
+        with _translated("deleting", self.url, self._endpoint):
             obstore.delete(self._store, self._key(digest))  # S3 answers a delete of an absent key with success
 
     def read(self, digest: Digest) -> Iterator[bytes]:
-        with _translated("reading", self.url):
+        with _translated("reading", self.url, self._endpoint):
             try:
                 result = obstore.get(self._store, self._key(digest))
             except FileNotFoundError as exc:
-                raise NotFoundError(f"object {digest} is not on remote {self.url}") from exc
+                raise _no_bucket(exc, self.url, self._endpoint) or NotFoundError(
+                    f"object {digest} is not on remote {self.url}") from exc
             for chunk in result.stream(min_chunk_size=SMALL):
                 yield bytes(chunk)
 
@@ -251,7 +267,7 @@ class S3Remote:
                 obstore.put(self._store, self._key(d), verified_chunks(store, d, PART), use_multipart=True)
             progress(size)
 
-        with _translated("uploading", self.url):
+        with _translated("uploading", self.url, self._endpoint):
             self._parallel(send, digests)
 
     def _put_small(self, key: str, body: bytes, replace: bool) -> None:
@@ -290,7 +306,8 @@ class S3Remote:
                 try:
                     result = obstore.get(self._store, self._key(d))
                 except FileNotFoundError as exc:
-                    raise NotFoundError(f"object {d} is not on remote {self.url}") from exc
+                    raise _no_bucket(exc, self.url, self._endpoint) or NotFoundError(
+                        f"object {d} is not on remote {self.url}") from exc
                 announced = int(result.meta.get("size") or 0)
                 if most is not None and announced > most:
                     raise _oversized(d, self.url, announced, most)
@@ -303,14 +320,21 @@ class S3Remote:
                         out.write(chunk)
                 return path
 
-            with _translated("downloading", self.url):
+            with _translated("downloading", self.url, self._endpoint):
                 paths = self._parallel(fetch, digests)
-            store.put_many(paths, progress=progress, expect=list(digests))
+            try:
+                store.put_many(paths, progress=progress, expect=list(digests))
+            except IntegrityError as exc:  # named by the remote, not by the temp file it was downloaded to
+                got = str(exc).partition(" has digest ")[2].partition(",")[0] or "other bytes"
+                bad = next((d for d in digests if os.path.join(tmp, d.hex) in str(exc)), None)
+                raise IntegrityError(f"object {bad or 'downloaded'} on remote {self.url} is corrupt (its bytes hash "
+                                     f"to {got}): nothing was stored; push it again from a machine with a good copy "
+                                     "(`shipyard models push NAME@V`, `shipyard data push`)") from exc
 
     def get_ref(self, name: str) -> bytes | None:
         """A ref of at most ``MAX_REF_BYTES``; a larger one is refused from its header or as it streams."""
         key = f"refs/{safe_relpath(name, 'ref name')}"
-        with _translated("reading", self.url):
+        with _translated("reading", self.url, self._endpoint):
             try:
                 result = obstore.get(self._store, key)
             except FileNotFoundError:
@@ -325,5 +349,5 @@ class S3Remote:
             return bytes(data)
 
     def put_ref(self, name: str, data: bytes) -> None:
-        with _translated("writing", self.url):
+        with _translated("writing", self.url, self._endpoint):
             obstore.put(self._store, f"refs/{safe_relpath(name, 'ref name')}", data)

@@ -235,10 +235,24 @@ class LocalObjectStore:
         return self._path(digest).is_file()
 
     def open(self, digest: Digest) -> BinaryIO:
+        """The stored object, opened without following a link and without blocking (a FIFO or a device put
+        in its place is refused, never read: it could hang the reader or stream without end)."""
+        path = self._name(digest)
         try:
-            return open(self._path(digest), "rb")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise NotFoundError(f"object {digest} is missing from the store; run `shipyard store verify`") from exc
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise not_a_file(digest, path) from exc
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise not_a_file(digest, path)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def local_path(self, digest: Digest) -> Path:
         return self._path(digest)
@@ -303,6 +317,11 @@ class LocalObjectStore:
         finally:
             os.close(fd)
         return removed
+
+
+def not_a_file(digest: Digest, path: str) -> IntegrityError:
+    return IntegrityError(f"object {digest} at {path} is not a regular file (a link, a FIFO or a device): Shipyard "
+                          f"never reads through it; remove it (`rm {path}`) and run `shipyard store verify`")
 
 
 def linked_tmp(tmp: Path) -> IntegrityError:

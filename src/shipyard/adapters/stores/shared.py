@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, evict
+from shipyard.adapters.stores.cache import DEFAULT_CACHE_BYTES, LIMITS_FILE, cache_limit, claim_cache, evict
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.adapters.stores.streams import prefetched, upstream_reader
 from shipyard.core.artifacts.digest import Digest
@@ -59,6 +59,8 @@ class ReadThroughStore:
                  max_bytes: int | None = None) -> None:
         self.cache = cache
         self.primary = primary
+        if primary:  # its objects are only copies: evicted, cleared (a folder of objects not marked so is refused)
+            claim_cache(cache.root)
         self.max_bytes = max_bytes if primary else None
         self._open_upstream = upstream
         self._upstream: Remote | None = None
@@ -70,6 +72,8 @@ class ReadThroughStore:
         self._known: dict[Digest, float] = {}
         self._reading: frozenset[Digest] = frozenset()  # the objects of the read in progress: never evicted
         self._absent: set[Digest] = set()  # what the last download found missing upstream
+        self._bounds: dict[Digest, int] = {}  # the most bytes an object may have, as the readers said (``sizes``)
+        self._refused: set[Digest] = set()  # downloaded damaged (too long, or wrong bytes): ``refetch`` won't retry
         self._direct = False  # ``verifying()``: read upstream's bytes, not the cache's
         self._listed: set[Digest] | None = None  # ... and what its last full listing held
 
@@ -218,6 +222,9 @@ class ReadThroughStore:
         read: none of its objects is evicted until the next fetch downloads (so a batch larger than the
         bound is still read whole; the cache shrinks back to its bound on the next download)."""
         wanted = list(dict.fromkeys(digests))
+        if sizes:
+            with self._guard:
+                self._bounds.update((d, sizes[d]) for d in wanted if d in sizes)
         need = [d for d in wanted if not (self._touch(d) if self.primary else self.cache.has(d))]
         self._reading = frozenset(wanted)
         if not need or (not self.primary and self._fallback() is None):
@@ -225,7 +232,7 @@ class ReadThroughStore:
         with self._reaching():
             remote = self.upstream
             def one(d: Digest) -> bool:
-                return self._download(remote, d, progress, None if sizes is None else sizes.get(d))
+                return self._download(remote, d, progress, self._bounds.get(d))
 
             if len(need) == 1:
                 got = [one(need[0])]
@@ -251,22 +258,31 @@ class ReadThroughStore:
                     size += len(chunk)
                     if most is not None and size > most:
                         raise IntegrityError(f"object {digest} in {self._where(remote)} has more than the {most} "
-                                             "bytes its manifest records: it is damaged or hostile; nothing entered "
-                                             "the cache (`shipyard store verify` names every corrupt object)")
+                                             "bytes it may have: it is damaged or hostile; nothing entered the "
+                                             f"cache; {self._fix()}")
                     h.update(chunk)
                     out.write(chunk)
             if h.hexdigest() != digest.hex:
                 raise IntegrityError(f"object {digest} in {self._where(remote)} is corrupt (its bytes do not hash "
-                                     "to its name): it was not loaded and nothing entered the cache; replace it from "
-                                     "a good copy (`shipyard store verify` names every corrupt object)")
+                                     "to its name): it was not loaded and nothing entered the cache; "
+                                     f"{self._fix()}")
             self._place(tmp, digest)
         except NotFoundError:
             return False
+        except IntegrityError:
+            self._refused.add(digest)
+            raise
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         progress(size)
         return True
+
+    def _fix(self) -> str:
+        if self.primary:
+            return "replace it from a good copy (`shipyard store verify` names every corrupt object)"
+        return ("push it again from a machine with a good copy (`shipyard models push NAME@V`, "
+                "`shipyard data push`)")
 
     def _where(self, remote: Remote) -> str:
         return f"the store {remote.url}" if self.primary else f"remote {remote.url}"
@@ -307,7 +323,10 @@ class ReadThroughStore:
 
     def refetch(self, digest: Digest) -> bool:
         """Drop the cached copy that failed verification and download it again (a primary store's cache is
-        only a copy; a local store's object is dropped only once the remote is known to hold it)."""
+        only a copy; a local store's object is dropped only once the remote is known to hold it). Not one whose
+        download this process found damaged: it would only be downloaded again (bounded as before)."""
+        if digest in self._refused:
+            return False
         if not self.primary and (self._fallback() is None or not self.upstream.stats([digest])):
             return False
         self.cache.delete(digest)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest, read_chunks, verified
-from shipyard.core.artifacts.manifest import Manifest
+from shipyard.core.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest
 from shipyard.core.workspace.atomic import as_atomic, as_atomic_at
 from shipyard.core.workspace.paths import Confined
 from shipyard.errors import IntegrityError, NotFoundError
@@ -55,7 +55,8 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
 
 
 def load_manifest(store: ObjectStore, digest: Digest) -> Manifest:
-    return Manifest.from_bytes(read_verified(store, digest))
+    """The manifest ``digest``, re-hashed, and bounded by ``MAX_MANIFEST_BYTES`` (also as it downloads)."""
+    return Manifest.from_bytes(read_verified(store, digest, limit=MAX_MANIFEST_BYTES))
 
 
 def read_verified(store: ObjectStore, digest: Digest, *, limit: int | None = None, what: str = "",
@@ -73,6 +74,8 @@ def read_verified(store: ObjectStore, digest: Digest, *, limit: int | None = Non
 
 
 def _read_verified(store: ObjectStore, digest: Digest, limit: int | None, what: str, too_large: str) -> bytes:
+    if limit is not None:  # a read-through store downloads it bounded: a huge or endless object stops at the limit
+        store.fetch([digest], sizes={digest: limit})
     with store.open(digest) as f:
         data = f.read() if limit is None else f.read(limit + 1)
     if limit is not None and len(data) > limit:
@@ -113,29 +116,42 @@ def copy_verified(store: ObjectStore, digest: Digest, dest: Path, mode: int = 0o
 
 
 def copy_verified_at(store: ObjectStore, digest: Digest, confined: Confined, rel: str, mode: int = 0o644,
-                     what: str = "path") -> os.stat_result:
+                     what: str = "path", size: int | None = None) -> os.stat_result:
     """``copy_verified`` to ``rel`` below ``confined``'s root, through folder descriptors opened without
     following links (``Confined.parent_fd``): a link swapped in mid-way is refused or harmless, never
     written through. Returns the written file's stat. A corrupt copy the store can replace (a cached one)
-    is replaced and copied again, once."""
+    is replaced and copied again, once. ``size``: the bytes the object must have (its manifest entry's);
+    a longer one stops as the excess shows, its temp file removed."""
     try:
-        return _copy_verified_at(store, digest, confined, rel, mode, what)
+        return _copy_verified_at(store, digest, confined, rel, mode, what, size)
     except IntegrityError:
         if not store.refetch(digest):
             raise
-    return _copy_verified_at(store, digest, confined, rel, mode, what)
+    return _copy_verified_at(store, digest, confined, rel, mode, what, size)
 
 
 def _copy_verified_at(store: ObjectStore, digest: Digest, confined: Confined, rel: str, mode: int,
-                      what: str) -> os.stat_result:
+                      what: str, size: int | None) -> os.stat_result:
     def corrupt() -> IntegrityError:
         return IntegrityError(f"object {digest} is corrupt (its bytes no longer hash to its name)")
 
     folder, name = confined.parent_fd(rel, what)
     with (as_atomic_at(folder, name, 0o755 if mode & 0o100 else 0o644) as out, store.open(digest) as src):
-        for chunk in verified(read_chunks(src), digest, corrupt):
+        for chunk in verified(bounded(read_chunks(src), digest, size), digest, corrupt):
             out.write(chunk)
     return os.stat(name, dir_fd=folder, follow_symlinks=False)
+
+
+def bounded(chunks: Iterable[bytes], digest: Digest, most: int | None) -> Iterator[bytes]:
+    """``chunks`` passed through; an IntegrityError as soon as they add up to more than ``most`` bytes."""
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if most is not None and seen > most:
+            raise IntegrityError(f"object {digest} has more than the {most} bytes its manifest records: it is "
+                                 "damaged or hostile, and was not copied (`shipyard store verify` names every "
+                                 "corrupt object)")
+        yield chunk
 
 
 def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Manifest:
@@ -152,7 +168,7 @@ def materialize(store: ObjectStore, manifest_digest: Digest, dest: Path) -> Mani
         for entry in manifest:
             try:
                 copy_verified_at(store, entry.digest, confined, entry.path, entry.mode,
-                                 f"manifest {manifest_digest} entry")
+                                 f"manifest {manifest_digest} entry", entry.size)
             except NotFoundError as exc:
                 raise NotFoundError(f"{entry.path} of {manifest_digest}: {exc}") from exc
     return manifest

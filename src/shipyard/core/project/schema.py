@@ -37,6 +37,13 @@ class RemoteSpec(_Strict):
     profile: str | None = None
     allow_http: bool = False
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"(?i)https?://[^/?#\s]", v):
+            raise ValueError("should be an http:// or https:// URL, e.g. http://127.0.0.1:9000")
+        return v
+
     @property
     def is_s3(self) -> bool:
         return self.url.startswith("s3://")
@@ -117,7 +124,15 @@ class ProjectConfig(_Strict):
     @field_validator("store", mode="before")
     @classmethod
     def _store_url(cls, v: object) -> object:
-        return {"url": v} if isinstance(v, str) else v  # `store: s3://bucket/prefix`, the short form
+        if isinstance(v, str):  # `store: s3://bucket/prefix`, the short form
+            if not v.strip():
+                raise ValueError("is empty: give s3://bucket/prefix or a folder, or remove the key (the project's "
+                                 ".shipyard/objects is then the store)")
+            return {"url": v}
+        if v is not None and not isinstance(v, dict):
+            raise ValueError(f"should be a URL string (s3://bucket/prefix, or a folder) or a mapping (url:, "
+                             f"endpoint_url:, region:, profile:) (got {type(v).__name__} {str(v)[:40]})")
+        return v
 
     @field_validator("stages", "remotes", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ import typer
 
 from shipyard.interfaces.cli import output as out
 
+MAX_BOUND = 1024**5  # 1 PiB: a larger bound is a typo
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 MAX_OPTION = typer.Option(None, "--max", metavar="SIZE", help="Bound the cache to SIZE (bytes, or with a unit: "
@@ -24,7 +25,11 @@ def size_bytes(text: str) -> int:
     if not m:
         raise typer.BadParameter(f"{text!r}: give a size in bytes or with a unit K, M, G or T (e.g. 20G or 512M)",
                                  param_hint="--max")
-    return int(float(m[1]) * _UNITS[(m[2] or m[3] or "").upper()])
+    size = int(float(m[1]) * _UNITS[(m[2] or m[3] or "").upper()])
+    if size > MAX_BOUND:
+        raise typer.BadParameter(f"{text!r} is more than 1 PiB: give a bound the disk can hold (e.g. 20G)",
+                                 param_hint="--max")
+    return size
 
 
 def cache(max_size: str | None = MAX_OPTION, clear: bool = CLEAR_OPTION, as_json: bool = out.JSON_OPTION) -> None:
