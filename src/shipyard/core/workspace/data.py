@@ -233,7 +233,7 @@ def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: b
             for k in write:
                 dest = f"{rel}/{k}" if k else rel
                 e = recorded[k]
-                st = copy_verified_at(ws.store, e.digest, confined, dest, e.mode, "tracked path")
+                st = copy_verified_at(ws.store, e.digest, confined, dest, e.mode, "tracked path", size=e.size)
                 remembered.append((str(ws.abs(dest)), st.st_ino, st.st_size, st.st_mtime_ns, e.digest))
                 progress(e.size)
                 written += 1
