@@ -162,6 +162,7 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
     store's cache is ``SHIPYARD_STORE_CACHE``, else ``.shipyard/cache``.
     """
     from shipyard.core.project.model import Remote
+    from shipyard.core.redact import mask_userinfo
 
     text = environ.get("SHIPYARD_STORE") or ""
     spec: Remote | None = None
@@ -174,7 +175,7 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
         where = "store: in shipyard.yaml"
     if spec is not None and "://" in spec.url and not spec.url.startswith("file://"):
         if not spec.url.startswith("s3://") or not spec.url.removeprefix("s3://").strip("/"):
-            raise ConfigError(f"{where}: {_masked(spec.url)!r} is not a store location: give s3://bucket/prefix "
+            raise ConfigError(f"{where}: {mask_userinfo(spec.url)!r} is not a store location: give s3://bucket/prefix "
                               "or a folder")
         _check_s3_store(spec, where, "AWS_ENDPOINT_URL" if text else where)
         cache = Path(environ["SHIPYARD_STORE_CACHE"]) if environ.get("SHIPYARD_STORE_CACHE") else home / CACHE_DIR
@@ -191,31 +192,26 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
     return store, None
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-
-
-def _masked(url: str) -> str:
-    return _USERINFO.sub(r"\1***@", url)
-
-
 def _check_s3_store(spec: Remote, where: str, endpoint_where: str) -> None:
     """A store URL or endpoint with a user name or password in it is refused (it would be printed, and handed to
     child processes and deploy manifests): credentials come from the environment or a profile, as for remotes.
     The endpoint must be an http(s) URL."""
+    from shipyard.core.redact import has_userinfo, mask_userinfo
+
     how = ("pass credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile (profile: under "
            "store: in shipyard.yaml)")
-    if _USERINFO.match(spec.url):
-        raise ConfigError(f"{where}: the store URL {_masked(spec.url)} holds a user name or password: give "
+    if has_userinfo(spec.url):
+        raise ConfigError(f"{where}: the store URL {mask_userinfo(spec.url)} holds a user name or password: give "
                           f"s3://bucket/prefix and {how}")
     endpoint = spec.endpoint_url
     if endpoint is None:
         return
     parts = urlsplit(endpoint)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{endpoint_where}: the store's endpoint {_masked(endpoint)!r} is not an http:// or "
+        raise ConfigError(f"{endpoint_where}: the store's endpoint {mask_userinfo(endpoint)!r} is not an http:// or "
                           "https:// URL: give one such as http://127.0.0.1:9000")
     if "@" in parts.netloc:
-        raise ConfigError(f"{endpoint_where}: the store's endpoint {_masked(endpoint)} holds a user name or "
+        raise ConfigError(f"{endpoint_where}: the store's endpoint {mask_userinfo(endpoint)} holds a user name or "
                           f"password: give it without them and {how}")
 
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from shipyard.core.project.model import Remote as RemoteSpec
+from shipyard.core.redact import mask_userinfo
 from shipyard.errors import ConfigError, MissingExtraError
 from shipyard.ports import Remote
 
-_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s'\"@]*@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the user name and password of every URL in it masked (``s3://***@bucket/...``)."""
-    return _USERINFO.sub(r"\1***@", text)
+redact = mask_userinfo  # a remote's URL or a client's error text, as messages show it
 
 
 def open_remote(spec: RemoteSpec, project_root: Path, name: str | None = None) -> Remote:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from shipyard.core.redact import mask_userinfo
 from shipyard.core.workspace.paths import reserved_reason
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # RFC 1123 label: namespaces
@@ -32,13 +33,9 @@ def _show(value: str) -> str:
     return repr(value if len(value) <= 80 else value[:77] + "...")
 
 
-USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-
-
 def show_url(url: str) -> str:
-    """A URL for a message: its user and password (``scheme://USER:PASS@``) shown as ``***@``, so a refused
-    credential is never echoed into a terminal, a log or CI output."""
-    return _show(USERINFO.sub(r"\1***@", url))
+    """A URL for a message, its user and password (``scheme://USER:PASS@``) shown as ``***@``."""
+    return _show(mask_userinfo(url))
 
 
 def check_namespace(value: str) -> str:
