@@ -204,3 +204,22 @@ def serving_process(env: dict[str, str], *args: str,
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)
+
+
+def sigkill_when(proc: subprocess.Popen[bytes], ready: Any, what: str, poll: float = 0.01) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` is true (an upload under way); fail if it ends first or ``what``
+    has not begun within 120 s. The process is reaped either way."""
+    try:
+        deadline = time.monotonic() + 120
+        while not ready():
+            if proc.poll() is not None:
+                err = (proc.communicate()[1] or b"").decode()
+                pytest.fail(f"{what} ended before it could be killed: {err[-2000:]}")
+            assert time.monotonic() < deadline, f"{what} did not begin within 120 s"
+            time.sleep(poll)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,17 @@ import pytest
 
 from shipyard.errors import ShipyardError
 from shipyard.wiring import Services, from_environment
-from tests.conftest import PG_URL, _pg_admin, cli_env, free_port, make_bucket, serving, serving_process, shipyard
+from tests.conftest import (
+    PG_URL,
+    _pg_admin,
+    cli_env,
+    free_port,
+    make_bucket,
+    serving,
+    serving_process,
+    shipyard,
+    sigkill_when,
+)
 
 pytestmark = pytest.mark.postgres
 PREFIX = "store"
@@ -225,19 +234,7 @@ def test_an_upload_killed_on_a_leaves_b_nothing_partial_and_verify_clean(team: T
     proc = subprocess.Popen([sys.executable, "-c", REGISTER_BIG], cwd=team.a, env=team.env_a,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     s3 = _s3(team.endpoint)
-    try:
-        deadline = time.monotonic() + 120
-        while not _uploading(s3, team.bucket):  # the big object's parts are arriving: kill A there
-            if proc.poll() is not None:
-                pytest.fail(f"the upload ended before it could be killed: {proc.communicate()[1].decode()[-2000:]}")
-            assert time.monotonic() < deadline, "no upload of the big model began within 120 s"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_when(proc, lambda: _uploading(s3, team.bucket), "the upload of the big model")  # parts arriving: kill A
     _objects_hash_to_their_names(s3, team.bucket)  # nothing half-written under any name
     svc = team.machine(team.b)
     try:

@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from shipyard.core.artifacts.maintenance import verify
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError
-from tests.conftest import cli_env, free_port, make_bucket, register_constant, shipyard
+from tests.conftest import cli_env, free_port, make_bucket, register_constant, shipyard, sigkill_when
 from tests.contract.test_object_store import _within
 
 MIB = 1024 * 1024
@@ -366,20 +365,9 @@ def test_an_upload_killed_midway_leaves_no_object_under_its_name(upstream: Upstr
     digest = Digest(hashlib.sha256(big.read_bytes()).hexdigest())
     proc = subprocess.Popen([sys.executable, "-c", UPLOAD, upstream.spec.url, upstream.endpoint or "",
                              str(tmp_path / "writer"), str(big)], env=cli_env(), stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (_uploads_begun(upstream.endpoint, upstream.bucket) if upstream.endpoint
-                   else _writing(tmp_path / "shared")):
-            if proc.poll() is not None:
-                pytest.fail(f"the upload ended before it was killed: {proc.communicate()[1].decode()[-2000:]}")
-            assert time.monotonic() < deadline, "no upload began within 120 s"
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    endpoint = upstream.endpoint
+    sigkill_when(proc, lambda: _uploads_begun(endpoint, upstream.bucket) if endpoint else _writing(tmp_path / "shared"),
+                 "the upload", poll=0.002)
     assert not upstream.holds(digest)  # no partial object under its name, for anyone
     b = upstream.machine("b")
     with pytest.raises(NotFoundError, match=str(digest)):

@@ -151,19 +151,8 @@ def write_context(dest: Path, spec: image.ImageSpec, requirements: str, runtime:
                   site_cache: Path, write_model: Callable[[Path], None]) -> Context:
     """The build context in ``dest`` (new or empty): ``deps/`` (its Dockerfile and site/), ``app/``,
     ``model/`` (``write_model(folder)`` writes the one-version registry there), the Dockerfile."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if any(dest.iterdir()):
-        raise IntegrityError(f"{dest} is not empty: give --output a new or empty folder")
-    (dest / "requirements.txt").write_text(requirements)
-    (dest / "shipyard-requirements.txt").write_text("\n".join(runtime) + "\n")
-    deps = dest / "deps"
-    digest, hit = install_site(deps / "site", requirements, runtime, spec.python, machine, site_cache)
-    (deps / "Dockerfile").write_text(image.deps_dockerfile(spec.base, digest))
-    deps_image = image.deps_tag(digest, spec.base.image)
-    app = dest / "app"
-    app.mkdir()
-    copy_shipyard(app)
-    (app / "entrypoint.py").write_text(image.ENTRYPOINT)
+    digest, hit, deps_image = _deps_and_app(dest, requirements, runtime, spec.python, machine, site_cache, spec.base)
+    (dest / "app" / "entrypoint.py").write_text(image.ENTRYPOINT)
     model = dest / "model"
     model.mkdir()
     write_model(model)
@@ -180,6 +169,18 @@ def write_env_context(dest: Path, python: str, requirements: str, runtime: Seque
     from shipyard import _version
     from shipyard.core.deploy import envimage
 
+    digest, hit, deps_image = _deps_and_app(dest, requirements, runtime, python, machine, site_cache, base)
+    text = envimage.dockerfile(deps_image, lock, key, base.image, _version.__version__)
+    (dest / "Dockerfile").write_text(text)
+    (dest / ".dockerignore").write_text("deps\nrequirements.txt\nshipyard-requirements.txt\n")
+    return Context(dest, text, requirements, tuple(runtime), digest, hit, deps_image)
+
+
+def _deps_and_app(dest: Path, requirements: str, runtime: Sequence[str], python: str, machine: str,
+                  site_cache: Path, base: image.Base) -> tuple[str, bool, str]:
+    """What a model image's context and an environment image's share, written into the new or empty ``dest``:
+    the requirements, ``deps/`` (its site and Dockerfile: one dependencies image serves both) and ``app/``
+    (Shipyard). Returns the site's digest, whether it came from the cache, and the dependencies image's tag."""
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise IntegrityError(f"{dest} is not empty: give --output a new or empty folder")
@@ -188,14 +189,10 @@ def write_env_context(dest: Path, python: str, requirements: str, runtime: Seque
     deps = dest / "deps"
     digest, hit = install_site(deps / "site", requirements, runtime, python, machine, site_cache)
     (deps / "Dockerfile").write_text(image.deps_dockerfile(base, digest))
-    deps_image = image.deps_tag(digest, base.image)
     app = dest / "app"
     app.mkdir()
     copy_shipyard(app)
-    text = envimage.dockerfile(deps_image, lock, key, base.image, _version.__version__)
-    (dest / "Dockerfile").write_text(text)
-    (dest / ".dockerignore").write_text("deps\nrequirements.txt\nshipyard-requirements.txt\n")
-    return Context(dest, text, requirements, tuple(runtime), digest, hit, deps_image)
+    return digest, hit, image.deps_tag(digest, base.image)
 
 
 def check_same(expected: str, actual: str, what: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +55,8 @@ def build(
     if model_source == "registry":
         _build_env(ref, base, tag, output, push, context_only, as_json)
         return
-    svc = out.services()
-    try:
-        err = out.console(stderr=True)
-
-        def step(text: str) -> None:
-            if not as_json:
-                err.print(f"[dim]{out.plain(text)}[/dim]")
-
-        result = build_image(svc, ref, os.environ, base=base, tag=tag, output=output, push=push,
-                             engine=not context_only, progress=step)
-    finally:
-        svc.close()
+    result = _with_steps(build_image, ref, as_json, base=base, tag=tag, output=output, push=push,
+                         engine=not context_only)
     if as_json:
         out.print_json(result.to_dict())
         return
@@ -77,7 +68,7 @@ def build(
         con.print(f"note: {note}")
     if _built(result, ref_text, push, context_only):
         con.print(f"run it:    docker run --rm -p 8080:8080 {result.tag}")
-    con.print(f"verify it: shipyard verify {ref_text} --image {result.tag}")
+        con.print(f"verify it: shipyard verify {ref_text} --image {result.tag}")
 
 
 def _build_env(ref: str, base: str | None, tag: str | None, output: Path | None, push: str | None,
@@ -88,18 +79,8 @@ def _build_env(ref: str, base: str | None, tag: str | None, output: Path | None,
 
     if tag is not None:
         raise InvalidInputError("--tag: an environment image is named by its lock (shipyard/env:KEY); drop --tag")
-    svc = out.services()
-    try:
-        err = out.console(stderr=True)
-
-        def step(text: str) -> None:
-            if not as_json:
-                err.print(f"[dim]{out.plain(text)}[/dim]")
-
-        result = build_env_image(svc, ref, os.environ, base=base, output=output, push=push,
-                                 engine=not context_only, progress=step)
-    finally:
-        svc.close()
+    result = _with_steps(build_env_image, ref, as_json, base=base, output=output, push=push,
+                         engine=not context_only)
     if as_json:
         out.print_json(result.to_dict())
         return
@@ -139,3 +120,18 @@ def _built(result: Any, ref_text: str, push: str | None, context_only: bool, not
     if result.pushed:
         con.print(f"pushed {result.pushed}")
     return True
+
+
+def _with_steps(build_fn: Callable[..., Any], ref: str, as_json: bool, **options: Any) -> Any:
+    """Run a build with the project's services, each step it reports printed dim on stderr (none with --json)."""
+    svc = out.services()
+    err = out.console(stderr=True)
+
+    def step(text: str) -> None:
+        if not as_json:
+            err.print(f"[dim]{out.plain(text)}[/dim]")
+
+    try:
+        return build_fn(svc, ref, os.environ, progress=step, **options)
+    finally:
+        svc.close()
