@@ -123,6 +123,8 @@ def test_registry_mode_renders_valid_manifests_with_secret_references_only(
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "shipyard-s3", "key": "AWS_ACCESS_KEY_ID"}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "shipyard-s3"
     assert env["SHIPYARD_STORE"]["value"] == "s3://team-models/registry"  # the project's store: by default
+    # the cache stays within the 5Gi emptyDir (the kubelet evicts a pod whose emptyDir outgrows it)
+    assert env["SHIPYARD_STORE_CACHE_MAX"]["value"] == str(5 * 1024**3 * 4 // 5)
     assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.storage.svc:9000"
     assert env["AWS_REGION"]["value"] == "eu-west-1"
     assert env["SHIPYARD_HOME"]["value"] == "/var/lib/shipyard"

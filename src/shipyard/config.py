@@ -36,6 +36,7 @@ class Settings:
     root: Path | None = None  # the project (shipyard.yaml, shipyard.lock); default: home's parent
     trusted_actors: tuple[str, ...] = ()  # reviewers whose trust decisions count as this actor's own
     store_remote: Remote | None = None  # the primary store when it lives in S3; store_path is then its cache
+    cache_max: int | None = None  # SHIPYARD_STORE_CACHE_MAX: the cache's bound, above cache.json's (a pod's disk)
 
     def store_environ(self) -> dict[str, str]:
         """The variables that give a child process (a stage, a verify run) this same store."""
@@ -43,6 +44,8 @@ class Settings:
         if spec is None:
             return {"SHIPYARD_STORE": str(self.store_path)}
         env = {"SHIPYARD_STORE": spec.url, "SHIPYARD_STORE_CACHE": str(self.store_path)}
+        if self.cache_max is not None:
+            env["SHIPYARD_STORE_CACHE_MAX"] = str(self.cache_max)
         for key, value in (("AWS_ENDPOINT_URL", spec.endpoint_url), ("AWS_REGION", spec.region),
                            ("AWS_PROFILE", spec.profile)):
             if value:
@@ -148,7 +151,23 @@ def load_settings(environ: Mapping[str, str], cwd: Path, *, anywhere: bool = Fal
     store, remote = _store_location(environ, root, home, cwd)
     actor = _check_actor(environ.get("SHIPYARD_ACTOR") or f"{_user()}@{socket.gethostname()}")
     return Settings(home=home, db_url=db_url, store_path=store, actor=actor, root=root,
-                    trusted_actors=parse_actors(environ.get("SHIPYARD_TRUSTED_ACTORS", "")), store_remote=remote)
+                    trusted_actors=parse_actors(environ.get("SHIPYARD_TRUSTED_ACTORS", "")), store_remote=remote,
+                    cache_max=_cache_max(environ.get("SHIPYARD_STORE_CACHE_MAX", "")))
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:I?B)?|B)?\s*", re.IGNORECASE)
+_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def _cache_max(text: str) -> int | None:
+    """``SHIPYARD_STORE_CACHE_MAX``: bytes, or a number with K, M, G or T (powers of 1024); unset: None."""
+    if not text.strip():
+        return None
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise ConfigError(f"SHIPYARD_STORE_CACHE_MAX={text[:40]!r}: give a size in bytes or with a unit K, M, G or T "
+                          "(e.g. 20G)")
+    return int(float(m[1]) * 1024 ** _POWERS[(m[2] or "").upper()])
 
 
 _STORE_KEY = re.compile(rb"(?m)^store[ \t]*:")

@@ -432,6 +432,29 @@ def test_a_folder_of_objects_not_marked_as_a_cache_is_never_evicted_or_cleared(s
     assert evict(fresh.cache, 0) == (1, 0)
 
 
+def test_the_cache_bound_from_the_environment_wins_over_cache_json(s3_endpoint: str, tmp_path: Path) -> None:
+    from shipyard.wiring import from_environment
+
+    up = Upstream("s3", tmp_path, s3_endpoint)
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / "home"), SHIPYARD_STORE=up.spec.url, AWS_ENDPOINT_URL=s3_endpoint,
+                  SHIPYARD_STORE_CACHE_MAX="3M")
+    (tmp_path / "home").mkdir()
+    writer = up.machine("writer")
+    digests = [writer.put_bytes(os.urandom(MIB)) for _ in range(5)]
+    svc = from_environment(env, tmp_path)
+    try:
+        for d in digests:
+            read_verified(svc.store, d)
+    finally:
+        svc.close()
+    assert sum(os.path.getsize(p) for p in (tmp_path / "home" / "cache" / "sha256").rglob("*") if p.is_file()) \
+        <= 3 * MIB
+    shown = json.loads(shipyard("store", "cache", "--json", env=env, cwd=tmp_path).stdout)
+    assert shown["max_bytes"] == 3 * MIB
+    bad = shipyard("store", "cache", env={**env, "SHIPYARD_STORE_CACHE_MAX": "lots"}, cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "SHIPYARD_STORE_CACHE_MAX" in bad.stderr
+
+
 def test_verify_repair_uploads_this_machines_intact_cached_copies(s3_endpoint: str, tmp_path: Path) -> None:
     up = Upstream("s3", tmp_path, s3_endpoint)
     project = tmp_path / "project"

@@ -85,7 +85,7 @@ def open_store(settings: Settings) -> ObjectStore:
     the local folder as a bounded cache; or, with a default remote in shipyard.yaml, the local folder with
     the remote filling what it lacks on a read (a version registered on another machine, data not pulled)."""
     from shipyard.adapters.stores.local import LocalObjectStore
-    from shipyard.adapters.stores.shared import ReadThroughStore, cache_limit
+    from shipyard.adapters.stores.shared import ReadThroughStore
 
     local = LocalObjectStore(settings.store_path)
     spec = settings.store_remote
@@ -93,7 +93,7 @@ def open_store(settings: Settings) -> ObjectStore:
         from shipyard.adapters.remotes import open_remote
 
         return ReadThroughStore(local, lambda: open_remote(spec, settings.project_root), primary=True,
-                                max_bytes=cache_limit(settings.store_path))
+                                max_bytes=cache_bound(settings))
     return ReadThroughStore(local, lambda: default_remote(settings.project_root), primary=False)
 
 
@@ -128,6 +128,13 @@ def _local_stats(store: Any, digests: Sequence[Digest]) -> dict[Digest, tuple[in
             st = os.stat(store.local_path(d))
             out[d] = (st.st_size, st.st_mtime)
     return out
+
+
+def cache_bound(settings: Settings) -> int:
+    """The bound of a store's cache: ``SHIPYARD_STORE_CACHE_MAX`` (a pod's disk), else ``cache.json``'s."""
+    from shipyard.adapters.stores.cache import cache_limit
+
+    return settings.cache_max if settings.cache_max is not None else cache_limit(settings.store_path)
 
 
 def default_remote(root: Path) -> Remote | None:

@@ -31,7 +31,7 @@ class CacheState:
 def cache_state(settings: Settings) -> CacheState | None:
     """What the cache holds and its bound; None when the store is local (it has no cache). Nothing is created."""
     from shipyard.adapters.remotes import redact
-    from shipyard.adapters.stores.cache import cache_limit, check_cache, usage
+    from shipyard.adapters.stores.cache import check_cache, usage
     from shipyard.adapters.stores.local import LocalObjectStore
 
     spec = settings.store_remote
@@ -43,7 +43,9 @@ def cache_state(settings: Settings) -> CacheState | None:
         check_cache(folder)
         objects, used = usage(LocalObjectStore(folder))
     endpoint = None if spec.endpoint_url is None else redact(spec.endpoint_url)
-    return CacheState(folder, objects, used, cache_limit(folder), redact(spec.url), endpoint)
+    from shipyard.wiring import cache_bound
+
+    return CacheState(folder, objects, used, cache_bound(settings), redact(spec.url), endpoint)
 
 
 def limit_cache(settings: Settings, max_bytes: int) -> int:

@@ -233,7 +233,10 @@ def registry_container(p: Plan) -> Object:
     env: list[Object] = [_secret_env("SHIPYARD_DB_URL", refs["SHIPYARD_DB_URL"]),
                          {"name": "SHIPYARD_STORE", "value": str(reg.store)},
                          {"name": "SHIPYARD_HOME", "value": DATA_DIR},
-                         {"name": "SHIPYARD_STORE_CACHE", "value": f"{DATA_DIR}/cache"}]
+                         {"name": "SHIPYARD_STORE_CACHE", "value": f"{DATA_DIR}/cache"},
+                         # the cache stays within the emptyDir, with room for the inference logs: the kubelet
+                         # evicts a pod whose emptyDir outgrows its sizeLimit
+                         {"name": "SHIPYARD_STORE_CACHE_MAX", "value": str(quantity_bytes(reg.cache_size) * 4 // 5)}]
     if reg.endpoint_url:
         env.append({"name": "AWS_ENDPOINT_URL", "value": reg.endpoint_url})
     if reg.region:
@@ -245,6 +248,19 @@ def registry_container(p: Plan) -> Object:
     return {"command": ["python3", "-m", "shipyard"],
             "args": ["serve", ref, "--host", "0.0.0.0", "--port", str(p.spec.port), "--poll", "0"],
             "env": env, "volumeMounts": [{"name": DATA_VOLUME, "mountPath": DATA_DIR}]}
+
+
+_QUANTITY_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+                   "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes quantity of bytes (``25Gi``, ``500M``, ``1000``) as a number of bytes (``m``: thousandths)."""
+    number = quantity.rstrip("kMGTi m")
+    unit = quantity[len(number):]
+    if unit == "m":
+        return int(float(number) / 1000)
+    return int(float(number) * _QUANTITY_UNITS[unit])
 
 
 def registry_volumes(p: Plan) -> list[Object]:
