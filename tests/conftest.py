@@ -223,3 +223,30 @@ def sigkill_when(proc: subprocess.Popen[bytes], ready: Any, what: str, poll: flo
             proc.kill()
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+
+
+@contextlib.contextmanager
+def moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A moto S3 server of its own (a process, on a free port of 127.0.0.1), for a test that takes S3 offline
+    by killing it; yields its endpoint and process, and kills it after if it still runs."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/", timeout=5).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.05)
+        yield endpoint, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)

@@ -4,9 +4,7 @@ credential is a Secret reference."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,8 @@ import yaml
 
 from shipyard.core.deploy.manifests import Options
 from shipyard.errors import ConfigError, InvalidInputError
-from shipyard.wiring import Services
 from tests.conftest import cli_env, shipyard
+from tests.deploy_lab import Lab, make_lab
 from tests.k8s_validators import K8sValidator, k8s_validator  # noqa: F401
 
 pytestmark = pytest.mark.xdist_group("deploy")  # the validators' installs are shared with test_deploy_render
@@ -38,33 +36,15 @@ deploy:
 """
 
 
-@dataclass
-class Lab:
-    root: Path
-    svc: Services
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    from sklearn.linear_model import LogisticRegression
-
-    from shipyard.core.registry.saving import save_model
-    from shipyard.wiring import flavor, from_environment
-
     root = tmp_path_factory.mktemp("registry-mode")
-    (root / "shipyard.yaml").write_text(CONFIG)
-    (root / ".shipyard").mkdir()
-    for args in (["init", "-q"], ["remote", "add", "origin", ORIGIN]):
-        subprocess.run(["git", "-C", str(root), *args], check=True)
     # the deploying machine's own store is a folder here: SHIPYARD_STORE beats store: (which the pods read)
-    svc = from_environment({"SHIPYARD_ACTOR": "tester@ci", "SHIPYARD_STORE": str(root / "objects")}, root)
-    x = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]]
-    save_model(flavor("sklearn"), LogisticRegression().fit(x, [0, 1, 0, 1]), root / "m", examples=x)
-    for _ in range(2):  # two versions from one environment: one lock
-        svc.registry.register("iris", root / "m", trust_as_registrant=True)
+    lab = make_lab(root, CONFIG, ORIGIN, {"SHIPYARD_STORE": str(root / "objects")})
+    svc = lab.svc
     svc.registry.record_result(svc.registry.resolve("iris@2"), "build", {"image": "shipyard/iris:2", "pushed": BAKED},
                                f"pushed {BAKED}")
-    yield Lab(root, svc)
+    yield lab
     svc.close()
 
 

@@ -7,9 +7,7 @@ import copy
 import json
 import os
 import re
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,8 @@ from shipyard.core.deploy.config import deploy_config
 from shipyard.core.deploy.layout import applied_objects, parse_steps, render_tree
 from shipyard.core.deploy.manifests import Options, Target, plan
 from shipyard.errors import ConflictError, InvalidInputError, NotFoundError
-from shipyard.wiring import Services
 from tests.conftest import cli_env, shipyard
+from tests.deploy_lab import Lab, make_lab
 from tests.k8s_validators import K8sValidator, k8s_validator  # noqa: F401
 
 pytestmark = pytest.mark.xdist_group("deploy")  # one worker: the project and the validators' installs are shared
@@ -49,33 +47,14 @@ deploy:
 """
 
 
-@dataclass
-class Lab:
-    root: Path
-    svc: Services
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    from sklearn.linear_model import LogisticRegression
-
-    from shipyard.core.registry.saving import save_model
-    from shipyard.wiring import flavor, from_environment
-
-    root = tmp_path_factory.mktemp("deploy")
-    (root / "shipyard.yaml").write_text(CONFIG)
-    (root / ".shipyard").mkdir()
-    for args in (["init", "-q"], ["remote", "add", "origin", ORIGIN]):
-        subprocess.run(["git", "-C", str(root), *args], check=True)
-    svc = from_environment({"SHIPYARD_ACTOR": "tester@ci"}, root)
-    x = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]]
-    save_model(flavor("sklearn"), LogisticRegression().fit(x, [0, 1, 0, 1]), root / "m", examples=x)
-    for _ in range(2):
-        svc.registry.register("iris", root / "m", trust_as_registrant=True)
+    lab = make_lab(tmp_path_factory.mktemp("deploy"), CONFIG, ORIGIN)
+    svc = lab.svc
     mv = svc.registry.resolve("iris@2")
     svc.registry.record_result(mv, "build", {"image": "shipyard/iris:2", "pushed": IMAGE}, f"pushed {IMAGE}")
     svc.registry.set_alias("iris", "staging", 1)
-    yield Lab(root, svc)
+    yield lab
     svc.close()
 
 

@@ -14,9 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,8 +29,8 @@ from tests.conftest import (
     PG_URL,
     _pg_admin,
     cli_env,
-    free_port,
     make_bucket,
+    moto_process,
     serving,
     serving_process,
     shipyard,
@@ -246,36 +243,13 @@ def test_an_upload_killed_on_a_leaves_b_nothing_partial_and_verify_clean(team: T
     assert " 0 corrupt, 0 missing" in done.stdout
 
 
-@contextlib.contextmanager
-def _moto_process(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    server = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.05)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-
-
 def test_with_s3_offline_b_loads_what_it_cached_and_says_so_in_one_line_otherwise(team: Team,
                                                                                      tmp_path: Path) -> None:
     import shipyard as api
 
     db_url = _fresh_database()  # its own database and bucket: the module's stay whole for the other tests
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     try:
-        with _moto_process(port) as moto:
+        with moto_process() as (endpoint, moto):
             store = f"s3://{make_bucket(endpoint)}/{PREFIX}"
             machines = {name: _machine_env(tmp_path / name, db_url, store, endpoint) for name in ("a", "b")}
             for name in machines:

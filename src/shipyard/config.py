@@ -157,17 +157,29 @@ def load_settings(environ: Mapping[str, str], cwd: Path, *, anywhere: bool = Fal
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:I?B)?|B)?\s*", re.IGNORECASE)
 _POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+MAX_CACHE_BYTES = 1024**5  # 1 PiB: a larger bound is a typo
+
+
+def parse_size(text: str) -> int:
+    """``20G`` -> 21474836480: bytes, or a number with a unit K, M, G or T (powers of 1024; ``KiB``, ``GB`` and a
+    lower-case unit read the same), at most 1 PiB; ValueError naming what to give otherwise."""
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise ValueError(f"{text[:40]!r}: give a size in bytes or with a unit K, M, G or T (e.g. 20G or 512M)")
+    size = int(float(m[1]) * 1024 ** _POWERS[(m[2] or "").upper()])
+    if size > MAX_CACHE_BYTES:
+        raise ValueError(f"{text[:40]!r} is more than 1 PiB: give a bound the disk can hold (e.g. 20G)")
+    return size
 
 
 def _cache_max(text: str) -> int | None:
-    """``SHIPYARD_STORE_CACHE_MAX``: bytes, or a number with K, M, G or T (powers of 1024); unset: None."""
+    """``SHIPYARD_STORE_CACHE_MAX`` (``parse_size``); unset: None."""
     if not text.strip():
         return None
-    m = _SIZE.fullmatch(text)
-    if not m:
-        raise ConfigError(f"SHIPYARD_STORE_CACHE_MAX={text[:40]!r}: give a size in bytes or with a unit K, M, G or T "
-                          "(e.g. 20G)")
-    return int(float(m[1]) * 1024 ** _POWERS[(m[2] or "").upper()])
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(f"SHIPYARD_STORE_CACHE_MAX={exc}") from None
 
 
 _STORE_KEY = re.compile(rb"(?m)^store[ \t]*:")

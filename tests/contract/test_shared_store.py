@@ -30,7 +30,14 @@ from shipyard.core.artifacts.maintenance import verify
 from shipyard.core.artifacts.tree import materialize, put_path, read_verified
 from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError
-from tests.conftest import cli_env, free_port, make_bucket, register_constant, shipyard, sigkill_when
+from tests.conftest import (
+    cli_env,
+    make_bucket,
+    moto_process,
+    register_constant,
+    shipyard,
+    sigkill_when,
+)
 from tests.contract.test_object_store import _within
 
 MIB = 1024 * 1024
@@ -283,31 +290,9 @@ def test_a_cached_object_replaced_by_a_link_or_a_fifo_is_dropped_and_fetched_aga
 
 
 # -- S3 offline ------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/", timeout=5).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.05)
-        yield endpoint, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-
-
 def test_with_s3_offline_cached_objects_load_and_others_fail_in_one_line(s3_endpoint: str, tmp_path: Path) -> None:
     files = {"weights.bin": os.urandom(MIB), "meta.json": b"{}"}
-    with _moto_process() as (endpoint, moto):
+    with moto_process() as (endpoint, moto):
         up = Upstream("s3", tmp_path, endpoint)
         a = up.machine("a")
         stored = put_path(a, _folder(tmp_path / "model", files))

@@ -117,17 +117,10 @@ def object_stats(store: ObjectStore) -> Callable[[Sequence[Digest]], dict[Digest
             return store.upstream.stats
         store = store.cache
     if isinstance(store, LocalObjectStore):
-        return functools.partial(_local_stats, store)
+        from shipyard.adapters.remotes.folder import FolderRemote
+
+        return FolderRemote(store.root).stats  # the same look a folder remote takes at its objects
     return None
-
-
-def _local_stats(store: Any, digests: Sequence[Digest]) -> dict[Digest, tuple[int, float]]:
-    out = {}
-    for d in digests:
-        with contextlib.suppress(FileNotFoundError):
-            st = os.stat(store.local_path(d))
-            out[d] = (st.st_size, st.st_mtime)
-    return out
 
 
 def cache_bound(settings: Settings) -> int:

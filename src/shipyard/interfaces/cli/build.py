@@ -57,11 +57,9 @@ def build(
         return
     result = _with_steps(build_image, ref, as_json, base=base, tag=tag, output=output, push=push,
                          engine=not context_only)
-    if as_json:
-        out.print_json(result.to_dict())
+    if result is None:
         return
-    con = out.console()
-    ref_text = f"{result.model}@{result.version}"
+    con, ref_text = out.console(), f"{result.model}@{result.version}"
     con.print(f"context for {ref_text} in {result.context} (base {result.base.image}: {result.base.reason}"
               f"{'; dependencies from the cache' if result.site_cached else ''})")
     for note in result.base.notes:
@@ -81,11 +79,9 @@ def _build_env(ref: str, base: str | None, tag: str | None, output: Path | None,
         raise InvalidInputError("--tag: an environment image is named by its lock (shipyard/env:KEY); drop --tag")
     result = _with_steps(build_env_image, ref, as_json, base=base, output=output, push=push,
                          engine=not context_only)
-    if as_json:
-        out.print_json(result.to_dict())
+    if result is None:
         return
-    con = out.console()
-    ref_text = f"{result.model}@{result.version}"
+    con, ref_text = out.console(), f"{result.model}@{result.version}"
     if result.reused_from is not None:
         con.print(f"environment image {result.tag} (lock {result.lock[:19]}) was built for {result.reused_from} "
                   f"with the same lock: reused, nothing built; recorded with {ref_text}")
@@ -123,7 +119,8 @@ def _built(result: Any, ref_text: str, push: str | None, context_only: bool, not
 
 
 def _with_steps(build_fn: Callable[..., Any], ref: str, as_json: bool, **options: Any) -> Any:
-    """Run a build with the project's services, each step it reports printed dim on stderr (none with --json)."""
+    """Run a build with the project's services, each step it reports printed dim on stderr; with --json, print
+    the result as JSON instead and return None."""
     svc = out.services()
     err = out.console(stderr=True)
 
@@ -132,6 +129,10 @@ def _with_steps(build_fn: Callable[..., Any], ref: str, as_json: bool, **options
             err.print(f"[dim]{out.plain(text)}[/dim]")
 
     try:
-        return build_fn(svc, ref, os.environ, progress=step, **options)
+        result = build_fn(svc, ref, os.environ, progress=step, **options)
     finally:
         svc.close()
+    if as_json:
+        out.print_json(result.to_dict())
+        return None
+    return result

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import typer
 
 from shipyard.interfaces.cli import output as out
-
-MAX_BOUND = 1024**5  # 1 PiB: a larger bound is a typo
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 MAX_OPTION = typer.Option(None, "--max", metavar="SIZE", help="Bound the cache to SIZE (bytes, or with a unit: "
                           "K, M, G or T, powers of 1024, e.g. 20G) and evict the least recently used objects "
@@ -19,17 +14,13 @@ CLEAR_OPTION = typer.Option(False, "--clear", help="Remove every cached object. 
 
 
 def size_bytes(text: str) -> int:
-    """``20G`` -> 21474836480: a number with an optional unit K, M, G or T (powers of 1024; ``KiB``, ``GB`` and
-    a lower-case unit read the same), or bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:I?B)?|(B))?\s*", text, re.IGNORECASE)
-    if not m:
-        raise typer.BadParameter(f"{text!r}: give a size in bytes or with a unit K, M, G or T (e.g. 20G or 512M)",
-                                 param_hint="--max")
-    size = int(float(m[1]) * _UNITS[(m[2] or m[3] or "").upper()])
-    if size > MAX_BOUND:
-        raise typer.BadParameter(f"{text!r} is more than 1 PiB: give a bound the disk can hold (e.g. 20G)",
-                                 param_hint="--max")
-    return size
+    """``--max``: a size as ``shipyard.config.parse_size`` reads it (``20G``, ``512M``, bytes; at most 1 PiB)."""
+    from shipyard.config import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max") from None
 
 
 def cache(max_size: str | None = MAX_OPTION, clear: bool = CLEAR_OPTION, as_json: bool = out.JSON_OPTION) -> None:
