@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_STAMP := $(VENV)/.installed-demo
 DEV_STAMP := $(VENV)/.installed-dev
-DEMO_EXTRAS := sklearn,serve
+DEMO_EXTRAS := sklearn,serve,governance
 
 .PHONY: demo test lint typecheck bench clean
 

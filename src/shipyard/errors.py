@@ -17,7 +17,9 @@ else does.
     ├── StageFailed                  a pipeline stage failed or was killed; nothing of it was cached
     ├── NotReproducedError           a re-run of a version's stages did not give back its outputs
     ├── UntrustedModelError          loading a model version would run code nobody trusted for it
-    └── PolicyDeniedError            a promotion's gates refused it (no pinned image, a failed verify, a policy)
+    ├── PolicyDeniedError            a promotion's gates refused it (no pinned image, a failed verify, a policy)
+    └── SignatureError               a version that must be signed is unsigned, tampered with, or signed by an
+                                     untrusted key
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "NotReproducedError",
     "PolicyDeniedError",
     "ShipyardError",
+    "SignatureError",
     "StageFailed",
     "UntrustedModelError",
 ]
@@ -133,3 +136,10 @@ class PolicyDeniedError(ShipyardError):
     """A promotion was refused by its gates; the message gives each gate's reason and what to do."""
 
     exit_code = 11
+
+
+class SignatureError(ShipyardError):
+    """A version that must be signed (``signing.require_signed``) has no signature, its files no longer match the
+    one it has, or it was signed by a key that is not trusted; the message says which, and what to do."""
+
+    exit_code = 12

@@ -255,3 +255,31 @@ class Flavor(Protocol):
     def schema(self, data: Any) -> dict[str, Any]:
         """A signature entry (dtype, shape, column names) describing ``data``."""
         ...
+
+
+class SecretStore(Protocol):
+    """Reads one kind of secret reference (``env:``, ``file:``, ``vault:``); the core's resolver caches values."""
+
+    scheme: str
+
+    def read(self, path: str) -> str:
+        """The value at ``path`` (the reference without its scheme); ConfigError when it is not there,
+        BackendUnavailableError when the backend cannot be reached."""
+        ...
+
+
+class PolicyEngine(Protocol):
+    """Evaluates the project's policy bundle, compiled once per process."""
+
+    @property
+    def digest(self) -> Digest:
+        """The bundle's digest (its files' paths and bytes), recorded with each decision."""
+        ...
+
+    def decide(self, document: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The bundle's decision object for ``document`` (``{"allow": bool, "reasons": [...]}``)."""
+        ...
+
+    def run_tests(self) -> list[tuple[str, bool, str]]:
+        """Each Rego unit test (``test_*`` rules of the bundle's ``*_test.rego``): (name, passed, detail)."""
+        ...

@@ -52,6 +52,11 @@ class Project:
     stages: dict[str, StageDef] = field(default_factory=dict)
     deploy: dict[str, Any] = field(default_factory=dict)  # validated; core.deploy.config.deploy_config reads it
     ci: dict[str, Any] = field(default_factory=dict)  # validated; core.deploy.config.ci_config reads it
+    # validated; core.governance.config's policy_config, secrets_config, signing_config, scan_config read them
+    policy: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, Any] = field(default_factory=dict)
+    signing: dict[str, Any] = field(default_factory=dict)
+    scan: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +69,8 @@ class Project:
             store=Remote(**d["store"]) if d.get("store") else None,
             executor=Executor(**d["executor"]),
             stages={k: _stage(v) for k, v in d["stages"].items()},
-            deploy=d.get("deploy") or {}, ci=d.get("ci") or {},
+            deploy=d.get("deploy") or {}, ci=d.get("ci") or {}, policy=d.get("policy") or {},
+            secrets=d.get("secrets") or {}, signing=d.get("signing") or {}, scan=d.get("scan") or {},
         )
 
 

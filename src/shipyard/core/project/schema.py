@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipyard.core.deploy.config import CISpec, DeploySpec
+from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
 
@@ -114,6 +115,10 @@ class ProjectConfig(_Strict):
     stages: dict[str, StageSpec] = {}
     deploy: DeploySpec = DeploySpec()
     ci: CISpec = CISpec()
+    policy: PolicySpec = PolicySpec()
+    secrets: SecretsSpec = SecretsSpec()
+    signing: SigningSpec = SigningSpec()
+    scan: ScanSpec = ScanSpec()
 
     @field_validator("params")
     @classmethod

@@ -12,7 +12,14 @@ VERIFY_ACTION = "verify"  # a check of a version's golden examples somewhere (a 
 BUILD_ACTION = "build"  # an image built for a version
 ROLLOUT_ACTION = "rollout"  # a local progressive rollout of a version: promoted or rolled back, and why
 PROMOTE_ACTION = "promote"  # a promotion pushed to a GitOps repository: environment, image, commit
-RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION, ROLLOUT_ACTION, PROMOTE_ACTION)  # audit events naming a record object
+POLICY_ACTION = "policy"  # a policy decision at a gate: action, env, allowed, reasons, bundle and input digests
+SCAN_ACTION = "scan"  # a vulnerability scan of the version (or of an image of it): findings, or "not checked"
+WAIVE_ACTION = "waive"  # a waiver of one advisory for the version: reason and expiry
+SBOM_ACTION = "sbom"  # a CycloneDX SBOM written for the version (or an image of it): the document's digest
+SIGN_ACTION = "sign"  # a signature of the version's files (OpenSSF model-signing bundle): bundle digest, key
+PROVENANCE_ACTION = "provenance"  # an in-toto SLSA v1 provenance statement for the version or an image built for it
+RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION, ROLLOUT_ACTION, PROMOTE_ACTION, POLICY_ACTION, SCAN_ACTION,
+                  WAIVE_ACTION, SBOM_ACTION, SIGN_ACTION, PROVENANCE_ACTION)  # audit events naming a record object
 
 
 @dataclass(frozen=True, slots=True)

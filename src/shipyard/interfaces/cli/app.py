@@ -16,12 +16,15 @@ from shipyard.interfaces.cli import (
     env,
     models,
     pipeline,
+    policy,
     project,
     promote,
     rollout,
     runs,
     serve,
+    signing,
     store,
+    supply,
     verify,
 )
 from shipyard.interfaces.cli import deploy as deploy_cli
@@ -42,6 +45,8 @@ app.add_typer(store.app, name="store")
 app.add_typer(data.app, name="data")
 app.add_typer(env.app, name="env")
 app.add_typer(ci.app, name="ci")
+app.add_typer(policy.app, name="policy")
+app.add_typer(signing.keys_app, name="keys")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
@@ -53,6 +58,10 @@ app.command("deploy")(deploy_cli.deploy)
 app.command("rollout")(rollout.rollout)
 app.command("promote")(promote.promote)
 app.command("rollback")(promote.rollback)
+app.command("sbom")(supply.sbom)
+app.command("scan")(supply.scan)
+app.command("waive")(supply.waive)
+app.command("sign")(signing.sign)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,83 @@
+"""The governance sections of shipyard.yaml: ``policy:``, ``secrets:``, ``signing:`` and ``scan:``.
+
+Validated with the rest of the file when it loads (``ProjectConfig``); the rest of Shipyard reads them back with
+``policy_config``, ``secrets_config``, ``signing_config`` and ``scan_config`` from the plain dicts ``Project`` keeps.
+A credential is never a value here, only a reference (``env:NAME``, ``file:PATH``, ``vault:MOUNT/PATH#KEY``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_POLICY_FOLDER = "policies"
+DEFAULT_OSV_URL = "https://api.osv.dev"
+DEFAULT_SECRET_TTL = 300.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicySpec(_Strict):
+    """Policy as code: Rego files in ``folder``, evaluated at every gate."""
+
+    folder: str = Field(DEFAULT_POLICY_FOLDER, description="the Rego bundle: a folder of .rego files (and their "
+                                                           "_test.rego unit tests), relative to the project")
+    protected_aliases: tuple[str, ...] = Field(("production",), description="`alias set` on these asks the policy")
+    require_on_serve: bool = Field(False, description="`serve` asks the policy (action serve) before it loads")
+    primary_metric: str | None = Field(None, description="the metric compared with the version in the environment")
+    higher_is_better: bool = True
+    margin: float = Field(0.0, ge=0, description="how much worse than production's primary metric is allowed")
+
+
+class VaultSpec(_Strict):
+    """Where a ``vault:`` reference is read (KV v2), and how Shipyard logs in."""
+
+    address: str | None = Field(None, description="http(s)://host:port; default: $VAULT_ADDR")
+    auth: Literal["token", "approle", "kubernetes"] = "token"
+    token: str | None = Field(None, description="a reference to the token (auth: token); default: $VAULT_TOKEN")
+    role_id: str | None = Field(None, description="AppRole role id (or a reference to it)")
+    secret_id: str | None = Field(None, description="a reference to the AppRole secret id")
+    role: str | None = Field(None, description="the Kubernetes auth role")
+    mount: str | None = Field(None, description="the auth method's mount point, when not its default")
+    namespace: str | None = None
+
+
+class SecretsSpec(_Strict):
+    vault: VaultSpec = VaultSpec()
+    ttl: float = Field(DEFAULT_SECRET_TTL, gt=0, description="seconds a resolved secret stays cached in memory")
+
+
+class SigningSpec(_Strict):
+    """Signing model versions (OpenSSF model-signing) and what loading one requires."""
+
+    key: str | None = Field(None, description="the private key (PEM, EC) `shipyard sign` uses by default")
+    certificate: str | None = Field(None, description="the signing certificate (PEM), with key:, for certificate "
+                                                      "signing")
+    trusted_keys: tuple[str, ...] = Field((), description="public keys (PEM) whose signatures are accepted")
+    require_signed: bool = Field(False, description="load_model, serve, promote and deploy verify the signature "
+                                                    "first and refuse an unsigned or tampered version")
+
+
+class ScanSpec(_Strict):
+    osv_url: str = Field(DEFAULT_OSV_URL, description="the OSV API (its /v1/querybatch)")
+    db: str | None = Field(None, description="an offline OSV database: a folder of per-ecosystem exports")
+    timeout: float = Field(5.0, gt=0, description="seconds to wait for the OSV API")
+
+
+def policy_config(raw: dict[str, Any] | None) -> PolicySpec:
+    return PolicySpec.model_validate(raw or {}, strict=False)
+
+
+def secrets_config(raw: dict[str, Any] | None) -> SecretsSpec:
+    return SecretsSpec.model_validate(raw or {}, strict=False)
+
+
+def signing_config(raw: dict[str, Any] | None) -> SigningSpec:
+    return SigningSpec.model_validate(raw or {}, strict=False)
+
+
+def scan_config(raw: dict[str, Any] | None) -> ScanSpec:
+    return ScanSpec.model_validate(raw or {}, strict=False)
