@@ -66,9 +66,14 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
             output.unlink()
         elif output.exists():
             shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
-    return images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
-                              site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
-                              push=push, progress=progress)
+    result = images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
+                                site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
+                                push=push, progress=progress)
+    if result.image_id is not None:  # an image was built: its SLSA provenance, signed when a key is set
+        from shipyard.wiring.signing import record_image_provenance
+
+        record_image_provenance(svc, mv, result.to_dict())
+    return result
 # --- verify: a version's golden examples in another environment -------------------------------------------------
 
 def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:

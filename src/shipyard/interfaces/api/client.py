@@ -223,9 +223,14 @@ class Client:
             if artifact_path:
                 svc.tracker.log_artifact(run_id, folder, artifact_path)
             current = svc.tracker.get_run(run_id)
-            return svc.registry.register(name, folder, run_id=current.id, metrics=current.metrics,
-                                         params=current.params, description=description, version=version,
-                                         trust_as_registrant=True)
+            mv = svc.registry.register(name, folder, run_id=current.id, metrics=current.metrics,
+                                       params=current.params, description=description, version=version,
+                                       trust_as_registrant=True)
+        if "shipyard.stage" in current.tags:  # a pipeline stage's run: the version gets its SLSA provenance
+            from shipyard.wiring.signing import record_version_provenance
+
+            record_version_provenance(svc, mv, current)
+        return mv
 
     def register_model(self, model_uri: PathLike, name: str) -> ModelVersion:
         """Register the saved model at ``runs:/RUN_ID/PATH`` (logged on a run) or in a local folder."""
@@ -248,7 +253,11 @@ class Client:
 
     def load_model(self, model_uri: str) -> Any:
         """The model behind ``iris@3``, ``iris@champion``, ``models:/iris/3`` or ``models:/iris@champion``."""
-        return self.services.registry.load(shapes.model_ref(model_uri))
+        from shipyard.wiring.signing import require_signature
+
+        mv = self.services.registry.resolve(shapes.model_ref(model_uri))
+        require_signature(self.services, mv, "load")  # with signing.require_signed, before any byte is loaded
+        return self.services.registry.load(mv.ref)
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
         return self.services.registry.resolve(shapes.version_ref(name, version))

@@ -87,6 +87,11 @@ def serve(
     primary = _resolve(svc, ref, "")
     canary_version = _resolve(svc, spec.ref, "--canary ") if spec else None
     shadow_version = _resolve(svc, shadow, "--shadow ") if shadow else None
+    from shipyard.wiring.signing import require_signature
+
+    for checked in (primary, canary_version, shadow_version):  # with signing.require_signed, before any load
+        if checked is not None:
+            require_signature(svc, checked, "serve")
 
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
     if spec is not None and canary_version is not None:
