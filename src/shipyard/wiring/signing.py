@@ -152,7 +152,7 @@ def signature_status(svc: Services, mv: ModelVersion) -> SignatureStatus:
     from shipyard.errors import ConfigError, SignatureError
 
     if not _sign_events(svc, mv):
-        return SignatureStatus(False, False, None, f"not signed (sign it with `shipyard sign {mv.ref}`)")
+        return SignatureStatus(False, False, None, f"it is not signed (sign it with `shipyard sign {mv.ref}`)")
     try:
         key, count = verify_signature(svc, mv)
     except (SignatureError, ConfigError) as exc:

@@ -3,12 +3,15 @@ in-toto provenance (``in-toto-attestation`` + securesystemslib's DSSE). Each mod
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 
 def need(module: str, feature: str) -> None:
-    """A MissingExtraError naming ``shipyard[governance]`` when ``module`` is not installed."""
+    """A MissingExtraError naming ``shipyard[governance]`` when ``module`` (or what it imports: model-signing
+    1.1 imports pyOpenSSL without declaring it) cannot be imported."""
     from shipyard.errors import MissingExtraError
 
-    if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(feature, "governance")
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{feature} ({exc.name or module} is missing)", "governance") from exc

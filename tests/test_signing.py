@@ -1,0 +1,267 @@
+"""Signed models and provenance: ``shipyard sign`` with real EC keys (model-signing bundles), refusals at
+``load_model``, ``serve`` and the promote gate under ``signing.require_signed``, model-signing's own verifier on
+the same bundle, and in-toto SLSA provenance (DSSE envelopes checked with the public key)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sklearn.dummy import DummyClassifier
+from typer.testing import CliRunner
+
+import shipyard
+from shipyard.config import Settings, default_db_url
+from shipyard.core.artifacts.digest import Digest, object_key
+from shipyard.core.artifacts.tree import load_manifest, materialize
+from shipyard.core.registry.records import PROVENANCE_ACTION, SIGN_ACTION, ModelVersion
+from shipyard.errors import InvalidInputError, SignatureError
+from shipyard.interfaces.cli.app import app
+from shipyard.wiring import Services, build
+from shipyard.wiring.signing import (
+    generate_keys,
+    record_image_provenance,
+    require_signature,
+    sign_version,
+    signature_status,
+    verify_signature,
+)
+from tests.conftest import cli_env
+
+runner = CliRunner()
+
+
+def write_config(root: Path, require: bool, trusted: str = "keys/team.pub") -> None:
+    (root / "shipyard.yaml").write_text(
+        f"signing:\n  key: keys/team.key\n  trusted_keys: [{trusted}]\n  require_signed: {str(require).lower()}\n")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("saved") / "m"
+    shipyard.save_model(DummyClassifier(strategy="constant", constant=1).fit([[0, 0], [1, 1]], [1, 1]), folder,
+                        examples=[[0.0, 0.0]])
+    return folder
+
+
+@pytest.fixture
+def svc(tmp_path: Path, saved: Path) -> Iterator[Services]:
+    """A project with a team key pair (signing.key, trusted) and an outsider's, and m@1, m@2 registered."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    generate_keys(root / "keys" / "team")
+    generate_keys(root / "keys" / "outsider")
+    write_config(root, require=False)
+    home = root / ".shipyard"
+    services = build(Settings(home=home, db_url=default_db_url(home), store_path=home / "objects",
+                              actor="alice@laptop", root=root), root)
+    services.registry.register("m", saved)
+    services.registry.register("m", _other(tmp_path))
+    yield services
+    services.close()
+
+
+def _other(tmp_path: Path) -> Path:
+    """A second saved model whose files differ from the first's."""
+    folder = tmp_path / "other"
+    shipyard.save_model(DummyClassifier(strategy="constant", constant=0).fit([[0, 0], [1, 1]], [0, 0]), folder,
+                        examples=[[1.0, 1.0]])
+    return folder
+
+
+def v(svc: Services, n: int) -> ModelVersion:
+    return svc.registry.resolve(f"m@{n}")
+
+
+def flip_a_byte(svc: Services, mv: ModelVersion) -> str:
+    """Flip one byte of the version's largest file, in place in .shipyard/objects; returns its path."""
+    entry = max(load_manifest(svc.store, mv.manifest_digest), key=lambda e: e.size)
+    obj = svc.settings.store_path / object_key(entry.digest)
+    os.chmod(obj, 0o644)
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    obj.write_bytes(bytes(data))
+    return entry.path
+
+
+def test_keys_are_written_private_and_never_overwritten(tmp_path: Path) -> None:
+    private, public, fp = generate_keys(tmp_path / "k" / "ci")
+    assert (private.stat().st_mode & 0o777) == 0o600 and public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY")
+    assert fp.startswith("sha256:") and len(fp) == 71
+    before = private.read_bytes()
+    with pytest.raises(InvalidInputError, match="never overwritten"):
+        generate_keys(tmp_path / "k" / "ci")
+    assert private.read_bytes() == before
+
+
+def test_a_signed_version_verifies_and_history_names_the_key(svc: Services) -> None:
+    _, record = sign_version(svc, v(svc, 1))
+    assert record["method"] == "key" and record["manifest"] == str(v(svc, 1).manifest_digest)
+    status = signature_status(svc, v(svc, 1))
+    assert status.signed and status.verified and status.key == record["key"], status
+    assert signature_status(svc, v(svc, 2)).to_dict()["signed"] is False
+    history = [e for e in svc.registry.history("m") if e.action == SIGN_ACTION]
+    assert history[-1].actor == "alice@laptop" and record["key"] in history[-1].reason
+
+
+def test_model_signings_own_verifier_accepts_the_bundle(svc: Services, tmp_path: Path) -> None:
+    from model_signing import verifying
+
+    _, record = sign_version(svc, v(svc, 1))
+    bundle = tmp_path / "model.sig"
+    bundle.write_bytes((svc.settings.store_path / object_key(Digest.parse(record["bundle"]))).read_bytes())
+    copy = tmp_path / "copy"
+    materialize(svc.store, v(svc, 1).manifest_digest, copy)
+    config = verifying.Config().use_elliptic_key_verifier(public_key=svc.settings.project_root / "keys/team.pub")
+    config.verify(copy, bundle)  # raises on any mismatch
+    (copy / "extra.txt").write_text("not signed")
+    with pytest.raises(ValueError, match="Signature mismatch"):
+        verifying.Config().use_elliptic_key_verifier(
+            public_key=svc.settings.project_root / "keys/team.pub").verify(copy, bundle)
+
+
+def test_without_require_signed_nothing_is_checked(svc: Services) -> None:
+    require_signature(svc, v(svc, 2), "load")  # unsigned, and nothing required: no error
+
+
+def test_require_signed_refuses_unsigned_tampered_swapped_and_untrusted(svc: Services) -> None:
+    root = svc.settings.project_root
+    write_config(root, require=True)
+    with pytest.raises(SignatureError, match=r"m@2 is not loaded: it is not signed"):
+        require_signature(svc, v(svc, 2), "load")
+    sign_version(svc, v(svc, 1))
+    require_signature(svc, v(svc, 1), "promote")
+
+    # an untrusted key: the outsider signs m@2
+    sign_version(svc, v(svc, 2), key="keys/outsider.key")
+    with pytest.raises(SignatureError, match=r"not in signing\.trusted_keys"):
+        require_signature(svc, v(svc, 2), "serve")
+
+    # the signature swapped: m@1's bundle recorded as m@2's
+    good = svc.registry.results(v(svc, 1), SIGN_ACTION)[-1][1]
+    svc.registry.record_result(v(svc, 2), SIGN_ACTION, good, "swapped")
+    with pytest.raises(SignatureError, match="not of this version's files"):
+        require_signature(svc, v(svc, 2), "deploy")
+
+    # the stored bundle altered: one byte of the object changed
+    obj = svc.settings.store_path / object_key(Digest.parse(good["bundle"]))
+    os.chmod(obj, 0o644)
+    obj.write_bytes(obj.read_bytes().replace(b'"sig"', b'"sIg"', 1))
+    with pytest.raises(SignatureError, match="bundle was altered"):
+        require_signature(svc, v(svc, 1), "load")
+
+
+def test_refusals_through_the_api_the_cli_and_serve(tmp_path: Path, saved: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    home = root / ".shipyard"
+    for key in ("SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_RUN_ID", "SHIPYARD_ACTOR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SHIPYARD_HOME", str(home))
+    monkeypatch.chdir(root)
+    assert runner.invoke(app, ["keys", "generate", "--out", "keys/team"]).exit_code == 0
+    write_config(root, require=True)
+    svc = build(Settings(home=home, db_url=default_db_url(home), store_path=home / "objects",
+                         actor="alice@laptop", root=root), root)
+    try:
+        svc.registry.register("m", saved)
+        client = shipyard.Client()
+        with pytest.raises(SignatureError, match="m@1 is not loaded: it is not signed"):
+            client.load_model("m@1")
+        signed = runner.invoke(app, ["sign", "m@1", "--json"])
+        assert signed.exit_code == 0, signed.output
+        assert json.loads(signed.output)["key"].startswith("sha256:")
+        ok = runner.invoke(app, ["sign", "--verify", "m@1"])
+        assert ok.exit_code == 0 and "verified" in ok.output, ok.output
+        assert client.load_model("m@1").predict([[0.0, 0.0]]).tolist() == [1]
+
+        path = flip_a_byte(svc, v(svc, 1))
+        with pytest.raises(SignatureError, match=f"{path} no longer matches its signed digest"):
+            client.load_model("m@1")
+        bad = runner.invoke(app, ["sign", "--verify", "m@1"])
+        assert isinstance(bad.exception, SignatureError) and "no longer matches" in str(bad.exception)
+        env = cli_env(SHIPYARD_HOME=str(home))
+        done = subprocess.run([sys.executable, "-m", "shipyard", "serve", "m@1", "--port", "1"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 12, done
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "m@1 is not served" in lines[0] and "Traceback" not in done.stderr, done.stderr
+    finally:
+        svc.close()
+
+
+def test_provenance_of_a_stage_version_and_of_an_image(svc: Services) -> None:
+    from shipyard.adapters.signing.provenance import verify_envelope
+    from shipyard.core.lineage.records import CodeVersion, RunRecord, RunStatus
+
+    root = svc.settings.project_root
+    run = RunRecord(id="r" * 32, name="train", experiment="pipeline", status=RunStatus.FINISHED, start_time=1.0,
+                    end_time=2.0, user="alice", host="h", pid=1, code=CodeVersion(commit="c" * 40, repo="x/y"),
+                    params={"lr": "0.1"}, tags={"shipyard.stage": "train", "shipyard.cmd": "python train.py"},
+                    inputs={"data/iris.csv": Digest.of_bytes(b"rows")})
+    from shipyard.wiring.signing import record_version_provenance
+
+    _, record = record_version_provenance(svc, v(svc, 1), run)
+    statement = json.loads((svc.settings.store_path / object_key(Digest.parse(record["statement"]))).read_bytes())
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    build_def = statement["predicate"]["buildDefinition"]
+    assert build_def["externalParameters"] == {"stage": "train", "cmd": "python train.py", "params": {"lr": "0.1"}}
+    assert {"name": "data/iris.csv", "digest": {"sha256": Digest.of_bytes(b"rows").hex}} in \
+        build_def["resolvedDependencies"]
+    assert any(d.get("digest") == {"gitCommit": "c" * 40} for d in build_def["resolvedDependencies"])
+    assert statement["subject"] == [{"name": "m@1", "digest": {"sha256": v(svc, 1).manifest_digest.hex}}]
+    envelope = (svc.settings.store_path / object_key(Digest.parse(record["envelope"]))).read_bytes()
+    assert verify_envelope(envelope, root / "keys/team.pub") == statement
+    with pytest.raises(SignatureError, match="does not verify"):
+        verify_envelope(envelope, root / "keys/outsider.pub")
+
+    # an image: the record `shipyard build` makes once an engine built it (no engine is started here)
+    _, image = record_image_provenance(svc, v(svc, 1), {"tag": "shipyard/m:1", "image_id": "sha256:" + "ab" * 32,
+                                                        "base": "python:3.11-slim", "engine": "docker"})
+    assert image["image"] == "shipyard/m:1"
+    body = verify_envelope((svc.settings.store_path / object_key(Digest.parse(image["envelope"]))).read_bytes(),
+                           root / "keys/team.pub")
+    assert body["subject"] == [{"name": "shipyard/m:1", "digest": {"sha256": "ab" * 32}}]
+    assert [r["image"] for _, r in svc.registry.results(v(svc, 1), PROVENANCE_ACTION)] == [None, "shipyard/m:1"]
+
+    # without a key, provenance is recorded unsigned
+    (root / "shipyard.yaml").write_text("signing: {}\n")
+    _, unsigned = record_version_provenance(svc, v(svc, 2), run)
+    assert unsigned["envelope"] is None
+
+
+def test_log_model_in_a_stage_run_records_provenance(svc: Services, saved: Path) -> None:
+    """The hook ``log_model`` runs: a run tagged as a pipeline stage's gets the version's provenance; any
+    other run does not."""
+    tracker = svc.tracker
+    stage = tracker.start_run(name="train", experiment="pipeline", tags={"shipyard.stage": "train",
+                                                                         "shipyard.cmd": "python train.py"})
+    tracker.log_params(stage.id, {"lr": "0.1"})
+    plain = tracker.start_run(name="notebook")
+    client = shipyard.Client(svc.settings.project_root)
+    model = DummyClassifier().fit([[0], [1]], [0, 1])
+    made = client.log_model(stage.id, model, "staged")
+    other = client.log_model(plain.id, model, "unstaged")
+    records = svc.registry.results(made, PROVENANCE_ACTION)
+    assert len(records) == 1 and records[0][1]["subject"] == made.ref and records[0][1]["envelope"]
+    statement = json.loads((svc.settings.store_path / object_key(Digest.parse(records[0][1]["statement"])))
+                           .read_bytes())
+    assert statement["predicate"]["buildDefinition"]["externalParameters"]["params"] == {"lr": "0.1"}
+    assert statement["predicate"]["runDetails"]["metadata"]["invocationId"] == stage.id
+    assert svc.registry.results(other, PROVENANCE_ACTION) == []
+    client.close()
+
+
+def test_verify_is_the_same_check_as_status(svc: Services) -> None:
+    sign_version(svc, v(svc, 1))
+    key, files = verify_signature(svc, v(svc, 1))
+    assert files == len(load_manifest(svc.store, v(svc, 1).manifest_digest)) and key.startswith("sha256:")
+    shutil.rmtree(svc.settings.project_root / "keys")
+    assert not signature_status(svc, v(svc, 1)).verified
