@@ -265,3 +265,35 @@ def test_verify_is_the_same_check_as_status(svc: Services) -> None:
     assert files == len(load_manifest(svc.store, v(svc, 1).manifest_digest)) and key.startswith("sha256:")
     shutil.rmtree(svc.settings.project_root / "keys")
     assert not signature_status(svc, v(svc, 1)).verified
+
+
+def test_shipyard_run_records_the_provenance_of_the_version_its_stage_registers(tmp_path: Path) -> None:
+    """A real pipeline: `shipyard run` runs a stage whose script calls log_model; the version it registers gets
+    an SLSA statement naming the stage, its params and the digests of what it read (unsigned: no key here)."""
+    root = tmp_path / "pipe"
+    (root / "src").mkdir(parents=True)
+    (root / "data.csv").write_text("x,y\n0,1\n")
+    (root / "params.yaml").write_text("train:\n  C: 0.5\n")
+    (root / "src" / "train.py").write_text(
+        "import shipyard\nfrom sklearn.dummy import DummyClassifier\n"
+        "shipyard.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), 'piped')\n")
+    (root / "shipyard.yaml").write_text(
+        "version: 1\nparams: params.yaml\nstages:\n  train:\n    cmd: python src/train.py\n"
+        "    deps: [data.csv, src/train.py]\n    params: [train.C]\n")
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    done = subprocess.run([sys.executable, "-m", "shipyard", "run"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with shipyard.Client(root) as client:
+        mv = client.get_model_version("piped", 1)
+        (event, record), = client.services.registry.results(mv, PROVENANCE_ACTION)
+        assert record["envelope"] is None and "unsigned" in event.reason
+        body = json.loads((root / ".shipyard" / "objects" / object_key(Digest.parse(record["statement"])))
+                          .read_bytes())
+    build_def = body["predicate"]["buildDefinition"]
+    assert build_def["externalParameters"]["stage"] == "train"
+    assert build_def["externalParameters"]["params"] == {"train.C": "0.5"}
+    assert {"name": "data.csv", "digest": {"sha256": Digest.of_bytes(b"x,y\n0,1\n").hex}} in \
+        build_def["resolvedDependencies"]
+    assert body["predicate"]["runDetails"]["metadata"]["invocationId"] == mv.run_id

@@ -26,7 +26,7 @@ def generate(
     out.console().print(f"wrote {private} (private, keep it secret: never commit it) and {public}\n"
                         f"fingerprint {fp}\n"
                         f"in shipyard.yaml:  signing: {{key: {private}, trusted_keys: [{public}]}}",
-                        highlight=False, soft_wrap=True)
+                        highlight=False, soft_wrap=True, markup=False)
 
 
 def sign(
@@ -52,7 +52,7 @@ def sign(
         if as_json:
             out.print_json({"version": mv.ref, **status.to_dict()})
         elif status.verified:
-            out.console().print(f"{mv.ref}: {status.reason}", highlight=False, soft_wrap=True)
+            out.console().print(f"{mv.ref}: {status.reason}", highlight=False, soft_wrap=True, markup=False)
         if not status.verified:
             raise SignatureError(f"{mv.ref}: {status.reason}")
         return
@@ -61,4 +61,4 @@ def sign(
         out.print_json({"version": mv.ref, **record, "event": event.id})
     else:
         out.console().print(f"signed {mv.ref} ({record['method']}) by {record['key']}: bundle "
-                            f"{out.short(record['bundle'])}", highlight=False, soft_wrap=True)
+                            f"{out.short(record['bundle'])}", highlight=False, soft_wrap=True, markup=False)
