@@ -297,3 +297,54 @@ def test_shipyard_run_records_the_provenance_of_the_version_its_stage_registers(
     assert {"name": "data.csv", "digest": {"sha256": Digest.of_bytes(b"x,y\n0,1\n").hex}} in \
         build_def["resolvedDependencies"]
     assert body["predicate"]["runDetails"]["metadata"]["invocationId"] == mv.run_id
+
+
+def test_certificate_signing_verifies_here_and_with_model_signings_certificate_verifier(
+        svc: Services, tmp_path: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from model_signing import verifying
+
+    root = svc.settings.project_root
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "team CA")])
+
+    def cert(subject: x509.Name, public: ec.EllipticCurvePublicKey, ca: bool) -> bytes:
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public)
+             .serial_number(x509.random_serial_number()).not_valid_before(now)
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        b = b.add_extension(x509.KeyUsage(not ca, False, False, False, False, ca, ca, False, False), critical=True)
+        if not ca:
+            b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    team = serialization.load_pem_private_key((root / "keys/team.key").read_bytes(), None)
+    assert isinstance(team, ec.EllipticCurvePrivateKey)
+    (root / "keys/ca.crt").write_bytes(cert(ca_name, ca_key.public_key(), True))
+    (root / "keys/team.crt").write_bytes(
+        cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")]), team.public_key(), False))
+    _, record = sign_version(svc, v(svc, 1), certificate="keys/team.crt", chain=["keys/ca.crt"])
+    assert record["method"] == "certificate"
+    assert signature_status(svc, v(svc, 1)).verified
+    (tmp_path / "model.sig").write_bytes(
+        (svc.settings.store_path / object_key(Digest.parse(record["bundle"]))).read_bytes())
+    materialize(svc.store, v(svc, 1).manifest_digest, tmp_path / "copy")
+    verifying.Config().use_certificate_verifier(certificate_chain=[root / "keys/ca.crt"]).verify(
+        tmp_path / "copy", tmp_path / "model.sig")
+
+
+def test_the_cli_imports_no_signing_library_until_it_signs() -> None:
+    code = ("import sys\nfrom shipyard.interfaces.cli.app import main\nsys.argv = ['shipyard', 'sign', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('model_signing', 'sigstore', 'securesystemslib', 'in_toto_attestation', 'cryptography')]\n"
+            "print('HEAVY', heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=cli_env())
+    assert "--verify" in done.stdout and "HEAVY []" in done.stdout, done.stdout + done.stderr
