@@ -71,7 +71,10 @@ def sign_version(svc: Services, mv: ModelVersion, *, key: str | Path | None = No
     from shipyard.adapters.signing.bundle import sign_files
     from shipyard.core.artifacts.tree import load_manifest
     from shipyard.core.registry.records import SIGN_ACTION
+    from shipyard.errors import InvalidInputError
 
+    if chain and certificate is None:
+        raise InvalidInputError("--chain goes with --certificate: name the signing certificate too")
     spec = signing_spec(svc)
     key = key if key is not None else spec.key
     certificate = certificate if certificate is not None else spec.certificate

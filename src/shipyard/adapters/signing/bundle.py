@@ -46,8 +46,14 @@ def sign_files(name: str, files: Iterable[tuple[str, str]], *, key: Path | None 
     try:
         if sigstore:
             from model_signing._signing import sign_sigstore
+            from sigstore.oidc import detect_credential
 
-            signer: Any = sign_sigstore.Signer(use_ambient_credentials=True, identity_token=identity_token)
+            token = identity_token or detect_credential("sigstore")  # CI's ambient OIDC token; never a browser
+            if not token:
+                raise ConfigError("no ambient OIDC credential for keyless Sigstore signing: run it in CI (GitHub "
+                                  "Actions with `permissions: id-token: write`, GitLab with an id_token named "
+                                  "SIGSTORE_ID_TOKEN), or sign with --key")
+            signer: Any = sign_sigstore.Signer(use_ambient_credentials=False, identity_token=token)
             bundle = signer.sign(payload).bundle.to_json()
             return bundle.encode(), SIGSTORE, _sigstore_identity(bundle)
         if key is None:
