@@ -182,6 +182,13 @@ def test_refusals_through_the_api_the_cli_and_serve(tmp_path: Path, saved: Path,
         assert ok.exit_code == 0 and "verified" in ok.output, ok.output
         assert client.load_model("m@1").predict([[0.0, 0.0]]).tolist() == [1]
 
+        # gc keeps what the records name: the bundle, a provenance statement and its envelope
+        _, prov = record_image_provenance(svc, v(svc, 1), {"tag": "m:1", "image_id": "sha256:" + "cd" * 32})
+        gc = runner.invoke(app, ["store", "gc", "--grace", "0s", "--json"])
+        assert gc.exit_code == 0, gc.output
+        assert all(svc.store.has(Digest.parse(prov[k])) for k in ("statement", "envelope"))
+        assert runner.invoke(app, ["sign", "--verify", "m@1"]).exit_code == 0
+
         path = flip_a_byte(svc, v(svc, 1))
         with pytest.raises(SignatureError, match=f"{path} no longer matches its signed digest"):
             client.load_model("m@1")

@@ -16,13 +16,23 @@ never a version that looks complete.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest
 from shipyard.core.artifacts.tree import read_verified
-from shipyard.core.registry.records import RESULT_ACTIONS, ModelVersion
+from shipyard.core.registry.records import (
+    POLICY_ACTION,
+    PROVENANCE_ACTION,
+    RESULT_ACTIONS,
+    SBOM_ACTION,
+    SCAN_ACTION,
+    SIGN_ACTION,
+    AuditEvent,
+    ModelVersion,
+)
 from shipyard.errors import IntegrityError, NotFoundError
 from shipyard.ports import MetadataStore, ObjectStore, Progress, Remote, no_progress
 
@@ -64,6 +74,42 @@ def records(meta: MetadataStore, mv: ModelVersion) -> list[VersionObject]:
     return _unique(out)
 
 
+# the objects a check's record names, by action: a signature bundle, a provenance statement and its envelope,
+# an SBOM document, a policy decision's input document (gc keeps them, push sends them with the record)
+RECORD_OBJECTS = {SIGN_ACTION: ("bundle",), PROVENANCE_ACTION: ("statement", "envelope"),
+                  SBOM_ACTION: ("document",), SCAN_ACTION: ("sbom",), POLICY_ACTION: ("input",)}
+MAX_RECORD_OBJECT_BYTES = 256 * 1024 * 1024  # a signature bundle lists every file of a model: the largest
+
+
+def record_objects(store: ObjectStore, action: str, digest: Digest) -> list[Digest]:
+    """The objects the ``action`` record ``digest`` names (see ``RECORD_OBJECTS``); none for a record that is
+    not in ``store``, damaged or not Shipyard's."""
+    keys = RECORD_OBJECTS.get(action, ())
+    if not keys:
+        return []
+    try:
+        body = json.loads(read_verified(store, digest, limit=MAX_CHECK_RECORD_BYTES))
+    except (IntegrityError, NotFoundError, ValueError, RecursionError):
+        return []
+    out = []
+    for key in keys:
+        value = body.get(key) if isinstance(body, dict) else None
+        if isinstance(value, str) and value.startswith("sha256:"):
+            with contextlib.suppress(ValueError):
+                out.append(Digest.parse(value))
+    return out
+
+
+def referenced_by_records(store: ObjectStore, events: Iterable[AuditEvent]) -> set[Digest]:
+    """Every object the records of ``events`` name (what gc keeps beside the records themselves)."""
+    found: set[Digest] = set()
+    for event in events:
+        if event.action in RECORD_OBJECTS and (event.new or "").startswith("sha256:"):
+            with contextlib.suppress(ValueError):
+                found.update(record_objects(store, event.action, Digest.parse(event.new or "")))
+    return found
+
+
 def entries(manifest: Manifest, mv: ModelVersion) -> list[VersionObject]:
     """The files of ``mv``'s manifest (its golden examples among them), each bounded by its recorded size."""
     return [VersionObject(e.digest, f"{e.path} of {mv.ref}", e.size, exact=True) for e in manifest]
@@ -73,9 +119,13 @@ def version_objects(store: ObjectStore, meta: MetadataStore, mv: ModelVersion) -
     """Every object ``mv`` needs: ``records`` and the entries of its manifest (read from ``store``,
     re-hashed). The manifest's size is its exact length here."""
     raw = read_verified(store, mv.manifest_digest, limit=MAX_MANIFEST_BYTES, what=f"the manifest of {mv.ref}")
+    tops = records(meta, mv)
     named = [VersionObject(o.digest, o.what, len(raw), exact=True, manifest=True) if o.manifest else o
-             for o in records(meta, mv)]
-    return _unique([*named, *entries(Manifest.from_bytes(raw), mv)])
+             for o in tops]
+    events = [e for e in meta.audit_events(mv.model) if e.name == str(mv.version)]
+    inner = [VersionObject(d, f"an object a record of {mv.ref} names", MAX_RECORD_OBJECT_BYTES)
+             for d in sorted(referenced_by_records(store, events), key=str)]
+    return _unique([*named, *inner, *entries(Manifest.from_bytes(raw), mv)])
 
 
 def run_inputs(meta: MetadataStore, mv: ModelVersion) -> list[VersionObject]:

@@ -34,9 +34,11 @@ def seconds(text: str) -> float:
 
 def referenced(svc: Services) -> set[Digest]:
     """What must be kept: everything the metadata database and the project's shipyard.lock reference."""
+    from shipyard.core.registry.objects import referenced_by_records
     from shipyard.core.workspace.lockfile import load_lock
 
-    return set(svc.meta.referenced_digests()) | load_lock(svc.settings.project_root).digests()
+    return (set(svc.meta.referenced_digests()) | load_lock(svc.settings.project_root).digests()
+            | referenced_by_records(svc.store, svc.meta.audit_events(None)))
 
 
 ALL_RUNS = 2**62  # search_runs' limit when every run is wanted
