@@ -129,7 +129,8 @@ def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | 
     except (IntegrityError, NotFoundError) as exc:
         raise SignatureError("its signature bundle was altered or removed in the store (it no longer hashes to "
                              "the digest the sign record names)") from exc
-    signed = verify_bundle(bundle, trusted)
+    claimed = record.get("key")
+    signed = verify_bundle(bundle, trusted, claimed if isinstance(claimed, str) else None)
     manifest = load_manifest(svc.store, mv.manifest_digest)
     files = {e.path: e.digest.hex for e in manifest}
     if signed.files != files:

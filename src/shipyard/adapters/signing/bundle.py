@@ -77,9 +77,10 @@ def sign_files(name: str, files: Iterable[tuple[str, str]], *, key: Path | None 
         raise SignatureError(f"signing failed: {_line(exc)}") from exc
 
 
-def verify_bundle(data: bytes, trusted: Sequence[Path]) -> Signed:
+def verify_bundle(data: bytes, trusted: Sequence[Path], claimed: str | None = None) -> Signed:
     """The files a bundle signs, if its signature verifies with one of the ``trusted`` public keys (PEM keys or
-    certificates); a one-line SignatureError otherwise (not a bundle, altered, or signed by another key)."""
+    certificates); a one-line SignatureError otherwise (not a bundle, altered, or signed by another key, which
+    ``claimed`` names)."""
     need("model_signing", "verifying a model's signature")
     from model_signing._signing import sign_ec_key
     from model_signing._signing import sign_sigstore_pb as pb
@@ -109,9 +110,10 @@ def verify_bundle(data: bytes, trusted: Sequence[Path]) -> Signed:
         identifier = signature.bundle.verification_material.public_key
         hint = identifier.hint if identifier is not None else None
         signer_key = next((k for _, k in keys if _pem_hint(k) == hint), None)
-    if signer_key is None:
-        raise SignatureError("it is signed by a key not in signing.trusted_keys (add its public key there if you "
-                             "trust it)")
+    if signer_key is None:  # ``claimed``: the fingerprint the sign record gives, to name the key
+        by = f"by {claimed}, " if claimed else "by "
+        raise SignatureError(f"it is signed {by}a key not in signing.trusted_keys (add its public key there if "
+                             "you trust it)")
     print_key = fingerprint(signer_key)
     if print_key not in {fingerprint(k) for _, k in keys}:
         raise SignatureError(f"it is signed by {print_key}, a key not in signing.trusted_keys (add its public key "
