@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -355,3 +356,39 @@ def test_the_cli_imports_no_signing_library_until_it_signs() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env=cli_env())
     assert "--verify" in done.stdout and "HEAVY []" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_served_alias_does_not_follow_to_an_unsigned_version(svc: Services, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve m@prod` follows the alias only to versions that verify: moved to an unsigned m@2, it keeps m@1
+    (and says so on stderr); once m@2 is signed, it moves."""
+    import time
+
+    import httpx
+
+    from tests.conftest import serving_process
+
+    root = svc.settings.project_root
+    write_config(root, require=True)
+    sign_version(svc, v(svc, 1))
+    svc.registry.set_alias("m", "prod", 1)
+    env = cli_env(SHIPYARD_HOME=str(svc.settings.home))
+    monkeypatch.chdir(root)  # the server reads shipyard.yaml where it runs
+    log = tmp_path / "serve.log"
+
+    def version(url: str) -> str:
+        return httpx.get(f"{url}/v2/models/m", timeout=5).headers["x-model-version"]
+
+    def wait(what: str, ready: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert time.monotonic() < deadline, f"{what}: {log.read_text()[-2000:]}"
+            time.sleep(0.05)
+
+    with open(log, "wb") as sink, serving_process(env, "m@prod", "--poll", "0.1", stderr=sink) as (url, _):
+        assert version(url) == "1"
+        svc.registry.set_alias("m", "prod", 2)
+        wait("the follower never refused m@2", lambda: "m@2 is not served: it is not signed" in log.read_text())
+        assert version(url) == "1"
+        sign_version(svc, v(svc, 2))
+        wait("the follower never moved to the signed m@2", lambda: version(url) == "2")

@@ -100,7 +100,8 @@ def serve(
     if shadow_version is not None:
         router.shadow = load_slot(svc.registry, shadow_version, batching, max_batch)
     follow = ModelRef.parse(ref).alias is not None and poll > 0
-    background = follower(svc.registry, ref, poll, batching, max_batch) if follow else None
+    background = follower(svc.registry, ref, poll, batching, max_batch,
+                          lambda mv: require_signature(svc, mv, "serve")) if follow else None
     from shipyard.errors import BackendUnavailableError, ShipyardError
 
     warn = out.console(stderr=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.registry.refs import ModelRef
@@ -56,8 +57,10 @@ def slot_of(served: ServedModel, batching: bool = True, max_batch: int = 64) -> 
     return Slot(served, Batcher(served.predict_rows, max_batch) if batching else None)
 
 
-def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, max_batch: int) -> Any:
-    """A background task that moves the primary when ``ref``'s alias moves (after loading and warming)."""
+def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, max_batch: int,
+             check: Callable[[ModelVersion], None] = lambda _: None) -> Any:
+    """A background task that moves the primary when ``ref``'s alias moves (after ``check``, loading and
+    warming; ``check`` raising a ShipyardError, as ``require_signature`` does, keeps the version served)."""
     alias = ModelRef.parse(ref)
 
     async def follow(router: Router, metrics: Metrics) -> None:
@@ -67,6 +70,7 @@ def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, 
                 current = await asyncio.to_thread(registry.resolve, alias)
                 if str(current.version) == router.primary.version:
                     continue
+                await asyncio.to_thread(check, current)
                 slot = await asyncio.to_thread(load_slot, registry, current, batching, max_batch)
             except ShipyardError as exc:
                 log.warning("keeping %s: %s", router.primary.served.version.ref, exc)
