@@ -329,6 +329,9 @@ def test_the_sbom_validates_and_holds_the_model_its_packages_and_datasets(lab: L
     with_os, count = build_sbom(SbomInput("tiny", 1, str(mv.manifest_digest), "sklearn", {}, [], image=image))
     os_pkgs = packages_of(json.loads(with_os))[0]
     assert Package("Debian:12", "openssl", "3.0.11-1~deb12u2") in os_pkgs and count == 2
+    image_only, _ = build_sbom(SbomInput(None, 0, "", "", {}, [], image=image))  # the image is the subject
+    assert json.loads(image_only)["metadata"]["component"]["type"] == "container"
+    assert sorted(p.name for p in packages_of(json.loads(image_only))[0]) == ["bash", "openssl"]
     broken = json.loads(made.document)
     broken["components"][0]["type"] = "not-a-type"
     with pytest.raises(IntegrityError, match=r"CycloneDX 1\.6"):
@@ -466,3 +469,28 @@ def test_the_index_is_kept_on_disk_and_a_folder_of_json_works(lab: Lab, tmp_path
     assert {f.id for f in api.scan(pkgs)[0]} == BLOCKING_IDS
     with pytest.raises(InvalidInputError):
         OsvApi("file:///etc/passwd", 1.0)
+
+
+@pytest.mark.xdist_group("images")  # the container tests' worker: its session daemon and base image are shared
+def test_an_images_os_packages_are_read_without_running_it(lab: Lab, daemon: Any, base_image: str) -> None:
+    from shipyard.wiring.supply import make_sbom as sbom_of
+
+    made = sbom_of(lab.svc, lab.svc.registry.resolve("tiny@1"), base_image, daemon.env)
+    doc = json.loads(made.document)
+    pkgs = packages_of(doc)[0]
+    debian = {p.name for p in pkgs if p.ecosystem == "Debian:12"}
+    assert {"bash", "python3-defaults", "tinyvuln"} - {"tinyvuln"} <= debian | {"python3-defaults"}
+    assert "bash" in debian and Package("PyPI", "tinyvuln", "1.0") in pkgs
+    container = next(c for c in doc["components"] if c["type"] == "container")
+    assert container["name"] == base_image and len(container["components"]) > 50
+    left = daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout
+    assert "shipyard-sbom-" not in left  # the container it read from is gone (it was never started)
+    # the image alone (no version was built as it): its Debian packages against a Debian export, printed only
+    (lab.root / "debdb" / "Debian").mkdir(parents=True, exist_ok=True)
+    bash = {"id": "DEBIAN-CVE-2026-1", "affected": [{"package": {"ecosystem": "Debian:12", "name": "bash"},
+                                                      "ranges": [{"type": "ECOSYSTEM", "events": [
+                                                          {"introduced": "0"}, {"fixed": "99:0"}]}]}]}
+    (lab.root / "debdb" / "Debian" / "DEBIAN-CVE-2026-1.json").write_text(json.dumps(bash))
+    result = run_scan(lab.svc, base_image, db=lab.root / "debdb", environ=daemon.env)
+    assert result.checked and result.model is None and result.recorded is False
+    assert [(f.id, f.package, f.ecosystem) for f in result.findings] == [("DEBIAN-CVE-2026-1", "bash", "Debian:12")]

@@ -345,3 +345,44 @@ def scan_status(svc: Services, mv: ModelVersion, now: float | None = None) -> di
             "when": float(when) if isinstance(when, (int, float)) else None,
             "findings": _with_waivers(findings, waivers_of(svc, mv), today(now)),
             "image": record.get("image"), "errors": [str(e) for e in errors] if isinstance(errors, list) else []}
+
+
+# --- the bench's measure (bench/governance.py) -----------------------------------------------------------------
+
+
+def time_offline_scan(folder: Path, packages: int = 150, advisories: int = 20_000,
+                      per_package: int = 3) -> dict[str, float]:
+    """Seconds to scan ``packages`` PyPI packages against an offline database of ``advisories`` advisories
+    (about the size of OSV's PyPI export), written into ``folder`` as ``PyPI/all.zip``; ``per_package`` of them
+    name each scanned package (vulnerable at its version). ``index``: the first scan, which reads every advisory
+    once; ``scan``: a scan in a new process's shape (the index read from the cache folder, only the packages'
+    own advisories parsed); ``memo``: a second scan in the same process."""
+    import zipfile
+
+    from shipyard.adapters.supply import osv_db
+    from shipyard.adapters.supply.osv_db import OfflineDb
+    from shipyard.core.supply.osv import Package
+
+    (folder / "PyPI").mkdir(parents=True, exist_ok=True)
+    names = [f"bench-pkg-{i}" for i in range(packages)]
+    with zipfile.ZipFile(folder / "PyPI" / "all.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(advisories):
+            target = names[i % packages] if i < packages * per_package else f"other-pkg-{i}"
+            doc = {"id": f"PYSEC-2026-{i}", "aliases": [f"CVE-2026-{i + 10000}"], "summary": f"advisory {i}",
+                   "details": "x" * 1500, "database_specific": {"severity": "HIGH"},
+                   "affected": [{"package": {"ecosystem": "PyPI", "name": target},
+                                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0"}]}],
+                                 "versions": [f"1.{v}" for v in range(30)]}]}
+            zf.writestr(f"PYSEC-2026-{i}.json", json.dumps(doc))
+    pkgs = [Package("PyPI", name, "1.5") for name in names]
+    cache = folder / "cache"
+    out: dict[str, float] = {}
+    for label in ("index", "scan", "memo"):
+        if label == "scan":
+            osv_db._MEMO.clear()
+        clock = time.perf_counter()
+        findings, _ = OfflineDb(folder, cache).scan(pkgs)
+        out[label] = time.perf_counter() - clock
+        if len(findings) != packages * per_package:
+            raise AssertionError(f"{len(findings)} findings, expected {packages * per_package}")
+    return out

@@ -91,9 +91,13 @@ MAX_COMPONENTS = 200_000
 
 
 def _components(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Every component of ``document``, nested ones (an image's OS packages) included, within a bound."""
+    """Every component of ``document``, nested ones (an image's OS packages) and the subject's (an image with no
+    model) included, within a bound."""
     out: list[Mapping[str, Any]] = []
     stack: list[tuple[Any, int]] = [(document.get("components"), 0)]
+    metadata = document.get("metadata")
+    if isinstance(metadata, Mapping) and isinstance(metadata.get("component"), Mapping):
+        stack.append((metadata["component"].get("components"), 1))
     while stack and len(out) < MAX_COMPONENTS:
         items, depth = stack.pop()
         if not isinstance(items, list) or depth > 8:
