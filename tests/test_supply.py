@@ -494,3 +494,20 @@ def test_an_images_os_packages_are_read_without_running_it(lab: Lab, daemon: Any
     result = run_scan(lab.svc, base_image, db=lab.root / "debdb", environ=daemon.env)
     assert result.checked and result.model is None and result.recorded is False
     assert [(f.id, f.package, f.ecosystem) for f in result.findings] == [("DEBIAN-CVE-2026-1", "bash", "Debian:12")]
+    # an image built for tiny@1 (its build record names it): scanned as the version's, recorded with it
+    import shutil
+
+    from shipyard.core.registry.records import BUILD_ACTION
+
+    mv = lab.svc.registry.resolve("tiny@1")
+    daemon.docker("tag", base_image, "shipyard/tiny:1")
+    image_id = daemon.docker("image", "inspect", "--format", "{{.Id}}", base_image).stdout.strip()
+    lab.svc.registry.record_result(mv, BUILD_ACTION, {"image": "shipyard/tiny:1", "image_id": image_id},
+                                   "image shipyard/tiny:1")
+    partial = run_scan(lab.svc, "shipyard/tiny:1", db=lab.db, environ=daemon.env)  # PyPI only: Debian unchecked
+    assert partial.model == mv and partial.recorded and partial.checked is False
+    assert "Debian" in partial.errors[0] and scan_status(lab.svc, mv)["checked"] is False
+    shutil.copytree(lab.db / "PyPI", lab.root / "debdb" / "PyPI")
+    both = run_scan(lab.svc, "shipyard/tiny:1", db=lab.root / "debdb", environ=daemon.env)
+    assert both.checked and {f.id for f in both.findings} == BLOCKING_IDS | {"DEBIAN-CVE-2026-1"}
+    assert scan_status(lab.svc, mv)["image"] == "shipyard/tiny:1"

@@ -248,7 +248,7 @@ def run_scan(svc: Services, target: str, *, image: str | None = None, db: Path |
         try:
             findings, notes = src.scan(unique)
         except BackendUnavailableError as exc:
-            errors.append(f"{src.label}: {exc}")
+            errors.append(str(exc) if src.label.removeprefix("offline:") in str(exc) else f"{src.label}: {exc}")
             continue
         source = src.label
         errors += [f"{src.label}: {n}" for n in notes]

@@ -104,7 +104,7 @@ def _show(result: object) -> None:
         con.print(out.plain(f"warning: {note}"))
     rows = result.rows()
     if rows:
-        out.table(f"{len(rows)} known vulnerabilities in {where}{place}",
+        out.table(f"{len(rows)} known {'vulnerability' if len(rows) == 1 else 'vulnerabilities'} in {where}{place}",
                   [out.Col("id", ident=True), out.Col("package", ident=True), out.Col("version", ident=True),
                    out.Col("severity", ident=True), "fixed in", out.Col("waived", ident=True),
                    out.Col("summary", drop=1)],
