@@ -30,6 +30,7 @@ MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 MAX_MEMBERS = 2_000_000
 MAX_INDEX_BYTES = 512 * 1024 * 1024
 MAX_ERRORS_SHOWN = 5
+MEMO_SOURCES = 8
 INDEX_VERSION = 1
 _ECOSYSTEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_ -]{0,63}")
 _MEMBER = re.compile(r"[^\x00-\x1f]{1,300}\.json")
@@ -194,7 +195,8 @@ class OfflineDb:
                 for _, pkg_name in affected_keys(doc) if doc is not None else ():
                     index.setdefault(pkg_name, []).append(name)
             self._save_index(memo_key, index)
-        _MEMO.clear()  # one database at a time stays in memory
+        while len(_MEMO) >= MEMO_SOURCES:  # a few ecosystems' indexes stay in memory, the oldest goes first
+            _MEMO.pop(next(iter(_MEMO)))
         _MEMO[memo_key] = index
         return index
 
