@@ -86,7 +86,8 @@ def write_db(folder: Path, advisories: list[dict[str, Any]], extra: dict[str, by
 
 class OsvServer:
     """OSV's API on 127.0.0.1: ``/ok`` matches by the advisories' explicit versions, ``/garbage`` answers
-    junk, ``/huge`` declares a huge body, ``/hang`` never answers in time, ``/error`` answers HTTP 500."""
+    junk, ``/huge`` declares a huge body, ``/flood`` sends one without end, ``/hang`` never answers in time,
+    ``/error`` answers HTTP 500."""
 
     def __init__(self, advisories: list[dict[str, Any]]) -> None:
         docs = {a["id"]: a for a in advisories}
@@ -110,12 +111,20 @@ class OsvServer:
                     self._answer(b"<html>not json")
                 elif mode == "huge":
                     self._answer(b"{", length=10 * 1024 ** 3)
+                elif mode == "flood":  # no length: a body that never ends until the client stops reading
+                    self.send_response(200)
+                    self.end_headers()
+                    try:
+                        for _ in range(64):
+                            self.wfile.write(b" " * 1024 * 1024)
+                    except OSError:
+                        pass
                 elif mode == "hang":
                     time.sleep(3)
                     self._answer(b"{}")
                 elif mode == "error":
                     self._answer(b"{}", status=500)
-                return mode != "ok"
+                return mode not in ("ok", "paged")
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -128,6 +137,12 @@ class OsvServer:
                     vulns = [{"id": d["id"], "modified": "2026-01-01T00:00:00Z"} for d in docs.values()
                              if any(a["package"]["name"].lower().replace("_", "-") == name
                                     and q["version"] in a.get("versions", []) for a in d["affected"])]
+                    if self.path.startswith("/paged") and len(vulns) > 1:  # one advisory a page, as OSV pages
+                        page = int(q.get("page_token", "0"))
+                        more = {"next_page_token": str(page + 1)} if page + 1 < len(vulns) else {}
+                        vulns = vulns[page:page + 1]
+                        results.append({"vulns": vulns, **more})
+                        continue
                     results.append({"vulns": vulns} if vulns else {})
                 self._answer(json.dumps({"results": results}).encode())
 
@@ -371,9 +386,13 @@ def test_the_osv_api_over_http_gives_the_same_findings(lab: Lab) -> None:
     asked = {(q["package"]["name"], q["version"]) for q in lab.osv.queries[-1]["queries"]}
     assert ("tinyvuln", "1.0") in asked and len(asked) == result.packages
     assert run_scan(lab.svc, "tiny@2", osv_url=lab.osv.url + "/ok").findings == []
+    paged = run_scan(lab.svc, "tiny@1", osv_url=lab.osv.url + "/paged")  # next_page_token followed to the end
+    assert _ids(paged.rows()) == BLOCKING_IDS
+    assert any("page_token" in q for q in lab.osv.queries[-1]["queries"])
 
 
-@pytest.mark.parametrize(("mode", "why"), [("garbage", "not JSON"), ("huge", "more than"), ("hang", "within 1 s"),
+@pytest.mark.parametrize(("mode", "why"), [("garbage", "not JSON"), ("huge", "more than"),
+                                           ("flood", "more than 32 MiB"), ("hang", "within 1 s"),
                                            ("error", "HTTP 500")])
 def test_a_bad_server_is_not_checked_never_clean(lab: Lab, mode: str, why: str) -> None:
     clock = time.monotonic()
