@@ -147,11 +147,38 @@ class SecretRef(_Strict):
     external: bool = Field(False, description="render an ExternalSecret (external-secrets.io) that fills the Secret")
     remote_key: str | None = Field(None, description="for external: the path in the secret store")
     store: ObjectName = Field("default", description="for external: the ClusterSecretStore that holds it")
+    vault: str | None = Field(None, description="where the value lives in Vault: vault:MOUNT/PATH#KEY (the "
+                                                "ExternalSecret's remoteRef, or what Vault Agent renders)")
 
     @field_validator("remote_key")
     @classmethod
     def _remote_key(cls, v: str | None) -> str | None:
         return None if v is None else rules.check_printable(v, "remote_key", 512)
+
+    @field_validator("vault")
+    @classmethod
+    def _vault(cls, v: str | None) -> str | None:
+        return None if v is None else check_vault_reference(v, "vault")
+
+
+def check_vault_reference(text: str, what: str) -> str:
+    """``vault:MOUNT/PATH#KEY``, as a ValueError naming the form (the core's parser decides)."""
+    from shipyard.core.secrets import is_reference
+
+    if not text.startswith("vault:") or not is_reference(text):
+        raise ValueError(f"{what} {text[:80]!r} is not a Vault reference: write vault:MOUNT/PATH#KEY, e.g. "
+                         "vault:secret/shipyard#db_url")
+    return text
+
+
+def vault_parts(text: str) -> tuple[str, str, str]:
+    """(mount, path, key) of a checked ``vault:MOUNT/PATH#KEY``."""
+    where, _, key = text.removeprefix("vault:").partition("#")
+    mount, _, path = where.partition("/")
+    return mount, path, key
+
+
+SecretsProvider = Literal["kubernetes", "external-secrets", "vault-agent"]
 
 
 ModelSource = Literal["baked", "registry"]
@@ -177,6 +204,13 @@ class AwsCredentials(_Strict):
     secret: ObjectName
     access_key_id: SecretKey = "AWS_ACCESS_KEY_ID"
     secret_access_key: SecretKey = "AWS_SECRET_ACCESS_KEY"
+    vault: str | None = Field(None, description="vault:MOUNT/PATH: the Vault secret holding both keys (under the "
+                                                "names above), for external-secrets or vault-agent")
+
+    @field_validator("vault")
+    @classmethod
+    def _vault(cls, v: str | None) -> str | None:
+        return None if v is None else check_vault_reference(f"{v}#k", "credentials.vault").removesuffix("#k")
 
 
 class RegistrySource(_Strict):
@@ -241,8 +275,11 @@ class RegistrySource(_Strict):
         refs = [("SHIPYARD_DB_URL", self.database)]
         if self.credentials is not None:
             c = self.credentials
-            refs += [("AWS_ACCESS_KEY_ID", SecretRef(secret=c.secret, key=c.access_key_id)),
-                     ("AWS_SECRET_ACCESS_KEY", SecretRef(secret=c.secret, key=c.secret_access_key))]
+            refs += [("AWS_ACCESS_KEY_ID", SecretRef(secret=c.secret, key=c.access_key_id,
+                                                     vault=f"{c.vault}#{c.access_key_id}" if c.vault else None)),
+                     ("AWS_SECRET_ACCESS_KEY", SecretRef(secret=c.secret, key=c.secret_access_key,
+                                                         vault=f"{c.vault}#{c.secret_access_key}" if c.vault
+                                                         else None))]
         return refs
 
 
@@ -300,6 +337,12 @@ class DeploySpec(_Strict):
     tolerations: tuple[dict[str, str], ...] = (
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
     secrets: dict[str, SecretRef] = Field(default_factory=dict, description="server environment variable -> Secret")
+    secrets_provider: SecretsProvider = Field(
+        "kubernetes", description="how secrets reach the pod: kubernetes (Secrets you create; `external: true` "
+                                  "entries get an ExternalSecret), external-secrets (an ExternalSecret for every "
+                                  "Secret), vault-agent (Vault Agent injector annotations; each variable holds a "
+                                  "file: reference to the file the agent renders)")
+    vault_role: str | None = Field(None, description="vault-agent: the Vault Kubernetes-auth role of the pod")
     canary: tuple[CanaryStep, ...] = DEFAULT_STEPS
     analysis: AnalysisSpec = AnalysisSpec()
     argocd: ArgoCDSpec = ArgoCDSpec()
@@ -319,6 +362,22 @@ class DeploySpec(_Strict):
                 f"environment {wants[0]!r} has model_source: registry"
             raise ValueError(f"{who}, but there is no `registry:` section: add deploy.registry with "
                              "`database: {secret: NAME, key: KEY}` (the Secret holding the database URL)")
+        return self
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> DeploySpec:
+        if self.secrets_provider != "vault-agent":
+            return self
+        if not self.vault_role:
+            raise ValueError("secrets_provider: vault-agent needs vault_role (the Vault role bound to the pod's "
+                             "service account)")
+        rules.check_printable(self.vault_role, "vault_role", 253)
+        refs = list(self.secrets.items()) + (self.registry.secret_refs() if self.registry else [])
+        for var, ref in refs:
+            if ref.vault is None:
+                raise ValueError(f"secrets_provider: vault-agent renders each secret from Vault: give {var}'s entry "
+                                 "`vault: vault:MOUNT/PATH#KEY` (deploy.registry.credentials: `vault: "
+                                 "vault:MOUNT/PATH`)")
         return self
 
     def model_source_of(self, env: str) -> ModelSource:
