@@ -76,6 +76,9 @@ class VaultSecrets:
             except hvac.exceptions.Forbidden:
                 if relogin and self._spec.auth != "token":
                     raise _Expired() from None
+                if not _token_works(client, hvac):  # Vault answers a dead token with 403 too: say which it is
+                    raise ConfigError(f"{ref}: the token was refused by {self.address} (unknown or expired): check "
+                                      "VAULT_TOKEN (or secrets.vault.token)") from None
                 raise
         data = (answer or {}).get("data", {}).get("data") if isinstance(answer, dict) else None
         if not isinstance(data, dict):
@@ -153,6 +156,14 @@ class VaultSecrets:
 
 class _Expired(Exception):
     """A login token that no longer works: log in again, once."""
+
+
+def _token_works(client: Any, hvac: Any) -> bool:
+    try:
+        client.auth.token.lookup_self()
+    except hvac.exceptions.VaultError:
+        return False
+    return True
 
 
 def _short(exc: BaseException) -> str:
