@@ -321,3 +321,44 @@ def test_credentials_come_from_openbao_and_are_never_stored(tmp_path: Path, open
     assert b"guarded" in everything and b"inference-logs/" in everything  # the search sees records and logs
     for value in (*VALUES.values(), ROTATED, token):
         assert value.encode() not in everything, value
+
+
+def test_a_git_token_from_openbao_is_sent_as_a_header_and_never_shown(tmp_path: Path, openbao: str,
+                                                                       bao: Any) -> None:
+    """deploy.git_token: the GitOps push authenticates with a token read from Vault, given to git through its
+    environment (an http.extraHeader), never in the URL, a command line, a file or a message."""
+    import base64
+    import http.server
+
+    from shipyard.adapters.deploy.gitops import GitOpsRepo
+
+    bao.secrets.kv.v2.create_or_update_secret(path="git", mount_point="secret", secret={"token": ROTATED})
+    seen: list[str] = []
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(403)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ["SHIPYARD_TEST_ROOT_TOKEN"] = "root"
+    try:
+        spec = secrets_config({"vault": {"address": openbao, "token": "env:SHIPYARD_TEST_ROOT_TOKEN"}})
+        resolver = make_resolver(tmp_path, spec)
+        repo = GitOpsRepo(f"http://127.0.0.1:{server.server_address[1]}/team/gitops.git", tmp_path / "clones",
+                          credentials=lambda: ("x-access-token", resolver.resolve("vault:secret/git#token")))
+        with pytest.raises(BackendUnavailableError) as err:
+            repo.publish(lambda folder: [], "deploy", "tester")
+    finally:
+        del os.environ["SHIPYARD_TEST_ROOT_TOKEN"]
+        server.shutdown()
+        server.server_close()
+    expected = "Basic " + base64.b64encode(f"x-access-token:{ROTATED}".encode()).decode()
+    assert expected in seen and "refused access" in str(err.value) and ROTATED not in str(err.value)
+    for path in (tmp_path / "clones").rglob("*"):
+        assert not path.is_file() or ROTATED.encode() not in path.read_bytes()

@@ -186,6 +186,7 @@ def looks_secret(name: str, value: str) -> bool:
     return bool(CREDENTIAL_NAME.search(name)) or bool(URL_PASSWORD.search(value))
 
 
-def redact_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` with every value that looks like a credential replaced by ``***`` (for a record or a log)."""
-    return {k: (REDACTED if looks_secret(k, v) else v) for k, v in environ.items()}
+def redact_environ(environ: Mapping[str, str], keep_empty: bool = False) -> dict[str, str]:
+    """``environ`` with every value that looks like a credential replaced by ``***`` (for a record or a log);
+    ``keep_empty``: an empty value stays empty (set and unset still differ)."""
+    return {k: (REDACTED if looks_secret(k, v) and (v or not keep_empty) else v) for k, v in environ.items()}

@@ -322,6 +322,10 @@ class ArgoCDSpec(_Strict):
 class DeploySpec(_Strict):
     folder: Folder = Field(DEFAULT_FOLDER, description="the GitOps folder in the project, or inside `repo`")
     repo: str | None = Field(None, description="a separate GitOps repository (git URL); default: this project's")
+    git_token: str | None = Field(None, description="a reference (env:NAME, file:PATH, vault:MOUNT/PATH#KEY) to the "
+                                                    "token that pushes to an https GitOps repository")
+    git_user: str = Field("x-access-token", description="the user name sent with git_token (GitHub: "
+                                                        "x-access-token; GitLab: oauth2 or any name)")
     branch: Branch = "main"
     format: Literal["kubernetes", "kserve"] = "kubernetes"
     strategy: Literal["deployment", "rollout"] = "deployment"
@@ -363,6 +367,20 @@ class DeploySpec(_Strict):
             raise ValueError(f"{who}, but there is no `registry:` section: add deploy.registry with "
                              "`database: {secret: NAME, key: KEY}` (the Secret holding the database URL)")
         return self
+
+    @field_validator("git_token")
+    @classmethod
+    def _git_token(cls, v: str | None) -> str | None:
+        from shipyard.core.secrets import check_reference
+
+        return None if v is None else check_reference(v, "deploy.git_token")
+
+    @field_validator("git_user")
+    @classmethod
+    def _git_user(cls, v: str) -> str:
+        if not v or ":" in v or len(v) > 100 or not v.isprintable():
+            raise ValueError("deploy.git_user: a user name without ':' (at most 100 printable characters)")
+        return v
 
     @model_validator(mode="after")
     def _provider_needs(self) -> DeploySpec:
