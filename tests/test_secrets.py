@@ -362,3 +362,30 @@ def test_a_git_token_from_openbao_is_sent_as_a_header_and_never_shown(tmp_path: 
     assert expected in seen and "refused access" in str(err.value) and ROTATED not in str(err.value)
     for path in (tmp_path / "clones").rglob("*"):
         assert not path.is_file() or ROTATED.encode() not in path.read_bytes()
+
+
+def test_push_credentials_live_in_a_private_file_for_the_push_alone(tmp_path: Path) -> None:
+    """build --push with deploy.push_credentials: the engine reads the login from a config.json of its own
+    (0600, in a 0700 folder) that is gone when the push ends, failed or not; the user's docker config is
+    never written."""
+    import base64
+    import stat
+
+    from shipyard.adapters.images.engine import push_auth, registry_host
+
+    assert registry_host("registry.example.com:5000/team/iris:3") == "registry.example.com:5000"
+    assert registry_host("team/iris") == "https://index.docker.io/v1/"
+    with push_auth("registry.example.com/team/iris", None) as extra:
+        assert extra == {}
+    with pytest.raises(RuntimeError), push_auth("registry.example.com/team/iris", ("robot", ROTATED)) as extra:
+        folder, path = Path(extra["DOCKER_CONFIG"]), Path(extra["REGISTRY_AUTH_FILE"])
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(path.stat().st_mode) == 0o600
+        auth = json.loads(path.read_text())["auths"]["registry.example.com"]["auth"]
+        assert base64.b64decode(auth).decode() == f"robot:{ROTATED}"
+        raise RuntimeError("the push failed")
+    assert not folder.exists()
+
+
+def test_stage_fingerprints_see_a_credential_as_set_or_unset() -> None:
+    shown = redact_environ({"HF_TOKEN": "hf_abc", "DB_PASSWORD": "", "SEED": "3"}, keep_empty=True)
+    assert shown == {"HF_TOKEN": "***", "DB_PASSWORD": "", "SEED": "3"}

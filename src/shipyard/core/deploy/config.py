@@ -181,6 +181,26 @@ def vault_parts(text: str) -> tuple[str, str, str]:
 SecretsProvider = Literal["kubernetes", "external-secrets", "vault-agent"]
 
 
+class PushCredentials(_Strict):
+    """The image registry's login for `shipyard build --push`: a user name (or a reference to one) and a
+    reference to the password or token."""
+
+    username: str
+    password: str = Field(description="a reference: env:NAME, file:PATH or vault:MOUNT/PATH#KEY")
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str) -> str:
+        from shipyard.core.secrets import check_reference
+
+        return check_reference(v, "deploy.push_credentials.password")
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str) -> str:
+        return rules.check_printable(v, "deploy.push_credentials.username", 255)
+
+
 ModelSource = Literal["baked", "registry"]
 S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/-]{0,900})?\Z")
 REGION = re.compile(r"^[a-z0-9-]{1,40}\Z")
@@ -324,6 +344,7 @@ class DeploySpec(_Strict):
     repo: str | None = Field(None, description="a separate GitOps repository (git URL); default: this project's")
     git_token: str | None = Field(None, description="a reference (env:NAME, file:PATH, vault:MOUNT/PATH#KEY) to the "
                                                     "token that pushes to an https GitOps repository")
+    push_credentials: PushCredentials | None = Field(None, description="the registry login for build --push")
     git_user: str = Field("x-access-token", description="the user name sent with git_token (GitHub: "
                                                         "x-access-token; GitLab: oauth2 or any name)")
     branch: Branch = "main"
