@@ -94,7 +94,8 @@ class VaultSecrets:
         client = hvac.Client(url=self._url, token=None, namespace=spec.namespace,
                              timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
         if spec.auth == "token":
-            client.token = self._login_secret(spec.token or DEFAULT_TOKEN, "the token (secrets.vault.token)")
+            client.token = self._login_secret(spec.token or DEFAULT_TOKEN, "the token (secrets.vault.token, by "
+                                                                           "default env:VAULT_TOKEN)")
         elif spec.auth == "approle":
             if not spec.role_id or not spec.secret_id:
                 raise ConfigError("secrets.vault.auth is approle: set role_id and secret_id (references, e.g. "
@@ -116,7 +117,10 @@ class VaultSecrets:
     def _login_secret(self, reference: str, what: str) -> str:
         if reference.startswith("vault:"):
             raise ConfigError(f"{what} cannot itself be a vault: reference: give env:NAME or file:PATH")
-        return self._resolve(reference)
+        try:
+            return self._resolve(reference)
+        except ConfigError as exc:
+            raise ConfigError(f"logging in to Vault at {self.address}: {what}: {exc}") from None
 
     @contextmanager
     def _translated(self, ref: str, doing: str, login: bool = False) -> Iterator[None]:
