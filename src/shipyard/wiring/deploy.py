@@ -278,7 +278,7 @@ def build_env_image(svc: Services, ref: str, environ: Any, *, base: str | None =
     from shipyard.adapters.images.engine import detect
     from shipyard.core.environments import image
     from shipyard.wiring import version_environment
-    from shipyard.wiring.environments import image_lock, outside_store, verify_cache_dir
+    from shipyard.wiring.environments import image_lock, outside_store, push_credentials, verify_cache_dir
 
     mv = svc.registry.resolve(ref)
     env = version_environment(svc, mv)
@@ -300,7 +300,8 @@ def build_env_image(svc: Services, ref: str, environ: Any, *, base: str | None =
     return images.build_env_image(svc.registry, mv, python, lock.requirements(), env=env, engine=found,
                                   context_dir=output, site_cache=verify_cache_dir(environ).parent / "image-site",
                                   base=base, push=push, earlier=lambda key: earlier_env_image(svc, key),
-                                  reuse=engine, progress=progress)
+                                  reuse=engine, progress=progress,
+                                  push_auth=push_credentials(svc) if push else None)
 
 
 def with_store(svc: Services, spec: DeploySpec) -> DeploySpec:

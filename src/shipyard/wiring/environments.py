@@ -68,12 +68,35 @@ def build_image(svc: Services, ref: str, environ: Mapping[str, str], *, base: st
             shutil.rmtree(output)  # Shipyard's own folder: the last context written for this version
     result = images.build_image(svc.registry, mv, lock.text(), env=env, engine=found, context_dir=output,
                                 site_cache=verify_cache_dir(environ).parent / "image-site", base=base, tag=tag,
-                                push=push, progress=progress)
+                                push=push, progress=progress, push_auth=push_credentials(svc) if push else None)
     if result.image_id is not None:  # an image was built: its SLSA provenance, signed when a key is set
         from shipyard.wiring.signing import record_image_provenance
 
         record_image_provenance(svc, mv, result.to_dict())
     return result
+
+
+def push_credentials(svc: Services) -> Callable[[], tuple[str, str]] | None:
+    """deploy.push_credentials of shipyard.yaml, resolved when the push asks (None: the engine's own login)."""
+    from shipyard.config import CONFIG_FILE
+
+    if not (svc.settings.project_root / CONFIG_FILE).is_file():
+        return None
+    from shipyard.wiring.deploy import deploy_spec
+
+    creds = deploy_spec(svc).push_credentials
+    if creds is None:
+        return None
+
+    def resolve() -> tuple[str, str]:
+        from shipyard.core.secrets import is_reference
+        from shipyard.wiring.secrets import secret
+
+        user = secret(svc, creds.username, "deploy.push_credentials.username") if is_reference(creds.username) \
+            else creds.username
+        return user, secret(svc, creds.password, "deploy.push_credentials.password")
+
+    return resolve
 # --- verify: a version's golden examples in another environment -------------------------------------------------
 
 def verify_cache_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -7,6 +7,7 @@ with a reason naming the commit: the alias never says a version is in an environ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -84,7 +85,15 @@ def gitops_repo(svc: Services, spec: DeploySpec) -> tuple[GitOpsRepo, str]:
     url = where.repo_url
     if url.startswith(("./", "../")):  # a path beside the project, written relative to it
         url = str((svc.settings.project_root / url).resolve())
-    return GitOpsRepo(url, svc.settings.home / GITOPS_FOLDER, spec.branch), where.folder
+    credentials: Callable[[], tuple[str, str]] | None = None
+    if spec.git_token is not None:
+        from shipyard.wiring.secrets import secret_source
+
+        token = secret_source(svc, spec.git_token, "deploy.git_token")  # read (and checked) now, cached after
+        user = spec.git_user
+        credentials = lambda: (user, token())  # noqa: E731
+
+    return GitOpsRepo(url, svc.settings.home / GITOPS_FOLDER, spec.branch, credentials=credentials), where.folder
 
 
 def local_repository(path: Path) -> str:

@@ -56,6 +56,13 @@ def redact(url: str) -> str:
         return url
 
 
+def _masked(url: str) -> str:
+    """An unparseable URL as a message shows it: without what may be a password (``user:pw@``)."""
+    from shipyard.core.redact import mask_userinfo
+
+    return mask_userinfo(url)[:200]
+
+
 def create(url: str) -> sa.Engine:
     """An engine for ``url``; the schema is migrated to head on first use.
 
@@ -67,10 +74,10 @@ def create(url: str) -> sa.Engine:
     """
     try:
         parsed = sa.engine.make_url(url)
-    except exc.ArgumentError as e:
+    except exc.ArgumentError:
         raise ConfigError(
-            f"cannot read database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
-        ) from e
+            f"cannot read database URL {_masked(url)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        ) from None
     existing = True
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":

@@ -95,9 +95,11 @@ def release_folder(folder: Path, created: bool) -> None:
 def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env: Mapping[str, Any],
                 engine: Engine | None, context_dir: Path, site_cache: Path, base: str | None = None,
                 tag: str | None = None, push: str | None = None,
-                progress: Callable[[str], None] = lambda _: None) -> BuildResult:
+                progress: Callable[[str], None] = lambda _: None,
+                push_auth: Callable[[], tuple[str, str]] | None = None) -> BuildResult:
     """Write ``mv``'s context into ``context_dir`` (new or empty) and build it with ``engine`` (None: only
-    the context). ``requirements`` is the model's complete lock, as text. ``progress`` hears each step."""
+    the context). ``requirements`` is the model's complete lock, as text. ``progress`` hears each step.
+    ``push_auth`` gives the registry's (user, password) for ``push``, asked only when it pushes."""
     clock = time.perf_counter()
     try:
         chosen = image.choose_base(env, base)
@@ -142,7 +144,7 @@ def build_image(registry: Registry, mv: ModelVersion, requirements: str, *, env:
     if push:
         clock = time.perf_counter()
         progress(f"pushing {tag} to {push}")
-        digest = engine.push(tag, push)
+        digest = engine.push(tag, push, push_auth() if push_auth is not None else None)
         result.seconds["push"] = round(time.perf_counter() - clock, 3)
         repo = push.rsplit(":", 1)[0] if ":" in push.rsplit("/", 1)[-1] else push
         result.pushed = f"{repo}@{digest}"
@@ -187,7 +189,8 @@ def build_env_image(registry: Registry, mv: ModelVersion, python: str, requireme
                     env: Mapping[str, Any], engine: Engine | None, context_dir: Path, site_cache: Path,
                     base: str | None = None, push: str | None = None,
                     earlier: Callable[[str], tuple[str, Mapping[str, Any]] | None] = lambda _: None,
-                    reuse: bool = True, progress: Callable[[str], None] = lambda _: None) -> EnvBuildResult:
+                    reuse: bool = True, progress: Callable[[str], None] = lambda _: None,
+                    push_auth: Callable[[], tuple[str, str]] | None = None) -> EnvBuildResult:
     """The environment image of ``mv``'s lock (``requirements``, pinned, for ``python``): Shipyard and the
     locked dependencies, no model. ``earlier(key)``: (NAME@V, its build record) of an image already built (and
     pushed, when ``push``) for the same lock, base and Shipyard; it is recorded for ``mv`` too, and nothing is
@@ -245,7 +248,7 @@ def build_env_image(registry: Registry, mv: ModelVersion, python: str, requireme
     if push:
         clock = time.perf_counter()
         progress(f"pushing {tag} to {push}")
-        digest = engine.push(tag, push)
+        digest = engine.push(tag, push, push_auth() if push_auth is not None else None)
         result.seconds["push"] = round(time.perf_counter() - clock, 3)
         result.pushed = f"{_repository(push)}@{digest}"
     registry.record_result(mv, BUILD_ACTION, envimage.record(

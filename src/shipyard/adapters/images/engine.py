@@ -13,8 +13,8 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from io import BufferedReader
 from pathlib import Path
 
@@ -151,13 +151,16 @@ class Engine:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise BackendUnavailableError(f"{self.name} described {image} in an unexpected form ({exc})") from exc
 
-    def push(self, image: str, destination: str) -> str:
-        """Tag ``image`` as ``destination`` (REGISTRY/REPO[:TAG]) and push it; the pushed manifest's digest."""
+    def push(self, image: str, destination: str, auth: tuple[str, str] | None = None) -> str:
+        """Tag ``image`` as ``destination`` (REGISTRY/REPO[:TAG]) and push it; the pushed manifest's digest.
+        ``auth``: (user, password) for the registry (a secret resolved at use), given to this push alone."""
         if not _DESTINATION.fullmatch(destination) or "/" not in destination:
             raise InvalidInputError(f"--push {destination[:80]!r}: give REGISTRY/REPOSITORY[:TAG], "
                                     "like registry.example.com/team/iris:3")
         self.run(["tag", image, destination], f"tag {image} as {destination}")
-        out = self.run(["push", destination], f"push {destination}", PUSH_TIMEOUT)
+        with push_auth(destination, auth) as extra:
+            out = replace(self, env={**self.env, **extra}).run(["push", destination], f"push {destination}",
+                                                                PUSH_TIMEOUT)
         found = re.findall(r"digest: (sha256:[0-9a-f]{64})", out)
         if found:
             return str(found[-1])
@@ -167,6 +170,41 @@ class Engine:
             if str(ref).startswith(repo + "@") and _DIGEST.search(str(ref)):
                 return str(ref).split("@", 1)[1]
         raise BackendUnavailableError(f"{self.name} pushed {destination} but did not say its digest")
+
+
+DOCKER_HUB = "https://index.docker.io/v1/"
+
+
+def registry_host(destination: str) -> str:
+    """The registry a push goes to, as docker's config.json names it (Docker Hub when the first part is not
+    a host)."""
+    first = destination.split("/", 1)[0]
+    return first if "." in first or ":" in first or first == "localhost" else DOCKER_HUB
+
+
+@contextlib.contextmanager
+def push_auth(destination: str, auth: tuple[str, str] | None) -> Iterator[dict[str, str]]:
+    """The environment that gives one push its registry credentials: a private folder (0700) holding a
+    config.json (0600) for docker (``DOCKER_CONFIG``) and podman (``REGISTRY_AUTH_FILE``), removed when the push
+    ends, whatever happens. The engines read credentials only from such a file (or their own login, which
+    would write it into the user's config for good)."""
+    if auth is None:
+        yield {}
+        return
+    import base64
+    import tempfile
+
+    user, password = auth
+    folder = tempfile.mkdtemp(prefix="shipyard-push-")
+    try:
+        path = os.path.join(folder, "config.json")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"auths": {registry_host(destination): {"auth": token}}}, f)
+        yield {"DOCKER_CONFIG": folder, "REGISTRY_AUTH_FILE": path}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def last_words(text: str, lines: int = 3) -> str:

@@ -166,8 +166,23 @@ def _oversized(digest: Digest, url: str, got: int, most: int) -> IntegrityError:
                           "expected: it is damaged or hostile, nothing was stored; push it again from a good copy")
 
 
+def referenced_keys(spec: RemoteSpec, secret: Callable[[str, str], str] | None) -> dict[str, str] | None:
+    """The keys ``spec`` names by reference (``access_key_id: vault:...``), resolved now; None when it names
+    none (the environment, a profile or a role provide them)."""
+    if spec.access_key_id is None or spec.secret_access_key is None:
+        return None
+    if secret is None:
+        raise ConfigError(f"remote {redact(spec.url)} names its keys by reference, and no resolver was given")
+    keys = {"access_key_id": secret(spec.access_key_id, "the remote's access_key_id"),
+            "secret_access_key": secret(spec.secret_access_key, "the remote's secret_access_key")}
+    if spec.session_token is not None:
+        keys["session_token"] = secret(spec.session_token, "the remote's session_token")
+    return keys
+
+
 class S3Remote:
-    def __init__(self, spec: RemoteSpec) -> None:
+    def __init__(self, spec: RemoteSpec, secret: Callable[[str, str], str] | None = None) -> None:
+        """``secret`` resolves the credential references of ``spec`` (``wiring.secrets``)."""
         bucket, _, prefix = spec.url.removeprefix("s3://").partition("/")
         self.url = redact(spec.url)  # for messages: a user name or password in it is never printed
         self._endpoint = spec.endpoint_url
@@ -177,7 +192,8 @@ class S3Remote:
             options["virtual_hosted_style_request"] = False
         if spec.region:
             options["region"] = spec.region
-        options.update(credentials(spec, os.environ))
+        keys = referenced_keys(spec, secret)
+        options.update(keys if keys is not None else credentials(spec, os.environ))
         client: Any = dict(CLIENT)
         if spec.allow_http or (spec.endpoint_url or "").startswith("http://"):
             client["allow_http"] = True

@@ -147,11 +147,58 @@ class SecretRef(_Strict):
     external: bool = Field(False, description="render an ExternalSecret (external-secrets.io) that fills the Secret")
     remote_key: str | None = Field(None, description="for external: the path in the secret store")
     store: ObjectName = Field("default", description="for external: the ClusterSecretStore that holds it")
+    vault: str | None = Field(None, description="where the value lives in Vault: vault:MOUNT/PATH#KEY (the "
+                                                "ExternalSecret's remoteRef, or what Vault Agent renders)")
 
     @field_validator("remote_key")
     @classmethod
     def _remote_key(cls, v: str | None) -> str | None:
         return None if v is None else rules.check_printable(v, "remote_key", 512)
+
+    @field_validator("vault")
+    @classmethod
+    def _vault(cls, v: str | None) -> str | None:
+        return None if v is None else check_vault_reference(v, "vault")
+
+
+def check_vault_reference(text: str, what: str) -> str:
+    """``vault:MOUNT/PATH#KEY``, as a ValueError naming the form (the core's parser decides)."""
+    from shipyard.core.secrets import is_reference
+
+    if not text.startswith("vault:") or not is_reference(text):
+        raise ValueError(f"{what} {text[:80]!r} is not a Vault reference: write vault:MOUNT/PATH#KEY, e.g. "
+                         "vault:secret/shipyard#db_url")
+    return text
+
+
+def vault_parts(text: str) -> tuple[str, str, str]:
+    """(mount, path, key) of a checked ``vault:MOUNT/PATH#KEY``."""
+    where, _, key = text.removeprefix("vault:").partition("#")
+    mount, _, path = where.partition("/")
+    return mount, path, key
+
+
+SecretsProvider = Literal["kubernetes", "external-secrets", "vault-agent"]
+
+
+class PushCredentials(_Strict):
+    """The image registry's login for `shipyard build --push`: a user name (or a reference to one) and a
+    reference to the password or token."""
+
+    username: str
+    password: str = Field(description="a reference: env:NAME, file:PATH or vault:MOUNT/PATH#KEY")
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str) -> str:
+        from shipyard.core.secrets import check_reference
+
+        return check_reference(v, "deploy.push_credentials.password")
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str) -> str:
+        return rules.check_printable(v, "deploy.push_credentials.username", 255)
 
 
 ModelSource = Literal["baked", "registry"]
@@ -177,6 +224,13 @@ class AwsCredentials(_Strict):
     secret: ObjectName
     access_key_id: SecretKey = "AWS_ACCESS_KEY_ID"
     secret_access_key: SecretKey = "AWS_SECRET_ACCESS_KEY"
+    vault: str | None = Field(None, description="vault:MOUNT/PATH: the Vault secret holding both keys (under the "
+                                                "names above), for external-secrets or vault-agent")
+
+    @field_validator("vault")
+    @classmethod
+    def _vault(cls, v: str | None) -> str | None:
+        return None if v is None else check_vault_reference(f"{v}#k", "credentials.vault").removesuffix("#k")
 
 
 class RegistrySource(_Strict):
@@ -241,8 +295,11 @@ class RegistrySource(_Strict):
         refs = [("SHIPYARD_DB_URL", self.database)]
         if self.credentials is not None:
             c = self.credentials
-            refs += [("AWS_ACCESS_KEY_ID", SecretRef(secret=c.secret, key=c.access_key_id)),
-                     ("AWS_SECRET_ACCESS_KEY", SecretRef(secret=c.secret, key=c.secret_access_key))]
+            refs += [("AWS_ACCESS_KEY_ID", SecretRef(secret=c.secret, key=c.access_key_id,
+                                                     vault=f"{c.vault}#{c.access_key_id}" if c.vault else None)),
+                     ("AWS_SECRET_ACCESS_KEY", SecretRef(secret=c.secret, key=c.secret_access_key,
+                                                         vault=f"{c.vault}#{c.secret_access_key}" if c.vault
+                                                         else None))]
         return refs
 
 
@@ -285,6 +342,11 @@ class ArgoCDSpec(_Strict):
 class DeploySpec(_Strict):
     folder: Folder = Field(DEFAULT_FOLDER, description="the GitOps folder in the project, or inside `repo`")
     repo: str | None = Field(None, description="a separate GitOps repository (git URL); default: this project's")
+    git_token: str | None = Field(None, description="a reference (env:NAME, file:PATH, vault:MOUNT/PATH#KEY) to the "
+                                                    "token that pushes to an https GitOps repository")
+    push_credentials: PushCredentials | None = Field(None, description="the registry login for build --push")
+    git_user: str = Field("x-access-token", description="the user name sent with git_token (GitHub: "
+                                                        "x-access-token; GitLab: oauth2 or any name)")
     branch: Branch = "main"
     format: Literal["kubernetes", "kserve"] = "kubernetes"
     strategy: Literal["deployment", "rollout"] = "deployment"
@@ -300,6 +362,12 @@ class DeploySpec(_Strict):
     tolerations: tuple[dict[str, str], ...] = (
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
     secrets: dict[str, SecretRef] = Field(default_factory=dict, description="server environment variable -> Secret")
+    secrets_provider: SecretsProvider = Field(
+        "kubernetes", description="how secrets reach the pod: kubernetes (Secrets you create; `external: true` "
+                                  "entries get an ExternalSecret), external-secrets (an ExternalSecret for every "
+                                  "Secret), vault-agent (Vault Agent injector annotations; each variable holds a "
+                                  "file: reference to the file the agent renders)")
+    vault_role: str | None = Field(None, description="vault-agent: the Vault Kubernetes-auth role of the pod")
     canary: tuple[CanaryStep, ...] = DEFAULT_STEPS
     analysis: AnalysisSpec = AnalysisSpec()
     argocd: ArgoCDSpec = ArgoCDSpec()
@@ -319,6 +387,36 @@ class DeploySpec(_Strict):
                 f"environment {wants[0]!r} has model_source: registry"
             raise ValueError(f"{who}, but there is no `registry:` section: add deploy.registry with "
                              "`database: {secret: NAME, key: KEY}` (the Secret holding the database URL)")
+        return self
+
+    @field_validator("git_token")
+    @classmethod
+    def _git_token(cls, v: str | None) -> str | None:
+        from shipyard.core.secrets import check_reference
+
+        return None if v is None else check_reference(v, "deploy.git_token")
+
+    @field_validator("git_user")
+    @classmethod
+    def _git_user(cls, v: str) -> str:
+        if not v or ":" in v or len(v) > 100 or not v.isprintable():
+            raise ValueError("deploy.git_user: a user name without ':' (at most 100 printable characters)")
+        return v
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> DeploySpec:
+        if self.secrets_provider != "vault-agent":
+            return self
+        if not self.vault_role:
+            raise ValueError("secrets_provider: vault-agent needs vault_role (the Vault role bound to the pod's "
+                             "service account)")
+        rules.check_printable(self.vault_role, "vault_role", 253)
+        refs = list(self.secrets.items()) + (self.registry.secret_refs() if self.registry else [])
+        for var, ref in refs:
+            if ref.vault is None:
+                raise ValueError(f"secrets_provider: vault-agent renders each secret from Vault: give {var}'s entry "
+                                 "`vault: vault:MOUNT/PATH#KEY` (deploy.registry.credentials: `vault: "
+                                 "vault:MOUNT/PATH`)")
         return self
 
     def model_source_of(self, env: str) -> ModelSource:

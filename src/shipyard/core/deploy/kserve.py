@@ -20,6 +20,7 @@ from shipyard.core.deploy.manifests import (
     registry_volumes,
     resources,
     scheduling,
+    vault_agent_annotations,
 )
 
 KSERVE_CONTAINER = "kserve-container"  # the name KServe looks for in a custom predictor
@@ -65,5 +66,6 @@ def inference_service(p: Plan) -> Object:
         predictor["volumes"] = volumes
     labels = {"app.kubernetes.io/version": str(p.target.version)}
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {**meta(p, p.name, labels), "annotations": p.annotations()},
+            "metadata": {**meta(p, p.name, labels), "annotations": {
+                **p.annotations(), **vault_agent_annotations(p), **vault_agent_annotations(p, registry=True)}},
             "spec": {"predictor": predictor}}

@@ -140,6 +140,7 @@ def applied_objects(p: Plan, analysis: AnalysisTemplate) -> list[Object]:
         if "replicas" in patch:
             work["spec"] = spec = {"replicas": patch["replicas"], **spec}
         template["metadata"]["labels"].update(patch["template"]["metadata"]["labels"])
+        template["metadata"]["annotations"].update(patch["template"]["metadata"].get("annotations", {}))
         box = template["spec"]["containers"][0]
         box["image"] = p.target.image
         patched = patch["template"]["spec"]["containers"][0]

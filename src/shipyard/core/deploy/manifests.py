@@ -27,6 +27,7 @@ from shipyard.core.deploy.config import (
     RegistrySource,
     Resources,
     SecretRef,
+    vault_parts,
 )
 
 Object = dict[str, Any]
@@ -203,8 +204,7 @@ def container(p: Plan) -> Object:
     """The model server's container, as generic as the base needs it (image placeholder, no resources)."""
     port = p.spec.port
     env: list[Object] = [{"name": "PORT", "value": str(port)}]
-    for var, ref in sorted(p.spec.secrets.items()):
-        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}})
+    env += [secret_env(p, var, ref) for var, ref in sorted(p.spec.secrets.items())]
     return {
         "name": CONTAINER,
         "image": f"{PLACEHOLDER_REGISTRY}/{p.name}",
@@ -218,8 +218,48 @@ def container(p: Plan) -> Object:
     }
 
 
-def _secret_env(var: str, ref: SecretRef) -> Object:
+VAULT_SECRETS_DIR = "/vault/secrets"  # where Vault Agent's injector renders files in the pod
+VAULT_ANNOTATION = "vault.hashicorp.com"
+# with vault-agent, the S3 keys reach Shipyard as references to the agent's files (obstore reads AWS_* as values)
+AGENT_VARIABLES = {"AWS_ACCESS_KEY_ID": "SHIPYARD_STORE_ACCESS_KEY_ID",
+                   "AWS_SECRET_ACCESS_KEY": "SHIPYARD_STORE_SECRET_ACCESS_KEY"}
+
+
+def agent_file(var: str) -> str:
+    """The file Vault Agent renders a variable's secret into: ``SHIPYARD_DB_URL`` -> ``shipyard-db-url``."""
+    return var.lower().replace("_", "-")
+
+
+def secret_env(p: Plan, var: str, ref: SecretRef) -> Object:
+    """The container's variable ``var``: from its Secret (kubernetes, external-secrets), or with vault-agent a
+    ``file:`` reference to the file the agent renders (Shipyard resolves it at use; no value in the manifest)."""
+    if p.spec.secrets_provider == "vault-agent":
+        return {"name": AGENT_VARIABLES.get(var, var), "value": f"file:{VAULT_SECRETS_DIR}/{agent_file(var)}"}
     return {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+
+
+def vault_agent_annotations(p: Plan, registry: bool = False) -> dict[str, str]:
+    """The Vault Agent injector's pod annotations (vault-agent only; else none): inject, the role, and per
+    secret the KV v2 path and a template rendering its one key. ``registry``: deploy.registry's secrets."""
+    if p.spec.secrets_provider != "vault-agent":
+        return {}
+    refs = (p.registry.secret_refs() if p.registry else []) if registry else sorted(p.spec.secrets.items())
+    if not refs:
+        return {}
+    out = {f"{VAULT_ANNOTATION}/agent-inject": "true", f"{VAULT_ANNOTATION}/role": str(p.spec.vault_role)}
+    for var, ref in refs:
+        if ref.vault is None:  # DeploySpec refuses this; kept for a spec built by hand
+            raise ValueError(f"secrets_provider vault-agent: {var} has no `vault:` reference")
+        mount, path, key = vault_parts(ref.vault)
+        name = agent_file(var)
+        out[f"{VAULT_ANNOTATION}/agent-inject-secret-{name}"] = f"{mount}/data/{path}"
+        out[f"{VAULT_ANNOTATION}/agent-inject-template-{name}"] = (
+            f'{{{{- with secret "{mount}/data/{path}" -}}}}{{{{ index .Data.data "{key}" }}}}{{{{- end -}}}}')
+    return out
+
+
+def _secret_env(p: Plan, var: str, ref: SecretRef) -> Object:
+    return secret_env(p, var, ref)
 
 
 def registry_container(p: Plan) -> Object:
@@ -230,7 +270,7 @@ def registry_container(p: Plan) -> Object:
     if reg is None:
         return {}
     refs = dict(reg.secret_refs())
-    env: list[Object] = [_secret_env("SHIPYARD_DB_URL", refs["SHIPYARD_DB_URL"]),
+    env: list[Object] = [_secret_env(p, "SHIPYARD_DB_URL", refs["SHIPYARD_DB_URL"]),
                          {"name": "SHIPYARD_STORE", "value": str(reg.store)},
                          {"name": "SHIPYARD_HOME", "value": DATA_DIR},
                          {"name": "SHIPYARD_STORE_CACHE", "value": f"{DATA_DIR}/cache"},
@@ -241,7 +281,7 @@ def registry_container(p: Plan) -> Object:
         env.append({"name": "AWS_ENDPOINT_URL", "value": reg.endpoint_url})
     if reg.region:
         env.append({"name": "AWS_REGION", "value": reg.region})
-    env += [_secret_env(var, refs[var]) for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if var in refs]
+    env += [_secret_env(p, var, refs[var]) for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if var in refs]
     if reg.trusted_actors:
         env.append({"name": "SHIPYARD_TRUSTED_ACTORS", "value": ",".join(reg.trusted_actors)})
     ref = f"{p.target.model}@{p.target.version}"
@@ -280,7 +320,7 @@ def deployment(p: Plan) -> Object:
             "template": {
                 "metadata": {"labels": common_labels(p),
                              "annotations": {"prometheus.io/path": METRICS_PATH,
-                                             "prometheus.io/port": str(p.spec.port)}},
+                                             "prometheus.io/port": str(p.spec.port), **vault_agent_annotations(p)}},
                 "spec": {"containers": [container(p)],
                          "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                          "terminationGracePeriodSeconds": 30},
@@ -332,7 +372,11 @@ def deployment_patch(p: Plan) -> Object:
     volumes = registry_volumes(p)
     if volumes:
         pod["volumes"] = volumes
-    spec["template"] = {"metadata": {"labels": {"app.kubernetes.io/version": str(p.target.version)}}, "spec": pod}
+    template: Object = {"labels": {"app.kubernetes.io/version": str(p.target.version)}}
+    agent = vault_agent_annotations(p, registry=True)
+    if agent:
+        template["annotations"] = agent
+    spec["template"] = {"metadata": template, "spec": pod}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": p.name}, "spec": spec}
 
 
@@ -417,6 +461,19 @@ def autoscaler(p: Plan) -> Object | None:
 
 # -- credentials -------------------------------------------------------------------------------------------
 
+def _external(p: Plan, ref: SecretRef) -> bool:
+    return p.spec.secrets_provider == "external-secrets" or (ref.external and p.spec.secrets_provider == "kubernetes")
+
+
+def _remote_ref(ref: SecretRef) -> Object:
+    """Where the ExternalSecret reads the value: a ``vault:`` reference's MOUNT/PATH and KEY (the store's Vault
+    provider, KV v2, with the mount as its path), else ``remote_key`` (default SECRET/KEY)."""
+    if ref.vault is not None:
+        mount, path, key = vault_parts(ref.vault)
+        return {"key": f"{mount}/{path}", "property": key}
+    return {"key": ref.remote_key or f"{ref.secret}/{ref.key}"}
+
+
 def external_secrets(p: Plan, registry: bool = False) -> list[Object]:
     """One ExternalSecret (external-secrets.io) per Secret that ``external: true`` entries fill; values
     stay in the secret store, only their paths are written. ``registry``: those of deploy.registry's references
@@ -425,12 +482,12 @@ def external_secrets(p: Plan, registry: bool = False) -> list[Object]:
     store: dict[str, str] = {}
     refs = sorted(p.spec.secrets.items())
     if registry:
-        filled = {ref.secret for _, ref in refs if ref.external}
+        filled = {ref.secret for _, ref in refs if _external(p, ref)}
         refs = [(v, r) for v, r in p.registry.secret_refs() if r.secret not in filled] if p.registry else []
     for _var, ref in refs:
-        if not ref.external:
+        if not _external(p, ref):
             continue
-        entry = {"secretKey": ref.key, "remoteRef": {"key": ref.remote_key or f"{ref.secret}/{ref.key}"}}
+        entry = {"secretKey": ref.key, "remoteRef": _remote_ref(ref)}
         if entry not in by_secret.setdefault(ref.secret, []):
             by_secret[ref.secret].append(entry)
         store.setdefault(ref.secret, ref.store)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 DEFAULT_POLICY_FOLDER = "policies"
 DEFAULT_OSV_URL = "https://api.osv.dev"
@@ -41,8 +41,26 @@ class VaultSpec(_Strict):
     role_id: str | None = Field(None, description="AppRole role id (or a reference to it)")
     secret_id: str | None = Field(None, description="a reference to the AppRole secret id")
     role: str | None = Field(None, description="the Kubernetes auth role")
+    jwt: str | None = Field(None, description="a reference to the service account token (auth: kubernetes); "
+                                              "default: file:/var/run/secrets/kubernetes.io/serviceaccount/token")
     mount: str | None = Field(None, description="the auth method's mount point, when not its default")
     namespace: str | None = None
+
+    @field_validator("token", "secret_id", "jwt")
+    @classmethod
+    def _references(cls, v: str | None, info: ValidationInfo) -> str | None:
+        from shipyard.core.secrets import check_reference
+
+        return None if v is None else check_reference(v, f"secrets.vault.{info.field_name}")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("secrets.vault.address should be an http:// or https:// URL, e.g. http://127.0.0.1:8200")
+        if v is not None and "@" in v.partition("://")[2].partition("/")[0]:
+            raise ValueError("secrets.vault.address holds a user name or password: give it without them")
+        return v
 
 
 class SecretsSpec(_Strict):

@@ -10,6 +10,7 @@ from typing import Any
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.pipelines.dag import Pipeline, Stage
 from shipyard.core.pipelines.params import ParamFiles
+from shipyard.core.secrets import redact_environ
 from shipyard.core.workspace.data import Workspace, describe
 from shipyard.core.workspace.lockfile import Lock, StageEntry, deps_to_dict
 
@@ -46,8 +47,11 @@ def inputs_of(ws: Workspace, stage: Stage, params: ParamFiles, environ: Mapping[
     for dep in stage.deps:
         entry = describe(ws, dep)
         deps[dep] = entry.digest if entry else None
-    return Inputs(deps, params.values(stage.name, stage.spec.params),
-                  {k: environ.get(k, "") for k in stage.spec.env})
+    # a declared variable that looks like a credential counts as set or unset, never by its value: its digest
+    # goes into shipyard.lock (committed), where a weak password could be found again by trying candidates, and
+    # rotating a credential changes no output
+    return Inputs(deps, params.values(stage.name, stage.spec.params), redact_environ(
+        {k: environ.get(k, "") for k in stage.spec.env}, keep_empty=True))
 
 
 def explain(stage: Stage, now: Inputs, fingerprint: Digest, recorded: StageEntry | None,

@@ -17,6 +17,9 @@ class Remote:
     region: str | None = None
     profile: str | None = None
     allow_http: bool = False
+    access_key_id: str | None = None  # secret references (core.secrets), resolved when the remote is opened
+    secret_access_key: str | None = None
+    session_token: str | None = None
 
     @property
     def is_s3(self) -> bool:

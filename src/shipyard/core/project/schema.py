@@ -6,7 +6,7 @@ import posixpath
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shipyard.core.deploy.config import CISpec, DeploySpec
 from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec
@@ -37,6 +37,26 @@ class RemoteSpec(_Strict):
     region: str | None = None
     profile: str | None = None
     allow_http: bool = False
+    # the S3 keys, as secret references (env:NAME, file:PATH, vault:MOUNT/PATH#KEY), never values
+    access_key_id: str | None = Field(None, description="a reference to the access key id, e.g. "
+                                                        "vault:secret/shipyard/s3#access_key_id")
+    secret_access_key: str | None = Field(None, description="a reference to the secret access key")
+    session_token: str | None = Field(None, description="a reference to a session token (temporary keys)")
+
+    @field_validator("access_key_id", "secret_access_key", "session_token")
+    @classmethod
+    def _references(cls, v: str | None, info: ValidationInfo) -> str | None:
+        from shipyard.core.secrets import check_reference
+
+        return None if v is None else check_reference(v, info.field_name or "a credential")
+
+    @model_validator(mode="after")
+    def _both_keys(self) -> RemoteSpec:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("give both access_key_id and secret_access_key (references), or neither")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("session_token goes with access_key_id and secret_access_key")
+        return self
 
     @field_validator("endpoint_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +40,10 @@ def serve(
     log_sample: float = typer.Option(1.0, "--log-sample", help="Share of requests logged, 0 to 1."),
     log_payloads: bool = typer.Option(False, "--log-payloads", help="Also log each request's inputs and outputs."),
     api_key: str = typer.Option(None, "--api-key",
-                                help="env:NAME: require this key (Authorization: Bearer KEY, or x-api-key: KEY) "
-                                     "on inference, model metadata and /openapi.json."),
+                                help="A reference to the key: env:NAME, file:PATH or vault:MOUNT/PATH#KEY; require "
+                                     "it (Authorization: Bearer KEY, or x-api-key: KEY) on inference, model "
+                                     "metadata and /openapi.json. Read again through the secret cache "
+                                     "(secrets.ttl), so a key rotated in Vault is taken without a restart."),
     public: str = typer.Option(None, "--public",
                                help="With --api-key, what stays open without it: any of health "
                                     "(/v2/health/*, /v2/models/NAME/ready), metrics (/metrics), metadata "
@@ -81,9 +84,13 @@ def serve(
         if other is not None and ModelRef.parse(other).name != name:
             raise InvalidInputError(f"{what} {other} is not a version of {name}; give a version of it, "
                                     f"like {name}@2")
-    key = _secret(api_key) if api_key else None
+    if api_key:
+        from shipyard.core.secrets import parse_reference
+
+        parse_reference(api_key, "--api-key")
     _check_port(host, port)
     svc = out.services()
+    key = _secret(svc, api_key) if api_key else None
     primary = _resolve(svc, ref, "")
     canary_version = _resolve(svc, spec.ref, "--canary ") if spec else None
     shadow_version = _resolve(svc, shadow, "--shadow ") if shadow else None
@@ -207,16 +214,9 @@ def _resolve(svc: Services, ref: str, option: str) -> ModelVersion:
         raise NotFoundError(f"{option}{exc}") from exc
 
 
-def _secret(reference: str) -> str:
-    """Resolve a secret reference; only ``env:NAME`` so far (secrets are never passed as plain values)."""
-    import os
+def _secret(svc: Services, reference: str) -> Callable[[], str]:
+    """The API key's source: ``reference`` (env:, file:, vault:) read now, then through the secret cache at each
+    request, so a rotated key is taken after ``secrets.ttl`` seconds."""
+    from shipyard.wiring.secrets import secret_source
 
-    from shipyard.errors import ConfigError
-
-    kind, _, name = reference.partition(":")
-    if kind != "env" or not name:
-        raise ConfigError(f"--api-key takes a reference like env:NAME, not {reference!r}")
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigError(f"--api-key {reference}: the environment variable {name} is not set")
-    return value
+    return secret_source(svc, reference, "--api-key")

@@ -75,14 +75,15 @@ def public_paths(groups: frozenset[str]) -> Callable[[str], bool]:
 
 def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = DEFAULT_TIMEOUT,
                background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None,
-               log: InferenceLog | None = None, api_key: str | None = None,
+               log: InferenceLog | None = None, api_key: str | Callable[[], str] | None = None,
                on_shutdown: Callable[[], None] | None = None,
                public: frozenset[str] = DEFAULT_PUBLIC) -> Starlette:
     """A server for one model: its primary version, and optionally a canary and a shadow.
 
     ``max_body`` bytes is the most a request body may hold (counted as it streams); ``timeout``
     seconds is the most one request may take, from its head to its answer (504 past it);
-    ``log`` receives a sampled record per inference request; ``api_key``, when set, must come in
+    ``log`` receives a sampled record per inference request; ``api_key`` (a string, or a callable asked at
+    each request: a rotated key is taken without a restart), when set, must come in
     an ``Authorization: Bearer KEY`` or ``x-api-key`` header on every request except those of the
     ``public`` groups (``PUBLIC_GROUPS``: health, metrics, metadata; inference is never public);
     ``background`` runs for the server's lifetime (it follows an alias); ``on_shutdown`` runs last.
