@@ -116,15 +116,3 @@ def database_url(settings: Settings) -> str:
     if url.partition(":")[0] in SCHEMES:
         return secret(settings, url, "SHIPYARD_DB_URL")
     return url
-
-
-def cached_lookup_probe() -> Callable[[], str]:
-    """For bench/: a resolver holding one resolved ``env:`` reference; calling the result is one cached lookup."""
-    from shipyard.adapters.secrets.local import EnvSecrets
-    from shipyard.core.governance.config import DEFAULT_SECRET_TTL
-    from shipyard.core.secrets import parse_reference
-
-    chosen = Resolver({"env": lambda: EnvSecrets({"SHIPYARD_BENCH_SECRET": "s3cr3t-value"})}, DEFAULT_SECRET_TTL)
-    ref = parse_reference("env:SHIPYARD_BENCH_SECRET")
-    chosen.resolve(ref)
-    return lambda: chosen.resolve(ref)

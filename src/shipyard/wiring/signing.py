@@ -258,15 +258,3 @@ def after_log_model(svc: Services, mv: ModelVersion, run: RunRecord) -> None:
     """``log_model`` inside a pipeline stage: the new version gets its provenance."""
     if STAGE_TAG in run.tags:
         record_version_provenance(svc, mv, run)
-
-
-# --- the bench's entry points ----------------------------------------------------------------------------------
-
-def bench_sign(svc: Services, ref: str, key: Path) -> None:
-    """Sign ``ref`` with ``key`` (what `shipyard sign` does, without the CLI)."""
-    sign_version(svc, svc.registry.resolve(ref), key=key)
-
-
-def bench_verify(svc: Services, ref: str, public_key: Path) -> None:
-    """Verify ``ref``'s newest signature with ``public_key``: signature, file list, one SHA-256 pass."""
-    verify_signature(svc, svc.registry.resolve(ref), [public_key])
