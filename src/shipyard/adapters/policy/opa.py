@@ -122,7 +122,7 @@ def bundle_digest(files: list[BundleFile]) -> Digest:
 
 def _regopy() -> Any:
     try:
-        import regopy
+        import regopy  # type: ignore[import-untyped,unused-ignore]
     except ModuleNotFoundError as exc:
         raise MissingExtraError("policy evaluation (regopy)", "governance") from exc
     return regopy
@@ -242,11 +242,11 @@ class RegoEngine:
 
     @staticmethod
     def _last_error(rego: Any) -> str:
-        from regopy.rego_shared import rego_get_error
+        from regopy.rego_shared import rego_get_error  # type: ignore[import-untyped,unused-ignore]
 
         try:
             return str(rego_get_error(rego._impl))
-        except Exception:  # noqa: BLE001 - the library could not say why: say that much
+        except Exception:  # the library could not say why: say that much
             return "the Rego interpreter failed without saying why"
 
     def _error(self, raw: str, where: str) -> ConfigError:
@@ -290,7 +290,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _output_json(out: Any) -> Any:
     """The query's output, parsed again strictly: a key twice is an error, never the last one winning."""
-    from regopy.rego_shared import rego_output_string
+    from regopy.rego_shared import rego_output_string  # type: ignore[import-untyped,unused-ignore]
 
     text = rego_output_string(out._impl)
     return {} if text == "undefined" else json.loads(text, object_pairs_hook=_no_duplicates)

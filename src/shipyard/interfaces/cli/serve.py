@@ -87,6 +87,11 @@ def serve(
     primary = _resolve(svc, ref, "")
     canary_version = _resolve(svc, spec.ref, "--canary ") if spec else None
     shadow_version = _resolve(svc, shadow, "--shadow ") if shadow else None
+    from shipyard.wiring.policy import gate_serve
+
+    gate_serve(svc, ref, [primary])  # policy.require_on_serve: the bundle decides before anything loads
+    if spec is not None and canary_version is not None:
+        gate_serve(svc, spec.ref, [canary_version])
 
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
     if spec is not None and canary_version is not None:
