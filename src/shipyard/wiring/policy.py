@@ -39,17 +39,12 @@ def bundle_folder(root: Path, spec: PolicySpec) -> Path:
 
 
 def engine(svc: Services, spec: PolicySpec | None = None) -> PolicyEngine | None:
-    """The project's compiled bundle; None when its folder does not exist (and ``policy.folder`` was not set:
-    a folder named in shipyard.yaml that is missing is a ConfigError)."""
+    """The project's compiled bundle; None when its folder (policy.folder, policies/) does not exist."""
     from shipyard.adapters.policy.opa import load_bundle
-    from shipyard.errors import ConfigError
 
     spec = spec or policy_spec(svc)
     folder = bundle_folder(svc.settings.project_root, spec)
     if not folder.exists() and not folder.is_symlink():
-        if "folder" in spec.model_fields_set:
-            raise ConfigError(f"policy.folder: {folder} does not exist; create it (`shipyard policy init`) or "
-                              "remove policy.folder from shipyard.yaml")
         return None
     return load_bundle(folder, spec.folder.rstrip("/") or "policies")
 
