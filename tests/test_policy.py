@@ -199,3 +199,24 @@ def test_the_bundle_compiles_once_per_digest(tmp_path: Path) -> None:
     assert opa.load_bundle(tmp_path / "policies") is engine_  # the same compiled bundle
     assert engine_.decide(document)["allow"] is True
     assert engine_.decide({**document, "env": "production", "signature": {"verified": False}})["allow"] is False
+
+
+def test_deploy_asks_the_policy_for_the_image_it_renders(svc: Services) -> None:
+    from shipyard.wiring.deploy import render_environment
+
+    with pytest.raises(PolicyDeniedError, match=r"^policy denied deploy m@1 to production \(bundle sha256:"):
+        render_environment(svc, "m@1", "production")
+    rendered = render_environment(svc, "m@1", "staging")
+    assert rendered.image == image(1)
+    assert [(r["action"], r["env"], r["allowed"]) for _, r in policy_events(svc)] == [
+        ("deploy", "production", False), ("deploy", "staging", True)]
+
+
+def test_init_writes_the_default_bundle_and_policy_init_never_overwrites(tmp_path: Path) -> None:
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"))
+    run_cli("init", env=env, cwd=tmp_path)
+    assert (tmp_path / "policies" / "shipyard.rego").read_bytes().startswith(b"# Shipyard's default policy bundle")
+    (tmp_path / "policies" / "shipyard.rego").write_text("package shipyard\n# mine\n")
+    again = run_cli("policy", "init", env=env, cwd=tmp_path).stdout
+    assert "kept  policies/shipyard.rego (it exists)" in again
+    assert (tmp_path / "policies" / "shipyard.rego").read_text() == "package shipyard\n# mine\n"
