@@ -184,8 +184,8 @@ def gate_alias(svc: Services, model: str, alias: str, version: int) -> PolicyDec
     """``alias set`` on a protected alias (``policy.protected_aliases``) asks the policy, for the environment the
     alias stands for; other aliases move freely (None)."""
     spec = policy_spec(svc)
-    if alias not in spec.protected_aliases:
-        return None
+    if alias not in spec.protected_aliases or engine(svc, spec) is None:
+        return None  # without a bundle the move is the registry's alone, as before policies existed
     mv = svc.registry.resolve(f"{model}@{version}")
     return gate(svc, mv, "alias", environment_of(svc, alias))
 

@@ -50,7 +50,8 @@ def evaluate(
         else:
             if decision.checks:
                 out.table(None, [out.Col("check", ident=True), out.Col("result", ident=True)],
-                          [(c, "pass" if p else "FAIL") for c, p in decision.checks])
+                          [(c, "pass" if p else "FAIL" if not decision.allowed else "note")
+                           for c, p in decision.checks])
             for r in decision.reasons:
                 con.print(f"  - {r}", markup=False, soft_wrap=True)
             for n in decision.notes:
