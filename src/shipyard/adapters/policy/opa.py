@@ -253,7 +253,8 @@ class RegoEngine:
         """One line from rego-cpp's error tree: ``file:line: message`` for the first error."""
         m = _ERROR.search(raw)
         if m is None:
-            first = " ".join(raw.split())[:300] or "unknown error"
+            first = " ".join(raw.split())[:300] or ("the Rego runtime refused the bundle without saying why (a rule "
+                                                    "defined twice with different values is one cause)")
             return ConfigError(f"{where}: {first} (fix the Rego, then `shipyard policy test`)")
         file, msg = m["file"], " ".join(m["msg"].split())[:300]
         text = self._texts.get(file)
