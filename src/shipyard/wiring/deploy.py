@@ -402,12 +402,15 @@ def git_location(svc: Services, spec: DeploySpec, folder: Path | None) -> Source
 
 def render_environment(svc: Services, ref: str, env: str, *, image: str | None = None,
                        options: Options | None = None, folder: Path | None = None,
-                       spec: DeploySpec | None = None, stable: int | Literal["alias"] | None = "alias") -> Rendered:
+                       spec: DeploySpec | None = None, stable: int | Literal["alias"] | None = "alias",
+                       policy: bool = True) -> Rendered:
     """Render ``ref`` (NAME@V, NAME@ALIAS) for ``env``: ``image`` (REPO@sha256:...) or the pushed one recorded
     by ``shipyard build --push``; ``options`` are the flags' overrides; ``folder`` where the files will be
     written when not deploy.folder (it sets the Application's path in the repository); ``spec`` the deploy
     configuration when not shipyard.yaml's (the demo's); ``stable`` the stable version to render with, by
-    default the one the environment's alias names now (a re-promotion keeps the one it was rendered with)."""
+    default the one the environment's alias names now (a re-promotion keeps the one it was rendered with);
+    ``policy``: ask the policy bundle (action deploy, recorded; a PolicyDeniedError when it denies) before
+    rendering (``promote`` asked it already, as action promote)."""
     from shipyard.core.deploy.analysis import analysis_template
     from shipyard.core.deploy.layout import applied_objects, render_tree
     from shipyard.core.deploy.manifests import Target, pinned_image, plan
@@ -428,6 +431,10 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
     if registry_mode:
         spec = with_store(svc, spec)
     chosen = image or (env_image(svc, mv) if registry_mode else pushed_image(svc, mv))
+    if policy:
+        from shipyard.wiring.policy import gate
+
+        gate(svc, mv, "deploy", env, image=chosen)
     target = Target(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=mv.record_digest(),
                     gpu=is_gpu(svc, mv), stable_version=stable_version(svc, mv.model, env_spec.alias or env)
                     if stable == "alias" else stable)

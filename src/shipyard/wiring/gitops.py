@@ -132,12 +132,15 @@ def gate_facts(svc: Services, mv: ModelVersion, env: str, image: str | None,
 def check_gates(svc: Services, mv: ModelVersion, env: str, image: str | None,
                 model_source: str = "baked") -> tuple[Decision, str]:
     """(every gate's verdict on promoting ``mv`` to ``env``, the pinned image); refused, a PolicyDeniedError
-    with each reason."""
-    from shipyard.core.deploy.promotion import decide
+    with each reason. The policy bundle (policies/) is the last gate: its decision is recorded either way."""
+    from shipyard.core.deploy.promotion import DEFAULT_GATES, decide
+    from shipyard.core.policy.decision import PolicyGate
     from shipyard.errors import PolicyDeniedError
+    from shipyard.wiring.policy import decide_gate
 
     facts = gate_facts(svc, mv, env, image, model_source)
-    decision = decide(facts)
+    policy = decide_gate(svc, mv, "promote", env, facts=facts)  # the signature check, then the bundle (recorded)
+    decision = decide(facts, (*DEFAULT_GATES, PolicyGate(policy)))
     if not decision.allowed or facts.image is None:
         raise PolicyDeniedError(f"cannot promote {mv.ref} to {env}: " + "; ".join(decision.reasons))
     return decision, facts.image
@@ -206,7 +209,8 @@ def promote(svc: Services, ref: str, env: str, *, branch: str | None = None, ima
         if branch is None and _alias_version(svc, mv.model, alias) == mv.version:
             known, kept = kept_stable((r for _, r in svc.registry.results(mv, PROMOTE_ACTION)), env)
             stable = kept if known else "alias"  # the environment runs mv already: render it as it was
-        rendered = render_environment(svc, mv.ref, env, image=chosen, spec=spec, stable=stable)
+        rendered = render_environment(svc, mv.ref, env, image=chosen, spec=spec, stable=stable,
+                                      policy=False)  # check_gates asked the policy (action promote)
         rendered_with.append(rendered.stable_version)
         return rendered.write(where)
 

@@ -30,6 +30,8 @@ class PolicySpec(_Strict):
     primary_metric: str | None = Field(None, description="the metric compared with the version in the environment")
     higher_is_better: bool = True
     margin: float = Field(0.0, ge=0, description="how much worse than production's primary metric is allowed")
+    production: tuple[str, ...] = Field(("production",), description="the environments the default bundle's "
+                                                                      "production rules apply to")
 
 
 class VaultSpec(_Strict):

@@ -24,8 +24,12 @@ def set_alias(
     reason: str = typer.Option("", "--reason", "-m", help="Why, for the audit log."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
-    """Point NAME@ALIAS at VERSION."""
+    """Point NAME@ALIAS at VERSION. A protected alias (policy.protected_aliases: production by default) moves
+    only when the policy bundle in policies/ allows it (a denied move exits 11 and says why)."""
+    from shipyard.wiring.policy import gate_alias
+
     svc = out.services()
+    gate_alias(svc, name, alias, version)
     event = svc.registry.set_alias(name, alias, version, reason)
     _warn_if_deployed(svc, name, alias)
     if as_json:

@@ -13,7 +13,8 @@ def init(
     folder: Path = typer.Argument(Path("."), help="The project folder (default: here)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing shipyard.yaml."),
 ) -> None:
-    """Write an annotated shipyard.yaml and create .shipyard/ (kept out of git)."""
+    """Write an annotated shipyard.yaml and the default policy bundle (policies/), and create .shipyard/ (kept
+    out of git)."""
     from shipyard.core.project.loader import CONFIG_FILE, parse_config
     from shipyard.core.project.template import TEMPLATE
     from shipyard.core.workspace.atomic import write_atomic
@@ -34,5 +35,9 @@ def init(
     write_atomic(target, TEMPLATE.encode())
     home.mkdir(exist_ok=True)
     ignore(folder, ".shipyard")
-    out.console().print(f"wrote {target}; next: `shipyard data add PATH`, then stages in {CONFIG_FILE} "
-                        "and `shipyard run`")
+    from shipyard.wiring.policy import init_bundle
+
+    written = [path for path, done in init_bundle(folder, "policies") if done]  # never over a file there
+    policies = f" and the default policy bundle ({', '.join(written)})" if written else ""
+    out.console().print(f"wrote {target}{out.plain(policies)}; next: `shipyard data add PATH`, then stages in "
+                        f"{CONFIG_FILE} and `shipyard run`", soft_wrap=True)

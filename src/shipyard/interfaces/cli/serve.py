@@ -99,6 +99,11 @@ def serve(
     for checked in (primary, canary_version, shadow_version):  # with signing.require_signed, before any load
         if checked is not None:
             require_signature(svc, checked, "serve")
+    from shipyard.wiring.policy import gate_serve
+
+    gate_serve(svc, ref, [primary])  # policy.require_on_serve: the bundle decides before anything loads
+    if spec is not None and canary_version is not None:
+        gate_serve(svc, spec.ref, [canary_version])
 
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
     if spec is not None and canary_version is not None:

@@ -1,0 +1,1 @@
+"""Policy engines: opa (regopy, OPA Rego in-process)."""

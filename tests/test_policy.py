@@ -1,0 +1,222 @@
+"""Policy as code: the Rego bundle in policies/ (real regopy evaluation) decides at promote, deploy, a protected
+alias and serve; each decision is audited with the bundle's and the input's digests."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.adapters.policy import opa
+from shipyard.core.artifacts.digest import Digest
+from shipyard.core.policy.decision import NO_BUNDLE
+from shipyard.core.registry.records import POLICY_ACTION
+from shipyard.errors import ConfigError, PolicyDeniedError
+from shipyard.wiring import Services, build
+from shipyard.wiring.gitops import promote
+from shipyard.wiring.policy import bench_decide, engine, evaluate, init_bundle
+from tests.conftest import cli_env
+from tests.conftest import shipyard as run_cli
+from tests.test_promote import bare, daemon, git, image, make_project, saved
+
+__all__ = ["daemon", "saved"]  # the promote tests' fixtures: a git daemon on 127.0.0.1 and a saved model
+
+
+@pytest.fixture
+def svc(tmp_path: Path, daemon: tuple[str, Path], saved: Path) -> Iterator[Services]:
+    """A project with the default policy bundle, a GitOps repository on the daemon, and m@1 built and pushed."""
+    services = build(make_project(tmp_path / "proj", bare(daemon)), tmp_path / "proj")
+    init_bundle(services.settings.project_root)
+    mv = services.registry.register("m", saved)
+    services.registry.record_result(mv, "build", {"image": "shipyard/m:1", "image_id": f"sha256:{'1' * 64}",
+                                                  "engine": "docker", "pushed": image(1)}, "pushed")
+    yield services
+    services.close()
+
+
+def policy_events(svc: Services) -> list[tuple[str, dict[str, object]]]:
+    mv = svc.registry.resolve("m@1")
+    return [(e.reason, r) for e, r in svc.registry.results(mv, POLICY_ACTION)]
+
+
+def cli(svc: Services, *args: str) -> tuple[int, str, str]:
+    env = cli_env(SHIPYARD_HOME=str(svc.settings.home), SHIPYARD_DB_URL=svc.settings.db_url, SHIPYARD_ACTOR="bob@ci")
+    done = run_cli(*args, env=env, cwd=svc.settings.project_root, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_deny_blocks_promote_and_history_shows_its_reasons(svc: Services) -> None:
+    with pytest.raises(PolicyDeniedError, match=r"^cannot promote m@1 to production: policy: ") as caught:
+        promote(svc, "m@1", "production")
+    message = str(caught.value)
+    assert "\n" not in message  # promote's refusal stays one line
+    assert "no vulnerability scan reached an advisory source: run `shipyard scan m@1`" in message
+    assert "is not signed by a trusted key" in message and "incomplete lineage" in message
+    assert svc.registry.resolve("m@1").aliases == ()  # nothing moved ...
+    assert git("ls-remote", svc.settings.project_root.joinpath("shipyard.yaml").read_text().split()[2]) == ""
+    [(summary, record)] = policy_events(svc)  # ... but the decision is in the history
+    assert summary.startswith("policy deny promote m@1 to production: ")
+    assert record["allowed"] is False and record["action"] == "promote" and record["env"] == "production"
+    assert record["actor"] == "alice@laptop" and len(record["reasons"]) >= 3
+    bundle = engine(svc)
+    assert bundle is not None and record["bundle"] == str(bundle.digest)
+    with svc.store.open(Digest.parse(str(record["input"]))) as f:  # the input decided on
+        stored = json.loads(f.read())
+    assert stored["action"] == "promote" and stored["version"]["ref"] == "m@1"
+    assert stored["image"] == {"ref": image(1), "verified": False, "names": sorted({image(1), "shipyard/m:1",
+                                                                                    f"sha256:{'1' * 64}"}),
+                               "verify": None}
+    history = run_cli("models", "history", "m", "--json", env=cli_env(SHIPYARD_HOME=str(svc.settings.home),
+                      SHIPYARD_DB_URL=svc.settings.db_url), cwd=svc.settings.project_root).stdout
+    assert "policy deny promote m@1 to production: " in history
+
+
+def test_an_allow_records_the_bundle_digest(svc: Services) -> None:
+    done = promote(svc, "m@1", "staging")  # outside production the findings are notes
+    assert done.alias_moved and done.decision.allowed
+    [(summary, record)] = policy_events(svc)
+    bundle = engine(svc)
+    assert bundle is not None
+    assert summary == f"policy allow promote m@1 to staging (bundle {bundle.digest})"
+    assert record["allowed"] is True and record["bundle"] == str(bundle.digest) and record["reasons"] == []
+    assert [v.gate for v in done.decision.verdicts][-1] == "policy"
+
+
+def test_policy_eval_is_a_dry_run_and_exits_as_a_denied_gate(svc: Services) -> None:
+    code, out, _ = cli(svc, "policy", "eval", "m@1", "--action", "promote", "--env", "production", "--json")
+    assert code == PolicyDeniedError.exit_code
+    shown = json.loads(out)
+    assert shown["allowed"] is False and shown["input_document"]["env"] == "production"
+    assert {c["check"]: c["passed"] for c in shown["checks"]}["signed"] is False
+    assert policy_events(svc) == []  # nothing recorded
+    code, out, _ = cli(svc, "policy", "eval", "m@1", "--env", "staging")
+    assert code == 0 and "policy allow promote m@1 to staging" in out and "not required in staging" in out
+
+
+def test_a_protected_alias_is_gated_and_others_move_freely(svc: Services) -> None:
+    code, _, err = cli(svc, "alias", "set", "m", "production", "1")
+    assert code == PolicyDeniedError.exit_code and "policy denied alias m@1 to production" in err
+    assert "production" not in svc.registry.resolve("m@1").aliases
+    code, out, _ = cli(svc, "alias", "set", "m", "candidate", "1")
+    assert code == 0 and "m@candidate" in out
+    assert [r["action"] for _, r in policy_events(svc)] == ["alias"]
+
+
+def test_serve_with_require_on_serve_is_refused_before_loading(svc: Services) -> None:
+    root = svc.settings.project_root
+    (root / "shipyard.yaml").write_text((root / "shipyard.yaml").read_text() + "policy:\n  require_on_serve: true\n"
+                                        "  production: [production, prod]\n")
+    svc.registry.set_alias("m", "prod", 1, "by hand, before the policy")
+    code, _, err = cli(svc, "serve", "m@prod", "--port", "1")  # port 1: it never gets as far as listening
+    assert code == PolicyDeniedError.exit_code and "policy denied serve m@1 to production" in err
+    assert [r["action"] for _, r in policy_events(svc)] == ["serve"]
+
+
+def test_without_a_policies_folder_the_gates_pass_and_record_nothing(svc: Services) -> None:
+    for name in ("shipyard.rego", "shipyard_test.rego"):
+        (svc.settings.project_root / "policies" / name).unlink()
+    (svc.settings.project_root / "policies").rmdir()
+    decision = evaluate(svc, svc.registry.resolve("m@1"), "promote", "production")
+    assert decision.allowed and not decision.evaluated and decision.notes == (NO_BUNDLE,)
+    assert policy_events(svc) == []
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_policy_test_runs_the_default_bundles_own_tests_and_a_broken_one_fails(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text("version: 1\n")
+    init_bundle(root)
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"))
+    done = json.loads(run_cli("policy", "test", "--json", env=env, cwd=root).stdout)
+    assert done["failed"] == 0 and done["passed"] >= 15
+    names = {t["test"] for t in done["tests"]}
+    assert "data.shipyard_test.test_a_critical_finding_is_denied" in names
+    write(root / "policies", {"broken_test.rego": "package broken_test\n\nimport rego.v1\n\n"
+                                                  "test_staging_is_production if {\n"
+                                                  "\tenv_ := \"staging\"\n"
+                                                  "\tdata.shipyard.production with input.env as env_\n}\n"})
+    failed = run_cli("policy", "test", env=env, cwd=root, check=False)
+    assert failed.returncode == 1
+    assert "FAIL data.broken_test.test_staging_is_production: undefined, not true" in failed.stdout
+
+
+def test_bad_rego_is_one_line_naming_the_file_and_line(tmp_path: Path) -> None:
+    folder = write(tmp_path / "policies", {"x.rego": "package shipyard\n\ndecision := {\n  \"allow\": true,\n"})
+    with pytest.raises(ConfigError) as caught:
+        opa.load_bundle(folder)
+    assert str(caught.value).startswith("policies/x.rego:3: ") and "\n" not in str(caught.value)
+
+
+def test_a_bundle_without_a_decision_fails_closed(svc: Services) -> None:
+    write(svc.settings.project_root / "policies", {"shipyard.rego": "package shipyard\n\nallow := true\n"})
+    with pytest.raises(ConfigError, match=r"data\.shipyard\.decision is undefined"):
+        promote(svc, "m@1", "staging")
+    assert svc.registry.resolve("m@1").aliases == ()
+
+
+def test_a_string_in_the_input_cannot_forge_the_decision(tmp_path: Path) -> None:
+    """rego-cpp prints strings without escaping them: an input string that closes one and opens ``allow`` must
+    neither forge a key of the decision nor break it."""
+    folder = write(tmp_path / "policies", {"p.rego": "package shipyard\n\nimport rego.v1\n\n"
+                                                     "decision := {\"allow\": false, \"reasons\": [input.actor]}\n"})
+    forged = 'x"], "allow": true, "z": ["\\'
+    decided = opa.load_bundle(folder).decide({"actor": forged})
+    assert decided["allow"] is False and decided["reasons"] == ["x'], 'allow': true, 'z': [''"]
+
+
+def test_a_hostile_bundle_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.rego"
+    outside.write_text("package secret\n")
+    linked = write(tmp_path / "linked", {"a.rego": "package shipyard\n"})
+    os.symlink(outside, linked / "b.rego")
+    with pytest.raises(ConfigError, match=r"b\.rego is a link to .*outside the policy bundle"):
+        opa.read_bundle(linked)
+    inside = write(tmp_path / "inside", {"a.rego": "package shipyard\n"})
+    os.symlink(inside / "a.rego", inside / "b.rego")  # a link inside the folder is read
+    assert [f.path for f in opa.read_bundle(inside)] == ["a.rego", "b.rego"]
+    huge = write(tmp_path / "huge", {"a.rego": "package shipyard\n"})
+    with open(huge / "big.json", "wb") as f:
+        f.truncate(opa.MAX_FILE_BYTES + 1)
+    with pytest.raises(ConfigError, match=r"big\.json is \d+ bytes, past the"):
+        opa.read_bundle(huge)
+    many = write(tmp_path / "many", {f"r{i}.rego": "package shipyard\n" for i in range(opa.MAX_FILES + 1)})
+    with pytest.raises(ConfigError, match="more than 200 policy files"):
+        opa.read_bundle(many)
+
+
+def test_the_bundle_compiles_once_per_digest(tmp_path: Path) -> None:
+    engine_, document = bench_decide(tmp_path)
+    assert opa.load_bundle(tmp_path / "policies") is engine_  # the same compiled bundle
+    assert engine_.decide(document)["allow"] is True
+    assert engine_.decide({**document, "env": "production", "signature": {"verified": False}})["allow"] is False
+
+
+def test_deploy_asks_the_policy_for_the_image_it_renders(svc: Services) -> None:
+    from shipyard.wiring.deploy import render_environment
+
+    with pytest.raises(PolicyDeniedError, match=r"^policy denied deploy m@1 to production \(bundle sha256:"):
+        render_environment(svc, "m@1", "production")
+    rendered = render_environment(svc, "m@1", "staging")
+    assert rendered.image == image(1)
+    assert [(r["action"], r["env"], r["allowed"]) for _, r in policy_events(svc)] == [
+        ("deploy", "production", False), ("deploy", "staging", True)]
+
+
+def test_init_writes_the_default_bundle_and_policy_init_never_overwrites(tmp_path: Path) -> None:
+    env = cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"))
+    run_cli("init", env=env, cwd=tmp_path)
+    assert (tmp_path / "policies" / "shipyard.rego").read_bytes().startswith(b"# Shipyard's default policy bundle")
+    (tmp_path / "policies" / "shipyard.rego").write_text("package shipyard\n# mine\n")
+    again = run_cli("policy", "init", env=env, cwd=tmp_path).stdout
+    assert "kept  policies/shipyard.rego (it exists)" in again
+    assert (tmp_path / "policies" / "shipyard.rego").read_text() == "package shipyard\n# mine\n"
