@@ -236,28 +236,3 @@ def init_bundle(root: Path, folder: str = "policies") -> list[tuple[str, bool]]:
         write_atomic(path, data)
         done.append((str(path.relative_to(root)), True))
     return done
-
-
-def bench_decide(root: Path | None = None) -> tuple[PolicyEngine, dict[str, Any]]:
-    """For bench/: the default bundle compiled (once per process) and a realistic production input document;
-    time ``engine.decide(document)``."""
-    import tempfile
-
-    from shipyard.adapters.policy.opa import load_bundle
-
-    where = root or Path(tempfile.mkdtemp(prefix="shipyard-policy-"))
-    init_bundle(where, "policies")
-    doc = {"action": "promote", "env": "production", "actor": "bench@host", "now": 0, "today": "2026-01-01",
-           "settings": {"production": ["production"], "primary_metric": "accuracy", "margin": 0.01},
-           "version": {"name": "iris", "version": 3, "ref": "iris@3", "metrics": {"accuracy": 0.95}},
-           "lineage": {"complete": True, "run": "r1", "data": {"data/iris.csv": "sha256:" + "0" * 64},
-                       "code": "0" * 40, "clean": True, "missing": []},
-           "verify": [{"image": "r.example/iris@sha256:" + "1" * 64, "passed": True}] * 5,
-           "image": {"ref": "r.example/iris@sha256:" + "1" * 64, "verified": True},
-           "scan": {"checked": True, "source": "offline:/db", "findings": [
-               {"id": f"GHSA-{i}", "package": "p", "version": "1", "severity": "medium", "fixed": [],
-                "waived": False} for i in range(20)]},
-           "signature": {"signed": True, "verified": True, "key": "sha256:" + "2" * 64, "reason": ""},
-           "metrics": {"primary": "accuracy", "higher_is_better": True, "margin": 0.01, "candidate": 0.95,
-                       "current": 0.94, "current_version": 2, "delta": 0.01, "worse_by": -0.01}}
-    return load_bundle(where / "policies"), doc
