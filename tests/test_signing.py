@@ -198,7 +198,7 @@ def test_refusals_through_the_api_the_cli_and_serve(tmp_path: Path, saved: Path,
         env = cli_env(SHIPYARD_HOME=str(home))
         done = subprocess.run([sys.executable, "-m", "shipyard", "serve", "m@1", "--port", "1"], cwd=root, env=env,
                               capture_output=True, text=True, timeout=60)
-        assert done.returncode == 12, done
+        assert done.returncode == 15, done
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "m@1 is not served" in lines[0] and "Traceback" not in done.stderr, done.stderr
     finally:

@@ -142,4 +142,4 @@ class SignatureError(ShipyardError):
     """A version that must be signed (``signing.require_signed``) has no signature, its files no longer match the
     one it has, or it was signed by a key that is not trusted; the message says which, and what to do."""
 
-    exit_code = 12
+    exit_code = 15  # 12, 13, 14: rollout inconclusive, scan not checked, scan vulnerable

@@ -37,7 +37,7 @@ def sign(
     sigstore: bool = typer.Option(False, "--sigstore", help="Keyless Sigstore signing with the CI's OIDC "
                                                             "identity (ambient credentials)."),
     verify: bool = typer.Option(False, "--verify", help="Sign nothing: check the version's signature with "
-                                                        "signing.trusted_keys (exit 12 if it does not verify)."),
+                                                        "signing.trusted_keys (exit 15 if it does not verify)."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """Sign a version's files (OpenSSF model-signing); `--verify` checks its signature instead."""
