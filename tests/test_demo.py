@@ -1,4 +1,4 @@
-"""``shipyard demo``: headings in order and coherent (five parts, the pipeline's three steps under part 2),
+"""``shipyard demo``: headings in order and coherent (six parts, the pipeline's three steps under part 2),
 each line under its heading, class names everywhere, per-fold scores logged as steps of their own metric."""
 
 from __future__ import annotations
@@ -38,8 +38,15 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[s
     headings = [at(PARTS[0]), at(PARTS[1]), *(at(s) for s in STEPS[:3]), at(PARTS[2].format(ref="iris@staging"))]
     part4 = [at(PARTS[3].format(ref="iris@staging")), at(STEPS[3].format(ref="iris@staging")), at(STEPS[4])]
     part5 = at(PARTS[4].format(ref="iris@staging"))
-    assert [*headings, *part4, part5] == sorted([*headings, *part4, part5])
-    assert len([line for line in lines if line.startswith("──")]) == 5  # one rule per part, no more
+    part6 = at(PARTS[5].format(ref="iris@staging"))
+    assert [*headings, *part4, part5, part6] == sorted([*headings, *part4, part5, part6])
+    assert len([line for line in lines if line.startswith("──")]) == 6  # one rule per part, no more
+    # part 6: signed and verified with the demo's key; the scan, offline here, is "not checked", never clean; the
+    # default policy denies production and says why
+    six = "".join("".join(lines[part6:]).split())
+    assert "signediris@1with" in six and "verified:" in six, six
+    assert "NOTCHECKED:" in six or "packagescheckedagainst" in six, six
+    assert "policydeny:promoteiris@1toproduction" in six and "signed│pass" in six, six
     # part 5: the bad version rolled back by a model rule (it never errs), the good one promoted
     verdicts = [line.split(";")[0] for line in lines[part5:] if line.startswith(("rolled back:", "promoted "))]
     assert [v.split(":")[0] for v in verdicts] == ["rolled back", "promoted from iris@1"]
