@@ -8,6 +8,7 @@ sharing the clone's database and store. Nothing waits on the network for long: t
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -46,10 +47,7 @@ def governance_demo(ref: str) -> bool:
     from shipyard.wiring import build, settings_from_environment
 
     c = out.console()
-    try:
-        import model_signing  # noqa: F401
-        import regopy  # noqa: F401
-    except ImportError:
+    if any(importlib.util.find_spec(name) is None for name in ("model_signing", "regopy", "cyclonedx")):
         c.print(out.plain(str(MissingExtraError("signing, scanning and policies", "governance"))))
         return False
     from shipyard.wiring.policy import evaluate
