@@ -17,7 +17,7 @@ from shipyard.core.registry.records import POLICY_ACTION
 from shipyard.errors import ConfigError, PolicyDeniedError
 from shipyard.wiring import Services, build
 from shipyard.wiring.gitops import promote
-from shipyard.wiring.policy import bench_decide, engine, evaluate, init_bundle
+from shipyard.wiring.policy import engine, evaluate, init_bundle
 from tests.conftest import cli_env
 from tests.conftest import shipyard as run_cli
 from tests.test_promote import bare, daemon, git, image, make_project, saved
@@ -194,8 +194,22 @@ def test_a_hostile_bundle_folder_is_refused(tmp_path: Path) -> None:
         opa.read_bundle(many)
 
 
+PASSING = {"action": "promote", "env": "production", "actor": "alice@laptop", "now": 0, "today": "2026-01-01",
+           "settings": {"production": ["production"], "primary_metric": "accuracy", "margin": 0.01},
+           "version": {"name": "iris", "version": 3, "ref": "iris@3", "metrics": {"accuracy": 0.95}},
+           "lineage": {"complete": True, "run": "r1", "data": {"data/iris.csv": "sha256:" + "0" * 64},
+                       "code": "0" * 40, "clean": True, "missing": []},
+           "verify": [{"image": image(3), "passed": True}], "image": {"ref": image(3), "verified": True},
+           "scan": {"checked": True, "source": "offline:/db", "findings": [
+               {"id": "GHSA-1", "package": "p", "version": "1", "severity": "medium", "fixed": [], "waived": False}]},
+           "signature": {"signed": True, "verified": True, "key": "sha256:" + "2" * 64, "reason": ""},
+           "metrics": {"primary": "accuracy", "higher_is_better": True, "margin": 0.01, "candidate": 0.95,
+                       "current": 0.94, "current_version": 2, "delta": 0.01, "worse_by": -0.01}}
+
+
 def test_the_bundle_compiles_once_per_digest(tmp_path: Path) -> None:
-    engine_, document = bench_decide(tmp_path)
+    init_bundle(tmp_path)
+    engine_, document = opa.load_bundle(tmp_path / "policies"), PASSING
     assert opa.load_bundle(tmp_path / "policies") is engine_  # the same compiled bundle
     assert engine_.decide(document)["allow"] is True
     assert engine_.decide({**document, "env": "production", "signature": {"verified": False}})["allow"] is False
@@ -220,3 +234,28 @@ def test_init_writes_the_default_bundle_and_policy_init_never_overwrites(tmp_pat
     again = run_cli("policy", "init", env=env, cwd=tmp_path).stdout
     assert "kept  policies/shipyard.rego (it exists)" in again
     assert (tmp_path / "policies" / "shipyard.rego").read_text() == "package shipyard\n# mine\n"
+
+
+def test_require_signed_stops_promote_and_deploy_before_the_policy(svc: Services) -> None:
+    """With signing.require_signed, promote and deploy check the signature first: unsigned, then tampered (one
+    byte of a stored file flipped), are refused with SignatureError, and nothing is recorded or pushed."""
+    from shipyard.errors import SignatureError
+    from shipyard.wiring.deploy import render_environment
+    from shipyard.wiring.signing import generate_keys, sign_version
+    from tests.test_signing import flip_a_byte
+
+    root = svc.settings.project_root
+    generate_keys(root / "keys" / "team")
+    with open(root / "shipyard.yaml", "a") as f:
+        f.write("signing: {key: keys/team.key, trusted_keys: [keys/team.pub], require_signed: true}\n")
+    for attempt in (lambda: promote(svc, "m@1", "staging"), lambda: render_environment(svc, "m@1", "staging")):
+        with pytest.raises(SignatureError, match=r"^m@1 .*not signed"):
+            attempt()
+    mv = svc.registry.resolve("m@1")
+    sign_version(svc, mv)
+    assert promote(svc, "m@1", "staging").alias_moved  # signed: the policy decides, and staging allows
+    flip_a_byte(svc, mv)
+    for attempt in (lambda: promote(svc, "m@1", "production"), lambda: render_environment(svc, "m@1", "staging")):
+        with pytest.raises(SignatureError, match=r"no longer matches its signed digest"):
+            attempt()
+    assert [(r["action"], r["env"]) for _, r in policy_events(svc)] == [("promote", "staging")]
