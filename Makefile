@@ -78,6 +78,7 @@ bench: $(DEV_STAMP)
 	$(PY) bench/guards.py
 	$(PY) bench/verify_bench.py
 	$(PY) bench/image_bench.py
+	$(PY) bench/governance.py
 	$(PY) bench/team_store.py
 
 clean:

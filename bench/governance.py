@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,20 +28,11 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from guards import per_call  # bench/guards.py: the median seconds per call of a function
+
 import shipyard
 from shipyard.config import Settings, default_db_url
 from shipyard.wiring import Services, build
-
-
-def per_call(fn: Callable[[], object], calls: int, repeats: int = 5) -> float:
-    """Median seconds per call of ``fn`` over ``repeats`` rounds of ``calls`` calls."""
-    rounds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        rounds.append((time.perf_counter() - start) / calls)
-    return statistics.median(rounds)
 
 
 def timed(fn: Callable[[], object]) -> float:
