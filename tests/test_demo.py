@@ -44,9 +44,9 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[s
     # part 6: signed and verified with the demo's key; the scan, offline here, is "not checked", never clean; the
     # default policy denies production and says why
     six = "".join("".join(lines[part6:]).split())
-    assert "signediris@1with" in six and "verified:" in six, six
+    assert "signediris@1bythekey" in six and "verified:" in six, six
     assert "NOTCHECKED:" in six or "packagescheckedagainst" in six, six
-    assert "policydeny:promoteiris@1toproduction" in six and "signed│pass" in six, six
+    assert "policydeny:promoteiris@1toproduction" in six and "signed│pass" in six and "tostaging:allow" in six, six
     # part 5: the bad version rolled back by a model rule (it never errs), the good one promoted
     verdicts = [line.split(";")[0] for line in lines[part5:] if line.startswith(("rolled back:", "promoted "))]
     assert [v.split(":")[0] for v in verdicts] == ["rolled back", "promoted from iris@1"]

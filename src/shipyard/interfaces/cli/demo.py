@@ -122,7 +122,8 @@ def run_demo(name: str) -> None:
     c.print(f"Next: `shipyard build {name}@staging` (its container image: the build context, and the image where "
             f"Docker runs), `shipyard runs list`, `shipyard models history {name}`, "
             f"`git clone .shipyard/demo/gitops.git` (the GitOps commit), "
-            f"`shipyard models lineage iris-pipeline`, `shipyard store verify`.")
+            f"`shipyard models lineage iris-pipeline`, `shipyard store verify`, and the README's Governance section "
+            f"(`shipyard sign`, `scan`, `policy eval`).")
 
 
 def run_pipeline_demo() -> None:

@@ -62,30 +62,34 @@ def governance_demo(ref: str) -> bool:
         c.print(f"\n[bold]6a. Sign {escape(mv.ref)}: its files' digests, signed with a key (OpenSSF model-signing)")
         sign_version(svc, mv)
         fingerprint, files = verify_signature(svc, mv)
-        c.print(out.plain(f"signed {mv.ref} with {fingerprint[:23]}…; verified: {files} files re-hashed, "
-                          f"the signature checked with the trusted key"))
+        c.print(out.plain(f"signed {mv.ref} by the key {fingerprint[:23]}…; verified: the signature checked "
+                          f"with the trusted key, its {files} files re-hashed"))
         c.print(f"\n[bold]6b. Scan {escape(mv.ref)}: its SBOM (CycloneDX 1.6) against OSV's advisories")
         result = run_scan(svc, mv.ref)
         if result.checked:
             bad = [f for f in result.findings if f.severity in ("critical", "high")]
-            c.print(out.plain(f"{result.packages} packages checked against {result.source}: {len(result.findings)} "
-                              f"known vulnerabilities, {len(bad)} critical or high"))
+            c.print(out.plain(f"{mv.ref}: {result.packages} packages checked against {result.source}: "
+                              f"{len(result.findings)} known vulnerabilities, {len(bad)} critical or high"))
         else:
             why = result.errors[0] if result.errors else "no source answered"
-            c.print(out.plain(f"NOT CHECKED: {result.packages} packages, but no advisory source answered ({why}); "
-                              "recorded as not checked, never as clean"))
+            c.print(out.plain(f"NOT CHECKED: {mv.ref}: no OSV source answered ({why}); its {result.packages} "
+                              "packages are neither clean nor vulnerable (recorded as not checked)"))
         c.print(f"\n[bold]6c. Ask the policy: may {escape(mv.ref)} be promoted to production?")
         decision = evaluate(svc, mv, "promote", "production", record=False)
+        staging = evaluate(svc, mv, "promote", "staging", record=False)
     except ShipyardError as exc:
         c.print(out.plain(f"skipped: {exc}"))
         return True
     finally:
         svc.close()
-    out.table(f"policy {'allow' if decision.allowed else 'deny'}: promote {mv.ref} to production",
-              ["check", "result"], ((name, "pass" if passed else "FAIL") for name, passed in decision.checks))
+    c.print(out.plain(f"policy {'allow' if decision.allowed else 'deny'}: promote {mv.ref} to production"))
+    out.table(None, ["check", "result"], ((name, "pass" if passed else "FAIL") for name, passed in decision.checks))
     for reason in decision.reasons:
         c.print(f"  - {escape(reason)}")
-    c.print(f"[dim]the default bundle ({escape(str(folder / 'policies'))}), its digest "
-            f"{escape(str(decision.bundle)[:19])}…; `shipyard policy eval {escape(mv.ref)} --action promote --env "
-            f"production` asks it again[/dim]")
+    c.print(out.plain(f"to staging: {'allow' if staging.allowed else 'deny'} (the same findings are notes there); "
+                      "production allows once every check passes"))
+    c.print(f"[dim]the default bundle is in {escape(str(folder / 'policies'))} (digest "
+            f"{escape(str(decision.bundle)[:19])}…); to ask it again: cd {escape(str(folder))} && "
+            f"SHIPYARD_HOME={escape(str(settings.home))} shipyard policy eval {escape(mv.ref)} --action promote "
+            f"--env production[/dim]")
     return True
