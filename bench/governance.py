@@ -62,8 +62,9 @@ def policy_document() -> dict[str, object]:
     return {"action": "promote", "env": "production", "actor": "bench@host", "now": 0, "today": "2026-01-01",
             "settings": {"production": ["production"], "primary_metric": "accuracy", "margin": 0.01},
             "version": {"name": "iris", "version": 3, "ref": "iris@3", "metrics": {"accuracy": 0.95}},
-            "lineage": {"complete": True, "run": "r1", "data": {"data/iris.csv": "sha256:" + "0" * 64},
-                        "code": "0" * 40, "clean": True, "missing": []},
+            "lineage": {"complete": True, "run": "r1", "recorded": True,
+                        "data": {"data/iris.csv": "sha256:" + "0" * 64}, "code": "0" * 40, "dirty": False,
+                        "diff": None, "clean": True, "missing": []},
             "verify": [{"image": image, "passed": True}] * 5,
             "image": {"ref": image, "verified": True},
             "scan": {"checked": True, "source": "offline:/db", "findings": [

@@ -49,18 +49,20 @@ def cli(svc: Services, *args: str) -> tuple[int, str, str]:
 
 
 def test_a_deny_blocks_promote_and_history_shows_its_reasons(svc: Services) -> None:
-    with pytest.raises(PolicyDeniedError, match=r"^cannot promote m@1 to production: policy: ") as caught:
+    with pytest.raises(PolicyDeniedError, match=r"^policy denied promote m@1 to production \(bundle sha256:") as caught:
         promote(svc, "m@1", "production")
-    message = str(caught.value)
-    assert "\n" not in message  # promote's refusal stays one line
-    assert "no vulnerability scan reached an advisory source: run `shipyard scan m@1`" in message
-    assert "is not signed by a trusted key" in message and "incomplete lineage" in message
+    lines = str(caught.value).splitlines()
+    assert "  - m@1 is not scanned yet: run `shipyard scan m@1` (offline: `shipyard scan m@1 --db DIR`)" in lines
+    assert "  - m@1 is not signed: run `shipyard sign m@1`" in lines
+    assert any(r.startswith("  - m@1 has incomplete lineage: no producing run is recorded") for r in lines)
+    assert lines[-1] == "  `shipyard policy eval m@1 --action promote --env production` shows every check"
     assert svc.registry.resolve("m@1").aliases == ()  # nothing moved ...
     assert git("ls-remote", svc.settings.project_root.joinpath("shipyard.yaml").read_text().split()[2]) == ""
     [(summary, record)] = policy_events(svc)  # ... but the decision is in the history
     assert summary.startswith("policy deny promote m@1 to production: ")
     assert record["allowed"] is False and record["action"] == "promote" and record["env"] == "production"
     assert record["actor"] == "alice@laptop" and len(record["reasons"]) >= 3
+    assert [f"  - {r}" for r in record["reasons"]] == lines[1:-1]  # the refusal lists exactly the recorded reasons
     bundle = engine(svc)
     assert bundle is not None and record["bundle"] == str(bundle.digest)
     with svc.store.open(Digest.parse(str(record["input"]))) as f:  # the input decided on
@@ -197,8 +199,8 @@ def test_a_hostile_bundle_folder_is_refused(tmp_path: Path) -> None:
 PASSING = {"action": "promote", "env": "production", "actor": "alice@laptop", "now": 0, "today": "2026-01-01",
            "settings": {"production": ["production"], "primary_metric": "accuracy", "margin": 0.01},
            "version": {"name": "iris", "version": 3, "ref": "iris@3", "metrics": {"accuracy": 0.95}},
-           "lineage": {"complete": True, "run": "r1", "data": {"data/iris.csv": "sha256:" + "0" * 64},
-                       "code": "0" * 40, "clean": True, "missing": []},
+           "lineage": {"complete": True, "run": "r1", "recorded": True, "data": {"data/iris.csv": "sha256:" + "0" * 64},
+                       "code": "0" * 40, "dirty": False, "diff": None, "clean": True, "missing": []},
            "verify": [{"image": image(3), "passed": True}], "image": {"ref": image(3), "verified": True},
            "scan": {"checked": True, "source": "offline:/db", "findings": [
                {"id": "GHSA-1", "package": "p", "version": "1", "severity": "medium", "fixed": [], "waived": False}]},
@@ -218,12 +220,18 @@ def test_the_bundle_compiles_once_per_digest(tmp_path: Path) -> None:
 def test_deploy_asks_the_policy_for_the_image_it_renders(svc: Services) -> None:
     from shipyard.wiring.deploy import render_environment
 
-    with pytest.raises(PolicyDeniedError, match=r"^policy denied deploy m@1 to production \(bundle sha256:"):
+    with pytest.raises(PolicyDeniedError, match=r"^policy denied deploy m@1 to production \(bundle sha256:") as caught:
         render_environment(svc, "m@1", "production")
+    with pytest.raises(PolicyDeniedError) as promoted:
+        promote(svc, "m@1", "production")
+    # deploy and promote refuse the same way: the same reasons, each whole, and the command that shows them all
+    assert str(caught.value).splitlines()[1:-1] == str(promoted.value).splitlines()[1:-1]
+    assert str(caught.value).splitlines()[-1] == ("  `shipyard policy eval m@1 --action deploy --env production` "
+                                                  "shows every check")
     rendered = render_environment(svc, "m@1", "staging")
     assert rendered.image == image(1)
     assert [(r["action"], r["env"], r["allowed"]) for _, r in policy_events(svc)] == [
-        ("deploy", "production", False), ("deploy", "staging", True)]
+        ("deploy", "production", False), ("promote", "production", False), ("deploy", "staging", True)]
 
 
 def test_init_writes_the_default_bundle_and_policy_init_never_overwrites(tmp_path: Path) -> None:
@@ -259,3 +267,105 @@ def test_require_signed_stops_promote_and_deploy_before_the_policy(svc: Services
         with pytest.raises(SignatureError, match=r"no longer matches its signed digest"):
             attempt()
     assert [(r["action"], r["env"]) for _, r in policy_events(svc)] == [("promote", "staging")]
+
+
+def test_lineage_from_a_dirty_tree_is_complete_when_its_diff_is_stored(tmp_path: Path) -> None:
+    """The usual workflow (change params, `shipyard run`, then commit) records a dirty tree with its diff: as
+    reproducible as a commit, so complete; `clean` still says which, for a team's own Rego."""
+    from shipyard.core.lineage.records import CodeVersion, RunRecord, RunStatus
+    from shipyard.core.policy.document import lineage_part
+
+    def run(code: CodeVersion, inputs: dict[str, Digest]) -> RunRecord:
+        return RunRecord("r1", "train", "default", RunStatus.FINISHED, 0.0, 1.0, "u", "h", 1, code=code,
+                         inputs=inputs)
+
+    data = {"data/iris.csv": Digest.of_bytes(b"x")}
+    diff = Digest.of_bytes(b"diff")
+    dirty = lineage_part("r1", run(CodeVersion("c" * 40, dirty=True, diff_digest=diff), data))
+    assert dirty["complete"] is True and dirty["clean"] is False and dirty["diff"] == str(diff)
+    assert dirty["missing"] == [] and dirty["recorded"] is True
+    clean = lineage_part("r1", run(CodeVersion("c" * 40), data))
+    assert clean["complete"] is True and clean["clean"] is True and clean["diff"] is None
+    lost = lineage_part("r1", run(CodeVersion("c" * 40, dirty=True), data))
+    assert lost["complete"] is False and lost["missing"] == ["the uncommitted diff"]
+    bare_run = lineage_part("r1", run(CodeVersion(), {}))
+    assert bare_run["missing"] == ["data digests", "code commit"]
+    assert lineage_part(None, None)["missing"] == ["producing run"] and not lineage_part("r9", None)["recorded"]
+    init_bundle(tmp_path)
+    engine_ = opa.load_bundle(tmp_path / "policies")
+    assert engine_.decide({**PASSING, "lineage": dirty})["allow"] is True
+    decided = engine_.decide({**PASSING, "lineage": lost})
+    assert decided["reasons"] == ["iris@3 has incomplete lineage: its run r1 had uncommitted changes and did not "
+                                  "store their diff: commit your changes, then `shipyard run` again (a new version)"]
+
+
+def test_reasons_are_never_cut_mid_command_and_a_cut_ends_with_an_ellipsis() -> None:
+    from shipyard.core.deploy.promotion import one_line
+    from shipyard.core.policy.decision import MAX_SUMMARY, PolicyDecision, read_decision
+
+    pinned = f"registry.example.com/acme/iris@sha256:{'f5' * 32}"
+    reason = (f"iris@2 has no passing verify in the image {pinned}: run `shipyard verify iris@2 --image {pinned}`")
+    _, reasons, *_ = read_decision({"allow": False, "reasons": [reason]})
+    assert reasons == (reason,)  # whole: ~250 characters, two pinned references
+    cut = one_line("x" * 3000)
+    assert cut.endswith("…") and len(cut) == 2000 and one_line("a\nb", 2) == "a…"
+    many = tuple(f"reason {i}: run `shipyard verify iris@2 --image {pinned}`" for i in range(5))
+    decision = PolicyDecision("promote", "production", "iris@2", "a", False, many, "sha256:b", "sha256:i")
+    summary = decision.summary()
+    assert len(summary) <= MAX_SUMMARY and summary.endswith(" more")
+    shown = summary.split(": ", 1)[1].rsplit("; and ", 1)[0].split("; ")
+    assert shown == list(many[:len(shown)])  # whole reasons only
+    huge = PolicyDecision("promote", "production", "iris@2", "a", False, ("y" * 900,), "sha256:b", "sha256:i")
+    assert len(huge.summary()) == MAX_SUMMARY and huge.summary().endswith("…")
+
+
+def test_policy_eval_needs_a_known_environment_and_shows_what_is_not_configured(
+        svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from shipyard.errors import InvalidInputError
+    from shipyard.interfaces.cli.policy import app
+
+    monkeypatch.chdir(svc.settings.project_root)
+    for key, value in {"SHIPYARD_HOME": str(svc.settings.home), "SHIPYARD_DB_URL": svc.settings.db_url}.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["eval", "m@1"])
+    assert isinstance(missing.exception, InvalidInputError)
+    assert str(missing.exception) == "--env is required for --action promote: one of staging, production"
+    typo = runner.invoke(app, ["eval", "m@1", "--env", "prod"])
+    assert isinstance(typo.exception, InvalidInputError) and "did you mean 'production'?" in str(typo.exception)
+    protected = runner.invoke(app, ["eval", "m@1", "--action", "alias", "--env", "candidate"])
+    assert isinstance(protected.exception, InvalidInputError)  # not a protected alias either
+    assert "--env" in runner.invoke(app, ["eval", "--help"]).output
+    staging = runner.invoke(app, ["eval", "m@1", "--env", "staging"])
+    assert staging.exit_code == 0, staging.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in staging.output.splitlines()
+            if line.count("│") == 3}
+    assert rows["metric"] == "n/a" and rows["signed"] == "note"  # no policy.primary_metric: not a pass
+    assert "note: metric not compared: no policy.primary_metric in shipyard.yaml" in staging.output
+    assert "note: (not required in staging) m@1 is not signed: run `shipyard sign m@1`" in staging.output
+    served = runner.invoke(app, ["eval", "m@1", "--action", "serve", "--json"])
+    shown = json.loads(served.output)
+    assert shown["allowed"] is True and shown["env"] is None
+    assert any(n.startswith("(not required without an environment) ") for n in shown["notes"])
+    assert {c["check"]: c["skipped"] for c in shown["checks"]}["metric"] is True
+
+
+def test_governance_config_errors_name_the_key_the_line_and_what_is_expected() -> None:
+    from shipyard.core.project.loader import parse_config
+
+    cases = {
+        "signing:\n  require_signed: yes-please\n":
+            "shipyard.yaml:2: signing.require_signed: should be true or false (got str 'yes-please')",
+        "policy: {primary_metrc: x}\n":
+            "shipyard.yaml:1: unknown key 'primary_metrc' in policy (did you mean 'primary_metric'?)",
+        "scan:\n  timeout: 0\n": "shipyard.yaml:2: scan.timeout: should be a number greater than 0.0 (got 0)",
+        "secrets:\n  vault:\n    adress: http://x\n":
+            "shipyard.yaml:3: unknown key 'adress' in secrets.vault (did you mean 'address'?)",
+        "policy:\n  margin: lots\n": "shipyard.yaml:2: policy.margin: should be a number (got str 'lots')",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text)
+        assert str(caught.value) == expected

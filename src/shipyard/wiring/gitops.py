@@ -141,6 +141,12 @@ def check_gates(svc: Services, mv: ModelVersion, env: str, image: str | None,
     facts = gate_facts(svc, mv, env, image, model_source)
     policy = decide_gate(svc, mv, "promote", env, facts=facts)  # the signature check, then the bundle (recorded)
     decision = decide(facts, (*DEFAULT_GATES, PolicyGate(policy)))
+    if policy.evaluated and not policy.allowed:  # the same refusal as deploy's and alias set's, with the image
+        # gates' reasons first (the policy's own "no pinned image" says what a missing one would)
+        said = "verified" in {c for c, passed in policy.checks if not passed}
+        own = [v.reason for v in decision.verdicts if not v.passed and v.gate != "policy"
+               and not (said and v.gate == "image" and facts.image is None)]
+        raise PolicyDeniedError(policy.denied_message(own))
     if not decision.allowed or facts.image is None:
         raise PolicyDeniedError(f"cannot promote {mv.ref} to {env}: " + "; ".join(decision.reasons))
     return decision, facts.image

@@ -62,6 +62,48 @@ def environment_of(svc: Services, alias: str) -> str:
     return followed[0] if followed else alias
 
 
+ENV_ACTIONS = ("promote", "deploy", "alias")  # the actions that are always for an environment
+
+
+def known_environments(svc: Services, action: str, spec: PolicySpec | None = None) -> list[str]:
+    """The environments ``policy eval --env`` accepts for ``action``: deploy.environments, policy.production
+    and, for ``alias``, the protected aliases."""
+    from shipyard.errors import ShipyardError
+    from shipyard.wiring.deploy import deploy_spec
+
+    spec = spec or policy_spec(svc)
+    try:
+        known = list(deploy_spec(svc).environments)
+    except ShipyardError:
+        known = []
+    extra = [*spec.production, *(spec.protected_aliases if action == "alias" else ())]
+    return known + [e for e in dict.fromkeys(extra) if e not in known]
+
+
+def check_environment(svc: Services, action: str, env: str | None) -> None:
+    """``policy eval``'s --env: required for promote, deploy and alias, and a known environment (a typo must
+    never read as an environment with no production rules); an InvalidInputError says which ones there are."""
+    from shipyard.errors import InvalidInputError
+
+    known = known_environments(svc, action)
+    listed = ", ".join(known) or "none (add deploy.environments or policy.production to shipyard.yaml)"
+    if env is None:
+        if action in ENV_ACTIONS:
+            raise InvalidInputError(f"--env is required for --action {action}: one of {listed}")
+        return
+    if env in known:
+        return
+    close = [k for k in known if k.startswith(env) or env.startswith(k)]
+    if not close:
+        import difflib
+
+        close = difflib.get_close_matches(env, known, n=1, cutoff=0.6)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise InvalidInputError(f"--env {env!r} is not an environment of this project: {guess}known: {listed} "
+                            "(deploy.environments, policy.production"
+                            f"{', policy.protected_aliases' if action == 'alias' else ''})")
+
+
 def _alias_of(svc: Services, env: str) -> str:
     from shipyard.errors import ShipyardError
     from shipyard.wiring.deploy import deploy_spec
@@ -150,10 +192,10 @@ def evaluate(svc: Services, mv: ModelVersion, action: str, env: str | None, *, i
         return PolicyDecision(action, env, mv.ref, svc.settings.actor, True, (), None, None, notes=(NO_BUNDLE,))
     body = document(svc, mv, action, env, facts=facts, image=image, spec=spec, now=now)
     data = canonical(body)
-    allowed, reasons, notes, checks = read_decision(bundle.decide(body))
+    allowed, reasons, notes, checks, skipped = read_decision(bundle.decide(body))
     digest = svc.store.put_bytes(data) if record else Digest.of_bytes(data)
     decision = PolicyDecision(action, env, mv.ref, svc.settings.actor, allowed, reasons, str(bundle.digest),
-                              str(digest), notes=notes, checks=checks, document=body)
+                              str(digest), notes=notes, checks=checks, skipped=skipped, document=body)
     if record:
         svc.registry.record_result(mv, POLICY_ACTION, decision.record(), decision.summary())
     return decision

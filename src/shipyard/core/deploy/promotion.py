@@ -20,7 +20,7 @@ ALIAS_REMOVE = "alias.remove"
 ROLLBACK = "rollback"  # the first word of a rollback's alias reason: how the history tells it from a promotion
 _TRAILER = re.compile(r"^(?P<key>Shipyard-[A-Za-z]+): (?P<value>.*)$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-MAX_REASON = 300
+MAX_REASON = 2000  # a reason quoting two digest-pinned image references is ~400: never cut one
 
 
 def pinned(image: str) -> bool:
@@ -113,7 +113,7 @@ class ImageVerified:
         last = mine[-1]
         if last.passed:
             return Verdict(self.name, True, f"passed verify in {last.image}")
-        why = f": {last.summary[:160]}" if last.summary else ""
+        why = f": {one_line(last.summary, 160)}" if last.summary else ""
         return Verdict(self.name, False, f"{facts.ref} failed its newest verify in the image {last.image}{why}; "
                                          f"fix it and run `shipyard verify {facts.ref} --image {last.image}` again")
 
@@ -253,8 +253,10 @@ def alias_reason(env: str, commit: str | None, *, head: str | None = None, rever
 # --- The commit ---------------------------------------------------------------------------------------------
 
 def one_line(text: str, limit: int = MAX_REASON) -> str:
-    """``text`` as one printable line (control characters become spaces), cut at ``limit``."""
-    return " ".join(_CONTROL.sub(" ", text).split())[:limit]
+    """``text`` as one printable line (control characters become spaces); past ``limit`` characters it is cut
+    and ends with "…", so a cut command never passes for a whole one."""
+    flat = " ".join(_CONTROL.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1].rstrip() + "…"
 
 
 def commit_message(model: str, version: int, env: str, *, record: str | None, image: str, actor: str,

@@ -6,7 +6,7 @@ Pure: the engine (a PolicyEngine port) is passed in; storing the input and recor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from shipyard.errors import ConfigError
 NO_BUNDLE = "no policy bundle in policies/ (`shipyard policy init` writes the default one)"
 MAX_REASONS = 50
 MAX_SUMMARY_REASONS = 5
+MAX_SUMMARY = 500  # the registry's limit on an audit event's summary (``models history``)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class PolicyDecision:
     input: str | None
     notes: tuple[str, ...] = ()
     checks: tuple[tuple[str, bool], ...] = ()
+    skipped: tuple[str, ...] = ()  # checks that do not apply (the metric with no policy.primary_metric)
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -46,27 +48,45 @@ class PolicyDecision:
 
     def summary(self) -> str:
         """The history's line: ``policy deny promote iris@3 to production: <reasons>``, or an allow naming the
-        bundle digest."""
+        bundle digest. Whole reasons only, as many as fit the registry's limit (never one cut mid-command, save
+        a first reason longer than the limit, which ends with "…"); the record keeps them all."""
         where = f" to {self.env}" if self.env else ""
         head = f"policy {'allow' if self.allowed else 'deny'} {self.action} {self.ref}{where}"
         if self.allowed:
             return f"{head} (bundle {self.bundle})"
-        shown = list(self.reasons[:MAX_SUMMARY_REASONS])
-        more = len(self.reasons) - len(shown)
-        return f"{head}: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+        line = f"{head}: "
+        shown = 0
+        for r in self.reasons[:MAX_SUMMARY_REASONS]:
+            more = len(self.reasons) - shown - 1
+            tail = f"; and {more} more" if more > 0 else ""
+            candidate = line + ("; " if shown else "") + r
+            if len(candidate + tail) > MAX_SUMMARY:
+                break
+            line, shown = candidate, shown + 1
+        if shown == 0:
+            return one_line(line + self.reasons[0], MAX_SUMMARY)
+        more = len(self.reasons) - shown
+        return line + (f"; and {more} more" if more > 0 else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.record(), "ref": self.ref, "notes": list(self.notes),
-                "checks": [{"check": c, "passed": p} for c, p in self.checks]}
+                "checks": [{"check": c, "passed": p, "skipped": c in self.skipped} for c, p in self.checks]}
 
-    def denied_message(self) -> str:
-        """PolicyDeniedError's message: one line per reason, then what to do."""
+    def eval_command(self) -> str:
+        """The command that shows this decision's every check."""
+        return f"shipyard policy eval {self.ref} --action {self.action}" + (f" --env {self.env}" if self.env else "")
+
+    def denied_message(self, before: Sequence[str] = ()) -> str:
+        """PolicyDeniedError's message, the same at every gate: one line per reason (``before``: a gate's own
+        reasons, promote's image checks), then the command that shows every check."""
         where = f" to {self.env}" if self.env else ""
-        lines = [f"policy denied {self.action} {self.ref}{where} (bundle {self.bundle}):"]
-        lines += [f"  - {r}" for r in self.reasons]
-        lines.append(f"  `shipyard policy eval {self.ref} --action {self.action}"
-                     f"{f' --env {self.env}' if self.env else ''}` shows every check")
-        return "\n".join(lines)
+        return refusal(f"policy denied {self.action} {self.ref}{where} (bundle {self.bundle})",
+                       (*before, *self.reasons), self.eval_command())
+
+
+def refusal(head: str, reasons: Sequence[str], command: str) -> str:
+    """A refused gate: ``head:``, one ``  - reason`` line each, then ```command` shows every check``."""
+    return "\n".join([f"{head}:", *(f"  - {r}" for r in reasons), f"  `{command}` shows every check"])
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:
@@ -76,10 +96,10 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
 
 
 def read_decision(raw: Mapping[str, Any]) -> tuple[bool, tuple[str, ...], tuple[str, ...],
-                                                    tuple[tuple[str, bool], ...]]:
-    """(allowed, reasons, notes, checks) from the bundle's decision object, read strictly: ``allow`` must be
-    exactly true or false (undefined is never false here: it is a broken bundle), ``reasons`` a list of strings.
-    A deny must say why: with no reason, one is given."""
+                                                    tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    """(allowed, reasons, notes, checks, skipped checks) from the bundle's decision object, read strictly:
+    ``allow`` must be exactly true or false (undefined is never false here: it is a broken bundle), ``reasons``
+    a list of strings. A deny must say why: with no reason, one is given."""
     allow = raw.get("allow")
     if not isinstance(allow, bool):
         raise ConfigError("policies: data.shipyard.decision.allow must be true or false; fix the bundle "
@@ -87,12 +107,15 @@ def read_decision(raw: Mapping[str, Any]) -> tuple[bool, tuple[str, ...], tuple[
     reasons = _strings(raw.get("reasons", []), "reasons")
     notes = _strings(raw.get("notes", []), "notes")
     checks: list[tuple[str, bool]] = []
+    skipped: list[str] = []
     for c in raw.get("checks", []) if isinstance(raw.get("checks"), list) else []:
         if isinstance(c, Mapping) and isinstance(c.get("check"), str) and isinstance(c.get("passed"), bool):
             checks.append((one_line(c["check"], 60), c["passed"]))
+            if c.get("skipped") is True:
+                skipped.append(checks[-1][0])
     if not allow and not reasons:
         reasons = ("the policy denied it without a reason (make the bundle's decision name one)",)
-    return allow, reasons, notes, tuple(checks[:MAX_REASONS])
+    return allow, reasons, notes, tuple(checks[:MAX_REASONS]), tuple(skipped)
 
 
 class PolicyGate:

@@ -33,12 +33,14 @@ def version_part(mv: Any) -> dict[str, Any]:
 
 
 def lineage_part(run_id: str | None, run: Any | None) -> dict[str, Any]:
-    """Lineage completeness: the producing run, its inputs' data digests, its code commit and a clean tree;
-    ``missing`` names what is absent, in words a reason can quote."""
+    """Lineage: the producing run (``recorded``: its record is in this registry), its inputs' data digests, its
+    code commit and, when the tree was dirty, the digest of the uncommitted diff it stored. Complete when all
+    of these are recorded: a dirty tree whose diff is stored is as reproducible as a commit (``clean`` says
+    which, for a team that wants a clean tree in its own Rego). ``missing`` names what is absent, in words."""
     missing: list[str] = []
     data: dict[str, str] = {}
-    commit = None
-    dirty = None
+    commit = diff = None
+    dirty = False
     if run_id is None:
         missing.append("producing run")
     elif run is None:
@@ -47,14 +49,15 @@ def lineage_part(run_id: str | None, run: Any | None) -> dict[str, Any]:
         data = {path: str(d) for path, d in sorted(run.inputs.items())}
         commit = run.code.commit
         dirty = bool(run.code.dirty)
+        diff = str(run.code.diff_digest) if run.code.diff_digest is not None else None
         if not data:
             missing.append("data digests")
         if commit is None:
             missing.append("code commit")
-        elif dirty:
-            missing.append("clean tree (uncommitted changes)")
-    return {"complete": not missing, "run": run_id, "data": data, "code": commit,
-            "clean": (dirty is False) if commit is not None else False, "missing": missing}
+        elif dirty and diff is None:
+            missing.append("the uncommitted diff")
+    return {"complete": not missing, "run": run_id, "recorded": run is not None, "data": data, "code": commit,
+            "dirty": dirty, "diff": diff, "clean": commit is not None and not dirty, "missing": missing}
 
 
 def verify_part(records: Iterable[tuple[Any, Mapping[str, Any]]]) -> list[dict[str, Any]]:

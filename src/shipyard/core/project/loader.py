@@ -83,6 +83,19 @@ def _check_keys(data: dict[object, object], lines: dict[tuple[str | int, ...], i
     executor = data.get("executor")
     if isinstance(executor, dict):
         sections.append((("executor",), executor, list(ExecutorSpec.model_fields), "executor"))
+    from pydantic import BaseModel
+
+    from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec, VaultSpec
+
+    governance: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("policy", PolicySpec), ("signing", SigningSpec), ("scan", ScanSpec), ("secrets", SecretsSpec))
+    for part, spec in governance:  # the governance sections, as strictly as the rest
+        found = data.get(part)
+        if isinstance(found, dict):
+            sections.append(((part,), found, list(spec.model_fields), part))
+            vault = found.get("vault") if part == "secrets" else None
+            if isinstance(vault, dict):
+                sections.append((("secrets", "vault"), vault, list(VaultSpec.model_fields), "secrets.vault"))
     for section, model in (("remotes", RemoteSpec), ("stages", StageSpec)):
         entries = data.get(section)
         if isinstance(entries, dict):
@@ -125,7 +138,13 @@ _TYPE_WORDS = {
     "int_type": "should be a whole number", "dict_type": "should be a mapping (key: value lines)",
     "model_type": "should be a mapping (key: value lines)", "model_attributes_type": "should be a mapping "
     "(key: value lines)", "none_required": "should be empty",
+    "bool_parsing": "should be true or false", "float_parsing": "should be a number",
+    "int_parsing": "should be a whole number", "int_from_float": "should be a whole number",
+    "string_too_short": "should not be empty",
 }
+# Bounds, by pydantic's error type: the word, and the key of the bound in the error's context.
+_BOUND_WORDS = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
+                "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le")}
 
 
 def _plain(err: Any, loc: tuple[str | int, ...]) -> str:
@@ -148,6 +167,10 @@ def _plain(err: Any, loc: tuple[str | int, ...]) -> str:
         return f"{key}: should be {expected}" if expected else f"{key}: is not one of the allowed values"
     if kind == "extra_forbidden":
         return f"{key}: unknown key"
+    if kind in _BOUND_WORDS:
+        relation, bound = _BOUND_WORDS[kind]
+        limit = err.get("ctx", {}).get(bound)
+        return f"{key}: should be a number {relation} {limit} (got {_brief(err.get('input'))})"
     words = _TYPE_WORDS.get(kind)
     if words is None:
         words = "has a value Shipyard cannot use here"

@@ -265,7 +265,8 @@ class Registry:
             raise ValueError(f"not a check: {action!r}")
         with self.writing():
             digest = self.store.put_bytes(json.dumps(dict(record), sort_keys=True, separators=(",", ":")).encode())
-            return self.meta.record_result(mv.model, mv.version, action, digest, self.actor, summary[:500])
+            shown = summary if len(summary) <= 500 else summary[:499] + "…"  # a cut line says it was cut
+            return self.meta.record_result(mv.model, mv.version, action, digest, self.actor, shown)
 
     def results(self, mv: ModelVersion, action: str) -> list[tuple[AuditEvent, dict[str, Any]]]:
         """The recorded checks of ``mv`` of one kind, oldest first, each with its record (re-hashed on read)."""

@@ -17,7 +17,9 @@ ACTIONS = ("promote", "deploy", "alias", "serve")
 def evaluate(
     ref: str = typer.Argument(..., help="NAME@VERSION, NAME@ALIAS or NAME (latest)."),
     action: str = typer.Option("promote", "--action", "-a", help="promote, deploy, alias or serve."),
-    env: str = typer.Option(None, "--env", "-e", help="The environment the action is for (production, ...)."),
+    env: str = typer.Option(None, "--env", "-e", help="The environment the action is for: required for promote, "
+                                                      "deploy and alias; one of deploy.environments, "
+                                                      "policy.production (or, for alias, a protected alias)."),
     image: str = typer.Option(None, "--image", help="The image being deployed (REPO@sha256:...; default: the one "
                                                     "promote or deploy would take)."),
     as_json: bool = out.JSON_OPTION,
@@ -27,12 +29,14 @@ def evaluate(
     denied."""
     from shipyard.core.policy.decision import NO_BUNDLE
     from shipyard.errors import InvalidInputError, PolicyDeniedError
+    from shipyard.wiring.policy import check_environment
     from shipyard.wiring.policy import evaluate as run_policy
 
     if action not in ACTIONS:
         raise InvalidInputError(f"--action {action!r}: use one of {', '.join(ACTIONS)}")
     svc = out.services()
     try:
+        check_environment(svc, action, env)
         mv = svc.registry.resolve(ref)
         decision = run_policy(svc, mv, action, env, image=image, record=False)
     finally:
@@ -50,16 +54,27 @@ def evaluate(
         else:
             if decision.checks:
                 out.table(None, [out.Col("check", ident=True), out.Col("result", ident=True)],
-                          [(c, "pass" if p else "FAIL" if not decision.allowed else "note")
-                           for c, p in decision.checks])
+                          [(c, result(c, p, decision.allowed, decision.skipped)) for c, p in decision.checks])
             for r in decision.reasons:
                 con.print(f"  - {r}", markup=False, soft_wrap=True)
-            for n in decision.notes:
+            notes = list(decision.notes)
+            if decision.allowed and not notes:  # a bundle of one's own may not say why a row is a note
+                notes = [f"{c} did not pass (not required here)" for c, p in decision.checks
+                         if not p and c not in decision.skipped]
+            for n in notes:
                 con.print(f"  note: {n}", markup=False, soft_wrap=True)
             con.print(f"bundle {decision.bundle}", markup=False, soft_wrap=True)
             con.print(f"input  {decision.input} (--json shows the document)", markup=False, soft_wrap=True)
     if not decision.allowed:
         raise typer.Exit(PolicyDeniedError.exit_code)
+
+
+def result(check: str, passed: bool, allowed: bool, skipped: tuple[str, ...]) -> str:
+    """A check's row: pass, FAIL (it is why the decision denies), note (failed, not required here), or n/a
+    (it does not apply: the metric with no policy.primary_metric)."""
+    if check in skipped:
+        return "n/a"
+    return "pass" if passed else "FAIL" if not allowed else "note"
 
 
 @app.command("test")

@@ -17,16 +17,47 @@ ref := concat("", [input.version.name, "@", sprintf("%v", [input.version.version
 
 image_action if input.action in {"promote", "deploy"}
 
-# --- lineage complete: the producing run, its data digests, a committed, clean code version ------------------
+# --- lineage complete: the producing run, its data digests, its code commit, and the diff of a dirty tree ------
+# A run from a dirty tree stores its uncommitted diff, so commit + diff is as reproducible as a clean commit.
 violation contains {"check": "lineage", "reason": msg} if {
-	not input.lineage.complete == true
-	missing := concat(", ", lineage_missing)
-	msg := concat("", [ref, " has incomplete lineage (missing: ", missing, "): register it from `shipyard run` with its data tracked (`shipyard data add`) and its code committed"])
+	not is_string(input.lineage.run)
+	msg := concat("", [ref, " has incomplete lineage: no producing run is recorded (it was registered outside a run): register it from a pipeline stage with `shipyard run`"])
 }
 
-default lineage_missing := ["the lineage record"]
+violation contains {"check": "lineage", "reason": msg} if {
+	is_string(input.lineage.run)
+	not input.lineage.recorded == true
+	msg := concat("", [ref, " has incomplete lineage: its run ", input.lineage.run, " is not in this registry: register it from a `shipyard run` recorded here"])
+}
 
-lineage_missing := input.lineage.missing if is_array(input.lineage.missing)
+violation contains {"check": "lineage", "reason": msg} if {
+	input.lineage.recorded == true
+	count(object.get(input.lineage, "data", {})) == 0
+	msg := concat("", [ref, " has incomplete lineage: its run ", input.lineage.run, " recorded no data digests: track its data with `shipyard data add PATH`, list it in the stage's deps, then `shipyard run` again (a new version)"])
+}
+
+violation contains {"check": "lineage", "reason": msg} if {
+	input.lineage.recorded == true
+	not is_string(input.lineage.code)
+	msg := concat("", [ref, " has incomplete lineage: its run ", input.lineage.run, " recorded no git commit: commit the project with git, then `shipyard run` again (a new version)"])
+}
+
+violation contains {"check": "lineage", "reason": msg} if {
+	input.lineage.recorded == true
+	is_string(input.lineage.code)
+	input.lineage.dirty == true
+	not is_string(input.lineage.diff)
+	msg := concat("", [ref, " has incomplete lineage: its run ", input.lineage.run, " had uncommitted changes and did not store their diff: commit your changes, then `shipyard run` again (a new version)"])
+}
+
+# A team that wants every production version trained from a clean tree (changes committed before the run)
+# adds this rule:
+#
+# violation contains {"check": "lineage", "reason": msg} if {
+# 	input.lineage.recorded == true
+# 	input.lineage.clean == false
+# 	msg := concat("", [ref, " was trained from uncommitted changes (its diff is stored): commit them, then `shipyard run` again (a new version)"])
+# }
 
 # --- verified: in the image being deployed (promote, deploy), else in any verify ----------------------------
 violation contains {"check": "verified", "reason": msg} if {
@@ -55,8 +86,15 @@ any_passing_verify if {
 
 # --- vulnerabilities: none critical or high without an unexpired waiver; "not checked" is not "clean" --------
 violation contains {"check": "vulnerabilities", "reason": msg} if {
+	not is_number(input.scan.when)
 	not input.scan.checked == true
-	msg := concat("", ["no vulnerability scan reached an advisory source: run `shipyard scan ", ref, "` (or `shipyard scan ", ref, " --db DIR` offline)"])
+	msg := concat("", [ref, " is not scanned yet: run `shipyard scan ", ref, "` (offline: `shipyard scan ", ref, " --db DIR`)"])
+}
+
+violation contains {"check": "vulnerabilities", "reason": msg} if {
+	is_number(input.scan.when)
+	not input.scan.checked == true
+	msg := concat("", ["the newest scan of ", ref, " reached no advisory source (not checked, which is not clean): run `shipyard scan ", ref, "` where the OSV API answers, or `shipyard scan ", ref, " --db DIR` offline"])
 }
 
 violation contains {"check": "vulnerabilities", "reason": msg} if {
@@ -78,11 +116,17 @@ fixed(f) := "no release yet" if count(f.fixed) == 0
 
 # --- signed: a signature that verifies with a trusted key -----------------------------------------------------
 violation contains {"check": "signed", "reason": msg} if {
-	not input.signature.verified == true
-	msg := concat("", [ref, " is not signed by a trusted key (", signature_reason, "): run `shipyard sign ", ref, "`"])
+	not input.signature.signed == true
+	msg := concat("", [ref, " is not signed: run `shipyard sign ", ref, "`"])
 }
 
-default signature_reason := "no signature recorded"
+violation contains {"check": "signed", "reason": msg} if {
+	input.signature.signed == true
+	not input.signature.verified == true
+	msg := concat("", [ref, "'s signature does not verify with a trusted key: ", signature_reason])
+}
+
+default signature_reason := "no reason given (`shipyard sign --verify REF` says more)"
 
 signature_reason := input.signature.reason if {
 	is_string(input.signature.reason)
@@ -108,20 +152,33 @@ violation contains {"check": "metric", "reason": msg} if {
 # --- the answer -----------------------------------------------------------------------------------------------
 checks := ["lineage", "verified", "vulnerabilities", "signed", "metric"]
 
+# a check that does not apply: shown as not configured, never as a pass
+skipped contains "metric" if not is_string(input.metrics.primary)
+
+skip_notes := ["metric not compared: no policy.primary_metric in shipyard.yaml (set it to compare with the version the environment runs)" | "metric" in skipped]
+
 found := sort([v.reason | some v in violation])
 
 reasons := found if production
 
 reasons := [] if not production
 
-notes := [] if production
+where := concat("", ["in ", input.env]) if {
+	is_string(input.env)
+} else := "without an environment"
 
-notes := [concat("", ["(not required in ", input.env, ") ", r]) | some r in found] if not production
+finding_notes := [] if production
+
+finding_notes := [concat("", ["(not required ", where, ") ", r]) | some r in found] if not production
+
+notes := array.concat(finding_notes, skip_notes)
+
+check(c) := {"check": c, "passed": count([v | some v in violation; v.check == c]) == 0, "skipped": c in skipped}
 
 decision := {
 	"allow": count(reasons) == 0,
 	"reasons": reasons,
 	"notes": notes,
 	"production": production,
-	"checks": [{"check": c, "passed": count([v | some v in violation; v.check == c]) == 0} | some c in checks],
+	"checks": [check(c) | some c in checks],
 }

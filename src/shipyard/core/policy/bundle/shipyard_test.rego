@@ -9,9 +9,13 @@ settings := {"production": ["production"]}
 
 version := {"name": "iris", "version": 3}
 
-lineage := {"complete": true, "missing": []}
+lineage := {"complete": true, "run": "r1", "recorded": true, "data": {"data/iris.csv": "sha256:00"}, "code": "c0ffee", "dirty": false, "diff": null, "clean": true, "missing": []}
 
-no_lineage := {"complete": false, "missing": ["code commit", "data digests"]}
+no_lineage := {"complete": false, "run": "r1", "recorded": true, "data": {}, "code": null, "dirty": false, "diff": null, "clean": false, "missing": ["data digests", "code commit"]}
+
+dirty_with_diff := {"complete": true, "run": "r1", "recorded": true, "data": lineage.data, "code": "c0ffee", "dirty": true, "diff": "sha256:11", "clean": false, "missing": []}
+
+dirty_without_diff := {"complete": false, "run": "r1", "recorded": true, "data": lineage.data, "code": "c0ffee", "dirty": true, "diff": null, "clean": false, "missing": ["the uncommitted diff"]}
 
 image := {"ref": "r.example/iris@sha256:0000000000000000000000000000000000000000000000000000000000000000", "verified": true}
 
@@ -21,7 +25,9 @@ verify := [{"passed": true, "image": image.ref}]
 
 clean := {"checked": true, "findings": []}
 
-not_checked := {"checked": false, "findings": []}
+not_checked := {"checked": false, "when": 1767225600, "findings": []}
+
+never_scanned := {"checked": false, "when": null, "findings": []}
 
 critical := {"id": "GHSA-x", "package": "numpy", "version": "1.0", "severity": "critical", "fixed": ["1.1"], "waived": false}
 
@@ -33,7 +39,7 @@ medium := {"id": "GHSA-m", "package": "numpy", "version": "1.0", "severity": "me
 
 signed := {"signed": true, "verified": true}
 
-unsigned := {"signed": false, "verified": false, "reason": "no signature recorded"}
+unsigned := {"signed": false, "verified": false, "reason": "it is not signed"}
 
 same_metric := {"primary": "accuracy", "margin": 0.01, "candidate": 0.95, "current": 0.95, "current_version": 2, "worse_by": 0}
 
@@ -75,9 +81,9 @@ test_incomplete_lineage_is_denied_in_production if {
 	today_ := "2026-01-01"
 	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
 	d.allow == false
-	count(d.reasons) == 1
-	contains(d.reasons[0], "incomplete lineage (missing: ")
-	contains(d.reasons[0], "code commit")
+	count(d.reasons) == 2
+	contains(d.reasons[0], "incomplete lineage: its run r1 recorded no data digests: track its data with `shipyard data add PATH`")
+	contains(d.reasons[1], "recorded no git commit: commit the project with git, then `shipyard run` again")
 }
 
 test_incomplete_lineage_is_a_note_in_staging if {
@@ -95,8 +101,92 @@ test_incomplete_lineage_is_a_note_in_staging if {
 	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
 	d.allow == true
 	d.reasons == []
-	count(d.notes) == 1
+	count(d.notes) == 2
 	startswith(d.notes[0], "(not required in staging)")
+}
+
+test_a_dirty_tree_with_its_diff_stored_is_complete_lineage if {
+	env_ := "production"
+	action_ := "promote"
+	settings_ := settings
+	version_ := version
+	lineage_ := dirty_with_diff
+	image_ := image
+	verify_ := verify
+	scan_ := clean
+	signature_ := signed
+	metrics_ := same_metric
+	today_ := "2026-01-01"
+	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
+	d.allow == true
+	d.reasons == []
+}
+
+test_a_dirty_tree_without_its_diff_is_incomplete_lineage if {
+	env_ := "production"
+	action_ := "promote"
+	settings_ := settings
+	version_ := version
+	lineage_ := dirty_without_diff
+	image_ := image
+	verify_ := verify
+	scan_ := clean
+	signature_ := signed
+	metrics_ := same_metric
+	today_ := "2026-01-01"
+	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
+	d.reasons == ["iris@3 has incomplete lineage: its run r1 had uncommitted changes and did not store their diff: commit your changes, then `shipyard run` again (a new version)"]
+}
+
+test_no_producing_run_is_incomplete_lineage if {
+	env_ := "production"
+	action_ := "promote"
+	settings_ := settings
+	version_ := version
+	lineage_ := {"run": null, "recorded": false}
+	image_ := image
+	verify_ := verify
+	scan_ := clean
+	signature_ := signed
+	metrics_ := same_metric
+	today_ := "2026-01-01"
+	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
+	count(d.reasons) == 1
+	contains(d.reasons[0], "no producing run is recorded")
+}
+
+test_a_version_never_scanned_says_so if {
+	env_ := "production"
+	action_ := "promote"
+	settings_ := settings
+	version_ := version
+	lineage_ := lineage
+	image_ := image
+	verify_ := verify
+	scan_ := never_scanned
+	signature_ := signed
+	metrics_ := same_metric
+	today_ := "2026-01-01"
+	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
+	d.reasons == ["iris@3 is not scanned yet: run `shipyard scan iris@3` (offline: `shipyard scan iris@3 --db DIR`)"]
+}
+
+test_without_an_environment_the_findings_are_notes_that_say_so if {
+	env_ := null
+	action_ := "promote"
+	settings_ := settings
+	version_ := version
+	lineage_ := dirty_without_diff
+	image_ := image
+	verify_ := verify
+	scan_ := clean
+	signature_ := signed
+	metrics_ := same_metric
+	today_ := "2026-01-01"
+	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
+	d.allow == true
+	count(d.notes) == 1
+	startswith(d.notes[0], "(not required without an environment) iris@3 has incomplete lineage")
 }
 
 # verified in the image being deployed
@@ -182,7 +272,7 @@ test_a_scan_that_reached_nothing_is_not_clean if {
 	today_ := "2026-01-01"
 	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
 	d.allow == false
-	startswith(d.reasons[0], "no vulnerability scan reached an advisory source")
+	startswith(d.reasons[0], "the newest scan of iris@3 reached no advisory source (not checked, which is not clean): run `shipyard scan iris@3`")
 }
 
 test_a_critical_finding_is_denied if {
@@ -251,8 +341,7 @@ test_an_unsigned_version_is_denied if {
 	today_ := "2026-01-01"
 	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
 	d.allow == false
-	contains(d.reasons[0], "shipyard sign iris@3")
-	contains(d.reasons[0], "no signature recorded")
+	d.reasons == ["iris@3 is not signed: run `shipyard sign iris@3`"]
 }
 
 test_a_signature_that_does_not_verify_is_denied if {
@@ -269,7 +358,7 @@ test_a_signature_that_does_not_verify_is_denied if {
 	today_ := "2026-01-01"
 	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
 	d.allow == false
-	contains(d.reasons[0], "files changed")
+	d.reasons == ["iris@3's signature does not verify with a trusted key: files changed"]
 }
 
 # the primary metric
@@ -320,6 +409,8 @@ test_no_primary_metric_configured_is_allowed if {
 	today_ := "2026-01-01"
 	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
 	d.allow == true
+	{c.check | some c in d.checks; c.skipped == true} == {"metric"}
+	startswith(d.notes[0], "metric not compared: no policy.primary_metric")
 }
 
 test_a_missing_candidate_metric_is_denied if {
@@ -369,5 +460,5 @@ test_every_failure_is_a_reason if {
 	metrics_ := same_metric
 	today_ := "2026-01-01"
 	d := data.shipyard.decision with input.env as env_ with input.action as action_ with input.settings as settings_ with input.version as version_ with input.lineage as lineage_ with input.image as image_ with input.verify as verify_ with input.scan as scan_ with input.signature as signature_ with input.metrics as metrics_ with input.today as today_
-	count(d.reasons) == 3
+	count(d.reasons) == 4 # two for lineage (no data, no commit), not scanned, not signed
 }
