@@ -172,7 +172,9 @@ def clean_value(raw: bytes, where: str) -> str:
 # --- what must never be recorded: credentials among environment variables and URLs ---------------------------
 
 CREDENTIAL_NAME = re.compile(r"(?i)(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY"
-                             r"|(^|_)KEY($|_)|(^|_)AUTH($|_)|SESSION|COOKIE|DSN|DATABASE_URL|DB_URL)")
+                             r"|(^|_)KEY($|_)|(^|_)AUTH($|_)|SESSION|COOKIE|DSN|DATABASE_URL|DB_URL"
+                             r"|(^|_)PWD($|_)|(^|_)PASS($|_)|CONNECTION_?STRING|CONN_?STR|(^|_)PAT($|_)|SAS($|_)"
+                             r"|SIGNATURE|(^|_)CERT|WEBHOOK)")
 URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s:@]*:[^/?#\s@]+@")
 REDACTED = "***"
 

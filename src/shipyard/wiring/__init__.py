@@ -166,9 +166,20 @@ def open_metadata(settings: Settings) -> MetadataStore:
 
     if settings.db_url == default_db_url(settings.home):
         make_home(settings)  # the database folder is Shipyard's own; any other must exist already
+    from shipyard.errors import ConfigError
     from shipyard.wiring.secrets import database_url
 
-    return SqlMetadataStore(database_url(settings))  # SHIPYARD_DB_URL=vault:...: resolved here, at use
+    url = database_url(settings)  # SHIPYARD_DB_URL=vault:...: resolved here, at use
+    try:
+        return SqlMetadataStore(url)
+    except ConfigError as exc:
+        userinfo = url.split("//", 1)[-1].split("@", 1)[0] if "@" in url else ""
+        if url == settings.db_url or not any(part and part in str(exc) for part in (url, userinfo)):
+            raise
+        # the value came from a secret reference: never echo it, even masked (a malformed URL may not mask)
+        raise ConfigError(f"the database URL that SHIPYARD_DB_URL={settings.db_url} names cannot be read (its "
+                          "value is not shown): it must read sqlite:///PATH or postgresql://USER@HOST:PORT/DB") \
+            from None
 
 
 def open_workspace(settings: Settings) -> Workspace:

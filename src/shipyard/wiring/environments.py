@@ -189,8 +189,10 @@ def verify_version(svc: Services, ref: str | ModelVersion, request: VerifyReques
     ``early`` and ``hint``: from ``verify_early`` (the caller closes ``early``)."""
     from shipyard._version import __version__
     from shipyard.core.environments.golden import Tolerance
+    from shipyard.wiring.signing import require_signature
 
     mv = ref if not isinstance(ref, str) else svc.registry.resolve(ref)
+    require_signature(svc, mv, "load")  # signing.require_signed: a verify loads the version, and records a pass
     examples = golden_examples(svc, mv)
     tolerance = Tolerance.of(examples)
     if request.current:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from shipyard.core.deploy.promotion import Facts
     from shipyard.core.governance.config import PolicySpec
     from shipyard.core.policy.decision import PolicyDecision
-    from shipyard.core.registry.records import ModelVersion
+    from shipyard.core.registry.records import AuditEvent, ModelVersion
     from shipyard.ports import PolicyEngine
     from shipyard.wiring import Services
 
@@ -226,10 +226,19 @@ def gate_alias(svc: Services, model: str, alias: str, version: int) -> PolicyDec
     """``alias set`` on a protected alias (``policy.protected_aliases``) asks the policy, for the environment the
     alias stands for; other aliases move freely (None)."""
     spec = policy_spec(svc)
-    if alias not in spec.protected_aliases or engine(svc, spec) is None:
+    env = environment_of(svc, alias)
+    protected = alias in spec.protected_aliases or env in spec.protected_aliases or env in spec.production
+    if not protected or engine(svc, spec) is None:  # `prod`, the alias of deploy environment production, counts
         return None  # without a bundle the move is the registry's alone, as before policies existed
     mv = svc.registry.resolve(f"{model}@{version}")
-    return gate(svc, mv, "alias", environment_of(svc, alias))
+    return gate(svc, mv, "alias", env)
+
+
+def move_alias(svc: Services, model: str, alias: str, version: int, reason: str = "") -> AuditEvent:
+    """Every manual alias move (``alias set``, the Python API's ``set_alias``, a rollout's ``--alias``): the
+    policy first when the alias is protected (PolicyDeniedError, nothing moved), then the audited move."""
+    gate_alias(svc, model, alias, version)
+    return svc.registry.set_alias(model, alias, version, reason)
 
 
 def gate_serve(svc: Services, ref: str, versions: Iterable[ModelVersion]) -> list[PolicyDecision]:

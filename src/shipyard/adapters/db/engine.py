@@ -74,7 +74,7 @@ def create(url: str) -> sa.Engine:
     """
     try:
         parsed = sa.engine.make_url(url)
-    except exc.ArgumentError:
+    except (exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"cannot read database URL {_masked(url)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
         ) from None

@@ -293,8 +293,11 @@ class Client:
         return [self.services.registry.resolve(shapes.model_ref(name))]
 
     def set_registered_model_alias(self, name: str, alias: str, version: int | str, reason: str = "") -> AuditEvent:
-        """Point ``name@alias`` at ``version``; the move is written to the audit log."""
-        return self.services.registry.set_alias(name, alias, shapes.version_number(version), reason)
+        """Point ``name@alias`` at ``version``; the move is written to the audit log. A protected alias
+        (``policy.protected_aliases``) moves only when the project's policy allows it (PolicyDeniedError)."""
+        from shipyard.wiring.policy import move_alias
+
+        return move_alias(self.services, name, alias, shapes.version_number(version), reason)
 
     def delete_registered_model_alias(self, name: str, alias: str, reason: str = "") -> AuditEvent:
         return self.services.registry.remove_alias(name, alias, reason)

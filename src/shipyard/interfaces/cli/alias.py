@@ -26,11 +26,10 @@ def set_alias(
 ) -> None:
     """Point NAME@ALIAS at VERSION. A protected alias (policy.protected_aliases: production by default) moves
     only when the policy bundle in policies/ allows it (a denied move exits 11 and says why)."""
-    from shipyard.wiring.policy import gate_alias
+    from shipyard.wiring.policy import move_alias
 
     svc = out.services()
-    gate_alias(svc, name, alias, version)
-    event = svc.registry.set_alias(name, alias, version, reason)
+    event = move_alias(svc, name, alias, version, reason)
     _warn_if_deployed(svc, name, alias)
     if as_json:
         out.print_json(event.to_dict())

@@ -93,6 +93,10 @@ def rollout(
     new_mv, stable_mv = svc.registry.resolve(new), svc.registry.resolve(stable)
     if new_mv.version == stable_mv.version:
         raise InvalidInputError(f"{new} and {stable} are the same version ({new_mv.ref}): nothing to roll out")
+    from shipyard.wiring.signing import require_signature
+
+    for served in (stable_mv, new_mv):  # with signing.require_signed, both are checked before either loads
+        require_signature(svc, served, "serve")
     if port:  # a taken port is said before any model loads (seconds)
         from shipyard.interfaces.cli.serve import _check_port
 
@@ -184,13 +188,21 @@ def finish(svc: Any, new: ModelVersion, stable: ModelVersion, state: State, targ
     """Record the verdict on ``new`` (``models history``), then, when it passed, move ``target``: an alias at once,
     an environment as ``shipyard promote`` does (commit and push, then its alias). (summary, the promotion).
     A refused gate or a failed push raises after the verdict is recorded."""
+    from shipyard.errors import PolicyDeniedError
     from shipyard.interfaces.serving.rollout import conclude
+    from shipyard.wiring.policy import gate_alias
 
-    summary = conclude(svc.registry, new, stable, state, target.alias if target.env is None else None,
-                       {**detail, "env": target.env})
+    alias = target.alias if target.env is None else None
+    if state.status == "promoted" and alias is not None:
+        try:  # a protected alias moves only when the policy allows it, as with `alias set`
+            gate_alias(svc, new.model, alias, new.version)
+        except PolicyDeniedError as exc:
+            conclude(svc.registry, new, stable, state, None, {**detail, "env": None, "alias_refused": alias})
+            raise PolicyDeniedError(f"{new.ref} passed every step (its verdict is in `shipyard models history "
+                                    f"{new.model}`), but {exc}") from None
+    summary = conclude(svc.registry, new, stable, state, alias, {**detail, "env": target.env})
     if state.status != "promoted" or target.env is None:
         return summary, None
-    from shipyard.errors import PolicyDeniedError
     from shipyard.wiring.gitops import promote
 
     try:

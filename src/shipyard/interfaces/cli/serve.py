@@ -112,8 +112,13 @@ def serve(
     if shadow_version is not None:
         router.shadow = load_slot(svc.registry, shadow_version, batching, max_batch)
     follow = ModelRef.parse(ref).alias is not None and poll > 0
-    background = follower(svc.registry, ref, poll, batching, max_batch,
-                          lambda mv: require_signature(svc, mv, "serve")) if follow else None
+
+    def admit(mv: ModelVersion) -> None:
+        """What the alias's new version passes before it is served: its signature, and the policy when asked."""
+        require_signature(svc, mv, "serve")
+        gate_serve(svc, ref, [mv])
+
+    background = follower(svc.registry, ref, poll, batching, max_batch, admit) if follow else None
     from shipyard.errors import BackendUnavailableError, ShipyardError
 
     warn = out.console(stderr=True)

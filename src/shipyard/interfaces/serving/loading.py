@@ -64,6 +64,7 @@ def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, 
     alias = ModelRef.parse(ref)
 
     async def follow(router: Router, metrics: Metrics) -> None:
+        refused: tuple[str, str] | None = None  # the last refusal said: said once, not at every poll
         while True:
             await asyncio.sleep(poll_seconds)
             try:
@@ -73,8 +74,12 @@ def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, 
                 await asyncio.to_thread(check, current)
                 slot = await asyncio.to_thread(load_slot, registry, current, batching, max_batch)
             except ShipyardError as exc:
-                log.warning("keeping %s: %s", router.primary.served.version.ref, exc)
+                said = (router.primary.version, str(exc))
+                if said != refused:
+                    log.warning("keeping %s: %s", router.primary.served.version.ref, exc)
+                    refused = said
                 continue
+            refused = None
             metrics.load_seconds.labels(router.name, slot.version).set(slot.served.load_seconds)
             if slot.batcher is not None:
                 slot.batcher._observe = metrics.batch.labels(router.name, slot.version).observe
