@@ -83,7 +83,10 @@ def governance_demo(ref: str) -> bool:
     finally:
         svc.close()
     c.print(out.plain(f"policy {'allow' if decision.allowed else 'deny'}: promote {mv.ref} to production"))
-    out.table(None, ["check", "result"], ((name, "pass" if passed else "FAIL") for name, passed in decision.checks))
+    from shipyard.interfaces.cli.policy import result as shown
+
+    out.table(None, ["check", "result"],
+              ((name, shown(name, passed, decision.allowed, decision.skipped)) for name, passed in decision.checks))
     for reason in decision.reasons:
         c.print(f"  - {escape(reason)}")
     c.print(out.plain(f"to staging: {'allow' if staging.allowed else 'deny'} (the same findings are notes there); "
