@@ -660,7 +660,7 @@ def test_a_trickling_server_is_cut_off_by_the_timeout(head: bool) -> None:
         server.close()
 
 
-def test_the_whole_api_query_has_a_deadline(lab: Lab) -> None:
+def test_the_whole_api_query_has_a_deadline() -> None:
     slow = {f"GHSA-aaaa-bbbb-{i:04d}": {"id": f"GHSA-aaaa-bbbb-{i:04d}", "affected": [
         {"package": {"ecosystem": "PyPI", "name": "tinyvuln"}, "versions": ["1.0"]}]} for i in range(40)}
 
