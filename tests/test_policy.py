@@ -369,3 +369,33 @@ def test_governance_config_errors_name_the_key_the_line_and_what_is_expected() -
         with pytest.raises(ConfigError) as caught:
             parse_config(text)
         assert str(caught.value) == expected
+
+# --- hardening (issue 11's attack findings) ----------------------------------------------------------------
+
+
+def test_metrics_out_of_range_are_null_with_a_note_and_cannot_compare(tmp_path: Path) -> None:
+    from shipyard.core.policy import document as doc
+
+    overflow = doc.metrics_part({"acc": 1.7e308}, 1, {"acc": -1.7e308}, "acc", True, 0.0)
+    assert overflow["delta"] is None and overflow["worse_by"] is None and "not a finite number" in overflow["note"]
+    for bad_cand, bad_cur in ((float("nan"), 0.9), (0.9, float("inf")), (float("-inf"), 0.9)):
+        part = doc.metrics_part({"acc": bad_cand}, 1, {"acc": bad_cur}, "acc", True, 0.0)
+        assert part["delta"] is None and isinstance(part["note"], str)
+        doc.canonical({"metrics": part})  # JSON without NaN: no "Out of range float values" error
+    doc.canonical({"metrics": overflow})
+    fine = doc.metrics_part({"acc": 0.95}, 2, {"acc": 0.94}, "acc", True, 0.01)
+    assert fine["note"] is None and fine["delta"] == pytest.approx(0.01)
+    init_bundle(tmp_path)
+    decided = opa.load_bundle(tmp_path / "policies").decide({**PASSING, "metrics": overflow})
+    assert decided["allow"] is False
+    assert any(r.startswith("cannot compare acc of iris@3 with iris@1's") for r in decided["reasons"]), decided
+
+
+def test_policy_test_runs_indented_test_rules_and_skips_local_variables(tmp_path: Path) -> None:
+    folder = write(tmp_path / "policies", {
+        "p.rego": "package shipyard\n\nimport rego.v1\n\ndecision := {\"allow\": true, \"reasons\": []}\n",
+        "extra_test.rego": "package extra_test\n\nimport rego.v1\n\n"
+                           " test_indented_fails if {\n\tfalse\n}\n\n"
+                           "\ttest_tabbed_passes if {\n\ttest_local := 1\n\ttest_local == 1\n}\n"})
+    results = {name: ok for name, ok, _ in opa.load_bundle(folder).run_tests()}
+    assert results == {"data.extra_test.test_indented_fails": False, "data.extra_test.test_tabbed_passes": True}

@@ -392,3 +392,23 @@ def test_a_served_alias_does_not_follow_to_an_unsigned_version(svc: Services, tm
         assert version(url) == "1"
         sign_version(svc, v(svc, 2))
         wait("the follower never moved to the signed m@2", lambda: version(url) == "2")
+
+
+# --- hardening (issue 11's attack findings) ----------------------------------------------------------------
+
+
+def test_a_fifo_or_a_device_as_a_key_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    from shipyard.adapters.signing.bundle import sign_files
+    from shipyard.adapters.signing.keys import generate, load_private, load_public
+    from shipyard.errors import ConfigError
+
+    private, public, _ = generate(tmp_path / "team")
+    fifo = tmp_path / "fifo.pub"
+    os.mkfifo(fifo)  # nobody writes to it: a blocking open would wait for ever
+    for load, path in ((load_public, fifo), (load_private, fifo), (load_public, Path("/dev/zero")),
+                       (load_public, tmp_path)):
+        with pytest.raises(ConfigError, match=f"^{path} is not a regular file"):
+            load(path)
+    with pytest.raises(ConfigError, match=f"^{fifo} is not a regular file"):  # model-signing would open it
+        sign_files("m", [("a", "0" * 64)], key=private, certificate=fifo)
+    assert load_public(public) is not None and load_private(private) is not None

@@ -7,6 +7,7 @@ HTTP server on 127.0.0.1 speaking OSV's querybatch and vulns endpoints. Nothing 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib
 import itertools
@@ -530,3 +531,169 @@ def test_an_images_os_packages_are_read_without_running_it(lab: Lab, daemon: Any
     both = run_scan(lab.svc, "shipyard/tiny:1", db=lab.root / "debdb", environ=daemon.env)
     assert both.checked and {f.id for f in both.findings} == BLOCKING_IDS | {"DEBIAN-CVE-2026-1"}
     assert scan_status(lab.svc, mv)["image"] == "shipyard/tiny:1"
+
+
+# --- hardening (issue 11's attack findings) ----------------------------------------------------------------
+
+
+def test_an_empty_offline_db_is_not_checked_never_clean(lab: Lab, tmp_path: Path) -> None:
+    (tmp_path / "emptydir" / "PyPI").mkdir(parents=True)  # an empty ecosystem folder
+    (tmp_path / "emptyzip" / "PyPI").mkdir(parents=True)  # an all.zip with no members
+    zipfile.ZipFile(tmp_path / "emptyzip" / "PyPI" / "all.zip", "w").close()
+    for db in (tmp_path / "emptydir", tmp_path / "emptyzip"):
+        with pytest.raises(BackendUnavailableError, match=f"{db} holds no PyPI advisories"):
+            OfflineDb(db).scan([Package("PyPI", "tinyvuln", "1.0")])
+        result = run_scan(lab.svc, "tiny@1", db=db)
+        assert result.checked is False and result.findings == [] and "holds no PyPI advisories" in result.errors[0]
+    assert scan_status(lab.svc, lab.svc.registry.resolve("tiny@1"))["checked"] is False
+
+
+def test_malicious_packages_are_critical_and_no_severity_is_unknown() -> None:
+    mal = {"id": "MAL-2026-0001", "summary": "Malicious code in tinyvuln (PyPI)",
+           "affected": [{"package": {"ecosystem": "PyPI", "name": "tinyvuln"}, "versions": ["1.0"]}],
+           "database_specific": {"malicious-packages-origins": [{"source": "ossf-package-analysis"}]}}
+    found = match(Package("PyPI", "tinyvuln", "1.0"), mal)
+    assert found is not None and found.severity == "critical"
+    aliased = {**OTHER, "aliases": ["MAL-2026-0002"]}  # an advisory that OSV's malicious-packages entry aliases
+    assert severity_of(aliased) == "critical" and severity_of(OTHER) == "unknown"
+    assert severity_of({"id": "PYSEC-2026-9", "severity": []}) == "unknown"
+
+
+def test_a_local_version_matches_the_advisory_of_its_public_version() -> None:
+    listed = {"id": "GHSA-aaaa-bbbb-cccc",
+              "affected": [{"package": {"ecosystem": "PyPI", "name": "torch"}, "versions": ["2.1.0"]}]}
+    ranged = {"id": "GHSA-aaaa-bbbb-dddd", "affected": [{"package": {"ecosystem": "PyPI", "name": "torch"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "2.0"}, {"last_affected": "2.1.0"}]}]}]}
+    for version in ("2.1.0", "2.1.0+cpu", "2.1.0+cu121"):
+        assert match(Package("PyPI", "torch", version), listed) is not None, version
+        assert match(Package("PyPI", "torch", version), ranged) is not None, version
+    assert match(Package("PyPI", "torch", "2.1.1+cpu"), listed) is None
+    assert match(Package("PyPI", "torch", "2.1.1+cpu"), ranged) is None
+    debian = {"id": "DSA-5000-2", "affected": [{"package": {"ecosystem": "Debian:12", "name": "x"},
+                                                "versions": ["1.0"]}]}
+    assert match(Package("Debian:12", "x", "1.0+b1"), debian) is None  # the local-version rule is PyPI's only
+
+
+def test_advisory_text_is_cleaned_of_escapes_and_bounded() -> None:
+    from shipyard.core.supply.osv import Finding, clean_text
+
+    esc = "9.9\x1b[2J\x1b[32mOK\x1b]8;;http://evil\x07x\x1b]8;;\x07\nnext\x9b31m\x07"
+    doc = {"id": "GHSA-aaaa-bbbb-eeee", "summary": "line one\x1b[31m red\x1b[0m\nline two",
+           "affected": [{"package": {"ecosystem": "PyPI", "name": "tinyvuln"},
+                         "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": esc},
+                                                                     {"fixed": "1" * 10_000}]}]}]}
+    found = match(Package("PyPI", "tinyvuln", "1.0"), doc, listed=True)
+    assert found is not None
+    texts = [found.id, found.package, found.version, found.summary, *found.fixed, *found.aliases]
+    assert all(t.isprintable() and "\x1b" not in t and len(t) <= 200 for t in texts), texts
+    assert found.summary == "line one red" and "9.9OKxnext" in found.fixed and found.package == "tinyvuln"
+    stored = Finding.from_dict({**found.to_dict(), "fixed": [esc], "summary": esc, "package": "a\x1b[Hb"})
+    assert stored.fixed == ("9.9OKxnext",) and stored.summary == "9.9OKxnext" and stored.package == "ab"
+    assert clean_text("\x1bP1;2q" + "x" * 50 + "\x1b\\ok") == "ok"  # a DCS string goes whole
+
+
+def test_osv_urls_with_credentials_or_plain_http_elsewhere_are_refused() -> None:
+    from shipyard.core.governance.config import scan_config
+
+    for url in ("https://mirror:Zq9Pass@osv.example", "http://u@127.0.0.1:8080"):
+        with pytest.raises(ValueError, match="user name or password"):
+            scan_config({"osv_url": url})
+        with pytest.raises(InvalidInputError, match="user name or password"):
+            OsvApi(url, 1.0)
+    with pytest.raises(ValueError, match=r"http:// only to 127\.0\.0\.1 or localhost"):
+        scan_config({"osv_url": "http://osv.example"})
+    for ok in ("https://osv.example/api", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"):
+        assert scan_config({"osv_url": ok}).osv_url == ok
+    from shipyard.core.project.loader import parse_config
+    from shipyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"shipyard\.yaml:2: scan\.osv_url.*user name or password") as err:
+        parse_config("scan:\n  osv_url: https://u:Zq9Pass@osv.example\n")  # refused when the project loads
+    assert "Zq9Pass" not in str(err.value)
+
+
+class _Trickle:
+    """A server on 127.0.0.1 that answers one byte at a time, without end: after a status line and headers
+    (``head``), or inside the headers themselves."""
+
+    def __init__(self, head: bool) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.head = head
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: Any) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" if self.head
+                             else b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not self.stop.is_set():
+                    conn.sendall(b" ")
+                    time.sleep(0.05)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("head", [True, False])
+def test_a_trickling_server_is_cut_off_by_the_timeout(head: bool) -> None:
+    server = _Trickle(head)
+    try:
+        with pytest.raises(BackendUnavailableError, match=r"did not finish answering within 0\.4 s"):
+            OsvApi(server.url, 0.4).scan([Package("PyPI", "tinyvuln", "1.0")])
+    finally:
+        server.close()
+
+
+def test_the_whole_api_query_has_a_deadline() -> None:
+    slow = {f"GHSA-aaaa-bbbb-{i:04d}": {"id": f"GHSA-aaaa-bbbb-{i:04d}", "affected": [
+        {"package": {"ecosystem": "PyPI", "name": "tinyvuln"}, "versions": ["1.0"]}]} for i in range(40)}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self, body: Any) -> None:
+            data = json.dumps(body).encode()
+            with contextlib.suppress(OSError):  # the client has given up on it
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._answer({"results": [{"vulns": [{"id": vid} for vid in slow]}]})
+
+        def do_GET(self) -> None:  # each advisory just inside the request timeout
+            time.sleep(0.2)
+            self._answer(slow[self.path.rsplit("/", 1)[-1]])
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        api = OsvApi(f"http://127.0.0.1:{httpd.server_address[1]}", 0.5)
+        assert api.budget == 5.0  # ten times scan.timeout
+        api.budget = 0.5  # 40 advisories / 8 fetchers x 0.2 s: past it
+        with pytest.raises(BackendUnavailableError, match=r"did not answer the whole query within 0\.5 s"):
+            api.scan([Package("PyPI", "tinyvuln", "1.0")])
+        assert OsvApi("https://osv.example", 100).budget == 300  # at most five minutes
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

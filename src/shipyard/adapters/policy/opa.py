@@ -31,9 +31,29 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 8
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][A-Za-z0-9_.]*)\s*$", re.MULTILINE)
-_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\s*(?:if\b|\{|:=|=)", re.MULTILINE)
+_TEST_RULE = re.compile(r"[ \t]*(test_[A-Za-z0-9_]*)\s*(?:if\b|\{|:=|=)")
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*|[{}\[\]()]|\n')
 _ERROR = re.compile(r"\(error \d+:(?P<file>[^|\n]*)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<msg>[^\n]*?)\)\s*\n",
                     re.MULTILINE)
+
+
+def test_rules(text: str) -> list[str]:
+    """The ``test_*`` rules a module defines: a line at the module's top level (outside every brace, bracket
+    and parenthesis, strings and comments skipped) that starts, indented or not, with ``test_NAME`` and a rule's
+    ``if``, ``{``, ``:=`` or ``=``. A local variable named ``test_x`` inside a rule's body is not a rule."""
+    found = []
+    depth = 0
+    for token in _TOKENS.finditer("\n" + text):
+        kind = token.group()
+        if kind == "\n" and depth == 0:
+            rule = _TEST_RULE.match(text, token.end() - 1)
+            if rule is not None:
+                found.append(rule.group(1))
+        elif kind in ("{", "[", "("):
+            depth += 1
+        elif kind in ("}", "]", ")"):
+            depth = max(depth - 1, 0)
+    return found
 
 
 @dataclass(frozen=True)
@@ -160,7 +180,7 @@ class RegoEngine:
             package = _PACKAGE.search(text)
             if package is not None and f.path.endswith("_test.rego"):
                 where = package.group(1).replace(".", "/")
-                self._tests += [f"{where}/{rule}" for rule in dict.fromkeys(_TEST_RULE.findall(text))]
+                self._tests += [f"{where}/{rule}" for rule in dict.fromkeys(test_rules(text))]
         policy = {k: v for k, v in self._texts.items() if not k.endswith("_test.rego")}
         self._rego, self._bundle = self._compile(policy, query=f"x := {DECISION}")
         self._tested: tuple[Any, Any] | None = None

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard.adapters.signing import need
-from shipyard.adapters.signing.keys import fingerprint, load_private, load_public
+from shipyard.adapters.signing.keys import fingerprint, load_private, load_public, read_pem
 from shipyard.errors import ConfigError, SignatureError
 
 KEY, CERTIFICATE, SIGSTORE = "key", "certificate", "sigstore"
@@ -62,6 +62,9 @@ def sign_files(name: str, files: Iterable[tuple[str, str]], *, key: Path | None 
         private = load_private(key)  # a one-line error for a file that is not an EC key
         if certificate is not None:
             from model_signing._signing import sign_certificate
+
+            for pem in (certificate, *chain):  # model-signing opens them itself: refuse a FIFO or a device first
+                read_pem(pem, "certificate")
 
             signer = sign_certificate.Signer(key, certificate, list(chain))
             method = CERTIFICATE

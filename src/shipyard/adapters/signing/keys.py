@@ -18,12 +18,23 @@ PUBLIC_SUFFIX = ".pub"
 
 
 def read_pem(path: Path, what: str) -> bytes:
-    """The bytes of the PEM file ``path`` (at most ``MAX_PEM_BYTES``); a one-line ConfigError otherwise."""
+    """The bytes of the PEM file ``path`` (at most ``MAX_PEM_BYTES``); a one-line ConfigError otherwise. Opened
+    without blocking and read only when it is a regular file: a FIFO or a device is refused, never waited on."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path} is not a regular file: give the path of the {what}'s PEM file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(MAX_PEM_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     if len(data) > MAX_PEM_BYTES or b"-----BEGIN" not in data:
         raise ConfigError(f"{path} is not a PEM {what} (make a key pair with `shipyard keys generate`)")
     return data

@@ -1,16 +1,23 @@
 """The OSV API (https://google.github.io/osv.dev/api/): ``POST /v1/querybatch`` for which advisories name each
 package, then ``GET /v1/vulns/{id}`` for each advisory's details.
 
-Every request is bounded: ``timeout`` seconds to connect and for the whole answer (a server that trickles bytes
-or hangs is cut off), ``MAX_BATCH_BYTES``/``MAX_VULN_BYTES`` of body, at most ``MAX_QUERIES`` queries a batch and
-``MAX_PAGES`` pages a package. An unreachable server, an HTTP error or an answer that is not OSV's shape is a
-``BackendUnavailableError`` with one line saying why: the caller reports "not checked", never "clean".
+Every request is bounded: ``timeout`` seconds for the whole request, from connecting to the last byte of the
+answer (a watchdog shuts the socket down at the deadline, so a server that trickles bytes or hangs is cut off
+whatever it sends), and the whole query (every batch, page and advisory) within ``DEADLINE_FACTOR`` times that,
+at most ``MAX_QUERY_SECONDS``; ``MAX_BATCH_BYTES``/``MAX_VULN_BYTES`` of body, at most ``MAX_QUERIES``
+queries a batch and ``MAX_PAGES`` pages a package. An unreachable server, an HTTP error, an answer that is not
+OSV's shape or a deadline passed is a ``BackendUnavailableError`` with one line saying why: the caller reports
+"not checked", never "clean".
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,20 +34,77 @@ MAX_VULN_BYTES = 8 * 1024 * 1024
 MAX_PAGES = 20
 MAX_VULNS = 20_000
 FETCHERS = 8
+DEADLINE_FACTOR = 10
+MAX_QUERY_SECONDS = 300.0
 _CHUNK = 65536
+
+
+class _Watch:
+    """The socket of one request, shut down by a timer at the request's deadline: a blocked read returns."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sock: socket.socket | None = None
+        self.expired = False
+
+    def attach(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.sock = sock
+            if self.expired:
+                raise TimeoutError("the request's deadline passed")
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            if self.sock is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(base: type[http.client.HTTPConnection], watch: _Watch, *args: Any,
+             **kwargs: Any) -> http.client.HTTPConnection:
+    class Connection(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            watch.attach(self.sock)
+
+    return Connection(*args, **kwargs)
+
+
+class _HttpHandler(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Watch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_watched, http.client.HTTPConnection, self.watch), req)
+
+
+class _HttpsHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Watch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_watched, http.client.HTTPSConnection, self.watch), req,
+                            context=self._context)  # type: ignore[attr-defined]
 
 
 class OsvApi:
     """The OSV source at ``url`` (``https://api.osv.dev``, or a mirror speaking the same API)."""
 
     def __init__(self, url: str, timeout: float) -> None:
+        from shipyard.core.governance.config import check_osv_url
+
         url = url.rstrip("/")
-        if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url) or len(url) > 2000:
-            raise InvalidInputError(f"the OSV URL {url[:80]!r} is not an http(s) URL")
+        try:
+            check_osv_url(url, "the OSV URL")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
         self.url = url
         self.timeout = timeout
-        # the environment's proxies apply (a team reaches the API through one), loopback excepted
-        self.opener = urllib.request.build_opener()
+        self.budget = min(DEADLINE_FACTOR * timeout, MAX_QUERY_SECONDS)
+        self.deadline = float("inf")
 
     @property
     def label(self) -> str:
@@ -48,6 +112,7 @@ class OsvApi:
 
     def scan(self, packages: Iterable[Package]) -> tuple[list[Finding], list[str]]:
         pkgs = sorted(set(packages), key=lambda p: (p.ecosystem, p.name, p.version))
+        self.deadline = time.monotonic() + self.budget
         listed: dict[Package, set[str]] = {p: set() for p in pkgs}
         for start in range(0, len(pkgs), MAX_QUERIES):
             self._batch(pkgs[start:start + MAX_QUERIES], listed)
@@ -116,30 +181,49 @@ class OsvApi:
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json", "Accept": "application/json",
                                               "User-Agent": "shipyard-scan"})
-        deadline = time.monotonic() + self.timeout
         where = self.url + path
+        left = self.deadline - time.monotonic()
+        overall = BackendUnavailableError(f"{self.url} did not answer the whole query within {self.budget:g} s "
+                                          f"({DEADLINE_FACTOR} times scan.timeout, at most {MAX_QUERY_SECONDS:g} s)")
+        if left <= 0:
+            raise overall
+        timeout = min(self.timeout, left)
+        deadline = time.monotonic() + timeout
+        watch = _Watch()
+        # the environment's proxies apply (a team reaches the API through one), loopback excepted
+        opener = urllib.request.build_opener(_HttpHandler(watch), _HttpsHandler(watch))
+        timer = threading.Timer(timeout, watch.expire)
+        timer.daemon = True
+        timer.start()
         try:
-            with self.opener.open(req, timeout=self.timeout) as resp:
+            with opener.open(req, timeout=timeout) as resp:
                 declared = resp.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > limit:
                     raise BackendUnavailableError(f"{where} answered {int(declared)} bytes, more than "
                                                   f"{limit // 1024 // 1024} MiB")
                 raw = bytearray()
-                while chunk := resp.read(_CHUNK):
+                while chunk := resp.read1(_CHUNK):
                     raw += chunk
                     if len(raw) > limit:
                         raise BackendUnavailableError(f"{where} answered more than {limit // 1024 // 1024} MiB")
                     if time.monotonic() > deadline:
-                        raise BackendUnavailableError(f"{where} did not finish answering within "
-                                                      f"{self.timeout:g} s")
+                        raise TimeoutError
+                if watch.expired:
+                    raise TimeoutError
         except urllib.error.HTTPError as exc:
             raise BackendUnavailableError(f"{where} answered HTTP {exc.code} {str(exc.reason)[:80]}") from None
-        except urllib.error.URLError as exc:
-            raise BackendUnavailableError(f"{self.url} cannot be reached ({str(exc.reason)[:120]})") from None
-        except TimeoutError:
-            raise BackendUnavailableError(f"{where} did not answer within {self.timeout:g} s") from None
-        except (OSError, ValueError, http.client.HTTPException) as exc:  # a reset connection, a bad status line
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            if watch.expired or isinstance(exc, TimeoutError) \
+                    or isinstance(getattr(exc, "reason", None), TimeoutError):
+                if timeout < self.timeout:  # cut short by the whole query's deadline
+                    raise overall from None
+                raise BackendUnavailableError(f"{where} did not finish answering within {timeout:g} s") from None
+            if isinstance(exc, urllib.error.URLError):
+                raise BackendUnavailableError(f"{self.url} cannot be reached ({str(exc.reason)[:120]})") from None
+            # a reset connection, a bad status line
             raise BackendUnavailableError(f"{where} failed ({type(exc).__name__}: {str(exc)[:120]})") from None
+        finally:
+            timer.cancel()
         try:
             parsed = json.loads(raw)
         except (ValueError, RecursionError):

@@ -145,7 +145,8 @@ class OfflineDb:
 
     def scan(self, packages: Iterable[Package]) -> tuple[list[Finding], list[str]]:
         """The findings for ``packages``, and what could not be read. A BackendUnavailableError when the folder
-        is not a database, or holds nothing for an ecosystem among ``packages`` (those were not checked)."""
+        is not a database, or holds nothing for an ecosystem among ``packages`` (no folder, or one with no advisory
+        at all: an empty folder or zip answers nothing, so those packages were not checked, never "clean")."""
         if not self.folder.is_dir():
             raise BackendUnavailableError(f"the offline OSV database {self.folder} is not a folder")
         by_eco: dict[str, list[Package]] = {}
@@ -154,6 +155,7 @@ class OfflineDb:
         problems = _Problems()
         found: list[Finding] = []
         missing = []
+        empty = []
         for eco, pkgs in sorted(by_eco.items()):
             path = self._path(eco)
             if path is None:
@@ -161,16 +163,22 @@ class OfflineDb:
                 continue
             with _Source(path, problems) as source:
                 index = self._index(source)
+                if not index:  # an empty folder or zip (or one of unreadable files) answers nothing: not checked
+                    empty.append(eco)
+                    continue
                 for pkg in pkgs:
                     for name in index.get(pkg.key[1], ()):
                         doc = source.read(name)
                         finding = match(pkg, doc) if doc is not None else None
                         if finding is not None:
                             found.append(finding)
+        reasons = [f"{self.folder} holds no {eco} advisories" for eco in empty]
         if missing:
-            raise BackendUnavailableError(f"the offline OSV database {self.folder} has no advisories for "
-                                          f"{', '.join(missing)} (no {'/'.join(m.split()[1] for m in missing)} "
-                                          "folder with all.zip or .json files)")
+            reasons.insert(0, f"the offline OSV database {self.folder} has no advisories for "
+                              f"{', '.join(missing)} (no {'/'.join(m.split()[1] for m in missing)} "
+                              "folder with all.zip or .json files)")
+        if reasons:
+            raise BackendUnavailableError("; ".join(reasons + problems.lines()[:2]))
         return merge(found), problems.lines()
 
     def _path(self, eco: str) -> Path | None:

@@ -84,7 +84,38 @@ class SigningSpec(_Strict):
 class ScanSpec(_Strict):
     osv_url: str = Field(DEFAULT_OSV_URL, description="the OSV API (its /v1/querybatch)")
     db: str | None = Field(None, description="an offline OSV database: a folder of per-ecosystem exports")
-    timeout: float = Field(5.0, gt=0, description="seconds to wait for the OSV API")
+    timeout: float = Field(5.0, gt=0, description="seconds each request to the OSV API may take, whole answer "
+                                                  "included (the whole query: 10 times that, at most 5 minutes)")
+
+    @field_validator("osv_url")
+    @classmethod
+    def _osv_url(cls, v: str) -> str:
+        return check_osv_url(v, "scan.osv_url")
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def check_osv_url(url: str, where: str) -> str:
+    """``url`` when it is a URL Shipyard may ask about a project's packages: https://, or http:// to this machine
+    (a test mirror), with no user name or password in it; a ValueError saying what to write otherwise."""
+    from shipyard.core.redact import has_userinfo
+
+    if has_userinfo(url) or "@" in url.partition("://")[2].partition("/")[0]:
+        raise ValueError(f"{where} holds a user name or password: give the URL without them (it would be shown "
+                         "and recorded with every scan)")
+    if any(c.isspace() or not c.isprintable() for c in url) or len(url) > 2000:
+        raise ValueError(f"{where} is not a URL: write https://HOST, e.g. https://api.osv.dev")
+    scheme, _, rest = url.partition("://")
+    host = rest.partition("/")[0]
+    host = host if host.startswith("[") else host.partition(":")[0]
+    host = host.split("]")[0] + "]" if host.startswith("[") else host
+    if scheme.lower() == "https" and host:
+        return url
+    if scheme.lower() == "http" and host.lower() in LOOPBACK_HOSTS:
+        return url
+    raise ValueError(f"{where} {url[:80]!r} is not https://: use https://HOST (http:// only to 127.0.0.1 or "
+                     "localhost)")
 
 
 def policy_config(raw: dict[str, Any] | None) -> PolicySpec:

@@ -87,16 +87,30 @@ def metrics_part(candidate: Mapping[str, float], current_version: int | None,
                  current: Mapping[str, float] | None, primary: str | None, higher_is_better: bool,
                  margin: float) -> dict[str, Any]:
     """The primary metric of the candidate and of the version the environment's alias points at now:
-    both values, the delta (candidate - current) and how much worse the candidate is (positive: worse)."""
-    cand = finite(candidate.get(primary)) if primary else None
-    cur = finite(current.get(primary)) if primary and current is not None else None
+    both values, the delta (candidate - current) and how much worse the candidate is (positive: worse).
+    A value that is not a finite number (NaN, infinity), or a difference that overflows, is null, and ``note``
+    says why the two cannot be compared (the bundle's metric check quotes it)."""
+    raw_cand = candidate.get(primary) if primary else None
+    raw_cur = current.get(primary) if primary and current is not None else None
+    cand, cur = finite(raw_cand), finite(raw_cur)
     delta = worse = None
+    note = None
+    if raw_cand is not None and cand is None:
+        note = f"the candidate's {primary} is {raw_cand!r}, not a finite number"
+    elif raw_cur is not None and cur is None:
+        note = f"version {current_version}'s {primary} is {raw_cur!r}, not a finite number"
     if cand is not None and cur is not None:
-        delta = cand - cur
-        worse = -delta if higher_is_better else delta
+        try:
+            delta = finite(float(cand - cur))
+        except (TypeError, ValueError, OverflowError):
+            delta = None
+        if delta is None:
+            note = f"{cand!r} - {cur!r} is not a finite number"
+        else:
+            worse = -delta if higher_is_better else delta
     return {"primary": primary, "higher_is_better": higher_is_better, "margin": margin,
             "candidate": cand, "current": cur, "current_version": current_version, "delta": delta,
-            "worse_by": worse, "all": {k: finite(v) for k, v in sorted(candidate.items())}}
+            "worse_by": worse, "note": note, "all": {k: finite(v) for k, v in sorted(candidate.items())}}
 
 
 def input_document(*, action: str, env: str | None, actor: str, version: Mapping[str, Any],

@@ -33,6 +33,19 @@ MAX_EVENTS = 5000
 MAX_VERSIONS = 200_000
 MAX_ALIASES = 100
 MAX_SUMMARY = 200
+MAX_TEXT = 200  # a fixed version, a package name or version taken from an advisory or a stored record
+# terminal escape sequences: CSI (ESC [ ... final), OSC/DCS/APC/PM/SOS (ESC ] ... BEL or ST), any other ESC x
+_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|\x9b[0-?]*[ -/]*[@-~]?"
+                     r"|[\x1b][\]PX^_].*?(?:\x07|\x1b\\|\x9c|$)|[\x90\x9d\x98\x9e\x9f].*?(?:\x07|\x1b\\|\x9c|$)"
+                     r"|\x1b.?", re.DOTALL)
+
+
+def clean_text(text: object, limit: int = MAX_TEXT) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: terminal escape sequences and control
+    characters (newlines included) removed. What an advisory or a stored record says goes through this before it
+    reaches a table, an error line or a record."""
+    raw = str(text)[:limit * 4]
+    return "".join(c for c in _ESCAPE.sub("", raw) if c.isprintable())[:limit]
 
 
 def is_osv_id(text: object) -> bool:
@@ -96,9 +109,10 @@ class Finding:
         if not isinstance(aliases, list) or not isinstance(fixed, list):
             raise ValueError("a finding's aliases or fixed is not a list")
         severity = text("severity")
-        return cls(text("id"), tuple(str(a) for a in aliases[:MAX_ALIASES]), text("package"), text("version"),
-                   text("ecosystem"), severity if severity in _RANK else "unknown",
-                   tuple(str(f) for f in fixed[:100]), str(body.get("summary") or "")[:MAX_SUMMARY])
+        return cls(clean_text(text("id"), 120), tuple(clean_text(a, 120) for a in aliases[:MAX_ALIASES]),
+                   clean_text(text("package")), clean_text(text("version")), clean_text(text("ecosystem"), 64),
+                   severity if severity in _RANK else "unknown", tuple(clean_text(f) for f in fixed[:100]),
+                   clean_text(body.get("summary") or "", MAX_SUMMARY))
 
 
 # --- versions ------------------------------------------------------------------------------------------------
@@ -109,7 +123,8 @@ Key = Callable[[str], Any]
 def _pypi_key(text: str) -> Any:
     from packaging.version import Version
 
-    return Version(text)  # InvalidVersion is a ValueError
+    version = Version(text)  # InvalidVersion is a ValueError
+    return Version(version.public) if version.local is not None else version  # 2.1.0+cpu is 2.1.0 to an advisory
 
 
 def _debian_key(text: str) -> Any:
@@ -187,8 +202,19 @@ def _listed(version: str, versions: Sequence[Any], ecosystem: str) -> bool:
         return False
     from packaging.utils import canonicalize_version
 
-    canonical = canonicalize_version(version)
-    return any(isinstance(v, str) and canonicalize_version(v) == canonical for v in versions[:MAX_VERSIONS])
+    canonical = canonicalize_version(_public(version))
+    return any(isinstance(v, str) and canonicalize_version(_public(v)) == canonical for v in versions[:MAX_VERSIONS])
+
+
+def _public(version: str) -> str:
+    """A PyPI version without its local part (``2.1.0+cpu`` -> ``2.1.0``): an advisory for 2.1.0 covers the
+    local builds of 2.1.0 (``torch 2.1.0+cu121``)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version).public
+    except InvalidVersion:
+        return version
 
 
 # --- advisories ----------------------------------------------------------------------------------------------
@@ -248,7 +274,7 @@ def _entry_affects(entry: Mapping[str, Any], pkg: Package) -> tuple[bool, list[s
     for rng in ranges if isinstance(ranges, list) else ():
         if not isinstance(rng, Mapping) or not isinstance(rng.get("events"), list):
             continue
-        fixed += [str(e["fixed"]) for e in rng["events"][:MAX_EVENTS]
+        fixed += [clean_text(e["fixed"]) for e in rng["events"][:MAX_EVENTS]
                   if isinstance(e, Mapping) and isinstance(e.get("fixed"), str)]
         key = version_key(spec["ecosystem"], str(rng.get("type")))
         if key is None or hit:
@@ -261,7 +287,10 @@ def _entry_affects(entry: Mapping[str, Any], pkg: Package) -> tuple[bool, list[s
 
 
 def severity_of(doc: Mapping[str, Any], entry: Mapping[str, Any] | None = None) -> str:
-    """critical, high, medium, low or unknown: the database's word, else the worst CVSS vector."""
+    """critical, high, medium, low or unknown: the database's word, else the worst CVSS vector, else unknown.
+    A ``MAL-`` advisory (OSV's malicious packages: the package itself is malware) is critical."""
+    if _malicious(doc):
+        return "critical"
     for where in (doc, entry or {}):
         for section in ("database_specific", "ecosystem_specific"):
             found = where.get(section)
@@ -277,6 +306,12 @@ def severity_of(doc: Mapping[str, Any], entry: Mapping[str, Any] | None = None) 
                 if _RANK[level] < _RANK[worst]:
                     worst = level
     return worst
+
+
+def _malicious(doc: Mapping[str, Any]) -> bool:
+    aliases = doc.get("aliases")
+    names = [doc.get("id"), *(aliases[:MAX_ALIASES] if isinstance(aliases, list) else ())]
+    return any(isinstance(n, str) and n.startswith("MAL-") for n in names)
 
 
 def _cvss_level(kind: str, score: Any) -> str:
@@ -308,8 +343,8 @@ def _ids(doc: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _summary(doc: Mapping[str, Any]) -> str:
     text = doc.get("summary") or doc.get("details") or ""
-    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return "".join(c for c in line if c.isprintable())[:MAX_SUMMARY]
+    line = str(text)[:MAX_SUMMARY * 20].strip().splitlines()[0] if str(text).strip() else ""
+    return clean_text(line, MAX_SUMMARY)
 
 
 def match(pkg: Package, doc: Mapping[str, Any], *, listed: bool = False) -> Finding | None:
@@ -329,7 +364,8 @@ def match(pkg: Package, doc: Mapping[str, Any], *, listed: bool = False) -> Find
             chosen = chosen or entry
     if not hit and not listed:
         return None
-    return Finding(str(doc["id"]), _ids(doc), pkg.name, pkg.version, pkg.ecosystem, severity_of(doc, chosen),
+    return Finding(clean_text(doc["id"], 120), _ids(doc), clean_text(pkg.name), clean_text(pkg.version),
+                   clean_text(pkg.ecosystem, 64), severity_of(doc, chosen),
                    tuple(sorted(set(fixed), key=str)[:50]), _summary(doc))
 
 

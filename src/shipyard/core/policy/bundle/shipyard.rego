@@ -139,6 +139,7 @@ violation contains {"check": "metric", "reason": msg} if {
 	is_string(m.primary)
 	m.current != null
 	m.candidate == null
+	not is_string(m.note)
 	msg := concat("", [ref, " has no ", m.primary, " metric to compare with ", input.version.name, "@", sprintf("%v", [m.current_version]), "'s ", sprintf("%v", [m.current]), ": log it when the version is trained"])
 }
 
@@ -147,6 +148,13 @@ violation contains {"check": "metric", "reason": msg} if {
 	m.worse_by != null
 	m.worse_by > m.margin
 	msg := concat("", [m.primary, " of ", ref, " is ", sprintf("%v", [m.candidate]), ", worse than ", input.version.name, "@", sprintf("%v", [m.current_version]), "'s ", sprintf("%v", [m.current]), " by ", sprintf("%v", [m.worse_by]), ", past the margin ", sprintf("%v", [m.margin]), " (policy.margin): train a better version"])
+}
+
+violation contains {"check": "metric", "reason": msg} if {
+	m := input.metrics
+	is_string(m.primary)
+	is_string(m.note)
+	msg := concat("", ["cannot compare ", m.primary, " of ", ref, " with ", input.version.name, "@", sprintf("%v", [m.current_version]), "'s: ", m.note, ": log a finite value"])
 }
 
 # --- the answer -----------------------------------------------------------------------------------------------
