@@ -392,3 +392,60 @@ def test_a_served_alias_does_not_follow_to_an_unsigned_version(svc: Services, tm
         assert version(url) == "1"
         sign_version(svc, v(svc, 2))
         wait("the follower never moved to the signed m@2", lambda: version(url) == "2")
+
+
+def test_an_untrusted_signature_never_undoes_a_trusted_one(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any recorded signature that verifies counts: an outsider's newer signature neither breaks m@1 nor counts
+    for m@2; `sign` with an untrusted key says so on stderr; when none verifies, the newest failure is named."""
+    root = svc.settings.project_root
+    write_config(root, require=True)
+    _, team = sign_version(svc, v(svc, 1))
+    monkeypatch.setenv("SHIPYARD_HOME", str(svc.settings.home))
+    for name in ("SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(root)
+    done = runner.invoke(app, ["sign", "m@1", "--key", "keys/outsider.key"])
+    assert done.exit_code == 0, done.output
+    assert "is not in signing.trusted_keys: this signature will not count" in done.output
+    assert "not in signing.trusted_keys" not in runner.invoke(app, ["sign", "m@2"]).output
+    require_signature(svc, v(svc, 1), "load")
+    assert signature_status(svc, v(svc, 1)).key == team["key"]
+
+    svc.registry.record_result(v(svc, 2), SIGN_ACTION, team, "m@1's bundle, recorded as m@2's")
+    sign_version(svc, v(svc, 2), key="keys/outsider.key")
+    svc.registry.record_result(v(svc, 2), SIGN_ACTION, team, "m@1's bundle again")
+    status = signature_status(svc, v(svc, 2))
+    assert status.verified, status  # `sign m@2` above is still there, older than both
+    flip_a_byte(svc, v(svc, 2))  # the files no longer match: the hash pass fails whichever bundle verified
+    with pytest.raises(SignatureError, match="no longer matches its signed digest"):
+        require_signature(svc, v(svc, 2), "load")
+
+
+def test_when_no_signature_verifies_the_newest_failure_is_named(svc: Services) -> None:
+    write_config(svc.settings.project_root, require=True)
+    sign_version(svc, v(svc, 2), key="keys/outsider.key")
+    _, team = sign_version(svc, v(svc, 1))
+    svc.registry.record_result(v(svc, 2), SIGN_ACTION, team, "m@1's bundle, recorded as m@2's")
+    with pytest.raises(SignatureError, match=r"none of its 2 signatures verifies; the newest: the signature is not "
+                                             r"of this version's files"):
+        require_signature(svc, v(svc, 2), "load")
+
+
+def test_keys_generate_in_a_subfolder_names_paths_from_the_project_root(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "shipyard.yaml").write_text("version: 1\n")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")
+    done = runner.invoke(app, ["keys", "generate", "--out", "keys/sub"])
+    assert done.exit_code == 0, done.output
+    assert "wrote src/keys/sub.key (private" in done.output
+    assert "signing: {key: src/keys/sub.key, trusted_keys: [src/keys/sub.pub]}" in done.output
+    assert (tmp_path / "src" / "keys" / "sub.key").is_file()
+
+
+def test_sign_with_a_certificate_that_is_not_one_is_a_one_line_usage_error(svc: Services) -> None:
+    from shipyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"keys/team\.pub is not a PEM certificate: .* it holds a public key$"):
+        sign_version(svc, v(svc, 1), certificate="keys/team.pub")
+    assert svc.registry.results(v(svc, 1), SIGN_ACTION) == []

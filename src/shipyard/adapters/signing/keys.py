@@ -73,6 +73,28 @@ def load_public(path: Path) -> EllipticCurvePublicKey:
 _CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
+def load_certificate(path: Path, what: str = "certificate") -> Any:
+    """An X.509 certificate in PEM (``--certificate``, ``--chain``); a one-line ConfigError naming the file and
+    what is expected otherwise (a public key, a private key or garbage)."""
+    from cryptography import x509
+
+    expected = f"{path} is not a PEM {what}: --certificate and --chain take X.509 certificates " \
+               "(-----BEGIN CERTIFICATE-----)"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_PEM_BYTES or b"-----BEGIN CERTIFICATE-----" not in data:
+        found = next((kind for kind in ("PUBLIC KEY", "PRIVATE KEY") if f"-----BEGIN {kind}".encode() in data
+                      or f"-----BEGIN EC {kind}".encode() in data), None)
+        raise ConfigError(expected + (f", and it holds a {found.lower()}" if found else ""))
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise ConfigError(f"{expected} ({str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'})") from exc
+
+
 def generate(out: Path) -> tuple[Path, Path, str]:
     """Write a new P-256 key pair: ``OUT.key`` (PKCS#8 PEM, mode 0600) and ``OUT.pub``; never overwrites.
     Returns both paths and the key's fingerprint."""
