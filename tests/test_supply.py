@@ -413,8 +413,26 @@ def test_unreachable_sources_are_not_checked_and_exit_13(lab: Lab) -> None:
     _, record = lab.svc.registry.results(lab.svc.registry.resolve("tiny@1"), "scan")[-1]
     assert record["checked"] is False and record["source"] is None and record["findings"] == []
     assert record["target"] == "tiny@1" and record["sbom"].startswith("sha256:")
-    missing = run_scan(lab.svc, "tiny@1", db=lab.root / "no-such-db")
-    assert missing.checked is False and "not a folder" in missing.errors[0]
+
+
+def test_a_db_that_is_no_osv_export_is_a_usage_error_and_nothing_is_recorded(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mv = lab.svc.registry.resolve("tiny@2")
+    before = len(lab.svc.registry.results(mv, "scan"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "README.md").write_text("not a database")
+    for db, why in ((tmp_path / "no-such-db", "no such folder"), (tmp_path / "README.md", "is a file"),
+                    (tmp_path / "empty", "holds no OSV export"),
+                    (lab.db / "PyPI", "is one ecosystem's export: give the folder that holds PyPI/")):
+        with pytest.raises(InvalidInputError, match=why):
+            run_scan(lab.svc, "tiny@2", db=db)
+    for key, value in lab.env().items():
+        if key.startswith("SHIPYARD_"):
+            monkeypatch.setenv(key, value)
+    done = CliRunner().invoke(app, ["scan", "tiny@2", "--db", str(tmp_path / "osvv")])
+    assert isinstance(done.exception, InvalidInputError) and done.exception.exit_code == 2, done.output
+    assert "no such folder" in str(done.exception)
+    assert len(lab.svc.registry.results(mv, "scan")) == before
 
 
 def test_the_scan_command_exits_14_on_an_unwaived_critical(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -201,15 +201,18 @@ def scan_config_of(svc: Services) -> ScanSpec:
 
 
 def sources_for(svc: Services, db: Path | None, osv_url: str | None) -> list[Source]:
-    """Where to look, in order: ``--db`` alone; else the API (``--osv-url`` or ``scan.osv_url``), then
+    """Where to look, in order: ``--db`` alone (an InvalidInputError unless it is a folder holding an
+    ecosystem's export); else the API (``--osv-url`` or ``scan.osv_url``), then
     ``scan.db`` when it is set."""
     from shipyard.adapters.supply.osv_api import OsvApi
-    from shipyard.adapters.supply.osv_db import OfflineDb
+    from shipyard.adapters.supply.osv_db import OfflineDb, check_database
 
     config = scan_config_of(svc)
     cache = svc.settings.home / "cache"
     if db is not None:
-        return [OfflineDb(db.expanduser().absolute(), cache)]
+        folder = db.expanduser().absolute()
+        check_database(folder)  # a mistyped --db is a usage error: nothing is scanned or recorded
+        return [OfflineDb(folder, cache)]
     sources: list[Source] = [OsvApi(osv_url or config.osv_url, config.timeout)]
     if config.db:
         sources.append(OfflineDb((svc.settings.project_root / config.db).expanduser().absolute(), cache))
