@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import itertools
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from typer.testing import CliRunner
 from shipyard.adapters.supply.osv_api import OsvApi
 from shipyard.adapters.supply.osv_db import OfflineDb
 from shipyard.config import Settings
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.registry.saving import save_model
 from shipyard.core.supply import debver
 from shipyard.core.supply.osv import Package, check_advisory, in_range, match, semver_key, severity_of
@@ -183,8 +185,6 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     from sklearn.dummy import DummyClassifier
 
-    from shipyard.core.artifacts.digest import Digest
-
     root = tmp_path_factory.mktemp("supply")
     (root / "shipyard.yaml").write_text("scan:\n  timeout: 1\n")
     sites = []
@@ -199,12 +199,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     osv = OsvServer(ADVISORIES)
     try:
         dataset = str(svc.store.put_bytes(b"sepal,petal\n1,2\n"))
+        inputs = _project_inputs(svc, root, Digest.parse(dataset))
         for i, site in enumerate(sites):  # tiny@1 registered with tinyvuln 1.0 installed, tiny@2 with 1.1
             sys.path.insert(0, str(site))
             importlib.invalidate_caches()
             try:
                 run = svc.tracker.start_run("train")
-                svc.tracker.record_inputs(run.id, {"data/train.csv": Digest.parse(dataset)})
+                svc.tracker.record_inputs(run.id, inputs)
                 svc.tracker.log_metrics(run.id, {"accuracy": 0.9 + i / 100})
                 model = DummyClassifier(strategy="constant", constant=1).fit([[0, 0]] * 2, [1, 1])
                 save_model(flavor("sklearn"), model, root / f"m{i}", examples=[[0.0, 0.0]],
@@ -219,6 +220,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         osv.close()
         svc.close()
+
+
+def _project_inputs(svc: Services, root: Path, dataset: Digest) -> dict[str, Digest]:
+    """A stage's inputs as `shipyard run` records them: data/train.csv (tracked in shipyard.lock), data/prepared
+    (a folder: another stage's output), src/train.py (code git tracks) and notes.txt (neither)."""
+    from shipyard.core.artifacts.tree import put_path
+    from shipyard.core.workspace.lockfile import Lock, PathEntry, save_lock
+
+    save_lock(root, Lock(data={"data/train.csv": PathEntry(dataset, 16)}))
+    (root / "src").mkdir()
+    (root / "src" / "train.py").write_text("print('train')\n")
+    (root / "prepared").mkdir()
+    (root / "prepared" / "part-0.csv").write_text("1,2\n")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "src/train.py"], check=True)
+    return {"data/train.csv": dataset, "data/prepared": put_path(svc.store, root / "prepared").digest,
+            "src/train.py": svc.store.put_bytes(b"print('train')\n"), "notes.txt": svc.store.put_bytes(b"n")}
 
 
 def _ids(rows: list[dict[str, Any]]) -> set[str]:
@@ -333,7 +351,10 @@ def test_the_sbom_validates_and_holds_the_model_its_packages_and_datasets(lab: L
     purls = {c["purl"] for c in doc["components"] if "purl" in c}
     assert "pkg:pypi/tinyvuln@1.0" in purls and any(p.startswith("pkg:pypi/scikit-learn@") for p in purls)
     data = [c for c in doc["components"] if c["type"] == "data"]
-    assert [(d["name"], d["hashes"][0]["content"]) for d in data] == [("data/train.csv", lab.dataset[7:])]
+    assert [d["name"] for d in data] == ["data/prepared", "data/train.csv"]  # code and untracked files are not data
+    assert data[1]["hashes"][0]["content"] == lab.dataset[7:]
+    notes = [p["value"] for p in model["properties"] if p["name"] == "shipyard:note"]
+    assert any("not listed as datasets" in n and "notes.txt src/train.py" in n for n in notes), notes
     assert packages_of(doc)[0].count(Package("PyPI", "tinyvuln", "1.0")) == 1
     _, record = lab.svc.registry.results(mv, "sbom")[-1]
     assert record == {"document": str(made.digest), "image": None, "packages": made.packages, "spec": "1.6"}
@@ -548,3 +569,14 @@ def test_an_images_os_packages_are_read_without_running_it(lab: Lab, daemon: Any
     both = run_scan(lab.svc, "shipyard/tiny:1", db=lab.root / "debdb", environ=daemon.env)
     assert both.checked and {f.id for f in both.findings} == BLOCKING_IDS | {"DEBIAN-CVE-2026-1"}
     assert scan_status(lab.svc, mv)["image"] == "shipyard/tiny:1"
+
+
+def test_a_dataset_is_tracked_data_never_a_file_git_tracks() -> None:
+    from shipyard.core.supply.datasets import datasets_of
+
+    inputs = {"data/raw/a.csv": "sha256:1", "data/prepared": "sha256:2", "src/train.py": "sha256:3",
+              "copy.csv": "sha256:4", "params.py": "sha256:5", "loose.txt": "sha256:6"}
+    kept, left = datasets_of(inputs, tracked={"data/raw", "src/train.py"}, digests={"sha256:4"},
+                             folders={"data/prepared"}, in_git={"src/train.py", "params.py"})
+    assert kept == [("copy.csv", "sha256:4"), ("data/prepared", "sha256:2"), ("data/raw/a.csv", "sha256:1")]
+    assert left == ["loose.txt", "params.py", "src/train.py"]  # git tracks it: code, even if the lock names it

@@ -94,12 +94,53 @@ def _model_input(svc: Services, mv: ModelVersion, part: Any, tool_version: str) 
     if mv.run_id is not None:
         try:
             run = svc.tracker.get_run(mv.run_id)
-            datasets = sorted((path, str(d)) for path, d in run.inputs.items())
         except NotFoundError:
             notes.append(f"the producing run {mv.run_id} is not in this registry: no datasets listed")
+        else:
+            datasets, left = dataset_inputs(svc, run.inputs)
+            if left:
+                notes.append("inputs of the run not listed as datasets (code git tracks, or not tracked data): "
+                             + " ".join(left[:20]) + (f" and {len(left) - 20} more" if len(left) > 20 else ""))
     return SbomInput(mv.model, mv.version, str(mv.manifest_digest), mv.flavor, dict(mv.metrics),
                      [(p.name, p.version, p.source) for p in lock.pins], datasets, mv.run_id, part, tool_version,
                      tuple(notes))
+
+
+def dataset_inputs(svc: Services, inputs: Mapping[str, Digest]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Which of a run's ``inputs`` are datasets (core/supply/datasets.py says what counts: tracked data in the
+    project's shipyard.lock, stage outputs, folders; never a file git tracks), as (path, digest) pairs, and the
+    paths left out."""
+    from shipyard.adapters.supply.gitfiles import git_tracked
+    from shipyard.core.supply.datasets import datasets_of
+    from shipyard.core.workspace.lockfile import Lock, load_lock
+    from shipyard.errors import ShipyardError
+
+    root = svc.settings.project_root
+    try:
+        lock = load_lock(root)
+    except ShipyardError:  # an unreadable lock: only folders count
+        lock = Lock()
+    entries = dict(lock.data)
+    for stage in lock.stages.values():
+        entries.update(stage.outs)
+    shown = {path: str(d) for path, d in inputs.items()}
+    in_git = git_tracked(root, sorted(shown))
+    folders = {path for path, d in inputs.items() if path not in in_git and _is_folder(svc, d)}
+    return datasets_of(shown, tracked=set(entries), digests={str(e.digest) for e in entries.values()},
+                       folders=folders, in_git=in_git)
+
+
+def _is_folder(svc: Services, digest: Digest) -> bool:
+    """``digest`` names a folder manifest in the store (its first bytes say so; a data file is not read)."""
+    from shipyard.core.artifacts.manifest import Manifest
+
+    try:
+        if not svc.store.has(digest):
+            return False
+        with svc.store.open(digest) as f:
+            return Manifest.looks_like(f.read(64))
+    except (OSError, ValueError):
+        return False
 
 
 def stored_sbom(svc: Services, mv: ModelVersion) -> Sbom | None:

@@ -25,7 +25,11 @@ def sbom(
     """Write a CycloneDX 1.6 SBOM of a model version: its lock's packages (purls), the model itself (a
     machine-learning-model component with its digest and metrics) and the datasets its run read (with their
     digests); with --image, the image's OS packages. The document is validated against the CycloneDX 1.6
-    schema, stored, and recorded with the version (`shipyard models history`)."""
+    schema, stored, and recorded with the version (`shipyard models history`).
+
+    A dataset is an input of the producing run that is tracked data: a path shipyard.lock lists under data
+    (`shipyard data add`), a stage's output, or a folder; a file git tracks (the stage's code) never is. The
+    inputs left out are named in a note of the document."""
     from shipyard.core.workspace.atomic import write_atomic
     from shipyard.wiring.supply import make_sbom
 
