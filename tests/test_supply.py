@@ -580,3 +580,27 @@ def test_a_dataset_is_tracked_data_never_a_file_git_tracks() -> None:
                              folders={"data/prepared"}, in_git={"src/train.py", "params.py"})
     assert kept == [("copy.csv", "sha256:4"), ("data/prepared", "sha256:2"), ("data/raw/a.csv", "sha256:1")]
     assert left == ["loose.txt", "params.py", "src/train.py"]  # git tracks it: code, even if the lock names it
+
+
+def test_waive_warns_on_an_advisory_no_scan_found_and_says_what_it_replaces(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.wiring.supply import record_waiver
+
+    run_scan(lab.svc, "tiny@1", db=lab.db)
+    later = (date.today() + timedelta(days=20)).isoformat()
+    typo = record_waiver(lab.svc, "tiny@1", "GHSA-xxxx-yyyy-zzzz", "typo", later)
+    assert typo.found is False and typo.replaces is None
+    assert len(typo.notes) == 1 and "not among the findings of tiny@1's scans" in typo.notes[0]
+    first = record_waiver(lab.svc, "tiny@1", "PYSEC-2026-7", "first", later)  # an alias of the critical
+    assert first.found  # (it may replace a waiver another test of this module recorded)
+    for key, value in lab.env().items():
+        if key.startswith("SHIPYARD_"):
+            monkeypatch.setenv(key, value)
+    done = CliRunner().invoke(app, ["waive", "tiny@1", "GHSA-aaaa-bbbb-cccc", "--reason", "second", "--expires",
+                                    later, "--json"])
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.output)
+    assert body["found"] is True and body["replaces"]["reason"] == "first" and body["version"] == "tiny@1"
+    assert body["notes"] == [f"replaces the earlier waiver of PYSEC-2026-7 (until {later}, by tester@ci: first)"]
+    never = record_waiver(lab.svc, "tiny@2", "GHSA-aaaa-bbbb-cccc", "why", later)
+    assert never.found is False and ("no recorded scan" in never.notes[0] or "not among" in never.notes[0])

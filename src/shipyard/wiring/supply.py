@@ -325,9 +325,32 @@ def waivers_of(svc: Services, mv: ModelVersion) -> list[Waiver]:
     return out
 
 
+@dataclass
+class Waived:
+    """A recorded waiver, with what the scans knew of its advisory and the waiver it replaces."""
+
+    model: ModelVersion
+    waiver: Waiver
+    found: bool  # a recorded scan of the version found the advisory (by its id or an alias)
+    replaces: Waiver | None  # the newest earlier waiver of the same advisory, now superseded
+    notes: list[str] = field(default_factory=list)  # one line each: what the caller should know
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.model.ref, **self.waiver.to_dict(), "found": self.found,
+                "replaces": None if self.replaces is None else self.replaces.to_dict(), "notes": list(self.notes)}
+
+
 def waive(svc: Services, ref: str, advisory: str, reason: str, expires: str, now: float | None = None) \
         -> tuple[ModelVersion, Waiver]:
     """Record a waiver of ``advisory`` for ``ref``: a reason, and an expiry in the future, at most a year ahead."""
+    done = record_waiver(svc, ref, advisory, reason, expires, now)
+    return done.model, done.waiver
+
+
+def record_waiver(svc: Services, ref: str, advisory: str, reason: str, expires: str,
+                  now: float | None = None) -> Waived:
+    """``waive``, saying whether any recorded scan of the version found ``advisory`` (a waiver of an id no
+    scan found is recorded, with a note: it may be a typo) and which earlier waiver it replaces."""
     from shipyard.core.registry.records import WAIVE_ACTION
     from shipyard.core.supply.osv import Waiver, check_expiry, check_id
     from shipyard.errors import InvalidInputError
@@ -342,10 +365,51 @@ def waive(svc: Services, ref: str, advisory: str, reason: str, expires: str, now
         raise InvalidInputError("--reason: say in one printable line (at most 500 characters) why the advisory "
                                 "does not apply or can wait")
     mv = svc.registry.resolve(ref)
+    names, scans = _names_found(svc, mv, advisory)
+    earlier = [w for w in waivers_of(svc, mv) if w.id in names]
     waiver = Waiver(advisory, reason, when, svc.settings.actor)
     svc.registry.record_result(mv, WAIVE_ACTION, waiver.to_dict(),
                                f"waived {advisory} until {when.isoformat()}: {reason}")
-    return mv, waiver
+    done = Waived(mv, waiver, found=scans.found, replaces=earlier[-1] if earlier else None)
+    if not done.found:
+        done.notes.append(f"warning: {advisory} is not among the findings of {mv.ref}'s scans "
+                          f"({scans.count} recorded): the waiver covers nothing until a scan finds it (a typo?)"
+                          if scans.count else
+                          f"warning: {mv.ref} has no recorded scan, so none found {advisory}: the waiver covers "
+                          f"nothing until one does (`shipyard scan {mv.ref}`)")
+    if done.replaces is not None:
+        old = done.replaces
+        state = "expired" if old.expires < today(now) else "until"
+        done.notes.append(f"replaces the earlier waiver of {old.id} ({state} {old.expires.isoformat()}, by "
+                          f"{old.by or '?'}: {old.reason})")
+    return done
+
+
+@dataclass
+class _Scans:
+    count: int = 0
+    found: bool = False
+
+
+def _names_found(svc: Services, mv: ModelVersion, advisory: str) -> tuple[set[str], _Scans]:
+    """``advisory`` and the ids and aliases of every finding of ``mv``'s recorded scans that it names."""
+    from shipyard.core.registry.records import SCAN_ACTION
+    from shipyard.core.supply.osv import Finding
+
+    names = {advisory}
+    scans = _Scans()
+    for _, record in svc.registry.results(mv, SCAN_ACTION):
+        scans.count += 1
+        raw = record.get("findings")
+        for item in raw if isinstance(raw, list) else ():
+            try:
+                finding = Finding.from_dict(item)
+            except (ValueError, AttributeError):
+                continue
+            if advisory == finding.id or advisory in finding.aliases:
+                scans.found = True
+                names |= {finding.id, *finding.aliases}
+    return names, scans
 
 
 def _with_waivers(findings: list[Finding], waivers: list[Waiver], day: date) -> list[dict[str, Any]]:

@@ -126,18 +126,28 @@ def waive(
     advisory: str = typer.Argument(..., help="The OSV id (GHSA-..., PYSEC-..., CVE-...; an alias works too)."),
     reason: str = typer.Option(..., "--reason", help="Why it does not apply, or can wait (required)."),
     expires: str = typer.Option(..., "--expires", help="YYYY-MM-DD, in the future and at most a year ahead."),
+    as_json: bool = out.JSON_OPTION,
 ) -> None:
     """Waive one advisory for a version, with a reason and an expiry: until then `scan` and the policy do not
-    count it. Recorded with the version (`shipyard models history`); it expires by itself."""
-    from shipyard.wiring.supply import waive as record_waiver
+    count it. Recorded with the version (`shipyard models history`); it expires by itself. Waivers are per
+    version: a new version needs its own. Waiving an advisory again replaces the earlier waiver; an id that no
+    recorded scan of the version found is recorded with a warning (check for a typo)."""
+    from shipyard.wiring.supply import record_waiver
 
     svc = out.services()
     try:
-        mv, waiver = record_waiver(svc, ref, advisory, reason, expires)
+        done = record_waiver(svc, ref, advisory, reason, expires)
     finally:
         svc.close()
-    out.console().print(out.plain(f"waived {waiver.id} for {mv.ref} until {waiver.expires.isoformat()} "
+    if as_json:
+        out.print_json(done.to_dict())
+        return
+    waiver = done.waiver
+    out.console().print(out.plain(f"waived {waiver.id} for {done.model.ref} until {waiver.expires.isoformat()} "
                                   f"(by {waiver.by}): {waiver.reason}"))
+    err = out.console(stderr=True)
+    for note in done.notes:
+        err.print(out.plain(note))
 
 
 def _steps(as_json: bool) -> Callable[[str], None]:
