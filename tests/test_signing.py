@@ -449,3 +449,25 @@ def test_sign_with_a_certificate_that_is_not_one_is_a_one_line_usage_error(svc: 
     with pytest.raises(ConfigError, match=r"keys/team\.pub is not a PEM certificate: .* it holds a public key$"):
         sign_version(svc, v(svc, 1), certificate="keys/team.pub")
     assert svc.registry.results(v(svc, 1), SIGN_ACTION) == []
+
+
+def test_models_show_says_who_signed_and_whether_it_verifies(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_HOME", str(svc.settings.home))
+    for name in ("SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(svc.settings.project_root)
+    _, record = sign_version(svc, v(svc, 1))
+    sign_version(svc, v(svc, 2), key="keys/outsider.key")
+
+    def shown(n: int) -> dict[str, Any]:
+        done = runner.invoke(app, ["models", "show", f"m@{n}", "--json"])
+        assert done.exit_code == 0, done.output
+        return dict(json.loads(done.output)["signed"])
+
+    assert shown(1)["verified"] is True and shown(1)["key"] == record["key"]
+    two = shown(2)
+    assert two["signed"] is True and two["verified"] is False and "not in signing.trusted_keys" in two["reason"]
+    flip_a_byte(svc, v(svc, 1))  # not re-hashed by `models show`: the bundle still verifies; `sign --verify` tells
+    assert shown(1)["verified"] is True
+    table = runner.invoke(app, ["models", "show", "m@2"], env={"COLUMNS": "300"})
+    assert "not verified" in table.output and "schema" in table.output, table.output

@@ -604,3 +604,18 @@ def test_waive_warns_on_an_advisory_no_scan_found_and_says_what_it_replaces(
     assert body["notes"] == [f"replaces the earlier waiver of PYSEC-2026-7 (until {later}, by tester@ci: first)"]
     never = record_waiver(lab.svc, "tiny@2", "GHSA-aaaa-bbbb-cccc", "why", later)
     assert never.found is False and ("no recorded scan" in never.notes[0] or "not among" in never.notes[0])
+
+
+def test_models_show_gives_the_newest_scans_verdict(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in lab.env().items():
+        if key.startswith("SHIPYARD_"):
+            monkeypatch.setenv(key, value)
+    run_scan(lab.svc, "tiny@1", db=lab.db)
+    shown = CliRunner().invoke(app, ["models", "show", "tiny@1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    scan = json.loads(shown.output)["scan"]
+    assert scan["checked"] is True and scan["source"] == f"offline:{lab.db}" and scan["counts"]["critical"] == 1
+    assert scan["blocking"] + scan["waived"] >= 2
+    run_scan(lab.svc, "tiny@2", osv_url=f"http://127.0.0.1:{free_port()}")  # nothing answers: not checked
+    table = CliRunner().invoke(app, ["models", "show", "tiny@2"], env={"COLUMNS": "300"})
+    assert "not checked" in table.output and "never scanned" not in table.output, table.output

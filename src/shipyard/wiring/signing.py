@@ -122,12 +122,14 @@ def _sign_events(svc: Services, mv: ModelVersion) -> list[AuditEvent]:
             if e.action == SIGN_ACTION and e.name == str(mv.version) and e.new]
 
 
-def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | None = None) -> tuple[str, int]:
+def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | None = None,
+                     rehash: bool = True) -> tuple[str, int]:
     """Check ``mv``'s signatures: the version verifies when any recorded signature's bundle verifies with a
     trusted key and lists exactly the version's files (checked per signature, newest first: no file is read),
     and then each stored file still hashes to its digest (one SHA-256 pass over the model, whatever the number
     of signatures). Returns (the verifying key's fingerprint, the number of files); a one-line SignatureError
-    says why not, naming the newest signature's failure when none verifies."""
+    says why not, naming the newest signature's failure when none verifies. ``rehash=False``: the bundles only
+    (what the records and signatures say, not that the stored bytes still match: cheap, for display)."""
     from shipyard.core.artifacts.tree import load_manifest, verified_chunks
     from shipyard.errors import IntegrityError, NotFoundError, SignatureError
 
@@ -154,6 +156,8 @@ def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | 
         if len(events) > 1:
             raise SignatureError(f"none of its {len(events)} signatures verifies; the newest: {newest}") from newest
         raise newest
+    if not rehash:
+        return key, len(files)
     svc.store.fetch([e.digest for e in manifest], sizes={e.digest: e.size for e in manifest})
     for entry in manifest:
         try:
@@ -208,6 +212,21 @@ def signature_status(svc: Services, mv: ModelVersion) -> SignatureStatus:
     except (SignatureError, ConfigError) as exc:
         return SignatureStatus(True, False, _recorded_key(svc, mv), str(exc))
     return SignatureStatus(True, True, key, f"verified: {count} files signed by {key}")
+
+
+def signature_summary(svc: Services, mv: ModelVersion) -> SignatureStatus:
+    """Like ``signature_status`` without re-hashing the files: whether a recorded signature's bundle verifies
+    with a trusted key and lists the version's files (for ``models show``; ``sign --verify`` re-hashes)."""
+    from shipyard.errors import ShipyardError
+
+    if not _sign_events(svc, mv):
+        return SignatureStatus(False, False, None, "not signed")
+    try:
+        key, count = verify_signature(svc, mv, rehash=False)
+    except ShipyardError as exc:  # SignatureError, ConfigError, MissingExtraError: said, never raised
+        return SignatureStatus(True, False, _recorded_key(svc, mv), str(exc))
+    return SignatureStatus(True, True, key, f"the signature of its {count} files verifies with a trusted key "
+                                           "(files not re-hashed: `shipyard sign --verify` does)")
 
 
 def _recorded_key(svc: Services, mv: ModelVersion) -> str | None:

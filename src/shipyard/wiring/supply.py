@@ -453,3 +453,21 @@ def scan_status(svc: Services, mv: ModelVersion, now: float | None = None) -> di
             "when": float(when) if isinstance(when, (int, float)) else None,
             "findings": _with_waivers(findings, waivers_of(svc, mv), today(now)),
             "image": record.get("image"), "errors": [str(e) for e in errors] if isinstance(errors, list) else []}
+
+
+def scan_summary(svc: Services, mv: ModelVersion, now: float | None = None) -> dict[str, Any] | None:
+    """The newest scan of ``mv`` in short (``models show``): ``{"checked", "source", "when", "counts": {severity:
+    n}, "waived": n, "blocking": n, "errors": [...]}``; None when it was never scanned."""
+    from shipyard.core.registry.records import SCAN_ACTION
+    from shipyard.core.supply.osv import BLOCKING
+
+    if not svc.registry.results(mv, SCAN_ACTION):
+        return None
+    status = scan_status(svc, mv, now)
+    counts: dict[str, int] = {}
+    for f in status["findings"]:
+        counts[f["severity"]] = counts.get(f["severity"], 0) + 1
+    return {"checked": status["checked"], "source": status["source"], "when": status["when"],
+            "image": status["image"], "counts": counts, "waived": sum(1 for f in status["findings"] if f["waived"]),
+            "blocking": sum(1 for f in status["findings"] if f["severity"] in BLOCKING and not f["waived"]),
+            "errors": status["errors"]}
