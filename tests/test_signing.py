@@ -412,3 +412,82 @@ def test_a_fifo_or_a_device_as_a_key_file_is_refused_not_waited_on(tmp_path: Pat
     with pytest.raises(ConfigError, match=f"^{fifo} is not a regular file"):  # model-signing would open it
         sign_files("m", [("a", "0" * 64)], key=private, certificate=fifo)
     assert load_public(public) is not None and load_private(private) is not None
+
+
+def test_an_untrusted_signature_never_undoes_a_trusted_one(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any recorded signature that verifies counts: an outsider's newer signature neither breaks m@1 nor counts
+    for m@2; `sign` with an untrusted key says so on stderr; when none verifies, the newest failure is named."""
+    root = svc.settings.project_root
+    write_config(root, require=True)
+    _, team = sign_version(svc, v(svc, 1))
+    monkeypatch.setenv("SHIPYARD_HOME", str(svc.settings.home))
+    for name in ("SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(root)
+    done = runner.invoke(app, ["sign", "m@1", "--key", "keys/outsider.key"])
+    assert done.exit_code == 0, done.output
+    assert "is not in signing.trusted_keys: this signature will not count" in done.output
+    assert "not in signing.trusted_keys" not in runner.invoke(app, ["sign", "m@2"]).output
+    require_signature(svc, v(svc, 1), "load")
+    assert signature_status(svc, v(svc, 1)).key == team["key"]
+
+    svc.registry.record_result(v(svc, 2), SIGN_ACTION, team, "m@1's bundle, recorded as m@2's")
+    sign_version(svc, v(svc, 2), key="keys/outsider.key")
+    svc.registry.record_result(v(svc, 2), SIGN_ACTION, team, "m@1's bundle again")
+    status = signature_status(svc, v(svc, 2))
+    assert status.verified, status  # `sign m@2` above is still there, older than both
+    flip_a_byte(svc, v(svc, 2))  # the files no longer match: the hash pass fails whichever bundle verified
+    with pytest.raises(SignatureError, match="no longer matches its signed digest"):
+        require_signature(svc, v(svc, 2), "load")
+
+
+def test_when_no_signature_verifies_the_newest_failure_is_named(svc: Services) -> None:
+    write_config(svc.settings.project_root, require=True)
+    sign_version(svc, v(svc, 2), key="keys/outsider.key")
+    _, team = sign_version(svc, v(svc, 1))
+    svc.registry.record_result(v(svc, 2), SIGN_ACTION, team, "m@1's bundle, recorded as m@2's")
+    with pytest.raises(SignatureError, match=r"none of its 2 signatures verifies; the newest: the signature is not "
+                                             r"of this version's files"):
+        require_signature(svc, v(svc, 2), "load")
+
+
+def test_keys_generate_in_a_subfolder_names_paths_from_the_project_root(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "shipyard.yaml").write_text("version: 1\n")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")
+    done = runner.invoke(app, ["keys", "generate", "--out", "keys/sub"])
+    assert done.exit_code == 0, done.output
+    assert "wrote src/keys/sub.key (private" in done.output
+    assert "signing: {key: src/keys/sub.key, trusted_keys: [src/keys/sub.pub]}" in done.output
+    assert (tmp_path / "src" / "keys" / "sub.key").is_file()
+
+
+def test_sign_with_a_certificate_that_is_not_one_is_a_one_line_usage_error(svc: Services) -> None:
+    from shipyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"keys/team\.pub is not a PEM certificate: .* it holds a public key$"):
+        sign_version(svc, v(svc, 1), certificate="keys/team.pub")
+    assert svc.registry.results(v(svc, 1), SIGN_ACTION) == []
+
+
+def test_models_show_says_who_signed_and_whether_it_verifies(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_HOME", str(svc.settings.home))
+    for name in ("SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(svc.settings.project_root)
+    _, record = sign_version(svc, v(svc, 1))
+    sign_version(svc, v(svc, 2), key="keys/outsider.key")
+
+    def shown(n: int) -> dict[str, Any]:
+        done = runner.invoke(app, ["models", "show", f"m@{n}", "--json"])
+        assert done.exit_code == 0, done.output
+        return dict(json.loads(done.output)["signed"])
+
+    assert shown(1)["verified"] is True and shown(1)["key"] == record["key"]
+    two = shown(2)
+    assert two["signed"] is True and two["verified"] is False and "not in signing.trusted_keys" in two["reason"]
+    flip_a_byte(svc, v(svc, 1))  # not re-hashed by `models show`: the bundle still verifies; `sign --verify` tells
+    assert shown(1)["verified"] is True
+    table = runner.invoke(app, ["models", "show", "m@2"], env={"COLUMNS": "300"})
+    assert "not verified" in table.output and "schema" in table.output, table.output

@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import itertools
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from typer.testing import CliRunner
 from shipyard.adapters.supply.osv_api import OsvApi
 from shipyard.adapters.supply.osv_db import OfflineDb
 from shipyard.config import Settings
+from shipyard.core.artifacts.digest import Digest
 from shipyard.core.registry.saving import save_model
 from shipyard.core.supply import debver
 from shipyard.core.supply.osv import Package, check_advisory, in_range, match, semver_key, severity_of
@@ -184,8 +186,6 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     from sklearn.dummy import DummyClassifier
 
-    from shipyard.core.artifacts.digest import Digest
-
     root = tmp_path_factory.mktemp("supply")
     (root / "shipyard.yaml").write_text("scan:\n  timeout: 1\n")
     sites = []
@@ -200,12 +200,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     osv = OsvServer(ADVISORIES)
     try:
         dataset = str(svc.store.put_bytes(b"sepal,petal\n1,2\n"))
+        inputs = _project_inputs(svc, root, Digest.parse(dataset))
         for i, site in enumerate(sites):  # tiny@1 registered with tinyvuln 1.0 installed, tiny@2 with 1.1
             sys.path.insert(0, str(site))
             importlib.invalidate_caches()
             try:
                 run = svc.tracker.start_run("train")
-                svc.tracker.record_inputs(run.id, {"data/train.csv": Digest.parse(dataset)})
+                svc.tracker.record_inputs(run.id, inputs)
                 svc.tracker.log_metrics(run.id, {"accuracy": 0.9 + i / 100})
                 model = DummyClassifier(strategy="constant", constant=1).fit([[0, 0]] * 2, [1, 1])
                 save_model(flavor("sklearn"), model, root / f"m{i}", examples=[[0.0, 0.0]],
@@ -220,6 +221,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         osv.close()
         svc.close()
+
+
+def _project_inputs(svc: Services, root: Path, dataset: Digest) -> dict[str, Digest]:
+    """A stage's inputs as `shipyard run` records them: data/train.csv (tracked in shipyard.lock), data/prepared
+    (a folder: another stage's output), src/train.py (code git tracks) and notes.txt (neither)."""
+    from shipyard.core.artifacts.tree import put_path
+    from shipyard.core.workspace.lockfile import Lock, PathEntry, save_lock
+
+    save_lock(root, Lock(data={"data/train.csv": PathEntry(dataset, 16)}))
+    (root / "src").mkdir()
+    (root / "src" / "train.py").write_text("print('train')\n")
+    (root / "prepared").mkdir()
+    (root / "prepared" / "part-0.csv").write_text("1,2\n")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "src/train.py"], check=True)
+    return {"data/train.csv": dataset, "data/prepared": put_path(svc.store, root / "prepared").digest,
+            "src/train.py": svc.store.put_bytes(b"print('train')\n"), "notes.txt": svc.store.put_bytes(b"n")}
 
 
 def _ids(rows: list[dict[str, Any]]) -> set[str]:
@@ -334,7 +352,10 @@ def test_the_sbom_validates_and_holds_the_model_its_packages_and_datasets(lab: L
     purls = {c["purl"] for c in doc["components"] if "purl" in c}
     assert "pkg:pypi/tinyvuln@1.0" in purls and any(p.startswith("pkg:pypi/scikit-learn@") for p in purls)
     data = [c for c in doc["components"] if c["type"] == "data"]
-    assert [(d["name"], d["hashes"][0]["content"]) for d in data] == [("data/train.csv", lab.dataset[7:])]
+    assert [d["name"] for d in data] == ["data/prepared", "data/train.csv"]  # code and untracked files are not data
+    assert data[1]["hashes"][0]["content"] == lab.dataset[7:]
+    notes = [p["value"] for p in model["properties"] if p["name"] == "shipyard:note"]
+    assert any("not listed as datasets" in n and "notes.txt src/train.py" in n for n in notes), notes
     assert packages_of(doc)[0].count(Package("PyPI", "tinyvuln", "1.0")) == 1
     _, record = lab.svc.registry.results(mv, "sbom")[-1]
     assert record == {"document": str(made.digest), "image": None, "packages": made.packages, "spec": "1.6"}
@@ -414,8 +435,26 @@ def test_unreachable_sources_are_not_checked_and_exit_13(lab: Lab) -> None:
     _, record = lab.svc.registry.results(lab.svc.registry.resolve("tiny@1"), "scan")[-1]
     assert record["checked"] is False and record["source"] is None and record["findings"] == []
     assert record["target"] == "tiny@1" and record["sbom"].startswith("sha256:")
-    missing = run_scan(lab.svc, "tiny@1", db=lab.root / "no-such-db")
-    assert missing.checked is False and "not a folder" in missing.errors[0]
+
+
+def test_a_db_that_is_no_osv_export_is_a_usage_error_and_nothing_is_recorded(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mv = lab.svc.registry.resolve("tiny@2")
+    before = len(lab.svc.registry.results(mv, "scan"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "README.md").write_text("not a database")
+    for db, why in ((tmp_path / "no-such-db", "no such folder"), (tmp_path / "README.md", "is a file"),
+                    (tmp_path / "empty", "holds no OSV export"),
+                    (lab.db / "PyPI", "is one ecosystem's export: give the folder that holds PyPI/")):
+        with pytest.raises(InvalidInputError, match=why):
+            run_scan(lab.svc, "tiny@2", db=db)
+    for key, value in lab.env().items():
+        if key.startswith("SHIPYARD_"):
+            monkeypatch.setenv(key, value)
+    done = CliRunner().invoke(app, ["scan", "tiny@2", "--db", str(tmp_path / "osvv")])
+    assert isinstance(done.exception, InvalidInputError) and done.exception.exit_code == 2, done.output
+    assert "no such folder" in str(done.exception)
+    assert len(lab.svc.registry.results(mv, "scan")) == before
 
 
 def test_the_scan_command_exits_14_on_an_unwaived_critical(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -543,8 +582,10 @@ def test_an_empty_offline_db_is_not_checked_never_clean(lab: Lab, tmp_path: Path
     for db in (tmp_path / "emptydir", tmp_path / "emptyzip"):
         with pytest.raises(BackendUnavailableError, match=f"{db} holds no PyPI advisories"):
             OfflineDb(db).scan([Package("PyPI", "tinyvuln", "1.0")])
-        result = run_scan(lab.svc, "tiny@1", db=db)
-        assert result.checked is False and result.findings == [] and "holds no PyPI advisories" in result.errors[0]
+    with pytest.raises(InvalidInputError, match="holds no OSV export"):  # --db: a usage error, nothing recorded
+        run_scan(lab.svc, "tiny@1", db=tmp_path / "emptydir")
+    result = run_scan(lab.svc, "tiny@1", db=tmp_path / "emptyzip")  # an export with nothing in it
+    assert result.checked is False and result.findings == [] and "holds no PyPI advisories" in result.errors[0]
     assert scan_status(lab.svc, lab.svc.registry.resolve("tiny@1"))["checked"] is False
 
 
@@ -697,3 +738,53 @@ def test_the_whole_api_query_has_a_deadline() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_dataset_is_tracked_data_never_a_file_git_tracks() -> None:
+    from shipyard.core.supply.datasets import datasets_of
+
+    inputs = {"data/raw/a.csv": "sha256:1", "data/prepared": "sha256:2", "src/train.py": "sha256:3",
+              "copy.csv": "sha256:4", "params.py": "sha256:5", "loose.txt": "sha256:6"}
+    kept, left = datasets_of(inputs, tracked={"data/raw", "src/train.py"}, digests={"sha256:4"},
+                             folders={"data/prepared"}, in_git={"src/train.py", "params.py"})
+    assert kept == [("copy.csv", "sha256:4"), ("data/prepared", "sha256:2"), ("data/raw/a.csv", "sha256:1")]
+    assert left == ["loose.txt", "params.py", "src/train.py"]  # git tracks it: code, even if the lock names it
+
+
+def test_waive_warns_on_an_advisory_no_scan_found_and_says_what_it_replaces(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.wiring.supply import record_waiver
+
+    run_scan(lab.svc, "tiny@1", db=lab.db)
+    later = (date.today() + timedelta(days=20)).isoformat()
+    typo = record_waiver(lab.svc, "tiny@1", "GHSA-xxxx-yyyy-zzzz", "typo", later)
+    assert typo.found is False and typo.replaces is None
+    assert len(typo.notes) == 1 and "not among the findings of tiny@1's scans" in typo.notes[0]
+    first = record_waiver(lab.svc, "tiny@1", "PYSEC-2026-7", "first", later)  # an alias of the critical
+    assert first.found  # (it may replace a waiver another test of this module recorded)
+    for key, value in lab.env().items():
+        if key.startswith("SHIPYARD_"):
+            monkeypatch.setenv(key, value)
+    done = CliRunner().invoke(app, ["waive", "tiny@1", "GHSA-aaaa-bbbb-cccc", "--reason", "second", "--expires",
+                                    later, "--json"])
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.output)
+    assert body["found"] is True and body["replaces"]["reason"] == "first" and body["version"] == "tiny@1"
+    assert body["notes"] == [f"replaces the earlier waiver of PYSEC-2026-7 (until {later}, by tester@ci: first)"]
+    never = record_waiver(lab.svc, "tiny@2", "GHSA-aaaa-bbbb-cccc", "why", later)
+    assert never.found is False and ("no recorded scan" in never.notes[0] or "not among" in never.notes[0])
+
+
+def test_models_show_gives_the_newest_scans_verdict(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in lab.env().items():
+        if key.startswith("SHIPYARD_"):
+            monkeypatch.setenv(key, value)
+    run_scan(lab.svc, "tiny@1", db=lab.db)
+    shown = CliRunner().invoke(app, ["models", "show", "tiny@1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    scan = json.loads(shown.output)["scan"]
+    assert scan["checked"] is True and scan["source"] == f"offline:{lab.db}" and scan["counts"]["critical"] == 1
+    assert scan["blocking"] + scan["waived"] >= 2
+    run_scan(lab.svc, "tiny@2", osv_url=f"http://127.0.0.1:{free_port()}")  # nothing answers: not checked
+    table = CliRunner().invoke(app, ["models", "show", "tiny@2"], env={"COLUMNS": "300"})
+    assert "not checked" in table.output and "never scanned" not in table.output, table.output

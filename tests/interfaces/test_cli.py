@@ -36,6 +36,8 @@ def test_demo_twice_makes_a_new_version_and_leaves_the_old_one(env: dict[str, st
     assert [v["version"] for v in versions] == [1, 2, 3, 4, 5, 6]
     assert v1.pop("trust") is None  # show adds the trust decision in force: none, scikit-learn types only
     assert v1.pop("trust_by_others") is None  # and the newest decision of others, which does not count
+    assert set(v1.pop("signed")) == {"signed", "verified", "key", "reason"}  # and its signature's state
+    v1.pop("scan")  # and its newest vulnerability scan's verdict (None: never scanned)
     assert versions[0] == {**v1, "aliases": []}  # only the alias moved away from version 1
     assert [v["aliases"] for v in versions] == [[], [], [], ["staging"], [], ["production"]]
     everything = json.loads(run_cli("runs", "list", "--json", env=env).stdout)

@@ -5,7 +5,8 @@ A signature is a model-signing bundle over the version's files, stored as an obj
 record. Signing reads no file: the store named each file by its SHA-256 when it was written, and the bundle
 lists those digests. Verifying checks the bundle's signature with ``signing.trusted_keys``, that it lists
 exactly the version's files, then re-hashes every stored file once: one SHA-256 pass over the model.
-The newest signature of a version is the one that counts.
+A version may carry several signatures (re-signed, or signed by several keys): it verifies when any of them
+does, so recording a signature with an untrusted key never undoes a trusted one.
 """
 
 from __future__ import annotations
@@ -91,6 +92,27 @@ def sign_version(svc: Services, mv: ModelVersion, *, key: str | Path | None = No
     return event, record
 
 
+def untrusted_note(svc: Services, key: str) -> str | None:
+    """One line when ``signing.trusted_keys`` is configured and ``key`` (a fingerprint) is not among them: a
+    signature by it does not count where ``signing.require_signed`` is on. None otherwise."""
+    from shipyard.adapters.signing.keys import fingerprint, load_public
+    from shipyard.errors import ConfigError
+
+    spec = signing_spec(svc)
+    if not spec.trusted_keys or not key.startswith("sha256:"):
+        return None
+    trusted = set()
+    for path in spec.trusted_keys:
+        try:
+            trusted.add(fingerprint(load_public(project_path(svc, path))))
+        except ConfigError:
+            continue
+    if key in trusted:
+        return None
+    return (f"warning: {key} is not in signing.trusted_keys: this signature will not count where "
+            "signing.require_signed is on (add its public key there if you trust it)")
+
+
 # --- verify ----------------------------------------------------------------------------------------------------
 
 def _sign_events(svc: Services, mv: ModelVersion) -> list[AuditEvent]:
@@ -100,16 +122,16 @@ def _sign_events(svc: Services, mv: ModelVersion) -> list[AuditEvent]:
             if e.action == SIGN_ACTION and e.name == str(mv.version) and e.new]
 
 
-def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | None = None) -> tuple[str, int]:
-    """Check ``mv``'s newest signature: the bundle verifies with a trusted key, it lists exactly the version's
-    files, and each stored file still hashes to its digest (one SHA-256 pass). Returns (the key's fingerprint,
-    the number of files); a one-line SignatureError says why not."""
-    import json
-
-    from shipyard.adapters.signing.bundle import MAX_BUNDLE_BYTES, verify_bundle
-    from shipyard.core.artifacts.digest import Digest
-    from shipyard.core.artifacts.tree import load_manifest, read_verified, verified_chunks
-    from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError, SignatureError
+def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | None = None,
+                     rehash: bool = True) -> tuple[str, int]:
+    """Check ``mv``'s signatures: the version verifies when any recorded signature's bundle verifies with a
+    trusted key and lists exactly the version's files (checked per signature, newest first: no file is read),
+    and then each stored file still hashes to its digest (one SHA-256 pass over the model, whatever the number
+    of signatures). Returns (the verifying key's fingerprint, the number of files); a one-line SignatureError
+    says why not, naming the newest signature's failure when none verifies. ``rehash=False``: the bundles only
+    (what the records and signatures say, not that the stored bytes still match: cheap, for display)."""
+    from shipyard.core.artifacts.tree import load_manifest, verified_chunks
+    from shipyard.errors import IntegrityError, NotFoundError, SignatureError
 
     events = _sign_events(svc, mv)
     if not events:
@@ -119,25 +141,23 @@ def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | 
         trusted = [project_path(svc, k) for k in spec.trusted_keys]
     if not trusted:
         raise SignatureError("no key is trusted: list public keys under signing.trusted_keys in shipyard.yaml")
-    try:
-        record = json.loads(read_verified(svc.store, Digest.parse(str(events[-1].new)), limit=1024 * 1024))
-        bundle_digest = Digest.parse(str(record["bundle"]))
-    except (IntegrityError, NotFoundError, InvalidInputError, ValueError, KeyError, TypeError) as exc:
-        raise SignatureError(f"its signature record is damaged or missing in the store ({exc})") from exc
-    try:
-        bundle = read_verified(svc.store, bundle_digest, limit=MAX_BUNDLE_BYTES)
-    except (IntegrityError, NotFoundError) as exc:
-        raise SignatureError("its signature bundle was altered or removed in the store (it no longer hashes to "
-                             "the digest the sign record names)") from exc
-    claimed = record.get("key")
-    signed = verify_bundle(bundle, trusted, claimed if isinstance(claimed, str) else None)
     manifest = load_manifest(svc.store, mv.manifest_digest)
     files = {e.path: e.digest.hex for e in manifest}
-    if signed.files != files:
-        differ = sorted(set(files) ^ set(signed.files) | {p for p in files if signed.files.get(p) not in
-                                                            (None, files[p])})
-        raise SignatureError(f"the signature is not of this version's files ({len(differ)} differ, e.g. "
-                             f"{differ[0] if differ else '?'}; it was made for other bytes)")
+    key: str | None = None
+    newest: SignatureError | None = None
+    for event in reversed(events):
+        try:
+            key = _check_bundle(svc, event, trusted, files)
+            break
+        except SignatureError as exc:
+            newest = newest or exc
+    if key is None:
+        assert newest is not None
+        if len(events) > 1:
+            raise SignatureError(f"none of its {len(events)} signatures verifies; the newest: {newest}") from newest
+        raise newest
+    if not rehash:
+        return key, len(files)
     svc.store.fetch([e.digest for e in manifest], sizes={e.digest: e.size for e in manifest})
     for entry in manifest:
         try:
@@ -148,7 +168,37 @@ def verify_signature(svc: Services, mv: ModelVersion, trusted: Sequence[Path] | 
                                  "store)") from exc
         except NotFoundError as exc:
             raise SignatureError(f"{entry.path} is missing from the store") from exc
-    return signed.key, len(files)
+    return key, len(files)
+
+
+def _check_bundle(svc: Services, event: AuditEvent, trusted: Sequence[Path], files: dict[str, str]) -> str:
+    """One sign record's bundle: its signature verifies with a trusted key and it lists exactly ``files``
+    (path -> sha256 hex). Returns the key's fingerprint; reads no model file."""
+    import json
+
+    from shipyard.adapters.signing.bundle import MAX_BUNDLE_BYTES, verify_bundle
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.artifacts.tree import read_verified
+    from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError, SignatureError
+
+    try:
+        record = json.loads(read_verified(svc.store, Digest.parse(str(event.new)), limit=1024 * 1024))
+        bundle_digest = Digest.parse(str(record["bundle"]))
+    except (IntegrityError, NotFoundError, InvalidInputError, ValueError, KeyError, TypeError) as exc:
+        raise SignatureError(f"its signature record is damaged or missing in the store ({exc})") from exc
+    try:
+        bundle = read_verified(svc.store, bundle_digest, limit=MAX_BUNDLE_BYTES)
+    except (IntegrityError, NotFoundError) as exc:
+        raise SignatureError("its signature bundle was altered or removed in the store (it no longer hashes to "
+                             "the digest the sign record names)") from exc
+    claimed = record.get("key")
+    signed = verify_bundle(bundle, trusted, claimed if isinstance(claimed, str) else None)
+    if signed.files != files:
+        differ = sorted(set(files) ^ set(signed.files) | {p for p in files if signed.files.get(p) not in
+                                                            (None, files[p])})
+        raise SignatureError(f"the signature is not of this version's files ({len(differ)} differ, e.g. "
+                             f"{differ[0] if differ else '?'}; it was made for other bytes)")
+    return signed.key
 
 
 def signature_status(svc: Services, mv: ModelVersion) -> SignatureStatus:
@@ -162,6 +212,21 @@ def signature_status(svc: Services, mv: ModelVersion) -> SignatureStatus:
     except (SignatureError, ConfigError) as exc:
         return SignatureStatus(True, False, _recorded_key(svc, mv), str(exc))
     return SignatureStatus(True, True, key, f"verified: {count} files signed by {key}")
+
+
+def signature_summary(svc: Services, mv: ModelVersion) -> SignatureStatus:
+    """Like ``signature_status`` without re-hashing the files: whether a recorded signature's bundle verifies
+    with a trusted key and lists the version's files (for ``models show``; ``sign --verify`` re-hashes)."""
+    from shipyard.errors import ShipyardError
+
+    if not _sign_events(svc, mv):
+        return SignatureStatus(False, False, None, "not signed")
+    try:
+        key, count = verify_signature(svc, mv, rehash=False)
+    except ShipyardError as exc:  # SignatureError, ConfigError, MissingExtraError: said, never raised
+        return SignatureStatus(True, False, _recorded_key(svc, mv), str(exc))
+    return SignatureStatus(True, True, key, f"the signature of its {count} files verifies with a trusted key "
+                                           "(files not re-hashed: `shipyard sign --verify` does)")
 
 
 def _recorded_key(svc: Services, mv: ModelVersion) -> str | None:

@@ -94,12 +94,53 @@ def _model_input(svc: Services, mv: ModelVersion, part: Any, tool_version: str) 
     if mv.run_id is not None:
         try:
             run = svc.tracker.get_run(mv.run_id)
-            datasets = sorted((path, str(d)) for path, d in run.inputs.items())
         except NotFoundError:
             notes.append(f"the producing run {mv.run_id} is not in this registry: no datasets listed")
+        else:
+            datasets, left = dataset_inputs(svc, run.inputs)
+            if left:
+                notes.append("inputs of the run not listed as datasets (code git tracks, or not tracked data): "
+                             + " ".join(left[:20]) + (f" and {len(left) - 20} more" if len(left) > 20 else ""))
     return SbomInput(mv.model, mv.version, str(mv.manifest_digest), mv.flavor, dict(mv.metrics),
                      [(p.name, p.version, p.source) for p in lock.pins], datasets, mv.run_id, part, tool_version,
                      tuple(notes))
+
+
+def dataset_inputs(svc: Services, inputs: Mapping[str, Digest]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Which of a run's ``inputs`` are datasets (core/supply/datasets.py says what counts: tracked data in the
+    project's shipyard.lock, stage outputs, folders; never a file git tracks), as (path, digest) pairs, and the
+    paths left out."""
+    from shipyard.adapters.supply.gitfiles import git_tracked
+    from shipyard.core.supply.datasets import datasets_of
+    from shipyard.core.workspace.lockfile import Lock, load_lock
+    from shipyard.errors import ShipyardError
+
+    root = svc.settings.project_root
+    try:
+        lock = load_lock(root)
+    except ShipyardError:  # an unreadable lock: only folders count
+        lock = Lock()
+    entries = dict(lock.data)
+    for stage in lock.stages.values():
+        entries.update(stage.outs)
+    shown = {path: str(d) for path, d in inputs.items()}
+    in_git = git_tracked(root, sorted(shown))
+    folders = {path for path, d in inputs.items() if path not in in_git and _is_folder(svc, d)}
+    return datasets_of(shown, tracked=set(entries), digests={str(e.digest) for e in entries.values()},
+                       folders=folders, in_git=in_git)
+
+
+def _is_folder(svc: Services, digest: Digest) -> bool:
+    """``digest`` names a folder manifest in the store (its first bytes say so; a data file is not read)."""
+    from shipyard.core.artifacts.manifest import Manifest
+
+    try:
+        if not svc.store.has(digest):
+            return False
+        with svc.store.open(digest) as f:
+            return Manifest.looks_like(f.read(64))
+    except (OSError, ValueError):
+        return False
 
 
 def stored_sbom(svc: Services, mv: ModelVersion) -> Sbom | None:
@@ -201,15 +242,18 @@ def scan_config_of(svc: Services) -> ScanSpec:
 
 
 def sources_for(svc: Services, db: Path | None, osv_url: str | None) -> list[Source]:
-    """Where to look, in order: ``--db`` alone; else the API (``--osv-url`` or ``scan.osv_url``), then
+    """Where to look, in order: ``--db`` alone (an InvalidInputError unless it is a folder holding an
+    ecosystem's export); else the API (``--osv-url`` or ``scan.osv_url``), then
     ``scan.db`` when it is set."""
     from shipyard.adapters.supply.osv_api import OsvApi
-    from shipyard.adapters.supply.osv_db import OfflineDb
+    from shipyard.adapters.supply.osv_db import OfflineDb, check_database
 
     config = scan_config_of(svc)
     cache = svc.settings.home / "cache"
     if db is not None:
-        return [OfflineDb(db.expanduser().absolute(), cache)]
+        folder = db.expanduser().absolute()
+        check_database(folder)  # a mistyped --db is a usage error: nothing is scanned or recorded
+        return [OfflineDb(folder, cache)]
     sources: list[Source] = [OsvApi(osv_url or config.osv_url, config.timeout)]
     if config.db:
         sources.append(OfflineDb((svc.settings.project_root / config.db).expanduser().absolute(), cache))
@@ -281,9 +325,32 @@ def waivers_of(svc: Services, mv: ModelVersion) -> list[Waiver]:
     return out
 
 
+@dataclass
+class Waived:
+    """A recorded waiver, with what the scans knew of its advisory and the waiver it replaces."""
+
+    model: ModelVersion
+    waiver: Waiver
+    found: bool  # a recorded scan of the version found the advisory (by its id or an alias)
+    replaces: Waiver | None  # the newest earlier waiver of the same advisory, now superseded
+    notes: list[str] = field(default_factory=list)  # one line each: what the caller should know
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.model.ref, **self.waiver.to_dict(), "found": self.found,
+                "replaces": None if self.replaces is None else self.replaces.to_dict(), "notes": list(self.notes)}
+
+
 def waive(svc: Services, ref: str, advisory: str, reason: str, expires: str, now: float | None = None) \
         -> tuple[ModelVersion, Waiver]:
     """Record a waiver of ``advisory`` for ``ref``: a reason, and an expiry in the future, at most a year ahead."""
+    done = record_waiver(svc, ref, advisory, reason, expires, now)
+    return done.model, done.waiver
+
+
+def record_waiver(svc: Services, ref: str, advisory: str, reason: str, expires: str,
+                  now: float | None = None) -> Waived:
+    """``waive``, saying whether any recorded scan of the version found ``advisory`` (a waiver of an id no
+    scan found is recorded, with a note: it may be a typo) and which earlier waiver it replaces."""
     from shipyard.core.registry.records import WAIVE_ACTION
     from shipyard.core.supply.osv import Waiver, check_expiry, check_id
     from shipyard.errors import InvalidInputError
@@ -298,10 +365,51 @@ def waive(svc: Services, ref: str, advisory: str, reason: str, expires: str, now
         raise InvalidInputError("--reason: say in one printable line (at most 500 characters) why the advisory "
                                 "does not apply or can wait")
     mv = svc.registry.resolve(ref)
+    names, scans = _names_found(svc, mv, advisory)
+    earlier = [w for w in waivers_of(svc, mv) if w.id in names]
     waiver = Waiver(advisory, reason, when, svc.settings.actor)
     svc.registry.record_result(mv, WAIVE_ACTION, waiver.to_dict(),
                                f"waived {advisory} until {when.isoformat()}: {reason}")
-    return mv, waiver
+    done = Waived(mv, waiver, found=scans.found, replaces=earlier[-1] if earlier else None)
+    if not done.found:
+        done.notes.append(f"warning: {advisory} is not among the findings of {mv.ref}'s scans "
+                          f"({scans.count} recorded): the waiver covers nothing until a scan finds it (a typo?)"
+                          if scans.count else
+                          f"warning: {mv.ref} has no recorded scan, so none found {advisory}: the waiver covers "
+                          f"nothing until one does (`shipyard scan {mv.ref}`)")
+    if done.replaces is not None:
+        old = done.replaces
+        state = "expired" if old.expires < today(now) else "until"
+        done.notes.append(f"replaces the earlier waiver of {old.id} ({state} {old.expires.isoformat()}, by "
+                          f"{old.by or '?'}: {old.reason})")
+    return done
+
+
+@dataclass
+class _Scans:
+    count: int = 0
+    found: bool = False
+
+
+def _names_found(svc: Services, mv: ModelVersion, advisory: str) -> tuple[set[str], _Scans]:
+    """``advisory`` and the ids and aliases of every finding of ``mv``'s recorded scans that it names."""
+    from shipyard.core.registry.records import SCAN_ACTION
+    from shipyard.core.supply.osv import Finding
+
+    names = {advisory}
+    scans = _Scans()
+    for _, record in svc.registry.results(mv, SCAN_ACTION):
+        scans.count += 1
+        raw = record.get("findings")
+        for item in raw if isinstance(raw, list) else ():
+            try:
+                finding = Finding.from_dict(item)
+            except (ValueError, AttributeError):
+                continue
+            if advisory == finding.id or advisory in finding.aliases:
+                scans.found = True
+                names |= {finding.id, *finding.aliases}
+    return names, scans
 
 
 def _with_waivers(findings: list[Finding], waivers: list[Waiver], day: date) -> list[dict[str, Any]]:
@@ -345,3 +453,21 @@ def scan_status(svc: Services, mv: ModelVersion, now: float | None = None) -> di
             "when": float(when) if isinstance(when, (int, float)) else None,
             "findings": _with_waivers(findings, waivers_of(svc, mv), today(now)),
             "image": record.get("image"), "errors": [str(e) for e in errors] if isinstance(errors, list) else []}
+
+
+def scan_summary(svc: Services, mv: ModelVersion, now: float | None = None) -> dict[str, Any] | None:
+    """The newest scan of ``mv`` in short (``models show``): ``{"checked", "source", "when", "counts": {severity:
+    n}, "waived": n, "blocking": n, "errors": [...]}``; None when it was never scanned."""
+    from shipyard.core.registry.records import SCAN_ACTION
+    from shipyard.core.supply.osv import BLOCKING
+
+    if not svc.registry.results(mv, SCAN_ACTION):
+        return None
+    status = scan_status(svc, mv, now)
+    counts: dict[str, int] = {}
+    for f in status["findings"]:
+        counts[f["severity"]] = counts.get(f["severity"], 0) + 1
+    return {"checked": status["checked"], "source": status["source"], "when": status["when"],
+            "image": status["image"], "counts": counts, "waived": sum(1 for f in status["findings"] if f["waived"]),
+            "blocking": sum(1 for f in status["findings"] if f["severity"] in BLOCKING and not f["waived"]),
+            "errors": status["errors"]}

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard.adapters.signing import need
-from shipyard.adapters.signing.keys import fingerprint, load_private, load_public, read_pem
+from shipyard.adapters.signing.keys import fingerprint, load_certificate, load_private, load_public
 from shipyard.errors import ConfigError, SignatureError
 
 KEY, CERTIFICATE, SIGSTORE = "key", "certificate", "sigstore"
@@ -63,8 +63,12 @@ def sign_files(name: str, files: Iterable[tuple[str, str]], *, key: Path | None 
         if certificate is not None:
             from model_signing._signing import sign_certificate
 
-            for pem in (certificate, *chain):  # model-signing opens them itself: refuse a FIFO or a device first
-                read_pem(pem, "certificate")
+            leaf = load_certificate(certificate)
+            for link in chain:
+                load_certificate(link, "certificate (of --chain)")
+            if fingerprint(leaf.public_key()) != fingerprint(private.public_key()):
+                raise ConfigError(f"{certificate} certifies another key than {key}: give the certificate of that "
+                                  "key (or the key of that certificate)")
 
             signer = sign_certificate.Signer(key, certificate, list(chain))
             method = CERTIFICATE

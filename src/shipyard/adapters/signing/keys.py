@@ -84,6 +84,24 @@ def load_public(path: Path) -> EllipticCurvePublicKey:
 _CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
+def load_certificate(path: Path, what: str = "certificate") -> Any:
+    """An X.509 certificate in PEM (``--certificate``, ``--chain``); a one-line ConfigError naming the file and
+    what is expected otherwise (a public key, a private key or garbage)."""
+    from cryptography import x509
+
+    expected = f"{path} is not a PEM {what}: --certificate and --chain take X.509 certificates " \
+               "(-----BEGIN CERTIFICATE-----)"
+    data = read_pem(path, what)  # a regular file, read without blocking and bounded (never a FIFO or a device)
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        found = next((kind for kind in ("PUBLIC KEY", "PRIVATE KEY") if f"-----BEGIN {kind}".encode() in data
+                      or f"-----BEGIN EC {kind}".encode() in data), None)
+        raise ConfigError(expected + (f", and it holds a {found.lower()}" if found else ""))
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise ConfigError(f"{expected} ({str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'})") from exc
+
+
 def generate(out: Path) -> tuple[Path, Path, str]:
     """Write a new P-256 key pair: ``OUT.key`` (PKCS#8 PEM, mode 0600) and ``OUT.pub``; never overwrites.
     Returns both paths and the key's fingerprint."""

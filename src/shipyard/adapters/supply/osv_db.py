@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.supply.osv import Finding, Package, affected_keys, check_advisory, match, merge
-from shipyard.errors import BackendUnavailableError
+from shipyard.errors import BackendUnavailableError, InvalidInputError
 
 MAX_ADVISORY_BYTES = 8 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
@@ -130,6 +130,41 @@ class _Source:
         except (ValueError, RecursionError) as exc:
             self.problems.add(f"{name[:80]}: not an OSV advisory ({str(exc)[:120]}): skipped")
             return None
+
+
+def _holds_export(folder: Path) -> bool:
+    """``folder`` is one ecosystem's export: an all.zip, or at least one ``.json`` advisory."""
+    if (folder / "all.zip").is_file():
+        return True
+    try:
+        with os.scandir(folder) as it:
+            return any(_MEMBER.fullmatch(e.name) and e.is_file(follow_symlinks=False) for e in it)
+    except OSError:
+        return False
+
+
+def check_database(folder: Path, option: str = "--db") -> None:
+    """A usage error (InvalidInputError, one line) unless ``folder`` is a folder holding at least one
+    ecosystem's export (``<Ecosystem>/all.zip`` or ``<Ecosystem>/*.json``): a path typed wrong must not be
+    asked, and its "not checked" must not be recorded."""
+    expected = "give the folder of OSV exports that holds PyPI/all.zip (or PyPI/*.json)"
+    if not folder.exists():
+        raise InvalidInputError(f"{option} {folder}: no such folder; {expected}")
+    if not folder.is_dir():
+        raise InvalidInputError(f"{option} {folder} is a file, not a folder; {expected}")
+    try:
+        with os.scandir(folder) as it:
+            ecosystems = [Path(e.path) for e in it if _ECOSYSTEM.fullmatch(e.name) and e.name not in (".", "..")
+                          and e.is_dir(follow_symlinks=False)]
+    except OSError as exc:
+        raise InvalidInputError(f"{option} {folder}: cannot list it ({exc.strerror or exc}); {expected}") from None
+    if any(_holds_export(eco) for eco in ecosystems):
+        return
+    if _holds_export(folder):
+        raise InvalidInputError(f"{option} {folder} is one ecosystem's export: give the folder that holds "
+                                f"{folder.name}/ ({folder.parent})")
+    raise InvalidInputError(f"{option} {folder} holds no OSV export (no <Ecosystem>/all.zip or "
+                            f"<Ecosystem>/*.json); {expected}")
 
 
 class OfflineDb:

@@ -4,7 +4,8 @@ JSON schema the library ships (``JsonStrictValidator``) before anyone stores or 
 The subject (``metadata.component``) is the model: a ``machine-learning-model`` component whose SHA-256 is its
 manifest digest, its metrics as ``shipyard:metric:*`` properties (the library has no model card yet). Its
 components: the lock's packages (``pkg:pypi`` purls, hashes where the lock has them), the datasets its
-producing run read (``data`` components with their digests), and, for an image, the OS packages dpkg lists
+producing run read (``data`` components with their digests: tracked data and stage outputs, never code; see
+``core/supply/datasets.py``), and, for an image, the OS packages dpkg lists
 (``pkg:deb`` purls with ``distro`` and ``upstream`` qualifiers, under a ``container`` component).
 """
 

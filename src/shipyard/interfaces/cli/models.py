@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from shipyard.core.registry.diff import Side
     from shipyard.core.registry.records import AuditEvent, ModelVersion
     from shipyard.wiring import Services
+    from shipyard.wiring.signing import SignatureStatus
 
 app = typer.Typer(help="Registered models and their immutable versions.", no_args_is_help=True)
 
@@ -64,15 +65,23 @@ def versions(name: str = typer.Argument(..., help="Model name."),
 @app.command("show")
 def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
          as_json: bool = out.JSON_OPTION) -> None:
-    """Show one model version: artifacts digest, lineage, signature, metrics."""
+    """Show one model version: artifacts digest, lineage, I/O schema, trust, whether it is signed (by which key,
+    and whether that signature verifies with signing.trusted_keys; the files are not re-hashed: `shipyard sign
+    --verify` does), its newest vulnerability scan, metrics."""
     svc = out.services()
     registry = svc.registry
     mv = registry.resolve(ref)
     decision = registry.trust_event(mv)
     other = registry.others_trust(mv)
+    from shipyard.wiring.signing import signature_summary
+    from shipyard.wiring.supply import scan_summary
+
+    signed = signature_summary(svc, mv)
+    scanned = scan_summary(svc, mv)
     if as_json:
         out.print_json({**mv.to_dict(), "trust": None if decision is None else decision.to_dict(),
-                        "trust_by_others": None if other is None else other.to_dict()})
+                        "trust_by_others": None if other is None else other.to_dict(),
+                        "signed": signed.to_dict(), "scan": scanned})
         return
     out.console().print(f"[bold]{mv.ref}[/bold]  {out.plain(mv.description)}")
     out.table(None, [out.Col("field", ident=True), "value"], [
@@ -80,7 +89,8 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
         ("size", out.size(mv.size)), ("run", mv.run_id or "-"), ("environment", mv.env_digest or "-"),
         ("golden examples", mv.examples_digest or "-"),
         ("registered", f"{out.when(mv.created_at, seconds=True)} by {mv.created_by}"),
-        ("signature", _signature(mv.signature)), ("trusted", _trust(decision)),
+        ("schema", _signature(mv.signature)), ("trusted", _trust(decision)),
+        ("signed", out.plain(_signed(signed))), ("scan", out.plain(_scanned(scanned))),
         *([("trusted by others", _trust(other) + " (does not count for you: not you or a listed reviewer)")]
           if other is not None else []),
     ])
@@ -90,6 +100,30 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."
                   ((k, out.series(v, counts.get(k, 1))) for k, v in sorted(mv.metrics.items())))
     if mv.params:
         out.table("params", ["key", "value"], sorted(mv.params.items()))
+
+
+def _signed(status: SignatureStatus) -> str:
+    if not status.signed:
+        return "not signed"
+    if status.verified:
+        return f"by {status.key} (trusted: verifies with signing.trusted_keys)"
+    return f"by {status.key or '?'}, not verified: {status.reason}"
+
+
+def _scanned(summary: dict[str, Any] | None) -> str:
+    if summary is None:
+        return "never scanned"
+    at = f" {out.when(summary['when'])}" if summary.get("when") else ""
+    if not summary["checked"]:
+        why = summary["errors"][-1] if summary["errors"] else "no source answered"
+        return f"not checked{at} ({why})"
+    counts = ", ".join(f"{n} {sev}" for sev, n in sorted(summary["counts"].items(),
+                                                         key=lambda kv: _RANK.get(kv[0], 9)))
+    waived = f" ({summary['waived']} waived)" if summary["waived"] else ""
+    return f"checked{at} against {summary['source']}: {counts or 'no known vulnerabilities'}{waived}"
+
+
+_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "unknown": 4}
 
 
 def _trust(event: AuditEvent | None) -> str:

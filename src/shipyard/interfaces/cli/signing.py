@@ -20,13 +20,40 @@ def generate(
     from shipyard.wiring.signing import generate_keys as make
 
     private, public, fp = make(path)
+    root = _project_of_cwd()
+    shown_private, shown_public = _in_project(private, root), _in_project(public, root)
     if as_json:
-        out.print_json({"private_key": str(private), "public_key": str(public), "fingerprint": fp})
+        out.print_json({"private_key": str(private), "public_key": str(public), "fingerprint": fp,
+                        "project": None if root is None else str(root),
+                        "in_project": None if root is None else {"key": shown_private, "trusted_keys": [shown_public]}})
         return
-    out.console().print(f"wrote {private} (private, keep it secret: never commit it) and {public}\n"
+    where = "in shipyard.yaml" if root is not None else "in your project's shipyard.yaml"
+    out.console().print(f"wrote {shown_private} (private, keep it secret: never commit it) and {shown_public}"
+                        f"{' (paths from the project root)' if root is not None else ''}\n"
                         f"fingerprint {fp}\n"
-                        f"in shipyard.yaml:  signing: {{key: {private}, trusted_keys: [{public}]}}",
+                        f"{where}:  signing: {{key: {shown_private}, trusted_keys: [{shown_public}]}}",
                         highlight=False, soft_wrap=True, markup=False)
+
+
+def _project_of_cwd() -> Path | None:
+    from shipyard.config import find_project_root
+    from shipyard.errors import ConfigError
+
+    try:
+        return find_project_root(Path.cwd())
+    except ConfigError:
+        return None
+
+
+def _in_project(path: Path, root: Path | None) -> str:
+    """``path`` as shipyard.yaml names it: relative to the project root when inside it, else absolute."""
+    full = path.absolute()
+    if root is None:
+        return str(full)
+    try:
+        return full.relative_to(root.absolute()).as_posix()
+    except ValueError:
+        return str(full)
 
 
 def sign(
@@ -41,7 +68,7 @@ def sign(
     as_json: bool = out.JSON_OPTION,
 ) -> None:
     """Sign a version's files (OpenSSF model-signing); `--verify` checks its signature instead."""
-    from shipyard.wiring.signing import sign_version, signature_status
+    from shipyard.wiring.signing import sign_version, signature_status, untrusted_note
 
     svc = out.services()
     mv = svc.registry.resolve(ref)
@@ -57,6 +84,9 @@ def sign(
             raise SignatureError(f"{mv.ref}: {status.reason}")
         return
     event, record = sign_version(svc, mv, key=key, certificate=certificate, chain=chain, sigstore=sigstore)
+    note = untrusted_note(svc, str(record["key"]))
+    if note is not None:
+        out.console(stderr=True).print(note, highlight=False, soft_wrap=True, markup=False)
     if as_json:
         out.print_json({"version": mv.ref, **record, "event": event.id})
     else:

@@ -25,7 +25,11 @@ def sbom(
     """Write a CycloneDX 1.6 SBOM of a model version: its lock's packages (purls), the model itself (a
     machine-learning-model component with its digest and metrics) and the datasets its run read (with their
     digests); with --image, the image's OS packages. The document is validated against the CycloneDX 1.6
-    schema, stored, and recorded with the version (`shipyard models history`)."""
+    schema, stored, and recorded with the version (`shipyard models history`).
+
+    A dataset is an input of the producing run that is tracked data: a path shipyard.lock lists under data
+    (`shipyard data add`), a stage's output, or a folder; a file git tracks (the stage's code) never is. The
+    inputs left out are named in a note of the document."""
     from shipyard.core.workspace.atomic import write_atomic
     from shipyard.wiring.supply import make_sbom
 
@@ -122,18 +126,28 @@ def waive(
     advisory: str = typer.Argument(..., help="The OSV id (GHSA-..., PYSEC-..., CVE-...; an alias works too)."),
     reason: str = typer.Option(..., "--reason", help="Why it does not apply, or can wait (required)."),
     expires: str = typer.Option(..., "--expires", help="YYYY-MM-DD, in the future and at most a year ahead."),
+    as_json: bool = out.JSON_OPTION,
 ) -> None:
     """Waive one advisory for a version, with a reason and an expiry: until then `scan` and the policy do not
-    count it. Recorded with the version (`shipyard models history`); it expires by itself."""
-    from shipyard.wiring.supply import waive as record_waiver
+    count it. Recorded with the version (`shipyard models history`); it expires by itself. Waivers are per
+    version: a new version needs its own. Waiving an advisory again replaces the earlier waiver; an id that no
+    recorded scan of the version found is recorded with a warning (check for a typo)."""
+    from shipyard.wiring.supply import record_waiver
 
     svc = out.services()
     try:
-        mv, waiver = record_waiver(svc, ref, advisory, reason, expires)
+        done = record_waiver(svc, ref, advisory, reason, expires)
     finally:
         svc.close()
-    out.console().print(out.plain(f"waived {waiver.id} for {mv.ref} until {waiver.expires.isoformat()} "
+    if as_json:
+        out.print_json(done.to_dict())
+        return
+    waiver = done.waiver
+    out.console().print(out.plain(f"waived {waiver.id} for {done.model.ref} until {waiver.expires.isoformat()} "
                                   f"(by {waiver.by}): {waiver.reason}"))
+    err = out.console(stderr=True)
+    for note in done.notes:
+        err.print(out.plain(note))
 
 
 def _steps(as_json: bool) -> Callable[[str], None]:
