@@ -788,3 +788,20 @@ def test_models_show_gives_the_newest_scans_verdict(lab: Lab, monkeypatch: pytes
     run_scan(lab.svc, "tiny@2", osv_url=f"http://127.0.0.1:{free_port()}")  # nothing answers: not checked
     table = CliRunner().invoke(app, ["models", "show", "tiny@2"], env={"COLUMNS": "300"})
     assert "not checked" in table.output and "never scanned" not in table.output, table.output
+
+
+def test_a_forged_sbom_record_listing_fewer_packages_is_not_what_a_scan_trusts(lab: Lab) -> None:
+    """An SBOM record any client can add (here one without its packages) never makes a vulnerable version scan
+    clean: the scan uses a stored SBOM only when it lists the lock's packages, and builds a new one otherwise."""
+    from shipyard.core.registry.records import SBOM_ACTION
+    from shipyard.wiring.supply import make_sbom
+
+    mv = lab.svc.registry.resolve("tiny@1")
+    honest = make_sbom(lab.svc, mv, None, {})
+    doc = json.loads(honest.document)
+    doc["components"] = [c for c in doc.get("components", []) if not str(c.get("purl", "")).startswith("pkg:")]
+    forged = lab.svc.store.put_bytes(json.dumps(doc).encode())
+    lab.svc.registry.record_result(mv, SBOM_ACTION, {"document": str(forged), "image": None, "packages": 0,
+                                                     "spec": "1.6"}, "SBOM (forged)")
+    result = run_scan(lab.svc, "tiny@1", db=lab.db)
+    assert result.checked and result.packages == honest.packages and _ids(result.rows()) == BLOCKING_IDS

@@ -191,8 +191,10 @@ def _check_bundle(svc: Services, event: AuditEvent, trusted: Sequence[Path], fil
     except (IntegrityError, NotFoundError) as exc:
         raise SignatureError("its signature bundle was altered or removed in the store (it no longer hashes to "
                              "the digest the sign record names)") from exc
-    claimed = record.get("key")
-    signed = verify_bundle(bundle, trusted, claimed if isinstance(claimed, str) else None)
+    from shipyard.core.deploy.promotion import one_line
+
+    claimed = record.get("key")  # a record's claim, shown in messages: one printable line, bounded
+    signed = verify_bundle(bundle, trusted, one_line(claimed, 100) if isinstance(claimed, str) else None)
     if signed.files != files:
         differ = sorted(set(files) ^ set(signed.files) | {p for p in files if signed.files.get(p) not in
                                                             (None, files[p])})
@@ -233,8 +235,10 @@ def _recorded_key(svc: Services, mv: ModelVersion) -> str | None:
     from shipyard.core.registry.records import SIGN_ACTION
 
     records = svc.registry.results(mv, SIGN_ACTION)
+    from shipyard.core.deploy.promotion import one_line
+
     key = records[-1][1].get("key") if records else None
-    return key if isinstance(key, str) else None
+    return one_line(key, 100) if isinstance(key, str) else None
 
 
 _VERBS = {"load": "loaded", "serve": "served", "promote": "promoted", "deploy": "deployed"}

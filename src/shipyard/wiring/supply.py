@@ -144,14 +144,22 @@ def _is_folder(svc: Services, digest: Digest) -> bool:
 
 
 def stored_sbom(svc: Services, mv: ModelVersion) -> Sbom | None:
-    """The newest SBOM recorded for ``mv`` without an image, re-hashed and validated; None when there is none
-    (or it no longer reads)."""
+    """The newest SBOM recorded for ``mv`` without an image, re-hashed and validated, when it lists exactly the
+    packages of the version's lock: a record anyone with the database can add is never what a scan trusts for the
+    package list (one listing fewer packages would scan as clean). None otherwise: the scan builds a new one."""
     from shipyard.adapters.supply.sbom import check_document
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.artifacts.tree import read_verified
     from shipyard.core.registry.records import SBOM_ACTION
+    from shipyard.core.supply.osv import package_name
+    from shipyard.core.supply.packages import packages_of
     from shipyard.errors import ShipyardError
+    from shipyard.wiring import model_lock
 
+    try:
+        expected = {(package_name("PyPI", p.name), p.version) for p in model_lock(svc, mv).pins}
+    except ShipyardError:
+        return None
     for _, record in reversed(svc.registry.results(mv, SBOM_ACTION)):
         if record.get("image") is not None:
             continue
@@ -159,8 +167,11 @@ def stored_sbom(svc: Services, mv: ModelVersion) -> Sbom | None:
             digest = Digest.parse(str(record.get("document")))
             raw = read_verified(svc.store, digest, limit=MAX_SBOM_BYTES)
             check_document(raw)
+            listed, _ = packages_of(json.loads(raw))
         except (ShipyardError, ValueError):
             continue
+        if {(package_name("PyPI", p.name), p.version) for p in listed if p.ecosystem == "PyPI"} != expected:
+            continue  # not the lock's packages: not ours to trust
         return Sbom(mv, None, raw, digest, int(record.get("packages") or 0), recorded=True, reused=True)
     return None
 

@@ -31,8 +31,16 @@ def sbom(
     (`shipyard data add`), a stage's output, or a folder; a file git tracks (the stage's code) never is. The
     inputs left out are named in a note of the document."""
     from shipyard.core.workspace.atomic import write_atomic
+    from shipyard.errors import InvalidInputError
     from shipyard.wiring.supply import make_sbom
 
+    if output is not None:  # said before anything is built or recorded
+        where = output.absolute()
+        if not where.parent.is_dir():
+            raise InvalidInputError(f"-o {output}: {output.parent} is not a folder: create the folder first, or "
+                                    "give another path")
+        if where.exists() and not where.is_file():
+            raise InvalidInputError(f"-o {output} is not a regular file: give a file path, e.g. -o sbom.cdx.json")
     svc = out.services()
     try:
         mv = svc.registry.resolve(ref)
@@ -40,7 +48,11 @@ def sbom(
     finally:
         svc.close()
     if output is not None:
-        write_atomic(output.absolute(), made.document)
+        try:
+            write_atomic(output.absolute(), made.document)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write -o {output}: {exc.strerror or exc} (the SBOM is stored and "
+                                    f"recorded as {made.digest})") from None
     if as_json:
         out.print_json({**made.record(), "model": mv.ref, "path": None if output is None else str(output)})
         return
