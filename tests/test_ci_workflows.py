@@ -294,7 +294,7 @@ def test_edited_generated_files_are_told_from_unedited_ones() -> None:
 
 
 def test_ci_install_says_where_ci_gets_shipyard() -> None:
-    from shipyard.core.deploy.config import ci_config
+    from shipyard.core.deploy.ci_config import ci_config
 
     def line(install: str) -> str:
         spec = ci_config({"install": install})
@@ -347,7 +347,7 @@ def test_ci_values_are_checked_when_shipyard_yaml_loads(tmp_path: Path) -> None:
 
 def test_ci_install_refuses_credentials() -> None:
     """ci.install goes into the committed workflow: a token in its URL is refused (secrets are references)."""
-    from shipyard.core.deploy.config import check_install
+    from shipyard.core.deploy.ci_config import check_install
 
     with pytest.raises(ValueError, match="holds credentials"):
         check_install("git+https://tok:SECRET@github.com/acme/shipyard@v0.1.0")

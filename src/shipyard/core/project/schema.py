@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from shipyard.core.deploy.config import CISpec, DeploySpec
+from shipyard.core.deploy.ci_config import CISpec
+from shipyard.core.deploy.config import DeploySpec
 from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError

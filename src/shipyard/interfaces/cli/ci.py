@@ -116,7 +116,8 @@ def plan_for(root: Path, model: str | None, registry: str | None) -> CIPlan:
     """The project's CI facts: the model (flag, ci.model, or the only one registered), its flavor's extra,
     the verify matrix, the lock files that exist, the remote's kind, the environments."""
     from shipyard import __version__
-    from shipyard.core.deploy.config import check_registry, ci_config, deploy_config
+    from shipyard.core.deploy.ci_config import check_registry, ci_config
+    from shipyard.core.deploy.config import deploy_config
     from shipyard.core.deploy.workflows import CIPlan
     from shipyard.core.project.loader import load_config
     from shipyard.core.registry.refs import check_model_name
@@ -194,7 +195,7 @@ def version(model: str = typer.Argument(None, help="The model (default: ci.model
 
 
 def _model_name(svc: Any) -> str:
-    from shipyard.core.deploy.config import ci_config
+    from shipyard.core.deploy.ci_config import ci_config
     from shipyard.core.project.loader import load_config
     from shipyard.errors import ConfigError
 

@@ -10,7 +10,8 @@ from shipyard.interfaces.cli import output as out
 def env_status(env: str, names: list[str] | None, as_json: bool) -> None:
     """``shipyard status [MODEL] --env ENV``: the positional argument, which names stages without --env, names
     the model here (default: ci.model, or the registry's only model)."""
-    from shipyard.core.deploy.config import ci_config, deploy_config
+    from shipyard.core.deploy.ci_config import ci_config
+    from shipyard.core.deploy.config import deploy_config
     from shipyard.core.project.loader import load_config
     from shipyard.core.registry.refs import check_model_name
     from shipyard.errors import ConfigError, InvalidInputError
