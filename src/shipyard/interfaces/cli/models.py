@@ -214,7 +214,9 @@ def trust(
 @app.command("history")
 def history(name: str = typer.Argument(None, help="Model name (all models if omitted)."),
             as_json: bool = out.JSON_OPTION) -> None:
-    """The audit trail: registrations, alias moves and trust decisions (who, when, from, to, why)."""
+    """The audit trail (who, when, from, to, why): registrations, alias moves, trust decisions, and the checks
+    recorded with each version: verify, build, rollout, promote, policy decisions, SBOMs, scans, waivers,
+    signatures and provenance (each record's digest in the change column; --json gives them whole)."""
     events = out.services().registry.history(name)
     if as_json:
         out.print_json([e.to_dict() for e in events])
