@@ -25,6 +25,7 @@ from shipyard.core.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest
 from shipyard.core.artifacts.tree import read_verified
 from shipyard.core.registry.records import (
     POLICY_ACTION,
+    PROFILE_ACTION,
     PROVENANCE_ACTION,
     RESULT_ACTIONS,
     SBOM_ACTION,
@@ -77,7 +78,8 @@ def records(meta: MetadataStore, mv: ModelVersion) -> list[VersionObject]:
 # the objects a check's record names, by action: a signature bundle, a provenance statement and its envelope,
 # an SBOM document, a policy decision's input document (gc keeps them, push sends them with the record)
 RECORD_OBJECTS = {SIGN_ACTION: ("bundle",), PROVENANCE_ACTION: ("statement", "envelope"),
-                  SBOM_ACTION: ("document",), SCAN_ACTION: ("sbom",), POLICY_ACTION: ("input",)}
+                  SBOM_ACTION: ("document",), SCAN_ACTION: ("sbom",), POLICY_ACTION: ("input",),
+                  PROFILE_ACTION: ("profile",)}
 MAX_RECORD_OBJECT_BYTES = 256 * 1024 * 1024  # a signature bundle lists every file of a model: the largest
 
 

@@ -18,8 +18,10 @@ WAIVE_ACTION = "waive"  # a waiver of one advisory for the version: reason and e
 SBOM_ACTION = "sbom"  # a CycloneDX SBOM written for the version (or an image of it): the document's digest
 SIGN_ACTION = "sign"  # a signature of the version's files (OpenSSF model-signing bundle): bundle digest, key
 PROVENANCE_ACTION = "provenance"  # an in-toto SLSA v1 provenance statement for the version or an image built for it
+PROFILE_ACTION = "profile"  # the reference profile of the version's training data and outputs (monitoring)
 RESULT_ACTIONS = (VERIFY_ACTION, BUILD_ACTION, ROLLOUT_ACTION, PROMOTE_ACTION, POLICY_ACTION, SCAN_ACTION,
-                  WAIVE_ACTION, SBOM_ACTION, SIGN_ACTION, PROVENANCE_ACTION)  # audit events naming a record object
+                  WAIVE_ACTION, SBOM_ACTION, SIGN_ACTION, PROVENANCE_ACTION,
+                  PROFILE_ACTION)  # audit events naming a record object
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,11 +205,12 @@ class Client:
     def log_model(self, run_id: str, model: Any, name: str, flavor: str = "sklearn", examples: Any = None,
                   description: str = "", version: int | None = None, artifact_path: str | None = None, *,
                   requirements: Sequence[str] = (), tolerance: Mapping[str, float] | None = None,
-                  **options: Any) -> ModelVersion:
+                  reference: Any = None, **options: Any) -> ModelVersion:
         """Save ``model``, keep it on the run (as ``artifact_path``, if given) and register it as the
         next version of ``name``, with the run's params and metrics. ``requirements``: the packages the
         model's own code needs (names; the lock pins them); ``tolerance``: ``{"rtol", "atol"}`` for
-        its golden examples."""
+        its golden examples; ``reference``: the training data (or a sample), profiled with the model's answers
+        on it and recorded with the version, for drift monitoring (``pip install 'shipyard[monitor]'``)."""
         from shipyard.core.registry.refs import check_model_name
         from shipyard.core.registry.saving import save_model as _save
         from shipyard.wiring import flavor as get_flavor
@@ -230,6 +231,10 @@ class Client:
             from shipyard.wiring.signing import record_version_provenance
 
             record_version_provenance(svc, mv, current)
+        if reference is not None:
+            from shipyard.wiring.monitoring import record_profile
+
+            record_profile(svc, mv, reference, get_flavor(flavor).predict(model, reference))
         return mv
 
     def register_model(self, model_uri: PathLike, name: str) -> ModelVersion:

@@ -255,7 +255,7 @@ def save_model(model: Any, path: PathLike, flavor: str = "sklearn", examples: An
 def log_model(model: Any, name: str, flavor: str = "sklearn", examples: Any = None,
               description: str = "", version: int | None = None, *, artifact_path: str | None = None,
               run_id: str | None = None, requirements: Sequence[str] = (),
-              tolerance: Mapping[str, float] | None = None, **options: Any) -> ModelVersion:
+              tolerance: Mapping[str, float] | None = None, reference: Any = None, **options: Any) -> ModelVersion:
     """Save ``model`` and register it as the next version of ``name``, linked to the current run.
 
     ``examples`` (a few inputs) are kept with the model's outputs on them as golden examples, compared
@@ -264,10 +264,13 @@ def log_model(model: Any, name: str, flavor: str = "sklearn", examples: Any = No
     its lock (``shipyard env lock``) beside what its flavor needs.
     ``version`` is only a check: naming a version that exists fails, versions never change.
     ``artifact_path``: also keep the saved folder on the run under that name (``runs:/RUN_ID/PATH``).
+    ``reference``: the training data (or a sample of it): its profile (quantile and frequent-item sketches per
+    column, missing rates, ranges) and that of the model's answers on it are recorded with the version, the
+    baseline drift is measured against (``pip install 'shipyard[monitor]'``).
     """
     client, rid = _current(run_id)
     return client.log_model(rid, model, name, flavor, examples, description, version, artifact_path,
-                            requirements=requirements, tolerance=tolerance, **options)
+                            requirements=requirements, tolerance=tolerance, reference=reference, **options)
 
 
 def register_model(model_uri: PathLike, name: str, await_registration_for: int | None = None, *,
