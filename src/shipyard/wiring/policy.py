@@ -7,7 +7,7 @@ Without a bundle folder (a project made before policies existed, most tests) eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shipyard.core.registry.records import AuditEvent, ModelVersion
     from shipyard.ports import PolicyEngine
     from shipyard.wiring import Services
+    from shipyard.wiring.signing import SignatureStatus
 
 
 def policy_spec(svc: Services) -> PolicySpec:
@@ -129,8 +130,10 @@ def _current(svc: Services, mv: ModelVersion, env: str | None) -> ModelVersion |
 
 
 def document(svc: Services, mv: ModelVersion, action: str, env: str | None, *, facts: Facts | None = None,
-             image: str | None = None, spec: PolicySpec | None = None, now: float | None = None) -> dict[str, Any]:
-    """The input document of one decision: every fact the bundle may look at."""
+             image: str | None = None, spec: PolicySpec | None = None, now: float | None = None,
+             signature: SignatureStatus | None = None) -> dict[str, Any]:
+    """The input document of one decision: every fact the bundle may look at. ``signature``: the status a
+    ``require_signature`` just found (the files hashed once per gate), else it is found here."""
     from shipyard.core.policy import document as doc
     from shipyard.core.registry.records import VERIFY_ACTION
     from shipyard.errors import NotFoundError
@@ -161,7 +164,7 @@ def document(svc: Services, mv: ModelVersion, action: str, env: str | None, *, f
     return doc.input_document(
         action=action, env=env, actor=svc.settings.actor, version=doc.version_part(mv),
         lineage=doc.lineage_part(mv.run_id, run), verify=doc.verify_part(verify_records), image=image_part,
-        scan=scan_status(svc, mv, now), signature=signature_status(svc, mv).to_dict(), metrics=metrics,
+        scan=scan_status(svc, mv, now), signature=(signature or signature_status(svc, mv)).to_dict(), metrics=metrics,
         settings=spec.model_dump(mode="json"), now=now)
 
 
@@ -178,7 +181,8 @@ def _facts(svc: Services, mv: ModelVersion, env: str, image: str | None) -> Fact
 
 
 def evaluate(svc: Services, mv: ModelVersion, action: str, env: str | None, *, image: str | None = None,
-             facts: Facts | None = None, record: bool = True, now: float | None = None) -> PolicyDecision:
+             facts: Facts | None = None, record: bool = True, now: float | None = None,
+             signature: SignatureStatus | None = None) -> PolicyDecision:
     """The bundle's decision on ``action`` for ``mv`` in ``env``. ``record``: store the input document and
     audit the decision (a ``policy`` record in ``models history``); ``shipyard policy eval`` does neither."""
     from shipyard.core.artifacts.digest import Digest
@@ -190,33 +194,38 @@ def evaluate(svc: Services, mv: ModelVersion, action: str, env: str | None, *, i
     bundle = engine(svc, spec)
     if bundle is None:
         return PolicyDecision(action, env, mv.ref, svc.settings.actor, True, (), None, None, notes=(NO_BUNDLE,))
-    body = document(svc, mv, action, env, facts=facts, image=image, spec=spec, now=now)
+    body = document(svc, mv, action, env, facts=facts, image=image, spec=spec, now=now, signature=signature)
     data = canonical(body)
     allowed, reasons, notes, checks, skipped = read_decision(bundle.decide(body))
-    digest = svc.store.put_bytes(data) if record else Digest.of_bytes(data)
-    decision = PolicyDecision(action, env, mv.ref, svc.settings.actor, allowed, reasons, str(bundle.digest),
-                              str(digest), notes=notes, checks=checks, skipped=skipped, document=body)
-    if record:
+    if not record:
+        return PolicyDecision(action, env, mv.ref, svc.settings.actor, allowed, reasons, str(bundle.digest),
+                              str(Digest.of_bytes(data)), notes=notes, checks=checks, skipped=skipped, document=body)
+    with svc.registry.writing():  # the stored input and its record, as one write gc on a shared store waits for
+        digest = svc.store.put_bytes(data)
+        decision = PolicyDecision(action, env, mv.ref, svc.settings.actor, allowed, reasons, str(bundle.digest),
+                                  str(digest), notes=notes, checks=checks, skipped=skipped, document=body)
         svc.registry.record_result(mv, POLICY_ACTION, decision.record(), decision.summary())
     return decision
 
 
 def decide_gate(svc: Services, mv: ModelVersion, action: str, env: str | None, *, image: str | None = None,
-                facts: Facts | None = None) -> PolicyDecision:
+                facts: Facts | None = None, checked: SignatureStatus | None = None) -> PolicyDecision:
     """``require_signature`` (signing.require_signed), then the decision, recorded; a deny is returned, not
-    raised (``check_gates`` adds it to the promotion's other gates)."""
+    raised (``check_gates`` adds it to the promotion's other gates). ``checked``: the status the caller's own
+    ``require_signature`` returned for ``mv``, so the files are not hashed again."""
     from shipyard.wiring.signing import require_signature
 
-    require_signature(svc, mv, action)
-    return evaluate(svc, mv, action, env, image=image, facts=facts)
+    status = checked or require_signature(svc, mv, action)
+    return evaluate(svc, mv, action, env, image=image, facts=facts, signature=status)
 
 
-def gate(svc: Services, mv: ModelVersion, action: str, env: str | None, image: str | None = None) -> PolicyDecision:
+def gate(svc: Services, mv: ModelVersion, action: str, env: str | None, image: str | None = None,
+         checked: SignatureStatus | None = None) -> PolicyDecision:
     """The policy gate of ``action``: the signature check, the decision (recorded), and a PolicyDeniedError
     with one line per reason when it denies."""
     from shipyard.errors import PolicyDeniedError
 
-    decision = decide_gate(svc, mv, action, env, image=image)
+    decision = decide_gate(svc, mv, action, env, image=image, checked=checked)
     if not decision.allowed:
         raise PolicyDeniedError(decision.denied_message())
     return decision
@@ -241,9 +250,11 @@ def move_alias(svc: Services, model: str, alias: str, version: int, reason: str 
     return svc.registry.set_alias(model, alias, version, reason)
 
 
-def gate_serve(svc: Services, ref: str, versions: Iterable[ModelVersion]) -> list[PolicyDecision]:
+def gate_serve(svc: Services, ref: str, versions: Iterable[ModelVersion],
+               checked: Mapping[int, SignatureStatus | None] | None = None) -> list[PolicyDecision]:
     """With ``policy.require_on_serve``: each version ``serve`` would load asks the policy (action serve) for
-    the environment its alias stands for (``serve iris@production``), none for a version named by number."""
+    the environment its alias stands for (``serve iris@production``), none for a version named by number.
+    ``checked``: version -> the status serve's own ``require_signature`` found for it."""
     from shipyard.core.registry.refs import ModelRef
 
     spec = policy_spec(svc)
@@ -251,7 +262,7 @@ def gate_serve(svc: Services, ref: str, versions: Iterable[ModelVersion]) -> lis
         return []
     alias = ModelRef.parse(ref).alias
     env = environment_of(svc, alias) if alias else None
-    return [gate(svc, mv, "serve", env) for mv in versions]
+    return [gate(svc, mv, "serve", env, checked=(checked or {}).get(mv.version)) for mv in versions]
 
 
 # --- the default bundle ---------------------------------------------------------------------------------------

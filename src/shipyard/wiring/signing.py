@@ -244,17 +244,19 @@ def _recorded_key(svc: Services, mv: ModelVersion) -> str | None:
 _VERBS = {"load": "loaded", "serve": "served", "promote": "promoted", "deploy": "deployed"}
 
 
-def require_signature(svc: Services, mv: ModelVersion, action: str) -> None:
+def require_signature(svc: Services, mv: ModelVersion, action: str) -> SignatureStatus | None:
     """With ``signing.require_signed``: raise SignatureError unless ``mv`` verifies (``action``: load, serve,
-    promote, deploy, for the message). Without it: nothing."""
+    promote, deploy, for the message), else return the status it found (a policy decision then reuses it instead
+    of hashing the files again). Without it: nothing checked, None."""
     from shipyard.errors import SignatureError
 
     if not signing_spec(svc).require_signed:
-        return
+        return None
     status = signature_status(svc, mv)
     if not status.verified:
         verb = _VERBS.get(action, action)
         raise SignatureError(f"{mv.ref} is not {verb}: {status.reason} (signing.require_signed is on)")
+    return status
 
 
 # --- provenance ------------------------------------------------------------------------------------------------

@@ -72,12 +72,13 @@ def make_sbom(svc: Services, mv: ModelVersion | None, image: str | None, environ
     else:
         spec = _model_input(svc, mv, part, __version__)
     document, count = build_sbom(spec)
-    digest = svc.store.put_bytes(document)
-    sbom = Sbom(mv, image, document, digest, count, recorded=mv is not None)
-    if mv is not None:
-        where = f" in {image}" if image else ""
-        svc.registry.record_result(mv, SBOM_ACTION, sbom.record(),
-                                   f"SBOM {digest} (CycloneDX {SPEC}, {count} packages{where})")
+    with svc.registry.writing():  # the stored document and its record, as one write gc on a shared store waits for
+        digest = svc.store.put_bytes(document)
+        sbom = Sbom(mv, image, document, digest, count, recorded=mv is not None)
+        if mv is not None:
+            where = f" in {image}" if image else ""
+            svc.registry.record_result(mv, SBOM_ACTION, sbom.record(),
+                                       f"SBOM {digest} (CycloneDX {SPEC}, {count} packages{where})")
     return sbom
 
 

@@ -96,14 +96,13 @@ def serve(
     shadow_version = _resolve(svc, shadow, "--shadow ") if shadow else None
     from shipyard.wiring.signing import require_signature
 
-    for checked in (primary, canary_version, shadow_version):  # with signing.require_signed, before any load
-        if checked is not None:
-            require_signature(svc, checked, "serve")
+    checked = {mv.version: require_signature(svc, mv, "serve")  # with signing.require_signed, before any load
+               for mv in (primary, canary_version, shadow_version) if mv is not None}
     from shipyard.wiring.policy import gate_serve
 
-    gate_serve(svc, ref, [primary])  # policy.require_on_serve: the bundle decides before anything loads
+    gate_serve(svc, ref, [primary], checked)  # policy.require_on_serve: the bundle decides before anything loads
     if spec is not None and canary_version is not None:
-        gate_serve(svc, spec.ref, [canary_version])
+        gate_serve(svc, spec.ref, [canary_version], checked)
 
     router = Router(load_slot(svc.registry, primary, batching, max_batch), sticky_header=sticky_header.lower())
     if spec is not None and canary_version is not None:
@@ -115,8 +114,7 @@ def serve(
 
     def admit(mv: ModelVersion) -> None:
         """What the alias's new version passes before it is served: its signature, and the policy when asked."""
-        require_signature(svc, mv, "serve")
-        gate_serve(svc, ref, [mv])
+        gate_serve(svc, ref, [mv], {mv.version: require_signature(svc, mv, "serve")})
 
     background = follower(svc.registry, ref, poll, batching, max_batch, admit) if follow else None
     from shipyard.errors import BackendUnavailableError, ShipyardError
