@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_STAMP := $(VENV)/.installed-demo
 DEV_STAMP := $(VENV)/.installed-dev
-DEMO_EXTRAS := sklearn,serve,governance
+DEMO_EXTRAS := sklearn,serve,governance,monitor
 
 .PHONY: demo test lint typecheck bench clean
 

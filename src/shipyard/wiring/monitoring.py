@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shipyard.core.monitoring.drift import Baseline
     from shipyard.core.monitoring.profile import Profile
     from shipyard.core.registry.records import AuditEvent, ModelVersion
     from shipyard.wiring import Services
@@ -31,6 +32,19 @@ def record_profile(svc: Services, mv: ModelVersion, inputs: Any, outputs: Any = 
 
 def reference_profile(svc: Services, mv: ModelVersion) -> Profile | None:
     """The newest profile recorded with ``mv``, re-hashed and bounded as it is read; None when there is none."""
+    found = _stored_profile(svc, mv)
+    return None if found is None else found[1]
+
+
+def baseline(svc: Services, mv: ModelVersion) -> Baseline | None:
+    """The drift bins of ``mv``'s reference profile (``core.monitoring.drift``); None when it has no profile."""
+    from shipyard.adapters.monitoring.bins import baseline_of
+
+    found = _stored_profile(svc, mv)
+    return None if found is None else baseline_of(found[1], found[0])
+
+
+def _stored_profile(svc: Services, mv: ModelVersion) -> tuple[str, Profile] | None:
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.artifacts.tree import read_verified
     from shipyard.core.monitoring.profile import Profile
@@ -41,4 +55,4 @@ def reference_profile(svc: Services, mv: ModelVersion) -> Profile | None:
         return None
     digest = Digest.parse(str(recorded[-1][1].get("profile")))
     raw = read_verified(svc.store, digest, limit=MAX_PROFILE_BYTES)
-    return Profile.from_dict(json.loads(raw), f"the profile of {mv.ref} ({digest})")
+    return str(digest), Profile.from_dict(json.loads(raw), f"the profile of {mv.ref} ({digest})")

@@ -81,8 +81,13 @@ def profile_column(name: str, values: Any) -> ColumnProfile:
         if value is None or (isinstance(value, float) and value != value):
             missing += 1
             continue
-        frequent.update(str(value)[:MAX_CATEGORY_CHARS])
+        frequent.update(category_text(value))
     return ColumnProfile(name, CATEGORICAL, count, missing, bytes(frequent.serialize()))
+
+
+def category_text(value: Any) -> str:
+    """How a category is named in a profile and counted against one: its text, at most 200 characters."""
+    return str(value)[:MAX_CATEGORY_CHARS]
 
 
 def build_profile(inputs: Any, outputs: Any = None) -> Profile:

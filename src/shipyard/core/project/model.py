@@ -60,6 +60,7 @@ class Project:
     secrets: dict[str, Any] = field(default_factory=dict)
     signing: dict[str, Any] = field(default_factory=dict)
     scan: dict[str, Any] = field(default_factory=dict)
+    monitoring: dict[str, Any] = field(default_factory=dict)  # core.monitoring.config.monitoring_config reads it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +75,7 @@ class Project:
             stages={k: _stage(v) for k, v in d["stages"].items()},
             deploy=d.get("deploy") or {}, ci=d.get("ci") or {}, policy=d.get("policy") or {},
             secrets=d.get("secrets") or {}, signing=d.get("signing") or {}, scan=d.get("scan") or {},
+            monitoring=d.get("monitoring") or {},
         )
 
 

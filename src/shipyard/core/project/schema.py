@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from shipyard.core.deploy.ci_config import CISpec
 from shipyard.core.deploy.config import DeploySpec
 from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec
+from shipyard.core.monitoring.config import MonitoringSpec
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
 
@@ -140,6 +141,7 @@ class ProjectConfig(_Strict):
     secrets: SecretsSpec = SecretsSpec()
     signing: SigningSpec = SigningSpec()
     scan: ScanSpec = ScanSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @field_validator("params")
     @classmethod

@@ -48,6 +48,24 @@ class Metrics:
                                            labels, registry=r)
         self.swaps = Counter("shipyard_model_swaps", "Primary version changes after an alias moved", ["model"],
                              registry=r)
+        self.load_failures = Counter("shipyard_model_load_failures",
+                                     "Versions an alias moved to that could not be loaded, verified or admitted",
+                                     ["model"], registry=r)
+        # live drift (interfaces/serving/drift.py): over the rolling window, against the version's reference
+        self.drift = Gauge("shipyard_feature_drift", "Drift of an input feature from the reference over the "
+                           "window (statistic: psi for numbers, js for categories)",
+                           [*labels, "feature", "statistic"], registry=r)
+        self.prediction_drift = Gauge("shipyard_prediction_drift", "Drift of the model's outputs from its answers "
+                                      "on the reference over the window", [*labels, "output", "statistic"],
+                                      registry=r)
+        self.window_rows = Gauge("shipyard_drift_window_rows", "Rows in the drift window", labels, registry=r)
+        self.monitored_rows = Counter("shipyard_monitored_rows", "Rows counted against the reference", labels,
+                                      registry=r)
+        self.quality = Counter("shipyard_data_quality_issues", "Input values missing, outside the reference's "
+                               "range, or categories the reference never had", [*labels, "feature", "issue"],
+                               registry=r)
+        self.monitor_dropped = Counter("shipyard_monitor_dropped_rows", "Rows left uncounted: the drift "
+                                       "monitor fell behind", labels, registry=r)
 
 
 @dataclass
