@@ -1,5 +1,5 @@
 # `make demo` and `make test` are all a fresh machine needs (Python 3.11+ as python3).
-#   make demo       .venv with Shipyard and the demo's extras only (sklearn, serve, governance), then `shipyard demo`
+#   make demo       .venv with Shipyard and the demo's extras only (sklearn, serve, governance, monitor), then `shipyard demo`
 #   make test       adds the dev extras (tests, linters, every flavor) to .venv, then lint, typecheck, pytest
 #   make lint       ruff and import-linter        make typecheck   mypy (strict)
 #   make bench      the benchmarks (bench/)       make clean       removes .venv and caches

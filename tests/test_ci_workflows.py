@@ -30,7 +30,7 @@ from shipyard.core.deploy import workflows
 from shipyard.core.registry.diff import Side, diff, markdown
 from tests.conftest import cli_env, shipyard
 
-pytestmark = pytest.mark.xdist_group("ci-workflows")  # one origin project for the module
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci-workflows")]  # one origin project for the module
 
 EXAMPLE = Path(__file__).parent.parent / "src" / "shipyard" / "examples" / "iris-pipeline"
 MODEL = "iris-pipeline"

@@ -1,5 +1,11 @@
-"""``shipyard demo``: headings in order and coherent (six parts, the pipeline's three steps under part 2),
-each line under its heading, class names everywhere, per-fold scores logged as steps of their own metric."""
+"""``shipyard demo``: headings in order and coherent (the parts, the pipeline's three steps under part 2),
+each line under its heading, class names everywhere, per-fold scores logged as steps of their own metric; a
+second demo adds versions and leaves the first's alone; a corrupt object fails ``store verify``.
+
+The demo takes most of a minute: it runs once for this module (``first_demo``) and the tests read what it left,
+in file order on one worker: the output's checks, then a second demo in the same folder, then a corrupt object
+(put back afterwards).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,13 +26,26 @@ from tests.conftest import shipyard as run_cli
 CLASSES = ("setosa", "versicolor", "virginica")
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return cli_env(SHIPYARD_HOME=str(tmp_path / ".shipyard"))
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]  # one demo for the module: one worker
 
 
-def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[str, str], tmp_path: Path) -> None:
-    done = run_cli("demo", env={**env, "COLUMNS": "80"}, cwd=tmp_path)  # every heading whole on 80 columns
+@dataclass(frozen=True)
+class Demo:
+    folder: Path
+    env: dict[str, str]
+    done: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def first_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    folder = tmp_path_factory.mktemp("demo")
+    env = cli_env(SHIPYARD_HOME=str(folder / ".shipyard"))
+    done = run_cli("demo", env={**env, "COLUMNS": "80"}, cwd=folder)  # every heading whole on 80 columns
+    return Demo(folder, env, done)
+
+
+def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(first_demo: Demo) -> None:
+    done, env, tmp_path = first_demo.done, first_demo.env, first_demo.folder
     assert "recording in" not in done.stderr  # the demo says where it records, in its own words
     lines = done.stdout.splitlines()
     assert "".join(done.stdout.split()).startswith(f"everythingthedemorecordsgoesto{tmp_path / '.shipyard'}")
@@ -82,6 +102,47 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(env: dict[s
         svc.close()
     assert [m.step for m in folds] == [0, 1, 2, 3, 4]
     assert len(cv) == 1 and cv[0].value == pytest.approx(sum(m.value for m in folds) / 5)
+
+
+def test_demo_twice_makes_a_new_version_and_leaves_the_old_one(first_demo: Demo) -> None:
+    env, folder = first_demo.env, first_demo.folder
+    assert "iris@1" in first_demo.done.stdout and "iris@staging" in first_demo.done.stdout
+    v1 = json.loads(run_cli("models", "show", "iris@1", "--json", env=env).stdout)
+    second = run_cli("demo", env=env, cwd=folder)
+    assert "restored from cache" in second.stdout  # part 2: the example pipeline, seen before
+    versions = json.loads(run_cli("models", "versions", "iris", "--json", env=env).stdout)
+    # each demo registers one version in part 1 (staging) and two in part 5 (rolled out: one rolled back,
+    # one promoted to production)
+    assert [v["version"] for v in versions] == [1, 2, 3, 4, 5, 6]
+    assert v1.pop("trust") is None  # show adds the trust decision in force: none, scikit-learn types only
+    assert v1.pop("trust_by_others") is None  # and the newest decision of others, which does not count
+    assert set(v1.pop("signed")) == {"signed", "verified", "key", "reason"}  # and its signature's state
+    v1.pop("scan")  # and its newest vulnerability scan's verdict (None: never scanned)
+    assert versions[0] == {**v1, "aliases": []}  # only the alias moved away from version 1
+    assert [v["aliases"] for v in versions] == [[], [], [], ["staging"], [], ["production"]]
+    everything = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
+    assert {r["status"] for r in everything} == {"finished"}
+    assert sorted({r["name"] for r in everything if r["experiment"] == "pipeline"}) == ["evaluate", "prepare", "train"]
+    runs = [r for r in everything if r["experiment"] == "demo" and r["name"] == "demo-iris"]
+    assert len(runs) == 2
+    assert runs[0]["metrics"]["accuracy"] > 0.8
+    shown = json.loads(run_cli("runs", "show", runs[0]["id"][:8], "--json", env=env).stdout)
+    assert shown["artifacts"][0]["path"] == "confusion_matrix.json"
+    assert json.loads(run_cli("store", "verify", "--json", env=env).stdout)["ok"]
+
+
+def test_store_verify_fails_on_a_corrupt_object(first_demo: Demo) -> None:
+    victim = next(p for p in (first_demo.folder / ".shipyard" / "objects" / "sha256").rglob("*") if p.is_file())
+    intact, mode = victim.read_bytes(), victim.stat().st_mode
+    victim.chmod(0o644)
+    victim.write_bytes(intact + b"!")
+    try:
+        done = run_cli("store", "verify", env=first_demo.env, check=False)
+        assert done.returncode == 5 and "failed verification (1 corrupt" in done.stderr
+        assert f"corrupt sha256:{victim.parent.name}{victim.name}" in done.stdout
+    finally:
+        victim.write_bytes(intact)
+        victim.chmod(mode)
 
 
 def test_the_install_hint_keeps_its_extra(tmp_path: Path) -> None:

@@ -39,8 +39,8 @@ def fake_venv(tmp_path: Path, *stamps: str) -> Path:
 def test_a_fresh_demo_installs_only_its_extras_and_says_so(tmp_path: Path) -> None:
     demo = plan("demo", tmp_path / "none")
     assert "-m venv" in demo and "install" in demo
-    assert '-e ".[sklearn,serve,governance]"' in demo and "[dev]" not in demo
-    assert "echo \"==> installing shipyard[sklearn,serve,governance]" in demo  # a line per step
+    assert '-e ".[sklearn,serve,governance,monitor]"' in demo and "[dev]" not in demo
+    assert "echo \"==> installing shipyard[sklearn,serve,governance,monitor]" in demo  # a line per step
     assert demo.rstrip().endswith("shipyard demo")
 
 

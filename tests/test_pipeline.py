@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, shipyard
+from tests.conftest import cli_env, interruptible, shipyard
 
 SCRIPTS = {
     "prepare.py": "import pathlib, yaml\n"
@@ -140,7 +140,7 @@ def test_a_stage_killed_midway_leaves_no_cache_entry(proj: Path) -> None:
     slow = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"), SIDE_SLEEP="60")
     for sig in (signal.SIGINT, signal.SIGKILL):
         proc = subprocess.Popen([sys.executable, "-m", "shipyard", "run", "side"], cwd=proj, env=slow,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible)
         deadline = time.time() + 60
         while not (proj / "side.pid").exists() and time.time() < deadline:
             time.sleep(0.05)
@@ -298,7 +298,7 @@ def test_reproduce_refuses_a_model_not_made_by_a_stage(proj: Path) -> None:
 def test_a_long_stage_blocks_neither_status_nor_a_run_of_another_stage(proj: Path) -> None:
     slow = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"), SIDE_SLEEP="60")
     long_run = subprocess.Popen([sys.executable, "-m", "shipyard", "run", "side"], cwd=proj, env=slow,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=interruptible)
     try:
         deadline = time.time() + 60
         while not (proj / "side.pid").exists() and time.time() < deadline:

@@ -24,33 +24,6 @@ def test_version_and_help() -> None:
         assert group in help_text
 
 
-def test_demo_twice_makes_a_new_version_and_leaves_the_old_one(env: dict[str, str], tmp_path: Path) -> None:
-    first = run_cli("demo", env=env, cwd=tmp_path)
-    assert "iris@1" in first.stdout and "iris@staging" in first.stdout
-    v1 = json.loads(run_cli("models", "show", "iris@1", "--json", env=env).stdout)
-    second = run_cli("demo", env=env, cwd=tmp_path)
-    assert "restored from cache" in second.stdout  # part 2: the example pipeline, seen before
-    versions = json.loads(run_cli("models", "versions", "iris", "--json", env=env).stdout)
-    # each demo registers one version in part 1 (staging) and two in part 5 (rolled out: one rolled back,
-    # one promoted to production)
-    assert [v["version"] for v in versions] == [1, 2, 3, 4, 5, 6]
-    assert v1.pop("trust") is None  # show adds the trust decision in force: none, scikit-learn types only
-    assert v1.pop("trust_by_others") is None  # and the newest decision of others, which does not count
-    assert set(v1.pop("signed")) == {"signed", "verified", "key", "reason"}  # and its signature's state
-    v1.pop("scan")  # and its newest vulnerability scan's verdict (None: never scanned)
-    assert versions[0] == {**v1, "aliases": []}  # only the alias moved away from version 1
-    assert [v["aliases"] for v in versions] == [[], [], [], ["staging"], [], ["production"]]
-    everything = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
-    assert {r["status"] for r in everything} == {"finished"}
-    assert sorted({r["name"] for r in everything if r["experiment"] == "pipeline"}) == ["evaluate", "prepare", "train"]
-    runs = [r for r in everything if r["experiment"] == "demo" and r["name"] == "demo-iris"]
-    assert len(runs) == 2
-    assert runs[0]["metrics"]["accuracy"] > 0.8
-    shown = json.loads(run_cli("runs", "show", runs[0]["id"][:8], "--json", env=env).stdout)
-    assert shown["artifacts"][0]["path"] == "confusion_matrix.json"
-    assert json.loads(run_cli("store", "verify", "--json", env=env).stdout)["ok"]
-
-
 def test_alias_set_and_rm_write_the_audit_log(env: dict[str, str], tmp_path: Path) -> None:
     register_constant(env, "iris")  # a version 1 (the whole demo, as before, took a minute)
     run_cli("alias", "set", "iris", "production", "1", "-m", "ship it", env=env)
@@ -118,16 +91,6 @@ def test_unwritable_store_and_unreachable_database(tmp_path: Path) -> None:
     bad_url = run_cli("runs", "list", env=cli_env(SHIPYARD_HOME=str(tmp_path / "h"), SHIPYARD_DB_URL="nonsense"),
                       check=False)
     assert bad_url.returncode == 2 and "cannot read database URL" in bad_url.stderr
-
-
-def test_store_verify_fails_on_a_corrupt_object(env: dict[str, str], tmp_path: Path) -> None:
-    run_cli("demo", env=env, cwd=tmp_path)
-    victim = next(p for p in (tmp_path / ".shipyard" / "objects" / "sha256").rglob("*") if p.is_file())
-    victim.chmod(0o644)
-    victim.write_bytes(victim.read_bytes() + b"!")
-    done = run_cli("store", "verify", env=env, check=False)
-    assert done.returncode == 5 and "failed verification (1 corrupt" in done.stderr
-    assert f"corrupt sha256:{victim.parent.name}{victim.name}" in done.stdout
 
 
 @pytest.mark.parametrize(("args", "line"), [
