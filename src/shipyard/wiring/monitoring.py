@@ -14,6 +14,13 @@ if TYPE_CHECKING:
 MAX_PROFILE_BYTES = 64 * 1024 * 1024  # 10,000 columns of ~5 KB sketches
 
 
+def require_profiling() -> None:
+    """Raise MissingExtraError ("install shipyard[monitor]") when reference data cannot be profiled here."""
+    from shipyard.adapters.monitoring.sketches import _ds
+
+    _ds()
+
+
 def record_profile(svc: Services, mv: ModelVersion, inputs: Any, outputs: Any = None) -> tuple[AuditEvent, Profile]:
     """Profile ``inputs`` (and the model's ``outputs`` on them), store the profile and record it with ``mv``."""
     from shipyard.adapters.monitoring.sketches import build_profile

@@ -216,6 +216,10 @@ class Client:
         from shipyard.wiring import flavor as get_flavor
 
         check_model_name(name)
+        if reference is not None:  # before anything is saved: a missing extra registers nothing
+            from shipyard.wiring.monitoring import require_profiling
+
+            require_profiling()
         svc = self.services
         with tempfile.TemporaryDirectory(prefix="shipyard-save-") as tmp:
             folder = Path(tmp) / "model"

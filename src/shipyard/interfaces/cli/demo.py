@@ -77,7 +77,7 @@ def run_demo(name: str) -> None:
         report.write_text(json.dumps({"labels": list(data.target_names),
                                       "matrix": confusion_matrix(y_test, predicted).tolist()}))
         shipyard.log_artifact(report)
-        version = shipyard.log_model(model, name, flavor="sklearn", examples=x_test[:5],
+        version = shipyard.log_model(model, name, flavor="sklearn", examples=x_test[:5], reference=x_train,
                                      description="LogisticRegression on iris (shipyard demo)")
         shipyard.set_alias(name, "staging", version.version, reason="demo: newest model goes to staging")
 

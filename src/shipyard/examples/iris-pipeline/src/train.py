@@ -16,5 +16,6 @@ model = LogisticRegression(C=params["C"], max_iter=params["max_iter"]).fit(x, y)
 Path("models").mkdir(exist_ok=True)
 sio.dump(model, "models/model.skops")
 shipyard.log_metric("train_accuracy", model.score(x, y))
-version = shipyard.log_model(model, "iris-pipeline", examples=x[:5], description=f"C={params['C']}")
+# reference=x: the training data's profile, which `shipyard serve` and `shipyard monitor` measure drift against
+version = shipyard.log_model(model, "iris-pipeline", examples=x[:5], reference=x, description=f"C={params['C']}")
 print(f"trained with C={params['C']}: train accuracy {model.score(x, y):.3f}, registered {version.ref}")
