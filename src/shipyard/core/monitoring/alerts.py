@@ -134,7 +134,7 @@ def rules(spec: MonitoringSpec, model: str | None = None, *, job: str = DEFAULT_
     up = f'up{{job="{label_value(job)}"}}'
     failures = s.series(LOAD_FAILURES)
     load_failed = (f"increase({failures}[{LOAD_FAILURE_WINDOW}]) > 0\n"
-                   f"or\n{failures} unless {failures} offset {LOAD_FAILURE_WINDOW}")
+                   f"or\n{failures} > 0 unless {failures} offset {LOAD_FAILURE_WINDOW}")
 
     def disagreement(metric: str) -> str:
         return f"(\n{share(metric, DISAGREED, COMPARED)}\n) > {number(a.disagreement)}"
