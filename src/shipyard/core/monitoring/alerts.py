@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from shipyard.core.deploy.manifests import k8s_name
 from shipyard.core.monitoring.config import MonitoringSpec
 from shipyard.core.monitoring.runbooks import RUNBOOKS, fill
 from shipyard.errors import ConfigError
@@ -178,7 +179,8 @@ def annotations_of(name: str, spec: MonitoringSpec, model: str | None, job: str)
              "disagreement_pct": f"{a.disagreement * 100:.4g}%", "for": a.for_, "drift_for": a.drift_for,
              "quality_for": a.quality_for, "no_traffic_for": a.no_traffic_for, "window": RATE_WINDOW,
              "load_window": LOAD_FAILURE_WINDOW, "job": job,
-             "served": f"model {model}" if model else "its models", "name": model or "MODEL"}
+             "served": f"model {model}" if model else "its models", "name": model or "MODEL",
+             "k8s": k8s_name(model) if model else "MODEL"}
     summary, description, runbook = (fill(part, facts) for part in RUNBOOKS[name])
     out = {"summary": summary, "description": description, "runbook": runbook}
     if a.runbook_url:

@@ -89,7 +89,7 @@ RUNBOOKS: dict[str, tuple[str, str, str]] = {
         "What it means: the model server does not answer on /metrics: it crashed, is restarting, is out of "
         "memory, or the network between Prometheus and it is cut. Its clients probably get errors too.\n"
         "Check: `curl http://INSTANCE/v2/health/ready`; the server's log and exit status (on Kubernetes: "
-        "`kubectl get pods -l app.kubernetes.io/name=${name}` and `kubectl describe pod`, OOMKilled, "
+        "`kubectl get pods -l app.kubernetes.io/name=${k8s}` and `kubectl describe pod`, OOMKilled, "
         "CrashLoopBackOff, a failing readiness probe); whether a version it was asked to load fails.\n"
         "Do: restart it, or roll back the change that broke it: "
         "`shipyard rollback ${name} --env ENV`, or `shipyard alias set ${name} production PREVIOUS`.",
