@@ -51,6 +51,8 @@ CRD_MODELS = {
     "keda.sh/v1alpha1/ScaledObject": "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject",
     "monitoring.coreos.com/v1/ServiceMonitor":
         "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule":
+        "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule",
     "external-secrets.io/v1beta1/ExternalSecret":
         "@kubernetes-models/external-secrets/external-secrets.io/v1beta1/ExternalSecret",
 }

@@ -89,7 +89,7 @@ def test_every_manifest_and_overlay_is_valid(lab: Lab, tmp_path: Path, k8s_valid
     k8s_validator.validate(docs + [d for env in ENVS for d in built[env]])
     kinds = {d["kind"] for d in docs}
     assert kinds >= {"Deployment", "Rollout", "AnalysisTemplate", "Service", "HorizontalPodAutoscaler", "ScaledObject",
-                     "PodDisruptionBudget", "ServiceMonitor", "ExternalSecret", "Application"}
+                     "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ExternalSecret", "Application"}
     for env in ENVS:  # what --apply sends is what Argo CD would apply from git
         assert sorted(built[env], key=_key) == sorted(objects[env], key=_key), env
         for d in built[env]:

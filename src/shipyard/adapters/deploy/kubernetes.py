@@ -54,6 +54,7 @@ CUSTOM: dict[tuple[str, str], str] = {
     ("argoproj.io", "ApplicationSet"): "applicationsets",
     ("keda.sh", "ScaledObject"): "scaledobjects",
     ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors",
+    ("monitoring.coreos.com", "PrometheusRule"): "prometheusrules",
     ("external-secrets.io", "ExternalSecret"): "externalsecrets",
     ("serving.kserve.io", "InferenceService"): "inferenceservices",
 }

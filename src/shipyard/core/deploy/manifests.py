@@ -29,6 +29,7 @@ from shipyard.core.deploy.config import (
     SecretRef,
     vault_parts,
 )
+from shipyard.core.monitoring.config import MonitoringSpec
 
 Object = dict[str, Any]
 
@@ -123,6 +124,7 @@ class Plan:
     steps: tuple[CanaryStep, ...]
     labels: dict[str, str] = field(default_factory=dict)
     model_source: ModelSource = "baked"
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)  # the PrometheusRule's thresholds
 
     @property
     def registry(self) -> RegistrySource | None:
@@ -151,8 +153,10 @@ class Plan:
                 f"{ANNOTATION}/record-digest": t.record_digest, f"{ANNOTATION}/version": str(t.version)}
 
 
-def plan(spec: DeploySpec, target: Target, options: Options | None = None) -> Plan:
-    """Resolve flags over the environment over the defaults; a ValueError for an unknown environment."""
+def plan(spec: DeploySpec, target: Target, options: Options | None = None,
+         monitoring: MonitoringSpec | None = None) -> Plan:
+    """Resolve flags over the environment over the defaults; a ValueError for an unknown environment.
+    ``monitoring``: shipyard.yaml's monitoring: section (the alert rules' thresholds), defaults without."""
     opts = options or Options()
     env = spec.environment(target.env)
     auto = env.autoscaling or spec.autoscaling
@@ -173,7 +177,8 @@ def plan(spec: DeploySpec, target: Target, options: Options | None = None) -> Pl
                 format=opts.format or spec.format, strategy=opts.strategy or env.strategy or spec.strategy,
                 replicas=None if auto.kind != "none" else replicas, autoscaling=auto, resources=res, gpus=gpus,
                 steps=opts.steps if opts.steps is not None else spec.canary,
-                labels={"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}, model_source=source)
+                labels={"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}, model_source=source,
+                monitoring=monitoring or MonitoringSpec())
 
 
 def _merge_resources(base: Resources, env: Resources | None, opts: Options) -> Resources:

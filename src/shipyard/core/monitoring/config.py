@@ -33,6 +33,8 @@ def check_duration(value: str, where: str) -> str:
 class AlertsSpec(_Strict):
     """Thresholds of the rules ``shipyard alerts render`` writes."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)  # Project keeps a dump: for_
+
     error_rate: float = Field(0.05, gt=0, le=1, description="share of requests answered 5xx (or timed out)")
     latency_p99: float = Field(0.5, gt=0, description="the p99 latency SLO, in seconds")
     disagreement: float = Field(0.1, gt=0, le=1, description="share of canary or shadow answers that differ from "

@@ -9,6 +9,7 @@ import typer
 from shipyard import __version__
 from shipyard.errors import ShipyardError
 from shipyard.interfaces.cli import (
+    alerts,
     alias,
     build,
     ci,
@@ -47,6 +48,7 @@ app.add_typer(env.app, name="env")
 app.add_typer(ci.app, name="ci")
 app.add_typer(policy.app, name="policy")
 app.add_typer(signing.keys_app, name="keys")
+app.add_typer(alerts.app, name="alerts")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
