@@ -93,6 +93,7 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
     included; it counts them off the request path and writes its last sub-windows to ``log`` as the server stops.
     """
     metrics = metrics if metrics is not None else drift.metrics if drift is not None else Metrics()
+    metrics.load_failures.labels(router.name)  # at 0 from the start: a first failure is an increase
     for slot in (router.primary, router.canary, router.shadow):
         if slot is not None:
             metrics.load_seconds.labels(slot.served.name, slot.version).set(slot.served.load_seconds)
