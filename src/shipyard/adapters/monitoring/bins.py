@@ -48,7 +48,7 @@ def feature_bins(column: ColumnProfile) -> FeatureBins:
     if sketch.is_empty():
         return FeatureBins(column.name, column.kind, (1.0,), missing_rate=column.missing_rate)
     edges = sorted({float(q) for q in sketch.get_quantiles(list(DECILES))})
-    cdf = [float(c) for c in sketch.get_cdf(edges)]  # rank of each cut point (inclusive), then 1.0
+    cdf = [float(c) for c in sketch.get_cdf(edges, True)]  # share at most each cut point (inclusive), then 1.0
     expected = tuple(max(b - a, 0.0) for a, b in zip([0.0, *cdf[:-1]], cdf, strict=True))
     return FeatureBins(column.name, column.kind, _normalized(expected), tuple(edges), low=column.low,
                        high=column.high, missing_rate=column.missing_rate)
