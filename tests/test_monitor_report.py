@@ -23,6 +23,19 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 ARTIFACTS = Path(os.environ.get("SHIPYARD_TEST_ARTIFACTS") or Path(__file__).resolve().parent.parent / "test-artifacts")
 
 
+# each plotly chart: its id, whether plotly drew its SVG, how many traces' paths it drew (non-empty, on the page)
+CHARTS = """() => [...document.querySelectorAll('.plotly-graph-div')].map(div => ({
+    id: div.id,
+    svg: div.querySelector('.main-svg') !== null,
+    paths: [...div.querySelectorAll('.scatterlayer path, .barlayer path')].filter(p => {
+        const d = p.getAttribute('d') || '';
+        const box = p.getBBox();
+        return d.length > 4 && (box.width > 0 || box.height > 0);
+    }).length,
+    title: (div.querySelector('.gtitle') || {}).textContent || '',
+}))"""
+
+
 def _chromium() -> None:
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium): the report is not rendered")
@@ -59,18 +72,9 @@ def test_the_report_renders_every_chart_offline(project: Project, tmp_path: Path
 
             context.route("**/*", only_the_file)
             page.goto(target.as_uri(), wait_until="load")
-            page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 7",
-                                   timeout=15_000)
-            charts = page.evaluate("""() => [...document.querySelectorAll('.plotly-graph-div')].map(div => ({
-                id: div.id,
-                svg: div.querySelector('.main-svg') !== null,
-                paths: [...div.querySelectorAll('.plot path')].filter(p => {
-                    const d = p.getAttribute('d') || '';
-                    const box = p.getBBox();
-                    return d.length > 4 && (box.width > 0 || box.height > 0);
-                }).length,
-                title: (div.querySelector('.gtitle') || {}).textContent || '',
-            }))""")
+            page.wait_for_function(f"() => {{ const c = ({CHARTS})(); return c.length >= 7 && "
+                                   "c.every(x => x.svg && x.paths > 0); }", timeout=20_000)
+            charts = page.evaluate(CHARTS)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "monitor-report.png"), full_page=True)
             table = page.inner_text("table.features")

@@ -147,8 +147,9 @@ def _distribution(name: str, labels: list[str], reference: list[float], current:
     fig = go.Figure([go.Bar(x=shown, y=reference, name="reference", marker_color=_REFERENCE),
                      go.Bar(x=shown, y=current, name="current", marker_color=_CURRENT)])
     verdict = "" if scored is None else f": {scored.statistic} {_score(scored.score)}, {scored.verdict}"
-    fig.update_layout(title=_text(f"{name}{verdict}"), barmode="group", height=300, margin=_MARGIN,
-                      yaxis_tickformat=".0%", yaxis_title="share of rows", legend_orientation="h")
+    fig.update_layout(title=_text(f"{name}{verdict}"), barmode="group", height=340, margin=_MARGIN,
+                      yaxis_tickformat=".0%", yaxis_title="share of rows", legend_orientation="h",
+                      xaxis_tickangle=-30, xaxis_automargin=True)
     return _plot(fig, None)
 
 
@@ -170,7 +171,7 @@ def _traffic(report: MonitorReport) -> str:
     return _grid([_plot(latency, "latency"), _plot(errors, "errors")])
 
 
-_MARGIN = {"l": 50, "r": 20, "t": 50, "b": 40}
+_MARGIN = {"l": 50, "r": 20, "t": 50, "b": 60}
 
 
 def _plot(fig: Any, div_id: str | None) -> str:
