@@ -126,7 +126,7 @@ def _drift_over_time(report: MonitorReport) -> str:
     when = [_time((b.start + b.end) / 2) for b in buckets]
     names = [(f.side, f.feature, f.statistic) for f in buckets[0].features]
     for i, (side, name, statistic) in enumerate(names):
-        fig.add_trace(go.Scatter(x=when, y=[b.features[i].score for b in buckets], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=when, y=[_judged(b.features[i], report) for b in buckets], mode="lines+markers",
                                  name=_text(name if side == "inputs" else f"{name} (output)"),
                                  hovertemplate=f"{_text(name)}: %{{y:.4f}} {statistic}<extra></extra>"))
     statistics = {s for _, _, s in names}
@@ -135,8 +135,16 @@ def _drift_over_time(report: MonitorReport) -> str:
         fig.add_trace(go.Scatter(x=[when[0], when[-1]] if len(when) > 1 else when * 2, y=[limit, limit],
                                  mode="lines", name=f"{statistic} threshold {limit:g}",
                                  line={"dash": "dash", "color": "#c92a2a"}))
-    fig.update_layout(height=360, margin=_MARGIN, yaxis_title="score (psi / js)", legend_orientation="h")
-    return _plot(fig, "drift-over-time")
+    fig.update_layout(height=380, margin=_MARGIN, yaxis_title="score (psi / js)", legend=_LEGEND)
+    thin = sum(1 for b in buckets if b.rows < report.thresholds.min_rows)
+    return _plot(fig, "drift-over-time") + (_note(f"{thin} of {len(buckets)} time spans held fewer than "
+                                                  f"{report.thresholds.min_rows} rows: their scores are noise, "
+                                                  "and are not drawn") if thin else "")
+
+
+def _judged(drift: FeatureDrift, report: MonitorReport) -> float | None:
+    """A bucket's score, or None (a gap) when the feature had too few rows there to mean anything."""
+    return drift.score if drift.rows >= report.thresholds.min_rows else None
 
 
 def _distribution(name: str, labels: list[str], reference: list[float], current: list[float],
@@ -148,7 +156,7 @@ def _distribution(name: str, labels: list[str], reference: list[float], current:
                      go.Bar(x=shown, y=current, name="current", marker_color=_CURRENT)])
     verdict = "" if scored is None else f": {scored.statistic} {_score(scored.score)}, {scored.verdict}"
     fig.update_layout(title=_text(f"{name}{verdict}"), barmode="group", height=340, margin=_MARGIN,
-                      yaxis_tickformat=".0%", yaxis_title="share of rows", legend_orientation="h",
+                      yaxis_tickformat=".0%", yaxis_title="share of rows", legend=_LEGEND,
                       xaxis_tickangle=-30, xaxis_automargin=True)
     return _plot(fig, None)
 
@@ -162,16 +170,17 @@ def _traffic(report: MonitorReport) -> str:
     when = [_time((b.start + b.end) / 2) for b in buckets]
     latency = go.Figure([go.Scatter(x=when, y=[b.p50_ms for b in buckets], mode="lines+markers", name="p50"),
                          go.Scatter(x=when, y=[b.p99_ms for b in buckets], mode="lines+markers", name="p99")])
-    latency.update_layout(title="Latency", height=320, margin=_MARGIN, yaxis_title="ms", legend_orientation="h")
+    latency.update_layout(title="Latency", height=320, margin=_MARGIN, yaxis_title="ms", legend=_LEGEND)
     errors = go.Figure([go.Bar(x=when, y=[b.requests for b in buckets], name="requests", marker_color=_REFERENCE),
                         go.Bar(x=when, y=[b.errors for b in buckets], name="errors (5xx, timeouts)",
                                marker_color="#c92a2a")])
     errors.update_layout(title="Requests and errors", barmode="group", height=320, margin=_MARGIN,
-                         legend_orientation="h")
+                         legend=_LEGEND)
     return _grid([_plot(latency, "latency"), _plot(errors, "errors")])
 
 
-_MARGIN = {"l": 50, "r": 20, "t": 50, "b": 60}
+_MARGIN = {"l": 60, "r": 20, "t": 60, "b": 60}
+_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0}
 
 
 def _plot(fig: Any, div_id: str | None) -> str:
@@ -179,7 +188,7 @@ def _plot(fig: Any, div_id: str | None) -> str:
 
 
 def _time(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _text(value: str) -> str:

@@ -126,7 +126,9 @@ class MonitorReport:
         return found
 
     def drift_over_time(self, buckets: int = MAX_BUCKETS) -> list[DriftBucket]:
-        """The windows in at most ``buckets`` equal spans of the time they cover, each span scored."""
+        """The windows in at most ``buckets`` equal spans of the time they cover, each span scored; fewer spans
+        when the rows are few, so that a span holds about ``min_rows`` rows or more."""
+        buckets = max(1, min(buckets, self.rows // self.thresholds.min_rows))
         edges = _edges([w.start for w in self.windows], [w.end for w in self.windows], self.period, buckets)
         if edges is None:
             return []

@@ -91,6 +91,14 @@ def exit_code(report: MonitorReport, wanted: set[str]) -> int:
     return 0
 
 
+def span(seconds: float) -> str:
+    """A period as --since writes it: 7d, 24h, 30m, or seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def print_report(report: MonitorReport, console: Console | None = None) -> None:
     """The summary lines and the drift table of ``report``, as ``shipyard monitor`` prints them."""
     from shipyard.core.monitoring.summary import iso
@@ -98,10 +106,9 @@ def print_report(report: MonitorReport, console: Console | None = None) -> None:
     c = console or out.console()
     p50, p99 = report.latency()
     share = report.error_share()
-    hours = (report.period.end - report.period.start) / 3600
-    c.print(out.plain(f"{report.ref}: {report.verdict} over {iso(report.period.start)} to "
-                      f"{iso(report.period.end)} ({hours:g} h), reference {report.baseline.profile[:19]} "
-                      f"({report.baseline.rows} rows)"))
+    c.print(out.plain(f"{report.ref}: {report.verdict} over the last {span(report.period.end - report.period.start)} "
+                      f"({iso(report.period.start)} to {iso(report.period.end)})"))
+    c.print(out.plain(f"reference: {report.baseline.profile[:19]} ({report.baseline.rows} rows)"))
     payloads = f", {report.payload_rows} of them counted from logged payloads" if report.payload_rows else ""
     c.print(out.plain(f"rows: {report.rows} in {len(report.windows)} windows{payloads}"))
     traffic = f"requests: {len(report.requests)} logged"
