@@ -108,3 +108,19 @@ def test_a_file_that_is_not_a_report_is_never_overwritten(project: Project, tmp_
         done = runner.invoke(app, ["monitor", "m@1", "--json", "--html", str(report)], env=project.env)
         assert done.exit_code == 0, done.output
     assert report.read_text().startswith("<!DOCTYPE html>") and mine.read_text().endswith("my notes</body></html>")
+
+
+def test_names_in_the_report_are_text_never_markup() -> None:
+    """A feature's name comes from whoever recorded the reference: it is shown as written, in the table and charts."""
+    from shipyard.adapters.monitoring.report import render
+    from shipyard.core.monitoring.drift import Baseline, FeatureBins, FeatureCounts, Thresholds, Window
+    from shipyard.core.monitoring.logs import Period, Requests
+    from shipyard.core.monitoring.summary import MonitorReport
+
+    name = "<img src=x onerror=alert(1)></script><script>alert(2)</script>"
+    base = Baseline("sha256:" + "b" * 64, 1000, (FeatureBins(name, "numeric", (0.5, 0.5), (0.0,)),))
+    window = Window("m", "1", base.profile, 10.0, 70.0, 200, {name: FeatureCounts([150, 50])})
+    requests = Requests([20.0, 30.0], [1.0, 2.0], ["ok", "error"])
+    page = render(MonitorReport("m", "1", base, Thresholds(), Period(0.0, 100.0), [window], requests))
+    assert "<img src=x" not in page and "<script>alert(2)" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the table's cell, escaped

@@ -68,9 +68,11 @@ def monitor(
             out.console().print(f"report: {out.plain(str(written))}")
     code = exit_code(report, wanted)
     if code == EXIT_NOTHING:
+        why = (f"drift needs {report.thresholds.min_rows} rows of a feature" if "drift" in wanted
+               else "data quality needs a row")
         out.console(stderr=True).print(out.plain(f"nothing to check: {report.rows} rows of {report.ref} in the "
-                                                 f"period, and drift needs {report.thresholds.min_rows} of a "
-                                                 "feature; look back further with --since, or give --logs"))
+                                                 f"period, and {why}; look back further with --since, or give "
+                                                 "--logs"))
     if code:
         raise typer.Exit(code)
 
@@ -94,7 +96,7 @@ def exit_code(report: MonitorReport, wanted: set[str]) -> int:
 def span(seconds: float) -> str:
     """A period as --since writes it: 7d, 24h, 30m, or seconds."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+        if seconds >= size and seconds % size == 0 and (unit != "d" or seconds > 86400):
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
 
