@@ -249,3 +249,43 @@ def test_payloads_become_windows_by_the_minute() -> None:
     reader.finish()
     assert [w.rows for w in reader.windows] == [60, 60] and reader.payload_rows == 120
     assert reader.skipped.bad == 1 and len(reader.requests) == 13
+
+
+def test_categories_are_counted_from_payloads_with_their_unseen_values() -> None:
+    from shipyard.adapters.monitoring.bins import baseline_of
+    from shipyard.adapters.monitoring.sketches import build_profile
+
+    reference = [["red", float(i % 10)] for i in range(700)] + [["blue", float(i % 10)] for i in range(300)]
+    base = baseline_of(build_profile(reference), "sha256:" + "c" * 64)
+    reader = LogReader(base, "m", "1", Period(0.0, 1000.0), count_payloads(base, "m", "1"))
+    rows = [["purple", 1.0]] * 50 + [["red", 2.0]] * 50 + [[None, 3.0]] * 10
+    reader.read("f", _lines([{"time": 1.0, "model": "m", "version": "1", "latency_ms": 1, "outcome": "ok",
+                              "inputs": rows}]))
+    reader.finish()
+    [window] = reader.windows
+    color = window.inputs["x0"]
+    assert (color.unseen, color.missing, window.rows) == (50, 10, 110)
+    from shipyard.core.monitoring.drift import JS, assess
+
+    first = assess(base, window)[0]
+    assert first.statistic == JS and first.verdict == "drift" and first.quality_issue  # half of them unseen
+
+
+def test_a_damaged_stored_log_is_left_out_and_said(project: Project) -> None:
+    """Runs last in this module: it records one more server run, whose log is then damaged in the store."""
+    svc = project.services()
+    try:
+        mv = svc.registry.resolve("m@1")
+        before = monitor(svc, mv, now=project.now)
+        rows = np.zeros((ROWS, 3))
+        window = count_rows(project.base, "m", "1", rows, None, project.now - 60, project.now - 30).to_dict()
+        run_id = _record_server_run(svc, project.root, {"d.jsonl": _lines([window])}, {"shipyard.model": "m"})
+        [artifact] = svc.tracker.get_run(run_id).artifacts
+        stored = project.root / ".shipyard" / "objects" / "sha256" / artifact.digest.hex[:2] / artifact.digest.hex[2:]
+        stored.chmod(0o644)
+        stored.write_bytes(stored.read_bytes().replace(b'"rows":200', b'"rows":999'))
+        after = monitor(svc, mv, now=project.now)
+    finally:
+        svc.close()
+    assert after.rows == before.rows and after.skipped.files == before.skipped.files + 1
+    assert any("is corrupt" in note for note in after.notes)

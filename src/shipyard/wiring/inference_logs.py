@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.monitoring.logs import MAX_FILE_BYTES, MAX_TOTAL_BYTES, LogReader, Period
-from shipyard.errors import InvalidInputError
+from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     from shipyard.core.lineage.records import RunRecord
@@ -52,7 +52,13 @@ def read_logs(svc: Services, reader: LogReader, model: str, logs: Sequence[Path]
             if artifact.size > MAX_FILE_BYTES or artifact.size > budget[0]:
                 reader.skipped.files += 1
                 continue
-            data = _stored(svc, artifact.digest, artifact.path, run.id)
+            try:
+                data = _stored(svc, artifact.digest, artifact.path, run.id)
+            except (IntegrityError, NotFoundError) as exc:  # one damaged or missing log: the others still count
+                reader.skipped.files += 1
+                if len(notes) < 10:
+                    notes.append(str(exc))
+                continue
             budget[0] -= len(data)
             reader.read(run.id, data)
     for source, path in _local_files(home, reader):
