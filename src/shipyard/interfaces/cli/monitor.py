@@ -10,8 +10,6 @@ import typer
 from shipyard.interfaces.cli import output as out
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from shipyard.core.monitoring.summary import MonitorReport
 
 EXIT_DRIFT = 16  # --fail-on drift: a feature (or output) drifted from the reference
@@ -101,11 +99,11 @@ def span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def print_report(report: MonitorReport, console: Console | None = None) -> None:
-    """The summary lines and the drift table of ``report``, as ``shipyard monitor`` prints them."""
+def print_report(report: MonitorReport) -> None:
+    """The summary lines and the drift table of ``report`` on stdout, as ``shipyard monitor`` prints them."""
     from shipyard.core.monitoring.summary import iso
 
-    c = console or out.console()
+    c = out.console()
     p50, p99 = report.latency()
     share = report.error_share()
     c.print(out.plain(f"{report.ref}: {report.verdict} over the last {span(report.period.end - report.period.start)} "
@@ -127,8 +125,8 @@ def print_report(report: MonitorReport, console: Console | None = None) -> None:
     for note in report.notes:
         c.print(out.plain(f"note: {note}"))
     if report.rows == 0 and not report.windows:
-        c.print(out.plain(f"no rows of {report.ref} in the period: serve it with `shipyard serve {report.ref} "
-                          "--log`, or give logs with --logs"))
+        c.print(out.plain(f"no rows of {report.ref} in the period: its servers log them as they serve it "
+                          f"(`shipyard serve {report.ref}`); give logs copied from elsewhere with --logs"))
     out.table(None, [out.Col("feature"), out.Col("side", ident=True, drop=2), out.Col("statistic", ident=True),
                      out.Col("score", ident=True), out.Col("verdict", ident=True), out.Col("missing", ident=True),
                      out.Col("out of range", ident=True, drop=1), out.Col("unseen", ident=True, drop=1)],
