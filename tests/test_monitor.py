@@ -289,3 +289,19 @@ def test_a_damaged_stored_log_is_left_out_and_said(project: Project) -> None:
         svc.close()
     assert after.rows == before.rows and after.skipped.files == before.skipped.files + 1
     assert any("is corrupt" in note for note in after.notes)
+
+
+def test_many_windows_are_added_up_in_pairs_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.adapters.monitoring.bins import baseline_of
+    from shipyard.adapters.monitoring.sketches import build_profile
+    from shipyard.core.monitoring import logs
+
+    monkeypatch.setattr(logs, "MAX_WINDOWS", 8)
+    base = baseline_of(build_profile(np.arange(1000.0).reshape(500, 2)), "sha256:" + "d" * 64)
+    reader = LogReader(base, "m", "1", Period(0.0, 1000.0), count_payloads(base, "m", "1"))
+    windows = [count_rows(base, "m", "1", np.full((3, 2), float(i)), None, float(i), i + 1.0).to_dict()
+               for i in range(20)]
+    reader.read("f", _lines(windows))
+    reader.finish()
+    assert len(reader.windows) <= 8 and sum(w.rows for w in reader.windows) == 60
+    assert reader.windows[0].start == 0.0 and reader.windows[-1].end == 20.0

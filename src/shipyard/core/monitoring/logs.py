@@ -33,6 +33,7 @@ MAX_LINE_BYTES = 1024 * 1024  # a logged request with its payload, or a window o
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a log is rotated at 16 MiB
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024  # read over all the logs of one `shipyard monitor`
 MAX_REQUESTS = 1_000_000  # request records kept for latency and errors
+MAX_WINDOWS = 4096  # kept per source: past it, neighbours are added up two by two (a coarser time, the same sums)
 PAYLOAD_SPAN = 60.0  # seconds of logged payloads counted into one window
 MAX_HELD_VALUES = 200_000  # payload values held before they are counted into a window
 SKEW = 60.0  # seconds a log's clock may run ahead of this one's and its records still count
@@ -208,6 +209,8 @@ class LogReader:
             self.skipped.outside += 1
         else:
             state.windows.append(window)
+            if len(state.windows) > MAX_WINDOWS:
+                state.windows = _halved(state.windows)
 
     def _request(self, entry: dict[str, Any], state: _Source) -> None:
         t, latency, outcome = entry.get("time"), entry.get("latency_ms"), entry.get("outcome")
@@ -249,8 +252,18 @@ class LogReader:
         if state.rows and state.span is not None:
             outputs = state.outputs if state.with_outputs and len(state.outputs) == len(state.rows) else None
             state.counted.append(self.count(state.rows, outputs, *state.span))
+            if len(state.counted) > MAX_WINDOWS:
+                state.counted = _halved(state.counted)
         state.rows, state.outputs, state.with_outputs = [], [], True
         state.span, state.bucket, state.values = None, None, 0
+
+
+def _halved(windows: list[Window]) -> list[Window]:
+    """``windows`` in time order with each pair of neighbours added up: half as many, the same rows."""
+    ordered = sorted(windows, key=lambda w: (w.start, w.end))
+    for first, second in zip(ordered[::2], ordered[1::2], strict=False):
+        first.add(second)
+    return ordered[::2]
 
 
 def _lines(data: bytes) -> Iterator[tuple[bytes, bool]]:
