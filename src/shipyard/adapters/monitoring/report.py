@@ -127,7 +127,7 @@ def _drift_over_time(report: MonitorReport) -> str:
     names = [(f.side, f.feature, f.statistic) for f in buckets[0].features]
     for i, (side, name, statistic) in enumerate(names):
         fig.add_trace(go.Scatter(x=when, y=[_judged(b.features[i], report) for b in buckets], mode="lines+markers",
-                                 name=_text(name if side == "inputs" else f"{name} (output)"),
+                                 connectgaps=True, name=_text(name if side == "inputs" else f"{name} (output)"),
                                  hovertemplate=f"{_text(name)}: %{{y:.4f}} {statistic}<extra></extra>"))
     statistics = {s for _, _, s in names}
     for statistic in sorted(statistics):
