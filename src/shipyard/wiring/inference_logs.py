@@ -5,7 +5,7 @@ Three places hold the logs of a model's servers:
 - the store: a server run (tagged ``shipyard.model``) records each rotated log as an artifact
   ``inference-logs/*.jsonl``; read re-hashed, each at most ``MAX_FILE_BYTES``;
 - this machine: ``.shipyard/inference-logs/<run id>/*.jsonl``, the files not yet published (the one a
-  running server is writing among them: its last line may be torn, and is skipped);
+  running server is writing among them: its last line may be torn, and is skipped), read first;
 - ``--logs``: files or folders of ``*.jsonl`` (copied from a pod, say).
 
 A log is untrusted wherever it lies: links are not followed (a link found in a folder is skipped and counted),
@@ -39,16 +39,16 @@ MAX_DEPTH = 4  # folders below a --logs folder
 def read_logs(svc: Services, reader: LogReader, model: str, logs: Sequence[Path], notes: list[str]) -> None:
     """Feed ``reader`` every log of ``model`` that may hold records of its period; notes say what was left out."""
     period = reader.period
-    published: set[tuple[str, str]] = set()
     budget = [MAX_TOTAL_BYTES]
-    runs = _server_runs(svc, model, period)
-    home = svc.settings.home / LOG_FOLDER
-    for run in runs:
+    # this machine's unpublished files first, then the store: a file published in between is read twice at
+    # worst (its lines are duplicates, counted once), never missed
+    for source, path in _local_files(svc.settings.home / LOG_FOLDER, reader):
+        _read_file(reader, source, path, period, budget)
+    for run in _server_runs(svc, model, period):
         for artifact in run.artifacts:
             if artifact.is_dir or not artifact.path.startswith(f"{LOG_FOLDER}/") or \
                     not artifact.path.endswith(".jsonl"):
                 continue
-            published.add((run.id, artifact.path.rsplit("/", 1)[-1]))
             if artifact.size > MAX_FILE_BYTES or artifact.size > budget[0]:
                 reader.skipped.files += 1
                 continue
@@ -61,10 +61,6 @@ def read_logs(svc: Services, reader: LogReader, model: str, logs: Sequence[Path]
                 continue
             budget[0] -= len(data)
             reader.read(run.id, data)
-    for source, path in _local_files(home, reader):
-        if (source, path.name) in published:
-            continue  # published while we looked: read from the store already
-        _read_file(reader, source, path, period, budget)
     for given in logs:
         _read_given(reader, Path(given), period, budget)
     if budget[0] <= 0 or reader.skipped.files:
