@@ -59,8 +59,19 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(first_demo:
     part4 = [at(PARTS[3].format(ref="iris@staging")), at(STEPS[3].format(ref="iris@staging")), at(STEPS[4])]
     part5 = at(PARTS[4].format(ref="iris@staging"))
     part6 = at(PARTS[5].format(ref="iris@staging"))
-    assert [*headings, *part4, part5, part6] == sorted([*headings, *part4, part5, part6])
-    assert len([line for line in lines if line.startswith("──")]) == 6  # one rule per part, no more
+    part7 = at(PARTS[6].format(ref="iris@staging"))
+    assert [*headings, *part4, part5, part6, part7] == sorted([*headings, *part4, part5, part6, part7])
+    assert len([line for line in lines if line.startswith("──")]) == 7  # one rule per part, no more
+    # part 7: live PSI from the server's /metrics, low for traffic like the training data, drift for petal length
+    # once it moved; then the monitor's table (x2 drifted, the rest not) and the report's path, which exists
+    live = [[c.strip() for c in line.split("│")[1:-1]] for line in lines[part7:] if line.startswith("│ ")][:2]
+    assert [row[0] for row in live] == ["like the training data", "petal length +1.5 cm"], live
+    assert all(float(v.split()[0]) < 0.2 for v in live[0][1:]) and live[1][3].endswith("drift"), live
+    table = {cells[0]: cells[4] for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                              for line in lines[part7:] if line.startswith("│ x"))}
+    assert table == {"x0": "ok", "x1": "ok", "x2": "drift", "x3": "ok"}, table
+    report = tmp_path / ".shipyard" / "demo" / "monitoring-report.html"
+    assert f"opensoffline):{report}" in "".join("".join(lines[part7:]).split()) and report.is_file()
     # part 6: signed and verified with the demo's key; the scan, offline here, is "not checked", never clean; the
     # default policy denies production and says why
     six = "".join("".join(lines[part6:]).split())

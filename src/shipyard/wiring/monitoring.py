@@ -6,8 +6,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
     from shipyard.core.monitoring.drift import Baseline, Window
     from shipyard.core.monitoring.profile import Profile
+    from shipyard.core.monitoring.summary import MonitorReport
     from shipyard.core.registry.records import AuditEvent, ModelVersion
     from shipyard.wiring import Services
 
@@ -72,3 +76,49 @@ def _stored_profile(svc: Services, mv: ModelVersion) -> tuple[str, Profile] | No
     digest = Digest.parse(str(recorded[-1][1].get("profile")))
     raw = read_verified(svc.store, digest, limit=MAX_PROFILE_BYTES)
     return str(digest), Profile.from_dict(json.loads(raw), f"the profile of {mv.ref} ({digest})")
+
+
+def monitor(svc: Services, mv: ModelVersion, since: str | float = "24h", logs: Sequence[Path] = (),
+            now: float | None = None) -> MonitorReport:
+    """``mv``'s drift, data quality and traffic over the last ``since`` (``30m``, ``24h``, ``7d``, or seconds),
+    from its inference logs: its server runs' logs in the store, those not yet published on this machine, and
+    the files or folders in ``logs``. Raises NotFoundError when ``mv`` has no reference profile."""
+    import time
+
+    from shipyard.core.monitoring.config import monitoring_config
+    from shipyard.core.monitoring.logs import LogReader, Period, parse_since
+    from shipyard.core.monitoring.summary import MonitorReport
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import InvalidInputError, NotFoundError
+    from shipyard.wiring.inference_logs import count_payloads, read_logs
+
+    seconds = parse_since(since) if isinstance(since, str) else float(since)
+    if not 0 < seconds < float("inf"):
+        raise InvalidInputError(f"the period must be some seconds long, not {seconds:g}")
+    thresholds = monitoring_config(load_config(svc.settings.project_root).monitoring).thresholds
+    base = baseline(svc, mv)
+    if base is None:
+        raise NotFoundError(f"{mv.ref} has no reference profile to compare its traffic with: record one when you "
+                            "register a version, log_model(..., reference=X_train)")
+    end = time.time() if now is None else now
+    reader = LogReader(base, mv.model, str(mv.version), Period(end - seconds, end),
+                       count_payloads(base, mv.model, str(mv.version)))
+    notes: list[str] = []
+    read_logs(svc, reader, mv.model, logs, notes)
+    return MonitorReport(mv.model, str(mv.version), base, thresholds, reader.period, reader.windows,
+                         reader.requests, reader.skipped, reader.payload_rows, reader.files, reader.bytes, notes)
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse, before any work, to write a report over a file that is not one (``adapters.monitoring.report``)."""
+    from shipyard.adapters.monitoring.report import check_target
+
+    check_target(path)
+
+
+def write_report(report: MonitorReport, path: Path) -> Path:
+    """The HTML report of ``report`` written (atomically) to ``path``, which must be absent or a Shipyard report;
+    returns the path written."""
+    from shipyard.adapters.monitoring.report import write_html
+
+    return write_html(report, path)

@@ -2,8 +2,11 @@
 
 The bins of a number are its reference deciles read from the KLL sketch (ties merged, so a feature with a few
 distinct values gets a bin per value), with the reference's share in each from the sketch's CDF; a category's
-are its most frequent reference values and ``other``. Counting is vectorized per column (``searchsorted`` and
-``bincount``): a million rows of 20 features take a fraction of a second, and one row a few microseconds a column.
+are its most frequent reference values and ``other``. Numeric features are counted in one pass over blocks of
+rows that stay in the CPU's cache: a value's bin, whether it is outside the reference's range and whether it is
+missing all come from its position among the feature's cut points (``_Plan``), found by a few comparisons of the
+whole block against a column of cut points and one ``bincount``: a million rows of 20 features take about 0.2 s,
+one row about a hundred microseconds for all of them.
 Live rows are matched to the reference's columns by position, as a model takes them.
 """
 
@@ -45,7 +48,7 @@ def feature_bins(column: ColumnProfile) -> FeatureBins:
     if sketch.is_empty():
         return FeatureBins(column.name, column.kind, (1.0,), missing_rate=column.missing_rate)
     edges = sorted({float(q) for q in sketch.get_quantiles(list(DECILES))})
-    cdf = [float(c) for c in sketch.get_cdf(edges, True)]  # rank of each cut point (inclusive), then 1.0
+    cdf = [float(c) for c in sketch.get_cdf(edges, True)]  # share at most each cut point (inclusive), then 1.0
     expected = tuple(max(b - a, 0.0) for a, b in zip([0.0, *cdf[:-1]], cdf, strict=True))
     return FeatureBins(column.name, column.kind, _normalized(expected), tuple(edges), low=column.low,
                        high=column.high, missing_rate=column.missing_rate)
@@ -60,14 +63,167 @@ def count_rows(baseline: Baseline, model: str, version: str, rows: Any, predicti
                start: float, end: float | None = None) -> Window:
     """``rows`` (inputs, by position) and ``predictions`` (outputs) counted into ``baseline``'s bins."""
     window = Window.empty(model, version, baseline, start, end)
-    inputs = columns_of(rows) if rows is not None and len(rows) else []
-    window.rows = int(inputs[0][1].shape[0]) if inputs else 0
-    for bins, (_, values) in zip(baseline.inputs, inputs, strict=False):
-        window.inputs[bins.name] = count_column(bins, values)
+    if rows is not None and len(rows):
+        window.rows, counted = _count_side(baseline.inputs, rows, "x")
+        window.inputs.update(counted)
     if predictions is not None and len(predictions) and baseline.outputs:
-        for bins, (_, values) in zip(baseline.outputs, columns_of(predictions, prefix="y"), strict=False):
-            window.outputs[bins.name] = count_column(bins, values)
+        window.outputs.update(_count_side(baseline.outputs, predictions, "y")[1])
     return window
+
+
+def _count_side(features: tuple[FeatureBins, ...], data: Any, prefix: str) -> tuple[int, dict[str, FeatureCounts]]:
+    """(rows, counts per feature) of one side. A numeric 2-D array is read in place, a block of rows at a time;
+    other data (a DataFrame, a list of rows) column by column."""
+    import numpy as np
+
+    found: dict[str, FeatureCounts] = {}
+    numeric: list[FeatureBins] = []
+    where: list[int] = []  # the numeric features' positions among ``features``
+    prepared = _prepared(features)
+    planned = prepared.plans
+    if isinstance(data, np.ndarray) and data.ndim in (1, 2) and data.dtype.kind in "biuf":
+        matrix = data.reshape(-1, 1) if data.ndim == 1 else data
+        rows = int(matrix.shape[0])
+        for i, (bins, plan) in enumerate(zip(features[:matrix.shape[1]], planned, strict=False)):
+            if plan is None:
+                found[bins.name] = count_column(bins, matrix[:, i])
+            else:
+                numeric.append(bins)
+                where.append(i)
+        if where == list(range(len(where))):
+            def block(a: int, b: int) -> Any:
+                return np.ascontiguousarray(matrix[a:b, :len(where)].T, dtype=np.float64)
+        else:
+            def block(a: int, b: int) -> Any:
+                return np.ascontiguousarray(matrix[a:b, where].T, dtype=np.float64)
+    else:
+        columns = columns_of(data, prefix=prefix)
+        rows = int(columns[0][1].shape[0]) if columns else 0
+        numbers: list[Any] = []
+        for i, (bins, plan, (_, values)) in enumerate(zip(features, planned, columns, strict=False)):
+            if plan is None:
+                found[bins.name] = count_column(bins, values)
+            else:
+                numeric.append(bins)
+                where.append(i)
+                numbers.append(_floats(values))
+
+        def block(a: int, b: int) -> Any:
+            return np.stack([column[a:b] for column in numbers])
+
+    if numeric:
+        plans = [planned[i] for i in where]
+        for bins, counts in zip(numeric, _count_blocks(plans, prepared.cuts(where), rows, block), strict=True):
+            found[bins.name] = counts
+    return rows, {b.name: found[b.name] for b in features if b.name in found}
+
+
+BLOCK_VALUES = 1 << 17  # values (rows x features) counted at once: 1 MiB of float64, which stays in the CPU's cache
+
+
+class _Plan:
+    """How one numeric feature is counted in a single pass: its cut points, ascending, so that a value's position
+    among them (``searchsorted``, side left) names its bin, whether it is outside the reference's range, or NaN.
+
+    With a usable range: cuts ``[just below low, *edges, high, inf]``, positions ``0`` below the range, ``1..K``
+    the bins up to the last edge, ``K+1`` the last bin within range, ``K+2`` above the range (inf included),
+    ``K+3`` NaN (missing). Without one: cuts ``[*edges, inf]``, positions ``0..K`` the bins, ``K+1`` NaN.
+    """
+
+    __slots__ = ("cuts", "ranged")
+
+    def __init__(self, cuts: tuple[float, ...], ranged: bool) -> None:
+        self.cuts, self.ranged = cuts, ranged
+
+    def counts(self, at: list[int]) -> FeatureCounts:
+        """The feature's counts from the number of values at each position (``len(cuts) + 1`` of them)."""
+        if not self.ranged:
+            return FeatureCounts(at[:-1], at[-1])
+        k = len(self.cuts) - 3
+        return FeatureCounts([at[0] + at[1], *at[2:k + 1], at[k + 1] + at[k + 2]], at[k + 3], at[0] + at[k + 2])
+
+
+class _Prepared:
+    """A side's plans, and its cut points as the (features, cuts) array ``_count_blocks`` compares against."""
+
+    __slots__ = ("_cuts", "features", "plans")
+
+    def __init__(self, features: tuple[FeatureBins, ...]) -> None:
+        self.features = features
+        self.plans = [_plan(b) for b in features]
+        self._cuts: dict[tuple[int, ...], Any] = {}
+
+    def cuts(self, where: list[int]) -> Any:
+        """The cut points of the features at ``where`` (all planned), a row each, padded with NaN."""
+        import numpy as np
+
+        key = tuple(where)
+        table = self._cuts.get(key)
+        if table is None:
+            plans = [self.plans[i] for i in where]
+            table = np.full((len(plans), max(len(p.cuts) for p in plans if p is not None)), np.nan)
+            for row, plan in enumerate(plans):
+                if plan is not None:
+                    table[row, :len(plan.cuts)] = plan.cuts
+            self._cuts[key] = table
+        return table
+
+
+_PREPARED: dict[int, _Prepared] = {}
+
+
+def _prepared(features: tuple[FeatureBins, ...]) -> _Prepared:
+    """The plans of a baseline's side, kept for the last few baselines (a server counts every request's rows on
+    the same one): keyed by the tuple's identity, which the entry holds, so the key is never reused."""
+    held = _PREPARED.get(id(features))
+    if held is not None and held.features is features:
+        return held
+    prepared = _Prepared(features)
+    if len(_PREPARED) >= 16:
+        _PREPARED.clear()  # atomic, where popping the oldest could race with another thread's insert
+    _PREPARED[id(features)] = prepared
+    return prepared
+
+
+def _plan(bins: FeatureBins) -> _Plan | None:
+    """The single-pass plan of a numeric feature; None for a category, or for edges or a range that are not in
+    order (a hand-made baseline): those are counted value by value, as ``count_column`` does."""
+    import math
+
+    edges, low, high = bins.edges, bins.low, bins.high
+    if bins.kind == CATEGORICAL or len(edges) > 250 or any(e != e for e in edges) or list(edges) != sorted(edges):
+        return None
+    if not edges or low is None or high is None:
+        return _Plan((*edges, math.inf), False)
+    if math.isfinite(low) and math.isfinite(high) and low <= edges[0] and edges[-1] <= high:
+        return _Plan((math.nextafter(low, -math.inf), *edges, high, math.inf), True)
+    return None
+
+
+def _count_blocks(plans: list[_Plan | None], cuts: Any, rows: int, block: Any) -> list[FeatureCounts]:
+    """Every planned feature counted over ``rows`` rows, ``block(a, b)`` giving rows a..b as a C-contiguous
+    (features, rows) float64 array. A value's position is the number of cuts below it, so it is counted as
+    ``len(cuts)`` minus the cuts it is at most (NaN is at most none: it lands past the last cut, as in
+    ``searchsorted``); a feature with fewer cuts is padded with NaN cuts, which no value is at most. A few
+    comparisons of a block against a column of cuts, and one ``bincount`` per block: no sort, no copy of a column.
+    """
+    import numpy as np
+
+    width = cuts.shape[1]
+    slots = width + 1
+    offsets = (np.arange(len(plans), dtype=np.int64) * slots)[:, None]
+    seen = np.zeros(len(plans) * slots, dtype=np.int64)
+    step = max(1, BLOCK_VALUES // len(plans))
+    for a in range(0, rows, step):
+        values = block(a, min(a + step, rows))
+        at_most = np.zeros(values.shape, dtype=np.uint8)
+        hit = np.empty(values.shape, dtype=np.bool_)
+        for j in range(width):
+            np.less_equal(values, cuts[:, j:j + 1], out=hit)
+            at_most += hit.view(np.uint8)
+        seen += np.bincount((offsets + at_most).ravel(), minlength=len(seen))
+    table = seen.reshape(len(plans), slots).tolist()
+    return [plan.counts(table[i][:len(plan.cuts) + 1][::-1]) for i, plan in enumerate(plans) if plan is not None]
 
 
 def count_column(bins: FeatureBins, values: Any) -> FeatureCounts:
@@ -88,6 +244,10 @@ def count_column(bins: FeatureBins, values: Any) -> FeatureCounts:
                 unseen += 1
         return FeatureCounts(counts, missing, 0, unseen)
     numbers = _floats(values)
+    plan = _plan(bins)
+    if plan is not None:
+        at = np.bincount(np.searchsorted(np.asarray(plan.cuts), numbers, side="left"), minlength=len(plan.cuts) + 1)
+        return plan.counts([int(c) for c in at])
     present = numbers[~np.isnan(numbers)]
     missing = int(numbers.shape[0] - present.shape[0])
     if not bins.edges:

@@ -16,6 +16,7 @@ from shipyard.interfaces.cli import (
     data,
     env,
     models,
+    monitor,
     pipeline,
     policy,
     project,
@@ -58,6 +59,7 @@ app.command("build")(build.build)
 app.command("verify")(verify.verify)
 app.command("deploy")(deploy_cli.deploy)
 app.command("rollout")(rollout.rollout)
+app.command("monitor")(monitor.monitor)
 app.command("promote")(promote.promote)
 app.command("rollback")(promote.rollback)
 app.command("sbom")(supply.sbom)

@@ -1,9 +1,9 @@
 """``shipyard demo``: the foundation, the pipeline and the model server in one go, on scikit-learn's iris data.
 
-Six parts, each under its own heading: 1/6 tracking and the registry, 2/6 a pipeline (three runs of it,
-each under a sub-heading), 3/6 serving, 4/6 environments (verify), 5/6 a local rollout (one version rolled
-back, one promoted), 6/6 governance (signed, scanned, and the policy's decision). The README's tour names them the
-same way.
+Seven parts, each under its own heading: 1/7 tracking and the registry, 2/7 a pipeline (three runs of it,
+each under a sub-heading), 3/7 serving, 4/7 environments (verify), 5/7 a local rollout (one version rolled
+back, one promoted), 6/7 governance (signed, scanned, and the policy's decision), 7/7 monitoring (live drift of
+shifted traffic, the drift table and the HTML report). The README's tour names them the same way.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from shipyard.interfaces.cli import output as out
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-pipeline"
 # each heading fits an 80-column terminal (a Rich rule cuts what does not)
-PARTS = ("Part 1/6 · tracking and registry: a run, a version, an alias",
-         "Part 2/6 · pipeline: prepare → train → evaluate, cached",
-         "Part 3/6 · serving: serve {ref} and ask it",
-         "Part 4/6 · environments: verify {ref} elsewhere, and an upgrade",
-         "Part 5/6 · rollout: new versions against {ref}, judged live",
-         "Part 6/6 · governance: {ref} signed, scanned, judged by policy")
+PARTS = ("Part 1/7 · tracking and registry: a run, a version, an alias",
+         "Part 2/7 · pipeline: prepare → train → evaluate, cached",
+         "Part 3/7 · serving: serve {ref} and ask it",
+         "Part 4/7 · environments: verify {ref} elsewhere, and an upgrade",
+         "Part 5/7 · rollout: new versions against {ref}, judged live",
+         "Part 6/7 · governance: {ref} signed, scanned, judged by policy",
+         "Part 7/7 · monitoring: {ref} sees traffic drift away")
 STEPS = ("2a. First run: every stage runs (or comes from the cache of an earlier demo)",
          "2b. Outputs deleted, as in a fresh clone: all restored from the cache",
          "2c. train.C set to 0.5: train and evaluate re-run (or come from the cache)",
@@ -119,11 +120,17 @@ def run_demo(name: str) -> None:
 
     if governance_demo(f"{name}@staging"):
         c.print(f"part 6 done in {time.perf_counter() - started:.2f} s\n")
+    started = time.perf_counter()
+    out.heading(PARTS[6].format(ref=f"{name}@staging"))
+    from shipyard.interfaces.cli.demo_monitoring import monitoring_demo
+
+    if monitoring_demo(f"{name}@staging", x_train):
+        c.print(f"part 7 done in {time.perf_counter() - started:.2f} s\n")
     c.print(f"Next: `shipyard build {name}@staging` (its container image: the build context, and the image where "
             f"Docker runs), `shipyard runs list`, `shipyard models history {name}`, "
             f"`git clone .shipyard/demo/gitops.git` (the GitOps commit), "
-            f"`shipyard models lineage iris-pipeline`, `shipyard store verify`, and the README's Governance section "
-            f"(`shipyard sign`, `scan`, `policy eval`).")
+            f"`shipyard models lineage iris-pipeline`, `shipyard store verify`, `shipyard alerts render {name}`, and the "
+            f"README's Governance and Monitoring sections.")
 
 
 def run_pipeline_demo() -> None:

@@ -57,7 +57,8 @@ def monitoring_demo(ref: str, x_train: Any) -> bool:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         if not _ready(base, server):
-            c.print(escape(f"skipped: the server did not start: {(server.stderr.read() if server.stderr else '')[-300:]}"))
+            said = server.stderr.read() if server.stderr and server.poll() is not None else ""
+            c.print(escape(f"skipped: the server did not start: {said[-300:]}"))
             return False
         c.print(f"serving {escape(ref)} on {base} with a {WINDOW} s drift window: "
                 f"GET {base}/metrics has shipyard_feature_drift per feature")
@@ -65,11 +66,11 @@ def monitoring_demo(ref: str, x_train: Any) -> bool:
         normal = x_train[rng.integers(0, len(x_train), ROWS)] + rng.normal(0, 0.05, (ROWS, x_train.shape[1]))
         shifted = normal.copy()
         shifted[:, SHIFT[0]] += SHIFT[1]
-        phases = []
+        phases: list[tuple[str, dict[str, float]]] = []
         for label, rows in (("like the training data", normal), (f"petal length +{SHIFT[1]} cm", shifted)):
             _send(base, rows)
             phases.append((label, _gauges(base, len(phases) + 1)))
-        out.table("PSI of each feature over the server's window, live from /metrics (0.2 and above: drift)",
+        out.table("PSI per feature over the server's window, from /metrics (0.2 up: drift)",
                   ["traffic", *NAMES], ((label, *(_psi(g, i) for i in range(len(NAMES)))) for label, g in phases))
     finally:
         server.send_signal(signal.SIGTERM)  # the server writes its last drift windows and stores its log
@@ -130,8 +131,19 @@ def _psi(gauges: dict[str, float], i: int) -> str:
 
 
 def _report(ref: str, html: Path) -> bool:
-    """``shipyard monitor REF --html PATH``'s table and report, in-process."""
-    from shipyard.interfaces.cli.monitor import show_report
+    """``shipyard monitor REF --since 1h --html PATH``'s table and report, in-process."""
+    from shipyard.interfaces.cli.monitor import print_report
+    from shipyard.wiring.monitoring import monitor, write_report
 
-    show_report(ref, since="1h", html=html)
+    c = out.console()
+    svc = out.services()
+    try:
+        report = monitor(svc, svc.registry.resolve(ref), since="1h")
+    finally:
+        svc.close()
+    c.print(f"\n$ shipyard monitor {escape(ref)} --since 1h --html {escape(str(html))}")
+    print_report(report)
+    written = write_report(report, html)
+    c.print(f"the HTML report (distributions, drift over time, latency, errors; opens offline): "
+            f"{escape(str(written))}")
     return True
