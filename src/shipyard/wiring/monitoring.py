@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shipyard.core.monitoring.drift import Baseline
+    from shipyard.core.monitoring.drift import Baseline, Window
     from shipyard.core.monitoring.profile import Profile
     from shipyard.core.registry.records import AuditEvent, ModelVersion
     from shipyard.wiring import Services
@@ -42,6 +42,15 @@ def baseline(svc: Services, mv: ModelVersion) -> Baseline | None:
 
     found = _stored_profile(svc, mv)
     return None if found is None else baseline_of(found[1], found[0])
+
+
+def count_rows(baseline: Baseline, model: str, version: str, rows: Any, predictions: Any, start: float,
+               end: float | None = None) -> Window:
+    """``rows`` (inputs, by position) and ``predictions`` counted into ``baseline``'s bins: the server's drift
+    monitor counts a batch of requests with it."""
+    from shipyard.adapters.monitoring.bins import count_rows as count
+
+    return count(baseline, model, version, rows, predictions, start, end)
 
 
 def _stored_profile(svc: Services, mv: ModelVersion) -> tuple[str, Profile] | None:

@@ -10,8 +10,14 @@ import typer
 
 from shipyard.interfaces.cli import output as out
 
+MIN_WINDOW, MAX_WINDOW = 1.0, 7 * 86400.0  # --drift-window, as monitoring.window allows
+
 if TYPE_CHECKING:
+    from shipyard.core.monitoring.drift import Baseline
     from shipyard.core.registry.records import ModelVersion
+    from shipyard.interfaces.serving.drift import LiveDrift
+    from shipyard.interfaces.serving.logs import InferenceLog
+    from shipyard.interfaces.serving.middleware.metrics import Metrics
     from shipyard.wiring import Services
 
 
@@ -49,6 +55,15 @@ def serve(
                                     "(/v2/health/*, /v2/models/NAME/ready), metrics (/metrics), metadata "
                                     "(/v2, /v2/models/NAME, /openapi.json), comma-separated, or none "
                                     "(default: health,metrics). Without --api-key everything is open."),
+    drift: bool = typer.Option(True, "--drift/--no-drift",
+                               help="Measure drift and data quality of each served version's inputs and outputs "
+                                    "against its reference profile (log_model(..., reference=X_train)), off the "
+                                    "request path: Prometheus gauges and counters, drift windows in the "
+                                    "inference log."),
+    drift_window: float = typer.Option(None, "--drift-window", metavar="SECONDS",
+                                       help="Seconds of the rolling drift window the gauges cover (default: "
+                                            "monitoring.window in shipyard.yaml, 3600); counted in 12 "
+                                            "sub-windows of at least 1 s, each written to the inference log."),
 ) -> None:
     """Serve a model: Open Inference Protocol v2 (/v2/...), plain JSON /predict, Prometheus /metrics.
 
@@ -57,12 +72,14 @@ def serve(
     except those --public leaves open (health and metrics by default). One client cannot exhaust
     the server: a body past 16 MiB is refused (413) as it streams, a request past --timeout gets
     504, a request head must arrive within --header-timeout, and at most --max-connections stay open.
+    With a reference profile, each served version's drift from it is exported on /metrics (--no-drift: not).
     """
     import gc
 
     try:
         from shipyard.interfaces.serving.app import create_app
         from shipyard.interfaces.serving.loading import follower, load_slot
+        from shipyard.interfaces.serving.middleware.metrics import Metrics
         from shipyard.interfaces.serving.router import Router
         from shipyard.interfaces.serving.server import ConnectionLimits
         from shipyard.interfaces.serving.server import run as run_server
@@ -78,6 +95,9 @@ def serve(
     limits = ConnectionLimits(header_timeout, keep_alive, max_connections)
     open_groups = _check_options(public, api_key, timeout, log_sample, max_batch, header_timeout, keep_alive,
                                  max_connections, poll)
+    if drift_window is not None and not MIN_WINDOW <= drift_window <= MAX_WINDOW:
+        raise InvalidInputError(f"--drift-window must be between {MIN_WINDOW:g} second and {MAX_WINDOW:g} seconds "
+                                f"(7 days), not {drift_window:g}")
     spec = parse_canary(canary) if canary else None
     name = ModelRef.parse(ref).name
     for other, what in ((spec.ref if spec else None, "--canary"), (shadow, "--shadow")):
@@ -116,7 +136,6 @@ def serve(
         """What the alias's new version passes before it is served: its signature, and the policy when asked."""
         gate_serve(svc, ref, [mv], {mv.version: require_signature(svc, mv, "serve")})
 
-    background = follower(svc.registry, ref, poll, batching, max_batch, admit) if follow else None
     from shipyard.errors import BackendUnavailableError, ShipyardError
 
     warn = out.console(stderr=True)
@@ -144,6 +163,17 @@ def serve(
 
         folder = svc.settings.home / "inference-logs" / (run.id if run is not None else "unrecorded")
         inference_log = InferenceLog(folder, publish, log_sample, log_payloads)
+    metrics = Metrics()
+    live, reference = _drift_monitor(svc, metrics, inference_log, drift_window) if drift else (None, None)
+    if live is not None and reference is not None:
+        for mv in {m.version: m for m in (primary, canary_version, shadow_version) if m is not None}.values():
+            found = reference(mv)
+            if isinstance(found, str):
+                warn.print(found, markup=False, soft_wrap=True)
+            else:
+                live.watch(name, str(mv.version), found)
+    background = follower(svc.registry, ref, poll, batching, max_batch, admit, live, reference) if follow else None
+
     def finish() -> None:
         from shipyard.core.lineage.records import RunStatus
 
@@ -151,17 +181,49 @@ def serve(
             svc.tracker.end_run(run.id, RunStatus.FINISHED)
 
     app = create_app(router, timeout=timeout, background=background, log=inference_log, api_key=key,
-                     on_shutdown=finish, public=open_groups)
+                     on_shutdown=finish, public=open_groups, metrics=metrics, drift=live)
     gc.collect()
     gc.freeze()  # loaded models are long-lived: keep them out of every later collection (shorter pauses)
     extras = [f"canary {router.canary.served.version.ref} {router.canary_percent:g}%" if router.canary else "",
               f"shadow {router.shadow.served.version.ref}" if router.shadow else "",
-              f"following {ref} every {poll:g} s" if follow else ""]
+              f"following {ref} every {poll:g} s" if follow else "",
+              f"drift over {live.window:g} s" if live is not None and live.watching() else ""]
     out.console(stderr=True).print(
         f"serving {primary.ref} ({primary.flavor}) on http://{host}:{port} "
         f"(loaded and verified in {router.primary.served.load_seconds * 1000:.0f} ms)"
         + "".join(f"; {e}" for e in extras if e))
     run_server(app, host, port, limits)
+
+
+def _drift_monitor(svc: Services, metrics: Metrics, log: InferenceLog | None, window: float | None
+                   ) -> tuple[LiveDrift, Callable[[ModelVersion], Baseline | str]]:
+    """The server's drift monitor (thresholds and window from shipyard.yaml's monitoring:, ``window`` first),
+    and how a version's reference is found: its baseline, or the one line that says why drift is not measured
+    and how to get it (never an error: a version without a profile is served, not watched)."""
+    from shipyard.core.monitoring.config import monitoring_config
+    from shipyard.core.project.loader import load_config
+    from shipyard.errors import MissingExtraError
+    from shipyard.interfaces.serving.drift import LiveDrift
+    from shipyard.interfaces.serving.loading import failure
+    from shipyard.wiring.monitoring import baseline, count_rows
+
+    spec = monitoring_config(load_config(svc.settings.project_root).monitoring)
+    live = LiveDrift(metrics, count_rows, window if window is not None else spec.window, spec.thresholds, log)
+
+    def reference(mv: ModelVersion) -> Baseline | str:
+        try:
+            found = baseline(svc, mv)
+        except MissingExtraError:
+            return (f"drift of {mv.ref} is not measured: reading its reference profile needs the monitor extra; "
+                    "pip install 'shipyard[monitor]'")
+        except Exception as exc:  # a broken profile costs its drift, never the serving
+            return f"drift of {mv.ref} is not measured: its reference profile cannot be read ({failure(exc)})"
+        if found is None:
+            return (f"drift of {mv.ref} is not measured: it has no reference profile; register it with "
+                    "log_model(..., reference=X_train) to get one")
+        return found
+
+    return live, reference
 
 
 def _check_options(public: str | None, api_key: str | None, timeout: float, log_sample: float, max_batch: int,

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from shipyard.errors import ConfigError
 from shipyard.interfaces.serving import endpoints, inference
+from shipyard.interfaces.serving.drift import LiveDrift
 from shipyard.interfaces.serving.errors import HANDLERS
 from shipyard.interfaces.serving.inference import Serving
 from shipyard.interfaces.serving.logs import InferenceLog
@@ -77,7 +78,8 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
                background: Callable[[Router, Metrics], Coroutine[Any, Any, None]] | None = None,
                log: InferenceLog | None = None, api_key: str | Callable[[], str] | None = None,
                on_shutdown: Callable[[], None] | None = None,
-               public: frozenset[str] = DEFAULT_PUBLIC) -> Starlette:
+               public: frozenset[str] = DEFAULT_PUBLIC, metrics: Metrics | None = None,
+               drift: LiveDrift | None = None) -> Starlette:
     """A server for one model: its primary version, and optionally a canary and a shadow.
 
     ``max_body`` bytes is the most a request body may hold (counted as it streams); ``timeout``
@@ -87,8 +89,11 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
     an ``Authorization: Bearer KEY`` or ``x-api-key`` header on every request except those of the
     ``public`` groups (``PUBLIC_GROUPS``: health, metrics, metadata; inference is never public);
     ``background`` runs for the server's lifetime (it follows an alias); ``on_shutdown`` runs last.
+    ``drift`` (built on ``metrics``) is handed the rows and answers of every answered request, the shadow's
+    included; it counts them off the request path and writes its last sub-windows to ``log`` as the server stops.
     """
-    metrics = Metrics()
+    metrics = metrics if metrics is not None else drift.metrics if drift is not None else Metrics()
+    metrics.load_failures.labels(router.name)  # at 0 from the start: a first failure is an increase
     for slot in (router.primary, router.canary, router.shadow):
         if slot is not None:
             metrics.load_seconds.labels(slot.served.name, slot.version).set(slot.served.load_seconds)
@@ -98,6 +103,8 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(background(router, metrics)) if background else None
+        if drift is not None:
+            drift.start()
         try:
             yield
         finally:
@@ -105,6 +112,8 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if drift is not None:  # its current sub-windows go into the log before the log closes
+                await asyncio.to_thread(drift.close)
             if log is not None:
                 await asyncio.to_thread(log.close)
             if on_shutdown is not None:  # uvicorn re-raises SIGTERM after this: later code would not run
@@ -112,11 +121,12 @@ def create_app(router: Router, max_body: int = MAX_BODY_BYTES, timeout: float = 
 
     # outermost first: metrics see every final status (a 413 or 504 included); limits close the
     # connection of any answer given before its body was read (a 401 included)
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log, count=PredictionCounter(metrics).count),
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics, log=log, count=PredictionCounter(metrics).count,
+                             observe=drift.observe if drift is not None else None),
                   Middleware(LimitsMiddleware, max_body=max_body, timeout=timeout)]
     if api_key is not None:
         middleware.append(Middleware(APIKeyMiddleware, key=api_key, public=public_paths(public)))
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)
-    app.state.serving = Serving(router, metrics, Comparisons(metrics))
+    app.state.serving = Serving(router, metrics, Comparisons(metrics), drift)
     app.state.metrics = metrics
     return app

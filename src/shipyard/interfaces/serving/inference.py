@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from shipyard.core.serving import oip
 from shipyard.core.serving.routing import agree
 from shipyard.errors import InvalidInputError, NotFoundError
+from shipyard.interfaces.serving.drift import LiveDrift
 from shipyard.interfaces.serving.errors import DoesNotFit, ModelFailed, request_id
 from shipyard.interfaces.serving.middleware.metrics import OBSERVED, Metrics, Observation
 from shipyard.interfaces.serving.model import ServedModel
@@ -35,6 +37,7 @@ class Serving:
     router: Router
     metrics: Metrics
     comparisons: Comparisons
+    drift: LiveDrift | None = None
 
 
 # below these sizes the work takes less than a hop to a worker thread: it stays on the event loop
@@ -93,7 +96,7 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
         raise ModelFailed(f"the model failed on this input ({type(exc).__name__}: {exc})") from exc
     seen.predictions = predictions
     if router.shadow is not None and slot is not router.shadow:
-        mirror(router, serving.metrics, rows, predictions)
+        mirror(router, serving.metrics, rows, predictions, serving.drift)
     if slot is router.canary:
         serving.comparisons.compare(router, slot, rows, predictions)
     content = respond(predictions, given_id or rid, slot)
@@ -103,8 +106,10 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
     return JSONResponse(content, headers=headers)
 
 
-def mirror(router: Router, metrics: Metrics, rows: Any, predictions: list[Any]) -> None:
-    """Ask the shadow too, in the background; its answer is only compared and counted."""
+def mirror(router: Router, metrics: Metrics, rows: Any, predictions: list[Any],
+           drift: LiveDrift | None = None) -> None:
+    """Ask the shadow too, in the background; its answer is only compared and counted (and, with ``drift``,
+    watched against the shadow's own reference)."""
     shadow = router.shadow
     if shadow is None:
         return
@@ -112,6 +117,8 @@ def mirror(router: Router, metrics: Metrics, rows: Any, predictions: list[Any]) 
 
     def record(result: str, out: list[Any] | None) -> None:
         if result == "compared":
+            if drift is not None and out:
+                drift.observe(router.name, shadow.version, rows, out, time.time())
             result = "agree" if agree(out, predictions) else "disagree"
         counter.labels(router.name, shadow.version, result).inc()
 

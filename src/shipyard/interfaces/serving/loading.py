@@ -15,9 +15,11 @@ from shipyard.interfaces.serving.model import ServedModel
 from shipyard.interfaces.serving.router import Router, Slot
 
 if TYPE_CHECKING:
+    from shipyard.core.monitoring.drift import Baseline
     from shipyard.core.registry.records import ModelVersion
     from shipyard.core.registry.service import Registry
     from shipyard.interfaces.serving.app import Metrics
+    from shipyard.interfaces.serving.drift import LiveDrift
 
 log = logging.getLogger("shipyard.serve")
 
@@ -58,15 +60,19 @@ def slot_of(served: ServedModel, batching: bool = True, max_batch: int = 64) -> 
 
 
 def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, max_batch: int,
-             check: Callable[[ModelVersion], None] = lambda _: None) -> Any:
+             check: Callable[[ModelVersion], None] = lambda _: None, drift: LiveDrift | None = None,
+             reference: Callable[[ModelVersion], Baseline | str] | None = None) -> Any:
     """A background task that moves the primary when ``ref``'s alias moves (after ``check``, loading and
-    warming; ``check`` raising a ShipyardError, as ``require_signature`` does, keeps the version served)."""
+    warming; ``check`` raising a ShipyardError, as ``require_signature`` does, keeps the version served and counts
+    a load failure). With ``drift``, the old primary stops being watched and the new one is watched against its
+    reference (``reference``: its baseline, or the line that says why its drift is not measured)."""
     alias = ModelRef.parse(ref)
 
     async def follow(router: Router, metrics: Metrics) -> None:
         refused: tuple[str, str] | None = None  # the last refusal said: said once, not at every poll
         while True:
             await asyncio.sleep(poll_seconds)
+            current: ModelVersion | None = None
             try:
                 current = await asyncio.to_thread(registry.resolve, alias)
                 if str(current.version) == router.primary.version:
@@ -77,14 +83,31 @@ def follower(registry: Registry, ref: str, poll_seconds: float, batching: bool, 
                 said = (router.primary.version, str(exc))
                 if said != refused:
                     log.warning("keeping %s: %s", router.primary.served.version.ref, exc)
+                    if current is not None:  # the alias moved to a version that cannot serve (counted once)
+                        metrics.load_failures.labels(router.name).inc()
                     refused = said
                 continue
             refused = None
+            found = await asyncio.to_thread(reference, current) if drift is not None and reference else None
             metrics.load_seconds.labels(router.name, slot.version).set(slot.served.load_seconds)
             if slot.batcher is not None:
                 slot.batcher._observe = metrics.batch.labels(router.name, slot.version).observe
+            old = router.primary.version
             router.swap(slot)
             metrics.swaps.labels(router.name).inc()
             log.warning("%s now answers with version %s", ref, slot.version)
+            if drift is not None:
+                await asyncio.to_thread(rewatch, drift, router, old, found)
 
     return follow
+
+
+def rewatch(drift: LiveDrift, router: Router, old: str, found: Baseline | str | None) -> None:
+    """After a swap: ``old`` is forgotten unless it still serves (as the canary or the shadow); the new primary is
+    watched against ``found``, or the reason its drift is not measured is said."""
+    if router.by_version(old) is None:
+        drift.forget(router.name, old)
+    if isinstance(found, str):
+        log.warning("%s", found)
+    elif found is not None:
+        drift.watch(router.name, router.primary.version, found)

@@ -1,5 +1,7 @@
 """The inference log: sampled per-request records, appended off the request path, rotated into the store.
 
+The server's drift monitor adds its drift windows (``kind: "drift-window"``), which are kept whole (``keep``).
+
 ``record`` only puts a dict on a queue (dropping, and counting, when the writer falls behind); a
 writer thread appends JSON lines to a file and, when the file is big or old enough or the server
 stops, stores it content-addressed and records it on the server's run as an artifact, where
@@ -47,6 +49,10 @@ class InferenceLog:
         if self._queue.qsize() >= MAX_PENDING:
             self.dropped += 1
             return
+        self._queue.put_nowait(entry)
+
+    def keep(self, entry: dict[str, Any]) -> None:
+        """A record that is never sampled nor dropped (a drift window: one per version a sub-window)."""
         self._queue.put_nowait(entry)
 
     def close(self, timeout: float = 30.0) -> None:

@@ -87,13 +87,18 @@ def outcome_of(status: int) -> str:
     return "error" if status >= 500 else "rejected"
 
 
+# (model, version, rows, predictions, time): the drift monitor's intake (``drift.LiveDrift.observe``)
+Observe = Callable[[str, str, Any, list[Any], float], None]
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, log: InferenceLog | None = None,
-                 count: Callable[[str, str, list[Any]], None] | None = None) -> None:
+                 count: Callable[[str, str, list[Any]], None] | None = None, observe: Observe | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.log = log
         self.count = count  # counts the predictions of an answered request by bucket
+        self.observe = observe  # hands an answered request's rows to the drift monitor (a queue append)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":  # only inference requests are POSTs
@@ -121,8 +126,11 @@ class MetricsMiddleware:
     def _record(self, seen: Observation, outcome: str, took: float) -> None:
         self.metrics.requests.labels(seen.model, seen.version, outcome).inc()
         self.metrics.latency.labels(seen.model, seen.version).observe(took)
-        if self.count is not None and outcome == "ok" and seen.predictions:
-            self.count(seen.model, seen.version, seen.predictions)
+        if outcome == "ok" and seen.predictions:
+            if self.count is not None:
+                self.count(seen.model, seen.version, seen.predictions)
+            if self.observe is not None:
+                self.observe(seen.model, seen.version, seen.rows, seen.predictions, time.time())
         log = self.log
         if log is not None and log.wants():
             entry: dict[str, Any] = {"request_id": seen.request_id, "time": time.time(), "model": seen.model,
