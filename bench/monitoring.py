@@ -15,6 +15,11 @@ reads its peak resident memory (``VmHWM``, beside the resident memory once the d
   ``Report([DataDriftPreset()]).run(current_data=..., reference_data=...)`` on pandas DataFrames of the same
   arrays, once (about a minute and over a GB).
 
+Then, in this process, what live drift costs a server per request (``interfaces/serving/drift.py``): the
+``observe`` call on the request path and the monitor thread's share of counting (``_drain``, which stacks the
+rows of a batch of requests and counts them with ``count_rows``), for 1-row requests of 4 and 20 features; the
+wrk measurement of the same, with and without ``--drift``, is in ``bench/serving.py``.
+
 Both must flag exactly the 5 shifted features. Where the statistics differ: Evidently, on numeric columns of
 more than 1,000 rows with more than 5 distinct values, uses the normed Wasserstein distance (the earth mover's
 distance over the reference's standard deviation), drift at 0.1, computed from every value of both samples;
@@ -180,9 +185,45 @@ def main() -> None:
               f"{memory:.0f}x less memory added over the loaded data")
         if ours["flagged"] != expected or theirs["flagged"] != expected:
             print("NOT the same features flagged: see the table")
+    live = {width: live_cost(width) for width in (4, 20)}
+    for width, (observe, count) in live.items():
+        print(f"live drift, 1-row requests of {width} features, batches of 1,000: observe {observe:.2f} us on the "
+              f"request path, counting {count:.2f} us a request on the monitor's thread")
     work = HERE / ".work"
     work.mkdir(exist_ok=True)
-    (work / "monitoring.json").write_text(json.dumps(results, indent=2))
+    (work / "monitoring.json").write_text(json.dumps({**results, "live_us": live}, indent=2))
+
+
+def live_cost(width: int, batch: int = 1000, rounds: int = 7) -> tuple[float, float]:
+    """(observe, counting) microseconds per 1-row request of ``width`` features: a server's drift monitor with
+    its real metrics, a classifier's reference profile (inputs and outputs), batches of ``batch`` requests."""
+    import statistics
+
+    import numpy as np
+
+    from shipyard.adapters.monitoring.bins import baseline_of
+    from shipyard.adapters.monitoring.sketches import build_profile
+    from shipyard.interfaces.serving.drift import LiveDrift
+    from shipyard.interfaces.serving.middleware.metrics import Metrics
+    from shipyard.wiring.monitoring import count_rows
+
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((10_000, width))
+    answers = (x[:, 0] > 0).astype(np.int64)
+    live = LiveDrift(Metrics(), count_rows, 300.0)
+    live.watch("bench", "1", baseline_of(build_profile(x, answers), "sha256:live"))
+    requests = [(x[i:i + 1], [int(answers[i])]) for i in range(batch)]  # what a request hands in: rows as parsed
+    observed, counted = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for rows, answer in requests:
+            live.observe("bench", "1", rows, answer, 0.0)
+        t1 = time.perf_counter()
+        live._drain()  # what the monitor's thread does every 0.2 s
+        t2 = time.perf_counter()
+        observed.append((t1 - t0) / batch * 1e6)
+        counted.append((t2 - t1) / batch * 1e6)
+    return statistics.median(observed), statistics.median(counted)
 
 
 if __name__ == "__main__":
