@@ -70,6 +70,7 @@ def _refused(env: dict[str, str], marker: Path, *args: str) -> str:
     (["marked@production", "--log-sample", "2"], "--log-sample"),
     (["marked@production", "--max-batch", "0"], "--max-batch must be at least 1"),
     (["marked@production", "--port", "70000"], "--port must be between 1 and 65535"),
+    (["marked@production", "--drift-window", "0"], "--drift-window must be between 1 second and 604800 seconds"),
 ])
 def test_a_bad_option_is_refused_before_any_model_loads(store: tuple[dict[str, str], Path], args: list[str],
                                                         says: str) -> None:

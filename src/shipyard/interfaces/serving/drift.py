@@ -180,7 +180,7 @@ class LiveDrift:
                 if not self._failed:
                     self._failed = True
                     log.warning("the drift monitor failed (%s: %s); it goes on", type(exc).__name__, exc)
-            self._stop.wait(max(0.0, min(DRAIN_SECONDS, self._boundary - self._clock())))
+            self._stop.wait(max(0.001, min(DRAIN_SECONDS, self._boundary - self._clock())))
 
     def _next_boundary(self, now: float) -> float:
         return (math.floor(now / self.step) + 1) * self.step
@@ -188,9 +188,8 @@ class LiveDrift:
     def _tick(self) -> None:
         """Close every current sub-window at the boundary: log it, ring it, set the gauges from the ring."""
         boundary = self._boundary
+        self._boundary = max(self._next_boundary(self._clock()), boundary + self.step)  # first: never ticks twice
         late = self._drain(before=boundary)
-        now = self._clock()
-        self._boundary = max(self._next_boundary(now), boundary + self.step)
         for state in self._states.values():
             finished = state.current
             finished.end = boundary
@@ -219,8 +218,11 @@ class LiveDrift:
         import numpy as np
 
         groups: dict[tuple[str, str, int], tuple[list[Any], list[Any]]] = {}
-        for model, version, rows, predictions, _ in entries:
-            array = rows if isinstance(rows, np.ndarray) else np.asarray(rows, dtype=object)
+        for model, version, rows, predictions, _ in entries:  # a batch per version and row width
+            try:
+                array = rows if isinstance(rows, np.ndarray) else np.asarray(rows, dtype=object)
+            except ValueError:  # ragged: not rows of one width
+                array = np.empty((len(rows), 0, 0), dtype=object)
             if array.ndim == 1:
                 array = array.reshape(-1, 1)
             group = groups.setdefault((model, version, array.shape[1] if array.ndim == 2 else -1), ([], []))
