@@ -80,6 +80,7 @@ bench: $(DEV_STAMP)
 	$(PY) bench/image_bench.py
 	$(PY) bench/governance.py
 	$(PY) bench/team_store.py
+	$(PY) bench/monitoring.py
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache .ruff_cache
