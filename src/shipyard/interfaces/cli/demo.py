@@ -129,8 +129,8 @@ def run_demo(name: str) -> None:
     c.print(f"Next: `shipyard build {name}@staging` (its container image: the build context, and the image where "
             f"Docker runs), `shipyard runs list`, `shipyard models history {name}`, "
             f"`git clone .shipyard/demo/gitops.git` (the GitOps commit), "
-            f"`shipyard models lineage iris-pipeline`, `shipyard store verify`, `shipyard alerts render {name}`, and the "
-            f"README's Governance and Monitoring sections.")
+            f"`shipyard models lineage iris-pipeline`, `shipyard store verify`, `shipyard alerts render {name}`, "
+            f"and the README's Governance and Monitoring sections.")
 
 
 def run_pipeline_demo() -> None:
