@@ -64,12 +64,18 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(first_demo:
     assert len([line for line in lines if line.startswith("──")]) == 7  # one rule per part, no more
     # part 7: live PSI from the server's /metrics, low for traffic like the training data, drift for petal length
     # once it moved; then the monitor's table (x2 drifted, the rest not) and the report's path, which exists
-    live = [[c.strip() for c in line.split("│")[1:-1]] for line in lines[part7:] if line.startswith("│ ")][:2]
-    assert [row[0] for row in live] == ["like the training data", "petal length +1.5 cm"], live
-    assert all(float(v.split()[0]) < 0.2 for v in live[0][1:]) and live[1][3].endswith("drift"), live
-    table = {cells[0]: cells[4] for cells in ([c.strip() for c in line.split("│")[1:-1]]
-                                              for line in lines[part7:] if line.startswith("│ x"))}
-    assert table == {"x0": "ok", "x1": "ok", "x2": "drift", "x3": "ok"}, table
+    live = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                              for line in lines[part7:] if line.startswith("│ x"))
+            if " " in cells[0]}  # "x2 petal length": the live table (the monitor's says x2)
+    assert list(live) == ["x0 sepal length", "x1 sepal width", "x2 petal length", "x3 petal width"], live
+    assert all(float(before) < 0.2 for before, _ in live.values()), live  # like the training data
+    assert [after.endswith("drift") for _, after in live.values()] == [False, False, True, False], live
+    table = {cells[0]: cells[3] for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                              for line in lines[part7:] if line.startswith("│ x"))
+             if " " not in cells[0]}
+    # (on 80 columns the side and unseen columns are hidden: the verdict is the fourth; x2's values are past the
+    # reference's range too, a data-quality issue)
+    assert table == {"x0": "ok", "x1": "ok", "x2": "drift, quality", "x3": "ok"}, table
     report = tmp_path / ".shipyard" / "demo" / "monitoring-report.html"
     assert f"opensoffline):{report}" in "".join("".join(lines[part7:]).split()) and report.is_file()
     # part 6: signed and verified with the demo's key; the scan, offline here, is "not checked", never clean; the

@@ -107,7 +107,7 @@ def _table(features: list[FeatureDrift]) -> str:
                                              "out of range", "unseen"))
     rows = "".join(
         f'<tr class="{html.escape(f.verdict.replace(" ", "-"))}"><td>{html.escape(f.feature)}</td>'
-        f"<td>{f.side}</td><td>{f.statistic}</td><td>{_score(f.score)}</td><td>{html.escape(f.verdict)}</td>"
+        f"<td>{f.side}</td><td>{f.statistic}</td><td>{_score(f.score)}</td><td>{html.escape(f.label)}</td>"
         f"<td>{f.missing}</td><td>{f.out_of_range}</td><td>{f.unseen}</td></tr>" for f in features)
     return f'<table class="features"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
@@ -154,7 +154,7 @@ def _distribution(name: str, labels: list[str], reference: list[float], current:
     shown = [_text(label) for label in labels]
     fig = go.Figure([go.Bar(x=shown, y=reference, name="reference", marker_color=_REFERENCE),
                      go.Bar(x=shown, y=current, name="current", marker_color=_CURRENT)])
-    verdict = "" if scored is None else f": {scored.statistic} {_score(scored.score)}, {scored.verdict}"
+    verdict = "" if scored is None else f": {scored.statistic} {_score(scored.score)}, {scored.label}"
     fig.update_layout(title=_text(f"{name}{verdict}"), barmode="group", height=340, margin=_MARGIN,
                       yaxis_tickformat=".0%", yaxis_title="share of rows", legend=_LEGEND,
                       xaxis_tickangle=-30, xaxis_automargin=True)

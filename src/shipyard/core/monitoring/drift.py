@@ -236,6 +236,11 @@ class FeatureDrift:
     drifted: bool = False
     quality_issue: bool = False
 
+    @property
+    def label(self) -> str:
+        """The verdict as shown: both findings when the feature drifted and has a data-quality issue too."""
+        return f"{DRIFT}, {QUALITY}" if self.drifted and self.quality_issue else self.verdict
+
     def to_dict(self) -> dict[str, Any]:
         return {"feature": self.feature, "side": self.side, "statistic": self.statistic,
                 "score": None if self.score is None else round(self.score, 6), "verdict": self.verdict,

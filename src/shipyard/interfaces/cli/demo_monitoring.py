@@ -60,8 +60,9 @@ def monitoring_demo(ref: str, x_train: Any) -> bool:
             said = server.stderr.read() if server.stderr and server.poll() is not None else ""
             c.print(escape(f"skipped: the server did not start: {said[-300:]}"))
             return False
-        c.print(f"serving {escape(ref)} on {base} with a {WINDOW} s drift window: "
-                f"GET {base}/metrics has shipyard_feature_drift per feature")
+        c.print(f"serving {escape(ref)} on {base} with a {WINDOW} s drift window: GET {base}/metrics has "
+                "shipyard_feature_drift per feature, the PSI (population stability index) of what the server saw "
+                "against the training data's profile: about 0 when alike, 0.1 worth watching, 0.2 and up drift")
         rng = np.random.default_rng(7)
         normal = x_train[rng.integers(0, len(x_train), ROWS)] + rng.normal(0, 0.05, (ROWS, x_train.shape[1]))
         shifted = normal.copy()
@@ -70,8 +71,9 @@ def monitoring_demo(ref: str, x_train: Any) -> bool:
         for label, rows in (("like the training data", normal), (f"petal length +{SHIFT[1]} cm", shifted)):
             _send(base, rows)
             phases.append((label, _gauges(base, len(phases) + 1)))
-        out.table("PSI per feature over the server's window, from /metrics (0.2 up: drift)",
-                  ["traffic", *NAMES], ((label, *(_psi(g, i) for i in range(len(NAMES)))) for label, g in phases))
+        out.table("PSI per feature over the server's window, from /metrics (0.2 and up: drift)",
+                  ["feature", *(label for label, _ in phases)],
+                  ((f"x{i} {n}", *(_psi(g, i) for _, g in phases)) for i, n in enumerate(NAMES)))
     finally:
         server.send_signal(signal.SIGTERM)  # the server writes its last drift windows and stores its log
         try:
@@ -141,7 +143,8 @@ def _report(ref: str, html: Path) -> bool:
         report = monitor(svc, svc.registry.resolve(ref), since="1h")
     finally:
         svc.close()
-    c.print(f"\n$ shipyard monitor {escape(ref)} --since 1h --html {escape(str(html))}")
+    c.print(f"\n$ shipyard monitor {escape(ref)} --since 1h --html {escape(str(html))}   "
+            "# the inference log of the last hour: this server's drift windows and requests")
     print_report(report)
     written = write_report(report, html)
     c.print(f"the HTML report (distributions, drift over time, latency, errors; opens offline): "

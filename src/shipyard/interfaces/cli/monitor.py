@@ -19,7 +19,8 @@ FAIL_ON = ("drift", "quality")
 
 
 def monitor(
-    ref: str = typer.Argument(..., help="MODEL@VERSION, MODEL@ALIAS, or MODEL for its latest version."),
+    ref: str = typer.Argument(..., help="MODEL@VERSION, MODEL@ALIAS (the version it points at now), or MODEL for "
+                                        "its latest version."),
     since: str = typer.Option("24h", "--since", help="How far back to look: 30m, 24h, 7d."),
     logs: list[Path] = typer.Option(None, "--logs", help="A .jsonl inference log, or a folder of them (copied "
                                                          "from a pod, say), read besides the store's; repeatable."),
@@ -38,6 +39,11 @@ def monitor(
     The version needs a reference profile: log_model(..., reference=X_train). Prints per feature its drift score
     (PSI for numbers, Jensen-Shannon distance for categories) and verdict, with the period's rows, requests,
     error share and p50/p99 latency.
+
+    A feature drifted when its PSI is above 0.2 (its JS distance above 0.1) over at least 100 rows; it has a
+    data-quality issue when more than 5% of its values are missing (beyond the reference's rate), outside the
+    reference's range, or categories the reference never had. shipyard.yaml's monitoring: psi, js, min_rows and
+    quality change these.
 
     Exit codes with --fail-on: 16 drift, 17 data quality (drift wins when both), 18 nothing to check.
     """
@@ -119,9 +125,12 @@ def print_report(report: MonitorReport) -> None:
         (report.skipped.bad, "bad lines"), (report.skipped.torn, "torn last lines"),
         (report.skipped.other_bins, "windows on other bins"), (report.skipped.outside, "records outside the period"),
         (report.skipped.duplicate, "duplicate lines"), (report.skipped.over_limit, "requests over the limit"),
-        (report.skipped.files, "files"), (report.skipped.payload_rows, "payload rows already in windows")) if n]
+        (report.skipped.files, "files")) if n]
     if skipped:
         c.print(out.plain("skipped: " + ", ".join(f"{n} {what}" for n, what in skipped)))
+    if report.skipped.payload_rows:
+        c.print(out.plain(f"counted once: {report.skipped.payload_rows} logged payload rows are in the server's drift "
+                          "windows already"))
     for note in report.notes:
         c.print(out.plain(f"note: {note}"))
     if report.rows == 0 and not report.windows:
@@ -130,5 +139,5 @@ def print_report(report: MonitorReport) -> None:
     out.table(None, [out.Col("feature"), out.Col("side", ident=True, drop=2), out.Col("statistic", ident=True),
                      out.Col("score", ident=True), out.Col("verdict", ident=True), out.Col("missing", ident=True),
                      out.Col("out of range", ident=True, drop=1), out.Col("unseen", ident=True, drop=1)],
-              ([f.feature, f.side, f.statistic, "-" if f.score is None else f"{f.score:.4f}", f.verdict,
+              ([f.feature, f.side, f.statistic, "-" if f.score is None else f"{f.score:.4f}", f.label,
                 f.missing, f.out_of_range, f.unseen] for f in report.features))
