@@ -44,4 +44,21 @@ stages:
   #   outs: [models/model.skops]
   #   metrics: [metrics/train.json]        # numbers recorded as the stage run's metrics
   #   env: [PYTHONHASHSEED]                # environment variables that are part of the fingerprint
+
+# Drift and data quality (`shipyard serve` live, `shipyard monitor` from the logs, `shipyard alerts render`).
+# A version is compared with its reference profile: log_model(..., reference=X_train). These are the defaults.
+# monitoring:
+#   psi: 0.2                  # PSI above which a numeric feature drifted
+#   js: 0.1                   # Jensen-Shannon distance above which a categorical one drifted
+#   quality: 0.05             # share of values missing (beyond the reference's), out of range or unseen
+#   min_rows: 100             # fewer rows in a window: no drift verdict
+#   window: 3600              # seconds of serve's rolling drift window
+#   alerts:                   # thresholds of the rules `shipyard alerts render` writes
+#     error_rate: 0.05
+#     latency_p99: 0.5        # seconds
+#     disagreement: 0.1       # canary or shadow answers that differ from the primary's
+#     for: 5m
+#     drift_for: 15m
+#     quality_for: 10m
+#     no_traffic_for: 15m
 """

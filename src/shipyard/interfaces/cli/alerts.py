@@ -25,7 +25,8 @@ JOB_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,200}\Z")
 def render(
     model: str = typer.Argument(None, help="Only this model's series (default: every model the servers serve)."),
     output: Path = typer.Option(None, "--output", "-o", metavar="DIR",
-                                help="Folder to write into (default: monitoring/ in the project)."),
+                                help="Folder to write into (default: monitoring/ in the project for every model, "
+                                     "monitoring/MODEL/ for one)."),
     job: str = typer.Option("shipyard", "--job", help="The Prometheus scrape job of the Shipyard servers (the "
                                                       "server-down rules watch its `up` series)."),
     force: bool = typer.Option(False, "--force", help="Replace files that `shipyard alerts render` did not "
@@ -57,7 +58,8 @@ def render(
     if model is not None:
         check_model_name(model)
         _check_registered(model)
-    folder = output if output is not None else root / DEFAULT_DIR
+    # one model's rules have a folder of their own: rendering another model's never replaces them
+    folder = output if output is not None else root / DEFAULT_DIR / model if model else root / DEFAULT_DIR
     name = f"shipyard-{k8s_name(model)}" if model else "shipyard"
     labels = {"app.kubernetes.io/part-of": "shipyard", "app.kubernetes.io/managed-by": "shipyard",
               **({"app.kubernetes.io/name": k8s_name(model)} if model else {})}

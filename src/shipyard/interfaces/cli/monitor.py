@@ -116,7 +116,8 @@ def print_report(report: MonitorReport) -> None:
                       f"({iso(report.period.start)} to {iso(report.period.end)})"))
     c.print(out.plain(f"reference: {report.baseline.profile[:19]} ({report.baseline.rows} rows)"))
     payloads = f", {report.payload_rows} of them counted from logged payloads" if report.payload_rows else ""
-    c.print(out.plain(f"rows: {report.rows} in {len(report.windows)} windows{payloads}"))
+    windows = len(report.windows)
+    c.print(out.plain(f"rows: {report.rows} in {windows} window{'' if windows == 1 else 's'}{payloads}"))
     traffic = f"requests: {len(report.requests)} logged"
     if share is not None and p50 is not None and p99 is not None:
         traffic += f", {share:.2%} errors, latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
