@@ -9,6 +9,7 @@ with scipy to 1e-9.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -37,6 +38,7 @@ from shipyard.core.monitoring.drift import (
     psi,
     total,
 )
+from shipyard.errors import InvalidInputError
 
 REFERENCE_ROWS = 100_000
 CURRENT_ROWS = 400_000
@@ -241,11 +243,12 @@ def test_verdicts_at_the_thresholds() -> None:
                           missing_rate=0.02)
     colors = FeatureBins("c", "categorical", (0.5, 0.5), categories=("red",), known=frozenset({"red"}))
     baseline = Baseline("d", 1000, (numbers, colors))
-    shifted, recolored = [130, 120, 120, 130], [150, 100]
+    shifted, recolored = [13_000, 12_000, 12_000, 13_000], [15_000, 10_000]  # rows enough that
+    # sampling noise (about 3 / 50,000 PSI) is far below these scores
     psi_value, js_value = psi(numbers.expected, shifted), js_distance(colors.expected, recolored)
 
     def verdicts(thresholds: Thresholds, n: FeatureCounts | None = None, c: FeatureCounts | None = None,
-                 rows: int = 500) -> list[str]:
+                 rows: int = 50_000) -> list[str]:
         window = Window("m", "1", "d", 0, 60, rows, {"n": n or FeatureCounts(list(shifted)),
                                                       "c": c or FeatureCounts(list(recolored))})
         return [f.verdict for f in assess(baseline, window, thresholds)]
@@ -254,17 +257,32 @@ def test_verdicts_at_the_thresholds() -> None:
     assert verdicts(Thresholds(psi=psi_value * 0.999, js=js_value * 0.999)) == [DRIFT, DRIFT]
     assert verdicts(Thresholds(psi=psi_value, js=js_value)) == [OK, OK]
     # below min_rows the statistic is noise: "few rows", never drift, whatever the score
-    assert verdicts(Thresholds(psi=psi_value * 0.999, min_rows=501)) == [FEW_ROWS, FEW_ROWS]
-    assert verdicts(Thresholds(psi=psi_value * 0.999, min_rows=500)) == [DRIFT, FEW_ROWS]  # rows per feature:
-    assert verdicts(Thresholds(psi=psi_value * 0.999, min_rows=250)) == [DRIFT, OK]  # the colors have 250 values
+    assert verdicts(Thresholds(psi=psi_value * 0.999, min_rows=50_001)) == [FEW_ROWS, FEW_ROWS]
+    assert verdicts(Thresholds(psi=psi_value * 0.999, min_rows=50_000)) == [DRIFT, FEW_ROWS]  # rows per feature:
+    assert verdicts(Thresholds(psi=psi_value * 0.999, min_rows=25_000)) == [DRIFT, OK]  # the colors have 25,000
     # quality: a missing share beyond the reference's own by more than `quality`, or out-of-range, or unseen
     calm = Thresholds(psi=1.0, js=1.0, quality=0.05)
-    assert verdicts(calm, n=FeatureCounts(list(shifted), missing=36)) == [OK, OK]  # 36/536 - 0.02 = 0.047
-    assert verdicts(calm, n=FeatureCounts(list(shifted), missing=40)) == [QUALITY, OK]  # 40/540 - 0.02 = 0.054
-    assert verdicts(calm, n=FeatureCounts(list(shifted), out_of_range=26)) == [QUALITY, OK]  # 26/500 = 0.052
-    assert verdicts(calm, n=FeatureCounts(list(shifted), out_of_range=25)) == [OK, OK]  # 0.05, not above
-    assert verdicts(calm, c=FeatureCounts(list(recolored), unseen=13)) == [OK, QUALITY]
+    assert verdicts(calm, n=FeatureCounts(list(shifted), missing=3600)) == [OK, OK]  # 3600/53600 - 0.02 = 0.047
+    assert verdicts(calm, n=FeatureCounts(list(shifted), missing=4000)) == [QUALITY, OK]  # 4000/54000 - 0.02 = 0.054
+    assert verdicts(calm, n=FeatureCounts(list(shifted), out_of_range=2600)) == [QUALITY, OK]  # 2600/50000 = 0.052
+    assert verdicts(calm, n=FeatureCounts(list(shifted), out_of_range=2500)) == [OK, OK]  # 0.05, not above
+    assert verdicts(calm, c=FeatureCounts(list(recolored), unseen=1300)) == [OK, QUALITY]
     # drift is told first when both hold; a window without a feature's values is "few rows", its score None
-    assert verdicts(Thresholds(psi=0.001), n=FeatureCounts(list(shifted), missing=100)) == [DRIFT, OK]
+    assert verdicts(Thresholds(psi=0.001), n=FeatureCounts(list(shifted), missing=10_000)) == [DRIFT, OK]
+    # a score within sampling noise is no drift: PSI 0.004 on 500 rows (noise about 3 / 500) is not, whatever the
+    # threshold; on 50,000 rows it is
+    small = [130, 120, 120, 130]
+    assert psi(numbers.expected, small) == pytest.approx(psi_value)
+    assert verdicts(Thresholds(psi=psi_value * 0.999), n=FeatureCounts(small), rows=500)[0] == OK
     empty = assess(baseline, Window("m", "1", "d", 0, 60, 0, {}))
     assert [(f.verdict, f.score, f.drifted) for f in empty] == [(FEW_ROWS, None, False)] * 2
+
+
+def test_a_window_with_a_number_no_float_holds_is_refused_not_a_crash() -> None:
+    bins = FeatureBins("n", "numeric", (0.5, 0.5), edges=(0.0,))
+    baseline = Baseline("d", 10, (bins,))
+    good = Window("m", "1", "d", 0, 60, 2, {"n": FeatureCounts([1, 1])}).to_dict()
+    assert Window.from_dict(json.loads(json.dumps(good)), baseline).rows == 2
+    for key in ("start", "end"):
+        with pytest.raises(InvalidInputError, match="times"):
+            Window.from_dict(json.loads(json.dumps({**good, key: 10 ** 400})), baseline)

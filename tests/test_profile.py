@@ -67,7 +67,8 @@ def test_log_model_records_the_profile_of_the_data_and_of_the_answers(tmp_path: 
     assert profile is not None and [c.name for c in profile.inputs] == ["x0", "x1", "x2", "x3"]
     assert profile.inputs[2].low == pytest.approx(float(x[:, 2].min()))
     answers = profile.outputs[0]
-    assert answers.kind == NUMERIC and answers.count == 150  # class indices
+    assert answers.kind == CATEGORICAL and answers.count == 150  # class indices: classes, by share
+    assert sorted(dict(answers.top)) == ["0", "1", "2"] and sum(dict(answers.top).values()) == 150
 
 
 @pytest.mark.parametrize("broken", [
@@ -92,3 +93,44 @@ def test_a_profile_round_trips() -> None:
     profile = build_profile(np.arange(20.0).reshape(10, 2), np.arange(10))
     again = Profile.from_dict(json.loads(json.dumps(profile.to_dict())))
     assert again == profile and quantiles(again.inputs[0], [0.5]) == quantiles(profile.inputs[0], [0.5])
+
+
+def test_drift_never_parses_a_stored_sketch() -> None:
+    """DataSketches' deserializer trusts its bytes (a few changed bytes crash the process): the bins drift uses are
+    plain numbers in the profile, checked as such, and a profile recorded without them is refused in one line."""
+    from shipyard.adapters.monitoring.bins import baseline_of
+
+    profile = build_profile(np.random.default_rng(0).normal(size=(1000, 2)), np.arange(1000) % 3)
+    stored = json.loads(json.dumps(profile.to_dict()))
+    for column in (*stored["inputs"], *stored["outputs"]):
+        column["sketch"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # not a sketch at all
+    bins = baseline_of(Profile.from_dict(stored), "sha256:x")
+    assert bins.inputs[0].edges == profile.inputs[0].edges and bins.outputs[0].categories == ("0", "1", "2")
+    for column, bad in ((0, {}), (0, {"edges": [1.0, 0.5], "shares": [0.3, 0.3, 0.4]}),
+                        (0, {"edges": [0.0], "shares": [0.5, 0.6]}), (0, {"edges": [1e400], "shares": [0.5, 0.5]})):
+        broken = json.loads(json.dumps(stored))
+        broken["inputs"][column]["bins"] = bad
+        with pytest.raises(InvalidInputError, match="bins"):
+            Profile.from_dict(broken)
+    twice = json.loads(json.dumps(stored))
+    twice["inputs"][1]["name"] = twice["inputs"][0]["name"]
+    with pytest.raises(InvalidInputError, match="same name"):
+        Profile.from_dict(twice)
+
+
+def test_a_reference_the_model_cannot_answer_on_registers_nothing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    monkeypatch.chdir(tmp_path)
+    client = shipyard.Client(tmp_path)
+    try:
+        run = client.start_run("train")
+        for bad in (x[:, :2], np.empty((0, 4)), np.full((5, 4), np.nan)):
+            with pytest.raises(InvalidInputError, match="reference"):
+                client.log_model(run.id, model, "m", examples=x[:3], reference=bad)
+        assert client.log_model(run.id, model, "m", examples=x[:3], reference=x).version == 1  # nothing before
+    finally:
+        client.close()

@@ -151,7 +151,7 @@ def test_in_distribution_traffic_keeps_every_feature_near_its_reference(server: 
     psi = _psi(samples, "1")
     assert all(v is not None and 0 <= v < 0.1 for v in psi.values()), psi
     assert _value(samples, "shipyard_monitored_rows_total", model="m", version="1") == SENT
-    assert _value(samples, "shipyard_prediction_drift", model="m", version="1", output="y0", statistic="psi") < 0.1
+    assert _value(samples, "shipyard_prediction_drift", model="m", version="1", output="y0", statistic="js") < 0.1
     assert _value(samples, "shipyard_monitor_dropped_rows_total", model="m", version="1") == 0
     # the shadow (m@3) answered every request too, but it has no reference: it is not watched, and said so once
     assert not [k for k in samples if dict(k[1]).get("version") == "3" and "drift" in k[0]]
@@ -173,7 +173,7 @@ def test_shifted_traffic_raises_exactly_the_shifted_features_and_counts_values_o
     assert sorted(f for f, v in psi.items() if v is not None and v > 0.2) == [f"x{i}" for i in SHIFTED], psi
     assert all(v is not None and v < 0.1 for f, v in psi.items() if f not in ("x1", "x3")), psi
     assert max(_psi(samples, "1").values()) < 0.1  # each version against its own reference, in its own window
-    assert _value(samples, "shipyard_prediction_drift", model="m", version="2", output="y0", statistic="psi") > 0
+    assert _value(samples, "shipyard_prediction_drift", model="m", version="2", output="y0", statistic="js") > 0
     low, high = REFERENCE.min(axis=0), REFERENCE.max(axis=0)
     for i in range(FEATURES):
         outside = int(((rows[:, i] < low[i]) | (rows[:, i] > high[i])).sum())

@@ -18,27 +18,25 @@ if TYPE_CHECKING:
 MAX_PROFILE_BYTES = 64 * 1024 * 1024  # 10,000 columns of ~5 KB sketches
 
 
-def require_profiling() -> None:
-    """Raise MissingExtraError ("install shipyard[monitor]") when reference data cannot be profiled here."""
-    from shipyard.adapters.monitoring.sketches import _ds
-
-    _ds()
-
-
-def record_profile(svc: Services, mv: ModelVersion, inputs: Any, outputs: Any = None) -> tuple[AuditEvent, Profile]:
-    """Profile ``inputs`` (and the model's ``outputs`` on them), store the profile and record it with ``mv``."""
+def profile_reference(inputs: Any, outputs: Any = None) -> Profile:
+    """The profile of reference data ``inputs`` (and the model's ``outputs`` on them): raises MissingExtraError
+    ("install shipyard[monitor]") or InvalidInputError before anything is recorded."""
     from shipyard.adapters.monitoring.sketches import build_profile
+
+    return build_profile(inputs, outputs)
+
+
+def record_profile(svc: Services, mv: ModelVersion, profile: Profile) -> AuditEvent:
+    """Store ``profile`` and record it with ``mv`` (its newest profile wins)."""
     from shipyard.core.registry.records import PROFILE_ACTION
 
-    profile = build_profile(inputs, outputs)
     with svc.registry.writing():
         digest = svc.store.put_bytes(json.dumps(profile.to_dict(), sort_keys=True, separators=(",", ":")).encode())
-        event = svc.registry.record_result(
+        return svc.registry.record_result(
             mv, PROFILE_ACTION, {"profile": str(digest), "rows": profile.rows, "inputs": len(profile.inputs),
                                  "outputs": len(profile.outputs)},
             f"reference profile of {mv.ref}: {profile.rows} rows, {len(profile.inputs)} input and "
             f"{len(profile.outputs)} output columns")
-    return event, profile
 
 
 def reference_profile(svc: Services, mv: ModelVersion) -> Profile | None:

@@ -1,12 +1,12 @@
 """A reference profile's bins (``Baseline``), and rows counted into them (``Window``), with numpy.
 
-The bins of a number are its reference deciles read from the KLL sketch (ties merged, so a feature with a few
-distinct values gets a bin per value), with the reference's share in each from the sketch's CDF; a category's
-are its most frequent reference values and ``other``. Numeric features are counted in one pass over blocks of
-rows that stay in the CPU's cache: a value's bin, whether it is outside the reference's range and whether it is
-missing all come from its position among the feature's cut points (``_Plan``), found by a few comparisons of the
-whole block against a column of cut points and one ``bincount``: a million rows of 20 features take about 0.2 s,
-one row about a hundred microseconds for all of them.
+The bins of a number are its reference deciles, read from the KLL sketch when the profile was built (ties
+merged, so a feature with a few distinct values gets a bin per value), with the reference's share in each from
+the sketch's CDF; a category's are its most frequent reference values and ``other``. Numeric features are
+counted in one pass over blocks of rows that stay in the CPU's cache: a value's bin, whether it is outside the
+reference's range and whether it is missing all come from its position among the feature's cut points
+(``_Plan``), found by a few comparisons of the whole block against a column of cut points and one ``bincount``:
+a million rows of 20 features take about 0.2 s, one row about a hundred microseconds for all of them.
 Live rows are matched to the reference's columns by position, as a model takes them.
 """
 
@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.adapters.monitoring.sketches import _ds, category_text, columns_of, frequencies
+from shipyard.adapters.monitoring.sketches import category_text, columns_of
 from shipyard.core.monitoring.drift import (
-    DECILES,
     MAX_CATEGORIES,
     MAX_FEATURES,
     MAX_KNOWN,
@@ -35,23 +34,16 @@ def baseline_of(profile: Profile, digest: str) -> Baseline:
 
 
 def feature_bins(column: ColumnProfile) -> FeatureBins:
+    """A column's bins from the plain numbers its profile keeps (never from its sketch's bytes: see profile.py)."""
     present = column.count - column.missing
     if column.kind == CATEGORICAL:
-        counted = sorted(frequencies(column).items(), key=lambda kv: (-kv[1], kv[0]))
-        top = counted[:MAX_CATEGORIES]
-        seen = sum(n for _, n in top)
-        rest = max(present - seen, 0)
+        top = column.top[:MAX_CATEGORIES]
+        rest = max(present - sum(n for _, n in top), 0)
         expected = (*tuple(float(n) for _, n in top), float(rest))
         return FeatureBins(column.name, column.kind, _normalized(expected), categories=tuple(c for c, _ in top),
-                           known=frozenset(c for c, _ in counted[:MAX_KNOWN]), missing_rate=column.missing_rate)
-    sketch = _ds().kll_doubles_sketch.deserialize(column.sketch)
-    if sketch.is_empty():
-        return FeatureBins(column.name, column.kind, (1.0,), missing_rate=column.missing_rate)
-    edges = sorted({float(q) for q in sketch.get_quantiles(list(DECILES))})
-    cdf = [float(c) for c in sketch.get_cdf(edges, True)]  # share at most each cut point (inclusive), then 1.0
-    expected = tuple(max(b - a, 0.0) for a, b in zip([0.0, *cdf[:-1]], cdf, strict=True))
-    return FeatureBins(column.name, column.kind, _normalized(expected), tuple(edges), low=column.low,
-                       high=column.high, missing_rate=column.missing_rate)
+                           known=frozenset(c for c, _ in column.top[:MAX_KNOWN]), missing_rate=column.missing_rate)
+    return FeatureBins(column.name, column.kind, _normalized(column.shares or (1.0,)), column.edges,
+                       low=column.low, high=column.high, missing_rate=column.missing_rate)
 
 
 def _normalized(values: tuple[float, ...]) -> tuple[float, ...]:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shipyard.core.monitoring.drift import DECILES
 from shipyard.core.monitoring.profile import (
     CATEGORICAL,
     MAX_COLUMNS,
+    MAX_TOP,
     NUMERIC,
     ColumnProfile,
     Profile,
@@ -24,6 +26,7 @@ from shipyard.errors import InvalidInputError, MissingExtraError
 
 KLL_K = 200  # about 1.65% rank error, ~5 KB a sketch
 FREQUENT_LG_MAX = 8  # at most 2^8 * 3/4 = 192 tracked categories a column
+MAX_CLASSES = 100  # a model's integer answers with at most this many values are classes
 MAX_CATEGORY_CHARS = 200
 
 
@@ -58,13 +61,17 @@ def _ragged_or_mixed(data: Any) -> bool:
                                           for v in (row if isinstance(row, (list, tuple)) else [row]))
 
 
-def profile_column(name: str, values: Any) -> ColumnProfile:
-    """The profile of one column: numeric when every present value is a number, else categorical."""
+def profile_column(name: str, values: Any, classes: bool = False) -> ColumnProfile:
+    """The profile of one column: numeric when every present value is a number, else categorical. With
+    ``classes`` (a model's answers), integers of at most ``MAX_CLASSES`` values are classes: categorical, so
+    drift compares each class's share, never deciles that would merge classes."""
     import numpy as np
 
     ds = _ds()
     count = int(values.shape[0])
-    if values.dtype.kind == "O" and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if classes and values.dtype.kind in "biu" and np.unique(values).shape[0] <= MAX_CLASSES:
+        values = values.astype(object)
+    elif values.dtype.kind == "O" and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
                                          for v in values.tolist()):
         values = np.array([np.nan if v is None else v for v in values.tolist()], dtype=np.float64)
     if values.dtype.kind in "biuf":
@@ -74,7 +81,9 @@ def profile_column(name: str, values: Any) -> ColumnProfile:
         if present.size:
             sketch.update(present)
         low, high = (float(present.min()), float(present.max())) if present.size else (None, None)
-        return ColumnProfile(name, NUMERIC, count, count - int(present.size), bytes(sketch.serialize()), low, high)
+        edges, shares = _deciles(sketch)
+        return ColumnProfile(name, NUMERIC, count, count - int(present.size), bytes(sketch.serialize()), low, high,
+                             edges, shares)
     frequent = ds.frequent_strings_sketch(FREQUENT_LG_MAX)
     missing = 0
     for value in values.tolist():
@@ -82,7 +91,21 @@ def profile_column(name: str, values: Any) -> ColumnProfile:
             missing += 1
             continue
         frequent.update(category_text(value))
-    return ColumnProfile(name, CATEGORICAL, count, missing, bytes(frequent.serialize()))
+    rows = frequent.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
+    top = sorted(((str(item), int(estimate)) for item, estimate, *_ in rows), key=lambda kv: (-kv[1], kv[0]))
+    return ColumnProfile(name, CATEGORICAL, count, missing, bytes(frequent.serialize()), top=tuple(top[:MAX_TOP]))
+
+
+def _deciles(sketch: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A KLL sketch's decile cut points (ties merged: a column of few values gets a bin per value) and the share
+    of values in each bin, (a, b] as rows are counted: the sketch's CDF at each cut point, inclusive."""
+    if sketch.is_empty():
+        return (), (1.0,)
+    edges = sorted({float(q) for q in sketch.get_quantiles(list(DECILES))})
+    cdf = [float(c) for c in sketch.get_cdf(edges, True)]  # share at most each cut point, then 1.0
+    shares = [max(b - a, 0.0) for a, b in zip([0.0, *cdf[:-1]], cdf, strict=True)]
+    total = sum(shares)
+    return tuple(edges), tuple(v / total for v in shares)
 
 
 def category_text(value: Any) -> str:
@@ -99,7 +122,7 @@ def build_profile(inputs: Any, outputs: Any = None) -> Profile:
         notes.append(f"only the first {MAX_COLUMNS} of {inputs.shape[1]} columns are profiled")
     answers = columns_of(outputs, prefix="y") if outputs is not None else []
     return Profile(rows, tuple(profile_column(n, v) for n, v in columns),
-                   tuple(profile_column(n, v) for n, v in answers), tuple(notes))
+                   tuple(profile_column(n, v, classes=True) for n, v in answers), tuple(notes))
 
 
 def quantiles(column: ColumnProfile, ranks: Sequence[float]) -> list[float]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shipyard.core.monitoring.drift import JS_DRIFT, MIN_ROWS, PSI_DRIFT, QUALITY_SHARE, Thresholds
 
 DEFAULT_WINDOW = 3600.0
-_DURATION = re.compile(r"[1-9][0-9]{0,5}(ms|s|m|h|d)")
+_DURATION = re.compile(r"[1-9][0-9]{0,3}(ms|s|m|h|d)")  # at most 9999d: Prometheus keeps durations in int64 ns
 
 
 class _Strict(BaseModel):
@@ -35,8 +35,9 @@ class AlertsSpec(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)  # Project keeps a dump: for_
 
-    error_rate: float = Field(0.05, gt=0, le=1, description="share of requests answered 5xx (or timed out)")
-    latency_p99: float = Field(0.5, gt=0, description="the p99 latency SLO, in seconds")
+    error_rate: float = Field(0.05, gt=0, le=1, allow_inf_nan=False,
+                              description="share of requests answered 5xx (or timed out)")
+    latency_p99: float = Field(0.5, gt=0, le=3600, allow_inf_nan=False, description="the p99 latency SLO, in seconds")
     disagreement: float = Field(0.1, gt=0, le=1, description="share of canary or shadow answers that differ from "
                                                             "the primary's")
     drift_for: str = Field("15m", description="how long a feature stays drifted before the alert fires")
@@ -54,13 +55,16 @@ class AlertsSpec(_Strict):
     @field_validator("runbook_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and (not v.startswith(("http://", "https://")) or any(c.isspace() for c in v)):
-            raise ValueError("monitoring.alerts.runbook_url should be an http(s):// URL")
+        if v is not None and (not v.startswith(("http://", "https://")) or any(c.isspace() for c in v)
+                              or "{{" in v or "}}" in v or len(v) > 2000):
+            raise ValueError("monitoring.alerts.runbook_url should be an http(s):// URL (without {{ or }}: "
+                             "Prometheus would read them as a template)")
         return v
 
 
 class MonitoringSpec(_Strict):
-    psi: float = Field(PSI_DRIFT, gt=0, description="PSI above which a numeric feature has drifted")
+    psi: float = Field(PSI_DRIFT, gt=0, le=100, allow_inf_nan=False,
+                       description="PSI above which a numeric feature has drifted")
     js: float = Field(JS_DRIFT, gt=0, le=1, description="Jensen-Shannon distance above which a categorical "
                                                         "feature (or class output) has drifted")
     quality: float = Field(QUALITY_SHARE, gt=0, le=1, description="share of a feature's values missing (beyond the "

@@ -34,6 +34,7 @@ EPSILON = 1e-4  # the smallest share a bin counts with: an empty bin adds a larg
 PSI_DRIFT = 0.2
 JS_DRIFT = 0.1
 QUALITY_SHARE = 0.05  # a feature whose missing (beyond the reference's), out-of-range or unseen share passes this
+NOISE_FACTOR = 2.0  # a score under twice its sampling noise on the window's rows is no drift (see ``noise``)
 MIN_ROWS = 100  # below this a window's statistics are noise (PSI on 10 bins: about 9 / rows): verdict "few rows"
 DECILES = tuple(i / 10 for i in range(1, 10))
 MAX_CATEGORIES = 20  # bins of a categorical feature: its most frequent reference values, then "other"
@@ -152,6 +153,15 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 53
 
 
+def finite(value: Any) -> bool:
+    """Whether a value read from JSON is a finite number (an int of 400 digits is not: no float holds it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):
+        return -(1 << 63) < value < 1 << 63
+    return math.isfinite(value)
+
+
 @dataclass(slots=True)
 class Window:
     """What a model version saw from ``start`` to ``end`` (Unix seconds): ``rows`` rows, counted per feature on
@@ -201,8 +211,7 @@ class Window:
         if not all(isinstance(v, str) and 0 < len(v) <= 300 for v in (model, version, profile)):
             raise InvalidInputError(f"{where}: model, version and profile must be short strings")
         start, end, rows = d.get("start"), d.get("end"), d.get("rows")
-        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
-                   for t in (start, end)) or not _count(rows):
+        if not all(finite(t) for t in (start, end)) or not _count(rows):
             raise InvalidInputError(f"{where}: start and end must be times, rows a count")
         window = cls(str(model), str(version), str(profile), float(start), float(end), int(rows))  # type: ignore[arg-type]
         for side, target in (("inputs", window.inputs), ("outputs", window.outputs)):
@@ -286,6 +295,17 @@ def score(bins: FeatureBins, counts: FeatureCounts) -> float | None:
     return (js_distance if bins.statistic == JS else psi)(bins.expected, counts.bins)
 
 
+def noise(bins: FeatureBins, rows: int) -> float:
+    """The score ``rows`` rows drawn from the reference itself get on average, from sampling alone: PSI about
+    (bins - 1) / rows, the Jensen-Shannon distance about sqrt((bins - 1) / (8 rows ln 2)) (both from the
+    chi-squared limit). Many bins and few rows give a noisy score: a category of 20 values on 100 rows scores
+    about 0.19 with no drift at all."""
+    if rows <= 0:
+        return math.inf
+    degrees = max(len(bins.expected) - 1, 1)
+    return math.sqrt(degrees / (8 * rows * math.log(2))) if bins.statistic == JS else degrees / rows
+
+
 def assess(baseline: Baseline, window: Window, thresholds: Thresholds = Thresholds()) -> list[FeatureDrift]:
     """Each watched input feature and output of ``baseline``, scored on ``window``, in the reference's order."""
     found = []
@@ -295,7 +315,8 @@ def assess(baseline: Baseline, window: Window, thresholds: Thresholds = Threshol
             value = score(bins, counts)
             limit = thresholds.js if bins.statistic == JS else thresholds.psi
             rows = counts.present + counts.missing
-            drifted = value is not None and rows >= thresholds.min_rows and value > limit
+            drifted = value is not None and rows >= thresholds.min_rows and value > limit \
+                and value > NOISE_FACTOR * noise(bins, counts.present)
             quality = rows > 0 and max(counts.missing / rows - bins.missing_rate, counts.out_of_range / rows,
                                        counts.unseen / rows) > thresholds.quality
             verdict = DRIFT if drifted else QUALITY if quality else FEW_ROWS if rows < thresholds.min_rows else OK

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from shipyard.core.monitoring.drift import WINDOW_KIND, Baseline, Window
+from shipyard.core.monitoring.drift import WINDOW_KIND, Baseline, Window, finite
 from shipyard.errors import InvalidInputError
 
 MAX_LINE_BYTES = 1024 * 1024  # a logged request with its payload, or a window of 100 features, fits many times
@@ -279,7 +279,7 @@ def _lines(data: bytes) -> Iterator[tuple[bytes, bool]]:
 
 
 def _number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite(value)
 
 
 def _scalar(value: Any) -> bool:

@@ -216,10 +216,19 @@ class Client:
         from shipyard.wiring import flavor as get_flavor
 
         check_model_name(name)
-        if reference is not None:  # before anything is saved: a missing extra registers nothing
-            from shipyard.wiring.monitoring import require_profiling
+        profile = None
+        if reference is not None:  # profiled before anything is saved: a reference that fails registers nothing
+            from shipyard.errors import InvalidInputError, ShipyardError
+            from shipyard.wiring.monitoring import profile_reference
 
-            require_profiling()
+            try:
+                answers = get_flavor(flavor).predict(model, reference)
+            except ShipyardError:
+                raise
+            except Exception as exc:  # the model's own error on this data: nothing is registered
+                raise InvalidInputError(f"reference: the model cannot answer on it ({type(exc).__name__}: "
+                                        f"{str(exc)[:300]}); give the data it was trained on, or a sample") from exc
+            profile = profile_reference(reference, answers)
         svc = self.services
         with tempfile.TemporaryDirectory(prefix="shipyard-save-") as tmp:
             folder = Path(tmp) / "model"
@@ -235,10 +244,10 @@ class Client:
             from shipyard.wiring.signing import record_version_provenance
 
             record_version_provenance(svc, mv, current)
-        if reference is not None:
+        if profile is not None:
             from shipyard.wiring.monitoring import record_profile
 
-            record_profile(svc, mv, reference, get_flavor(flavor).predict(model, reference))
+            record_profile(svc, mv, profile)
         return mv
 
     def register_model(self, model_uri: PathLike, name: str) -> ModelVersion:

@@ -60,6 +60,9 @@ def render(
         _check_registered(model)
     # one model's rules have a folder of their own: rendering another model's never replaces them
     folder = output if output is not None else root / DEFAULT_DIR / model if model else root / DEFAULT_DIR
+    if output is None and any(p.is_symlink() for p in (root / DEFAULT_DIR, folder)):
+        raise InvalidInputError(f"{root / DEFAULT_DIR} (or its folder for {model}) is a link: the default folder is "
+                                "written only inside the project; remove the link, or give --output")
     name = f"shipyard-{k8s_name(model)}" if model else "shipyard"
     labels = {"app.kubernetes.io/part-of": "shipyard", "app.kubernetes.io/managed-by": "shipyard",
               **({"app.kubernetes.io/name": k8s_name(model)} if model else {})}
