@@ -81,6 +81,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None, "test_readme.py" not in item.nodeid))
 
 
+def wait_until(what: str, check: Any, timeout: float = 30.0, interval: float = 0.25) -> Any:
+    """``check()``'s first truthy answer, asked every ``interval`` s; fails naming ``what`` past ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(interval)
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM ``proc`` and wait for it; SIGKILL it if it does not stop within ``timeout`` s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def interruptible() -> None:
     """``preexec_fn`` for a child a test interrupts with SIGINT: it starts as from a terminal, whatever a library
     of an earlier test left on this worker (an ignored or blocked SIGINT is inherited across exec, and the child
@@ -292,10 +315,5 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_http(f"{address}/v1/sys/health", proc, "bao", folder / "bao.log")
         yield address
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        stop(proc)
         log.close()

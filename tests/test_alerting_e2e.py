@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shipyard.interfaces.cli.app import app
-from tests.conftest import cli_env, free_port, wait_for_http
+from tests.conftest import cli_env, free_port, stop, wait_for_http, wait_until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("prometheus-alertmanager") is None,
@@ -116,16 +115,6 @@ def query(prometheus: str, path: str, **params: str) -> Any:
     return body
 
 
-def until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
-
-
 @contextlib.contextmanager
 def process(cmd: list[str], log: Path, **kw: Any) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "wb") as out:
@@ -133,13 +122,7 @@ def process(cmd: list[str], log: Path, **kw: Any) -> Iterator[subprocess.Popen[b
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc, timeout=20)
 
 
 def register(root: Path) -> None:
@@ -223,7 +206,7 @@ def test_drift_alert_reaches_the_receiver_only_when_the_traffic_shifts(tmp_path:
 
         # (3) in-distribution: both features' drift is measured on enough rows, and the rule stays quiet (not
         # even pending) for longer than its `for`
-        seen = until("the drift gauges in Prometheus", lambda: (lambda v: v if len(v) == 2 else None)(
+        seen = wait_until("the drift gauges in Prometheus", lambda: (lambda v: v if len(v) == 2 else None)(
             drift_values()))
         assert all(value < 0.2 for value in seen.values()), seen
         quiet_until = time.monotonic() + 3
@@ -238,7 +221,7 @@ def test_drift_alert_reaches_the_receiver_only_when_the_traffic_shifts(tmp_path:
         # (4) x0 shifts by two standard deviations: the alert fires and reaches the receiver
         shift = np.array([2.0, 0.0])
         traffic.make = lambda: (rng.normal(0.0, 1.0, size=(40, 2)) + shift).tolist()
-        [alert] = until("the drift alert at the webhook receiver", lambda: receiver.named(DRIFT))
+        [alert] = wait_until("the drift alert at the webhook receiver", lambda: receiver.named(DRIFT))
         assert alert["status"] == "firing"
         assert {k: alert["labels"][k] for k in ("model", "version", "feature", "statistic", "severity")} == {
             "model": MODEL, "version": "1", "feature": "x0", "statistic": "psi", "severity": "ticket"}

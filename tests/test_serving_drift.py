@@ -26,7 +26,7 @@ from shipyard.interfaces.serving.logs import InferenceLog
 from shipyard.interfaces.serving.middleware.metrics import Metrics
 from shipyard.wiring import Services, from_environment
 from shipyard.wiring.monitoring import baseline, count_rows
-from tests.conftest import cli_env, free_port, serving_process
+from tests.conftest import cli_env, free_port, serving_process, wait_until
 
 pytestmark = pytest.mark.xdist_group("serving-drift")  # one project and one server for the module, in order
 
@@ -118,13 +118,7 @@ def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: s
 
 
 def _wait(what: str, ready: Callable[[], Any], seconds: float = 15.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = ready()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
-        time.sleep(0.1)
+    return wait_until(what, ready, seconds, interval=0.1)
 
 
 def _window_of(url: str, version: str, rows: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
