@@ -76,7 +76,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked slow first, the README's tour (the longest) before them; a stable sort keeps the rest in
-    order. Each worker of ``-n 2`` starts on a long one (the tour, the container tests' group) instead of finding
+    order. Each worker of ``-n 3`` starts on a long one (the tour, the container tests' group) instead of finding
     one left at the end, when the other worker has run out of work."""
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None, "test_readme.py" not in item.nodeid))
 

@@ -49,7 +49,7 @@ def test_tests_add_the_dev_extras_then_lint_typecheck_and_pytest(tmp_path: Path)
     assert '-e ".[dev]"' in test and "-m venv" not in test
     steps = [line.split()[0].rsplit("/", 1)[-1] for line in test.splitlines()[-5:]]
     assert steps[-4:] == ["ruff", "lint-imports", "mypy", "python"]
-    assert test.splitlines()[-1].endswith(" -m pytest -n 2 --dist loadgroup")
+    assert test.splitlines()[-1].endswith(" -m pytest -n 3 --dist loadgroup")
 
 
 def test_lint_is_ruff_and_import_linter_and_typecheck_is_mypy(tmp_path: Path) -> None:
