@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tarfile
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import stop
 
 DEBOOTSTRAP_ARGS = ("--variant=minbase", "--include=python3", "bookworm")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -104,7 +105,7 @@ def start_dockerd(tmp: Path) -> Iterator[Daemon]:
             time.sleep(0.2)
         yield daemon
     finally:
-        _stop(proc, 20)
+        stop(proc, 20)
         log.close()
         for mounted in _mounts_under(tmp):  # de/netns/default stays mounted after dockerd stops: tmp would stay
             subprocess.run(["umount", "-l", mounted], capture_output=True, check=False)
@@ -158,18 +159,8 @@ def start_registry(tmp: Path) -> Iterator[str]:
                 time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
-        _stop(proc, 10)
+        stop(proc, 10)
         log.close()
-
-
-def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM, then SIGKILL past ``grace`` seconds."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def _tail(path: Path) -> str:
