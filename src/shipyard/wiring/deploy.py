@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from shipyard.core.deploy.argocd import Source
     from shipyard.core.deploy.config import DeploySpec
     from shipyard.core.deploy.manifests import Options
-    from shipyard.core.monitoring.config import MonitoringSpec
     from shipyard.core.registry.records import ModelVersion
     from shipyard.wiring import Services
 
@@ -137,14 +136,6 @@ def deploy_spec(svc: Services) -> DeploySpec:
     from shipyard.core.project.loader import load_config
 
     return deploy_config(load_config(svc.settings.project_root).deploy)
-
-
-def monitoring_spec(svc: Services) -> MonitoringSpec:
-    """shipyard.yaml's monitoring: section: the thresholds of the PrometheusRule in the deploy base."""
-    from shipyard.core.monitoring.config import monitoring_config
-    from shipyard.core.project.loader import load_config
-
-    return monitoring_config(load_config(svc.settings.project_root).monitoring)
 
 
 def has_gitops_repository(root: Path, spec: DeploySpec) -> bool:
@@ -447,8 +438,10 @@ def render_environment(svc: Services, ref: str, env: str, *, image: str | None =
     target = Target(model=mv.model, version=mv.version, env=env, image=chosen, record_digest=mv.record_digest(),
                     gpu=is_gpu(svc, mv), stable_version=stable_version(svc, mv.model, env_spec.alias or env)
                     if stable == "alias" else stable)
+    from shipyard.wiring.monitoring import monitoring_spec
+
     try:
-        current = plan(spec, target, options, monitoring=monitoring_spec(svc))
+        current = plan(spec, target, options, monitoring=monitoring_spec(svc.settings.project_root))
         others = [plan(spec, replace(target, env=e)) for e in sorted(spec.environments) if e != env] \
             if spec.argocd.application_set else []
     except ValueError as exc:

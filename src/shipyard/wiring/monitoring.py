@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from shipyard.core.monitoring.config import MonitoringSpec
     from shipyard.core.monitoring.drift import Baseline, Window
     from shipyard.core.monitoring.profile import Profile
     from shipyard.core.monitoring.summary import MonitorReport
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
     from shipyard.wiring import Services
 
 MAX_PROFILE_BYTES = 64 * 1024 * 1024  # 10,000 columns of ~5 KB sketches
+
+
+def monitoring_spec(root: Path) -> MonitoringSpec:
+    """shipyard.yaml's monitoring: section of the project at ``root`` (its defaults when there is none)."""
+    from shipyard.core.monitoring.config import monitoring_config
+    from shipyard.core.project.loader import load_config
+
+    return monitoring_config(load_config(root).monitoring)
 
 
 def profile_reference(inputs: Any, outputs: Any = None) -> Profile:
@@ -83,17 +92,15 @@ def monitor(svc: Services, mv: ModelVersion, since: str | float = "24h", logs: S
     the files or folders in ``logs``. Raises NotFoundError when ``mv`` has no reference profile."""
     import time
 
-    from shipyard.core.monitoring.config import monitoring_config
     from shipyard.core.monitoring.logs import LogReader, Period, parse_since
     from shipyard.core.monitoring.summary import MonitorReport
-    from shipyard.core.project.loader import load_config
     from shipyard.errors import InvalidInputError, NotFoundError
     from shipyard.wiring.inference_logs import count_payloads, read_logs
 
     seconds = parse_since(since) if isinstance(since, str) else float(since)
     if not 0 < seconds < float("inf"):
         raise InvalidInputError(f"the period must be some seconds long, not {seconds:g}")
-    thresholds = monitoring_config(load_config(svc.settings.project_root).monitoring).thresholds
+    thresholds = monitoring_spec(svc.settings.project_root).thresholds
     base = baseline(svc, mv)
     if base is None:
         raise NotFoundError(f"{mv.ref} has no reference profile to compare its traffic with: record one when you "

@@ -141,15 +141,16 @@ class FeatureCounts:
         if not isinstance(d, Mapping):
             raise InvalidInputError(f"{where} is not a mapping")
         counts = d.get("bins")
-        if not isinstance(counts, list) or len(counts) != bins or not all(_count(c) for c in counts):
+        if not isinstance(counts, list) or len(counts) != bins or not all(is_count(c) for c in counts):
             raise InvalidInputError(f"{where}: bins is not a list of {bins} counts")
         issues = [d.get(k, 0) for k in ISSUES]
-        if not all(_count(c) for c in issues):
+        if not all(is_count(c) for c in issues):
             raise InvalidInputError(f"{where}: {', '.join(ISSUES)} must be counts")
         return cls(list(counts), *issues)
 
 
-def _count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
+    """Whether a value read from JSON is a count: a whole number from 0 to 2^53 (no bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 53
 
 
@@ -211,7 +212,7 @@ class Window:
         if not all(isinstance(v, str) and 0 < len(v) <= 300 for v in (model, version, profile)):
             raise InvalidInputError(f"{where}: model, version and profile must be short strings")
         start, end, rows = d.get("start"), d.get("end"), d.get("rows")
-        if not all(finite(t) for t in (start, end)) or not _count(rows):
+        if not all(finite(t) for t in (start, end)) or not is_count(rows):
             raise InvalidInputError(f"{where}: start and end must be times, rows a count")
         window = cls(str(model), str(version), str(profile), float(start), float(end), int(rows))  # type: ignore[arg-type]
         for side, target in (("inputs", window.inputs), ("outputs", window.outputs)):

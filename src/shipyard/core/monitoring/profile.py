@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.core.monitoring.drift import finite
+from shipyard.core.monitoring.drift import finite, is_count
 from shipyard.errors import InvalidInputError
 
 PROFILE_FORMAT = 1
@@ -70,7 +70,7 @@ class ColumnProfile:
             raise InvalidInputError(f"{where}: a column name is missing, too long or holds control characters")
         if kind not in KINDS:
             raise InvalidInputError(f"{where}: column {name!r} has kind {str(kind)[:20]!r}, not one of {KINDS}")
-        if not isinstance(count, int) or not isinstance(missing, int) or not _count(count) or not _count(missing) \
+        if not isinstance(count, int) or not isinstance(missing, int) or not is_count(count) or not is_count(missing) \
                 or missing > count:
             raise InvalidInputError(f"{where}: column {name!r} has no valid count and missing count")
         text = d.get("sketch")
@@ -98,7 +98,7 @@ def _bins(d: Any, kind: str, where: str) -> tuple[tuple[float, ...], tuple[float
         top = d.get("top")
         if not isinstance(top, list) or len(top) > MAX_TOP or not all(
                 isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) and _NAME.fullmatch(t[0])
-                and _count(t[1]) for t in top):
+                and is_count(t[1]) for t in top):
             raise InvalidInputError(f"{where}: bins.top is not a list of at most {MAX_TOP} [value, count] pairs")
         if len({t[0] for t in top}) != len(top):
             raise InvalidInputError(f"{where}: bins.top names a value twice")
@@ -112,10 +112,6 @@ def _bins(d: Any, kind: str, where: str) -> tuple[tuple[float, ...], tuple[float
     if any(b <= a for a, b in itertools.pairwise(edges)) or abs(sum(shares) - 1) > 1e-6:
         raise InvalidInputError(f"{where}: bins' cut points must ascend and their shares add up to 1")
     return tuple(float(e) for e in edges), tuple(float(v) for v in shares), ()
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 53
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +138,7 @@ class Profile:
         if not isinstance(d, Mapping) or d.get("format") != PROFILE_FORMAT:
             raise InvalidInputError(f"{where} is not a Shipyard profile (format {PROFILE_FORMAT})")
         rows = d.get("rows")
-        if not isinstance(rows, int) or not _count(rows):
+        if not isinstance(rows, int) or not is_count(rows):
             raise InvalidInputError(f"{where}: rows is not a count")
         sides = []
         for side in (INPUTS, OUTPUTS):

@@ -45,16 +45,15 @@ def render(
     """
     from shipyard.core.deploy.manifests import k8s_name
     from shipyard.core.monitoring import alerts, dashboard
-    from shipyard.core.monitoring.config import monitoring_config
-    from shipyard.core.project.loader import load_config
     from shipyard.core.registry.refs import check_model_name
     from shipyard.errors import InvalidInputError
     from shipyard.wiring import settings_from_environment
+    from shipyard.wiring.monitoring import monitoring_spec
 
     if not JOB_RE.match(job):
         raise InvalidInputError(f"--job {job[:40]!r}: write a Prometheus job name (letters, digits, . _ : / -)")
     root = settings_from_environment().project_root
-    spec = monitoring_config(load_config(root).monitoring)
+    spec = monitoring_spec(root)
     if model is not None:
         check_model_name(model)
         _check_registered(model)

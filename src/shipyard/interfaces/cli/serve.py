@@ -200,14 +200,12 @@ def _drift_monitor(svc: Services, metrics: Metrics, log: InferenceLog | None, wi
     """The server's drift monitor (thresholds and window from shipyard.yaml's monitoring:, ``window`` first),
     and how a version's reference is found: its baseline, or the one line that says why drift is not measured
     and how to get it (never an error: a version without a profile is served, not watched)."""
-    from shipyard.core.monitoring.config import monitoring_config
-    from shipyard.core.project.loader import load_config
     from shipyard.errors import MissingExtraError
     from shipyard.interfaces.serving.drift import LiveDrift
     from shipyard.interfaces.serving.loading import failure
-    from shipyard.wiring.monitoring import baseline, count_rows
+    from shipyard.wiring.monitoring import baseline, count_rows, monitoring_spec
 
-    spec = monitoring_config(load_config(svc.settings.project_root).monitoring)
+    spec = monitoring_spec(svc.settings.project_root)
     live = LiveDrift(metrics, count_rows, window if window is not None else spec.window, spec.thresholds, log)
 
     def reference(mv: ModelVersion) -> Baseline | str:
