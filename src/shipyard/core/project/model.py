@@ -37,11 +37,30 @@ class Executor:
 class StageDef:
     cmd: str
     deps: tuple[str, ...] = ()
-    params: tuple[str, ...] = ()
-    outs: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()  # "key" (the default params file) or "FILE:key"
+    outs: tuple[str, ...] = ()  # paths as written (relative to wdir)
     metrics: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     wdir: str = "."
+    desc: str | None = None
+    plots: tuple[str, ...] = ()  # files the stage writes for plots (their options: Project.plots)
+    uncached: tuple[str, ...] = ()  # outs/metrics/plots with `cache: false`: not stored, git keeps them
+    persist: tuple[str, ...] = ()  # outs with `persist: true`: not removed before the stage runs
+    frozen: bool = False
+    always_changed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDef:
+    """A stage output ``shipyard run`` registers as a model version (shipyard.yaml ``models:``)."""
+
+    path: str
+    flavor: str
+    examples: str | None = None
+    metrics: str | None = None  # a stage name
+    desc: str | None = None
+    labels: tuple[str, ...] = ()
+    code_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,11 @@ class Project:
     signing: dict[str, Any] = field(default_factory=dict)
     scan: dict[str, Any] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=dict)  # core.monitoring.config.monitoring_config reads it
+    metrics: tuple[str, ...] = ()  # top-level metrics files (DVC's), besides the stages'
+    params_files: tuple[str, ...] = ()  # more params files to show (DVC's top-level params list)
+    # plot entries as validated, top-level then each stage's (a path, or {path or id: options}); core.plots reads them
+    plots: tuple[Any, ...] = ()
+    models: dict[str, ModelDef] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,9 +100,40 @@ class Project:
             deploy=d.get("deploy") or {}, ci=d.get("ci") or {}, policy=d.get("policy") or {},
             secrets=d.get("secrets") or {}, signing=d.get("signing") or {}, scan=d.get("scan") or {},
             monitoring=d.get("monitoring") or {},
+            metrics=tuple(d.get("metrics") or ()), params_files=tuple(d.get("params_files") or ()),
+            plots=tuple(d.get("plots") or ()) + tuple(
+                p for s in d["stages"].values() if "uncached" not in s  # validated, not from the cache
+                for p in s.get("plots") or ()),
+            models={k: _model(v) for k, v in (d.get("models") or {}).items()},
         )
 
 
+def _paths(entries: Any) -> tuple[str, ...]:
+    """The paths of outs/metrics/plots entries: ``path`` or ``{path: options}``."""
+    return tuple(e if isinstance(e, str) else next(iter(e)) for e in entries or ())
+
+
+def _flagged(d: dict[str, Any], option: str, default: bool) -> tuple[str, ...]:
+    """The paths of the stage's outs/metrics/plots whose ``option`` is not ``default``."""
+    found = []
+    for section in ("outs", "metrics", "plots"):
+        for e in d.get(section) or ():
+            if isinstance(e, dict):
+                path, opts = next(iter(e.items()))
+                if isinstance(opts, dict) and opts.get(option, default) != default:
+                    found.append(path)
+    return tuple(found)
+
+
 def _stage(d: dict[str, Any]) -> StageDef:
-    return StageDef(cmd=d["cmd"], deps=tuple(d["deps"]), params=tuple(d["params"]), outs=tuple(d["outs"]),
-                    metrics=tuple(d["metrics"]), env=tuple(d["env"]), wdir=d["wdir"])
+    if "uncached" in d:  # from to_dict (the config cache)
+        return StageDef(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})  # type: ignore[arg-type]
+    return StageDef(cmd=d["cmd"], deps=tuple(d["deps"]), params=tuple(d["params"]), outs=_paths(d["outs"]),
+                    metrics=_paths(d["metrics"]), env=tuple(d["env"]), wdir=d["wdir"], desc=d.get("desc"),
+                    plots=_paths(d.get("plots")), uncached=_flagged(d, "cache", True),
+                    persist=_flagged(d, "persist", False), frozen=bool(d.get("frozen")),
+                    always_changed=bool(d.get("always_changed")))
+
+
+def _model(d: dict[str, Any]) -> ModelDef:
+    return ModelDef(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})  # type: ignore[arg-type]

@@ -78,16 +78,35 @@ class ExecutorSpec(_Strict):
     num_cpus: float = 1.0
 
 
+class OutOptions(_Strict):
+    """DVC's per-output options (``outs: [{model.pkl: {cache: false}}]``)."""
+
+    cache: bool = Field(True, description="false: the file is not stored; git keeps it (DVC's cache: false)")
+    persist: bool = Field(False, description="true: the output is not removed before the stage runs")
+    desc: str | None = None
+
+
+# One output, a metrics file or a plot file as DVC writes it: a path, or {path: options}.
+OutEntry = str | dict[str, OutOptions]
+# One plot: a data or image file the stage writes, or {path: plot options} (x, y, template, title, ...).
+PlotEntry = str | dict[str, dict[str, object] | None]
+
+
 class StageSpec(_Strict):
     cmd: str
+    desc: str | None = Field(None, description="what the stage does, shown by `shipyard status`")
     deps: tuple[str, ...] = ()
-    params: tuple[str, ...] = Field((), description="dotted keys in the params file; FILE:key for another file")
-    outs: tuple[str, ...] = ()
-    metrics: tuple[str, ...] = Field((), description="JSON or YAML files of numbers the stage writes")
+    params: tuple[str, ...] = Field((), description="dotted keys in the params file; FILE:key for another file; "
+                                                    "DVC's {FILE: [keys]} form too")
+    outs: tuple[OutEntry, ...] = ()
+    metrics: tuple[OutEntry, ...] = Field((), description="JSON or YAML files of numbers the stage writes")
+    plots: tuple[PlotEntry, ...] = Field((), description="JSON/CSV/TSV data or images the stage writes, to plot")
     env: tuple[str, ...] = Field((), description="environment variables whose values are part of the fingerprint")
     wdir: str = "."
+    frozen: bool = Field(False, description="true: never run; its recorded outputs are used as they are")
+    always_changed: bool = Field(False, description="true: run every time, as if an input had changed")
 
-    @field_validator("deps", "params", "outs", "metrics", "env", mode="before")
+    @field_validator("deps", "params", "outs", "metrics", "plots", "env", mode="before")
     @classmethod
     def _listify(cls, v: object) -> object:
         if isinstance(v, str):
@@ -125,6 +144,20 @@ class StageSpec(_Strict):
         return v
 
 
+class ModelSpec(_Strict):
+    """A stage output that ``shipyard run`` registers as a version of the model named by the key (DVC's
+    ``artifacts:`` with ``type: model``)."""
+
+    path: str = Field(description="the stage output holding the model: a file (model.pkl) or a folder")
+    flavor: str = Field(description="sklearn, torch, onnx or python")
+    examples: str | None = Field(None, description="a file of golden inputs (.npy, .npz, .csv, .json)")
+    metrics: str | None = Field(None, description="the stage whose metrics are recorded with the version")
+    desc: str | None = None
+    labels: tuple[str, ...] = ()
+    code_paths: tuple[str, ...] = Field((), description="project folders or files the model's code needs "
+                                                        "(python flavor), stored with the version")
+
+
 class ProjectConfig(_Strict):
     version: Literal[1] = 1
     params: str = DEFAULT_PARAMS_FILE
@@ -142,11 +175,37 @@ class ProjectConfig(_Strict):
     signing: SigningSpec = SigningSpec()
     scan: ScanSpec = ScanSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    metrics: tuple[str, ...] = Field((), description="metrics files shown by `exp show` and `metrics diff` "
+                                                     "(DVC's top-level metrics), besides the stages' own")
+    params_files: tuple[str, ...] = Field((), description="more params files shown by `exp show` and `params diff` "
+                                                          "(DVC's top-level `params:` list)")
+    plots: tuple[PlotEntry, ...] = Field((), description="plots over stage outputs (DVC's top-level plots)")
+    models: dict[str, ModelSpec] = Field({}, description="stage outputs registered as model versions by `shipyard run`")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dvc_params_list(cls, data: object) -> object:
+        # DVC's top-level `params:` is a list of params files to show; ours (a string) names the default file
+        if isinstance(data, dict) and isinstance(data.get("params"), list):
+            data = dict(data)
+            data["params_files"] = tuple(data.pop("params"))
+        return data
 
     @field_validator("params")
     @classmethod
     def _params_file(cls, v: str) -> str:
         params_file(v)
+        return v
+
+    @field_validator("metrics", "params_files", "plots", mode="before")
+    @classmethod
+    def _listify(cls, v: object) -> object:
+        if v is None:
+            return ()
+        if isinstance(v, str):
+            return (v,)
+        if isinstance(v, list):
+            return tuple(v)
         return v
 
     @field_validator("store", mode="before")
@@ -162,7 +221,7 @@ class ProjectConfig(_Strict):
                              f"endpoint_url:, region:, profile:) (got {type(v).__name__} {str(v)[:40]})")
         return v
 
-    @field_validator("stages", "remotes", mode="before")
+    @field_validator("stages", "remotes", "models", mode="before")
     @classmethod
     def _empty_section(cls, v: object) -> object:
         return {} if v is None else v  # `stages:` with its entries commented out, as the template shows them
