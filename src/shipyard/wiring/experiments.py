@@ -31,18 +31,19 @@ def experiments(svc: Services, where: str | None = None, order_by: str | None = 
     from shipyard.core.lineage.search import Condition
 
     tagged = svc.meta.search_runs([Condition("tags", exps.PIPELINE_RUN_TAG, ">", "")], MAX_STAGE_RUNS, None)
-
-    def fetch(ids: Sequence[str]) -> list[RunRecord]:
-        found = []
-        for run_id in ids[:MAX_FETCHED]:
-            try:
-                found.append(svc.meta.get_run(run_id))
-            except NotFoundError:
-                continue
-        return found
-
-    joined = exps.join(tagged, fetch, svc.tracker.status_of)
+    joined = exps.join(tagged, lambda ids: fetch_runs(svc, ids), svc.tracker.status_of)
     return exps.select(joined, where, order_by, limit)
+
+
+def fetch_runs(svc: Services, ids: Sequence[str]) -> list[RunRecord]:
+    """The runs ``ids`` names that exist (at most ``MAX_FETCHED``): reused runs a pipeline run names."""
+    found = []
+    for run_id in ids[:MAX_FETCHED]:
+        try:
+            found.append(svc.meta.get_run(run_id))
+        except NotFoundError:
+            continue
+    return found
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def params_side(revs: Revisions, rev: str | None) -> Side:
     configs = _configs(revs, revision)
     if revision.kind in ("run", "model"):
         default = configs[0].params if configs else "params.yaml"
-        return Side(revision.label, recorded_params(revs.recorded(revision).params, default), recorded=True)
+        return Side(revision.label, recorded_params(revs.recorded(revision).params, default))
     wanted: dict[str, list[str]] = {}
     for config in configs:
         for path, keys in params_keys(config).items():

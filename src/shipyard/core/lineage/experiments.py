@@ -71,12 +71,15 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
     """
     groups: dict[str, list[RunRecord]] = {}
     by_id: dict[str, RunRecord] = {}
+    uses: dict[str, dict[str, str]] = {}
     for run in runs:
         by_id[run.id] = run
         pid = run.tags.get(PIPELINE_RUN_TAG)
         if pid:
             groups.setdefault(pid, []).append(run)
-    wanted = {rid for group in groups.values() for r in group for rid in uses_of(r).values()} - by_id.keys()
+            if PIPELINE_USES_TAG in run.tags:
+                uses[run.id] = uses_of(run)
+    wanted = {rid for used in uses.values() for rid in used.values()} - by_id.keys()
     if wanted:
         by_id.update((r.id, r) for r in fetch(sorted(wanted)))
     out = []
@@ -84,7 +87,7 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
         group.sort(key=lambda r: (r.start_time, r.id))
         used: dict[str, str] = {}
         for r in group:
-            used.update(uses_of(r))
+            used.update(uses.get(r.id, ()))
         stages: dict[str, tuple[float, RunRecord]] = {}
         for stage, rid in used.items():
             found = by_id.get(rid)
@@ -97,7 +100,7 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
         for _, r in sorted(stages.values(), key=lambda item: (item[0], item[1].id)):
             params.update(r.params)
             metrics.update(r.metrics)
-        statuses = {(status_of(r) if status_of else r.status) for r in group}
+        statuses = {status_of(r) if status_of and r.status is RunStatus.RUNNING else r.status for r in group}
         status = next((s for s in (RunStatus.FAILED, RunStatus.KILLED, RunStatus.RUNNING) if s in statuses),
                       RunStatus.FINISHED)
         first = group[0]
