@@ -100,6 +100,11 @@ class Revisions:
             return Revision(rev, "commit", commit)
         if re.fullmatch(r"[0-9a-f]{4,32}", rev) and self._run_exists(rev):  # a run id's unique prefix
             return Revision(rev, "run")
+        from shipyard.adapters.vcs.git import find_repo
+
+        if find_repo(self.root) is None:
+            raise InvalidInputError(f"{self.root} is in no git repository, so {rev[:80]!r} names no commit: compare "
+                                    "the workspace with a run id (`shipyard runs list`) or a model version (iris@3)")
         raise InvalidInputError(f"unknown revision {rev[:80]!r}: give a git revision (HEAD, HEAD~1, a branch, a "
                                 "commit), 'workspace', a run id (`shipyard runs list`) or a model version (iris@3)")
 

@@ -141,4 +141,4 @@ def _delta(old: Any, new: Any) -> float | None:
     a, b = _number(old), _number(new)
     if a is None or b is None:
         return None
-    return b - a
+    return float(f"{b - a:.12g}")  # 0.56 - 0.53 is 0.03, not 0.030000000000000027
