@@ -30,7 +30,8 @@ def experiments(svc: Services, where: str | None = None, order_by: str | None = 
     from shipyard.core.lineage import experiments as exps
     from shipyard.core.lineage.search import Condition
 
-    tagged = svc.meta.search_runs([Condition("tags", exps.PIPELINE_RUN_TAG, ">", "")], MAX_STAGE_RUNS, None)
+    tagged = svc.meta.search_runs([Condition("tags", exps.PIPELINE_RUN_TAG, ">", "")], MAX_STAGE_RUNS, None,
+                                  lineage=False)
     joined = exps.join(tagged, lambda ids: fetch_runs(svc, ids), svc.tracker.status_of)
     return exps.select(joined, where, order_by, limit)
 

@@ -339,7 +339,8 @@ def _pipeline_params(svc: Services, run: RunRecord) -> dict[str, str]:
     pipeline_run = run.tags.get(PIPELINE_RUN_TAG)
     if not pipeline_run:
         return dict(run.params)
-    group = svc.meta.search_runs([Condition("tags", PIPELINE_RUN_TAG, "=", pipeline_run)], 1000, None)
+    group = svc.meta.search_runs([Condition("tags", PIPELINE_RUN_TAG, "=", pipeline_run)], 1000, None,
+                                 lineage=False)
     joined = join(group, lambda ids: fetch_runs(svc, ids))
     return {**(joined[0].params if joined else {}), **run.params}
 

@@ -198,24 +198,25 @@ class SqlRuns(SqlBase):
         return out
 
     def search_runs(self, conditions: Sequence[Condition], limit: int,
-                    order_by: str | None) -> list[RunRecord]:
+                    order_by: str | None, lineage: bool = True) -> list[RunRecord]:
         query = sa.select(t.runs)
         for cond in conditions:
             query = query.where(_condition(cond))
         query = query.order_by(*_order(order_by)).limit(limit)
         with self.read() as conn:
-            return self._hydrate(conn, conn.execute(query).all())
+            return self._hydrate(conn, conn.execute(query).all(), lineage)
 
-    def _hydrate(self, conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord]:
+    def _hydrate(self, conn: sa.Connection, rows: Sequence[sa.Row[Any]], lineage: bool = True) -> list[RunRecord]:
         ids = [r.id for r in rows]
         params = _pairs(conn, t.params, ids)
         tags = _pairs(conn, t.tags, ids)
         metrics = _pairs(conn, t.latest_metrics, ids)
         inputs = {run_id: {path: _digest(d, run_id) for path, d in pairs.items()}
-                  for run_id, pairs in _pairs(conn, t.run_inputs, ids, value="digest", key="path").items()}
+                  for run_id, pairs in _pairs(conn, t.run_inputs, ids if lineage else [], value="digest",
+                                              key="path").items()}
         arts: dict[str, list[ArtifactRecord]] = {}
         ra = t.run_artifacts.c
-        for i in range(0, len(ids), _CHUNK):
+        for i in range(0, len(ids) if lineage else 0, _CHUNK):
             q = sa.select(ra.run_id, ra.path, ra.digest, ra.size, ra.is_dir).where(ra.run_id.in_(ids[i:i + _CHUNK]))
             for run_id, path, digest, size, is_dir in conn.execute(q.order_by(ra.run_id, ra.path)).all():
                 arts.setdefault(run_id, []).append(ArtifactRecord(path, _digest(digest, run_id), size, bool(is_dir)))
