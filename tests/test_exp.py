@@ -181,6 +181,11 @@ def test_workspace_against_head_by_default(proj: Path) -> None:
         assert shown["loss.train"]["change"] == 0
         one = {c["key"] for c in as_json("metrics", "diff", "HEAD~1")["changes"]}  # one argument: it vs the workspace
         assert one == {"acc", "loss.train", "f1"}
+        metrics.write_bytes(b'{"acc": 1, "pad": "' + b"x" * (9 * 1024 * 1024) + b'"}')  # a huge file: refused
+        huge = cli("metrics", "diff")
+        assert isinstance(huge.exception, InvalidInputError)
+        assert str(huge.exception).startswith("metrics.json at workspace is 9437") and "more than the 8388608" in str(
+            huge.exception)
     finally:
         metrics.write_bytes(saved)
     assert "no metrics changed between HEAD" in ok("metrics", "diff")
@@ -342,3 +347,17 @@ def test_outside_a_git_repository_only_runs_and_versions_compare(tmp_path: Path,
         revs.resolve("HEAD")
     (tmp_path / "metrics.json").write_text('{"acc": 1}')
     assert revs.read("metrics.json") == b'{"acc": 1}'
+
+
+def test_files_follow_a_stages_wdir_and_toml_params_read() -> None:
+    from shipyard.core.lineage.valuediff import flat_params, parse_file
+    from shipyard.core.project.model import Project, StageDef
+    from shipyard.wiring.experiments import metrics_files, params_keys
+
+    config = Project(stages={"s": StageDef(cmd="x", params=("lr", "conf.toml:opt.b"), metrics=("m.json",),
+                                           wdir="sub")}, metrics=("top.json",), params_files=("extra.yaml",))
+    assert params_keys(config) == {"sub/params.yaml": ["lr"], "sub/conf.toml": ["opt.b"], "extra.yaml": [""]}
+    assert metrics_files(config) == ["top.json", "sub/m.json"]
+    assert flat_params(parse_file(b"[opt]\nb = 2\nname = 'x'\n", "conf.toml")) == {"opt.b": "2", "opt.name": "x"}
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_file(b"[opt", "conf.toml")

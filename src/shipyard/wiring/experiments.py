@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shipyard.core.boundedyaml import MAX_BYTES  # metrics and params files: the bound of every YAML file
 from shipyard.errors import ConfigError, InvalidInputError, NotFoundError, ShipyardError
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def metrics_side(revs: Revisions, rev: str | None) -> Side:
         return Side(revision.label, {"": dict(revs.recorded(revision).metrics)}, recorded=True)
     files = sorted({p for config in _configs(revs, revision) for p in metrics_files(config)})
     values: Values = {}
-    for path, raw in revs.read_many(files, revision).items():
+    for path, raw in revs.read_many(files, revision, MAX_BYTES).items():
         if raw is not None:
             values[path] = flat_metrics(_parsed(raw, path, revision))
     return Side(revision.label, values)
@@ -88,7 +89,7 @@ def params_side(revs: Revisions, rev: str | None) -> Side:
         for path, keys in params_keys(config).items():
             wanted.setdefault(path, []).extend(keys)
     values: Values = {}
-    for path, raw in revs.read_many(sorted(wanted), revision).items():
+    for path, raw in revs.read_many(sorted(wanted), revision, MAX_BYTES).items():
         if raw is not None:
             values[path] = pick(flat_params(_parsed(raw, path, revision)), wanted[path])
     return Side(revision.label, values)
@@ -106,11 +107,12 @@ def params_keys(config: Project) -> dict[str, list[str]]:
     """``{params file: keys}`` the stages use (``""``: the whole file), and the files of ``params_files``."""
     out: dict[str, list[str]] = {}
     for spec in config.stages.values():
-        for item in spec.params:
+        for item in spec.params:  # a stage with a wdir reads its params files from there, the default one too
             path, sep, key = item.rpartition(":")
-            out.setdefault(_in_wdir(spec.wdir, path) if sep else config.params, []).append(key)
+            out.setdefault(_in_wdir(spec.wdir, path if sep else config.params), []).append(key)
     for path in config.params_files:
         out.setdefault(path, []).append("")
+    out.pop("", None)  # a file outside the project (refused when shipyard.yaml loads): never read
     return out
 
 
@@ -141,6 +143,6 @@ def _parsed(raw: bytes, path: str, revision: Revision) -> object:
     from shipyard.core.lineage.valuediff import parse_file
 
     try:
-        return parse_file(raw, f"{path} at {revision.label}")
+        return parse_file(raw, f"{path} at {revision.label}", path)
     except ConfigError as exc:
         raise InvalidInputError(str(exc)) from None

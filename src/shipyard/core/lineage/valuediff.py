@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.core.boundedyaml import load_json, load_yaml
+from shipyard.errors import ConfigError
 
 Values = dict[str, dict[str, Any]]  # path -> key -> value
 RECORDED = ""  # the path of a recorded value no file of the other side holds
@@ -37,10 +38,20 @@ class Change:
         return {"path": self.path, "key": self.key, "old": self.old, "new": self.new, "change": self.change}
 
 
-def parse_file(raw: bytes, source: str) -> Any:
-    """A metrics or params file's body: JSON for ``.json``, else YAML (bounded parsers: ConfigError when it is
-    not one)."""
-    return load_json(raw, source) if source.endswith(".json") else load_yaml(raw, source)
+def parse_file(raw: bytes, source: str, name: str | None = None) -> Any:
+    """A metrics or params file's body by its ``name``'s suffix: JSON, TOML, else YAML (bounded parsers; a
+    ConfigError naming ``source`` when it is not one)."""
+    name = name or source
+    if name.endswith(".json"):
+        return load_json(raw, source)
+    if name.endswith(".toml"):
+        import tomllib
+
+        try:
+            return tomllib.loads(raw.decode())
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{source}: not valid TOML: {' '.join(str(exc).split())[:200]}") from None
+    return load_yaml(raw, source)
 
 
 def flat_metrics(body: Any) -> dict[str, float]:
