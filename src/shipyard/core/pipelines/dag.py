@@ -48,6 +48,7 @@ class Pipeline:
         """``targets`` and everything upstream of them, in run order (all stages by default)."""
         if not targets:
             return list(self.order)
+        targets = self.expand(targets)
         unknown = [t for t in targets if t not in self.stages]
         if unknown:
             raise NotFoundError(f"unknown stage {unknown[0]!r}; shipyard.yaml defines: "
@@ -60,6 +61,15 @@ class Pipeline:
                 wanted.add(name)
                 stack.extend(self.stages[name].upstream)
         return [n for n in self.order if n in wanted]
+
+    def expand(self, targets: list[str]) -> list[str]:
+        """``targets`` with each foreach/matrix group name (``train``) replaced by its stages (``train@...``),
+        as DVC takes a group's name as a target."""
+        out = []
+        for target in targets:
+            group = [] if target in self.stages else [n for n in self.order if n.startswith(f"{target}@")]
+            out.extend(group or [target])
+        return out
 
     def downstream(self, name: str) -> set[str]:
         out: set[str] = set()

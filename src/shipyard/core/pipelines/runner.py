@@ -100,7 +100,7 @@ class PipelineRunner:
     def status(self, targets: list[str] | None = None, force: bool = False) -> list[StageStatus]:
         names = self.pipeline.select(targets)
         return check(self.pipeline, names, self.ws, self.lock, self.params, self.environ,
-                     _forced(targets, names, force))
+                     _forced(self.pipeline.expand(targets) if targets else None, names, force))
 
     def run(self, targets: list[str] | None = None, jobs: int = 1, force: bool = False) -> RunReport:
         """Bring ``targets`` (all stages by default) and what they depend on up to date.
@@ -110,7 +110,7 @@ class PipelineRunner:
         """
         names = self.pipeline.select(targets)
         selected = set(names)
-        forced = _forced(targets, names, force)
+        forced = _forced(self.pipeline.expand(targets) if targets else None, names, force)
         report = RunReport()
         done: set[str] = set()
         failed: set[str] = set()

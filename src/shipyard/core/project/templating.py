@@ -82,10 +82,10 @@ def expand(data: dict[str, Any], lines: dict[Loc, int], source: str, read: Reade
            default_params: str = "params.yaml") -> Expanded:
     """``data`` with vars loaded, ``${...}`` substituted and foreach/matrix stages generated."""
     stages = data.get("stages")
-    if stages is not None and not isinstance(stages, dict):
-        raise _error(source, lines, ("stages",), "stages should be a mapping of stage names to stages "
+    if isinstance(stages, list):
+        raise _error(source, lines, ("stages",), "stages: should be a mapping of stage names to stages "
                      "(NAME: then cmd:, deps:, outs: below it), as in dvc.yaml; a list is not")
-    for name in stages or {}:
+    for name in stages if isinstance(stages, dict) else {}:
         if isinstance(name, str) and "@" in name:
             raise _error(source, lines, ("stages", name), f"stage name {name!r}: '@' is kept for the stages "
                          "foreach and matrix generate (NAME@item)")
@@ -266,7 +266,8 @@ class _Expander:
         scope = self.load_vars(scope, data.get("vars"), ("vars",), ".")
         out = {k: v for k, v in data.items() if k != "vars"}
         stages: dict[str, Any] = {}
-        for name, definition in (data.get("stages") or {}).items():
+        given = data.get("stages")
+        for name, definition in (given.items() if isinstance(given, dict) else ()):
             loc: Loc = ("stages", name)
             if not isinstance(definition, dict) or not isinstance(name, str):
                 stages[name] = definition
@@ -281,7 +282,7 @@ class _Expander:
                 stages[name] = self.stage(name, definition, scope, loc)
             if len(stages) > MAX_STAGES:
                 raise self.fail(loc, f"stages.{name}: more than {MAX_STAGES} stages in all")
-        if "stages" in data:
+        if isinstance(given, dict):
             out["stages"] = stages
         for section in TEMPLATED_SECTIONS:
             value = data.get(section)
@@ -406,9 +407,9 @@ def _arguments(value: dict[str, Any], ex: _Expander, loc: Loc) -> str:
 
 def _not_text(where: str, inner: str, value: Any) -> str:
     kind = "a list" if isinstance(value, list) else "a mapping"
-    where = " (a mapping only in cmd, as --key value arguments)" if isinstance(value, dict) else ""
+    also = " (a mapping also into cmd, as --key value arguments)" if isinstance(value, dict) else ""
     return (f"{where}: ${{{inner.strip()}}} is {kind}, which cannot be written here: lists and mappings go "
-            f"only into foreach and matrix{where}")
+            f"only into foreach and matrix{also}")
 
 
 def _join(wdir: str, path: str) -> str:
