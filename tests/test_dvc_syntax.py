@@ -256,6 +256,8 @@ def test_a_file_without_templating_reads_no_params_file(tmp_path: Path) -> None:
     ("version: 1\nstages:\n  t@x:\n    cmd: x\n", "", "shipyard.yaml:3: stage name 't@x': '@' is kept for the stages "
      "foreach and matrix generate"),
     ("version: 1\nstages:\n  t:\n    do:\n      cmd: x\n", "", "shipyard.yaml:4: stages.t: do: goes with foreach:"),
+    ("version: 1\nstages:\n  t:\n    foreach: [\"a\\nb\"]\n    do:\n      cmd: x\n", "",
+     "shipyard.yaml:5: stages.t: cannot name a stage 't@a\\nb': the value after '@' must be 1 to 128 characters"),
 ])
 def test_templating_errors_name_the_line_and_the_variable(tmp_path: Path, text: str, params: str,
                                                           expected: str) -> None:
@@ -498,9 +500,9 @@ def test_a_frozen_stage_that_never_ran_is_an_error_that_says_so(tmp_path: Path) 
 
 
 def test_a_foreach_groups_name_selects_its_stages(tmp_path: Path) -> None:
-    root = project(tmp_path, "version: 1\nstages:\n  t:\n    foreach: [a, b]\n    do:\n      cmd: x\n  u:\n"
+    root = project(tmp_path, "version: 1\nstages:\n  t:\n    foreach: [a, data/b]\n    do:\n      cmd: x\n  u:\n"
                              "    cmd: y\n")
     pipeline = dag.build(load_config(root), root)
-    assert pipeline.select(["t"]) == ["t@a", "t@b"] and pipeline.select(["t@b"]) == ["t@b"]
+    assert pipeline.select(["t"]) == ["t@a", "t@data/b"] and pipeline.select(["t@a"]) == ["t@a"]
     with pytest.raises(NotFoundError, match="unknown stage 'tt'"):
         pipeline.select(["tt"])

@@ -120,7 +120,7 @@ DVC_OUT_KEYS = {
     "push": "every stored output is pushed; remove push:, or use cache: false to leave the file to git",
     "checkpoint": "DVC 3 dropped checkpoints too; remove checkpoint: (persist: true keeps the output between runs)",
 }
-PLOT_KEYS = ("x", "y", "template", "title", "x_label", "y_label")
+PLOT_KEYS = ("x", "y", "template", "title", "x_label", "y_label", "header")
 
 
 def _check_dvc_keys(data: dict[Any, Any], lines: dict[tuple[str | int, ...], int], source: str) -> None:

@@ -17,7 +17,7 @@ from shipyard.errors import InvalidInputError
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" would let a final newline through
 # a stage foreach or matrix generated: NAME@KEY, the key as DVC makes it (an item, a dict key, "cnn-feature1")
-GENERATED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}@[^\x00-\x1f\x7f/\\]{1,128}\Z")
+GENERATED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}@[^\x00-\x1f\x7f]{1,128}\Z")
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 

@@ -42,6 +42,7 @@ MAX_FILES = 64  # params files read for vars
 KEYCRE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")  # DVC's: `\${` escapes
 _EXPR = re.compile(r"[^.\[\]]+(?:\.[^.\[\]]+|\[[^.\[\]]+\])*\Z")
 RESERVED = ("item", "key")
+KEY = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")  # what may follow NAME@ (schema.GENERATED_NAME)
 TEMPLATED_SECTIONS = ("metrics", "params", "plots")  # besides stages: DVC's top-level sections
 
 
@@ -307,6 +308,9 @@ class _Expander:
     def _add(self, group: str, key: str, template: dict[str, Any], scope: dict[str, Any], at: Loc,
              stages: dict[str, Any]) -> None:
         generated = f"{group}@{key}"
+        if not KEY.match(key):
+            raise self.fail(at, f"stages.{group}: cannot name a stage {generated[:80]!r}: the value after '@' must be "
+                            "1 to 128 characters, none of them a control character")
         if generated in stages:
             raise self.fail(at, f"stages.{group}: generates {generated!r} twice (or another stage has its name)")
         if len(stages) >= MAX_STAGES:

@@ -108,6 +108,7 @@ def _ignore_outputs(runner: PipelineRunner, stages: list[str]) -> list[str]:
     root = runner.ws.root
     # cache: false outputs are git's to keep (DVC's meaning), so they are not ignored
     paths = [p for name in stages for p in runner.pipeline.stages[name].stored]
+    paths = [p for p in paths if not any(p.startswith(f"{q}/") for q in paths)]  # eval/metrics.json: in eval
     return [p for p in [".shipyard", *paths] if ignore(root, p) and p != ".shipyard"]
 
 
