@@ -227,8 +227,8 @@ def test_a_file_without_templating_reads_no_params_file(tmp_path: Path) -> None:
     ("version: 1\nstages:\n  a:\n    cmd: python x.py ${nope.x}\n", "",
      "shipyard.yaml:4: stages.a.cmd: unknown variable ${nope.x}"),
     ("version: 1\nstages:\n  a:\n    cmd: python x.py ${item}\n", "",
-     "shipyard.yaml:4: stages.a.cmd: unknown variable ${item}: it is defined neither in the default params file nor "
-     "in vars (item and key exist only in foreach and matrix stages)"),
+     "shipyard.yaml:4: stages.a.cmd: unknown variable ${item}: it is defined neither in params.yaml nor in vars"
+     " (item and key exist only in foreach and matrix stages)"),
     ("version: 1\nstages:\n  t:\n    foreach: [1, 2]\n    do:\n      cmd: x ${item.a}\n", "",
      "shipyard.yaml:6: stages.t@1.cmd: unknown variable ${item.a}: item is a single value, not a mapping or a list"),
     ("version: 1\nstages:\n  a:\n    cmd: x ${lst}\n", "lst: [1, 2]\n",

@@ -103,6 +103,7 @@ class _Expander:
         self.files: dict[str, Any] = {}
         self.chars = 0
         self.origins: dict[str, Loc] = {}
+        self.default = "params.yaml"  # the default params file, for messages
         self.alias: tuple[Loc, Loc] | None = None  # (template, generated stage) while a stage is generated
 
     def dotted(self, loc: Loc) -> str:
@@ -188,7 +189,7 @@ class _Expander:
                 continue
             known = ".".join(parts[:n])
             if n == 0:
-                hint = ("it is defined neither in the default params file nor in vars"
+                hint = (f"it is defined neither in {self.default} nor in vars"
                         + (" (item and key exist only in foreach and matrix stages)" if part in RESERVED else ""))
             elif isinstance(node, dict | list):
                 hint = f"{known} has no {part!r}"
@@ -261,6 +262,7 @@ class _Expander:
     # -- stages ----------------------------------------------------------------------------------------
     def run(self, data: dict[str, Any], default_params: str) -> Expanded:
         scope: dict[str, Any] = {}
+        self.default = default_params
         found = self.read(default_params, ())
         if isinstance(found, dict):
             scope = self.merge(scope, found, default_params, (), ())
