@@ -199,6 +199,13 @@ stages:
         "python train.py 7 --out model-us.hdf5", ("model-us.hdf5",))
 
 
+def test_the_default_params_file_may_be_listed_in_vars_again(tmp_path: Path) -> None:
+    text = ("version: 1\nvars:\n  - params.yaml\n  - extra.yaml\n  - params.yaml\nstages:\n  a:\n"
+            "    vars: [params.yaml]\n    cmd: echo ${lr} ${extra}\n")
+    root = project(tmp_path, text, **{"params.yaml": "lr: 1\n", "extra.yaml": "extra: 2\n"})
+    assert load_config(root).stages["a"].cmd == "echo 1 2"
+
+
 def test_whole_value_keeps_its_type_and_escapes_stay_literal(tmp_path: Path) -> None:
     text = ("version: 1\nvars:\n  - freeze: true\n    home: x\nstages:\n  a:\n    cmd: echo \\${HOME} ${home}\n"
             "    frozen: ${freeze}\n")

@@ -104,6 +104,7 @@ class _Expander:
         self.chars = 0
         self.origins: dict[str, Loc] = {}
         self.default = "params.yaml"  # the default params file, for messages
+        self.loaded: set[str] = set()  # params files merged whole into the top-level values
         self.alias: tuple[Loc, Loc] | None = None  # (template, generated stage) while a stage is generated
 
     def dotted(self, loc: Loc) -> str:
@@ -123,7 +124,10 @@ class _Expander:
             self.files[name] = self._read(name)
         return self.files[name]
 
-    def load_vars(self, scope: dict[str, Any], entries: Any, loc: Loc, wdir: str) -> dict[str, Any]:
+    def load_vars(self, scope: dict[str, Any], entries: Any, loc: Loc, wdir: str,
+                  loaded: set[str]) -> dict[str, Any]:
+        """``scope`` with the values of ``entries`` (a vars list) merged in; ``loaded``: the params files already
+        merged whole (listing one again is allowed, as in DVC: `vars: [params.yaml]`)."""
         if entries is None:
             return scope
         if not isinstance(entries, list):
@@ -138,6 +142,8 @@ class _Expander:
             elif isinstance(entry, str):
                 path, _, keys = entry.partition(":")
                 name = _join(wdir, path)
+                if name in loaded:
+                    continue
                 found = self.read(name, at)
                 if found is None:
                     raise self.fail(at, f"vars: params file {name} does not exist")
@@ -148,6 +154,8 @@ class _Expander:
                 if missing:
                     raise self.fail(at, f"vars: {name} has no {missing[0]!r}")
                 scope = self.merge(scope, {k: found[k] for k in wanted} if wanted else found, name, at, ())
+                if not wanted:
+                    loaded.add(name)
             else:
                 raise self.fail(at, f"{self.dotted(loc)}[{i}] should be a params file name or a mapping of values")
         return scope
@@ -266,7 +274,8 @@ class _Expander:
         found = self.read(default_params, ())
         if isinstance(found, dict):
             scope = self.merge(scope, found, default_params, (), ())
-        scope = self.load_vars(scope, data.get("vars"), ("vars",), ".")
+            self.loaded.add(_join(".", default_params))
+        scope = self.load_vars(scope, data.get("vars"), ("vars",), ".", self.loaded)
         out = {k: v for k, v in data.items() if k != "vars"}
         stages: dict[str, Any] = {}
         given = data.get("stages")
@@ -299,7 +308,7 @@ class _Expander:
             wdir = self.string(wdir, scope, (*loc, "wdir"), "wdir")
         if "vars" in definition:
             local = self.load_vars({k: v for k, v in scope.items() if k not in RESERVED}, definition["vars"],
-                                   (*loc, "vars"), wdir if isinstance(wdir, str) else ".")
+                                   (*loc, "vars"), wdir if isinstance(wdir, str) else ".", set(self.loaded))
             clash = [k for k in RESERVED if k in scope and k in local]
             if clash:
                 raise self.fail((*loc, "vars"), f"stages.{name}.vars: {clash[0]!r} is the foreach/matrix value "
