@@ -361,3 +361,41 @@ def test_files_follow_a_stages_wdir_and_toml_params_read() -> None:
     assert flat_params(parse_file(b"[opt]\nb = 2\nname = 'x'\n", "conf.toml")) == {"opt.b": "2", "opt.name": "x"}
     with pytest.raises(ConfigError, match="not valid TOML"):
         parse_file(b"[opt", "conf.toml")
+
+
+def stage_run(run_id: str, stage: str, pipeline_run: str, start: float, uses: str | None = None,
+              status: str = "finished", params: dict[str, str] | None = None,
+              metrics: dict[str, float] | None = None) -> Any:
+    from shipyard.core.lineage.records import CodeVersion, RunRecord, RunStatus
+
+    tags = {"shipyard.stage": stage, "shipyard.pipeline_run": pipeline_run}
+    if uses is not None:
+        tags["shipyard.pipeline_uses"] = uses
+    return RunRecord(id=run_id, name=stage, experiment="pipeline", status=RunStatus(status), start_time=start,
+                     end_time=start + 1, user="u", host="h", pid=1, code=CodeVersion(commit="c" * 40),
+                     params=params or {}, metrics=metrics or {}, tags=tags)
+
+
+def test_the_join_of_stage_runs() -> None:
+    from shipyard.core.lineage.experiments import join, select
+
+    a, b, c, d = ("a" * 32, "b" * 32, "c" * 32, "d" * 32)
+    old = [stage_run(a, "prepare", "p1", 10, params={"n": "1", "shared": "prepare"}),
+           stage_run(b, "train", "p1", 11, params={"lr": "0.1", "shared": "train"}, metrics={"acc": 0.5})]
+    new = [stage_run(c, "train", "p2", 20, uses=json.dumps({"prepare": a}), status="failed", params={"lr": "0.2"})]
+    hostile = [stage_run(d, "train", "p3", 30, uses='{"prepare": "' + "x" * 200_000 + '"}', params={"lr": "9"})]
+    fetched: list[list[str]] = []
+    rows = join([*old, *new, *hostile], lambda ids: fetched.append(list(ids)) or [])
+    assert [r.id for r in rows] == ["p3", "p2", "p1"] and fetched == []  # every reused run was at hand
+    p3, p2, p1 = rows
+    assert p1.params == {"n": "1", "shared": "train", "lr": "0.1"}  # the later stage wins a shared key
+    assert p2.params == {"n": "1", "shared": "prepare", "lr": "0.2"} and p2.reused == ("prepare",)
+    assert p2.status == "failed" and p2.metrics == {}
+    assert p3.params == {"lr": "9"} and p3.reused == ()  # a damaged uses tag is ignored
+    assert [r.id for r in select(rows, "params.n = '1'", "params.lr asc", 10)] == ["p1", "p2"]
+    assert [r.id for r in select(rows, "params.n != '1'", None, 10)] == ["p3"]
+    assert [r.id for r in select(rows, None, "metrics.acc", 10)] == ["p1", "p3", "p2"]  # no acc: last
+    missing = join(new, lambda ids: [])  # the reused run is gone: the row keeps what it has
+    assert missing[0].params == {"lr": "0.2"} and missing[0].reused == ()
+    with pytest.raises(InvalidInputError, match="exp show filters on metrics.KEY and params.KEY"):
+        select(rows, "status = 'finished'", None, 10)
