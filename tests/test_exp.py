@@ -397,5 +397,5 @@ def test_the_join_of_stage_runs() -> None:
     assert [r.id for r in select(rows, None, "metrics.acc", 10)] == ["p1", "p3", "p2"]  # no acc: last
     missing = join(new, lambda ids: [])  # the reused run is gone: the row keeps what it has
     assert missing[0].params == {"lr": "0.2"} and missing[0].reused == ()
-    with pytest.raises(InvalidInputError, match="exp show filters on metrics.KEY and params.KEY"):
+    with pytest.raises(InvalidInputError, match=r"exp show filters on metrics\.KEY and params\.KEY"):
         select(rows, "status = 'finished'", None, 10)
