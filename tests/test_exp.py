@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -385,7 +385,12 @@ def test_the_join_of_stage_runs() -> None:
     new = [stage_run(c, "train", "p2", 20, uses=json.dumps({"prepare": a}), status="failed", params={"lr": "0.2"})]
     hostile = [stage_run(d, "train", "p3", 30, uses='{"prepare": "' + "x" * 200_000 + '"}', params={"lr": "9"})]
     fetched: list[list[str]] = []
-    rows = join([*old, *new, *hostile], lambda ids: fetched.append(list(ids)) or [])
+
+    def fetch(ids: Sequence[str]) -> list[Any]:
+        fetched.append(list(ids))
+        return []
+
+    rows = join([*old, *new, *hostile], fetch)
     assert [r.id for r in rows] == ["p3", "p2", "p1"] and fetched == []  # every reused run was at hand
     p3, p2, p1 = rows
     assert p1.params == {"n": "1", "shared": "train", "lr": "0.1"}  # the later stage wins a shared key
