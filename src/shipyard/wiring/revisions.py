@@ -93,11 +93,11 @@ class Revisions:
         rev = rev.strip()
         if _RUN_ID.fullmatch(rev) and self._run_exists(rev):
             return Revision(rev, "run")
-        if "@" in rev and "{" not in rev and not rev.startswith("@"):  # iris@3, iris@production; not HEAD@{1}
-            return Revision(rev, "model")
         commit = self._commit(rev)
         if commit is not None:
             return Revision(rev, "commit", commit)
+        if "@" in rev and "{" not in rev and not rev.startswith("@"):  # iris@3, iris@production (not a branch)
+            return Revision(rev, "model")
         if re.fullmatch(r"[0-9a-f]{4,32}", rev) and self._run_exists(rev):  # a run id's unique prefix
             return Revision(rev, "run")
         from shipyard.adapters.vcs.git import find_repo
@@ -134,11 +134,12 @@ class Revisions:
     def read(self, path: str, rev: str | Revision | None = None, max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
         """The bytes of the project file ``path`` (relative to the project root) at ``rev``; None when the file
         does not exist there. Bigger than ``max_bytes``: InvalidInputError, nothing read."""
-        return self.read_many([path], rev, max_bytes)[path]
+        return next(iter(self.read_many([path], rev, max_bytes).values()))
 
     def read_many(self, paths: Sequence[str], rev: str | Revision | None = None,
                   max_bytes: int = MAX_FILE_BYTES) -> dict[str, bytes | None]:
-        """``read`` for several files of one revision, with a few git processes in all."""
+        """``read`` for several files of one revision, with a few git processes in all; keyed by each path as
+        ``safe_relpath`` cleans it (``./a.json`` is ``a.json``)."""
         revision = rev if isinstance(rev, Revision) else self.resolve(rev)
         clean = [_clean(p) for p in paths]
         if revision.kind == "workspace":
