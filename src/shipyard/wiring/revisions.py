@@ -25,6 +25,7 @@ project, its git repository or its store.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 from collections.abc import Sequence
@@ -169,8 +170,8 @@ class Revisions:
             top = self.root / folder
             if not top.is_dir() or not self._inside(top):
                 return []
-            found = sorted(p.relative_to(self.root).as_posix() for p in top.rglob("*") if p.is_file())
-            return found[:MAX_LISTED]
+            files = (p.relative_to(self.root).as_posix() for p in top.rglob("*") if p.is_file())
+            return sorted(itertools.islice(files, MAX_LISTED))  # a huge folder is not walked to its end
         if revision.kind != "commit" or revision.commit is None:
             return []
         from shipyard.adapters.vcs.revision import list_files
