@@ -236,7 +236,7 @@ def test_runs_and_model_versions_as_revisions(proj: Path) -> None:
     # run ids: the train runs of the two pipeline runs, recorded values on both sides
     both = as_json("metrics", "diff", old["stages"]["train"], new["stages"]["train"])
     assert {c["key"]: c["change"] for c in both["changes"]} == pytest.approx({"acc": 0.03, "loss.train": -0.1})
-    assert both["changes"][0]["path"] == ""
+    assert both["changes"][0]["path"] == "" and both["old"] == f"run {old['stages']['train'][:8]}"
     bad = cli("metrics", "diff", "toy@7")
     assert isinstance(bad.exception, NotFoundError)
 
@@ -383,7 +383,8 @@ def test_the_join_of_stage_runs() -> None:
     old = [stage_run(a, "prepare", "p1", 10, params={"n": "1", "shared": "prepare"}),
            stage_run(b, "train", "p1", 11, params={"lr": "0.1", "shared": "train"}, metrics={"acc": 0.5})]
     new = [stage_run(c, "train", "p2", 20, uses=json.dumps({"prepare": a}), status="failed", params={"lr": "0.2"})]
-    hostile = [stage_run(d, "train", "p3", 30, uses='{"prepare": "' + "x" * 200_000 + '"}', params={"lr": "9"})]
+    hostile = [stage_run(d, "train", "p3", 30, uses='{"prepare": "' + "x" * 200_000 + '"}',
+                         params={"lr": "9", "opt": '{"beta": [1, 2], "eps": 0.1}', "cfg.json:m": '{"k": "v"}'})]
     fetched: list[list[str]] = []
 
     def fetch(ids: Sequence[str]) -> list[Any]:
@@ -396,7 +397,9 @@ def test_the_join_of_stage_runs() -> None:
     assert p1.params == {"n": "1", "shared": "train", "lr": "0.1"}  # the later stage wins a shared key
     assert p2.params == {"n": "1", "shared": "prepare", "lr": "0.2"} and p2.reused == ("prepare",)
     assert p2.status == "failed" and p2.metrics == {}
-    assert p3.params == {"lr": "9"} and p3.reused == ()  # a damaged uses tag is ignored
+    assert p3.reused == ()  # a damaged uses tag is ignored
+    # a whole section recorded as one JSON value (DVC's `- params.yaml: [opt]`) reads as its leaves
+    assert p3.params == {"lr": "9", "opt.beta": "[1, 2]", "opt.eps": "0.1", "cfg.json:m.k": "v"}
     assert [r.id for r in select(rows, "params.n = '1'", "params.lr asc", 10)] == ["p1", "p2"]
     assert [r.id for r in select(rows, "params.n != '1'", None, 10)] == ["p3"]
     assert [r.id for r in select(rows, None, "metrics.acc", 10)] == ["p1", "p3", "p2"]  # no acc: last

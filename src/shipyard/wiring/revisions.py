@@ -60,10 +60,10 @@ class Revision:
 
     @property
     def label(self) -> str:
-        """How tables name it: ``workspace``, ``HEAD~1 (3f2a9c1d)``, the run id, ``iris@3``."""
+        """How tables name it: ``workspace``, ``HEAD~1 (3f2a9c1d)``, ``run 80267653``, ``iris@3``."""
         if self.kind == "commit" and self.commit and not self.commit.startswith(self.name):
             return f"{self.name} ({self.commit[:8]})"
-        return self.name
+        return f"run {self.name[:8]}" if self.kind == "run" else self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,15 +336,16 @@ def _pipeline_params(svc: Services, run: RunRecord) -> dict[str, str]:
     """The params of the pipeline run ``run`` belongs to, joined; the run's own when it is in none."""
     from shipyard.core.lineage.experiments import PIPELINE_RUN_TAG, join
     from shipyard.core.lineage.search import Condition
+    from shipyard.core.lineage.valuediff import expand_recorded
     from shipyard.wiring.experiments import fetch_runs
 
     pipeline_run = run.tags.get(PIPELINE_RUN_TAG)
     if not pipeline_run:
-        return dict(run.params)
+        return expand_recorded(run.params)
     group = svc.meta.search_runs([Condition("tags", PIPELINE_RUN_TAG, "=", pipeline_run)], 1000, None,
                                  lineage=False)
     joined = join(group, lambda ids: fetch_runs(svc, ids))
-    return {**(joined[0].params if joined else {}), **run.params}
+    return {**(joined[0].params if joined else {}), **expand_recorded(run.params)}
 
 
 def _clean(path: str) -> str:

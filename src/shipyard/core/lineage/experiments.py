@@ -18,6 +18,7 @@ from typing import Any
 
 from shipyard.core.lineage.records import RunRecord, RunStatus
 from shipyard.core.lineage.search import Condition, parse_filter
+from shipyard.core.lineage.valuediff import expand_recorded
 from shipyard.errors import InvalidInputError
 
 PIPELINE_RUN_TAG = "shipyard.pipeline_run"
@@ -98,7 +99,7 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
         params: dict[str, str] = {}
         metrics: dict[str, float] = {}
         for _, r in sorted(stages.values(), key=lambda item: (item[0], item[1].id)):
-            params.update(r.params)
+            params.update(expand_recorded(r.params))
             metrics.update(r.metrics)
         statuses = {status_of(r) if status_of and r.status is RunStatus.RUNNING else r.status for r in group}
         status = next((s for s in (RunStatus.FAILED, RunStatus.KILLED, RunStatus.RUNNING) if s in statuses),

@@ -20,6 +20,7 @@ from shipyard.errors import ConfigError
 
 Values = dict[str, dict[str, Any]]  # path -> key -> value
 RECORDED = ""  # the path of a recorded value no file of the other side holds
+MAX_EXPANDED_CHARS = 100_000  # a recorded section larger than this stays one value
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,24 @@ def pick(params: Mapping[str, str], keys: list[str]) -> dict[str, str]:
         if not key:
             return dict(params)
         out.update({k: v for k, v in params.items() if k == key or k.startswith(key + ".")})
+    return out
+
+
+def expand_recorded(params: Mapping[str, str]) -> dict[str, str]:
+    """A run's params with a section expanded: a stage that uses all of a section (DVC's ``- params.yaml: [train]``)
+    records ``train`` as a JSON object; it reads as ``train.lr``, ``train.depth``, as a params file's leaves."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if value.startswith("{") and len(value) <= MAX_EXPANDED_CHARS:
+            try:
+                body = json.loads(value)
+            except (ValueError, RecursionError):
+                body = None
+            if isinstance(body, dict) and body:
+                file, sep, name = key.rpartition(":")
+                out.update({f"{file}{sep}{leaf}": v for leaf, v in flat_params({name: body}).items()})
+                continue
+        out[key] = value
     return out
 
 
