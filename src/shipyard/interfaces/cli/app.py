@@ -18,6 +18,7 @@ from shipyard.interfaces.cli import (
     models,
     monitor,
     pipeline,
+    plots,
     policy,
     project,
     promote,
@@ -50,6 +51,7 @@ app.add_typer(ci.app, name="ci")
 app.add_typer(policy.app, name="policy")
 app.add_typer(signing.keys_app, name="keys")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(plots.app, name="plots")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
