@@ -107,9 +107,6 @@ def _chart(chart: Chart, revs: list[str], n: int) -> str:
     plot = chart.plot
     x_title = plot.x_label or _one({line.x_field for line in chart.lines})
     y_title = plot.y_label or _one({line.y_field for line in chart.lines})
-    if template.startswith("bar_horizontal"):
-        x_title, y_title = plot.x_label or _one({line.y_field for line in chart.lines}), \
-            plot.y_label or _one({line.x_field for line in chart.lines})
     fig.update_layout(title=_text(plot.title or plot.id), height=400, margin=_MARGIN, legend=_LEGEND,
                       xaxis_title=_text(x_title), yaxis_title=_text(y_title), showlegend=True,
                       hovermode="closest")
@@ -167,7 +164,7 @@ def _bars(fig: Any, chart: Chart, revs: list[str]) -> None:
         style = _style(chart, revs, i)
         fig.add_trace(go.Bar(x=[p[0] for p in pairs], y=[_text(str(p[1]) if not isinstance(p[1], float)
                                                                 else f"{p[1]:g}") for p in pairs],
-                             orientation="h", name=_text(line.name(chart, len(revs))),
+                             orientation="h", name=_text(line.rev if len(revs) > 1 else line.x_field),
                              marker_color=style["color"]))
     fig.update_layout(barmode="group", yaxis_type="category")
     if chart.plot.template == "bar_horizontal_sorted":
