@@ -48,16 +48,16 @@ def definitions(root: Path) -> list[PlotDef]:
     return parse_plots(list(load_config(root).plots))
 
 
-def chosen(root: Path, targets: Sequence[str], overrides: Overrides | None) -> list[PlotDef]:
-    """The plots to draw: those ``targets`` name (plot ids, or paths relative to the working folder), else all
-    declared ones; with the command line's options applied."""
+def chosen(root: Path, targets: Sequence[str], overrides: Overrides | None, cwd: Path | None = None) -> list[PlotDef]:
+    """The plots to draw: those ``targets`` name (plot ids, or paths relative to ``cwd``, by default the working
+    folder), else all declared ones; with the command line's options applied."""
     from shipyard.core.plots.spec import select
     from shipyard.core.workspace.paths import project_path
 
     declared = definitions(root)
     if targets:
         ids = {p.id for p in declared}
-        named = [t if t in ids else project_path(root, t, "plot target") for t in targets]
+        named = [t if t in ids else project_path(root, t if cwd is None else cwd / t, "plot target") for t in targets]
         plots = select(declared, named)
     else:
         plots = declared
@@ -67,16 +67,16 @@ def chosen(root: Path, targets: Sequence[str], overrides: Overrides | None) -> l
     return [overrides.apply(p) for p in plots] if overrides is not None else plots
 
 
-def show(root: Path, targets: Sequence[str] = (), overrides: Overrides | None = None) -> Page:
+def show(root: Path, targets: Sequence[str] = (), overrides: Overrides | None = None, cwd: Path | None = None) -> Page:
     """The page of the workspace's plots."""
     from shipyard.adapters.plots.files import WorkspaceFiles
     from shipyard.core.plots.data import collect
 
-    return collect(chosen(root, targets, overrides), [WorkspaceFiles(root)])
+    return collect(chosen(root, targets, overrides, cwd), [WorkspaceFiles(root)], definitions(root))
 
 
 def diff(root: Path, revisions: Sequence[str], targets: Sequence[str] = (),
-         overrides: Overrides | None = None) -> Page:
+         overrides: Overrides | None = None, cwd: Path | None = None) -> Page:
     """The page of the plots at each of ``revisions`` (none: HEAD and the workspace; one: it and the workspace),
     a revision a color."""
     from shipyard.wiring.revisions import open_revisions
@@ -93,7 +93,7 @@ def diff(root: Path, revisions: Sequence[str], targets: Sequence[str] = (),
     sources = [_source(revs, revs.resolve(r)) for r in dict.fromkeys(wanted)]
     from shipyard.core.plots.data import collect
 
-    return collect(chosen(root, targets, overrides), sources)
+    return collect(chosen(root, targets, overrides, cwd), sources, definitions(root))
 
 
 def _source(revs: Revisions, rev: Revision) -> FileSource:

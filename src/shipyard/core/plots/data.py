@@ -120,11 +120,19 @@ def kind(path: str) -> str:
 # -- collecting a page --------------------------------------------------------------------------------------------
 
 
-def collect(plots: Sequence[PlotDef], sources: Sequence[FileSource]) -> Page:
-    """The charts and images of ``plots``, each drawn from every source (a revision): one line per revision."""
+def collect(plots: Sequence[PlotDef], sources: Sequence[FileSource], declared: Sequence[PlotDef] = ()) -> Page:
+    """The charts and images of ``plots``, each drawn from every source (a revision): one line per revision.
+
+    A file of a folder that ``declared`` names on its own is drawn with its own options; a plot is drawn once."""
     page = Page([s.name for s in sources])
+    known = {p.id: p for p in declared if p.path_id}
+    seen: set[PlotDef] = set()
     for plot in plots:
-        for expanded in _expand(plot, sources, page):
+        for found in _expand(plot, sources, page):
+            expanded = known.get(found.id, found) if found.id != plot.id else found
+            if expanded in seen:
+                continue
+            seen.add(expanded)
             if expanded.path_id and kind(expanded.id) == "image":
                 for source in sources:
                     _image(expanded.id, source, page)
@@ -132,8 +140,8 @@ def collect(plots: Sequence[PlotDef], sources: Sequence[FileSource]) -> Page:
             lines: list[Line] = []
             shown = expanded
             for source in sources:
-                found, shown = _lines(expanded, source, page)
-                lines.extend(found)
+                drawn, shown = _lines(expanded, source, page)
+                lines.extend(drawn)
             if lines:
                 page.charts.append(Chart(shown, tuple(lines)))
     return page

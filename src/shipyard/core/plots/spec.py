@@ -240,7 +240,8 @@ def validate(entries: Any) -> None:
 def select(plots: list[PlotDef], targets: list[str]) -> list[PlotDef]:
     """The plots ``targets`` name, as ``dvc plots show TARGETS`` picks them: a plot's id; a file a plot reads (a
     file inside a plot's folder: that file with the folder's options); or any other data file, image or folder of
-    the project, drawn with the defaults. ``targets`` are project-relative paths or plot ids."""
+    the project, drawn with the defaults (``collect`` draws a declared file of such a folder with its options).
+    ``targets`` are project-relative paths or plot ids."""
     chosen: list[PlotDef] = []
     for target in targets:
         found = [p for p in plots if p.id == target]
@@ -248,8 +249,6 @@ def select(plots: list[PlotDef], targets: list[str]) -> list[PlotDef]:
             found = [p for p in plots if target in p.files()]
         if not found:
             found = [p.for_file(target) for p in plots if p.path_id and target.startswith(p.id + "/")]
-        if not found:
-            found = [p for p in plots if p.path_id and p.id.startswith(target + "/")]
         if not found:
             path = _path(target, f"plot {_name(target)}")
             found = [PlotDef(path, (Series(path),))]
