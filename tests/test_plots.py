@@ -205,7 +205,8 @@ def test_shipyard_yaml_refuses_a_malformed_plot_with_its_line(tmp_path: Path) ->
     (tmp_path / "shipyard.yaml").write_text("plots:\n  - eval/roc.json:\n      template: nope\n")
     done = _shipyard(tmp_path, "plots", "show")
     assert done.exit_code != 0
-    assert "template 'nope' is not one Shipyard draws" in str(done.exception or done.output)
+    assert "shipyard.yaml:1: plots: plot 'eval/roc.json': template 'nope' is not one Shipyard draws" in str(
+        done.exception)
 
 
 # -- the page, in a real browser ----------------------------------------------------------------------------------

@@ -234,7 +234,7 @@ def validate(entries: Any) -> None:
     try:
         parse_plots(entries, "plots")
     except InvalidInputError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(str(exc).removeprefix("plots: ")) from None  # the loader names the file, line and key
 
 
 def select(plots: list[PlotDef], targets: list[str]) -> list[PlotDef]:
