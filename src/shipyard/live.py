@@ -316,8 +316,15 @@ class Live:
             run = fluent.active_run()
             if run is None:
                 return
-            if what == "params":
-                run.log_params({k: _param_text(v) for k, v in values.items()})
+            if what == "params":  # one by one: a param the runner recorded with another value spoils no other
+                failed = None
+                for k, v in values.items():
+                    try:
+                        run.log_param(k, _param_text(v))
+                    except Exception as exc:  # said once below; the training goes on
+                        failed = exc
+                if failed is not None:
+                    raise failed
             elif what == "metrics":
                 run.client.log_batch(run.id, values)
             else:
