@@ -184,9 +184,9 @@ def _confusion(chart: Chart, i: int, revs: list[str], n: int) -> str:
                                texttemplate="%{z:.2f}" if normalized else "%{z:d}", hoverongaps=False,
                                name=_text(line.rev)))
     plot = chart.plot
-    suffix = f" ({line.rev})" if len(revs) > 1 else ""
-    if len({ln.file for ln in chart.lines}) > 1:
-        suffix = f" ({line.name(chart, len(revs))})"
+    several = len({ln.file for ln in chart.lines}) > 1
+    named = [line.rev] if len(revs) > 1 else []
+    suffix = f" ({', '.join([*named, line.file] if several else named)})" if several or named else ""
     fig.update_layout(title=_text((plot.title or plot.id) + suffix), height=420, margin=_MARGIN,
                       xaxis_title=_text(plot.x_label or line.x_field), yaxis_title=_text(plot.y_label or line.y_field),
                       xaxis_type="category", yaxis_type="category", yaxis_autorange="reversed")
