@@ -37,7 +37,9 @@ from shipyard.errors import InvalidInputError, NotFoundError, ShipyardError
 if TYPE_CHECKING:
     from shipyard.config import Settings
     from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.lineage.records import RunRecord
     from shipyard.core.workspace.lockfile import Lock, PathEntry
+    from shipyard.wiring import Services
 
 WORKSPACE = "workspace"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a metrics, params or plots file: far less; a larger one is refused unread
@@ -98,26 +100,32 @@ class Revisions:
             return Revision(rev, "commit", commit)
         if re.fullmatch(r"[0-9a-f]{4,32}", rev) and self._run_exists(rev):  # a run id's unique prefix
             return Revision(rev, "run")
+        from shipyard.adapters.vcs.git import find_repo
+
+        if find_repo(self.root) is None:
+            raise InvalidInputError(f"{self.root} is in no git repository, so {rev[:80]!r} names no commit: compare "
+                                    "the workspace with a run id (`shipyard runs list`) or a model version (iris@3)")
         raise InvalidInputError(f"unknown revision {rev[:80]!r}: give a git revision (HEAD, HEAD~1, a branch, a "
                                 "commit), 'workspace', a run id (`shipyard runs list`) or a model version (iris@3)")
 
     def recorded(self, rev: Revision) -> Recorded:
-        """The params and metrics of a run or a model version (a model version without its own params shows its
-        producing run's)."""
+        """The params and metrics a run or a model version recorded. Params are those of the whole pipeline run
+        the run (or the version's producing run) was part of, as ``exp show`` joins them: a model trained by
+        one stage was made with the params of the stages before it too. A version's own params, if any, win."""
         from shipyard.wiring import build
 
         svc = build(self.settings, self.root)
         try:
             if rev.kind == "run":
                 run = svc.tracker.get_run(rev.name)
-                return Recorded(dict(run.params), dict(run.metrics))
+                return Recorded(_pipeline_params(svc, run), dict(run.metrics))
             if rev.kind == "model":
                 version = svc.registry.resolve(rev.name)
-                params, metrics = dict(version.params), dict(version.metrics)
-                if version.run_id is not None and not params:
+                params: dict[str, str] = {}
+                if version.run_id is not None:
                     with contextlib.suppress(NotFoundError):
-                        params = dict(svc.tracker.get_run(version.run_id).params)
-                return Recorded(params, metrics)
+                        params = _pipeline_params(svc, svc.tracker.get_run(version.run_id))
+                return Recorded({**params, **version.params}, dict(version.metrics))
             raise InvalidInputError(f"{rev.name} is a {rev.kind}, not a run or a model version")
         finally:
             svc.close()
@@ -320,6 +328,20 @@ def open_revisions(root: Path | None = None) -> Revisions:
     from shipyard.wiring import settings_from_environment
 
     return Revisions(settings_from_environment(None, root or working_folder()))
+
+
+def _pipeline_params(svc: Services, run: RunRecord) -> dict[str, str]:
+    """The params of the pipeline run ``run`` belongs to, joined; the run's own when it is in none."""
+    from shipyard.core.lineage.experiments import PIPELINE_RUN_TAG, join
+    from shipyard.core.lineage.search import Condition
+    from shipyard.wiring.experiments import fetch_runs
+
+    pipeline_run = run.tags.get(PIPELINE_RUN_TAG)
+    if not pipeline_run:
+        return dict(run.params)
+    group = svc.meta.search_runs([Condition("tags", PIPELINE_RUN_TAG, "=", pipeline_run)], 1000, None)
+    joined = join(group, lambda ids: fetch_runs(svc, ids))
+    return {**(joined[0].params if joined else {}), **run.params}
 
 
 def _clean(path: str) -> str:

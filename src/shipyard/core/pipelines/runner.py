@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class PipelineRunner:
         self.events = events or NoEvents()
         self._mutex = threading.Lock()
         self.child_env = dict(child_env or {})  # so a stage's own shipyard calls reach the same store and runs
+        self.pipeline_run, self._used = "", dict[str, str]()  # this invocation's id; runs it took as they were
 
     def status(self, targets: list[str] | None = None, force: bool = False) -> list[StageStatus]:
         names = self.pipeline.select(targets)
@@ -106,6 +108,7 @@ class PipelineRunner:
         selected = set(names)
         forced = _forced(targets, names, force)
         report = RunReport()
+        self.pipeline_run, self._used = uuid.uuid4().hex, {}  # exp show joins the stage runs of one invocation
         done: set[str] = set()
         failed: set[str] = set()
         pending = list(names)
@@ -131,6 +134,8 @@ class PipelineRunner:
                     name = running.pop(fut)
                     outcome = fut.result()
                     report.outcomes.append(outcome)
+                    if outcome.result in ("cached", "up-to-date") and outcome.run_id:
+                        self._used[name] = outcome.run_id  # before any stage downstream of it starts
                     (done if outcome.result in ("ran", "cached", "up-to-date") else failed).add(name)
         except KeyboardInterrupt:
             self.executor.cancel()
@@ -209,7 +214,8 @@ class PipelineRunner:
         run = tracker.start_run(name=stage.name, experiment="pipeline", tags={
             "shipyard.stage": stage.name, "shipyard.fingerprint": str(fp), "shipyard.cmd": stage.spec.cmd,
             "shipyard.wdir": stage.spec.wdir, "shipyard.outs": json.dumps(list(stage.produced)),
-            "shipyard.metrics": json.dumps(list(stage.metrics)),
+            "shipyard.metrics": json.dumps(list(stage.metrics)), "shipyard.pipeline_run": self.pipeline_run,
+            **({"shipyard.pipeline_uses": json.dumps(dict(self._used), sort_keys=True)} if self._used else {}),
         })
         self.events.started(stage.name, f"running (run {run.id[:8]})")
         status = RunStatus.FAILED

@@ -15,6 +15,7 @@ from shipyard.interfaces.cli import (
     ci,
     data,
     env,
+    exp,
     models,
     monitor,
     pipeline,
@@ -51,6 +52,9 @@ app.add_typer(ci.app, name="ci")
 app.add_typer(policy.app, name="policy")
 app.add_typer(signing.keys_app, name="keys")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(exp.app, name="exp")
+app.add_typer(exp.metrics_app, name="metrics")
+app.add_typer(exp.params_app, name="params")
 app.add_typer(plots.app, name="plots")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)

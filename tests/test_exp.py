@@ -1,0 +1,344 @@
+"""Experiments across commits: ``exp show`` joins the stage runs of each ``shipyard run``; ``metrics diff`` and
+``params diff`` compare commits, the workspace, runs and model versions; files at a revision are read from git
+or through that commit's ``shipyard.lock`` and the store, as untrusted input.
+
+One real git repository for the module: a 2-stage pipeline (prepare -> train) run at one commit, a param
+changed and run again, then committed. Commands run in-process through Typer's runner; one subprocess checks
+the CLI's one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from shipyard.errors import ConfigError, IntegrityError, InvalidInputError, NotFoundError
+from shipyard.interfaces.cli.app import app
+from tests.conftest import cli_env
+
+PY = sys.executable
+CONFIG = f"""\
+version: 1
+params: params.yaml
+stages:
+  prepare:
+    cmd: {PY} prep.py
+    deps: [prep.py]
+    params: [prepare.n]
+    outs: [data]
+  train:
+    cmd: {PY} train.py
+    deps: [train.py, data]
+    params: [train.lr]
+    outs: [model.txt]
+    metrics: [metrics.json]
+"""
+PREP = """\
+import os, yaml
+p = yaml.safe_load(open("params.yaml"))
+os.makedirs("data", exist_ok=True)
+open("data/rows.txt", "w").write(" ".join(str(i) for i in range(p["prepare"]["n"])))
+"""
+TRAIN = """\
+import json, yaml
+p = yaml.safe_load(open("params.yaml"))
+n = len(open("data/rows.txt").read().split())
+open("model.txt", "w").write(str(p["train"]["lr"] * n))
+json.dump({"acc": round(0.5 + p["train"]["lr"] * n / 10, 6), "loss": {"train": round(1 - p["train"]["lr"], 6)}},
+          open("metrics.json", "w"))
+"""
+SHIPYARD_VARS = ("SHIPYARD_HOME", "SHIPYARD_DB_URL", "SHIPYARD_STORE", "SHIPYARD_RUN_ID", "SHIPYARD_ACTOR",
+                 "SHIPYARD_STORE_CACHE")
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def git_repo(root: Path) -> None:
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "t")
+    git(root, "config", "commit.gpgsign", "false")
+
+
+def cli(*args: str) -> Any:
+    """``shipyard ARGS`` in-process; the result (its exception when it raised)."""
+    return CliRunner().invoke(app, list(args), catch_exceptions=True)
+
+
+def ok(*args: str) -> str:
+    result = cli(*args)
+    assert result.exit_code == 0, f"shipyard {' '.join(args)}: {result.exception!r}\n{result.output}"
+    return str(result.output)
+
+
+def as_json(*args: str) -> Any:
+    return json.loads(ok(*args, "--json"))
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("exp") / "proj"
+    git_repo(root)
+    (root / "shipyard.yaml").write_text(CONFIG)
+    (root / "params.yaml").write_text("prepare:\n  n: 3\ntrain:\n  lr: 0.1\n")
+    (root / "prep.py").write_text(PREP)
+    (root / "train.py").write_text(TRAIN)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in SHIPYARD_VARS:
+            mp.delenv(key, raising=False)
+        mp.setenv("SHIPYARD_ACTOR", "tester@ci")
+        mp.chdir(root)
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "code")
+        ok("run")
+        git(root, "add", "-A")  # the lock; the outputs are in .gitignore
+        git(root, "commit", "-qm", "first results")
+        (root / "params.yaml").write_text("prepare:\n  n: 3\ntrain:\n  lr: 0.2\n")
+        ok("run")
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "lr 0.2")
+        yield root
+
+
+def test_exp_show_joins_the_stage_runs_of_each_pipeline_run(proj: Path) -> None:
+    rows = as_json("exp", "show")
+    assert len(rows) == 2
+    new, old = rows
+    assert old["params"] == {"prepare.n": "3", "train.lr": "0.1"}
+    assert old["metrics"] == {"acc": 0.53, "loss.train": 0.9}
+    assert set(old["stages"]) == {"prepare", "train"} and old["reused"] == []
+    # the second run only ran train: prepare was up to date, and its run's params are in the row
+    assert new["params"] == {"prepare.n": "3", "train.lr": "0.2"}
+    assert new["metrics"] == {"acc": 0.56, "loss.train": 0.8}
+    assert new["reused"] == ["prepare"] and new["stages"]["prepare"] == old["stages"]["prepare"]
+    assert old["commit"] == git(proj, "rev-parse", "HEAD~2") and not old["dirty"]
+    assert new["commit"] == git(proj, "rev-parse", "HEAD~1") and new["dirty"]  # params.yaml was edited
+    assert {r["status"] for r in rows} == {"finished"}
+    runs = {r["id"]: r for r in as_json("runs", "list")}
+    assert runs[new["stages"]["train"]]["tags"]["shipyard.pipeline_run"] == new["id"]
+    assert json.loads(runs[new["stages"]["train"]]["tags"]["shipyard.pipeline_uses"]) == {
+        "prepare": old["stages"]["prepare"]}
+
+
+def test_exp_show_filters_sorts_and_prints_csv_and_a_table(proj: Path) -> None:
+    assert [r["params"]["train.lr"] for r in as_json("exp", "show", "--where", "metrics.acc > 0.55")] == ["0.2"]
+    assert [r["params"]["train.lr"] for r in as_json("exp", "show", "--where", "params.train.lr = '0.1'")] == ["0.1"]
+    assert [r["metrics"]["acc"] for r in as_json("exp", "show", "--order-by", "metrics.acc asc")] == [0.53, 0.56]
+    assert [r["params"]["train.lr"] for r in as_json("exp", "show", "--order-by", "params.train.lr")] == ["0.2", "0.1"]
+    assert len(as_json("exp", "show", "--limit", "1")) == 1
+    lines = ok("exp", "show", "--csv").splitlines()
+    assert lines[0] == "id,commit,dirty,time,status,params.prepare.n,params.train.lr,metrics.acc,metrics.loss.train"
+    assert len(lines) == 3 and lines[1].endswith(",3,0.2,0.56,0.8")
+    table = ok("exp", "show")
+    assert "train.lr" in table and "0.56" in table and git(proj, "rev-parse", "HEAD~1")[:8] in table
+    bad = cli("exp", "show", "--where", "accuracy > 1")
+    assert isinstance(bad.exception, InvalidInputError) and "unknown field 'accuracy'" in str(bad.exception)
+    bad = cli("exp", "show", "--order-by", "bogus")
+    assert isinstance(bad.exception, InvalidInputError) and "cannot order by 'bogus'" in str(bad.exception)
+
+
+def test_metrics_diff_between_commits_reads_outputs_through_the_lock(proj: Path) -> None:
+    # metrics.json is a stage output (git ignores it): each commit's shipyard.lock names its digest in the store
+    assert "metrics.json" in (proj / ".gitignore").read_text()
+    body = as_json("metrics", "diff", "HEAD~1", "HEAD")
+    assert body["old"].startswith("HEAD~1 (") and body["new"].startswith("HEAD (")
+    changes = {c["key"]: c for c in body["changes"]}
+    assert set(changes) == {"acc", "loss.train"}
+    assert changes["acc"]["path"] == "metrics.json"
+    assert (changes["acc"]["old"], changes["acc"]["new"]) == (0.53, 0.56)
+    assert (changes["acc"]["change"], changes["loss.train"]["change"]) == (0.03, -0.1)  # rounded as shown
+    assert as_json("metrics", "diff", "HEAD", "HEAD")["changes"] == []
+    table = ok("metrics", "diff", "HEAD~1", "HEAD")
+    assert "+0.03" in table and "-0.1" in table
+    md = ok("metrics", "diff", "HEAD~1", "HEAD", "--md").splitlines()
+    assert md[0].startswith("| path | metric | HEAD~1 (") and md[1] == "|---|---|---|---|---|"
+    assert "| metrics.json | acc | 0.53 | 0.56 | +0.03 |" in md
+
+
+def test_workspace_against_head_by_default(proj: Path) -> None:
+    metrics = proj / "metrics.json"
+    saved = metrics.read_bytes()
+    try:
+        metrics.write_text(json.dumps({"acc": 0.6, "loss": {"train": 0.8}, "f1": 0.4}))
+        body = as_json("metrics", "diff")
+        assert body["old"].startswith("HEAD (") and body["new"] == "workspace"
+        changes = {c["key"]: c for c in body["changes"]}
+        assert set(changes) == {"acc", "f1"}  # loss.train is unchanged
+        assert changes["acc"]["change"] == pytest.approx(0.04)
+        assert (changes["f1"]["old"], changes["f1"]["new"], changes["f1"]["change"]) == (None, 0.4, None)
+        assert "added" in ok("metrics", "diff")
+        shown = {c["key"]: c for c in as_json("metrics", "diff", "--all")["changes"]}
+        assert shown["loss.train"]["change"] == 0
+        one = {c["key"] for c in as_json("metrics", "diff", "HEAD~1")["changes"]}  # one argument: it vs the workspace
+        assert one == {"acc", "loss.train", "f1"}
+    finally:
+        metrics.write_bytes(saved)
+    assert "no metrics changed between HEAD" in ok("metrics", "diff")
+
+
+def test_params_diff(proj: Path) -> None:
+    changes = as_json("params", "diff", "HEAD~1", "HEAD")["changes"]
+    assert changes == [{"path": "params.yaml", "key": "train.lr", "old": "0.1", "new": "0.2", "change": 0.1}]
+    assert {c["key"] for c in as_json("params", "diff", "HEAD~1", "HEAD", "--all")["changes"]} == {
+        "prepare.n", "train.lr"}
+    assert as_json("params", "diff")["changes"] == []  # the workspace is HEAD's
+    params = proj / "params.yaml"
+    saved = params.read_bytes()
+    try:
+        params.write_text("prepare:\n  n: 4\ntrain:\n  lr: 0.2\n  extra: [1, 2]\n")
+        changed = {c["key"]: c for c in as_json("params", "diff")["changes"]}
+        assert set(changed) == {"prepare.n"}  # only the keys the stages use
+        assert changed["prepare.n"]["change"] == 1
+    finally:
+        params.write_bytes(saved)
+
+
+def test_runs_and_model_versions_as_revisions(proj: Path) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    from shipyard.interfaces.api.fluent import save_model
+    from shipyard.wiring import from_environment
+
+    old, new = as_json("exp", "show")[::-1]
+    svc = from_environment()
+    try:
+        folder = proj.parent / "saved"
+        save_model(DummyClassifier(strategy="constant", constant=1).fit([[0, 0]] * 2, [1] * 2), folder,
+                   examples=[[0.0, 0.0]])
+        version = svc.registry.register("toy", folder, run_id=old["stages"]["train"], metrics={"acc": 0.5})
+    finally:
+        svc.close()
+    assert version.ref == "toy@1"
+    # a model version's recorded metrics line up with the commit's metrics file
+    changes = {c["key"]: c for c in as_json("metrics", "diff", "toy@1", "HEAD")["changes"]}
+    assert changes["acc"]["path"] == "metrics.json" and changes["acc"]["old"] == 0.5
+    assert changes["acc"]["change"] == pytest.approx(0.06)
+    assert changes["loss.train"]["old"] is None
+    # its params are those of its run's pipeline run (the version records none of its own)
+    p = as_json("params", "diff", "toy@1", "HEAD")["changes"]
+    assert p == [{"path": "params.yaml", "key": "train.lr", "old": "0.1", "new": "0.2", "change": 0.1}]
+    assert as_json("params", "diff", new["stages"]["train"], "HEAD")["changes"] == []
+    # run ids: the train runs of the two pipeline runs, recorded values on both sides
+    both = as_json("metrics", "diff", old["stages"]["train"], new["stages"]["train"])
+    assert {c["key"]: c["change"] for c in both["changes"]} == pytest.approx({"acc": 0.03, "loss.train": -0.1})
+    assert both["changes"][0]["path"] == ""
+    bad = cli("metrics", "diff", "toy@7")
+    assert isinstance(bad.exception, NotFoundError)
+
+
+def test_files_at_a_revision(proj: Path) -> None:
+    from shipyard.wiring.revisions import open_revisions
+
+    revs = open_revisions(proj)
+    # a file inside a folder output: found through the folder's manifest
+    assert revs.read("data/rows.txt", "HEAD~1") == b"0 1 2"
+    assert revs.read("params.yaml", "HEAD~1") == b"prepare:\n  n: 3\ntrain:\n  lr: 0.1\n"  # git tracks it
+    assert revs.read("nothing.txt", "HEAD") is None and revs.read("data", "HEAD") is None
+    assert revs.list("data", "HEAD") == ["data/rows.txt"] and revs.list("data") == ["data/rows.txt"]
+    assert revs.resolve("main").commit == git(proj, "rev-parse", "HEAD")
+    assert revs.resolve(None).kind == "workspace"
+    with pytest.raises(InvalidInputError, match=r"^unknown revision 'no-such-branch'"):
+        revs.read("metrics.json", "no-such-branch")
+    for hostile in ("--output=/tmp/x", "HEAD:../x", "HEAD\nHEAD"):
+        with pytest.raises(InvalidInputError, match="unknown revision"):
+            revs.resolve(hostile)
+    with pytest.raises(InvalidInputError, match="outside its folder"):
+        revs.read("../outside.txt", "HEAD")
+    with pytest.raises(InvalidInputError, match="bytes, more than the 4 read"):
+        revs.read("params.yaml", "HEAD", max_bytes=4)
+    with pytest.raises(InvalidInputError, match="bytes, more than the 4 read"):
+        revs.read("metrics.json", "HEAD", max_bytes=4)  # through the lock: its size is refused before reading
+    result = cli("metrics", "diff", "no-such-branch")
+    assert isinstance(result.exception, InvalidInputError)
+
+
+def test_the_cli_says_one_line_for_an_unknown_revision(proj: Path) -> None:
+    done = subprocess.run([PY, "-m", "shipyard", "metrics", "diff", "nope"], cwd=proj, capture_output=True,
+                          text=True, env=cli_env(), timeout=120, check=False)
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.startswith("error: unknown revision 'nope'") and len(done.stderr.splitlines()) == 1
+
+
+HOSTILE_LOCKS = {
+    "an output outside the project": ("stages:\n  s:\n    fingerprint: sha256:" + "0" * 64 + "\n    cmd: x\n"
+                                      "    outs:\n      ../../etc/passwd: {digest: sha256:" + "1" * 64 +
+                                      ", size: 3}\n"),
+    "not a mapping": "[1, 2, 3]\n",
+    "a digest that is none": "data:\n  metrics.json: {digest: /etc/passwd, size: 3}\n",
+}
+
+
+@pytest.fixture
+def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "bare"
+    git_repo(root)
+    for key in SHIPYARD_VARS:
+        monkeypatch.delenv(key, raising=False)
+    (root / "shipyard.yaml").write_text("version: 1\nmetrics: [metrics.json]\n")
+    (root / ".shipyard").mkdir()
+    return root
+
+
+def commit_lock(root: Path, text: str) -> None:
+    (root / "shipyard.lock").write_text(text)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "lock")
+
+
+@pytest.mark.parametrize("what", sorted(HOSTILE_LOCKS))
+def test_a_hostile_lock_at_a_revision_is_refused(bare: Path, what: str) -> None:
+    from shipyard.wiring.revisions import open_revisions
+
+    commit_lock(bare, HOSTILE_LOCKS[what])
+    with pytest.raises(ConfigError, match=r"shipyard\.lock at HEAD .* is damaged"):
+        open_revisions(bare).read("metrics.json", "HEAD")
+
+
+def test_a_lock_naming_what_the_store_lacks_or_lies_about(bare: Path) -> None:
+    from shipyard.adapters.stores.local import LocalObjectStore
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.wiring.revisions import open_revisions
+
+    absent = Digest.of_bytes(b'{"acc": 1}')
+    commit_lock(bare, f"data:\n  metrics.json: {{digest: '{absent}', size: 10}}\n")
+    with pytest.raises(NotFoundError, match=r"the local store lacks it: `git checkout HEAD -- shipyard.lock && "
+                                            r"shipyard data pull`"):
+        open_revisions(bare).read("metrics.json", "HEAD")
+    # a lock may claim any size: a huge one is refused before the object is read
+    commit_lock(bare, f"data:\n  metrics.json: {{digest: '{absent}', size: {2**40}}}\n")
+    with pytest.raises(InvalidInputError, match="1099511627776 bytes, more than"):
+        open_revisions(bare).read("metrics.json", "HEAD")
+    # an object whose bytes are not its digest's (a damaged store) is named, not returned
+    store = LocalObjectStore(bare / ".shipyard" / "objects")
+    real = store.put_bytes(b'{"acc": 2}')
+    objects = (bare / ".shipyard" / "objects").rglob("*")
+    path = next(p for p in objects if p.is_file() and p.name.startswith(real.hex[2:]))
+    path.chmod(0o644)
+    path.write_bytes(b'{"acc": 3}')
+    commit_lock(bare, f"data:\n  metrics.json: {{digest: '{real}', size: 10}}\n")
+    with pytest.raises(IntegrityError, match="does not match its digest"):
+        open_revisions(bare).read("metrics.json", "HEAD")
+
+
+def test_outside_a_git_repository_only_runs_and_versions_compare(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.wiring.revisions import open_revisions
+
+    for key in SHIPYARD_VARS:
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "shipyard.yaml").write_text("version: 1\n")
+    revs = open_revisions(tmp_path)
+    with pytest.raises(InvalidInputError, match="is in no git repository, so 'HEAD' names no commit"):
+        revs.resolve("HEAD")
+    (tmp_path / "metrics.json").write_text('{"acc": 1}')
+    assert revs.read("metrics.json") == b'{"acc": 1}'
