@@ -183,6 +183,25 @@ def test_dvc_yaml_plot_forms_are_read_as_dvc_reads_them() -> None:
     assert forced.template == "scatter" and forced.series == (Series("eval/roc.json", "fpr", "acc"),)
 
 
+def test_templates_compute_what_dvc_draws() -> None:
+    from shipyard.core.plots.data import Line, confusion, parse_records, pick, smoothed
+
+    cm = Line("workspace", "cm.json", "actual", "predicted", ("b", "a", "a", "10", "2"), ("a", "a", "b", "10", "2"))
+    classes, _, counts = confusion(cm, normalized=False)
+    assert classes == ["2", "10", "a", "b"]  # numbers in order, then names
+    assert counts[classes.index("a")][classes.index("a")] == 1 and counts[classes.index("b")][classes.index("a")] == 1
+    _, _, shares = confusion(cm, normalized=True)  # each actual class's column sums to 1
+    assert [sum(row[i] for row in shares) for i in range(4)] == [1.0, 1.0, 1.0, 1.0]
+    assert smoothed([1.0, None, 3.0, "x"]) == [1.0, None, pytest.approx(1.8), None]
+    records, key = parse_records(b'{"roc": [{"fpr": 0, "tpr": 0.5, "threshold": Infinity}]}', "roc.json")
+    assert key == "roc" and pick(records, Series("roc.json"), "workspace").y == (None,)  # y: the last field
+    tsv, _ = parse_records(b"step\tloss\n0\t1.5\n1\tnan\n", "loss.tsv")
+    line = pick(tsv, Series("loss.tsv"), "workspace")
+    assert (line.x_field, line.x, line.y) == ("step", (0.0, 1.0), (1.5, None))
+    line = pick([{"a": 1}, {"a": 2}], Series("f.json"), "workspace")  # no step field: the row's index
+    assert (line.x_field, line.x, line.y_field) == ("step", (0.0, 1.0), "a")
+
+
 @pytest.mark.parametrize(("entry", "message"), [
     ({"p.json": {"template": "vega-custom"}}, "plot 'p.json': template 'vega-custom' is not one Shipyard draws"),
     ({"p.json": {"colour": "red"}}, "plot 'p.json': unknown option 'colour'"),

@@ -293,7 +293,6 @@ def _table(raw: bytes, path: str, sep: str) -> list[dict[str, Any]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidInputError(f"{path}: not UTF-8 text") from None
-    csv.field_size_limit(1024 * 1024)
     try:
         rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
         header = next(rows, None)
