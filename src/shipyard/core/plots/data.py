@@ -34,6 +34,13 @@ MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif"
 Value = float | str | None
 
 
+class NoRecords(InvalidInputError):
+    """A data file that holds no list of records (a metrics summary, a params file)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: holds no list of records to plot (a list of objects, or {{\"name\": [objects]}})")
+
+
 class FileSource(Protocol):
     """The files of one revision (or of the workspace), read-only and confined to the project."""
 
@@ -139,8 +146,9 @@ def collect(plots: Sequence[PlotDef], sources: Sequence[FileSource], declared: S
                 continue
             lines: list[Line] = []
             shown = expanded
+            quiet = found.id != plot.id  # a folder's file holding no records (dvclive's metrics.json) is no plot
             for source in sources:
-                drawn, shown = _lines(expanded, source, page)
+                drawn, shown = _lines(expanded, source, page, quiet)
                 lines.extend(drawn)
             if lines:
                 page.charts.append(Chart(shown, tuple(lines)))
@@ -210,14 +218,14 @@ def _room(page: Page, size: int, path: str) -> bool:
     return True
 
 
-def _lines(plot: PlotDef, source: FileSource, page: Page) -> tuple[list[Line], PlotDef]:
+def _lines(plot: PlotDef, source: FileSource, page: Page, quiet: bool = False) -> tuple[list[Line], PlotDef]:
     """The lines ``plot`` draws from ``source``, and the plot with the defaults its data implies."""
     lines: list[Line] = []
     loaded: dict[str, tuple[list[dict[str, Any]], str | None] | None] = {}
     shown = plot
     for i, series in enumerate(plot.series):
         if series.file not in loaded:
-            loaded[series.file] = _records(series.file, source, page)
+            loaded[series.file] = _records(series.file, source, page, quiet)
         got = loaded[series.file]
         if got is None:
             continue
@@ -233,7 +241,8 @@ def _lines(plot: PlotDef, source: FileSource, page: Page) -> tuple[list[Line], P
     return lines, shown
 
 
-def _records(path: str, source: FileSource, page: Page) -> tuple[list[dict[str, Any]], str | None] | None:
+def _records(path: str, source: FileSource, page: Page,
+             quiet: bool = False) -> tuple[list[dict[str, Any]], str | None] | None:
     if kind(path) != "data":
         page.errors.append(f"{path}: not a data file (JSON, YAML, CSV or TSV) or an image (PNG, JPEG, SVG, GIF)")
         return None
@@ -249,6 +258,11 @@ def _records(path: str, source: FileSource, page: Page) -> tuple[list[dict[str, 
         return None
     try:
         records, key = parse_records(raw, path)
+    except NoRecords:
+        if not quiet:
+            page.errors.append(f"{path} ({source.name}): holds no list of records to plot (a list of objects, or "
+                               '{"name": [objects]})')
+        return None
     except (InvalidInputError, ConfigError) as exc:
         page.errors.append(f"{path} ({source.name}): {str(exc).removeprefix(path + ': ')}")
         return None
@@ -274,12 +288,10 @@ def parse_records(raw: bytes, path: str) -> tuple[list[dict[str, Any]], str | No
     if isinstance(body, dict):
         lists = [(k, v) for k, v in body.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
         if not lists:
-            raise InvalidInputError(f"{path}: holds no list of records to plot (a list of objects, or "
-                                    "{\"name\": [objects]})")
+            raise NoRecords(path)
         key, body = str(lists[0][0]), lists[0][1]
     if not isinstance(body, list):
-        raise InvalidInputError(f"{path}: holds no list of records to plot (a list of objects, or "
-                                "{\"name\": [objects]})")
+        raise NoRecords(path)
     if len(body) > MAX_ROWS:
         raise InvalidInputError(f"{path}: {len(body)} records; at most {MAX_ROWS} are plotted")
     records = [r for r in body if isinstance(r, dict)]
