@@ -198,8 +198,8 @@ def test_templates_compute_what_dvc_draws() -> None:
     tsv, _ = parse_records(b"step\tloss\n0\t1.5\n1\tnan\n", "loss.tsv")
     line = pick(tsv, Series("loss.tsv"), "workspace")
     assert (line.x_field, line.x, line.y) == ("step", (0.0, 1.0), (1.5, None))
-    line = pick([{"a": 1}, {"a": 2}], Series("f.json"), "workspace")  # no step field: the row's index
-    assert (line.x_field, line.x, line.y_field) == ("step", (0.0, 1.0), "a")
+    line = pick([{"step": 5, "a": 1}, {"step": 7, "a": 2}], Series("f.json"), "workspace")
+    assert (line.x_field, line.x, line.y_field) == ("step", (0.0, 1.0), "a")  # DVC's: x is the row's index
 
 
 @pytest.mark.parametrize(("entry", "message"), [

@@ -353,7 +353,7 @@ def infer(plot: PlotDef, records: list[dict[str, Any]], key: str | None) -> Plot
 
 
 def pick(records: list[dict[str, Any]], series: Series, rev: str) -> Line:
-    """The values of ``series`` in ``records``: ``x`` (the ``step`` field, else the row index, when not named)
+    """The values of ``series`` in ``records``: ``x`` (the row's index, named ``step``, when not named, as DVC)
     and ``y`` (the last field when not named)."""
     first = records[0]
     x_field = series.x or INDEX
@@ -367,7 +367,7 @@ def pick(records: list[dict[str, Any]], series: Series, rev: str) -> Line:
         raise InvalidInputError(f"{series.file}: no field {y_field[:60]!r} to plot on y (fields: {_fields(first)})")
     if series.x is not None and series.x not in first:
         raise InvalidInputError(f"{series.file}: no field {series.x[:60]!r} to plot on x (fields: {_fields(first)})")
-    xs: list[Value] = [float(i) for i in range(len(records))] if x_field not in first else \
+    xs: list[Value] = [float(i) for i in range(len(records))] if series.x is None else \
         [_value(r.get(x_field)) for r in records]
     ys = [_value(r.get(y_field)) for r in records]
     return Line(rev, series.file, x_field, y_field, tuple(xs), tuple(ys))

@@ -7,9 +7,9 @@ An entry is one of:
 - ``{id: {x: FIELD | {FILE: FIELD}, y: {FILE: FIELD | [FIELDS]}, template, ...}}``: a plot of fields drawn from
   one or more files, named by ``id`` (an id is not a path when its ``y`` is a mapping of files to fields).
 
-As in DVC, ``template`` defaults to ``linear``, ``x`` to the data's ``step`` field (the row's index when there is
-none) and ``y`` to the last field of the data. Stage entries may also say ``cache``, ``persist`` and ``desc``:
-they are the output's options, not the plot's, and are ignored here.
+As in DVC, ``template`` defaults to ``linear``, ``x`` to the row's index (named ``step``, replacing a ``step`` field
+the data may have) and ``y`` to the last field of the data. Stage entries may also say ``cache``, ``persist`` and
+``desc``: they are the output's options, not the plot's, and are ignored here.
 
 Pure: nothing here reads a file. ``adapters.plots`` expands folders, tells images from data and loads both.
 """
@@ -38,7 +38,7 @@ MAX_TEXT = 200  # characters of a field name, a title, an id
 class Series:
     """One line (or set of points) of a plot: field ``y`` of file ``file`` against its field ``x``.
 
-    ``x`` None: the file's ``step`` field, else the row's index; ``y`` None: the last field of the data."""
+    ``x`` None: the row's index (DVC's ``step``); ``y`` None: the last field of the data."""
 
     file: str
     x: str | None = None

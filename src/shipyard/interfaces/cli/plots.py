@@ -31,7 +31,7 @@ def _overrides(template: str | None, x: str | None, y: str | None, title: str | 
 
 TEMPLATE = typer.Option(None, "--template", "-t", help="linear, simple, scatter, smooth, confusion, "
                                                        "confusion_normalized, bar_horizontal, bar_horizontal_sorted.")
-X = typer.Option(None, "-x", help="The field on the x axis (default: step, else the row's index).")
+X = typer.Option(None, "-x", help="The field on the x axis (default: the row's index, named step).")
 Y = typer.Option(None, "-y", help="The field on the y axis (default: the data's last field).")
 TITLE = typer.Option(None, "--title", help="The plots' title.")
 X_LABEL = typer.Option(None, "--x-label", help="The x axis' label.")
