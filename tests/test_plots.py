@@ -66,6 +66,10 @@ plots:
       template: scatter
       x: a
       y: b
+  - eval/points.csv:
+      template: scatter_jitter
+      x: a
+      y: b
   - eval/noisy.tsv:
       template: smooth
       x: epoch
@@ -301,14 +305,14 @@ def test_plots_show_draws_every_template_and_image_offline(project: Path, browse
     done = _shipyard(project, "plots", "show")
     assert done.exit_code == 0, done.output
     target = project / "shipyard_plots" / "index.html"
-    assert "10 charts, 2 images: " + target.as_uri() in " ".join(done.output.split())
+    assert "11 charts, 2 images: " + target.as_uri() in " ".join(done.output.split())
     text = target.read_text()
     assert text.count('<script type="text/javascript">/**\n* plotly.js') == 1  # embedded once
-    charts, images = _open(browser, target, 10, "plots-show.png")
+    charts, images = _open(browser, target, 11, "plots-show.png")
     assert all(_drawn(c) for c in charts), charts
     templates = sorted(c["template"] for c in charts)
     assert templates == sorted(["simple", "simple", "confusion", "confusion_normalized", "bar_horizontal_sorted",
-                                "scatter", "smooth", "linear", "linear", "linear"])
+                                "scatter", "scatter_jitter", "smooth", "linear", "linear", "linear"])
     by_title = {c["title"]: c for c in charts}
     assert by_title["ROC"]["legend"] == ["eval/roc/train.json: tpr", "eval/roc/test.json: tpr"]
     assert by_title["Precision-Recall"]["paths"] >= 1

@@ -131,11 +131,14 @@ def _lines(fig: Any, chart: Chart, revs: list[str]) -> None:
     import plotly.graph_objects as go
 
     template = chart.plot.template
-    mode = {"scatter": "markers", "simple": "lines", "smooth": "lines"}.get(template, "lines+markers")
+    mode = {"scatter": "markers", "scatter_jitter": "markers", "simple": "lines", "smooth": "lines"}.get(
+        template, "lines+markers")
     for i, line in enumerate(chart.lines):
         style = _style(chart, revs, i)
         name = _text(line.name(chart, len(revs)))
         xs, ys = _xy(line.x, line.y)
+        if template == "scatter_jitter":  # points on top of each other spread a little, the same on every render
+            xs, ys = _jittered(xs, 0), _jittered(ys, 1)
         trace: dict[str, Any] = {"x": xs, "y": ys, "name": name, "mode": mode}
         if mode != "markers":
             trace["line"] = {"color": style["color"], "dash": style["dash"]}
@@ -145,6 +148,14 @@ def _lines(fig: Any, chart: Chart, revs: list[str]) -> None:
             trace["y"] = smoothed(ys)
             trace["name"] = name
         fig.add_trace(go.Scatter(**trace))
+
+
+def _jittered(values: list[Any], axis: int) -> list[Any]:
+    """Numbers moved by up to 2% of their range (a point of a class, say, off its neighbours), the same every time."""
+    numbers = [v for v in values if isinstance(v, float)]
+    width = (max(numbers) - min(numbers) if numbers else 0.0) or 1.0
+    return [v + (((k * 7919 + axis * 104729) % 1000) / 1000 - 0.5) * 0.04 * width if isinstance(v, float) else v
+            for k, v in enumerate(values)]
 
 
 def _xy(xs: tuple[Any, ...], ys: tuple[Any, ...]) -> tuple[list[Any], list[Any]]:

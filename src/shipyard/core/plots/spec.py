@@ -22,8 +22,8 @@ from typing import Any
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
 
-TEMPLATES = ("linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized", "bar_horizontal",
-             "bar_horizontal_sorted")
+TEMPLATES = ("linear", "simple", "scatter", "scatter_jitter", "smooth", "confusion", "confusion_normalized",
+             "bar_horizontal", "bar_horizontal_sorted")  # `dvc plots templates` of DVC 3.67
 DEFAULT_TEMPLATE = "linear"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 DATA_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tsv")

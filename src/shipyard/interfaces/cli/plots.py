@@ -29,7 +29,7 @@ def _overrides(template: str | None, x: str | None, y: str | None, title: str | 
     return Overrides(template, x, y, title, x_label, y_label)
 
 
-TEMPLATE = typer.Option(None, "--template", "-t", help="linear, simple, scatter, smooth, confusion, "
+TEMPLATE = typer.Option(None, "--template", "-t", help="linear, simple, scatter, scatter_jitter, smooth, confusion, "
                                                        "confusion_normalized, bar_horizontal, bar_horizontal_sorted.")
 X = typer.Option(None, "-x", help="The field on the x axis (default: the row's index, named step).")
 Y = typer.Option(None, "-y", help="The field on the y axis (default: the data's last field).")
