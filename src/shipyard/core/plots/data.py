@@ -24,6 +24,8 @@ MAX_DATA_BYTES = 8 * 1024 * 1024  # one data file
 MAX_IMAGE_BYTES = 16 * 1024 * 1024  # one image
 MAX_PAGE_BYTES = 96 * 1024 * 1024  # all the images and data of one page
 MAX_ROWS = 200_000  # records of one file
+MAX_COLUMNS = 1000  # fields of a CSV or TSV file
+MAX_CELLS = 2_000_000  # values of a CSV or TSV file
 MAX_FILES = 1000  # files of a plot folder
 MAX_CATEGORIES = 200  # classes of a confusion matrix
 WORKSPACE = "workspace"
@@ -310,12 +312,15 @@ def _table(raw: bytes, path: str, sep: str) -> list[dict[str, Any]]:
         header = next(rows, None)
         if not header:
             raise InvalidInputError(f"{path}: empty: a header row of field names is needed")
+        if len(header) > MAX_COLUMNS:
+            raise InvalidInputError(f"{path}: {len(header)} columns; at most {MAX_COLUMNS} are read")
         records = []
         for i, row in enumerate(rows):
-            if i >= MAX_ROWS:
-                raise InvalidInputError(f"{path}: more than {MAX_ROWS} rows; at most {MAX_ROWS} are plotted")
+            if i >= MAX_ROWS or (i + 1) * len(header) > MAX_CELLS:
+                raise InvalidInputError(f"{path}: more than {i} rows of {len(header)} columns; at most {MAX_ROWS} "
+                                        f"rows and {MAX_CELLS} values are plotted")
             if row:
-                records.append(dict(zip(header, row, strict=False)))
+                records.append(dict(zip(header, row[:len(header)], strict=False)))
     except csv.Error as exc:
         raise InvalidInputError(f"{path}: not valid {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
     return records
