@@ -116,12 +116,6 @@ class StageSpec(_Strict):
             return tuple(v)
         return v
 
-    @field_validator("plots")
-    @classmethod
-    def _plots(cls, v: tuple[PlotEntry, ...]) -> tuple[PlotEntry, ...]:
-        validate_plots(v)  # x, y, template, ... as dvc.yaml writes them
-        return v
-
     @field_validator("params")
     @classmethod
     def _params_files(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -148,6 +142,12 @@ class StageSpec(_Strict):
     def _cmd(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("cmd is empty")
+        return v
+
+    @field_validator("plots")
+    @classmethod
+    def _plots(cls, v: tuple[PlotEntry, ...]) -> tuple[PlotEntry, ...]:
+        validate_plots(v)  # x, y, template, ... as dvc.yaml writes them
         return v
 
 
