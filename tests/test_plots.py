@@ -206,6 +206,24 @@ def test_templates_compute_what_dvc_draws() -> None:
     assert (line.x_field, line.x, line.y_field) == ("step", (0.0, 1.0), "a")  # DVC's: x is the row's index
 
 
+def test_a_stages_plots_are_taken_from_its_wdir_as_in_dvc_yaml() -> None:
+    from shipyard.core.plots.spec import declared
+    from shipyard.core.project.loader import parse_config
+    from shipyard.core.project.model import Project
+
+    def load(text: str) -> Project:
+        return Project.from_dict(parse_config(text).model_dump())
+
+    project = load(
+        "plots:\n  - top.csv\nstages:\n  a:\n    cmd: echo\n    wdir: sub\n    plots:\n"
+        "      - ../plots/p.csv:\n          x: step\n          cache: false\n      - here.json\n"
+        "  b:\n    cmd: echo\n    plots: [b.tsv]\n")
+    assert [(p.id, p.series[0].x) for p in declared(project)] == [
+        ("top.csv", None), ("plots/p.csv", "step"), ("sub/here.json", None), ("b.tsv", None)]
+    with pytest.raises(Exception, match="outside the project"):  # a wdir is no way out of the project
+        declared(load("stages:\n  a:\n    cmd: echo\n    plots: [../../x.csv]\n"))
+
+
 @pytest.mark.parametrize(("entry", "message"), [
     ({"p.json": {"template": "vega-custom"}}, "plot 'p.json': template 'vega-custom' is not one Shipyard draws"),
     ({"p.json": {"colour": "red"}}, "plot 'p.json': unknown option 'colour'"),

@@ -41,11 +41,11 @@ def check_page_path(path: Path) -> None:
 
 
 def definitions(root: Path) -> list[PlotDef]:
-    """The plots shipyard.yaml declares (top-level, then each stage's)."""
-    from shipyard.core.plots.spec import parse_plots
+    """The plots shipyard.yaml declares (top-level, then each stage's, its paths taken from its wdir)."""
+    from shipyard.core.plots.spec import declared
     from shipyard.core.project.loader import load_config
 
-    return parse_plots(list(load_config(root).plots))
+    return declared(load_config(root))
 
 
 def chosen(root: Path, targets: Sequence[str], overrides: Overrides | None, cwd: Path | None = None) -> list[PlotDef]:

@@ -16,11 +16,15 @@ Pure: nothing here reads a file. ``adapters.plots`` expands folders, tells image
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from shipyard.core.project.model import Project
 
 TEMPLATES = ("linear", "simple", "scatter", "scatter_jitter", "smooth", "confusion", "confusion_normalized",
              "bar_horizontal", "bar_horizontal_sorted")  # `dvc plots templates` of DVC 3.67
@@ -104,9 +108,10 @@ def check_template(name: str, where: str) -> str:
     return name
 
 
-def parse_plots(entries: Any, source: str = "shipyard.yaml plots") -> list[PlotDef]:
+def parse_plots(entries: Any, source: str = "shipyard.yaml plots", confine: bool = True) -> list[PlotDef]:
     """The plots ``entries`` (``Project.plots``) define, in order; a malformed entry raises InvalidInputError
-    with one line naming the plot."""
+    with one line naming the plot. ``confine`` False: paths are relative to a stage's wdir, and may climb out of
+    it (``../plots/p.csv``); they are checked once rebased (``declared``)."""
     if entries is None:
         return []
     if not isinstance(entries, list | tuple):
@@ -116,16 +121,16 @@ def parse_plots(entries: Any, source: str = "shipyard.yaml plots") -> list[PlotD
         raise InvalidInputError(f"{source}: {len(entries)} plots; at most {MAX_PLOTS} are read")
     plots: list[PlotDef] = []
     for entry in entries:
-        plot = parse_entry(entry, source)
+        plot = parse_entry(entry, source, confine)
         if plot not in plots:  # the same plot written twice (top-level and in its stage) is drawn once
             plots.append(plot)
     return plots
 
 
-def parse_entry(entry: Any, source: str = "shipyard.yaml plots") -> PlotDef:
+def parse_entry(entry: Any, source: str = "shipyard.yaml plots", confine: bool = True) -> PlotDef:
     """One plot entry: a path, or a one-key mapping ``{path or id: options}``."""
     if isinstance(entry, str):
-        path = _path(entry, f"{source}: plot {_name(entry)}")
+        path = _path(entry, f"{source}: plot {_name(entry)}", confine)
         return PlotDef(path, (Series(path),))
     if not isinstance(entry, dict) or len(entry) != 1:
         raise InvalidInputError(f"{source}: a plot is a path or {{path or id: options}} with one key, not "
@@ -153,16 +158,16 @@ def parse_entry(entry: Any, source: str = "shipyard.yaml plots") -> PlotDef:
     y = options.get("y")
     x = options.get("x")
     if isinstance(y, dict):  # an id: the files are y's keys
-        series = _series_of_files(y, x, where)
+        series = _series_of_files(y, x, where, confine)
         return PlotDef(plot_id, series, template, texts["title"], texts["x_label"], texts["y_label"], path_id=False)
-    path = _path(plot_id, where)
+    path = _path(plot_id, where, confine)
     ys = _fields(y, f"{where}: y") if y is not None else [None]
     if isinstance(x, dict):
         if len(x) != 1:
             raise InvalidInputError(f"{where}: x names a field of each file ({{FILE: FIELD}}), but this plot "
                                     "reads one file: give x as a field name")
         (xfile, xfield), = x.items()
-        if _path(str(xfile), f"{where}: x") != path:
+        if _path(str(xfile), f"{where}: x", confine) != path:
             raise InvalidInputError(f"{where}: x reads {_name(xfile)}, which is not the plot's file {path}: give "
                                     "x as a field name")
         x = xfield
@@ -171,7 +176,7 @@ def parse_entry(entry: Any, source: str = "shipyard.yaml plots") -> PlotDef:
                    texts["y_label"])
 
 
-def _series_of_files(y: dict[Any, Any], x: Any, where: str) -> tuple[Series, ...]:
+def _series_of_files(y: dict[Any, Any], x: Any, where: str, confine: bool) -> tuple[Series, ...]:
     if not y:
         raise InvalidInputError(f"{where}: y is an empty mapping: name a file and its field(s), {{FILE: FIELD}}")
     if len(y) > MAX_FIELDS:
@@ -179,12 +184,12 @@ def _series_of_files(y: dict[Any, Any], x: Any, where: str) -> tuple[Series, ...
     xs: dict[str, str] = {}
     if isinstance(x, dict):
         for f, name in x.items():
-            xs[_path(str(f), f"{where}: x")] = _field(name, f"{where}: x of {_name(f)}")
+            xs[_path(str(f), f"{where}: x", confine)] = _field(name, f"{where}: x of {_name(f)}")
     default_x = _field(x, f"{where}: x") if x is not None and not isinstance(x, dict) else None
     one_x = next(iter(xs.values())) if len(xs) == 1 else None
     series: list[Series] = []
     for f, fields in y.items():
-        path = _path(str(f), f"{where}: y")
+        path = _path(str(f), f"{where}: y", confine)
         xf = xs.get(path, default_x if default_x is not None else one_x)
         for name in _fields(fields, f"{where}: y of {path}"):
             series.append(Series(path, xf, name))
@@ -218,10 +223,17 @@ def _text(value: Any, where: str) -> str | None:
     return str(value)
 
 
-def _path(path: str, where: str) -> str:
+def _path(path: str, where: str, confine: bool = True) -> str:
     if "\0" in path:
         raise InvalidInputError(f"{where}: the path holds a NUL character")
-    return declared_path(path.rstrip("/") or path, where)
+    if not path.strip() or len(path) > 4096:
+        raise InvalidInputError(f"{where}: a path should be a non-empty string of at most 4096 characters")
+    if not confine:
+        return posixpath.normpath(path)
+    try:
+        return declared_path(path.rstrip("/") or path, "path")
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
 
 
 def _name(value: Any) -> str:
@@ -229,10 +241,11 @@ def _name(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def validate(entries: Any) -> None:
-    """Raise ValueError (for pydantic) when a plot entry is malformed: shipyard.yaml's check."""
+def validate(entries: Any, confine: bool = True) -> None:
+    """Raise ValueError (for pydantic) when a plot entry is malformed: shipyard.yaml's check (``confine`` False
+    for a stage's plots, whose paths are relative to its wdir)."""
     try:
-        parse_plots(entries, "plots")
+        parse_plots(entries, "plots", confine)
     except InvalidInputError as exc:
         raise ValueError(str(exc).removeprefix("plots: ")) from None  # the loader names the file, line and key
 
@@ -254,3 +267,32 @@ def select(plots: list[PlotDef], targets: list[str]) -> list[PlotDef]:
             found = [PlotDef(path, (Series(path),))]
         chosen.extend(p for p in found if p not in chosen)
     return chosen
+
+
+def declared(project: Project) -> list[PlotDef]:
+    """The plots a project declares: its top-level ``plots`` (paths relative to shipyard.yaml), then each stage's
+    (paths relative to the stage's ``wdir``, as in dvc.yaml, rebased onto the project)."""
+    entries = list(project.plots)
+    stages = [(s.wdir, len(s.plots)) for s in project.stages.values()]
+    own = sum(n for _, n in stages)
+    if own > len(entries):  # not laid out as expected: every entry as written, relative to shipyard.yaml
+        return parse_plots(entries)
+    rebased = entries[:len(entries) - own]
+    at = len(rebased)
+    for wdir, n in stages:
+        rebased.extend(_rebase(e, wdir) for e in entries[at:at + n])
+        at += n
+    return parse_plots(rebased)
+
+
+def _rebase(entry: Any, wdir: str) -> Any:
+    """A stage's plot entry with its path taken from ``wdir``."""
+    if posixpath.normpath(wdir or ".") == ".":
+        return entry
+    if isinstance(entry, str):
+        return posixpath.normpath(posixpath.join(wdir, entry))
+    if isinstance(entry, dict) and len(entry) == 1:
+        (path, options), = entry.items()
+        if isinstance(path, str):
+            return {posixpath.normpath(posixpath.join(wdir, path)): options}
+    return entry

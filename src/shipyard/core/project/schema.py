@@ -147,7 +147,7 @@ class StageSpec(_Strict):
     @field_validator("plots")
     @classmethod
     def _plots(cls, v: tuple[PlotEntry, ...]) -> tuple[PlotEntry, ...]:
-        validate_plots(v)  # x, y, template, ... as dvc.yaml writes them
+        validate_plots(v, confine=False)  # x, y, template, ... as dvc.yaml writes them; paths from wdir
         return v
 
 
