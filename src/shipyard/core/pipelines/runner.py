@@ -256,7 +256,9 @@ class PipelineRunner:
                 tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d is not None})
             remove_outputs(self.ws.root, stage)
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
-                           {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
+                           {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name,
+                            # dvclive in a stage: as under `dvc repro`, it saves no experiment (no git refs)
+                            "DVC_ROOT": str(self.ws.root)})
             code = self.executor.run(job, lambda text: self.events.line(stage.name, text))
             if code != 0:
                 status = RunStatus.KILLED if code < 0 else RunStatus.FAILED

@@ -12,6 +12,7 @@ from shipyard.core.deploy.ci_config import CISpec
 from shipyard.core.deploy.config import DeploySpec
 from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec
 from shipyard.core.monitoring.config import MonitoringSpec
+from shipyard.core.plots.spec import validate as validate_plots
 from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
 
@@ -191,6 +192,12 @@ class StageSpec(_Strict):
             raise ValueError("cmd is empty")
         return v
 
+    @field_validator("plots")
+    @classmethod
+    def _plots(cls, v: tuple[PlotEntry, ...]) -> tuple[PlotEntry, ...]:
+        validate_plots(v, confine=False)  # x, y, template, ... as dvc.yaml writes them; paths from wdir
+        return v
+
 
 class ModelSpec(_Strict):
     """A stage output that ``shipyard run`` registers as a version of the model named by the key (DVC's
@@ -254,6 +261,12 @@ class ProjectConfig(_Strict):
             return (v,)
         if isinstance(v, list):
             return tuple(v)
+        return v
+
+    @field_validator("plots")
+    @classmethod
+    def _plots(cls, v: tuple[PlotEntry, ...]) -> tuple[PlotEntry, ...]:
+        validate_plots(v)
         return v
 
     @field_validator("store", mode="before")

@@ -19,6 +19,7 @@ from shipyard.interfaces.cli import (
     models,
     monitor,
     pipeline,
+    plots,
     policy,
     project,
     promote,
@@ -54,6 +55,7 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(exp.app, name="exp")
 app.add_typer(exp.metrics_app, name="metrics")
 app.add_typer(exp.params_app, name="params")
+app.add_typer(plots.app, name="plots")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)
