@@ -50,16 +50,19 @@ def check_paths(code_paths: Any) -> tuple[str, ...]:
     return paths
 
 
-def save(code_paths: Iterable[str], folder: Path, root: Path | None = None) -> list[str]:
-    """Copy each path (relative to ``root``, the working folder by default) into ``folder/code``; the names
-    they got there, in order."""
+Plan = dict[str, list[tuple[Path, PurePosixPath]]]
+
+
+def plan(code_paths: Any, root: Path | None = None) -> Plan:
+    """What ``log_model(code_paths=...)`` would store, each path checked (relative to ``root``, the working
+    folder by default): by the name it gets under ``code/``, its files. Nothing is written."""
     base = (root or Path.cwd()).resolve()
-    plan: dict[str, list[tuple[Path, PurePosixPath]]] = {}
+    out: Plan = {}
     files = size = 0
-    for given in code_paths:
+    for given in check_paths(code_paths):
         source = _confined(given, base)
         name = source.name
-        if name in plan:
+        if name in out:
             raise InvalidInputError(f"code_paths: two paths are named {name!r}; each is stored under its own name, "
                                     "so name a folder above them instead")
         entries = list(_walk(source, given))
@@ -69,16 +72,19 @@ def save(code_paths: Iterable[str], folder: Path, root: Path | None = None) -> l
         if files > MAX_FILES or size > MAX_BYTES:
             raise InvalidInputError(f"code_paths: more than {MAX_FILES} files or {MAX_BYTES // (1024 * 1024)} MiB "
                                     "of code; name the model's own modules, not data or environments")
-        plan[name] = entries
-    if not plan:
-        return []
+        out[name] = entries
+    return out
+
+
+def save(planned: Plan, folder: Path) -> list[str]:
+    """Copy what ``plan`` found into ``folder/code``; the names the paths got there, in order."""
     target = folder / FOLDER
-    for name, entries in plan.items():
+    for name, entries in planned.items():
         for path, rel in entries:
             dest = target / name / rel if rel.parts else target / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
-    return list(plan)
+    return list(planned)
 
 
 def _confined(given: str, base: Path) -> Path:

@@ -28,14 +28,14 @@ class PythonFlavor:
     def save(self, model: Any, folder: Path, options: Mapping[str, Any]) -> dict[str, Any]:
         if not callable(getattr(model, "predict", None)):
             raise InvalidInputError(f"a {type(model).__name__} has no predict(inputs) method")
-        paths = code.check_paths(options.get("code_paths"))
+        planned = code.plan(options.get("code_paths"))  # checked before anything is written
         try:
             (folder / FILE).write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise InvalidInputError(f"cannot pickle the {type(model).__name__}: {exc}") from exc
         cls = type(model)
         meta: dict[str, Any] = {"file": FILE, "class": f"{cls.__module__}.{cls.__qualname__}"}
-        stored = code.save(paths, folder)
+        stored = code.save(planned, folder)
         if stored:
             meta["code_paths"] = stored
         return meta

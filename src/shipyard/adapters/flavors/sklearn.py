@@ -107,7 +107,7 @@ class SklearnFlavor:
             raise InvalidInputError(f"unknown serializer {serializer!r}; use one of {', '.join(SERIALIZERS)}")
         if not hasattr(model, "predict"):
             raise InvalidInputError(f"a {type(model).__name__} has no predict(): not a scikit-learn model")
-        paths = code.check_paths(options.get("code_paths"))
+        planned = code.plan(options.get("code_paths"))  # checked before anything is written
         path = folder / FILES[serializer]
         meta: dict[str, Any] = {"serializer": serializer, "file": path.name}
         if serializer == "skops":
@@ -121,7 +121,7 @@ class SklearnFlavor:
         import sklearn
 
         meta["sklearn_version"] = sklearn.__version__
-        stored = code.save(paths, folder)
+        stored = code.save(planned, folder)
         if stored:
             meta["code_paths"] = stored
         return meta
