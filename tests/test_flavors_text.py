@@ -25,6 +25,7 @@ from sklearn.pipeline import make_pipeline
 from typer.testing import CliRunner
 
 import shipyard
+from shipyard.core.environments.image import answer_outputs, infer_request
 from shipyard.core.registry.saving import save_model
 from shipyard.core.serving.routing import in_canary
 from shipyard.errors import InvalidInputError, UntrustedModelError
@@ -191,6 +192,17 @@ def test_sparse_rows_are_taken_dense_by_row_and_as_csr(served: Served) -> None:
         assert r.status_code == 200, r.text
         predicted, probabilities = r.json()["outputs"]
         assert predicted["data"] == expected and probabilities["shape"] == [3, 2]
+    # what `verify --image` posts for a sparse version's golden examples: the three CSR tensors
+    svc = from_environment(served.env, served.root)
+    try:
+        mv = svc.registry.resolve("reviews@2")
+        golden = svc.registry.examples(mv)
+    finally:
+        svc.close()
+    assert golden is not None and golden["inputs"]["format"] == "csr" and golden["inputs"]["shape"][0] == 4
+    r = _post(served, "/v2/models/reviews/versions/2/infer", infer_request(golden["inputs"], mv.signature))
+    assert r.status_code == 200, r.text
+    assert answer_outputs(r.json()) == golden["outputs"]
 
 
 def test_bad_inputs_get_a_4xx_that_says_why_and_the_server_keeps_serving(served: Served) -> None:
