@@ -268,7 +268,8 @@ def test_the_python_model_loads_its_stored_code_without_pythonpath(served: Serve
     assert stored == [(PACKAGE, "__init__.py"), (PACKAGE, "model.py")]  # no __pycache__
 
 
-def test_verify_passes_for_all_three(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_passes_for_all_three(served: Served, monkeypatch: pytest.MonkeyPatch,
+                                     imports_restored: None) -> None:
     monkeypatch.chdir(served.root)
     for version in (1, 2, 3):
         result = runner.invoke(app, ["verify", f"reviews@{version}", "--current", "--json"], env=served.env)
@@ -312,34 +313,54 @@ REPRO_CONFIG = """\
 version: 1
 stages:
   train:
-    cmd: python train.py
-    deps: [reviews.txt, train.py]
+    cmd: python src/train.py
+    deps: [reviews.txt, src]
 """
 REPRO_TRAIN = """\
 import shipyard
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from flavtext_stage_kw import KeywordModel
+
 lines = [line.split("\\t") for line in open("reviews.txt").read().splitlines()]
 x = TfidfVectorizer().fit_transform([text for text, _ in lines])
 model = LogisticRegression().fit(x, [int(label) for _, label in lines])
 shipyard.log_model(model, "tfidf", examples=x[:4])
+keywords = KeywordModel(["good", "great", "fun"], ["bad", "awful"])
+shipyard.log_model(keywords, "keywords", flavor="python", examples=[text for text, _ in lines[:3]],
+                   code_paths=["src/flavtext_stage_kw.py"])
 """
 
 
-def test_a_sparse_model_from_a_stage_is_reproduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def imports_restored() -> Iterator[None]:
+    """sys.path and the modules loaded from stored code, as they were: loading a version changes both."""
+    path, modules = list(sys.path), set(sys.modules)
+    yield
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        if name.startswith("flavtext_"):
+            del sys.modules[name]
+
+
+def test_a_sparse_model_from_a_stage_is_reproduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   imports_restored: None) -> None:
+    """And the python model the same stage registers, its class in the project's src/: no PYTHONPATH set."""
     root = tmp_path / "repro"
-    root.mkdir()
+    (root / "src").mkdir(parents=True)
     (root / "shipyard.yaml").write_text(REPRO_CONFIG)
-    (root / "train.py").write_text(REPRO_TRAIN)
+    (root / "src" / "train.py").write_text(REPRO_TRAIN)
+    (root / "src" / "flavtext_stage_kw.py").write_text(KEYWORDS)
     (root / "reviews.txt").write_text("".join(f"{t}\t{y}\n" for t, y in zip(TEXTS, LABELS, strict=True)))
     monkeypatch.chdir(root)
-    env = {"SHIPYARD_HOME": str(root / ".shipyard")}
+    env = {"SHIPYARD_HOME": str(root / ".shipyard"), "SHIPYARD_CACHE_DIR": str(tmp_path / "cache")}
     ran = runner.invoke(app, ["run", "--json"], env=env)
     assert ran.exit_code == 0, ran.output
-    result = runner.invoke(app, ["reproduce", "tfidf@1", "--json"], env=env)
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
-    assert report["reproduced"] is True
-    golden = next(c for c in report["outputs"] if c["path"] == "tfidf (golden examples)")
-    assert golden["verdict"] == "same predictions" and "4 golden example(s)" in golden["detail"]
+    for ref, examples in (("tfidf@1", 4), ("keywords@1", 3)):
+        result = runner.invoke(app, ["reproduce", ref, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["reproduced"] is True
+        golden = next(c for c in report["outputs"] if c["path"] == f"{ref.split('@')[0]} (golden examples)")
+        assert golden["verdict"] == "same predictions" and f"{examples} golden example(s)" in golden["detail"]
