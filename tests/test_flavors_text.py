@@ -309,6 +309,25 @@ def test_code_paths_are_confined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         client.close()
 
 
+def test_the_cached_copy_of_stored_code_is_rehashed_at_each_load(tmp_path: Path, imports_restored: None) -> None:
+    from shipyard.adapters.flavors import code
+
+    (tmp_path / "model" / "code" / "flavtext_cached").mkdir(parents=True)
+    (tmp_path / "model" / "code" / "flavtext_cached" / "__init__.py").write_text("V = 1\n")
+    env = {"SHIPYARD_CACHE_DIR": str(tmp_path / "cache")}
+    cached = code.activate(tmp_path / "model", env)
+    assert cached is not None and sys.path[0] == str(cached) and cached.parent == tmp_path / "cache" / "code"
+    (cached / "flavtext_cached" / "__init__.py").write_text("V = 2\n")  # changed behind Shipyard's back
+    (cached / "elsewhere").symlink_to(tmp_path)
+    assert code.activate(tmp_path / "model", env) == cached
+    assert sorted(p.name for p in cached.iterdir()) == ["flavtext_cached"]
+    assert __import__("flavtext_cached").V == 1
+    (tmp_path / "model" / "code").rename(tmp_path / "model" / "real")
+    (tmp_path / "model" / "code").symlink_to(tmp_path / "model" / "real")
+    with pytest.raises(InvalidInputError, match="is a link"):
+        code.activate(tmp_path / "model", env)
+
+
 REPRO_CONFIG = """\
 version: 1
 stages:

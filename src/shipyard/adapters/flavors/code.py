@@ -148,7 +148,7 @@ def activate(folder: Path, environ: Mapping[str, str] | None = None) -> Path | N
                                 f"{MAX_BYTES // (1024 * 1024)} MiB: not what log_model stores")
     digest = _digest(code, entries)
     cache = cache_dir(environ) / digest
-    if not cache.is_dir() or _digest(cache, list(_walk(cache, str(cache)))) != digest:
+    if not _intact(cache, digest):
         _install(code, cache)
     where = str(cache)
     if where not in sys.path:
@@ -165,6 +165,16 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(env["SHIPYARD_CACHE_DIR"]).expanduser().absolute() / FOLDER
     base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
     return base.absolute() / "shipyard" / FOLDER
+
+
+def _intact(cache: Path, digest: str) -> bool:
+    """Whether the cached copy holds exactly the code of ``digest`` (a link or a changed file: it does not)."""
+    if cache.is_symlink() or not cache.is_dir():
+        return False
+    try:
+        return _digest(cache, list(_walk(cache, str(cache)))) == digest
+    except (InvalidInputError, OSError):
+        return False
 
 
 def _digest(root: Path, entries: list[tuple[Path, PurePosixPath]]) -> str:
