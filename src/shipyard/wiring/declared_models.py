@@ -86,6 +86,11 @@ class Declared:
     registered: list[Registered] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # not yet: the stage whose metrics go with it did not run
+
+
+class _NotYet(Exception):
+    """The model's metrics stage was not part of this run: it is registered by the run that includes it."""
 
 
 def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequence[Outcome]) -> Declared:
@@ -111,6 +116,9 @@ def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequ
             except ShipyardError as exc:
                 result.problems.append(f"model {name}: {exc}; not registered")
                 continue
+            except _NotYet as exc:
+                result.waiting.append(f"model {name} is registered once {exc} runs: `shipyard run {exc}`")
+                continue
             if done is None:
                 result.unchanged.append(name)
             else:
@@ -126,8 +134,8 @@ def producing_output(runner: PipelineRunner, name: str, decl: ModelDef) -> tuple
         for out in stage.outs:
             if decl.path == out or decl.path.startswith(out + "/"):
                 return stage.name, out
-    raise ConfigError(f"no stage produces {decl.path} (models: {name}: path): name a stage's output, or a file "
-                      "inside an output folder")
+    raise ConfigError(f"no stage produces {decl.path}: set its path: to a stage's output, or to a file inside "
+                      "an output folder")
 
 
 def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelDef, producer: str, out: str,
@@ -214,7 +222,7 @@ def _metrics_of(svc: Services, runner: PipelineRunner, stage: str, finished: set
         raise ConfigError(f"metrics: {stage!r} is not a stage of shipyard.yaml: name the stage that evaluates it")
     entry = runner.lock.stages.get(stage)
     if stage not in finished or entry is None or entry.run is None:
-        raise NotFoundError(f"its metrics stage {stage} did not run with it: run `shipyard run {stage}`")
+        raise _NotYet(stage)
     return dict(svc.meta.get_run(entry.run).metrics)
 
 

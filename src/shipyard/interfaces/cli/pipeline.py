@@ -96,6 +96,8 @@ def run(
         for r in declared.registered if declared else ():
             out.console().print(f"registered [bold]{out.plain(r.ref)}[/bold] from {out.plain(r.path)} "
                                 f"(stage {out.plain(r.stage)})")
+        for line in declared.waiting if declared else ():
+            out.console().print(out.plain(line))
         if ignored:
             names = out.plain(", ".join(ignored))
             them = "it" if len(ignored) == 1 else "them"

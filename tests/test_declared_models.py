@@ -1,0 +1,233 @@
+"""shipyard.yaml's ``models:``: ``shipyard run`` registers a version when the declared stage output changes, with
+the evaluating stage's metrics and the producing stage's run as lineage; ``reproduce`` and ``serve`` work on it;
+a bad declaration is one line, registers nothing and keeps the pipeline's results.
+
+One project for the module, its steps in order (a run, an unchanged run, a param change, ...): the CLI runs
+in-process (CliRunner) except where a separate process is the point (two runs at once, the server)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner, Result
+
+from shipyard.core.workspace.lockfile import load_lock
+from shipyard.errors import ConfigError
+from shipyard.interfaces.cli.app import app
+from shipyard.wiring import Services, build, saved_model, settings_from_environment
+from tests.conftest import cli_env, serving_process
+
+pytestmark = pytest.mark.xdist_group("declared-models")  # one project for the module, its steps in order
+
+TRAIN = """\
+import pathlib, pickle, yaml
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+c = yaml.safe_load(open("params.yaml"))["train"]["C"]
+X = np.load("data/X.npy")
+y = (X[:, 0] + X[:, 1] > 1).astype(int)
+pathlib.Path("models").mkdir(exist_ok=True)
+with open("models/model.pkl", "wb") as f:
+    pickle.dump(LogisticRegression(C=c).fit(X, y), f)
+"""
+EVALUATE = """\
+import json, pickle
+import numpy as np
+X = np.load("data/X.npy")
+m = pickle.load(open("models/model.pkl", "rb"))
+json.dump({"accuracy": float((m.predict(X) == (X[:, 0] + X[:, 1] > 1)).mean()), "c": float(m.C)},
+          open("metrics.json", "w"))
+"""
+STAGES = """\
+stages:
+  train:
+    cmd: python train.py
+    deps: [train.py, data/X.npy]
+    params: [train.C]
+    outs: [models]
+  evaluate:
+    cmd: python evaluate.py
+    deps: [evaluate.py, models, data/X.npy]
+    metrics: [metrics.json]
+"""
+MODEL = """\
+models:
+  clf:
+    path: {path}
+    flavor: sklearn
+    examples: {examples}
+    metrics: evaluate
+    desc: a tiny classifier
+    labels: [demo, tabular]
+"""
+GOOD = {"path": "models/model.pkl", "examples": "data/golden.npy"}
+
+cli = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("declared") / "proj"
+    (root / "data").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(root / "data" / "X.npy", rng.random((60, 2)))
+    np.save(root / "data" / "golden.npy", rng.random((4, 2)))
+    np.save(root / "data" / "wide.npy", rng.random((4, 3)))
+    (root / "train.py").write_text(TRAIN)
+    (root / "evaluate.py").write_text(EVALUATE)
+    (root / "params.yaml").write_text("train:\n  C: 1.0\n")
+    declare(root)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("SHIPYARD_")]:
+            mp.delenv(key)
+        mp.setenv("SHIPYARD_HOME", str(root / ".shipyard"))
+        mp.chdir(root)
+        yield root
+
+
+def declare(root: Path, **changes: str) -> None:
+    (root / "shipyard.yaml").write_text(STAGES + MODEL.format(**{**GOOD, **changes}))
+
+
+def sy(*args: str, code: int = 0) -> Result:
+    result = cli.invoke(app, list(args))
+    assert result.exit_code == code, f"shipyard {' '.join(args)} exited {result.exit_code}: {result.output}" \
+                                     f"{result.exception!r}"
+    return result
+
+
+@contextlib.contextmanager
+def services(root: Path) -> Iterator[Services]:
+    svc = build(settings_from_environment(cwd=root), root)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def versions(root: Path) -> list[int]:
+    with services(root) as svc:
+        return [v.version for v in svc.registry.versions("clf")] if svc.registry.models() else []
+
+
+def test_run_registers_the_declared_model_with_metrics_and_lineage(proj: Path) -> None:
+    done = sy("run")
+    assert "registered clf@1 from models/model.pkl (stage train)" in done.output
+    lock = load_lock(proj)
+    with services(proj) as svc:
+        mv = svc.registry.resolve("clf@1")
+        assert mv.run_id == lock.stages["train"].run  # lineage: the stage run that wrote the bytes
+        evaluate = svc.meta.get_run(lock.stages["evaluate"].run or "")
+        assert mv.metrics["accuracy"] == evaluate.metrics["accuracy"] > 0.8  # the evaluating stage's metrics
+        assert mv.params == {"train.C": "1.0"}
+        assert mv.description == "a tiny classifier\nlabels: demo, tabular"
+        assert mv.flavor == "sklearn" and mv.signature["inputs"]["shape"] == [-1, 2]  # type: ignore[index]
+        golden = svc.registry.examples(mv)
+        assert golden is not None and len(golden["inputs"]) == 4
+        assert saved_model(svc, mv).flavor_meta["serializer"] == "skops"  # the pickle was saved through skops
+        model = svc.registry.load(mv.ref)
+        assert model.predict(np.array(golden["inputs"])).tolist() == golden["outputs"]
+    assert "train" in sy("models", "lineage", "clf@1").output
+    shown = sy("models", "show", "clf@1").output
+    assert "a tiny classifier" in shown
+
+
+def test_nothing_changed_registers_nothing(proj: Path) -> None:
+    assert "registered" not in sy("run").output
+    # the output deleted and restored from the stage cache: the same bytes, nothing new
+    (proj / "models" / "model.pkl").unlink()
+    again = sy("run", "--json")
+    assert {o["stage"]: o["result"] for o in json.loads(again.output)}["train"] == "cached"
+    assert "registered" not in again.output
+    assert versions(proj) == [1]
+
+
+def test_a_param_change_registers_v2_in_json(proj: Path) -> None:
+    (proj / "params.yaml").write_text("train:\n  C: 0.01\n")
+    outcomes = {o["stage"]: o for o in json.loads(sy("run", "--json").output)}
+    assert outcomes["train"]["registered"] == ["clf@2"]
+    assert "registered" not in outcomes["evaluate"]
+    with services(proj) as svc:
+        mv = svc.registry.resolve("clf@2")
+        assert mv.params == {"train.C": "0.01"} and mv.metrics["c"] == 0.01
+        assert mv.run_id == load_lock(proj).stages["train"].run
+    # back to C=1.0: the stage comes from the cache, with bytes unlike v2's: registered again, as v3, lineage v1's
+    (proj / "params.yaml").write_text("train:\n  C: 1.0\n")
+    assert "registered clf@3" in sy("run").output
+    with services(proj) as svc:
+        assert svc.registry.resolve("clf@3").run_id == svc.registry.resolve("clf@1").run_id
+
+
+def test_reproduce_a_declared_version(proj: Path) -> None:
+    done = sy("reproduce", "clf@2", "--json")
+    result = json.loads(done.output)
+    assert result["reproduced"] is True and result["stages"] == ["train"]
+    golden = next(o for o in result["outputs"] if o["path"] == "clf (golden examples)")
+    assert golden["verdict"] == "same predictions"
+
+
+def test_serve_a_declared_version(proj: Path) -> None:
+    env = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"))
+    with serving_process(env, "clf@3") as (url, _):
+        answer = httpx.post(f"{url}/predict", json={"instances": [[0.9, 0.9], [0.0, 0.1]]}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == [1, 0]
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    ({"path": "nowhere/model.pkl"}, "model clf: no stage produces nowhere/model.pkl"),
+    ({"examples": "data/missing.npy"}, "model clf: examples file data/missing.npy does not exist"),
+    ({"examples": "data/wide.npy"}, "model clf: the model cannot predict the examples in data/wide.npy: "
+                                    "ValueError: X has 3 features, but LogisticRegression is expecting 2"),
+])
+def test_a_bad_declaration_is_one_line_and_registers_nothing(proj: Path, changes: dict[str, str], said: str) -> None:
+    before = versions(proj)
+    declare(proj, **changes)
+    (proj / "params.yaml").write_text("train:\n  C: 0.5\n")  # the pipeline has work to do, and keeps it
+    try:
+        failed = sy("run", code=1)  # in-process: the exception; `shipyard` prints it as one line, exit 2
+        assert isinstance(failed.exception, ConfigError)
+        assert str(failed.exception).startswith(said) and str(failed.exception).endswith("; not registered")
+        assert "\n" not in str(failed.exception)
+        assert versions(proj) == before
+        lock = load_lock(proj)
+        with services(proj) as svc:
+            assert svc.meta.get_run(lock.stages["train"].run or "").params == {"train.C": "0.5"}
+        assert "registered" not in sy("status").output
+    finally:
+        declare(proj)
+        (proj / "params.yaml").write_text("train:\n  C: 1.0\n")
+
+
+def test_an_unknown_flavor_fails_at_load_naming_the_line(proj: Path) -> None:
+    (proj / "shipyard.yaml").write_text(STAGES + MODEL.format(**GOOD).replace("sklearn", "tensorflow"))
+    try:
+        done = subprocess.run([sys.executable, "-m", "shipyard", "run"], capture_output=True, text=True,
+                              env=cli_env(SHIPYARD_HOME=str(proj / ".shipyard")), cwd=proj, timeout=120, check=False)
+        assert done.returncode == 2
+        assert "shipyard.yaml:14: models.clf.flavor: should be 'sklearn', 'torch', 'onnx' or 'python'" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        declare(proj)
+
+
+def test_two_runs_at_once_register_one_version(proj: Path) -> None:
+    (proj / "params.yaml").write_text("train:\n  C: 0.5\n")  # the last good state: C=1.0 as v3, and C=0.5 ran
+    before = versions(proj)
+    env = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"))
+    runs = [subprocess.Popen([sys.executable, "-m", "shipyard", "run", "--json"], env=env, cwd=proj, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    said = [r.communicate(timeout=120) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], said
+    registered = [ref for out, _ in said for o in json.loads(out) for ref in o.get("registered", [])]
+    assert versions(proj) == [*before, before[-1] + 1]
+    assert registered == [f"clf@{before[-1] + 1}"]
