@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -23,7 +25,8 @@ from typer.testing import CliRunner, Result
 from shipyard.core.workspace.lockfile import load_lock
 from shipyard.errors import ConfigError
 from shipyard.interfaces.cli.app import app
-from shipyard.wiring import Services, build, saved_model, settings_from_environment
+from shipyard.wiring import Services, build, open_pipeline, saved_model, settings_from_environment
+from shipyard.wiring.declared_models import Declared, register_declared
 from tests.conftest import cli_env, serving_process
 
 pytestmark = pytest.mark.xdist_group("declared-models")  # one project for the module, its steps in order
@@ -34,17 +37,18 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 c = yaml.safe_load(open("params.yaml"))["train"]["C"]
 X = np.load("data/X.npy")
-y = (X[:, 0] + X[:, 1] > 1).astype(int)
+model = LogisticRegression(C=c).fit(X, (X[:, 0] + X[:, 1] > 1).astype(int))
 pathlib.Path("models").mkdir(exist_ok=True)
 with open("models/model.pkl", "wb") as f:
-    pickle.dump(LogisticRegression(C=c).fit(X, y), f)
+    pickle.dump(model, f)
+np.save("models/scores.npy", model.predict_proba(X)[:, 1])
 """
 EVALUATE = """\
-import json, pickle
+import json
 import numpy as np
-X = np.load("data/X.npy")
-m = pickle.load(open("models/model.pkl", "rb"))
-json.dump({"accuracy": float((m.predict(X) == (X[:, 0] + X[:, 1] > 1)).mean()), "c": float(m.C)},
+X, scores = np.load("data/X.npy"), np.load("models/scores.npy")
+truth = X[:, 0] + X[:, 1] > 1
+json.dump({"accuracy": float(((scores > 0.5) == truth).mean()), "mean_score": float(scores.mean())},
           open("metrics.json", "w"))
 """
 STAGES = """\
@@ -158,7 +162,9 @@ def test_a_param_change_registers_v2_in_json(proj: Path) -> None:
     assert "registered" not in outcomes["evaluate"]
     with services(proj) as svc:
         mv = svc.registry.resolve("clf@2")
-        assert mv.params == {"train.C": "0.01"} and mv.metrics["c"] == 0.01
+        assert mv.params == {"train.C": "0.01"}
+        assert mv.metrics == svc.meta.get_run(load_lock(proj).stages["evaluate"].run or "").metrics
+        assert mv.metrics["mean_score"] != svc.registry.resolve("clf@1").metrics["mean_score"]
         assert mv.run_id == load_lock(proj).stages["train"].run
     # back to C=1.0: the stage comes from the cache, with bytes unlike v2's: registered again, as v3, lineage v1's
     (proj / "params.yaml").write_text("train:\n  C: 1.0\n")
@@ -221,13 +227,22 @@ def test_an_unknown_flavor_fails_at_load_naming_the_line(proj: Path) -> None:
 
 
 def test_two_runs_at_once_register_one_version(proj: Path) -> None:
-    (proj / "params.yaml").write_text("train:\n  C: 0.5\n")  # the last good state: C=1.0 as v3, and C=0.5 ran
+    """Two `shipyard run`s (threads here, each with its own database connections, as two processes have) find
+    the same new output: one registers it, the other re-checks under the registry's numbering and finds it."""
+    (proj / "params.yaml").write_text("train:\n  C: 0.5\n")  # ran, not registered (the bad declarations above)
     before = versions(proj)
-    env = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"))
-    runs = [subprocess.Popen([sys.executable, "-m", "shipyard", "run", "--json"], env=env, cwd=proj, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    said = [r.communicate(timeout=120) for r in runs]
-    assert [r.returncode for r in runs] == [0, 0], said
-    registered = [ref for out, _ in said for o in json.loads(out) for ref in o.get("registered", [])]
+    together = threading.Barrier(2)
+
+    def one_run() -> Declared:
+        settings = settings_from_environment(cwd=proj)
+        runner = open_pipeline(settings, os.environ)
+        report = runner.run()
+        together.wait(timeout=60)
+        return register_declared(settings, runner, report.outcomes)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [f.result() for f in [pool.submit(one_run) for _ in range(2)]]
     assert versions(proj) == [*before, before[-1] + 1]
-    assert registered == [f"clf@{before[-1] + 1}"]
+    assert sorted(len(r.registered) for r in results) == [0, 1]
+    assert sorted(r.unchanged for r in results) == [[], ["clf"]]
+    assert not any(r.problems for r in results)
