@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
+from click.testing import Result
+from typer.testing import CliRunner
 
 from shipyard.core.workspace.lockfile import load_lock
 from shipyard.errors import ConfigError
