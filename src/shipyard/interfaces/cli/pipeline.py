@@ -114,8 +114,12 @@ def run(
         raise ConfigError("\n".join(declared.problems))
 
 
-def _register_declared(runner: PipelineRunner, outcomes: Sequence[Outcome]) -> Declared:
+def _register_declared(runner: PipelineRunner, outcomes: Sequence[Outcome]) -> Declared | None:
     """shipyard.yaml's ``models:``: a new version of each whose stage output changed."""
+    from shipyard.core.project.loader import load_config
+
+    if not load_config(runner.ws.root).models:  # read once already: cached by the file's digest
+        return None
     from shipyard.wiring import settings_from_environment
     from shipyard.wiring.declared_models import register_declared
 
