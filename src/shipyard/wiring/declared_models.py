@@ -264,8 +264,14 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
     else:
         model = _load_own(file, decl, runner.ws.root)
     folder = tmp / "model"
+    flavor = get_flavor(decl.flavor)
+    options: dict[str, Any] = {}
+    if decl.code_paths:  # stored with the version (code/), importable wherever it loads: serve, reproduce
+        if not getattr(flavor, "takes_code_paths", False):
+            raise ConfigError(f"the {decl.flavor} flavor takes no code_paths: its models load without project code")
+        options["code_paths"] = [str(runner.ws.root / p) for p in decl.code_paths]
     try:
-        save_model(get_flavor(decl.flavor), model, folder, examples)
+        save_model(flavor, model, folder, examples, options)
     except ShipyardError:
         raise
     except Exception as exc:  # the model's own error on the examples (their width, their type)

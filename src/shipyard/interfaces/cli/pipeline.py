@@ -261,7 +261,9 @@ def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float,
         flavor = scratch.registry.flavors(mv.flavor)  # the wiring's flavors: no adapter import here
         import numpy as np
 
-        predicted = flavor.to_json(flavor.predict(model, np.asarray(golden["inputs"])))
+        read = getattr(flavor, "from_json", None)  # a sparse matrix's CSR parts, a table, text: as the model takes
+        inputs = read(golden["inputs"]) if callable(read) else np.asarray(golden["inputs"])
+        predicted = flavor.to_json(flavor.predict(model, inputs))
     except ShipyardError as exc:
         return False, f"the re-run registered no usable {mv.model}: {exc}"
     finally:
@@ -270,7 +272,7 @@ def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float,
     same = len(flat_new) == len(flat_old) and all(
         a == b or (isinstance(a, float) and math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance))
         for a, b in zip(flat_new, flat_old, strict=True))
-    return same, f"{len(golden['inputs'])} golden example(s): " + ("all agree" if same else "predictions differ")
+    return same, f"{len(golden['outputs'])} golden example(s): " + ("all agree" if same else "predictions differ")
 
 
 def _rerun_model(svc: Services, scratch: Services, mv: ModelVersion, work: Path) -> Any:
