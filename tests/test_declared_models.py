@@ -52,6 +52,21 @@ truth = X[:, 0] + X[:, 1] > 1
 json.dump({"accuracy": float(((scores > 0.5) == truth).mean()), "mean_score": float(scores.mean())},
           open("metrics.json", "w"))
 """
+RULES = """\
+import pathlib, pickle
+from mymodels import Threshold
+pathlib.Path("rules").mkdir(exist_ok=True)
+with open("rules/model.pkl", "wb") as f:
+    pickle.dump(Threshold(1.0), f)
+"""
+THRESHOLD = """\
+class Threshold:
+    def __init__(self, cut):
+        self.cut = cut
+
+    def predict(self, rows):
+        return [int(sum(row) > self.cut) for row in rows]
+"""
 STAGES = """\
 stages:
   train:
@@ -63,6 +78,10 @@ stages:
     cmd: python evaluate.py
     deps: [evaluate.py, models, data/X.npy]
     metrics: [metrics.json]
+  rules:
+    cmd: python rules.py
+    deps: [rules.py, mymodels]
+    outs: [rules]
 """
 MODEL = """\
 models:
@@ -73,6 +92,11 @@ models:
     metrics: evaluate
     desc: a tiny classifier
     labels: [demo, tabular]
+  rules:
+    path: rules/model.pkl
+    flavor: python
+    examples: data/golden.json
+    code_paths: [mymodels]
 """
 GOOD = {"path": "models/model.pkl", "examples": "data/golden.npy"}
 
@@ -90,6 +114,10 @@ def proj(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "train.py").write_text(TRAIN)
     (root / "evaluate.py").write_text(EVALUATE)
     (root / "params.yaml").write_text("train:\n  C: 1.0\n")
+    (root / "data" / "golden.json").write_text("[[0.9, 0.9], [0.0, 0.1]]")
+    (root / "rules.py").write_text(RULES)
+    (root / "mymodels").mkdir()
+    (root / "mymodels" / "__init__.py").write_text(THRESHOLD)
     declare(root)
     with pytest.MonkeyPatch.context() as mp:
         for key in [k for k in os.environ if k.startswith("SHIPYARD_")]:
@@ -127,6 +155,7 @@ def versions(root: Path) -> list[int]:
 def test_run_registers_the_declared_model_with_metrics_and_lineage(proj: Path) -> None:
     done = sy("run")
     assert "registered clf@1 from models/model.pkl (stage train)" in done.output
+    assert "registered rules@1 from rules/model.pkl (stage rules)" in done.output
     lock = load_lock(proj)
     with services(proj) as svc:
         mv = svc.registry.resolve("clf@1")
@@ -144,6 +173,37 @@ def test_run_registers_the_declared_model_with_metrics_and_lineage(proj: Path) -
     assert "train" in sy("models", "lineage", "clf@1").output
     shown = sy("models", "show", "clf@1").output
     assert "a tiny classifier" in shown
+
+
+def test_project_code_is_stored_with_a_python_model(proj: Path, tmp_path: Path) -> None:
+    """rules@1 pickles a class of the project (mymodels): code_paths stores it with the version, so it loads in
+    a process that does not run in the project (no PYTHONPATH)."""
+    code = "import shipyard\nprint(shipyard.load_model('rules@1').predict([[0.9, 0.9], [0.0, 0.1]]))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=cli_env(SHIPYARD_HOME=str(proj / ".shipyard")), check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1, 0]"
+
+
+def test_a_model_declared_later_registers_from_the_output_as_it_is(proj: Path) -> None:
+    """A declaration added to a pipeline that is up to date: registered from the recorded output, nothing re-run;
+    sparse golden examples (scipy's save_npz) kept as such."""
+    import scipy.sparse as sp  # type: ignore[import-untyped]
+
+    sp.save_npz(proj / "data" / "golden.npz", sp.csr_matrix(np.array([[0.9, 0.0], [0.0, 0.1], [1.0, 1.0]])))
+    config = (proj / "shipyard.yaml").read_text()
+    (proj / "shipyard.yaml").write_text(config + "  sparse:\n    path: models/model.pkl\n    flavor: sklearn\n"
+                                                 "    examples: data/golden.npz\n")
+    try:
+        outcomes = json.loads(sy("run", "--json").output)
+        assert {o["result"] for o in outcomes} == {"up-to-date"}
+        assert [o.get("registered") for o in outcomes if o["stage"] == "train"] == [["sparse@1"]]
+        with services(proj) as svc:
+            mv = svc.registry.resolve("sparse@1")
+            assert mv.run_id == svc.registry.resolve("clf@1").run_id
+            assert mv.signature["inputs"]["sparse"]  # type: ignore[index]
+    finally:
+        (proj / "shipyard.yaml").write_text(config)
 
 
 def test_nothing_changed_registers_nothing(proj: Path) -> None:
@@ -216,12 +276,15 @@ def test_a_bad_declaration_is_one_line_and_registers_nothing(proj: Path, changes
 
 
 def test_an_unknown_flavor_fails_at_load_naming_the_line(proj: Path) -> None:
-    (proj / "shipyard.yaml").write_text(STAGES + MODEL.format(**GOOD).replace("sklearn", "tensorflow"))
+    text = STAGES + MODEL.format(**GOOD).replace("sklearn", "tensorflow")
+    (proj / "shipyard.yaml").write_text(text)
+    line = text.splitlines().index("    flavor: tensorflow") + 1
     try:
         done = subprocess.run([sys.executable, "-m", "shipyard", "run"], capture_output=True, text=True,
                               env=cli_env(SHIPYARD_HOME=str(proj / ".shipyard")), cwd=proj, timeout=120, check=False)
         assert done.returncode == 2
-        assert "shipyard.yaml:14: models.clf.flavor: should be 'sklearn', 'torch', 'onnx' or 'python'" in done.stderr
+        said = f"shipyard.yaml:{line}: models.clf.flavor: should be 'sklearn', 'torch', 'onnx' or 'python'"
+        assert said in done.stderr
         assert "Traceback" not in done.stderr
     finally:
         declare(proj)
@@ -245,5 +308,5 @@ def test_two_runs_at_once_register_one_version(proj: Path) -> None:
         results = [f.result() for f in [pool.submit(one_run) for _ in range(2)]]
     assert versions(proj) == [*before, before[-1] + 1]
     assert sorted(len(r.registered) for r in results) == [0, 1]
-    assert sorted(r.unchanged for r in results) == [[], ["clf"]]
+    assert sorted(r.unchanged for r in results) == [["clf", "rules"], ["rules"]]  # the second found clf's
     assert not any(r.problems for r in results)
