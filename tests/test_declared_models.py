@@ -8,6 +8,7 @@ in-process (CliRunner) except where a separate process is the point (two runs at
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -206,6 +207,19 @@ def test_a_model_declared_later_registers_from_the_output_as_it_is(proj: Path) -
         (proj / "shipyard.yaml").write_text(config)
 
 
+def test_an_output_recorded_without_a_run_waits_for_one(proj: Path) -> None:
+    """As `init --from-dvc` records DVC's outputs: no run, so no lineage yet; the run says how to make one."""
+    saved = (proj / "shipyard.lock").read_text()
+    lock = load_lock(proj)
+    lock.stages["rules"] = dataclasses.replace(lock.stages["rules"], run=None)
+    (proj / "shipyard.lock").write_text(lock.to_yaml())
+    try:
+        done = sy("run", "rules")
+        assert "model rules is not registered yet: stage rules's output was recorded without a run" in done.output
+    finally:
+        (proj / "shipyard.lock").write_text(saved)
+
+
 def test_nothing_changed_registers_nothing(proj: Path) -> None:
     assert "registered" not in sy("run").output
     # the output deleted and restored from the stage cache: the same bytes, nothing new
@@ -218,7 +232,11 @@ def test_nothing_changed_registers_nothing(proj: Path) -> None:
 
 def test_a_param_change_registers_v2_in_json(proj: Path) -> None:
     (proj / "params.yaml").write_text("train:\n  C: 0.01\n")
+    alone = sy("run", "train").output  # its metrics stage did not run: not yet, and not an error
+    assert "model clf is not registered yet: its metrics stage evaluate did not run with it" in alone
+    assert versions(proj) == [1]
     outcomes = {o["stage"]: o for o in json.loads(sy("run", "--json").output)}
+    assert outcomes["train"]["result"] == "up-to-date" and outcomes["evaluate"]["result"] == "ran"
     assert outcomes["train"]["registered"] == ["clf@2"]
     assert "registered" not in outcomes["evaluate"]
     with services(proj) as svc:

@@ -90,7 +90,7 @@ class Declared:
 
 
 class _NotYet(Exception):
-    """The model's metrics stage was not part of this run: it is registered by the run that includes it."""
+    """Not an error: the model is registered by a later run (one that runs its metrics stage, or its stage)."""
 
 
 def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequence[Outcome]) -> Declared:
@@ -117,7 +117,7 @@ def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequ
                 result.problems.append(f"model {name}: {exc}; not registered")
                 continue
             except _NotYet as exc:
-                result.waiting.append(f"model {name} is registered once {exc} runs: `shipyard run {exc}`")
+                result.waiting.append(f"model {name} is not registered yet: {exc}")
                 continue
             if done is None:
                 result.unchanged.append(name)
@@ -143,8 +143,11 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
     if decl.flavor not in FLAVORS:
         raise ConfigError(f"unknown flavor {decl.flavor!r}: use one of {', '.join(FLAVORS)}")
     entry = runner.lock.stages.get(producer)
-    if entry is None or entry.run is None or out not in entry.outs:
+    if entry is None or out not in entry.outs:
         raise NotFoundError(f"shipyard.lock has no run of stage {producer} recording {out}")
+    if entry.run is None:  # recorded without a run (`init --from-dvc`): no lineage to register it with
+        raise _NotYet(f"stage {producer}'s output was recorded without a run (converted from DVC?); "
+                      f"`shipyard run --force {producer}` runs it and registers the model")
     run = _producing_run(svc, entry.run, out, entry.outs[out].digest, producer)
     digest = digest_in(svc.store, run, decl.path)
     if digest is None:
@@ -222,7 +225,7 @@ def _metrics_of(svc: Services, runner: PipelineRunner, stage: str, finished: set
         raise ConfigError(f"metrics: {stage!r} is not a stage of shipyard.yaml: name the stage that evaluates it")
     entry = runner.lock.stages.get(stage)
     if stage not in finished or entry is None or entry.run is None:
-        raise _NotYet(stage)
+        raise _NotYet(f"its metrics stage {stage} did not run with it: `shipyard run {stage}` registers it")
     return dict(svc.meta.get_run(entry.run).metrics)
 
 
