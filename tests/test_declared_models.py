@@ -11,9 +11,11 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,10 +27,10 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from shipyard.core.workspace.lockfile import load_lock
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, ShipyardError
 from shipyard.interfaces.cli.app import app
 from shipyard.wiring import Services, build, open_pipeline, saved_model, settings_from_environment
-from shipyard.wiring.declared_models import Declared, register_declared
+from shipyard.wiring.declared_models import Declared, load_examples, register_declared
 from tests.conftest import cli_env, serving_process
 
 pytestmark = pytest.mark.xdist_group("declared-models")  # one project for the module, its steps in order
@@ -328,3 +330,25 @@ def test_two_runs_at_once_register_one_version(proj: Path) -> None:
     assert sorted(len(r.registered) for r in results) == [0, 1]
     assert sorted(r.unchanged for r in results) == [["clf", "rules"], ["rules"]]  # the second found clf's
     assert not any(r.problems for r in results)
+
+
+def test_examples_files_are_read_bounded_and_without_pickles(tmp_path: Path) -> None:
+    (tmp_path / "header.csv").write_text("a,b\n1,2\n3,4\n")
+    assert load_examples(tmp_path, "header.csv").tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    (tmp_path / "text.csv").write_text("good movie\nbad, very bad\n".replace("bad, very bad", '"bad, very bad"'))
+    assert load_examples(tmp_path, "text.csv") == ["good movie", "bad, very bad"]
+    (tmp_path / "text.json").write_text('["good movie", "bad"]')
+    assert load_examples(tmp_path, "text.json") == ["good movie", "bad"]
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "rows.json").write_text(json.dumps([[0.0]] * 1001))
+    bomb = tmp_path / "bomb.npz"  # a few KiB that would inflate to 64 MiB
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("data.npy", b"\0" * (64 << 20))
+    for name, said in [("objects.npy", "cannot be read: Object arrays cannot be loaded when allow_pickle=False"),
+                       ("rows.json", "has 1001 rows: give 1 to 1000"),
+                       ("bomb.npz", "is larger than 16 MiB"),
+                       ("missing.npy", "does not exist"),
+                       ("../outside.npy", "is outside")]:
+        with pytest.raises(ShipyardError, match="^examples file " + re.escape(f"{name} {said}")
+                           if name != "../outside.npy" else said):
+            load_examples(tmp_path, name)

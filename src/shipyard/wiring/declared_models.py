@@ -27,7 +27,6 @@ the second is refused there, re-reads the registry, and finds the first's versio
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import sys
 import tempfile
@@ -121,8 +120,15 @@ def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequ
                 continue
             if done is None:
                 result.unchanged.append(name)
-            else:
-                result.registered.append(Registered(done.ref, producer, decl.path))
+                continue
+            result.registered.append(Registered(done.ref, producer, decl.path))
+            try:  # as log_model does for a stage's run: the version's SLSA provenance (signed if signing.key is set)
+                from shipyard.wiring.signing import record_version_provenance
+
+                record_version_provenance(svc, done, svc.meta.get_run(done.run_id or ""))
+            except ShipyardError as exc:
+                result.problems.append(f"model {name}: registered as {done.ref}, but its provenance was not "
+                                       f"recorded: {exc}")
     finally:
         svc.close()
     return result
@@ -169,9 +175,6 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
                                            description=description, version=latest + 1, trust_as_registrant=trust)
             except (ImmutableError, ConflictError):
                 continue  # another run registered a version meanwhile: check again whether it holds these bytes
-        from shipyard.wiring.signing import record_version_provenance
-
-        record_version_provenance(svc, mv, run)
         return mv
     raise ConflictError(f"other registrations of {name} kept coming first ({MAX_TRIES} tries); run again")
 
@@ -348,7 +351,9 @@ def _load_own(file: Path, decl: ModelDef, root: Path) -> Any:
 def load_examples(root: Path, path: str) -> Any:
     """The golden inputs in the project file ``path``: .npy (no pickles), .npz (a scipy sparse matrix, as
     ``save_npz`` writes it), .csv (numbers, or one text column; an optional header), .json (a list of rows).
-    At most ``MAX_EXAMPLES_BYTES`` and ``MAX_EXAMPLE_ROWS`` rows."""
+    At most ``MAX_EXAMPLES_BYTES`` read (an .npz's members too, uncompressed) and ``MAX_EXAMPLE_ROWS`` rows."""
+    import io
+
     import numpy as np
 
     file = Confined(root, project=True).check(path, "examples file")
@@ -356,28 +361,37 @@ def load_examples(root: Path, path: str) -> Any:
     if suffix not in (".npy", ".npz", ".csv", ".json"):
         raise ConfigError(f"examples {path}: use a .npy, .npz, .csv or .json file")
     try:
-        st = os.stat(file)
+        with open(file, "rb") as f:
+            raw = f.read(MAX_EXAMPLES_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"examples file {path} does not exist") from None
-    if st.st_size > MAX_EXAMPLES_BYTES:
-        raise ConfigError(f"examples file {path} is larger than {MAX_EXAMPLES_BYTES >> 20} MiB: golden examples "
-                          "are a few rows")
+    except OSError as exc:
+        raise ConfigError(f"examples file {path} cannot be read: {exc.strerror or exc}") from exc
+    too_large = ConfigError(f"examples file {path} is larger than {MAX_EXAMPLES_BYTES >> 20} MiB: golden examples "
+                            "are a few rows")
+    if len(raw) > MAX_EXAMPLES_BYTES:
+        raise too_large
     try:
         if suffix == ".npy":
-            data: Any = np.load(file, allow_pickle=False)
+            data: Any = np.load(io.BytesIO(raw), allow_pickle=False)
         elif suffix == ".npz":
+            import zipfile
+
             import scipy.sparse as sp  # type: ignore[import-untyped]
 
-            data = sp.load_npz(file).tocsr()
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # a member reads no more than its declared size
+                if sum(i.file_size for i in zf.infolist()) > MAX_EXAMPLES_BYTES:
+                    raise too_large
+            data = sp.load_npz(io.BytesIO(raw)).tocsr()  # np.load underneath, allow_pickle=False
         elif suffix == ".json":
-            from shipyard.core.boundedyaml import load_json, read_bounded
+            from shipyard.core.boundedyaml import load_json
 
-            rows = load_json(read_bounded(file, path), path)
+            rows = load_json(raw, path)
             if not isinstance(rows, list):
                 raise ValueError("not a JSON list of rows")
             data = np.asarray(rows) if rows and not isinstance(rows[0], str) else rows
         else:
-            data = _csv(file.read_bytes().decode())
+            data = _csv(raw.decode())
     except ShipyardError:
         raise
     except Exception as exc:  # numpy's and scipy's readers raise many kinds for a bad file
