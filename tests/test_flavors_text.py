@@ -127,6 +127,19 @@ def test_signatures_say_text_and_sparse(served: Served) -> None:
     assert sparse == {"dtype": "float64", "shape": [-1, width], "sparse": True, "format": "csr"}
 
 
+def test_skops_allowlist_takes_the_text_pipeline_and_the_sparse_model(served: Served, tmp_path: Path) -> None:
+    from shipyard.core.registry.trust import TrustSet
+
+    sklearn = flavor("sklearn")
+    for i, model in enumerate((served.text, served.sparse)):
+        folder = tmp_path / str(i)
+        save_model(sklearn, model, folder)
+        assert sklearn.requires(folder, {"file": "model.skops"}) == TrustSet()  # nothing beyond the allowlist
+        loaded = sklearn.load(folder, {"file": "model.skops"}, TrustSet())
+        rows = ASKED if i == 0 else served.vectorizer.transform(ASKED)
+        assert loaded.predict(rows).tolist() == model.predict(rows).tolist()
+
+
 def test_metadata_lists_bytes_inputs_and_the_probabilities_output(served: Served) -> None:
     meta = httpx.get(f"{served.url}/v2/models/reviews").json()
     assert meta["inputs"] == [{"name": "input-0", "datatype": "BYTES", "shape": [-1]}]

@@ -114,7 +114,10 @@ def test_metadata_signature_and_response_agree(registered: tuple[dict[str, str],
         # the metadata, from the signature
         assert meta["name"] == name and meta["versions"] == ["1"]
         assert meta["inputs"] == [{"name": oip.INPUT_NAME, "datatype": input_type, "shape": [-1, width]}]
-        assert meta["outputs"] == [{"name": oip.OUTPUT_NAME, "datatype": output_type, "shape": output_shape}]
+        assert meta["outputs"][0] == {"name": oip.OUTPUT_NAME, "datatype": output_type, "shape": output_shape}
+        # a classifier also answers probabilities, one column per class, when a request names them
+        proba = [{"name": oip.PROBA_NAME, "datatype": "FP64", "shape": [-1, 3]}] if "classifier" in name else []
+        assert meta["outputs"][1:] == proba
         # the response, as the metadata says
         rows = [[5.1, 3.5, 1.4, 0.2, 0.0][:width], [6.7, 3.0, 5.2, 2.3, 0.0][:width]]
         body = {"inputs": [{"name": "x", "shape": [2, width], "datatype": input_type, "data": rows}]}

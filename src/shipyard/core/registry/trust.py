@@ -1,9 +1,9 @@
 """Trust: what loading a model version may run beyond Shipyard's allowlist, and who allowed it.
 
-A saved model can carry code: a pickle, a TorchScript program, the name of a class to import
-and call, or skops types outside scikit-learn, NumPy and SciPy. A flavor says what a folder
-needs (``Flavor.requires``); a user trusts those items for one version, and the decision is an
-audit event (who, when, what, why), never something read from the model's own files. A decision
+A saved model can carry code: a pickle, a TorchScript program, project code (``code_paths``),
+the name of a class to import and call, or skops types outside scikit-learn, NumPy and SciPy.
+A flavor says what a folder needs (``Flavor.requires``); a user trusts those items for one version,
+and the decision is an audit event (who, when, what, why), never something read from the model's own files. A decision
 counts only for the actor who made it and for actors who list that one as a reviewer
 (``SHIPYARD_TRUSTED_ACTORS``); among those, the latest one counts. A version is immutable, its
 trust is not.
@@ -102,7 +102,7 @@ class TrustSet:
         if self.pickle:
             parts.append("a pickle (runs any code it names)")
         if self.code:
-            parts.append("stored code (a TorchScript program)")
+            parts.append("stored code (a TorchScript program, or project code saved with code_paths)")
         if self.types:
             parts.append(("type " if len(self.types) == 1 else "types ") + _shown(sorted(self.types)))
         if self.classes:

@@ -261,7 +261,9 @@ def sparse_rows(given: Any, served: ServedModel, field: str) -> Any:
     if isinstance(given, list):
         if len(given) > MAX_SPARSE_ROWS:
             raise InvalidInputError(f"{field}: {len(given)} rows is more than the limit of {MAX_SPARSE_ROWS}")
-        indptr, indices, values = [0], [], []
+        indptr: list[int] = [0]
+        indices: list[Any] = []
+        values: list[Any] = []
         for i, row in enumerate(given):
             if not isinstance(row, dict) or set(row) - {"indices", "values"}:
                 raise InvalidInputError(f'{field}[{i}]: must be {{"indices": [column, ...], "values": [number, ...]}}')
@@ -278,8 +280,8 @@ def sparse_rows(given: Any, served: ServedModel, field: str) -> Any:
     if csr.get("shape") is None:
         if served.width is None:
             raise InvalidInputError(f"{field}.shape: give [rows, columns]: this model's signature has no width")
-        indptr = csr.get("indptr")
-        csr["shape"] = [max(len(indptr) - 1, 0) if isinstance(indptr, list) else 0, served.width]
+        pointers = csr.get("indptr")
+        csr["shape"] = [max(len(pointers) - 1, 0) if isinstance(pointers, list) else 0, served.width]
     try:
         return served.from_json(csr)
     except InvalidInputError as exc:

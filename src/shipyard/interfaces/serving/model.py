@@ -131,6 +131,10 @@ class ServedModel:
 
         if is_sparse(rows):
             return rows
+        if isinstance(rows, dict | list):  # JSON: golden examples as stored (a sparse model's CSR parts, text)
+            rows = self.from_json(rows)
+            if not isinstance(rows, np.ndarray):  # a CSR matrix or a DataFrame, as the flavor reads them
+                return rows
         array = rows if isinstance(rows, np.ndarray) else np.asarray(rows)
         if self.sparse and array.ndim == 2 and array.dtype.kind in "biuf":  # dense rows for a sparse model
             import scipy.sparse as sp  # type: ignore[import-untyped]
