@@ -73,9 +73,6 @@ class Registered:
     stage: str
     path: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"ref": self.ref, "stage": self.stage, "path": self.path}
-
 
 @dataclass
 class Declared:
