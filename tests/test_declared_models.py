@@ -56,7 +56,8 @@ json.dump({"accuracy": float(((scores > 0.5) == truth).mean()), "mean_score": fl
           open("metrics.json", "w"))
 """
 RULES = """\
-import pathlib, pickle
+import pathlib, pickle, sys
+sys.path.insert(0, "src")
 from mymodels import Threshold
 pathlib.Path("rules").mkdir(exist_ok=True)
 with open("rules/model.pkl", "wb") as f:
@@ -83,7 +84,7 @@ stages:
     metrics: [metrics.json]
   rules:
     cmd: python rules.py
-    deps: [rules.py, mymodels]
+    deps: [rules.py, src/mymodels]
     outs: [rules]
 """
 MODEL = """\
@@ -99,7 +100,7 @@ models:
     path: rules/model.pkl
     flavor: python
     examples: data/golden.json
-    code_paths: [mymodels]
+    code_paths: [src/mymodels]
 """
 GOOD = {"path": "models/model.pkl", "examples": "data/golden.npy"}
 
@@ -119,8 +120,8 @@ def proj(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "params.yaml").write_text("train:\n  C: 1.0\n")
     (root / "data" / "golden.json").write_text("[[0.9, 0.9], [0.0, 0.1]]")
     (root / "rules.py").write_text(RULES)
-    (root / "mymodels").mkdir()
-    (root / "mymodels" / "__init__.py").write_text(THRESHOLD)
+    (root / "src" / "mymodels").mkdir(parents=True)
+    (root / "src" / "mymodels" / "__init__.py").write_text(THRESHOLD)
     declare(root)
     with pytest.MonkeyPatch.context() as mp:
         for key in [k for k in os.environ if k.startswith("SHIPYARD_")]:
@@ -179,8 +180,8 @@ def test_run_registers_the_declared_model_with_metrics_and_lineage(proj: Path) -
 
 
 def test_project_code_is_stored_with_a_python_model(proj: Path, tmp_path: Path) -> None:
-    """rules@1 pickles a class of the project (mymodels): code_paths stores it with the version, so it loads in
-    a process that does not run in the project (no PYTHONPATH)."""
+    """rules@1 pickles a class of the project (src/mymodels): code_paths stores it with the version, so it loads
+    in a process that does not run in the project (no PYTHONPATH)."""
     code = "import shipyard\nprint(shipyard.load_model('rules@1').predict([[0.9, 0.9], [0.0, 0.1]]))\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
                           env=cli_env(SHIPYARD_HOME=str(proj / ".shipyard")), check=False)

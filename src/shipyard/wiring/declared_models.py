@@ -312,7 +312,8 @@ def _folder_bytes(store: ObjectStore, root: Path, path: str, digest: Digest, des
 def _importable(root: Path, decl: ModelDef) -> Iterator[None]:
     """The project (and its ``code_paths``) importable while the stage's own pickle is loaded: its classes live
     there, as they did when the stage wrote it."""
-    extra = [str(root), *(str(root / p) for p in decl.code_paths if (root / p).is_dir())]
+    # as code_paths are stored (``src/mypkg`` as ``code/mypkg``, ``code/`` importable): each one's parent folder
+    extra = list(dict.fromkeys([str(root), *(str((root / p).parent) for p in decl.code_paths)]))
     sys.path[:0] = extra
     try:
         yield
