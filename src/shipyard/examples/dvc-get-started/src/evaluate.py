@@ -67,13 +67,13 @@ def evaluate(model, matrix, split, live, summary):
     fpr, tpr, roc_thresholds = metrics.roc_curve(labels, predictions, drop_intermediate=True)
     dump(os.path.join(plots, "roc", f"{split}.json"), {"roc": [
         {"fpr": float(f), "tpr": float(t), "threshold": float(th) if math.isfinite(th) else 1.0}
-        for f, t, th in zip(fpr, tpr, roc_thresholds)]})
+        for f, t, th in zip(fpr, tpr, roc_thresholds, strict=True)]})
     precision, recall, prc_thresholds = metrics.precision_recall_curve(labels, predictions)
     dump(os.path.join(plots, "prc", f"{split}.json"), {"precision_recall": [
         {"precision": float(p), "recall": float(r), "threshold": float(t)}
-        for p, r, t in zip(precision, recall, prc_thresholds)]})
+        for p, r, t in zip(precision[:-1], recall[:-1], prc_thresholds, strict=True)]})
     dump(os.path.join(plots, "cm", f"{split}.json"), [
-        {"actual": str(a), "predicted": str(p)} for a, p in zip(labels, predictions_by_class.argmax(-1))])
+        {"actual": str(a), "predicted": str(p)} for a, p in zip(labels, predictions_by_class.argmax(-1), strict=True)])
 
 
 def png(width, height, pixels):
@@ -94,7 +94,7 @@ def save_importance_plot(model, feature_names):
     peak = max((importances[i] for i in top), default=0.0) or 1.0
     rows = [[255] * width for _ in range(height)]
     for n, i in enumerate(top):
-        tall = int(round((height - 2) * importances[i] / peak))
+        tall = round((height - 2) * importances[i] / peak)
         for y in range(height - 1 - tall, height - 1):
             for x in range(2 + 8 * n, 2 + 8 * n + bar):
                 rows[y][x] = 60

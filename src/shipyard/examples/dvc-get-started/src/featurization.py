@@ -31,7 +31,8 @@ def save_matrix(ids, labels, matrix, feature_names, output):
 
 
 def main():
-    params = yaml.safe_load(open("params.yaml"))["featurize"]
+    with open("params.yaml", encoding="utf8") as fd:
+        params = yaml.safe_load(fd)["featurize"]
     if len(sys.argv) != 3:
         sys.stderr.write("Arguments error. Usage:\n\tpython featurization.py data-dir-path features-dir-path\n")
         sys.exit(1)

@@ -1,6 +1,5 @@
 """Split the posts into train and test sets: one ``id<TAB>label<TAB>text`` line per post."""
 
-import io
 import os
 import random
 import re
@@ -29,7 +28,8 @@ def process_posts(fd_in, fd_out_train, fd_out_test, target_tag, split, seed):
 
 
 def main():
-    params = yaml.safe_load(open("params.yaml"))["prepare"]
+    with open("params.yaml", encoding="utf8") as fd:
+        params = yaml.safe_load(fd)["prepare"]
     if len(sys.argv) != 2:
         sys.stderr.write("Arguments error. Usage:\n\tpython prepare.py data-file\n")
         sys.exit(1)
@@ -39,10 +39,9 @@ def main():
     output_train = os.path.join("data", "prepared", "train.tsv")
     output_test = os.path.join("data", "prepared", "test.tsv")
     os.makedirs(os.path.join("data", "prepared"), exist_ok=True)
-    with io.open(input_file, encoding="utf8") as fd_in:
-        with io.open(output_train, "w", encoding="utf8") as fd_out_train:
-            with io.open(output_test, "w", encoding="utf8") as fd_out_test:
-                process_posts(fd_in, fd_out_train, fd_out_test, "<r>", split, seed)
+    with (open(input_file, encoding="utf8") as fd_in, open(output_train, "w", encoding="utf8") as fd_out_train,
+          open(output_test, "w", encoding="utf8") as fd_out_test):
+        process_posts(fd_in, fd_out_train, fd_out_test, "<r>", split, seed)
 
 
 if __name__ == "__main__":

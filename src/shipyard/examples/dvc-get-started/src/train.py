@@ -18,7 +18,8 @@ def train(seed, n_est, min_split, matrix):
 
 
 def main():
-    params = yaml.safe_load(open("params.yaml"))["train"]
+    with open("params.yaml", encoding="utf8") as fd:
+        params = yaml.safe_load(fd)["train"]
     if len(sys.argv) != 3:
         sys.stderr.write("Arguments error. Usage:\n\tpython train.py features model\n")
         sys.exit(1)
