@@ -78,7 +78,6 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
     text = HEADER + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120)
     try:
         project = Project.from_dict(parse_config(text, "shipyard.yaml (converted from dvc.yaml)").model_dump())
-        pipeline = dag.build(project, root)
     except ConfigError as exc:
         raise ConfigError(f"dvc.yaml does not convert: {exc}; nothing was changed") from None
 
@@ -88,15 +87,10 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
                           "move it away and run the conversion again")
     home.mkdir(exist_ok=True)
     ws = open_workspace(load_settings(environ, root))
-    cache = _cache_dir(root, config.cache_dir)
-    importer = Importer(ws, cache, report)
+    importer = Importer(ws, _cache_dir(root, config.cache_dir), report)
     data: dict[str, PathEntry] = {}
-    produced = {p for s in pipeline.stages.values() for p in s.produced}
-    for rel, outs in _dvc_files(root, report):
+    for _, outs in _dvc_files(root, report):
         for out in outs:
-            if out.path in produced:
-                report.skip(f"{rel}: {out.path}", "is also a stage output in dvc.yaml: the stage's entry is used")
-                continue
             taken = importer.take(out)
             if taken is not None:
                 data[out.path] = taken
@@ -104,6 +98,13 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
     if clash is not None:
         data.pop(clash[1])
         report.skip(clash[1], f"is inside the tracked {clash[0]}: one entry kept")
+    importer.flush()
+    _restore_missing(ws, data, report)  # as `dvc checkout` would: the stages read them
+    try:
+        pipeline = dag.build(project, root)
+    except ConfigError as exc:
+        raise ConfigError(f"dvc.yaml does not convert: {exc}; shipyard.yaml and shipyard.lock were not "
+                          "written") from None
 
     locked = parse_dvc_lock(_yaml(root, "dvc.lock"), stage_wdirs(dvc_yaml), report)
     params = ParamFiles(root, project.params)
@@ -112,7 +113,11 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
         if name not in locked:
             report.stages[name] = "not in dvc.lock: it runs once under Shipyard"
             continue
-        entry = stage_entry(pipeline.stages[name], locked[name], importer, params, environ)
+        try:
+            entry = stage_entry(pipeline.stages[name], locked[name], importer, params, environ)
+        except ShipyardError as exc:  # e.g. a dependency that is a symbolic link: Shipyard refuses to hash it
+            report.stages[name] = f"{' '.join(str(exc).split())[:200]}: not recorded"
+            continue
         if entry is not None:
             stages[name] = entry
     importer.flush()
@@ -127,6 +132,18 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
     report.written.append(LOCK_FILE)
     ws.state.remember(importer.remembered)
     return report
+
+
+def _restore_missing(ws: Workspace, data: dict[str, PathEntry], report: Report) -> None:
+    """Write the tracked paths that are not in the workspace from the store (never over an existing file)."""
+    from shipyard.core.workspace import data as workspace
+    from shipyard.core.workspace.lockfile import Lock
+
+    missing = sorted(rel for rel in data if not os.path.lexists(ws.root / rel))
+    if missing:
+        workspace.checkout(ws, Lock(data={rel: data[rel] for rel in missing}), [str(ws.root / r) for r in missing])
+        for rel in missing:
+            report.data[rel] += " (restored into the workspace, as `dvc checkout` does)"
 
 
 def stage_entry(stage: Stage, locked: DvcLockStage, importer: Importer, params: ParamFiles,
