@@ -41,7 +41,8 @@ def test_a_misspelled_command_key_names_the_key_its_line_and_the_right_spelling(
     ("version: 1\nstages:\n  a:\n    cmd: x\n    outputs: [m]\n",
      "shipyard.yaml:5: unknown key 'outputs' in stages.a (did you mean 'outs'?)"),
     ("version: 1\nstages:\n  a:\n    cmd: x\n    zzz: 1\n",
-     "shipyard.yaml:5: unknown key 'zzz' in stages.a (known keys: cmd, desc, deps, params, outs, metrics, plots, env, wdir, frozen, always_changed)"),
+     "shipyard.yaml:5: unknown key 'zzz' in stages.a (known keys: cmd, desc, deps, params, outs, metrics, plots, "
+     "env, wdir, frozen, always_changed, meta)"),
 ])
 def test_unknown_keys_anywhere_get_their_line_and_one_suggestion(text: str, expected: str) -> None:
     assert refused(text) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import graphlib
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,20 @@ class Stage:
     outs: tuple[str, ...]
     metrics: tuple[str, ...]
     upstream: frozenset[str]  # stages producing one of this stage's deps
+    plots: tuple[str, ...] = ()  # plot files the stage writes (outputs like metrics)
+    params: tuple[str, ...] = ()  # "key" (the default params file) or "FILE:key" / "FILE:" (all), FILE project-relative
+    uncached: frozenset[str] = frozenset()  # outputs with cache: false: never stored, git keeps them
+    persist: frozenset[str] = frozenset()  # outputs with persist: true: not removed before the stage runs
 
     @property
     def produced(self) -> tuple[str, ...]:
-        """Everything the stage writes and Shipyard stores: outs and metrics files."""
-        return (*self.outs, *self.metrics)
+        """Everything the stage writes: outs, metrics and plots files (each once)."""
+        return tuple(dict.fromkeys((*self.outs, *self.metrics, *self.plots)))
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """What Shipyard stores and records of what the stage writes: all but the ``cache: false`` outputs."""
+        return tuple(p for p in self.produced if p not in self.uncached)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,7 @@ class Pipeline:
         """``targets`` and everything upstream of them, in run order (all stages by default)."""
         if not targets:
             return list(self.order)
+        targets = self.expand(targets)
         unknown = [t for t in targets if t not in self.stages]
         if unknown:
             raise NotFoundError(f"unknown stage {unknown[0]!r}; shipyard.yaml defines: "
@@ -51,6 +62,15 @@ class Pipeline:
                 stack.extend(self.stages[name].upstream)
         return [n for n in self.order if n in wanted]
 
+    def expand(self, targets: list[str]) -> list[str]:
+        """``targets`` with each foreach/matrix group name (``train``) replaced by its stages (``train@...``),
+        as DVC takes a group's name as a target."""
+        out = []
+        for target in targets:
+            group = [] if target in self.stages else [n for n in self.order if n.startswith(f"{target}@")]
+            out.extend(group or [target])
+        return out
+
     def downstream(self, name: str) -> set[str]:
         out: set[str] = set()
         for other in self.order:
@@ -62,30 +82,37 @@ class Pipeline:
 def build(config: ProjectConfig, root: Path) -> Pipeline:
     specs = config.stages
     paths = {name: _paths(name, spec) for name, spec in specs.items()}
-    owners: list[tuple[str, str]] = []
-    for name, (_, outs, metrics) in paths.items():
-        for out in (*outs, *metrics):
-            for other, claimed in owners:
+    owners: list[tuple[str, str, bool]] = []  # (stage, path, is an `outs` entry)
+    for name, (_, outs, metrics, plots) in paths.items():
+        for out, is_out in (*((o, True) for o in outs), *((m, False) for m in (*metrics, *plots))):
+            for other, claimed, claimed_out in owners:
+                if other == name and out != claimed and is_out != claimed_out:
+                    continue  # a metrics or plots file in the stage's own output folder (dvclive writes there)
+                if other == name and out == claimed and not (is_out and claimed_out):
+                    continue  # a plots file that is also the stage's metrics file, or written twice
                 if overlaps(out, claimed):
                     who = f"stages '{other}' and '{name}'" if other != name else f"stage '{name}'"
                     raise ConfigError(f"{who} both claim output {claimed if len(claimed) <= len(out) else out}: "
                                       "each output belongs to one stage")
-            owners.append((name, out))
+            owners.append((name, out, is_out))
     stages = {}
     graph: dict[str, set[str]] = {}
-    for name, (deps, outs, metrics) in paths.items():
+    for name, (deps, outs, metrics, plots) in paths.items():
         upstream = set()
         for dep in deps:
-            producers = {owner for owner, out in owners if overlaps(dep, out)}
+            producers = {owner for owner, out, _ in owners if overlaps(dep, out)}
             if producers:
                 upstream |= producers
             elif not (root / dep).exists():
                 raise ConfigError(f"shipyard.yaml: stage '{name}' depends on {dep}, which does not exist and no stage "
-                                  f"produces it{_near(root, dep, [out for _, out in owners])}")
+                                  f"produces it{_near(root, dep, [out for _, out, _ in owners])}")
         if name in upstream:
             raise ConfigError(f"stage '{name}' depends on its own output")
         graph[name] = upstream
-        stages[name] = Stage(name, specs[name], deps, outs, metrics, frozenset(upstream))
+        spec = specs[name]
+        stages[name] = Stage(name, spec, deps, outs, metrics, frozenset(upstream), plots,
+                             _params(spec, config.params), frozenset(_norm(spec, p) for p in spec.uncached),
+                             frozenset(_norm(spec, p) for p in spec.persist))
     try:
         order = tuple(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
@@ -94,15 +121,38 @@ def build(config: ProjectConfig, root: Path) -> Pipeline:
     return Pipeline(stages, order)
 
 
-def _paths(name: str, spec: StageSpec) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def _in_wdir(spec: StageSpec, path: str) -> str:
+    """``path`` as written in the stage, relative to the project: DVC takes a stage's paths from its ``wdir``."""
+    wdir = posixpath.normpath(spec.wdir)
+    return path if wdir == "." else posixpath.join(wdir, path)
+
+
+def _norm(spec: StageSpec, path: str) -> str:
+    return posixpath.normpath(_in_wdir(spec, path))
+
+
+def _params(spec: StageSpec, default_file: str) -> tuple[str, ...]:
+    """The stage's params with their files relative to the project; a stage with a ``wdir`` reads its
+    params file (the default one too) from there, as DVC does."""
+    if posixpath.normpath(spec.wdir) == ".":
+        return spec.params
+    out = []
+    for param in spec.params:
+        name, sep, key = param.rpartition(":")
+        out.append(f"{posixpath.normpath(_in_wdir(spec, name if sep else default_file))}:{key}")
+    return tuple(out)
+
+
+def _paths(name: str, spec: StageSpec) -> tuple[tuple[str, ...], ...]:
     try:
-        deps = tuple(declared_path(d, f"stage '{name}' dependency") for d in spec.deps)
-        outs = tuple(declared_path(o, f"stage '{name}' output") for o in spec.outs)
-        metrics = tuple(declared_path(m, f"stage '{name}' metrics file") for m in spec.metrics)
-        refuse_project_files((*outs, *metrics), f"stage '{name}' output")
+        deps = tuple(declared_path(_in_wdir(spec, d), f"stage '{name}' dependency") for d in spec.deps)
+        outs = tuple(declared_path(_in_wdir(spec, o), f"stage '{name}' output") for o in spec.outs)
+        metrics = tuple(declared_path(_in_wdir(spec, m), f"stage '{name}' metrics file") for m in spec.metrics)
+        plots = tuple(declared_path(_in_wdir(spec, p), f"stage '{name}' plots file") for p in spec.plots)
+        refuse_project_files((*outs, *metrics, *plots), f"stage '{name}' output")
     except InvalidInputError as exc:
         raise ConfigError(str(exc)) from exc
-    return deps, outs, metrics
+    return deps, outs, metrics, plots
 
 
 def _near(root: Path, dep: str, outs: list[str]) -> str:

@@ -18,6 +18,42 @@ from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import ConfigError, InvalidInputError
 
 
+def parse_params(raw: bytes, name: str) -> Any:
+    """A params file's data: JSON, TOML or YAML (by its name), bounded like every file Shipyard reads."""
+    if name.endswith(".json"):
+        return load_json(raw, name)
+    if name.endswith(".toml"):
+        import tomllib
+
+        try:
+            return tomllib.loads(raw.decode())
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{name}: not valid TOML: {' '.join(str(exc).split())[:200]}") from None
+    return load_yaml(raw, name)
+
+
+def inside_project(root: Path, name: str, what: str) -> Path:
+    """``root/name``, refused unless it is a regular file (or absent) inside the project, links resolved."""
+    try:
+        declared_path(name, what)
+    except InvalidInputError as exc:
+        raise ConfigError(str(exc)) from None
+    path = root / name
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    if not real.startswith(top.rstrip(os.sep) + os.sep):
+        raise ConfigError(f"{what} {name!r} leads outside the project (through a symbolic link); "
+                          "Shipyard reads params only from files inside it")
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{what} {name!r} is not a regular file")
+    return path
+
+
 class ParamFiles:
     """Reads each params file once per command."""
 
@@ -33,30 +69,11 @@ class ParamFiles:
                 raw = read_bounded(path, name)
             except FileNotFoundError:
                 raise ConfigError(f"params file {name} does not exist") from None
-            self._files[name] = load_json(raw, name) if name.endswith(".json") else load_yaml(raw, name)
+            self._files[name] = parse_params(raw, name)
         return self._files[name]
 
     def _inside(self, name: str, stage: str) -> Path:
-        """``root/name``, refused unless it is a regular file (or absent) inside the project, links resolved."""
-        what = f"stage '{stage}' params file"
-        try:
-            declared_path(name, what)
-        except InvalidInputError as exc:
-            raise ConfigError(str(exc)) from None
-        path = self.root / name
-        real, root = os.path.realpath(path), os.path.realpath(self.root)
-        if not real.startswith(root.rstrip(os.sep) + os.sep):
-            raise ConfigError(f"{what} {name!r} leads outside the project (through a symbolic link); "
-                              "Shipyard reads params only from files inside it")
-        try:
-            st = os.stat(real)
-        except FileNotFoundError:
-            return path
-        except OSError as exc:
-            raise ConfigError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{what} {name!r} is not a regular file")
-        return path
+        return inside_project(self.root, name, f"stage '{stage}' params file")
 
     def values(self, stage: str, keys: tuple[str, ...]) -> dict[str, Any]:
         out = {}
@@ -64,6 +81,12 @@ class ParamFiles:
             name, sep, key = spec.rpartition(":")
             name = name if sep else self.default_file
             node: Any = self._load(name, stage)
+            if not key:  # `FILE:` (DVC's `- FILE:` with no keys): all of the file's params, each by its top key
+                if not isinstance(node, dict):
+                    raise ConfigError(f"stage '{stage}' uses all params of {name}, which is not a mapping of params")
+                for top, value in node.items():
+                    out[str(top) if name == self.default_file else f"{name}:{top}"] = value
+                continue
             for part in key.split("."):
                 if not isinstance(node, dict) or part not in node:
                     raise ConfigError(f"stage '{stage}' uses param {key!r}, which {name} does not define")

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -52,10 +55,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipyard")
 
 
+DONE = ("ran", "cached", "up-to-date", "frozen")  # outcomes downstream stages may build on
+
+
 @dataclass
 class Outcome:
     stage: str
-    result: str  # "ran", "cached", "up-to-date", "failed", "skipped", "killed"
+    result: str  # "ran", "cached", "up-to-date", "frozen", "failed", "skipped", "killed"
     seconds: float = 0.0
     detail: str = ""
     run_id: str | None = None
@@ -71,7 +77,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(o.result in ("ran", "cached", "up-to-date") for o in self.outcomes)
+        return all(o.result in DONE for o in self.outcomes)
 
 
 class PipelineRunner:
@@ -94,7 +100,7 @@ class PipelineRunner:
     def status(self, targets: list[str] | None = None, force: bool = False) -> list[StageStatus]:
         names = self.pipeline.select(targets)
         return check(self.pipeline, names, self.ws, self.lock, self.params, self.environ,
-                     _forced(targets, names, force))
+                     _forced(self.pipeline.expand(targets) if targets else None, names, force))
 
     def run(self, targets: list[str] | None = None, jobs: int = 1, force: bool = False) -> RunReport:
         """Bring ``targets`` (all stages by default) and what they depend on up to date.
@@ -104,7 +110,7 @@ class PipelineRunner:
         """
         names = self.pipeline.select(targets)
         selected = set(names)
-        forced = _forced(targets, names, force)
+        forced = _forced(self.pipeline.expand(targets) if targets else None, names, force)
         report = RunReport()
         done: set[str] = set()
         failed: set[str] = set()
@@ -131,7 +137,7 @@ class PipelineRunner:
                     name = running.pop(fut)
                     outcome = fut.result()
                     report.outcomes.append(outcome)
-                    (done if outcome.result in ("ran", "cached", "up-to-date") else failed).add(name)
+                    (done if outcome.result in DONE else failed).add(name)
         except KeyboardInterrupt:
             self.executor.cancel()
             raise
@@ -142,13 +148,16 @@ class PipelineRunner:
     # -- one stage -------------------------------------------------------------------------------
     def _stage(self, stage: Stage, force: bool) -> Outcome:
         start = time.monotonic()
+        if stage.spec.frozen:
+            return self._frozen(stage, start)
         now = inputs_of(self.ws, stage, self.params, self.environ)
         fp = now.fingerprint(stage)
         recorded = self.lock.stages.get(stage.name)
         if not force and not explain(stage, now, fp, recorded, self.ws):
             return Outcome(stage.name, "up-to-date", run_id=recorded.run if recorded else None)
         try:
-            if not force:
+            # DVC caches no result of a stage that always runs, nor of one with outputs git keeps (cache: false)
+            if not force and not stage.spec.always_changed and not stage.uncached:
                 cached = self._from_cache(stage, fp, now)
                 if cached is not None:
                     entry, fetched = cached
@@ -161,6 +170,25 @@ class PipelineRunner:
             took = time.monotonic() - start
             self.events.finished(stage.name, "failed", took, str(exc))
             return Outcome(stage.name, "failed", took, str(exc), getattr(exc, "run_id", None))
+
+    def _frozen(self, stage: Stage, start: float) -> Outcome:
+        """A frozen stage never runs: its recorded outputs are used, restored from the store if missing."""
+        recorded = self.lock.stages.get(stage.name)
+        try:
+            if recorded is None:
+                raise StageFailed(f"stage '{stage.name}' is frozen (frozen: true) but has never run: shipyard.lock "
+                                  "records no outputs of it to use; set frozen: false for one `shipyard run`")
+            missing = [p for p in recorded.outs if not self.ws.abs(p).exists()]
+            if missing:
+                data.checkout(self.ws, Lock(data={p: recorded.outs[p] for p in missing}),
+                              [str(self.ws.abs(p)) for p in missing], force=False)
+        except ShipyardError as exc:
+            took = time.monotonic() - start
+            self.events.finished(stage.name, "failed", took, str(exc))
+            return Outcome(stage.name, "failed", took, str(exc))
+        took = time.monotonic() - start
+        self.events.finished(stage.name, "frozen", took)
+        return Outcome(stage.name, "frozen", took, "frozen: its recorded outputs are used", recorded.run)
 
     def _from_cache(self, stage: Stage, fp: Digest, now: Inputs) -> tuple[StageEntry, bytes | None] | None:
         """The cached result for ``fp``, restored into the working tree, and the ref's bytes if they came
@@ -178,7 +206,7 @@ class PipelineRunner:
             if found is None:
                 return None
         run_id, outs = found
-        if set(outs) != set(stage.produced):
+        if set(outs) != set(stage.stored):
             return None
         self.events.started(stage.name, "restoring from cache")
         if not self._have(outs, remote):
@@ -220,6 +248,7 @@ class PipelineRunner:
                 for dep in stage.deps:  # keep the inputs' bytes too (code is small; data is mostly stored already)
                     put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
                 tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d is not None})
+            remove_outputs(self.ws.root, stage)
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
                            {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name})
             code = self.executor.run(job, lambda text: self.events.line(stage.name, text))
@@ -232,7 +261,7 @@ class PipelineRunner:
                 raise StageFailed(f"stage '{stage.name}' did not produce {', '.join(missing)}; nothing was cached",
                                   run.id)
             outs = {}
-            for path in stage.produced:
+            for path in stage.stored:  # cache: false outputs are left to git
                 with tracker.writing():
                     stored = put_path(self.ws.store, self.ws.abs(path), state=self.ws.state)
                     tracker.record_output(run.id, path, stored.digest, stored.size, stored.is_dir)
@@ -261,6 +290,33 @@ class PipelineRunner:
                     self.ws.store.put_ref(entry.cache_key(), cache_ref)
                 fresh.stages[name] = entry
             self.lock = fresh
+
+
+def remove_outputs(root: Path, stage: Stage) -> None:
+    """Remove what the stage writes, but its ``persist: true`` outputs, before it runs (DVC's ``repro``): a
+    stage that leaves one out then fails, instead of passing with the last run's copy. Never through a link."""
+    from shipyard.core.workspace.paths import Confined
+
+    with Confined(root, project=True) as confined:
+        for path in stage.produced:
+            if path in stage.persist:
+                continue
+            try:
+                fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
+                                  f"{exc.strerror or exc}") from None
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
+            except OSError as exc:
+                raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
+                                  f"{exc.strerror or exc}") from None
 
 
 def _forced(targets: list[str] | None, names: list[str], force: bool) -> set[str]:

@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,16 +38,23 @@ def _lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | i
             _lines(item, (*path, i), out)
 
 
-def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
+def parse_config(text: str, source: str = CONFIG_FILE, root: Path | None = None) -> ProjectConfig:
     """Validate ``text``; an error names the file, the line and the key, in Shipyard's words.
 
-    Unknown keys and a ``default_remote`` that names no remote are checked here first, so they are
-    reported at their own line with a suggestion; what pydantic finds after that is put in plain
-    words by ``_plain``, and pydantic's own wording never reaches the user.
+    DVC's templating (``vars``, ``${...}``, ``foreach``, ``matrix``) is expanded first, reading params
+    files from ``root`` (none without it). Unknown keys and a ``default_remote`` that names no remote
+    are checked next, so they are reported at their own line with a suggestion; what pydantic finds
+    after that is put in plain words by ``_plain``, and pydantic's own wording never reaches the user.
     """
+    return _parse(text, source, root)[0]
+
+
+def _parse(text: str, source: str, root: Path | None) -> tuple[ProjectConfig, dict[str, str | None]]:
+    """The validated configuration, and the params files templating read (name -> digest, None if absent)."""
     from pydantic import ValidationError
 
-    from shipyard.core.project.schema import ProjectConfig
+    from shipyard.core.project.schema import DEFAULT_PARAMS_FILE, ProjectConfig
+    from shipyard.core.project.templating import expand
 
     data, node = load_yaml_node(text, source)
     if data is None:
@@ -56,9 +64,23 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
     lines: dict[tuple[str | int, ...], int] = {}
     if node is not None:
         _lines(node, (), lines)
+    reads: dict[str, str | None] = {}
+    default = data.get("params") if isinstance(data.get("params"), str) else DEFAULT_PARAMS_FILE
+    expanded = expand(data, lines, source, _reader(root, reads), str(default))
+    data = expanded.data
+    below: dict[tuple[str | int, ...], list[tuple[tuple[str | int, ...], int]]] = {}
+    for generated, template in expanded.origins.items():  # a generated stage's errors point into its template
+        if template not in below:
+            n = len(template)
+            below[template] = [(loc[n:], line) for loc, line in lines.items() if loc[:n] == template
+                               and len(loc) > n and loc[n] not in ("foreach", "matrix", "do")]
+        lines[("stages", generated)] = lines.get(template, 1)
+        for rest, line in below[template]:
+            lines[("stages", generated, *rest)] = line
     _check_keys(data, lines, source)
+    _check_dvc_keys(data, lines, source)
     try:
-        return ProjectConfig.model_validate(data)
+        return ProjectConfig.model_validate(data), reads
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tuple["))))
@@ -68,13 +90,79 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> ProjectConfig:
         raise ConfigError(f"{source}:{line}: {_plain(err, loc)}{tail}") from exc
 
 
+def _reader(root: Path | None, reads: dict[str, str | None]) -> Callable[[str], Any]:
+    """Reads a params file for templating from inside the project, recording its digest in ``reads``."""
+    def read(name: str) -> Any:
+        from shipyard.core.pipelines.params import inside_project, parse_params
+
+        if root is None:
+            reads[name] = None
+            return None
+        path = inside_project(root, name, "params file")
+        try:
+            raw = read_bounded(path, name)
+        except FileNotFoundError:
+            reads[name] = None
+            return None
+        reads[name] = Digest.of_bytes(raw).hex
+        return parse_params(raw, name)
+
+    return read
+
+
+# DVC's keys Shipyard does not take, and what to write instead.
+DVC_TOP_KEYS = {
+    "artifacts": "declare the model under models: (path, flavor, examples; see README, Coming from DVC)",
+    "datasets": "track the data with `shipyard data add PATH` and list it in the stages' deps",
+}
+DVC_OUT_KEYS = {
+    "remote": "every stored output goes to the project's remote (default_remote); remove remote:",
+    "push": "every stored output is pushed; remove push:, or use cache: false to leave the file to git",
+    "checkpoint": "DVC 3 dropped checkpoints too; remove checkpoint: (persist: true keeps the output between runs)",
+}
+PLOT_KEYS = ("x", "y", "template", "title", "x_label", "y_label")
+
+
+def _check_dvc_keys(data: dict[Any, Any], lines: dict[tuple[str | int, ...], int], source: str) -> None:
+    """DVC's forms Shipyard does not take, each refused at its line with what to write instead."""
+    from shipyard.core.project.schema import OutOptions
+
+    stages = data.get("stages")
+    for name, stage in (stages.items() if isinstance(stages, dict) else ()):
+        if not isinstance(stage, dict):
+            continue
+        for i, dep in enumerate(stage.get("deps") or () if isinstance(stage.get("deps"), list) else ()):
+            if isinstance(dep, dict):
+                line = _nearest_line(lines, ("stages", str(name), "deps", i))
+                raise ConfigError(f"{source}:{line}: stages.{name}.deps[{i}]: a dependency is a path: write "
+                                  f"`- {next(iter(dep), 'PATH')}` (options on dependencies are not supported)")
+        for section in ("outs", "metrics", "plots"):
+            entries = stage.get(section)
+            for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+                if not isinstance(entry, dict):
+                    continue
+                for path, options in entry.items():
+                    known = [*OutOptions.model_fields, *(PLOT_KEYS if section == "plots" else ())]
+                    for key in options if isinstance(options, dict) else ():
+                        if key in known:
+                            continue
+                        loc = ("stages", str(name), section, i, str(path), str(key))
+                        line = _nearest_line(lines, loc)
+                        where = f"stages.{name}.{section}[{i}] ({path})"
+                        hint = DVC_OUT_KEYS.get(str(key))
+                        if hint is None:
+                            guess = suggest(str(key), known)
+                            hint = f"did you mean {guess!r}?" if guess else f"known keys: {', '.join(known)}"
+                        raise ConfigError(f"{source}:{line}: {key!r} in {where} is not supported: {hint}")
+
+
 # Words other tools use for a stage's keys (GitHub Actions, Makefiles, MLflow projects, DVC's long forms).
 SYNONYMS = {"command": "cmd", "run": "cmd", "script": "cmd", "dependencies": "deps", "inputs": "deps",
             "outputs": "outs", "parameters": "params", "environment": "env", "workdir": "wdir",
             "working_dir": "wdir", "cwd": "wdir", "remote": "default_remote"}
 
 
-def _check_keys(data: dict[object, object], lines: dict[tuple[str | int, ...], int], source: str) -> None:
+def _check_keys(data: dict[Any, Any], lines: dict[tuple[str | int, ...], int], source: str) -> None:
     """Refuse the first unknown key (with one suggestion) and a ``default_remote`` that names no remote."""
     from shipyard.core.project.schema import ExecutorSpec, ProjectConfig, RemoteSpec, StageSpec
 
@@ -106,6 +194,10 @@ def _check_keys(data: dict[object, object], lines: dict[tuple[str | int, ...], i
         for key in mapping:
             if key in known:
                 continue
+            if not path and key in DVC_TOP_KEYS:
+                line = _nearest_line(lines, (str(key),))
+                raise ConfigError(f"{source}:{line}: DVC's {key}: is not supported in shipyard.yaml: "
+                                  f"{DVC_TOP_KEYS[str(key)]}")
             guess = suggest(str(key), known)
             hint = f"did you mean {guess!r}?" if guess else f"known keys: {', '.join(known)}"
             line = _nearest_line(lines, (*path, str(key)))
@@ -195,7 +287,7 @@ def _nearest_line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int,
 
 
 CACHE_FILE = ".shipyard/config-cache.json"
-SCHEMA_REVISION = 10  # bump when validation gets stricter, so a file cached as valid before is checked again
+SCHEMA_REVISION = 11  # bump when validation gets stricter, so a file cached as valid before is checked again
 
 
 def load_config(root: Path) -> Project:
@@ -215,16 +307,31 @@ def load_config(root: Path) -> Project:
     cache = root / CACHE_FILE
     try:
         cached = json.loads(cache.read_bytes())
-        if cached.get("key") == key:
+        if cached.get("key") == key and _same_files(root, cached.get("reads") or {}):
             return Project.from_dict(cached["config"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
         pass
-    validated = parse_config(text, _shown(path, root))
+    validated, reads = _parse(text, _shown(path, root), root)
     project = Project.from_dict(validated.model_dump())
     if cache.parent.is_dir():
         with contextlib.suppress(OSError):  # an unwritable cache only costs the next command a validation
-            write_atomic(cache, json.dumps({"key": key, "config": project.to_dict()}).encode())
+            write_atomic(cache, json.dumps({"key": key, "reads": reads, "config": project.to_dict()}).encode())
     return project
+
+
+def _same_files(root: Path, reads: dict[str, str | None]) -> bool:
+    """Whether the params files templating read (when the cached configuration was expanded) are unchanged:
+    a changed params.yaml must expand ``${...}`` again."""
+    from shipyard.core.pipelines.params import inside_project
+
+    for name, digest in reads.items():
+        try:
+            raw: bytes | None = read_bounded(inside_project(root, name, "params file"), name)
+        except FileNotFoundError:
+            raw = None
+        if (None if raw is None else Digest.of_bytes(raw).hex) != digest:
+            return False
+    return True
 
 
 def _shown(path: Path, root: Path) -> str:

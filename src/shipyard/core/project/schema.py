@@ -16,6 +16,8 @@ from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import InvalidInputError
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" would let a final newline through
+# a stage foreach or matrix generated: NAME@KEY, the key as DVC makes it (an item, a dict key, "cnn-feature1")
+GENERATED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}@[^\x00-\x1f\x7f/\\]{1,128}\Z")
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 
@@ -92,8 +94,37 @@ OutEntry = str | dict[str, OutOptions]
 PlotEntry = str | dict[str, dict[str, object] | None]
 
 
+def _param_specs(v: object) -> object:
+    """DVC's params entries as ``key`` / ``FILE:key`` strings: ``{FILE: [keys]}`` gives ``FILE:key`` each, and
+    ``{FILE: null}`` (or ``[]``) gives ``FILE:`` (all of the file's params, as DVC tracks them)."""
+    if isinstance(v, str):
+        return (v,)
+    if not isinstance(v, list | tuple):
+        return v
+    out: list[object] = []
+    for entry in v:
+        if not isinstance(entry, dict):
+            out.append(entry)
+            continue
+        for name, keys in entry.items():
+            if not isinstance(name, str):
+                raise ValueError(f"params file name {name!r} should be text")
+            if keys is None or keys == [] or keys == ():
+                out.append(f"{name}:")
+            elif isinstance(keys, str):
+                out.append(f"{name}:{keys}")
+            elif isinstance(keys, list):
+                for key in keys:
+                    if not isinstance(key, str) or not key:
+                        raise ValueError(f"params of {name}: {key!r} should be a key (text)")
+                    out.append(f"{name}:{key}")
+            else:
+                raise ValueError(f"params of {name} should be a list of keys, or empty for all of them")
+    return tuple(out)
+
+
 class StageSpec(_Strict):
-    cmd: str
+    cmd: str = Field(description="the shell command; DVC's list of commands runs them in order (joined with &&)")
     desc: str | None = Field(None, description="what the stage does, shown by `shipyard status`")
     deps: tuple[str, ...] = ()
     params: tuple[str, ...] = Field((), description="dotted keys in the params file; FILE:key for another file; "
@@ -105,15 +136,32 @@ class StageSpec(_Strict):
     wdir: str = "."
     frozen: bool = Field(False, description="true: never run; its recorded outputs are used as they are")
     always_changed: bool = Field(False, description="true: run every time, as if an input had changed")
+    meta: object = Field(None, description="anything; ignored, as DVC ignores it")
 
-    @field_validator("deps", "params", "outs", "metrics", "plots", "env", mode="before")
+    @field_validator("cmd", mode="before")
+    @classmethod
+    def _commands(cls, v: object) -> object:
+        if isinstance(v, list) and v and all(isinstance(c, str) and c.strip() for c in v):
+            return " && ".join(c.strip() for c in v)  # DVC runs them in order and stops at the first failure
+        if isinstance(v, list):
+            raise ValueError("should be text: a command, or a list of commands (none empty)")
+        return v
+
+    @field_validator("deps", "outs", "metrics", "plots", "env", mode="before")
     @classmethod
     def _listify(cls, v: object) -> object:
+        if v is None:
+            return ()
         if isinstance(v, str):
             return (v,)
         if isinstance(v, list):
             return tuple(v)
         return v
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _dict_params(cls, v: object) -> object:
+        return () if v is None else _param_specs(v)
 
     @field_validator("params")
     @classmethod
@@ -122,8 +170,8 @@ class StageSpec(_Strict):
             name, sep, key = spec.rpartition(":")
             if sep:
                 params_file(name)
-            if not key:
-                raise ValueError(f"param {spec!r} names no key: use KEY or FILE:KEY")
+            elif not key:
+                raise ValueError(f"param {spec!r} names no key: use KEY, FILE:KEY, or FILE: for all of FILE's")
         return v
 
     @field_validator("wdir")
@@ -237,7 +285,7 @@ class ProjectConfig(_Strict):
     @classmethod
     def _stage_names(cls, v: dict[str, StageSpec]) -> dict[str, StageSpec]:
         for name in v:
-            if not STAGE_NAME.match(name):
+            if not (STAGE_NAME.match(name) or GENERATED_NAME.match(name)):
                 raise ValueError(f"invalid stage name {name!r}: letters, digits, '_', '.', '-'")
         return v
 

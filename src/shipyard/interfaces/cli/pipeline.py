@@ -50,7 +50,8 @@ class ConsoleEvents:
 
     def finished(self, stage: str, outcome: str, seconds: float, detail: str = "") -> None:
         mark = {"ran": "[green]✔ done[/green]", "cached": "[green]✔ restored from cache[/green]",
-                "failed": "[red]✘ failed[/red]"}.get(outcome, outcome)
+                "failed": "[red]✘ failed[/red]", "frozen": "[cyan]frozen: its recorded outputs are used[/cyan]",
+                }.get(outcome, outcome)
         with self._lock:
             # the detail is an error's text, which may quote a path or a command: data, never markup
             said = f": {out.plain(detail)}" if detail else ""
@@ -105,7 +106,8 @@ def _ignore_outputs(runner: PipelineRunner, stages: list[str]) -> list[str]:
     from shipyard.interfaces.cli.gitignore import ignore
 
     root = runner.ws.root
-    paths = [p for name in stages for p in runner.pipeline.stages[name].produced]
+    # cache: false outputs are git's to keep (DVC's meaning), so they are not ignored
+    paths = [p for name in stages for p in runner.pipeline.stages[name].stored]
     return [p for p in [".shipyard", *paths] if ignore(root, p) and p != ".shipyard"]
 
 
@@ -149,10 +151,13 @@ def _show_status(report: list[StageStatus], as_json: bool) -> None:
     if not report:
         out.console().print("no stages in shipyard.yaml")
     for s in report:
+        what = f" ({out.plain(s.desc)})" if s.desc else ""
         if s.must_run:
-            out.console().print(f"[yellow]{s.name}[/yellow] would run: {'; '.join(s.reasons)}")
+            out.console().print(f"[yellow]{out.plain(s.name)}[/yellow]{what} would run: {'; '.join(s.reasons)}")
+        elif s.state == "frozen":
+            out.console().print(f"[cyan]{out.plain(s.name)}[/cyan]{what} is {'; '.join(s.reasons)}")
         else:
-            out.console().print(f"[green]{s.name}[/green] is up to date")
+            out.console().print(f"[green]{out.plain(s.name)}[/green]{what} is up to date")
 
 
 def reproduce(
