@@ -192,6 +192,70 @@ def test_a_workspace_link_is_not_followed(dvc_project: tuple[Path, dict[str, str
     assert "symbolic link" in report.stages["prepare"]
 
 
+TEMPLATED = """\
+vars:
+  - prefix: out
+stages:
+  gen:
+    foreach: ${sizes}
+    do:
+      cmd: python -c "open('${prefix}-${item}.txt', 'w').write('${item}' * ${scale})"
+      params:
+        - scale
+      outs:
+        - ${prefix}-${item}.txt
+  greet:
+    wdir: sub
+    cmd: python greet.py
+    deps:
+      - ../out-small.txt
+      - greet.py
+    params:
+      - params.yaml:
+          - greeting
+    outs:
+      - greeting.txt
+    metrics:
+      - m.json:
+          cache: false
+"""
+GREET = """\
+import json
+import yaml
+with open("params.yaml") as f:
+    greeting = yaml.safe_load(f)["greeting"]
+with open("greeting.txt", "w") as f:
+    f.write(greeting)
+with open("m.json", "w") as f:
+    json.dump({"n": 1}, f)
+"""
+
+
+@pytest.mark.slow
+def test_foreach_vars_wdir_dict_params_and_uncached_metrics_convert(tmp_path: Path) -> None:
+    """dvc.yaml's templating, run by the real dvc, then converted: the NAME@item stages, the wdir-relative
+    paths and params file, and the cache: false metrics file match dvc.lock, so all is up to date."""
+    dvc = dvc_executable()
+    root = tmp_path / "templated"
+    (root / "sub").mkdir(parents=True)
+    (root / "params.yaml").write_text("sizes: [small, large]\nscale: 3\n")
+    (root / "sub" / "params.yaml").write_text("greeting: hello\n")
+    (root / "sub" / "greet.py").write_text(GREET)
+    (root / "dvc.yaml").write_text(TEMPLATED)
+    env = env_for(root)
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "repro", "-q"]):
+        done = subprocess.run(cmd, cwd=root, env={**env, "DVC_NO_ANALYTICS": "1"}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    report = convert(root, env)
+    assert report.stages == {"gen@small": "up to date (from dvc.lock)", "gen@large": "up to date (from dvc.lock)",
+                             "greet": "up to date (from dvc.lock)"}
+    assert "sub/m.json" not in report.data  # cache: false: left to git, as DVC leaves it
+    (root / "sub" / "params.yaml").write_text("greeting: hi\n")
+    status = json.loads(run_shipyard("status", "--json", env=env, cwd=root).stdout)
+    assert {s["stage"]: s["state"] for s in status} == {"gen@small": "up-to-date", "gen@large": "up-to-date",
+                                                        "greet": "changed"}
+
+
 # -- the pure part, on hostile input ------------------------------------------------------------------
 
 def test_paths_that_leave_the_project_are_refused() -> None:

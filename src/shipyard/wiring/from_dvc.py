@@ -77,7 +77,7 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
         raise ConfigError(f"{exc}; nothing was changed") from None
     text = HEADER + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120)
     try:
-        project = Project.from_dict(parse_config(text, "shipyard.yaml (converted from dvc.yaml)").model_dump())
+        project = Project.from_dict(parse_config(text, "shipyard.yaml (converted from dvc.yaml)", root).model_dump())
     except ConfigError as exc:
         raise ConfigError(f"dvc.yaml does not convert: {exc}; nothing was changed") from None
 
@@ -158,9 +158,17 @@ def stage_entry(stage: Stage, locked: DvcLockStage, importer: Importer, params: 
         recorded = {o.path: o for o in locked.outs}
         for path in stage.produced:
             out = recorded.get(path)
-            entry = importer.take(out) if out is not None else None
+            if out is None:
+                why = f"dvc.lock records no output {path}"
+                break
+            if path in stage.uncached:  # cache: false: not stored, but still the version dvc.lock recorded
+                if not importer.unchanged(out):
+                    why = f"output {path} (cache: false) changed since dvc.lock"
+                    break
+                continue
+            entry = importer.take(out)
             if entry is None:
-                why = f"output {path} could not be carried over" if out else f"dvc.lock records no output {path}"
+                why = f"output {path} could not be carried over"
                 break
             outs[path] = entry
     if why is not None:

@@ -71,7 +71,7 @@ class DvcLockStage:
     name: str
     cmd: str
     deps: tuple[DvcOut, ...]
-    params: dict[str, dict[str, Any]]  # params file -> {dotted key: value}
+    params: dict[str, dict[str, Any]]  # params file (project-relative) -> {dotted key: value}
     outs: tuple[DvcOut, ...]
 
 
@@ -179,7 +179,8 @@ def parse_dvc_lock(body: object, wdirs: dict[str, str], report: Report) -> dict[
             params = entry.get("params") or {}
             if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
                 raise BadDvcFile("params is not a mapping of files to values")
-            out[str(name)] = DvcLockStage(str(name), cmd, deps, {str(k): v for k, v in params.items()}, outs)
+            files = {project_rel(base, str(k), "params file"): v for k, v in params.items()}
+            out[str(name)] = DvcLockStage(str(name), cmd, deps, files, outs)
         except (BadDvcFile, TypeError, AttributeError) as exc:
             report.skip(f"dvc.lock stage {name}", f"{exc}: the stage will run once under Shipyard")
     return out
