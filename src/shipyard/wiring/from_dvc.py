@@ -44,7 +44,7 @@ from shipyard.core.workspace.scan import IGNORED_NAMES
 from shipyard.errors import ConfigError, ConflictError, InvalidInputError, ShipyardError
 
 SMALL = 1024 * 1024  # read whole; larger files stream
-BATCH = 4096  # files copied into the store together share one durability barrier
+BATCH = 50_000  # files copied into the store together share one durability barrier (paths only are kept)
 MAX_LISTING_BYTES = 64 * 1024 * 1024  # a .dir object of about 500,000 files; larger is not read
 MAX_DVC_FILES = 10_000
 SKIPPED_FOLDERS = frozenset({".git", ".dvc", ".shipyard", "node_modules", ".venv", "venv", "__pycache__"})
