@@ -205,13 +205,6 @@ class ModelSpec(_Strict):
     code_paths: tuple[str, ...] = Field((), description="project folders or files the model's code needs "
                                                         "(python flavor), stored with the version")
 
-    @field_validator("labels", "code_paths", mode="before")
-    @classmethod
-    def _listify(cls, v: object) -> object:
-        if isinstance(v, str):
-            return (v,)
-        return tuple(v) if isinstance(v, list) else v
-
 
 class ProjectConfig(_Strict):
     version: Literal[1] = 1
