@@ -18,7 +18,11 @@ _REPORTED = ("numpy", "scipy", "scikit-learn", "skops", "pandas", "torch", "onnx
 
 def as_inputs(data: Any) -> Any:
     """Golden inputs as the server feeds them: a numpy array where numpy is installed (a DataFrame for
-    ``{"columns", "data"}`` where pandas is), the JSON lists otherwise."""
+    ``{"columns", "data"}`` where pandas is, a scipy CSR matrix for the sparse form), the JSON lists otherwise."""
+    if isinstance(data, dict) and data.get("format") == "csr":  # a sparse matrix's parts, checked as they are read
+        from shipyard.adapters.flavors.tensors import sparse_from_json
+
+        return sparse_from_json(data, where="the golden inputs")
     if isinstance(data, dict) and "columns" in data and "data" in data:
         try:
             import pandas as pd  # type: ignore[import-untyped]

@@ -16,7 +16,7 @@ from typing import Any
 from shipyard.errors import InvalidInputError, MissingExtraError
 from shipyard.ports import Flavor
 
-_NOT_FLAVORS = {"tensors"}
+_NOT_FLAVORS = {"tensors", "code"}
 _loaded: dict[str, Flavor] = {}
 
 

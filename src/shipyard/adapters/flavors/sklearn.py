@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from shipyard.adapters.flavors import first_line, model_file, require, tensors
+from shipyard.adapters.flavors import code, first_line, model_file, require, tensors
 from shipyard.core.registry.trust import TrustSet, refuse_untrusted
 from shipyard.errors import InvalidInputError
 
@@ -99,6 +99,7 @@ def _sklearn_class(type_name: str) -> type | None:
 
 class SklearnFlavor:
     name = "sklearn"
+    takes_code_paths = True  # a project's own transformer classes, stored with the version (``code``)
 
     def save(self, model: Any, folder: Path, options: Mapping[str, Any]) -> dict[str, Any]:
         serializer = options.get("serializer", "skops")
@@ -106,6 +107,7 @@ class SklearnFlavor:
             raise InvalidInputError(f"unknown serializer {serializer!r}; use one of {', '.join(SERIALIZERS)}")
         if not hasattr(model, "predict"):
             raise InvalidInputError(f"a {type(model).__name__} has no predict(): not a scikit-learn model")
+        planned = code.plan(options.get("code_paths"))  # checked before anything is written
         path = folder / FILES[serializer]
         meta: dict[str, Any] = {"serializer": serializer, "file": path.name}
         if serializer == "skops":
@@ -119,13 +121,17 @@ class SklearnFlavor:
         import sklearn
 
         meta["sklearn_version"] = sklearn.__version__
+        stored = code.save(planned, folder)
+        if stored:
+            meta["code_paths"] = stored
         return meta
 
     def requires(self, folder: Path, meta: Mapping[str, Any]) -> TrustSet:
         serializer, path = _file(folder, meta)
+        with_code = code.stored(folder) is not None  # project code runs when its classes are imported
         if serializer != "skops":
-            return TrustSet(pickle=True)
-        return TrustSet.of(types=(t for t in _skops_types(path) if not allowed(t)))
+            return TrustSet(pickle=True, code=with_code)
+        return TrustSet.of(code=with_code, types=(t for t in _skops_types(path) if not allowed(t)))
 
     def packages(self, meta: Mapping[str, Any]) -> tuple[str, ...]:
         serializer = meta.get("serializer", "skops")
@@ -135,6 +141,9 @@ class SklearnFlavor:
 
     def load(self, folder: Path, meta: Mapping[str, Any], trusted: TrustSet) -> Any:
         serializer, path = _file(folder, meta)
+        if code.stored(folder) is not None:
+            refuse_untrusted(f"{code.FOLDER}/", TrustSet(code=True), trusted)
+            code.activate(folder)
         if serializer == "skops":
             found = _skops_types(path)
             refuse_untrusted(path.name, TrustSet.of(types=(t for t in found if not allowed(t))), trusted)
@@ -153,8 +162,14 @@ class SklearnFlavor:
     def predict(self, model: Any, inputs: Any) -> Any:
         return model.predict(inputs)
 
+    def predict_proba(self, model: Any, inputs: Any) -> Any:
+        return model.predict_proba(inputs)
+
     def to_json(self, data: Any) -> Any:
         return tensors.to_json(data)
+
+    def from_json(self, data: Any) -> Any:
+        return tensors.from_json(data)
 
     def schema(self, data: Any) -> dict[str, Any]:
         return tensors.schema(data)

@@ -246,6 +246,9 @@ def infer_request(inputs: Any, signature: Mapping[str, Any] | None) -> dict[str,
     TypeError when they are not rows of values."""
     from shipyard.core.serving.oip import INPUT_NAME, output_tensor, signature_datatype
 
+    if isinstance(inputs, Mapping) and inputs.get("format") == "csr":  # a sparse model's examples: its CSR parts
+        return {"inputs": [output_tensor(part, list(inputs.get(part) or []), kind) for part, kind in
+                           (("indptr", "INT64"), ("indices", "INT64"), ("values", "FP64"))]}
     rows = inputs["data"] if isinstance(inputs, Mapping) and "data" in inputs else inputs
     if not isinstance(rows, list):
         raise TypeError(f"the golden inputs are a JSON {type(rows).__name__}, not a list of rows")

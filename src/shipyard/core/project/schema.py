@@ -197,13 +197,28 @@ class ModelSpec(_Strict):
     ``artifacts:`` with ``type: model``)."""
 
     path: str = Field(description="the stage output holding the model: a file (model.pkl) or a folder")
-    flavor: str = Field(description="sklearn, torch, onnx or python")
+    flavor: Literal["sklearn", "torch", "onnx", "python"] = Field(description="sklearn, torch, onnx or python")
     examples: str | None = Field(None, description="a file of golden inputs (.npy, .npz, .csv, .json)")
     metrics: str | None = Field(None, description="the stage whose metrics are recorded with the version")
     desc: str | None = None
     labels: tuple[str, ...] = ()
     code_paths: tuple[str, ...] = Field((), description="project folders or files the model's code needs "
                                                         "(python flavor), stored with the version")
+
+    @field_validator("labels", "code_paths", mode="before")
+    @classmethod
+    def _listify(cls, v: object) -> object:
+        return (v,) if isinstance(v, str) else tuple(v) if isinstance(v, list) else v
+
+    @field_validator("path", "examples", "code_paths")
+    @classmethod
+    def _inside(cls, v: str | tuple[str, ...] | None, info: ValidationInfo) -> str | tuple[str, ...] | None:
+        try:
+            if isinstance(v, tuple):
+                return tuple(declared_path(p, f"model {info.field_name}") for p in v)
+            return v if v is None else declared_path(v, f"model {info.field_name}")
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class ProjectConfig(_Strict):
@@ -280,6 +295,18 @@ class ProjectConfig(_Strict):
         for name in v:
             if not (STAGE_NAME.match(name) or GENERATED_NAME.match(name)):
                 raise ValueError(f"invalid stage name {name!r}: letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, v: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        from shipyard.core.registry.refs import check_model_name
+
+        for name in v:
+            try:
+                check_model_name(name)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @model_validator(mode="after")

@@ -137,6 +137,10 @@ def _why(value: Any, datatype: str) -> str:
 
 INPUT_NAME = "input-0"  # the name metadata gives the one input tensor (a request may name it as it likes)
 OUTPUT_NAME = "predict"  # the name of the one output tensor, in metadata and in every response
+PROBA_NAME = "probabilities"  # predict_proba's answer, for a model that has one, when a request names it
+OUTPUT_NAMES = (OUTPUT_NAME, PROBA_NAME)
+MAX_OUTPUTS = 8
+SPARSE_INPUTS = frozenset({"indptr", "indices", "values"})  # a sparse model's CSR parts, as three tensors
 _NUMPY = {"bool": "BOOL", "float16": "FP16", "float32": "FP32", "float64": "FP64",
           **{f"{kind.lower()}{bits}": f"{kind}{bits}" for kind in ("INT", "UINT") for bits in (8, 16, 32, 64)}}
 _KINDS: dict[str, Any] = {"BOOL": (bool,), "BYTES": (str,), **{d: (int,) for d in INT_RANGES},
@@ -171,19 +175,44 @@ def signature_shape(entry: object, default: list[int]) -> list[int]:
 
 
 def model_metadata(name: str, versions: list[str], platform: str, signature: dict[str, object],
-                   input_datatype: str) -> dict[str, Any]:
+                   input_datatype: str, probabilities: int | None = None) -> dict[str, Any]:
     """OIP model metadata (``GET /v2/models/NAME``), from the signature recorded at registration.
 
     A version registered without examples has no signature: its output is then reported as FP64 of
-    shape [-1], and responses carry the datatype of the values the model returns.
+    shape [-1], and responses carry the datatype of the values the model returns. ``probabilities``: the
+    number of classes (-1 if unknown) of a model that answers probabilities, listed as a second output.
+    A sparse model's input says so in its ``parameters`` (``{"sparse": true}``): send its CSR parts as
+    three tensors ``indptr``, ``indices`` and ``values``, or dense rows.
     """
     inputs, outputs = signature.get("inputs"), signature.get("outputs")
-    return {
-        "name": name, "versions": versions, "platform": platform,
-        "inputs": [{"name": INPUT_NAME, "datatype": input_datatype, "shape": signature_shape(inputs, [-1, -1])}],
-        "outputs": [{"name": OUTPUT_NAME, "datatype": signature_datatype(outputs) or "FP64",
-                     "shape": signature_shape(outputs, [-1])}],
-    }
+    entry: dict[str, Any] = {"name": INPUT_NAME, "datatype": input_datatype,
+                             "shape": signature_shape(inputs, [-1, -1])}
+    if isinstance(inputs, dict) and inputs.get("sparse") is True:
+        entry["parameters"] = {"sparse": True, "format": "csr"}
+    listed = [{"name": OUTPUT_NAME, "datatype": signature_datatype(outputs) or "FP64",
+               "shape": signature_shape(outputs, [-1])}]
+    if probabilities is not None:
+        listed.append({"name": PROBA_NAME, "datatype": "FP64", "shape": [-1, probabilities]})
+    return {"name": name, "versions": versions, "platform": platform, "inputs": [entry], "outputs": listed}
+
+
+def parse_outputs(body: Any) -> tuple[str, ...]:
+    """The output tensors an infer request asks for (``"outputs": [{"name": ...}]``), in order, each once;
+    ``predict`` alone when it names none."""
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    if outputs is None:
+        return (OUTPUT_NAME,)
+    if not isinstance(outputs, list) or not outputs or len(outputs) > MAX_OUTPUTS:
+        raise InvalidInputError(f"outputs: must be a list of 1 to {MAX_OUTPUTS} objects such as "
+                                f'{{"name": "{PROBA_NAME}"}}')
+    names: list[str] = []
+    for i, out in enumerate(outputs):
+        name = out.get("name") if isinstance(out, dict) else None
+        if name not in OUTPUT_NAMES:
+            raise InvalidInputError(f"outputs[{i}].name: must be one of {', '.join(OUTPUT_NAMES)}")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 def output_tensor(name: str, values: list[Any], declared: str | None = None) -> dict[str, Any]:

@@ -205,17 +205,20 @@ class Client:
     def log_model(self, run_id: str, model: Any, name: str, flavor: str = "sklearn", examples: Any = None,
                   description: str = "", version: int | None = None, artifact_path: str | None = None, *,
                   requirements: Sequence[str] = (), tolerance: Mapping[str, float] | None = None,
-                  reference: Any = None, **options: Any) -> ModelVersion:
+                  reference: Any = None, code_paths: Sequence[PathLike] | None = None,
+                  **options: Any) -> ModelVersion:
         """Save ``model``, keep it on the run (as ``artifact_path``, if given) and register it as the
         next version of ``name``, with the run's params and metrics. ``requirements``: the packages the
         model's own code needs (names; the lock pins them); ``tolerance``: ``{"rtol", "atol"}`` for
         its golden examples; ``reference``: the training data (or a sample), profiled with the model's answers
-        on it and recorded with the version, for drift monitoring (``pip install 'shipyard[monitor]'``)."""
+        on it and recorded with the version, for drift monitoring (``pip install 'shipyard[monitor]'``);
+        ``code_paths``: project files or folders stored with the version and importable when it loads."""
         from shipyard.core.registry.refs import check_model_name
         from shipyard.core.registry.saving import save_model as _save
         from shipyard.wiring import flavor as get_flavor
 
         check_model_name(name)
+        options = flavor_options(flavor, options, code_paths)
         profile = None
         if reference is not None:  # profiled before anything is saved: a reference that fails registers nothing
             from shipyard.errors import InvalidInputError, ShipyardError
@@ -429,3 +432,20 @@ def _one_order(order_by: Sequence[str] | str | None) -> str | None:
     if len(keys) > 1:
         raise InvalidInputError(f"order runs by one key, not {len(keys)}: e.g. ['metrics.acc DESC']")
     return keys[0] if keys else None
+
+
+def flavor_options(flavor: str, options: dict[str, Any], code_paths: Sequence[PathLike] | None) -> dict[str, Any]:
+    """``options`` for the flavor's save, with ``code_paths`` when given: refused for a flavor that cannot put
+    stored code on ``sys.path`` as it loads (it would be stored and never used)."""
+    if code_paths is None:
+        return options
+    from shipyard.errors import InvalidInputError
+    from shipyard.wiring import flavor as get_flavor
+
+    if not getattr(get_flavor(flavor), "takes_code_paths", False):
+        raise InvalidInputError(f"the {flavor} flavor does not take code_paths: its models load without project "
+                                "code (use the python or sklearn flavor for a model whose classes live in the project)")
+    if isinstance(code_paths, str | os.PathLike):
+        raise InvalidInputError(f"code_paths is a list of paths, not the single path {os.fspath(code_paths)!r}: "
+                                "write code_paths=[...]")
+    return {**options, "code_paths": [os.fspath(p) for p in code_paths]}

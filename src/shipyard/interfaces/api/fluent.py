@@ -243,19 +243,23 @@ def log_artifacts(local_dir: PathLike, artifact_path: str | None = None, run_id:
 
 def save_model(model: Any, path: PathLike, flavor: str = "sklearn", examples: Any = None, *,
                requirements: Sequence[str] = (), tolerance: Mapping[str, float] | None = None,
-               **options: Any) -> Path:
-    """Write ``model`` into a new folder that ``shipyard models register`` or ``register_model`` accepts."""
+               code_paths: Sequence[PathLike] | None = None, **options: Any) -> Path:
+    """Write ``model`` into a new folder that ``shipyard models register`` or ``register_model`` accepts
+    (``code_paths``: as for ``log_model``)."""
     from shipyard.core.registry.saving import save_model as _save
+    from shipyard.interfaces.api.client import flavor_options
     from shipyard.wiring import flavor as get_flavor
 
-    _save(get_flavor(flavor), model, Path(path), examples, options, requirements=requirements, tolerance=tolerance)
+    _save(get_flavor(flavor), model, Path(path), examples, flavor_options(flavor, options, code_paths),
+          requirements=requirements, tolerance=tolerance)
     return Path(path)
 
 
 def log_model(model: Any, name: str, flavor: str = "sklearn", examples: Any = None,
               description: str = "", version: int | None = None, *, artifact_path: str | None = None,
               run_id: str | None = None, requirements: Sequence[str] = (),
-              tolerance: Mapping[str, float] | None = None, reference: Any = None, **options: Any) -> ModelVersion:
+              tolerance: Mapping[str, float] | None = None, reference: Any = None,
+              code_paths: Sequence[PathLike] | None = None, **options: Any) -> ModelVersion:
     """Save ``model`` and register it as the next version of ``name``, linked to the current run.
 
     ``examples`` (a few inputs) are kept with the model's outputs on them as golden examples, compared
@@ -267,10 +271,16 @@ def log_model(model: Any, name: str, flavor: str = "sklearn", examples: Any = No
     ``reference``: the training data (or a sample of it): its profile (quantile and frequent-item sketches per
     column, missing rates, ranges) and that of the model's answers on it are recorded with the version, the
     baseline drift is measured against (``pip install 'shipyard[monitor]'``).
+    ``examples`` may be a scipy sparse matrix (kept as its CSR parts) or text (a list of strings: the
+    signature says ``str``, BYTES to the model server).
+    ``code_paths``: project files or folders the model's code lives in (``["src/mypkg", "src/model.py"]``,
+    relative to the working folder, as MLflow's), stored with the version and put on ``sys.path`` when it
+    loads (``serve``, ``reproduce``, ``load_model``), so no PYTHONPATH is needed (python and sklearn flavors).
     """
     client, rid = _current(run_id)
     return client.log_model(rid, model, name, flavor, examples, description, version, artifact_path,
-                            requirements=requirements, tolerance=tolerance, reference=reference, **options)
+                            requirements=requirements, tolerance=tolerance, reference=reference,
+                            code_paths=code_paths, **options)
 
 
 def register_model(model_uri: PathLike, name: str, await_registration_for: int | None = None, *,

@@ -28,12 +28,14 @@ class ModelInfo:
 
 def log_model(sk_model: Any, artifact_path: str | None = None, *, name: str | None = None,
               registered_model_name: str | None = None, input_example: Any = None,
-              serialization_format: str | None = None, run_id: str | None = None) -> ModelInfo:
+              serialization_format: str | None = None, run_id: str | None = None,
+              code_paths: list[str] | None = None) -> ModelInfo:
     """Save ``sk_model`` on the current run as ``name`` (or ``artifact_path``; default ``model``), and
     register it as the next version of ``registered_model_name`` if given.
 
     ``input_example`` rows are kept as golden examples; ``serialization_format`` is ``"skops"``
-    (default, loads without running code) or ``"pickle"``/``"cloudpickle"`` (needs trust to load).
+    (default, loads without running code) or ``"pickle"``/``"cloudpickle"`` (needs trust to load);
+    ``code_paths``: project files or folders its own classes live in, stored with it (as MLflow's).
     """
     path = name or artifact_path or DEFAULT_ARTIFACT
     options: dict[str, Any] = {}
@@ -48,11 +50,12 @@ def log_model(sk_model: Any, artifact_path: str | None = None, *, name: str | No
         from pathlib import Path
 
         with tempfile.TemporaryDirectory(prefix="shipyard-save-") as tmp:
-            folder = fluent.save_model(sk_model, Path(tmp) / "model", "sklearn", input_example, **options)
+            folder = fluent.save_model(sk_model, Path(tmp) / "model", "sklearn", input_example,
+                                       code_paths=code_paths, **options)
             client.log_artifacts(rid, folder, path)
         return ModelInfo(rid, path, f"runs:/{rid}/{path}")
     mv = client.log_model(rid, sk_model, registered_model_name, "sklearn", input_example, artifact_path=path,
-                          **options)
+                          code_paths=code_paths, **options)
     # registered: a URI load_model takes (MLflow 3 also hands back a models:/ URI), not the run folder
     return ModelInfo(rid, path, f"models:/{mv.model}/{mv.version}", mv.version, mv)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from shipyard.core.pipelines.status import StageStatus
     from shipyard.core.registry.records import ModelVersion
     from shipyard.wiring import Services
+    from shipyard.wiring.declared_models import Declared
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red")
 
@@ -84,10 +85,20 @@ def run(
     runner = _runner(None if as_json else ConsoleEvents())
     report = runner.run(stages or None, jobs=jobs, force=force)
     ignored = _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
+    declared = _register_declared(runner, report.outcomes) if report.ok else None
     if as_json:
-        out.print_json([o.to_dict() for o in report.outcomes])
+        refs: dict[str, list[str]] = {}
+        for r in declared.registered if declared else ():
+            refs.setdefault(r.stage, []).append(r.ref)
+        out.print_json([{**o.to_dict(), **({"registered": refs[o.stage]} if o.stage in refs else {})}
+                        for o in report.outcomes])
     else:
         show_outcomes(report.outcomes)
+        for r in declared.registered if declared else ():
+            out.console().print(f"registered [bold]{out.plain(r.ref)}[/bold] from {out.plain(r.path)} "
+                                f"(stage {out.plain(r.stage)})")
+        for line in declared.waiting if declared else ():
+            out.console().print(out.plain(line))
         if ignored:
             names = out.plain(", ".join(ignored))
             them = "it" if len(ignored) == 1 else "them"
@@ -98,6 +109,22 @@ def run(
 
         failed = [o.stage for o in report.outcomes if o.result == "failed"]
         raise StageFailed(f"stage(s) failed: {', '.join(failed) or 'see above'}; nothing of theirs was cached")
+    if declared is not None and declared.problems:
+        from shipyard.errors import ConfigError
+
+        raise ConfigError("\n".join(declared.problems))
+
+
+def _register_declared(runner: PipelineRunner, outcomes: Sequence[Outcome]) -> Declared | None:
+    """shipyard.yaml's ``models:``: a new version of each whose stage output changed."""
+    from shipyard.core.project.loader import load_config
+
+    if not load_config(runner.ws.root).models:  # read once already: cached by the file's digest
+        return None
+    from shipyard.wiring import settings_from_environment
+    from shipyard.wiring.declared_models import register_declared
+
+    return register_declared(settings_from_environment(), runner, outcomes)
 
 
 def _ignore_outputs(runner: PipelineRunner, stages: list[str]) -> list[str]:
@@ -192,7 +219,7 @@ def reproduce(
     work = scratch / "workspace"
     work.mkdir()
     def golden() -> tuple[bool, str]:
-        return _golden_check(svc, mv, home, tolerance)
+        return _golden_check(svc, mv, home, tolerance, work)
 
     if not as_json:
         out.console().print(f"reproducing [bold]{mv.ref}[/bold] in a scratch folder: its stages re-run from the "
@@ -220,8 +247,9 @@ def reproduce(
                                  f"{'differ' if len(differ) > 1 else 'differs'} from the record")
 
 
-def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float) -> tuple[bool, str]:
-    """Load the model the re-run registered (in the scratch registry) and predict the golden examples."""
+def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float, work: Path) -> tuple[bool, str]:
+    """Load the model the re-run registered (in the scratch registry), or wrote (a model shipyard.yaml
+    declares, which ``shipyard run`` registers), and predict the golden examples."""
     import math
 
     from shipyard.config import Settings
@@ -234,11 +262,13 @@ def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float)
     scratch = build(Settings(home=home, db_url=f"sqlite:///{home / 'shipyard.db'}", store_path=home / "objects",
                              actor=svc.settings.actor))
     try:
-        model = scratch.registry.load(mv.model)
+        model = _rerun_model(svc, scratch, mv, work)
         flavor = scratch.registry.flavors(mv.flavor)  # the wiring's flavors: no adapter import here
         import numpy as np
 
-        predicted = flavor.to_json(flavor.predict(model, np.asarray(golden["inputs"])))
+        read = getattr(flavor, "from_json", None)  # a sparse matrix's CSR parts, a table, text: as the model takes
+        inputs = read(golden["inputs"]) if callable(read) else np.asarray(golden["inputs"])
+        predicted = flavor.to_json(flavor.predict(model, inputs))
     except ShipyardError as exc:
         return False, f"the re-run registered no usable {mv.model}: {exc}"
     finally:
@@ -247,4 +277,14 @@ def _golden_check(svc: Services, mv: ModelVersion, home: Path, tolerance: float)
     same = len(flat_new) == len(flat_old) and all(
         a == b or (isinstance(a, float) and math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance))
         for a, b in zip(flat_new, flat_old, strict=True))
-    return same, f"{len(golden['inputs'])} golden example(s): " + ("all agree" if same else "predictions differ")
+    return same, f"{len(golden['outputs'])} golden example(s): " + ("all agree" if same else "predictions differ")
+
+
+def _rerun_model(svc: Services, scratch: Services, mv: ModelVersion, work: Path) -> Any:
+    from shipyard.wiring.declared_models import rerun_model
+
+    if not scratch.registry.models():  # the stage registers nothing itself: shipyard.yaml declares the model
+        model = rerun_model(svc.settings.project_root, mv, work)
+        if model is not None:
+            return model
+    return scratch.registry.load(mv.model)

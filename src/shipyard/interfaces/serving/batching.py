@@ -27,9 +27,9 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
 
     async def predict(self, rows: Any) -> list[Any]:
-        if len(rows) >= self._max and not self._running:
+        if _count(rows) >= self._max and not self._running:
             # a request that fills a batch by itself gains nothing from waiting: answer it inline
-            self._observe(len(rows))
+            self._observe(_count(rows))
             return await asyncio.to_thread(self._predict, rows)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
@@ -44,12 +44,12 @@ class Batcher:
             while self._queue:
                 batch: list[tuple[list[list[Any]], asyncio.Future[list[Any]]]] = []
                 rows = 0
-                while self._queue and (not batch or rows + len(self._queue[0][0]) <= self._max):
+                while self._queue and (not batch or rows + _count(self._queue[0][0]) <= self._max):
                     item = self._queue.pop(0)
                     if item[1].done():  # its caller gave up while it waited
                         continue
                     batch.append(item)
-                    rows += len(item[0])
+                    rows += _count(item[0])
                 if not batch:
                     continue
                 merged = _merge([item_rows for item_rows, _ in batch])
@@ -72,8 +72,8 @@ class Batcher:
                 self._observe(rows)
                 start = 0
                 for item_rows, fut in batch:
-                    _settle(fut, out[start:start + len(item_rows)])
-                    start += len(item_rows)
+                    _settle(fut, out[start:start + _count(item_rows)])
+                    start += _count(item_rows)
         finally:
             self._running = False
 
@@ -88,9 +88,23 @@ def _settle(fut: asyncio.Future[list[Any]], result: list[Any] | None = None, exc
         fut.set_result(result if result is not None else [])
 
 
+def _count(rows: Any) -> int:
+    """Rows in a request: a sparse matrix has no ``len``."""
+    shape = getattr(rows, "shape", None)
+    return int(shape[0]) if shape else len(rows)
+
+
 def _merge(parts: list[Any]) -> Any:
-    """Rows of several requests as one: arrays are stacked, lists concatenated."""
+    """Rows of several requests as one: arrays are stacked, sparse matrices too, lists concatenated."""
     import numpy as np
+
+    if all(hasattr(p, "tocsr") for p in parts):  # sparse rows (a sparse model's requests are all sparse)
+        import scipy.sparse as sp  # type: ignore[import-untyped]
+
+        try:
+            return sp.vstack(parts, format="csr")
+        except ValueError:  # widths differ: the predict call fails and each request is retried alone
+            return parts[0]
 
     if all(isinstance(p, np.ndarray) for p in parts):
         try:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.core.monitoring.config import DEFAULT_WINDOW
 from shipyard.core.monitoring.drift import ISSUES, Baseline, Thresholds, Window, assess, total
+from shipyard.interfaces.serving.model import count
 
 if TYPE_CHECKING:
     from shipyard.interfaces.serving.logs import InferenceLog
@@ -102,11 +103,11 @@ class LiveDrift:
         key = (model, version)
         if key not in self._watched:
             return
-        size = getattr(rows, "size", None) or len(rows)
+        size = getattr(rows, "size", None) or count(rows)
         if len(self._queue) >= MAX_PENDING_REQUESTS or self._handed - self._taken + size > MAX_PENDING_VALUES:
             dropped = self._dropped.get(key)
             if dropped is not None:
-                dropped.inc(len(rows))
+                dropped.inc(count(rows))
             return
         self._handed += size
         self._queue.append((model, version, rows, predictions, at))

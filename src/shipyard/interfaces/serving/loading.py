@@ -50,7 +50,7 @@ def warm(registry: Registry, served: ServedModel) -> None:
     if golden is None:
         return
     try:
-        served.predict_rows(golden["inputs"])
+        served.predict_rows(served.from_json(golden["inputs"]))
     except (Exception, SystemExit) as exc:  # the model's own code: whatever it raises (even exit) is its failure
         raise InvalidInputError(f"{served.version.ref} fails on its golden examples: {failure(exc)}") from None
 

@@ -25,11 +25,26 @@ INFER_REQUEST = {
     "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "minItems": 1, "items": TENSOR},
                    "outputs": {"type": "array"}, "parameters": {"type": "object"}},
 }
+SPARSE_ROW = {"type": "object", "required": ["indices", "values"], "properties": {
+    "indices": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    "values": {"type": "array", "items": {"type": "number"}}}}
+CSR = {"type": "object", "required": ["indptr", "indices", "values"], "properties": {
+    "indptr": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    "indices": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    "values": {"type": "array", "items": {"type": "number"}},
+    "shape": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer", "minimum": 0}}}}
 PREDICT_REQUEST = {
     "type": "object",
     "required": ["instances"],
-    "properties": {"instances": {"type": "array", "minItems": 1,
-                                 "items": {"type": "array", "minItems": 1, "items": {"type": "number"}}}},
+    "properties": {"instances": {"anyOf": [
+        {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+         "description": "rows of numbers (for a sparse model too: they are converted)"},
+        {"type": "array", "minItems": 1, "items": {"type": "string"},
+         "description": "one string a row, for a model registered on text"},
+        {"type": "array", "minItems": 1, "items": SPARSE_ROW,
+         "description": "a sparse model's rows: each row's column indices and their values"},
+        {**CSR, "description": "a sparse model's rows as CSR parts (shape defaults to [rows, the model's width])"},
+    ]}},
 }
 ERROR = {"type": "object", "properties": {"error": {"type": "string"}, "request_id": {"type": "string"}}}
 
@@ -65,7 +80,9 @@ def document(model: str) -> dict[str, Any]:
                                         "parameters": [name_param]},
             "/v2/models/{name}/versions/{version}/infer": {
                 **post("infer with a given version", INFER_REQUEST), "parameters": [name_param, version_param]},
-            "/predict": post("plain JSON rows", PREDICT_REQUEST),
+            "/predict": {**post("plain JSON rows (?proba=1 adds probabilities)", PREDICT_REQUEST), "parameters": [
+                {"name": "proba", "in": "query", "required": False, "schema": {"type": "string", "enum": ["1"]},
+                 "description": "also answer predict_proba's probabilities (and the classes), when the model has it"}]},
             "/metrics": get("Prometheus metrics"),
         },
         "components": {"securitySchemes": {  # what --api-key requires: either header

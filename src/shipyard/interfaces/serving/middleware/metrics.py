@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.interfaces.serving.logs import InferenceLog
+from shipyard.interfaces.serving.model import rows_json
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 OBSERVED = "shipyard.observed"
@@ -137,7 +138,6 @@ class MetricsMiddleware:
                                      "version": seen.version, "latency_ms": round(took * 1000, 3),
                                      "outcome": outcome}
             if log.with_payloads:
-                rows = seen.rows
-                entry["inputs"] = rows.tolist() if hasattr(rows, "tolist") else rows
+                entry["inputs"] = rows_json(seen.rows)
                 entry["outputs"] = seen.predictions
             log.record(entry)

@@ -1,0 +1,436 @@
+"""The models shipyard.yaml declares (``models:``): ``shipyard run`` registers a new version of each one whose
+stage output changed, as DVC's ``artifacts:`` name a model, with no wrapper script.
+
+A declared model is a stage output (``path``: the output, or a file inside an output folder). After a
+successful pipeline run, for each declaration: the stage producing it, the digest ``shipyard.lock`` records for
+it and the stage run that recorded those bytes (the version's lineage: ``lineage`` and ``reproduce`` follow it).
+The digest is compared with the one the newest version already registered from that output recorded; the
+same bytes register nothing (a run from the cache, a re-run that wrote the same bytes).
+
+Which files are loaded, and why that is allowed (invariant 7: a file runs no code on load unless the user
+trusted it). The model file is the user's own stage's output: its bytes are read from the store by the digest
+the stage run recorded (re-hashed on the way; an output kept out of the store is hashed in place and must
+match), so they are exactly what the stage's command wrote when it ran. A pickle (``model.pkl``, joblib, a
+TorchScript file) is loaded only when that run is one this actor started (or a reviewer it lists in
+``SHIPYARD_TRUSTED_ACTORS``) in this registry's database: the same person already ran that command, which is
+the project's own code, so unpickling what it wrote runs nothing they have not already chosen to run. A run
+someone else recorded, or a cache entry from a remote naming a run this database does not hold, is refused
+(re-run the stage with ``--force``). The model is then saved through its flavor's normal path (scikit-learn:
+skops), so serving and loading it later needs no trust. An ONNX file carries no code; a saved model folder
+(``shipyard.save_model`` in the stage) is registered as it is, and trusted only under the same rule.
+
+Two ``shipyard run`` at once never register the same bytes twice: each registration asks for the number after
+the newest version it saw, and the registry assigns numbers in one transaction (the model's row locked), so
+the second is refused there, re-reads the registry, and finds the first's version of the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipyard.core.artifacts.digest import Digest, hash_stream
+from shipyard.core.artifacts.tree import copy_verified, load_manifest, materialize
+from shipyard.core.lineage.records import RunRecord, RunStatus
+from shipyard.core.project.model import ModelDef
+from shipyard.core.registry.records import ModelVersion
+from shipyard.core.registry.service import MODEL_FILE, SavedModel
+from shipyard.core.workspace.paths import Confined
+from shipyard.errors import (
+    ConfigError,
+    ConflictError,
+    ImmutableError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    ShipyardError,
+)
+
+if TYPE_CHECKING:
+    from shipyard.config import Settings
+    from shipyard.core.pipelines.runner import Outcome, PipelineRunner
+    from shipyard.ports import ObjectStore
+    from shipyard.wiring import Services
+
+FLAVORS = ("sklearn", "onnx", "torch", "python")
+PICKLES = (".pkl", ".pickle", ".joblib")
+FILES = {"sklearn": PICKLES, "python": (".pkl", ".pickle"), "onnx": (".onnx",), "torch": (".pt", ".pth")}
+MAX_EXAMPLES_BYTES = 16 * 1024 * 1024
+MAX_EXAMPLE_ROWS = 1000
+MAX_TRIES = 5  # registrations lost to another `shipyard run` before this one gives up (each re-checks first)
+DONE = ("ran", "cached", "up-to-date")
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    ref: str
+    stage: str
+    path: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"ref": self.ref, "stage": self.stage, "path": self.path}
+
+
+@dataclass
+class Declared:
+    """What ``register_declared`` did: versions registered, models whose output had not changed, problems
+    (one line each: the model was not registered)."""
+
+    registered: list[Registered] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # not yet: the stage whose metrics go with it did not run
+
+
+class _NotYet(Exception):
+    """The model's metrics stage was not part of this run: it is registered by the run that includes it."""
+
+
+def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequence[Outcome]) -> Declared:
+    """Register a new version of each declared model whose producing stage finished in ``outcomes`` and whose
+    bytes differ from the newest version registered from that output. A model that cannot be registered is
+    a line in ``problems``; the others are registered all the same, and nothing of the pipeline is undone."""
+    from shipyard.core.project.loader import load_config
+    from shipyard.wiring import build
+
+    result = Declared()
+    config = load_config(runner.ws.root)
+    if not config.models:
+        return result
+    finished = {o.stage for o in outcomes if o.result in DONE}
+    svc = build(settings, runner.ws.root)
+    try:
+        for name, decl in config.models.items():
+            try:
+                producer, out = producing_output(runner, name, decl)
+                if producer not in finished:
+                    continue  # not part of this run (a run of other stages), or it failed
+                done = _register_one(svc, runner, name, decl, producer, out, finished)
+            except ShipyardError as exc:
+                result.problems.append(f"model {name}: {exc}; not registered")
+                continue
+            except _NotYet as exc:
+                result.waiting.append(f"model {name} is registered once {exc} runs: `shipyard run {exc}`")
+                continue
+            if done is None:
+                result.unchanged.append(name)
+            else:
+                result.registered.append(Registered(done.ref, producer, decl.path))
+    finally:
+        svc.close()
+    return result
+
+
+def producing_output(runner: PipelineRunner, name: str, decl: ModelDef) -> tuple[str, str]:
+    """The stage whose output is ``decl.path``, or holds it, and that output's path."""
+    for stage in runner.pipeline.stages.values():
+        for out in stage.outs:
+            if decl.path == out or decl.path.startswith(out + "/"):
+                return stage.name, out
+    raise ConfigError(f"no stage produces {decl.path}: set its path: to a stage's output, or to a file inside "
+                      "an output folder")
+
+
+def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelDef, producer: str, out: str,
+                  finished: set[str]) -> ModelVersion | None:
+    if decl.flavor not in FLAVORS:
+        raise ConfigError(f"unknown flavor {decl.flavor!r}: use one of {', '.join(FLAVORS)}")
+    entry = runner.lock.stages.get(producer)
+    if entry is None or entry.run is None or out not in entry.outs:
+        raise NotFoundError(f"shipyard.lock has no run of stage {producer} recording {out}")
+    run = _producing_run(svc, entry.run, out, entry.outs[out].digest, producer)
+    digest = digest_in(svc.store, run, decl.path)
+    if digest is None:
+        raise NotFoundError(f"stage {producer}'s output {out} holds no {decl.path}")
+    metrics = dict(run.metrics)
+    if decl.metrics is not None:
+        metrics.update(_metrics_of(svc, runner, decl.metrics, finished))
+    examples = load_examples(runner.ws.root, decl.examples) if decl.examples else None
+    description = "\n".join(x for x in (decl.desc or "", f"labels: {', '.join(decl.labels)}" if decl.labels else "")
+                            if x)
+    for _ in range(MAX_TRIES):
+        latest, registered = newest_from(svc, name, decl.path)
+        if registered == digest:
+            return None
+        with tempfile.TemporaryDirectory(prefix="shipyard-declared-") as tmp:
+            folder, trust = _saved_folder(svc, runner, decl, run, out, digest, examples, Path(tmp))
+            try:
+                mv = svc.registry.register(name, folder, run_id=run.id, metrics=metrics, params=run.params,
+                                           description=description, version=latest + 1, trust_as_registrant=trust)
+            except (ImmutableError, ConflictError):
+                continue  # another run registered a version meanwhile: check again whether it holds these bytes
+        from shipyard.wiring.signing import record_version_provenance
+
+        record_version_provenance(svc, mv, run)
+        return mv
+    raise ConflictError(f"other registrations of {name} kept coming first ({MAX_TRIES} tries); run again")
+
+
+def _producing_run(svc: Services, run_id: str, out: str, digest: Digest, stage: str) -> RunRecord:
+    """The run shipyard.lock names for ``stage``, which must have recorded ``digest`` for ``out``: a stage-cache
+    entry (from a remote, say) naming a run that never recorded these bytes gives no lineage and no trust."""
+    try:
+        run = svc.meta.get_run(run_id)
+    except NotFoundError:
+        raise NotFoundError(f"the run that produced {out} (run {run_id[:8]}, from the stage cache) is not in this "
+                            f"registry's database: run `shipyard run --force {stage}` to make it here") from None
+    recorded = next((a.digest for a in run.artifacts if a.path == out), None)
+    if run.status != RunStatus.FINISHED or recorded != digest:
+        raise IntegrityError(f"run {run_id[:8]} did not record {out} as shipyard.lock has it ({digest.short()}): "
+                             f"run `shipyard run --force {stage}`")
+    return run
+
+
+def digest_in(store: ObjectStore, run: RunRecord, path: str) -> Digest | None:
+    """The digest ``run`` recorded for ``path``: one of its outputs, or a file inside an output folder."""
+    for art in run.artifacts:
+        if art.path == path:
+            return art.digest
+        if art.is_dir and path.startswith(art.path.rstrip("/") + "/") and store.has(art.digest):
+            rel = path[len(art.path.rstrip("/")) + 1:]
+            return next((e.digest for e in load_manifest(store, art.digest) if e.path == rel), None)
+    return None
+
+
+def newest_from(svc: Services, name: str, path: str) -> tuple[int, Digest | None]:
+    """The newest version number of ``name`` (0: none), and the digest of ``path`` that the newest version
+    registered from that output recorded (None: no version came from it)."""
+    try:
+        versions = svc.registry.versions(name)
+    except NotFoundError:
+        return 0, None
+    latest = max((v.version for v in versions), default=0)
+    for mv in sorted(versions, key=lambda v: v.version, reverse=True):
+        if mv.run_id is None:
+            continue
+        with contextlib.suppress(NotFoundError):
+            found = digest_in(svc.store, svc.meta.get_run(mv.run_id), path)
+            if found is not None:
+                return latest, found
+    return latest, None
+
+
+def _metrics_of(svc: Services, runner: PipelineRunner, stage: str, finished: set[str]) -> dict[str, float]:
+    if stage not in runner.pipeline.stages:
+        raise ConfigError(f"metrics: {stage!r} is not a stage of shipyard.yaml: name the stage that evaluates it")
+    entry = runner.lock.stages.get(stage)
+    if stage not in finished or entry is None or entry.run is None:
+        raise _NotYet(stage)
+    return dict(svc.meta.get_run(entry.run).metrics)
+
+
+# -- the model's bytes, checked, then saved through its flavor ----------------------------------------------
+
+def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: RunRecord, out: str, digest: Digest,
+                  examples: Any, tmp: Path) -> tuple[Path, bool]:
+    """A saved model folder for the declared output, and whether its registration trusts what it needs."""
+    from shipyard.core.registry.saving import save_model
+    from shipyard.wiring import flavor as get_flavor
+
+    source = tmp / "source"
+    own = svc.registry.accepts(run.user)
+    is_dir = next((a.is_dir for a in run.artifacts if a.path == decl.path), False)
+    if is_dir:
+        _folder_bytes(svc.store, runner.ws.root, decl.path, digest, source)
+        if (source / MODEL_FILE).is_file():  # shipyard.save_model(...) in the stage: registered as it is
+            saved = SavedModel.read(source)
+            if saved.flavor != decl.flavor:
+                raise ConfigError(f"{decl.path} holds a {saved.flavor} model, but flavor: says {decl.flavor}")
+            if examples is not None:
+                raise ConfigError(f"{decl.path} is a saved model folder with its own golden examples: remove "
+                                  "examples: from the declaration, or pass them to save_model in the stage")
+            return source, own
+        raise ConfigError(f"{decl.path} is a folder without {MODEL_FILE}: save it with shipyard.save_model(model, "
+                          f"{decl.path!r}, flavor={decl.flavor!r}) in the stage, or declare the model file itself")
+    suffix = Path(decl.path).suffix.lower()
+    if suffix not in FILES[decl.flavor]:
+        raise ConfigError(f"a {decl.flavor} model is declared as a {', '.join(FILES[decl.flavor])} file or a saved "
+                          f"model folder, not {Path(decl.path).name}")
+    source.mkdir()
+    file = source / Path(decl.path).name
+    _file_bytes(svc.store, runner.ws.root, decl.path, digest, file)
+    if decl.flavor == "onnx":
+        model: Any = file  # ONNX carries no code: the flavor reads the file
+    elif not own:
+        raise InvalidInputError(f"{decl.path} was written by a run of {run.user}, not you: loading it would run "
+                                f"code you did not run; run `shipyard run --force {run.tags.get('shipyard.stage')}`")
+    else:
+        model = _load_own(file, decl, runner.ws.root)
+    folder = tmp / "model"
+    flavor = get_flavor(decl.flavor)
+    options: dict[str, Any] = {}
+    if decl.code_paths:  # stored with the version (code/), importable wherever it loads: serve, reproduce
+        if not getattr(flavor, "takes_code_paths", False):
+            raise ConfigError(f"the {decl.flavor} flavor takes no code_paths: its models load without project code")
+        options["code_paths"] = [str(runner.ws.root / p) for p in decl.code_paths]
+    try:
+        save_model(flavor, model, folder, examples, options)
+    except ShipyardError:
+        raise
+    except Exception as exc:  # the model's own error on the examples (their width, their type)
+        what = f"cannot predict the examples in {decl.examples}" if examples is not None else "cannot be saved"
+        raise InvalidInputError(f"the model {what}: {type(exc).__name__}: {_line(exc)}") from exc
+    return folder, True
+
+
+def _file_bytes(store: ObjectStore, root: Path, path: str, digest: Digest, dest: Path) -> None:
+    """``dest``: the bytes named ``digest``, from the store (re-hashed), or from the working tree when the
+    output is not stored (``cache: false``), hashed and compared."""
+    if store.has(digest):
+        copy_verified(store, digest, dest, 0o600)
+        return
+    live = Confined(root, project=True).check(path, "model path")
+    try:
+        with open(live, "rb") as src, open(dest, "wb") as f:
+            while chunk := src.read(1 << 20):
+                f.write(chunk)
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with open(dest, "rb") as f:
+        if hash_stream(f) != digest:
+            raise IntegrityError(f"{path} changed since its stage recorded it: run the pipeline again")
+
+
+def _folder_bytes(store: ObjectStore, root: Path, path: str, digest: Digest, dest: Path) -> None:
+    if not store.has(digest):
+        raise NotFoundError(f"the folder {path} is not in the store (cache: false?): a declared model folder "
+                            "must be a cached output")
+    materialize(store, digest, dest)
+
+
+@contextlib.contextmanager
+def _importable(root: Path, decl: ModelDef) -> Iterator[None]:
+    """The project (and its ``code_paths``) importable while the stage's own pickle is loaded: its classes live
+    there, as they did when the stage wrote it."""
+    extra = [str(root), *(str(root / p) for p in decl.code_paths if (root / p).is_dir())]
+    sys.path[:0] = extra
+    try:
+        yield
+    finally:
+        for p in extra:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(p)
+
+
+def _load_own(file: Path, decl: ModelDef, root: Path) -> Any:
+    """The object in the verified copy ``file`` of the user's own stage output (see the module's docstring)."""
+    try:
+        with _importable(root, decl):
+            if file.suffix == ".joblib":
+                import joblib
+
+                return joblib.load(file)
+            if decl.flavor == "torch":
+                from shipyard.adapters.flavors import require
+
+                return require("torch", "PyTorch models", "torch").jit.load(str(file), map_location="cpu")
+            with open(file, "rb") as f:
+                return pickle.load(f)  # the digest-checked output of this actor's own stage run
+    except ImportError as exc:
+        raise InvalidInputError(f"cannot load {decl.path}: {_line(exc)}; list the folder its code is in under "
+                                "code_paths:") from exc
+    except Exception as exc:  # whatever the stage wrote: a truncated or foreign file fails here
+        raise InvalidInputError(f"cannot load {decl.path}: {type(exc).__name__}: {_line(exc)}") from exc
+
+
+# -- golden examples ----------------------------------------------------------------------------------------
+
+def load_examples(root: Path, path: str) -> Any:
+    """The golden inputs in the project file ``path``: .npy (no pickles), .npz (a scipy sparse matrix, as
+    ``save_npz`` writes it), .csv (numbers, or one text column; an optional header), .json (a list of rows).
+    At most ``MAX_EXAMPLES_BYTES`` and ``MAX_EXAMPLE_ROWS`` rows."""
+    import numpy as np
+
+    file = Confined(root, project=True).check(path, "examples file")
+    suffix = file.suffix.lower()
+    if suffix not in (".npy", ".npz", ".csv", ".json"):
+        raise ConfigError(f"examples {path}: use a .npy, .npz, .csv or .json file")
+    try:
+        st = os.stat(file)
+    except FileNotFoundError:
+        raise ConfigError(f"examples file {path} does not exist") from None
+    if st.st_size > MAX_EXAMPLES_BYTES:
+        raise ConfigError(f"examples file {path} is larger than {MAX_EXAMPLES_BYTES >> 20} MiB: golden examples "
+                          "are a few rows")
+    try:
+        if suffix == ".npy":
+            data: Any = np.load(file, allow_pickle=False)
+        elif suffix == ".npz":
+            import scipy.sparse as sp  # type: ignore[import-untyped]
+
+            data = sp.load_npz(file).tocsr()
+        elif suffix == ".json":
+            from shipyard.core.boundedyaml import load_json, read_bounded
+
+            rows = load_json(read_bounded(file, path), path)
+            if not isinstance(rows, list):
+                raise ValueError("not a JSON list of rows")
+            data = np.asarray(rows) if rows and not isinstance(rows[0], str) else rows
+        else:
+            data = _csv(file.read_bytes().decode())
+    except ShipyardError:
+        raise
+    except Exception as exc:  # numpy's and scipy's readers raise many kinds for a bad file
+        raise ConfigError(f"examples file {path} cannot be read: {_line(exc)}") from exc
+    count = data.shape[0] if hasattr(data, "shape") and len(data.shape) else len(data)
+    if count == 0 or count > MAX_EXAMPLE_ROWS:
+        raise ConfigError(f"examples file {path} has {count} rows: give 1 to {MAX_EXAMPLE_ROWS}")
+    return data
+
+
+def _csv(text: str) -> Any:
+    import csv
+
+    import numpy as np
+
+    rows = [r for r in csv.reader(text.splitlines()) if r]
+    if rows and not _numeric(rows[0]) and len(rows) > 1 and all(_numeric(r) for r in rows[1:]):
+        rows = rows[1:]  # a header
+    if rows and all(_numeric(r) for r in rows):
+        return np.asarray([[float(x) for x in r] for r in rows])
+    if rows and all(len(r) == 1 for r in rows):
+        return [r[0] for r in rows]  # text, one per row
+    raise ValueError("rows are neither all numbers nor one text column")
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(x) for x in row]
+    except ValueError:
+        return False
+    return True
+
+
+def _line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+# -- reproduce: the model a re-run wrote ----------------------------------------------------------------------
+
+def rerun_model(root: Path, mv: ModelVersion, work: Path) -> Any | None:
+    """For a version registered from a declared output: the model the re-run in ``work`` wrote there (the
+    re-run is this user's own run of the recorded command, so its output is theirs to load); None for a
+    version that is not declared in the project's shipyard.yaml."""
+    from shipyard.core.project.loader import load_config
+    from shipyard.wiring import flavor as get_flavor
+
+    decl = load_config(root).models.get(mv.model)
+    if decl is None:
+        return None
+    file = Confined(work).check(decl.path, "model path")
+    if file.is_dir():
+        saved = SavedModel.read(file)
+        flavor = get_flavor(saved.flavor)
+        return flavor.load(file, saved.flavor_meta, flavor.requires(file, saved.flavor_meta))
+    if decl.flavor == "onnx":
+        return get_flavor("onnx").load(file.parent, {"file": file.name}, get_flavor("onnx").requires(
+            file.parent, {"file": file.name}))
+    return _load_own(file, decl, work)

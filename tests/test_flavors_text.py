@@ -1,0 +1,320 @@
+"""Flavors for real inputs: a sparse TF-IDF model, a text Pipeline and a python model whose class lives in the
+project, registered with examples, served over HTTP (/predict and OIP v2: BYTES, sparse rows, probabilities,
+bad inputs), verified, loaded without PYTHONPATH, and a sparse model reproduced from its pipeline stage.
+
+One server serves all three as versions of one model: text@1 the primary, sparse@2 a canary that a chosen
+``x-request-id`` reaches (and OIP's versioned route), python@3 the shadow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from typer.testing import CliRunner
+
+import shipyard
+from shipyard.core.registry.saving import save_model
+from shipyard.core.serving.routing import in_canary
+from shipyard.errors import InvalidInputError, UntrustedModelError
+from shipyard.interfaces.cli.app import app
+from shipyard.wiring import flavor, from_environment
+from tests.conftest import cli_env, serving_process
+
+runner = CliRunner()
+TEXTS = ["a good movie", "a bad movie", "great film, good cast", "awful film", "good plot", "bad plot, bad cast",
+         "great fun", "awful and bad", "good good good", "not great, bad"]
+LABELS = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
+ASKED = ["good fun film", "bad awful cast", "unknown words only"]
+PACKAGE = "flavtext_keywords"  # the project's own package: never importable from the tests' sys.path
+KEYWORDS = '''\
+class KeywordModel:
+    """Says 1 when a text has more good words than bad ones."""
+
+    def __init__(self, good, bad):
+        self.good, self.bad = set(good), set(bad)
+
+    def score(self, text):
+        words = text.replace(",", " ").split()
+        return sum(w in self.good for w in words) - sum(w in self.bad for w in words)
+
+    def predict(self, texts):
+        return [int(self.score(t) > 0) for t in texts]
+
+    def predict_proba(self, texts):
+        return [[0.0, 1.0] if self.score(t) > 0 else [1.0, 0.0] for t in texts]
+'''
+
+
+@dataclass
+class Served:
+    root: Path
+    env: dict[str, str]
+    url: str
+    text: Any
+    sparse: Any
+    vectorizer: TfidfVectorizer
+    canary_id: str
+    primary_id: str
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("texts")
+    (root / "src" / PACKAGE).mkdir(parents=True)
+    (root / "src" / PACKAGE / "__init__.py").write_text("from .model import KeywordModel\n")
+    (root / "src" / PACKAGE / "model.py").write_text(KEYWORDS)
+    (root / "src" / PACKAGE / "__pycache__").mkdir()
+    (root / "src" / PACKAGE / "__pycache__" / "junk.pyc").write_bytes(b"not stored")
+    cache = root / "cache"
+    text = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TEXTS, LABELS)
+    vectorizer = TfidfVectorizer().fit(TEXTS)
+    x = vectorizer.transform(TEXTS)
+    sparse = LogisticRegression().fit(x, LABELS)
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHIPYARD_CACHE_DIR", str(cache))
+        mp.chdir(root)
+        sys.path.insert(0, str(root / "src"))
+        try:
+            keywords = __import__(PACKAGE).KeywordModel(["good", "great", "fun"], ["bad", "awful"])
+            client = shipyard.Client(root)
+            try:
+                run = client.start_run("train")
+                client.log_model(run.id, text, "reviews", examples=TEXTS[:3])
+                client.log_model(run.id, sparse, "reviews", examples=x[:4])
+                client.log_model(run.id, keywords, "reviews", flavor="python", examples=TEXTS[:3],
+                                 code_paths=[f"src/{PACKAGE}"])
+            finally:
+                client.close()
+        finally:
+            sys.path[:] = saved_path
+            for name in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
+                del sys.modules[name]
+            os.chdir(saved_cwd)
+    env = cli_env(SHIPYARD_HOME=str(root / ".shipyard"), SHIPYARD_CACHE_DIR=str(cache))
+    canary_id = next(f"r{i}" for i in range(1000) if in_canary(f"r{i}", 50))
+    primary_id = next(f"r{i}" for i in range(1000) if not in_canary(f"r{i}", 50))
+    with serving_process(env, "reviews@1", "--canary", "reviews@2=50", "--shadow", "reviews@3", "--poll", "0",
+                         "--no-log") as (url, _):
+        yield Served(root, env, url, text, sparse, vectorizer, canary_id, primary_id)
+
+
+def _post(s: Served, path: str, body: Any, canary: bool = False, **params: str) -> httpx.Response:
+    headers = {"x-request-id": s.canary_id if canary else s.primary_id}  # the canary share is sticky by this id
+    return httpx.post(f"{s.url}{path}", json=body, headers=headers, params=params, timeout=30)
+
+
+def test_signatures_say_text_and_sparse(served: Served) -> None:
+    svc = from_environment(served.env, served.root)
+    try:
+        text, sparse, python = (svc.registry.resolve(f"reviews@{v}").signature["inputs"] for v in (1, 2, 3))
+    finally:
+        svc.close()
+    assert text == {"dtype": "str", "shape": [-1]} and python == text
+    width = len(served.vectorizer.vocabulary_)
+    assert sparse == {"dtype": "float64", "shape": [-1, width], "sparse": True, "format": "csr"}
+
+
+def test_metadata_lists_bytes_inputs_and_the_probabilities_output(served: Served) -> None:
+    meta = httpx.get(f"{served.url}/v2/models/reviews").json()
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "BYTES", "shape": [-1]}]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "probabilities"]
+    assert meta["outputs"][1] == {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2]}
+    sparse = httpx.get(f"{served.url}/v2/models/reviews/versions/2").json()
+    assert sparse["inputs"][0]["datatype"] == "FP64" and sparse["inputs"][0]["parameters"] == {"sparse": True,
+                                                                                               "format": "csr"}
+
+
+def test_predict_and_oip_take_text(served: Served) -> None:
+    expected = served.text.predict(ASKED).tolist()
+    r = _post(served, "/predict", {"instances": ASKED})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == expected and r.json()["version"] == "1"
+    proba = _post(served, "/predict", {"instances": ASKED}, proba="1").json()
+    assert proba["classes"] == [0, 1] and proba["predictions"] == expected
+    assert np.allclose(proba["probabilities"], served.text.predict_proba(ASKED), rtol=1e-9)
+    for shape, data in (([3], ASKED), ([3, 1], [[t] for t in ASKED])):
+        body = {"inputs": [{"name": "text", "shape": shape, "datatype": "BYTES", "data": data}]}
+        out = _post(served, "/v2/models/reviews/infer", body).json()["outputs"]
+        assert out == [{"name": "predict", "shape": [3], "datatype": "INT64", "data": expected}]
+    body = {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ASKED}],
+            "outputs": [{"name": "probabilities"}]}
+    out = _post(served, "/v2/models/reviews/infer", body).json()["outputs"]
+    assert [o["name"] for o in out] == ["probabilities"] and out[0]["shape"] == [3, 2]
+    assert out[0]["parameters"] == {"classes": [0, 1]}
+    assert np.allclose(np.reshape(out[0]["data"], (3, 2)), served.text.predict_proba(ASKED), rtol=1e-9)
+
+
+def test_sparse_rows_are_taken_dense_by_row_and_as_csr(served: Served) -> None:
+    x = served.vectorizer.transform(ASKED)
+    expected = served.sparse.predict(x).tolist()
+    csr = {"indptr": x.indptr.tolist(), "indices": x.indices.tolist(), "values": x.data.tolist()}
+    by_row = [{"indices": x[i].indices.tolist(), "values": x[i].data.tolist()} for i in range(3)]
+    for instances in (x.toarray().tolist(), by_row, csr, {**csr, "shape": list(x.shape)}):
+        r = _post(served, "/predict", {"instances": instances}, canary=True)
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"] == expected and r.json()["version"] == "2"
+    proba = _post(served, "/predict", {"instances": by_row}, canary=True, proba="1").json()
+    assert np.allclose(proba["probabilities"], served.sparse.predict_proba(x), rtol=1e-9)
+    tensors = [{"name": "indptr", "shape": [4], "datatype": "INT64", "data": csr["indptr"]},
+               {"name": "indices", "shape": [len(csr["indices"])], "datatype": "INT64", "data": csr["indices"]},
+               {"name": "values", "shape": [len(csr["values"])], "datatype": "FP64", "data": csr["values"]}]
+    dense = [{"name": "x", "shape": list(x.shape), "datatype": "FP64", "data": x.toarray().ravel().tolist()}]
+    for inputs in (tensors, dense):
+        r = _post(served, "/v2/models/reviews/versions/2/infer",
+                  {"inputs": inputs, "outputs": [{"name": "predict"}, {"name": "probabilities"}]})
+        assert r.status_code == 200, r.text
+        predicted, probabilities = r.json()["outputs"]
+        assert predicted["data"] == expected and probabilities["shape"] == [3, 2]
+
+
+def test_bad_inputs_get_a_4xx_that_says_why_and_the_server_keeps_serving(served: Served) -> None:
+    width = len(served.vectorizer.vocabulary_)
+    csr = {"indptr": [0, 1], "indices": [0], "values": [0.5]}
+    cases: list[tuple[str, Any, bool, int, str]] = [
+        ("/predict", {"instances": [[1.0, 2.0]]}, False, 400, "instances[0]: must be a string"),
+        ("/predict", {"instances": []}, False, 400, "one string per row"),
+        ("/predict", {"instances": ASKED, "proba": 1}, False, 200, ""),  # an unknown key is no harm
+        ("/v2/models/reviews/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+         False, 422, "send a BYTES tensor of strings"),
+        ("/v2/models/reviews/infer", {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "BYTES",
+                                                  "data": ["a", "b"]}]}, False, 422, "one string a row"),
+        ("/v2/models/reviews/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
+                                      "outputs": [{"name": "logits"}]}, False, 400, "outputs[0].name"),
+        ("/predict", {"instances": {**csr, "indices": [width]}}, True, 400, "instances.indices: every index"),
+        ("/predict", {"instances": {**csr, "indptr": [1, 0]}}, True, 400, "instances.indptr: must start at 0"),
+        ("/predict", {"instances": {**csr, "values": ["x"]}}, True, 400, "instances.values: must be a list of numb"),
+        ("/predict", {"instances": {**csr, "shape": [1, width + 1]}}, True, 422, f"the model takes {width}"),
+        ("/predict", {"instances": [{"indices": [0, 1], "values": [1.0]}]}, True, 400, "the same length"),
+        ("/predict", {"instances": [[1.0] * (width + 1)]}, True, 422, f"the model takes {width}"),
+        ("/v2/models/reviews/versions/2/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES",
+                                                             "data": ["a"]}]}, False, 422, "BYTES is not supported"),
+    ]
+    for path, body, canary, status, says in cases:
+        r = _post(served, path, body, canary)
+        assert r.status_code == status, (body, r.text)
+        if status >= 400:
+            assert says in r.json()["error"], (body, r.json())
+    svc = from_environment(served.env, served.root)
+    try:
+        assert svc.registry.resolve("reviews@1").flavor == "sklearn"
+    finally:
+        svc.close()
+    assert httpx.get(f"{served.url}/v2/health/live").status_code == 200
+    assert _post(served, "/predict", {"instances": ASKED}).json()["predictions"] == served.text.predict(ASKED).tolist()
+
+
+def test_a_model_without_predict_proba_says_so(tmp_path: Path) -> None:
+    from shipyard.core.serving.oip import PROBA_NAME, parse_outputs
+
+    assert parse_outputs({"outputs": [{"name": PROBA_NAME}, {"name": PROBA_NAME}]}) == (PROBA_NAME,)
+    with pytest.raises(InvalidInputError, match="outputs: must be a list"):
+        parse_outputs({"outputs": [{"name": "predict"}] * 9})
+
+
+def test_the_python_model_loads_its_stored_code_without_pythonpath(served: Served, tmp_path: Path) -> None:
+    body = {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ASKED}],
+            "outputs": [{"name": "predict"}, {"name": "probabilities"}]}
+    r = _post(served, "/v2/models/reviews/versions/3/infer", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == [1, 0, 0] and r.json()["outputs"][1]["data"] == [0, 1, 1, 0, 1, 0]
+    code = ("import json, shipyard\nm = shipyard.load_model('reviews@3')\n"
+            f"print(json.dumps([type(m).__module__, m.predict({ASKED!r})]))\n")
+    env = {**served.env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # Shipyard's source, not the project
+    assert str(served.root) not in env["PYTHONPATH"]
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [f"{PACKAGE}.model", [1, 0, 0]]
+    stored = sorted(p.relative_to(served.root / "cache" / "code").parts[1:]
+                    for p in (served.root / "cache" / "code").rglob("*") if p.is_file())
+    assert stored == [(PACKAGE, "__init__.py"), (PACKAGE, "model.py")]  # no __pycache__
+
+
+def test_verify_passes_for_all_three(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(served.root)
+    for version in (1, 2, 3):
+        result = runner.invoke(app, ["verify", f"reviews@{version}", "--current", "--json"], env=served.env)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["passed"] is True
+
+
+def test_code_paths_are_confined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "proj" / "pkg").mkdir(parents=True)
+    (tmp_path / "proj" / "pkg" / "m.py").write_text("X = 1\n")
+    (tmp_path / "outside.py").write_text("X = 2\n")
+    (tmp_path / "proj" / "link").symlink_to(tmp_path / "outside.py")
+    (tmp_path / "proj" / "pkg" / "inner").symlink_to(tmp_path)
+    monkeypatch.chdir(tmp_path / "proj")
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    sklearn = flavor("sklearn")
+    refused: list[tuple[Any, str]] = [
+        (["../outside.py"], "no '..'"), (["link"], "is a link"), (["pkg"], "is a link"),
+        ([str(tmp_path / "outside.py")], "outside the working folder"), (["nope"], "does not exist"),
+        (["."], "not the whole working folder"), ("pkg", "a list of paths")]
+    for i, (paths, says) in enumerate(refused):
+        with pytest.raises(InvalidInputError, match=says):
+            save_model(sklearn, model, tmp_path / f"saved-{i}", options={"code_paths": paths})
+        assert not (tmp_path / f"saved-{i}" / "model.skops").exists()  # refused before anything was written
+    client = shipyard.Client(tmp_path / "proj")
+    try:
+        run = client.start_run("train")
+        with pytest.raises(InvalidInputError, match="does not take code_paths"):
+            client.log_model(run.id, model, "m", flavor="onnx", code_paths=["pkg/m.py"])
+        (tmp_path / "proj" / "pkg" / "inner").unlink()
+        saved = shipyard.save_model(model, tmp_path / "folder", code_paths=["pkg/m.py"])
+        assert (saved / "code" / "m.py").read_text() == "X = 1\n"
+        mv = client.register_model(saved, "coded")  # registered, not logged: nothing trusted yet
+        with pytest.raises(UntrustedModelError, match="--code"):
+            client.load_model(mv.ref)
+    finally:
+        client.close()
+
+
+REPRO_CONFIG = """\
+version: 1
+stages:
+  train:
+    cmd: python train.py
+    deps: [reviews.txt, train.py]
+"""
+REPRO_TRAIN = """\
+import shipyard
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+lines = [line.split("\\t") for line in open("reviews.txt").read().splitlines()]
+x = TfidfVectorizer().fit_transform([text for text, _ in lines])
+model = LogisticRegression().fit(x, [int(label) for _, label in lines])
+shipyard.log_model(model, "tfidf", examples=x[:4])
+"""
+
+
+def test_a_sparse_model_from_a_stage_is_reproduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "repro"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(REPRO_CONFIG)
+    (root / "train.py").write_text(REPRO_TRAIN)
+    (root / "reviews.txt").write_text("".join(f"{t}\t{y}\n" for t, y in zip(TEXTS, LABELS, strict=True)))
+    monkeypatch.chdir(root)
+    env = {"SHIPYARD_HOME": str(root / ".shipyard")}
+    ran = runner.invoke(app, ["run", "--json"], env=env)
+    assert ran.exit_code == 0, ran.output
+    result = runner.invoke(app, ["reproduce", "tfidf@1", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["reproduced"] is True
+    golden = next(c for c in report["outputs"] if c["path"] == "tfidf (golden examples)")
+    assert golden["verdict"] == "same predictions" and "4 golden example(s)" in golden["detail"]
