@@ -350,9 +350,32 @@ def _models(artifacts: object, dvc_yaml: dict[str, Any], report: Report) -> dict
         if metrics_stage is not None:
             model["metrics"] = metrics_stage
         out[str(name)] = model
+        stages = [s for s in (_producer(dvc_yaml, spec["path"]), metrics_stage) if s]
+        rerun = f"`shipyard run --force {' '.join(dict.fromkeys(stages))}`" if stages else "its stage's next run"
         report.models[str(name)] = (f"{spec['path']} as {flavor} (guessed from the extension)"
-                                    + (f", metrics from stage {metrics_stage}" if metrics_stage else ""))
+                                    + (f", metrics from stage {metrics_stage}" if metrics_stage else "")
+                                    + f"; registered by {rerun} (a file DVC wrote is never unpickled)")
     return out
+
+
+def _out_paths(spec: dict[str, Any]) -> list[str]:
+    paths = []
+    for key in ("outs", "metrics", "plots"):
+        for out in spec.get(key) or []:
+            path = out if isinstance(out, str) else next(iter(out), "") if isinstance(out, dict) else ""
+            if isinstance(path, str) and path:
+                paths.append(path)
+    return paths
+
+
+def _producer(dvc_yaml: dict[str, Any], path: str) -> str | None:
+    """The plainly written stage (no wdir, no foreach) whose output is ``path`` or holds it."""
+    stages = dvc_yaml.get("stages")
+    for name, spec in (stages.items() if isinstance(stages, dict) else ()):
+        if isinstance(spec, dict) and "do" not in spec and "wdir" not in spec:
+            if any(path == p or path.startswith(p.rstrip("/") + "/") for p in _out_paths(spec)):
+                return str(name)
+    return None
 
 
 def _metrics_stage(dvc_yaml: dict[str, Any]) -> str | None:
@@ -366,8 +389,7 @@ def _metrics_stage(dvc_yaml: dict[str, Any]) -> str | None:
             continue
         if spec.get("metrics"):
             found.add(str(name))
-        for out in spec.get("outs") or []:
-            path = out if isinstance(out, str) else next(iter(out), "") if isinstance(out, dict) else ""
-            if isinstance(path, str) and any(f == path or f.startswith(path.rstrip("/") + "/") for f in files):
+        for path in _out_paths(spec):
+            if any(f == path or f.startswith(path.rstrip("/") + "/") for f in files):
                 found.add(str(name))
     return found.pop() if len(found) == 1 else None
