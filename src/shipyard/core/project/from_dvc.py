@@ -372,9 +372,9 @@ def _producer(dvc_yaml: dict[str, Any], path: str) -> str | None:
     """The plainly written stage (no wdir, no foreach) whose output is ``path`` or holds it."""
     stages = dvc_yaml.get("stages")
     for name, spec in (stages.items() if isinstance(stages, dict) else ()):
-        if isinstance(spec, dict) and "do" not in spec and "wdir" not in spec:
-            if any(path == p or path.startswith(p.rstrip("/") + "/") for p in _out_paths(spec)):
-                return str(name)
+        if isinstance(spec, dict) and "do" not in spec and "wdir" not in spec and any(
+                path == p or path.startswith(p.rstrip("/") + "/") for p in _out_paths(spec)):
+            return str(name)
     return None
 
 
