@@ -2,7 +2,7 @@
 pure conversion on hostile DVC files.
 
 The project is examples/dvc-get-started (DVC's tutorial shape): ``dvc add`` of its data, ``dvc repro``
-of its four stages, ``dvc push`` to a folder remote. Converted, it is up to date in Shipyard without
+of its four stages, a folder remote. Converted, it is up to date in Shipyard without
 running anything, and its stages rerun by Shipyard write the same bytes DVC's run wrote.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import shipyard
+from shipyard.config import load_settings
 from shipyard.core.project.from_dvc import (
     Report,
     convert_yaml,
@@ -29,7 +30,10 @@ from shipyard.core.project.from_dvc import (
     parse_dvc_file,
     parse_dvc_lock,
 )
+from shipyard.core.workspace.data import status as data_status
+from shipyard.core.workspace.lockfile import load_lock
 from shipyard.errors import ConflictError
+from shipyard.wiring import open_workspace
 from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env
 from tests.conftest import shipyard as run_shipyard
@@ -84,14 +88,13 @@ def dvc_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
 
     sh("git", "init", "-q")
     sh(dvc, "init", "-q")
-    sh(dvc, "add", "-q", "data/data.xml")
     (root / "extra").mkdir()
     for i in range(5):
         (root / "extra" / f"part-{i}.txt").write_text(f"extra file {i}\n" * (i + 1))
-    sh(dvc, "add", "-q", "extra")
-    sh(dvc, "remote", "add", "-d", "storage", str(top / "remote"))
+    sh(dvc, "add", "-q", "data/data.xml", "extra")
+    with open(root / ".dvc" / "config", "a") as config:  # what `dvc remote add -d storage FOLDER` writes
+        config.write(f"[core]\n    remote = storage\n['remote \"storage\"']\n    url = {top / 'remote'}\n")
     sh(dvc, "repro", "-q")
-    sh(dvc, "push", "-q")
     outputs = {k: v for rel in OUTPUTS for k, v in files_of(root, rel).items()}
     yield root, outputs
 
@@ -123,8 +126,9 @@ def test_converted_project_is_up_to_date_and_reruns_to_the_same_bytes(
     status = json.loads(run_shipyard("status", "--json", env=env, cwd=root).stdout)
     assert {s["stage"]: s["state"] for s in status} == {s: "up-to-date" for s in
                                                         ("prepare", "featurize", "train", "evaluate")}
-    data = json.loads(run_shipyard("data", "status", "--json", env=env, cwd=root).stdout)
-    assert {d["path"]: d["state"] for d in data} == {"data/data.xml": "unchanged", "extra": "unchanged"}
+    ws = open_workspace(load_settings(env, root))
+    assert {d.path: d.state for d in data_status(ws, load_lock(root))} == {"data/data.xml": "unchanged",
+                                                                          "extra": "unchanged"}
 
     for rel in OUTPUTS:  # Shipyard's own run of every stage writes what DVC's run wrote, byte for byte
         shutil.rmtree(root / rel) if (root / rel).is_dir() else (root / rel).unlink()

@@ -89,8 +89,12 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
     ws = open_workspace(load_settings(environ, root))
     importer = Importer(ws, _cache_dir(root, config.cache_dir), report)
     data: dict[str, PathEntry] = {}
-    for _, outs in _dvc_files(root, report):
+    for rel, outs in _dvc_files(root, report):
         for out in outs:
+            top = out.path.split("/")[0]
+            if out.path in (CONFIG_FILE, LOCK_FILE) or top in (".shipyard", ".git", ".dvc"):
+                report.skip(f"{rel}: {out.path}", "is Shipyard's, git's or DVC's own file or folder, never data")
+                continue
             taken = importer.take(out)
             if taken is not None:
                 data[out.path] = taken
@@ -139,11 +143,13 @@ def _restore_missing(ws: Workspace, data: dict[str, PathEntry], report: Report) 
     from shipyard.core.workspace import data as workspace
     from shipyard.core.workspace.lockfile import Lock
 
-    missing = sorted(rel for rel in data if not os.path.lexists(ws.root / rel))
-    if missing:
-        workspace.checkout(ws, Lock(data={rel: data[rel] for rel in missing}), [str(ws.root / r) for r in missing])
-        for rel in missing:
-            report.data[rel] += " (restored into the workspace, as `dvc checkout` does)"
+    for rel in sorted(rel for rel in data if not os.path.lexists(ws.root / rel)):
+        try:
+            workspace.checkout(ws, Lock(data={rel: data[rel]}), [str(ws.root / rel)])
+        except ShipyardError as exc:  # a link on the way, say: recorded, but left for `shipyard data checkout`
+            report.skip(rel, f"recorded but not restored into the workspace: {exc}")
+            continue
+        report.data[rel] += " (restored into the workspace, as `dvc checkout` does)"
 
 
 def stage_entry(stage: Stage, locked: DvcLockStage, importer: Importer, params: ParamFiles,
