@@ -68,8 +68,10 @@ def _from_dvc(folder: Path, force: bool, as_json: bool) -> None:
     console = out.console()
     console.print(f"wrote {out.plain(', '.join(report.written))} from the DVC project in {out.plain(str(folder))}",
                   soft_wrap=True)
-    for title, items in (("copied", report.data), ("stage", report.stages), ("remote", report.remotes),
-                         ("model", report.models)):
+    for name, where in report.data.items():
+        where = f"the {where}" if where.startswith("workspace") else where
+        console.print(f"  {out.plain(name)}: copied from {out.plain(where)}", soft_wrap=True)
+    for title, items in (("stage", report.stages), ("remote", report.remotes), ("model", report.models)):
         for name, what in items.items():
             console.print(f"  {title} {out.plain(name)}: {out.plain(what)}", soft_wrap=True)
     if report.not_carried:
