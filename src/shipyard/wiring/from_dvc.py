@@ -103,12 +103,18 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
         data.pop(clash[1])
         report.skip(clash[1], f"is inside the tracked {clash[0]}: one entry kept")
     importer.flush()
-    _restore_missing(ws, data, report)  # as `dvc checkout` would: the stages read them
     try:
         pipeline = dag.build(project, root)
-    except ConfigError as exc:
-        raise ConfigError(f"dvc.yaml does not convert: {exc}; shipyard.yaml and shipyard.lock were not "
-                          "written") from None
+    except ConfigError:  # a stage reads tracked data not in the workspace: restored, as `dvc checkout` does
+        _restore_missing(ws, data, report)
+        try:
+            pipeline = dag.build(project, root)
+        except ConfigError as exc:
+            raise ConfigError(f"dvc.yaml does not convert: {exc}; shipyard.yaml and shipyard.lock were not "
+                              "written") from None
+    for rel in data:
+        if not os.path.lexists(root / rel):
+            report.data[rel] += " (not in the workspace: `shipyard data checkout` writes it there)"
 
     locked = parse_dvc_lock(_yaml(root, "dvc.lock"), stage_wdirs(dvc_yaml), report)
     params = ParamFiles(root, project.params)
@@ -221,6 +227,7 @@ class Importer:
         self._pending: dict[Digest, str] = {}  # checked files to copy into the store, by digest
         self._safe_folders: set[str] = {""}
         self._origins: set[str] = set()  # where the current output's files came from
+        self._root, self._cache = str(ws.root), str(cache)  # plain strings on the per-file paths
 
     # -- outputs --------------------------------------------------------------------------------
     def take(self, out: DvcOut) -> PathEntry | None:
@@ -295,18 +302,18 @@ class Importer:
         if fd is not None:
             with os.fdopen(fd, "rb") as f:
                 st = os.fstat(f.fileno())
-                got = self._store(f, self.ws.root / rel, md5, legacy)
+                got = self._store(f, f"{self._root}/{rel}", md5, legacy)
             if got is not None:
                 self._origins.add("workspace")
-                self.remembered.append((str(self.ws.root / rel), st.st_ino, st.st_size, st.st_mtime_ns, got))
+                self.remembered.append((f"{self._root}/{rel}", st.st_ino, st.st_size, st.st_mtime_ns, got))
                 return got, st.st_size, 0o755 if st.st_mode & stat.S_IXUSR else 0o644
             self._origins.add("DVC's cache (the workspace copy differs: `shipyard data status` shows it)")
         name = f"{md5[:2]}/{md5[2:]}" if legacy else f"files/md5/{md5[:2]}/{md5[2:]}"
-        fd = _open_regular(self.cache / name) if cached else None
+        fd = _open_regular(f"{self._cache}/{name}") if cached else None
         if fd is not None:
             with os.fdopen(fd, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
-                got = self._store(f, self.cache / name, md5, legacy)
+                got = self._store(f, f"{self._cache}/{name}", md5, legacy)
             if got is None:
                 raise BadDvcFile(f"{rel}: DVC's cache copy ({name}) is corrupt (its md5 is not the one DVC "
                                  "recorded); nothing of it was stored")
@@ -315,7 +322,7 @@ class Importer:
         where = "neither in the workspace nor in DVC's cache" if cached else "not in the workspace (cache: false)"
         raise BadDvcFile(f"{rel}: the version DVC recorded is {where}: `dvc pull` it, then convert again")
 
-    def _store(self, f: Any, path: Path, md5: str, legacy: bool) -> Digest | None:
+    def _store(self, f: Any, path: str, md5: str, legacy: bool) -> Digest | None:
         """Hash ``f`` (md5 and SHA-256 in one pass); if its md5 is ``md5``, queue ``path`` for the store (which
         re-hashes it as it copies: a file changed meanwhile is refused) and return its digest, else None."""
         data = f.read(SMALL + 1)
@@ -338,8 +345,8 @@ class Importer:
             if raw.hexdigest() != md5 and not (legacy and text.hexdigest() == md5):
                 return None
             digest = Digest.trusted(sha.hexdigest())
-        if digest not in self._pending and not self.ws.store.has(digest):
-            self._pending[digest] = str(path)
+        if digest not in self._pending:  # one already stored costs one stat in put_many (``known``)
+            self._pending[digest] = path
             if len(self._pending) >= BATCH:
                 self.flush()
         return digest
@@ -348,7 +355,7 @@ class Importer:
         """Copy the queued files into the store (one durability barrier for the batch)."""
         if self._pending:
             digests = list(self._pending)
-            self.ws.store.put_many(list(self._pending.values()), expect=digests)
+            self.ws.store.put_many(list(self._pending.values()), known=digests, expect=digests)
         self._pending.clear()
 
     # -- dependencies ---------------------------------------------------------------------------
@@ -389,12 +396,12 @@ class Importer:
                 if done in self._safe_folders:
                     continue
                 try:
-                    if not stat.S_ISDIR(os.lstat(self.ws.root / done).st_mode):
+                    if not stat.S_ISDIR(os.lstat(f"{self._root}/{done}").st_mode):
                         return None
                 except OSError:
                     return None
                 self._safe_folders.add(done)
-        return _open_regular(self.ws.root / rel, follow=False)
+        return _open_regular(f"{self._root}/{rel}", follow=False)
 
 
 def _chunks(f: Any, head: bytes, size: int = 1024 * 1024) -> Iterator[bytes]:
@@ -404,7 +411,7 @@ def _chunks(f: Any, head: bytes, size: int = 1024 * 1024) -> Iterator[bytes]:
         yield chunk
 
 
-def _open_regular(path: Path, follow: bool = True) -> int | None:
+def _open_regular(path: str | Path, follow: bool = True) -> int | None:
     """A descriptor on ``path`` if it is a regular file (never blocks on a FIFO), else None."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
