@@ -101,8 +101,8 @@ def project_rel(base: str, path: object, what: str) -> str:
     joined = posixpath.join(base, path) if base else path
     try:
         return declared_path(joined, what)
-    except InvalidInputError as exc:
-        raise BadDvcFile(str(exc)) from None
+    except InvalidInputError:
+        raise BadDvcFile(f"{what} {_shown(path)} leads outside the project: nothing there is read") from None
 
 
 def parse_out(entry: object, base: str, what: str) -> DvcOut:
@@ -160,6 +160,8 @@ def stage_wdirs(dvc_yaml: object) -> dict[str, str]:
 
 def parse_dvc_lock(body: object, wdirs: dict[str, str], report: Report) -> dict[str, DvcLockStage]:
     """dvc.lock's stages (schema 2.0); a damaged stage entry is a problem in ``report``, not an error."""
+    if body is None:  # no dvc.lock: nothing ran under DVC
+        return {}
     if not isinstance(body, dict) or not isinstance(body.get("stages"), dict):
         report.skip("dvc.lock", "not a DVC 2.0 lock (no stages mapping): stages will run once under Shipyard")
         return {}
