@@ -264,6 +264,26 @@ def test_foreach_vars_wdir_dict_params_and_uncached_metrics_convert(tmp_path: Pa
                                                         "greet": "changed"}
 
 
+def test_dvc2_cache_and_its_text_md5(tmp_path: Path) -> None:
+    """DVC 2's .dvc files (no ``hash: md5``) name text files by the md5 of their bytes with CRLF turned to
+    LF, in .dvc/cache/xx/ (no files/md5/): read from there, checked that way, stored as the bytes they are."""
+    root = tmp_path / "old"
+    (root / ".dvc").mkdir(parents=True)
+    small = b"a,b\r\n1,2\r\n"
+    big = (b"x" * (1024 * 1024 - 1) + b"\r\n") * 2  # over the in-memory size, a CRLF across a chunk boundary
+    for name, body in (("small.csv", small), ("big.csv", big)):
+        md5 = hashlib.md5(body.replace(b"\r\n", b"\n")).hexdigest()
+        (root / ".dvc" / "cache" / md5[:2]).mkdir(parents=True, exist_ok=True)
+        (root / ".dvc" / "cache" / md5[:2] / md5[2:]).write_bytes(body)
+        (root / f"{name}.dvc").write_text(f"outs:\n- md5: {md5}\n  size: {len(body)}\n  path: {name}\n")
+    report = convert(root, env_for(root))
+    assert report.data == {n: "DVC's cache (not in the workspace: `shipyard data checkout` writes it there)"
+                           for n in ("small.csv", "big.csv")}
+    lock = load_lock(root)
+    assert lock.data["big.csv"].digest.hex == hashlib.sha256(big).hexdigest()
+    assert lock.data["small.csv"].digest.hex == hashlib.sha256(small).hexdigest()
+
+
 # -- the pure part, on hostile input ------------------------------------------------------------------
 
 def test_paths_that_leave_the_project_are_refused() -> None:
