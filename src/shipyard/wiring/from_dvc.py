@@ -366,11 +366,15 @@ class Importer:
         if dep.path in self.md5s:
             return self.md5s[dep.path] == dep.md5
         if dep.is_dir:
-            listing = self._listing(dep) if dep.cache_key() else None
+            try:
+                listing = self._listing(dep)
+            except (BadDvcFile, OSError):  # a damaged file list: the stage runs again
+                return False
             if listing is None:
                 return False
-            path = self.ws.root / dep.path
-            names = {str(p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file()}
+            top = f"{self._root}/{dep.path}"
+            names = {os.path.relpath(os.path.join(folder, name), top).replace(os.sep, "/")
+                     for folder, _, files in os.walk(top) for name in files}  # links to folders not followed
             if names != {e.relpath for e in listing}:
                 return False
             return all(self._md5_of(f"{dep.path}/{e.relpath}") == e.md5 for e in listing)
