@@ -35,7 +35,7 @@ from shipyard.core.workspace.lockfile import load_lock
 from shipyard.errors import ConflictError
 from shipyard.wiring import open_workspace
 from shipyard.wiring.from_dvc import convert
-from tests.conftest import cli_env
+from tests.conftest import cli_env, make_bucket
 from tests.conftest import shipyard as run_shipyard
 
 DVC_VERSION = "3.67.1"
@@ -282,6 +282,22 @@ def test_dvc2_cache_and_its_text_md5(tmp_path: Path) -> None:
     lock = load_lock(root)
     assert lock.data["big.csv"].digest.hex == hashlib.sha256(big).hexdigest()
     assert lock.data["small.csv"].digest.hex == hashlib.sha256(small).hexdigest()
+
+
+def test_an_s3_remote_is_carried_over_and_takes_a_push(dvc_project: tuple[Path, dict[str, str]], tmp_path: Path,
+                                                      s3_endpoint: str) -> None:
+    """A DVC remote on S3-compatible storage (as `dvc remote add` + `dvc remote modify endpointurl` write it)
+    becomes a Shipyard remote that `shipyard data push` uses as it is."""
+    root = fresh_copy(dvc_project, tmp_path)
+    bucket = make_bucket(s3_endpoint)
+    (root / ".dvc" / "config").write_text(f"[core]\n    remote = s3store\n['remote \"s3store\"']\n"
+                                          f"    url = s3://{bucket}/dvcstore\n    endpointurl = {s3_endpoint}\n")
+    report = convert(root, env_for(root))
+    assert report.remotes == {"s3store": f"S3 s3://{bucket}/dvcstore"}
+    env = {**env_for(root), **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                          "AWS_DEFAULT_REGION")}}
+    pushed = json.loads(run_shipyard("data", "push", "--json", env=env, cwd=root).stdout)
+    assert pushed["transferred"] > 0 and pushed["objects"] == pushed["transferred"]
 
 
 # -- the pure part, on hostile input ------------------------------------------------------------------
