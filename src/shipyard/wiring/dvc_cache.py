@@ -1,0 +1,252 @@
+"""DVC's cache and workspace read for ``shipyard init --from-dvc``: each file DVC recorded, its md5 checked as it
+is read, copied into Shipyard's store (see ``shipyard.wiring.from_dvc``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
+from shipyard.core.project.from_dvc import BadDvcFile, DvcOut, Report, parse_dir_listing
+from shipyard.core.workspace.data import Workspace
+from shipyard.core.workspace.lockfile import PathEntry
+from shipyard.core.workspace.scan import IGNORED_NAMES
+from shipyard.errors import ShipyardError
+
+SMALL = 1024 * 1024  # read whole; larger files stream
+BATCH = 50_000  # files copied into the store together share one durability barrier (paths only are kept)
+MAX_LISTING_BYTES = 64 * 1024 * 1024  # a .dir object of about 500,000 files; larger is not read
+
+
+class Importer:
+    """Copies what DVC recorded into the store, from the workspace where it is intact, else from DVC's
+    cache; every file's md5 is checked against DVC's record as it is read."""
+
+    def __init__(self, ws: Workspace, cache: Path, report: Report) -> None:
+        self.ws = ws
+        self.cache = cache
+        self.report = report
+        self.known: dict[str, PathEntry] = {}
+        self.md5s: dict[str, str] = {}  # path -> the md5 DVC recorded for what was carried over
+        self.remembered: list[tuple[str, int, int, int, Digest]] = []  # workspace files, for the stat cache
+        self._pending: dict[Digest, str] = {}  # checked files to copy into the store, by digest
+        self._safe_folders: set[str] = {""}
+        self._origins: set[str] = set()  # where the current output's files came from
+        self._root, self._cache = str(ws.root), str(cache)  # plain strings on the per-file paths
+
+    # -- outputs --------------------------------------------------------------------------------
+    def take(self, out: DvcOut) -> PathEntry | None:
+        if out.path in self.known:
+            return self.known[out.path] if self.md5s.get(out.path) == out.md5 else None
+        if out.md5 is None:
+            self.report.skip(out.path, "DVC recorded no hash for it")
+            return None
+        self._origins = set()
+        try:
+            entry = self._folder(out) if out.is_dir else self._file(out)
+        except (ShipyardError, BadDvcFile, OSError) as exc:
+            self.report.skip(out.path, str(exc))
+            return None
+        if entry is not None:
+            self.known[out.path] = entry
+            self.md5s[out.path] = out.md5
+            self.report.data[out.path] = " and ".join(sorted(self._origins)) or "workspace"
+        return entry
+
+    def _file(self, out: DvcOut) -> PathEntry | None:
+        assert out.md5 is not None
+        got = self._one(out.path, out.md5, out.legacy, out.cached)
+        if got is None:
+            return None
+        digest, size, _ = got
+        return PathEntry(digest, size)
+
+    def _folder(self, out: DvcOut) -> PathEntry | None:
+        listing = self._listing(out)
+        if listing is None:
+            self.report.skip(out.path, "its file list (.dir) is not in DVC's cache: `dvc fetch` it, then convert "
+                                       "again")
+            return None
+        entries = []
+        skipped = 0
+        for item in listing:
+            if IGNORED_NAMES & set(item.relpath.split("/")):
+                skipped += 1
+                continue
+            got = self._one(f"{out.path}/{item.relpath}", item.md5, out.legacy, out.cached, item.executable)
+            if got is None:
+                return None
+            digest, size, mode = got
+            entries.append(ManifestEntry(item.relpath, digest, size, mode))
+        if skipped:
+            self.report.skip(out.path, f"{skipped} file(s) under names Shipyard never tracks (.git, __pycache__, "
+                                       ".DS_Store, .shipyard) were left out")
+        manifest = Manifest.of(entries)
+        digest = self.ws.store.put_bytes(manifest.to_bytes())
+        return PathEntry(digest, manifest.size, len(entries))
+
+    def _listing(self, out: DvcOut) -> list[Any] | None:
+        key = out.cache_key()
+        if key is None:
+            return None
+        raw = read_file(self.cache / key, MAX_LISTING_BYTES)
+        if raw is None:
+            return None
+        if hashlib.md5(raw).hexdigest() != out.md5:
+            raise BadDvcFile(f"its file list in DVC's cache ({key}) is corrupt (md5 mismatch)")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadDvcFile(f"its file list in DVC's cache ({key}) is not JSON") from None
+        return parse_dir_listing(body, f"{out.path}'s file list")
+
+    def _one(self, rel: str, md5: str, legacy: bool, cached: bool,
+             executable: bool = False) -> tuple[Digest, int, int] | None:
+        """Store the version of ``rel`` DVC recorded as ``md5``: (digest, size, mode), or None (reported)."""
+        fd = self._workspace_fd(rel)
+        if fd is not None:
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                got = self._store(f, f"{self._root}/{rel}", md5, legacy)
+            if got is not None:
+                self._origins.add("workspace")
+                self.remembered.append((f"{self._root}/{rel}", st.st_ino, st.st_size, st.st_mtime_ns, got))
+                return got, st.st_size, 0o755 if st.st_mode & stat.S_IXUSR else 0o644
+            self._origins.add("DVC's cache (the workspace copy differs: `shipyard data status` shows it)")
+        name = f"{md5[:2]}/{md5[2:]}" if legacy else f"files/md5/{md5[:2]}/{md5[2:]}"
+        fd = _open_regular(f"{self._cache}/{name}") if cached else None
+        if fd is not None:
+            with os.fdopen(fd, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                got = self._store(f, f"{self._cache}/{name}", md5, legacy)
+            if got is None:
+                raise BadDvcFile(f"{rel}: DVC's cache copy ({name}) is corrupt (its md5 is not the one DVC "
+                                 "recorded); nothing of it was stored")
+            self._origins.add("DVC's cache")
+            return got, size, 0o755 if executable else 0o644
+        where = "neither in the workspace nor in DVC's cache" if cached else "not in the workspace (cache: false)"
+        raise BadDvcFile(f"{rel}: the version DVC recorded is {where}: `dvc pull` it, then convert again")
+
+    def _store(self, f: Any, path: str, md5: str, legacy: bool) -> Digest | None:
+        """Hash ``f`` (md5 and SHA-256 in one pass); if its md5 is ``md5``, queue ``path`` for the store (which
+        re-hashes it as it copies: a file changed meanwhile is refused) and return its digest, else None."""
+        data = f.read(SMALL + 1)
+        if len(data) <= SMALL:
+            if hashlib.md5(data).hexdigest() != md5 and not (
+                    legacy and hashlib.md5(data.replace(b"\r\n", b"\n")).hexdigest() == md5):
+                return None
+            digest = Digest.of_bytes(data)
+        else:
+            raw, text, sha = hashlib.md5(), hashlib.md5(), hashlib.sha256()
+            carry = b""
+            for chunk in _chunks(f, data):
+                raw.update(chunk)
+                sha.update(chunk)
+                if legacy:
+                    chunk = carry + chunk
+                    carry = b"\r" if chunk.endswith(b"\r") else b""
+                    text.update((chunk[:-1] if carry else chunk).replace(b"\r\n", b"\n"))
+            text.update(carry)
+            if raw.hexdigest() != md5 and not (legacy and text.hexdigest() == md5):
+                return None
+            digest = Digest.trusted(sha.hexdigest())
+        if digest not in self._pending:  # one already stored costs one stat in put_many (``known``)
+            self._pending[digest] = path
+            if len(self._pending) >= BATCH:
+                self.flush()
+        return digest
+
+    def flush(self) -> None:
+        """Copy the queued files into the store (one durability barrier for the batch)."""
+        if self._pending:
+            digests = list(self._pending)
+            self.ws.store.put_many(list(self._pending.values()), known=digests, expect=digests)
+        self._pending.clear()
+
+    # -- dependencies ---------------------------------------------------------------------------
+    def unchanged(self, dep: DvcOut) -> bool:
+        """Whether ``dep`` (a dvc.lock dependency) is still what DVC recorded."""
+        if dep.md5 is None:
+            return False
+        if dep.path in self.md5s:
+            return self.md5s[dep.path] == dep.md5
+        if dep.is_dir:
+            try:
+                listing = self._listing(dep)
+            except (BadDvcFile, OSError):  # a damaged file list: the stage runs again
+                return False
+            if listing is None:
+                return False
+            top = f"{self._root}/{dep.path}"
+            names = {os.path.relpath(os.path.join(folder, name), top).replace(os.sep, "/")
+                     for folder, _, files in os.walk(top) for name in files}  # links to folders not followed
+            if names != {e.relpath for e in listing}:
+                return False
+            return all(self._md5_of(f"{dep.path}/{e.relpath}") == e.md5 for e in listing)
+        return self._md5_of(dep.path) == dep.md5
+
+    def _md5_of(self, rel: str) -> str | None:
+        fd = self._workspace_fd(rel)
+        if fd is None:
+            return None
+        h = hashlib.md5()
+        with os.fdopen(fd, "rb") as f:
+            for chunk in _chunks(f, b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def _workspace_fd(self, rel: str) -> int | None:
+        """A descriptor on the workspace file ``rel`` if it is a regular file with no symbolic link on the way."""
+        folder = rel.rpartition("/")[0]
+        if folder not in self._safe_folders:
+            done = ""
+            for part in folder.split("/"):
+                done = f"{done}/{part}" if done else part
+                if done in self._safe_folders:
+                    continue
+                try:
+                    if not stat.S_ISDIR(os.lstat(f"{self._root}/{done}").st_mode):
+                        return None
+                except OSError:
+                    return None
+                self._safe_folders.add(done)
+        return _open_regular(f"{self._root}/{rel}", follow=False)
+
+
+def _chunks(f: Any, head: bytes, size: int = 1024 * 1024) -> Iterator[bytes]:
+    if head:
+        yield head
+    while chunk := f.read(size):
+        yield chunk
+
+
+def _open_regular(path: str | Path, follow: bool = True) -> int | None:
+    """A descriptor on ``path`` if it is a regular file (never blocks on a FIFO), else None."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_file(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file (no link), at most ``limit``; None if absent or not a regular file;
+    BadDvcFile if larger."""
+    fd = _open_regular(path, follow=False)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise BadDvcFile(f"{path.name} is larger than {limit // 1024 // 1024} MiB: not read")
+    return raw

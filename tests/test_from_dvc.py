@@ -1,0 +1,346 @@
+"""``shipyard init --from-dvc`` on a DVC project made by the real ``dvc`` (3.67, in a side venv), and the
+pure conversion on hostile DVC files.
+
+The project is examples/dvc-get-started (DVC's tutorial shape): ``dvc add`` of its data, ``dvc repro``
+of its four stages, a folder remote. Converted, it is up to date in Shipyard without
+running anything, and its stages rerun by Shipyard write the same bytes DVC's run wrote.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import shipyard
+from shipyard.config import load_settings
+from shipyard.core.project.from_dvc import (
+    Report,
+    convert_yaml,
+    parse_dir_listing,
+    parse_dvc_config,
+    parse_dvc_file,
+    parse_dvc_lock,
+)
+from shipyard.core.workspace.data import status as data_status
+from shipyard.core.workspace.lockfile import load_lock
+from shipyard.errors import ConflictError
+from shipyard.wiring import open_workspace
+from shipyard.wiring.from_dvc import convert
+from tests.conftest import cli_env, make_bucket
+from tests.conftest import shipyard as run_shipyard
+
+DVC_VERSION = "3.67.1"
+CACHE = Path(os.environ.get("SHIPYARD_TEST_CACHE", Path.home() / ".cache" / "shipyard-tests"))
+EXAMPLE = Path(shipyard.__file__).parent / "examples" / "dvc-get-started"
+OUTPUTS = ("data/prepared", "data/features", "model.pkl", "eval")
+
+
+def dvc_executable() -> str:
+    """The ``dvc`` of a side venv: $SHIPYARD_TEST_DVC if set, else one installed once into the test cache."""
+    given = os.environ.get("SHIPYARD_TEST_DVC")
+    if given:
+        return given
+    venv = CACHE / "venvs" / f"dvc-{DVC_VERSION}"
+    dvc = venv / "bin" / "dvc"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "dvc-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            f"dvc=={DVC_VERSION}"], check=True, timeout=600)
+            (venv / ".complete").touch()
+    return str(dvc)
+
+
+def files_of(root: Path, rel: str) -> dict[str, str]:
+    """``{path: sha256}`` of every file at ``root/rel`` (a file or a folder)."""
+    top = root / rel
+    paths = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The tutorial replica as DVC leaves it after add, repro and push; and its outputs' digests."""
+    dvc = dvc_executable()
+    top = tmp_path_factory.mktemp("dvc")
+    root = top / "project"
+    shutil.copytree(EXAMPLE, root)
+    # the stages run with this interpreter (its scikit-learn; shipyard.live where dvclive is absent)
+    env = cli_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                  PYTHONPATH=str(Path(shipyard.__file__).parents[1]), DVC_NO_ANALYTICS="1",
+                  GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+
+    def sh(*args: str) -> None:
+        done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(args)}: {done.stdout}{done.stderr}"
+
+    sh("git", "init", "-q")
+    sh(dvc, "init", "-q")
+    (root / "extra").mkdir()
+    for i in range(5):
+        (root / "extra" / f"part-{i}.txt").write_text(f"extra file {i}\n" * (i + 1))
+    sh(dvc, "add", "-q", "data/data.xml", "extra")
+    with open(root / ".dvc" / "config", "a") as config:  # what `dvc remote add -d storage FOLDER` writes
+        config.write(f"[core]\n    remote = storage\n['remote \"storage\"']\n    url = {top / 'remote'}\n")
+    sh(dvc, "repro", "-q")
+    outputs = {k: v for rel in OUTPUTS for k, v in files_of(root, rel).items()}
+    yield root, outputs
+
+
+def fresh_copy(dvc_project: tuple[Path, dict[str, str]], tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(dvc_project[0], root, symlinks=True)
+    return root
+
+
+def env_for(root: Path) -> dict[str, str]:
+    return cli_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                   PYTHONPATH=str(Path(shipyard.__file__).parents[1]))
+
+
+@pytest.mark.slow
+def test_converted_project_is_up_to_date_and_reruns_to_the_same_bytes(
+        dvc_project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root = fresh_copy(dvc_project, tmp_path)
+    env = env_for(root)
+    done = run_shipyard("init", "--from-dvc", "--json", env=env, cwd=root)
+    report = json.loads(done.stdout)
+    assert report["stages"] == {s: "up to date (from dvc.lock)" for s in ("prepare", "featurize", "train", "evaluate")}
+    assert report["remotes"] == {"storage": f"folder {dvc_project[0].parent / 'remote'}"}
+    assert "text-classification" in report["models"]
+    assert [n["what"] for n in report["not_carried"]] == ["artifact stackoverflow-dataset"]
+    assert (root / "dvc.yaml").exists() and (root / ".dvc").is_dir()  # DVC's files are left in place
+
+    status = json.loads(run_shipyard("status", "--json", env=env, cwd=root).stdout)
+    assert {s["stage"]: s["state"] for s in status} == {s: "up-to-date" for s in
+                                                        ("prepare", "featurize", "train", "evaluate")}
+    ws = open_workspace(load_settings(env, root))
+    assert {d.path: d.state for d in data_status(ws, load_lock(root))} == {"data/data.xml": "unchanged",
+                                                                          "extra": "unchanged"}
+
+    for rel in OUTPUTS:  # Shipyard's own run of every stage writes what DVC's run wrote, byte for byte
+        shutil.rmtree(root / rel) if (root / rel).is_dir() else (root / rel).unlink()
+    run_shipyard("run", "--force", env=env, cwd=root)
+    assert {k: v for rel in OUTPUTS for k, v in files_of(root, rel).items()} == dvc_project[1]
+    status = json.loads(run_shipyard("status", "--json", env=env, cwd=root).stdout)
+    assert {s["state"] for s in status} == {"up-to-date"}
+    # the declared model (DVC's type: model artifact) was registered by Shipyard's own run of train and evaluate
+    models = json.loads(run_shipyard("models", "list", "--json", env=env, cwd=root).stdout)
+    assert [(m["name"], m["latest_version"]) for m in models] == [("text-classification", 1)]
+
+
+@pytest.mark.slow
+def test_outputs_only_in_dvcs_cache_are_restored_without_running(
+        dvc_project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root = fresh_copy(dvc_project, tmp_path)
+    for rel in (*OUTPUTS, "data/data.xml", "extra"):  # as after a clone and `dvc fetch`: the cache only
+        shutil.rmtree(root / rel) if (root / rel).is_dir() else (root / rel).unlink()
+    report = convert(root, env_for(root))
+    restored = "DVC's cache (restored into the workspace, as `dvc checkout` does)"
+    assert report.data["data/data.xml"] == report.data["extra"] == restored
+    assert set(report.stages.values()) == {"up to date (from dvc.lock)"}
+    env = env_for(root)
+    # (its exit status is the declared model's: registered only from a Shipyard run of train, not DVC's pickle)
+    done = run_shipyard("run", "--json", env=env, cwd=root, check=False)
+    assert {o["stage"]: o["result"] for o in json.loads(done.stdout)} == {
+        "prepare": "cached", "featurize": "cached", "train": "cached", "evaluate": "cached"}
+    assert {k: v for rel in OUTPUTS for k, v in files_of(root, rel).items()} == dvc_project[1]
+    assert files_of(root, "extra") == files_of(dvc_project[0], "extra")
+
+
+def test_a_corrupt_cache_file_is_caught_and_nothing_of_it_stored(
+        dvc_project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root = fresh_copy(dvc_project, tmp_path)
+    (root / "extra" / "part-2.txt").unlink()
+    md5 = hashlib.md5((dvc_project[0] / "extra" / "part-2.txt").read_bytes()).hexdigest()
+    cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    os.chmod(cached, 0o644)
+    cached.write_bytes(b"not what DVC recorded\n")
+    report = convert(root, env_for(root))
+    assert "extra" not in report.data
+    assert any(what == "extra" and "corrupt" in why for what, why in report.not_carried)
+    lock = (root / "shipyard.lock").read_text()
+    assert "extra" not in lock and "data/data.xml" in lock
+    store = root / ".shipyard" / "objects" / "sha256"
+    bad = hashlib.sha256(b"not what DVC recorded\n").hexdigest()
+    assert not (store / bad[:2] / bad[2:]).exists()
+
+
+def test_existing_files_are_kept_without_force(dvc_project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root = fresh_copy(dvc_project, tmp_path)
+    (root / "shipyard.yaml").write_text("version: 1\n")
+    with pytest.raises(ConflictError, match="--force"):
+        convert(root, env_for(root))
+    assert (root / "shipyard.yaml").read_text() == "version: 1\n"
+    assert not (root / "shipyard.lock").exists()
+    convert(root, env_for(root), force=True)
+    assert "stages:" in (root / "shipyard.yaml").read_text()
+
+
+def test_a_workspace_link_is_not_followed(dvc_project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root = fresh_copy(dvc_project, tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the project\n")
+    (root / "data" / "data.xml").unlink()
+    (root / "data" / "data.xml").symlink_to(secret)
+    report = convert(root, env_for(root))
+    assert report.data["data/data.xml"] == "DVC's cache"  # the link is skipped, DVC's recorded version is used
+    assert "symbolic link" in report.stages["prepare"]
+
+
+TEMPLATED = """\
+vars:
+  - prefix: out
+stages:
+  gen:
+    foreach: ${sizes}
+    do:
+      cmd: python -c "open('${prefix}-${item}.txt', 'w').write('${item}' * ${scale})"
+      params:
+        - scale
+      outs:
+        - ${prefix}-${item}.txt
+  greet:
+    wdir: sub
+    cmd: python greet.py
+    deps:
+      - ../out-small.txt
+      - greet.py
+    params:
+      - params.yaml:
+          - greeting
+    outs:
+      - greeting.txt
+    metrics:
+      - m.json:
+          cache: false
+"""
+GREET = """\
+import json
+import yaml
+with open("params.yaml") as f:
+    greeting = yaml.safe_load(f)["greeting"]
+with open("greeting.txt", "w") as f:
+    f.write(greeting)
+with open("m.json", "w") as f:
+    json.dump({"n": 1}, f)
+"""
+
+
+@pytest.mark.slow
+def test_foreach_vars_wdir_dict_params_and_uncached_metrics_convert(tmp_path: Path) -> None:
+    """dvc.yaml's templating, run by the real dvc, then converted: the NAME@item stages, the wdir-relative
+    paths and params file, and the cache: false metrics file match dvc.lock, so all is up to date."""
+    dvc = dvc_executable()
+    root = tmp_path / "templated"
+    (root / "sub").mkdir(parents=True)
+    (root / "params.yaml").write_text("sizes: [small, large]\nscale: 3\n")
+    (root / "sub" / "params.yaml").write_text("greeting: hello\n")
+    (root / "sub" / "greet.py").write_text(GREET)
+    (root / "dvc.yaml").write_text(TEMPLATED)
+    env = env_for(root)
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "repro", "-q"]):
+        done = subprocess.run(cmd, cwd=root, env={**env, "DVC_NO_ANALYTICS": "1"}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    report = convert(root, env)
+    assert report.stages == {"gen@small": "up to date (from dvc.lock)", "gen@large": "up to date (from dvc.lock)",
+                             "greet": "up to date (from dvc.lock)"}
+    assert "sub/m.json" not in report.data  # cache: false: left to git, as DVC leaves it
+    (root / "sub" / "params.yaml").write_text("greeting: hi\n")
+    status = json.loads(run_shipyard("status", "--json", env=env, cwd=root).stdout)
+    assert {s["stage"]: s["state"] for s in status} == {"gen@small": "up-to-date", "gen@large": "up-to-date",
+                                                        "greet": "changed"}
+
+
+def test_dvc2_cache_and_its_text_md5(tmp_path: Path) -> None:
+    """DVC 2's .dvc files (no ``hash: md5``) name text files by the md5 of their bytes with CRLF turned to
+    LF, in .dvc/cache/xx/ (no files/md5/): read from there, checked that way, stored as the bytes they are."""
+    root = tmp_path / "old"
+    (root / ".dvc").mkdir(parents=True)
+    small = b"a,b\r\n1,2\r\n"
+    big = (b"x" * (1024 * 1024 - 1) + b"\r\n") * 2  # over the in-memory size, a CRLF across a chunk boundary
+    for name, body in (("small.csv", small), ("big.csv", big)):
+        md5 = hashlib.md5(body.replace(b"\r\n", b"\n")).hexdigest()
+        (root / ".dvc" / "cache" / md5[:2]).mkdir(parents=True, exist_ok=True)
+        (root / ".dvc" / "cache" / md5[:2] / md5[2:]).write_bytes(body)
+        (root / f"{name}.dvc").write_text(f"outs:\n- md5: {md5}\n  size: {len(body)}\n  path: {name}\n")
+    report = convert(root, env_for(root))
+    assert report.data == {n: "DVC's cache (not in the workspace: `shipyard data checkout` writes it there)"
+                           for n in ("small.csv", "big.csv")}
+    lock = load_lock(root)
+    assert lock.data["big.csv"].digest.hex == hashlib.sha256(big).hexdigest()
+    assert lock.data["small.csv"].digest.hex == hashlib.sha256(small).hexdigest()
+
+
+def test_an_s3_remote_is_carried_over_and_takes_a_push(dvc_project: tuple[Path, dict[str, str]], tmp_path: Path,
+                                                      s3_endpoint: str) -> None:
+    """A DVC remote on S3-compatible storage (as `dvc remote add` + `dvc remote modify endpointurl` write it)
+    becomes a Shipyard remote that `shipyard data push` uses as it is."""
+    root = fresh_copy(dvc_project, tmp_path)
+    bucket = make_bucket(s3_endpoint)
+    (root / ".dvc" / "config").write_text(f"[core]\n    remote = s3store\n['remote \"s3store\"']\n"
+                                          f"    url = s3://{bucket}/dvcstore\n    endpointurl = {s3_endpoint}\n")
+    report = convert(root, env_for(root))
+    assert report.remotes == {"s3store": f"S3 s3://{bucket}/dvcstore"}
+    env = {**env_for(root), **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                          "AWS_DEFAULT_REGION")}}
+    pushed = json.loads(run_shipyard("data", "push", "--json", env=env, cwd=root).stdout)
+    assert pushed["transferred"] > 0 and pushed["objects"] == pushed["transferred"]
+
+
+# -- the pure part, on hostile input ------------------------------------------------------------------
+
+def test_paths_that_leave_the_project_are_refused() -> None:
+    for bad in ("../../etc/passwd", "/etc/passwd", "a/../../../x"):
+        with pytest.raises(ValueError, match="outside the project"):
+            parse_dvc_file({"outs": [{"path": bad, "md5": "0" * 32, "hash": "md5"}]}, "data/x.dvc")
+    with pytest.raises(ValueError, match="not an md5"):
+        parse_dvc_file({"outs": [{"path": "x", "md5": "../../etc"}]}, "x.dvc")
+    with pytest.raises(ValueError, match=r"outside its folder|relative"):
+        parse_dir_listing([{"relpath": "../escape", "md5": "0" * 32}], "listing")
+    with pytest.raises(ValueError, match="twice"):
+        parse_dir_listing([{"relpath": "a", "md5": "0" * 32}, {"relpath": "a", "md5": "1" * 32}], "listing")
+    report = Report()
+    stages = parse_dvc_lock({"stages": {"ok": {"cmd": "true", "outs": [{"path": "o", "md5": "a" * 32}]},
+                                        "bad": {"cmd": "true", "outs": [{"path": "/etc/shadow", "md5": "a" * 32}]},
+                                        "odd": ["not", "a", "mapping"]}}, {}, report)
+    assert list(stages) == ["ok"]
+    assert [w for w, _ in report.not_carried] == ["dvc.lock stage bad", "dvc.lock stage odd"]
+
+
+def test_remotes_credentials_and_artifacts() -> None:
+    report = Report()
+    config = parse_dvc_config([(".dvc/config", "[core]\n    remote = s3store\n"
+                                               "['remote \"s3store\"']\n    url = s3://bucket/dvc\n"
+                                               "    endpointurl = http://127.0.0.1:9000\n"
+                                               "['remote \"web\"']\n    url = https://remote.dvc.org/get-started\n"
+                                               "['remote \"near\"']\n    url = ../storage\n"),
+                               (".dvc/config.local", "['remote \"s3store\"']\n    access_key_id = AKIAXXXX\n"
+                                                     "    secret_access_key = hunter2\n")], report)
+    body = convert_yaml({"stages": {"train": {"cmd": "python train.py", "outs": ["model.onnx"]}},
+                         "artifacts": {"m": {"path": "model.onnx", "type": "model", "labels": ["a"]},
+                                       "weird": {"path": "model.bin", "type": "model"}},
+                         "datasets": [{"name": "x"}]}, config, report)
+    assert body["remotes"] == {"s3store": {"url": "s3://bucket/dvc", "endpoint_url": "http://127.0.0.1:9000",
+                                           "allow_http": True},
+                               "near": {"url": "storage"}}  # DVC reads it from .dvc/, Shipyard from the top
+    assert body["default_remote"] == "s3store"
+    assert body["models"] == {"m": {"path": "model.onnx", "flavor": "onnx", "labels": ["a"]}}
+    assert "hunter2" not in json.dumps(body) and "AKIAXXXX" not in json.dumps(body)
+    skipped = dict(report.not_carried)
+    assert "read-only HTTP" in skipped["remote web"]
+    assert "access_key_id" in skipped["remote s3store credentials"]
+    assert "flavor" in skipped["artifact weird"]
+    assert "dvc.yaml datasets" in skipped
