@@ -122,6 +122,7 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
         if entry is not None:
             stages[name] = entry
     importer.flush()
+    report.registration(set(stages))
 
     write_atomic(root / CONFIG_FILE, text.encode())
     report.written.append(CONFIG_FILE)

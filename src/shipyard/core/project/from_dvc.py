@@ -37,10 +37,26 @@ class Report:
     stages: dict[str, str] = field(default_factory=dict)  # stage -> recorded, or why not
     remotes: dict[str, str] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    # model -> the stages to run again to register it (its producer and its metrics stage); `registration`
+    # says how, once the stages' state is known
+    model_stages: dict[str, list[str]] = field(default_factory=dict)
     not_carried: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, what: str, why: str) -> None:
         self.not_carried.append((what, " ".join(why.split())[:300]))
+
+    def registration(self, recorded: set[str]) -> None:
+        """Say in each model's line how it gets registered: by the first ``shipyard run`` when one of its
+        stages runs anyway (not recorded from dvc.lock), else by re-running them once (DVC's file is never
+        unpickled, so a version needs a run of Shipyard's own)."""
+        for name, stages in self.model_stages.items():
+            if not stages:
+                how = "its stage's next run"
+            elif not set(stages) & recorded:
+                how = "the first `shipyard run`"
+            else:
+                how = f"`shipyard run --force {' '.join(stages)}` (a file DVC wrote is never unpickled)"
+            self.models[name] += f"; registered by {how}"
 
     def to_dict(self) -> dict[str, object]:
         return {"written": self.written, "data": self.data, "stages": self.stages, "remotes": self.remotes,
@@ -353,10 +369,9 @@ def _models(artifacts: object, dvc_yaml: dict[str, Any], report: Report) -> dict
             model["metrics"] = metrics_stage
         out[str(name)] = model
         stages = [s for s in (_producer(dvc_yaml, spec["path"]), metrics_stage) if s]
-        rerun = f"`shipyard run --force {' '.join(dict.fromkeys(stages))}`" if stages else "its stage's next run"
+        report.model_stages[str(name)] = list(dict.fromkeys(stages))
         report.models[str(name)] = (f"{spec['path']} as {flavor} (guessed from the extension)"
-                                    + (f", metrics from stage {metrics_stage}" if metrics_stage else "")
-                                    + f"; registered by {rerun} (a file DVC wrote is never unpickled)")
+                                    + (f", metrics from stage {metrics_stage}" if metrics_stage else ""))
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -82,19 +82,29 @@ def _csv(rows: Sequence[Experiment]) -> None:
 
 def _table(rows: Sequence[Experiment]) -> None:
     params, metrics = _columns(rows)
+    # what differs between the rows is what a comparison is for: those columns come first and are hidden last
+    params = sorted(params, key=lambda k: not _varies(k, [e.params for e in rows]))
+    metrics = sorted(metrics, key=lambda k: not _varies(k, [e.metrics for e in rows]))
     width = out.id_width(e.id for e in rows)
-    # when too wide: params go first (rightmost first), then metrics past the first two, then the time
+    # when too wide, hidden first: the status, params then metrics that are the same in every row, params past
+    # the first two, the time, metrics past the first two, then the first two params
     cols: list[str | out.Col] = [
-        out.Col("pipeline run", ident=True), out.Col("commit", ident=True), out.Col("time", ident=True, drop=3),
-        out.Col("status", ident=True, drop=6),
-        *(out.Col(k, drop=1 if i < 2 else 2) for i, k in enumerate(metrics)),
-        *(out.Col(k, drop=4 if i < 2 else 5) for i, k in enumerate(params)),
+        out.Col("pipeline run", ident=True), out.Col("commit", ident=True), out.Col("time", ident=True, drop=4),
+        out.Col("status", ident=True, drop=8),
+        *(out.Col(k, drop=(1 if i < 2 else 3) if _varies(k, [e.metrics for e in rows]) else 6)
+          for i, k in enumerate(metrics)),
+        *(out.Col(k, drop=(2 if i < 2 else 5) if _varies(k, [e.params for e in rows]) else 7)
+          for i, k in enumerate(params)),
     ]
     out.table(None, cols, ([
         e.id[:width], (e.commit[:8] + ("+" if e.dirty else "")) if e.commit else "-", out.when(e.start_time),
         e.status, *(out.number(e.metrics[k]) if k in e.metrics else "" for k in metrics),
         *(e.params.get(k, "") for k in params)] for e in rows),
         hint="--json or --csv show all; --where and --order-by pick rows")
+
+
+def _varies(key: str, values: Sequence[Mapping[str, Any]]) -> bool:
+    return len({repr(v.get(key)) for v in values}) > 1
 
 
 @metrics_app.command("diff")

@@ -80,7 +80,7 @@ def _from_dvc(folder: Path, force: bool, as_json: bool) -> None:
             console.print(f"  {out.plain(what)}: {out.plain(why)}", soft_wrap=True)
     else:
         console.print("everything was carried over")
-    then = ("the `shipyard run --force ...` named above, once, to register the models" if report.models
-            else "`shipyard run`")
+    then = ("the `shipyard run --force ...` named above, once, to register the models"
+            if any("--force" in line for line in report.models.values()) else "`shipyard run`")
     console.print(f"next: `shipyard status`, then {then}; dvc.yaml, dvc.lock and .dvc files are unchanged "
                   "(remove them when you no longer use DVC)", soft_wrap=True)
