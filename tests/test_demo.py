@@ -55,8 +55,15 @@ def test_demo_output_follows_its_headings_and_logs_fold_scores_apart(first_demo:
         assert len(found) == 1, (text, found)
         return found[0]
 
-    headings = [at(PARTS[0]), at(PARTS[1]), *(at(s) for s in STEPS[:3]), at(PARTS[2].format(ref="iris@staging"))]
-    part4 = [at(PARTS[3].format(ref="iris@staging")), at(STEPS[3].format(ref="iris@staging")), at(STEPS[4])]
+    headings = [at(PARTS[0]), at(PARTS[1]), *(at(s) for s in STEPS[:4]), at(PARTS[2].format(ref="iris@staging"))]
+    part4 = [at(PARTS[3].format(ref="iris@staging")), at(STEPS[4].format(ref="iris@staging")), at(STEPS[5])]
+    # 2d: the first run (C 1.0) and the re-run (C 0.5) side by side, newest first, with their accuracy
+    exp_rows = [[c.strip() for c in line.split("│")[1:-1]] for line in lines[headings[5]:headings[6]]
+                if line.startswith("│")]
+    header = next(line for line in lines[headings[5]:headings[6]] if line.startswith("┃"))
+    assert "train.C" in header and "accuracy" in header, header
+    c_at = [c.strip() for c in header.split("┃")[1:-1]].index("train.C")
+    assert [row[c_at] for row in exp_rows] == ["0.5", "1.0"], exp_rows
     part5 = at(PARTS[4].format(ref="iris@staging"))
     part6 = at(PARTS[5].format(ref="iris@staging"))
     part7 = at(PARTS[6].format(ref="iris@staging"))

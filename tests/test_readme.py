@@ -34,6 +34,10 @@ EXPECTED_NOT_AS_WRITTEN = {
     ("skip", "store: s3://team-models/shipyard"),
     ("skip", "store: {url: s3://team-models/registry, region: eu-west-1}"),  # deploy.registry: test_deploy_registry.py
     ("skip", "secrets:"),  # Vault with AppRole and the Vault Agent injector: tests/test_secrets.py (OpenBao)
+    ("skip", "┏" + "━" * 14 + "┳" + "━" * 11 + "┳" + "━" * 18 + "┳" + "━" * 15 + "┳" + "━" * 14 + "┳" + "━" * 16 + "┳"
+     + "━" * 13 + "┓"),  # exp show's table: run ids, commits and times differ from run to run
+    ("skip", "models:"),  # an illustration of the keys: tests/test_declared_models.py runs each
+    ("skip", "$ curl -s 'localhost:8080/predict?proba=1' -d '{\"instances\": [\"a good film\", \"awful plot\"]}'"),
 }
 
 

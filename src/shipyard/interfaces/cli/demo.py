@@ -15,12 +15,16 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 import shipyard
 from shipyard.errors import MissingExtraError
 from shipyard.interfaces.cli import output as out
+
+if TYPE_CHECKING:
+    from shipyard.config import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris-pipeline"
 # each heading fits an 80-column terminal (a Rich rule cuts what does not)
@@ -34,6 +38,7 @@ PARTS = ("Part 1/7 · tracking and registry: a run, a version, an alias",
 STEPS = ("2a. First run: every stage runs (or comes from the cache of an earlier demo)",
          "2b. Outputs deleted, as in a fresh clone: all restored from the cache",
          "2c. train.C set to 0.5: train and evaluate re-run (or come from the cache)",
+         "2d. The pipeline runs side by side, as `shipyard exp show` prints them",
          "4a. {ref}'s golden examples in a new environment built from its lock",
          "4b. A model built on your team's package: verified, then with its next release")
 
@@ -172,6 +177,22 @@ def run_pipeline_demo() -> None:
         if status.must_run:
             c.print(f"[yellow]{status.name}[/yellow] will run: {escape('; '.join(status.reasons))}")
     run()
+    show_experiments(local)
+
+
+def show_experiments(settings: Settings) -> None:
+    """The two newest pipeline runs joined, as `shipyard exp show` prints them (a run whose stages all came
+    from the cache is no pipeline run: a demo run again shows the first demo's)."""
+    from shipyard.interfaces.cli.exp import show_table
+    from shipyard.wiring import build
+    from shipyard.wiring.experiments import experiments
+
+    out.console().print(f"\n[bold]{STEPS[3]}")
+    svc = build(settings)
+    try:
+        show_table(experiments(svc, limit=2))
+    finally:
+        svc.close()
 
 
 def serve_demo(ref: str, rows: list[list[float]], classes: list[str]) -> bool:
@@ -267,7 +288,7 @@ def verify_demo(ref: str) -> None:
     shown = os.path.relpath(wheels) if wheels.is_relative_to(Path.cwd()) else str(wheels)  # as a user types it
     v1 = tiny_wheel(wheels, "1.0", TINYPKG.format(factor=1.0))
     tiny_wheel(wheels, "2.0", TINYPKG.format(factor=1.1))  # the next release multiplies by 1.1: every answer changes
-    c.print(f"\n[bold]{escape(STEPS[3].format(ref=ref))}")
+    c.print(f"\n[bold]{escape(STEPS[4].format(ref=ref))}")
     svc = out.services()
     try:
         verify_one(svc, ref, VerifyRequest(), as_json=False)
@@ -280,7 +301,7 @@ def verify_demo(ref: str) -> None:
         with shipyard.start_run(name="demo-scaler", experiment="demo"):
             scaler = shipyard.log_model(tinypkg.Scaler(), "scaler", flavor="python", requirements=["tinypkg"],
                                         examples=[[1.0, 2.0], [3.0, 4.5], [0.5, 0.25]])
-        c.print(f"\n[bold]{escape(STEPS[4])}")
+        c.print(f"\n[bold]{escape(STEPS[5])}")
         c.print(f"registered {scaler.ref}: tinypkg.Scaler (tinypkg 1.0; 1.0 and 2.0 are wheels in {escape(shown)})")
         checks = []
         for overrides in ((), ("tinypkg==2.0",)):

@@ -60,7 +60,7 @@ def show(
         out.console().print("no pipeline runs match" if where else
                             "no pipeline runs recorded yet: `shipyard run` records one")
         return
-    _table(rows)
+    show_table(rows)
 
 
 def _columns(rows: Sequence[Experiment]) -> tuple[list[str], list[str]]:
@@ -80,7 +80,8 @@ def _csv(rows: Sequence[Experiment]) -> None:
                          *(repr(e.metrics[k]) if k in e.metrics else "" for k in metrics)])
 
 
-def _table(rows: Sequence[Experiment]) -> None:
+def show_table(rows: Sequence[Experiment]) -> None:
+    """The pipeline runs as a table that fits the terminal (what differs between the rows is shown first)."""
     params, metrics = _columns(rows)
     # what differs between the rows is what a comparison is for: those columns come first and are hidden last
     params = sorted(params, key=lambda k: not _varies(k, [e.params for e in rows]))
