@@ -317,3 +317,38 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         stop(proc)
         log.close()
+
+
+# DVC and dvclive, for the tests that compare with them, live in one side venv installed once per machine (they
+# pull in all of DVC, so they are never a dependency of Shipyard or of its test venv): $SHIPYARD_TEST_CACHE, by
+# default ~/.cache/shipyard-tests.
+DVC_VERSION = "3.67.1"
+DVC_SPECS = (f"dvc=={DVC_VERSION}", "dvclive[sklearn,image]==3.49.1")
+TEST_CACHE = Path(os.environ.get("SHIPYARD_TEST_CACHE", Path.home() / ".cache" / "shipyard-tests"))
+
+
+def dvc_venv() -> Path:
+    """The bin/ folder of the side venv with DVC and dvclive (``$SHIPYARD_TEST_DVC`` names a ``dvc`` instead, whose
+    folder is used), installed under a file lock so that parallel workers install it once; uv when it is there."""
+    import fcntl
+    import shutil
+
+    given = os.environ.get("SHIPYARD_TEST_DVC")
+    if given:
+        return Path(given).parent
+    venv = TEST_CACHE / "venvs" / f"dvc-{DVC_VERSION}"
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(TEST_CACHE / "dvc-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            uv = shutil.which("uv", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+            if uv:
+                subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, timeout=120)
+                install = [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
+            else:
+                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+                install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            subprocess.run([*install, *DVC_SPECS], check=True, timeout=900)
+            (venv / ".complete").touch()
+    return venv / "bin"

@@ -8,7 +8,6 @@ running anything, and its stages rerun by Shipyard write the same bytes DVC's ru
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -35,32 +34,16 @@ from shipyard.core.workspace.lockfile import load_lock
 from shipyard.errors import ConflictError
 from shipyard.wiring import open_workspace
 from shipyard.wiring.from_dvc import convert
-from tests.conftest import cli_env, make_bucket
+from tests.conftest import cli_env, dvc_venv, make_bucket
 from tests.conftest import shipyard as run_shipyard
 
-DVC_VERSION = "3.67.1"
-CACHE = Path(os.environ.get("SHIPYARD_TEST_CACHE", Path.home() / ".cache" / "shipyard-tests"))
 EXAMPLE = Path(shipyard.__file__).parent / "examples" / "dvc-get-started"
 OUTPUTS = ("data/prepared", "data/features", "model.pkl", "eval")
 
 
 def dvc_executable() -> str:
-    """The ``dvc`` of a side venv: $SHIPYARD_TEST_DVC if set, else one installed once into the test cache."""
-    given = os.environ.get("SHIPYARD_TEST_DVC")
-    if given:
-        return given
-    venv = CACHE / "venvs" / f"dvc-{DVC_VERSION}"
-    dvc = venv / "bin" / "dvc"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "dvc-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / ".complete").exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            f"dvc=={DVC_VERSION}"], check=True, timeout=600)
-            (venv / ".complete").touch()
-    return str(dvc)
+    """The ``dvc`` of the tests' side venv (tests/conftest.py ``dvc_venv``)."""
+    return str(dvc_venv() / "dvc")
 
 
 def files_of(root: Path, rel: str) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """``shipyard.live.Live``: dvclive's calls, dvclive's files, drawn by ``plots show``, recorded on the stage's run.
 
 A real ``shipyard run`` runs a stage that logs with ``Live``: its params and each step's metrics land on the
-stage's run. With ``SHIPYARD_TEST_DVCLIVE_PYTHON`` naming a Python that has dvclive (a side venv: it pulls in all
-of DVC, so it is never a test dependency), the same script under dvclive writes the same files, and dvclive in a
-stage saves no DVC experiment (no git refs)."""
+stage's run. Under the real dvclive (the tests' side venv with DVC, tests/conftest.py ``dvc_venv``: it pulls in all
+of DVC, so it is never a test dependency), the same script writes the same files, and dvclive in a stage saves no
+DVC experiment (no git refs)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.live import Live
-from tests.conftest import cli_env, shipyard
+from tests.conftest import cli_env, dvc_venv, shipyard
 from tests.test_plots import _png
 
 SCRIPT = """\
@@ -136,14 +136,11 @@ def test_a_stage_logging_with_live_records_on_its_run(tmp_path: Path) -> None:
         client.close()
 
 
-DVCLIVE = os.environ.get("SHIPYARD_TEST_DVCLIVE_PYTHON")
-
-
-@pytest.mark.skipif(not DVCLIVE, reason="set SHIPYARD_TEST_DVCLIVE_PYTHON to a Python with dvclive installed")
+@pytest.mark.slow
 def test_dvclive_writes_the_same_files_and_in_a_stage_saves_no_experiment(tmp_path: Path) -> None:
-    assert DVCLIVE is not None
+    dvclive = str(dvc_venv() / "python")  # the side venv: dvclive 3.49 with DVC 3.67
     _run_script(tmp_path / "ours", sys.executable, "shipyard")
-    _run_script(tmp_path / "theirs", DVCLIVE, "dvclive", env={k: v for k, v in os.environ.items()
+    _run_script(tmp_path / "theirs", dvclive, "dvclive", env={k: v for k, v in os.environ.items()
                                                             if k != "PYTHONPATH"})
     for rel in ("metrics.json", "plots/metrics/train/loss.tsv", "plots/metrics/acc.tsv", "plots/sklearn/cm.json",
                 "plots/custom/importance.json"):
@@ -162,7 +159,7 @@ def test_dvclive_writes_the_same_files_and_in_a_stage_saves_no_experiment(tmp_pa
     root.mkdir()
     (root / "log.py").write_text(SCRIPT.replace('dvcyaml=False, save_dvc_exp=False', ''))
     (root / "shape.png").write_bytes(PNG)
-    (root / "shipyard.yaml").write_text(f"stages:\n  train:\n    cmd: {DVCLIVE} log.py dvclive\n"
+    (root / "shipyard.yaml").write_text(f"stages:\n  train:\n    cmd: {dvclive} log.py dvclive\n"
                                         "    deps: [log.py]\n    outs: [eval]\n")
     git = ["git", "-C", str(root), "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], check=True)
