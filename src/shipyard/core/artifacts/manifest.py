@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -18,6 +18,11 @@ KIND = "shipyard.manifest/v1"
 _MODES = (0o644, 0o755)
 _PREFIX = b'{"entries":'
 _HEX_PART = operator.itemgetter(slice(len(PREFIX), None))  # "sha256:<hex>" -> "<hex>"
+
+
+def _folder(path: str) -> str:
+    head, sep, _ = path.rpartition("/")
+    return head + sep
 
 
 MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # about 3 million files; a larger "manifest" is refused as it downloads
@@ -110,7 +115,7 @@ class Manifest:
             return []
 
     @staticmethod
-    def index(data: bytes) -> dict[str, Digest]:
+    def index(data: bytes, folders: Collection[str] | None = None) -> dict[str, Digest]:
         """``{path: digest}`` of a manifest's entries, read fast and leniently: for comparing a folder
         with a recorded version (``data status``, 20,000 files), never for writing files.
 
@@ -118,9 +123,12 @@ class Manifest:
         per entry costs more than the rest of the comparison); one of another shape is an
         IntegrityError. The checks run as C loops (``map``), not per entry in Python.
         A caller that writes files uses ``from_bytes``, which checks everything.
+        ``folders``: only the entries directly in these folders (``'sub/'``; ``''`` for the top).
         """
         try:
             entries = json.loads(data)["entries"]
+            if folders is not None:
+                entries = [e for e in entries if _folder(e["path"]) in folders]
             paths = [e["path"] for e in entries]
             texts = [e["digest"] for e in entries]
             # str.startswith refuses a digest that is not text (TypeError)
