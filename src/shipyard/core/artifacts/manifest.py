@@ -17,6 +17,7 @@ from shipyard.errors import IntegrityError, InvalidInputError, ShipyardError
 KIND = "shipyard.manifest/v1"
 _MODES = (0o644, 0o755)
 _PREFIX = b'{"entries":'
+_HEX_DIGITS = frozenset("0123456789abcdef")
 _HEX_PART = operator.itemgetter(slice(len(PREFIX), None))  # "sha256:<hex>" -> "<hex>"
 
 
@@ -135,6 +136,30 @@ class Manifest:
             if not all(map(str.startswith, texts, repeat(PREFIX))) or set(map(len, texts)) - {TEXT_LEN}:
                 raise ValueError("a digest is not sha256:<64 hex digits>")
             return dict(zip(paths, Digest.trusted_many(map(_HEX_PART, texts)), strict=True))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise IntegrityError(f"object is not a Shipyard manifest: {str(exc)[:200]}") from exc
+
+    @staticmethod
+    def objects(data: bytes) -> list[tuple[str, Digest, int]]:
+        """``(path, digest, size)`` of each entry, for moving objects (``data push``), never for writing files:
+        every digest is checked in full (shape and hex digits, in C over all of them at once) and every size
+        is a non-negative int; paths are not checked (they only name objects in messages)."""
+        try:
+            body = json.loads(data)
+            if body.get("kind") != KIND:
+                raise ValueError(body.get("kind"))
+            entries = body["entries"]
+            paths = [str(e["path"]) for e in entries]
+            texts = [e["digest"] for e in entries]
+            sizes = [e["size"] for e in entries]
+            if not all(map(str.startswith, texts, repeat(PREFIX))) or set(map(len, texts)) - {TEXT_LEN}:
+                raise ValueError("a digest is not sha256:<64 hex digits>")
+            hexes = list(map(_HEX_PART, texts))
+            if set("".join(hexes)) - _HEX_DIGITS:
+                raise ValueError("a digest is not sha256:<64 lowercase hex digits>")
+            if set(map(type, sizes)) - {int} or any(n < 0 for n in sizes):
+                raise ValueError("a size is not a non-negative integer")
+            return list(zip(paths, Digest.trusted_many(hexes), sizes, strict=True))
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise IntegrityError(f"object is not a Shipyard manifest: {str(exc)[:200]}") from exc
 
