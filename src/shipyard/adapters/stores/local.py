@@ -4,7 +4,8 @@ A write goes to ``tmp/`` first, is copied with the fastest call the filesystem o
 (``copy_file_range``, which reflinks where the filesystem can, or a hard link when asked),
 hashed from the copy (so an object always matches its name, even if the source changes
 meanwhile), made durable, and only then linked into place read-only. Many objects written
-together share one ``syncfs`` instead of an ``fsync`` each.
+together share one ``syncfs`` instead of an ``fsync`` each, before their renames, and one more after
+them instead of an ``fsync`` of each of up to 256 fan-out folders (each of which flushed the disk's cache).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInpu
 from shipyard.ports import Progress, no_progress
 
 SMALL = 1024 * 1024  # read whole, hash in memory
+FSYNC_FOLDERS_MOST = 8  # renames into more fan-out folders than this are made durable by one syncfs
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CAP_DAC_OVERRIDE = 1  # linux/capability.h
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -168,8 +170,11 @@ class LocalObjectStore:
             tmp, digest = staged[-1]
             self._publish(tmp, digest, chmod)
             staged.pop()
-        for parent in parents:
-            fsync_dir(Path(self._objects, parent))
+        if len(parents) <= FSYNC_FOLDERS_MOST:
+            for parent in parents:
+                fsync_dir(Path(self._objects, parent))
+        else:  # one journal commit and one cache flush, where an fsync per folder flushes the disk's cache each time
+            syncfs(self.objects)
 
     def _stage(self, path: str, hardlink: bool) -> tuple[str | None, Digest, int]:
         """Copy (or link) ``path`` to a temp file and hash the copy; (None, digest) if already stored."""
