@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from shipyard.adapters.state.sqlite import SqliteStateCache
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
+from shipyard.core.artifacts.manifest import Manifest
 from shipyard.core.workspace.add import add
 from shipyard.core.workspace.data import Workspace, status
 from shipyard.core.workspace.lockfile import load_lock
@@ -82,3 +84,15 @@ def test_a_damaged_snapshot_row_means_a_full_compare(tmp_path: Path) -> None:
     assert state.parts(str(data)) is None
     (data / "c" / "f2.txt").write_text("changed\n")
     assert report(ws)["modified"] == ["c/f2.txt"]
+
+
+def test_manifest_index_of_some_folders_sorted_or_not() -> None:
+    d = str(Digest.of_bytes(b"x"))
+    paths = ["a.txt", "a/b.txt", "a/deep/c.txt", "ab/d.txt", "z.txt"]
+    entries = [{"path": p, "digest": d, "size": 1, "mode": 420} for p in paths]
+    for listed in (entries, entries[::-1]):  # as written by Shipyard, and out of order (read all the same)
+        data = json.dumps({"entries": listed, "kind": "shipyard.manifest/v1"}).encode()
+        assert set(Manifest.index(data, {"a/"})) == {"a/b.txt"}
+        assert set(Manifest.index(data, {"", "a/deep/"})) == {"a.txt", "z.txt", "a/deep/c.txt"}
+        assert Manifest.index(data, set()) == {}
+        assert len(Manifest.index(data)) == 5

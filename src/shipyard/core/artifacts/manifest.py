@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import operator
@@ -24,6 +25,25 @@ _HEX_PART = operator.itemgetter(slice(len(PREFIX), None))  # "sha256:<hex>" -> "
 def _folder(path: str) -> str:
     head, sep, _ = path.rpartition("/")
     return head + sep
+
+
+def _in_folders(entries: list[Any], folders: Collection[str]) -> list[Any]:
+    """The entries directly in ``folders``: found by bisection where the paths are sorted (as ``to_bytes`` writes
+    them; a list that is not is filtered whole), so a few changed folders of 20,000 files cost microseconds."""
+    paths = [e["path"] for e in entries]
+    if not all(map(str.__lt__, paths, paths[1:])):  # also refuses a path that is not text (TypeError)
+        return [e for e in entries if _folder(e["path"]) in folders]
+    out = []
+    for prefix in folders:
+        if not prefix:  # the top folder's files lie among all the others
+            out += [e for e, p in zip(entries, paths, strict=True) if "/" not in p]
+            continue
+        i = bisect.bisect_left(paths, prefix)
+        while i < len(paths) and paths[i].startswith(prefix):
+            if "/" not in paths[i][len(prefix):]:
+                out.append(entries[i])
+            i += 1
+    return out
 
 
 MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # about 3 million files; a larger "manifest" is refused as it downloads
@@ -129,7 +149,7 @@ class Manifest:
         try:
             entries = json.loads(data)["entries"]
             if folders is not None:
-                entries = [e for e in entries if _folder(e["path"]) in folders]
+                entries = _in_folders(entries, folders)
             paths = [e["path"] for e in entries]
             texts = [e["digest"] for e in entries]
             # str.startswith refuses a digest that is not text (TypeError)
