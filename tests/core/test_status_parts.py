@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from shipyard.adapters.state.sqlite import SqliteStateCache
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
@@ -96,3 +98,18 @@ def test_manifest_index_of_some_folders_sorted_or_not() -> None:
         assert set(Manifest.index(data, {"", "a/deep/"})) == {"a.txt", "z.txt", "a/deep/c.txt"}
         assert Manifest.index(data, set()) == {}
         assert len(Manifest.index(data)) == 5
+
+
+def test_piped_status_lines_are_plain_and_escape_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    from shipyard.core.workspace.data import PathStatus
+    from shipyard.interfaces.cli.data import _print_status
+
+    _print_status([PathStatus("data", "unchanged"),
+                   PathStatus("odd\x1b[31m", "modified", added=["a [b]"], modified=[f"m{i}" for i in range(21)]),
+                   PathStatus("gone", "missing", in_store=False)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "unchanged data"
+    assert lines[1] == "modified  odd\\x1b[31m: 1 added, 21 modified, 0 deleted"
+    assert lines[2] == "    added: a [b]"  # as written: no markup is read in a name
+    assert lines[-2] == "    ... 1 more modified"
+    assert lines[-1].startswith("missing   gone (not in the local store either")
