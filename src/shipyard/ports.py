@@ -142,6 +142,13 @@ class StateCache(Protocol):
 
     def remember_tree(self, folder: str, signature: str, digest: Digest) -> None: ...
 
+    def parts(self, folder: str) -> tuple[Digest, dict[str, str]] | None:
+        """``(digest, {sub-folder prefix: signature of its own files})`` last recorded for a folder that was
+        the version ``digest`` (``scan.Tree.parts``): which sub-folders changed since, without reading them all."""
+        ...
+
+    def remember_parts(self, folder: str, digest: Digest, parts: dict[str, str]) -> None: ...
+
 
 class NoStateCache:
     """The null stat cache: every file is hashed."""
@@ -159,6 +166,12 @@ class NoStateCache:
         return None
 
     def remember_tree(self, folder: str, signature: str, digest: Digest) -> None:
+        return None
+
+    def parts(self, folder: str) -> tuple[Digest, dict[str, str]] | None:
+        return None
+
+    def remember_parts(self, folder: str, digest: Digest, parts: dict[str, str]) -> None:
         return None
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.adapters.stores.shared import ReadThroughStore
 from shipyard.core.artifacts.digest import CHUNK_SIZE, Digest
 from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError, NotFoundError
 from shipyard.ports import ObjectStore, Progress, no_progress
@@ -47,7 +48,7 @@ class FolderRemote:
         out = {}
         for d in digests:
             with contextlib.suppress(FileNotFoundError):
-                st = os.lstat(self.db.local_path(d))  # a link is never an object: its size is wrong, so it is replaced
+                st = os.lstat(self.db.object_path(d))  # a link is never an object: its size is wrong, so it is replaced
                 out[d] = st.st_size if stat.S_ISREG(st.st_mode) else -1
         return out
 
@@ -55,7 +56,7 @@ class FolderRemote:
         out = {}
         for d in digests:
             with contextlib.suppress(FileNotFoundError):
-                st = os.lstat(self.db.local_path(d))
+                st = os.lstat(self.db.object_path(d))
                 if stat.S_ISREG(st.st_mode):  # a link or a FIFO is not an object: absent, so it is replaced
                     out[d] = (st.st_size, st.st_mtime)
         return out
@@ -97,7 +98,7 @@ class FolderRemote:
             try:
                 for d in batch:
                     fds.append(self._open_object(d, None if sizes is None else sizes.get(d)))
-                    names[f"/dev/fd/{fds[-1]}"] = str(self.db.local_path(d))
+                    names[f"/dev/fd/{fds[-1]}"] = self.db.object_path(d)
                 try:
                     store.put_many(list(names), progress=progress, expect=list(batch))
                 except IntegrityError as exc:
@@ -110,7 +111,7 @@ class FolderRemote:
                     os.close(fd)
 
     def _open_object(self, digest: Digest, most: int | None) -> int:
-        path = self.db.local_path(digest)
+        path = self.db.object_path(digest)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as exc:
@@ -146,6 +147,17 @@ class FolderRemote:
 
 
 def _chunks(store: ObjectStore, digest: Digest) -> Iterator[bytes]:
+    fd = store.open_fd(digest) if isinstance(store, LocalObjectStore | ReadThroughStore) else None
+    if fd is not None:  # a regular file (checked): a short read is its end
+        try:
+            while True:
+                chunk = os.read(fd, CHUNK_SIZE)
+                if chunk:
+                    yield chunk
+                if len(chunk) < CHUNK_SIZE:
+                    return
+        finally:
+            os.close(fd)
     with store.open(digest) as f:
         while chunk := f.read(CHUNK_SIZE):
             yield chunk

@@ -10,6 +10,7 @@ is ignored (the file is hashed again). Checking every digit in SQL (GLOB) costs 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,9 @@ class SqliteStateCache:
             )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS trees (path TEXT PRIMARY KEY, signature TEXT, digest TEXT) WITHOUT ROWID"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS tree_parts (path TEXT PRIMARY KEY, digest TEXT, parts TEXT) WITHOUT ROWID"
             )
         except (OSError, sqlite3.Error) as exc:
             raise BackendUnavailableError(f"cannot open the stat cache {path}: {exc}") from exc
@@ -83,6 +87,23 @@ class SqliteStateCache:
     def remember_tree(self, folder: str, signature: str, digest: Digest) -> None:
         with contextlib.suppress(sqlite3.OperationalError):
             self._db.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?)", (folder, signature, str(digest)))
+
+    def parts(self, folder: str) -> tuple[Digest, dict[str, str]] | None:
+        row = self._db.execute("SELECT digest, parts FROM tree_parts WHERE path = ?", (folder,)).fetchone()
+        if row is None:
+            return None
+        try:  # a damaged row reads as unknown: the whole folder is compared again
+            parts = json.loads(row[1])
+            if not isinstance(parts, dict) or not all(type(v) is str for v in parts.values()):
+                return None
+            return Digest.parse(row[0]), parts
+        except (ShipyardError, AttributeError, TypeError, ValueError, RecursionError):
+            return None
+
+    def remember_parts(self, folder: str, digest: Digest, parts: dict[str, str]) -> None:
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("INSERT OR REPLACE INTO tree_parts VALUES (?, ?, ?)",
+                             (folder, str(digest), json.dumps(parts, separators=(",", ":"))))
 
     def close(self) -> None:
         self._db.close()

@@ -321,6 +321,16 @@ class ReadThroughStore:
                                 "from the machine that wrote it (`shipyard models push NAME@V`, `shipyard data push`)")
         raise NotFoundError(f"object {digest} is missing from the store {self.url}: run `shipyard store verify`")
 
+    def open_fd(self, digest: Digest) -> int | None:
+        """The local store's checked descriptor of the object (``LocalObjectStore.open_fd``) when this store
+        is the local one and holds it; None: read it with ``open``."""
+        if self.primary or self._direct:
+            return None
+        try:
+            return self.cache.open_fd(digest)
+        except NotFoundError:
+            return None
+
     def refetch(self, digest: Digest) -> bool:
         """Drop the cached copy that failed verification and download it again (a primary store's cache is
         only a copy; a local store's object is dropped only once the remote is known to hold it). Not one whose

@@ -35,7 +35,7 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
     read-only files).
     With a ``state`` cache, files it vouches for whose objects are already stored are not read.
     """
-    from shipyard.core.workspace.scan import known_digests, manifest_of, signature, stat_path
+    from shipyard.core.workspace.scan import known_digests, manifest_of, signatures, stat_path
 
     path = Path(path)
     files = stat_path(path)
@@ -50,7 +50,9 @@ def put_path(store: ObjectStore, path: Path, progress: Progress = no_progress,
     manifest = manifest_of(files, by_path)
     digest = store.put_bytes(manifest.to_bytes())
     if state is not None:
-        state.remember_tree(str(path), signature(files), digest)
+        signature, parts = signatures(files)
+        state.remember_tree(str(path), signature, digest)
+        state.remember_parts(str(path), digest, parts)  # `data status` then compares only the folders that change
     return Stored(digest, manifest.size, is_dir=True, manifest=manifest)
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from shipyard.errors import IntegrityError
 
@@ -32,9 +33,26 @@ def fsync_path(path: str | Path) -> None:
 fsync_dir = fsync_path
 
 
+_names: tuple[int, Iterator[int]] | None = None  # this process's id, and its temp name numbers
+
+
+def _fresh_names() -> None:
+    global _names
+    _names = (os.getpid() % 100000, itertools.count(int.from_bytes(os.urandom(5), "big")))
+
+
+os.register_at_fork(after_in_child=_fresh_names)  # a child never reuses its parent's names
+
+
 def temp_name(folder: str | Path) -> str:
-    """A fresh, short temp file name in ``folder`` (at most 24 characters, whatever the target's name)."""
-    return f"{folder}/{TEMP_PREFIX}{os.getpid() % 100000:05d}-{os.urandom(5).hex()}{TEMP_SUFFIX}"
+    """A fresh, short temp file name in ``folder`` (at most 24 characters, whatever the target's name).
+
+    The process id and a random number drawn once per process, then a count (``next`` on a C iterator: safe
+    between threads): no system call per name, which counts when 20,000 small objects are written."""
+    if _names is None:
+        _fresh_names()
+    pid, numbers = cast(tuple[int, Iterator[int]], _names)
+    return f"{folder}/{TEMP_PREFIX}{pid:05d}-{next(numbers) % (1 << 40):010x}{TEMP_SUFFIX}"
 
 
 @contextlib.contextmanager

@@ -16,11 +16,11 @@ from shipyard.core.workspace.lockfile import LOCK_FILE, Lock, PathEntry
 from shipyard.core.workspace.paths import Confined, project_path, refuse_reserved, safe_relpath
 from shipyard.core.workspace.scan import (
     FileStat,
+    Tree,
     digests_of,
     folder_digest,
-    signature,
     stat_path,
-    walk_signature,
+    walk_tree,
 )
 from shipyard.errors import ConflictError, InvalidInputError, NotFoundError, ShipyardError
 from shipyard.ports import ObjectStore, Progress, StateCache, no_progress
@@ -99,7 +99,8 @@ def current_files(ws: Workspace, rel: str,
         return {}, {}
     files = stat_path(target)
     # keyed by path inside a folder, or '' for a file: a folder replaced by a file (or the reverse) differs wholly
-    keyed = {(f.rel if target.is_dir() else ""): f for f in files}
+    is_dir = target.is_dir()
+    keyed = {(f.rel if is_dir else ""): f for f in files}
     return keyed, digests_of(files, ws.state, progress)
 
 
@@ -113,15 +114,22 @@ def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[
         if not target.exists():  # restorable by `data checkout` only if the store holds the version (a fresh clone
             out.append(PathStatus(rel, "missing", in_store=_in_store(ws, entry)))  # does not: `data pull`)
             continue
-        if entry.is_dir and target.is_dir():
-            known = ws.state.tree(str(target))
-            if known is not None and known == (walk_signature(target), entry.digest):
+        tree = walk_tree(target) if entry.is_dir and target.is_dir() else None
+        changed: set[str] | None = None  # the folders to compare file by file (None: all)
+        if tree is not None:
+            where = str(target)
+            if ws.state.tree(where) == (tree.signature, entry.digest):
                 out.append(PathStatus(rel, "unchanged"))  # no file's stat moved since it was this version
                 continue
-        files = stat_path(target)
-        keyed = {(f.rel if target.is_dir() else ""): f for f in files}
+            changed = _changed_folders(ws, where, entry.digest, tree)
+            files = tree.files(changed)
+            keyed = {f.rel: f for f in files}
+        else:
+            files = stat_path(target)
+            is_dir = target.is_dir()
+            keyed = {(f.rel if is_dir else ""): f for f in files}
         try:
-            recorded = _recorded_index(ws, entry, rel)
+            recorded = _recorded_index(ws, entry, rel, changed)
         except NotFoundError:
             out.append(PathStatus(rel, "not-in-store", in_store=False))
             continue
@@ -138,10 +146,23 @@ def status(ws: Workspace, lock: Lock, progress: Progress = no_progress) -> list[
         st.modified.sort()
         if st.added or st.modified or st.deleted:
             st.state = "modified"
-        elif entry.is_dir and target.is_dir():
-            ws.state.remember_tree(str(target), signature(files), entry.digest)
+        elif tree is not None:
+            ws.state.remember_tree(str(target), tree.signature, entry.digest)
+            ws.state.remember_parts(str(target), entry.digest, tree.parts)
         out.append(st)
     return out
+
+
+def _changed_folders(ws: Workspace, where: str, version: Digest, tree: Tree) -> set[str] | None:
+    """The folders (prefixes) of ``tree`` whose files' stats moved since the folder was last seen as ``version``,
+    or None where that was never seen (compare every file). A folder whose own files kept their path, inode,
+    size and mtime holds what the version holds there: the trust the stat cache already places in a stat."""
+    known = ws.state.parts(where)
+    if known is None or known[0] != version:
+        return None
+    then = known[1]
+    now = tree.parts
+    return {p for p in now.keys() | then.keys() if now.get(p) != then.get(p)}
 
 
 def _in_store(ws: Workspace, entry: PathEntry) -> bool:
@@ -157,13 +178,15 @@ def _in_store(ws: Workspace, entry: PathEntry) -> bool:
     return all(ws.store.has(d) for d in set(index.values()))
 
 
-def _recorded_index(ws: Workspace, entry: PathEntry, name: str) -> dict[str, Digest]:
-    """``{file: digest}`` of a recorded version, read leniently from the manifest (``Manifest.index``)."""
+def _recorded_index(ws: Workspace, entry: PathEntry, name: str,
+                    folders: set[str] | None = None) -> dict[str, Digest]:
+    """``{file: digest}`` of a recorded version, read leniently from the manifest (``Manifest.index``);
+    with ``folders``, only the files directly in those folders."""
     if not entry.is_dir:
         return {"": entry.digest}
     if not ws.store.has(entry.digest):
         raise NotFoundError(f"the recorded version of {name} is not in the local store: run `shipyard data pull`")
-    return Manifest.index(read_verified(ws.store, entry.digest))
+    return Manifest.index(read_verified(ws.store, entry.digest), folders)
 
 
 def checkout(ws: Workspace, lock: Lock, paths: list[str] | None = None, force: bool = False,

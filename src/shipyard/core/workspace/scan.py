@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
 from shipyard.errors import InvalidInputError
 from shipyard.ports import Progress, StateCache, no_progress
 
+LOOKUP_MOST = 2000  # files looked up one by one in the stat cache; more: the folder's whole range at once
 IGNORED_NAMES = frozenset({".git", ".shipyard", "__pycache__", ".DS_Store"})
 
 
@@ -31,9 +32,10 @@ def _stat(rel: str, path: str, st: os.stat_result) -> FileStat:
     return FileStat(rel, path, st.st_ino, st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR))
 
 
-def _files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, absolute path, stat) of every regular file under ``root``, in directory order:
-    `walk` and `walk_signature` must see files in the same order.
+def _folders(root: Path) -> Iterator[tuple[str, list[tuple[str, str, os.stat_result]]]]:
+    """(prefix, [(relative path, absolute path, stat), ...]) of each folder under ``root`` that holds files,
+    its own files only, in directory order: `walk`, `walk_signature` and `walk_tree` must see files in the
+    same order. ``prefix`` is the folder's path relative to ``root`` with a trailing ``/`` ('' for ``root``).
 
     Symbolic links inside a tracked folder (to files or folders) are skipped: never followed,
     never stored, never restored; checkout refuses to write through one. Ignored names are
@@ -41,6 +43,7 @@ def _files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
+        found = []
         with os.scandir(folder) as it:
             for entry in it:
                 name = entry.name
@@ -48,12 +51,20 @@ def _files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
                     _utf8(entry.path)
                 if entry.is_file(follow_symlinks=False):
                     if name not in IGNORED_NAMES:
-                        yield prefix + name, entry.path, entry.stat(follow_symlinks=False)
+                        found.append((prefix + name, entry.path, entry.stat(follow_symlinks=False)))
                 elif entry.is_dir(follow_symlinks=False):
                     if name not in IGNORED_NAMES:
                         stack.append((entry.path, f"{prefix}{name}/"))
                 elif not entry.is_symlink():
                     raise not_regular(entry.path, entry.stat(follow_symlinks=False).st_mode)
+        if found:
+            yield prefix, found
+
+
+def _files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, absolute path, stat) of every regular file under ``root`` (see ``_folders``)."""
+    for _, found in _folders(root):
+        yield from found
 
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -107,7 +118,7 @@ def hash_file(path: str) -> Digest:
 
 def known_digests(files: list[FileStat], state: StateCache) -> dict[str, Digest]:
     """Digests the stat cache still vouches for: same inode, size and mtime."""
-    if len(files) > 64:  # a folder: one range scan of the cache beats many lookups
+    if len(files) > LOOKUP_MOST:  # a folder: one range scan of the cache beats many lookups
         first = files[0]
         cached = state.under(first.path[: len(first.path) - len(first.rel)])
     else:
@@ -141,6 +152,26 @@ def signature(files: list[FileStat]) -> str:
     return h.hexdigest()
 
 
+def signatures(files: list[FileStat]) -> tuple[str, dict[str, str]]:
+    """``signature(files)`` and a signature per folder of its own files (``Tree.parts``), for files listed in
+    walk order (``walk``, ``stat_path``)."""
+    lines: dict[str, list[str]] = {}
+    for f in files:
+        head, sep, _ = f.rel.rpartition("/")
+        lines.setdefault(head + sep, []).append(
+            f"{f.rel}\0{f.inode}\0{f.size}\0{f.mtime_ns}\0{int(f.executable)}\n")
+    return _sign((prefix, "".join(group).encode()) for prefix, group in lines.items())
+
+
+def _sign(groups: Iterable[tuple[str, bytes]]) -> tuple[str, dict[str, str]]:
+    h = hashlib.sha256()
+    parts = {}
+    for prefix, data in groups:
+        h.update(data)
+        parts[prefix] = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return h.hexdigest(), parts
+
+
 def walk_signature(root: Path) -> str:
     """``signature(stat_path(root))`` without building the file list: the fast "did anything change?"."""
     h = hashlib.sha256()
@@ -148,6 +179,37 @@ def walk_signature(root: Path) -> str:
     for rel, _, st in _files(root):
         update(f"{rel}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{int(bool(st.st_mode & stat.S_IXUSR))}\n".encode())
     return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """One walk of a folder: its ``signature`` (as ``signature`` computes it), a signature per folder of its
+    own files (``parts``, by prefix: ``''`` for the top, ``'sub/'`` ...), and the files, kept raw until asked.
+
+    Comparing ``parts`` with those recorded when the folder was a known version tells which folders changed:
+    a file in a folder whose part is unchanged has the same path, inode, size and mtime as then."""
+
+    signature: str
+    parts: dict[str, str]
+    _found: dict[str, list[tuple[str, str, os.stat_result]]]
+
+    def files(self, prefixes: Iterable[str] | None = None) -> list[FileStat]:
+        """The files (all, or only those directly in the folders ``prefixes``), in walk order."""
+        groups = self._found.values() if prefixes is None else [self._found[p] for p in prefixes if p in self._found]
+        make = FileStat
+        return [make(rel, path, st.st_ino, st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR))
+                for found in groups for rel, path, st in found]
+
+
+def walk_tree(root: Path) -> Tree:
+    """Walk ``root`` once: its signature, its folders' signatures, and its files (``Tree``)."""
+    found = dict(_folders(root))
+    ixusr = stat.S_IXUSR
+    signature, parts = _sign(
+        (prefix, "".join([f"{rel}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{int(bool(st.st_mode & ixusr))}\n"
+                          for rel, _, st in group]).encode())
+        for prefix, group in found.items())
+    return Tree(signature, parts, found)
 
 
 def folder_digest(root: Path, files: list[FileStat], state: StateCache, progress: Progress = no_progress) -> Digest:

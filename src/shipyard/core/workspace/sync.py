@@ -56,9 +56,9 @@ def push(ws: Workspace, lock: Lock, remote: Remote, progress: Progress = no_prog
             continue
         raw = read_verified(ws.store, top)
         wanted[top] = len(raw)
-        for e in Manifest.from_bytes(raw):
-            wanted.setdefault(e.digest, e.size)
-            names.setdefault(e.digest, f"{rel}/{e.path}")
+        for path, digest, size in Manifest.objects(raw):  # checked as push needs: digests and sizes
+            wanted.setdefault(digest, size)
+            names.setdefault(digest, f"{rel}/{path}")
     absent_here += [d for d in wanted if not ws.store.has(d)]
     if absent_here:
         listed = ", ".join(f"{names[d]} ({d})" for d in absent_here[:3]) + (" ..." if len(absent_here) > 3 else "")

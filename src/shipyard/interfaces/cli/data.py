@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,28 +77,45 @@ def status(as_json: bool = out.JSON_OPTION) -> None:
 
 
 def _print_status(report: list[PathStatus]) -> None:
+    # Piped (a script, CI, a benchmark): plain lines, the same words, without loading Rich (a fifth of the
+    # command's start-up); on a terminal, Rich colours the states.
+    lines = _status_lines(report)
+    if not sys.stdout.isatty():
+        sys.stdout.write("".join(f"{word}{gap}{out.printable(text)}\n" for word, gap, text in lines))
+        return
     c = out.console()
+    for word, gap, text in lines:
+        colour = _COLOURS.get(word)
+        c.print(f"[{colour}]{word}[/{colour}]{gap}{out.plain(text)}" if colour else f"{gap}{out.plain(text)}")
+
+
+_COLOURS = {"unchanged": "green", "missing": "red", "modified": "yellow", "not in store": "yellow"}
+
+
+def _status_lines(report: list[PathStatus]) -> list[tuple[str, str, str]]:
+    """(state word, the space after it, the rest) of each line ``data status`` prints."""
     if not report:
-        c.print("no tracked data: `shipyard data add PATH` to start")
+        return [("", "", "no tracked data: `shipyard data add PATH` to start")]
+    lines = []
     for s in report:
-        path = out.plain(s.path)  # a path is data, never markup
+        path = s.path
         if s.state == "unchanged":
-            c.print(f"[green]unchanged[/green] {path}")
+            lines.append(("unchanged", " ", path))
         elif s.state == "missing" and not s.in_store:
-            c.print(f"[red]missing[/red]   {path} (not in the local store either: `shipyard data pull` fetches "
-                    "and restores it)")
+            lines.append(("missing", "   ", f"{path} (not in the local store either: `shipyard data pull` fetches "
+                                            "and restores it)"))
         elif s.state == "missing":
-            c.print(f"[red]missing[/red]   {path} (restore with `shipyard data checkout {path}`)")
+            lines.append(("missing", "   ", f"{path} (restore with `shipyard data checkout {path}`)"))
         elif s.state == "not-in-store":
-            c.print(f"[yellow]not in store[/yellow] {path} (run `shipyard data pull`)")
+            lines.append(("not in store", " ", f"{path} (run `shipyard data pull`)"))
         else:
-            c.print(f"[yellow]modified[/yellow]  {path}: {len(s.added)} added, {len(s.modified)} modified, "
-                    f"{len(s.deleted)} deleted")
+            lines.append(("modified", "  ", f"{path}: {len(s.added)} added, {len(s.modified)} modified, "
+                                            f"{len(s.deleted)} deleted"))
             for label, names in (("added", s.added), ("modified", s.modified), ("deleted", s.deleted)):
-                for name in names[:20]:
-                    c.print(f"    {label}: {out.plain(name)}")
+                lines += [("", "", f"    {label}: {name}") for name in names[:20]]
                 if len(names) > 20:
-                    c.print(f"    ... {len(names) - 20} more {label}")
+                    lines.append(("", "", f"    ... {len(names) - 20} more {label}"))
+    return lines
 
 
 @app.command("checkout")

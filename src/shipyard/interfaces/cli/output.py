@@ -55,7 +55,12 @@ def plain(text: str) -> str:
     terminal."""
     from rich.markup import escape
 
-    return escape(_CONTROL.sub(lambda m: repr(m.group())[1:-1], text))
+    return escape(printable(text))
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character shown as ``\x1b`` (for output written without Rich)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def print_json(data: Any) -> None:
