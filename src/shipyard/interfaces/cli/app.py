@@ -99,9 +99,9 @@ def root(
 def demo(
     name: str = typer.Option("iris", "--name", help="Model name to register."),
 ) -> None:
-    """The tour in six parts: track and register an iris model, run the example pipeline (cached), serve it,
-    verify it elsewhere, roll new versions out (one rolled back by itself, one promoted), and sign, scan and ask
-    the policy about one."""
+    """The tour in seven parts: track and register an iris model, run the example pipeline (cached, its runs
+    side by side), serve it, verify it elsewhere, roll new versions out (one rolled back by itself, one promoted),
+    sign, scan and ask the policy about one, and watch its traffic drift."""
     from shipyard.interfaces.cli.demo import run_demo
 
     run_demo(name)
