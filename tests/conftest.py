@@ -340,7 +340,8 @@ def dvc_venv() -> Path:
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
     with open(TEST_CACHE / "dvc-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / ".complete").exists():
+        done = venv / ".complete"  # holds the specs it was made with: a venv made with others is made again
+        if not done.exists() or done.read_text() != " ".join(DVC_SPECS):
             shutil.rmtree(venv, ignore_errors=True)
             uv = shutil.which("uv", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
             if uv:
@@ -350,5 +351,5 @@ def dvc_venv() -> Path:
                 subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
                 install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
             subprocess.run([*install, *DVC_SPECS], check=True, timeout=900)
-            (venv / ".complete").touch()
+            done.write_text(" ".join(DVC_SPECS))
     return venv / "bin"
