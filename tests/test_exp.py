@@ -365,10 +365,12 @@ def test_files_follow_a_stages_wdir_and_toml_params_read() -> None:
 
 def stage_run(run_id: str, stage: str, pipeline_run: str, start: float, uses: str | None = None,
               status: str = "finished", params: dict[str, str] | None = None,
-              metrics: dict[str, float] | None = None) -> Any:
+              metrics: dict[str, float] | None = None, files: list[str] | None = None) -> Any:
     from shipyard.core.lineage.records import CodeVersion, RunRecord, RunStatus
 
     tags = {"shipyard.stage": stage, "shipyard.pipeline_run": pipeline_run}
+    if files is not None:
+        tags["shipyard.metrics"] = json.dumps(files)
     if uses is not None:
         tags["shipyard.pipeline_uses"] = uses
     return RunRecord(id=run_id, name=stage, experiment="pipeline", status=RunStatus(status), start_time=start,
@@ -394,8 +396,9 @@ def test_the_join_of_stage_runs() -> None:
     rows = join([*old, *new, *hostile], fetch)
     assert [r.id for r in rows] == ["p3", "p2", "p1"] and fetched == []  # every reused run was at hand
     p3, p2, p1 = rows
-    assert p1.params == {"n": "1", "shared": "train", "lr": "0.1"}  # the later stage wins a shared key
-    assert p2.params == {"n": "1", "shared": "prepare", "lr": "0.2"} and p2.reused == ("prepare",)
+    # a key two stages record with different values: each stage's, qualified by the stage, in every row
+    assert p1.params == {"n": "1", "prepare:shared": "prepare", "train:shared": "train", "lr": "0.1"}
+    assert p2.params == {"n": "1", "prepare:shared": "prepare", "lr": "0.2"} and p2.reused == ("prepare",)
     assert p2.status == "failed" and p2.metrics == {}
     assert p3.reused == ()  # a damaged uses tag is ignored
     # a whole section recorded as one JSON value (DVC's `- params.yaml: [opt]`) reads as its leaves
@@ -407,3 +410,34 @@ def test_the_join_of_stage_runs() -> None:
     assert missing[0].params == {"lr": "0.2"} and missing[0].reused == ()
     with pytest.raises(InvalidInputError, match=r"exp show filters on metrics\.KEY and params\.KEY"):
         select(rows, "status = 'finished'", None, 10)
+
+
+def test_foreach_stages_writing_the_same_metric_keys_keep_each_value() -> None:
+    """New-user finding: ``foreach`` over models, each writing ``acc``: every stage's value stays, keyed by its
+    metrics file as ``dvc exp show`` does (by the stage when it has several files); filters and order reach them."""
+    from shipyard.core.lineage.experiments import columns, join, select
+
+    ids = [c * 32 for c in "abcdef"]
+    runs = [stage_run(ids[0], "train@lr", "p1", 10, params={"train.lr.C": "1", "eval.threshold": "0.5"},
+                      metrics={"train_acc": 0.9}, files=["metrics/train_lr.json"]),
+            stage_run(ids[1], "train@rf", "p1", 11, params={"train.rf.n": "50", "eval.threshold": "0.5"},
+                      metrics={"train_acc": 0.98}, files=["metrics/train_rf.json"]),
+            stage_run(ids[2], "evaluate@lr", "p1", 12, metrics={"acc": 0.8225, "auc": 0.97},
+                      files=["eval/lr/metrics.json"]),
+            stage_run(ids[3], "evaluate@rf", "p1", 13, metrics={"acc": 0.91, "auc": 0.99},
+                      files=["eval/rf/metrics.json", "eval/rf/more.json"]),
+            stage_run(ids[4], "report", "p1", 14, metrics={"rows": 3.0}),
+            stage_run(ids[5], "evaluate@lr", "p2", 20, uses=json.dumps({"evaluate@rf": ids[3]}),
+                      metrics={"acc": 0.85, "auc": 0.98}, files=["eval/lr/metrics.json"])]
+    p2, p1 = join(runs, lambda wanted: [])
+    assert p1.metrics == {"metrics/train_lr.json:train_acc": 0.9, "metrics/train_rf.json:train_acc": 0.98,
+                          "eval/lr/metrics.json:acc": 0.8225, "eval/lr/metrics.json:auc": 0.97,
+                          "evaluate@rf:acc": 0.91, "evaluate@rf:auc": 0.99, "rows": 3.0}
+    assert p1.params == {"train.lr.C": "1", "train.rf.n": "50", "eval.threshold": "0.5"}  # shared: one column
+    # a row where only one of them ran keeps the same columns (the other's value came from its reused run)
+    assert p2.metrics == {"evaluate@rf:acc": 0.91, "evaluate@rf:auc": 0.99, "eval/lr/metrics.json:acc": 0.85,
+                          "eval/lr/metrics.json:auc": 0.98}
+    assert "eval/lr/metrics.json:acc" in columns([p1, p2])[1]
+    assert [e.id for e in select([p2, p1], "metrics.eval/lr/metrics.json:acc > 0.84", None, 10)] == ["p2"]
+    assert [e.id for e in select([p2, p1], "metrics.evaluate@rf:acc >= 0.91", "metrics.eval/lr/metrics.json:acc asc",
+                                 10)] == ["p1", "p2"]
