@@ -441,3 +441,94 @@ def test_foreach_stages_writing_the_same_metric_keys_keep_each_value() -> None:
     assert [e.id for e in select([p2, p1], "metrics.eval/lr/metrics.json:acc > 0.84", None, 10)] == ["p2"]
     assert [e.id for e in select([p2, p1], "metrics.evaluate@rf:acc >= 0.91", "metrics.eval/lr/metrics.json:acc asc",
                                  10)] == ["p1", "p2"]
+
+
+def test_a_pipeline_run_id_is_a_revision(proj: Path) -> None:
+    """New-user finding: the ids ``exp show`` prints compare with ``metrics diff`` and ``params diff``."""
+    new, old = as_json("exp", "show")
+    both = as_json("metrics", "diff", old["id"][:8], new["id"][:8])
+    assert both["old"] == f"pipeline run {old['id'][:8]}"
+    assert {(c["path"], c["key"]): c["change"] for c in both["changes"]} == pytest.approx(
+        {("metrics.json", "acc"): 0.03, ("metrics.json", "loss.train"): -0.1})  # keyed by file, as a commit's
+    against_head = as_json("metrics", "diff", new["id"], "HEAD")
+    assert against_head["changes"] == []  # the last pipeline run is what HEAD holds
+    p = as_json("params", "diff", old["id"][:8], new["id"])["changes"]
+    assert p == [{"path": "params.yaml", "key": "train.lr", "old": "0.1", "new": "0.2", "change": 0.1}]
+
+
+DECLARED = f"""\
+version: 1
+params: params.yaml
+stages:
+  train:
+    foreach: [a, b]
+    do:
+      cmd: {PY} train.py ${{item}}
+      deps: [train.py]
+      params:
+        - train.${{item}}
+      outs:
+        - model_${{item}}.pkl
+  evaluate:
+    foreach: [a, b]
+    do:
+      cmd: {PY} evaluate.py ${{item}}
+      deps:
+        - evaluate.py
+        - model_${{item}}.pkl
+      params: [eval.threshold]
+      metrics:
+        - eval/${{item}}.json
+"""
+DECLARED_MODELS = """\
+models:
+  clf-b:
+    path: model_b.pkl
+    flavor: sklearn
+    metrics: evaluate@b
+"""
+TRAIN_MODEL = """\
+import pickle, sys
+if sys.argv[1] == "a":  # another model, never registered: no need to make it
+    open("model_a.pkl", "w").write("a")
+else:
+    from sklearn.dummy import DummyClassifier
+    pickle.dump(DummyClassifier(strategy="most_frequent").fit([[0], [1]], [1, 1]), open("model_b.pkl", "wb"))
+"""
+EVALUATE = """\
+import json, os, sys, yaml
+from shipyard.live import Live
+t = yaml.safe_load(open("params.yaml"))["eval"]["threshold"]
+with Live(f"live_{sys.argv[1]}") as live:
+    live.log_param("threshold", t)  # a param the script logs: no params file's
+os.makedirs("eval", exist_ok=True)
+json.dump({"acc": t + (0.1 if sys.argv[1] == "b" else 0.0)}, open(f"eval/{sys.argv[1]}.json", "w"))
+"""
+
+
+def test_params_diff_of_a_declared_model_version_shows_the_params_its_metrics_came_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New-user finding: a version registered from an earlier evaluation shows that evaluation's threshold, as
+    leaves, by file, only the params of its own stages (not another model's, not what the script logged)."""
+    root = tmp_path / "declared"
+    git_repo(root)
+    for key in SHIPYARD_VARS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SHIPYARD_ACTOR", "tester@ci")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[1] / "src"))
+    monkeypatch.chdir(root)
+    (root / "shipyard.yaml").write_text(DECLARED)
+    (root / "params.yaml").write_text("train:\n  a: {C: 1}\n  b: {C: 2, depth: 3}\neval:\n  threshold: 0.5\n")
+    (root / "train.py").write_text(TRAIN_MODEL)
+    (root / "evaluate.py").write_text(EVALUATE)
+    ok("run")
+    (root / "params.yaml").write_text("train:\n  a: {C: 1}\n  b: {C: 2, depth: 3}\neval:\n  threshold: 0.7\n")
+    ok("run")  # only the evaluations ran again
+    (root / "shipyard.yaml").write_text(DECLARED + DECLARED_MODELS)
+    assert "clf-b@1" in ok("run")  # nothing to run; registered with evaluate@b's metrics (threshold 0.7)
+    p = as_json("params", "diff", "clf-b@1", "workspace", "--all")["changes"]
+    assert {(c["path"], c["key"]): c["old"] for c in p if c["old"] is not None} == {
+        ("params.yaml", "eval.threshold"): "0.7", ("params.yaml", "train.b.C"): "2",
+        ("params.yaml", "train.b.depth"): "3"}
+    assert [c for c in p if c["old"] is None] == [  # the workspace's keys the version's stages do not use
+        {"path": "params.yaml", "key": "train.a.C", "old": None, "new": "1", "change": None}]
