@@ -532,3 +532,12 @@ def test_params_diff_of_a_declared_model_version_shows_the_params_its_metrics_ca
         ("params.yaml", "train.b.depth"): "3"}
     assert [c for c in p if c["old"] is None] == [  # the workspace's keys the version's stages do not use
         {"path": "params.yaml", "key": "train.a.C", "old": None, "new": "1", "change": None}]
+
+
+def test_exp_show_with_no_pipeline_run_says_what_records_one(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New-user finding: after a `shipyard run` where every stage was up to date (a converted project), the hint
+    must not claim that `shipyard run` records one."""
+    monkeypatch.chdir(bare)
+    text = " ".join(ok("exp", "show").split())
+    assert text.startswith("no pipeline runs recorded yet: a `shipyard run` in which a stage runs records one;")
+    assert "every stage was up to date or came from the cache" in text and "`shipyard run --force`" in text

@@ -23,7 +23,11 @@ params_app = typer.Typer(help="Params compared between commits, the workspace, r
                          no_args_is_help=True)
 
 REV_A = typer.Argument(None, help="The old side: a git revision (HEAD, HEAD~1, a branch, a commit), 'workspace', "
-                                  "a run id or a model version (iris@3). Default: HEAD.")
+                                  "a run id, a pipeline run id (exp show) or a model version (iris@3). "
+                                  "Default: HEAD.")
+NO_RUNS = ("no pipeline runs recorded yet: a `shipyard run` in which a stage runs records one; a run where every "
+           "stage was up to date or came from the cache (as right after `shipyard init --from-dvc`) records none: "
+           "`shipyard run --force` runs them all once")
 REV_B = typer.Argument(None, help="The new side, named the same ways. Default: the workspace.")
 ALL_OPTION = typer.Option(False, "--all", "-a", help="Show unchanged values too.")
 MD_OPTION = typer.Option(False, "--md", help="Print a Markdown table (for a pull request comment).")
@@ -57,8 +61,7 @@ def show(
         _csv(rows)
         return
     if not rows:
-        out.console().print("no pipeline runs match" if where else
-                            "no pipeline runs recorded yet: `shipyard run` records one")
+        out.console().print("no pipeline runs match" if where else NO_RUNS)
         return
     show_table(rows)
 
