@@ -422,3 +422,33 @@ def test_a_file_that_is_not_a_plots_page_is_never_overwritten(project: Path, tmp
         done = _shipyard(project, "plots", "show", "eval/prc.json", "-o", str(folder))
         assert done.exit_code == 0, done.output
     assert (folder / "index.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_the_default_page_is_git_ignored_and_never_written_through_a_link(tmp_path: Path) -> None:
+    """New-user N7 / attack F18: ``shipyard_plots/`` goes into .gitignore; a committed ``shipyard_plots -> /var/www``
+    (or a linked index.html) is refused in one line and nothing is written there."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "shipyard.yaml").write_text("plots:\n  - p.csv\n")
+    (root / "p.csv").write_text("step,v\n1,2\n2,3\n")
+    (root / ".gitignore").write_text("/.shipyard\n")
+    outside = tmp_path / "www"
+    outside.mkdir()
+    (root / "shipyard_plots").symlink_to(outside)
+    refused = _shipyard(root, "plots", "show")
+    assert isinstance(refused.exception, InvalidInputError)
+    assert str(refused.exception).startswith("shipyard_plots is a symbolic link where the plots page needs a folder")
+    assert list(outside.iterdir()) == [] and (root / ".gitignore").read_text() == "/.shipyard\n"
+    (root / "shipyard_plots").unlink()
+    (root / "shipyard_plots").mkdir()
+    (root / "shipyard_plots" / "index.html").symlink_to(outside / "page.html")
+    assert isinstance(_shipyard(root, "plots", "show").exception, InvalidInputError)
+    assert list(outside.iterdir()) == []
+    (root / "shipyard_plots" / "index.html").unlink()
+    for _ in range(2):
+        done = _shipyard(root, "plots", "show")
+        assert done.exit_code == 0, done.output
+    assert (root / ".gitignore").read_text() == "/.shipyard\n/shipyard_plots\n"  # once
+    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
+    assert "shipyard_plots" not in status.stdout
