@@ -452,3 +452,31 @@ def test_the_default_page_is_git_ignored_and_never_written_through_a_link(tmp_pa
     assert (root / ".gitignore").read_text() == "/.shipyard\n/shipyard_plots\n"  # once
     status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
     assert "shipyard_plots" not in status.stdout
+
+
+def test_points_series_and_charts_drawn_per_page_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F10: one small file drawn by many plots and fields: past the page's points, a chart is one
+    "too many points" line and the others are still drawn; too many series in a chart or charts in a page too."""
+    from shipyard.adapters.plots.files import WorkspaceFiles
+    from shipyard.core.plots import data
+
+    fields = [f"c{i}" for i in range(10)]
+    (tmp_path / "d.csv").write_text(",".join(["x", *fields]) + "\n" +
+                                    "".join(f"{r}," + ",".join(["1"] * 10) + "\n" for r in range(1000)))
+    plots = [PlotDef(f"p{i}", tuple(Series("d.csv", "x", f) for f in fields)) for i in range(8)]
+    source = WorkspaceFiles(tmp_path)
+    monkeypatch.setattr(data, "MAX_POINTS", 35_000)  # 3.5 charts of 10 lines of 1000 points
+    page = data.collect(plots, [source])
+    assert [c.plot.id for c in page.charts] == ["p0", "p1", "p2"] and page.points == 30_000
+    assert page.errors == [f"p{i}: too many points (40000 > 35000): show fewer plots at once" for i in range(3, 8)]
+    small = PlotDef("small", (Series("d.csv", "x", "c0"),))
+    page = data.collect([*plots, small], [source])
+    assert page.charts[-1].plot.id == "small"  # the rest is still drawn
+    monkeypatch.setattr(data, "MAX_SERIES", 9)
+    page = data.collect([plots[0], small], [source])
+    assert page.errors == ["p0: too many series (10 > 9): draw fewer fields or revisions in one plot"]
+    assert [c.plot.id for c in page.charts] == ["small"]
+    monkeypatch.setattr(data, "MAX_CHARTS", 1)
+    page = data.collect([small, plots[0]], [source])
+    assert [c.plot.id for c in page.charts] == ["small"]
+    assert page.errors == ["p0: too many charts (2 > 1): show fewer plots at once"]
