@@ -541,3 +541,36 @@ def test_exp_show_with_no_pipeline_run_says_what_records_one(bare: Path, monkeyp
     text = " ".join(ok("exp", "show").split())
     assert text.startswith("no pipeline runs recorded yet: a `shipyard run` in which a stage runs records one;")
     assert "every stage was up to date or came from the cache" in text and "`shipyard run --force`" in text
+
+
+def test_reading_at_a_revision_has_a_total_bound(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F3: many files of the per-file bound at one commit (git compresses them to little): the total read
+    from one revision is bounded, refused in one line with nothing read; git's output is streamed and the
+    listing of a folder stops past its bound."""
+    from shipyard.adapters.vcs.revision import list_files, read_blobs
+    from shipyard.wiring import revisions
+
+    monkeypatch.chdir(bare)
+    names = [f"m{i}.json" for i in range(30)]
+    for name in names:
+        (bare / name).write_text('{"a": "' + name[:4].ljust(1000, "x") + '"}')  # distinct blobs
+    (bare / "shipyard.yaml").write_text("version: 1\nmetrics:\n" + "".join(f"  - {n}\n" for n in names))
+    git(bare, "add", "-A")
+    git(bare, "commit", "-qm", "many")
+    commit = git(bare, "rev-parse", "HEAD")
+    blobs = read_blobs(bare, commit, names, 2000)
+    assert len(blobs) == 30 and all(b.data is not None and len(b.data) == 1009 for b in blobs.values())
+    with pytest.raises(InvalidInputError, match=r"the 30 files asked for at commit [0-9a-f]{8} hold 30270 bytes, "
+                                                r"more than the 10000 read from one revision at once; none was read"):
+        read_blobs(bare, commit, names, 2000, max_total=10_000)
+    monkeypatch.setattr(revisions, "MAX_REVISION_BYTES", 10_000)
+    refused = cli("metrics", "diff", "HEAD")
+    assert isinstance(refused.exception, InvalidInputError) and "more than the 10000 read" in str(refused.exception)
+    (bare / "sub").mkdir()
+    for i in range(50):
+        (bare / "sub" / f"f{i:02d}.txt").write_text(str(i))
+    git(bare, "add", "-A")
+    git(bare, "commit", "-qm", "folder")
+    listed = list_files(bare, git(bare, "rev-parse", "HEAD"), "sub", 10)
+    assert listed == [f"sub/f{i:02d}.txt" for i in range(11)]  # one past the limit says there are more
+    assert list_files(bare, git(bare, "rev-parse", "HEAD"), "nothing", 10) is None

@@ -48,6 +48,7 @@ WORKSPACE = "workspace"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a metrics, params or plots file: far less; a larger one is refused unread
 MAX_MANIFEST_READ = 128 * 1024 * 1024  # a folder manifest read to find one file in it (~700,000 files)
 MAX_LISTED = 10_000  # files of one folder listed at a revision (plots' image folders)
+MAX_REVISION_BYTES = 64 * 1024 * 1024  # the files of one read_many, all together
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -175,8 +176,9 @@ class Revisions:
                                     "files at git revisions or in the workspace")
         from shipyard.adapters.vcs.revision import read_blobs
 
-        blobs = read_blobs(self.root, revision.commit, clean, max_bytes)
+        blobs = read_blobs(self.root, revision.commit, clean, max_bytes, MAX_REVISION_BYTES)
         out: dict[str, bytes | None] = {}
+        total = 0
         for path in clean:
             blob = blobs.get(path)
             if blob is not None:
@@ -185,6 +187,11 @@ class Revisions:
                 out[path] = blob.data
             else:
                 out[path] = self._through_lock(path, revision, max_bytes)
+            total += len(out[path] or b"")
+            if total > MAX_REVISION_BYTES:  # git's blobs and the store's objects together
+                raise InvalidInputError(f"the {len(clean)} files asked for at {revision.label} hold more than "
+                                        f"{MAX_REVISION_BYTES} bytes in all, the most read from one revision at once; "
+                                        "none was used (ask for fewer files)")
         return out
 
     def list(self, folder: str, rev: str | Revision | None = None) -> list[str]:
