@@ -574,3 +574,24 @@ def test_reading_at_a_revision_has_a_total_bound(bare: Path, monkeypatch: pytest
     listed = list_files(bare, git(bare, "rev-parse", "HEAD"), "sub", 10)
     assert listed == [f"sub/f{i:02d}.txt" for i in range(11)]  # one past the limit says there are more
     assert list_files(bare, git(bare, "rev-parse", "HEAD"), "nothing", 10) is None
+
+
+def test_control_characters_in_params_never_reach_the_terminal(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F14: a params key or value holding escape sequences (clear screen, a fake hyperlink) is shown escaped
+    in exp show's table and CSV and in params diff."""
+    monkeypatch.chdir(bare)
+    monkeypatch.setenv("SHIPYARD_ACTOR", "tester@ci")
+    evil = "\x1b[2J\x1b]8;;http://evil/\x07CLICK\x1b]8;;\x07"
+    (bare / "params.yaml").write_text(json.dumps({"lr": evil, "k\x1b[31mred": 1, "\x9bx": "\x7f"}))
+    (bare / "shipyard.yaml").write_text('version: 1\nstages:\n  s:\n    cmd: echo\n    params: [lr, "k\\e[31mred", '
+                                        '"\\u009bx"]\n')
+    ok("run")
+    git(bare, "add", "-A")
+    git(bare, "commit", "-qm", "a")
+    (bare / "params.yaml").write_text(json.dumps({"lr": evil + "2", "k\x1b[31mred": 2, "\x9bx": "\x7f"}))
+    for args in (("exp", "show"), ("exp", "show", "--csv"), ("params", "diff", "HEAD", "--all"),
+                 ("params", "diff", "HEAD", "--md")):
+        shown = ok(*args)
+        assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown and "\x7f" not in shown, args
+        assert "\\x1b[2J" in shown or "\\x1b" in shown, args
+    assert "k\\x1b[31mred" in ok("params", "diff", "HEAD", "--all")
