@@ -64,6 +64,8 @@ def test_live_writes_dvclives_files_that_plots_show_draws(tmp_path: Path, monkey
     assert json.loads((live / "plots/sklearn/cm.json").read_text())[2] == {"actual": "1", "predicted": "0"}
     roc = json.loads((live / "plots/sklearn/roc.json").read_text())["roc"]
     assert roc[-1]["fpr"] == 1.0 and roc[-1]["tpr"] == 1.0 and set(roc[0]) == {"fpr", "tpr", "threshold"}
+    assert roc[0]["threshold"] == float("inf")  # written as dvclive writes it
+    assert '"threshold": Infinity' in (live / "plots/sklearn/roc.json").read_text()
     assert json.loads((live / "plots/custom/importance.json").read_text())[0] == {"name": "a", "importance": 0.7}
     assert (live / "plots/images/shape.png").read_bytes() == PNG
 

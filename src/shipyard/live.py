@@ -442,9 +442,8 @@ def _curve(kind: str, labels: Any, predictions: Any, kwargs: dict[str, Any]) -> 
     return {kind: [{k: _json_number(v) for k, v in row.items()} for row in rows]}
 
 
-def _json_number(v: Any) -> float | str:
-    f = float(v)
-    return f if math.isfinite(f) else str(f)  # dvclive writes Infinity, which strict JSON readers refuse
+def _json_number(v: Any) -> float:
+    return float(v)  # an infinite threshold (the ROC's first) is written as dvclive writes it: Infinity
 
 
 def _write(path: str, text: str) -> None:
