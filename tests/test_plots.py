@@ -480,3 +480,39 @@ def test_points_series_and_charts_drawn_per_page_are_bounded(tmp_path: Path, mon
     page = data.collect([small, plots[0]], [source])
     assert [c.plot.id for c in page.charts] == ["small"]
     assert page.errors == ["p0: too many charts (2 > 1): show fewer plots at once"]
+
+
+LAYOUT = """() => [...document.querySelectorAll('.plotly-graph-div')].map(div => {
+    const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    return {title: box(div.querySelector('.gtitle')), legend: box(div.querySelector('.legend')),
+            plot: box(div.querySelector('.nsewdrag'))};
+})"""
+
+
+def test_a_long_legend_never_covers_the_title_or_the_chart(browser: Any, tmp_path: Path) -> None:
+    """New-user N10: plots diff with 4 or more series drew the wrapped legend over the chart's title."""
+    from shipyard.adapters.plots.render import render
+    from shipyard.core.plots.data import Chart, Line, Page
+
+    revs = ["HEAD~2 (1234abcd)", "workspace"]
+    lines = tuple(Line(rev, f"curves/{m}.csv", "step", "loss", (1.0, 2.0, 3.0), (3.0, 2.0, i + 1.0))
+                  for i, (rev, m) in enumerate((r, m) for r in revs for m in ("lr", "rf")))
+    two = tuple(Line(rev, "a.csv", "step", "loss", (1.0, 2.0), (1.0, 2.0)) for rev in revs)
+    plot = PlotDef("Loss both", (Series("curves/lr.csv", "step", "loss"), Series("curves/rf.csv", "step", "loss")),
+                   title="Training loss of both models, step by step")
+    page_file = tmp_path / "p.html"
+    page_file.write_text(render(Page(revs, [Chart(plot, lines), Chart(PlotDef("a.csv", ()), two)]), "t"))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(page_file.as_uri(), wait_until="load")
+        page.wait_for_function("() => document.querySelectorAll('.legend').length >= 2", timeout=20_000)
+        boxes = page.evaluate(LAYOUT)
+    finally:
+        context.close()
+
+    def apart(a: list[float], b: list[float]) -> bool:
+        return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+    for chart in boxes:
+        assert apart(chart["legend"], chart["title"]) and apart(chart["legend"], chart["plot"]), chart
