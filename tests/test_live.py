@@ -133,6 +133,15 @@ def test_live_never_removes_or_writes_through_a_link(tmp_path: Path, monkeypatch
     live = Live("ok", resume=True)  # the folders are real; the file at the end is a link: refused too
     with pytest.raises(InvalidInputError, match=r"^ok/plots/metrics/acc.tsv is a symbolic link"):
         live.log_metric("acc", 0.9)
+    # a stage in a wdir (shipyard run sets DVC_ROOT): a folder beside it in the project is allowed, links are not
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")
+    monkeypatch.setenv("DVC_ROOT", str(project))
+    with Live("../live") as up:
+        up.log_metric("acc", 0.9)
+    assert json.loads((project / "live" / "metrics.json").read_text()) == {"acc": 0.9}
+    with pytest.raises(InvalidInputError, match=r"^eval is a symbolic link"):
+        Live("../eval")
     assert (outside / "metrics" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in outside.iterdir()) == ["images", "metrics", "metrics.json"]
     assert sorted(p.name for p in (outside / "metrics").iterdir()) == ["notes.txt"]

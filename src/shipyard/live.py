@@ -484,7 +484,7 @@ def _walk(base: str, path: str, create: bool, last_is_folder: bool) -> bool:
     created when ``create``; returns whether ``path`` exists."""
     from shipyard.errors import InvalidInputError
 
-    rel = os.path.relpath(os.path.normpath(os.path.join(base, path)), base)
+    rel = os.path.relpath(os.path.normpath(os.path.join(os.getcwd(), path)), base)  # path: as given, from the cwd
     parts = [] if rel == "." else rel.split(os.sep)
     if any(p == ".." for p in parts):
         raise InvalidInputError(f"{path} is outside the working folder {base}; Live writes only inside it")
