@@ -365,10 +365,12 @@ def test_files_follow_a_stages_wdir_and_toml_params_read() -> None:
 
 def stage_run(run_id: str, stage: str, pipeline_run: str, start: float, uses: str | None = None,
               status: str = "finished", params: dict[str, str] | None = None,
-              metrics: dict[str, float] | None = None) -> Any:
+              metrics: dict[str, float] | None = None, files: list[str] | None = None) -> Any:
     from shipyard.core.lineage.records import CodeVersion, RunRecord, RunStatus
 
     tags = {"shipyard.stage": stage, "shipyard.pipeline_run": pipeline_run}
+    if files is not None:
+        tags["shipyard.metrics"] = json.dumps(files)
     if uses is not None:
         tags["shipyard.pipeline_uses"] = uses
     return RunRecord(id=run_id, name=stage, experiment="pipeline", status=RunStatus(status), start_time=start,
@@ -394,8 +396,9 @@ def test_the_join_of_stage_runs() -> None:
     rows = join([*old, *new, *hostile], fetch)
     assert [r.id for r in rows] == ["p3", "p2", "p1"] and fetched == []  # every reused run was at hand
     p3, p2, p1 = rows
-    assert p1.params == {"n": "1", "shared": "train", "lr": "0.1"}  # the later stage wins a shared key
-    assert p2.params == {"n": "1", "shared": "prepare", "lr": "0.2"} and p2.reused == ("prepare",)
+    # a key two stages record with different values: each stage's, qualified by the stage, in every row
+    assert p1.params == {"n": "1", "prepare:shared": "prepare", "train:shared": "train", "lr": "0.1"}
+    assert p2.params == {"n": "1", "prepare:shared": "prepare", "lr": "0.2"} and p2.reused == ("prepare",)
     assert p2.status == "failed" and p2.metrics == {}
     assert p3.reused == ()  # a damaged uses tag is ignored
     # a whole section recorded as one JSON value (DVC's `- params.yaml: [opt]`) reads as its leaves
@@ -407,3 +410,188 @@ def test_the_join_of_stage_runs() -> None:
     assert missing[0].params == {"lr": "0.2"} and missing[0].reused == ()
     with pytest.raises(InvalidInputError, match=r"exp show filters on metrics\.KEY and params\.KEY"):
         select(rows, "status = 'finished'", None, 10)
+
+
+def test_foreach_stages_writing_the_same_metric_keys_keep_each_value() -> None:
+    """New-user finding: ``foreach`` over models, each writing ``acc``: every stage's value stays, keyed by its
+    metrics file as ``dvc exp show`` does (by the stage when it has several files); filters and order reach them."""
+    from shipyard.core.lineage.experiments import columns, join, select
+
+    ids = [c * 32 for c in "abcdef"]
+    runs = [stage_run(ids[0], "train@lr", "p1", 10, params={"train.lr.C": "1", "eval.threshold": "0.5"},
+                      metrics={"train_acc": 0.9}, files=["metrics/train_lr.json"]),
+            stage_run(ids[1], "train@rf", "p1", 11, params={"train.rf.n": "50", "eval.threshold": "0.5"},
+                      metrics={"train_acc": 0.98}, files=["metrics/train_rf.json"]),
+            stage_run(ids[2], "evaluate@lr", "p1", 12, metrics={"acc": 0.8225, "auc": 0.97},
+                      files=["eval/lr/metrics.json"]),
+            stage_run(ids[3], "evaluate@rf", "p1", 13, metrics={"acc": 0.91, "auc": 0.99},
+                      files=["eval/rf/metrics.json", "eval/rf/more.json"]),
+            stage_run(ids[4], "report", "p1", 14, metrics={"rows": 3.0}),
+            stage_run(ids[5], "evaluate@lr", "p2", 20, uses=json.dumps({"evaluate@rf": ids[3]}),
+                      metrics={"acc": 0.85, "auc": 0.98}, files=["eval/lr/metrics.json"])]
+    p2, p1 = join(runs, lambda wanted: [])
+    assert p1.metrics == {"metrics/train_lr.json:train_acc": 0.9, "metrics/train_rf.json:train_acc": 0.98,
+                          "eval/lr/metrics.json:acc": 0.8225, "eval/lr/metrics.json:auc": 0.97,
+                          "evaluate@rf:acc": 0.91, "evaluate@rf:auc": 0.99, "rows": 3.0}
+    assert p1.params == {"train.lr.C": "1", "train.rf.n": "50", "eval.threshold": "0.5"}  # shared: one column
+    # a row where only one of them ran keeps the same columns (the other's value came from its reused run)
+    assert p2.metrics == {"evaluate@rf:acc": 0.91, "evaluate@rf:auc": 0.99, "eval/lr/metrics.json:acc": 0.85,
+                          "eval/lr/metrics.json:auc": 0.98}
+    assert "eval/lr/metrics.json:acc" in columns([p1, p2])[1]
+    assert [e.id for e in select([p2, p1], "metrics.eval/lr/metrics.json:acc > 0.84", None, 10)] == ["p2"]
+    assert [e.id for e in select([p2, p1], "metrics.evaluate@rf:acc >= 0.91", "metrics.eval/lr/metrics.json:acc asc",
+                                 10)] == ["p1", "p2"]
+
+
+def test_a_pipeline_run_id_is_a_revision(proj: Path) -> None:
+    """New-user finding: the ids ``exp show`` prints compare with ``metrics diff`` and ``params diff``."""
+    new, old = as_json("exp", "show")
+    both = as_json("metrics", "diff", old["id"][:8], new["id"][:8])
+    assert both["old"] == f"pipeline run {old['id'][:8]}"
+    assert {(c["path"], c["key"]): c["change"] for c in both["changes"]} == pytest.approx(
+        {("metrics.json", "acc"): 0.03, ("metrics.json", "loss.train"): -0.1})  # keyed by file, as a commit's
+    against_head = as_json("metrics", "diff", new["id"], "HEAD")
+    assert against_head["changes"] == []  # the last pipeline run is what HEAD holds
+    p = as_json("params", "diff", old["id"][:8], new["id"])["changes"]
+    assert p == [{"path": "params.yaml", "key": "train.lr", "old": "0.1", "new": "0.2", "change": 0.1}]
+
+
+DECLARED = f"""\
+version: 1
+params: params.yaml
+stages:
+  train:
+    foreach: [a, b]
+    do:
+      cmd: {PY} train.py ${{item}}
+      deps: [train.py]
+      params:
+        - train.${{item}}
+      outs:
+        - model_${{item}}.pkl
+  evaluate:
+    foreach: [a, b]
+    do:
+      cmd: {PY} evaluate.py ${{item}}
+      deps:
+        - evaluate.py
+        - model_${{item}}.pkl
+      params: [eval.threshold]
+      metrics:
+        - eval/${{item}}.json
+"""
+DECLARED_MODELS = """\
+models:
+  clf-b:
+    path: model_b.pkl
+    flavor: sklearn
+    metrics: evaluate@b
+"""
+TRAIN_MODEL = """\
+import pickle, sys
+if sys.argv[1] == "a":  # another model, never registered: no need to make it
+    open("model_a.pkl", "w").write("a")
+else:
+    from sklearn.dummy import DummyClassifier
+    pickle.dump(DummyClassifier(strategy="most_frequent").fit([[0], [1]], [1, 1]), open("model_b.pkl", "wb"))
+"""
+EVALUATE = """\
+import json, os, sys, yaml
+from shipyard.live import Live
+t = yaml.safe_load(open("params.yaml"))["eval"]["threshold"]
+with Live(f"live_{sys.argv[1]}") as live:
+    live.log_param("threshold", t)  # a param the script logs: no params file's
+os.makedirs("eval", exist_ok=True)
+json.dump({"acc": t + (0.1 if sys.argv[1] == "b" else 0.0)}, open(f"eval/{sys.argv[1]}.json", "w"))
+"""
+
+
+def test_params_diff_of_a_declared_model_version_shows_the_params_its_metrics_came_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New-user finding: a version registered from an earlier evaluation shows that evaluation's threshold, as
+    leaves, by file, only the params of its own stages (not another model's, not what the script logged)."""
+    root = tmp_path / "declared"
+    git_repo(root)
+    for key in SHIPYARD_VARS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SHIPYARD_ACTOR", "tester@ci")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[1] / "src"))
+    monkeypatch.chdir(root)
+    (root / "shipyard.yaml").write_text(DECLARED)
+    (root / "params.yaml").write_text("train:\n  a: {C: 1}\n  b: {C: 2, depth: 3}\neval:\n  threshold: 0.5\n")
+    (root / "train.py").write_text(TRAIN_MODEL)
+    (root / "evaluate.py").write_text(EVALUATE)
+    ok("run")
+    (root / "params.yaml").write_text("train:\n  a: {C: 1}\n  b: {C: 2, depth: 3}\neval:\n  threshold: 0.7\n")
+    ok("run")  # only the evaluations ran again
+    (root / "shipyard.yaml").write_text(DECLARED + DECLARED_MODELS)
+    assert "clf-b@1" in ok("run")  # nothing to run; registered with evaluate@b's metrics (threshold 0.7)
+    p = as_json("params", "diff", "clf-b@1", "workspace", "--all")["changes"]
+    assert {(c["path"], c["key"]): c["old"] for c in p if c["old"] is not None} == {
+        ("params.yaml", "eval.threshold"): "0.7", ("params.yaml", "train.b.C"): "2",
+        ("params.yaml", "train.b.depth"): "3"}
+    assert [c for c in p if c["old"] is None] == [  # the workspace's keys the version's stages do not use
+        {"path": "params.yaml", "key": "train.a.C", "old": None, "new": "1", "change": None}]
+
+
+def test_exp_show_with_no_pipeline_run_says_what_records_one(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New-user finding: after a `shipyard run` where every stage was up to date (a converted project), the hint
+    must not claim that `shipyard run` records one."""
+    monkeypatch.chdir(bare)
+    text = " ".join(ok("exp", "show").split())
+    assert text.startswith("no pipeline runs recorded yet: a `shipyard run` in which a stage runs records one;")
+    assert "every stage was up to date or came from the cache" in text and "`shipyard run --force`" in text
+
+
+def test_reading_at_a_revision_has_a_total_bound(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F3: many files of the per-file bound at one commit (git compresses them to little): the total read
+    from one revision is bounded, refused in one line with nothing read; git's output is streamed and the
+    listing of a folder stops past its bound."""
+    from shipyard.adapters.vcs.revision import list_files, read_blobs
+    from shipyard.wiring import revisions
+
+    monkeypatch.chdir(bare)
+    names = [f"m{i}.json" for i in range(30)]
+    for name in names:
+        (bare / name).write_text('{"a": "' + name[:4].ljust(1000, "x") + '"}')  # distinct blobs
+    (bare / "shipyard.yaml").write_text("version: 1\nmetrics:\n" + "".join(f"  - {n}\n" for n in names))
+    git(bare, "add", "-A")
+    git(bare, "commit", "-qm", "many")
+    commit = git(bare, "rev-parse", "HEAD")
+    blobs = read_blobs(bare, commit, names, 2000)
+    assert len(blobs) == 30 and all(b.data is not None and len(b.data) == 1009 for b in blobs.values())
+    with pytest.raises(InvalidInputError, match=r"the 30 files asked for at commit [0-9a-f]{8} hold 30270 bytes, "
+                                                r"more than the 10000 read from one revision at once; none was read"):
+        read_blobs(bare, commit, names, 2000, max_total=10_000)
+    monkeypatch.setattr(revisions, "MAX_REVISION_BYTES", 10_000)
+    refused = cli("metrics", "diff", "HEAD")
+    assert isinstance(refused.exception, InvalidInputError) and "more than the 10000 read" in str(refused.exception)
+    (bare / "sub").mkdir()
+    for i in range(50):
+        (bare / "sub" / f"f{i:02d}.txt").write_text(str(i))
+    git(bare, "add", "-A")
+    git(bare, "commit", "-qm", "folder")
+    listed = list_files(bare, git(bare, "rev-parse", "HEAD"), "sub", 10)
+    assert listed == [f"sub/f{i:02d}.txt" for i in range(11)]  # one past the limit says there are more
+    assert list_files(bare, git(bare, "rev-parse", "HEAD"), "nothing", 10) is None
+
+
+def test_control_characters_in_params_never_reach_the_terminal(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F14: a params key or value holding escape sequences (clear screen, a fake hyperlink) is shown escaped
+    in exp show's table and CSV and in params diff."""
+    monkeypatch.chdir(bare)
+    monkeypatch.setenv("SHIPYARD_ACTOR", "tester@ci")
+    evil = "\x1b[2J\x1b]8;;http://evil/\x07CLICK\x1b]8;;\x07"
+    (bare / "params.yaml").write_text(json.dumps({"lr": evil, "k\x1b[31mred": 1, "\x9bx": "\x7f"}))
+    (bare / "shipyard.yaml").write_text('version: 1\nstages:\n  s:\n    cmd: echo\n    params: [lr, "k\\e[31mred", '
+                                        '"\\u009bx"]\n')
+    ok("run")
+    git(bare, "add", "-A")
+    git(bare, "commit", "-qm", "a")
+    (bare / "params.yaml").write_text(json.dumps({"lr": evil + "2", "k\x1b[31mred": 2, "\x9bx": "\x7f"}))
+    for args in (("exp", "show"), ("exp", "show", "--csv"), ("params", "diff", "HEAD", "--all"),
+                 ("params", "diff", "HEAD", "--md")):
+        shown = ok(*args)
+        assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown and "\x7f" not in shown, args
+        assert "\\x1b[2J" in shown or "\\x1b" in shown, args
+    assert "k\\x1b[31mred" in ok("params", "diff", "HEAD", "--all")

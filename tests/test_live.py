@@ -64,6 +64,8 @@ def test_live_writes_dvclives_files_that_plots_show_draws(tmp_path: Path, monkey
     assert json.loads((live / "plots/sklearn/cm.json").read_text())[2] == {"actual": "1", "predicted": "0"}
     roc = json.loads((live / "plots/sklearn/roc.json").read_text())["roc"]
     assert roc[-1]["fpr"] == 1.0 and roc[-1]["tpr"] == 1.0 and set(roc[0]) == {"fpr", "tpr", "threshold"}
+    assert roc[0]["threshold"] == float("inf")  # written as dvclive writes it
+    assert '"threshold": Infinity' in (live / "plots/sklearn/roc.json").read_text()
     assert json.loads((live / "plots/custom/importance.json").read_text())[0] == {"name": "a", "importance": 0.7}
     assert (live / "plots/images/shape.png").read_bytes() == PNG
 
@@ -91,7 +93,8 @@ def test_live_writes_dvclives_files_that_plots_show_draws(tmp_path: Path, monkey
         assert resumed.step == 0 and resumed.summary == {"acc": 0.9}
 
 
-def test_live_refuses_names_that_leave_its_folder(tmp_path: Path) -> None:
+def test_live_refuses_names_that_leave_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     live = Live(str(tmp_path / "d"))
     for bad in ("../x", "/etc/x", "a/../../x"):
         with pytest.raises(ValueError, match="must stay inside the Live folder"):
@@ -101,6 +104,47 @@ def test_live_refuses_names_that_leave_its_folder(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="not a number or a string"):
         live.log_metric("m", [1, 2])  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_live_never_removes_or_writes_through_a_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A committed ``dvclive/plots -> ~`` (attack finding F13): Live refuses in one line and touches nothing there."""
+    outside = tmp_path / "home"
+    (outside / "metrics").mkdir(parents=True)
+    (outside / "metrics" / "notes.txt").write_text("mine")
+    (outside / "images").mkdir()
+    (outside / "metrics.json").write_text("{}")
+    project = tmp_path / "project"
+    (project / "dvclive").mkdir(parents=True)
+    (project / "dvclive" / "plots").symlink_to(outside)
+    (project / "eval").symlink_to(outside)
+    (project / "ok" / "plots" / "metrics").mkdir(parents=True)
+    (project / "ok" / "plots" / "metrics" / "acc.tsv").symlink_to(outside / "metrics" / "notes.txt")
+    monkeypatch.chdir(project)
+    from shipyard.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"^dvclive/plots is a symbolic link; shipyard.live never"):
+        Live()
+    with pytest.raises(InvalidInputError, match=r"^eval is a symbolic link"):
+        Live("eval")
+    with pytest.raises(InvalidInputError, match="is outside the working folder"):
+        Live(str(outside))
+    with pytest.raises(InvalidInputError, match="is outside the working folder"):
+        Live("../home")
+    live = Live("ok", resume=True)  # the folders are real; the file at the end is a link: refused too
+    with pytest.raises(InvalidInputError, match=r"^ok/plots/metrics/acc.tsv is a symbolic link"):
+        live.log_metric("acc", 0.9)
+    # a stage in a wdir (shipyard run sets DVC_ROOT): a folder beside it in the project is allowed, links are not
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")
+    monkeypatch.setenv("DVC_ROOT", str(project))
+    with Live("../live") as up:
+        up.log_metric("acc", 0.9)
+    assert json.loads((project / "live" / "metrics.json").read_text()) == {"acc": 0.9}
+    with pytest.raises(InvalidInputError, match=r"^eval is a symbolic link"):
+        Live("../eval")
+    assert (outside / "metrics" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in outside.iterdir()) == ["images", "metrics", "metrics.json"]
+    assert sorted(p.name for p in (outside / "metrics").iterdir()) == ["notes.txt"]
 
 
 def test_a_stage_logging_with_live_records_on_its_run(tmp_path: Path) -> None:

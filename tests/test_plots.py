@@ -422,3 +422,97 @@ def test_a_file_that_is_not_a_plots_page_is_never_overwritten(project: Path, tmp
         done = _shipyard(project, "plots", "show", "eval/prc.json", "-o", str(folder))
         assert done.exit_code == 0, done.output
     assert (folder / "index.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_the_default_page_is_git_ignored_and_never_written_through_a_link(tmp_path: Path) -> None:
+    """New-user N7 / attack F18: ``shipyard_plots/`` goes into .gitignore; a committed ``shipyard_plots -> /var/www``
+    (or a linked index.html) is refused in one line and nothing is written there."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "shipyard.yaml").write_text("plots:\n  - p.csv\n")
+    (root / "p.csv").write_text("step,v\n1,2\n2,3\n")
+    (root / ".gitignore").write_text("/.shipyard\n")
+    outside = tmp_path / "www"
+    outside.mkdir()
+    (root / "shipyard_plots").symlink_to(outside)
+    refused = _shipyard(root, "plots", "show")
+    assert isinstance(refused.exception, InvalidInputError)
+    assert str(refused.exception).startswith("shipyard_plots is a symbolic link where the plots page needs a folder")
+    assert list(outside.iterdir()) == [] and (root / ".gitignore").read_text() == "/.shipyard\n"
+    (root / "shipyard_plots").unlink()
+    (root / "shipyard_plots").mkdir()
+    (root / "shipyard_plots" / "index.html").symlink_to(outside / "page.html")
+    assert isinstance(_shipyard(root, "plots", "show").exception, InvalidInputError)
+    assert list(outside.iterdir()) == []
+    (root / "shipyard_plots" / "index.html").unlink()
+    for _ in range(2):
+        done = _shipyard(root, "plots", "show")
+        assert done.exit_code == 0, done.output
+    assert (root / ".gitignore").read_text() == "/.shipyard\n/shipyard_plots\n"  # once
+    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
+    assert "shipyard_plots" not in status.stdout
+
+
+def test_points_series_and_charts_drawn_per_page_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F10: one small file drawn by many plots and fields: past the page's points, a chart is one
+    "too many points" line and the others are still drawn; too many series in a chart or charts in a page too."""
+    from shipyard.adapters.plots.files import WorkspaceFiles
+    from shipyard.core.plots import data
+
+    fields = [f"c{i}" for i in range(10)]
+    (tmp_path / "d.csv").write_text(",".join(["x", *fields]) + "\n" +
+                                    "".join(f"{r}," + ",".join(["1"] * 10) + "\n" for r in range(1000)))
+    plots = [PlotDef(f"p{i}", tuple(Series("d.csv", "x", f) for f in fields)) for i in range(8)]
+    source = WorkspaceFiles(tmp_path)
+    monkeypatch.setattr(data, "MAX_POINTS", 35_000)  # 3.5 charts of 10 lines of 1000 points
+    page = data.collect(plots, [source])
+    assert [c.plot.id for c in page.charts] == ["p0", "p1", "p2"] and page.points == 30_000
+    assert page.errors == [f"p{i}: too many points (40000 > 35000): show fewer plots at once" for i in range(3, 8)]
+    small = PlotDef("small", (Series("d.csv", "x", "c0"),))
+    page = data.collect([*plots, small], [source])
+    assert page.charts[-1].plot.id == "small"  # the rest is still drawn
+    monkeypatch.setattr(data, "MAX_SERIES", 9)
+    page = data.collect([plots[0], small], [source])
+    assert page.errors == ["p0: too many series (10 > 9): draw fewer fields or revisions in one plot"]
+    assert [c.plot.id for c in page.charts] == ["small"]
+    monkeypatch.setattr(data, "MAX_CHARTS", 1)
+    page = data.collect([small, plots[0]], [source])
+    assert [c.plot.id for c in page.charts] == ["small"]
+    assert page.errors == ["p0: too many charts (2 > 1): show fewer plots at once"]
+
+
+LAYOUT = """() => [...document.querySelectorAll('.plotly-graph-div')].map(div => {
+    const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    return {title: box(div.querySelector('.gtitle')), legend: box(div.querySelector('.legend')),
+            plot: box(div.querySelector('.nsewdrag'))};
+})"""
+
+
+def test_a_long_legend_never_covers_the_title_or_the_chart(browser: Any, tmp_path: Path) -> None:
+    """New-user N10: plots diff with 4 or more series drew the wrapped legend over the chart's title."""
+    from shipyard.adapters.plots.render import render
+    from shipyard.core.plots.data import Chart, Line, Page
+
+    revs = ["HEAD~2 (1234abcd)", "workspace"]
+    lines = tuple(Line(rev, f"curves/{m}.csv", "step", "loss", (1.0, 2.0, 3.0), (3.0, 2.0, i + 1.0))
+                  for i, (rev, m) in enumerate((r, m) for r in revs for m in ("lr", "rf")))
+    two = tuple(Line(rev, "a.csv", "step", "loss", (1.0, 2.0), (1.0, 2.0)) for rev in revs)
+    plot = PlotDef("Loss both", (Series("curves/lr.csv", "step", "loss"), Series("curves/rf.csv", "step", "loss")),
+                   title="Training loss of both models, step by step")
+    page_file = tmp_path / "p.html"
+    page_file.write_text(render(Page(revs, [Chart(plot, lines), Chart(PlotDef("a.csv", ()), two)]), "t"))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(page_file.as_uri(), wait_until="load")
+        page.wait_for_function("() => document.querySelectorAll('.legend').length >= 2", timeout=20_000)
+        boxes = page.evaluate(LAYOUT)
+    finally:
+        context.close()
+
+    def apart(a: list[float], b: list[float]) -> bool:
+        return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+    for chart in boxes:
+        assert apart(chart["legend"], chart["title"]) and apart(chart["legend"], chart["plot"]), chart

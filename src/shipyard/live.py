@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class Live:
                  cache_images: bool = False, exp_name: str | None = None, exp_message: str | None = None,
                  monitor_system: bool = False, **ignored: Any) -> None:
         self._dir = os.fspath(dir)
+        self._base = _base_for(self._dir)
         self.summary: dict[str, Any] = {}
         self._step: int | None = None
         self._params: dict[str, Any] = {}
@@ -63,7 +65,7 @@ class Live:
         self._said: set[str] = set()
         self._ended = False
         self._inside_with = False
-        os.makedirs(self.dir, exist_ok=True)
+        self._folder(self.dir)
         if resume or os.environ.get("DVCLIVE_RESUME", "").lower() in ("1", "true", "yes"):
             self._resume()
         else:
@@ -94,17 +96,30 @@ class Live:
     def step(self, value: int) -> None:
         self._step = int(value)
 
+    # -- confinement: nothing below the working folder is reached through a symbolic link -----------------------
+    def _folder(self, path: str) -> str:
+        """``path`` as a real folder (created if missing), with no symbolic link between the base and it."""
+        _walk(self._base, path, create=True, last_is_folder=True)
+        return path
+
+    def _target(self, path: str) -> str:
+        """``path``, a file to write: its folders are created as real folders; no link on the way or at the end."""
+        _walk(self._base, path, create=True, last_is_folder=False)
+        return path
+
     def _cleanup(self) -> None:
         for sub in _SUBFOLDERS:
-            shutil.rmtree(os.path.join(self.plots_dir, sub), ignore_errors=True)
+            path = os.path.join(self.plots_dir, sub)
+            if _walk(self._base, path, create=False, last_is_folder=True):
+                shutil.rmtree(path)  # fd-based on POSIX: a link inside is removed, never followed
         for name in (self.metrics_file, self.params_file, os.path.join(self.dir, "report.html"),
                      os.path.join(self.dir, "report.md")):
-            if os.path.isfile(name):
+            if _walk(self._base, name, create=False, last_is_folder=False) and os.path.isfile(name):
                 os.remove(name)
 
     def _resume(self) -> None:
         try:
-            with open(self.metrics_file, encoding="utf-8") as f:
+            with _read(self.metrics_file) as f:
                 self.summary = json.loads(f.read(8 * 1024 * 1024))
         except (OSError, ValueError):
             self.summary = {}
@@ -115,7 +130,7 @@ class Live:
         try:
             import yaml
 
-            with open(self.params_file, encoding="utf-8") as f:
+            with _read(self.params_file) as f:
                 params = yaml.safe_load(f.read(8 * 1024 * 1024))
             self._params = params if isinstance(params, dict) else {}
         except (OSError, ValueError, ImportError):
@@ -136,7 +151,7 @@ class Live:
     def _write_params(self) -> None:
         import yaml
 
-        _write(self.params_file, yaml.safe_dump(self._params, sort_keys=False, allow_unicode=True))
+        _write(self._target(self.params_file), yaml.safe_dump(self._params, sort_keys=False, allow_unicode=True))
 
     # -- metrics ------------------------------------------------------------------------------------------------
     def log_metric(self, name: str, val: float | str, timestamp: bool = False, plot: bool = True) -> None:
@@ -147,12 +162,12 @@ class Live:
         if isinstance(value, float) and not math.isfinite(value):
             value = str(value)  # dvclive writes NaN and infinities as text
         if plot:
-            path = os.path.join(self.plots_dir, "metrics", name + ".tsv")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            path = self._target(os.path.join(self.plots_dir, "metrics", name + ".tsv"))
             header = (["timestamp"] if timestamp else []) + ["step", os.path.basename(name)]
             row = ([str(_now_ms())] if timestamp else []) + [str(self.step), _cell(value)]
             fresh = not os.path.exists(path)
-            with open(path, "a", encoding="utf-8", newline="") as f:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            with open(fd, "a", encoding="utf-8", newline="") as f:
                 if fresh:
                     f.write("\t".join(header) + "\n")
                 f.write("\t".join(row) + "\n")
@@ -179,7 +194,7 @@ class Live:
         """Write ``DIR/metrics.json``: the latest value of each metric, and the step when steps are used."""
         if self._step is not None:
             self.summary["step"] = self.step
-        _write(self.metrics_file, json.dumps(self.summary, indent=4, default=_plain))
+        _write(self._target(self.metrics_file), json.dumps(self.summary, indent=4, default=_plain))
         self._flush()
 
     # -- plots and images ----------------------------------------------------------------------------------------
@@ -193,7 +208,8 @@ class Live:
         if missing:
             raise ValueError(f"log_plot {name!r}: the datapoints have no field {missing[0]!r}")
         name = _name(name, "plot").removesuffix(".json")
-        _write(os.path.join(self.plots_dir, "custom", name + ".json"), json.dumps(records, indent=4, default=_plain))
+        path = self._target(os.path.join(self.plots_dir, "custom", name + ".json"))
+        _write(path, json.dumps(records, indent=4, default=_plain))
 
     def log_sklearn_plot(self, kind: str, labels: Any, predictions: Any, name: str | None = None,
                          title: str | None = None, x_label: str | None = None, y_label: str | None = None,
@@ -209,7 +225,8 @@ class Live:
                          for a, p in zip(_list(labels), _list(predictions), strict=False)]
         else:
             body = _curve(kind, labels, predictions, kwargs)
-        _write(os.path.join(self.plots_dir, "sklearn", name + ".json"), json.dumps(body, indent=4, default=_plain))
+        path = self._target(os.path.join(self.plots_dir, "sklearn", name + ".json"))
+        _write(path, json.dumps(body, indent=4, default=_plain))
 
     def log_image(self, name: str, val: Any) -> None:
         """An image to ``DIR/plots/images/NAME``: a path to an image file, a PIL image, a matplotlib figure, or a
@@ -221,8 +238,7 @@ class Live:
         name = _name(name, "image")
         if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"log_image: {name!r} should end with one of {', '.join(IMAGE_SUFFIXES)}")
-        path = os.path.join(self.plots_dir, "images", name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        path = self._target(os.path.join(self.plots_dir, "images", name))
         if isinstance(val, str | os.PathLike):
             if Path(val).suffix.lower() == Path(name).suffix.lower():
                 shutil.copyfile(val, path)
@@ -254,8 +270,7 @@ class Live:
         if not source.exists():
             raise FileNotFoundError(f"log_artifact: {path} does not exist")
         if copy:
-            target = Path(self.dir) / "artifacts" / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = Path(self._target(os.path.join(self.dir, "artifacts", source.name)))
             if source.is_dir():
                 shutil.copytree(source, target, dirs_exist_ok=True)
             else:
@@ -427,16 +442,77 @@ def _curve(kind: str, labels: Any, predictions: Any, kwargs: dict[str, Any]) -> 
     return {kind: [{k: _json_number(v) for k, v in row.items()} for row in rows]}
 
 
-def _json_number(v: Any) -> float | str:
-    f = float(v)
-    return f if math.isfinite(f) else str(f)  # dvclive writes Infinity, which strict JSON readers refuse
+def _json_number(v: Any) -> float:
+    return float(v)  # an infinite threshold (the ROC's first) is written as dvclive writes it: Infinity
 
 
 def _write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename: a reader sees the old file or the new one."""
+    """Write ``text`` to ``path`` (its folder checked by ``_target``) through a temp file and a rename: a reader
+    sees the old file or the new one, and the rename replaces a name, never writing through a link."""
     folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    with open(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def _read(path: str) -> Any:
+    """``path`` opened for reading, never through a link (O_NOFOLLOW: an OSError, read as "no file")."""
+    return open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8")
+
+
+def _base_for(folder: str) -> str:
+    """The folder Live's files stay below: the working folder, or the project (``DVC_ROOT``, set by ``shipyard
+    run``) when the stage runs in a subfolder. A Live folder elsewhere is refused: whatever it holds is removed."""
+    from shipyard.errors import InvalidInputError
+
+    cwd = os.path.abspath(os.getcwd())
+    target = os.path.normpath(os.path.join(cwd, folder))
+    bases = [cwd] + [os.path.normpath(r) for r in [os.environ.get("DVC_ROOT", "")] if os.path.isabs(r)]
+    for base in bases:
+        if target == base or target.startswith(base.rstrip("/") + "/"):
+            return base
+    raise InvalidInputError(f"Live folder {folder!r} is outside the working folder {cwd}: Live removes and rewrites "
+                            "what its folder holds, so it stays inside the working folder; give a folder in it")
+
+
+def _walk(base: str, path: str, create: bool, last_is_folder: bool) -> bool:
+    """Check each component of ``path`` (below ``base``) with ``lstat``: a symbolic link anywhere, or a file where
+    a folder must be, is refused in one line before anything is removed or written (a committed link such as
+    ``dvclive/plots -> ~`` would otherwise lead the writes and removals out of the project). Missing folders are
+    created when ``create``; returns whether ``path`` exists."""
+    from shipyard.errors import InvalidInputError
+
+    rel = os.path.relpath(os.path.normpath(os.path.join(os.getcwd(), path)), base)  # path: as given, from the cwd
+    parts = [] if rel == "." else rel.split(os.sep)
+    if any(p == ".." for p in parts):
+        raise InvalidInputError(f"{path} is outside the working folder {base}; Live writes only inside it")
+    done = base
+    for i, part in enumerate(parts):
+        done = os.path.join(done, part)
+        folder = last_is_folder or i < len(parts) - 1
+        try:
+            st = os.lstat(done)
+        except FileNotFoundError:
+            if not create:
+                return False
+            if not folder:
+                return False
+            with _suppress_exists():
+                os.mkdir(done)
+            st = os.lstat(done)
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidInputError(f"{os.path.relpath(done, base)} is a symbolic link; shipyard.live never removes "
+                                    "or writes through links (one could lead outside the project): replace it with a "
+                                    "real folder and run again")
+        if folder and not stat.S_ISDIR(st.st_mode):
+            raise InvalidInputError(f"{os.path.relpath(done, base)} is a file where Live needs a folder; move it away "
+                                    "and run again")
+    return True
+
+
+def _suppress_exists() -> Any:
+    import contextlib
+
+    return contextlib.suppress(FileExistsError)

@@ -60,10 +60,12 @@ class Side:
 
 def metrics_side(revs: Revisions, rev: str | None) -> Side:
     """The metrics of ``rev``: the project's metrics files (top-level and the stages') at a commit or in the
-    workspace, or what a run or a model version recorded."""
+    workspace, or what a run, a pipeline run (``exp show``'s ids) or a model version recorded."""
     from shipyard.core.lineage.valuediff import flat_metrics
 
     revision = revs.resolve(rev)
+    if revision.kind == "pipeline":  # its stages' metrics, each under the file it came from
+        return Side(revision.label, dict(revs.recorded(revision).metric_files or {}))
     if revision.kind in ("run", "model"):
         return Side(revision.label, {"": dict(revs.recorded(revision).metrics)}, recorded=True)
     files = sorted({p for config in _configs(revs, revision) for p in metrics_files(config)})
@@ -81,7 +83,7 @@ def params_side(revs: Revisions, rev: str | None) -> Side:
 
     revision = revs.resolve(rev)
     configs = _configs(revs, revision)
-    if revision.kind in ("run", "model"):
+    if revision.kind in ("run", "model", "pipeline"):
         default = configs[0].params if configs else "params.yaml"
         return Side(revision.label, recorded_params(revs.recorded(revision).params, default))
     wanted: dict[str, list[str]] = {}

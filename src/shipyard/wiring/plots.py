@@ -33,11 +33,23 @@ def page_path(root: Path, out: Path | None) -> Path:
     return target if target.suffix.lower() in (".html", ".htm") else target / PAGE
 
 
-def check_page_path(path: Path) -> None:
-    """Refuse, before any work, to write the page over a file that is not one."""
+def check_page_path(path: Path, root: Path | None = None) -> None:
+    """Refuse, before any work, to write the page over a file that is not one; with ``root`` (the default page in
+    the project), also when a folder on its way is a symbolic link (a committed ``shipyard_plots -> /var/www``
+    would publish the page there) or a file."""
     from shipyard.adapters.plots.render import check_target
 
+    if root is not None:
+        _confined(root, create=False)
     check_target(path)
+
+
+def _confined(root: Path, create: bool) -> Path:
+    from shipyard.core.workspace.paths import Confined
+
+    with Confined(root, project=True) as confined:
+        rel = f"{DEFAULT_OUT}/{PAGE}"
+        return confined.target(rel, "the plots page") if create else confined.check(rel, "the plots page")
 
 
 def definitions(root: Path) -> list[PlotDef]:
@@ -126,8 +138,11 @@ class _RevisionFiles:
         return found if found and found != [rel] else None
 
 
-def write_page(page: Page, path: Path, title: str) -> Path:
-    """The page written (atomically) to ``path``, which must be absent or a plots page; returns it."""
+def write_page(page: Page, path: Path, title: str, root: Path | None = None) -> Path:
+    """The page written (atomically) to ``path``, which must be absent or a plots page; returns it. With ``root``
+    (the default page in the project) its folder is made a real folder first, no link on the way."""
     from shipyard.adapters.plots.render import write_html
 
+    if root is not None:
+        path = _confined(root, create=True)
     return write_html(page, path, title)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from shipyard.config import Settings
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.lineage.records import RunRecord
+    from shipyard.core.pipelines.dag import Pipeline
     from shipyard.core.workspace.lockfile import Lock, PathEntry
     from shipyard.wiring import Services
 
@@ -46,13 +48,15 @@ WORKSPACE = "workspace"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a metrics, params or plots file: far less; a larger one is refused unread
 MAX_MANIFEST_READ = 128 * 1024 * 1024  # a folder manifest read to find one file in it (~700,000 files)
 MAX_LISTED = 10_000  # files of one folder listed at a revision (plots' image folders)
+MAX_REVISION_BYTES = 64 * 1024 * 1024  # the files of one read_many, all together
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
 class Revision:
-    """What a revision argument names: ``kind`` is "workspace", "commit", "run" or "model". ``name`` is as the
-    user wrote it; ``commit`` the full commit id (kind "commit")."""
+    """What a revision argument names: ``kind`` is "workspace", "commit", "run", "pipeline" (a pipeline run, as
+    ``exp show`` lists them) or "model". ``name`` is as the user wrote it (a pipeline run: its full id);
+    ``commit`` the full commit id (kind "commit")."""
 
     name: str
     kind: str
@@ -63,6 +67,8 @@ class Revision:
         """How tables name it: ``workspace``, ``HEAD~1 (3f2a9c1d)``, ``run 80267653``, ``iris@3``."""
         if self.kind == "commit" and self.commit and not self.commit.startswith(self.name):
             return f"{self.name} ({self.commit[:8]})"
+        if self.kind == "pipeline":
+            return f"pipeline run {self.name[:8]}"
         return f"run {self.name[:8]}" if self.kind == "run" else self.name
 
 
@@ -72,6 +78,7 @@ class Recorded:
 
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    metric_files: dict[str, dict[str, float]] | None = None  # a pipeline run's metrics by the file each came from
 
 
 class Revisions:
@@ -99,20 +106,31 @@ class Revisions:
             return Revision(rev, "commit", commit)
         if "@" in rev and "{" not in rev and not rev.startswith("@"):  # iris@3, iris@production (not a branch)
             return Revision(rev, "model")
-        if re.fullmatch(r"[0-9a-f]{4,32}", rev) and self._run_exists(rev):  # a run id's unique prefix
-            return Revision(rev, "run")
+        if re.fullmatch(r"[0-9a-f]{4,32}", rev):
+            if self._run_exists(rev):  # a run id's unique prefix
+                return Revision(rev, "run")
+            pipeline = self._pipeline_run(rev)  # a pipeline run id as exp show prints it (or its prefix)
+            if pipeline is not None:
+                return Revision(pipeline, "pipeline")
         from shipyard.adapters.vcs.git import find_repo
 
         if find_repo(self.root) is None:
             raise InvalidInputError(f"{self.root} is in no git repository, so {rev[:80]!r} names no commit: compare "
                                     "the workspace with a run id (`shipyard runs list`) or a model version (iris@3)")
         raise InvalidInputError(f"unknown revision {rev[:80]!r}: give a git revision (HEAD, HEAD~1, a branch, a "
-                                "commit), 'workspace', a run id (`shipyard runs list`) or a model version (iris@3)")
+                                "commit), 'workspace', a run id (`shipyard runs list`), a pipeline run id (`shipyard "
+                                "exp show`) or a model version (iris@3)")
 
     def recorded(self, rev: Revision) -> Recorded:
-        """The params and metrics a run or a model version recorded. Params are those of the whole pipeline run
-        the run (or the version's producing run) was part of, as ``exp show`` joins them: a model trained by
-        one stage was made with the params of the stages before it too. A version's own params, if any, win."""
+        """The params and metrics a run, a pipeline run or a model version recorded.
+
+        A run's params are those of the whole pipeline run it was part of, as ``exp show`` joins them. A pipeline
+        run's are its stages' params, and its metrics are keyed by the metrics file each stage recorded them from.
+        A model version declared in shipyard.yaml's ``models:`` has the params of the pipeline run that produced
+        its recorded metrics (its ``metrics:`` stage's run; else its own stage's run), of the stages its stage and
+        its metrics stage depend on only, each key one of the params file keys those stages declare (so a
+        param logged by the script, or another model's, is left out); every section read as its leaves."""
+        from shipyard.core.lineage.valuediff import expand_recorded
         from shipyard.wiring import build
 
         svc = build(self.settings, self.root)
@@ -120,13 +138,21 @@ class Revisions:
             if rev.kind == "run":
                 run = svc.tracker.get_run(rev.name)
                 return Recorded(_pipeline_params(svc, run), dict(run.metrics))
+            if rev.kind == "pipeline":
+                stages = _pipeline_stages(svc, rev.name)
+                return Recorded(_stage_params(stages, _project_pipeline(self.root), None), _merged_metrics(stages),
+                                _metrics_by_file(stages))
             if rev.kind == "model":
                 version = svc.registry.resolve(rev.name)
                 params: dict[str, str] = {}
                 if version.run_id is not None:
                     with contextlib.suppress(NotFoundError):
-                        params = _pipeline_params(svc, svc.tracker.get_run(version.run_id))
-                return Recorded({**params, **version.params}, dict(version.metrics))
+                        run = svc.tracker.get_run(version.run_id)
+                        params = (_version_params(svc, self.root, version.model, version.created_at,
+                                                  dict(version.metrics), run)
+                                  or {**_pipeline_params(svc, run), **expand_recorded(version.params)})
+                        return Recorded(params, dict(version.metrics))
+                return Recorded(expand_recorded(version.params), dict(version.metrics))
             raise InvalidInputError(f"{rev.name} is a {rev.kind}, not a run or a model version")
         finally:
             svc.close()
@@ -150,8 +176,9 @@ class Revisions:
                                     "files at git revisions or in the workspace")
         from shipyard.adapters.vcs.revision import read_blobs
 
-        blobs = read_blobs(self.root, revision.commit, clean, max_bytes)
+        blobs = read_blobs(self.root, revision.commit, clean, max_bytes, MAX_REVISION_BYTES)
         out: dict[str, bytes | None] = {}
+        total = 0
         for path in clean:
             blob = blobs.get(path)
             if blob is not None:
@@ -160,6 +187,11 @@ class Revisions:
                 out[path] = blob.data
             else:
                 out[path] = self._through_lock(path, revision, max_bytes)
+            total += len(out[path] or b"")
+            if total > MAX_REVISION_BYTES:  # git's blobs and the store's objects together
+                raise InvalidInputError(f"the {len(clean)} files asked for at {revision.label} hold more than "
+                                        f"{MAX_REVISION_BYTES} bytes in all, the most read from one revision at once; "
+                                        "none was used (ask for fewer files)")
         return out
 
     def list(self, folder: str, rev: str | Revision | None = None) -> list[str]:
@@ -230,6 +262,25 @@ class Revisions:
             return False
         finally:
             svc.close()
+
+    def _pipeline_run(self, prefix: str) -> str | None:
+        """The one pipeline run id that starts with ``prefix``; None when none or several do."""
+        from shipyard.core.lineage.experiments import PIPELINE_RUN_TAG
+        from shipyard.core.lineage.search import Condition
+        from shipyard.wiring import build
+
+        svc = build(self.settings, self.root)
+        try:
+            runs = svc.meta.search_runs([Condition("tags", PIPELINE_RUN_TAG, ">=", prefix),
+                                         Condition("tags", PIPELINE_RUN_TAG, "<", prefix + "g")], 1000, None,
+                                        lineage=False)
+        except ShipyardError:
+            return None
+        finally:
+            svc.close()
+        ids = {r.tags.get(PIPELINE_RUN_TAG, "") for r in runs} - {""}
+        ids = {i for i in ids if i.startswith(prefix)}
+        return ids.pop() if len(ids) == 1 else None
 
     def _lock(self, revision: Revision) -> Lock | None:
         assert revision.commit is not None
@@ -346,6 +397,144 @@ def _pipeline_params(svc: Services, run: RunRecord) -> dict[str, str]:
                                  lineage=False)
     joined = join(group, lambda ids: fetch_runs(svc, ids))
     return {**(joined[0].params if joined else {}), **expand_recorded(run.params)}
+
+
+def _pipeline_stages(svc: Services, pipeline_run: str) -> dict[str, RunRecord]:
+    """The run that made each stage's result in the pipeline run ``pipeline_run`` (reused ones included)."""
+    from shipyard.core.lineage.experiments import PIPELINE_RUN_TAG, join
+    from shipyard.core.lineage.search import Condition
+    from shipyard.wiring.experiments import fetch_runs
+
+    group = svc.meta.search_runs([Condition("tags", PIPELINE_RUN_TAG, "=", pipeline_run)], 1000, None,
+                                 lineage=False)
+    fetched: list[RunRecord] = []
+
+    def fetch(ids: Sequence[str]) -> list[RunRecord]:
+        fetched.extend(fetch_runs(svc, ids))
+        return fetched
+
+    joined = join(group, fetch)
+    if not joined:
+        return {}
+    by_id = {r.id: r for r in [*group, *fetched]}
+    return {stage: by_id[rid] for stage, rid in joined[0].stages.items() if rid in by_id}
+
+
+def _project_pipeline(root: Path) -> tuple[Pipeline, str] | None:
+    """The workspace's stage graph (which stage depends on which, each stage's params) and its default params
+    file; None when it does not load (the recorded values are then shown as they are)."""
+    from shipyard.core.pipelines.dag import build
+    from shipyard.core.project.loader import load_config
+
+    try:
+        config = load_config(root)
+        return build(config, root), config.params
+    except (ShipyardError, OSError, ValueError):
+        return None
+
+
+def _stage_params(stages: dict[str, RunRecord], graph: tuple[Pipeline, str] | None,
+                  wanted: set[str] | None) -> dict[str, str]:
+    """The params of the stages' runs (those of ``wanted`` only, when given), as leaves, keyed as the runner
+    records them (``train.lr``; ``FILE:key`` for another file than the default): with the stage graph, only the
+    keys each stage declares (a param the script logged itself is no params file's)."""
+    from shipyard.core.lineage.valuediff import expand_recorded
+
+    pipeline, default = graph if graph is not None else (None, "")
+    order = list(pipeline.order) if pipeline is not None else sorted(stages)
+    out: dict[str, str] = {}
+    for stage in [*order, *sorted(set(stages) - set(order))]:
+        run = stages.get(stage)
+        if run is None or (wanted is not None and stage not in wanted):
+            continue
+        values = expand_recorded(run.params)
+        spec = pipeline.stages.get(stage) if pipeline is not None else None
+        if spec is not None:
+            values = {k: v for k, v in values.items() if _declared(k, spec.params, default)}
+        out.update(values)
+    return out
+
+
+def _declared(key: str, specs: Sequence[str], default: str) -> bool:
+    """Whether the recorded param ``key`` is one of (or inside one of) the stage's declared ``specs`` (the default
+    params file's keys are recorded without the file)."""
+    file, sep, name = key.rpartition(":")
+    file = file if sep else default
+    for spec in specs:
+        spec_file, spec_sep, spec_key = spec.rpartition(":")
+        if (spec_file if spec_sep else default) == file and (
+                not spec_key or name == spec_key or name.startswith(spec_key + ".")):
+            return True
+    return False
+
+
+def _merged_metrics(stages: dict[str, RunRecord]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for run in sorted(stages.values(), key=lambda r: (r.start_time, r.id)):
+        out.update(run.metrics)
+    return out
+
+
+def _metrics_by_file(stages: dict[str, RunRecord]) -> dict[str, dict[str, float]]:
+    """Each stage's metrics under its one metrics file (the ``shipyard.metrics`` tag), as ``metrics diff`` reads
+    files; a stage with several files (or none) records them under ``""`` (shown as recorded)."""
+    from shipyard.core.lineage.experiments import MAX_USES_CHARS, METRICS_TAG
+
+    out: dict[str, dict[str, float]] = {}
+    for run in sorted(stages.values(), key=lambda r: (r.start_time, r.id)):
+        text = run.tags.get(METRICS_TAG) or ""
+        try:
+            files = json.loads(text) if 0 < len(text) <= MAX_USES_CHARS else None
+        except (ValueError, RecursionError):
+            files = None
+        one = files[0] if isinstance(files, list) and len(files) == 1 and isinstance(files[0], str) else ""
+        if run.metrics:
+            out.setdefault(one, {}).update(run.metrics)
+    return out
+
+
+def _version_params(svc: Services, root: Path, model: str, created_at: float, metrics: dict[str, float],
+                    run: RunRecord) -> dict[str, str] | None:
+    """The params of a declared model's version (see ``Revisions.recorded``); None when the model is not declared
+    in the workspace's shipyard.yaml (a ``log_model`` version: its run's pipeline params stand)."""
+    from shipyard.core.lineage.experiments import PIPELINE_RUN_TAG, STAGE_TAG
+    from shipyard.core.lineage.search import Condition
+    from shipyard.core.project.loader import load_config
+
+    try:
+        decl = load_config(root).models.get(model)
+    except ShipyardError:
+        return None
+    graph = _project_pipeline(root)
+    producer = run.tags.get(STAGE_TAG)
+    if decl is None or graph is None or producer not in graph[0].stages:
+        return None
+    pipeline = graph[0]
+    source = run
+    if decl.metrics and decl.metrics in pipeline.stages:
+        candidates = svc.meta.search_runs([Condition("tags", STAGE_TAG, "=", decl.metrics)], 1000, None,
+                                          lineage=False)
+        source = next((r for r in candidates if r.metrics and r.start_time <= created_at
+                       and all(metrics.get(k) == v for k, v in r.metrics.items())), run)
+    stages = _pipeline_stages(svc, source.tags.get(PIPELINE_RUN_TAG, "")) if source.tags.get(PIPELINE_RUN_TAG) \
+        else {}
+    stages.setdefault(producer, run)
+    if source is not run and decl.metrics:
+        stages.setdefault(decl.metrics, source)
+    wanted = _upstream(pipeline, {producer, *([decl.metrics] if decl.metrics in pipeline.stages else [])})
+    return _stage_params(stages, graph, wanted)
+
+
+def _upstream(pipeline: Pipeline, names: set[str]) -> set[str]:
+    """``names`` and every stage they depend on, directly or not."""
+    seen: set[str] = set()
+    todo = [n for n in names if n in pipeline.stages]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(pipeline.stages[name].upstream)
+    return seen
 
 
 def _clean(path: str) -> str:

@@ -31,6 +31,7 @@ _PALETTE = ("#1f77b4", "#e8590c", "#2b8a3e", "#862e9c", "#c92a2a", "#0b7285", "#
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 _MARGIN = {"l": 60, "r": 20, "t": 60, "b": 60}
 _LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0}
+_LEGEND_ABOVE = 3  # legend entries that fit in one row above a chart, below its title
 
 
 def check_target(path: Path) -> None:
@@ -107,7 +108,14 @@ def _chart(chart: Chart, revs: list[str], n: int) -> str:
     plot = chart.plot
     x_title = plot.x_label or _one({line.x_field for line in chart.lines})
     y_title = plot.y_label or _one({line.y_field for line in chart.lines})
-    fig.update_layout(title=_text(plot.title or plot.id), height=400, margin=_MARGIN, legend=_LEGEND,
+    height, margin, legend = 400, _MARGIN, _LEGEND
+    entries = len(chart.lines)
+    if entries > _LEGEND_ABOVE:  # one row above the chart would wrap onto its title: one entry a row, below it
+        extra = 40 + 20 * entries
+        height, margin = height + extra, {**_MARGIN, "b": _MARGIN["b"] + extra}
+        legend = {"orientation": "v", "yanchor": "top", "y": -60 / (400 - _MARGIN["t"] - _MARGIN["b"]),
+                  "xanchor": "left", "x": 0.0}
+    fig.update_layout(title=_text(plot.title or plot.id), height=height, margin=margin, legend=legend,
                       xaxis_title=_text(x_title), yaxis_title=_text(y_title), showlegend=True,
                       hovermode="closest")
     return _plot(fig, f"plot-{n}", template)

@@ -8,9 +8,12 @@ bytes are untrusted: the caller parses them with its bounds.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,9 @@ from shipyard.adapters.vcs.history import GIT, _environment
 from shipyard.errors import BackendUnavailableError, InvalidInputError
 
 GIT_TIMEOUT = 60  # local reads of a few blobs
+MAX_TOTAL_BYTES = 64 * 1024 * 1024  # the blobs of one read_blobs call, all together (git compresses: a small
+# repository can hold many files of the per-file bound)
+MAX_NAME_BYTES = 4096 + 64  # one path of ls-tree
 MAX_REV_CHARS = 200
 _SAFE_REV = re.compile(r"[^\s\0-\x1f\x7f:]+")  # git's own rules are looser; no option, no blank, no path part
 
@@ -42,10 +48,13 @@ def resolve_commit(root: Path, rev: str) -> str | None:
     return text if re.fullmatch(r"[0-9a-f]{40}(?:[0-9a-f]{24})?", text) else None
 
 
-def read_blobs(root: Path, commit: str, paths: Sequence[str], max_bytes: int) -> dict[str, Blob]:
+def read_blobs(root: Path, commit: str, paths: Sequence[str], max_bytes: int,
+               max_total: int = MAX_TOTAL_BYTES) -> dict[str, Blob]:
     """The files ``paths`` (relative to ``root``) hold in ``commit``; a path that is no file there is left out.
 
-    ``paths`` must be clean relative paths (``safe_relpath``): they are asked for as ``COMMIT:./PATH``."""
+    ``paths`` must be clean relative paths (``safe_relpath``): they are asked for as ``COMMIT:./PATH``. The
+    blobs that fit ``max_bytes`` are read only when together they fit ``max_total`` (else InvalidInputError,
+    nothing read), streamed blob by blob from one ``git cat-file --batch``."""
     asked = [p for p in dict.fromkeys(paths) if "\n" not in p and "\r" not in p]
     if not asked:
         return {}
@@ -58,33 +67,93 @@ def read_blobs(root: Path, commit: str, paths: Sequence[str], max_bytes: int) ->
         if len(parts) == 3 and parts[1] == "blob" and parts[2].isdigit():
             sizes[path] = (parts[0], int(parts[2]))
     wanted = {oid: size for oid, size in sizes.values() if size <= max_bytes}
-    contents = _cat(root, wanted) if wanted else {}
+    total = sum(wanted.values())
+    if total > max_total:
+        raise InvalidInputError(f"the {len(wanted)} files asked for at commit {commit[:8]} hold {total} bytes, more "
+                                f"than the {max_total} read from one revision at once; none was read (ask for fewer "
+                                "files)")
+    contents = _cat(root, wanted, max_total) if wanted else {}
     return {path: Blob(size, contents.get(oid)) for path, (oid, size) in sizes.items()}
 
 
 def list_files(root: Path, commit: str, folder: str, limit: int) -> list[str] | None:
-    """The files under ``folder`` in ``commit`` (paths relative to ``root``), at most ``limit``; None when git
+    """The files under ``folder`` in ``commit`` (paths relative to ``root``), at most ``limit`` + 1 (one more tells
+    the caller there were more): git's listing is streamed and stopped there, never read whole. None when git
     tracks nothing there."""
-    out = _run(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", f"./{folder}/")
-    names = [n for n in (out or b"").decode(errors="surrogateescape").split("\0") if n][: limit + 1]
-    return names or None
+    names: list[str] = []
+    with _git(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", f"./{folder}/") as proc:
+        assert proc.stdout is not None
+        pending = b""
+        while len(names) <= limit:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *done, pending = pending.split(b"\0")
+            names.extend(n.decode(errors="surrogateescape") for n in done if n)
+            if len(pending) > MAX_NAME_BYTES:
+                break  # no path is that long: not a listing
+    return names[: limit + 1] or None
 
 
-def _cat(root: Path, sizes: dict[str, int]) -> dict[str, bytes]:
-    raw = _run(root, "cat-file", "--batch", stdin="".join(f"{oid}\n" for oid in sizes).encode()) or b""
+def _cat(root: Path, sizes: dict[str, int], max_total: int) -> dict[str, bytes]:
+    """The blobs ``sizes`` names, read one by one from ``git cat-file --batch`` ("<oid> <type> <size>\\n<bytes>\\n"
+    each, in the order asked); each must be the size asked, and all together at most ``max_total``."""
     out: dict[str, bytes] = {}
-    at = 0
-    for oid in sizes:  # "<oid> <type> <size>\n<bytes>\n" for each, in the order asked
-        head_end = raw.find(b"\n", at)
-        if head_end < 0:
-            break
-        head = raw[at:head_end].split()
-        if len(head) != 3 or head[0].decode() != oid or not head[2].isdigit():
-            break
-        size = int(head[2])
-        out[oid] = raw[head_end + 1: head_end + 1 + size]
-        at = head_end + 1 + size + 1
+    total = 0
+    with _git(root, "cat-file", "--batch", stdin="".join(f"{oid}\n" for oid in sizes).encode()) as proc:
+        assert proc.stdout is not None
+        for oid, expected in sizes.items():
+            head = proc.stdout.readline(200).split()
+            if len(head) != 3 or head[0].decode(errors="replace") != oid or not head[2].isdigit():
+                break
+            size = int(head[2])
+            total += size
+            if size != expected or total > max_total:
+                break
+            body = proc.stdout.read(size)
+            if len(body) != size:
+                break
+            proc.stdout.read(1)
+            out[oid] = body
     return out
+
+
+@contextmanager
+def _git(root: Path, *args: str, stdin: bytes | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``git ARGS`` with its output to be read as a stream (``stdin`` fed from a thread, so neither side blocks);
+    killed after ``GIT_TIMEOUT`` or when the caller stops reading."""
+    try:
+        proc = subprocess.Popen([*GIT, "-C", str(root), *args], stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_environment())
+    except FileNotFoundError as exc:
+        raise BackendUnavailableError("git is not installed, so files at a git revision cannot be read; install "
+                                      "git, or compare the workspace with runs or model versions") from exc
+    timer = threading.Timer(GIT_TIMEOUT, proc.kill)
+    timer.start()
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(stdin or b"")
+            proc.stdin.close()
+        except OSError:  # git stopped reading (killed, or done): nothing more to give it
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True) if stdin else None
+    if feeder is not None:
+        feeder.start()
+    try:
+        yield proc
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.wait()
+        if feeder is not None:
+            feeder.join(timeout=5)
 
 
 def _run(root: Path, *args: str, stdin: bytes | None = None, check: bool = True) -> bytes | None:

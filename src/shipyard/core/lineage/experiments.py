@@ -24,6 +24,7 @@ from shipyard.errors import InvalidInputError
 PIPELINE_RUN_TAG = "shipyard.pipeline_run"
 PIPELINE_USES_TAG = "shipyard.pipeline_uses"
 STAGE_TAG = "shipyard.stage"
+METRICS_TAG = "shipyard.metrics"  # the stage's metrics files, a JSON list
 MAX_USES_CHARS = 100_000  # a uses tag names a run per stage: far less; a larger one is ignored
 _ORDER_ATTRS = ("time", "start_time", "commit")
 
@@ -67,8 +68,12 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
          status_of: Callable[[RunRecord], RunStatus] | None = None) -> list[Experiment]:
     """One ``Experiment`` per pipeline run id among ``runs`` (stage runs tagged with one), newest first.
 
-    ``fetch`` looks up, in one batch, the reused runs that ``runs`` does not hold. When two stages record the
-    same param or metric key, the stage that ran later (in the pipeline's order) wins, as in the lock.
+    ``fetch`` looks up, in one batch, the reused runs that ``runs`` does not hold. When two stages of one pipeline
+    run record the same metric key (a ``foreach`` group's ``eval/lr/metrics.json`` and ``eval/rf/metrics.json``),
+    that key is qualified in every row by where each value came from, as ``dvc exp show`` does: the stage's metrics
+    file (``eval/lr/metrics.json:acc``), or the stage (``evaluate@lr:acc``) when it has several. A param key that
+    two stages record with different values is qualified by the stage (``evaluate@lr:threshold``); one they share
+    (params.yaml's ``train.lr``, read by both) stays one column.
     """
     groups: dict[str, list[RunRecord]] = {}
     by_id: dict[str, RunRecord] = {}
@@ -83,7 +88,7 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
     wanted = {rid for used in uses.values() for rid in used.values()} - by_id.keys()
     if wanted:
         by_id.update((r.id, r) for r in fetch(sorted(wanted)))
-    out = []
+    joined = []
     for pid, group in groups.items():
         group.sort(key=lambda r: (r.start_time, r.id))
         used: dict[str, str] = {}
@@ -96,11 +101,18 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
                 stages[stage] = (found.start_time - 1e12, found)  # reused results come before what ran
         for r in group:
             stages[r.tags.get(STAGE_TAG) or r.name] = (r.start_time, r)
+        joined.append((pid, group, used, stages))
+    clashing_metrics, clashing_params = _clashes(stages for _, _, _, stages in joined)
+    out = []
+    for pid, group, used, stages in joined:
         params: dict[str, str] = {}
         metrics: dict[str, float] = {}
-        for _, r in sorted(stages.values(), key=lambda item: (item[0], item[1].id)):
-            params.update(expand_recorded(r.params))
-            metrics.update(r.metrics)
+        for stage, (_, r) in sorted(stages.items(), key=lambda item: (item[1][0], item[1][1].id)):
+            for k, v in expand_recorded(r.params).items():
+                params[f"{stage}:{k}" if k in clashing_params else k] = v
+            source = _metrics_source(stage, r)
+            for k, x in r.metrics.items():
+                metrics[f"{source}:{k}" if k in clashing_metrics else k] = x
         statuses = {status_of(r) if status_of and r.status is RunStatus.RUNNING else r.status for r in group}
         status = next((s for s in (RunStatus.FAILED, RunStatus.KILLED, RunStatus.RUNNING) if s in statuses),
                       RunStatus.FINISHED)
@@ -114,10 +126,41 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
     return out
 
 
+def _clashes(runs_of: Iterable[dict[str, tuple[float, RunRecord]]]) -> tuple[set[str], set[str]]:
+    """The metric keys two stages of one pipeline run record, and the param keys they record with different
+    values: those are qualified by where they came from in every row (so each row has the same columns)."""
+    metrics: set[str] = set()
+    params: set[str] = set()
+    for stages in runs_of:
+        seen_metrics: set[str] = set()
+        seen_params: dict[str, str] = {}
+        for _, r in stages.values():
+            metrics.update(seen_metrics.intersection(r.metrics))
+            seen_metrics.update(r.metrics)
+            for k, v in expand_recorded(r.params).items():
+                if seen_params.setdefault(k, v) != v:
+                    params.add(k)
+    return metrics, params
+
+
+def _metrics_source(stage: str, run: RunRecord) -> str:
+    """Where ``run``'s metrics came from: its stage's one metrics file (the ``shipyard.metrics`` tag), else the
+    stage's name."""
+    text = run.tags.get(METRICS_TAG) or ""
+    try:
+        files = json.loads(text) if 0 < len(text) <= MAX_USES_CHARS else None
+    except (ValueError, RecursionError):
+        files = None
+    if isinstance(files, list) and len(files) == 1 and isinstance(files[0], str) and files[0]:
+        return files[0]
+    return stage
+
+
 def select(experiments: Sequence[Experiment], where: str | None, order_by: str | None,
            limit: int) -> list[Experiment]:
     """``experiments`` that pass ``where`` (``runs list``'s filter: ``metrics.acc > 0.9 and params.train.lr =
-    '0.1'``), ordered by ``order_by`` (``time``, ``commit``, ``metrics.KEY`` or ``params.KEY``, ``asc`` or
+    '0.1'``; a qualified key as written: ``metrics.eval/lr/metrics.json:acc > 0.8``), ordered by ``order_by``
+    (``time``, ``commit``, ``metrics.KEY`` or ``params.KEY``, ``asc`` or
     ``desc``: default newest first), at most ``limit``."""
     if limit < 1:
         raise InvalidInputError(f"limit must be at least 1, not {limit}")

@@ -18,7 +18,7 @@ Field = Literal["metrics", "params", "tags", "attr"]
 OPS = ("<=", ">=", "!=", "=", "<", ">")
 ATTRIBUTES = ("status", "name", "experiment", "user")
 _COND = re.compile(
-    r"""^\s*(?P<lhs>[A-Za-z_][\w.\-/]*)\s*(?P<op><=|>=|!=|==|=|<|>)\s*
+    r"""^\s*(?P<lhs>[A-Za-z_][\w.\-/:@]*)\s*(?P<op><=|>=|!=|==|=|<|>)\s*
         (?P<rhs>'[^']*'|"[^"]*"|[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$""",
     re.VERBOSE,
 )

@@ -28,6 +28,10 @@ MAX_COLUMNS = 1000  # fields of a CSV or TSV file
 MAX_CELLS = 2_000_000  # values of a CSV or TSV file
 MAX_FILES = 1000  # files of a plot folder
 MAX_CATEGORIES = 200  # classes of a confusion matrix
+MAX_POINTS = 2_000_000  # points drawn on one page, all charts and lines together (the same file may be drawn by
+# many plots and fields, so the file bounds alone do not bound what the page draws)
+MAX_SERIES = 100  # lines of one chart (its y fields, times the revisions)
+MAX_CHARTS = 500  # charts of one page
 WORKSPACE = "workspace"
 INDEX = "step"  # DVC's auto-generated x field, when a plot names none
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
@@ -110,6 +114,7 @@ class Page:
     images: list[Image] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     read_bytes: int = 0
+    points: int = 0  # drawn so far (``MAX_POINTS``)
 
     def to_dict(self) -> dict[str, Any]:
         return {"revs": self.revs, "plots": [c.to_dict() for c in self.charts],
@@ -146,15 +151,38 @@ def collect(plots: Sequence[PlotDef], sources: Sequence[FileSource], declared: S
                 for source in sources:
                     _image(expanded.id, source, page)
                 continue
+            if len(page.charts) >= MAX_CHARTS:
+                page.errors.append(f"{expanded.id}: too many charts ({len(page.charts) + 1} > {MAX_CHARTS}): show "
+                                   "fewer plots at once")
+                continue
+            series = len(expanded.series) * len(sources)
+            if series > MAX_SERIES:
+                page.errors.append(f"{expanded.id}: too many series ({series} > {MAX_SERIES}): draw fewer fields "
+                                   "or revisions in one plot")
+                continue
             lines: list[Line] = []
             shown = expanded
             quiet = found.id != plot.id  # a folder's file holding no records (dvclive's metrics.json) is no plot
-            for source in sources:
-                drawn, shown = _lines(expanded, source, page, quiet)
-                lines.extend(drawn)
+            try:
+                for source in sources:
+                    drawn, shown = _lines(expanded, source, page, quiet, sum(len(x.x) for x in lines))
+                    lines.extend(drawn)
+            except _TooMany as exc:
+                page.errors.append(f"{expanded.id}: too many points ({exc.points} > {MAX_POINTS}): show fewer "
+                                   "plots at once")
+                continue
             if lines:
+                page.points += sum(len(x.x) for x in lines)
                 page.charts.append(Chart(shown, tuple(lines)))
     return page
+
+
+class _TooMany(Exception):
+    """The chart would take the page past ``MAX_POINTS``: it is not drawn (counted before its lines are built)."""
+
+    def __init__(self, points: int) -> None:
+        super().__init__(points)
+        self.points = points
 
 
 def _expand(plot: PlotDef, sources: Sequence[FileSource], page: Page) -> list[PlotDef]:
@@ -220,14 +248,20 @@ def _room(page: Page, size: int, path: str) -> bool:
     return True
 
 
-def _lines(plot: PlotDef, source: FileSource, page: Page, quiet: bool = False) -> tuple[list[Line], PlotDef]:
-    """The lines ``plot`` draws from ``source``, and the plot with the defaults its data implies."""
+def _lines(plot: PlotDef, source: FileSource, page: Page, quiet: bool = False,
+           before: int = 0) -> tuple[list[Line], PlotDef]:
+    """The lines ``plot`` draws from ``source``, and the plot with the defaults its data implies; _TooMany before
+    a line that would take the page (with ``before`` points of this chart already loaded) past ``MAX_POINTS``."""
     lines: list[Line] = []
     loaded: dict[str, tuple[list[dict[str, Any]], str | None] | None] = {}
-    shown = plot
-    for i, series in enumerate(plot.series):
+    for series in plot.series:
         if series.file not in loaded:
             loaded[series.file] = _records(series.file, source, page, quiet)
+    count = sum(len(got[0]) for got in (loaded[series.file] for series in plot.series) if got is not None)
+    if page.points + before + count > MAX_POINTS:  # counted before any line is built
+        raise _TooMany(page.points + before + count)
+    shown = plot
+    for i, series in enumerate(plot.series):
         got = loaded[series.file]
         if got is None:
             continue

@@ -23,7 +23,11 @@ params_app = typer.Typer(help="Params compared between commits, the workspace, r
                          no_args_is_help=True)
 
 REV_A = typer.Argument(None, help="The old side: a git revision (HEAD, HEAD~1, a branch, a commit), 'workspace', "
-                                  "a run id or a model version (iris@3). Default: HEAD.")
+                                  "a run id, a pipeline run id (exp show) or a model version (iris@3). "
+                                  "Default: HEAD.")
+NO_RUNS = ("no pipeline runs recorded yet: a `shipyard run` in which a stage runs records one; a run where every "
+           "stage was up to date or came from the cache (as right after `shipyard init --from-dvc`) records none: "
+           "`shipyard run --force` runs them all once")
 REV_B = typer.Argument(None, help="The new side, named the same ways. Default: the workspace.")
 ALL_OPTION = typer.Option(False, "--all", "-a", help="Show unchanged values too.")
 MD_OPTION = typer.Option(False, "--md", help="Print a Markdown table (for a pull request comment).")
@@ -57,8 +61,7 @@ def show(
         _csv(rows)
         return
     if not rows:
-        out.console().print("no pipeline runs match" if where else
-                            "no pipeline runs recorded yet: `shipyard run` records one")
+        out.console().print("no pipeline runs match" if where else NO_RUNS)
         return
     show_table(rows)
 
@@ -72,11 +75,12 @@ def _columns(rows: Sequence[Experiment]) -> tuple[list[str], list[str]]:
 def _csv(rows: Sequence[Experiment]) -> None:
     params, metrics = _columns(rows)
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["id", "commit", "dirty", "time", "status", *(f"params.{k}" for k in params),
-                     *(f"metrics.{k}" for k in metrics)])
+    shown = out.printable  # a key or value from a params file someone else wrote: no escape sequence goes out raw
+    writer.writerow(["id", "commit", "dirty", "time", "status", *(shown(f"params.{k}") for k in params),
+                     *(shown(f"metrics.{k}") for k in metrics)])
     for e in rows:
         writer.writerow([e.id, e.commit or "", e.dirty, out.when(e.start_time, seconds=True), e.status,
-                         *(e.params.get(k, "") for k in params),
+                         *(shown(e.params.get(k, "")) for k in params),
                          *(repr(e.metrics[k]) if k in e.metrics else "" for k in metrics)])
 
 
@@ -92,15 +96,15 @@ def show_table(rows: Sequence[Experiment]) -> None:
     cols: list[str | out.Col] = [
         out.Col("pipeline run", ident=True), out.Col("commit", ident=True), out.Col("time", ident=True, drop=4),
         out.Col("status", ident=True, drop=8),
-        *(out.Col(k, drop=(1 if i < 2 else 3) if _varies(k, [e.metrics for e in rows]) else 6)
+        *(out.Col(out.printable(k), drop=(1 if i < 2 else 3) if _varies(k, [e.metrics for e in rows]) else 6)
           for i, k in enumerate(metrics)),
-        *(out.Col(k, drop=(2 if i < 2 else 5) if _varies(k, [e.params for e in rows]) else 7)
+        *(out.Col(out.printable(k), drop=(2 if i < 2 else 5) if _varies(k, [e.params for e in rows]) else 7)
           for i, k in enumerate(params)),
     ]
     out.table(None, cols, ([
         e.id[:width], (e.commit[:8] + ("+" if e.dirty else "")) if e.commit else "-", out.when(e.start_time),
         e.status, *(out.number(e.metrics[k]) if k in e.metrics else "" for k in metrics),
-        *(e.params.get(k, "") for k in params)] for e in rows),
+        *(out.printable(e.params.get(k, "")) for k in params)] for e in rows),
         hint="--json or --csv show all; --where and --order-by pick rows")
 
 
@@ -154,7 +158,8 @@ def _diff(what: str, a_rev: str | None, b_rev: str | None, show_all: bool, as_js
                             f"no {what} in {old.label} or {new.label}")
         return
     header = ["path", "key" if what == "params" else "metric", old.label, new.label, "change"]
-    rows = [[c.path or "(recorded)", c.key, _shown(c.old), _shown(c.new), _change(c)] for c in changes]
+    rows = [[out.printable(c.path) or "(recorded)", out.printable(c.key), _shown(c.old), _shown(c.new), _change(c)]
+            for c in changes]
     if as_md:
         _markdown(header, rows)
         return
@@ -167,7 +172,7 @@ def _shown(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return out.number(value)
-    return str(value)
+    return out.printable(str(value))  # a params file's text: control characters shown escaped
 
 
 def _change(c: Change) -> str:

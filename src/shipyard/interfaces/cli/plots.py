@@ -55,7 +55,7 @@ def show(
     root = settings_from_environment().project_root
     target = _target(root, out_path, as_json)
     page = plots.show(root, targets or [], _overrides(template, x, y, title, x_label, y_label))
-    _finish(page, target, "Plots", as_json, open_page)
+    _finish(page, target, "Plots", as_json, open_page, root if out_path is None else None)
 
 
 @app.command("diff")
@@ -77,7 +77,8 @@ def diff(
     root = settings_from_environment().project_root
     target = _target(root, out_path, as_json)
     page = plots.diff(root, revisions or [], targets or [], _overrides(template, x, y, title, x_label, y_label))
-    _finish(page, target, "Plots: " + " vs ".join(page.revs), as_json, open_page)
+    _finish(page, target, "Plots: " + " vs ".join(page.revs), as_json, open_page,
+            root if out_path is None else None)
 
 
 def _target(root: Path, out_path: Path | None, as_json: bool) -> Path | None:
@@ -86,17 +87,23 @@ def _target(root: Path, out_path: Path | None, as_json: bool) -> Path | None:
     if as_json and out_path is None:
         return None
     target = page_path(root, out_path)
-    check_page_path(target)
+    check_page_path(target, root if out_path is None else None)  # -o is the user's choice; the default is confined
     return target
 
 
-def _finish(page: Page, target: Path | None, title: str, as_json: bool, open_page: bool) -> None:
+def _finish(page: Page, target: Path | None, title: str, as_json: bool, open_page: bool,
+            root: Path | None = None) -> None:
+    """Write the page (``root``: the default one, in the project: written with no link on the way, and its folder
+    added to .gitignore, as ``run`` does for outputs: a generated page is no source) and say where."""
     from shipyard.errors import InvalidInputError
-    from shipyard.wiring.plots import write_page
+    from shipyard.interfaces.cli.gitignore import ignore
+    from shipyard.wiring.plots import DEFAULT_OUT, write_page
 
     if not page.charts and not page.images:
         raise InvalidInputError("nothing to draw: " + ("; ".join(page.errors[:3]) or "no plot files"))
-    written = write_page(page, target, title) if target is not None else None
+    written = write_page(page, target, title, root) if target is not None else None
+    if written is not None and root is not None and ignore(root, DEFAULT_OUT) and not as_json:
+        out.console(stderr=True).print(out.plain(f"added /{DEFAULT_OUT} to .gitignore (a generated page)"))
     if as_json:
         out.print_json({**page.to_dict(), "page": None if written is None else str(written)})
     else:
