@@ -323,7 +323,54 @@ def test_remotes_credentials_and_artifacts() -> None:
     assert body["models"] == {"m": {"path": "model.onnx", "flavor": "onnx", "labels": ["a"]}}
     assert "hunter2" not in json.dumps(body) and "AKIAXXXX" not in json.dumps(body)
     skipped = dict(report.not_carried)
-    assert "read-only HTTP" in skipped["remote web"]
+    assert "Shipyard has no HTTP remote" in skipped["remote web"]
     assert "access_key_id" in skipped["remote s3store credentials"]
     assert "flavor" in skipped["artifact weird"]
     assert "dvc.yaml datasets" in skipped
+
+
+def test_credentials_and_private_remotes_stay_out_of_shipyard_yaml() -> None:
+    """A user name or password written into a URL is left out; what only .dvc/config.local (DVC's private,
+    git-ignored file) sets never reaches shipyard.yaml, which is committed; no secret is ever reported."""
+    report = Report()
+    config = parse_dvc_config([
+        (".dvc/config", "[core]\n    remote = team\n['remote \"team\"']\n    url = s3://bucket/x\n"
+                        "['remote \"shared\"']\n    url = s3://KEYID:S3CRET@bucket/y\n"
+                        "    endpointurl = https://AKIAEXAMPLE:wJalrSECRETKEY@minio.example.com\n"),
+        (".dvc/config.local", "[core]\n    remote = mine\n"
+                              "['remote \"team\"']\n    endpointurl = https://AKIAEXAMPLE:wJalrSECRETKEY@minio.example.com\n"
+                              "    secret_access_key = wJalrSECRETKEY\n"
+                              "['remote \"mine\"']\n    url = /home/alice/private-store\n"
+                              "['remote \"h\"']\n    url = https://bob:ghp_TOKEN123@dvc.example.com/store?t=TOK2\n")],
+        report)
+    body = convert_yaml({"stages": {}}, config, report)
+    assert body["remotes"] == {"team": {"url": "s3://bucket/x"},
+                               "shared": {"url": "s3://bucket/y", "endpoint_url": "https://minio.example.com"}}
+    assert body["default_remote"] == "team"
+    shown = json.dumps([body, report.to_dict()])
+    for secret in ("wJalrSECRETKEY", "AKIAEXAMPLE", "S3CRET", "KEYID", "ghp_TOKEN123", "bob", "TOK2",
+                   "/home/alice"):
+        assert secret not in shown
+    skipped = dict(report.not_carried)
+    assert "credentials not carried over" in skipped["remote shared credentials"]
+    assert "env:NAME" in skipped["remote shared credentials"]
+    assert "secret_access_key" in skipped["remote team credentials"]
+    assert "endpointurl" in skipped["remote team local settings"]
+    for private in ("mine", "h"):
+        assert "only in .dvc/config.local" in skipped[f"remote {private}"]
+    assert "'mine'" in skipped["default remote"]
+    # an HTTP remote (committed) is reported by its host only: Shipyard has no HTTP remote
+    report = Report()
+    convert_yaml({}, parse_dvc_config([(".dvc/config", "['remote \"web\"']\n    url = "
+                                                       "https://bob:ghp_T@dvc.example.com/s?token=T2\n")], report),
+                 report)
+    assert dict(report.not_carried)["remote web"].startswith("https://dvc.example.com/... is an HTTP remote, not "
+                                                             "carried over: Shipyard has no HTTP remote")
+    assert "ghp_T" not in json.dumps(report.to_dict()) and "T2" not in json.dumps(report.to_dict())
+
+
+def test_an_unreadable_private_config_shows_no_text_of_it() -> None:
+    report = Report()
+    parse_dvc_config([(".dvc/config.local", "['remote \"x\"'\n    password = hunter2\n")], report)
+    assert report.not_carried[0][0] == ".dvc/config.local"
+    assert "hunter2" not in json.dumps(report.to_dict()) and "line 1" in report.not_carried[0][1]
