@@ -374,3 +374,51 @@ def test_an_unreadable_private_config_shows_no_text_of_it() -> None:
     parse_dvc_config([(".dvc/config.local", "['remote \"x\"'\n    password = hunter2\n")], report)
     assert report.not_carried[0][0] == ".dvc/config.local"
     assert "hunter2" not in json.dumps(report.to_dict()) and "line 1" in report.not_carried[0][1]
+
+
+
+def _dvc_cache_put(root: Path, body: bytes, suffix: str = "") -> str:
+    md5 = hashlib.md5(body).hexdigest()
+    folder = root / ".dvc" / "cache" / "files" / "md5" / md5[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (md5[2:] + suffix)).write_bytes(body)
+    return md5
+
+
+def _hand_made_dvc_project(root: Path, deps: list[tuple[str, str]], cmd: str = "echo hi > out.txt") -> None:
+    """A DVC project with one stage ``s`` that dvc.lock records as reading ``deps`` (path, md5)."""
+    (root / ".dvc").mkdir(parents=True, exist_ok=True)
+    (root / ".dvc" / "config").write_text("[core]\n")
+    (root / "dvc.yaml").write_text(f"stages:\n  s:\n    cmd: {cmd}\n    deps: [{', '.join(p for p, _ in deps)}]\n"
+                                   "    outs: [out.txt]\n")
+    (root / "out.txt").write_text("hi\n")
+    out_md5 = hashlib.md5(b"hi\n").hexdigest()
+    lock_deps = "".join(f"    - path: {p}\n      md5: {m}\n      hash: md5\n" for p, m in deps)
+    (root / "dvc.lock").write_text(f"schema: '2.0'\nstages:\n  s:\n    cmd: {cmd}\n    deps:\n{lock_deps}"
+                                   f"    outs:\n    - path: out.txt\n      md5: {out_md5}\n      hash: md5\n")
+
+
+def test_a_dependency_through_a_link_is_never_walked(tmp_path: Path) -> None:
+    """A dvc.lock folder dependency that is a symbolic link (to / in the attack) is reported at once, never
+    walked or hashed through the link; a folder holding a file its listing lacks is changed."""
+    root = tmp_path / "p"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("one\n")
+    root.mkdir()
+    (root / "link").symlink_to(outside)
+    (root / "real").mkdir()
+    (root / "real" / "f").write_text("one\n")
+    (root / "real" / "extra").write_text("not listed\n")
+    listing = json.dumps([{"md5": hashlib.md5(b"one\n").hexdigest(), "relpath": "f"}]).encode()
+    md5 = _dvc_cache_put(root, listing, ".dir") + ".dir"
+    _hand_made_dvc_project(root, [("link", md5)])
+    report = convert(root, env_for(root))
+    assert report.stages["s"] == ("dependency link: link is a symbolic link, which Shipyard never follows: not "
+                                  "checked: it runs once under Shipyard")
+    _hand_made_dvc_project(root, [("real", md5)])
+    report = convert(root, env_for(root), force=True)
+    assert report.stages["s"] == ("dependency real: changed since dvc.lock (extra is not in its file list): it "
+                                  "runs once under Shipyard")
+    (root / "real" / "extra").unlink()
+    assert convert(root, env_for(root), force=True).stages["s"] == "up to date (from dvc.lock)"

@@ -200,8 +200,9 @@ def _changed(stage: Stage, locked: DvcLockStage, importer: Importer, params: Par
             if now != value:
                 return f"param {spec} changed since dvc.lock"
     for dep in locked.deps:
-        if not importer.unchanged(dep):
-            return f"dependency {dep.path} changed since dvc.lock (or cannot be checked)"
+        why = importer.changed(dep)
+        if why is not None:
+            return f"dependency {dep.path}: {why}"
     return None
 
 
