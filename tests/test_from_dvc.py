@@ -31,7 +31,7 @@ from shipyard.core.project.from_dvc import (
 )
 from shipyard.core.workspace.data import status as data_status
 from shipyard.core.workspace.lockfile import load_lock
-from shipyard.errors import ConflictError
+from shipyard.errors import ConfigError, ConflictError
 from shipyard.wiring import open_workspace
 from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env, dvc_venv, make_bucket
@@ -131,8 +131,11 @@ def test_outputs_only_in_dvcs_cache_are_restored_without_running(
     for rel in (*OUTPUTS, "data/data.xml", "extra"):  # as after a clone and `dvc fetch`: the cache only
         shutil.rmtree(root / rel) if (root / rel).is_dir() else (root / rel).unlink()
     report = convert(root, env_for(root))
-    restored = "DVC's cache (restored into the workspace, as `dvc checkout` does)"
-    assert report.data["data/data.xml"] == report.data["extra"] == restored
+    # only what a stage reads is restored (as `dvc checkout` would); `extra`, which no stage reads, is left
+    assert report.data["data/data.xml"] == "DVC's cache (restored into the workspace, as `dvc checkout` does)"
+    assert report.data["extra"] == ("DVC's cache (not in the workspace: `shipyard data checkout` writes it "
+                                    "there)")
+    assert not (root / "extra").exists()
     assert set(report.stages.values()) == {"up to date (from dvc.lock)"}
     env = env_for(root)
     # (its exit status is the declared model's: registered only from a Shipyard run of train, not DVC's pickle)
@@ -140,7 +143,6 @@ def test_outputs_only_in_dvcs_cache_are_restored_without_running(
     assert {o["stage"]: o["result"] for o in json.loads(done.stdout)} == {
         "prepare": "cached", "featurize": "cached", "train": "cached", "evaluate": "cached"}
     assert {k: v for rel in OUTPUTS for k, v in files_of(root, rel).items()} == dvc_project[1]
-    assert files_of(root, "extra") == files_of(dvc_project[0], "extra")
 
 
 def test_a_corrupt_cache_file_is_caught_and_nothing_of_it_stored(
@@ -422,3 +424,24 @@ def test_a_dependency_through_a_link_is_never_walked(tmp_path: Path) -> None:
                                   "runs once under Shipyard")
     (root / "real" / "extra").unlink()
     assert convert(root, env_for(root), force=True).stages["s"] == "up to date (from dvc.lock)"
+
+
+def test_a_failed_conversion_removes_the_data_it_restored(tmp_path: Path) -> None:
+    """Only tracked data a stage reads is restored (never .gitattributes, .gitmodules a .dvc file names); when
+    the conversion then fails, what it restored is removed again and nothing is written."""
+    root = tmp_path / "p"
+    root.mkdir()
+    md5 = _dvc_cache_put(root, b"tracked\n")
+    for path in ("data/in.txt", ".gitattributes", ".gitmodules"):
+        (root / f"{path.replace('/', '-')}.dvc").write_text(f"outs:\n- path: {path}\n  md5: {md5}\n  hash: md5\n")
+    _hand_made_dvc_project(root, [("data/in.txt", md5), ("missing.txt", md5)])
+    with pytest.raises(ConfigError, match=r"missing\.txt.*were not written \(the data restored for it was removed"):
+        convert(root, env_for(root))
+    assert sorted(p.name for p in root.iterdir()) == [".dvc", ".gitattributes.dvc", ".gitmodules.dvc",
+                                                       ".shipyard", "data-in.txt.dvc", "dvc.lock", "dvc.yaml",
+                                                       "out.txt"]
+    _hand_made_dvc_project(root, [("data/in.txt", md5)])
+    report = convert(root, env_for(root))
+    assert (root / "data" / "in.txt").read_text() == "tracked\n"
+    assert not (root / ".gitattributes").exists() and not (root / ".gitmodules").exists()
+    assert "not in the workspace" in report.data[".gitattributes"]

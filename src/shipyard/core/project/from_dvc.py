@@ -12,10 +12,12 @@ from __future__ import annotations
 import configparser
 import posixpath
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from shipyard.core.project.model import StageDef
 from shipyard.core.redact import USERINFO, has_userinfo
 from shipyard.core.workspace.paths import declared_path, safe_relpath
 from shipyard.errors import InvalidInputError
@@ -355,6 +357,35 @@ def _private_remotes(config: DvcConfig, report: Report) -> None:
     if config.private_default and config.private_default != config.default_remote:
         report.skip("default remote", f"{config.private_default!r}, chosen in .dvc/config.local (DVC's private "
                     "settings), is not carried over: set default_remote: in shipyard.yaml if it should be shared")
+
+
+def read_by_stages(stages: Mapping[str, StageDef], tracked: Iterable[str]) -> list[str]:
+    """The ``tracked`` paths some stage reads: a dependency (relative to its stage's wdir) that is the path,
+    holds it or lies inside it; sorted. Linear in paths and dependencies (each one's folders looked up)."""
+    deps: set[str] = set()
+    holders: set[str] = set()  # every folder above a dependency
+    for spec in stages.values():
+        wdir = posixpath.normpath(spec.wdir)
+        for dep in spec.deps:
+            try:
+                path = declared_path(dep if wdir == "." else posixpath.join(wdir, dep), "dependency")
+            except InvalidInputError:
+                continue  # refused where the pipeline is built
+            deps.add(path)
+            while "/" in path:
+                path = path.rpartition("/")[0]
+                holders.add(path)
+
+    def read(path: str) -> bool:
+        if path in deps or path in holders:
+            return True
+        while "/" in path:
+            path = path.rpartition("/")[0]
+            if path in deps:
+                return True
+        return False
+
+    return sorted(path for path in tracked if read(path))
 
 
 def guess_flavor(path: str) -> str | None:
