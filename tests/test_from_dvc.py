@@ -297,6 +297,8 @@ def test_paths_that_leave_the_project_are_refused() -> None:
         parse_dir_listing([{"relpath": "../escape", "md5": "0" * 32}], "listing")
     with pytest.raises(ValueError, match="twice"):
         parse_dir_listing([{"relpath": "a", "md5": "0" * 32}, {"relpath": "a", "md5": "1" * 32}], "listing")
+    with pytest.raises(ValueError, match="lists a/b as a file and as a folder"):
+        parse_dir_listing([{"relpath": "a/b/c", "md5": "0" * 32}, {"relpath": "a/b", "md5": "1" * 32}], "listing")
     report = Report()
     stages = parse_dvc_lock({"stages": {"ok": {"cmd": "true", "outs": [{"path": "o", "md5": "a" * 32}]},
                                         "bad": {"cmd": "true", "outs": [{"path": "/etc/shadow", "md5": "a" * 32}]},
@@ -445,3 +447,17 @@ def test_a_failed_conversion_removes_the_data_it_restored(tmp_path: Path) -> Non
     assert (root / "data" / "in.txt").read_text() == "tracked\n"
     assert not (root / ".gitattributes").exists() and not (root / ".gitmodules").exists()
     assert "not in the workspace" in report.data[".gitattributes"]
+
+
+def test_a_listing_with_a_path_both_file_and_folder_is_not_carried_over(tmp_path: Path) -> None:
+    """A .dir listing holding ``a`` and ``a/b`` is reported, never stored as a manifest `data checkout` refuses."""
+    root = tmp_path / "p"
+    root.mkdir()
+    one = _dvc_cache_put(root, b"one\n")
+    md5 = _dvc_cache_put(root, json.dumps([{"md5": one, "relpath": "a"}, {"md5": one, "relpath": "a/b"}]).encode(),
+                         ".dir")
+    (root / "conflict.dvc").write_text(f"outs:\n- md5: {md5}.dir\n  path: conflict\n  hash: md5\n")
+    _hand_made_dvc_project(root, [])
+    report = convert(root, env_for(root))
+    assert "conflict" not in report.data and "conflict" not in load_lock(root).data
+    assert dict(report.not_carried)["conflict"] == "conflict's file list lists a as a file and as a folder"

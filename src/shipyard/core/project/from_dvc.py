@@ -231,6 +231,14 @@ def parse_dir_listing(body: object, what: str) -> list[DirEntry]:
             raise BadDvcFile(f"{what} lists {rel} twice")
         seen.add(rel)
         out.append(DirEntry(rel, md5, size, item.get("isexec") is True))
+    folders: set[str] = set()  # a path listed as a file and as a folder is refused, as Shipyard's manifests are
+    for entry in out:
+        folder = entry.relpath.rpartition("/")[0]
+        while folder and folder not in folders:
+            if folder in seen:
+                raise BadDvcFile(f"{what} lists {folder} as a file and as a folder")
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
     return out
 
 
