@@ -105,6 +105,9 @@ def test_converted_project_is_up_to_date_and_reruns_to_the_same_bytes(
     assert "text-classification" in report["models"]
     assert [n["what"] for n in report["not_carried"]] == ["artifact stackoverflow-dataset"]
     assert (root / "dvc.yaml").exists() and (root / ".dvc").is_dir()  # DVC's files are left in place
+    # the replica's .gitignore files are what `dvc add` and `dvc repro` write (DVC added nothing to them)
+    assert (root / "data" / ".gitignore").read_text() == (EXAMPLE / "data" / ".gitignore").read_text()
+    assert (root / ".gitignore").read_text() == (EXAMPLE / ".gitignore").read_text() + "/extra\n/.shipyard\n"
 
     status = json.loads(run_shipyard("status", "--json", env=env, cwd=root).stdout)
     assert {s["stage"]: s["state"] for s in status} == {s: "up-to-date" for s in
