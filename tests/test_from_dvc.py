@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,8 @@ def test_converted_project_is_up_to_date_and_reruns_to_the_same_bytes(
     # the declared model (DVC's type: model artifact) was registered by Shipyard's own run of train and evaluate
     models = json.loads(run_shipyard("models", "list", "--json", env=env, cwd=root).stdout)
     assert [(m["name"], m["latest_version"]) for m in models] == [("text-classification", 1)]
+    with open(root / "model.pkl", "rb") as f:  # this test's own model: its labels are the integers 0 and 1
+        assert json.dumps(pickle.load(f).classes_.tolist()) == "[0, 1]"  # (a served model answers 0, not 0.0)
 
 
 @pytest.mark.slow
