@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from shipyard.core.project.from_dvc import (
 )
 from shipyard.core.workspace.data import status as data_status
 from shipyard.core.workspace.lockfile import load_lock
-from shipyard.errors import ConflictError
+from shipyard.errors import ConfigError, ConflictError
 from shipyard.wiring import open_workspace
 from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env, dvc_venv, make_bucket
@@ -105,6 +106,9 @@ def test_converted_project_is_up_to_date_and_reruns_to_the_same_bytes(
     assert "text-classification" in report["models"]
     assert [n["what"] for n in report["not_carried"]] == ["artifact stackoverflow-dataset"]
     assert (root / "dvc.yaml").exists() and (root / ".dvc").is_dir()  # DVC's files are left in place
+    # the replica's .gitignore files are what `dvc add` and `dvc repro` write (DVC added nothing to them)
+    assert (root / "data" / ".gitignore").read_text() == (EXAMPLE / "data" / ".gitignore").read_text()
+    assert (root / ".gitignore").read_text() == (EXAMPLE / ".gitignore").read_text() + "/extra\n/.shipyard\n"
 
     status = json.loads(run_shipyard("status", "--json", env=env, cwd=root).stdout)
     assert {s["stage"]: s["state"] for s in status} == {s: "up-to-date" for s in
@@ -122,6 +126,8 @@ def test_converted_project_is_up_to_date_and_reruns_to_the_same_bytes(
     # the declared model (DVC's type: model artifact) was registered by Shipyard's own run of train and evaluate
     models = json.loads(run_shipyard("models", "list", "--json", env=env, cwd=root).stdout)
     assert [(m["name"], m["latest_version"]) for m in models] == [("text-classification", 1)]
+    with open(root / "model.pkl", "rb") as f:  # this test's own model: its labels are the integers 0 and 1
+        assert json.dumps(pickle.load(f).classes_.tolist()) == "[0, 1]"  # (a served model answers 0, not 0.0)
 
 
 @pytest.mark.slow
@@ -131,8 +137,11 @@ def test_outputs_only_in_dvcs_cache_are_restored_without_running(
     for rel in (*OUTPUTS, "data/data.xml", "extra"):  # as after a clone and `dvc fetch`: the cache only
         shutil.rmtree(root / rel) if (root / rel).is_dir() else (root / rel).unlink()
     report = convert(root, env_for(root))
-    restored = "DVC's cache (restored into the workspace, as `dvc checkout` does)"
-    assert report.data["data/data.xml"] == report.data["extra"] == restored
+    # only what a stage reads is restored (as `dvc checkout` would); `extra`, which no stage reads, is left
+    assert report.data["data/data.xml"] == "DVC's cache (restored into the workspace, as `dvc checkout` does)"
+    assert report.data["extra"] == ("DVC's cache (not in the workspace: `shipyard data checkout` writes it "
+                                    "there)")
+    assert not (root / "extra").exists()
     assert set(report.stages.values()) == {"up to date (from dvc.lock)"}
     env = env_for(root)
     # (its exit status is the declared model's: registered only from a Shipyard run of train, not DVC's pickle)
@@ -140,7 +149,6 @@ def test_outputs_only_in_dvcs_cache_are_restored_without_running(
     assert {o["stage"]: o["result"] for o in json.loads(done.stdout)} == {
         "prepare": "cached", "featurize": "cached", "train": "cached", "evaluate": "cached"}
     assert {k: v for rel in OUTPUTS for k, v in files_of(root, rel).items()} == dvc_project[1]
-    assert files_of(root, "extra") == files_of(dvc_project[0], "extra")
 
 
 def test_a_corrupt_cache_file_is_caught_and_nothing_of_it_stored(
@@ -295,6 +303,8 @@ def test_paths_that_leave_the_project_are_refused() -> None:
         parse_dir_listing([{"relpath": "../escape", "md5": "0" * 32}], "listing")
     with pytest.raises(ValueError, match="twice"):
         parse_dir_listing([{"relpath": "a", "md5": "0" * 32}, {"relpath": "a", "md5": "1" * 32}], "listing")
+    with pytest.raises(ValueError, match="lists a/b as a file and as a folder"):
+        parse_dir_listing([{"relpath": "a/b/c", "md5": "0" * 32}, {"relpath": "a/b", "md5": "1" * 32}], "listing")
     report = Report()
     stages = parse_dvc_lock({"stages": {"ok": {"cmd": "true", "outs": [{"path": "o", "md5": "a" * 32}]},
                                         "bad": {"cmd": "true", "outs": [{"path": "/etc/shadow", "md5": "a" * 32}]},
@@ -323,7 +333,137 @@ def test_remotes_credentials_and_artifacts() -> None:
     assert body["models"] == {"m": {"path": "model.onnx", "flavor": "onnx", "labels": ["a"]}}
     assert "hunter2" not in json.dumps(body) and "AKIAXXXX" not in json.dumps(body)
     skipped = dict(report.not_carried)
-    assert "read-only HTTP" in skipped["remote web"]
+    assert "Shipyard has no HTTP remote" in skipped["remote web"]
     assert "access_key_id" in skipped["remote s3store credentials"]
     assert "flavor" in skipped["artifact weird"]
     assert "dvc.yaml datasets" in skipped
+
+
+def test_credentials_and_private_remotes_stay_out_of_shipyard_yaml() -> None:
+    """A user name or password written into a URL is left out; what only .dvc/config.local (DVC's private,
+    git-ignored file) sets never reaches shipyard.yaml, which is committed; no secret is ever reported."""
+    report = Report()
+    config = parse_dvc_config([
+        (".dvc/config", "[core]\n    remote = team\n['remote \"team\"']\n    url = s3://bucket/x\n"
+                        "['remote \"shared\"']\n    url = s3://KEYID:S3CRET@bucket/y\n"
+                        "    endpointurl = https://AKIAEXAMPLE:wJalrSECRETKEY@minio.example.com\n"),
+        (".dvc/config.local", "[core]\n    remote = mine\n"
+                              "['remote \"team\"']\n    endpointurl = https://AKIAEXAMPLE:wJalrSECRETKEY@minio.example.com\n"
+                              "    secret_access_key = wJalrSECRETKEY\n"
+                              "['remote \"mine\"']\n    url = /home/alice/private-store\n"
+                              "['remote \"h\"']\n    url = https://bob:ghp_TOKEN123@dvc.example.com/store?t=TOK2\n")],
+        report)
+    body = convert_yaml({"stages": {}}, config, report)
+    assert body["remotes"] == {"team": {"url": "s3://bucket/x"},
+                               "shared": {"url": "s3://bucket/y", "endpoint_url": "https://minio.example.com"}}
+    assert body["default_remote"] == "team"
+    shown = json.dumps([body, report.to_dict()])
+    for secret in ("wJalrSECRETKEY", "AKIAEXAMPLE", "S3CRET", "KEYID", "ghp_TOKEN123", "bob", "TOK2",
+                   "/home/alice"):
+        assert secret not in shown
+    skipped = dict(report.not_carried)
+    assert "credentials not carried over" in skipped["remote shared credentials"]
+    assert "env:NAME" in skipped["remote shared credentials"]
+    assert "secret_access_key" in skipped["remote team credentials"]
+    assert "endpointurl" in skipped["remote team local settings"]
+    for private in ("mine", "h"):
+        assert "only in .dvc/config.local" in skipped[f"remote {private}"]
+    assert "'mine'" in skipped["default remote"]
+    # an HTTP remote (committed) is reported by its host only: Shipyard has no HTTP remote
+    report = Report()
+    convert_yaml({}, parse_dvc_config([(".dvc/config", "['remote \"web\"']\n    url = "
+                                                       "https://bob:ghp_T@dvc.example.com/s?token=T2\n")], report),
+                 report)
+    assert dict(report.not_carried)["remote web"].startswith("https://dvc.example.com/... is an HTTP remote, not "
+                                                             "carried over: Shipyard has no HTTP remote")
+    assert "ghp_T" not in json.dumps(report.to_dict()) and "T2" not in json.dumps(report.to_dict())
+
+
+def test_an_unreadable_private_config_shows_no_text_of_it() -> None:
+    report = Report()
+    parse_dvc_config([(".dvc/config.local", "['remote \"x\"'\n    password = hunter2\n")], report)
+    assert report.not_carried[0][0] == ".dvc/config.local"
+    assert "hunter2" not in json.dumps(report.to_dict()) and "line 1" in report.not_carried[0][1]
+
+
+
+def _dvc_cache_put(root: Path, body: bytes, suffix: str = "") -> str:
+    md5 = hashlib.md5(body).hexdigest()
+    folder = root / ".dvc" / "cache" / "files" / "md5" / md5[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (md5[2:] + suffix)).write_bytes(body)
+    return md5
+
+
+def _hand_made_dvc_project(root: Path, deps: list[tuple[str, str]], cmd: str = "echo hi > out.txt") -> None:
+    """A DVC project with one stage ``s`` that dvc.lock records as reading ``deps`` (path, md5)."""
+    (root / ".dvc").mkdir(parents=True, exist_ok=True)
+    (root / ".dvc" / "config").write_text("[core]\n")
+    (root / "dvc.yaml").write_text(f"stages:\n  s:\n    cmd: {cmd}\n    deps: [{', '.join(p for p, _ in deps)}]\n"
+                                   "    outs: [out.txt]\n")
+    (root / "out.txt").write_text("hi\n")
+    out_md5 = hashlib.md5(b"hi\n").hexdigest()
+    lock_deps = "".join(f"    - path: {p}\n      md5: {m}\n      hash: md5\n" for p, m in deps)
+    (root / "dvc.lock").write_text(f"schema: '2.0'\nstages:\n  s:\n    cmd: {cmd}\n    deps:\n{lock_deps}"
+                                   f"    outs:\n    - path: out.txt\n      md5: {out_md5}\n      hash: md5\n")
+
+
+def test_a_dependency_through_a_link_is_never_walked(tmp_path: Path) -> None:
+    """A dvc.lock folder dependency that is a symbolic link (to / in the attack) is reported at once, never
+    walked or hashed through the link; a folder holding a file its listing lacks is changed."""
+    root = tmp_path / "p"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("one\n")
+    root.mkdir()
+    (root / "link").symlink_to(outside)
+    (root / "real").mkdir()
+    (root / "real" / "f").write_text("one\n")
+    (root / "real" / "extra").write_text("not listed\n")
+    listing = json.dumps([{"md5": hashlib.md5(b"one\n").hexdigest(), "relpath": "f"}]).encode()
+    md5 = _dvc_cache_put(root, listing, ".dir") + ".dir"
+    _hand_made_dvc_project(root, [("link", md5)])
+    report = convert(root, env_for(root))
+    assert report.stages["s"] == ("dependency link: link is a symbolic link, which Shipyard never follows: not "
+                                  "checked: it runs once under Shipyard")
+    _hand_made_dvc_project(root, [("real", md5)])
+    report = convert(root, env_for(root), force=True)
+    assert report.stages["s"] == ("dependency real: changed since dvc.lock (extra is not in its file list): it "
+                                  "runs once under Shipyard")
+    (root / "real" / "extra").unlink()
+    assert convert(root, env_for(root), force=True).stages["s"] == "up to date (from dvc.lock)"
+
+
+def test_a_failed_conversion_removes_the_data_it_restored(tmp_path: Path) -> None:
+    """Only tracked data a stage reads is restored (never .gitattributes, .gitmodules a .dvc file names); when
+    the conversion then fails, what it restored is removed again and nothing is written."""
+    root = tmp_path / "p"
+    root.mkdir()
+    md5 = _dvc_cache_put(root, b"tracked\n")
+    for path in ("data/in.txt", ".gitattributes", ".gitmodules"):
+        (root / f"{path.replace('/', '-')}.dvc").write_text(f"outs:\n- path: {path}\n  md5: {md5}\n  hash: md5\n")
+    _hand_made_dvc_project(root, [("data/in.txt", md5), ("missing.txt", md5)])
+    with pytest.raises(ConfigError, match=r"missing\.txt.*were not written \(the data restored for it was removed"):
+        convert(root, env_for(root))
+    assert sorted(p.name for p in root.iterdir()) == [".dvc", ".gitattributes.dvc", ".gitmodules.dvc",
+                                                       ".shipyard", "data-in.txt.dvc", "dvc.lock", "dvc.yaml",
+                                                       "out.txt"]
+    _hand_made_dvc_project(root, [("data/in.txt", md5)])
+    report = convert(root, env_for(root))
+    assert (root / "data" / "in.txt").read_text() == "tracked\n"
+    assert not (root / ".gitattributes").exists() and not (root / ".gitmodules").exists()
+    assert "not in the workspace" in report.data[".gitattributes"]
+
+
+def test_a_listing_with_a_path_both_file_and_folder_is_not_carried_over(tmp_path: Path) -> None:
+    """A .dir listing holding ``a`` and ``a/b`` is reported, never stored as a manifest `data checkout` refuses."""
+    root = tmp_path / "p"
+    root.mkdir()
+    one = _dvc_cache_put(root, b"one\n")
+    md5 = _dvc_cache_put(root, json.dumps([{"md5": one, "relpath": "a"}, {"md5": one, "relpath": "a/b"}]).encode(),
+                         ".dir")
+    (root / "conflict.dvc").write_text(f"outs:\n- md5: {md5}.dir\n  path: conflict\n  hash: md5\n")
+    _hand_made_dvc_project(root, [])
+    report = convert(root, env_for(root))
+    assert "conflict" not in report.data and "conflict" not in load_lock(root).data
+    assert dict(report.not_carried)["conflict"] == "conflict's file list lists a as a file and as a folder"

@@ -22,6 +22,7 @@ from shipyard.errors import ShipyardError
 SMALL = 1024 * 1024  # read whole; larger files stream
 BATCH = 50_000  # files copied into the store together share one durability barrier (paths only are kept)
 MAX_LISTING_BYTES = 64 * 1024 * 1024  # a .dir object of about 500,000 files; larger is not read
+MAX_EXTRA_FOLDERS = 10_000  # folders (empty ones, say) a dependency's walk takes beyond one per listed file
 
 
 class Importer:
@@ -172,31 +173,75 @@ class Importer:
     # -- dependencies ---------------------------------------------------------------------------
     def unchanged(self, dep: DvcOut) -> bool:
         """Whether ``dep`` (a dvc.lock dependency) is still what DVC recorded."""
-        if dep.md5 is None:
-            return False
-        if dep.path in self.md5s:
-            return self.md5s[dep.path] == dep.md5
-        if dep.is_dir:
-            try:
-                listing = self._listing(dep)
-            except (BadDvcFile, OSError):  # a damaged file list: the stage runs again
-                return False
-            if listing is None:
-                return False
-            top = f"{self._root}/{dep.path}"
-            names = {os.path.relpath(os.path.join(folder, name), top).replace(os.sep, "/")
-                     for folder, _, files in os.walk(top) for name in files}  # links to folders not followed
-            if names != {e.relpath for e in listing}:
-                return False
-            return all(self._md5_of(f"{dep.path}/{e.relpath}") == e.md5 for e in listing)
-        return self._md5_of(dep.path) == dep.md5
+        return self.changed(dep) is None
 
-    def _md5_of(self, rel: str) -> str | None:
+    def changed(self, dep: DvcOut) -> str | None:
+        """Why ``dep`` (a dvc.lock dependency) is not what DVC recorded, or cannot be checked; None if it is.
+        No symbolic link is followed, and the work is bounded by what dvc.lock records: a folder's walk stops
+        at the first name its listing does not hold (or at ``MAX_EXTRA_FOLDERS`` folders more than it needs),
+        and a file whose size is not the recorded one is not read."""
+        if dep.md5 is None:
+            return "dvc.lock records no hash for it"
+        if dep.path in self.md5s:
+            return None if self.md5s[dep.path] == dep.md5 else "changed since dvc.lock"
+        link = self._link_on_the_way(dep.path)
+        if link is not None:
+            return link
+        if not dep.is_dir:
+            return None if self._md5_of(dep.path, dep.size) == dep.md5 else "changed since dvc.lock"
+        try:
+            listing = self._listing(dep)
+        except (BadDvcFile, OSError):  # a damaged file list: the stage runs again
+            return "its file list (.dir) in DVC's cache cannot be read"
+        if listing is None:
+            return "its file list (.dir) is not in DVC's cache"
+        top = f"{self._root}/{dep.path}"
+        try:
+            if not stat.S_ISDIR(os.lstat(top).st_mode):
+                return "changed since dvc.lock (not a folder)"
+        except OSError:
+            return "not in the workspace"
+        expected = {e.relpath: e for e in listing}
+        folders_left = len(expected) + MAX_EXTRA_FOLDERS
+        found = 0
+        # os.walk lists a link to a folder among the folders and never enters it (followlinks=False)
+        for folder, _, files in os.walk(top):
+            folders_left -= 1
+            if folders_left < 0:
+                return f"holds more than {len(expected) + MAX_EXTRA_FOLDERS} folders: not checked further"
+            for name in files:
+                rel = os.path.relpath(os.path.join(folder, name), top).replace(os.sep, "/")
+                if rel not in expected:
+                    return f"changed since dvc.lock ({rel} is not in its file list)"
+                found += 1
+        if found != len(expected):
+            return "changed since dvc.lock (files of its file list are missing)"
+        for e in listing:
+            if self._md5_of(f"{dep.path}/{e.relpath}", e.size) != e.md5:
+                return f"changed since dvc.lock ({e.relpath} differs)"
+        return None
+
+    def _link_on_the_way(self, rel: str) -> str | None:
+        """Why ``rel`` cannot be checked when it or a folder on its way is a symbolic link (never followed)."""
+        done = ""
+        for part in rel.split("/"):
+            done = f"{done}/{part}" if done else part
+            try:
+                mode = os.lstat(f"{self._root}/{done}").st_mode
+            except OSError:
+                return None  # absent: the file checks say so
+            if stat.S_ISLNK(mode):
+                return f"{done} is a symbolic link, which Shipyard never follows: not checked"
+        return None
+
+    def _md5_of(self, rel: str, size: int | None = None) -> str | None:
         fd = self._workspace_fd(rel)
         if fd is None:
             return None
         h = hashlib.md5()
         with os.fdopen(fd, "rb") as f:
+            if size is not None and os.fstat(f.fileno()).st_size != size:
+                return None  # not the recorded version: not read
             for chunk in _chunks(f, b""):
                 h.update(chunk)
         return h.hexdigest()

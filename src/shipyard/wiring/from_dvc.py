@@ -11,6 +11,7 @@ Nothing of DVC's is changed or removed.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from shipyard.core.project.from_dvc import (
     parse_dvc_config,
     parse_dvc_file,
     parse_dvc_lock,
+    read_by_stages,
     stage_wdirs,
 )
 from shipyard.core.workspace.data import Workspace
@@ -94,35 +96,39 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
         data.pop(clash[1])
         report.skip(clash[1], f"is inside the tracked {clash[0]}: one entry kept")
     importer.flush()
+    # the tracked data a stage reads, restored where it is missing (as `dvc checkout` does); removed again if
+    # the conversion fails before anything is written
+    restored = _restore_missing(ws, data, read_by_stages(project.stages, data), report)
     try:
-        pipeline = dag.build(project, root)
-    except ConfigError:  # a stage reads tracked data not in the workspace: restored, as `dvc checkout` does
-        _restore_missing(ws, data, report)
         try:
             pipeline = dag.build(project, root)
         except ConfigError as exc:
+            again = " (the data restored for it was removed again)" if restored else ""
             raise ConfigError(f"dvc.yaml does not convert: {exc}; shipyard.yaml and shipyard.lock were not "
-                              "written") from None
-    for rel in data:
-        if not os.path.lexists(root / rel):
-            report.data[rel] += " (not in the workspace: `shipyard data checkout` writes it there)"
+                              f"written{again}") from None
+        for rel in data:
+            if not os.path.lexists(root / rel):
+                report.data[rel] += " (not in the workspace: `shipyard data checkout` writes it there)"
 
-    locked = parse_dvc_lock(_yaml(root, "dvc.lock"), stage_wdirs(dvc_yaml), report)
-    params = ParamFiles(root, project.params)
-    stages: dict[str, StageEntry] = {}
-    for name in pipeline.order:
-        if name not in locked:
-            report.stages[name] = "not in dvc.lock: it runs once under Shipyard"
-            continue
-        try:
-            entry = stage_entry(pipeline.stages[name], locked[name], importer, params, environ)
-        except ShipyardError as exc:  # e.g. a dependency that is a symbolic link: Shipyard refuses to hash it
-            report.stages[name] = f"{' '.join(str(exc).split())[:200]}: not recorded"
-            continue
-        if entry is not None:
-            stages[name] = entry
-    importer.flush()
-    report.registration(set(stages))
+        locked = parse_dvc_lock(_yaml(root, "dvc.lock"), stage_wdirs(dvc_yaml), report)
+        params = ParamFiles(root, project.params)
+        stages: dict[str, StageEntry] = {}
+        for name in pipeline.order:
+            if name not in locked:
+                report.stages[name] = "not in dvc.lock: it runs once under Shipyard"
+                continue
+            try:
+                entry = stage_entry(pipeline.stages[name], locked[name], importer, params, environ)
+            except ShipyardError as exc:  # e.g. a dependency that is a symbolic link: Shipyard refuses to hash it
+                report.stages[name] = f"{' '.join(str(exc).split())[:200]}: not recorded"
+                continue
+            if entry is not None:
+                stages[name] = entry
+        importer.flush()
+        report.registration(set(stages))
+    except BaseException:
+        _remove(root, restored)
+        raise
 
     write_atomic(root / CONFIG_FILE, text.encode())
     report.written.append(CONFIG_FILE)
@@ -136,18 +142,74 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
     return report
 
 
-def _restore_missing(ws: Workspace, data: dict[str, PathEntry], report: Report) -> None:
-    """Write the tracked paths that are not in the workspace from the store (never over an existing file)."""
+def _restore_missing(ws: Workspace, data: dict[str, PathEntry], needed: list[str], report: Report) -> list[str]:
+    """Write the ``needed`` tracked paths that are not in the workspace from the store (never over an existing
+    file); return what was created (each restored path's top folder that did not exist), to remove on failure."""
     from shipyard.core.workspace import data as workspace
     from shipyard.core.workspace.lockfile import Lock
 
-    for rel in sorted(rel for rel in data if not os.path.lexists(ws.root / rel)):
+    created: list[str] = []
+    for rel in needed:
+        if os.path.lexists(ws.root / rel):
+            continue
+        top = _first_missing(ws.root, rel)
+        if top is not None:
+            created.append(top)
         try:
             workspace.checkout(ws, Lock(data={rel: data[rel]}), [str(ws.root / rel)])
         except ShipyardError as exc:  # a link on the way, say: recorded, but left for `shipyard data checkout`
             report.skip(rel, f"recorded but not restored into the workspace: {exc}")
             continue
         report.data[rel] += " (restored into the workspace, as `dvc checkout` does)"
+    return created
+
+
+def _first_missing(root: Path, rel: str) -> str | None:
+    """The top-most folder (or ``rel`` itself) of ``rel`` that does not exist, when every folder above it is a
+    real folder (no symbolic link on the way); else None."""
+    parts = rel.split("/")
+    for i in range(1, len(parts) + 1):
+        try:
+            mode = os.lstat(root.joinpath(*parts[:i])).st_mode
+        except FileNotFoundError:
+            return "/".join(parts[:i])
+        except OSError:
+            return None
+        if not stat.S_ISDIR(mode):
+            return None
+    return None
+
+
+def _remove(root: Path, created: list[str]) -> None:
+    """Remove what ``_restore_missing`` created (a failed conversion leaves the workspace as it was); nothing
+    is removed through a symbolic link (each folder on the way checked again)."""
+    import shutil
+
+    for rel in reversed(created):
+        parent = rel.rpartition("/")[0]
+        if parent and not _real_folders(root, parent):
+            continue
+        path = root / rel
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):
+            shutil.rmtree(path, ignore_errors=True)  # never follows a link inside
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _real_folders(root: Path, rel: str) -> bool:
+    """Whether every component of ``rel`` is a real folder (no symbolic link)."""
+    parts = rel.split("/")
+    for i in range(1, len(parts) + 1):
+        try:
+            if not stat.S_ISDIR(os.lstat(root.joinpath(*parts[:i])).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def stage_entry(stage: Stage, locked: DvcLockStage, importer: Importer, params: ParamFiles,
@@ -200,8 +262,9 @@ def _changed(stage: Stage, locked: DvcLockStage, importer: Importer, params: Par
             if now != value:
                 return f"param {spec} changed since dvc.lock"
     for dep in locked.deps:
-        if not importer.unchanged(dep):
-            return f"dependency {dep.path} changed since dvc.lock (or cannot be checked)"
+        why = importer.changed(dep)
+        if why is not None:
+            return f"dependency {dep.path}: {why}"
     return None
 
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 import configparser
 import posixpath
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+from shipyard.core.project.model import StageDef
+from shipyard.core.redact import USERINFO, has_userinfo
 from shipyard.core.workspace.paths import declared_path, safe_relpath
 from shipyard.errors import InvalidInputError
 
@@ -227,51 +231,81 @@ def parse_dir_listing(body: object, what: str) -> list[DirEntry]:
             raise BadDvcFile(f"{what} lists {rel} twice")
         seen.add(rel)
         out.append(DirEntry(rel, md5, size, item.get("isexec") is True))
+    folders: set[str] = set()  # a path listed as a file and as a folder is refused, as Shipyard's manifests are
+    for entry in out:
+        folder = entry.relpath.rpartition("/")[0]
+        while folder and folder not in folders:
+            if folder in seen:
+                raise BadDvcFile(f"{what} lists {folder} as a file and as a folder")
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
     return out
 
 
 @dataclass(frozen=True, slots=True)
 class DvcConfig:
-    remotes: dict[str, dict[str, str]]
+    remotes: dict[str, dict[str, str]]  # as the committed .dvc/config defines them
     default_remote: str | None
-    cache_dir: str | None  # as written: relative to .dvc/, or absolute
+    cache_dir: str | None  # as written: relative to .dvc/, or absolute (config.local's wins: only read here)
+    # what only .dvc/config.local (DVC's private, git-ignored file) sets: remote -> its options there; never
+    # written into shipyard.yaml, which is committed
+    private: dict[str, dict[str, str]] = field(default_factory=dict)
+    private_default: str | None = None
+
+
+PRIVATE_CONFIG = "config.local"
 
 
 def parse_dvc_config(texts: list[tuple[str, str]], report: Report) -> DvcConfig:
-    """``.dvc/config`` then ``.dvc/config.local`` (later values win), as DVC reads them (INI sections)."""
+    """``.dvc/config`` then ``.dvc/config.local`` (later values win for the cache), as DVC reads them (INI
+    sections). What config.local sets is kept apart (``private``): DVC keeps that file out of git."""
     remotes: dict[str, dict[str, str]] = {}
+    private: dict[str, dict[str, str]] = {}
     core: dict[str, str] = {}
+    private_core: dict[str, str] = {}
     cache: dict[str, str] = {}
     for source, text in texts:
+        local = source.endswith(PRIVATE_CONFIG)
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         try:
             parser.read_string(text, source)
-        except configparser.Error as exc:
-            report.skip(source, f"not readable as DVC's configuration ({' '.join(str(exc).split())[:120]}): "
+        except configparser.Error as exc:  # its text may hold a secret: only the line number is shown
+            line = getattr(exc, "lineno", None) or next((n for n, _ in getattr(exc, "errors", ())), None)
+            report.skip(source, f"not readable as DVC's configuration{f' (line {line})' if line else ''}: "
                                 "its remotes are not carried over")
             continue
         for section in parser.sections():
             found = REMOTE_SECTION.match(section)
             if found:
-                remotes.setdefault(found.group(1), {}).update(parser[section])
+                (private if local else remotes).setdefault(found.group(1), {}).update(parser[section])
             elif section.strip("' ") == "core":
-                core.update(parser[section])
+                (private_core if local else core).update(parser[section])
             elif section.strip("' ") == "cache":
                 cache.update(parser[section])
     default = core.get("remote")
-    return DvcConfig(remotes, default if default in remotes else None, cache.get("dir"))
+    return DvcConfig(remotes, default if default in remotes else None, cache.get("dir"), private,
+                     private_core.get("remote"))
+
+
+def _without_userinfo(url: str) -> str:
+    return USERINFO.sub(r"\1", url)
 
 
 def convert_remote(name: str, options: dict[str, str], report: Report) -> dict[str, object] | None:
-    """A Shipyard remote for a DVC one where the kind is supported (a folder, S3), else None (reported)."""
+    """A Shipyard remote for a DVC one where the kind is supported (a folder, S3), else None (reported). A
+    user name or password written into a URL is left out (reported: credentials are references in Shipyard);
+    every URL a report line shows is masked."""
     url = options.get("url", "")
     secrets = sorted(k for k in options if k in CREDENTIALS)
+    if has_userinfo(url) or has_userinfo(options.get("endpointurl", "")):
+        secrets.append("a user name or password in a URL")
+        url = _without_userinfo(url)
     if url.startswith("s3://"):
         spec: dict[str, object] = {"url": url}
-        endpoint = options.get("endpointurl")
+        endpoint = _without_userinfo(options.get("endpointurl", ""))
         if endpoint:
             if not re.match(r"(?i)https?://[^/?#\s]", endpoint):
-                report.skip(f"remote {name}", f"endpointurl {endpoint!r} is not an http(s) URL")
+                report.skip(f"remote {name}", f"endpointurl {_shown(endpoint)} is not an http(s) URL")
                 return None
             spec["endpoint_url"] = endpoint
             if endpoint.lower().startswith("http://"):
@@ -280,9 +314,9 @@ def convert_remote(name: str, options: dict[str, str], report: Report) -> dict[s
             if options.get(key):
                 spec[key] = options[key]
         if secrets:
-            report.skip(f"remote {name} credentials", f"{', '.join(secrets)} are values in DVC's config; "
-                        "Shipyard keeps references only: add access_key_id: env:NAME and secret_access_key: "
-                        "env:NAME (or vault:...) to the remote in shipyard.yaml")
+            report.skip(f"remote {name} credentials", f"{', '.join(secrets)}: credentials not carried over "
+                        "(Shipyard keeps references only, never values): add access_key_id: env:NAME and "
+                        "secret_access_key: env:NAME (or vault:...) to the remote in shipyard.yaml")
         report.remotes[name] = f"S3 {url}"
         return spec
     if "://" not in url or url.startswith("file://"):
@@ -294,13 +328,72 @@ def convert_remote(name: str, options: dict[str, str], report: Report) -> dict[s
         folder = path if posixpath.isabs(path) else posixpath.normpath(posixpath.join(".dvc", path))
         report.remotes[name] = f"folder {folder}"
         return {"url": folder}
-    scheme = url.split("://", 1)[0].lower()
+    scheme = url.split("://", 1)[0].lower()[:20]
     if scheme in ("http", "https"):
-        report.skip(f"remote {name}", f"{url} is an HTTP remote: Shipyard has no read-only HTTP remote yet; "
+        try:  # the host alone: never a user name, password, path or query (where a token may be)
+            host = (urlsplit(url).hostname or "")[:100]
+        except ValueError:
+            host = ""
+        report.skip(f"remote {name}", f"{scheme}://{host}/... is an HTTP remote, not carried over: Shipyard has no "
+                                      "HTTP remote; "
                                       "`dvc pull` the data before converting, or push it to a folder or S3 remote")
     else:
         report.skip(f"remote {name}", f"{scheme}:// remotes are not supported by Shipyard (folders and S3 are)")
     return None
+
+
+def _private_remotes(config: DvcConfig, report: Report) -> None:
+    """Report what only .dvc/config.local sets: never written into shipyard.yaml (committed), and Shipyard has
+    no local-only remotes file, so the user decides what to declare."""
+    for name, options in config.private.items():
+        keys = sorted(k for k in options if k not in CREDENTIALS)
+        secrets = sorted(k for k in options if k in CREDENTIALS)
+        if name not in config.remotes:
+            report.skip(f"remote {name}", "defined only in .dvc/config.local, DVC's private (git-ignored) "
+                        "settings: not written to shipyard.yaml, which is committed; Shipyard has no local-only "
+                        "remotes: declare it under remotes: in shipyard.yaml yourself if it may be shared "
+                        "(credentials as env:NAME or vault:... references)")
+        elif keys:
+            report.skip(f"remote {name} local settings",
+                        f"{', '.join(keys)} set in .dvc/config.local (DVC's private settings) are not carried over; "
+                        "shipyard.yaml has the values of .dvc/config: edit the remote there if they should be "
+                        "shared")
+        if secrets and name in config.remotes:
+            report.skip(f"remote {name} credentials", f"{', '.join(secrets)} set as values in .dvc/config.local: "
+                        "credentials not carried over (Shipyard keeps references only): add access_key_id: "
+                        "env:NAME and secret_access_key: env:NAME (or vault:...) to the remote in shipyard.yaml")
+    if config.private_default and config.private_default != config.default_remote:
+        report.skip("default remote", f"{config.private_default!r}, chosen in .dvc/config.local (DVC's private "
+                    "settings), is not carried over: set default_remote: in shipyard.yaml if it should be shared")
+
+
+def read_by_stages(stages: Mapping[str, StageDef], tracked: Iterable[str]) -> list[str]:
+    """The ``tracked`` paths some stage reads: a dependency (relative to its stage's wdir) that is the path,
+    holds it or lies inside it; sorted. Linear in paths and dependencies (each one's folders looked up)."""
+    deps: set[str] = set()
+    holders: set[str] = set()  # every folder above a dependency
+    for spec in stages.values():
+        wdir = posixpath.normpath(spec.wdir)
+        for dep in spec.deps:
+            try:
+                path = declared_path(dep if wdir == "." else posixpath.join(wdir, dep), "dependency")
+            except InvalidInputError:
+                continue  # refused where the pipeline is built
+            deps.add(path)
+            while "/" in path:
+                path = path.rpartition("/")[0]
+                holders.add(path)
+
+    def read(path: str) -> bool:
+        if path in deps or path in holders:
+            return True
+        while "/" in path:
+            path = path.rpartition("/")[0]
+            if path in deps:
+                return True
+        return False
+
+    return sorted(path for path in tracked if read(path))
 
 
 def guess_flavor(path: str) -> str | None:
@@ -329,6 +422,7 @@ def convert_yaml(dvc_yaml: object, config: DvcConfig, report: Report) -> dict[st
         spec = convert_remote(name, options, report)
         if spec is not None:
             remotes[name] = spec
+    _private_remotes(config, report)
     if remotes:
         body["remotes"] = remotes
         if config.default_remote in remotes:

@@ -10,7 +10,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 
 def train(seed, n_est, min_split, matrix):
-    labels = np.squeeze(matrix[:, 1].toarray())
+    labels = np.squeeze(matrix[:, 1].toarray()).astype(int)  # 0/1, as prepare.py wrote them
     x = matrix[:, 2:]
     clf = RandomForestClassifier(n_estimators=n_est, min_samples_split=min_split, n_jobs=1, random_state=seed)
     clf.fit(x, labels)
