@@ -255,17 +255,17 @@ def test_the_python_model_loads_its_stored_code_without_pythonpath(served: Serve
     r = _post(served, "/v2/models/reviews/versions/3/infer", body)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == [1, 0, 0] and r.json()["outputs"][1]["data"] == [0, 1, 1, 0, 1, 0]
-    code = ("import json, shipyard\nm = shipyard.load_model('reviews@3')\n"
-            f"print(json.dumps([type(m).__module__, m.predict({ASKED!r})]))\n")
+    code = ("import json, sys, shipyard\nm = shipyard.load_model('reviews@3')\n"
+            f"print(json.dumps([type(m).__module__, m.predict({ASKED!r}), sys.path[0]]))\n")
     env = {**served.env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # Shipyard's source, not the project
     assert str(served.root) not in env["PYTHONPATH"]
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [f"{PACKAGE}.model", [1, 0, 0]]
-    stored = sorted(p.relative_to(served.root / "cache" / "code").parts[1:]
-                    for p in (served.root / "cache" / "code").rglob("*") if p.is_file())
-    assert stored == [(PACKAGE, "__init__.py"), (PACKAGE, "model.py")]  # no __pycache__
+    module, predicted, copy = json.loads(done.stdout)
+    assert [module, predicted] == [f"{PACKAGE}.model", [1, 0, 0]]
+    assert not Path(copy).exists()  # the process's private copy of the code is gone with it
+    assert not (served.root / "cache" / "code").exists()  # nothing shared that a later process would trust
 
 
 def test_verify_passes_for_all_three(served: Served, monkeypatch: pytest.MonkeyPatch,
@@ -309,23 +309,49 @@ def test_code_paths_are_confined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         client.close()
 
 
-def test_the_cached_copy_of_stored_code_is_rehashed_at_each_load(tmp_path: Path, imports_restored: None) -> None:
+def test_stored_code_is_imported_from_a_private_copy_never_a_planted_pyc(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imports_restored: None) -> None:
+    """A ``__pycache__/*.pyc`` planted where a shared cache of the code would be (its header matching the
+    source) never runs: each process imports from its own fresh copy of exactly the version's files."""
+    import importlib.util
+    import py_compile
+    import stat
+    import struct
+
     from shipyard.adapters.flavors import code
 
-    (tmp_path / "model" / "code" / "flavtext_cached").mkdir(parents=True)
-    (tmp_path / "model" / "code" / "flavtext_cached" / "__init__.py").write_text("V = 1\n")
-    env = {"SHIPYARD_CACHE_DIR": str(tmp_path / "cache")}
-    cached = code.activate(tmp_path / "model", env)
-    assert cached is not None and sys.path[0] == str(cached) and cached.parent == tmp_path / "cache" / "code"
-    (cached / "flavtext_cached" / "__init__.py").write_text("V = 2\n")  # changed behind Shipyard's back
-    (cached / "elsewhere").symlink_to(tmp_path)
-    assert code.activate(tmp_path / "model", env) == cached
-    assert sorted(p.name for p in cached.iterdir()) == ["flavtext_cached"]
+    model = tmp_path / "model" / "code" / "flavtext_cached"
+    model.mkdir(parents=True)
+    (model / "__init__.py").write_text("V = 1\n")
+    monkeypatch.setenv("SHIPYARD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    digest = code._digest(model.parent, list(code._walk(model.parent, "code/")))
+    for shared in (tmp_path / "cache" / "code" / digest, tmp_path / "cache" / "shipyard" / "code" / digest):
+        (shared / "flavtext_cached").mkdir(parents=True)  # a copy of the intact source, and a pyc beside it
+        source = shared / "flavtext_cached" / "__init__.py"
+        source.write_text("V = 1\n")
+        (tmp_path / "evil.py").write_text("V = 'planted'\n")
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        py_compile.compile(str(tmp_path / "evil.py"), cfile=str(pyc), doraise=True)
+        raw = bytearray(pyc.read_bytes())
+        raw[8:16] = struct.pack("<II", int(source.stat().st_mtime) & 0xFFFFFFFF, source.stat().st_size)
+        pyc.write_bytes(bytes(raw))
+        (shared / "flavtext_sourceless.pyc").write_bytes(bytes(raw))
+    copy = code.activate(tmp_path / "model")
+    assert copy is not None and sys.path[0] == str(copy)
+    assert tmp_path / "cache" not in copy.parents
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o700
+    assert sorted(p.name for p in copy.iterdir()) == ["flavtext_cached"]
     assert __import__("flavtext_cached").V == 1
+    assert code.activate(tmp_path / "model") == copy  # one copy per process
+    code._remove(copy, os.getpid() + 1)  # what a forked child's exit does: nothing
+    assert copy.is_dir()
+    code._remove(copy, os.getpid())  # at exit
+    assert not copy.exists()
     (tmp_path / "model" / "code").rename(tmp_path / "model" / "real")
     (tmp_path / "model" / "code").symlink_to(tmp_path / "model" / "real")
     with pytest.raises(InvalidInputError, match="is a link"):
-        code.activate(tmp_path / "model", env)
+        code.activate(tmp_path / "model")
 
 
 REPRO_CONFIG = """\
