@@ -353,3 +353,32 @@ def test_examples_files_are_read_bounded_and_without_pickles(tmp_path: Path) -> 
         with pytest.raises(ShipyardError, match="^examples file " + re.escape(f"{name} {said}")
                            if name != "../outside.npy" else said):
             load_examples(tmp_path, name)
+
+
+class CopiedRule:
+    """A python model made outside the pipeline: a stage only copies its saved folder."""
+
+    def predict(self, rows: list[list[float]]) -> list[int]:
+        return [1 for _ in rows]
+
+
+def test_a_saved_model_folder_a_stage_copied_keeps_its_trust_requirements(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage made no model: it copied a saved folder holding a pickle. Registered as it is, its pickle is
+    NOT trusted on the registrant's behalf: loading it needs `shipyard models trust`."""
+    import shipyard
+    from shipyard.errors import UntrustedModelError
+
+    root = tmp_path / "copy"
+    shipyard.save_model(CopiedRule(), root / "incoming" / "saved", flavor="python")
+    (root / "shipyard.yaml").write_text("stages:\n  fetch:\n    cmd: cp -r incoming/saved saved\n"
+                                        "    deps: [incoming/saved]\n    outs: [saved]\n"
+                                        "models:\n  copied:\n    path: saved\n    flavor: python\n")
+    monkeypatch.setenv("SHIPYARD_HOME", str(root / ".shipyard"))
+    monkeypatch.chdir(root)
+    assert "registered copied@1 from saved (stage fetch)" in sy("run").output
+    with services(root) as svc:
+        mv = svc.registry.resolve("copied@1")
+        assert svc.registry.trust_event(mv) is None
+        with pytest.raises(UntrustedModelError, match="models trust"):
+            svc.registry.load(mv.ref)

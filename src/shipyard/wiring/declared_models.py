@@ -7,17 +7,24 @@ it and the stage run that recorded those bytes (the version's lineage: ``lineage
 The digest is compared with the one the newest version already registered from that output recorded; the
 same bytes register nothing (a run from the cache, a re-run that wrote the same bytes).
 
-Which files are loaded, and why that is allowed (invariant 7: a file runs no code on load unless the user
-trusted it). The model file is the user's own stage's output: its bytes are read from the store by the digest
-the stage run recorded (re-hashed on the way; an output kept out of the store is hashed in place and must
-match), so they are exactly what the stage's command wrote when it ran. A pickle (``model.pkl``, joblib, a
-TorchScript file) is loaded only when that run is one this actor started (or a reviewer it lists in
-``SHIPYARD_TRUSTED_ACTORS``) in this registry's database: the same person already ran that command, which is
-the project's own code, so unpickling what it wrote runs nothing they have not already chosen to run. A run
-someone else recorded, or a cache entry from a remote naming a run this database does not hold, is refused
-(re-run the stage with ``--force``). The model is then saved through its flavor's normal path (scikit-learn:
-skops), so serving and loading it later needs no trust. An ONNX file carries no code; a saved model folder
-(``shipyard.save_model`` in the stage) is registered as it is, and trusted only under the same rule.
+Which files are loaded, and what the registered version trusts (invariant 7: a file runs no code on load
+unless the user trusted it). The rule: a model declared in ``models:`` is loaded as the pipeline wrote it.
+``shipyard run`` runs the project's commands, and a pickle a stage wrote is unpickled with the same trust as
+those commands: that is code execution the pipeline chose, whatever the command did to make the file (it may
+train the model, or only copy or download one: ``cp incoming/model.pkl model.pkl`` unpickles whatever
+``incoming/`` held, as ``python train.py`` runs whatever train.py holds). So a pickle (``model.pkl``, joblib, a
+TorchScript file) is loaded only when its bytes are exactly what a stage's command wrote in a run this actor
+started (or a reviewer it lists in ``SHIPYARD_TRUSTED_ACTORS``), recorded in this registry's database: they
+are read from the store by the digest that run recorded (re-hashed on the way; an output kept out of the store,
+``cache: false``, is hashed in place and must match). A run someone else recorded, a stage-cache entry (from a
+remote, say) naming a run this database does not hold, and a ``frozen`` stage (its outputs are never made by
+this run) are refused or skipped: re-run the stage with ``--force``. The object is then saved through its
+flavor's normal path (scikit-learn: skops), as ``log_model`` in the stage would have, and
+registered with what loading that needs trusted (a ``python`` model stays a pickle: trusted as ``log_model``
+trusts it). An ONNX file carries no code. A saved model folder (``shipyard.save_model`` in the stage, or a
+folder the stage copied) is registered as it is and is NOT trusted: it loads without a decision only when its
+format guarantees it runs nothing (skops with known types, safetensors, ONNX); a pickle or stored code in it
+needs ``shipyard models trust``, since nothing in this process made those bytes.
 
 Two ``shipyard run`` at once never register the same bytes twice: each registration asks for the number after
 the newest version it saw, and the registry assigns numbers in one transaction (the model's row locked), so
@@ -233,7 +240,8 @@ def _metrics_of(svc: Services, runner: PipelineRunner, stage: str, finished: set
 
 def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: RunRecord, out: str, digest: Digest,
                   examples: Any, tmp: Path) -> tuple[Path, bool]:
-    """A saved model folder for the declared output, and whether its registration trusts what it needs."""
+    """A saved model folder for the declared output, and whether its registration trusts what it needs: only
+    when this process made it from the stage's own output (see the module's docstring), never a stage's folder."""
     from shipyard.core.registry.saving import save_model
     from shipyard.wiring import flavor as get_flavor
 
@@ -249,7 +257,7 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
             if examples is not None:
                 raise ConfigError(f"{decl.path} is a saved model folder with its own golden examples: remove "
                                   "examples: from the declaration, or pass them to save_model in the stage")
-            return source, own
+            return source, False  # registered as it is: pickle or code in it needs `shipyard models trust`
         raise ConfigError(f"{decl.path} is a folder without {MODEL_FILE}: save it with shipyard.save_model(model, "
                           f"{decl.path!r}, flavor={decl.flavor!r}) in the stage, or declare the model file itself")
     suffix = Path(decl.path).suffix.lower()
