@@ -220,7 +220,7 @@ def test_bad_inputs_get_a_4xx_that_says_why_and_the_server_keeps_serving(served:
                                       "outputs": [{"name": "logits"}]}, False, 400, "outputs[0].name"),
         ("/predict", {"instances": {**csr, "indices": [width]}}, True, 400, "instances.indices: every index"),
         ("/predict", {"instances": {**csr, "indptr": [1, 0]}}, True, 400, "instances.indptr: must start at 0"),
-        ("/predict", {"instances": {**csr, "values": ["x"]}}, True, 400, "instances.values: must be a list of numb"),
+        ("/predict", {"instances": {**csr, "values": ["x"]}}, True, 400, "instances.values: must be a list of fini"),
         ("/predict", {"instances": {**csr, "shape": [1, width + 1]}}, True, 422, f"the model takes {width}"),
         ("/predict", {"instances": [{"indices": [0, 1], "values": [1.0]}]}, True, 400, "the same length"),
         ("/predict", {"instances": [[1.0] * (width + 1)]}, True, 422, f"the model takes {width}"),
@@ -239,6 +239,40 @@ def test_bad_inputs_get_a_4xx_that_says_why_and_the_server_keeps_serving(served:
         svc.close()
     assert httpx.get(f"{served.url}/v2/health/live").status_code == 200
     assert _post(served, "/predict", {"instances": ASKED}).json()["predictions"] == served.text.predict(ASKED).tolist()
+
+
+def test_every_sparse_form_and_probabilities_are_bounded_and_a_huge_value_is_a_400(served: Served) -> None:
+    """Attack F9: 2 bytes of JSON a row in the CSR object or OIP's three tensors made a 120 MB answer; F19: a
+    401-digit integer value was a 500 with a traceback. Each is one 400 line naming the field."""
+    from shipyard.interfaces.serving.inference import MAX_SPARSE_ROWS
+    from shipyard.interfaces.serving.model import MAX_PROBA_VALUES
+
+    empty_rows = [0] * (MAX_SPARSE_ROWS + 2)
+    one_value = [*empty_rows[:-1], 1]  # OIP tensors hold at least one value
+    tensors = [{"name": "indptr", "shape": [len(one_value)], "datatype": "INT64", "data": one_value},
+               {"name": "indices", "shape": [1], "datatype": "INT64", "data": [0]},
+               {"name": "values", "shape": [1], "datatype": "FP64", "data": [1.0]}]
+    huge = 10 ** 400
+    cases: list[tuple[str, Any, str]] = [
+        ("/predict", {"instances": {"indptr": empty_rows, "indices": [], "values": []}},
+         f"instances.indptr: {MAX_SPARSE_ROWS + 1} rows is more than the limit of {MAX_SPARSE_ROWS}"),
+        ("/predict", {"instances": [{"indices": [], "values": []}] * (MAX_SPARSE_ROWS + 1)},
+         f"instances: {MAX_SPARSE_ROWS + 1} rows is more than the limit"),
+        ("/v2/models/reviews/versions/2/infer", {"inputs": tensors},
+         f"inputs.indptr: {MAX_SPARSE_ROWS + 1} rows is more than the limit"),
+        ("/predict", {"instances": {"indptr": [0, 1], "indices": [0], "values": [huge]}},
+         "instances.values: must be a list of finite numbers within FP64's range"),
+        ("/predict", {"instances": [{"indices": [0], "values": [huge]}]},
+         "instances.values: must be a list of finite numbers within FP64's range"),
+    ]
+    for path, body, says in cases:
+        r = _post(served, path, body, canary=True)
+        assert r.status_code == 400, r.text[:300]
+        assert says in r.json()["error"], r.json()
+    rows = MAX_PROBA_VALUES // 2 + 1  # two classes: one value too many, refused before the model is asked
+    r = _post(served, "/predict", {"instances": [""] * rows}, proba="1")
+    assert r.status_code == 400 and f"more than the limit of {MAX_PROBA_VALUES}" in r.json()["error"], r.text[:300]
+    assert _post(served, "/predict", {"instances": ASKED}, proba="1").status_code == 200
 
 
 def test_a_model_without_predict_proba_says_so(tmp_path: Path) -> None:
