@@ -223,6 +223,25 @@ def test_an_output_recorded_without_a_run_waits_for_one(proj: Path) -> None:
         (proj / "shipyard.lock").write_text(saved)
 
 
+def test_a_foreach_group_named_as_metrics_stage_is_refused_before_anything_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "group"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(
+        "stages:\n  train:\n    cmd: python -c \"open('m.onnx', 'w')\"\n    outs: [m.onnx]\n"
+        "  evaluate:\n    foreach: [lr, rf]\n    do:\n      cmd: echo ${item} > ${item}.txt\n"
+        "      outs: ['${item}.txt']\n"
+        "models:\n  clf:\n    path: m.onnx\n    flavor: onnx\n    metrics: evaluate\n")
+    monkeypatch.setenv("SHIPYARD_HOME", str(root / ".shipyard"))
+    monkeypatch.chdir(root)
+    failed = sy("run", code=1)
+    assert isinstance(failed.exception, ConfigError)
+    assert str(failed.exception) == ("model clf: metrics: 'evaluate' is a foreach group, not a stage: name the "
+                                     "member that evaluates this model, e.g. evaluate@lr or evaluate@rf; nothing "
+                                     "was run")
+    assert not (root / "m.onnx").exists() and not (root / "shipyard.lock").exists()
+
+
 def test_nothing_changed_registers_nothing(proj: Path) -> None:
     assert "registered" not in sy("run").output
     # the output deleted and restored from the stage cache: the same bytes, nothing new
@@ -253,6 +272,40 @@ def test_a_param_change_registers_v2_in_json(proj: Path) -> None:
     assert "registered clf@3" in sy("run").output
     with services(proj) as svc:
         assert svc.registry.resolve("clf@3").run_id == svc.registry.resolve("clf@1").run_id
+
+
+def test_the_hints_for_outputs_recorded_without_a_run_lead_to_a_registration(proj: Path) -> None:
+    """A project DVC ran, converted: train and evaluate up to date, neither with a run. Each hint `shipyard run`
+    prints names a command that registers the model (it used to loop: `run evaluate` -> nothing to run -> the
+    same hint); `--json` carries the line on the producing stage."""
+    saved = (proj / "shipyard.lock").read_text()
+    lock = load_lock(proj)
+    for stage in ("train", "evaluate"):
+        lock.stages[stage] = dataclasses.replace(lock.stages[stage], run=None)
+    (proj / "shipyard.lock").write_text(lock.to_yaml())
+    try:
+        outcomes = {o["stage"]: o for o in json.loads(sy("run", "--json").output)}
+        (line,) = outcomes["train"]["not_registered"]
+        assert line.startswith("model clf is not registered yet") and "`shipyard run --force train evaluate`" in line
+        said, followed = sy("run").output, []
+        for _ in range(3):
+            hint = re.search(r"model clf is not registered yet: .*?`shipyard (run[^`]*)`", said)
+            if hint is None:
+                break
+            followed.append(hint.group(1))
+            said = sy(*hint.group(1).split()).output
+        assert followed == ["run --force train evaluate"], followed
+        assert "model clf is not registered yet" not in said, said
+        # only the metrics stage without a run: the hint forces it, and that registers
+        lock = load_lock(proj)
+        lock.stages["evaluate"] = dataclasses.replace(lock.stages["evaluate"], run=None)
+        (proj / "shipyard.lock").write_text(lock.to_yaml())
+        said = sy("run").output
+        assert "its metrics stage evaluate's results were recorded without a run" in said
+        assert "`shipyard run --force evaluate`" in said
+        assert "not registered yet" not in sy("run", "--force", "evaluate").output
+    finally:
+        (proj / "shipyard.lock").write_text(saved)
 
 
 def test_reproduce_a_declared_version(proj: Path) -> None:

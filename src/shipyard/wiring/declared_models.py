@@ -90,6 +90,12 @@ class Declared:
     unchanged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # not yet: the stage whose metrics go with it did not run
+    by_stage: dict[str, list[str]] = field(default_factory=dict)  # problems and waiting lines by producing stage
+                                                                  # ("": a model no stage produces)
+
+    def note(self, stage: str, line: str, problem: bool) -> None:
+        (self.problems if problem else self.waiting).append(line)
+        self.by_stage.setdefault(stage, []).append(line)
 
 
 class _NotYet(Exception):
@@ -111,16 +117,17 @@ def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequ
     svc = build(settings, runner.ws.root)
     try:
         for name, decl in config.models.items():
+            producer = ""
             try:
                 producer, out = producing_output(runner, name, decl)
                 if producer not in finished:
                     continue  # not part of this run (a run of other stages), or it failed
                 done = _register_one(svc, runner, name, decl, producer, out, finished)
             except ShipyardError as exc:
-                result.problems.append(f"model {name}: {exc}; not registered")
+                result.note(producer, f"model {name}: {exc}; not registered", problem=True)
                 continue
             except _NotYet as exc:
-                result.waiting.append(f"model {name} is not registered yet: {exc}")
+                result.note(producer, f"model {name} is not registered yet: {exc}", problem=False)
                 continue
             if done is None:
                 result.unchanged.append(name)
@@ -131,8 +138,8 @@ def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequ
 
                 record_version_provenance(svc, done, svc.meta.get_run(done.run_id or ""))
             except ShipyardError as exc:
-                result.problems.append(f"model {name}: registered as {done.ref}, but its provenance was not "
-                                       f"recorded: {exc}")
+                result.note(producer, f"model {name}: registered as {done.ref}, but its provenance was not "
+                                      f"recorded: {exc}", problem=True)
     finally:
         svc.close()
     return result
@@ -157,7 +164,7 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
         raise NotFoundError(f"shipyard.lock has no run of stage {producer} recording {out}")
     if entry.run is None:  # recorded without a run (`init --from-dvc`): no lineage to register it with
         raise _NotYet(f"stage {producer}'s output was recorded without a run (converted from DVC?); "
-                      f"`shipyard run --force {producer}` runs it and registers the model")
+                      f"`{_force(runner, producer, decl.metrics)}` runs it and registers the model")
     run = _producing_run(svc, entry.run, out, entry.outs[out].digest, producer)
     digest = digest_in(svc.store, run, decl.path)
     if digest is None:
@@ -228,12 +235,47 @@ def newest_from(svc: Services, name: str, path: str) -> tuple[int, Digest | None
 
 
 def _metrics_of(svc: Services, runner: PipelineRunner, stage: str, finished: set[str]) -> dict[str, float]:
-    if stage not in runner.pipeline.stages:
-        raise ConfigError(f"metrics: {stage!r} is not a stage of shipyard.yaml: name the stage that evaluates it")
+    check_metrics_stage(runner, stage)
     entry = runner.lock.stages.get(stage)
+    if entry is not None and entry.run is None:  # DVC's results, converted: up to date, but no run to read
+        raise _NotYet(f"its metrics stage {stage}'s results were recorded without a run (converted from DVC?); "
+                      f"`shipyard run --force {stage}` runs it and registers the model")
     if stage not in finished or entry is None or entry.run is None:
         raise _NotYet(f"its metrics stage {stage} did not run with it: `shipyard run {stage}` registers it")
     return dict(svc.meta.get_run(entry.run).metrics)
+
+
+def _force(runner: PipelineRunner, producer: str, metrics: str | None) -> str:
+    """The command that runs ``producer`` and, when it has one that is not up to date from a run, the model's
+    metrics stage: both, so the model registers in one step (not a hint that leads to another hint)."""
+    stages = [producer]
+    if metrics is not None and metrics != producer and metrics in runner.pipeline.stages:
+        stages.append(metrics)
+    return f"shipyard run --force {' '.join(stages)}"
+
+
+def check_metrics_stage(runner: PipelineRunner, stage: str) -> None:
+    """``metrics:`` names a stage of the pipeline (a foreach/matrix group's name is not one: its members are)."""
+    if stage in runner.pipeline.stages:
+        return
+    members = sorted(s for s in runner.pipeline.stages if s.startswith(f"{stage}@"))
+    if members:
+        shown = " or ".join(members[:3]) + (" or ..." if len(members) > 3 else "")
+        raise ConfigError(f"metrics: {stage!r} is a foreach group, not a stage: name the member that evaluates "
+                          f"this model, e.g. {shown}")
+    raise ConfigError(f"metrics: {stage!r} is not a stage of shipyard.yaml: name the stage that evaluates it")
+
+
+def check_declarations(runner: PipelineRunner) -> None:
+    """What can be checked before anything runs: each model's ``metrics:`` stage (one line, nothing run)."""
+    from shipyard.core.project.loader import load_config
+
+    for name, decl in load_config(runner.ws.root).models.items():
+        if decl.metrics is not None:
+            try:
+                check_metrics_stage(runner, decl.metrics)
+            except ConfigError as exc:
+                raise ConfigError(f"model {name}: {exc}; nothing was run") from None
 
 
 # -- the model's bytes, checked, then saved through its flavor ----------------------------------------------
