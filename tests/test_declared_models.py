@@ -386,6 +386,45 @@ def test_two_runs_at_once_register_one_version(proj: Path) -> None:
     assert not any(r.problems for r in results)
 
 
+def test_code_paths_are_relative_to_the_project_root_when_run_in_a_subfolder(proj: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F15: started in data/, `shipyard run` refused src/mymodels as outside the working folder."""
+    rules = (proj / "rules.py").read_text()
+    (proj / "rules.py").write_text(rules.replace("Threshold(1.0)", "Threshold(1.5)"))  # new bytes to register
+    monkeypatch.chdir(proj / "data")
+    try:
+        done = sy("run")
+        assert re.search(r"registered rules@\d+ from rules/model\.pkl \(stage rules\)", done.output), done.output
+    finally:
+        (proj / "rules.py").write_text(rules)
+
+
+@pytest.mark.parametrize(("model", "said"), [
+    ("    path: m.onnx\n    flavor: onnx\n", "model clf: path: m.onnx is an output of stage train with cache: "
+                                                "false, which is never stored, so no version could be registered "
+                                                "from it: remove cache: false from m.onnx; nothing was run"),
+    ("    path: m.onnx\n    flavor: onnx\n    desc: " + "D" * 4097 + "\n",
+     "shipyard.yaml:11: models.clf.desc: is 4097 characters: at most 4096"),
+    ("    path: m.onnx\n    flavor: onnx\n    labels: [" + ", ".join(f"l{i}" for i in range(65)) + "]\n",
+     "models.clf.labels: at most 64 labels of at most 64 characters each"),
+])
+def test_a_declaration_that_could_never_register_is_refused_before_anything_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, said: str) -> None:
+    """Attack F17: a `cache: false` model output was never recorded, so never registered (after the whole run);
+    F21: desc and labels go into every version's immutable description: bounded at load."""
+    root = tmp_path / "never"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(
+        "stages:\n  train:\n    cmd: python -c \"open('m.onnx', 'w')\"\n    outs:\n      - m.onnx:\n"
+        "          cache: false\nmodels:\n  clf:\n" + model)
+    monkeypatch.setenv("SHIPYARD_HOME", str(root / ".shipyard"))
+    monkeypatch.chdir(root)
+    failed = sy("run", code=1)
+    assert isinstance(failed.exception, ShipyardError)
+    assert said in str(failed.exception) and "\n" not in str(failed.exception)
+    assert not (root / "m.onnx").exists() and not (root / "shipyard.lock").exists()
+
+
 def test_examples_files_are_read_bounded_and_without_pickles(tmp_path: Path) -> None:
     (tmp_path / "header.csv").write_text("a,b\n1,2\n3,4\n")
     assert load_examples(tmp_path, "header.csv").tolist() == [[1.0, 2.0], [3.0, 4.0]]

@@ -15,12 +15,12 @@ train the model, or only copy or download one: ``cp incoming/model.pkl model.pkl
 ``incoming/`` held, as ``python train.py`` runs whatever train.py holds). So a pickle (``model.pkl``, joblib, a
 TorchScript file) is loaded only when its bytes are exactly what a stage's command wrote in a run this actor
 started (or a reviewer it lists in ``SHIPYARD_TRUSTED_ACTORS``), recorded in this registry's database: they
-are read from the store by the digest that run recorded (re-hashed on the way; an output kept out of the store,
-``cache: false``, is hashed in place and must match). A run someone else recorded, a stage-cache entry (from a
-remote, say) naming a run this database does not hold, and a ``frozen`` stage (its outputs are never made by
-this run) are refused or skipped: re-run the stage with ``--force``. The object is then saved through its
-flavor's normal path (scikit-learn: skops), as ``log_model`` in the stage would have, and
-registered with what loading that needs trusted (a ``python`` model stays a pickle: trusted as ``log_model``
+are read from the store by the digest that run recorded (re-hashed on the way; a declared output with
+``cache: false`` is refused before anything runs: it is never stored). A run someone else recorded, a
+stage-cache entry (from a remote, say) naming a run this database does not hold, and a ``frozen`` stage (its
+outputs are never made by this run) are refused or skipped: re-run the stage with ``--force``. The object
+is then saved through its flavor's normal path (scikit-learn: skops), as ``log_model`` in the stage would
+have, and registered with what loading that needs trusted (a ``python`` model stays a pickle: trusted as ``log_model``
 trusts it). An ONNX file carries no code. A saved model folder (``shipyard.save_model`` in the stage, or a
 folder the stage copied) is registered as it is and is NOT trusted: it loads without a decision only when its
 format guarantees it runs nothing (skops with known types, safetensors, ONNX); a pickle or stored code in it
@@ -267,15 +267,22 @@ def check_metrics_stage(runner: PipelineRunner, stage: str) -> None:
 
 
 def check_declarations(runner: PipelineRunner) -> None:
-    """What can be checked before anything runs: each model's ``metrics:`` stage (one line, nothing run)."""
+    """What can be checked before anything runs (one line, nothing run): each model's ``metrics:`` stage, and
+    that its output is stored (``cache: false`` keeps no digest on the stage's run, so it could never register)."""
     from shipyard.core.project.loader import load_config
 
     for name, decl in load_config(runner.ws.root).models.items():
-        if decl.metrics is not None:
-            try:
+        try:
+            if decl.metrics is not None:
                 check_metrics_stage(runner, decl.metrics)
-            except ConfigError as exc:
-                raise ConfigError(f"model {name}: {exc}; nothing was run") from None
+            for stage in runner.pipeline.stages.values():
+                out = next((o for o in stage.uncached if decl.path == o or decl.path.startswith(o + "/")), None)
+                if out is not None:
+                    raise ConfigError(f"path: {decl.path} is an output of stage {stage.name} with cache: false, "
+                                      "which is never stored, so no version could be registered from it: remove "
+                                      f"cache: false from {out}")
+        except ConfigError as exc:
+            raise ConfigError(f"model {name}: {exc}; nothing was run") from None
 
 
 # -- the model's bytes, checked, then saved through its flavor ----------------------------------------------
@@ -284,6 +291,7 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
                   examples: Any, tmp: Path) -> tuple[Path, bool]:
     """A saved model folder for the declared output, and whether its registration trusts what it needs: only
     when this process made it from the stage's own output (see the module's docstring), never a stage's folder."""
+    from shipyard.adapters.flavors.code import ROOT_OPTION
     from shipyard.core.registry.saving import save_model
     from shipyard.wiring import flavor as get_flavor
 
@@ -322,7 +330,9 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
     if decl.code_paths:  # stored with the version (code/), importable wherever it loads: serve, reproduce
         if not getattr(flavor, "takes_code_paths", False):
             raise ConfigError(f"the {decl.flavor} flavor takes no code_paths: its models load without project code")
-        options["code_paths"] = [str(runner.ws.root / p) for p in decl.code_paths]
+        # relative to the project root, wherever `shipyard run` was started (a subfolder too)
+        options["code_paths"] = list(decl.code_paths)
+        options[ROOT_OPTION] = str(runner.ws.root)
     try:
         save_model(flavor, model, folder, examples, options)
     except ShipyardError:

@@ -57,6 +57,13 @@ def check_paths(code_paths: Any) -> tuple[str, ...]:
 
 
 Plan = dict[str, list[tuple[Path, PurePosixPath]]]
+ROOT_OPTION = "code_root"  # the folder code_paths are relative to (a declared model's: the project's root)
+
+
+def root_of(options: Any) -> Path | None:
+    """The ``code_root`` flavor option (``shipyard run`` passes the project root), or None: the working folder."""
+    given = options.get(ROOT_OPTION) if hasattr(options, "get") else None
+    return Path(given) if isinstance(given, str | os.PathLike) else None
 
 
 def plan(code_paths: Any, root: Path | None = None) -> Plan:
