@@ -210,6 +210,23 @@ def test_a_model_declared_later_registers_from_the_output_as_it_is(proj: Path) -
         (proj / "shipyard.yaml").write_text(config)
 
 
+def test_reference_data_gives_a_declared_version_its_drift_profile(proj: Path) -> None:
+    """New-user F3: `serve` told a declared model's user to call log_model(..., reference=); models: takes
+    reference: (a data file) and records the version's reference profile, with the model's answers on it."""
+    from shipyard.wiring.monitoring import baseline
+
+    config = (proj / "shipyard.yaml").read_text()
+    (proj / "shipyard.yaml").write_text(config + "  profiled:\n    path: models/model.pkl\n    flavor: sklearn\n"
+                                                 "    reference: data/X.npy\n")
+    try:
+        assert "registered profiled@1" in sy("run").output
+        with services(proj) as svc:
+            assert baseline(svc, svc.registry.resolve("profiled@1")) is not None
+            assert baseline(svc, svc.registry.resolve("clf@1")) is None
+    finally:
+        (proj / "shipyard.yaml").write_text(config)
+
+
 def test_an_output_recorded_without_a_run_waits_for_one(proj: Path) -> None:
     """As `init --from-dvc` records DVC's outputs: no run, so no lineage yet; the run says how to make one."""
     saved = (proj / "shipyard.lock").read_text()

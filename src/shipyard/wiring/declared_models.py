@@ -70,6 +70,8 @@ PICKLES = (".pkl", ".pickle", ".joblib")
 FILES = {"sklearn": PICKLES, "python": (".pkl", ".pickle"), "onnx": (".onnx",), "torch": (".pt", ".pth")}
 MAX_EXAMPLES_BYTES = 16 * 1024 * 1024
 MAX_EXAMPLE_ROWS = 1000
+MAX_REFERENCE_BYTES = 64 * 1024 * 1024  # reference: (training data, or a sample) read for its profile
+MAX_REFERENCE_ROWS = 1_000_000
 MAX_TRIES = 5  # registrations lost to another `shipyard run` before this one gives up (each re-checks first)
 DONE = ("ran", "cached", "up-to-date")
 
@@ -173,6 +175,7 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
     if decl.metrics is not None:
         metrics.update(_metrics_of(svc, runner, decl.metrics, finished))
     examples = load_examples(runner.ws.root, decl.examples) if decl.examples else None
+    reference = load_examples(runner.ws.root, decl.reference, "reference") if decl.reference else None
     description = "\n".join(x for x in (decl.desc or "", f"labels: {', '.join(decl.labels)}" if decl.labels else "")
                             if x)
     for _ in range(MAX_TRIES):
@@ -180,12 +183,17 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
         if registered == digest:
             return None
         with tempfile.TemporaryDirectory(prefix="shipyard-declared-") as tmp:
-            folder, trust = _saved_folder(svc, runner, decl, run, out, digest, examples, Path(tmp))
-            try:
+            folder, trust, model = _saved_folder(svc, runner, decl, run, out, digest, examples, Path(tmp))
+            profile = None if reference is None else _profile(decl, model, reference)  # before: a bad one
+            try:                                                                          # registers nothing
                 mv = svc.registry.register(name, folder, run_id=run.id, metrics=metrics, params=run.params,
                                            description=description, version=latest + 1, trust_as_registrant=trust)
             except (ImmutableError, ConflictError):
                 continue  # another run registered a version meanwhile: check again whether it holds these bytes
+        if profile is not None:
+            from shipyard.wiring.monitoring import record_profile
+
+            record_profile(svc, mv, profile)
         return mv
     raise ConflictError(f"other registrations of {name} kept coming first ({MAX_TRIES} tries); run again")
 
@@ -287,10 +295,29 @@ def check_declarations(runner: PipelineRunner) -> None:
 
 # -- the model's bytes, checked, then saved through its flavor ----------------------------------------------
 
+def _profile(decl: ModelDef, model: Any, data: Any) -> Any:
+    """The reference profile of ``data`` (``reference:``), with the model's answers on it when this process
+    holds the model (a saved folder or an ONNX file: the inputs alone, nothing loaded for it)."""
+    from shipyard.wiring import flavor as get_flavor
+    from shipyard.wiring.monitoring import profile_reference
+
+    answers = None
+    if model is not None:
+        try:
+            answers = get_flavor(decl.flavor).predict(model, data)
+        except ShipyardError:
+            raise
+        except Exception as exc:  # the model's own error on this data: nothing is registered
+            raise InvalidInputError(f"reference: the model cannot answer on {decl.reference} "
+                                    f"({type(exc).__name__}: {_line(exc)})") from exc
+    return profile_reference(data, answers)
+
+
 def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: RunRecord, out: str, digest: Digest,
-                  examples: Any, tmp: Path) -> tuple[Path, bool]:
-    """A saved model folder for the declared output, and whether its registration trusts what it needs: only
-    when this process made it from the stage's own output (see the module's docstring), never a stage's folder."""
+                  examples: Any, tmp: Path) -> tuple[Path, bool, Any]:
+    """A saved model folder for the declared output, whether its registration trusts what it needs (only
+    when this process made it from the stage's own output, see the module's docstring; never a stage's
+    folder), and the model object when this process loaded one (None: a saved folder, an ONNX file)."""
     from shipyard.adapters.flavors.code import ROOT_OPTION
     from shipyard.core.registry.saving import save_model
     from shipyard.wiring import flavor as get_flavor
@@ -307,7 +334,7 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
             if examples is not None:
                 raise ConfigError(f"{decl.path} is a saved model folder with its own golden examples: remove "
                                   "examples: from the declaration, or pass them to save_model in the stage")
-            return source, False  # registered as it is: pickle or code in it needs `shipyard models trust`
+            return source, False, None  # registered as it is: pickle or code in it needs `shipyard models trust`
         raise ConfigError(f"{decl.path} is a folder without {MODEL_FILE}: save it with shipyard.save_model(model, "
                           f"{decl.path!r}, flavor={decl.flavor!r}) in the stage, or declare the model file itself")
     suffix = Path(decl.path).suffix.lower()
@@ -340,7 +367,7 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
     except Exception as exc:  # the model's own error on the examples (their width, their type)
         what = f"cannot predict the examples in {decl.examples}" if examples is not None else "cannot be saved"
         raise InvalidInputError(f"the model {what}: {type(exc).__name__}: {_line(exc)}") from exc
-    return folder, True
+    return folder, True, None if decl.flavor == "onnx" else model
 
 
 def _file_bytes(store: ObjectStore, root: Path, path: str, digest: Digest, dest: Path) -> None:
@@ -406,28 +433,31 @@ def _load_own(file: Path, decl: ModelDef, root: Path) -> Any:
 
 # -- golden examples ----------------------------------------------------------------------------------------
 
-def load_examples(root: Path, path: str) -> Any:
+def load_examples(root: Path, path: str, what: str = "examples") -> Any:
     """The golden inputs in the project file ``path``: .npy (no pickles), .npz (a scipy sparse matrix, as
     ``save_npz`` writes it), .csv (numbers, or one text column; an optional header), .json (a list of rows).
-    At most ``MAX_EXAMPLES_BYTES`` read (an .npz's members too, uncompressed) and ``MAX_EXAMPLE_ROWS`` rows."""
+    At most ``MAX_EXAMPLES_BYTES`` read (an .npz's members too, uncompressed) and ``MAX_EXAMPLE_ROWS`` rows;
+    ``what="reference"``: a model's reference data, the same formats, up to ``MAX_REFERENCE_*``."""
+    max_bytes, max_rows = (MAX_REFERENCE_BYTES, MAX_REFERENCE_ROWS) if what == "reference" else \
+        (MAX_EXAMPLES_BYTES, MAX_EXAMPLE_ROWS)
     import io
 
     import numpy as np
 
-    file = Confined(root, project=True).check(path, "examples file")
+    file = Confined(root, project=True).check(path, f"{what} file")
     suffix = file.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv", ".json"):
-        raise ConfigError(f"examples {path}: use a .npy, .npz, .csv or .json file")
+        raise ConfigError(f"{what} {path}: use a .npy, .npz, .csv or .json file")
     try:
         with open(file, "rb") as f:
-            raw = f.read(MAX_EXAMPLES_BYTES + 1)
+            raw = f.read(max_bytes + 1)
     except FileNotFoundError:
-        raise ConfigError(f"examples file {path} does not exist") from None
+        raise ConfigError(f"{what} file {path} does not exist") from None
     except OSError as exc:
-        raise ConfigError(f"examples file {path} cannot be read: {exc.strerror or exc}") from exc
-    too_large = ConfigError(f"examples file {path} is larger than {MAX_EXAMPLES_BYTES >> 20} MiB: golden examples "
-                            "are a few rows")
-    if len(raw) > MAX_EXAMPLES_BYTES:
+        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror or exc}") from exc
+    too_large = ConfigError(f"{what} file {path} is larger than {max_bytes >> 20} MiB: "
+                            + ("give a sample" if what == "reference" else "golden examples are a few rows"))
+    if len(raw) > max_bytes:
         raise too_large
     try:
         if suffix == ".npy":
@@ -438,7 +468,7 @@ def load_examples(root: Path, path: str) -> Any:
             import scipy.sparse as sp  # type: ignore[import-untyped]
 
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # a member reads no more than its declared size
-                if sum(i.file_size for i in zf.infolist()) > MAX_EXAMPLES_BYTES:
+                if sum(i.file_size for i in zf.infolist()) > max_bytes:
                     raise too_large
             data = sp.load_npz(io.BytesIO(raw)).tocsr()  # np.load underneath, allow_pickle=False
         elif suffix == ".json":
@@ -453,10 +483,10 @@ def load_examples(root: Path, path: str) -> Any:
     except ShipyardError:
         raise
     except Exception as exc:  # numpy's and scipy's readers raise many kinds for a bad file
-        raise ConfigError(f"examples file {path} cannot be read: {_line(exc)}") from exc
+        raise ConfigError(f"{what} file {path} cannot be read: {_line(exc)}") from exc
     count = data.shape[0] if hasattr(data, "shape") and len(data.shape) else len(data)
-    if count == 0 or count > MAX_EXAMPLE_ROWS:
-        raise ConfigError(f"examples file {path} has {count} rows: give 1 to {MAX_EXAMPLE_ROWS}")
+    if count == 0 or count > max_rows:
+        raise ConfigError(f"{what} file {path} has {count} rows: give 1 to {max_rows}")
     return data
 
 

@@ -216,6 +216,8 @@ class ModelSpec(_Strict):
     labels: tuple[str, ...] = ()
     code_paths: tuple[str, ...] = Field((), description="project folders or files the model's code needs "
                                                         "(python flavor), stored with the version")
+    reference: str | None = Field(None, description="the training data, or a sample (.npy, .npz, .csv, .json): "
+                                                    "profiled as the version's reference for drift")
 
     @field_validator("labels", "code_paths", mode="before")
     @classmethod
@@ -232,7 +234,7 @@ class ModelSpec(_Strict):
             raise ValueError(f"at most {MAX_MODEL_LABELS} labels of at most {MAX_MODEL_LABEL} characters each")
         return v
 
-    @field_validator("path", "examples", "code_paths")
+    @field_validator("path", "examples", "code_paths", "reference")
     @classmethod
     def _inside(cls, v: str | tuple[str, ...] | None, info: ValidationInfo) -> str | tuple[str, ...] | None:
         try:
