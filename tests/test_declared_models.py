@@ -210,6 +210,23 @@ def test_a_model_declared_later_registers_from_the_output_as_it_is(proj: Path) -
         (proj / "shipyard.yaml").write_text(config)
 
 
+def test_reference_data_gives_a_declared_version_its_drift_profile(proj: Path) -> None:
+    """New-user F3: `serve` told a declared model's user to call log_model(..., reference=); models: takes
+    reference: (a data file) and records the version's reference profile, with the model's answers on it."""
+    from shipyard.wiring.monitoring import baseline
+
+    config = (proj / "shipyard.yaml").read_text()
+    (proj / "shipyard.yaml").write_text(config + "  profiled:\n    path: models/model.pkl\n    flavor: sklearn\n"
+                                                 "    reference: data/X.npy\n")
+    try:
+        assert "registered profiled@1" in sy("run").output
+        with services(proj) as svc:
+            assert baseline(svc, svc.registry.resolve("profiled@1")) is not None
+            assert baseline(svc, svc.registry.resolve("clf@1")) is None
+    finally:
+        (proj / "shipyard.yaml").write_text(config)
+
+
 def test_an_output_recorded_without_a_run_waits_for_one(proj: Path) -> None:
     """As `init --from-dvc` records DVC's outputs: no run, so no lineage yet; the run says how to make one."""
     saved = (proj / "shipyard.lock").read_text()
@@ -221,6 +238,25 @@ def test_an_output_recorded_without_a_run_waits_for_one(proj: Path) -> None:
         assert "model rules is not registered yet: stage rules's output was recorded without a run" in done.output
     finally:
         (proj / "shipyard.lock").write_text(saved)
+
+
+def test_a_foreach_group_named_as_metrics_stage_is_refused_before_anything_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "group"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(
+        "stages:\n  train:\n    cmd: python -c \"open('m.onnx', 'w')\"\n    outs: [m.onnx]\n"
+        "  evaluate:\n    foreach: [lr, rf]\n    do:\n      cmd: echo ${item} > ${item}.txt\n"
+        "      outs: ['${item}.txt']\n"
+        "models:\n  clf:\n    path: m.onnx\n    flavor: onnx\n    metrics: evaluate\n")
+    monkeypatch.setenv("SHIPYARD_HOME", str(root / ".shipyard"))
+    monkeypatch.chdir(root)
+    failed = sy("run", code=1)
+    assert isinstance(failed.exception, ConfigError)
+    assert str(failed.exception) == ("model clf: metrics: 'evaluate' is a foreach group, not a stage: name the "
+                                     "member that evaluates this model, e.g. evaluate@lr or evaluate@rf; nothing "
+                                     "was run")
+    assert not (root / "m.onnx").exists() and not (root / "shipyard.lock").exists()
 
 
 def test_nothing_changed_registers_nothing(proj: Path) -> None:
@@ -253,6 +289,40 @@ def test_a_param_change_registers_v2_in_json(proj: Path) -> None:
     assert "registered clf@3" in sy("run").output
     with services(proj) as svc:
         assert svc.registry.resolve("clf@3").run_id == svc.registry.resolve("clf@1").run_id
+
+
+def test_the_hints_for_outputs_recorded_without_a_run_lead_to_a_registration(proj: Path) -> None:
+    """A project DVC ran, converted: train and evaluate up to date, neither with a run. Each hint `shipyard run`
+    prints names a command that registers the model (it used to loop: `run evaluate` -> nothing to run -> the
+    same hint); `--json` carries the line on the producing stage."""
+    saved = (proj / "shipyard.lock").read_text()
+    lock = load_lock(proj)
+    for stage in ("train", "evaluate"):
+        lock.stages[stage] = dataclasses.replace(lock.stages[stage], run=None)
+    (proj / "shipyard.lock").write_text(lock.to_yaml())
+    try:
+        outcomes = {o["stage"]: o for o in json.loads(sy("run", "--json").output)}
+        (line,) = outcomes["train"]["not_registered"]
+        assert line.startswith("model clf is not registered yet") and "`shipyard run --force train evaluate`" in line
+        said, followed = sy("run").output, []
+        for _ in range(3):
+            hint = re.search(r"model clf is not registered yet: .*?`shipyard (run[^`]*)`", said)
+            if hint is None:
+                break
+            followed.append(hint.group(1))
+            said = sy(*hint.group(1).split()).output
+        assert followed == ["run --force train evaluate"], followed
+        assert "model clf is not registered yet" not in said, said
+        # only the metrics stage without a run: the hint forces it, and that registers
+        lock = load_lock(proj)
+        lock.stages["evaluate"] = dataclasses.replace(lock.stages["evaluate"], run=None)
+        (proj / "shipyard.lock").write_text(lock.to_yaml())
+        said = sy("run").output
+        assert "its metrics stage evaluate's results were recorded without a run" in said
+        assert "`shipyard run --force evaluate`" in said
+        assert "not registered yet" not in sy("run", "--force", "evaluate").output
+    finally:
+        (proj / "shipyard.lock").write_text(saved)
 
 
 def test_reproduce_a_declared_version(proj: Path) -> None:
@@ -333,6 +403,45 @@ def test_two_runs_at_once_register_one_version(proj: Path) -> None:
     assert not any(r.problems for r in results)
 
 
+def test_code_paths_are_relative_to_the_project_root_when_run_in_a_subfolder(proj: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack F15: started in data/, `shipyard run` refused src/mymodels as outside the working folder."""
+    rules = (proj / "rules.py").read_text()
+    (proj / "rules.py").write_text(rules.replace("Threshold(1.0)", "Threshold(1.5)"))  # new bytes to register
+    monkeypatch.chdir(proj / "data")
+    try:
+        done = sy("run")
+        assert re.search(r"registered rules@\d+ from rules/model\.pkl \(stage rules\)", done.output), done.output
+    finally:
+        (proj / "rules.py").write_text(rules)
+
+
+@pytest.mark.parametrize(("model", "said"), [
+    ("    path: m.onnx\n    flavor: onnx\n", "model clf: path: m.onnx is an output of stage train with cache: "
+                                                "false, which is never stored, so no version could be registered "
+                                                "from it: remove cache: false from m.onnx; nothing was run"),
+    ("    path: m.onnx\n    flavor: onnx\n    desc: " + "D" * 4097 + "\n",
+     "shipyard.yaml:11: models.clf.desc: is 4097 characters: at most 4096"),
+    ("    path: m.onnx\n    flavor: onnx\n    labels: [" + ", ".join(f"l{i}" for i in range(65)) + "]\n",
+     "models.clf.labels: at most 64 labels of at most 64 characters each"),
+])
+def test_a_declaration_that_could_never_register_is_refused_before_anything_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, said: str) -> None:
+    """Attack F17: a `cache: false` model output was never recorded, so never registered (after the whole run);
+    F21: desc and labels go into every version's immutable description: bounded at load."""
+    root = tmp_path / "never"
+    root.mkdir()
+    (root / "shipyard.yaml").write_text(
+        "stages:\n  train:\n    cmd: python -c \"open('m.onnx', 'w')\"\n    outs:\n      - m.onnx:\n"
+        "          cache: false\nmodels:\n  clf:\n" + model)
+    monkeypatch.setenv("SHIPYARD_HOME", str(root / ".shipyard"))
+    monkeypatch.chdir(root)
+    failed = sy("run", code=1)
+    assert isinstance(failed.exception, ShipyardError)
+    assert said in str(failed.exception) and "\n" not in str(failed.exception)
+    assert not (root / "m.onnx").exists() and not (root / "shipyard.lock").exists()
+
+
 def test_examples_files_are_read_bounded_and_without_pickles(tmp_path: Path) -> None:
     (tmp_path / "header.csv").write_text("a,b\n1,2\n3,4\n")
     assert load_examples(tmp_path, "header.csv").tolist() == [[1.0, 2.0], [3.0, 4.0]]
@@ -353,3 +462,32 @@ def test_examples_files_are_read_bounded_and_without_pickles(tmp_path: Path) -> 
         with pytest.raises(ShipyardError, match="^examples file " + re.escape(f"{name} {said}")
                            if name != "../outside.npy" else said):
             load_examples(tmp_path, name)
+
+
+class CopiedRule:
+    """A python model made outside the pipeline: a stage only copies its saved folder."""
+
+    def predict(self, rows: list[list[float]]) -> list[int]:
+        return [1 for _ in rows]
+
+
+def test_a_saved_model_folder_a_stage_copied_keeps_its_trust_requirements(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage made no model: it copied a saved folder holding a pickle. Registered as it is, its pickle is
+    NOT trusted on the registrant's behalf: loading it needs `shipyard models trust`."""
+    import shipyard
+    from shipyard.errors import UntrustedModelError
+
+    root = tmp_path / "copy"
+    shipyard.save_model(CopiedRule(), root / "incoming" / "saved", flavor="python")
+    (root / "shipyard.yaml").write_text("stages:\n  fetch:\n    cmd: cp -r incoming/saved saved\n"
+                                        "    deps: [incoming/saved]\n    outs: [saved]\n"
+                                        "models:\n  copied:\n    path: saved\n    flavor: python\n")
+    monkeypatch.setenv("SHIPYARD_HOME", str(root / ".shipyard"))
+    monkeypatch.chdir(root)
+    assert "registered copied@1 from saved (stage fetch)" in sy("run").output
+    with services(root) as svc:
+        mv = svc.registry.resolve("copied@1")
+        assert svc.registry.trust_event(mv) is None
+        with pytest.raises(UntrustedModelError, match="models trust"):
+            svc.registry.load(mv.ref)

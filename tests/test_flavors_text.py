@@ -220,7 +220,7 @@ def test_bad_inputs_get_a_4xx_that_says_why_and_the_server_keeps_serving(served:
                                       "outputs": [{"name": "logits"}]}, False, 400, "outputs[0].name"),
         ("/predict", {"instances": {**csr, "indices": [width]}}, True, 400, "instances.indices: every index"),
         ("/predict", {"instances": {**csr, "indptr": [1, 0]}}, True, 400, "instances.indptr: must start at 0"),
-        ("/predict", {"instances": {**csr, "values": ["x"]}}, True, 400, "instances.values: must be a list of numb"),
+        ("/predict", {"instances": {**csr, "values": ["x"]}}, True, 400, "instances.values: must be a list of fini"),
         ("/predict", {"instances": {**csr, "shape": [1, width + 1]}}, True, 422, f"the model takes {width}"),
         ("/predict", {"instances": [{"indices": [0, 1], "values": [1.0]}]}, True, 400, "the same length"),
         ("/predict", {"instances": [[1.0] * (width + 1)]}, True, 422, f"the model takes {width}"),
@@ -241,6 +241,40 @@ def test_bad_inputs_get_a_4xx_that_says_why_and_the_server_keeps_serving(served:
     assert _post(served, "/predict", {"instances": ASKED}).json()["predictions"] == served.text.predict(ASKED).tolist()
 
 
+def test_every_sparse_form_and_probabilities_are_bounded_and_a_huge_value_is_a_400(served: Served) -> None:
+    """Attack F9: 2 bytes of JSON a row in the CSR object or OIP's three tensors made a 120 MB answer; F19: a
+    401-digit integer value was a 500 with a traceback. Each is one 400 line naming the field."""
+    from shipyard.interfaces.serving.inference import MAX_SPARSE_ROWS
+    from shipyard.interfaces.serving.model import MAX_PROBA_VALUES
+
+    empty_rows = [0] * (MAX_SPARSE_ROWS + 2)
+    one_value = [*empty_rows[:-1], 1]  # OIP tensors hold at least one value
+    tensors = [{"name": "indptr", "shape": [len(one_value)], "datatype": "INT64", "data": one_value},
+               {"name": "indices", "shape": [1], "datatype": "INT64", "data": [0]},
+               {"name": "values", "shape": [1], "datatype": "FP64", "data": [1.0]}]
+    huge = 10 ** 400
+    cases: list[tuple[str, Any, str]] = [
+        ("/predict", {"instances": {"indptr": empty_rows, "indices": [], "values": []}},
+         f"instances.indptr: {MAX_SPARSE_ROWS + 1} rows is more than the limit of {MAX_SPARSE_ROWS}"),
+        ("/predict", {"instances": [{"indices": [], "values": []}] * (MAX_SPARSE_ROWS + 1)},
+         f"instances: {MAX_SPARSE_ROWS + 1} rows is more than the limit"),
+        ("/v2/models/reviews/versions/2/infer", {"inputs": tensors},
+         f"inputs.indptr: {MAX_SPARSE_ROWS + 1} rows is more than the limit"),
+        ("/predict", {"instances": {"indptr": [0, 1], "indices": [0], "values": [huge]}},
+         "instances.values: must be a list of finite numbers within FP64's range"),
+        ("/predict", {"instances": [{"indices": [0], "values": [huge]}]},
+         "instances.values: must be a list of finite numbers within FP64's range"),
+    ]
+    for path, body, says in cases:
+        r = _post(served, path, body, canary=True)
+        assert r.status_code == 400, r.text[:300]
+        assert says in r.json()["error"], r.json()
+    rows = MAX_PROBA_VALUES // 2 + 1  # two classes: one value too many, refused before the model is asked
+    r = _post(served, "/predict", {"instances": [""] * rows}, proba="1")
+    assert r.status_code == 400 and f"more than the limit of {MAX_PROBA_VALUES}" in r.json()["error"], r.text[:300]
+    assert _post(served, "/predict", {"instances": ASKED}, proba="1").status_code == 200
+
+
 def test_a_model_without_predict_proba_says_so(tmp_path: Path) -> None:
     from shipyard.core.serving.oip import PROBA_NAME, parse_outputs
 
@@ -255,17 +289,17 @@ def test_the_python_model_loads_its_stored_code_without_pythonpath(served: Serve
     r = _post(served, "/v2/models/reviews/versions/3/infer", body)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == [1, 0, 0] and r.json()["outputs"][1]["data"] == [0, 1, 1, 0, 1, 0]
-    code = ("import json, shipyard\nm = shipyard.load_model('reviews@3')\n"
-            f"print(json.dumps([type(m).__module__, m.predict({ASKED!r})]))\n")
+    code = ("import json, sys, shipyard\nm = shipyard.load_model('reviews@3')\n"
+            f"print(json.dumps([type(m).__module__, m.predict({ASKED!r}), sys.path[0]]))\n")
     env = {**served.env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # Shipyard's source, not the project
     assert str(served.root) not in env["PYTHONPATH"]
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [f"{PACKAGE}.model", [1, 0, 0]]
-    stored = sorted(p.relative_to(served.root / "cache" / "code").parts[1:]
-                    for p in (served.root / "cache" / "code").rglob("*") if p.is_file())
-    assert stored == [(PACKAGE, "__init__.py"), (PACKAGE, "model.py")]  # no __pycache__
+    module, predicted, copy = json.loads(done.stdout)
+    assert [module, predicted] == [f"{PACKAGE}.model", [1, 0, 0]]
+    assert not Path(copy).exists()  # the process's private copy of the code is gone with it
+    assert not (served.root / "cache" / "code").exists()  # nothing shared that a later process would trust
 
 
 def test_verify_passes_for_all_three(served: Served, monkeypatch: pytest.MonkeyPatch,
@@ -309,23 +343,49 @@ def test_code_paths_are_confined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         client.close()
 
 
-def test_the_cached_copy_of_stored_code_is_rehashed_at_each_load(tmp_path: Path, imports_restored: None) -> None:
+def test_stored_code_is_imported_from_a_private_copy_never_a_planted_pyc(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imports_restored: None) -> None:
+    """A ``__pycache__/*.pyc`` planted where a shared cache of the code would be (its header matching the
+    source) never runs: each process imports from its own fresh copy of exactly the version's files."""
+    import importlib.util
+    import py_compile
+    import stat
+    import struct
+
     from shipyard.adapters.flavors import code
 
-    (tmp_path / "model" / "code" / "flavtext_cached").mkdir(parents=True)
-    (tmp_path / "model" / "code" / "flavtext_cached" / "__init__.py").write_text("V = 1\n")
-    env = {"SHIPYARD_CACHE_DIR": str(tmp_path / "cache")}
-    cached = code.activate(tmp_path / "model", env)
-    assert cached is not None and sys.path[0] == str(cached) and cached.parent == tmp_path / "cache" / "code"
-    (cached / "flavtext_cached" / "__init__.py").write_text("V = 2\n")  # changed behind Shipyard's back
-    (cached / "elsewhere").symlink_to(tmp_path)
-    assert code.activate(tmp_path / "model", env) == cached
-    assert sorted(p.name for p in cached.iterdir()) == ["flavtext_cached"]
+    model = tmp_path / "model" / "code" / "flavtext_cached"
+    model.mkdir(parents=True)
+    (model / "__init__.py").write_text("V = 1\n")
+    monkeypatch.setenv("SHIPYARD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    digest = code._digest(model.parent, list(code._walk(model.parent, "code/")))
+    for shared in (tmp_path / "cache" / "code" / digest, tmp_path / "cache" / "shipyard" / "code" / digest):
+        (shared / "flavtext_cached").mkdir(parents=True)  # a copy of the intact source, and a pyc beside it
+        source = shared / "flavtext_cached" / "__init__.py"
+        source.write_text("V = 1\n")
+        (tmp_path / "evil.py").write_text("V = 'planted'\n")
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        py_compile.compile(str(tmp_path / "evil.py"), cfile=str(pyc), doraise=True)
+        raw = bytearray(pyc.read_bytes())
+        raw[8:16] = struct.pack("<II", int(source.stat().st_mtime) & 0xFFFFFFFF, source.stat().st_size)
+        pyc.write_bytes(bytes(raw))
+        (shared / "flavtext_sourceless.pyc").write_bytes(bytes(raw))
+    copy = code.activate(tmp_path / "model")
+    assert copy is not None and sys.path[0] == str(copy)
+    assert tmp_path / "cache" not in copy.parents
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o700
+    assert sorted(p.name for p in copy.iterdir()) == ["flavtext_cached"]
     assert __import__("flavtext_cached").V == 1
+    assert code.activate(tmp_path / "model") == copy  # one copy per process
+    code._remove(copy, os.getpid() + 1)  # what a forked child's exit does: nothing
+    assert copy.is_dir()
+    code._remove(copy, os.getpid())  # at exit
+    assert not copy.exists()
     (tmp_path / "model" / "code").rename(tmp_path / "model" / "real")
     (tmp_path / "model" / "code").symlink_to(tmp_path / "model" / "real")
     with pytest.raises(InvalidInputError, match="is a link"):
-        code.activate(tmp_path / "model", env)
+        code.activate(tmp_path / "model")
 
 
 REPRO_CONFIG = """\

@@ -151,7 +151,8 @@ def test_in_distribution_traffic_keeps_every_feature_near_its_reference(server: 
     assert not [k for k in samples if dict(k[1]).get("version") == "3" and "drift" in k[0]]
     said = [line for line in project.stderr.read_text().splitlines() if "drift of" in line]
     assert said == ["drift of m@3 is not measured: it has no reference profile; register it with "
-                    "log_model(..., reference=X_train) to get one"]
+                    "log_model(..., reference=X_train), or give reference: (a data file) to its entry in "
+                    "shipyard.yaml's models:, to get one"]
 
 
 def test_shifted_traffic_raises_exactly_the_shifted_features_and_counts_values_out_of_range(

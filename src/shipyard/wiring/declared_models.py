@@ -7,17 +7,24 @@ it and the stage run that recorded those bytes (the version's lineage: ``lineage
 The digest is compared with the one the newest version already registered from that output recorded; the
 same bytes register nothing (a run from the cache, a re-run that wrote the same bytes).
 
-Which files are loaded, and why that is allowed (invariant 7: a file runs no code on load unless the user
-trusted it). The model file is the user's own stage's output: its bytes are read from the store by the digest
-the stage run recorded (re-hashed on the way; an output kept out of the store is hashed in place and must
-match), so they are exactly what the stage's command wrote when it ran. A pickle (``model.pkl``, joblib, a
-TorchScript file) is loaded only when that run is one this actor started (or a reviewer it lists in
-``SHIPYARD_TRUSTED_ACTORS``) in this registry's database: the same person already ran that command, which is
-the project's own code, so unpickling what it wrote runs nothing they have not already chosen to run. A run
-someone else recorded, or a cache entry from a remote naming a run this database does not hold, is refused
-(re-run the stage with ``--force``). The model is then saved through its flavor's normal path (scikit-learn:
-skops), so serving and loading it later needs no trust. An ONNX file carries no code; a saved model folder
-(``shipyard.save_model`` in the stage) is registered as it is, and trusted only under the same rule.
+Which files are loaded, and what the registered version trusts (invariant 7: a file runs no code on load
+unless the user trusted it). The rule: a model declared in ``models:`` is loaded as the pipeline wrote it.
+``shipyard run`` runs the project's commands, and a pickle a stage wrote is unpickled with the same trust as
+those commands: that is code execution the pipeline chose, whatever the command did to make the file (it may
+train the model, or only copy or download one: ``cp incoming/model.pkl model.pkl`` unpickles whatever
+``incoming/`` held, as ``python train.py`` runs whatever train.py holds). So a pickle (``model.pkl``, joblib, a
+TorchScript file) is loaded only when its bytes are exactly what a stage's command wrote in a run this actor
+started (or a reviewer it lists in ``SHIPYARD_TRUSTED_ACTORS``), recorded in this registry's database: they
+are read from the store by the digest that run recorded (re-hashed on the way; a declared output with
+``cache: false`` is refused before anything runs: it is never stored). A run someone else recorded, a
+stage-cache entry (from a remote, say) naming a run this database does not hold, and a ``frozen`` stage (its
+outputs are never made by this run) are refused or skipped: re-run the stage with ``--force``. The object
+is then saved through its flavor's normal path (scikit-learn: skops), as ``log_model`` in the stage would
+have, and registered with what loading that needs trusted (a ``python`` model stays a pickle: trusted as ``log_model``
+trusts it). An ONNX file carries no code. A saved model folder (``shipyard.save_model`` in the stage, or a
+folder the stage copied) is registered as it is and is NOT trusted: it loads without a decision only when its
+format guarantees it runs nothing (skops with known types, safetensors, ONNX); a pickle or stored code in it
+needs ``shipyard models trust``, since nothing in this process made those bytes.
 
 Two ``shipyard run`` at once never register the same bytes twice: each registration asks for the number after
 the newest version it saw, and the registry assigns numbers in one transaction (the model's row locked), so
@@ -63,6 +70,8 @@ PICKLES = (".pkl", ".pickle", ".joblib")
 FILES = {"sklearn": PICKLES, "python": (".pkl", ".pickle"), "onnx": (".onnx",), "torch": (".pt", ".pth")}
 MAX_EXAMPLES_BYTES = 16 * 1024 * 1024
 MAX_EXAMPLE_ROWS = 1000
+MAX_REFERENCE_BYTES = 64 * 1024 * 1024  # reference: (training data, or a sample) read for its profile
+MAX_REFERENCE_ROWS = 1_000_000
 MAX_TRIES = 5  # registrations lost to another `shipyard run` before this one gives up (each re-checks first)
 DONE = ("ran", "cached", "up-to-date")
 
@@ -83,6 +92,12 @@ class Declared:
     unchanged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # not yet: the stage whose metrics go with it did not run
+    by_stage: dict[str, list[str]] = field(default_factory=dict)  # problems and waiting lines by producing stage
+                                                                  # ("": a model no stage produces)
+
+    def note(self, stage: str, line: str, problem: bool) -> None:
+        (self.problems if problem else self.waiting).append(line)
+        self.by_stage.setdefault(stage, []).append(line)
 
 
 class _NotYet(Exception):
@@ -104,16 +119,17 @@ def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequ
     svc = build(settings, runner.ws.root)
     try:
         for name, decl in config.models.items():
+            producer = ""
             try:
                 producer, out = producing_output(runner, name, decl)
                 if producer not in finished:
                     continue  # not part of this run (a run of other stages), or it failed
                 done = _register_one(svc, runner, name, decl, producer, out, finished)
             except ShipyardError as exc:
-                result.problems.append(f"model {name}: {exc}; not registered")
+                result.note(producer, f"model {name}: {exc}; not registered", problem=True)
                 continue
             except _NotYet as exc:
-                result.waiting.append(f"model {name} is not registered yet: {exc}")
+                result.note(producer, f"model {name} is not registered yet: {exc}", problem=False)
                 continue
             if done is None:
                 result.unchanged.append(name)
@@ -124,8 +140,8 @@ def register_declared(settings: Settings, runner: PipelineRunner, outcomes: Sequ
 
                 record_version_provenance(svc, done, svc.meta.get_run(done.run_id or ""))
             except ShipyardError as exc:
-                result.problems.append(f"model {name}: registered as {done.ref}, but its provenance was not "
-                                       f"recorded: {exc}")
+                result.note(producer, f"model {name}: registered as {done.ref}, but its provenance was not "
+                                      f"recorded: {exc}", problem=True)
     finally:
         svc.close()
     return result
@@ -150,7 +166,7 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
         raise NotFoundError(f"shipyard.lock has no run of stage {producer} recording {out}")
     if entry.run is None:  # recorded without a run (`init --from-dvc`): no lineage to register it with
         raise _NotYet(f"stage {producer}'s output was recorded without a run (converted from DVC?); "
-                      f"`shipyard run --force {producer}` runs it and registers the model")
+                      f"`{_force(runner, producer, decl.metrics)}` runs it and registers the model")
     run = _producing_run(svc, entry.run, out, entry.outs[out].digest, producer)
     digest = digest_in(svc.store, run, decl.path)
     if digest is None:
@@ -159,6 +175,7 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
     if decl.metrics is not None:
         metrics.update(_metrics_of(svc, runner, decl.metrics, finished))
     examples = load_examples(runner.ws.root, decl.examples) if decl.examples else None
+    reference = load_examples(runner.ws.root, decl.reference, "reference") if decl.reference else None
     description = "\n".join(x for x in (decl.desc or "", f"labels: {', '.join(decl.labels)}" if decl.labels else "")
                             if x)
     for _ in range(MAX_TRIES):
@@ -166,12 +183,17 @@ def _register_one(svc: Services, runner: PipelineRunner, name: str, decl: ModelD
         if registered == digest:
             return None
         with tempfile.TemporaryDirectory(prefix="shipyard-declared-") as tmp:
-            folder, trust = _saved_folder(svc, runner, decl, run, out, digest, examples, Path(tmp))
-            try:
+            folder, trust, model = _saved_folder(svc, runner, decl, run, out, digest, examples, Path(tmp))
+            profile = None if reference is None else _profile(decl, model, reference)  # before: a bad one
+            try:                                                                          # registers nothing
                 mv = svc.registry.register(name, folder, run_id=run.id, metrics=metrics, params=run.params,
                                            description=description, version=latest + 1, trust_as_registrant=trust)
             except (ImmutableError, ConflictError):
                 continue  # another run registered a version meanwhile: check again whether it holds these bytes
+        if profile is not None:
+            from shipyard.wiring.monitoring import record_profile
+
+            record_profile(svc, mv, profile)
         return mv
     raise ConflictError(f"other registrations of {name} kept coming first ({MAX_TRIES} tries); run again")
 
@@ -221,19 +243,82 @@ def newest_from(svc: Services, name: str, path: str) -> tuple[int, Digest | None
 
 
 def _metrics_of(svc: Services, runner: PipelineRunner, stage: str, finished: set[str]) -> dict[str, float]:
-    if stage not in runner.pipeline.stages:
-        raise ConfigError(f"metrics: {stage!r} is not a stage of shipyard.yaml: name the stage that evaluates it")
+    check_metrics_stage(runner, stage)
     entry = runner.lock.stages.get(stage)
+    if entry is not None and entry.run is None:  # DVC's results, converted: up to date, but no run to read
+        raise _NotYet(f"its metrics stage {stage}'s results were recorded without a run (converted from DVC?); "
+                      f"`shipyard run --force {stage}` runs it and registers the model")
     if stage not in finished or entry is None or entry.run is None:
         raise _NotYet(f"its metrics stage {stage} did not run with it: `shipyard run {stage}` registers it")
     return dict(svc.meta.get_run(entry.run).metrics)
 
 
+def _force(runner: PipelineRunner, producer: str, metrics: str | None) -> str:
+    """The command that runs ``producer`` and, when it has one that is not up to date from a run, the model's
+    metrics stage: both, so the model registers in one step (not a hint that leads to another hint)."""
+    stages = [producer]
+    if metrics is not None and metrics != producer and metrics in runner.pipeline.stages:
+        stages.append(metrics)
+    return f"shipyard run --force {' '.join(stages)}"
+
+
+def check_metrics_stage(runner: PipelineRunner, stage: str) -> None:
+    """``metrics:`` names a stage of the pipeline (a foreach/matrix group's name is not one: its members are)."""
+    if stage in runner.pipeline.stages:
+        return
+    members = sorted(s for s in runner.pipeline.stages if s.startswith(f"{stage}@"))
+    if members:
+        shown = " or ".join(members[:3]) + (" or ..." if len(members) > 3 else "")
+        raise ConfigError(f"metrics: {stage!r} is a foreach group, not a stage: name the member that evaluates "
+                          f"this model, e.g. {shown}")
+    raise ConfigError(f"metrics: {stage!r} is not a stage of shipyard.yaml: name the stage that evaluates it")
+
+
+def check_declarations(runner: PipelineRunner) -> None:
+    """What can be checked before anything runs (one line, nothing run): each model's ``metrics:`` stage, and
+    that its output is stored (``cache: false`` keeps no digest on the stage's run, so it could never register)."""
+    from shipyard.core.project.loader import load_config
+
+    for name, decl in load_config(runner.ws.root).models.items():
+        try:
+            if decl.metrics is not None:
+                check_metrics_stage(runner, decl.metrics)
+            for stage in runner.pipeline.stages.values():
+                out = next((o for o in stage.uncached if decl.path == o or decl.path.startswith(o + "/")), None)
+                if out is not None:
+                    raise ConfigError(f"path: {decl.path} is an output of stage {stage.name} with cache: false, "
+                                      "which is never stored, so no version could be registered from it: remove "
+                                      f"cache: false from {out}")
+        except ConfigError as exc:
+            raise ConfigError(f"model {name}: {exc}; nothing was run") from None
+
+
 # -- the model's bytes, checked, then saved through its flavor ----------------------------------------------
 
+def _profile(decl: ModelDef, model: Any, data: Any) -> Any:
+    """The reference profile of ``data`` (``reference:``), with the model's answers on it when this process
+    holds the model (a saved folder or an ONNX file: the inputs alone, nothing loaded for it)."""
+    from shipyard.wiring import flavor as get_flavor
+    from shipyard.wiring.monitoring import profile_reference
+
+    answers = None
+    if model is not None:
+        try:
+            answers = get_flavor(decl.flavor).predict(model, data)
+        except ShipyardError:
+            raise
+        except Exception as exc:  # the model's own error on this data: nothing is registered
+            raise InvalidInputError(f"reference: the model cannot answer on {decl.reference} "
+                                    f"({type(exc).__name__}: {_line(exc)})") from exc
+    return profile_reference(data, answers)
+
+
 def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: RunRecord, out: str, digest: Digest,
-                  examples: Any, tmp: Path) -> tuple[Path, bool]:
-    """A saved model folder for the declared output, and whether its registration trusts what it needs."""
+                  examples: Any, tmp: Path) -> tuple[Path, bool, Any]:
+    """A saved model folder for the declared output, whether its registration trusts what it needs (only
+    when this process made it from the stage's own output, see the module's docstring; never a stage's
+    folder), and the model object when this process loaded one (None: a saved folder, an ONNX file)."""
+    from shipyard.adapters.flavors.code import ROOT_OPTION
     from shipyard.core.registry.saving import save_model
     from shipyard.wiring import flavor as get_flavor
 
@@ -249,7 +334,7 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
             if examples is not None:
                 raise ConfigError(f"{decl.path} is a saved model folder with its own golden examples: remove "
                                   "examples: from the declaration, or pass them to save_model in the stage")
-            return source, own
+            return source, False, None  # registered as it is: pickle or code in it needs `shipyard models trust`
         raise ConfigError(f"{decl.path} is a folder without {MODEL_FILE}: save it with shipyard.save_model(model, "
                           f"{decl.path!r}, flavor={decl.flavor!r}) in the stage, or declare the model file itself")
     suffix = Path(decl.path).suffix.lower()
@@ -272,7 +357,9 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
     if decl.code_paths:  # stored with the version (code/), importable wherever it loads: serve, reproduce
         if not getattr(flavor, "takes_code_paths", False):
             raise ConfigError(f"the {decl.flavor} flavor takes no code_paths: its models load without project code")
-        options["code_paths"] = [str(runner.ws.root / p) for p in decl.code_paths]
+        # relative to the project root, wherever `shipyard run` was started (a subfolder too)
+        options["code_paths"] = list(decl.code_paths)
+        options[ROOT_OPTION] = str(runner.ws.root)
     try:
         save_model(flavor, model, folder, examples, options)
     except ShipyardError:
@@ -280,7 +367,7 @@ def _saved_folder(svc: Services, runner: PipelineRunner, decl: ModelDef, run: Ru
     except Exception as exc:  # the model's own error on the examples (their width, their type)
         what = f"cannot predict the examples in {decl.examples}" if examples is not None else "cannot be saved"
         raise InvalidInputError(f"the model {what}: {type(exc).__name__}: {_line(exc)}") from exc
-    return folder, True
+    return folder, True, None if decl.flavor == "onnx" else model
 
 
 def _file_bytes(store: ObjectStore, root: Path, path: str, digest: Digest, dest: Path) -> None:
@@ -346,28 +433,31 @@ def _load_own(file: Path, decl: ModelDef, root: Path) -> Any:
 
 # -- golden examples ----------------------------------------------------------------------------------------
 
-def load_examples(root: Path, path: str) -> Any:
+def load_examples(root: Path, path: str, what: str = "examples") -> Any:
     """The golden inputs in the project file ``path``: .npy (no pickles), .npz (a scipy sparse matrix, as
     ``save_npz`` writes it), .csv (numbers, or one text column; an optional header), .json (a list of rows).
-    At most ``MAX_EXAMPLES_BYTES`` read (an .npz's members too, uncompressed) and ``MAX_EXAMPLE_ROWS`` rows."""
+    At most ``MAX_EXAMPLES_BYTES`` read (an .npz's members too, uncompressed) and ``MAX_EXAMPLE_ROWS`` rows;
+    ``what="reference"``: a model's reference data, the same formats, up to ``MAX_REFERENCE_*``."""
+    max_bytes, max_rows = (MAX_REFERENCE_BYTES, MAX_REFERENCE_ROWS) if what == "reference" else \
+        (MAX_EXAMPLES_BYTES, MAX_EXAMPLE_ROWS)
     import io
 
     import numpy as np
 
-    file = Confined(root, project=True).check(path, "examples file")
+    file = Confined(root, project=True).check(path, f"{what} file")
     suffix = file.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv", ".json"):
-        raise ConfigError(f"examples {path}: use a .npy, .npz, .csv or .json file")
+        raise ConfigError(f"{what} {path}: use a .npy, .npz, .csv or .json file")
     try:
         with open(file, "rb") as f:
-            raw = f.read(MAX_EXAMPLES_BYTES + 1)
+            raw = f.read(max_bytes + 1)
     except FileNotFoundError:
-        raise ConfigError(f"examples file {path} does not exist") from None
+        raise ConfigError(f"{what} file {path} does not exist") from None
     except OSError as exc:
-        raise ConfigError(f"examples file {path} cannot be read: {exc.strerror or exc}") from exc
-    too_large = ConfigError(f"examples file {path} is larger than {MAX_EXAMPLES_BYTES >> 20} MiB: golden examples "
-                            "are a few rows")
-    if len(raw) > MAX_EXAMPLES_BYTES:
+        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror or exc}") from exc
+    too_large = ConfigError(f"{what} file {path} is larger than {max_bytes >> 20} MiB: "
+                            + ("give a sample" if what == "reference" else "golden examples are a few rows"))
+    if len(raw) > max_bytes:
         raise too_large
     try:
         if suffix == ".npy":
@@ -378,7 +468,7 @@ def load_examples(root: Path, path: str) -> Any:
             import scipy.sparse as sp  # type: ignore[import-untyped]
 
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # a member reads no more than its declared size
-                if sum(i.file_size for i in zf.infolist()) > MAX_EXAMPLES_BYTES:
+                if sum(i.file_size for i in zf.infolist()) > max_bytes:
                     raise too_large
             data = sp.load_npz(io.BytesIO(raw)).tocsr()  # np.load underneath, allow_pickle=False
         elif suffix == ".json":
@@ -393,10 +483,10 @@ def load_examples(root: Path, path: str) -> Any:
     except ShipyardError:
         raise
     except Exception as exc:  # numpy's and scipy's readers raise many kinds for a bad file
-        raise ConfigError(f"examples file {path} cannot be read: {_line(exc)}") from exc
+        raise ConfigError(f"{what} file {path} cannot be read: {_line(exc)}") from exc
     count = data.shape[0] if hasattr(data, "shape") and len(data.shape) else len(data)
-    if count == 0 or count > MAX_EXAMPLE_ROWS:
-        raise ConfigError(f"examples file {path} has {count} rows: give 1 to {MAX_EXAMPLE_ROWS}")
+    if count == 0 or count > max_rows:
+        raise ConfigError(f"{what} file {path} has {count} rows: give 1 to {max_rows}")
     return data
 
 

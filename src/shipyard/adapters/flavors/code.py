@@ -6,13 +6,19 @@ other file. Only what lies inside the working folder is taken, named without ``.
 no caches (``__pycache__``, ``*.pyc``), within ``MAX_FILES`` files and ``MAX_BYTES`` bytes.
 
 Loading (only once the version's stored code is trusted: it runs on import) copies ``code/`` into a
-folder of the user's cache named by its content's digest, re-hashed at every load, and puts that
-folder first on ``sys.path``: a class defined in the project unpickles without PYTHONPATH, and a module
-it imports later is still there after the version's temporary folder is gone.
+fresh private folder of this process (``tempfile.mkdtemp``: mode 0700, a name nobody can guess, removed
+when the process exits), checks the copy against the digest of what was copied, and puts that folder first
+on ``sys.path``: a class defined in the project unpickles without PYTHONPATH, and a module it imports
+later is still there after the version's temporary folder is gone. No folder is shared between processes
+or kept between runs: a shared cache let whoever could write it (a CI cache restored from another branch,
+a shared cache folder) plant a ``__pycache__/*.pyc`` that Python runs instead of the verified source, so
+what is imported is exactly the version's files, and the only bytecode beside them is what this process
+wrote.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import os
@@ -20,7 +26,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -51,6 +57,13 @@ def check_paths(code_paths: Any) -> tuple[str, ...]:
 
 
 Plan = dict[str, list[tuple[Path, PurePosixPath]]]
+ROOT_OPTION = "code_root"  # the folder code_paths are relative to (a declared model's: the project's root)
+
+
+def root_of(options: Any) -> Path | None:
+    """The ``code_root`` flavor option (``shipyard run`` passes the project root), or None: the working folder."""
+    given = options.get(ROOT_OPTION) if hasattr(options, "get") else None
+    return Path(given) if isinstance(given, str | os.PathLike) else None
 
 
 def plan(code_paths: Any, root: Path | None = None) -> Plan:
@@ -137,8 +150,11 @@ def stored(folder: Path) -> Path | None:
     return code if code.is_dir() else None
 
 
-def activate(folder: Path, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Put the model's stored code on ``sys.path`` (first), from a copy in the cache named by its digest."""
+_ACTIVE: dict[str, Path] = {}  # digest of stored code -> this process's private copy of it
+
+
+def activate(folder: Path) -> Path | None:
+    """Put the model's stored code on ``sys.path`` (first), from a private copy made for this process."""
     code = stored(folder)
     if code is None:
         return None
@@ -147,34 +163,37 @@ def activate(folder: Path, environ: Mapping[str, str] | None = None) -> Path | N
         raise InvalidInputError(f"the model's stored code is larger than {MAX_FILES} files or "
                                 f"{MAX_BYTES // (1024 * 1024)} MiB: not what log_model stores")
     digest = _digest(code, entries)
-    cache = cache_dir(environ) / digest
-    if not _intact(cache, digest):
-        _install(code, cache)
-    where = str(cache)
+    copy = _ACTIVE.get(digest)
+    if copy is None or not copy.is_dir():
+        copy = _private_copy(entries, digest)
+        _ACTIVE[digest] = copy
+    where = str(copy)
     if where not in sys.path:
         sys.path.insert(0, where)
         importlib.invalidate_caches()
-    return cache
+    return copy
 
 
-def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$SHIPYARD_CACHE_DIR/code``, else the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``)
-    ``/shipyard/code``: the same root ``verify`` keeps its environments in."""
-    env = os.environ if environ is None else environ
-    if env.get("SHIPYARD_CACHE_DIR"):
-        return Path(env["SHIPYARD_CACHE_DIR"]).expanduser().absolute() / FOLDER
-    base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base.absolute() / "shipyard" / FOLDER
-
-
-def _intact(cache: Path, digest: str) -> bool:
-    """Whether the cached copy holds exactly the code of ``digest`` (a link or a changed file: it does not)."""
-    if cache.is_symlink() or not cache.is_dir():
-        return False
+def _private_copy(entries: list[tuple[Path, PurePosixPath]], digest: str) -> Path:
+    """A new folder only this process knows, holding exactly ``entries`` (checked against ``digest``)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"shipyard-code-{digest[:12]}-"))  # 0700, owned by this user
+    atexit.register(_remove, tmp, os.getpid())
     try:
-        return _digest(cache, list(_walk(cache, str(cache)))) == digest
-    except (InvalidInputError, OSError):
-        return False
+        for path, rel in entries:
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.copyfile(path, dest)
+        if _digest(tmp, list(_walk(tmp, str(tmp)))) != digest:
+            raise InvalidInputError("the model's stored code changed while it was copied: load it again")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def _remove(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child exiting leaves its parent's copy alone
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _digest(root: Path, entries: list[tuple[Path, PurePosixPath]]) -> str:
@@ -184,26 +203,3 @@ def _digest(root: Path, entries: list[tuple[Path, PurePosixPath]]) -> str:
         with open(path, "rb") as f:
             h.update(hashlib.file_digest(f, "sha256").digest())
     return h.hexdigest()
-
-
-def _install(code: Path, cache: Path) -> None:
-    """Copy ``code`` to ``cache`` through a temporary sibling and a rename (a reader never sees half of it)."""
-    cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
-    try:
-        for path, rel in _walk(code, f"{FOLDER}/"):
-            dest = tmp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
-        if cache.exists() or cache.is_symlink():  # damaged (its digest differs): replaced
-            if cache.is_symlink() or not cache.is_dir():
-                cache.unlink()
-            else:
-                shutil.rmtree(cache)
-        try:
-            os.rename(tmp, cache)
-        except OSError:  # another process put the same code there first
-            if not cache.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

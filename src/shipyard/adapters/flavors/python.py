@@ -28,7 +28,7 @@ class PythonFlavor:
     def save(self, model: Any, folder: Path, options: Mapping[str, Any]) -> dict[str, Any]:
         if not callable(getattr(model, "predict", None)):
             raise InvalidInputError(f"a {type(model).__name__} has no predict(inputs) method")
-        planned = code.plan(options.get("code_paths"))  # checked before anything is written
+        planned = code.plan(options.get("code_paths"), code.root_of(options))  # checked before anything is written
         try:
             (folder / FILE).write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:

@@ -107,7 +107,7 @@ class SklearnFlavor:
             raise InvalidInputError(f"unknown serializer {serializer!r}; use one of {', '.join(SERIALIZERS)}")
         if not hasattr(model, "predict"):
             raise InvalidInputError(f"a {type(model).__name__} has no predict(): not a scikit-learn model")
-        planned = code.plan(options.get("code_paths"))  # checked before anything is written
+        planned = code.plan(options.get("code_paths"), code.root_of(options))  # checked before anything is written
         path = folder / FILES[serializer]
         meta: dict[str, Any] = {"serializer": serializer, "file": path.name}
         if serializer == "skops":

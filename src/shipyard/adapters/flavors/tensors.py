@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.core.serving.oip import is_number
 from shipyard.errors import InvalidInputError
 
 SPARSE_FORMAT = "csr"
@@ -124,8 +125,8 @@ def sparse_from_json(data: Mapping[str, Any], width: int | None = None, where: s
     indptr = _int_array(data.get("indptr"), f"{where}.indptr")
     indices = _int_array(data.get("indices"), f"{where}.indices")
     raw = data.get("values")
-    if not isinstance(raw, list) or not all(type(v) in (int, float) for v in raw):
-        raise InvalidInputError(f"{where}.values: must be a list of numbers")
+    if not isinstance(raw, list) or not all(is_number(v) for v in raw):  # a 400-digit integer too: FP64's range
+        raise InvalidInputError(f"{where}.values: must be a list of finite numbers within FP64's range")
     if len(raw) > MAX_SPARSE_VALUES:
         raise InvalidInputError(f"{where}.values: {len(raw)} values is more than the limit of {MAX_SPARSE_VALUES}")
     values = np.asarray(raw, dtype=np.float64)

@@ -61,6 +61,7 @@ class ModelDef:
     desc: str | None = None
     labels: tuple[str, ...] = ()
     code_paths: tuple[str, ...] = ()
+    reference: str | None = None  # training data (or a sample): the version's reference profile for drift
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,11 @@ class StageSpec(_Strict):
         return v
 
 
+MAX_MODEL_DESC = 4096
+MAX_MODEL_LABELS = 64
+MAX_MODEL_LABEL = 64
+
+
 class ModelSpec(_Strict):
     """A stage output that ``shipyard run`` registers as a version of the model named by the key (DVC's
     ``artifacts:`` with ``type: model``)."""
@@ -211,13 +216,25 @@ class ModelSpec(_Strict):
     labels: tuple[str, ...] = ()
     code_paths: tuple[str, ...] = Field((), description="project folders or files the model's code needs "
                                                         "(python flavor), stored with the version")
+    reference: str | None = Field(None, description="the training data, or a sample (.npy, .npz, .csv, .json): "
+                                                    "profiled as the version's reference for drift")
 
     @field_validator("labels", "code_paths", mode="before")
     @classmethod
     def _listify(cls, v: object) -> object:
         return (v,) if isinstance(v, str) else tuple(v) if isinstance(v, list) else v
 
-    @field_validator("path", "examples", "code_paths")
+    @field_validator("desc", "labels")
+    @classmethod
+    def _bounded(cls, v: str | tuple[str, ...] | None, info: ValidationInfo) -> str | tuple[str, ...] | None:
+        # stored in every version's description, which can never be changed: a few lines, a few short labels
+        if isinstance(v, str) and len(v) > MAX_MODEL_DESC:
+            raise ValueError(f"is {len(v)} characters: at most {MAX_MODEL_DESC}")
+        if isinstance(v, tuple) and (len(v) > MAX_MODEL_LABELS or any(len(x) > MAX_MODEL_LABEL for x in v)):
+            raise ValueError(f"at most {MAX_MODEL_LABELS} labels of at most {MAX_MODEL_LABEL} characters each")
+        return v
+
+    @field_validator("path", "examples", "code_paths", "reference")
     @classmethod
     def _inside(cls, v: str | tuple[str, ...] | None, info: ValidationInfo) -> str | tuple[str, ...] | None:
         try:

@@ -83,6 +83,7 @@ def run(
         _show_status(_runner().status(stages or None, force), as_json)
         return
     runner = _runner(None if as_json else ConsoleEvents())
+    _check_declared(runner)
     report = runner.run(stages or None, jobs=jobs, force=force)
     ignored = _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
     declared = _register_declared(runner, report.outcomes) if report.ok else None
@@ -90,7 +91,11 @@ def run(
         refs: dict[str, list[str]] = {}
         for r in declared.registered if declared else ():
             refs.setdefault(r.stage, []).append(r.ref)
-        out.print_json([{**o.to_dict(), **({"registered": refs[o.stage]} if o.stage in refs else {})}
+        notes = dict(declared.by_stage) if declared else {}  # models not registered: why, on their stage's line
+        if "" in notes and report.outcomes:  # a model no stage produces: on the last line
+            notes.setdefault(report.outcomes[-1].stage, []).extend(notes.pop(""))
+        out.print_json([{**o.to_dict(), **({"registered": refs[o.stage]} if o.stage in refs else {}),
+                         **({"not_registered": notes[o.stage]} if o.stage in notes else {})}
                         for o in report.outcomes])
     else:
         show_outcomes(report.outcomes)
@@ -113,6 +118,16 @@ def run(
         from shipyard.errors import ConfigError
 
         raise ConfigError("\n".join(declared.problems))
+
+
+def _check_declared(runner: PipelineRunner) -> None:
+    """shipyard.yaml's ``models:``, what can be checked before anything runs (a metrics stage's name)."""
+    from shipyard.core.project.loader import load_config
+
+    if load_config(runner.ws.root).models:
+        from shipyard.wiring.declared_models import check_declarations
+
+        check_declarations(runner)
 
 
 def _register_declared(runner: PipelineRunner, outcomes: Sequence[Outcome]) -> Declared | None:

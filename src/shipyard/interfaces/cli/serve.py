@@ -218,7 +218,8 @@ def _drift_monitor(svc: Services, metrics: Metrics, log: InferenceLog | None, wi
             return f"drift of {mv.ref} is not measured: its reference profile cannot be read ({failure(exc)})"
         if found is None:
             return (f"drift of {mv.ref} is not measured: it has no reference profile; register it with "
-                    "log_model(..., reference=X_train) to get one")
+                    "log_model(..., reference=X_train), or give reference: (a data file) to its entry in "
+                    "shipyard.yaml's models:, to get one")
         return found
 
     return live, reference

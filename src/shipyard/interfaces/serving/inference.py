@@ -25,7 +25,7 @@ from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.interfaces.serving.drift import LiveDrift
 from shipyard.interfaces.serving.errors import DoesNotFit, ModelFailed, request_id
 from shipyard.interfaces.serving.middleware.metrics import OBSERVED, Metrics, Observation
-from shipyard.interfaces.serving.model import ServedModel, count, features
+from shipyard.interfaces.serving.model import MAX_PROBA_VALUES, ServedModel, count, features
 from shipyard.interfaces.serving.quality import Comparisons
 from shipyard.interfaces.serving.router import Router, Slot
 
@@ -128,6 +128,13 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
     if oip.PROBA_NAME in asked.outputs and not slot.served.has_proba:
         raise DoesNotFit(f"outputs: {router.name} version {slot.version} has no predict_proba, so no "
                          f"{oip.PROBA_NAME}; ask for {oip.OUTPUT_NAME}")
+    if oip.PROBA_NAME in asked.outputs:  # a row of the answer per class: bounded before the model is asked
+        classes = slot.served.classes
+        asked_values = count(rows) * max(len(classes) if classes is not None else 1, 1)
+        if asked_values > MAX_PROBA_VALUES:
+            raise InvalidInputError(f"{width_field.split('[')[0]}: probabilities for {count(rows)} rows would be "
+                                    f"{asked_values} values, more than the limit of {MAX_PROBA_VALUES}; send "
+                                    "fewer rows at once")
     seen.rows = rows
     predictions: list[Any] | None = None
     probabilities: list[Any] | None = None
@@ -136,6 +143,8 @@ async def answer(request: Request, serving: Serving, slot: Slot | None, rows_of:
             predictions = await slot.predict(rows)
         if oip.PROBA_NAME in asked.outputs:
             probabilities = await asyncio.to_thread(slot.served.proba_rows, rows)
+    except InvalidInputError:  # the answer's own bound (``ServedModel.proba_rows``)
+        raise
     except Exception as exc:
         raise ModelFailed(f"the model failed on this input ({type(exc).__name__}: {exc})") from exc
     if predictions is not None:
@@ -252,7 +261,7 @@ def text_rows(rows: Any, served: ServedModel) -> Any:
     return np.asarray(rows, dtype=object)
 
 
-MAX_SPARSE_ROWS = 100_000
+MAX_SPARSE_ROWS = 100_000  # every sparse form: the CSR object, one object a row, OIP's three tensors
 
 
 def sparse_rows(given: Any, served: ServedModel, field: str) -> Any:
@@ -260,7 +269,8 @@ def sparse_rows(given: Any, served: ServedModel, field: str) -> Any:
     golden examples store them), or one ``{"indices", "values"}`` object per row; checked by the flavor."""
     if isinstance(given, list):
         if len(given) > MAX_SPARSE_ROWS:
-            raise InvalidInputError(f"{field}: {len(given)} rows is more than the limit of {MAX_SPARSE_ROWS}")
+            raise InvalidInputError(f"{field}: {len(given)} rows is more than the limit of {MAX_SPARSE_ROWS}; "
+                                "send them in batches")
         indptr: list[int] = [0]
         indices: list[Any] = []
         values: list[Any] = []
@@ -276,6 +286,10 @@ def sparse_rows(given: Any, served: ServedModel, field: str) -> Any:
         given = {"indptr": indptr, "indices": indices, "values": values}
     if not isinstance(given, dict):
         raise InvalidInputError(f"{field}: a sparse input is an object with indptr, indices and values")
+    pointers = given.get("indptr")
+    if isinstance(pointers, list) and len(pointers) - 1 > MAX_SPARSE_ROWS:  # an empty row costs 2 bytes of JSON
+        raise InvalidInputError(f"{field}.indptr: {len(pointers) - 1} rows is more than the limit of "
+                                f"{MAX_SPARSE_ROWS}; send them in batches")
     csr = {**{k: v for k, v in given.items() if k != "format"}, "format": "csr"}
     if csr.get("shape") is None:
         if served.width is None:

@@ -11,9 +11,11 @@ from typing import Any
 
 from shipyard.core.registry.records import ModelVersion
 from shipyard.core.serving import oip
+from shipyard.errors import InvalidInputError
 from shipyard.ports import Flavor
 
 MAX_CLASSES = 10_000  # class labels reported beside probabilities (a model with more says none)
+MAX_PROBA_VALUES = 2_000_000  # probabilities in one answer (rows x classes): ~40 MB of JSON at most
 
 
 def is_sparse(rows: Any) -> bool:
@@ -154,4 +156,8 @@ class ServedModel:
         import numpy as np
 
         result = getattr(self.flavor, "predict_proba")(self.model, self._prepared(rows))  # noqa: B009 (optional)
-        return list(np.asarray(result, dtype=np.float64).tolist())
+        array = np.asarray(result, dtype=np.float64)
+        if array.size > MAX_PROBA_VALUES:  # more classes than ``classes`` tells: the answer is still bounded
+            raise InvalidInputError(f"probabilities for {count(rows)} rows would be {array.size} values, more than "
+                                    f"the limit of {MAX_PROBA_VALUES}; send fewer rows at once")
+        return list(array.tolist())
