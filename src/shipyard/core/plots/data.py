@@ -40,8 +40,9 @@ MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif"
 Value = float | str | None
 
 
-class NoRecords(InvalidInputError):
-    """A data file that holds no list of records (a metrics summary, a params file)."""
+class NoRecords(ValueError):
+    """A data file that holds no list of records (a metrics summary, a params file): raised by ``parse_records``
+    and caught by its caller here, which says so on the page or passes over the file (not a user-facing error)."""
 
     def __init__(self, path: str) -> None:
         super().__init__(f"{path}: holds no list of records to plot (a list of objects, or {{\"name\": [objects]}})")
