@@ -452,12 +452,17 @@ stages:
 """
 
 
-def _run(root: Path) -> tuple[Any, dict[str, str]]:
-    from shipyard.interfaces.cli.pipeline import _ignore_outputs
+def _runner(root: Path) -> Any:
     from shipyard.wiring import open_pipeline, settings_from_environment
 
     environ = {**os.environ, "SHIPYARD_HOME": str(root / ".shipyard")}
-    runner = open_pipeline(settings_from_environment(environ, root), environ)
+    return open_pipeline(settings_from_environment(environ, root), environ)
+
+
+def _run(root: Path) -> tuple[Any, dict[str, str]]:
+    from shipyard.interfaces.cli.pipeline import _ignore_outputs
+
+    runner = _runner(root)
     report = runner.run()
     _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
     return runner, {o.stage: o.result for o in report.outcomes}
@@ -480,8 +485,11 @@ def test_a_real_run_with_dvcs_stage_options(tmp_path: Path) -> None:
 
     (root / "sub" / "out" / "stray.txt").write_text("left from an earlier run")
     (root / "sub" / "params.yaml").write_text("scale: 3\n")
-    _, results = _run(root)
-    assert results == {"prep": "ran", "count": "ran", "fz": "up-to-date"}
+    _, results = _run(root)  # a file in an output whose bytes are in no store is never removed silently
+    assert results == {"prep": "failed", "count": "ran", "fz": "up-to-date"}
+    assert (root / "sub" / "out" / "stray.txt").exists()
+    results = {o.stage: o.result for o in _runner(root).run(["prep"], force=True).outcomes}
+    assert results == {"prep": "ran"}
     assert not (root / "sub" / "out" / "stray.txt").exists()  # outputs are removed before a stage runs
     assert (root / "log.txt").read_text() == "run\nrun\n"  # but not a persist: true one
 
@@ -513,3 +521,65 @@ def test_a_foreach_groups_name_selects_its_stages(tmp_path: Path) -> None:
     assert pipeline.select(["t"]) == ["t@a", "t@data/b"] and pipeline.select(["t@a"]) == ["t@a"]
     with pytest.raises(NotFoundError, match="unknown stage 'tt'"):
         pipeline.select(["tt"])
+
+
+# -- outputs are removed before a stage runs: never what cannot be had back -----------------------------------------
+def test_an_output_that_is_an_input_git_data_or_a_venv_is_refused_before_anything_is_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    from shipyard.core.workspace.add import add
+    from shipyard.wiring import open_workspace, settings_from_environment
+
+    root = project(tmp_path, "stages:\n  s:\n    cmd: echo\n    outs: [src]\n",
+                   **{"src__train.py": "print('v1')\n", "params.yaml": "lr: 1\n", "venv__pyvenv.cfg": "home = x\n",
+                      "data__a.txt": "a\n"})
+    git = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@x"}
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "src"], cwd=root, check=True, env=git)
+    (root / "src" / "train.py").write_text("print('v2, not committed')\n")
+    with pytest.raises(ConfigError, match=r"^stage 's' declares src as an output, but git tracks it .*git rm -r "):
+        _runner(root)
+    environ = {**os.environ, "SHIPYARD_HOME": str(root / ".shipyard")}
+    add(open_workspace(settings_from_environment(environ, root)), [root / "data"])
+    cases = {
+        "outs: [data/a.txt]": r"but data is tracked with `shipyard data add`",
+        "params: [lr]\n    outs: [params.yaml]": r"but it is \(or holds\) the params file params.yaml stage 's' reads",
+        "outs: [venv]": r"it is a Python virtualenv \(it holds pyvenv.cfg\)",
+        "metrics: [.git/hooks/pre-commit]": r"is inside .git/, which belongs to version control",
+        "plots: [sub/.shipyard/x]": r"is inside sub/.shipyard/, which belongs to Shipyard",
+    }
+    for decl, message in cases.items():
+        (root / "shipyard.yaml").write_text(f"stages:\n  s:\n    cmd: echo\n    {decl}\n")
+        with pytest.raises(ConfigError, match=message) as exc:
+            _runner(root)
+        assert len(str(exc.value).splitlines()) == 1
+    assert (root / "src" / "train.py").read_text() == "print('v2, not committed')\n"
+    assert (root / "data" / "a.txt").exists() and (root / "params.yaml").exists() and (root / "venv").is_dir()
+    # cache: false outputs are git's to keep: declared so, a tracked file is fine, and left in place for the stage
+    (root / "shipyard.yaml").write_text("stages:\n  s:\n    cmd: echo\n    outs:\n"
+                                        "      - src:\n          cache: false\n")
+    assert {o.stage: o.result for o in _runner(root).run().outcomes} == {"s": "ran"}
+    assert (root / "src" / "train.py").read_text() == "print('v2, not committed')\n"
+
+
+def test_an_output_whose_bytes_are_in_no_store_is_not_removed_without_force(tmp_path: Path) -> None:
+    root = project(tmp_path, "stages:\n  s:\n    cmd: echo generated > out.txt\n    outs: [out.txt]\n",
+                   **{"out.txt": "there before the stage ever ran\n"})
+    [outcome] = _runner(root).run().outcomes
+    assert outcome.result == "failed", outcome
+    assert outcome.detail == ("stage 's' would remove its outputs before it runs, but 1 file(s) have changes that are "
+                              "not in the store and would be lost: out.txt; move them away (or copy what you need) "
+                              "and run again, or pass --force to overwrite")
+    assert (root / "out.txt").read_text() == "there before the stage ever ran\n"
+    (root / "out.txt").unlink()
+    assert [o.result for o in _runner(root).run().outcomes] == ["ran"]
+    (root / "shipyard.yaml").write_text("stages:\n  s:\n    cmd: echo generated2 > out.txt\n    outs: [out.txt]\n")
+    assert [o.result for o in _runner(root).run().outcomes] == ["ran"]  # its last run's bytes are stored: removed
+    (root / "out.txt").write_text("hand-edited, not stored\n")
+    (root / "shipyard.yaml").write_text("stages:\n  s:\n    cmd: echo generated3 > out.txt\n    outs: [out.txt]\n")
+    [outcome] = _runner(root).run().outcomes
+    assert outcome.result == "failed" and "would be lost: out.txt" in outcome.detail
+    assert (root / "out.txt").read_text() == "hand-edited, not stored\n"
+    assert [o.result for o in _runner(root).run(force=True).outcomes] == ["ran"]
+    assert (root / "out.txt").read_text() == "generated3\n"

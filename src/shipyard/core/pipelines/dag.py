@@ -5,13 +5,14 @@ from __future__ import annotations
 import graphlib
 import os
 import posixpath
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.core.project.model import Project as ProjectConfig
 from shipyard.core.project.model import StageDef as StageSpec
 from shipyard.core.workspace.add import refuse_project_files
-from shipyard.core.workspace.paths import declared_path, overlaps
+from shipyard.core.workspace.paths import VENV_MARK, declared_path, overlaps, refuse_reserved
 from shipyard.errors import ConfigError, InvalidInputError, NotFoundError
 
 
@@ -113,12 +114,57 @@ def build(config: ProjectConfig, root: Path) -> Pipeline:
         stages[name] = Stage(name, spec, deps, outs, metrics, frozenset(upstream), plots,
                              _params(spec, config.params), frozenset(_norm(spec, p) for p in spec.uncached),
                              frozenset(_norm(spec, p) for p in spec.persist))
+    _refuse_inputs_as_outputs(stages, config.params, root)
     try:
         order = tuple(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
         cycle = " -> ".join(exc.args[1])
         raise ConfigError(f"the stages form a cycle: {cycle}") from exc
     return Pipeline(stages, order)
+
+
+def params_files(stage: Stage, default_file: str) -> set[str]:
+    """The params files ``stage`` reads, relative to the project."""
+    return {posixpath.normpath(p.rpartition(":")[0] or default_file) if ":" in p else default_file
+            for p in stage.params}
+
+
+def _refuse_inputs_as_outputs(stages: dict[str, Stage], default_file: str, root: Path) -> None:
+    """An output is removed before its stage runs: refuse one that is a params file (an input, like a
+    dependency) or a virtualenv, before anything is removed."""
+    inputs = {f: name for name, stage in stages.items() for f in params_files(stage, default_file)}
+    for name, stage in stages.items():
+        for out in stage.produced:
+            for file, reader in inputs.items():
+                if overlaps(out, file):
+                    raise ConfigError(f"stage '{name}' declares {out} as an output, but it is (or holds) the params "
+                                      f"file {file} stage '{reader}' reads: outputs are removed before their stage "
+                                      "runs; remove it from the outputs")
+            if out not in stage.persist and os.path.lexists(root / out / VENV_MARK):
+                raise ConfigError(f"stage '{name}' declares {out} as an output, but it is a Python virtualenv "
+                                  f"(it holds {VENV_MARK}): outputs are removed before their stage runs; "
+                                  "remove it from the outputs")
+
+
+def refuse_tracked_outputs(pipeline: Pipeline, data_paths: Iterable[str],
+                           git_tracked: Callable[[list[str]], str | None]) -> None:
+    """Refuse a stored output that ``shipyard data add`` tracks or git tracks (``git_tracked`` returns one of
+    the paths it is given that git tracks a file at or under): as DVC does, since an output is removed before
+    its stage runs and a stage's outputs are kept by Shipyard, not git (``cache: false`` outputs are git's)."""
+    owner = {out: name for name, stage in pipeline.stages.items() for out in stage.stored}
+    produced = {out: name for name, stage in pipeline.stages.items() for out in stage.produced}
+    for path in data_paths:
+        for out, name in produced.items():
+            if overlaps(out, path):
+                raise ConfigError(f"stage '{name}' declares {out} as an output, but {path} is tracked with "
+                                  f"`shipyard data add` (shipyard.lock's data): a path is either data you add or a "
+                                  "stage's output, and outputs are removed before their stage runs; remove it from "
+                                  "the outputs")
+    tracked = git_tracked(sorted(owner))
+    if tracked is not None:
+        raise ConfigError(f"stage '{owner[tracked]}' declares {tracked} as an output, but git tracks it (git ls-files "
+                          f"{tracked}): outputs are removed before their stage runs and Shipyard, not git, keeps "
+                          f"them; `git rm -r --cached {tracked}` first, or declare it with cache: false")
 
 
 def _in_wdir(spec: StageSpec, path: str) -> str:
@@ -150,6 +196,8 @@ def _paths(name: str, spec: StageSpec) -> tuple[tuple[str, ...], ...]:
         metrics = tuple(declared_path(_in_wdir(spec, m), f"stage '{name}' metrics file") for m in spec.metrics)
         plots = tuple(declared_path(_in_wdir(spec, p), f"stage '{name}' plots file") for p in spec.plots)
         refuse_project_files((*outs, *metrics, *plots), f"stage '{name}' output")
+        for out in (*outs, *metrics, *plots):
+            refuse_reserved(out, f"stage '{name}' output")
     except InvalidInputError as exc:
         raise ConfigError(str(exc)) from exc
     return deps, outs, metrics, plots

@@ -47,7 +47,7 @@ from shipyard.core.workspace.lockfile import (
     editing_lock,
     outs_from_dict,
 )
-from shipyard.errors import ConfigError, ShipyardError, StageFailed
+from shipyard.errors import ConfigError, ConflictError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class PipelineRunner:
                     took = time.monotonic() - start
                     self.events.finished(stage.name, "cached", took)
                     return Outcome(stage.name, "cached", took, run_id=entry.run)
-            return self._execute(stage, fp, now, start)
+            return self._execute(stage, fp, now, start, removable_outputs(self.ws, stage, force))
         except ShipyardError as exc:
             took = time.monotonic() - start
             self.events.finished(stage.name, "failed", took, str(exc))
@@ -237,7 +237,7 @@ class PipelineRunner:
             absent = [d for d in absent if not store.has(d)]
         return not absent
 
-    def _execute(self, stage: Stage, fp: Digest, now: Inputs, start: float) -> Outcome:
+    def _execute(self, stage: Stage, fp: Digest, now: Inputs, start: float, doomed: list[str]) -> Outcome:
         tracker = self._tracker()
         run = tracker.start_run(name=stage.name, experiment="pipeline", tags={
             "shipyard.stage": stage.name, "shipyard.fingerprint": str(fp), "shipyard.cmd": stage.spec.cmd,
@@ -254,7 +254,7 @@ class PipelineRunner:
                 for dep in stage.deps:  # keep the inputs' bytes too (code is small; data is mostly stored already)
                     put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
                 tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d is not None})
-            remove_outputs(self.ws.root, stage)
+            remove_outputs(self.ws.root, stage, doomed)
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
                            {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name,
                             # dvclive in a stage: as under `dvc repro`, it saves no experiment (no git refs)
@@ -298,17 +298,74 @@ class PipelineRunner:
                     self.ws.store.put_ref(entry.cache_key(), cache_ref)
                 fresh.stages[name] = entry
             self.lock = fresh
+        _partial_marker(self.ws.root, name).unlink(missing_ok=True)
 
 
-def remove_outputs(root: Path, stage: Stage) -> None:
-    """Remove what the stage writes, but its ``persist: true`` outputs, before it runs (DVC's ``repro``): a
-    stage that leaves one out then fails, instead of passing with the last run's copy. Never through a link."""
+MAX_LISTED = 5  # unsaved files named in the refusal
+
+
+def removable_outputs(ws: Workspace, stage: Stage, force: bool = False) -> list[str]:
+    """The outputs to remove before ``stage`` runs (DVC's ``repro``: a stage that leaves one out then fails,
+    instead of passing with the last run's copy): all that exist but ``persist: true`` ones and ``cache: false``
+    ones (git keeps those; the stage writes them again).
+
+    An output is removed only if its bytes can be had back: every file of it is in the store (what the
+    stage's last run stored). Otherwise (a hand edit, files left in the folder, a path that existed before the
+    stage ever ran) ``ConflictError`` names them and nothing is removed, unless ``force``, or unless the
+    stage's last run did not finish (failed or was killed): what is there is then that run's own writing.
+    """
     from shipyard.core.workspace.paths import Confined
 
-    with Confined(root, project=True) as confined:
+    doomed: list[str] = []
+    unsaved: list[str] = []
+    partial = os.path.lexists(_partial_marker(ws.root, stage.name))  # its outputs are a killed/failed run's
+    with Confined(ws.root, project=True) as confined:
         for path in stage.produced:
-            if path in stage.persist:
+            if path in stage.persist or path in stage.uncached:
                 continue
+            try:
+                fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
+                                  f"{exc.strerror or exc}") from None
+            doomed.append(path)
+            if force or partial or stat.S_ISLNK(st.st_mode):  # removing a link loses no bytes
+                continue
+            now, digests = data.current_files(ws, path)
+            unsaved.extend(f"{path}/{k}" if k else path for k, f in now.items() if not ws.store.has(digests[f.path]))
+    if unsaved:
+        listed = ", ".join(sorted(unsaved)[:MAX_LISTED]) + (" ..." if len(unsaved) > MAX_LISTED else "")
+        raise ConflictError(
+            f"stage '{stage.name}' would remove its outputs before it runs, but {len(unsaved)} file(s) have changes "
+            f"that are not in the store and would be lost: {listed}; move them away (or copy what you need) and "
+            f"run again, or pass --force to overwrite")
+    return doomed
+
+
+PARTIAL_DIR = ".shipyard/partial"  # a marker per stage whose command is writing its outputs
+
+
+def _partial_marker(root: Path, name: str) -> Path:
+    import hashlib
+
+    return root / PARTIAL_DIR / hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def remove_outputs(root: Path, stage: Stage, paths: list[str]) -> None:
+    """Remove ``paths`` (from ``removable_outputs``) of ``stage``, then mark the stage as writing its outputs
+    until its result is recorded (a failed or killed run's leftovers are then removed freely). Never through
+    a link."""
+    from shipyard.core.workspace.paths import Confined
+
+    marker = _partial_marker(root, stage.name)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(stage.name)
+
+    with Confined(root, project=True) as confined:
+        for path in paths:
             try:
                 fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
