@@ -294,6 +294,16 @@ def test_a_huge_variable_is_refused(tmp_path: Path) -> None:
     assert "more than 16000000 characters in all" in refused_text(text, tmp_path, **{"params.yaml": params})
 
 
+def test_a_long_string_is_refused_before_it_is_scanned_and_unclosed_braces_stay_literal(tmp_path: Path) -> None:
+    # 60,000 unclosed '${': refused by its length before any scan (the scan was quadratic: ~70 s)
+    text = "stages:\n  s:\n    cmd: 'echo " + "${" * 60_000 + "'\n"
+    assert refused_text(text, tmp_path).endswith("stages.s.cmd: is longer than 100000 characters")
+    # just under the bound: scanned in linear time, and an unclosed '${' is text, as in DVC
+    config = parse_config("vars:\n  - x: 1\nstages:\n  s:\n    cmd: 'echo " + "${" * 49_000 + " ${x}'\n  t:\n"
+                          "    cmd: echo ${\n")
+    assert config.stages["s"].cmd == "echo " + "${" * 49_000 + " 1" and config.stages["t"].cmd == "echo ${"
+
+
 def test_a_params_file_outside_the_project_is_not_read(tmp_path: Path) -> None:
     (tmp_path / "secret.yaml").write_text("token: hunter2\n")
     root = project(tmp_path, "version: 1\nvars:\n  - ../secret.yaml\nstages: {}\n")
