@@ -3,14 +3,18 @@
 A stage's results enter the store, the stage cache and the lock only after it succeeded and its
 outputs were stored, so a failure or a kill leaves nothing half-cached: the next run redoes it.
 
-Several ``shipyard run`` may work on one project at once: each records a stage's result under the
-project lock, re-reading ``shipyard.lock`` first, so no run loses another's entry. The lock is held
-for that read-modify-write only, never while a stage's command runs, so ``shipyard status`` and
-runs of other stages go on meanwhile.
+One ``shipyard run`` works on a project at a time (``run_lock``, as DVC's ``repro`` takes its repository
+lock): outputs are removed before a stage runs, so a second run would delete what the first is writing, and
+both would record the bytes of whichever wrote last. A second run waits for the first, saying so; one
+started by a stage of the run holding the lock (which would wait forever) is refused in one line.
+``shipyard status`` takes no lock. A stage's result is recorded under the project lock too, re-reading
+``shipyard.lock`` first, so no entry other commands (``data add``) recorded meanwhile is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -19,7 +23,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ from shipyard.core.workspace.lockfile import (
     cache_key,
     check_run_id,
     editing_lock,
+    load_lock,
     outs_from_dict,
 )
 from shipyard.errors import ConfigError, ConflictError, ShipyardError, StageFailed
@@ -57,6 +62,56 @@ log = logging.getLogger("shipyard")
 
 
 DONE = ("ran", "cached", "up-to-date", "frozen")  # outcomes downstream stages may build on
+RUN_LOCK = ".shipyard/run.lock"
+_runs_held: dict[str, int] = {}  # run locks this process holds (reentrant: the CLI's run holds it around the runner's)
+_runs_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def run_lock(root: Path, environ: Mapping[str, str]) -> Iterator[None]:
+    """Hold the project's run lock (an OS file lock on ``.shipyard/run.lock``, released however the
+    process ends) for the ``with`` block; wait for another ``shipyard run`` holding it, with a warning
+    line. Refused (``ConflictError``) in a stage's command (``SHIPYARD_STAGE`` set) while another run holds
+    it: that run waits for the stage, so waiting would never end. Reentrant within a process."""
+    path = str(root / RUN_LOCK)
+    with _runs_guard:
+        again = path in _runs_held
+        if again:
+            _runs_held[path] += 1
+    if again:
+        try:
+            yield
+        finally:
+            with _runs_guard:
+                _runs_held[path] -= 1
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            who = f"pid {holder}" if holder.isdigit() else "pid unknown"
+            stage = environ.get("SHIPYARD_STAGE")
+            if stage:
+                raise ConflictError(f"another `shipyard run` ({who}) is running in this project, and this one was "
+                                    f"started by a stage's command ({stage}): a stage cannot run the pipeline it "
+                                    "is part of; remove `shipyard run` from its cmd") from None
+            log.warning("waiting for another `shipyard run` (%s) in this project to finish (one run at a time: "
+                        "it removes and writes the stages' outputs); Ctrl-C to stop waiting", who)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
+        with _runs_guard:
+            _runs_held[path] = 1
+        try:
+            yield
+        finally:
+            with _runs_guard:
+                del _runs_held[path]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -110,6 +165,11 @@ class PipelineRunner:
         ``force`` runs the targets even if up to date, skipping the stage cache, as DVC's ``repro -f``
         does; their upstream stages still run only if out of date. Without targets, every stage is forced.
         """
+        with run_lock(self.ws.root, self.environ):
+            self.lock = load_lock(self.ws.root)  # as the run that held the lock (if we waited) left it
+            return self._run(targets, jobs, force)
+
+    def _run(self, targets: list[str] | None, jobs: int, force: bool) -> RunReport:
         names = self.pipeline.select(targets)
         selected = set(names)
         forced = _forced(self.pipeline.expand(targets) if targets else None, names, force)

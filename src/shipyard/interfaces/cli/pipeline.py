@@ -82,10 +82,13 @@ def run(
     if dry_run:
         _show_status(_runner().status(stages or None, force), as_json)
         return
+    from shipyard.core.pipelines.runner import run_lock
+
     runner = _runner(None if as_json else ConsoleEvents())
-    report = runner.run(stages or None, jobs=jobs, force=force)
-    ignored = _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
-    declared = _register_declared(runner, report.outcomes) if report.ok else None
+    with run_lock(runner.ws.root, os.environ):  # one run at a time, its models registered before the next starts
+        report = runner.run(stages or None, jobs=jobs, force=force)
+        ignored = _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
+        declared = _register_declared(runner, report.outcomes) if report.ok else None
     if as_json:
         refs: dict[str, list[str]] = {}
         for r in declared.registered if declared else ():
