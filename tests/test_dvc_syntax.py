@@ -304,6 +304,38 @@ def test_a_long_string_is_refused_before_it_is_scanned_and_unclosed_braces_stay_
     assert config.stages["s"].cmd == "echo " + "${" * 49_000 + " 1" and config.stages["t"].cmd == "echo ${"
 
 
+def test_overlapping_outputs_are_found_among_thousands_without_comparing_every_pair(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # 1,000 foreach stages x 30 outputs: comparing every pair took minutes; a path index takes about a second
+    outs = "".join(f"        - d${{item}}/o{j}\n" for j in range(30))
+    root = project(tmp_path, "vars:\n  - params.json\nstages:\n  s:\n    foreach: ${items}\n    do:\n      cmd: echo\n"
+                             "      outs:\n" + outs + "  t:\n    cmd: echo\n    deps: [d998, d5/o7]\n"
+                             "    outs: [d1000/o1]\n", **{"params.json": json.dumps({"items": list(range(999))})})
+    code = ("import sys\nfrom pathlib import Path\nfrom shipyard.core.pipelines import dag\n"
+            "from shipyard.core.project.loader import load_config\nroot = Path(sys.argv[1])\n"
+            "p = dag.build(load_config(root), root)\nprint(len(p.stages), sorted(p.stages['t'].upstream))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.stdout.split("\n")[0] == "1000 ['s@5', 's@998']", done.stderr[-2000:]
+    cases = {  # (outputs of a, outputs of b): the path both claim
+        ("x/y/z", "x"): "stages 'a' and 'b' both claim output x:",
+        ("x", "x/y/z"): "stages 'a' and 'b' both claim output x:",
+        ("q/r", "q/r"): "stages 'a' and 'b' both claim output q/r:",
+        ("k/l, k/l/m", "n"): "stage 'a' both claim output k/l:",
+    }
+    for (a, b), message in cases.items():
+        (root / "shipyard.yaml").write_text(f"stages:\n  a:\n    cmd: x\n    outs: [{a}]\n  b:\n    cmd: x\n"
+                                            f"    outs: [{b}]\n")
+        with pytest.raises(ConfigError, match=message):
+            dag.build(load_config(root), root)
+    (root / "shipyard.yaml").write_text("stages:\n  a:\n    cmd: x\n    outs: [x/y, x/z]\n  b:\n    cmd: x\n"
+                                        "    deps: [x]\n  c:\n    cmd: x\n    deps: [x/y/w]\n")
+    stages = dag.build(load_config(root), root).stages
+    assert stages["b"].upstream == {"a"} and stages["c"].upstream == {"a"}
+
+
 def test_a_params_file_outside_the_project_is_not_read(tmp_path: Path) -> None:
     (tmp_path / "secret.yaml").write_text("token: hunter2\n")
     root = project(tmp_path, "version: 1\nvars:\n  - ../secret.yaml\nstages: {}\n")
