@@ -372,6 +372,20 @@ def test_wdir_paths_are_taken_from_the_working_folder(tmp_path: Path) -> None:
     assert stage.uncached == frozenset({"plots/p.csv"}) and stage.stored == ("sub/out", "sub/out/m.json")
 
 
+def test_a_params_file_is_taken_from_wdir_and_a_missing_one_names_its_stage(tmp_path: Path) -> None:
+    # DVC's way to read the root params file from a stage with a wdir (DVC 3.67 runs it)
+    text = ("stages:\n  prepare:\n    wdir: prep\n    cmd: x\n    params:\n      - ../params.yaml:\n          - data\n"
+            "      - ../conf.yaml:\n    outs: [../data/all.csv]\n")
+    root = project(tmp_path, text, **{"params.yaml": "data: d\n", "conf.yaml": "k: 1\n", "prep__x": ""})
+    stage = dag.build(load_config(root), root).stages["prepare"]
+    assert stage.params == ("params.yaml:data", "conf.yaml:") and stage.outs == ("data/all.csv",)
+    assert ParamFiles(root, "params.yaml").values("prepare", stage.params) == {"data": "d", "conf.yaml:k": 1}
+    (root / "shipyard.yaml").write_text(text.replace("../conf.yaml", "../../conf.yaml"))
+    assert refused(root) == ("shipyard.yaml:2: stages.prepare: params: params file '../../conf.yaml' is outside the "
+                             "project (taken from the stage's wdir prep): use a path relative to the stage's working "
+                             "folder that stays inside the project")
+
+
 @pytest.mark.parametrize("wdir", ["..", "sub/../..", "/tmp", "../proj"])
 def test_a_wdir_outside_the_project_is_refused(tmp_path: Path, wdir: str) -> None:
     assert "outside the project" in refused_text(f"version: 1\nstages:\n  a:\n    wdir: {wdir}\n    cmd: x\n",

@@ -169,11 +169,26 @@ class StageSpec(_Strict):
     def _params_files(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for spec in v:
             name, sep, key = spec.rpartition(":")
-            if sep:
-                params_file(name)
-            elif not key:
+            if sep and (name.startswith("/") or not name):
+                params_file(name)  # relative ones are checked from the stage's wdir, once it is known (below)
+            elif not sep and not key:
                 raise ValueError(f"param {spec!r} names no key: use KEY, FILE:KEY, or FILE: for all of FILE's")
         return v
+
+    @model_validator(mode="after")
+    def _params_from_wdir(self) -> StageSpec:
+        """A params file is taken from the stage's wdir, as its deps and outs are (DVC's ``../params.yaml``)."""
+        wdir = posixpath.normpath(self.wdir)
+        for spec in self.params:
+            name, sep, _ = spec.rpartition(":")
+            if sep:
+                try:
+                    declared_path(name if wdir == "." else posixpath.join(wdir, name), "params file")
+                except InvalidInputError:
+                    where = "" if wdir == "." else f" (taken from the stage's wdir {wdir})"
+                    raise ValueError(f"params: params file {name!r} is outside the project{where}: use a path "
+                                     "relative to the stage's working folder that stays inside the project") from None
+        return self
 
     @field_validator("wdir")
     @classmethod
