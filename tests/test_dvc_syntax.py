@@ -384,6 +384,11 @@ def test_a_params_file_is_taken_from_wdir_and_a_missing_one_names_its_stage(tmp_
     assert refused(root) == ("shipyard.yaml:2: stages.prepare: params: params file '../../conf.yaml' is outside the "
                              "project (taken from the stage's wdir prep): use a path relative to the stage's working "
                              "folder that stays inside the project")
+    (root / "shipyard.yaml").write_text(text.replace("../conf.yaml", "../conf.yml"))
+    with pytest.raises(ConfigError) as exc:
+        dag.build(load_config(root), root)
+    assert str(exc.value) == ("shipyard.yaml: stage 'prepare' reads params file conf.yml (its params:), which does "
+                              "not exist: create it, or fix the name (did you mean conf.yaml?)")
 
 
 @pytest.mark.parametrize("wdir", ["..", "sub/../..", "/tmp", "../proj"])

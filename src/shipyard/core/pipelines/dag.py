@@ -139,6 +139,10 @@ def _refuse_inputs_as_outputs(stages: dict[str, Stage], default_file: str, root:
     dependency) or a virtualenv, before anything is removed."""
     inputs = {f: name for name, stage in stages.items() for f in params_files(stage, default_file)}
     for file, reader in inputs.items():
+        if not os.path.lexists(f"{root}/{file}"):
+            raise ConfigError(f"shipyard.yaml: stage '{reader}' reads params file {file} (its params:), which does "
+                              f"not exist: create it, or fix the name{_near(root, file, [])}")
+    for file, reader in inputs.items():
         for j in index.at_or_above(file):
             name, out, _ = owners[j]
             raise ConfigError(f"stage '{name}' declares {out} as an output, but it is (or holds) the params "
