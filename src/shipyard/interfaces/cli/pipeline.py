@@ -70,7 +70,8 @@ def run(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Run up to N independent stages at once."),
     force: bool = typer.Option(False, "--force", "-f",
                                help="Run the named stages (all, if none is named) even if up to date, skipping the "
-                                    "cache; their upstream stages still run only if out of date."),
+                                    "cache, and remove their outputs even if they hold changes that are not in the "
+                                    "store; their upstream stages still run only if out of date."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would run and why."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
