@@ -63,7 +63,8 @@ log = logging.getLogger("shipyard")
 
 DONE = ("ran", "cached", "up-to-date", "frozen")  # outcomes downstream stages may build on
 RUN_LOCK = ".shipyard/run.lock"
-_runs_held: dict[str, int] = {}  # run locks this process holds (reentrant: the CLI's run holds it around the runner's)
+# run locks held, by (thread, lock path): reentrant in a thread (the CLI's run holds it around the runner's)
+_runs_held: dict[tuple[int, str], int] = {}
 _runs_guard = threading.Lock()
 
 
@@ -72,18 +73,20 @@ def run_lock(root: Path, environ: Mapping[str, str]) -> Iterator[None]:
     """Hold the project's run lock (an OS file lock on ``.shipyard/run.lock``, released however the
     process ends) for the ``with`` block; wait for another ``shipyard run`` holding it, with a warning
     line. Refused (``ConflictError``) in a stage's command (``SHIPYARD_STAGE`` set) while another run holds
-    it: that run waits for the stage, so waiting would never end. Reentrant within a process."""
+    it: that run waits for the stage, so waiting would never end. Reentrant within a thread; another thread
+    of the process waits like another process."""
     path = str(root / RUN_LOCK)
+    key = (threading.get_ident(), path)
     with _runs_guard:
-        again = path in _runs_held
+        again = key in _runs_held
         if again:
-            _runs_held[path] += 1
+            _runs_held[key] += 1
     if again:
         try:
             yield
         finally:
             with _runs_guard:
-                _runs_held[path] -= 1
+                _runs_held[key] -= 1
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -103,12 +106,12 @@ def run_lock(root: Path, environ: Mapping[str, str]) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
         with _runs_guard:
-            _runs_held[path] = 1
+            _runs_held[key] = 1
         try:
             yield
         finally:
             with _runs_guard:
-                del _runs_held[path]
+                del _runs_held[key]
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
