@@ -176,8 +176,9 @@ def refuse_tracked_outputs(pipeline: Pipeline, data_paths: Iterable[str],
     tracked = git_tracked(sorted(owner))
     if tracked is not None:
         raise ConfigError(f"stage '{owner[tracked]}' declares {tracked} as an output, but git tracks it (git ls-files "
-                          f"{tracked}): outputs are removed before their stage runs and Shipyard, not git, keeps "
-                          f"them; `git rm -r --cached {tracked}` first, or declare it with cache: false")
+                          f"{tracked}): outputs are removed before their stage runs, so fix the outputs if the stage "
+                          f"does not write it; if it does, `git rm -r --cached {tracked}` (Shipyard keeps it from "
+                          "then on), or declare it with cache: false (git keeps it)")
 
 
 class _Index:
