@@ -607,7 +607,9 @@ def test_an_output_that_is_an_input_git_data_or_a_venv_is_refused_before_anythin
         "outs: [data/a.txt]": r"but data is tracked with `shipyard data add`",
         "params: [lr]\n    outs: [params.yaml]": r"but it is \(or holds\) the params file params.yaml stage 's' reads",
         "outs: [venv]": r"it is a Python virtualenv \(it holds pyvenv.cfg\)",
-        "metrics: [.git/hooks/pre-commit]": r"is inside .git/, which belongs to version control",
+        "metrics: [.git/hooks/pre-commit]": r"^shipyard.yaml:4: stages.s.metrics: '.git/hooks/pre-commit' is refused: "
+                                            r"it is inside .git/, which belongs to version control",
+        "wdir: .git\n    outs: [hooks/x]": r"stage 's' output '.git/hooks/x' is refused: it is inside .git/",
         "plots: [sub/.shipyard/x]": r"is inside sub/.shipyard/, which belongs to Shipyard",
     }
     for decl, message in cases.items():

@@ -13,7 +13,7 @@ from shipyard.core.deploy.config import DeploySpec
 from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec
 from shipyard.core.monitoring.config import MonitoringSpec
 from shipyard.core.plots.spec import validate as validate_plots
-from shipyard.core.workspace.paths import declared_path
+from shipyard.core.workspace.paths import declared_path, reserved_reason
 from shipyard.errors import InvalidInputError
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" would let a final newline through
@@ -211,6 +211,17 @@ class StageSpec(_Strict):
     @classmethod
     def _plots(cls, v: tuple[PlotEntry, ...]) -> tuple[PlotEntry, ...]:
         validate_plots(v, confine=False)  # x, y, template, ... as dvc.yaml writes them; paths from wdir
+        return v
+
+    @field_validator("outs", "metrics", "plots")
+    @classmethod
+    def _not_reserved(cls, v: tuple[OutEntry | PlotEntry, ...]) -> tuple[OutEntry | PlotEntry, ...]:
+        """An output inside .git/ or .shipyard/ (as written; the stage graph checks it from wdir too)."""
+        for entry in v:
+            for path in [entry] if isinstance(entry, str) else list(entry):
+                why = reserved_reason(posixpath.normpath(path))
+                if why is not None:
+                    raise ValueError(f"{path!r} is refused: {why}; a stage never writes there")
         return v
 
 
