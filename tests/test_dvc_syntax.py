@@ -294,6 +294,48 @@ def test_a_huge_variable_is_refused(tmp_path: Path) -> None:
     assert "more than 16000000 characters in all" in refused_text(text, tmp_path, **{"params.yaml": params})
 
 
+def test_a_long_string_is_refused_before_it_is_scanned_and_unclosed_braces_stay_literal(tmp_path: Path) -> None:
+    # 60,000 unclosed '${': refused by its length before any scan (the scan was quadratic: ~70 s)
+    text = "stages:\n  s:\n    cmd: 'echo " + "${" * 60_000 + "'\n"
+    assert refused_text(text, tmp_path).endswith("stages.s.cmd: is longer than 100000 characters")
+    # just under the bound: scanned in linear time, and an unclosed '${' is text, as in DVC
+    config = parse_config("vars:\n  - x: 1\nstages:\n  s:\n    cmd: 'echo " + "${" * 49_000 + " ${x}'\n  t:\n"
+                          "    cmd: echo ${\n")
+    assert config.stages["s"].cmd == "echo " + "${" * 49_000 + " 1" and config.stages["t"].cmd == "echo ${"
+
+
+def test_overlapping_outputs_are_found_among_thousands_without_comparing_every_pair(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # 1,000 foreach stages x 30 outputs: comparing every pair took minutes; a path index takes about a second
+    outs = "".join(f"        - d${{item}}/o{j}\n" for j in range(30))
+    root = project(tmp_path, "vars:\n  - params.json\nstages:\n  s:\n    foreach: ${items}\n    do:\n      cmd: echo\n"
+                             "      outs:\n" + outs + "  t:\n    cmd: echo\n    deps: [d998, d5/o7]\n"
+                             "    outs: [d1000/o1]\n", **{"params.json": json.dumps({"items": list(range(999))})})
+    code = ("import sys\nfrom pathlib import Path\nfrom shipyard.core.pipelines import dag\n"
+            "from shipyard.core.project.loader import load_config\nroot = Path(sys.argv[1])\n"
+            "p = dag.build(load_config(root), root)\nprint(len(p.stages), sorted(p.stages['t'].upstream))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.stdout.split("\n")[0] == "1000 ['s@5', 's@998']", done.stderr[-2000:]
+    cases = {  # (outputs of a, outputs of b): the path both claim
+        ("x/y/z", "x"): "stages 'a' and 'b' both claim output x:",
+        ("x", "x/y/z"): "stages 'a' and 'b' both claim output x:",
+        ("q/r", "q/r"): "stages 'a' and 'b' both claim output q/r:",
+        ("k/l, k/l/m", "n"): "stage 'a' both claim output k/l:",
+    }
+    for (a, b), message in cases.items():
+        (root / "shipyard.yaml").write_text(f"stages:\n  a:\n    cmd: x\n    outs: [{a}]\n  b:\n    cmd: x\n"
+                                            f"    outs: [{b}]\n")
+        with pytest.raises(ConfigError, match=message):
+            dag.build(load_config(root), root)
+    (root / "shipyard.yaml").write_text("stages:\n  a:\n    cmd: x\n    outs: [x/y, x/z]\n  b:\n    cmd: x\n"
+                                        "    deps: [x]\n  c:\n    cmd: x\n    deps: [x/y/w]\n")
+    stages = dag.build(load_config(root), root).stages
+    assert stages["b"].upstream == {"a"} and stages["c"].upstream == {"a"}
+
+
 def test_a_params_file_outside_the_project_is_not_read(tmp_path: Path) -> None:
     (tmp_path / "secret.yaml").write_text("token: hunter2\n")
     root = project(tmp_path, "version: 1\nvars:\n  - ../secret.yaml\nstages: {}\n")
@@ -328,6 +370,25 @@ def test_wdir_paths_are_taken_from_the_working_folder(tmp_path: Path) -> None:
         ("data/raw.txt", "sub/code.py"), ("sub/out",), ("sub/out/m.json",), ("plots/p.csv",))
     assert stage.params == ("sub/params.yaml:lr", "sub/conf.yaml:b")
     assert stage.uncached == frozenset({"plots/p.csv"}) and stage.stored == ("sub/out", "sub/out/m.json")
+
+
+def test_a_params_file_is_taken_from_wdir_and_a_missing_one_names_its_stage(tmp_path: Path) -> None:
+    # DVC's way to read the root params file from a stage with a wdir (DVC 3.67 runs it)
+    text = ("stages:\n  prepare:\n    wdir: prep\n    cmd: x\n    params:\n      - ../params.yaml:\n          - data\n"
+            "      - ../conf.yaml:\n    outs: [../data/all.csv]\n")
+    root = project(tmp_path, text, **{"params.yaml": "data: d\n", "conf.yaml": "k: 1\n", "prep__x": ""})
+    stage = dag.build(load_config(root), root).stages["prepare"]
+    assert stage.params == ("params.yaml:data", "conf.yaml:") and stage.outs == ("data/all.csv",)
+    assert ParamFiles(root, "params.yaml").values("prepare", stage.params) == {"data": "d", "conf.yaml:k": 1}
+    (root / "shipyard.yaml").write_text(text.replace("../conf.yaml", "../../conf.yaml"))
+    assert refused(root) == ("shipyard.yaml:2: stages.prepare: params: params file '../../conf.yaml' is outside the "
+                             "project (taken from the stage's wdir prep): use a path relative to the stage's working "
+                             "folder that stays inside the project")
+    (root / "shipyard.yaml").write_text(text.replace("../conf.yaml", "../conf.yml"))
+    with pytest.raises(ConfigError) as exc:
+        dag.build(load_config(root), root)
+    assert str(exc.value) == ("shipyard.yaml: stage 'prepare' reads params file conf.yml (its params:), which does "
+                              "not exist: create it, or fix the name (did you mean conf.yaml?)")
 
 
 @pytest.mark.parametrize("wdir", ["..", "sub/../..", "/tmp", "../proj"])
@@ -452,12 +513,17 @@ stages:
 """
 
 
-def _run(root: Path) -> tuple[Any, dict[str, str]]:
-    from shipyard.interfaces.cli.pipeline import _ignore_outputs
+def _runner(root: Path) -> Any:
     from shipyard.wiring import open_pipeline, settings_from_environment
 
     environ = {**os.environ, "SHIPYARD_HOME": str(root / ".shipyard")}
-    runner = open_pipeline(settings_from_environment(environ, root), environ)
+    return open_pipeline(settings_from_environment(environ, root), environ)
+
+
+def _run(root: Path) -> tuple[Any, dict[str, str]]:
+    from shipyard.interfaces.cli.pipeline import _ignore_outputs
+
+    runner = _runner(root)
     report = runner.run()
     _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
     return runner, {o.stage: o.result for o in report.outcomes}
@@ -480,8 +546,11 @@ def test_a_real_run_with_dvcs_stage_options(tmp_path: Path) -> None:
 
     (root / "sub" / "out" / "stray.txt").write_text("left from an earlier run")
     (root / "sub" / "params.yaml").write_text("scale: 3\n")
-    _, results = _run(root)
-    assert results == {"prep": "ran", "count": "ran", "fz": "up-to-date"}
+    _, results = _run(root)  # a file in an output whose bytes are in no store is never removed silently
+    assert results == {"prep": "failed", "count": "ran", "fz": "up-to-date"}
+    assert (root / "sub" / "out" / "stray.txt").exists()
+    results = {o.stage: o.result for o in _runner(root).run(["prep"], force=True).outcomes}
+    assert results == {"prep": "ran"}
     assert not (root / "sub" / "out" / "stray.txt").exists()  # outputs are removed before a stage runs
     assert (root / "log.txt").read_text() == "run\nrun\n"  # but not a persist: true one
 
@@ -513,3 +582,67 @@ def test_a_foreach_groups_name_selects_its_stages(tmp_path: Path) -> None:
     assert pipeline.select(["t"]) == ["t@a", "t@data/b"] and pipeline.select(["t@a"]) == ["t@a"]
     with pytest.raises(NotFoundError, match="unknown stage 'tt'"):
         pipeline.select(["tt"])
+
+
+# -- outputs are removed before a stage runs: never what cannot be had back -----------------------------------------
+def test_an_output_that_is_an_input_git_data_or_a_venv_is_refused_before_anything_is_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    from shipyard.core.workspace.add import add
+    from shipyard.wiring import open_workspace, settings_from_environment
+
+    root = project(tmp_path, "stages:\n  s:\n    cmd: echo\n    outs: [src]\n",
+                   **{"src__train.py": "print('v1')\n", "params.yaml": "lr: 1\n", "venv__pyvenv.cfg": "home = x\n",
+                      "data__a.txt": "a\n"})
+    git = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@x"}
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "src"], cwd=root, check=True, env=git)
+    (root / "src" / "train.py").write_text("print('v2, not committed')\n")
+    with pytest.raises(ConfigError, match=r"^stage 's' declares src as an output, but git tracks it .*git rm -r "):
+        _runner(root)
+    environ = {**os.environ, "SHIPYARD_HOME": str(root / ".shipyard")}
+    add(open_workspace(settings_from_environment(environ, root)), [root / "data"])
+    cases = {
+        "outs: [data/a.txt]": r"but data is tracked with `shipyard data add`",
+        "params: [lr]\n    outs: [params.yaml]": r"but it is \(or holds\) the params file params.yaml stage 's' reads",
+        "outs: [venv]": r"it is a Python virtualenv \(it holds pyvenv.cfg\)",
+        "metrics: [.git/hooks/pre-commit]": r"^shipyard.yaml:4: stages.s.metrics: '.git/hooks/pre-commit' is refused: "
+                                            r"it is inside .git/, which belongs to version control",
+        "wdir: .git\n    outs: [hooks/x]": r"stage 's' output '.git/hooks/x' is refused: it is inside .git/",
+        "plots: [sub/.shipyard/x]": r"is inside sub/.shipyard/, which belongs to Shipyard",
+    }
+    for decl, message in cases.items():
+        (root / "shipyard.yaml").write_text(f"stages:\n  s:\n    cmd: echo\n    {decl}\n")
+        with pytest.raises(ConfigError, match=message) as exc:
+            _runner(root)
+        assert len(str(exc.value).splitlines()) == 1
+    assert (root / "src" / "train.py").read_text() == "print('v2, not committed')\n"
+    assert (root / "data" / "a.txt").exists() and (root / "params.yaml").exists() and (root / "venv").is_dir()
+    # cache: false outputs are git's to keep: declared so, a tracked file is fine, and left in place for the stage
+    (root / "shipyard.yaml").write_text("stages:\n  s:\n    cmd: echo\n    outs:\n"
+                                        "      - src:\n          cache: false\n")
+    assert {o.stage: o.result for o in _runner(root).run().outcomes} == {"s": "ran"}
+    assert (root / "src" / "train.py").read_text() == "print('v2, not committed')\n"
+
+
+def test_an_output_whose_bytes_are_in_no_store_is_not_removed_without_force(tmp_path: Path) -> None:
+    root = project(tmp_path, "stages:\n  s:\n    cmd: echo generated > out.txt\n    outs: [out.txt]\n",
+                   **{"out.txt": "there before the stage ever ran\n"})
+    [outcome] = _runner(root).run().outcomes
+    assert outcome.result == "failed", outcome
+    assert outcome.detail == ("stage 's' would remove its outputs before it runs, but 1 file(s) have changes that are "
+                              "not in the store and would be lost: out.txt; move them away (or copy what you need) "
+                              "and run again, or pass --force to overwrite")
+    assert (root / "out.txt").read_text() == "there before the stage ever ran\n"
+    (root / "out.txt").unlink()
+    assert [o.result for o in _runner(root).run().outcomes] == ["ran"]
+    (root / "shipyard.yaml").write_text("stages:\n  s:\n    cmd: echo generated2 > out.txt\n    outs: [out.txt]\n")
+    assert [o.result for o in _runner(root).run().outcomes] == ["ran"]  # its last run's bytes are stored: removed
+    (root / "out.txt").write_text("hand-edited, not stored\n")
+    (root / "shipyard.yaml").write_text("stages:\n  s:\n    cmd: echo generated3 > out.txt\n    outs: [out.txt]\n")
+    [outcome] = _runner(root).run().outcomes
+    assert outcome.result == "failed" and "would be lost: out.txt" in outcome.detail
+    assert (root / "out.txt").read_text() == "hand-edited, not stored\n"
+    assert [o.result for o in _runner(root).run(force=True).outcomes] == ["ran"]
+    assert (root / "out.txt").read_text() == "generated3\n"

@@ -295,21 +295,35 @@ def test_reproduce_refuses_a_model_not_made_by_a_stage(proj: Path) -> None:
     assert done.returncode == 2 and "registered without a run" in done.stderr
 
 
-def test_a_long_stage_blocks_neither_status_nor_a_run_of_another_stage(proj: Path) -> None:
+def test_one_run_at_a_time_a_second_waits_and_status_goes_on(proj: Path) -> None:
+    """Outputs are removed before a stage runs: a second run at once would delete what the first writes."""
     slow = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"), SIDE_SLEEP="60")
     long_run = subprocess.Popen([sys.executable, "-m", "shipyard", "run", "side"], cwd=proj, env=slow,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=interruptible)
+    second = None
     try:
         deadline = time.time() + 60
         while not (proj / "side.pid").exists() and time.time() < deadline:
             time.sleep(0.05)
         assert (proj / "side.pid").exists()
-        assert reasons(proj)["side"] == ["never run"]
-        assert results(proj, "evaluate") == dict.fromkeys(("prepare", "train", "evaluate"), "ran")
-        assert (proj / "side.pid").exists() and long_run.poll() is None  # all that while the side stage ran
+        assert reasons(proj)["side"] == ["never run"]  # status takes no lock
+        env = cli_env(SHIPYARD_HOME=str(proj / ".shipyard"))
+        nested = shipyard("run", "evaluate", env={**env, "SHIPYARD_STAGE": "side"}, cwd=proj, check=False)
+        assert nested.returncode != 0 and len(nested.stderr.strip().splitlines()) == 1, nested.stderr
+        assert f"another `shipyard run` (pid {long_run.pid}) is running in this project" in nested.stderr
+        second = subprocess.Popen([sys.executable, "-m", "shipyard", "run", "evaluate"], cwd=proj, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert second.stderr is not None
+        line = second.stderr.readline()
+        assert f"waiting for another `shipyard run` (pid {long_run.pid}) in this project to finish" in line
+        assert second.poll() is None and long_run.poll() is None and not (proj / "work").exists()
     finally:
         long_run.send_signal(signal.SIGINT)
         long_run.communicate(timeout=60)
+    assert second is not None
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, out + err  # it ran once the first had ended
+    assert reasons(proj) == {"prepare": [], "train": [], "evaluate": [], "side": ["never run"]}
 
 
 def test_a_damaged_stage_cache_entry_is_a_miss_with_a_warning(proj: Path) -> None:

@@ -29,6 +29,15 @@ def test_a_misspelled_command_key_names_the_key_its_line_and_the_right_spelling(
     assert message == "shipyard.yaml:4: unknown key 'command' in stages.train (did you mean 'cmd'?)"
 
 
+def test_a_bad_output_option_names_the_option_not_the_unions_members() -> None:
+    text = ("stages:\n  h:\n    cmd: x\n    outs:\n      - reports/history.csv:\n          persist: true\n"
+            "          cache: 'no'\n")
+    assert refused(text) == ("shipyard.yaml:7: stages.h.outs.0.reports/history.csv.cache: should be true or false "
+                             "(got str 'no')")
+    assert refused("stages:\n  h:\n    cmd: x\n    outs:\n      - 3\n") == \
+        "shipyard.yaml:5: stages.h.outs.0: should be text (got int 3)"
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("version: 1\nstage:\n  a:\n    cmd: x\n",
      "shipyard.yaml:2: unknown key 'stage' in shipyard.yaml's top level (did you mean 'stages'?)"),

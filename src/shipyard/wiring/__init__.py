@@ -210,6 +210,10 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
                           "to write one, then declare stages in it")
     config = load_config(root)
     pipeline = dag.build(config, root)
+    from shipyard.adapters.vcs.git import first_tracked
+
+    lock = load_lock(root)
+    dag.refuse_tracked_outputs(pipeline, lock.data, lambda paths: first_tracked(root, paths))
     ws = open_workspace(settings)
 
     guard = threading.Lock()  # stages start in parallel threads (-j): open each service once
@@ -232,7 +236,7 @@ def open_pipeline(settings: Settings, environ: Mapping[str, str], events: Events
 
     child_env = {"SHIPYARD_HOME": str(settings.home), "SHIPYARD_DB_URL": settings.db_url,
                  **settings.store_environ(), "SHIPYARD_ACTOR": settings.actor}
-    return PipelineRunner(pipeline, ws, load_lock(root), ParamFiles(root, config.params), environ,
+    return PipelineRunner(pipeline, ws, lock, ParamFiles(root, config.params), environ,
                           open_executor(config.executor), tracker, remote, events, child_env)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -59,3 +60,35 @@ def toplevel(start: Path) -> Path | None:
     repo = find_repo(start)
     top = _git(repo, "rev-parse", "--show-toplevel") if repo is not None else None
     return Path(top.strip()) if top and top.strip() else None
+
+
+def first_tracked(root: Path, paths: list[str]) -> str | None:
+    """One of ``paths`` (relative to ``root``) that git tracks a file at or under, or None (none does, or
+    ``root`` is in no git repository). ``git ls-files`` per 200 paths; each stops at the first name it prints."""
+    if not paths or find_repo(root) is None:
+        return None
+    for i in range(0, len(paths), 200):
+        batch = paths[i:i + 200]
+        name = _first_listed(root, batch)
+        for path in batch if name else ():
+            if name == path or (name or "").startswith(path + "/"):
+                return path
+    return None
+
+
+def _first_listed(root: Path, paths: list[str]) -> str | None:
+    try:
+        proc = subprocess.Popen(["git", "--literal-pathspecs", "-C", str(root), "ls-files", "-z", "--", *paths],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    first = b""
+    with proc:
+        assert proc.stdout is not None
+        while b"\0" not in first and len(first) < 65536:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            first += chunk
+        proc.kill()
+    return first.split(b"\0", 1)[0].decode(errors="replace") or None

@@ -68,7 +68,8 @@ class ParamFiles:
             try:
                 raw = read_bounded(path, name)
             except FileNotFoundError:
-                raise ConfigError(f"params file {name} does not exist") from None
+                raise ConfigError(f"shipyard.yaml: stage '{stage}' reads params file {name} (its params:), which does "
+                                  "not exist: create it, or fix the name") from None
             self._files[name] = parse_params(raw, name)
         return self._files[name]
 

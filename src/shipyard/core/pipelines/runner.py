@@ -3,14 +3,18 @@
 A stage's results enter the store, the stage cache and the lock only after it succeeded and its
 outputs were stored, so a failure or a kill leaves nothing half-cached: the next run redoes it.
 
-Several ``shipyard run`` may work on one project at once: each records a stage's result under the
-project lock, re-reading ``shipyard.lock`` first, so no run loses another's entry. The lock is held
-for that read-modify-write only, never while a stage's command runs, so ``shipyard status`` and
-runs of other stages go on meanwhile.
+One ``shipyard run`` works on a project at a time (``run_lock``, as DVC's ``repro`` takes its repository
+lock): outputs are removed before a stage runs, so a second run would delete what the first is writing, and
+both would record the bytes of whichever wrote last. A second run waits for the first, saying so; one
+started by a stage of the run holding the lock (which would wait forever) is refused in one line.
+``shipyard status`` takes no lock. A stage's result is recorded under the project lock too, re-reading
+``shipyard.lock`` first, so no entry other commands (``data add``) recorded meanwhile is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -19,7 +23,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +49,10 @@ from shipyard.core.workspace.lockfile import (
     cache_key,
     check_run_id,
     editing_lock,
+    load_lock,
     outs_from_dict,
 )
-from shipyard.errors import ConfigError, ShipyardError, StageFailed
+from shipyard.errors import ConfigError, ConflictError, ShipyardError, StageFailed
 from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
@@ -57,6 +62,59 @@ log = logging.getLogger("shipyard")
 
 
 DONE = ("ran", "cached", "up-to-date", "frozen")  # outcomes downstream stages may build on
+RUN_LOCK = ".shipyard/run.lock"
+# run locks held, by (thread, lock path): reentrant in a thread (the CLI's run holds it around the runner's)
+_runs_held: dict[tuple[int, str], int] = {}
+_runs_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def run_lock(root: Path, environ: Mapping[str, str]) -> Iterator[None]:
+    """Hold the project's run lock (an OS file lock on ``.shipyard/run.lock``, released however the
+    process ends) for the ``with`` block; wait for another ``shipyard run`` holding it, with a warning
+    line. Refused (``ConflictError``) in a stage's command (``SHIPYARD_STAGE`` set) while another run holds
+    it: that run waits for the stage, so waiting would never end. Reentrant within a thread; another thread
+    of the process waits like another process."""
+    path = str(root / RUN_LOCK)
+    key = (threading.get_ident(), path)
+    with _runs_guard:
+        again = key in _runs_held
+        if again:
+            _runs_held[key] += 1
+    if again:
+        try:
+            yield
+        finally:
+            with _runs_guard:
+                _runs_held[key] -= 1
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            who = f"pid {holder}" if holder.isdigit() else "pid unknown"
+            stage = environ.get("SHIPYARD_STAGE")
+            if stage:
+                raise ConflictError(f"another `shipyard run` ({who}) is running in this project, and this one was "
+                                    f"started by a stage's command ({stage}): a stage cannot run the pipeline it "
+                                    "is part of; remove `shipyard run` from its cmd") from None
+            log.warning("waiting for another `shipyard run` (%s) in this project to finish (one run at a time: "
+                        "it removes and writes the stages' outputs); Ctrl-C to stop waiting", who)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"%-15d\n" % os.getpid(), 0)
+        with _runs_guard:
+            _runs_held[key] = 1
+        try:
+            yield
+        finally:
+            with _runs_guard:
+                del _runs_held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -110,6 +168,11 @@ class PipelineRunner:
         ``force`` runs the targets even if up to date, skipping the stage cache, as DVC's ``repro -f``
         does; their upstream stages still run only if out of date. Without targets, every stage is forced.
         """
+        with run_lock(self.ws.root, self.environ):
+            self.lock = load_lock(self.ws.root)  # as the run that held the lock (if we waited) left it
+            return self._run(targets, jobs, force)
+
+    def _run(self, targets: list[str] | None, jobs: int, force: bool) -> RunReport:
         names = self.pipeline.select(targets)
         selected = set(names)
         forced = _forced(self.pipeline.expand(targets) if targets else None, names, force)
@@ -170,7 +233,7 @@ class PipelineRunner:
                     took = time.monotonic() - start
                     self.events.finished(stage.name, "cached", took)
                     return Outcome(stage.name, "cached", took, run_id=entry.run)
-            return self._execute(stage, fp, now, start)
+            return self._execute(stage, fp, now, start, removable_outputs(self.ws, stage, force))
         except ShipyardError as exc:
             took = time.monotonic() - start
             self.events.finished(stage.name, "failed", took, str(exc))
@@ -237,7 +300,7 @@ class PipelineRunner:
             absent = [d for d in absent if not store.has(d)]
         return not absent
 
-    def _execute(self, stage: Stage, fp: Digest, now: Inputs, start: float) -> Outcome:
+    def _execute(self, stage: Stage, fp: Digest, now: Inputs, start: float, doomed: list[str]) -> Outcome:
         tracker = self._tracker()
         run = tracker.start_run(name=stage.name, experiment="pipeline", tags={
             "shipyard.stage": stage.name, "shipyard.fingerprint": str(fp), "shipyard.cmd": stage.spec.cmd,
@@ -254,7 +317,7 @@ class PipelineRunner:
                 for dep in stage.deps:  # keep the inputs' bytes too (code is small; data is mostly stored already)
                     put_path(self.ws.store, self.ws.abs(dep), state=self.ws.state)
                 tracker.record_inputs(run.id, {p: d for p, d in now.deps.items() if d is not None})
-            remove_outputs(self.ws.root, stage)
+            remove_outputs(self.ws.root, stage, doomed)
             job = StageJob(stage.name, stage.spec.cmd, self.ws.abs(stage.spec.wdir),
                            {**self.child_env, "SHIPYARD_RUN_ID": run.id, "SHIPYARD_STAGE": stage.name,
                             # dvclive in a stage: as under `dvc repro`, it saves no experiment (no git refs)
@@ -298,17 +361,74 @@ class PipelineRunner:
                     self.ws.store.put_ref(entry.cache_key(), cache_ref)
                 fresh.stages[name] = entry
             self.lock = fresh
+        _partial_marker(self.ws.root, name).unlink(missing_ok=True)
 
 
-def remove_outputs(root: Path, stage: Stage) -> None:
-    """Remove what the stage writes, but its ``persist: true`` outputs, before it runs (DVC's ``repro``): a
-    stage that leaves one out then fails, instead of passing with the last run's copy. Never through a link."""
+MAX_LISTED = 5  # unsaved files named in the refusal
+
+
+def removable_outputs(ws: Workspace, stage: Stage, force: bool = False) -> list[str]:
+    """The outputs to remove before ``stage`` runs (DVC's ``repro``: a stage that leaves one out then fails,
+    instead of passing with the last run's copy): all that exist but ``persist: true`` ones and ``cache: false``
+    ones (git keeps those; the stage writes them again).
+
+    An output is removed only if its bytes can be had back: every file of it is in the store (what the
+    stage's last run stored). Otherwise (a hand edit, files left in the folder, a path that existed before the
+    stage ever ran) ``ConflictError`` names them and nothing is removed, unless ``force``, or unless the
+    stage's last run did not finish (failed or was killed): what is there is then that run's own writing.
+    """
     from shipyard.core.workspace.paths import Confined
 
-    with Confined(root, project=True) as confined:
+    doomed: list[str] = []
+    unsaved: list[str] = []
+    partial = os.path.lexists(_partial_marker(ws.root, stage.name))  # its outputs are a killed/failed run's
+    with Confined(ws.root, project=True) as confined:
         for path in stage.produced:
-            if path in stage.persist:
+            if path in stage.persist or path in stage.uncached:
                 continue
+            try:
+                fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
+                                  f"{exc.strerror or exc}") from None
+            doomed.append(path)
+            if force or partial or stat.S_ISLNK(st.st_mode):  # removing a link loses no bytes
+                continue
+            now, digests = data.current_files(ws, path)
+            unsaved.extend(f"{path}/{k}" if k else path for k, f in now.items() if not ws.store.has(digests[f.path]))
+    if unsaved:
+        listed = ", ".join(sorted(unsaved)[:MAX_LISTED]) + (" ..." if len(unsaved) > MAX_LISTED else "")
+        raise ConflictError(
+            f"stage '{stage.name}' would remove its outputs before it runs, but {len(unsaved)} file(s) have changes "
+            f"that are not in the store and would be lost: {listed}; move them away (or copy what you need) and "
+            f"run again, or pass --force to overwrite")
+    return doomed
+
+
+PARTIAL_DIR = ".shipyard/partial"  # a marker per stage whose command is writing its outputs
+
+
+def _partial_marker(root: Path, name: str) -> Path:
+    import hashlib
+
+    return root / PARTIAL_DIR / hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def remove_outputs(root: Path, stage: Stage, paths: list[str]) -> None:
+    """Remove ``paths`` (from ``removable_outputs``) of ``stage``, then mark the stage as writing its outputs
+    until its result is recorded (a failed or killed run's leftovers are then removed freely). Never through
+    a link."""
+    from shipyard.core.workspace.paths import Confined
+
+    marker = _partial_marker(root, stage.name)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(stage.name)
+
+    with Confined(root, project=True) as confined:
+        for path in paths:
             try:
                 fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)

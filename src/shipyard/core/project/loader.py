@@ -82,10 +82,9 @@ def _parse(text: str, source: str, root: Path | None) -> tuple[ProjectConfig, di
     try:
         return ProjectConfig.model_validate(data), reads
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tuple["))))
+        err, loc, same = _chosen(exc.errors())
         line = _nearest_line(lines, loc)
-        more = exc.error_count() - 1
+        more = exc.error_count() - same
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(f"{source}:{line}: {_plain(err, loc)}{tail}") from exc
 
@@ -237,6 +236,25 @@ _TYPE_WORDS = {
 # Bounds, by pydantic's error type: the word, and the key of the bound in the error's context.
 _BOUND_WORDS = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
                 "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le")}
+
+
+def _chosen(errors: list[Any]) -> tuple[Any, tuple[str | int, ...], int]:
+    """The error to show, its key path, and how many errors it stands for.
+
+    A value that fits no member of a union (``outs: [{x: {cache: "no"}}]``: neither text nor a mapping of
+    options) fails once per member, each under the member's tag (``str``, ``dict[str,OutOptions]``): the
+    deepest of them names the real problem (``cache``); the tags are no keys of the file."""
+    err = errors[0]
+    prefix = tuple(err["loc"][:-1])
+    branches = [e for e in errors if tuple(e["loc"][:len(prefix)]) == prefix and len(e["loc"]) > len(prefix)]
+    tags = {e["loc"][len(prefix)] for e in branches}
+    if len(branches) > 1 and any(isinstance(t, str) and t.startswith(("dict[", "list[")) for t in tags):
+        err = max(branches, key=lambda e: len(e["loc"]))
+        loc = (*prefix, *err["loc"][len(prefix) + 1:])
+        same = len(branches)
+    else:
+        loc, same = tuple(err["loc"]), 1
+    return err, tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tuple[")))), same
 
 
 def _plain(err: Any, loc: tuple[str | int, ...]) -> str:

@@ -13,7 +13,7 @@ from shipyard.core.deploy.config import DeploySpec
 from shipyard.core.governance.config import PolicySpec, ScanSpec, SecretsSpec, SigningSpec
 from shipyard.core.monitoring.config import MonitoringSpec
 from shipyard.core.plots.spec import validate as validate_plots
-from shipyard.core.workspace.paths import declared_path
+from shipyard.core.workspace.paths import declared_path, reserved_reason
 from shipyard.errors import InvalidInputError
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" would let a final newline through
@@ -169,11 +169,26 @@ class StageSpec(_Strict):
     def _params_files(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for spec in v:
             name, sep, key = spec.rpartition(":")
-            if sep:
-                params_file(name)
-            elif not key:
+            if sep and (name.startswith("/") or not name):
+                params_file(name)  # relative ones are checked from the stage's wdir, once it is known (below)
+            elif not sep and not key:
                 raise ValueError(f"param {spec!r} names no key: use KEY, FILE:KEY, or FILE: for all of FILE's")
         return v
+
+    @model_validator(mode="after")
+    def _params_from_wdir(self) -> StageSpec:
+        """A params file is taken from the stage's wdir, as its deps and outs are (DVC's ``../params.yaml``)."""
+        wdir = posixpath.normpath(self.wdir)
+        for spec in self.params:
+            name, sep, _ = spec.rpartition(":")
+            if sep:
+                try:
+                    declared_path(name if wdir == "." else posixpath.join(wdir, name), "params file")
+                except InvalidInputError:
+                    where = "" if wdir == "." else f" (taken from the stage's wdir {wdir})"
+                    raise ValueError(f"params: params file {name!r} is outside the project{where}: use a path "
+                                     "relative to the stage's working folder that stays inside the project") from None
+        return self
 
     @field_validator("wdir")
     @classmethod
@@ -196,6 +211,17 @@ class StageSpec(_Strict):
     @classmethod
     def _plots(cls, v: tuple[PlotEntry, ...]) -> tuple[PlotEntry, ...]:
         validate_plots(v, confine=False)  # x, y, template, ... as dvc.yaml writes them; paths from wdir
+        return v
+
+    @field_validator("outs", "metrics", "plots")
+    @classmethod
+    def _not_reserved(cls, v: tuple[OutEntry | PlotEntry, ...]) -> tuple[OutEntry | PlotEntry, ...]:
+        """An output inside .git/ or .shipyard/ (as written; the stage graph checks it from wdir too)."""
+        for entry in v:
+            for path in [entry] if isinstance(entry, str) else list(entry):
+                why = reserved_reason(posixpath.normpath(path))
+                if why is not None:
+                    raise ValueError(f"{path!r} is refused: {why}; a stage never writes there")
         return v
 
 

@@ -39,7 +39,10 @@ MAX_STRING = 100_000  # characters of one string once expanded
 MAX_CHARS = 16_000_000  # characters of all the strings expanded
 MAX_DEPTH = 64  # nesting of what is expanded
 MAX_FILES = 64  # params files read for vars
-KEYCRE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")  # DVC's: `\${` escapes
+# DVC's pattern is `\$\{(?P<inner>.*?)\}`: each unclosed `${` scans to the end of the line, quadratic in a line
+# of them. An inner part holds no brace here, so a scan stops at the next `${`: linear (`${a{b}` is no variable
+# name either way).
+KEYCRE = re.compile(r"(?<!\\)\$\{(?P<inner>[^{}\n]*)\}")  # DVC's: `\${` escapes
 _EXPR = re.compile(r"[^.\[\]]+(?:\.[^.\[\]]+|\[[^.\[\]]+\])*\Z")
 RESERVED = ("item", "key")
 KEY = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")  # what may follow NAME@ (schema.GENERATED_NAME)
@@ -227,6 +230,8 @@ class _Expander:
         return node
 
     def string(self, text: str, scope: dict[str, Any], loc: Loc, key: str | None) -> Any:
+        if len(text) > MAX_STRING:  # before any scanning
+            raise self.fail(loc, f"{self.dotted(loc)}: is longer than {MAX_STRING} characters")
         matches = list(KEYCRE.finditer(text))
         if len(matches) == 1 and matches[0].group(0) == text:  # the whole value: keeps its type
             value = self.select(scope, matches[0]["inner"], loc)

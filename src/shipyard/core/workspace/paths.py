@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from shipyard.errors import InvalidInputError
 
@@ -31,11 +32,10 @@ def project_path(root: Path, path: str | Path, what: str = "path") -> str:
 
 def declared_path(path: str, what: str) -> str:
     """A path written in shipyard.yaml: relative, inside the project, normalized."""
-    p = PurePosixPath(path)
-    norm = os.path.normpath(path)
-    if p.is_absolute() or norm == ".." or norm.startswith("../") or norm in (".", ""):
+    norm = posixpath.normpath(path)  # plain strings: a stage graph holds tens of thousands of paths
+    if path.startswith("/") or norm == ".." or norm.startswith("../") or norm in (".", ""):
         raise InvalidInputError(f"{what} {path!r} is outside the project: use a path relative to shipyard.yaml")
-    return PurePosixPath(norm).as_posix()
+    return norm
 
 
 def overlaps(a: str, b: str) -> bool:

@@ -70,7 +70,8 @@ def run(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Run up to N independent stages at once."),
     force: bool = typer.Option(False, "--force", "-f",
                                help="Run the named stages (all, if none is named) even if up to date, skipping the "
-                                    "cache; their upstream stages still run only if out of date."),
+                                    "cache, and remove their outputs even if they hold changes that are not in the "
+                                    "store; their upstream stages still run only if out of date."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would run and why."),
     as_json: bool = out.JSON_OPTION,
 ) -> None:
@@ -82,11 +83,14 @@ def run(
     if dry_run:
         _show_status(_runner().status(stages or None, force), as_json)
         return
+    from shipyard.core.pipelines.runner import run_lock
+
     runner = _runner(None if as_json else ConsoleEvents())
     _check_declared(runner)
-    report = runner.run(stages or None, jobs=jobs, force=force)
-    ignored = _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
-    declared = _register_declared(runner, report.outcomes) if report.ok else None
+    with run_lock(runner.ws.root, os.environ):  # one run at a time, its models registered before the next starts
+        report = runner.run(stages or None, jobs=jobs, force=force)
+        ignored = _ignore_outputs(runner, [o.stage for o in report.outcomes if o.result != "failed"])
+        declared = _register_declared(runner, report.outcomes) if report.ok else None
     if as_json:
         refs: dict[str, list[str]] = {}
         for r in declared.registered if declared else ():
