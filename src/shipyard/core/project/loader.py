@@ -305,7 +305,7 @@ def _nearest_line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int,
 
 
 CACHE_FILE = ".shipyard/config-cache.json"
-SCHEMA_REVISION = 13  # bump when validation gets stricter, so a file cached as valid before is checked again
+SCHEMA_REVISION = 14  # bump when validation gets stricter, so a file cached as valid before is checked again
 
 
 def load_config(root: Path) -> Project:
