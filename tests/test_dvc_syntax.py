@@ -381,7 +381,7 @@ def test_a_params_file_is_taken_from_wdir_and_a_missing_one_names_its_stage(tmp_
     assert stage.params == ("params.yaml:data", "conf.yaml:") and stage.outs == ("data/all.csv",)
     assert ParamFiles(root, "params.yaml").values("prepare", stage.params) == {"data": "d", "conf.yaml:k": 1}
     (root / "shipyard.yaml").write_text(text.replace("../conf.yaml", "../../conf.yaml"))
-    assert refused(root) == ("shipyard.yaml:2: stages.prepare: params: params file '../../conf.yaml' is outside the "
+    assert refused(root) == ("shipyard.yaml:5: stages.prepare.params: params file '../../conf.yaml' is outside the "
                              "project (taken from the stage's wdir prep): use a path relative to the stage's working "
                              "folder that stays inside the project")
     (root / "shipyard.yaml").write_text(text.replace("../conf.yaml", "../conf.yml"))

@@ -83,10 +83,24 @@ def _parse(text: str, source: str, root: Path | None) -> tuple[ProjectConfig, di
         return ProjectConfig.model_validate(data), reads
     except ValidationError as exc:
         err, loc, same = _chosen(exc.errors())
+        err, loc = _field_of(err, loc, lines)
         line = _nearest_line(lines, loc)
         more = exc.error_count() - same
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(f"{source}:{line}: {_plain(err, loc)}{tail}") from exc
+
+
+def _field_of(err: Any, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> tuple[Any, tuple[
+        str | int, ...]]:
+    """A whole-entry check (a model validator) that names its field first (``params: ...``) is reported at that
+    field's line, as a field's own check would be."""
+    if err["type"] != "value_error":
+        return err, loc
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    field, sep, rest = msg.partition(": ")
+    if sep and (*loc, field) in lines:
+        return {**err, "msg": rest}, (*loc, field)
+    return err, loc
 
 
 def _reader(root: Path | None, reads: dict[str, str | None]) -> Callable[[str], Any]:
