@@ -353,3 +353,30 @@ def dvc_venv() -> Path:
             subprocess.run([*install, *DVC_SPECS], check=True, timeout=900)
             done.write_text(" ".join(DVC_SPECS))
     return venv / "bin"
+
+
+def open_offline(context: Any, page_file: Path, ready: str, shot: Path) -> tuple[Any, list[str], list[str]]:
+    """``page_file`` opened in a new page of the Playwright ``context``, every request but to the file itself
+    (and data:/blob: URLs) refused, once the JavaScript expression ``ready`` holds; a full-page screenshot goes to
+    ``shot``. Returns the page, the console errors and the refused requests (both must stay empty for a page
+    that works offline)."""
+    errors: list[str] = []
+    requests: list[str] = []
+    page = context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def only_the_file(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("file://", "data:", "blob:")):
+            route.continue_()
+        else:
+            requests.append(url)
+            route.abort()
+
+    context.route("**/*", only_the_file)
+    page.goto(page_file.as_uri(), wait_until="load")
+    page.wait_for_function(ready, timeout=20_000)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    return page, errors, requests

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.cli.app import app
+from tests.conftest import open_offline
 from tests.test_monitor import Project, project, runner  # noqa: F401 - the fixture, shared
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,32 +51,15 @@ def test_the_report_renders_every_chart_offline(project: Project, tmp_path: Path
     assert f"report: {target}" in result.output
     page_html = target.read_text()
     assert page_html.count("<script type=\"text/javascript\">/**\n* plotly.js") == 1  # embedded once
-    errors: list[str] = []
-    requests: list[str] = []
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
                                                        headless=True, args=FLAGS,
                                                        viewport={"width": 1280, "height": 900})
         try:
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-
-            def only_the_file(route: Any) -> None:
-                url = route.request.url
-                if url.startswith(("file://", "data:", "blob:")):
-                    route.continue_()
-                else:
-                    requests.append(url)
-                    route.abort()
-
-            context.route("**/*", only_the_file)
-            page.goto(target.as_uri(), wait_until="load")
-            page.wait_for_function(f"() => {{ const c = ({CHARTS})(); return c.length >= 7 && "
-                                   "c.every(x => x.svg && x.paths > 0); }", timeout=20_000)
+            page, errors, requests = open_offline(
+                context, target, f"() => {{ const c = ({CHARTS})(); return c.length >= 7 && "
+                                 "c.every(x => x.svg && x.paths > 0); }", ARTIFACTS / "monitor-report.png")
             charts = page.evaluate(CHARTS)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "monitor-report.png"), full_page=True)
             table = page.inner_text("table.features")
         finally:
             context.close()

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from shipyard.core.plots.spec import Overrides, PlotDef, Series, parse_plots, select
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.cli.app import app
+from tests.conftest import open_offline
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -291,28 +292,11 @@ def browser() -> Iterator[Any]:
 def _open(browser: Any, page_file: Path, count: int, shot: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The charts and images of ``page_file`` once ``count`` charts rendered; no console error, no request."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    requests: list[str] = []
     try:
-        page = context.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-
-        def only_the_file(route: Any) -> None:
-            url = route.request.url
-            if url.startswith(("file://", "data:", "blob:")):
-                route.continue_()
-            else:
-                requests.append(url)
-                route.abort()
-
-        context.route("**/*", only_the_file)
-        page.goto(page_file.as_uri(), wait_until="load")
-        page.wait_for_function(f"() => {{ const c = ({CHARTS})(); return c.length >= {count} && c.every(x => "
-                               "x.svg && (x.paths > 0 || x.heatmap > 0)); }", timeout=20_000)
+        page, errors, requests = open_offline(
+            context, page_file, f"() => {{ const c = ({CHARTS})(); return c.length >= {count} && c.every(x => "
+                                "x.svg && (x.paths > 0 || x.heatmap > 0)); }", ARTIFACTS / shot)
         charts, images = page.evaluate(CHARTS), page.evaluate(IMAGES)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     finally:
         context.close()
     assert errors == [] and requests == []

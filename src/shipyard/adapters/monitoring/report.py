@@ -5,45 +5,29 @@ Charts: per input feature the reference's share per bin against the period's (th
 on); each feature's drift score over time with the threshold; the model's outputs, reference against current;
 latency (p50/p99) and requests and errors over time; then the table ``shipyard monitor`` prints.
 
-The page carries ``MARKER`` in its head: a report is written over an existing file only when that file carries
-it too, so a page or a document of the user's is never replaced.
+The page carries a generator marker in its head (adapters.html_page): a report is written over an existing file
+only when that file carries it too, so a page or a document of the user's is never replaced.
 """
 
 from __future__ import annotations
 
 import html
-import os
-import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters import html_page
 from shipyard.core.monitoring.drift import JS, FeatureDrift
 from shipyard.core.monitoring.summary import MonitorReport, iso
-from shipyard.errors import InvalidInputError, MissingExtraError
 
-MARKER = '<meta name="generator" content="shipyard monitor">'
-HEAD_BYTES = 4096  # the marker sits in the first lines of a report
+GENERATOR = "shipyard monitor"  # the marker in the report's head (adapters.html_page)
 _CONFIG = {"displaylogo": False, "responsive": True}
 _REFERENCE, _CURRENT = "#7f8c9a", "#e8590c"
 
 
 def check_target(path: Path) -> None:
     """Refuse ``path`` when it exists and is not a Shipyard report (a link, not a file, or no marker)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise InvalidInputError(f"--html {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InvalidInputError(f"--html {path} exists and is not a file Shipyard wrote (a link or a folder): "
-                                "give another path")
-    with open(path, "rb") as f:
-        head = f.read(HEAD_BYTES)
-    if MARKER.encode() not in head:
-        raise InvalidInputError(f"--html {path} exists and is not a Shipyard report: give another path, or remove "
-                                "the file")
+    html_page.check_target(path, "--html", GENERATOR, "Shipyard report")
 
 
 def write_html(report: MonitorReport, path: Path) -> Path:
@@ -57,10 +41,6 @@ def write_html(report: MonitorReport, path: Path) -> Path:
 
 def render(report: MonitorReport) -> str:
     """The report as one HTML page, plotly's JavaScript embedded."""
-    try:
-        from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
-    except ModuleNotFoundError as exc:
-        raise MissingExtraError("the HTML report", "monitor") from exc
     scores = {(f.side, f.feature): f for f in report.features}
     sections = [
         _section("Features", _table(report.features)),
@@ -76,10 +56,8 @@ def render(report: MonitorReport) -> str:
         _section("Latency and errors over time", _traffic(report)),
     ]
     title = f"Drift report: {report.ref}"
-    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{MARKER}\n"
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n<body>\n"
-            f"<h1>{html.escape(title)}</h1>\n{_summary(report)}\n{''.join(sections)}\n</body>\n</html>\n")
+    body = f"<h1>{html.escape(title)}</h1>\n{_summary(report)}\n{''.join(sections)}"
+    return html_page.document(GENERATOR, title, _CSS, body, "the HTML report", "monitor")
 
 
 def _summary(report: MonitorReport) -> str:

@@ -5,24 +5,22 @@ Content-Security-Policy forbids it any request. Templates are DVC's: ``linear``,
 ``smooth``, ``confusion``, ``confusion_normalized``, ``bar_horizontal``, ``bar_horizontal_sorted``. With several
 revisions (``plots diff``) each revision is one color, and images sit side by side.
 
-The page carries ``MARKER`` in its head: it is written over an existing file only when that file carries it too,
-so a page or a document of the user's is never replaced.
+The page carries a generator marker in its head (adapters.html_page): it is written over an existing file only
+when that file carries it too, so a page or a document of the user's is never replaced.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters import html_page
 from shipyard.core.plots.data import Chart, Image, Page, confusion, smoothed
-from shipyard.errors import InvalidInputError, MissingExtraError
+from shipyard.errors import InvalidInputError
 
-MARKER = '<meta name="generator" content="shipyard plots">'
-HEAD_BYTES = 4096
+GENERATOR = "shipyard plots"  # the marker in the page's head (adapters.html_page)
 _CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
         "img-src data: blob:; font-src data:")
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -36,20 +34,7 @@ _LEGEND_ABOVE = 3  # legend entries that fit in one row above a chart, below its
 
 def check_target(path: Path) -> None:
     """Refuse ``path`` when it exists and is not a Shipyard plots page (a link, not a file, or no marker)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise InvalidInputError(f"-o {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InvalidInputError(f"-o {path} exists and is not a file Shipyard wrote (a link or a folder): give "
-                                "another path")
-    with open(path, "rb") as f:
-        head = f.read(HEAD_BYTES)
-    if MARKER.encode() not in head:
-        raise InvalidInputError(f"-o {path} exists and is not a Shipyard plots page: give another path, or remove "
-                                "the file")
+    html_page.check_target(path, "-o", GENERATOR, "Shipyard plots page")
 
 
 def write_html(page: Page, path: Path, title: str) -> Path:
@@ -65,10 +50,6 @@ def write_html(page: Page, path: Path, title: str) -> Path:
 
 def render(page: Page, title: str) -> str:
     """The page as HTML, plotly's JavaScript embedded."""
-    try:
-        from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
-    except ModuleNotFoundError as exc:
-        raise MissingExtraError("the plots page", "plots") from exc
     revs = len(page.revs)
     charts = [_chart(c, page.revs, i) for i, c in enumerate(page.charts)]
     body = [f"<h1>{html.escape(title)}</h1>",
@@ -82,11 +63,7 @@ def render(page: Page, title: str) -> str:
         body.append(_images(page.images, page.revs))
     if not charts and not page.images:
         body.append('<p class="note">nothing to draw</p>')
-    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{MARKER}\n"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{_CSP}\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return html_page.document(GENERATOR, title, _CSS, "\n".join(body), "the plots page", "plots", csp=_CSP)
 
 
 def _rev_badge(rev: str, i: int, revs: int) -> str:

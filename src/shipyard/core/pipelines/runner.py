@@ -57,6 +57,7 @@ from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
     from shipyard.core.lineage.tracking import Tracker
+    from shipyard.core.workspace.paths import Confined
 
 log = logging.getLogger("shipyard")
 
@@ -386,14 +387,10 @@ def removable_outputs(ws: Workspace, stage: Stage, force: bool = False) -> list[
         for path in stage.produced:
             if path in stage.persist or path in stage.uncached:
                 continue
-            try:
-                fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
+            found = _output_at(confined, stage, path)
+            if found is None:
                 continue
-            except OSError as exc:
-                raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
-                                  f"{exc.strerror or exc}") from None
+            st = found[2]
             doomed.append(path)
             if force or partial or stat.S_ISLNK(st.st_mode):  # removing a link loses no bytes
                 continue
@@ -429,14 +426,10 @@ def remove_outputs(root: Path, stage: Stage, paths: list[str]) -> None:
 
     with Confined(root, project=True) as confined:
         for path in paths:
-            try:
-                fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
+            found = _output_at(confined, stage, path)
+            if found is None:
                 continue
-            except OSError as exc:
-                raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
-                                  f"{exc.strerror or exc}") from None
+            fd, name, st = found
             try:
                 if stat.S_ISDIR(st.st_mode):
                     shutil.rmtree(name, dir_fd=fd)
@@ -445,6 +438,19 @@ def remove_outputs(root: Path, stage: Stage, paths: list[str]) -> None:
             except OSError as exc:
                 raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
                                   f"{exc.strerror or exc}") from None
+
+
+def _output_at(confined: Confined, stage: Stage, path: str) -> tuple[int, str, os.stat_result] | None:
+    """The folder descriptor, name and lstat of output ``path`` of ``stage``, or None if it is not there; never
+    through a link."""
+    try:
+        fd, name = confined.parent_fd(path, f"output of stage '{stage.name}'")
+        return fd, name, os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StageFailed(f"cannot remove output {path} of stage '{stage.name}' before it runs: "
+                          f"{exc.strerror or exc}") from None
 
 
 def _forced(targets: list[str] | None, names: list[str], force: bool) -> set[str]:

@@ -30,6 +30,17 @@ def params_file(name: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def listify(v: object) -> object:
+    """A list field as YAML may write it: one string, a list, or nothing (a key with its entries commented out)."""
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        return (v,)
+    if isinstance(v, list):
+        return tuple(v)
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -151,13 +162,7 @@ class StageSpec(_Strict):
     @field_validator("deps", "outs", "metrics", "plots", "env", mode="before")
     @classmethod
     def _listify(cls, v: object) -> object:
-        if v is None:
-            return ()
-        if isinstance(v, str):
-            return (v,)
-        if isinstance(v, list):
-            return tuple(v)
-        return v
+        return listify(v)
 
     @field_validator("params", mode="before")
     @classmethod
@@ -248,7 +253,7 @@ class ModelSpec(_Strict):
     @field_validator("labels", "code_paths", mode="before")
     @classmethod
     def _listify(cls, v: object) -> object:
-        return (v,) if isinstance(v, str) else tuple(v) if isinstance(v, list) else v
+        return listify(v)
 
     @field_validator("desc", "labels")
     @classmethod
@@ -313,13 +318,7 @@ class ProjectConfig(_Strict):
     @field_validator("metrics", "params_files", "plots", mode="before")
     @classmethod
     def _listify(cls, v: object) -> object:
-        if v is None:
-            return ()
-        if isinstance(v, str):
-            return (v,)
-        if isinstance(v, list):
-            return tuple(v)
-        return v
+        return listify(v)
 
     @field_validator("plots")
     @classmethod
