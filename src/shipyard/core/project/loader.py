@@ -92,9 +92,9 @@ def _parse(text: str, source: str, root: Path | None) -> tuple[ProjectConfig, di
 
 def _field_of(err: Any, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> tuple[Any, tuple[
         str | int, ...]]:
-    """A whole-entry check (a model validator) that names its field first (``params: ...``) is reported at that
-    field's line, as a field's own check would be."""
-    if err["type"] != "value_error":
+    """A stage's whole-entry check (its model validator) that names its field first (``params: ...``) is
+    reported at that field's line, as the field's own check would be."""
+    if err["type"] != "value_error" or loc[:1] != ("stages",):
         return err, loc
     msg = str(err["msg"]).removeprefix("Value error, ")
     field, sep, rest = msg.partition(": ")
