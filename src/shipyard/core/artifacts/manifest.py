@@ -69,15 +69,23 @@ class ManifestEntry:
 
 
 def _no_file_is_a_folder(entries: tuple[ManifestEntry, ...]) -> None:
-    files = {e.path for e in entries}
+    clash = file_and_folder([e.path for e in entries])
+    if clash is not None:
+        raise ValueError(f"{clash!r} is listed as a file and as a folder")
+
+
+def file_and_folder(paths: list[str]) -> str | None:
+    """The first of the files ``paths`` (relative, '/'-separated) that another one's path says is a folder."""
+    files = set(paths)
     folders: set[str] = set()
-    for e in entries:
-        folder = e.path.rpartition("/")[0]
+    for path in paths:
+        folder = path.rpartition("/")[0]
         while folder and folder not in folders:
             if folder in files:
-                raise ValueError(f"{folder!r} is listed as a file and as a folder")
+                return folder
             folders.add(folder)
             folder = folder.rpartition("/")[0]
+    return None
 
 
 @dataclass(frozen=True, slots=True)

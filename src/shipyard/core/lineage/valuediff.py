@@ -15,9 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.core.boundedyaml import load_json, load_yaml
-from shipyard.errors import ConfigError
-
 Values = dict[str, dict[str, Any]]  # path -> key -> value
 RECORDED = ""  # the path of a recorded value no file of the other side holds
 MAX_EXPANDED_CHARS = 100_000  # a recorded section larger than this stays one value
@@ -42,17 +39,9 @@ class Change:
 def parse_file(raw: bytes, source: str, name: str | None = None) -> Any:
     """A metrics or params file's body by its ``name``'s suffix: JSON, TOML, else YAML (bounded parsers; a
     ConfigError naming ``source`` when it is not one)."""
-    name = name or source
-    if name.endswith(".json"):
-        return load_json(raw, source)
-    if name.endswith(".toml"):
-        import tomllib
+    from shipyard.core.pipelines.params import parse_params
 
-        try:
-            return tomllib.loads(raw.decode())
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
-            raise ConfigError(f"{source}: not valid TOML: {' '.join(str(exc).split())[:200]}") from None
-    return load_yaml(raw, source)
+    return parse_params(raw, name or source, source)
 
 
 def flat_metrics(body: Any) -> dict[str, float]:

@@ -18,18 +18,20 @@ from shipyard.core.workspace.paths import declared_path
 from shipyard.errors import ConfigError, InvalidInputError
 
 
-def parse_params(raw: bytes, name: str) -> Any:
-    """A params file's data: JSON, TOML or YAML (by its name), bounded like every file Shipyard reads."""
+def parse_params(raw: bytes, name: str, source: str | None = None) -> Any:
+    """A params (or metrics) file's data: JSON, TOML or YAML by ``name``'s suffix, bounded like every file
+    Shipyard reads; errors name ``source`` (default: ``name``)."""
+    source = source or name
     if name.endswith(".json"):
-        return load_json(raw, name)
+        return load_json(raw, source)
     if name.endswith(".toml"):
         import tomllib
 
         try:
             return tomllib.loads(raw.decode())
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
-            raise ConfigError(f"{name}: not valid TOML: {' '.join(str(exc).split())[:200]}") from None
-    return load_yaml(raw, name)
+            raise ConfigError(f"{source}: not valid TOML: {' '.join(str(exc).split())[:200]}") from None
+    return load_yaml(raw, source)
 
 
 def inside_project(root: Path, name: str, what: str) -> Path:

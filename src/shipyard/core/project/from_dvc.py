@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from shipyard.core.artifacts.manifest import file_and_folder
 from shipyard.core.project.model import StageDef
 from shipyard.core.redact import USERINFO, has_userinfo
 from shipyard.core.workspace.paths import declared_path, safe_relpath
@@ -231,14 +232,9 @@ def parse_dir_listing(body: object, what: str) -> list[DirEntry]:
             raise BadDvcFile(f"{what} lists {rel} twice")
         seen.add(rel)
         out.append(DirEntry(rel, md5, size, item.get("isexec") is True))
-    folders: set[str] = set()  # a path listed as a file and as a folder is refused, as Shipyard's manifests are
-    for entry in out:
-        folder = entry.relpath.rpartition("/")[0]
-        while folder and folder not in folders:
-            if folder in seen:
-                raise BadDvcFile(f"{what} lists {folder} as a file and as a folder")
-            folders.add(folder)
-            folder = folder.rpartition("/")[0]
+    clash = file_and_folder([e.relpath for e in out])  # refused, as Shipyard's manifests refuse it
+    if clash is not None:
+        raise BadDvcFile(f"{what} lists {clash} as a file and as a folder")
     return out
 
 
