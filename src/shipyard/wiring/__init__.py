@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the data commands import this module: keep what they don't 
     from shipyard.core.registry.service import Registry, SavedModel
     from shipyard.core.workspace.data import Workspace
     from shipyard.core.workspace.history import LockHistory
+    from shipyard.core.workspace.lockfile import PathEntry
     from shipyard.ports import Executor, Flavor, MetadataStore, ObjectStore, Remote
     from shipyard.wiring.environments import (
         VerifyRequest as VerifyRequest,
@@ -252,7 +253,29 @@ def open_named_remote(config: Project, root: Path, name: str | None) -> Remote:
     if chosen not in config.remotes:
         known = ", ".join(sorted(config.remotes)) or "none"
         raise ConfigError(f"unknown remote {chosen!r}; shipyard.yaml defines: {known}")
-    return open_remote(config.remotes[chosen], root, chosen, secret=secret_of(root))
+    spec = config.remotes[chosen]
+    return open_remote(spec, root, chosen, secret=secret_of(root),
+                       dvc=_dvc_index(root) if spec.layout == "dvc" else None)
+
+
+def _dvc_index(root: Path) -> tuple[Callable[[], Mapping[Digest, PathEntry]], Callable[[], ObjectStore | None]]:
+    """What a DVC HTTP remote needs, read on first use: shipyard.lock's entries that carry DVC's md5, and the
+    local store (where folders' manifests are)."""
+    def entries() -> Mapping[Digest, PathEntry]:
+        from shipyard.adapters.remotes.dvc_http import lock_entries
+        from shipyard.core.workspace.lockfile import load_lock
+
+        return lock_entries(load_lock(root))
+
+    def local() -> ObjectStore | None:
+        from shipyard.adapters.stores.local import LocalObjectStore
+
+        settings = load_settings(os.environ, root)
+        if settings.store_remote is not None:
+            return open_store(settings)
+        return LocalObjectStore(settings.store_path)
+
+    return entries, local
 
 
 def secret_of(root: Path) -> Callable[[str, str], str]:

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.core.redact import mask_userinfo
 from shipyard.errors import ConfigError, MissingExtraError
-from shipyard.ports import Remote
+from shipyard.ports import ObjectStore, Remote
+
+if TYPE_CHECKING:
+    from shipyard.core.artifacts.digest import Digest
+    from shipyard.core.workspace.lockfile import PathEntry
 
 redact = mask_userinfo  # a remote's URL or a client's error text, as messages show it
 
 
 def open_remote(spec: RemoteSpec, project_root: Path, name: str | None = None,
-                secret: Callable[[str, str], str] | None = None) -> Remote:
+                secret: Callable[[str, str], str] | None = None,
+                dvc: tuple[Callable[[], Mapping[Digest, PathEntry]], Callable[[], ObjectStore | None]] | None = None
+                ) -> Remote:
     """The remote ``spec`` describes (``name`` is its key in shipyard.yaml, for messages); ``secret`` resolves
-    the credential references it may hold (reference, what it is) to their values."""
+    the credential references it may hold (reference, what it is) to their values. ``dvc``, for a DVC HTTP
+    remote (``layout: dvc``): shipyard.lock's entries that carry DVC's md5, and the local store (manifests)."""
     url = spec.url
+    if spec.layout == "dvc" or url.lower().startswith(("http://", "https://")):
+        if spec.layout != "dvc":
+            what = f"remotes.{name}" if name else "the remote"
+            raise ConfigError(f"remote URL {redact(url)!r} is http(s): Shipyard reads a DVC HTTP remote only (read-"
+                              f"only); add `layout: dvc` to {what} in shipyard.yaml, or use a folder or s3:// URL")
+        from shipyard.adapters.remotes.dvc_http import DvcHttpRemote, scratch_of
+
+        entries, local = dvc or (None, None)
+        return DvcHttpRemote(url, name, entries, local, scratch_of(project_root))
     if url.startswith("s3://"):
         try:
             from shipyard.adapters.remotes.s3 import S3Remote

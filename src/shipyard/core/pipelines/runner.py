@@ -269,9 +269,18 @@ class PipelineRunner:
         if found is None:
             remote = self._remote()
             raw = remote.get_ref(key) if remote is not None else None
-            if remote is None or raw is None:
+            if remote is None:
                 return None
-            found = read_cache_ref(raw, key, f"remote {remote.url}")
+            if raw is None:
+                # a stage converted from dvc.lock whose outputs a DVC remote holds (it keeps no stage-cache refs):
+                # the lock's own entry for this fingerprint is the record
+                recorded = self.lock.stages.get(stage.name)
+                if recorded is None or recorded.fingerprint != fp or not recorded.outs or \
+                        any(o.dvc_md5 is None for o in recorded.outs.values()):
+                    return None
+                found, raw = (recorded.run, dict(recorded.outs)), recorded.cache_bytes(stage.name)
+            else:
+                found = read_cache_ref(raw, key, f"remote {remote.url}")
             if found is None:
                 return None
         run_id, outs = found
@@ -337,8 +346,9 @@ class PipelineRunner:
                 with tracker.writing():
                     stored = put_path(self.ws.store, self.ws.abs(path), state=self.ws.state)
                     tracker.record_output(run.id, path, stored.digest, stored.size, stored.is_dir)
-                outs[path] = PathEntry(stored.digest, stored.size,
-                                       len(stored.manifest) if stored.manifest is not None else None)
+                before = self.lock.stages[stage.name].outs.get(path) if stage.name in self.lock.stages else None
+                outs[path] = PathEntry(stored.digest, stored.size,  # unchanged bytes keep DVC's md5
+                                       len(stored.manifest) if stored.manifest is not None else None).carried(before)
             metrics = {}
             for path in stage.metrics:
                 metrics.update(read_metrics(self.ws.abs(path), path))

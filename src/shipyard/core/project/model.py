@@ -17,6 +17,7 @@ class Remote:
     region: str | None = None
     profile: str | None = None
     allow_http: bool = False
+    layout: str = "shipyard"  # or "dvc": a DVC HTTP remote, read-only (objects named by md5)
     access_key_id: str | None = None  # secret references (core.secrets), resolved when the remote is opened
     secret_access_key: str | None = None
     session_token: str | None = None

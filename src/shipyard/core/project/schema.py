@@ -53,6 +53,9 @@ class RemoteSpec(_Strict):
     region: str | None = None
     profile: str | None = None
     allow_http: bool = False
+    layout: Literal["shipyard", "dvc"] = Field(
+        "shipyard", description="dvc: a DVC HTTP remote (http(s)://..., objects by md5), read-only: data converted "
+                                "by `shipyard init --from-dvc` is pulled from it")
     # the S3 keys, as secret references (env:NAME, file:PATH, vault:MOUNT/PATH#KEY), never values
     access_key_id: str | None = Field(None, description="a reference to the access key id, e.g. "
                                                         "vault:secret/shipyard/s3#access_key_id")
@@ -68,6 +71,8 @@ class RemoteSpec(_Strict):
 
     @model_validator(mode="after")
     def _both_keys(self) -> RemoteSpec:
+        if self.layout == "dvc" and not re.match(r"(?i)https?://[^/?#\s]", self.url):
+            raise ValueError("layout: dvc is for a DVC HTTP remote: its url should be http(s)://HOST/PATH")
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ValueError("give both access_key_id and secret_access_key (references), or neither")
         if self.session_token is not None and self.access_key_id is None:

@@ -30,6 +30,8 @@ def add(ws: Workspace, paths: Sequence[str | Path], hardlink: bool = False,
     added = [store_path(ws, p, hardlink=hardlink, progress=progress) for p in paths]
     with editing_lock(ws.root) as lock:
         _refuse_overlaps([rel for rel, _ in added], lock)  # again: another command may have recorded one meanwhile
+        # the same bytes as before keep DVC's md5 (a converted project's DVC HTTP remote still serves them)
+        added = [(rel, entry.carried(lock.data.get(rel))) for rel, entry in added]
         lock.data.update(added)
     return added
 

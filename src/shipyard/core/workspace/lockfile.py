@@ -25,6 +25,7 @@ RESTORE = "restore it from git"
 STAGE_CACHE_PREFIX = "stage-cache/"
 MAX_REF_BYTES = 1024 * 1024  # a stage-cache ref lists a stage's outputs: kilobytes; larger is not one Shipyard wrote
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # what the tracker generates (uuid4().hex)
+DVC_MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # DVC's name of a file's or a folder's (.dir) object
 HEADER = ("# shipyard.lock: written by shipyard, commit it with your code.\n"
           "# It pins each tracked path and each stage's inputs and outputs by digest.\n")
 
@@ -83,11 +84,17 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[mi
 
 @dataclass(frozen=True, slots=True)
 class PathEntry:
-    """One tracked path: a file's digest, or a folder's manifest digest."""
+    """One tracked path: a file's digest, or a folder's manifest digest.
+
+    ``dvc_md5``: for an entry ``shipyard init --from-dvc`` converted, the md5 DVC recorded for the same bytes
+    (a folder's ends in ``.dir``: its file list), so a DVC HTTP remote (laid out by md5) can serve them. New
+    bytes (a re-run, a re-add that changed them) have none: they are not on DVC's remote.
+    """
 
     digest: Digest
     size: int
     files: int | None = None  # None for a single file
+    dvc_md5: str | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -97,16 +104,40 @@ class PathEntry:
         d: dict[str, Any] = {"digest": str(self.digest), "size": self.size}
         if self.files is not None:
             d["files"] = self.files
+        if self.dvc_md5 is not None:
+            d["dvc_md5"] = self.dvc_md5
         return d
+
+    def carried(self, before: PathEntry | None) -> PathEntry:
+        """This entry, keeping ``before``'s ``dvc_md5`` when it records the same bytes (a re-add or a re-run that
+        changed nothing); bytes that changed are not on DVC's remote."""
+        if before is None or before.dvc_md5 is None or self.dvc_md5 is not None or before.digest != self.digest \
+                or before.is_dir != self.is_dir:
+            return self
+        return PathEntry(self.digest, self.size, self.files, before.dvc_md5)
 
     @classmethod
     def from_dict(cls, d: object, what: str = "") -> PathEntry:
-        """Every field checked: a digest that parses, whole-number sizes (``BadEntry`` names the bad one)."""
+        """Every field checked: a digest that parses, whole-number sizes, DVC's md5 as DVC names its objects
+        (``BadEntry`` names the bad one)."""
         d = _mapping(d, what or "the entry")
         files = d.get("files")
         of = f"{what} " if what else ""
+        md5 = d.get("dvc_md5")
+        if md5 is not None:
+            if not isinstance(md5, str) or not DVC_MD5.fullmatch(md5):
+                raise BadEntry(f"{of}dvc_md5 {_shown(md5)} is not DVC's md5 (32 lowercase hex digits, "
+                               "then .dir for a folder)")
+            if md5.endswith(".dir") != (files is not None):
+                raise BadEntry(f"{of}dvc_md5 {_shown(md5)}: a folder's ends in .dir, a file's does not")
         return cls(check_digest(d.get("digest"), f"{of}digest"), _count(d.get("size"), f"{of}size"),
-                   None if files is None else _count(files, f"{of}file count"))
+                   None if files is None else _count(files, f"{of}file count"), md5)
+
+    @property
+    def dvc_object(self) -> str | None:
+        """Where a DVC 3 remote keeps these bytes (``files/md5/ab/cdef...[.dir]``), or None."""
+        md5 = self.dvc_md5
+        return None if md5 is None else f"files/md5/{md5[:2]}/{md5[2:]}"
 
 
 def deps_to_dict(deps: dict[str, Digest | None]) -> dict[str, str]:
