@@ -328,12 +328,13 @@ def test_remotes_credentials_and_artifacts() -> None:
                          "datasets": [{"name": "x"}]}, config, report)
     assert body["remotes"] == {"s3store": {"url": "s3://bucket/dvc", "endpoint_url": "http://127.0.0.1:9000",
                                            "allow_http": True},
+                               "web": {"url": "https://remote.dvc.org/get-started", "layout": "dvc"},
                                "near": {"url": "storage"}}  # DVC reads it from .dvc/, Shipyard from the top
     assert body["default_remote"] == "s3store"
     assert body["models"] == {"m": {"path": "model.onnx", "flavor": "onnx", "labels": ["a"]}}
     assert "hunter2" not in json.dumps(body) and "AKIAXXXX" not in json.dumps(body)
     skipped = dict(report.not_carried)
-    assert "Shipyard has no HTTP remote" in skipped["remote web"]
+    assert report.remotes["web"].startswith("read-only HTTP remote https://remote.dvc.org/... ")
     assert "access_key_id" in skipped["remote s3store credentials"]
     assert "flavor" in skipped["artifact weird"]
     assert "dvc.yaml datasets" in skipped
@@ -369,14 +370,19 @@ def test_credentials_and_private_remotes_stay_out_of_shipyard_yaml() -> None:
     for private in ("mine", "h"):
         assert "only in .dvc/config.local" in skipped[f"remote {private}"]
     assert "'mine'" in skipped["default remote"]
-    # an HTTP remote (committed) is reported by its host only: Shipyard has no HTTP remote
+    # an HTTP remote (committed) becomes a read-only one, without its user name, password or query (a token)
     report = Report()
-    convert_yaml({}, parse_dvc_config([(".dvc/config", "['remote \"web\"']\n    url = "
-                                                       "https://bob:ghp_T@dvc.example.com/s?token=T2\n")], report),
-                 report)
-    assert dict(report.not_carried)["remote web"].startswith("https://dvc.example.com/... is an HTTP remote, not "
-                                                             "carried over: Shipyard has no HTTP remote")
-    assert "ghp_T" not in json.dumps(report.to_dict()) and "T2" not in json.dumps(report.to_dict())
+    body = convert_yaml({}, parse_dvc_config([(".dvc/config", "['remote \"web\"']\n    url = "
+                                                              "https://bob:ghp_T@dvc.example.com/s?token=T2\n"
+                                                              "    auth = basic\n    password = hunter2\n")], report),
+                        report)
+    assert body["remotes"] == {"web": {"url": "https://dvc.example.com/s", "layout": "dvc"}}
+    skipped = dict(report.not_carried)
+    assert "query string" in skipped["remote web query"]
+    assert skipped["remote web credentials"].startswith("password, a user name or password in a URL, auth: not "
+                                                        "carried over")
+    shown = json.dumps([body, report.to_dict()])
+    assert "ghp_T" not in shown and "T2" not in shown and "hunter2" not in shown and "bob" not in shown
 
 
 def test_an_unreadable_private_config_shows_no_text_of_it() -> None:

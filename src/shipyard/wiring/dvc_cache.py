@@ -3,13 +3,16 @@ is read, copied into Shipyard's store (see ``shipyard.wiring.from_dvc``)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
@@ -17,22 +20,33 @@ from shipyard.core.project.from_dvc import BadDvcFile, DvcOut, Report, parse_dir
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import PathEntry
 from shipyard.core.workspace.scan import IGNORED_NAMES
-from shipyard.errors import ShipyardError
+from shipyard.errors import NotFoundError, ShipyardError
+
+if TYPE_CHECKING:
+    from shipyard.adapters.remotes.dvc_http import DvcHttpRemote
 
 SMALL = 1024 * 1024  # read whole; larger files stream
 BATCH = 50_000  # files copied into the store together share one durability barrier (paths only are kept)
 MAX_LISTING_BYTES = 64 * 1024 * 1024  # a .dir object of about 500,000 files; larger is not read
 MAX_EXTRA_FOLDERS = 10_000  # folders (empty ones, say) a dependency's walk takes beyond one per listed file
+MAX_UNSIZED = 64 * 1024 ** 3  # a file fetched from DVC's HTTP remote whose size DVC did not record: at most this
 
 
 class Importer:
     """Copies what DVC recorded into the store, from the workspace where it is intact, else from DVC's
     cache; every file's md5 is checked against DVC's record as it is read."""
 
-    def __init__(self, ws: Workspace, cache: Path, report: Report) -> None:
+    def __init__(self, ws: Workspace, cache: Path, report: Report, remote: DvcHttpRemote | None = None,
+                 keep_md5: bool = False) -> None:
+        """``remote``: DVC's HTTP remote, where what is in neither the workspace nor the cache is fetched from;
+        ``keep_md5``: record DVC's md5 in each entry (``PathEntry.dvc_md5``), so a DVC HTTP remote serves it."""
         self.ws = ws
         self.cache = cache
         self.report = report
+        self.remote = remote
+        self.keep_md5 = keep_md5
+        self._scratch: Path | None = None  # files fetched from the remote wait here for ``flush``
+        self._fetched = 0
         self.known: dict[str, PathEntry] = {}
         self.md5s: dict[str, str] = {}  # path -> the md5 DVC recorded for what was carried over
         self.remembered: list[tuple[str, int, int, int, Digest]] = []  # workspace files, for the stat cache
@@ -55,6 +69,8 @@ class Importer:
             self.report.skip(out.path, str(exc))
             return None
         if entry is not None:
+            if self.keep_md5 and not out.legacy:  # DVC 2's md5s name other bytes (text with CRLF as LF): none kept
+                entry = dataclasses.replace(entry, dvc_md5=out.md5 + (".dir" if out.is_dir else ""))
             self.known[out.path] = entry
             self.md5s[out.path] = out.md5
             self.report.data[out.path] = " and ".join(sorted(self._origins)) or "workspace"
@@ -62,7 +78,7 @@ class Importer:
 
     def _file(self, out: DvcOut) -> PathEntry | None:
         assert out.md5 is not None
-        got = self._one(out.path, out.md5, out.legacy, out.cached)
+        got = self._one(out.path, out.md5, out.legacy, out.cached, size=out.size)
         if got is None:
             return None
         digest, size, _ = got
@@ -71,8 +87,8 @@ class Importer:
     def _folder(self, out: DvcOut) -> PathEntry | None:
         listing = self._listing(out)
         if listing is None:
-            self.report.skip(out.path, "its file list (.dir) is not in DVC's cache: `dvc fetch` it, then convert "
-                                       "again")
+            where = "DVC's cache nor its HTTP remote" if self.remote is not None else "DVC's cache"
+            self.report.skip(out.path, f"its file list (.dir) is not in {where}: `dvc fetch` it, then convert again")
             return None
         entries = []
         skipped = 0
@@ -80,7 +96,8 @@ class Importer:
             if IGNORED_NAMES & set(item.relpath.split("/")):
                 skipped += 1
                 continue
-            got = self._one(f"{out.path}/{item.relpath}", item.md5, out.legacy, out.cached, item.executable)
+            got = self._one(f"{out.path}/{item.relpath}", item.md5, out.legacy, out.cached, item.executable,
+                            item.size)
             if got is None:
                 return None
             digest, size, mode = got
@@ -97,18 +114,26 @@ class Importer:
         if key is None:
             return None
         raw = read_file(self.cache / key, MAX_LISTING_BYTES)
+        where = "in DVC's cache"
+        if raw is None and self.remote is not None and out.md5 is not None and not out.legacy:
+            try:
+                raw = b"".join(self.remote.fetch_md5(out.md5 + ".dir", MAX_LISTING_BYTES))
+            except NotFoundError:
+                return None
+            where = "on DVC's HTTP remote"
+            self._origins.add("DVC's HTTP remote")
         if raw is None:
             return None
         if hashlib.md5(raw).hexdigest() != out.md5:
-            raise BadDvcFile(f"its file list in DVC's cache ({key}) is corrupt (md5 mismatch)")
+            raise BadDvcFile(f"its file list {where} ({key}) is corrupt (md5 mismatch)")
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
-            raise BadDvcFile(f"its file list in DVC's cache ({key}) is not JSON") from None
+            raise BadDvcFile(f"its file list {where} ({key}) is not JSON") from None
         return parse_dir_listing(body, f"{out.path}'s file list")
 
     def _one(self, rel: str, md5: str, legacy: bool, cached: bool,
-             executable: bool = False) -> tuple[Digest, int, int] | None:
+             executable: bool = False, size: int | None = None) -> tuple[Digest, int, int] | None:
         """Store the version of ``rel`` DVC recorded as ``md5``: (digest, size, mode), or None (reported)."""
         fd = self._workspace_fd(rel)
         if fd is not None:
@@ -131,8 +156,60 @@ class Importer:
                                  "recorded); nothing of it was stored")
             self._origins.add("DVC's cache")
             return got, size, 0o755 if executable else 0o644
+        if cached and not legacy and self.remote is not None:
+            fetched = self._fetch(rel, md5, size)
+            if fetched is not None:
+                self._origins.add("DVC's HTTP remote")
+                return fetched[0], fetched[1], 0o755 if executable else 0o644
         where = "neither in the workspace nor in DVC's cache" if cached else "not in the workspace (cache: false)"
+        if cached and not legacy and self.remote is not None:
+            where = "in neither the workspace, DVC's cache nor its HTTP remote"
         raise BadDvcFile(f"{rel}: the version DVC recorded is {where}: `dvc pull` it, then convert again")
+
+    def _fetch(self, rel: str, md5: str, size: int | None) -> tuple[Digest, int] | None:
+        """Fetch the version of ``rel`` DVC recorded as ``md5`` from DVC's HTTP remote into a scratch file (at
+        most its recorded size), its md5 checked as it streams: (digest, size) queued for the store; None if the
+        remote does not have it; BadDvcFile if what it serves is not that version (nothing stored)."""
+        assert self.remote is not None
+        if self._scratch is None:
+            home = self.ws.root / ".shipyard"
+            self._scratch = Path(tempfile.mkdtemp(prefix="from-dvc-", dir=home if home.is_dir() else None))
+        self._fetched += 1
+        path = self._scratch / str(self._fetched)
+        h, sha, got = hashlib.md5(), hashlib.sha256(), 0
+        try:
+            with open(path, "xb") as out:
+                for chunk in self.remote.fetch_md5(md5, MAX_UNSIZED if size is None else size):
+                    h.update(chunk)
+                    sha.update(chunk)
+                    got += len(chunk)
+                    out.write(chunk)
+        except NotFoundError:
+            path.unlink(missing_ok=True)
+            return None
+        except ShipyardError as exc:
+            path.unlink(missing_ok=True)
+            raise BadDvcFile(f"{rel}: {exc}") from None
+        if h.hexdigest() != md5:
+            path.unlink(missing_ok=True)
+            raise BadDvcFile(f"{rel}: DVC's HTTP remote serves bytes whose md5 is not the one DVC recorded; nothing "
+                             "of it was stored")
+        digest = Digest.trusted(sha.hexdigest())
+        if digest in self._pending:
+            path.unlink()
+        else:
+            self._pending[digest] = str(path)
+            if len(self._pending) >= BATCH:
+                self.flush()
+        return digest, got
+
+    def close(self) -> None:
+        """Remove what was fetched from DVC's HTTP remote and not stored (a failed conversion)."""
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def _store(self, f: Any, path: str, md5: str, legacy: bool) -> Digest | None:
         """Hash ``f`` (md5 and SHA-256 in one pass); if its md5 is ``md5``, queue ``path`` for the store (which
@@ -168,6 +245,11 @@ class Importer:
         if self._pending:
             digests = list(self._pending)
             self.ws.store.put_many(list(self._pending.values()), known=digests, expect=digests)
+        if self._scratch is not None:  # fetched files: stored now
+            for path in self._pending.values():
+                if path.startswith(f"{self._scratch}/"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
         self._pending.clear()
 
     # -- dependencies ---------------------------------------------------------------------------

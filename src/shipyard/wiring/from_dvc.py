@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -39,6 +39,10 @@ from shipyard.core.workspace.lockfile import LOCK_FILE, PathEntry, StageEntry, e
 from shipyard.errors import ConfigError, ConflictError, InvalidInputError, ShipyardError
 from shipyard.wiring.dvc_cache import Importer, read_file
 
+if TYPE_CHECKING:
+    from shipyard.adapters.remotes.dvc_http import DvcHttpRemote
+    from shipyard.core.project.model import Project
+
 MAX_DVC_FILES = 10_000
 SKIPPED_FOLDERS = frozenset({".git", ".dvc", ".shipyard", "node_modules", ".venv", "venv", "__pycache__"})
 HEADER = "# shipyard.yaml: converted from dvc.yaml by `shipyard init --from-dvc` (dvc.yaml is left as it was).\n"
@@ -47,10 +51,8 @@ HEADER = "# shipyard.yaml: converted from dvc.yaml by `shipyard init --from-dvc`
 def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Report:
     """Convert the DVC project in ``folder``; return what was carried over and what was not."""
     from shipyard.config import load_settings
-    from shipyard.core.pipelines import dag
     from shipyard.core.project.loader import CONFIG_FILE, parse_config
     from shipyard.core.project.model import Project
-    from shipyard.core.workspace.atomic import write_atomic
     from shipyard.wiring import open_workspace
 
     root = folder.resolve()
@@ -80,7 +82,33 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
                           "move it away and run the conversion again")
     home.mkdir(exist_ok=True)
     ws = open_workspace(load_settings(environ, root))
-    importer = Importer(ws, _cache_dir(root, config.cache_dir), report)
+    http = [n for n, spec in (body.get("remotes") or {}).items() if spec.get("layout") == "dvc"]
+    importer = Importer(ws, _cache_dir(root, config.cache_dir), report, _fetching_remote(root, body), bool(http))
+    try:
+        return _convert(root, environ, report, project, dvc_yaml, text, ws, importer)
+    finally:
+        importer.close()
+
+
+def _fetching_remote(root: Path, body: dict[str, Any]) -> DvcHttpRemote | None:
+    """DVC's HTTP remote to fetch what is in neither the workspace nor DVC's cache: the default remote (DVC's
+    ``core.remote``), or the only remote; None if that is not an HTTP remote."""
+    from shipyard.adapters.remotes.dvc_http import DvcHttpRemote, scratch_of
+
+    remotes = body.get("remotes") or {}
+    name = body.get("default_remote") or (next(iter(remotes)) if len(remotes) == 1 else None)
+    spec = remotes.get(name) if name is not None else None
+    if spec is None or spec.get("layout") != "dvc":
+        return None
+    return DvcHttpRemote(spec["url"], name, scratch=scratch_of(root))
+
+
+def _convert(root: Path, environ: Mapping[str, str], report: Report, project: Project, dvc_yaml: Any, text: str,
+             ws: Workspace, importer: Importer) -> Report:
+    from shipyard.core.pipelines import dag
+    from shipyard.core.project.loader import CONFIG_FILE
+    from shipyard.core.workspace.atomic import write_atomic
+
     data: dict[str, PathEntry] = {}
     for rel, outs in _dvc_files(root, report):
         for out in outs:

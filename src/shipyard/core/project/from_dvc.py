@@ -31,6 +31,7 @@ CARRIED_KEYS = ("stages", "vars", "params", "metrics", "plots")
 REMOTE_SECTION = re.compile(r"""^\s*'?remote\s+"([^"]+)"'?\s*$""")
 CREDENTIALS = ("access_key_id", "secret_access_key", "session_token", "password", "user", "ask_password",
                "credentialpath", "keyfile", "gdrive_client_secret", "connection_string", "account_key", "sas_token")
+HTTP_AUTH = ("auth", "custom_auth_header")  # a DVC HTTP remote's authentication (its values: user, password)
 
 
 @dataclass
@@ -288,9 +289,9 @@ def _without_userinfo(url: str) -> str:
 
 
 def convert_remote(name: str, options: dict[str, str], report: Report) -> dict[str, object] | None:
-    """A Shipyard remote for a DVC one where the kind is supported (a folder, S3), else None (reported). A
-    user name or password written into a URL is left out (reported: credentials are references in Shipyard);
-    every URL a report line shows is masked."""
+    """A Shipyard remote for a DVC one where the kind is supported (a folder, S3, an HTTP remote: read-only),
+    else None (reported). A user name or password written into a URL is left out (reported: credentials are
+    references in Shipyard); every URL a report line shows is masked."""
     url = options.get("url", "")
     secrets = sorted(k for k in options if k in CREDENTIALS)
     if has_userinfo(url) or has_userinfo(options.get("endpointurl", "")):
@@ -330,11 +331,24 @@ def convert_remote(name: str, options: dict[str, str], report: Report) -> dict[s
             host = (urlsplit(url).hostname or "")[:100]
         except ValueError:
             host = ""
-        report.skip(f"remote {name}", f"{scheme}://{host}/... is an HTTP remote, not carried over: Shipyard has no "
-                                      "HTTP remote; "
-                                      "`dvc pull` the data before converting, or push it to a folder or S3 remote")
-    else:
-        report.skip(f"remote {name}", f"{scheme}:// remotes are not supported by Shipyard (folders and S3 are)")
+        if not host:
+            report.skip(f"remote {name}", f"{scheme}:// URL without a host")
+            return None
+        parts = urlsplit(url)
+        if parts.query or parts.fragment:  # a token may be there: never written into shipyard.yaml (committed)
+            report.skip(f"remote {name} query", "the URL's query string or fragment (where a token may be) is left "
+                                                "out of shipyard.yaml")
+            url = parts._replace(query="", fragment="").geturl()
+        auth = sorted(k for k in options if k in HTTP_AUTH and k not in secrets)
+        if secrets or auth:
+            report.skip(f"remote {name} credentials", f"{', '.join(secrets + auth)}: not carried over (Shipyard "
+                        "keeps no credential values, and reads a DVC HTTP remote without authentication): the "
+                        "remote works if the server serves it to anyone; otherwise `dvc pull` the data before "
+                        "converting, or push it to a folder or S3 remote")
+        report.remotes[name] = f"read-only HTTP remote {scheme}://{host}/... (DVC's layout: data is pulled from it, " \
+                               "never pushed)"
+        return {"url": url, "layout": "dvc"}
+    report.skip(f"remote {name}", f"{scheme}:// remotes are not supported by Shipyard (folders and S3 are)")
     return None
 
 
