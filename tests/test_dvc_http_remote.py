@@ -30,13 +30,16 @@ from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
 from shipyard.core.artifacts.tree import load_manifest
 from shipyard.core.pipelines.runner import read_cache_ref
+from shipyard.core.project.loader import load_config
 from shipyard.core.workspace.lockfile import BadEntry, Lock, PathEntry, StageEntry, load_lock, parse_lock
 from shipyard.errors import ConfigError, IntegrityError
+from shipyard.wiring import open_named_remote
 from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env, dvc_venv
 from tests.conftest import shipyard as run_shipyard
 
 GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+SOME_FOLDER = Digest.of_bytes(b"a folder")  # a made-up manifest digest: a hostile listing is refused before it counts
 STAGE_CMD = "python -c \"import time; open('count.txt', 'w').write(str(time.time_ns()))\""
 
 
@@ -56,7 +59,7 @@ def files_of(top: Path) -> dict[str, bytes]:
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, *args: object) -> None:  # type: ignore[override]
         pass
 
 
@@ -222,7 +225,7 @@ def test_a_swapped_file_is_refused_and_nothing_is_stored(converted: Path, tmp_pa
 
 
 def _remote_with(www: Path, url: str, name: str, listing: list[dict[str, object]], files: dict[str, bytes],
-                 manifest: Digest = Digest.of_bytes(b"a folder")) -> tuple[DvcHttpRemote, PathEntry]:
+                 manifest: Digest = SOME_FOLDER) -> tuple[DvcHttpRemote, PathEntry]:
     """A remote at ``www/name`` serving ``listing`` as a folder's .dir and ``files`` by md5, and the entry a lock
     would hold for it (``manifest``: its digest)."""
     raw = json.dumps(listing).encode()
@@ -267,7 +270,7 @@ def test_isexec_becomes_the_executable_mode(served: tuple[Path, str], tmp_path: 
     other, wrong = _remote_with(www, url, "isexec-wrong", [{**i, "isexec": False} for i in listing], files,
                                 Digest.of_bytes(built.to_bytes()))
     store = LocalObjectStore(tmp_path / "objects2")
-    with pytest.raises(IntegrityError, match="not the version shipyard.lock records"):
+    with pytest.raises(IntegrityError, match=r"not the version shipyard\.lock records"):
         other.download([wrong.digest], store)
     assert list(store.iter_objects()) == []
 
@@ -315,9 +318,13 @@ def test_an_http_url_needs_layout_dvc(converted: Path, tmp_path: Path) -> None:
     body = yaml.safe_load((root / "shipyard.yaml").read_text())
     del body["remotes"]["storage"]["layout"]
     (root / "shipyard.yaml").write_text(yaml.safe_dump(body))
-    done = run_shipyard("data", "pull", env=env_for(), cwd=root, check=False)
-    assert done.returncode == 2
-    assert "add `layout: dvc` to remotes.storage" in done.stderr and "\n" not in done.stderr.strip()
+    with pytest.raises(ConfigError, match=r"add `layout: dvc` to remotes\.storage in shipyard\.yaml") as caught:
+        open_named_remote(load_config(root), root, None)
+    assert "\n" not in str(caught.value)
+    body["remotes"]["storage"] = {"url": "/a/folder", "layout": "dvc"}  # layout: dvc is for http(s) URLs only
+    (root / "shipyard.yaml").write_text(yaml.safe_dump(body))
+    with pytest.raises(ConfigError, match="layout: dvc is for a DVC HTTP remote"):
+        load_config(root)
 
 
 # -- shipyard.lock's dvc_md5, in-process -----------------------------------------------------------------------
