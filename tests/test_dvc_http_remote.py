@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import yaml
 import shipyard
 from shipyard.adapters.remotes.dvc_http import DvcHttpRemote
 from shipyard.adapters.stores.local import LocalObjectStore
+from shipyard.adapters.stores.shared import ReadThroughStore
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
 from shipyard.core.artifacts.tree import load_manifest
@@ -35,7 +37,7 @@ from shipyard.core.workspace.lockfile import BadEntry, Lock, PathEntry, StageEnt
 from shipyard.errors import ConfigError, IntegrityError
 from shipyard.wiring import open_named_remote
 from shipyard.wiring.from_dvc import convert
-from tests.conftest import cli_env, dvc_venv
+from tests.conftest import cli_env, dvc_venv, free_port
 from tests.conftest import shipyard as run_shipyard
 
 GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -199,6 +201,44 @@ def test_fresh_clone_pulls_every_byte_and_runs_from_the_remote(
     assert (root / "count.txt").read_bytes() != want["count.txt"]
     assert load_lock(root).stages["count"].outs["count.txt"].dvc_md5 is None
     assert load_lock(root).data["data"].dvc_md5 is not None
+
+
+def test_a_read_through_store_fills_its_gaps_from_it(converted: Path, served: tuple[Path, str],
+                                                     tmp_path: Path) -> None:
+    """Loading an object the local store lacks (a model version's files, say) reads through the remote: a
+    folder's manifest is built from its listing and files, then its files are found through that listing."""
+    lock = load_lock(converted)
+    entries = {e.digest: e for e in lock.data.values()}
+    local = LocalObjectStore(tmp_path / "objects")
+    remote = DvcHttpRemote(f"{served[1]}/good", "storage", lambda: entries, lambda: local)
+    store = ReadThroughStore(local, lambda: remote, primary=False)
+    folder = lock.data["data"].digest
+    with store.open(folder) as f:
+        manifest = Manifest.from_bytes(f.read())
+    assert Digest.of_bytes(manifest.to_bytes()) == folder
+    for e in manifest:
+        local.delete(e.digest)  # a partial store: the manifest is here, its files are not
+    for e in manifest:
+        with store.open(e.digest) as f:
+            assert Digest.of_bytes(f.read()) == e.digest
+    with store.open(lock.data["model.bin"].digest) as f:
+        assert len(f.read()) == lock.data["model.bin"].size
+
+
+def test_an_unreachable_remote_is_reported_once(dvc_project: tuple[Path, dict[str, bytes]], tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(dvc_project[0], root, symlinks=True)
+    config = root / ".dvc" / "config"
+    closed = f"http://127.0.0.1:{free_port()}"
+    config.write_text(re.sub(r"http://127\.0\.0\.1:\d+", closed, config.read_text()))
+    (root / "dvc.yaml").unlink()  # its stage reads data: without data, no shipyard.yaml (tested in test_from_dvc)
+    (root / "dvc.lock").unlink()
+    report = convert(root, env_for())
+    skipped = dict(report.not_carried)
+    assert "cannot be reached" in skipped["remote storage"] and "nothing more is fetched" in skipped["remote storage"]
+    assert [w for w, _ in report.not_carried].count("remote storage") == 1
+    assert "`dvc fetch` it" in skipped["data"] and "`dvc pull` it" in skipped["model.bin"]
+    assert load_lock(root).data == {}
 
 
 def test_a_swapped_file_is_refused_and_nothing_is_stored(converted: Path, tmp_path: Path,

@@ -20,7 +20,7 @@ from shipyard.core.project.from_dvc import BadDvcFile, DvcOut, Report, parse_dir
 from shipyard.core.workspace.data import Workspace
 from shipyard.core.workspace.lockfile import PathEntry
 from shipyard.core.workspace.scan import IGNORED_NAMES
-from shipyard.errors import NotFoundError, ShipyardError
+from shipyard.errors import BackendUnavailableError, NotFoundError, ShipyardError
 
 if TYPE_CHECKING:
     from shipyard.adapters.remotes.dvc_http import DvcHttpRemote
@@ -120,6 +120,12 @@ class Importer:
                 raw = b"".join(self.remote.fetch_md5(out.md5 + ".dir", MAX_LISTING_BYTES))
             except NotFoundError:
                 return None
+            except BackendUnavailableError as exc:
+                self.report.skip(f"remote {self.remote.name}", f"{exc}: nothing more is fetched from it")
+                self.remote = None
+                return None
+            except ShipyardError as exc:  # more than a listing holds, say
+                raise BadDvcFile(str(exc)) from None
             where = "on DVC's HTTP remote"
             self._origins.add("DVC's HTTP remote")
         if raw is None:
@@ -186,6 +192,11 @@ class Importer:
                     out.write(chunk)
         except NotFoundError:
             path.unlink(missing_ok=True)
+            return None
+        except BackendUnavailableError as exc:  # said once; the rest is reported as not found
+            path.unlink(missing_ok=True)
+            self.report.skip(f"remote {self.remote.name}", f"{exc}: nothing more is fetched from it")
+            self.remote = None
             return None
         except ShipyardError as exc:
             path.unlink(missing_ok=True)

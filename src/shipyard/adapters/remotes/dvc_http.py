@@ -182,6 +182,8 @@ class DvcHttpRemote:
                                     "DVC md5 for it): push it to a folder or S3 remote from where it was made")
             if isinstance(where, PathEntry) and where.is_dir:
                 store.put_bytes(self._folder(digest, where, store, progress))
+                with self._guard:
+                    self._files = None  # its files are now named by a local manifest
                 continue
             md5 = where.dvc_md5 if isinstance(where, PathEntry) else where.md5
             assert md5 is not None
