@@ -34,7 +34,7 @@ from shipyard.core.artifacts.tree import load_manifest
 from shipyard.core.pipelines.runner import read_cache_ref
 from shipyard.core.project.loader import load_config
 from shipyard.core.workspace.lockfile import BadEntry, Lock, PathEntry, StageEntry, load_lock, parse_lock
-from shipyard.errors import ConfigError, IntegrityError
+from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError
 from shipyard.wiring import open_named_remote
 from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env, dvc_venv, free_port
@@ -63,6 +63,15 @@ def files_of(top: Path) -> dict[str, bytes]:
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # type: ignore[override]
         pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/elsewhere/"):  # a hostile server sends the client to another scheme
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/etc/passwd")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
 
 
 @pytest.fixture(scope="module")
@@ -346,6 +355,11 @@ def test_the_adapter_checks_every_byte_and_is_read_only(converted: Path, served:
     assert all(store.has(d) for d, _, _ in files)
     assert fresh.missing([Digest.of_bytes(b"unknown")]) == [Digest.of_bytes(b"unknown")]
     assert fresh.get_ref("stage-cache/x") is None
+
+    # a redirect leads only to http(s)
+    elsewhere = DvcHttpRemote(f"{url}/elsewhere", "storage", lambda: entries, lambda: store)
+    with pytest.raises(BackendUnavailableError, match="not http"):
+        elsewhere.download([model.digest], store)
 
     for refused in (lambda: fresh.upload(store, []), lambda: fresh.put_ref("x", b""),
                     lambda: fresh.delete(model.digest), lambda: fresh.clean_temp(0), fresh.iter_objects):

@@ -79,13 +79,19 @@ class DvcHttpRemote:
                  entries: Callable[[], Mapping[Digest, PathEntry]] | None = None,
                  local: Callable[[], ObjectStore | None] | None = None, scratch: Path | None = None) -> None:
         base = url.rstrip("/")
-        parts = urllib.parse.urlsplit(base)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"remote {name or mask_userinfo(url)!r}: {mask_userinfo(url)!r} is not an http(s) URL; "
-                              "a DVC HTTP remote (layout: dvc) is http(s)://HOST/PATH")
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError(f"remote {name or ''!r}: its URL {mask_userinfo(url)!r} holds a user name or password; "
-                              "Shipyard keeps no credentials in shipyard.yaml: remove them from the URL")
+        what = f"remote {name!r}" if name else "a DVC HTTP remote"
+        try:
+            parts = urllib.parse.urlsplit(base)
+            ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+            userinfo = parts.username is not None or parts.password is not None
+        except ValueError:  # a bad port, say
+            ok, userinfo = False, False
+        if not ok:
+            raise ConfigError(f"{what}: {mask_userinfo(url)!r} is not an http(s) URL; a DVC HTTP remote (layout: "
+                              "dvc) is http(s)://HOST/PATH")
+        if userinfo:
+            raise ConfigError(f"{what}: its URL {mask_userinfo(url)!r} holds a user name or password; Shipyard keeps "
+                              "no credentials in shipyard.yaml: remove them from the URL")
         self.base = base
         self.url = mask_userinfo(base)
         self.name = name
