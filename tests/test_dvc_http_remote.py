@@ -28,14 +28,16 @@ import shipyard
 from shipyard.adapters.remotes.dvc_http import DvcHttpRemote
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.adapters.stores.shared import ReadThroughStore
+from shipyard.config import load_settings
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.manifest import Manifest, ManifestEntry
 from shipyard.core.artifacts.tree import load_manifest
 from shipyard.core.pipelines.runner import read_cache_ref
 from shipyard.core.project.loader import load_config
+from shipyard.core.workspace.add import add
 from shipyard.core.workspace.lockfile import BadEntry, Lock, PathEntry, StageEntry, load_lock, parse_lock
 from shipyard.errors import BackendUnavailableError, ConfigError, IntegrityError
-from shipyard.wiring import open_named_remote
+from shipyard.wiring import open_named_remote, open_workspace
 from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env, dvc_venv, free_port
 from tests.conftest import shipyard as run_shipyard
@@ -248,6 +250,19 @@ def test_an_unreachable_remote_is_reported_once(dvc_project: tuple[Path, dict[st
     assert [w for w, _ in report.not_carried].count("remote storage") == 1
     assert "`dvc fetch` it" in skipped["data"] and "`dvc pull` it" in skipped["model.bin"]
     assert load_lock(root).data == {}
+
+
+def test_data_add_keeps_dvcs_md5_only_for_the_same_bytes(converted: Path, tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(converted, root, symlinks=True)
+    ws = open_workspace(load_settings(env_for(), root))
+    md5 = load_lock(root).data["data"].dvc_md5
+    add(ws, [root / "data"])  # the same bytes: still on DVC's remote
+    assert load_lock(root).data["data"].dvc_md5 == md5
+    (root / "data" / "a.txt").write_text("changed\n")
+    add(ws, [root / "data"])
+    assert load_lock(root).data["data"].dvc_md5 is None
+    assert "dvc_md5" not in yaml.safe_load((root / "shipyard.lock").read_text())["data"]["data"]
 
 
 def test_a_swapped_file_is_refused_and_nothing_is_stored(converted: Path, tmp_path: Path,
