@@ -69,8 +69,12 @@ class Importer:
             self.report.skip(out.path, str(exc))
             return None
         if entry is not None:
-            if self.keep_md5 and not out.legacy:  # DVC 2's md5s name other bytes (text with CRLF as LF): none kept
+            if self.keep_md5 and not out.legacy:
                 entry = dataclasses.replace(entry, dvc_md5=out.md5 + (".dir" if out.is_dir else ""))
+            elif self.keep_md5:  # DVC 2's md5 (text hashed with CRLF as LF), kept in its remote's older layout
+                self.report.skip(f"{out.path} on DVC's HTTP remote", "recorded by DVC 2 (an older md5 and layout): "
+                                 "it cannot be pulled from the HTTP remote; `shipyard data push` it to a folder or "
+                                 "S3 remote")
             self.known[out.path] = entry
             self.md5s[out.path] = out.md5
             self.report.data[out.path] = " and ".join(sorted(self._origins)) or "workspace"

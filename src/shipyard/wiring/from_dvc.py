@@ -1,8 +1,9 @@
 """``shipyard init --from-dvc``: convert a DVC project in place (the I/O around ``core.project.from_dvc``).
 
 dvc.yaml becomes shipyard.yaml; each ``.dvc`` file's outputs and each dvc.lock stage's outputs are
-copied into the store from the workspace or from DVC's cache, every file's md5 checked against
-what DVC recorded as it is read (a corrupt cache file is never stored); a dvc.lock stage whose
+copied into the store from the workspace or from DVC's cache, else fetched from DVC's HTTP remote
+(its default one), every file's md5 checked against what DVC recorded as it is read (a corrupt
+cache file is never stored); a dvc.lock stage whose
 inputs are still what DVC recorded becomes a shipyard.lock entry and a stage-cache entry, so
 `shipyard status` finds it up to date and `shipyard run` restores missing outputs without running.
 Nothing of DVC's is changed or removed.
@@ -83,14 +84,15 @@ def convert(folder: Path, environ: Mapping[str, str], force: bool = False) -> Re
     home.mkdir(exist_ok=True)
     ws = open_workspace(load_settings(environ, root))
     http = [n for n, spec in (body.get("remotes") or {}).items() if spec.get("layout") == "dvc"]
-    importer = Importer(ws, _cache_dir(root, config.cache_dir), report, _fetching_remote(root, body), bool(http))
+    importer = Importer(ws, _cache_dir(root, config.cache_dir), report, _fetching_remote(root, body, report),
+                        bool(http))
     try:
         return _convert(root, environ, report, project, dvc_yaml, text, ws, importer)
     finally:
         importer.close()
 
 
-def _fetching_remote(root: Path, body: dict[str, Any]) -> DvcHttpRemote | None:
+def _fetching_remote(root: Path, body: dict[str, Any], report: Report) -> DvcHttpRemote | None:
     """DVC's HTTP remote to fetch what is in neither the workspace nor DVC's cache: the default remote (DVC's
     ``core.remote``), or the only remote; None if that is not an HTTP remote."""
     from shipyard.adapters.remotes.dvc_http import DvcHttpRemote, scratch_of
@@ -100,7 +102,11 @@ def _fetching_remote(root: Path, body: dict[str, Any]) -> DvcHttpRemote | None:
     spec = remotes.get(name) if name is not None else None
     if spec is None or spec.get("layout") != "dvc":
         return None
-    return DvcHttpRemote(spec["url"], name, scratch=scratch_of(root))
+    try:
+        return DvcHttpRemote(spec["url"], name, scratch=scratch_of(root))
+    except ConfigError as exc:
+        report.skip(f"remote {name}", f"{exc}: nothing is fetched from it")
+        return None
 
 
 def _convert(root: Path, environ: Mapping[str, str], report: Report, project: Project, dvc_yaml: Any, text: str,
