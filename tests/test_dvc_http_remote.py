@@ -356,6 +356,12 @@ def test_the_adapter_checks_every_byte_and_is_read_only(converted: Path, served:
         remote.download([model.digest], store)
     assert list(store.iter_objects()) == []
 
+    # other bytes of the same size: their digest is not the lock's
+    (www / "long" / "files" / "md5" / md5[:2] / md5[2:]).write_bytes(b"\0" * model.size)
+    with pytest.raises(IntegrityError, match=r"not the sha256:\w+ shipyard\.lock records"):
+        remote.download([model.digest], store)
+    assert list(store.iter_objects()) == []
+
     # a partial pull: the folder's manifest is here, its files are not: they are found through its listing
     remote = DvcHttpRemote(f"{url}/good", "storage", lambda: entries, lambda: store)
     folder = lock.data["data"]
