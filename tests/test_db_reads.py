@@ -205,3 +205,27 @@ def test_exp_show_reads_the_project_database_through_the_reader(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert [(e["id"], e["params"]) for e in json.loads(done.stdout)] == [("p" * 32, {"train.lr": "0.1"})]
     assert " sqlalchemy\n" not in done.stderr and "| sqlalchemy" not in done.stderr
+
+
+def test_a_search_of_many_runs_reads_each_runs_params_and_tags(url: str, tmp_path: Path) -> None:
+    """Past one chunk of ids, a search of most runs reads the tables whole and one of fewer looks ids up: both give
+    every run its own values."""
+    copy, path = _copy(url, tmp_path)
+    with sqlite3.connect(path) as conn:
+        for i in range(1200):
+            run_id = f"f{i:031x}"
+            conn.execute("INSERT INTO runs (id, name, experiment, status, start_time, user, host, pid, git_dirty) "
+                         "VALUES (?, ?, 'e', 'finished', ?, 'u', 'h', 1, 0)", (run_id, f"n{i}", float(i)))
+            conn.execute("INSERT INTO tags VALUES (?, 'g', ?)", (run_id, "a" if i % 2 else "b"))
+            conn.execute("INSERT INTO params VALUES (?, 'i', ?)", (run_id, str(i)))
+            conn.execute("INSERT INTO latest_metrics VALUES (?, 'm', ?, 0, 0)", (run_id, i / 2))
+    store = SqlMetadataStore(copy)
+    try:
+        for where, count in (("", 1206), ("tags.g = 'a'", 600), ("tags.g = 'b' and metrics.m < 300", 300)):
+            runs = store.search_runs(parse_filter(where), 5000, None, lineage=False)
+            assert len(runs) == count
+            mine = [r for r in runs if r.name.startswith("n")]
+            assert all(r.params == {"i": r.name[1:]} and r.metrics == {"m": int(r.name[1:]) / 2} for r in mine)
+            assert all(r.tags == {"g": "a" if int(r.name[1:]) % 2 else "b"} for r in mine)
+    finally:
+        store.close()
