@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from shipyard.config import Settings  # noqa: E402
+from shipyard.config import Settings, default_db_url  # noqa: E402
 from shipyard.core.artifacts.digest import Digest  # noqa: E402
 from shipyard.core.lineage.records import ArtifactRecord, CodeVersion, Metric, RunRecord, RunStatus  # noqa: E402
 from shipyard.core.lineage.search import Condition  # noqa: E402
@@ -42,7 +42,7 @@ def digest(text: str) -> Digest:
 
 
 def populate(home: Path, count: int) -> None:
-    svc = build(Settings(home=home, db_url=f"sqlite:///{home / 'state.db'}", store_path=home / "objects",
+    svc = build(Settings(home=home, db_url=default_db_url(home), store_path=home / "objects",
                          actor="bench@local"), home.parent)
     meta = svc.meta
     now = time.time() - count * 10
@@ -111,9 +111,11 @@ def main() -> None:
         start = time.perf_counter()
         populate(home, args.pipeline_runs)
         print(f"wrote {args.pipeline_runs} pipeline runs in {time.perf_counter() - start:.1f} s")
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")},
+        # as a user's shell runs it: no SHIPYARD_* of this session, and bytecode written (as bench/data.py)
+        env = {**{k: v for k, v in os.environ.items()
+                  if not k.startswith("SHIPYARD_") and k != "PYTHONDONTWRITEBYTECODE"},
                "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200"}
-        settings = Settings(home=home, db_url=f"sqlite:///{home / 'state.db'}", store_path=home / "objects",
+        settings = Settings(home=home, db_url=default_db_url(home), store_path=home / "objects",
                             actor="bench@local")
         svc = build(settings, project)
         rows = experiments(svc, limit=args.pipeline_runs)
@@ -129,6 +131,10 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "shipyard", *extra], cwd=project, env=env, check=True,
                            capture_output=True)
 
+        # the CLI reads the project's own database (the default URL): the one populated above
+        shown = subprocess.run([sys.executable, "-m", "shipyard", "exp", "show", "--json", "-n", "1"], cwd=project,
+                               env=env, check=True, capture_output=True, text=True).stdout
+        assert len(json.loads(shown)) == 1, shown
         table = median_ms(lambda: cli("exp", "show"), args.repeats)
         all_json = median_ms(lambda: cli("exp", "show", "--json", "-n", str(args.pipeline_runs)), args.repeats)
         helped = median_ms(lambda: cli("--help"), args.repeats)

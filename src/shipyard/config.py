@@ -196,12 +196,13 @@ def _store_location(environ: Mapping[str, str], root: Path, home: Path, cwd: Pat
     endpoint) beats ``store:`` in shipyard.yaml; neither: the project's ``.shipyard/objects``. An S3
     store's cache is ``SHIPYARD_STORE_CACHE``, else ``.shipyard/cache``.
     """
-    from shipyard.core.project.model import Remote
     from shipyard.core.redact import mask_userinfo
 
     text = environ.get("SHIPYARD_STORE") or ""
     spec: Remote | None = None
     if text:
+        from shipyard.core.project.model import Remote  # only for a store named here: every command reads this
+
         spec = Remote(url=text, endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
                       or None, **_store_key_references(environ))  # type: ignore[arg-type]
         where = "SHIPYARD_STORE"

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -346,6 +345,8 @@ def build(settings: Settings, cwd: Path | None = None) -> Services:
     @functools.cache
     def code() -> CodeVersion:
         return code_version(here, store)
+
+    import socket  # here: the data commands import this module, and open no metadata
 
     origin = Origin(user=settings.actor, host=socket.gethostname(), pid=os.getpid())
     writing = meta.writers_lock if store_is_shared(settings) else contextlib.nullcontext

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shipyard.core.boundedyaml import MAX_BYTES  # metrics and params files: the bound of every YAML file
 from shipyard.errors import ConfigError, InvalidInputError, NotFoundError, ShipyardError
 
 if TYPE_CHECKING:
@@ -70,6 +69,8 @@ def metrics_side(revs: Revisions, rev: str | None) -> Side:
         return Side(revision.label, {"": dict(revs.recorded(revision).metrics)}, recorded=True)
     files = sorted({p for config in _configs(revs, revision) for p in metrics_files(config)})
     values: Values = {}
+    from shipyard.core.boundedyaml import MAX_BYTES  # the bound of every YAML file
+
     for path, raw in revs.read_many(files, revision, MAX_BYTES).items():
         if raw is not None:
             values[path] = flat_metrics(_parsed(raw, path, revision))
@@ -91,6 +92,8 @@ def params_side(revs: Revisions, rev: str | None) -> Side:
         for path, keys in params_keys(config).items():
             wanted.setdefault(path, []).extend(keys)
     values: Values = {}
+    from shipyard.core.boundedyaml import MAX_BYTES  # the bound of every YAML file
+
     for path, raw in revs.read_many(sorted(wanted), revision, MAX_BYTES).items():
         if raw is not None:
             values[path] = pick(flat_params(_parsed(raw, path, revision)), wanted[path])

@@ -14,6 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
+from shipyard.adapters.db.revisions import HEAD_REVISION as HEAD_REVISION
+from shipyard.adapters.db.revisions import REVISIONS as REVISIONS
+from shipyard.adapters.db.revisions import SQLITE_BUSY_TIMEOUT_MS as SQLITE_BUSY_TIMEOUT_MS
 from shipyard.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -24,11 +27,8 @@ from shipyard.errors import (
     ShipyardError,
 )
 
-HEAD_REVISION = "0003"
-REVISIONS = ("0001", "0002", "0003")
 SQLSTATE_IMMUTABLE = "SY001"  # raised by the triggers of migration 0003 (PostgreSQL)
 SQLSTATE_UNAUDITED = "SY002"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATIONS = Path(__file__).parent / "migrations"
 READ = {"shipyard_read": True}
 
@@ -265,6 +265,11 @@ def translate(url: str) -> Iterator[None]:
         raise _unavailable(url, _first_line(e)) from e
     except sqlite3.Error as e:  # raised by the driver outside a SQLAlchemy call
         raise _classify(url, e) from e
+
+
+def classify(url: str, orig: BaseException) -> ShipyardError:
+    """A driver's error (``sqlite3.Error`` from the stdlib reader) as the one-line error ``translate`` gives."""
+    return _classify(url, orig)
 
 
 def _first_line(e: BaseException) -> str:

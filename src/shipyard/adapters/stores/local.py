@@ -11,7 +11,6 @@ them instead of an ``fsync`` of each of up to 256 fan-out folders (each of which
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import functools
 import os
@@ -40,14 +39,21 @@ SMALL = 1024 * 1024  # read whole, hash in memory
 FSYNC_FOLDERS_MOST = 8  # renames into more fan-out folders than this are made durable by one syncfs
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CAP_DAC_OVERRIDE = 1  # linux/capability.h
-_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@functools.cache
+def _libc() -> object:
+    import ctypes  # loaded when an object is first made durable, not by every command that opens the store
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def syncfs(folder: Path) -> None:
     """Flush every dirty page of the filesystem holding ``folder`` (one call for many files)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
-        if getattr(_libc, "syncfs", None) is None or _libc.syncfs(fd) != 0:
+        call = getattr(_libc(), "syncfs", None)
+        if call is None or call(fd) != 0:
             os.sync()
     finally:
         os.close(fd)

@@ -25,7 +25,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -237,6 +236,8 @@ class ReadThroughStore:
             if len(need) == 1:
                 got = [one(need[0])]
             else:
+                from concurrent.futures import ThreadPoolExecutor
+
                 with ThreadPoolExecutor(max_workers=min(DOWNLOADS, len(need))) as pool:
                     got = list(pool.map(one, need))
         self._count([d for d, ok in zip(need, got, strict=True) if ok])

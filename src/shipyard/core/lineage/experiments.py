@@ -102,14 +102,22 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
         for r in group:
             stages[r.tags.get(STAGE_TAG) or r.name] = (r.start_time, r)
         joined.append((pid, group, used, stages))
-    clashing_metrics, clashing_params = _clashes(stages for _, _, _, stages in joined)
+    expanded: dict[str, dict[str, str]] = {}  # each run's params read once, though a reused run serves many rows
+    for _, _, _, stages in joined:
+        for _, r in stages.values():
+            if r.id not in expanded:
+                expanded[r.id] = expand_recorded(r.params)
+    clashing_metrics, clashing_params = _clashes((stages for _, _, _, stages in joined), expanded)
     out = []
     for pid, group, used, stages in joined:
         params: dict[str, str] = {}
         metrics: dict[str, float] = {}
         for stage, (_, r) in sorted(stages.items(), key=lambda item: (item[1][0], item[1][1].id)):
-            for k, v in expand_recorded(r.params).items():
+            for k, v in expanded[r.id].items():
                 params[f"{stage}:{k}" if k in clashing_params else k] = v
+            if clashing_metrics.isdisjoint(r.metrics):
+                metrics.update(r.metrics)
+                continue
             source = _metrics_source(stage, r)
             for k, x in r.metrics.items():
                 metrics[f"{source}:{k}" if k in clashing_metrics else k] = x
@@ -126,7 +134,8 @@ def join(runs: Iterable[RunRecord], fetch: Callable[[Sequence[str]], Iterable[Ru
     return out
 
 
-def _clashes(runs_of: Iterable[dict[str, tuple[float, RunRecord]]]) -> tuple[set[str], set[str]]:
+def _clashes(runs_of: Iterable[dict[str, tuple[float, RunRecord]]],
+             expanded: dict[str, dict[str, str]]) -> tuple[set[str], set[str]]:
     """The metric keys two stages of one pipeline run record, and the param keys they record with different
     values: those are qualified by where they came from in every row (so each row has the same columns)."""
     metrics: set[str] = set()
@@ -137,7 +146,7 @@ def _clashes(runs_of: Iterable[dict[str, tuple[float, RunRecord]]]) -> tuple[set
         for _, r in stages.values():
             metrics.update(seen_metrics.intersection(r.metrics))
             seen_metrics.update(r.metrics)
-            for k, v in expand_recorded(r.params).items():
+            for k, v in expanded[r.id].items():
                 if seen_params.setdefault(k, v) != v:
                     params.add(k)
     return metrics, params

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -244,6 +243,8 @@ class Registry:
         mv = self.resolve(ref)
         flavor = self.flavors(mv.flavor)
         granted = self.trusted(mv)
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
             folder = Path(tmp)
             materialize(self.store, mv.manifest_digest, folder)

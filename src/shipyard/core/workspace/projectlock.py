@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import threading
 import time
@@ -25,12 +24,13 @@ LOCK_FILE = ".shipyard/project.lock"
 NOTICE_AFTER_SECONDS = 2.0  # a wait longer than this is worth a line on the terminal
 WAIT_LIMIT_SECONDS = 300.0  # the lock is held for milliseconds: a wait this long means something is stuck
 
-log = logging.getLogger("shipyard")
 _held: set[tuple[int, str]] = set()  # (thread id, lock path) held in this process
 
 
 def _notice(message: str) -> None:
-    log.warning(message)
+    import logging  # only when a command waits: every data command takes this lock
+
+    logging.getLogger("shipyard").warning(message)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
+from collections.abc import Sequence
 
 import typer
 
@@ -128,12 +131,31 @@ def _reflow_help(typer_app: typer.Typer) -> None:
             _reflow_help(group.typer_instance)
 
 
+def for_command_line(argv: Sequence[str]) -> typer.Typer:
+    """``app`` with only the group or command that ``argv`` names first (``shipyard data status``, ``shipyard
+    run``): Typer builds the Click object of every command at each start (~25 ms for 57 commands), and no other
+    can run. Anything else (an option or an unknown name first: the whole list helps; shell completion) gets
+    the whole app."""
+    if len(argv) < 2 or any(k.startswith("_SHIPYARD_COMPLETE") for k in os.environ):
+        return app
+    name = argv[1]
+    groups = [g for g in app.registered_groups if g.name == name]
+    commands = [c for c in app.registered_commands if c.name == name]
+    if len(groups) + len(commands) != 1:
+        return app
+    only = copy.copy(app)
+    only.registered_groups = groups
+    only.registered_commands = commands
+    return only
+
+
 def main() -> None:
     import click
 
-    _reflow_help(app)
+    cli = for_command_line(sys.argv)
+    _reflow_help(cli)
     try:
-        code = app(prog_name="shipyard", standalone_mode=False)  # usage errors come here: one line each
+        code = cli(prog_name="shipyard", standalone_mode=False)  # usage errors come here: one line each
     except click.exceptions.NoArgsIsHelpError as exc:  # the help is already printed
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -91,24 +91,28 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
 
     ``hint`` ends the line that names the hidden columns (what to do to see them).
     """
-    from rich.cells import cell_len
-    from rich.table import Table
-    from rich.text import Text
-
     cols = [c if isinstance(c, Col) else Col(c) for c in columns]
     cells = [["" if v is None else str(v) for v in row] for row in rows]
+    piped = _piped_width()
+    # printable ASCII, piped: a character is a cell, and Rich would print no style (the grid below prints it alike)
+    plain = piped is not None and title is None and bool(cells) and all(
+        _plain(c.header) for c in cols) and all(_plain(v) for r in cells for v in r)
+    if plain:
+        measure: Callable[[str], int] = len
+    else:
+        from rich.cells import cell_len as measure
     # widths in terminal cells: a CJK character takes two
-    natural = [max([cell_len(c.header), *(cell_len(line) for r in cells for line in r[i].splitlines())])
+    natural = [max([measure(c.header), *(measure(line) for r in cells for line in r[i].splitlines())])
                for i, c in enumerate(cols)]
     # a wrapping column keeps room for its longest word, up to a point, and always for its header
-    words = [max([cell_len(c.header), *(cell_len(w) for r in cells for w in r[i].split())])
+    words = [max([measure(c.header), *(measure(w) for r in cells for w in r[i].split())])
              for i, c in enumerate(cols)]
-    least = [n if c.ident else max(cell_len(c.header), min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH))))
+    least = [n if c.ident else max(measure(c.header), min(n, c.least or max(TEXT_MIN_WIDTH, min(w, WORD_MAX_WIDTH))))
              for c, n, w in zip(cols, natural, words, strict=True)]
     shown = [i for i in range(len(cols)) if not cells or any(r[i] for r in cells)]
-    c = console()
+    width = piped if piped is not None else console().width
     hidden = []
-    while sum(least[i] for i in shown) + 3 * len(shown) + 1 > c.width:  # 3 = a border and two spaces a column
+    while sum(least[i] for i in shown) + 3 * len(shown) + 1 > width:  # 3 = a border and two spaces a column
         candidates = [i for i in shown if cols[i].drop > 0]
         if not candidates:
             break
@@ -116,7 +120,20 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
         shown.remove(victim)
         hidden.append(victim)
     whole = [min(w, n, WORD_MAX_WIDTH) for w, n in zip(words, natural, strict=True)]  # room to keep words whole
-    widths = _fit(shown, [c.ident for c in cols], natural, least, whole, c.width - 3 * len(shown) - 1)
+    widths = _fit(shown, [c.ident for c in cols], natural, least, whole, width - 3 * len(shown) - 1)
+    note = ""
+    if hidden:
+        names = ", ".join(cols[i].header for i in sorted(hidden))  # in the table's order
+        note = f"(hidden to fit {width} columns: {names}; {hint})"
+    if plain and shown and all(widths[i] == natural[i] for i in shown) and len(note) <= width \
+            and sum(widths.values()) + 3 * len(shown) + 1 <= width:
+        sys.stdout.write(_grid([cols[i].header for i in shown], [[r[i] for i in shown] for r in cells],
+                               [widths[i] for i in shown]) + (note + "\n" if note else ""))
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    c = console()
     t = Table(title=title, title_justify="left", header_style="bold")
     # cells and headers are data (a run name, a metric key), never Rich markup: "[/bold]" in a name broke the table
     for i in shown:
@@ -124,9 +141,39 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
     for row in cells:
         t.add_row(*(Text(row[i]) for i in shown))
     c.print(t)
-    if hidden:
-        names = ", ".join(cols[i].header for i in sorted(hidden))  # in the table's order
-        c.print(Text(f"(hidden to fit {c.width} columns: {names}; {hint})", style="dim"))
+    if note:
+        c.print(Text(note, style="dim"))
+
+
+def _piped_width() -> int | None:
+    """The width ``console()`` has when stdout is not a terminal and Rich prints no style (no FORCE_COLOR,
+    TTY_COMPATIBLE=1); None when Rich must tell (a terminal, or a COLUMNS that is not a number)."""
+    env = os.environ
+    if sys.stdout.isatty() or env.get("FORCE_COLOR") or env.get("TTY_COMPATIBLE") == "1":
+        return None
+    columns = env.get("COLUMNS")
+    if not columns:
+        return PIPE_WIDTH
+    if not columns.isdigit():
+        return None
+    return int(columns) or PIPE_WIDTH
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and text.isprintable()
+
+
+def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int]) -> str:
+    """The table as Rich draws it (its HEAVY_HEAD box), when no cell wraps and no style is printed: the same
+    characters, without Rich's layout of each cell (~2 ms for 50 rows of 18 columns instead of ~90)."""
+    def line(left: str, fill: str, mid: str, right: str) -> str:
+        return left + mid.join(fill * (w + 2) for w in widths) + right + "\n"
+
+    def cells(values: Sequence[str], edge: str) -> str:
+        return edge + edge.join(f" {v.ljust(w)} " for v, w in zip(values, widths, strict=True)) + edge + "\n"
+
+    return (line("┏", "━", "┳", "┓") + cells(headers, "┃") + line("┡", "━", "╇", "┩")
+            + "".join(cells(r, "│") for r in rows) + line("└", "─", "┴", "┘"))
 
 
 def _fit(shown: list[int], ident: list[bool], natural: list[int], least: list[int], words: list[int],
