@@ -46,6 +46,8 @@ GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": 
 SOME_FOLDER = Digest.of_bytes(b"a folder")  # a made-up manifest digest: a hostile listing is refused before it counts
 STAGE_CMD = "python -c \"import time; open('count.txt', 'w').write(str(time.time_ns()))\""
 
+pytestmark = pytest.mark.xdist_group("dvc-http-remote")  # the module's DVC project is made once, on one worker
+
 
 def env_for() -> dict[str, str]:
     return cli_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

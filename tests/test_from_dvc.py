@@ -38,6 +38,8 @@ from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env, dvc_venv, make_bucket
 from tests.conftest import shipyard as run_shipyard
 
+pytestmark = pytest.mark.xdist_group("from-dvc")  # the module's DVC project is made once, on one worker
+
 EXAMPLE = Path(shipyard.__file__).parent / "examples" / "dvc-get-started"
 OUTPUTS = ("data/prepared", "data/features", "model.pkl", "eval")
 
