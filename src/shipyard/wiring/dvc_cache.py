@@ -96,15 +96,21 @@ class Importer:
             return None
         entries = []
         skipped = 0
+        # DVC 3's .dir lists no sizes: a file fetched from the HTTP remote gets at most what is left of the
+        # folder's recorded size (a hostile server could otherwise stream MAX_UNSIZED bytes per file)
+        left = out.size
         for item in listing:
             if IGNORED_NAMES & set(item.relpath.split("/")):
                 skipped += 1
                 continue
+            bound = item.size if left is None else left if item.size is None else min(item.size, left)
             got = self._one(f"{out.path}/{item.relpath}", item.md5, out.legacy, out.cached, item.executable,
-                            item.size)
+                            bound)
             if got is None:
                 return None
             digest, size, mode = got
+            if left is not None:
+                left = max(0, left - size)
             entries.append(ManifestEntry(item.relpath, digest, size, mode))
         if skipped:
             self.report.skip(out.path, f"{skipped} file(s) under names Shipyard never tracks (.git, __pycache__, "

@@ -84,14 +84,19 @@ class DvcHttpRemote:
             parts = urllib.parse.urlsplit(base)
             ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
             userinfo = parts.username is not None or parts.password is not None
+            query = bool(parts.query or parts.fragment or "?" in base or "#" in base)
         except ValueError:  # a bad port, say
-            ok, userinfo = False, False
+            ok, userinfo, query = False, False, False
         if not ok:
             raise ConfigError(f"{what}: {mask_userinfo(url)!r} is not an http(s) URL; a DVC HTTP remote (layout: "
                               "dvc) is http(s)://HOST/PATH")
         if userinfo:
             raise ConfigError(f"{what}: its URL {mask_userinfo(url)!r} holds a user name or password; Shipyard keeps "
                               "no credentials in shipyard.yaml: remove them from the URL")
+        if query:  # a token may be there: never shown; the objects' paths would land inside it
+            raise ConfigError(f"{what}: its URL holds a query string or fragment (after ? or #, where a token may "
+                              "be); Shipyard reads a DVC HTTP remote without credentials, at http(s)://HOST/PATH: "
+                              "remove them from the URL")
         self.base = base
         self.url = mask_userinfo(base)
         self.name = name
@@ -301,11 +306,11 @@ class DvcHttpRemote:
                 raise NotFoundError(f"the DVC remote has no {where} (HTTP {exc.code}): `dvc push` it from where "
                                     "it was made") from None
             raise BackendUnavailableError(f"the DVC remote answered HTTP {exc.code} for {where}: "
-                                          f"{' '.join(str(exc.reason).split())[:100]}") from None
+                                          f"{_one_line(str(exc.reason))[:100]}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             why = getattr(exc, "reason", None) or exc
             raise BackendUnavailableError(f"the DVC remote {self.url} cannot be reached "
-                                          f"({' '.join(str(why).split())[:120]}): check the URL and the network"
+                                          f"({_one_line(str(why))[:120]}): check the URL and the network"
                                           ) from None
         with response:
             declared = response.headers.get("Content-Length")
@@ -322,7 +327,7 @@ class DvcHttpRemote:
                     yield chunk
             except (OSError, ValueError) as exc:
                 raise BackendUnavailableError(f"reading {where} from the DVC remote failed "
-                                              f"({' '.join(str(exc).split())[:120]})") from None
+                                              f"({_one_line(str(exc))[:120]})") from None
 
     # -- refused: the remote is DVC's ----------------------------------------------------------------------
     def _read_only(self) -> ConfigError:
@@ -348,6 +353,11 @@ class DvcHttpRemote:
 
     def iter_objects(self) -> Iterator[tuple[Digest, int, float]]:
         raise self._read_only()
+
+
+def _one_line(text: str) -> str:
+    """The server's text (a reason phrase) as one printable line: control characters become spaces."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def lock_entries(lock: Lock) -> dict[Digest, PathEntry]:
