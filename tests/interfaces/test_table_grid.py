@@ -62,3 +62,20 @@ def test_text_that_is_not_plain_ascii_is_left_to_rich(capsys: pytest.CaptureFixt
     printed = capsys.readouterr().out
     assert "日本" in printed and "\t" not in printed
     assert printed.splitlines()[0].endswith("┳━━━━━━┓")  # two characters, four cells wide, and the padding
+
+
+@pytest.mark.parametrize("width", [None, "30"])
+def test_no_control_character_reaches_the_terminal(width: str | None, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's name, param or tag someone else logged: Rich's Text drops BEL but sends ESC and C1 controls as they
+    are; every header and cell shows them escaped, on the ASCII grid and through Rich alike."""
+    if width is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", width)
+    out.table(None, [out.Col("k\x1b[31m"), "v"], [["evil\x1b]0;PWN\x07\x1b[31m", "\x9b31m"], ["ok", None]])
+    out.error("the server said \x1b[2J\x07")
+    printed = capsys.readouterr()
+    assert not any((ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f for c in printed.out + printed.err)
+    assert "k\\x1b[31m" in printed.out  # shown escaped, as exp show shows them
+    assert printed.err == "error: the server said \\x1b[2J\\x07\n"

@@ -9,7 +9,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -91,8 +91,10 @@ def table(title: str | None, columns: Sequence[str | Col], rows: Iterable[Sequen
 
     ``hint`` ends the line that names the hidden columns (what to do to see them).
     """
-    cols = [c if isinstance(c, Col) else Col(c) for c in columns]
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    # headers and cells are data (a run's name, a param someone logged): a control character is shown as ``\x1b``,
+    # never sent to the terminal (Rich's Text drops BEL or CR, but not ESC)
+    cols = [replace(c, header=printable(c.header)) if isinstance(c, Col) else Col(printable(c)) for c in columns]
+    cells = [["" if v is None else printable(str(v)) for v in row] for row in rows]
     piped = _piped_width()
     # printable ASCII, piped: a character is a cell, and Rich would print no style (the grid below prints it alike)
     plain = piped is not None and title is None and bool(cells) and all(
@@ -320,7 +322,7 @@ def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int], No
 
 
 def error(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {printable(message)}\n")  # a message may quote a server's or a file's text
 
 
 def usage_message(exc: click.ClickException) -> str:
