@@ -18,7 +18,7 @@ from shipyard.adapters.db.store import SqlMetadataStore
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
 from shipyard.core.lineage.search import Condition, parse_filter
-from shipyard.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from shipyard.errors import BackendUnavailableError, IntegrityError, InvalidInputError, NotFoundError
 from tests.conftest import cli_env
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -229,3 +229,19 @@ def test_a_search_of_many_runs_reads_each_runs_params_and_tags(url: str, tmp_pat
             assert all(r.tags == {"g": "a" if int(r.name[1:]) % 2 else "b"} for r in mine)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("edit, why", [("status = 'weird'", "the status 'weird'"), ("start_time = 'abc'", "a time"),
+                                       ("end_time = x'00'", "a time")])
+def test_a_row_edited_by_hand_is_one_line_on_both_paths(url: str, tmp_path: Path, edit: str, why: str) -> None:
+    copy, path = _copy(url, tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"UPDATE runs SET {edit} WHERE id = '{'1' * 32}'")
+    fast, sqla = SqlMetadataStore(copy), SqlaStore(copy)
+    try:
+        for store in (fast, sqla):
+            with pytest.raises(IntegrityError, match=f"run 11111111: {why}.* restore the database from a backup"):
+                store.search_runs((), 10, None)
+    finally:
+        fast.close()
+        sqla.close()

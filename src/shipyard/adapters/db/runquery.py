@@ -125,8 +125,9 @@ def hydrate(fetch: Fetch, rows: Sequence[Sequence[Any]], lineage: bool = True) -
     for (run_id, name, experiment, status, start_time, end_time, user, host, pid, git_commit, git_branch, git_dirty,
          git_diff_digest, git_repo, env_digest, parent_id) in rows:
         out.append(RunRecord(
-            id=run_id, name=name, experiment=experiment, status=RunStatus(status), start_time=start_time,
-            end_time=end_time, user=user, host=host, pid=pid,
+            id=run_id, name=name, experiment=experiment, status=_status(status, run_id),
+            start_time=_time(start_time, run_id),
+            end_time=None if end_time is None else _time(end_time, run_id), user=user, host=host, pid=pid,
             code=CodeVersion(git_commit, git_branch, bool(git_dirty), _maybe(git_diff_digest, run_id), git_repo),
             env_digest=_maybe(env_digest, run_id), parent_id=parent_id,
             params=params.get(run_id, {}), metrics=metrics.get(run_id, {}), tags=tags.get(run_id, {}),
@@ -211,6 +212,25 @@ def _digest(text: str, run_id: str) -> Digest:
     except (ShipyardError, AttributeError) as exc:
         raise IntegrityError(f"run {run_id[:8]}: a digest column of its database rows is damaged ({exc}); "
                              "restore the database from a backup") from None
+
+
+def _damaged(run_id: str, what: str) -> IntegrityError:
+    return IntegrityError(f"run {str(run_id)[:8]}: {what} of its database row is damaged; restore the database from "
+                          "a backup")
+
+
+def _status(value: Any, run_id: str) -> RunStatus:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        raise _damaged(run_id, f"the status {str(value)[:40]!r}") from None
+
+
+def _time(value: Any, run_id: str) -> float:
+    """A time column: a number (SQLite keeps whatever text a hand-made edit wrote)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _damaged(run_id, f"a time ({str(value)[:40]!r})")
+    return value
 
 
 def _maybe(text: str | None, run_id: str) -> Digest | None:
