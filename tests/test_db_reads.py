@@ -7,13 +7,16 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shipyard.adapters.db.revisions import HEAD_REVISION, REVISIONS
 from shipyard.adapters.db.sqla_store import SqlaStore
+from shipyard.adapters.db.sqlite_reader import SqliteReader
 from shipyard.adapters.db.store import SqlMetadataStore
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
@@ -245,3 +248,29 @@ def test_a_row_edited_by_hand_is_one_line_on_both_paths(url: str, tmp_path: Path
     finally:
         fast.close()
         sqla.close()
+
+
+def test_a_read_never_creates_the_file_it_reads(url: str, tmp_path: Path) -> None:
+    """The file moved away while a command reads (a new thread opens its own connection): an error, and no empty
+    file left in its place (every later command would refuse it as empty)."""
+    copy, path = _copy(url, tmp_path)
+    store = SqlMetadataStore(copy)
+    try:
+        assert store._reader is not None and len(store.search_runs((), 10, None)) == 6
+        path.rename(tmp_path / "moved.db")
+        failed: list[BaseException] = []
+        worker = threading.Thread(target=lambda: _catch(failed, store.search_runs, (), 10, None))
+        worker.start()
+        worker.join()
+        assert [type(e) for e in failed] == [BackendUnavailableError], failed
+        assert not path.exists()
+    finally:
+        store.close()
+    assert SqliteReader.open(copy) is None and not path.exists()
+
+
+def _catch(into: list[BaseException], fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # the test looks at it
+        into.append(exc)

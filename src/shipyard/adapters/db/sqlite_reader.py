@@ -67,8 +67,8 @@ class SqliteReader:
     @contextlib.contextmanager
     def fetching(self) -> Iterator[Fetch]:
         """One read transaction (a consistent view across the statements of one read)."""
-        conn = self._connection()
         try:
+            conn = self._connection()  # a thread's first read opens its connection: its errors are worded too
             conn.execute("BEGIN")
             try:
                 yield lambda sql, params: conn.execute(sql, params).fetchall()
@@ -100,8 +100,10 @@ def _key() -> tuple[int, int]:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
+    # mode=rw: a file that is gone (moved away while a command runs) is an error, never a new empty file, which
+    # every later command would refuse as "empty (0 bytes)"
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                           isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA query_only = ON")  # this connection never writes
