@@ -70,6 +70,9 @@ def test_a_url_with_a_query_or_fragment_is_refused_without_showing_it(tail: str)
     with pytest.raises(ConfigError, match="remote 'web': its URL holds a query string or fragment") as caught:
         DvcHttpRemote(f"https://example.com/dvc{tail}", "web")
     assert "SECRET" not in str(caught.value) and "example.com" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"'http://\[::1/dvc/?' is not an http") as caught:  # nor when it is bad
+        DvcHttpRemote(f"http://[::1/dvc{tail}", "web")
+    assert "SECRET" not in str(caught.value)
 
 
 def test_a_reason_phrase_is_shown_as_one_printable_line(server: str, tmp_path: Path) -> None:

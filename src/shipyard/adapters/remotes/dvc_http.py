@@ -88,8 +88,9 @@ class DvcHttpRemote:
         except ValueError:  # a bad port, say
             ok, userinfo, query = False, False, False
         if not ok:
-            raise ConfigError(f"{what}: {mask_userinfo(url)!r} is not an http(s) URL; a DVC HTTP remote (layout: "
-                              "dvc) is http(s)://HOST/PATH")
+            shown = mask_userinfo(url.split("?", 1)[0].split("#", 1)[0])  # a query may hold a token: never shown
+            raise ConfigError(f"{what}: {shown!r} is not an http(s) URL; a DVC HTTP remote (layout: dvc) is "
+                              "http(s)://HOST/PATH")
         if userinfo:
             raise ConfigError(f"{what}: its URL {mask_userinfo(url)!r} holds a user name or password; Shipyard keeps "
                               "no credentials in shipyard.yaml: remove them from the URL")
