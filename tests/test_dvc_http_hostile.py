@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.adapters.remotes import open_remote
 from shipyard.adapters.remotes.dvc_http import DvcHttpRemote
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
+from shipyard.core.project.model import Remote as RemoteSpec
 from shipyard.core.workspace.lockfile import PathEntry
 from shipyard.errors import BackendUnavailableError, ConfigError
 from shipyard.wiring.from_dvc import convert
@@ -98,3 +100,9 @@ def test_converting_a_folder_fetches_at_most_the_size_dvc_recorded(server: str, 
     assert not list((root / ".shipyard").glob("from-dvc-*"))  # nothing fetched is left behind
     # the client hung up long before the flood ended (a socket buffer, not 16 MiB)
     assert all(n < FLOOD for n in _Hostile.sent), _Hostile.sent
+
+
+def test_an_http_url_without_layout_dvc_is_refused_without_its_query(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'https://example.com/dvc' is http\(s\).*add `layout: dvc`") as caught:
+        open_remote(RemoteSpec(url="https://example.com/dvc?token=SECRET123"), tmp_path, "web")
+    assert "SECRET" not in str(caught.value)

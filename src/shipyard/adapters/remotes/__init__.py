@@ -29,7 +29,8 @@ def open_remote(spec: RemoteSpec, project_root: Path, name: str | None = None,
     if spec.layout == "dvc" or url.lower().startswith(("http://", "https://")):
         if spec.layout != "dvc":
             what = f"remotes.{name}" if name else "the remote"
-            raise ConfigError(f"remote URL {redact(url)!r} is http(s): Shipyard reads a DVC HTTP remote only (read-"
+            shown = redact(url.split("?", 1)[0].split("#", 1)[0])  # a query may hold a token: never shown
+            raise ConfigError(f"remote URL {shown!r} is http(s): Shipyard reads a DVC HTTP remote only (read-"
                               f"only); add `layout: dvc` to {what} in shipyard.yaml, or use a folder or s3:// URL")
         from shipyard.adapters.remotes.dvc_http import DvcHttpRemote, scratch_of
 
