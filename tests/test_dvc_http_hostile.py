@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,11 @@ from shipyard.adapters.remotes.dvc_http import DvcHttpRemote
 from shipyard.adapters.stores.local import LocalObjectStore
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.project.model import Remote as RemoteSpec
-from shipyard.core.workspace.lockfile import PathEntry
+from shipyard.core.workspace.lockfile import PathEntry, load_lock
 from shipyard.errors import BackendUnavailableError, ConfigError
 from shipyard.wiring.from_dvc import convert
 from tests.conftest import cli_env
+from tests.conftest import shipyard as run_shipyard
 
 FILES = {"a.txt": b"A" * 10, "b.txt": b"B" * 20}
 LISTING = json.dumps([{"md5": hashlib.md5(v).hexdigest(), "relpath": k} for k, v in FILES.items()]).encode()
@@ -37,6 +40,9 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path.startswith("/missing/"):  # DVC never pushed it
+            self.send_error(404)
+            return
         if self.path.startswith("/reason/"):
             self.wfile.write(b"HTTP/1.0 500 \x1b]0;pwned\x07\x1b[31mRED\r\nContent-Length: 0\r\n\r\n")
             return
@@ -106,3 +112,28 @@ def test_an_http_url_without_layout_dvc_is_refused_without_its_query(tmp_path: P
     with pytest.raises(ConfigError, match=r"'https://example.com/dvc' is http\(s\).*add `layout: dvc`") as caught:
         open_remote(RemoteSpec(url="https://example.com/dvc?token=SECRET123"), tmp_path, "web")
     assert "SECRET" not in str(caught.value)
+
+
+def test_a_converted_stage_whose_outputs_dvc_never_pushed_runs(server: str, tmp_path: Path) -> None:
+    """shipyard.lock's entry for a stage (converted from dvc.lock) is the cache record a DVC remote lacks; when the
+    remote does not have the outputs, or cannot be reached, that is a cache miss: the stage runs, as `dvc repro`
+    would, rather than failing."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "data.txt").write_text("hello\n")
+    stages = "stages:\n  s:\n    cmd: cat data.txt data.txt > out.txt\n    deps: [data.txt]\n    outs: [out.txt]\n"
+    env = cli_env()
+    for url in (f"{server}/missing",):  # (a remote that cannot be reached takes the same path: BackendUnavailable)
+        (root / "shipyard.yaml").write_text(f"version: 1\n{stages}remotes:\n  dvc:\n    url: {url}\n    layout: dvc\n"
+                                            "default_remote: dvc\n")
+        run_shipyard("run", cwd=root, env=env)
+        lock = load_lock(root)
+        out = lock.stages["s"].outs["out.txt"]
+        lock.stages["s"].outs["out.txt"] = replace(out, dvc_md5=hashlib.md5(b"hello\n" * 2).hexdigest())
+        (root / "shipyard.lock").write_text(lock.to_yaml())
+        shutil.rmtree(root / ".shipyard")  # a fresh clone: no local store, no stage-cache refs
+        (root / "out.txt").unlink()
+        done = run_shipyard("run", cwd=root, env=env, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (root / "out.txt").read_text() == "hello\n" * 2
+        assert load_lock(root).stages["s"].outs["out.txt"].dvc_md5 is not None  # the same bytes keep DVC's md5

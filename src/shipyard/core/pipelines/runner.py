@@ -52,7 +52,14 @@ from shipyard.core.workspace.lockfile import (
     load_lock,
     outs_from_dict,
 )
-from shipyard.errors import ConfigError, ConflictError, ShipyardError, StageFailed
+from shipyard.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    ShipyardError,
+    StageFailed,
+)
 from shipyard.ports import Executor, Remote
 
 if TYPE_CHECKING:
@@ -266,6 +273,7 @@ class PipelineRunner:
         raw = self.ws.store.get_ref(key)
         found = None if raw is None else read_cache_ref(raw, key, "the local store")
         remote = None
+        from_lock = False
         if found is None:
             remote = self._remote()
             raw = remote.get_ref(key) if remote is not None else None
@@ -279,6 +287,7 @@ class PipelineRunner:
                         any(o.dvc_md5 is None for o in recorded.outs.values()):
                     return None
                 found, raw = (recorded.run, dict(recorded.outs)), recorded.cache_bytes(stage.name)
+                from_lock = True
             else:
                 found = read_cache_ref(raw, key, f"remote {remote.url}")
             if found is None:
@@ -287,7 +296,15 @@ class PipelineRunner:
         if set(outs) != set(stage.stored):
             return None
         self.events.started(stage.name, "restoring from cache")
-        if not self._have(outs, remote):
+        try:
+            have = self._have(outs, remote)
+        except (NotFoundError, BackendUnavailableError):
+            if not from_lock:
+                raise
+            # DVC never pushed these outputs, or its remote is down: a miss, the stage runs (as `dvc repro` does);
+            # only bytes that are not what the lock records (IntegrityError) fail the stage
+            return None
+        if not have:
             return None
         tmp = Lock(data=outs)
         data.checkout(self.ws, tmp, [str(self.ws.abs(p)) for p in outs], force=False)
