@@ -167,6 +167,7 @@ def test_hardlink_without_the_power_to_override_modes_links_read_only(drop: str)
             "import os, sys\n"
             "from pathlib import Path\n"
             "from shipyard.adapters.stores.local import LocalObjectStore, can_override_modes\n"
+            "import ctypes  # noqa: F401  (the store loads it lazily; once nobody, root's Python may be unreadable)\n"
             "if os.geteuid() == 0 and sys.argv[1] == 'setuid':\n"
             "    os.setgid(65534); os.setuid(65534)  # drop root (and with it CAP_DAC_OVERRIDE)\n"
             "assert not can_override_modes()\n"

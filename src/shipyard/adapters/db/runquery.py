@@ -25,7 +25,7 @@ _OPS = ("=", "!=", "<", "<=", ">", ">=")
 _RUN_COLUMNS = ("id", "name", "experiment", "status", "start_time", "end_time", "user", "host", "pid",
                 "git_commit", "git_branch", "git_dirty", "git_diff_digest", "git_repo", "env_digest", "parent_id")
 _SELECT_RUNS = "SELECT " + ", ".join(f'"runs"."{c}"' for c in _RUN_COLUMNS) + ' FROM "runs"'
-_ATTRIBUTES = ("status", "name", "experiment", "user")
+_ATTRIBUTES = ("status", "name", "experiment", "user", "host")  # host: the tracker finds its own dead runs by it
 _ORDER_FIELDS = ("start_time", "name", "end_time")
 _VALUE_TABLES = {"metrics": "latest_metrics", "params": "params", "tags": "tags"}
 
