@@ -111,7 +111,7 @@ def test_module_functions_take_mlflow_positional_and_keyword_forms(project: Path
         shipyard.get_model_version_by_alias("tiny", "champion")
     with pytest.raises(InvalidReferenceError, match="versions run from 1"):
         shipyard.get_model_version("tiny", "0")
-    with pytest.raises(InvalidReferenceError, match="register it"):
+    with pytest.raises(NotFoundError, match=f"run {run.id[:8]} logged no model at 'model'; it registered tiny@1"):
         shipyard.load_model(f"runs:/{run.id}/model")
 
     with shipyard.start_run(run_name="bad"):

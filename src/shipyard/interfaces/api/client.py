@@ -21,6 +21,7 @@ from typing import Any
 from shipyard.core.lineage.records import ArtifactRecord, RunData, RunInfo, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
+from shipyard.core.registry.refs import RUNS_URI
 from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.interfaces.api import shapes
 from shipyard.wiring import ApiServices, Services, open_api
@@ -259,7 +260,7 @@ class Client:
 
         svc = self.services
         text = os.fspath(model_uri)
-        if not text.startswith(shapes.RUNS_URI):
+        if not text.startswith(RUNS_URI):
             return svc.registry.register(name, Path(text))
         run_id, path = shapes.run_artifact(text)
         run = svc.tracker.get_run(run_id)
