@@ -70,6 +70,7 @@ def test_a_final_newline_is_not_part_of_any_name() -> None:
     ("models:/iris@champion", ModelRef("iris", alias="champion")),
     ("models:/iris/latest", ModelRef("iris")),
     ("models:/iris", ModelRef("iris")),
+    ("models:/iris/Production", ModelRef("iris", alias="production")),  # the alias transition_..._stage moves
     ("runs:/0123abcd/model", ModelRef("", run_id="0123abcd", path="model")),
     ("runs:/0123abcd/sub/model/", ModelRef("", run_id="0123abcd", path="sub/model")),
 ])
@@ -77,7 +78,7 @@ def test_mlflow_uris_are_references(text: str, expected: ModelRef) -> None:
     assert ModelRef.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["models:/", "models://", "models:/iris/Production", "models:/iris/1/2",
+@pytest.mark.parametrize("text", ["models:/", "models://", "models:/iris/Archived", "models:/iris/1/2",
                                   "models:/../x/1", "runs:/abc", "runs:/abc/", "runs:/../model",
                                   "runs:/abc/../../x", "runs:/abc/./m", "runs:/a b/model",
                                   "runs:/" + "a" * 2000 + "/m"])

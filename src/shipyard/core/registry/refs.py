@@ -17,6 +17,7 @@ _HINT = "use NAME, NAME@VERSION (e.g. iris@3) or NAME@ALIAS (e.g. iris@productio
 MODELS_URI = "models:/"
 RUNS_URI = "runs:/"
 MAX_RUN_PATH = 1024
+STAGE_ALIASES = {"production": "production", "staging": "staging"}  # MLflow's stages -> the aliases standing for them
 
 
 def check_model_name(name: str) -> str:
@@ -121,8 +122,11 @@ def _models_uri(text: str) -> str:
         return name
     if sep and target.isascii() and target.isdigit():
         return f"{name}@{target}"
+    if sep and target.lower() in STAGE_ALIASES:  # models:/iris/Production: the alias stages became
+        return f"{name}@{STAGE_ALIASES[target.lower()]}"
     raise InvalidReferenceError(f"malformed model URI {text[:80]!r}: use models:/NAME/VERSION, models:/NAME@ALIAS "
-                                "or models:/NAME/latest (Shipyard has aliases, not stages: models:/iris@production)")
+                                "or models:/NAME/latest (stages are aliases here: models:/iris/Production is "
+                                "models:/iris@production)")
 
 
 def _run_ref(text: str) -> ModelRef:

@@ -167,7 +167,8 @@ def log_input(svc: Services, run_id: str, dataset: Any, context: str | None,
     (``"training"``, ``"eval"``) and ``tags`` go on the run as ``input.NAME.KEY`` tags.
 
     ``dataset``: what ``shipyard.data.from_pandas``/``from_numpy`` returns, a numpy array, a pandas DataFrame,
-    or a path to a file or folder (stored in the content-addressed store, the digest ``shipyard data add`` gives).
+    or a path to a file or folder (stored in the content-addressed store, the digest ``shipyard data add`` gives;
+    named by its path in the project, or its file name outside it).
     """
     from shipyard.interfaces.api.data import Dataset, dataset_of
 
@@ -175,7 +176,7 @@ def log_input(svc: Services, run_id: str, dataset: Any, context: str | None,
         path = Path(dataset)
         if not path.exists():
             raise InvalidInputError(f"log_input: no such file or folder {os.fspath(dataset)!r}")
-        name = os.fspath(dataset).replace("\\", "/").strip("/")
+        name = _input_name(path, svc.settings.project_root)
         digest = svc.tracker.record_input_path(run_id, path, name)
     else:
         chosen: Dataset = dataset if isinstance(dataset, Dataset) else dataset_of(dataset)
@@ -190,6 +191,14 @@ def log_input(svc: Services, run_id: str, dataset: Any, context: str | None,
     if extra:
         svc.tracker.set_tags(run_id, {f"input.{name}.{k}": v for k, v in extra.items()})
     return digest
+
+
+def _input_name(path: Path, root: Path) -> str:
+    """A path's name among a run's inputs: relative to the project (as a stage's), else its file name."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().name
 
 
 def frame_columns(runs: Sequence[Any]) -> dict[str, list[Any]]:

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.core.lineage.records import ArtifactRecord, RunRecord
 from shipyard.core.registry.records import ModelVersion
-from shipyard.core.registry.refs import check_model_name
+from shipyard.core.registry.refs import STAGE_ALIASES, check_model_name
 from shipyard.errors import ImmutableError, InvalidInputError, NotFoundError
 from shipyard.interfaces.api import content, shapes
 
 if TYPE_CHECKING:
     from shipyard.wiring import Services
 
-STAGES = {"production": "production", "staging": "staging"}  # MLflow's stage -> the alias that stands for it
+STAGES = STAGE_ALIASES  # MLflow's stage -> the alias that stands for it (models:/NAME/Production reads the same)
 GONE_STAGES = ("archived", "none")
 _MODEL_CONDITION = re.compile(r"""^\s*name\s*(=|==|like|ilike)\s*(?:'([^']*)'|"([^"]*)")\s*$""", re.IGNORECASE)
 
@@ -31,12 +31,12 @@ _MODEL_CONDITION = re.compile(r"""^\s*name\s*(=|==|like|ilike)\s*(?:'([^']*)'|"(
 @dataclass(frozen=True, slots=True)
 class RegisteredModel:
     """MLflow's ``RegisteredModel``: the name, when its first version came, its aliases (alias -> version, as
-    text like MLflow's) and its newest version. Shipyard keeps no description or tags on a model."""
+    MLflow gives them) and its newest version. Shipyard keeps no description or tags on a model."""
 
     name: str
     creation_timestamp: int | None = None
     last_updated_timestamp: int | None = None
-    aliases: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
     latest_versions: list[ModelVersion] = field(default_factory=list)
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
@@ -120,7 +120,7 @@ class MlflowMethods:
     def _model(self, summary: Any) -> RegisteredModel:
         latest = self.services.registry.resolve(summary.name)
         return RegisteredModel(summary.name, round(summary.created_at * 1000), latest.creation_timestamp,
-                               {a: str(v) for a, v in sorted(summary.aliases.items())}, [latest])
+                               dict(sorted(summary.aliases.items())), [latest])
 
     def search_registered_models(self, filter_string: str | None = None, max_results: int = 100,
                                  order_by: Sequence[str] | None = None,
