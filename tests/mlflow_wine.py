@@ -11,6 +11,7 @@ import sys
 
 import mlflow
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import ElasticNet
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
@@ -47,6 +48,8 @@ with mlflow.start_run(run_name="sweep") as parent:
         with mlflow.start_run(run_name=f"enet-{alpha}", nested=True) as run:
             mlflow.log_params({"alpha": alpha, "l1_ratio": l1_ratio})
             mlflow.log_input(mlflow.data.from_numpy(X_train, targets=y_train, name="wine-train"), context="training")
+            frame = pd.DataFrame(X_test, columns=FEATURES).assign(quality=y_test)
+            mlflow.log_input(mlflow.data.from_pandas(frame, targets="quality", name="wine-test"), context="testing")
             model = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, random_state=42).fit(X_train, y_train)
             predicted = model.predict(X_test)
             for step, rows in enumerate((100, 200, 300)):
@@ -62,6 +65,7 @@ with mlflow.start_run(run_name="sweep") as parent:
             mlflow.log_text(f"ElasticNet(alpha={alpha}, l1_ratio={l1_ratio})\n", "notes.txt")
             mlflow.log_table({"actual": y_test[:5].round(3).tolist(), "predicted": predicted[:5].round(3).tolist()},
                              artifact_file="predictions.json")
+            mlflow.log_table(pd.DataFrame({"feature": FEATURES, "coef": model.coef_.round(4)}), "coefficients.json")
             residuals = np.clip(np.abs(y_test - predicted)[:64].reshape(8, 8) * 100, 0, 255).astype(np.uint8)
             mlflow.log_image(residuals, "residuals.png")
             figure, figure_file = figure_of(y_test, predicted)

@@ -66,8 +66,8 @@ def test_the_mlflow_script_gives_what_mlflow_gives(wine: tuple[Path, dict[str, A
         parent = client.get_parent_run(runs[0].id)
         assert parent is not None and parent.name == "sweep" and runs[1].parent_id == parent.id
         files = {a.path: a for a in runs[0].artifacts}
-        assert sorted(files) == ["config/features.yaml", "config/model.json", "model", "notes.txt",
-                                 "plots/predicted.png", "predictions.json", "residuals.png"]
+        assert sorted(files) == ["coefficients.json", "config/features.yaml", "config/model.json", "model",
+                                 "notes.txt", "plots/predicted.png", "predictions.json", "residuals.png"]
         store = client.services.store
 
         def read(path: str) -> bytes:
@@ -76,14 +76,17 @@ def test_the_mlflow_script_gives_what_mlflow_gives(wine: tuple[Path, dict[str, A
         table = json.loads(read("predictions.json"))  # MLflow's table form
         assert table["columns"] == ["actual", "predicted"] and len(table["data"]) == 5
         assert all(len(row) == 2 and all(isinstance(v, float) for v in row) for row in table["data"])
+        coefficients = json.loads(read("coefficients.json"))  # a DataFrame, the same form
+        assert coefficients["columns"] == ["feature", "coef"] and coefficients["data"][0][0] == "fixed_acidity"
         assert json.loads(read("config/model.json"))["alpha"] == 0.05
         assert read("config/model.json").startswith(b'{\n  "features": [')  # indented as MLflow writes it
         assert read("config/features.yaml") == b"features:\n- fixed_acidity\n- volatile_acidity\n"
         assert read("notes.txt") == b"ElasticNet(alpha=0.05, l1_ratio=0.2)\n"
         assert read("residuals.png")[:8] == read("plots/predicted.png")[:8] == b"\x89PNG\r\n\x1a\n"
-        # the training data by its digest over every byte, the same for both runs (the same rows)
-        assert runs[0].inputs == runs[1].inputs and list(runs[0].inputs) == ["wine-train"]
+        # the data by its digest over every byte (an array, a DataFrame), the same for both runs (the same rows)
+        assert runs[0].inputs == runs[1].inputs and sorted(runs[0].inputs) == ["wine-test", "wine-train"]
         assert runs[0].tags["input.wine-train.context"] == "training"
+        assert runs[0].tags["input.wine-test.context"] == "testing"
         # the versions came from those runs; runs:/ names the version registered from a run's model
         v1, v2, v3 = (client.get_model_version("wine", v) for v in (1, 2, 3))
         assert (v1.run_id, v2.run_id, v3.run_id) == (runs[1].id, runs[0].id, runs[1].id)
@@ -122,7 +125,8 @@ def test_files_inputs_and_runs_in_mlflow_shapes(project: Path, tmp_path: Path) -
     is written as HTML, an array becomes a PNG without PIL; bad input gets one line and changes nothing."""
     import plotly.graph_objects as go  # installed here (and matplotlib is not): the plotly path is the one tested
 
-    shipyard.set_experiment("files")
+    experiment = shipyard.set_experiment("files")
+    assert experiment == experiment.experiment_id == experiment.name == "files"  # MLflow reads .experiment_id
     data = tmp_path / "wine.csv"
     data.write_text("alcohol,quality\n9.4,5\n9.8,6\n")
     with shipyard.start_run(run_name="outer") as outer, shipyard.start_run(run_name="inner", nested=True) as inner:

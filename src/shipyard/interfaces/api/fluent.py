@@ -148,13 +148,28 @@ def end_run(status: str = "FINISHED") -> None:
         _runs.set(tuple(stack))
 
 
-def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> str:
-    """Runs started after this go to this experiment (experiments are named; they need no creating)."""
+class Experiment(str):
+    """An experiment's name, which is also its id here: MLflow's ``exp.experiment_id`` and ``exp.name`` read it."""
+
+    __slots__ = ()
+
+    @property
+    def experiment_id(self) -> str:
+        return str(self)
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+    """Runs started after this go to this experiment (experiments are named; they need no creating). Returns
+    its name, on which MLflow's ``.experiment_id`` and ``.name`` read the same."""
     chosen = experiment_name or experiment_id
     if not chosen:
         raise InvalidInputError("set_experiment needs an experiment name")
     _experiment[:] = [chosen]
-    return chosen
+    return Experiment(chosen)
 
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
