@@ -12,6 +12,7 @@ import sys
 import mlflow
 import numpy as np
 import pandas as pd
+from PIL import Image
 from sklearn.linear_model import ElasticNet
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
@@ -68,6 +69,7 @@ with mlflow.start_run(run_name="sweep") as parent:
             mlflow.log_table(pd.DataFrame({"feature": FEATURES, "coef": model.coef_.round(4)}), "coefficients.json")
             residuals = np.clip(np.abs(y_test - predicted)[:64].reshape(8, 8) * 100, 0, 255).astype(np.uint8)
             mlflow.log_image(residuals, "residuals.png")
+            mlflow.log_image(Image.fromarray(residuals), "residuals-pil.png")
             figure, figure_file = figure_of(y_test, predicted)
             mlflow.log_figure(figure, figure_file)
             info = mlflow.sklearn.log_model(model, name="model", registered_model_name="wine",

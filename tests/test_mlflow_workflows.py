@@ -67,7 +67,8 @@ def test_the_mlflow_script_gives_what_mlflow_gives(wine: tuple[Path, dict[str, A
         assert parent is not None and parent.name == "sweep" and runs[1].parent_id == parent.id
         files = {a.path: a for a in runs[0].artifacts}
         assert sorted(files) == ["coefficients.json", "config/features.yaml", "config/model.json", "model",
-                                 "notes.txt", "plots/predicted.png", "predictions.json", "residuals.png"]
+                                 "notes.txt", "plots/predicted.png", "predictions.json", "residuals-pil.png",
+                                 "residuals.png"]
         store = client.services.store
 
         def read(path: str) -> bytes:
@@ -83,6 +84,7 @@ def test_the_mlflow_script_gives_what_mlflow_gives(wine: tuple[Path, dict[str, A
         assert read("config/features.yaml") == b"features:\n- fixed_acidity\n- volatile_acidity\n"
         assert read("notes.txt") == b"ElasticNet(alpha=0.05, l1_ratio=0.2)\n"
         assert read("residuals.png")[:8] == read("plots/predicted.png")[:8] == b"\x89PNG\r\n\x1a\n"
+        assert read("residuals-pil.png")[:24] == read("residuals.png")[:24]  # PIL's PNG, the same 8 x 8 grey header
         # the data by its digest over every byte (an array, a DataFrame), the same for both runs (the same rows)
         assert runs[0].inputs == runs[1].inputs and sorted(runs[0].inputs) == ["wine-test", "wine-train"]
         assert runs[0].tags["input.wine-train.context"] == "training"
