@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
@@ -319,29 +320,28 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-# DVC and dvclive, for the tests that compare with them, live in one side venv installed once per machine (they
-# pull in all of DVC, so they are never a dependency of Shipyard or of its test venv): $SHIPYARD_TEST_CACHE, by
-# default ~/.cache/shipyard-tests.
+# The tools some tests compare with or read the files of (DVC and dvclive; MLflow, whose stores `shipyard import
+# mlflow` reads) live in side venvs installed once per machine: they pull in much, so they are never a dependency of
+# Shipyard or of its test venv. They go under $SHIPYARD_TEST_CACHE, by default ~/.cache/shipyard-tests.
 DVC_VERSION = "3.67.1"
 DVC_SPECS = (f"dvc=={DVC_VERSION}", "dvclive[sklearn,image]==3.49.1")
+MLFLOW_VERSION = "3.17.2"
+MLFLOW_SPECS = (f"mlflow=={MLFLOW_VERSION}", f"scikit-learn=={_version('scikit-learn')}")  # autolog: the same sklearn
 TEST_CACHE = Path(os.environ.get("SHIPYARD_TEST_CACHE", Path.home() / ".cache" / "shipyard-tests"))
 
 
-def dvc_venv() -> Path:
-    """The bin/ folder of the side venv with DVC and dvclive (``$SHIPYARD_TEST_DVC`` names a ``dvc`` instead, whose
-    folder is used), installed under a file lock so that parallel workers install it once; uv when it is there."""
+def side_venv(name: str, specs: tuple[str, ...]) -> Path:
+    """The bin/ folder of the side venv ``name`` with ``specs``, installed under a file lock so that parallel
+    workers install it once (uv when it is there); a venv made with other specs is made again."""
     import fcntl
     import shutil
 
-    given = os.environ.get("SHIPYARD_TEST_DVC")
-    if given:
-        return Path(given).parent
-    venv = TEST_CACHE / "venvs" / f"dvc-{DVC_VERSION}"
+    venv = TEST_CACHE / "venvs" / name
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(TEST_CACHE / "dvc-venv.lock", "w") as lock:
+    with open(TEST_CACHE / f"{name.split('-')[0]}-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        done = venv / ".complete"  # holds the specs it was made with: a venv made with others is made again
-        if not done.exists() or done.read_text() != " ".join(DVC_SPECS):
+        done = venv / ".complete"  # holds the specs it was made with
+        if not done.exists() or done.read_text() != " ".join(specs):
             shutil.rmtree(venv, ignore_errors=True)
             uv = shutil.which("uv", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
             if uv:
@@ -350,9 +350,22 @@ def dvc_venv() -> Path:
             else:
                 subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
                 install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-            subprocess.run([*install, *DVC_SPECS], check=True, timeout=900)
-            done.write_text(" ".join(DVC_SPECS))
+            subprocess.run([*install, *specs], check=True, timeout=900)
+            done.write_text(" ".join(specs))
     return venv / "bin"
+
+
+def dvc_venv() -> Path:
+    """The bin/ folder of the side venv with DVC and dvclive (``$SHIPYARD_TEST_DVC`` names a ``dvc`` instead, whose
+    folder is used)."""
+    given = os.environ.get("SHIPYARD_TEST_DVC")
+    return Path(given).parent if given else side_venv(f"dvc-{DVC_VERSION}", DVC_SPECS)
+
+
+def mlflow_venv() -> Path:
+    """The bin/ folder of the side venv with MLflow (and the test venv's scikit-learn): the real MLflow makes the
+    stores `shipyard import mlflow` reads and the autolog records Shipyard's are compared with."""
+    return side_venv(f"mlflow-{MLFLOW_VERSION}", MLFLOW_SPECS)
 
 
 def open_offline(context: Any, page_file: Path, ready: str, shot: Path) -> tuple[Any, list[str], list[str]]:

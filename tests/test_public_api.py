@@ -15,6 +15,8 @@ def test_exported_members() -> None:
         "set_tag", "set_tags", "sklearn", "start_run", "trust_model",
         # MLflow's names, added on purpose (issue 8)
         "get_tracking_uri", "pyfunc", "search_model_versions", "set_tracking_uri",
+        # issue 14: the rest of a typical MLflow script
+        "data", "log_dict", "log_figure", "log_image", "log_input", "log_table", "log_text", "onnx", "pytorch",
     }
     for name in shipyard.__all__:
         assert getattr(shipyard, name) is not None

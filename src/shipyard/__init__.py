@@ -17,6 +17,7 @@ __all__ = [
     "MlflowClient",
     "__version__",
     "active_run",
+    "data",
     "delete_registered_model_alias",
     "end_run",
     "get_model_version",
@@ -27,12 +28,20 @@ __all__ = [
     "log_artifact",
     "log_artifacts",
     "log_batch",
+    "log_dict",
+    "log_figure",
+    "log_image",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_model",
     "log_param",
     "log_params",
+    "log_table",
+    "log_text",
+    "onnx",
     "pyfunc",
+    "pytorch",
     "register_model",
     "save_model",
     "search_model_versions",
@@ -54,6 +63,7 @@ if TYPE_CHECKING:
         Client,
         MlflowClient,
         active_run,
+        data,
         delete_registered_model_alias,
         end_run,
         get_model_version,
@@ -64,12 +74,20 @@ if TYPE_CHECKING:
         log_artifact,
         log_artifacts,
         log_batch,
+        log_dict,
+        log_figure,
+        log_image,
+        log_input,
         log_metric,
         log_metrics,
         log_model,
         log_param,
         log_params,
+        log_table,
+        log_text,
+        onnx,
         pyfunc,
+        pytorch,
         register_model,
         save_model,
         search_model_versions,
@@ -85,9 +103,11 @@ if TYPE_CHECKING:
         trust_model,
     )
 
+_MODULES = ("data", "onnx", "pyfunc", "pytorch", "sklearn")  # MLflow's submodules, imported on first use
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("sklearn", "pyfunc"):
+    if name in _MODULES:
         import importlib
 
         module = importlib.import_module(f"shipyard.interfaces.api.{name}")

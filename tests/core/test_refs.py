@@ -63,3 +63,26 @@ def test_a_final_newline_is_not_part_of_any_name() -> None:
         Digest("0" * 64 + "\n")
     with pytest.raises(ConfigError):
         parse_config('version: 1\nstages:\n  "train\\n":\n    cmd: echo hi\n')
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("models:/iris/3", ModelRef("iris", version=3)),
+    ("models:/iris@champion", ModelRef("iris", alias="champion")),
+    ("models:/iris/latest", ModelRef("iris")),
+    ("models:/iris", ModelRef("iris")),
+    ("models:/iris/Production", ModelRef("iris", alias="production")),  # the alias transition_..._stage moves
+    ("runs:/0123abcd/model", ModelRef("", run_id="0123abcd", path="model")),
+    ("runs:/0123abcd/sub/model/", ModelRef("", run_id="0123abcd", path="sub/model")),
+])
+def test_mlflow_uris_are_references(text: str, expected: ModelRef) -> None:
+    assert ModelRef.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["models:/", "models://", "models:/iris/Archived", "models:/iris/1/2",
+                                  "models:/../x/1", "runs:/abc", "runs:/abc/", "runs:/../model",
+                                  "runs:/abc/../../x", "runs:/abc/./m", "runs:/a b/model",
+                                  "runs:/" + "a" * 2000 + "/m"])
+def test_malformed_uris_are_refused_with_the_forms_that_work(text: str) -> None:
+    with pytest.raises(InvalidReferenceError, match=r"models:/NAME/VERSION|runs:/RUN_ID/PATH|NAME@VERSION") as exc:
+        ModelRef.parse(text)
+    assert len(str(exc.value)) < 300

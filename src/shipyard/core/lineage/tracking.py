@@ -142,6 +142,21 @@ class Tracker:
         self._writable(run_id)
         self.meta.add_inputs(run_id, inputs)
 
+    def record_input_path(self, run_id: str, path: Path, name: str) -> Digest:
+        """Store a file or folder the run read (the digest ``shipyard data add`` gives it) and record it among the
+        run's inputs as ``name``; recording the same content again changes nothing."""
+        self._writable(run_id)
+        key = _artifact_name(name)
+        with self.writing():
+            stored = put_path(self.store, Path(path))
+            known = self.meta.get_run(run_id).inputs.get(key)
+            if known is not None and known != stored.digest:
+                raise InvalidInputError(f"this run already read another version of {key}: log_input records "
+                                        "what a run read once")
+            if known is None:
+                self.meta.add_inputs(run_id, {key: stored.digest})
+        return stored.digest
+
     def record_output(self, run_id: str, path: str, digest: Digest, size: int, is_dir: bool) -> None:
         """Record an output already in the store (a stage's declared outs) on the run."""
         self._writable(run_id)

@@ -224,6 +224,8 @@ class Registry:
         """The version ``ref`` names; not found, the one-line error names the registry it looked in
         (every caller says the same: ``load_model``, ``get_model_version``, ``serve``, ``models show``)."""
         r = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        if r.run_id is not None:
+            return self._from_run(r)
         try:
             version = r.version
             if r.alias is not None:
@@ -233,6 +235,26 @@ class Registry:
             if not self.where:
                 raise
             raise NotFoundError(not_found_in(str(exc), self.where)) from exc
+
+    def _from_run(self, r: ModelRef) -> ModelVersion:
+        """The version registered from the model run ``r.run_id`` logged at ``r.path`` (the same files); the
+        first one if it was registered more than once. Every way of failing says what there is instead."""
+        run = self.meta.get_run(r.run_id or "")
+        logged = next((a for a in run.artifacts if a.path == r.path), None)
+        registered = [mv for m in self.meta.list_models() for mv in self.meta.list_versions(m.name)
+                      if mv.run_id == run.id]
+        registered.sort(key=lambda mv: (mv.created_at, mv.model, mv.version))
+        found = [mv for mv in registered if logged is not None and mv.manifest_digest == logged.digest]
+        if found:
+            return found[0]
+        if logged is None:
+            shown = ", ".join(mv.ref for mv in registered[:5])
+            instead = f"; it registered {shown}: use that reference" if registered else \
+                ": log one there with log_model(..., artifact_path=PATH)"
+            raise NotFoundError(f"run {run.id[:8]} logged no model at {r.path!r}{instead}")
+        raise NotFoundError(f"the model run {run.id[:8]} logged at {r.path!r} is not registered: register it with "
+                            f"register_model('{r}', NAME) (or log_model(..., registered_model_name=NAME)), then "
+                            "use NAME@VERSION")
 
     def load(self, ref: str | ModelRef) -> Any:
         """The model object behind ``ref``, its bytes re-hashed against the store before loading.

@@ -36,6 +36,7 @@ from shipyard.interfaces.api.fluent import (
     start_run,
     trust_model,
 )
+from shipyard.interfaces.api.fluent_files import log_dict, log_figure, log_image, log_input, log_table, log_text
 
 MlflowClient = Client  # MLflow's name, so `import shipyard as mlflow; mlflow.MlflowClient()` works
 
@@ -56,11 +57,17 @@ __all__ = [
     "log_artifact",
     "log_artifacts",
     "log_batch",
+    "log_dict",
+    "log_figure",
+    "log_image",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_model",
     "log_param",
     "log_params",
+    "log_table",
+    "log_text",
     "register_model",
     "save_model",
     "search_model_versions",

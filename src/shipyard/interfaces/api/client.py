@@ -21,8 +21,10 @@ from typing import Any
 from shipyard.core.lineage.records import ArtifactRecord, RunData, RunInfo, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
+from shipyard.core.registry.refs import RUNS_URI
 from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.interfaces.api import shapes
+from shipyard.interfaces.api.mlflow_client import MlflowMethods
 from shipyard.wiring import ApiServices, Services, open_api
 
 PathLike = str | os.PathLike[str]
@@ -31,7 +33,7 @@ PathLike = str | os.PathLike[str]
 TRACKING: list[tuple[Path | None, str | None]] = []
 
 
-class Client:
+class Client(MlflowMethods):
     """Runs and models of one project, through services this object opens and closes.
 
     ``project``: the project folder (default: the project found at or above the working folder, or
@@ -259,7 +261,7 @@ class Client:
 
         svc = self.services
         text = os.fspath(model_uri)
-        if not text.startswith(shapes.RUNS_URI):
+        if not text.startswith(RUNS_URI):
             return svc.registry.register(name, Path(text))
         run_id, path = shapes.run_artifact(text)
         run = svc.tracker.get_run(run_id)
@@ -305,13 +307,6 @@ class Client:
                  if "run_id" not in wanted or mv.run_id == wanted["run_id"]]
         found.sort(key=lambda mv: (mv.created_at, mv.model, mv.version), reverse=True)
         return found[:max_results]
-
-    def get_latest_versions(self, name: str, stages: Sequence[str] | None = None) -> list[ModelVersion]:
-        """MLflow's deprecated form: the latest version, in a list. Shipyard has aliases, not stages."""
-        if stages:
-            raise InvalidInputError(f"model versions have no stages in Shipyard (asked for {', '.join(stages)}): "
-                                    f"use get_model_version_by_alias({name!r}, ALIAS)")
-        return [self.services.registry.resolve(shapes.model_ref(name))]
 
     def set_registered_model_alias(self, name: str, alias: str, version: int | str, reason: str = "") -> AuditEvent:
         """Point ``name@alias`` at ``version``; the move is written to the audit log. A protected alias

@@ -148,13 +148,28 @@ def end_run(status: str = "FINISHED") -> None:
         _runs.set(tuple(stack))
 
 
-def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> str:
-    """Runs started after this go to this experiment (experiments are named; they need no creating)."""
+class Experiment(str):
+    """An experiment's name, which is also its id here: MLflow's ``exp.experiment_id`` and ``exp.name`` read it."""
+
+    __slots__ = ()
+
+    @property
+    def experiment_id(self) -> str:
+        return str(self)
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+    """Runs started after this go to this experiment (experiments are named; they need no creating). Returns
+    its name, on which MLflow's ``.experiment_id`` and ``.name`` read the same."""
     chosen = experiment_name or experiment_id
     if not chosen:
         raise InvalidInputError("set_experiment needs an experiment name")
     _experiment[:] = [chosen]
-    return chosen
+    return Experiment(chosen)
 
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
@@ -368,20 +383,39 @@ def get_run(run_id: str) -> RunRecord:
 
 def search_runs(experiment_ids: Sequence[str] | str | None = None, filter_string: str = "",
                 run_view_type: int | None = None, max_results: int | None = None,
-                order_by: Sequence[str] | str | None = None, output_format: str = "list",
+                order_by: Sequence[str] | str | None = None, output_format: str | None = None,
                 search_all_experiments: bool = False, experiment_names: Sequence[str] | None = None, *,
-                filter: str | None = None, limit: int | None = None) -> list[RunRecord]:
-    """Runs matching a filter (``"metrics.accuracy > 0.9 and params.C = '1.0'"``), newest first, as a list.
+                filter: str | None = None, limit: int | None = None) -> Any:
+    """Runs matching a filter (``"metrics.accuracy > 0.9 and params.C = '1.0'"``), newest first: a pandas
+    DataFrame in MLflow's columns (``run_id``, ``experiment_id``, ``status``, ``start_time``, ``end_time``,
+    ``metrics.*``, ``params.*``, ``tags.*``) when pandas is installed, else a list of runs;
+    ``output_format="list"`` always gives the list, ``"pandas"`` the DataFrame (or says to install pandas).
 
     Shipyard's form: ``search_runs("metrics.acc > 0.9", limit=10, order_by="metrics.acc desc")``.
     MLflow's: ``search_runs([EXPERIMENT], filter_string=..., max_results=..., order_by=[...])``; an
-    experiment is named by its name, and the result is a list of runs, not a DataFrame.
+    experiment is named by its name.
     """
-    if output_format != "list":
-        raise InvalidInputError("search_runs returns a list of runs: pass output_format='list' "
-                                "(or build a DataFrame from [r.to_dict() for r in runs])")
+    if output_format not in (None, "list", "pandas"):
+        raise InvalidInputError(f"output_format is 'pandas' or 'list', not {output_format!r}")
     if isinstance(experiment_ids, str):  # Shipyard's positional filter: MLflow's first argument is a list
         filter, experiment_ids = filter or experiment_ids, None
     experiments = experiment_ids or experiment_names
-    return default_client().search_runs(experiments, filter or filter_string, run_view_type,
+    runs = default_client().search_runs(experiments, filter or filter_string, run_view_type,
                                         limit or max_results or DEFAULT_SEARCH_LIMIT, order_by)
+    if output_format == "list":
+        return runs
+    try:
+        import importlib
+
+        pd: Any = importlib.import_module("pandas")  # not a dependency: a DataFrame when the user has pandas
+    except ImportError:
+        if output_format is None:
+            return runs
+        raise InvalidInputError("search_runs(output_format='pandas') needs pandas: pip install pandas, or pass "
+                                "output_format='list'") from None
+    from shipyard.interfaces.api.content import frame_columns
+
+    columns = frame_columns(runs)
+    for when in ("start_time", "end_time"):
+        columns[when] = pd.to_datetime(pd.Series(columns[when], dtype="float64"), unit="s", utc=True)
+    return pd.DataFrame(columns)

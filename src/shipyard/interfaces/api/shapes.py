@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.lineage.records import Metric, RunStatus
-from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_version
+from shipyard.core.registry.refs import RUNS_URI, ModelRef, check_alias, check_model_name, check_version
 from shipyard.errors import InvalidInputError, InvalidReferenceError
 
 _VERSION_CONDITION = re.compile(r"""^\s*(name|run_id)\s*==?\s*(?:'([^']*)'|"([^"]*)")\s*$""")
 _AND = re.compile(r"\s+and\s+", re.IGNORECASE)
-MODELS_URI = "models:/"
-RUNS_URI = "runs:/"
 
 
 def status(value: RunStatus | str | None) -> RunStatus:
@@ -50,25 +48,11 @@ def alias_ref(name: str, alias: str) -> ModelRef:
 
 
 def model_ref(uri: str) -> str:
-    """``models:/iris/3``, ``models:/iris@champion``, ``models:/iris/latest`` or Shipyard's ``iris@3``
-    -> Shipyard's reference text."""
+    """A reference as the registry reads it: ``iris@3``, ``models:/iris/3``, ``models:/iris@champion``,
+    ``runs:/RUN_ID/model`` (``ModelRef.parse`` reads them all); anything but text is refused here."""
     if not isinstance(uri, str):
         raise InvalidReferenceError(f"a model reference is text such as iris@3 or models:/iris/3, not {uri!r}")
-    if uri.startswith(RUNS_URI):
-        raise InvalidReferenceError(f"{uri} names a model logged on a run, not a registered version: register it "
-                                    "with register_model(uri, NAME), then load NAME@VERSION")
-    if not uri.startswith(MODELS_URI):
-        return uri
-    rest = uri[len(MODELS_URI):].strip("/")
-    name, sep, target = rest.partition("/")
-    if not sep:
-        return rest  # models:/iris@champion or models:/iris
-    if target == "latest":
-        return name
-    if target.isascii() and target.isdigit():
-        return f"{name}@{target}"
-    raise InvalidReferenceError(f"cannot read model URI {uri!r}: use models:/NAME/VERSION or models:/NAME@ALIAS "
-                                "(Shipyard has aliases, not stages)")
+    return uri
 
 
 def run_artifact(uri: str) -> tuple[str, str]:

@@ -1,33 +1,29 @@
-"""``shipyard.sklearn``: MLflow's ``mlflow.sklearn.log_model`` / ``load_model`` forms, for scikit-learn models."""
+"""``shipyard.sklearn``: MLflow's ``mlflow.sklearn.log_model`` / ``save_model`` / ``load_model`` forms."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from shipyard.core.registry.records import ModelVersion
 from shipyard.errors import InvalidInputError
-from shipyard.interfaces.api import fluent
+from shipyard.interfaces.api import flavor_module
 from shipyard.interfaces.api.client import PathLike
+from shipyard.interfaces.api.flavor_module import DEFAULT_ARTIFACT, ModelInfo
 
-DEFAULT_ARTIFACT = "model"
+__all__ = ["DEFAULT_ARTIFACT", "SERIALIZERS", "ModelInfo", "load_model", "log_model", "save_model"]
+
 SERIALIZERS = {"skops": "skops", "pickle": "pickle", "cloudpickle": "pickle"}
 
 
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """What ``log_model`` logged: ``model_uri`` (``models:/NAME/VERSION`` once registered, which ``load_model``
-    takes; else ``runs:/RUN_ID/PATH``) and, if registered, the version."""
-
-    run_id: str
-    artifact_path: str
-    model_uri: str
-    registered_model_version: int | None = None
-    model_version: ModelVersion | None = None
+def _options(serialization_format: str | None) -> dict[str, Any]:
+    if serialization_format is None:
+        return {}
+    if serialization_format not in SERIALIZERS:
+        raise InvalidInputError(f"unknown serialization_format {serialization_format!r}: use {', '.join(SERIALIZERS)}")
+    return {"serializer": SERIALIZERS[serialization_format]}
 
 
 def log_model(sk_model: Any, artifact_path: str | None = None, *, name: str | None = None,
-              registered_model_name: str | None = None, input_example: Any = None,
+              registered_model_name: str | None = None, input_example: Any = None, signature: Any = None,
               serialization_format: str | None = None, run_id: str | None = None,
               code_paths: list[str] | None = None) -> ModelInfo:
     """Save ``sk_model`` on the current run as ``name`` (or ``artifact_path``; default ``model``), and
@@ -37,33 +33,16 @@ def log_model(sk_model: Any, artifact_path: str | None = None, *, name: str | No
     (default, loads without running code) or ``"pickle"``/``"cloudpickle"`` (needs trust to load);
     ``code_paths``: project files or folders its own classes live in, stored with it (as MLflow's).
     """
-    path = name or artifact_path or DEFAULT_ARTIFACT
-    options: dict[str, Any] = {}
-    if serialization_format is not None:
-        if serialization_format not in SERIALIZERS:
-            raise InvalidInputError(f"unknown serialization_format {serialization_format!r}: use "
-                                    f"{', '.join(SERIALIZERS)}")
-        options["serializer"] = SERIALIZERS[serialization_format]
-    client, rid = fluent._current(run_id)
-    if registered_model_name is None:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory(prefix="shipyard-save-") as tmp:
-            folder = fluent.save_model(sk_model, Path(tmp) / "model", "sklearn", input_example,
-                                       code_paths=code_paths, **options)
-            client.log_artifacts(rid, folder, path)
-        return ModelInfo(rid, path, f"runs:/{rid}/{path}")
-    mv = client.log_model(rid, sk_model, registered_model_name, "sklearn", input_example, artifact_path=path,
-                          code_paths=code_paths, **options)
-    # registered: a URI load_model takes (MLflow 3 also hands back a models:/ URI), not the run folder
-    return ModelInfo(rid, path, f"models:/{mv.model}/{mv.version}", mv.version, mv)
+    return flavor_module.log_model("sklearn", sk_model, artifact_path, name, registered_model_name, input_example,
+                                   signature, run_id, code_paths, **_options(serialization_format))
 
 
-def save_model(sk_model: Any, path: PathLike, *, input_example: Any = None) -> None:
-    fluent.save_model(sk_model, path, "sklearn", input_example)
+def save_model(sk_model: Any, path: PathLike, *, input_example: Any = None, signature: Any = None,
+               serialization_format: str | None = None, code_paths: list[str] | None = None) -> None:
+    flavor_module.save_model("sklearn", sk_model, path, input_example, signature, code_paths,
+                             **_options(serialization_format))
 
 
 def load_model(model_uri: str, dst_path: PathLike | None = None) -> Any:
     """The scikit-learn model behind ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``NAME@VERSION``."""
-    return fluent.load_model(model_uri)
+    return flavor_module.load_model(model_uri)

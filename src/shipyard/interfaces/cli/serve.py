@@ -99,9 +99,9 @@ def serve(
         raise InvalidInputError(f"--drift-window must be between {MIN_WINDOW:g} second and {MAX_WINDOW:g} seconds "
                                 f"(7 days), not {drift_window:g}")
     spec = parse_canary(canary) if canary else None
-    name = ModelRef.parse(ref).name
+    name = ModelRef.parse(ref).name  # empty for runs:/RUN_ID/PATH: its model is known once it is resolved
     for other, what in ((spec.ref if spec else None, "--canary"), (shadow, "--shadow")):
-        if other is not None and ModelRef.parse(other).name != name:
+        if other is not None and name and ModelRef.parse(other).name not in ("", name):
             raise InvalidInputError(f"{what} {other} is not a version of {name}; give a version of it, "
                                     f"like {name}@2")
     if api_key:
@@ -114,6 +114,10 @@ def serve(
     primary = _resolve(svc, ref, "")
     canary_version = _resolve(svc, spec.ref, "--canary ") if spec else None
     shadow_version = _resolve(svc, shadow, "--shadow ") if shadow else None
+    for other_version, what in ((canary_version, "--canary"), (shadow_version, "--shadow")):
+        if other_version is not None and other_version.model != primary.model:  # a runs:/ URI named either
+            raise InvalidInputError(f"{what} {other_version.ref} is not a version of {primary.model}; give a "
+                                    f"version of it, like {primary.model}@2")
     from shipyard.wiring.signing import require_signature
 
     checked = {mv.version: require_signature(svc, mv, "serve")  # with signing.require_signed, before any load
