@@ -104,6 +104,7 @@ def import_mlflow(svc: Services | Callable[[], Services], uri: str, artifacts: P
         where = ArtifactRoot(root, base)
         services = svc() if callable(svc) else svc
         job = _Import(services, source, where, report, dry_run, step)
+        job.prepare()
         job.runs()
         job.models()
         left = {k: v for k, v in source.counts().items() if v}
@@ -151,9 +152,15 @@ class _Import:
         self.run_artifacts: dict[str, str] = {}  # MLflow run id -> its artifact uri
         self.run_exp: dict[str, str] = {}  # MLflow run id -> its experiment id
         self.present: set[str] = set()  # Shipyard run ids there after the import (for version lineage)
+        self.located: dict[tuple[str, str], Path | None] = {}
+        self.new: list[MlRun] = []
+        self.logged: dict[str, list[MlLoggedModel]] = {}
+        self.versions: list[MlVersion] = []
 
     # -- runs --------------------------------------------------------------------------------------------------
-    def runs(self) -> None:
+    def prepare(self) -> None:
+        """Read what is new and find every folder it names, before anything is written: a location that
+        escapes the artifact root (``..``, a link out) stops the import here, with nothing changed."""
         report = self.report
         exps = self.source.experiments()
         self.exp_ids = {e.id: e for e in exps}
@@ -185,7 +192,19 @@ class _Import:
         self.present = set(existing)
         new = [r for r, i in zip(live, ids, strict=True) if i not in existing]
         report.skipped["runs"] += len(live) - len(new)
-        models = self._logged_models_by_run()
+        self.new = new
+        self.logged = self._logged_models_by_run()
+        for r in new:
+            self._folder(r.artifact_uri, r.experiment_id, f"artifacts of run {r.id}")
+            for m in self.logged.get(r.id, []):
+                self._folder(m.artifact_location, m.experiment_id, f"logged model {m.id} of run {r.id}")
+        self.versions = self.source.versions()
+        for v in self.versions:
+            if v.status in ("", "READY"):
+                self._version_folder(v, f"MLflow {v.model}/{v.version}")
+
+    def runs(self) -> None:
+        report, new, models = self.report, self.new, self.logged
         touched: set[str] = set()
         for start in range(0, len(new), CHUNK):
             chunk = new[start:start + CHUNK]
@@ -249,9 +268,24 @@ class _Import:
         return tuple(out)
 
     def _folder(self, uri: str, experiment_id: str, what: str) -> Path | None:
+        """The folder ``uri`` names inside the artifact root (found once, reported once); one that escapes
+        it is an error naming it."""
+        from shipyard.adapters.mlflow_store.locations import scan
+
+        key = (uri, experiment_id)
+        if key in self.located:
+            return self.located[key]
         found = self.where.locate(uri, experiment_id)
+        if found.escape:
+            raise InvalidInputError(f"{what}: {found.why}; nothing was imported")
         if found.folder is None and found.why:
             self.report.skip(what, found.why)
+        if found.folder is not None:
+            for link in scan(found.folder).links:
+                if not self.where.within(os.path.realpath(found.folder / link)):
+                    raise InvalidInputError(f"{what}: {link[:120]} is a link out of the artifact root "
+                                            f"{self.where.root}; nothing was imported")
+        self.located[key] = found.folder
         return found.folder
 
     def _store(self, path: Path, what: str) -> tuple[Any, int, bool] | None:
@@ -274,7 +308,7 @@ class _Import:
 
     # -- registered models -------------------------------------------------------------------------------------
     def models(self) -> None:
-        versions = self.source.versions()
+        versions = self.versions
         aliases = self.source.aliases()
         by_model: dict[str, list[MlVersion]] = {}
         for v in versions:
@@ -434,10 +468,12 @@ class _Import:
             self.report.skip(what, f"its source {location[:120]} names a logged model MLflow gave no folder for")
             return None
         exp = self.run_exp.get(v.run_id or "", "0")
-        found = self.where.locate(location, exp)
-        if found.folder is None:
-            self.report.skip(what, found.why or f"its files are not at {location[:120]}")
-        return found.folder
+        if (location, exp) in self.located:
+            return self.located[(location, exp)]
+        folder = self._folder(location, exp, what)
+        if folder is None:
+            self.report.skip(what, f"its files are not at {location[:120]}")
+        return folder
 
     def _modified_after(self, folder: Path, v: MlVersion) -> str:
         """Why ``v``'s files cannot be trusted to be what was registered ("" when nothing says so): MLflow

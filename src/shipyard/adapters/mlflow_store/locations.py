@@ -21,6 +21,7 @@ MAX_LOCATION = 2000
 class Located:
     folder: Path | None  # the real folder inside the root (None: refused, or nothing there)
     why: str = ""  # why it was refused ("" when found, or absent because nothing was ever logged)
+    escape: bool = False  # it names a place outside the artifact root ('..', a link out): the store is suspect
 
 
 class ArtifactRoot:
@@ -51,7 +52,7 @@ class ArtifactRoot:
         else:
             path = Path(raw) if os.path.isabs(raw) else self.base / raw
         if ".." in Path(raw).parts:
-            return Located(None, f"{uri[:120]} holds '..': refused")
+            return Located(None, f"the location {uri[:120]} holds '..'", escape=True)
         found = self._inside(path)
         if found is not None:
             return Located(found)
@@ -63,18 +64,18 @@ class ArtifactRoot:
                 if moved is not None:
                     return Located(moved)
                 break
-        if os.path.lexists(path) and not self._within(os.path.realpath(path)):
-            return Located(None, f"{uri[:120]} is outside the artifact root {self.root} (or a link out of it): "
-                                 "pass --artifacts with the folder that holds it")
+        if os.path.lexists(path) and not self.within(os.path.realpath(path)):
+            return Located(None, f"the location {uri[:120]} is outside the artifact root {self.root} (or a link "
+                                 "out of it): pass --artifacts with the folder that holds it", escape=True)
         return Located(None)  # nothing there: nothing was logged (MLflow makes the folder on first use)
 
     def _inside(self, path: Path) -> Path | None:
         real = os.path.realpath(path)
-        if self._within(real) and os.path.isdir(real):
+        if self.within(real) and os.path.isdir(real):
             return Path(real)
         return None
 
-    def _within(self, real: str) -> bool:
+    def within(self, real: str) -> bool:
         return real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
 
 
