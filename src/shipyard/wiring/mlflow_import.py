@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard.core.importing.mlflow import (
+    MAX_KEY,
     MlAlias,
     MlExperiment,
     MlLoggedModel,
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from shipyard.core.registry.records import ModelVersion
     from shipyard.wiring import Services
 
-CHUNK = 500  # runs per transaction
+CHUNK = 1000  # runs per transaction
+MAX_STEP = 2**31 - 1  # the step column is a 32-bit INTEGER on every backend
 MAX_MLMODEL_BYTES = 1024 * 1024
 Step = Callable[[str, int, int], None]  # (what, done, total): the CLI draws a progress bar with it
 
@@ -216,7 +218,13 @@ class _Import:
                 run = dataclasses.replace(r, params=params.get(r.id, {}), tags=tags.get(r.id, {}))
                 exp = self.exp_ids[r.experiment_id]
                 record = to_run(run, experiment_name(exp), report)
-                history = [m for m in metrics.get(r.id, []) if len(m.key) <= 255]
+                history = metrics.get(r.id, [])
+                if any(len(m.key) > MAX_KEY or m.value != m.value or not 0 <= m.step <= MAX_STEP for m in history):
+                    kept = [m for m in history if len(m.key) <= MAX_KEY and m.value == m.value
+                            and 0 <= m.step <= MAX_STEP]
+                    report.skip(f"{len(history) - len(kept)} metric values of run {r.id}", "NaN, a step outside "
+                                f"0..{MAX_STEP}, or a key longer than {MAX_KEY} characters: Shipyard records none")
+                    history = kept
                 record = dataclasses.replace(record, artifacts=self._run_artifacts(r, models.get(r.id, [])))
                 batch.append((record, history))
                 touched.add(exp.id)

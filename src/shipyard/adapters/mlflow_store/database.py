@@ -6,12 +6,13 @@ becomes a record; a database that is not MLflow's (no ``runs``/``experiments`` t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion, to_metric
+from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion
 from shipyard.core.lineage.records import Metric
 from shipyard.errors import BackendUnavailableError, InvalidInputError
 
@@ -120,7 +121,9 @@ class MlflowDatabase:
         refused: list[tuple[str, str]] = []
         for start in range(0, len(run_ids), _CHUNK):
             ids = list(run_ids[start:start + _CHUNK])
-            for table, into in (("params", params), ("tags", tags)):
+            last: str | None = None
+            into: list[Metric] = []
+            for table, values in (("params", params), ("tags", tags)):
                 for key, value, rid in self._rows(
                         f"SELECT key, value, run_uuid FROM {table} WHERE run_uuid IN :ids", ids=ids):
                     text = _text(value, MAX_VALUE + 1)
@@ -128,15 +131,22 @@ class MlflowDatabase:
                         refused.append((f"run {rid} {table[:-1]} {str(key)[:60]!r}", "its value is larger than "
                                         f"{MAX_VALUE // 1024} KiB"))
                         continue
-                    into.setdefault(rid, {})[_text(key, 1000)] = text
+                    values.setdefault(rid, {})[_text(key, 1000)] = text
             for key, value, ts, step, is_nan, rid in self._rows(
                     "SELECT key, value, timestamp, step, is_nan, run_uuid FROM metrics WHERE run_uuid IN :ids",
                     ids=ids):
                 try:
-                    metrics.setdefault(rid, []).append(to_metric(_text(key, 1000), value, int(ts), int(step),
-                                                                 bool(is_nan)))
+                    if type(key) is not str:
+                        key = _text(key, 1000)
+                    metric = Metric(key, math.nan if is_nan else float(value), int(step), int(ts) / 1000)
                 except (TypeError, ValueError, OverflowError):
                     refused.append((f"run {rid} metric {str(key)[:60]!r}", "a value, step or time is not a number"))
+                    continue
+                if rid == last:
+                    into.append(metric)
+                else:
+                    last, into = rid, metrics.setdefault(rid, [])
+                    into.append(metric)
         return params, tags, metrics, refused
 
     def versions(self) -> list[MlVersion]:

@@ -70,6 +70,8 @@ class ArtifactRoot:
         return Located(None)  # nothing there: nothing was logged (MLflow makes the folder on first use)
 
     def _inside(self, path: Path) -> Path | None:
+        if not os.path.lexists(path):  # most runs log no artifact: MLflow made no folder for them
+            return None
         real = os.path.realpath(path)
         if self.within(real) and os.path.isdir(real):
             return Path(real)
