@@ -257,3 +257,17 @@ def test_a_file_store_through_the_cli(stores: Path, tmp_path: Path) -> None:
         assert svc.registry.resolve("files-model@champion").run_id == truth["models"]["files-model"][0]["run_id"]
     finally:
         svc.close()
+
+
+def test_a_dry_run_says_what_an_import_adds_and_writes_nothing(stores: Path, tmp_path: Path,
+                                                                imported: tuple[Services, object]) -> None:
+    svc = _project(tmp_path)
+    try:
+        said = import_mlflow(svc, f"sqlite:///{stores / 'db' / 'mlflow.db'}", dry_run=True).to_dict()
+        done = imported[1].to_dict()  # type: ignore[attr-defined]
+        assert said["added"] == done["added"] and [v["ref"] for v in said["versions"]] == [
+            v["ref"] for v in done["versions"]]
+        assert svc.meta.search_runs([], 10, None) == [] and svc.meta.list_models() == []
+        assert not list(svc.store.iter_objects())
+    finally:
+        svc.close()

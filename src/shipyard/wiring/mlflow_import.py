@@ -158,6 +158,7 @@ class _Import:
         self.new: list[MlRun] = []
         self.logged: dict[str, list[MlLoggedModel]] = {}
         self.versions: list[MlVersion] = []
+        self.numbered: dict[str, int] = {}  # model -> the last number this import gave
 
     # -- runs --------------------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -458,10 +459,14 @@ class _Import:
         return created.version, flag
 
     def _next_number(self, model: str) -> int:
+        """The number the next registration of ``model`` gets (a dry run counts the ones it did not make)."""
         try:
-            return self.svc.meta.get_version(model, None).version + 1
+            last = self.svc.meta.get_version(model, None).version
         except NotFoundError:
-            return 1
+            last = 0
+        number = max(last, self.numbered.get(model, 0)) + 1
+        self.numbered[model] = number
+        return number
 
     def _version_folder(self, v: MlVersion, what: str) -> Path | None:
         location = v.storage_location or v.source
