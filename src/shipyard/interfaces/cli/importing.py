@@ -36,11 +36,11 @@ def mlflow(
         return
     console = out.console()
     verb = "would add" if dry_run else "added"
-    added = ", ".join(f"{n} {k}" for k, n in report.added.items())
+    added = ", ".join(f"{k}: {n}" for k, n in report.added.items())
     console.print(f"{verb} from {out.plain(report.source)}: {added}", soft_wrap=True)
     skipped = {k: n for k, n in report.skipped.items() if n}
     if skipped:
-        console.print("already imported: " + ", ".join(f"{n} {k}" for k, n in skipped.items()))
+        console.print("already imported: " + ", ".join(f"{k}: {n}" for k, n in skipped.items()))
     for v in report.versions:
         flag = " (FLAGGED)" if v["flagged"] else ""
         console.print(f"  {out.plain(str(v['ref']))} <- MLflow {out.plain(str(v['mlflow']))}{flag}")
