@@ -271,3 +271,19 @@ def test_a_dry_run_says_what_an_import_adds_and_writes_nothing(stores: Path, tmp
         assert not list(svc.store.iter_objects())
     finally:
         svc.close()
+
+
+def test_artifact_locations_map_into_the_root_or_say_why_not(tmp_path: Path) -> None:
+    from shipyard.adapters.mlflow_store.locations import ArtifactRoot
+
+    (tmp_path / "root" / "7" / "abc" / "artifacts").mkdir(parents=True)
+    where = ArtifactRoot(tmp_path / "root", tmp_path)
+    here = (tmp_path / "root" / "7" / "abc" / "artifacts").resolve()
+    # moved with the store (another machine's path), served by `mlflow server`, or relative to the database
+    for uri in ("/elsewhere/mlruns/7/abc/artifacts", "mlflow-artifacts:/7/abc/artifacts", "root/7/abc/artifacts",
+                f"file://{here}"):
+        assert where.locate(uri, "7").folder == here, uri
+    s3 = where.locate("s3://bucket/7/abc/artifacts", "7")
+    assert s3.folder is None and not s3.escape and "not carried over" in s3.why
+    assert where.locate(f"{tmp_path}/root/../../etc", "7").escape
+    assert where.locate("/never/logged/7/zzz/artifacts", "7") == type(s3)(None)  # nothing logged: nothing to say

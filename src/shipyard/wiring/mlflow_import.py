@@ -240,6 +240,10 @@ class _Import:
             report.added["runs"] += len(batch)
             self.step("runs", start + len(chunk), len(new))
         report.added["experiments"] = len(touched)
+        running = sum(1 for r in new if r.status.upper() in ("RUNNING", "SCHEDULED"))
+        if running:
+            report.skip(f"{running} runs still running in MLflow", "imported as running, with what they had "
+                        "logged so far; a later import does not update a run it already holds")
 
     def _logged_models_by_run(self) -> dict[str, list[MlLoggedModel]]:
         out: dict[str, list[MlLoggedModel]] = {}
