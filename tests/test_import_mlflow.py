@@ -287,3 +287,48 @@ def test_artifact_locations_map_into_the_root_or_say_why_not(tmp_path: Path) -> 
     assert s3.folder is None and not s3.escape and "not carried over" in s3.why
     assert where.locate(f"{tmp_path}/root/../../etc", "7").escape
     assert where.locate("/never/logged/7/zzz/artifacts", "7") == type(s3)(None)  # nothing logged: nothing to say
+
+
+@pytest.mark.postgres
+def test_mlflow_on_postgresql(stores: Path, imported: tuple[Services, object], tmp_path: Path) -> None:
+    """MLflow's tables on PostgreSQL (copied from its SQLite database, rows and types as MLflow made them),
+    with the artifact root given by --artifacts: the same import as from SQLite."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_URL, _pg_admin
+
+    if not PG_URL:
+        pytest.skip("SHIPYARD_TEST_PG_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    name = f"mlflow_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_URL.rpartition('/')[0]}/{name}"
+    try:
+        lite = sa.create_engine(f"sqlite:///{stores / 'db' / 'mlflow.db'}")
+        tables = ["experiments", "experiment_tags", "runs", "params", "metrics", "tags", "registered_models",
+                  "model_versions", "registered_model_aliases", "logged_models"]
+        meta = sa.MetaData()
+        meta.reflect(lite, only=tables)
+        for table in meta.tables.values():
+            table.constraints = {c for c in table.constraints if isinstance(c, sa.PrimaryKeyConstraint)}
+            table.foreign_keys.clear()
+        pg = sa.create_engine(url)
+        meta.create_all(pg)
+        with lite.connect() as src, pg.begin() as dst:
+            for table in tables:
+                rows = [dict(r._mapping) for r in src.execute(meta.tables[table].select())]
+                if rows:
+                    dst.execute(meta.tables[table].insert(), rows)
+        pg.dispose()
+        svc = _project(tmp_path)
+        try:
+            got = import_mlflow(svc, url.replace("+psycopg", ""), artifacts=stores / "db" / "mlruns").to_dict()
+        finally:
+            svc.close()
+        want = imported[1].to_dict()  # type: ignore[attr-defined]
+        assert got["added"] == want["added"] and got["flagged"] == want["flagged"]
+    finally:
+        with _pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -49,6 +49,8 @@ class MlflowDatabase:
             self.sqlite_path = path.resolve()
             # read-only: an import never changes MLflow's store
             url = f"sqlite:///file:{self.sqlite_path}?mode=ro&uri=true"
+        elif url.startswith("postgresql://"):  # the driver Shipyard's postgres extra installs (psycopg 3)
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         try:
             self.engine = sa.create_engine(url)
             with self.engine.connect() as conn:
