@@ -22,6 +22,7 @@ import pytest
 
 from shipyard.core.artifacts.tree import load_manifest, read_verified
 from shipyard.core.lineage.records import RunStatus
+from shipyard.core.registry.trust import TrustSet
 from shipyard.errors import InvalidInputError, UntrustedModelError
 from shipyard.wiring import Services, from_environment
 from shipyard.wiring.mlflow_import import import_mlflow
@@ -193,6 +194,8 @@ def test_versions_aliases_and_the_overwritten_version(stores: Path, imported: tu
     assert d["trust_needed"] == ["iris@1"]
     with pytest.raises(UntrustedModelError, match="models trust iris@1 --pickle"):
         svc.registry.load("iris@1")
+    svc.registry.trust("iris@1", TrustSet(pickle=True), "reviewed: our own MLflow training run")
+    assert svc.registry.load("iris@staging").predict(_x()).tolist() == truth["iris"][0]["predict"]
 
 
 def _x() -> object:

@@ -51,6 +51,9 @@ def mlflow(
                       "are now, with no alias:")
         for line in report.flagged:
             console.print(f"  {out.plain(line)}", soft_wrap=True)
+        console.print("  (MLflow keeps no digest of a version's files, so their modification times are the evidence: "
+                      "a store copied without them, as `cp -r` does, reads as changed everywhere; copy it with "
+                      "`cp -a` or `rsync -a`)", soft_wrap=True)
     if report.trust_needed:
         refs = " ".join(report.trust_needed)
         console.print(f"need your trust before they load ({out.plain(refs)}): they are pickles, or name types beyond "
