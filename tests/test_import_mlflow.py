@@ -335,3 +335,19 @@ def test_mlflow_on_postgresql(stores: Path, imported: tuple[Services, object], t
     finally:
         with _pg_admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_protected_alias_moves_only_as_the_policy_allows(stores: Path, tmp_path: Path) -> None:
+    """MLflow's Production stage is no way around the project's policy: production is a protected alias."""
+    from shipyard.wiring.policy import init_bundle
+
+    (tmp_path / "shipyard.yaml").write_text("version: 1\n")
+    init_bundle(tmp_path)
+    svc = from_environment({"SHIPYARD_ACTOR": "importer"}, tmp_path)
+    try:
+        report = import_mlflow(svc, f"sqlite:///{stores / 'db' / 'mlflow.db'}").to_dict()
+        assert {s.name: s.aliases for s in svc.meta.list_models()}["wine"] == {"champion": 2}
+        (why,) = [n["why"] for n in report["not_carried"] if n["what"] == "alias wine@production"]
+        assert why.startswith("refused by the project's policy (`shipyard alias set wine production 1` once")
+    finally:
+        svc.close()

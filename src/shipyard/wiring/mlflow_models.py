@@ -23,7 +23,7 @@ from shipyard.core.importing.mlflow import (
     valid_model_name,
     version_description,
 )
-from shipyard.errors import InvalidInputError, NotFoundError, ShipyardError
+from shipyard.errors import InvalidInputError, NotFoundError, PolicyDeniedError, ShipyardError
 
 if TYPE_CHECKING:
     from shipyard.core.registry.records import ModelVersion
@@ -94,8 +94,14 @@ class ModelImport:
                             f"version {ml_version}); left as it is: move it with `shipyard alias set`")
                 continue
             if not self.dry_run:
-                self.svc.meta.set_alias(name, alias, target, self.svc.registry.actor,
-                                        f"imported from MLflow {name} (version {ml_version})")
+                from shipyard.wiring.policy import move_alias
+
+                try:  # a protected alias (production) moves only as the project's policy allows, as `alias set`
+                    move_alias(self.svc, name, alias, target, f"imported from MLflow {name} (version {ml_version})")
+                except PolicyDeniedError as exc:
+                    report.skip(f"alias {name}@{alias}", f"refused by the project's policy (`shipyard alias set "
+                                f"{name} {alias} {target}` once it allows it): {exc}")
+                    continue
             report.added["aliases"] += 1
             report.stage_aliases += [f"{name}: {n}" for n in plan.notes if n.endswith(f" alias {alias}")]
 
