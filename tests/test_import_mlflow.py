@@ -304,9 +304,10 @@ def test_mlflow_on_postgresql(stores: Path, imported: tuple[Services, object], t
 
     if not PG_URL:
         pytest.skip("SHIPYARD_TEST_PG_URL is not set (.ci/run starts PostgreSQL and sets it)")
-    name = f"mlflow_{uuid.uuid4().hex[:12]}"
+    name, ours = f"mlflow_{uuid.uuid4().hex[:12]}", f"shipyard_{uuid.uuid4().hex[:12]}"
     with _pg_admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{ours}"')
     url = f"{PG_URL.rpartition('/')[0]}/{name}"
     try:
         lite = sa.create_engine(f"sqlite:///{stores / 'db' / 'mlflow.db'}")
@@ -325,16 +326,21 @@ def test_mlflow_on_postgresql(stores: Path, imported: tuple[Services, object], t
                 if rows:
                     dst.execute(meta.tables[table].insert(), rows)
         pg.dispose()
-        svc = _project(tmp_path)
+        # into a project whose own metadata is on PostgreSQL too (the import's bulk writes on that backend)
+        svc = from_environment({"SHIPYARD_HOME": str(tmp_path / ".shipyard"), "SHIPYARD_ACTOR": "importer",
+                                "SHIPYARD_DB_URL": f"{PG_URL.rpartition('/')[0]}/{ours}"}, tmp_path, anywhere=True)
         try:
             got = import_mlflow(svc, url.replace("+psycopg", ""), artifacts=stores / "db" / "mlruns").to_dict()
+            want = imported[1].to_dict()  # type: ignore[attr-defined]
+            assert got["added"] == want["added"] and got["flagged"] == want["flagged"]
+            rid = json.loads((stores / "db.json").read_text())["runs"][40]
+            assert [m.value for m in svc.meta.metric_history(rid, "loss")] == [1.0 / (s + 41) for s in range(5)]
         finally:
             svc.close()
-        want = imported[1].to_dict()  # type: ignore[attr-defined]
-        assert got["added"] == want["added"] and got["flagged"] == want["flagged"]
     finally:
         with _pg_admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{ours}" WITH (FORCE)')
 
 
 def test_a_protected_alias_moves_only_as_the_policy_allows(stores: Path, tmp_path: Path) -> None:
