@@ -79,7 +79,16 @@ def open_source(uri: str) -> Source:
         return MlflowDatabase(f"sqlite:///{path.resolve()}")
     from shipyard.adapters.mlflow_store.files import MlflowFileStore
 
-    return MlflowFileStore(path)
+    try:
+        return MlflowFileStore(path)
+    except InvalidInputError:
+        if (path / "mlflow.db").is_file():  # the folder `mlflow ui` ran in: its database is the store
+            raise InvalidInputError(f"{path} is not an MLflow file store, but it holds MLflow's database: give "
+                                    f"sqlite:///{(path / 'mlflow.db').resolve()}") from None
+        if (path / "mlruns").is_dir():
+            raise InvalidInputError(f"{path} is not an MLflow file store: give the store in it, "
+                                    f"{path / 'mlruns'}") from None
+        raise
 
 
 def import_mlflow(svc: Services | Callable[[], Services], uri: str, artifacts: Path | None = None,
