@@ -107,6 +107,12 @@ class SqlMetadataStore:
     def log_metrics(self, run_id: str, metrics: Sequence[Metric]) -> None:
         self.sqla.log_metrics(run_id, metrics)
 
+    def existing_runs(self, run_ids: Sequence[str]) -> set[str]:
+        return self.sqla.existing_runs(run_ids)
+
+    def import_runs(self, runs: Sequence[tuple[RunRecord, Sequence[Metric]]]) -> None:
+        self.sqla.import_runs(runs)
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.sqla.set_tags(run_id, tags)
 

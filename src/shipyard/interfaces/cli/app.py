@@ -19,6 +19,7 @@ from shipyard.interfaces.cli import (
     data,
     env,
     exp,
+    importing,
     models,
     monitor,
     pipeline,
@@ -59,6 +60,7 @@ app.add_typer(exp.app, name="exp")
 app.add_typer(exp.metrics_app, name="metrics")
 app.add_typer(exp.params_app, name="params")
 app.add_typer(plots.app, name="plots")
+app.add_typer(importing.app, name="import")
 app.command("init")(project.init)
 app.command("run")(pipeline.run)
 app.command("status")(pipeline.status)

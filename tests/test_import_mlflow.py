@@ -1,0 +1,359 @@
+"""``shipyard import mlflow``: a store the real MLflow made (in its side venv) comes over whole, once.
+
+The MLflow script runs once per machine and MLflow version (its stores are kept in the test cache and
+copied per module, their files' times preserved): 3 experiments, 200 runs with step metrics, two
+registered models with aliases and stages, one version whose files were overwritten after registration,
+in a SQLite database (MLflow 3's default) and a small file store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.core.artifacts.tree import load_manifest, read_verified
+from shipyard.core.lineage.records import RunStatus
+from shipyard.core.registry.trust import TrustSet
+from shipyard.errors import InvalidInputError, UntrustedModelError
+from shipyard.wiring import Services, from_environment
+from shipyard.wiring.mlflow_import import import_mlflow
+from tests.conftest import MLFLOW_VERSION, TEST_CACHE, cli_env, mlflow_venv, shipyard
+
+MAKE_STORES = r'''
+import json, os, sys, time, warnings
+import numpy as np
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from sklearn.linear_model import LogisticRegression
+
+warnings.simplefilter("ignore")
+out = sys.argv[1]
+X = np.arange(60, dtype=float).reshape(20, 3)
+y = (X[:, 0] > 25).astype(int)
+T0 = 1_700_000_000_000
+
+
+def fill(c, runs, models):
+    truth = {"runs": [], "models": {}}
+    exps = [c.create_experiment(f"exp-{i}") for i in range(3)]
+    for i in range(runs):
+        r = c.create_run(exps[i % 3], start_time=T0 + i * 1000, run_name=f"run-{i}", tags={"team": f"t{i % 4}"})
+        rid = r.info.run_id
+        metrics = [Metric("loss", 1.0 / (s + 1 + i), T0 + i * 1000 + s, s) for s in range(5)]
+        metrics.append(Metric("acc", 0.5 + i / 1000, T0 + i * 1000 + 7, 0))
+        c.log_batch(rid, metrics=metrics, params=[Param("alpha", str(i / 10)), Param("l1", str(i % 7))],
+                    tags=[RunTag("idx", str(i))])
+        if i % 50 == 0:
+            c.log_text(rid, f"notes of run {i}\n", "notes/readme.txt")
+        c.set_terminated(rid, "FAILED" if i == 7 else "FINISHED", end_time=T0 + i * 1000 + 500)
+        truth["runs"].append(rid)
+    mlflow.set_experiment("exp-0")
+    for name, fmt, C in models:
+        with mlflow.start_run(run_name=f"train-{name}") as run:
+            mlflow.log_param("C", C)
+            model = LogisticRegression(C=C).fit(X, y)
+            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+                                            serialization_format=fmt, pip_requirements=["scikit-learn"])
+        truth["models"].setdefault(name, []).append({
+            "run_id": run.info.run_id, "folder": c.get_logged_model(info.model_id).artifact_location,
+            "predict": model.predict(X).tolist()})
+    return truth
+
+
+mlflow.set_tracking_uri(f"sqlite:///{out}/db/mlflow.db")
+os.chdir(f"{out}/db")  # the artifact root: ./mlruns beside the database, as `mlflow server` makes it
+c = MlflowClient()
+truth = fill(c, 200, [("wine", "skops", 1.0), ("wine", "skops", 0.5), ("wine", "skops", 0.1),
+                      ("iris", "cloudpickle", 2.0)])
+c.set_registered_model_alias("wine", "champion", "2")
+c.set_registered_model_alias("wine", "challenger", "3")
+c.set_registered_model_alias("iris", "champion", "1")
+c.transition_model_version_stage("wine", "1", "Production")
+c.transition_model_version_stage("iris", "1", "Staging")
+# possible in MLflow: a version names a folder, not bytes; wine/3's files change after its registration
+time.sleep(0.05)
+folder = truth["models"]["wine"][2]["folder"].removeprefix("file://")
+with open(os.path.join(folder, "requirements.txt"), "a") as f:
+    f.write("# changed after registration\n")
+json.dump(truth, open(f"{out}/db.json", "w"))
+
+os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+mlflow.set_tracking_uri(f"file://{out}/files/mlruns")
+small = fill(MlflowClient(), 6, [("files-model", "skops", 1.0)])
+MlflowClient().set_registered_model_alias("files-model", "champion", "1")
+json.dump(small, open(f"{out}/files.json", "w"))
+'''
+
+
+def _made_stores() -> Path:
+    """The stores MLflow made, kept in the test cache under the script's digest (made once per machine)."""
+    key = hashlib.sha256(f"{MLFLOW_VERSION}\n{MAKE_STORES}".encode()).hexdigest()[:16]
+    made = TEST_CACHE / "mlflow-stores" / key
+    made.parent.mkdir(parents=True, exist_ok=True)
+    with open(made.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (made / "files.json").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            (made / "db").mkdir(parents=True)
+            (made / "files").mkdir()
+            python = mlflow_venv() / "python"
+            env = {**os.environ, "MLFLOW_TRACKING_URI": "", "PYTHONWARNINGS": "ignore"}
+            done = subprocess.run([str(python), "-c", MAKE_STORES, str(made)], capture_output=True, text=True,
+                                  timeout=600, env=env)
+            if done.returncode:
+                raise AssertionError(f"MLflow's script failed:\n{done.stderr[-3000:]}")
+    return made
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("mlflow") / "stores"
+    shutil.copytree(_made_stores(), copy, symlinks=True)  # copy2: modification times kept (the flag reads them)
+    return copy
+
+
+def _project(folder: Path) -> Services:
+    folder.mkdir(parents=True, exist_ok=True)
+    return from_environment({"SHIPYARD_HOME": str(folder / ".shipyard"), "SHIPYARD_ACTOR": "importer"}, folder,
+                            anywhere=True)
+
+
+@pytest.fixture(scope="module")
+def imported(stores: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, object]]:
+    svc = _project(tmp_path_factory.mktemp("project"))
+    report = import_mlflow(svc, f"sqlite:///{stores / 'db' / 'mlflow.db'}")
+    yield svc, report
+    svc.close()
+
+
+def test_every_run_comes_over_with_its_values(stores: Path, imported: tuple[Services, object]) -> None:
+    svc, report = imported
+    truth = json.loads((stores / "db.json").read_text())
+    d = report.to_dict()  # type: ignore[attr-defined]
+    assert d["added"]["runs"] == 204 and d["added"]["experiments"] == 3
+    assert d["added"]["metrics"] == 200 * 6 and d["added"]["params"] == 200 * 2 + 4
+    for i, rid in enumerate(truth["runs"]):
+        run = svc.meta.get_run(rid)  # MLflow's own run id
+        assert (run.name, run.experiment) == (f"run-{i}", f"exp-{i % 3}") and run.user
+        assert run.status is (RunStatus.FAILED if i == 7 else RunStatus.FINISHED)
+        assert (run.start_time, run.end_time) == ((1_700_000_000_000 + i * 1000) / 1000,
+                                                 (1_700_000_000_000 + i * 1000 + 500) / 1000)
+        assert run.params == {"alpha": str(i / 10), "l1": str(i % 7)}
+        assert run.tags["team"] == f"t{i % 4}" and run.tags["idx"] == str(i)
+        assert run.tags["mlflow.run_id"] == rid and run.tags["mlflow.runName"] == f"run-{i}"
+        assert run.metrics == {"loss": 1.0 / (5 + i), "acc": 0.5 + i / 1000}
+        if i % 40 == 0:  # every step and time of a metric's history
+            history = svc.meta.metric_history(rid, "loss")
+            assert [(m.step, m.value, m.timestamp) for m in history] == [
+                (s, 1.0 / (s + 1 + i), (1_700_000_000_000 + i * 1000 + s) / 1000) for s in range(5)]
+        if i % 50 == 0:
+            (notes,) = [a for a in run.artifacts if a.path == "notes"]
+            entries = load_manifest(svc.store, notes.digest).entries
+            assert [(e.path, read_verified(svc.store, e.digest)) for e in entries] == [
+                ("readme.txt", f"notes of run {i}\n".encode())]
+        else:
+            assert not run.artifacts
+
+
+def test_versions_aliases_and_the_overwritten_version(stores: Path, imported: tuple[Services, object]) -> None:
+    svc, report = imported
+    truth = json.loads((stores / "db.json").read_text())["models"]
+    d = report.to_dict()  # type: ignore[attr-defined]
+    wine = svc.meta.list_versions("wine")
+    assert [(v.version, v.run_id) for v in wine] == [(n + 1, m["run_id"]) for n, m in enumerate(truth["wine"])]
+    (iris,) = svc.meta.list_versions("iris")
+    assert iris.run_id == truth["iris"][0]["run_id"] and iris.flavor == "sklearn"
+    # the training run carries the logged model's files, as `runs:/ID/model` names them in MLflow
+    run = svc.meta.get_run(truth["wine"][0]["run_id"])
+    assert [a.path for a in run.artifacts] == ["model"]
+    # every file's bytes are MLflow's (plus Shipyard's description of the folder)
+    for n, m in enumerate(truth["wine"]):
+        files = {e.path: read_verified(svc.store, e.digest) for e in load_manifest(svc.store, wine[n].manifest_digest)}
+        folder = Path(stores / "db" / "mlruns", *Path(m["folder"]).parts[-4:])
+        assert {p: b for p, b in files.items() if p != "shipyard-model.json"} == {
+            f.name: f.read_bytes() for f in folder.iterdir()}
+    models = {s.name: s.aliases for s in svc.meta.list_models()}
+    # wine/3 changed after registration: flagged, and its alias (challenger) is not carried
+    assert models == {"wine": {"champion": 2, "production": 1}, "iris": {"champion": 1, "staging": 1}}
+    assert len(d["flagged"]) == 1 and d["flagged"][0].startswith("wine@3 (MLflow wine/3): requirements.txt")
+    assert "FLAGGED" in wine[2].description and "FLAGGED" not in wine[1].description
+    assert any(n["what"] == "alias wine@challenger" for n in d["not_carried"])
+    assert d["stage_aliases"] == ["iris: stage Staging -> alias staging", "wine: stage Production -> alias production"]
+    # a skops model loads (Shipyard's allowlist), predicting what MLflow's did; the pickle waits for trust
+    assert svc.registry.load("wine@champion").predict(_x()).tolist() == truth["wine"][1]["predict"]
+    assert d["trust_needed"] == ["iris@1"]
+    with pytest.raises(UntrustedModelError, match="models trust iris@1 --pickle"):
+        svc.registry.load("iris@1")
+    svc.registry.trust("iris@1", TrustSet(pickle=True), "reviewed: our own MLflow training run")
+    assert svc.registry.load("iris@staging").predict(_x()).tolist() == truth["iris"][0]["predict"]
+
+
+def _x() -> object:
+    import numpy as np
+
+    return np.arange(60, dtype=float).reshape(20, 3)
+
+
+def test_a_second_import_adds_nothing(stores: Path, imported: tuple[Services, object]) -> None:
+    svc, _ = imported
+    again = import_mlflow(svc, f"sqlite:///{stores / 'db' / 'mlflow.db'}").to_dict()
+    assert set(again["added"].values()) == {0}
+    assert again["skipped"] == {"runs": 204, "versions": 4, "aliases": 4}
+    assert len(svc.meta.list_versions("wine")) == 3
+
+
+def test_bad_input_is_one_line_and_changes_nothing(stores: Path, tmp_path: Path) -> None:
+    svc = _project(tmp_path / "p")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE runs (x)")
+    bad = tmp_path / "bad"
+    shutil.copytree(stores / "db", bad, symlinks=True)
+    db = bad / "mlflow.db"
+    for uri, message in ((str(tmp_path / "nowhere"), "does not exist"),
+                         (f"sqlite:///{other}", "is not an MLflow database: it has no experiments")):
+        with pytest.raises(InvalidInputError, match=message):
+            import_mlflow(svc, uri)
+    # a location with '..' in the database
+    with sqlite3.connect(db) as conn:
+        first = conn.execute("SELECT run_uuid, artifact_uri FROM runs ORDER BY start_time LIMIT 1").fetchone()
+        conn.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (f"{bad}/mlruns/../../../etc", first[0]))
+    with pytest.raises(InvalidInputError, match=r"holds '\.\.'; nothing was imported"):
+        import_mlflow(svc, f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", first[::-1])
+    # a link out of the artifact root inside a run's artifacts
+    notes = next((bad / "mlruns").glob("*/*/artifacts/notes"))
+    (notes / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(InvalidInputError, match="link out of the artifact root"):
+        import_mlflow(svc, f"sqlite:///{db}")
+    assert svc.meta.search_runs([], 10, None) == [] and svc.meta.list_models() == []
+    assert not list(svc.store.iter_objects())
+    svc.close()
+    done = shipyard("import", "mlflow", str(tmp_path / "nowhere"), env=cli_env(), cwd=tmp_path, check=False)
+    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr
+    assert not (tmp_path / ".shipyard").exists()
+
+
+def test_a_file_store_through_the_cli(stores: Path, tmp_path: Path) -> None:
+    truth = json.loads((stores / "files.json").read_text())
+    done = shipyard("import", "mlflow", f"file://{stores / 'files' / 'mlruns'}", "--json", env=cli_env(), cwd=tmp_path)
+    body = json.loads(done.stdout)
+    tags = body["added"].pop("tags")  # 5 a run made by the client (3 its own, 2 of lineage), more for log_model's
+    assert body["added"] == {"experiments": 3, "runs": 7, "params": 13, "metrics": 36, "artifacts": 2,
+                             "versions": 1, "aliases": 1} and tags > 6 * 5
+    svc = _project(tmp_path)
+    try:
+        run = svc.meta.get_run(truth["runs"][5])
+        assert run.params == {"alpha": "0.5", "l1": "5"} and run.experiment == "exp-2"
+        assert [m.value for m in svc.meta.metric_history(run.id, "loss")] == [1.0 / (s + 6) for s in range(5)]
+        assert svc.registry.resolve("files-model@champion").run_id == truth["models"]["files-model"][0]["run_id"]
+    finally:
+        svc.close()
+
+
+def test_a_dry_run_says_what_an_import_adds_and_writes_nothing(stores: Path, tmp_path: Path,
+                                                                imported: tuple[Services, object]) -> None:
+    svc = _project(tmp_path)
+    try:
+        said = import_mlflow(svc, f"sqlite:///{stores / 'db' / 'mlflow.db'}", dry_run=True).to_dict()
+        done = imported[1].to_dict()  # type: ignore[attr-defined]
+        assert said["added"] == done["added"] and [v["ref"] for v in said["versions"]] == [
+            v["ref"] for v in done["versions"]]
+        assert svc.meta.search_runs([], 10, None) == [] and svc.meta.list_models() == []
+        assert not list(svc.store.iter_objects())
+    finally:
+        svc.close()
+
+
+def test_artifact_locations_map_into_the_root_or_say_why_not(tmp_path: Path) -> None:
+    from shipyard.adapters.mlflow_store.locations import ArtifactRoot
+
+    (tmp_path / "root" / "7" / "abc" / "artifacts").mkdir(parents=True)
+    where = ArtifactRoot(tmp_path / "root", tmp_path)
+    here = (tmp_path / "root" / "7" / "abc" / "artifacts").resolve()
+    # moved with the store (another machine's path), served by `mlflow server`, or relative to the database
+    for uri in ("/elsewhere/mlruns/7/abc/artifacts", "mlflow-artifacts:/7/abc/artifacts", "root/7/abc/artifacts",
+                f"file://{here}"):
+        assert where.locate(uri, "7").folder == here, uri
+    s3 = where.locate("s3://bucket/7/abc/artifacts", "7")
+    assert s3.folder is None and not s3.escape and "not carried over" in s3.why
+    assert where.locate(f"{tmp_path}/root/../../etc", "7").escape
+    assert where.locate("/never/logged/7/zzz/artifacts", "7") == type(s3)(None)  # nothing logged: nothing to say
+
+
+@pytest.mark.postgres
+def test_mlflow_on_postgresql(stores: Path, imported: tuple[Services, object], tmp_path: Path) -> None:
+    """MLflow's tables on PostgreSQL (copied from its SQLite database, rows and types as MLflow made them),
+    with the artifact root given by --artifacts: the same import as from SQLite."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_URL, _pg_admin
+
+    if not PG_URL:
+        pytest.skip("SHIPYARD_TEST_PG_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    name, ours = f"mlflow_{uuid.uuid4().hex[:12]}", f"shipyard_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{ours}"')
+    url = f"{PG_URL.rpartition('/')[0]}/{name}"
+    try:
+        lite = sa.create_engine(f"sqlite:///{stores / 'db' / 'mlflow.db'}")
+        tables = ["experiments", "experiment_tags", "runs", "params", "metrics", "tags", "registered_models",
+                  "model_versions", "registered_model_aliases", "logged_models"]
+        meta = sa.MetaData()
+        meta.reflect(lite, only=tables)
+        for table in meta.tables.values():
+            table.constraints = {c for c in table.constraints if isinstance(c, sa.PrimaryKeyConstraint)}
+            table.foreign_keys.clear()
+        pg = sa.create_engine(url)
+        meta.create_all(pg)
+        with lite.connect() as src, pg.begin() as dst:
+            for table in tables:
+                rows = [dict(r._mapping) for r in src.execute(meta.tables[table].select())]
+                if rows:
+                    dst.execute(meta.tables[table].insert(), rows)
+        pg.dispose()
+        # into a project whose own metadata is on PostgreSQL too (the import's bulk writes on that backend)
+        svc = from_environment({"SHIPYARD_HOME": str(tmp_path / ".shipyard"), "SHIPYARD_ACTOR": "importer",
+                                "SHIPYARD_DB_URL": f"{PG_URL.rpartition('/')[0]}/{ours}"}, tmp_path, anywhere=True)
+        try:
+            got = import_mlflow(svc, url.replace("+psycopg", ""), artifacts=stores / "db" / "mlruns").to_dict()
+            want = imported[1].to_dict()  # type: ignore[attr-defined]
+            assert got["added"] == want["added"] and got["flagged"] == want["flagged"]
+            rid = json.loads((stores / "db.json").read_text())["runs"][40]
+            assert [m.value for m in svc.meta.metric_history(rid, "loss")] == [1.0 / (s + 41) for s in range(5)]
+        finally:
+            svc.close()
+    finally:
+        with _pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{ours}" WITH (FORCE)')
+
+
+def test_a_protected_alias_moves_only_as_the_policy_allows(stores: Path, tmp_path: Path) -> None:
+    """MLflow's Production stage is no way around the project's policy: production is a protected alias."""
+    from shipyard.wiring.policy import init_bundle
+
+    (tmp_path / "shipyard.yaml").write_text("version: 1\n")
+    init_bundle(tmp_path)
+    svc = from_environment({"SHIPYARD_ACTOR": "importer"}, tmp_path)
+    try:
+        report = import_mlflow(svc, f"sqlite:///{stores / 'db' / 'mlflow.db'}").to_dict()
+        assert {s.name: s.aliases for s in svc.meta.list_models()}["wine"] == {"champion": 2}
+        (why,) = [n["why"] for n in report["not_carried"] if n["what"] == "alias wine@production"]
+        assert why.startswith("refused by the project's policy (`shipyard alias set wine production 1` once")
+    finally:
+        svc.close()
