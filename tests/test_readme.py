@@ -38,6 +38,7 @@ EXPECTED_NOT_AS_WRITTEN = {
      + "━" * 13 + "┓"),  # exp show's table: run ids, commits and times differ from run to run
     ("skip", "models:"),  # an illustration of the keys: tests/test_declared_models.py runs each
     ("skip", "$ curl -s 'localhost:8080/predict?proba=1' -d '{\"instances\": [\"a good film\", \"awful plot\"]}'"),
+    ("skip", "$ shipyard import mlflow sqlite:///mlflow.db"),  # needs MLflow: tests/test_import_mlflow.py
 }
 
 
