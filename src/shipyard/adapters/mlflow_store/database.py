@@ -12,25 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters.mlflow_store import int_of as _int
+from shipyard.adapters.mlflow_store import text_of as _text
 from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion
 from shipyard.core.lineage.records import Metric
 from shipyard.errors import BackendUnavailableError, InvalidInputError
 
 REQUIRED = ("experiments", "runs", "params", "metrics", "tags")
 MAX_VALUE = 65_536  # a param or tag value (MLflow's own limit is 8,000 for params, 8,000 for tags in SQL)
-MAX_TEXT = 5_000
 _CHUNK = 500
-
-
-def _text(value: Any, most: int = MAX_TEXT) -> str:
-    return "" if value is None else str(value)[:most]
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class MlflowDatabase:

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters.mlflow_store import int_of as _int
+from shipyard.adapters.mlflow_store import text_of as _text
 from shipyard.core.boundedyaml import load_yaml
 from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion, to_metric
 from shipyard.core.lineage.records import Metric
@@ -45,17 +47,6 @@ def _meta(path: Path) -> dict[str, Any]:
     except ShipyardError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _text(value: Any, most: int = 5000) -> str:
-    return "" if value is None else str(value)[:most]
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _entries(folder: Path, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Path]]:
