@@ -15,6 +15,7 @@ def test_exported_members() -> None:
         "set_tag", "set_tags", "sklearn", "start_run", "trust_model",
         # MLflow's names, added on purpose (issue 8)
         "get_tracking_uri", "pyfunc", "search_model_versions", "set_tracking_uri",
+        "autolog",  # issue 14: mlflow.autolog() for scikit-learn
     }
     for name in shipyard.__all__:
         assert getattr(shipyard, name) is not None
