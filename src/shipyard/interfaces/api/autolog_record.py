@@ -34,15 +34,14 @@ class Recording:
             current = fluent.active_run()
             if current is not None and settings.exclusive:
                 return None
-            run = current or fluent.start_run()
-            created = None if current is not None else run
-            recording = cls(settings, run.client, run.id, created)
             kind = type(estimator)
             tags = {"estimator_name": kind.__name__, "estimator_class": f"{kind.__module__}.{kind.__qualname__}",
                     **(settings.extra_tags or {})}
             params = {k: param_text(v) for k, v in estimator.get_params(deep=True).items()}
+            run = current or fluent.start_run()
+            created = None if current is not None else run
             run.client.log_batch(run.id, params=params, tags=tags)
-            return recording
+            return cls(settings, run.client, run.id, created)
         except Exception as exc:
             _warn(settings, f"shipyard.autolog: this fit of {type(estimator).__name__} is not recorded "
                             f"({type(exc).__name__}: {exc})")
