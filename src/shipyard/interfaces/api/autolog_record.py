@@ -85,6 +85,13 @@ class Recording:
 def training_metrics(estimator: Any, X: Any, y: Any, weight: Any, settings: Settings) -> dict[str, float]:
     """MLflow's training metrics for ``estimator`` fitted on ``X``, ``y`` (and sample weights), by MLflow's
     names; a metric that cannot be computed for this estimator is left out with a warning."""
+    import sklearn
+
+    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):  # the fit checked X and y
+        return _training_metrics(estimator, X, y, weight, settings)
+
+
+def _training_metrics(estimator: Any, X: Any, y: Any, weight: Any, settings: Settings) -> dict[str, float]:
     from sklearn.base import ClassifierMixin, RegressorMixin, is_classifier, is_regressor
 
     metrics: dict[str, float] = {}
@@ -111,9 +118,12 @@ def _classifier_metrics(estimator: Any, X: Any, y: Any, weight: Any, settings: S
     averaged: dict[str, Any] = ({"average": "weighted"} if settings.pos_label is None
                                 else {"average": "binary", "pos_label": settings.pos_label})
     found: dict[str, float] = {}
-    _metric(found, "precision_score", settings, m.precision_score, y, y_pred, sample_weight=weight, **averaged)
-    _metric(found, "recall_score", settings, m.recall_score, y, y_pred, sample_weight=weight, **averaged)
-    _metric(found, "f1_score", settings, m.f1_score, y, y_pred, sample_weight=weight, **averaged)
+    try:  # precision, recall and F1 from one count of the labels, as precision_score etc. each compute them
+        precision, recall, f1, _ = m.precision_recall_fscore_support(y, y_pred, sample_weight=weight, **averaged)
+        found.update({PREFIX + "precision_score": float(precision), PREFIX + "recall_score": float(recall),
+                      PREFIX + "f1_score": float(f1)})
+    except Exception as exc:
+        _warn(settings, f"shipyard.autolog: precision, recall and F1 are not recorded ({type(exc).__name__}: {exc})")
     _metric(found, "accuracy_score", settings, m.accuracy_score, y, y_pred, normalize=True, sample_weight=weight)
     if hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)

@@ -1,0 +1,63 @@
+"""One process of bench/autolog.py: the same scikit-learn fit, timed bare or under a tool's autolog.
+
+    python autolog_fit.py MODE WORKLOAD FITS      MODE: bare | shipyard | mlflow
+
+Prints one ``RESULT {json}`` line: the seconds (wall and CPU of the whole process, threads included) of
+turning autolog on, of a first small fit (the store made, lazy imports), and of each timed fit.
+Tracking goes where the environment says (SHIPYARD_HOME, MLFLOW_TRACKING_URI): a fresh folder per process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def estimator(workload: str) -> Any:
+    if workload == "forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=15, max_depth=10, n_jobs=1, random_state=0)
+    if workload == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=3000, C=10, tol=1e-8)
+    raise SystemExit(f"unknown workload {workload!r}: forest or logreg")
+
+
+def data(workload: str) -> tuple[Any, Any]:
+    from sklearn.datasets import make_classification
+
+    rows = 20_000 if workload == "forest" else 80_000
+    return make_classification(n_samples=rows, n_features=20, n_informative=10, random_state=0)
+
+
+def timed(call: Any) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    mode, workload, fits = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    X, y = data(workload)
+    result: dict[str, Any] = {"mode": mode, "workload": workload}
+    if mode == "shipyard":
+        import shipyard
+
+        result["enable"] = timed(shipyard.autolog)
+    elif mode == "mlflow":
+        import mlflow
+
+        result["enable"] = timed(lambda: mlflow.autolog(silent=True))
+    elif mode != "bare":
+        raise SystemExit(f"unknown mode {mode!r}: bare, shipyard or mlflow")
+    result["first_fit"] = timed(lambda: estimator(workload).fit(X[:500], y[:500]))
+    result["fits"] = [timed(lambda: estimator(workload).fit(X, y)) for _ in range(fits)]
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
