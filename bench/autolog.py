@@ -1,7 +1,7 @@
 """autolog's overhead on a scikit-learn fit of about a second: bare, under shipyard.autolog() and under
 mlflow.autolog(), side by side in one run, each in processes of its own, with ratios.
 
-    python bench/autolog.py [--rounds 3] [--fits 3] [--workloads forest,logreg] [--mlflow-python PATH]
+    python bench/autolog.py [--rounds 3] [--fits 3] [--workloads gboost,forest,logreg] [--mlflow-python PATH]
 
 Each round starts one process per (workload, mode), interleaved so that the machine's load falls on all
 alike; each process times ``--fits`` fits after a first small one (which makes the store and does the lazy
@@ -54,7 +54,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fits", type=int, default=3, help="timed fits in each process")
-    ap.add_argument("--workloads", default="forest,logreg")
+    ap.add_argument("--workloads", default="gboost,forest,logreg",
+                    help="gboost: gradient boosting (predicting is cheap next to fitting); forest: a random forest; "
+                         "logreg: a logistic regression (predicting costs more, next to its fit)")
     ap.add_argument("--mlflow-python", help="python of an existing venv with mlflow and scikit-learn")
     args = ap.parse_args()
     pythons = {"ship": sys.executable, "mlflow": args.mlflow_python or tool_python("mlflow", [MLFLOW_SPEC,

@@ -16,6 +16,10 @@ from typing import Any
 
 
 def estimator(workload: str) -> Any:
+    if workload == "gboost":
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        return GradientBoostingClassifier(n_estimators=25, max_depth=3, random_state=0)
     if workload == "forest":
         from sklearn.ensemble import RandomForestClassifier
 
@@ -24,13 +28,13 @@ def estimator(workload: str) -> Any:
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(max_iter=3000, C=10, tol=1e-8)
-    raise SystemExit(f"unknown workload {workload!r}: forest or logreg")
+    raise SystemExit(f"unknown workload {workload!r}: gboost, forest or logreg")
 
 
 def data(workload: str) -> tuple[Any, Any]:
     from sklearn.datasets import make_classification
 
-    rows = 20_000 if workload == "forest" else 80_000
+    rows = {"gboost": 5_000, "forest": 20_000}.get(workload, 80_000)
     return make_classification(n_samples=rows, n_features=20, n_informative=10, random_state=0)
 
 
