@@ -29,7 +29,8 @@ HERE = Path(__file__).resolve().parent
 MLFLOW_SPEC = "mlflow==3.17.2"
 TARGET_OVERHEAD = 0.05  # Shipyard's autolog adds under 5% to the fit...
 TARGET_RATIO = 5.0  # ...and at least 5x less than MLflow's
-MODES = (("bare", "ship"), ("shipyard", "ship"), ("bare", "mlflow"), ("mlflow", "mlflow"))
+MODES = (("bare", "ship"), ("shipyard", "ship"), ("bare", "mlflow"), ("mlflow", "mlflow"),
+         ("shipyard-no-model", "ship"))  # the last: autolog(log_models=False), to show what saving the model costs
 
 
 def one_process(python: str, mode: str, workload: str, fits: int, base: dict[str, str]) -> dict[str, object]:
@@ -95,6 +96,15 @@ def main() -> None:
                   f"{ship_extra / bare['ship']:+.1%} | {bare['mlflow']:.3f} s | {med['mlflow']:.3f} s | "
                   f"{ml_extra / bare['mlflow']:+.1%} | {ratio:.1f}x |")
             verdicts.append((workload, clock, ship_extra / bare["ship"] < TARGET_OVERHEAD, ratio >= TARGET_RATIO))
+    print()
+    for workload in workloads:
+        for clock, index in (("wall", 0), ("CPU", 1)):
+            bare_s = statistics.median(fit[index] for run in found[(workload, "bare", "ship")]
+                                       for fit in run["fits"])  # type: ignore[attr-defined]
+            lean = statistics.median(fit[index] for run in found[(workload, "shipyard-no-model", "ship")]
+                                     for fit in run["fits"])  # type: ignore[attr-defined]
+            print(f"{workload} ({clock}): shipyard.autolog(log_models=False) {lean:.3f} s, "
+                  f"{(lean - bare_s) / bare_s:+.1%} over bare (params, metrics and tags only)")
     print()
     for workload in workloads:
         for mode, venv in (MODES[1], MODES[3]):

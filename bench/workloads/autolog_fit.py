@@ -1,6 +1,6 @@
 """One process of bench/autolog.py: the same scikit-learn fit, timed bare or under a tool's autolog.
 
-    python autolog_fit.py MODE WORKLOAD FITS      MODE: bare | shipyard | mlflow
+    python autolog_fit.py MODE WORKLOAD FITS      MODE: bare | shipyard | shipyard-no-model | mlflow
 
 Prints one ``RESULT {json}`` line: the seconds (wall and CPU of the whole process, threads included) of
 turning autolog on, of a first small fit (the store made, lazy imports), and of each timed fit.
@@ -48,16 +48,16 @@ def main() -> None:
     mode, workload, fits = sys.argv[1], sys.argv[2], int(sys.argv[3])
     X, y = data(workload)
     result: dict[str, Any] = {"mode": mode, "workload": workload}
-    if mode == "shipyard":
+    if mode in ("shipyard", "shipyard-no-model"):
         import shipyard
 
-        result["enable"] = timed(shipyard.autolog)
+        result["enable"] = timed(lambda: shipyard.autolog(log_models=mode == "shipyard"))
     elif mode == "mlflow":
         import mlflow
 
         result["enable"] = timed(lambda: mlflow.autolog(silent=True))
     elif mode != "bare":
-        raise SystemExit(f"unknown mode {mode!r}: bare, shipyard or mlflow")
+        raise SystemExit(f"unknown mode {mode!r}: bare, shipyard, shipyard-no-model or mlflow")
     result["first_fit"] = timed(lambda: estimator(workload).fit(X[:500], y[:500]))
     result["fits"] = [timed(lambda: estimator(workload).fit(X, y)) for _ in range(fits)]
     print("RESULT " + json.dumps(result), flush=True)
