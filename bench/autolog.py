@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from venvs import tool_python
 
@@ -33,7 +34,7 @@ MODES = (("bare", "ship"), ("shipyard", "ship"), ("bare", "mlflow"), ("mlflow", 
          ("shipyard-no-model", "ship"))  # the last: autolog(log_models=False), to show what saving the model costs
 
 
-def one_process(python: str, mode: str, workload: str, fits: int, base: dict[str, str]) -> dict[str, object]:
+def one_process(python: str, mode: str, workload: str, fits: int, base: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-autolog-") as tmp:
         env = {**base, "SHIPYARD_HOME": f"{tmp}/.shipyard", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
                "GIT_PYTHON_REFRESH": "quiet", "PYTHONWARNINGS": "ignore"}
@@ -59,12 +60,14 @@ def main() -> None:
                     help="gboost: gradient boosting (predicting is cheap next to fitting); forest: a random forest; "
                          "logreg: a logistic regression (predicting costs more, next to its fit)")
     ap.add_argument("--mlflow-python", help="python of an existing venv with mlflow and scikit-learn")
+    ap.add_argument("--pairs", type=int, default=6,
+                    help="fits with autolog on and off, alternating in one process per tool (0: none)")
     args = ap.parse_args()
     pythons = {"ship": sys.executable, "mlflow": args.mlflow_python or tool_python("mlflow", [MLFLOW_SPEC,
                                                                                               "scikit-learn"])}
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "MLFLOW_"))}
     workloads = args.workloads.split(",")
-    found: dict[tuple[str, str, str], list[dict[str, object]]] = {}
+    found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for number in range(args.rounds):
         print(f"round {number + 1}/{args.rounds}...", flush=True)
         for workload in workloads:
@@ -78,6 +81,21 @@ def main() -> None:
             "mlflow": version_of(pythons["mlflow"], "mlflow"),
             "processes x fits": f"{args.rounds} x {args.fits} per mode"}
     print(f"\n{meta}\n")
+    if args.rounds:
+        between_processes(found, workloads)
+    if args.pairs:
+        for workload in workloads:
+            for tool, venv in (("shipyard", "ship"), ("mlflow", "mlflow")):
+                found[(workload, f"paired-{tool}", venv)] = [
+                    one_process(pythons[venv], f"paired-{tool}", workload, args.pairs, base)]
+        in_one_process(found, workloads, args.pairs)
+    out = HERE / ".work"
+    out.mkdir(exist_ok=True)
+    (out / "autolog.json").write_text(json.dumps({"meta": meta, "results": [
+        {"workload": w, "mode": m, "venv": v, "runs": runs} for (w, m, v), runs in found.items()]}, indent=2))
+
+
+def between_processes(found: dict[tuple[str, str, str], list[dict[str, Any]]], workloads: list[str]) -> None:
     print("| fit | clock | bare | shipyard.autolog() | overhead | bare (MLflow's venv) | mlflow.autolog() "
           "| overhead | MLflow's extra / Shipyard's |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -85,10 +103,10 @@ def main() -> None:
     for workload in workloads:
         for clock, index in (("wall", 0), ("CPU", 1)):
             med = {mode: statistics.median(fit[index] for run in found[(workload, mode, venv)]
-                                           for fit in run["fits"])  # type: ignore[attr-defined]
+                                           for fit in run["fits"])
                    for mode, venv in MODES[1:2] + MODES[3:]}
             bare = {venv: statistics.median(fit[index] for run in found[(workload, "bare", venv)]
-                                            for fit in run["fits"])  # type: ignore[attr-defined]
+                                            for fit in run["fits"])
                     for venv in ("ship", "mlflow")}
             ship_extra, ml_extra = med["shipyard"] - bare["ship"], med["mlflow"] - bare["mlflow"]
             ratio = ml_extra / ship_extra if ship_extra > 0 else float("inf")
@@ -100,26 +118,40 @@ def main() -> None:
     for workload in workloads:
         for clock, index in (("wall", 0), ("CPU", 1)):
             bare_s = statistics.median(fit[index] for run in found[(workload, "bare", "ship")]
-                                       for fit in run["fits"])  # type: ignore[attr-defined]
+                                       for fit in run["fits"])
             lean = statistics.median(fit[index] for run in found[(workload, "shipyard-no-model", "ship")]
-                                     for fit in run["fits"])  # type: ignore[attr-defined]
+                                     for fit in run["fits"])
             print(f"{workload} ({clock}): shipyard.autolog(log_models=False) {lean:.3f} s, "
                   f"{(lean - bare_s) / bare_s:+.1%} over bare (params, metrics and tags only)")
     print()
     for workload in workloads:
         for mode, venv in (MODES[1], MODES[3]):
             runs = found[(workload, mode, venv)]
-            enable = statistics.median(r["enable"][0] for r in runs)  # type: ignore[index]
-            first = statistics.median(r["first_fit"][0] for r in runs)  # type: ignore[index]
+            enable = statistics.median(r["enable"][0] for r in runs)
+            first = statistics.median(r["first_fit"][0] for r in runs)
             print(f"{workload}, {mode}: turning autolog on {enable:.2f} s; the first (small) fit, store made "
                   f"and lazy imports done: {first:.2f} s")
     for workload, clock, under, ratio_met in verdicts:
         print(f"{workload} ({clock}): overhead < {TARGET_OVERHEAD:.0%}: {'met' if under else 'MISSED'}; "
               f"at least {TARGET_RATIO:.0f}x less than MLflow's: {'met' if ratio_met else 'MISSED'}")
-    out = HERE / ".work"
-    out.mkdir(exist_ok=True)
-    (out / "autolog.json").write_text(json.dumps({"meta": meta, "results": [
-        {"workload": w, "mode": m, "venv": v, "runs": runs} for (w, m, v), runs in found.items()]}, indent=2))
+
+
+def in_one_process(found: dict[tuple[str, str, str], list[dict[str, Any]]], workloads: list[str], pairs: int) -> None:
+    print(f"\npaired, in one process per tool: {pairs} fits with autolog on and {pairs} off, alternating "
+          "(each pair under the same load); the median of the pairs' overheads")
+    print("| fit | clock | shipyard.autolog() | mlflow.autolog() | MLflow's extra / Shipyard's |")
+    print("|---|---|---|---|---|")
+    for workload in workloads:
+        for clock, index in (("wall", 0), ("CPU", 1)):
+            extra, share = {}, {}
+            for tool, venv in (("shipyard", "ship"), ("mlflow", "mlflow")):
+                run = found[(workload, f"paired-{tool}", venv)][0]
+                extra[tool] = statistics.median(p["on"][index] - p["off"][index] for p in run["pairs"])
+                share[tool] = statistics.median((p["on"][index] - p["off"][index]) / p["off"][index]
+                                                for p in run["pairs"])
+            ratio = extra["mlflow"] / extra["shipyard"] if extra["shipyard"] > 0 else float("inf")
+            print(f"| {workload} | {clock} | {share['shipyard']:+.1%} ({extra['shipyard'] * 1000:+.0f} ms) | "
+                  f"{share['mlflow']:+.1%} ({extra['mlflow'] * 1000:+.0f} ms) | {ratio:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """One process of bench/autolog.py: the same scikit-learn fit, timed bare or under a tool's autolog.
 
     python autolog_fit.py MODE WORKLOAD FITS      MODE: bare | shipyard | shipyard-no-model | mlflow
+                                                        | paired-shipyard | paired-mlflow (FITS pairs)
 
 Prints one ``RESULT {json}`` line: the seconds (wall and CPU of the whole process, threads included) of
 turning autolog on, of a first small fit (the store made, lazy imports), and of each timed fit.
@@ -44,8 +45,38 @@ def timed(call: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def paired(tool: str, workload: str, pairs: int) -> dict[str, Any]:
+    """Fits with the tool's autolog on and off, alternating in this one process: each pair's two fits see the
+    same load, so their difference is the overhead even on a busy machine."""
+    if tool == "shipyard":
+        import shipyard
+
+        def switch(on: bool) -> None:
+            shipyard.autolog(disable=not on)
+    else:
+        import mlflow
+
+        def switch(on: bool) -> None:
+            mlflow.autolog(disable=not on, silent=True)
+    X, y = data(workload)
+    switch(True)
+    estimator(workload).fit(X[:500], y[:500])  # the store made, lazy imports done
+    found = []
+    for number in range(pairs):
+        order = (True, False) if number % 2 == 0 else (False, True)
+        pair = {}
+        for on in order:
+            switch(on)
+            pair[on] = timed(lambda: estimator(workload).fit(X, y))
+        found.append({"on": pair[True], "off": pair[False]})
+    return {"mode": f"paired-{tool}", "workload": workload, "pairs": found}
+
+
 def main() -> None:
     mode, workload, fits = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode.startswith("paired-"):
+        print("RESULT " + json.dumps(paired(mode.removeprefix("paired-"), workload, fits)), flush=True)
+        return
     X, y = data(workload)
     result: dict[str, Any] = {"mode": mode, "workload": workload}
     if mode in ("shipyard", "shipyard-no-model"):
