@@ -3,6 +3,7 @@ per thread and task, on a default client). ``shipyard/__init__.py`` re-exports t
 
 from __future__ import annotations
 
+from shipyard.interfaces.api.autologging import autolog
 from shipyard.interfaces.api.client import ActiveRun, Client
 from shipyard.interfaces.api.fluent import (
     _svc,
@@ -46,6 +47,7 @@ __all__ = [
     "MlflowClient",
     "_svc",
     "active_run",
+    "autolog",
     "default_client",
     "delete_registered_model_alias",
     "end_run",

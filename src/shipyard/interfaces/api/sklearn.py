@@ -6,10 +6,11 @@ from typing import Any
 
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.api import flavor_module
+from shipyard.interfaces.api.autologging import autolog  # mlflow.sklearn.autolog(), MLflow's usual spelling
 from shipyard.interfaces.api.client import PathLike
 from shipyard.interfaces.api.flavor_module import DEFAULT_ARTIFACT, ModelInfo
 
-__all__ = ["DEFAULT_ARTIFACT", "SERIALIZERS", "ModelInfo", "load_model", "log_model", "save_model"]
+__all__ = ["DEFAULT_ARTIFACT", "SERIALIZERS", "ModelInfo", "autolog", "load_model", "log_model", "save_model"]
 
 SERIALIZERS = {"skops": "skops", "pickle": "pickle", "cloudpickle": "pickle"}
 
