@@ -39,6 +39,7 @@ EXPECTED_NOT_AS_WRITTEN = {
     ("skip", "models:"),  # an illustration of the keys: tests/test_declared_models.py runs each
     ("skip", "$ curl -s 'localhost:8080/predict?proba=1' -d '{\"instances\": [\"a good film\", \"awful plot\"]}'"),
     ("skip", "$ shipyard import mlflow sqlite:///mlflow.db"),  # needs MLflow: tests/test_import_mlflow.py
+    ("skip", "from shipyard.lightning import ShipyardLogger"),  # a real Trainer: tests/test_lightning_logger.py
 }
 
 
