@@ -1,6 +1,6 @@
 # `make demo` and `make test` are all a fresh machine needs (Python 3.11+ as python3).
 #   make demo       .venv with Shipyard and the demo's extras only (sklearn, serve, governance, monitor), then `shipyard demo`
-#   make test       adds the dev extras (tests, linters, every flavor) to .venv, then lint, typecheck, pytest
+#   make test       adds the dev extras (tests, linters, every flavor) to .venv, then lint, then pytest with mypy beside it
 #   make lint       ruff and import-linter        make typecheck   mypy (strict)
 #   make bench      the benchmarks (bench/)       make clean       removes .venv and caches
 # Installs use uv (installed into .venv from PyPI: seconds instead of minutes) and fall back to pip.
@@ -68,8 +68,13 @@ typecheck: $(DEV_STAMP)
 # heavy fixture, such as the container daemon, are one xdist group and run on one worker.
 TEST_WORKERS ?= 3
 
-test: lint typecheck
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+# mypy (one process, one core) checks while the tests run: its report comes after theirs, and either failing fails.
+test: lint
+	@echo "==> mypy (in the background; its report follows the tests')"
+	@$(VENV)/bin/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup; tests=$$?; \
+	wait $$mypy; typed=$$?; echo "==> mypy"; cat $(VENV)/mypy.log; \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 bench: $(DEV_STAMP)
 	$(PY) bench/tracking.py
