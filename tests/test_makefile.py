@@ -47,9 +47,13 @@ def test_a_fresh_demo_installs_only_its_extras_and_says_so(tmp_path: Path) -> No
 def test_tests_add_the_dev_extras_then_lint_typecheck_and_pytest(tmp_path: Path) -> None:
     test = plan("test", fake_venv(tmp_path, ".installed-demo"))
     assert '-e ".[dev]"' in test and "-m venv" not in test
-    steps = [line.split()[0].rsplit("/", 1)[-1] for line in test.splitlines()[-5:]]
-    assert steps[-4:] == ["ruff", "lint-imports", "mypy", "python"]
-    assert test.splitlines()[-1].endswith(" -m pytest -n 3 --dist loadgroup")
+    lines = test.splitlines()
+    steps = [line.split()[0].rsplit("/", 1)[-1] for line in lines[-7:]]
+    assert steps[:2] == ["ruff", "lint-imports"]  # lint first: it fails fast
+    # then mypy in the background beside pytest, and the exit status fails if either failed
+    assert steps[3:5] == ["mypy", "python"] and lines[-4].endswith("& mypy=$!; \\")
+    assert " -m pytest -n 3 --dist loadgroup; tests=$?;" in lines[-3]
+    assert lines[-2].startswith("wait $mypy; typed=$?;") and lines[-1] == "[ $tests -eq 0 ] && [ $typed -eq 0 ]"
 
 
 def test_lint_is_ruff_and_import_linter_and_typecheck_is_mypy(tmp_path: Path) -> None:
