@@ -64,8 +64,9 @@ typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
 # Three workers on two cores: most tests wait on a subprocess, a server or a database, so a third keeps both cores
-# busy (the whole suite: 830 s with two, 718 s with three, on the 2-core CI kind of machine). Tests that share a
-# heavy fixture, such as the container daemon, are one xdist group and run on one worker.
+# busy (the whole suite: 830 s with two, 718 s with three, on the 2-core CI kind of machine, before issues 13-14;
+# on 2026-11-30, 1,501 tests: 950 s with three and 948 s with four, so the suite is CPU-bound now). Tests that
+# share a heavy fixture, such as the container daemon, are one xdist group and run on one worker.
 TEST_WORKERS ?= 3
 
 # mypy (one process, one core) checks while the tests run: its report comes after theirs, and either failing fails.
