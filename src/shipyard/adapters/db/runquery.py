@@ -9,6 +9,7 @@ identifier is double-quoted (``"user"`` is reserved on PostgreSQL); every value 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from shipyard.core.artifacts.digest import Digest
@@ -235,3 +236,34 @@ def _time(value: Any, run_id: str) -> float:
 
 def _maybe(text: str | None, run_id: str) -> Digest | None:
     return None if text is None else _digest(text, run_id)
+
+
+class RunReads:
+    """The MetadataStore's run reads, each one ``fetching()`` transaction of this module's statements; a class that
+    has a ``fetching()`` (SQLAlchemy's connection, or the stdlib's ``sqlite3``) gets them all."""
+
+    def fetching(self) -> AbstractContextManager[Fetch]:
+        raise NotImplementedError
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self.fetching() as fetch:
+            return by_prefix(fetch, run_id)
+
+    def producers(self, digest: Digest) -> list[RunRecord]:
+        """Finished runs that recorded ``digest`` among their outputs, newest first."""
+        with self.fetching() as fetch:
+            return producers(fetch, digest)
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        with self.fetching() as fetch:
+            return metric_history(fetch, run_id, key)
+
+    def metric_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """``{run_id: {key: number of values logged}}``: which metrics are series, not single scores."""
+        with self.fetching() as fetch:
+            return metric_counts(fetch, run_ids)
+
+    def search_runs(self, conditions: Sequence[Condition], limit: int, order_by: str | None,
+                    lineage: bool = True) -> list[RunRecord]:
+        with self.fetching() as fetch:
+            return search(fetch, conditions, limit, order_by, lineage)

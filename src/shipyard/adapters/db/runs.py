@@ -12,14 +12,13 @@ from shipyard.adapters.db import schema as t
 from shipyard.adapters.db.base import SqlBase, fits
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
-from shipyard.core.lineage.search import Condition
 from shipyard.core.registry.records import RESULT_ACTIONS
 from shipyard.errors import ConflictError, ImmutableError, NotFoundError
 
 _CHUNK = runquery.CHUNK  # run ids per IN list of the batched reads
 
 
-class SqlRuns(SqlBase):
+class SqlRuns(runquery.RunReads, SqlBase):
     def __init__(self, url: str, engine: sa.Engine | None = None) -> None:
         super().__init__(url, engine)
         # built once: constructing statements costs more than running them on the per-call logging path.
@@ -143,29 +142,6 @@ class SqlRuns(SqlBase):
         """One read transaction, as ``runquery``'s statements run in it (SQL text with ``:name`` parameters)."""
         with self.read() as conn:
             yield lambda sql, params: conn.execute(sa.text(sql), params).all()
-
-    def producers(self, digest: Digest) -> list[RunRecord]:
-        """Finished runs that recorded ``digest`` among their outputs, newest first."""
-        with self.fetching() as fetch:
-            return runquery.producers(fetch, digest)
-
-    def get_run(self, run_id: str) -> RunRecord:
-        with self.fetching() as fetch:
-            return runquery.by_prefix(fetch, run_id)
-
-    def metric_history(self, run_id: str, key: str) -> list[Metric]:
-        with self.fetching() as fetch:
-            return runquery.metric_history(fetch, run_id, key)
-
-    def metric_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """``{run_id: {key: number of values logged}}``: which metrics are series, not single scores."""
-        with self.fetching() as fetch:
-            return runquery.metric_counts(fetch, run_ids)
-
-    def search_runs(self, conditions: Sequence[Condition], limit: int,
-                    order_by: str | None, lineage: bool = True) -> list[RunRecord]:
-        with self.fetching() as fetch:
-            return runquery.search(fetch, conditions, limit, order_by, lineage)
 
     def referenced_digests(self) -> Iterable[Digest]:
         mv = t.model_versions.c

@@ -20,11 +20,10 @@ if TYPE_CHECKING:
     from shipyard.adapters.db.sqla_store import SqlaStore
     from shipyard.core.artifacts.digest import Digest
     from shipyard.core.lineage.records import ArtifactRecord, Metric, RunRecord, RunStatus
-    from shipyard.core.lineage.search import Condition
     from shipyard.core.registry.records import AuditEvent, ModelSummary, ModelVersion, NewVersion
 
 
-class SqlMetadataStore:
+class SqlMetadataStore(runquery.RunReads):
     """Runs and the registry in one database; open with a SQLAlchemy URL."""
 
     def __init__(self, url: str, engine: Any = None) -> None:
@@ -62,37 +61,9 @@ class SqlMetadataStore:
         """A SQLAlchemy connection in a write transaction, committed on success."""
         return self.sqla.write()
 
-    # runs: reads
-    def get_run(self, run_id: str) -> RunRecord:
-        if self._reader is None:
-            return self.sqla.get_run(run_id)
-        with self._reader.fetching() as fetch:
-            return runquery.by_prefix(fetch, run_id)
-
-    def producers(self, digest: Digest) -> list[RunRecord]:
-        if self._reader is None:
-            return self.sqla.producers(digest)
-        with self._reader.fetching() as fetch:
-            return runquery.producers(fetch, digest)
-
-    def metric_history(self, run_id: str, key: str) -> list[Metric]:
-        if self._reader is None:
-            return self.sqla.metric_history(run_id, key)
-        with self._reader.fetching() as fetch:
-            return runquery.metric_history(fetch, run_id, key)
-
-    def metric_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        if self._reader is None:
-            return self.sqla.metric_counts(run_ids)
-        with self._reader.fetching() as fetch:
-            return runquery.metric_counts(fetch, run_ids)
-
-    def search_runs(self, conditions: Sequence[Condition], limit: int, order_by: str | None,
-                    lineage: bool = True) -> list[RunRecord]:
-        if self._reader is None:
-            return self.sqla.search_runs(conditions, limit, order_by, lineage)
-        with self._reader.fetching() as fetch:
-            return runquery.search(fetch, conditions, limit, order_by, lineage)
+    # runs: reads (runquery.RunReads), the same statements through the sqlite3 reader or SQLAlchemy
+    def fetching(self) -> AbstractContextManager[runquery.Fetch]:
+        return self._reader.fetching() if self._reader is not None else self.sqla.fetching()
 
     # runs: writes
     def create_run(self, run: RunRecord) -> None:
