@@ -58,8 +58,10 @@ def rollout_demo(name: str, stable_ref: str, x_train: Any, y_train: Any, x_test:
             flavor="sklearn", examples=x_test[:5], description="iris with C=1.2 (demo: good)")
     traffic = [[row.tolist()] for row in np.concatenate([x_test + rng.normal(0, 0.1, x_test.shape)
                                                           for _ in range(10)]).round(2)]
-    # a shared demo machine's latency is not what this part shows: 50 ms of slack on the p99 rule
-    spec = AnalysisSpec(interval=INTERVAL, count=2, min_requests=40, latency_slack_ms=50.0)
+    # a busy machine's latency is not what this part shows: the p99 of 40 requests is their slowest, and on a
+    # loaded laptop (or CI) a good version was seen rolled back at 218 ms against 141 ms. The rule is still
+    # measured and printed; only a difference over a second fails it here.
+    spec = AnalysisSpec(interval=INTERVAL, count=2, min_requests=40, latency_slack_ms=1000.0)
     plan = Plan.of(parse_steps(STEPS), spec)
     svc = out.services()
     try:
