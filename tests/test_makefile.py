@@ -42,16 +42,18 @@ def test_a_fresh_demo_installs_only_its_extras_and_says_so(tmp_path: Path) -> No
     assert '-e ".[sklearn,serve,governance,monitor]"' in demo and "[dev]" not in demo
     assert "echo \"==> installing shipyard[sklearn,serve,governance,monitor]" in demo  # a line per step
     assert demo.rstrip().endswith("shipyard demo")
+    assert "-m compileall -q src" in demo.splitlines()[-3]  # Shipyard's modules compiled once, not in each stage
 
 
 def test_tests_add_the_dev_extras_then_lint_typecheck_and_pytest(tmp_path: Path) -> None:
     test = plan("test", fake_venv(tmp_path, ".installed-demo"))
     assert '-e ".[dev]"' in test and "-m venv" not in test
     lines = test.splitlines()
-    steps = [line.split()[0].rsplit("/", 1)[-1] for line in lines[-7:]]
+    steps = [line.split()[0].rsplit("/", 1)[-1] for line in lines[-8:]]
     assert steps[:2] == ["ruff", "lint-imports"]  # lint first: it fails fast
+    assert lines[-6].endswith("/python -m compileall -q src > /dev/null")  # bytecode for the tests' subprocesses
     # then mypy in the background beside pytest, and the exit status fails if either failed
-    assert steps[3:5] == ["mypy", "python"] and lines[-4].endswith("& mypy=$!; \\")
+    assert steps[4:6] == ["mypy", "python"] and lines[-4].endswith("& mypy=$!; \\")
     assert " -m pytest -n 3 --dist loadgroup; tests=$?;" in lines[-3]
     assert lines[-2].startswith("wait $mypy; typed=$?;") and lines[-1] == "[ $tests -eq 0 ] && [ $typed -eq 0 ]"
 
