@@ -263,6 +263,34 @@ def test_a_registry_workflow_with_mlflow_client(project: Path, tmp_path: Path) -
         client.create_registered_model("nets", description="x")
     with pytest.raises(InvalidInputError, match="cannot read model filter"):
         client.search_registered_models("tags.team = 'x'")
-    with pytest.raises(InvalidInputError, match="signature from its input_example"):
+    with pytest.raises(InvalidInputError, match=r"pass input_example= .* or a signature from shipyard.models"):
         shipyard.sklearn.log_model(dummy(), name="x", signature={"inputs": []})
     client.close()
+
+
+def test_a_signature_from_infer_signature_gives_the_versions_examples(project: Path) -> None:
+    """MLflow's quickstart: ``signature = infer_signature(X, model.predict(X))``, then ``log_model(...,
+    signature=signature)`` with no input_example; MLflow's submodule imports work by Shipyard's name too."""
+    import shipyard.sklearn
+    from shipyard.models import ModelSignature, infer_signature
+
+    assert shipyard.sklearn is shipyard.interfaces.api.sklearn and shipyard.models.infer_signature is infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(40, dtype=float).reshape(20, 2)
+    model = LinearRegression().fit(X, X.sum(axis=1))
+    signature = infer_signature(X, model.predict(X))
+    assert isinstance(signature, ModelSignature)
+    assert signature.to_dict() == {"inputs": {"dtype": "float64", "shape": [-1, 2]},
+                                   "outputs": {"dtype": "float64", "shape": [-1]}, "params": None}
+    with shipyard.start_run():
+        info = shipyard.sklearn.log_model(model, name="model", registered_model_name="summer", signature=signature)
+    mv = info.model_version
+    assert mv is not None and mv.signature == {"inputs": signature.inputs, "outputs": signature.outputs}
+    svc = shipyard.interfaces.api.fluent._svc()
+    assert mv.examples_digest is not None
+    golden = json.loads(read_verified(svc.store, mv.examples_digest))  # the first 5 rows, the model's answers
+    assert np.asarray(golden["inputs"]).tolist() == X[:5].tolist()
+    assert np.allclose(np.asarray(golden["outputs"]), X[:5].sum(axis=1))
+    with pytest.raises(InvalidInputError, match="needs the model's input"):
+        infer_signature(None)

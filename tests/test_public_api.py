@@ -18,6 +18,7 @@ def test_exported_members() -> None:
         # issue 14: the rest of a typical MLflow script
         "data", "log_dict", "log_figure", "log_image", "log_input", "log_table", "log_text", "onnx", "pytorch",
         "autolog",  # issue 14: mlflow.autolog() for scikit-learn
+        "models",  # issue 14: mlflow.models.infer_signature
     }
     for name in shipyard.__all__:
         assert getattr(shipyard, name) is not None

@@ -40,6 +40,7 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "models",
     "onnx",
     "pyfunc",
     "pytorch",
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
         log_params,
         log_table,
         log_text,
+        models,
         onnx,
         pyfunc,
         pytorch,
@@ -105,7 +107,7 @@ if TYPE_CHECKING:
         trust_model,
     )
 
-_MODULES = ("data", "onnx", "pyfunc", "pytorch", "sklearn")  # MLflow's submodules, imported on first use
+_MODULES = ("data", "models", "onnx", "pyfunc", "pytorch", "sklearn")  # MLflow's submodules, imported on first use
 
 
 def __getattr__(name: str) -> Any:

@@ -301,6 +301,13 @@ def flavor(name: str) -> Flavor:
     return get_flavor(name)
 
 
+def data_schema(data: Any) -> dict[str, Any]:
+    """The signature entry of ``data`` (an array, a DataFrame, a sparse matrix, text), as every flavor writes it."""
+    from shipyard.adapters.flavors.tensors import schema
+
+    return schema(data)
+
+
 def open_executor(spec: ExecutorSpec) -> Executor:
     if spec.kind == "ray":
         from shipyard.adapters.executors.ray import RayExecutor

@@ -3,7 +3,8 @@
 ``save_model(model, path, input_example=...)`` and ``load_model(uri)``, translated to Shipyard's calls.
 
 ``input_example`` becomes the version's golden examples (the model's answers on it are kept beside it, and its
-signature is read from both); ``signature`` is accepted for MLflow's sake, with the example it is read from.
+signature is read from both); ``signature`` from ``shipyard.models.infer_signature`` stands in for the example
+(it keeps the first rows of the input it was inferred from).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shipyard.core.registry.records import ModelVersion
 from shipyard.errors import InvalidInputError
 from shipyard.interfaces.api import fluent
 from shipyard.interfaces.api.client import PathLike
+from shipyard.interfaces.api.models import examples_of
 
 DEFAULT_ARTIFACT = "model"
 
@@ -40,20 +42,12 @@ class ModelInfo:
         return self.artifact_path
 
 
-def check_signature(signature: Any, input_example: Any) -> None:
-    """Shipyard reads a signature from the example and the model's answers on it: a signature given alone would
-    be kept nowhere, so it is refused with what to do instead."""
-    if signature is not None and input_example is None:
-        raise InvalidInputError("Shipyard reads a model's signature from its input_example: pass input_example= "
-                                "(a few rows of the training data) with or instead of signature=")
-
-
 def log_model(flavor: str, model: Any, artifact_path: str | None, name: str | None,
               registered_model_name: str | None, input_example: Any, signature: Any, run_id: str | None,
               code_paths: list[str] | None = None, **options: Any) -> ModelInfo:
     """Save ``model`` on the current run (or ``run_id``) as ``name`` (or ``artifact_path``; default ``model``),
     and register it as the next version of ``registered_model_name`` if given."""
-    check_signature(signature, input_example)
+    input_example = examples_of(signature, input_example)
     path = name or artifact_path or DEFAULT_ARTIFACT
     client, rid = fluent._current(run_id)
     if registered_model_name is None:
@@ -70,7 +64,7 @@ def log_model(flavor: str, model: Any, artifact_path: str | None, name: str | No
 
 def save_model(flavor: str, model: Any, path: PathLike, input_example: Any, signature: Any,
                code_paths: list[str] | None = None, **options: Any) -> Path:
-    check_signature(signature, input_example)
+    input_example = examples_of(signature, input_example)
     return fluent.save_model(model, path, flavor, input_example, code_paths=code_paths, **options)
 
 
