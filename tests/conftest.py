@@ -326,7 +326,9 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 DVC_VERSION = "3.67.1"
 DVC_SPECS = (f"dvc=={DVC_VERSION}", "dvclive[sklearn,image]==3.49.1")
 MLFLOW_VERSION = "3.17.2"
-MLFLOW_SPECS = (f"mlflow=={MLFLOW_VERSION}", f"scikit-learn=={_version('scikit-learn')}")  # autolog: the same sklearn
+# autolog compares with the same scikit-learn; onnx and onnxruntime: MLflow's onnx flavor (a store with an ONNX model)
+MLFLOW_SPECS = (f"mlflow=={MLFLOW_VERSION}", f"scikit-learn=={_version('scikit-learn')}", f"onnx=={_version('onnx')}",
+                f"onnxruntime=={_version('onnxruntime')}")
 TEST_CACHE = Path(os.environ.get("SHIPYARD_TEST_CACHE", Path.home() / ".cache" / "shipyard-tests"))
 
 
@@ -365,7 +367,7 @@ def dvc_venv() -> Path:
 def mlflow_venv() -> Path:
     """The bin/ folder of the side venv with MLflow (and the test venv's scikit-learn): the real MLflow makes the
     stores `shipyard import mlflow` reads and the autolog records Shipyard's are compared with."""
-    return side_venv(f"mlflow-{MLFLOW_VERSION}", MLFLOW_SPECS)
+    return side_venv(f"mlflow-{MLFLOW_VERSION}-onnx", MLFLOW_SPECS)
 
 
 def open_offline(context: Any, page_file: Path, ready: str, shot: Path) -> tuple[Any, list[str], list[str]]:

@@ -91,6 +91,16 @@ os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
 mlflow.set_tracking_uri(f"file://{out}/files/mlruns")
 small = fill(MlflowClient(), 6, [("files-model", "skops", 1.0)])
 MlflowClient().set_registered_model_alias("files-model", "champion", "1")
+# an ONNX model (MLflow's onnx flavor): Y = 2 * X
+from onnx import TensorProto, helper
+graph = helper.make_graph([helper.make_node("Mul", ["X", "two"], ["Y"])], "doubler",
+                          [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])],
+                          [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+with mlflow.start_run(run_name="doubler") as run:
+    mlflow.onnx.log_model(onnx_model, name="model", registered_model_name="doubler", pip_requirements=["onnx"])
+small["models"]["doubler"] = [{"run_id": run.info.run_id}]
 json.dump(small, open(f"{out}/files.json", "w"))
 '''
 
@@ -250,14 +260,20 @@ def test_a_file_store_through_the_cli(stores: Path, tmp_path: Path) -> None:
     done = shipyard("import", "mlflow", f"file://{stores / 'files' / 'mlruns'}", "--json", env=cli_env(), cwd=tmp_path)
     body = json.loads(done.stdout)
     tags = body["added"].pop("tags")  # 5 a run made by the client (3 its own, 2 of lineage), more for log_model's
-    assert body["added"] == {"experiments": 3, "runs": 7, "params": 13, "metrics": 36, "artifacts": 2,
-                             "versions": 1, "aliases": 1} and tags > 6 * 5
+    assert body["added"] == {"experiments": 3, "runs": 8, "params": 13, "metrics": 36, "artifacts": 3,
+                             "versions": 2, "aliases": 1} and tags > 6 * 5
     svc = _project(tmp_path)
     try:
         run = svc.meta.get_run(truth["runs"][5])
         assert run.params == {"alpha": "0.5", "l1": "5"} and run.experiment == "exp-2"
         assert [m.value for m in svc.meta.metric_history(run.id, "loss")] == [1.0 / (s + 6) for s in range(5)]
         assert svc.registry.resolve("files-model@champion").run_id == truth["models"]["files-model"][0]["run_id"]
+        # MLflow's onnx flavor: a version of Shipyard's (an ONNX graph carries no code: no trust asked)
+        doubler = svc.registry.resolve("doubler@1")
+        assert (doubler.flavor, doubler.run_id) == ("onnx", truth["models"]["doubler"][0]["run_id"])
+        assert svc.registry.load("doubler@1").run(None, {"X": _x().astype("float32")})[0].tolist() == (
+            2 * _x()).tolist()  # type: ignore[operator]
+        assert "doubler@1" not in body["trust_needed"]
     finally:
         svc.close()
 

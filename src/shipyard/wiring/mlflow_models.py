@@ -1,6 +1,7 @@
 """``shipyard import mlflow``, its second half: registered models, their versions and aliases.
 
-Each MLflow version whose model Shipyard can load (MLflow's sklearn flavor: skops, pickle or cloudpickle) is
+Each MLflow version whose model Shipyard can load (MLflow's sklearn flavor: skops, pickle or cloudpickle; its onnx
+flavor) is
 registered with MLflow's files plus a ``shipyard-model.json`` (flavor, and the MLflow origin as lineage), in
 MLflow's order; a version whose files changed after its registration (MLflow keeps no digest: a file's
 modification time after the version's creation time says so) is flagged, and gets no alias.
@@ -17,9 +18,9 @@ from shipyard.core.importing.mlflow import (
     MlVersion,
     Report,
     lineage,
+    model_meta,
     plan_aliases,
     run_id_for,
-    sklearn_meta,
     valid_model_name,
     version_description,
 )
@@ -155,7 +156,7 @@ class ModelImport:
         except (ShipyardError, OSError) as exc:
             report.skip(what, str(exc)[:200])
             return None, ""
-        meta, why = sklearn_meta(mlmodel if isinstance(mlmodel, dict) else {})
+        flavor, meta, why = model_meta(mlmodel if isinstance(mlmodel, dict) else {})
         if meta is None:
             report.skip(what, why)
             return None, ""
@@ -173,14 +174,14 @@ class ModelImport:
         ref = f"{v.model}@{number}"
         if flag:
             report.flagged.append(f"{ref} (MLflow {v.model}/{v.version}): {flag}")
-        if meta["serializer"] != "skops" or self._needs_trust(folder, meta):
+        if meta.get("serializer", "skops") != "skops" or self._needs_trust(flavor, folder, meta):
             report.trust_needed.append(ref)
         report.versions.append({"ref": ref, "mlflow": f"{v.model}/{v.version}", "run_id": run_id,
                                 "flagged": bool(flag)})
         report.added["versions"] += 1
         if self.dry_run:
             return number, flag
-        description = SavedModel("sklearn", meta, {}).to_bytes()
+        description = SavedModel(flavor, meta, {}).to_bytes()
         with self.svc.registry.writing():
             from shipyard.core.artifacts.tree import put_path
 
@@ -190,7 +191,7 @@ class ModelImport:
             manifest = Manifest.of(files)
             digest = self.svc.store.put_bytes(manifest.to_bytes())
             created = self.svc.meta.register_version(NewVersion(
-                model=v.model, manifest_digest=digest, flavor="sklearn", size=manifest.size, run_id=run_id,
+                model=v.model, manifest_digest=digest, flavor=flavor, size=manifest.size, run_id=run_id,
                 env_digest=None, description=version_description(v, flag),
                 created_by=(v.user or self.svc.registry.actor)[:255]))
         if created.version != number:  # someone registered meanwhile: the report names what was made
@@ -241,11 +242,12 @@ class ModelImport:
             return f"{name} was modified at {when}, after the version was registered ({made})"
         return ""
 
-    def _needs_trust(self, folder: Path, meta: dict[str, Any]) -> bool:
-        """Whether loading the skops file needs more than Shipyard's allowlist (reads the file, runs nothing)."""
+    def _needs_trust(self, name: str, folder: Path, meta: dict[str, Any]) -> bool:
+        """Whether loading the model needs trust (a skops file: more than Shipyard's allowlist); reads the file,
+        runs nothing."""
         from shipyard.wiring import flavor
 
         try:
-            return bool(flavor("sklearn").requires(folder, meta).items())
+            return bool(flavor(name).requires(folder, meta).items())
         except ShipyardError:
             return True

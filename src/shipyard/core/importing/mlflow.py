@@ -208,19 +208,34 @@ def valid_model_name(name: str) -> bool:
     return bool(NAME_RE.match(name))
 
 
-def sklearn_meta(mlmodel: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """Shipyard's sklearn flavor metadata for an MLflow model's ``MLmodel``, or (None, why not)."""
+def model_meta(mlmodel: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None, str]:
+    """The Shipyard flavor and its metadata for an MLflow model's ``MLmodel`` (MLflow's sklearn flavor, else its
+    onnx flavor), or (``""``, None, why not)."""
     flavors = mlmodel.get("flavors")
     if not isinstance(flavors, dict):
-        return None, "its MLmodel lists no flavors"
-    sk = flavors.get("sklearn")
-    if not isinstance(sk, dict):
-        names = ", ".join(sorted(str(k)[:40] for k in flavors)[:6])
-        return None, f"flavors {names}: Shipyard imports MLflow's sklearn models as versions (the files are " \
-                     "kept with the run's outputs where MLflow put them there)"
+        return "", None, "its MLmodel lists no flavors"
+    if isinstance(flavors.get("sklearn"), dict):
+        meta, why = _sklearn_meta(flavors["sklearn"])
+        return "sklearn", meta, why
+    if isinstance(flavors.get("onnx"), dict):
+        file = str(flavors["onnx"].get("data", ""))
+        if not _file_name(file):
+            return "", None, f"its model file {file[:80]!r} is not a file name in the model's folder"
+        return "onnx", {"file": file}, ""
+    names = ", ".join(sorted(str(k)[:40] for k in flavors)[:6])
+    return "", None, f"flavors {names}: Shipyard imports MLflow's sklearn and onnx models as versions (a pytorch " \
+                     "or pyfunc model is a pickle of code; its files are kept with the run's outputs where MLflow " \
+                     "put them there)"
+
+
+def _file_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and "\0" not in name and name not in (".", "..")
+
+
+def _sklearn_meta(sk: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
     fmt = str(sk.get("serialization_format", "cloudpickle"))
     file = str(sk.get("pickled_model", ""))
-    if not file or "/" in file or "\\" in file or file in (".", ".."):
+    if not _file_name(file):
         return None, f"its model file {file[:80]!r} is not a file name in the model's folder"
     serializer = {"skops": "skops", "pickle": "pickle", "cloudpickle": "pickle"}.get(fmt)
     if serializer is None:
