@@ -75,6 +75,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "proj"
 
 
+@pytest.fixture(autouse=True)
+def _no_experiment_left_set() -> Iterator[None]:
+    """``set_experiment`` holds for the whole process, as in MLflow: one test's choice is not the next one's."""
+    yield
+    fluent = sys.modules.get("shipyard.interfaces.api.fluent")
+    if fluent is not None:
+        fluent._experiment.clear()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked slow first, the README's tour (the longest) before them; a stable sort keeps the rest in
     order. Each worker of ``-n 3`` starts on a long one (the tour, the container tests' group) instead of finding

@@ -294,3 +294,17 @@ def test_a_signature_from_infer_signature_gives_the_versions_examples(project: P
     assert np.allclose(np.asarray(golden["outputs"]), X[:5].sum(axis=1))
     with pytest.raises(InvalidInputError, match="needs the model's input"):
         infer_signature(None)
+
+
+def test_search_runs_looks_in_the_experiment_set_unless_told_otherwise(project: Path) -> None:
+    """As MLflow: after ``set_experiment``, ``search_runs()`` searches that experiment (a "best run" query never
+    picks another experiment's run); ``search_all_experiments=True`` or naming experiments widens it."""
+    for experiment, accuracy in (("baseline", 0.99), ("tuned", 0.9)):
+        shipyard.set_experiment(experiment)
+        with shipyard.start_run():
+            shipyard.log_metric("accuracy", accuracy)
+    best = shipyard.search_runs(order_by=["metrics.accuracy DESC"], output_format="list")
+    assert [(r.experiment, r.metrics["accuracy"]) for r in best] == [("tuned", 0.9)]
+    every = shipyard.search_runs(search_all_experiments=True, output_format="list")
+    assert sorted(r.experiment for r in every) == ["baseline", "tuned"]
+    assert [r.experiment for r in shipyard.search_runs(["baseline"], output_format="list")] == ["baseline"]

@@ -393,13 +393,16 @@ def search_runs(experiment_ids: Sequence[str] | str | None = None, filter_string
 
     Shipyard's form: ``search_runs("metrics.acc > 0.9", limit=10, order_by="metrics.acc desc")``.
     MLflow's: ``search_runs([EXPERIMENT], filter_string=..., max_results=..., order_by=[...])``; an
-    experiment is named by its name.
+    experiment is named by its name. With none named, the experiment ``set_experiment`` chose is searched, as in
+    MLflow (``search_all_experiments=True``: every one); without ``set_experiment``, every experiment.
     """
     if output_format not in (None, "list", "pandas"):
         raise InvalidInputError(f"output_format is 'pandas' or 'list', not {output_format!r}")
     if isinstance(experiment_ids, str):  # Shipyard's positional filter: MLflow's first argument is a list
         filter, experiment_ids = filter or experiment_ids, None
     experiments = experiment_ids or experiment_names
+    if not experiments and not search_all_experiments and _experiment:
+        experiments = _experiment[-1:]  # as MLflow: the experiment set_experiment chose, unless told otherwise
     runs = default_client().search_runs(experiments, filter or filter_string, run_view_type,
                                         limit or max_results or DEFAULT_SEARCH_LIMIT, order_by)
     if output_format == "list":
