@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from shipyard.wiring import Services
 
 MAX_MLMODEL_BYTES = 1024 * 1024
+# files MLflow itself rewrites in a registered version's folder after registration: loading a version by
+# `models:/NAME/V` (or serving it) writes registered_model_meta ({model_name, model_version}) into it, and no
+# loader reads it; its time says nothing about the model's files
+MLFLOW_REWRITES = frozenset({"registered_model_meta"})
 
 
 class ModelImport:
@@ -235,7 +239,7 @@ class ModelImport:
 
         from shipyard.adapters.mlflow_store.locations import scan
 
-        newest, name = scan(folder).newest
+        newest, name = scan(folder, unwatched=MLFLOW_REWRITES).newest
         if v.created_ms and newest * 1000 > v.created_ms + 1:
             when = datetime.fromtimestamp(newest, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             made = datetime.fromtimestamp(v.created_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -88,8 +88,9 @@ class Scan:
     newest: tuple[float, str]  # the latest modification time of a file, and its relative path
 
 
-def scan(folder: Path, max_files: int = 1_000_000) -> Scan:
-    """Count ``folder``'s files, list its links, and find the file modified last (without following links)."""
+def scan(folder: Path, max_files: int = 1_000_000, unwatched: frozenset[str] = frozenset()) -> Scan:
+    """Count ``folder``'s files, list its links, and find the file modified last (without following links; the
+    files named in ``unwatched``, relative paths, count but are not candidates)."""
     files, links, newest = 0, [], (0.0, "")
     stack = [(folder, "")]
     while stack and files <= max_files:
@@ -104,6 +105,6 @@ def scan(folder: Path, max_files: int = 1_000_000) -> Scan:
                 elif entry.is_file(follow_symlinks=False):
                     files += 1
                     mtime = entry.stat(follow_symlinks=False).st_mtime
-                    if mtime > newest[0]:
+                    if mtime > newest[0] and name not in unwatched:
                         newest = (mtime, name)
     return Scan(files, links, newest)
