@@ -80,8 +80,10 @@ c.set_registered_model_alias("wine", "challenger", "3")
 c.set_registered_model_alias("iris", "champion", "1")
 c.transition_model_version_stage("wine", "1", "Production")
 c.transition_model_version_stage("iris", "1", "Staging")
-# possible in MLflow: a version names a folder, not bytes; wine/3's files change after its registration
+# loading a version by models:/ makes MLflow write registered_model_meta into its folder: not a change of the model
 time.sleep(0.05)
+mlflow.sklearn.load_model("models:/wine/2")
+# possible in MLflow: a version names a folder, not bytes; wine/3's files change after its registration
 folder = truth["models"]["wine"][2]["folder"].removeprefix("file://")
 with open(os.path.join(folder, "requirements.txt"), "a") as f:
     f.write("# changed after registration\n")
@@ -196,6 +198,9 @@ def test_versions_aliases_and_the_overwritten_version(stores: Path, imported: tu
     # wine/3 changed after registration: flagged, and its alias (challenger) is not carried
     assert models == {"wine": {"champion": 2, "production": 1}, "iris": {"champion": 1, "staging": 1}}
     assert len(d["flagged"]) == 1 and d["flagged"][0].startswith("wine@3 (MLflow wine/3): requirements.txt")
+    # wine/2 was loaded by models:/ in MLflow, which rewrote its registered_model_meta last: not flagged for that
+    two = Path(stores / "db" / "mlruns", *Path(truth["wine"][1]["folder"]).parts[-4:])
+    assert max(two.iterdir(), key=lambda f: f.stat().st_mtime).name == "registered_model_meta"
     assert "FLAGGED" in wine[2].description and "FLAGGED" not in wine[1].description
     assert any(n["what"] == "alias wine@challenger" for n in d["not_carried"])
     assert d["stage_aliases"] == ["iris: stage Staging -> alias staging", "wine: stage Production -> alias production"]
@@ -373,3 +378,22 @@ def test_a_protected_alias_moves_only_as_the_policy_allows(stores: Path, tmp_pat
         assert why.startswith("refused by the project's policy (`shipyard alias set wine production 1` once")
     finally:
         svc.close()
+
+
+def test_recording_into_mlflows_database_is_refused_with_the_import_and_changes_no_byte(stores: Path,
+                                                                                          tmp_path: Path) -> None:
+    """An MLflow script's ``set_tracking_uri("sqlite:///mlflow.db")`` in a project that has MLflow's database: one
+    line naming the import, and MLflow's file as it was (not even switched to WAL)."""
+    import shipyard as api
+    from shipyard.errors import BackendUnavailableError
+
+    (tmp_path / "ml").mkdir()
+    db = tmp_path / "ml" / "mlflow.db"
+    shutil.copy2(stores / "db" / "mlflow.db", db)
+    before = db.read_bytes()
+    with pytest.raises(BackendUnavailableError, match=r"is an MLflow tracking database; .* `shipyard import mlflow "):
+        api.Client(tracking_uri=f"sqlite:///{db}").start_run()
+    env = {**cli_env(), "SHIPYARD_HOME": str(tmp_path / ".shipyard"), "SHIPYARD_DB_URL": f"sqlite:///{db}"}
+    done = shipyard("runs", "list", env=env, cwd=tmp_path, check=False)
+    assert done.returncode == 6 and done.stderr.count("\n") == 1 and "shipyard import mlflow" in done.stderr
+    assert db.read_bytes() == before and [p.name for p in db.parent.iterdir()] == ["mlflow.db"]

@@ -198,7 +198,9 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and \
+                cur.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+            cur.execute("PRAGMA journal_mode = WAL")  # a new file; another program's keeps its mode (and bytes)
         cur.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across a process crash
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -214,6 +216,14 @@ def _current_revision(conn: sa.Connection) -> str | None:
     if not sa.inspect(conn).has_table("alembic_version"):
         return None
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+MLFLOW_TABLES = frozenset({"experiments", "runs", "metrics", "params", "registered_models"})  # MLflow's schema
+
+
+def _is_mlflows(engine: sa.Engine) -> bool:
+    with engine.connect().execution_options(**READ) as conn:
+        return set(sa.inspect(conn).get_table_names()) >= MLFLOW_TABLES
 
 
 def migrate_new(engine: sa.Engine) -> None:
@@ -232,6 +242,12 @@ def _migrate(engine: sa.Engine, where: str, existing: bool) -> None:
                 "project's database, or move this file away to start a new, empty one"
             )
     if current is not None and current not in REVISIONS:
+        if _is_mlflows(engine):
+            raise BackendUnavailableError(
+                f"{where} is an MLflow tracking database; Shipyard keeps its own: bring its runs and models over "
+                f"with `shipyard import mlflow {where}`, and record in another file "
+                "(set_tracking_uri('sqlite:///shipyard.db')) or in the project's .shipyard/ (no set_tracking_uri)"
+            )
         raise BackendUnavailableError(
             f"the metadata database at {where} has schema revision {current!r}, which this Shipyard does not "
             "know: upgrade Shipyard"
