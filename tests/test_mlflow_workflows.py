@@ -25,7 +25,13 @@ from typer.testing import CliRunner
 import shipyard
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import read_verified
-from shipyard.errors import ImmutableError, InvalidInputError, InvalidReferenceError, NotFoundError
+from shipyard.errors import (
+    ImmutableError,
+    InvalidInputError,
+    InvalidReferenceError,
+    NotFoundError,
+    UntrustedModelError,
+)
 from shipyard.interfaces.cli.app import app
 from tests.conftest import cli_env, mlflow_venv, serving
 
@@ -219,6 +225,7 @@ def test_a_registry_workflow_with_mlflow_client(project: Path, tmp_path: Path) -
         doubled = shipyard.pyfunc.log_model(name="doubler", python_model=Doubler(), input_example=[[1.0, 2.0]],
                                             registered_model_name="doubler")
         unregistered = shipyard.sklearn.log_model(dummy(), name="plain")
+        shipyard.sklearn.log_model(dummy(), name="pickled", serialization_format="pickle")
     assert info.model_uri == "models:/nets/1" and info.registered_model_version == 1
     assert unregistered.model_uri == f"runs:/{run.id}/plain" and unregistered.registered_model_version is None
     loaded = shipyard.pytorch.load_model("models:/nets/1")
@@ -227,8 +234,10 @@ def test_a_registry_workflow_with_mlflow_client(project: Path, tmp_path: Path) -
     assert shipyard.pyfunc.load_model(doubled.model_uri).predict([[1.0, 3.0]]).tolist() == [[2.0, 6.0]]
     assert shipyard.pyfunc.load_model(f"runs:/{run.id}/doubler").predict([[1.0]]).tolist() == [[2.0]]
     assert client.get_model_version("nets", "1").examples_digest is not None  # input_example: golden examples
-    with pytest.raises(NotFoundError, match=r"is not registered: register it with register_model\('runs:/"):
-        shipyard.load_model(f"runs:/{run.id}/plain")
+    # a model logged but not registered loads from its run, as in MLflow, re-hashed; within its flavor's allowlist
+    assert shipyard.sklearn.load_model(unregistered.model_uri).predict([[0.0]]).tolist() == [1.0]
+    with pytest.raises(UntrustedModelError, match=r"runs:/.*/pickled needs a pickle .* only a registered version"):
+        shipyard.load_model(f"runs:/{run.id}/pickled")
     with pytest.raises(NotFoundError, match="logged no model at 'absent'; it registered"):
         shipyard.load_model(f"runs:/{run.id}/absent")
     with pytest.raises(InvalidReferenceError, match="runs:/RUN_ID/PATH"):

@@ -244,14 +244,18 @@ def _recorded_key(svc: Services, mv: ModelVersion) -> str | None:
 _VERBS = {"load": "loaded", "serve": "served", "promote": "promoted", "deploy": "deployed"}
 
 
-def require_signature(svc: Services, mv: ModelVersion, action: str) -> SignatureStatus | None:
+def require_signature(svc: Services, mv: ModelVersion | None, action: str, what: str = "") -> SignatureStatus | None:
     """With ``signing.require_signed``: raise SignatureError unless ``mv`` verifies (``action``: load, serve,
     promote, deploy, for the message), else return the status it found (a policy decision then reuses it instead
-    of hashing the files again). Without it: nothing checked, None."""
+    of hashing the files again). Without it: nothing checked, None. ``mv`` None: ``what`` is no version (a run's
+    files), which nothing signs."""
     from shipyard.errors import SignatureError
 
     if not signing_spec(svc).require_signed:
         return None
+    if mv is None:
+        raise SignatureError(f"{what} is not a registered version, and only versions are signed (signing."
+                             "require_signed is on): register it, sign it, then load it by NAME@VERSION")
     status = signature_status(svc, mv)
     if not status.verified:
         verb = _VERBS.get(action, action)

@@ -16,7 +16,7 @@ from shipyard.core.environments.capture import is_name, normalize
 from shipyard.core.registry.records import RESULT_ACTIONS, AuditEvent, ModelSummary, ModelVersion, NewVersion
 from shipyard.core.registry.refs import ModelRef, check_alias, check_model_name, check_new_alias, check_version
 from shipyard.core.registry.trust import IN_PROCESS_REASON, TRUST_ACTION, TrustSet, untrusted_error
-from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError
+from shipyard.errors import IntegrityError, InvalidInputError, NotFoundError, UntrustedModelError
 from shipyard.ports import Flavor, MetadataStore, ObjectStore, Progress, no_progress
 
 MODEL_FILE = "shipyard-model.json"
@@ -62,14 +62,18 @@ class SavedModel:
         return json.dumps(body, indent=2, sort_keys=True).encode()
 
     @classmethod
-    def read(cls, folder: Path) -> SavedModel:
-        """Parse ``shipyard-model.json``: bounded in size and nesting, its shape checked; one-line errors."""
+    def read(cls, folder: Path, where: str | None = None) -> SavedModel:
+        """Parse ``shipyard-model.json``: bounded in size and nesting, its shape checked; one-line errors, which
+        name the folder by ``where`` when given (a reference, rather than a temporary folder)."""
         path = folder / MODEL_FILE
         try:
             with open(path, "rb") as f:
                 raw = f.read(MAX_DESCRIPTION_BYTES + 1)
         except FileNotFoundError:
-            raise InvalidInputError(f"{folder} is not a saved model: it has no {MODEL_FILE}") from None
+            mlflows = " (it is an MLflow model: `shipyard import mlflow` makes versions of MLflow's registered " \
+                      "ones)" if (folder / "MLmodel").is_file() else ""
+            raise InvalidInputError(f"{where or folder} is not a saved model: it has no {MODEL_FILE}{mlflows}") \
+                from None
         except OSError as exc:
             raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
         return cls.parse(raw, str(path))
@@ -263,21 +267,48 @@ class Registry:
         skops types) must have been trusted for this version (``trust``), or nothing is loaded.
         """
         mv = self.resolve(ref)
-        flavor = self.flavors(mv.flavor)
         granted = self.trusted(mv)
-        import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
-            folder = Path(tmp)
-            materialize(self.store, mv.manifest_digest, folder)
-            saved = SavedModel.read(folder)
-            if saved.flavor != mv.flavor:
-                raise IntegrityError(f"{mv.ref} was registered as {mv.flavor} but its files say {saved.flavor}")
-            needed = self._requires(mv.ref, flavor, folder, saved)
+        def check(saved: SavedModel, needed: TrustSet) -> None:
             if needed - granted:
                 other = self.others_trust(mv)
                 by = other.actor if other is not None and not (needed - granted - _items(other)) else None
                 raise untrusted_error(mv.ref, needed, granted, by=by)
+
+        return self._load(mv.ref, mv.manifest_digest, check, registered_as=mv.flavor)
+
+    def load_logged(self, r: ModelRef) -> Any:
+        """The model a run logged at ``r.path`` that no version holds (MLflow loads ``runs:/RUN_ID/model`` so),
+        its bytes re-hashed against the store. Trust is given to versions: such a model loads within its
+        flavor's allowlist only, and one that needs more is registered, then trusted."""
+        run = self.meta.get_run(r.run_id or "")
+        logged = next((a for a in run.artifacts if a.path == r.path), None)
+        if logged is None:
+            self._from_run(r)  # raises the error that says what the run has instead
+            raise NotFoundError(f"run {run.id[:8]} logged no model at {r.path!r}")
+
+        def check(saved: SavedModel, needed: TrustSet) -> None:
+            if needed:
+                raise UntrustedModelError(
+                    f"{r} needs {needed.describe()} to load, and only a registered version can be trusted: "
+                    f"register_model('{r}', NAME), then `shipyard models trust NAME@VERSION`")
+
+        return self._load(str(r), logged.digest, check)
+
+    def _load(self, where: str, manifest: Digest, check: Callable[[SavedModel, TrustSet], None],
+              registered_as: str | None = None) -> Any:
+        """The model saved in the folder ``manifest`` names, once ``check`` passed (it raises to refuse)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
+            folder = Path(tmp)
+            materialize(self.store, manifest, folder)
+            saved = SavedModel.read(folder, where)
+            if registered_as is not None and saved.flavor != registered_as:
+                raise IntegrityError(f"{where} was registered as {registered_as} but its files say {saved.flavor}")
+            flavor = self.flavors(saved.flavor)
+            needed = self._requires(where, flavor, folder, saved)
+            check(saved, needed)
             return flavor.load(folder, saved.flavor_meta, needed)
 
     def record_result(self, mv: ModelVersion, action: str, record: Mapping[str, Any], summary: str) -> AuditEvent:

@@ -21,7 +21,7 @@ from typing import Any
 from shipyard.core.lineage.records import ArtifactRecord, RunData, RunInfo, RunRecord, RunStatus
 from shipyard.core.lineage.tracking import DEFAULT_EXPERIMENT, DEFAULT_SEARCH_LIMIT
 from shipyard.core.registry.records import AuditEvent, ModelVersion
-from shipyard.core.registry.refs import RUNS_URI
+from shipyard.core.registry.refs import RUNS_URI, ModelRef
 from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.interfaces.api import shapes
 from shipyard.interfaces.api.mlflow_client import MlflowMethods
@@ -258,6 +258,7 @@ class Client(MlflowMethods):
     def register_model(self, model_uri: PathLike, name: str) -> ModelVersion:
         """Register the saved model at ``runs:/RUN_ID/PATH`` (logged on a run) or in a local folder."""
         from shipyard.core.artifacts.tree import materialize
+        from shipyard.core.registry.service import SavedModel
 
         svc = self.services
         text = os.fspath(model_uri)
@@ -272,15 +273,25 @@ class Client(MlflowMethods):
         with tempfile.TemporaryDirectory(prefix="shipyard-register-") as tmp:
             folder = Path(tmp) / "model"
             materialize(svc.store, logged.digest, folder)
+            SavedModel.read(folder, text)  # not one: the error names the URI, not this temporary folder
             return svc.registry.register(name, folder, run_id=run.id, metrics=run.metrics, params=run.params)
 
     def load_model(self, model_uri: str) -> Any:
-        """The model behind ``iris@3``, ``iris@champion``, ``models:/iris/3`` or ``models:/iris@champion``."""
+        """The model behind ``iris@3``, ``iris@champion``, ``models:/iris/3``, ``models:/iris@champion`` or
+        ``runs:/RUN_ID/PATH`` (registered or not)."""
         from shipyard.wiring.signing import require_signature
 
-        mv = self.services.registry.resolve(shapes.model_ref(model_uri))
+        registry = self.services.registry
+        ref = ModelRef.parse(shapes.model_ref(model_uri))
+        try:
+            mv = registry.resolve(ref)
+        except NotFoundError:
+            if ref.run_id is None:
+                raise
+            require_signature(self.services, None, "load", str(ref))  # a version is signed, never a run's files
+            return registry.load_logged(ref)  # runs:/ID/PATH that no version holds: as MLflow loads it
         require_signature(self.services, mv, "load")  # with signing.require_signed, before any byte is loaded
-        return self.services.registry.load(mv.ref)
+        return registry.load(mv.ref)
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersion:
         return self.services.registry.resolve(shapes.version_ref(name, version))
