@@ -262,7 +262,10 @@ def test_bad_input_is_one_line_and_changes_nothing(stores: Path, tmp_path: Path)
 
 def test_a_file_store_through_the_cli(stores: Path, tmp_path: Path) -> None:
     truth = json.loads((stores / "files.json").read_text())
-    done = shipyard("import", "mlflow", f"file://{stores / 'files' / 'mlruns'}", "--json", env=cli_env(), cwd=tmp_path)
+    uri = f"file://{stores / 'files' / 'mlruns'}"
+    said = json.loads(shipyard("import", "mlflow", uri, "--dry-run", "--json", env=cli_env(), cwd=tmp_path).stdout)
+    assert said["added"]["runs"] == 8 and not list(tmp_path.iterdir())  # a dry run made no .shipyard/ here
+    done = shipyard("import", "mlflow", uri, "--json", env=cli_env(), cwd=tmp_path)
     body = json.loads(done.stdout)
     tags = body["added"].pop("tags")  # 5 a run made by the client (3 its own, 2 of lineage), more for log_model's
     assert body["added"] == {"experiments": 3, "runs": 8, "params": 13, "metrics": 36, "artifacts": 3,

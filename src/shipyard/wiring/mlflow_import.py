@@ -123,12 +123,21 @@ def import_mlflow(svc: Services | Callable[[], Services], uri: str, artifacts: P
 def import_here(uri: str, artifacts: Path | None = None, dry_run: bool = False, step: Step = _no_step) -> Report:
     """``shipyard import mlflow``: into the project around the working folder, or ``./.shipyard`` outside any
     (as the tracking API records, and as MLflow records in ``./mlruns``)."""
-    from shipyard.wiring import from_environment
+    import tempfile
+
+    from shipyard.config import working_folder
+    from shipyard.wiring import build, settings_from_environment
 
     opened: list[Services] = []
+    scratch = tempfile.TemporaryDirectory(prefix="shipyard-dry-run-")
 
     def services() -> Services:
-        opened.append(from_environment(anywhere=True))
+        settings = settings_from_environment(anywhere=True)
+        if dry_run and not settings.home.exists() and "SHIPYARD_DB_URL" not in os.environ:
+            # a dry run where there is no store yet: everything is new, and nothing is made here to say so
+            settings = settings_from_environment({**os.environ, "SHIPYARD_HOME": f"{scratch.name}/.shipyard"},
+                                                 anywhere=True)
+        opened.append(build(settings, working_folder()))
         return opened[0]
 
     try:
@@ -136,6 +145,7 @@ def import_here(uri: str, artifacts: Path | None = None, dry_run: bool = False, 
     finally:
         for s in opened:
             s.close()
+        scratch.cleanup()
 
 
 _LEFT_BEHIND = {
