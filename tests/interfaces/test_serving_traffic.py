@@ -48,7 +48,10 @@ ROW = {"instances": [[0.0, 0.0]]}
 @pytest.mark.parametrize("served", [("const@production", "--canary", "const@2=10", "--poll", "0")], indirect=True)
 def test_canary_split_is_within_3_points_and_sticky(served: str) -> None:
     async def main() -> Counter[str]:
-        async with httpx.AsyncClient(base_url=served, limits=httpx.Limits(max_connections=16)) as client:
+        # keep-alive: the client lets an idle connection go long before the server's 5 s do (on a loaded machine a
+        # request was sent on one the server had just closed: a ReadError, not an answer of the server's)
+        async with httpx.AsyncClient(base_url=served, limits=httpx.Limits(max_connections=16,
+                                                                          keepalive_expiry=1.0)) as client:
             sem = asyncio.Semaphore(16)
 
             async def one(i: int) -> str:
@@ -128,7 +131,8 @@ def test_hot_swap_under_load_fails_no_request(served: str, home: Path) -> None:
 @pytest.mark.parametrize("served", [("const@1", "--max-batch", "64")], indirect=True)
 def test_concurrent_requests_are_batched_and_split_back(served: str) -> None:
     async def main() -> None:
-        async with httpx.AsyncClient(base_url=served, limits=httpx.Limits(max_connections=64)) as client:
+        async with httpx.AsyncClient(base_url=served, limits=httpx.Limits(max_connections=64,
+                                                                          keepalive_expiry=1.0)) as client:
             rs = await asyncio.gather(*(client.post("/predict", json={"instances": [[0.0, 0.0]] * (1 + i % 3)})
                                         for i in range(300)))
             for i, r in enumerate(rs):
