@@ -106,6 +106,14 @@ def test_paths_out_of_the_run_or_hostile_manifests_never_write_outside_dst(proje
         mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=dst)
     assert "\n" not in str(caught.value)
 
+    # a run's file named into a folder that runs code (a git hook): refused, nothing of the run written
+    with mlflow.start_run() as run:
+        mlflow.log_text("#!/bin/sh\necho owned\n", ".git/hooks/post-checkout")
+        mlflow.log_text("fine", "a.txt")
+    with pytest.raises(InvalidInputError, match=r"\.git/"):
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=dst)
+    assert not dst.exists() or not any(dst.rglob("*"))
+
     # a link where a logged folder goes is refused, never written through
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -168,3 +176,19 @@ def test_mlflow_names_last_active_run_experiments_and_exceptions(project: Path, 
         assert not hasattr(shipyard, name)
     with pytest.raises(AttributeError, match=r"^module 'shipyard' has no attribute 'not_a_name'$"):
         getattr(shipyard, "not_a_name")  # noqa: B009
+
+
+def test_last_active_run_after_an_autologged_fit(project: Path) -> None:
+    """MLflow's autolog examples read the fit's run with ``mlflow.last_active_run()``."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    mlflow.autolog(log_models=False)
+    try:
+        LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+    finally:
+        mlflow.autolog(disable=True)
+    run = mlflow.last_active_run()
+    assert run is not None and run.data.params["C"] == "0.5" and run.info.status == "FINISHED"
+    assert "training_score" in run.data.metrics

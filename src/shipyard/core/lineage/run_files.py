@@ -14,7 +14,7 @@ from pathlib import Path
 from shipyard.core.artifacts.digest import Digest
 from shipyard.core.artifacts.tree import copy_verified_at, load_manifest, read_verified
 from shipyard.core.lineage.records import ArtifactRecord, RunRecord
-from shipyard.core.workspace.paths import Confined, safe_relpath
+from shipyard.core.workspace.paths import Confined, refuse_reserved, safe_relpath
 from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.ports import ObjectStore
 
@@ -142,12 +142,15 @@ def download(store: ObjectStore, run: RunRecord, path: str | None, dst: Path) ->
     chosen = [exact] if exact is not None else inside
     if exact is None and not is_dir:
         raise _missing(run, where)
+    what = f"artifact of run {run.id[:8]}"
+    for f in chosen:  # every name checked before the first byte is written: a refusal writes nothing
+        refuse_reserved(safe_relpath(f.path, what), what, True)
     store.fetch([f.digest for f in chosen], sizes={f.digest: f.size for f in chosen})
     dst.mkdir(parents=True, exist_ok=True)
-    with Confined(dst) as confined:
+    # as in a project: never into .git, .shipyard, .hg, .svn (a hook there runs code), a package folder or a venv
+    with Confined(dst, project=True) as confined:
         for f in chosen:
-            copy_verified_at(store, f.digest, confined, f.path, f.mode, f"artifact of run {run.id[:8]}", f.size)
-        if exact is None and where and not chosen:  # an empty folder still comes back, made as safely
-            confined.parent_fd(f"{where}/-", "artifact path")
+            copy_verified_at(store, f.digest, confined, f.path, f.mode, what, f.size)
+        if exact is None and where and not chosen:  # an empty folder still comes back as a folder
+            confined.folder(where, "artifact path")
     return (dst / where if where else dst), [f.path for f in chosen]
-
