@@ -159,6 +159,14 @@ def test_mlflow_names_last_active_run_experiments_and_exceptions(project: Path, 
     assert experiment is not None
     assert (experiment.experiment_id, experiment.name, experiment.lifecycle_stage) == ("art14", "art14", "active")
     assert mlflow.get_experiment_by_name("never") is None
+    client = mlflow.MlflowClient()
+    assert client.get_experiment_by_name("art14") == "art14" and client.get_experiment_by_name("never") is None
+    with pytest.raises(AttributeError, match=r"^shipyard.Client has no delete_run \(MlflowClient.delete_run\); see"):
+        client.delete_run(run_id)  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match=r"^'Client' object has no attribute 'nope'$"):
+        client.nope  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(client, "search_experiments") and hasattr(client, "get_metric_history")
+    client.close()
 
     stub = importlib.import_module("shipyard.exceptions")  # `import mlflow.exceptions`
     assert mlflow.exceptions.MlflowException is ShipyardError is stub.MlflowException

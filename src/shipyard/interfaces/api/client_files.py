@@ -1,5 +1,6 @@
 """``MlflowClient``'s reading calls on ``shipyard.Client``: a run's logged files (``list_artifacts``,
-``download_artifacts``) and a metric's history (``get_metric_history``), in MLflow's shapes."""
+``download_artifacts``), a metric's history (``get_metric_history``) and an experiment by name, in MLflow's shapes;
+and for MlflowClient's methods Shipyard does not have, an AttributeError that says so."""
 
 from __future__ import annotations
 
@@ -11,9 +12,21 @@ from typing import TYPE_CHECKING
 
 from shipyard.core.lineage import run_files
 from shipyard.core.lineage.run_files import FileInfo
+from shipyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from shipyard.interfaces.api.fluent import Experiment
     from shipyard.wiring import Services
+
+# MlflowClient's methods (mlflow 3.x) Shipyard does not have: experiments are names, runs and versions never change
+MLFLOW_CLIENT_ONLY = frozenset({
+    "copy_model_version", "create_experiment", "create_model_version", "delete_experiment", "delete_model_version",
+    "delete_model_version_tag", "delete_registered_model", "delete_registered_model_tag", "delete_run",
+    "delete_tag", "get_experiment", "get_logged_model", "get_model_version_download_uri", "log_artifact_async",
+    "log_outputs", "rename_experiment", "rename_registered_model", "restore_experiment", "restore_run",
+    "search_experiments", "search_logged_models", "set_experiment_tag", "set_model_version_tag",
+    "set_registered_model_tag", "update_registered_model", "update_run",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +46,14 @@ class FileMethods:
     def services(self) -> Services:
         raise NotImplementedError
 
+    if not TYPE_CHECKING:  # at run time only: type checkers keep flagging a misspelt method
+
+        def __getattr__(self, name: str) -> object:  # only for names the class and the instance lack
+            if name in MLFLOW_CLIENT_ONLY:
+                raise AttributeError(f"shipyard.Client has no {name} (MlflowClient.{name}); see README 'Coming "
+                                     "from MLflow' for what Shipyard offers")
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """The files and folders directly in ``path`` (the run's top level by default): ``.path``,
         ``.is_dir``, ``.file_size``."""
@@ -50,3 +71,15 @@ class FileMethods:
         run = self.services.tracker.get_run(run_id)
         return [Metric(m.key, m.value, round(m.timestamp * 1000), m.step)
                 for m in self.services.meta.metric_history(run.id, key)]
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """The experiment ``name`` (``.experiment_id``, ``.name``, ``.lifecycle_stage``) if a run was recorded in
+        it, else None. Experiments are names here: the name is also its id."""
+        from shipyard.interfaces.api.fluent import Experiment
+
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError("get_experiment_by_name needs an experiment name")
+        if "'" in name:
+            raise InvalidInputError(f"invalid experiment name {name!r}: it holds a quote")
+        found = self.services.tracker.search(f"experiment = '{name}'", 1)
+        return Experiment(name) if found else None

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from shipyard.core.lineage.records import RunRecord
-from shipyard.errors import InvalidInputError
 from shipyard.interfaces.api.fluent import LAST_STARTED, Experiment, active_run, default_client
 
 
@@ -19,9 +18,4 @@ def last_active_run() -> RunRecord | None:
 def get_experiment_by_name(name: str) -> Experiment | None:
     """The experiment ``name`` (``.experiment_id``, ``.name``, ``.lifecycle_stage``) if a run was recorded in
     it, else None. Experiments are names here: the name is also its id."""
-    if not isinstance(name, str) or not name:
-        raise InvalidInputError("get_experiment_by_name needs an experiment name")
-    if "'" in name:
-        raise InvalidInputError(f"invalid experiment name {name!r}: it holds a quote")
-    found = default_client().services.tracker.search(f"experiment = '{name}'", 1)
-    return Experiment(name) if found else None
+    return default_client().get_experiment_by_name(name)
