@@ -19,6 +19,8 @@ def test_exported_members() -> None:
         "data", "log_dict", "log_figure", "log_image", "log_input", "log_table", "log_text", "onnx", "pytorch",
         "autolog",  # issue 14: mlflow.autolog() for scikit-learn
         "models",  # issue 14: mlflow.models.infer_signature
+        # issue 14: a run's files back, and the everyday MLflow names (mlflow.artifacts, mlflow.exceptions)
+        "artifacts", "exceptions", "get_experiment_by_name", "last_active_run",
     }
     for name in shipyard.__all__:
         assert getattr(shipyard, name) is not None

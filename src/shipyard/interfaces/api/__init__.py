@@ -38,6 +38,7 @@ from shipyard.interfaces.api.fluent import (
     trust_model,
 )
 from shipyard.interfaces.api.fluent_files import log_dict, log_figure, log_image, log_input, log_table, log_text
+from shipyard.interfaces.api.fluent_runs import get_experiment_by_name, last_active_run
 
 MlflowClient = Client  # MLflow's name, so `import shipyard as mlflow; mlflow.MlflowClient()` works
 
@@ -51,10 +52,12 @@ __all__ = [
     "default_client",
     "delete_registered_model_alias",
     "end_run",
+    "get_experiment_by_name",
     "get_model_version",
     "get_model_version_by_alias",
     "get_run",
     "get_tracking_uri",
+    "last_active_run",
     "load_model",
     "log_artifact",
     "log_artifacts",

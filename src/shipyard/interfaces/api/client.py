@@ -24,6 +24,7 @@ from shipyard.core.registry.records import AuditEvent, ModelVersion
 from shipyard.core.registry.refs import RUNS_URI, ModelRef
 from shipyard.errors import InvalidInputError, NotFoundError
 from shipyard.interfaces.api import shapes
+from shipyard.interfaces.api.client_files import FileMethods
 from shipyard.interfaces.api.mlflow_client import MlflowMethods
 from shipyard.wiring import ApiServices, Services, open_api
 
@@ -33,7 +34,7 @@ PathLike = str | os.PathLike[str]
 TRACKING: list[tuple[Path | None, str | None]] = []
 
 
-class Client(MlflowMethods):
+class Client(MlflowMethods, FileMethods):
     """Runs and models of one project, through services this object opens and closes.
 
     ``project``: the project folder (default: the project found at or above the working folder, or

@@ -42,6 +42,7 @@ _said: set[str] = set()
 _runs: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar("shipyard_runs", default=())
 _experiment: list[str] = []  # set_experiment's choice, for the whole process as in MLflow
 _started: list[ActiveRun] = []  # runs start_run began and nothing ended yet: ended at exit, as MLflow does
+LAST_STARTED: list[str] = []  # the id of the run start_run began last in this process (last_active_run's)
 
 
 def default_client() -> Client:
@@ -123,6 +124,7 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None, run_n
             atexit.register(_end_started_runs)
         _started[:] = [r for r in _started if not r.ended]
         _started.append(run)
+        LAST_STARTED[:] = [run.id]
     return run
 
 
@@ -160,6 +162,10 @@ class Experiment(str):
     @property
     def name(self) -> str:
         return str(self)
+
+    @property
+    def lifecycle_stage(self) -> str:
+        return "active"  # experiments are never deleted here
 
 
 def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:

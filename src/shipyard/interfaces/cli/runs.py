@@ -1,12 +1,14 @@
-"""``shipyard runs``: list, search and inspect recorded runs."""
+"""``shipyard runs``: list, search and inspect recorded runs, and get their logged files back."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from shipyard.interfaces.cli import output as out
 
-app = typer.Typer(help="List, search and inspect recorded runs.", no_args_is_help=True)
+app = typer.Typer(help="List, search and inspect recorded runs; get their files back.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -90,3 +92,24 @@ def show_run(
         out.table("artifacts", ["path", "digest", "size"],
                   ((a.path + ("/" if a.is_dir else ""), out.short(a.digest), out.size(a.size))
                    for a in run.artifacts))
+
+
+@app.command("get")
+def get_files(
+    run_id: str = typer.Argument(..., help="A run id or a unique prefix of one (at least 4 characters)."),
+    path: str = typer.Argument("", help="A logged file or folder (as `runs show` lists it); none: every file."),
+    output: Path = typer.Option(Path("."), "--output", "-o", metavar="DIR",
+                                help="The folder to write into, at the same path (DIR/PATH)."),
+    as_json: bool = out.JSON_OPTION,
+) -> None:
+    """Write a run's logged file or folder into a local folder, every byte checked against its digest."""
+    from shipyard.core.lineage.run_files import download
+
+    svc = out.services()
+    run = svc.tracker.get_run(run_id)
+    local, files = download(svc.store, run, path, output)
+    if as_json:
+        out.print_json({"run": run.id, "path": path.strip("/"), "local": str(local), "files": files})
+        return
+    out.console().print(f"wrote {len(files)} file{'' if len(files) == 1 else 's'} of run {run.id[:8]} to "
+                        f"{out.plain(str(local))}")
