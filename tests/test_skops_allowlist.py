@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import BaggingClassifier, GradientBoostingClassifier, IsolationForest, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -23,7 +23,7 @@ from shipyard.adapters.flavors import get_flavor
 from shipyard.adapters.flavors.sklearn import allowed
 from shipyard.core.registry.saving import save_model
 from shipyard.core.registry.trust import TrustSet
-from shipyard.errors import UntrustedModelError
+from shipyard.errors import InvalidInputError, UntrustedModelError
 from shipyard.wiring import Services
 
 X, Y = load_iris(return_X_y=True)
@@ -86,10 +86,18 @@ def test_the_allowlist_holds_no_function_and_no_whole_package(name: str) -> None
 
 @pytest.mark.parametrize("name", [
     "sklearn.linear_model._logistic.LogisticRegression", "sklearn.tree._tree.Tree", "scipy.sparse._csr.csr_matrix",
-    "sklearn.neighbors._kd_tree.KDTree", "sklearn.metrics._dist_metrics.EuclideanDistance64", "numpy.dtype",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64", "numpy.dtype",
 ])
 def test_the_allowlist_has_estimators_and_data_types(name: str) -> None:
     assert allowed(name)
+
+
+@pytest.mark.parametrize("name", [  # index structures scikit-learn walks unchecked, and Shipyard does not check
+    "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+])
+def test_unchecked_index_structures_need_trust(name: str) -> None:
+    assert not allowed(name)
 
 
 def test_ordinary_models_load_without_trust_and_functions_need_it(services: Services, tmp_path: Path) -> None:
@@ -99,7 +107,9 @@ def test_ordinary_models_load_without_trust_and_functions_need_it(services: Serv
         "forest": RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y),
         "tree": DecisionTreeClassifier(random_state=0).fit(X, Y),
         "dummy": DummyClassifier().fit(X, Y),
-        "neighbors": KNeighborsClassifier().fit(X, Y),
+        "neighbors": KNeighborsClassifier(algorithm="brute").fit(X, Y),
+        "boosted": GradientBoostingClassifier(n_estimators=3, random_state=0).fit(X, Y),
+        "bagged": BaggingClassifier(DecisionTreeClassifier(), n_estimators=3, max_features=2, random_state=0).fit(X, Y),
         "log1p": make_pipeline(FunctionTransformer(np.log1p), LogisticRegression(max_iter=300)).fit(X, Y),
     }
     for name, model in fitted.items():
@@ -115,3 +125,60 @@ def test_ordinary_models_load_without_trust_and_functions_need_it(services: Serv
         services.registry.load("sorted@1")
     services.registry.trust("sorted@1", TrustSet.of(types=["numpy.sort"]), "our own pipeline")
     assert services.registry.load("sorted@1").predict(X[:2]).shape == (2,)
+
+
+def _tampered_tree(good: Path, evil: Path, **nodes: int) -> Path:
+    """``good``'s saved tree model with its root's fields set to ``nodes`` (e.g. left_child=50_000_000)."""
+    shutil.copytree(good, evil)
+    with zipfile.ZipFile(good / "model.skops") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    for name, data in files.items():
+        if name.endswith(".npy"):
+            import io
+
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+            if array.dtype.names and "left_child" in array.dtype.names:
+                for key, value in nodes.items():
+                    array[key][0] = value
+                out = io.BytesIO()
+                np.save(out, array)
+                files[name] = out.getvalue()
+    (evil / "model.skops").unlink()
+    with zipfile.ZipFile(evil / "model.skops", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return evil
+
+
+@pytest.mark.parametrize("nodes", [
+    {"left_child": 50_000_000, "right_child": 50_000_000},  # children past the last node: predict read past them
+    {"left_child": 0},  # a cycle: the root its own child
+    {"right_child": -1},  # one child only
+    {"feature": 4},  # iris has 4 columns: 0-3
+])
+def test_a_tree_whose_nodes_point_outside_it_is_never_loaded(services: Services, tmp_path: Path,
+                                                             nodes: dict[str, int]) -> None:
+    """scikit-learn walks a tree's node arrays without bounds checks: a skops file (an MLflow store's, anyone's)
+    whose tree points outside them crashed the process on predict (a segfault), or read other memory."""
+    for name, model in (("tree", DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, Y)),
+                        ("forest", RandomForestClassifier(n_estimators=2, max_depth=3, random_state=0).fit(X, Y))):
+        save_model(get_flavor("sklearn"), model, tmp_path / name)
+        evil = _tampered_tree(tmp_path / name, tmp_path / f"evil-{name}-{len(list(tmp_path.iterdir()))}", **nodes)
+        mv = services.registry.register(f"evil-{name}", evil)
+        with pytest.raises(InvalidInputError, match=r"model.skops is not loaded: a tree in the model .* malformed"):
+            services.registry.load(mv.ref)
+
+
+def test_ensemble_members_take_the_ensembles_columns(services: Services, tmp_path: Path) -> None:
+    """A forest calls its trees on its own checked input, unchecked: a member claiming more columns is refused;
+    an isolation forest's members take the columns it lists for each, and load."""
+    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, Y)
+    forest.estimators_[1].n_features_in_ = 9
+    save_model(get_flavor("sklearn"), forest, tmp_path / "forest")
+    services.registry.register("lying-forest", tmp_path / "forest")
+    with pytest.raises(InvalidInputError, match="member 1 takes 9 columns where the ensemble gives it 4"):
+        services.registry.load("lying-forest@1")
+    isolation = IsolationForest(n_estimators=3, max_features=2, random_state=0).fit(X)
+    save_model(get_flavor("sklearn"), isolation, tmp_path / "isolation")
+    services.registry.register("isolation", tmp_path / "isolation")
+    assert (services.registry.load("isolation@1").predict(X) == isolation.predict(X)).all()

@@ -17,6 +17,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
 
 import shipyard
 from shipyard.adapters.flavors import get_flavor
@@ -112,12 +113,21 @@ def test_skops_uses_the_allowlist_and_trusted_types_never_a_list_from_the_folder
     services.registry.register("shell", shell)
     assert f"type {system};" in _refused(services, "shell@1")
 
-    # scikit-learn's own types load without any step, even those skops itself does not trust
+    # scikit-learn's tree storage loads without any step, though skops itself does not trust it: its bounds are
+    # checked (test_skops_allowlist.py); HistGradientBoosting's predictor, whose are not, is trusted by type
+    grown = tmp_path / "grown"
+    tree = DecisionTreeClassifier(random_state=0).fit(X, Y)
+    save_model(get_flavor("sklearn"), tree, grown)
+    assert sio.get_untrusted_types(file=grown / "model.skops")  # skops alone would refuse it
+    services.registry.register("grown", grown)
+    np.testing.assert_array_equal(services.registry.load("grown@1").predict(X), tree.predict(X))
     boosted = tmp_path / "boosted"
     hgb = HistGradientBoostingClassifier(max_iter=5).fit(X, Y)
     save_model(get_flavor("sklearn"), hgb, boosted)
-    assert sio.get_untrusted_types(file=boosted / "model.skops")  # skops alone would refuse it
     services.registry.register("boosted", boosted)
+    predictor = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+    assert f"--type {predictor} " in _refused(services, "boosted@1")
+    services.registry.trust("boosted@1", TrustSet.of(types=[predictor]), "our own training run")
     np.testing.assert_array_equal(services.registry.load("boosted@1").predict(X), hgb.predict(X))
 
     # a custom type loads once the user trusts that type for that version

@@ -23,22 +23,26 @@ from types import ModuleType
 from typing import Any
 
 from shipyard.adapters.flavors import code, first_line, model_file, require, tensors
+from shipyard.adapters.flavors.sklearn_trees import check_trees
 from shipyard.core.registry.trust import TrustSet, refuse_untrusted
 from shipyard.errors import InvalidInputError
 
 SERIALIZERS = ("skops", "pickle", "joblib")
+TREE = "sklearn.tree._tree.Tree"  # as skops names it
 FILES = {"skops": "model.skops", "pickle": "model.pkl", "joblib": "model.joblib"}
 SKLEARN_BASES = (
     "sklearn.base:BaseEstimator", "sklearn.model_selection._split:BaseCrossValidator",
     "sklearn.model_selection._split:BaseShuffleSplit", "sklearn.metrics._dist_metrics:DistanceMetric",
     "sklearn.neural_network._stochastic_optimizers:BaseOptimizer", "sklearn.metrics._scorer:_BaseScorer",
-    "sklearn.metrics._scorer:_PassthroughScorer", "sklearn.tree._tree:Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor", "sklearn.neighbors._kd_tree:KDTree",
-    "sklearn.neighbors._ball_tree:BallTree", "sklearn.utils._bunch:Bunch", "sklearn.calibration:_CalibratedClassifier",
+    "sklearn.metrics._scorer:_PassthroughScorer", "sklearn.tree._tree:Tree", "sklearn.utils._bunch:Bunch",
+    "sklearn.calibration:_CalibratedClassifier",
 )
 """Classes of scikit-learn a skops file may name without trust: estimators, and their plain data parts
-(tree storage, neighbor trees, distance metrics, CV splitters, optimizers, scorers). Only classes:
-any function, method or other callable needs ``--type``, because a file can call what it names."""
+(tree storage, distance metrics, CV splitters, optimizers, scorers). Only classes: any function, method or other
+callable needs ``--type``, because a file can call what it names. Tree storage is walked without bounds checks by
+scikit-learn, so a loaded model's trees are checked (``sklearn_trees``); the other index structures
+(HistGradientBoosting's TreePredictor, the neighbor searches' KDTree and BallTree) are not, so they need ``--type``
+(as in MLflow, which asks trust for all four)."""
 _NO_IMPORT = frozenset({"externals", "tests", "conftest", "__main__"})
 """Module name parts never imported to check a name (test helpers, vendored code that imports torch)."""
 
@@ -148,9 +152,15 @@ class SklearnFlavor:
             found = _skops_types(path)
             refuse_untrusted(path.name, TrustSet.of(types=(t for t in found if not allowed(t))), trusted)
             try:  # skops gets only what the allowlist and the user trust, never the file's own list
-                return _skops().load(path, trusted=[t for t in found if t in trusted.types or allowed(t)])
+                model = _skops().load(path, trusted=[t for t in found if t in trusted.types or allowed(t)])
             except Exception as exc:  # skops raises its own and builtin errors for files it cannot rebuild
                 raise InvalidInputError(f"skops cannot load {path.name}: {first_line(exc)}") from exc
+            if TREE in found:
+                try:
+                    check_trees(model)
+                except InvalidInputError as exc:
+                    raise InvalidInputError(f"{path.name} is not loaded: {exc}") from None
+            return model
         refuse_untrusted(path.name, TrustSet(pickle=True), trusted)
         if serializer == "joblib":
             import joblib
