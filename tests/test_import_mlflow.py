@@ -400,3 +400,85 @@ def test_recording_into_mlflows_database_is_refused_with_the_import_and_changes_
     done = shipyard("runs", "list", env=env, cwd=tmp_path, check=False)
     assert done.returncode == 6 and done.stderr.count("\n") == 1 and "shipyard import mlflow" in done.stderr
     assert db.read_bytes() == before and [p.name for p in db.parent.iterdir()] == ["mlflow.db"]
+
+
+def test_two_imports_at_once_add_each_run_and_version_once(stores: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invariant 8: the second import waits for the first, then reads what it added (it used to register
+    every version again, and to fail on a run the first had just written)."""
+    import threading
+
+    from shipyard.wiring import mlflow_models
+
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    home = tmp_path / "p"
+    _project(home).close()
+    inside, go = threading.Event(), threading.Event()
+    real = mlflow_models.ModelImport._version
+
+    def held(self: mlflow_models.ModelImport, v: object) -> object:
+        if threading.current_thread().name == "first":  # runs written, versions not yet: the second starts now
+            inside.set()
+            go.wait(30)
+        return real(self, v)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mlflow_models.ModelImport, "_version", held)
+    reports: dict[str, dict[str, object]] = {}
+
+    def one() -> None:
+        svc = _project(home)
+        try:
+            reports[threading.current_thread().name] = import_mlflow(svc, str(store)).to_dict()
+        finally:
+            svc.close()
+
+    first = threading.Thread(target=one, name="first")
+    first.start()
+    assert inside.wait(60)
+    second = threading.Thread(target=one, name="second")
+    second.start()
+    second.join(1.5)  # it waits on the import lock (it used to finish here, with its own copies)
+    go.set()
+    first.join(60)
+    second.join(60)
+    assert set(reports) == {"first", "second"}
+    added = [reports[n]["added"] for n in ("first", "second")]
+    assert [a["runs"] for a in added] == [7, 0] and [a["versions"] for a in added] == [1, 0]  # type: ignore[index]
+    svc = _project(home)
+    try:
+        assert [mv.version for mv in svc.meta.list_versions("files-model")] == [1]
+    finally:
+        svc.close()
+
+
+def test_a_crafted_file_store_is_reported_part_by_part(stores: Path, tmp_path: Path) -> None:
+    """Each crafted part is left out and named once, in bounded time and memory: a FIFO (it used to block the
+    import forever), times no datetime holds (a traceback), a million bad metric lines (a report entry each),
+    a copied run folder (a database error), a version deleted in MLflow (imported as live)."""
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    run = sorted(store.glob("*/*/metrics"))[0].parent
+    (store / "999").mkdir()
+    os.mkfifo(store / "999" / "meta.yaml")
+    with open(run / "metrics" / "loss", "a") as f:
+        f.write(f"1{'0' * 400} 1.0 0\n-5 1.0 1\n" + "x\n" * 1_000_000)
+    meta = run / "meta.yaml"
+    meta.write_text(meta.read_text().replace("start_time:", f"start_time: 1{'0' * 400}\nold_start:"))
+    twin = run.parent / run.name.upper()
+    shutil.copytree(run, twin)
+    (twin / "meta.yaml").write_text(meta.read_text().replace(run.name, twin.name))
+    version = store / "models" / "files-model" / "version-1" / "meta.yaml"
+    version.write_text(version.read_text().replace("current_stage: None", "current_stage: Deleted_Internal"))
+    done = shipyard("import", "mlflow", str(store), "--json", env=cli_env(), cwd=tmp_path)
+    body = json.loads(done.stdout)
+    assert body["added"]["runs"] == 7 and body["added"]["versions"] == 0
+    why = {w["what"]: w["why"] for w in body["not_carried"]}
+    assert len(why) < 20
+    assert why["MLflow files-model/1"] == "deleted in MLflow: not imported"
+    names = (run.name, twin.name)  # one of the two is imported (with its start time left out), the other named
+    assert sum(w.startswith(tuple(f"run {n} start time" for n in names)) for w in why) == 1
+    assert sum(w.startswith(tuple(f"run {n} (experiment" for n in names)) and "same run id" in y
+               for w, y in why.items()) == 1
+    bad = [w for w in why if "metric 'loss'" in w]
+    assert len(bad) == 1 and "1000002 line(s)" in bad[0]

@@ -10,6 +10,7 @@ modification time after the version's creation time says so) is flagged, and get
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from shipyard.core.importing.mlflow import (
     MlAlias,
     MlVersion,
     Report,
+    fits_time,
     lineage,
     model_meta,
     plan_aliases,
@@ -149,9 +151,13 @@ class ModelImport:
         if folder is None:
             return None, ""
         try:
-            with open(folder / "MLmodel", "rb") as f:
+            # no link followed; O_NONBLOCK: a FIFO (a crafted store) would block the open forever
+            fd = os.open(folder / "MLmodel", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise InvalidInputError("its MLmodel is not a regular file")
                 raw = f.read(MAX_MLMODEL_BYTES + 1)
-            if len(raw) > MAX_MLMODEL_BYTES or (folder / "MLmodel").is_symlink():
+            if len(raw) > MAX_MLMODEL_BYTES:
                 raise InvalidInputError("its MLmodel is larger than 1 MiB, or a link")
             mlmodel = load_yaml(raw, f"{what} MLmodel")
         except FileNotFoundError:
@@ -242,6 +248,9 @@ class ModelImport:
         newest, name = scan(folder, unwatched=MLFLOW_REWRITES).newest
         if v.created_ms and newest * 1000 > v.created_ms + 1:
             when = datetime.fromtimestamp(newest, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if not fits_time(v.created_ms):  # the store's own value, untrusted: no datetime for it
+                return f"{name} was modified at {when}; the version's creation time {str(v.created_ms)[:24]} " \
+                       "is not a time"
             made = datetime.fromtimestamp(v.created_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             return f"{name} was modified at {when}, after the version was registered ({made})"
         return ""

@@ -14,7 +14,7 @@ from typing import Any
 
 from shipyard.adapters.mlflow_store import int_of as _int
 from shipyard.adapters.mlflow_store import text_of as _text
-from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion
+from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion, fits_time
 from shipyard.core.lineage.records import Metric
 from shipyard.errors import BackendUnavailableError, InvalidInputError
 
@@ -111,6 +111,7 @@ class MlflowDatabase:
         tags: dict[str, dict[str, str]] = {}
         metrics: dict[str, list[Metric]] = {}
         refused: list[tuple[str, str]] = []
+        bad: dict[tuple[str, str], int] = {}
         for start in range(0, len(run_ids), _CHUNK):
             ids = list(run_ids[start:start + _CHUNK])
             last: str | None = None
@@ -130,15 +131,20 @@ class MlflowDatabase:
                 try:
                     if type(key) is not str:
                         key = _text(key, 1000)
+                    if not fits_time(int(ts)):
+                        raise ValueError(ts)
                     metric = Metric(key, math.nan if is_nan else float(value), int(step), int(ts) / 1000)
                 except (TypeError, ValueError, OverflowError):
-                    refused.append((f"run {rid} metric {str(key)[:60]!r}", "a value, step or time is not a number"))
+                    bad[(rid, str(key)[:60])] = bad.get((rid, str(key)[:60]), 0) + 1
                     continue
                 if rid == last:
                     into.append(metric)
                 else:
                     last, into = rid, metrics.setdefault(rid, [])
                     into.append(metric)
+        # one line per metric however many of its rows are bad: a crafted database may hold millions
+        refused += [(f"run {rid} metric {key!r}: {n} value(s)", "a value, step or time is not a number (or the "
+                     "time is not milliseconds since 1970 before the year 10000)") for (rid, key), n in bad.items()]
         return params, tags, metrics, refused
 
     def versions(self) -> list[MlVersion]:

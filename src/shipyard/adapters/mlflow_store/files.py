@@ -8,6 +8,7 @@ by Shipyard's bounded loader; a link anywhere in the store is skipped and report
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,14 @@ _RESERVED = {".trash", "models", ".shipyard"}
 
 
 def _read(path: Path, most: int) -> bytes | None:
-    """``path``'s bytes (None if absent, a link, or larger than ``most``)."""
+    """``path``'s bytes (None if absent, a link, not a regular file, or larger than ``most``). O_NONBLOCK: a
+    FIFO in a crafted store would otherwise block the open forever."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         return None
     with os.fdopen(fd, "rb") as f:
         data = f.read(most + 1)
@@ -141,16 +146,21 @@ class MlflowFileStore:
                 if raw is None:
                     refused.append((f"run {rid} metric {key[:60]!r}", "its file is larger than 512 MiB"))
                     continue
+                bad, first = 0, ""
                 for line in raw.decode("utf-8", "replace").splitlines():
                     parts = line.split()
                     try:
                         ts, value = int(parts[0]), float(parts[1])
                         step = int(parts[2]) if len(parts) > 2 else 0
-                    except (IndexError, ValueError):
-                        refused.append((f"run {rid} metric {key[:60]!r} line {line[:40]!r}",
-                                        "not 'timestamp value step'"))
+                        metric = to_metric(key, value, ts, step, value != value)
+                    except (IndexError, ValueError, OverflowError):
+                        bad, first = bad + 1, first or line[:40]
                         continue
-                    metrics.setdefault(rid, []).append(to_metric(key, value, ts, step, value != value))
+                    metrics.setdefault(rid, []).append(metric)
+                if bad:  # one line in the report however many: a crafted file may hold millions
+                    refused.append((f"run {rid} metric {key[:60]!r}: {bad} line(s), the first {first!r}",
+                                    "not 'timestamp value step' (a whole number of milliseconds since 1970, a "
+                                    "number, a whole number)"))
         return params, tags, metrics, refused
 
     def logged_models(self) -> list[MlLoggedModel]:
