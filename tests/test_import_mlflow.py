@@ -468,6 +468,17 @@ def test_a_crafted_file_store_is_reported_part_by_part(stores: Path, tmp_path: P
     twin = run.parent / run.name.upper()
     shutil.copytree(run, twin)
     (twin / "meta.yaml").write_text(meta.read_text().replace(run.name, twin.name))
+    other = next(p.parent for p in sorted(store.glob("*/*/metrics")) if p.parent not in (run, twin))
+    deep = other / "artifacts" / "deep"  # folders nested past PATH_MAX (a traceback from the scan)
+    deep.mkdir(parents=True)
+    fd = os.open(deep, os.O_RDONLY)
+    try:
+        for _ in range(25):  # 25 x 201 characters: past PATH_MAX (4096)
+            os.mkdir("d" * 200, dir_fd=fd)
+            fd, old = os.open("d" * 200, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+    finally:
+        os.close(fd)
     version = store / "models" / "files-model" / "version-1" / "meta.yaml"
     version.write_text(version.read_text().replace("current_stage: None", "current_stage: Deleted_Internal"))
     done = shipyard("import", "mlflow", str(store), "--json", env=cli_env(), cwd=tmp_path)
@@ -482,3 +493,20 @@ def test_a_crafted_file_store_is_reported_part_by_part(stores: Path, tmp_path: P
                for w, y in why.items()) == 1
     bad = [w for w in why if "metric 'loss'" in w]
     assert len(bad) == 1 and "1000002 line(s)" in bad[0]
+    assert any(w.endswith(" artifact deep") and "cannot be stored" in y for w, y in why.items())
+
+
+def test_a_version_whose_files_cannot_be_stored_is_reported(stores: Path, tmp_path: Path) -> None:
+    """A FIFO among a version's files: the version is left out and named (the import used to stop with a
+    traceback, after its runs were written)."""
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    meta = (store / "models" / "files-model" / "version-1" / "meta.yaml").read_text()
+    location = next(line.split(": ", 1)[1] for line in meta.splitlines() if line.startswith("storage_location:"))
+    os.mkfifo(store / location.split("/mlruns/", 1)[1] / "extra")
+    done = shipyard("import", "mlflow", str(store), "--json", env=cli_env(), cwd=tmp_path)
+    body = json.loads(done.stdout)
+    assert body["added"]["versions"] == 0 and body["versions"] == [] and body["trust_needed"] == []
+    why = {w["what"]: w["why"] for w in body["not_carried"]}
+    assert why["MLflow files-model/1"].startswith("its files cannot be stored:") and "FIFO" in why[
+        "MLflow files-model/1"]

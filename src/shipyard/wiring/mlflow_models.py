@@ -195,7 +195,16 @@ class ModelImport:
         with self.svc.registry.writing():
             from shipyard.core.artifacts.tree import put_path
 
-            stored = put_path(self.svc.store, folder)
+            try:
+                stored = put_path(self.svc.store, folder)
+            except (ShipyardError, OSError) as exc:  # a FIFO, a path too long, an unreadable file: not this one
+                report.versions.pop()
+                report.added["versions"] -= 1
+                report.trust_needed[:] = [r for r in report.trust_needed if r != ref]
+                report.flagged[:] = [f for f in report.flagged if not f.startswith(f"{ref} ")]
+                self.numbered[v.model] = number - 1
+                report.skip(what, f"its files cannot be stored: {str(exc)[:200]}")
+                return None, ""
             files = list(stored.manifest or ())
             files.append(ManifestEntry(MODEL_FILE, self.svc.store.put_bytes(description), len(description), 0o644))
             manifest = Manifest.of(files)
