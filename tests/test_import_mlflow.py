@@ -510,3 +510,27 @@ def test_a_version_whose_files_cannot_be_stored_is_reported(stores: Path, tmp_pa
     why = {w["what"]: w["why"] for w in body["not_carried"]}
     assert why["MLflow files-model/1"].startswith("its files cannot be stored:") and "FIFO" in why[
         "MLflow files-model/1"]
+
+
+def test_a_model_made_again_in_mlflow_is_a_new_version_not_the_old_one(stores: Path, tmp_path: Path) -> None:
+    """MLflow numbers a deleted-and-recreated model's versions from 1 again: the new files/1 is another version
+    (another creation time), imported as one; it used to count as "already imported" (the old files stayed
+    what files-model@1 and its alias named, silently)."""
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    home = tmp_path / "p"
+    svc = _project(home)
+    try:
+        import_mlflow(svc, str(store))
+        meta = store / "models" / "files-model" / "version-1" / "meta.yaml"
+        text = meta.read_text()
+        created = next(line for line in text.splitlines() if line.startswith("creation_timestamp:"))
+        meta.write_text(text.replace(created, f"creation_timestamp: {int(created.split()[1]) + 5000}"))
+        again = import_mlflow(svc, str(store)).to_dict()
+        assert again["added"]["versions"] == 1 and [v["ref"] for v in again["versions"]] == ["files-model@2"]
+        why = {w["what"]: w["why"] for w in again["not_carried"]}  # type: ignore[union-attr]
+        assert why["MLflow files-model/1"].startswith("not the version imported before as files-model@1")
+        assert "already names files-model@1 here" in why["alias files-model@champion"]
+        assert import_mlflow(svc, str(store)).to_dict()["added"]["versions"] == 0  # and then it is imported
+    finally:
+        svc.close()

@@ -71,14 +71,23 @@ class ModelImport:
 
     def _model(self, name: str, versions: list[MlVersion], aliases: list[MlAlias]) -> None:
         report = self.report
-        imported = self._imported_versions(name)  # MLflow version -> Shipyard version
+        earlier = self._imported_versions(name)  # MLflow version -> what earlier imports made of that number
+        imported: dict[int, tuple[int, bool]] = {}  # MLflow version -> (Shipyard version, flagged)
         flagged: set[int] = set()
         for v in versions:
-            if v.version in imported:
+            # the same MLflow version: its number and creation time (a model deleted and made again in MLflow
+            # numbers its versions from 1 again: that is another version, imported as one)
+            same = [(n, f) for n, f, created in earlier.get(v.version, []) if created in (None, v.created_ms)]
+            if same:
+                imported[v.version] = same[0]
                 report.skipped["versions"] += 1
-                if imported[v.version][1]:
+                if same[0][1]:
                     flagged.add(v.version)
                 continue
+            if v.version in earlier:
+                report.skip(f"MLflow {name}/{v.version}", f"not the version imported before as {name}@"
+                            f"{earlier[v.version][-1][0]} (another creation time: the model was made again in "
+                            "MLflow): imported as a new version")
             number, flag = self._version(v)
             if number is not None:
                 imported[v.version] = (number, bool(flag))
@@ -98,7 +107,8 @@ class ModelImport:
                 continue
             if alias in current:
                 report.skip(f"alias {name}@{alias}", f"already names {name}@{current[alias]} here (MLflow: "
-                            f"version {ml_version}); left as it is: move it with `shipyard alias set`")
+                            f"version {ml_version}, imported as {name}@{target}); left as it is: move it with "
+                            "`shipyard alias set`")
                 continue
             if not self.dry_run:
                 from shipyard.wiring.policy import move_alias
@@ -112,15 +122,16 @@ class ModelImport:
             report.added["aliases"] += 1
             report.stage_aliases += [f"{name}: {n}" for n in plan.notes if n.endswith(f" alias {alias}")]
 
-    def _imported_versions(self, name: str) -> dict[int, tuple[int, bool]]:
-        """MLflow version -> (Shipyard version, flagged) of what an earlier import brought over."""
+    def _imported_versions(self, name: str) -> dict[int, list[tuple[int, bool, int | None]]]:
+        """MLflow version -> [(Shipyard version, flagged, MLflow creation time)] of what earlier imports brought
+        over (more than one when the model was deleted and made again in MLflow, its numbers reused)."""
         from shipyard.wiring import saved_model
 
         try:
             existing: list[ModelVersion] = self.svc.meta.list_versions(name)
         except NotFoundError:
             return {}
-        out: dict[int, tuple[int, bool]] = {}
+        out: dict[int, list[tuple[int, bool, int | None]]] = {}
         for mv in existing:
             if not mv.description.startswith("Imported from MLflow"):
                 continue
@@ -129,7 +140,9 @@ class ModelImport:
             except ShipyardError:
                 continue
             if isinstance(origin, dict) and origin.get("name") == name and isinstance(origin.get("version"), int):
-                out[origin["version"]] = (mv.version, bool(origin.get("modified_after_registration")))
+                created = origin.get("creation_timestamp")
+                out.setdefault(origin["version"], []).append((mv.version, bool(origin.get(
+                    "modified_after_registration")), created if isinstance(created, int) else None))
         return out
 
     def _aliases(self, name: str) -> dict[str, int]:
