@@ -534,3 +534,19 @@ def test_a_model_made_again_in_mlflow_is_a_new_version_not_the_old_one(stores: P
         assert import_mlflow(svc, str(store)).to_dict()["added"]["versions"] == 0  # and then it is imported
     finally:
         svc.close()
+
+
+def test_an_unreachable_database_is_unavailable_and_its_password_never_shown(tmp_path: Path) -> None:
+    """A server that is not there is BackendUnavailableError (it said "not an MLflow database"), and a password
+    given as libpq's ?password= is masked like one in the user part (it was printed)."""
+    pytest.importorskip("psycopg")
+    from shipyard.errors import BackendUnavailableError
+
+    svc = _project(tmp_path / "p")
+    try:
+        for url in ("postgresql://bob:s3cr3t@127.0.0.1:1/db", "postgresql://127.0.0.1:1/db?user=bob&password=s3cr3t"):
+            with pytest.raises(BackendUnavailableError, match=r"cannot read postgresql://.*\*\*\*") as caught:
+                import_mlflow(svc, url)
+            assert "s3cr3t" not in str(caught.value)
+    finally:
+        svc.close()

@@ -47,6 +47,9 @@ class MlflowDatabase:
                 names = set(sa.inspect(conn).get_table_names())
         except sa.exc.ArgumentError as exc:
             raise InvalidInputError(f"{self.where} is not a database URL Shipyard reads: {str(exc)[:120]}") from None
+        except sa.exc.OperationalError as exc:  # no server there, refused, a wrong password: not the store's fault
+            raise BackendUnavailableError(f"cannot read {self.where}: "
+                                          f"{str(exc.orig).splitlines()[0][:160]}") from None
         except sa.exc.DatabaseError as exc:
             raise InvalidInputError(f"{self.where} is not an MLflow database: "
                                     f"{str(exc.orig).splitlines()[0][:160]}") from None
@@ -207,7 +210,16 @@ def _masked(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
+    if parts.password is None and "password" not in parts.query.lower():
+        return url  # as given (urlunsplit would turn sqlite:////abs into sqlite://abs)
+    if parts.query:  # libpq takes the password as a parameter too: ?password=...
+        from urllib.parse import parse_qsl, urlencode
+
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            parts = parts._replace(query=urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs],
+                                                   safe="*/"))
     if parts.password is not None:
         netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
