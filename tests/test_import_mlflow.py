@@ -550,3 +550,14 @@ def test_an_unreachable_database_is_unavailable_and_its_password_never_shown(tmp
             assert "s3cr3t" not in str(caught.value)
     finally:
         svc.close()
+
+
+def test_runs_uri_of_an_imported_model_names_its_version(stores: Path, imported: tuple[Services, object]) -> None:
+    """``runs:/RUN_ID/model`` (MLflow's habit) names the version imported from that run's model; it said "not
+    registered: register it" (the version's manifest adds shipyard-model.json to the run's folder)."""
+    svc, _ = imported
+    truth = json.loads((stores / "db.json").read_text())
+    for name, made in truth["models"].items():
+        for entry in made:
+            mv = svc.registry.resolve(f"runs:/{entry['run_id']}/model")
+            assert (mv.model, mv.run_id) == (name, entry["run_id"])
