@@ -561,3 +561,19 @@ def test_runs_uri_of_an_imported_model_names_its_version(stores: Path, imported:
         for entry in made:
             mv = svc.registry.resolve(f"runs:/{entry['run_id']}/model")
             assert (mv.model, mv.run_id) == (name, entry["run_id"])
+
+
+def test_a_database_file_name_with_percent_or_hash_is_that_file(stores: Path, tmp_path: Path) -> None:
+    """``my%41.db`` is read, not ``myA.db`` beside it (the path went into a URL that SQLAlchemy and SQLite
+    each percent-decoded), and ``h#ash.db`` opens (it was cut at '#'); still read-only."""
+    shutil.copy2(stores / "db" / "mlflow.db", tmp_path / "my%41.db")
+    shutil.copy2(stores / "db" / "mlflow.db", tmp_path / "h#ash.db")
+    with sqlite3.connect(tmp_path / "myA.db") as conn:
+        conn.execute("CREATE TABLE runs (x)")  # not MLflow's
+    svc = _project(tmp_path / "p")
+    try:
+        for name in ("my%41.db", "h#ash.db"):
+            said = import_mlflow(svc, str(tmp_path / name), artifacts=stores / "db" / "mlruns", dry_run=True)
+            assert said.added["runs"] == 204, name
+    finally:
+        svc.close()

@@ -37,12 +37,19 @@ class MlflowDatabase:
                 raise InvalidInputError(f"{path} does not exist: give the MLflow database's path "
                                         "(e.g. sqlite:///mlflow.db)")
             self.sqlite_path = path.resolve()
-            # read-only: an import never changes MLflow's store
-            url = f"sqlite:///file:{self.sqlite_path}?mode=ro&uri=true"
         elif url.startswith("postgresql://"):  # the driver Shipyard's postgres extra installs (psycopg 3)
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        options: dict[str, Any] = {}
+        if self.sqlite_path is not None:  # read-only: an import never changes MLflow's store
+            import sqlite3
+            from urllib.parse import quote
+
+            # the path percent-quoted, given to sqlite3 itself: in a URL, '%41' in a file name read another file
+            # (SQLAlchemy and SQLite each decode it) and '#' or '?' cut the name
+            target = f"file:{quote(str(self.sqlite_path))}?mode=ro"
+            url, options["creator"] = "sqlite://", lambda: sqlite3.connect(target, uri=True)
         try:
-            self.engine = sa.create_engine(url)
+            self.engine = sa.create_engine(url, **options)
             with self.engine.connect() as conn:
                 names = set(sa.inspect(conn).get_table_names())
         except sa.exc.ArgumentError as exc:
