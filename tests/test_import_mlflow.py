@@ -481,10 +481,15 @@ def test_a_crafted_file_store_is_reported_part_by_part(stores: Path, tmp_path: P
         os.close(fd)
     version = store / "models" / "files-model" / "version-1" / "meta.yaml"
     version.write_text(version.read_text().replace("current_stage: None", "current_stage: Deleted_Internal"))
+    bomb = next(p.parent for p in sorted(store.glob("*/*/metrics")) if p.parent not in (run, twin, other))
+    with open(bomb / "meta.yaml", "a") as f:  # an alias bomb: refused by the loader, and named (it was dropped)
+        f.write("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+            f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True)))
     done = shipyard("import", "mlflow", str(store), "--json", env=cli_env(), cwd=tmp_path)
     body = json.loads(done.stdout)
-    assert body["added"]["runs"] == 7 and body["added"]["versions"] == 0
+    assert body["added"]["runs"] == 6 and body["added"]["versions"] == 0
     why = {w["what"]: w["why"] for w in body["not_carried"]}
+    assert "its meta.yaml is not read: " in why[f"run folder {bomb.parent.name}/{bomb.name}"]
     assert len(why) < 20
     assert why["MLflow files-model/1"] == "deleted in MLflow: not imported"
     names = (run.name, twin.name)  # one of the two is imported (with its start time left out), the other named

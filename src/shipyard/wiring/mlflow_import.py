@@ -231,7 +231,10 @@ class _Import(ModelImport):
             for m in self.logged.get(r.id, []):
                 self._folder(m.artifact_location, m.experiment_id, f"logged model {m.id} of run {r.id}")
         self.versions = []
-        for v in self.source.versions():
+        versions = self.source.versions()
+        for what, why in getattr(self.source, "refused", ()):  # the file store's unreadable meta.yaml files
+            report.skip(what, why)
+        for v in versions:
             if v.stage == DELETED_STAGE:  # MLflow keeps a deleted version's row (SQL) and folder, marked so
                 report.skip(f"MLflow {v.model}/{v.version}", "deleted in MLflow: not imported")
             else:

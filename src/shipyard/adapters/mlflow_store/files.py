@@ -43,14 +43,23 @@ def _read(path: Path, most: int) -> bytes | None:
     return None if len(data) > most else data
 
 
-def _meta(path: Path) -> dict[str, Any]:
+def _meta(path: Path, refused: list[tuple[str, str]] | None = None, what: str = "") -> dict[str, Any]:
+    """``path``'s YAML mapping ({} if absent or unreadable); with ``refused``, why it was not read goes there
+    (a folder that has a meta.yaml Shipyard cannot read is named, never dropped silently)."""
     raw = _read(path, MAX_META)
     if raw is None:
+        if refused is not None and os.path.lexists(path):
+            refused.append((what, f"its meta.yaml is not read (a link, not a regular file, or over "
+                                  f"{MAX_META // 1024} KiB)"))
         return {}
     try:
         body = load_yaml(raw, str(path))
-    except ShipyardError:
+    except ShipyardError as exc:
+        if refused is not None:
+            refused.append((what, f"its meta.yaml is not read: {str(exc)[:160]}"))
         return {}
+    if not isinstance(body, dict) and refused is not None:
+        refused.append((what, "its meta.yaml is not a mapping"))
     return body if isinstance(body, dict) else {}
 
 
@@ -82,6 +91,7 @@ class MlflowFileStore:
             raise InvalidInputError(f"{path} is not an MLflow file store (no <experiment>/meta.yaml in it): give "
                                     "the mlruns folder")
         self._runs: dict[str, Path] = {}
+        self.refused: list[tuple[str, str]] = []  # (what, why) of folders whose meta.yaml could not be read
 
     def default_artifacts(self) -> tuple[Path, Path]:
         return self.root, self.root.parent
@@ -97,7 +107,7 @@ class MlflowFileStore:
     def experiments(self) -> list[MlExperiment]:
         out = []
         for folder, trashed in self._experiment_dirs():
-            meta = _meta(folder / "meta.yaml")
+            meta = _meta(folder / "meta.yaml", self.refused, f"experiment folder {folder.name[:80]}")
             if not meta:
                 continue
             tags = {k: _text(v.decode("utf-8", "replace"), MAX_VALUE) for k, p in _entries(folder / "tags")
@@ -112,7 +122,7 @@ class MlflowFileStore:
             for e in sorted(os.scandir(folder), key=lambda e: e.name):
                 if not e.is_dir(follow_symlinks=False) or e.name in ("tags", "models", "datasets", "traces"):
                     continue
-                meta = _meta(Path(e.path) / "meta.yaml")
+                meta = _meta(Path(e.path) / "meta.yaml", self.refused, f"run folder {folder.name[:40]}/{e.name[:80]}")
                 if not meta:
                     continue
                 rid = _text(meta.get("run_id") or meta.get("run_uuid") or e.name, 64)
@@ -191,7 +201,7 @@ class MlflowFileStore:
             for e in os.scandir(model):
                 if not (e.is_dir(follow_symlinks=False) and e.name.startswith("version-")):
                     continue
-                meta = _meta(Path(e.path) / "meta.yaml")
+                meta = _meta(Path(e.path) / "meta.yaml", self.refused, f"model folder {model.name[:80]}/{e.name[:40]}")
                 number = _int(meta.get("version"))
                 if number is None or number < 1:
                     continue
