@@ -587,3 +587,13 @@ def test_a_database_file_name_with_percent_or_hash_is_that_file(stores: Path, tm
             assert said.added["runs"] == 204, name
     finally:
         svc.close()
+
+
+def test_the_report_names_the_trust_each_version_needs(imported: tuple[Services, object]) -> None:
+    """A cloudpickle version needs --pickle; a skops one within the allowlist needs nothing (the CLI printed
+    `--pickle` for every version that needed trust, skops types included)."""
+    _, report = imported
+    versions = report.to_dict()["versions"]  # type: ignore[attr-defined]
+    assert {v["mlflow"].split("/")[0]: v.get("trust") for v in versions if not v["mlflow"].startswith("wine/")} \
+        .get("iris") == "--pickle"
+    assert all("trust" not in v for v in versions if v["mlflow"].startswith("wine/"))

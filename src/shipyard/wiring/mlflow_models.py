@@ -197,10 +197,12 @@ class ModelImport:
         ref = f"{v.model}@{number}"
         if flag:
             report.flagged.append(f"{ref} (MLflow {v.model}/{v.version}): {flag}")
-        if meta.get("serializer", "skops") != "skops" or self._needs_trust(flavor, folder, meta):
+        trust = self._needs_trust(flavor, folder, meta) or (
+            "--pickle" if meta.get("serializer", "skops") != "skops" else "")
+        if trust:
             report.trust_needed.append(ref)
         report.versions.append({"ref": ref, "mlflow": f"{v.model}/{v.version}", "run_id": run_id,
-                                "flagged": bool(flag)})
+                                "flagged": bool(flag), **({"trust": trust} if trust else {})})
         report.added["versions"] += 1
         if self.dry_run:
             return number, flag
@@ -277,12 +279,15 @@ class ModelImport:
             return f"{name} was modified at {when}, after the version was registered ({made})"
         return ""
 
-    def _needs_trust(self, name: str, folder: Path, meta: dict[str, Any]) -> bool:
-        """Whether loading the model needs trust (a skops file: more than Shipyard's allowlist); reads the file,
-        runs nothing."""
+    def _needs_trust(self, name: str, folder: Path, meta: dict[str, Any]) -> str:
+        """The ``shipyard models trust`` flags loading the model needs ("" for none: a skops file within
+        Shipyard's allowlist); reads the file, runs nothing."""
         from shipyard.wiring import flavor
 
         try:
-            return bool(flavor(name).requires(folder, meta).items())
+            needed = flavor(name).requires(folder, meta)
         except ShipyardError:
-            return True
+            return "--pickle"
+        flags = (["--pickle"] if needed.pickle else []) + (["--code"] if needed.code else []) + [
+            f"--type {t}" for t in sorted(needed.types)] + [f"--class {c}" for c in sorted(needed.classes)]
+        return " ".join(flags)
