@@ -400,3 +400,200 @@ def test_recording_into_mlflows_database_is_refused_with_the_import_and_changes_
     done = shipyard("runs", "list", env=env, cwd=tmp_path, check=False)
     assert done.returncode == 6 and done.stderr.count("\n") == 1 and "shipyard import mlflow" in done.stderr
     assert db.read_bytes() == before and [p.name for p in db.parent.iterdir()] == ["mlflow.db"]
+
+
+def test_two_imports_at_once_add_each_run_and_version_once(stores: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invariant 8: the second import waits for the first, then reads what it added (it used to register
+    every version again, and to fail on a run the first had just written)."""
+    import threading
+
+    from shipyard.wiring import mlflow_models
+
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    home = tmp_path / "p"
+    _project(home).close()
+    inside, go = threading.Event(), threading.Event()
+    real = mlflow_models.ModelImport._version
+
+    def held(self: mlflow_models.ModelImport, v: object) -> object:
+        if threading.current_thread().name == "first":  # runs written, versions not yet: the second starts now
+            inside.set()
+            go.wait(30)
+        return real(self, v)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mlflow_models.ModelImport, "_version", held)
+    reports: dict[str, dict[str, object]] = {}
+
+    def one() -> None:
+        svc = _project(home)
+        try:
+            reports[threading.current_thread().name] = import_mlflow(svc, str(store)).to_dict()
+        finally:
+            svc.close()
+
+    first = threading.Thread(target=one, name="first")
+    first.start()
+    assert inside.wait(60)
+    second = threading.Thread(target=one, name="second")
+    second.start()
+    second.join(1.5)  # it waits on the import lock (it used to finish here, with its own copies)
+    go.set()
+    first.join(60)
+    second.join(60)
+    assert set(reports) == {"first", "second"}
+    added = [reports[n]["added"] for n in ("first", "second")]
+    assert added[0]["runs"] >= 7 and added[0]["versions"] >= 1  # type: ignore[index,operator]
+    assert added[1]["runs"] == 0 and added[1]["versions"] == 0  # type: ignore[index]
+    svc = _project(home)
+    try:
+        models = svc.meta.list_models()
+        assert models and all([mv.version for mv in svc.meta.list_versions(m.name)] == [1] for m in models)
+    finally:
+        svc.close()
+
+
+def test_a_crafted_file_store_is_reported_part_by_part(stores: Path, tmp_path: Path) -> None:
+    """Each crafted part is left out and named once, in bounded time and memory: a FIFO (it used to block the
+    import forever), times no datetime holds (a traceback), a million bad metric lines (a report entry each),
+    a copied run folder (a database error), a version deleted in MLflow (imported as live)."""
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    run = sorted(store.glob("*/*/metrics"))[0].parent
+    total = len(list(store.glob("*/*/metrics")))  # runs in the store as MLflow made it
+    (store / "999").mkdir()
+    os.mkfifo(store / "999" / "meta.yaml")
+    with open(run / "metrics" / "loss", "a") as f:
+        f.write(f"1{'0' * 400} 1.0 0\n-5 1.0 1\n" + "x\n" * 1_000_000)
+    meta = run / "meta.yaml"
+    meta.write_text(meta.read_text().replace("start_time:", f"start_time: 1{'0' * 400}\nold_start:"))
+    twin = run.parent / run.name.upper()
+    shutil.copytree(run, twin)
+    (twin / "meta.yaml").write_text(meta.read_text().replace(run.name, twin.name))
+    other = next(p.parent for p in sorted(store.glob("*/*/metrics")) if p.parent not in (run, twin))
+    deep = other / "artifacts" / "deep"  # folders nested past PATH_MAX (a traceback from the scan)
+    deep.mkdir(parents=True)
+    fd = os.open(deep, os.O_RDONLY)
+    try:
+        for _ in range(25):  # 25 x 201 characters: past PATH_MAX (4096)
+            os.mkdir("d" * 200, dir_fd=fd)
+            fd, old = os.open("d" * 200, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+    finally:
+        os.close(fd)
+    version = store / "models" / "files-model" / "version-1" / "meta.yaml"
+    version.write_text(version.read_text().replace("current_stage: None", "current_stage: Deleted_Internal"))
+    bomb = next(p.parent for p in sorted(store.glob("*/*/metrics")) if p.parent not in (run, twin, other))
+    with open(bomb / "meta.yaml", "a") as f:  # an alias bomb: refused by the loader, and named (it was dropped)
+        f.write("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+            f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True)))
+    done = shipyard("import", "mlflow", str(store), "--json", env=cli_env(), cwd=tmp_path)
+    body = json.loads(done.stdout)
+    assert body["added"]["runs"] == total - 1  # the alias bomb's run left out (and the copy)
+    assert not [v for v in body["versions"] if str(v["mlflow"]).startswith("files-model/")]
+    why = {w["what"]: w["why"] for w in body["not_carried"]}
+    assert "its meta.yaml is not read: " in why[f"run folder {bomb.parent.name}/{bomb.name}"]
+    assert len(why) < 20
+    assert why["MLflow files-model/1"] == "deleted in MLflow: not imported"
+    names = (run.name, twin.name)  # one of the two is imported (with its start time left out), the other named
+    assert sum(w.startswith(tuple(f"run {n} start time" for n in names)) for w in why) == 1
+    assert sum(w.startswith(tuple(f"run {n} (experiment" for n in names)) and "same run id" in y
+               for w, y in why.items()) == 1
+    bad = [w for w in why if "metric 'loss'" in w]
+    assert len(bad) == 1 and "1000002 line(s)" in bad[0]
+    assert any(w.endswith(" artifact deep") and "cannot be stored" in y for w, y in why.items())
+
+
+def test_a_version_whose_files_cannot_be_stored_is_reported(stores: Path, tmp_path: Path) -> None:
+    """A FIFO among a version's files: the version is left out and named (the import used to stop with a
+    traceback, after its runs were written)."""
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    meta = (store / "models" / "files-model" / "version-1" / "meta.yaml").read_text()
+    location = next(line.split(": ", 1)[1] for line in meta.splitlines() if line.startswith("storage_location:"))
+    os.mkfifo(store / location.split("/mlruns/", 1)[1] / "extra")
+    done = shipyard("import", "mlflow", str(store), "--json", env=cli_env(), cwd=tmp_path)
+    body = json.loads(done.stdout)
+    assert not [v for v in body["versions"] if str(v["mlflow"]).startswith("files-model/")]
+    assert not [r for r in body["trust_needed"] if r.startswith("files-model@")]
+    why = {w["what"]: w["why"] for w in body["not_carried"]}
+    assert why["MLflow files-model/1"].startswith("its files cannot be stored:") and "FIFO" in why[
+        "MLflow files-model/1"]
+
+
+def test_a_model_made_again_in_mlflow_is_a_new_version_not_the_old_one(stores: Path, tmp_path: Path) -> None:
+    """MLflow numbers a deleted-and-recreated model's versions from 1 again: the new files/1 is another version
+    (another creation time), imported as one; it used to count as "already imported" (the old files stayed
+    what files-model@1 and its alias named, silently)."""
+    store = tmp_path / "mlruns"
+    shutil.copytree(stores / "files" / "mlruns", store, symlinks=True)
+    home = tmp_path / "p"
+    svc = _project(home)
+    try:
+        import_mlflow(svc, str(store))
+        meta = store / "models" / "files-model" / "version-1" / "meta.yaml"
+        text = meta.read_text()
+        created = next(line for line in text.splitlines() if line.startswith("creation_timestamp:"))
+        meta.write_text(text.replace(created, f"creation_timestamp: {int(created.split()[1]) + 5000}"))
+        again = import_mlflow(svc, str(store)).to_dict()
+        assert again["added"]["versions"] == 1 and [v["ref"] for v in again["versions"]] == ["files-model@2"]
+        why = {w["what"]: w["why"] for w in again["not_carried"]}  # type: ignore[union-attr]
+        assert why["MLflow files-model/1"].startswith("not the version imported before as files-model@1")
+        assert "already names files-model@1 here" in why["alias files-model@champion"]
+        assert import_mlflow(svc, str(store)).to_dict()["added"]["versions"] == 0  # and then it is imported
+    finally:
+        svc.close()
+
+
+def test_an_unreachable_database_is_unavailable_and_its_password_never_shown(tmp_path: Path) -> None:
+    """A server that is not there is BackendUnavailableError (it said "not an MLflow database"), and a password
+    given as libpq's ?password= is masked like one in the user part (it was printed)."""
+    pytest.importorskip("psycopg")
+    from shipyard.errors import BackendUnavailableError
+
+    svc = _project(tmp_path / "p")
+    try:
+        for url in ("postgresql://bob:s3cr3t@127.0.0.1:1/db", "postgresql://127.0.0.1:1/db?user=bob&password=s3cr3t"):
+            with pytest.raises(BackendUnavailableError, match=r"cannot read postgresql://.*\*\*\*") as caught:
+                import_mlflow(svc, url)
+            assert "s3cr3t" not in str(caught.value)
+    finally:
+        svc.close()
+
+
+def test_runs_uri_of_an_imported_model_names_its_version(stores: Path, imported: tuple[Services, object]) -> None:
+    """``runs:/RUN_ID/model`` (MLflow's habit) names the version imported from that run's model; it said "not
+    registered: register it" (the version's manifest adds shipyard-model.json to the run's folder)."""
+    svc, _ = imported
+    truth = json.loads((stores / "db.json").read_text())
+    for name, made in truth["models"].items():
+        for entry in made:
+            mv = svc.registry.resolve(f"runs:/{entry['run_id']}/model")
+            assert (mv.model, mv.run_id) == (name, entry["run_id"])
+
+
+def test_a_database_file_name_with_percent_or_hash_is_that_file(stores: Path, tmp_path: Path) -> None:
+    """``my%41.db`` is read, not ``myA.db`` beside it (the path went into a URL that SQLAlchemy and SQLite
+    each percent-decoded), and ``h#ash.db`` opens (it was cut at '#'); still read-only."""
+    shutil.copy2(stores / "db" / "mlflow.db", tmp_path / "my%41.db")
+    shutil.copy2(stores / "db" / "mlflow.db", tmp_path / "h#ash.db")
+    with sqlite3.connect(tmp_path / "myA.db") as conn:
+        conn.execute("CREATE TABLE runs (x)")  # not MLflow's
+    svc = _project(tmp_path / "p")
+    try:
+        for name in ("my%41.db", "h#ash.db"):
+            said = import_mlflow(svc, str(tmp_path / name), artifacts=stores / "db" / "mlruns", dry_run=True)
+            assert said.added["runs"] == 204, name
+    finally:
+        svc.close()
+
+
+def test_the_report_names_the_trust_each_version_needs(imported: tuple[Services, object]) -> None:
+    """A cloudpickle version needs --pickle; a skops one within the allowlist needs nothing (the CLI printed
+    `--pickle` for every version that needed trust, skops types included)."""
+    _, report = imported
+    versions = report.to_dict()["versions"]  # type: ignore[attr-defined]
+    assert {v["mlflow"].split("/")[0]: v.get("trust") for v in versions if not v["mlflow"].startswith("wine/")} \
+        .get("iris") == "--pickle"
+    assert all("trust" not in v for v in versions if v["mlflow"].startswith("wine/"))

@@ -164,3 +164,13 @@ def test_set_tracking_uri_search_model_versions_and_their_refusals(project: Path
     finally:
         shipyard.set_tracking_uri(None)
     assert shipyard.get_tracking_uri() == f"sqlite:///{project / '.shipyard' / 'shipyard.db'}"
+
+
+def test_a_logged_file_name_with_a_nul_or_too_long_is_one_clear_error(project: Path) -> None:
+    """It used to surface as Python's ValueError (embedded null byte) or OSError (file name too long)."""
+    with shipyard.start_run() as run:
+        for name in ("ok\0.txt", "x" * 300 + ".txt", "a/" + "é" * 200 + ".json"):
+            with pytest.raises(InvalidInputError, match="artifact_file must be a relative file name"):
+                shipyard.log_text("hi", name)
+        shipyard.log_text("hi", "a/" + "x" * 250 + ".txt")  # 254 bytes: fits
+    assert len(shipyard.get_run(run.id).artifacts) == 1

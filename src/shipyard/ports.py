@@ -243,6 +243,11 @@ class MetadataStore(Protocol):
         holds it."""
         ...
 
+    def import_lock(self) -> AbstractContextManager[None]:
+        """Held by one import (``shipyard import mlflow``) at a time across every machine using this database;
+        the next one waits, then reads what the first added."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -8,6 +8,7 @@ runs are matched by id (MLflow's own), versions by the MLflow name and number ke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from shipyard.wiring import Services
 
 CHUNK = 1000  # runs per transaction
+DELETED_STAGE = "Deleted_Internal"  # a model version deleted in MLflow (its row and folder stay)
 MAX_STEP = 2**31 - 1  # the step column is a 32-bit INTEGER on every backend
 Step = Callable[[str, int, int], None]  # (what, done, total): the CLI draws a progress bar with it
 
@@ -109,9 +111,12 @@ def import_mlflow(svc: Services | Callable[[], Services], uri: str, artifacts: P
         where = ArtifactRoot(root, base)
         services = svc() if callable(svc) else svc
         job = _Import(services, source, where, report, dry_run, step)
-        job.prepare()
-        job.runs()
-        job.models()
+        # one import at a time: each reads what is already there (runs, versions, aliases) under the lock, so two
+        # imports of the same store never add a run or a version twice (a dry run writes nothing: no lock)
+        with contextlib.nullcontext() if dry_run else services.meta.import_lock():
+            job.prepare()
+            job.runs()
+            job.models()
         left = {k: v for k, v in source.counts().items() if v}
         for table, n in left.items():
             report.skip(f"{n} {table.replace('_', ' ')}", _LEFT_BEHIND.get(table, "Shipyard has no place for them"))
@@ -204,6 +209,16 @@ class _Import(ModelImport):
         for e in exps:
             if not e.deleted and e.id not in with_runs:
                 report.skip(f"experiment {e.name[:80]!r}", "it has no runs: Shipyard's experiments are names on runs")
+        seen: dict[str, MlRun] = {}
+        unique = []
+        for r in live:  # two MLflow runs may map to one id of Shipyard's (a copied run folder, an upper-case id)
+            first = seen.setdefault(run_id_for(r.id), r)
+            if first is r:
+                unique.append(r)
+            else:
+                report.skip(f"run {r.id} (experiment {r.experiment_id})", f"the same run id as run {first.id} "
+                            f"(experiment {first.experiment_id}): imported once")
+        live = unique
         ids = [run_id_for(r.id) for r in live]
         existing = self.svc.meta.existing_runs(ids)
         self.present = set(existing)
@@ -215,7 +230,15 @@ class _Import(ModelImport):
             self._folder(r.artifact_uri, r.experiment_id, f"artifacts of run {r.id}")
             for m in self.logged.get(r.id, []):
                 self._folder(m.artifact_location, m.experiment_id, f"logged model {m.id} of run {r.id}")
-        self.versions = self.source.versions()
+        self.versions = []
+        versions = self.source.versions()
+        for what, why in getattr(self.source, "refused", ()):  # the file store's unreadable meta.yaml files
+            report.skip(what, why)
+        for v in versions:
+            if v.stage == DELETED_STAGE:  # MLflow keeps a deleted version's row (SQL) and folder, marked so
+                report.skip(f"MLflow {v.model}/{v.version}", "deleted in MLflow: not imported")
+            else:
+                self.versions.append(v)
         self.ml_aliases = self.source.aliases()
         for v in self.versions:
             if v.status in ("", "READY"):

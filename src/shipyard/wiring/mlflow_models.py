@@ -10,6 +10,7 @@ modification time after the version's creation time says so) is flagged, and get
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from shipyard.core.importing.mlflow import (
     MlAlias,
     MlVersion,
     Report,
+    fits_time,
     lineage,
     model_meta,
     plan_aliases,
@@ -69,14 +71,23 @@ class ModelImport:
 
     def _model(self, name: str, versions: list[MlVersion], aliases: list[MlAlias]) -> None:
         report = self.report
-        imported = self._imported_versions(name)  # MLflow version -> Shipyard version
+        earlier = self._imported_versions(name)  # MLflow version -> what earlier imports made of that number
+        imported: dict[int, tuple[int, bool]] = {}  # MLflow version -> (Shipyard version, flagged)
         flagged: set[int] = set()
         for v in versions:
-            if v.version in imported:
+            # the same MLflow version: its number and creation time (a model deleted and made again in MLflow
+            # numbers its versions from 1 again: that is another version, imported as one)
+            same = [(n, f) for n, f, created in earlier.get(v.version, []) if created in (None, v.created_ms)]
+            if same:
+                imported[v.version] = same[0]
                 report.skipped["versions"] += 1
-                if imported[v.version][1]:
+                if same[0][1]:
                     flagged.add(v.version)
                 continue
+            if v.version in earlier:
+                report.skip(f"MLflow {name}/{v.version}", f"not the version imported before as {name}@"
+                            f"{earlier[v.version][-1][0]} (another creation time: the model was made again in "
+                            "MLflow): imported as a new version")
             number, flag = self._version(v)
             if number is not None:
                 imported[v.version] = (number, bool(flag))
@@ -96,7 +107,8 @@ class ModelImport:
                 continue
             if alias in current:
                 report.skip(f"alias {name}@{alias}", f"already names {name}@{current[alias]} here (MLflow: "
-                            f"version {ml_version}); left as it is: move it with `shipyard alias set`")
+                            f"version {ml_version}, imported as {name}@{target}); left as it is: move it with "
+                            "`shipyard alias set`")
                 continue
             if not self.dry_run:
                 from shipyard.wiring.policy import move_alias
@@ -110,15 +122,16 @@ class ModelImport:
             report.added["aliases"] += 1
             report.stage_aliases += [f"{name}: {n}" for n in plan.notes if n.endswith(f" alias {alias}")]
 
-    def _imported_versions(self, name: str) -> dict[int, tuple[int, bool]]:
-        """MLflow version -> (Shipyard version, flagged) of what an earlier import brought over."""
+    def _imported_versions(self, name: str) -> dict[int, list[tuple[int, bool, int | None]]]:
+        """MLflow version -> [(Shipyard version, flagged, MLflow creation time)] of what earlier imports brought
+        over (more than one when the model was deleted and made again in MLflow, its numbers reused)."""
         from shipyard.wiring import saved_model
 
         try:
             existing: list[ModelVersion] = self.svc.meta.list_versions(name)
         except NotFoundError:
             return {}
-        out: dict[int, tuple[int, bool]] = {}
+        out: dict[int, list[tuple[int, bool, int | None]]] = {}
         for mv in existing:
             if not mv.description.startswith("Imported from MLflow"):
                 continue
@@ -127,7 +140,9 @@ class ModelImport:
             except ShipyardError:
                 continue
             if isinstance(origin, dict) and origin.get("name") == name and isinstance(origin.get("version"), int):
-                out[origin["version"]] = (mv.version, bool(origin.get("modified_after_registration")))
+                created = origin.get("creation_timestamp")
+                out.setdefault(origin["version"], []).append((mv.version, bool(origin.get(
+                    "modified_after_registration")), created if isinstance(created, int) else None))
         return out
 
     def _aliases(self, name: str) -> dict[str, int]:
@@ -149,9 +164,13 @@ class ModelImport:
         if folder is None:
             return None, ""
         try:
-            with open(folder / "MLmodel", "rb") as f:
+            # no link followed; O_NONBLOCK: a FIFO (a crafted store) would block the open forever
+            fd = os.open(folder / "MLmodel", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise InvalidInputError("its MLmodel is not a regular file")
                 raw = f.read(MAX_MLMODEL_BYTES + 1)
-            if len(raw) > MAX_MLMODEL_BYTES or (folder / "MLmodel").is_symlink():
+            if len(raw) > MAX_MLMODEL_BYTES:
                 raise InvalidInputError("its MLmodel is larger than 1 MiB, or a link")
             mlmodel = load_yaml(raw, f"{what} MLmodel")
         except FileNotFoundError:
@@ -178,10 +197,12 @@ class ModelImport:
         ref = f"{v.model}@{number}"
         if flag:
             report.flagged.append(f"{ref} (MLflow {v.model}/{v.version}): {flag}")
-        if meta.get("serializer", "skops") != "skops" or self._needs_trust(flavor, folder, meta):
+        trust = self._needs_trust(flavor, folder, meta) or (
+            "--pickle" if meta.get("serializer", "skops") != "skops" else "")
+        if trust:
             report.trust_needed.append(ref)
         report.versions.append({"ref": ref, "mlflow": f"{v.model}/{v.version}", "run_id": run_id,
-                                "flagged": bool(flag)})
+                                "flagged": bool(flag), **({"trust": trust} if trust else {})})
         report.added["versions"] += 1
         if self.dry_run:
             return number, flag
@@ -189,7 +210,16 @@ class ModelImport:
         with self.svc.registry.writing():
             from shipyard.core.artifacts.tree import put_path
 
-            stored = put_path(self.svc.store, folder)
+            try:
+                stored = put_path(self.svc.store, folder)
+            except (ShipyardError, OSError) as exc:  # a FIFO, a path too long, an unreadable file: not this one
+                report.versions.pop()
+                report.added["versions"] -= 1
+                report.trust_needed[:] = [r for r in report.trust_needed if r != ref]
+                report.flagged[:] = [f for f in report.flagged if not f.startswith(f"{ref} ")]
+                self.numbered[v.model] = number - 1
+                report.skip(what, f"its files cannot be stored: {str(exc)[:200]}")
+                return None, ""
             files = list(stored.manifest or ())
             files.append(ManifestEntry(MODEL_FILE, self.svc.store.put_bytes(description), len(description), 0o644))
             manifest = Manifest.of(files)
@@ -242,16 +272,22 @@ class ModelImport:
         newest, name = scan(folder, unwatched=MLFLOW_REWRITES).newest
         if v.created_ms and newest * 1000 > v.created_ms + 1:
             when = datetime.fromtimestamp(newest, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if not fits_time(v.created_ms):  # the store's own value, untrusted: no datetime for it
+                return f"{name} was modified at {when}; the version's creation time {str(v.created_ms)[:24]} " \
+                       "is not a time"
             made = datetime.fromtimestamp(v.created_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             return f"{name} was modified at {when}, after the version was registered ({made})"
         return ""
 
-    def _needs_trust(self, name: str, folder: Path, meta: dict[str, Any]) -> bool:
-        """Whether loading the model needs trust (a skops file: more than Shipyard's allowlist); reads the file,
-        runs nothing."""
+    def _needs_trust(self, name: str, folder: Path, meta: dict[str, Any]) -> str:
+        """The ``shipyard models trust`` flags loading the model needs ("" for none: a skops file within
+        Shipyard's allowlist); reads the file, runs nothing."""
         from shipyard.wiring import flavor
 
         try:
-            return bool(flavor(name).requires(folder, meta).items())
+            needed = flavor(name).requires(folder, meta)
         except ShipyardError:
-            return True
+            return "--pickle"
+        flags = (["--pickle"] if needed.pickle else []) + (["--code"] if needed.code else []) + [
+            f"--type {t}" for t in sorted(needed.types)] + [f"--class {c}" for c in sorted(needed.classes)]
+        return " ".join(flags)

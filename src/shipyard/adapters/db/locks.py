@@ -21,6 +21,7 @@ from shipyard.errors import ConflictError
 # advisory lock keys (any two 64-bit numbers that other applications sharing the database are unlikely to use)
 WRITERS_KEY = 0x5368697079617264  # "Shipyard"
 GC_KEY = 0x5368697079474321  # "ShipyGC!"
+IMPORT_KEY = 0x53686970794D4C46  # "ShipyMLF"
 
 
 class SqlLocks(SqlBase):
@@ -76,6 +77,21 @@ class SqlLocks(SqlBase):
                 yield
         except BlockingIOError:
             raise busy from None
+
+    @contextlib.contextmanager
+    def import_lock(self) -> Iterator[None]:
+        """Held by one ``shipyard import`` at a time across every machine using this database (the next waits):
+        an import reads what is already there, then adds the rest, so two at once would add it twice."""
+        if self.dialect == "postgresql":
+            with self._session() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": IMPORT_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": IMPORT_KEY})
+            return
+        with _flock(self._lock_file("import"), fcntl.LOCK_EX):
+            yield
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[sa.Connection]:

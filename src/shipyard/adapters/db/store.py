@@ -145,6 +145,9 @@ class SqlMetadataStore(runquery.RunReads):
     def gc_lock(self) -> AbstractContextManager[None]:
         return self.sqla.gc_lock()
 
+    def import_lock(self) -> AbstractContextManager[None]:
+        return self.sqla.import_lock()
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 from shipyard.adapters.mlflow_store import int_of as _int
 from shipyard.adapters.mlflow_store import text_of as _text
-from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion
+from shipyard.core.importing.mlflow import MlAlias, MlExperiment, MlLoggedModel, MlRun, MlVersion, fits_time
 from shipyard.core.lineage.records import Metric
 from shipyard.errors import BackendUnavailableError, InvalidInputError
 
@@ -37,16 +37,26 @@ class MlflowDatabase:
                 raise InvalidInputError(f"{path} does not exist: give the MLflow database's path "
                                         "(e.g. sqlite:///mlflow.db)")
             self.sqlite_path = path.resolve()
-            # read-only: an import never changes MLflow's store
-            url = f"sqlite:///file:{self.sqlite_path}?mode=ro&uri=true"
         elif url.startswith("postgresql://"):  # the driver Shipyard's postgres extra installs (psycopg 3)
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        options: dict[str, Any] = {}
+        if self.sqlite_path is not None:  # read-only: an import never changes MLflow's store
+            import sqlite3
+            from urllib.parse import quote
+
+            # the path percent-quoted, given to sqlite3 itself: in a URL, '%41' in a file name read another file
+            # (SQLAlchemy and SQLite each decode it) and '#' or '?' cut the name
+            target = f"file:{quote(str(self.sqlite_path))}?mode=ro"
+            url, options["creator"] = "sqlite://", lambda: sqlite3.connect(target, uri=True)
         try:
-            self.engine = sa.create_engine(url)
+            self.engine = sa.create_engine(url, **options)
             with self.engine.connect() as conn:
                 names = set(sa.inspect(conn).get_table_names())
         except sa.exc.ArgumentError as exc:
             raise InvalidInputError(f"{self.where} is not a database URL Shipyard reads: {str(exc)[:120]}") from None
+        except sa.exc.OperationalError as exc:  # no server there, refused, a wrong password: not the store's fault
+            raise BackendUnavailableError(f"cannot read {self.where}: "
+                                          f"{str(exc.orig).splitlines()[0][:160]}") from None
         except sa.exc.DatabaseError as exc:
             raise InvalidInputError(f"{self.where} is not an MLflow database: "
                                     f"{str(exc.orig).splitlines()[0][:160]}") from None
@@ -111,6 +121,7 @@ class MlflowDatabase:
         tags: dict[str, dict[str, str]] = {}
         metrics: dict[str, list[Metric]] = {}
         refused: list[tuple[str, str]] = []
+        bad: dict[tuple[str, str], int] = {}
         for start in range(0, len(run_ids), _CHUNK):
             ids = list(run_ids[start:start + _CHUNK])
             last: str | None = None
@@ -130,15 +141,20 @@ class MlflowDatabase:
                 try:
                     if type(key) is not str:
                         key = _text(key, 1000)
+                    if not fits_time(int(ts)):
+                        raise ValueError(ts)
                     metric = Metric(key, math.nan if is_nan else float(value), int(step), int(ts) / 1000)
                 except (TypeError, ValueError, OverflowError):
-                    refused.append((f"run {rid} metric {str(key)[:60]!r}", "a value, step or time is not a number"))
+                    bad[(rid, str(key)[:60])] = bad.get((rid, str(key)[:60]), 0) + 1
                     continue
                 if rid == last:
                     into.append(metric)
                 else:
                     last, into = rid, metrics.setdefault(rid, [])
                     into.append(metric)
+        # one line per metric however many of its rows are bad: a crafted database may hold millions
+        refused += [(f"run {rid} metric {key!r}: {n} value(s)", "a value, step or time is not a number (or the "
+                     "time is not milliseconds since 1970 before the year 10000)") for (rid, key), n in bad.items()]
         return params, tags, metrics, refused
 
     def versions(self) -> list[MlVersion]:
@@ -201,7 +217,16 @@ def _masked(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
+    if parts.password is None and "password" not in parts.query.lower():
+        return url  # as given (urlunsplit would turn sqlite:////abs into sqlite://abs)
+    if parts.query:  # libpq takes the password as a parameter too: ?password=...
+        from urllib.parse import parse_qsl, urlencode
+
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            parts = parts._replace(query=urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs],
+                                                   safe="*/"))
     if parts.password is not None:
         netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)

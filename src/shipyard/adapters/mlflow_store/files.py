@@ -8,6 +8,7 @@ by Shipyard's bounded loader; a link anywhere in the store is skipped and report
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,24 +29,37 @@ _RESERVED = {".trash", "models", ".shipyard"}
 
 
 def _read(path: Path, most: int) -> bytes | None:
-    """``path``'s bytes (None if absent, a link, or larger than ``most``)."""
+    """``path``'s bytes (None if absent, a link, not a regular file, or larger than ``most``). O_NONBLOCK: a
+    FIFO in a crafted store would otherwise block the open forever."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         return None
     with os.fdopen(fd, "rb") as f:
         data = f.read(most + 1)
     return None if len(data) > most else data
 
 
-def _meta(path: Path) -> dict[str, Any]:
+def _meta(path: Path, refused: list[tuple[str, str]] | None = None, what: str = "") -> dict[str, Any]:
+    """``path``'s YAML mapping ({} if absent or unreadable); with ``refused``, why it was not read goes there
+    (a folder that has a meta.yaml Shipyard cannot read is named, never dropped silently)."""
     raw = _read(path, MAX_META)
     if raw is None:
+        if refused is not None and os.path.lexists(path):
+            refused.append((what, f"its meta.yaml is not read (a link, not a regular file, or over "
+                                  f"{MAX_META // 1024} KiB)"))
         return {}
     try:
         body = load_yaml(raw, str(path))
-    except ShipyardError:
+    except ShipyardError as exc:
+        if refused is not None:
+            refused.append((what, f"its meta.yaml is not read: {str(exc)[:160]}"))
         return {}
+    if not isinstance(body, dict) and refused is not None:
+        refused.append((what, "its meta.yaml is not a mapping"))
     return body if isinstance(body, dict) else {}
 
 
@@ -77,6 +91,7 @@ class MlflowFileStore:
             raise InvalidInputError(f"{path} is not an MLflow file store (no <experiment>/meta.yaml in it): give "
                                     "the mlruns folder")
         self._runs: dict[str, Path] = {}
+        self.refused: list[tuple[str, str]] = []  # (what, why) of folders whose meta.yaml could not be read
 
     def default_artifacts(self) -> tuple[Path, Path]:
         return self.root, self.root.parent
@@ -92,7 +107,7 @@ class MlflowFileStore:
     def experiments(self) -> list[MlExperiment]:
         out = []
         for folder, trashed in self._experiment_dirs():
-            meta = _meta(folder / "meta.yaml")
+            meta = _meta(folder / "meta.yaml", self.refused, f"experiment folder {folder.name[:80]}")
             if not meta:
                 continue
             tags = {k: _text(v.decode("utf-8", "replace"), MAX_VALUE) for k, p in _entries(folder / "tags")
@@ -107,7 +122,7 @@ class MlflowFileStore:
             for e in sorted(os.scandir(folder), key=lambda e: e.name):
                 if not e.is_dir(follow_symlinks=False) or e.name in ("tags", "models", "datasets", "traces"):
                     continue
-                meta = _meta(Path(e.path) / "meta.yaml")
+                meta = _meta(Path(e.path) / "meta.yaml", self.refused, f"run folder {folder.name[:40]}/{e.name[:80]}")
                 if not meta:
                     continue
                 rid = _text(meta.get("run_id") or meta.get("run_uuid") or e.name, 64)
@@ -141,16 +156,21 @@ class MlflowFileStore:
                 if raw is None:
                     refused.append((f"run {rid} metric {key[:60]!r}", "its file is larger than 512 MiB"))
                     continue
+                bad, first = 0, ""
                 for line in raw.decode("utf-8", "replace").splitlines():
                     parts = line.split()
                     try:
                         ts, value = int(parts[0]), float(parts[1])
                         step = int(parts[2]) if len(parts) > 2 else 0
-                    except (IndexError, ValueError):
-                        refused.append((f"run {rid} metric {key[:60]!r} line {line[:40]!r}",
-                                        "not 'timestamp value step'"))
+                        metric = to_metric(key, value, ts, step, value != value)
+                    except (IndexError, ValueError, OverflowError):
+                        bad, first = bad + 1, first or line[:40]
                         continue
-                    metrics.setdefault(rid, []).append(to_metric(key, value, ts, step, value != value))
+                    metrics.setdefault(rid, []).append(metric)
+                if bad:  # one line in the report however many: a crafted file may hold millions
+                    refused.append((f"run {rid} metric {key[:60]!r}: {bad} line(s), the first {first!r}",
+                                    "not 'timestamp value step' (a whole number of milliseconds since 1970, a "
+                                    "number, a whole number)"))
         return params, tags, metrics, refused
 
     def logged_models(self) -> list[MlLoggedModel]:
@@ -181,7 +201,7 @@ class MlflowFileStore:
             for e in os.scandir(model):
                 if not (e.is_dir(follow_symlinks=False) and e.name.startswith("version-")):
                     continue
-                meta = _meta(Path(e.path) / "meta.yaml")
+                meta = _meta(Path(e.path) / "meta.yaml", self.refused, f"model folder {model.name[:80]}/{e.name[:40]}")
                 number = _int(meta.get("version"))
                 if number is None or number < 1:
                     continue

@@ -95,7 +95,11 @@ def scan(folder: Path, max_files: int = 1_000_000, unwatched: frozenset[str] = f
     stack = [(folder, "")]
     while stack and files <= max_files:
         path, rel = stack.pop()
-        with os.scandir(path) as it:
+        try:
+            it = os.scandir(path)
+        except OSError:  # unreadable, or a path too long (a crafted store nests thousands of folders): storing
+            continue  # the folder then fails and is reported; nothing here is followed anyway
+        with it:
             for entry in it:
                 name = f"{rel}{entry.name}"
                 if entry.is_symlink():

@@ -127,8 +127,13 @@ def to_run(run: MlRun, experiment: str, report: Report) -> RunRecord:
         report.skip(f"run {run.id} status {run.status[:20]!r}",
                     "not an MLflow status Shipyard knows: imported as failed")
         status = RunStatus.FAILED
-    start = (run.start_ms or 0) / 1000
-    end = None if run.end_ms is None or status is RunStatus.RUNNING else run.end_ms / 1000
+    start_ms, end_ms = run.start_ms, run.end_ms
+    for label, ms in (("start", start_ms), ("end", end_ms)):
+        if ms is not None and not fits_time(ms):
+            report.skip(f"run {run.id} {label} time {str(ms)[:24]!r}", "not a time Shipyard records (milliseconds "
+                        "since 1970, before the year 10000): left out")
+    start = (start_ms or 0) / 1000 if start_ms is None or fits_time(start_ms) else 0.0
+    end = None if end_ms is None or status is RunStatus.RUNNING or not fits_time(end_ms) else end_ms / 1000
     params = _keyed(run.params, f"run {run.id} param", report)
     tags = _keyed(run.tags, f"run {run.id} tag", report)
     tags[RUN_ID_TAG] = run.id
@@ -140,7 +145,18 @@ def to_run(run: MlRun, experiment: str, report: Report) -> RunRecord:
                      parent_id=run_id_for(parent) if parent else None, params=params, tags=tags)
 
 
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: what a datetime (and a report) can show
+
+
+def fits_time(ms: int | float) -> bool:
+    """Whether ``ms`` (MLflow's milliseconds since 1970, read from an untrusted store) is a time Shipyard records."""
+    return 0 <= ms <= MAX_TIME_MS
+
+
 def to_metric(key: str, value: float, timestamp_ms: int, step: int, is_nan: bool) -> Metric:
+    """ValueError for a time outside ``fits_time`` (a store's value, untrusted)."""
+    if not fits_time(timestamp_ms):
+        raise ValueError(f"timestamp {str(timestamp_ms)[:24]} is not a time")
     return Metric(key, math.nan if is_nan else float(value), int(step), timestamp_ms / 1000)
 
 

@@ -249,6 +249,8 @@ class Registry:
                       if mv.run_id == run.id]
         registered.sort(key=lambda mv: (mv.created_at, mv.model, mv.version))
         found = [mv for mv in registered if logged is not None and mv.manifest_digest == logged.digest]
+        if not found and logged is not None and logged.is_dir:  # imported from MLflow: its files plus ours
+            found = [mv for mv in registered if self._holds_with_description(mv, logged.digest)]
         if found:
             return found[0]
         if logged is None:
@@ -259,6 +261,18 @@ class Registry:
         raise NotFoundError(f"the model run {run.id[:8]} logged at {r.path!r} is not registered: register it with "
                             f"register_model('{r}', NAME) (or log_model(..., registered_model_name=NAME)), then "
                             "use NAME@VERSION")
+
+    def _holds_with_description(self, mv: ModelVersion, digest: Digest) -> bool:
+        """Whether ``mv`` holds exactly the folder ``digest`` plus its ``shipyard-model.json`` (a version
+        ``shipyard import mlflow`` registered from the model a run logged)."""
+        from shipyard.core.artifacts.tree import load_manifest
+        from shipyard.errors import ShipyardError
+
+        try:
+            ours, theirs = load_manifest(self.store, mv.manifest_digest), load_manifest(self.store, digest)
+        except ShipyardError:
+            return False
+        return tuple(e for e in ours.entries if e.path != MODEL_FILE) == theirs.entries
 
     def load(self, ref: str | ModelRef) -> Any:
         """The model object behind ``ref``, its bytes re-hashed against the store before loading.

@@ -31,9 +31,10 @@ MAX_IMAGE_PIXELS = 100_000_000  # 10,000 x 10,000: an array larger than this is 
 
 def log_file(svc: Services, run_id: str, artifact_file: str, write: Any) -> ArtifactRecord:
     """``write(path)`` fills a file in a temporary folder, which is logged as ``artifact_file`` on the run."""
-    if not isinstance(artifact_file, str) or not artifact_file.strip("/ "):
-        raise InvalidInputError(f"artifact_file must be a relative file name such as 'config.json', not "
-                                f"{artifact_file!r}")
+    if not isinstance(artifact_file, str) or not artifact_file.strip("/ ") or "\0" in artifact_file \
+            or any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in artifact_file.split("/")):
+        raise InvalidInputError(f"artifact_file must be a relative file name such as 'config.json' (no NUL, each "
+                                f"part at most 255 bytes), not {artifact_file[:80]!r}")
     with tempfile.TemporaryDirectory(prefix="shipyard-log-") as tmp:
         path = Path(tmp) / Path(artifact_file.replace("\\", "/")).name
         write(path)

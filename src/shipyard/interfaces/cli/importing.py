@@ -57,8 +57,11 @@ def mlflow(
     if report.trust_needed:
         refs = " ".join(report.trust_needed)
         console.print(f"need your trust before they load ({out.plain(refs)}): they are pickles, or name types beyond "
-                      "Shipyard's allowlist; check them, then `shipyard models trust REF --pickle -m REASON`",
-                      soft_wrap=True)
+                      "Shipyard's allowlist; check them, then:", soft_wrap=True)
+        for v in report.versions:
+            if v.get("trust"):
+                console.print(f"  shipyard models trust {out.plain(str(v['ref']))} {out.plain(str(v['trust']))} "
+                              "-m REASON", soft_wrap=True)
     if report.not_carried:
         console.print(f"not carried over ({len(report.not_carried)}):")
         for what, why in report.not_carried[:50]:
