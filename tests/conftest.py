@@ -341,6 +341,25 @@ MLFLOW_SPECS = (f"mlflow=={MLFLOW_VERSION}", f"scikit-learn=={_version('scikit-l
 TEST_CACHE = Path(os.environ.get("SHIPYARD_TEST_CACHE", Path.home() / ".cache" / "shipyard-tests"))
 
 
+NO_TORCH = 'raise ModuleNotFoundError("torch is not in the venv `make demo` builds", name="torch")\n'
+
+
+def as_in_the_demo_venv(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for processes that stand for ``make demo``'s venv (the demo, the README's tour): that venv has no
+    torch, which the tests' venv has (the dev extras: every flavor). Where torch is installed, importing skops
+    imports it (scikit-learn's package walk reaches its array-API module for torch): 1.5-2 s of CPU in each
+    pipeline stage of the example, which the demo's users never spend. A ``torch`` that cannot be imported,
+    first on PYTHONPATH, makes these processes see what the demo's venv has."""
+    shim = TEST_CACHE / "no-torch"
+    init = shim / "torch" / "__init__.py"
+    if not init.is_file() or init.read_text() != NO_TORCH:
+        init.parent.mkdir(parents=True, exist_ok=True)
+        partial = init.with_name(f".{os.getpid()}.tmp")
+        partial.write_text(NO_TORCH)
+        partial.replace(init)  # workers writing it at once: each rename is whole
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, (str(shim), env.get("PYTHONPATH"))))}
+
+
 def side_venv(name: str, specs: tuple[str, ...]) -> Path:
     """The bin/ folder of the side venv ``name`` with ``specs``, installed under a file lock so that parallel
     workers install it once (uv when it is there); a venv made with other specs is made again."""
