@@ -317,3 +317,12 @@ def test_search_runs_looks_in_the_experiment_set_unless_told_otherwise(project: 
     every = shipyard.search_runs(search_all_experiments=True, output_format="list")
     assert sorted(r.experiment for r in every) == ["baseline", "tuned"]
     assert [r.experiment for r in shipyard.search_runs(["baseline"], output_format="list")] == ["baseline"]
+    # MLflow's order_by keys and RunInfo fields
+    oldest = shipyard.search_runs(order_by=["attributes.start_time ASC"], search_all_experiments=True,
+                                  output_format="list")
+    assert [r.experiment for r in oldest] == ["baseline", "tuned"]
+    named = shipyard.search_runs(order_by=["attributes.run_name DESC"], search_all_experiments=True,
+                                 output_format="list")
+    assert [r.name for r in named] == sorted((r.name for r in oldest), reverse=True)
+    info = oldest[0].info
+    assert (info.artifact_uri, info.lifecycle_stage) == (f"runs:/{oldest[0].id}", "active")

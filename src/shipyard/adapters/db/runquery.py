@@ -28,6 +28,7 @@ _RUN_COLUMNS = ("id", "name", "experiment", "status", "start_time", "end_time", 
 _SELECT_RUNS = "SELECT " + ", ".join(f'"runs"."{c}"' for c in _RUN_COLUMNS) + ' FROM "runs"'
 _ATTRIBUTES = ("status", "name", "experiment", "user", "host")  # host: the tracker finds its own dead runs by it
 _ORDER_FIELDS = ("start_time", "name", "end_time")
+_ORDER_ALIASES = {"run_name": "name"}  # MLflow's order_by keys (``attributes.`` dropped) -> ours
 _VALUE_TABLES = {"metrics": "latest_metrics", "params": "params", "tags": "tags"}
 
 
@@ -196,6 +197,7 @@ def _order(order_by: str | None, p: _Params) -> str:
         return '"runs"."start_time" DESC'
     key, _, direction = order_by.strip().partition(" ")
     way = "ASC" if direction.strip().lower() == "asc" else "DESC"
+    key = _ORDER_ALIASES.get(key.removeprefix("attributes."), key.removeprefix("attributes."))  # MLflow's forms
     if key.startswith("metrics."):
         col = (f'(SELECT "latest_metrics"."value" FROM "latest_metrics" WHERE "latest_metrics"."run_id" = "runs"."id" '
                f'AND "latest_metrics"."key" = {p(key[8:])})')

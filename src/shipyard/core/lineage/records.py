@@ -116,6 +116,16 @@ class RunInfo:
     def run_uuid(self) -> str:
         return self.run_id
 
+    @property
+    def lifecycle_stage(self) -> str:
+        return "active"  # MLflow's: runs are never deleted here
+
+    @property
+    def artifact_uri(self) -> str:
+        """Where the run's files are, as a URI ``shipyard.artifacts.download_artifacts`` takes (``runs:/ID``; with
+        ``/PATH`` appended, one of them)."""
+        return f"runs:/{self.run_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class RunData:
