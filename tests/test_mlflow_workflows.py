@@ -326,3 +326,21 @@ def test_search_runs_looks_in_the_experiment_set_unless_told_otherwise(project: 
     assert [r.name for r in named] == sorted((r.name for r in oldest), reverse=True)
     info = oldest[0].info
     assert (info.artifact_uri, info.lifecycle_stage) == (f"runs:/{oldest[0].id}", "active")
+
+
+def test_a_saved_folder_loads_by_its_path_within_the_allowlist(project: Path, tmp_path: Path) -> None:
+    """MLflow's ``save_model(model, path)`` then ``load_model(path)``: the folder is copied, then loaded with
+    nothing trusted (a folder grants itself no trust): a pickle is refused, with what to do."""
+    shipyard.sklearn.save_model(dummy(), tmp_path / "saved", input_example=[[0.0]])
+    for given in (tmp_path / "saved", str(tmp_path / "saved"), f"file://{tmp_path / 'saved'}"):
+        assert shipyard.sklearn.load_model(given).predict([[5.0]]).tolist() == [1.0]
+    assert Path.cwd() == project and project.parent == tmp_path
+    assert shipyard.pyfunc.load_model("../saved").predict([[5.0]]).tolist() == [1.0]  # relative to the cwd
+    shipyard.sklearn.save_model(dummy(), tmp_path / "pickled", serialization_format="pickle")
+    with pytest.raises(UntrustedModelError, match=r"pickled needs a pickle .* to load, and only a registered version"):
+        shipyard.sklearn.load_model(tmp_path / "pickled")
+    with pytest.raises(NotFoundError, match="no saved model folder at"):
+        shipyard.sklearn.load_model(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match=r"empty is not a saved model: it has no shipyard-model\.json"):
+        shipyard.load_model(f"{tmp_path}/empty")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -289,7 +290,8 @@ class Registry:
                 by = other.actor if other is not None and not (needed - granted - _items(other)) else None
                 raise untrusted_error(mv.ref, needed, granted, by=by)
 
-        return self._load(mv.ref, mv.manifest_digest, check, registered_as=mv.flavor)
+        return self._load(mv.ref, lambda into: materialize(self.store, mv.manifest_digest, into), check,
+                          registered_as=mv.flavor)
 
     def load_logged(self, r: ModelRef) -> Any:
         """The model a run logged at ``r.path`` that no version holds (MLflow loads ``runs:/RUN_ID/model`` so),
@@ -301,22 +303,33 @@ class Registry:
             self._from_run(r)  # raises the error that says what the run has instead
             raise NotFoundError(f"run {run.id[:8]} logged no model at {r.path!r}")
 
-        def check(saved: SavedModel, needed: TrustSet) -> None:
-            if needed:
-                raise UntrustedModelError(
-                    f"{r} needs {needed.describe()} to load, and only a registered version can be trusted: "
-                    f"register_model('{r}', NAME), then `shipyard models trust NAME@VERSION`")
+        return self._load(str(r), lambda into: materialize(self.store, logged.digest, into), _untrusted(str(r)))
 
-        return self._load(str(r), logged.digest, check)
+    def load_folder(self, folder: Path) -> Any:
+        """A saved model's folder (``save_model``'s), loaded as MLflow loads a path: copied first (it cannot
+        change between its check and its load) and within its flavor's allowlist only, as a folder grants itself
+        no trust: one that needs more is registered, then trusted."""
+        import shutil
 
-    def _load(self, where: str, manifest: Digest, check: Callable[[SavedModel, TrustSet], None],
+        where = str(folder)
+        if not folder.is_dir():
+            raise NotFoundError(f"no saved model folder at {where}")
+        def special(parent: str, names: list[str]) -> list[str]:  # a FIFO or a device would block or be read
+            return [n for n in names if not (os.path.islink(p := os.path.join(parent, n)) or os.path.isdir(p)
+                                             or os.path.isfile(p))]
+
+        return self._load(where, lambda into: shutil.copytree(folder, into, symlinks=True, dirs_exist_ok=True,
+                                                              ignore=special), _untrusted(where))
+
+    def _load(self, where: str, fill: Callable[[Path], object], check: Callable[[SavedModel, TrustSet], None],
               registered_as: str | None = None) -> Any:
-        """The model saved in the folder ``manifest`` names, once ``check`` passed (it raises to refuse)."""
+        """The model saved in the folder ``fill`` writes into a private one, once ``check`` passed (it raises to
+        refuse)."""
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="shipyard-model-") as tmp:
             folder = Path(tmp)
-            materialize(self.store, manifest, folder)
+            fill(folder)
             saved = SavedModel.read(folder, where)
             if registered_as is not None and saved.flavor != registered_as:
                 raise IntegrityError(f"{where} was registered as {registered_as} but its files say {saved.flavor}")
@@ -382,6 +395,18 @@ def not_found_in(message: str, where: str) -> str:
         hint = f"{hint}; `shipyard models list` shows what it holds" if hint else \
             "`shipyard models list` shows what it holds"
     return f"{what} (registry {where}); {hint}"
+
+
+def _untrusted(where: str) -> Callable[[SavedModel, TrustSet], None]:
+    """The check of a model no version holds (a run's files, a folder): nothing beyond its flavor's allowlist."""
+
+    def check(saved: SavedModel, needed: TrustSet) -> None:
+        if needed:
+            raise UntrustedModelError(
+                f"{where} needs {needed.describe()} to load, and only a registered version can be trusted: "
+                f"register_model('{where}', NAME), then `shipyard models trust NAME@VERSION`")
+
+    return check
 
 
 def _items(event: AuditEvent | None) -> TrustSet:

@@ -277,12 +277,17 @@ class Client(MlflowMethods, FileMethods):
             SavedModel.read(folder, text)  # not one: the error names the URI, not this temporary folder
             return svc.registry.register(name, folder, run_id=run.id, metrics=run.metrics, params=run.params)
 
-    def load_model(self, model_uri: str) -> Any:
-        """The model behind ``iris@3``, ``iris@champion``, ``models:/iris/3``, ``models:/iris@champion`` or
-        ``runs:/RUN_ID/PATH`` (registered or not)."""
+    def load_model(self, model_uri: str | os.PathLike[str]) -> Any:
+        """The model behind ``iris@3``, ``iris@champion``, ``models:/iris/3``, ``models:/iris@champion``,
+        ``runs:/RUN_ID/PATH`` (registered or not) or a folder ``save_model`` wrote (a path with a ``/`` in it, or a
+        ``file://`` URI)."""
         from shipyard.wiring.signing import require_signature
 
         registry = self.services.registry
+        folder = shapes.local_folder(model_uri)
+        if folder is not None:  # save_model's folder, by path or file:// URI, as MLflow loads it
+            require_signature(self.services, None, "load", str(folder))
+            return registry.load_folder(folder)
         ref = ModelRef.parse(shapes.model_ref(model_uri))
         try:
             mv = registry.resolve(ref)

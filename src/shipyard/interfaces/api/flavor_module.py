@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.registry.records import ModelVersion
-from shipyard.errors import InvalidInputError
 from shipyard.interfaces.api import fluent
 from shipyard.interfaces.api.client import PathLike
 from shipyard.interfaces.api.models import examples_of
@@ -70,7 +69,5 @@ def save_model(flavor: str, model: Any, path: PathLike, input_example: Any, sign
 
 def load_model(model_uri: str | PathLike) -> Any:
     """The model behind ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/RUN_ID/PATH`` or
-    ``NAME@VERSION``, verified against its digests."""
-    if not isinstance(model_uri, str):
-        raise InvalidInputError(f"load a registered model by its URI (models:/NAME/VERSION), not {model_uri!r}")
+    ``NAME@VERSION``, verified against its digests, or in a folder ``save_model`` wrote (a path)."""
     return fluent.load_model(model_uri)

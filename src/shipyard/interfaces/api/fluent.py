@@ -315,9 +315,10 @@ def register_model(model_uri: PathLike, name: str, await_registration_for: int |
     return default_client().register_model(model_uri, name)
 
 
-def load_model(model_uri: str, dst_path: PathLike | None = None) -> Any:
-    """The model behind ``NAME``, ``NAME@VERSION``, ``NAME@ALIAS``, ``models:/NAME/VERSION`` or
-    ``models:/NAME@ALIAS``, verified against its digests.
+def load_model(model_uri: str | PathLike, dst_path: PathLike | None = None) -> Any:
+    """The model behind ``NAME``, ``NAME@VERSION``, ``NAME@ALIAS``, ``models:/NAME/VERSION``,
+    ``models:/NAME@ALIAS`` or ``runs:/RUN_ID/PATH``, verified against its digests; or the one in a folder
+    ``save_model`` wrote (a path with a ``/``, or ``file://``), loaded within its flavor's allowlist only.
 
     A version that needs code run to load (a pickle, a class to import, stored code, skops types
     beyond Shipyard's allowlist, functions included) loads only if that was trusted for it, by you

@@ -47,12 +47,24 @@ def alias_ref(name: str, alias: str) -> ModelRef:
     return ModelRef(check_model_name(name), alias=check_alias(alias))
 
 
-def model_ref(uri: str) -> str:
+def model_ref(uri: object) -> str:
     """A reference as the registry reads it: ``iris@3``, ``models:/iris/3``, ``models:/iris@champion``,
     ``runs:/RUN_ID/model`` (``ModelRef.parse`` reads them all); anything but text is refused here."""
     if not isinstance(uri, str):
         raise InvalidReferenceError(f"a model reference is text such as iris@3 or models:/iris/3, not {uri!r}")
     return uri
+
+
+def local_folder(uri: object) -> Path | None:
+    """The folder ``uri`` names, if it names one rather than a model reference: ``file://…``, or a path with a
+    separator in it (``./model``, ``/tmp/m``, ``out/model``: a reference never holds one) or a ``PathLike``."""
+    if isinstance(uri, os.PathLike):
+        return Path(uri)
+    if not isinstance(uri, str) or ":/" in uri.removeprefix("file://"):
+        return None
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    return Path(uri) if os.sep in uri or uri.startswith(".") else None
 
 
 def run_artifact(uri: str) -> tuple[str, str]:
