@@ -341,15 +341,16 @@ MLFLOW_SPECS = (f"mlflow=={MLFLOW_VERSION}", f"scikit-learn=={_version('scikit-l
 TEST_CACHE = Path(os.environ.get("SHIPYARD_TEST_CACHE", Path.home() / ".cache" / "shipyard-tests"))
 
 
-NO_TORCH = 'raise ModuleNotFoundError("torch is not in the venv `make demo` builds", name="torch")\n'
+NO_TORCH = 'raise ModuleNotFoundError("torch is not in this venv (the scikit-learn extras only)", name="torch")\n'
 
 
-def as_in_the_demo_venv(env: dict[str, str]) -> dict[str, str]:
-    """``env`` for processes that stand for ``make demo``'s venv (the demo, the README's tour): that venv has no
-    torch, which the tests' venv has (the dev extras: every flavor). Where torch is installed, importing skops
-    imports it (scikit-learn's package walk reaches its array-API module for torch): 1.5-2 s of CPU in each
-    pipeline stage of the example, which the demo's users never spend. A ``torch`` that cannot be imported,
-    first on PYTHONPATH, makes these processes see what the demo's venv has."""
+def without_torch(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for processes that stand for a venv with the scikit-learn extras only: ``make demo``'s (the demo,
+    the README's tour), or a CI job's for a scikit-learn project. Those have no torch, which the tests' venv has
+    (the dev extras: every flavor); where torch is installed, importing skops imports it (scikit-learn's package
+    walk reaches its array-API module for torch): 1-2 s of CPU in each pipeline stage of the example, which those
+    venvs never spend. A ``torch`` that cannot be imported, first on PYTHONPATH, makes these processes see what
+    those venvs have."""
     shim = TEST_CACHE / "no-torch"
     init = shim / "torch" / "__init__.py"
     if not init.is_file() or init.read_text() != NO_TORCH:

@@ -28,7 +28,7 @@ import yaml
 from shipyard import __version__
 from shipyard.core.deploy import workflows
 from shipyard.core.registry.diff import Side, diff, markdown
-from tests.conftest import cli_env, shipyard
+from tests.conftest import cli_env, shipyard, without_torch
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci-workflows")]  # one origin project for the module
 
@@ -66,8 +66,8 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
     # setup-python's equivalent: this venv's python, pip and shipyard come first on PATH (as under `make test`,
     # which runs .venv/bin/python without activating the venv)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = cli_env(SHIPYARD_ACTOR="dev@laptop", PYTHONPATH=os.pathsep.join(sys.path),
-                  SHIPYARD_CACHE_DIR=str(base / "envs"), PATH=path)
+    env = without_torch(cli_env(SHIPYARD_ACTOR="dev@laptop", PYTHONPATH=os.pathsep.join(sys.path),
+                                SHIPYARD_CACHE_DIR=str(base / "envs"), PATH=path))  # the workflow installs [sklearn]
     git(root, "init", "-q", "-b", "main")
     for args in (("data", "add", "data/raw"), ("run",), ("data", "push"),
                  ("alias", "set", MODEL, "production", "1"), ("ci", "github"), ("ci", "gitlab")):

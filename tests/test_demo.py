@@ -20,7 +20,7 @@ import pytest
 
 from shipyard.interfaces.cli.demo import PARTS, STEPS
 from shipyard.wiring import from_environment
-from tests.conftest import as_in_the_demo_venv, cli_env
+from tests.conftest import cli_env, without_torch
 from tests.conftest import shipyard as run_cli
 
 CLASSES = ("setosa", "versicolor", "virginica")
@@ -39,7 +39,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def first_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     folder = tmp_path_factory.mktemp("demo")
-    env = as_in_the_demo_venv(cli_env(SHIPYARD_HOME=str(folder / ".shipyard")))
+    env = without_torch(cli_env(SHIPYARD_HOME=str(folder / ".shipyard")))
     done = run_cli("demo", env={**env, "COLUMNS": "80"}, cwd=folder)  # every heading whole on 80 columns
     return Demo(folder, env, done)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import as_in_the_demo_venv
+from tests.conftest import without_torch
 from tests.readme_runner import Block, Session, parse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def test_the_readme_runs_top_to_bottom(tmp_path: Path) -> None:
     env["HOME"] = str(home)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if Path(p).resolve() != (Path(sys.prefix) / "bin").resolve())
-    session = Session(tmp_path, _clone(home), as_in_the_demo_venv(env), timeout=240)  # per block; a stage takes 2-20 s
+    session = Session(tmp_path, _clone(home), without_torch(env), timeout=240)  # per block; a stage takes 2-20 s
     ran = []
     for block in _blocks():
         session.run(block)
