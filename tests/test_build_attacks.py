@@ -119,6 +119,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(503 if mode == "never" else 200)
         self.end_headers()
     def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))  # unread, closing would reset the connection
         if mode == "err":
             self.send_response(500)
             self.end_headers()
