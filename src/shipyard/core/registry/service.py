@@ -314,6 +314,7 @@ class Registry:
         where = str(folder)
         if not folder.is_dir():
             raise NotFoundError(f"no saved model folder at {where}")
+
         def special(parent: str, names: list[str]) -> list[str]:  # a FIFO or a device would block or be read
             return [n for n in names if not (os.path.islink(p := os.path.join(parent, n)) or os.path.isdir(p)
                                              or os.path.isfile(p))]
