@@ -199,7 +199,7 @@ class Client(MlflowMethods, FileMethods):
         """
         if page_token:
             raise InvalidInputError("search_runs returns every match in one page: there is no next page token")
-        found = self.services.tracker.search(_with_experiment(filter_string, experiment_ids), max_results,
+        found = self.services.tracker.search(shapes.experiment_filter(filter_string, experiment_ids), max_results,
                                              _one_order(order_by))
         return [self._shown(r) for r in found]
 
@@ -425,18 +425,6 @@ class ActiveRun:
 
     def __repr__(self) -> str:
         return f"<ActiveRun {self.name} id={self.id[:8]}>"
-
-
-def _with_experiment(filter_string: str | None, experiment_ids: Sequence[str] | str | None) -> str | None:
-    names = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids or ())
-    if len(names) > 1:
-        raise InvalidInputError(f"search one experiment at a time (or all, with none), not {len(names)}")
-    if not names:
-        return filter_string or None
-    if "'" in names[0]:
-        raise InvalidInputError(f"invalid experiment name {names[0]!r}: it holds a quote")
-    condition = f"experiment = '{names[0]}'"
-    return f"{filter_string} and {condition}" if filter_string and filter_string.strip() else condition
 
 
 def _one_order(order_by: Sequence[str] | str | None) -> str | None:

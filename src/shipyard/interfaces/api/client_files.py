@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from shipyard.core.lineage import run_files
 from shipyard.core.lineage.run_files import FileInfo
 from shipyard.errors import InvalidInputError
+from shipyard.interfaces.api import shapes
 
 if TYPE_CHECKING:
     from shipyard.interfaces.api.fluent import Experiment
@@ -79,7 +80,5 @@ class FileMethods:
 
         if not isinstance(name, str) or not name:
             raise InvalidInputError("get_experiment_by_name needs an experiment name")
-        if "'" in name:
-            raise InvalidInputError(f"invalid experiment name {name!r}: it holds a quote")
-        found = self.services.tracker.search(f"experiment = '{name}'", 1)
+        found = self.services.tracker.search(shapes.experiment_filter(None, name), 1)
         return Experiment(name) if found else None

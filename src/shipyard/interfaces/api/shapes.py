@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +142,16 @@ def tracking_target(uri: str | os.PathLike[str]) -> tuple[Path | None, str | Non
     if not folder.is_dir():
         raise InvalidInputError(f"cannot track in {folder}: no such folder (create it, or use a database URL)")
     return folder.resolve(), None
+
+
+def experiment_filter(filter_string: str | None, experiment_ids: Sequence[str] | str | None) -> str | None:
+    """``filter_string`` narrowed to the one experiment named (experiments are names here), checked."""
+    names = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids or ())
+    if len(names) > 1:
+        raise InvalidInputError(f"search one experiment at a time (or all, with none), not {len(names)}")
+    if not names:
+        return filter_string or None
+    if "'" in names[0]:
+        raise InvalidInputError(f"invalid experiment name {names[0]!r}: it holds a quote")
+    condition = f"experiment = '{names[0]}'"
+    return f"{filter_string} and {condition}" if filter_string and filter_string.strip() else condition
